@@ -1,0 +1,73 @@
+"""What every command shares: common flags, settings, logging and the error-to-exit-code map."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import NoReturn
+
+from config import Settings, load_settings
+from core.errors import UserError
+from core.logging import setup_logging
+
+log = logging.getLogger(__name__)
+EXIT_RUNTIME, EXIT_USER, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line naming the problem, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="config profile: default, production or a .toml path")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
+    parser.add_argument("--data-dir", help="where the SQLite store and caches live")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.log_json:
+        overrides["log_json"] = True
+    settings = load_settings(args.profile, **overrides)
+    setup_logging(
+        settings.log_level, json_lines=settings.log_json, secrets=settings.secret_values()
+    )
+    return settings
+
+
+def parse_utc(text: str, flag: str) -> int:
+    """`2025-10-29` or `2025-10-29T04:00` (UTC) to epoch ms, or a UserError naming the flag."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(
+            f"invalid {flag} {text!r}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def notify(line: str) -> None:
+    """Notices go to stderr so stdout stays clean for tables and JSON."""
+    print(line, file=sys.stderr)
+
+
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a command; user errors and Ctrl-C become one line and an exit code, never a traceback."""
+    try:
+        return main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,181 @@
+"""`agent-data`: download, import, verify and list the candles in the local store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from agent.cli.common import (
+    EXIT_RUNTIME,
+    OneLineParser,
+    add_common_args,
+    notify,
+    parse_utc,
+    run,
+    settings_from,
+)
+from config import Settings
+from core.clock import SystemClock
+from core.errors import UserError
+from market.binance_rest import BinanceRestClient, BinanceUnavailable
+from market.models import INTERVAL_MS, parse_interval, parse_symbol
+from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
+from market.validation import iso_ms, validate_candles
+from store import Store, open_store
+from store.candles import load_candles, summarize, upsert_candles
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="agent-data", description=__doc__)
+    add_common_args(parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    download = sub.add_parser("download", help="fetch closed klines from Binance into the store")
+    download.add_argument("--symbol", required=True, help="e.g. BTCUSDT or BTCUSDT,ETHUSDT")
+    download.add_argument("--interval", default="1m", help=f"one of {', '.join(INTERVAL_MS)}")
+    span = download.add_mutually_exclusive_group(required=True)
+    span.add_argument("--days", type=float, help="the last N days up to now")
+    span.add_argument("--start", help="UTC start, YYYY-MM-DD[THH:MM] (needs --end)")
+    download.add_argument("--end", help="UTC end, exclusive")
+
+    imp = sub.add_parser("import", help="import a CSV (Binance kline layout or OHLCV)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--symbol", required=True)
+    imp.add_argument("--interval", required=True)
+
+    sub.add_parser("list", help="symbols, intervals, ranges, rows and gaps in the store")
+
+    verify = sub.add_parser("verify", help="check stored candles for gaps and bad rows")
+    verify.add_argument("--symbol")
+    return parser
+
+
+def _symbols(raw: str) -> list[str]:
+    return [parse_symbol(part) for part in raw.split(",") if part.strip()]
+
+
+def _download(args: argparse.Namespace, settings: Settings, store: Store, console: Console) -> int:
+    interval = parse_interval(args.interval)
+    symbols = _symbols(args.symbol)
+    step = INTERVAL_MS[interval]
+    client = BinanceRestClient(settings.binance, cache_dir=settings.data_dir / "http-cache")
+    source = CandleSource(store, SystemClock(), notify)
+    if args.days is not None:
+        if args.days <= 0:
+            raise UserError(f"invalid --days {args.days:g}: must be greater than 0")
+        start_ms, end_ms = source.window(interval, args.days)
+    else:
+        if not args.end:
+            raise UserError("--start needs --end")
+        start_ms = parse_utc(args.start, "--start")
+        end_ms = parse_utc(args.end, "--end") - step
+        if end_ms < start_ms:
+            raise UserError(f"--end {args.end} is not after --start {args.start}")
+    expected = (end_ms - start_ms) // step + 1
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with client, Progress(*columns, console=console, transient=True) as progress:
+        for symbol in symbols:
+            task = progress.add_task(f"{symbol} {interval}", total=expected)
+            try:
+                bars = client.klines(
+                    symbol,
+                    interval,
+                    start_ms,
+                    end_ms,
+                    on_page=lambda rows, t=task: progress.update(t, completed=rows),
+                )
+            except BinanceUnavailable as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_RUNTIME
+            added = upsert_candles(store, symbol, interval, bars)
+            progress.remove_task(task)
+            console.print(
+                f"{symbol} {interval}: {len(bars):,} closed bars "
+                f"{iso_ms(start_ms)} → {iso_ms(end_ms)} UTC, {added:,} new in the store"
+            )
+    return 0
+
+
+def _import(args: argparse.Namespace, store: Store, console: Console) -> int:
+    symbol, interval = parse_symbol(args.symbol), parse_interval(args.interval)
+    frame = load_csv_candles(args.file, interval, notify)
+    added = upsert_candles(store, symbol, interval, frame)
+    console.print(
+        f"{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "
+        f"{added:,} new in the store"
+    )
+    return 0
+
+
+def _list(store: Store, console: Console) -> int:
+    seed_sample_if_empty(store, notify)
+    table = Table(title="Candles in the store")
+    for column in ("exchange", "symbol", "interval", "first open (UTC)", "last open (UTC)"):
+        table.add_column(column)
+    table.add_column("rows", justify="right")
+    table.add_column("missing bars", justify="right")
+    for s in summarize(store):
+        table.add_row(
+            s.exchange,
+            s.symbol,
+            s.interval,
+            iso_ms(s.first_open_ms),
+            iso_ms(s.last_open_ms),
+            f"{s.rows:,}",
+            f"{s.missing_bars:,}",
+        )
+    console.print(table)
+    return 0
+
+
+def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
+    symbol = parse_symbol(args.symbol) if args.symbol else None
+    series = summarize(store, symbol)
+    if not series:
+        raise UserError(
+            f"no stored candles{f' for {symbol}' if symbol else ''}; see `agent-data list`"
+        )
+    problems = 0
+    for s in series:
+        report = validate_candles(
+            load_candles(store, s.symbol, s.interval, exchange=s.exchange), s.interval
+        )
+        status = "ok" if report.ok else "; ".join(report.problems())
+        problems += not report.ok
+        console.print(f"{s.symbol} {s.interval}: {report.rows:,} bars, {status}")
+    return 1 if problems else 0
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args)
+    console = Console(highlight=False)
+    store = open_store(settings.resolved_database_url)
+    try:
+        if args.command == "download":
+            return _download(args, settings, store, console)
+        if args.command == "import":
+            return _import(args, store, console)
+        if args.command == "list":
+            return _list(store, console)
+        return _verify(args, store, console)
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

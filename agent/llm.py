@@ -1,0 +1,586 @@
+"""The one door to any OpenAI-compatible chat endpoint: explicit timeouts, our own retries,
+a JSON disk cache for reproducible runs, per-run budgets, and a single typed error."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import diskcache
+import openai
+from pydantic import BaseModel, Field, ValidationError, computed_field
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from config.settings import LLMSettings
+from core.errors import ConfigError
+from core.logging import Redactor
+
+log = logging.getLogger(__name__)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Local servers (Ollama, vLLM, LM Studio) ignore the key, but the SDK insists on one.
+KEYLESS_PLACEHOLDER = "not-needed"
+
+Cause = Literal[
+    "rate_limited",
+    "timeout",
+    "server_error",
+    "connection",
+    "bad_request",
+    "auth",
+    "bad_response",
+    "budget",
+    "cache_miss",
+]
+RETRYABLE: frozenset[str] = frozenset({"rate_limited", "timeout", "server_error", "connection"})
+
+
+class LLMError(Exception):
+    """Every way a call can fail, as one type; the graph records `cause` and abstains."""
+
+    def __init__(
+        self,
+        cause: Cause,
+        message: str,
+        *,
+        status: int | None = None,
+        attempts: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.cause: Cause = cause
+        self.message = message
+        self.status = status
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.cause in RETRYABLE
+
+    def __str__(self) -> str:
+        return f"LLM {self.cause}: {self.message} (attempts: {self.attempts})"
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: str = Field(description="raw JSON text as the model produced it; may be invalid")
+
+
+class LLMMessage(BaseModel):
+    role: str = "assistant"
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The OpenAI message dict, so a tool loop can append this turn to the next request."""
+        wire: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            wire["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in self.tool_calls
+            ]
+        return wire
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class LLMResponse(BaseModel):
+    """What decision records keep: plain JSON, identical whether served live or from cache."""
+
+    message: LLMMessage
+    finish_reason: str | None
+    usage: Usage
+    model: str
+    cached: bool
+    latency_ms: float
+    cost_usd: float
+
+
+class LLMStats(BaseModel):
+    """Per-run accounting that reports print and budgets are checked against."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    errors: dict[str, int] = Field(default_factory=dict)
+    latencies_ms: list[float] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def p50_latency_ms(self) -> float | None:
+        return _percentile(self.latencies_ms, 50)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def p95_latency_ms(self) -> float | None:
+        return _percentile(self.latencies_ms, 95)
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile: always an observed latency, never an interpolated one."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+
+
+# Lenient views of the wire format: compatible servers omit fields OpenAI always sends.
+class _WireFunction(BaseModel):
+    name: str
+    arguments: str = "{}"
+
+
+class _WireToolCall(BaseModel):
+    id: str
+    function: _WireFunction
+
+
+class _WireMessage(BaseModel):
+    role: str = "assistant"
+    content: str | None = None
+    tool_calls: list[_WireToolCall] | None = None
+
+
+class _WireChoice(BaseModel):
+    message: _WireMessage
+    finish_reason: str | None = None
+
+
+class _WireCompletion(BaseModel):
+    model: str = ""
+    choices: list[_WireChoice] = Field(min_length=1)
+    usage: Usage | None = None
+
+
+_AsyncResources = tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI, asyncio.Semaphore]
+
+
+@dataclass(frozen=True)
+class _Call:
+    key: str
+    kwargs: dict[str, Any]
+    started: float
+
+
+class LLMClient:
+    """Chat completions with tools against one endpoint; one instance is one run's budget."""
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        cache_dir: Path | None,
+        sleep: Callable[[float], None] = time.sleep,
+        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if settings.mode == "replay" and cache_dir is None:
+            raise ConfigError(
+                "config error: llm.mode=replay needs a cache directory to replay from"
+            )
+        self._settings = settings
+        self._sleep = sleep
+        self._asleep = asleep
+        self._clock = clock
+        self._redact = Redactor([api_key] if api_key else [])
+        # Without a key only a self-hosted endpoint makes sense; api.openai.com would just 401.
+        self._missing_key = not api_key and base_url is None
+        self._sdk_options: dict[str, Any] = {
+            "api_key": api_key or KEYLESS_PLACEHOLDER,
+            "base_url": base_url or OPENAI_BASE_URL,
+            "max_retries": 0,
+            "timeout": settings.timeout_s,
+        }
+        self._sdk = openai.OpenAI(**self._sdk_options)
+        self.base_url = str(self._sdk.base_url)
+        self._async: _AsyncResources | None = None
+        self._cache = (
+            diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk) if cache_dir else None
+        )
+        self._lock = threading.Lock()
+        self._stats = LLMStats()
+        self._warned_unpriced = False
+        self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_after_s)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> LLMStats:
+        with self._lock:
+            return self._stats.model_copy(deep=True)
+
+    def cache_key(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        prompt_version: str,
+    ) -> str:
+        """Everything that changes the answer, so decision records can cite the exact input."""
+        material = {
+            "base_url": self.base_url,
+            "model": self._settings.model,
+            "messages": messages,
+            "tools": tools,
+            "temperature": self._settings.temperature,
+            "prompt_version": prompt_version,
+        }
+        canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def estimate_cost(
+        self, calls: int, prompt_tokens_per_call: int, completion_tokens_per_call: int
+    ) -> float:
+        """USD for a planned run, to show before a long LLM backtest starts spending."""
+        return calls * self._cost(prompt_tokens_per_call, completion_tokens_per_call)
+
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        prompt_version: str,
+    ) -> LLMResponse:
+        """One chat completion, from cache when allowed; any failure is a single `LLMError`."""
+        call = self._prepare(messages, tools, prompt_version)
+        if isinstance(call, LLMResponse):
+            return call
+        retrying = Retrying(**self._retry_policy(), sleep=self._sleep)
+        try:
+            completion = retrying(self._send, call)
+        except LLMError as exc:
+            raise self._failed(exc, retrying.statistics["attempt_number"]) from None
+        return self._finish(call, completion)
+
+    async def acomplete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        prompt_version: str,
+    ) -> LLMResponse:
+        """`complete` for asyncio; at most `settings.concurrency` requests are in flight."""
+        call = self._prepare(messages, tools, prompt_version)
+        if isinstance(call, LLMResponse):
+            return call
+        retrying = AsyncRetrying(**self._retry_policy(), sleep=self._asleep)
+        try:
+            completion = await retrying(self._asend, call)
+        except LLMError as exc:
+            raise self._failed(exc, retrying.statistics["attempt_number"]) from None
+        return self._finish(call, completion)
+
+    def close(self) -> None:
+        self._sdk.close()
+        if self._cache is not None:
+            self._cache.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async[1].close()
+            self._async = None
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- shared by sync and async -------------------------------------------------------------
+
+    def _prepare(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        prompt_version: str,
+    ) -> _Call | LLMResponse:
+        """Cache, then the checks that must pass before anything leaves the machine."""
+        key = self.cache_key(messages, tools, prompt_version)
+        mode = self._settings.mode
+        if self._cache is not None and mode != "live":
+            stored = self._cache.get(key)
+            if stored is not None:
+                with self._lock:
+                    self._stats.cache_hits += 1
+                log.debug("LLM cache hit %s", key[:12])
+                return LLMResponse.model_validate(
+                    {**stored, "cached": True, "latency_ms": 0.0, "cost_usd": 0.0}
+                )
+        if mode == "replay":
+            raise self._failed(
+                LLMError(
+                    "cache_miss",
+                    f"llm.mode=replay and no cached answer for key {key[:12]}; nothing was sent. "
+                    "Run once with llm.mode=cache (AGENT_LLM__MODE=cache) and an API key to fill "
+                    "the cache, or use the offline model",
+                )
+            )
+        if self._missing_key:
+            raise self._failed(
+                LLMError(
+                    "auth",
+                    "no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                    "OpenAI-compatible server",
+                )
+            )
+        self._reserve_call()
+        kwargs: dict[str, Any] = {
+            "model": self._settings.model,
+            "messages": messages,
+            "temperature": self._settings.temperature,
+            "timeout": self._settings.timeout_s,
+        }
+        if tools:
+            kwargs["tools"] = tools
+        log.debug("LLM call %s: %d messages, %d tools", key[:12], len(messages), len(tools or []))
+        return _Call(key, kwargs, self._clock())
+
+    def _reserve_call(self) -> None:
+        """Budgets are checked before sending. Concurrent calls each take a call slot up front,
+        but token and USD caps can be overshot by the calls already in flight."""
+        s = self._settings
+        with self._lock:
+            st = self._stats
+            spent_tokens = st.prompt_tokens + st.completion_tokens
+            if s.max_calls is not None and st.calls >= s.max_calls:
+                reason = f"call budget spent: {st.calls} of llm.max_calls={s.max_calls}"
+            elif s.max_tokens is not None and spent_tokens >= s.max_tokens:
+                reason = f"token budget spent: {spent_tokens} of llm.max_tokens={s.max_tokens}"
+            elif s.max_usd is not None and st.cost_usd >= s.max_usd:
+                reason = f"cost budget spent: ${st.cost_usd:.4f} of llm.max_usd={s.max_usd}"
+            else:
+                st.calls += 1
+                return
+        raise self._failed(LLMError("budget", f"{reason}; nothing was sent"))
+
+    def _retry_policy(self) -> dict[str, Any]:
+        return {
+            "stop": stop_after_attempt(self._settings.max_retries + 1),
+            "wait": self._wait,
+            "retry": retry_if_exception(lambda exc: isinstance(exc, LLMError) and exc.retryable),
+            "before_sleep": self._before_sleep,
+            "reraise": True,
+        }
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, LLMError) and exc.retry_after is not None:
+            return min(exc.retry_after, self._settings.max_retry_after_s)
+        return self._backoff(state)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        with self._lock:
+            self._stats.retries += 1
+        log.warning(
+            "LLM %s (HTTP %s) on attempt %d of %d; retrying in %.2fs",
+            getattr(exc, "cause", "error"),
+            getattr(exc, "status", None),
+            state.attempt_number,
+            self._settings.max_retries + 1,
+            state.upcoming_sleep,
+        )
+
+    def _send(self, call: _Call) -> _WireCompletion:
+        try:
+            raw = self._sdk.chat.completions.with_raw_response.create(**call.kwargs)
+        except openai.APIError as exc:
+            raise self._classify(exc) from None
+        return self._parse(raw.http_response.text)
+
+    async def _asend(self, call: _Call) -> _WireCompletion:
+        sdk, in_flight = self._async_resources()
+        async with in_flight:
+            try:
+                raw = await sdk.chat.completions.with_raw_response.create(**call.kwargs)
+            except openai.APIError as exc:
+                raise self._classify(exc) from None
+        return self._parse(raw.http_response.text)
+
+    def _async_resources(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        """Created per event loop: both the HTTP pool and the semaphore belong to one loop."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            sdk = openai.AsyncOpenAI(**self._sdk_options)
+            self._async = (loop, sdk, asyncio.Semaphore(self._settings.concurrency))
+        return self._async[1], self._async[2]
+
+    def _parse(self, text: str) -> _WireCompletion:
+        try:
+            return _WireCompletion.model_validate_json(text)
+        except ValidationError as exc:
+            detail = exc.errors()[0]
+            where = ".".join(str(p) for p in detail["loc"]) or "body"
+            raise LLMError(
+                "bad_response",
+                f"unusable chat completion from {self.base_url}: {where}: {detail['msg']}",
+                status=200,
+            ) from None
+
+    def _classify(self, exc: openai.APIError) -> LLMError:
+        """Map the SDK's exceptions onto our causes; the provider's own words go in the message."""
+        if isinstance(exc, openai.APITimeoutError):
+            text = f"no response from {self.base_url} within {self._settings.timeout_s}s"
+            return LLMError("timeout", self._redact(text))
+        if isinstance(exc, openai.APIConnectionError):
+            reason = exc.__cause__ or exc.message
+            return LLMError("connection", self._redact(f"cannot reach {self.base_url}: {reason}"))
+        if not isinstance(exc, openai.APIStatusError):
+            return LLMError("bad_response", self._redact(f"{self.base_url}: {exc.message}"))
+        status = exc.status_code
+        cause: Cause
+        if status == 429:
+            cause = "rate_limited"
+        elif status == 408:
+            cause = "timeout"
+        elif status >= 500:
+            cause = "server_error"
+        elif status in (401, 403):
+            cause = "auth"
+        else:
+            cause = "bad_request"
+        text = f"HTTP {status} from {self.base_url}: {_provider_message(exc)}"
+        if cause == "auth":
+            text += " (check OPENAI_API_KEY and that the key may use this model)"
+        text = self._redact(text)
+        return LLMError(cause, text, status=status, retry_after=_retry_after(exc.response.headers))
+
+    def _finish(self, call: _Call, completion: _WireCompletion) -> LLMResponse:
+        choice = completion.choices[0]
+        usage = completion.usage or Usage()
+        cost = self._cost(usage.prompt_tokens, usage.completion_tokens)
+        latency_ms = (self._clock() - call.started) * 1000
+        response = LLMResponse(
+            message=LLMMessage(
+                role=choice.message.role,
+                content=choice.message.content,
+                tool_calls=[
+                    ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                    for c in choice.message.tool_calls or []
+                ],
+            ),
+            finish_reason=choice.finish_reason,
+            usage=usage,
+            model=completion.model or self._settings.model,
+            cached=False,
+            latency_ms=latency_ms,
+            cost_usd=cost,
+        )
+        with self._lock:
+            st = self._stats
+            st.prompt_tokens += usage.prompt_tokens
+            st.completion_tokens += usage.completion_tokens
+            st.cost_usd += cost
+            st.latencies_ms.append(latency_ms)
+        if self._cache is not None:
+            self._cache.set(
+                call.key,
+                response.model_dump(
+                    mode="json", include={"message", "finish_reason", "usage", "model"}
+                ),
+            )
+        log.debug(
+            "LLM call %s done: %d+%d tokens, %.0f ms, $%.6f",
+            call.key[:12],
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            latency_ms,
+            cost,
+        )
+        return response
+
+    def _failed(self, exc: LLMError, attempts: int = 0) -> LLMError:
+        exc.attempts = attempts
+        with self._lock:
+            self._stats.errors[exc.cause] = self._stats.errors.get(exc.cause, 0) + 1
+        log.warning("%s", exc)
+        return exc
+
+    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self._settings.prices.get(self._settings.model)
+        if price is None:
+            if not self._warned_unpriced:
+                self._warned_unpriced = True
+                log.warning(
+                    "no price for model %r in llm.prices; its cost is counted as $0 and "
+                    "llm.max_usd cannot limit it",
+                    self._settings.model,
+                )
+            return 0.0
+        return (
+            prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok
+        ) / 1_000_000
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    """OpenAI puts the reason in error.message; OpenRouter adds the upstream's in metadata.raw."""
+    body = exc.body
+    if not isinstance(body, dict):
+        return str(body)[:500] if body else exc.message
+    text = str(body.get("message") or exc.message)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("raw"), str):
+        text = f"{text}: {metadata['raw']}"
+    return text
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait: retry-after-ms, else Retry-After (seconds or date)."""
+    if millis := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,170 @@
+"""The report as one self-contained HTML page: plotly (inlined, works offline) candles with
+trade markers, the equity curve and the drawdown, then the metrics and every trade."""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from backtest.engine import BacktestResult
+from backtest.report import BacktestReport
+from backtest.terminal import fmt
+
+MAX_POINTS = 5_000  # per series; longer runs are bucketed so the page stays light
+
+
+def _buckets(n: int) -> np.ndarray:
+    """Start index of each display bucket (every bar when the run is short)."""
+    return np.arange(0, n, max(1, -(-n // MAX_POINTS)))
+
+
+def _times(ms: np.ndarray) -> pd.DatetimeIndex:
+    return pd.to_datetime(ms, unit="ms", utc=True)
+
+
+def figure(report: BacktestReport, result: BacktestResult) -> go.Figure:
+    bars = result.bars
+    symbols = list(bars.symbols)
+    starts = _buckets(len(bars))
+    ends = np.r_[starts[1:], len(bars)] - 1
+    x = _times(bars.open_time[starts])
+    rows = len(symbols) + 2
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.03,
+        row_heights=[0.6 / len(symbols)] * len(symbols) + [0.25, 0.15],
+        subplot_titles=[*symbols, "Equity [$]", "Drawdown [%]"],
+    )
+    for row, symbol in enumerate(symbols, start=1):
+        b = bars.symbols[symbol]
+        fig.add_trace(
+            go.Candlestick(
+                x=x,
+                open=b.open[starts],
+                high=np.maximum.reduceat(b.high, starts),
+                low=np.minimum.reduceat(b.low, starts),
+                close=b.close[ends],
+                name=symbol,
+                showlegend=False,
+            ),
+            row=row,
+            col=1,
+        )
+        trades = [t for t in report.trades if t.symbol == symbol]
+        fig.add_trace(
+            go.Scatter(
+                x=pd.to_datetime([t.entry_time for t in trades]),
+                y=[t.entry_price for t in trades],
+                mode="markers",
+                name=f"{symbol} entries",
+                marker={
+                    "symbol": [
+                        "triangle-up" if t.side == "long" else "triangle-down" for t in trades
+                    ],
+                    "size": 10,
+                    "color": "royalblue",
+                },
+                text=[f"{t.side} {t.size:.6g} @ {t.entry_price:,.2f}" for t in trades],
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=pd.to_datetime([t.exit_time for t in trades]),
+                y=[t.exit_price for t in trades],
+                mode="markers",
+                name=f"{symbol} exits",
+                marker={
+                    "symbol": "x",
+                    "size": 9,
+                    "color": ["seagreen" if t.pnl > 0 else "crimson" for t in trades],
+                },
+                text=[f"{t.exit_reason}: PnL {t.pnl:,.2f}" for t in trades],
+            ),
+            row=row,
+            col=1,
+        )
+    equity = np.asarray(report.equity.equity)
+    fig.add_trace(
+        go.Scatter(x=x, y=equity[ends], name="equity", line={"color": "black"}),
+        row=rows - 1,
+        col=1,
+    )
+    dd = np.minimum.reduceat(np.asarray(report.equity.drawdown_pct), starts)
+    fig.add_trace(
+        go.Scatter(x=x, y=dd, name="drawdown", fill="tozeroy", line={"color": "crimson"}),
+        row=rows,
+        col=1,
+    )
+    fig.update_layout(height=300 * rows, xaxis_rangeslider_visible=False, hovermode="x unified")
+    for row in range(1, rows + 1):
+        fig.update_xaxes(rangeslider_visible=False, row=row, col=1)
+    return fig
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(fmt(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def page(report: BacktestReport, result: BacktestResult) -> str:
+    """A full HTML document with plotly.js inlined, so it opens without a network."""
+    config = report.config
+    params = ", ".join(f"{k}={v}" for k, v in config["params"].items())
+    title = f"{config['strategy']}({params}) on {', '.join(config['symbols'])} {config['interval']}"
+    orders = report.orders
+    order_rows: list[list[object]] = [
+        ["signals", orders.signals],
+        ["approved", orders.approved],
+        ["fills", orders.fills],
+        *[[f"vetoed: {code}", n] for code, n in orders.vetoed.items()],
+        *[[f"adjusted: {code}", n] for code, n in orders.adjusted.items()],
+        *[[f"rejected: {code}", n] for code, n in orders.rejected.items()],
+        ["bars with SL and TP both hit (stop assumed)", orders.ambiguous_sl_tp_bars],
+        ["orders still open at the end", orders.open_orders_at_end],
+    ]
+    trade_rows: list[list[object]] = [
+        [
+            t.symbol,
+            t.side,
+            t.entry_time,
+            t.exit_time,
+            t.entry_price,
+            t.exit_price,
+            t.size,
+            t.pnl,
+            t.fees,
+            t.return_pct,
+            t.exit_reason,
+        ]
+        for t in report.trades
+    ]
+    plot = pio.to_html(figure(report, result), full_html=False, include_plotlyjs=True)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:first-child{{text-align:left}}</style>
+</head><body>
+<h1>{escape(title)}</h1>
+<p>{escape(config["first_bar"])} → {escape(config["last_bar"])} UTC, {config["bars"]:,} bars.
+Annualised with {escape(config["annualisation"])}. Fills: {escape(config["fill_model"])}.</p>
+{plot}
+<h2>Metrics</h2>
+{_table(["metric", "value"], [[k, v] for k, v in report.metrics.items()])}
+<h2>Orders</h2>
+{_table(["what", "count"], order_rows)}
+<h2>Trades</h2>
+{_table(["symbol", "side", "entry (UTC)", "exit (UTC)", "entry", "exit", "size", "PnL", "fees", "return [%]", "exit reason"], trade_rows)}
+</body></html>
+"""

@@ -1,0 +1,180 @@
+"""Report metrics as pure functions of float64 arrays, with backtesting.py's names, units and
+formulas, annualised over `periods_per_year` daily returns (365 for crypto, not 252)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DAY_MS = 86_400_000
+PERIODS_PER_YEAR = 365
+
+
+def drawdown(equity: np.ndarray) -> np.ndarray:
+    """Fraction below the running peak at each bar (0 at new highs)."""
+    return 1.0 - equity / np.maximum.accumulate(equity)
+
+
+def drawdown_periods(dd: np.ndarray, times_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each drawdown's duration (ms, peak to recovery or the end) and depth, as backtesting.py."""
+    marks = np.unique(np.r_[np.flatnonzero(dd == 0), len(dd) - 1])
+    starts, ends = marks[:-1], marks[1:]
+    if not len(starts):
+        return np.empty(0, np.int64), np.empty(0)
+    depths = np.maximum.reduceat(dd, starts)
+    real = ends > starts + 1
+    return (times_ms[ends] - times_ms[starts])[real], depths[real]
+
+
+def daily_returns(equity: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
+    """Returns between the last equity of consecutive UTC days that have bars."""
+    day = times_ms // DAY_MS
+    last_of_day = np.r_[np.flatnonzero(np.diff(day)), len(day) - 1]
+    closes = equity[last_of_day]
+    return closes[1:] / closes[:-1] - 1.0
+
+
+def geometric_mean(returns: np.ndarray) -> float:
+    grown = np.nan_to_num(returns) + 1.0
+    if not len(grown):
+        return float("nan")
+    if np.any(grown <= 0):
+        return 0.0
+    return float(np.exp(np.log(grown).mean()) - 1.0)
+
+
+def exposure(entry_bars: np.ndarray, exit_bars: np.ndarray, bars: int) -> np.ndarray:
+    """True for every bar from a trade's entry bar to its exit bar, both included."""
+    change = np.zeros(bars + 1, dtype=np.int64)
+    np.add.at(change, entry_bars, 1)
+    np.add.at(change, exit_bars + 1, -1)
+    return np.cumsum(change[:-1]) > 0
+
+
+def _nan_div(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _timedelta(ms: float, resolution: str) -> pd.Timedelta | None:
+    if not np.isfinite(ms):
+        return None
+    return pd.Timedelta(ms, unit="ms").ceil(resolution)
+
+
+def equity_metrics(
+    equity: np.ndarray,
+    times_ms: np.ndarray,
+    interval_ms: int,
+    periods_per_year: int = PERIODS_PER_YEAR,
+) -> dict[str, Any]:
+    """Start to Max./Avg. Drawdown Duration, except exposure and Buy & Hold."""
+    resolution = pd.Timedelta(interval_ms, unit="ms").resolution_string
+    start = pd.Timestamp(int(times_ms[0]), unit="ms", tz="UTC")
+    end = pd.Timestamp(int(times_ms[-1]), unit="ms", tz="UTC")
+    dd = drawdown(equity)
+    durations, depths = drawdown_periods(dd, times_ms)
+    day = daily_returns(equity, times_ms)
+    years = (end - start).total_seconds() / 86_400 / 365.25
+    max_dd = float(np.nan_to_num(dd.max()))
+    # Short or wild runs overflow the annualisation: that is inf (shown as null), not an error.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        grown = np.float64(1 + (geometric_mean(day) if len(day) else 0.0))
+        annual = grown**periods_per_year - 1
+        variance = day.var(ddof=1) if len(day) > 1 else np.nan
+        volatility = np.sqrt(
+            (variance + grown**2) ** periods_per_year - grown ** (2 * periods_per_year)
+        )
+        downside = np.sqrt(np.mean(np.clip(day, -np.inf, 0) ** 2)) if len(day) else np.nan
+        sortino = annual / (downside * np.sqrt(periods_per_year))
+        cagr = ((equity[-1] / equity[0]) ** (1 / years) - 1) * 100 if years else np.nan
+    return {
+        "Start": start,
+        "End": end,
+        "Duration": end - start,
+        "Equity Final [$]": float(equity[-1]),
+        "Equity Peak [$]": float(equity.max()),
+        "Return [%]": (equity[-1] - equity[0]) / equity[0] * 100,
+        "Return (Ann.) [%]": annual * 100,
+        "CAGR [%]": cagr,
+        "Volatility (Ann.) [%]": volatility * 100,
+        "Sharpe Ratio": _nan_div(annual * 100, volatility * 100),
+        "Sortino Ratio": float(sortino),
+        "Calmar Ratio": _nan_div(annual, max_dd),
+        "Max. Drawdown [%]": -max_dd * 100,
+        "Avg. Drawdown [%]": -depths.mean() * 100 if len(depths) else float("nan"),
+        "Max. Drawdown Duration": _timedelta(
+            durations.max() if len(durations) else np.nan, resolution
+        ),
+        "Avg. Drawdown Duration": _timedelta(
+            durations.mean() if len(durations) else np.nan, resolution
+        ),
+    }
+
+
+def trade_metrics(
+    pnl: np.ndarray, returns: np.ndarray, durations_ms: np.ndarray, interval_ms: int
+) -> dict[str, Any]:
+    """# Trades to Kelly Criterion; `returns` are fractions net of fees."""
+    resolution = pd.Timedelta(interval_ms, unit="ms").resolution_string
+    n = len(pnl)
+    win_rate = float((pnl > 0).mean()) if n else float("nan")
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    std = pnl.std(ddof=1) if n > 1 else float("nan")
+    payoff = (wins.mean() / -losses.mean()) if len(wins) and len(losses) else float("nan")
+    return {
+        "# Trades": n,
+        "Win Rate [%]": win_rate * 100,
+        "Best Trade [%]": returns.max() * 100 if n else float("nan"),
+        "Worst Trade [%]": returns.min() * 100 if n else float("nan"),
+        "Avg. Trade [%]": geometric_mean(returns) * 100,
+        "Max. Trade Duration": _timedelta(durations_ms.max() if n else np.nan, resolution),
+        "Avg. Trade Duration": _timedelta(durations_ms.mean() if n else np.nan, resolution),
+        "Profit Factor": _nan_div(returns[returns > 0].sum(), abs(returns[returns < 0].sum())),
+        "Expectancy [%]": returns.mean() * 100 if n else float("nan"),
+        "SQN": np.sqrt(n) * pnl.mean() / std if n > 1 and std else float("nan"),
+        "Kelly Criterion": win_rate - (1 - win_rate) / payoff if n else float("nan"),
+    }
+
+
+def buy_and_hold(closes: list[np.ndarray], first_bar: int) -> float:
+    """Equal-weight Buy & Hold [%] from the first bar a strategy could trade."""
+    first = min(first_bar, len(closes[0]) - 1)
+    return float(np.mean([(c[-1] - c[first]) / c[first] * 100 for c in closes]))
+
+
+METRIC_ORDER: tuple[str, ...] = (
+    "Start",
+    "End",
+    "Duration",
+    "Exposure Time [%]",
+    "Equity Final [$]",
+    "Equity Peak [$]",
+    "Return [%]",
+    "Buy & Hold Return [%]",
+    "Return (Ann.) [%]",
+    "CAGR [%]",
+    "Volatility (Ann.) [%]",
+    "Sharpe Ratio",
+    "Sortino Ratio",
+    "Calmar Ratio",
+    "Max. Drawdown [%]",
+    "Avg. Drawdown [%]",
+    "Max. Drawdown Duration",
+    "Avg. Drawdown Duration",
+    "# Trades",
+    "Win Rate [%]",
+    "Best Trade [%]",
+    "Worst Trade [%]",
+    "Avg. Trade [%]",
+    "Max. Trade Duration",
+    "Avg. Trade Duration",
+    "Profit Factor",
+    "Expectancy [%]",
+    "SQN",
+    "Kelly Criterion",
+    "Fees [$]",
+    "Turnover [$]",
+    "Rejected Orders",
+)

@@ -1,0 +1,195 @@
+"""The backtest report as one pydantic model: metrics (backtesting.py names and units), trades,
+the equity and drawdown curves, order counts and the full config. Deterministic: the same run
+serialises to the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from backtest.engine import BacktestResult
+from backtest.metrics import (
+    METRIC_ORDER,
+    buy_and_hold,
+    drawdown,
+    equity_metrics,
+    exposure,
+    trade_metrics,
+)
+from market.models import interval_ms
+
+FILL_MODEL = (
+    "signals at bar t's close fill at bar t+1's open or later; market orders at the open "
+    "plus slippage; limits when price trades through (touch optional); stops at the stop or "
+    "the open if gapped; SL and TP both in one bar: stop first; see docs/fills.md"
+)
+
+
+class TradeOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    side: str
+    entry_time: str
+    exit_time: str
+    entry_price: float
+    exit_price: float
+    size: float
+    pnl: float
+    fees: float
+    return_pct: float
+    exit_reason: str
+
+
+class EquityOut(BaseModel):
+    """Columnar: one entry per bar, times in epoch ms (the bar's open time)."""
+
+    time: list[int]
+    equity: list[float]
+    drawdown_pct: list[float]
+
+
+class OrdersOut(BaseModel):
+    """What happened to the signals: vetoes and adjustments by the gate, rejections by the
+    venue, each by reason code, plus bars where SL and TP were both reachable."""
+
+    signals: int
+    approved: int
+    vetoed: dict[str, int]
+    adjusted: dict[str, int]
+    rejected: dict[str, int]
+    fills: int
+    ambiguous_sl_tp_bars: int
+    open_orders_at_end: int
+
+
+class RunSummary(BaseModel):
+    metrics: dict[str, Any]
+    trades: list[TradeOut]
+    orders: OrdersOut
+    config: dict[str, Any]
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+class BacktestReport(BaseModel):
+    metrics: dict[str, Any]
+    trades: list[TradeOut]
+    equity: EquityOut
+    orders: OrdersOut
+    config: dict[str, Any]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def iso(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null, times become ISO strings, numpy scalars Python ones."""
+    if value is None:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, pd.Timedelta):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def compute_report_metrics(result: BacktestResult) -> dict[str, Any]:
+    """All metrics in backtesting.py's order, plus Fees [$], Turnover [$], Rejected Orders."""
+    bars, trades, config = result.bars, result.trades, result.config
+    step = interval_ms(config.interval)
+    pnl = np.array([t.pnl for t in trades], dtype=np.float64)
+    returns = np.array([t.return_pct for t in trades], dtype=np.float64)
+    durations = np.array([t.exit_time - t.entry_time for t in trades], dtype=np.float64)
+    entries = np.array([t.entry_bar for t in trades], dtype=np.int64)
+    exits = np.array([t.exit_bar for t in trades], dtype=np.int64)
+    closes = [b.close for b in bars.symbols.values()]
+    values = {
+        **equity_metrics(result.equity, bars.open_time, step, config.periods_per_year),
+        **trade_metrics(pnl, returns, durations, step),
+        "Exposure Time [%]": float(exposure(entries, exits, len(bars)).mean() * 100),
+        "Buy & Hold Return [%]": buy_and_hold(closes, result.strategy.warmup),
+        "Fees [$]": result.fees,
+        "Turnover [$]": result.turnover,
+        "Rejected Orders": len(result.rejections),
+    }
+    return {name: values[name] for name in METRIC_ORDER}
+
+
+def summary(result: BacktestResult, data_notes: list[str] | None = None) -> RunSummary:
+    """Everything but the per-bar curves: what sweeps ship back and what the store keeps."""
+    bars, strategy, config = result.bars, result.strategy, result.config
+    rejected: dict[str, int] = {}
+    for rejection in result.rejections:
+        rejected[rejection.code] = rejected.get(rejection.code, 0) + 1
+    return RunSummary(
+        metrics={k: _plain(v) for k, v in compute_report_metrics(result).items()},
+        trades=[
+            TradeOut(
+                symbol=t.symbol,
+                side=t.side,
+                entry_time=iso(t.entry_time),
+                exit_time=iso(t.exit_time),
+                entry_price=t.entry_price,
+                exit_price=t.exit_price,
+                size=t.size,
+                pnl=t.pnl,
+                fees=t.fees,
+                return_pct=t.return_pct * 100,
+                exit_reason=t.exit_reason.value,
+            )
+            for t in result.trades
+        ],
+        orders=OrdersOut(
+            signals=len(result.decisions),
+            approved=result.approved,
+            vetoed=dict(sorted(result.vetoes.items())),
+            adjusted=dict(sorted(result.adjustments.items())),
+            rejected=dict(sorted(rejected.items())),
+            fills=len(result.fills),
+            ambiguous_sl_tp_bars=result.ambiguous_bars,
+            open_orders_at_end=result.open_orders,
+        ),
+        config={
+            "strategy": strategy.name,
+            "params": strategy.params.model_dump(),
+            "symbols": list(bars.symbols),
+            "interval": config.interval,
+            "bars": len(bars),
+            "first_bar": iso(int(bars.open_time[0])),
+            "last_bar": iso(int(bars.open_time[-1])),
+            "periods_per_year": config.periods_per_year,
+            "annualisation": f"{config.periods_per_year} periods per year (crypto trades daily)",
+            "fill_model": FILL_MODEL,
+            "backtest": config.model_dump(mode="json"),
+            "fee_function": result.fee_function,
+            "risk_limits": result.limits.model_dump(mode="json"),
+            "data": data_notes or [],
+        },
+    )
+
+
+def build_report(result: BacktestResult, data_notes: list[str] | None = None) -> BacktestReport:
+    """The summary plus the equity and drawdown curves, one value per bar."""
+    equity = EquityOut(
+        time=result.bars.open_time.tolist(),
+        equity=result.equity.tolist(),
+        drawdown_pct=(-drawdown(result.equity) * 100).tolist(),
+    )
+    return BacktestReport(**dict(summary(result, data_notes)), equity=equity)

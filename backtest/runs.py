@@ -1,0 +1,49 @@
+"""Every backtest run is saved in the store: what ran, its metrics, order counts and trades."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from sqlmodel import Session, select
+
+from backtest.report import BacktestReport, RunSummary
+from store import Store
+from store.tables import BacktestRunRow
+
+
+def save_run(store: Store, run: BacktestReport | RunSummary, created_ms: int) -> int:
+    """Insert one run (a single backtest or one sweep point) and return its id."""
+    config = run.config
+    row = BacktestRunRow(
+        created_ms=created_ms,
+        strategy=config["strategy"],
+        symbols=",".join(config["symbols"]),
+        interval=config["interval"],
+        start_ms=_ms(config["first_bar"]),
+        end_ms=_ms(config["last_bar"]),
+        report_sha256=run.sha256(),
+        config_json=json.dumps(config, sort_keys=True),
+        metrics_json=json.dumps(run.metrics),
+        orders_json=run.orders.model_dump_json(),
+        trades_json=json.dumps([t.model_dump() for t in run.trades]),
+    )
+    with Session(store.engine) as session:
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+        assert row.id is not None
+        return row.id
+
+
+def _ms(iso: str) -> int:
+    return int(pd.Timestamp(iso).value // 1_000_000)
+
+
+def load_runs(store: Store, strategy: str | None = None) -> list[BacktestRunRow]:
+    """Saved runs, oldest first."""
+    query = select(BacktestRunRow).order_by(BacktestRunRow.id)
+    if strategy is not None:
+        query = query.where(BacktestRunRow.strategy == strategy)
+    with Session(store.engine) as session:
+        return list(session.exec(query))

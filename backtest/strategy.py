@@ -1,0 +1,170 @@
+"""One strategy interface for classic strategies and the LLM agent: vectorised, causal preparation
+over the whole history, then decisions at chosen bars through a point-in-time context."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from execution.feed import SymbolBars
+from risk.models import (
+    OrderType,
+    PortfolioView,
+    SignalAction,
+    SignalSource,
+    TradeSignal,
+)
+
+Prepared = dict[str, np.ndarray]
+
+
+class Strategy(ABC):
+    """Subclasses declare `name` and a pydantic `Params` model, compute arrays in `prepare`
+    (row t may use rows <= t only: the look-ahead checker verifies it), say in `wake` at which
+    bars they might act, and turn a context into signals in `decide`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    source: ClassVar[SignalSource] = SignalSource.STRATEGY
+
+    def __init__(self, params: BaseModel) -> None:
+        self.params = params
+
+    @property
+    @abstractmethod
+    def warmup(self) -> int:
+        """Bars before the first possible signal (for Buy & Hold, as backtesting.py does)."""
+
+    @abstractmethod
+    def prepare(self, bars: SymbolBars) -> Prepared:
+        """Indicators and raw signals for one symbol, one value per bar, computed causally."""
+
+    @abstractmethod
+    def wake(self, prepared: Prepared) -> np.ndarray:
+        """Boolean per bar: where `decide` may emit something; all True for the agent."""
+
+    @abstractmethod
+    def decide(self, ctx: Context) -> list[TradeSignal]:
+        """Signals at the close of `ctx.index`; they fill at the next bar's open or later."""
+
+
+class Context:
+    """What a strategy may see at bar t's close: bars and prepared arrays up to t (read-only
+    views), its position, the portfolio and the clock. Nothing after t is reachable."""
+
+    __slots__ = (
+        "_bars",
+        "_portfolio",
+        "_prepared",
+        "allow_short",
+        "index",
+        "position",
+        "size_pct",
+        "source",
+        "stop_loss_pct",
+        "strategy",
+        "symbol",
+        "take_profit_pct",
+        "time_ms",
+    )
+
+    def __init__(
+        self,
+        *,
+        strategy: str,
+        source: SignalSource,
+        symbol: str,
+        index: int,
+        time_ms: int,
+        bars: SymbolBars,
+        prepared: Prepared,
+        position: float,
+        portfolio: Callable[[], PortfolioView],
+        size_pct: float,
+        allow_short: bool,
+        stop_loss_pct: float | None,
+        take_profit_pct: float | None,
+    ) -> None:
+        self.strategy = strategy
+        self.source = source
+        self.symbol = symbol
+        self.index = index
+        self.time_ms = time_ms
+        self._bars = bars
+        self._prepared = prepared
+        self.position = position
+        self._portfolio = portfolio
+        self.size_pct = size_pct
+        self.allow_short = allow_short
+        self.stop_loss_pct = stop_loss_pct
+        self.take_profit_pct = take_profit_pct
+
+    @property
+    def close(self) -> float:
+        return float(self._bars.close[self.index])
+
+    def value(self, name: str) -> float:
+        """A prepared array's value at this bar."""
+        return float(self._prepared[name][self.index])
+
+    def history(self, name: str) -> np.ndarray:
+        """A prepared array ('open', 'close', ... or an indicator) up to and including this bar."""
+        source = getattr(self._bars, name) if name in _BAR_FIELDS else self._prepared[name]
+        view = source[: self.index + 1]
+        view.flags.writeable = False
+        return view
+
+    def portfolio(self) -> PortfolioView:
+        """Cash, equity and positions marked at this bar's close (built on demand: it costs)."""
+        return self._portfolio()
+
+    def buy(self, *, size_pct: float | None = None, rationale: str = "") -> TradeSignal:
+        """Open or add to a long (or cover a short), with the run's stop-loss/take-profit."""
+        return self._signal(SignalAction.BUY, size_pct, +1, rationale)
+
+    def sell(self, *, size_pct: float | None = None, rationale: str = "") -> TradeSignal:
+        """Open or add to a short (only approved when the run allows shorts)."""
+        return self._signal(SignalAction.SELL, size_pct, -1, rationale)
+
+    def close_position(self, *, rationale: str = "") -> TradeSignal:
+        return TradeSignal(
+            decision_id=self._decision_id("close"),
+            source=self.source,
+            symbol=self.symbol,
+            action=SignalAction.CLOSE,
+            created_ms=self.time_ms,
+            rationale=rationale,
+        )
+
+    def _signal(
+        self, action: SignalAction, size_pct: float | None, direction: int, rationale: str
+    ) -> TradeSignal:
+        price = self.close
+        stop = take = None
+        if self.stop_loss_pct is not None:
+            stop = price * (1 - direction * self.stop_loss_pct)
+        if self.take_profit_pct is not None:
+            take = price * (1 + direction * self.take_profit_pct)
+        return TradeSignal(
+            decision_id=self._decision_id(action.value),
+            source=self.source,
+            symbol=self.symbol,
+            action=action,
+            order_type=OrderType.MARKET,
+            size_pct=self.size_pct if size_pct is None else size_pct,
+            stop_loss=stop,
+            take_profit=take,
+            created_ms=self.time_ms,
+            rationale=rationale,
+        )
+
+    def _decision_id(self, what: str) -> str:
+        """Deterministic, so the same run gives byte-identical reports and order ids."""
+        return f"{self.strategy}:{self.symbol}:{self.time_ms}:{what}"
+
+
+_BAR_FIELDS = frozenset(("open", "high", "low", "close", "volume"))

@@ -1,0 +1,212 @@
+"""Parameter sweeps: a grid of strategy parameters run in parallel and ranked by one metric.
+
+`evaluate(task, data)` is a pure top-level function of picklable inputs, so a process pool
+and Ray (or any distributed engine) run it unchanged; the bars travel once per worker."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from backtest.config import BacktestConfig
+from backtest.engine import run_backtest
+from backtest.metrics import METRIC_ORDER
+from backtest.report import RunSummary, summary
+from backtest.strategies import STRATEGIES
+from core.errors import UserError
+from execution.feed import BarArrays
+from market.models import SymbolRules
+from risk.limits import RiskLimits
+
+LOWER_IS_BETTER = frozenset({"Volatility (Ann.) [%]", "Fees [$]", "Rejected Orders"})
+_NOT_RANKABLE = frozenset(
+    {
+        "Start",
+        "End",
+        "Duration",
+        "Max. Drawdown Duration",
+        "Avg. Drawdown Duration",
+        "Max. Trade Duration",
+        "Avg. Trade Duration",
+    }
+)
+RANKABLE = tuple(name for name in METRIC_ORDER if name not in _NOT_RANKABLE)
+
+
+class SweepData(NamedTuple):
+    """What every task shares; shipped once per worker (or once into Ray's object store)."""
+
+    bars: BarArrays
+    rules: Mapping[str, SymbolRules]
+
+
+class SweepTask(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    strategy: str
+    params: dict[str, Any]
+    config: BacktestConfig
+    limits: RiskLimits
+
+
+def evaluate(task: SweepTask, data: SweepData) -> RunSummary:
+    """One grid point: a full backtest, returned without the per-bar curves."""
+    cls = STRATEGIES[task.strategy]
+    strategy = cls(cls.Params(**task.params))
+    return summary(run_backtest(data.bars, strategy, data.rules, task.config, limits=task.limits))
+
+
+def metric_slug(name: str) -> str:
+    """'Max. Drawdown [%]' -> 'max_drawdown', '# Trades' -> 'trades': easy to type."""
+    bare = re.sub(r"\[.*?\]", "", name.lower())
+    return re.sub(r"[^a-z0-9]+", "_", bare).strip("_")
+
+
+def resolve_metric(raw: str) -> str:
+    """A metric by its report name or its slug, case-insensitive; else a UserError listing them."""
+    wanted = raw.strip().lower()
+    for name in RANKABLE:
+        if wanted in (name.lower(), metric_slug(name)):
+            return name
+    raise UserError(
+        f"unknown metric {raw!r} for --rank-by: use one of {', '.join(map(metric_slug, RANKABLE))}"
+    )
+
+
+def _axis(name: str, spec: str, kind: type) -> list[Any]:
+    """'10:50:10' -> 10..50 inclusive in steps of 10; '10,20,35' -> exactly those."""
+    try:
+        if ":" in spec:
+            start, stop, step = (kind(part) for part in spec.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            return [kind(start + i * step) for i in range(count)]
+        return [kind(part) for part in spec.split(",")]
+    except ValueError:
+        raise UserError(
+            f"invalid --sweep {name}={spec}: expected START:STOP:STEP (STOP >= START, STEP > 0) "
+            f"or a comma list of {kind.__name__} values"
+        ) from None
+
+
+def parse_grid(strategy: str, specs: Iterable[str]) -> dict[str, list[Any]]:
+    """`--sweep fast=10:50:10` flags into one axis per strategy parameter."""
+    fields = STRATEGIES[strategy].Params.model_fields
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise UserError(
+                f"invalid --sweep {spec!r}: expected NAME=START:STOP:STEP with NAME one of "
+                f"{', '.join(fields)} for {strategy}"
+            )
+        grid[name] = _axis(name, values.strip(), fields[name].annotation)
+    return grid
+
+
+def plan(
+    strategy: str,
+    base: Mapping[str, Any],
+    grid: Mapping[str, list[Any]],
+    config: BacktestConfig,
+    limits: RiskLimits,
+) -> tuple[list[SweepTask], int]:
+    """Every valid combination as a task; combinations the strategy refuses (fast >= slow) are
+    skipped and counted, not run."""
+    params_model = STRATEGIES[strategy].Params
+    tasks: list[SweepTask] = []
+    skipped = 0
+    for combo in itertools.product(*grid.values()):
+        params = {**base, **dict(zip(grid, combo, strict=True))}
+        try:
+            checked = params_model(**params)
+        except ValidationError:
+            skipped += 1
+            continue
+        tasks.append(
+            SweepTask(strategy=strategy, params=checked.model_dump(), config=config, limits=limits)
+        )
+    return tasks, skipped
+
+
+_WORKER_DATA: SweepData | None = None
+
+
+def _init_worker(data: SweepData) -> None:
+    global _WORKER_DATA
+    _WORKER_DATA = data
+
+
+def _evaluate_in_worker(task: SweepTask) -> RunSummary:
+    assert _WORKER_DATA is not None, "worker started without data"
+    return evaluate(task, _WORKER_DATA)
+
+
+def run_processes(
+    tasks: list[SweepTask],
+    data: SweepData,
+    workers: int | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> list[RunSummary]:
+    """A local process pool; results come back in task order."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    chunk = max(1, len(tasks) // (workers * 4))
+    rows: list[RunSummary] = []
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(data,)) as pool:
+        for row in pool.map(_evaluate_in_worker, tasks, chunksize=chunk):
+            rows.append(row)
+            if on_done:
+                on_done()
+    return rows
+
+
+def run_ray(
+    tasks: list[SweepTask],
+    data: SweepData,
+    workers: int | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> list[RunSummary]:
+    """The same `evaluate` as Ray tasks; the bars go into the object store once. Joins the
+    cluster in RAY_ADDRESS (or one already initialised), else starts a local Ray instance."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray: pip install 'agent-trader[ray]'") from None
+    started = not ray.is_initialized()
+    if started and os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    elif started:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        shared = ray.put(data)
+        remote = ray.remote(evaluate)
+        pending = [remote.remote(task, shared) for task in tasks]
+        rows = []
+        for ref in pending:
+            rows.append(ray.get(ref))
+            if on_done:
+                on_done()
+        return rows
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def rank(rows: list[RunSummary], metric: str) -> list[RunSummary]:
+    """Best first; runs where the metric is undefined (no trades, say) go last."""
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+
+    def key(row: RunSummary) -> tuple[bool, float]:
+        value = row.metrics.get(metric)
+        return (value is None, sign * value if value is not None else 0.0)
+
+    return sorted(rows, key=key)

@@ -1,0 +1,169 @@
+"""Settings: field defaults < config/default.toml < profile TOML < .env < environment < code."""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from core.errors import ConfigError
+
+PROFILE_DIR = Path(__file__).parent
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def default_data_dir() -> Path:
+    """XDG data home, so an installed tool never writes into the current directory."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "agent-trader"
+
+
+class BinanceSettings(BaseModel):
+    """Binance spot REST access; the base URL points at testnet or a loopback server too."""
+
+    model_config = {"extra": "forbid"}
+
+    base_url: str = Field("https://api.binance.com", pattern=r"^https?://\S+$")
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(4, ge=0, le=20)
+    max_retry_after_s: float = Field(60.0, gt=0)
+    weight_limit_per_minute: int = Field(6000, gt=0)
+    weight_budget_fraction: float = Field(0.8, gt=0, le=1)
+
+
+class ModelPrice(BaseModel):
+    """USD per million tokens; used for budgets and pre-run cost estimates."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class LLMSettings(BaseModel):
+    """Any OpenAI-compatible endpoint (OpenAI, Azure, OpenRouter, Ollama, vLLM, LM Studio)."""
+
+    model_config = {"extra": "forbid"}
+
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(0.0, ge=0, le=2)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    max_retries: int = Field(4, ge=0, le=20)
+    max_retry_after_s: float = Field(30.0, gt=0)
+    mode: Literal["live", "cache", "replay"] = "cache"
+    max_calls: int | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+    max_usd: float | None = Field(None, gt=0)
+    concurrency: int = Field(8, ge=1, le=256)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """Everything configurable; bad values fail at start-up naming the field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+        loc_by_alias=False,
+    )
+
+    profile: str = "default"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("AGENT_DATABASE_URL", "DATABASE_URL", "database_url")
+    )
+    log_level: LogLevel = Field(
+        "INFO", validation_alias=AliasChoices("AGENT_LOG_LEVEL", "LOG_LEVEL", "log_level")
+    )
+    log_json: bool = False
+    offline: bool = False
+    binance: BinanceSettings = Field(default_factory=BinanceSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    binance_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BINANCE_API_KEY", "binance_api_key")
+    )
+    binance_api_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BINANCE_API_SECRET", "binance_api_secret")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        profile_files = [PROFILE_DIR / "default.toml", _profile_file(_active_profile.get())]
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=profile_files, deep_merge=True)
+        return init_settings, env_settings, dotenv_settings, toml
+
+    @property
+    def resolved_database_url(self) -> str:
+        """`DATABASE_URL` when set, else SQLite inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'agent.db'}"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so the log redactor can scrub them verbatim."""
+        secrets = [self.openai_api_key, self.binance_api_key, self.binance_api_secret]
+        return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
+
+
+_active_profile: ContextVar[str] = ContextVar("active_profile", default="default")
+
+
+def _profile_file(profile: str) -> Path:
+    """A bare name is a bundled profile; a path ending in .toml is the user's own file."""
+    path = Path(profile) if profile.endswith(".toml") else PROFILE_DIR / f"{profile}.toml"
+    if not path.is_file():
+        bundled = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+        raise ConfigError(
+            f"config error: profile {profile!r} not found; use one of {bundled} or a .toml path"
+        )
+    return path
+
+
+def load_settings(profile: str | None = None, **overrides: object) -> Settings:
+    """Load and validate settings; turns a validation error into one line naming the field."""
+    chosen = profile or os.environ.get("AGENT_PROFILE") or "default"
+    token = _active_profile.set(chosen)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _active_profile.reset(token)
+    settings.profile = chosen
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    env_name = "AGENT_" + "__".join(str(part) for part in first["loc"]).upper()
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return (
+        f"config error: {field}: {first['msg']}{shown}; "
+        f"set it via {env_name}, .env or the TOML profile{more}"
+    )

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every package needs: errors users can fix, logging, clocks."""

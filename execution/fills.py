@@ -1,0 +1,38 @@
+"""The fill rules as pure functions of one bar (or arrays of bars): the single source of truth
+for when a price was reached and at what price an order fills. See docs/fills.md."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+
+Price = TypeVar("Price", float, np.ndarray)
+
+
+def limit_reached(side: int, limit: float, low: Price, high: Price, touch: bool) -> Price:
+    """A buy limit fills when price trades below it (at it too when `touch`); a sell mirrors."""
+    if side > 0:
+        return low <= limit if touch else low < limit
+    return high >= limit if touch else high > limit
+
+
+def stop_reached(side: int, stop: float, low: Price, high: Price) -> Price:
+    """A buy stop triggers once price trades at or above it; a sell stop at or below it."""
+    return high >= stop if side > 0 else low <= stop
+
+
+def limit_price(side: int, limit: float, open_: float) -> float:
+    """A bar that opens through the limit fills at the open (the better price), else at the limit."""
+    return min(open_, limit) if side > 0 else max(open_, limit)
+
+
+def stop_price(side: int, stop: float, open_: float) -> float:
+    """A gap through the stop fills at the open (the worse price), else at the stop."""
+    return max(open_, stop) if side > 0 else min(open_, stop)
+
+
+def first_true(mask: np.ndarray) -> int | None:
+    """Index of the first True, or None: the vectorised search for the next event bar."""
+    index = int(np.argmax(mask)) if len(mask) else 0
+    return index if len(mask) and mask[index] else None

@@ -1,0 +1,221 @@
+"""The account: one quote-currency cash balance shared by every symbol, fractional positions as
+FIFO lots, realised and unrealised PnL, fees and closed trades. Float64 throughout."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from execution.orders import ExitReason, Fill, snap
+from risk.models import ReasonCode
+
+
+@dataclass(slots=True)
+class Lot:
+    """An open slice of a position at one entry price; `fee` is its not yet allocated entry fee."""
+
+    lot_id: int
+    side: int
+    quantity: float
+    price: float
+    fee: float
+    bar: int
+    time_ms: int
+
+
+@dataclass(slots=True)
+class TradeRecord:
+    """A closed (or, at the end, marked) round trip of one lot; pnl is net of both fees."""
+
+    symbol: str
+    side: str
+    entry_bar: int
+    exit_bar: int
+    entry_time: int
+    exit_time: int
+    entry_price: float
+    exit_price: float
+    size: float
+    pnl: float
+    fees: float
+    exit_reason: ExitReason
+    lot_id: int
+    exit_order: str
+
+    @property
+    def return_pct(self) -> float:
+        """Net return on the capital the trade tied up, as a fraction (backtesting.py's ReturnPct)."""
+        return self.pnl / (self.entry_price * self.size)
+
+
+class Ledger:
+    """Applies fills; refuses (never resizes) what the balance cannot cover."""
+
+    def __init__(self, cash: float, *, allow_short: bool = False) -> None:
+        self.initial_cash = float(cash)
+        self.cash = float(cash)
+        self.allow_short = allow_short
+        self.fees = 0.0
+        self.realised = 0.0
+        self.turnover = 0.0
+        self.trades: list[TradeRecord] = []
+        self._lots: dict[str, deque[Lot]] = {}
+        self._qty: dict[str, float] = {}
+        self._next_lot = 0
+
+    def quantity(self, symbol: str) -> float:
+        return self._qty.get(symbol, 0.0)
+
+    def avg_price(self, symbol: str) -> float:
+        lots = self._lots.get(symbol)
+        if not lots:
+            return 0.0
+        size = sum(lot.quantity for lot in lots)
+        return sum(lot.quantity * lot.price for lot in lots) / size
+
+    def held(self) -> list[tuple[str, float]]:
+        """(symbol, signed quantity) of every open position."""
+        return [(symbol, qty) for symbol, qty in self._qty.items() if qty]
+
+    def equity(self, marks: Mapping[str, float]) -> float:
+        return self.cash + sum(qty * marks[symbol] for symbol, qty in self._qty.items() if qty)
+
+    def unrealised(self, marks: Mapping[str, float]) -> float:
+        return sum(
+            lot.side * lot.quantity * (marks[symbol] - lot.price)
+            for symbol, lots in self._lots.items()
+            for lot in lots
+        )
+
+    def refusal(
+        self,
+        symbol: str,
+        side: int,
+        quantity: float,
+        price: float,
+        fee: float,
+        marks: Callable[[], Mapping[str, float]],
+    ) -> tuple[ReasonCode, str] | None:
+        """Why this fill cannot happen, or None. Spot: no buying without cash; shorts (if allowed)
+        at most 1× equity, valued at `marks()`; reducing a position is always allowed."""
+        before = self.quantity(symbol)
+        after = snap(before + side * quantity)
+        cash_after = self.cash - side * quantity * price - fee
+        if side > 0 and after > 0 and cash_after < -_tolerance(self.cash):
+            return (
+                ReasonCode.INSUFFICIENT_CASH,
+                f"buying {quantity:g} {symbol} at {price:g} needs "
+                f"{quantity * price + fee:,.2f} but cash is {self.cash:,.2f}",
+            )
+        if side < 0 and after < 0:
+            if not self.allow_short:
+                return (
+                    ReasonCode.SHORT_NOT_ALLOWED,
+                    f"selling {quantity:g} {symbol} with {before:g} held would go short (long-only)",
+                )
+            equity_after = self.equity({**marks(), symbol: price}) - fee
+            if -after * price > equity_after + _tolerance(equity_after):
+                return (
+                    ReasonCode.INSUFFICIENT_CASH,
+                    f"a short of {-after * price:,.2f} exceeds equity {equity_after:,.2f}",
+                )
+        return None
+
+    def apply(self, fill: Fill) -> None:
+        """Close opposite lots FIFO, open a lot with any remainder, and move cash and fees."""
+        lots = self._lots.get(fill.symbol)
+        if lots is None:
+            lots = self._lots[fill.symbol] = deque()
+        remaining = fill.quantity
+        while lots and lots[0].side != fill.side and remaining > 0:
+            lot = lots[0]
+            closed = min(lot.quantity, remaining)
+            self._close(fill, lot, closed)
+            lot.quantity = snap(lot.quantity - closed)
+            remaining = snap(remaining - closed)
+            if lot.quantity <= 0:
+                lots.popleft()
+        if remaining > 0:
+            self._next_lot += 1
+            lots.append(
+                Lot(
+                    self._next_lot,
+                    fill.side,
+                    remaining,
+                    fill.price,
+                    fill.fee * remaining / fill.quantity,
+                    fill.bar,
+                    fill.time_ms,
+                )
+            )
+        self._qty[fill.symbol] = snap(self._qty.get(fill.symbol, 0.0) + fill.side * fill.quantity)
+        self.cash -= fill.side * fill.quantity * fill.price + fill.fee
+        self.fees += fill.fee
+        self.turnover += fill.quantity * fill.price
+
+    def _close(self, fill: Fill, lot: Lot, quantity: float) -> None:
+        entry_fee = lot.fee * quantity / lot.quantity
+        lot.fee -= entry_fee
+        exit_fee = fill.fee * quantity / fill.quantity
+        gross = lot.side * quantity * (fill.price - lot.price)
+        self.realised += gross
+        last = self.trades[-1] if self.trades else None
+        if last is not None and last.lot_id == lot.lot_id and last.exit_order == fill.order_id:
+            # A partial fill of the same exit order on the same lot extends that trade.
+            total = snap(last.size + quantity)
+            last.exit_price = (last.exit_price * last.size + fill.price * quantity) / total
+            last.size = total
+            last.pnl += gross - entry_fee - exit_fee
+            last.fees += entry_fee + exit_fee
+            last.exit_bar, last.exit_time = fill.bar, fill.time_ms
+            return
+        self.trades.append(
+            TradeRecord(
+                fill.symbol,
+                "long" if lot.side > 0 else "short",
+                lot.bar,
+                fill.bar,
+                lot.time_ms,
+                fill.time_ms,
+                lot.price,
+                fill.price,
+                quantity,
+                gross - entry_fee - exit_fee,
+                entry_fee + exit_fee,
+                fill.reason,
+                lot.lot_id,
+                fill.order_id,
+            )
+        )
+
+    def marked_trades(
+        self, marks: Mapping[str, float], bar: int, time_ms: int
+    ) -> list[TradeRecord]:
+        """Open lots as trades marked at `marks` with no exit fee: how a report shows what is
+        still open on the last bar (exit reason END_OF_DATA); the account itself is unchanged."""
+        return [
+            TradeRecord(
+                symbol,
+                "long" if lot.side > 0 else "short",
+                lot.bar,
+                bar,
+                lot.time_ms,
+                time_ms,
+                lot.price,
+                marks[symbol],
+                lot.quantity,
+                lot.side * lot.quantity * (marks[symbol] - lot.price) - lot.fee,
+                lot.fee,
+                ExitReason.END_OF_DATA,
+                lot.lot_id,
+                "",
+            )
+            for symbol, lots in self._lots.items()
+            for lot in lots
+        ]
+
+
+def _tolerance(amount: float) -> float:
+    """Float dust allowed when a buy spends exactly all cash."""
+    return 1e-9 * max(abs(amount), 1.0)

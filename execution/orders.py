@@ -1,0 +1,85 @@
+"""What the simulated venue holds and reports: working orders, brackets, fills and rejections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from execution.fees import Liquidity
+from risk.models import OrderType
+
+
+def snap(quantity: float) -> float:
+    """Quantities live on exchange step grids (>= 1e-8), so rounding to 10 decimals removes the
+    float dust of sums and differences without moving any real quantity: a position is flat
+    when it is exactly 0, never 1e-15 BTC that no order could close."""
+    return round(quantity, 10)
+
+
+class ExitReason(StrEnum):
+    """Why a position was reduced; reports group trades by these, so never rename one."""
+
+    SIGNAL = "signal"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+    END_OF_DATA = "end_of_data"
+
+
+@dataclass(slots=True)
+class Fill:
+    """One execution; side +1 buy, -1 sell; fee in quote currency."""
+
+    order_id: str
+    symbol: str
+    side: int
+    quantity: float
+    price: float
+    fee: float
+    liquidity: Liquidity
+    bar: int
+    time_ms: int
+    reason: ExitReason
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """An order the venue refused (exchange rules, balance); counted by code, never repaired."""
+
+    order_id: str
+    symbol: str
+    code: str
+    message: str
+    bar: int
+
+
+@dataclass(slots=True)
+class WorkingOrder:
+    """An accepted order still (partly) open. `armed`: its stop has triggered; `active_from`: the
+    first bar it may fill inside (a stop-limit that gapped past its limit waits a bar)."""
+
+    order_id: str
+    symbol: str
+    side: int
+    kind: OrderType
+    remaining: float
+    limit: float | None
+    stop: float | None
+    stop_loss: float | None
+    take_profit: float | None
+    submitted_bar: int
+    active_from: int
+    reason: ExitReason = ExitReason.SIGNAL
+    reduce_only: bool = False
+    armed: bool = False
+    last_fill_bar: int = -1
+
+
+@dataclass(slots=True)
+class Bracket:
+    """Stop-loss and take-profit guarding a symbol's whole position (one-cancels-other)."""
+
+    symbol: str
+    stop_loss: float | None
+    take_profit: float | None
+    created_bar: int
+    active_from: int

@@ -1,0 +1,372 @@
+"""The simulated venue shared by backtests and paper trading: it accepts only gate-approved orders,
+checks exchange rules, and fills against bars by the rules in `execution.fills` (docs/fills.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from execution.feed import BarArrays
+from execution.fees import FeeFn, FeeSchedule, Liquidity
+from execution.fills import first_true, limit_price, limit_reached, stop_price, stop_reached
+from execution.ledger import Ledger
+from execution.orders import Bracket, ExitReason, Fill, Rejection, WorkingOrder, snap
+from execution.rules import rule_breaches
+from execution.slippage import FixedBps, Slippage
+from market.models import SymbolRules
+from risk.approval import verify_approved
+from risk.models import OrderType, ReasonCode, Side
+
+_MARKET, _LIMIT, _STOP = "market", "limit", "stop"
+
+
+def _mode(order: WorkingOrder) -> str:
+    """How an order behaves now: a triggered stop is a market order, a triggered stop-limit a limit."""
+    if order.kind is OrderType.MARKET or (order.kind is OrderType.STOP and order.armed):
+        return _MARKET
+    if order.kind is OrderType.LIMIT or order.armed:
+        return _LIMIT
+    return _STOP
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+class SimulatedExecutor:
+    """Bar by bar: first what happens at the open (gaps, orders submitted now), then inside the
+    bar. The engine calls `open_phase`, `submit` for each new order, then `intrabar_phase`."""
+
+    def __init__(
+        self,
+        feed: BarArrays,
+        ledger: Ledger,
+        rules: Mapping[str, SymbolRules],
+        *,
+        fees: FeeFn | None = None,
+        slippage: Slippage | None = None,
+        limit_on_touch: bool = False,
+    ) -> None:
+        self.feed = feed
+        self.ledger = ledger
+        self.rules = rules
+        self.fees: FeeFn = fees or FeeSchedule()
+        self.slippage: Slippage = slippage or FixedBps()
+        self.limit_on_touch = limit_on_touch
+        self.working: list[WorkingOrder] = []
+        self.brackets: dict[str, Bracket] = {}
+        self.fills: list[Fill] = []
+        self.rejections: list[Rejection] = []
+        self.ambiguous_bars = 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing can fill until a new order arrives, so the engine may skip bars in bulk."""
+        return not self.working and not self.brackets
+
+    def submit(self, order: object, bar: int) -> Rejection | None:
+        """Accept a sealed ApprovedOrder at `bar`'s open; market orders fill there and then."""
+        approved = verify_approved(order)
+        symbol = approved.symbol
+        rules = self.rules.get(symbol)
+        if rules is None or symbol not in self.feed.symbols:
+            return self._reject(
+                approved.client_order_id, symbol, ReasonCode.UNKNOWN_SYMBOL, "no rules or bars", bar
+            )
+        open_ = float(self.feed.symbols[symbol].open[bar])
+        kind = approved.order_type
+        if kind is OrderType.MARKET:
+            reference = Decimal(repr(open_))
+        else:
+            reference = approved.stop_price if kind is OrderType.STOP else approved.limit_price
+        levels = (
+            approved.limit_price,
+            approved.stop_price,
+            approved.stop_loss,
+            approved.take_profit,
+        )
+        breaches = rule_breaches(
+            rules,
+            approved.quantity,
+            reference,
+            priced=levels,
+        )
+        if breaches:
+            return self._reject(
+                approved.client_order_id,
+                symbol,
+                breaches[0][0],
+                "; ".join(message for _, message in breaches),
+                bar,
+            )
+        working = WorkingOrder(
+            order_id=approved.client_order_id,
+            symbol=symbol,
+            side=1 if approved.side is Side.BUY else -1,
+            kind=approved.order_type,
+            remaining=float(approved.quantity),
+            limit=_float(approved.limit_price),
+            stop=_float(approved.stop_price),
+            stop_loss=_float(approved.stop_loss),
+            take_profit=_float(approved.take_profit),
+            submitted_bar=bar,
+            active_from=bar,
+            reduce_only=approved.reduce_only,
+        )
+        rejected_before = len(self.rejections)
+        if not self._at_open(working, bar, open_, resting=False):
+            self.working.append(working)
+        return self.rejections[-1] if len(self.rejections) > rejected_before else None
+
+    def open_phase(self, bar: int) -> None:
+        """Orders and brackets that rested before this bar, against its open (gaps)."""
+        for order in list(self.working):
+            if order.submitted_bar < bar:
+                opened = float(self.feed.symbols[order.symbol].open[bar])
+                if self._at_open(order, bar, opened, resting=True):
+                    self.working.remove(order)
+        for bracket in list(self.brackets.values()):
+            if bracket.created_bar < bar:
+                self._bracket_at_open(bracket, bar)
+
+    def intrabar_phase(self, bar: int) -> None:
+        """Every live order and bracket against this bar's high and low."""
+        for order in list(self.working):
+            if order.active_from > bar or order.last_fill_bar == bar:
+                continue
+            bars = self.feed.symbols[order.symbol]
+            low, high = float(bars.low[bar]), float(bars.high[bar])
+            mode = _mode(order)
+            done = False
+            if mode == _LIMIT and limit_reached(
+                order.side, order.limit, low, high, self.limit_on_touch
+            ):
+                done = self._execute(
+                    order, bar, order.limit, Liquidity.MAKER, slip=False, opening=False
+                )
+            elif mode == _STOP and stop_reached(order.side, order.stop, low, high):
+                done = self._trigger(order, bar, order.stop, opening=False)
+            if done:
+                self.working.remove(order)
+        for bracket in list(self.brackets.values()):
+            if bracket.active_from <= bar and self.brackets.get(bracket.symbol) is bracket:
+                self._bracket_intrabar(bracket, bar)
+
+    def next_event(self, start: int, stop: int) -> int | None:
+        """The first bar in [start, stop] where any order or bracket could fill (vectorised)."""
+        best: int | None = None
+        for order in self.working:
+            if _mode(order) == _MARKET:
+                return start
+            first = max(start, order.active_from)
+            if first > stop:
+                continue
+            bars = self.feed.symbols[order.symbol]
+            low, high = bars.low[first : stop + 1], bars.high[first : stop + 1]
+            if _mode(order) == _LIMIT:
+                mask = limit_reached(order.side, order.limit, low, high, self.limit_on_touch)
+            else:
+                mask = stop_reached(order.side, order.stop, low, high)
+            best = _earliest(best, first, first_true(mask))
+        for bracket in self.brackets.values():
+            first = max(start, bracket.active_from)
+            if first > stop:
+                continue
+            exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
+            bars = self.feed.symbols[bracket.symbol]
+            low, high = bars.low[first : stop + 1], bars.high[first : stop + 1]
+            mask = False
+            if bracket.stop_loss is not None:
+                mask = stop_reached(exit_side, bracket.stop_loss, low, high)
+            if bracket.take_profit is not None:
+                mask = mask | limit_reached(
+                    exit_side, bracket.take_profit, low, high, self.limit_on_touch
+                )
+            best = _earliest(best, first, first_true(mask))
+        return best
+
+    def _at_open(self, order: WorkingOrder, bar: int, open_: float, *, resting: bool) -> bool:
+        """Fill or trigger at the open if the open allows it; True when the order is finished."""
+        mode = _mode(order)
+        if mode == _MARKET:
+            return self._execute(order, bar, open_, Liquidity.TAKER, slip=True, opening=True)
+        if mode == _LIMIT:
+            touch = self.limit_on_touch or not resting
+            if not limit_reached(order.side, order.limit, open_, open_, touch):
+                return False
+            # Resting limits were in the book (maker); a limit marketable on arrival takes.
+            if resting:
+                price = limit_price(order.side, order.limit, open_)
+                return self._execute(order, bar, price, Liquidity.MAKER, slip=False, opening=True)
+            return self._execute(
+                order, bar, open_, Liquidity.TAKER, slip=True, cap=order.limit, opening=True
+            )
+        if stop_reached(order.side, order.stop, open_, open_):
+            return self._trigger(
+                order, bar, stop_price(order.side, order.stop, open_), opening=True
+            )
+        return False
+
+    def _trigger(self, order: WorkingOrder, bar: int, price: float, *, opening: bool) -> bool:
+        """A stop reached at `price`: stops fill there; stop-limits fill if within the limit,
+        otherwise they rest as a limit from the next bar."""
+        order.armed = True
+        if order.kind is OrderType.STOP:
+            return self._execute(order, bar, price, Liquidity.TAKER, slip=True, opening=opening)
+        within = price <= order.limit if order.side > 0 else price >= order.limit
+        if within:
+            return self._execute(
+                order, bar, price, Liquidity.TAKER, slip=True, cap=order.limit, opening=opening
+            )
+        order.active_from = bar + 1
+        return False
+
+    def _bracket_at_open(self, bracket: Bracket, bar: int) -> None:
+        open_ = float(self.feed.symbols[bracket.symbol].open[bar])
+        exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
+        if bracket.stop_loss is not None and stop_reached(
+            exit_side, bracket.stop_loss, open_, open_
+        ):
+            self._bracket_exit(bracket, bar, open_, ExitReason.STOP_LOSS)
+        elif bracket.take_profit is not None and limit_reached(
+            exit_side, bracket.take_profit, open_, open_, self.limit_on_touch
+        ):
+            self._bracket_exit(bracket, bar, open_, ExitReason.TAKE_PROFIT)
+
+    def _bracket_intrabar(self, bracket: Bracket, bar: int) -> None:
+        bars = self.feed.symbols[bracket.symbol]
+        low, high = float(bars.low[bar]), float(bars.high[bar])
+        exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
+        stop_hit = bracket.stop_loss is not None and stop_reached(
+            exit_side, bracket.stop_loss, low, high
+        )
+        take_hit = bracket.take_profit is not None and limit_reached(
+            exit_side, bracket.take_profit, low, high, self.limit_on_touch
+        )
+        if stop_hit and take_hit:
+            self.ambiguous_bars += 1  # the bar's path is unknown: assume the stop came first
+        if stop_hit:
+            self._bracket_exit(bracket, bar, bracket.stop_loss, ExitReason.STOP_LOSS)
+        elif take_hit:
+            self._bracket_exit(bracket, bar, bracket.take_profit, ExitReason.TAKE_PROFIT)
+
+    def _bracket_exit(self, bracket: Bracket, bar: int, price: float, reason: ExitReason) -> None:
+        """Close the whole position; what one bar's volume cannot absorb continues at market."""
+        del self.brackets[bracket.symbol]
+        held = self.ledger.quantity(bracket.symbol)
+        order = WorkingOrder(
+            order_id=f"{reason.value}-{bracket.symbol}-{bar}",
+            symbol=bracket.symbol,
+            side=-1 if held > 0 else 1,
+            kind=OrderType.MARKET,
+            remaining=abs(held),
+            limit=None,
+            stop=None,
+            stop_loss=None,
+            take_profit=None,
+            submitted_bar=bar,
+            active_from=bar + 1,
+            reason=reason,
+            reduce_only=True,
+        )
+        taker = reason is ExitReason.STOP_LOSS
+        liquidity = Liquidity.TAKER if taker else Liquidity.MAKER
+        if not self._execute(order, bar, price, liquidity, slip=taker, opening=False):
+            self.working.append(order)
+
+    def _execute(
+        self,
+        order: WorkingOrder,
+        bar: int,
+        base: float,
+        liquidity: Liquidity,
+        *,
+        slip: bool,
+        opening: bool,
+        cap: float | None = None,
+    ) -> bool:
+        """Fill what this bar allows at `base` (plus slippage for takers, never past `cap`);
+        True when the order is finished: fully filled or refused. `opening`: at the bar's open,
+        so a bracket it sets already guards the rest of this bar."""
+        symbol = order.symbol
+        bars = self.feed.symbols[symbol]
+        volume = float(bars.volume[bar])
+        quantity = order.remaining
+        if order.reduce_only:
+            held = self.ledger.quantity(symbol)
+            reducible = abs(held) if held * order.side < 0 else 0.0
+            if reducible <= 0:
+                self._reject(
+                    order.order_id, symbol, ReasonCode.NO_POSITION, "nothing to reduce", bar
+                )
+                return True
+            quantity = min(quantity, reducible)
+        capped = self.slippage.cap(quantity, volume)
+        if capped < quantity:
+            step = self.rules[symbol].floor_qty(Decimal(repr(capped)))
+            quantity = float(step)
+        if quantity <= 0:
+            return False
+        price = self.slippage.price(order.side, base, quantity, volume) if slip else base
+        if cap is not None:
+            price = min(price, cap) if order.side > 0 else max(price, cap)
+        fee = self.fees(quantity, price, liquidity)
+        refusal = self.ledger.refusal(
+            symbol, order.side, quantity, price, fee, lambda: self._marks(bar)
+        )
+        if refusal is not None:
+            self._reject(order.order_id, symbol, refusal[0], refusal[1], bar)
+            return True
+        held_before = self.ledger.quantity(symbol)
+        fill = Fill(
+            order.order_id,
+            symbol,
+            order.side,
+            quantity,
+            price,
+            fee,
+            liquidity,
+            bar,
+            int(self.feed.open_time[bar]),
+            order.reason,
+        )
+        self.ledger.apply(fill)
+        self.fills.append(fill)
+        order.last_fill_bar = bar
+        flat_now = order.reduce_only and not self.ledger.quantity(symbol)
+        order.remaining = 0.0 if flat_now else snap(order.remaining - quantity)
+        self._update_bracket(order, bar, held_before, opening)
+        return order.remaining <= 0
+
+    def _update_bracket(
+        self, order: WorkingOrder, bar: int, held_before: float, opening: bool
+    ) -> None:
+        """Flat or flipped positions lose their bracket; an entry carrying SL/TP sets a new one."""
+        symbol = order.symbol
+        held = self.ledger.quantity(symbol)
+        if not held or held * held_before < 0:
+            self.brackets.pop(symbol, None)
+        if held * order.side > 0 and (order.stop_loss is not None or order.take_profit is not None):
+            self.brackets[symbol] = Bracket(
+                symbol,
+                order.stop_loss,
+                order.take_profit,
+                created_bar=bar,
+                active_from=bar if opening else bar + 1,
+            )
+
+    def _marks(self, bar: int) -> dict[str, float]:
+        return {name: float(b.open[bar]) for name, b in self.feed.symbols.items()}
+
+    def _reject(
+        self, order_id: str, symbol: str, code: ReasonCode, message: str, bar: int
+    ) -> Rejection:
+        rejection = Rejection(order_id, symbol, code.value, message, bar)
+        self.rejections.append(rejection)
+        return rejection
+
+
+def _earliest(best: int | None, offset: int, found: int | None) -> int | None:
+    if found is None:
+        return best
+    return offset + found if best is None else min(best, offset + found)

@@ -1,0 +1,1 @@
+"""Market data: candle models and validation, Binance clients, indicators, the bundled sample."""

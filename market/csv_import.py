@@ -1,0 +1,132 @@
+"""Read a user's candle CSV: Binance's kline layout, or OHLCV with a timestamp column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError
+from market.models import CANDLE_COLUMNS, INTERVAL_MS
+
+BINANCE_KLINE_HEADER = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+)
+_TIME_NAMES = ("open_time", "timestamp", "time", "datetime", "date", "ts")
+_OHLCV = ("open", "high", "low", "close", "volume")
+_EXPECTED = (
+    "expected Binance's kline layout (open_time,open,high,low,close,volume,close_time,"
+    "quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore; header optional) "
+    "or OHLCV with a timestamp column (timestamp,open,high,low,close,volume)"
+)
+
+
+class CsvImportError(UserError):
+    pass
+
+
+def _epoch_to_ms(values: pd.Series, path: Path) -> np.ndarray:
+    """Epoch seconds, ms or µs (Binance's newer dumps) by magnitude, or ISO text, to epoch ms."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        sample = float(numeric.abs().max())
+        scale = 1e-3 if sample > 1e14 else 1.0 if sample > 1e11 else 1e3
+        return (numeric.to_numpy(dtype=np.float64) * scale).astype(np.int64)
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+    if parsed.isna().any():
+        bad = values[parsed.isna()].iloc[0]
+        raise CsvImportError(f"{path}: cannot parse timestamp {bad!r}; use epoch ms or ISO 8601")
+    return parsed.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise CsvImportError(f"{path}: no such file")
+    try:
+        raw = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CsvImportError(f"{path}: not a readable CSV ({exc}); {_EXPECTED}") from None
+    if raw.empty:
+        raise CsvImportError(f"{path}: the file has no rows; {_EXPECTED}")
+    first = [str(v).strip().lower() for v in raw.iloc[0]]
+    has_header = any(not _is_number(v) for v in first)
+    if has_header:
+        raw = raw.iloc[1:].reset_index(drop=True)
+        raw.columns = first
+    elif raw.shape[1] == len(BINANCE_KLINE_HEADER):
+        raw.columns = list(BINANCE_KLINE_HEADER)
+    else:
+        raise CsvImportError(f"{path}: {raw.shape[1]} unnamed columns; {_EXPECTED}")
+    return raw
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]:
+    """Parse into the CANDLE_COLUMNS layout; returns the frame and the columns that were absent."""
+    raw = _read(path)
+    columns = set(raw.columns)
+    time_col = next((c for c in _TIME_NAMES if c in columns), None)
+    missing = [c for c in _OHLCV if c not in columns]
+    if time_col is None or missing:
+        need = ["timestamp"] if time_col is None else []
+        raise CsvImportError(
+            f"{path}: missing columns {need + missing} (found {sorted(columns)}); {_EXPECTED}"
+        )
+    frame = pd.DataFrame({"open_time": _epoch_to_ms(raw[time_col], path)})
+    for col in _OHLCV:
+        frame[col] = pd.to_numeric(raw[col], errors="coerce").astype(np.float64)
+    step = INTERVAL_MS[interval]
+    if "close_time" in columns:
+        frame["close_time"] = _epoch_to_ms(raw["close_time"], path)
+    else:
+        frame["close_time"] = frame["open_time"] + step - 1
+    absent = []
+    optional = {
+        "quote_volume": "quote_volume",
+        "trades": "count",
+        "taker_buy_volume": "taker_buy_volume",
+        "taker_buy_quote_volume": "taker_buy_quote_volume",
+    }
+    for target, source in optional.items():
+        alias = source if source in columns else target if target in columns else None
+        if alias is None:
+            absent.append(target)
+            frame[target] = 0
+        else:
+            frame[target] = pd.to_numeric(raw[alias], errors="coerce").fillna(0)
+    frame = frame.astype({"trades": "int64"}).loc[:, list(CANDLE_COLUMNS)]
+    _check_spacing(frame, interval, path)
+    return frame, absent
+
+
+def _check_spacing(frame: pd.DataFrame, interval: str, path: Path) -> None:
+    """A file of 5m bars imported as 1m would corrupt every later calculation: refuse it."""
+    diffs = np.diff(frame["open_time"].to_numpy())
+    diffs = diffs[diffs > 0]
+    if len(diffs) == 0:
+        return
+    typical = int(np.median(diffs))
+    if typical != INTERVAL_MS[interval]:
+        found = next((k for k, v in INTERVAL_MS.items() if v == typical), f"{typical / 1000:g}s")
+        raise CsvImportError(
+            f"{path}: bars are {found} apart but --interval is {interval}; pass --interval {found}"
+        )

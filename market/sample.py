@@ -1,0 +1,56 @@
+"""The bundled real Binance sample (BTCUSDT, ETHUSDT 1m, 3 days), so everything works offline."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from market.csv_import import read_candle_csv
+from market.models import SymbolRules
+from market.validation import iso_ms
+
+SAMPLE_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+SAMPLE_INTERVAL = "1m"
+_FILES = {s: f"{s}-1m-2025-10-29_3d.csv.gz" for s in SAMPLE_SYMBOLS}
+_RULES_FILE = "exchangeInfo_spot_2024-09-08_BTCUSDT_ETHUSDT.json"
+
+
+def _data_path(name: str) -> Path:
+    return Path(str(resources.files("market") / "data" / name))
+
+
+def has_sample(symbol: str, interval: str) -> bool:
+    return symbol in _FILES and interval == SAMPLE_INTERVAL
+
+
+@cache
+def _load(symbol: str) -> pd.DataFrame:
+    frame, _absent = read_candle_csv(_data_path(_FILES[symbol]), SAMPLE_INTERVAL)
+    return frame
+
+
+def load_sample(symbol: str) -> pd.DataFrame:
+    """A fresh copy of the sample bars; read through the same parser as any user CSV."""
+    if symbol not in _FILES:
+        raise KeyError(f"no bundled sample for {symbol}; bundled: {', '.join(SAMPLE_SYMBOLS)}")
+    return _load(symbol).copy()
+
+
+def sample_notice(symbol: str, frame: pd.DataFrame) -> str:
+    """The one line that tells a user they are looking at bundled, not live, data."""
+    first, last = int(frame["open_time"].iloc[0]), int(frame["open_time"].iloc[-1])
+    return (
+        f"notice: using the bundled Binance sample for {symbol} 1m, "
+        f"{iso_ms(first)} → {iso_ms(last)} UTC ({len(frame):,} bars), not live data"
+    )
+
+
+@cache
+def sample_rules() -> dict[str, SymbolRules]:
+    """Exchange filters captured from Binance (2024-09-08), for offline order checks."""
+    info = json.loads(_data_path(_RULES_FILE).read_text())
+    return {s["symbol"]: SymbolRules.from_exchange_info(s) for s in info["symbols"]}

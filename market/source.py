@@ -1,0 +1,154 @@
+"""Where candles come from: the local store, then Binance (saved to the store), then the sample."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from core.clock import Clock
+from core.errors import UserError
+from market.binance_rest import BinanceRestClient, BinanceUnavailable
+from market.csv_import import read_candle_csv
+from market.models import INTERVAL_MS
+from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_notice
+from market.validation import bad_row_mask, iso_ms, validate_candles
+from store import Store
+from store.candles import count_candles, load_candles, upsert_candles
+
+log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+Notify = Callable[[str], None]
+
+
+def seed_sample_if_empty(store: Store, notify: Notify) -> bool:
+    """Give a fresh data directory the bundled real bars, saying so in one line."""
+    seeded = []
+    for symbol in SAMPLE_SYMBOLS:
+        if count_candles(store, symbol, "1m") == 0:
+            upsert_candles(store, symbol, "1m", load_sample(symbol))
+            seeded.append(symbol)
+    if seeded:
+        frame = load_sample(seeded[0])
+        notify(
+            f"notice: loaded the bundled Binance sample ({', '.join(seeded)} 1m, "
+            f"{iso_ms(frame['open_time'].iloc[0])} → {iso_ms(frame['open_time'].iloc[-1])} UTC) "
+            "into the store; it is not live data"
+        )
+    return bool(seeded)
+
+
+def load_csv_candles(path: Path, interval: str, notify: Notify) -> pd.DataFrame:
+    """A user's CSV, validated; bad rows are refused and reported, never repaired."""
+    frame, absent = read_candle_csv(path, interval)
+    report = validate_candles(frame, interval)
+    for problem in report.problems():
+        notify(f"warning: {path.name}: {problem}")
+    if absent:
+        notify(f"notice: {path.name} has no {', '.join(absent)} columns; stored as 0")
+    return frame[~bad_row_mask(frame)].drop_duplicates("open_time").sort_values("open_time")
+
+
+def _sample_end(symbol: str) -> int:
+    return int(load_sample(symbol)["open_time"].iloc[-1])
+
+
+class CandleSource:
+    """Resolves a window of closed bars, filling the store from Binance when it can."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        notify: Notify,
+        client_factory: Callable[[], BinanceRestClient] | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._notify = notify
+        self._client_factory = client_factory
+
+    def window(self, interval: str, days: float) -> tuple[int, int]:
+        """The last `days` of closed bars up to now, as [first open, last open] in ms."""
+        step = INTERVAL_MS[interval]
+        last_open = (self._clock.now_ms() // step) * step - step
+        return last_open - int(days * DAY_MS) + step, last_open
+
+    def get(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        days: float | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> pd.DataFrame:
+        if days is not None:
+            start_ms, end_ms = self.window(interval, days)
+        if start_ms is None or end_ms is None:
+            raise ValueError("give days, or both start_ms and end_ms")
+        if end_ms < start_ms:
+            raise UserError(f"end {iso_ms(end_ms)} is before start {iso_ms(start_ms)}")
+        stored = load_candles(self._store, symbol, interval, start_ms, end_ms)
+        step = INTERVAL_MS[interval]
+        if len(stored) == (end_ms - start_ms) // step + 1:
+            return stored
+        fetched = self._fetch(symbol, interval, start_ms, end_ms)
+        if fetched is not None:
+            return fetched
+        return self._local_fallback(symbol, interval, start_ms, end_ms, days)
+
+    def _fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame | None:
+        if self._client_factory is None:
+            return None
+        try:
+            with self._client_factory() as client:
+                bars = client.klines(symbol, interval, start_ms, end_ms)
+        except BinanceUnavailable as exc:
+            log.warning("Binance unreachable, using local data: %s", exc)
+            return None
+        upsert_candles(self._store, symbol, interval, bars)
+        return load_candles(self._store, symbol, interval, start_ms, end_ms)
+
+    def _local_fallback(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, days: float | None
+    ) -> pd.DataFrame:
+        if count_candles(self._store, symbol, interval) == 0 and has_sample(symbol, interval):
+            upsert_candles(self._store, symbol, interval, load_sample(symbol))
+        if days is not None:
+            everything = load_candles(self._store, symbol, interval)
+            if everything.empty:
+                raise UserError(self._nothing_here(symbol, interval))
+            span = int(days * DAY_MS) // INTERVAL_MS[interval]
+            frame = everything.iloc[-span:].reset_index(drop=True)
+        else:
+            frame = load_candles(self._store, symbol, interval, start_ms, end_ms)
+            if frame.empty:
+                raise UserError(
+                    f"no {symbol} {interval} bars between {iso_ms(start_ms)} and {iso_ms(end_ms)} "
+                    f"UTC in the store, and Binance is unreachable. {self._stored_range(symbol, interval)}"
+                )
+        if has_sample(symbol, interval) and frame["open_time"].iloc[-1] <= _sample_end(symbol):
+            self._notify(sample_notice(symbol, frame))
+        else:
+            self._notify(
+                f"notice: offline; using stored {symbol} {interval} "
+                f"{iso_ms(frame['open_time'].iloc[0])} → {iso_ms(frame['open_time'].iloc[-1])} UTC"
+            )
+        return frame
+
+    def _stored_range(self, symbol: str, interval: str) -> str:
+        frame = load_candles(self._store, symbol, interval)
+        if frame.empty:
+            return "The store has none."
+        first, last = frame["open_time"].iloc[0], frame["open_time"].iloc[-1]
+        return f"Stored: {iso_ms(first)} → {iso_ms(last)} UTC."
+
+    def _nothing_here(self, symbol: str, interval: str) -> str:
+        bundled = ", ".join(f"{s} 1m" for s in SAMPLE_SYMBOLS)
+        return (
+            f"no {symbol} {interval} data: the store has none, Binance is unreachable, and the "
+            f"bundled sample covers only {bundled}. Use `agent-data import FILE` or go online."
+        )

@@ -1,0 +1,97 @@
+"""Candle validation: find gaps, duplicates, NaN, time disorder and OHLC violations; never repair."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from market.models import INTERVAL_MS, PRICE_COLUMNS
+
+_EXAMPLES = 3
+
+
+def iso_ms(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
+class Finding(BaseModel):
+    """One kind of problem: how many rows it touches and the first few, as UTC times."""
+
+    count: int = 0
+    examples: list[str] = Field(default_factory=list)
+
+
+class ValidationReport(BaseModel):
+    rows: int
+    gaps: Finding = Field(default_factory=Finding)
+    missing_bars: int = 0
+    duplicates: Finding = Field(default_factory=Finding)
+    non_increasing: Finding = Field(default_factory=Finding)
+    nan: Finding = Field(default_factory=Finding)
+    ohlc_violations: Finding = Field(default_factory=Finding)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems()
+
+    @property
+    def bad_row_count(self) -> int:
+        """Rows that must not be stored: NaN values or impossible OHLC."""
+        return self.nan.count + self.ohlc_violations.count
+
+    def problems(self) -> list[str]:
+        lines = []
+        for name, label in (
+            ("gaps", "gaps"),
+            ("duplicates", "duplicate bars"),
+            ("non_increasing", "non-increasing times"),
+            ("nan", "rows with NaN"),
+            ("ohlc_violations", "OHLC violations"),
+        ):
+            finding: Finding = getattr(self, name)
+            if finding.count:
+                extra = f" ({self.missing_bars} missing bars)" if name == "gaps" else ""
+                lines.append(
+                    f"{finding.count} {label}{extra}, first at {', '.join(finding.examples)}"
+                )
+        return lines
+
+
+def _finding(times: np.ndarray) -> Finding:
+    return Finding(count=len(times), examples=[iso_ms(t) for t in times[:_EXAMPLES]])
+
+
+def bad_row_mask(candles: pd.DataFrame) -> pd.Series:
+    """Rows with NaN prices/volume or impossible OHLC: these are never stored."""
+    prices = candles[list(PRICE_COLUMNS)]
+    nan = candles[[*PRICE_COLUMNS, "volume"]].isna().any(axis=1)
+    open_, high, low, close = (prices[col] for col in PRICE_COLUMNS)
+    impossible = (
+        (high < np.maximum(open_, close))
+        | (low > np.minimum(open_, close))
+        | (low > high)
+        | (low <= 0)
+        | (candles["volume"] < 0)
+    )
+    return nan | (impossible & ~nan)
+
+
+def validate_candles(candles: pd.DataFrame, interval: str) -> ValidationReport:
+    """Report every problem with counts and first examples; the frame is not modified."""
+    report = ValidationReport(rows=len(candles))
+    if candles.empty:
+        return report
+    times = candles["open_time"].to_numpy(dtype=np.int64)
+    step = INTERVAL_MS[interval]
+    diffs = np.diff(times)
+    report.duplicates = _finding(times[1:][diffs == 0])
+    report.non_increasing = _finding(times[1:][diffs < 0])
+    gap_at = diffs > step
+    report.gaps = _finding(times[:-1][gap_at] + step)
+    report.missing_bars = int(((diffs[gap_at] // step) - 1).sum())
+    nan = candles[[*PRICE_COLUMNS, "volume"]].isna().any(axis=1).to_numpy()
+    report.nan = _finding(times[nan])
+    bad = bad_row_mask(candles).to_numpy() & ~nan
+    report.ohlc_violations = _finding(times[bad])
+    return report

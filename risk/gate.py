@@ -1,0 +1,600 @@
+"""The risk gate, the only maker of ApprovedOrder: pure, deterministic, never raises, and it
+only shrinks; every change is an adjustment and every refusal a veto, with stable codes."""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from decimal import Decimal
+from functools import lru_cache
+
+from risk.approval import _issue, client_order_id
+from risk.limits import RiskLimits, SourceLimits
+from risk.models import (
+    Approved,
+    MarketView,
+    OrderType,
+    PortfolioView,
+    Reason,
+    ReasonCode,
+    Side,
+    SignalAction,
+    TradeSignal,
+    Verdict,
+    Vetoed,
+)
+from risk.protections import TradingState, cooldown_lock, daily_loss_lock, drawdown_lock
+from risk.sizing import (
+    EXACT,
+    Cap,
+    NoRoom,
+    atr_stop,
+    ceil_to,
+    exact,
+    fit,
+    floor_to,
+    gross_exposure,
+    risk_quantity,
+)
+from risk.state import RiskState, on_order, refresh
+
+_MINUTE_MS = 60_000
+_HOUR_MS = 3_600_000
+_ONE = Decimal(1)
+_LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
+_STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
+_PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
+
+
+def _reason(code: ReasonCode, message: str) -> Reason:
+    return Reason(code=code, message=message)
+
+
+def _veto(code: ReasonCode, message: str) -> Vetoed:
+    return Vetoed(reasons=[Reason(code=code, message=message)])
+
+
+@lru_cache(maxsize=64)
+def _fee_factor(fee_rate: float) -> Decimal:
+    return _ONE + exact(fee_rate)
+
+
+@lru_cache(maxsize=256)
+def _to_float(value: Decimal) -> float:
+    """Exchange filters repeat on every call: convert each once, off the hot path."""
+    return float(value)
+
+
+def _positive(value: float) -> bool:
+    return 0.0 < value < math.inf  # False for NaN too
+
+
+def _signal_problems(signal: TradeSignal) -> list[Reason]:
+    """Garbage in a signal (NaN, inf, <= 0, missing prices) is a veto, never an exception."""
+    problems: list[str] = []
+    if not signal.decision_id.strip():
+        problems.append("decision_id is empty")
+    for name in ("quantity", "size_pct"):
+        value = getattr(signal, name)
+        if value is not None and not _positive(value):
+            problems.append(f"{name} {value} is not a positive finite number")
+    if not 0.0 <= signal.confidence <= 1.0:
+        problems.append(f"confidence {signal.confidence} is not within [0, 1]")
+    for name in _PRICE_FIELDS:
+        value = getattr(signal, name)
+        if value is not None and not _positive(value):
+            problems.append(f"{name} {value} is not a positive finite price")
+    if signal.order_type in _LIMIT_TYPES and signal.limit_price is None:
+        problems.append(f"a {signal.order_type} order needs a limit_price")
+    if signal.order_type in _STOP_TYPES and signal.stop_price is None:
+        problems.append(f"a {signal.order_type} order needs a stop_price")
+    return [_reason(ReasonCode.INVALID_SIGNAL, p) for p in problems]
+
+
+def assess(
+    signal: TradeSignal,
+    portfolio: PortfolioView,
+    market: MarketView,
+    now_ms: int,
+    limits: RiskLimits,
+    state: RiskState,
+) -> Verdict:
+    """Approve (possibly shrunk) or veto one signal. Exits of a held position stay possible in
+    REDUCING and cooldown; HALTED blocks everything. Spot is long-only: no new shorts."""
+    if signal.action is SignalAction.HOLD:
+        return _veto(ReasonCode.HOLD, "the signal holds: no order")
+    problems = _signal_problems(signal)
+    if problems:
+        return Vetoed(reasons=problems)
+    rules = market.rules
+    if signal.symbol != market.symbol or rules.symbol != signal.symbol:
+        return _veto(
+            ReasonCode.UNKNOWN_SYMBOL,
+            f"{signal.symbol}: the market view and rules given are for {rules.symbol}",
+        )
+    if rules.status != "TRADING":
+        return _veto(ReasonCode.UNKNOWN_SYMBOL, f"{signal.symbol} is {rules.status}, not TRADING")
+    last = market.last_price
+    if not _positive(last):
+        return _veto(ReasonCode.INVALID_MARKET, f"last price {last} is not a positive number")
+    halts = [
+        _reason(lock.code, f"trading is HALTED: {lock.message}")
+        for lock in state.locks
+        if lock.level is TradingState.HALTED and lock.active(now_ms)
+    ]
+    if halts:
+        return Vetoed(reasons=halts)
+    position = portfolio.positions.get(signal.symbol)
+    held = position.quantity if position is not None else 0.0
+    if not math.isfinite(held):
+        return _veto(ReasonCode.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
+    if signal.action is SignalAction.CLOSE:
+        if held == 0:
+            return _veto(ReasonCode.NO_POSITION, f"no {signal.symbol} position to close")
+        side = Side.SELL if held > 0 else Side.BUY
+    elif signal.action is SignalAction.BUY:
+        side = Side.BUY
+    elif held > 0:
+        side = Side.SELL
+    else:
+        return _veto(
+            ReasonCode.SHORT_NOT_ALLOWED,
+            f"spot is long-only: no {signal.symbol} held, so a sell would open a short",
+        )
+    source = limits.for_source(signal.source)
+    fat = _fat_finger(signal, last, source)
+    if held > 0 if side is Side.SELL else held < 0:
+        if fat:
+            return Vetoed(reasons=fat)
+        return _exit(signal, portfolio, market, now_ms, limits, held, side)
+    return _entry(signal, portfolio, market, now_ms, limits, source, state, held, fat)
+
+
+def decide(
+    signal: TradeSignal,
+    portfolio: PortfolioView,
+    market: MarketView,
+    now_ms: int,
+    limits: RiskLimits,
+    state: RiskState,
+) -> tuple[Verdict, RiskState]:
+    """`assess` on the refreshed state, counting an approved order towards the rate limits:
+    the one call a loop needs per signal."""
+    state = refresh(state, now_ms)
+    verdict = assess(signal, portfolio, market, now_ms, limits, state)
+    if isinstance(verdict, Approved):
+        state = on_order(state, now_ms)
+    return verdict, state
+
+
+def _fat_finger(signal: TradeSignal, last: float, source: SourceLimits) -> list[Reason]:
+    """A price far from the market is a typo or a hallucination, not an intent to honour."""
+    found: list[Reason] = []
+    if signal.order_type is OrderType.MARKET:
+        return found
+    band = source.fat_finger_pct
+    for name, used, price in (
+        ("limit_price", signal.order_type in _LIMIT_TYPES, signal.limit_price),
+        ("stop_price", signal.order_type in _STOP_TYPES, signal.stop_price),
+    ):
+        if used and price is not None and abs(price / last - 1.0) > band:
+            found.append(
+                _reason(
+                    ReasonCode.FAT_FINGER,
+                    f"{name} {price:.10g} is {abs(price / last - 1.0):.2%} from the last price "
+                    f"{last:.10g}; the band is {band:.2%}",
+                )
+            )
+    return found
+
+
+class _Prices:
+    """The order's prices on the tick grid, rounded in the trader's favour (buys down, sells
+    up), plus the price used for cost (`cost`) and for exchange notional checks (`ref`)."""
+
+    __slots__ = ("cost", "cost_exact", "limit", "ref", "stop")
+
+    def __init__(
+        self,
+        signal: TradeSignal,
+        side: Side,
+        last: float,
+        tick: Decimal,
+        adjustments: list[Reason],
+    ) -> None:
+        round_price = floor_to if side is Side.BUY else ceil_to
+        self.limit = self.stop = None
+        for name, used, price in (
+            ("limit_price", signal.order_type in _LIMIT_TYPES, signal.limit_price),
+            ("stop_price", signal.order_type in _STOP_TYPES, signal.stop_price),
+        ):
+            if not used or price is None:
+                continue
+            raw = exact(price)
+            rounded = round_price(raw, tick)
+            if rounded != raw:
+                adjustments.append(
+                    _reason(ReasonCode.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}")
+                )
+            if name == "limit_price":
+                self.limit = rounded
+            else:
+                self.stop = rounded
+        market_price = exact(last) if self.limit is None else None
+        if self.limit is not None:
+            self.ref = self.limit
+        elif self.stop is not None:
+            self.ref = self.stop
+        else:
+            self.ref = floor_to(market_price, tick)
+        if market_price is not None and side is Side.BUY:
+            # A market or stop buy fills at the market, wherever the trigger was.
+            self.cost_exact = market_price if self.stop is None else max(self.stop, market_price)
+            self.cost = last if self.stop is None else max(float(self.stop), last)
+        else:
+            self.cost_exact = self.ref
+            self.cost = float(self.ref)
+
+
+def _entry(
+    signal: TradeSignal,
+    portfolio: PortfolioView,
+    market: MarketView,
+    now_ms: int,
+    limits: RiskLimits,
+    source: SourceLimits,
+    state: RiskState,
+    held: float,
+    reasons: list[Reason],
+) -> Verdict:
+    """A buy that opens or adds to a long: every entry rule applies, then sizing and caps."""
+    equity, cash, last = portfolio.equity, portfolio.cash, market.last_price
+    if not (_positive(equity) and math.isfinite(cash)):
+        return _veto(
+            ReasonCode.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
+        )
+    reasons = reasons + _entry_blocks(signal, portfolio, market, now_ms, limits, source, state)
+    if reasons:
+        return Vetoed(reasons=reasons)
+
+    rules = market.rules
+    adjustments: list[Reason] = []
+    prices = _Prices(signal, Side.BUY, last, rules.tick_size, adjustments)
+    if prices.ref <= 0:
+        return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+    cost = prices.cost
+
+    stop = signal.stop_loss
+    atr_used = False
+    if stop is None and source.atr_stop_multiple is not None:
+        stop = atr_stop(cost, market.atr, source.atr_stop_multiple)
+        atr_used = stop is not None
+    stop_exact = None
+    distance = 0.0
+    if stop is None:
+        if source.require_stop_loss:
+            return _veto(
+                ReasonCode.NO_STOP_LOSS,
+                f"{signal.source} entries must carry a stop-loss and no usable ATR can place one",
+            )
+    else:
+        stop_exact = ceil_to(exact(stop), rules.tick_size)  # rounded towards the entry: tighter
+        if not stop_exact < prices.cost_exact:
+            return _veto(
+                ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
+            )
+        distance = cost - float(stop_exact)
+        if not distance > 0:
+            return _veto(ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
+        if atr_used:
+            adjustments.append(
+                _reason(
+                    ReasonCode.ATR_STOP,
+                    f"no stop-loss given: stop placed at {stop_exact}, "
+                    f"{source.atr_stop_multiple:g} x ATR {market.atr:.8g} below {cost:.10g}",
+                )
+            )
+    take_profit = None
+    if signal.take_profit is not None:
+        take_profit = floor_to(exact(signal.take_profit), rules.tick_size)
+        if not take_profit > prices.cost_exact:
+            return _veto(
+                ReasonCode.INVALID_SIGNAL,
+                f"take_profit {take_profit} is not above the entry {cost:.10g}",
+            )
+
+    size = math.inf
+    if signal.quantity is not None:
+        size = signal.quantity
+    if signal.size_pct is not None:
+        size = min(size, signal.size_pct * equity / cost)
+    if stop_exact is not None and source.risk_per_trade_pct is not None:
+        by_risk = risk_quantity(equity, source.risk_per_trade_pct, distance)
+        if by_risk < size:
+            size = by_risk
+            adjustments.append(
+                _reason(
+                    ReasonCode.RISK_SIZED,
+                    f"sized to risk {source.risk_per_trade_pct:.2%} of equity with the stop "
+                    f"{distance / cost:.3%} away: {by_risk:.8g}",
+                )
+            )
+    exposure = gross_exposure(portfolio.positions, signal.symbol, last)
+    if exposure is None:
+        return _veto(ReasonCode.INVALID_PORTFOLIO, "a position holds a non-finite size or price")
+    position_room = source.max_position_pct * equity - held * last
+    if source.scale_by_confidence and signal.confidence < 1.0:
+        if size == math.inf:
+            size = position_room / cost
+        size *= signal.confidence
+        if not size > 0:
+            return _veto(ReasonCode.CONFIDENCE_SCALED, "confidence scales the size to zero")
+        adjustments.append(
+            _reason(
+                ReasonCode.CONFIDENCE_SCALED,
+                f"size scaled by confidence {signal.confidence:.2f}: {size:.8g}",
+            )
+        )
+    cost_exact = prices.cost_exact
+    fee = limits.fee_rate
+    caps = [
+        Cap(
+            ReasonCode.MAX_POSITION,
+            position_room,
+            cost,
+            None,
+            cost_exact,
+            "max position {:.0%} of equity",
+            source.max_position_pct,
+        ),
+        Cap(
+            ReasonCode.MAX_EXPOSURE,
+            source.max_exposure_pct * equity - exposure,
+            cost,
+            None,
+            cost_exact,
+            "max exposure {:.0%} of equity",
+            source.max_exposure_pct,
+        ),
+        Cap(
+            ReasonCode.INSUFFICIENT_CASH,
+            cash,
+            cost * (1.0 + fee),
+            None,
+            EXACT.multiply(cost_exact, _fee_factor(fee)),
+            "free cash {:.2f} (fees included)",
+            cash,
+        ),
+    ]
+    if source.max_order_notional is not None:
+        caps.append(
+            Cap(
+                ReasonCode.MAX_ORDER_NOTIONAL,
+                source.max_order_notional,
+                cost,
+                None,
+                cost_exact,
+                "max order notional {:g}",
+                source.max_order_notional,
+            )
+        )
+    return _finish(
+        signal,
+        market,
+        now_ms,
+        size,
+        caps,
+        prices,
+        Side.BUY,
+        adjustments,
+        stop_exact,
+        take_profit,
+        reduce_only=False,
+    )
+
+
+def _entry_blocks(
+    signal: TradeSignal,
+    portfolio: PortfolioView,
+    market: MarketView,
+    now_ms: int,
+    limits: RiskLimits,
+    source: SourceLimits,
+    state: RiskState,
+) -> list[Reason]:
+    """Every rule that forbids a new entry outright; all are reported, not just the first."""
+    found = [
+        _reason(lock.code, f"trading is REDUCING (exits only): {lock.message}")
+        for lock in state.locks
+        if lock.level is TradingState.REDUCING and lock.active(now_ms)
+    ]
+    cooldown = cooldown_lock(state.losing_streak, state.last_loss_ms, source)
+    if cooldown is not None and cooldown.active(now_ms):
+        found.append(_reason(cooldown.code, cooldown.message))
+    age = now_ms - market.data_time_ms
+    if age > limits.max_data_age_ms:
+        found.append(
+            _reason(
+                ReasonCode.STALE_DATA,
+                f"market data is {age / 1000:.0f} s old; the limit is "
+                f"{limits.max_data_age_ms / 1000:.0f} s",
+            )
+        )
+    bid, ask = market.best_bid, market.best_ask
+    if bid is not None and ask is not None:
+        if not (_positive(bid) and _positive(ask) and ask >= bid):
+            found.append(_reason(ReasonCode.INVALID_MARKET, f"book bid {bid} / ask {ask}"))
+        else:
+            spread_bps = (ask - bid) / ((ask + bid) / 2.0) * 10_000.0
+            if spread_bps > limits.max_spread_bps:
+                found.append(
+                    _reason(
+                        ReasonCode.WIDE_SPREAD,
+                        f"spread {spread_bps:.1f} bps exceeds {limits.max_spread_bps:g} bps",
+                    )
+                )
+    if signal.confidence < source.min_confidence:
+        found.append(
+            _reason(
+                ReasonCode.LOW_CONFIDENCE,
+                f"confidence {signal.confidence:.2f} is below {source.min_confidence:.2f}",
+            )
+        )
+    orders = state.recent_orders_ms
+    for window, allowed, label in (
+        (_MINUTE_MS, source.max_orders_per_minute, "minute"),
+        (_HOUR_MS, source.max_orders_per_hour, "hour"),
+    ):
+        placed = len(orders) - bisect_right(orders, now_ms - window)
+        if placed >= allowed:
+            found.append(
+                _reason(
+                    ReasonCode.RATE_LIMIT,
+                    f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
+                )
+            )
+    # The portfolio's own day start and peak back up the state machine's breakers.
+    equity = portfolio.equity
+    for lock in (
+        daily_loss_lock(equity, portfolio.day_start_equity, now_ms, limits),
+        drawdown_lock(equity, portfolio.peak_equity, now_ms, limits),
+    ):
+        if lock is not None and all(r.code is not lock.code for r in found):
+            found.append(_reason(lock.code, lock.message))
+    return found
+
+
+def _exit(
+    signal: TradeSignal,
+    portfolio: PortfolioView,
+    market: MarketView,
+    now_ms: int,
+    limits: RiskLimits,
+    held: float,
+    side: Side,
+) -> Verdict:
+    """Reducing a held position: allowed in REDUCING and cooldown, capped at what is held."""
+    rules = market.rules
+    adjustments: list[Reason] = []
+    prices = _Prices(signal, side, market.last_price, rules.tick_size, adjustments)
+    if prices.ref <= 0:
+        return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+    held_size = abs(held)
+    size = held_size
+    if signal.action is not SignalAction.CLOSE:
+        asked = math.inf
+        if signal.quantity is not None:
+            asked = signal.quantity
+        if signal.size_pct is not None:
+            if not _positive(portfolio.equity):
+                return _veto(
+                    ReasonCode.INVALID_PORTFOLIO,
+                    f"size_pct needs a positive equity, got {portfolio.equity}",
+                )
+            asked = min(asked, signal.size_pct * portfolio.equity / prices.cost)
+        if asked < held_size:
+            size = asked
+        elif asked > held_size and asked != math.inf:
+            adjustments.append(
+                _reason(
+                    ReasonCode.REDUCE_ONLY,
+                    f"asked {asked:.8g} but an exit is capped at the held {held_size:.8g}",
+                )
+            )
+    caps: list[Cap] = []
+    if side is Side.BUY:  # covering a short spends cash
+        fee = limits.fee_rate
+        caps.append(
+            Cap(
+                ReasonCode.INSUFFICIENT_CASH,
+                portfolio.cash,
+                prices.cost * (1.0 + fee),
+                None,
+                EXACT.multiply(prices.cost_exact, _fee_factor(fee)),
+                "free cash {:.2f} (fees included)",
+                portfolio.cash,
+            )
+        )
+    return _finish(
+        signal, market, now_ms, size, caps, prices, side, adjustments, None, None, reduce_only=True
+    )
+
+
+def _finish(
+    signal: TradeSignal,
+    market: MarketView,
+    now_ms: int,
+    size: float,
+    caps: list[Cap],
+    prices: _Prices,
+    side: Side,
+    adjustments: list[Reason],
+    stop_loss: Decimal | None,
+    take_profit: Decimal | None,
+    *,
+    reduce_only: bool,
+) -> Verdict:
+    """Exchange filters, rounding down to stepSize, the minimums, then the sealed order."""
+    rules = market.rules
+    caps.append(
+        Cap(
+            ReasonCode.MAX_QTY,
+            _to_float(rules.max_qty),
+            1.0,
+            rules.max_qty,
+            _ONE,
+            "exchange maxQty {}",
+            rules.max_qty,
+        )
+    )
+    if rules.max_notional is not None:
+        caps.append(
+            Cap(
+                ReasonCode.MAX_ORDER_NOTIONAL,
+                _to_float(rules.max_notional),
+                float(prices.ref),
+                rules.max_notional,
+                prices.ref,
+                "exchange maxNotional {}",
+                rules.max_notional,
+            )
+        )
+    fitted = fit(size, caps, rules.step_size)
+    if isinstance(fitted, NoRoom):
+        return _veto(fitted.cap.code, f"no room left under {fitted.cap.describe()}")
+    quantity = fitted.quantity
+    for cap, room in fitted.binding:
+        adjustments.append(_reason(cap.code, f"capped at {room:.8g} by {cap.describe()}"))
+    if fitted.rounded:
+        adjustments.append(
+            _reason(ReasonCode.STEP_SIZE, f"rounded down to stepSize {rules.step_size}: {quantity}")
+        )
+    if quantity <= 0:
+        return _veto(
+            ReasonCode.MIN_QTY,
+            f"size {fitted.before:.8g} rounds down to nothing at stepSize {rules.step_size}",
+        )
+    if quantity < rules.min_qty:
+        return _veto(ReasonCode.MIN_QTY, f"quantity {quantity} is below minQty {rules.min_qty}")
+    notional = EXACT.multiply(quantity, prices.ref)
+    if notional < rules.min_notional:
+        return _veto(
+            ReasonCode.MIN_NOTIONAL,
+            f"notional {notional:.8f} at {prices.ref} is below minNotional {rules.min_notional}",
+        )
+    order = _issue(
+        client_order_id=client_order_id(signal.decision_id),
+        decision_id=signal.decision_id,
+        symbol=signal.symbol,
+        side=side,
+        order_type=signal.order_type,
+        quantity=quantity,
+        limit_price=prices.limit,
+        stop_price=prices.stop,
+        stop_loss=stop_loss,
+        take_profit=take_profit,
+        reduce_only=reduce_only,
+        source=signal.source,
+        created_ms=now_ms,
+    )
+    return Approved(order=order, adjustments=adjustments)

@@ -1,0 +1,92 @@
+"""Limits from config: safe for an unattended AI by default, yet loose enough for a classic
+strategy asking for all its equity to get nearly all its cash (docs/risk.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from risk.models import SignalSource
+
+
+class SourceLimits(BaseModel):
+    """Limits that depend on who proposed the signal. Fractions are of equity (1.0 = 100%)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_position_pct: float = Field(0.25, ge=0, le=1)
+    max_exposure_pct: float = Field(0.50, ge=0, le=1)
+    max_order_notional: float | None = Field(10_000.0, gt=0)
+    max_orders_per_minute: int = Field(2, ge=0)
+    max_orders_per_hour: int = Field(20, ge=0)
+    risk_per_trade_pct: float | None = Field(0.01, gt=0, le=1)
+    atr_stop_multiple: float | None = Field(2.0, gt=0)
+    require_stop_loss: bool = True
+    min_confidence: float = Field(0.6, ge=0, le=1)
+    scale_by_confidence: bool = True
+    fat_finger_pct: float = Field(0.02, gt=0)
+    cooldown_after_losses: int | None = Field(3, ge=1)
+    cooldown_minutes: int = Field(60, ge=0)
+
+
+_SOURCE_DEFAULTS: dict[str, SourceLimits] = {
+    SignalSource.AI: SourceLimits(),
+    SignalSource.STRATEGY: SourceLimits(
+        max_position_pct=1.0,
+        max_exposure_pct=1.0,
+        max_order_notional=None,
+        max_orders_per_minute=30,
+        max_orders_per_hour=600,
+        risk_per_trade_pct=0.02,
+        atr_stop_multiple=None,
+        require_stop_loss=False,
+        min_confidence=0.0,
+        scale_by_confidence=False,
+        fat_finger_pct=0.10,
+        cooldown_after_losses=None,
+    ),
+    SignalSource.MANUAL: SourceLimits(
+        max_position_pct=1.0,
+        max_exposure_pct=1.0,
+        max_order_notional=100_000.0,
+        max_orders_per_minute=10,
+        max_orders_per_hour=100,
+        risk_per_trade_pct=None,
+        atr_stop_multiple=None,
+        require_stop_loss=False,
+        min_confidence=0.0,
+        scale_by_confidence=False,
+        fat_finger_pct=0.05,
+        cooldown_after_losses=None,
+    ),
+}
+
+
+class RiskLimits(BaseModel):
+    """Everything the gate and the circuit breakers read; `RiskLimits()` is safe as it stands."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_daily_loss_pct: float | None = Field(0.10, gt=0, le=1)
+    max_drawdown_pct: float | None = Field(0.25, gt=0, le=1)
+    max_llm_failures: int = Field(3, ge=1)
+    max_data_age_ms: int = Field(120_000, ge=0)
+    max_spread_bps: float = Field(50.0, gt=0)
+    fee_rate: float = Field(0.001, ge=0, lt=1)
+    ai: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.AI])
+    strategy: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.STRATEGY])
+    manual: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.MANUAL])
+
+    @field_validator("ai", "strategy", "manual", mode="before")
+    @classmethod
+    def _over_source_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        """A partial override (`[risk.strategy] max_position_pct = 0.5`) keeps that source's
+        other defaults instead of falling back to the AI's."""
+        if isinstance(value, dict):
+            base = _SOURCE_DEFAULTS[SignalSource(info.field_name)].model_dump()
+            return {**base, **value}
+        return value
+
+    def for_source(self, source: SignalSource) -> SourceLimits:
+        return getattr(self, source)  # a StrEnum is its own attribute name

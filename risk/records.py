@@ -1,0 +1,129 @@
+"""Persistence of the trading state (a restart keeps a halt) and of every verdict with its
+inputs and the state around it, so any decision can be explained and replayed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+from sqlalchemy import delete, insert, select
+
+from risk.limits import RiskLimits
+from risk.models import Approved, MarketView, PortfolioView, TradeSignal, Verdict
+from risk.state import RiskState
+from store.db import Store
+from store.tables import RiskStateRow, RiskVerdictRow
+
+DEFAULT_SCOPE = "default"
+_VERDICT = TypeAdapter(Verdict)
+
+
+class VerdictRecord(BaseModel):
+    """One gate call: what it saw, what it said, and the state before and after."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scope: str = DEFAULT_SCOPE
+    now_ms: int
+    signal: TradeSignal
+    portfolio: PortfolioView
+    market: MarketView
+    limits: RiskLimits
+    verdict: Verdict
+    state_before: RiskState
+    state_after: RiskState
+
+
+def _dumps(value: Any) -> str:
+    """JSON that keeps NaN and inf (pydantic's own JSON turns them into null), because a
+    garbage signal must be recorded as the garbage it was."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _model_json(model: BaseModel) -> str:
+    return _dumps(model.model_dump(mode="json"))
+
+
+def save_state(store: Store, state: RiskState, now_ms: int, scope: str = DEFAULT_SCOPE) -> None:
+    """Replace the scope's state in one transaction."""
+    with store.engine.begin() as conn:
+        conn.execute(delete(RiskStateRow).where(RiskStateRow.scope == scope))
+        conn.execute(
+            insert(RiskStateRow).values(
+                scope=scope, state_json=_model_json(state), updated_ms=now_ms
+            )
+        )
+
+
+def load_state(store: Store, scope: str = DEFAULT_SCOPE) -> RiskState:
+    """The persisted state, or a fresh ACTIVE one for a scope never saved."""
+    with store.engine.connect() as conn:
+        raw = conn.execute(
+            select(RiskStateRow.state_json).where(RiskStateRow.scope == scope)
+        ).scalar_one_or_none()
+    return RiskState() if raw is None else RiskState.model_validate(json.loads(raw))
+
+
+def record_verdicts(store: Store, records: Iterable[VerdictRecord]) -> int:
+    """Insert many records in one transaction (a backtest records thousands); returns count."""
+    rows = []
+    for record in records:
+        verdict = record.verdict
+        reasons = verdict.adjustments if isinstance(verdict, Approved) else verdict.reasons
+        rows.append(
+            {
+                "scope": record.scope,
+                "decision_id": record.signal.decision_id,
+                "now_ms": record.now_ms,
+                "symbol": record.signal.symbol,
+                "source": record.signal.source.value,
+                "kind": verdict.kind,
+                "codes": ",".join(reason.code.value for reason in reasons),
+                "inputs_json": _dumps(
+                    {
+                        "now_ms": record.now_ms,
+                        "signal": record.signal.model_dump(mode="json"),
+                        "portfolio": record.portfolio.model_dump(mode="json"),
+                        "market": record.market.model_dump(mode="json"),
+                        "limits": record.limits.model_dump(mode="json"),
+                    }
+                ),
+                "verdict_json": _model_json(verdict),
+                "state_before_json": _model_json(record.state_before),
+                "state_after_json": _model_json(record.state_after),
+            }
+        )
+    if rows:
+        with store.engine.begin() as conn:
+            conn.execute(insert(RiskVerdictRow), rows)
+    return len(rows)
+
+
+def load_verdicts(store: Store, scope: str = DEFAULT_SCOPE) -> list[VerdictRecord]:
+    """A scope's records in the order they were made."""
+    stmt = (
+        select(RiskVerdictRow.__table__)
+        .where(RiskVerdictRow.scope == scope)
+        .order_by(RiskVerdictRow.now_ms, RiskVerdictRow.id)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    records = []
+    for row in rows:
+        inputs = json.loads(row["inputs_json"])
+        records.append(
+            VerdictRecord(
+                scope=row["scope"],
+                now_ms=inputs["now_ms"],
+                signal=TradeSignal.model_validate(inputs["signal"]),
+                portfolio=PortfolioView.model_validate(inputs["portfolio"]),
+                market=MarketView.model_validate(inputs["market"]),
+                limits=RiskLimits.model_validate(inputs["limits"]),
+                verdict=_VERDICT.validate_python(json.loads(row["verdict_json"])),
+                state_before=RiskState.model_validate(json.loads(row["state_before_json"])),
+                state_after=RiskState.model_validate(json.loads(row["state_after_json"])),
+            )
+        )
+    return records

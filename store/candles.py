@@ -1,0 +1,139 @@
+"""Candle repository: idempotent bulk upserts, range reads and per-series summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
+from store.db import Store
+from store.tables import CandleRow
+
+_KEY = ("exchange", "symbol", "interval")
+_CHUNK = 50_000
+
+
+class SeriesSummary(BaseModel):
+    """What `agent-data list` shows for one (exchange, symbol, interval) series."""
+
+    exchange: str
+    symbol: str
+    interval: str
+    rows: int
+    first_open_ms: int
+    last_open_ms: int
+    missing_bars: int
+
+
+def _insert_sql(store: Store) -> str:
+    cols = (*_KEY, *CANDLE_COLUMNS)
+    mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO candles ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))}) "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+def count_candles(store: Store, symbol: str, interval: str, exchange: str = EXCHANGE) -> int:
+    stmt = select(func.count()).where(
+        CandleRow.exchange == exchange, CandleRow.symbol == symbol, CandleRow.interval == interval
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def upsert_candles(
+    store: Store,
+    symbol: str,
+    interval: str,
+    candles: pd.DataFrame,
+    *,
+    exchange: str = EXCHANGE,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Insert bars not already stored (closed bars never change); returns how many were new."""
+    if candles.empty:
+        return 0
+    before = count_candles(store, symbol, interval, exchange)
+    frame = candles.loc[:, list(CANDLE_COLUMNS)]
+    columns = [frame[c].to_numpy() for c in CANDLE_COLUMNS]
+    ints = {"open_time", "close_time", "trades"}
+    native = [
+        col.astype(np.int64).tolist() if name in ints else col.astype(np.float64).tolist()
+        for name, col in zip(CANDLE_COLUMNS, columns, strict=True)
+    ]
+    key = (exchange, symbol, interval)
+    rows = [key + values for values in zip(*native, strict=True)]
+    sql = _insert_sql(store)
+    with store.engine.begin() as conn:
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            conn.exec_driver_sql(sql, chunk)
+            if on_chunk:
+                on_chunk(len(chunk))
+    return count_candles(store, symbol, interval, exchange) - before
+
+
+def load_candles(
+    store: Store,
+    symbol: str,
+    interval: str,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    *,
+    exchange: str = EXCHANGE,
+) -> pd.DataFrame:
+    """Bars with start_ms <= open_time <= end_ms, oldest first, in the CANDLE_COLUMNS layout."""
+    table = CandleRow.__table__
+    stmt = select(*(table.c[c] for c in CANDLE_COLUMNS)).where(
+        table.c.exchange == exchange, table.c.symbol == symbol, table.c.interval == interval
+    )
+    if start_ms is not None:
+        stmt = stmt.where(table.c.open_time >= start_ms)
+    if end_ms is not None:
+        stmt = stmt.where(table.c.open_time <= end_ms)
+    with store.engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(stmt.order_by(table.c.open_time))]
+    frame = pd.DataFrame.from_records(rows, columns=list(CANDLE_COLUMNS))
+    return frame.astype(
+        {
+            c: "int64" if c in ("open_time", "close_time", "trades") else "float64"
+            for c in CANDLE_COLUMNS
+        }
+    )
+
+
+def summarize(store: Store, symbol: str | None = None) -> list[SeriesSummary]:
+    """Row counts, ranges and missing bars per series (duplicates cannot exist: the key forbids them)."""
+    table = CandleRow.__table__
+    stmt = select(
+        table.c.exchange,
+        table.c.symbol,
+        table.c.interval,
+        func.count(),
+        func.min(table.c.open_time),
+        func.max(table.c.open_time),
+    ).group_by(table.c.exchange, table.c.symbol, table.c.interval)
+    if symbol:
+        stmt = stmt.where(table.c.symbol == symbol)
+    with store.engine.connect() as conn:
+        result = conn.execute(stmt.order_by(table.c.symbol, table.c.interval)).all()
+    summaries = []
+    for exchange, sym, interval, rows, first, last in result:
+        expected = (last - first) // INTERVAL_MS[interval] + 1 if interval in INTERVAL_MS else rows
+        summaries.append(
+            SeriesSummary(
+                exchange=exchange,
+                symbol=sym,
+                interval=interval,
+                rows=rows,
+                first_open_ms=first,
+                last_open_ms=last,
+                missing_bars=max(expected - rows, 0),
+            )
+        )
+    return summaries

@@ -1,0 +1,92 @@
+"""Engine creation and schema upgrades for SQLite (WAL) and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from core.errors import UserError
+from store.migrations import MIGRATIONS, Migration
+from store.tables import SchemaVersion
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """Owns the engine; repositories (candles, runs, ...) take a Store and share its engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(SchemaVersion.__tablename__):
+                return 0
+            versions = conn.execute(select(SchemaVersion.version)).scalars().all()
+        return max(versions, default=0)
+
+    def migrate(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+        """Apply every pending migration in its own transaction; returns the new version."""
+        with self.engine.begin() as conn:
+            SchemaVersion.__table__.create(conn, checkfirst=True)
+        current = self.schema_version()
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            with self.engine.begin() as conn:
+                migration.apply(conn)
+                conn.execute(
+                    SchemaVersion.__table__.insert().values(
+                        version=migration.version,
+                        description=migration.description,
+                        applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    )
+                )
+            log.debug("schema upgraded to v%d (%s)", migration.version, migration.description)
+        return self.schema_version()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+def open_store(url: str) -> Store:
+    """Connect, create the SQLite directory if needed, and bring the schema up to date."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(
+            f"invalid DATABASE_URL {url!r}: expected e.g. sqlite:///path/agent.db"
+        ) from None
+    if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    store = Store(engine)
+    try:
+        store.migrate()
+    except OperationalError as exc:
+        shown = parsed.render_as_string(hide_password=True)
+        raise UserError(f"cannot open database {shown}: {exc.orig}") from None
+    return store

@@ -1,0 +1,31 @@
+"""Ordered schema migrations; append only, never edit one that has shipped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from sqlalchemy import Connection
+
+from store.tables import BacktestRunRow, CandleRow, RiskStateRow, RiskVerdictRow
+
+
+class Migration(NamedTuple):
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create(*tables: type) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        for table in tables:
+            table.__table__.create(conn, checkfirst=True)
+
+    return apply
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "candles", _create(CandleRow)),
+    Migration(2, "risk state and verdicts", _create(RiskStateRow, RiskVerdictRow)),
+    Migration(3, "backtest runs", _create(BacktestRunRow)),
+)

@@ -1,0 +1,98 @@
+"""SQLModel tables; each new table also gets a migration in `store/migrations.py`."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel
+
+
+class CandleRow(SQLModel, table=True):
+    """A closed bar; the composite key makes inserts idempotent and serves range queries."""
+
+    __tablename__ = "candles"
+    # SQLite: the key is the table (no rowid b-tree), which halves writes and range-read seeks.
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    exchange: str = Field(sa_column=Column(String(16), primary_key=True))
+    symbol: str = Field(sa_column=Column(String(20), primary_key=True))
+    interval: str = Field(sa_column=Column(String(4), primary_key=True))
+    open_time: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    close_time: int = Field(sa_column=Column(BigInteger, nullable=False))
+    quote_volume: float
+    trades: int = Field(sa_column=Column(BigInteger, nullable=False))
+    taker_buy_volume: float
+    taker_buy_quote_volume: float
+
+
+class SchemaVersion(SQLModel, table=True):
+    """One row per applied migration, so an old database is upgraded in place."""
+
+    __tablename__ = "schema_version"
+
+    version: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    description: str
+    applied_at: str
+
+
+class RiskStateRow(SQLModel, table=True):
+    """The trading state per scope (an account or a run), so a restart never clears a halt."""
+
+    __tablename__ = "risk_state"
+
+    scope: str = Field(sa_column=Column(String(64), primary_key=True))
+    state_json: str = Field(sa_column=Column(Text, nullable=False))
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class RiskVerdictRow(SQLModel, table=True):
+    """One gate verdict with everything needed to replay it: inputs, outcome, state around it."""
+
+    __tablename__ = "risk_verdicts"
+    __table_args__ = (Index("ix_risk_verdicts_scope_time", "scope", "now_ms"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    scope: str = Field(sa_column=Column(String(64), nullable=False))
+    decision_id: str = Field(sa_column=Column(String(128), nullable=False))
+    now_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    symbol: str = Field(sa_column=Column(String(20), nullable=False))
+    source: str = Field(sa_column=Column(String(16), nullable=False))
+    kind: str = Field(sa_column=Column(String(8), nullable=False))
+    codes: str = Field(sa_column=Column(Text, nullable=False))  # comma-separated reason codes
+    inputs_json: str = Field(sa_column=Column(Text, nullable=False))
+    verdict_json: str = Field(sa_column=Column(Text, nullable=False))
+    state_before_json: str = Field(sa_column=Column(Text, nullable=False))
+    state_after_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class BacktestRunRow(SQLModel, table=True):
+    """One backtest run: what ran, on which bars, and its metrics, trades and order counts."""
+
+    __tablename__ = "backtest_runs"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    strategy: str = Field(sa_column=Column(String(32), nullable=False))
+    symbols: str = Field(sa_column=Column(String(200), nullable=False))
+    interval: str = Field(sa_column=Column(String(4), nullable=False))
+    start_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    report_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    config_json: str = Field(sa_column=Column(Text, nullable=False))
+    metrics_json: str = Field(sa_column=Column(Text, nullable=False))
+    orders_json: str = Field(sa_column=Column(Text, nullable=False))
+    trades_json: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,0 +1,103 @@
+"""Shared fixtures: real stores (SQLite always, PostgreSQL when TEST_DATABASE_URL is set)
+and a runner for the installed console scripts in a fresh, offline data directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from store import Store, open_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BIN = Path(sys.executable).parent
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
+_postgres_passed: list[str] = []
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    """A throwaway schema per test, so parallel workers never see each other's tables."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+        yield opened
+        opened.close()
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL: set TEST_DATABASE_URL (CI does)")
+    for url in _postgres_schema_url():
+        opened = open_store(url)
+        yield opened
+        opened.close()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Runs where results arrive (the xdist controller too), so the count covers all workers."""
+    if report.when == "call" and report.passed and "[postgresql" in report.nodeid:
+        _postgres_passed.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if POSTGRES_URL:
+        terminalreporter.write_line(f"PostgreSQL tests passed: {len(_postgres_passed)}")
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """A user's fresh machine: empty data dir, no API keys, Binance unreachable (closed port)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OPENAI_", "BINANCE_"))
+    }
+    env.pop("DATABASE_URL", None)
+    env.update(
+        AGENT_DATA_DIR=str(tmp_path / "data"),
+        AGENT_BINANCE__BASE_URL="http://127.0.0.1:9",
+        AGENT_BINANCE__MAX_RETRIES="0",
+        HOME=str(tmp_path / "home"),
+        COLUMNS="200",
+    )
+    return env
+
+
+@pytest.fixture
+def cli(offline_env: dict[str, str], tmp_path: Path):
+    """Run an installed console script as a real subprocess."""
+
+    def run(command: str, *args: str, env: dict[str, str] | None = None) -> CliResult:
+        proc = subprocess.run(
+            [str(BIN / command), *args],
+            capture_output=True,
+            text=True,
+            env={**offline_env, **(env or {})},
+            cwd=tmp_path,
+            timeout=120,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run

@@ -1,0 +1,131 @@
+"""`agent-backtest` as a user runs it: a real subprocess, a fresh data dir, no network, no key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli.backtest import main
+from backtest.metrics import METRIC_ORDER
+from backtest.runs import load_runs
+from store import open_store
+
+TRADE_KEYS = {
+    "symbol",
+    "side",
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "size",
+    "pnl",
+    "fees",
+    "exit_reason",
+}
+
+
+def _one_clean_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_json_report_on_the_bundled_sample(cli, tmp_path: Path) -> None:
+    out, html = tmp_path / "report.json", tmp_path / "report.html"
+    args = ("--symbol", "BTCUSDT", "--days", "3", "--fast", "20", "--slow", "60")
+    result = cli("agent-backtest", *args, "--json", str(out), "--html", str(html))
+    assert result.returncode == 0, result.stderr
+    assert "bundled Binance sample" in result.stderr
+    assert "Sharpe Ratio" in result.stdout and "365 periods per year" in result.stdout
+
+    report = json.loads(out.read_text())
+    assert set(report) >= {"metrics", "trades", "equity", "config"}
+    assert list(report["metrics"]) == list(METRIC_ORDER)
+    assert report["metrics"]["# Trades"] == len(report["trades"]) > 0
+    assert all(set(trade) >= TRADE_KEYS for trade in report["trades"])
+    assert len(report["equity"]["equity"]) == report["config"]["bars"] == 4_320
+    assert report["config"]["periods_per_year"] == 365
+    assert report["config"]["params"] == {"fast": 20, "slow": 60}
+    assert report["orders"]["signals"] == report["orders"]["approved"]
+
+    page = html.read_text()
+    assert "Plotly" in page and '<script src="http' not in page  # plotly.js is inlined
+
+    again = tmp_path / "again.json"
+    checked = cli("agent-backtest", *args, "--json", str(again), "--check-lookahead")
+    assert checked.returncode == 0, checked.stderr
+    assert "look-ahead check passed" in checked.stderr
+    assert again.read_bytes() == out.read_bytes(), "same inputs, byte-identical report"
+
+    store = open_store(f"sqlite:///{tmp_path / 'data' / 'agent.db'}")
+    runs = load_runs(store)
+    store.close()
+    assert [r.strategy for r in runs] == ["sma_cross", "sma_cross"]
+    assert json.loads(runs[0].metrics_json)["# Trades"] == report["metrics"]["# Trades"]
+
+
+def test_sweep_ranks_a_grid_in_parallel(cli, tmp_path: Path) -> None:
+    out = tmp_path / "sweep.json"
+    result = cli(
+        "agent-backtest",
+        "--sweep",
+        "fast=10:30:10",
+        "--sweep",
+        "slow=30:50:20",
+        "--rank-by",
+        "return",
+        "--workers",
+        "2",
+        "--json",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 combinations" in result.stderr  # fast=30, slow=30
+    sweep = json.loads(out.read_text())
+    returns = [row["metrics"]["Return [%]"] for row in sweep["results"]]
+    assert len(returns) == 5 and returns == sorted(returns, reverse=True)
+    assert sweep["rank_by"] == "Return [%]"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--strategy", "golden_goose"), "unknown strategy 'golden_goose'"),
+        (("--fast", "60", "--slow", "20"), "fast (60) must be less than slow (20)"),
+        (
+            ("--sweep", "fast=5:20:5", "--rank-by", "luck"),
+            "unknown metric 'luck' for --rank-by",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], expected: str) -> None:
+    result = cli("agent-backtest", *args)
+    assert result.returncode == 2
+    assert expected in _one_clean_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--fast", "20", "--slow", "20"), "fast (20) must be less than slow (20)"),
+        (("--sweep", "speed=1:2:1"), "invalid --sweep 'speed=1:2:1'"),
+        (("--sweep", "fast=9:3:1"), "invalid --sweep fast=9:3:1"),
+        (("--strategy", "rsi_reversion", "--fast", "5"), "--fast does not apply to rsi_reversion"),
+        (("--strategy", "rsi_reversion", "--oversold", "80"), "oversold (80) must be less than"),
+        (("--size", "150"), "invalid --size '150'"),
+        (("--symbol", "BTC-USDT"), "invalid symbol 'BTC-USDT'"),
+        (("--interval", "7m"), "invalid interval '7m'"),
+        (("--bogus",), "unrecognized arguments: --bogus"),
+    ],
+)
+def test_more_bad_input_in_process(capsys, args: tuple[str, ...], expected: str) -> None:
+    """The same one-line contract, checked in-process (no interpreter start-up per case)."""
+    try:
+        code = main(list(args))
+    except SystemExit as usage_error:  # argparse's own errors
+        code = usage_error.code
+    assert code == 2
+    assert expected in _one_clean_line(capsys.readouterr().err)

@@ -1,0 +1,101 @@
+"""`agent-data` as a user runs it: a real subprocess, a fresh data dir, no network, no key."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import pytest
+
+SAMPLE_GZ = Path(__file__).parents[1] / "market" / "data" / "ETHUSDT-1m-2025-10-29_3d.csv.gz"
+
+
+def _one_clean_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_list_on_a_fresh_machine_shows_the_bundled_sample(cli) -> None:
+    result = cli("agent-data", "list")
+    assert result.returncode == 0, result.stderr
+    assert "bundled Binance sample" in result.stderr
+    rows = [line for line in result.stdout.splitlines() if "USDT" in line]
+    assert len(rows) == 2
+    for symbol, row in zip(("BTCUSDT", "ETHUSDT"), rows, strict=True):
+        assert re.search(
+            rf"binance\s*│\s*{symbol}\s*│\s*1m\s*│\s*2025-10-29 04:22\s*│\s*2025-11-01 04:21\s*│\s*4,320\s*│\s*0",
+            row,
+        ), row
+    again = cli("agent-data", "list")
+    assert "bundled" not in again.stderr, "the sample is loaded once, not on every run"
+
+
+def test_import_is_idempotent_and_verify_reports_planted_gaps(cli, tmp_path: Path) -> None:
+    lines = gzip.decompress(SAMPLE_GZ.read_bytes()).decode().splitlines()
+    gapped = [lines[0], *lines[1:101], *lines[104:301]]
+    csv = tmp_path / "eth.csv"
+    csv.write_text("\n".join(gapped) + "\n")
+    first = cli("agent-data", "import", str(csv), "--symbol", "ethusdt", "--interval", "1m")
+    assert first.returncode == 0, first.stderr
+    assert "297 new in the store" in first.stdout
+    assert "1 gaps (3 missing bars)" in first.stderr
+    second = cli("agent-data", "import", str(csv), "--symbol", "ETHUSDT", "--interval", "1m")
+    assert "0 new in the store" in second.stdout
+    verify = cli("agent-data", "verify", "--symbol", "ETHUSDT")
+    assert verify.returncode == 1
+    assert "1 gaps (3 missing bars), first at 2025-10-29 06:02" in verify.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("download", "--symbol", "BTC-USDT", "--days", "1"), "invalid symbol 'BTC-USDT'"),
+        (
+            ("download", "--symbol", "BTCUSDT", "--start", "2025-10-30", "--end", "2025-10-29"),
+            "--end 2025-10-29 is not after --start 2025-10-30",
+        ),
+        (
+            ("download", "--symbol", "BTCUSDT", "--start", "2025-13-01", "--end", "2025-10-29"),
+            "invalid --start '2025-13-01'",
+        ),
+        (
+            ("download", "--symbol", "BTCUSDT", "--interval", "7m", "--days", "1"),
+            "invalid interval '7m'",
+        ),
+        (
+            ("import", "missing.csv", "--symbol", "BTCUSDT", "--interval", "1m"),
+            "missing.csv: no such file",
+        ),
+        (("list", "--bogus"), "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], expected: str) -> None:
+    result = cli("agent-data", *args)
+    assert result.returncode == 2
+    assert expected in _one_clean_line(result.stderr)
+
+
+def test_wrong_csv_columns_exit_2_naming_expected_columns(cli, tmp_path: Path) -> None:
+    csv = tmp_path / "prices.csv"
+    csv.write_text("date,price\n2025-10-29,1\n")
+    result = cli("agent-data", "import", str(csv), "--symbol", "BTCUSDT", "--interval", "1m")
+    assert result.returncode == 2
+    line = _one_clean_line(result.stderr)
+    assert "missing columns" in line
+    assert "timestamp,open,high,low,close,volume" in line
+
+
+def test_bad_config_exits_2_naming_the_field(cli) -> None:
+    result = cli("agent-data", "list", env={"LOG_LEVEL": "chatty"})
+    assert result.returncode == 2
+    assert "config error: log_level" in _one_clean_line(result.stderr)
+
+
+def test_download_without_network_fails_clearly(cli) -> None:
+    result = cli("agent-data", "download", "--symbol", "BTCUSDT", "--days", "1")
+    assert result.returncode == 1
+    assert "127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr

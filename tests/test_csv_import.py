@@ -1,0 +1,78 @@
+"""User CSVs: Binance's kline layout (with or without header) or OHLCV; anything else is refused."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from market.csv_import import CsvImportError, read_candle_csv
+from market.sample import load_sample
+
+SAMPLE_GZ = Path(__file__).parents[1] / "market" / "data" / "BTCUSDT-1m-2025-10-29_3d.csv.gz"
+
+
+def _sample_text() -> str:
+    return gzip.decompress(SAMPLE_GZ.read_bytes()).decode()
+
+
+def test_binance_layout_with_header(tmp_path: Path) -> None:
+    path = tmp_path / "k.csv"
+    path.write_text(_sample_text())
+    frame, absent = read_candle_csv(path, "1m")
+    assert absent == []
+    pd.testing.assert_frame_equal(frame, load_sample("BTCUSDT"))
+
+
+def test_binance_layout_without_header_and_microsecond_times(tmp_path: Path) -> None:
+    """Binance's public dumps have no header, and newer spot dumps use microseconds."""
+    lines = _sample_text().splitlines()[1:11]
+    micro = []
+    for line in lines:
+        cells = line.split(",")
+        cells[0], cells[6] = cells[0] + "000", cells[6] + "999"
+        micro.append(",".join(cells))
+    path = tmp_path / "BTCUSDT-1m-2025-10-29.csv"
+    path.write_text("\n".join(micro) + "\n")
+    frame, _ = read_candle_csv(path, "1m")
+    assert frame.open_time.tolist() == load_sample("BTCUSDT").open_time[:10].tolist()
+
+
+def test_ohlcv_with_iso_timestamps(tmp_path: Path) -> None:
+    path = tmp_path / "ohlcv.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2025-10-29T04:22:00Z,112731.29,112749.73,112730.4,112749.72,4.75297\n"
+        "2025-10-29T04:23:00Z,112749.71,112749.72,112686.38,112700.35,8.63715\n"
+    )
+    frame, absent = read_candle_csv(path, "1m")
+    assert frame.open_time.tolist() == [1761711720000, 1761711780000]
+    assert frame.close_time.tolist() == [1761711779999, 1761711839999]
+    assert set(absent) == {"quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"}
+
+
+def test_wrong_columns_name_what_was_expected(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("when,price\n2025-01-01,1\n")
+    with pytest.raises(CsvImportError) as err:
+        read_candle_csv(path, "1m")
+    message = str(err.value)
+    assert "missing columns ['timestamp', 'open', 'high', 'low', 'close', 'volume']" in message
+    assert "open_time,open,high,low,close,volume" in message
+
+
+def test_interval_mismatch_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "k.csv"
+    rows = _sample_text().splitlines()
+    path.write_text("\n".join([rows[0], *rows[1:200:5]]) + "\n")
+    with pytest.raises(CsvImportError, match="bars are 5m apart but --interval is 1m"):
+        read_candle_csv(path, "1m")
+
+
+def test_unparseable_timestamp_names_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,open,high,low,close,volume\nyesterday,1,1,1,1,1\n")
+    with pytest.raises(CsvImportError, match="cannot parse timestamp 'yesterday'"):
+        read_candle_csv(path, "1m")
