@@ -287,6 +287,11 @@ class BinanceRestClient:
         log.debug("GET %s %s (weight %d)", path, params, weight)
         try:
             response = self._http.get(path, params=params)
+        except httpx.ConnectError as exc:
+            # DNS failure or refused: the machine is offline, so fall back now, not after backoff.
+            raise BinanceUnavailable(
+                f"cannot connect to Binance at {self._base_url} ({exc or 'no detail'})"
+            ) from exc
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc or 'no detail'}") from exc
         self._record_weight(response, weight)

@@ -107,7 +107,7 @@ class CandleSource:
             with self._client_factory() as client:
                 bars = client.klines(symbol, interval, start_ms, end_ms)
         except BinanceUnavailable as exc:
-            log.warning("Binance unreachable, using local data: %s", exc)
+            log.debug("Binance unreachable, using local data: %s", exc)
             return None
         upsert_candles(self._store, symbol, interval, bars)
         return load_candles(self._store, symbol, interval, start_ms, end_ms)
