@@ -23,15 +23,22 @@ def client_order_id(decision_id: str, leg: str = "entry") -> str:
     return f"{_CLIENT_ID_PREFIX}{digest[:28]}"  # Binance allows up to 36 chars
 
 
+_SEALED = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
+"""Every field but the seal itself, in a fixed order."""
+
+
 def _digest(fields: dict[str, Any]) -> str:
-    canonical = "|".join(f"{k}={fields[k]}" for k in sorted(fields) if k != "seal")
+    """HMAC of the sealed fields' text in a fixed order; the repr of a list keeps the encoding
+    unambiguous (quoted strings, None apart from "None") without formatting each field."""
+    canonical = repr([None if (value := fields[name]) is None else str(value) for name in _SEALED])
     return hmac.new(_KEY, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def _issue(**fields: Any) -> ApprovedOrder:
-    """Mint a sealed order. Private to the gate: nothing else in the project calls this."""
-    order = ApprovedOrder(**fields, seal="")
-    return order.model_copy(update={"seal": _digest(order.__dict__)})
+    """Mint a sealed order. Private to the gate: nothing else in the project calls this.
+    The seal is computed from the arguments, which validation keeps as they are (the gate
+    passes the exact types), so `verify_approved` on the order recomputes the same digest."""
+    return ApprovedOrder(**fields, seal=_digest(fields))
 
 
 def verify_approved(order: object) -> ApprovedOrder:

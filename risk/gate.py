@@ -46,12 +46,17 @@ _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
 
 
+_validate_reason = Reason.__pydantic_validator__.validate_python
+"""Reason's own validator on a dict: the same validated model as `Reason(...)`, without the
+keyword-argument plumbing of BaseModel.__init__ (and faster than `model_construct`)."""
+
+
 def _reason(code: ReasonCode, message: str) -> Reason:
-    return Reason(code=code, message=message)
+    return _validate_reason({"code": code, "message": message})
 
 
 def _veto(code: ReasonCode, message: str) -> Vetoed:
-    return Vetoed(reasons=[Reason(code=code, message=message)])
+    return Vetoed(reasons=[_reason(code, message)])
 
 
 @lru_cache(maxsize=64)

@@ -57,6 +57,14 @@ def ceil_to(value: Decimal, step: Decimal) -> Decimal:
     return floored if floored >= value else EXACT.add(floored, step)
 
 
+def _floor_quotient(room: Decimal, unit: Decimal, step: Decimal) -> Decimal:
+    """floor_to(room / unit, step) without the 1000-digit quotient: one exact integer division
+    by unit * step gives the same multiple of the step."""
+    if step <= 0:
+        return EXACT.divide(room, unit)
+    return EXACT.multiply(EXACT.divide_int(room, EXACT.multiply(unit, step)), step)
+
+
 def atr_stop(entry: float, atr: float | None, multiple: float) -> float | None:
     """A long's stop `multiple` ATRs below the entry; None when ATR is unknown or too large."""
     if atr is None or not (math.isfinite(atr) and atr > 0):
@@ -106,6 +114,6 @@ def fit(quantity: float, caps: list[Cap], step: Decimal) -> Fitted | NoRoom:
             continue
         room_exact = cap.room_exact if cap.room_exact is not None else exact(cap.room)
         if EXACT.multiply(qty, cap.unit_exact) > room_exact:
-            qty = floor_to(EXACT.divide(room_exact, cap.unit_exact), step)
+            qty = _floor_quotient(room_exact, cap.unit_exact, step)
             rounded = True
     return Fitted(qty, quantity, rounded, binding)
