@@ -184,6 +184,27 @@ class _WireCompletion(BaseModel):
     usage: Usage | None = None
 
 
+def request_fingerprint(
+    base_url: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    temperature: float,
+    prompt_version: str,
+) -> str:
+    """SHA-256 of everything that changes an answer: the cache key and the records' input hash."""
+    material = {
+        "base_url": base_url,
+        "model": model,
+        "messages": messages,
+        "tools": tools,
+        "temperature": temperature,
+        "prompt_version": prompt_version,
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 _AsyncResources = tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI, asyncio.Semaphore]
 
 
@@ -239,6 +260,10 @@ class LLMClient:
     # -- public API ---------------------------------------------------------------------------
 
     @property
+    def model(self) -> str:
+        return self._settings.model
+
+    @property
     def stats(self) -> LLMStats:
         with self._lock:
             return self._stats.model_copy(deep=True)
@@ -250,16 +275,14 @@ class LLMClient:
         prompt_version: str,
     ) -> str:
         """Everything that changes the answer, so decision records can cite the exact input."""
-        material = {
-            "base_url": self.base_url,
-            "model": self._settings.model,
-            "messages": messages,
-            "tools": tools,
-            "temperature": self._settings.temperature,
-            "prompt_version": prompt_version,
-        }
-        canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return request_fingerprint(
+            self.base_url,
+            self._settings.model,
+            messages,
+            tools,
+            self._settings.temperature,
+            prompt_version,
+        )
 
     def estimate_cost(
         self, calls: int, prompt_tokens_per_call: int, completion_tokens_per_call: int

@@ -52,6 +52,10 @@ class LLMSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
+    provider: Literal["auto", "openai", "offline"] = Field(
+        "auto",
+        description="auto: the offline model unless OPENAI_API_KEY or OPENAI_BASE_URL is set",
+    )
     model: str = "gpt-4o-mini"
     temperature: float = Field(0.0, ge=0, le=2)
     timeout_s: float = Field(30.0, gt=0, le=600)

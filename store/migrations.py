@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection
 
-from store.tables import BacktestRunRow, CandleRow, RiskStateRow, RiskVerdictRow
+from store.tables import BacktestRunRow, CandleRow, DecisionRow, RiskStateRow, RiskVerdictRow
 
 
 class Migration(NamedTuple):
@@ -28,4 +28,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "candles", _create(CandleRow)),
     Migration(2, "risk state and verdicts", _create(RiskStateRow, RiskVerdictRow)),
     Migration(3, "backtest runs", _create(BacktestRunRow)),
+    Migration(4, "agent decisions", _create(DecisionRow)),
 )

@@ -96,3 +96,23 @@ class BacktestRunRow(SQLModel, table=True):
     metrics_json: str = Field(sa_column=Column(Text, nullable=False))
     orders_json: str = Field(sa_column=Column(Text, nullable=False))
     trades_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class DecisionRow(SQLModel, table=True):
+    """One agent decision (invariant 4): inputs hash, model, prompt version, tool calls, LLM
+    calls, signal, verdict, order and fill, as JSON, so any decision can be audited later."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_run_time", "run_id", "decided_ms"),)
+
+    decision_id: str = Field(sa_column=Column(String(160), primary_key=True))
+    run_id: str = Field(sa_column=Column(String(64), nullable=False))
+    mode: str = Field(sa_column=Column(String(16), nullable=False))
+    symbol: str = Field(sa_column=Column(String(20), nullable=False))
+    decided_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    outcome: str = Field(sa_column=Column(String(24), nullable=False))
+    model: str = Field(sa_column=Column(String(120), nullable=False))
+    base_url: str = Field(sa_column=Column(String(300), nullable=False))
+    prompt_version: str = Field(sa_column=Column(String(32), nullable=False))
+    inputs_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    record_json: str = Field(sa_column=Column(Text, nullable=False))

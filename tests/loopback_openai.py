@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -34,10 +34,12 @@ class Recorded:
 
 
 class LoopbackOpenAI:
-    """Plays `Scripted` items in arrival order; records requests and the peak of in-flight ones."""
+    """Plays `Scripted` items in arrival order, then asks `responder` (a scripted model reading the
+    request); records requests and the peak of in-flight ones."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, responder: Callable[[dict], Scripted] | None = None) -> None:
         self._queue: deque[Scripted] = deque()
+        self._responder = responder
         self._lock = threading.Lock()
         self.requests: list[Recorded] = []
         self.in_flight = 0
@@ -72,6 +74,8 @@ class LoopbackOpenAI:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if self._queue:
                 return self._queue.popleft()
+            if self._responder is not None:
+                return self._responder(recorded.body)
         message = "loopback server: no scripted response left"
         return Scripted(400, {"error": {"message": message, "type": "loopback"}})
 

@@ -1,0 +1,48 @@
+"""One unattended decision for one symbol at one instant: the prompt, the graph run, the result.
+Backtest, paper and live all call this; they differ only in the deps they inject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.graph import AgentDeps, AgentState, new_turn
+from market.validation import iso_ms
+from prompts import load_prompt, prompt_version
+from tools import ToolEnv
+
+SYSTEM_PROMPT, DECISION_PROMPT = "system", "decision"
+
+
+def decision_prompt_version() -> str:
+    return prompt_version(SYSTEM_PROMPT, DECISION_PROMPT)
+
+
+def system_prompt() -> str:
+    return load_prompt(SYSTEM_PROMPT).text
+
+
+def describe_position(env: ToolEnv, symbol: str) -> str:
+    if not env.stateful:
+        return "not shown (stateless run: decide from market data alone)"
+    held = env.portfolio().positions.get(symbol)
+    if held is None or held.quantity == 0:
+        return "nothing"
+    return f"{held.quantity:g} {symbol} at an average {held.avg_price:g}"
+
+
+def decision_id(run_id: str, symbol: str, now_ms: int) -> str:
+    return f"{run_id}:{symbol}:{now_ms}"
+
+
+def decide(graph: Any, deps: AgentDeps, symbol: str) -> AgentState:
+    """Run the graph for `symbol` at `deps.env.now_ms`; the result's `record` is always set."""
+    env = deps.env
+    env.decision_id = decision_id(deps.run_id, symbol, env.now_ms)
+    text = load_prompt(DECISION_PROMPT).render(
+        as_of=iso_ms(env.now_ms),
+        symbol=symbol,
+        interval=env.market.interval,
+        position=describe_position(env, symbol),
+    )
+    turn = new_turn(env.decision_id, "decide", symbol, env.now_ms, text)
+    return graph.invoke(turn, context=deps)

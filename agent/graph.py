@@ -1,0 +1,371 @@
+"""The agent as a LangGraph StateGraph: model ↔ tools, bounded, then the risk gate, one approval
+interrupt before anything spends money, the executor, and a decision record on every path.
+
+The state is JSON-like (plain dicts and lists) so a checkpointer can keep a chat thread or an
+approval across a restart; the model, tools, gate and executor are injected per run as context."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import ValidationError
+
+from agent.llm import LLMError
+from agent.model import ChatModel
+from agent.records import DecisionRecord, LLMCallRecord, Outcome, ToolCallRecord
+from risk.approval import UnapprovedOrderError, verify_approved
+from risk.models import Approved, ApprovedOrder, TradeSignal, Verdict
+from tools import PLACE_ORDER, SUBMIT_SIGNAL, ToolEnv, ToolError, ToolRegistry
+from tools.trading import SignalIn, TradeIdea, to_signal
+
+DEFAULT_MAX_STEPS = 6
+NUDGE = "Call submit_signal now with your decision (hold if unsure)."
+
+Mode = Literal["decide", "chat"]
+
+
+class Gatekeeper(Protocol):
+    """The caller's risk gate: it holds the account, the market view and the risk state."""
+
+    def review(self, signal: TradeSignal) -> Verdict: ...
+
+    def llm_result(self, ok: bool) -> None: ...
+
+
+class OrderSink(Protocol):
+    """An executor behind the gate; it accepts only an ApprovedOrder the gate sealed."""
+
+    def execute(self, order: ApprovedOrder) -> dict[str, Any]: ...
+
+
+@dataclass
+class AgentDeps:
+    """Everything a run injects; `gate=None` ends at the signal (a backtest engine gates it)."""
+
+    model: ChatModel
+    tools: ToolRegistry
+    env: ToolEnv
+    system_prompt: str
+    prompt_version: str
+    run_id: str
+    gate: Gatekeeper | None = None
+    executor: OrderSink | None = None
+    recorder: Callable[[DecisionRecord], None] | None = None
+    require_approval: bool = False
+    max_steps: int = DEFAULT_MAX_STEPS
+
+
+class AgentState(TypedDict, total=False):
+    decision_id: str
+    mode: Mode
+    symbol: str
+    decided_ms: int
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    steps: int
+    nudged: bool
+    inputs_sha256: str
+    llm_calls: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    signal: dict[str, Any] | None
+    proposal: dict[str, Any] | None
+    verdict: dict[str, Any] | None
+    order: dict[str, Any] | None
+    approval: dict[str, Any] | None
+    execution: dict[str, Any] | None
+    abstain: dict[str, Any] | None
+    answer: str | None
+    record: dict[str, Any] | None
+
+
+def new_turn(
+    decision_id: str, mode: Mode, symbol: str, decided_ms: int, user_text: str
+) -> AgentState:
+    """The input of one decision or chat turn; per-turn fields are reset, history is kept."""
+    return AgentState(
+        decision_id=decision_id,
+        mode=mode,
+        symbol=symbol,
+        decided_ms=decided_ms,
+        messages=[{"role": "user", "content": user_text}],
+        steps=0,
+        nudged=False,
+        inputs_sha256="",
+        llm_calls=[],
+        tool_calls=[],
+        signal=None,
+        proposal=None,
+        verdict=None,
+        order=None,
+        approval=None,
+        execution=None,
+        abstain=None,
+        answer=None,
+        record=None,
+    )
+
+
+# -- nodes --------------------------------------------------------------------------------------
+
+
+def agent_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    steps = state.get("steps", 0)
+    if steps >= deps.max_steps:
+        return {
+            "abstain": {
+                "cause": "max_steps",
+                "message": f"no decision after {steps} model calls (max_steps={deps.max_steps})",
+            }
+        }
+    messages = [{"role": "system", "content": deps.system_prompt}, *state["messages"]]
+    schemas = deps.tools.schemas()
+    key = deps.model.cache_key(messages, schemas, deps.prompt_version)
+    update: dict[str, Any] = {"steps": steps + 1}
+    if not state.get("inputs_sha256"):
+        update["inputs_sha256"] = key
+    try:
+        response = deps.model.complete(messages, schemas, prompt_version=deps.prompt_version)
+    except LLMError as exc:
+        if deps.gate is not None:
+            deps.gate.llm_result(False)
+        update["abstain"] = {
+            "cause": exc.cause,
+            "message": exc.message,
+            "status": exc.status,
+            "attempts": exc.attempts,
+        }
+        return update
+    call = LLMCallRecord(
+        cache_key=key,
+        model=response.model,
+        cached=response.cached,
+        prompt_tokens=response.usage.prompt_tokens,
+        completion_tokens=response.usage.completion_tokens,
+        latency_ms=round(response.latency_ms, 3),
+        cost_usd=response.cost_usd,
+        finish_reason=response.finish_reason,
+    )
+    update["llm_calls"] = [*state.get("llm_calls", []), call.model_dump()]
+    reply = response.message.to_wire()
+    if response.message.tool_calls:
+        update["messages"] = [reply]
+    elif state["mode"] == "chat":
+        update["messages"] = [reply]
+        update["answer"] = response.message.content or ""
+    elif not state.get("nudged"):
+        update["messages"] = [reply, {"role": "user", "content": NUDGE}]
+        update["nudged"] = True
+    else:
+        update["messages"] = [reply]
+        update["abstain"] = {
+            "cause": "no_signal",
+            "message": f"the model answered without a signal: {(reply['content'] or '')[:200]}",
+        }
+    return update
+
+
+def tools_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    calls = state["messages"][-1].get("tool_calls") or []
+    replies, records = [], list(state.get("tool_calls", []))
+    update: dict[str, Any] = {}
+    for call in calls:
+        function = call["function"]
+        outcome = deps.tools.call(deps.env, call["id"], function["name"], function["arguments"])
+        replies.append(outcome.to_wire())
+        records.append(
+            ToolCallRecord(
+                name=outcome.name,
+                arguments=outcome.arguments,
+                ok=outcome.ok,
+                error=outcome.error,
+                duration_ms=round(outcome.duration_ms, 3),
+            ).model_dump()
+        )
+        if outcome.ok and outcome.name == SUBMIT_SIGNAL and "signal" not in update:
+            update["signal"] = SignalIn.model_validate_json(outcome.arguments).model_dump()
+        if outcome.ok and outcome.name == PLACE_ORDER and "proposal" not in update:
+            update["proposal"] = TradeIdea.model_validate_json(outcome.arguments).model_dump()
+    update["messages"] = replies
+    update["tool_calls"] = records
+    return update
+
+
+def risk_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    assert deps.gate is not None  # routed here only with a gate
+    deps.gate.llm_result(True)
+    idea = state.get("proposal") or state.get("signal")
+    try:
+        signal = to_signal(deps.env, TradeIdea.model_validate(idea))
+    except (ToolError, ValidationError) as exc:
+        return {"abstain": {"cause": "bad_signal", "message": str(exc)}}
+    verdict = deps.gate.review(signal)
+    update: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
+    if isinstance(verdict, Approved):
+        update["order"] = verdict.order.model_dump(mode="json")
+    return update
+
+
+def approval_node(state: AgentState) -> dict[str, Any]:
+    """The one place a person says yes or no; re-run from the top on resume, so no side effect
+    happens before `interrupt`."""
+    answer = interrupt(
+        {"kind": "approve_order", "order": state["order"], "verdict": state["verdict"]}
+    )
+    approved = bool(answer.get("approved")) if isinstance(answer, dict) else bool(answer)
+    by = answer.get("by", "user") if isinstance(answer, dict) else "user"
+    return {"approval": {"approved": approved, "by": by}}
+
+
+def execute_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]:
+    """Send the approved order. A seal from an earlier process (an approval resumed after a
+    restart) no longer verifies, so the signal goes through the gate again, as of now."""
+    deps = runtime.context
+    assert deps.executor is not None and deps.gate is not None
+    order = ApprovedOrder.model_validate(state["order"])
+    try:
+        verify_approved(order)
+    except UnapprovedOrderError:
+        update = risk_node(state, runtime)
+        if update.get("order") is None:
+            return update
+        fresh = ApprovedOrder.model_validate(update["order"])
+        if fresh.quantity > order.quantity:
+            message = f"re-checked size {fresh.quantity} exceeds the {order.quantity} approved"
+            return {
+                **update,
+                "order": None,
+                "abstain": {"cause": "stale_approval", "message": message},
+            }
+        return {**update, "execution": deps.executor.execute(fresh)}
+    return {"execution": deps.executor.execute(order)}
+
+
+def finish_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    outcome = _outcome(state)
+    answer = state.get("answer")
+    if state["mode"] == "chat" and state.get("proposal") is not None:
+        answer = _order_answer(state, outcome)
+    record = DecisionRecord(
+        decision_id=state["decision_id"],
+        run_id=deps.run_id,
+        mode=state["mode"],
+        symbol=(state.get("proposal") or state.get("signal") or state).get("symbol", ""),
+        decided_ms=state["decided_ms"],
+        outcome=outcome,
+        model=deps.model.model,
+        base_url=deps.model.base_url,
+        prompt_version=deps.prompt_version,
+        inputs_sha256=state.get("inputs_sha256", ""),
+        llm_calls=state.get("llm_calls", []),
+        tool_calls=state.get("tool_calls", []),
+        signal=state.get("signal"),
+        verdict=state.get("verdict"),
+        order=state.get("order"),
+        execution=state.get("execution"),
+        approval=state.get("approval"),
+        abstain=state.get("abstain"),
+        answer=answer,
+    )
+    if deps.recorder is not None:
+        deps.recorder(record)
+    update: dict[str, Any] = {"record": record.model_dump(mode="json")}
+    if answer != state.get("answer"):
+        update["answer"] = answer
+        update["messages"] = [{"role": "assistant", "content": answer}]
+    return update
+
+
+def _outcome(state: AgentState) -> Outcome:
+    if state.get("abstain") is not None:
+        return "abstain"
+    approval = state.get("approval")
+    if approval is not None and not approval["approved"]:
+        return "rejected"
+    if state.get("order") is not None:
+        return "approved"
+    verdict = state.get("verdict")
+    if verdict is not None:
+        codes = {r["code"] for r in verdict.get("reasons", [])}
+        return "hold" if codes == {"HOLD"} else "vetoed"
+    signal = state.get("signal")
+    if signal is not None:
+        return "hold" if signal["action"] == "hold" else "signal"
+    return "answered"
+
+
+def _order_answer(state: AgentState, outcome: Outcome) -> str:
+    verdict = state.get("verdict") or {}
+    if outcome == "vetoed":
+        reasons = "; ".join(f"{r['code']}: {r['message']}" for r in verdict.get("reasons", []))
+        return f"The risk gate vetoed the order: {reasons}"
+    order = state.get("order") or {}
+    what = f"{order.get('side')} {order.get('quantity')} {order.get('symbol')}"
+    if outcome == "rejected":
+        return f"Order not sent: you rejected {what}."
+    if outcome == "abstain":
+        return f"No order: {(state.get('abstain') or {}).get('message')}"
+    execution = state.get("execution")
+    status = f" Executor: {execution.get('status')}." if execution else ""
+    return f"Approved and sent: {what} ({order.get('client_order_id')}).{status}"
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+
+def _after_agent(state: AgentState) -> str:
+    if state.get("abstain") is not None or state.get("answer") is not None:
+        return "finish"
+    last = state["messages"][-1]
+    if last.get("role") == "user":
+        return "agent"
+    if last.get("tool_calls"):
+        return "tools"
+    return "finish"
+
+
+def _after_tools(state: AgentState, runtime: Runtime[AgentDeps]) -> str:
+    if state.get("signal") is not None or state.get("proposal") is not None:
+        return "risk" if runtime.context.gate is not None else "finish"
+    return "agent"
+
+
+def _after_risk(state: AgentState, runtime: Runtime[AgentDeps]) -> str:
+    deps = runtime.context
+    if state.get("order") is None:
+        return "finish"
+    if deps.require_approval:
+        return "approval"
+    return "execute" if deps.executor is not None else "finish"
+
+
+def _after_approval(state: AgentState, runtime: Runtime[AgentDeps]) -> str:
+    approved = (state.get("approval") or {}).get("approved")
+    return "execute" if approved and runtime.context.executor is not None else "finish"
+
+
+def build_graph(checkpointer: Any = None) -> Any:
+    """Compile the graph; pass a checkpointer for chats and approvals that survive a restart."""
+    graph = StateGraph(AgentState, context_schema=AgentDeps)
+    graph.add_node("agent", agent_node)
+    graph.add_node("tools", tools_node)
+    graph.add_node("risk", risk_node)
+    graph.add_node("approval", approval_node)
+    graph.add_node("execute", execute_node)
+    graph.add_node("finish", finish_node)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", _after_agent, ["agent", "tools", "finish"])
+    graph.add_conditional_edges("tools", _after_tools, ["agent", "risk", "finish"])
+    graph.add_conditional_edges("risk", _after_risk, ["approval", "execute", "finish"])
+    graph.add_conditional_edges("approval", _after_approval, ["execute", "finish"])
+    graph.add_edge("execute", "finish")
+    graph.add_edge("finish", END)
+    return graph.compile(checkpointer=checkpointer)

@@ -1,0 +1,75 @@
+"""Which model answers: an OpenAI-compatible endpoint when one is configured, else the offline
+model, said in one line so nobody mistakes rules for an LLM."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from agent.llm import LLMClient, LLMResponse, LLMStats
+from agent.offline import OfflineModel
+from config import Settings
+from core.errors import ConfigError
+
+
+class ChatModel(Protocol):
+    """What the graph needs of a model; LLMClient and OfflineModel both provide it."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def stats(self) -> LLMStats: ...
+
+    def cache_key(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        prompt_version: str,
+    ) -> str: ...
+
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        prompt_version: str,
+    ) -> LLMResponse: ...
+
+    def close(self) -> None: ...
+
+
+OFFLINE_NOTICE = (
+    "notice: no LLM configured (OPENAI_API_KEY / OPENAI_BASE_URL unset): using the built-in "
+    "offline model, deterministic rules, not an LLM"
+)
+
+
+def uses_offline(settings: Settings) -> bool:
+    provider = settings.llm.provider
+    if provider == "auto":
+        return settings.openai_api_key is None and settings.openai_base_url is None
+    return provider == "offline"
+
+
+def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
+    """The configured model; replay mode with the offline model is allowed (it never calls out)."""
+    if uses_offline(settings):
+        notify(OFFLINE_NOTICE)
+        return OfflineModel()
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    keyless = not key and not settings.openai_base_url
+    if settings.llm.provider == "openai" and keyless and settings.llm.mode != "replay":
+        raise ConfigError(
+            "config error: llm.provider=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL "
+            "for a local server such as Ollama)"
+        )
+    return LLMClient(
+        settings.llm,
+        api_key=key,
+        base_url=settings.openai_base_url,
+        cache_dir=settings.data_dir / "llm-cache",
+    )

@@ -1,0 +1,106 @@
+"""Decision records (DESIGN invariant 4): every decision, including an abstain, is stored with
+what went in (hash, model, endpoint, prompt version) and everything that came out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, insert, select
+
+from store.db import Store
+from store.tables import DecisionRow
+
+Outcome = Literal["signal", "hold", "abstain", "approved", "vetoed", "rejected", "answered"]
+
+
+class LLMCallRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cache_key: str
+    model: str
+    cached: bool
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    cost_usd: float
+    finish_reason: str | None = None
+
+
+class ToolCallRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    arguments: str
+    ok: bool
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+class DecisionRecord(BaseModel):
+    """JSON all the way down, so it is stored, compared and shown without custom encoders."""
+
+    decision_id: str
+    run_id: str
+    mode: str
+    symbol: str
+    decided_ms: int
+    outcome: Outcome
+    model: str
+    base_url: str
+    prompt_version: str
+    inputs_sha256: str
+    llm_calls: list[LLMCallRecord] = Field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    signal: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    order: dict[str, Any] | None = None
+    execution: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
+    abstain: dict[str, Any] | None = None
+    answer: str | None = None
+
+
+def save_decisions(store: Store, records: list[DecisionRecord]) -> int:
+    """Insert or replace by decision id in one transaction (a rerun replaces its own rows)."""
+    if not records:
+        return 0
+    rows = [
+        {
+            "decision_id": r.decision_id,
+            "run_id": r.run_id,
+            "mode": r.mode,
+            "symbol": r.symbol,
+            "decided_ms": r.decided_ms,
+            "outcome": r.outcome,
+            "model": r.model,
+            "base_url": r.base_url,
+            "prompt_version": r.prompt_version,
+            "inputs_sha256": r.inputs_sha256,
+            "record_json": r.model_dump_json(),
+        }
+        for r in records
+    ]
+    ids = [r["decision_id"] for r in rows]
+    with store.engine.begin() as conn:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            conn.execute(delete(DecisionRow).where(DecisionRow.decision_id.in_(chunk)))
+        conn.execute(insert(DecisionRow), rows)
+    return len(rows)
+
+
+def load_decisions(
+    store: Store, run_id: str | None = None, limit: int | None = None
+) -> list[DecisionRecord]:
+    """Newest last; a run's decisions, or the latest `limit` of all runs."""
+    stmt = select(DecisionRow.record_json)
+    if run_id is not None:
+        stmt = stmt.where(DecisionRow.run_id == run_id)
+    stmt = stmt.order_by(DecisionRow.decided_ms.desc(), DecisionRow.decision_id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).scalars().all()
+    return [DecisionRecord.model_validate(json.loads(raw)) for raw in reversed(rows)]

@@ -1,0 +1,37 @@
+"""The typed tools the model may call, and the registries each mode offers."""
+
+from __future__ import annotations
+
+from tools.env import MarketData, ToolEnv, flat_portfolio
+from tools.market import MARKET_TOOLS
+from tools.registry import Tool, ToolError, ToolOutcome, ToolRegistry
+from tools.research import RESEARCH_TOOLS
+from tools.trading import PLACE_ORDER, SUBMIT_SIGNAL, TRADING_TOOLS
+
+ALL_TOOLS = ToolRegistry([*MARKET_TOOLS, *RESEARCH_TOOLS, *TRADING_TOOLS])
+
+
+def decision_tools() -> ToolRegistry:
+    """An unattended decision ends in submit_signal; it proposes no orders of its own."""
+    return ALL_TOOLS.without(PLACE_ORDER, "cancel_order")
+
+
+def chat_tools() -> ToolRegistry:
+    """A chat answers in text and proposes orders for a person to approve."""
+    return ALL_TOOLS.without(SUBMIT_SIGNAL)
+
+
+__all__ = [
+    "ALL_TOOLS",
+    "PLACE_ORDER",
+    "SUBMIT_SIGNAL",
+    "MarketData",
+    "Tool",
+    "ToolEnv",
+    "ToolError",
+    "ToolOutcome",
+    "ToolRegistry",
+    "chat_tools",
+    "decision_tools",
+    "flat_portfolio",
+]

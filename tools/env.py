@@ -1,0 +1,81 @@
+"""What tools may see at one decision: bars closed at or before the decision time, the account as
+known then, and the risk settings. Built per decision, so a backtest tool cannot peek ahead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from market.indicators import IndicatorConfig, compute_indicators
+from market.models import SymbolRules
+from risk.limits import RiskLimits
+from risk.models import PortfolioView, SignalSource
+from risk.state import RiskState
+
+
+class MarketData:
+    """Full candle frames per symbol with their indicators computed once (they are causal), of
+    which a decision sees only the rows whose bar closed by its time."""
+
+    def __init__(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        interval: str,
+        indicator_config: IndicatorConfig | None = None,
+    ) -> None:
+        self.frames = {s: f.reset_index(drop=True) for s, f in frames.items()}
+        self.interval = interval
+        self.indicator_config = indicator_config or IndicatorConfig()
+        self._indicators: dict[str, pd.DataFrame] = {}
+        self._close_times = {
+            s: f["close_time"].to_numpy(dtype=np.int64) for s, f in self.frames.items()
+        }
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.frames)
+
+    def visible_rows(self, symbol: str, now_ms: int) -> int:
+        """How many leading rows had closed by `now_ms`."""
+        return int(np.searchsorted(self._close_times[symbol], now_ms, side="right"))
+
+    def candles(self, symbol: str, now_ms: int) -> pd.DataFrame:
+        return self.frames[symbol].iloc[: self.visible_rows(symbol, now_ms)]
+
+    def indicators(self, symbol: str, now_ms: int) -> pd.DataFrame:
+        if symbol not in self._indicators:
+            self._indicators[symbol] = compute_indicators(
+                self.frames[symbol], self.indicator_config
+            )
+        return self._indicators[symbol].iloc[: self.visible_rows(symbol, now_ms)]
+
+
+def flat_portfolio(cash: float) -> Callable[[], PortfolioView]:
+    """The account a stateless decision assumes: all cash, nothing held."""
+    view = PortfolioView(cash=cash, equity=cash, peak_equity=cash, day_start_equity=cash)
+    return lambda: view
+
+
+@dataclass
+class ToolEnv:
+    """The world of one decision. `portfolio` and `risk_state` are read at call time; `cancel`
+    is absent where no venue holds working orders (a backtest decision)."""
+
+    market: MarketData
+    now_ms: int
+    rules: Mapping[str, SymbolRules]
+    portfolio: Callable[[], PortfolioView]
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    risk_state: Callable[[], RiskState] = RiskState
+    source: SignalSource = SignalSource.AI
+    decision_id: str = ""
+    stateful: bool = True
+    cancel: Callable[[str], str] | None = None
+
+    @cached_property
+    def symbols(self) -> list[str]:
+        return [s for s in self.market.symbols if self.market.visible_rows(s, self.now_ms) > 0]

@@ -1,0 +1,182 @@
+"""Market tools: candles, the compact snapshot and indicator values, as of the decision time."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from market.models import interval_ms
+from market.snapshot import MarketSnapshot, build_snapshot
+from market.validation import iso_ms
+from tools.env import ToolEnv
+from tools.registry import Tool, ToolError
+
+Interval = Literal["1m", "5m", "15m", "1h", "4h"]
+SYMBOL = Field(description="e.g. BTCUSDT", max_length=20)
+
+
+def require_symbol(env: ToolEnv, symbol: str) -> str:
+    """The symbol as the data knows it, or an error listing what this run has."""
+    wanted = symbol.strip().upper()
+    if wanted not in env.symbols:
+        raise ToolError(
+            f"unknown symbol {symbol!r}; this session has data for {', '.join(env.symbols)}"
+        )
+    return wanted
+
+
+def parse_time(text: str, what: str) -> int:
+    try:
+        moment = pd.Timestamp(text)
+    except ValueError:
+        raise ToolError(f"{what} {text!r} is not an ISO time like 2025-10-30T12:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.tz_localize("UTC")
+    return int(moment.value // 1_000_000)
+
+
+class CandlesIn(BaseModel):
+    symbol: str = SYMBOL
+    interval: Interval = Field("15m", description="bar size; built from closed 1m bars")
+    limit: int = Field(20, ge=1, le=100, description="number of bars, newest last")
+    end: str | None = Field(None, description="ISO UTC time of the last bar's close; default now")
+
+
+class CandlesOut(BaseModel):
+    symbol: str
+    interval: str
+    columns: list[str] = ["close_time", "open", "high", "low", "close", "volume"]
+    rows: list[list[str | float]]
+
+
+def get_candles(env: ToolEnv, args: CandlesIn) -> CandlesOut:
+    symbol = require_symbol(env, args.symbol)
+    end_ms = env.now_ms
+    if args.end is not None:
+        end_ms = parse_time(args.end, "end")
+        if end_ms > env.now_ms:
+            raise ToolError(
+                f"end {args.end} is after the decision time {iso_ms(env.now_ms)}: "
+                "bars after now are not visible"
+            )
+    frame = env.market.candles(symbol, end_ms)
+    if frame.empty:
+        first = env.market.frames[symbol]["open_time"].iloc[0]
+        raise ToolError(f"no {symbol} bars before {iso_ms(end_ms)}; data starts {iso_ms(first)}")
+    bars = _resample(frame, env.market.interval, args.interval).tail(args.limit)
+    decimals = _price_decimals(env, symbol, float(bars["close"].iloc[-1]))
+    rows = [
+        [iso_ms(int(r.close_time) + 1)]
+        + [round(float(v), decimals) for v in (r.open, r.high, r.low, r.close)]
+        + [round(float(r.volume), 3)]
+        for r in bars.itertuples(index=False)
+    ]
+    return CandlesOut(symbol=symbol, interval=args.interval, rows=rows)
+
+
+def _resample(frame: pd.DataFrame, base: str, target: str) -> pd.DataFrame:
+    """Complete target bars only: a bucket is used once every base bar in it has closed."""
+    base_ms, step = interval_ms(base), interval_ms(target)
+    if step == base_ms:
+        return frame
+    if step % base_ms:
+        raise ToolError(f"cannot build {target} bars from {base} data")
+    bucket = frame["open_time"] // step
+    grouped = frame.groupby(bucket, sort=True)
+    bars = grouped.agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+        count=("open", "size"),
+    )
+    bars = bars[bars["count"] == step // base_ms]
+    bars["close_time"] = (bars.index.to_numpy() + 1) * step - 1
+    return bars.reset_index(drop=True)
+
+
+def _price_decimals(env: ToolEnv, symbol: str, price: float) -> int:
+    """The exchange's tick size when known (0.01 for BTCUSDT), else 8 significant digits."""
+    rules = env.rules.get(symbol)
+    if rules is not None:
+        return max(0, -int(rules.tick_size.normalize().as_tuple().exponent))
+    if not math.isfinite(price) or price <= 0:
+        return 2
+    return max(0, 7 - math.floor(math.log10(price)))
+
+
+class SymbolIn(BaseModel):
+    symbol: str = SYMBOL
+
+
+def get_market_snapshot(env: ToolEnv, args: SymbolIn) -> MarketSnapshot:
+    symbol = require_symbol(env, args.symbol)
+    candles = env.market.candles(symbol, env.now_ms)
+    if len(candles) < 2:
+        raise ToolError(f"not enough {symbol} history before {iso_ms(env.now_ms)} for a snapshot")
+    return build_snapshot(
+        symbol,
+        env.market.interval,
+        candles,
+        env.market.indicators(symbol, env.now_ms),
+        env.market.indicator_config,
+    )
+
+
+class IndicatorsIn(BaseModel):
+    symbol: str = SYMBOL
+    names: list[str] | None = Field(None, description="indicator names; default all")
+    last: int = Field(1, ge=1, le=20, description="values per indicator, newest last")
+
+
+class IndicatorsOut(BaseModel):
+    symbol: str
+    as_of: str
+    values: dict[str, list[float | None]]
+
+
+def compute_indicators(env: ToolEnv, args: IndicatorsIn) -> IndicatorsOut:
+    symbol = require_symbol(env, args.symbol)
+    table = env.market.indicators(symbol, env.now_ms)
+    available = list(table.columns)
+    names = args.names or available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ToolError(
+            f"unknown indicator(s) {', '.join(unknown)}; available: {', '.join(available)}"
+        )
+    tail = table[names].tail(args.last)
+    values = {
+        n: [None if not math.isfinite(v) else round(float(v), 4) for v in tail[n]] for n in names
+    }
+    as_of = int(env.market.candles(symbol, env.now_ms)["close_time"].iloc[-1])
+    return IndicatorsOut(symbol=symbol, as_of=iso_ms(as_of + 1), values=values)
+
+
+MARKET_TOOLS = (
+    Tool(
+        "get_candles",
+        "Recent closed OHLCV bars for a symbol (newest last).",
+        CandlesIn,
+        CandlesOut,
+        get_candles,
+    ),
+    Tool(
+        "get_market_snapshot",
+        "Compact summary: last price, returns, volatility, indicators and trend flags.",
+        SymbolIn,
+        MarketSnapshot,
+        get_market_snapshot,
+    ),
+    Tool(
+        "compute_indicators",
+        "Latest values of SMA, EMA, RSI, MACD, Bollinger, ATR, VWAP and volume z-score.",
+        IndicatorsIn,
+        IndicatorsOut,
+        compute_indicators,
+    ),
+)
