@@ -1,0 +1,722 @@
+"""Binance spot orders (testnet by default, live on explicit confirmation): only gate-approved
+orders, checked against the exchange's filters before sending, signed, and idempotent by client
+order id: after an unknown outcome the order's status is queried before any resubmission."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from decimal import ROUND_DOWN, Decimal
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from core.errors import UserError
+from core.logging import Redactor
+from execution.binance_signing import (
+    DEFAULT_RECV_WINDOW_MS,
+    clock_offset_ms,
+    query_string,
+    server_timestamp,
+    signed_query,
+)
+from execution.rules import rule_breaches
+from market.binance_rest import BinanceBanned, BinanceError, BinanceRequestError, BinanceUnavailable
+from market.models import SymbolRules, parse_symbol
+from risk.approval import verify_approved
+from risk.models import ApprovedOrder, OrderType, ReasonCode
+
+log = logging.getLogger(__name__)
+
+TESTNET_URL = "https://testnet.binance.vision"
+LIVE_URL = "https://api.binance.com"
+MODES = ("paper", "testnet", "live")
+LIVE_CONFIRM_VAR = "LIVE_TRADING_CONFIRM"
+ORDER_PATH = "/api/v3/order"
+OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
+DUPLICATE_ORDER_MSG = "Duplicate order sent."
+
+_LIVE_HOST = re.compile(r"^api(\d+|-gcp)?\.binance\.com$")
+_TIMESTAMP_OUTSIDE_WINDOW = -1021
+_EXECUTION_UNKNOWN = frozenset({-1006, -1007})  # Binance: "execution status unknown"
+_NEW_ORDER_REJECTED = -2010
+_CANCEL_REJECTED = -2011
+_NO_SUCH_ORDER = -2013
+_DEFAULT_BAN_S = 120.0  # Binance's shortest IP ban, for a 418 without Retry-After
+_WIRE_TYPES = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP: "STOP_LOSS",
+    OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT",
+}
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- typed results ----------------------------------------------------------------------------
+
+
+class OrderFill(BaseModel):
+    """One execution of an order, as Binance reports it in a FULL response."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str = Field(alias="commissionAsset")
+    trade_id: int | None = Field(None, alias="tradeId")
+
+
+class OrderStatus(BaseModel):
+    """One order on the exchange; Binance's field names are accepted as aliases."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    symbol: str
+    order_id: int = Field(alias="orderId")
+    client_order_id: str = Field(alias="clientOrderId")
+    status: str
+    side: str
+    order_type: str = Field(alias="type")
+    price: Decimal = Decimal(0)
+    orig_qty: Decimal = Field(alias="origQty")
+    executed_qty: Decimal = Field(alias="executedQty")
+    cummulative_quote_qty: Decimal = Field(alias="cummulativeQuoteQty")
+    stop_price: Decimal | None = Field(None, alias="stopPrice")
+    time_in_force: str | None = Field(None, alias="timeInForce")
+    update_ms: int | None = None
+    fills: list[OrderFill] = Field(default_factory=list)
+
+    @classmethod
+    def from_binance(cls, data: Mapping[str, Any]) -> OrderStatus:
+        """Parse a placement, query or cancel answer; a cancel names the order in
+        `origClientOrderId` (its `clientOrderId` is the cancel request's own id)."""
+        fields = dict(data)
+        if "origClientOrderId" in fields:
+            fields["clientOrderId"] = fields["origClientOrderId"]
+        fields["update_ms"] = fields.get("updateTime") or fields.get("transactTime")
+        return cls.model_validate(fields)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def average_price(self) -> Decimal | None:
+        """Quote spent per unit filled, or None before any fill."""
+        if self.executed_qty == 0:
+            return None
+        return self.cummulative_quote_qty / self.executed_qty
+
+
+class Balance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+class ExchangeSnapshot(BaseModel):
+    """What the exchange holds at start-up, so the loop can align its ledger with it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: str
+    base_url: str
+    server_time_ms: int
+    open_orders: list[OrderStatus]
+    balances: dict[str, Balance]
+
+
+# --- typed errors -----------------------------------------------------------------------------
+
+
+class ExchangeRefused(BinanceRequestError):
+    """Binance refused a signed request (4xx) other than a new order; retrying cannot help."""
+
+    def __init__(self, method: str, status: int, code: int | None, msg: str, path: str) -> None:
+        super().__init__(status, code, msg, path)
+        self.method = method
+        self.args = (f"Binance refused {method} {path}: HTTP {status}, code {code}: {msg}",)
+
+
+class OrderRejected(BinanceError):
+    """The order was not placed and sending it again unchanged cannot help: nothing to
+    reconcile, record it as a rejection."""
+
+    def __init__(
+        self, message: str, client_order_id: str, symbol: str, code: int | str | None
+    ) -> None:
+        super().__init__(message)
+        self.client_order_id, self.symbol, self.code = client_order_id, symbol, code
+
+
+class RuleBreach(OrderRejected):
+    """The order breaks the symbol's exchange filters; caught before any request was sent."""
+
+    def __init__(
+        self, client_order_id: str, symbol: str, breaches: list[tuple[ReasonCode, str]]
+    ) -> None:
+        self.breaches = breaches
+        reasons = "; ".join(message for _, message in breaches)
+        super().__init__(
+            f"order {client_order_id} for {symbol} breaks Binance's filters, not sent: {reasons}",
+            client_order_id,
+            symbol,
+            breaches[0][0].value,
+        )
+
+
+class ExchangeRejected(OrderRejected):
+    """Binance refused the new order (e.g. -1013 filter failure, -2010 insufficient balance)."""
+
+    def __init__(
+        self, client_order_id: str, symbol: str, status: int, code: int | None, msg: str
+    ) -> None:
+        self.status, self.msg = status, msg
+        super().__init__(
+            f"Binance rejected order {client_order_id} for {symbol}: code {code}: {msg} "
+            f"(HTTP {status}); not retried",
+            client_order_id,
+            symbol,
+            code,
+        )
+
+
+class OrderOutcomeUnknown(BinanceUnavailable):
+    """Binance never confirmed the order either way; reconcile before trading this symbol."""
+
+    def __init__(self, message: str, client_order_id: str, symbol: str) -> None:
+        super().__init__(message)
+        self.client_order_id, self.symbol = client_order_id, symbol
+
+
+class _Transient(Exception):
+    """A failure another attempt may cure."""
+
+    def __init__(self, cause: str, retry_after_s: float | None = None) -> None:
+        super().__init__(cause)
+        self.retry_after_s = retry_after_s
+
+
+class _NotSent(_Transient):
+    """The request never reached Binance (connect failed): resending is safe."""
+
+
+class _RateLimited(_Transient):
+    """429 or 418 with a wait within the cap: Binance refused before processing."""
+
+
+class _ClockSkew(_Transient):
+    """-1021: our timestamp fell outside recvWindow; the clock was re-synced, send again."""
+
+
+class _OutcomeUnknown(_Transient):
+    """5xx, a timeout or a dropped connection: the request may or may not have been executed."""
+
+
+# --- pure helpers -----------------------------------------------------------------------------
+
+
+def check_live_allowed(mode: str, env: Mapping[str, str]) -> None:
+    """Refuse live trading unless the user confirmed it in the environment; other modes pass."""
+    if mode not in MODES:
+        raise UserError(f"unknown trading mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "live" and env.get(LIVE_CONFIRM_VAR, "").strip() != "yes":
+        raise UserError(
+            f"live trading needs {LIVE_CONFIRM_VAR}=yes: it spends real money "
+            "(use --mode testnet to try it on Binance's testnet first)"
+        )
+
+
+def wire_decimal(value: Decimal, step: Decimal) -> str:
+    """`value` on the grid of `step` as a plain decimal string (never `1E-5` notation);
+    rounds down, so a value off the grid can only shrink (callers reject those first)."""
+    if step <= 0:
+        return format(value.normalize(), "f")
+    exponent = min(int(step.normalize().as_tuple().exponent), 0)
+    return format(value.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_DOWN), "f")
+
+
+def order_params(order: ApprovedOrder, rules: SymbolRules) -> dict[str, str]:
+    """The order as Binance's form fields, quantity on stepSize and prices on tickSize."""
+    params = {
+        "symbol": order.symbol,
+        "side": order.side.value.upper(),
+        "type": _WIRE_TYPES[order.order_type],
+        "quantity": wire_decimal(order.quantity, rules.step_size),
+    }
+    if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        assert order.limit_price is not None  # the gate vetoes a limit order without one
+        params["timeInForce"] = "GTC"
+        params["price"] = wire_decimal(order.limit_price, rules.tick_size)
+    if order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+        assert order.stop_price is not None
+        params["stopPrice"] = wire_decimal(order.stop_price, rules.tick_size)
+    params["newClientOrderId"] = order.client_order_id
+    params["newOrderRespType"] = "FULL"
+    return params
+
+
+def _plain(secret: str | SecretStr | None) -> str:
+    if isinstance(secret, SecretStr):
+        return secret.get_secret_value()
+    return secret or ""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _error_body(response: httpx.Response) -> tuple[int | None, str]:
+    try:
+        body = response.json()
+        return body.get("code"), str(body.get("msg", ""))
+    except (ValueError, AttributeError):
+        return None, response.text[:200]
+
+
+# --- the executor -----------------------------------------------------------------------------
+
+
+class BinanceExecutor:
+    """Signed Binance spot REST for gate-approved orders; one instance per account and process.
+    Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
+
+    def __init__(
+        self,
+        api_key: str | SecretStr | None,
+        api_secret: str | SecretStr | None,
+        *,
+        rules: Mapping[str, SymbolRules] | None = None,
+        live: bool = False,
+        live_confirmed: bool = False,
+        base_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock_ms: Callable[[], int] = _wall_ms,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout_s: float = 10.0,
+        recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
+        max_attempts: int = 4,
+        max_retry_after_s: float = 60.0,
+        backoff_s: float = 0.5,
+    ) -> None:
+        if live and not live_confirmed:
+            raise UserError(f"live trading needs {LIVE_CONFIRM_VAR}=yes: it spends real money")
+        key, secret = _plain(api_key), _plain(api_secret)
+        if not key or not secret:
+            raise UserError(
+                "Binance trading needs an API key and secret: set BINANCE_API_KEY and "
+                "BINANCE_API_SECRET (testnet keys come from https://testnet.binance.vision)"
+            )
+        url = (base_url or (LIVE_URL if live else TESTNET_URL)).rstrip("/")
+        if not live and _LIVE_HOST.match(urlsplit(url).hostname or ""):
+            raise UserError(
+                f"testnet mode refuses {url}: that is Binance's live API; use {TESTNET_URL}, "
+                f"or live mode with {LIVE_CONFIRM_VAR}=yes"
+            )
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.live = live
+        self.base_url = url
+        self._key, self._secret = key, secret
+        self._redact = Redactor([key, secret])
+        self._rules: dict[str, SymbolRules] = dict(rules or {})
+        self._clock_ms = clock_ms
+        self._sleep = sleep
+        self._recv_window_ms = recv_window_ms
+        self._max_attempts = max_attempts
+        self._max_retry_after_s = max_retry_after_s
+        self._backoff_s = backoff_s
+        self._offset_ms: int | None = None
+        self._banned_until_ms: int | None = None
+        self.used_weights: dict[str, int] = {}
+        self.order_counts: dict[str, int] = {}
+        self._http = httpx.Client(
+            base_url=url,
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
+
+    def __repr__(self) -> str:
+        return f"BinanceExecutor(mode={self.mode!r}, base_url={self.base_url!r})"
+
+    def __enter__(self) -> BinanceExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def mode(self) -> str:
+        return "live" if self.live else "testnet"
+
+    @property
+    def clock_offset_ms(self) -> int | None:
+        """Binance's clock minus ours, from the last sync (None before the first)."""
+        return self._offset_ms
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def sync_time(self) -> int:
+        """Measure the server-time offset used to stamp signed requests."""
+        sent = self._clock_ms()
+        data = self._call("GET", "/api/v3/time", {}, signed=False)
+        received = self._clock_ms()
+        self._offset_ms = clock_offset_ms(int(data["serverTime"]), sent, received)
+        log.debug("Binance clock offset %d ms (round trip %d ms)", self._offset_ms, received - sent)
+        return self._offset_ms
+
+    def symbol_rules(self, symbol: str) -> SymbolRules:
+        """The symbol's filters as this venue states them (testnet's differ from live)."""
+        symbol = parse_symbol(symbol)
+        if symbol not in self._rules:
+            data = self._call("GET", "/api/v3/exchangeInfo", {"symbol": symbol}, signed=False)
+            self._rules[symbol] = SymbolRules.from_exchange_info(data["symbols"][0])
+        return self._rules[symbol]
+
+    def submit(
+        self, order: object, *, reference_price: Decimal | float | None = None
+    ) -> OrderStatus:
+        """Place a gate-approved order and return Binance's view of it. `reference_price` is
+        the price a MARKET order's notional is checked at (default: Binance's avgPrice)."""
+        approved = verify_approved(order)
+        rules = self.symbol_rules(approved.symbol)
+        cid = approved.client_order_id
+        if rules.status != "TRADING":
+            raise RuleBreach(
+                cid,
+                approved.symbol,
+                [(ReasonCode.UNKNOWN_SYMBOL, f"{approved.symbol} is {rules.status}, not TRADING")],
+            )
+        reference = self._reference_price(approved, reference_price)
+        breaches = rule_breaches(
+            rules, approved.quantity, reference, priced=(approved.limit_price, approved.stop_price)
+        )
+        if breaches:
+            raise RuleBreach(cid, approved.symbol, breaches)
+        params = order_params(approved, rules)
+        log.info(
+            "placing %s %s %s %s on Binance %s as %s",
+            params["side"],
+            params["quantity"],
+            approved.symbol,
+            params["type"],
+            self.mode,
+            cid,
+        )
+        return self._place(params, approved.symbol, cid)
+
+    def order_status(self, symbol: str, client_order_id: str) -> OrderStatus | None:
+        """The order Binance holds under this client order id, or None if it has none."""
+        try:
+            data = self._call(
+                "GET",
+                ORDER_PATH,
+                {"symbol": parse_symbol(symbol), "origClientOrderId": client_order_id},
+            )
+        except ExchangeRefused as exc:
+            if exc.code == _NO_SUCH_ORDER:
+                return None
+            raise
+        return OrderStatus.from_binance(data)
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> OrderStatus:
+        """Cancel an open order and return its final status; an order that already ended
+        (filled, or cancelled by an earlier attempt) is returned as it is."""
+        symbol = parse_symbol(symbol)
+        try:
+            data = self._call(
+                "DELETE", ORDER_PATH, {"symbol": symbol, "origClientOrderId": client_order_id}
+            )
+        except ExchangeRefused as exc:
+            if exc.code == _CANCEL_REJECTED:
+                existing = self.order_status(symbol, client_order_id)
+                if existing is not None and not existing.is_open:
+                    return existing
+            raise
+        return OrderStatus.from_binance(data)
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderStatus]:
+        params = {"symbol": parse_symbol(symbol)} if symbol else {}
+        return [
+            OrderStatus.from_binance(o) for o in self._call("GET", "/api/v3/openOrders", params)
+        ]
+
+    def balances(self) -> dict[str, Balance]:
+        """Non-zero balances by asset (free and locked in open orders)."""
+        data = self._call("GET", "/api/v3/account", {"omitZeroBalances": "true"})
+        held = (Balance.model_validate(b) for b in data.get("balances", []))
+        return {b.asset: b for b in held if b.total != 0}
+
+    def reconcile(self) -> ExchangeSnapshot:
+        """Start-up view of the account: open orders and non-zero balances, on a fresh clock."""
+        self.sync_time()
+        orders = self.open_orders()
+        balances = self.balances()
+        log.info(
+            "reconciled with Binance %s: %d open order(s), %d asset(s) held",
+            self.mode,
+            len(orders),
+            len(balances),
+        )
+        return ExchangeSnapshot(
+            mode=self.mode,
+            base_url=self.base_url,
+            server_time_ms=server_timestamp(self._clock_ms(), self._offset_ms or 0),
+            open_orders=orders,
+            balances=balances,
+        )
+
+    # --- placement ----------------------------------------------------------------------------
+
+    def _reference_price(self, order: ApprovedOrder, given: Decimal | float | None) -> Decimal:
+        if order.order_type is OrderType.STOP:
+            assert order.stop_price is not None
+            return order.stop_price
+        if order.order_type is not OrderType.MARKET:
+            assert order.limit_price is not None
+            return order.limit_price
+        if given is not None:
+            return given if isinstance(given, Decimal) else Decimal(repr(given))
+        data = self._call("GET", "/api/v3/avgPrice", {"symbol": order.symbol}, signed=False)
+        return Decimal(str(data["price"]))
+
+    def _place(self, params: dict[str, str], symbol: str, cid: str) -> OrderStatus:
+        """POST the order; after an unknown outcome, ask Binance whether it exists before
+        sending it again (with the same client order id), so a retry never doubles it."""
+        unknown: str | None = None
+        last = "no attempt"
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                data = self._send("POST", ORDER_PATH, params, signed=True)
+            except _OutcomeUnknown as exc:
+                unknown = last = str(exc)
+                self._warn(
+                    "order %s: outcome unknown (%s); querying its status before any resubmission",
+                    cid,
+                    exc,
+                )
+                self._sleep(self._delay(exc, attempt))
+                existing = self._existing(symbol, cid)
+                if existing is not None:
+                    self._info(
+                        "order %s exists on Binance (%s): not resubmitted", cid, existing.status
+                    )
+                    return existing
+                if attempt < self._max_attempts:
+                    self._warn(
+                        "order %s does not exist on Binance: resubmitting with the same client "
+                        "order id (attempt %d of %d)",
+                        cid,
+                        attempt + 1,
+                        self._max_attempts,
+                    )
+                continue
+            except _Transient as exc:
+                last = str(exc)
+                if attempt < self._max_attempts:
+                    wait = self._delay(exc, attempt)
+                    self._warn("order %s: %s; sending again in %.1f s", cid, exc, wait)
+                    self._sleep(wait)
+                continue
+            except ExchangeRefused as exc:
+                if exc.code == _NEW_ORDER_REJECTED and exc.msg == DUPLICATE_ORDER_MSG:
+                    existing = self._existing(symbol, cid)
+                    if existing is not None:
+                        self._info("order %s is already open on Binance: not duplicated", cid)
+                        return existing
+                raise ExchangeRejected(cid, symbol, exc.status, exc.code, exc.msg) from None
+            return OrderStatus.from_binance(data)
+        if unknown is not None:
+            raise OrderOutcomeUnknown(
+                f"Binance did not confirm order {cid} for {symbol} after {self._max_attempts} "
+                f"attempt(s), last with {unknown}; it was absent at the last check, but may "
+                "still appear: reconcile before trading this symbol again",
+                cid,
+                symbol,
+            )
+        raise BinanceUnavailable(
+            f"Binance at {self.base_url} did not take order {cid} for {symbol} after "
+            f"{self._max_attempts} attempt(s), last with {last}; the order was not placed"
+        )
+
+    def _existing(self, symbol: str, cid: str) -> OrderStatus | None:
+        """The status query after an unknown outcome; if it cannot answer, nobody may resend."""
+        try:
+            return self.order_status(symbol, cid)
+        except (BinanceUnavailable, ExchangeRefused) as exc:
+            raise OrderOutcomeUnknown(
+                f"order {cid} for {symbol}: the outcome of its placement is unknown and its "
+                f"status could not be queried ({exc}); not resubmitted: reconcile before "
+                "trading this symbol again",
+                cid,
+                symbol,
+            ) from None
+
+    # --- transport ----------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, params: Mapping[str, str], *, signed: bool = True
+    ) -> Any:
+        """An idempotent request (a query or a cancel), retried on transient failures."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._send, method, path, params, signed=signed)
+        except _Transient as exc:
+            raise BinanceUnavailable(
+                f"Binance at {self.base_url} is unavailable: {method} {path} failed "
+                f"{self._max_attempts} time(s), last with {exc}"
+            ) from None
+
+    def _send(self, method: str, path: str, params: Mapping[str, str], *, signed: bool) -> Any:
+        """One HTTP exchange, its answer classified; the query is never logged (it holds the
+        signature) and httpx errors are not chained (their request holds the API key)."""
+        self._refuse_while_banned()
+        headers: dict[str, str] = {}
+        if signed:
+            if self._offset_ms is None:
+                self.sync_time()
+            stamp = server_timestamp(self._clock_ms(), self._offset_ms or 0)
+            query = signed_query(
+                params, self._secret, timestamp_ms=stamp, recv_window_ms=self._recv_window_ms
+            )
+            headers["X-MBX-APIKEY"] = self._key
+        else:
+            query = query_string(params)
+        log.debug("%s %s", method, path)
+        try:
+            response = self._http.request(
+                method, f"{path}?{query}" if query else path, headers=headers
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _NotSent(self._describe(exc)) from None
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise _OutcomeUnknown(self._describe(exc)) from None
+        self._record_usage(response)
+        status = response.status_code
+        if status in (418, 429):
+            self._rate_limited(response, method, path)
+        if status >= 500:
+            code, msg = _error_body(response)
+            raise _OutcomeUnknown(f"HTTP {status}" + (f", code {code}" if code is not None else ""))
+        if status >= 400:
+            code, msg = _error_body(response)
+            if code in _EXECUTION_UNKNOWN:
+                raise _OutcomeUnknown(f"HTTP {status}, code {code}: {self._redact(msg)}")
+            if code == _TIMESTAMP_OUTSIDE_WINDOW:
+                self.sync_time()
+                raise _ClockSkew(f"code {code}: {self._redact(msg)} (clock re-synced)", 0.0)
+            raise ExchangeRefused(method, status, code, self._redact(msg), path)
+        try:
+            return response.json()
+        except ValueError:
+            raise _OutcomeUnknown(f"HTTP {status} but not JSON (a proxy in the way?)") from None
+
+    def _rate_limited(self, response: httpx.Response, method: str, path: str) -> None:
+        """Honour Retry-After when it is within the cap; beyond it, stop rather than hammer."""
+        status = response.status_code
+        wait = _retry_after(response)
+        if status == 418:
+            wait = wait if wait is not None else _DEFAULT_BAN_S
+        if wait is not None and wait > self._max_retry_after_s:
+            if status == 418:
+                self._banned_until_ms = self._clock_ms() + int(wait * 1000)
+                raise BinanceBanned(
+                    f"Binance at {self.base_url} banned this IP (HTTP 418) for {wait:.0f} s, "
+                    f"more than the {self._max_retry_after_s:.0f} s cap; no request is sent "
+                    "before the ban ends"
+                )
+            raise BinanceUnavailable(
+                f"Binance at {self.base_url} rate-limited {method} {path} (HTTP 429) for "
+                f"{wait:.0f} s, more than the {self._max_retry_after_s:.0f} s cap"
+            )
+        raise _RateLimited(f"HTTP {status} (rate limited)", wait)
+
+    def _refuse_while_banned(self) -> None:
+        if self._banned_until_ms is None:
+            return
+        left_ms = self._banned_until_ms - self._clock_ms()
+        if left_ms > 0:
+            raise BinanceBanned(
+                f"Binance at {self.base_url} banned this IP; the ban ends in "
+                f"{left_ms / 1000:.0f} s, no request is sent before then"
+            )
+        self._banned_until_ms = None
+
+    def _record_usage(self, response: httpx.Response) -> None:
+        """Binance's own counters: x-mbx-used-weight-1m -> "1m", x-mbx-order-count-10s -> "10s"."""
+        for name, value in response.headers.items():
+            if not value.strip().isdigit():
+                continue
+            if name.startswith("x-mbx-used-weight-"):
+                self.used_weights[name.removeprefix("x-mbx-used-weight-")] = int(value)
+            elif name.startswith("x-mbx-order-count-"):
+                self.order_counts[name.removeprefix("x-mbx-order-count-")] = int(value)
+
+    def _delay(self, exc: _Transient, attempt: int) -> float:
+        """Retry-After when given (already within the cap), else exponential backoff."""
+        if exc.retry_after_s is not None:
+            return exc.retry_after_s
+        return min(self._backoff_s * 2 ** (attempt - 1), self._max_retry_after_s)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient):
+            return self._delay(exc, state.attempt_number)
+        return self._backoff_s
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self._warn(
+            "Binance %s %s: %s; retry %d/%d in %.1f s",
+            state.args[0],
+            state.args[1],
+            exc,
+            state.attempt_number,
+            self._max_attempts - 1,
+            wait,
+        )
+
+    def _describe(self, exc: httpx.HTTPError) -> str:
+        return f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
+
+    def _warn(self, fmt: str, *args: object) -> None:
+        log.warning("%s", self._redact(fmt % args))
+
+    def _info(self, fmt: str, *args: object) -> None:
+        log.info("%s", self._redact(fmt % args))
