@@ -1,0 +1,539 @@
+"""Binance spot market streams over one combined WebSocket: validated events, every closed bar
+exactly once and in order (gaps backfilled over REST), reconnection with backoff and jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from core.errors import UserError
+from market.models import INTERVAL_MS, Candle
+from market.orderbook import DepthUpdate
+
+if TYPE_CHECKING:
+    from market.binance_rest import BinanceRestClient
+
+log = logging.getLogger(__name__)
+
+STREAM_URL = "wss://stream.binance.com:9443"
+DEFAULT_MAX_CONNECTION_AGE_S = 23 * 3600.0  # Binance closes every connection at 24 h
+_PROTOCOL = ConfigDict(frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+
+class StreamUnavailable(Exception):
+    """The stream could not be (re)opened within the allowed attempts."""
+
+
+class StreamRefused(UserError):
+    """The server refused the handshake with a 4xx that retrying cannot cure (a bad stream)."""
+
+
+class Bar(Candle):
+    """A closed bar of one symbol and interval; `source` tells how it reached the consumer."""
+
+    symbol: str
+    interval: str
+    source: Literal["stream", "backfill", "trades"] = "stream"
+
+
+class Kline(BaseModel):
+    """The `k` object of a kline event; `closed` (x) is true once per bar, when it is final."""
+
+    model_config = _PROTOCOL
+
+    open_time: int = Field(alias="t")
+    close_time: int = Field(alias="T")
+    symbol: str = Field(alias="s")
+    interval: str = Field(alias="i")
+    first_trade_id: int = Field(-1, alias="f")
+    last_trade_id: int = Field(-1, alias="L")
+    open: float = Field(alias="o")
+    close: float = Field(alias="c")
+    high: float = Field(alias="h")
+    low: float = Field(alias="l")
+    volume: float = Field(alias="v")
+    trades: int = Field(alias="n")
+    closed: bool = Field(alias="x")
+    quote_volume: float = Field(alias="q")
+    taker_buy_volume: float = Field(alias="V")
+    taker_buy_quote_volume: float = Field(alias="Q")
+
+
+class KlineEvent(BaseModel):
+    model_config = _PROTOCOL
+
+    event_type: Literal["kline"] = Field("kline", alias="e")
+    event_time: int = Field(alias="E")
+    symbol: str = Field(alias="s")
+    kline: Kline = Field(alias="k")
+
+    def bar(self) -> Bar:
+        k = self.kline
+        return Bar(
+            symbol=self.symbol,
+            interval=k.interval,
+            open_time=k.open_time,
+            open=k.open,
+            high=k.high,
+            low=k.low,
+            close=k.close,
+            volume=k.volume,
+            close_time=k.close_time,
+            quote_volume=k.quote_volume,
+            trades=k.trades,
+            taker_buy_volume=k.taker_buy_volume,
+            taker_buy_quote_volume=k.taker_buy_quote_volume,
+        )
+
+
+class Trade(BaseModel):
+    """One trade; `buyer_is_maker` true means the seller was the taker."""
+
+    model_config = _PROTOCOL
+
+    event_type: Literal["trade"] = Field("trade", alias="e")
+    event_time: int = Field(alias="E")
+    symbol: str = Field(alias="s")
+    trade_id: int = Field(alias="t")
+    price: float = Field(alias="p")
+    quantity: float = Field(alias="q")
+    trade_time: int = Field(alias="T")
+    buyer_is_maker: bool = Field(alias="m")
+
+    @property
+    def trade_count(self) -> int:
+        return 1
+
+
+class AggTrade(BaseModel):
+    """Trades of one taker order at one price, aggregated by Binance."""
+
+    model_config = _PROTOCOL
+
+    event_type: Literal["aggTrade"] = Field("aggTrade", alias="e")
+    event_time: int = Field(alias="E")
+    symbol: str = Field(alias="s")
+    agg_trade_id: int = Field(alias="a")
+    price: float = Field(alias="p")
+    quantity: float = Field(alias="q")
+    first_trade_id: int = Field(alias="f")
+    last_trade_id: int = Field(alias="l")
+    trade_time: int = Field(alias="T")
+    buyer_is_maker: bool = Field(alias="m")
+
+    @property
+    def trade_count(self) -> int:
+        return self.last_trade_id - self.first_trade_id + 1
+
+
+Payload = Annotated[KlineEvent | Trade | AggTrade | DepthUpdate, Field(discriminator="event_type")]
+
+
+class CombinedMessage(BaseModel):
+    """The `/stream?streams=` envelope around every payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stream: str
+    data: Payload
+
+
+class Reconnected(BaseModel):
+    """The stream was reopened; anything stateful on the old connection (a book) must resync."""
+
+    model_config = ConfigDict(frozen=True)
+
+    planned: bool  # the age limit, not a failure
+    reason: str  # why the previous connection ended
+    attempts: int  # failures since the last message (the drop itself counts as one)
+
+
+class BarGap(BaseModel):
+    """Closed bars that are missing and could not be backfilled: reported, never invented."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    interval: str
+    missing_open_times: list[int]
+    reason: str
+
+
+StreamEvent = Bar | Trade | AggTrade | DepthUpdate | Reconnected | BarGap
+Backfill = Callable[[str, str, int, int], Sequence[Bar] | Awaitable[Sequence[Bar]]]
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters an operator reads to trust (or distrust) the feed."""
+
+    connections: int = 0
+    reconnects: int = 0
+    planned_reconnects: int = 0
+    messages: int = 0
+    malformed: int = 0
+    ignored: int = 0
+    open_klines: int = 0
+    bars: int = 0
+    duplicate_bars: int = 0
+    backfilled_bars: int = 0
+    backfill_failures: int = 0
+    missing_bars: int = 0
+
+
+def parse_message(raw: str | bytes) -> CombinedMessage:
+    """Validate one combined-stream message; raises pydantic.ValidationError."""
+    return CombinedMessage.model_validate_json(raw)
+
+
+def stream_url(base_url: str, streams: Sequence[str]) -> str:
+    if not streams:
+        raise ValueError("at least one stream is needed, e.g. btcusdt@kline_1m")
+    return f"{base_url.rstrip('/')}/stream?streams={'/'.join(streams)}"
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rand: float) -> float:
+    """Exponential backoff with jitter: base·2^attempt capped at max_s, scaled into [½, 1] by
+    `rand` in [0, 1), so clients that failed together do not come back together."""
+    return min(max_s, base_s * 2.0**attempt) * (0.5 + 0.5 * rand)
+
+
+def bars_from_frame(
+    frame: pd.DataFrame, symbol: str, interval: str, source: Literal["stream", "backfill"]
+) -> list[Bar]:
+    """CANDLE_COLUMNS rows (the REST client's and the store's layout) as Bars."""
+    return [
+        Bar(symbol=symbol, interval=interval, source=source, **row)
+        for row in frame.to_dict("records")
+    ]
+
+
+def rest_backfill(client: BinanceRestClient) -> Backfill:
+    """A backfill that asks Binance REST (or anything speaking its API) for closed klines."""
+
+    def backfill(symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:
+        return bars_from_frame(
+            client.klines(symbol, interval, start_ms, end_ms), symbol, interval, "backfill"
+        )
+
+    return backfill
+
+
+class BinanceStream:
+    """A combined stream that survives disconnects: `async with BinanceStream(...) as s:
+    async for event in s` yields validated events until the consumer stops."""
+
+    def __init__(
+        self,
+        streams: Sequence[str],
+        *,
+        base_url: str = STREAM_URL,
+        backfill: Backfill | None = None,
+        resume_after: Mapping[tuple[str, str], int] | None = None,
+        max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        max_attempts: int | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random_source: Callable[[], float] = random.random,
+        open_timeout_s: float = 10.0,
+        ping_interval_s: float | None = 20.0,
+    ) -> None:
+        self.url = stream_url(base_url, streams)
+        self.stats = StreamStats()
+        self._backfill = backfill
+        self._last_open: dict[tuple[str, str], int] = dict(resume_after or {})
+        self._max_age = max_connection_age_s
+        self._base, self._cap = backoff_base_s, backoff_max_s
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._random = random_source
+        self._open_timeout = open_timeout_s
+        self._ping_interval = ping_interval_s
+        self._events: AsyncGenerator[StreamEvent, None] | None = None
+        self._failures = 0  # failed attempts since the last message arrived
+
+    async def __aenter__(self) -> BinanceStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        if self._events is None:
+            self._events = self._run()
+        return self._events
+
+    async def aclose(self) -> None:
+        """Close the socket now, rather than when the generator is garbage-collected."""
+        if self._events is not None:
+            await self._events.aclose()
+
+    async def _run(self) -> AsyncGenerator[StreamEvent, None]:
+        previous: Reconnected | None = None  # why the last connection ended
+        while True:
+            try:
+                async with connect(
+                    self.url,
+                    open_timeout=self._open_timeout,
+                    ping_interval=self._ping_interval,
+                    max_size=2**22,
+                ) as ws:
+                    self.stats.connections += 1
+                    if previous is not None:
+                        self.stats.reconnects += 1
+                        self.stats.planned_reconnects += previous.planned
+                        log.info("reconnected to %s (%s)", self.url, previous.reason)
+                        yield previous.model_copy(update={"attempts": self._failures})
+                    async with aclosing(self._receive(ws)) as events:
+                        async for event in events:
+                            yield event
+                previous = Reconnected(planned=True, reason="connection age limit", attempts=0)
+                continue
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if 400 <= status < 500 and status not in (418, 429):
+                    raise StreamRefused(f"{self.url} refused the stream: HTTP {status}") from exc
+                reason = f"handshake refused: HTTP {status}"
+            except ConnectionClosed as exc:
+                reason = f"connection lost: {exc}"
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                reason = f"cannot connect: {type(exc).__name__}: {exc}"
+            previous = Reconnected(planned=False, reason=reason, attempts=0)
+            failures = self._failures
+            if self._max_attempts is not None and failures >= self._max_attempts:
+                raise StreamUnavailable(
+                    f"{self.url}: gave up after {failures} reconnection attempt(s); last: {reason}"
+                )
+            delay = backoff_delay(failures, self._base, self._cap, self._random())
+            self._failures = failures + 1
+            log.warning(
+                "%s: %s; reconnecting in %.2f s (attempt %d)", self.url, reason, delay, failures + 1
+            )
+            await self._sleep(delay)
+
+    async def _receive(self, ws: ClientConnection) -> AsyncIterator[StreamEvent]:
+        """Events of one connection until it closes or reaches the planned age limit."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_age
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.info(
+                    "%s: connection is %.0f s old, reconnecting as planned", self.url, self._max_age
+                )
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    raw = await ws.recv()
+            except TimeoutError:
+                continue
+            self._failures = 0
+            for event in await self._handle(raw):
+                if isinstance(event, Bar):  # counted when delivered, not when fetched
+                    self.stats.bars += 1
+                    self.stats.backfilled_bars += event.source == "backfill"
+                yield event
+
+    async def _handle(self, raw: str | bytes) -> list[StreamEvent]:
+        self.stats.messages += 1
+        try:
+            payload = parse_message(raw).data
+        except ValidationError as exc:
+            if any(err["type"] == "union_tag_invalid" for err in exc.errors()):
+                self.stats.ignored += 1
+                log.debug("ignored a message of an unhandled type: %.200r", raw)
+            else:
+                self.stats.malformed += 1
+                log.warning("malformed stream message (%d errors): %.200r", exc.error_count(), raw)
+            return []
+        if not isinstance(payload, KlineEvent):
+            return [payload]
+        if not payload.kline.closed:
+            self.stats.open_klines += 1
+            return []
+        return await self._closed_bar(payload.bar())
+
+    async def _closed_bar(self, bar: Bar) -> list[StreamEvent]:
+        """Drop what was already delivered; fill what was missed since the last bar."""
+        key = (bar.symbol, bar.interval)
+        last = self._last_open.get(key)
+        if last is not None and bar.open_time <= last:
+            self.stats.duplicate_bars += 1
+            return []
+        events: list[StreamEvent] = []
+        step = INTERVAL_MS.get(bar.interval)
+        if last is not None and step is not None and bar.open_time > last + step:
+            events.extend(
+                await self._fill(bar.symbol, bar.interval, last + step, bar.open_time - 1, step)
+            )
+        events.append(bar)
+        self._last_open[key] = bar.open_time
+        return events
+
+    async def _fill(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, step: int
+    ) -> list[StreamEvent]:
+        expected = range(start_ms, end_ms + 1, step)
+        got: dict[int, Bar] = {}
+        reason = "no backfill source"
+        if self._backfill is not None:
+            try:
+                if inspect.iscoroutinefunction(self._backfill):
+                    rows = await self._backfill(symbol, interval, start_ms, end_ms)
+                else:
+                    rows = await asyncio.to_thread(
+                        self._backfill, symbol, interval, start_ms, end_ms
+                    )
+                got = {
+                    b.open_time: b.model_copy(update={"source": "backfill"})
+                    for b in rows
+                    if b.symbol == symbol and b.interval == interval and b.open_time in expected
+                }
+                reason = "the backfill source does not have them"
+            except Exception as exc:  # REST down: report the gap, keep streaming
+                self.stats.backfill_failures += 1
+                reason = f"backfill failed: {exc}"
+                log.warning(
+                    "%s %s: backfill of %d bar(s) failed: %s", symbol, interval, len(expected), exc
+                )
+        events: list[StreamEvent] = [got[t] for t in sorted(got)]
+        missing = [t for t in expected if t not in got]
+        if missing:
+            self.stats.missing_bars += len(missing)
+            log.warning(
+                "%s %s: %d closed bar(s) missing (%s)", symbol, interval, len(missing), reason
+            )
+            events.append(
+                BarGap(symbol=symbol, interval=interval, missing_open_times=missing, reason=reason)
+            )
+        return events
+
+
+class TradeLike(Protocol):
+    """What bar building needs from a trade; Trade and AggTrade both fit."""
+
+    @property
+    def price(self) -> float: ...
+    @property
+    def quantity(self) -> float: ...
+    @property
+    def trade_time(self) -> int: ...
+    @property
+    def buyer_is_maker(self) -> bool: ...
+    @property
+    def trade_count(self) -> int: ...
+
+
+def interval_label(interval_ms: int) -> str:
+    """`10s`, `2m`, `4h`, `1d`: the largest whole unit."""
+    for unit, ms in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if interval_ms % ms == 0:
+            return f"{interval_ms // ms}{unit}"
+    return f"{interval_ms}ms"
+
+
+class TradeBarAggregator:
+    """Bars of any fixed interval built from trades, for intervals Binance does not stream.
+    Windows are epoch-aligned like Binance's; a window without trades is a flat bar at the last
+    price with zero volume (as Binance's klines are), unless `fill_empty` is off."""
+
+    def __init__(self, symbol: str, interval_ms: int, *, fill_empty: bool = True) -> None:
+        if interval_ms <= 0:
+            raise ValueError(f"interval_ms must be positive, got {interval_ms}")
+        self.symbol = symbol
+        self.interval_ms = interval_ms
+        self.interval = interval_label(interval_ms)
+        self.fill_empty = fill_empty
+        self.late_trades = 0
+        self._open: int | None = None  # the current window's open time
+        self._last_price = 0.0
+        self._reset()
+
+    def add(self, trade: TradeLike) -> list[Bar]:
+        """Account one trade (in time order); returns the bars its time closed."""
+        t = trade.trade_time
+        window = t - t % self.interval_ms
+        if self._open is None:
+            self._open = window
+        elif window < self._open:
+            self.late_trades += 1
+            return []
+        closed = self._advance(window) if window > self._open else []
+        price, qty = trade.price, trade.quantity
+        if self._n == 0:
+            self._o = self._h = self._l = price
+        else:
+            self._h = max(self._h, price)
+            self._l = min(self._l, price)
+        self._c = self._last_price = price
+        self._n += trade.trade_count
+        self._v += qty
+        self._qv += price * qty
+        if not trade.buyer_is_maker:
+            self._tbv += qty
+            self._tbqv += price * qty
+        return closed
+
+    def close_until(self, time_ms: int) -> list[Bar]:
+        """Bars whose window ended before `time_ms`, for a clock tick with no trade in it."""
+        if self._open is None:
+            return []
+        return self._advance(time_ms - time_ms % self.interval_ms)
+
+    @property
+    def current(self) -> Bar | None:
+        """The bar still forming (None before the first trade or in an empty window)."""
+        return self._bar() if self._open is not None and self._n else None
+
+    def _advance(self, window: int) -> list[Bar]:
+        assert self._open is not None
+        bars: list[Bar] = []
+        while self._open < window:
+            if self._n or self.fill_empty:
+                bars.append(self._bar())
+            self._open += self.interval_ms
+            self._reset()
+        return bars
+
+    def _reset(self) -> None:
+        p = self._last_price
+        self._o = self._h = self._l = self._c = p
+        self._v = self._qv = self._tbv = self._tbqv = 0.0
+        self._n = 0
+
+    def _bar(self) -> Bar:
+        assert self._open is not None
+        return Bar(
+            symbol=self.symbol,
+            interval=self.interval,
+            source="trades",
+            open_time=self._open,
+            open=self._o,
+            high=self._h,
+            low=self._l,
+            close=self._c,
+            volume=self._v,
+            close_time=self._open + self.interval_ms - 1,
+            quote_volume=self._qv,
+            trades=self._n,
+            taker_buy_volume=self._tbv,
+            taker_buy_quote_volume=self._tbqv,
+        )

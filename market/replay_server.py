@@ -1,0 +1,266 @@
+"""A Binance combined-stream WebSocket server on 127.0.0.1 that replays the bundled real 1m
+sample as kline events, so the live loop runs offline through the real stream client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.http11 import Request, Response
+
+from market.binance_ws import Bar, bars_from_frame
+from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample
+
+log = logging.getLogger(__name__)
+
+BAR_S = 60.0  # the sample's bars are 1 minute apart in market time
+
+
+def _num(value: float) -> str:
+    return f"{value:.8f}"  # Binance sends decimals as 8-place strings
+
+
+def kline_payload(
+    symbol: str, row: dict[str, Any], *, closed: bool, event_time: int
+) -> dict[str, Any]:
+    """One Binance `kline` event for a sample row (trade ids are unknown to the sample: -1)."""
+    return {
+        "e": "kline",
+        "E": event_time,
+        "s": symbol,
+        "k": {
+            "t": int(row["open_time"]),
+            "T": int(row["close_time"]),
+            "s": symbol,
+            "i": SAMPLE_INTERVAL,
+            "f": -1,
+            "L": -1,
+            "o": _num(row["open"]),
+            "c": _num(row["close"]),
+            "h": _num(row["high"]),
+            "l": _num(row["low"]),
+            "v": _num(row["volume"]),
+            "n": int(row["trades"]),
+            "x": closed,
+            "q": _num(row["quote_volume"]),
+            "V": _num(row["taker_buy_volume"]),
+            "Q": _num(row["taker_buy_quote_volume"]),
+            "B": "0",
+        },
+    }
+
+
+def partial_row(row: dict[str, Any], fraction: float) -> dict[str, Any]:
+    """A synthetic in-progress state of a bar (`x: false`), interpolated from open to close and
+    bounded by the final high/low; the sample has no real intrabar data."""
+    o, c = row["open"], row["close"]
+    price = o + (c - o) * fraction
+    return {
+        **row,
+        "close": price,
+        "high": max(o, price),
+        "low": min(o, price),
+        "volume": row["volume"] * fraction,
+        "quote_volume": row["quote_volume"] * fraction,
+        "trades": int(row["trades"] * fraction),
+        "taker_buy_volume": row["taker_buy_volume"] * fraction,
+        "taker_buy_quote_volume": row["taker_buy_quote_volume"] * fraction,
+    }
+
+
+def sample_backfill(symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:
+    """The offline counterpart of REST backfill: sample bars with open_time in [start, end]."""
+    if symbol not in SAMPLE_SYMBOLS or interval != SAMPLE_INTERVAL:
+        return []
+    frame = load_sample(symbol)
+    window = frame[(frame["open_time"] >= start_ms) & (frame["open_time"] <= end_ms)]
+    return bars_from_frame(window, symbol, interval, "backfill")
+
+
+class ReplayServer:
+    """Streams `<symbol>@kline_1m` for the sample symbols on one market timeline that starts when
+    the first client connects and moves on whether or not anyone listens, like the real market.
+
+    speed is a multiplier over real time: one 1m bar every 60/speed seconds (inf: no waiting).
+    drop_after aborts every connection after that many messages (a test of reconnection)."""
+
+    def __init__(
+        self,
+        *,
+        speed: float = 1.0,
+        start_index: int = 0,
+        start_time_ms: int | None = None,
+        stop_index: int | None = None,
+        partial_updates: int = 0,
+        drop_after: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        frames = {s: load_sample(s) for s in SAMPLE_SYMBOLS}
+        self._rows = {s: f.to_dict("records") for s, f in frames.items()}
+        times = frames[SAMPLE_SYMBOLS[0]]["open_time"]
+        if start_time_ms is not None:
+            start_index = int(times.searchsorted(start_time_ms))
+        self.start_index = start_index
+        self.stop_index = len(times) if stop_index is None else min(stop_index, len(times))
+        if not 0 <= self.start_index < self.stop_index:
+            raise ValueError(
+                f"start {self.start_index} must lie before stop {self.stop_index} in the sample"
+            )
+        self.bar_interval_s = 0.0 if math.isinf(speed) else BAR_S / speed
+        self.partial_updates = partial_updates
+        self.drop_after = drop_after
+        self.position = self.start_index  # index of the next bar to close
+        self.connections = 0
+        self.dropped = 0
+        self.finished = asyncio.Event()
+        self._host, self._port = host, port
+        self._server: Server | None = None
+        self._clock: asyncio.Task[None] | None = None
+        self._subscribers: dict[ServerConnection, frozenset[str]] = {}
+        self._sent: dict[ServerConnection, int] = {}
+
+    async def __aenter__(self) -> ReplayServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL to hand the client (it appends /stream?streams=...)."""
+        if self._server is None:
+            raise RuntimeError("the replay server is not started")
+        port = self._server.sockets[0].getsockname()[1]
+        return f"ws://{self._host}:{port}"
+
+    def open_time(self, symbol: str, index: int) -> int:
+        return int(self._rows[symbol][index]["open_time"])
+
+    async def start(self) -> ReplayServer:
+        self._server = await serve(
+            self._handler, self._host, self._port, process_request=self._check_request
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            await asyncio.gather(self._clock, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def drop_connections(self) -> int:
+        """Abort every open connection without a close frame, as a network failure does."""
+        victims = list(self._subscribers)
+        for connection in victims:
+            self._abort(connection)
+        return len(victims)
+
+    def send_raw(self, message: str | bytes, streams: Sequence[str] | None = None) -> None:
+        """Push one message as is (a real capture, garbage) to every client, or to those
+        subscribed to one of `streams`."""
+        targets = [
+            c for c, subs in self._subscribers.items() if streams is None or subs & set(streams)
+        ]
+        broadcast(targets, message)
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        streams = _requested_streams(request.path)
+        if not streams:
+            return connection.respond(400, "expected /stream?streams=<symbol>@kline_1m[/...]")
+        unknown = sorted(set(streams) - _supported_streams())
+        if unknown:
+            return connection.respond(
+                400, f"the replay serves only {sorted(_supported_streams())}, not {unknown}"
+            )
+        return None
+
+    async def _handler(self, connection: ServerConnection) -> None:
+        self._subscribers[connection] = frozenset(_requested_streams(connection.request.path))
+        self._sent[connection] = 0
+        self.connections += 1
+        if self._clock is None:
+            self._clock = asyncio.create_task(self._play())
+        try:
+            async for _ in connection:  # Binance ignores what clients send on these URLs
+                pass
+        except Exception:  # an aborted connection ends here; nothing to clean up but state
+            pass
+        finally:
+            self._subscribers.pop(connection, None)
+            self._sent.pop(connection, None)
+
+    async def _play(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        steps = self.partial_updates + 1
+        for index in range(self.start_index, self.stop_index):
+            rows = {s: r[index] for s, r in self._rows.items()}
+            for step in range(1, steps + 1):
+                tick = index - self.start_index + step / steps
+                await _sleep_until(loop, t0 + tick * self.bar_interval_s)
+                closed = step == steps
+                for symbol, row in rows.items():
+                    if closed:
+                        payload = kline_payload(
+                            symbol, row, closed=True, event_time=int(row["close_time"]) + 1
+                        )
+                    else:
+                        part = partial_row(row, step / steps)
+                        event_time = int(row["open_time"] + BAR_S * 1000 * step / steps)
+                        payload = kline_payload(symbol, part, closed=False, event_time=event_time)
+                    self._publish(f"{symbol.lower()}@kline_{SAMPLE_INTERVAL}", payload)
+            self.position = index + 1
+        self.finished.set()
+        log.info("replay finished at bar %d", self.stop_index)
+
+    def _publish(self, stream: str, payload: dict[str, Any]) -> None:
+        targets = [c for c, subs in self._subscribers.items() if stream in subs]
+        if not targets:
+            return
+        broadcast(targets, json.dumps({"stream": stream, "data": payload}, separators=(",", ":")))
+        if self.drop_after is None:
+            return
+        for connection in targets:
+            self._sent[connection] = self._sent.get(connection, 0) + 1
+            if self._sent[connection] >= self.drop_after:
+                self._abort(connection)
+
+    def _abort(self, connection: ServerConnection) -> None:
+        self._subscribers.pop(connection, None)
+        self._sent.pop(connection, None)
+        self.dropped += 1
+        connection.transport.abort()
+
+
+def _requested_streams(path: str) -> list[str]:
+    url = urlsplit(path)
+    if url.path.rstrip("/") != "/stream":
+        return []
+    joined = parse_qs(url.query).get("streams", [""])[-1]
+    return [s for s in joined.split("/") if s]
+
+
+def _supported_streams() -> set[str]:
+    return {f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in SAMPLE_SYMBOLS}
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    delay = when - loop.time()
+    await asyncio.sleep(max(0.0, delay))
