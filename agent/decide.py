@@ -39,7 +39,7 @@ def decide(graph: Any, deps: AgentDeps, symbol: str) -> AgentState:
     env = deps.env
     env.decision_id = decision_id(deps.run_id, symbol, env.now_ms)
     text = load_prompt(DECISION_PROMPT).render(
-        as_of=iso_ms(env.now_ms),
+        as_of=iso_ms(env.now_ms + 1),  # the bar closed at xx:59.999; the decision is at the minute
         symbol=symbol,
         interval=env.market.interval,
         position=describe_position(env, symbol),

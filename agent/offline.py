@@ -177,10 +177,7 @@ class _View:
 
     def summary(self) -> str:
         rsi = f"RSI {self.rsi:.1f}" if isinstance(self.rsi, int | float) else "RSI n/a"
-        return (
-            f"{self.symbol} last {self.price:g}; {self.up_votes}/3 trend flags up, {rsi}, "
-            f"ATR {self.atr:.4g}"
-        )
+        return f"{self.up_votes}/3 trend flags up, {rsi}, ATR {self.atr:.4g}, last {self.price:g}"
 
 
 def _decide(turn: _Turn, offered: set[str]) -> LLMMessage:
@@ -194,7 +191,7 @@ def _decide(turn: _Turn, offered: set[str]) -> LLMMessage:
             return turn.call("submit_signal", _hold(symbol, f"no market data: {reason}"))
         return turn.call("get_market_snapshot", {"symbol": symbol})
     view = _View(snapshot)
-    rationale = f"offline rules: {view.summary()}"
+    rationale = view.summary()
     if view.action == "close":
         why = "RSI overbought" if view.overbought else "trend turned down"
         signal = {"symbol": symbol, "action": "close", "confidence": view.confidence}

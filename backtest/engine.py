@@ -29,8 +29,9 @@ from risk.models import (
     PortfolioView,
     PositionView,
     TradeSignal,
+    Verdict,
 )
-from risk.state import RiskState, on_equity, on_trade_closed
+from risk.state import RiskState, on_equity, on_llm_failure, on_llm_success, on_trade_closed
 
 DAY_MS = 86_400_000
 
@@ -50,6 +51,7 @@ class BacktestResult:
     prepared: dict[str, Prepared]
     fee_function: str | None = None
     decisions: list[TradeSignal] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # by decision id
     approved: int = 0
     vetoes: Counter[str] = field(default_factory=Counter)
     adjustments: Counter[str] = field(default_factory=Counter)
@@ -190,6 +192,7 @@ class _Run:
             verdict, self.state = decide(
                 signal, self._portfolio(bar, marks), market, now, self.limits, self.state
             )
+            result.verdicts[signal.decision_id] = verdict
             if not isinstance(verdict, Approved):
                 result.vetoes.update(reason.code.value for reason in verdict.reasons)
                 continue
@@ -275,7 +278,15 @@ class _Run:
             allow_short=self.config.allow_short,
             stop_loss_pct=self.config.stop_loss_pct,
             take_profit_pct=self.config.take_profit_pct,
+            llm_result=self._llm_result,
         )
+
+    def _llm_result(self, ok: bool, now_ms: int) -> None:
+        """An agent's call failed or worked: N failures in a row enter safe mode, as live."""
+        if ok:
+            self.state = on_llm_success(self.state)
+        else:
+            self.state = on_llm_failure(self.state, now_ms, self.limits)
 
     def _finish(self, prepared: dict[str, Prepared]) -> BacktestResult:
         last = len(self.bars) - 1

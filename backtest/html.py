@@ -92,6 +92,7 @@ def figure(report: BacktestReport, result: BacktestResult) -> go.Figure:
             row=row,
             col=1,
         )
+        _decision_markers(fig, report, symbol, row)
     equity = np.asarray(report.equity.equity)
     fig.add_trace(
         go.Scatter(x=x, y=equity[ends], name="equity", line={"color": "black"}),
@@ -110,12 +111,78 @@ def figure(report: BacktestReport, result: BacktestResult) -> go.Figure:
     return fig
 
 
+_DECISION_COLOURS = {"approved": "seagreen", "vetoed": "darkorange", "abstain": "crimson"}
+
+
+def _decision_markers(fig: go.Figure, report: BacktestReport, symbol: str, row: int) -> None:
+    """The agent's decisions on the price chart, coloured by verdict, the rationale on hover."""
+    if report.agent is None:
+        return
+    log = [d for d in report.agent["decision_log"] if d["symbol"] == symbol]
+    times = pd.to_datetime([d["time"] for d in log])
+    fig.add_trace(
+        go.Scatter(
+            x=times,
+            y=[d["price"] for d in log],
+            mode="markers",
+            name=f"{symbol} decisions",
+            marker={
+                "symbol": "diamond",
+                "size": 7,
+                "color": [_DECISION_COLOURS.get(d["verdict"], "grey") for d in log],
+            },
+            text=[
+                f"{d['verdict']}: {d['action'] or 'no signal'} "
+                f"{d['order'] or ''}<br>{escape(d['rationale'])}"
+                for d in log
+            ],
+            hoverinfo="text",
+        ),
+        row=row,
+        col=1,
+    )
+
+
 def _table(header: list[str], rows: list[list[object]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(fmt(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _agent_html(report: BacktestReport) -> str:
+    agent = report.agent
+    if agent is None:
+        return ""
+    llm = agent["llm"]
+    facts = [
+        [k, v if not isinstance(v, dict) else ", ".join(f"{a} {b}" for a, b in v.items())]
+        for k, v in {**llm, **agent.get("run", {})}.items()
+    ]
+    base = [
+        [name, *(m.get(k) for k in ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades"))]
+        for name, m in agent["baselines"].items()
+    ]
+    log = [
+        [
+            d["time"],
+            d["symbol"],
+            d["action"],
+            d["confidence"],
+            d["verdict"],
+            ", ".join(d["codes"]),
+            d["order"],
+            d["rationale"],
+        ]
+        for d in agent["decision_log"]
+    ]
+    return f"""<h2>Agent: {escape(agent["model"])}, every {agent["decide_every_min"]} min</h2>
+{_table(["what", "value"], facts)}
+<h2>Baselines on the same bars</h2>
+{_table(["strategy", "Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades"], base)}
+<h2>Decision log</h2>
+{_table(["time", "symbol", "action", "confidence", "verdict", "codes", "order", "rationale"], log)}"""
 
 
 def page(report: BacktestReport, result: BacktestResult) -> str:
@@ -164,6 +231,7 @@ Annualised with {escape(config["annualisation"])}. Fills: {escape(config["fill_m
 {_table(["metric", "value"], [[k, v] for k, v in report.metrics.items()])}
 <h2>Orders</h2>
 {_table(["what", "count"], order_rows)}
+{_agent_html(report)}
 <h2>Trades</h2>
 {_table(["symbol", "side", "entry (UTC)", "exit (UTC)", "entry", "exit", "size", "PnL", "fees", "return [%]", "exit reason"], trade_rows)}
 </body></html>

@@ -84,9 +84,10 @@ class BacktestReport(BaseModel):
     equity: EquityOut
     orders: OrdersOut
     config: dict[str, Any]
+    agent: dict[str, Any] | None = None  # the LLM agent's section (agent.report), if it ran
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=1)
+        return self.model_dump_json(indent=1, exclude={"agent"} if self.agent is None else None)
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()

@@ -62,6 +62,7 @@ class Context:
         "_prepared",
         "allow_short",
         "index",
+        "llm_result",
         "position",
         "size_pct",
         "source",
@@ -88,6 +89,7 @@ class Context:
         allow_short: bool,
         stop_loss_pct: float | None,
         take_profit_pct: float | None,
+        llm_result: Callable[[bool, int], None] | None = None,
     ) -> None:
         self.strategy = strategy
         self.source = source
@@ -102,6 +104,7 @@ class Context:
         self.allow_short = allow_short
         self.stop_loss_pct = stop_loss_pct
         self.take_profit_pct = take_profit_pct
+        self.llm_result = llm_result  # an agent reports each model call's success here
 
     @property
     def close(self) -> float:

@@ -35,7 +35,18 @@ def _one_clean_line(stderr: str) -> str:
 
 def test_json_report_on_the_bundled_sample(cli, tmp_path: Path) -> None:
     out, html = tmp_path / "report.json", tmp_path / "report.html"
-    args = ("--symbol", "BTCUSDT", "--days", "3", "--fast", "20", "--slow", "60")
+    args = (
+        "--strategy",
+        "sma_cross",
+        "--symbol",
+        "BTCUSDT",
+        "--days",
+        "3",
+        "--fast",
+        "20",
+        "--slow",
+        "60",
+    )
     result = cli("agent-backtest", *args, "--json", str(out), "--html", str(html))
     assert result.returncode == 0, result.stderr
     assert "bundled Binance sample" in result.stderr
@@ -71,6 +82,8 @@ def test_sweep_ranks_a_grid_in_parallel(cli, tmp_path: Path) -> None:
     out = tmp_path / "sweep.json"
     result = cli(
         "agent-backtest",
+        "--strategy",
+        "sma_cross",
         "--sweep",
         "fast=10:30:10",
         "--sweep",
@@ -94,9 +107,13 @@ def test_sweep_ranks_a_grid_in_parallel(cli, tmp_path: Path) -> None:
     ("args", "expected"),
     [
         (("--strategy", "golden_goose"), "unknown strategy 'golden_goose'"),
-        (("--fast", "60", "--slow", "20"), "fast (60) must be less than slow (20)"),
         (
-            ("--sweep", "fast=5:20:5", "--rank-by", "luck"),
+            ("--strategy", "sma_cross", "--fast", "60", "--slow", "20"),
+            "fast (60) must be less than slow (20)",
+        ),
+        (("--fast", "20"), "--fast does not apply to the agent"),
+        (
+            ("--strategy", "sma_cross", "--sweep", "fast=5:20:5", "--rank-by", "luck"),
             "unknown metric 'luck' for --rank-by",
         ),
     ],
@@ -110,9 +127,13 @@ def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], expected: s
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("--fast", "20", "--slow", "20"), "fast (20) must be less than slow (20)"),
-        (("--sweep", "speed=1:2:1"), "invalid --sweep 'speed=1:2:1'"),
-        (("--sweep", "fast=9:3:1"), "invalid --sweep fast=9:3:1"),
+        (
+            ("--strategy", "sma_cross", "--fast", "20", "--slow", "20"),
+            "fast (20) must be less than slow (20)",
+        ),
+        (("--strategy", "sma_cross", "--sweep", "speed=1:2:1"), "invalid --sweep 'speed=1:2:1'"),
+        (("--strategy", "sma_cross", "--sweep", "fast=9:3:1"), "invalid --sweep fast=9:3:1"),
+        (("--decide-every", "0"), "invalid --decide-every"),
         (("--strategy", "rsi_reversion", "--fast", "5"), "--fast does not apply to rsi_reversion"),
         (("--strategy", "rsi_reversion", "--oversold", "80"), "oversold (80) must be less than"),
         (("--size", "150"), "invalid --size '150'"),

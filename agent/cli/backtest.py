@@ -16,6 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from agent.cli.agent_backtest import (
+    add_agent_args,
+    agent_params,
+    llm_overrides,
+    run_agent_backtest,
+)
 from agent.cli.common import (
     EXIT_RUNTIME,
     OneLineParser,
@@ -24,6 +30,7 @@ from agent.cli.common import (
     parse_utc,
     run,
     settings_from,
+    write_file,
 )
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
@@ -57,6 +64,7 @@ from risk.limits import RiskLimits
 from store import Store, open_store
 
 DEFAULT_DAYS = 3.0
+AGENT = "agent"
 
 
 def _param_flags() -> dict[str, tuple[Any, str, list[str]]]:
@@ -73,7 +81,9 @@ def _param_flags() -> dict[str, tuple[Any, str, list[str]]]:
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="agent-backtest", description=__doc__)
     add_common_args(parser)
-    parser.add_argument("--strategy", default="sma_cross", help=f"one of {', '.join(STRATEGIES)}")
+    parser.add_argument(
+        "--strategy", default=AGENT, help=f"{AGENT} (default) or one of {', '.join(STRATEGIES)}"
+    )
     parser.add_argument("--symbol", default="BTCUSDT", help="e.g. BTCUSDT or BTCUSDT,ETHUSDT")
     parser.add_argument("--interval", default="1m", help=f"one of {', '.join(INTERVAL_MS)}")
     span = parser.add_mutually_exclusive_group()
@@ -115,6 +125,8 @@ def build_parser() -> OneLineParser:
     out.add_argument("--html", type=Path, help="write a self-contained HTML report")
     out.add_argument("--check-lookahead", action="store_true", help="recompute on truncated data")
 
+    add_agent_args(parser)
+
     sweep = parser.add_argument_group("sweeps")
     sweep.add_argument(
         "--sweep", action="append", default=[], help="NAME=START:STOP:STEP, repeatable"
@@ -126,13 +138,19 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def _strategy_params(args: argparse.Namespace) -> tuple[type[Strategy], dict[str, Any]]:
+def _strategy_params(args: argparse.Namespace) -> tuple[type[Strategy] | None, dict[str, Any]]:
+    """The classic strategy and its given parameters; (None, {}) for the agent."""
+    given = {f: getattr(args, f) for f in _param_flags() if getattr(args, f) is not None}
+    if args.strategy == AGENT:
+        if given or args.sweep:
+            flags = ", ".join(f"--{f.replace('_', '-')}" for f in given) or "--sweep"
+            raise UserError(f"{flags} does not apply to the agent: pick --strategy sma_cross etc.")
+        return None, {}
     cls = STRATEGIES.get(args.strategy)
     if cls is None:
         raise UserError(
-            f"unknown strategy {args.strategy!r}: choose one of {', '.join(STRATEGIES)}"
+            f"unknown strategy {args.strategy!r}: choose {AGENT} or one of {', '.join(STRATEGIES)}"
         )
-    given = {f: getattr(args, f) for f in _param_flags() if getattr(args, f) is not None}
     foreign = [f for f in given if f not in cls.Params.model_fields]
     if foreign:
         flags = ", ".join(f"--{f.replace('_', '-')}" for f in foreign)
@@ -258,13 +276,6 @@ def _frames(
     return {s: source.get(s, interval, days=days) for s in symbols}
 
 
-def _write(path: Path, text: str) -> None:
-    try:
-        path.write_text(text)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror}") from None
-
-
 def _single(
     args: argparse.Namespace,
     strategy: Strategy,
@@ -278,10 +289,10 @@ def _single(
     report = build_report(result, notes)
     console.print(render(report))
     if args.json:
-        _write(args.json, report.to_json())
+        write_file(args.json, report.to_json())
         notify(f"wrote {args.json}")
     if args.html:
-        _write(args.html, page(report, result))
+        write_file(args.html, page(report, result))
         notify(f"wrote {args.html}")
     run_id = save_run(store, report, SystemClock().now_ms())
     notify(f"saved as backtest run #{run_id} in the store")
@@ -340,7 +351,7 @@ def _sweep(
             "grid": grid,
             "results": [r.model_dump(exclude={"trades"}) for r in ranked],
         }
-        _write(args.json, json.dumps(payload, indent=1))
+        write_file(args.json, json.dumps(payload, indent=1))
         notify(f"wrote {args.json}")
     now = SystemClock().now_ms()
     for row in rows:
@@ -354,14 +365,18 @@ def _main(argv: list[str] | None) -> int:
     cls, params = _strategy_params(args)
     interval = parse_interval(args.interval)
     config = _config(args, interval)
-    if args.sweep:
+    strategy = None
+    if cls is None:
+        agent_params(args)  # bad agent flags fail before any data is loaded
+        settings = settings_from(args, llm=llm_overrides(args))
+    elif args.sweep:
         resolve_metric(args.rank_by)
         parse_grid(cls.name, args.sweep)
-        strategy = None
     else:
         strategy = _build_strategy(cls, params)
     symbols = [parse_symbol(s) for s in args.symbol.split(",") if s.strip()]
-    settings = settings_from(args)
+    if cls is not None:
+        settings = settings_from(args)
     console = Console(highlight=False)
     store = open_store(settings.resolved_database_url)
     try:
@@ -371,6 +386,8 @@ def _main(argv: list[str] | None) -> int:
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
         data = SweepData(bars, _rules(symbols, notes))
+        if cls is None:
+            return run_agent_backtest(args, settings, data, frames, config, notes, store, console)
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console)
         return _single(args, strategy, data, config, notes, store, console)

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import NoReturn
 
 from config import Settings, load_settings
@@ -30,13 +31,18 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where the SQLite store and caches live")
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
+    """Settings with the command's flags on top; `extra` nested sections are merged in."""
     overrides: dict[str, object] = {}
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     if args.log_json:
         overrides["log_json"] = True
     settings = load_settings(args.profile, **overrides)
+    for section, values in extra.items():
+        if values:
+            merged = getattr(settings, section).model_copy(update=values)
+            settings = settings.model_copy(update={section: merged})
     setup_logging(
         settings.log_level, json_lines=settings.log_json, secrets=settings.secret_values()
     )
@@ -54,6 +60,13 @@ def parse_utc(text: str, flag: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+def write_file(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def notify(line: str) -> None:

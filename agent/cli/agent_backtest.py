@@ -1,0 +1,221 @@
+"""`agent-backtest --strategy agent` (the default): the LLM agent over historical bars through the
+same gate and fill model as the classic strategies, with a cost gate, a progress bar, a budget
+stop, Ctrl-C to a partial report, and every decision saved in the store."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from agent.cli.common import EXIT_INTERRUPTED, notify, write_file
+from agent.model import ChatModel, open_model
+from agent.offline import OfflineModel
+from agent.records import DecisionRecord, save_decisions
+from agent.report import agent_section, baselines, finalize_records, render_agent, run_stats
+from agent.strategy import AgentParams, AgentStrategy
+from backtest.config import BacktestConfig
+from backtest.engine import run_backtest
+from backtest.html import page
+from backtest.report import build_report, iso
+from backtest.runs import save_run
+from backtest.sweep import SweepData
+from backtest.terminal import render
+from config import Settings
+from core.clock import SystemClock
+from core.errors import UserError
+from risk.limits import RiskLimits
+from store import Store
+from tools import MarketData
+
+# For the pre-run estimate: a decision takes about three model calls (snapshot, risk, signal).
+CALLS_PER_DECISION = 3
+PROMPT_TOKENS_PER_CALL = 1_800
+COMPLETION_TOKENS_PER_CALL = 120
+
+
+def add_agent_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the LLM agent (--strategy agent, the default)")
+    group.add_argument("--decide-every", type=int, default=15, help="minutes between decisions")
+    group.add_argument(
+        "--stateful", action="store_true", help="positions in the prompt; decide one at a time"
+    )
+    group.add_argument("--concurrency", type=int, default=8, help="decisions in flight (8)")
+    group.add_argument(
+        "--replay-only", action="store_true", help="send nothing; fail on a cache miss"
+    )
+    group.add_argument("--budget-usd", type=float, help="stop cleanly once this much is spent")
+    group.add_argument("--yes", action="store_true", help="accept the cost estimate")
+
+
+def llm_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    llm: dict[str, Any] = {}
+    if args.replay_only:
+        llm["mode"] = "replay"
+    if args.budget_usd is not None:
+        if not args.budget_usd > 0:
+            raise UserError(f"invalid --budget-usd {args.budget_usd:g}: must be above 0")
+        llm["max_usd"] = args.budget_usd
+    return llm
+
+
+def agent_params(args: argparse.Namespace) -> AgentParams:
+    try:
+        return AgentParams(
+            decide_every=args.decide_every, stateful=args.stateful, concurrency=args.concurrency
+        )
+    except ValueError as exc:
+        first = exc.errors()[0]  # type: ignore[attr-defined]
+        flag = "--" + str(first["loc"][0]).replace("_", "-")
+        raise UserError(f"invalid {flag}: {first['msg']}") from None
+
+
+def _run_id(model: ChatModel, data: SweepData, params: AgentParams, version: str) -> str:
+    """Deterministic, so a rerun replaces its own decisions and reproduces its order ids."""
+    bars = data.bars
+    material = "|".join(
+        [
+            model.base_url,
+            model.model,
+            version,
+            ",".join(bars.symbols),
+            str(int(bars.open_time[0])),
+            str(int(bars.open_time[-1])),
+            params.model_dump_json(exclude={"concurrency"}),
+        ]
+    )
+    return "bt-" + hashlib.sha256(material.encode()).hexdigest()[:10]
+
+
+def _check_cost(
+    args: argparse.Namespace, model: ChatModel, settings: Settings, planned: int
+) -> None:
+    """A paid model must not start spending unannounced: show the estimate, require consent."""
+    if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
+        return
+    calls = planned * CALLS_PER_DECISION
+    tokens = calls * (PROMPT_TOKENS_PER_CALL + COMPLETION_TOKENS_PER_CALL)
+    estimate = getattr(model, "estimate_cost", None)
+    cost = estimate(calls, PROMPT_TOKENS_PER_CALL, COMPLETION_TOKENS_PER_CALL) if estimate else 0.0
+    notify(
+        f"estimate: {planned:,} decisions, up to ~{calls:,} calls and ~{tokens:,} tokens on "
+        f"{model.model}, ~${cost:.2f} uncached (cached answers are free)"
+    )
+    if not args.yes and args.budget_usd is None:
+        raise UserError(
+            "this run may spend money: pass --yes to accept the estimate, or --budget-usd X "
+            "to stop cleanly once X USD is spent"
+        )
+
+
+def run_agent_backtest(
+    args: argparse.Namespace,
+    settings: Settings,
+    data: SweepData,
+    frames: dict[str, Any],
+    config: BacktestConfig,
+    notes: list[str],
+    store: Store,
+    console: Console,
+) -> int:
+    params = agent_params(args)
+    model = open_model(settings, lambda line: (notes.append(line), notify(line)))
+    try:
+        market = MarketData(frames, config.interval)
+        strategy = AgentStrategy(
+            params,
+            model=model,
+            market=market,
+            close_time=data.bars.close_time,
+            rules=dict(data.rules),
+            cash=config.cash,
+            run_id="",
+            limits=RiskLimits(),
+        )
+        strategy.run_id = _run_id(model, data, params, strategy.prompt_version)
+        planned = strategy.planned()
+        if planned == 0:
+            raise UserError(
+                f"no decision bars: --days is shorter than the warm-up of {strategy.warmup} "
+                f"bars plus one --decide-every ({params.decide_every} min)"
+            )
+        _check_cost(args, model, settings, planned)
+        result = _with_progress(strategy, model, planned, data, config)
+        if strategy.stopped == "cache_miss":
+            missed = next(r for r in strategy.records.values() if r.abstain)
+            raise UserError(
+                f"--replay-only: no cached answer for {missed.symbol} at "
+                f"{iso(missed.decided_ms + 1)}; nothing was sent. Run once without "
+                "--replay-only (with a key or OPENAI_BASE_URL) to fill the cache"
+            )
+        records = finalize_records(strategy, result)
+        report = build_report(result, notes)
+        base = baselines(data.bars, data.rules, config, report.metrics["Buy & Hold Return [%]"])
+        section = agent_section(strategy, records, result, model, base)
+        stats = run_stats(model.stats)
+        report = report.model_copy(update={"agent": section.model_dump(mode="json")})
+        console.print(render(report))
+        console.print(render_agent(section, stats))
+        _write_outputs(args, report, result, stats)
+        run_id = save_run(store, report, SystemClock().now_ms())
+        save_decisions(store, records)
+        notify(f"saved as backtest run #{run_id} with {len(records):,} decisions in the store")
+        return _closing(strategy, records)
+    finally:
+        model.close()
+
+
+def _with_progress(
+    strategy: AgentStrategy,
+    model: ChatModel,
+    planned: int,
+    data: SweepData,
+    config: BacktestConfig,
+) -> Any:
+    columns = (
+        TextColumn("deciding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[llm]}"),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("deciding", total=planned, llm="")
+
+        def advanced(_: DecisionRecord) -> None:
+            stats = model.stats
+            text = f"calls {stats.calls} · cache hits {stats.cache_hits} · ${stats.cost_usd:.4f}"
+            progress.update(task, advance=1, llm=text)
+
+        strategy.on_decision = advanced
+        return run_backtest(data.bars, strategy, data.rules, config, limits=RiskLimits())
+
+
+def _write_outputs(args: argparse.Namespace, report: Any, result: Any, stats: Any) -> None:
+    if args.json:
+        write_file(args.json, report.to_json())
+        notify(f"wrote {args.json}")
+    if args.html:
+        shown = {**report.agent, "run": stats.model_dump()}
+        write_file(args.html, page(report.model_copy(update={"agent": shown}), result))
+        notify(f"wrote {args.html}")
+
+
+def _closing(strategy: AgentStrategy, records: list[DecisionRecord]) -> int:
+    if strategy.stopped == "budget":
+        notify(
+            f"notice: the budget ran out after {len(records):,} decisions; the report covers them"
+        )
+    if strategy.stopped == "interrupted":
+        notify(f"interrupted: partial report of {len(records):,} decisions written")
+        return EXIT_INTERRUPTED
+    return 0

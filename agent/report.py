@@ -1,0 +1,239 @@
+"""The agent's part of a backtest report: what the model did (calls, tokens, cost, abstains), what
+the gate did with it (vetoes and clamps by code), a decision log, and baselines on the same bars.
+
+The JSON holds only what the inputs and the cache determine, so a rerun is byte-identical; this
+run's wall-clock facts (requests sent, cache hits, latency) are shown in the terminal and HTML."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Group
+from rich.table import Table
+
+from agent.llm import LLMStats
+from agent.model import ChatModel
+from agent.records import DecisionRecord
+from agent.strategy import AgentStrategy
+from backtest.config import BacktestConfig
+from backtest.engine import BacktestResult, run_backtest
+from backtest.report import compute_report_metrics, iso
+from backtest.strategies import STRATEGIES
+from backtest.terminal import fmt
+from execution.feed import BarArrays
+from market.models import SymbolRules
+from risk.limits import RiskLimits
+from risk.models import Approved
+
+BASELINE_METRICS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades")
+RATIONALE_CHARS = 160
+_SHOWN_DECISIONS = 12
+
+
+class DecisionRow(BaseModel):
+    time: str
+    symbol: str
+    price: float
+    action: str | None
+    confidence: float | None
+    verdict: str
+    codes: list[str]
+    order: str | None
+    rationale: str
+
+
+class AgentSection(BaseModel):
+    model: str
+    base_url: str
+    prompt_version: str
+    decide_every_min: int
+    stateful: bool
+    planned_decisions: int
+    decisions: int
+    stopped: str | None
+    partial: bool
+    llm: dict[str, Any]
+    risk: dict[str, dict[str, int]]
+    baselines: dict[str, dict[str, Any]]
+    decision_log: list[DecisionRow]
+
+
+class RunStats(BaseModel):
+    """This execution only: what went over the wire and how long it took."""
+
+    requests_sent: int
+    cache_hits: int
+    retries: int
+    errors: dict[str, int]
+    avg_latency_ms: float | None
+    p95_latency_ms: float | None
+    cost_usd_this_run: float
+
+
+def run_stats(stats: LLMStats) -> RunStats:
+    latencies = [x for x in stats.latencies_ms if x > 0]
+    return RunStats(
+        requests_sent=stats.calls,
+        cache_hits=stats.cache_hits,
+        retries=stats.retries,
+        errors=dict(sorted(stats.errors.items())),
+        avg_latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
+        p95_latency_ms=None if stats.p95_latency_ms is None else round(stats.p95_latency_ms, 1),
+        cost_usd_this_run=round(stats.cost_usd, 6),
+    )
+
+
+def finalize_records(strategy: AgentStrategy, result: BacktestResult) -> list[DecisionRecord]:
+    """The graph's records plus what the engine did with each signal: verdict, order, fills."""
+    fills_by_order: dict[str, list[dict[str, Any]]] = {}
+    for fill in result.fills:
+        fills_by_order.setdefault(fill.order_id, []).append(
+            {"time": iso(fill.time_ms), "price": fill.price, "quantity": fill.quantity}
+        )
+    finished = []
+    for key in sorted(strategy.records):
+        record = strategy.records[key]
+        update: dict[str, Any] = {}
+        verdict = result.verdicts.get(record.decision_id)
+        if verdict is not None:
+            update["verdict"] = verdict.model_dump(mode="json")
+            update["outcome"] = "vetoed"
+            if isinstance(verdict, Approved):
+                update["outcome"] = "approved"
+                update["order"] = verdict.order.model_dump(mode="json")
+                fills = fills_by_order.get(verdict.order.client_order_id)
+                update["execution"] = {
+                    "fills": fills or [],
+                    "status": "filled" if fills else "open",
+                }
+        finished.append(record.model_copy(update=update))
+    return finished
+
+
+def baselines(
+    bars: BarArrays, rules: Mapping[str, SymbolRules], config: BacktestConfig, buy_and_hold: Any
+) -> dict[str, dict[str, Any]]:
+    """Buy-and-hold and every classic strategy at its default parameters, on the same bars."""
+    rows: dict[str, dict[str, Any]] = {"buy_and_hold": {"Return [%]": _num(buy_and_hold)}}
+    for name, cls in STRATEGIES.items():
+        metrics = compute_report_metrics(
+            run_backtest(bars, cls(cls.Params()), rules, config, limits=RiskLimits())
+        )
+        rows[name] = {m: _num(metrics[m]) for m in BASELINE_METRICS}
+    return rows
+
+
+def _num(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    return value
+
+
+def agent_section(
+    strategy: AgentStrategy,
+    records: list[DecisionRecord],
+    result: BacktestResult,
+    model: ChatModel,
+    base: dict[str, dict[str, Any]],
+) -> AgentSection:
+    causes = Counter(r.abstain["cause"] for r in records if r.abstain)
+    calls = [c for r in records for c in r.llm_calls]
+    prompt_tokens = sum(c.prompt_tokens for c in calls)
+    completion_tokens = sum(c.completion_tokens for c in calls)
+    estimate = getattr(model, "estimate_cost", None)
+    cost = estimate(1, prompt_tokens, completion_tokens) if estimate else 0.0
+    actions = Counter((r.signal or {}).get("action", "none") for r in records)
+    return AgentSection(
+        model=model.model,
+        base_url=model.base_url,
+        prompt_version=strategy.prompt_version,
+        decide_every_min=strategy.p.decide_every,
+        stateful=strategy.p.stateful,
+        planned_decisions=strategy.planned(),
+        decisions=len(records),
+        stopped=strategy.stopped,
+        partial=strategy.stopped == "interrupted",
+        llm={
+            "model_calls": len(calls),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": round(cost, 6),
+            "cost_basis": "every model call priced as if uncached",
+            "abstains": dict(sorted(causes.items())),
+            "signals": dict(sorted(actions.items())),
+        },
+        risk={
+            "vetoed": dict(sorted(result.vetoes.items())),
+            "adjusted": dict(sorted(result.adjustments.items())),
+        },
+        baselines=base,
+        decision_log=[_row(r, strategy) for r in records],
+    )
+
+
+def _row(record: DecisionRecord, strategy: AgentStrategy) -> DecisionRow:
+    signal = record.signal or {}
+    verdict = record.verdict or {}
+    reasons = verdict.get("adjustments") or verdict.get("reasons") or []
+    order = record.order
+    rationale = signal.get("rationale") or (record.abstain or {}).get("message") or ""
+    return DecisionRow(
+        time=iso(record.decided_ms + 1),
+        symbol=record.symbol,
+        price=float(strategy.market.candles(record.symbol, record.decided_ms)["close"].iloc[-1]),
+        action=signal.get("action"),
+        confidence=signal.get("confidence"),
+        verdict=record.outcome,
+        codes=[r["code"] for r in reasons],
+        order=None if order is None else f"{order['side']} {order['quantity']}",
+        rationale=rationale[:RATIONALE_CHARS],
+    )
+
+
+def render_agent(section: AgentSection, stats: RunStats) -> Group:
+    llm = section.llm
+    head = Table(title=f"agent: {section.model} every {section.decide_every_min} min")
+    head.add_column("")
+    head.add_column("", justify="right")
+    shown = {
+        "decisions (planned)": f"{section.decisions:,} ({section.planned_decisions:,})",
+        "model calls": fmt(llm["model_calls"]),
+        "requests sent / cache hits": f"{stats.requests_sent:,} / {stats.cache_hits:,}",
+        "tokens in / out": f"{llm['prompt_tokens']:,} / {llm['completion_tokens']:,}",
+        "cost [$] (this run)": f"{llm['cost_usd']:.4f} ({stats.cost_usd_this_run:.4f})",
+        "latency avg / p95 [ms]": f"{fmt(stats.avg_latency_ms)} / {fmt(stats.p95_latency_ms)}",
+        "signals": ", ".join(f"{k} {v}" for k, v in llm["signals"].items()) or "none",
+        "abstains": ", ".join(f"{k} {v}" for k, v in llm["abstains"].items()) or "none",
+        "vetoed by the gate": ", ".join(f"{k} {v}" for k, v in section.risk["vetoed"].items())
+        or "none",
+        "clamped by the gate": ", ".join(f"{k} {v}" for k, v in section.risk["adjusted"].items())
+        or "none",
+    }
+    if section.stopped:
+        shown["stopped early"] = section.stopped
+    for name, value in shown.items():
+        head.add_row(name, value)
+    base = Table(title="baselines on the same bars")
+    base.add_column("strategy")
+    for metric in BASELINE_METRICS:
+        base.add_column(metric, justify="right")
+    for name, metrics in section.baselines.items():
+        base.add_row(name, *(fmt(metrics.get(m)) for m in BASELINE_METRICS))
+    log = Table(title=f"last {_SHOWN_DECISIONS} decisions")
+    for column in ("time", "symbol", "action", "conf", "verdict", "order", "rationale"):
+        log.add_column(column, no_wrap=True, overflow="ellipsis")
+    for row in section.decision_log[-_SHOWN_DECISIONS:]:
+        log.add_row(
+            f"{row.time[5:10]} {row.time[11:16]}",
+            row.symbol,
+            row.action or "—",
+            fmt(row.confidence),
+            row.verdict,
+            row.order or "—",
+            row.rationale[:60],
+        )
+    return Group(head, base, log)

@@ -1,0 +1,174 @@
+"""The LLM agent as a backtest strategy: the same graph and tools as live, decided every N minutes
+on closed bars only. Stateless prompts depend on market data alone, so they are computed
+concurrently up front and applied in time order; `stateful` decides bar by bar with positions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from agent.decide import decide, decision_prompt_version, system_prompt
+from agent.graph import AgentDeps, AgentState, build_graph
+from agent.model import ChatModel
+from agent.records import DecisionRecord
+from backtest.strategy import Context, Prepared, Strategy
+from execution.feed import SymbolBars
+from market.models import SymbolRules
+from risk.limits import RiskLimits
+from risk.models import PortfolioView, SignalSource, TradeSignal
+from tools import MarketData, ToolEnv, decision_tools, flat_portfolio
+from tools.trading import TradeIdea, to_signal
+
+MINUTE_MS = 60_000
+STOPPING_CAUSES = ("budget", "cache_miss")  # every later call would fail the same way
+Progress = Callable[[DecisionRecord], None]
+
+
+class AgentParams(BaseModel):
+    decide_every: int = Field(15, ge=1, le=1_440, description="minutes between decisions")
+    stateful: bool = Field(False, description="put positions in the prompt; decide in order")
+    concurrency: int = Field(8, ge=1, le=64, description="decisions in flight at once")
+
+
+class AgentStrategy(Strategy):
+    name: ClassVar[str] = "agent"
+    Params: ClassVar[type[BaseModel]] = AgentParams
+    source: ClassVar[SignalSource] = SignalSource.AI
+
+    def __init__(
+        self,
+        params: AgentParams,
+        *,
+        model: ChatModel,
+        market: MarketData,
+        close_time: np.ndarray,
+        rules: dict[str, SymbolRules],
+        cash: float,
+        run_id: str,
+        limits: RiskLimits | None = None,
+        on_decision: Progress | None = None,
+    ) -> None:
+        super().__init__(params)
+        self.p = params
+        self.model = model
+        self.market = market
+        self.close_time = close_time
+        self.rules = rules
+        self.cash = cash
+        self.run_id = run_id
+        self.limits = limits or RiskLimits()
+        self.on_decision = on_decision
+        self.graph = build_graph()
+        self.prompt_version = decision_prompt_version()
+        self.system_prompt = system_prompt()
+        self.records: dict[tuple[str, int], DecisionRecord] = {}
+        self.states: dict[tuple[str, int], AgentState] = {}
+        self.stopped: str | None = None  # budget, cache_miss or interrupted
+        self._lock = threading.Lock()
+        self._precomputed = False
+
+    @property
+    def warmup(self) -> int:
+        return self.market.indicator_config.sma_slow
+
+    def schedule(self) -> np.ndarray:
+        """Decision bars: every `decide_every` minutes on the clock, after the warm-up."""
+        step = self.p.decide_every * MINUTE_MS
+        mask = (self.close_time + 1) % step == 0
+        mask[: self.warmup] = False
+        return mask
+
+    def prepare(self, bars: SymbolBars) -> Prepared:
+        return {"wake": self.schedule()}
+
+    def wake(self, prepared: Prepared) -> np.ndarray:
+        return prepared["wake"]
+
+    def planned(self) -> int:
+        """Decisions the run will ask for (the last bar never decides: it could not fill)."""
+        return int(self.schedule()[:-1].sum()) * len(self.market.symbols)
+
+    def decide(self, ctx: Context) -> list[TradeSignal]:
+        key = (ctx.symbol, ctx.time_ms)
+        if not self.p.stateful and not self._precomputed:
+            self._precompute()
+        if self.p.stateful and self.stopped is None and key not in self.states:
+            self._run_one(ctx.symbol, ctx.time_ms, ctx.portfolio)
+        state = self.states.get(key)
+        if state is None:
+            return []
+        abstain = state.get("abstain")
+        if ctx.llm_result is not None and (abstain or {}).get("cause") not in STOPPING_CAUSES:
+            ctx.llm_result(abstain is None, ctx.time_ms)
+        idea = state.get("signal")
+        if idea is None or idea["action"] == "hold":
+            return []
+        env = self._env(ctx.time_ms, ctx.portfolio)
+        env.decision_id = state["decision_id"]
+        return [to_signal(env, TradeIdea.model_validate(idea))]
+
+    # -- running decisions ----------------------------------------------------------------------
+
+    def _env(self, now_ms: int, portfolio: Callable[[], PortfolioView] | None) -> ToolEnv:
+        return ToolEnv(
+            market=self.market,
+            now_ms=now_ms,
+            rules=self.rules,
+            portfolio=portfolio or flat_portfolio(self.cash),
+            limits=self.limits,
+            stateful=self.p.stateful,
+        )
+
+    def _run_one(
+        self, symbol: str, now_ms: int, portfolio: Callable[[], PortfolioView] | None = None
+    ) -> None:
+        deps = AgentDeps(
+            model=self.model,
+            tools=decision_tools(),
+            env=self._env(now_ms, portfolio),
+            system_prompt=self.system_prompt,
+            prompt_version=self.prompt_version,
+            run_id=self.run_id,
+        )
+        state = decide(self.graph, deps, symbol)
+        record = DecisionRecord.model_validate(state["record"])
+        with self._lock:
+            self.states[(symbol, now_ms)] = state
+            self.records[(symbol, now_ms)] = record
+            cause = (state.get("abstain") or {}).get("cause")
+            if cause in STOPPING_CAUSES and self.stopped is None:
+                self.stopped = cause
+        if self.on_decision is not None:
+            self.on_decision(record)
+
+    def _precompute(self) -> None:
+        """All stateless decisions, at most `concurrency` at once, submitted in time order so a
+        budget stop or Ctrl-C keeps a prefix of the run; later decisions are not made."""
+        self._precomputed = True
+        for symbol in self.market.symbols:
+            self.market.indicators(symbol, 0)  # compute once, before the threads share it
+        times = self.close_time[:-1][self.schedule()[:-1]].tolist()
+        jobs = iter([(s, int(t)) for t in times for s in self.market.symbols])
+        pool = ThreadPoolExecutor(max_workers=self.p.concurrency, thread_name_prefix="decide")
+        running: set[Future[Any]] = set()
+        try:
+            while True:
+                while self.stopped is None and len(running) < self.p.concurrency:
+                    job = next(jobs, None)
+                    if job is None:
+                        break
+                    running.add(pool.submit(self._run_one, *job))
+                if not running:
+                    break
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+        except KeyboardInterrupt:  # Ctrl-C: keep what was decided, report it as partial
+            self.stopped = "interrupted"
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

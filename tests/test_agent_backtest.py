@@ -1,0 +1,167 @@
+"""`agent-backtest` with the agent, as a user runs it: a real subprocess on the bundled sample,
+either with the offline model or against a loopback OpenAI-compatible server playing a model."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from loopback_openai import LoopbackOpenAI
+from scripted_model import ScriptedModel, tool_call, tool_results
+
+from agent.records import load_decisions
+from store import open_store
+
+DAY = ("--symbol", "BTCUSDT", "--days", "1")
+DECISION_TIME = re.compile(r"Decision time: (\S+ \S+) \(UTC\)")
+
+
+def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_path: Path) -> None:
+    out, html = tmp_path / "agent.json", tmp_path / "agent.html"
+    result = cli("agent-backtest", *DAY, "--json", str(out), "--html", str(html))
+    assert result.returncode == 0, result.stderr
+    assert "offline model" in result.stderr
+    report = json.loads(out.read_text())
+    agent = report["agent"]
+    assert report["config"]["strategy"] == "agent"
+    assert report["metrics"]["# Trades"] == len(report["trades"]) > 0
+    assert agent["model"] == "offline"
+    assert agent["decisions"] == agent["planned_decisions"] == len(agent["decision_log"]) > 80
+    assert set(agent["baselines"]) == {
+        "buy_and_hold",
+        "sma_cross",
+        "rsi_reversion",
+        "donchian_breakout",
+    }
+    # every order in the report comes from an approved verdict
+    approved = [d for d in agent["decision_log"] if d["order"] is not None]
+    assert approved and all(d["verdict"] == "approved" for d in approved)
+    assert report["orders"]["approved"] == len(approved)
+    entries = {pd.Timestamp(t["entry_time"]) for t in report["trades"]}
+    decided = {pd.Timestamp(d["time"]) for d in approved}
+    assert entries <= decided  # each entry filled at the open right after an approved decision
+    page = html.read_text()
+    assert "decisions" in page and "Decision log" in page
+
+    again = tmp_path / "again.json"
+    rerun = cli("agent-backtest", *DAY, "--json", str(again))
+    assert rerun.returncode == 0, rerun.stderr
+    assert again.read_bytes() == out.read_bytes()
+
+    store = open_store(f"sqlite:///{tmp_path / 'data' / 'agent.db'}")
+    records = load_decisions(store)
+    store.close()
+    assert len(records) == agent["decisions"]  # the rerun replaced, not duplicated
+    assert all(r.mode == "decide" and r.model == "offline" for r in records)
+
+
+def snapshot_and_candles(_: list) -> dict:
+    return {
+        "tool_calls": [
+            ("get_market_snapshot", json.dumps({"symbol": "BTCUSDT"})),
+            ("get_candles", json.dumps({"symbol": "BTCUSDT", "interval": "15m", "limit": 5})),
+        ]
+    }
+
+
+def buy_or_hold(messages: list) -> dict:
+    snap = tool_results(messages)["get_market_snapshot"]
+    if snap["trend"]["sma_fast_above_slow"]:
+        price = snap["last_price"]
+        return tool_call(
+            "submit_signal",
+            {
+                "symbol": "BTCUSDT",
+                "action": "buy",
+                "size_pct": 0.2,
+                "stop_loss": round(price * 0.995, 2),
+                "confidence": 0.8,
+                "rationale": "fast SMA above slow",
+            },
+        )
+    return tool_call("submit_signal", {"symbol": "BTCUSDT", "action": "hold", "confidence": 0.5})
+
+
+@pytest.fixture
+def model_server() -> Iterator[tuple[LoopbackOpenAI, ScriptedModel]]:
+    model = ScriptedModel(snapshot_and_candles, buy_or_hold)
+    server = LoopbackOpenAI(responder=model).start()
+    yield server, model
+    server.stop()
+
+
+def llm_env(server: LoopbackOpenAI) -> dict[str, str]:
+    return {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
+
+
+def test_llm_agent_backtest_is_bounded_cached_and_honest(
+    cli, tmp_path: Path, model_server: tuple[LoopbackOpenAI, ScriptedModel]
+) -> None:
+    server, model = model_server
+    out = tmp_path / "llm.json"
+    refused = cli("agent-backtest", *DAY, env=llm_env(server))
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    assert server.requests == []  # nothing spent before consent
+
+    args = (*DAY, "--concurrency", "3", "--yes", "--json", str(out))
+    first = cli("agent-backtest", *args, env=llm_env(server))
+    assert first.returncode == 0, first.stderr
+    assert "estimate:" in first.stderr
+    sent = len(server.requests)
+    report = json.loads(out.read_text())
+    assert sent == report["agent"]["llm"]["model_calls"] == 2 * report["agent"]["decisions"]
+    assert 1 <= server.max_in_flight <= 3
+
+    # No look-ahead: every tool result the model saw closed at or before its decision time.
+    for messages in model.seen:
+        now = pd.Timestamp(DECISION_TIME.search(messages[1]["content"]).group(1), tz="UTC")
+        results = tool_results(messages)
+        if "get_market_snapshot" in results:
+            assert pd.Timestamp(results["get_market_snapshot"]["as_of"]) < now
+            for row in results["get_candles"]["rows"]:
+                assert pd.Timestamp(row[0], tz="UTC") <= now
+
+    again = tmp_path / "again.json"
+    rerun = cli("agent-backtest", *args[:-1], str(again), env=llm_env(server))
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(server.requests) == sent  # fully cached: zero requests
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_budget_stop_reports_what_was_done(
+    cli, tmp_path: Path, model_server: tuple[LoopbackOpenAI, ScriptedModel]
+) -> None:
+    server, _ = model_server
+    out = tmp_path / "budget.json"
+    run = cli(
+        "agent-backtest",
+        *DAY,
+        "--concurrency",
+        "1",
+        "--budget-usd",
+        "0.002",
+        "--json",
+        str(out),
+        env=llm_env(server),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "budget ran out" in run.stderr
+    agent = json.loads(out.read_text())["agent"]
+    assert agent["stopped"] == "budget"
+    assert 0 < agent["decisions"] < agent["planned_decisions"]
+    assert agent["llm"]["abstains"] == {"budget": 1}
+
+
+def test_cold_replay_only_fails_clearly_and_sends_nothing(
+    cli, model_server: tuple[LoopbackOpenAI, ScriptedModel]
+) -> None:
+    server, _ = model_server
+    run = cli("agent-backtest", *DAY, "--replay-only", env=llm_env(server))
+    assert run.returncode == 2
+    assert "--replay-only: no cached answer for BTCUSDT" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert server.requests == []
