@@ -1,0 +1,814 @@
+"""`agent-ui`: the assistant in a browser. A chat whose tool calls show as steps and whose order
+proposals wait for Approve / Reject, a market chart, classic backtests and the trading state.
+
+Offline by default: the bundled Binance sample is the market, the decision time is its last bar,
+and chat orders go to a dry-run executor behind the risk gate, so nothing is ever sent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+from gradio import ChatMessage
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
+from plotly.subplots import make_subplots
+
+from agent.cli import backtest as cli_backtest
+from agent.cli.common import OneLineParser, add_common_args, run, settings_from
+from agent.decide import decision_prompt_version, system_prompt
+from agent.graph import AgentDeps, build_graph, new_turn
+from agent.model import ChatModel, open_model
+from agent.records import load_decisions, save_decisions
+from backtest.data import to_bar_arrays
+from backtest.engine import run_backtest
+from backtest.html import page
+from backtest.report import TradeOut, build_report
+from backtest.runs import save_run
+from backtest.strategies import STRATEGIES
+from config import Settings
+from core.clock import SystemClock
+from core.errors import ConfigError, UserError
+from execution.dry_run import DryRunExecutor
+from market.indicators import compute_indicators
+from market.models import parse_symbol
+from market.sample import SAMPLE_SYMBOLS, load_sample, sample_rules
+from market.source import DAY_MS
+from market.validation import iso_ms
+from risk.desk import RiskDesk
+from risk.limits import RiskLimits
+from risk.records import DEFAULT_SCOPE, load_state, save_state
+from risk.state import kill
+from store import Store, open_store
+from tools import MarketData, ToolEnv, chat_tools, flat_portfolio
+from tools.trading import market_view
+
+log = logging.getLogger(__name__)
+
+CASH = 10_000.0
+CHAT_RUN_ID = "ui-chat"
+RISK_SCOPE = DEFAULT_SCOPE
+TRADING_MODE = "chat: orders are dry-run, nothing is sent"
+INTERVALS = {"1m": None, "5m": "5min", "15m": "15min", "1h": "1h"}
+RANGES = {"6 hours": 0.25, "1 day": 1.0, "3 days": 3.0}
+MAX_SHOWN = 1_500  # characters of a tool result shown in a step
+
+
+# -- the chat -------------------------------------------------------------------------------
+
+
+@dataclass
+class ChatService:
+    """One model, one market view, one checkpoint file; a fresh gate per turn, so a kill switch
+    pulled in the Trading tab applies to the next message at once."""
+
+    store: Store
+    model: ChatModel
+    market: MarketData
+    checkpoints: Path
+    now_ms: int
+    executor: DryRunExecutor = field(default_factory=DryRunExecutor)
+
+    def __post_init__(self) -> None:
+        self._conn = sqlite3.connect(self.checkpoints, check_same_thread=False)
+        self.graph = build_graph(SqliteSaver(self._conn))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def deps(self, decision_id: str) -> AgentDeps:
+        env = ToolEnv(
+            market=self.market,
+            now_ms=self.now_ms,
+            rules=sample_rules(),
+            portfolio=flat_portfolio(CASH),
+            decision_id=decision_id,
+        )
+        desk = RiskDesk(
+            self.store,
+            RISK_SCOPE,
+            RiskLimits(),
+            env.portfolio,
+            lambda s: market_view(env, s),
+            lambda: env.now_ms,
+        )
+        env.risk_state = lambda: desk.state
+        return AgentDeps(
+            model=self.model,
+            tools=chat_tools(),
+            env=env,
+            system_prompt=system_prompt(),
+            prompt_version=decision_prompt_version(),
+            run_id=CHAT_RUN_ID,
+            gate=desk,
+            executor=self.executor,
+            recorder=lambda record: save_decisions(self.store, [record]),
+            require_approval=True,
+        )
+
+    @staticmethod
+    def config(thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}}
+
+    def snapshot(self, thread_id: str) -> Any:
+        return self.graph.get_state(self.config(thread_id))
+
+    def pending(self, thread_id: str) -> dict[str, Any] | None:
+        interrupts = self.snapshot(thread_id).interrupts
+        return interrupts[0].value if interrupts else None
+
+    def send(self, thread_id: str, text: str) -> Iterator[tuple[str, Any]]:
+        decision_id = f"{thread_id}:{uuid.uuid4().hex[:8]}"
+        turn = new_turn(decision_id, "chat", "BTCUSDT", self.now_ms, text)
+        yield from self._stream(turn, thread_id, decision_id)
+
+    def resume(self, thread_id: str, approved: bool, by: str) -> Iterator[tuple[str, Any]]:
+        decision_id = self.snapshot(thread_id).values.get("decision_id", "")
+        answer = Command(resume={"approved": approved, "by": by})
+        yield from self._stream(answer, thread_id, decision_id)
+
+    def _stream(self, data: Any, thread_id: str, decision_id: str) -> Iterator[tuple[str, Any]]:
+        deps = self.deps(decision_id)
+        stream = self.graph.stream(
+            data, self.config(thread_id), context=deps, stream_mode="updates"
+        )
+        for chunk in stream:
+            yield from chunk.items()
+
+
+def _pretty(raw: Any) -> str:
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        text = json.dumps(value, indent=1, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = str(raw)
+    if len(text) > MAX_SHOWN:
+        text = text[:MAX_SHOWN] + "\n… (truncated)"
+    return text
+
+
+def _step(name: str, arguments: str, status: str = "pending") -> ChatMessage:
+    return ChatMessage(
+        role="assistant",
+        content=f"**arguments**\n```json\n{_pretty(arguments)}\n```",
+        metadata={"title": f"🔧 {name}", "status": status},
+    )
+
+
+def _finish_step(step: ChatMessage, result: str, ok: bool, seconds: float) -> None:
+    label = "result" if ok else "error"
+    step.content = f"{step.content}\n**{label}**\n```json\n{_pretty(result)}\n```"
+    step.metadata = {**step.metadata, "status": "done", "duration": round(seconds, 4)}
+
+
+def apply_update(history: list[Any], node: str, update: Any, open_steps: dict[str, Any]) -> None:
+    """Turn one graph node's update into chat messages: tool calls become steps, tool results
+    fill them in, the final answer becomes the assistant's reply."""
+    if not isinstance(update, dict):
+        return
+    if node == "agent":
+        for message in update.get("messages", []):
+            for call in message.get("tool_calls") or []:
+                step = _step(call["function"]["name"], call["function"]["arguments"])
+                open_steps[call["id"]] = step
+                history.append(step)
+            if message.get("content") and message.get("tool_calls"):
+                history.append(ChatMessage(role="assistant", content=message["content"]))
+        if update.get("answer"):
+            history.append(ChatMessage(role="assistant", content=update["answer"]))
+    elif node == "tools":
+        replies = update.get("messages", [])
+        records = update.get("tool_calls", [])[-len(replies) :] if replies else []
+        for reply, record in zip(replies, records, strict=False):
+            step = open_steps.pop(reply.get("tool_call_id", ""), None)
+            if step is not None:
+                seconds = float(record.get("duration_ms", 0.0)) / 1000
+                _finish_step(step, reply.get("content", ""), bool(record.get("ok")), seconds)
+    elif node in ("finish", "execute") and update.get("messages"):
+        for message in update["messages"]:
+            history.append(ChatMessage(role="assistant", content=message.get("content") or ""))
+    if node == "finish" and update.get("record"):
+        record = update["record"]
+        if record.get("outcome") in ("approved", "rejected", "vetoed", "abstain"):
+            note = f"Recorded decision `{record['decision_id']}`: **{record['outcome']}**"
+            if record.get("approval"):
+                note += f" (by {record['approval'].get('by')})"
+            history.append(ChatMessage(role="assistant", content=note))
+
+
+def history_from_messages(messages: list[dict[str, Any]]) -> list[Any]:
+    """A thread from the checkpoint as chat messages, so a resumed thread reads as it did."""
+    history: list[Any] = []
+    steps: dict[str, ChatMessage] = {}
+    for message in messages:
+        role = message.get("role")
+        if role == "user":
+            history.append(ChatMessage(role="user", content=message.get("content") or ""))
+        elif role == "assistant":
+            for call in message.get("tool_calls") or []:
+                steps[call["id"]] = _step(call["function"]["name"], call["function"]["arguments"])
+                history.append(steps[call["id"]])
+            if message.get("content"):
+                history.append(ChatMessage(role="assistant", content=message["content"]))
+        elif role == "tool":
+            step = steps.pop(message.get("tool_call_id", ""), None)
+            if step is not None:
+                ok = '"error"' not in str(message.get("content", ""))[:20]
+                _finish_step(step, message.get("content", ""), ok, 0.0)
+    return history
+
+
+def proposal_markdown(pending: dict[str, Any]) -> str:
+    order, verdict = pending.get("order") or {}, pending.get("verdict") or {}
+    lines = [
+        "### Order proposal: waiting for your approval",
+        f"**{str(order.get('side', '')).upper()} {order.get('quantity')} {order.get('symbol')}**"
+        f" ({order.get('order_type')})",
+        "",
+        "| field | value |",
+        "|---|---|",
+    ]
+    for name in ("stop_loss", "take_profit", "limit_price", "source", "client_order_id"):
+        if order.get(name) is not None:
+            lines.append(f"| {name} | {order[name]} |")
+    lines.append("")
+    lines.append(f"**Risk verdict: {verdict.get('kind', '?')}**")
+    reasons = verdict.get("adjustments") or verdict.get("reasons") or []
+    if reasons:
+        lines += [f"- `{r.get('code')}`: {r.get('message')}" for r in reasons]
+    else:
+        lines.append("- no adjustments: within every limit")
+    lines.append("\n*Dry run: approving records the decision; nothing is sent to Binance.*")
+    return "\n".join(lines)
+
+
+# -- the market chart ------------------------------------------------------------------------
+
+
+def resample(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
+    """1m bars to 5m/15m/1h; a bucket's open is its first open, its close its last close."""
+    if interval not in INTERVALS:
+        raise UserError(f"unknown interval {interval!r}: choose one of {', '.join(INTERVALS)}")
+    frame = frame.copy()
+    frame["time"] = pd.to_datetime(frame["open_time"], unit="ms", utc=True)
+    rule = INTERVALS[interval]
+    if rule is None:
+        return frame.reset_index(drop=True)
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    out = frame.set_index("time")[list(agg)].resample(rule).agg(agg).dropna(subset=["close"])
+    return out.reset_index()
+
+
+def market_figure(
+    frames: dict[str, pd.DataFrame], symbol: str, interval: str, span: str, overlays: list[str]
+) -> go.Figure:
+    symbol = _known_symbol(symbol, frames)
+    bars = resample(frames[symbol], interval)
+    ind = compute_indicators(bars)
+    days = RANGES.get(span)
+    if days is None:
+        raise UserError(f"unknown range {span!r}: choose one of {', '.join(RANGES)}")
+    shown = bars["time"] > bars["time"].iloc[-1] - pd.Timedelta(days=days)
+    bars, ind = bars[shown], ind[shown]
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04
+    )
+    fig.add_trace(
+        go.Candlestick(
+            x=bars["time"],
+            open=bars["open"],
+            high=bars["high"],
+            low=bars["low"],
+            close=bars["close"],
+            name=symbol,
+        ),
+        row=1,
+        col=1,
+    )
+    columns = {
+        "SMA": ["sma_20", "sma_50"],
+        "EMA": ["ema_12", "ema_26"],
+        "Bollinger": ["bb_upper", "bb_middle", "bb_lower"],
+    }
+    for overlay in overlays or []:
+        for column in columns.get(overlay, []):
+            fig.add_trace(
+                go.Scatter(x=bars["time"], y=ind[column], name=column, line={"width": 1}),
+                row=1,
+                col=1,
+            )
+    fig.add_trace(go.Scatter(x=bars["time"], y=ind["rsi_14"], name="rsi_14"), row=2, col=1)
+    for level in (30, 70):
+        fig.add_hline(y=level, line_dash="dot", line_color="grey", row=2, col=1)
+    fig.update_layout(
+        title=f"{symbol} {interval} (bundled sample)",
+        height=620,
+        xaxis_rangeslider_visible=False,
+        margin={"l": 40, "r": 20, "t": 50, "b": 30},
+    )
+    fig.update_yaxes(title_text="RSI", range=[0, 100], row=2, col=1)
+    return fig
+
+
+def _known_symbol(raw: str, frames: dict[str, Any]) -> str:
+    symbol = parse_symbol((raw or "").strip())
+    if symbol not in frames:
+        raise UserError(f"no data for {symbol}: this page has {', '.join(frames)}")
+    return symbol
+
+
+# -- backtests -------------------------------------------------------------------------------
+
+
+def parse_params(text: str) -> dict[str, str]:
+    """`fast=20, slow=60` (or blank for the defaults) to a name → raw value map."""
+    params: dict[str, str] = {}
+    for part in (text or "").replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UserError(f"invalid parameter {part.strip()!r}: write name=value, e.g. fast=20")
+        params[name.strip().replace("-", "_")] = value.strip()
+    return params
+
+
+def default_params(strategy: str) -> str:
+    cls = STRATEGIES.get(strategy)
+    if cls is None:
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in cls.Params().model_dump().items())
+
+
+@dataclass
+class BacktestOutcome:
+    metrics: pd.DataFrame
+    trades: pd.DataFrame
+    figure: go.Figure
+    json_path: Path
+    html_path: Path
+    run_id: int
+    notes: list[str]
+
+
+def run_classic_backtest(
+    store: Store,
+    frames: dict[str, pd.DataFrame],
+    out_dir: Path,
+    strategy: str,
+    symbol: str,
+    days: float,
+    params_text: str,
+    size: str = "all",
+) -> BacktestOutcome:
+    """The CLI's helpers with the UI's inputs: the same strategy checks, config and rules."""
+    args = cli_backtest.build_parser().parse_args([])
+    args.strategy, args.size = strategy, size
+    flags = cli_backtest._param_flags()
+    for name, raw in parse_params(params_text).items():
+        if name not in flags:
+            raise UserError(
+                f"unknown parameter {name!r}: {strategy} takes {default_params(strategy)}"
+            )
+        kind = flags[name][0]
+        try:
+            setattr(args, name, kind(raw))
+        except (TypeError, ValueError):
+            raise UserError(f"invalid {name}={raw!r}: expected {kind.__name__}") from None
+    cls, params = cli_backtest._strategy_params(args)
+    instance = cli_backtest._build_strategy(cls, params)
+    config = cli_backtest._config(args, "1m")
+    try:
+        days = float(days)
+    except (TypeError, ValueError):
+        raise UserError(f"invalid days {days!r}: a number of days, e.g. 1") from None
+    if not days > 0:
+        raise UserError(f"invalid days {days:g}: must be greater than 0")
+    symbols = [_known_symbol(s, frames) for s in (symbol or "").split(",") if s.strip()]
+    if not symbols:
+        raise UserError("give a symbol, e.g. BTCUSDT")
+    notes: list[str] = []
+    window: dict[str, pd.DataFrame] = {}
+    for s in symbols:
+        frame = frames[s]
+        cutoff = int(frame["open_time"].iloc[-1]) - int(days * DAY_MS)
+        window[s] = frame[frame["open_time"] > cutoff].reset_index(drop=True)
+    bars, _dropped = to_bar_arrays(window)
+    rules = cli_backtest._rules(symbols, notes)
+    result = run_backtest(bars, instance, rules, config, limits=RiskLimits())
+    report = build_report(result, notes)
+    run_id = save_run(store, report, SystemClock().now_ms())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"backtest-{run_id}-{cls.name}-{'_'.join(symbols)}"
+    json_path, html_path = out_dir / f"{stem}.json", out_dir / f"{stem}.html"
+    json_path.write_text(report.to_json())
+    html_path.write_text(page(report, result))
+    metrics = pd.DataFrame(
+        [{"metric": k, "value": _cell(v)} for k, v in report.metrics.items()],
+        columns=["metric", "value"],
+    )
+    trades = pd.DataFrame([t.model_dump() for t in report.trades])
+    if trades.empty:
+        trades = pd.DataFrame(columns=list(TradeOut.model_fields))
+    return BacktestOutcome(
+        metrics, trades, equity_figure(report), json_path, html_path, run_id, notes
+    )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if value == value else "n/a"
+    return "n/a" if value is None else str(value)
+
+
+def equity_figure(report: Any) -> go.Figure:
+    times = pd.to_datetime(report.equity.time, unit="ms", utc=True)
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.05
+    )
+    fig.add_trace(go.Scatter(x=times, y=report.equity.equity, name="Equity [$]"), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(x=times, y=report.equity.drawdown_pct, name="Drawdown [%]", fill="tozeroy"),
+        row=2,
+        col=1,
+    )
+    fig.update_layout(height=480, margin={"l": 40, "r": 20, "t": 30, "b": 30})
+    return fig
+
+
+# -- trading state ---------------------------------------------------------------------------
+
+
+def risk_markdown(store: Store, now_ms: int) -> str:
+    state = load_state(store, RISK_SCOPE)
+    level = state.trading_state(now_ms)
+    lines = [f"### Trading state: **{level.value}**"]
+    locks = state.active_locks(now_ms)
+    lines += [f"- `{lock.code.value}` ({lock.level.value}): {lock.message}" for lock in locks]
+    if not locks:
+        lines.append("- no locks in force")
+    lines.append(
+        f"- LLM failures in a row: {state.llm_failures}; losing streak: {state.losing_streak}"
+    )
+    return "\n".join(lines)
+
+
+def decisions_frame(store: Store, limit: int = 50) -> pd.DataFrame:
+    rows = []
+    for r in reversed(load_decisions(store, limit=limit)):
+        reasons = (r.verdict or {}).get("reasons") or (r.verdict or {}).get("adjustments") or []
+        rows.append(
+            {
+                "time": iso_ms(r.decided_ms),
+                "decision": r.decision_id,
+                "run": r.run_id,
+                "symbol": r.symbol,
+                "outcome": r.outcome,
+                "verdict": (r.verdict or {}).get("kind", ""),
+                "reasons": "; ".join(str(x.get("code")) for x in reasons),
+                "approved by": (r.approval or {}).get("by", ""),
+                "order": " ".join(
+                    str((r.order or {}).get(k, "")) for k in ("side", "quantity", "symbol")
+                ).strip(),
+            }
+        )
+    columns = ["time", "decision", "run", "symbol", "outcome", "verdict", "reasons"]
+    return pd.DataFrame(rows, columns=[*columns, "approved by", "order"])
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def _user(request: gr.Request | None) -> str:
+    return (getattr(request, "username", None) or "user") if request else "user"
+
+
+def _new_thread() -> str:
+    return f"chat-{uuid.uuid4().hex[:10]}"
+
+
+def build_app(
+    settings: Settings,
+    store: Store,
+    *,
+    model: ChatModel | None = None,
+    frames: dict[str, pd.DataFrame] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> gr.Blocks:
+    """The whole UI; `model` and `frames` default to the configured model and the sample."""
+    notices: list[str] = []
+
+    def note(line: str) -> None:
+        notices.append(line)
+        (notify or log.info)(line)
+
+    model = model or open_model(settings, note)
+    frames = frames or {s: load_sample(s) for s in SAMPLE_SYMBOLS}
+    market = MarketData(frames, "1m")
+    first = min(int(f["open_time"].iloc[0]) for f in frames.values())
+    last_close = min(int(f["close_time"].iloc[-1]) for f in frames.values())
+    now_ms = last_close
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    chat = ChatService(store, model, market, settings.data_dir / "chat-threads.sqlite", now_ms)
+    reports_dir = settings.data_dir / "ui-reports"
+    model_line = (
+        "offline (built-in deterministic rules, not an LLM)"
+        if model.model == "offline"
+        else f"{model.model} at {model.base_url}"
+    )
+    banner = (
+        f"## agent-trader\n"
+        f"**Model:** {model_line} · **Data:** bundled Binance sample "
+        f"{', '.join(frames)} 1m, {iso_ms(first)} → {iso_ms(last_close)} UTC, not live · "
+        f"**Decision time:** {iso_ms(now_ms)} UTC (the sample's last bar) · "
+        f"**Trading mode:** {TRADING_MODE}"
+    )
+
+    def chat_send(message: str, history: list[Any], thread_id: str) -> Iterator[tuple[Any, ...]]:
+        history = list(history or [])
+        thread_id = (thread_id or "").strip() or _new_thread()
+        hidden = (gr.Markdown(visible=False), gr.Button(visible=False), gr.Button(visible=False))
+        if not (message or "").strip():
+            gr.Warning("Type a message first.")
+            yield (history, "", thread_id, *hidden)
+            return
+        pending = chat.pending(thread_id)
+        if pending is not None:
+            gr.Warning("An order is waiting: approve or reject it first.")
+            yield (history, message, thread_id, *_approval(pending))
+            return
+        history.append(ChatMessage(role="user", content=message))
+        yield (history, "", thread_id, *hidden)
+        steps: dict[str, Any] = {}
+        try:
+            for node, update in chat.send(thread_id, message):
+                if node == "__interrupt__":
+                    continue
+                apply_update(history, node, update, steps)
+                yield (history, "", thread_id, *hidden)
+        except (UserError, ConfigError) as exc:
+            history.append(ChatMessage(role="assistant", content=f"⚠️ {exc}"))
+        pending = chat.pending(thread_id)
+        if pending is not None:
+            order = pending.get("order") or {}
+            what = f"{order.get('side')} {order.get('quantity')} {order.get('symbol')}"
+            history.append(
+                ChatMessage(
+                    role="assistant", content=f"Proposed: {what}. It waits for your approval."
+                )
+            )
+        controls = _approval(pending) if pending is not None else hidden
+        yield (history, "", thread_id, *controls)
+
+    def _approval(pending: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            gr.Markdown(proposal_markdown(pending), visible=True),
+            gr.Button(visible=True),
+            gr.Button(visible=True),
+        )
+
+    def decide_order(
+        approved: bool, history: list[Any], thread_id: str, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        history = list(history or [])
+        hidden = (gr.Markdown(visible=False), gr.Button(visible=False), gr.Button(visible=False))
+        if chat.pending(thread_id) is None:
+            gr.Warning("No order is waiting in this thread.")
+            yield (history, *hidden)
+            return
+        by = _user(request)
+        history.append(
+            ChatMessage(role="user", content=f"{'✅ Approve' if approved else '❌ Reject'} ({by})")
+        )
+        steps: dict[str, Any] = {}
+        for node, update in chat.resume(thread_id, approved, by):
+            apply_update(history, node, update, steps)
+            yield (history, *hidden)
+        yield (history, *hidden)
+
+    def approve(history: list[Any], thread_id: str, request: gr.Request):
+        yield from decide_order(True, history, thread_id, request)
+
+    def reject(history: list[Any], thread_id: str, request: gr.Request):
+        yield from decide_order(False, history, thread_id, request)
+
+    def load_thread(thread_id: str) -> tuple[Any, ...]:
+        thread_id = (thread_id or "").strip()
+        hidden = (gr.Markdown(visible=False), gr.Button(visible=False), gr.Button(visible=False))
+        if not thread_id:
+            gr.Warning("Give a thread id to load.")
+            return ([], *hidden)
+        values = chat.snapshot(thread_id).values
+        if not values:
+            gr.Warning(f"No saved thread {thread_id!r}; a new one starts with your next message.")
+            return ([], *hidden)
+        history = history_from_messages(values.get("messages", []))
+        pending = chat.pending(thread_id)
+        return (history, *(_approval(pending) if pending is not None else hidden))
+
+    def new_thread() -> tuple[Any, ...]:
+        hidden = (gr.Markdown(visible=False), gr.Button(visible=False), gr.Button(visible=False))
+        return (_new_thread(), [], *hidden)
+
+    def show_market(symbol: str, interval: str, span: str, overlays: list[str]) -> tuple[Any, str]:
+        try:
+            return market_figure(frames, symbol, interval, span, overlays), ""
+        except UserError as exc:
+            gr.Warning(str(exc))
+            return gr.Plot(), f"**Error:** {exc}"
+
+    def backtest(
+        strategy: str, symbol: str, days: float, params: str, size: str
+    ) -> tuple[Any, ...]:
+        try:
+            out = run_classic_backtest(
+                store, frames, reports_dir, strategy, symbol, days, params, size or "all"
+            )
+        except UserError as exc:
+            gr.Warning(str(exc))
+            empty = pd.DataFrame(columns=["metric", "value"])
+            return (f"**Error:** {exc}", empty, gr.Plot(), pd.DataFrame(), None, None)
+        status = f"Saved as backtest run #{out.run_id}. " + " ".join(out.notes)
+        return (status, out.metrics, out.figure, out.trades, str(out.json_path), str(out.html_path))
+
+    def trading_view() -> tuple[str, pd.DataFrame]:
+        return risk_markdown(store, now_ms), decisions_frame(store)
+
+    def kill_switch(request: gr.Request) -> tuple[str, pd.DataFrame]:
+        state = load_state(store, RISK_SCOPE)
+        state = kill(state, f"pulled in the UI by {_user(request)}", now_ms)
+        save_state(store, state, now_ms, RISK_SCOPE)
+        gr.Warning("Kill switch pulled: trading is HALTED until a person clears it.")
+        return trading_view()
+
+    with gr.Blocks(title="agent-trader") as app:
+        gr.Markdown(banner, elem_id="banner")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                with gr.Row():
+                    thread_box = gr.Textbox(
+                        label="Thread id (paste one to resume it after a restart)",
+                        elem_id="thread-id",
+                        scale=4,
+                    )
+                    load_btn = gr.Button("Load thread", scale=1)
+                    new_btn = gr.Button("New thread", scale=1)
+                chatbot = gr.Chatbot(label="Assistant", elem_id="chatbot", height=480)
+                approval_md = gr.Markdown(visible=False, elem_id="proposal")
+                with gr.Row():
+                    approve_btn = gr.Button(
+                        "Approve", variant="primary", visible=False, elem_id="approve"
+                    )
+                    reject_btn = gr.Button(
+                        "Reject", variant="stop", visible=False, elem_id="reject"
+                    )
+                with gr.Row():
+                    box = gr.Textbox(
+                        placeholder="e.g. analyse ETH · buy 10% BTC · backtest sma on BTC · portfolio",
+                        show_label=False,
+                        elem_id="chat-input",
+                        scale=5,
+                    )
+                    send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                controls = [approval_md, approve_btn, reject_btn]
+                send_outputs = [chatbot, box, thread_box, *controls]
+                box.submit(chat_send, [box, chatbot, thread_box], send_outputs, api_name="chat")
+                send_btn.click(chat_send, [box, chatbot, thread_box], send_outputs, api_name=False)
+                approve_btn.click(
+                    approve, [chatbot, thread_box], [chatbot, *controls], api_name="approve"
+                )
+                reject_btn.click(
+                    reject, [chatbot, thread_box], [chatbot, *controls], api_name="reject"
+                )
+                load_btn.click(
+                    load_thread, [thread_box], [chatbot, *controls], api_name="load_thread"
+                )
+                new_btn.click(new_thread, None, [thread_box, chatbot, *controls], api_name=False)
+
+            with gr.Tab("Market", id="market"):
+                with gr.Row():
+                    m_symbol = gr.Dropdown(
+                        list(frames),
+                        value=next(iter(frames)),
+                        label="Symbol",
+                        allow_custom_value=True,
+                    )
+                    m_interval = gr.Dropdown(list(INTERVALS), value="15m", label="Interval")
+                    m_span = gr.Dropdown(list(RANGES), value="1 day", label="Range")
+                    m_overlays = gr.CheckboxGroup(
+                        ["SMA", "EMA", "Bollinger"], value=["SMA", "Bollinger"], label="Overlays"
+                    )
+                m_error = gr.Markdown()
+                m_plot = gr.Plot(label="Candles and RSI")
+                m_inputs = [m_symbol, m_interval, m_span, m_overlays]
+                for control in m_inputs:
+                    control.change(show_market, m_inputs, [m_plot, m_error], api_name=False)
+
+            with gr.Tab("Backtest", id="backtest"):
+                # Signal source: classic strategies here. The LLM-agent backtest (agent-backtest's
+                # agent mode, coming in a parallel change) plugs in as a second choice.
+                b_source = gr.Radio(
+                    ["classic strategy"],
+                    value="classic strategy",
+                    label="Signal source",
+                    info="LLM agent backtests: coming soon",
+                )
+                with gr.Row():
+                    b_strategy = gr.Dropdown(list(STRATEGIES), value="sma_cross", label="Strategy")
+                    b_symbol = gr.Dropdown(
+                        list(frames),
+                        value=next(iter(frames)),
+                        label="Symbol",
+                        allow_custom_value=True,
+                    )
+                    b_days = gr.Number(value=1, label="Days")
+                    b_size = gr.Textbox(value="all", label="Size ('all' or % of equity)")
+                b_params = gr.Textbox(
+                    value=default_params("sma_cross"),
+                    label="Parameters (name=value, comma-separated)",
+                )
+                b_run = gr.Button("Run backtest", variant="primary")
+                b_status = gr.Markdown()
+                b_metrics = gr.Dataframe(label="Metrics", headers=["metric", "value"])
+                b_plot = gr.Plot(label="Equity and drawdown")
+                b_trades = gr.Dataframe(label="Trades")
+                with gr.Row():
+                    b_json = gr.File(label="JSON report")
+                    b_html = gr.File(label="HTML report")
+                b_strategy.change(default_params, [b_strategy], [b_params], api_name=False)
+                b_run.click(
+                    backtest,
+                    [b_strategy, b_symbol, b_days, b_params, b_size],
+                    [b_status, b_metrics, b_plot, b_trades, b_json, b_html],
+                    api_name="backtest",
+                )
+                del b_source
+
+            with gr.Tab("Trading", id="trading"):
+                t_state = gr.Markdown()
+                with gr.Row():
+                    t_refresh = gr.Button("Refresh")
+                    t_kill = gr.Button(
+                        "Kill switch: halt all trading", variant="stop", elem_id="kill"
+                    )
+                t_decisions = gr.Dataframe(label="Recent decisions")
+                t_refresh.click(trading_view, None, [t_state, t_decisions], api_name="trading")
+                t_kill.click(kill_switch, None, [t_state, t_decisions], api_name="kill_switch")
+
+        app.load(lambda: _new_thread(), None, thread_box, api_name=False)
+        app.load(show_market, m_inputs, [m_plot, m_error], api_name=False)
+        app.load(trading_view, None, [t_state, t_decisions], api_name=False)
+    app.chat_service = chat  # type: ignore[attr-defined]
+    return app
+
+
+def _auth(raw: str | None) -> tuple[str, str] | None:
+    if not raw:
+        return None
+    user, sep, password = raw.partition(":")
+    if not sep or not user or not password:
+        raise UserError("invalid --auth / AGENT_UI_AUTH: expected user:password")
+    return user, password
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="agent-ui", description=__doc__)
+    add_common_args(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
+    parser.add_argument("--auth", help="user:password (or AGENT_UI_AUTH); none by default")
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args: argparse.Namespace = build_parser().parse_args(argv)
+    auth = _auth(args.auth or os.environ.get("AGENT_UI_AUTH"))
+    settings = settings_from(args)
+    store = open_store(settings.resolved_database_url)
+    try:
+        from agent.cli.common import notify
+
+        app = build_app(settings, store, notify=notify)
+        app.launch(server_name=args.host, server_port=args.port, auth=auth)
+    finally:
+        store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
