@@ -1,0 +1,106 @@
+"""Agent overheads with no LLM latency: a cached LLM call (us), the graph per decision with the
+offline model (ms), and the prompt size per decision step in tokens (chars/4 estimate).
+
+Run: python benchmarks/bench_agent.py [--decisions 200]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from agent.decide import decide, decision_prompt_version, system_prompt
+from agent.graph import AgentDeps, build_graph
+from agent.llm import LLMClient
+from agent.offline import OfflineModel
+from config.settings import LLMSettings
+from market.sample import load_sample, sample_rules
+from tools import MarketData, ToolEnv, decision_tools, flat_portfolio
+
+
+def cached_call_us(repeats: int) -> float:
+    """A warm diskcache hit through LLMClient.complete: key hashing, JSON read, validation."""
+    with tempfile.TemporaryDirectory() as tmp:
+        client = LLMClient(
+            LLMSettings(model="gpt-4o-mini"), api_key="sk-bench", base_url=None, cache_dir=Path(tmp)
+        )
+        messages = [
+            {"role": "system", "content": system_prompt()},
+            {"role": "user", "content": "x"},
+        ]
+        tools = decision_tools().schemas()
+        key = client.cache_key(messages, tools, "bench")
+        client._cache.set(  # a stored answer, as a previous run would have left it
+            key,
+            {
+                "message": {"role": "assistant", "content": "hold", "tool_calls": []},
+                "finish_reason": "stop",
+                "usage": {"prompt_tokens": 900, "completion_tokens": 20, "total_tokens": 920},
+                "model": "gpt-4o-mini",
+            },
+        )
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            client.complete(messages, tools, prompt_version="bench")
+            timings.append((time.perf_counter() - started) * 1e6)
+        client.close()
+    return statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--decisions", type=int, default=200)
+    n = parser.parse_args().decisions
+    market = MarketData({s: load_sample(s) for s in ("BTCUSDT", "ETHUSDT")}, "1m")
+    market.indicators("BTCUSDT", 0)
+    graph, model = build_graph(), OfflineModel()
+    closes = market.frames["BTCUSDT"]["close_time"]
+    bars = [int(closes.iloc[i]) for i in range(100, len(closes) - 1, (len(closes) - 101) // n)][:n]
+    timings, step_tokens, steps = [], [], 0
+    for now in bars:
+        env = ToolEnv(
+            market=market,
+            now_ms=now,
+            rules=sample_rules(),
+            portfolio=flat_portfolio(10_000),
+            stateful=False,
+        )
+        deps = AgentDeps(
+            model=model,
+            tools=decision_tools(),
+            env=env,
+            system_prompt=system_prompt(),
+            prompt_version=decision_prompt_version(),
+            run_id="bench",
+        )
+        started = time.perf_counter()
+        state = decide(graph, deps, "BTCUSDT")
+        timings.append((time.perf_counter() - started) * 1000)
+        tools_chars = len(json.dumps(deps.tools.schemas(), separators=(",", ":")))
+        history = [{"role": "system", "content": deps.system_prompt}]
+        for message in state["messages"]:
+            if message.get("role") == "assistant":  # the prompt of that model call
+                chars = len(json.dumps(history, separators=(",", ":"))) + tools_chars
+                step_tokens.append(chars / 4)
+                steps += 1
+            history.append(message)
+    print(
+        f"cached LLM call overhead: median {cached_call_us(2_000):,.0f} µs (diskcache JSONDisk hit)"
+    )
+    print(
+        f"graph per decision (offline model, no LLM latency): median {statistics.median(timings):.2f}"
+        f" ms, p95 {sorted(timings)[int(0.95 * len(timings)) - 1]:.2f} ms over {len(timings)}"
+    )
+    print(
+        f"prompt per decision step: median {statistics.median(step_tokens):,.0f} tokens, max "
+        f"{max(step_tokens):,.0f} (chars/4, tool schemas included; {steps / len(bars):.1f} steps "
+        "per decision; target < 1,500)"
+    )
+
+
+if __name__ == "__main__":
+    main()
