@@ -21,6 +21,8 @@ RETURN_HORIZONS_MS: dict[str, int] = {
 _VOL_LOOKBACK_MS = 24 * _HOUR_MS
 _YEAR_MS = 365 * 24 * _HOUR_MS
 RSI_OVERBOUGHT = 70.0
+# Left out of the snapshot to save prompt tokens: the Bollinger middle is midway between the bands.
+REDUNDANT_IN_SNAPSHOT = frozenset({"bb_middle"})
 RSI_OVERSOLD = 30.0
 _UNITLESS_DECIMALS = {"bb_pct": 3, "volume_z": 2}
 
@@ -89,7 +91,11 @@ def build_snapshot(
         returns[label] = round((last_price / close[base] - 1) * 100, 3) if ok else None
 
     price_decimals = _price_decimals(last_price)
-    values = {name: _rounded(name, float(latest[name]), price_decimals) for name in cfg.columns()}
+    values = {
+        name: _rounded(name, float(latest[name]), price_decimals)
+        for name in cfg.columns()
+        if name not in REDUNDANT_IN_SNAPSHOT
+    }
     sma_fast, sma_slow = latest[f"sma_{cfg.sma_fast}"], latest[f"sma_{cfg.sma_slow}"]
     rsi = latest[f"rsi_{cfg.rsi}"]
     return MarketSnapshot(

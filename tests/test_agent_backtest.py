@@ -17,7 +17,7 @@ from agent.records import load_decisions
 from store import open_store
 
 DAY = ("--symbol", "BTCUSDT", "--days", "1")
-DECISION_TIME = re.compile(r"Decision time: (\S+ \S+) \(UTC\)")
+DECISION_TIME = re.compile(r"Decision time: (\S+ \S+) UTC")
 
 
 def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_path: Path) -> None:

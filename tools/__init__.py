@@ -12,8 +12,10 @@ ALL_TOOLS = ToolRegistry([*MARKET_TOOLS, *RESEARCH_TOOLS, *TRADING_TOOLS])
 
 
 def decision_tools() -> ToolRegistry:
-    """An unattended decision ends in submit_signal; it proposes no orders of its own."""
-    return ALL_TOOLS.without(PLACE_ORDER, "cancel_order")
+    """An unattended decision ends in submit_signal and places no orders. It gets no backtest or
+    portfolio tool either: the prompt states the position, and every schema costs tokens on
+    every step of every decision."""
+    return ALL_TOOLS.without(PLACE_ORDER, "cancel_order", "run_backtest", "get_portfolio")
 
 
 def chat_tools() -> ToolRegistry:

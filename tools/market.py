@@ -15,7 +15,7 @@ from tools.env import ToolEnv
 from tools.registry import Tool, ToolError
 
 Interval = Literal["1m", "5m", "15m", "1h", "4h"]
-SYMBOL = Field(description="e.g. BTCUSDT", max_length=20)
+SYMBOL = Field(max_length=20)
 
 
 def require_symbol(env: ToolEnv, symbol: str) -> str:

@@ -38,9 +38,15 @@ class Tool(Generic[In, Out]):
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": _compact_schema(self.input.model_json_schema()),
+                "parameters": _compact_schema(self._parameters()),
             },
         }
+
+    def _parameters(self) -> dict[str, Any]:
+        """The input model's docstring is for us; the tool description already tells the model."""
+        schema = self.input.model_json_schema()
+        schema.pop("description", None)
+        return schema
 
 
 class ToolOutcome(BaseModel):

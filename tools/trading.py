@@ -22,7 +22,7 @@ from tools.env import ToolEnv
 from tools.market import SYMBOL, require_symbol
 from tools.registry import Tool, ToolError
 
-CONFIDENCE = Field(description="0 to 1", ge=0, le=1)
+CONFIDENCE = Field(ge=0, le=1)
 
 
 class TradeIdea(BaseModel):
@@ -34,7 +34,7 @@ class TradeIdea(BaseModel):
     quantity: float | None = Field(None, gt=0, description="base units; instead of size_pct")
     order_type: Literal["market", "limit"] = "market"
     limit_price: float | None = Field(None, gt=0)
-    stop_loss: float | None = Field(None, gt=0, description="protective stop price")
+    stop_loss: float | None = Field(None, gt=0)
     take_profit: float | None = Field(None, gt=0)
     confidence: float = CONFIDENCE
     rationale: str = Field("", max_length=600)
