@@ -72,5 +72,5 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

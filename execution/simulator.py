@@ -15,7 +15,7 @@ from execution.rules import rule_breaches
 from execution.slippage import FixedBps, Slippage
 from market.models import SymbolRules
 from risk.approval import verify_approved
-from risk.models import OrderType, ReasonCode, Side
+from risk.models import ApprovedOrder, OrderType, ReasonCode, Side
 
 _MARKET, _LIMIT, _STOP = "market", "limit", "stop"
 
@@ -66,7 +66,11 @@ class SimulatedExecutor:
 
     def submit(self, order: object, bar: int) -> Rejection | None:
         """Accept a sealed ApprovedOrder at `bar`'s open; market orders fill there and then."""
-        approved = verify_approved(order)
+        return self.place_accepted(verify_approved(order), bar)
+
+    def place_accepted(self, approved: ApprovedOrder, bar: int) -> Rejection | None:
+        """An order whose seal was verified when it was accepted: paper trading verifies it at
+        the decision and places it at the next bar's open, possibly after a restart."""
         symbol = approved.symbol
         rules = self.rules.get(symbol)
         if rules is None or symbol not in self.feed.symbols:
@@ -255,7 +259,7 @@ class SimulatedExecutor:
         del self.brackets[bracket.symbol]
         held = self.ledger.quantity(bracket.symbol)
         order = WorkingOrder(
-            order_id=f"{reason.value}-{bracket.symbol}-{bar}",
+            order_id=f"{reason.value}-{bracket.symbol}-{int(self.feed.open_time[bar])}",
             symbol=bracket.symbol,
             side=-1 if held > 0 else 1,
             kind=OrderType.MARKET,

@@ -264,6 +264,7 @@ class BinanceStream:
         self._ping_interval = ping_interval_s
         self._events: AsyncGenerator[StreamEvent, None] | None = None
         self._failures = 0  # failed attempts since the last message arrived
+        self._socket: ClientConnection | None = None
 
     async def __aenter__(self) -> BinanceStream:
         return self
@@ -282,7 +283,11 @@ class BinanceStream:
         return self._events
 
     async def aclose(self) -> None:
-        """Close the socket now, rather than when the generator is garbage-collected."""
+        """Close the socket now, rather than when the generator is garbage-collected. It is
+        aborted: a consumer that stopped reading leaves frames unread, and a close handshake
+        would wait behind them for its timeout; market data has nothing to flush."""
+        if self._socket is not None:
+            self._socket.transport.abort()
         if self._events is not None:
             await self._events.aclose()
 
@@ -296,6 +301,7 @@ class BinanceStream:
                     ping_interval=self._ping_interval,
                     max_size=2**22,
                 ) as ws:
+                    self._socket = ws
                     self.stats.connections += 1
                     if previous is not None:
                         self.stats.reconnects += 1

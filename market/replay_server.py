@@ -158,9 +158,12 @@ class ReplayServer:
         return self
 
     async def stop(self) -> None:
+        """End the replay now: connections are aborted, not closed with a handshake that a
+        client which stopped reading would make wait for its timeout."""
         if self._clock is not None:
             self._clock.cancel()
             await asyncio.gather(self._clock, return_exceptions=True)
+        self.drop_connections()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -7,7 +7,17 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection
 
-from store.tables import BacktestRunRow, CandleRow, DecisionRow, RiskStateRow, RiskVerdictRow
+from store.tables import (
+    BacktestRunRow,
+    CandleRow,
+    DecisionRow,
+    EquityPointRow,
+    PaperFillRow,
+    PaperOrderRow,
+    RiskStateRow,
+    RiskVerdictRow,
+    TradingLoopRow,
+)
 
 
 class Migration(NamedTuple):
@@ -29,4 +39,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "risk state and verdicts", _create(RiskStateRow, RiskVerdictRow)),
     Migration(3, "backtest runs", _create(BacktestRunRow)),
     Migration(4, "agent decisions", _create(DecisionRow)),
+    Migration(
+        5,
+        "paper accounts and the trading loop",
+        _create(PaperOrderRow, PaperFillRow, TradingLoopRow, EquityPointRow),
+    ),
 )

@@ -116,3 +116,57 @@ class DecisionRow(SQLModel, table=True):
     prompt_version: str = Field(sa_column=Column(String(32), nullable=False))
     inputs_sha256: str = Field(sa_column=Column(String(64), nullable=False))
     record_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class PaperOrderRow(SQLModel, table=True):
+    """An order of a paper account; the key is the client order id, so none is stored twice."""
+
+    __tablename__ = "paper_orders"
+    __table_args__ = (Index("ix_paper_orders_account_time", "account", "accepted_ms"),)
+
+    account: str = Field(sa_column=Column(String(64), primary_key=True))
+    client_order_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    decision_id: str = Field(sa_column=Column(String(160), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    accepted_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    order_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class PaperFillRow(SQLModel, table=True):
+    """One fill of a paper account; `seq` orders them, and the ledger is rebuilt from them."""
+
+    __tablename__ = "paper_fills"
+
+    account: str = Field(sa_column=Column(String(64), primary_key=True))
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    order_id: str = Field(sa_column=Column(String(64), nullable=False))
+    symbol: str = Field(sa_column=Column(String(20), nullable=False))
+    side: int = Field(sa_column=Column(Integer, nullable=False))
+    quantity: float
+    price: float
+    fee: float
+    liquidity: str = Field(sa_column=Column(String(8), nullable=False))
+    bar: int = Field(sa_column=Column(BigInteger, nullable=False))
+    time_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reason: str = Field(sa_column=Column(String(16), nullable=False))
+
+
+class TradingLoopRow(SQLModel, table=True):
+    """The autonomous loop's checkpoint per account, written with the step's orders and fills."""
+
+    __tablename__ = "trading_loops"
+
+    account: str = Field(sa_column=Column(String(64), primary_key=True))
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    state_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class EquityPointRow(SQLModel, table=True):
+    """The account's equity at each bar's close, for status, the UI and drawdown checks."""
+
+    __tablename__ = "equity_points"
+
+    account: str = Field(sa_column=Column(String(64), primary_key=True))
+    time_ms: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    equity: float
+    cash: float

@@ -1,0 +1,424 @@
+"""`agent-trade`: the unattended loop on a paper account (the default), and `status`, `halt` and
+`resume` to inspect and steer it from another terminal.
+
+    agent-trade --feed replay [--speed 600]   the bundled sample through a loopback WebSocket
+    agent-trade --feed binance                 Binance's public stream (network), paper fills
+    agent-trade status | halt | resume [--account NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
+from agent.loop_state import LoopState, kill_switch_path
+from config import Settings
+from core.errors import UserError
+from execution.binance_executor import check_live_allowed
+from execution.ledger import Ledger
+from execution.paper_records import load_account
+from market.models import parse_symbol
+from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample, sample_rules
+from market.validation import iso_ms
+from risk.records import load_state, save_state
+from risk.state import clear_kill, kill
+from store import Store, open_store
+
+if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt stay quick
+    import pandas as pd
+
+    from agent.records import DecisionRecord
+    from agent.trading_loop import TradingLoop
+
+DAY_BARS, MINUTE_MS = 1_440, 60_000
+
+COMMANDS = ("run", "status", "halt", "resume")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="agent-trade",
+        description="Trade unattended on a paper account; `status`, `halt` and `resume` steer it.",
+    )
+    parser.add_argument("command", nargs="?", default="run", choices=COMMANDS)
+    parser.add_argument("--account", default="paper", help="account name (default: paper)")
+    add_common_args(parser)
+    loop = parser.add_argument_group("the loop (run)")
+    loop.add_argument("--feed", choices=("replay", "binance"), default="replay")
+    loop.add_argument("--speed", type=float, default=600.0, help="replay speed × real time")
+    loop.add_argument("--symbol", default=",".join(SAMPLE_SYMBOLS), help="comma-separated")
+    loop.add_argument("--decide-every", type=int, default=15, help="minutes between decisions")
+    loop.add_argument("--mode", default="paper", help="paper (default), testnet or live")
+    loop.add_argument("--cash", type=float, default=10_000.0, help="a new account's USDT")
+    loop.add_argument("--max-bars", type=int, help="stop after this many bars")
+    loop.add_argument("--drop-every", type=int, help="replay: drop the socket every N messages")
+    loop.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1")
+    out = parser.add_argument_group("status")
+    out.add_argument("--json", action="store_true", help="status as JSON")
+    parser.add_argument("--reason", default="halted by a person", help="halt: why")
+    return parser
+
+
+def _symbols(text: str) -> list[str]:
+    symbols = list(dict.fromkeys(parse_symbol(s) for s in text.split(",") if s.strip()))
+    if not symbols:
+        raise UserError("invalid --symbol: give at least one, e.g. BTCUSDT")
+    return symbols
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    check_live_allowed(args.mode, os.environ)
+    if args.mode != "paper":
+        raise UserError(
+            f"--mode {args.mode}: agent-trade places orders on a paper account only so far; "
+            "the signed Binance executor exists (execution/binance_executor.py) but is not yet "
+            "wired into the loop"
+        )
+    if not 1 <= args.decide_every <= 1_440:
+        raise UserError(f"invalid --decide-every {args.decide_every}: 1 to 1440 minutes")
+    if not args.speed > 0:
+        raise UserError(f"invalid --speed {args.speed:g}: must be above 0 (inf: no waiting)")
+    if not args.cash > 0:
+        raise UserError(f"invalid --cash {args.cash:g}: must be above 0")
+    if args.max_bars is not None and args.max_bars < 1:
+        raise UserError(f"invalid --max-bars {args.max_bars}: at least 1")
+    if args.drop_every is not None and args.drop_every < 1:
+        raise UserError(f"invalid --drop-every {args.drop_every}: at least 1")
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+class _ProgressBar:
+    """Bars done of the replay, with equity and decisions, on stderr."""
+
+    def __init__(self, total: int | None) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]trading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.task = self.progress.add_task("bars", total=total, info="")
+
+    def on_bar(self, loop: TradingLoop, seconds: float) -> None:
+        state = loop.state
+        info = f"equity {loop.venue.equity():,.2f} · {state.decisions} decisions"
+        if state.last_decision is not None:
+            info += f" · last {state.last_decision.outcome}"
+        self.progress.update(self.task, advance=1, info=info)
+
+    def on_decision(self, record: DecisionRecord) -> None:
+        pass
+
+
+def _replay_plan(
+    store: Store, account: str, symbols: list[str]
+) -> tuple[int, int, dict[str, pd.DataFrame]]:
+    """Where the replay starts (after the account's last bar, or a day in), where it ends, and
+    the history before the start that indicators and 24 h returns need."""
+    for symbol in symbols:
+        if symbol not in SAMPLE_SYMBOLS:
+            raise UserError(
+                f"--feed replay has no {symbol}: the bundled sample holds {', '.join(SAMPLE_SYMBOLS)}"
+            )
+    frames = {s: load_sample(s) for s in symbols}
+    times = frames[symbols[0]]["open_time"]
+    stored = load_account(store, account)
+    if stored.state_json is None:
+        start = int(times.iloc[DAY_BARS])
+    else:
+        last = LoopState.model_validate_json(stored.state_json).paper.last_open_time
+        start = int(times.iloc[DAY_BARS]) if last is None else last + MINUTE_MS
+    end = int(times.iloc[-1])
+    if start > end:
+        raise UserError(
+            f"account {account!r} has already traded the whole bundled sample (to "
+            f"{iso_ms(end)} UTC): use a new --account, or `agent-trade status` to see it"
+        )
+    history = {s: f[f["open_time"] < start].tail(DAY_BARS) for s, f in frames.items()}
+    return start, end, history
+
+
+async def _run_loop(
+    loop: TradingLoop, args: argparse.Namespace, settings: Settings, start: int, end: int | None
+) -> str:
+    from market.binance_ws import STREAM_URL, BinanceStream, rest_backfill
+    from market.replay_server import ReplayServer, sample_backfill
+
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        if not stop.is_set():
+            notify(f"{signal.Signals(number).name}: finishing the current step, then stopping")
+        stop.set()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        running.add_signal_handler(number, on_signal, number)
+    streams = [f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in loop.symbols]
+    resume = (
+        {}
+        if loop.last_open_time is None
+        else {(s, SAMPLE_INTERVAL): loop.last_open_time for s in loop.symbols}
+    )
+    if args.feed == "binance":
+        from market.binance_rest import BinanceRestClient
+
+        client = BinanceRestClient(settings.binance)
+        stream = BinanceStream(
+            streams, base_url=STREAM_URL, backfill=rest_backfill(client), resume_after=resume
+        )
+        async with stream:
+            return await loop.run(stream, stop, max_bars=args.max_bars)
+    server = await ReplayServer(
+        speed=args.speed, start_time_ms=start, drop_after=args.drop_every
+    ).start()
+    stream = BinanceStream(
+        streams,
+        base_url=server.url,
+        backfill=sample_backfill,
+        resume_after=resume,
+        backoff_base_s=0.05,
+        backoff_max_s=1.0,
+    )
+    try:
+        return await loop.run(stream, stop, max_bars=args.max_bars, end_open_time=end)
+    finally:  # the server first: a client that stopped reading cannot finish a close handshake
+        await server.stop()
+        await stream.aclose()
+
+
+def _binance_history(settings: Settings, symbols: list[str]) -> dict[str, pd.DataFrame]:
+    from market.binance_rest import BinanceRestClient
+
+    now = int(time.time() * 1000)
+    with BinanceRestClient(settings.binance) as client:
+        return {
+            s: client.klines(s, SAMPLE_INTERVAL, now - DAY_BARS * MINUTE_MS, now) for s in symbols
+        }
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.model import open_model
+    from agent.trading_loop import TradingLoop
+
+    _check_run_args(args)
+    symbols = _symbols(args.symbol)
+    settings = settings_from(args)
+    store = open_store(settings.resolved_database_url)
+    if args.feed == "replay":
+        start, end, history = _replay_plan(store, args.account, symbols)
+        total: int | None = (end - start) // MINUTE_MS + 1
+        notify(
+            f"feed: the bundled Binance sample replayed at {args.speed:g}× from {iso_ms(start)} "
+            "UTC through a loopback WebSocket (no network)"
+        )
+    else:
+        start, end, total = 0, None, None
+        history = _binance_history(settings, symbols)
+        notify("feed: Binance public market data; orders fill on a paper account")
+    if args.max_bars is not None:
+        total = args.max_bars if total is None else min(total, args.max_bars)
+    model = open_model(settings, notify)
+    observers: list[Any] = []
+    if args.metrics_port is not None:
+        from agent.loop_metrics import LoopMetrics
+
+        metrics = LoopMetrics()
+        metrics.serve(args.metrics_port)
+        observers.append(metrics)
+        notify(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics")
+    bar = _ProgressBar(total)
+    observers.append(bar)
+    kill_file = kill_switch_path(settings.data_dir, args.account)
+    loop = TradingLoop(
+        account=args.account,
+        symbols=symbols,
+        store=store,
+        model=model,
+        rules=sample_rules(),
+        history=history,
+        cash=args.cash,
+        decide_every=args.decide_every,
+        kill_switch=kill_file,
+        observers=observers,
+    )
+    if loop.last_open_time is not None:
+        notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
+    notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
+    with bar.progress:
+        reason = asyncio.run(_run_loop(loop, args, settings, start, end))
+    finished = reason.startswith("the replay reached")
+    loop.finish("finished" if finished else "stopped", reason)
+    model.close()
+    _print_status(_status(store, args.account, settings))
+    return 0
+
+
+# -- status, halt, resume -----------------------------------------------------------------------
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _status(store: Store, account: str, settings: Settings) -> dict[str, Any]:
+    stored = load_account(store, account)
+    if stored.state_json is None:
+        raise UserError(
+            f"no trading account {account!r} in {settings.resolved_database_url}: start one with "
+            f"`agent-trade --feed replay --account {account}`"
+        )
+    state = LoopState.model_validate_json(stored.state_json)
+    ledger = Ledger(state.initial_cash)
+    for fill in stored.fills:
+        ledger.apply(fill)
+    marks = state.paper.marks
+    equity = ledger.equity({s: marks.get(s, 0.0) for s, _ in ledger.held()})
+    last = state.paper.last_open_time
+    risk = load_state(store, f"trade:{account}")
+    now = (last + MINUTE_MS) if last is not None else 0
+    status = state.status
+    if status == "running" and not _alive(state.pid):
+        status = "not running (ended without a clean stop: killed or crashed)"
+    return {
+        "account": account,
+        "mode": state.mode,
+        "status": status,
+        "stop_reason": state.stop_reason,
+        "last_bar": None if last is None else iso_ms(last),
+        "bars": state.paper.bars,
+        "trading_state": risk.trading_state(now).value,
+        "locks": [lock.message for lock in risk.active_locks(now)],
+        "kill_switch_file": kill_switch_path(settings.data_dir, account).exists(),
+        "cash": round(ledger.cash, 2),
+        "positions": [
+            {
+                "symbol": s,
+                "quantity": q,
+                "avg_price": round(ledger.avg_price(s), 2),
+                "mark": marks.get(s),
+                "value": round(q * marks.get(s, 0.0), 2),
+            }
+            for s, q in ledger.held()
+        ],
+        "equity": round(equity, 2),
+        "pnl": round(equity - state.initial_cash, 2),
+        "pnl_pct": round((equity / state.initial_cash - 1) * 100, 3),
+        "initial_cash": state.initial_cash,
+        "fills": len(stored.fills),
+        "orders": len(stored.orders),
+        "decisions": state.decisions,
+        "outcomes": state.outcomes,
+        "vetoes": state.vetoes,
+        "last_decision": None if state.last_decision is None else state.last_decision.model_dump(),
+        "last_error": state.last_error,
+        "feed": state.feed,
+    }
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    lines = [
+        f"account   {status['account']} ({status['mode']}): {status['status']}"
+        + (f" — {status['stop_reason']}" if status["stop_reason"] else ""),
+        f"last bar  {status['last_bar']} UTC ({status['bars']:,} bars processed)",
+        f"state     {status['trading_state']}"
+        + "".join(f"\n          - {message}" for message in status["locks"]),
+        f"cash      {status['cash']:,.2f} USDT",
+    ]
+    for p in status["positions"]:
+        lines.append(
+            f"position  {p['quantity']:g} {p['symbol']} at avg {p['avg_price']:,.2f}, "
+            f"mark {p['mark']:,.2f} = {p['value']:,.2f} USDT"
+        )
+    if not status["positions"]:
+        lines.append("positions none")
+    lines += [
+        f"equity    {status['equity']:,.2f} USDT · PnL {status['pnl']:+,.2f} "
+        f"({status['pnl_pct']:+.3f}%) from {status['initial_cash']:,.2f}",
+        f"activity  {status['decisions']} decisions {status['outcomes']}, "
+        f"{status['orders']} orders, {status['fills']} fills",
+    ]
+    last = status["last_decision"]
+    if last is not None:
+        lines.append(
+            f"last      {last['time']} {last['symbol']} {last['outcome']}"
+            + (f" ({last['action']})" if last["action"] else "")
+            + (f": {last['rationale']}" if last["rationale"] else "")
+        )
+    lines.append(f"error     {status['last_error'] or 'none'}")
+    print("\n".join(lines))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    status = _status(open_store(settings.resolved_database_url), args.account, settings)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    return 0
+
+
+def _cmd_halt(args: argparse.Namespace, halt: bool) -> int:
+    """The state is written to the store (a stopped loop starts HALTED); the file reaches a
+    running loop within one bar."""
+    settings = settings_from(args)
+    store = open_store(settings.resolved_database_url)
+    scope = f"trade:{args.account}"
+    path = kill_switch_path(settings.data_dir, args.account)
+    state = load_state(store, scope)
+    now = int(time.time() * 1000)
+    if halt:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(args.reason + "\n")
+        save_state(store, kill(state, args.reason, now), now, scope)
+        print(f"halted {args.account!r}: {args.reason} (kill-switch file {path})")
+    else:
+        path.unlink(missing_ok=True)
+        save_state(store, clear_kill(state), now, scope)
+        print(f"cleared the kill switch of {args.account!r}; the next bar trades again")
+    return 0
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "status":
+        return _cmd_status(args)
+    if args.command in ("halt", "resume"):
+        return _cmd_halt(args, halt=args.command == "halt")
+    return _cmd_run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""Paper trading: the backtest's fill model (SimulatedExecutor) run bar by bar on a live or
+replayed feed. An order is accepted at the decision and placed at the next bar's open, exactly
+as in a backtest (docs/fills.md), and the whole account can be checkpointed and restored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from execution.feed import BarArrays, SymbolBars
+from execution.fees import FeeFn, FeeSchedule, Liquidity
+from execution.ledger import Ledger
+from execution.orders import Bracket, ExitReason, Fill, WorkingOrder
+from execution.simulator import SimulatedExecutor
+from execution.slippage import FixedBps, Slippage
+from market.models import Candle, SymbolRules
+from risk.approval import verify_approved
+from risk.models import ApprovedOrder, OrderType, PortfolioView, PositionView
+
+OrderStatus = Literal["accepted", "open", "filled", "rejected"]
+_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+class PaperOrder(BaseModel):
+    """What the paper venue knows of one order; persisted, so a restart knows it too."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_order_id: str
+    decision_id: str
+    symbol: str
+    side: str
+    order_type: str
+    quantity: str
+    status: OrderStatus
+    filled_quantity: float = 0.0
+    average_price: float | None = None
+    reason: str | None = None
+    accepted_ms: int
+    updated_ms: int
+
+
+class PaperCheckpoint(BaseModel):
+    """Everything but the fills (which rebuild the ledger): orders waiting for the next open,
+    orders resting in the book, SL/TP brackets, and the last bar processed."""
+
+    bars: int = 0  # bars processed by this account, over all restarts
+    last_open_time: int | None = None
+    marks: dict[str, float] = {}
+    queued: list[dict[str, Any]] = []
+    working: list[dict[str, Any]] = []
+    brackets: list[dict[str, Any]] = []
+
+
+class GrowingFeed:
+    """BarArrays that grow one bar at a time (amortised doubling), in the layout the fill model
+    reads; indices count from this process's first bar."""
+
+    def __init__(self, symbols: Sequence[str], capacity: int = 1_024) -> None:
+        self.symbols = list(symbols)
+        self._size = 0
+        self._times = np.empty((2, capacity), dtype=np.int64)
+        self._values = {s: np.empty((len(_FIELDS), capacity)) for s in self.symbols}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, open_time: int, close_time: int, bars: Mapping[str, Candle]) -> int:
+        if self._size == self._times.shape[1]:
+            self._times = np.concatenate([self._times, np.empty_like(self._times)], axis=1)
+            self._values = {
+                s: np.concatenate([v, np.empty_like(v)], axis=1) for s, v in self._values.items()
+            }
+        index = self._size
+        self._times[:, index] = (open_time, close_time)
+        for symbol in self.symbols:
+            bar = bars[symbol]
+            self._values[symbol][:, index] = [getattr(bar, f) for f in _FIELDS]
+        self._size += 1
+        return index
+
+    def view(self) -> BarArrays:
+        n = self._size
+        return BarArrays(
+            open_time=self._times[0, :n],
+            close_time=self._times[1, :n],
+            symbols={s: SymbolBars(*v[:, :n]) for s, v in self._values.items()},
+        )
+
+
+class PaperExecutor:
+    """The graph's OrderSink for paper trading, and the account the gate sizes against."""
+
+    def __init__(
+        self,
+        rules: Mapping[str, SymbolRules],
+        symbols: Sequence[str],
+        *,
+        cash: float,
+        fees: FeeFn | None = None,
+        slippage: Slippage | None = None,
+    ) -> None:
+        self.rules = dict(rules)
+        self.ledger = Ledger(cash)
+        self.feed = GrowingFeed(symbols)
+        self.sim = SimulatedExecutor(
+            self.feed.view(), self.ledger, self.rules, fees=fees or FeeSchedule(),
+            slippage=slippage or FixedBps(bps=2.0),
+        )  # fmt: skip
+        self.orders: dict[str, PaperOrder] = {}
+        self.queued: list[ApprovedOrder] = []
+        self.checkpoint = PaperCheckpoint()
+        self.changed: dict[str, PaperOrder] = {}  # orders touched since the last `drain`
+        self.new_fills: list[Fill] = []
+
+    # -- the OrderSink the graph calls ------------------------------------------------------
+
+    def execute(self, order: ApprovedOrder) -> dict[str, Any]:
+        """Accept a sealed order for the next bar's open; the same id twice is not re-sent."""
+        approved = verify_approved(order)
+        known = self.orders.get(approved.client_order_id)
+        if known is not None:
+            return {**_summary(known), "status": "duplicate", "was": known.status}
+        self.queued.append(approved)
+        self._set(
+            PaperOrder(
+                client_order_id=approved.client_order_id,
+                decision_id=approved.decision_id,
+                symbol=approved.symbol,
+                side=approved.side.value,
+                order_type=approved.order_type.value,
+                quantity=str(approved.quantity),
+                status="accepted",
+                accepted_ms=approved.created_ms,
+                updated_ms=approved.created_ms,
+            )
+        )
+        return {**_summary(self.orders[approved.client_order_id]), "fills": "at the next open"}
+
+    # -- the bar loop ----------------------------------------------------------------------
+
+    def on_bar(self, open_time: int, close_time: int, bars: Mapping[str, Candle]) -> list[Fill]:
+        """One closed bar of every symbol: resting orders at its open, then queued orders
+        placed there, then everything against its high and low, as the backtest engine does."""
+        sim = self.sim
+        index = self.feed.append(open_time, close_time, bars)
+        sim.feed = self.feed.view()
+        fills_before, rejections_before = len(sim.fills), len(sim.rejections)
+        if not sim.idle:
+            sim.open_phase(index)
+        queued, self.queued = self.queued, []
+        for order in queued:
+            sim.place_accepted(order, index)
+        if not sim.idle:
+            sim.intrabar_phase(index)
+        fills = sim.fills[fills_before:]
+        self._after_bar(queued, fills, sim.rejections[rejections_before:], close_time)
+        self.new_fills.extend(fills)
+        self.checkpoint = self.checkpoint.model_copy(
+            update={
+                "bars": self.checkpoint.bars + 1,
+                "last_open_time": open_time,
+                "marks": {s: float(b.close) for s, b in bars.items()},
+            }
+        )
+        return fills
+
+    def _after_bar(
+        self, placed: list[ApprovedOrder], fills: list[Fill], rejections: list, now_ms: int
+    ) -> None:
+        resting = {order.order_id for order in self.sim.working}
+        for order in placed:
+            cid = order.client_order_id
+            self._set(self.orders[cid].model_copy(update={"status": "open", "updated_ms": now_ms}))
+        for fill in fills:
+            known = self.orders.get(fill.order_id)
+            if known is None:  # a stop-loss or take-profit exit the venue created itself
+                known = PaperOrder(
+                    client_order_id=fill.order_id,
+                    decision_id="",
+                    symbol=fill.symbol,
+                    side="buy" if fill.side > 0 else "sell",
+                    order_type=OrderType.MARKET.value,
+                    quantity=repr(fill.quantity),
+                    status="open",
+                    reason=fill.reason.value,
+                    accepted_ms=fill.time_ms,
+                    updated_ms=fill.time_ms,
+                )
+            filled = known.filled_quantity + fill.quantity
+            average = ((known.average_price or 0.0) * known.filled_quantity) + (
+                fill.price * fill.quantity
+            )
+            self._set(
+                known.model_copy(
+                    update={
+                        "filled_quantity": filled,
+                        "average_price": average / filled,
+                        "updated_ms": now_ms,
+                    }
+                )
+            )
+        for rejection in rejections:
+            known = self.orders.get(rejection.order_id)
+            if known is not None:
+                reason = f"{rejection.code}: {rejection.message}"
+                self._set(
+                    known.model_copy(
+                        update={"status": "rejected", "reason": reason, "updated_ms": now_ms}
+                    )
+                )
+        for cid, known in list(self.changed.items()):
+            if known.status == "open" and cid not in resting:
+                self._set(known.model_copy(update={"status": "filled"}))
+
+    def _set(self, order: PaperOrder) -> None:
+        self.orders[order.client_order_id] = order
+        self.changed[order.client_order_id] = order
+
+    # -- the account -----------------------------------------------------------------------
+
+    def marks(self) -> dict[str, float]:
+        return dict(self.checkpoint.marks)
+
+    def equity(self) -> float:
+        marks = self.checkpoint.marks
+        return self.ledger.cash + sum(q * marks.get(s, 0.0) for s, q in self.ledger.held())
+
+    def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView:
+        equity = self.equity()
+        return PortfolioView(
+            cash=self.ledger.cash,
+            equity=equity,
+            peak_equity=max(peak_equity, equity),
+            day_start_equity=day_start_equity,
+            positions={
+                s: PositionView(quantity=q, avg_price=self.ledger.avg_price(s))
+                for s, q in self.ledger.held()
+            },
+        )
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def drain(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
+        """What changed since the last call, and the checkpoint to store with it atomically."""
+        changed, fills = list(self.changed.values()), self.new_fills
+        self.changed, self.new_fills = {}, []
+        position = len(self.feed)
+        checkpoint = self.checkpoint.model_copy(
+            update={
+                "queued": [o.model_dump(mode="json") for o in self.queued],
+                "working": [_relative(asdict(w), position) for w in self.sim.working],
+                "brackets": [_relative(asdict(b), position) for b in self.sim.brackets.values()],
+            }
+        )
+        return changed, fills, checkpoint
+
+    def restore(
+        self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
+    ) -> None:
+        """Rebuild from the store: the ledger from every fill in order, the rest from the
+        checkpoint. Bar indices in it are relative to the bar after the last one processed."""
+        for fill in fills:
+            self.ledger.apply(fill)
+        self.sim.fills.extend(fills)
+        self.orders = {o.client_order_id: o for o in orders}
+        self.queued = [ApprovedOrder.model_validate(o) for o in checkpoint.queued]
+        self.sim.working = [_working(w) for w in checkpoint.working]
+        self.sim.brackets = {b["symbol"]: Bracket(**b) for b in checkpoint.brackets}
+        self.checkpoint = checkpoint.model_copy(
+            update={"queued": [], "working": [], "brackets": []}
+        )
+
+
+def _summary(order: PaperOrder) -> dict[str, Any]:
+    return {
+        "status": order.status,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": order.quantity,
+    }
+
+
+_BAR_FIELDS = ("submitted_bar", "active_from", "last_fill_bar", "created_bar")
+
+
+def _relative(fields: dict[str, Any], position: int) -> dict[str, Any]:
+    """Bar indices as offsets from the next bar, so a new process (whose feed starts at 0)
+    keeps every comparison the fill model makes."""
+    out = {k: (v - position if k in _BAR_FIELDS else v) for k, v in fields.items()}
+    for key in ("kind", "reason"):
+        if key in out:
+            out[key] = str(out[key].value)
+    return out
+
+
+def _working(fields: dict[str, Any]) -> WorkingOrder:
+    return WorkingOrder(
+        **{**fields, "kind": OrderType(fields["kind"]), "reason": ExitReason(fields["reason"])}
+    )
+
+
+def fill_from_row(row: Mapping[str, Any]) -> Fill:
+    return Fill(
+        row["order_id"],
+        row["symbol"],
+        int(row["side"]),
+        float(row["quantity"]),
+        float(row["price"]),
+        float(row["fee"]),
+        Liquidity(row["liquidity"]),
+        int(row["bar"]),
+        int(row["time_ms"]),
+        ExitReason(row["reason"]),
+    )

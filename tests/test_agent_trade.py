@@ -1,0 +1,255 @@
+"""`agent-trade` as a user runs it: real subprocesses, the bundled sample replayed through the
+loopback WebSocket server and the real stream client, a real SQLite store, and signals."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import BIN
+from loopback_openai import LoopbackOpenAI, Scripted
+
+from execution.ledger import Ledger
+from execution.paper import fill_from_row
+
+FAST = ("--feed", "replay", "--speed", "20000")
+MINUTE_MS = 60_000
+
+
+def db(offline_env: dict[str, str]) -> Path:
+    return Path(offline_env["AGENT_DATA_DIR"]) / "agent.db"
+
+
+def status(cli, *args: str, env: dict[str, str] | None = None) -> dict:
+    result = cli("agent-trade", "status", "--json", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def committed_bars(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        rows = query(path, "SELECT state_json FROM trading_loops")
+    except sqlite3.OperationalError:  # the schema is still being created
+        return 0
+    return json.loads(rows[0][0])["paper"]["bars"] if rows else 0
+
+
+def start(offline_env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(BIN / "agent-trade"), *args],
+        env=offline_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_bars(proc: subprocess.Popen, path: Path, bars: int, timeout_s: float = 60) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = committed_bars(path)
+        if done >= bars:
+            return done
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {bars} bars committed after {timeout_s} s")
+
+
+def rebuilt_books(path: Path) -> tuple[float, float, dict[str, float]]:
+    """Equity, cash and positions recomputed from nothing but the stored fills and marks."""
+    state = json.loads(query(path, "SELECT state_json FROM trading_loops")[0][0])
+    columns = [
+        "order_id", "symbol", "side", "quantity", "price", "fee", "liquidity", "bar", "time_ms",
+        "reason",
+    ]  # fmt: skip
+    rows = query(path, f"SELECT {', '.join(columns)} FROM paper_fills ORDER BY seq")
+    ledger = Ledger(state["initial_cash"])
+    for row in rows:
+        ledger.apply(fill_from_row(dict(zip(columns, row, strict=True))))
+    marks = state["paper"]["marks"]
+    return ledger.equity(marks), ledger.cash, dict(ledger.held())
+
+
+def assert_books_consistent(path: Path, cli) -> None:
+    """Cash + positions × price equals the equity rebuilt from fills; no order went out twice;
+    every minute was processed exactly once."""
+    shown = status(cli)
+    equity, cash, held = rebuilt_books(path)
+    assert shown["equity"] == pytest.approx(equity, abs=0.01)
+    # What the loop itself booked at its last bar, from its in-memory (restored) account:
+    (loop_equity, loop_cash), *_ = query(
+        path, "SELECT equity, cash FROM equity_points ORDER BY time_ms DESC LIMIT 1"
+    )
+    assert loop_equity == pytest.approx(equity, abs=1e-6) and loop_cash == pytest.approx(cash)
+    value = sum(p["quantity"] * p["mark"] for p in shown["positions"])
+    assert shown["cash"] + value == pytest.approx(equity, abs=0.02)
+    assert {p["symbol"]: p["quantity"] for p in shown["positions"]} == pytest.approx(held)
+
+    orders = query(path, "SELECT client_order_id, decision_id, order_json FROM paper_orders")
+    entries = [o for o in orders if o[1]]
+    assert len({o[1] for o in entries}) == len(entries)  # one order per decision at most
+    filled = Counter()
+    for order_id, quantity in query(path, "SELECT order_id, quantity FROM paper_fills"):
+        filled[order_id] += Decimal(repr(quantity))
+    for client_order_id, _, order_json in entries:
+        assert filled[client_order_id] <= Decimal(json.loads(order_json)["quantity"])
+
+    times = [t for (t,) in query(path, "SELECT time_ms FROM equity_points ORDER BY time_ms")]
+    assert len(times) == len(set(times)) == shown["bars"]
+    assert all(b - a == MINUTE_MS for a, b in itertools.pairwise(times))
+
+
+def test_replay_run_trades_and_status_shows_the_account(cli, offline_env) -> None:
+    result = cli("agent-trade", *FAST, "--max-bars", "120", "--decide-every", "5")
+    assert result.returncode == 0, result.stderr
+    assert "offline model" in result.stderr and "loopback WebSocket" in result.stderr
+    assert "stopped — processed 120 bars" in result.stdout
+
+    shown = status(cli)
+    assert shown["bars"] == 120 and shown["trading_state"] == "ACTIVE"
+    assert shown["decisions"] == 120 // 5 * 2  # both symbols at every 5th close
+    assert shown["outcomes"].get("approved", 0) >= 1 and shown["fills"] >= 1
+    assert shown["last_decision"]["symbol"] in ("BTCUSDT", "ETHUSDT")
+    path = db(offline_env)
+    assert_books_consistent(path, cli)
+    stored = query(path, "SELECT COUNT(*) FROM decisions WHERE run_id = 'trade-paper'")
+    assert stored[0][0] == shown["decisions"]
+
+
+def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_env) -> None:
+    path = db(offline_env)
+    proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "3")
+    wait_for_bars(proc, path, 80)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    killed = status(cli)
+    assert killed["status"].startswith("not running (ended without a clean stop")
+    assert_books_consistent(path, cli)
+    decisions_before = killed["decisions"]
+
+    resumed = cli("agent-trade", *FAST, "--decide-every", "3", "--max-bars", "60")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming account 'paper' after the bar of {killed['last_bar']}" in resumed.stderr
+    after = status(cli)
+    assert after["bars"] == killed["bars"] + 60
+    assert after["decisions"] >= decisions_before + 60 // 3 * 2 - 2
+    assert_books_consistent(path, cli)
+
+
+def test_sigterm_finishes_the_step_and_records_the_stop(offline_env, cli) -> None:
+    path = db(offline_env)
+    proc = start(offline_env, "--feed", "replay", "--speed", "1500")
+    wait_for_bars(proc, path, 20)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "SIGTERM: finishing the current step, then stopping" in err
+    shown = status(cli)
+    assert shown["status"] == "stopped" and shown["stop_reason"] == "stop requested"
+    assert_books_consistent(path, cli)
+
+
+def test_halt_stops_new_orders_until_resumed(cli, offline_env) -> None:
+    path = db(offline_env)
+    first = cli("agent-trade", *FAST, "--max-bars", "60", "--decide-every", "3")
+    assert first.returncode == 0, first.stderr
+    before = status(cli)
+
+    halted = cli("agent-trade", "halt", "--reason", "test halt")
+    assert halted.returncode == 0 and "halted 'paper': test halt" in halted.stdout
+    second = cli("agent-trade", *FAST, "--max-bars", "60", "--decide-every", "3")
+    assert second.returncode == 0, second.stderr
+    during = status(cli)
+    assert during["trading_state"] == "HALTED" and during["kill_switch_file"]
+    assert "kill switch: test halt" in during["locks"][0]
+    assert during["decisions"] == before["decisions"]  # no model call while halted
+    assert during["orders"] == before["orders"]
+
+    assert cli("agent-trade", "resume").returncode == 0
+    third = cli("agent-trade", *FAST, "--max-bars", "60", "--decide-every", "3")
+    assert third.returncode == 0, third.stderr
+    after = status(cli)
+    assert after["trading_state"] == "ACTIVE" and after["decisions"] > during["decisions"]
+    assert_books_consistent(path, cli)
+
+
+def test_kill_switch_file_halts_a_running_loop(cli, offline_env) -> None:
+    path = db(offline_env)
+    proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "1")
+    wait_for_bars(proc, path, 10)
+    (Path(offline_env["AGENT_DATA_DIR"]) / "KILL-paper").write_text("operator\n")
+    halted_at = wait_for_bars(proc, path, committed_bars(path) + 3)
+    orders_then = query(path, "SELECT COUNT(*) FROM paper_orders WHERE decision_id != ''")[0][0]
+    wait_for_bars(proc, path, halted_at + 20)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    shown = status(cli)
+    assert shown["trading_state"] == "HALTED"
+    assert any("kill-switch file" in lock for lock in shown["locks"])
+    orders_now = query(path, "SELECT COUNT(*) FROM paper_orders WHERE decision_id != ''")[0][0]
+    assert orders_now == orders_then
+
+
+def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, offline_env) -> None:
+    failing = LoopbackOpenAI(
+        responder=lambda _: Scripted(500, {"error": {"message": "upstream down", "type": "x"}})
+    ).start()
+    env = {
+        "OPENAI_BASE_URL": failing.base_url,
+        "OPENAI_API_KEY": "sk-test-loopback",
+        "AGENT_LLM__MAX_RETRIES": "0",
+    }
+    try:
+        result = cli("agent-trade", *FAST, "--max-bars", "30", "--decide-every", "5", env=env)
+    finally:
+        failing.stop()
+    assert result.returncode == 0, result.stderr
+    shown = status(cli, env=env)
+    assert shown["bars"] == 30
+    assert shown["outcomes"] == {"abstain": 12} and shown["orders"] == 0
+    assert shown["trading_state"] == "REDUCING"
+    assert any("consecutive LLM failures: safe mode" in lock for lock in shown["locks"])
+    assert "abstained" in shown["last_error"]
+
+
+def test_live_mode_needs_the_confirmation(cli) -> None:
+    result = cli("agent-trade", "--mode", "live")
+    assert result.returncode == 2
+    assert "LIVE_TRADING_CONFIRM=yes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_input_is_one_line_and_exit_2(cli) -> None:
+    for args, message in [
+        (("--symbol", "BTC-USD"), "invalid symbol 'BTC-USD'"),
+        (("--symbol", "SOLUSDT"), "--feed replay has no SOLUSDT"),
+        (("--speed", "0"), "invalid --speed 0"),
+        (("--decide-every", "0"), "invalid --decide-every 0"),
+    ]:
+        result = cli("agent-trade", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+    missing = cli("agent-trade", "status", "--account", "nobody")
+    assert missing.returncode == 2 and "no trading account 'nobody'" in missing.stderr
+
+
+def test_dropped_sockets_lose_no_bar(cli, offline_env) -> None:
+    result = cli("agent-trade", *FAST, "--max-bars", "200", "--drop-every", "60")
+    assert result.returncode == 0, result.stderr
+    shown = status(cli)
+    assert shown["feed"]["reconnects"] >= 2 and "missing_bars" not in shown["feed"]
+    assert_books_consistent(db(offline_env), cli)
