@@ -253,3 +253,51 @@ def test_dropped_sockets_lose_no_bar(cli, offline_env) -> None:
     shown = status(cli)
     assert shown["feed"]["reconnects"] >= 2 and "missing_bars" not in shown["feed"]
     assert_books_consistent(db(offline_env), cli)
+
+
+def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from agent.loop_metrics import LoopMetrics
+    from agent.offline import OfflineModel
+    from agent.trading_loop import TradingLoop
+    from market.binance_ws import bars_from_frame
+    from market.sample import load_sample, sample_rules
+    from store import open_store
+
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    frames = {s: load_sample(s) for s in symbols}
+    metrics = LoopMetrics()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics.serve(port)
+    loop = TradingLoop(
+        account="m",
+        symbols=symbols,
+        store=open_store(f"sqlite:///{tmp_path / 'agent.db'}"),
+        model=OfflineModel(),
+        rules=sample_rules(),
+        history={s: f.iloc[:1440] for s, f in frames.items()},
+        cash=10_000,
+        decide_every=5,
+        kill_switch=tmp_path / "KILL",
+        observers=[metrics],
+    )
+    bars = {s: bars_from_frame(f.iloc[1440:1470], s, "1m", "stream") for s, f in frames.items()}
+    for i in range(30):
+        loop.step(bars["BTCUSDT"][i].open_time, {s: bars[s][i] for s in symbols})
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples["agent_bars_total"] == 30
+    assert samples["agent_equity_usdt"] == pytest.approx(loop.venue.equity())
+    decided = sum(v for k, v in samples.items() if k.startswith("agent_decisions_total{"))
+    assert decided == loop.state.decisions == 12
+    assert samples["agent_feed_lag_seconds"] > 0
+    assert samples["agent_llm_latency_seconds_count"] >= decided
