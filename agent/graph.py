@@ -313,7 +313,9 @@ def _order_answer(state: AgentState, outcome: Outcome) -> str:
         return f"Order not sent: you rejected {what}."
     if outcome == "abstain":
         return f"No order: {(state.get('abstain') or {}).get('message')}"
-    execution = state.get("execution")
+    execution = state.get("execution") or {}
+    if execution.get("status") == "not_sent_dry_run":
+        return f"Approved, dry run: {what} ({order.get('client_order_id')}) was not sent."
     status = f" Executor: {execution.get('status')}." if execution else ""
     return f"Approved and sent: {what} ({order.get('client_order_id')}).{status}"
 

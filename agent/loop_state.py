@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from config import Settings
+from core.errors import UserError
+from execution.ledger import Ledger
 from execution.paper import PaperCheckpoint
+from execution.paper_records import load_account
+from market.validation import iso_ms
+from risk.records import load_state, save_state
+from risk.state import clear_kill, kill
+from store.db import Store
+
+MINUTE_MS = 60_000
 
 LoopStatus = Literal["running", "stopped", "finished"]
 
@@ -43,3 +54,93 @@ class LoopState(BaseModel):
 def kill_switch_path(data_dir: Path, account: str) -> Path:
     """Touch this file (or run `agent-trade halt`) to halt the loop within one bar."""
     return data_dir / f"KILL-{account}"
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def account_status(store: Store, account: str, settings: Settings) -> dict[str, Any]:
+    """What `agent-trade status` and the UI's Trading tab show: the account rebuilt from its
+    fills, the loop's state, the risk state and the last decision."""
+    stored = load_account(store, account)
+    if stored.state_json is None:
+        raise UserError(
+            f"no trading account {account!r} in {settings.resolved_database_url}: start one with "
+            f"`agent-trade --feed replay --account {account}`"
+        )
+    state = LoopState.model_validate_json(stored.state_json)
+    ledger = Ledger(state.initial_cash)
+    for fill in stored.fills:
+        ledger.apply(fill)
+    marks = state.paper.marks
+    equity = ledger.equity({s: marks.get(s, 0.0) for s, _ in ledger.held()})
+    last = state.paper.last_open_time
+    risk = load_state(store, risk_scope(account))
+    now = (last + MINUTE_MS) if last is not None else 0
+    status = state.status
+    if status == "running" and not _alive(state.pid):
+        status = "not running (ended without a clean stop: killed or crashed)"
+    return {
+        "account": account,
+        "mode": state.mode,
+        "status": status,
+        "stop_reason": state.stop_reason,
+        "last_bar": None if last is None else iso_ms(last),
+        "bars": state.paper.bars,
+        "trading_state": risk.trading_state(now).value,
+        "locks": [lock.message for lock in risk.active_locks(now)],
+        "kill_switch_file": kill_switch_path(settings.data_dir, account).exists(),
+        "cash": round(ledger.cash, 2),
+        "positions": [
+            {
+                "symbol": s,
+                "quantity": q,
+                "avg_price": round(ledger.avg_price(s), 2),
+                "mark": marks.get(s),
+                "value": round(q * marks.get(s, 0.0), 2),
+            }
+            for s, q in ledger.held()
+        ],
+        "equity": round(equity, 2),
+        "pnl": round(equity - state.initial_cash, 2),
+        "pnl_pct": round((equity / state.initial_cash - 1) * 100, 3),
+        "initial_cash": state.initial_cash,
+        "fills": len(stored.fills),
+        "orders": len(stored.orders),
+        "decisions": state.decisions,
+        "outcomes": state.outcomes,
+        "vetoes": state.vetoes,
+        "last_decision": None if state.last_decision is None else state.last_decision.model_dump(),
+        "last_error": state.last_error,
+        "feed": state.feed,
+    }
+
+
+def halt_account(store: Store, data_dir: Path, account: str, reason: str, now_ms: int) -> Path:
+    """HALTED in the store (a stopped loop starts halted) and the kill-switch file (a running
+    loop sees it within one bar)."""
+    path = kill_switch_path(data_dir, account)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(reason + "\n")
+    scope = risk_scope(account)
+    save_state(store, kill(load_state(store, scope), reason, now_ms), now_ms, scope)
+    return path
+
+
+def resume_account(store: Store, data_dir: Path, account: str, now_ms: int) -> None:
+    kill_switch_path(data_dir, account).unlink(missing_ok=True)
+    scope = risk_scope(account)
+    save_state(store, clear_kill(load_state(store, scope)), now_ms, scope)
+
+
+def risk_scope(account: str) -> str:
+    return f"trade:{account}"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from agent.decide import decide, decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph
-from agent.loop_state import LastDecision, LoopState, LoopStatus
+from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
 from agent.model import ChatModel
 from agent.records import DecisionRecord, save_decisions
 from execution.paper import PaperExecutor
@@ -100,7 +100,7 @@ class TradingLoop:
         self.now_ms = self.state.paper.last_open_time or 0
         self.desk = RiskDesk(
             store,
-            f"trade:{account}",
+            risk_scope(account),
             self.limits,
             self._portfolio,
             self._market,

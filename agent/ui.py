@@ -29,6 +29,7 @@ from agent.cli import backtest as cli_backtest
 from agent.cli.common import OneLineParser, add_common_args, run, settings_from
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
+from agent.loop_state import account_status, halt_account
 from agent.model import ChatModel, open_model
 from agent.records import load_decisions, save_decisions
 from backtest.data import to_bar_arrays
@@ -41,6 +42,7 @@ from config import Settings
 from core.clock import SystemClock
 from core.errors import ConfigError, UserError
 from execution.dry_run import DryRunExecutor
+from execution.paper_records import accounts, load_equity
 from market.indicators import compute_indicators
 from market.models import parse_symbol
 from market.sample import SAMPLE_SYMBOLS, load_sample, sample_rules
@@ -453,7 +455,7 @@ def equity_figure(report: Any) -> go.Figure:
 def risk_markdown(store: Store, now_ms: int) -> str:
     state = load_state(store, RISK_SCOPE)
     level = state.trading_state(now_ms)
-    lines = [f"### Trading state: **{level.value}**"]
+    lines = [f"### Chat desk (dry run) — trading state: **{level.value}**"]
     locks = state.active_locks(now_ms)
     lines += [f"- `{lock.code.value}` ({lock.level.value}): {lock.message}" for lock in locks]
     if not locks:
@@ -464,9 +466,9 @@ def risk_markdown(store: Store, now_ms: int) -> str:
     return "\n".join(lines)
 
 
-def decisions_frame(store: Store, limit: int = 50) -> pd.DataFrame:
+def decisions_frame(store: Store, limit: int = 50, run_id: str | None = None) -> pd.DataFrame:
     rows = []
-    for r in reversed(load_decisions(store, limit=limit)):
+    for r in reversed(load_decisions(store, run_id=run_id, limit=limit)):
         reasons = (r.verdict or {}).get("reasons") or (r.verdict or {}).get("adjustments") or []
         rows.append(
             {
@@ -485,6 +487,50 @@ def decisions_frame(store: Store, limit: int = 50) -> pd.DataFrame:
         )
     columns = ["time", "decision", "run", "symbol", "outcome", "verdict", "reasons"]
     return pd.DataFrame(rows, columns=[*columns, "approved by", "order"])
+
+
+def loop_markdown(store: Store, settings: Settings, account: str | None) -> str:
+    """The autonomous loop's account as `agent-trade status` shows it."""
+    if not account:
+        return (
+            "### Autonomous loop\nNo loop has run yet: start one with "
+            "`agent-trade --feed replay` (paper, offline)."
+        )
+    st = account_status(store, account, settings)
+    stop = f" ({st['stop_reason']})" if st["stop_reason"] else ""
+    lines = [
+        f"### Autonomous loop `{account}` ({st['mode']}): {st['status']}{stop}",
+        f"**Trading state: {st['trading_state']}** · last bar {st['last_bar']} UTC · "
+        f"{st['bars']:,} bars",
+        *[f"- {message}" for message in st["locks"]],
+        f"**Equity** {st['equity']:,.2f} USDT · **PnL** {st['pnl']:+,.2f} "
+        f"({st['pnl_pct']:+.3f}%) · **cash** {st['cash']:,.2f}",
+    ]
+    for p in st["positions"]:
+        lines.append(
+            f"- {p['quantity']:g} {p['symbol']} at avg {p['avg_price']:,.2f}, "
+            f"mark {p['mark']:,.2f} = {p['value']:,.2f} USDT"
+        )
+    last = st["last_decision"]
+    if last:
+        lines.append(
+            f"**Last decision** {last['time']} {last['symbol']}: {last['outcome']}"
+            + (f" — {last['rationale']}" if last["rationale"] else "")
+        )
+    lines.append(f"**Last error** {st['last_error'] or 'none'}")
+    return "\n\n".join(lines)
+
+
+def loop_equity_figure(store: Store, account: str | None) -> go.Figure:
+    points = load_equity(store, account) if account else []
+    fig = go.Figure()
+    if points:
+        times = pd.to_datetime([t for t, _, _ in points], unit="ms", utc=True)
+        fig.add_trace(go.Scatter(x=times, y=[e for _, e, _ in points], name="Equity [$]"))
+    fig.update_layout(
+        height=320, margin={"l": 40, "r": 20, "t": 30, "b": 30}, title="Loop equity [$]"
+    )
+    return fig
 
 
 # -- the app ---------------------------------------------------------------------------------
@@ -642,15 +688,31 @@ def build_app(
         status = f"Saved as backtest run #{out.run_id}. " + " ".join(out.notes)
         return (status, out.metrics, out.figure, out.trades, str(out.json_path), str(out.html_path))
 
-    def trading_view() -> tuple[str, pd.DataFrame]:
-        return risk_markdown(store, now_ms), decisions_frame(store)
+    def trading_view(account: str | None = None) -> tuple[Any, ...]:
+        known = accounts(store)
+        account = account if account in known else (known[0] if known else None)
+        return (
+            gr.Dropdown(choices=known, value=account),
+            risk_markdown(store, now_ms),
+            loop_markdown(store, settings, account),
+            loop_equity_figure(store, account),
+            decisions_frame(store, run_id=f"trade-{account}")
+            if account
+            else decisions_frame(store, run_id=""),
+            decisions_frame(store, run_id=CHAT_RUN_ID),
+        )
 
-    def kill_switch(request: gr.Request) -> tuple[str, pd.DataFrame]:
+    def kill_switch(account: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Halts the chat desk and the selected loop: its file stops a running loop within
+        one bar, and its stored state keeps a stopped one halted."""
+        reason = f"pulled in the UI by {_user(request)}"
+        wall = SystemClock().now_ms()
         state = load_state(store, RISK_SCOPE)
-        state = kill(state, f"pulled in the UI by {_user(request)}", now_ms)
-        save_state(store, state, now_ms, RISK_SCOPE)
+        save_state(store, kill(state, reason, now_ms), now_ms, RISK_SCOPE)
+        if account:
+            halt_account(store, settings.data_dir, account, reason, wall)
         gr.Warning("Kill switch pulled: trading is HALTED until a person clears it.")
-        return trading_view()
+        return trading_view(account)
 
     with gr.Blocks(title="agent-trader") as app:
         gr.Markdown(banner, elem_id="banner")
@@ -756,19 +818,27 @@ def build_app(
                 del b_source
 
             with gr.Tab("Trading", id="trading"):
-                t_state = gr.Markdown()
                 with gr.Row():
+                    t_account = gr.Dropdown(
+                        [], label="Loop account (agent-trade --account)", allow_custom_value=True
+                    )
                     t_refresh = gr.Button("Refresh")
                     t_kill = gr.Button(
                         "Kill switch: halt all trading", variant="stop", elem_id="kill"
                     )
-                t_decisions = gr.Dataframe(label="Recent decisions")
-                t_refresh.click(trading_view, None, [t_state, t_decisions], api_name="trading")
-                t_kill.click(kill_switch, None, [t_state, t_decisions], api_name="kill_switch")
+                t_loop = gr.Markdown(elem_id="loop-state")
+                t_equity = gr.Plot(label="Loop equity")
+                t_loop_decisions = gr.Dataframe(label="The loop's recent decisions and verdicts")
+                t_state = gr.Markdown()
+                t_decisions = gr.Dataframe(label="Chat decisions")
+                t_outputs = [t_account, t_state, t_loop, t_equity, t_loop_decisions, t_decisions]
+                t_refresh.click(trading_view, [t_account], t_outputs, api_name="trading")
+                t_account.change(trading_view, [t_account], t_outputs, api_name=False)
+                t_kill.click(kill_switch, [t_account], t_outputs, api_name="kill_switch")
 
         app.load(lambda: _new_thread(), None, thread_box, api_name=False)
         app.load(show_market, m_inputs, [m_plot, m_error], api_name=False)
-        app.load(trading_view, None, [t_state, t_decisions], api_name=False)
+        app.load(trading_view, None, t_outputs, api_name=False)
     app.chat_service = chat  # type: ignore[attr-defined]
     return app
 

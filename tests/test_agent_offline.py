@@ -149,7 +149,7 @@ def test_chat_order_waits_for_approval_and_survives_a_restart(
     assert len(sent) == 1 and sent[0].quantity <= float(pending.value["order"]["quantity"])
     (record,) = load_decisions(store, "offline-test")
     assert record.outcome == "approved" and record.approval["by"] == "alice"
-    assert "Approved and sent" in done["answer"]
+    assert "Approved, dry run" in done["answer"] and "was not sent" in done["answer"]
 
 
 def test_rejected_chat_order_is_recorded_and_not_sent(market: MarketData, store: Store) -> None:

@@ -18,10 +18,14 @@ os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 from gradio_client import Client
 
+from agent.loop_state import kill_switch_path, resume_account
 from agent.offline import OfflineModel
 from agent.records import load_decisions
+from agent.trading_loop import TradingLoop
 from agent.ui import RISK_SCOPE, build_app
 from config import load_settings
+from market.binance_ws import bars_from_frame
+from market.sample import load_sample, sample_rules
 from risk.records import load_state, save_state
 from risk.state import clear_kill
 from store import Store, open_store
@@ -46,8 +50,30 @@ def _free_port() -> int:
 
 
 class Running:
-    def __init__(self, url: str, store: Store, banner: str) -> None:
-        self.url, self.store, self.banner = url, store, banner
+    def __init__(self, url: str, store: Store, banner: str, data_dir: Path) -> None:
+        self.url, self.store, self.banner, self.data_dir = url, store, banner, data_dir
+        self.loop_account = "ui-paper"
+
+
+def run_loop_account(store: Store, data_dir: Path, account: str) -> None:
+    """Two hours of the autonomous loop on a paper account, as `agent-trade` would leave it."""
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    frames = {s: load_sample(s) for s in symbols}
+    loop = TradingLoop(
+        account=account,
+        symbols=symbols,
+        store=store,
+        model=OfflineModel(),
+        rules=sample_rules(),
+        history={s: f.iloc[:1440] for s, f in frames.items()},
+        cash=10_000,
+        decide_every=5,
+        kill_switch=kill_switch_path(data_dir, account),
+    )
+    bars = {s: bars_from_frame(f.iloc[1440:1560], s, "1m", "stream") for s, f in frames.items()}
+    for i in range(120):
+        loop.step(bars["BTCUSDT"][i].open_time, {s: bars[s][i] for s in symbols})
+    loop.finish("stopped", "test")
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +91,10 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         ssr_mode=False,
     )
     banner = next(b.value for b in app.blocks.values() if getattr(b, "elem_id", "") == "banner")
+    running = Running(f"http://127.0.0.1:{port}/", store, banner, data_dir)
+    run_loop_account(store, data_dir, running.loop_account)
     try:
-        yield Running(f"http://127.0.0.1:{port}/", store, banner)
+        yield running
     finally:
         app.close()
         app.chat_service.close()
@@ -141,30 +169,53 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             expect(proposal).to_contain_text("BUY")
             expect(proposal).to_contain_text("Risk verdict: approved")
             page.locator("#approve").click()
-            expect(chat).to_contain_text("Approved and sent")
+            expect(chat).to_contain_text("Approved, dry run")
             expect(chat).to_contain_text("Recorded decision")
             expect(chat).to_contain_text("(by user)")
             expect(page.locator("#approve")).to_be_hidden()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-approve.png"), full_page=True)
+
+            page.get_by_role("tab", name="Trading").click()
+            page.get_by_role("button", name="Refresh").click()
+            loop = page.locator("#loop-state")
+            expect(loop).to_contain_text(f"Autonomous loop {ui.loop_account}")
+            expect(loop).to_contain_text("Trading state: ACTIVE")
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "ui-trading.png"), full_page=True)
         finally:
             browser.close()
 
-    approved = [r for r in load_decisions(ui.store) if r.outcome == "approved"]
+    approved = [r for r in load_decisions(ui.store, "ui-chat") if r.outcome == "approved"]
     assert len(approved) == 1
     assert approved[0].approval == {"approved": True, "by": "user"}
     assert approved[0].execution["status"] == "not_sent_dry_run"
 
 
+def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
+    client = Client(ui.url, verbose=False)
+    account, _chat, loop, _plot, loop_decisions, _decisions = client.predict(
+        ui.loop_account, api_name="/trading"
+    )
+    assert account["value"] == ui.loop_account
+    assert f"Autonomous loop `{ui.loop_account}`" in loop and "120 bars" in loop
+    assert "**Equity**" in loop and "Trading state: ACTIVE" in loop
+    runs = {row[2] for row in loop_decisions["data"]}
+    assert runs == {f"trade-{ui.loop_account}"} and len(loop_decisions["data"]) == 48
+
+
 def test_kill_switch_halts_and_the_next_order_is_vetoed(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
     try:
-        state, _decisions = client.predict(api_name="/kill_switch")
-        assert "Trading state: **HALTED**" in state and "KILL_SWITCH" in state
+        _account, state, loop, *_ = client.predict(ui.loop_account, api_name="/kill_switch")
+        assert "trading state: **HALTED**" in state and "KILL_SWITCH" in state
+        assert "Trading state: HALTED" in loop and "pulled in the UI" in loop
+        assert kill_switch_path(ui.data_dir, ui.loop_account).exists()  # a running loop halts
         history, *_ = client.predict("buy 10% BTC", [], "after-kill", api_name="/chat")
         answer = str(history)
         assert "vetoed" in answer and "KILL_SWITCH" in answer
-        _state, decisions = client.predict(api_name="/trading")
+        *_, decisions = client.predict(ui.loop_account, api_name="/trading")
         assert "vetoed" in [row[4] for row in decisions["data"]]
-    finally:  # other tests on this app expect an active account
+    finally:  # other tests on this app expect active accounts
         save_state(ui.store, clear_kill(load_state(ui.store, RISK_SCOPE)), 0, RISK_SCOPE)
+        resume_account(ui.store, ui.data_dir, ui.loop_account, 0)

@@ -18,17 +18,20 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
-from agent.loop_state import LoopState, kill_switch_path
+from agent.loop_state import (
+    LoopState,
+    account_status,
+    halt_account,
+    kill_switch_path,
+    resume_account,
+)
 from config import Settings
 from core.errors import UserError
 from execution.binance_executor import check_live_allowed
-from execution.ledger import Ledger
 from execution.paper_records import load_account
 from market.models import parse_symbol
 from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample, sample_rules
 from market.validation import iso_ms
-from risk.records import load_state, save_state
-from risk.state import clear_kill, kill
 from store import Store, open_store
 
 if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt stay quick
@@ -269,78 +272,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finished = reason.startswith("the replay reached")
     loop.finish("finished" if finished else "stopped", reason)
     model.close()
-    _print_status(_status(store, args.account, settings))
+    _print_status(account_status(store, args.account, settings))
     return 0
 
 
 # -- status, halt, resume -----------------------------------------------------------------------
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _status(store: Store, account: str, settings: Settings) -> dict[str, Any]:
-    stored = load_account(store, account)
-    if stored.state_json is None:
-        raise UserError(
-            f"no trading account {account!r} in {settings.resolved_database_url}: start one with "
-            f"`agent-trade --feed replay --account {account}`"
-        )
-    state = LoopState.model_validate_json(stored.state_json)
-    ledger = Ledger(state.initial_cash)
-    for fill in stored.fills:
-        ledger.apply(fill)
-    marks = state.paper.marks
-    equity = ledger.equity({s: marks.get(s, 0.0) for s, _ in ledger.held()})
-    last = state.paper.last_open_time
-    risk = load_state(store, f"trade:{account}")
-    now = (last + MINUTE_MS) if last is not None else 0
-    status = state.status
-    if status == "running" and not _alive(state.pid):
-        status = "not running (ended without a clean stop: killed or crashed)"
-    return {
-        "account": account,
-        "mode": state.mode,
-        "status": status,
-        "stop_reason": state.stop_reason,
-        "last_bar": None if last is None else iso_ms(last),
-        "bars": state.paper.bars,
-        "trading_state": risk.trading_state(now).value,
-        "locks": [lock.message for lock in risk.active_locks(now)],
-        "kill_switch_file": kill_switch_path(settings.data_dir, account).exists(),
-        "cash": round(ledger.cash, 2),
-        "positions": [
-            {
-                "symbol": s,
-                "quantity": q,
-                "avg_price": round(ledger.avg_price(s), 2),
-                "mark": marks.get(s),
-                "value": round(q * marks.get(s, 0.0), 2),
-            }
-            for s, q in ledger.held()
-        ],
-        "equity": round(equity, 2),
-        "pnl": round(equity - state.initial_cash, 2),
-        "pnl_pct": round((equity / state.initial_cash - 1) * 100, 3),
-        "initial_cash": state.initial_cash,
-        "fills": len(stored.fills),
-        "orders": len(stored.orders),
-        "decisions": state.decisions,
-        "outcomes": state.outcomes,
-        "vetoes": state.vetoes,
-        "last_decision": None if state.last_decision is None else state.last_decision.model_dump(),
-        "last_error": state.last_error,
-        "feed": state.feed,
-    }
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -378,7 +314,7 @@ def _print_status(status: dict[str, Any]) -> None:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    status = _status(open_store(settings.resolved_database_url), args.account, settings)
+    status = account_status(open_store(settings.resolved_database_url), args.account, settings)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -387,22 +323,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_halt(args: argparse.Namespace, halt: bool) -> int:
-    """The state is written to the store (a stopped loop starts HALTED); the file reaches a
-    running loop within one bar."""
     settings = settings_from(args)
     store = open_store(settings.resolved_database_url)
-    scope = f"trade:{args.account}"
-    path = kill_switch_path(settings.data_dir, args.account)
-    state = load_state(store, scope)
     now = int(time.time() * 1000)
     if halt:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(args.reason + "\n")
-        save_state(store, kill(state, args.reason, now), now, scope)
+        path = halt_account(store, settings.data_dir, args.account, args.reason, now)
         print(f"halted {args.account!r}: {args.reason} (kill-switch file {path})")
     else:
-        path.unlink(missing_ok=True)
-        save_state(store, clear_kill(state), now, scope)
+        resume_account(store, settings.data_dir, args.account, now)
         print(f"cleared the kill switch of {args.account!r}; the next bar trades again")
     return 0
 
