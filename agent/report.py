@@ -6,6 +6,7 @@ run's wall-clock facts (requests sent, cache hits, latency) are shown in the ter
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -18,11 +19,12 @@ from rich.table import Table
 from agent.llm import LLMStats
 from agent.model import ChatModel
 from agent.records import DecisionRecord
-from agent.strategy import AgentStrategy
+from agent.strategy import AgentParams, AgentStrategy
 from backtest.config import BacktestConfig
 from backtest.engine import BacktestResult, run_backtest
-from backtest.report import compute_report_metrics, iso
+from backtest.report import BacktestReport, build_report, compute_report_metrics, iso
 from backtest.strategies import STRATEGIES
+from backtest.sweep import SweepData
 from backtest.terminal import fmt
 from execution.feed import BarArrays
 from market.models import SymbolRules
@@ -237,3 +239,37 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
             row.rationale[:60],
         )
     return Group(head, base, log)
+
+
+def agent_report(
+    strategy: AgentStrategy,
+    result: BacktestResult,
+    model: ChatModel,
+    rules: Mapping[str, SymbolRules],
+    config: BacktestConfig,
+    notes: list[str],
+) -> tuple[BacktestReport, list[DecisionRecord], AgentSection]:
+    """The finished run as `agent-backtest` and the UI report it: the classic report with the
+    agent section (baselines on the same bars) and the decisions to store."""
+    records = finalize_records(strategy, result)
+    report = build_report(result, notes)
+    base = baselines(result.bars, rules, config, report.metrics["Buy & Hold Return [%]"])
+    section = agent_section(strategy, records, result, model, base)
+    return report.model_copy(update={"agent": section.model_dump(mode="json")}), records, section
+
+
+def agent_run_id(model: ChatModel, data: SweepData, params: AgentParams, version: str) -> str:
+    """Deterministic, so a rerun replaces its own decisions and reproduces its order ids."""
+    bars = data.bars
+    material = "|".join(
+        [
+            model.base_url,
+            model.model,
+            version,
+            ",".join(bars.symbols),
+            str(int(bars.open_time[0])),
+            str(int(bars.open_time[-1])),
+            params.model_dump_json(exclude={"concurrency"}),
+        ]
+    )
+    return "bt-" + hashlib.sha256(material.encode()).hexdigest()[:10]

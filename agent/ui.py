@@ -31,13 +31,17 @@ from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
 from agent.loop_state import account_status, halt_account
 from agent.model import ChatModel, open_model
+from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
+from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
+from agent.strategy import AgentParams, AgentStrategy
 from backtest.data import to_bar_arrays
 from backtest.engine import run_backtest
 from backtest.html import page
 from backtest.report import TradeOut, build_report
 from backtest.runs import save_run
 from backtest.strategies import STRATEGIES
+from backtest.sweep import SweepData
 from config import Settings
 from core.clock import SystemClock
 from core.errors import ConfigError, UserError
@@ -65,6 +69,7 @@ TRADING_MODE = "chat: orders are dry-run, nothing is sent"
 INTERVALS = {"1m": None, "5m": "5min", "15m": "15min", "1h": "1h"}
 RANGES = {"6 hours": 0.25, "1 day": 1.0, "3 days": 3.0}
 MAX_SHOWN = 1_500  # characters of a tool result shown in a step
+CLASSIC, AGENT = "classic strategy", "LLM agent"
 
 
 # -- the chat -------------------------------------------------------------------------------
@@ -362,6 +367,7 @@ class BacktestOutcome:
     html_path: Path
     run_id: int
     notes: list[str]
+    decisions: pd.DataFrame
 
 
 def run_classic_backtest(
@@ -391,6 +397,17 @@ def run_classic_backtest(
     cls, params = cli_backtest._strategy_params(args)
     instance = cli_backtest._build_strategy(cls, params)
     config = cli_backtest._config(args, "1m")
+    window = _window(frames, symbol, days)
+    notes: list[str] = []
+    bars, _dropped = to_bar_arrays(window)
+    rules = cli_backtest._rules(list(window), notes)
+    result = run_backtest(bars, instance, rules, config, limits=RiskLimits())
+    report = build_report(result, notes)
+    return _outcome(store, out_dir, cls.name, report, result, notes, page(report, result))
+
+
+def _window(frames: dict[str, pd.DataFrame], symbol: str, days: Any) -> dict[str, pd.DataFrame]:
+    """The last `days` of each chosen symbol, or a UserError naming the bad input."""
     try:
         days = float(days)
     except (TypeError, ValueError):
@@ -400,22 +417,31 @@ def run_classic_backtest(
     symbols = [_known_symbol(s, frames) for s in (symbol or "").split(",") if s.strip()]
     if not symbols:
         raise UserError("give a symbol, e.g. BTCUSDT")
-    notes: list[str] = []
     window: dict[str, pd.DataFrame] = {}
     for s in symbols:
         frame = frames[s]
         cutoff = int(frame["open_time"].iloc[-1]) - int(days * DAY_MS)
         window[s] = frame[frame["open_time"] > cutoff].reset_index(drop=True)
-    bars, _dropped = to_bar_arrays(window)
-    rules = cli_backtest._rules(symbols, notes)
-    result = run_backtest(bars, instance, rules, config, limits=RiskLimits())
-    report = build_report(result, notes)
+    return window
+
+
+def _outcome(
+    store: Store,
+    out_dir: Path,
+    name: str,
+    report: Any,
+    result: Any,
+    notes: list[str],
+    html: str,
+    decisions: pd.DataFrame | None = None,
+) -> BacktestOutcome:
+    """Save the run, write its JSON and HTML for download, and shape it for the page."""
     run_id = save_run(store, report, SystemClock().now_ms())
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"backtest-{run_id}-{cls.name}-{'_'.join(symbols)}"
+    stem = f"backtest-{run_id}-{name}-{'_'.join(result.bars.symbols)}"
     json_path, html_path = out_dir / f"{stem}.json", out_dir / f"{stem}.html"
     json_path.write_text(report.to_json())
-    html_path.write_text(page(report, result))
+    html_path.write_text(html)
     metrics = pd.DataFrame(
         [{"metric": k, "value": _cell(v)} for k, v in report.metrics.items()],
         columns=["metric", "value"],
@@ -423,9 +449,77 @@ def run_classic_backtest(
     trades = pd.DataFrame([t.model_dump() for t in report.trades])
     if trades.empty:
         trades = pd.DataFrame(columns=list(TradeOut.model_fields))
+    if decisions is None:
+        decisions = pd.DataFrame(columns=list(DecisionRow.model_fields))
     return BacktestOutcome(
-        metrics, trades, equity_figure(report), json_path, html_path, run_id, notes
+        metrics, trades, equity_figure(report), json_path, html_path, run_id, notes, decisions
     )
+
+
+def run_agent_backtest(
+    store: Store,
+    settings: Settings,
+    model: ChatModel,
+    frames: dict[str, pd.DataFrame],
+    out_dir: Path,
+    symbol: str,
+    days: float,
+    decide_every: Any,
+    on_decision: Callable[[int, int], None] = lambda done, planned: None,
+) -> BacktestOutcome:
+    """agent-backtest with the UI's inputs: the same strategy, engine, report and store."""
+    try:
+        params = AgentParams(decide_every=int(decide_every))
+    except (TypeError, ValueError):
+        raise UserError(
+            f"invalid decide every {decide_every!r}: whole minutes from 1 to 1440"
+        ) from None
+    paid = not isinstance(model, OfflineModel) and settings.llm.mode != "replay"
+    if paid and settings.llm.max_usd is None:
+        raise UserError(
+            f"an agent backtest on {model.model} may spend money: set a budget "
+            "(AGENT_LLM__MAX_USD) before starting agent-ui, or use agent-backtest --yes"
+        )
+    window = _window(frames, symbol, days)
+    notes: list[str] = []
+    bars, _dropped = to_bar_arrays(window)
+    data = SweepData(bars, cli_backtest._rules(list(window), notes))
+    config = cli_backtest._config(cli_backtest.build_parser().parse_args([]), "1m")
+    strategy = AgentStrategy(
+        params,
+        model=model,
+        market=MarketData(window, "1m"),
+        close_time=bars.close_time,
+        rules=dict(data.rules),
+        cash=config.cash,
+        run_id="",
+    )
+    strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
+    planned = strategy.planned()
+    if planned == 0:
+        raise UserError(
+            f"no decision bars: {days} days is shorter than the warm-up of {strategy.warmup} "
+            f"bars plus one decision interval ({params.decide_every} min)"
+        )
+    done = 0
+
+    def decided(_: Any) -> None:
+        nonlocal done
+        done += 1
+        on_decision(done, planned)
+
+    strategy.on_decision = decided
+    result = run_backtest(bars, strategy, data.rules, config, limits=RiskLimits())
+    if strategy.stopped == "cache_miss":
+        raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
+    report, records, section = agent_report(strategy, result, model, data.rules, config, notes)
+    save_decisions(store, records)
+    shown = {**report.agent, "run": run_stats(model.stats).model_dump()}
+    html = page(report.model_copy(update={"agent": shown}), result)
+    log_rows = pd.DataFrame(
+        [row.model_dump() for row in section.decision_log], columns=list(DecisionRow.model_fields)
+    )
+    return _outcome(store, out_dir, "agent", report, result, notes, html, log_rows)
 
 
 def _cell(value: Any) -> str:
@@ -675,18 +769,40 @@ def build_app(
             return gr.Plot(), f"**Error:** {exc}"
 
     def backtest(
-        strategy: str, symbol: str, days: float, params: str, size: str
+        strategy: str,
+        symbol: str,
+        days: float,
+        params: str,
+        size: str,
+        source: str = CLASSIC,
+        decide_every: float = 15,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (gradio injects the tracker here)
     ) -> tuple[Any, ...]:
         try:
-            out = run_classic_backtest(
-                store, frames, reports_dir, strategy, symbol, days, params, size or "all"
-            )
+            if source == AGENT:
+                out = run_agent_backtest(
+                    store,
+                    settings,
+                    model,
+                    frames,
+                    reports_dir,
+                    symbol,
+                    days,
+                    decide_every,
+                    lambda done, planned: progress((done, planned), desc="agent deciding"),
+                )
+            else:
+                out = run_classic_backtest(
+                    store, frames, reports_dir, strategy, symbol, days, params, size or "all"
+                )
         except UserError as exc:
             gr.Warning(str(exc))
             empty = pd.DataFrame(columns=["metric", "value"])
-            return (f"**Error:** {exc}", empty, gr.Plot(), pd.DataFrame(), None, None)
+            blank = pd.DataFrame()
+            return (f"**Error:** {exc}", empty, gr.Plot(), blank, None, None, blank)
         status = f"Saved as backtest run #{out.run_id}. " + " ".join(out.notes)
-        return (status, out.metrics, out.figure, out.trades, str(out.json_path), str(out.html_path))
+        files = (str(out.json_path), str(out.html_path))
+        return (status, out.metrics, out.figure, out.trades, *files, out.decisions)
 
     def trading_view(account: str | None = None) -> tuple[Any, ...]:
         known = accounts(store)
@@ -778,13 +894,12 @@ def build_app(
                     control.change(show_market, m_inputs, [m_plot, m_error], api_name=False)
 
             with gr.Tab("Backtest", id="backtest"):
-                # Signal source: classic strategies here. The LLM-agent backtest (agent-backtest's
-                # agent mode, coming in a parallel change) plugs in as a second choice.
                 b_source = gr.Radio(
-                    ["classic strategy"],
-                    value="classic strategy",
+                    [CLASSIC, AGENT],
+                    value=CLASSIC,
                     label="Signal source",
-                    info="LLM agent backtests: coming soon",
+                    info=f"the agent runs on {model_line}",
+                    elem_id="backtest-source",
                 )
                 with gr.Row():
                     b_strategy = gr.Dropdown(list(STRATEGIES), value="sma_cross", label="Strategy")
@@ -796,6 +911,7 @@ def build_app(
                     )
                     b_days = gr.Number(value=1, label="Days")
                     b_size = gr.Textbox(value="all", label="Size ('all' or % of equity)")
+                    b_every = gr.Number(value=15, label="Agent: decide every (min)", precision=0)
                 b_params = gr.Textbox(
                     value=default_params("sma_cross"),
                     label="Parameters (name=value, comma-separated)",
@@ -805,17 +921,17 @@ def build_app(
                 b_metrics = gr.Dataframe(label="Metrics", headers=["metric", "value"])
                 b_plot = gr.Plot(label="Equity and drawdown")
                 b_trades = gr.Dataframe(label="Trades")
+                b_decisions = gr.Dataframe(label="Agent decision log")
                 with gr.Row():
                     b_json = gr.File(label="JSON report")
                     b_html = gr.File(label="HTML report")
                 b_strategy.change(default_params, [b_strategy], [b_params], api_name=False)
                 b_run.click(
                     backtest,
-                    [b_strategy, b_symbol, b_days, b_params, b_size],
-                    [b_status, b_metrics, b_plot, b_trades, b_json, b_html],
+                    [b_strategy, b_symbol, b_days, b_params, b_size, b_source, b_every],
+                    [b_status, b_metrics, b_plot, b_trades, b_json, b_html, b_decisions],
                     api_name="backtest",
                 )
-                del b_source
 
             with gr.Tab("Trading", id="trading"):
                 with gr.Row():

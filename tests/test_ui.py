@@ -4,6 +4,7 @@ decision recorded."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from agent.loop_state import kill_switch_path, resume_account
 from agent.offline import OfflineModel
 from agent.records import load_decisions
 from agent.trading_loop import TradingLoop
-from agent.ui import RISK_SCOPE, build_app
+from agent.ui import AGENT, CLASSIC, RISK_SCOPE, build_app
 from config import load_settings
 from market.binance_ws import bars_from_frame
 from market.sample import load_sample, sample_rules
@@ -125,8 +126,8 @@ def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> 
     answer = str(history[-1]["content"])  # the readable answer, after the steps
     assert "RSI" in answer and "Ask me to buy or sell" in answer
 
-    status, metrics, _plot, _trades, json_file, html_file = client.predict(
-        "sma_cross", "BTCUSDT", 1, "fast=10, slow=40", "all", api_name="/backtest"
+    status, metrics, _plot, _trades, json_file, html_file, _log = client.predict(
+        "sma_cross", "BTCUSDT", 1, "fast=10, slow=40", "all", CLASSIC, 15, api_name="/backtest"
     )
     names = [row[0] for row in metrics["data"]]
     assert "Return [%]" in names and "Max. Drawdown [%]" in names
@@ -137,8 +138,25 @@ def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> 
         ("DOGEUSDT", 1, "no data for DOGEUSDT"),
         ("BTCUSDT", -1, "days"),
     ):
-        status, *_ = client.predict("sma_cross", symbol, days, "", "all", api_name="/backtest")
+        status, *_ = client.predict(
+            "sma_cross", symbol, days, "", "all", CLASSIC, 15, api_name="/backtest"
+        )
         assert status.startswith("**Error:**") and expected in status and "Traceback" not in status
+
+
+def test_api_agent_backtest_returns_metrics_and_the_decision_log(ui: Running) -> None:
+    client = Client(ui.url, verbose=False)
+    status, metrics, _plot, _trades, json_file, _html, log = client.predict(
+        "sma_cross", "BTCUSDT", 1, "", "all", AGENT, 30, api_name="/backtest"
+    )
+    assert "Saved as backtest run" in status
+    assert "Return [%]" in [row[0] for row in metrics["data"]]
+    report = json.loads(Path(json_file).read_text())
+    assert report["agent"]["model"] == "offline" and report["agent"]["decide_every_min"] == 30
+    assert len(log["data"]) == report["agent"]["decisions"] > 0
+    assert {"buy_and_hold", "sma_cross"} <= set(report["agent"]["baselines"])
+    bad, *_ = client.predict("sma_cross", "BTCUSDT", 1, "", "all", AGENT, 0, api_name="/backtest")
+    assert bad.startswith("**Error:**") and "decide every" in bad
 
 
 def test_browser_buy_approve_and_record(ui: Running) -> None:
