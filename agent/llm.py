@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import diskcache
-import openai
 from pydantic import BaseModel, Field, ValidationError, computed_field
 from tenacity import (
     AsyncRetrying,
@@ -33,6 +32,9 @@ from tenacity import (
 from config.settings import LLMSettings
 from core.errors import ConfigError
 from core.logging import Redactor
+
+if TYPE_CHECKING:  # the SDK is imported on first use: the offline model never needs it
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +207,8 @@ def request_fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_AsyncResources = tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI, asyncio.Semaphore]
+if TYPE_CHECKING:
+    _AsyncResources = tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI, asyncio.Semaphore]
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,8 @@ class LLMClient:
             "max_retries": 0,
             "timeout": settings.timeout_s,
         }
+        import openai
+
         self._sdk = openai.OpenAI(**self._sdk_options)
         self.base_url = str(self._sdk.base_url)
         self._async: _AsyncResources | None = None
@@ -444,6 +449,8 @@ class LLMClient:
         )
 
     def _send(self, call: _Call) -> _WireCompletion:
+        import openai
+
         try:
             raw = self._sdk.chat.completions.with_raw_response.create(**call.kwargs)
         except openai.APIError as exc:
@@ -451,6 +458,8 @@ class LLMClient:
         return self._parse(raw.http_response.text)
 
     async def _asend(self, call: _Call) -> _WireCompletion:
+        import openai
+
         sdk, in_flight = self._async_resources()
         async with in_flight:
             try:
@@ -461,6 +470,8 @@ class LLMClient:
 
     def _async_resources(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
         """Created per event loop: both the HTTP pool and the semaphore belong to one loop."""
+        import openai
+
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
             sdk = openai.AsyncOpenAI(**self._sdk_options)
@@ -481,6 +492,8 @@ class LLMClient:
 
     def _classify(self, exc: openai.APIError) -> LLMError:
         """Map the SDK's exceptions onto our causes; the provider's own words go in the message."""
+        import openai
+
         if isinstance(exc, openai.APITimeoutError):
             text = f"no response from {self.base_url} within {self._settings.timeout_s}s"
             return LLMError("timeout", self._redact(text))

@@ -1,6 +1,9 @@
 """The LLM agent as a backtest strategy: the same graph and tools as live, decided every N minutes
 on closed bars only. Stateless prompts depend on market data alone, so they are computed
-concurrently up front and applied in time order; `stateful` decides bar by bar with positions."""
+concurrently up front and applied in time order; `stateful` decides bar by bar with positions.
+Ctrl-C while deciding stops asking for decisions and keeps those made (stateless: the ones in
+flight finish first; stateful: the interrupted one is dropped); `stopped` is then "interrupted"
+and the run goes on to a partial report."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pydantic import BaseModel, Field
 from agent.decide import decide, decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, AgentState, build_graph
 from agent.model import ChatModel
+from agent.offline import OfflineModel
 from agent.records import DecisionRecord
 from backtest.strategy import Context, Prepared, Strategy
 from execution.feed import SymbolBars
@@ -27,6 +31,7 @@ from tools.trading import TradeIdea, to_signal
 MINUTE_MS = 60_000
 STOPPING_CAUSES = ("budget", "cache_miss")  # every later call would fail the same way
 Progress = Callable[[DecisionRecord], None]
+Interrupted = Callable[[int], None]  # called with the number of decisions still in flight
 
 
 class AgentParams(BaseModel):
@@ -52,6 +57,7 @@ class AgentStrategy(Strategy):
         run_id: str,
         limits: RiskLimits | None = None,
         on_decision: Progress | None = None,
+        on_interrupt: Interrupted | None = None,
     ) -> None:
         super().__init__(params)
         self.p = params
@@ -63,7 +69,13 @@ class AgentStrategy(Strategy):
         self.run_id = run_id
         self.limits = limits or RiskLimits()
         self.on_decision = on_decision
+        self.on_interrupt = on_interrupt
+        # The offline model is pure CPU under the GIL: threads would only add hand-offs.
+        self.workers = 1 if isinstance(model, OfflineModel) else params.concurrency
         self.graph = build_graph()
+        # One registry for the run: its tool schemas are built once here, not on every decision.
+        self.tools = decision_tools()
+        self.tools.schemas()
         self.prompt_version = decision_prompt_version()
         self.system_prompt = system_prompt()
         self.records: dict[tuple[str, int], DecisionRecord] = {}
@@ -98,7 +110,12 @@ class AgentStrategy(Strategy):
         if not self.p.stateful and not self._precomputed:
             self._precompute()
         if self.p.stateful and self.stopped is None and key not in self.states:
-            self._run_one(ctx.symbol, ctx.time_ms, ctx.portfolio)
+            try:
+                self._run_one(ctx.symbol, ctx.time_ms, ctx.portfolio)
+            except KeyboardInterrupt:  # Ctrl-C: this decision is dropped, the earlier ones kept
+                self.stopped = "interrupted"
+                if self.on_interrupt is not None:
+                    self.on_interrupt(0)
         state = self.states.get(key)
         if state is None:
             return []
@@ -129,7 +146,7 @@ class AgentStrategy(Strategy):
     ) -> None:
         deps = AgentDeps(
             model=self.model,
-            tools=decision_tools(),
+            tools=self.tools,
             env=self._env(now_ms, portfolio),
             system_prompt=self.system_prompt,
             prompt_version=self.prompt_version,
@@ -147,18 +164,18 @@ class AgentStrategy(Strategy):
             self.on_decision(record)
 
     def _precompute(self) -> None:
-        """All stateless decisions, at most `concurrency` at once, submitted in time order so a
+        """All stateless decisions, at most `workers` at once, submitted in time order so a
         budget stop or Ctrl-C keeps a prefix of the run; later decisions are not made."""
         self._precomputed = True
         for symbol in self.market.symbols:
             self.market.indicators(symbol, 0)  # compute once, before the threads share it
         times = self.close_time[:-1][self.schedule()[:-1]].tolist()
         jobs = iter([(s, int(t)) for t in times for s in self.market.symbols])
-        pool = ThreadPoolExecutor(max_workers=self.p.concurrency, thread_name_prefix="decide")
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decide")
         running: set[Future[Any]] = set()
         try:
             while True:
-                while self.stopped is None and len(running) < self.p.concurrency:
+                while self.stopped is None and len(running) < self.workers:
                     job = next(jobs, None)
                     if job is None:
                         break
@@ -170,5 +187,7 @@ class AgentStrategy(Strategy):
                     future.result()
         except KeyboardInterrupt:  # Ctrl-C: keep what was decided, report it as partial
             self.stopped = "interrupted"
+            if self.on_interrupt is not None:
+                self.on_interrupt(sum(not f.done() for f in running))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

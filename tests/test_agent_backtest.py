@@ -3,16 +3,22 @@ either with the offline model or against a loopback OpenAI-compatible server pla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from loopback_openai import LoopbackOpenAI
+from loopback_openai import LoopbackOpenAI, Scripted
 from scripted_model import ScriptedModel, tool_call, tool_results
 
+from agent.cli.common import EXIT_INTERRUPTED
 from agent.records import load_decisions
 from store import open_store
 
@@ -57,6 +63,15 @@ def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_
     store.close()
     assert len(records) == agent["decisions"]  # the rerun replaced, not duplicated
     assert all(r.mode == "decide" and r.model == "offline" for r in records)
+
+
+def test_the_command_loads_no_llm_sdk_or_plotting_until_needed() -> None:
+    """Start-up is most of a short run: the SDK loads with an LLM, plotly with --html."""
+    heavy = ("openai", "plotly", "gradio", "ray", "langgraph.checkpoint.sqlite")
+    probe = f"import sys, agent.cli.backtest; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
 
 
 def snapshot_and_candles(_: list) -> dict:
@@ -165,3 +180,53 @@ def test_cold_replay_only_fails_clearly_and_sends_nothing(
     assert "--replay-only: no cached answer for BTCUSDT" in run.stderr
     assert "Traceback" not in run.stderr
     assert server.requests == []
+
+
+def slowly(model: ScriptedModel, delay_s: float) -> Callable[[dict], Scripted]:
+    """The same answers, each held back by the server (in its request thread, not the lock)."""
+    return lambda request: dataclasses.replace(model(request), delay_s=delay_s)
+
+
+@pytest.mark.parametrize(
+    "mode", [("--concurrency", "2"), ("--stateful",)], ids=["concurrent", "stateful"]
+)
+def test_ctrl_c_stops_cleanly_with_a_partial_report(
+    offline_env: dict[str, str], tmp_path: Path, mode: tuple[str, ...]
+) -> None:
+    model = ScriptedModel(snapshot_and_candles, buy_or_hold)
+    server = LoopbackOpenAI(responder=slowly(model, 0.2)).start()
+    out = tmp_path / "partial.json"
+    command = [str(Path(sys.executable).parent / "agent-backtest"), *DAY, *mode, "--yes"]
+    proc = subprocess.Popen(
+        [*command, "--json", str(out)],
+        env={**offline_env, **llm_env(server)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Ctrl-C once the run is deciding; the deadline only guards against a hang.
+        deadline = time.monotonic() + 90
+        while len(server.requests) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=90)
+        sent = len(server.requests)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.stop()
+
+    assert proc.returncode == EXIT_INTERRUPTED == 130, stderr
+    assert "Traceback" not in stderr
+    report = json.loads(out.read_text())
+    agent = report["agent"]
+    assert agent["partial"] is True and agent["stopped"] == "interrupted"
+    assert 0 < agent["decisions"] == len(agent["decision_log"]) < agent["planned_decisions"]
+    assert f"interrupted: partial report of {agent['decisions']} decisions written" in stderr
+    # what was sent is what the report covers: nothing decided after the interrupt went out
+    assert agent["llm"]["model_calls"] <= sent < 2 * agent["planned_decisions"]
+    assert report["metrics"]["# Trades"] == len(report["trades"])

@@ -25,7 +25,6 @@ from agent.report import agent_section, baselines, finalize_records, render_agen
 from agent.strategy import AgentParams, AgentStrategy
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.html import page
 from backtest.report import build_report, iso
 from backtest.runs import save_run
 from backtest.sweep import SweepData
@@ -49,7 +48,12 @@ def add_agent_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--stateful", action="store_true", help="positions in the prompt; decide one at a time"
     )
-    group.add_argument("--concurrency", type=int, default=8, help="decisions in flight (8)")
+    group.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="decisions in flight (8); the offline model decides one at a time",
+    )
     group.add_argument(
         "--replay-only", action="store_true", help="send nothing; fail on a cache miss"
     )
@@ -196,7 +200,12 @@ def _with_progress(
             text = f"calls {stats.calls} · cache hits {stats.cache_hits} · ${stats.cost_usd:.4f}"
             progress.update(task, advance=1, llm=text)
 
+        def interrupted(in_flight: int) -> None:
+            waiting = f"waiting for {in_flight} decisions in flight, then " if in_flight else ""
+            notify(f"interrupted: {waiting}writing a partial report")
+
         strategy.on_decision = advanced
+        strategy.on_interrupt = interrupted
         return run_backtest(data.bars, strategy, data.rules, config, limits=RiskLimits())
 
 
@@ -205,6 +214,8 @@ def _write_outputs(args: argparse.Namespace, report: Any, result: Any, stats: An
         write_file(args.json, report.to_json())
         notify(f"wrote {args.json}")
     if args.html:
+        from backtest.html import page  # plotly loads only when a page is asked for
+
         shown = {**report.agent, "run": stats.model_dump()}
         write_file(args.html, page(report.model_copy(update={"agent": shown}), result))
         notify(f"wrote {args.html}")

@@ -23,7 +23,9 @@ from agent.cli.agent_backtest import (
     run_agent_backtest,
 )
 from agent.cli.common import (
+    EXIT_INTERRUPTED,
     EXIT_RUNTIME,
+    EXIT_USER,
     OneLineParser,
     add_common_args,
     notify,
@@ -35,7 +37,6 @@ from agent.cli.common import (
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.engine import run_backtest
-from backtest.html import page
 from backtest.lookahead import check_lookahead
 from backtest.report import build_report
 from backtest.runs import save_run
@@ -65,6 +66,12 @@ from store import Store, open_store
 
 DEFAULT_DAYS = 3.0
 AGENT = "agent"
+EPILOG = (
+    f"exit codes: 0 done; {EXIT_RUNTIME} look-ahead found (--check-lookahead); {EXIT_USER} a "
+    f"usage, config or data mistake; {EXIT_INTERRUPTED} interrupted (Ctrl-C). Ctrl-C while the "
+    "agent decides lets the decisions in flight finish, then still prints and writes the report, "
+    f'marked "partial": true, before exiting with {EXIT_INTERRUPTED}.'
+)
 
 
 def _param_flags() -> dict[str, tuple[Any, str, list[str]]]:
@@ -79,7 +86,7 @@ def _param_flags() -> dict[str, tuple[Any, str, list[str]]]:
 
 
 def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="agent-backtest", description=__doc__)
+    parser = OneLineParser(prog="agent-backtest", description=__doc__, epilog=EPILOG)
     add_common_args(parser)
     parser.add_argument(
         "--strategy", default=AGENT, help=f"{AGENT} (default) or one of {', '.join(STRATEGIES)}"
@@ -292,6 +299,8 @@ def _single(
         write_file(args.json, report.to_json())
         notify(f"wrote {args.json}")
     if args.html:
+        from backtest.html import page  # plotly loads only when a page is asked for
+
         write_file(args.html, page(report, result))
         notify(f"wrote {args.html}")
     run_id = save_run(store, report, SystemClock().now_ms())
