@@ -20,24 +20,49 @@ from agent.graph import AgentDeps, build_graph
 from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
 from agent.model import ChatModel
 from agent.records import DecisionRecord, save_decisions
-from execution.paper import PaperExecutor
+from core.errors import UserError
+from execution.ledger import Ledger
+from execution.orders import Fill
+from execution.paper import PaperCheckpoint, PaperExecutor, PaperOrder
 from execution.paper_records import load_account, save_step
 from market.binance_ws import Bar, BarGap, Reconnected, StreamEvent
 from market.models import SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
 from risk.limits import RiskLimits
-from risk.models import MarketView, PortfolioView
+from risk.models import Approved, ApprovedOrder, MarketView, PortfolioView
 from risk.protections import TradingState
 from risk.state import kill, on_equity, on_trade_closed
 from store.db import Store
 from tools import MarketData, ToolEnv, decision_tools
-from tools.trading import market_view
+from tools.trading import TradeIdea, market_view, to_signal
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 DAY_BARS = 1_440
+
+
+class Venue(Protocol):
+    """Where orders go: PaperExecutor (the fill model) or BinanceVenue (testnet, live)."""
+
+    ledger: Ledger
+
+    def execute(self, order: ApprovedOrder) -> dict[str, Any]: ...
+
+    def on_bar(self, open_time: int, close_time: int, bars: Mapping[str, Bar]) -> list[Fill]: ...
+
+    def protective_exits(self, bars: Mapping[str, Bar]) -> list[tuple[str, str]]: ...
+
+    def equity(self) -> float: ...
+
+    def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView: ...
+
+    def drain(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]: ...
+
+    def restore(
+        self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
+    ) -> None: ...
 
 
 class LoopObserver(Protocol):
@@ -66,6 +91,8 @@ class TradingLoop:
         limits: RiskLimits | None = None,
         history_bars: int = DAY_BARS,
         observers: Sequence[LoopObserver] = (),
+        mode: str = "paper",
+        venue: Callable[[float], Venue] | None = None,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.account = account
@@ -89,10 +116,16 @@ class TradingLoop:
         }
         stored = load_account(store, account)
         if stored.state_json is None:
-            self.state = LoopState(account=account, initial_cash=cash)
+            self.state = LoopState(account=account, mode=mode, initial_cash=cash)
         else:  # a restart: the account keeps its own starting cash, whatever --cash says now
             self.state = LoopState.model_validate_json(stored.state_json)
-        self.venue = PaperExecutor(self.rules, self.symbols, cash=self.state.initial_cash)
+        if self.state.mode != mode:
+            raise UserError(
+                f"account {account!r} trades in {self.state.mode} mode, not {mode}: "
+                "use another --account"
+            )
+        make = venue or (lambda c: PaperExecutor(self.rules, self.symbols, cash=c))
+        self.venue: Venue = make(self.state.initial_cash)
         self.venue.restore(self.state.paper, stored.fills, stored.orders)
         self.state = self.state.model_copy(
             update={"status": "running", "pid": os.getpid(), "stop_reason": None}
@@ -153,6 +186,8 @@ class TradingLoop:
         self.venue.on_bar(open_time, close_time, bars)
         self.now_ms = close_time
         self._risk_bookkeeping(close_time)
+        for symbol, why in self.venue.protective_exits(bars):
+            self._protective_exit(symbol, why, close_time)
         if (close_time + 1) % self.decide_every_ms == 0:
             self._decide_all(close_time)
         self.bars_this_run += 1
@@ -176,6 +211,21 @@ class TradingLoop:
             reason = f"kill-switch file {self.kill_switch}"
             self.desk.update(lambda s: kill(s, reason, now))
             log.warning("halted by %s", reason, extra={"account": self.account})
+
+    def _protective_exit(self, symbol: str, why: str, now: int) -> None:
+        """A venue without brackets asks for the exit; it goes through the gate like any order."""
+        env = self._env()
+        env.decision_id = f"{self.run_id}:{symbol}:{now}:exit"
+        idea = TradeIdea(symbol=symbol, action="close", confidence=1.0, rationale=why)
+        verdict = self.desk.review(to_signal(env, idea))
+        if isinstance(verdict, Approved):
+            result = self.venue.execute(verdict.order)
+            log.warning("%s: %s; exit %s", symbol, why, result.get("status"))
+        else:
+            reasons = "; ".join(r.message for r in verdict.reasons)
+            self.state = self.state.model_copy(
+                update={"last_error": f"{iso_ms(now)} {symbol}: exit vetoed: {reasons}"}
+            )
 
     def _decide_all(self, now: int) -> None:
         if self.desk.state.trading_state(now) is TradingState.HALTED:

@@ -33,6 +33,12 @@ class BinanceSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     base_url: str = Field("https://api.binance.com", pattern=r"^https?://\S+$")
+    trade_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="signed trading REST; default testnet.binance.vision, or the live API "
+        "with --mode live",
+    )
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_retries: int = Field(4, ge=0, le=20)
     max_retry_after_s: float = Field(60.0, gt=0)

@@ -447,6 +447,21 @@ class BinanceExecutor:
             raise
         return OrderStatus.from_binance(data)
 
+    def order_fills(self, symbol: str, order_id: int) -> list[OrderFill]:
+        """The executions of one order with their commissions (GET /api/v3/myTrades): what a
+        status query cannot tell, for an order whose placement reply was lost."""
+        data = self._call(
+            "GET", "/api/v3/myTrades", {"symbol": parse_symbol(symbol), "orderId": str(order_id)}
+        )
+        return [OrderFill.model_validate({**t, "tradeId": t.get("id")}) for t in data]
+
+    def settled_status(self, symbol: str, client_order_id: str) -> OrderStatus | None:
+        """The order's status with its fills, as a FULL placement reply would have had them."""
+        status = self.order_status(symbol, client_order_id)
+        if status is None or status.executed_qty == 0:
+            return status
+        return status.model_copy(update={"fills": self.order_fills(symbol, status.order_id)})
+
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderStatus:
         """Cancel an open order and return its final status; an order that already ended
         (filled, or cancelled by an earlier attempt) is returned as it is."""

@@ -21,7 +21,7 @@ from market.models import Candle, SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, PortfolioView, PositionView
 
-OrderStatus = Literal["accepted", "open", "filled", "rejected"]
+OrderStatus = Literal["accepted", "open", "filled", "rejected", "unknown"]
 _FIELDS = ("open", "high", "low", "close", "volume")
 
 
@@ -221,10 +221,11 @@ class PaperExecutor:
         self.orders[order.client_order_id] = order
         self.changed[order.client_order_id] = order
 
-    # -- the account -----------------------------------------------------------------------
+    def protective_exits(self, bars: Mapping[str, Candle]) -> list[tuple[str, str]]:
+        """None to send: stops and targets fill inside the fill model, as in a backtest."""
+        return []
 
-    def marks(self) -> dict[str, float]:
-        return dict(self.checkpoint.marks)
+    # -- the account -----------------------------------------------------------------------
 
     def equity(self) -> float:
         marks = self.checkpoint.marks

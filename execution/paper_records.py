@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from execution.orders import Fill
 from execution.paper import PaperOrder, fill_from_row
@@ -19,6 +19,36 @@ class StoredAccount:
     state_json: str | None
     fills: list[Fill]
     orders: list[PaperOrder]
+
+
+def save_orders(store: Store, account: str, orders: Sequence[PaperOrder]) -> None:
+    """Write-ahead for a real venue: the order is on disk before its request leaves, so a
+    crash in between is settled by asking the exchange, never by sending it again."""
+    with store.engine.begin() as conn:
+        _upsert_orders(conn, account, orders)
+
+
+def _upsert_orders(conn: Connection, account: str, orders: Sequence[PaperOrder]) -> None:
+    ids = [o.client_order_id for o in orders]
+    conn.execute(
+        delete(PaperOrderRow).where(
+            PaperOrderRow.account == account, PaperOrderRow.client_order_id.in_(ids)
+        )
+    )
+    conn.execute(
+        insert(PaperOrderRow),
+        [
+            {
+                "account": account,
+                "client_order_id": o.client_order_id,
+                "decision_id": o.decision_id,
+                "status": o.status,
+                "accepted_ms": o.accepted_ms,
+                "order_json": o.model_dump_json(),
+            }
+            for o in orders
+        ],
+    )
 
 
 def save_step(
@@ -35,26 +65,7 @@ def save_step(
     the checkpoint (and the bar's equity point)."""
     with store.engine.begin() as conn:
         if orders:
-            ids = [o.client_order_id for o in orders]
-            conn.execute(
-                delete(PaperOrderRow).where(
-                    PaperOrderRow.account == account, PaperOrderRow.client_order_id.in_(ids)
-                )
-            )
-            conn.execute(
-                insert(PaperOrderRow),
-                [
-                    {
-                        "account": account,
-                        "client_order_id": o.client_order_id,
-                        "decision_id": o.decision_id,
-                        "status": o.status,
-                        "accepted_ms": o.accepted_ms,
-                        "order_json": o.model_dump_json(),
-                    }
-                    for o in orders
-                ],
-            )
+            _upsert_orders(conn, account, orders)
         if fills:
             stored = conn.execute(
                 select(func.count()).where(PaperFillRow.account == account)

@@ -69,7 +69,7 @@ _DEFAULT_BODIES: dict[int, dict[str, Any]] = {
         "msg": "Internal error; unable to process your request. Please try again.",
     },
 }
-_SIGNED = {"/api/v3/order", "/api/v3/openOrders", "/api/v3/account"}
+_SIGNED = {"/api/v3/order", "/api/v3/openOrders", "/api/v3/account", "/api/v3/myTrades"}
 _OPEN = ("NEW", "PARTIALLY_FILLED")
 _EIGHT = Decimal("0.00000001")
 
@@ -238,6 +238,8 @@ class LoopbackExchange:
                 ]
             if key == ("GET", "/api/v3/account"):
                 return 200, self._account(req.params)
+            if key == ("GET", "/api/v3/myTrades"):
+                return 200, self._trades(req.params)
             return 404, {"code": -1, "msg": f"loopback: no route {req.method} {req.path}"}
 
     def _authenticate(self, req: Received, body: str) -> tuple[int, object] | None:
@@ -475,6 +477,29 @@ class LoopbackExchange:
         )
         self._next_id += 1
         return 200, shown
+
+    def _trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /api/v3/myTrades for one order: its fills in Binance's trade-list shape."""
+        return [
+            {
+                "symbol": o["symbol"],
+                "id": f["tradeId"],
+                "orderId": o["orderId"],
+                "orderListId": -1,
+                "price": f["price"],
+                "qty": f["qty"],
+                "quoteQty": _fmt(Decimal(f["price"]) * Decimal(f["qty"])),
+                "commission": f["commission"],
+                "commissionAsset": f["commissionAsset"],
+                "time": o["transactTime"],
+                "isBuyer": o["side"] == "BUY",
+                "isMaker": False,
+                "isBestMatch": True,
+            }
+            for o in self.orders
+            if o["symbol"] == p.get("symbol") and str(o["orderId"]) == p.get("orderId")
+            for f in o["fills"]
+        ]
 
     def _account(self, p: dict[str, str]) -> dict[str, Any]:
         omit_zero = p.get("omitZeroBalances") == "true"

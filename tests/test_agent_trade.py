@@ -301,3 +301,97 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
     assert decided == loop.state.decisions == 12
     assert samples["agent_feed_lag_seconds"] > 0
     assert samples["agent_llm_latency_seconds_count"] >= decided
+
+
+def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli) -> None:
+    from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+
+    exchange = LoopbackExchange(prices={"BTCUSDT": "110000", "ETHUSDT": "3900"}).start()
+    env = {
+        "BINANCE_API_KEY": API_KEY,
+        "BINANCE_API_SECRET": API_SECRET,
+        "AGENT_BINANCE__TRADE_URL": exchange.base_url,
+    }
+    args = ("--mode", "testnet", "--account", "tn", *FAST, "--decide-every", "3")
+    try:
+        first = cli("agent-trade", *args, "--max-bars", "90", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "orders: Binance testnet, reconciled" in first.stderr
+        again = cli("agent-trade", *args, "--max-bars", "30", env=env)
+        assert again.returncode == 0, again.stderr
+        shown = status(cli, "--account", "tn", env=env)
+        placed = [o for o in exchange.orders if o["clientOrderId"].startswith("agt-")]
+        assert placed and shown["orders"] == len(placed)
+        ids = [o["clientOrderId"] for o in placed]
+        assert len(ids) == len(set(ids))  # nothing sent twice, across the restart
+        # The ledger booked exactly what the exchange did, fees in the base asset included.
+        usdt, _ = exchange.balance("USDT")
+        assert shown["cash"] == pytest.approx(float(usdt), abs=0.01)
+        held = {p["symbol"]: p["quantity"] for p in shown["positions"]}
+        for symbol, asset in (("BTCUSDT", "BTC"), ("ETHUSDT", "ETH")):
+            assert held.get(symbol, 0.0) == pytest.approx(float(exchange.balance(asset)[0]))
+        assert shown["mode"] == "testnet" and shown["bars"] == 120
+        clash = cli("agent-trade", "--account", "tn", *FAST, "--max-bars", "1", env=env)
+        assert clash.returncode == 2 and "trades in testnet mode, not paper" in clash.stderr
+    finally:
+        exchange.stop()
+
+
+def test_testnet_mode_needs_keys_and_refuses_a_short_account(cli) -> None:
+    missing = cli("agent-trade", "--mode", "testnet", *FAST, "--max-bars", "1")
+    assert missing.returncode == 2 and "BINANCE_API_KEY" in missing.stderr
+
+    from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+
+    exchange = LoopbackExchange(balances={"USDT": "500"}).start()
+    env = {
+        "BINANCE_API_KEY": API_KEY,
+        "BINANCE_API_SECRET": API_SECRET,
+        "AGENT_BINANCE__TRADE_URL": exchange.base_url,
+    }
+    try:
+        short = cli("agent-trade", "--mode", "testnet", *FAST, "--max-bars", "1", env=env)
+    finally:
+        exchange.stop()
+    assert short.returncode == 2
+    assert "the ledger has 10,000.00 USDT but Binance holds 500" in short.stderr
+    assert exchange.count("POST", "/api/v3/order") == 0
+
+
+def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env) -> None:
+    """The order reached the exchange and filled, but the process died before the reply: the
+    restart asks Binance about the written-ahead order instead of sending it again."""
+    from loopback_exchange import API_KEY, API_SECRET, ExchangeFault, LoopbackExchange
+
+    exchange = LoopbackExchange(prices={"BTCUSDT": "110000", "ETHUSDT": "3900"}).start()
+    exchange.script(ExchangeFault(after_accept=True, delay_s=60))  # the first order's reply
+    env = {
+        **offline_env,
+        "BINANCE_API_KEY": API_KEY,
+        "BINANCE_API_SECRET": API_SECRET,
+        "AGENT_BINANCE__TRADE_URL": exchange.base_url,
+    }
+    args = ("--mode", "testnet", "--feed", "replay", "--decide-every", "3")
+    try:
+        proc = start(env, *args, "--speed", "1500")
+        deadline = time.monotonic() + 60
+        while not any(o["clientOrderId"].startswith("agt-") for o in exchange.orders):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        (in_flight,) = [o["clientOrderId"] for o in exchange.orders]
+        rows = query(db(offline_env), "SELECT status FROM paper_orders")
+        assert rows == [("accepted",)]  # written ahead, outcome unknown to the account
+
+        restarted = cli("agent-trade", *args, *FAST[2:], "--max-bars", "30", env=env)
+        assert restarted.returncode == 0, restarted.stderr
+        assert len(exchange.orders_with(in_flight)) == 1  # asked about, never sent again
+        shown = status(cli, env=env)
+        usdt, _ = exchange.balance("USDT")
+        assert shown["cash"] == pytest.approx(float(usdt), abs=0.01)
+        settled = query(db(offline_env), f"SELECT status FROM paper_orders WHERE "
+                        f"client_order_id = '{in_flight}'")  # fmt: skip
+        assert settled == [("filled",)]
+    finally:
+        exchange.stop()

@@ -28,7 +28,7 @@ from agent.loop_state import (
 from config import Settings
 from core.errors import UserError
 from execution.binance_executor import check_live_allowed
-from execution.paper_records import load_account
+from execution.paper_records import load_account, save_orders
 from market.models import parse_symbol
 from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample, sample_rules
 from market.validation import iso_ms
@@ -78,12 +78,6 @@ def _symbols(text: str) -> list[str]:
 
 def _check_run_args(args: argparse.Namespace) -> None:
     check_live_allowed(args.mode, os.environ)
-    if args.mode != "paper":
-        raise UserError(
-            f"--mode {args.mode}: agent-trade places orders on a paper account only so far; "
-            "the signed Binance executor exists (execution/binance_executor.py) but is not yet "
-            "wired into the loop"
-        )
     if not 1 <= args.decide_every <= 1_440:
         raise UserError(f"invalid --decide-every {args.decide_every}: 1 to 1440 minutes")
     if not args.speed > 0:
@@ -219,6 +213,32 @@ def _binance_history(settings: Settings, symbols: list[str]) -> dict[str, pd.Dat
         }
 
 
+def _binance_venue(
+    settings: Settings, store: Store, account: str, mode: str, symbols: list[str]
+) -> tuple[dict, Any]:
+    """The signed executor for testnet (default URL) or live, and the venue it backs."""
+    from execution.binance_executor import BinanceExecutor
+    from execution.binance_venue import BinanceVenue
+    from market.binance_rest import BinanceError
+
+    executor = BinanceExecutor(
+        settings.binance_api_key,
+        settings.binance_api_secret,
+        live=mode == "live",
+        live_confirmed=mode == "live",  # check_live_allowed passed
+        base_url=settings.binance.trade_url,
+    )
+    try:
+        rules = {s: executor.symbol_rules(s) for s in symbols}
+    except BinanceError as exc:
+        raise UserError(f"cannot start on Binance {mode} ({executor.base_url}): {exc}") from None
+
+    def journal(order: Any) -> None:
+        save_orders(store, account, [order])
+
+    return rules, lambda cash: BinanceVenue(executor, rules, symbols, cash=cash, journal=journal)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.model import open_model
     from agent.trading_loop import TradingLoop
@@ -237,7 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         start, end, total = 0, None, None
         history = _binance_history(settings, symbols)
-        notify("feed: Binance public market data; orders fill on a paper account")
+        notify("feed: Binance public market data")
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
     model = open_model(settings, notify)
@@ -252,20 +272,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     bar = _ProgressBar(total)
     observers.append(bar)
     kill_file = kill_switch_path(settings.data_dir, args.account)
+    rules, venue = sample_rules(), None
+    if args.mode != "paper":
+        rules, venue = _binance_venue(settings, store, args.account, args.mode, symbols)
     loop = TradingLoop(
         account=args.account,
         symbols=symbols,
         store=store,
         model=model,
-        rules=sample_rules(),
+        rules=rules,
         history=history,
         cash=args.cash,
         decide_every=args.decide_every,
         kill_switch=kill_file,
         observers=observers,
+        mode=args.mode,
+        venue=venue,
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
+    if args.mode == "paper":
+        notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
+    else:
+        findings = loop.venue.reconcile()  # type: ignore[attr-defined]
+        if findings:
+            raise UserError(
+                f"Binance {args.mode} does not match account {args.account!r}: "
+                + "; ".join(findings)
+                + ". Nothing was sent; fix the account or use another --account"
+            )
+        notify(f"orders: Binance {args.mode}, reconciled ({len(loop.venue.orders)} known orders)")
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
     with bar.progress:
         reason = asyncio.run(_run_loop(loop, args, settings, start, end))

@@ -1,0 +1,266 @@
+"""Testnet or live trading for the loop: gate-approved orders go to Binance through the signed
+executor, Binance's own fills are booked in the same ledger a paper account uses, and protective
+stops and targets are watched on closed bars, because Binance spot has no bracket order: when one
+is crossed the loop sends a reduce-only exit through the gate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from execution.binance_executor import (
+    BinanceExecutor,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    OrderStatus,
+)
+from execution.fees import Liquidity
+from execution.ledger import Ledger
+from execution.orders import ExitReason, Fill
+from execution.paper import PaperCheckpoint, PaperOrder
+from market.binance_rest import BinanceError
+from market.models import Candle, SymbolRules
+from risk.models import ApprovedOrder, PortfolioView, PositionView
+
+log = logging.getLogger(__name__)
+
+_STATUS = {"FILLED": "filled", "NEW": "open", "PARTIALLY_FILLED": "open"}
+_TOLERANCE = Decimal("0.00000001")
+
+
+class BinanceVenue:
+    """The loop's venue for `--mode testnet|live`; the same surface as PaperExecutor."""
+
+    def __init__(
+        self,
+        executor: BinanceExecutor,
+        rules: Mapping[str, SymbolRules],
+        symbols: Sequence[str],
+        *,
+        cash: float,
+        journal: Callable[[PaperOrder], None] = lambda order: None,
+    ) -> None:
+        self.executor = executor
+        self.journal = journal
+        self.rules = dict(rules)
+        self.symbols = list(symbols)
+        self.ledger = Ledger(cash)
+        self.orders: dict[str, PaperOrder] = {}
+        self.changed: dict[str, PaperOrder] = {}
+        self.new_fills: list[Fill] = []
+        self.checkpoint = PaperCheckpoint()
+        self.brackets: dict[str, dict[str, float | None]] = {}
+        self.bar = 0
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """Align with the exchange at start-up: settle orders whose outcome was unknown, and
+        report what Binance holds that the ledger cannot account for (nothing is guessed)."""
+        snapshot = self.executor.reconcile()
+        findings: list[str] = []
+        for order in [o for o in self.orders.values() if o.status in ("accepted", "unknown")]:
+            status = self.executor.settled_status(order.symbol, order.client_order_id)
+            if status is None:
+                self._set(order.model_copy(update={"status": "rejected", "reason": "never placed"}))
+            else:
+                self._book(order, status)
+        ours = {o.client_order_id for o in snapshot.open_orders}
+        unknown = sorted(c for c in ours if c.startswith("agt-") and c not in self.orders)
+        if unknown:
+            findings.append(f"open orders on Binance this account never placed: {unknown}")
+        quotes = {r.quote_asset for r in self.rules.values()}
+        for quote in quotes:
+            held = snapshot.balances.get(quote)
+            have = held.total if held is not None else Decimal(0)
+            if Decimal(repr(self.ledger.cash)) > have + _TOLERANCE:
+                findings.append(
+                    f"the ledger has {self.ledger.cash:,.2f} {quote} but Binance holds {have}"
+                )
+        for symbol, quantity in self.ledger.held():
+            asset = self.rules[symbol].base_asset
+            held = snapshot.balances.get(asset)
+            have = held.total if held is not None else Decimal(0)
+            if Decimal(repr(quantity)) > have + _TOLERANCE:
+                findings.append(f"the ledger holds {quantity:g} {asset} but Binance holds {have}")
+        for finding in findings:
+            log.warning("reconciliation: %s", finding)
+        return findings
+
+    # -- the OrderSink the graph calls ------------------------------------------------------
+
+    def execute(self, order: ApprovedOrder) -> dict[str, Any]:
+        """Send now (the executor checks the seal and the filters); book what Binance filled."""
+        known = self.orders.get(order.client_order_id)
+        if known is not None:
+            return {
+                "status": "duplicate",
+                "was": known.status,
+                "client_order_id": known.client_order_id,
+            }
+        record = PaperOrder(
+            client_order_id=order.client_order_id,
+            decision_id=order.decision_id,
+            symbol=order.symbol,
+            side=order.side.value,
+            order_type=order.order_type.value,
+            quantity=str(order.quantity),
+            status="accepted",
+            accepted_ms=order.created_ms,
+            updated_ms=order.created_ms,
+        )
+        self._set(record)
+        self.journal(record)  # on disk before the request: a crash is settled by asking Binance
+        mark = self.checkpoint.marks.get(order.symbol)
+        try:
+            status = self.executor.submit(order, reference_price=mark)
+        except OrderRejected as exc:
+            self._set(record.model_copy(update={"status": "rejected", "reason": str(exc)}))
+            return {
+                "status": "rejected",
+                "client_order_id": order.client_order_id,
+                "reason": str(exc),
+            }
+        except OrderOutcomeUnknown as exc:
+            self._set(record.model_copy(update={"status": "unknown", "reason": str(exc)}))
+            return {
+                "status": "unknown",
+                "client_order_id": order.client_order_id,
+                "reason": str(exc),
+            }
+        except BinanceError as exc:
+            self._set(record.model_copy(update={"status": "rejected", "reason": str(exc)}))
+            return {
+                "status": "not_sent",
+                "client_order_id": order.client_order_id,
+                "reason": str(exc),
+            }
+        self._book(record, status)
+        if order.stop_loss is not None or order.take_profit is not None:
+            self.brackets[order.symbol] = {
+                "stop_loss": None if order.stop_loss is None else float(order.stop_loss),
+                "take_profit": None if order.take_profit is None else float(order.take_profit),
+            }
+        return {
+            "status": self.orders[order.client_order_id].status,
+            "client_order_id": order.client_order_id,
+            "exchange_order_id": status.order_id,
+            "executed_qty": str(status.executed_qty),
+        }
+
+    def _book(self, order: PaperOrder, status: OrderStatus) -> None:
+        """Binance's fills into the ledger; a fee taken in the base asset shrinks the position,
+        as it does on the exchange."""
+        rules = self.rules[order.symbol]
+        side = 1 if status.side == "BUY" else -1
+        for part in status.fills:
+            quantity, price = float(part.qty), float(part.price)
+            fee = float(part.commission)
+            if part.commission_asset == rules.base_asset:
+                quantity, fee = quantity - fee, fee * price
+            elif part.commission_asset != rules.quote_asset:
+                log.warning("fee in %s is not booked in USDT terms", part.commission_asset)
+                fee = 0.0
+            fill = Fill(
+                order.client_order_id,
+                order.symbol,
+                side,
+                quantity,
+                price,
+                fee,
+                Liquidity.TAKER,
+                self.bar,
+                status.update_ms or order.updated_ms,
+                ExitReason.SIGNAL,
+            )
+            self.ledger.apply(fill)
+            self.new_fills.append(fill)
+        filled = float(status.executed_qty)
+        self._set(
+            order.model_copy(
+                update={
+                    "status": _STATUS.get(status.status, "rejected"),
+                    "filled_quantity": filled,
+                    "average_price": None
+                    if status.average_price is None
+                    else float(status.average_price),
+                    "reason": None if status.status in _STATUS else status.status,
+                    "updated_ms": status.update_ms or order.updated_ms,
+                }
+            )
+        )
+        if not self.ledger.quantity(order.symbol):
+            self.brackets.pop(order.symbol, None)
+
+    def _set(self, order: PaperOrder) -> None:
+        self.orders[order.client_order_id] = order
+        self.changed[order.client_order_id] = order
+
+    # -- the bar loop ----------------------------------------------------------------------
+
+    def on_bar(self, open_time: int, close_time: int, bars: Mapping[str, Candle]) -> list[Fill]:
+        """Marks move; market orders filled when they were sent, so nothing fills here."""
+        self.bar += 1
+        self.checkpoint = self.checkpoint.model_copy(
+            update={
+                "bars": self.checkpoint.bars + 1,
+                "last_open_time": open_time,
+                "marks": {s: float(b.close) for s, b in bars.items()},
+            }
+        )
+        return []
+
+    def protective_exits(self, bars: Mapping[str, Candle]) -> list[tuple[str, str]]:
+        """(symbol, why) for held positions whose stop or target this bar crossed."""
+        due = []
+        for symbol, levels in self.brackets.items():
+            bar = bars.get(symbol)
+            if bar is None or self.ledger.quantity(symbol) <= 0:
+                continue
+            stop, target = levels["stop_loss"], levels["take_profit"]
+            if stop is not None and bar.low <= stop:
+                due.append((symbol, f"stop_loss {stop:g} crossed (low {bar.low:g})"))
+            elif target is not None and bar.high >= target:
+                due.append((symbol, f"take_profit {target:g} reached (high {bar.high:g})"))
+        return due
+
+    # -- the account -----------------------------------------------------------------------
+
+    def equity(self) -> float:
+        marks = self.checkpoint.marks
+        return self.ledger.cash + sum(q * marks.get(s, 0.0) for s, q in self.ledger.held())
+
+    def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView:
+        equity = self.equity()
+        return PortfolioView(
+            cash=self.ledger.cash,
+            equity=equity,
+            peak_equity=max(peak_equity, equity),
+            day_start_equity=day_start_equity,
+            positions={
+                s: PositionView(quantity=q, avg_price=self.ledger.avg_price(s))
+                for s, q in self.ledger.held()
+            },
+        )
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def drain(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
+        changed, fills = list(self.changed.values()), self.new_fills
+        self.changed, self.new_fills = {}, []
+        brackets = [{"symbol": s, **levels} for s, levels in self.brackets.items()]
+        return changed, fills, self.checkpoint.model_copy(update={"brackets": brackets})
+
+    def restore(
+        self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
+    ) -> None:
+        for fill in fills:
+            self.ledger.apply(fill)
+        self.orders = {o.client_order_id: o for o in orders}
+        self.brackets = {
+            b["symbol"]: {"stop_loss": b.get("stop_loss"), "take_profit": b.get("take_profit")}
+            for b in checkpoint.brackets
+        }
+        self.checkpoint = checkpoint.model_copy(update={"brackets": []})
