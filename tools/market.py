@@ -66,7 +66,11 @@ def get_candles(env: ToolEnv, args: CandlesIn) -> CandlesOut:
     if frame.empty:
         first = env.market.frames[symbol]["open_time"].iloc[0]
         raise ToolError(f"no {symbol} bars before {iso_ms(end_ms)}; data starts {iso_ms(first)}")
-    bars = _resample(frame, env.market.interval, args.interval).tail(args.limit)
+    # Only the tail that can make `limit` complete bars: resampling all history per call cost
+    # more than the rest of a cached decision.
+    ratio = max(1, interval_ms(args.interval) // interval_ms(env.market.interval))
+    window = frame.tail((args.limit + 2) * ratio)
+    bars = _resample(window, env.market.interval, args.interval).tail(args.limit)
     decimals = _price_decimals(env, symbol, float(bars["close"].iloc[-1]))
     rows = [
         [iso_ms(int(r.close_time) + 1)]
