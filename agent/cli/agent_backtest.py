@@ -5,7 +5,6 @@ stop, Ctrl-C to a partial report, and every decision saved in the store."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 from typing import Any
 
 from rich.console import Console
@@ -21,11 +20,11 @@ from agent.cli.common import EXIT_INTERRUPTED, notify, write_file
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
 from agent.records import DecisionRecord, save_decisions
-from agent.report import agent_section, baselines, finalize_records, render_agent, run_stats
+from agent.report import agent_report, agent_run_id, render_agent, run_stats
 from agent.strategy import AgentParams, AgentStrategy
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.report import build_report, iso
+from backtest.report import iso
 from backtest.runs import save_run
 from backtest.sweep import SweepData
 from backtest.terminal import render
@@ -83,23 +82,6 @@ def agent_params(args: argparse.Namespace) -> AgentParams:
         raise UserError(f"invalid {flag}: {first['msg']}") from None
 
 
-def _run_id(model: ChatModel, data: SweepData, params: AgentParams, version: str) -> str:
-    """Deterministic, so a rerun replaces its own decisions and reproduces its order ids."""
-    bars = data.bars
-    material = "|".join(
-        [
-            model.base_url,
-            model.model,
-            version,
-            ",".join(bars.symbols),
-            str(int(bars.open_time[0])),
-            str(int(bars.open_time[-1])),
-            params.model_dump_json(exclude={"concurrency"}),
-        ]
-    )
-    return "bt-" + hashlib.sha256(material.encode()).hexdigest()[:10]
-
-
 def _check_cost(
     args: argparse.Namespace, model: ChatModel, settings: Settings, planned: int
 ) -> None:
@@ -145,7 +127,7 @@ def run_agent_backtest(
             run_id="",
             limits=RiskLimits(),
         )
-        strategy.run_id = _run_id(model, data, params, strategy.prompt_version)
+        strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
         planned = strategy.planned()
         if planned == 0:
             raise UserError(
@@ -161,12 +143,8 @@ def run_agent_backtest(
                 f"{iso(missed.decided_ms + 1)}; nothing was sent. Run once without "
                 "--replay-only (with a key or OPENAI_BASE_URL) to fill the cache"
             )
-        records = finalize_records(strategy, result)
-        report = build_report(result, notes)
-        base = baselines(data.bars, data.rules, config, report.metrics["Buy & Hold Return [%]"])
-        section = agent_section(strategy, records, result, model, base)
+        report, records, section = agent_report(strategy, result, model, data.rules, config, notes)
         stats = run_stats(model.stats)
-        report = report.model_copy(update={"agent": section.model_dump(mode="json")})
         console.print(render(report))
         console.print(render_agent(section, stats))
         _write_outputs(args, report, result, stats)
