@@ -10,19 +10,14 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from execution.binance_executor import (
-    BinanceExecutor,
-    OrderOutcomeUnknown,
-    OrderRejected,
-    OrderStatus,
-)
+from execution.binance_executor import BinanceExecutor, OrderOutcomeUnknown, OrderStatus
 from execution.fees import Liquidity
 from execution.ledger import Ledger
 from execution.orders import ExitReason, Fill
-from execution.paper import PaperCheckpoint, PaperOrder
+from execution.paper import PaperCheckpoint, PaperOrder, portfolio_view
 from market.binance_rest import BinanceError
 from market.models import Candle, SymbolRules
-from risk.models import ApprovedOrder, PortfolioView, PositionView
+from risk.models import ApprovedOrder, PortfolioView
 
 log = logging.getLogger(__name__)
 
@@ -116,27 +111,10 @@ class BinanceVenue:
         mark = self.checkpoint.marks.get(order.symbol)
         try:
             status = self.executor.submit(order, reference_price=mark)
-        except OrderRejected as exc:
-            self._set(record.model_copy(update={"status": "rejected", "reason": str(exc)}))
-            return {
-                "status": "rejected",
-                "client_order_id": order.client_order_id,
-                "reason": str(exc),
-            }
-        except OrderOutcomeUnknown as exc:
-            self._set(record.model_copy(update={"status": "unknown", "reason": str(exc)}))
-            return {
-                "status": "unknown",
-                "client_order_id": order.client_order_id,
-                "reason": str(exc),
-            }
-        except BinanceError as exc:
-            self._set(record.model_copy(update={"status": "rejected", "reason": str(exc)}))
-            return {
-                "status": "not_sent",
-                "client_order_id": order.client_order_id,
-                "reason": str(exc),
-            }
+        except BinanceError as exc:  # rejected, never sent, or an outcome Binance left unknown
+            outcome = "unknown" if isinstance(exc, OrderOutcomeUnknown) else "rejected"
+            self._set(record.model_copy(update={"status": outcome, "reason": str(exc)}))
+            return {"status": outcome, "client_order_id": order.client_order_id, "reason": str(exc)}
         self._book(record, status)
         if order.stop_loss is not None or order.take_profit is not None:
             self.brackets[order.symbol] = {
@@ -229,21 +207,10 @@ class BinanceVenue:
     # -- the account -----------------------------------------------------------------------
 
     def equity(self) -> float:
-        marks = self.checkpoint.marks
-        return self.ledger.cash + sum(q * marks.get(s, 0.0) for s, q in self.ledger.held())
+        return self.ledger.equity(self.checkpoint.marks)
 
     def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView:
-        equity = self.equity()
-        return PortfolioView(
-            cash=self.ledger.cash,
-            equity=equity,
-            peak_equity=max(peak_equity, equity),
-            day_start_equity=day_start_equity,
-            positions={
-                s: PositionView(quantity=q, avg_price=self.ledger.avg_price(s))
-                for s, q in self.ledger.held()
-            },
-        )
+        return portfolio_view(self.ledger, self.checkpoint.marks, peak_equity, day_start_equity)
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -228,21 +228,10 @@ class PaperExecutor:
     # -- the account -----------------------------------------------------------------------
 
     def equity(self) -> float:
-        marks = self.checkpoint.marks
-        return self.ledger.cash + sum(q * marks.get(s, 0.0) for s, q in self.ledger.held())
+        return self.ledger.equity(self.checkpoint.marks)
 
     def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView:
-        equity = self.equity()
-        return PortfolioView(
-            cash=self.ledger.cash,
-            equity=equity,
-            peak_equity=max(peak_equity, equity),
-            day_start_equity=day_start_equity,
-            positions={
-                s: PositionView(quantity=q, avg_price=self.ledger.avg_price(s))
-                for s, q in self.ledger.held()
-            },
-        )
+        return portfolio_view(self.ledger, self.checkpoint.marks, peak_equity, day_start_equity)
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -275,6 +264,22 @@ class PaperExecutor:
         self.checkpoint = checkpoint.model_copy(
             update={"queued": [], "working": [], "brackets": []}
         )
+
+
+def portfolio_view(
+    ledger: Ledger, marks: Mapping[str, float], peak_equity: float, day_start_equity: float
+) -> PortfolioView:
+    """The account as the gate sizes against it, marked at the last closes."""
+    equity = ledger.equity(marks)
+    return PortfolioView(
+        cash=ledger.cash,
+        equity=equity,
+        peak_equity=max(peak_equity, equity),
+        day_start_equity=day_start_equity,
+        positions={
+            s: PositionView(quantity=q, avg_price=ledger.avg_price(s)) for s, q in ledger.held()
+        },
+    )
 
 
 def _summary(order: PaperOrder) -> dict[str, Any]:
