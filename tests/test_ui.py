@@ -102,6 +102,13 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         store.close()
 
 
+@pytest.fixture
+def vcr_config() -> dict[str, Any]:
+    """The UI's own traffic (gradio_client and the app, both on 127.0.0.1) is never recorded,
+    and with no cassette and record mode none, any request that left the machine would fail."""
+    return {"ignore_localhost": True, "record_mode": "none"}
+
+
 def _titles(history: list[dict[str, Any]]) -> list[str]:
     return [(m.get("metadata") or {}).get("title") or "" for m in history]
 
@@ -112,6 +119,7 @@ def test_banner_names_the_model_the_sample_and_the_dry_run(ui: Running) -> None:
     assert "orders are dry-run, nothing is sent" in ui.banner
 
 
+@pytest.mark.vcr
 def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
     history, _box, thread, *_ = client.predict("analyse ETH", [], "api-thread", api_name="/chat")
@@ -144,6 +152,7 @@ def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> 
         assert status.startswith("**Error:**") and expected in status and "Traceback" not in status
 
 
+@pytest.mark.vcr
 def test_api_agent_backtest_returns_metrics_and_the_decision_log(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
     status, metrics, _plot, _trades, json_file, _html, log = client.predict(
@@ -210,6 +219,7 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
     assert approved[0].execution["status"] == "not_sent_dry_run"
 
 
+@pytest.mark.vcr
 def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
     account, _chat, loop, _plot, loop_decisions, _decisions = client.predict(
@@ -222,6 +232,7 @@ def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     assert runs == {f"trade-{ui.loop_account}"} and len(loop_decisions["data"]) == 48
 
 
+@pytest.mark.vcr
 def test_kill_switch_halts_and_the_next_order_is_vetoed(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
     try:
