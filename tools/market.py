@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
@@ -82,25 +83,32 @@ def get_candles(env: ToolEnv, args: CandlesIn) -> CandlesOut:
 
 
 def _resample(frame: pd.DataFrame, base: str, target: str) -> pd.DataFrame:
-    """Complete target bars only: a bucket is used once every base bar in it has closed."""
+    """Complete target bars only: a bucket is used once every base bar in it has closed.
+    numpy's reduceat over sorted buckets: a pandas groupby cost ~10 ms per call."""
     base_ms, step = interval_ms(base), interval_ms(target)
     if step == base_ms:
         return frame
     if step % base_ms:
         raise ToolError(f"cannot build {target} bars from {base} data")
-    bucket = frame["open_time"] // step
-    grouped = frame.groupby(bucket, sort=True)
-    bars = grouped.agg(
-        open=("open", "first"),
-        high=("high", "max"),
-        low=("low", "min"),
-        close=("close", "last"),
-        volume=("volume", "sum"),
-        count=("open", "size"),
+    bucket = frame["open_time"].to_numpy(dtype=np.int64) // step
+    if not len(bucket):
+        return frame.iloc[:0]
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(bucket)]
+    keep = (ends - starts) == step // base_ms
+    column = {c: frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")}
+    volume = frame["volume"].to_numpy(dtype=np.float64)
+    bars = pd.DataFrame(
+        {
+            "open": column["open"][starts],
+            "high": np.maximum.reduceat(column["high"], starts),
+            "low": np.minimum.reduceat(column["low"], starts),
+            "close": column["close"][ends - 1],
+            "volume": np.add.reduceat(volume, starts),
+            "close_time": (bucket[starts] + 1) * step - 1,
+        }
     )
-    bars = bars[bars["count"] == step // base_ms]
-    bars["close_time"] = (bars.index.to_numpy() + 1) * step - 1
-    return bars.reset_index(drop=True)
+    return bars[keep].reset_index(drop=True)
 
 
 def _price_decimals(env: ToolEnv, symbol: str, price: float) -> int:
