@@ -215,7 +215,11 @@ def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, offline_en
         "AGENT_LLM__MAX_RETRIES": "0",
     }
     try:
-        result = cli("agent-trade", *FAST, "--max-bars", "30", "--decide-every", "5", env=env)
+        refused = cli("agent-trade", *FAST, "--max-bars", "30", env=env)
+        assert refused.returncode == 2 and "pass --yes" in refused.stderr
+        assert "decisions per day" in refused.stderr and failing.requests == []
+        args = ("--max-bars", "30", "--decide-every", "5", "--budget-usd", "1")
+        result = cli("agent-trade", *FAST, *args, env=env)
     finally:
         failing.stop()
     assert result.returncode == 0, result.stderr

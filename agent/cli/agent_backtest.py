@@ -82,10 +82,15 @@ def agent_params(args: argparse.Namespace) -> AgentParams:
         raise UserError(f"invalid {flag}: {first['msg']}") from None
 
 
-def _check_cost(
-    args: argparse.Namespace, model: ChatModel, settings: Settings, planned: int
+def check_cost(
+    args: argparse.Namespace,
+    model: ChatModel,
+    settings: Settings,
+    planned: int,
+    period: str = "",
 ) -> None:
-    """A paid model must not start spending unannounced: show the estimate, require consent."""
+    """A paid model must not start spending unannounced: show the estimate, require consent.
+    `period` names what `planned` covers when it is a rate (" per day" for the trading loop)."""
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return
     calls = planned * CALLS_PER_DECISION
@@ -93,8 +98,8 @@ def _check_cost(
     estimate = getattr(model, "estimate_cost", None)
     cost = estimate(calls, PROMPT_TOKENS_PER_CALL, COMPLETION_TOKENS_PER_CALL) if estimate else 0.0
     notify(
-        f"estimate: {planned:,} decisions, up to ~{calls:,} calls and ~{tokens:,} tokens on "
-        f"{model.model}, ~${cost:.2f} uncached (cached answers are free)"
+        f"estimate: {planned:,} decisions{period}, up to ~{calls:,} calls and ~{tokens:,} tokens "
+        f"on {model.model}, ~${cost:.2f}{period} uncached (cached answers are free)"
     )
     if not args.yes and args.budget_usd is None:
         raise UserError(
@@ -134,7 +139,7 @@ def run_agent_backtest(
                 f"no decision bars: --days is shorter than the warm-up of {strategy.warmup} "
                 f"bars plus one --decide-every ({params.decide_every} min)"
             )
-        _check_cost(args, model, settings, planned)
+        check_cost(args, model, settings, planned)
         result = _with_progress(strategy, model, planned, data, config)
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)

@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument("--max-bars", type=int, help="stop after this many bars")
     loop.add_argument("--drop-every", type=int, help="replay: drop the socket every N messages")
     loop.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1")
+    loop.add_argument(
+        "--budget-usd", type=float, help="a paid model's spend cap; then safe mode (exits only)"
+    )
+    loop.add_argument("--yes", action="store_true", help="accept a paid model's cost estimate")
     out = parser.add_argument_group("status")
     out.add_argument("--json", action="store_true", help="status as JSON")
     parser.add_argument("--reason", default="halted by a person", help="halt: why")
@@ -86,6 +90,8 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise UserError(f"invalid --cash {args.cash:g}: must be above 0")
     if args.max_bars is not None and args.max_bars < 1:
         raise UserError(f"invalid --max-bars {args.max_bars}: at least 1")
+    if args.budget_usd is not None and not args.budget_usd > 0:
+        raise UserError(f"invalid --budget-usd {args.budget_usd:g}: must be above 0")
     if args.drop_every is not None and args.drop_every < 1:
         raise UserError(f"invalid --drop-every {args.drop_every}: at least 1")
 
@@ -240,12 +246,13 @@ def _binance_venue(
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.cli.agent_backtest import check_cost
     from agent.model import open_model
     from agent.trading_loop import TradingLoop
 
     _check_run_args(args)
     symbols = _symbols(args.symbol)
-    settings = settings_from(args)
+    settings = settings_from(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
     store = open_store(settings.resolved_database_url)
     if args.feed == "replay":
         start, end, history = _replay_plan(store, args.account, symbols)
@@ -261,6 +268,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
     model = open_model(settings, notify)
+    check_cost(args, model, settings, DAY_BARS // args.decide_every * len(symbols), " per day")
     observers: list[Any] = []
     if args.metrics_port is not None:
         from agent.loop_metrics import LoopMetrics
