@@ -243,6 +243,7 @@ def test_bad_input_is_one_line_and_exit_2(cli) -> None:
         (("--symbol", "SOLUSDT"), "--feed replay has no SOLUSDT"),
         (("--speed", "0"), "invalid --speed 0"),
         (("--decide-every", "0"), "invalid --decide-every 0"),
+        (("--feed", "binance"), "--feed binance cannot load the last day of bars"),
     ]:
         result = cli("agent-trade", *args)
         assert result.returncode == 2, (args, result.stderr)

@@ -11,13 +11,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
+from agent.cli.common import (
+    EXIT_RUNTIME,
+    OneLineParser,
+    add_common_args,
+    notify,
+    run,
+    settings_from,
+)
 from agent.loop_state import (
     LoopState,
     account_status,
@@ -41,6 +49,7 @@ if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt sta
     from agent.trading_loop import TradingLoop
 
 DAY_BARS, MINUTE_MS = 1_440, 60_000
+log = logging.getLogger(__name__)
 
 COMMANDS = ("run", "status", "halt", "resume")
 
@@ -210,13 +219,20 @@ async def _run_loop(
 
 
 def _binance_history(settings: Settings, symbols: list[str]) -> dict[str, pd.DataFrame]:
-    from market.binance_rest import BinanceRestClient
+    from market.binance_rest import BinanceError, BinanceRestClient
 
     now = int(time.time() * 1000)
-    with BinanceRestClient(settings.binance) as client:
-        return {
-            s: client.klines(s, SAMPLE_INTERVAL, now - DAY_BARS * MINUTE_MS, now) for s in symbols
-        }
+    try:
+        with BinanceRestClient(settings.binance) as client:
+            return {
+                s: client.klines(s, SAMPLE_INTERVAL, now - DAY_BARS * MINUTE_MS, now)
+                for s in symbols
+            }
+    except BinanceError as exc:
+        raise UserError(
+            f"--feed binance cannot load the last day of bars from {settings.binance.base_url}: "
+            f"{exc} (offline, use --feed replay)"
+        ) from None
 
 
 def _binance_venue(
@@ -312,12 +328,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notify(f"orders: Binance {args.mode}, reconciled ({len(loop.venue.orders)} known orders)")
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
     with bar.progress:
-        reason = asyncio.run(_run_loop(loop, args, settings, start, end))
+        try:
+            reason = asyncio.run(_run_loop(loop, args, settings, start, end))
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # unattended: say why it stopped, where `status` will show it
+            return _failed(loop, exc)
     finished = reason.startswith("the replay reached")
     loop.finish("finished" if finished else "stopped", reason)
     model.close()
     _print_status(account_status(store, args.account, settings))
     return 0
+
+
+def _failed(loop: TradingLoop, exc: Exception) -> int:
+    """Record the failure with the account (the last committed bar is where a restart resumes)
+    and exit 1 with one line; the traceback goes to the log."""
+    why = f"failed: {type(exc).__name__}: {exc}"
+    log.error("the trading loop %s", why, exc_info=exc)
+    try:
+        loop.state = loop.state.model_copy(update={"last_error": why})
+        loop.finish("stopped", why)
+    except Exception:  # the store itself may be what failed
+        log.exception("could not record the failure in the store")
+    notify(f"error: the loop {why}; `agent-trade` again resumes after the last committed bar")
+    return EXIT_RUNTIME
 
 
 # -- status, halt, resume -----------------------------------------------------------------------
