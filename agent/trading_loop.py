@@ -30,9 +30,10 @@ from market.models import SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
 from risk.limits import RiskLimits
-from risk.models import Approved, ApprovedOrder, MarketView, PortfolioView
+from risk.models import Approved, ApprovedOrder, MarketView, PortfolioView, ReasonCode
 from risk.protections import TradingState
-from risk.state import kill, on_equity, on_trade_closed
+from risk.records import load_state
+from risk.state import clear_kill, kill, on_equity, on_trade_closed
 from store.db import Store
 from tools import MarketData, ToolEnv, decision_tools
 from tools.trading import TradeIdea, market_view, to_signal
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 DAY_BARS = 1_440
+STALL_S = 120.0  # wall seconds a minute may wait for a quiet symbol
 
 
 class Venue(Protocol):
@@ -58,7 +60,11 @@ class Venue(Protocol):
 
     def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView: ...
 
-    def drain(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]: ...
+    def changes(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]: ...
+
+    def committed(self) -> None: ...
+
+    def halt(self, now_ms: int) -> None: ...
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
@@ -93,6 +99,7 @@ class TradingLoop:
         observers: Sequence[LoopObserver] = (),
         mode: str = "paper",
         venue: Callable[[float], Venue] | None = None,
+        realtime: bool = False,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.account = account
@@ -130,18 +137,30 @@ class TradingLoop:
         self.state = self.state.model_copy(
             update={"status": "running", "pid": os.getpid(), "stop_reason": None}
         )
+        involved = (
+            {s for s, _ in self.venue.ledger.held()}
+            | {o["symbol"] for o in self.state.paper.working + self.state.paper.queued}
+            | {b["symbol"] for b in self.state.paper.brackets}
+        )
+        uncovered = sorted(involved - set(self.symbols))
+        if uncovered:
+            raise UserError(
+                f"account {account!r} holds or has orders in {', '.join(uncovered)}: "
+                f"include them in --symbol ({','.join([*self.symbols, *uncovered])})"
+            )
         self.now_ms = self.state.paper.last_open_time or 0
+        self.scope = risk_scope(account)
+        # A live feed's gate judges freshness by the wall clock (STALE_DATA after a backlog);
+        # a replay's clock is its bars.
+        gate_now = self.wall_ms if realtime else (lambda: self.now_ms)
         self.desk = RiskDesk(
-            store,
-            risk_scope(account),
-            self.limits,
-            self._portfolio,
-            self._market,
-            lambda: self.now_ms,
+            store, self.scope, self.limits, self._portfolio, self._market, gate_now
         )
         self.trades_seen = len(self.venue.ledger.trades)
         self.bars_this_run = 0
         self._market_data: MarketData | None = None
+        self._last_seen: dict[str, int] = {}  # newest bar open time per symbol, from the feed
+        self._pending_since: dict[int, float] = {}  # when each waiting minute was first seen
         self._tracked: tuple[float, int] | None = None
 
     @property
@@ -181,10 +200,13 @@ class TradingLoop:
         started = time.perf_counter()
         close_time = max(b.close_time for b in bars.values())
         for symbol, bar in bars.items():
-            self.frames[symbol].append(bar.model_dump(exclude={"symbol", "interval", "source"}))
+            rows = self.frames[symbol]
+            if not rows or bar.open_time > rows[-1]["open_time"]:  # REST history may hold it
+                rows.append(bar.model_dump(exclude={"symbol", "interval", "source"}))
         self._market_data = None
-        self.venue.on_bar(open_time, close_time, bars)
         self.now_ms = close_time
+        self._kill_switch(close_time)
+        self.venue.on_bar(open_time, close_time, bars)
         self._risk_bookkeeping(close_time)
         for symbol, why in self.venue.protective_exits(bars):
             self._protective_exit(symbol, why, close_time)
@@ -205,12 +227,23 @@ class TradingLoop:
         for trade in trades[self.trades_seen :]:
             self.desk.update(lambda s, t=trade: on_trade_closed(s, t.pnl, t.exit_time))
         self.trades_seen = len(trades)
-        if self.kill_switch.exists() and self.desk.state.trading_state(now) is not (
-            TradingState.HALTED
+
+    def _kill_switch(self, now: int) -> None:
+        """The file halts within a bar and cancels what has not filled; `agent-trade resume`
+        (file gone, the stored kill cleared) lets a running loop trade again."""
+        killed = any(lock.code is ReasonCode.KILL_SWITCH for lock in self.desk.state.locks)
+        if self.kill_switch.exists():
+            if not killed:
+                reason = f"kill-switch file {self.kill_switch}"
+                self.desk.update(lambda s: kill(s, reason, now))
+                log.warning("halted by %s", reason, extra={"account": self.account})
+        elif killed and not any(
+            lock.code is ReasonCode.KILL_SWITCH for lock in load_state(self.store, self.scope).locks
         ):
-            reason = f"kill-switch file {self.kill_switch}"
-            self.desk.update(lambda s: kill(s, reason, now))
-            log.warning("halted by %s", reason, extra={"account": self.account})
+            self.desk.update(clear_kill)
+            log.warning("kill switch cleared; trading again", extra={"account": self.account})
+        if self.desk.state.trading_state(now) is TradingState.HALTED:
+            self.venue.halt(now)
 
     def _protective_exit(self, symbol: str, why: str, now: int) -> None:
         """A venue without brackets asks for the exit; it goes through the gate like any order."""
@@ -283,10 +316,12 @@ class TradingLoop:
             observer.on_decision(record)
 
     def _commit(self, now: int) -> None:
-        orders, fills, checkpoint = self.venue.drain()
+        """One transaction; the venue forgets its changes only once they are stored."""
+        orders, fills, checkpoint = self.venue.changes()
         self.state = self.state.model_copy(
             update={"paper": checkpoint, "wall_updated_ms": self.wall_ms()}
         )
+        stepped = self.bars_this_run > 0
         save_step(
             self.store,
             self.account,
@@ -294,8 +329,9 @@ class TradingLoop:
             fills=fills,
             state_json=self.state.model_dump_json(),
             now_ms=now,
-            equity=(now, self.venue.equity(), self.venue.ledger.cash),
+            equity=(now, self.venue.equity(), self.venue.ledger.cash) if stepped else None,
         )
+        self.venue.committed()
 
     def finish(self, status: LoopStatus, reason: str) -> None:
         """Record why the loop stopped; the last committed bar is where a restart resumes."""
@@ -343,8 +379,8 @@ class TradingLoop:
     def _ready(
         self, pending: dict[int, dict[str, Bar]], event: StreamEvent
     ) -> list[tuple[int, dict[str, Bar]]]:
-        """Bars grouped by minute; a minute is stepped once every symbol has it, or once a later
-        minute is complete (a symbol that missed it gets a flat bar at its last close)."""
+        """Bars grouped by minute, stepped in order; a symbol that lacks a ready minute gets a
+        flat bar at its last close (counted in the feed's `flat_bars`)."""
         if isinstance(event, Reconnected | BarGap):
             self._feed_event(event)
             return []
@@ -354,13 +390,24 @@ class TradingLoop:
         if last is not None and event.open_time <= last:
             return []  # committed before a restart
         pending.setdefault(event.open_time, {})[event.symbol] = event
-        complete = [t for t, got in pending.items() if len(got) == len(self.symbols)]
+        self._last_seen[event.symbol] = event.open_time
+        self._pending_since.setdefault(event.open_time, time.monotonic())
+        # A minute is ready when every symbol has it, or has moved past it (the stream delivers a
+        # symbol's bars in order, backfill first, so it will never come), or after STALL_S: a
+        # symbol that went quiet must not stall the others, their stops included.
+        complete = [
+            t
+            for t, got in pending.items()
+            if all(s in got or self._last_seen.get(s, -1) > t for s in self.symbols)
+            or time.monotonic() - self._pending_since.get(t, time.monotonic()) > STALL_S
+        ]
         if not complete:
             return []
         upto = max(complete)
         ready = []
         for open_time in sorted(t for t in pending if t <= upto):
             bars = pending.pop(open_time)
+            self._pending_since.pop(open_time, None)
             for symbol in self.symbols:
                 if symbol not in bars:
                     bars[symbol] = self._flat_bar(symbol, open_time)

@@ -17,7 +17,7 @@ from execution.orders import ExitReason, Fill
 from execution.paper import PaperCheckpoint, PaperOrder, portfolio_view
 from market.binance_rest import BinanceError
 from market.models import Candle, SymbolRules
-from risk.models import ApprovedOrder, PortfolioView
+from risk.models import ApprovedOrder, OrderType, PortfolioView
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,7 @@ class BinanceVenue:
         report what Binance holds that the ledger cannot account for (nothing is guessed)."""
         snapshot = self.executor.reconcile()
         findings: list[str] = []
-        for order in [o for o in self.orders.values() if o.status in ("accepted", "unknown")]:
-            status = self.executor.settled_status(order.symbol, order.client_order_id)
-            if status is None:
-                self._set(order.model_copy(update={"status": "rejected", "reason": "never placed"}))
-            else:
-                self._book(order, status)
+        self.settle()
         ours = {o.client_order_id for o in snapshot.open_orders}
         unknown = sorted(c for c in ours if c.startswith("agt-") and c not in self.orders)
         if unknown:
@@ -84,10 +79,45 @@ class BinanceVenue:
             log.warning("reconciliation: %s", finding)
         return findings
 
+    def settle(self) -> None:
+        """Ask Binance about orders whose outcome we do not know (a lost reply, a crash between
+        the write-ahead and the answer) and book what it says; never resend them."""
+        for order in [o for o in self.orders.values() if o.status in ("accepted", "unknown")]:
+            try:
+                status = self.executor.settled_status(order.symbol, order.client_order_id)
+            except BinanceError as exc:
+                log.warning("cannot settle %s yet: %s", order.client_order_id, exc)
+                continue
+            if status is None:
+                self._set(order.model_copy(update={"status": "rejected", "reason": "never placed"}))
+            else:
+                self._book(order, status)
+
     # -- the OrderSink the graph calls ------------------------------------------------------
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]:
         """Send now (the executor checks the seal and the filters); book what Binance filled."""
+        if order.order_type is not OrderType.MARKET:
+            reason = (
+                "only market orders go to Binance from the loop (resting orders are not followed)"
+            )
+            return {
+                "status": "rejected",
+                "client_order_id": order.client_order_id,
+                "reason": reason,
+            }
+        unsettled = [
+            o.client_order_id
+            for o in self.orders.values()
+            if o.symbol == order.symbol and o.status in ("accepted", "unknown")
+        ]
+        if unsettled:
+            reason = f"an earlier {order.symbol} order's outcome is not known yet: {unsettled}"
+            return {
+                "status": "rejected",
+                "client_order_id": order.client_order_id,
+                "reason": reason,
+            }
         known = self.orders.get(order.client_order_id)
         if known is not None:
             return {
@@ -103,6 +133,8 @@ class BinanceVenue:
             order_type=order.order_type.value,
             quantity=str(order.quantity),
             status="accepted",
+            stop_loss=None if order.stop_loss is None else float(order.stop_loss),
+            take_profit=None if order.take_profit is None else float(order.take_profit),
             accepted_ms=order.created_ms,
             updated_ms=order.created_ms,
         )
@@ -116,11 +148,6 @@ class BinanceVenue:
             self._set(record.model_copy(update={"status": outcome, "reason": str(exc)}))
             return {"status": outcome, "client_order_id": order.client_order_id, "reason": str(exc)}
         self._book(record, status)
-        if order.stop_loss is not None or order.take_profit is not None:
-            self.brackets[order.symbol] = {
-                "stop_loss": None if order.stop_loss is None else float(order.stop_loss),
-                "take_profit": None if order.take_profit is None else float(order.take_profit),
-            }
         return {
             "status": self.orders[order.client_order_id].status,
             "client_order_id": order.client_order_id,
@@ -133,11 +160,15 @@ class BinanceVenue:
         as it does on the exchange."""
         rules = self.rules[order.symbol]
         side = 1 if status.side == "BUY" else -1
+        if status.executed_qty > 0 and not status.fills:  # a status query carries no fills
+            status = status.model_copy(
+                update={"fills": self.executor.order_fills(order.symbol, status.order_id)}
+            )
         for part in status.fills:
             quantity, price = float(part.qty), float(part.price)
             fee = float(part.commission)
-            if part.commission_asset == rules.base_asset:
-                quantity, fee = quantity - fee, fee * price
+            if part.commission_asset == rules.base_asset:  # the position moves by the fee too
+                quantity, fee = quantity - side * fee, fee * price
             elif part.commission_asset != rules.quote_asset:
                 log.warning("fee in %s is not booked in USDT terms", part.commission_asset)
                 fee = 0.0
@@ -169,8 +200,17 @@ class BinanceVenue:
                 }
             )
         )
-        if not self.ledger.quantity(order.symbol):
+        if self._flat(order.symbol):
             self.brackets.pop(order.symbol, None)
+        elif filled and (order.stop_loss is not None or order.take_profit is not None):
+            self.brackets[order.symbol] = {
+                "stop_loss": order.stop_loss,
+                "take_profit": order.take_profit,
+            }
+
+    def _flat(self, symbol: str) -> bool:
+        """Below the minimum order size counts as flat: a base-asset fee leaves unsellable dust."""
+        return abs(self.ledger.quantity(symbol)) < float(self.rules[symbol].min_qty)
 
     def _set(self, order: PaperOrder) -> None:
         self.orders[order.client_order_id] = order
@@ -179,8 +219,10 @@ class BinanceVenue:
     # -- the bar loop ----------------------------------------------------------------------
 
     def on_bar(self, open_time: int, close_time: int, bars: Mapping[str, Candle]) -> list[Fill]:
-        """Marks move; market orders filled when they were sent, so nothing fills here."""
+        """Marks move, and orders whose outcome was left unknown are settled; market orders
+        filled when they were sent, so nothing else fills here."""
         self.bar += 1
+        self.settle()
         self.checkpoint = self.checkpoint.model_copy(
             update={
                 "bars": self.checkpoint.bars + 1,
@@ -195,7 +237,7 @@ class BinanceVenue:
         due = []
         for symbol, levels in self.brackets.items():
             bar = bars.get(symbol)
-            if bar is None or self.ledger.quantity(symbol) <= 0:
+            if bar is None or self._flat(symbol):
                 continue
             stop, target = levels["stop_loss"], levels["take_profit"]
             if stop is not None and bar.low <= stop:
@@ -214,11 +256,16 @@ class BinanceVenue:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def drain(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
-        changed, fills = list(self.changed.values()), self.new_fills
-        self.changed, self.new_fills = {}, []
+    def changes(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
         brackets = [{"symbol": s, **levels} for s, levels in self.brackets.items()]
-        return changed, fills, self.checkpoint.model_copy(update={"brackets": brackets})
+        checkpoint = self.checkpoint.model_copy(update={"brackets": brackets})
+        return list(self.changed.values()), list(self.new_fills), checkpoint
+
+    def committed(self) -> None:
+        self.changed, self.new_fills = {}, []
+
+    def halt(self, now_ms: int) -> None:
+        """Market orders only, so nothing is waiting to be cancelled."""
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]

@@ -40,6 +40,8 @@ class PaperOrder(BaseModel):
     filled_quantity: float = 0.0
     average_price: float | None = None
     reason: str | None = None
+    stop_loss: float | None = None  # the protective levels an entry carried
+    take_profit: float | None = None
     accepted_ms: int
     updated_ms: int
 
@@ -235,10 +237,10 @@ class PaperExecutor:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def drain(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
-        """What changed since the last call, and the checkpoint to store with it atomically."""
-        changed, fills = list(self.changed.values()), self.new_fills
-        self.changed, self.new_fills = {}, []
+    def changes(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
+        """What changed since the last commit, and the checkpoint to store with it atomically;
+        kept until `committed`, so a failed save loses nothing."""
+        changed, fills = list(self.changed.values()), list(self.new_fills)
         position = len(self.feed)
         checkpoint = self.checkpoint.model_copy(
             update={
@@ -248,6 +250,38 @@ class PaperExecutor:
             }
         )
         return changed, fills, checkpoint
+
+    def committed(self) -> None:
+        self.changed, self.new_fills = {}, []
+
+    def halt(self, now_ms: int) -> None:
+        """HALTED: entries not yet placed or still resting are cancelled; the brackets that
+        protect open positions stay."""
+        for order in self.queued:
+            known = self.orders[order.client_order_id]
+            self._set(
+                known.model_copy(
+                    update={
+                        "status": "rejected",
+                        "reason": "cancelled: halted",
+                        "updated_ms": now_ms,
+                    }
+                )
+            )
+        self.queued = []
+        for order in [o for o in self.sim.working if not o.reduce_only]:
+            self.sim.working.remove(order)
+            known = self.orders.get(order.order_id)
+            if known is not None:
+                self._set(
+                    known.model_copy(
+                        update={
+                            "status": "rejected",
+                            "reason": "cancelled: halted",
+                            "updated_ms": now_ms,
+                        }
+                    )
+                )
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]

@@ -205,6 +205,21 @@ def test_kill_switch_file_halts_a_running_loop(cli, offline_env) -> None:
     assert orders_now == orders_then
 
 
+def test_resume_lets_a_running_loop_trade_again(cli, offline_env) -> None:
+    path = db(offline_env)
+    proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "1")
+    wait_for_bars(proc, path, 5)
+    assert cli("agent-trade", "halt").returncode == 0
+    halted_at = wait_for_bars(proc, path, committed_bars(path) + 3)
+    decisions = json.loads(query(path, "SELECT state_json FROM trading_loops")[0][0])["decisions"]
+    assert cli("agent-trade", "resume").returncode == 0
+    wait_for_bars(proc, path, halted_at + 6)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    shown = status(cli)
+    assert shown["trading_state"] == "ACTIVE" and shown["decisions"] > decisions
+
+
 def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, offline_env) -> None:
     failing = LoopbackOpenAI(
         responder=lambda _: Scripted(500, {"error": {"message": "upstream down", "type": "x"}})
@@ -231,10 +246,12 @@ def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, offline_en
     assert "abstained" in shown["last_error"]
 
 
-def test_live_mode_needs_the_confirmation(cli) -> None:
+def test_live_mode_needs_the_confirmation_and_a_live_feed(cli) -> None:
     result = cli("agent-trade", "--mode", "live")
     assert result.returncode == 2
     assert "LIVE_TRADING_CONFIRM=yes" in result.stderr and "Traceback" not in result.stderr
+    replayed = cli("agent-trade", "--mode", "live", env={"LIVE_TRADING_CONFIRM": "yes"})
+    assert replayed.returncode == 2 and "--mode live needs --feed binance" in replayed.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(cli) -> None:
@@ -257,6 +274,7 @@ def test_dropped_sockets_lose_no_bar(cli, offline_env) -> None:
     assert result.returncode == 0, result.stderr
     shown = status(cli)
     assert shown["feed"]["reconnects"] >= 2 and "missing_bars" not in shown["feed"]
+    assert "flat_bars" not in shown["feed"]  # every minute stepped with both symbols' real bars
     assert_books_consistent(db(offline_env), cli)
 
 
@@ -309,13 +327,16 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
 
 
 def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli) -> None:
-    from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+    from loopback_exchange import API_KEY, API_SECRET, ExchangeFault, LoopbackExchange
 
     exchange = LoopbackExchange(prices={"BTCUSDT": "110000", "ETHUSDT": "3900"}).start()
+    # The first order fills but its reply is a 503: the executor asks, and the fills are booked.
+    exchange.script(ExchangeFault(status=503, after_accept=True))
     env = {
         "BINANCE_API_KEY": API_KEY,
         "BINANCE_API_SECRET": API_SECRET,
         "AGENT_BINANCE__TRADE_URL": exchange.base_url,
+        "AGENT_BINANCE__MAX_RETRIES": "2",
     }
     args = ("--mode", "testnet", "--account", "tn", *FAST, "--decide-every", "3")
     try:

@@ -91,6 +91,10 @@ def _symbols(text: str) -> list[str]:
 
 def _check_run_args(args: argparse.Namespace) -> None:
     check_live_allowed(args.mode, os.environ)
+    if args.mode == "live" and args.feed != "binance":
+        raise UserError(
+            "--mode live needs --feed binance: replayed sample bars must never drive real orders"
+        )
     if not 1 <= args.decide_every <= 1_440:
         raise UserError(f"invalid --decide-every {args.decide_every}: 1 to 1440 minutes")
     if not args.speed > 0:
@@ -249,6 +253,9 @@ def _binance_venue(
         live=mode == "live",
         live_confirmed=mode == "live",  # check_live_allowed passed
         base_url=settings.binance.trade_url,
+        timeout_s=settings.binance.timeout_s,
+        max_attempts=settings.binance.max_retries + 1,
+        max_retry_after_s=settings.binance.max_retry_after_s,
     )
     try:
         rules = {s: executor.symbol_rules(s) for s in symbols}
@@ -312,6 +319,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         observers=observers,
         mode=args.mode,
         venue=venue,
+        realtime=args.feed == "binance",
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
