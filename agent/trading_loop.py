@@ -250,7 +250,8 @@ class TradingLoop:
         env = self._env()
         env.decision_id = f"{self.run_id}:{symbol}:{now}:exit"
         idea = TradeIdea(symbol=symbol, action="close", confidence=1.0, rationale=why)
-        verdict = self.desk.review(to_signal(env, idea))
+        signal = to_signal(env, idea).model_copy(update={"protective": True})
+        verdict = self.desk.review(signal)
         if isinstance(verdict, Approved):
             result = self.venue.execute(verdict.order)
             log.warning("%s: %s; exit %s", symbol, why, result.get("status"))

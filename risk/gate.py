@@ -127,7 +127,7 @@ def assess(
         for lock in state.locks
         if lock.level is TradingState.HALTED and lock.active(now_ms)
     ]
-    if halts:
+    if halts and not (signal.protective and signal.action is SignalAction.CLOSE):
         return Vetoed(reasons=halts)
     position = portfolio.positions.get(signal.symbol)
     held = position.quantity if position is not None else 0.0

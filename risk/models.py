@@ -58,6 +58,9 @@ class TradeSignal(BaseModel):
     horizon_minutes: int | None = None
     rationale: str = ""
     created_ms: int
+    # A close that executes a stop or target set while entering (Binance spot has no bracket
+    # order, so the loop watches them): it passes a HALTED lock, as a resting exchange stop would.
+    protective: bool = False
 
 
 class PositionView(BaseModel):

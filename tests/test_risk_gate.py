@@ -338,6 +338,19 @@ def test_halted_blocks_everything_including_exits() -> None:
     vetoed_with(run(signal("close"), held, state=state), ReasonCode.KILL_SWITCH)
 
 
+def test_halted_still_lets_a_protective_stop_close_the_position() -> None:
+    """A stop set at entry fires through a halt, as a resting exchange stop would; nothing else
+    marked protective gets through."""
+    state = kill(RiskState(), "operator pressed stop", NOW)
+    held = portfolio(positions={"BTCUSDT": (0.1, PRICE)})
+    order = approved(run(signal("close", source=AI, protective=True), held, state=state))
+    assert (order.side, order.quantity, order.reduce_only) == (Side.SELL, Decimal("0.1"), True)
+    entry = signal(source=AI, quantity=0.01, stop_loss=60_000.0, protective=True)
+    vetoed_with(run(entry, held, state=state), ReasonCode.KILL_SWITCH)
+    vetoed_with(run(signal("sell", quantity=0.05, protective=True), held, state=state),
+                ReasonCode.KILL_SWITCH)  # fmt: skip
+
+
 def test_reducing_allows_only_exits() -> None:
     lock = Lock(
         code=ReasonCode.MAX_DRAWDOWN, level=TradingState.REDUCING, message="dd", since_ms=NOW
