@@ -106,6 +106,12 @@ class TradingLoop:
         self.symbols = list(symbols)
         self.store = store
         self.model = model
+        unknown = [s for s in self.symbols if s not in rules]
+        if unknown:
+            raise UserError(
+                f"no exchange rules for {', '.join(unknown)}: rules are known for "
+                f"{', '.join(sorted(rules))}"
+            )
         self.rules = {s: rules[s] for s in self.symbols}
         self.limits = limits or RiskLimits()
         self.decide_every_ms = decide_every * MINUTE_MS
