@@ -34,7 +34,7 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
 from loopback_openai import LoopbackOpenAI, Scripted  # noqa: E402
-from scripted_model import ScriptedModel, tool_call, tool_results  # noqa: E402
+from scripted_model import ScriptedModel, buy_an_uptrend, look_at_the_market  # noqa: E402
 
 BIN = Path(sys.executable).parent
 COLD_TARGET, WARM_TARGET, OFFLINE_TARGET = 1.5, 3.0, 3.0
@@ -50,43 +50,14 @@ class Run:
     report: dict[str, Any] | None
 
 
-def look_then_decide(_: list[dict[str, Any]]) -> dict[str, Any]:
-    """Turn 1: read the market (two tools in one call)."""
-    return {
-        "tool_calls": [
-            ("get_market_snapshot", json.dumps({"symbol": "BTCUSDT"})),
-            ("get_candles", json.dumps({"symbol": "BTCUSDT", "interval": "15m", "limit": 5})),
-        ]
-    }
-
-
-def signal(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Turn 2: buy an uptrend with a stop, else hold."""
-    snap = tool_results(messages).get("get_market_snapshot") or {}
-    if (snap.get("trend") or {}).get("sma_fast_above_slow"):
-        price = snap["last_price"]
-        return tool_call(
-            "submit_signal",
-            {
-                "symbol": "BTCUSDT",
-                "action": "buy",
-                "size_pct": 0.2,
-                "stop_loss": round(price * 0.995, 2),
-                "confidence": 0.8,
-                "rationale": "fast SMA above slow",
-            },
-        )
-    return tool_call("submit_signal", {"symbol": "BTCUSDT", "action": "hold", "confidence": 0.5})
-
-
-CALLS_PER_DECISION = 2  # look_then_decide, then signal: sequential within one decision
+CALLS_PER_DECISION = 2  # look at the market, then signal: sequential within one decision
 
 
 class SlowModel:
     """The scripted model, each answer held back `delay_s` by the server (per request thread)."""
 
     def __init__(self, delay_s: float) -> None:
-        self.model = ScriptedModel(look_then_decide, signal)
+        self.model = ScriptedModel(look_at_the_market, buy_an_uptrend)
         self.delay_s = delay_s
 
     def __call__(self, request: dict[str, Any]) -> Scripted:

@@ -257,31 +257,16 @@ class PaperExecutor:
     def halt(self, now_ms: int) -> None:
         """HALTED: entries not yet placed or still resting are cancelled; the brackets that
         protect open positions stay."""
-        for order in self.queued:
-            known = self.orders[order.client_order_id]
-            self._set(
-                known.model_copy(
-                    update={
-                        "status": "rejected",
-                        "reason": "cancelled: halted",
-                        "updated_ms": now_ms,
-                    }
-                )
-            )
+        resting = [o for o in self.sim.working if not o.reduce_only]
+        cancelled = [o.client_order_id for o in self.queued] + [o.order_id for o in resting]
         self.queued = []
-        for order in [o for o in self.sim.working if not o.reduce_only]:
+        for order in resting:
             self.sim.working.remove(order)
-            known = self.orders.get(order.order_id)
+        for cid in cancelled:
+            known = self.orders.get(cid)
             if known is not None:
-                self._set(
-                    known.model_copy(
-                        update={
-                            "status": "rejected",
-                            "reason": "cancelled: halted",
-                            "updated_ms": now_ms,
-                        }
-                    )
-                )
+                update = {"status": "rejected", "reason": "cancelled: halted", "updated_ms": now_ms}
+                self._set(known.model_copy(update=update))
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]

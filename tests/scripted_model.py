@@ -91,3 +91,32 @@ def rate_limited(retry_after_s: float) -> Scripted:
         RATE_LIMITED["response_body"],
         headers={"retry-after": f"{retry_after_s:g}"},
     )
+
+
+def look_at_the_market(_: list[dict[str, Any]]) -> Reply:
+    """A trend follower's first turn: the snapshot and five 15m candles, in one call."""
+    return {
+        "tool_calls": [
+            ("get_market_snapshot", json.dumps({"symbol": "BTCUSDT"})),
+            ("get_candles", json.dumps({"symbol": "BTCUSDT", "interval": "15m", "limit": 5})),
+        ]
+    }
+
+
+def buy_an_uptrend(messages: list[dict[str, Any]]) -> Reply:
+    """Its second turn: buy 20% with a 0.5% stop when the fast SMA is above the slow, else hold."""
+    snap = tool_results(messages).get("get_market_snapshot") or {}
+    if (snap.get("trend") or {}).get("sma_fast_above_slow"):
+        price = snap["last_price"]
+        return tool_call(
+            "submit_signal",
+            {
+                "symbol": "BTCUSDT",
+                "action": "buy",
+                "size_pct": 0.2,
+                "stop_loss": round(price * 0.995, 2),
+                "confidence": 0.8,
+                "rationale": "fast SMA above slow",
+            },
+        )
+    return tool_call("submit_signal", {"symbol": "BTCUSDT", "action": "hold", "confidence": 0.5})

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from loopback_openai import LoopbackOpenAI, Scripted
-from scripted_model import ScriptedModel, tool_call, tool_results
+from scripted_model import ScriptedModel, buy_an_uptrend, look_at_the_market, tool_results
 
 from agent.cli.common import EXIT_INTERRUPTED
 from agent.records import load_decisions
@@ -74,36 +74,9 @@ def test_the_command_loads_no_llm_sdk_or_plotting_until_needed() -> None:
     assert loaded.stdout.strip() == "[]"
 
 
-def snapshot_and_candles(_: list) -> dict:
-    return {
-        "tool_calls": [
-            ("get_market_snapshot", json.dumps({"symbol": "BTCUSDT"})),
-            ("get_candles", json.dumps({"symbol": "BTCUSDT", "interval": "15m", "limit": 5})),
-        ]
-    }
-
-
-def buy_or_hold(messages: list) -> dict:
-    snap = tool_results(messages)["get_market_snapshot"]
-    if snap["trend"]["sma_fast_above_slow"]:
-        price = snap["last_price"]
-        return tool_call(
-            "submit_signal",
-            {
-                "symbol": "BTCUSDT",
-                "action": "buy",
-                "size_pct": 0.2,
-                "stop_loss": round(price * 0.995, 2),
-                "confidence": 0.8,
-                "rationale": "fast SMA above slow",
-            },
-        )
-    return tool_call("submit_signal", {"symbol": "BTCUSDT", "action": "hold", "confidence": 0.5})
-
-
 @pytest.fixture
 def model_server() -> Iterator[tuple[LoopbackOpenAI, ScriptedModel]]:
-    model = ScriptedModel(snapshot_and_candles, buy_or_hold)
+    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
     server = LoopbackOpenAI(responder=model).start()
     yield server, model
     server.stop()
@@ -193,7 +166,7 @@ def slowly(model: ScriptedModel, delay_s: float) -> Callable[[dict], Scripted]:
 def test_ctrl_c_stops_cleanly_with_a_partial_report(
     offline_env: dict[str, str], tmp_path: Path, mode: tuple[str, ...]
 ) -> None:
-    model = ScriptedModel(snapshot_and_candles, buy_or_hold)
+    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
     server = LoopbackOpenAI(responder=slowly(model, 0.2)).start()
     out = tmp_path / "partial.json"
     command = [str(Path(sys.executable).parent / "agent-backtest"), *DAY, *mode, "--yes"]
