@@ -27,7 +27,14 @@ from execution.binance_signing import (
     signed_query,
 )
 from execution.rules import rule_breaches
-from market.binance_rest import BinanceBanned, BinanceError, BinanceRequestError, BinanceUnavailable
+from market.binance_rest import (
+    BinanceBanned,
+    BinanceError,
+    BinanceRequestError,
+    BinanceUnavailable,
+    error_body,
+    retry_after_s,
+)
 from market.models import SymbolRules, parse_symbol
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
@@ -276,21 +283,6 @@ def _plain(secret: str | SecretStr | None) -> str:
     if isinstance(secret, SecretStr):
         return secret.get_secret_value()
     return secret or ""
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
-
-
-def _error_body(response: httpx.Response) -> tuple[int | None, str]:
-    try:
-        body = response.json()
-        return body.get("code"), str(body.get("msg", ""))
-    except (ValueError, AttributeError):
-        return None, response.text[:200]
 
 
 # --- the executor -----------------------------------------------------------------------------
@@ -646,10 +638,10 @@ class BinanceExecutor:
         if status in (418, 429):
             self._rate_limited(response, method, path)
         if status >= 500:
-            code, msg = _error_body(response)
+            code, msg = error_body(response)
             raise _OutcomeUnknown(f"HTTP {status}" + (f", code {code}" if code is not None else ""))
         if status >= 400:
-            code, msg = _error_body(response)
+            code, msg = error_body(response)
             if code in _EXECUTION_UNKNOWN:
                 raise _OutcomeUnknown(f"HTTP {status}, code {code}: {self._redact(msg)}")
             if code == _TIMESTAMP_OUTSIDE_WINDOW:
@@ -664,7 +656,7 @@ class BinanceExecutor:
     def _rate_limited(self, response: httpx.Response, method: str, path: str) -> None:
         """Honour Retry-After when it is within the cap; beyond it, stop rather than hammer."""
         status = response.status_code
-        wait = _retry_after(response)
+        wait = retry_after_s(response)
         if status == 418:
             wait = wait if wait is not None else _DEFAULT_BAN_S
         if wait is not None and wait > self._max_retry_after_s:

@@ -297,10 +297,10 @@ class BinanceRestClient:
         self._record_weight(response, weight)
         status = response.status_code
         if status == 418:
-            self._banned_until = self._clock() + (_retry_after(response) or _DEFAULT_BAN_S)
+            self._banned_until = self._clock() + (retry_after_s(response) or _DEFAULT_BAN_S)
             raise BinanceBanned(self._ban_message())
         if status == 429:
-            raise _Retryable("HTTP 429 (too many requests)", _retry_after(response))
+            raise _Retryable("HTTP 429 (too many requests)", retry_after_s(response))
         if status >= 500:
             raise _Retryable(f"HTTP {status}")
         if status >= 400:
@@ -391,19 +391,25 @@ class BinanceRestClient:
         return int(self._clock() * 1000)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_s(response: httpx.Response) -> float | None:
+    """Binance's `Retry-After` in seconds, if it sent a usable one."""
     try:
         return float(response.headers["retry-after"])
     except (KeyError, ValueError):
         return None
 
 
-def _request_error(response: httpx.Response, path: str, symbols: list[str]) -> BinanceRequestError:
+def error_body(response: httpx.Response) -> tuple[int | None, str]:
+    """Binance's `{"code", "msg"}` error body, or the start of whatever else came back."""
     try:
         body = response.json()
-        code, msg = body.get("code"), str(body.get("msg", ""))
+        return body.get("code"), str(body.get("msg", ""))
     except (ValueError, AttributeError):
-        code, msg = None, response.text[:200]
+        return None, response.text[:200]
+
+
+def _request_error(response: httpx.Response, path: str, symbols: list[str]) -> BinanceRequestError:
+    code, msg = error_body(response)
     if code == _INVALID_SYMBOL and symbols:
         return UnknownSymbolError(symbols, response.status_code, code, msg, path)
     return BinanceRequestError(response.status_code, code, msg, path)

@@ -34,9 +34,9 @@ SAMPLE_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 # Half a minute into 2025-11-01 05:00 UTC: every bar of the bundled sample is closed by then.
 AFTER_SAMPLE_S = 1_761_973_230.0
 
-# Binance's own bodies for these answers.
+# Binance's own bodies for these answers (the fake exchange answers with them too).
 INVALID_SYMBOL = {"code": -1121, "msg": "Invalid symbol."}
-_DEFAULT_BODIES: dict[int, dict[str, Any]] = {
+DEFAULT_BODIES: dict[int, dict[str, Any]] = {
     418: {
         "code": -1003,
         "msg": "Way too much request weight used; IP banned until 1761973530000. "
@@ -57,6 +57,29 @@ _DEFAULT_BODIES: dict[int, dict[str, Any]] = {
     },
 }
 _WEIGHTS = {"/api/v3/klines": 2, "/api/v3/exchangeInfo": 20, "/api/v3/time": 1}
+
+
+class BinanceJsonHandler(BaseHTTPRequestHandler):
+    """What both loopback Binance servers answer with: keep-alive JSON, quiet logs."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API
+    disable_nagle_algorithm = True
+
+    def _send(self, status: int, body: object, headers: dict[str, str]) -> None:
+        payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:  # the client gave up (a timeout test); nothing to deliver
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: pytest output should show test failures, not access logs."""
 
 
 @dataclass(frozen=True)
@@ -224,10 +247,7 @@ class LoopbackBinance:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, like the real API
-            disable_nagle_algorithm = True
-
+        class Handler(BinanceJsonHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 params = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -241,28 +261,12 @@ class LoopbackBinance:
                 headers = {"X-MBX-USED-WEIGHT-1M": str(used), "X-MBX-USED-WEIGHT": str(used)}
                 if fault is not None and fault.status is not None:
                     body = (
-                        fault.body if fault.body is not None else _DEFAULT_BODIES.get(fault.status)
+                        fault.body if fault.body is not None else DEFAULT_BODIES.get(fault.status)
                     )
                     self._send(fault.status, body or {}, {**headers, **fault.headers})
                     return
                 status, body = server._route(url.path, params)
                 self._send(status, body, headers)
-
-            def _send(self, status: int, body: object, headers: dict[str, str]) -> None:
-                payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json;charset=UTF-8")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:  # the client gave up (timeout test); nothing to deliver
-                    self.close_connection = True
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet: pytest output should show test failures, not access logs."""
 
         return Handler
 

@@ -22,9 +22,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-
-FIXTURES = Path(__file__).parent / "fixtures" / "binance"
-EXCHANGE_INFO_2024 = FIXTURES / "rest_exchangeInfo_spot_2024-09-08_BTCUSDT_ETHUSDT_excerpt.json"
+from loopback_binance import (
+    DEFAULT_BODIES,
+    EXCHANGE_INFO_2024,
+    INVALID_SYMBOL,
+    BinanceJsonHandler,
+)
 
 # Made-up credentials: the exchange knows them, a test hands them to the executor.
 API_KEY = "lbKEY7f3a9c2e1d4b6a8f0e2c4a6b8d0f2e4a6c8b0d2f4e6a8c0b2d4f6e8a0c2e4"
@@ -48,27 +51,6 @@ INSUFFICIENT_BALANCE = {
 }
 NO_SUCH_ORDER = {"code": -2013, "msg": "Order does not exist."}
 UNKNOWN_ORDER = {"code": -2011, "msg": "Unknown order sent."}
-INVALID_SYMBOL = {"code": -1121, "msg": "Invalid symbol."}
-_DEFAULT_BODIES: dict[int, dict[str, Any]] = {
-    418: {
-        "code": -1003,
-        "msg": "Way too much request weight used; IP banned until 1761973530000. "
-        "Please use WebSocket Streams for live updates to avoid bans.",
-    },
-    429: {
-        "code": -1003,
-        "msg": "Too much request weight used; current limit is 6000 request weight per "
-        "1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
-    },
-    500: {
-        "code": -1001,
-        "msg": "Internal error; unable to process your request. Please try again.",
-    },
-    503: {
-        "code": -1001,
-        "msg": "Internal error; unable to process your request. Please try again.",
-    },
-}
 _SIGNED = {"/api/v3/order", "/api/v3/openOrders", "/api/v3/account", "/api/v3/myTrades"}
 _OPEN = ("NEW", "PARTIALLY_FILLED")
 _EIGHT = Decimal("0.00000001")
@@ -524,10 +506,7 @@ class LoopbackExchange:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
+        class Handler(BinanceJsonHandler):
             def do_GET(self) -> None:
                 self._handle("GET")
 
@@ -575,24 +554,8 @@ class LoopbackExchange:
                 if fault.drop:
                     return  # closed without a byte of reply
                 assert fault.status is not None
-                body = fault.body if fault.body is not None else _DEFAULT_BODIES.get(fault.status)
+                body = fault.body if fault.body is not None else DEFAULT_BODIES.get(fault.status)
                 self._send(fault.status, body or {}, fault.headers)
-
-            def _send(self, status: int, body: object, headers: dict[str, str]) -> None:
-                payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json;charset=UTF-8")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:  # the client gave up (a timeout test)
-                    self.close_connection = True
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet: pytest output should show failures, not access logs."""
 
         return Handler
 
