@@ -37,6 +37,7 @@ class LoopState(BaseModel):
 
     account: str
     mode: str = "paper"
+    strategy: str = "agent"  # what trades the account: "agent" or a classic strategy's spec
     status: LoopStatus = "running"
     pid: int | None = None
     initial_cash: float

@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, Field
 
 from agent.decide import decide, decision_prompt_version, system_prompt
@@ -20,11 +21,11 @@ from agent.graph import AgentDeps, AgentState, build_graph
 from agent.model import ChatModel
 from agent.offline import OfflineModel
 from agent.records import DecisionRecord
-from backtest.strategy import Context, Prepared, Strategy
-from execution.feed import SymbolBars
+from execution.feed import BarArrays, SymbolBars
 from market.models import SymbolRules
 from risk.limits import RiskLimits
-from risk.models import PortfolioView, SignalSource, TradeSignal
+from risk.models import SignalSource, TradeSignal
+from runtime.strategy import Context, Prepared, Strategy
 from tools import MarketData, ToolEnv, decision_tools, flat_portfolio
 from tools.trading import TradeIdea, to_signal
 
@@ -50,8 +51,8 @@ class AgentStrategy(Strategy):
         params: AgentParams,
         *,
         model: ChatModel,
-        market: MarketData,
-        close_time: np.ndarray,
+        market: MarketData | None,
+        close_time: np.ndarray | None,
         rules: dict[str, SymbolRules],
         cash: float,
         run_id: str,
@@ -62,8 +63,8 @@ class AgentStrategy(Strategy):
         super().__init__(params)
         self.p = params
         self.model = model
-        self.market = market
-        self.close_time = close_time
+        self.market = market or MarketData({}, "1m")
+        self.close_time = np.empty(0, dtype=np.int64) if close_time is None else close_time
         self.rules = rules
         self.cash = cash
         self.run_id = run_id
@@ -83,6 +84,27 @@ class AgentStrategy(Strategy):
         self.stopped: str | None = None  # budget, cache_miss or interrupted
         self._lock = threading.Lock()
         self._precomputed = False
+
+    def bind(self, feed: BarArrays) -> None:
+        """Paper and live: the tools see the runner's bars as of each decision."""
+        if len(feed) == len(self.close_time):
+            return
+        self.close_time = feed.close_time
+        frames = {
+            symbol: pd.DataFrame(
+                {
+                    "open_time": feed.open_time,
+                    "open": bars.open,
+                    "high": bars.high,
+                    "low": bars.low,
+                    "close": bars.close,
+                    "volume": bars.volume,
+                    "close_time": feed.close_time,
+                }
+            )
+            for symbol, bars in feed.symbols.items()
+        }
+        self.market = MarketData(frames, self.market.interval, self.market.indicator_config)
 
     @property
     def warmup(self) -> int:
@@ -111,7 +133,7 @@ class AgentStrategy(Strategy):
             self._precompute()
         if self.p.stateful and self.stopped is None and key not in self.states:
             try:
-                self._run_one(ctx.symbol, ctx.time_ms, ctx.portfolio)
+                self._run_one(ctx.symbol, ctx.time_ms, ctx)
             except KeyboardInterrupt:  # Ctrl-C: this decision is dropped, the earlier ones kept
                 self.stopped = "interrupted"
                 if self.on_interrupt is not None:
@@ -125,29 +147,39 @@ class AgentStrategy(Strategy):
         idea = state.get("signal")
         if idea is None or idea["action"] == "hold":
             return []
-        env = self._env(ctx.time_ms, ctx.portfolio)
+        env = self._env(ctx.time_ms, ctx)
         env.decision_id = state["decision_id"]
         return [to_signal(env, TradeIdea.model_validate(idea))]
 
     # -- running decisions ----------------------------------------------------------------------
 
-    def _env(self, now_ms: int, portfolio: Callable[[], PortfolioView] | None) -> ToolEnv:
+    def _env(self, now_ms: int, ctx: Context | None) -> ToolEnv:
+        """A stateful decision sees the runner's account, risk state and market view; a
+        stateless one (decided up front, concurrently) a flat account and market data alone."""
+        if ctx is None or not self.p.stateful:
+            return ToolEnv(
+                market=self.market,
+                now_ms=now_ms,
+                rules=self.rules,
+                portfolio=flat_portfolio(self.cash),
+                limits=self.limits,
+                stateful=False,
+            )
         return ToolEnv(
             market=self.market,
             now_ms=now_ms,
             rules=self.rules,
-            portfolio=portfolio or flat_portfolio(self.cash),
+            portfolio=ctx.portfolio,
             limits=self.limits,
-            stateful=self.p.stateful,
+            risk_state=ctx.risk_state,
+            view=ctx.market_view,
         )
 
-    def _run_one(
-        self, symbol: str, now_ms: int, portfolio: Callable[[], PortfolioView] | None = None
-    ) -> None:
+    def _run_one(self, symbol: str, now_ms: int, ctx: Context | None = None) -> None:
         deps = AgentDeps(
             model=self.model,
             tools=self.tools,
-            env=self._env(now_ms, portfolio),
+            env=self._env(now_ms, ctx),
             system_prompt=self.system_prompt,
             prompt_version=self.prompt_version,
             run_id=self.run_id,
@@ -191,3 +223,26 @@ class AgentStrategy(Strategy):
                 self.on_interrupt(sum(not f.done() for f in running))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def trading_agent(
+    model: ChatModel,
+    rules: dict[str, SymbolRules],
+    *,
+    account: str,
+    decide_every: int,
+    cash: float,
+    limits: RiskLimits | None = None,
+) -> AgentStrategy:
+    """The agent as the unattended loop runs it: stateful, one decision at a time, on the bars
+    the runner hands it."""
+    return AgentStrategy(
+        AgentParams(decide_every=decide_every, stateful=True, concurrency=1),
+        model=model,
+        market=None,
+        close_time=None,
+        rules=rules,
+        cash=cash,
+        run_id=f"trade-{account}",
+        limits=limits,
+    )

@@ -1,6 +1,7 @@
-"""The unattended loop: closed bars → paper fills → a decision every N minutes through the same
-graph, gate and fill model as a backtest → one atomic checkpoint per bar. A restart resumes after
-the last committed bar, so nothing is done twice; the kill-switch file halts it."""
+"""The unattended loop: a stream of closed bars assembled into minutes, each stepped through the
+one runner (runtime.runner) that a backtest drives, on a paper or exchange venue, with one atomic
+checkpoint per bar. A restart resumes after the last committed bar, so nothing is done twice;
+the kill-switch file halts it."""
 
 from __future__ import annotations
 
@@ -8,67 +9,73 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
-from agent.decide import decide, decision_prompt_version, system_prompt
-from agent.graph import AgentDeps, build_graph
 from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
-from agent.model import ChatModel
 from agent.records import DecisionRecord, save_decisions
+from agent.strategy import AgentStrategy
 from core.errors import UserError
-from execution.ledger import Ledger
 from execution.orders import Fill
-from execution.paper import PaperCheckpoint, PaperExecutor, PaperOrder
+from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
 from execution.paper_records import load_account, save_step
 from market.binance_ws import Bar, BarGap, Reconnected, StreamEvent
 from market.models import SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
+from risk.gate import assess
 from risk.limits import RiskLimits
-from risk.models import Approved, ApprovedOrder, MarketView, PortfolioView, ReasonCode
+from risk.models import Approved, ApprovedOrder, ReasonCode, TradeSignal, Verdict
 from risk.protections import TradingState
 from risk.records import load_state
-from risk.state import clear_kill, kill, on_equity, on_trade_closed
+from risk.state import clear_kill, kill
+from runtime.market import BookSource, Market
+from runtime.runner import Runner, Sizing
+from runtime.strategy import Strategy
 from store.db import Store
-from tools import MarketData, ToolEnv, decision_tools
-from tools.trading import TradeIdea, market_view, to_signal
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
-DAY_BARS = 1_440
 STALL_S = 120.0  # wall seconds a minute may wait for a quiet symbol
+_BAR_FIELDS = ("open", "high", "low", "close", "volume")
 
 
 class Venue(Protocol):
-    """Where orders go: PaperExecutor (the fill model) or BinanceVenue (testnet, live)."""
+    """The runner's venue plus what the loop persists: PaperExecutor or BinanceVenue."""
 
-    ledger: Ledger
+    ledger: Any
+
+    def on_bar(self, index: int) -> None: ...
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]: ...
 
-    def on_bar(self, open_time: int, close_time: int, bars: Mapping[str, Bar]) -> list[Fill]: ...
+    def pending(self) -> list[Any]: ...
 
-    def protective_exits(self, bars: Mapping[str, Bar]) -> list[tuple[str, str]]: ...
+    def protective_exits(self, index: int) -> list[tuple[str, str]]: ...
 
     def equity(self) -> float: ...
 
-    def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView: ...
-
-    def changes(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]: ...
+    def changes(
+        self, signals: Mapping[str, dict[str, Any]]
+    ) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]: ...
 
     def committed(self) -> None: ...
 
     def halt(self, now_ms: int) -> None: ...
 
+    def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None: ...
+
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
-    ) -> None: ...
+    ) -> list[dict[str, Any]]: ...
+
+
+VenueFactory = Callable[[float, GrowingFeed], Venue]
 
 
 class LoopObserver(Protocol):
@@ -80,7 +87,7 @@ class LoopObserver(Protocol):
 
 
 class TradingLoop:
-    """Inject the model, the venue and the store; feed it `StreamEvent`s with `run`."""
+    """Inject the strategy, the venue and the store; feed it `StreamEvent`s with `run`."""
 
     def __init__(
         self,
@@ -88,24 +95,24 @@ class TradingLoop:
         account: str,
         symbols: Sequence[str],
         store: Store,
-        model: ChatModel,
+        strategy: Strategy,
+        strategy_label: str,
         rules: Mapping[str, SymbolRules],
         history: Mapping[str, pd.DataFrame],
         cash: float,
-        decide_every: int,
         kill_switch: Path,
         limits: RiskLimits | None = None,
-        history_bars: int = DAY_BARS,
+        sizing: Sizing | None = None,
         observers: Sequence[LoopObserver] = (),
         mode: str = "paper",
-        venue: Callable[[float], Venue] | None = None,
+        venue: VenueFactory | None = None,
+        book: BookSource | None = None,
         realtime: bool = False,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.account = account
         self.symbols = list(symbols)
         self.store = store
-        self.model = model
         unknown = [s for s in self.symbols if s not in rules]
         if unknown:
             raise UserError(
@@ -114,22 +121,15 @@ class TradingLoop:
             )
         self.rules = {s: rules[s] for s in self.symbols}
         self.limits = limits or RiskLimits()
-        self.decide_every_ms = decide_every * MINUTE_MS
         self.kill_switch = kill_switch
         self.observers = list(observers)
         self.wall_ms = wall_ms
         self.run_id = f"trade-{account}"
-        self.graph = build_graph()
-        self.tools = decision_tools()
-        self.system_prompt = system_prompt()
-        self.prompt_version = decision_prompt_version()
-        self.frames: dict[str, deque[dict[str, Any]]] = {
-            s: deque(history[s].to_dict("records")[-history_bars:], maxlen=history_bars)
-            for s in self.symbols
-        }
         stored = load_account(store, account)
         if stored.state_json is None:
-            self.state = LoopState(account=account, mode=mode, initial_cash=cash)
+            self.state = LoopState(
+                account=account, mode=mode, initial_cash=cash, strategy=strategy_label
+            )
         else:  # a restart: the account keeps its own starting cash, whatever --cash says now
             self.state = LoopState.model_validate_json(stored.state_json)
         if self.state.mode != mode:
@@ -137,15 +137,24 @@ class TradingLoop:
                 f"account {account!r} trades in {self.state.mode} mode, not {mode}: "
                 "use another --account"
             )
-        make = venue or (lambda c: PaperExecutor(self.rules, self.symbols, cash=c))
-        self.venue: Venue = make(self.state.initial_cash)
-        self.venue.restore(self.state.paper, stored.fills, stored.orders)
+        if self.state.strategy != strategy_label:
+            raise UserError(
+                f"account {account!r} trades {self.state.strategy}, not {strategy_label}: "
+                "use another --account"
+            )
+        self.feed = GrowingFeed(self.symbols)
+        for open_time, close_time, bars in _history_rows(history, self.symbols):
+            self.feed.append(open_time, close_time, bars)
+        make = venue or (lambda c, f: PaperExecutor(self.rules, f, cash=c))
+        self.venue: Venue = make(self.state.initial_cash, self.feed)
+        queued = self.venue.restore(self.state.paper, stored.fills, stored.orders)
         self.state = self.state.model_copy(
             update={"status": "running", "pid": os.getpid(), "stop_reason": None}
         )
         involved = (
             {s for s, _ in self.venue.ledger.held()}
-            | {o["symbol"] for o in self.state.paper.working + self.state.paper.queued}
+            | {q["order"]["symbol"] for q in queued}
+            | {o["symbol"] for o in self.state.paper.working}
             | {b["symbol"] for b in self.state.paper.brackets}
         )
         uncovered = sorted(involved - set(self.symbols))
@@ -157,82 +166,112 @@ class TradingLoop:
         self.now_ms = self.state.paper.last_open_time or 0
         self.scope = risk_scope(account)
         # A live feed's gate judges freshness by the wall clock (STALE_DATA after a backlog);
-        # a replay's clock is its bars.
+        # a replay's clock is its bars. The runner passes its own views to `judge`.
         gate_now = self.wall_ms if realtime else (lambda: self.now_ms)
         self.desk = RiskDesk(
-            store, self.scope, self.limits, self._portfolio, self._market, gate_now
+            store,
+            self.scope,
+            self.limits,
+            lambda: self.runner.portfolio(len(self.feed) - 1),
+            lambda symbol: self.runner.market.view(symbol, len(self.feed) - 1),
+            gate_now,
         )
-        self.trades_seen = len(self.venue.ledger.trades)
+        self.realtime = realtime
+        self.records: dict[str, DecisionRecord] = {}  # this bar's, saved with its commit
+        self.signals: dict[str, dict[str, Any]] = {}  # by client order id, while queued
+        if isinstance(strategy, AgentStrategy):
+            strategy.on_decision = self._agent_record
+        self.runner = Runner(
+            strategy=strategy,
+            market=Market(self.feed.view(), self.rules, book=book),
+            venue=self.venue,
+            risk=self.desk,
+            prepared=self._prepared,
+            sizing=sizing,
+            run_id=self.run_id,
+            observer=self._gated,
+            decision_failed=self._decision_failed,
+        )
+        self._prepared_at: tuple[int, dict[str, Any]] = (-1, {})
         self.bars_this_run = 0
-        self._market_data: MarketData | None = None
         self._last_seen: dict[str, int] = {}  # newest bar open time per symbol, from the feed
         self._pending_since: dict[int, float] = {}  # when each waiting minute was first seen
-        self._tracked: tuple[float, int] | None = None
+        self._regate(queued)
 
     @property
     def last_open_time(self) -> int | None:
         return self.state.paper.last_open_time
 
-    # -- what the gate and the tools read ----------------------------------------------------
+    def equity(self) -> float:
+        return self.venue.equity()
 
-    def _portfolio(self) -> PortfolioView:
-        risk = self.desk.state
-        equity = self.venue.equity()
-        return self.venue.portfolio(
-            peak_equity=risk.peak_equity or equity, day_start_equity=risk.day_start_equity or equity
-        )
+    def _prepared(self, symbol: str) -> dict[str, Any]:
+        """A classic strategy's arrays over the bars held so far, once per bar."""
+        size = len(self.feed)
+        if self._prepared_at[0] != size:
+            self._prepared_at = (size, {})
+        cache = self._prepared_at[1]
+        if symbol not in cache:
+            cache[symbol] = self.runner.strategy.prepare(self.feed.view().symbols[symbol])
+        return cache[symbol]
 
-    def _market(self, symbol: str) -> MarketView:
-        return market_view(self._env(), symbol)
+    def _regate(self, queued: list[dict[str, Any]]) -> None:
+        """Orders that waited for the next open when the last run stopped: their signals go
+        through the gate again on the restored account and bar. An order the gate would not
+        approve exactly as stored (a changed or forged row) is refused, never sent."""
+        if not queued:
+            return
+        index = len(self.feed) - 1
+        for entry in queued:
+            stored = entry["order"]
+            signal = TradeSignal.model_validate(entry["signal"])
+            verdict = self._recheck(signal, index, int(stored["created_ms"]))
+            fresh = verdict.order.model_dump(mode="json") if isinstance(verdict, Approved) else {}
+            same = {k: v for k, v in fresh.items() if k != "seal"} == {
+                k: v for k, v in stored.items() if k != "seal"
+            }
+            if same:
+                self.signals[stored["client_order_id"]] = entry["signal"]
+                self.venue.execute(verdict.order)  # type: ignore[union-attr]
+                continue
+            reason = "refused on restart: the stored order is not what the gate approves now"
+            log.warning("%s %s", stored["client_order_id"], reason)
+            self.venue.refuse(stored["client_order_id"], reason, self.now_ms)
+            self.state = self.state.model_copy(
+                update={"last_error": f"{stored['client_order_id']}: {reason}"}
+            )
 
-    def _env(self) -> ToolEnv:
-        if self._market_data is None:
-            frames = {s: pd.DataFrame(list(rows)) for s, rows in self.frames.items()}
-            self._market_data = MarketData(frames, "1m")
-        return ToolEnv(
-            market=self._market_data,
-            now_ms=self.now_ms,
-            rules=self.rules,
-            portfolio=self._portfolio,
-            limits=self.limits,
-            risk_state=lambda: self.desk.state,
-            stateful=True,
-        )
+    def _recheck(self, signal: TradeSignal, index: int, counted_ms: int) -> Verdict:
+        """The gate's verdict without counting the order again (it was counted when made)."""
+        state = self.desk.state
+        orders = list(state.recent_orders_ms)
+        if counted_ms in orders:
+            orders.remove(counted_ms)
+        state = state.model_copy(update={"recent_orders_ms": tuple(orders)})
+        view = self.runner.market.view(signal.symbol, index)
+        portfolio = self.runner.portfolio(index)
+        return assess(signal, portfolio, view, signal.created_ms, self.limits, state)
 
     # -- one bar -----------------------------------------------------------------------------
 
     def step(self, open_time: int, bars: Mapping[str, Bar]) -> None:
-        """Fills for this bar, risk bookkeeping, the decisions due at its close, then commit."""
+        """One minute of every symbol through the runner, then one commit."""
         started = time.perf_counter()
         close_time = max(b.close_time for b in bars.values())
-        for symbol, bar in bars.items():
-            rows = self.frames[symbol]
-            if not rows or bar.open_time > rows[-1]["open_time"]:  # REST history may hold it
-                rows.append(bar.model_dump(exclude={"symbol", "interval", "source"}))
-        self._market_data = None
+        if len(self.feed) and open_time <= int(self.feed.view().open_time[-1]):
+            index = len(self.feed) - 1  # REST history already holds it
+        else:
+            index = self.feed.append(open_time, close_time, bars)
+        self.runner.extend(self.feed.view())
         self.now_ms = close_time
         self._kill_switch(close_time)
-        self.venue.on_bar(open_time, close_time, bars)
-        self._risk_bookkeeping(close_time)
-        for symbol, why in self.venue.protective_exits(bars):
-            self._protective_exit(symbol, why, close_time)
-        if (close_time + 1) % self.decide_every_ms == 0:
-            self._decide_all(close_time)
-        self.bars_this_run += 1
-        self._commit(close_time)
+        try:
+            self.runner.step(index)
+        finally:
+            self.bars_this_run += 1
+            self._commit(close_time)
         for observer in self.observers:
             observer.on_bar(self, time.perf_counter() - started)
-
-    def _risk_bookkeeping(self, now: int) -> None:
-        equity = self.venue.equity()
-        key = (round(equity, 8), now // 86_400_000)
-        if key != self._tracked:
-            self.desk.update(lambda s: on_equity(s, equity, now, self.limits))
-            self._tracked = key
-        trades = self.venue.ledger.trades
-        for trade in trades[self.trades_seen :]:
-            self.desk.update(lambda s, t=trade: on_trade_closed(s, t.pnl, t.exit_time))
-        self.trades_seen = len(trades)
 
     def _kill_switch(self, now: int) -> None:
         """The file halts within a bar and cancels what has not filled; `agent-trade resume`
@@ -250,49 +289,69 @@ class TradingLoop:
             log.warning("kill switch cleared; trading again", extra={"account": self.account})
         if self.desk.state.trading_state(now) is TradingState.HALTED:
             self.venue.halt(now)
-
-    def _protective_exit(self, symbol: str, why: str, now: int) -> None:
-        """A venue without brackets asks for the exit; it goes through the gate like any order."""
-        env = self._env()
-        env.decision_id = f"{self.run_id}:{symbol}:{now}:exit"
-        idea = TradeIdea(symbol=symbol, action="close", confidence=1.0, rationale=why)
-        signal = to_signal(env, idea).model_copy(update={"protective": True})
-        verdict = self.desk.review(signal)
-        if isinstance(verdict, Approved):
-            result = self.venue.execute(verdict.order)
-            log.warning("%s: %s; exit %s", symbol, why, result.get("status"))
-        else:
-            reasons = "; ".join(r.message for r in verdict.reasons)
-            self.state = self.state.model_copy(
-                update={"last_error": f"{iso_ms(now)} {symbol}: exit vetoed: {reasons}"}
-            )
-
-    def _decide_all(self, now: int) -> None:
-        if self.desk.state.trading_state(now) is TradingState.HALTED:
             log.info("halted: no decision at %s", iso_ms(now), extra={"account": self.account})
-            return
-        for symbol in self.symbols:
-            deps = AgentDeps(
-                model=self.model,
-                tools=self.tools,
-                env=self._env(),
-                system_prompt=self.system_prompt,
-                prompt_version=self.prompt_version,
-                run_id=self.run_id,
-                gate=self.desk,
-                executor=self.venue,
-                recorder=self._record,
-            )
-            try:
-                decide(self.graph, deps, symbol)
-            except Exception as exc:  # a bug must not kill an unattended loop; it is recorded
-                log.exception("decision for %s at %s failed", symbol, iso_ms(now))
-                self.state = self.state.model_copy(
-                    update={"last_error": f"{iso_ms(now)} {symbol}: {type(exc).__name__}: {exc}"}
-                )
 
-    def _record(self, record: DecisionRecord) -> None:
-        save_decisions(self.store, [record])
+    # -- decisions -----------------------------------------------------------------------------
+
+    def _decision_failed(self, symbol: str, now: int, exc: Exception) -> None:
+        """A bug must not kill an unattended loop: it is logged and shown in `status`."""
+        log.error("decision for %s at %s failed", symbol, iso_ms(now), exc_info=exc)
+        self.state = self.state.model_copy(
+            update={"last_error": f"{iso_ms(now)} {symbol}: {type(exc).__name__}: {exc}"}
+        )
+
+    def _agent_record(self, record: DecisionRecord) -> None:
+        """The agent's record of a decision; the runner's verdict is added when it gates."""
+        self.records[record.decision_id] = record
+        if record.signal is None or record.signal.get("action") == "hold":
+            self._count(record)
+
+    def _gated(self, signal: TradeSignal, verdict: Verdict, execution: dict | None) -> None:
+        """The runner gated a signal: complete its decision record, keep a queued order's
+        signal for the checkpoint, and say why a protective exit was refused."""
+        approved = isinstance(verdict, Approved)
+        if approved:
+            self.signals[verdict.order.client_order_id] = signal.model_dump(mode="json")
+        if signal.protective:
+            if approved:
+                log.warning("%s: %s; exit %s", signal.symbol, signal.rationale, execution)
+            else:
+                reasons = "; ".join(r.message for r in verdict.reasons)
+                self.state = self.state.model_copy(
+                    update={
+                        "last_error": f"{iso_ms(self.now_ms)} {signal.symbol}: exit vetoed: "
+                        f"{reasons}"
+                    }
+                )
+            return
+        codes = {r.code for r in getattr(verdict, "reasons", [])}
+        outcome = "approved" if approved else "hold" if codes == {ReasonCode.HOLD} else "vetoed"
+        update = {
+            "outcome": outcome,
+            "verdict": verdict.model_dump(mode="json"),
+            "order": verdict.order.model_dump(mode="json") if approved else None,
+            "execution": execution,
+        }
+        known = self.records.get(signal.decision_id)
+        if known is None:  # a classic strategy: the runner's record is the whole decision
+            known = DecisionRecord(
+                decision_id=signal.decision_id,
+                run_id=self.run_id,
+                mode="decide",
+                symbol=signal.symbol,
+                decided_ms=signal.created_ms,
+                outcome=outcome,
+                model=f"strategy:{self.state.strategy}",
+                base_url="",
+                prompt_version="",
+                inputs_sha256="",
+                signal=signal.model_dump(mode="json"),
+            )
+        record = known.model_copy(update=update)
+        self.records[signal.decision_id] = record
+        self._count(record)
+
+    def _count(self, record: DecisionRecord) -> None:
         outcomes = Counter(self.state.outcomes)
         outcomes[record.outcome] += 1
         vetoes = Counter(self.state.vetoes)
@@ -319,16 +378,18 @@ class TradingLoop:
         if record.abstain is not None:
             update["last_error"] = f"{last.time} {record.symbol} abstained: {last.rationale}"
         self.state = self.state.model_copy(update=update)
-        for observer in self.observers:
-            observer.on_decision(record)
+
+    # -- the commit ----------------------------------------------------------------------------
 
     def _commit(self, now: int) -> None:
         """One transaction; the venue forgets its changes only once they are stored."""
-        orders, fills, checkpoint = self.venue.changes()
+        orders, fills, checkpoint = self.venue.changes(self.signals)
         self.state = self.state.model_copy(
             update={"paper": checkpoint, "wall_updated_ms": self.wall_ms()}
         )
         stepped = self.bars_this_run > 0
+        records = list(self.records.values())
+        save_decisions(self.store, records)
         save_step(
             self.store,
             self.account,
@@ -339,6 +400,12 @@ class TradingLoop:
             equity=(now, self.venue.equity(), self.venue.ledger.cash) if stepped else None,
         )
         self.venue.committed()
+        queued = {q["order"]["client_order_id"] for q in checkpoint.queued}
+        self.signals = {cid: s for cid, s in self.signals.items() if cid in queued}
+        self.records = {}
+        for record in records:
+            for observer in self.observers:
+                observer.on_decision(record)
 
     def finish(self, status: LoopStatus, reason: str) -> None:
         """Record why the loop stopped; the last committed bar is where a restart resumes."""
@@ -391,7 +458,7 @@ class TradingLoop:
         if isinstance(event, Reconnected | BarGap):
             self._feed_event(event)
             return []
-        if not isinstance(event, Bar) or event.symbol not in self.frames:
+        if not isinstance(event, Bar) or event.symbol not in self.symbols:
             return []
         last = self.last_open_time
         if last is not None and event.open_time <= last:
@@ -422,7 +489,8 @@ class TradingLoop:
         return ready
 
     def _flat_bar(self, symbol: str, open_time: int) -> Bar:
-        close = float(self.frames[symbol][-1]["close"]) if self.frames[symbol] else 0.0
+        feed = self.feed.view()
+        close = float(feed.symbols[symbol].close[-1]) if len(feed) else 0.0
         log.warning("%s: no bar at %s; using a flat bar at %g", symbol, iso_ms(open_time), close)
         counts = Counter(self.state.feed)
         counts["flat_bars"] += 1
@@ -451,3 +519,28 @@ class TradingLoop:
                 f"{event.symbol}: {len(event.missing_open_times)} bar(s) missing ({event.reason})"
             )
         self.state = self.state.model_copy(update={**update, "feed": dict(counts)})
+
+
+def _history_rows(
+    history: Mapping[str, pd.DataFrame], symbols: Sequence[str]
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """The minutes every symbol's history holds, oldest first, as the feed's rows."""
+    common = None
+    for symbol in symbols:
+        times = set(history[symbol]["open_time"].astype("int64").tolist())
+        common = times if common is None else common & times
+    indexed = {s: history[s].set_index("open_time") for s in symbols}
+    rows = []
+    for open_time in sorted(common or ()):
+        bars = {s: _Row(indexed[s].loc[open_time]) for s in symbols}
+        close_time = max(int(indexed[s].loc[open_time, "close_time"]) for s in symbols)
+        rows.append((open_time, close_time, bars))
+    return rows
+
+
+class _Row:
+    """A history row with the attribute access the feed reads from a streamed Bar."""
+
+    def __init__(self, row: pd.Series) -> None:
+        for name in _BAR_FIELDS:
+            setattr(self, name, float(row[name]))

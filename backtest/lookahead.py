@@ -9,10 +9,10 @@ import numpy as np
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.strategy import Strategy
 from execution.feed import BarArrays, SymbolBars
 from market.models import SymbolRules
 from risk.limits import RiskLimits
+from runtime.strategy import Strategy
 
 
 def _truncate(bars: BarArrays, stop: int) -> BarArrays:

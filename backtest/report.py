@@ -21,11 +21,13 @@ from backtest.metrics import (
     exposure,
     trade_metrics,
 )
+from execution.orders import Fill
 from market.models import interval_ms
 
 FILL_MODEL = (
-    "signals at bar t's close fill at bar t+1's open or later; market orders at the open "
-    "plus slippage; limits when price trades through (touch optional); stops at the stop or "
+    "signals at bar t's close are gated on that close and fill at bar t+1's open or later; "
+    "market orders at the open plus slippage (a buy the open outran fills what the cash "
+    "affords); limits when price trades through (touch optional); stops at the stop or "
     "the open if gapped; SL and TP both in one bar: stop first; see docs/fills.md"
 )
 
@@ -44,6 +46,36 @@ class TradeOut(BaseModel):
     fees: float
     return_pct: float
     exit_reason: str
+
+
+class FillOut(BaseModel):
+    """One fill, as a backtest report and `agent-trade fills` both list it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    time: str
+    time_ms: int
+    symbol: str
+    side: str
+    quantity: float
+    price: float
+    fee: float
+    reason: str
+    client_order_id: str
+
+    @classmethod
+    def of(cls, fill: Fill) -> FillOut:
+        return cls(
+            time=iso(fill.time_ms),
+            time_ms=fill.time_ms,
+            symbol=fill.symbol,
+            side="buy" if fill.side > 0 else "sell",
+            quantity=fill.quantity,
+            price=fill.price,
+            fee=fill.fee,
+            reason=fill.reason.value,
+            client_order_id=fill.order_id,
+        )
 
 
 class EquityOut(BaseModel):
@@ -81,6 +113,7 @@ class RunSummary(BaseModel):
 class BacktestReport(BaseModel):
     metrics: dict[str, Any]
     trades: list[TradeOut]
+    fills: list[FillOut]
     equity: EquityOut
     orders: OrdersOut
     config: dict[str, Any]
@@ -193,4 +226,5 @@ def build_report(result: BacktestResult, data_notes: list[str] | None = None) ->
         equity=result.equity.tolist(),
         drawdown_pct=(-drawdown(result.equity) * 100).tolist(),
     )
-    return BacktestReport(**dict(summary(result, data_notes)), equity=equity)
+    fills = [FillOut.of(fill) for fill in result.fills]
+    return BacktestReport(**dict(summary(result, data_notes)), fills=fills, equity=equity)

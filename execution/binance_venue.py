@@ -13,11 +13,12 @@ from typing import Any
 from execution.binance_executor import BinanceExecutor, OrderOutcomeUnknown, OrderStatus
 from execution.fees import Liquidity
 from execution.ledger import Ledger
-from execution.orders import ExitReason, Fill
-from execution.paper import PaperCheckpoint, PaperOrder, portfolio_view
+from execution.orders import ExitReason, Fill, Pending
+from execution.paper import GrowingFeed, PaperCheckpoint, PaperOrder
 from market.binance_rest import BinanceError
-from market.models import Candle, SymbolRules
-from risk.models import ApprovedOrder, OrderType, PortfolioView
+from market.models import SymbolRules
+from risk.approval import verify_approved
+from risk.models import ApprovedOrder, OrderType
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class BinanceVenue:
         self,
         executor: BinanceExecutor,
         rules: Mapping[str, SymbolRules],
-        symbols: Sequence[str],
+        feed: GrowingFeed,
         *,
         cash: float,
         journal: Callable[[PaperOrder], None] = lambda order: None,
@@ -40,7 +41,7 @@ class BinanceVenue:
         self.executor = executor
         self.journal = journal
         self.rules = dict(rules)
-        self.symbols = list(symbols)
+        self.feed = feed
         self.ledger = Ledger(cash)
         self.orders: dict[str, PaperOrder] = {}
         self.changed: dict[str, PaperOrder] = {}
@@ -96,7 +97,9 @@ class BinanceVenue:
     # -- the OrderSink the graph calls ------------------------------------------------------
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]:
-        """Send now (the executor checks the seal and the filters); book what Binance filled."""
+        """Send now and book what Binance filled. The seal is checked before anything is
+        journalled, so a forged order never even reaches the write-ahead log."""
+        order = verify_approved(order)
         if order.order_type is not OrderType.MARKET:
             reason = (
                 "only market orders go to Binance from the loop (resting orders are not followed)"
@@ -212,38 +215,51 @@ class BinanceVenue:
         """Below the minimum order size counts as flat: a base-asset fee leaves unsellable dust."""
         return abs(self.ledger.quantity(symbol)) < float(self.rules[symbol].min_qty)
 
+    def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None:
+        """Record an order as rejected without sending anything."""
+        known = self.orders.get(client_order_id)
+        if known is not None:
+            update = {"status": "rejected", "reason": reason, "updated_ms": now_ms}
+            self._set(known.model_copy(update=update))
+
     def _set(self, order: PaperOrder) -> None:
         self.orders[order.client_order_id] = order
         self.changed[order.client_order_id] = order
 
     # -- the bar loop ----------------------------------------------------------------------
 
-    def on_bar(self, open_time: int, close_time: int, bars: Mapping[str, Candle]) -> list[Fill]:
+    def on_bar(self, index: int) -> None:
         """Marks move, and orders whose outcome was left unknown are settled; market orders
         filled when they were sent, so nothing else fills here."""
         self.bar += 1
         self.settle()
+        feed = self.feed.view()
         self.checkpoint = self.checkpoint.model_copy(
             update={
                 "bars": self.checkpoint.bars + 1,
-                "last_open_time": open_time,
-                "marks": {s: float(b.close) for s, b in bars.items()},
+                "last_open_time": int(feed.open_time[index]),
+                "marks": {s: float(b.close[index]) for s, b in feed.symbols.items()},
             }
         )
+
+    def pending(self) -> list[Pending]:
+        """Market orders only, filled or settled when sent: nothing waits."""
         return []
 
-    def protective_exits(self, bars: Mapping[str, Candle]) -> list[tuple[str, str]]:
-        """(symbol, why) for held positions whose stop or target this bar crossed."""
+    def protective_exits(self, index: int) -> list[tuple[str, str]]:
+        """(symbol, why) for held positions whose stop or target bar `index` crossed."""
+        feed = self.feed.view()
         due = []
         for symbol, levels in self.brackets.items():
-            bar = bars.get(symbol)
-            if bar is None or self._flat(symbol):
+            if symbol not in feed.symbols or self._flat(symbol):
                 continue
+            low = float(feed.symbols[symbol].low[index])
+            high = float(feed.symbols[symbol].high[index])
             stop, target = levels["stop_loss"], levels["take_profit"]
-            if stop is not None and bar.low <= stop:
-                due.append((symbol, f"stop_loss {stop:g} crossed (low {bar.low:g})"))
-            elif target is not None and bar.high >= target:
-                due.append((symbol, f"take_profit {target:g} reached (high {bar.high:g})"))
+            if stop is not None and low <= stop:
+                due.append((symbol, f"stop_loss {stop:g} crossed (low {low:g})"))
+            elif target is not None and high >= target:
+                due.append((symbol, f"take_profit {target:g} reached (high {high:g})"))
         return due
 
     # -- the account -----------------------------------------------------------------------
@@ -251,12 +267,11 @@ class BinanceVenue:
     def equity(self) -> float:
         return self.ledger.equity(self.checkpoint.marks)
 
-    def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView:
-        return portfolio_view(self.ledger, self.checkpoint.marks, peak_equity, day_start_equity)
-
     # -- persistence -----------------------------------------------------------------------
 
-    def changes(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
+    def changes(
+        self, signals: Mapping[str, dict[str, Any]]
+    ) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
         brackets = [{"symbol": s, **levels} for s, levels in self.brackets.items()]
         checkpoint = self.checkpoint.model_copy(update={"brackets": brackets})
         return list(self.changed.values()), list(self.new_fills), checkpoint
@@ -269,7 +284,8 @@ class BinanceVenue:
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
-    ) -> None:
+    ) -> list[dict[str, Any]]:
+        """Nothing waits for a next open on an exchange: market orders are sent at once."""
         for fill in fills:
             self.ledger.apply(fill)
         self.orders = {o.client_order_id: o for o in orders}
@@ -278,3 +294,4 @@ class BinanceVenue:
             for b in checkpoint.brackets
         }
         self.checkpoint = checkpoint.model_copy(update={"brackets": []})
+        return []

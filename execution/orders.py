@@ -52,6 +52,17 @@ class Rejection:
     bar: int
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An order the venue holds but has not filled: it locks cash (buys) and will move the
+    position, so the gate must count it before sizing the next signal."""
+
+    symbol: str
+    side: int
+    quantity: float
+    price: float | None  # a limit or stop level; None: at the market
+
+
 @dataclass(slots=True)
 class WorkingOrder:
     """An accepted order still (partly) open. `armed`: its stop has triggered; `active_from`: the

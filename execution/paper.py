@@ -1,6 +1,7 @@
 """Paper trading: the backtest's fill model (SimulatedExecutor) run bar by bar on a live or
 replayed feed. An order is accepted at the decision and placed at the next bar's open, exactly
-as in a backtest (docs/fills.md), and the whole account can be checkpointed and restored."""
+as in a backtest (docs/fills.md), and the whole account can be checkpointed and restored; an
+order still waiting for its open is stored with the signal that made it, re-gated on restart."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from pydantic import BaseModel, ConfigDict
 from execution.feed import BarArrays, SymbolBars
 from execution.fees import FeeFn, FeeSchedule, Liquidity
 from execution.ledger import Ledger
-from execution.orders import Bracket, ExitReason, Fill, WorkingOrder
+from execution.orders import Bracket, ExitReason, Fill, Pending, WorkingOrder
 from execution.simulator import SimulatedExecutor
 from execution.slippage import FixedBps, Slippage
 from market.models import Candle, SymbolRules
 from risk.approval import verify_approved
-from risk.models import ApprovedOrder, OrderType, PortfolioView, PositionView
+from risk.models import ApprovedOrder, OrderType
 
 OrderStatus = Literal["accepted", "open", "filled", "rejected", "unknown"]
 _FIELDS = ("open", "high", "low", "close", "volume")
@@ -95,12 +96,13 @@ class GrowingFeed:
 
 
 class PaperExecutor:
-    """The graph's OrderSink for paper trading, and the account the gate sizes against."""
+    """The paper venue: the backtest's fill model on the loop's growing feed, plus the order
+    records and the checkpoint a restart needs. Orders enter only through `execute`."""
 
     def __init__(
         self,
         rules: Mapping[str, SymbolRules],
-        symbols: Sequence[str],
+        feed: GrowingFeed,
         *,
         cash: float,
         fees: FeeFn | None = None,
@@ -108,18 +110,17 @@ class PaperExecutor:
     ) -> None:
         self.rules = dict(rules)
         self.ledger = Ledger(cash)
-        self.feed = GrowingFeed(symbols)
+        self.feed = feed
         self.sim = SimulatedExecutor(
-            self.feed.view(), self.ledger, self.rules, fees=fees or FeeSchedule(),
+            feed.view(), self.ledger, self.rules, fees=fees or FeeSchedule(),
             slippage=slippage or FixedBps(bps=2.0),
         )  # fmt: skip
         self.orders: dict[str, PaperOrder] = {}
-        self.queued: list[ApprovedOrder] = []
         self.checkpoint = PaperCheckpoint()
-        self.changed: dict[str, PaperOrder] = {}  # orders touched since the last `drain`
+        self.changed: dict[str, PaperOrder] = {}  # orders touched since the last commit
         self.new_fills: list[Fill] = []
 
-    # -- the OrderSink the graph calls ------------------------------------------------------
+    # -- the runner's venue ------------------------------------------------------------------
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]:
         """Accept a sealed order for the next bar's open; the same id twice is not re-sent."""
@@ -127,7 +128,7 @@ class PaperExecutor:
         known = self.orders.get(approved.client_order_id)
         if known is not None:
             return {**_summary(known), "status": "duplicate", "was": known.status}
-        self.queued.append(approved)
+        self.sim.accept(approved)
         self._set(
             PaperOrder(
                 client_order_id=approved.client_order_id,
@@ -143,33 +144,31 @@ class PaperExecutor:
         )
         return {**_summary(self.orders[approved.client_order_id]), "fills": "at the next open"}
 
-    # -- the bar loop ----------------------------------------------------------------------
+    def pending(self) -> list[Pending]:
+        return self.sim.pending()
 
-    def on_bar(self, open_time: int, close_time: int, bars: Mapping[str, Candle]) -> list[Fill]:
-        """One closed bar of every symbol: resting orders at its open, then queued orders
-        placed there, then everything against its high and low, as the backtest engine does."""
+    def on_bar(self, index: int) -> None:
+        """Bar `index` of the feed: resting orders at its open, then the accepted ones placed
+        there, then everything against its high and low, as in a backtest."""
         sim = self.sim
-        index = self.feed.append(open_time, close_time, bars)
         sim.feed = self.feed.view()
         fills_before, rejections_before = len(sim.fills), len(sim.rejections)
-        if not sim.idle:
-            sim.open_phase(index)
-        queued, self.queued = self.queued, []
-        for order in queued:
-            sim.place_accepted(order, index)
-        if not sim.idle:
-            sim.intrabar_phase(index)
+        placed = sim.on_bar(index)
         fills = sim.fills[fills_before:]
-        self._after_bar(queued, fills, sim.rejections[rejections_before:], close_time)
+        close_time = int(sim.feed.close_time[index])
+        self._after_bar(placed, fills, sim.rejections[rejections_before:], close_time)
         self.new_fills.extend(fills)
         self.checkpoint = self.checkpoint.model_copy(
             update={
                 "bars": self.checkpoint.bars + 1,
-                "last_open_time": open_time,
-                "marks": {s: float(b.close) for s, b in bars.items()},
+                "last_open_time": int(sim.feed.open_time[index]),
+                "marks": {s: float(b.close[index]) for s, b in sim.feed.symbols.items()},
             }
         )
-        return fills
+
+    def protective_exits(self, index: int) -> list[tuple[str, str]]:
+        """None to send: stops and targets fill inside the fill model, as in a backtest."""
+        return []
 
     def _after_bar(
         self, placed: list[ApprovedOrder], fills: list[Fill], rejections: list, now_ms: int
@@ -207,44 +206,44 @@ class PaperExecutor:
                 )
             )
         for rejection in rejections:
-            known = self.orders.get(rejection.order_id)
-            if known is not None:
-                reason = f"{rejection.code}: {rejection.message}"
-                self._set(
-                    known.model_copy(
-                        update={"status": "rejected", "reason": reason, "updated_ms": now_ms}
-                    )
-                )
+            self.refuse(rejection.order_id, f"{rejection.code}: {rejection.message}", now_ms)
         for cid, known in list(self.changed.items()):
             if known.status == "open" and cid not in resting:
                 self._set(known.model_copy(update={"status": "filled"}))
 
+    def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None:
+        """Record an order as rejected (by the fill model, a halt, or a restart's re-check)."""
+        known = self.orders.get(client_order_id)
+        if known is not None:
+            update = {"status": "rejected", "reason": reason, "updated_ms": now_ms}
+            self._set(known.model_copy(update=update))
+
     def _set(self, order: PaperOrder) -> None:
         self.orders[order.client_order_id] = order
         self.changed[order.client_order_id] = order
-
-    def protective_exits(self, bars: Mapping[str, Candle]) -> list[tuple[str, str]]:
-        """None to send: stops and targets fill inside the fill model, as in a backtest."""
-        return []
 
     # -- the account -----------------------------------------------------------------------
 
     def equity(self) -> float:
         return self.ledger.equity(self.checkpoint.marks)
 
-    def portfolio(self, peak_equity: float, day_start_equity: float) -> PortfolioView:
-        return portfolio_view(self.ledger, self.checkpoint.marks, peak_equity, day_start_equity)
-
     # -- persistence -----------------------------------------------------------------------
 
-    def changes(self) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
+    def changes(
+        self, signals: Mapping[str, dict[str, Any]]
+    ) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
         """What changed since the last commit, and the checkpoint to store with it atomically;
-        kept until `committed`, so a failed save loses nothing."""
+        kept until `committed`, so a failed save loses nothing. An order still waiting for the
+        next open is stored with its signal (from `signals`, by client order id): a restart
+        re-gates the signal, never trusting a sealed order read back from disk."""
         changed, fills = list(self.changed.values()), list(self.new_fills)
         position = len(self.feed)
         checkpoint = self.checkpoint.model_copy(
             update={
-                "queued": [o.model_dump(mode="json") for o in self.queued],
+                "queued": [
+                    {"signal": signals[o.client_order_id], "order": o.model_dump(mode="json")}
+                    for o in self.sim.accepted
+                ],
                 "working": [_relative(asdict(w), position) for w in self.sim.working],
                 "brackets": [_relative(asdict(b), position) for b in self.sim.brackets.values()],
             }
@@ -258,47 +257,28 @@ class PaperExecutor:
         """HALTED: entries not yet placed or still resting are cancelled; the brackets that
         protect open positions stay."""
         resting = [o for o in self.sim.working if not o.reduce_only]
-        cancelled = [o.client_order_id for o in self.queued] + [o.order_id for o in resting]
-        self.queued = []
+        cancelled = [o.client_order_id for o in self.sim.cancel_accepted()]
         for order in resting:
             self.sim.working.remove(order)
-        for cid in cancelled:
-            known = self.orders.get(cid)
-            if known is not None:
-                update = {"status": "rejected", "reason": "cancelled: halted", "updated_ms": now_ms}
-                self._set(known.model_copy(update=update))
+        for cid in [*cancelled, *(o.order_id for o in resting)]:
+            self.refuse(cid, "cancelled: halted", now_ms)
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
-    ) -> None:
-        """Rebuild from the store: the ledger from every fill in order, the rest from the
-        checkpoint. Bar indices in it are relative to the bar after the last one processed."""
+    ) -> list[dict[str, Any]]:
+        """Rebuild from the store: the ledger from every fill in order, resting orders and
+        brackets from the checkpoint (bar indices relative to the bar after the last one).
+        Returns the orders that were waiting for the next open, for the runner to re-gate."""
         for fill in fills:
             self.ledger.apply(fill)
         self.sim.fills.extend(fills)
         self.orders = {o.client_order_id: o for o in orders}
-        self.queued = [ApprovedOrder.model_validate(o) for o in checkpoint.queued]
         self.sim.working = [_working(w) for w in checkpoint.working]
         self.sim.brackets = {b["symbol"]: Bracket(**b) for b in checkpoint.brackets}
         self.checkpoint = checkpoint.model_copy(
             update={"queued": [], "working": [], "brackets": []}
         )
-
-
-def portfolio_view(
-    ledger: Ledger, marks: Mapping[str, float], peak_equity: float, day_start_equity: float
-) -> PortfolioView:
-    """The account as the gate sizes against it, marked at the last closes."""
-    equity = ledger.equity(marks)
-    return PortfolioView(
-        cash=ledger.cash,
-        equity=equity,
-        peak_equity=max(peak_equity, equity),
-        day_start_equity=day_start_equity,
-        positions={
-            s: PositionView(quantity=q, avg_price=ledger.avg_price(s)) for s, q in ledger.held()
-        },
-    )
+        return list(checkpoint.queued)
 
 
 def _summary(order: PaperOrder) -> dict[str, Any]:

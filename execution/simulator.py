@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from execution.feed import BarArrays
 from execution.fees import FeeFn, FeeSchedule, Liquidity
 from execution.fills import first_true, limit_price, limit_reached, stop_price, stop_reached
 from execution.ledger import Ledger
-from execution.orders import Bracket, ExitReason, Fill, Rejection, WorkingOrder, snap
+from execution.orders import Bracket, ExitReason, Fill, Pending, Rejection, WorkingOrder, snap
 from execution.rules import rule_breaches
 from execution.slippage import FixedBps, Slippage
 from market.models import SymbolRules
@@ -35,7 +36,7 @@ def _float(value: Decimal | None) -> float | None:
 
 class SimulatedExecutor:
     """Bar by bar: first what happens at the open (gaps, orders submitted now), then inside the
-    bar. The engine calls `open_phase`, `submit` for each new order, then `intrabar_phase`."""
+    bar. A runner calls `accept` at a decision and `on_bar` for each bar."""
 
     def __init__(
         self,
@@ -58,19 +59,64 @@ class SimulatedExecutor:
         self.fills: list[Fill] = []
         self.rejections: list[Rejection] = []
         self.ambiguous_bars = 0
+        self._accepted: list[ApprovedOrder] = []
 
     @property
     def idle(self) -> bool:
         """Nothing can fill until a new order arrives, so the engine may skip bars in bulk."""
-        return not self.working and not self.brackets
+        return not self.working and not self.brackets and not self._accepted
 
-    def submit(self, order: object, bar: int) -> Rejection | None:
-        """Accept a sealed ApprovedOrder at `bar`'s open; market orders fill there and then."""
-        return self.place_accepted(verify_approved(order), bar)
+    @property
+    def accepted(self) -> tuple[ApprovedOrder, ...]:
+        """Orders accepted since the last bar, waiting for the next bar's open."""
+        return tuple(self._accepted)
 
-    def place_accepted(self, approved: ApprovedOrder, bar: int) -> Rejection | None:
-        """An order whose seal was verified when it was accepted: paper trading verifies it at
-        the decision and places it at the next bar's open, possibly after a restart."""
+    def accept(self, order: object) -> None:
+        """Take a sealed ApprovedOrder at a decision; it is placed at the next bar's open
+        (docs/fills.md). Anything the gate did not seal, or that was altered, raises."""
+        self._accepted.append(verify_approved(order))
+
+    def execute(self, order: object) -> dict[str, Any]:
+        """The runner's venue call: accept now, place at the next bar's open."""
+        self.accept(order)
+        placed = self._accepted[-1]
+        return {"status": "accepted", "client_order_id": placed.client_order_id}
+
+    def pending(self) -> list[Pending]:
+        """Accepted and resting orders, as the gate must count them."""
+        waiting = [
+            Pending(
+                o.symbol, 1 if o.side is Side.BUY else -1, float(o.quantity), _float(o.limit_price)
+            )
+            for o in self._accepted
+        ]
+        return waiting + [
+            Pending(o.symbol, o.side, o.remaining, o.limit if o.limit is not None else o.stop)
+            for o in self.working
+        ]
+
+    def protective_exits(self, index: int) -> list[tuple[str, str]]:
+        """None to send: stops and targets fill inside the fill model."""
+        return []
+
+    def cancel_accepted(self) -> list[ApprovedOrder]:
+        """Drop the orders not yet placed (a halt); returns them so the venue can say so."""
+        cancelled, self._accepted = self._accepted, []
+        return cancelled
+
+    def on_bar(self, bar: int) -> list[ApprovedOrder]:
+        """One bar: resting orders against its open (gaps), the accepted orders placed at that
+        open, then everything against its high and low. Returns the orders placed."""
+        if self.working or self.brackets:
+            self.open_phase(bar)
+        placed, self._accepted = self._accepted, []
+        for order in placed:
+            self._place(order, bar)
+        if self.working or self.brackets:
+            self.intrabar_phase(bar)
+        return placed
+
+    def _place(self, approved: ApprovedOrder, bar: int) -> Rejection | None:
         symbol = approved.symbol
         rules = self.rules.get(symbol)
         if rules is None or symbol not in self.feed.symbols:
@@ -158,6 +204,8 @@ class SimulatedExecutor:
 
     def next_event(self, start: int, stop: int) -> int | None:
         """The first bar in [start, stop] where any order or bracket could fill (vectorised)."""
+        if self._accepted:
+            return start
         best: int | None = None
         for order in self.working:
             if _mode(order) == _MARKET:
@@ -315,6 +363,15 @@ class SimulatedExecutor:
         if cap is not None:
             price = min(price, cap) if order.side > 0 else max(price, cap)
         fee = self.fees(quantity, price, liquidity)
+        outran = False
+        if slip and order.side > 0 and not order.reduce_only:
+            affordable, fee = self._affordable(symbol, quantity, price, fee, liquidity)
+            outran, quantity = affordable < quantity, affordable
+            if quantity <= 0:
+                self._reject(
+                    order.order_id, symbol, ReasonCode.INSUFFICIENT_CASH, "no cash left", bar
+                )
+                return True
         refusal = self.ledger.refusal(
             symbol, order.side, quantity, price, fee, lambda: self._marks(bar)
         )
@@ -338,7 +395,8 @@ class SimulatedExecutor:
         self.fills.append(fill)
         order.last_fill_bar = bar
         flat_now = order.reduce_only and not self.ledger.quantity(symbol)
-        order.remaining = 0.0 if flat_now else snap(order.remaining - quantity)
+        done = flat_now or outran  # a buy the cash capped is finished, as its quote was spent
+        order.remaining = 0.0 if done else snap(order.remaining - quantity)
         self._update_bracket(order, bar, held_before, opening)
         return order.remaining <= 0
 
@@ -358,6 +416,18 @@ class SimulatedExecutor:
                 created_bar=bar,
                 active_from=bar if opening else bar + 1,
             )
+
+    def _affordable(
+        self, symbol: str, quantity: float, price: float, fee: float, liquidity: Liquidity
+    ) -> tuple[float, float]:
+        """A taker buy sized at the decision's price that the fill price outran: it buys what
+        the cash affords, as a quote-quantity market order does, never more than approved."""
+        cash = self.ledger.cash
+        if quantity * price + fee <= cash:
+            return quantity, fee
+        scaled = quantity * cash / (quantity * price + fee)
+        quantity = float(self.rules[symbol].floor_qty(Decimal(repr(scaled))))
+        return quantity, self.fees(quantity, price, liquidity)
 
     def _marks(self, bar: int) -> dict[str, float]:
         return {name: float(b.open[bar]) for name, b in self.feed.symbols.items()}

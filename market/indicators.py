@@ -103,7 +103,7 @@ def compute_indicators(
         bands.bollinger_mavg(),
         bands.bollinger_lband(),
         bands.bollinger_pband(),
-        _wilder_atr(high, low, close, cfg.atr),
+        wilder_atr(high, low, close, cfg.atr),
         VolumeWeightedAveragePrice(
             high, low, close, volume, window=cfg.vwap_window
         ).volume_weighted_average_price(),
@@ -118,7 +118,7 @@ def compute_indicators(
     )
 
 
-def _wilder_atr(high: pd.Series, low: pd.Series, close: pd.Series, window: int) -> pd.Series:
+def wilder_atr(high: pd.Series, low: pd.Series, close: pd.Series, window: int) -> pd.Series:
     """ta's AverageTrueRange values, vectorised: ta loops per row in Python (~4 s a year of 1m
     bars), fills warm-up with 0.0 instead of NaN, and fails on fewer than `window` rows."""
     prev_close = close.shift(1).to_numpy()

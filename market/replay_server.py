@@ -1,5 +1,6 @@
-"""A Binance combined-stream WebSocket server on 127.0.0.1 that replays the bundled real 1m
-sample as kline events, so the live loop runs offline through the real stream client."""
+"""A Binance combined-stream WebSocket server on 127.0.0.1 that replays 1m bars as kline events
+(the bundled real sample, or a user's own file), so the live loop runs offline through the real
+stream client."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pandas as pd
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
-from market.binance_ws import Bar, bars_from_frame
+from market.binance_ws import Backfill, Bar, bars_from_frame
 from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample
 
 log = logging.getLogger(__name__)
@@ -75,13 +77,25 @@ def partial_row(row: dict[str, Any], fraction: float) -> dict[str, Any]:
     }
 
 
+def frame_backfill(frames: Mapping[str, pd.DataFrame]) -> Backfill:
+    """The offline counterpart of REST backfill: the replayed bars with open_time in [start,
+    end]."""
+
+    def backfill(symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:
+        if symbol not in frames or interval != SAMPLE_INTERVAL:
+            return []
+        frame = frames[symbol]
+        window = frame[(frame["open_time"] >= start_ms) & (frame["open_time"] <= end_ms)]
+        return bars_from_frame(window, symbol, interval, "backfill")
+
+    return backfill
+
+
 def sample_backfill(symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:
-    """The offline counterpart of REST backfill: sample bars with open_time in [start, end]."""
-    if symbol not in SAMPLE_SYMBOLS or interval != SAMPLE_INTERVAL:
-        return []
-    frame = load_sample(symbol)
-    window = frame[(frame["open_time"] >= start_ms) & (frame["open_time"] <= end_ms)]
-    return bars_from_frame(window, symbol, interval, "backfill")
+    """Backfill from the bundled sample."""
+    return frame_backfill({s: load_sample(s) for s in SAMPLE_SYMBOLS})(
+        symbol, interval, start_ms, end_ms
+    )
 
 
 class ReplayServer:
@@ -100,14 +114,16 @@ class ReplayServer:
         stop_index: int | None = None,
         partial_updates: int = 0,
         drop_after: int | None = None,
+        frames: Mapping[str, pd.DataFrame] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
-        frames = {s: load_sample(s) for s in SAMPLE_SYMBOLS}
+        frames = frames or {s: load_sample(s) for s in SAMPLE_SYMBOLS}
         self._rows = {s: f.to_dict("records") for s, f in frames.items()}
-        times = frames[SAMPLE_SYMBOLS[0]]["open_time"]
+        self._streams = {f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in frames}
+        times = next(iter(frames.values()))["open_time"].reset_index(drop=True)
         if start_time_ms is not None:
             start_index = int(times.searchsorted(start_time_ms))
         self.start_index = start_index
@@ -187,10 +203,10 @@ class ReplayServer:
         streams = _requested_streams(request.path)
         if not streams:
             return connection.respond(400, "expected /stream?streams=<symbol>@kline_1m[/...]")
-        unknown = sorted(set(streams) - _supported_streams())
+        unknown = sorted(set(streams) - self._streams)
         if unknown:
             return connection.respond(
-                400, f"the replay serves only {sorted(_supported_streams())}, not {unknown}"
+                400, f"the replay serves only {sorted(self._streams)}, not {unknown}"
             )
         return None
 
@@ -258,10 +274,6 @@ def _requested_streams(path: str) -> list[str]:
         return []
     joined = parse_qs(url.query).get("streams", [""])[-1]
     return [s for s in joined.split("/") if s]
-
-
-def _supported_streams() -> set[str]:
-    return {f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in SAMPLE_SYMBOLS}
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:

@@ -1,4 +1,5 @@
-"""The approval seal: an HMAC with a per-process key, so only the gate can mint ApprovedOrder."""
+"""The approval seal: an HMAC with a per-process key, and one mint the gate claims at import,
+so only the gate can make an ApprovedOrder that executors accept."""
 
 from __future__ import annotations
 
@@ -34,11 +35,24 @@ def _digest(fields: dict[str, Any]) -> str:
     return hmac.new(_KEY, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def _issue(**fields: Any) -> ApprovedOrder:
-    """Mint a sealed order. Private to the gate: nothing else in the project calls this.
-    The seal is computed from the arguments, which validation keeps as they are (the gate
-    passes the exact types), so `verify_approved` on the order recomputes the same digest."""
-    return ApprovedOrder(**fields, seal=_digest(fields))
+class _Mint:
+    """Seals orders. There is one, and `claim_mint` hands it to the gate alone."""
+
+    def __call__(self, **fields: Any) -> ApprovedOrder:
+        """Validation keeps the arguments as they are (the gate passes the exact types), so
+        `verify_approved` on the order recomputes the same digest."""
+        return ApprovedOrder(**fields, seal=_digest(fields))
+
+
+_unclaimed: list[_Mint] = [_Mint()]
+
+
+def claim_mint() -> _Mint:
+    """The gate takes the only mint when it is imported; any later claim raises, so nothing
+    else in the process can seal an order."""
+    if not _unclaimed:
+        raise UnapprovedOrderError("only the risk gate seals orders: the mint is already held")
+    return _unclaimed.pop()
 
 
 def verify_approved(order: object) -> ApprovedOrder:

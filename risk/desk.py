@@ -34,13 +34,18 @@ class RiskDesk:
         self.state: RiskState = load_state(store, scope)
 
     def review(self, signal: TradeSignal) -> Verdict:
-        now = self._now()
+        """The chat's call: the views come from the callbacks the desk was built with."""
+        return self.judge(signal, self._portfolio(), self._market(signal.symbol), self._now())
+
+    def judge(
+        self, signal: TradeSignal, portfolio: PortfolioView, market: MarketView, now_ms: int
+    ) -> Verdict:
+        """The runner's call: the views are the runner's own, as in a backtest."""
         before = self.state
-        portfolio, market = self._portfolio(), self._market(signal.symbol)
-        verdict, self.state = decide(signal, portfolio, market, now, self.limits, before)
+        verdict, self.state = decide(signal, portfolio, market, now_ms, self.limits, before)
         record = VerdictRecord(
             scope=self.scope,
-            now_ms=now,
+            now_ms=now_ms,
             signal=signal,
             portfolio=portfolio,
             market=market,
@@ -50,7 +55,7 @@ class RiskDesk:
             state_after=self.state,
         )
         record_verdicts(self.store, [record])
-        save_state(self.store, self.state, now, self.scope)
+        save_state(self.store, self.state, now_ms, self.scope)
         return verdict
 
     def llm_result(self, ok: bool) -> None:

@@ -8,7 +8,7 @@ from bisect import bisect_right
 from decimal import Decimal
 from functools import lru_cache
 
-from risk.approval import _issue, client_order_id
+from risk.approval import claim_mint, client_order_id
 from risk.limits import RiskLimits, SourceLimits
 from risk.models import (
     Approved,
@@ -45,6 +45,8 @@ _LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
 
+
+_MINT = claim_mint()
 
 _validate_reason = Reason.__pydantic_validator__.validate_python
 """Reason's own validator on a dict: the same validated model as `Reason(...)`, without the
@@ -587,7 +589,7 @@ def _finish(
             ReasonCode.MIN_NOTIONAL,
             f"notional {notional:.8f} at {prices.ref} is below minNotional {rules.min_notional}",
         )
-    order = _issue(
+    order = _MINT(
         client_order_id=client_order_id(signal.decision_id),
         decision_id=signal.decision_id,
         symbol=signal.symbol,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right, insort
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from risk.limits import RiskLimits
@@ -85,6 +86,86 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
         locks += (lock,) if lock else ()
     return state.model_copy(
         update={"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
+    )
+
+
+def on_equity_series(
+    state: RiskState, equity: np.ndarray, times: np.ndarray, limits: RiskLimits
+) -> RiskState:
+    """`on_equity` at each close in turn, exactly, for the bars a backtest skips: spans that
+    trip no breaker are folded at once, and each tripping close goes through `on_equity`."""
+    start, n = 0, len(equity)
+    while start < n:
+        values, moments = equity[start:], times[start:]
+        trip = _first_trip(state, values, moments, limits)
+        if trip is None:
+            return _fold(state, values, moments)
+        state = _fold(state, values[:trip], moments[:trip])
+        state = on_equity(state, float(values[trip]), int(moments[trip]), limits)
+        start += trip + 1
+    return state
+
+
+def _running(
+    state: RiskState, equity: np.ndarray, times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per close, as sequential `on_equity` calls would see it: finite?, the peak so far and
+    the UTC day's start equity (non-finite closes change nothing)."""
+    finite = np.isfinite(equity)
+    seen = np.where(finite, equity, -np.inf)
+    peak = np.maximum.accumulate(seen)
+    if state.peak_equity is not None:
+        peak = np.maximum(peak, state.peak_equity)
+    days = times // DAY_MS
+    day_start = np.full(len(equity), np.nan)
+    for day in np.unique(days[finite]):
+        if day == state.utc_day and state.day_start_equity is not None:
+            day_start[days == day] = state.day_start_equity
+        else:
+            first = int(np.flatnonzero(finite & (days == day))[0])
+            day_start[(days == day) & (np.arange(len(equity)) >= first)] = equity[first]
+    return finite, peak, day_start
+
+
+def _first_trip(
+    state: RiskState, equity: np.ndarray, times: np.ndarray, limits: RiskLimits
+) -> int | None:
+    finite, peak, day_start = _running(state, equity, times)
+    trips = np.zeros(len(equity), dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if limits.max_drawdown_pct is not None and not any(
+            lock.code is ReasonCode.MAX_DRAWDOWN and lock.until_ms is None for lock in state.locks
+        ):
+            trips |= finite & (peak > 0) & (1.0 - equity / peak >= limits.max_drawdown_pct)
+        if limits.max_daily_loss_pct is not None:
+            locked = np.zeros(len(equity), dtype=bool)
+            for lock in state.locks:
+                if lock.code is ReasonCode.DAILY_LOSS:
+                    locked |= times < (lock.until_ms if lock.until_ms is not None else np.inf)
+            usable = np.isfinite(day_start) & (day_start > 0)
+            trips |= (
+                finite & usable & ~locked & (1.0 - equity / day_start >= limits.max_daily_loss_pct)
+            )
+    hits = np.flatnonzero(trips)
+    return int(hits[0]) if len(hits) else None
+
+
+def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
+    """Sequential `on_equity` over closes that trip nothing: only the day, its start, the peak
+    and the refresh at the last close remain."""
+    finite, peak, day_start = _running(state, equity, times)
+    last = np.flatnonzero(finite)
+    if not len(last):
+        return state
+    k = int(last[-1])
+    now = int(times[k])
+    state = refresh(state, now)
+    return state.model_copy(
+        update={
+            "utc_day": now // DAY_MS,
+            "day_start_equity": float(day_start[k]),
+            "peak_equity": float(peak[k]),
+        }
     )
 
 

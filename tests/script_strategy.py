@@ -12,12 +12,12 @@ from pydantic import BaseModel
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.engine import BacktestResult, run_backtest
-from backtest.strategy import Context, Prepared, Strategy
 from execution.feed import SymbolBars
 from execution.fees import FeeFn, FeeSchedule
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import OrderType, SignalAction, SignalSource, TradeSignal
+from runtime.strategy import Context, Prepared, Strategy
 
 T0 = 1_761_711_720_000  # 2025-10-29 04:22 UTC, the bundled sample's first bar
 MINUTE = 60_000

@@ -285,6 +285,7 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
 
     from agent.loop_metrics import LoopMetrics
     from agent.offline import OfflineModel
+    from agent.strategy import trading_agent
     from agent.trading_loop import TradingLoop
     from market.binance_ws import bars_from_frame
     from market.sample import load_sample, sample_rules
@@ -301,11 +302,13 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
         account="m",
         symbols=symbols,
         store=open_store(f"sqlite:///{tmp_path / 'agent.db'}"),
-        model=OfflineModel(),
+        strategy=trading_agent(
+            OfflineModel(), sample_rules(), account="m", decide_every=5, cash=10_000
+        ),
+        strategy_label="agent",
         rules=sample_rules(),
         history={s: f.iloc[:1440] for s, f in frames.items()},
         cash=10_000,
-        decide_every=5,
         kill_switch=tmp_path / "KILL",
         observers=[metrics],
     )

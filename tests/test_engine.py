@@ -20,7 +20,6 @@ from backtest.metrics import drawdown, drawdown_periods, exposure
 from backtest.report import build_report
 from backtest.runs import load_runs, save_run
 from backtest.strategies import STRATEGIES
-from backtest.strategy import Context, Prepared, Strategy
 from backtest.sweep import (
     SweepData,
     evaluate,
@@ -50,6 +49,7 @@ from risk.models import (
     TradeSignal,
 )
 from risk.state import RiskState
+from runtime.strategy import Context, Prepared, Strategy
 
 FLAT = (100.0, 100.5, 99.5, 100.0)
 
@@ -160,19 +160,22 @@ def test_the_executor_refuses_anything_the_gate_did_not_seal() -> None:
     executor = _executor()
     approved = _approved()
     with pytest.raises(UnapprovedOrderError):
-        executor.submit(approved.model_copy(update={"quantity": Decimal(50)}), 1)
+        executor.accept(approved.model_copy(update={"quantity": Decimal(50)}))
     with pytest.raises(UnapprovedOrderError):
-        executor.submit(approved.model_dump(), 1)
-    assert executor.submit(approved, 1) is None
+        executor.accept(approved.model_dump())
+    assert not executor.accepted and executor.idle
+    executor.accept(approved)
+    executor.on_bar(1)
     assert executor.ledger.quantity("BTCUSDT") == 1.0
 
 
 def test_the_venue_rejects_and_counts_an_order_breaking_its_filters() -> None:
     """The gate saw filters that have since changed: the venue refuses, never resizes."""
     executor = _executor(rules(min_notional="1000"))
-    rejection = executor.submit(_approved(quantity=2.0), 1)
-    assert rejection is not None and rejection.code == "MIN_NOTIONAL"
-    assert executor.rejections == [rejection]
+    executor.accept(_approved(quantity=2.0))
+    executor.on_bar(1)
+    [rejection] = executor.rejections
+    assert rejection.code == "MIN_NOTIONAL"
     assert executor.ledger.quantity("BTCUSDT") == 0 and not executor.fills
     assert executor.ledger.cash == 10_000
 

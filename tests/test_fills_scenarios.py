@@ -160,7 +160,7 @@ SCENARIOS: dict[str, Scenario] = {
         trades=[],
         check={"vetoed": {"MIN_NOTIONAL": 1}, "fills": 0, "equity": 10_000},
     ),
-    "a resting order the cash no longer covers is rejected at the venue": Scenario(
+    "a second resting buy is capped by the room the first one takes": Scenario(
         rows=[FLAT, (100, 100.5, 98.5, 99), (99, 99.5, 97.5, 98), FLAT, FLAT],
         plan={
             0: [
@@ -169,8 +169,11 @@ SCENARIOS: dict[str, Scenario] = {
             ],
             3: [close()],
         },
-        trades=[Expect("signal", 1, 99, 4, 100, 60)],
-        check={"rejected": {"INSUFFICIENT_CASH": 1}},
+        trades=[
+            Expect("signal", 1, 99, 4, 100, 60),
+            Expect("signal", 2, 98, 4, 100, 81.632),
+        ],
+        check={"adjusted": {"MAX_POSITION": 1, "STEP_SIZE": 1}},
     ),
     "volume participation fills a large order over several bars with impact": Scenario(
         rows=[
@@ -217,6 +220,8 @@ def _check(result: BacktestResult, scenario: Scenario) -> None:
         assert result.equity[-1] == approx(check["equity"], rel=1e-12)
     if "vetoed" in check:
         assert dict(result.vetoes) == check["vetoed"]
+    if "adjusted" in check:
+        assert dict(result.adjustments) == check["adjusted"]
     rejected = {}
     for rejection in result.rejections:
         rejected[rejection.code] = rejected.get(rejection.code, 0) + 1

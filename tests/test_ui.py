@@ -22,6 +22,7 @@ from gradio_client import Client
 from agent.loop_state import kill_switch_path, resume_account
 from agent.offline import OfflineModel
 from agent.records import load_decisions
+from agent.strategy import trading_agent
 from agent.trading_loop import TradingLoop
 from agent.ui import AGENT, CLASSIC, RISK_SCOPE, build_app
 from config import load_settings
@@ -64,11 +65,13 @@ def run_loop_account(store: Store, data_dir: Path, account: str) -> None:
         account=account,
         symbols=symbols,
         store=store,
-        model=OfflineModel(),
+        strategy=trading_agent(
+            OfflineModel(), sample_rules(), account=account, decide_every=5, cash=10_000
+        ),
+        strategy_label="agent",
         rules=sample_rules(),
         history={s: f.iloc[:1440] for s, f in frames.items()},
         cash=10_000,
-        decide_every=5,
         kill_switch=kill_switch_path(data_dir, account),
     )
     bars = {s: bars_from_frame(f.iloc[1440:1560], s, "1m", "stream") for s, f in frames.items()}

@@ -13,7 +13,7 @@ import pandas as pd
 from market.indicators import IndicatorConfig, compute_indicators
 from market.models import SymbolRules
 from risk.limits import RiskLimits
-from risk.models import PortfolioView, SignalSource
+from risk.models import MarketView, PortfolioView, SignalSource
 from risk.state import RiskState
 
 
@@ -63,7 +63,8 @@ def flat_portfolio(cash: float) -> Callable[[], PortfolioView]:
 @dataclass
 class ToolEnv:
     """The world of one decision. `portfolio` and `risk_state` are read at call time; `cancel`
-    is absent where no venue holds working orders (a backtest decision)."""
+    is absent where no venue holds working orders (a backtest decision); `view` is the runner's
+    market view, so `assess_risk` previews exactly what the runner's gate will see."""
 
     market: MarketData
     now_ms: int
@@ -75,6 +76,7 @@ class ToolEnv:
     decision_id: str = ""
     stateful: bool = True
     cancel: Callable[[str], str] | None = None
+    view: Callable[[str], MarketView] | None = None  # the runner's market view, where one runs
 
     @cached_property
     def symbols(self) -> list[str]:

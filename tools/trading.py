@@ -41,7 +41,10 @@ class TradeIdea(BaseModel):
 
 
 def market_view(env: ToolEnv, symbol: str) -> MarketView:
-    """The gate's view of a symbol at decision time: the last visible close and its ATR."""
+    """The gate's view of a symbol at decision time: the runner's where one runs; the chat's
+    own otherwise (the last visible close and its ATR)."""
+    if env.view is not None:
+        return env.view(symbol)
     candles = env.market.candles(symbol, env.now_ms)
     if candles.empty:
         raise ToolError(f"no {symbol} bars before {iso_ms(env.now_ms)}")

@@ -41,7 +41,6 @@ from backtest.lookahead import check_lookahead
 from backtest.report import build_report
 from backtest.runs import save_run
 from backtest.strategies import STRATEGIES
-from backtest.strategy import Strategy
 from backtest.sweep import (
     SweepData,
     parse_grid,
@@ -62,6 +61,7 @@ from market.models import INTERVAL_MS, SymbolRules, parse_interval, parse_symbol
 from market.sample import sample_rules
 from market.source import DAY_MS, CandleSource, load_csv_candles
 from risk.limits import RiskLimits
+from runtime.strategy import Strategy
 from store import Store, open_store
 
 DEFAULT_DAYS = 3.0

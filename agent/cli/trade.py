@@ -1,9 +1,12 @@
-"""`agent-trade`: the unattended loop on a paper account (the default), and `status`, `halt` and
-`resume` to inspect and steer it from another terminal.
+"""`agent-trade`: the unattended loop on a paper account (the default), and `status`, `fills`,
+`halt` and `resume` to inspect and steer it from another terminal. The agent or any classic
+strategy trades through the same runner a backtest drives.
 
-    agent-trade --feed replay [--speed 600]   the bundled sample through a loopback WebSocket
-    agent-trade --feed binance                 Binance's public stream (network), paper fills
-    agent-trade status | halt | resume [--account NAME]
+    agent-trade --feed replay [--speed 600|max]   the bundled sample through a loopback WebSocket
+    agent-trade --feed replay --data FILE.csv      your own bars, as agent-backtest --data reads them
+    agent-trade --strategy sma_cross --fast 20      a classic strategy instead of the agent
+    agent-trade --feed binance                      Binance's public stream (network), paper fills
+    agent-trade status | fills | halt | resume [--account NAME]
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from agent.cli.common import (
     EXIT_RUNTIME,
@@ -33,13 +40,17 @@ from agent.loop_state import (
     kill_switch_path,
     resume_account,
 )
+from backtest.config import BacktestConfig
 from config import Settings
 from core.errors import UserError
 from execution.binance_executor import check_live_allowed
+from execution.fees import FeeSchedule
 from execution.paper_records import load_account, save_orders
+from execution.slippage import FixedBps
 from market.models import parse_symbol
 from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample, sample_rules
 from market.validation import iso_ms
+from risk.limits import RiskLimits
 from store import Store, open_store
 
 if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt stay quick
@@ -47,11 +58,14 @@ if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt sta
 
     from agent.records import DecisionRecord
     from agent.trading_loop import TradingLoop
+    from runtime.strategy import Strategy
 
 DAY_BARS, MINUTE_MS = 1_440, 60_000
 log = logging.getLogger(__name__)
 
-COMMANDS = ("run", "status", "halt", "resume")
+COMMANDS = ("run", "status", "fills", "halt", "resume")
+AGENT = "agent"
+DEFAULT_DECIDE_EVERY = 15
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,9 +78,22 @@ def _parser() -> argparse.ArgumentParser:
     add_common_args(parser)
     loop = parser.add_argument_group("the loop (run)")
     loop.add_argument("--feed", choices=("replay", "binance"), default="replay")
-    loop.add_argument("--speed", type=float, default=600.0, help="replay speed × real time")
+    loop.add_argument(
+        "--speed", default="600", help="replay speed × real time, or max (as fast as it steps)"
+    )
+    loop.add_argument("--data", type=Path, help="replay: a CSV of your own 1m bars for --symbol")
     loop.add_argument("--symbol", default=",".join(SAMPLE_SYMBOLS), help="comma-separated")
-    loop.add_argument("--decide-every", type=int, default=15, help="minutes between decisions")
+    loop.add_argument("--strategy", default=AGENT, help=f"{AGENT} (default) or a classic strategy")
+    loop.add_argument(
+        "--decide-every",
+        type=int,
+        help=f"the agent: minutes between decisions ({DEFAULT_DECIDE_EVERY})",
+    )
+    loop.add_argument("--size", help="a classic strategy: per entry, 'all' (default) or a percent")
+    loop.add_argument("--stop-loss", type=float, help="a classic strategy: stop-loss percent")
+    loop.add_argument("--take-profit", type=float, help="a classic strategy: take-profit percent")
+    loop.add_argument("--fee-bps", type=float, help="paper: maker and taker fee (10 = 0.1%%)")
+    loop.add_argument("--slippage-bps", type=float, help="paper: taker slippage (2)")
     loop.add_argument("--mode", default="paper", help="paper (default), testnet or live")
     loop.add_argument("--cash", type=float, default=10_000.0, help="a new account's USDT")
     loop.add_argument("--max-bars", type=int, help="stop after this many bars")
@@ -76,9 +103,16 @@ def _parser() -> argparse.ArgumentParser:
         "--budget-usd", type=float, help="a paid model's spend cap; then safe mode (exits only)"
     )
     loop.add_argument("--yes", action="store_true", help="accept a paid model's cost estimate")
-    out = parser.add_argument_group("status")
-    out.add_argument("--json", action="store_true", help="status as JSON")
+    out = parser.add_argument_group("status and fills")
+    out.add_argument("--json", action="store_true", help="as JSON")
     parser.add_argument("--reason", default="halted by a person", help="halt: why")
+    from agent.cli.backtest import _param_flags
+
+    params = parser.add_argument_group("classic strategy parameters (as agent-backtest)")
+    for field, (kind, text, users) in _param_flags().items():
+        params.add_argument(
+            f"--{field.replace('_', '-')}", type=kind, help=f"{text} ({', '.join(users)})"
+        )
     return parser
 
 
@@ -89,16 +123,50 @@ def _symbols(text: str) -> list[str]:
     return symbols
 
 
+def _speed(raw: str) -> float:
+    if raw.strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        speed = float(raw)
+    except ValueError:
+        speed = math.nan
+    if not speed > 0:
+        raise UserError(f"invalid --speed {raw}: a multiple of real time above 0, or max")
+    return speed
+
+
 def _check_run_args(args: argparse.Namespace) -> None:
     check_live_allowed(args.mode, os.environ)
     if args.mode == "live" and args.feed != "binance":
         raise UserError(
             "--mode live needs --feed binance: replayed sample bars must never drive real orders"
         )
-    if not 1 <= args.decide_every <= 1_440:
+    args.speed = _speed(args.speed)
+    if args.data is not None and args.feed != "replay":
+        raise UserError("--data is replayed: it needs --feed replay")
+    if args.mode != "paper":
+        given = [f for f in ("fee_bps", "slippage_bps") if getattr(args, f) is not None]
+        if given:
+            raise UserError(
+                f"--{given[0].replace('_', '-')} is for paper accounts: on Binance {args.mode} "
+                "the exchange charges its own fees and fills at its own prices"
+            )
+    if args.strategy == AGENT:
+        given = [f for f in ("size", "stop_loss", "take_profit") if getattr(args, f) is not None]
+        if given:
+            raise UserError(
+                f"--{given[0].replace('_', '-')} does not apply to the agent: it proposes its "
+                "own size and stop, which the risk gate bounds"
+            )
+        if args.decide_every is None:
+            args.decide_every = DEFAULT_DECIDE_EVERY
+    elif args.decide_every is not None:
+        raise UserError(
+            f"--decide-every does not apply to {args.strategy}: a classic strategy decides on "
+            "the bars where its signal fires"
+        )
+    if args.decide_every is not None and not 1 <= args.decide_every <= 1_440:
         raise UserError(f"invalid --decide-every {args.decide_every}: 1 to 1440 minutes")
-    if not args.speed > 0:
-        raise UserError(f"invalid --speed {args.speed:g}: must be above 0 (inf: no waiting)")
     if not args.cash > 0:
         raise UserError(f"invalid --cash {args.cash:g}: must be above 0")
     if args.max_bars is not None and args.max_bars < 1:
@@ -145,28 +213,45 @@ class _ProgressBar:
         pass
 
 
-def _replay_plan(
-    store: Store, account: str, symbols: list[str]
-) -> tuple[int, int, dict[str, pd.DataFrame]]:
-    """Where the replay starts (after the account's last bar, or a day in), where it ends, and
-    the history before the start that indicators and 24 h returns need."""
+def _replay_frames(args: argparse.Namespace, symbols: list[str]) -> dict[str, pd.DataFrame]:
+    """What a replay plays: the user's file (one symbol, as agent-backtest --data), or the
+    bundled sample."""
+    if args.data is not None:
+        from market.source import load_csv_candles
+
+        if len(symbols) != 1:
+            raise UserError("--data reads one symbol's bars: give a single --symbol")
+        frame = load_csv_candles(args.data, SAMPLE_INTERVAL, notify).reset_index(drop=True)
+        if frame.empty:
+            raise UserError(f"--data {args.data}: no usable 1m bars")
+        return {symbols[0]: frame}
     for symbol in symbols:
         if symbol not in SAMPLE_SYMBOLS:
             raise UserError(
                 f"--feed replay has no {symbol}: the bundled sample holds {', '.join(SAMPLE_SYMBOLS)}"
+                " (or replay your own bars with --data FILE)"
             )
-    frames = {s: load_sample(s) for s in symbols}
-    times = frames[symbols[0]]["open_time"]
+    return {s: load_sample(s) for s in symbols}
+
+
+def _replay_plan(
+    store: Store, account: str, frames: dict[str, pd.DataFrame], own_data: bool
+) -> tuple[int, int, dict[str, pd.DataFrame]]:
+    """Where the replay starts (after the account's last bar; a new account at the file's first
+    bar, or a day into the sample), where it ends, and the history before the start."""
+    times = next(iter(frames.values()))["open_time"]
     stored = load_account(store, account)
+    first = int(times.iloc[0 if own_data else DAY_BARS])
     if stored.state_json is None:
-        start = int(times.iloc[DAY_BARS])
+        start = first
     else:
         last = LoopState.model_validate_json(stored.state_json).paper.last_open_time
-        start = int(times.iloc[DAY_BARS]) if last is None else last + MINUTE_MS
+        start = first if last is None else last + MINUTE_MS
     end = int(times.iloc[-1])
     if start > end:
+        what = "the whole file" if own_data else "the whole bundled sample"
         raise UserError(
-            f"account {account!r} has already traded the whole bundled sample (to "
+            f"account {account!r} has already traded {what} (to "
             f"{iso_ms(end)} UTC): use a new --account, or `agent-trade status` to see it"
         )
     history = {s: f[f["open_time"] < start].tail(DAY_BARS) for s, f in frames.items()}
@@ -174,10 +259,13 @@ def _replay_plan(
 
 
 async def _run_loop(
-    loop: TradingLoop, args: argparse.Namespace, settings: Settings, start: int, end: int | None
+    loop: TradingLoop,
+    args: argparse.Namespace,
+    settings: Settings,
+    replay: tuple[int, int, dict[str, pd.DataFrame]] | None,
 ) -> str:
     from market.binance_ws import STREAM_URL, BinanceStream, rest_backfill
-    from market.replay_server import ReplayServer, sample_backfill
+    from market.replay_server import ReplayServer, frame_backfill
 
     stop = asyncio.Event()
     running = asyncio.get_running_loop()
@@ -195,7 +283,7 @@ async def _run_loop(
         if loop.last_open_time is None
         else {(s, SAMPLE_INTERVAL): loop.last_open_time for s in loop.symbols}
     )
-    if args.feed == "binance":
+    if replay is None:
         from market.binance_rest import BinanceRestClient
 
         client = BinanceRestClient(settings.binance)
@@ -204,13 +292,14 @@ async def _run_loop(
         )
         async with stream:
             return await loop.run(stream, stop, max_bars=args.max_bars)
+    start, end, frames = replay
     server = await ReplayServer(
-        speed=args.speed, start_time_ms=start, drop_after=args.drop_every
+        speed=args.speed, start_time_ms=start, drop_after=args.drop_every, frames=frames
     ).start()
     stream = BinanceStream(
         streams,
         base_url=server.url,
-        backfill=sample_backfill,
+        backfill=frame_backfill(frames),
         resume_after=resume,
         backoff_base_s=0.05,
         backoff_max_s=1.0,
@@ -265,33 +354,118 @@ def _binance_venue(
     def journal(order: Any) -> None:
         save_orders(store, account, [order])
 
-    return rules, lambda cash: BinanceVenue(executor, rules, symbols, cash=cash, journal=journal)
+    return rules, lambda cash, feed: BinanceVenue(executor, rules, feed, cash=cash, journal=journal)
+
+
+def _fills(args: argparse.Namespace) -> BacktestConfig:
+    """A paper account's fill model and a classic strategy's sizing, in the backtest's terms."""
+    from agent.cli.backtest import _size
+
+    try:
+        return BacktestConfig(
+            cash=args.cash,
+            size_pct=_size(args.size or "all"),
+            fees=FeeSchedule.from_bps(10.0 if args.fee_bps is None else args.fee_bps),
+            slippage=FixedBps(bps=2.0 if args.slippage_bps is None else args.slippage_bps),
+            stop_loss_pct=None if args.stop_loss is None else args.stop_loss / 100,
+            take_profit_pct=None if args.take_profit is None else args.take_profit / 100,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UserError(f"invalid setting {where}: {first['msg']}") from None
+
+
+def _strategy(
+    args: argparse.Namespace, settings: Settings, rules: dict, limits: RiskLimits, symbols: list
+) -> tuple[Strategy, str, Any]:
+    """The agent (with its model) or a classic strategy, and the label its account keeps."""
+    from agent.cli.backtest import _build_strategy, _strategy_params
+
+    if args.strategy != AGENT:
+        if args.budget_usd is not None or args.yes:
+            flag = "--budget-usd" if args.budget_usd is not None else "--yes"
+            raise UserError(f"{flag} does not apply to {args.strategy}: it calls no model")
+        cls, params = _strategy_params(args)
+        assert cls is not None
+        strategy = _build_strategy(cls, params)
+        values = " ".join(f"{k}={v}" for k, v in strategy.params.model_dump().items())
+        return strategy, f"{cls.name} {values}".strip(), None
+    given = _param_flags_given(args)
+    if given:
+        raise UserError(f"--{given[0].replace('_', '-')} does not apply to the agent")
+    from agent.cli.agent_backtest import check_cost
+    from agent.model import open_model
+    from agent.strategy import trading_agent
+
+    model = open_model(settings, notify)
+    check_cost(args, model, settings, DAY_BARS // args.decide_every * len(symbols), " per day")
+    strategy = trading_agent(
+        model,
+        rules,
+        account=args.account,
+        decide_every=args.decide_every,
+        cash=args.cash,
+        limits=limits,
+    )
+    return strategy, AGENT, model
+
+
+def _param_flags_given(args: argparse.Namespace) -> list[str]:
+    from agent.cli.backtest import _param_flags
+
+    return [f for f in _param_flags() if getattr(args, f, None) is not None]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from agent.cli.agent_backtest import check_cost
-    from agent.model import open_model
     from agent.trading_loop import TradingLoop
+    from execution.paper import PaperExecutor
+    from runtime.runner import Sizing
 
     _check_run_args(args)
     symbols = _symbols(args.symbol)
     settings = settings_from(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
+    fills = _fills(args)
     store = open_store(settings.resolved_database_url)
+    replay = None
     if args.feed == "replay":
-        start, end, history = _replay_plan(store, args.account, symbols)
+        frames = _replay_frames(args, symbols)
+        start, end, history = _replay_plan(store, args.account, frames, args.data is not None)
+        replay = (start, end, frames)
         total: int | None = (end - start) // MINUTE_MS + 1
+        what = f"{args.data}" if args.data is not None else "the bundled Binance sample"
+        pace = "as fast as the loop steps" if math.isinf(args.speed) else f"at {args.speed:g}×"
         notify(
-            f"feed: the bundled Binance sample replayed at {args.speed:g}× from {iso_ms(start)} "
-            "UTC through a loopback WebSocket (no network)"
+            f"feed: {what} replayed {pace} from {iso_ms(start)} UTC through a loopback "
+            "WebSocket (no network)"
         )
     else:
-        start, end, total = 0, None, None
+        total = None
         history = _binance_history(settings, symbols)
         notify("feed: Binance public market data")
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
-    model = open_model(settings, notify)
-    check_cost(args, model, settings, DAY_BARS // args.decide_every * len(symbols), " per day")
+    rules: dict = sample_rules()
+    venue: Any = None
+    limits = RiskLimits()
+    if args.mode != "paper":
+        rules, venue = _binance_venue(settings, store, args.account, args.mode, symbols)
+    else:
+        limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
+
+    if args.data is not None:  # the same filters agent-backtest --data trades a file with
+        from agent.cli.backtest import _rules
+
+        rules = _rules(symbols, [])
+    if args.mode == "paper":
+        paper_rules = rules
+
+        def venue(cash: float, feed: Any) -> PaperExecutor:
+            return PaperExecutor(
+                paper_rules, feed, cash=cash, fees=fills.fees, slippage=fills.slippage
+            )
+
+    strategy, label, model = _strategy(args, settings, rules, limits, symbols)
     observers: list[Any] = []
     if args.metrics_port is not None:
         from agent.loop_metrics import LoopMetrics
@@ -303,19 +477,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     bar = _ProgressBar(total)
     observers.append(bar)
     kill_file = kill_switch_path(settings.data_dir, args.account)
-    rules, venue = sample_rules(), None
-    if args.mode != "paper":
-        rules, venue = _binance_venue(settings, store, args.account, args.mode, symbols)
     loop = TradingLoop(
         account=args.account,
         symbols=symbols,
         store=store,
-        model=model,
+        strategy=strategy,
+        strategy_label=label,
         rules=rules,
         history=history,
         cash=args.cash,
-        decide_every=args.decide_every,
         kill_switch=kill_file,
+        limits=limits,
+        sizing=Sizing(
+            size_pct=fills.size_pct,
+            stop_loss_pct=fills.stop_loss_pct,
+            take_profit_pct=fills.take_profit_pct,
+        ),
         observers=observers,
         mode=args.mode,
         venue=venue,
@@ -323,6 +500,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
+    notify(f"strategy: {label}")
     if args.mode == "paper":
         notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
     else:
@@ -337,14 +515,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
     with bar.progress:
         try:
-            reason = asyncio.run(_run_loop(loop, args, settings, start, end))
+            reason = asyncio.run(_run_loop(loop, args, settings, replay))
         except (UserError, KeyboardInterrupt):
             raise
         except Exception as exc:  # unattended: say why it stopped, where `status` will show it
             return _failed(loop, exc)
     finished = reason.startswith("the replay reached")
     loop.finish("finished" if finished else "stopped", reason)
-    model.close()
+    if model is not None:
+        model.close()
     _print_status(account_status(store, args.account, settings))
     return 0
 
@@ -422,10 +601,34 @@ def _cmd_halt(args: argparse.Namespace, halt: bool) -> int:
     return 0
 
 
+def _cmd_fills(args: argparse.Namespace) -> int:
+    """Every fill of the account, oldest first: what a backtest's fills are compared with."""
+    settings = settings_from(args)
+    store = open_store(settings.resolved_database_url)
+    account_status(store, args.account, settings)  # one line and exit 2 for an unknown account
+    from backtest.report import FillOut
+
+    rows = [FillOut.of(fill).model_dump() for fill in load_account(store, args.account).fills]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(
+            f"{row['time']}  {row['symbol']:<10} {row['side']:<4} {row['quantity']:>14.8f} @ "
+            f"{row['price']:>12.2f}  fee {row['fee']:.4f}  {row['reason']:<11} "
+            f"{row['client_order_id']}"
+        )
+    if not rows:
+        print(f"account {args.account!r} has no fills yet")
+    return 0
+
+
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "status":
         return _cmd_status(args)
+    if args.command == "fills":
+        return _cmd_fills(args)
     if args.command in ("halt", "resume"):
         return _cmd_halt(args, halt=args.command == "halt")
     return _cmd_run(args)

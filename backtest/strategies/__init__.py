@@ -5,7 +5,7 @@ from __future__ import annotations
 from backtest.strategies.donchian_breakout import DonchianBreakout
 from backtest.strategies.rsi_reversion import RsiReversion
 from backtest.strategies.sma_cross import SmaCross
-from backtest.strategy import Strategy
+from runtime.strategy import Strategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (SmaCross, RsiReversion, DonchianBreakout)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backtest.strategy import Context
 from risk.models import TradeSignal
+from runtime.strategy import Context
 
 
 def series(values: np.ndarray) -> pd.Series:

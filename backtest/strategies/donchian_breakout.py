@@ -8,9 +8,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from backtest.strategies.common import switch_to
-from backtest.strategy import Context, Prepared, Strategy
 from execution.feed import SymbolBars
 from risk.models import TradeSignal
+from runtime.strategy import Context, Prepared, Strategy
 
 
 class DonchianParams(BaseModel):

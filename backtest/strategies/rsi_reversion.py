@@ -7,9 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ta.momentum import RSIIndicator
 
 from backtest.strategies.common import series, switch_to
-from backtest.strategy import Context, Prepared, Strategy
 from execution.feed import SymbolBars
 from risk.models import TradeSignal
+from runtime.strategy import Context, Prepared, Strategy
 
 
 class RsiReversionParams(BaseModel):

@@ -7,9 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ta.trend import SMAIndicator
 
 from backtest.strategies.common import crossed_above, series, switch_to
-from backtest.strategy import Context, Prepared, Strategy
 from execution.feed import SymbolBars
 from risk.models import TradeSignal
+from runtime.strategy import Context, Prepared, Strategy
 
 
 class SmaCrossParams(BaseModel):

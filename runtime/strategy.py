@@ -10,14 +10,16 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from execution.feed import SymbolBars
+from execution.feed import BarArrays, SymbolBars
 from risk.models import (
+    MarketView,
     OrderType,
     PortfolioView,
     SignalAction,
     SignalSource,
     TradeSignal,
 )
+from risk.state import RiskState
 
 Prepared = dict[str, np.ndarray]
 
@@ -33,6 +35,11 @@ class Strategy(ABC):
 
     def __init__(self, params: BaseModel) -> None:
         self.params = params
+
+    def bind(self, feed: BarArrays) -> None:
+        """The runner's bars grew (paper and live) or were set (a backtest); strategies that
+        read more than `prepare`'s arrays (the agent's tools) follow here."""
+        del feed  # classic strategies read only what `prepare` computed
 
     @property
     @abstractmethod
@@ -63,7 +70,9 @@ class Context:
         "allow_short",
         "index",
         "llm_result",
+        "market_view",
         "position",
+        "risk_state",
         "size_pct",
         "source",
         "stop_loss_pct",
@@ -90,6 +99,8 @@ class Context:
         stop_loss_pct: float | None,
         take_profit_pct: float | None,
         llm_result: Callable[[bool, int], None] | None = None,
+        market_view: Callable[[str], MarketView] | None = None,
+        risk_state: Callable[[], RiskState] = RiskState,
     ) -> None:
         self.strategy = strategy
         self.source = source
@@ -105,6 +116,8 @@ class Context:
         self.stop_loss_pct = stop_loss_pct
         self.take_profit_pct = take_profit_pct
         self.llm_result = llm_result  # an agent reports each model call's success here
+        self.market_view = market_view  # the runner's view of a symbol, as its gate sees it
+        self.risk_state = risk_state
 
     @property
     def close(self) -> float:

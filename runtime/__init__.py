@@ -1,0 +1,2 @@
+"""One runner for every mode: backtest, paper and live differ only in the clock, the feed and the
+venue they hand it. It owns the only market view and the only portfolio view the gate reads."""

@@ -1,0 +1,88 @@
+"""The runner's one view of the market: bars on one timeline, ATR from those bars, and the book's
+top where a book is known. The gate's MarketView is built here and nowhere else, so a signal is
+judged on the same facts in a backtest, on paper and live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from execution.feed import BarArrays
+from market.indicators import IndicatorConfig, wilder_atr
+from market.models import SymbolRules
+from risk.models import MarketView
+
+
+class BookTop(Protocol):
+    """The best prices of a synced order book (market.books.BookQuote is one)."""
+
+    @property
+    def best_bid(self) -> float: ...
+    @property
+    def best_ask(self) -> float: ...
+
+
+BookSource = Callable[[str], BookTop | None]
+
+
+class Market:
+    """Bars up to now for every symbol. A backtest hands it the whole history once (every view
+    still reads only index t and before); paper and live hand it a longer feed each bar."""
+
+    def __init__(
+        self,
+        feed: BarArrays,
+        rules: Mapping[str, SymbolRules],
+        *,
+        atr_window: int = IndicatorConfig().atr,
+        book: BookSource | None = None,
+    ) -> None:
+        unknown = sorted(set(feed.symbols) - set(rules))
+        if unknown:
+            raise ValueError(f"no exchange rules for {', '.join(unknown)}")
+        self.rules = dict(rules)
+        self.atr_window = atr_window
+        self.book = book
+        self.feed = feed
+        self._atr: dict[str, np.ndarray] = {}
+
+    def extend(self, feed: BarArrays) -> None:
+        """The same timeline with more bars: ATR is prefix-stable, so it is recomputed lazily."""
+        self.feed = feed
+        self._atr = {}
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.feed.symbols)
+
+    def marks(self, index: int) -> dict[str, float]:
+        """Every symbol at bar `index`'s close: what equity and the gate are marked at."""
+        return {s: float(b.close[index]) for s, b in self.feed.symbols.items()}
+
+    def atr(self, symbol: str, index: int) -> float | None:
+        """Wilder's ATR at bar `index` from the bars this market holds (None in the warm-up)."""
+        series = self._atr.get(symbol)
+        if series is None:
+            bars = self.feed.symbols[symbol]
+            series = wilder_atr(
+                pd.Series(bars.high), pd.Series(bars.low), pd.Series(bars.close), self.atr_window
+            ).to_numpy()
+            self._atr[symbol] = series
+        value = float(series[index])
+        return value if np.isfinite(value) else None
+
+    def view(self, symbol: str, index: int) -> MarketView:
+        """What the gate may know of `symbol` at bar `index`'s close."""
+        top = self.book(symbol) if self.book is not None else None
+        return MarketView(
+            symbol=symbol,
+            last_price=float(self.feed.symbols[symbol].close[index]),
+            data_time_ms=int(self.feed.close_time[index]),
+            atr=self.atr(symbol, index),
+            best_bid=None if top is None else top.best_bid,
+            best_ask=None if top is None else top.best_ask,
+            rules=self.rules[symbol],
+        )

@@ -1,0 +1,235 @@
+"""The one runner. `step(index)` is everything that happens at a bar's close, in one order for
+every mode: the venue's fills for the bar, the risk bookkeeping, protective exits, the strategy's
+decisions for the symbols that are due, the gate, and the venue. A backtest steps only the bars
+where something can happen and folds the quiet ones in between; paper and live step every bar."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from execution.feed import BarArrays
+from risk.models import (
+    Approved,
+    PortfolioView,
+    Reason,
+    ReasonCode,
+    SignalAction,
+    TradeSignal,
+    Verdict,
+    Vetoed,
+)
+from risk.protections import TradingState
+from risk.state import (
+    on_equity,
+    on_equity_series,
+    on_llm_failure,
+    on_llm_success,
+    on_trade_closed,
+)
+from runtime.market import Market
+from runtime.portfolio import portfolio_view
+from runtime.ports import RiskBook, Venue
+from runtime.strategy import Context, Prepared, Strategy
+
+DAY_MS = 86_400_000
+Observer = Callable[[TradeSignal, Verdict, dict[str, Any] | None], None]
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The defaults a classic strategy's signals carry (backtest flags, or agent-trade's)."""
+
+    size_pct: float = 1.0
+    allow_short: bool = False
+    stop_loss_pct: float | None = None
+    take_profit_pct: float | None = None
+
+
+@dataclass
+class Tally:
+    """Every signal the runner gated and what became of it, for reports and status."""
+
+    signals: list[TradeSignal] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    approved: int = 0
+    vetoes: Counter[str] = field(default_factory=Counter)
+    adjustments: Counter[str] = field(default_factory=Counter)
+
+
+class Runner:
+    """Owns the market view, the portfolio view and the route from signal to venue."""
+
+    def __init__(
+        self,
+        *,
+        strategy: Strategy,
+        market: Market,
+        venue: Venue,
+        risk: RiskBook,
+        prepared: Callable[[str], Prepared],
+        sizing: Sizing | None = None,
+        run_id: str = "",
+        observer: Observer | None = None,
+        decision_failed: Callable[[str, int, Exception], None] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.market = market
+        self.venue = venue
+        self.risk = risk
+        self.prepared = prepared
+        self.sizing = sizing or Sizing()
+        self.run_id = run_id or strategy.name
+        self.observer = observer
+        self.decision_failed = decision_failed  # unattended: record and go on; else raise
+        self.tally = Tally()
+        self.trades_seen = len(venue.ledger.trades)
+        self._tracked: tuple[float, int] | None = None
+        strategy.bind(market.feed)
+
+    def extend(self, feed: BarArrays) -> None:
+        """Paper and live: the feed has more bars; the market and the strategy follow."""
+        self.market.extend(feed)
+        self.strategy.bind(feed)
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def step(self, index: int, *, decide: bool = True) -> None:
+        """Bar `index` has closed. `decide=False` only where no order could ever fill (a
+        backtest's last bar)."""
+        now = self.now(index)
+        self.venue.on_bar(index)
+        self._bookkeeping(index, now)
+        for symbol, why in self.venue.protective_exits(index):
+            self.submit(self._protective(symbol, why, now), index)
+        if not decide or self.risk.state.trading_state(now) is TradingState.HALTED:
+            return
+        for symbol in self.market.symbols:
+            prepared = self.prepared(symbol)
+            if self.strategy.wake(prepared)[index]:
+                for signal in self._decide(symbol, index, prepared):
+                    self.submit(signal, index)
+
+    def _decide(self, symbol: str, index: int, prepared: Prepared) -> list[TradeSignal]:
+        try:
+            return self.strategy.decide(self._context(symbol, index, prepared))
+        except Exception as exc:
+            if self.decision_failed is None:
+                raise
+            self.decision_failed(symbol, self.now(index), exc)
+            return []
+
+    def now(self, index: int) -> int:
+        return int(self.market.feed.close_time[index])
+
+    def equity(self, index: int) -> float:
+        return self.venue.ledger.equity(self.market.marks(index))
+
+    def portfolio(self, index: int) -> PortfolioView:
+        return portfolio_view(
+            self.venue.ledger,
+            self.market.marks(index),
+            self.risk.state,
+            self.venue.pending(),
+            self.risk.limits.fee_rate,
+        )
+
+    def submit(self, signal: TradeSignal, index: int) -> Verdict:
+        """One signal through the gate at bar `index`'s close; approved orders go to the venue."""
+        tally = self.tally
+        tally.signals.append(signal)
+        if signal.symbol not in self.market.feed.symbols:
+            verdict: Verdict = Vetoed(
+                reasons=[
+                    Reason(
+                        code=ReasonCode.UNKNOWN_SYMBOL,
+                        message=f"{signal.symbol} is not traded by this run",
+                    )
+                ]
+            )
+        else:
+            verdict = self.risk.judge(
+                signal,
+                self.portfolio(index),
+                self.market.view(signal.symbol, index),
+                self.now(index),
+            )
+        tally.verdicts[signal.decision_id] = verdict
+        execution = None
+        if isinstance(verdict, Approved):
+            tally.approved += 1
+            tally.adjustments.update(reason.code.value for reason in verdict.adjustments)
+            execution = self.venue.execute(verdict.order)
+        else:
+            tally.vetoes.update(reason.code.value for reason in verdict.reasons)
+        if self.observer is not None:
+            self.observer(signal, verdict, execution)
+        return verdict
+
+    # -- risk bookkeeping ----------------------------------------------------------------------
+
+    def _bookkeeping(self, index: int, now: int) -> None:
+        trades = self.venue.ledger.trades
+        for trade in trades[self.trades_seen :]:
+            self.risk.update(lambda s, t=trade: on_trade_closed(s, t.pnl, t.exit_time))
+        self.trades_seen = len(trades)
+        equity = self.equity(index)
+        key = (equity, now // DAY_MS)
+        if key != self._tracked:  # the same equity on the same day cannot change the state
+            limits = self.risk.limits
+            self.risk.update(lambda s: on_equity(s, equity, now, limits))
+            self._tracked = key
+
+    def fold_equity(self, equity: np.ndarray, close_time: np.ndarray) -> None:
+        """The closes of bars a backtest skipped, exactly as stepping each would have seen them."""
+        if not len(equity):
+            return
+        limits = self.risk.limits
+        self.risk.update(lambda s: on_equity_series(s, equity, close_time, limits))
+        self._tracked = (float(equity[-1]), int(close_time[-1]) // DAY_MS)
+
+    def _protective(self, symbol: str, why: str, now: int) -> TradeSignal:
+        """A stop or target the venue cannot hold itself: an exit through the gate."""
+        return TradeSignal(
+            decision_id=f"{self.run_id}:{symbol}:{now}:exit",
+            source=self.strategy.source,
+            symbol=symbol,
+            action=SignalAction.CLOSE,
+            rationale=why,
+            created_ms=now,
+            protective=True,
+        )
+
+    # -- the strategy's view -------------------------------------------------------------------
+
+    def _context(self, symbol: str, index: int, prepared: Prepared) -> Context:
+        sizing = self.sizing
+        return Context(
+            strategy=self.strategy.name,
+            source=self.strategy.source,
+            symbol=symbol,
+            index=index,
+            time_ms=self.now(index),
+            bars=self.market.feed.symbols[symbol],
+            prepared=prepared,
+            position=self.venue.ledger.quantity(symbol),
+            portfolio=lambda: self.portfolio(index),
+            size_pct=sizing.size_pct,
+            allow_short=sizing.allow_short,
+            stop_loss_pct=sizing.stop_loss_pct,
+            take_profit_pct=sizing.take_profit_pct,
+            llm_result=self._llm_result,
+            market_view=lambda s: self.market.view(s, index),
+            risk_state=lambda: self.risk.state,
+        )
+
+    def _llm_result(self, ok: bool, now_ms: int) -> None:
+        """An agent's model call failed or worked: N failures in a row enter safe mode."""
+        limits = self.risk.limits
+        self.risk.update(
+            (lambda s: on_llm_success(s)) if ok else (lambda s: on_llm_failure(s, now_ms, limits))
+        )

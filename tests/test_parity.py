@@ -1,0 +1,119 @@
+"""What a user backtests is what trades: the same bars and the same signals give the same
+verdicts, orders and fills through `agent-backtest` and through a paper account that
+`agent-trade` fills from a replayed stream. Real subprocesses, a loopback WebSocket feed, and
+for the agent a loopback OpenAI-compatible server playing a scripted model."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loopback_openai import LoopbackOpenAI
+from scripted_model import ScriptedModel, look_at_the_market, tool_call, tool_results
+
+from market.sample import load_sample
+
+FILL_FIELDS = ("time_ms", "symbol", "side", "quantity", "price", "fee")
+
+
+@pytest.fixture
+def day_csv(tmp_path: Path) -> Path:
+    """One day of the bundled real BTCUSDT bars, as a user's own file."""
+    path = tmp_path / "btcusdt-1m.csv"
+    load_sample("BTCUSDT").iloc[:1_440].to_csv(path, index=False)
+    return path
+
+
+def _fills(rows: list[dict[str, Any]]) -> list[tuple]:
+    return [tuple(row[f] for f in FILL_FIELDS) for row in rows]
+
+
+def _backtest(cli, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    out = tmp_path / "backtest.json"
+    result = cli("agent-backtest", *args, "--json", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(out.read_text())
+
+
+def _paper(cli, account: str, *args: str, env: dict[str, str] | None = None) -> tuple[list, dict]:
+    run = cli(
+        "agent-trade", "--feed", "replay", "--speed", "max", "--account", account, *args, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    fills = cli("agent-trade", "fills", "--account", account, "--json")
+    status = cli("agent-trade", "status", "--account", account, "--json")
+    assert fills.returncode == 0 and status.returncode == 0, fills.stderr + status.stderr
+    return json.loads(fills.stdout), json.loads(status.stdout)
+
+
+def test_a_classic_strategy_fills_the_same_in_a_backtest_and_on_paper(cli, tmp_path, day_csv):
+    common = ("--strategy", "sma_cross", "--symbol", "BTCUSDT", "--data", str(day_csv))
+    report = _backtest(cli, tmp_path, *common, "--fee-bps", "10", "--slippage-bps", "2")
+    fills, status = _paper(cli, "parity", *common, "--fee-bps", "10", "--slippage-bps", "2")
+    assert len(report["fills"]) > 10
+    assert _fills(fills) == _fills(report["fills"])
+    assert round(status["equity"], 2) == round(report["metrics"]["Equity Final [$]"], 2)
+    assert status["outcomes"] == {"approved": report["orders"]["approved"]}
+
+
+def hold_or_ride_the_trend(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Buy 20% without a stop in an uptrend when flat (the gate must place an ATR stop), close
+    in a downtrend when holding, otherwise hold: the position comes from the prompt."""
+    snap = tool_results(messages).get("get_market_snapshot") or {}
+    flat = any("Holding: nothing." in (m.get("content") or "") for m in messages[:2])
+    uptrend = (snap.get("trend") or {}).get("sma_fast_above_slow")
+    if uptrend and flat:
+        action = {"action": "buy", "size_pct": 0.2, "confidence": 0.9}
+    elif not uptrend and not flat:
+        action = {"action": "close", "confidence": 0.9}
+    else:
+        action = {"action": "hold", "confidence": 0.5}
+    return tool_call("submit_signal", {"symbol": "BTCUSDT", "rationale": "trend", **action})
+
+
+@pytest.fixture
+def model() -> Iterator[LoopbackOpenAI]:
+    server = LoopbackOpenAI(
+        responder=ScriptedModel(look_at_the_market, hold_or_ride_the_trend)
+    ).start()
+    yield server
+    server.stop()
+
+
+def _verdicts(path: Path) -> dict[str, dict[int, tuple[str, list[str]]]]:
+    """Per run: decision time -> (outcome, the gate's adjustment or veto codes)."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT run_id, decided_ms, outcome, record_json FROM decisions"
+        ).fetchall()
+    runs: dict[str, dict[int, tuple[str, list[str]]]] = {}
+    for run, decided, outcome, raw in rows:
+        verdict = json.loads(raw).get("verdict") or {}
+        reasons = verdict.get("adjustments") or verdict.get("reasons") or []
+        runs.setdefault(run, {})[decided] = (outcome, sorted(r["code"] for r in reasons))
+    return runs
+
+
+def test_the_agent_gets_the_same_verdicts_orders_and_fills_on_paper(
+    cli, tmp_path, day_csv, model
+) -> None:
+    env = {"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
+    common = ("--symbol", "BTCUSDT", "--data", str(day_csv), "--yes")
+    report = _backtest(cli, tmp_path, *common, "--stateful", "--slippage-bps", "2", env=env)
+    sent = len(model.requests)
+    fills, _ = _paper(cli, "agent-parity", *common, env=env)
+    # The same prompts, byte for byte: every paper decision was answered from the LLM cache.
+    assert len(model.requests) == sent
+    assert len(report["fills"]) >= 2
+    assert _fills(fills) == _fills(report["fills"])
+
+    runs = _verdicts(tmp_path / "data" / "agent.db")
+    paper = runs.pop("trade-agent-parity")
+    (backtest,) = runs.values()
+    assert paper == backtest
+    entries = [codes for outcome, codes in paper.values() if outcome == "approved"]
+    assert any("ATR_STOP" in codes for codes in entries), "the gate placed the stop in both"

@@ -1,0 +1,53 @@
+"""A backtest skips quiet bars; the breakers it folds over them must be exactly those a paper
+loop trips calling `on_equity` on every close, or the two would judge signals differently."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from risk.limits import RiskLimits
+from risk.state import RiskState, kill, on_equity, on_equity_series
+
+DAY_MS = 86_400_000
+T0 = 1_761_711_720_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.floats(-0.04, 0.04),
+            st.just(float("nan")),
+        ),
+        min_size=1,
+        max_size=400,
+    ),
+    gap_minutes=st.integers(1, 600),
+    drawdown=st.sampled_from([None, 0.02, 0.05]),
+    daily=st.sampled_from([None, 0.01, 0.03]),
+    prior=st.booleans(),
+)
+def test_folded_equity_equals_close_by_close(steps, gap_minutes, drawdown, daily, prior) -> None:
+    limits = RiskLimits(max_drawdown_pct=drawdown, max_daily_loss_pct=daily)
+    equity = 10_000 * np.cumprod(1 + np.nan_to_num(np.asarray(steps)))
+    equity[np.isnan(np.asarray(steps))] = np.nan
+    times = T0 + gap_minutes * 60_000 * np.arange(len(equity), dtype=np.int64)
+    state = RiskState()
+    if prior:
+        state = on_equity(kill(state, "a person", T0 - 1), 10_500.0, int(T0 - DAY_MS), limits)
+    expected = state
+    for value, moment in zip(equity.tolist(), times.tolist(), strict=True):
+        expected = on_equity(expected, value, moment, limits)
+    assert on_equity_series(state, equity, times, limits) == expected
+
+
+def test_a_drawdown_inside_a_skipped_span_locks_as_it_would_close_by_close() -> None:
+    limits = RiskLimits(max_drawdown_pct=0.05)
+    equity = np.array([10_000.0, 10_400.0, 9_800.0, 9_850.0, 10_100.0])
+    times = T0 + 60_000 * np.arange(5, dtype=np.int64)
+    folded = on_equity_series(RiskState(), equity, times, limits)
+    assert [lock.code.value for lock in folded.locks] == ["MAX_DRAWDOWN"]
+    assert folded.locks[0].since_ms == int(times[2])
+    assert folded.peak_equity == 10_400.0
