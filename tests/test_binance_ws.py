@@ -282,11 +282,12 @@ def test_unreachable_stream_backs_off_exponentially_with_jitter_then_gives_up() 
 
 
 def test_a_stream_the_server_refuses_fails_at_once_with_the_status() -> None:
+    """The replay has no real ETHUSDT depth capture, so it refuses that stream, loudly."""
     sleeps = Sleeps()
 
     async def run() -> None:
         async with ReplayServer(speed=600) as server:
-            stream = BinanceStream(["btcusdt@depth@100ms"], base_url=server.url, sleep=sleeps)
+            stream = BinanceStream(["ethusdt@depth@100ms"], base_url=server.url, sleep=sleeps)
             await _consume(stream, lambda events: False)
 
     with pytest.raises(StreamRefused, match="HTTP 400"):

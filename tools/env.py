@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import PortfolioView, SignalSource
 from risk.state import RiskState
+
+if TYPE_CHECKING:
+    from market.books import BookSource
 
 
 class MarketData:
@@ -63,7 +67,8 @@ def flat_portfolio(cash: float) -> Callable[[], PortfolioView]:
 @dataclass
 class ToolEnv:
     """The world of one decision. `portfolio` and `risk_state` are read at call time; `cancel`
-    is absent where no venue holds working orders (a backtest decision)."""
+    is absent where no venue holds working orders (a backtest decision), `book` where no depth
+    stream runs (a backtest, a chat)."""
 
     market: MarketData
     now_ms: int
@@ -75,6 +80,7 @@ class ToolEnv:
     decision_id: str = ""
     stateful: bool = True
     cancel: Callable[[str], str] | None = None
+    book: BookSource | None = None
 
     @cached_property
     def symbols(self) -> list[str]:
