@@ -45,7 +45,7 @@ class Replay:
 
     def __init__(self, server: ReplayServer, client: BinanceRestClient) -> None:
         self.server = server
-        self.books = Books(rest_snapshots(client))
+        self.books = Books(rest_snapshots(client, limit=100))
         self.stream = BinanceStream(
             STREAMS, base_url=server.url, backoff_base_s=0.01, backoff_max_s=0.05
         )
