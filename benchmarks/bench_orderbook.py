@@ -22,7 +22,7 @@ from pathlib import Path
 
 from config.settings import BinanceSettings
 from market.binance_rest import BinanceRestClient, DepthSnapshot
-from market.binance_ws import Bar, BinanceStream
+from market.binance_ws import Bar, BinanceStream, depth_stream
 from market.books import Books, rest_snapshots
 from market.orderbook import DepthUpdate, OrderBook
 from market.replay_server import ReplayServer
@@ -106,7 +106,7 @@ async def _replay(bars: int, speed: float) -> tuple[float, int, int, int, int]:
         # The replayed book has under 30 levels: limit 100 weighs 5, not 50, so the client's
         # request-weight budget never makes a fast replay wait for the next minute.
         books = Books(rest_snapshots(client, limit=100))
-        stream = BinanceStream(["btcusdt@kline_1m", "btcusdt@depth@100ms"], base_url=server.url)
+        stream = BinanceStream(["btcusdt@kline_1m", depth_stream("BTCUSDT")], base_url=server.url)
         seen = quoted = depth = 0
         started = time.perf_counter()
         async with stream:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from config.settings import BinanceSettings
 from execution.slippage import BookWalk, FixedBps
 from market.binance_rest import BinanceRestClient, DepthSnapshot
-from market.binance_ws import Bar, BinanceStream, Reconnected
+from market.binance_ws import Bar, BinanceStream, Reconnected, depth_stream
 from market.books import BookQuote, Books, rest_snapshots
 from market.depth_replay import DepthReplay, sessions
 from market.orderbook import DepthUpdate, OrderBook
@@ -36,7 +36,7 @@ from risk import (
 )
 from tools import ALL_TOOLS, MarketData, ToolEnv, flat_portfolio
 
-STREAMS = ["btcusdt@kline_1m", "btcusdt@depth@100ms"]
+STREAMS = ["btcusdt@kline_1m", depth_stream("BTCUSDT")]
 SPEED = 600.0  # a bar every 0.1 s, a depth message every 1/60 s
 
 
