@@ -236,8 +236,8 @@ class ReplayServer:
         limit = query.get("limit", ["100"])[-1]
         if symbol not in self.depth:
             have = ", ".join(self.depth)
-            body = {"code": -1121, "msg": f"Invalid symbol. The replay has depth for {have} only."}
-            return _json(connection, 400, body)
+            body = {"msg": f"the replay has no depth capture for {symbol!r}, only for {have}"}
+            return _json(connection, 404, body)
         if not limit.isdigit() or not 1 <= int(limit) <= 5000:
             return _json(connection, 400, {"code": -1100, "msg": f"Illegal limit {limit!r}."})
         return _json(connection, 200, self.depth[symbol].snapshot(int(limit)))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from config.settings import BinanceSettings
 from execution.slippage import BookWalk, FixedBps
-from market.binance_rest import BinanceRestClient, DepthSnapshot
+from market.binance_rest import BinanceRequestError, BinanceRestClient, DepthSnapshot
 from market.binance_ws import Bar, BinanceStream, Reconnected, depth_stream
 from market.books import BookQuote, Books, rest_snapshots
 from market.depth_replay import DepthReplay, sessions
@@ -206,6 +206,24 @@ def test_a_reconnect_discards_the_book_and_it_resyncs_from_a_new_snapshot() -> N
     resyncs, snapshots = replayed(scenario, drop_after=40)
     assert len(resyncs) >= 2 and resyncs[-1] == resyncs[-2] + 1  # the reconnect's own resync
     assert snapshots >= 1
+
+
+def test_the_replay_serves_no_ethusdt_book_and_says_so() -> None:
+    """There is no real ETHUSDT depth capture: its snapshot is refused, never made up."""
+
+    async def scenario(replay: Replay) -> str:
+        client = BinanceRestClient(BinanceSettings(base_url=replay.server.http_url, max_retries=0))
+        try:
+            with pytest.raises(BinanceRequestError) as refused:
+                await asyncio.to_thread(client.depth, "ETHUSDT", 100)
+            snapshot = await asyncio.to_thread(client.depth, "BTCUSDT", 5)
+        finally:
+            client.close()
+        assert snapshot.symbol == "BTCUSDT"
+        return str(refused.value)
+
+    message = replayed(scenario)
+    assert "404" in message and "no depth capture for 'ETHUSDT', only for BTCUSDT" in message
 
 
 # -- the agent's tool --------------------------------------------------------------------------
