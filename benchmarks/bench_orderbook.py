@@ -1,13 +1,17 @@
 """Order-book update latency: median and p99 µs per diff event over a long synthetic stream shaped
 like the real captures (tick 0.01, levels per event and share of removals taken from the 71-message
-Binance.US stream, quantities from the real messages), on a 5,000-level book; plus the resync time.
+Binance.US stream, quantities from the real messages), on a 5,000-level book; plus the resync time,
+the cost of one quote (what the gate, the tool and the fill model read), and the loopback replay of
+the real capture beside the bars, through the stream client, REST snapshots and Books.
 
 Run: python benchmarks/bench_orderbook.py [--updates 200000] [--depth 5000] [--seed 7]
+     [--replay-bars 60] [--speed 600]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import logging
@@ -16,8 +20,12 @@ import statistics
 import time
 from pathlib import Path
 
-from market.binance_rest import DepthSnapshot
+from config.settings import BinanceSettings
+from market.binance_rest import BinanceRestClient, DepthSnapshot
+from market.binance_ws import Bar, BinanceStream, depth_stream
+from market.books import Books, rest_snapshots
 from market.orderbook import DepthUpdate, OrderBook
+from market.replay_server import ReplayServer
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "binance"
 US_STREAM = FIXTURES / "ws_binanceus_btcusdt_depthUpdate_stream_2025-07-13_71msgs.jsonl"
@@ -79,11 +87,50 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _quote_us(snapshot: DepthSnapshot, repeats: int = 2_000) -> list[float]:
+    books = Books(lambda symbol: snapshot)
+    first = snapshot.last_update_id + 1
+    asyncio.run(books.on_event(DepthUpdate(E=0, s="BTCUSDT", U=first, u=first, b=[], a=[])))
+    took = []
+    for _ in range(repeats):
+        started = time.perf_counter_ns()
+        books.quote("BTCUSDT", levels=5, depth_bps=10.0)
+        took.append((time.perf_counter_ns() - started) / 1000)
+    return took
+
+
+async def _replay(bars: int, speed: float) -> tuple[float, int, int, int, int]:
+    """Wall seconds, depth messages, bars with a quote, resyncs and snapshots over `bars`."""
+    async with ReplayServer(speed=speed) as server:
+        client = BinanceRestClient(BinanceSettings(base_url=server.http_url, max_retries=0))
+        # The replayed book has under 30 levels: limit 100 weighs 5, not 50, so the client's
+        # request-weight budget never makes a fast replay wait for the next minute.
+        books = Books(rest_snapshots(client, limit=100))
+        stream = BinanceStream(["btcusdt@kline_1m", depth_stream("BTCUSDT")], base_url=server.url)
+        seen = quoted = depth = 0
+        started = time.perf_counter()
+        async with stream:
+            async for event in stream:
+                await books.on_event(event)
+                depth += isinstance(event, DepthUpdate)
+                if isinstance(event, Bar):
+                    seen += 1
+                    quoted += books.quote("BTCUSDT") is not None
+                    if seen == bars:
+                        break
+        wall = time.perf_counter() - started
+        client.close()
+        (stats,) = books.stats()
+        return wall, depth, quoted, stats.resyncs, stats.snapshots
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--depth", type=int, default=5_000, help="snapshot levels per side")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--replay-bars", type=int, default=60)
+    parser.add_argument("--speed", type=float, default=600.0, help="replay speed (inf: max)")
     args = parser.parse_args()
     logging.getLogger("market.orderbook").setLevel(logging.ERROR)  # the resyncs are deliberate
 
@@ -149,6 +196,17 @@ def main() -> None:
     )
     total = sum(apply_us) / 1e6
     print(f"throughput: {len(apply_us) / total:,.0f} updates/s (apply only)")
+    quote_us = _quote_us(snapshot)
+    print(
+        f"quote (top 5, depth within 10 bps) on {args.depth:,} levels: median "
+        f"{statistics.median(quote_us):.1f} µs   p99 {_percentile(quote_us, 0.99):.1f} µs"
+    )
+    wall, depth, quoted, resyncs, snapshots = asyncio.run(_replay(args.replay_bars, args.speed))
+    print(
+        f"loopback replay at {args.speed:g}x, {args.replay_bars} bars: {wall:.2f} s, {depth:,} "
+        f"depth messages, a quote at {quoted} of {args.replay_bars} bar closes, "
+        f"{resyncs} resyncs from {snapshots} REST snapshots"
+    )
 
 
 if __name__ == "__main__":

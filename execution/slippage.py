@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from market.orderbook import FillEstimate, Side
 
 
 class Slippage(Protocol):
@@ -49,3 +53,30 @@ class VolumeParticipation(BaseModel):
     def price(self, side: int, base: float, quantity: float, bar_volume: float) -> float:
         share = quantity / bar_volume if bar_volume > 0 else self.max_participation
         return base * (1.0 + side * (self.bps / 10_000 + self.impact * share * share))
+
+
+class FillSource(Protocol):
+    """Where a book walk comes from; `market.books.Books` is one."""
+
+    def fill(self, symbol: str, side: Side, quantity: float) -> FillEstimate | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BookWalk:
+    """One symbol's taker fills priced from its live book: `base` moved by what walking the book
+    costs against its mid (half the spread plus the levels the order eats). With no synced book,
+    one too thin for the whole order, or a crossed one, `fallback` prices it; bar volume caps
+    as `fallback` does."""
+
+    symbol: str
+    books: FillSource
+    fallback: Slippage = field(default_factory=FixedBps)
+
+    def cap(self, quantity: float, bar_volume: float) -> float:
+        return self.fallback.cap(quantity, bar_volume)
+
+    def price(self, side: int, base: float, quantity: float, bar_volume: float) -> float:
+        walk = self.books.fill(self.symbol, "buy" if side > 0 else "sell", quantity)
+        if walk is None or not walk.complete or walk.cost_bps is None or walk.cost_bps < 0:
+            return self.fallback.price(side, base, quantity, bar_volume)
+        return base * (1.0 + side * walk.cost_bps / 10_000)

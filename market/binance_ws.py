@@ -204,6 +204,11 @@ def stream_url(base_url: str, streams: Sequence[str]) -> str:
     return f"{base_url.rstrip('/')}/stream?streams={'/'.join(streams)}"
 
 
+def depth_stream(symbol: str) -> str:
+    """The diff-depth stream of `symbol` at Binance's fastest pace, for `market.books.Books`."""
+    return f"{symbol.lower()}@depth@100ms"
+
+
 def backoff_delay(attempt: int, base_s: float, max_s: float, rand: float) -> float:
     """Exponential backoff with jitter: base·2^attempt capped at max_s, scaled into [½, 1] by
     `rand` in [0, 1), so clients that failed together do not come back together."""

@@ -4,7 +4,7 @@ procedure (snapshot + buffered diffs, resync on any gap), so spread and fill est
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol
@@ -61,6 +61,7 @@ class FillEstimate(BaseModel):
     levels: int
     complete: bool  # False: the book is too thin (or empty) for the whole quantity
     impact_bps: float | None  # average price versus the best price, positive = worse
+    cost_bps: float | None  # average price versus the mid (half the spread + impact), + = worse
 
     @property
     def shortfall(self) -> float:
@@ -89,12 +90,13 @@ class BookStats(BaseModel):
 
 class OrderBook:
     """One symbol's book: prices (float) map to quantities, with one sorted price list per side
-    so the best level is O(1) and walking the book needs no sort."""
+    so the best level is O(1) and walking the book needs no sort. With no snapshot source it
+    never fetches: whoever feeds it checks `wants_snapshot` and calls `offer`."""
 
     def __init__(
         self,
         symbol: str,
-        snapshot_source: SnapshotSource,
+        snapshot_source: SnapshotSource | None,
         *,
         max_buffer: int = DEFAULT_MAX_BUFFER,
     ) -> None:
@@ -143,6 +145,13 @@ class OrderBook:
         self._buffer.append(event)
         return self._drain()
 
+    def offer(self, snapshot: Snapshot) -> bool:
+        """Hand over a snapshot fetched elsewhere (off the event loop, say) when
+        `wants_snapshot`; True when the book is in sync afterwards."""
+        self.snapshots += 1
+        self._pending = self._checked(snapshot)
+        return self._drain()
+
     def invalidate(self, reason: str = "invalidated") -> None:
         """Discard the book (after a reconnect, say); the next event starts a resync."""
         if self._synced:
@@ -154,6 +163,11 @@ class OrderBook:
     @property
     def synced(self) -> bool:
         return self._synced
+
+    @property
+    def wants_snapshot(self) -> bool:
+        """Events wait in the buffer and no snapshot is in hand to anchor them."""
+        return not self._synced and self._pending is None and bool(self._buffer)
 
     @property
     def last_update_id(self) -> int | None:
@@ -204,6 +218,17 @@ class OrderBook:
         prices = self._ask_prices if depth is None else self._ask_prices[:depth]
         return [(p, self._asks[p]) for p in prices]
 
+    def notional_within(self, bps: float) -> tuple[float, float] | None:
+        """Quote currency resting within `bps` of the mid: (bids at or above mid·(1 − bps),
+        asks at or below mid·(1 + bps)); None while a side is empty."""
+        mid = self.mid
+        if mid is None:
+            return None
+        low, high = mid * (1 - bps / 10_000), mid * (1 + bps / 10_000)
+        bids = self._bid_prices[bisect_left(self._bid_prices, low) :]
+        asks = self._ask_prices[: bisect_right(self._ask_prices, high)]
+        return sum(p * self._bids[p] for p in bids), sum(p * self._asks[p] for p in asks)
+
     def average_fill_price(self, side: Side, quantity: float) -> FillEstimate:
         """Walk the opposite side (asks for a buy, bids for a sell) until `quantity` is filled."""
         if not quantity > 0:
@@ -228,10 +253,13 @@ class OrderBook:
                 break
         filled = quantity - max(remaining, 0.0)
         average = cost / filled if filled > 0 else None
-        impact = None
+        sign = 1.0 if side == "buy" else -1.0
+        mid = self.mid
+        impact = cost = None
         if average is not None and best:
-            sign = 1.0 if side == "buy" else -1.0
             impact = sign * (average - best) / best * 10_000
+        if average is not None and mid:
+            cost = sign * (average - mid) / mid * 10_000
         return FillEstimate(
             side=side,
             requested=quantity,
@@ -241,6 +269,7 @@ class OrderBook:
             levels=levels,
             complete=remaining <= 0,
             impact_bps=impact,
+            cost_bps=cost,
         )
 
     def stats(self) -> BookStats:
@@ -296,7 +325,7 @@ class OrderBook:
                     self.updates += 1
                 continue
             if self._pending is None:
-                if fetched:
+                if fetched or self._source is None:
                     break
                 fetched = True
                 self._pending = self._fetch()
@@ -323,15 +352,22 @@ class OrderBook:
         return self._synced
 
     def _fetch(self) -> Snapshot | None:
-        self.snapshots += 1
+        assert self._source is not None
         try:
             snapshot = self._source()
         except Exception as exc:  # a failing REST call must not kill the stream loop
-            self.snapshot_failures += 1
-            log.warning(
-                "%s depth snapshot failed: %s; retrying on the next event", self.symbol, exc
-            )
+            self.snapshot_failed(exc)
             return None
+        self.snapshots += 1
+        return self._checked(snapshot)
+
+    def snapshot_failed(self, error: Exception) -> None:
+        """Count a snapshot that could not be had; the next event asks again."""
+        self.snapshots += 1
+        self.snapshot_failures += 1
+        log.warning("%s depth snapshot failed: %s; retrying on the next event", self.symbol, error)
+
+    def _checked(self, snapshot: Snapshot) -> Snapshot | None:
         if snapshot.symbol != self.symbol:
             self.snapshot_failures += 1
             log.warning(

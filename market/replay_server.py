@@ -1,6 +1,14 @@
 """A Binance combined-stream WebSocket server on 127.0.0.1 that replays 1m bars as kline events
 (the bundled real sample, or a user's own file), so the live loop runs offline through the real
-stream client."""
+stream client.
+
+With the bundled sample it also streams BTCUSDT diff depth (`btcusdt@depth` and
+`btcusdt@depth@100ms`, the same messages: the capture is a 1000 ms stream) from the one real spot
+diff-depth capture bundled, re-anchored onto the replayed bars as market.depth_replay explains,
+and answers `GET /api/v3/depth?symbol=BTCUSDT&limit=N` on the same port with the matching
+snapshot, so a client syncs by Binance's documented procedure. There is no real ETHUSDT depth
+capture, so the replay has no ETHUSDT book, and a user's own file has none either: their depth
+streams and snapshots are refused, not invented."""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,11 +27,19 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
 from market.binance_ws import Backfill, Bar, bars_from_frame
-from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample
+from market.depth_replay import DEPTH_STEP_MS, DepthReplay
+from market.sample import (
+    DEPTH_SAMPLE_SYMBOLS,
+    SAMPLE_INTERVAL,
+    SAMPLE_SYMBOLS,
+    load_depth_sample,
+    load_sample,
+)
 
 log = logging.getLogger(__name__)
 
 BAR_S = 60.0  # the sample's bars are 1 minute apart in market time
+DEPTH_PATH = "/api/v3/depth"
 
 
 def _num(value: float) -> str:
@@ -99,8 +116,9 @@ def sample_backfill(symbol: str, interval: str, start_ms: int, end_ms: int) -> l
 
 
 class ReplayServer:
-    """Streams `<symbol>@kline_1m` for the sample symbols on one market timeline that starts when
-    the first client connects and moves on whether or not anyone listens, like the real market.
+    """Streams `<symbol>@kline_1m` for the sample symbols, and BTCUSDT's diff depth, on one
+    market timeline that starts when the first client connects and moves on whether or not
+    anyone listens, like the real market. A depth message due at a bar's close goes first.
 
     speed is a multiplier over real time: one 1m bar every 60/speed seconds (inf: no waiting).
     drop_after aborts every connection after that many messages (a test of reconnection)."""
@@ -120,10 +138,12 @@ class ReplayServer:
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
+        own = frames is not None
         frames = frames or {s: load_sample(s) for s in SAMPLE_SYMBOLS}
         self._rows = {s: f.to_dict("records") for s, f in frames.items()}
-        self._streams = {f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in frames}
-        times = next(iter(frames.values()))["open_time"].reset_index(drop=True)
+        self._close_times = {s: f["close_time"].reset_index(drop=True) for s, f in frames.items()}
+        self._first = next(iter(frames))
+        times = frames[self._first]["open_time"].reset_index(drop=True)
         if start_time_ms is not None:
             start_index = int(times.searchsorted(start_time_ms))
         self.start_index = start_index
@@ -136,6 +156,13 @@ class ReplayServer:
         self.partial_updates = partial_updates
         self.drop_after = drop_after
         self.position = self.start_index  # index of the next bar to close
+        self.depth = {
+            s: DepthReplay(s, load_depth_sample(s), partial(self._price_at, s))
+            for s in ([] if own else DEPTH_SAMPLE_SYMBOLS)
+        }
+        self._streams = {f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in frames} | {
+            f"{s.lower()}@depth{speed}" for s in self.depth for speed in ("", "@100ms")
+        }
         self.connections = 0
         self.dropped = 0
         self.finished = asyncio.Event()
@@ -164,8 +191,19 @@ class ReplayServer:
         port = self._server.sockets[0].getsockname()[1]
         return f"ws://{self._host}:{port}"
 
+    @property
+    def http_url(self) -> str:
+        """The REST base URL on the same port (`GET /api/v3/depth` snapshots)."""
+        return "http" + self.url.removeprefix("ws")
+
     def open_time(self, symbol: str, index: int) -> int:
         return int(self._rows[symbol][index]["open_time"])
+
+    def _price_at(self, symbol: str, time_ms: int) -> float:
+        """The close of the last bar closed before `time_ms` (the first open before any)."""
+        closed = int(self._close_times[symbol].searchsorted(time_ms, side="left"))
+        rows = self._rows[symbol]
+        return float(rows[closed - 1]["close"] if closed else rows[0]["open"])
 
     async def start(self) -> ReplayServer:
         self._server = await serve(
@@ -200,6 +238,8 @@ class ReplayServer:
         broadcast(targets, message)
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path == DEPTH_PATH:
+            return self._depth_snapshot(connection, request.path)
         streams = _requested_streams(request.path)
         if not streams:
             return connection.respond(400, "expected /stream?streams=<symbol>@kline_1m[/...]")
@@ -209,6 +249,19 @@ class ReplayServer:
                 400, f"the replay serves only {sorted(self._streams)}, not {unknown}"
             )
         return None
+
+    def _depth_snapshot(self, connection: ServerConnection, path: str) -> Response:
+        """Binance's answer to `GET /api/v3/depth`, or its error body for a bad request."""
+        query = parse_qs(urlsplit(path).query)
+        symbol = query.get("symbol", [""])[-1]
+        limit = query.get("limit", ["100"])[-1]
+        if symbol not in self.depth:
+            have = ", ".join(self.depth)
+            body = {"msg": f"the replay has no depth capture for {symbol!r}, only for {have}"}
+            return _json(connection, 404, body)
+        if not limit.isdigit() or not 1 <= int(limit) <= 5000:
+            return _json(connection, 400, {"code": -1100, "msg": f"Illegal limit {limit!r}."})
+        return _json(connection, 200, self.depth[symbol].snapshot(int(limit)))
 
     async def _handler(self, connection: ServerConnection) -> None:
         self._subscribers[connection] = frozenset(_requested_streams(connection.request.path))
@@ -228,11 +281,13 @@ class ReplayServer:
     async def _play(self) -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        start_ms = self.open_time(self._first, self.start_index)
         steps = self.partial_updates + 1
         for index in range(self.start_index, self.stop_index):
             rows = {s: r[index] for s, r in self._rows.items()}
             for step in range(1, steps + 1):
                 tick = index - self.start_index + step / steps
+                await self._play_depth(loop, t0, start_ms, tick * BAR_S * 1000)
                 await _sleep_until(loop, t0 + tick * self.bar_interval_s)
                 closed = step == steps
                 for symbol, row in rows.items():
@@ -248,6 +303,18 @@ class ReplayServer:
             self.position = index + 1
         self.finished.set()
         log.info("replay finished at bar %d", self.stop_index)
+
+    async def _play_depth(
+        self, loop: asyncio.AbstractEventLoop, t0: float, start_ms: int, until_ms: float
+    ) -> None:
+        """Every depth message due by `until_ms` of market time after the replay's start."""
+        for symbol, replay in self.depth.items():
+            streams = [f"{symbol.lower()}@depth", f"{symbol.lower()}@depth@100ms"]
+            while (offset := (replay.sent + 1) * DEPTH_STEP_MS) <= until_ms:
+                await _sleep_until(loop, t0 + offset / (BAR_S * 1000) * self.bar_interval_s)
+                payload = replay.next(start_ms + offset)
+                for stream in streams:
+                    self._publish(stream, payload)
 
     def _publish(self, stream: str, payload: dict[str, Any]) -> None:
         targets = [c for c, subs in self._subscribers.items() if stream in subs]
@@ -274,6 +341,13 @@ def _requested_streams(path: str) -> list[str]:
         return []
     joined = parse_qs(url.query).get("streams", [""])[-1]
     return [s for s in joined.split("/") if s]
+
+
+def _json(connection: ServerConnection, status: int, body: object) -> Response:
+    response = connection.respond(status, json.dumps(body, separators=(",", ":")))
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json;charset=UTF-8"
+    return response
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:

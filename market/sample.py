@@ -6,6 +6,7 @@ import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,6 +18,9 @@ SAMPLE_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
 SAMPLE_INTERVAL = "1m"
 _FILES = {s: f"{s}-1m-2025-10-29_3d.csv.gz" for s in SAMPLE_SYMBOLS}
 _RULES_FILE = "exchangeInfo_spot_2024-09-08_BTCUSDT_ETHUSDT.json"
+# A real diff-depth stream exists for BTCUSDT only; ETHUSDT has no bundled book.
+_DEPTH_FILES = {"BTCUSDT": "BTCUSDT-depth-binanceus-2025-07-13_71msgs.jsonl"}
+DEPTH_SAMPLE_SYMBOLS: tuple[str, ...] = tuple(_DEPTH_FILES)
 
 
 def _data_path(name: str) -> Path:
@@ -54,3 +58,18 @@ def sample_rules() -> dict[str, SymbolRules]:
     """Exchange filters captured from Binance (2024-09-08), for offline order checks."""
     info = json.loads(_data_path(_RULES_FILE).read_text())
     return {s["symbol"]: SymbolRules.from_exchange_info(s) for s in info["symbols"]}
+
+
+@cache
+def _depth(symbol: str) -> tuple[dict[str, Any], ...]:
+    lines = _data_path(_DEPTH_FILES[symbol]).read_text().splitlines()
+    return tuple(json.loads(line) for line in lines if line)
+
+
+def load_depth_sample(symbol: str) -> list[dict[str, Any]]:
+    """The bundled real diff-depth messages (raw `depthUpdate` JSON objects) for `symbol`."""
+    if symbol not in _DEPTH_FILES:
+        raise KeyError(
+            f"no bundled depth capture for {symbol}; bundled: {', '.join(DEPTH_SAMPLE_SYMBOLS)}"
+        )
+    return [dict(message) for message in _depth(symbol)]

@@ -31,6 +31,7 @@ from market.binance_ws import (
     rest_backfill,
 )
 from market.models import CANDLE_COLUMNS
+from market.orderbook import DepthUpdate
 from market.replay_server import ReplayServer, sample_backfill
 from market.sample import load_sample
 
@@ -181,6 +182,8 @@ def test_only_closed_klines_become_bars_and_bad_messages_are_counted_not_fatal()
     kline_capture = (FIXTURES / "ws_spot_btcusdt_kline_1m_2020-10-02.json").read_text()
     trade_capture = (FIXTURES / "ws_spot_btcusdt_trade_2020-06-19.json").read_text()
     agg_capture = (FIXTURES / "ws_spot_btcusdt_aggTrade_2020-06-19.json").read_text()
+    depth_raw = json.loads((FIXTURES / "ws_spot_btcusdt_depthUpdate_2024-08-07.json").read_text())
+    depth_capture = json.dumps({"stream": "btcusdt@depth@100ms", "data": depth_raw})
     assert json.loads(kline_capture)["data"]["k"]["x"] is False
     injected = [
         "not json at all",
@@ -189,6 +192,7 @@ def test_only_closed_klines_become_bars_and_bad_messages_are_counted_not_fatal()
         kline_capture,
         trade_capture,
         agg_capture,
+        depth_capture,
     ]
 
     async def run() -> tuple[list[StreamEvent], BinanceStream]:
@@ -220,6 +224,15 @@ def test_only_closed_klines_become_bars_and_bad_messages_are_counted_not_fatal()
         343719861,
     )
     assert aggs == [parse_message(agg_capture).data]
+    (depth,) = [e for e in events if isinstance(e, DepthUpdate)]
+    assert (depth.symbol, depth.first_update_id, depth.final_update_id) == (
+        "BTCUSDT",
+        49981777515,
+        49981777539,
+    )
+    assert depth.bids[1] == (57265.01, 5.23762)
+    assert (57249.36, 0.0) in depth.bids  # a removal is kept for the book to apply
+    assert len(depth.asks) == len(depth_raw["a"])
     assert stream.stats.reconnects == 0
 
 
@@ -282,11 +295,12 @@ def test_unreachable_stream_backs_off_exponentially_with_jitter_then_gives_up() 
 
 
 def test_a_stream_the_server_refuses_fails_at_once_with_the_status() -> None:
+    """The replay has no real ETHUSDT depth capture, so it refuses that stream, loudly."""
     sleeps = Sleeps()
 
     async def run() -> None:
         async with ReplayServer(speed=600) as server:
-            stream = BinanceStream(["btcusdt@depth@100ms"], base_url=server.url, sleep=sleeps)
+            stream = BinanceStream(["ethusdt@depth@100ms"], base_url=server.url, sleep=sleeps)
             await _consume(stream, lambda events: False)
 
     with pytest.raises(StreamRefused, match="HTTP 400"):

@@ -46,6 +46,7 @@ def test_schemas_are_openai_functions_with_required_fields() -> None:
         "get_candles",
         "get_market_snapshot",
         "compute_indicators",
+        "get_order_book",
         "run_backtest",
         "assess_risk",
         "get_portfolio",

@@ -12,10 +12,13 @@ ALL_TOOLS = ToolRegistry([*MARKET_TOOLS, *RESEARCH_TOOLS, *TRADING_TOOLS])
 
 
 def decision_tools() -> ToolRegistry:
-    """An unattended decision ends in submit_signal and places no orders. It gets no backtest or
-    portfolio tool either: the prompt states the position, and every schema costs tokens on
-    every step of every decision."""
-    return ALL_TOOLS.without(PLACE_ORDER, "cancel_order", "run_backtest", "get_portfolio")
+    """An unattended decision ends in submit_signal and places no orders. It gets no backtest,
+    portfolio or order-book tool either: the prompt states the position, the gate checks the
+    spread itself, and every schema costs tokens on every step of every decision (the book's
+    would take the longest step past its 1,500-token budget)."""
+    return ALL_TOOLS.without(
+        PLACE_ORDER, "cancel_order", "run_backtest", "get_portfolio", "get_order_book"
+    )
 
 
 def chat_tools() -> ToolRegistry:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import MarketView, PortfolioView, SignalSource
 from risk.state import RiskState
+
+if TYPE_CHECKING:
+    from market.books import BookSource
 
 
 class MarketData:
@@ -63,8 +67,9 @@ def flat_portfolio(cash: float) -> Callable[[], PortfolioView]:
 @dataclass
 class ToolEnv:
     """The world of one decision. `portfolio` and `risk_state` are read at call time; `cancel`
-    is absent where no venue holds working orders (a backtest decision); `view` is the runner's
-    market view, so `assess_risk` previews exactly what the runner's gate will see."""
+    is absent where no venue holds working orders (a backtest decision), `book` where no depth
+    stream runs (a backtest, a chat); `view` is the runner's market view, so `assess_risk`
+    previews exactly what the runner's gate will see."""
 
     market: MarketData
     now_ms: int
@@ -77,6 +82,7 @@ class ToolEnv:
     stateful: bool = True
     cancel: Callable[[str], str] | None = None
     view: Callable[[str], MarketView] | None = None  # the runner's market view, where one runs
+    book: BookSource | None = None
 
     @cached_property
     def symbols(self) -> list[str]:

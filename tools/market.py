@@ -1,4 +1,5 @@
-"""Market tools: candles, the compact snapshot and indicator values, as of the decision time."""
+"""Market tools: candles, the compact snapshot and indicator values, as of the decision time,
+and the order book where a depth stream keeps one."""
 
 from __future__ import annotations
 
@@ -169,6 +170,52 @@ def compute_indicators(env: ToolEnv, args: IndicatorsIn) -> IndicatorsOut:
     return IndicatorsOut(symbol=symbol, as_of=iso_ms(as_of + 1), values=values)
 
 
+class OrderBookIn(BaseModel):
+    symbol: str = SYMBOL
+    levels: int = Field(5, ge=1, le=20, description="price levels per side, best first")
+    depth_bps: float = Field(10.0, gt=0, le=500, description="depth counted within this of mid")
+
+
+class OrderBookOut(BaseModel):
+    symbol: str
+    as_of: str
+    age_s: float
+    mid: float
+    spread_bps: float
+    bids: list[list[float]]  # [price, quantity], best first
+    asks: list[list[float]]
+    depth_bps: float
+    bid_depth_quote: float  # quote currency on the bids within depth_bps below the mid
+    ask_depth_quote: float
+
+
+def get_order_book(env: ToolEnv, args: OrderBookIn) -> OrderBookOut:
+    symbol = require_symbol(env, args.symbol)
+    if env.book is None:
+        raise ToolError(
+            "no order book in this mode: backtests replay closed bars only; paper and live "
+            "trading keep the book from the exchange's depth stream"
+        )
+    quote = env.book(symbol, levels=args.levels, depth_bps=args.depth_bps)
+    if quote is None:
+        raise ToolError(
+            f"no synced {symbol} order book right now: it is resyncing, or this feed carries "
+            f"no depth for {symbol}; use the candles"
+        )
+    return OrderBookOut(
+        symbol=symbol,
+        as_of=iso_ms(quote.event_time_ms),
+        age_s=quote.age_ms(env.now_ms) / 1000,
+        mid=round(quote.mid, 8),
+        spread_bps=round(quote.spread_bps, 2),
+        bids=[[round(b.price, 8), b.quantity] for b in quote.bids],
+        asks=[[round(a.price, 8), a.quantity] for a in quote.asks],
+        depth_bps=args.depth_bps,
+        bid_depth_quote=round(quote.bid_depth_quote, 2),
+        ask_depth_quote=round(quote.ask_depth_quote, 2),
+    )
+
+
 MARKET_TOOLS = (
     Tool(
         "get_candles",
@@ -190,5 +237,12 @@ MARKET_TOOLS = (
         IndicatorsIn,
         IndicatorsOut,
         compute_indicators,
+    ),
+    Tool(
+        "get_order_book",
+        "Live order book: top levels, spread in bps and depth near the mid, with its age.",
+        OrderBookIn,
+        OrderBookOut,
+        get_order_book,
     ),
 )
