@@ -20,8 +20,8 @@ from agent.llm import LLMStats
 from agent.model import ChatModel
 from agent.records import DecisionRecord
 from agent.strategy import AgentParams, AgentStrategy
+from backtest import BacktestResult, run_backtest
 from backtest.config import BacktestConfig
-from backtest.engine import BacktestResult, run_backtest
 from backtest.report import BacktestReport, build_report, compute_report_metrics, iso
 from backtest.strategies import STRATEGIES
 from backtest.sweep import SweepData

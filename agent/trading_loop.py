@@ -24,7 +24,8 @@ from execution.orders import Fill
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
 from execution.paper_records import load_account, save_step
 from market.binance_ws import Bar, BarGap, Reconnected, StreamEvent
-from market.models import SymbolRules
+from market.books import Books
+from market.models import CANDLE_COLUMNS, SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
 from risk.gate import assess
@@ -33,9 +34,10 @@ from risk.models import Approved, ApprovedOrder, ReasonCode, TradeSignal, Verdic
 from risk.protections import TradingState
 from risk.records import load_state
 from risk.state import clear_kill, kill
-from runtime.market import BookSource, Market
-from runtime.runner import Runner, Sizing
+from runtime.market import Market
+from runtime.runner import GateCall, Runner, Sizing
 from runtime.strategy import Strategy
+from store.candles import upsert_candles
 from store.db import Store
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ class TradingLoop:
         observers: Sequence[LoopObserver] = (),
         mode: str = "paper",
         venue: VenueFactory | None = None,
-        book: BookSource | None = None,
+        books: Books | None = None,
         realtime: bool = False,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -176,14 +178,15 @@ class TradingLoop:
             lambda symbol: self.runner.market.view(symbol, len(self.feed) - 1),
             gate_now,
         )
-        self.realtime = realtime
+        self.realtime = realtime  # a live feed: its bars are kept in the store as they close
+        self.books = books
         self.records: dict[str, DecisionRecord] = {}  # this bar's, saved with its commit
         self.signals: dict[str, dict[str, Any]] = {}  # by client order id, while queued
         if isinstance(strategy, AgentStrategy):
             strategy.on_decision = self._agent_record
         self.runner = Runner(
             strategy=strategy,
-            market=Market(self.feed.view(), self.rules, book=book),
+            market=Market(self.feed.view(), self.rules, book=books.quote if books else None),
             venue=self.venue,
             risk=self.desk,
             prepared=self._prepared,
@@ -264,6 +267,8 @@ class TradingLoop:
             index = self.feed.append(open_time, close_time, bars)
         self.runner.extend(self.feed.view())
         self.now_ms = close_time
+        if self.realtime:
+            self._collect(bars)
         self._kill_switch(close_time)
         try:
             self.runner.step(index)
@@ -272,6 +277,13 @@ class TradingLoop:
             self._commit(close_time)
         for observer in self.observers:
             observer.on_bar(self, time.perf_counter() - started)
+
+    def _collect(self, bars: Mapping[str, Bar]) -> None:
+        """Closed bars from the exchange go to the store, so `agent-data list` shows them."""
+        for symbol, bar in bars.items():
+            if bar.source != "flat":
+                frame = pd.DataFrame([bar.model_dump(include=set(CANDLE_COLUMNS))])
+                upsert_candles(self.store, symbol, bar.interval, frame)
 
     def _kill_switch(self, now: int) -> None:
         """The file halts within a bar and cancels what has not filled; `agent-trade resume`
@@ -306,9 +318,10 @@ class TradingLoop:
         if record.signal is None or record.signal.get("action") == "hold":
             self._count(record)
 
-    def _gated(self, signal: TradeSignal, verdict: Verdict, execution: dict | None) -> None:
+    def _gated(self, call: GateCall) -> None:
         """The runner gated a signal: complete its decision record, keep a queued order's
         signal for the checkpoint, and say why a protective exit was refused."""
+        signal, verdict, execution = call.signal, call.verdict, call.execution
         approved = isinstance(verdict, Approved)
         if approved:
             self.signals[verdict.order.client_order_id] = signal.model_dump(mode="json")
@@ -439,6 +452,8 @@ class TradingLoop:
                     event = receive.result()
                 except StopAsyncIteration:
                     return "the feed ended"
+                if self.books is not None:
+                    await self.books.on_event(event)
                 for open_time, bars in self._ready(pending, event):
                     await asyncio.to_thread(self.step, open_time, bars)
                     if max_bars is not None and self.bars_this_run >= max_bars:
@@ -498,7 +513,7 @@ class TradingLoop:
         return Bar(
             symbol=symbol,
             interval="1m",
-            source="backfill",
+            source="flat",
             open_time=open_time,
             open=close,
             high=close,

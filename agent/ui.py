@@ -35,8 +35,8 @@ from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
 from agent.strategy import AgentParams, AgentStrategy
+from backtest import run_backtest
 from backtest.data import to_bar_arrays
-from backtest.engine import run_backtest
 from backtest.html import page
 from backtest.report import TradeOut, build_report
 from backtest.runs import save_run

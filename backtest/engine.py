@@ -26,7 +26,7 @@ from risk.limits import RiskLimits
 from risk.models import TradeSignal, Verdict
 from runtime.market import Market
 from runtime.ports import MemoryRisk
-from runtime.runner import Runner, Sizing
+from runtime.runner import Observer, Runner, Sizing
 from runtime.strategy import Prepared, Strategy
 
 
@@ -63,12 +63,14 @@ def run_backtest(
     *,
     limits: RiskLimits | None = None,
     fee_fn: FeeFn | None = None,
+    observer: Observer | None = None,
 ) -> BacktestResult:
     """Replay `bars` through `strategy`, the risk gate and the simulated executor. `fee_fn`
-    replaces `config.fees` (the gate still reserves `config.fees.taker` when sizing)."""
+    replaces `config.fees` (the gate still reserves `config.fees.taker` when sizing);
+    `observer` sees every gate call with the views the gate was handed."""
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
-    return _Run(bars, strategy, rules, config, limits, fee_fn).run()
+    return _Run(bars, strategy, rules, config, limits, fee_fn, observer).run()
 
 
 class _Run:
@@ -80,6 +82,7 @@ class _Run:
         config: BacktestConfig,
         limits: RiskLimits,
         fee_fn: FeeFn | None,
+        observer: Observer | None,
     ) -> None:
         self.bars = bars
         self.strategy = strategy
@@ -106,6 +109,7 @@ class _Run:
                 stop_loss_pct=config.stop_loss_pct,
                 take_profit_pct=config.take_profit_pct,
             ),
+            observer=observer,
         )
         self.equity = np.empty(len(bars))
         self.cursor = 0  # the first bar whose equity is not written yet

@@ -107,6 +107,7 @@ class PaperExecutor:
         cash: float,
         fees: FeeFn | None = None,
         slippage: Slippage | None = None,
+        symbol_slippage: Mapping[str, Slippage] | None = None,
     ) -> None:
         self.rules = dict(rules)
         self.ledger = Ledger(cash)
@@ -115,19 +116,23 @@ class PaperExecutor:
             feed.view(), self.ledger, self.rules, fees=fees or FeeSchedule(),
             slippage=slippage or FixedBps(bps=2.0),
         )  # fmt: skip
+        self.sim.symbol_slippage = dict(symbol_slippage or {})
         self.orders: dict[str, PaperOrder] = {}
         self.checkpoint = PaperCheckpoint()
         self.changed: dict[str, PaperOrder] = {}  # orders touched since the last commit
         self.new_fills: list[Fill] = []
+        self._regating: set[str] = set()  # stored as waiting; the gate is asked again
 
     # -- the runner's venue ------------------------------------------------------------------
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]:
         """Accept a sealed order for the next bar's open; the same id twice is not re-sent."""
         approved = verify_approved(order)
-        known = self.orders.get(approved.client_order_id)
-        if known is not None:
+        cid = approved.client_order_id
+        known = self.orders.get(cid)
+        if known is not None and cid not in self._regating:
             return {**_summary(known), "status": "duplicate", "was": known.status}
+        self._regating.discard(cid)  # re-approved after a restart: it waits for its open again
         self.sim.accept(approved)
         self._set(
             PaperOrder(
@@ -278,6 +283,7 @@ class PaperExecutor:
         self.checkpoint = checkpoint.model_copy(
             update={"queued": [], "working": [], "brackets": []}
         )
+        self._regating = {q["order"]["client_order_id"] for q in checkpoint.queued}
         return list(checkpoint.queued)
 
 

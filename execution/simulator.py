@@ -53,6 +53,7 @@ class SimulatedExecutor:
         self.rules = rules
         self.fees: FeeFn = fees or FeeSchedule()
         self.slippage: Slippage = slippage or FixedBps()
+        self.symbol_slippage: dict[str, Slippage] = {}  # e.g. a live book's walk, per symbol
         self.limit_on_touch = limit_on_touch
         self.working: list[WorkingOrder] = []
         self.brackets: dict[str, Bracket] = {}
@@ -353,13 +354,14 @@ class SimulatedExecutor:
                 )
                 return True
             quantity = min(quantity, reducible)
-        capped = self.slippage.cap(quantity, volume)
+        slippage = self.symbol_slippage.get(symbol, self.slippage)
+        capped = slippage.cap(quantity, volume)
         if capped < quantity:
             step = self.rules[symbol].floor_qty(Decimal(repr(capped)))
             quantity = float(step)
         if quantity <= 0:
             return False
-        price = self.slippage.price(order.side, base, quantity, volume) if slip else base
+        price = slippage.price(order.side, base, quantity, volume) if slip else base
         if cap is not None:
             price = min(price, cap) if order.side > 0 else max(price, cap)
         fee = self.fees(quantity, price, liquidity)

@@ -41,11 +41,12 @@ class StreamRefused(UserError):
 
 
 class Bar(Candle):
-    """A closed bar of one symbol and interval; `source` tells how it reached the consumer."""
+    """A closed bar of one symbol and interval; `source` tells how it reached the consumer
+    ("flat": the loop made it at the last close for a minute the feed never delivered)."""
 
     symbol: str
     interval: str
-    source: Literal["stream", "backfill", "trades"] = "stream"
+    source: Literal["stream", "backfill", "trades", "flat"] = "stream"
 
 
 class Kline(BaseModel):

@@ -15,6 +15,7 @@ import numpy as np
 from execution.feed import BarArrays
 from risk.models import (
     Approved,
+    MarketView,
     PortfolioView,
     Reason,
     ReasonCode,
@@ -37,7 +38,20 @@ from runtime.ports import RiskBook, Venue
 from runtime.strategy import Context, Prepared, Strategy
 
 DAY_MS = 86_400_000
-Observer = Callable[[TradeSignal, Verdict, dict[str, Any] | None], None]
+
+
+@dataclass(frozen=True)
+class GateCall:
+    """One signal through the gate: what it saw, what it said, what the venue answered."""
+
+    signal: TradeSignal
+    portfolio: PortfolioView | None  # None for a symbol the run does not trade
+    market: MarketView | None
+    verdict: Verdict
+    execution: dict[str, Any] | None
+
+
+Observer = Callable[[GateCall], None]
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,7 @@ class Runner:
         """One signal through the gate at bar `index`'s close; approved orders go to the venue."""
         tally = self.tally
         tally.signals.append(signal)
+        portfolio = market = None
         if signal.symbol not in self.market.feed.symbols:
             verdict: Verdict = Vetoed(
                 reasons=[
@@ -152,12 +167,9 @@ class Runner:
                 ]
             )
         else:
-            verdict = self.risk.judge(
-                signal,
-                self.portfolio(index),
-                self.market.view(signal.symbol, index),
-                self.now(index),
-            )
+            portfolio = self.portfolio(index)
+            market = self.market.view(signal.symbol, index)
+            verdict = self.risk.judge(signal, portfolio, market, self.now(index))
         tally.verdicts[signal.decision_id] = verdict
         execution = None
         if isinstance(verdict, Approved):
@@ -167,7 +179,7 @@ class Runner:
         else:
             tally.vetoes.update(reason.code.value for reason in verdict.reasons)
         if self.observer is not None:
-            self.observer(signal, verdict, execution)
+            self.observer(GateCall(signal, portfolio, market, verdict, execution))
         return verdict
 
     # -- risk bookkeeping ----------------------------------------------------------------------

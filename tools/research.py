@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from backtest import run_backtest as run_engine
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
-from backtest.engine import run_backtest as run_engine
 from backtest.report import compute_report_metrics
 from backtest.strategies import STRATEGIES
 from core.errors import UserError

@@ -22,8 +22,8 @@ from agent.offline import OfflineModel
 from agent.records import DecisionRecord, save_decisions
 from agent.report import agent_report, agent_run_id, render_agent, run_stats
 from agent.strategy import AgentParams, AgentStrategy
+from backtest import run_backtest
 from backtest.config import BacktestConfig
-from backtest.engine import run_backtest
 from backtest.report import iso
 from backtest.runs import save_run
 from backtest.sweep import SweepData

@@ -34,9 +34,9 @@ from agent.cli.common import (
     settings_from,
     write_file,
 )
+from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
-from backtest.engine import run_backtest
 from backtest.lookahead import check_lookahead
 from backtest.report import build_report
 from backtest.runs import save_run

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +44,17 @@ from agent.loop_state import (
 from backtest.config import BacktestConfig
 from config import Settings
 from core.errors import UserError
-from execution.binance_executor import check_live_allowed
 from execution.fees import FeeSchedule
 from execution.paper_records import load_account, save_orders
 from execution.slippage import FixedBps
 from market.models import parse_symbol
-from market.sample import SAMPLE_INTERVAL, SAMPLE_SYMBOLS, load_sample, sample_rules
+from market.sample import (
+    DEPTH_SAMPLE_SYMBOLS,
+    SAMPLE_INTERVAL,
+    SAMPLE_SYMBOLS,
+    load_sample,
+    sample_rules,
+)
 from market.validation import iso_ms
 from risk.limits import RiskLimits
 from store import Store, open_store
@@ -136,6 +142,8 @@ def _speed(raw: str) -> float:
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
+    from execution.venues import check_live_allowed
+
     check_live_allowed(args.mode, os.environ)
     if args.mode == "live" and args.feed != "binance":
         raise UserError(
@@ -258,13 +266,29 @@ def _replay_plan(
     return start, end, history
 
 
+class _Snapshots:
+    """Depth snapshots from wherever the feed runs, known once it is up (a replay's port)."""
+
+    def __init__(self) -> None:
+        self.fetch: Callable[[str], Any] | None = None
+
+    def __call__(self, symbol: str) -> Any:
+        if self.fetch is None:
+            raise RuntimeError("no depth snapshot source yet")
+        return self.fetch(symbol)
+
+
 async def _run_loop(
     loop: TradingLoop,
     args: argparse.Namespace,
     settings: Settings,
     replay: tuple[int, int, dict[str, pd.DataFrame]] | None,
+    depth: list[str],
+    snapshots: _Snapshots,
 ) -> str:
-    from market.binance_ws import STREAM_URL, BinanceStream, rest_backfill
+    from market.binance_rest import BinanceRestClient
+    from market.binance_ws import STREAM_URL, BinanceStream, depth_stream, rest_backfill
+    from market.books import rest_snapshots
     from market.replay_server import ReplayServer, frame_backfill
 
     stop = asyncio.Event()
@@ -278,15 +302,15 @@ async def _run_loop(
     for number in (signal.SIGINT, signal.SIGTERM):
         running.add_signal_handler(number, on_signal, number)
     streams = [f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in loop.symbols]
+    streams += [depth_stream(s) for s in depth]
     resume = (
         {}
         if loop.last_open_time is None
         else {(s, SAMPLE_INTERVAL): loop.last_open_time for s in loop.symbols}
     )
     if replay is None:
-        from market.binance_rest import BinanceRestClient
-
         client = BinanceRestClient(settings.binance)
+        snapshots.fetch = rest_snapshots(client)
         stream = BinanceStream(
             streams, base_url=STREAM_URL, backfill=rest_backfill(client), resume_after=resume
         )
@@ -294,8 +318,15 @@ async def _run_loop(
             return await loop.run(stream, stop, max_bars=args.max_bars)
     start, end, frames = replay
     server = await ReplayServer(
-        speed=args.speed, start_time_ms=start, drop_after=args.drop_every, frames=frames
+        speed=args.speed,
+        start_time_ms=start,
+        drop_after=args.drop_every,
+        frames=frames if args.data is not None else None,  # the sample: with its depth
     ).start()
+    depth_client = BinanceRestClient(
+        settings.binance.model_copy(update={"base_url": server.http_url})
+    )
+    snapshots.fetch = rest_snapshots(depth_client, limit=100)  # the replay book is shallow
     stream = BinanceStream(
         streams,
         base_url=server.url,
@@ -309,6 +340,7 @@ async def _run_loop(
     finally:  # the server first: a client that stopped reading cannot finish a close handshake
         await server.stop()
         await stream.aclose()
+        depth_client.close()
 
 
 def _binance_history(settings: Settings, symbols: list[str]) -> dict[str, pd.DataFrame]:
@@ -326,35 +358,6 @@ def _binance_history(settings: Settings, symbols: list[str]) -> dict[str, pd.Dat
             f"--feed binance cannot load the last day of bars from {settings.binance.base_url}: "
             f"{exc} (offline, use --feed replay)"
         ) from None
-
-
-def _binance_venue(
-    settings: Settings, store: Store, account: str, mode: str, symbols: list[str]
-) -> tuple[dict, Any]:
-    """The signed executor for testnet (default URL) or live, and the venue it backs."""
-    from execution.binance_executor import BinanceExecutor
-    from execution.binance_venue import BinanceVenue
-    from market.binance_rest import BinanceError
-
-    executor = BinanceExecutor(
-        settings.binance_api_key,
-        settings.binance_api_secret,
-        live=mode == "live",
-        live_confirmed=mode == "live",  # check_live_allowed passed
-        base_url=settings.binance.trade_url,
-        timeout_s=settings.binance.timeout_s,
-        max_attempts=settings.binance.max_retries + 1,
-        max_retry_after_s=settings.binance.max_retry_after_s,
-    )
-    try:
-        rules = {s: executor.symbol_rules(s) for s in symbols}
-    except BinanceError as exc:
-        raise UserError(f"cannot start on Binance {mode} ({executor.base_url}): {exc}") from None
-
-    def journal(order: Any) -> None:
-        save_orders(store, account, [order])
-
-    return rules, lambda cash, feed: BinanceVenue(executor, rules, feed, cash=cash, journal=journal)
 
 
 def _fills(args: argparse.Namespace) -> BacktestConfig:
@@ -419,7 +422,9 @@ def _param_flags_given(args: argparse.Namespace) -> list[str]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.trading_loop import TradingLoop
-    from execution.paper import PaperExecutor
+    from execution.slippage import BookWalk
+    from execution.venues import binance_venue, paper_venue
+    from market.books import Books
     from runtime.runner import Sizing
 
     _check_run_args(args)
@@ -445,25 +450,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notify("feed: Binance public market data")
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
-    rules: dict = sample_rules()
-    venue: Any = None
     limits = RiskLimits()
     if args.mode != "paper":
-        rules, venue = _binance_venue(settings, store, args.account, args.mode, symbols)
-    else:
-        limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
-
-    if args.data is not None:  # the same filters agent-backtest --data trades a file with
+        account = args.account
+        rules, venue = binance_venue(
+            settings, args.mode, symbols, lambda order: save_orders(store, account, [order])
+        )
+    else:  # a user's file trades with the filters agent-backtest --data gives it
         from agent.cli.backtest import _rules
 
-        rules = _rules(symbols, [])
+        rules = _rules(symbols, []) if args.data is not None else sample_rules()
+        limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
+    # Depth streams feed the gate's spread check and paper slippage: every symbol on Binance,
+    # the symbols with a real depth capture in a replay of the sample, none for a user's file.
+    depth = symbols if replay is None else [s for s in symbols if s in DEPTH_SAMPLE_SYMBOLS]
+    if args.data is not None:
+        depth = []
+    snapshots = _Snapshots()
+    books = Books(snapshots) if depth else None
+    if depth:
+        notify(f"order book: {', '.join(depth)} from the depth stream (spread check, slippage)")
     if args.mode == "paper":
-        paper_rules = rules
-
-        def venue(cash: float, feed: Any) -> PaperExecutor:
-            return PaperExecutor(
-                paper_rules, feed, cash=cash, fees=fills.fees, slippage=fills.slippage
-            )
+        walks = {s: BookWalk(s, books, fills.slippage) for s in depth} if books else {}
+        venue = paper_venue(rules, fees=fills.fees, slippage=fills.slippage, symbol_slippage=walks)
 
     strategy, label, model = _strategy(args, settings, rules, limits, symbols)
     observers: list[Any] = []
@@ -496,6 +505,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         observers=observers,
         mode=args.mode,
         venue=venue,
+        books=books,
         realtime=args.feed == "binance",
     )
     if loop.last_open_time is not None:
@@ -515,7 +525,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
     with bar.progress:
         try:
-            reason = asyncio.run(_run_loop(loop, args, settings, replay))
+            reason = asyncio.run(_run_loop(loop, args, settings, replay, depth, snapshots))
         except (UserError, KeyboardInterrupt):
             raise
         except Exception as exc:  # unattended: say why it stopped, where `status` will show it

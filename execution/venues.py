@@ -1,0 +1,68 @@
+"""The venues a trading loop runs on, built from settings: a paper account filled by the
+backtest's fill model, or Binance (testnet, live) through the signed executor. Front ends
+compose these factories and never reach into an executor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from config import Settings
+from core.errors import UserError
+from execution.binance_executor import BinanceExecutor, check_live_allowed
+from execution.binance_venue import BinanceVenue
+from execution.fees import FeeFn
+from execution.paper import GrowingFeed, PaperExecutor, PaperOrder
+from execution.slippage import Slippage
+from market.binance_rest import BinanceError
+from market.models import SymbolRules
+
+VenueFactory = Callable[[float, GrowingFeed], Any]
+
+__all__ = ["VenueFactory", "binance_venue", "check_live_allowed", "paper_venue"]
+
+
+def paper_venue(
+    rules: Mapping[str, SymbolRules],
+    *,
+    fees: FeeFn,
+    slippage: Slippage,
+    symbol_slippage: Mapping[str, Slippage] | None = None,
+) -> VenueFactory:
+    """A paper account: starting cash and the loop's feed in, the fill model out."""
+
+    def make(cash: float, feed: GrowingFeed) -> PaperExecutor:
+        return PaperExecutor(
+            rules, feed, cash=cash, fees=fees, slippage=slippage, symbol_slippage=symbol_slippage
+        )
+
+    return make
+
+
+def binance_venue(
+    settings: Settings,
+    mode: str,
+    symbols: list[str],
+    journal: Callable[[PaperOrder], None],
+) -> tuple[dict[str, SymbolRules], VenueFactory]:
+    """The signed executor for testnet (default URL) or live, the exchange's own rules for
+    `symbols`, and the venue it backs; `journal` writes each order ahead of its request."""
+    executor = BinanceExecutor(
+        settings.binance_api_key,
+        settings.binance_api_secret,
+        live=mode == "live",
+        live_confirmed=mode == "live",  # check_live_allowed passed
+        base_url=settings.binance.trade_url,
+        timeout_s=settings.binance.timeout_s,
+        max_attempts=settings.binance.max_retries + 1,
+        max_retry_after_s=settings.binance.max_retry_after_s,
+    )
+    try:
+        rules = {s: executor.symbol_rules(s) for s in symbols}
+    except BinanceError as exc:
+        raise UserError(f"cannot start on Binance {mode} ({executor.base_url}): {exc}") from None
+
+    def make(cash: float, feed: GrowingFeed) -> BinanceVenue:
+        return BinanceVenue(executor, rules, feed, cash=cash, journal=journal)
+
+    return rules, make
