@@ -29,12 +29,13 @@ from agent.cli import backtest as cli_backtest
 from agent.cli.common import OneLineParser, add_common_args, run, settings_from
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
-from agent.loop_state import account_status, halt_account
+from agent.loop_state import account_status, halt_account, live_accounts
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
 from agent.strategy import AgentParams, AgentStrategy
+from agent.ui_access import WHAT, launch_options
 from backtest.data import to_bar_arrays
 from backtest.engine import run_backtest
 from backtest.html import page
@@ -45,6 +46,7 @@ from backtest.sweep import SweepData
 from config import Settings
 from core.clock import SystemClock
 from core.errors import ConfigError, UserError
+from core.security import resolve_access
 from execution.dry_run import DryRunExecutor
 from execution.paper_records import accounts, load_equity
 from market.indicators import compute_indicators
@@ -959,34 +961,41 @@ def build_app(
     return app
 
 
-def _auth(raw: str | None) -> tuple[str, str] | None:
-    if not raw:
-        return None
-    user, sep, password = raw.partition(":")
-    if not sep or not user or not password:
-        raise UserError("invalid --auth / AGENT_UI_AUTH: expected user:password")
-    return user, password
-
-
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="agent-ui", description=__doc__)
     add_common_args(parser)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (7860)")
-    parser.add_argument("--auth", help="user:password (or AGENT_UI_AUTH); none by default")
+    parser.add_argument(
+        "--auth",
+        help="user:password, or token for a generated one (or AGENT_UI_AUTH); "
+        "required off loopback",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve off loopback with no login (warned at every start; refused with a live account)",
+    )
     return parser
 
 
 def _main(argv: list[str] | None) -> int:
     args: argparse.Namespace = build_parser().parse_args(argv)
-    auth = _auth(args.auth or os.environ.get("AGENT_UI_AUTH"))
     settings = settings_from(args)
     store = open_store(settings.resolved_database_url)
     try:
         from agent.cli.common import notify
 
+        access = resolve_access(
+            args.host,
+            args.auth or os.environ.get("AGENT_UI_AUTH"),
+            insecure_no_auth=args.insecure_no_auth,
+            live_accounts=live_accounts(store),
+            what=WHAT,
+        )
+        options = launch_options(access, args.host, settings, notify)
         app = build_app(settings, store, notify=notify)
-        app.launch(server_name=args.host, server_port=args.port, auth=auth)
+        app.launch(server_name=args.host, server_port=args.port, **options)
     finally:
         store.close()
     return 0
