@@ -33,6 +33,7 @@ from agent.cli.common import (
     run,
     settings_from,
 )
+from agent.live_readiness import record_paper_profile, require_paper_record, trading_profile
 from agent.loop_state import (
     LoopState,
     account_status,
@@ -43,8 +44,10 @@ from agent.loop_state import (
 from backtest.config import BacktestConfig
 from config import Settings
 from core.errors import UserError
+from core.security import loose_env_file
 from execution.binance_executor import check_live_allowed
 from execution.fees import FeeSchedule
+from execution.key_permissions import check_key
 from execution.paper_records import load_account, save_orders
 from execution.slippage import FixedBps
 from market.models import parse_symbol
@@ -137,6 +140,8 @@ def _speed(raw: str) -> float:
 
 def _check_run_args(args: argparse.Namespace) -> None:
     check_live_allowed(args.mode, os.environ)
+    if args.mode == "live" and (loose := loose_env_file()):
+        raise UserError(f"live trading refused: {loose}")
     if args.mode == "live" and args.feed != "binance":
         raise UserError(
             "--mode live needs --feed binance: replayed sample bars must never drive real orders"
@@ -264,7 +269,7 @@ async def _run_loop(
     settings: Settings,
     replay: tuple[int, int, dict[str, pd.DataFrame]] | None,
 ) -> str:
-    from market.binance_ws import STREAM_URL, BinanceStream, rest_backfill
+    from market.binance_ws import BinanceStream, rest_backfill
     from market.replay_server import ReplayServer, frame_backfill
 
     stop = asyncio.Event()
@@ -288,7 +293,10 @@ async def _run_loop(
 
         client = BinanceRestClient(settings.binance)
         stream = BinanceStream(
-            streams, base_url=STREAM_URL, backfill=rest_backfill(client), resume_after=resume
+            streams,
+            base_url=settings.binance.stream_url,
+            backfill=rest_backfill(client),
+            resume_after=resume,
         )
         async with stream:
             return await loop.run(stream, stop, max_bars=args.max_bars)
@@ -347,6 +355,7 @@ def _binance_venue(
         max_retry_after_s=settings.binance.max_retry_after_s,
     )
     try:
+        check_key(executor.api_restrictions, mode, store, account, int(time.time() * 1000), notify)
         rules = {s: executor.symbol_rules(s) for s in symbols}
     except BinanceError as exc:
         raise UserError(f"cannot start on Binance {mode} ({executor.base_url}): {exc}") from None
@@ -466,6 +475,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
 
     strategy, label, model = _strategy(args, settings, rules, limits, symbols)
+    profile = trading_profile(symbols, label, model, args.decide_every, limits, fills)
+    if args.mode == "live":
+        live = settings.live.require_paper_days
+        require_paper_record(
+            store, settings.data_dir, profile, live, int(time.time() * 1000), notify
+        )
     observers: list[Any] = []
     if args.metrics_port is not None:
         from agent.loop_metrics import LoopMetrics
@@ -502,6 +517,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
     notify(f"strategy: {label}")
     if args.mode == "paper":
+        record_paper_profile(
+            store, args.account, profile, args.feed, loop.last_open_time, int(time.time() * 1000)
+        )
         notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
     else:
         findings = loop.venue.reconcile()  # type: ignore[attr-defined]
@@ -574,6 +592,8 @@ def _print_status(status: dict[str, Any]) -> None:
             + (f" ({last['action']})" if last["action"] else "")
             + (f": {last['rationale']}" if last["rationale"] else "")
         )
+    if status["key_permissions"]:
+        lines.append(f"key       {status['key_permissions']['summary']}")
     lines.append(f"error     {status['last_error'] or 'none'}")
     print("\n".join(lines))
 
