@@ -346,6 +346,8 @@ def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli
         first = cli("agent-trade", *args, "--max-bars", "90", env=env)
         assert first.returncode == 0, first.stderr
         assert "orders: Binance testnet, reconciled" in first.stderr
+        assert "key permissions: not checked on testnet (Binance's testnet has no" in first.stderr
+        assert exchange.count("GET", "/sapi/v1/account/apiRestrictions") == 0
         again = cli("agent-trade", *args, "--max-bars", "30", env=env)
         assert again.returncode == 0, again.stderr
         shown = status(cli, "--account", "tn", env=env)
