@@ -72,11 +72,10 @@ def launch_options(
         notify(insecure_warning(host, WHAT))
     if not access.needs_login:
         return {"auth": None}
-    assert access.password is not None
     setup_logging(
         settings.log_level,
         json_lines=settings.log_json,
-        secrets=[*settings.secret_values(), access.password],
+        secrets=[*settings.secret_values(), access.password or ""],
     )
     if access.kind == "token":
         print(

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from core.errors import UserError
 
-TOKEN_USER = "agent"
+LOGIN_USER = "agent"
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 _OTHERS_READ = stat.S_IRGRP | stat.S_IROTH
 _OTHERS_ANY = stat.S_IRWXG | stat.S_IRWXO
@@ -39,6 +39,12 @@ class Access(BaseModel):
         same_user = hmac.compare_digest(user.strip().encode(), self.user.encode())
         same_password = hmac.compare_digest(password.encode(), self.password.encode())
         return same_user and same_password
+
+    @model_validator(mode="after")
+    def _login_is_complete(self) -> Access:
+        if self.needs_login and not (self.user and self.password):
+            raise ValueError(f"{self.kind} access needs a user and a password")
+        return self
 
     @property
     def needs_login(self) -> bool:
@@ -70,7 +76,7 @@ def resolve_access(
     if auth and insecure_no_auth:
         raise UserError("--auth and --insecure-no-auth contradict each other: pick one")
     if auth == "token":
-        return Access(kind="token", user=TOKEN_USER, password=secrets.token_urlsafe(24))
+        return Access(kind="token", user=LOGIN_USER, password=secrets.token_urlsafe(24))
     if auth:
         user, sep, password = auth.partition(":")
         if not sep or not user.strip() or not password:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN
-from loopback_openai import LoopbackOpenAI, Scripted
 
 from execution.ledger import Ledger
 from execution.paper import fill_from_row
@@ -220,23 +219,13 @@ def test_resume_lets_a_running_loop_trade_again(cli, offline_env) -> None:
     assert shown["trading_state"] == "ACTIVE" and shown["decisions"] > decisions
 
 
-def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, offline_env) -> None:
-    failing = LoopbackOpenAI(
-        responder=lambda _: Scripted(500, {"error": {"message": "upstream down", "type": "x"}})
-    ).start()
-    env = {
-        "OPENAI_BASE_URL": failing.base_url,
-        "OPENAI_API_KEY": "sk-test-loopback",
-        "AGENT_LLM__MAX_RETRIES": "0",
-    }
-    try:
-        refused = cli("agent-trade", *FAST, "--max-bars", "30", env=env)
-        assert refused.returncode == 2 and "pass --yes" in refused.stderr
-        assert "decisions per day" in refused.stderr and failing.requests == []
-        args = ("--max-bars", "30", "--decide-every", "5", "--budget-usd", "1")
-        result = cli("agent-trade", *FAST, *args, env=env)
-    finally:
-        failing.stop()
+def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, failing_llm) -> None:
+    env = failing_llm.env
+    refused = cli("agent-trade", *FAST, "--max-bars", "30", env=env)
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    assert "decisions per day" in refused.stderr and failing_llm.server.requests == []
+    args = ("--max-bars", "30", "--decide-every", "5", "--budget-usd", "1")
+    result = cli("agent-trade", *FAST, *args, env=env)
     assert result.returncode == 0, result.stderr
     shown = status(cli, env=env)
     assert shown["bars"] == 30

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BIN
+from conftest import BIN, CliResult
 from loopback_binance import LoopbackBinance
 from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
-from loopback_openai import LoopbackOpenAI, Scripted
 from sqlalchemy import insert
 
 from agent.live_readiness import record_paper_profile, trading_profile
@@ -91,13 +90,20 @@ def paper_history(offline_env: dict[str, str], days: float, after_days: float = 
     store.close()
 
 
-def test_a_key_that_can_withdraw_is_refused(cli, live_env) -> None:
-    exchange = exchange_with(enableWithdrawals=True)
+def live_with_key(cli, live_env: dict[str, str], **key: bool) -> tuple[CliResult, LoopbackExchange]:
+    """`agent-trade --mode live` (paper record waived) with a key of these permissions."""
+    exchange = exchange_with(**key)
     env = {**live_env, "AGENT_BINANCE__TRADE_URL": exchange.base_url}
     try:
-        result = cli("agent-trade", *LIVE, env={**env, "AGENT_LIVE__REQUIRE_PAPER_DAYS": "0"})
+        return cli(
+            "agent-trade", *LIVE, env={**env, "AGENT_LIVE__REQUIRE_PAPER_DAYS": "0"}
+        ), exchange
     finally:
         exchange.stop()
+
+
+def test_a_key_that_can_withdraw_is_refused(cli, live_env) -> None:
+    result, exchange = live_with_key(cli, live_env, enableWithdrawals=True)
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: refusing live trading with this API key: enableWithdrawals")
@@ -107,12 +113,7 @@ def test_a_key_that_can_withdraw_is_refused(cli, live_env) -> None:
 
 
 def test_a_key_without_spot_trading_is_refused(cli, live_env) -> None:
-    exchange = exchange_with(enableSpotAndMarginTrading=False)
-    env = {**live_env, "AGENT_BINANCE__TRADE_URL": exchange.base_url}
-    try:
-        result = cli("agent-trade", *LIVE, env={**env, "AGENT_LIVE__REQUIRE_PAPER_DAYS": "0"})
-    finally:
-        exchange.stop()
+    result, _ = live_with_key(cli, live_env, enableSpotAndMarginTrading=False)
     assert result.returncode == 2
     assert "enableSpotAndMarginTrading is off: this key cannot place spot orders" in result.stderr
 
@@ -179,18 +180,10 @@ def test_a_dotenv_others_can_read_is_refused_for_live(cli, offline_env, live_env
     assert "warning" not in cli("agent-data", "list").stderr
 
 
-def test_a_fresh_data_directory_is_private(offline_env) -> None:
+def test_a_fresh_data_directory_is_private(offline_env, failing_llm) -> None:
     """While the loop runs with an LLM configured (its cache open) and the store in WAL mode:
     every directory is 0700 and every file 0600."""
-    failing = LoopbackOpenAI(
-        responder=lambda _: Scripted(500, {"error": {"message": "down", "type": "x"}})
-    ).start()
-    env = {
-        **offline_env,
-        "OPENAI_BASE_URL": failing.base_url,
-        "OPENAI_API_KEY": "sk-test-loopback",
-        "AGENT_LLM__MAX_RETRIES": "0",
-    }
+    env = {**offline_env, **failing_llm.env}
     data = Path(env["AGENT_DATA_DIR"])
     args = ("--feed", "replay", "--speed", "600", "--budget-usd", "1", "--decide-every", "1")
     proc = subprocess.Popen(
@@ -199,7 +192,7 @@ def test_a_fresh_data_directory_is_private(offline_env) -> None:
     try:
         wanted = [data / "agent.db-wal", data / "agent.db-shm", data / "llm-cache" / "cache.db"]
         deadline = time.monotonic() + 60
-        while not all(p.exists() for p in wanted) or not failing.requests:
+        while not all(p.exists() for p in wanted) or not failing_llm.server.requests:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         modes = {
@@ -209,7 +202,6 @@ def test_a_fresh_data_directory_is_private(offline_env) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
-        failing.stop()
     assert {"agent.db", "agent.db-wal", "agent.db-shm", "llm-cache/cache.db"} <= set(modes)
     for name, found in modes.items():
         expected = 0o700 if (data / name).is_dir() else 0o600
