@@ -6,10 +6,8 @@ and chat orders go to a dry-run executor behind the risk gate, so nothing is eve
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,16 +24,14 @@ from langgraph.types import Command
 from plotly.subplots import make_subplots
 
 from agent.cli import backtest as cli_backtest
-from agent.cli.common import OneLineParser, add_common_args, run, settings_from
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
-from agent.loop_state import account_status, halt_account, live_accounts
+from agent.loop_state import account_status, halt_account
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
 from agent.strategy import AgentParams, AgentStrategy
-from agent.ui_access import WHAT, launch_options
 from backtest.data import to_bar_arrays
 from backtest.engine import run_backtest
 from backtest.html import page
@@ -46,7 +42,6 @@ from backtest.sweep import SweepData
 from config import Settings
 from core.clock import SystemClock
 from core.errors import ConfigError, UserError
-from core.security import resolve_access
 from execution.dry_run import DryRunExecutor
 from execution.paper_records import accounts, load_equity
 from market.indicators import compute_indicators
@@ -58,7 +53,7 @@ from risk.desk import RiskDesk
 from risk.limits import RiskLimits
 from risk.records import DEFAULT_SCOPE, load_state, save_state
 from risk.state import kill
-from store import Store, open_store
+from store import Store
 from tools import MarketData, ToolEnv, chat_tools, flat_portfolio
 from tools.trading import market_view
 
@@ -959,51 +954,3 @@ def build_app(
         app.load(trading_view, None, t_outputs, api_name=False)
     app.chat_service = chat  # type: ignore[attr-defined]
     return app
-
-
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="agent-ui", description=__doc__)
-    add_common_args(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
-    parser.add_argument(
-        "--auth",
-        help="user:password, or token for a generated one (or AGENT_UI_AUTH); "
-        "required off loopback",
-    )
-    parser.add_argument(
-        "--insecure-no-auth",
-        action="store_true",
-        help="serve off loopback with no login (warned at every start; refused with a live account)",
-    )
-    return parser
-
-
-def _main(argv: list[str] | None) -> int:
-    args: argparse.Namespace = build_parser().parse_args(argv)
-    settings = settings_from(args)
-    store = open_store(settings.resolved_database_url)
-    try:
-        from agent.cli.common import notify
-
-        access = resolve_access(
-            args.host,
-            args.auth or os.environ.get("AGENT_UI_AUTH"),
-            insecure_no_auth=args.insecure_no_auth,
-            live_accounts=live_accounts(store),
-            what=WHAT,
-        )
-        options = launch_options(access, args.host, settings, notify)
-        app = build_app(settings, store, notify=notify)
-        app.launch(server_name=args.host, server_port=args.port, **options)
-    finally:
-        store.close()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run(_main, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
