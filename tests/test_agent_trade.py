@@ -305,6 +305,8 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
     for i in range(30):
         loop.step(bars["BTCUSDT"][i].open_time, {s: bars[s][i] for s in symbols})
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    listening = Path("/proc/net/tcp").read_text()  # bound to loopback, not every interface
+    assert f"0100007F:{port:04X}" in listening and f"00000000:{port:04X}" not in listening
     samples = {
         line.split(" ")[0]: float(line.split(" ")[1])
         for line in text.splitlines()
