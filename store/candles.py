@@ -33,7 +33,7 @@ def _insert_sql(store: Store) -> str:
     cols = (*_KEY, *CANDLE_COLUMNS)
     mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
     return (
-        f"INSERT INTO candles ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))}) "  # nosec B608: our own column names; values are bound
+        f"INSERT INTO candles ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))}) "
         "ON CONFLICT DO NOTHING"
     )
 
