@@ -19,6 +19,9 @@ from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
 from sqlalchemy import insert
 
 from agent.live_readiness import record_paper_profile, trading_profile
+from agent.offline import OfflineModel
+from backtest.config import BacktestConfig
+from risk.limits import RiskLimits
 from store import open_store
 from store.tables import EquityPointRow
 
@@ -77,7 +80,9 @@ def paper_history(offline_env: dict[str, str], days: float, after_days: float = 
     feed for `days` (from `after_days` on), as `agent-trade --feed binance` records it: its
     profile, then one equity point per bar."""
     store = open_store(f"sqlite:///{Path(offline_env['AGENT_DATA_DIR']) / 'agent.db'}")
-    profile = trading_profile(["BTCUSDT", "ETHUSDT"], "offline", 15)
+    profile = trading_profile(
+        ["BTCUSDT", "ETHUSDT"], "agent", OfflineModel(), 15, RiskLimits(), BacktestConfig()
+    )
     first = 1_764_547_200_000 + int(after_days * DAY_MINUTES) * MINUTE_MS
     record_paper_profile(store, "rehearsal", profile, "binance", None, 0)
     rows = [
@@ -150,7 +155,7 @@ def test_live_needs_seven_days_of_paper_then_starts(cli, offline_env, live_env) 
         assert none.returncode == 2
         assert "live trading needs 7 days of paper trading on the live feed" in none.stderr
         assert "no paper account has traded it" in none.stderr
-        assert exchange.count() == 0  # refused before asking the exchange anything
+        assert exchange.count("POST", "/api/v3/order") == 0  # refused before any order
 
         paper_history(offline_env, 6.5)
         short = cli("agent-trade", *LIVE, env=env)

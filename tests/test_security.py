@@ -14,9 +14,16 @@ from hypothesis import strategies as st
 from loopback_exchange import TRADE_ONLY_KEY
 from sqlalchemy import insert
 
-from agent.live_readiness import record_paper_profile, require_paper_record, trading_profile
+from agent.live_readiness import (
+    TradingProfile,
+    record_paper_profile,
+    require_paper_record,
+    trading_profile,
+)
 from agent.loop_state import halt_account, resume_account
+from agent.offline import OfflineModel
 from agent.ui_access import launch_options
+from backtest.config import BacktestConfig
 from config import load_settings
 from core.errors import UserError
 from core.security import (
@@ -157,6 +164,15 @@ def test_keys_that_can_move_funds_or_cannot_trade_spot_are_refused() -> None:
     assert problems(withdraws)[0][0].startswith("enableWithdrawals is on")
 
 
+def agent_profile(
+    symbols: list[str], decide_every: int, limits: RiskLimits | None = None
+) -> TradingProfile:
+    """What `agent-trade` (the offline model, default sizing) records for these settings."""
+    return trading_profile(
+        symbols, "agent", OfflineModel(), decide_every, limits or RiskLimits(), BacktestConfig()
+    )
+
+
 def _paper_minutes(store: Store, account: str, first_open_ms: int, minutes: int) -> None:
     rows = [
         {"account": account, "time_ms": first_open_ms + i * MINUTE_MS + MINUTE_MS - 1,
@@ -169,7 +185,7 @@ def _paper_minutes(store: Store, account: str, first_open_ms: int, minutes: int)
 
 def test_paper_record_counts_only_bars_under_the_same_profile(store: Store, tmp_path: Path) -> None:
     symbols = ["BTCUSDT", "ETHUSDT"]
-    live = trading_profile(symbols, "gpt-4o-mini", 15)
+    live = agent_profile(symbols, 15)
     said: list[str] = []
 
     def check(days: float = 7) -> None:
@@ -177,7 +193,7 @@ def test_paper_record_counts_only_bars_under_the_same_profile(store: Store, tmp_
 
     with pytest.raises(UserError, match="no paper account has traded it"):
         check()
-    record_paper_profile(store, "p", trading_profile(symbols, "gpt-4o-mini", 5), "binance", None, 0)
+    record_paper_profile(store, "p", agent_profile(symbols, 5), "binance", None, 0)
     _paper_minutes(store, "p", START_MS, 8 * DAY_MINUTES)
     with pytest.raises(UserError, match="'p' differs in strategy"):
         check()
@@ -196,14 +212,20 @@ def test_paper_record_counts_only_bars_under_the_same_profile(store: Store, tmp_
         check()
     resume_account(store, tmp_path, "p", START_MS)
     check()
-    tighter = trading_profile(symbols, "gpt-4o-mini", 15, RiskLimits(max_daily_loss_pct=0.05))
+    tighter = agent_profile(symbols, 15, RiskLimits(max_daily_loss_pct=0.05))
     assert tighter.differences(live) == ["risk limits"]
+    # The fee reserve is the fill model's (paper) or the exchange's (live), not a chosen limit.
+    assert agent_profile(symbols, 15, RiskLimits(fee_rate=0.0012)).differences(live) == []
+    smaller = trading_profile(symbols, "agent", OfflineModel(), 15, RiskLimits(), BacktestConfig(size_pct=0.25))  # fmt: skip
+    assert smaller.differences(live) == ["strategy"]
+    classic = trading_profile(symbols, "sma_cross fast=20 slow=60", None, 15, RiskLimits(), BacktestConfig())  # fmt: skip
+    assert classic.differences(live) == ["strategy"] and "sma_cross" in classic.strategy
     require_paper_record(store, tmp_path, live, 0, START_MS, said.append)
     assert "waived" in said[-1]
 
 
 def test_the_replayed_sample_is_not_a_paper_record(store: Store, tmp_path: Path) -> None:
-    live = trading_profile(["BTCUSDT"], "offline", 15)
+    live = agent_profile(["BTCUSDT"], 15)
     record_paper_profile(store, "r", live, "replay", None, 0)
     _paper_minutes(store, "r", START_MS, 8 * DAY_MINUTES)
     with pytest.raises(UserError, match="no paper account has traded it"):
