@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from config import Settings
 from core.errors import UserError
+from execution.key_permissions import last_key_check
 from execution.ledger import Ledger
 from execution.paper import PaperCheckpoint
 from execution.paper_records import load_account
@@ -17,6 +19,7 @@ from market.validation import iso_ms
 from risk.records import load_state, save_state
 from risk.state import clear_kill, kill
 from store.db import Store
+from store.tables import TradingLoopRow
 
 MINUTE_MS = 60_000
 
@@ -123,6 +126,7 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         "last_decision": None if state.last_decision is None else state.last_decision.model_dump(),
         "last_error": state.last_error,
         "feed": state.feed,
+        "key_permissions": last_key_check(store, account),
     }
 
 
@@ -145,3 +149,10 @@ def resume_account(store: Store, data_dir: Path, account: str, now_ms: int) -> N
 
 def risk_scope(account: str) -> str:
     return f"trade:{account}"
+
+
+def live_accounts(store: Store) -> list[str]:
+    """Accounts whose loop trades real money: a server must not open without a login to them."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(TradingLoopRow.account, TradingLoopRow.state_json)).all()
+    return sorted(a for a, raw in rows if LoopState.model_validate_json(raw).mode == "live")

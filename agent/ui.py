@@ -6,10 +6,8 @@ and chat orders go to a dry-run executor behind the risk gate, so nothing is eve
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +24,6 @@ from langgraph.types import Command
 from plotly.subplots import make_subplots
 
 from agent.cli import backtest as cli_backtest
-from agent.cli.common import OneLineParser, add_common_args, run, settings_from
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
 from agent.loop_state import account_status, halt_account
@@ -56,7 +53,7 @@ from risk.desk import RiskDesk
 from risk.limits import RiskLimits
 from risk.records import DEFAULT_SCOPE, load_state, save_state
 from risk.state import kill
-from store import Store, open_store
+from store import Store
 from tools import MarketData, ToolEnv, chat_tools, flat_portfolio
 from tools.trading import market_view
 
@@ -957,44 +954,3 @@ def build_app(
         app.load(trading_view, None, t_outputs, api_name=False)
     app.chat_service = chat  # type: ignore[attr-defined]
     return app
-
-
-def _auth(raw: str | None) -> tuple[str, str] | None:
-    if not raw:
-        return None
-    user, sep, password = raw.partition(":")
-    if not sep or not user or not password:
-        raise UserError("invalid --auth / AGENT_UI_AUTH: expected user:password")
-    return user, password
-
-
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="agent-ui", description=__doc__)
-    add_common_args(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
-    parser.add_argument("--auth", help="user:password (or AGENT_UI_AUTH); none by default")
-    return parser
-
-
-def _main(argv: list[str] | None) -> int:
-    args: argparse.Namespace = build_parser().parse_args(argv)
-    auth = _auth(args.auth or os.environ.get("AGENT_UI_AUTH"))
-    settings = settings_from(args)
-    store = open_store(settings.resolved_database_url)
-    try:
-        from agent.cli.common import notify
-
-        app = build_app(settings, store, notify=notify)
-        app.launch(server_name=args.host, server_port=args.port, auth=auth)
-    finally:
-        store.close()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run(_main, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

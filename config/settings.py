@@ -39,6 +39,11 @@ class BinanceSettings(BaseModel):
         description="signed trading REST; default testnet.binance.vision, or the live API "
         "with --mode live",
     )
+    stream_url: str = Field(
+        "wss://stream.binance.com:9443",
+        pattern=r"^wss?://\S+$",
+        description="market-data WebSocket for --feed binance (a proxy, or a loopback server)",
+    )
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_retries: int = Field(4, ge=0, le=20)
     max_retry_after_s: float = Field(60.0, gt=0)
@@ -75,6 +80,19 @@ class LLMSettings(BaseModel):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
 
+class LiveSettings(BaseModel):
+    """What live trading demands before it starts."""
+
+    model_config = {"extra": "forbid"}
+
+    require_paper_days: float = Field(
+        7.0,
+        ge=0,
+        description="days the same strategy, symbols and risk limits must have traded on paper "
+        "(on the live feed, no halt left unresolved) before live; 0 waives it, said at every start",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable; bad values fail at start-up naming the field."""
 
@@ -99,6 +117,7 @@ class Settings(BaseSettings):
     offline: bool = False
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )

@@ -482,6 +482,11 @@ class BinanceExecutor:
         held = (Balance.model_validate(b) for b in data.get("balances", []))
         return {b.asset: b for b in held if b.total != 0}
 
+    def api_restrictions(self) -> dict[str, Any]:
+        """What this API key may do (signed GET /sapi/v1/account/apiRestrictions; the live API
+        has it, the spot testnet does not)."""
+        return self._call("GET", "/sapi/v1/account/apiRestrictions", {})
+
     def reconcile(self) -> ExchangeSnapshot:
         """Start-up view of the account: open orders and non-zero balances, on a fresh clock."""
         self.sync_time()

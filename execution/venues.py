@@ -4,6 +4,7 @@ compose these factories and never reach into an executor."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,10 +13,13 @@ from core.errors import UserError
 from execution.binance_executor import BinanceExecutor, check_live_allowed
 from execution.binance_venue import BinanceVenue
 from execution.fees import FeeFn
+from execution.key_permissions import check_key
 from execution.paper import GrowingFeed, PaperExecutor, PaperOrder
+from execution.paper_records import save_orders
 from execution.slippage import Slippage
 from market.binance_rest import BinanceError
 from market.models import SymbolRules
+from store.db import Store
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
 
@@ -43,10 +47,13 @@ def binance_venue(
     settings: Settings,
     mode: str,
     symbols: list[str],
-    journal: Callable[[PaperOrder], None],
+    store: Store,
+    account: str,
+    notify: Callable[[str], None],
 ) -> tuple[dict[str, SymbolRules], VenueFactory]:
-    """The signed executor for testnet (default URL) or live, the exchange's own rules for
-    `symbols`, and the venue it backs; `journal` writes each order ahead of its request."""
+    """The signed executor for testnet (default URL) or live, after the key's permissions are
+    checked; the exchange's own rules for `symbols`; and the venue it backs, which writes each
+    order to the store ahead of its request."""
     executor = BinanceExecutor(
         settings.binance_api_key,
         settings.binance_api_secret,
@@ -58,9 +65,13 @@ def binance_venue(
         max_retry_after_s=settings.binance.max_retry_after_s,
     )
     try:
+        check_key(executor.api_restrictions, mode, store, account, int(time.time() * 1000), notify)
         rules = {s: executor.symbol_rules(s) for s in symbols}
     except BinanceError as exc:
         raise UserError(f"cannot start on Binance {mode} ({executor.base_url}): {exc}") from None
+
+    def journal(order: PaperOrder) -> None:
+        save_orders(store, account, [order])
 
     def make(cash: float, feed: GrowingFeed) -> BinanceVenue:
         return BinanceVenue(executor, rules, feed, cash=cash, journal=journal)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from core.errors import UserError
+from core.security import PRIVATE_DIR, private_file
 from store.migrations import MIGRATIONS, Migration
 from store.tables import SchemaVersion
 
@@ -68,6 +69,17 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.close()
 
 
+def _private_sqlite(path: Path) -> None:
+    """The database and its -wal/-shm files are 0600: SQLite creates the latter two with the
+    database's own mode, so creating it private first covers all three."""
+    path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    private_file(path)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            private_file(companion)
+
+
 def open_store(url: str) -> Store:
     """Connect, create the SQLite directory if needed, and bring the schema up to date."""
     try:
@@ -79,7 +91,7 @@ def open_store(url: str) -> Store:
     if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite(Path(parsed.database).expanduser())
     engine = create_engine(parsed, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -8,10 +8,12 @@ from typing import NamedTuple
 from sqlalchemy import Connection
 
 from store.tables import (
+    AccountProfileRow,
     BacktestRunRow,
     CandleRow,
     DecisionRow,
     EquityPointRow,
+    KeyCheckRow,
     PaperFillRow,
     PaperOrderRow,
     RiskStateRow,
@@ -43,5 +45,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "paper accounts and the trading loop",
         _create(PaperOrderRow, PaperFillRow, TradingLoopRow, EquityPointRow),
+    ),
+    Migration(
+        6,
+        "paper records for live readiness and API key checks",
+        _create(AccountProfileRow, KeyCheckRow),
     ),
 )

@@ -170,3 +170,27 @@ class EquityPointRow(SQLModel, table=True):
     time_ms: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     equity: float
     cash: float
+
+
+class AccountProfileRow(SQLModel, table=True):
+    """What a paper account trades (strategy, symbols, risk limits, feed) and from which bar,
+    so live trading can ask whether the same thing has a paper record."""
+
+    __tablename__ = "account_profiles"
+
+    account: str = Field(sa_column=Column(String(64), primary_key=True))
+    fingerprint: str = Field(sa_column=Column(String(64), nullable=False))
+    feed: str = Field(sa_column=Column(String(16), nullable=False))
+    since_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    profile_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class KeyCheckRow(SQLModel, table=True):
+    """The exchange API key's permissions as last checked for an account (never the key)."""
+
+    __tablename__ = "key_checks"
+
+    account: str = Field(sa_column=Column(String(64), primary_key=True))
+    checked_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    permissions_json: str = Field(sa_column=Column(Text, nullable=False))

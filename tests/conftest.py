@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from loopback_openai import LoopbackOpenAI, Scripted
 from sqlalchemy import create_engine, text
 
 from store import Store, open_store
@@ -101,3 +102,26 @@ def cli(offline_env: dict[str, str], tmp_path: Path):
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@dataclass
+class FailingLLM:
+    """An OpenAI-compatible server on loopback that answers every call with a 500, and the
+    environment that points the commands at it."""
+
+    server: LoopbackOpenAI
+    env: dict[str, str]
+
+
+@pytest.fixture
+def failing_llm() -> Iterator[FailingLLM]:
+    server = LoopbackOpenAI(
+        responder=lambda _: Scripted(500, {"error": {"message": "upstream down", "type": "x"}})
+    ).start()
+    env = {
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": "sk-test-loopback",
+        "AGENT_LLM__MAX_RETRIES": "0",
+    }
+    yield FailingLLM(server, env)
+    server.stop()

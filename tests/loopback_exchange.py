@@ -51,7 +51,31 @@ INSUFFICIENT_BALANCE = {
 }
 NO_SUCH_ORDER = {"code": -2013, "msg": "Order does not exist."}
 UNKNOWN_ORDER = {"code": -2011, "msg": "Unknown order sent."}
-_SIGNED = {"/api/v3/order", "/api/v3/openOrders", "/api/v3/account", "/api/v3/myTrades"}
+API_RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
+_SIGNED = {
+    "/api/v3/order",
+    "/api/v3/openOrders",
+    "/api/v3/account",
+    "/api/v3/myTrades",
+    API_RESTRICTIONS,
+}
+# A trade-only key as Binance's docs show the answer of GET /sapi/v1/account/apiRestrictions
+# (wallet/account/api-key-permission), with withdrawals and transfers off and an IP restriction.
+TRADE_ONLY_KEY = {
+    "ipRestrict": True,
+    "createTime": 1623840271000,
+    "enableReading": True,
+    "enableWithdrawals": False,
+    "enableInternalTransfer": False,
+    "enableMargin": False,
+    "enableFutures": False,
+    "permitsUniversalTransfer": False,
+    "enableVanillaOptions": False,
+    "enableFixApiTrade": False,
+    "enableFixReadOnly": True,
+    "enableSpotAndMarginTrading": True,
+    "enablePortfolioMarginTrading": False,
+}
 _OPEN = ("NEW", "PARTIALLY_FILLED")
 _EIGHT = Decimal("0.00000001")
 
@@ -107,8 +131,11 @@ class LoopbackExchange:
         api_key: str = API_KEY,
         secret: str = API_SECRET,
         exchange_info: Path = EXCHANGE_INFO_2024,
+        key_permissions: dict[str, Any] | None = None,
     ) -> None:
+        """`key_permissions` overrides fields of the trade-only key's apiRestrictions answer."""
         self.api_key = api_key
+        self.key_permissions = {**TRADE_ONLY_KEY, **(key_permissions or {})}
         self.secret = secret
         self.info = json.loads(exchange_info.read_text())
         self.filters = {
@@ -222,6 +249,8 @@ class LoopbackExchange:
                 return 200, self._account(req.params)
             if key == ("GET", "/api/v3/myTrades"):
                 return 200, self._trades(req.params)
+            if key == ("GET", API_RESTRICTIONS):
+                return 200, dict(self.key_permissions)
             return 404, {"code": -1, "msg": f"loopback: no route {req.method} {req.path}"}
 
     def _authenticate(self, req: Received, body: str) -> tuple[int, object] | None:

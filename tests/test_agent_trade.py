@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN
-from loopback_openai import LoopbackOpenAI, Scripted
 
 from execution.ledger import Ledger
 from execution.paper import fill_from_row
@@ -220,23 +219,13 @@ def test_resume_lets_a_running_loop_trade_again(cli, offline_env) -> None:
     assert shown["trading_state"] == "ACTIVE" and shown["decisions"] > decisions
 
 
-def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, offline_env) -> None:
-    failing = LoopbackOpenAI(
-        responder=lambda _: Scripted(500, {"error": {"message": "upstream down", "type": "x"}})
-    ).start()
-    env = {
-        "OPENAI_BASE_URL": failing.base_url,
-        "OPENAI_API_KEY": "sk-test-loopback",
-        "AGENT_LLM__MAX_RETRIES": "0",
-    }
-    try:
-        refused = cli("agent-trade", *FAST, "--max-bars", "30", env=env)
-        assert refused.returncode == 2 and "pass --yes" in refused.stderr
-        assert "decisions per day" in refused.stderr and failing.requests == []
-        args = ("--max-bars", "30", "--decide-every", "5", "--budget-usd", "1")
-        result = cli("agent-trade", *FAST, *args, env=env)
-    finally:
-        failing.stop()
+def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, failing_llm) -> None:
+    env = failing_llm.env
+    refused = cli("agent-trade", *FAST, "--max-bars", "30", env=env)
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    assert "decisions per day" in refused.stderr and failing_llm.server.requests == []
+    args = ("--max-bars", "30", "--decide-every", "5", "--budget-usd", "1")
+    result = cli("agent-trade", *FAST, *args, env=env)
     assert result.returncode == 0, result.stderr
     shown = status(cli, env=env)
     assert shown["bars"] == 30
@@ -316,6 +305,8 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
     for i in range(30):
         loop.step(bars["BTCUSDT"][i].open_time, {s: bars[s][i] for s in symbols})
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    listening = Path("/proc/net/tcp").read_text()  # bound to loopback, not every interface
+    assert f"0100007F:{port:04X}" in listening and f"00000000:{port:04X}" not in listening
     samples = {
         line.split(" ")[0]: float(line.split(" ")[1])
         for line in text.splitlines()
@@ -346,6 +337,8 @@ def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli
         first = cli("agent-trade", *args, "--max-bars", "90", env=env)
         assert first.returncode == 0, first.stderr
         assert "orders: Binance testnet, reconciled" in first.stderr
+        assert "key permissions: not checked on testnet (Binance's testnet has no" in first.stderr
+        assert exchange.count("GET", "/sapi/v1/account/apiRestrictions") == 0
         again = cli("agent-trade", *args, "--max-bars", "30", env=env)
         assert again.returncode == 0, again.stderr
         shown = status(cli, "--account", "tn", env=env)

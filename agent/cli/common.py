@@ -14,6 +14,7 @@ from typing import NoReturn
 from config import Settings, load_settings
 from core.errors import UserError
 from core.logging import setup_logging
+from core.security import loose_env_file, private_dir
 
 log = logging.getLogger(__name__)
 EXIT_RUNTIME, EXIT_USER, EXIT_INTERRUPTED = 1, 2, 130
@@ -47,6 +48,10 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     setup_logging(
         settings.log_level, json_lines=settings.log_json, secrets=settings.secret_values()
     )
+    loose_env = loose_env_file()
+    for warning in (private_dir(settings.data_dir), loose_env and f"warning: {loose_env}"):
+        if warning:
+            notify(warning)
     return settings
 
 
@@ -76,7 +81,9 @@ def notify(line: str) -> None:
 
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a command; user errors and Ctrl-C become one line and an exit code, never a traceback."""
+    """Run a command; user errors and Ctrl-C become one line and an exit code, never a traceback.
+    Everything the command writes (store, caches, records, reports) is private to the user."""
+    os.umask(0o077)
     try:
         return main(argv)
     except UserError as exc:

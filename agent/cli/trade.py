@@ -34,6 +34,7 @@ from agent.cli.common import (
     run,
     settings_from,
 )
+from agent.live_readiness import record_paper_profile, require_paper_record, trading_profile
 from agent.loop_state import (
     LoopState,
     account_status,
@@ -44,8 +45,9 @@ from agent.loop_state import (
 from backtest.config import BacktestConfig
 from config import Settings
 from core.errors import UserError
+from core.security import loose_env_file
 from execution.fees import FeeSchedule
-from execution.paper_records import load_account, save_orders
+from execution.paper_records import load_account
 from execution.slippage import FixedBps
 from market.models import parse_symbol
 from market.sample import (
@@ -145,6 +147,8 @@ def _check_run_args(args: argparse.Namespace) -> None:
     from execution.venues import check_live_allowed
 
     check_live_allowed(args.mode, os.environ)
+    if args.mode == "live" and (loose := loose_env_file()):
+        raise UserError(f"live trading refused: {loose}")
     if args.mode == "live" and args.feed != "binance":
         raise UserError(
             "--mode live needs --feed binance: replayed sample bars must never drive real orders"
@@ -287,7 +291,7 @@ async def _run_loop(
     snapshots: _Snapshots,
 ) -> str:
     from market.binance_rest import BinanceRestClient
-    from market.binance_ws import STREAM_URL, BinanceStream, depth_stream, rest_backfill
+    from market.binance_ws import BinanceStream, depth_stream, rest_backfill
     from market.books import rest_snapshots
     from market.replay_server import ReplayServer, frame_backfill
 
@@ -312,7 +316,10 @@ async def _run_loop(
         client = BinanceRestClient(settings.binance)
         snapshots.fetch = rest_snapshots(client)
         stream = BinanceStream(
-            streams, base_url=STREAM_URL, backfill=rest_backfill(client), resume_after=resume
+            streams,
+            base_url=settings.binance.stream_url,
+            backfill=rest_backfill(client),
+            resume_after=resume,
         )
         async with stream:
             return await loop.run(stream, stop, max_bars=args.max_bars)
@@ -452,10 +459,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = RiskLimits()
     if args.mode != "paper":
-        account = args.account
-        rules, venue = binance_venue(
-            settings, args.mode, symbols, lambda order: save_orders(store, account, [order])
-        )
+        rules, venue = binance_venue(settings, args.mode, symbols, store, args.account, notify)
     else:  # a user's file trades with the filters agent-backtest --data gives it
         from agent.cli.backtest import _rules
 
@@ -475,6 +479,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         venue = paper_venue(rules, fees=fills.fees, slippage=fills.slippage, symbol_slippage=walks)
 
     strategy, label, model = _strategy(args, settings, rules, limits, symbols)
+    profile = trading_profile(symbols, label, model, args.decide_every, limits, fills)
+    if args.mode == "live":
+        live = settings.live.require_paper_days
+        require_paper_record(
+            store, settings.data_dir, profile, live, int(time.time() * 1000), notify
+        )
     observers: list[Any] = []
     if args.metrics_port is not None:
         from agent.loop_metrics import LoopMetrics
@@ -512,6 +522,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
     notify(f"strategy: {label}")
     if args.mode == "paper":
+        record_paper_profile(
+            store, args.account, profile, args.feed, loop.last_open_time, int(time.time() * 1000)
+        )
         notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
     else:
         findings = loop.venue.reconcile()  # type: ignore[attr-defined]
@@ -584,6 +597,8 @@ def _print_status(status: dict[str, Any]) -> None:
             + (f" ({last['action']})" if last["action"] else "")
             + (f": {last['rationale']}" if last["rationale"] else "")
         )
+    if status["key_permissions"]:
+        lines.append(f"key       {status['key_permissions']['summary']}")
     lines.append(f"error     {status['last_error'] or 'none'}")
     print("\n".join(lines))
 

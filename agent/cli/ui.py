@@ -1,0 +1,61 @@
+"""`agent-ui`: the chat in a browser. Who may reach it is settled before Gradio is even imported,
+so a refused start is one quick line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
+from agent.loop_state import live_accounts
+from agent.ui_access import WHAT, launch_options
+from core.security import resolve_access
+from store import open_store
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="agent-ui",
+        description="The assistant in a browser: chat with order approval, market charts, "
+        "backtests and the trading loop's state.",
+    )
+    add_common_args(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
+    parser.add_argument(
+        "--auth",
+        help="user:password, or token for a generated one (or AGENT_UI_AUTH); "
+        "required off loopback",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve off loopback with no login (warned at every start; refused with a live account)",
+    )
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args: argparse.Namespace = build_parser().parse_args(argv)
+    settings = settings_from(args)
+    store = open_store(settings.resolved_database_url)
+    try:
+        access = resolve_access(
+            args.host,
+            args.auth or os.environ.get("AGENT_UI_AUTH"),
+            insecure_no_auth=args.insecure_no_auth,
+            live_accounts=live_accounts(store),
+            what=WHAT,
+        )
+        options = launch_options(access, args.host, settings, notify)
+        from agent.ui import build_app  # gradio and the graph: only once serving is allowed
+
+        app = build_app(settings, store, notify=notify)
+        app.launch(server_name=args.host, server_port=args.port, **options)
+    finally:
+        store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_main, argv)

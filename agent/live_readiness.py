@@ -1,0 +1,212 @@
+"""Live needs a paper record: `agent-trade --mode live` starts only when the same strategy,
+symbols and risk limits have traded on paper, on the live feed, for `live.require_paper_days`
+with no halt left unresolved. Each paper run records what it trades and from which bar; the
+days are counted from the bars it stepped after that."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+from sqlalchemy import delete, func, insert, select
+
+from agent.loop_state import kill_switch_path, risk_scope
+from core.errors import UserError
+from risk.limits import RiskLimits
+from risk.protections import TradingState
+from risk.records import load_state
+from store.db import Store
+from store.tables import AccountProfileRow, EquityPointRow
+
+if TYPE_CHECKING:
+    from agent.model import ChatModel
+    from backtest.config import BacktestConfig
+
+MINUTE_MS, DAY_MINUTES = 60_000, 1_440
+LIVE_FEED = "binance"  # the replayed sample is history, not a paper record
+
+
+class TradingProfile(BaseModel):
+    """What must be the same on paper and live; the fingerprint names it in the store."""
+
+    strategy: str
+    symbols: list[str]
+    limits_sha256: str
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def describe(self) -> str:
+        return f"{self.strategy} on {','.join(self.symbols)}, risk limits {self.limits_sha256[:12]}"
+
+    def differences(self, other: TradingProfile) -> list[str]:
+        parts = {
+            "strategy": self.strategy != other.strategy,
+            "symbols": self.symbols != other.symbols,
+            "risk limits": self.limits_sha256 != other.limits_sha256,
+        }
+        return [name for name, differs in parts.items() if differs]
+
+
+def trading_profile(
+    symbols: Sequence[str],
+    label: str,
+    model: ChatModel | None,
+    decide_every: int,
+    limits: RiskLimits,
+    fills: BacktestConfig,
+) -> TradingProfile:
+    """What the loop trades: the strategy (the agent's model, prompts and cadence, or a classic
+    strategy's spec) with its sizing, the symbols and the gate's limits. The limits' fee
+    reserve is left out: paper takes it from its fill model, live from the exchange."""
+    strategy = label
+    if model is not None:
+        from agent.decide import decision_prompt_version  # the graph: only when a loop starts
+
+        strategy += f" {model.model} every {decide_every} min, prompts {decision_prompt_version()}"
+    stops = f"stop {fills.stop_loss_pct}, target {fills.take_profit_pct}"
+    limits_json = limits.model_dump_json(exclude={"fee_rate"})
+    return TradingProfile(
+        strategy=f"{strategy}; size {fills.size_pct:g} of equity, {stops}",
+        symbols=sorted(symbols),
+        limits_sha256=hashlib.sha256(limits_json.encode()).hexdigest(),
+    )
+
+
+def record_paper_profile(
+    store: Store,
+    account: str,
+    profile: TradingProfile,
+    feed: str,
+    last_open_time: int | None,
+    now_ms: int,
+) -> None:
+    """A paper run states what it trades; a changed profile or feed restarts the count at the
+    account's next bar (bars traded under something else are not evidence for this)."""
+    with store.engine.begin() as conn:
+        stored = conn.execute(
+            select(AccountProfileRow.fingerprint, AccountProfileRow.feed).where(
+                AccountProfileRow.account == account
+            )
+        ).first()
+        if stored is not None and tuple(stored) == (profile.fingerprint, feed):
+            return
+        conn.execute(delete(AccountProfileRow).where(AccountProfileRow.account == account))
+        since = 0 if last_open_time is None else last_open_time + MINUTE_MS
+        conn.execute(
+            insert(AccountProfileRow),
+            [
+                {
+                    "account": account,
+                    "fingerprint": profile.fingerprint,
+                    "feed": feed,
+                    "since_ms": since,
+                    "updated_ms": now_ms,
+                    "profile_json": profile.model_dump_json(),
+                }
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class PaperRecord:
+    account: str
+    days: float
+    differs: list[str]
+    halt: str | None
+
+
+def paper_records(
+    store: Store, data_dir: Path, profile: TradingProfile, now_ms: int
+) -> list[PaperRecord]:
+    """Every paper account on the live feed: its days under its current profile, how that
+    profile differs from `profile`, and a halt left unresolved."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                AccountProfileRow.account,
+                AccountProfileRow.since_ms,
+                AccountProfileRow.profile_json,
+            ).where(AccountProfileRow.feed == LIVE_FEED)
+        ).all()
+        bars = {
+            account: conn.execute(
+                select(func.count()).where(
+                    EquityPointRow.account == account, EquityPointRow.time_ms >= since
+                )
+            ).scalar_one()
+            for account, since, _ in rows
+        }
+    records = []
+    for account, _, raw in rows:
+        risk = load_state(store, risk_scope(account))
+        locks = [
+            lock.message for lock in risk.active_locks(now_ms) if lock.level is TradingState.HALTED
+        ]
+        if kill_switch_path(data_dir, account).exists():
+            locks.append(f"kill-switch file {kill_switch_path(data_dir, account)}")
+        records.append(
+            PaperRecord(
+                account=account,
+                days=bars[account] / DAY_MINUTES,
+                differs=TradingProfile.model_validate_json(raw).differences(profile),
+                halt="; ".join(locks) or None,
+            )
+        )
+    return sorted(records, key=lambda r: (bool(r.differs), r.halt is not None, -r.days))
+
+
+def require_paper_record(
+    store: Store,
+    data_dir: Path,
+    profile: TradingProfile,
+    required_days: float,
+    now_ms: int,
+    notify: Callable[[str], None],
+) -> None:
+    """Pass, saying which paper account qualifies (or that the rule is waived), or refuse
+    with what is missing."""
+    if required_days == 0:
+        notify(
+            "notice: live.require_paper_days is 0: the paper record live trading asks for "
+            "is waived for this start"
+        )
+        return
+    records = paper_records(store, data_dir, profile, now_ms)
+    for record in records:
+        if not record.differs and record.halt is None and record.days >= required_days:
+            notify(
+                f"paper record: account {record.account!r} traded this on paper for "
+                f"{record.days:.1f} days (live.require_paper_days {required_days:g})"
+            )
+            return
+    need = (
+        f"live trading needs {required_days:g} days of paper trading on the live feed with the "
+        f"same strategy, symbols and risk limits ({profile.describe()}) and no halt left "
+        "unresolved: "
+    )
+    same = [r for r in records if not r.differs]
+    if same:
+        best = same[0]
+        if best.halt is not None:
+            raise UserError(
+                f"{need}paper account {best.account!r} has a halt left unresolved ({best.halt}); "
+                f"review it, then `agent-trade resume --account {best.account}`"
+            )
+        raise UserError(
+            f"{need}paper account {best.account!r} has {best.days:.1f} of them; keep it running "
+            f"(`agent-trade --feed binance --account {best.account}`) for "
+            f"{required_days - best.days:.1f} more"
+        )
+    others = "; ".join(f"{r.account!r} differs in {', '.join(r.differs)}" for r in records[:3])
+    raise UserError(
+        f"{need}no paper account has traded it"
+        + (f" ({others})" if others else "")
+        + "; start one with `agent-trade --feed binance` and the same --strategy, --symbol "
+        "and settings (or set live.require_paper_days)"
+    )
