@@ -402,7 +402,7 @@ def run_classic_backtest(
     bars, _dropped = to_bar_arrays(window)
     rules = cli_backtest._rules(list(window), notes)
     result = run_backtest(bars, instance, rules, config, limits=RiskLimits())
-    report = build_report(result, notes)
+    report = build_report(result, notes, rules)
     return _outcome(store, out_dir, cls.name, report, result, notes, page(report, result))
 
 

@@ -50,7 +50,7 @@ def test_json_report_on_the_bundled_sample(cli, tmp_path: Path) -> None:
     result = cli("agent-backtest", *args, "--json", str(out), "--html", str(html))
     assert result.returncode == 0, result.stderr
     assert "bundled Binance sample" in result.stderr
-    assert "Sharpe Ratio" in result.stdout and "365 periods per year" in result.stdout
+    assert "Sharpe Ratio" in result.stdout and "annualised on hourly returns" in result.stdout
 
     report = json.loads(out.read_text())
     assert set(report) >= {"metrics", "trades", "equity", "config"}

@@ -130,7 +130,7 @@ def test_metrics_match_backtesting_py(ours: BacktestResult, theirs: pd.Series) -
     entry = trades["EntryTime"].dt.as_unit("ms").astype("int64")
     exit_ = trades["ExitTime"].dt.as_unit("ms").astype("int64")
     ours_metrics = {
-        **equity_metrics(equity, ours.bars.open_time, DAY_MS, periods_per_year=252),
+        **equity_metrics(equity, ours.bars.open_time, DAY_MS, periods_per_year=252)[0],
         **trade_metrics(
             trades["PnL"].to_numpy(),
             trades["ReturnPct"].to_numpy(),

@@ -197,10 +197,12 @@ def _write_outputs(args: argparse.Namespace, report: Any, result: Any, stats: An
         write_file(args.json, report.to_json())
         notify(f"wrote {args.json}")
     if args.html:
-        from backtest.html import page  # plotly loads only when a page is asked for
+        from backtest.html import page_files  # plotly loads only when a page is asked for
 
         shown = {**report.agent, "run": stats.model_dump()}
-        write_file(args.html, page(report.model_copy(update={"agent": shown}), result))
+        shown_report = report.model_copy(update={"agent": shown})
+        for path, text in page_files(args.html, shown_report, result).items():
+            write_file(path, text)
         notify(f"wrote {args.html}")
 
 

@@ -293,15 +293,16 @@ def _single(
     console: Console,
 ) -> int:
     result = run_backtest(data.bars, strategy, data.rules, config, limits=RiskLimits())
-    report = build_report(result, notes)
+    report = build_report(result, notes, data.rules)
     console.print(render(report))
     if args.json:
         write_file(args.json, report.to_json())
         notify(f"wrote {args.json}")
     if args.html:
-        from backtest.html import page  # plotly loads only when a page is asked for
+        from backtest.html import page_files  # plotly loads only when a page is asked for
 
-        write_file(args.html, page(report, result))
+        for path, text in page_files(args.html, report, result).items():
+            write_file(path, text)
         notify(f"wrote {args.html}")
     run_id = save_run(store, report, SystemClock().now_ms())
     notify(f"saved as backtest run #{run_id} in the store")
