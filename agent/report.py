@@ -60,6 +60,7 @@ class AgentSection(BaseModel):
     partial: bool
     llm: dict[str, Any]
     risk: dict[str, dict[str, int]]
+    protective_levels: dict[str, int]
     baselines: dict[str, dict[str, Any]]
     decision_log: list[DecisionRow]
 
@@ -172,6 +173,7 @@ def agent_section(
             "vetoed": dict(sorted(result.vetoes.items())),
             "adjusted": dict(sorted(result.adjustments.items())),
         },
+        protective_levels=dict(sorted(strategy.levels.items())),
         baselines=base,
         decision_log=[_row(r, strategy) for r in records],
     )
@@ -222,6 +224,10 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         "clamped by the gate": ", ".join(f"{k} {v}" for k, v in section.risk["adjusted"].items())
         or "none",
     }
+    if section.protective_levels:
+        shown["--stop-loss / --take-profit"] = ", ".join(
+            f"{k} {v}" for k, v in section.protective_levels.items()
+        )
     if section.stopped:
         shown["stopped early"] = section.stopped
     for name, value in shown.items():
@@ -270,11 +276,12 @@ def agent_report(
     rules: Mapping[str, SymbolRules],
     config: BacktestConfig,
     notes: list[str],
+    window: dict[str, Any] | None = None,
 ) -> tuple[BacktestReport, list[DecisionRecord], AgentSection]:
     """The finished run as `agent-backtest` and the UI report it: the classic report with the
     agent section (baselines on the same bars) and the decisions to store."""
     records = finalize_records(strategy, result)
-    report = build_report(result, notes, rules)
+    report = build_report(result, notes, rules, window)
     base = baselines(result.bars, rules, config, report.metrics["Buy & Hold Return [%]"])
     section = agent_section(strategy, records, result, model, base)
     return report.model_copy(update={"agent": section.model_dump(mode="json")}), records, section

@@ -38,7 +38,8 @@ class Basis(BaseModel):
         if self.frequency == "none":
             return self.method
         return (
-            f"{self.frequency} returns ({self.returns:,}), {self.periods_per_year:,.0f} "
+            f"{self.frequency.replace(' ', '-')} returns ({self.returns:,}), "
+            f"{self.periods_per_year:,.0f} "
             f"periods per year; {self.method}"
         )
 

@@ -212,6 +212,7 @@ def summary(
     result: BacktestResult,
     data_notes: list[str] | None = None,
     rules: Mapping[str, SymbolRules] | None = None,
+    window: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Everything but the per-bar curves: what sweeps ship back and what the store keeps."""
     bars, strategy, config = result.bars, result.strategy, result.config
@@ -268,6 +269,7 @@ def summary(
             "filters": filters(rules),
             "risk_limits": result.limits.model_dump(mode="json"),
             "data": data_notes or [],
+            "window": window,
         },
     )
 
@@ -276,6 +278,7 @@ def build_report(
     result: BacktestResult,
     data_notes: list[str] | None = None,
     rules: Mapping[str, SymbolRules] | None = None,
+    window: dict[str, Any] | None = None,
 ) -> BacktestReport:
     """The summary plus the equity and drawdown curves, one value per bar."""
     equity = EquityOut(
@@ -284,4 +287,5 @@ def build_report(
         drawdown_pct=(-drawdown(result.equity) * 100).tolist(),
     )
     fills = [FillOut.of(fill) for fill in result.fills]
-    return BacktestReport(**dict(summary(result, data_notes, rules)), fills=fills, equity=equity)
+    summed = summary(result, data_notes, rules, window)
+    return BacktestReport(**dict(summed), fills=fills, equity=equity)

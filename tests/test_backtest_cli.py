@@ -136,7 +136,7 @@ def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], expected: s
         (("--decide-every", "0"), "invalid --decide-every"),
         (("--strategy", "rsi_reversion", "--fast", "5"), "--fast does not apply to rsi_reversion"),
         (("--strategy", "rsi_reversion", "--oversold", "80"), "oversold (80) must be less than"),
-        (("--size", "150"), "invalid --size '150'"),
+        (("--strategy", "sma_cross", "--size", "150"), "invalid --size '150'"),
         (("--symbol", "BTC-USDT"), "invalid symbol 'BTC-USDT'"),
         (("--interval", "7m"), "invalid interval '7m'"),
         (("--bogus",), "unrecognized arguments: --bogus"),
