@@ -19,7 +19,14 @@ from plotly.subplots import make_subplots
 
 from backtest.engine import BacktestResult
 from backtest.report import BacktestReport
-from backtest.terminal import basis_lines, fmt, metric_cell, money, order_rows, to_unit
+from backtest.terminal import (
+    TRADE_COLUMNS,
+    basis_lines,
+    fmt,
+    metric_cell,
+    order_rows,
+    trade_cells,
+)
 
 MAX_POINTS = 1_500  # per series: about a screen's width in pixels; longer runs are bucketed
 PLOTLY_JS = "plotly.min.js"
@@ -226,23 +233,7 @@ def page(
     config = report.config
     params = ", ".join(f"{k}={v}" for k, v in config["params"].items())
     title = f"{config['strategy']}({params}) on {', '.join(config['symbols'])} {config['interval']}"
-    units = config.get("filters", {})
-    trade_rows: list[list[object]] = [
-        [
-            t.symbol,
-            t.side,
-            t.entry_time,
-            t.exit_time,
-            to_unit(t.entry_price, units.get(t.symbol, {}).get("tick_size")),
-            to_unit(t.exit_price, units.get(t.symbol, {}).get("tick_size")),
-            to_unit(t.size, units.get(t.symbol, {}).get("step_size"), 8),
-            money(t.pnl),
-            money(t.fees),
-            t.return_pct,
-            t.exit_reason,
-        ]
-        for t in report.trades
-    ]
+    trade_rows = [list(row.values()) for row in trade_cells(report)]
     plot = pio.to_html(figure(report, result), full_html=False, include_plotlyjs=include_plotlyjs)
     basis = report.annualisation
     metric_rows = [[k, metric_cell(k, v, basis)] for k, v in report.metrics.items()]
@@ -262,6 +253,6 @@ Fills: {escape(config["fill_model"])}.</p>
 {_table(["what", "count"], [list(row) for row in order_rows(report.orders)])}
 {_agent_html(report)}
 <h2>Trades</h2>
-{_table(["symbol", "side", "entry (UTC)", "exit (UTC)", "entry", "exit", "size", "PnL", "fees", "return [%]", "exit reason"], trade_rows)}
+{_table(list(TRADE_COLUMNS), trade_rows)}
 </body></html>
 """

@@ -47,6 +47,46 @@ def basis_lines(basis: Basis) -> list[str]:
     ]
 
 
+TRADE_COLUMNS = (
+    "symbol",
+    "side",
+    "entry (UTC)",
+    "exit (UTC)",
+    "entry",
+    "exit",
+    "size",
+    "PnL",
+    "fees",
+    "return [%]",
+    "exit reason",
+)
+
+
+def trade_cells(report: BacktestReport) -> list[dict[str, str]]:
+    """Every trade as text: prices to the tick, sizes to the step, money to the cent (the HTML
+    page and the UI show these, never a raw float like -39.31361006399983)."""
+    units = report.config.get("filters", {})
+    rows = []
+    for t in report.trades:
+        unit = units.get(t.symbol, {})
+        tick = unit.get("tick_size")
+        values = (
+            t.symbol,
+            t.side,
+            t.entry_time,
+            t.exit_time,
+            to_unit(t.entry_price, tick),
+            to_unit(t.exit_price, tick),
+            to_unit(t.size, unit.get("step_size"), 8),
+            money(t.pnl),
+            money(t.fees),
+            f"{t.return_pct:.3f}",
+            t.exit_reason,
+        )
+        rows.append(dict(zip(TRADE_COLUMNS, values, strict=True)))
+    return rows
+
+
 def _short_time(iso: str) -> str:
     """'2025-10-29T06:23:00Z' -> '10-29 06:23': trade rows must fit an 80-column terminal."""
     return f"{iso[5:10]} {iso[11:16]}"
