@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest import approx
+from same_as_backtesting_py import assert_same
 
-from backtest.annualise import MIN_RETURNS, NOISE_FLOOR, RATIOS, choose_basis
+from backtest.annualise import ANNUALISED, MIN_RETURNS, NOISE_FLOOR, RATIOS, choose_basis
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.engine import BacktestResult, run_backtest
-from backtest.metrics import equity_metrics
+from backtest.metrics import METRIC_ORDER, equity_metrics
 from backtest.report import build_report, report_figures
 from backtest.strategies import STRATEGIES
 from market.sample import load_sample, sample_rules
@@ -28,33 +29,11 @@ pytest.importorskip("backtesting")
 from backtesting._stats import compute_stats
 
 MINUTE_MS = 60_000
-# Computed the same way by both: everything but the annualised figures and Buy & Hold (which
-# starts after our warm-up, theirs at bar 0 when given no strategy instance).
-SHARED = (
-    "Start",
-    "End",
-    "Duration",
-    "Exposure Time [%]",
-    "Equity Final [$]",
-    "Equity Peak [$]",
-    "Return [%]",
-    "Max. Drawdown [%]",
-    "Avg. Drawdown [%]",
-    "Max. Drawdown Duration",
-    "Avg. Drawdown Duration",
-    "# Trades",
-    "Win Rate [%]",
-    "Best Trade [%]",
-    "Worst Trade [%]",
-    "Avg. Trade [%]",
-    "Max. Trade Duration",
-    "Avg. Trade Duration",
-    "Profit Factor",
-    "Expectancy [%]",
-    "SQN",
-    "Kelly Criterion",
-)
-DAILY = ("Return (Ann.) [%]", "CAGR [%]", "Volatility (Ann.) [%]", *RATIOS)
+# Computed the same way by both: everything but the annualised figures, Buy & Hold (which
+# starts after our warm-up, theirs at bar 0 when given no strategy instance) and our extras.
+OURS_ONLY = ("Buy & Hold Return [%]", "Fees [$]", "Turnover [$]", "Rejected Orders")
+SHARED = tuple(n for n in METRIC_ORDER if n not in ANNUALISED and n not in OURS_ONLY)
+DAILY = ANNUALISED
 
 
 def _tiled(days: int) -> pd.DataFrame:
@@ -101,17 +80,6 @@ def _theirs(result: BacktestResult) -> pd.Series:
         return compute_stats(trades, result.equity, ohlc, None)
 
 
-def _assert_same(ours: dict, theirs: pd.Series, names: tuple[str, ...]) -> None:
-    for name in names:
-        expected, value = theirs[name], ours[name]
-        if isinstance(expected, pd.Timestamp):
-            assert value == expected.tz_localize("UTC"), name
-        elif isinstance(expected, pd.Timedelta):
-            assert value == expected, name
-        else:
-            assert value == approx(expected, rel=1e-9, nan_ok=True), name
-
-
 @pytest.fixture(scope="module")
 def thirty_days() -> pd.DataFrame:
     return _tiled(30)
@@ -126,14 +94,14 @@ def test_thirty_days_equal_backtesting_py_including_annualised(
     assert basis.frequency == "daily" and basis.returns >= MIN_RETURNS
     assert basis.not_available == {}
     assert ours["# Trades"] > 10
-    _assert_same(ours, _theirs(result), SHARED + DAILY)
+    assert_same(ours, _theirs(result), SHARED + DAILY)
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_three_bundled_days_share_figures_and_annualise_hourly(name: str) -> None:
     result = _run(load_sample("BTCUSDT"), name)
     ours, basis = report_figures(result)
-    _assert_same(ours, _theirs(result), SHARED)
+    assert_same(ours, _theirs(result), SHARED)
     # The documented rule: 2 daily returns are too few, so hourly returns from the start.
     assert (basis.frequency, basis.periods_per_year, basis.returns) == ("hourly", 8_760, 73)
     hours = 73  # 04:22 → 04:21 three days later touches 73 UTC hours
