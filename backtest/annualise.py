@@ -169,6 +169,11 @@ def _reasons(
         reasons["Volatility (Ann.) [%]"] = reasons["Sharpe Ratio"] = flat
     if not np.any(returns < -NOISE_FLOOR):
         reasons["Sortino Ratio"] = f"no losing {unit}: no downside to divide by"
+    if frequency != "daily":
+        reasons["Calmar Ratio"] = (
+            f"needs {MIN_RETURNS}+ daily returns: a short window's drawdown against a return "
+            "compounded to a year says nothing"
+        )
     if not max_drawdown >= NOISE_FLOOR:
         reasons["Calmar Ratio"] = "no drawdown to divide by"
     for name, value in values.items():
