@@ -302,7 +302,11 @@ def _sweep(
         else:
             rows = run_processes(tasks, data, args.workers, on_done=advance)
     ranked = rank(rows, metric)
-    table = Table(title=f"{cls.name}: {len(rows)} runs ranked by {metric}")
+    table = Table(
+        title=f"{cls.name}: {len(rows)} runs ranked by {metric}",
+        caption=f"annualised on {ranked[0].annualisation.describe()}; — is n/a (see --json)",
+        caption_justify="left",
+    )
     table.add_column("#", justify="right")
     for name in grid:
         table.add_column(name, justify="right")
