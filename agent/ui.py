@@ -562,7 +562,7 @@ def decisions_frame(store: Store, limit: int = 50, run_id: str | None = None) ->
         reasons = (r.verdict or {}).get("reasons") or (r.verdict or {}).get("adjustments") or []
         codes = [str(x.get("code")) for x in reasons]
         verdict = (r.verdict or {}).get("kind", "")
-        if codes == ["HOLD"]:  # the model chose to hold: nothing was vetoed
+        if r.outcome == "hold" or codes == ["HOLD"]:  # the model held: nothing was vetoed
             verdict, codes = "hold", []
         rows.append(
             {
