@@ -25,7 +25,7 @@ from backtest.config import BacktestConfig
 from backtest.report import BacktestReport, build_report, compute_report_metrics, iso
 from backtest.strategies import STRATEGIES
 from backtest.sweep import SweepData
-from backtest.terminal import fmt
+from backtest.terminal import fmt, to_unit
 from execution.feed import BarArrays
 from market.models import SymbolRules
 from risk.limits import RiskLimits
@@ -60,6 +60,7 @@ class AgentSection(BaseModel):
     partial: bool
     llm: dict[str, Any]
     risk: dict[str, dict[str, int]]
+    protective_levels: dict[str, int]
     baselines: dict[str, dict[str, Any]]
     decision_log: list[DecisionRow]
 
@@ -172,6 +173,7 @@ def agent_section(
             "vetoed": dict(sorted(result.vetoes.items())),
             "adjusted": dict(sorted(result.adjustments.items())),
         },
+        protective_levels=dict(sorted(strategy.levels.items())),
         baselines=base,
         decision_log=[_row(r, strategy) for r in records],
     )
@@ -191,9 +193,16 @@ def _row(record: DecisionRecord, strategy: AgentStrategy) -> DecisionRow:
         confidence=signal.get("confidence"),
         verdict=record.outcome,
         codes=[r["code"] for r in reasons],
-        order=None if order is None else f"{order['side']} {order['quantity']}",
+        order=None
+        if order is None
+        else f"{order['side']} {_quantity(order, strategy.rules[record.symbol])}",
         rationale=rationale[:RATIONALE_CHARS],
     )
+
+
+def _quantity(order: dict[str, Any], rules: SymbolRules) -> str:
+    """To the symbol's step: 'sell 0.01591', not 'sell 0.01591000'."""
+    return to_unit(float(order["quantity"]), str(rules.step_size))
 
 
 def render_agent(section: AgentSection, stats: RunStats) -> Group:
@@ -215,6 +224,10 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         "clamped by the gate": ", ".join(f"{k} {v}" for k, v in section.risk["adjusted"].items())
         or "none",
     }
+    if section.protective_levels:
+        shown["--stop-loss / --take-profit"] = ", ".join(
+            f"{k} {v}" for k, v in section.protective_levels.items()
+        )
     if section.stopped:
         shown["stopped early"] = section.stopped
     for name, value in shown.items():
@@ -225,20 +238,35 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         base.add_column(metric, justify="right")
     for name, metrics in section.baselines.items():
         base.add_row(name, *(fmt(metrics.get(m)) for m in BASELINE_METRICS))
-    log = Table(title=f"last {_SHOWN_DECISIONS} decisions")
-    for column in ("time", "symbol", "action", "conf", "verdict", "order", "rationale"):
-        log.add_column(column, no_wrap=True, overflow="ellipsis")
-    for row in section.decision_log[-_SHOWN_DECISIONS:]:
+    return Group(head, base, _decision_log(section))
+
+
+def _decision_log(section: AgentSection) -> Table:
+    """Short columns never wrap; the rationale takes the rest of the width and wraps, so the
+    table reads at 80 columns and in a pipe."""
+    shown = section.decision_log[-_SHOWN_DECISIONS:]
+    several = len({row.symbol for row in section.decision_log}) > 1
+    log = Table(
+        title=f"last {len(shown)} of {len(section.decision_log):,} decisions (UTC)",
+        box=None,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    columns = ["time", *(["symbol"] if several else []), "action", "conf", "verdict", "order"]
+    for column in columns:
+        log.add_column(column, no_wrap=True)
+    log.add_column("rationale", overflow="fold", min_width=16, ratio=1)
+    for row in shown:
         log.add_row(
             f"{row.time[5:10]} {row.time[11:16]}",
-            row.symbol,
+            *([row.symbol] if several else []),
             row.action or "—",
             fmt(row.confidence),
             row.verdict,
             row.order or "—",
-            row.rationale[:60],
+            row.rationale[:RATIONALE_CHARS],
         )
-    return Group(head, base, log)
+    return log
 
 
 def agent_report(
@@ -248,11 +276,12 @@ def agent_report(
     rules: Mapping[str, SymbolRules],
     config: BacktestConfig,
     notes: list[str],
+    window: dict[str, Any] | None = None,
 ) -> tuple[BacktestReport, list[DecisionRecord], AgentSection]:
     """The finished run as `agent-backtest` and the UI report it: the classic report with the
     agent section (baselines on the same bars) and the decisions to store."""
     records = finalize_records(strategy, result)
-    report = build_report(result, notes)
+    report = build_report(result, notes, rules, window)
     base = baselines(result.bars, rules, config, report.metrics["Buy & Hold Return [%]"])
     section = agent_section(strategy, records, result, model, base)
     return report.model_copy(update={"agent": section.model_dump(mode="json")}), records, section

@@ -8,6 +8,7 @@ and the run goes on to a partial report."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from agent.decide import decide, decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, AgentState, build_graph
+from agent.levels import with_levels
 from agent.model import ChatModel
 from agent.offline import OfflineModel
 from agent.records import DecisionRecord
@@ -82,6 +84,7 @@ class AgentStrategy(Strategy):
         self.records: dict[tuple[str, int], DecisionRecord] = {}
         self.states: dict[tuple[str, int], AgentState] = {}
         self.stopped: str | None = None  # budget, cache_miss or interrupted
+        self.levels: Counter[str] = Counter()  # where each --stop-loss/--take-profit came from
         self._lock = threading.Lock()
         self._precomputed = False
 
@@ -149,7 +152,15 @@ class AgentStrategy(Strategy):
             return []
         env = self._env(ctx.time_ms, ctx)
         env.decision_id = state["decision_id"]
-        return [to_signal(env, TradeIdea.model_validate(idea))]
+        signal, used = with_levels(
+            to_signal(env, TradeIdea.model_validate(idea)),
+            ctx.close,
+            ctx.position,
+            ctx.stop_loss_pct,
+            ctx.take_profit_pct,
+        )
+        self.levels.update(used)
+        return [signal]
 
     # -- running decisions ----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ from agent.strategy import AgentParams, AgentStrategy
 from backtest import run_backtest
 from backtest.data import to_bar_arrays
 from backtest.html import page
-from backtest.report import TradeOut, build_report
+from backtest.report import build_report
 from backtest.runs import save_run
 from backtest.strategies import STRATEGIES
 from backtest.sweep import SweepData
+from backtest.terminal import TRADE_COLUMNS, basis_lines, metric_cell, trade_cells
 from config import Settings
 from core.clock import SystemClock
 from core.errors import ConfigError, UserError
@@ -399,7 +401,7 @@ def run_classic_backtest(
     bars, _dropped = to_bar_arrays(window)
     rules = cli_backtest._rules(list(window), notes)
     result = run_backtest(bars, instance, rules, config, limits=RiskLimits())
-    report = build_report(result, notes)
+    report = build_report(result, notes, rules)
     return _outcome(store, out_dir, cls.name, report, result, notes, page(report, result))
 
 
@@ -439,13 +441,13 @@ def _outcome(
     json_path, html_path = out_dir / f"{stem}.json", out_dir / f"{stem}.html"
     json_path.write_text(report.to_json())
     html_path.write_text(html)
+    basis = report.annualisation
     metrics = pd.DataFrame(
-        [{"metric": k, "value": _cell(v)} for k, v in report.metrics.items()],
+        [{"metric": k, "value": metric_cell(k, v, basis)} for k, v in report.metrics.items()]
+        + [{"metric": "annualisation", "value": line} for line in basis_lines(basis)],
         columns=["metric", "value"],
     )
-    trades = pd.DataFrame([t.model_dump() for t in report.trades])
-    if trades.empty:
-        trades = pd.DataFrame(columns=list(TradeOut.model_fields))
+    trades = pd.DataFrame(trade_cells(report), columns=list(TRADE_COLUMNS))
     if decisions is None:
         decisions = pd.DataFrame(columns=list(DecisionRow.model_fields))
     return BacktestOutcome(
@@ -519,12 +521,6 @@ def run_agent_backtest(
     return _outcome(store, out_dir, "agent", report, result, notes, html, log_rows)
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4f}".rstrip("0").rstrip(".") if value == value else "n/a"
-    return "n/a" if value is None else str(value)
-
-
 def equity_figure(report: Any) -> go.Figure:
     times = pd.to_datetime(report.equity.time, unit="ms", utc=True)
     fig = make_subplots(
@@ -561,6 +557,10 @@ def decisions_frame(store: Store, limit: int = 50, run_id: str | None = None) ->
     rows = []
     for r in reversed(load_decisions(store, run_id=run_id, limit=limit)):
         reasons = (r.verdict or {}).get("reasons") or (r.verdict or {}).get("adjustments") or []
+        codes = [str(x.get("code")) for x in reasons]
+        verdict = (r.verdict or {}).get("kind", "")
+        if r.outcome == "hold" or codes == ["HOLD"]:  # the model held: nothing was vetoed
+            verdict, codes = "hold", []
         rows.append(
             {
                 "time": iso_ms(r.decided_ms),
@@ -568,16 +568,22 @@ def decisions_frame(store: Store, limit: int = 50, run_id: str | None = None) ->
                 "run": r.run_id,
                 "symbol": r.symbol,
                 "outcome": r.outcome,
-                "verdict": (r.verdict or {}).get("kind", ""),
-                "reasons": "; ".join(str(x.get("code")) for x in reasons),
+                "verdict": verdict,
+                "reasons": "; ".join(codes),
                 "approved by": (r.approval or {}).get("by", ""),
-                "order": " ".join(
-                    str((r.order or {}).get(k, "")) for k in ("side", "quantity", "symbol")
-                ).strip(),
+                "order": _order_text(r.order),
             }
         )
     columns = ["time", "decision", "run", "symbol", "outcome", "verdict", "reasons"]
     return pd.DataFrame(rows, columns=[*columns, "approved by", "order"])
+
+
+def _order_text(order: dict[str, Any] | None) -> str:
+    """'buy 0.01591 BTCUSDT': the quantity as quantized to the step, without padding zeros."""
+    if not order:
+        return ""
+    quantity = format(Decimal(str(order.get("quantity", "0"))).normalize(), "f")
+    return f"{order.get('side', '')} {quantity} {order.get('symbol', '')}".strip()
 
 
 def loop_markdown(store: Store, settings: Settings, account: str | None) -> str:

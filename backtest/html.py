@@ -1,21 +1,35 @@
-"""The report as one self-contained HTML page: plotly (inlined, works offline) candles with
-trade markers, the equity curve and the drawdown, then the metrics and every trade."""
+"""The report as an HTML page: plotly candles with volume and trade markers, the equity curve
+and the drawdown, then the metrics (with their annualisation basis) and every trade.
+
+Charts carry at most `MAX_POINTS` points per series (a screen shows no more), so 3 days of two
+symbols stay well under 1.5 MB. plotly.js (3.5 MB) is either inlined, for a single file to
+download, or written once beside the reports as plotly.min.js and shared by all of them."""
 
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from backtest.engine import BacktestResult
 from backtest.report import BacktestReport
-from backtest.terminal import fmt
+from backtest.terminal import (
+    TRADE_COLUMNS,
+    basis_lines,
+    fmt,
+    metric_cell,
+    order_rows,
+    trade_cells,
+)
 
-MAX_POINTS = 5_000  # per series; longer runs are bucketed so the page stays light
+MAX_POINTS = 1_500  # per series: about a screen's width in pixels; longer runs are bucketed
+PLOTLY_JS = "plotly.min.js"
 
 
 def _buckets(n: int) -> np.ndarray:
@@ -33,17 +47,34 @@ def figure(report: BacktestReport, result: BacktestResult) -> go.Figure:
     starts = _buckets(len(bars))
     ends = np.r_[starts[1:], len(bars)] - 1
     x = _times(bars.open_time[starts])
-    rows = len(symbols) + 2
+    rows = 2 * len(symbols) + 2
+    share = 0.6 / len(symbols)
     fig = make_subplots(
         rows=rows,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.03,
-        row_heights=[0.6 / len(symbols)] * len(symbols) + [0.25, 0.15],
-        subplot_titles=[*symbols, "Equity [$]", "Drawdown [%]"],
+        vertical_spacing=0.02,
+        row_heights=[share * 0.75, share * 0.25] * len(symbols) + [0.25, 0.15],
+        subplot_titles=[
+            *(t for s in symbols for t in (s, f"{s} volume")),
+            "Equity [$]",
+            "Drawdown [%]",
+        ],
     )
-    for row, symbol in enumerate(symbols, start=1):
+    for index, symbol in enumerate(symbols):
+        row = 2 * index + 1
         b = bars.symbols[symbol]
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=np.add.reduceat(b.volume, starts),
+                name=f"{symbol} volume",
+                marker={"color": "silver"},
+                showlegend=False,
+            ),
+            row=row + 1,
+            col=1,
+        )
         fig.add_trace(
             go.Candlestick(
                 x=x,
@@ -185,39 +216,27 @@ def _agent_html(report: BacktestReport) -> str:
 {_table(["time", "symbol", "action", "confidence", "verdict", "codes", "order", "rationale"], log)}"""
 
 
-def page(report: BacktestReport, result: BacktestResult) -> str:
-    """A full HTML document with plotly.js inlined, so it opens without a network."""
+def page_files(path: Path, report: BacktestReport, result: BacktestResult) -> dict[Path, str]:
+    """The page, and plotly.min.js beside it unless an earlier report already put it there:
+    it opens offline, and ten reports load one copy of plotly.js."""
+    files = {path: page(report, result, include_plotlyjs="directory")}
+    script = path.parent / PLOTLY_JS
+    if not script.exists():
+        files[script] = get_plotlyjs()
+    return files
+
+
+def page(
+    report: BacktestReport, result: BacktestResult, include_plotlyjs: bool | str = True
+) -> str:
+    """A full HTML document; plotly.js inlined by default, so it opens without a network."""
     config = report.config
     params = ", ".join(f"{k}={v}" for k, v in config["params"].items())
     title = f"{config['strategy']}({params}) on {', '.join(config['symbols'])} {config['interval']}"
-    orders = report.orders
-    order_rows: list[list[object]] = [
-        ["signals", orders.signals],
-        ["approved", orders.approved],
-        ["fills", orders.fills],
-        *[[f"vetoed: {code}", n] for code, n in orders.vetoed.items()],
-        *[[f"adjusted: {code}", n] for code, n in orders.adjusted.items()],
-        *[[f"rejected: {code}", n] for code, n in orders.rejected.items()],
-        ["bars with SL and TP both hit (stop assumed)", orders.ambiguous_sl_tp_bars],
-        ["orders still open at the end", orders.open_orders_at_end],
-    ]
-    trade_rows: list[list[object]] = [
-        [
-            t.symbol,
-            t.side,
-            t.entry_time,
-            t.exit_time,
-            t.entry_price,
-            t.exit_price,
-            t.size,
-            t.pnl,
-            t.fees,
-            t.return_pct,
-            t.exit_reason,
-        ]
-        for t in report.trades
-    ]
-    plot = pio.to_html(figure(report, result), full_html=False, include_plotlyjs=True)
+    trade_rows = [list(row.values()) for row in trade_cells(report)]
+    plot = pio.to_html(figure(report, result), full_html=False, include_plotlyjs=include_plotlyjs)
+    basis = report.annualisation
+    metric_rows = [[k, metric_cell(k, v, basis)] for k, v in report.metrics.items()]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin:1em 0}}
@@ -225,14 +244,15 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:first-child{{t
 </head><body>
 <h1>{escape(title)}</h1>
 <p>{escape(config["first_bar"])} → {escape(config["last_bar"])} UTC, {config["bars"]:,} bars.
-Annualised with {escape(config["annualisation"])}. Fills: {escape(config["fill_model"])}.</p>
+Fills: {escape(config["fill_model"])}.</p>
 {plot}
 <h2>Metrics</h2>
-{_table(["metric", "value"], [[k, v] for k, v in report.metrics.items()])}
+{_table(["metric", "value"], metric_rows)}
+<ul>{"".join(f"<li>{escape(line)}</li>" for line in basis_lines(basis))}</ul>
 <h2>Orders</h2>
-{_table(["what", "count"], order_rows)}
+{_table(["what", "count"], [list(row) for row in order_rows(report.orders)])}
 {_agent_html(report)}
 <h2>Trades</h2>
-{_table(["symbol", "side", "entry (UTC)", "exit (UTC)", "entry", "exit", "size", "PnL", "fees", "return [%]", "exit reason"], trade_rows)}
+{_table(list(TRADE_COLUMNS), trade_rows)}
 </body></html>
 """

@@ -1,5 +1,6 @@
 """Report metrics as pure functions of float64 arrays, with backtesting.py's names, units and
-formulas, annualised over `periods_per_year` daily returns (365 for crypto, not 252)."""
+formulas; the annualised ones on the return frequency the window supports (backtest.annualise),
+with 365 days per year for crypto, not 252."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DAY_MS = 86_400_000
+from backtest.annualise import Basis, annualised, geometric_mean
+
 PERIODS_PER_YEAR = 365
 
 
@@ -26,23 +28,6 @@ def drawdown_periods(dd: np.ndarray, times_ms: np.ndarray) -> tuple[np.ndarray, 
     depths = np.maximum.reduceat(dd, starts)
     real = ends > starts + 1
     return (times_ms[ends] - times_ms[starts])[real], depths[real]
-
-
-def daily_returns(equity: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
-    """Returns between the last equity of consecutive UTC days that have bars."""
-    day = times_ms // DAY_MS
-    last_of_day = np.r_[np.flatnonzero(np.diff(day)), len(day) - 1]
-    closes = equity[last_of_day]
-    return closes[1:] / closes[:-1] - 1.0
-
-
-def geometric_mean(returns: np.ndarray) -> float:
-    grown = np.nan_to_num(returns) + 1.0
-    if not len(grown):
-        return float("nan")
-    if np.any(grown <= 0):
-        return 0.0
-    return float(np.exp(np.log(grown).mean()) - 1.0)
 
 
 def exposure(entry_bars: np.ndarray, exit_bars: np.ndarray, bars: int) -> np.ndarray:
@@ -68,40 +53,24 @@ def equity_metrics(
     times_ms: np.ndarray,
     interval_ms: int,
     periods_per_year: int = PERIODS_PER_YEAR,
-) -> dict[str, Any]:
-    """Start to Max./Avg. Drawdown Duration, except exposure and Buy & Hold."""
+) -> tuple[dict[str, Any], Basis]:
+    """Start to Max./Avg. Drawdown Duration, except exposure and Buy & Hold; the annualised
+    ones on the basis the window supports (backtest.annualise), NaN where n/a."""
     resolution = pd.Timedelta(interval_ms, unit="ms").resolution_string
     start = pd.Timestamp(int(times_ms[0]), unit="ms", tz="UTC")
     end = pd.Timestamp(int(times_ms[-1]), unit="ms", tz="UTC")
     dd = drawdown(equity)
     durations, depths = drawdown_periods(dd, times_ms)
-    day = daily_returns(equity, times_ms)
-    years = (end - start).total_seconds() / 86_400 / 365.25
     max_dd = float(np.nan_to_num(dd.max()))
-    # Short or wild runs overflow the annualisation: that is inf (shown as null), not an error.
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        grown = np.float64(1 + (geometric_mean(day) if len(day) else 0.0))
-        annual = grown**periods_per_year - 1
-        variance = day.var(ddof=1) if len(day) > 1 else np.nan
-        volatility = np.sqrt(
-            (variance + grown**2) ** periods_per_year - grown ** (2 * periods_per_year)
-        )
-        downside = np.sqrt(np.mean(np.clip(day, -np.inf, 0) ** 2)) if len(day) else np.nan
-        sortino = annual / (downside * np.sqrt(periods_per_year))
-        cagr = ((equity[-1] / equity[0]) ** (1 / years) - 1) * 100 if years else np.nan
-    return {
+    annual, basis = annualised(equity, times_ms, interval_ms, max_dd, periods_per_year)
+    values = {
         "Start": start,
         "End": end,
         "Duration": end - start,
         "Equity Final [$]": float(equity[-1]),
         "Equity Peak [$]": float(equity.max()),
         "Return [%]": (equity[-1] - equity[0]) / equity[0] * 100,
-        "Return (Ann.) [%]": annual * 100,
-        "CAGR [%]": cagr,
-        "Volatility (Ann.) [%]": volatility * 100,
-        "Sharpe Ratio": _nan_div(annual * 100, volatility * 100),
-        "Sortino Ratio": float(sortino),
-        "Calmar Ratio": _nan_div(annual, max_dd),
+        **annual,
         "Max. Drawdown [%]": -max_dd * 100,
         "Avg. Drawdown [%]": -depths.mean() * 100 if len(depths) else float("nan"),
         "Max. Drawdown Duration": _timedelta(
@@ -111,6 +80,7 @@ def equity_metrics(
             durations.mean() if len(durations) else np.nan, resolution
         ),
     }
+    return values, basis
 
 
 def trade_metrics(

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from backtest.annualise import Basis
 from backtest.engine import BacktestResult
 from backtest.metrics import (
     METRIC_ORDER,
@@ -22,7 +25,7 @@ from backtest.metrics import (
     trade_metrics,
 )
 from execution.orders import Fill
-from market.models import interval_ms
+from market.models import SymbolRules, interval_ms
 
 FILL_MODEL = (
     "signals at bar t's close are gated on that close and fill at bar t+1's open or later; "
@@ -88,20 +91,28 @@ class EquityOut(BaseModel):
 
 class OrdersOut(BaseModel):
     """What happened to the signals: vetoes and adjustments by the gate, rejections by the
-    venue, each by reason code, plus bars where SL and TP were both reachable."""
+    venue, each by reason code, plus bars where SL and TP were both reachable. Every count is
+    broken down: signals by action, fills into entries and exits by reason (a stop or target
+    fills without a signal; an order too big for a bar's volume fills in parts), closed
+    trades by exit reason (end_of_data is marked at the last close, without a fill)."""
 
     signals: int
+    signals_by_action: dict[str, int]
     approved: int
     vetoed: dict[str, int]
     adjusted: dict[str, int]
     rejected: dict[str, int]
     fills: int
+    entry_fills: dict[str, int]
+    exit_fills: dict[str, int]
+    trades_by_exit: dict[str, int]
     ambiguous_sl_tp_bars: int
     open_orders_at_end: int
 
 
 class RunSummary(BaseModel):
     metrics: dict[str, Any]
+    annualisation: Basis
     trades: list[TradeOut]
     orders: OrdersOut
     config: dict[str, Any]
@@ -112,6 +123,7 @@ class RunSummary(BaseModel):
 
 class BacktestReport(BaseModel):
     metrics: dict[str, Any]
+    annualisation: Basis
     trades: list[TradeOut]
     fills: list[FillOut]
     equity: EquityOut
@@ -124,6 +136,22 @@ class BacktestReport(BaseModel):
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def _fill_kinds(fills: list[Fill]) -> tuple[dict[str, int], dict[str, int]]:
+    """Fills that open or add to a position, and fills that reduce one, by reason."""
+    held: dict[str, float] = {}
+    entries: Counter[str] = Counter()
+    exits: Counter[str] = Counter()
+    for fill in fills:
+        before = held.get(fill.symbol, 0.0)
+        (exits if before * fill.side < 0 else entries)[fill.reason.value] += 1
+        held[fill.symbol] = before + fill.side * fill.quantity
+    return dict(sorted(entries.items())), dict(sorted(exits.items()))
+
+
+def _by(values: list[str]) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
 
 
 def iso(ms: int) -> str:
@@ -146,6 +174,11 @@ def _plain(value: Any) -> Any:
 
 def compute_report_metrics(result: BacktestResult) -> dict[str, Any]:
     """All metrics in backtesting.py's order, plus Fees [$], Turnover [$], Rejected Orders."""
+    return report_figures(result)[0]
+
+
+def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
+    """The metrics and the basis their annualised figures stand on (NaN where n/a)."""
     bars, trades, config = result.bars, result.trades, result.config
     step = interval_ms(config.interval)
     pnl = np.array([t.pnl for t in trades], dtype=np.float64)
@@ -154,8 +187,9 @@ def compute_report_metrics(result: BacktestResult) -> dict[str, Any]:
     entries = np.array([t.entry_bar for t in trades], dtype=np.int64)
     exits = np.array([t.exit_bar for t in trades], dtype=np.int64)
     closes = [b.close for b in bars.symbols.values()]
+    equity, basis = equity_metrics(result.equity, bars.open_time, step, config.periods_per_year)
     values = {
-        **equity_metrics(result.equity, bars.open_time, step, config.periods_per_year),
+        **equity,
         **trade_metrics(pnl, returns, durations, step),
         "Exposure Time [%]": float(exposure(entries, exits, len(bars)).mean() * 100),
         "Buy & Hold Return [%]": buy_and_hold(closes, result.strategy.warmup),
@@ -163,17 +197,33 @@ def compute_report_metrics(result: BacktestResult) -> dict[str, Any]:
         "Turnover [$]": result.turnover,
         "Rejected Orders": len(result.rejections),
     }
-    return {name: values[name] for name in METRIC_ORDER}
+    return {name: values[name] for name in METRIC_ORDER}, basis
 
 
-def summary(result: BacktestResult, data_notes: list[str] | None = None) -> RunSummary:
+def filters(rules: Mapping[str, SymbolRules] | None) -> dict[str, dict[str, str]]:
+    """Each symbol's tick and step, so reports show prices to the tick, sizes to the step."""
+    return {
+        s: {"tick_size": str(r.tick_size.normalize()), "step_size": str(r.step_size.normalize())}
+        for s, r in sorted((rules or {}).items())
+    }
+
+
+def summary(
+    result: BacktestResult,
+    data_notes: list[str] | None = None,
+    rules: Mapping[str, SymbolRules] | None = None,
+    window: dict[str, Any] | None = None,
+) -> RunSummary:
     """Everything but the per-bar curves: what sweeps ship back and what the store keeps."""
     bars, strategy, config = result.bars, result.strategy, result.config
     rejected: dict[str, int] = {}
     for rejection in result.rejections:
         rejected[rejection.code] = rejected.get(rejection.code, 0) + 1
+    metrics, basis = report_figures(result)
+    entry_fills, exit_fills = _fill_kinds(result.fills)
     return RunSummary(
-        metrics={k: _plain(v) for k, v in compute_report_metrics(result).items()},
+        metrics={k: _plain(v) for k, v in metrics.items()},
+        annualisation=basis,
         trades=[
             TradeOut(
                 symbol=t.symbol,
@@ -192,11 +242,15 @@ def summary(result: BacktestResult, data_notes: list[str] | None = None) -> RunS
         ],
         orders=OrdersOut(
             signals=len(result.decisions),
+            signals_by_action=_by([d.action.value for d in result.decisions]),
             approved=result.approved,
             vetoed=dict(sorted(result.vetoes.items())),
             adjusted=dict(sorted(result.adjustments.items())),
             rejected=dict(sorted(rejected.items())),
             fills=len(result.fills),
+            entry_fills=entry_fills,
+            exit_fills=exit_fills,
+            trades_by_exit=_by([t.exit_reason.value for t in result.trades]),
             ambiguous_sl_tp_bars=result.ambiguous_bars,
             open_orders_at_end=result.open_orders,
         ),
@@ -209,17 +263,23 @@ def summary(result: BacktestResult, data_notes: list[str] | None = None) -> RunS
             "first_bar": iso(int(bars.open_time[0])),
             "last_bar": iso(int(bars.open_time[-1])),
             "periods_per_year": config.periods_per_year,
-            "annualisation": f"{config.periods_per_year} periods per year (crypto trades daily)",
             "fill_model": FILL_MODEL,
             "backtest": config.model_dump(mode="json"),
             "fee_function": result.fee_function,
+            "filters": filters(rules),
             "risk_limits": result.limits.model_dump(mode="json"),
             "data": data_notes or [],
+            "window": window,
         },
     )
 
 
-def build_report(result: BacktestResult, data_notes: list[str] | None = None) -> BacktestReport:
+def build_report(
+    result: BacktestResult,
+    data_notes: list[str] | None = None,
+    rules: Mapping[str, SymbolRules] | None = None,
+    window: dict[str, Any] | None = None,
+) -> BacktestReport:
     """The summary plus the equity and drawdown curves, one value per bar."""
     equity = EquityOut(
         time=result.bars.open_time.tolist(),
@@ -227,4 +287,5 @@ def build_report(result: BacktestResult, data_notes: list[str] | None = None) ->
         drawdown_pct=(-drawdown(result.equity) * 100).tolist(),
     )
     fills = [FillOut.of(fill) for fill in result.fills]
-    return BacktestReport(**dict(summary(result, data_notes)), fills=fills, equity=equity)
+    summed = summary(result, data_notes, rules, window)
+    return BacktestReport(**dict(summed), fills=fills, equity=equity)

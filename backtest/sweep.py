@@ -60,7 +60,8 @@ def evaluate(task: SweepTask, data: SweepData) -> RunSummary:
     """One grid point: a full backtest, returned without the per-bar curves."""
     cls = STRATEGIES[task.strategy]
     strategy = cls(cls.Params(**task.params))
-    return summary(run_backtest(data.bars, strategy, data.rules, task.config, limits=task.limits))
+    result = run_backtest(data.bars, strategy, data.rules, task.config, limits=task.limits)
+    return summary(result, rules=data.rules)
 
 
 def metric_slug(name: str) -> str:

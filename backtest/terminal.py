@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 
-from backtest.report import BacktestReport
+from backtest.annualise import Basis
+from backtest.report import BacktestReport, OrdersOut
 
 _SHOWN_TRADES = 10
 
@@ -23,6 +25,68 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def to_unit(value: float, unit: str | None, fallback: int = 2) -> str:
+    """A price to its tick or a quantity to its step ('0.01' -> 2 decimals), with separators."""
+    places = fallback if unit is None else max(0, -Decimal(unit).normalize().as_tuple().exponent)
+    return f"{value:,.{places}f}"
+
+
+def money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def metric_cell(name: str, value: Any, basis: Basis) -> str:
+    return "n/a" if name in basis.not_available else fmt(value)
+
+
+def basis_lines(basis: Basis) -> list[str]:
+    """The annualisation basis, then one line per figure that is n/a, with its reason."""
+    return [
+        f"annualised on {basis.describe()}",
+        *(f"n/a {name}: {why}" for name, why in basis.not_available.items()),
+    ]
+
+
+TRADE_COLUMNS = (
+    "symbol",
+    "side",
+    "entry (UTC)",
+    "exit (UTC)",
+    "entry",
+    "exit",
+    "size",
+    "PnL",
+    "fees",
+    "return [%]",
+    "exit reason",
+)
+
+
+def trade_cells(report: BacktestReport) -> list[dict[str, str]]:
+    """Every trade as text: prices to the tick, sizes to the step, money to the cent (the HTML
+    page and the UI show these, never a raw float like -39.31361006399983)."""
+    units = report.config.get("filters", {})
+    rows = []
+    for t in report.trades:
+        unit = units.get(t.symbol, {})
+        tick = unit.get("tick_size")
+        values = (
+            t.symbol,
+            t.side,
+            t.entry_time,
+            t.exit_time,
+            to_unit(t.entry_price, tick),
+            to_unit(t.exit_price, tick),
+            to_unit(t.size, unit.get("step_size"), 8),
+            money(t.pnl),
+            money(t.fees),
+            f"{t.return_pct:.3f}",
+            t.exit_reason,
+        )
+        rows.append(dict(zip(TRADE_COLUMNS, values, strict=True)))
+    return rows
+
+
 def _short_time(iso: str) -> str:
     """'2025-10-29T06:23:00Z' -> '10-29 06:23': trade rows must fit an 80-column terminal."""
     return f"{iso[5:10]} {iso[11:16]}"
@@ -32,57 +96,87 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{code} {n:,}" for code, n in counts.items()) or "none"
 
 
+def _total(counts: dict[str, int]) -> str:
+    return f"{sum(counts.values()):,}" + (f" ({_counts(counts)})" if counts else "")
+
+
+def order_rows(orders: OrdersOut) -> list[tuple[str, str]]:
+    """Every count with what it is made of, so none needs guessing (shared with the HTML)."""
+    vetoed = sum(orders.vetoed.values())
+    return [
+        ("signals", _total(orders.signals_by_action)),
+        ("approved by the gate", f"{orders.approved:,} of {orders.signals:,}"),
+        ("vetoed by the gate", _total(orders.vetoed)),
+        ("adjustments by the gate (per code)", _counts(orders.adjusted)),
+        ("rejected by the venue", _total(orders.rejected)),
+        (
+            "fills",
+            f"{orders.fills:,}: entries {_total(orders.entry_fills)}; "
+            f"exits {_total(orders.exit_fills)}",
+        ),
+        ("closed trades by exit", _total(orders.trades_by_exit)),
+        ("bars with SL and TP both hit (stop assumed)", f"{orders.ambiguous_sl_tp_bars:,}"),
+        ("orders still open at the end", f"{orders.open_orders_at_end:,}"),
+        (
+            "how they add up",
+            f"signals = approved + vetoed ({orders.approved:,} + {vetoed:,}); stops and "
+            "targets fill without a signal; an order too big for a bar fills in parts; "
+            "end_of_data trades are marked at the last close, not filled",
+        ),
+    ]
+
+
 def render(report: BacktestReport) -> Group:
     config = report.config
     params = ", ".join(f"{k}={v}" for k, v in config["params"].items())
+    basis = report.annualisation
     metrics = Table(
         title=f"{config['strategy']}({params}) on {', '.join(config['symbols'])} "
         f"{config['interval']}: {config['first_bar']} → {config['last_bar']}, {config['bars']:,} bars",
-        caption=f"annualised with {config['annualisation']}",
+        caption="\n".join(basis_lines(basis)),
+        caption_justify="left",
     )
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for name, value in report.metrics.items():
-        metrics.add_row(name, fmt(value))
+        metrics.add_row(name, metric_cell(name, value, basis))
 
-    orders = report.orders
     summary = Table(title="Orders", show_header=False)
     summary.add_column("what")
     summary.add_column("count")
-    summary.add_row(
-        "signals / approved / filled",
-        f"{orders.signals:,} / {orders.approved:,} / {orders.fills:,}",
-    )
-    summary.add_row("vetoed by the gate", _counts(orders.vetoed))
-    summary.add_row("adjusted by the gate", _counts(orders.adjusted))
-    summary.add_row("rejected by the venue", _counts(orders.rejected))
-    summary.add_row(
-        "bars with SL and TP both hit (stop assumed)", f"{orders.ambiguous_sl_tp_bars:,}"
-    )
-    summary.add_row("orders still open at the end", f"{orders.open_orders_at_end:,}")
+    for row in order_rows(report.orders):
+        summary.add_row(*row)
+    return Group(metrics, summary, _trades(report))
 
+
+def _trades(report: BacktestReport) -> Table:
+    config = report.config
+    units = config.get("filters", {})
     shown = report.trades[-_SHOWN_TRADES:]
     several = len(config["symbols"]) > 1
+    sides = {t.side for t in report.trades}
+    one_side = f" {next(iter(sides))}" if len(sides) == 1 else ""
     trades = Table(
-        title=f"Last {len(shown)} of {len(report.trades):,} trades (UTC)",
+        title=f"Last {len(shown)} of {len(report.trades):,}{one_side} trades (UTC)",
         caption="all trades: --json FILE or --html FILE",
         box=None,
         pad_edge=False,
         padding=(0, 1, 0, 0),
     )
-    columns = [*(["symbol"] if several else []), "side", "entry", "exit", "in", "out"]
-    for column in (*columns, "PnL", "reason"):
+    columns = [*(["symbol"] if several else []), *(["side"] if not one_side else [])]
+    for column in (*columns, "entry", "exit", "in", "out", "PnL", "reason"):
         left = column in ("symbol", "side", "reason")
         trades.add_column(column, justify="left" if left else "right", no_wrap=True)
     for t in shown:
+        tick = units.get(t.symbol, {}).get("tick_size")
         trades.add_row(
             *([t.symbol] if several else []),
-            t.side,
+            *([t.side] if not one_side else []),
             _short_time(t.entry_time),
             _short_time(t.exit_time),
-            f"{t.entry_price:.2f}",
-            f"{t.exit_price:.2f}",
-            f"{t.pnl:,.2f}",
+            to_unit(t.entry_price, tick),
+            to_unit(t.exit_price, tick),
+            money(t.pnl),
             t.exit_reason,
         )
-    return Group(metrics, summary, trades)
+    return trades

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from market.validation import bad_row_mask, iso_ms, validate_candles
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 
-log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 Notify = Callable[[str], None]
 
@@ -69,6 +67,7 @@ class CandleSource:
         self._clock = clock
         self._notify = notify
         self._client_factory = client_factory
+        self._told_unreachable = False  # said once per run, not once per symbol
 
     def window(self, interval: str, days: float) -> tuple[int, int]:
         """The last `days` of closed bars up to now, as [first open, last open] in ms."""
@@ -107,7 +106,9 @@ class CandleSource:
             with self._client_factory() as client:
                 bars = client.klines(symbol, interval, start_ms, end_ms)
         except BinanceUnavailable as exc:
-            log.debug("Binance unreachable, using local data: %s", exc)
+            if not self._told_unreachable:
+                self._told_unreachable = True
+                self._notify(f"notice: Binance unreachable ({exc}); using local data")
             return None
         upsert_candles(self._store, symbol, interval, bars)
         return load_candles(self._store, symbol, interval, start_ms, end_ms)

@@ -417,3 +417,78 @@ def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env)
         assert settled == [("filled",)]
     finally:
         exchange.stop()
+
+
+def test_a_classic_strategy_trades_on_the_exchange_through_the_same_loop(cli) -> None:
+    from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+
+    exchange = LoopbackExchange(prices={"BTCUSDT": "110000", "ETHUSDT": "3900"}).start()
+    env = {
+        "BINANCE_API_KEY": API_KEY,
+        "BINANCE_API_SECRET": API_SECRET,
+        "AGENT_BINANCE__TRADE_URL": exchange.base_url,
+    }
+    strategy = ("--strategy", "sma_cross", "--fast", "3", "--slow", "8", "--size", "20")
+    try:
+        run = cli(
+            "agent-trade", "--mode", "testnet", "--account", "sma", *FAST, *strategy,
+            "--max-bars", "60", env=env,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert "strategy: sma_cross fast=3 slow=8" in run.stderr
+        placed = [o for o in exchange.orders if o["clientOrderId"].startswith("agt-")]
+        shown = status(cli, "--account", "sma", env=env)
+        assert placed and shown["orders"] == len(placed)
+        assert shown["cash"] == pytest.approx(float(exchange.balance("USDT")[0]), abs=0.01)
+    finally:
+        exchange.stop()
+
+
+def test_flags_that_do_not_apply_say_why(cli) -> None:
+    for args, message in [
+        (("--strategy", "sma_cross", "--decide-every", "5"), "--decide-every does not apply"),
+        (("--fast", "5"), "--fast does not apply to the agent"),
+        (("--size", "20"), "--size does not apply to the agent"),
+        (("--strategy", "sma_cross", "--budget-usd", "1"), "--budget-usd does not apply"),
+        (("--mode", "testnet", "--fee-bps", "5"), "--fee-bps is for paper accounts"),
+        (("--feed", "binance", "--data", "x.csv"), "--data is replayed"),
+        (("--speed", "fast"), "invalid --speed fast"),
+        (("--strategy", "golden_goose"), "unknown strategy 'golden_goose'"),
+    ]:
+        result = cli("agent-trade", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_bars_from_a_live_feed_are_kept_in_the_store(tmp_path: Path) -> None:
+    """What the loop collected shows in `agent-data list` (the store's summary)."""
+    from agent.trading_loop import TradingLoop
+    from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
+    from market.binance_ws import bars_from_frame
+    from market.sample import load_sample, sample_rules
+    from store import open_store
+    from store.candles import summarize
+
+    frame = load_sample("BTCUSDT")
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    loop = TradingLoop(
+        account="live-feed",
+        symbols=["BTCUSDT"],
+        store=store,
+        strategy=SmaCross(SmaCrossParams()),
+        strategy_label="sma_cross fast=20 slow=60",
+        rules=sample_rules(),
+        history={"BTCUSDT": frame.iloc[:1_440]},
+        cash=10_000,
+        kill_switch=tmp_path / "KILL",
+        realtime=True,
+    )
+    stream = bars_from_frame(frame.iloc[1_440:1_470], "BTCUSDT", "1m", "stream")
+    for bar in stream:
+        loop.step(bar.open_time, {"BTCUSDT": bar})
+    (series,) = summarize(store, "BTCUSDT")
+    assert series.rows == 30
+    assert (series.first_open_ms, series.last_open_ms) == (
+        stream[0].open_time,
+        stream[-1].open_time,
+    )

@@ -50,7 +50,7 @@ def test_json_report_on_the_bundled_sample(cli, tmp_path: Path) -> None:
     result = cli("agent-backtest", *args, "--json", str(out), "--html", str(html))
     assert result.returncode == 0, result.stderr
     assert "bundled Binance sample" in result.stderr
-    assert "Sharpe Ratio" in result.stdout and "365 periods per year" in result.stdout
+    assert "Sharpe Ratio" in result.stdout and "annualised on hourly returns" in result.stdout
 
     report = json.loads(out.read_text())
     assert set(report) >= {"metrics", "trades", "equity", "config"}
@@ -136,7 +136,7 @@ def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], expected: s
         (("--decide-every", "0"), "invalid --decide-every"),
         (("--strategy", "rsi_reversion", "--fast", "5"), "--fast does not apply to rsi_reversion"),
         (("--strategy", "rsi_reversion", "--oversold", "80"), "oversold (80) must be less than"),
-        (("--size", "150"), "invalid --size '150'"),
+        (("--strategy", "sma_cross", "--size", "150"), "invalid --size '150'"),
         (("--symbol", "BTC-USDT"), "invalid symbol 'BTC-USDT'"),
         (("--interval", "7m"), "invalid interval '7m'"),
         (("--bogus",), "unrecognized arguments: --bogus"),

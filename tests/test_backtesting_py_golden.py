@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pytest import approx
+from same_as_backtesting_py import assert_same
 
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
@@ -130,7 +131,7 @@ def test_metrics_match_backtesting_py(ours: BacktestResult, theirs: pd.Series) -
     entry = trades["EntryTime"].dt.as_unit("ms").astype("int64")
     exit_ = trades["ExitTime"].dt.as_unit("ms").astype("int64")
     ours_metrics = {
-        **equity_metrics(equity, ours.bars.open_time, DAY_MS, periods_per_year=252),
+        **equity_metrics(equity, ours.bars.open_time, DAY_MS, periods_per_year=252)[0],
         **trade_metrics(
             trades["PnL"].to_numpy(),
             trades["ReturnPct"].to_numpy(),
@@ -139,14 +140,7 @@ def test_metrics_match_backtesting_py(ours: BacktestResult, theirs: pd.Series) -
         ),
         "Buy & Hold Return [%]": buy_and_hold([ours.bars.symbols["GOOG"].close], 29),
     }
-    for name, value in ours_metrics.items():
-        expected = theirs[name]
-        if isinstance(expected, pd.Timestamp):
-            assert value == expected.tz_localize("UTC"), name
-        elif isinstance(expected, pd.Timedelta):
-            assert value == expected, name
-        else:
-            assert value == approx(expected, rel=1e-9, nan_ok=True), name
+    assert_same(ours_metrics, theirs, ours_metrics)
     entries = np.array([t.entry_bar for t in ours.trades])
     exits = np.array([t.exit_bar for t in ours.trades])
     with warnings.catch_warnings():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,10 +138,18 @@ def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> 
     answer = str(history[-1]["content"])  # the readable answer, after the steps
     assert "RSI" in answer and "Ask me to buy or sell" in answer
 
-    status, metrics, _plot, _trades, json_file, html_file, _log = client.predict(
+    status, metrics, _plot, trades, json_file, html_file, _log = client.predict(
         "sma_cross", "BTCUSDT", 1, "fast=10, slow=40", "all", CLASSIC, 15, api_name="/backtest"
     )
+    columns = trades["headers"]
+    for row in trades["data"]:
+        cell = dict(zip(columns, row, strict=True))
+        # prices to the tick (0.01), sizes to the step (0.00001), money to the cent
+        assert re.fullmatch(r"[\d,]+\.\d{2}", cell["entry"]), cell
+        assert re.fullmatch(r"\d+\.\d{5}", cell["size"]), cell
+        assert re.fullmatch(r"-?[\d,]+\.\d{2}", cell["PnL"]), cell
     names = [row[0] for row in metrics["data"]]
+    assert any(str(row[1]).startswith("annualised on hourly returns") for row in metrics["data"])
     assert "Return [%]" in names and "Max. Drawdown [%]" in names
     assert "Saved as backtest run" in status
     assert Path(json_file).read_text().startswith("{") and "plotly" in Path(html_file).read_text()
@@ -233,6 +242,8 @@ def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     assert "**Equity**" in loop and "Trading state: ACTIVE" in loop
     runs = {row[2] for row in loop_decisions["data"]}
     assert runs == {f"trade-{ui.loop_account}"} and len(loop_decisions["data"]) == 48
+    holds = [row for row in loop_decisions["data"] if row[4] == "hold"]
+    assert holds and all((row[5], row[6]) == ("hold", "") for row in holds), "a hold is a hold"
 
 
 @pytest.mark.vcr

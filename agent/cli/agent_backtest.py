@@ -16,7 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from agent.cli.common import EXIT_INTERRUPTED, notify, write_file
+from agent.cli.common import EXIT_INTERRUPTED, EXIT_RUNTIME, notify, write_file
+from agent.cli.flags import offline_notices
+from agent.cli.window import Window
+from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
 from agent.records import DecisionRecord, save_decisions
@@ -110,17 +113,23 @@ def check_cost(
 
 def run_agent_backtest(
     args: argparse.Namespace,
+    typed: set[str],
     settings: Settings,
     data: SweepData,
     frames: dict[str, Any],
     config: BacktestConfig,
     notes: list[str],
+    window: Window,
     store: Store,
     console: Console,
 ) -> int:
     params = agent_params(args)
     model = open_model(settings, lambda line: (notes.append(line), notify(line)))
     try:
+        if isinstance(model, OfflineModel):
+            for line in offline_notices(typed):
+                notes.append(line)
+                notify(line)
         market = MarketData(frames, config.interval)
         strategy = AgentStrategy(
             params,
@@ -148,7 +157,9 @@ def run_agent_backtest(
                 f"{iso(missed.decided_ms + 1)}; nothing was sent. Run once without "
                 "--replay-only (with a key or OPENAI_BASE_URL) to fill the cache"
             )
-        report, records, section = agent_report(strategy, result, model, data.rules, config, notes)
+        report, records, section = agent_report(
+            strategy, result, model, data.rules, config, notes, window.model_dump()
+        )
         stats = run_stats(model.stats)
         console.print(render(report))
         console.print(render_agent(section, stats))
@@ -156,6 +167,8 @@ def run_agent_backtest(
         run_id = save_run(store, report, SystemClock().now_ms())
         save_decisions(store, records)
         notify(f"saved as backtest run #{run_id} with {len(records):,} decisions in the store")
+        if args.check_lookahead and not _lookahead_passed(strategy, frames, records):
+            return EXIT_RUNTIME
         return _closing(strategy, records)
     finally:
         model.close()
@@ -197,11 +210,27 @@ def _write_outputs(args: argparse.Namespace, report: Any, result: Any, stats: An
         write_file(args.json, report.to_json())
         notify(f"wrote {args.json}")
     if args.html:
-        from backtest.html import page  # plotly loads only when a page is asked for
+        from backtest.html import page_files  # plotly loads only when a page is asked for
 
         shown = {**report.agent, "run": stats.model_dump()}
-        write_file(args.html, page(report.model_copy(update={"agent": shown}), result))
+        shown_report = report.model_copy(update={"agent": shown})
+        for path, text in page_files(args.html, shown_report, result).items():
+            write_file(path, text)
         notify(f"wrote {args.html}")
+
+
+def _lookahead_passed(
+    strategy: AgentStrategy, frames: dict[str, Any], records: list[DecisionRecord]
+) -> bool:
+    problems, checked = check_agent_lookahead(strategy, frames, records)
+    for problem in problems:
+        notify(f"look-ahead: {problem}")
+    if not problems:
+        notify(
+            f"look-ahead check passed: {checked} decisions made again on data cut at their "
+            "time gave the same tool inputs and signals"
+        )
+    return not problems
 
 
 def _closing(strategy: AgentStrategy, records: list[DecisionRecord]) -> int:

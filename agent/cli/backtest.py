@@ -10,7 +10,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -29,11 +28,12 @@ from agent.cli.common import (
     OneLineParser,
     add_common_args,
     notify,
-    parse_utc,
     run,
     settings_from,
     write_file,
 )
+from agent.cli.flags import given, refuse_inapplicable
+from agent.cli.window import DEFAULT_DAYS, Window, load_frames
 from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
@@ -51,20 +51,16 @@ from backtest.sweep import (
     run_ray,
 )
 from backtest.terminal import fmt, render
-from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
-from market.binance_rest import BinanceRestClient
 from market.models import INTERVAL_MS, SymbolRules, parse_interval, parse_symbol
 from market.sample import sample_rules
-from market.source import DAY_MS, CandleSource, load_csv_candles
 from risk.limits import RiskLimits
 from runtime.strategy import Strategy
 from store import Store, open_store
 
-DEFAULT_DAYS = 3.0
 AGENT = "agent"
 EPILOG = (
     f"exit codes: 0 done; {EXIT_RUNTIME} look-ahead found (--check-lookahead); {EXIT_USER} a "
@@ -247,61 +243,27 @@ def _note(notes: list[str], line: str) -> None:
     notify(line)
 
 
-def _frames(
-    args: argparse.Namespace,
-    settings: Settings,
-    store: Store,
-    symbols: list[str],
-    interval: str,
-    notes: list[str],
-) -> dict[str, pd.DataFrame]:
-    record = lambda line: _note(notes, line)  # noqa: E731
-    if args.data is not None:
-        if len(symbols) != 1:
-            raise UserError("--data reads one symbol's bars: give a single --symbol")
-        frame = load_csv_candles(args.data, interval, record)
-        if args.days is not None:
-            cutoff = int(frame["open_time"].iloc[-1]) - int(args.days * DAY_MS)
-            frame = frame[frame["open_time"] > cutoff]
-        return {symbols[0]: frame.reset_index(drop=True)}
-    client_factory = None
-    if not settings.offline:
-
-        def client_factory() -> BinanceRestClient:
-            return BinanceRestClient(settings.binance, cache_dir=settings.data_dir / "http-cache")
-
-    source = CandleSource(store, SystemClock(), record, client_factory)
-    if args.start is not None:
-        if not args.end:
-            raise UserError("--start needs --end")
-        start = parse_utc(args.start, "--start")
-        end = parse_utc(args.end, "--end") - INTERVAL_MS[interval]
-        return {s: source.get(s, interval, start_ms=start, end_ms=end) for s in symbols}
-    days = DEFAULT_DAYS if args.days is None else args.days
-    if not days > 0:
-        raise UserError(f"invalid --days {days:g}: must be greater than 0")
-    return {s: source.get(s, interval, days=days) for s in symbols}
-
-
 def _single(
     args: argparse.Namespace,
     strategy: Strategy,
     data: SweepData,
     config: BacktestConfig,
     notes: list[str],
+    window: Window,
     store: Store,
     console: Console,
 ) -> int:
     result = run_backtest(data.bars, strategy, data.rules, config, limits=RiskLimits())
-    report = build_report(result, notes)
+    report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
     if args.json:
         write_file(args.json, report.to_json())
         notify(f"wrote {args.json}")
     if args.html:
-        from backtest.html import page  # plotly loads only when a page is asked for
+        from backtest.html import page_files  # plotly loads only when a page is asked for
 
-        write_file(args.html, page(report, result))
+        for path, text in page_files(args.html, report, result).items():
+            write_file(path, text)
         notify(f"wrote {args.html}")
     run_id = save_run(store, report, SystemClock().now_ms())
     notify(f"saved as backtest run #{run_id} in the store")
@@ -340,7 +302,11 @@ def _sweep(
         else:
             rows = run_processes(tasks, data, args.workers, on_done=advance)
     ranked = rank(rows, metric)
-    table = Table(title=f"{cls.name}: {len(rows)} runs ranked by {metric}")
+    table = Table(
+        title=f"{cls.name}: {len(rows)} runs ranked by {metric}",
+        caption=f"annualised on {ranked[0].annualisation.describe()}; — is n/a (see --json)",
+        caption_justify="left",
+    )
     table.add_column("#", justify="right")
     for name in grid:
         table.add_column(name, justify="right")
@@ -370,8 +336,11 @@ def _sweep(
 
 
 def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    typed = given(build_parser, argv)
     cls, params = _strategy_params(args)
+    refuse_inapplicable(typed, args.strategy, bool(args.sweep))
     interval = parse_interval(args.interval)
     config = _config(args, interval)
     strategy = None
@@ -390,16 +359,19 @@ def _main(argv: list[str] | None) -> int:
     store = open_store(settings.resolved_database_url)
     try:
         notes: list[str] = []
-        frames = _frames(args, settings, store, symbols, interval, notes)
+        frames, window = load_frames(
+            args, settings, store, symbols, interval, lambda line: _note(notes, line)
+        )
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
         data = SweepData(bars, _rules(symbols, notes))
         if cls is None:
-            return run_agent_backtest(args, settings, data, frames, config, notes, store, console)
+            run = (args, typed, settings, data, frames, config, notes, window, store, console)
+            return run_agent_backtest(*run)
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console)
-        return _single(args, strategy, data, config, notes, store, console)
+        return _single(args, strategy, data, config, notes, window, store, console)
     finally:
         store.close()
 

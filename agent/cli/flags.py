@@ -1,0 +1,70 @@
+"""No flag is silently ignored (DESIGN invariant 10): which `agent-backtest` flags the user
+actually typed, and one line saying why any of them cannot apply to this run."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from core.errors import UserError
+
+AGENT_ONLY = ("decide_every", "stateful", "concurrency", "replay_only", "budget_usd", "yes")
+SWEEP_ONLY = ("rank_by", "executor", "workers", "top")
+SINGLE_RUN_ONLY = ("html", "check_lookahead")
+# What the offline model cannot act on: it sends no request, so nothing is cached or spent,
+# and its rules read market data only, so positions in the prompt change no decision.
+OFFLINE_IDLE = {
+    "replay_only": "the offline model sends no requests, so there is no cache to replay",
+    "budget_usd": "the offline model costs nothing, so there is no budget to spend",
+    "stateful": "the offline model decides from market data alone, so positions change nothing",
+    "concurrency": "the offline model decides one at a time",
+}
+
+
+def flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def given(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str]) -> set[str]:
+    """The destinations of the flags present on the command line, whatever their value (so
+    `--top 10` counts as given though 10 is the default)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def refuse_inapplicable(typed: set[str], strategy: str, sweeping: bool) -> None:
+    """Exit 2 with one line for a flag this run would ignore."""
+    if strategy != "agent":
+        _refuse(typed, AGENT_ONLY, f"only for the LLM agent (--strategy agent), not {strategy}")
+    if not sweeping:
+        _refuse(typed, SWEEP_ONLY, "only for --sweep")
+    else:
+        _refuse(typed, SINGLE_RUN_ONLY, "not for --sweep: rerun the row you want without it")
+    if "end" in typed and "start" not in typed:
+        raise UserError("--end needs --start (or use --days)")
+    if strategy == "agent" and {"check_lookahead", "stateful"} <= typed:
+        raise UserError(
+            "--check-lookahead needs a stateless run: a stateful decision depends on the "
+            "positions before it, which a run cut at that time does not rebuild"
+        )
+    if strategy == "agent" and "size" in typed:
+        raise UserError(
+            "--size does not apply to the agent: the model sizes each order and the gate "
+            "clamps it to the risk limits (docs/risk.md)"
+        )
+
+
+def offline_notices(typed: set[str]) -> list[str]:
+    return [
+        f"notice: {flag(dest)} has nothing to act on: {why}"
+        for dest, why in OFFLINE_IDLE.items()
+        if dest in typed
+    ]
+
+
+def _refuse(typed: set[str], dests: tuple[str, ...], why: str) -> None:
+    present = [flag(d) for d in dests if d in typed]
+    if present:
+        raise UserError(f"{', '.join(present)}: {why}")

@@ -1,0 +1,131 @@
+"""The bars `agent-backtest` runs on: the window asked for (--days, or --start/--end), from a
+CSV, the store, Binance or the bundled sample; coarser intervals resampled from stored 1m bars
+(closed buckets only) when nothing stores them; and a warning when less came back than asked."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import pandas as pd
+from pydantic import BaseModel
+
+from agent.cli.common import parse_utc
+from config import Settings
+from core.clock import SystemClock
+from core.errors import UserError
+from market.binance_rest import BinanceRestClient
+from market.models import INTERVAL_MS
+from market.resample import RESAMPLED, resample_closed
+from market.source import DAY_MS, CandleSource, load_csv_candles
+from market.validation import iso_ms
+from store import Store
+
+DEFAULT_DAYS = 3.0
+Notify = Callable[[str], None]
+
+
+class Window(BaseModel):
+    """What was asked for and what the data delivered; both go into the JSON report."""
+
+    requested: str
+    requested_days: float
+    delivered_days: float
+    delivered_first_bar: str
+    delivered_last_bar: str
+    short: bool
+
+
+def _span(args: argparse.Namespace, interval: str) -> tuple[str, dict[str, float | int]]:
+    """The request as words and as CandleSource arguments."""
+    if args.start is not None:
+        if not args.end:
+            raise UserError("--start needs --end")
+        start = parse_utc(args.start, "--start")
+        end = parse_utc(args.end, "--end")
+        if end <= start:
+            raise UserError(f"--end {args.end} is not after --start {args.start}")
+        return f"{args.start} → {args.end}", {
+            "start_ms": start,
+            "end_ms": end - INTERVAL_MS[interval],
+        }
+    days = DEFAULT_DAYS if args.days is None else args.days
+    if not days > 0:
+        raise UserError(f"invalid --days {days:g}: must be greater than 0")
+    return f"the last {days:g} days", {"days": days}
+
+
+def _csv(args: argparse.Namespace, interval: str, span: dict, notify: Notify) -> pd.DataFrame:
+    frame = load_csv_candles(args.data, interval, notify)
+    times = frame["open_time"]
+    if "days" in span:
+        frame = frame[times > int(times.iloc[-1]) - int(span["days"] * DAY_MS)]
+    else:
+        frame = frame[(times >= span["start_ms"]) & (times <= span["end_ms"])]
+    if frame.empty:
+        raise UserError(f"{args.data} has no bars in the window asked for")
+    return frame.reset_index(drop=True)
+
+
+def _stored(source: CandleSource, symbol: str, interval: str, span: dict, notify: Notify):
+    """The interval as stored or fetched; else resampled from 1m, as the UI's charts are."""
+    try:
+        return source.get(symbol, interval, **span)
+    except UserError:
+        if interval not in RESAMPLED:
+            raise
+    frame = resample_closed(source.get(symbol, "1m", **span), interval)
+    if frame.empty:
+        raise UserError(f"no closed {interval} bar of {symbol} in the window asked for")
+    notify(f"notice: no {symbol} {interval} bars stored; resampled from 1m (closed bars only)")
+    return frame
+
+
+def load_frames(
+    args: argparse.Namespace,
+    settings: Settings,
+    store: Store,
+    symbols: list[str],
+    interval: str,
+    notify: Notify,
+) -> tuple[dict[str, pd.DataFrame], Window]:
+    asked, span = _span(args, interval)
+    if args.data is not None:
+        if len(symbols) != 1:
+            raise UserError("--data reads one symbol's bars: give a single --symbol")
+        frames = {symbols[0]: _csv(args, interval, span, notify)}
+    else:
+        factory = None
+        if not settings.offline:
+
+            def factory() -> BinanceRestClient:
+                cache = settings.data_dir / "http-cache"
+                return BinanceRestClient(settings.binance, cache_dir=cache)
+
+        source = CandleSource(store, SystemClock(), notify, factory)
+        frames = {s: _stored(source, s, interval, span, notify) for s in symbols}
+    return frames, _window(frames, interval, asked, span, notify)
+
+
+def _window(
+    frames: dict[str, pd.DataFrame], interval: str, asked: str, span: dict, notify: Notify
+) -> Window:
+    step = INTERVAL_MS[interval]
+    wanted = span["days"] * DAY_MS if "days" in span else span["end_ms"] + step - span["start_ms"]
+    first = max(int(f["open_time"].iloc[0]) for f in frames.values())
+    last = min(int(f["open_time"].iloc[-1]) for f in frames.values())
+    got = last + step - first
+    window = Window(
+        requested=asked,
+        requested_days=round(wanted / DAY_MS, 6),
+        delivered_days=round(got / DAY_MS, 6),
+        delivered_first_bar=iso_ms(first),
+        delivered_last_bar=iso_ms(last),
+        short=got + step < wanted,
+    )
+    if window.short:
+        notify(
+            f"warning: asked for {asked}; the data has {window.delivered_days:.3g} days, "
+            f"{iso_ms(first)} → {iso_ms(last)} UTC"
+        )
+    return window

@@ -1,0 +1,100 @@
+"""No flag of `agent-backtest` is silently ignored: each one either changes the run (shown in
+the report) or exits 2 with one line saying why; short data and coarse intervals are said."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli.backtest import main
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("--strategy", "sma_cross", "--decide-every", "5"),
+            "--decide-every: only for the LLM agent (--strategy agent), not sma_cross",
+        ),
+        (("--strategy", "sma_cross", "--stateful"), "--stateful: only for the LLM agent"),
+        (("--strategy", "rsi_reversion", "--concurrency", "8"), "--concurrency: only for"),
+        (("--strategy", "sma_cross", "--replay-only"), "--replay-only: only for the LLM agent"),
+        (("--strategy", "sma_cross", "--budget-usd", "1"), "--budget-usd: only for the LLM"),
+        (("--strategy", "sma_cross", "--yes"), "--yes: only for the LLM agent"),
+        (("--strategy", "sma_cross", "--rank-by", "sharpe_ratio"), "--rank-by: only for --sweep"),
+        (("--strategy", "sma_cross", "--top", "10"), "--top: only for --sweep"),
+        (("--strategy", "sma_cross", "--workers", "2"), "--workers: only for --sweep"),
+        (("--strategy", "sma_cross", "--executor", "ray"), "--executor: only for --sweep"),
+        (
+            ("--strategy", "sma_cross", "--sweep", "fast=5:10:5", "--html", "x.html"),
+            "--html: not for --sweep",
+        ),
+        (
+            ("--strategy", "sma_cross", "--sweep", "fast=5:10:5", "--check-lookahead"),
+            "--check-lookahead: not for --sweep",
+        ),
+        (("--end", "2025-10-30"), "--end needs --start"),
+        (("--size", "50"), "--size does not apply to the agent"),
+        (("--stateful", "--check-lookahead"), "--check-lookahead needs a stateless run"),
+    ],
+)
+def test_a_flag_that_cannot_apply_exits_2_with_one_line(
+    capsys, args: tuple[str, ...], expected: str
+) -> None:
+    assert main(list(args)) == 2
+    assert expected in _one_line(capsys.readouterr().err)
+
+
+def test_agent_takes_stop_loss_and_take_profit_and_checks_lookahead(cli, tmp_path: Path) -> None:
+    out = tmp_path / "agent.json"
+    args = ("--days", "1", "--stop-loss", "0.5", "--take-profit", "1", "--json", str(out))
+    result = cli("agent-backtest", *args, "--check-lookahead", "--replay-only", "--stateful")
+    assert result.returncode == 2  # --stateful and --check-lookahead cannot go together
+    result = cli("agent-backtest", *args, "--check-lookahead", "--replay-only", "--budget-usd", "1")
+    assert result.returncode == 0, result.stderr
+    assert "look-ahead check passed: 12 decisions made again" in result.stderr
+    for flag in ("--replay-only", "--budget-usd"):
+        assert f"notice: {flag} has nothing to act on" in result.stderr
+    report = json.loads(out.read_text())
+    levels = report["agent"]["protective_levels"]
+    assert levels.get("stop_loss from the flag", 0) > 0, levels
+    assert sum(levels.values()) == 2 * report["orders"]["signals_by_action"]["buy"]
+    assert report["config"]["backtest"]["stop_loss_pct"] == 0.005
+
+
+def test_window_longer_than_the_data_warns_once_and_the_json_has_both(cli, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ("--strategy", "sma_cross", "--days", "10", "--json", str(out))
+    result = cli("agent-backtest", *args)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: asked for the last 10 days; the data has 3 days, "
+        "2025-10-29 04:22 → 2025-11-01 04:21 UTC"
+    ]
+    assert "notice: Binance unreachable" in result.stderr
+    window = json.loads(out.read_text())["config"]["window"]
+    assert (window["requested_days"], window["delivered_days"], window["short"]) == (10, 3, True)
+
+
+def test_interval_1h_resamples_the_stored_minutes(cli, tmp_path: Path) -> None:
+    out = tmp_path / "h.json"
+    args = ("--strategy", "sma_cross", "--fast", "5", "--slow", "20", "--interval", "1h")
+    result = cli("agent-backtest", *args, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "resampled from 1m (closed bars only)" in result.stderr
+    config = json.loads(out.read_text())["config"]
+    # 04:22 → 04:21 three days later: the partial first and last hours are dropped.
+    assert (config["interval"], config["bars"]) == ("1h", 71)
+    assert (config["first_bar"], config["last_bar"]) == (
+        "2025-10-29T05:00:00Z",
+        "2025-11-01T03:00:00Z",
+    )
