@@ -66,6 +66,7 @@ class AgentStrategy(Strategy):
         self.p = params
         self.model = model
         self.market = market or MarketData({}, "1m")
+        self._unframed: BarArrays | None = None  # bars bound but not framed for the tools yet
         self.close_time = np.empty(0, dtype=np.int64) if close_time is None else close_time
         self.rules = rules
         self.cash = cash
@@ -89,25 +90,32 @@ class AgentStrategy(Strategy):
         self._precomputed = False
 
     def bind(self, feed: BarArrays) -> None:
-        """Paper and live: the tools see the runner's bars as of each decision."""
+        """Paper and live: the schedule follows the runner's bars at once; the tools' frames
+        are built from them only when a decision needs them (most bars decide nothing)."""
         if len(feed) == len(self.close_time):
             return
         self.close_time = feed.close_time
-        frames = {
-            symbol: pd.DataFrame(
-                {
-                    "open_time": feed.open_time,
-                    "open": bars.open,
-                    "high": bars.high,
-                    "low": bars.low,
-                    "close": bars.close,
-                    "volume": bars.volume,
-                    "close_time": feed.close_time,
-                }
-            )
-            for symbol, bars in feed.symbols.items()
-        }
-        self.market = MarketData(frames, self.market.interval, self.market.indicator_config)
+        self._unframed = feed
+
+    def _frames(self) -> MarketData:
+        feed, self._unframed = self._unframed, None
+        if feed is not None:
+            frames = {
+                symbol: pd.DataFrame(
+                    {
+                        "open_time": feed.open_time,
+                        "open": bars.open,
+                        "high": bars.high,
+                        "low": bars.low,
+                        "close": bars.close,
+                        "volume": bars.volume,
+                        "close_time": feed.close_time,
+                    }
+                )
+                for symbol, bars in feed.symbols.items()
+            }
+            self.market = MarketData(frames, self.market.interval, self.market.indicator_config)
+        return self.market
 
     @property
     def warmup(self) -> int:
@@ -177,7 +185,7 @@ class AgentStrategy(Strategy):
                 stateful=False,
             )
         return ToolEnv(
-            market=self.market,
+            market=self._frames(),
             now_ms=now_ms,
             rules=self.rules,
             portfolio=ctx.portfolio,
