@@ -94,10 +94,11 @@ def on_equity_series(
 ) -> RiskState:
     """`on_equity` at each close in turn, exactly, for the bars a backtest skips: spans that
     trip no breaker are folded at once, and each tripping close goes through `on_equity`."""
+    guarded = limits.max_drawdown_pct is not None or limits.max_daily_loss_pct is not None
     start, n = 0, len(equity)
     while start < n:
         values, moments = equity[start:], times[start:]
-        trip = _first_trip(state, values, moments, limits)
+        trip = _first_trip(state, values, moments, limits) if guarded else None
         if trip is None:
             return _fold(state, values, moments)
         state = _fold(state, values[:trip], moments[:trip])
@@ -106,31 +107,14 @@ def on_equity_series(
     return state
 
 
-def _running(
-    state: RiskState, equity: np.ndarray, times: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per close, as sequential `on_equity` calls would see it: finite?, the peak so far and
-    the UTC day's start equity (non-finite closes change nothing)."""
-    finite = np.isfinite(equity)
-    seen = np.where(finite, equity, -np.inf)
-    peak = np.maximum.accumulate(seen)
-    if state.peak_equity is not None:
-        peak = np.maximum(peak, state.peak_equity)
-    days = times // DAY_MS
-    day_start = np.full(len(equity), np.nan)
-    for day in np.unique(days[finite]):
-        if day == state.utc_day and state.day_start_equity is not None:
-            day_start[days == day] = state.day_start_equity
-        else:
-            first = int(np.flatnonzero(finite & (days == day))[0])
-            day_start[(days == day) & (np.arange(len(equity)) >= first)] = equity[first]
-    return finite, peak, day_start
-
-
 def _first_trip(
     state: RiskState, equity: np.ndarray, times: np.ndarray, limits: RiskLimits
 ) -> int | None:
-    finite, peak, day_start = _running(state, equity, times)
+    """The first close where sequential `on_equity` calls would set a lock (or None)."""
+    finite = np.isfinite(equity)
+    peak = np.maximum.accumulate(np.where(finite, equity, -np.inf))
+    if state.peak_equity is not None:
+        peak = np.maximum(peak, state.peak_equity)
     trips = np.zeros(len(equity), dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         if limits.max_drawdown_pct is not None and not any(
@@ -138,34 +122,61 @@ def _first_trip(
         ):
             trips |= finite & (peak > 0) & (1.0 - equity / peak >= limits.max_drawdown_pct)
         if limits.max_daily_loss_pct is not None:
+            day_start = _day_starts(state, equity, times, finite)
             locked = np.zeros(len(equity), dtype=bool)
             for lock in state.locks:
                 if lock.code is ReasonCode.DAILY_LOSS:
                     locked |= times < (lock.until_ms if lock.until_ms is not None else np.inf)
             usable = np.isfinite(day_start) & (day_start > 0)
             trips |= (
-                finite & usable & ~locked & (1.0 - equity / day_start >= limits.max_daily_loss_pct)
+                finite
+                & usable
+                & ~locked
+                & (1.0 - equity / day_start >= limits.max_daily_loss_pct)
             )
     hits = np.flatnonzero(trips)
     return int(hits[0]) if len(hits) else None
 
 
+def _day_starts(
+    state: RiskState, equity: np.ndarray, times: np.ndarray, finite: np.ndarray
+) -> np.ndarray:
+    """Per close, the UTC day's start equity as sequential `on_equity` calls keep it: the
+    state's for its own day, else the day's first finite close (NaN before it)."""
+    days = times // DAY_MS
+    day_start = np.full(len(equity), np.nan)
+    bounds = np.flatnonzero(np.diff(days)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(days)], strict=True):
+        if days[lo] == state.utc_day and state.day_start_equity is not None:
+            day_start[lo:hi] = state.day_start_equity
+            continue
+        seen = np.flatnonzero(finite[lo:hi])
+        if len(seen):
+            first = lo + int(seen[0])
+            day_start[first:hi] = equity[first]
+    return day_start
+
+
 def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
     """Sequential `on_equity` over closes that trip nothing: only the day, its start, the peak
     and the refresh at the last close remain."""
-    finite, peak, day_start = _running(state, equity, times)
-    last = np.flatnonzero(finite)
-    if not len(last):
+    finite = np.isfinite(equity)
+    seen = np.flatnonzero(finite)
+    if not len(seen):
         return state
-    k = int(last[-1])
+    k = int(seen[-1])
     now = int(times[k])
+    day = now // DAY_MS
+    highest = float(equity[finite].max())
+    peak = highest if state.peak_equity is None else max(state.peak_equity, highest)
+    if day == state.utc_day and state.day_start_equity is not None:
+        day_start = state.day_start_equity
+    else:
+        first_today = int(np.searchsorted(times, day * DAY_MS))
+        day_start = float(equity[first_today + int(np.flatnonzero(finite[first_today:])[0])])
     state = refresh(state, now)
     return state.model_copy(
-        update={
-            "utc_day": now // DAY_MS,
-            "day_start_equity": float(day_start[k]),
-            "peak_equity": float(peak[k]),
-        }
+        update={"utc_day": day, "day_start_equity": day_start, "peak_equity": peak}
     )
 
 
