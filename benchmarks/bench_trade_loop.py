@@ -14,13 +14,15 @@ from pathlib import Path
 
 from agent.offline import OfflineModel
 from agent.records import DecisionRecord
-from agent.trading_loop import DAY_BARS, TradingLoop
+from agent.strategy import trading_agent
+from agent.trading_loop import TradingLoop
 from market.binance_ws import BinanceStream
 from market.replay_server import ReplayServer, sample_backfill
 from market.sample import load_sample, sample_rules
 from store import open_store
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
+DAY_BARS = 1_440
 
 
 def rss_mb() -> float:
@@ -80,11 +82,13 @@ def make_loop(folder: Path, decide_every: int, probe: Probe) -> tuple[TradingLoo
         account="bench",
         symbols=SYMBOLS,
         store=open_store(f"sqlite:///{folder / 'agent.db'}"),
-        model=OfflineModel(),
+        strategy=trading_agent(
+            OfflineModel(), sample_rules(), account="bench", decide_every=decide_every, cash=10_000
+        ),
+        strategy_label="agent",
         rules=sample_rules(),
-        history={s: f[f["open_time"] < start] for s, f in frames.items()},
+        history={s: f[f["open_time"] < start].tail(DAY_BARS) for s, f in frames.items()},
         cash=10_000,
-        decide_every=decide_every,
         kill_switch=folder / "KILL",
         observers=[probe],
     )
