@@ -261,8 +261,12 @@ class TradingLoop:
         """One minute of every symbol through the runner, then one commit."""
         started = time.perf_counter()
         close_time = max(b.close_time for b in bars.values())
-        if len(self.feed) and open_time <= int(self.feed.view().open_time[-1]):
-            index = len(self.feed) - 1  # REST history already holds it
+        newest = int(self.feed.view().open_time[-1]) if len(self.feed) else None
+        if newest is not None and open_time < newest:
+            log.warning("a bar of %s arrived after newer history; skipped", iso_ms(open_time))
+            return
+        if open_time == newest:
+            index = len(self.feed) - 1  # the REST history fetched at start holds it already
         else:
             index = self.feed.append(open_time, close_time, bars)
         self.runner.extend(self.feed.view())

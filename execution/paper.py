@@ -278,8 +278,11 @@ class PaperExecutor:
             self.ledger.apply(fill)
         self.sim.fills.extend(fills)
         self.orders = {o.client_order_id: o for o in orders}
-        self.sim.working = [_working(w) for w in checkpoint.working]
-        self.sim.brackets = {b["symbol"]: Bracket(**b) for b in checkpoint.brackets}
+        position = len(self.feed)  # the next bar's index in this process's feed
+        self.sim.working = [_working(_absolute(w, position)) for w in checkpoint.working]
+        self.sim.brackets = {
+            b["symbol"]: Bracket(**_absolute(b, position)) for b in checkpoint.brackets
+        }
         self.checkpoint = checkpoint.model_copy(
             update={"queued": [], "working": [], "brackets": []}
         )
@@ -301,13 +304,18 @@ _BAR_FIELDS = ("submitted_bar", "active_from", "last_fill_bar", "created_bar")
 
 
 def _relative(fields: dict[str, Any], position: int) -> dict[str, Any]:
-    """Bar indices as offsets from the next bar, so a new process (whose feed starts at 0)
-    keeps every comparison the fill model makes."""
+    """Bar indices as offsets from the next bar, so a new process (whose feed holds other
+    history) keeps every comparison the fill model makes."""
     out = {k: (v - position if k in _BAR_FIELDS else v) for k, v in fields.items()}
     for key in ("kind", "reason"):
         if key in out:
             out[key] = str(out[key].value)
     return out
+
+
+def _absolute(fields: dict[str, Any], position: int) -> dict[str, Any]:
+    """The inverse of `_relative` in this process, whose next bar has index `position`."""
+    return {k: (v + position if k in _BAR_FIELDS else v) for k, v in fields.items()}
 
 
 def _working(fields: dict[str, Any]) -> WorkingOrder:
