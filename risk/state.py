@@ -84,6 +84,21 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     if not _has(state, ReasonCode.MAX_DRAWDOWN, now_ms):
         lock = drawdown_lock(equity, peak, now_ms, limits)
         locks += (lock,) if lock else ()
+    return _moved(state, day, day_start, peak, locks)
+
+
+def _moved(
+    state: RiskState, day: int, day_start: float | None, peak: float, locks: tuple[Lock, ...]
+) -> RiskState:
+    """The state with the day, its start, the peak and the locks; itself when none changed
+    (a backtest folds thousands of quiet spans)."""
+    if (day, day_start, peak, locks) == (
+        state.utc_day,
+        state.day_start_equity,
+        state.peak_equity,
+        state.locks,
+    ):
+        return state
     return state.model_copy(
         update={"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
     )
@@ -175,9 +190,7 @@ def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
         first_today = int(np.searchsorted(times, day * DAY_MS))
         day_start = float(equity[first_today + int(np.flatnonzero(finite[first_today:])[0])])
     state = refresh(state, now)
-    return state.model_copy(
-        update={"utc_day": day, "day_start_equity": day_start, "peak_equity": peak}
-    )
+    return _moved(state, day, day_start, peak, state.locks)
 
 
 def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:

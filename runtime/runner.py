@@ -103,6 +103,7 @@ class Runner:
         self.tally = Tally()
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
+        self._wakes: dict[str, tuple[Prepared, np.ndarray]] = {}
         strategy.bind(market.feed)
 
     def extend(self, feed: BarArrays) -> None:
@@ -124,9 +125,18 @@ class Runner:
             return
         for symbol in self.market.symbols:
             prepared = self.prepared(symbol)
-            if self.strategy.wake(prepared)[index]:
+            if self._wake(symbol, prepared)[index]:
                 for signal in self._decide(symbol, index, prepared):
                     self.submit(signal, index)
+
+    def _wake(self, symbol: str, prepared: Prepared) -> np.ndarray:
+        """The strategy's wake mask, computed once per prepared arrays (a backtest prepares
+        once; paper and live prepare each bar)."""
+        known = self._wakes.get(symbol)
+        if known is None or known[0] is not prepared:
+            known = (prepared, np.asarray(self.strategy.wake(prepared), dtype=bool))
+            self._wakes[symbol] = known
+        return known[1]
 
     def _decide(self, symbol: str, index: int, prepared: Prepared) -> list[TradeSignal]:
         try:
