@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("AGENT_DATABASE_URL", "DATABASE_URL", "database_url")
     )
+    # TimescaleDB for the PostgreSQL store (issue 24).
+    timescaledb: Literal["auto", "require", "off"] = Field(
+        "auto",
+        description="auto: use TimescaleDB where the PostgreSQL server offers it; require: "
+        "refuse to start without it; off: plain tables",
+    )
     log_level: LogLevel = Field(
         "INFO", validation_alias=AliasChoices("AGENT_LOG_LEVEL", "LOG_LEVEL", "log_level")
     )

@@ -12,6 +12,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from core.errors import UserError
 from core.security import PRIVATE_DIR, private_file
+from store.backend import Backend, TimescaleMode, detect_backend
+from store.hypertables import ensure_hypertables
 from store.migrations import MIGRATIONS, Migration
 from store.tables import SchemaVersion
 
@@ -21,8 +23,9 @@ log = logging.getLogger(__name__)
 class Store:
     """Owns the engine; repositories (candles, runs, ...) take a Store and share its engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, backend: Backend | None = None) -> None:
         self.engine = engine
+        self.backend = backend or Backend(dialect=engine.dialect.name)
 
     @property
     def dialect(self) -> str:
@@ -80,8 +83,9 @@ def _private_sqlite(path: Path) -> None:
             private_file(companion)
 
 
-def open_store(url: str) -> Store:
-    """Connect, create the SQLite directory if needed, and bring the schema up to date."""
+def open_store(url: str, timescaledb: TimescaleMode = "auto") -> Store:
+    """Connect, create the SQLite directory if needed, bring the schema up to date, and on
+    TimescaleDB (as `timescaledb` allows) keep the time-series tables as hypertables."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -95,9 +99,10 @@ def open_store(url: str) -> Store:
     engine = create_engine(parsed, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    store = Store(engine)
     try:
+        store = Store(engine, detect_backend(engine, timescaledb))
         store.migrate()
+        ensure_hypertables(engine, store.backend)
     except OperationalError as exc:
         shown = parsed.render_as_string(hide_password=True)
         raise UserError(f"cannot open database {shown}: {exc.orig}") from None

@@ -1,5 +1,5 @@
-"""Shared fixtures: real stores (SQLite always, PostgreSQL when TEST_DATABASE_URL is set)
-and a runner for the installed console scripts in a fresh, offline data directory."""
+"""Shared fixtures: real stores (SQLite always, PostgreSQL when TEST_DATABASE_URL is set,
+TimescaleDB when TEST_TIMESCALEDB_URL is set: CI sets both) and a runner for the installed console scripts in a fresh, offline data directory."""
 
 from __future__ import annotations
 
@@ -20,45 +20,64 @@ from store import Store, open_store
 FIXTURES = Path(__file__).parent / "fixtures"
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
+TIMESCALEDB_URL = os.environ.get("TEST_TIMESCALEDB_URL")
 _postgres_passed: list[str] = []
 
 
-def _postgres_schema_url() -> Iterator[str]:
+def schema_url(base: str) -> Iterator[str]:
     """A throwaway schema per test, so parallel workers never see each other's tables."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
+    admin = create_engine(base)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(backend: str) -> str:
+    """The server URL for `postgresql` or `timescaledb`; skips when unset, except that CI
+    (`CI=true`) fails a missing TimescaleDB rather than pass without testing it."""
+    url = POSTGRES_URL if backend == "postgresql" else TIMESCALEDB_URL
+    if url:
+        return url
+    variable = "TEST_DATABASE_URL" if backend == "postgresql" else "TEST_TIMESCALEDB_URL"
+    reason = f"{backend}: set {variable} (.ci/run does)"
+    if backend == "timescaledb" and os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run these tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "timescaledb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same store on every backend: plain PostgreSQL never uses the extension, the
+    TimescaleDB one must."""
     if request.param == "sqlite":
         opened = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
         yield opened
         opened.close()
         return
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL: set TEST_DATABASE_URL (CI does)")
-    for url in _postgres_schema_url():
-        opened = open_store(url)
+    mode = "off" if request.param == "postgresql" else "require"
+    for url in schema_url(database_url(request.param)):
+        opened = open_store(url, mode)
         yield opened
         opened.close()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Runs where results arrive (the xdist controller too), so the count covers all workers."""
-    if report.when == "call" and report.passed and "[postgresql" in report.nodeid:
+    if (
+        report.when == "call"
+        and report.passed
+        and ("[postgresql" in report.nodeid or "[timescaledb" in report.nodeid)
+    ):
         _postgres_passed.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if POSTGRES_URL:
+    if POSTGRES_URL or TIMESCALEDB_URL:
         terminalreporter.write_line(f"PostgreSQL tests passed: {len(_postgres_passed)}")
 
 

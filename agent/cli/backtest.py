@@ -356,7 +356,7 @@ def _main(argv: list[str] | None) -> int:
     if cls is not None:
         settings = settings_from(args)
     console = Console(highlight=False)
-    store = open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         notes: list[str] = []
         frames, window = load_frames(

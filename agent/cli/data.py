@@ -28,6 +28,7 @@ from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
 from market.validation import iso_ms, validate_candles
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles
+from store.status import store_status
 
 
 def build_parser() -> OneLineParser:
@@ -49,6 +50,8 @@ def build_parser() -> OneLineParser:
     imp.add_argument("--interval", required=True)
 
     sub.add_parser("list", help="symbols, intervals, ranges, rows and gaps in the store")
+
+    sub.add_parser("status", help="which database the store runs on, its schema and hypertables")
 
     verify = sub.add_parser("verify", help="check stored candles for gaps and bad rows")
     verify.add_argument("--symbol")
@@ -119,7 +122,7 @@ def _import(args: argparse.Namespace, store: Store, console: Console) -> int:
 
 def _list(store: Store, console: Console) -> int:
     seed_sample_if_empty(store, notify)
-    table = Table(title="Candles in the store")
+    table = Table(title=f"Candles in the store ({store.backend.label})")
     for column in ("exchange", "symbol", "interval", "first open (UTC)", "last open (UTC)"):
         table.add_column(column)
     table.add_column("rows", justify="right")
@@ -135,6 +138,13 @@ def _list(store: Store, console: Console) -> int:
             f"{s.missing_bars:,}",
         )
     console.print(table)
+    return 0
+
+
+def _status(settings: Settings, store: Store, console: Console) -> int:
+    status = store_status(store, settings.timescaledb)
+    for name, value in status.lines():
+        console.print(f"{name}: {value}")
     return 0
 
 
@@ -160,7 +170,7 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
     console = Console(highlight=False)
-    store = open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         if args.command == "download":
             return _download(args, settings, store, console)
@@ -168,6 +178,8 @@ def _main(argv: list[str] | None) -> int:
             return _import(args, store, console)
         if args.command == "list":
             return _list(store, console)
+        if args.command == "status":
+            return _status(settings, store, console)
         return _verify(args, store, console)
     finally:
         store.close()

@@ -438,7 +438,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     symbols = _symbols(args.symbol)
     settings = settings_from(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
     fills = _fills(args)
-    store = open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
     replay = None
     if args.feed == "replay":
         frames = _replay_frames(args, symbols)
@@ -605,7 +605,9 @@ def _print_status(status: dict[str, Any]) -> None:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    status = account_status(open_store(settings.resolved_database_url), args.account, settings)
+    status = account_status(
+        open_store(settings.resolved_database_url, settings.timescaledb), args.account, settings
+    )
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -615,7 +617,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_halt(args: argparse.Namespace, halt: bool) -> int:
     settings = settings_from(args)
-    store = open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
     now = int(time.time() * 1000)
     if halt:
         path = halt_account(store, settings.data_dir, args.account, args.reason, now)
@@ -629,7 +631,7 @@ def _cmd_halt(args: argparse.Namespace, halt: bool) -> int:
 def _cmd_fills(args: argparse.Namespace) -> int:
     """Every fill of the account, oldest first: what a backtest's fills are compared with."""
     settings = settings_from(args)
-    store = open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
     account_status(store, args.account, settings)  # one line and exit 2 for an unknown account
     from backtest.report import FillOut
 

@@ -38,7 +38,7 @@ def build_parser() -> OneLineParser:
 def _main(argv: list[str] | None) -> int:
     args: argparse.Namespace = build_parser().parse_args(argv)
     settings = settings_from(args)
-    store = open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         access = resolve_access(
             args.host,

@@ -16,10 +16,11 @@ from core.clock import SystemClock
 from core.errors import UserError
 from market.binance_rest import BinanceRestClient
 from market.models import INTERVAL_MS
-from market.resample import RESAMPLED, resample_closed
+from market.resample import RESAMPLED
 from market.source import DAY_MS, CandleSource, load_csv_candles
 from market.validation import iso_ms
 from store import Store
+from store.resample import resample_stored
 
 DEFAULT_DAYS = 3.0
 Notify = Callable[[str], None]
@@ -67,14 +68,19 @@ def _csv(args: argparse.Namespace, interval: str, span: dict, notify: Notify) ->
     return frame.reset_index(drop=True)
 
 
-def _stored(source: CandleSource, symbol: str, interval: str, span: dict, notify: Notify):
-    """The interval as stored or fetched; else resampled from 1m, as the UI's charts are."""
+def _stored(
+    source: CandleSource, store: Store, symbol: str, interval: str, span: dict, notify: Notify
+):
+    """The interval as stored or fetched; else resampled from the 1m bars `source` brought
+    into the store (in SQL on TimescaleDB), as the UI's charts are."""
     try:
         return source.get(symbol, interval, **span)
     except UserError:
         if interval not in RESAMPLED:
             raise
-    frame = resample_closed(source.get(symbol, "1m", **span), interval)
+    minutes = source.get(symbol, "1m", **span)
+    first, last = int(minutes["open_time"].iloc[0]), int(minutes["open_time"].iloc[-1])
+    frame = resample_stored(store, symbol, interval, first, last, loaded=minutes)
     if frame.empty:
         raise UserError(f"no closed {interval} bar of {symbol} in the window asked for")
     notify(f"notice: no {symbol} {interval} bars stored; resampled from 1m (closed bars only)")
@@ -103,7 +109,7 @@ def load_frames(
                 return BinanceRestClient(settings.binance, cache_dir=cache)
 
         source = CandleSource(store, SystemClock(), notify, factory)
-        frames = {s: _stored(source, s, interval, span, notify) for s in symbols}
+        frames = {s: _stored(source, store, s, interval, span, notify) for s in symbols}
     return frames, _window(frames, interval, asked, span, notify)
 
 
