@@ -125,8 +125,9 @@ def test_order_times_outside_the_hour_are_dropped() -> None:
 
 def _reopen(store: Store) -> Store:
     url = store.engine.url.render_as_string(hide_password=False)
+    mode = "require" if store.backend.timescaledb else "off"  # the backend it was opened on
     store.close()
-    return open_store(url)
+    return open_store(url, mode)
 
 
 def test_a_halt_survives_a_restart(store: Store) -> None:
