@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("AGENT_DATABASE_URL", "DATABASE_URL", "database_url")
     )
-    # TimescaleDB for the PostgreSQL store (issue 24).
+    # TimescaleDB for a PostgreSQL store (store/backend.py).
     timescaledb: Literal["auto", "require", "off"] = Field(
         "auto",
         description="auto: use TimescaleDB where the PostgreSQL server offers it; require: "
