@@ -117,10 +117,11 @@ def _titles(history: list[dict[str, Any]]) -> list[str]:
     return [(m.get("metadata") or {}).get("title") or "" for m in history]
 
 
-def test_banner_names_the_model_the_sample_and_the_dry_run(ui: Running) -> None:
+def test_banner_names_the_model_the_sample_its_clock_and_the_paper_account(ui: Running) -> None:
     assert "offline" in ui.banner
     assert "bundled Binance sample" in ui.banner and "2025-11-01" in ui.banner
-    assert "orders are dry-run, nothing is sent" in ui.banner
+    assert "each approved order plays the next bar, whose open fills it" in ui.banner
+    assert "paper account `chat`" in ui.banner and "nothing is sent to an exchange" in ui.banner
 
 
 @pytest.mark.vcr
@@ -198,27 +199,42 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             page.goto(ui.url)
             expect(page.locator("#banner")).to_contain_text("nothing is sent")
             box = page.locator("#chat-input textarea")
+            chat, account = page.locator("#chatbot"), page.locator("#account")
             box.fill("buy 10% BTC")
             box.press("Enter")
-            chat = page.locator("#chatbot")
             expect(chat).to_contain_text("get_market_snapshot")
             expect(chat).to_contain_text("place_order")
             proposal = page.locator("#proposal")
             expect(proposal).to_contain_text("Order proposal")
             expect(proposal).to_contain_text("BUY")
+            expect(proposal).to_contain_text("of equity")
             expect(proposal).to_contain_text("Risk verdict: approved")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-proposal.png"), full_page=True)
             page.locator("#approve").click()
-            expect(chat).to_contain_text("Approved, dry run")
+            expect(chat).to_contain_text("Paper venue: buy")
             expect(chat).to_contain_text("Recorded decision")
             expect(chat).to_contain_text("(by user)")
             expect(page.locator("#approve")).to_be_hidden()
-            ARTIFACTS.mkdir(exist_ok=True)
+            expect(account).to_contain_text("holds 0.00")
             page.screenshot(path=str(ARTIFACTS / "ui-approve.png"), full_page=True)
 
+            box.fill("sell BTC")
+            box.press("Enter")
+            expect(proposal).to_contain_text("SELL")
+            page.locator("#approve").click()
+            expect(chat).to_contain_text("Paper venue: sell")
+            expect(account).to_contain_text("no positions")
+            expect(account).to_contain_text("2 fills")
+            page.screenshot(path=str(ARTIFACTS / "ui-flat.png"), full_page=True)
+
             page.get_by_role("tab", name="Trading").click()
-            page.get_by_role("button", name="Refresh").click()
+            alerts = page.locator("#alerts")
+            expect(alerts).to_contain_text("chat: sold", timeout=20_000)  # by the timer, no click
+            expect(alerts).to_contain_text("chat: bought")
             loop = page.locator("#loop-state")
-            expect(loop).to_contain_text(f"Autonomous loop {ui.loop_account}")
+            page.get_by_role("button", name="Refresh").click()
+            expect(loop).to_contain_text("Autonomous loop")
             expect(loop).to_contain_text("Trading state: ACTIVE")
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-trading.png"), full_page=True)
@@ -226,9 +242,9 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             browser.close()
 
     approved = [r for r in load_decisions(ui.store, "ui-chat") if r.outcome == "approved"]
-    assert len(approved) == 1
+    assert [r.execution["side"] for r in approved] == ["buy", "sell"]
+    assert all(r.execution["status"] == "filled" for r in approved)
     assert approved[0].approval == {"approved": True, "by": "user"}
-    assert approved[0].execution["status"] == "not_sent_dry_run"
 
 
 @pytest.mark.vcr
