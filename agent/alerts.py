@@ -4,6 +4,7 @@ paper account in the store (the chat's and each `agent-trade` loop's), found by 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -17,6 +18,8 @@ from execution.paper_records import accounts
 from market.validation import iso_ms
 from store.db import Store
 from store.tables import PaperFillRow
+
+log = logging.getLogger(__name__)
 
 AlertKind = Literal["fill", "halt", "safe_mode", "active", "stopped", "error"]
 FEED_SIZE = 50
@@ -59,7 +62,25 @@ class AlertWatch:
         self.store, self.settings, self.channels = store, settings, list(channels)
         self.feed: list[Alert] = []  # newest last, at most FEED_SIZE
         self._lock = threading.Lock()
+        self._stop: threading.Event | None = None
         self._seen = {a: _seen(self._status(a)) for a in accounts(store)}
+
+    def start(self, every_s: float) -> None:
+        """Poll on a daemon thread until `stop`, so channels hear of news with no page open."""
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.wait(every_s):
+                try:
+                    self.poll()
+                except Exception:  # a bad poll must not end the watch
+                    log.exception("looking for alerts failed")
+
+        threading.Thread(target=run, name="alert-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
 
     def _status(self, account: str) -> dict:
         return account_status(self.store, account, self.settings)

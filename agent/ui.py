@@ -32,6 +32,7 @@ from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
 from agent.loop_state import account_status, halt_account, risk_scope
 from agent.model import ChatModel, open_model
+from agent.notify import Courier, channels_from
 from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
@@ -735,7 +736,11 @@ def build_app(
         store, account, frames, sample_rules(), cash=CASH, frozen=not source.live,
         wall_ms=clock.now_ms,
     )  # fmt: skip
-    watch = AlertWatch(store, settings)
+    channels = channels_from(settings.alerts)
+    courier = Courier(channels, attempts=settings.alerts.max_attempts) if channels else None
+    watch = AlertWatch(store, settings, [courier] if courier else [])
+    if courier is not None:  # the channels hear of news with no page open
+        watch.start(settings.alerts.poll_s)
     threads = settings.data_dir / "chat-threads.sqlite"
     chat = ChatService(store, model, MarketData(frames, "1m"), threads, desk, source)
     reports_dir = settings.data_dir / "ui-reports"
@@ -1058,4 +1063,5 @@ def build_app(
         app.load(trading_view, None, t_outputs, api_name=False)
         app.load(account_panel, None, account_md, api_name=False)
     app.chat_service = chat  # type: ignore[attr-defined]
+    app.alert_watch = watch  # type: ignore[attr-defined]
     return app

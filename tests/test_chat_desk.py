@@ -5,18 +5,21 @@ bars from a loopback Binance moving the chat's clock; and the alerts a trader se
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN
+from conftest import BIN, FIXTURES
 from loopback_binance import LoopbackBinance
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -27,10 +30,14 @@ from gradio_client import Client
 
 from agent.alerts import AlertWatch
 from agent.loop_state import halt_account
+from agent.notify import Courier, channels_from, webhook
 from agent.offline import CAN_DO, OfflineModel
 from agent.ui import build_app, proposal_markdown
 from config import load_settings
+from config.settings import AlertSettings
 from core.clock import FixedClock
+from core.errors import ConfigError
+from core.logging import setup_logging
 from market.sample import load_sample
 from store import open_store
 
@@ -215,3 +222,78 @@ def test_live_bars_move_the_chat_clock_and_fill_at_the_next_open(tmp_path: Path)
         store.close()
     finally:
         server.stop()
+
+
+class Recorder:
+    """An HTTP server on 127.0.0.1 that keeps each POST: Telegram (answering with a real
+    sendMessage reply), a webhook, or, with `status` 500, a channel that is down."""
+
+    def __init__(self, status: int = 200, body: bytes = b"{}") -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                recorder.posts.append((self.path, json.loads(self.rfile.read(length))))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alerts_reach_telegram_and_a_webhook_and_a_dead_channel_blocks_nothing(
+    desk_app: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    token = "123456:TEST-not-a-real-token"
+    planted = load_settings(alerts={"telegram_bot_token": token, "telegram_chat_id": "1"})
+    setup_logging("DEBUG", json_lines=False, secrets=planted.secret_values())  # as agent-ui
+    bot = Recorder(body=(FIXTURES / "telegram" / "sendMessage_ok.json").read_bytes())
+    hook, dead = Recorder(), Recorder(status=500)
+    try:
+        settings = AlertSettings(
+            webhook_url=f"{hook.url}/hook",
+            telegram_url=bot.url,
+            telegram_bot_token=token,
+            telegram_chat_id="-1001234567890",
+        )
+        channels = [*channels_from(settings), webhook(f"{dead.url}/down", 5.0)]
+        naps: list[float] = []
+        courier = Courier(channels, attempts=3, sleep=naps.append)
+        watch = AlertWatch(desk_app.store, desk_app.settings, [courier])
+        chat = desk_app.chat_service
+        _turn(chat, "a", "buy 10% BTC")
+        for _ in chat.resume("a", True, "me"):
+            pass
+        halt_account(desk_app.store, desk_app.settings.data_dir, "chat", "bed", chat.now_ms)
+        sent = watch.poll()  # returns at once: delivery runs on the courier's thread
+        courier.close()
+    finally:
+        for server in (bot, hook, dead):
+            server.close()
+        logged = capfd.readouterr().err
+        logging.getLogger().handlers.clear()
+    assert [a.kind for a in sent] == ["fill", "halt"]
+    assert [path for path, _ in bot.posts] == [f"/bot{token}/sendMessage"] * 2
+    assert [body["text"] for _, body in bot.posts] == [a.text for a in sent]
+    assert {body["chat_id"] for _, body in bot.posts} == {"-1001234567890"}
+    assert [body for _, body in hook.posts] == [a.model_dump() for a in sent]
+    assert len(dead.posts) == 6 and naps == [1.0, 2.0] * 2  # 3 tries each, backing off
+    assert courier.failed == 2 and "alert not delivered after 3 attempts" in logged
+    assert token not in logged
+
+
+def test_a_telegram_token_without_a_chat_id_is_refused_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match="alerts"):
+        load_settings(alerts={"telegram_bot_token": "1:x"})
