@@ -40,7 +40,7 @@ from agent.strategy import AgentParams, AgentStrategy
 from backtest import run_backtest
 from backtest.data import to_bar_arrays
 from backtest.html import page
-from backtest.report import build_report
+from backtest.report import FillOut, build_report
 from backtest.runs import save_run
 from backtest.strategies import STRATEGIES
 from backtest.sweep import SweepData
@@ -48,7 +48,7 @@ from backtest.terminal import TRADE_COLUMNS, basis_lines, metric_cell, trade_cel
 from config import Settings
 from core.clock import Clock, SystemClock
 from core.errors import ConfigError, UserError
-from execution.paper_records import accounts, load_equity
+from execution.paper_records import accounts, load_account, load_equity
 from market.indicators import compute_indicators
 from market.models import parse_symbol
 from market.sample import sample_rules
@@ -687,6 +687,13 @@ def loop_markdown(store: Store, settings: Settings, account: str | None) -> str:
     return "\n\n".join(lines)
 
 
+def fills_frame(store: Store, account: str | None, limit: int = 50) -> pd.DataFrame:
+    """The account's latest fills, newest first, as `agent-trade fills` lists them."""
+    fills = load_account(store, account).fills[-limit:] if account else []
+    rows = [FillOut.of(fill).model_dump() for fill in reversed(fills)]
+    return pd.DataFrame(rows, columns=list(FillOut.model_fields))
+
+
 def loop_equity_figure(store: Store, account: str | None) -> go.Figure:
     points = load_equity(store, account) if account else []
     fig = go.Figure()
@@ -904,6 +911,7 @@ def build_app(
             if account
             else decisions_frame(store, run_id=""),
             decisions_frame(store, run_id=CHAT_RUN_ID),
+            fills_frame(store, account),
         )
 
     def account_panel() -> str:
@@ -1052,7 +1060,10 @@ def build_app(
                 t_loop_decisions = gr.Dataframe(label="The loop's recent decisions and verdicts")
                 t_state = gr.Markdown()
                 t_decisions = gr.Dataframe(label="Chat decisions")
-                t_outputs = [t_account, t_state, t_loop, t_equity, t_loop_decisions, t_decisions]
+                t_fills = gr.Dataframe(label="The selected account's fills, newest first")
+                t_outputs = [
+                    t_account, t_state, t_loop, t_equity, t_loop_decisions, t_decisions, t_fills
+                ]  # fmt: skip
                 t_refresh.click(trading_view, [t_account], t_outputs, api_name="trading")
                 t_account.change(trading_view, [t_account], t_outputs, api_name=False)
                 t_kill.click(kill_switch, [t_account], t_outputs, api_name="kill_switch")

@@ -27,6 +27,7 @@ from agent.strategy import trading_agent
 from agent.trading_loop import TradingLoop
 from agent.ui import AGENT, CLASSIC, RISK_SCOPE, build_app
 from config import load_settings
+from execution.paper_records import load_account
 from market.binance_ws import bars_from_frame
 from market.sample import load_sample, sample_rules
 from risk.records import load_state, save_state
@@ -250,9 +251,13 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
 @pytest.mark.vcr
 def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
-    account, _chat, loop, _plot, loop_decisions, _decisions = client.predict(
+    account, _chat, loop, _plot, loop_decisions, _decisions, fills = client.predict(
         ui.loop_account, api_name="/trading"
     )
+    stored = load_account(ui.store, ui.loop_account).fills
+    assert stored and len(fills["data"]) == len(stored)  # the loop's fills, newest first
+    newest = dict(zip(fills["headers"], fills["data"][0], strict=True))
+    assert newest["client_order_id"] == stored[-1].order_id and newest["price"] == stored[-1].price
     assert account["value"] == ui.loop_account
     assert f"Autonomous loop `{ui.loop_account}`" in loop and "120 bars" in loop
     assert "**Equity**" in loop and "Trading state: ACTIVE" in loop
@@ -273,7 +278,7 @@ def test_kill_switch_halts_and_the_next_order_is_vetoed(ui: Running) -> None:
         history, *_ = client.predict("buy 10% BTC", [], "after-kill", api_name="/chat")
         answer = str(history)
         assert "vetoed" in answer and "KILL_SWITCH" in answer
-        *_, decisions = client.predict(ui.loop_account, api_name="/trading")
+        *_, decisions, _fills = client.predict(ui.loop_account, api_name="/trading")
         assert "vetoed" in [row[4] for row in decisions["data"]]
     finally:  # other tests on this app expect active accounts
         save_state(ui.store, clear_kill(load_state(ui.store, RISK_SCOPE)), 0, RISK_SCOPE)
