@@ -691,7 +691,8 @@ def fills_frame(store: Store, account: str | None, limit: int = 50) -> pd.DataFr
     """The account's latest fills, newest first, as `agent-trade fills` lists them."""
     fills = load_account(store, account).fills[-limit:] if account else []
     rows = [FillOut.of(fill).model_dump() for fill in reversed(fills)]
-    return pd.DataFrame(rows, columns=list(FillOut.model_fields))
+    frame = pd.DataFrame(rows, columns=list(FillOut.model_fields))
+    return frame.round({"price": 2, "fee": 6})
 
 
 def loop_equity_figure(store: Store, account: str | None) -> go.Figure:
@@ -901,7 +902,8 @@ def build_app(
     def trading_view(account: str | None = None) -> tuple[Any, ...]:
         chat.refresh()
         known = accounts(store)
-        account = account if account in known else (known[0] if known else None)
+        loops = [a for a in known if a != chat.desk.account]  # the chat's has its own panel
+        account = account if account in known else next(iter(loops or known), None)
         return (
             gr.Dropdown(choices=known, value=account),
             desk_markdown(chat.desk),

@@ -257,7 +257,8 @@ def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     stored = load_account(ui.store, ui.loop_account).fills
     assert stored and len(fills["data"]) == len(stored)  # the loop's fills, newest first
     newest = dict(zip(fills["headers"], fills["data"][0], strict=True))
-    assert newest["client_order_id"] == stored[-1].order_id and newest["price"] == stored[-1].price
+    assert newest["client_order_id"] == stored[-1].order_id
+    assert newest["price"] == round(stored[-1].price, 2)  # to the cent, as a trader reads it
     assert account["value"] == ui.loop_account
     assert f"Autonomous loop `{ui.loop_account}`" in loop and "120 bars" in loop
     assert "**Equity**" in loop and "Trading state: ACTIVE" in loop
