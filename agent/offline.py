@@ -108,16 +108,17 @@ class _Turn:
         word = coin.group(1).upper()
         return _ALIASES.get(word, _ALIASES.get(word[:5], word))
 
-    def call(self, name: str, arguments: dict[str, Any]) -> LLMMessage:
+    def call(self, name: str, arguments: dict[str, Any], content: str | None = None) -> LLMMessage:
         """One tool call with an id unique within the turn (and the same on every run)."""
         return LLMMessage(
+            content=content,
             tool_calls=[
                 ToolCall(
                     id=f"call_offline_{self.calls + 1}",
                     name=name,
                     arguments=json.dumps(arguments, separators=(",", ":")),
                 )
-            ]
+            ],
         )
 
 
@@ -214,52 +215,178 @@ def _hold(symbol: str, rationale: str) -> dict[str, Any]:
     return {"symbol": symbol, "action": "hold", "confidence": 0.5, "rationale": rationale[:600]}
 
 
+CAN_DO = (
+    "I can: analyse a symbol (`analyse BTC`), show its indicators and propose a trade "
+    "(`show BTC indicators and propose a trade`), buy or sell N % or N USDT (`buy 10% BTC`, "
+    "`buy 200 USDT of ETH`), close a position (`close BTC`), show the portfolio with its PnL "
+    "and open orders (`portfolio`), cancel an order (`cancel <client order id>`) and run a "
+    "backtest (`backtest sma on BTC`)."
+)
+_USDT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:usdt|usd|\$)", re.IGNORECASE)
+_ORDER_ID = re.compile(r"\bcancel\s+(?:order\s+)?([A-Za-z0-9_-]{6,36})")
+_ANALYSE = ("analy", "indicator", "show", "view", "look", "chart", "price", "market", "trend")
+_PROPOSE = ("propose", "trade", "suggest", "idea", "should i")
+
+
 def _chat(turn: _Turn, offered: set[str]) -> LLMMessage:
-    """Keyword intents: backtest, portfolio, buy/sell/close (a proposal), else an analysis."""
+    """Keyword intents: backtest, portfolio, cancel, buy/sell/close or a proposal on request,
+    an analysis; anything else gets the list of what it can do."""
     text, symbol = turn.text.lower(), turn.symbol()
     if "backtest" in text and "run_backtest" in offered:
         return _chat_backtest(turn, symbol)
-    if ("portfolio" in text or "position" in text) and "get_portfolio" in offered:
-        result = turn.results.get("get_portfolio")
-        if result is None:
-            return turn.call("get_portfolio", {})
-        held = ", ".join(f"{s} {p['quantity']:g}" for s, p in result["positions"].items())
-        return _say(
-            f"Equity {result['equity_usdt']:,.2f} USDT, cash {result['cash_usdt']:,.2f} USDT; "
-            f"holding {held or 'nothing'}; trading state {result['trading_state']}."
-        )
+    cancel = _ORDER_ID.search(turn.text)
+    if cancel and "cancel_order" in offered:
+        return _chat_cancel(turn, cancel.group(1))
+    side = next((w for w in ("buy", "sell", "close") if re.search(rf"\b{w}\b", text)), None)
+    propose = side is not None or any(w in text for w in _PROPOSE)
+    wants_book = any(w in text for w in ("portfolio", "position", "pnl", "holding", "balance"))
+    if wants_book and not propose and "get_portfolio" in offered:
+        return _chat_portfolio(turn)
+    analyse, proposed = any(w in text for w in _ANALYSE), side is None
+    if not (propose or analyse or _COIN.search(turn.text)):
+        return _say(CAN_DO)
     snapshot = turn.results.get("get_market_snapshot")
     if snapshot is None:
         if "get_market_snapshot" in turn.errors:
             return _say(f"I could not read the market: {turn.errors['get_market_snapshot']}")
         return turn.call("get_market_snapshot", {"symbol": symbol})
     view = _View(snapshot)
-    side = next((w for w in ("buy", "sell", "close") if re.search(rf"\b{w}\b", text)), None)
-    if side is None or "place_order" not in offered:
+    table = indicator_table(snapshot)
+    if not propose or "place_order" not in offered:  # an analysis
         advice = {"buy": "leans long", "close": "leans to exit", "hold": "is mixed"}[view.action]
         return _say(
-            f"{view.summary()}. The picture {advice}. Ask me to buy or sell to propose one."
+            f"{table}\n\n{view.summary()}. The picture {advice}. "
+            "Ask me to buy or sell, or to propose a trade."
         )
-    proposal = turn.results.get("place_order")
-    if proposal is None:
-        if "place_order" in turn.errors:
-            return _say(f"I could not propose that order: {turn.errors['place_order']}")
-        return turn.call("place_order", _chat_order(view, symbol, side, text))
-    preview = proposal.get("risk_preview", {})
-    if preview.get("verdict") == "vetoed":
-        return _say(f"The risk gate would veto it: {'; '.join(preview.get('notes', []))}")
-    return _say(
-        f"Proposed: {preview.get('side')} {preview.get('quantity')} {symbol} "
-        f"(~{preview.get('notional_usdt')} USDT). It waits for your approval."
+    if "place_order" in turn.errors:
+        return _say(f"I could not propose that order: {turn.errors['place_order']}")
+    if side is None:
+        book = turn.results.get("get_portfolio")
+        if book is None and "get_portfolio" in offered and "get_portfolio" not in turn.errors:
+            return turn.call("get_portfolio", {})
+        side = _proposed_side(view, symbol, book or {})
+        if side is None:
+            return _say(
+                f"{table}\n\n{view.summary()}: no trade proposed. The flags are mixed, or they "
+                f"point down and you hold no {symbol} to sell (spot is long-only)."
+            )
+    order = _chat_order(view, symbol, side, turn.text)
+    what = f"{side} {symbol}" + (f" ({order['rationale']})" if side == "buy" else "")
+    shown = f"{table}\n\n" if analyse or proposed else ""
+    return turn.call("place_order", order, content=f"{shown}{view.summary()}. Proposing: {what}.")
+
+
+def indicator_table(snapshot: dict[str, Any]) -> str:
+    """The snapshot as a table a trader reads at a glance, with what each figure says."""
+    values, trend = snapshot.get("indicators", {}), snapshot.get("trend", {})
+    rows = [
+        ("last price", snapshot.get("last_price"), f"as of {snapshot.get('as_of', '')[:16]} UTC"),
+        *[
+            (f"return {k}", None if v is None else f"{v:+.3f}%", "")
+            for k, v in snapshot.get("returns_pct", {}).items()
+        ],
+        ("realised vol", snapshot.get("realized_vol_pct"), "% annualised"),
+    ]
+    smas = [k for k in values if k.startswith("sma_")]
+    readings = {
+        "macd": "above signal" if trend.get("macd_above_signal") else "below signal",
+        "bb_pct": "where the close sits in the Bollinger band (0 lower, 1 upper)",
+        "volume_z": "volume against its recent mean, in standard deviations",
+    }
+    if smas:
+        readings[smas[0]] = (
+            "fast above slow" if trend.get("sma_fast_above_slow") else "fast below slow"
+        )
+    for name, value in values.items():
+        reading = readings.get(name, "")
+        if name.startswith("rsi_"):
+            reading = _rsi_reading(value)
+        elif name.startswith("atr_"):
+            reading = "average true range, in price"
+        rows.append((name, value, reading))
+    lines = [
+        f"**{snapshot.get('symbol')} {snapshot.get('interval')}**",
+        "",
+        "| indicator | value | reading |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {n} | {_figure(v)} | {r} |" for n, v, r in rows]
+    return "\n".join(lines)
+
+
+def _figure(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
+    return str(value)
+
+
+def _rsi_reading(rsi: float | None) -> str:
+    if rsi is None:
+        return ""
+    return "overbought (>70)" if rsi > 70 else "oversold (<30)" if rsi < 30 else "neutral (30-70)"
+
+
+def _proposed_side(view: _View, symbol: str, book: dict[str, Any]) -> str | None:
+    """A trade on request: buy when most flags point up; close a held position when they
+    turn down; otherwise nothing."""
+    held = symbol in (book.get("positions") or {})
+    if view.up_votes >= 2 and not view.overbought:
+        return "buy"
+    if held and (view.down_votes >= 2 or view.overbought):
+        return "close"
+    return None
+
+
+def _chat_portfolio(turn: _Turn) -> LLMMessage:
+    result = turn.results.get("get_portfolio")
+    if result is None:
+        return turn.call("get_portfolio", {})
+    held = ", ".join(
+        f"{s} {p['quantity']:g} ({p['value_usdt']:,.2f} USDT)"
+        for s, p in result["positions"].items()
     )
+    line = (
+        f"Equity {result['equity_usdt']:,.2f} USDT, cash {result['cash_usdt']:,.2f} USDT; "
+        f"holding {held or 'nothing'}; trading state {result['trading_state']}."
+    )
+    account = result.get("account")
+    if account:
+        orders = ", ".join(
+            f"{o['side']} {o['quantity']} {o['symbol']} `{o['client_order_id']}` ({o['status']})"
+            for o in account["open_orders"]
+        )
+        line += (
+            f" Realised PnL {account['realised_pnl_usdt']:+,.2f} USDT, unrealised "
+            f"{account['unrealised_pnl_usdt']:+,.2f}, fees {account['fees_usdt']:,.2f}; "
+            f"open orders: {orders or 'none'}."
+        )
+    return _say(line)
+
+
+def _chat_cancel(turn: _Turn, order_id: str) -> LLMMessage:
+    result = turn.results.get("cancel_order")
+    if result is None:
+        if "cancel_order" in turn.errors:
+            return _say(f"I could not cancel {order_id}: {turn.errors['cancel_order']}")
+        return turn.call("cancel_order", {"client_order_id": order_id})
+    return _say(f"Cancel {order_id}: {result['result']}.")
 
 
 def _chat_order(view: _View, symbol: str, side: str, text: str) -> dict[str, Any]:
+    """The trader's own size: N % of equity or N USDT (10 % when unsaid), at full confidence,
+    since a person asked for it; a buy carries the ATR stop and target."""
     if side != "buy":
-        return {"symbol": symbol, "action": side, "confidence": 0.8, "rationale": "user request"}
-    percent = _PERCENT.search(text)
+        return {"symbol": symbol, "action": side, "confidence": 1.0, "rationale": "user request"}
+    usdt, percent = _USDT.search(text), _PERCENT.search(text)
+    if usdt and not percent:
+        quantity = round(float(usdt.group(1)) / view.price, 8)
+        order = {**view.entry(symbol), "confidence": 1.0, "rationale": f"{usdt.group(1)} USDT"}
+        del order["size_pct"]
+        return {**order, "quantity": quantity}
     size = min(1.0, float(percent.group(1)) / 100) if percent else 0.1
-    return {**view.entry(symbol, size), "confidence": 0.8, "rationale": "user request"}
+    return {**view.entry(symbol, size), "confidence": 1.0, "rationale": f"{size:.0%} of equity"}
 
 
 def _chat_backtest(turn: _Turn, symbol: str) -> LLMMessage:

@@ -145,7 +145,7 @@ class TradingLoop:
                 "use another --account"
             )
         self.feed = GrowingFeed(self.symbols)
-        for open_time, close_time, bars in _history_rows(history, self.symbols):
+        for open_time, close_time, bars in history_rows(history, self.symbols):
             self.feed.append(open_time, close_time, bars)
         make = venue or (lambda c, f: PaperExecutor(self.rules, f, cash=c))
         self.venue: Venue = make(self.state.initial_cash, self.feed)
@@ -540,7 +540,7 @@ class TradingLoop:
         self.state = self.state.model_copy(update={**update, "feed": dict(counts)})
 
 
-def _history_rows(
+def history_rows(
     history: Mapping[str, pd.DataFrame], symbols: Sequence[str]
 ) -> list[tuple[int, int, dict[str, Any]]]:
     """The minutes every symbol's history holds, oldest first, as the feed's rows."""

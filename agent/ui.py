@@ -1,8 +1,8 @@
 """`agent-ui`: the assistant in a browser. A chat whose tool calls show as steps and whose order
 proposals wait for Approve / Reject, a market chart, classic backtests and the trading state.
 
-Offline by default: the bundled Binance sample is the market, the decision time is its last bar,
-and chat orders go to a dry-run executor behind the risk gate, so nothing is ever sent."""
+The chat trades a persisted paper account (agent.chat_desk) on Binance's closed bars, or on the
+bundled sample, frozen, when offline; orders pass the risk gate and a person's approval first."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,15 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 from plotly.subplots import make_subplots
 
+from agent.alerts import AlertWatch
+from agent.chat_desk import CHAT_ACCOUNT, ChatDesk
+from agent.chat_market import ChatMarket, open_chat_market, sample_market
 from agent.cli import backtest as cli_backtest
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
-from agent.loop_state import account_status, halt_account
+from agent.loop_state import account_status, halt_account, risk_scope
 from agent.model import ChatModel, open_model
+from agent.notify import Courier, channels_from
 from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
@@ -36,37 +40,34 @@ from agent.strategy import AgentParams, AgentStrategy
 from backtest import run_backtest
 from backtest.data import to_bar_arrays
 from backtest.html import page
-from backtest.report import build_report
+from backtest.report import FillOut, build_report
 from backtest.runs import save_run
 from backtest.strategies import STRATEGIES
 from backtest.sweep import SweepData
 from backtest.terminal import TRADE_COLUMNS, basis_lines, metric_cell, trade_cells
 from config import Settings
-from core.clock import SystemClock
+from core.clock import Clock, SystemClock
 from core.errors import ConfigError, UserError
-from execution.dry_run import DryRunExecutor
-from execution.paper_records import accounts, load_equity
+from execution.paper_records import accounts, load_account, load_equity
 from market.indicators import compute_indicators
 from market.models import parse_symbol
-from market.sample import SAMPLE_SYMBOLS, load_sample, sample_rules
+from market.sample import sample_rules
 from market.source import DAY_MS
 from market.validation import iso_ms
-from risk.desk import RiskDesk
 from risk.limits import RiskLimits
-from risk.records import DEFAULT_SCOPE, load_state, save_state
+from risk.records import load_state, save_state
 from risk.state import kill
 from store import Store
-from tools import MarketData, ToolEnv, chat_tools, flat_portfolio
-from tools.trading import market_view
+from tools import MarketData, ToolEnv, chat_tools
 
 log = logging.getLogger(__name__)
 
 CASH = 10_000.0
 CHAT_RUN_ID = "ui-chat"
-RISK_SCOPE = DEFAULT_SCOPE
-TRADING_MODE = "chat: orders are dry-run, nothing is sent"
+RISK_SCOPE = risk_scope(CHAT_ACCOUNT)
 INTERVALS = {"1m": None, "5m": "5min", "15m": "15min", "1h": "1h"}
 RANGES = {"6 hours": 0.25, "1 day": 1.0, "3 days": 3.0}
+REFRESH_S = 5.0  # the Trading tab's own refresh, and how often alerts are looked for
 MAX_SHOWN = 1_500  # characters of a tool result shown in a step
 CLASSIC, AGENT = "classic strategy", "LLM agent"
 
@@ -76,15 +77,16 @@ CLASSIC, AGENT = "classic strategy", "LLM agent"
 
 @dataclass
 class ChatService:
-    """One model, one market view, one checkpoint file; a fresh gate per turn, so a kill switch
-    pulled in the Trading tab applies to the next message at once."""
+    """One model, one checkpoint file and the chat's paper account (agent.chat_desk), whose
+    clock is the decision time of every turn; the risk state is re-read per turn, so a kill
+    switch pulled in the Trading tab applies to the next message at once."""
 
     store: Store
     model: ChatModel
     market: MarketData
     checkpoints: Path
-    now_ms: int
-    executor: DryRunExecutor = field(default_factory=DryRunExecutor)
+    desk: ChatDesk
+    source: ChatMarket
 
     def __post_init__(self) -> None:
         self._conn = sqlite3.connect(self.checkpoints, check_same_thread=False)
@@ -93,23 +95,34 @@ class ChatService:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def now_ms(self) -> int:
+        return self.desk.now_ms
+
+    def refresh(self) -> int:
+        """Live data: the bars that closed since the last look are fetched and stepped (their
+        opens fill what waits). The frozen sample moves only with approvals. Returns bars."""
+        if self.source.refresh is None:
+            return 0
+        frames = self.source.refresh()
+        self.market = MarketData(frames, "1m")
+        return self.desk.refresh(frames)
+
     def deps(self, decision_id: str) -> AgentDeps:
+        desk = self.desk
+        desk.reload_risk()
         env = ToolEnv(
             market=self.market,
-            now_ms=self.now_ms,
-            rules=sample_rules(),
-            portfolio=flat_portfolio(CASH),
+            now_ms=desk.now_ms,
+            rules=desk.rules,
+            portfolio=desk.portfolio,
+            limits=desk.risk.limits,
+            risk_state=lambda: desk.risk.state,
             decision_id=decision_id,
+            cancel=desk.cancel,
+            view=desk.view,
+            account=desk.book,
         )
-        desk = RiskDesk(
-            self.store,
-            RISK_SCOPE,
-            RiskLimits(),
-            env.portfolio,
-            lambda s: market_view(env, s),
-            lambda: env.now_ms,
-        )
-        env.risk_state = lambda: desk.state
         return AgentDeps(
             model=self.model,
             tools=chat_tools(),
@@ -118,7 +131,7 @@ class ChatService:
             prompt_version=decision_prompt_version(),
             run_id=CHAT_RUN_ID,
             gate=desk,
-            executor=self.executor,
+            executor=desk,
             recorder=lambda record: save_decisions(self.store, [record]),
             require_approval=True,
         )
@@ -201,7 +214,9 @@ def apply_update(history: list[Any], node: str, update: Any, open_steps: dict[st
             if step is not None:
                 seconds = float(record.get("duration_ms", 0.0)) / 1000
                 _finish_step(step, reply.get("content", ""), bool(record.get("ok")), seconds)
-    elif node in ("finish", "execute") and update.get("messages"):
+    elif node == "execute" and update.get("execution"):
+        history.append(ChatMessage(role="assistant", content=execution_text(update["execution"])))
+    if node in ("finish", "execute") and update.get("messages"):
         for message in update["messages"]:
             history.append(ChatMessage(role="assistant", content=message.get("content") or ""))
     if node == "finish" and update.get("record"):
@@ -211,6 +226,20 @@ def apply_update(history: list[Any], node: str, update: Any, open_steps: dict[st
             if record.get("approval"):
                 note += f" (by {record['approval'].get('by')})"
             history.append(ChatMessage(role="assistant", content=note))
+
+
+def execution_text(execution: dict[str, Any]) -> str:
+    """What the paper venue did with an approved order: its fills, or why it waits."""
+    what = f"{execution.get('side')} {execution.get('quantity')} {execution.get('symbol')}"
+    fills = execution.get("fills") or []
+    if not fills:
+        why = execution.get("note") or "it fills at the next bar's open"
+        return f"Paper venue: {what} is {execution.get('status')}; {why}."
+    done = "; ".join(
+        f"{f['quantity']:g} at {f['price']:,.2f} (fee {f['fee_usdt']:,.4f} USDT, {f['time']} UTC)"
+        for f in fills
+    )
+    return f"Paper venue: {what} {execution.get('status')}: {done}."
 
 
 def history_from_messages(messages: list[dict[str, Any]]) -> list[Any]:
@@ -235,28 +264,48 @@ def history_from_messages(messages: list[dict[str, Any]]) -> list[Any]:
     return history
 
 
-def proposal_markdown(pending: dict[str, Any]) -> str:
+def proposal_markdown(pending: dict[str, Any], desk: ChatDesk) -> str:
+    """What a trader needs to judge an order: its value and share of equity, how far its stop
+    and target are (in % and ATR), and which limits shaped it."""
     order, verdict = pending.get("order") or {}, pending.get("verdict") or {}
+    symbol = str(order.get("symbol"))
+    market, equity = desk.view(symbol), desk.portfolio().equity
+    price = float(order.get("limit_price") or market.last_price)
+    value = float(order.get("quantity") or 0) * price
     lines = [
         "### Order proposal: waiting for your approval",
-        f"**{str(order.get('side', '')).upper()} {order.get('quantity')} {order.get('symbol')}**"
-        f" ({order.get('order_type')})",
+        f"**{str(order.get('side', '')).upper()} {order.get('quantity')} {symbol}**"
+        f" ({order.get('order_type')}) ≈ **{value:,.2f} USDT**, "
+        f"**{value / equity:.1%} of equity** ({equity:,.2f} USDT), priced at {price:,.2f}",
         "",
         "| field | value |",
         "|---|---|",
     ]
-    for name in ("stop_loss", "take_profit", "limit_price", "source", "client_order_id"):
+    for name in ("stop_loss", "take_profit"):
+        if order.get(name) is not None:
+            lines.append(f"| {name} | {_distance(float(order[name]), price, market.atr)} |")
+    for name in ("limit_price", "source", "client_order_id"):
         if order.get(name) is not None:
             lines.append(f"| {name} | {order[name]} |")
     lines.append("")
     lines.append(f"**Risk verdict: {verdict.get('kind', '?')}**")
     reasons = verdict.get("adjustments") or verdict.get("reasons") or []
     if reasons:
+        lines.append("Limits that shaped it:")
         lines += [f"- `{r.get('code')}`: {r.get('message')}" for r in reasons]
     else:
-        lines.append("- no adjustments: within every limit")
-    lines.append("\n*Dry run: approving records the decision; nothing is sent to Binance.*")
+        lines.append("- no limit changed it: within every limit")
+    lines.append(
+        f"\n*Paper account `{desk.account}`: approving sends it to the paper venue, where it "
+        "fills at the next bar's open; nothing goes to an exchange.*"
+    )
     return "\n".join(lines)
+
+
+def _distance(level: float, price: float, atr: float | None) -> str:
+    pct = (level / price - 1) * 100
+    atrs = f", {abs(level - price) / atr:.1f} ATR" if atr else ""
+    return f"{level:,.2f} ({pct:+.2f}%{atrs})"
 
 
 # -- the market chart ------------------------------------------------------------------------
@@ -539,11 +588,31 @@ def equity_figure(report: Any) -> go.Figure:
 # -- trading state ---------------------------------------------------------------------------
 
 
-def risk_markdown(store: Store, now_ms: int) -> str:
-    state = load_state(store, RISK_SCOPE)
-    level = state.trading_state(now_ms)
-    lines = [f"### Chat desk (dry run) — trading state: **{level.value}**"]
-    locks = state.active_locks(now_ms)
+def desk_markdown(desk: ChatDesk) -> str:
+    """The chat's paper account: trading state, locks, equity, PnL, holdings and open orders."""
+    desk.reload_risk()
+    now, state = desk.now_ms, desk.risk.state
+    view, book = desk.portfolio(), desk.book()
+    lines = [
+        f"### Chat account `{desk.account}` (paper) — trading state: "
+        f"**{state.trading_state(now).value}**",
+        f"Decision time {iso_ms(now)} UTC · **Equity** {view.equity:,.2f} USDT · "
+        f"**cash** {view.cash:,.2f} · **realised PnL** {book.realised_pnl_usdt:+,.2f} · "
+        f"**unrealised** {book.unrealised_pnl_usdt:+,.2f} · fees {book.fees_usdt:,.2f} · "
+        f"{book.fills} fills",
+    ]
+    marks = desk.runner.market.marks(desk.index)
+    lines += [
+        f"- holds {format(p.quantity, 'g')} {s} at avg {p.avg_price:,.2f}, mark "
+        f"{marks[s]:,.2f} = {p.quantity * marks[s]:,.2f} USDT"
+        for s, p in view.positions.items()
+    ] or ["- no positions"]
+    lines += [
+        f"- open order `{o.client_order_id}`: {o.side} {o.quantity} {o.symbol} "
+        f"{o.order_type} ({o.status})"
+        for o in book.open_orders
+    ]
+    locks = state.active_locks(now)
     lines += [f"- `{lock.code.value}` ({lock.level.value}): {lock.message}" for lock in locks]
     if not locks:
         lines.append("- no locks in force")
@@ -618,6 +687,14 @@ def loop_markdown(store: Store, settings: Settings, account: str | None) -> str:
     return "\n\n".join(lines)
 
 
+def fills_frame(store: Store, account: str | None, limit: int = 50) -> pd.DataFrame:
+    """The account's latest fills, newest first, as `agent-trade fills` lists them."""
+    fills = load_account(store, account).fills[-limit:] if account else []
+    rows = [FillOut.of(fill).model_dump() for fill in reversed(fills)]
+    frame = pd.DataFrame(rows, columns=list(FillOut.model_fields))
+    return frame.round({"price": 2, "fee": 6})
+
+
 def loop_equity_figure(store: Store, account: str | None) -> go.Figure:
     points = load_equity(store, account) if account else []
     fig = go.Figure()
@@ -648,6 +725,8 @@ def build_app(
     model: ChatModel | None = None,
     frames: dict[str, pd.DataFrame] | None = None,
     notify: Callable[[str], None] | None = None,
+    clock: Clock | None = None,
+    account: str = CHAT_ACCOUNT,
 ) -> gr.Blocks:
     """The whole UI; `model` and `frames` default to the configured model and the sample."""
     notices: list[str] = []
@@ -657,25 +736,37 @@ def build_app(
         (notify or log.info)(line)
 
     model = model or open_model(settings, note)
-    frames = frames or {s: load_sample(s) for s in SAMPLE_SYMBOLS}
-    market = MarketData(frames, "1m")
-    first = min(int(f["open_time"].iloc[0]) for f in frames.values())
-    last_close = min(int(f["close_time"].iloc[-1]) for f in frames.values())
-    now_ms = last_close
+    clock = clock or SystemClock()
+    source = sample_market(frames) if frames else open_chat_market(settings, store, clock, note)
+    frames = source.frames
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    chat = ChatService(store, model, market, settings.data_dir / "chat-threads.sqlite", now_ms)
+    desk = ChatDesk(
+        store, account, frames, sample_rules(), cash=CASH, frozen=not source.live,
+        wall_ms=clock.now_ms,
+    )  # fmt: skip
+    channels = channels_from(settings.alerts)
+    courier = Courier(channels, attempts=settings.alerts.max_attempts) if channels else None
+    watch = AlertWatch(store, settings, [courier] if courier else [])
+    if courier is not None:  # the channels hear of news with no page open
+        watch.start(settings.alerts.poll_s)
+    threads = settings.data_dir / "chat-threads.sqlite"
+    chat = ChatService(store, model, MarketData(frames, "1m"), threads, desk, source)
     reports_dir = settings.data_dir / "ui-reports"
     model_line = (
         "offline (built-in deterministic rules, not an LLM)"
         if model.model == "offline"
         else f"{model.model} at {model.base_url}"
     )
+    clock_line = (
+        "Binance's last closed bar, moving with time"
+        if source.live
+        else "the sample replayed: each approved order plays the next bar, whose open fills it"
+    )
     banner = (
         f"## agent-trader\n"
-        f"**Model:** {model_line} · **Data:** bundled Binance sample "
-        f"{', '.join(frames)} 1m, {iso_ms(first)} → {iso_ms(last_close)} UTC, not live · "
-        f"**Decision time:** {iso_ms(now_ms)} UTC (the sample's last bar) · "
-        f"**Trading mode:** {TRADING_MODE}"
+        f"**Model:** {model_line} · **Data:** {source.describe} · "
+        f"**Clock:** {clock_line} · **Trading mode:** paper account `{account}` "
+        "(the same venue and fill model as agent-trade; nothing is sent to an exchange)"
     )
 
     def chat_send(message: str, history: list[Any], thread_id: str) -> Iterator[tuple[Any, ...]]:
@@ -695,6 +786,7 @@ def build_app(
         yield (history, "", thread_id, *hidden)
         steps: dict[str, Any] = {}
         try:
+            chat.refresh()
             for node, update in chat.send(thread_id, message):
                 if node == "__interrupt__":
                     continue
@@ -716,7 +808,7 @@ def build_app(
 
     def _approval(pending: dict[str, Any]) -> tuple[Any, ...]:
         return (
-            gr.Markdown(proposal_markdown(pending), visible=True),
+            gr.Markdown(proposal_markdown(pending, chat.desk), visible=True),
             gr.Button(visible=True),
             gr.Button(visible=True),
         )
@@ -808,26 +900,39 @@ def build_app(
         return (status, out.metrics, out.figure, out.trades, *files, out.decisions)
 
     def trading_view(account: str | None = None) -> tuple[Any, ...]:
+        chat.refresh()
         known = accounts(store)
-        account = account if account in known else (known[0] if known else None)
+        loops = [a for a in known if a != chat.desk.account]  # the chat's has its own panel
+        account = account if account in known else next(iter(loops or known), None)
         return (
             gr.Dropdown(choices=known, value=account),
-            risk_markdown(store, now_ms),
+            desk_markdown(chat.desk),
             loop_markdown(store, settings, account),
             loop_equity_figure(store, account),
             decisions_frame(store, run_id=f"trade-{account}")
             if account
             else decisions_frame(store, run_id=""),
             decisions_frame(store, run_id=CHAT_RUN_ID),
+            fills_frame(store, account),
         )
+
+    def account_panel() -> str:
+        return desk_markdown(chat.desk)
+
+    def tick(account: str | None) -> tuple[Any, ...]:
+        """The timer: the same view as Refresh, plus what happened since the last tick."""
+        view = trading_view(account)
+        for alert in watch.poll():
+            gr.Info(alert.text)
+        return (*view, watch.markdown())
 
     def kill_switch(account: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Halts the chat desk and the selected loop: its file stops a running loop within
         one bar, and its stored state keeps a stopped one halted."""
         reason = f"pulled in the UI by {_user(request)}"
-        wall = SystemClock().now_ms()
-        state = load_state(store, RISK_SCOPE)
-        save_state(store, kill(state, reason, now_ms), now_ms, RISK_SCOPE)
+        wall, desk = SystemClock().now_ms(), chat.desk
+        state = load_state(store, desk.scope)
+        save_state(store, kill(state, reason, desk.now_ms), desk.now_ms, desk.scope)
         if account:
             halt_account(store, settings.data_dir, account, reason, wall)
         gr.Warning("Kill switch pulled: trading is HALTED until a person clears it.")
@@ -846,6 +951,7 @@ def build_app(
                     load_btn = gr.Button("Load thread", scale=1)
                     new_btn = gr.Button("New thread", scale=1)
                 chatbot = gr.Chatbot(label="Assistant", elem_id="chatbot", height=480)
+                account_md = gr.Markdown(elem_id="account")
                 approval_md = gr.Markdown(visible=False, elem_id="proposal")
                 with gr.Row():
                     approve_btn = gr.Button(
@@ -864,11 +970,16 @@ def build_app(
                     send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                 controls = [approval_md, approve_btn, reject_btn]
                 send_outputs = [chatbot, box, thread_box, *controls]
-                box.submit(chat_send, [box, chatbot, thread_box], send_outputs, api_name="chat")
-                send_btn.click(chat_send, [box, chatbot, thread_box], send_outputs, api_name=False)
+                send_inputs = [box, chatbot, thread_box]
+                box.submit(chat_send, send_inputs, send_outputs, api_name="chat").then(
+                    account_panel, None, account_md, api_name=False
+                )
+                send_btn.click(chat_send, send_inputs, send_outputs, api_name=False).then(
+                    account_panel, None, account_md, api_name=False
+                )
                 approve_btn.click(
                     approve, [chatbot, thread_box], [chatbot, *controls], api_name="approve"
-                )
+                ).then(account_panel, None, account_md, api_name=False)
                 reject_btn.click(
                     reject, [chatbot, thread_box], [chatbot, *controls], api_name="reject"
                 )
@@ -945,18 +1056,25 @@ def build_app(
                     t_kill = gr.Button(
                         "Kill switch: halt all trading", variant="stop", elem_id="kill"
                     )
+                t_alerts = gr.Markdown(watch.markdown(), elem_id="alerts")
                 t_loop = gr.Markdown(elem_id="loop-state")
                 t_equity = gr.Plot(label="Loop equity")
                 t_loop_decisions = gr.Dataframe(label="The loop's recent decisions and verdicts")
                 t_state = gr.Markdown()
                 t_decisions = gr.Dataframe(label="Chat decisions")
-                t_outputs = [t_account, t_state, t_loop, t_equity, t_loop_decisions, t_decisions]
+                t_fills = gr.Dataframe(label="The selected account's fills, newest first")
+                t_outputs = [
+                    t_account, t_state, t_loop, t_equity, t_loop_decisions, t_decisions, t_fills
+                ]  # fmt: skip
                 t_refresh.click(trading_view, [t_account], t_outputs, api_name="trading")
                 t_account.change(trading_view, [t_account], t_outputs, api_name=False)
                 t_kill.click(kill_switch, [t_account], t_outputs, api_name="kill_switch")
+                gr.Timer(REFRESH_S).tick(tick, [t_account], [*t_outputs, t_alerts], api_name="tick")
 
         app.load(lambda: _new_thread(), None, thread_box, api_name=False)
         app.load(show_market, m_inputs, [m_plot, m_error], api_name=False)
         app.load(trading_view, None, t_outputs, api_name=False)
+        app.load(account_panel, None, account_md, api_name=False)
     app.chat_service = chat  # type: ignore[attr-defined]
+    app.alert_watch = watch  # type: ignore[attr-defined]
     return app

@@ -7,7 +7,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -93,6 +100,27 @@ class LiveSettings(BaseModel):
     )
 
 
+class AlertSettings(BaseModel):
+    """Where `agent-ui` sends each fill, halt, safe mode, stop and loop error: Telegram (a bot
+    token and a chat id), a JSON webhook, both or neither."""
+
+    model_config = {"extra": "forbid"}
+
+    webhook_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_url: str = Field("https://api.telegram.org", pattern=r"^https?://\S+$")
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_attempts: int = Field(4, ge=1, le=20)
+    poll_s: float = Field(10.0, gt=0, le=3600, description="how often agent-ui looks for news")
+
+    @model_validator(mode="after")
+    def _telegram_needs_both(self) -> AlertSettings:
+        if (self.telegram_bot_token is None) != (self.telegram_chat_id is None):
+            raise ValueError("telegram_bot_token and telegram_chat_id go together: set both")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything configurable; bad values fail at start-up naming the field."""
 
@@ -124,6 +152,7 @@ class Settings(BaseSettings):
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )
@@ -159,7 +188,12 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log redactor can scrub them verbatim."""
-        secrets = [self.openai_api_key, self.binance_api_key, self.binance_api_secret]
+        secrets = [
+            self.openai_api_key,
+            self.binance_api_key,
+            self.binance_api_secret,
+            self.alerts.telegram_bot_token,
+        ]
         return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
 
 

@@ -216,6 +216,16 @@ class PaperExecutor:
             if known.status == "open" and cid not in resting:
                 self._set(known.model_copy(update={"status": "filled"}))
 
+    def cancel(self, client_order_id: str, now_ms: int) -> str:
+        """A person's cancel of one order that has not filled; says what became of it."""
+        known = self.orders.get(client_order_id)
+        if known is None:
+            return f"no order {client_order_id} on this account"
+        if not self.sim.cancel(client_order_id):
+            return f"not cancelled: the order is {known.status}"
+        self.refuse(client_order_id, "cancelled by the user", now_ms)
+        return "cancelled"
+
     def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None:
         """Record an order as rejected (by the fill model, a halt, or a restart's re-check)."""
         known = self.orders.get(client_order_id)

@@ -100,6 +100,14 @@ class SimulatedExecutor:
         """None to send: stops and targets fill inside the fill model."""
         return []
 
+    def cancel(self, order_id: str) -> bool:
+        """Drop one entry not filled yet (waiting for its open, or resting); a bracket's exit
+        is not an order a person placed, so it stays."""
+        before = len(self._accepted) + len(self.working)
+        self._accepted = [o for o in self._accepted if o.client_order_id != order_id]
+        self.working = [o for o in self.working if o.order_id != order_id or o.reduce_only]
+        return len(self._accepted) + len(self.working) < before
+
     def cancel_accepted(self) -> list[ApprovedOrder]:
         """Drop the orders not yet placed (a halt); returns them so the venue can say so."""
         cancelled, self._accepted = self._accepted, []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_chat_order_waits_for_approval_and_survives_a_restart(
     assert done["approval"] == {"approved": True, "by": "alice"}
     assert done["execution"]["status"] == "not_sent_dry_run"
     sent = restarted.executor.orders
-    assert len(sent) == 1 and sent[0].quantity <= float(pending.value["order"]["quantity"])
+    assert len(sent) == 1 and sent[0].quantity <= Decimal(pending.value["order"]["quantity"])
     (record,) = load_decisions(store, "offline-test")
     assert record.outcome == "approved" and record.approval["by"] == "alice"
     assert "Approved, dry run" in done["answer"] and "was not sent" in done["answer"]

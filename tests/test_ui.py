@@ -27,6 +27,7 @@ from agent.strategy import trading_agent
 from agent.trading_loop import TradingLoop
 from agent.ui import AGENT, CLASSIC, RISK_SCOPE, build_app
 from config import load_settings
+from execution.paper_records import load_account
 from market.binance_ws import bars_from_frame
 from market.sample import load_sample, sample_rules
 from risk.records import load_state, save_state
@@ -117,10 +118,11 @@ def _titles(history: list[dict[str, Any]]) -> list[str]:
     return [(m.get("metadata") or {}).get("title") or "" for m in history]
 
 
-def test_banner_names_the_model_the_sample_and_the_dry_run(ui: Running) -> None:
+def test_banner_names_the_model_the_sample_its_clock_and_the_paper_account(ui: Running) -> None:
     assert "offline" in ui.banner
     assert "bundled Binance sample" in ui.banner and "2025-11-01" in ui.banner
-    assert "orders are dry-run, nothing is sent" in ui.banner
+    assert "each approved order plays the next bar, whose open fills it" in ui.banner
+    assert "paper account `chat`" in ui.banner and "nothing is sent to an exchange" in ui.banner
 
 
 @pytest.mark.vcr
@@ -198,27 +200,42 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             page.goto(ui.url)
             expect(page.locator("#banner")).to_contain_text("nothing is sent")
             box = page.locator("#chat-input textarea")
+            chat, account = page.locator("#chatbot"), page.locator("#account")
             box.fill("buy 10% BTC")
             box.press("Enter")
-            chat = page.locator("#chatbot")
             expect(chat).to_contain_text("get_market_snapshot")
             expect(chat).to_contain_text("place_order")
             proposal = page.locator("#proposal")
             expect(proposal).to_contain_text("Order proposal")
             expect(proposal).to_contain_text("BUY")
+            expect(proposal).to_contain_text("of equity")
             expect(proposal).to_contain_text("Risk verdict: approved")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-proposal.png"), full_page=True)
             page.locator("#approve").click()
-            expect(chat).to_contain_text("Approved, dry run")
+            expect(chat).to_contain_text("Paper venue: buy")
             expect(chat).to_contain_text("Recorded decision")
             expect(chat).to_contain_text("(by user)")
             expect(page.locator("#approve")).to_be_hidden()
-            ARTIFACTS.mkdir(exist_ok=True)
+            expect(account).to_contain_text("holds 0.00")
             page.screenshot(path=str(ARTIFACTS / "ui-approve.png"), full_page=True)
 
+            box.fill("sell BTC")
+            box.press("Enter")
+            expect(proposal).to_contain_text("SELL")
+            page.locator("#approve").click()
+            expect(chat).to_contain_text("Paper venue: sell")
+            expect(account).to_contain_text("no positions")
+            expect(account).to_contain_text("2 fills")
+            page.screenshot(path=str(ARTIFACTS / "ui-flat.png"), full_page=True)
+
             page.get_by_role("tab", name="Trading").click()
-            page.get_by_role("button", name="Refresh").click()
+            alerts = page.locator("#alerts")
+            expect(alerts).to_contain_text("chat: sold", timeout=20_000)  # by the timer, no click
+            expect(alerts).to_contain_text("chat: bought")
             loop = page.locator("#loop-state")
-            expect(loop).to_contain_text(f"Autonomous loop {ui.loop_account}")
+            page.get_by_role("button", name="Refresh").click()
+            expect(loop).to_contain_text("Autonomous loop")
             expect(loop).to_contain_text("Trading state: ACTIVE")
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-trading.png"), full_page=True)
@@ -226,17 +243,22 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             browser.close()
 
     approved = [r for r in load_decisions(ui.store, "ui-chat") if r.outcome == "approved"]
-    assert len(approved) == 1
+    assert [r.execution["side"] for r in approved] == ["buy", "sell"]
+    assert all(r.execution["status"] == "filled" for r in approved)
     assert approved[0].approval == {"approved": True, "by": "user"}
-    assert approved[0].execution["status"] == "not_sent_dry_run"
 
 
 @pytest.mark.vcr
 def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
-    account, _chat, loop, _plot, loop_decisions, _decisions = client.predict(
+    account, _chat, loop, _plot, loop_decisions, _decisions, fills = client.predict(
         ui.loop_account, api_name="/trading"
     )
+    stored = load_account(ui.store, ui.loop_account).fills
+    assert stored and len(fills["data"]) == len(stored)  # the loop's fills, newest first
+    newest = dict(zip(fills["headers"], fills["data"][0], strict=True))
+    assert newest["client_order_id"] == stored[-1].order_id
+    assert newest["price"] == round(stored[-1].price, 2)  # to the cent, as a trader reads it
     assert account["value"] == ui.loop_account
     assert f"Autonomous loop `{ui.loop_account}`" in loop and "120 bars" in loop
     assert "**Equity**" in loop and "Trading state: ACTIVE" in loop
@@ -257,7 +279,7 @@ def test_kill_switch_halts_and_the_next_order_is_vetoed(ui: Running) -> None:
         history, *_ = client.predict("buy 10% BTC", [], "after-kill", api_name="/chat")
         answer = str(history)
         assert "vetoed" in answer and "KILL_SWITCH" in answer
-        *_, decisions = client.predict(ui.loop_account, api_name="/trading")
+        *_, decisions, _fills = client.predict(ui.loop_account, api_name="/trading")
         assert "vetoed" in [row[4] for row in decisions["data"]]
     finally:  # other tests on this app expect active accounts
         save_state(ui.store, clear_kill(load_state(ui.store, RISK_SCOPE)), 0, RISK_SCOPE)

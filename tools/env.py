@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from market.indicators import IndicatorConfig, compute_indicators
 from market.models import SymbolRules
@@ -58,6 +59,27 @@ class MarketData:
         return self._indicators[symbol].iloc[: self.visible_rows(symbol, now_ms)]
 
 
+class OpenOrder(BaseModel):
+    client_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    quantity: str
+    status: str
+
+
+class AccountBook(BaseModel):
+    """What a paper or exchange account knows beyond the gate's view: its PnL and its orders."""
+
+    account: str
+    initial_cash_usdt: float
+    realised_pnl_usdt: float
+    unrealised_pnl_usdt: float
+    fees_usdt: float
+    fills: int
+    open_orders: list[OpenOrder]
+
+
 def flat_portfolio(cash: float) -> Callable[[], PortfolioView]:
     """The account a stateless decision assumes: all cash, nothing held."""
     view = PortfolioView(cash=cash, equity=cash, peak_equity=cash, day_start_equity=cash)
@@ -83,6 +105,7 @@ class ToolEnv:
     cancel: Callable[[str], str] | None = None
     view: Callable[[str], MarketView] | None = None  # the runner's market view, where one runs
     book: BookSource | None = None
+    account: Callable[[], AccountBook] | None = None  # a persisted account's PnL and orders
 
     @cached_property
     def symbols(self) -> list[str]:

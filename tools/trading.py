@@ -18,7 +18,7 @@ from risk.models import (
     SignalAction,
     TradeSignal,
 )
-from tools.env import ToolEnv
+from tools.env import AccountBook, ToolEnv
 from tools.market import SYMBOL, require_symbol
 from tools.registry import Tool, ToolError
 
@@ -130,6 +130,7 @@ class PortfolioOut(BaseModel):
     positions: dict[str, HoldingOut]
     trading_state: str
     locks: list[str]
+    account: AccountBook | None = None
     note: str | None = None
 
 
@@ -150,6 +151,7 @@ def get_portfolio(env: ToolEnv, _: NoArgs) -> PortfolioOut:
         positions=positions,
         trading_state=state.trading_state(env.now_ms).value,
         locks=[f"{lock.code.value}: {lock.message}" for lock in state.active_locks(env.now_ms)],
+        account=env.account() if env.account is not None else None,
         note=None if env.stateful else "stateless run: decide from market data alone",
     )
 
@@ -212,7 +214,8 @@ TRADING_TOOLS = (
     ),
     Tool(
         "get_portfolio",
-        "Cash, equity, positions and the trading state.",
+        "Cash, equity, positions, the trading state and, for a persisted account, realised and "
+        "unrealised PnL and the open orders.",
         NoArgs,
         PortfolioOut,
         get_portfolio,

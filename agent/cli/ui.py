@@ -28,6 +28,11 @@ def build_parser() -> OneLineParser:
         "required off loopback",
     )
     parser.add_argument(
+        "--account",
+        default="chat",
+        help="the paper account the chat trades (chat); kept in the store like agent-trade's",
+    )
+    parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve off loopback with no login (warned at every start; refused with a live account)",
@@ -50,7 +55,7 @@ def _main(argv: list[str] | None) -> int:
         options = launch_options(access, args.host, settings, notify)
         from agent.ui import build_app  # gradio and the graph: only once serving is allowed
 
-        app = build_app(settings, store, notify=notify)
+        app = build_app(settings, store, notify=notify, account=args.account)
         app.launch(server_name=args.host, server_port=args.port, **options)
     finally:
         store.close()
