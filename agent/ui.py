@@ -27,7 +27,13 @@ from plotly.subplots import make_subplots
 from agent.cli import backtest as cli_backtest
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
-from agent.loop_state import account_status, halt_account
+from agent.loop_state import (
+    CHAT_DESK_SCOPE,
+    account_status,
+    clear_account,
+    halt_account,
+    last_interventions,
+)
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
@@ -52,9 +58,11 @@ from market.sample import SAMPLE_SYMBOLS, load_sample, sample_rules
 from market.source import DAY_MS
 from market.validation import iso_ms
 from risk.desk import RiskDesk
+from risk.interventions import Action, Intervention, describe, intervene
 from risk.limits import RiskLimits
-from risk.records import DEFAULT_SCOPE, load_state, save_state
-from risk.state import kill
+from risk.limits_text import limit_lines
+from risk.models import SignalSource
+from risk.records import load_state
 from store import Store
 from tools import MarketData, ToolEnv, chat_tools, flat_portfolio
 from tools.trading import market_view
@@ -63,12 +71,17 @@ log = logging.getLogger(__name__)
 
 CASH = 10_000.0
 CHAT_RUN_ID = "ui-chat"
-RISK_SCOPE = DEFAULT_SCOPE
+RISK_SCOPE = CHAT_DESK_SCOPE
 TRADING_MODE = "chat: orders are dry-run, nothing is sent"
 INTERVALS = {"1m": None, "5m": "5min", "15m": "15min", "1h": "1h"}
 RANGES = {"6 hours": 0.25, "1 day": 1.0, "3 days": 3.0}
 MAX_SHOWN = 1_500  # characters of a tool result shown in a step
 CLASSIC, AGENT = "classic strategy", "LLM agent"
+LOOP_ACCOUNT, CHAT_DESK = "the selected loop account", "the chat desk"
+CLEAR_ACTIONS: dict[str, Action] = {
+    "the halt and kill switch": "resume",
+    "the drawdown lock": "reset_drawdown",
+}
 
 
 # -- the chat -------------------------------------------------------------------------------
@@ -84,6 +97,7 @@ class ChatService:
     market: MarketData
     checkpoints: Path
     now_ms: int
+    limits: RiskLimits = field(default_factory=RiskLimits)
     executor: DryRunExecutor = field(default_factory=DryRunExecutor)
 
     def __post_init__(self) -> None:
@@ -100,11 +114,12 @@ class ChatService:
             rules=sample_rules(),
             portfolio=flat_portfolio(CASH),
             decision_id=decision_id,
+            limits=self.limits,
         )
         desk = RiskDesk(
             self.store,
             RISK_SCOPE,
-            RiskLimits(),
+            self.limits,
             env.portfolio,
             lambda s: market_view(env, s),
             lambda: env.now_ms,
@@ -371,6 +386,7 @@ class BacktestOutcome:
 
 def run_classic_backtest(
     store: Store,
+    settings: Settings,
     frames: dict[str, pd.DataFrame],
     out_dir: Path,
     strategy: str,
@@ -395,12 +411,12 @@ def run_classic_backtest(
             raise UserError(f"invalid {name}={raw!r}: expected {kind.__name__}") from None
     cls, params = cli_backtest._strategy_params(args)
     instance = cli_backtest._build_strategy(cls, params)
-    config = cli_backtest._config(args, "1m")
+    config = cli_backtest._config(args, "1m", settings.backtest)
     window = _window(frames, symbol, days)
     notes: list[str] = []
     bars, _dropped = to_bar_arrays(window)
     rules = cli_backtest._rules(list(window), notes)
-    result = run_backtest(bars, instance, rules, config, limits=RiskLimits())
+    result = run_backtest(bars, instance, rules, config, limits=settings.risk)
     report = build_report(result, notes, rules)
     return _outcome(store, out_dir, cls.name, report, result, notes, page(report, result))
 
@@ -483,7 +499,8 @@ def run_agent_backtest(
     notes: list[str] = []
     bars, _dropped = to_bar_arrays(window)
     data = SweepData(bars, cli_backtest._rules(list(window), notes))
-    config = cli_backtest._config(cli_backtest.build_parser().parse_args([]), "1m")
+    parsed = cli_backtest.build_parser().parse_args([])
+    config = cli_backtest._config(parsed, "1m", settings.backtest)
     strategy = AgentStrategy(
         params,
         model=model,
@@ -492,6 +509,7 @@ def run_agent_backtest(
         rules=dict(data.rules),
         cash=config.cash,
         run_id="",
+        limits=settings.risk,
     )
     strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
     planned = strategy.planned()
@@ -508,7 +526,7 @@ def run_agent_backtest(
         on_decision(done, planned)
 
     strategy.on_decision = decided
-    result = run_backtest(bars, strategy, data.rules, config, limits=RiskLimits())
+    result = run_backtest(bars, strategy, data.rules, config, limits=strategy.limits)
     if strategy.stopped == "cache_miss":
         raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
     report, records, section = agent_report(strategy, result, model, data.rules, config, notes)
@@ -539,7 +557,7 @@ def equity_figure(report: Any) -> go.Figure:
 # -- trading state ---------------------------------------------------------------------------
 
 
-def risk_markdown(store: Store, now_ms: int) -> str:
+def risk_markdown(store: Store, now_ms: int, limits: RiskLimits) -> str:
     state = load_state(store, RISK_SCOPE)
     level = state.trading_state(now_ms)
     lines = [f"### Chat desk (dry run) — trading state: **{level.value}**"]
@@ -550,6 +568,8 @@ def risk_markdown(store: Store, now_ms: int) -> str:
     lines.append(
         f"- LLM failures in a row: {state.llm_failures}; losing streak: {state.losing_streak}"
     )
+    lines += [f"- limits in force, {line}" for line in limit_lines(limits, SignalSource.AI)]
+    lines += [f"- record {line}" for line in last_interventions(store, RISK_SCOPE)]
     return "\n".join(lines)
 
 
@@ -615,6 +635,9 @@ def loop_markdown(store: Store, settings: Settings, account: str | None) -> str:
             + (f" — {last['rationale']}" if last["rationale"] else "")
         )
     lines.append(f"**Last error** {st['last_error'] or 'none'}")
+    lines.append("**Limits in force**\n" + "\n".join(f"- {x}" for x in st["limits_text"]))
+    if st["interventions"]:
+        lines.append("**Record**\n" + "\n".join(f"- {x}" for x in st["interventions"]))
     return "\n\n".join(lines)
 
 
@@ -663,7 +686,8 @@ def build_app(
     last_close = min(int(f["close_time"].iloc[-1]) for f in frames.values())
     now_ms = last_close
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    chat = ChatService(store, model, market, settings.data_dir / "chat-threads.sqlite", now_ms)
+    threads = settings.data_dir / "chat-threads.sqlite"
+    chat = ChatService(store, model, market, threads, now_ms, settings.risk)
     reports_dir = settings.data_dir / "ui-reports"
     model_line = (
         "offline (built-in deterministic rules, not an LLM)"
@@ -796,7 +820,15 @@ def build_app(
                 )
             else:
                 out = run_classic_backtest(
-                    store, frames, reports_dir, strategy, symbol, days, params, size or "all"
+                    store,
+                    settings,
+                    frames,
+                    reports_dir,
+                    strategy,
+                    symbol,
+                    days,
+                    params,
+                    size or "all",
                 )
         except UserError as exc:
             gr.Warning(str(exc))
@@ -812,7 +844,7 @@ def build_app(
         account = account if account in known else (known[0] if known else None)
         return (
             gr.Dropdown(choices=known, value=account),
-            risk_markdown(store, now_ms),
+            risk_markdown(store, now_ms, settings.risk),
             loop_markdown(store, settings, account),
             loop_equity_figure(store, account),
             decisions_frame(store, run_id=f"trade-{account}")
@@ -824,13 +856,47 @@ def build_app(
     def kill_switch(account: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Halts the chat desk and the selected loop: its file stops a running loop within
         one bar, and its stored state keeps a stopped one halted."""
-        reason = f"pulled in the UI by {_user(request)}"
+        who, reason = _user(request), "pulled in the UI"
         wall = SystemClock().now_ms()
-        state = load_state(store, RISK_SCOPE)
-        save_state(store, kill(state, reason, now_ms), now_ms, RISK_SCOPE)
+        chat_halt = Intervention(
+            scope=RISK_SCOPE, action="halt", who=who, reason=reason, at_ms=now_ms
+        )
+        intervene(store, chat_halt)
         if account:
-            halt_account(store, settings.data_dir, account, reason, wall)
+            halt_account(store, settings.data_dir, account, reason, wall, who)
         gr.Warning("Kill switch pulled: trading is HALTED until a person clears it.")
+        return trading_view(account)
+
+    def clear_halt(
+        account: str | None,
+        target: str,
+        action: str,
+        reason: str,
+        confirmed: bool,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
+        """The way back: a resume or drawdown reset of the chat desk or the selected loop,
+        only once confirmed, and on record with who and why."""
+        if not confirmed:
+            gr.Warning("Nothing was cleared: tick the confirmation first.")
+            return trading_view(account)
+        chosen = None if target == CHAT_DESK else account
+        try:
+            if target != CHAT_DESK and not account:
+                raise UserError("choose a loop account first")
+            step, state = clear_account(
+                store,
+                settings,
+                chosen,
+                CLEAR_ACTIONS[action],
+                _user(request),
+                reason.strip() or "cleared in the UI",
+                SystemClock().now_ms(),
+            )
+        except UserError as exc:
+            gr.Warning(str(exc))
+            return trading_view(account)
+        gr.Info(f"{describe(step)}; now {state.trading_state(now_ms).value}")
         return trading_view(account)
 
     with gr.Blocks(title="agent-trader") as app:
@@ -948,12 +1014,33 @@ def build_app(
                 t_loop = gr.Markdown(elem_id="loop-state")
                 t_equity = gr.Plot(label="Loop equity")
                 t_loop_decisions = gr.Dataframe(label="The loop's recent decisions and verdicts")
-                t_state = gr.Markdown()
+                t_state = gr.Markdown(elem_id="desk-state")
+                with gr.Accordion("Way back: resume or reset the drawdown lock", open=False):
+                    with gr.Row():
+                        t_target = gr.Radio(
+                            [LOOP_ACCOUNT, CHAT_DESK], value=LOOP_ACCOUNT, label="Which"
+                        )
+                        t_action = gr.Radio(
+                            list(CLEAR_ACTIONS), value=next(iter(CLEAR_ACTIONS)), label="Clear"
+                        )
+                        t_reason = gr.Textbox(label="Why (kept on record)", elem_id="clear-reason")
+                    with gr.Row():
+                        t_confirm = gr.Checkbox(
+                            label="I have checked why it stopped and want it to trade again",
+                            elem_id="clear-confirm",
+                        )
+                        t_clear = gr.Button("Clear", variant="primary", elem_id="clear-halt")
                 t_decisions = gr.Dataframe(label="Chat decisions")
                 t_outputs = [t_account, t_state, t_loop, t_equity, t_loop_decisions, t_decisions]
                 t_refresh.click(trading_view, [t_account], t_outputs, api_name="trading")
                 t_account.change(trading_view, [t_account], t_outputs, api_name=False)
                 t_kill.click(kill_switch, [t_account], t_outputs, api_name="kill_switch")
+                t_clear.click(
+                    clear_halt,
+                    [t_account, t_target, t_action, t_reason, t_confirm],
+                    t_outputs,
+                    api_name="clear_halt",
+                )
 
         app.load(lambda: _new_thread(), None, thread_box, api_name=False)
         app.load(show_market, m_inputs, [m_plot, m_error], api_name=False)
