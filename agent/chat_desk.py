@@ -39,7 +39,6 @@ from runtime.runner import Runner
 from runtime.strategy import Prepared, Strategy
 from tools.env import AccountBook, OpenOrder
 
-CHAT_ACCOUNT = "chat"
 CHAT_STRATEGY = "chat"
 SAMPLE_START_BARS = 1_500  # on the frozen sample: a day of history and an hour, then trade
 SLIPPAGE_BPS = 2.0  # the paper venue's default, as `agent-trade` uses it

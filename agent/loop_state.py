@@ -16,12 +16,17 @@ from execution.ledger import Ledger
 from execution.paper import PaperCheckpoint
 from execution.paper_records import load_account
 from market.validation import iso_ms
-from risk.records import load_state, save_state
-from risk.state import clear_kill, kill
+from risk.interventions import Action, Intervention, describe, history, intervene
+from risk.limits import RiskLimits
+from risk.limits_text import limit_lines
+from risk.models import SignalSource
+from risk.records import load_state
+from risk.state import RiskState
 from store.db import Store
 from store.tables import TradingLoopRow
 
 MINUTE_MS = 60_000
+CHAT_ACCOUNT = "chat"  # the UI chat's paper account (agent-ui --account picks another)
 
 LoopStatus = Literal["running", "stopped", "finished"]
 
@@ -53,6 +58,11 @@ class LoopState(BaseModel):
     stop_reason: str | None = None
     feed: dict[str, int] = Field(default_factory=dict)
     wall_updated_ms: int = 0
+    limits: RiskLimits | None = None  # what the gate judges by; None for an older account
+
+    @property
+    def source(self) -> SignalSource:
+        return SignalSource.AI if self.strategy == "agent" else SignalSource.STRATEGY
 
 
 def kill_switch_path(data_dir: Path, account: str) -> Path:
@@ -127,28 +137,65 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         "last_error": state.last_error,
         "feed": state.feed,
         "key_permissions": last_key_check(store, account),
+        "interventions": last_interventions(store, risk_scope(account)),
+        "limits": None if state.limits is None else state.limits.model_dump(mode="json"),
+        "limits_text": (
+            ["not recorded: this account last ran before limits were stored"]
+            if state.limits is None
+            else limit_lines(state.limits, state.source)
+        ),
     }
 
 
-def halt_account(store: Store, data_dir: Path, account: str, reason: str, now_ms: int) -> Path:
+def halt_account(
+    store: Store, data_dir: Path, account: str, reason: str, now_ms: int, who: str
+) -> Path:
     """HALTED in the store (a stopped loop starts halted) and the kill-switch file (a running
-    loop sees it within one bar)."""
+    loop sees it within one bar), on record with who and why."""
     path = kill_switch_path(data_dir, account)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(reason + "\n")
-    scope = risk_scope(account)
-    save_state(store, kill(load_state(store, scope), reason, now_ms), now_ms, scope)
+    step = Intervention(
+        scope=risk_scope(account), action="halt", who=who, reason=reason, at_ms=now_ms
+    )
+    intervene(store, step)
     return path
 
 
-def resume_account(store: Store, data_dir: Path, account: str, now_ms: int) -> None:
-    kill_switch_path(data_dir, account).unlink(missing_ok=True)
-    scope = risk_scope(account)
-    save_state(store, clear_kill(load_state(store, scope)), now_ms, scope)
+def clear_account(
+    store: Store,
+    settings: Settings,
+    account: str | None,
+    action: Action,
+    who: str,
+    reason: str,
+    now_ms: int,
+) -> tuple[Intervention, RiskState]:
+    """A person's resume or drawdown reset of a loop's account (an unknown one is a UserError)
+    or, with no account, of the chat desk; recorded, and applied by a running loop."""
+    if account is None:
+        scope, equity = CHAT_DESK_SCOPE, None
+    else:
+        equity = account_status(store, account, settings)["equity"]
+        scope = risk_scope(account)
+        if action == "resume":
+            kill_switch_path(settings.data_dir, account).unlink(missing_ok=True)
+    step = Intervention(
+        scope=scope, action=action, who=who, reason=reason, at_ms=now_ms, equity=equity
+    )
+    record_id, _before, after = intervene(store, step)
+    return step.model_copy(update={"id": record_id}), after
+
+
+def last_interventions(store: Store, scope: str, count: int = 3) -> list[str]:
+    return [describe(step) for step in history(store, scope)[-count:]]
 
 
 def risk_scope(account: str) -> str:
     return f"trade:{account}"
+
+
+CHAT_DESK_SCOPE = risk_scope(CHAT_ACCOUNT)
 
 
 def live_accounts(store: Store) -> list[str]:

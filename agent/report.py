@@ -118,13 +118,18 @@ def finalize_records(strategy: AgentStrategy, result: BacktestResult) -> list[De
 
 
 def baselines(
-    bars: BarArrays, rules: Mapping[str, SymbolRules], config: BacktestConfig, buy_and_hold: Any
+    bars: BarArrays,
+    rules: Mapping[str, SymbolRules],
+    config: BacktestConfig,
+    buy_and_hold: Any,
+    limits: RiskLimits,
 ) -> dict[str, dict[str, Any]]:
-    """Buy-and-hold and every classic strategy at its default parameters, on the same bars."""
+    """Buy-and-hold and every classic strategy at its default parameters, on the same bars and
+    under the same risk limits."""
     rows: dict[str, dict[str, Any]] = {"buy_and_hold": {"Return [%]": _num(buy_and_hold)}}
     for name, cls in STRATEGIES.items():
         metrics = compute_report_metrics(
-            run_backtest(bars, cls(cls.Params()), rules, config, limits=RiskLimits())
+            run_backtest(bars, cls(cls.Params()), rules, config, limits=limits)
         )
         rows[name] = {m: _num(metrics[m]) for m in BASELINE_METRICS}
     return rows
@@ -282,7 +287,8 @@ def agent_report(
     agent section (baselines on the same bars) and the decisions to store."""
     records = finalize_records(strategy, result)
     report = build_report(result, notes, rules, window)
-    base = baselines(result.bars, rules, config, report.metrics["Buy & Hold Return [%]"])
+    buy_and_hold = report.metrics["Buy & Hold Return [%]"]
+    base = baselines(result.bars, rules, config, buy_and_hold, strategy.limits)
     section = agent_section(strategy, records, result, model, base)
     return report.model_copy(update={"agent": section.model_dump(mode="json")}), records, section
 

@@ -29,6 +29,7 @@ from market.models import CANDLE_COLUMNS, SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
 from risk.gate import assess
+from risk.interventions import Catchup
 from risk.limits import RiskLimits
 from risk.models import Approved, ApprovedOrder, ReasonCode, TradeSignal, Verdict
 from risk.protections import TradingState
@@ -151,7 +152,12 @@ class TradingLoop:
         self.venue: Venue = make(self.state.initial_cash, self.feed)
         queued = self.venue.restore(self.state.paper, stored.fills, stored.orders)
         self.state = self.state.model_copy(
-            update={"status": "running", "pid": os.getpid(), "stop_reason": None}
+            update={
+                "status": "running",
+                "pid": os.getpid(),
+                "stop_reason": None,
+                "limits": self.limits,
+            }
         )
         involved = (
             {s for s, _ in self.venue.ledger.held()}
@@ -178,6 +184,7 @@ class TradingLoop:
             lambda symbol: self.runner.market.view(symbol, len(self.feed) - 1),
             gate_now,
         )
+        self.interventions = Catchup(store, self.scope)  # a person's resume or reset
         self.realtime = realtime  # a live feed: its bars are kept in the store as they close
         self.books = books
         self.records: dict[str, DecisionRecord] = {}  # this bar's, saved with its commit
@@ -273,6 +280,7 @@ class TradingLoop:
         self.now_ms = close_time
         if self.realtime:
             self._collect(bars)
+        self.interventions.apply_to(self.desk)
         self._kill_switch(close_time)
         try:
             self.runner.step(index)

@@ -25,12 +25,19 @@ from langgraph.types import Command
 from plotly.subplots import make_subplots
 
 from agent.alerts import AlertWatch
-from agent.chat_desk import CHAT_ACCOUNT, ChatDesk
+from agent.chat_desk import ChatDesk
 from agent.chat_market import ChatMarket, open_chat_market, sample_market
 from agent.cli import backtest as cli_backtest
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
-from agent.loop_state import account_status, halt_account, risk_scope
+from agent.loop_state import (
+    CHAT_ACCOUNT,
+    CHAT_DESK_SCOPE,
+    account_status,
+    clear_account,
+    halt_account,
+    last_interventions,
+)
 from agent.model import ChatModel, open_model
 from agent.notify import Courier, channels_from
 from agent.offline import OfflineModel
@@ -54,9 +61,9 @@ from market.models import parse_symbol
 from market.sample import sample_rules
 from market.source import DAY_MS
 from market.validation import iso_ms
-from risk.limits import RiskLimits
-from risk.records import load_state, save_state
-from risk.state import kill
+from risk.interventions import Action, Intervention, describe, intervene
+from risk.limits_text import limit_lines
+from risk.models import SignalSource
 from store import Store
 from tools import MarketData, ToolEnv, chat_tools
 
@@ -64,12 +71,17 @@ log = logging.getLogger(__name__)
 
 CASH = 10_000.0
 CHAT_RUN_ID = "ui-chat"
-RISK_SCOPE = risk_scope(CHAT_ACCOUNT)
+RISK_SCOPE = CHAT_DESK_SCOPE
 INTERVALS = {"1m": None, "5m": "5min", "15m": "15min", "1h": "1h"}
 RANGES = {"6 hours": 0.25, "1 day": 1.0, "3 days": 3.0}
 REFRESH_S = 5.0  # the Trading tab's own refresh, and how often alerts are looked for
 MAX_SHOWN = 1_500  # characters of a tool result shown in a step
 CLASSIC, AGENT = "classic strategy", "LLM agent"
+LOOP_ACCOUNT, CHAT_DESK = "the selected loop account", "the chat desk"
+CLEAR_ACTIONS: dict[str, Action] = {
+    "the halt and kill switch": "resume",
+    "the drawdown lock": "reset_drawdown",
+}
 
 
 # -- the chat -------------------------------------------------------------------------------
@@ -420,6 +432,7 @@ class BacktestOutcome:
 
 def run_classic_backtest(
     store: Store,
+    settings: Settings,
     frames: dict[str, pd.DataFrame],
     out_dir: Path,
     strategy: str,
@@ -444,12 +457,12 @@ def run_classic_backtest(
             raise UserError(f"invalid {name}={raw!r}: expected {kind.__name__}") from None
     cls, params = cli_backtest._strategy_params(args)
     instance = cli_backtest._build_strategy(cls, params)
-    config = cli_backtest._config(args, "1m")
+    config = cli_backtest._config(args, "1m", settings.backtest)
     window = _window(frames, symbol, days)
     notes: list[str] = []
     bars, _dropped = to_bar_arrays(window)
     rules = cli_backtest._rules(list(window), notes)
-    result = run_backtest(bars, instance, rules, config, limits=RiskLimits())
+    result = run_backtest(bars, instance, rules, config, limits=settings.risk)
     report = build_report(result, notes, rules)
     return _outcome(store, out_dir, cls.name, report, result, notes, page(report, result))
 
@@ -532,7 +545,8 @@ def run_agent_backtest(
     notes: list[str] = []
     bars, _dropped = to_bar_arrays(window)
     data = SweepData(bars, cli_backtest._rules(list(window), notes))
-    config = cli_backtest._config(cli_backtest.build_parser().parse_args([]), "1m")
+    parsed = cli_backtest.build_parser().parse_args([])
+    config = cli_backtest._config(parsed, "1m", settings.backtest)
     strategy = AgentStrategy(
         params,
         model=model,
@@ -541,6 +555,7 @@ def run_agent_backtest(
         rules=dict(data.rules),
         cash=config.cash,
         run_id="",
+        limits=settings.risk,
     )
     strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
     planned = strategy.planned()
@@ -557,7 +572,7 @@ def run_agent_backtest(
         on_decision(done, planned)
 
     strategy.on_decision = decided
-    result = run_backtest(bars, strategy, data.rules, config, limits=RiskLimits())
+    result = run_backtest(bars, strategy, data.rules, config, limits=strategy.limits)
     if strategy.stopped == "cache_miss":
         raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
     report, records, section = agent_report(strategy, result, model, data.rules, config, notes)
@@ -619,6 +634,9 @@ def desk_markdown(desk: ChatDesk) -> str:
     lines.append(
         f"- LLM failures in a row: {state.llm_failures}; losing streak: {state.losing_streak}"
     )
+    limits = desk.risk.limits
+    lines += [f"- limits in force, {line}" for line in limit_lines(limits, SignalSource.AI)]
+    lines += [f"- record {line}" for line in last_interventions(desk.store, RISK_SCOPE)]
     return "\n".join(lines)
 
 
@@ -684,6 +702,9 @@ def loop_markdown(store: Store, settings: Settings, account: str | None) -> str:
             + (f" — {last['rationale']}" if last["rationale"] else "")
         )
     lines.append(f"**Last error** {st['last_error'] or 'none'}")
+    lines.append("**Limits in force**\n" + "\n".join(f"- {x}" for x in st["limits_text"]))
+    if st["interventions"]:
+        lines.append("**Record**\n" + "\n".join(f"- {x}" for x in st["interventions"]))
     return "\n\n".join(lines)
 
 
@@ -741,7 +762,7 @@ def build_app(
     frames = source.frames
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     desk = ChatDesk(
-        store, account, frames, sample_rules(), cash=CASH, frozen=not source.live,
+        store, account, frames, sample_rules(), cash=CASH, frozen=not source.live, limits=settings.risk,
         wall_ms=clock.now_ms,
     )  # fmt: skip
     channels = channels_from(settings.alerts)
@@ -888,7 +909,15 @@ def build_app(
                 )
             else:
                 out = run_classic_backtest(
-                    store, frames, reports_dir, strategy, symbol, days, params, size or "all"
+                    store,
+                    settings,
+                    frames,
+                    reports_dir,
+                    strategy,
+                    symbol,
+                    days,
+                    params,
+                    size or "all",
                 )
         except UserError as exc:
             gr.Warning(str(exc))
@@ -929,13 +958,47 @@ def build_app(
     def kill_switch(account: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Halts the chat desk and the selected loop: its file stops a running loop within
         one bar, and its stored state keeps a stopped one halted."""
-        reason = f"pulled in the UI by {_user(request)}"
+        who, reason = _user(request), "pulled in the UI"
         wall, desk = SystemClock().now_ms(), chat.desk
-        state = load_state(store, desk.scope)
-        save_state(store, kill(state, reason, desk.now_ms), desk.now_ms, desk.scope)
+        chat_halt = Intervention(
+            scope=desk.scope, action="halt", who=who, reason=reason, at_ms=desk.now_ms
+        )
+        intervene(store, chat_halt)
         if account:
-            halt_account(store, settings.data_dir, account, reason, wall)
+            halt_account(store, settings.data_dir, account, reason, wall, who)
         gr.Warning("Kill switch pulled: trading is HALTED until a person clears it.")
+        return trading_view(account)
+
+    def clear_halt(
+        account: str | None,
+        target: str,
+        action: str,
+        reason: str,
+        confirmed: bool,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
+        """The way back: a resume or drawdown reset of the chat desk or the selected loop,
+        only once confirmed, and on record with who and why."""
+        if not confirmed:
+            gr.Warning("Nothing was cleared: tick the confirmation first.")
+            return trading_view(account)
+        chosen = None if target == CHAT_DESK else account
+        try:
+            if target != CHAT_DESK and not account:
+                raise UserError("choose a loop account first")
+            step, state = clear_account(
+                store,
+                settings,
+                chosen,
+                CLEAR_ACTIONS[action],
+                _user(request),
+                reason.strip() or "cleared in the UI",
+                SystemClock().now_ms(),
+            )
+        except UserError as exc:
+            gr.Warning(str(exc))
+            return trading_view(account)
+        gr.Info(f"{describe(step)}; now {state.trading_state(chat.desk.now_ms).value}")
         return trading_view(account)
 
     with gr.Blocks(title="agent-trader") as app:
@@ -1060,7 +1123,22 @@ def build_app(
                 t_loop = gr.Markdown(elem_id="loop-state")
                 t_equity = gr.Plot(label="Loop equity")
                 t_loop_decisions = gr.Dataframe(label="The loop's recent decisions and verdicts")
-                t_state = gr.Markdown()
+                t_state = gr.Markdown(elem_id="desk-state")
+                with gr.Accordion("Way back: resume or reset the drawdown lock", open=False):
+                    with gr.Row():
+                        t_target = gr.Radio(
+                            [LOOP_ACCOUNT, CHAT_DESK], value=LOOP_ACCOUNT, label="Which"
+                        )
+                        t_action = gr.Radio(
+                            list(CLEAR_ACTIONS), value=next(iter(CLEAR_ACTIONS)), label="Clear"
+                        )
+                        t_reason = gr.Textbox(label="Why (kept on record)", elem_id="clear-reason")
+                    with gr.Row():
+                        t_confirm = gr.Checkbox(
+                            label="I have checked why it stopped and want it to trade again",
+                            elem_id="clear-confirm",
+                        )
+                        t_clear = gr.Button("Clear", variant="primary", elem_id="clear-halt")
                 t_decisions = gr.Dataframe(label="Chat decisions")
                 t_fills = gr.Dataframe(label="The selected account's fills, newest first")
                 t_outputs = [
@@ -1069,6 +1147,12 @@ def build_app(
                 t_refresh.click(trading_view, [t_account], t_outputs, api_name="trading")
                 t_account.change(trading_view, [t_account], t_outputs, api_name=False)
                 t_kill.click(kill_switch, [t_account], t_outputs, api_name="kill_switch")
+                t_clear.click(
+                    clear_halt,
+                    [t_account, t_target, t_action, t_reason, t_confirm],
+                    t_outputs,
+                    api_name="clear_halt",
+                )
                 gr.Timer(REFRESH_S).tick(tick, [t_account], [*t_outputs, t_alerts], api_name="tick")
 
         app.load(lambda: _new_thread(), None, thread_box, api_name=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -13,16 +13,20 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from config.strict import check_sources
 from core.errors import ConfigError
+from risk.limits import RiskLimits
 
 PROFILE_DIR = Path(__file__).parent
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -121,6 +125,41 @@ class AlertSettings(BaseModel):
         return self
 
 
+class TradingSettings(BaseModel):
+    """What `agent-trade` runs when no flag says otherwise."""
+
+    model_config = {"extra": "forbid"}
+
+    account: str = Field("paper", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    mode: Literal["paper", "testnet", "live"] = "paper"
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["BTCUSDT", "ETHUSDT"], min_length=1
+    )
+    decide_every: int = Field(15, ge=1, le=1_440, description="the agent: minutes between")
+    cash: float = Field(10_000.0, gt=0, description="a new account's USDT")
+    paper_fee_bps: float = Field(10.0, ge=0, lt=10_000, description="paper maker and taker fee")
+    paper_slippage_bps: float = Field(2.0, ge=0, lt=10_000, description="paper taker slippage")
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`AGENT_TRADING__SYMBOLS=BTCUSDT,ETHUSDT` reads as the TOML list does."""
+        if isinstance(value, str):
+            return [s.strip().upper() for s in value.split(",") if s.strip()]
+        return value
+
+
+class BacktestSettings(BaseModel):
+    """`agent-backtest`'s account and fill defaults; its flags override them."""
+
+    model_config = {"extra": "forbid"}
+
+    cash: float = Field(10_000.0, gt=0, description="starting USDT")
+    fee_bps: float = Field(10.0, ge=0, lt=10_000, description="maker and taker fee (10 = 0.1%)")
+    maker_bps: float | None = Field(None, ge=0, lt=10_000, description="maker fee if different")
+    slippage_bps: float = Field(0.0, ge=0, lt=10_000, description="taker slippage")
+
+
 class Settings(BaseSettings):
     """Everything configurable; bad values fail at start-up naming the field."""
 
@@ -153,6 +192,9 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    risk: RiskLimits = Field(default_factory=RiskLimits)
+    trading: TradingSettings = Field(default_factory=TradingSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )
@@ -175,7 +217,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        profile_files = [PROFILE_DIR / "default.toml", _profile_file(_active_profile.get())]
+        profile_files = [PROFILE_DIR / "default.toml", profile_file(_active_profile.get())]
         toml = TomlConfigSettingsSource(settings_cls, toml_file=profile_files, deep_merge=True)
         return init_settings, env_settings, dotenv_settings, toml
 
@@ -200,7 +242,7 @@ class Settings(BaseSettings):
 _active_profile: ContextVar[str] = ContextVar("active_profile", default="default")
 
 
-def _profile_file(profile: str) -> Path:
+def profile_file(profile: str) -> Path:
     """A bare name is a bundled profile; a path ending in .toml is the user's own file."""
     path = Path(profile) if profile.endswith(".toml") else PROFILE_DIR / f"{profile}.toml"
     if not path.is_file():
@@ -214,6 +256,7 @@ def _profile_file(profile: str) -> Path:
 def load_settings(profile: str | None = None, **overrides: object) -> Settings:
     """Load and validate settings; turns a validation error into one line naming the field."""
     chosen = profile or os.environ.get("AGENT_PROFILE") or "default"
+    check_sources(Settings, [PROFILE_DIR / "default.toml", profile_file(chosen)], os.environ)
     token = _active_profile.set(chosen)
     try:
         settings = Settings(**overrides)

@@ -261,6 +261,7 @@ def _entry(
             ReasonCode.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
         )
     reasons = reasons + _entry_blocks(signal, portfolio, market, now_ms, limits, source, state)
+    reasons += _position_rules(signal, portfolio, limits, source, held)
     if reasons:
         return Vetoed(reasons=reasons)
 
@@ -469,6 +470,36 @@ def _entry_blocks(
         if lock is not None and all(r.code is not lock.code for r in found):
             found.append(_reason(lock.code, lock.message))
     return found
+
+
+def _position_rules(
+    signal: TradeSignal,
+    portfolio: PortfolioView,
+    limits: RiskLimits,
+    source: SourceLimits,
+    held: float,
+) -> list[Reason]:
+    """No adding to a held long unless the source allows it; no new symbol past the count."""
+    if held > 0:
+        if source.allow_pyramiding:
+            return []
+        return [
+            _reason(
+                ReasonCode.PYRAMIDING,
+                f"{signal.symbol} is already held ({held:.8g}); {signal.source} entries do not "
+                f"add to a position (risk.{signal.source}.allow_pyramiding)",
+            )
+        ]
+    cap = limits.max_open_positions
+    open_symbols = sorted(s for s, p in portfolio.positions.items() if p.quantity != 0)
+    if cap is None or len(open_symbols) < cap:
+        return []
+    return [
+        _reason(
+            ReasonCode.MAX_OPEN_POSITIONS,
+            f"{len(open_symbols)} positions open ({', '.join(open_symbols)}); the limit is {cap}",
+        )
+    ]
 
 
 def _exit(

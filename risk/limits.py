@@ -28,6 +28,7 @@ class SourceLimits(BaseModel):
     fat_finger_pct: float = Field(0.02, gt=0)
     cooldown_after_losses: int | None = Field(3, ge=1)
     cooldown_minutes: int = Field(60, ge=0)
+    allow_pyramiding: bool = False
 
 
 _SOURCE_DEFAULTS: dict[str, SourceLimits] = {
@@ -45,6 +46,7 @@ _SOURCE_DEFAULTS: dict[str, SourceLimits] = {
         scale_by_confidence=False,
         fat_finger_pct=0.10,
         cooldown_after_losses=None,
+        allow_pyramiding=True,
     ),
     SignalSource.MANUAL: SourceLimits(
         max_position_pct=1.0,
@@ -59,6 +61,7 @@ _SOURCE_DEFAULTS: dict[str, SourceLimits] = {
         scale_by_confidence=False,
         fat_finger_pct=0.05,
         cooldown_after_losses=None,
+        allow_pyramiding=True,
     ),
 }
 
@@ -74,6 +77,7 @@ class RiskLimits(BaseModel):
     max_data_age_ms: int = Field(120_000, ge=0)
     max_spread_bps: float = Field(50.0, gt=0)
     fee_rate: float = Field(0.001, ge=0, lt=1)
+    max_open_positions: int | None = Field(None, ge=1)
     ai: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.AI])
     strategy: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.STRATEGY])
     manual: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.MANUAL])

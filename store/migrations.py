@@ -16,6 +16,7 @@ from store.tables import (
     KeyCheckRow,
     PaperFillRow,
     PaperOrderRow,
+    RiskInterventionRow,
     RiskStateRow,
     RiskVerdictRow,
     TradingLoopRow,
@@ -51,4 +52,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         "paper records for live readiness and API key checks",
         _create(AccountProfileRow, KeyCheckRow),
     ),
+    Migration(7, "a person's halts, resumes and drawdown resets", _create(RiskInterventionRow)),
 )

@@ -194,3 +194,26 @@ class KeyCheckRow(SQLModel, table=True):
     account: str = Field(sa_column=Column(String(64), primary_key=True))
     checked_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     permissions_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class RiskInterventionRow(SQLModel, table=True):
+    """A person's halt, resume or drawdown reset of one scope: who, why, when, and the state
+    around it, so every way back from a halt is on record."""
+
+    __tablename__ = "risk_interventions"
+    __table_args__ = (Index("ix_risk_interventions_scope", "scope", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    scope: str = Field(sa_column=Column(String(64), nullable=False))
+    action: str = Field(sa_column=Column(String(32), nullable=False))
+    who: str = Field(sa_column=Column(String(128), nullable=False))
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    equity: float | None = Field(default=None)
+    state_before_json: str = Field(sa_column=Column(Text, nullable=False))
+    state_after_json: str = Field(sa_column=Column(Text, nullable=False))

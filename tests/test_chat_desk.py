@@ -190,7 +190,7 @@ def test_fills_and_a_halt_reach_the_notification_feed(desk_app: Any) -> None:
     assert fill.kind == "fill" and fill.text.startswith("chat: bought 0.00")
     assert "BTCUSDT at" in fill.text
     assert watch.poll() == []  # told once
-    halt_account(desk_app.store, desk_app.settings.data_dir, "chat", "test", chat.now_ms)
+    halt_account(desk_app.store, desk_app.settings.data_dir, "chat", "test", chat.now_ms, "me")
     (halt,) = watch.poll()
     assert (halt.kind, halt.text) == ("halt", "chat: HALTED")
     assert "chat: HALTED" in watch.markdown() and "chat: bought" in watch.markdown()
@@ -276,7 +276,7 @@ def test_alerts_reach_telegram_and_a_webhook_and_a_dead_channel_blocks_nothing(
         _turn(chat, "a", "buy 10% BTC")
         for _ in chat.resume("a", True, "me"):
             pass
-        halt_account(desk_app.store, desk_app.settings.data_dir, "chat", "bed", chat.now_ms)
+        halt_account(desk_app.store, desk_app.settings.data_dir, "chat", "bed", chat.now_ms, "me")
         sent = watch.poll()  # returns at once: delivery runs on the courier's thread
         courier.close()
     finally:

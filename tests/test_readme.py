@@ -20,6 +20,8 @@ PROGRAMS = (
     "agent-data",
     "agent-trade",
     "agent-ui",
+    "agent-config",
+    "AGENT_",
     "python3",
     "OPENAI_",
     "export",

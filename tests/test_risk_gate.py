@@ -149,7 +149,8 @@ def test_max_position_clamps_an_ai_entry_to_a_quarter_of_equity() -> None:
 
 def test_max_position_vetoes_when_the_position_is_already_full() -> None:
     pf = portfolio(cash=7_000.0, positions={"BTCUSDT": (3_000.0 / PRICE, PRICE)})
-    verdict = run(signal(source=AI, quantity=0.01, stop_loss=60_000.0), pf)
+    adding = RiskLimits(ai={"allow_pyramiding": True})
+    verdict = run(signal(source=AI, quantity=0.01, stop_loss=60_000.0), pf, limits=adding)
     vetoed_with(verdict, ReasonCode.MAX_POSITION)
 
 

@@ -20,7 +20,7 @@ from agent.live_readiness import (
     require_paper_record,
     trading_profile,
 )
-from agent.loop_state import halt_account, resume_account
+from agent.loop_state import halt_account, kill_switch_path, risk_scope
 from agent.offline import OfflineModel
 from agent.ui_access import launch_options
 from backtest.config import BacktestConfig
@@ -36,6 +36,7 @@ from core.security import (
     resolve_access,
 )
 from execution.key_permissions import KeyPermissions, problems
+from risk.interventions import Intervention, intervene
 from risk.limits import RiskLimits
 from store import Store
 from store.tables import EquityPointRow
@@ -207,10 +208,14 @@ def test_paper_record_counts_only_bars_under_the_same_profile(store: Store, tmp_
     check()
     assert said[-1].startswith("paper record: account 'p' traded this on paper for 7.0 days")
 
-    halt_account(store, tmp_path, "p", "operator", START_MS)
+    halt_account(store, tmp_path, "p", "operator", START_MS, "ops")
     with pytest.raises(UserError, match=r"'p' has a halt left unresolved \(.*operator"):
         check()
-    resume_account(store, tmp_path, "p", START_MS)
+    resume = Intervention(
+        scope=risk_scope("p"), action="resume", who="ops", reason="ok", at_ms=START_MS
+    )
+    intervene(store, resume)
+    kill_switch_path(tmp_path, "p").unlink()
     check()
     tighter = agent_profile(symbols, 15, RiskLimits(max_daily_loss_pct=0.05))
     assert tighter.differences(live) == ["risk limits"]

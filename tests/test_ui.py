@@ -20,7 +20,7 @@ os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 from gradio_client import Client
 
-from agent.loop_state import kill_switch_path, resume_account
+from agent.loop_state import clear_account, kill_switch_path
 from agent.offline import OfflineModel
 from agent.records import load_decisions
 from agent.strategy import trading_agent
@@ -30,8 +30,7 @@ from config import load_settings
 from execution.paper_records import load_account
 from market.binance_ws import bars_from_frame
 from market.sample import load_sample, sample_rules
-from risk.records import load_state, save_state
-from risk.state import clear_kill
+from risk.interventions import history
 from store import Store, open_store
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -238,7 +237,24 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             expect(loop).to_contain_text("Autonomous loop")
             expect(loop).to_contain_text("Trading state: ACTIVE")
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            expect(loop).to_contain_text("max_position_pct 25%")  # the limits in force
             page.screenshot(path=str(ARTIFACTS / "ui-trading.png"), full_page=True)
+
+            page.locator("#kill").click()
+            desk = page.locator("#desk-state")
+            expect(desk).to_contain_text("HALTED")
+            page.get_by_text("Way back: resume or reset the drawdown lock").click()
+            page.get_by_label("the chat desk").check()
+            page.locator("#clear-reason textarea").fill("checked the logs")
+            page.locator("#clear-halt").click()
+            expect(desk).to_contain_text("HALTED")  # not confirmed: nothing cleared
+            page.locator("#clear-confirm input").check()
+            page.locator("#clear-halt").click()
+            expect(desk).to_contain_text("ACTIVE")
+            expect(desk).to_contain_text("resumed by user: checked the logs")
+            page.get_by_label("the selected loop account").check()
+            page.locator("#clear-halt").click()
+            expect(loop).to_contain_text("Trading state: ACTIVE")
         finally:
             browser.close()
 
@@ -282,5 +298,32 @@ def test_kill_switch_halts_and_the_next_order_is_vetoed(ui: Running) -> None:
         *_, decisions, _fills = client.predict(ui.loop_account, api_name="/trading")
         assert "vetoed" in [row[4] for row in decisions["data"]]
     finally:  # other tests on this app expect active accounts
-        save_state(ui.store, clear_kill(load_state(ui.store, RISK_SCOPE)), 0, RISK_SCOPE)
-        resume_account(ui.store, ui.data_dir, ui.loop_account, 0)
+        _resume_all(ui)
+
+
+def _resume_all(ui: Running) -> None:
+    settings = load_settings(data_dir=ui.data_dir)
+    for account in (None, ui.loop_account):
+        clear_account(ui.store, settings, account, "resume", "test", "test cleanup", 0)
+
+
+@pytest.mark.vcr
+def test_clearing_a_halt_needs_a_confirmation_and_is_recorded(ui: Running) -> None:
+    client = Client(ui.url, verbose=False)
+    try:
+        client.predict(ui.loop_account, api_name="/kill_switch")
+        args = (ui.loop_account, "the chat desk", "the halt and kill switch", "checked")
+        _a, state, *_ = client.predict(*args, False, api_name="/clear_halt")
+        assert "trading state: **HALTED**" in state, "nothing clears without the confirmation"
+        _a, state, loop, *_ = client.predict(*args, True, api_name="/clear_halt")
+        assert "trading state: **ACTIVE**" in state
+        assert "resumed by user: checked" in state
+        assert "Trading state: HALTED" in loop, "the chat desk only"
+        loop_args = (ui.loop_account, "the selected loop account", "the halt and kill switch")
+        _a, _s, loop, *_ = client.predict(*loop_args, "", True, api_name="/clear_halt")
+        assert "Trading state: ACTIVE" in loop and "resumed by user: cleared in the UI" in loop
+        assert not kill_switch_path(ui.data_dir, ui.loop_account).exists()
+        steps = [(h.action, h.who, h.reason) for h in history(ui.store, RISK_SCOPE)]
+        assert steps[-2:] == [("halt", "user", "pulled in the UI"), ("resume", "user", "checked")]
+    finally:
+        _resume_all(ui)

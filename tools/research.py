@@ -70,7 +70,7 @@ def run_backtest(env: ToolEnv, args: BacktestIn) -> BacktestOut:
     except UserError as exc:
         raise ToolError(str(exc)) from None
     config = BacktestConfig(size_pct=1.0, interval=env.market.interval)
-    result = run_engine(bars, cls(params), {symbol: env.rules[symbol]}, config)
+    result = run_engine(bars, cls(params), {symbol: env.rules[symbol]}, config, limits=env.limits)
     metrics = compute_report_metrics(result)
     return BacktestOut(
         strategy=args.strategy,

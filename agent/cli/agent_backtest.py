@@ -34,7 +34,6 @@ from backtest.terminal import render
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
-from risk.limits import RiskLimits
 from store import Store
 from tools import MarketData
 
@@ -139,7 +138,7 @@ def run_agent_backtest(
             rules=dict(data.rules),
             cash=config.cash,
             run_id="",
-            limits=RiskLimits(),
+            limits=settings.risk,
         )
         strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
         planned = strategy.planned()
@@ -202,7 +201,7 @@ def _with_progress(
 
         strategy.on_decision = advanced
         strategy.on_interrupt = interrupted
-        return run_backtest(data.bars, strategy, data.rules, config, limits=RiskLimits())
+        return run_backtest(data.bars, strategy, data.rules, config, limits=strategy.limits)
 
 
 def _write_outputs(args: argparse.Namespace, report: Any, result: Any, stats: Any) -> None:

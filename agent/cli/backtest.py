@@ -51,6 +51,7 @@ from backtest.sweep import (
     run_ray,
 )
 from backtest.terminal import fmt, render
+from config.settings import BacktestSettings
 from core.clock import SystemClock
 from core.errors import UserError
 from execution.fees import FeeSchedule
@@ -102,7 +103,7 @@ def build_parser() -> OneLineParser:
         )
 
     account = parser.add_argument_group("account and fills (docs/fills.md)")
-    account.add_argument("--cash", type=float, default=10_000.0, help="starting USDT (10000)")
+    account.add_argument("--cash", type=float, help="starting USDT (setting backtest.cash)")
     account.add_argument(
         "--size", default="all", help="per entry: 'all' equity (default) or a percent, e.g. 25"
     )
@@ -112,10 +113,12 @@ def build_parser() -> OneLineParser:
     account.add_argument("--stop-loss", type=float, help="stop-loss percent below/above the entry")
     account.add_argument("--take-profit", type=float, help="take-profit percent from the entry")
     account.add_argument(
-        "--fee-bps", type=float, default=10.0, help="maker and taker fee (10 = 0.1%%)"
+        "--fee-bps", type=float, help="maker and taker fee, 10 = 0.1%% (setting backtest.fee_bps)"
     )
     account.add_argument("--maker-bps", type=float, help="maker fee, if different from --fee-bps")
-    account.add_argument("--slippage-bps", type=float, default=0.0, help="taker slippage (0)")
+    account.add_argument(
+        "--slippage-bps", type=float, help="taker slippage (setting backtest.slippage_bps)"
+    )
     account.add_argument(
         "--max-participation",
         type=float,
@@ -185,17 +188,19 @@ def _size(raw: str) -> float:
     return pct / 100
 
 
-def _config(args: argparse.Namespace, interval: str) -> BacktestConfig:
-    taker = args.fee_bps / 10_000
-    maker = (args.maker_bps if args.maker_bps is not None else args.fee_bps) / 10_000
-    slippage: FixedBps | VolumeParticipation = FixedBps(bps=args.slippage_bps)
+def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings) -> BacktestConfig:
+    """The run's account and fills: each flag given, else its setting."""
+    fee_bps = defaults.fee_bps if args.fee_bps is None else args.fee_bps
+    maker_bps = args.maker_bps if args.maker_bps is not None else defaults.maker_bps
+    slippage_bps = defaults.slippage_bps if args.slippage_bps is None else args.slippage_bps
+    taker = fee_bps / 10_000
+    maker = (fee_bps if maker_bps is None else maker_bps) / 10_000
+    slippage: FixedBps | VolumeParticipation = FixedBps(bps=slippage_bps)
     if args.max_participation is not None:
-        slippage = VolumeParticipation(
-            max_participation=args.max_participation, bps=args.slippage_bps
-        )
+        slippage = VolumeParticipation(max_participation=args.max_participation, bps=slippage_bps)
     try:
         return BacktestConfig(
-            cash=args.cash,
+            cash=defaults.cash if args.cash is None else args.cash,
             size_pct=_size(args.size),
             allow_short=args.allow_short,
             fees=FeeSchedule(maker=maker, taker=taker),
@@ -252,8 +257,9 @@ def _single(
     window: Window,
     store: Store,
     console: Console,
+    limits: RiskLimits,
 ) -> int:
-    result = run_backtest(data.bars, strategy, data.rules, config, limits=RiskLimits())
+    result = run_backtest(data.bars, strategy, data.rules, config, limits=limits)
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
     if args.json:
@@ -268,7 +274,7 @@ def _single(
     run_id = save_run(store, report, SystemClock().now_ms())
     notify(f"saved as backtest run #{run_id} in the store")
     if args.check_lookahead:
-        problems = check_lookahead(strategy, data.bars, data.rules, config, limits=RiskLimits())
+        problems = check_lookahead(strategy, data.bars, data.rules, config, limits=limits)
         for problem in problems:
             print(f"look-ahead: {problem}", file=sys.stderr)
         if problems:
@@ -285,10 +291,11 @@ def _sweep(
     config: BacktestConfig,
     store: Store,
     console: Console,
+    limits: RiskLimits,
 ) -> int:
     metric = resolve_metric(args.rank_by)
     grid = parse_grid(cls.name, args.sweep)
-    tasks, skipped = plan(cls.name, params, grid, config, RiskLimits())
+    tasks, skipped = plan(cls.name, params, grid, config, limits)
     if skipped:
         notify(f"notice: skipped {skipped} combinations the strategy refuses (e.g. fast >= slow)")
     if not tasks:
@@ -342,19 +349,17 @@ def _main(argv: list[str] | None) -> int:
     cls, params = _strategy_params(args)
     refuse_inapplicable(typed, args.strategy, bool(args.sweep))
     interval = parse_interval(args.interval)
-    config = _config(args, interval)
-    strategy = None
     if cls is None:
         agent_params(args)  # bad agent flags fail before any data is loaded
-        settings = settings_from(args, llm=llm_overrides(args))
-    elif args.sweep:
+    settings = settings_from(args, llm=llm_overrides(args) if cls is None else {})
+    config = _config(args, interval, settings.backtest)
+    strategy = None
+    if cls is not None and args.sweep:
         resolve_metric(args.rank_by)
         parse_grid(cls.name, args.sweep)
-    else:
+    elif cls is not None:
         strategy = _build_strategy(cls, params)
     symbols = [parse_symbol(s) for s in args.symbol.split(",") if s.strip()]
-    if cls is not None:
-        settings = settings_from(args)
     console = Console(highlight=False)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
@@ -370,8 +375,8 @@ def _main(argv: list[str] | None) -> int:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)
         if strategy is None:
-            return _sweep(args, cls, params, data, config, store, console)
-        return _single(args, strategy, data, config, notes, window, store, console)
+            return _sweep(args, cls, params, data, config, store, console, settings.risk)
+        return _single(args, strategy, data, config, notes, window, store, console, settings.risk)
     finally:
         store.close()
 

@@ -6,13 +6,14 @@ strategy trades through the same runner a backtest drives.
     agent-trade --feed replay --data FILE.csv      your own bars, as agent-backtest --data reads them
     agent-trade --strategy sma_cross --fast 20      a classic strategy instead of the agent
     agent-trade --feed binance                      Binance's public stream (network), paper fills
-    agent-trade status | fills | halt | resume [--account NAME]
+    agent-trade status | fills | halt | resume | reset-drawdown [--account NAME | --chat]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import math
@@ -38,12 +39,13 @@ from agent.live_readiness import record_paper_profile, require_paper_record, tra
 from agent.loop_state import (
     LoopState,
     account_status,
+    clear_account,
     halt_account,
     kill_switch_path,
-    resume_account,
 )
 from backtest.config import BacktestConfig
 from config import Settings
+from config.settings import TradingSettings
 from core.errors import UserError
 from core.security import loose_env_file
 from execution.fees import FeeSchedule
@@ -58,6 +60,7 @@ from market.sample import (
     sample_rules,
 )
 from market.validation import iso_ms
+from risk.interventions import describe
 from risk.limits import RiskLimits
 from store import Store, open_store
 
@@ -71,9 +74,13 @@ if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt sta
 DAY_BARS, MINUTE_MS = 1_440, 60_000
 log = logging.getLogger(__name__)
 
-COMMANDS = ("run", "status", "fills", "halt", "resume")
+COMMANDS = ("run", "status", "fills", "halt", "resume", "reset-drawdown")
+DEFAULT_REASONS = {
+    "halt": "halted by a person",
+    "resume": "cleared by a person",
+    "reset-drawdown": "drawdown accepted by a person",
+}
 AGENT = "agent"
-DEFAULT_DECIDE_EVERY = 15
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Trade unattended on a paper account; `status`, `halt` and `resume` steer it.",
     )
     parser.add_argument("command", nargs="?", default="run", choices=COMMANDS)
-    parser.add_argument("--account", default="paper", help="account name (default: paper)")
+    parser.add_argument("--account", help="account name (setting trading.account: paper)")
     add_common_args(parser)
     loop = parser.add_argument_group("the loop (run)")
     loop.add_argument("--feed", choices=("replay", "binance"), default="replay")
@@ -90,20 +97,24 @@ def _parser() -> argparse.ArgumentParser:
         "--speed", default="600", help="replay speed × real time, or max (as fast as it steps)"
     )
     loop.add_argument("--data", type=Path, help="replay: a CSV of your own 1m bars for --symbol")
-    loop.add_argument("--symbol", default=",".join(SAMPLE_SYMBOLS), help="comma-separated")
+    loop.add_argument("--symbol", help="comma-separated (setting trading.symbols)")
     loop.add_argument("--strategy", default=AGENT, help=f"{AGENT} (default) or a classic strategy")
     loop.add_argument(
         "--decide-every",
         type=int,
-        help=f"the agent: minutes between decisions ({DEFAULT_DECIDE_EVERY})",
+        help="the agent: minutes between decisions (setting trading.decide_every: 15)",
     )
     loop.add_argument("--size", help="a classic strategy: per entry, 'all' (default) or a percent")
     loop.add_argument("--stop-loss", type=float, help="a classic strategy: stop-loss percent")
     loop.add_argument("--take-profit", type=float, help="a classic strategy: take-profit percent")
-    loop.add_argument("--fee-bps", type=float, help="paper: maker and taker fee (10 = 0.1%%)")
-    loop.add_argument("--slippage-bps", type=float, help="paper: taker slippage (2)")
-    loop.add_argument("--mode", default="paper", help="paper (default), testnet or live")
-    loop.add_argument("--cash", type=float, default=10_000.0, help="a new account's USDT")
+    loop.add_argument(
+        "--fee-bps", type=float, help="paper: maker and taker fee (setting trading.paper_fee_bps)"
+    )
+    loop.add_argument(
+        "--slippage-bps", type=float, help="paper: slippage (setting trading.paper_slippage_bps)"
+    )
+    loop.add_argument("--mode", help="paper, testnet or live (setting trading.mode: paper)")
+    loop.add_argument("--cash", type=float, help="a new account's USDT (setting trading.cash)")
     loop.add_argument("--max-bars", type=int, help="stop after this many bars")
     loop.add_argument("--drop-every", type=int, help="replay: drop the socket every N messages")
     loop.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1")
@@ -113,7 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument("--yes", action="store_true", help="accept a paid model's cost estimate")
     out = parser.add_argument_group("status and fills")
     out.add_argument("--json", action="store_true", help="as JSON")
-    parser.add_argument("--reason", default="halted by a person", help="halt: why")
+    steer = parser.add_argument_group("halt, resume and reset-drawdown (recorded)")
+    steer.add_argument("--reason", help="why; kept on record with who did it")
+    steer.add_argument("--by", help="who (default: the login name)")
+    steer.add_argument(
+        "--chat", action="store_true", help="resume or reset-drawdown: the UI chat's desk"
+    )
     from agent.cli.backtest import _param_flags
 
     params = parser.add_argument_group("classic strategy parameters (as agent-backtest)")
@@ -143,9 +159,19 @@ def _speed(raw: str) -> float:
     return speed
 
 
-def _check_run_args(args: argparse.Namespace) -> None:
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    """Settings with the flags on top; the account is the flag's, else `trading.account`."""
+    settings = settings_from(args, **extra)
+    args.account = args.account or settings.trading.account
+    return settings
+
+
+def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
     from execution.venues import check_live_allowed
 
+    args.mode = args.mode or trading.mode
+    args.cash = trading.cash if args.cash is None else args.cash
+    args.symbol = args.symbol or ",".join(trading.symbols)
     check_live_allowed(args.mode, os.environ)
     if args.mode == "live" and (loose := loose_env_file()):
         raise UserError(f"live trading refused: {loose}")
@@ -171,7 +197,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
                 "own size and stop, which the risk gate bounds"
             )
         if args.decide_every is None:
-            args.decide_every = DEFAULT_DECIDE_EVERY
+            args.decide_every = trading.decide_every
     elif args.decide_every is not None:
         raise UserError(
             f"--decide-every does not apply to {args.strategy}: a classic strategy decides on "
@@ -367,7 +393,7 @@ def _binance_history(settings: Settings, symbols: list[str]) -> dict[str, pd.Dat
         ) from None
 
 
-def _fills(args: argparse.Namespace) -> BacktestConfig:
+def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig:
     """A paper account's fill model and a classic strategy's sizing, in the backtest's terms."""
     from agent.cli.backtest import _size
 
@@ -375,8 +401,12 @@ def _fills(args: argparse.Namespace) -> BacktestConfig:
         return BacktestConfig(
             cash=args.cash,
             size_pct=_size(args.size or "all"),
-            fees=FeeSchedule.from_bps(10.0 if args.fee_bps is None else args.fee_bps),
-            slippage=FixedBps(bps=2.0 if args.slippage_bps is None else args.slippage_bps),
+            fees=FeeSchedule.from_bps(
+                trading.paper_fee_bps if args.fee_bps is None else args.fee_bps
+            ),
+            slippage=FixedBps(
+                bps=trading.paper_slippage_bps if args.slippage_bps is None else args.slippage_bps
+            ),
             stop_loss_pct=None if args.stop_loss is None else args.stop_loss / 100,
             take_profit_pct=None if args.take_profit is None else args.take_profit / 100,
         )
@@ -434,10 +464,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from market.books import Books
     from runtime.runner import Sizing
 
-    _check_run_args(args)
+    settings = _settings(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
+    _check_run_args(args, settings.trading)
     symbols = _symbols(args.symbol)
-    settings = settings_from(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
-    fills = _fills(args)
+    fills = _fills(args, settings.trading)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     replay = None
     if args.feed == "replay":
@@ -457,7 +487,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notify("feed: Binance public market data")
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
-    limits = RiskLimits()
+    limits = settings.risk
     if args.mode != "paper":
         rules, venue = binance_venue(settings, args.mode, symbols, store, args.account, notify)
     else:  # a user's file trades with the filters agent-backtest --data gives it
@@ -597,6 +627,8 @@ def _print_status(status: dict[str, Any]) -> None:
             + (f" ({last['action']})" if last["action"] else "")
             + (f": {last['rationale']}" if last["rationale"] else "")
         )
+    lines += [f"limits    {line}" for line in status["limits_text"]]
+    lines += [f"record    {line}" for line in status["interventions"]]
     if status["key_permissions"]:
         lines.append(f"key       {status['key_permissions']['summary']}")
     lines.append(f"error     {status['last_error'] or 'none'}")
@@ -604,7 +636,7 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = _settings(args)
     status = account_status(
         open_store(settings.resolved_database_url, settings.timescaledb), args.account, settings
     )
@@ -615,22 +647,39 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_halt(args: argparse.Namespace, halt: bool) -> int:
-    settings = settings_from(args)
+def _who(args: argparse.Namespace) -> str:
+    if args.by:
+        return args.by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment
+        return "unknown user"
+
+
+def _cmd_steer(args: argparse.Namespace) -> int:
+    """halt, resume or reset-drawdown, recorded with who and why."""
+    settings = _settings(args)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     now = int(time.time() * 1000)
-    if halt:
-        path = halt_account(store, settings.data_dir, args.account, args.reason, now)
-        print(f"halted {args.account!r}: {args.reason} (kill-switch file {path})")
-    else:
-        resume_account(store, settings.data_dir, args.account, now)
-        print(f"cleared the kill switch of {args.account!r}; the next bar trades again")
+    reason = args.reason or DEFAULT_REASONS[args.command]
+    if args.command == "halt":
+        if args.chat:
+            raise UserError("halt --chat: pull the kill switch in the UI's Trading tab")
+        path = halt_account(store, settings.data_dir, args.account, reason, now, _who(args))
+        print(f"halted {args.account!r}: {reason} (kill-switch file {path})")
+        return 0
+    action = "resume" if args.command == "resume" else "reset_drawdown"
+    target = None if args.chat else args.account
+    step, state = clear_account(store, settings, target, action, _who(args), reason, now)
+    name = "the chat desk" if target is None else repr(target)
+    done = "cleared the kill switch of" if action == "resume" else "reset the drawdown lock of"
+    print(f"{done} {name}: now {state.trading_state(now).value}; recorded {describe(step)}")
     return 0
 
 
 def _cmd_fills(args: argparse.Namespace) -> int:
     """Every fill of the account, oldest first: what a backtest's fills are compared with."""
-    settings = settings_from(args)
+    settings = _settings(args)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     account_status(store, args.account, settings)  # one line and exit 2 for an unknown account
     from backtest.report import FillOut
@@ -656,8 +705,11 @@ def _main(argv: list[str] | None) -> int:
         return _cmd_status(args)
     if args.command == "fills":
         return _cmd_fills(args)
-    if args.command in ("halt", "resume"):
-        return _cmd_halt(args, halt=args.command == "halt")
+    if args.command in DEFAULT_REASONS:
+        return _cmd_steer(args)
+    if args.chat or args.by or args.reason:
+        flag = "--chat" if args.chat else "--by" if args.by else "--reason"
+        raise UserError(f"{flag} is for halt, resume and reset-drawdown")
     return _cmd_run(args)
 
 

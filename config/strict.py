@@ -1,0 +1,134 @@
+"""Unknown keys fail loudly: pydantic-settings drops what it does not know (a TOML table, an
+`AGENT_*` variable), so a misspelt risk limit would change nothing. This checks every source
+against the settings model first and names the nearest valid key."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+from dotenv import dotenv_values
+from pydantic import BaseModel
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "AGENT_"
+WILDCARD = "*"
+# AGENT_* variables that are read by a command, not by the settings model
+NOT_SETTINGS = frozenset({"AGENT_PROFILE", "AGENT_UI_AUTH"})
+
+
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The settings model a field holds, and whether it holds it under free keys (a dict)."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _model_of(arg)
+            if found[0] is not None:
+                return found
+        return None, False
+    if origin is dict:
+        inner, _ = _model_of(get_args(annotation)[1])
+        return inner, True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    return None, False
+
+
+def key_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every leaf key of the model as a path; a dict of models contributes `*` for its keys."""
+    for name, field in model.model_fields.items():
+        inner, free = _model_of(field.annotation)
+        path = (*prefix, name)
+        if inner is None:
+            yield path
+        else:
+            yield from key_paths(inner, (*path, WILDCARD) if free else path)
+
+
+def _known(path: tuple[str, ...], paths: set[tuple[str, ...]]) -> bool:
+    """A full leaf path, or a table on the way to one (`[risk.ai]`)."""
+    for valid in paths:
+        if len(valid) >= len(path) and all(
+            v in (p, WILDCARD) for v, p in zip(valid, path, strict=False)
+        ):
+            return True
+    return False
+
+
+def _nearest(path: tuple[str, ...], paths: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    spelled = {".".join(p[: len(path)]): p[: len(path)] for p in paths if len(p) >= len(path)}
+    spelled |= {".".join(p): p for p in paths}
+    match = difflib.get_close_matches(".".join(path), list(spelled), n=1, cutoff=0.6)
+    return spelled[match[0]] if match else None
+
+
+def _walk(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping):
+            yield from _walk(value, path)
+        else:
+            yield path
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "__".join(path).upper()
+
+
+def _unknown(
+    found: tuple[str, ...], paths: set[tuple[str, ...]], where: str, as_env: bool
+) -> ConfigError:
+    shown = _env_name if as_env else ".".join
+    near = _nearest(found, paths)
+    hint = f"did you mean {shown(near)}?" if near else "`agent-config show` lists every key"
+    return ConfigError(f"config error: unknown key {shown(found)} in {where}; {hint}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config error: cannot read {path}: {exc.strerror}") from None
+
+
+def check_toml(model: type[BaseModel], path: Path) -> dict[str, Any]:
+    """The file's table, or a ConfigError naming its first unknown key."""
+    data = read_toml(path)
+    paths = set(key_paths(model))
+    for found in _walk(data):
+        if not _known(found, paths):
+            raise _unknown(found, paths, str(path), as_env=False)
+    return data
+
+
+def env_paths(environ: Mapping[str, str | None]) -> dict[tuple[str, ...], str | None]:
+    """`AGENT_RISK__AI__MAX_POSITION_PCT` → ("risk", "ai", "max_position_pct")."""
+    return {
+        tuple(name[len(ENV_PREFIX) :].lower().split("__")): value
+        for name, value in environ.items()
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in NOT_SETTINGS
+    }
+
+
+def dotenv_file() -> dict[str, str | None]:
+    """The `.env` the settings read (the current directory's), as variables."""
+    path = Path(".env")
+    return dict(dotenv_values(path)) if path.is_file() else {}
+
+
+def check_sources(model: type[BaseModel], profiles: list[Path], environ: Mapping[str, str]) -> None:
+    """Refuse an unknown key in a profile, `.env` or the environment, before anything loads."""
+    for path in profiles:
+        check_toml(model, path)
+    paths = set(key_paths(model))
+    for where, variables in (("the environment", environ), (".env", dotenv_file())):
+        for found in env_paths(variables):
+            if not _known(found, paths):
+                raise _unknown(found, paths, where, as_env=True)
