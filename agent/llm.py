@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -237,6 +237,7 @@ class LLMClient:
         sleep: Callable[[float], None] = time.sleep,
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        secrets: Sequence[str] = (),
     ) -> None:
         if settings.mode == "replay" and cache_dir is None:
             raise ConfigError(
@@ -246,7 +247,9 @@ class LLMClient:
         self._sleep = sleep
         self._asleep = asleep
         self._clock = clock
-        self._redact = Redactor([api_key] if api_key else [])
+        # Every known secret, and anything shaped like one, is scrubbed from what the endpoint
+        # says before it reaches a record, a report or the cache: a model can echo a key.
+        self._redact = Redactor([*secrets, *([api_key] if api_key else [])])
         # Without a key only a self-hosted endpoint makes sense; api.openai.com would just 401.
         self._missing_key = not api_key and base_url is None
         self._sdk_options: dict[str, Any] = {
@@ -544,9 +547,13 @@ class LLMClient:
         response = LLMResponse(
             message=LLMMessage(
                 role=choice.message.role,
-                content=choice.message.content,
+                content=None
+                if choice.message.content is None
+                else self._redact(choice.message.content),
                 tool_calls=[
-                    ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                    ToolCall(
+                        id=c.id, name=c.function.name, arguments=self._redact(c.function.arguments)
+                    )
                     for c in choice.message.tool_calls or []
                 ],
             ),

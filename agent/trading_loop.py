@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
-from agent.records import DecisionRecord, save_decisions
+from agent.records import DecisionRecord, write_decisions
 from agent.strategy import AgentStrategy
 from core.errors import UserError
 from execution.orders import Fill
@@ -177,6 +177,7 @@ class TradingLoop:
             lambda: self.runner.portfolio(len(self.feed) - 1),
             lambda symbol: self.runner.market.view(symbol, len(self.feed) - 1),
             gate_now,
+            buffered=True,
         )
         self.realtime = realtime  # a live feed: its bars are kept in the store as they close
         self.books = books
@@ -310,7 +311,10 @@ class TradingLoop:
     # -- decisions -----------------------------------------------------------------------------
 
     def _decision_failed(self, symbol: str, now: int, exc: Exception) -> None:
-        """A bug must not kill an unattended loop: it is logged and shown in `status`."""
+        """A bug must not kill an unattended loop: it is logged and shown in `status`. A refused
+        key or request stops it: every later decision would be refused the same way."""
+        if isinstance(exc, UserError):
+            raise exc
         log.error("decision for %s at %s failed", symbol, iso_ms(now), exc_info=exc)
         self.state = self.state.model_copy(
             update={"last_error": f"{iso_ms(now)} {symbol}: {type(exc).__name__}: {exc}"}
@@ -406,7 +410,6 @@ class TradingLoop:
         )
         stepped = self.bars_this_run > 0
         records = list(self.records.values())
-        save_decisions(self.store, records)
         save_step(
             self.store,
             self.account,
@@ -415,7 +418,9 @@ class TradingLoop:
             state_json=self.state.model_dump_json(),
             now_ms=now,
             equity=(now, self.venue.equity(), self.venue.ledger.cash) if stepped else None,
+            also=(self.desk.write, lambda conn: write_decisions(conn, records)),
         )
+        self.desk.committed()
         self.venue.committed()
         queued = {q["order"]["client_order_id"] for q in checkpoint.queued}
         self.signals = {cid: s for cid, s in self.signals.items() if cid in queued}
