@@ -111,6 +111,7 @@ class TradingLoop:
         books: Books | None = None,
         realtime: bool = False,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        bar_every_ms: int = MINUTE_MS,
     ) -> None:
         self.account = account
         self.symbols = list(symbols)
@@ -151,7 +152,13 @@ class TradingLoop:
         self.venue: Venue = make(self.state.initial_cash, self.feed)
         queued = self.venue.restore(self.state.paper, stored.fills, stored.orders)
         self.state = self.state.model_copy(
-            update={"status": "running", "pid": os.getpid(), "stop_reason": None}
+            update={
+                "status": "running",
+                "pid": os.getpid(),
+                "stop_reason": None,
+                "bar_every_ms": bar_every_ms,
+                "wall_updated_ms": wall_ms(),
+            }
         )
         involved = (
             {s for s, _ in self.venue.ledger.held()}

@@ -521,6 +521,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         venue=venue,
         books=books,
         realtime=args.feed == "binance",
+        bar_every_ms=MINUTE_MS if args.feed == "binance" else int(MINUTE_MS / args.speed),
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
