@@ -266,6 +266,7 @@ class LLMClient:
         )
         self._lock = threading.Lock()
         self._stats = LLMStats()
+        self._failing = 0  # requests failed in a row, retryably, across the whole run
         self._warned_unpriced = False
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_after_s)
 
@@ -443,10 +444,20 @@ class LLMClient:
         return {
             "stop": stop_after_attempt(self._settings.max_retries + 1),
             "wait": self._wait,
-            "retry": retry_if_exception(lambda exc: isinstance(exc, LLMError) and exc.retryable),
+            "retry": retry_if_exception(self._worth_retrying),
             "before_sleep": self._before_sleep,
             "reraise": True,
         }
+
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        """A retryable failure is retried, unless the endpoint has failed
+        `llm.breaker_failures` requests in a row: a dead endpoint is not waited on five times
+        per decision, and the run's breaker trips within one timeout instead of minutes."""
+        if not (isinstance(exc, LLMError) and exc.retryable):
+            return False
+        with self._lock:
+            self._failing += 1
+            return self._failing < self._settings.breaker_failures
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -565,6 +576,7 @@ class LLMClient:
             cost_usd=cost,
         )
         with self._lock:
+            self._failing = 0
             st = self._stats
             st.prompt_tokens += usage.prompt_tokens
             st.completion_tokens += usage.completion_tokens

@@ -82,7 +82,8 @@ class LLMSettings(BaseModel):
         5,
         ge=1,
         description="failed decisions in a row (timeouts, 5xx, empty replies) that stop an "
-        "agent backtest with a partial report",
+        "agent backtest with a partial report; after as many failed requests in a row, calls "
+        "are no longer retried until one succeeds",
     )
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 

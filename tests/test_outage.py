@@ -14,6 +14,8 @@ import pytest
 from loopback_openai import LoopbackOpenAI, Scripted
 
 from agent.cli.common import EXIT_OUTAGE
+from agent.llm import LLMClient, LLMError
+from config.settings import LLMSettings
 
 DAY = ("--symbol", "BTCUSDT", "--days", "1", "--yes")
 CONCURRENCY = 8  # the default: at most this many decisions are in flight when a stop comes
@@ -149,3 +151,21 @@ def test_a_refused_key_stops_the_trading_loop_and_status_says_why(cli, hostile: 
     status = json.loads(shown.stdout)
     assert status["status"] == "stopped" and "set OPENAI_API_KEY" in status["stop_reason"]
     assert status["orders"] == 0
+
+
+def test_a_dead_endpoint_is_not_retried_once_it_failed_the_breaker_count_in_a_row() -> None:
+    server = LoopbackOpenAI(responder=lambda _: _error(503, "overloaded")).start()
+    settings = LLMSettings(max_retries=4, breaker_failures=3, max_retry_after_s=0.01)
+    client = LLMClient(settings, api_key="sk-loopback", base_url=server.base_url, cache_dir=None)
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        attempts = []
+        for _ in range(3):
+            with pytest.raises(LLMError) as failed:
+                client.complete(messages, prompt_version="v")
+            attempts.append(failed.value.attempts)
+    finally:
+        client.close()
+        server.stop()
+    assert attempts == [3, 1, 1]  # retried until 3 requests had failed in a row, then not
+    assert len(server.requests) == 5
