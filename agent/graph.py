@@ -189,7 +189,11 @@ def tools_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
             ).model_dump()
         )
         if outcome.ok and outcome.name == SUBMIT_SIGNAL and "signal" not in update:
-            update["signal"] = SignalIn.model_validate_json(outcome.arguments).model_dump()
+            signal = SignalIn.model_validate_json(outcome.arguments).model_dump()
+            if state["mode"] == "decide" and signal["symbol"] != state["symbol"]:
+                update.setdefault("abstain", _other_symbol(state["symbol"], signal))
+            else:
+                update["signal"] = signal
         if outcome.ok and outcome.name == PLACE_ORDER and "proposal" not in update:
             update["proposal"] = TradeIdea.model_validate_json(outcome.arguments).model_dump()
     update["messages"] = replies
@@ -197,16 +201,26 @@ def tools_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
     return update
 
 
+def _other_symbol(symbol: str, signal: dict[str, Any]) -> dict[str, Any]:
+    """An unattended decision is about one symbol; a signal for another is not traded."""
+    return {
+        "cause": "wrong_symbol",
+        "message": f"the decision was about {symbol} but the model signalled "
+        f"{signal['action']} {signal['symbol']}; not traded",
+    }
+
+
 def risk_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]:
     deps = runtime.context
     assert deps.gate is not None  # routed here only with a gate
-    deps.gate.llm_result(True)
     idea = state.get("proposal") or state.get("signal")
     try:
         signal = to_signal(deps.env, TradeIdea.model_validate(idea))
     except (ToolError, ValidationError) as exc:
+        deps.gate.llm_result(True)
         return {"abstain": {"cause": "bad_signal", "message": str(exc)}}
     verdict = deps.gate.review(signal)
+    deps.gate.llm_result(True)  # after the verdict: the answer that ends safe mode is judged in it
     update: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
     if isinstance(verdict, Approved):
         update["order"] = verdict.order.model_dump(mode="json")
@@ -335,6 +349,8 @@ def _after_agent(state: AgentState) -> str:
 
 
 def _after_tools(state: AgentState, runtime: Runtime[AgentDeps]) -> str:
+    if state.get("abstain") is not None:
+        return "finish"
     if state.get("signal") is not None or state.get("proposal") is not None:
         return "risk" if runtime.context.gate is not None else "finish"
     return "agent"

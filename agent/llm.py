@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -237,6 +237,7 @@ class LLMClient:
         sleep: Callable[[float], None] = time.sleep,
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        secrets: Sequence[str] = (),
     ) -> None:
         if settings.mode == "replay" and cache_dir is None:
             raise ConfigError(
@@ -246,7 +247,9 @@ class LLMClient:
         self._sleep = sleep
         self._asleep = asleep
         self._clock = clock
-        self._redact = Redactor([api_key] if api_key else [])
+        # Every known secret, and anything shaped like one, is scrubbed from what the endpoint
+        # says before it reaches a record, a report or the cache: a model can echo a key.
+        self._redact = Redactor([*secrets, *([api_key] if api_key else [])])
         # Without a key only a self-hosted endpoint makes sense; api.openai.com would just 401.
         self._missing_key = not api_key and base_url is None
         self._sdk_options: dict[str, Any] = {
@@ -263,6 +266,7 @@ class LLMClient:
         )
         self._lock = threading.Lock()
         self._stats = LLMStats()
+        self._failing = 0  # requests failed in a row, retryably, across the whole run
         self._warned_unpriced = False
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_after_s)
 
@@ -440,10 +444,20 @@ class LLMClient:
         return {
             "stop": stop_after_attempt(self._settings.max_retries + 1),
             "wait": self._wait,
-            "retry": retry_if_exception(lambda exc: isinstance(exc, LLMError) and exc.retryable),
+            "retry": retry_if_exception(self._worth_retrying),
             "before_sleep": self._before_sleep,
             "reraise": True,
         }
+
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        """A retryable failure is retried, unless the endpoint has failed
+        `llm.breaker_failures` requests in a row: a dead endpoint is not waited on five times
+        per decision, and the run's breaker trips within one timeout instead of minutes."""
+        if not (isinstance(exc, LLMError) and exc.retryable):
+            return False
+        with self._lock:
+            self._failing += 1
+            return self._failing < self._settings.breaker_failures
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -544,9 +558,13 @@ class LLMClient:
         response = LLMResponse(
             message=LLMMessage(
                 role=choice.message.role,
-                content=choice.message.content,
+                content=None
+                if choice.message.content is None
+                else self._redact(choice.message.content),
                 tool_calls=[
-                    ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                    ToolCall(
+                        id=c.id, name=c.function.name, arguments=self._redact(c.function.arguments)
+                    )
                     for c in choice.message.tool_calls or []
                 ],
             ),
@@ -558,6 +576,7 @@ class LLMClient:
             cost_usd=cost,
         )
         with self._lock:
+            self._failing = 0
             st = self._stats
             st.prompt_tokens += usage.prompt_tokens
             st.completion_tokens += usage.completion_tokens

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from agent.loop_state import stalled_since, wall_now_ms
 from agent.records import DecisionRecord
 
 if TYPE_CHECKING:
@@ -37,11 +38,27 @@ class LoopMetrics:
             registry=self.registry,
         )
         self.bars = Counter("agent_bars", "bars processed", registry=self.registry)
+        self.stalled = Gauge(
+            "agent_stalled_seconds",
+            "seconds since the loop last made progress, once that exceeds a bar plus the "
+            "margin (0 while it moves)",
+            registry=self.registry,
+        )
+        self.stalled.set_function(self._stalled)  # computed at each scrape: it rises while stuck
+        self._loop: TradingLoop | None = None
+
+    def _stalled(self) -> float:
+        if self._loop is None:
+            return 0.0
+        now = wall_now_ms()
+        since = stalled_since(self._loop.state, now)
+        return 0.0 if since is None else (now - since) / 1000
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
 
     def on_bar(self, loop: TradingLoop, seconds: float) -> None:
+        self._loop = loop
         self.bars.inc()
         self.equity.set(loop.venue.equity())
         self.feed_lag.set(seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from store.tables import TradingLoopRow
 
 MINUTE_MS = 60_000
 CHAT_ACCOUNT = "chat"  # the UI chat's paper account (agent-ui --account picks another)
+STALL_MARGIN_MS = 60_000  # beyond the feed's interval: a reconnect and backfill fit in it
 
 LoopStatus = Literal["running", "stopped", "finished"]
 
@@ -57,12 +59,27 @@ class LoopState(BaseModel):
     last_error: str | None = None
     stop_reason: str | None = None
     feed: dict[str, int] = Field(default_factory=dict)
-    wall_updated_ms: int = 0
+    wall_updated_ms: int = 0  # wall clock of the last commit: the loop's last progress
+    bar_every_ms: int = MINUTE_MS  # wall time between bars (a fast replay's are shorter)
     limits: RiskLimits | None = None  # what the gate judges by; None for an older account
 
     @property
     def source(self) -> SignalSource:
         return SignalSource.AI if self.strategy == "agent" else SignalSource.STRATEGY
+
+
+def wall_now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def stalled_since(state: LoopState, now_ms: int) -> int | None:
+    """When a running loop last made progress, if that is longer ago than a bar plus the
+    margin: it is alive but not moving, and must not read as running."""
+    if state.wall_updated_ms and now_ms - state.wall_updated_ms > (
+        max(state.bar_every_ms, 1) + STALL_MARGIN_MS
+    ):
+        return state.wall_updated_ms
+    return None
 
 
 def kill_switch_path(data_dir: Path, account: str) -> Path:
@@ -103,6 +120,8 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
     status = state.status
     if status == "running" and not _alive(state.pid):
         status = "not running (ended without a clean stop: killed or crashed)"
+    elif status == "running" and (since := stalled_since(state, wall_now_ms())) is not None:
+        status = f"stalled since {iso_ms(since)} UTC: no bar for longer than the feed's interval"
     return {
         "account": account,
         "mode": state.mode,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from agent.llm import LLMClient, LLMResponse, LLMStats
 from agent.offline import OfflineModel
@@ -67,9 +68,22 @@ def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
             "config error: llm.provider=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL "
             "for a local server such as Ollama)"
         )
+    url = settings.openai_base_url
+    if url is not None and not _is_http_url(url):
+        raise ConfigError(
+            f"config error: OPENAI_BASE_URL {url!r} is not an http(s) URL; set it to the "
+            "endpoint's /v1 address (e.g. http://localhost:11434/v1 for Ollama) or unset it"
+        )
     return LLMClient(
         settings.llm,
         api_key=key,
         base_url=settings.openai_base_url,
         cache_dir=settings.data_dir / "llm-cache",
+        secrets=settings.secret_values(),
     )
+
+
+def _is_http_url(url: str) -> bool:
+    """What the SDK can send to: an http(s) scheme and a host, or every call fails."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

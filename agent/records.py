@@ -7,7 +7,7 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 
 from store.db import Store
 from store.tables import DecisionRow
@@ -64,6 +64,12 @@ class DecisionRecord(BaseModel):
 
 def save_decisions(store: Store, records: list[DecisionRecord]) -> int:
     """Insert or replace by decision id in one transaction (a rerun replaces its own rows)."""
+    with store.engine.begin() as conn:
+        return write_decisions(conn, records)
+
+
+def write_decisions(conn: Connection, records: list[DecisionRecord]) -> int:
+    """`save_decisions` inside the caller's transaction (the loop's bar commit)."""
     if not records:
         return 0
     rows = [
@@ -83,11 +89,10 @@ def save_decisions(store: Store, records: list[DecisionRecord]) -> int:
         for r in records
     ]
     ids = [r["decision_id"] for r in rows]
-    with store.engine.begin() as conn:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            conn.execute(delete(DecisionRow).where(DecisionRow.decision_id.in_(chunk)))
-        conn.execute(insert(DecisionRow), rows)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        conn.execute(delete(DecisionRow).where(DecisionRow.decision_id.in_(chunk)))
+    conn.execute(insert(DecisionRow), rows)
     return len(rows)
 
 

@@ -19,7 +19,7 @@ from rich.table import Table
 from agent.llm import LLMStats
 from agent.model import ChatModel
 from agent.records import DecisionRecord
-from agent.strategy import AgentParams, AgentStrategy
+from agent.strategy import PARTIAL_STOPS, AgentParams, AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.config import BacktestConfig
 from backtest.report import BacktestReport, build_report, compute_report_metrics, iso
@@ -164,7 +164,7 @@ def agent_section(
         planned_decisions=strategy.planned(),
         decisions=len(records),
         stopped=strategy.stopped,
-        partial=strategy.stopped == "interrupted",
+        partial=strategy.stopped in PARTIAL_STOPS,
         llm={
             "model_calls": len(calls),
             "prompt_tokens": prompt_tokens,
@@ -173,6 +173,8 @@ def agent_section(
             "cost_basis": "every model call priced as if uncached",
             "abstains": dict(sorted(causes.items())),
             "signals": dict(sorted(actions.items())),
+            # only when there were any: a cached rerun of a clean run stays byte-identical
+            **({"retries": model.stats.retries} if model.stats.retries else {}),
         },
         risk={
             "vetoed": dict(sorted(result.vetoes.items())),
@@ -219,6 +221,7 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         "decisions (planned)": f"{section.decisions:,} ({section.planned_decisions:,})",
         "model calls": fmt(llm["model_calls"]),
         "requests sent / cache hits": f"{stats.requests_sent:,} / {stats.cache_hits:,}",
+        "retries / failed requests": f"{stats.retries:,} / {sum(stats.errors.values()):,}",
         "tokens in / out": f"{llm['prompt_tokens']:,} / {llm['completion_tokens']:,}",
         "cost [$] (this run)": f"{llm['cost_usd']:.4f} ({stats.cost_usd_this_run:.4f})",
         "latency avg / p95 [ms]": f"{fmt(stats.avg_latency_ms)} / {fmt(stats.p95_latency_ms)}",

@@ -22,6 +22,7 @@ from agent.graph import AgentDeps, AgentState, build_graph
 from agent.levels import with_levels
 from agent.model import ChatModel
 from agent.offline import OfflineModel
+from agent.outage import OUTAGE, LLMRefused, OutageBreaker, refusal
 from agent.records import DecisionRecord
 from execution.feed import BarArrays, SymbolBars
 from market.models import SymbolRules
@@ -33,6 +34,7 @@ from tools.trading import TradeIdea, to_signal
 
 MINUTE_MS = 60_000
 STOPPING_CAUSES = ("budget", "cache_miss")  # every later call would fail the same way
+PARTIAL_STOPS = ("interrupted", OUTAGE)  # the report covers only the decisions made
 Progress = Callable[[DecisionRecord], None]
 Interrupted = Callable[[int], None]  # called with the number of decisions still in flight
 
@@ -61,6 +63,7 @@ class AgentStrategy(Strategy):
         limits: RiskLimits | None = None,
         on_decision: Progress | None = None,
         on_interrupt: Interrupted | None = None,
+        trip_after: int | None = None,
     ) -> None:
         super().__init__(params)
         self.p = params
@@ -84,7 +87,9 @@ class AgentStrategy(Strategy):
         self.system_prompt = system_prompt()
         self.records: dict[tuple[str, int], DecisionRecord] = {}
         self.states: dict[tuple[str, int], AgentState] = {}
-        self.stopped: str | None = None  # budget, cache_miss or interrupted
+        self.stopped: str | None = None  # budget, cache_miss, interrupted, outage or refused
+        self.refused: LLMRefused | None = None
+        self.breaker = OutageBreaker(trip_after)
         self.levels: Counter[str] = Counter()  # where each --stop-loss/--take-profit came from
         self._lock = threading.Lock()
         self._precomputed = False
@@ -149,6 +154,8 @@ class AgentStrategy(Strategy):
                 self.stopped = "interrupted"
                 if self.on_interrupt is not None:
                     self.on_interrupt(0)
+        if self.refused is not None:
+            raise self.refused
         state = self.states.get(key)
         if state is None:
             return []
@@ -205,11 +212,17 @@ class AgentStrategy(Strategy):
         )
         state = decide(self.graph, deps, symbol)
         record = DecisionRecord.model_validate(state["record"])
+        tripped = self.breaker.observe(state)
+        refused = refusal(state.get("abstain"), self.breaker.answered, self.model.base_url)
         with self._lock:
             self.states[(symbol, now_ms)] = state
             self.records[(symbol, now_ms)] = record
             cause = (state.get("abstain") or {}).get("cause")
-            if cause in STOPPING_CAUSES and self.stopped is None:
+            if refused is not None and self.refused is None:
+                self.refused, self.stopped = refused, "refused"
+            elif tripped and self.stopped is None:
+                self.stopped = OUTAGE
+            elif cause in STOPPING_CAUSES and self.stopped is None:
                 self.stopped = cause
         if self.on_decision is not None:
             self.on_decision(record)

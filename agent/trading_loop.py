@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
-from agent.records import DecisionRecord, save_decisions
+from agent.records import DecisionRecord, write_decisions
 from agent.strategy import AgentStrategy
 from core.errors import UserError
 from execution.orders import Fill
@@ -112,6 +112,7 @@ class TradingLoop:
         books: Books | None = None,
         realtime: bool = False,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        bar_every_ms: int = MINUTE_MS,
     ) -> None:
         self.account = account
         self.symbols = list(symbols)
@@ -157,6 +158,8 @@ class TradingLoop:
                 "pid": os.getpid(),
                 "stop_reason": None,
                 "limits": self.limits,
+                "bar_every_ms": bar_every_ms,
+                "wall_updated_ms": wall_ms(),
             }
         )
         involved = (
@@ -183,6 +186,7 @@ class TradingLoop:
             lambda: self.runner.portfolio(len(self.feed) - 1),
             lambda symbol: self.runner.market.view(symbol, len(self.feed) - 1),
             gate_now,
+            buffered=True,
         )
         self.interventions = Catchup(store, self.scope)  # a person's resume or reset
         self.realtime = realtime  # a live feed: its bars are kept in the store as they close
@@ -318,7 +322,10 @@ class TradingLoop:
     # -- decisions -----------------------------------------------------------------------------
 
     def _decision_failed(self, symbol: str, now: int, exc: Exception) -> None:
-        """A bug must not kill an unattended loop: it is logged and shown in `status`."""
+        """A bug must not kill an unattended loop: it is logged and shown in `status`. A refused
+        key or request stops it: every later decision would be refused the same way."""
+        if isinstance(exc, UserError):
+            raise exc
         log.error("decision for %s at %s failed", symbol, iso_ms(now), exc_info=exc)
         self.state = self.state.model_copy(
             update={"last_error": f"{iso_ms(now)} {symbol}: {type(exc).__name__}: {exc}"}
@@ -414,7 +421,6 @@ class TradingLoop:
         )
         stepped = self.bars_this_run > 0
         records = list(self.records.values())
-        save_decisions(self.store, records)
         save_step(
             self.store,
             self.account,
@@ -423,7 +429,9 @@ class TradingLoop:
             state_json=self.state.model_dump_json(),
             now_ms=now,
             equity=(now, self.venue.equity(), self.venue.ledger.cash) if stepped else None,
+            also=(self.desk.write, lambda conn: write_decisions(conn, records)),
         )
+        self.desk.committed()
         self.venue.committed()
         queued = {q["order"]["client_order_id"] for q in checkpoint.queued}
         self.signals = {cid: s for cid, s in self.signals.items() if cid in queued}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
@@ -88,6 +89,13 @@ class LLMSettings(BaseModel):
     max_tokens: int | None = Field(None, gt=0)
     max_usd: float | None = Field(None, gt=0)
     concurrency: int = Field(8, ge=1, le=256)
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        description="failed decisions in a row (timeouts, 5xx, empty replies) that stop an "
+        "agent backtest with a partial report; after as many failed requests in a row, calls "
+        "are no longer retried until one succeeds",
+    )
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
 
@@ -262,6 +270,8 @@ def load_settings(profile: str | None = None, **overrides: object) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error: profile {chosen!r} is not valid TOML: {exc}") from None
     finally:
         _active_profile.reset(token)
     settings.profile = chosen

@@ -3,7 +3,7 @@ in one transaction, so a kill -9 leaves either the whole step or none of it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, func, insert, select
@@ -60,10 +60,14 @@ def save_step(
     state_json: str,
     now_ms: int,
     equity: tuple[int, float, float] | None = None,
+    also: Sequence[Callable[[Connection], None]] = (),
 ) -> None:
-    """One atomic step: upsert changed orders, append fills after the stored ones, and replace
-    the checkpoint (and the bar's equity point)."""
+    """One atomic step: upsert changed orders, append fills after the stored ones, replace
+    the checkpoint (and the bar's equity point), and whatever `also` writes (the gate's
+    memory of the bar)."""
     with store.engine.begin() as conn:
+        for write in also:
+            write(conn)
         if orders:
             _upsert_orders(conn, account, orders)
         if fills:

@@ -121,6 +121,13 @@ def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]
 def _check_spacing(frame: pd.DataFrame, interval: str, path: Path) -> None:
     """A file of 5m bars imported as 1m would corrupt every later calculation: refuse it."""
     diffs = np.diff(frame["open_time"].to_numpy())
+    backwards = np.flatnonzero(diffs < 0)
+    if len(backwards):
+        row = int(backwards[0]) + 2  # the later of the pair, counted from 1 after the header
+        raise CsvImportError(
+            f"{path}: rows are not in time order ({len(backwards):,} bars earlier than the row "
+            f"before, first at data row {row}); sort the file by its time column"
+        )
     diffs = diffs[diffs > 0]
     if len(diffs) == 0:
         return

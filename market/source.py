@@ -10,7 +10,7 @@ import pandas as pd
 from core.clock import Clock
 from core.errors import UserError
 from market.binance_rest import BinanceRestClient, BinanceUnavailable
-from market.csv_import import read_candle_csv
+from market.csv_import import CsvImportError, read_candle_csv
 from market.models import INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_notice
 from market.validation import bad_row_mask, iso_ms, validate_candles
@@ -46,7 +46,13 @@ def load_csv_candles(path: Path, interval: str, notify: Notify) -> pd.DataFrame:
         notify(f"warning: {path.name}: {problem}")
     if absent:
         notify(f"notice: {path.name} has no {', '.join(absent)} columns; stored as 0")
-    return frame[~bad_row_mask(frame)].drop_duplicates("open_time").sort_values("open_time")
+    valid = frame[~bad_row_mask(frame)].drop_duplicates("open_time").sort_values("open_time")
+    if valid.empty:
+        raise CsvImportError(
+            f"{path}: none of its {len(frame):,} rows is a valid bar "
+            f"({'; '.join(report.problems()) or 'no rows'})"
+        )
+    return valid
 
 
 def _sample_end(symbol: str) -> int:

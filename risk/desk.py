@@ -1,14 +1,18 @@
-"""The gate as a live account uses it: one risk state per scope, loaded from and saved to the
-store around every verdict, and every verdict recorded with its inputs."""
+"""The gate as a live account uses it: one risk state per scope, loaded from the store, and
+every verdict recorded with its inputs. The chat saves each change at once; the trading loop
+buffers them and writes them in its bar's transaction, so a kill -9 before the commit leaves no
+trace of a bar that never happened (order times, streaks, locks) and the replay decides alike."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import Connection
+
 from risk.gate import decide
 from risk.limits import RiskLimits
 from risk.models import MarketView, PortfolioView, TradeSignal, Verdict
-from risk.records import VerdictRecord, load_state, record_verdicts, save_state
+from risk.records import VerdictRecord, load_state, write_state, write_verdicts
 from risk.state import RiskState, on_llm_failure, on_llm_success
 from store.db import Store
 
@@ -24,8 +28,13 @@ class RiskDesk:
         portfolio: Callable[[], PortfolioView],
         market: Callable[[str], MarketView],
         now_ms: Callable[[], int],
+        *,
+        buffered: bool = False,
     ) -> None:
         self.store = store
+        self.buffered = buffered
+        self._verdicts: list[VerdictRecord] = []
+        self._changed_ms: int | None = None  # when the unsaved state last changed
         self.scope = scope
         self.limits = limits
         self._portfolio = portfolio
@@ -54,20 +63,41 @@ class RiskDesk:
             state_before=before,
             state_after=self.state,
         )
-        record_verdicts(self.store, [record])
-        save_state(self.store, self.state, now_ms, self.scope)
+        self._verdicts.append(record)
+        self._save(now_ms)
         return verdict
 
     def llm_result(self, ok: bool) -> None:
-        """Consecutive failures enter safe mode; a success leaves it. Persisted at once."""
+        """Consecutive failures enter safe mode; healthy calls in a row leave it. Persisted."""
         now = self._now()
-        updated = on_llm_success(self.state) if ok else on_llm_failure(self.state, now, self.limits)
+        updated = (
+            on_llm_success(self.state, self.limits)
+            if ok
+            else on_llm_failure(self.state, now, self.limits)
+        )
         if updated is not self.state:
             self.state = updated
-            save_state(self.store, self.state, now, self.scope)
+            self._save(now)
 
     def update(self, change: Callable[[RiskState], RiskState]) -> RiskState:
-        """Apply an explicit transition (kill switch, reset) and persist it."""
+        """Apply an explicit transition (kill switch, reset, bookkeeping) and persist it."""
         self.state = change(self.state)
-        save_state(self.store, self.state, self._now(), self.scope)
+        self._save(self._now())
         return self.state
+
+    def write(self, conn: Connection) -> None:
+        """The buffered changes, inside the caller's transaction; `committed` forgets them."""
+        write_verdicts(conn, self._verdicts)
+        if self._changed_ms is not None:
+            write_state(conn, self.state, self._changed_ms, self.scope)
+
+    def committed(self) -> None:
+        self._verdicts = []
+        self._changed_ms = None
+
+    def _save(self, now_ms: int) -> None:
+        self._changed_ms = now_ms
+        if not self.buffered:
+            with self.store.engine.begin() as conn:
+                self.write(conn)
+            self.committed()

@@ -74,6 +74,9 @@ class RiskLimits(BaseModel):
     max_daily_loss_pct: float | None = Field(0.10, gt=0, le=1)
     max_drawdown_pct: float | None = Field(0.25, gt=0, le=1)
     max_llm_failures: int = Field(3, ge=1)
+    llm_recoveries: int = Field(
+        3, ge=1, description="healthy model calls in a row that end safe mode"
+    )
     max_data_age_ms: int = Field(120_000, ge=0)
     max_spread_bps: float = Field(50.0, gt=0)
     fee_rate: float = Field(0.001, ge=0, lt=1)

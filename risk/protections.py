@@ -94,7 +94,8 @@ def safe_mode_lock(failures: int, now_ms: int, limits: RiskLimits) -> Lock | Non
     return Lock(
         code=ReasonCode.SAFE_MODE,
         level=TradingState.REDUCING,
-        message=f"{failures} consecutive LLM failures: safe mode, exits only until a call succeeds",
+        message=f"{failures} consecutive LLM failures: safe mode, exits only until "
+        f"{limits.llm_recoveries} healthy calls in a row",
         since_ms=now_ms,
     )
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 
 from risk.limits import RiskLimits
 from risk.models import Approved, MarketView, PortfolioView, TradeSignal, Verdict
@@ -49,12 +49,15 @@ def _model_json(model: BaseModel) -> str:
 def save_state(store: Store, state: RiskState, now_ms: int, scope: str = DEFAULT_SCOPE) -> None:
     """Replace the scope's state in one transaction."""
     with store.engine.begin() as conn:
-        conn.execute(delete(RiskStateRow).where(RiskStateRow.scope == scope))
-        conn.execute(
-            insert(RiskStateRow).values(
-                scope=scope, state_json=_model_json(state), updated_ms=now_ms
-            )
-        )
+        write_state(conn, state, now_ms, scope)
+
+
+def write_state(conn: Connection, state: RiskState, now_ms: int, scope: str) -> None:
+    """Replace the scope's state inside the caller's transaction (the loop's bar commit)."""
+    conn.execute(delete(RiskStateRow).where(RiskStateRow.scope == scope))
+    conn.execute(
+        insert(RiskStateRow).values(scope=scope, state_json=_model_json(state), updated_ms=now_ms)
+    )
 
 
 def load_state(store: Store, scope: str = DEFAULT_SCOPE) -> RiskState:
@@ -68,37 +71,42 @@ def load_state(store: Store, scope: str = DEFAULT_SCOPE) -> RiskState:
 
 def record_verdicts(store: Store, records: Iterable[VerdictRecord]) -> int:
     """Insert many records in one transaction (a backtest records thousands); returns count."""
-    rows = []
-    for record in records:
-        verdict = record.verdict
-        reasons = verdict.adjustments if isinstance(verdict, Approved) else verdict.reasons
-        rows.append(
-            {
-                "scope": record.scope,
-                "decision_id": record.signal.decision_id,
-                "now_ms": record.now_ms,
-                "symbol": record.signal.symbol,
-                "source": record.signal.source.value,
-                "kind": verdict.kind,
-                "codes": ",".join(reason.code.value for reason in reasons),
-                "inputs_json": _dumps(
-                    {
-                        "now_ms": record.now_ms,
-                        "signal": record.signal.model_dump(mode="json"),
-                        "portfolio": record.portfolio.model_dump(mode="json"),
-                        "market": record.market.model_dump(mode="json"),
-                        "limits": record.limits.model_dump(mode="json"),
-                    }
-                ),
-                "verdict_json": _model_json(verdict),
-                "state_before_json": _model_json(record.state_before),
-                "state_after_json": _model_json(record.state_after),
-            }
-        )
+    with store.engine.begin() as conn:
+        return write_verdicts(conn, records)
+
+
+def write_verdicts(conn: Connection, records: Iterable[VerdictRecord]) -> int:
+    """Insert records inside the caller's transaction; returns count."""
+    rows = [_verdict_row(record) for record in records]
     if rows:
-        with store.engine.begin() as conn:
-            conn.execute(insert(RiskVerdictRow), rows)
+        conn.execute(insert(RiskVerdictRow), rows)
     return len(rows)
+
+
+def _verdict_row(record: VerdictRecord) -> dict[str, Any]:
+    verdict = record.verdict
+    reasons = verdict.adjustments if isinstance(verdict, Approved) else verdict.reasons
+    return {
+        "scope": record.scope,
+        "decision_id": record.signal.decision_id,
+        "now_ms": record.now_ms,
+        "symbol": record.signal.symbol,
+        "source": record.signal.source.value,
+        "kind": verdict.kind,
+        "codes": ",".join(reason.code.value for reason in reasons),
+        "inputs_json": _dumps(
+            {
+                "now_ms": record.now_ms,
+                "signal": record.signal.model_dump(mode="json"),
+                "portfolio": record.portfolio.model_dump(mode="json"),
+                "market": record.market.model_dump(mode="json"),
+                "limits": record.limits.model_dump(mode="json"),
+            }
+        ),
+        "verdict_json": _model_json(verdict),
+        "state_before_json": _model_json(record.state_before),
+        "state_after_json": _model_json(record.state_after),
+    }
 
 
 def load_verdicts(store: Store, scope: str = DEFAULT_SCOPE) -> list[VerdictRecord]:

@@ -35,6 +35,7 @@ class RiskState(BaseModel):
     losing_streak: int = 0
     last_loss_ms: int | None = None
     llm_failures: int = 0
+    llm_successes: int = 0  # healthy calls in a row while in safe mode
     recent_orders_ms: tuple[int, ...] = ()  # sorted times of approved orders, for rate limits
 
     def active_locks(self, now_ms: int) -> tuple[Lock, ...]:
@@ -217,17 +218,29 @@ def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskSta
     if not _has(state, ReasonCode.SAFE_MODE, now_ms):
         lock = safe_mode_lock(failures, now_ms, limits)
         locks += (lock,) if lock else ()
-    return state.model_copy(update={"llm_failures": failures, "locks": locks})
+    return state.model_copy(update={"llm_failures": failures, "llm_successes": 0, "locks": locks})
 
 
-def on_llm_success(state: RiskState) -> RiskState:
-    """A working model ends safe mode."""
-    if state.llm_failures == 0 and not any(
-        lock.code is ReasonCode.SAFE_MODE for lock in state.locks
-    ):
-        return state
+def in_safe_mode(state: RiskState) -> bool:
+    return any(lock.code is ReasonCode.SAFE_MODE for lock in state.locks)
+
+
+def on_llm_success(state: RiskState, limits: RiskLimits) -> RiskState:
+    """A healthy call ends a failure streak; safe mode ends only after `llm_recoveries` of them
+    in a row, so one lucky answer from a flaky endpoint cannot open the door to entries."""
+    if not in_safe_mode(state):
+        if state.llm_failures == 0 and state.llm_successes == 0:
+            return state
+        return state.model_copy(update={"llm_failures": 0, "llm_successes": 0})
+    successes = state.llm_successes + 1
+    if successes < limits.llm_recoveries:
+        return state.model_copy(update={"llm_successes": successes})
     return state.model_copy(
-        update={"llm_failures": 0, "locks": _without(state, ReasonCode.SAFE_MODE)}
+        update={
+            "llm_failures": 0,
+            "llm_successes": 0,
+            "locks": _without(state, ReasonCode.SAFE_MODE),
+        }
     )
 
 

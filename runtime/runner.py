@@ -5,6 +5,7 @@ where something can happen and folds the quiet ones in between; paper and live s
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from execution.feed import BarArrays
+from market.validation import iso_ms
 from risk.models import (
     Approved,
     MarketView,
@@ -26,6 +28,7 @@ from risk.models import (
 )
 from risk.protections import TradingState
 from risk.state import (
+    in_safe_mode,
     on_equity,
     on_equity_series,
     on_llm_failure,
@@ -37,6 +40,7 @@ from runtime.portfolio import portfolio_view
 from runtime.ports import RiskBook, Venue
 from runtime.strategy import Context, Prepared, Strategy
 
+log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 
 
@@ -104,6 +108,7 @@ class Runner:
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
         self._wakes: dict[str, tuple[Prepared, np.ndarray]] = {}
+        self._llm_outcome: tuple[bool, int] | None = None
         strategy.bind(market.feed)
 
     def extend(self, feed: BarArrays) -> None:
@@ -128,6 +133,7 @@ class Runner:
             if self._wake(symbol, prepared)[index]:
                 for signal in self._decide(symbol, index, prepared):
                     self.submit(signal, index)
+                self._settle_llm()
 
     def _wake(self, symbol: str, prepared: Prepared) -> np.ndarray:
         """The strategy's wake mask, computed once per prepared arrays (a backtest prepares
@@ -250,8 +256,31 @@ class Runner:
         )
 
     def _llm_result(self, ok: bool, now_ms: int) -> None:
-        """An agent's model call failed or worked: N failures in a row enter safe mode."""
+        """An agent's model call failed or worked; counted once the gate has judged what the
+        call proposed, so the answer that ends safe mode is not itself let through."""
+        self._llm_outcome = (ok, now_ms)
+
+    def _settle_llm(self) -> None:
+        """N failures in a row enter safe mode, M healthy calls in a row leave it; each change
+        is logged with the account's state."""
+        if self._llm_outcome is None:
+            return
+        ok, now_ms = self._llm_outcome
+        self._llm_outcome = None
         limits = self.risk.limits
-        self.risk.update(
-            (lambda s: on_llm_success(s)) if ok else (lambda s: on_llm_failure(s, now_ms, limits))
+        before = in_safe_mode(self.risk.state)
+        after = in_safe_mode(
+            self.risk.update(
+                (lambda s: on_llm_success(s, limits))
+                if ok
+                else (lambda s: on_llm_failure(s, now_ms, limits))
+            )
         )
+        if after != before:
+            log.warning(
+                "%s safe mode at %s: %s",
+                "entered" if after else "left",
+                iso_ms(now_ms),
+                "AI entries vetoed, exits allowed" if after else "healthy model calls again",
+                extra={"run": self.run_id},
+            )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from core.errors import UserError
 from core.security import PRIVATE_DIR, private_file
@@ -96,7 +96,13 @@ def open_store(url: str, timescaledb: TimescaleMode = "auto") -> Store:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         _private_sqlite(Path(parsed.database).expanduser())
-    engine = create_engine(parsed, pool_pre_ping=True)
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError):
+        raise UserError(
+            f"invalid DATABASE_URL: no database driver {parsed.drivername!r}; use "
+            "sqlite:///path/agent.db or postgresql://user@host/db"
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:

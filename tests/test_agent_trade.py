@@ -150,6 +150,53 @@ def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_en
     assert_books_consistent(path, cli)
 
 
+def _account(path: Path) -> dict:
+    """What an account did: every decision (its inputs, signal, verdict and order), every order
+    with its client id, the fills, the gate's verdicts and the final equity. Timings and the
+    per-process seal are left out: they differ between any two runs."""
+
+    def unsealed(order: dict | None) -> dict | None:
+        return order and {k: v for k, v in order.items() if k != "seal"}
+
+    decisions = []
+    for (raw,) in query(path, "SELECT record_json FROM decisions ORDER BY decision_id"):
+        r = json.loads(raw)
+        verdict = r["verdict"] and {**r["verdict"], "order": unsealed(r["verdict"].get("order"))}
+        seen = (r["decision_id"], r["outcome"], r["inputs_sha256"], r["signal"], verdict)
+        decisions.append((*seen, unsealed(r["order"]), r["abstain"]))
+    orders = query(
+        path, "SELECT client_order_id, decision_id, status, order_json FROM paper_orders"
+    )
+    return {
+        "decisions": decisions,
+        "orders": sorted((c, d, s, unsealed(json.loads(o))) for c, d, s, o in orders),
+        "fills": query(path, "SELECT order_id, quantity, price, fee, time_ms FROM paper_fills"),
+        "equity": query(path, "SELECT equity FROM equity_points ORDER BY time_ms DESC LIMIT 1"),
+        "verdicts": query(path, "SELECT decision_id, kind, codes FROM risk_verdicts ORDER BY id"),
+    }
+
+
+def test_restarts_after_sigkill_repeat_the_uninterrupted_run(cli, offline_env, tmp_path) -> None:
+    """Killed at two points mid-run and restarted, the account is the uninterrupted one: the
+    same decisions, orders and client ids, fills, gate verdicts and final equity."""
+    path, total, every = db(offline_env), 100, ("--decide-every", "2")
+    for reached in (30, 65):
+        proc = start(offline_env, "--feed", "replay", "--speed", "1500", *every)
+        wait_for_bars(proc, path, reached)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    rest = str(total - committed_bars(path))
+    assert cli("agent-trade", *FAST, *every, "--max-bars", rest).returncode == 0
+    straight_env = {"AGENT_DATA_DIR": str(tmp_path / "straight")}
+    straight = cli("agent-trade", *FAST, *every, "--max-bars", str(total), env=straight_env)
+    assert straight.returncode == 0, straight.stderr
+
+    killed, uninterrupted = _account(path), _account(tmp_path / "straight" / "agent.db")
+    assert len(killed["decisions"]) == total // 2 * 2 and killed["orders"]
+    for part in killed:
+        assert killed[part] == uninterrupted[part], part
+
+
 def test_sigterm_finishes_the_step_and_records_the_stop(offline_env, cli) -> None:
     path = db(offline_env)
     proc = start(offline_env, "--feed", "replay", "--speed", "1500")

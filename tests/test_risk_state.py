@@ -85,7 +85,7 @@ def test_kill_switch_halts_until_cleared_by_a_person() -> None:
     assert clear_kill(state).trading_state(NOW) is TradingState.ACTIVE
 
 
-def test_consecutive_llm_failures_enter_safe_mode_and_a_success_leaves_it() -> None:
+def test_consecutive_llm_failures_enter_safe_mode_and_m_healthy_calls_leave_it() -> None:
     state = RiskState()
     for _ in range(LIMITS.max_llm_failures - 1):
         state = on_llm_failure(state, NOW, LIMITS)
@@ -93,7 +93,12 @@ def test_consecutive_llm_failures_enter_safe_mode_and_a_success_leaves_it() -> N
     state = on_llm_failure(state, NOW, LIMITS)
     assert state.trading_state(NOW) is TradingState.REDUCING
     assert _codes(on_llm_failure(state, NOW, LIMITS)) == [ReasonCode.SAFE_MODE]
-    recovered = on_llm_success(state)
+    for _ in range(LIMITS.llm_recoveries - 1):
+        state = on_llm_success(state, LIMITS)
+        assert state.trading_state(NOW) is TradingState.REDUCING
+    relapsed = on_llm_success(on_llm_failure(state, NOW, LIMITS), LIMITS)
+    assert relapsed.trading_state(NOW) is TradingState.REDUCING  # the count starts again
+    recovered = on_llm_success(state, LIMITS)
     assert recovered.trading_state(NOW) is TradingState.ACTIVE
     assert recovered.llm_failures == 0
 

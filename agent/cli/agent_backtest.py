@@ -5,6 +5,7 @@ stop, Ctrl-C to a partial report, and every decision saved in the store."""
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -16,12 +17,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from agent.cli.common import EXIT_INTERRUPTED, EXIT_RUNTIME, notify, write_file
+from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify, write_file
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
 from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
+from agent.outage import OUTAGE
 from agent.records import DecisionRecord, save_decisions
 from agent.report import agent_report, agent_run_id, render_agent, run_stats
 from agent.strategy import AgentParams, AgentStrategy
@@ -139,6 +141,7 @@ def run_agent_backtest(
             cash=config.cash,
             run_id="",
             limits=settings.risk,
+            trip_after=settings.llm.breaker_failures,
         )
         strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
         planned = strategy.planned()
@@ -237,7 +240,19 @@ def _closing(strategy: AgentStrategy, records: list[DecisionRecord]) -> int:
         notify(
             f"notice: the budget ran out after {len(records):,} decisions; the report covers them"
         )
+    if strategy.stopped == OUTAGE:
+        notify(
+            f"error: the LLM endpoint failed {strategy.breaker.trip_after} decisions in a row "
+            f"(abstains: {_causes(records)}); stopped after {len(records):,} decisions with a "
+            "partial report. Check the endpoint, or raise AGENT_LLM__TIMEOUT_S"
+        )
+        return EXIT_OUTAGE
     if strategy.stopped == "interrupted":
         notify(f"interrupted: partial report of {len(records):,} decisions written")
         return EXIT_INTERRUPTED
     return 0
+
+
+def _causes(records: list[DecisionRecord]) -> str:
+    causes = Counter(r.abstain["cause"] for r in records if r.abstain)
+    return ", ".join(f"{cause} {n}" for cause, n in causes.most_common())

@@ -23,6 +23,7 @@ from agent.cli.agent_backtest import (
 )
 from agent.cli.common import (
     EXIT_INTERRUPTED,
+    EXIT_OUTAGE,
     EXIT_RUNTIME,
     EXIT_USER,
     OneLineParser,
@@ -65,7 +66,10 @@ from store import Store, open_store
 AGENT = "agent"
 EPILOG = (
     f"exit codes: 0 done; {EXIT_RUNTIME} look-ahead found (--check-lookahead); {EXIT_USER} a "
-    f"usage, config or data mistake; {EXIT_INTERRUPTED} interrupted (Ctrl-C). Ctrl-C while the "
+    f"usage, config or data mistake, or an LLM endpoint that refuses the key or the request "
+    f"(nothing saved); {EXIT_OUTAGE} the LLM endpoint failed llm.breaker_failures decisions in a "
+    f'row (timeouts, 5xx, empty replies): a partial report, marked "partial": true; '
+    f"{EXIT_INTERRUPTED} interrupted (Ctrl-C). Ctrl-C while the "
     "agent decides lets the decisions in flight finish, then still prints and writes the report, "
     f'marked "partial": true, before exiting with {EXIT_INTERRUPTED}.'
 )
@@ -191,6 +195,11 @@ def _size(raw: str) -> float:
 def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings) -> BacktestConfig:
     """The run's account and fills: each flag given, else its setting."""
     fee_bps = defaults.fee_bps if args.fee_bps is None else args.fee_bps
+    if fee_bps < 0:
+        raise UserError(
+            f"invalid --fee-bps {fee_bps:g}: a fee cannot be negative (a maker rebate "
+            "goes in --maker-bps)"
+        )
     maker_bps = args.maker_bps if args.maker_bps is not None else defaults.maker_bps
     slippage_bps = defaults.slippage_bps if args.slippage_bps is None else args.slippage_bps
     taker = fee_bps / 10_000

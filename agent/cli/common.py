@@ -17,7 +17,7 @@ from core.logging import setup_logging
 from core.security import loose_env_file, private_dir
 
 log = logging.getLogger(__name__)
-EXIT_RUNTIME, EXIT_USER, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_RUNTIME, EXIT_USER, EXIT_OUTAGE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -49,10 +49,21 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         settings.log_level, json_lines=settings.log_json, secrets=settings.secret_values()
     )
     loose_env = loose_env_file()
-    for warning in (private_dir(settings.data_dir), loose_env and f"warning: {loose_env}"):
+    for warning in (_data_dir(settings.data_dir), loose_env and f"warning: {loose_env}"):
         if warning:
             notify(warning)
     return settings
+
+
+def _data_dir(path: Path) -> str | None:
+    """The data directory, made private; a warning line, or a UserError if it cannot be one."""
+    fix = "pass --data-dir (or set AGENT_DATA_DIR to) a folder you can write"
+    if path.exists() and not path.is_dir():
+        raise UserError(f"data directory {path} is a file, not a folder; {fix}")
+    try:
+        return private_dir(path)
+    except OSError as exc:
+        raise UserError(f"data directory {path} cannot be created: {exc.strerror}; {fix}") from None
 
 
 def parse_utc(text: str, flag: str) -> int:

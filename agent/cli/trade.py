@@ -180,6 +180,10 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
             "--mode live needs --feed binance: replayed sample bars must never drive real orders"
         )
     args.speed = _speed(args.speed)
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65_536:
+        raise UserError(f"invalid --metrics-port {args.metrics_port}: a port is 1 to 65535")
+    if args.fee_bps is not None and args.fee_bps < 0:
+        raise UserError(f"invalid --fee-bps {args.fee_bps:g}: a fee cannot be negative")
     if args.data is not None and args.feed != "replay":
         raise UserError("--data is replayed: it needs --feed replay")
     if args.mode != "paper":
@@ -547,6 +551,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         venue=venue,
         books=books,
         realtime=args.feed == "binance",
+        bar_every_ms=MINUTE_MS if args.feed == "binance" else int(MINUTE_MS / args.speed),
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
@@ -569,7 +574,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with bar.progress:
         try:
             reason = asyncio.run(_run_loop(loop, args, settings, replay, depth, snapshots))
-        except (UserError, KeyboardInterrupt):
+        except UserError as exc:  # the LLM endpoint refused: `status` says why it stopped
+            loop.finish("stopped", str(exc))
+            raise
+        except KeyboardInterrupt:
             raise
         except Exception as exc:  # unattended: say why it stopped, where `status` will show it
             return _failed(loop, exc)

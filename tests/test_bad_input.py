@@ -1,0 +1,82 @@
+"""Every bad input a user reported: one line naming the problem, exit 2, no traceback, and no
+empty database left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from market.sample import load_sample
+
+SMA = ("--strategy", "sma_cross", "--days", "1")
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "env", "said"),
+    [
+        ("agent-backtest", ("--profile", "bad.toml", *SMA), {}, "is not valid TOML"),
+        ("agent-backtest", SMA, {"DATABASE_URL": "postgres://nobody@x/db"}, "no database driver"),
+        ("agent-backtest", ("--data-dir", "a-file", *SMA), {}, "is a file, not a folder"),
+        ("agent-backtest", ("--data-dir", "a-file/sub", *SMA), {}, "cannot be created"),
+        ("agent-backtest", ("--fee-bps", "-5", *SMA), {}, "invalid --fee-bps -5"),
+        ("agent-trade", ("--metrics-port", "99999"), {}, "invalid --metrics-port 99999"),
+        ("agent-trade", ("--fee-bps", "-5"), {}, "invalid --fee-bps -5"),
+    ],
+    ids=["toml", "database-url", "data-dir-file", "data-dir-uncreatable", "fee", "port", "fee2"],
+)
+def test_bad_input_is_one_line_exit_2_and_no_database(
+    cli, offline_env, tmp_path: Path, command: str, args: tuple, env: dict, said: str
+) -> None:
+    (tmp_path / "bad.toml").write_text("[llm\nmodel = 'x'\n")
+    (tmp_path / "a-file").write_text("not a folder\n")
+    result = cli(command, *args, env=env)
+
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (Path(offline_env["AGENT_DATA_DIR"]) / "agent.db").exists()
+
+
+@pytest.fixture
+def csvs(tmp_path: Path) -> dict[str, Path]:
+    """The bundled sample's first 600 bars, spoiled three ways a user's export can be."""
+    frame = load_sample("BTCUSDT").iloc[:600]
+    spoiled = {
+        "shuffled": frame.sample(frac=1, random_state=1),
+        "duplicated": pd.concat([frame, frame.iloc[100:300]]).sort_values(
+            "open_time", kind="stable"
+        ),
+        "nan": frame.assign(**{c: np.nan for c in ("open", "high", "low", "close", "volume")}),
+    }
+    paths = {}
+    for name, bad in spoiled.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        bad.to_csv(paths[name], index=False)
+    return paths
+
+
+@pytest.mark.parametrize("command", ["agent-backtest", "agent-data"])
+def test_a_shuffled_csv_is_named_as_out_of_order_and_an_all_nan_one_is_refused(
+    cli, csvs: dict[str, Path], command: str
+) -> None:
+    def run(name: str):
+        path = str(csvs[name])
+        if command == "agent-data":
+            return cli("agent-data", "import", path, "--symbol", "BTCUSDT", "--interval", "1m")
+        return cli("agent-backtest", "--strategy", "sma_cross", "--data", path)
+
+    shuffled = run("shuffled")
+    assert shuffled.returncode == 2 and "rows are not in time order" in shuffled.stderr
+    assert "--interval" not in shuffled.stderr
+    nan = run("nan")
+    assert nan.returncode == 2 and "none of its 600 rows is a valid bar" in nan.stderr
+    assert "Traceback" not in shuffled.stderr + nan.stderr
+
+
+def test_duplicated_rows_are_counted_as_duplicates(cli, csvs: dict[str, Path]) -> None:
+    result = cli("agent-backtest", "--strategy", "sma_cross", "--data", str(csvs["duplicated"]))
+    assert result.returncode == 0, result.stderr
+    assert "200 duplicate bars" in result.stderr and "non-increasing" not in result.stderr
