@@ -18,8 +18,10 @@ README = Path(__file__).parents[1] / "README.md"
 PROGRAMS = (
     "agent-backtest",
     "agent-data",
+    "agent-server",
     "agent-trade",
     "agent-ui",
+    "curl",
     "python3",
     "OPENAI_",
     "export",
