@@ -96,13 +96,28 @@ def write_decisions(conn: Connection, records: list[DecisionRecord]) -> int:
     return len(rows)
 
 
+def loop_run_id(account: str) -> str:
+    """The run id under which a trading loop records its account's decisions."""
+    return f"trade-{account}"
+
+
 def load_decisions(
-    store: Store, run_id: str | None = None, limit: int | None = None
+    store: Store,
+    run_id: str | None = None,
+    limit: int | None = None,
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
 ) -> list[DecisionRecord]:
-    """Newest last; a run's decisions, or the latest `limit` of all runs."""
+    """Newest last; a run's decisions (made in [since_ms, until_ms) when given), or the latest
+    `limit` of them."""
     stmt = select(DecisionRow.record_json)
     if run_id is not None:
         stmt = stmt.where(DecisionRow.run_id == run_id)
+    if since_ms is not None:
+        stmt = stmt.where(DecisionRow.decided_ms >= since_ms)
+    if until_ms is not None:
+        stmt = stmt.where(DecisionRow.decided_ms < until_ms)
     stmt = stmt.order_by(DecisionRow.decided_ms.desc(), DecisionRow.decision_id.desc())
     if limit is not None:
         stmt = stmt.limit(limit)

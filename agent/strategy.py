@@ -23,7 +23,7 @@ from agent.levels import with_levels
 from agent.model import ChatModel
 from agent.offline import OfflineModel
 from agent.outage import OUTAGE, LLMRefused, OutageBreaker, refusal
-from agent.records import DecisionRecord
+from agent.records import DecisionRecord, loop_run_id
 from execution.feed import BarArrays, SymbolBars
 from market.models import SymbolRules
 from risk.limits import RiskLimits
@@ -275,6 +275,6 @@ def trading_agent(
         close_time=None,
         rules=rules,
         cash=cash,
-        run_id=f"trade-{account}",
+        run_id=loop_run_id(account),
         limits=limits,
     )

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
-from agent.records import DecisionRecord, write_decisions
+from agent.records import DecisionRecord, loop_run_id, write_decisions
 from agent.strategy import AgentStrategy
 from core.errors import UserError
 from execution.orders import Fill
@@ -128,7 +128,7 @@ class TradingLoop:
         self.kill_switch = kill_switch
         self.observers = list(observers)
         self.wall_ms = wall_ms
-        self.run_id = f"trade-{account}"
+        self.run_id = loop_run_id(account)
         stored = load_account(store, account)
         if stored.state_json is None:
             self.state = LoopState(

@@ -32,7 +32,8 @@ class LoginThrottleMiddleware:
         self.app, self.throttle = app, throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in LOGIN_PATHS:
+        path = scope.get("path", "").removeprefix(scope.get("root_path", ""))  # under a mount
+        if scope["type"] != "http" or scope["method"] != "POST" or path not in LOGIN_PATHS:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]

@@ -109,6 +109,19 @@ def _verdict_row(record: VerdictRecord) -> dict[str, Any]:
     }
 
 
+def last_limits(store: Store, scope: str = DEFAULT_SCOPE) -> RiskLimits | None:
+    """The limits the gate applied at its latest call in this scope, or None before any call."""
+    stmt = (
+        select(RiskVerdictRow.inputs_json)
+        .where(RiskVerdictRow.scope == scope)
+        .order_by(RiskVerdictRow.now_ms.desc(), RiskVerdictRow.id.desc())
+        .limit(1)
+    )
+    with store.engine.connect() as conn:
+        raw = conn.execute(stmt).scalar_one_or_none()
+    return None if raw is None else RiskLimits.model_validate(json.loads(raw)["limits"])
+
+
 def load_verdicts(store: Store, scope: str = DEFAULT_SCOPE) -> list[VerdictRecord]:
     """A scope's records in the order they were made."""
     stmt = (

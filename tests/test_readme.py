@@ -18,10 +18,12 @@ README = Path(__file__).parents[1] / "README.md"
 PROGRAMS = (
     "agent-backtest",
     "agent-data",
+    "agent-server",
     "agent-trade",
     "agent-ui",
     "agent-config",
     "AGENT_",
+    "curl",
     "python3",
     "OPENAI_",
     "export",

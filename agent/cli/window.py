@@ -68,7 +68,20 @@ def _csv(args: argparse.Namespace, interval: str, span: dict, notify: Notify) ->
     return frame.reset_index(drop=True)
 
 
-def _stored(
+def candle_source(settings: Settings, store: Store, notify: Notify) -> CandleSource:
+    """The store, then Binance (unless offline), then the bundled sample: every front end's
+    data resolution."""
+    factory = None
+    if not settings.offline:
+
+        def factory() -> BinanceRestClient:
+            cache = settings.data_dir / "http-cache"
+            return BinanceRestClient(settings.binance, cache_dir=cache)
+
+    return CandleSource(store, SystemClock(), notify, factory)
+
+
+def stored_bars(
     source: CandleSource, store: Store, symbol: str, interval: str, span: dict, notify: Notify
 ):
     """The interval as stored or fetched; else resampled from the 1m bars `source` brought
@@ -78,7 +91,10 @@ def _stored(
     except UserError:
         if interval not in RESAMPLED:
             raise
-    minutes = source.get(symbol, "1m", **span)
+    wanted = dict(span)  # the last bucket's own minutes, up to its close, not just its open
+    if "end_ms" in span:
+        wanted["end_ms"] = span["end_ms"] + INTERVAL_MS[interval] - INTERVAL_MS["1m"]
+    minutes = source.get(symbol, "1m", **wanted)
     first, last = int(minutes["open_time"].iloc[0]), int(minutes["open_time"].iloc[-1])
     frame = resample_stored(store, symbol, interval, first, last, loaded=minutes)
     if frame.empty:
@@ -101,15 +117,8 @@ def load_frames(
             raise UserError("--data reads one symbol's bars: give a single --symbol")
         frames = {symbols[0]: _csv(args, interval, span, notify)}
     else:
-        factory = None
-        if not settings.offline:
-
-            def factory() -> BinanceRestClient:
-                cache = settings.data_dir / "http-cache"
-                return BinanceRestClient(settings.binance, cache_dir=cache)
-
-        source = CandleSource(store, SystemClock(), notify, factory)
-        frames = {s: _stored(source, store, s, interval, span, notify) for s in symbols}
+        source = candle_source(settings, store, notify)
+        frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}
     return frames, _window(frames, interval, asked, span, notify)
 
 

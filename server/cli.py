@@ -1,0 +1,94 @@
+"""`agent-server`: one process serving the REST API (OpenAPI at /docs), the chat UI at /ui and
+Prometheus metrics at /metrics. Who may reach it is settled before anything is imported or
+bound, so a refused start is one quick line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
+from agent.loop_state import live_accounts
+from agent.ui_access import WHAT, launch_options
+from core.errors import UserError
+from core.security import resolve_access
+from server.auth import TOKEN_ENV, server_token
+from store import Store, open_store
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from config import Settings
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="agent-server",
+        description="The REST API (docs at /docs), the chat UI (/ui) and metrics (/metrics) "
+        "in one process.",
+    )
+    add_common_args(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (8000)")
+    parser.add_argument(
+        "--auth",
+        help="the UI's login: user:password, or token for a generated one (or AGENT_UI_AUTH); "
+        f"required off loopback. The API's changing routes need {TOKEN_ENV} there.",
+    )
+    parser.add_argument("--no-ui", action="store_true", help="serve the API without the chat UI")
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args: argparse.Namespace = build_parser().parse_args(argv)
+    if args.no_ui and args.auth:
+        raise UserError("--auth is the UI's login, and --no-ui serves no UI: drop one")
+    if not 0 < args.port < 65536:
+        raise UserError(f"invalid --port {args.port}: expected 1 to 65535")
+    settings = settings_from(args)
+    token = server_token(args.host, os.environ)
+    store = open_store(settings.resolved_database_url)
+    try:
+        import uvicorn  # the web stack loads only once serving is allowed
+
+        from server.app import create_app
+        from server.jobs import BacktestJobs
+
+        jobs = BacktestJobs(_backtest_args(args), os.environ)
+        app = create_app(settings, store, jobs, token=token)
+        if not args.no_ui:
+            _mount_ui(app, args, settings, store)
+        where = f"http://{args.host}:{args.port}"
+        ui = "" if args.no_ui else f", the UI at {where}/ui"
+        notify(f"serving the API at {where} (docs at {where}/docs){ui}, metrics at {where}/metrics")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        store.close()
+    return 0
+
+
+def _backtest_args(args: argparse.Namespace) -> list[str]:
+    """The server's own --profile and --data-dir, so a job reads and writes the same store."""
+    extra = ["--profile", args.profile] if args.profile else []
+    return extra + (["--data-dir", args.data_dir] if args.data_dir else [])
+
+
+def _mount_ui(app: FastAPI, args: argparse.Namespace, settings: Settings, store: Store) -> None:
+    access = resolve_access(
+        args.host,
+        args.auth or os.environ.get("AGENT_UI_AUTH"),
+        insecure_no_auth=False,
+        live_accounts=live_accounts(store),
+        what=WHAT,
+    )
+    options = launch_options(access, args.host, settings, notify)
+    import gradio as gr
+
+    from agent.ui import build_app  # gradio and the graph: only once serving is allowed
+
+    gr.mount_gradio_app(app, build_app(settings, store, notify=notify), path="/ui", **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_main, argv)

@@ -1,0 +1,59 @@
+"""Bad input is a 4xx whose JSON body names the field; nothing the API returns is a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from core.errors import UserError
+from server.models import Problem
+
+T = TypeVar("T")
+
+
+class BadField(Exception):
+    """A value the API refuses; `field` is the query, path or body field at fault."""
+
+    def __init__(self, field: str, detail: str, status: int = 422) -> None:
+        super().__init__(detail)
+        self.field, self.detail, self.status = field, detail, status
+
+
+def checked(field: str, parse: Callable[..., T], *args: object) -> T:
+    """`parse(*args)`, with a UserError turned into a BadField naming `field`."""
+    try:
+        return parse(*args)
+    except UserError as exc:
+        raise BadField(field, str(exc)) from None
+
+
+def _problem(status: int, detail: str, field: str | None = None, **headers: str) -> JSONResponse:
+    body = Problem(detail=detail, field=field).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
+    field = ".".join(loc) or None
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return _problem(422, f"{field}: {message}" if field else message, field)
+
+
+def _bad_field(_: Request, exc: BadField) -> JSONResponse:
+    return _problem(exc.status, exc.detail, exc.field)
+
+
+def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    return _problem(exc.status_code, str(exc.detail), None, **(exc.headers or {}))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(BadField, _bad_field)
+    app.add_exception_handler(HTTPException, _http)

@@ -1,0 +1,198 @@
+"""Backtests as background jobs: each runs the real `agent-backtest` in a subprocess (the same
+code path, flags, data resolution and stored run as the command line), one at a time, and the
+job shows the command's own notice lines while it runs and its JSON report when it is done.
+Jobs live in this process's memory: a restarted server starts with none (the runs themselves
+stay in the store)."""
+
+from __future__ import annotations
+
+import json
+import subprocess  # nosec B404  # the fixed agent-backtest module with argv built from validated fields
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from backtest.strategies import STRATEGIES
+from core.errors import UserError
+from market.models import parse_interval, parse_symbol
+
+AGENT = "agent"
+JobState = Literal["queued", "running", "done", "failed"]
+Param = float | int | bool | str
+
+
+def _valid(parse: Callable[[str], str], value: str) -> str:
+    """A parser's UserError as the ValueError pydantic reports against the field."""
+    try:
+        return parse(value)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class BacktestRequest(BaseModel):
+    """What `agent-backtest` is asked; each field is its flag of the same name."""
+
+    strategy: str = AGENT
+    symbol: str = "BTCUSDT"
+    interval: str = "1m"
+    days: float | None = Field(None, gt=0, le=3650)
+    start: str | None = None
+    end: str | None = Field(None, validate_default=True)
+    cash: float = Field(10_000.0, gt=0)
+    fee_bps: float = Field(10.0, ge=0, le=1000)
+    slippage_bps: float = Field(0.0, ge=0, le=1000)
+    params: dict[str, Param] = Field(
+        default_factory=dict, description="a classic strategy's parameters, e.g. {'fast': 10}"
+    )
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value != AGENT and value not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {value!r}: {AGENT} or one of {', '.join(STRATEGIES)}"
+            )
+        return value
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbols(cls, value: str) -> str:
+        return ",".join(_valid(parse_symbol, s) for s in value.split(",") if s.strip())
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        return _valid(parse_interval, value)
+
+    @field_validator("start")
+    @classmethod
+    def _one_span(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("days") is not None:
+            raise ValueError("days and start exclude each other: give one")
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _end_needs_start(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (value is None) != (info.data.get("start") is None):
+            raise ValueError("start and end go together")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_apply(cls, value: dict[str, Param], info: ValidationInfo) -> dict[str, Param]:
+        strategy = info.data.get("strategy", AGENT)
+        known = set(STRATEGIES[strategy].Params.model_fields) if strategy in STRATEGIES else set()
+        unknown = sorted(set(value) - known)
+        if unknown:
+            takes = f" (it takes {', '.join(sorted(known))})" if known else ""
+            raise ValueError(f"{', '.join(unknown)} do not apply to {strategy}{takes}")
+        return value
+
+    def argv(self, report: Path) -> list[str]:
+        args = ["--strategy", self.strategy, "--symbol", self.symbol, "--interval", self.interval]
+        args += ["--cash", repr(self.cash), "--fee-bps", repr(self.fee_bps)]
+        args += ["--slippage-bps", repr(self.slippage_bps), "--json", str(report)]
+        if self.days is not None:
+            args += ["--days", repr(self.days)]
+        if self.start is not None and self.end is not None:
+            args += ["--start", self.start, "--end", self.end]
+        for name, value in sorted(self.params.items()):
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        return args
+
+
+class Job(BaseModel):
+    id: str
+    state: JobState
+    request: BacktestRequest
+    submitted_ms: int
+    elapsed_s: float | None = None
+    progress: list[str] = Field(
+        default_factory=list, description="the command's notice lines so far, oldest first"
+    )
+    error: str | None = None
+    exit_code: int | None = None
+    report: dict[str, Any] | None = None
+
+
+class BacktestJobs:
+    """Runs submitted backtests one after another on a worker thread."""
+
+    def __init__(self, base_args: list[str], env: Mapping[str, str]) -> None:
+        self._base_args, self._env = base_args, dict(env)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._one_at_a_time = threading.Semaphore(1)
+
+    def submit(self, request: BacktestRequest) -> Job:
+        job = Job(
+            id=uuid.uuid4().hex[:12],
+            state="queued",
+            request=request,
+            submitted_ms=int(time.time() * 1000),
+        )
+        with self._lock:
+            self._jobs[job.id] = job
+        threading.Thread(target=self._run, args=(job.id,), daemon=True).start()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return None if job is None else job.model_copy(deep=True)
+
+    def all(self) -> list[Job]:
+        with self._lock:
+            return [j.model_copy(deep=True) for j in self._jobs.values()]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            states = [j.state for j in self._jobs.values()]
+        return {s: states.count(s) for s in ("queued", "running", "done", "failed")}
+
+    def _update(self, job_id: str, **changes: Any) -> None:
+        with self._lock:
+            job = self._jobs[job_id]
+            self._jobs[job_id] = job.model_copy(update=changes)
+
+    def _progress(self, job_id: str, line: str) -> None:
+        with self._lock:
+            self._jobs[job_id].progress.append(line)
+
+    def _run(self, job_id: str) -> None:
+        with self._one_at_a_time, tempfile.TemporaryDirectory() as tmp:
+            started = time.monotonic()
+            self._update(job_id, state="running")
+            report = Path(tmp) / "report.json"
+            request = self._jobs[job_id].request  # never replaced while the job runs
+            command = [sys.executable, "-m", "agent.cli.backtest", *request.argv(report)]
+            proc = subprocess.Popen(  # nosec B603  # argv from a validated request, no shell
+                [*command, *self._base_args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self._env,
+            )
+            lines: list[str] = []
+            for raw in proc.stderr or ():
+                line = raw.strip()
+                if line:
+                    lines.append(line)
+                    self._progress(job_id, line)
+            code = proc.wait()
+            elapsed = round(time.monotonic() - started, 3)
+            if code == 0 and report.exists():
+                body = json.loads(report.read_text())
+                self._update(job_id, state="done", exit_code=0, elapsed_s=elapsed, report=body)
+                return
+            errors = [line for line in lines if line.startswith("error:")]
+            error = errors[-1] if errors else f"agent-backtest exited with code {code}"
+            self._update(job_id, state="failed", exit_code=code, elapsed_s=elapsed, error=error)

@@ -1,0 +1,65 @@
+"""The REST API on a real uvicorn on 127.0.0.1, in a thread of the test process, with the store
+and settings of a fresh offline data directory; and the replay server's REST endpoint beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+import websockets
+from fastapi import FastAPI
+
+from market.replay_server import ReplayServer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """The app's base URL while a uvicorn server runs it on a free loopback port."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        threading.Event().wait(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def _market_moves(replay: ReplayServer) -> None:
+    """Start the replay's market and wait for its first depth updates: a book has levels."""
+    await replay.start()
+    async with websockets.connect(f"{replay.url}/stream?streams=btcusdt@depth@100ms") as ws:
+        for _ in range(3):
+            await ws.recv()
+
+
+@contextmanager
+def replay_rest() -> Iterator[str]:
+    """The loopback replay server's REST base URL (`GET /api/v3/depth` from real captures), its
+    market already moving."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    replay = ReplayServer(speed=600)
+    asyncio.run_coroutine_threadsafe(_market_moves(replay), loop).result(timeout=60)
+    try:
+        yield replay.http_url
+    finally:
+        asyncio.run_coroutine_threadsafe(replay.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)

@@ -1,0 +1,327 @@
+"""The REST API against a real uvicorn on loopback: every route with what a client sees, bad
+input named by field, the token on changing routes, a backtest job from submit to report, and
+halt and resume of an account a replayed loop traded."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import BIN
+from loopback_api import free_port, replay_rest, serving
+
+from config import load_settings
+from server.app import create_app
+from server.jobs import BacktestJobs
+from store import open_store
+
+TOKEN = "t0ken-for-tests-only-0123"
+FAST = ("--feed", "replay", "--speed", "20000")
+Start = Callable[..., httpx.Client]
+
+
+@pytest.fixture
+def api(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Start]:
+    """Starts the API on the offline data directory the `cli` fixture's commands use."""
+    for name in list(os.environ):
+        if name.startswith(("AGENT_", "OPENAI_", "BINANCE_")) or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    for name, value in offline_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    Path(offline_env["AGENT_DATA_DIR"]).mkdir(exist_ok=True)
+    with ExitStack() as stack:
+
+        def start(token: str | None = None, **env: str) -> httpx.Client:
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            settings = load_settings(None)
+            store = open_store(settings.resolved_database_url)
+            stack.callback(store.close)
+            jobs = BacktestJobs([], dict(os.environ))
+            url = stack.enter_context(serving(create_app(settings, store, jobs, token=token)))
+            return stack.enter_context(httpx.Client(base_url=url, timeout=60))
+
+        yield start
+
+
+def problem(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def test_health_and_klines_offline_from_the_bundled_sample(api: Start) -> None:
+    client = api()
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "store": "reachable", "store_error": None, "accounts": []}
+
+    got = client.get("/klines", params={"symbol": "btcusdt", "limit": 3}).json()
+    assert got["symbol"] == "BTCUSDT" and len(got["bars"]) == 3
+    assert any("bundled Binance sample" in n for n in got["notices"])
+    times = [bar["open_time"] for bar in got["bars"]]
+    assert [b - a for a, b in itertools.pairwise(times)] == [60_000, 60_000]
+
+    ranged = client.get(
+        "/klines",
+        params={"symbol": "ETHUSDT", "interval": "5m", "start": "2025-10-30", "limit": 4},
+    ).json()
+    assert [bar["time"] for bar in ranged["bars"]] == [
+        "2025-10-30 00:00",
+        "2025-10-30 00:05",
+        "2025-10-30 00:10",
+        "2025-10-30 00:15",
+    ]
+    assert all(bar["low"] <= bar["close"] <= bar["high"] for bar in ranged["bars"])
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"symbol": "BTC-USDT"}, "symbol"),
+        ({"symbol": "BTCUSDT", "interval": "7m"}, "interval"),
+        ({"symbol": "BTCUSDT", "limit": 0}, "limit"),
+        ({"symbol": "BTCUSDT", "limit": "many"}, "limit"),
+        ({"symbol": "BTCUSDT", "start": "yesterday"}, "start"),
+        ({"symbol": "BTCUSDT", "start": "2025-10-30", "end": "2025-10-29"}, "end"),
+        ({}, "symbol"),
+    ],
+)
+def test_bad_kline_queries_name_the_field(api: Start, params: dict, field: str) -> None:
+    body = problem(api().get("/klines", params=params), 422)
+    assert body["field"] == field and body["detail"]
+
+
+def test_orderbook_snapshot_through_the_exchange_rest_endpoint(api: Start) -> None:
+    with replay_rest() as rest:
+        client = api(AGENT_BINANCE__BASE_URL=rest)
+        book = client.get("/orderbook", params={"symbol": "BTCUSDT", "limit": 5}).json()
+        assert 0 < len(book["bids"]) <= 5 and 0 < len(book["asks"]) <= 5
+        assert book["best_bid"] < book["best_ask"] and book["spread_bps"] > 0
+        assert book["source"] == f"REST snapshot from {rest}"
+        missing = problem(client.get("/orderbook", params={"symbol": "XRPUSDT"}), 404)
+        assert missing["detail"].startswith("no book for XRPUSDT")
+    offline = api().get("/orderbook", params={"symbol": "BTCUSDT"})
+    assert problem(offline, 503)["detail"].startswith(
+        "no book for BTCUSDT: the exchange is unreachable"
+    )
+
+
+def test_a_replayed_account_halt_and_resume_over_http(api: Start, cli) -> None:
+    traded = cli("agent-trade", *FAST, "--max-bars", "120", "--decide-every", "5")
+    assert traded.returncode == 0, traded.stderr
+    client = api()
+    status = json.loads(cli("agent-trade", "status", "--json").stdout)
+
+    account = client.get("/accounts/paper").json()
+    assert account["equity"] == status["equity"] and account["cash"] == status["cash"]
+    assert account["positions"] == status["positions"]
+    assert account["trading_state"] == "ACTIVE" and account["bars"] == 120
+    assert account["limits"]["in_force"]["max_drawdown_pct"] > 0
+
+    fills = client.get("/accounts/paper/fills").json()
+    assert fills == json.loads(cli("agent-trade", "fills", "--json").stdout) and fills
+    orders = client.get("/accounts/paper/orders").json()
+    assert {f["client_order_id"] for f in fills} <= {o["client_order_id"] for o in orders}
+
+    decisions = client.get("/decisions", params={"account": "paper", "limit": 1000}).json()
+    assert len(decisions) == status["decisions"]
+    assert all(d["run_id"] == "trade-paper" for d in decisions)
+    vetted = [d for d in decisions if d["verdict"]]
+    assert vetted and all("kind" in d["verdict"] for d in vetted)
+    middle = decisions[len(decisions) // 2]["decided_ms"]
+    since = _iso(middle)
+    later = client.get("/decisions", params={"account": "paper", "since": since}).json()
+    assert 0 < len(later) < len(decisions)
+    assert all(d["decided_ms"] >= middle - 60_000 for d in later)
+
+    health = client.get("/health").json()
+    (row,) = health["accounts"]
+    assert row["account"] == "paper" and row["last_error"] is None and row["feed_lag_s"] > 0
+
+    halted = client.post("/accounts/paper/halt", json={"reason": "from the API"}).json()
+    assert halted["trading_state"] == "HALTED" and halted["kill_switch_file"]
+    shown = json.loads(cli("agent-trade", "status", "--json").stdout)
+    assert shown["trading_state"] == "HALTED"
+    assert any("from the API" in lock for lock in shown["locks"])
+    assert 'agent_account_halted{account="paper"} 1.0' in client.get("/metrics/").text
+    again = cli("agent-trade", *FAST, "--max-bars", "20", "--decide-every", "5")
+    assert again.returncode == 0, again.stderr
+    assert client.get("/accounts/paper").json()["fills"] == status["fills"]  # halted: no trade
+
+    resumed = client.post("/accounts/paper/resume").json()
+    assert resumed["trading_state"] == "ACTIVE" and not resumed["kill_switch_file"]
+    assert 'agent_account_halted{account="paper"} 0.0' in client.get("/metrics/").text
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/accounts/nobody", "/accounts/nobody/orders", "/accounts/nobody/fills"],
+)
+def test_unknown_account_is_404_naming_it(api: Start, path: str) -> None:
+    body = problem(api().get(path), 404)
+    assert body == {"detail": "no trading account 'nobody' in this store", "field": "name"}
+
+
+def test_the_token_guards_every_changing_route(api: Start, cli) -> None:
+    assert cli("agent-trade", *FAST, "--max-bars", "5").returncode == 0
+    client = api(token=TOKEN)
+    assert client.get("/accounts/paper").status_code == 200  # reading needs no token
+    for path, body in (("/accounts/paper/halt", None), ("/backtests", {"strategy": "sma_cross"})):
+        refused = problem(client.post(path, json=body), 401)
+        assert "Authorization: Bearer" in refused["detail"]
+    wrong = {"Authorization": "Bearer not-the-token-at-all"}
+    assert client.post("/accounts/paper/resume", headers=wrong).status_code == 401
+    assert client.get("/accounts/paper").json()["trading_state"] == "ACTIVE"
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post("/accounts/paper/halt", headers=right).json()["trading_state"] == "HALTED"
+    for _ in range(5):
+        client.post("/accounts/paper/resume", headers=wrong)
+    throttled = client.post("/accounts/paper/resume", headers=right)
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    assert client.get("/accounts/paper").json()["trading_state"] == "HALTED"
+
+
+def _finished(client: httpx.Client, job_id: str) -> dict:
+    while True:
+        job = client.get(f"/backtests/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            return job
+        threading.Event().wait(0.2)
+
+
+def test_a_backtest_job_from_submit_to_report(api: Start, cli) -> None:
+    client = api()
+    submitted = client.post(
+        "/backtests",
+        json={"strategy": "sma_cross", "symbol": "BTCUSDT", "days": 1, "params": {"fast": 5}},
+    )
+    assert submitted.status_code == 202 and submitted.json()["state"] in ("queued", "running")
+    job = _finished(client, submitted.json()["id"])
+    assert job["state"] == "done", job
+    report = job["report"]
+    assert (
+        report["config"]["params"] == {"fast": 5, "slow": 30}
+        or report["config"]["params"]["fast"] == 5
+    )
+    assert "Return [%]" in report["metrics"]
+    assert any("bundled Binance sample" in line for line in job["progress"])
+    assert [j["id"] for j in client.get("/backtests").json()] == [job["id"]]
+
+    failed = _finished(client, client.post("/backtests", json={"symbol": "XRPUSDT"}).json()["id"])
+    assert failed["state"] == "failed" and failed["exit_code"] == 2
+    assert failed["error"].startswith("error: no XRPUSDT 1m data")
+    assert problem(client.get("/backtests/nope"), 404)["field"] == "job_id"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"strategy": "moon"}, "strategy"),
+        ({"strategy": "sma_cross", "params": {"period": 3}}, "params"),
+        ({"days": -1}, "days"),
+        ({"days": 1, "start": "2025-10-30", "end": "2025-10-31"}, "start"),
+        ({"start": "2025-10-30"}, "end"),
+        ({"symbol": "BTC/USDT"}, "symbol"),
+    ],
+)
+def test_bad_backtest_requests_name_the_field(api: Start, body: dict, field: str) -> None:
+    client = api()
+    assert problem(client.post("/backtests", json=body), 422)["field"] == field
+    assert client.get("/backtests").json() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (
+            ["--host", "0.0.0.0", "--no-ui"],
+            {},
+            "refusing to serve the API on 0.0.0.0 without a token",
+        ),
+        (["--host", "0.0.0.0"], {"AGENT_SERVER_TOKEN": TOKEN}, "without a login"),
+        (["--no-ui", "--auth", "a:b"], {}, "--no-ui serves no UI"),
+        (["--no-ui"], {"AGENT_SERVER_TOKEN": "short"}, "use at least 16"),
+        (["--port", "70000"], {}, "invalid --port 70000"),
+    ],
+)
+def test_agent_server_refuses_an_open_door_in_one_line(cli, args, env, said) -> None:
+    result = cli("agent-server", *args, env=env)
+    assert result.returncode == 2 and said in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_one_command_serves_the_api_the_ui_behind_its_login_and_metrics(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.fail(f"{chromium} is missing: install Debian's chromium (.ci/run does this)")
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    env = {**offline_env, "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1"}
+    args = [str(BIN / "agent-server"), "--port", str(port), "--auth", "alice:secret-pass-1"]
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            _wait_until_up(client, proc)
+            assert "swagger" in client.get("/docs").text.lower()
+            paths = client.get("/openapi.json").json()["paths"]
+            assert {"/health", "/klines", "/orderbook", "/decisions", "/backtests"} <= set(paths)
+            assert "/accounts/{name}/halt" in paths
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(
+                    executable_path=str(chromium), headless=True, args=["--no-sandbox"]
+                )
+                try:
+                    page = browser.new_page()
+                    page.set_default_timeout(30_000)
+                    page.goto(f"{url}/ui/")
+                    fields = page.locator("input")
+                    fields.nth(0).fill("alice")
+                    fields.nth(1).fill("secret-pass-1")
+                    fields.nth(1).press("Enter")
+                    expect(page.locator("#banner")).to_contain_text("nothing is sent")
+                finally:
+                    browser.close()
+
+            wrong = {"username": "alice", "password": "guess"}
+            codes = [client.post("/ui/login", data=wrong).status_code for _ in range(6)]
+            assert codes == [400] * 5 + [429]
+            scrape = client.get("/metrics/").text
+            assert (
+                'agent_server_requests_total{method="GET",route="/openapi.json",status="200"}'
+                in scrape
+            )
+            assert '{method="POST",route="/ui",status="429"} 1.0' in scrape
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _wait_until_up(client: httpx.Client, proc: subprocess.Popen) -> None:
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"agent-server exited {proc.returncode}: {proc.stderr.read()}")
+        try:
+            if client.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            threading.Event().wait(0.2)
