@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.venues import BybitSettings
 from core.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).parent
@@ -116,6 +117,7 @@ class Settings(BaseSettings):
     log_json: bool = False
     offline: bool = False
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
+    bybit: BybitSettings = Field(default_factory=BybitSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     openai_api_key: SecretStr | None = Field(

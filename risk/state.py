@@ -144,10 +144,7 @@ def _first_trip(
                     locked |= times < (lock.until_ms if lock.until_ms is not None else np.inf)
             usable = np.isfinite(day_start) & (day_start > 0)
             trips |= (
-                finite
-                & usable
-                & ~locked
-                & (1.0 - equity / day_start >= limits.max_daily_loss_pct)
+                finite & usable & ~locked & (1.0 - equity / day_start >= limits.max_daily_loss_pct)
             )
     hits = np.flatnonzero(trips)
     return int(hits[0]) if len(hits) else None
