@@ -37,8 +37,8 @@ def client(rest: BybitRest, sleeps: list[float] | None = None, retries: int = 2)
 
 def test_rules_come_from_the_real_instruments_info(rest: BybitRest) -> None:
     with client(rest) as bybit:
-        rules = bybit.instruments(["btcusdt", "ETHUSDT"])
-        everything = bybit.instruments()
+        rules = bybit.rules(["btcusdt", "ETHUSDT"])
+        everything = bybit.rules()
     btc = rules["BTCUSDT"]
     assert (btc.tick_size, btc.step_size, btc.min_notional) == (
         Decimal("0.1"),
@@ -52,7 +52,7 @@ def test_rules_come_from_the_real_instruments_info(rest: BybitRest) -> None:
 
 def test_unknown_symbol_is_a_user_error(rest: BybitRest) -> None:
     with client(rest) as bybit, pytest.raises(UserError, match="NOPEUSDT"):
-        bybit.instruments(["NOPEUSDT"])
+        bybit.rules(["NOPEUSDT"])
 
 
 def test_a_day_of_real_bars_comes_back_in_two_pages_oldest_first(rest: BybitRest) -> None:
@@ -82,14 +82,14 @@ def test_rate_limit_waits_for_the_reset_time_bybit_names(rest: BybitRest) -> Non
 def test_auth_errors_are_never_retried(rest: BybitRest) -> None:
     rest.faults.append(Fault("/v5/market/instruments-info", 10003))
     with client(rest) as bybit, pytest.raises(BybitAuthError, match="10003"):
-        bybit.instruments(["BTCUSDT"])
+        bybit.rules(["BTCUSDT"])
     assert len(rest.requests) == 1
 
 
 def test_server_errors_are_retried_then_reported(rest: BybitRest) -> None:
     rest.faults += [Fault("/v5/market/instruments-info", status=502) for _ in range(3)]
     with client(rest, retries=2) as bybit, pytest.raises(BybitUnavailable, match="HTTP 502"):
-        bybit.instruments(["BTCUSDT"])
+        bybit.rules(["BTCUSDT"])
     assert len(rest.requests) == 3
 
 
@@ -171,3 +171,26 @@ def test_a_missed_delta_resubscribes_and_the_book_ends_true() -> None:
 def test_bybit_settings_refuse_unknown_keys() -> None:
     with pytest.raises(ValueError, match="extra"):
         BybitSettings.model_validate(json.loads('{"base_url": "https://x", "fee": 1}'))
+
+
+def test_agent_data_downloads_a_day_of_bybit_bars_into_the_store(cli, rest: BybitRest) -> None:
+    env = {"AGENT_BYBIT__BASE_URL": rest.url}
+    args = ("--symbol", "BTCUSDT", "--start", "2022-12-13", "--end", "2022-12-14")
+    first = cli("agent-data", "download", "--exchange", "bybit", *args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "bybit BTCUSDT 1m: 1,440 closed bars" in first.stdout
+    assert "1,440 new in the store" in first.stdout
+    listed = cli("agent-data", "list")
+    assert any(
+        "bybit" in row and "2022-12-13 00:00" in row and "1,440" in row
+        for row in listed.stdout.splitlines()
+    ), listed.stdout
+
+
+def test_agent_data_says_when_bybit_is_unreachable_or_the_exchange_is_unknown(cli) -> None:
+    args = ("--symbol", "BTCUSDT", "--start", "2022-12-13", "--end", "2022-12-14")
+    down = cli("agent-data", "download", "--exchange", "bybit", *args)
+    assert down.returncode == 1 and "cannot connect to Bybit" in down.stderr
+    unknown = cli("agent-data", "download", "--exchange", "kraken", *args)
+    assert unknown.returncode == 2
+    assert "unknown exchange 'kraken': one of binance, bybit" in unknown.stderr

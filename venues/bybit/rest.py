@@ -188,7 +188,7 @@ class BybitRestClient:
         closed = [rows[t] for t in sorted(rows) if t + step - 1 < now_ms]
         return _candles_frame(closed, step)
 
-    def instruments(self, symbols: list[str] | None = None) -> dict[str, SymbolRules]:
+    def rules(self, symbols: list[str] | None = None) -> dict[str, SymbolRules]:
         """Order filters by symbol (every spot symbol when none given), following the cursor."""
         wanted = [parse_symbol(s) for s in symbols or []]
         params: dict[str, Any] = {"category": CATEGORY, "limit": 1000}
