@@ -219,3 +219,22 @@ class BybitSocket:
                 await ws.send(json.dumps(message))
             await asyncio.sleep(0)
         await listener
+
+
+class SocketThread:
+    """A BybitSocket on its own event loop in a thread, for a CLI run as a subprocess."""
+
+    def __init__(self, socket: BybitSocket) -> None:
+        self.socket = socket
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> BybitSocket:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.socket.__aenter__(), self._loop).result()
+        return self.socket
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.socket.__aexit__(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()

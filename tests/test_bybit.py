@@ -194,3 +194,28 @@ def test_agent_data_says_when_bybit_is_unreachable_or_the_exchange_is_unknown(cl
     unknown = cli("agent-data", "download", "--exchange", "kraken", *args)
     assert unknown.returncode == 2
     assert "unknown exchange 'kraken': one of binance, bybit" in unknown.stderr
+
+
+def test_agent_trade_paper_trades_on_the_bybit_stream(cli, rest: BybitRest) -> None:
+    from tests.loopback_bybit import SocketThread
+
+    with SocketThread(BybitSocket()) as socket:
+        env = {"AGENT_BYBIT__BASE_URL": rest.url, "AGENT_BYBIT__STREAM_URL": socket.url}
+        args = ("--strategy", "sma_cross", "--symbol", "BTCUSDT", "--account", "by")
+        run = cli("agent-trade", "--feed", "bybit", *args, "--max-bars", "1", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "feed: Bybit public market data" in run.stderr
+    assert "BTCUSDT from the depth stream" in run.stderr
+    assert "1 bars processed" in run.stdout
+    assert (
+        "/v5/market/instruments-info",
+        {"category": "spot", "limit": "1000", "symbol": "BTCUSDT"},
+    ) in rest.requests
+    listed = cli("agent-data", "list")
+    assert any("bybit" in row and "2026-08-09 21:26" in row for row in listed.stdout.splitlines())
+
+
+def test_agent_trade_refuses_bybit_beyond_paper(cli) -> None:
+    run = cli("agent-trade", "--feed", "bybit", "--mode", "testnet")
+    assert run.returncode == 2
+    assert "--feed bybit trades on paper only" in run.stderr

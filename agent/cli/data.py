@@ -35,7 +35,9 @@ def build_parser() -> OneLineParser:
     add_common_args(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    download = sub.add_parser("download", help="fetch closed klines from an exchange into the store")
+    download = sub.add_parser(
+        "download", help="fetch closed klines from an exchange into the store"
+    )
     download.add_argument("--symbol", required=True, help="e.g. BTCUSDT or BTCUSDT,ETHUSDT")
     download.add_argument(
         "--exchange", default=DEFAULT_EXCHANGE, help=f"{' or '.join(EXCHANGES)} (default binance)"
