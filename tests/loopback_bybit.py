@@ -138,9 +138,13 @@ class BybitSocket:
     position in the recording) left unsent but still applied to the server's own book, so the
     client sees a real gap; a resubscribe gets a snapshot of that book."""
 
-    def __init__(self, skip_deltas: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, skip_deltas: frozenset[int] = frozenset(), drop_after: int | None = None
+    ) -> None:
         self.frames = session_frames()
         self.skip_deltas = skip_deltas
+        self.drop_after = drop_after  # the first connection closes after this many frames
+        self.connections = 0
         self.received: list[dict[str, Any]] = []
         self.snapshots_sent = 0
         self._server: Server | None = None
@@ -161,6 +165,8 @@ class BybitSocket:
         await self._server.wait_closed()
 
     async def _play(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        drop = self.drop_after if self.connections == 1 else None
         bids: dict[str, str] = {}
         asks: dict[str, str] = {}
         state = {"u": 0, "ts": 0}
@@ -198,7 +204,11 @@ class BybitSocket:
         listener = asyncio.create_task(listen())
         await subscribed.wait()
         delta = 0
-        for message in self.frames:
+        for sent, message in enumerate(self.frames):
+            if sent == drop:
+                listener.cancel()
+                await ws.close()
+                return
             async with lock:
                 data = message["data"]
                 if message["topic"].startswith("orderbook."):

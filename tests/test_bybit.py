@@ -114,7 +114,7 @@ def recorded_final_book() -> tuple[dict[float, float], dict[float, float]]:
 async def replay(socket: BybitSocket) -> tuple[Books, BybitStream, list[Any]]:
     books = Books(None)
     topics = [book_topic("BTCUSDT"), trade_topic("BTCUSDT"), kline_topic("BTCUSDT")]
-    stream = BybitStream(topics, url=socket.url)
+    stream = BybitStream(topics, url=socket.url, backoff_base_s=0.01)
     others: list[Any] = []
     async with asyncio.timeout(60), stream:
         async for event in stream:
@@ -219,3 +219,28 @@ def test_agent_trade_refuses_bybit_beyond_paper(cli) -> None:
     run = cli("agent-trade", "--feed", "bybit", "--mode", "testnet")
     assert run.returncode == 2
     assert "--feed bybit trades on paper only" in run.stderr
+
+
+def test_a_dropped_connection_reconnects_and_the_book_rebuilds_from_a_new_snapshot() -> None:
+    async def scenario() -> tuple[Books, BybitStream, list[Any], BybitSocket]:
+        async with BybitSocket(drop_after=120) as socket:
+            return (*await replay(socket), socket)
+
+    books, stream, _, socket = asyncio.run(scenario())
+    assert socket.connections == 2 and stream.stats.connections == 2
+    assert book_of(books) == recorded_final_book()
+    [stats] = books.stats()
+    assert stats.snapshots == 2
+
+
+def test_the_stream_pings_bybit_as_its_docs_ask() -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        async with BybitSocket() as socket:
+            stream = BybitStream([book_topic("BTCUSDT")], url=socket.url, ping_interval_s=0.01)
+            async with asyncio.timeout(60), stream:
+                async for _ in stream:
+                    if {"op": "ping"} in socket.received:
+                        break
+            return socket.received
+
+    assert {"op": "ping"} in asyncio.run(scenario())

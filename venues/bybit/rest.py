@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -140,12 +139,7 @@ class BybitRestClient:
     def __enter__(self) -> BybitRestClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
