@@ -6,6 +6,7 @@ snapshot of its own book as it stands, as Bybit does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bybit"
 INSTRUMENTS = FIXTURES / "rest_spot_instruments-info_full_cryptofeed_2026-08-09.json"
@@ -166,7 +168,6 @@ class BybitSocket:
 
     async def _play(self, ws: ServerConnection) -> None:
         self.connections += 1
-        drop = self.drop_after if self.connections == 1 else None
         bids: dict[str, str] = {}
         asks: dict[str, str] = {}
         state = {"u": 0, "ts": 0}
@@ -202,11 +203,30 @@ class BybitSocket:
                     subscribed.set()
 
         listener = asyncio.create_task(listen())
-        await subscribed.wait()
+        try:
+            await subscribed.wait()
+            await self._frames(ws, lock, bids, asks, state)
+            await listener
+        except ConnectionClosed:
+            pass  # the client went away: the replay is over for it
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await listener
+
+    async def _frames(
+        self,
+        ws: ServerConnection,
+        lock: asyncio.Lock,
+        bids: dict[str, str],
+        asks: dict[str, str],
+        state: dict[str, int],
+    ) -> None:
+        """The recording in order, applied to the server's book as it goes out."""
+        drop = self.drop_after if self.connections == 1 else None
         delta = 0
         for sent, message in enumerate(self.frames):
             if sent == drop:
-                listener.cancel()
                 await ws.close()
                 return
             async with lock:
@@ -228,7 +248,6 @@ class BybitSocket:
                             continue
                 await ws.send(json.dumps(message))
             await asyncio.sleep(0)
-        await listener
 
 
 class SocketThread:
