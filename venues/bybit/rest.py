@@ -1,5 +1,4 @@
-"""Bybit v5 spot public REST: closed klines (paged), instruments-info as SymbolRules, the order
-book and server time. Bybit answers HTTP 200 with a `retCode`; a rate limit (10006) waits for
+"""Bybit v5 spot public REST: closed klines (paged) and instruments-info as SymbolRules. Bybit answers HTTP 200 with a `retCode`; a rate limit (10006) waits for
 the reset time it names, server trouble is retried with backoff, a refused request never is."""
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from tenacity import wait_exponential as backoff
 from config.venues import BybitSettings
 from core.errors import UserError
 from market.models import CANDLE_COLUMNS, SymbolRules, interval_ms, parse_symbol
-from market.orderbook import BookSnapshot
 from market.validation import iso_ms
 
 log = logging.getLogger(__name__)
@@ -206,25 +204,6 @@ class BybitRestClient:
                 raise UnknownSymbolError(missing[0], 0, "not in instruments-info", "instruments")
             return {s: rules[s] for s in wanted}
         return rules
-
-    def order_book(self, symbol: str, limit: int = 200) -> BookSnapshot:
-        """A depth snapshot (spot: up to 200 levels a side)."""
-        symbol = parse_symbol(symbol)
-        if not 1 <= limit <= 200:
-            raise UserError(f"invalid depth limit {limit}: Bybit spot allows 1 to 200")
-        params = {"category": CATEGORY, "symbol": symbol, "limit": limit}
-        result = self._get("/v5/market/orderbook", params, symbol)
-        return BookSnapshot(
-            symbol=result["s"],
-            last_update_id=int(result["u"]),
-            event_time=int(result["ts"]),
-            bids=[(float(p), float(q)) for p, q in result["b"]],
-            asks=[(float(p), float(q)) for p, q in result["a"]],
-        )
-
-    def server_time(self) -> int:
-        """Bybit's clock in epoch ms, to measure local clock skew."""
-        return int(self._get("/v5/market/time", {}, "")["timeNano"]) // 1_000_000
 
     def _get(self, path: str, params: dict[str, Any], symbol: str) -> Any:
         retrying = Retrying(
