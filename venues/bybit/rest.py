@@ -1,5 +1,6 @@
-"""Bybit v5 spot public REST: closed klines (paged) and instruments-info as SymbolRules. Bybit answers HTTP 200 with a `retCode`; a rate limit (10006) waits for
-the reset time it names, server trouble is retried with backoff, a refused request never is."""
+"""Bybit v5 spot public REST: closed klines (paged) and instruments-info as SymbolRules.
+Bybit answers HTTP 200 with a `retCode`; a rate limit (10006) waits for the reset time it
+names, server trouble is retried with backoff, a refused request never is."""
 
 from __future__ import annotations
 
