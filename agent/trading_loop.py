@@ -111,6 +111,7 @@ class TradingLoop:
         venue: VenueFactory | None = None,
         books: Books | None = None,
         realtime: bool = False,
+        exchange: str = "binance",
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         bar_every_ms: int = MINUTE_MS,
     ) -> None:
@@ -190,6 +191,7 @@ class TradingLoop:
         )
         self.interventions = Catchup(store, self.scope)  # a person's resume or reset
         self.realtime = realtime  # a live feed: its bars are kept in the store as they close
+        self.exchange = exchange  # whose bars they are, in the store
         self.books = books
         self.records: dict[str, DecisionRecord] = {}  # this bar's, saved with its commit
         self.signals: dict[str, dict[str, Any]] = {}  # by client order id, while queued
@@ -299,7 +301,7 @@ class TradingLoop:
         for symbol, bar in bars.items():
             if bar.source != "flat":
                 frame = pd.DataFrame([bar.model_dump(include=set(CANDLE_COLUMNS))])
-                upsert_candles(self.store, symbol, bar.interval, frame)
+                upsert_candles(self.store, symbol, bar.interval, frame, exchange=self.exchange)
 
     def _kill_switch(self, now: int) -> None:
         """The file halts within a bar and cancels what has not filled; `agent-trade resume`

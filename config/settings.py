@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from config.strict import check_sources
+from config.venues import BybitSettings
 from core.errors import ConfigError
 from risk.limits import RiskLimits
 
@@ -197,6 +198,7 @@ class Settings(BaseSettings):
     log_json: bool = False
     offline: bool = False
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
+    bybit: BybitSettings = Field(default_factory=BybitSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

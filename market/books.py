@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from market.binance_ws import Reconnected
 from market.orderbook import (
     DEFAULT_MAX_BUFFER,
+    BookSnapshot,
     BookStats,
     DepthUpdate,
     FillEstimate,
@@ -79,9 +80,12 @@ class Books:
     """Feed it every stream event with `await books.on_event(event)`: depth diffs update their
     symbol's book (created on its first diff), a `Reconnected` discards every book so each
     rebuilds from a new snapshot. Snapshots are fetched in a worker thread, so the event loop
-    (and a replay server on it) keeps running; reads may come from any thread."""
+    (and a replay server on it) keeps running; reads may come from any thread. With no
+    `snapshot` fetch, the stream pushes `BookSnapshot`s itself (and resubscribes on a gap)."""
 
-    def __init__(self, snapshot: SnapshotFetch, *, max_buffer: int = DEFAULT_MAX_BUFFER) -> None:
+    def __init__(
+        self, snapshot: SnapshotFetch | None, *, max_buffer: int = DEFAULT_MAX_BUFFER
+    ) -> None:
         self._snapshot = snapshot
         self._max_buffer = max_buffer
         self._books: dict[str, OrderBook] = {}
@@ -92,16 +96,16 @@ class Books:
         """Apply a DepthUpdate, resync after a Reconnected; other events are not the book's."""
         if isinstance(event, Reconnected):
             self.invalidate(f"reconnected: {event.reason}")
+        elif isinstance(event, BookSnapshot):
+            with self._lock:
+                self._book(event.symbol).replace(event)
+                self._event_ms[event.symbol] = event.event_time
         elif isinstance(event, DepthUpdate):
             symbol = event.symbol
             with self._lock:
-                book = self._books.get(symbol)
-                if book is None:
-                    book = self._books[symbol] = OrderBook(
-                        symbol, None, max_buffer=self._max_buffer
-                    )
+                book = self._book(symbol)
                 self._note(book, event, book.apply(event))
-                if not book.wants_snapshot:
+                if not book.wants_snapshot or self._snapshot is None:
                     return
             try:
                 snapshot = await asyncio.to_thread(self._snapshot, symbol)
@@ -157,6 +161,12 @@ class Books:
     def stats(self) -> list[BookStats]:
         with self._lock:
             return [book.stats() for book in self._books.values()]
+
+    def _book(self, symbol: str) -> OrderBook:
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = OrderBook(symbol, None, max_buffer=self._max_buffer)
+        return book
 
     def _note(self, book: OrderBook, event: DepthUpdate, synced: bool) -> None:
         if synced:

@@ -48,6 +48,19 @@ class Snapshot(Protocol):
 SnapshotSource = Callable[[], Snapshot]
 
 
+class BookSnapshot(BaseModel):
+    """A whole book at `last_update_id`: fetched over REST, or pushed by a stream that sends
+    snapshots itself (Bybit), where it replaces the book at once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    last_update_id: int
+    event_time: int
+    bids: list[Level]
+    asks: list[Level]
+
+
 class FillEstimate(BaseModel):
     """What a market order of `requested` would get by walking the book as it stands now."""
 
@@ -151,6 +164,14 @@ class OrderBook:
         self.snapshots += 1
         self._pending = self._checked(snapshot)
         return self._drain()
+
+    def replace(self, snapshot: Snapshot) -> None:
+        """Install a snapshot the stream itself pushed: it is the whole book, whatever was
+        buffered or held before (Bybit sends one on subscribe and after a service restart)."""
+        self.snapshots += 1
+        self._buffer.clear()
+        self._pending = None
+        self._install(snapshot)
 
     def invalidate(self, reason: str = "invalidated") -> None:
         """Discard the book (after a reconnect, say); the next event starts a resync."""

@@ -99,6 +99,9 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
         AGENT_DATA_DIR=str(tmp_path / "data"),
         AGENT_BINANCE__BASE_URL="http://127.0.0.1:9",
         AGENT_BINANCE__MAX_RETRIES="0",
+        AGENT_BYBIT__BASE_URL="http://127.0.0.1:9",
+        AGENT_BYBIT__STREAM_URL="ws://127.0.0.1:9",
+        AGENT_BYBIT__MAX_RETRIES="0",
         HOME=str(tmp_path / "home"),
         COLUMNS="200",
     )

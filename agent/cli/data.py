@@ -22,13 +22,13 @@ from agent.cli.common import (
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
-from market.binance_rest import BinanceRestClient, BinanceUnavailable
 from market.models import INTERVAL_MS, parse_interval, parse_symbol
 from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
 from market.validation import iso_ms, validate_candles
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles
 from store.status import store_status
+from venues.registry import DEFAULT_EXCHANGE, EXCHANGES, UNAVAILABLE, market_data, parse_exchange
 
 
 def build_parser() -> OneLineParser:
@@ -36,8 +36,13 @@ def build_parser() -> OneLineParser:
     add_common_args(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    download = sub.add_parser("download", help="fetch closed klines from Binance into the store")
+    download = sub.add_parser(
+        "download", help="fetch closed klines from an exchange into the store"
+    )
     download.add_argument("--symbol", required=True, help="e.g. BTCUSDT or BTCUSDT,ETHUSDT")
+    download.add_argument(
+        "--exchange", default=DEFAULT_EXCHANGE, help=f"{' or '.join(EXCHANGES)} (default binance)"
+    )
     download.add_argument("--interval", default="1m", help=f"one of {', '.join(INTERVAL_MS)}")
     span = download.add_mutually_exclusive_group(required=True)
     span.add_argument("--days", type=float, help="the last N days up to now")
@@ -66,7 +71,8 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
     interval = parse_interval(args.interval)
     symbols = _symbols(args.symbol)
     step = INTERVAL_MS[interval]
-    client = BinanceRestClient(settings.binance, cache_dir=settings.data_dir / "http-cache")
+    exchange = parse_exchange(args.exchange)
+    client = market_data(exchange, settings, cache_dir=settings.data_dir / "http-cache")
     source = CandleSource(store, SystemClock(), notify)
     if args.days is not None:
         if args.days <= 0:
@@ -97,13 +103,13 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
                     end_ms,
                     on_page=lambda rows, t=task: progress.update(t, completed=rows),
                 )
-            except BinanceUnavailable as exc:
+            except UNAVAILABLE as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_RUNTIME
-            added = upsert_candles(store, symbol, interval, bars)
+            added = upsert_candles(store, symbol, interval, bars, exchange=exchange)
             progress.remove_task(task)
             console.print(
-                f"{symbol} {interval}: {len(bars):,} closed bars "
+                f"{exchange} {symbol} {interval}: {len(bars):,} closed bars "
                 f"{iso_ms(start_ms)} → {iso_ms(end_ms)} UTC, {added:,} new in the store"
             )
     return 0

@@ -6,6 +6,7 @@ strategy trades through the same runner a backtest drives.
     agent-trade --feed replay --data FILE.csv      your own bars, as agent-backtest --data reads them
     agent-trade --strategy sma_cross --fast 20      a classic strategy instead of the agent
     agent-trade --feed binance                      Binance's public stream (network), paper fills
+    agent-trade --feed bybit                        Bybit's public spot stream, paper fills
     agent-trade status | fills | halt | resume | reset-drawdown [--account NAME | --chat]
 """
 
@@ -92,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--account", help="account name (setting trading.account: paper)")
     add_common_args(parser)
     loop = parser.add_argument_group("the loop (run)")
-    loop.add_argument("--feed", choices=("replay", "binance"), default="replay")
+    loop.add_argument("--feed", choices=("replay", "binance", "bybit"), default="replay")
     loop.add_argument(
         "--speed", default="600", help="replay speed × real time, or max (as fast as it steps)"
     )
@@ -184,6 +185,11 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
         raise UserError(f"invalid --metrics-port {args.metrics_port}: a port is 1 to 65535")
     if args.fee_bps is not None and args.fee_bps < 0:
         raise UserError(f"invalid --fee-bps {args.fee_bps:g}: a fee cannot be negative")
+    if args.feed == "bybit" and args.mode != "paper":
+        raise UserError(
+            f"--feed bybit trades on paper only: signed Bybit orders for --mode {args.mode} "
+            "are not built yet"
+        )
     if args.data is not None and args.feed != "replay":
         raise UserError("--data is replayed: it needs --feed replay")
     if args.mode != "paper":
@@ -342,6 +348,12 @@ async def _run_loop(
         if loop.last_open_time is None
         else {(s, SAMPLE_INTERVAL): loop.last_open_time for s in loop.symbols}
     )
+    if args.feed == "bybit":
+        from venues.bybit.stream import BybitStream, book_topic, kline_topic
+
+        topics = [kline_topic(s) for s in loop.symbols] + [book_topic(s) for s in depth]
+        async with BybitStream(topics, url=settings.bybit.stream_url) as bybit:
+            return await loop.run(bybit, stop, max_bars=args.max_bars)
     if replay is None:
         client = BinanceRestClient(settings.binance)
         snapshots.fetch = rest_snapshots(client)
@@ -380,20 +392,26 @@ async def _run_loop(
         depth_client.close()
 
 
-def _binance_history(settings: Settings, symbols: list[str]) -> dict[str, pd.DataFrame]:
-    from market.binance_rest import BinanceError, BinanceRestClient
+def _exchange_history(
+    settings: Settings, exchange: str, symbols: list[str]
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The last day of bars from the feed's exchange, and its rules for `symbols`."""
+    from market.binance_rest import BinanceError
+    from venues.bybit.rest import BybitError
+    from venues.registry import market_data
 
     now = int(time.time() * 1000)
     try:
-        with BinanceRestClient(settings.binance) as client:
-            return {
+        with market_data(exchange, settings) as client:
+            history = {
                 s: client.klines(s, SAMPLE_INTERVAL, now - DAY_BARS * MINUTE_MS, now)
                 for s in symbols
             }
-    except BinanceError as exc:
+            return history, client.rules(symbols) if exchange == "bybit" else {}
+    except (BinanceError, BybitError) as exc:
         raise UserError(
-            f"--feed binance cannot load the last day of bars from {settings.binance.base_url}: "
-            f"{exc} (offline, use --feed replay)"
+            f"--feed {exchange} cannot load the last day of bars: {exc} (offline, use --feed "
+            "replay)"
         ) from None
 
 
@@ -487,8 +505,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     else:
         total = None
-        history = _binance_history(settings, symbols)
-        notify("feed: Binance public market data")
+        history, exchange_rules = _exchange_history(settings, args.feed, symbols)
+        notify(f"feed: {args.feed.capitalize()} public market data")
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = settings.risk
@@ -498,6 +516,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from agent.cli.backtest import _rules
 
         rules = _rules(symbols, []) if args.data is not None else sample_rules()
+        if args.feed == "bybit":
+            rules = exchange_rules
         limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
     # Depth streams feed the gate's spread check and paper slippage: every symbol on Binance,
     # the symbols with a real depth capture in a replay of the sample, none for a user's file.
@@ -505,7 +525,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.data is not None:
         depth = []
     snapshots = _Snapshots()
-    books = Books(snapshots) if depth else None
+    books = Books(None if args.feed == "bybit" else snapshots) if depth else None
     if depth:
         notify(f"order book: {', '.join(depth)} from the depth stream (spread check, slippage)")
     if args.mode == "paper":
@@ -550,8 +570,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mode=args.mode,
         venue=venue,
         books=books,
-        realtime=args.feed == "binance",
-        bar_every_ms=MINUTE_MS if args.feed == "binance" else int(MINUTE_MS / args.speed),
+        realtime=args.feed != "replay",
+        exchange="bybit" if args.feed == "bybit" else "binance",
+        bar_every_ms=MINUTE_MS if args.feed != "replay" else int(MINUTE_MS / args.speed),
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")

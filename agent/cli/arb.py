@@ -1,0 +1,244 @@
+"""`agent-arb`: the cross-exchange spread and a dry-run arbitrage loop between Binance and Bybit.
+
+    agent-arb scan --symbol BTCUSDT --exchanges binance,bybit   the spread, net of both fees
+    agent-arb run --mode paper --quantity 0.05                  pairs on paper, journaled
+
+Both read same-minute 1m bars: the store's (after `agent-data download --exchange ...` for
+each venue) or, when the store lacks them, the bundled real day, and say which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
+from arbitrage.bars import (
+    BAR_NOTICE,
+    CrossBars,
+    books_at,
+    bundled_cross_bars,
+    stored_cross_bars,
+    summarize,
+)
+from arbitrage.journal import PairJournal
+from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, PaperLegs
+from config import Settings
+from core.errors import UserError
+from market.models import parse_symbol
+from market.validation import iso_ms
+from store import Store, open_store
+from store.candles import count_candles
+from venues.registry import parse_exchange
+
+BINANCE_TAKER_BPS = 10.0  # Binance spot's standard taker fee, without BNB or VIP discounts
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="agent-arb", description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name, text in (
+        ("scan", "the cross-venue spread per minute, net of fees and slippage"),
+        ("run", "a dry-run arbitrage loop over the bars: pairs, lone legs, inventory, PnL"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--symbol", default="BTCUSDT")
+        cmd.add_argument("--exchanges", default="binance,bybit", help="two, comma-separated")
+        cmd.add_argument("--fee-bps", help="taker fee per venue, e.g. 10,10 (default: config)")
+        cmd.add_argument("--slippage-bps", type=float, default=0.0, help="extra per leg")
+        cmd.add_argument("--threshold-bps", type=float, default=0.0, help="net edge to clear")
+        cmd.add_argument("--json", action="store_true", help="as JSON")
+    run_cmd = sub.choices["run"]
+    run_cmd.add_argument("--mode", default="paper", help="paper (testnet and live: not yet)")
+    run_cmd.add_argument("--account", default="arb")
+    run_cmd.add_argument("--quantity", type=float, default=0.05, help="base per pair")
+    run_cmd.add_argument("--max-notional", type=float, default=2_000.0, help="quote per leg")
+    run_cmd.add_argument("--max-imbalance", type=float, default=0.8, help="0-1, base across venues")
+    run_cmd.add_argument("--daily-loss", type=float, default=100.0, help="quote; stops new pairs")
+    run_cmd.add_argument("--base", type=float, default=0.5, help="starting base per venue")
+    run_cmd.add_argument("--quote", type=float, default=10_000.0, help="starting quote per venue")
+    run_cmd.add_argument(
+        "--fail-every", type=int, help="paper: every Nth pair's second leg fails (lone-leg drill)"
+    )
+    return parser
+
+
+def _venues(raw: str) -> tuple[str, str]:
+    names = [parse_exchange(n) for n in raw.split(",") if n.strip()]
+    if len(names) != 2 or names[0] == names[1]:
+        raise UserError(f"invalid --exchanges {raw!r}: name two different ones, e.g. binance,bybit")
+    return names[0], names[1]
+
+
+def _fees(raw: str | None, venues: tuple[str, str], settings: Settings) -> tuple[float, float]:
+    if raw is None:
+        known = {"binance": BINANCE_TAKER_BPS, "bybit": settings.bybit.taker_fee_bps}
+        return known[venues[0]], known[venues[1]]
+    try:
+        fees = tuple(float(x) for x in raw.split(","))
+    except ValueError:
+        fees = ()
+    if len(fees) != 2 or not all(0 <= f <= 100 for f in fees):
+        raise UserError(f"invalid --fee-bps {raw!r}: two fees 0-100, one per exchange, e.g. 10,10")
+    return fees[0], fees[1]
+
+
+def _bars(store: Store, symbol: str, venues: tuple[str, str]) -> CrossBars:
+    """The store's bars when both venues have the symbol there; else the bundled real day."""
+    if all(count_candles(store, symbol, "1m", exchange=v) for v in venues):
+        return stored_cross_bars(store, symbol, venues)
+    if symbol != "BTCUSDT" or set(venues) != {"binance", "bybit"}:
+        return stored_cross_bars(store, symbol, venues)  # says which venue lacks the bars
+    bars = bundled_cross_bars()
+    notify(
+        "notice: the store lacks binance and bybit BTCUSDT 1m bars; using the bundled real day "
+        "(binance BTCBUSD, bybit BTCUSDT, 2022-12-13 UTC): it is not live data, and BUSD is not USDT"
+    )
+    return bars
+
+
+def _scan(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+    venues = _venues(args.exchanges)
+    fees = _fees(args.fee_bps, venues, settings)
+    bars = _bars(store, parse_symbol(args.symbol), venues)
+    notify(BAR_NOTICE)
+    summary, series = summarize(bars, fees, args.slippage_bps, args.threshold_bps)
+    if args.json:
+        out = summary.model_dump() | {"basis": "bars", "spread_bps": series.round(3).tolist()}
+        print(json.dumps(out, indent=2))
+        return 0
+    first, second = summary.labels
+    print(
+        f"{second} over {first}, {summary.minutes:,} minutes "
+        f"{iso_ms(summary.first_open_ms)} → {iso_ms(summary.last_open_ms)} UTC\n"
+        f"spread    mean {summary.mean_bps:+.2f} bps, min {summary.min_bps:+.2f}, "
+        f"max {summary.max_bps:+.2f}\n"
+        f"costs     {summary.costs_bps:.2f} bps (taker fees {fees[0]:g} + {fees[1]:g}, "
+        f"slippage 2 × {args.slippage_bps:g})\n"
+        f"net       best {summary.best_net_bps:+.2f} bps; {summary.minutes_clearing:,} minutes "
+        f"clear {args.threshold_bps:g} bps after costs"
+    )
+    return 0
+
+
+def _limits(args: argparse.Namespace) -> ArbLimits:
+    try:
+        return ArbLimits(
+            quantity=args.quantity,
+            threshold_bps=args.threshold_bps,
+            max_notional_per_leg=args.max_notional,
+            max_imbalance=args.max_imbalance,
+            daily_loss=args.daily_loss,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"invalid --{first['loc'][0]}: {first['msg']}".replace("_", "-")) from None
+
+
+def _drill(every: int | None) -> Callable[[str, str, str], bool] | None:
+    if every is None:
+        return None
+    if every < 1:
+        raise UserError(f"invalid --fail-every {every}: at least 1")
+    failed: set[str] = set()
+
+    def fail(pair_id: str, venue: str, side: str) -> bool:
+        """The pair's sell leg, once: the close that follows goes through."""
+        if side != "sell" or int(pair_id[4:]) % every or pair_id in failed:
+            return False
+        failed.add(pair_id)
+        return True
+
+    return fail
+
+
+def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+    if args.mode != "paper":
+        raise UserError(
+            f"--mode {args.mode} is not built yet: the arbitrage loop runs on paper until signed "
+            "Bybit orders exist"
+        )
+    venues = _venues(args.exchanges)
+    fees = _fees(args.fee_bps, venues, settings)
+    limits = _limits(args)
+    if args.base < 0 or args.quote < 0:
+        raise UserError("invalid --base/--quote: starting inventory cannot be negative")
+    bars = _bars(store, parse_symbol(args.symbol), venues)
+    notify(BAR_NOTICE + "; each leg fills at its venue's close, up to that minute's volume")
+    journal = PairJournal(store, args.account)
+    if journal.pairs():
+        raise UserError(f"account {args.account!r} already has pairs: use a new --account")
+    start = {v: Holdings(base=args.base, quote=args.quote) for v in venues}
+    inventory = Inventory(start)
+    desk = ArbDesk(limits, inventory, PaperLegs(_drill(args.fail_every)), journal)
+    for row in range(len(bars.frame)):
+        books = books_at(bars, row, fees, args.slippage_bps)
+        desk.step(books, max(b.time_ms for b in books.values()))
+    last = books_at(bars, len(bars.frame) - 1, fees, 0.0)
+    mark = sum(b.bids[0][0] for b in last.values()) / 2
+    report = {
+        "account": args.account,
+        "basis": "bars",
+        "pairs": len(desk.pairs),
+        "by_state": {s.value: sum(p.state == s for p in desk.pairs) for s in PairState},
+        "pnl_quote": sum(p.pnl_quote for p in desk.pairs),
+        "inventory_start": {v: h.model_dump() for v, h in start.items()},
+        "inventory_end": {v: h.model_dump() for v, h in inventory.holdings.items()},
+        "value_change_at_last_mark": inventory.value(mark) - Inventory(start).value(mark),
+        "skipped": desk.skipped,
+        "pair_pnl": {p.pair_id: round(p.pnl_quote, 6) for p in desk.pairs},
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    states = ", ".join(f"{n} {s}" for s, n in report["by_state"].items() if n)
+    print(
+        f"account   {args.account}: {report['pairs']} pairs ({states or 'none'}) over "
+        f"{len(bars.frame):,} minutes, {bars.labels[0]} / {bars.labels[1]}"
+    )
+    for pair in desk.pairs[:10]:
+        e = pair.edge
+        print(
+            f"  {pair.pair_id} {iso_ms(pair.opened_ms)} buy {e.buy_venue} sell {e.sell_venue} "
+            f"{e.quantity:g} net {e.net_bps:+.2f} bps → {pair.state.value}, "
+            f"PnL {pair.pnl_quote:+.4f}"
+        )
+    if len(desk.pairs) > 10:
+        print(f"  … {len(desk.pairs) - 10} more (`--json` lists every pair's PnL)")
+    for venue in venues:
+        s, e = report["inventory_start"][venue], report["inventory_end"][venue]
+        print(
+            f"{venue:<9} base {s['base']:g} → {e['base']:.8f}, quote {s['quote']:,.2f} → "
+            f"{e['quote']:,.4f} (after fees)"
+        )
+    skipped = ", ".join(f"{why} {n:,}" for why, n in desk.skipped.items())
+    print(f"skipped   {skipped or 'none'} (minutes without a pair, by reason)")
+    print(
+        f"PnL       {report['pnl_quote']:+.4f} quote over the pairs; inventory value "
+        f"{report['value_change_at_last_mark']:+.4f} at the last mark {mark:,.2f}"
+    )
+    return 0
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    settings = settings_from(args)
+    store = open_store(settings.resolved_database_url)
+    try:
+        return (
+            _scan(args, settings, store) if args.command == "scan" else _run(args, settings, store)
+        )
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

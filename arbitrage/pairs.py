@@ -1,0 +1,284 @@
+"""The dry-run arbitrage desk: takes both legs when the net edge for the real size clears the
+threshold, books every fill into per-venue inventory after fees, journals each pair as one unit
+and closes a lone leg (its partner failed or filled short) by reversing it on its own venue."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from arbitrage.spread import Edge, VenueBook, scan, vwap
+
+Side = Literal["buy", "sell"]
+DAY_MS = 86_400_000
+
+
+class PairState(StrEnum):
+    OPEN = "open"  # journaled, legs being sent
+    COMPLETE = "complete"  # both legs filled the same quantity
+    LONE_LEG = "lone_leg"  # one leg holds more than the other: the close rule must act
+    CLOSED = "closed"  # a lone leg reversed on its own venue
+    FAILED = "failed"  # neither leg filled
+
+
+class Holdings(BaseModel):
+    base: float = Field(ge=0)
+    quote: float = Field(ge=0)
+
+
+class LegFill(BaseModel):
+    """What a venue did with one leg: `filled` may be short of `requested`, or 0."""
+
+    model_config = ConfigDict(frozen=True)
+
+    venue: str
+    side: Side
+    requested: float
+    filled: float
+    price: float | None
+    fee_bps: float
+    reason: str = "filled"
+
+
+class Pair(BaseModel):
+    """One arbitrage as the journal keeps it: both legs, the close if one was needed, the PnL."""
+
+    pair_id: str
+    opened_ms: int
+    state: PairState = PairState.OPEN
+    edge: Edge
+    legs: list[LegFill] = []
+    closes: list[LegFill] = []
+    pnl_quote: float = 0.0
+    note: str = ""
+
+    @property
+    def unmatched(self) -> tuple[str, Side, float] | None:
+        """(venue, side, quantity) of the leg that holds more than its partner."""
+        bought = sum(f.filled for f in self.legs + self.closes if f.side == "buy")
+        sold = sum(f.filled for f in self.legs + self.closes if f.side == "sell")
+        if abs(bought - sold) <= 1e-12:
+            return None
+        venue = self.edge.buy_venue if bought > sold else self.edge.sell_venue
+        return venue, "buy" if bought > sold else "sell", abs(bought - sold)
+
+
+class LegVenue(Protocol):
+    """Where a leg goes: a paper book walk here, a signed executor on testnet or live."""
+
+    def take(
+        self, pair_id: str, venue: str, side: Side, quantity: float, book: VenueBook
+    ) -> LegFill:
+        """Send one leg; `pair_id` names it (a signed executor derives its client order id)."""
+
+
+class PaperLegs:
+    """Fills a leg by walking the venue's book as it stands, as a taker; `fail` (pair id, venue,
+    side) -> True refuses a leg, to rehearse the lone-leg rule."""
+
+    def __init__(self, fail: Callable[[str, str, Side], bool] | None = None) -> None:
+        self._fail = fail
+
+    def take(
+        self, pair_id: str, venue: str, side: Side, quantity: float, book: VenueBook
+    ) -> LegFill:
+        if self._fail is not None and self._fail(pair_id, venue, side):
+            return LegFill(
+                venue=venue,
+                side=side,
+                requested=quantity,
+                filled=0.0,
+                price=None,
+                fee_bps=book.taker_fee_bps,
+                reason="rejected (rehearsed failure)",
+            )
+        levels = book.asks if side == "buy" else book.bids
+        filled = min(quantity, sum(q for _, q in levels))
+        price = vwap(levels, filled) if filled > 0 else None
+        if price is not None:
+            sign = 1 if side == "buy" else -1
+            price *= 1 + sign * book.slippage_bps / 10_000
+        return LegFill(
+            venue=venue,
+            side=side,
+            requested=quantity,
+            filled=filled if price is not None else 0.0,
+            price=price,
+            fee_bps=book.taker_fee_bps,
+            reason="filled" if filled >= quantity else "partly filled: book too thin",
+        )
+
+
+class ArbLimits(BaseModel):
+    """What the desk may do; every figure is checked before a pair opens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: float = Field(gt=0, description="base per pair")
+    threshold_bps: float = Field(0.0, description="net edge a pair must clear")
+    max_notional_per_leg: float = Field(gt=0, description="quote per leg")
+    max_imbalance: float = Field(
+        0.8, gt=0, le=1, description="|base A − base B| / (A + B) a pair may leave behind"
+    )
+    daily_loss: float = Field(gt=0, description="quote lost since 00:00 UTC that stops new pairs")
+    max_book_age_ms: int = Field(2_000, gt=0)
+
+
+class Inventory:
+    """Base and quote per venue, after fees. A buy's fee comes out of the coins received and a
+    sell's out of the quote received, as Binance and Bybit spot charge takers by default."""
+
+    def __init__(self, start: Mapping[str, Holdings]) -> None:
+        self.holdings = {venue: h.model_copy() for venue, h in start.items()}
+
+    def book(self, fill: LegFill) -> tuple[float, float]:
+        """Apply a fill; returns its (base, quote) change."""
+        if fill.filled <= 0 or fill.price is None:
+            return 0.0, 0.0
+        keep = 1 - fill.fee_bps / 10_000
+        if fill.side == "buy":
+            change = fill.filled * keep, -fill.filled * fill.price
+        else:
+            change = -fill.filled, fill.filled * fill.price * keep
+        held = self.holdings[fill.venue]
+        self.holdings[fill.venue] = Holdings(
+            base=max(0.0, held.base + change[0]), quote=max(0.0, held.quote + change[1])
+        )
+        return change
+
+    def imbalance(self, a: str, b: str) -> float:
+        x, y = self.holdings[a].base, self.holdings[b].base
+        return abs(x - y) / (x + y) if x + y > 0 else 0.0
+
+    def value(self, mark: float) -> float:
+        return sum(h.quote + h.base * mark for h in self.holdings.values())
+
+
+class ArbDesk:
+    """One symbol on two venues. `step(books, now_ms)` first closes lone legs, then opens at
+    most one pair if the edge and the limits allow; `journal` sees every state a pair reaches."""
+
+    def __init__(
+        self,
+        limits: ArbLimits,
+        inventory: Inventory,
+        legs: LegVenue,
+        journal: Callable[[Pair], None],
+    ) -> None:
+        self.limits = limits
+        self.inventory = inventory
+        self.legs = legs
+        self.journal = journal
+        self.pairs: list[Pair] = []
+        self._ids = itertools.count(1)
+        self.skipped: dict[str, int] = {}
+
+    @property
+    def lone(self) -> list[Pair]:
+        return [p for p in self.pairs if p.state == PairState.LONE_LEG]
+
+    def realized_today(self, now_ms: int) -> float:
+        day = now_ms - now_ms % DAY_MS
+        return sum(p.pnl_quote for p in self.pairs if p.opened_ms >= day)
+
+    def step(self, books: Mapping[str, VenueBook], now_ms: int) -> Pair | None:
+        for pair in self.lone:
+            self._close(pair, books)
+        if self.lone:
+            return self._skip("a lone leg is still open")
+        if self.realized_today(now_ms) <= -self.limits.daily_loss:
+            return self._skip("daily loss limit reached")
+        a, b = books.values()
+        found = scan(
+            a,
+            b,
+            self.limits.quantity,
+            now_ms,
+            max_age_ms=self.limits.max_book_age_ms,
+            threshold_bps=self.limits.threshold_bps,
+        )
+        if found.edge is None:
+            return self._skip(found.refused or "no edge")
+        if found.edge.net_bps < self.limits.threshold_bps:
+            return self._skip("edge below threshold")
+        quantity = self._size(found.edge, found.max_profitable_quantity)
+        if quantity <= 0:
+            return self._skip("no inventory or room for a pair")
+        return self._open(found.edge, quantity, books, now_ms)
+
+    def _size(self, edge: Edge, profitable: float) -> float:
+        buy, sell = (
+            self.inventory.holdings[edge.buy_venue],
+            self.inventory.holdings[edge.sell_venue],
+        )
+        cost = edge.buy_vwap * (1 + edge.costs_bps / 10_000)
+        quantity = min(
+            self.limits.quantity,
+            profitable,
+            self.limits.max_notional_per_leg / edge.buy_vwap,
+            buy.quote / cost,
+            sell.base,
+        )
+        after = Inventory(self.inventory.holdings)
+        after.holdings[edge.buy_venue] = Holdings(base=buy.base + quantity, quote=buy.quote)
+        after.holdings[edge.sell_venue] = Holdings(base=sell.base - quantity, quote=sell.quote)
+        if after.imbalance(edge.buy_venue, edge.sell_venue) > self.limits.max_imbalance:
+            return 0.0
+        return max(quantity, 0.0)
+
+    def _open(
+        self, edge: Edge, quantity: float, books: Mapping[str, VenueBook], now_ms: int
+    ) -> Pair:
+        pair = Pair(
+            pair_id=f"arb-{next(self._ids):06d}",
+            opened_ms=now_ms,
+            edge=edge.model_copy(update={"quantity": quantity}),
+        )
+        self.pairs.append(pair)
+        self.journal(pair)  # ahead of any leg: a crash leaves an open pair to reconcile
+        mark = (edge.buy_vwap + edge.sell_vwap) / 2
+        for venue, side in ((edge.buy_venue, "buy"), (edge.sell_venue, "sell")):
+            fill = self.legs.take(pair.pair_id, venue, side, quantity, books[venue])  # type: ignore[arg-type]
+            pair.legs.append(fill)
+            pair.pnl_quote += _pnl(self.inventory.book(fill), mark)
+        filled = [f.filled for f in pair.legs]
+        if not any(filled):
+            pair.state = PairState.FAILED
+        elif pair.unmatched is None:
+            pair.state = PairState.COMPLETE
+        else:
+            pair.state = PairState.LONE_LEG
+            pair.note = "; ".join(f"{f.venue} {f.side}: {f.reason}" for f in pair.legs)
+        self.journal(pair)
+        if pair.state == PairState.LONE_LEG:
+            self._close(pair, books)
+        return pair
+
+    def _close(self, pair: Pair, books: Mapping[str, VenueBook]) -> None:
+        """The close rule: reverse the unmatched quantity on the venue that holds it, at once, as
+        a taker; if that fails too, the pair stays a lone leg and no new pair opens."""
+        unmatched = pair.unmatched
+        if unmatched is None:
+            return
+        venue, side, quantity = unmatched
+        reverse: Side = "sell" if side == "buy" else "buy"
+        fill = self.legs.take(pair.pair_id, venue, reverse, quantity, books[venue])
+        pair.closes.append(fill)
+        mark = (pair.edge.buy_vwap + pair.edge.sell_vwap) / 2
+        pair.pnl_quote += _pnl(self.inventory.book(fill), mark)
+        if pair.unmatched is None:
+            pair.state = PairState.CLOSED
+        self.journal(pair)
+
+    def _skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+        return None
+
+
+def _pnl(change: tuple[float, float], mark: float) -> float:
+    """A fill's value change in quote, its base valued at the pair's own mark."""
+    return change[1] + change[0] * mark

@@ -1,0 +1,22 @@
+"""Settings of the venues beside Binance: where they answer and what they charge."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class BybitSettings(BaseModel):
+    """Bybit v5 spot: public REST and stream URLs (a loopback server in tests), limits, fees."""
+
+    model_config = {"extra": "forbid"}
+
+    base_url: str = Field("https://api.bybit.com", pattern=r"^https?://\S+$")
+    stream_url: str = Field(
+        "wss://stream.bybit.com/v5/public/spot",
+        pattern=r"^wss?://\S+$",
+        description="public spot WebSocket (orderbook, publicTrade, kline)",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(4, ge=0, le=20)
+    max_retry_after_s: float = Field(60.0, gt=0)
+    taker_fee_bps: float = Field(10.0, ge=0, le=100, description="spot taker fee, 10 = 0.1%")

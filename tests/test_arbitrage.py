@@ -1,0 +1,250 @@
+"""Arbitrage arithmetic on tiny hand-made books (freqtrade-style scenarios, each with its
+numbers), the desk's pairs, lone legs and inventory, and the bar-based scan of a real day."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arbitrage.bars import bundled_cross_bars, summarize
+from arbitrage.journal import PairJournal
+from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, PaperLegs
+from arbitrage.spread import VenueBook, edge, max_profitable_quantity, scan
+from core.errors import UserError
+
+NOW = 1_000_000
+
+
+def book(venue: str, bids, asks, fee: float = 10.0, time_ms: int = NOW) -> VenueBook:
+    return VenueBook(venue=venue, bids=bids, asks=asks, time_ms=time_ms, taker_fee_bps=fee)
+
+
+# binance is cheap at 100.0 for 1, then 100.5 and 101; bybit bids 101 for 0.5, then lower.
+CHEAP = book("binance", [(99.9, 5.0)], [(100.0, 1.0), (100.5, 1.0), (101.0, 10.0)])
+RICH = book("bybit", [(101.0, 0.5), (100.6, 1.0), (100.0, 10.0)], [(101.1, 5.0)])
+
+
+def test_the_edge_pays_both_taker_fees_on_the_vwap_of_the_size() -> None:
+    small = edge(CHEAP, RICH, 0.5)
+    assert small is not None
+    assert (small.buy_vwap, small.sell_vwap) == (100.0, 101.0)
+    assert small.gross_bps == pytest.approx(100.0)
+    # spent 100 × 1.001 = 100.1, received 101 × 0.999 = 100.899 per unit
+    assert small.net_bps == pytest.approx(0.799 / 100.1 * 10_000)
+    assert small.net_quote == pytest.approx(0.5 * 0.799)
+    deeper = edge(CHEAP, RICH, 1.5)
+    assert deeper is not None
+    assert deeper.buy_vwap == pytest.approx((100.0 + 0.5 * 100.5) / 1.5)
+    assert deeper.sell_vwap == pytest.approx((0.5 * 101.0 + 100.6) / 1.5)
+    assert deeper.net_bps < small.net_bps
+
+
+def test_the_edge_vanishes_at_the_size_where_fees_eat_it() -> None:
+    # past 2 units: buy total 200.5 + 101x, sell total 201.1 + 100x; net zero where
+    # (201.1 + 100x) × 0.999 = (200.5 + 101x) × 1.001, x = 0.1984 / 1.201
+    vanishes = 2 + 0.1984 / 1.201
+    assert max_profitable_quantity(CHEAP, RICH) == pytest.approx(vanishes, rel=1e-9)
+    at = edge(CHEAP, RICH, vanishes)
+    assert at is not None and at.net_bps == pytest.approx(0.0, abs=1e-6)
+    assert max_profitable_quantity(RICH, CHEAP) == 0.0
+
+
+def test_fees_alone_can_kill_a_real_spread() -> None:
+    pricey = scan(
+        book("binance", [(99.9, 5)], [(100.0, 5)], fee=10),
+        book("bybit", [(100.15, 5)], [(100.3, 5)], fee=10),
+        1.0,
+        NOW,
+        max_age_ms=500,
+    )
+    assert pricey.edge is not None and pricey.edge.gross_bps == pytest.approx(15.0)
+    assert pricey.edge.net_bps < 0 and pricey.max_profitable_quantity == 0.0
+
+
+def test_a_stale_book_is_refused_not_priced() -> None:
+    old = book("bybit", RICH.bids, RICH.asks, time_ms=NOW - 1_500)
+    result = scan(CHEAP, old, 0.5, NOW, max_age_ms=1_000)
+    assert result.edge is None
+    assert result.refused == "bybit book is 1500 ms old (limit 1000 ms): not priced"
+
+
+levels = st.lists(st.tuples(st.floats(90, 110), st.floats(0.01, 5)), min_size=1, max_size=6).map(
+    sorted
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(levels, levels, st.floats(0, 30), st.floats(0.01, 3), st.floats(1.01, 3))
+def test_net_edge_never_grows_with_size_and_fees_only_take(asks, bids, fee, q, more) -> None:
+    buy = book("a", [(100, 1)], asks, fee=fee)
+    sell = book("b", bids[::-1], [(200, 1)], fee=fee)
+    small, large = edge(buy, sell, q), edge(buy, sell, q * more)
+    if small is not None and large is not None:
+        assert large.net_bps <= small.net_bps + 1e-9
+    if small is not None:
+        free = edge(
+            buy.model_copy(update={"taker_fee_bps": 0}),
+            sell.model_copy(update={"taker_fee_bps": 0}),
+            q,
+        )
+        assert free is not None and free.net_bps == pytest.approx(free.gross_bps)
+        assert small.net_bps <= free.net_bps + 1e-9
+
+
+def desk(journal, fail=None, **limits) -> ArbDesk:
+    inventory = Inventory(
+        {"binance": Holdings(base=1.0, quote=1_000.0), "bybit": Holdings(base=1.0, quote=1_000.0)}
+    )
+    settings = {"quantity": 0.5, "max_notional_per_leg": 500.0, "daily_loss": 50.0} | limits
+    return ArbDesk(ArbLimits(**settings), inventory, PaperLegs(fail), journal)
+
+
+def test_a_pair_takes_both_legs_and_books_fees_where_the_venues_take_them(store) -> None:
+    journal = PairJournal(store, "arb")
+    d = desk(journal)
+    pair = d.step({"binance": CHEAP, "bybit": RICH}, NOW)
+    assert pair is not None and pair.state == PairState.COMPLETE
+    held = d.inventory.holdings
+    # bought 0.5 at 100 on binance, its fee out of the coins: 0.5 × 0.999
+    assert held["binance"].base == pytest.approx(1.0 + 0.4995)
+    assert held["binance"].quote == pytest.approx(1_000 - 50.0)
+    assert held["bybit"].base == pytest.approx(0.5)
+    assert held["bybit"].quote == pytest.approx(1_000 + 0.5 * 101 * 0.999)
+    assert pair.pnl_quote == pytest.approx(0.5 * (101 * 0.999 - 100) - 0.5 * 0.001 * 100.5)
+    [stored] = journal.pairs()
+    assert stored.state == PairState.COMPLETE and stored.legs == pair.legs
+
+
+def test_a_failed_second_leg_is_a_lone_leg_that_the_close_rule_reverses(store) -> None:
+    journal = PairJournal(store, "arb")
+    states: list[str] = []
+
+    def record(pair) -> None:
+        states.append(pair.state.value)
+        journal(pair)
+
+    d = desk(record, fail=lambda pair_id, venue, side: venue == "bybit")
+    pair = d.step({"binance": CHEAP, "bybit": RICH}, NOW)
+    assert pair is not None
+    assert states == ["open", "lone_leg", "closed"]
+    assert pair.state == PairState.CLOSED
+    [close] = pair.closes
+    assert (close.venue, close.side, close.filled) == ("binance", "sell", pytest.approx(0.5))
+    assert close.price == 99.9
+    # bought 0.5 at 100 (fee in coins), sold 0.5 back at 99.9 (fee in quote): a known loss
+    assert pair.pnl_quote < 0
+    assert d.inventory.holdings["bybit"] == Holdings(base=1.0, quote=1_000.0)
+    assert journal.pairs()[0].state == PairState.CLOSED
+
+
+def test_a_lone_leg_that_cannot_close_stops_new_pairs_until_it_does() -> None:
+    refusing = {"on": True}
+    d = desk(
+        lambda pair: None,
+        fail=lambda pair_id, venue, side: (
+            (refusing["on"] and venue == "bybit") or (refusing["on"] and side == "sell")
+        ),
+    )
+    first = d.step({"binance": CHEAP, "bybit": RICH}, NOW)
+    assert first is not None and first.state == PairState.LONE_LEG
+    assert d.step({"binance": CHEAP, "bybit": RICH}, NOW + 1) is None
+    assert d.skipped == {"a lone leg is still open": 1}
+    refusing["on"] = False
+    d.step({"binance": CHEAP, "bybit": RICH}, NOW + 2)
+    assert first.state == PairState.CLOSED
+
+
+def test_the_daily_loss_limit_stops_new_pairs() -> None:
+    d = desk(lambda pair: None, fail=lambda pair_id, venue, side: venue == "bybit", daily_loss=0.01)
+    d.step({"binance": CHEAP, "bybit": RICH}, NOW)
+    assert d.step({"binance": CHEAP, "bybit": RICH}, NOW + 1) is None
+    assert d.skipped == {"daily loss limit reached": 1}
+
+
+def test_the_real_day_of_bars_gives_a_spread_series_that_fees_swallow() -> None:
+    bars = bundled_cross_bars()
+    summary, series = summarize(bars, (10.0, 10.0), 0.0, 0.0)
+    assert summary.labels == ("binance BTCBUSD", "bybit BTCUSDT")
+    assert summary.minutes == len(series) == 1_440
+    assert -19 < summary.min_bps < -17 and 2 < summary.max_bps < 4
+    assert summary.mean_bps == pytest.approx(-3, abs=0.5)
+    assert summary.minutes_clearing == 0
+
+
+def test_stored_bars_of_both_exchanges_are_compared_minute_by_minute(store) -> None:
+    import pandas as pd
+
+    from arbitrage.bars import stored_cross_bars
+    from store.candles import upsert_candles
+    from tests.loopback_bybit import lean_bars
+
+    for venue, name in (
+        ("bybit", "bybit_spot_BTCUSDT_1m_trade_2022-12-13_lean.csv"),
+        ("binance", "binance_spot_BTCBUSD_1m_trade_2022-12-13_lean.csv"),
+    ):
+        rows = lean_bars(name)[:90]
+        frame = pd.DataFrame(
+            {
+                "open_time": [int(r[0]) for r in rows],
+                **{
+                    c: [float(r[i]) for r in rows]
+                    for i, c in enumerate(("open", "high", "low", "close", "volume"), 1)
+                },
+            }
+        )
+        frame["close_time"] = frame["open_time"] + 59_999
+        frame[["quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"]] = 0
+        upsert_candles(store, "BTCUSDT", "1m", frame, exchange=venue)
+    bars = stored_cross_bars(store, "BTCUSDT", ("binance", "bybit"))
+    summary, _ = summarize(bars, (1.0, 1.0), 0.0, 0.0)
+    assert summary.labels == ("binance BTCUSDT", "bybit BTCUSDT") and summary.minutes == 90
+    with pytest.raises(UserError, match="agent-data download --exchange binance --symbol ETHUSDT"):
+        stored_cross_bars(store, "ETHUSDT", ("binance", "bybit"))
+
+
+def test_agent_arb_scan_says_it_is_bar_based_and_fees_swallow_the_day(cli) -> None:
+    import json
+
+    result = cli("agent-arb", "scan", "--symbol", "BTCUSDT", "--exchanges", "binance,bybit")
+    assert result.returncode == 0, result.stderr
+    assert "bar-based, not book-based" in result.stderr
+    assert "bundled real day" in result.stderr
+    assert "0 minutes clear 0 bps after costs" in result.stdout
+    cheap = cli("agent-arb", "scan", "--fee-bps", "1,1", "--json")
+    report = json.loads(cheap.stdout)
+    assert report["basis"] == "bars" and len(report["spread_bps"]) == 1_440
+    assert report["minutes_clearing"] == 830
+
+
+def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
+    import json
+
+    args = ("--mode", "paper", "--fee-bps", "1,1", "--fail-every", "3", "--json")
+    result = cli("agent-arb", "run", *args)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["by_state"]["lone_leg"] == 0
+    assert report["by_state"]["closed"] == report["pairs"] // 3 > 0
+    assert report["pnl_quote"] == pytest.approx(sum(report["pair_pnl"].values()), abs=1e-4)
+    end = report["inventory_end"]
+    # each buy's fee came out of the coins received: base no longer adds up to the start
+    assert end["binance"]["base"] + end["bybit"]["base"] < 1.0
+    again = cli("agent-arb", "run", *args)
+    assert again.returncode == 2 and "already has pairs" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("run", "--mode", "live"), "--mode live is not built yet"),
+        (("scan", "--exchanges", "binance"), "invalid --exchanges 'binance'"),
+        (("scan", "--exchanges", "binance,kraken"), "unknown exchange 'kraken'"),
+        (("scan", "--fee-bps", "10"), "invalid --fee-bps '10'"),
+        (("run", "--quantity", "0"), "invalid --quantity"),
+    ],
+)
+def test_agent_arb_bad_input_is_one_line_and_exit_2(cli, args, expected) -> None:
+    result = cli("agent-arb", *args)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
