@@ -19,7 +19,7 @@ from core.errors import ConfigError
 ENV_PREFIX = "AGENT_"
 WILDCARD = "*"
 # AGENT_* variables that are read by a command, not by the settings model
-NOT_SETTINGS = frozenset({"AGENT_PROFILE", "AGENT_UI_AUTH"})
+NOT_SETTINGS = frozenset({"AGENT_PROFILE", "AGENT_UI_AUTH", "AGENT_SERVER_TOKEN"})
 
 
 def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:

@@ -15,8 +15,8 @@ from agent.loop_state import (
     MINUTE_MS,
     LoopState,
     account_status,
+    clear_account,
     halt_account,
-    resume_account,
     risk_scope,
 )
 from agent.records import load_decisions, loop_run_id
@@ -52,6 +52,7 @@ from store import Store
 
 ERRORS = {404: {"model": Problem}, 422: {"model": Problem}}
 GUARDED = {401: {"model": Problem}, 429: {"model": Problem}}
+API_CALLER = "the REST API"  # who a halt or resume through the API is recorded as
 
 
 def _now_ms() -> int:
@@ -202,7 +203,7 @@ def create_app(
         """HALTED in the store and the kill-switch file: a running loop stops within a bar."""
         known_account(name)
         reason = (body or HaltRequest()).reason
-        halt_account(store, settings.data_dir, name, reason, _now_ms())
+        halt_account(store, settings.data_dir, name, reason, _now_ms(), API_CALLER)
         return _halt_out(store, settings, name, f"halted: {reason}")
 
     @app.post(
@@ -214,7 +215,9 @@ def create_app(
     )
     def resume(name: str) -> HaltOut:
         known_account(name)
-        resume_account(store, settings.data_dir, name, _now_ms())
+        clear_account(
+            store, settings, name, "resume", API_CALLER, "resumed through the API", _now_ms()
+        )
         return _halt_out(store, settings, name, "kill switch cleared; the next bar trades again")
 
     @app.get("/decisions", response_model=list[DecisionOut], responses=ERRORS, tags=["decisions"])

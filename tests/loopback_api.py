@@ -41,11 +41,16 @@ def serving(app: FastAPI) -> Iterator[str]:
 
 
 async def _market_moves(replay: ReplayServer) -> None:
-    """Start the replay's market and wait for its first depth updates: a book has levels."""
+    """Start the replay's market and wait until its book has both sides (a replayed stretch
+    starts from an empty book and can be one-sided for its first messages)."""
     await replay.start()
     async with websockets.connect(f"{replay.url}/stream?streams=btcusdt@depth@100ms") as ws:
-        for _ in range(3):
+        for _ in range(200):
             await ws.recv()
+            book = replay.depth["BTCUSDT"].snapshot(5)
+            if book["bids"] and book["asks"]:
+                return
+    raise RuntimeError("the replayed book never had both sides")
 
 
 @contextmanager

@@ -114,7 +114,7 @@ def test_safe_mode_vetoes_an_ai_buy_after_three_failures_and_lets_a_close_throug
         "vetoed",  # the healthy call that carries the buy is judged in safe mode
         "approved",  # exits stay allowed
     ]
-    assert _codes(records[4]) == ["SAFE_MODE"]
+    assert "SAFE_MODE" in _codes(records[4])  # (the AI also may not add to a held long)
     assert records[5].order["side"] == "sell"
     assert records[5].execution["status"] == "filled"
 
