@@ -30,7 +30,7 @@ from backtest.config import BacktestConfig
 from backtest.report import iso
 from backtest.runs import save_run
 from backtest.sweep import SweepData
-from backtest.terminal import render
+from backtest.terminal import render, render_scorecard
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
@@ -163,6 +163,7 @@ def run_agent_backtest(
         stats = run_stats(model.stats)
         console.print(render(report))
         console.print(render_agent(section, stats))
+        console.print(render_scorecard(report.scorecard or {}))
         _write_outputs(args, report, result, stats)
         run_id = save_run(store, report, SystemClock().now_ms())
         save_decisions(store, records)
