@@ -4,6 +4,8 @@ same gate, fills and fees as whatever they are compared with."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,20 +136,23 @@ class AgentShape(BaseModel):
     hold_bars: int
     size_pct: float | None
     stop_loss_pct: float | None
+    source: SignalSource
 
 
 def shape_of(result: BacktestResult) -> AgentShape:
     """Entries per symbol and mean bars held from its trades; the median size and stop distance
-    its buy signals asked for (None where it asked for none)."""
+    its buy signals asked for (None where it asked for none) and their source, whose limits the
+    gate then applies to the random entries too."""
     entries: dict[str, int] = {}
     for trade in result.trades:
         entries[trade.symbol] = entries.get(trade.symbol, 0) + 1
     held = [t.exit_bar - t.entry_bar for t in result.trades]
-    sizes, stops = [], []
+    sizes, stops, sources = [], [], []
     for call in result.gate_calls:
         signal, market = call.signal, call.market
         if signal.action is not SignalAction.BUY or signal.protective:
             continue
+        sources.append(signal.source)
         if signal.size_pct is not None:
             sizes.append(signal.size_pct)
         if signal.stop_loss is not None and market is not None:
@@ -159,4 +164,5 @@ def shape_of(result: BacktestResult) -> AgentShape:
         hold_bars=max(1, round(float(np.mean(held)))) if held else 1,
         size_pct=float(np.median(sizes)) if sizes else None,
         stop_loss_pct=float(np.median(stops)) if stops else None,
+        source=Counter(sources).most_common(1)[0][0] if sources else SignalSource.AI,
     )

@@ -50,7 +50,7 @@ def interval(values: np.ndarray, scale: float = 1.0) -> Interval:
         return Interval(na="the ratio is undefined in most resamples (returns without spread)")
     tail = (1 - LEVEL) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail]) * scale
-    return Interval(low=round(float(low), 4), high=round(float(high), 4))
+    return Interval(low=float(f"{low:.6g}"), high=float(f"{high:.6g}"))
 
 
 def too_short(returns: int) -> str | None:
