@@ -18,20 +18,9 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from backtest import scorecard_view as view
 from backtest.engine import BacktestResult
 from backtest.report import BacktestReport
-from backtest.scorecard_view import (
-    CALIBRATION_COLUMNS,
-    INTERVAL_COLUMNS,
-    RESULT_COLUMNS,
-    calibration_line,
-    calibration_rows,
-    interval_rows,
-    ledger_columns,
-    ledger_rows,
-    result_notes,
-    result_rows,
-)
 from backtest.terminal import (
     TRADE_COLUMNS,
     basis_lines,
@@ -228,21 +217,21 @@ def _scorecard_html(report: BacktestReport) -> str:
     card = report.scorecard
     if card is None:
         return ""
-    notes = "".join(f"<li>{escape(line)}</li>" for line in result_notes(card))
+    notes = "".join(f"<li>{escape(line)}</li>" for line in view.result_notes(card))
     calibrated = ""
     if card["calibration"]["groups"]:
-        calibrated = _table(list(CALIBRATION_COLUMNS), calibration_rows(card)) + _reliability(
-            card["calibration"]["groups"]
-        )
+        calibrated = _table(
+            list(view.CALIBRATION_COLUMNS), view.calibration_rows(card)
+        ) + _reliability(card["calibration"]["groups"])
     return f"""<h2>Scorecard: the same bars through the same gate and fills</h2>
-{_table(list(RESULT_COLUMNS), result_rows(card))}
-{_table(list(INTERVAL_COLUMNS), interval_rows(card))}
+{_table(list(view.RESULT_COLUMNS), view.result_rows(card))}
+{_table(list(view.INTERVAL_COLUMNS), view.interval_rows(card))}
 <ul>{notes}</ul>
 <h2>Veto ledger: what each gate rule saved (+) or cost (−) [$]</h2>
-{_table(ledger_columns(card), ledger_rows(card))}
+{_table(view.ledger_columns(card), view.ledger_rows(card))}
 <p>Counterfactual: {escape(card["veto_ledger"]["basis"])}.</p>
 <h2>Calibration by stated confidence</h2>
-<p>{escape(calibration_line(card))}</p>
+<p>{escape(view.calibration_line(card))}</p>
 {calibrated}"""
 
 

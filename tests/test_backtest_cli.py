@@ -101,6 +101,9 @@ def test_sweep_ranks_a_grid_in_parallel(cli, tmp_path: Path) -> None:
     returns = [row["metrics"]["Return [%]"] for row in sweep["results"]]
     assert len(returns) == 5 and returns == sorted(returns, reverse=True)
     assert sweep["rank_by"] == "Return [%]"
+    deflated = sweep["deflated_sharpe"]  # the top of 5 trials, deflated for the search
+    assert deflated["trials"] == 5 and 0 <= deflated["probability"] <= 1
+    assert "deflated Sharpe ratio of #1 over 5 trials" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize(

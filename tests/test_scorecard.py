@@ -23,6 +23,7 @@ from backtest.bootstrap import DRAWS, block_indices, interval
 from backtest.calibration import Stated, calibration
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
+from backtest.deflated import deflated_sharpe
 from backtest.scorecard import scorecard
 from execution.fees import FeeSchedule
 from market.sample import load_sample
@@ -193,3 +194,23 @@ def test_scorecard_of_scripted_models_orders_calibration_and_nets_the_model_cost
     assert "model cost n/a: no price for model 'unpriced-seer'" in " ".join(
         foolish["stdout"].split()
     )
+
+
+def _trials(count: int, spread: float, seed: int) -> list[float]:
+    """`count` per-period Sharpe ratios whose sample standard deviation is exactly `spread`."""
+    z = np.random.default_rng(seed).normal(size=count)
+    return list((z - z.mean()) / z.std(ddof=1) * spread)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), few=st.integers(2, 20), extra=st.integers(1, 500))
+def test_more_trials_deflate_the_same_sharpe_further(seed: int, few: int, extra: int) -> None:
+    """Searching more variants with the same spread can only make the winner less credible."""
+    returns = np.random.default_rng(seed).normal(0.002, 0.01, 300)
+    alone = deflated_sharpe([0.1], returns)  # one trial: nothing to deflate for
+    some = deflated_sharpe(_trials(few, 0.05, seed), returns)
+    many = deflated_sharpe(_trials(few + extra, 0.05, seed), returns)
+    assert alone.expected_max_sharpe == 0.0
+    assert 0 < some.expected_max_sharpe < many.expected_max_sharpe
+    assert alone.probability >= some.probability >= many.probability
+    assert deflated_sharpe([0.1, 0.2], returns[:10]).na == "10 returns, fewer than 20"
