@@ -37,6 +37,13 @@ def sharpe(resampled: np.ndarray, periods_per_year: float) -> np.ndarray:
     return np.where(std > NOISE_FLOOR, ratio, np.nan)
 
 
+def paired_totals(series: list[np.ndarray], shifts: list[float], seed: int) -> list[np.ndarray]:
+    """Compounded returns of equally long return series, all resampled with the same blocks;
+    each series first lowered by its shift per period (a cost spread over the run)."""
+    rows = block_indices(len(series[0]), DRAWS, seed)
+    return [total_return(s[rows] - shift) for s, shift in zip(series, shifts, strict=True)]
+
+
 class Interval(BaseModel):
     low: float | None = None
     high: float | None = None

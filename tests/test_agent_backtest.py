@@ -129,6 +129,23 @@ def test_llm_agent_backtest_is_bounded_cached_and_honest(
     assert len(server.requests) == sent  # fully cached: zero requests
     assert again.read_bytes() == out.read_bytes()
 
+    # Paired A/B of the model with itself: the same answers, from the cache.
+    paired = tmp_path / "paired.json"
+    same = cli(
+        "agent-backtest",
+        *args[:-1],
+        str(paired),
+        "--compare",
+        "model=gpt-4o-mini",
+        env=llm_env(server),
+    )
+    assert same.returncode == 0, same.stderr
+    assert len(server.requests) == sent
+    compared = json.loads(paired.read_text())["scorecard"]["compare"]
+    assert compared["signal_agreement"] == compared["verdict_agreement"] == 1.0
+    assert compared["difference_pct"] == 0 and compared["variant_requests_sent"] == 0
+    assert compared["decision_points"] == report["agent"]["decisions"]
+
 
 def test_budget_stop_reports_what_was_done(
     cli, tmp_path: Path, model_server: tuple[LoopbackOpenAI, ScriptedModel]
