@@ -115,13 +115,19 @@ def entry_bars(n: int, wanted: int, hold: int, start: int, seed: tuple[int, int]
     uniformly among such layouts (fewer when the window cannot hold them all). An exit decided
     at bar n-2 still fills at the last bar's open."""
     span = (n - 2) - start + 1
-    count = max(0, min(wanted, span // (hold + 1)))
+    count = fitting(n, wanted, hold, start)
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     free = span - count * (hold + 1)
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(free + count, size=count, replace=False))
     return start + picks + np.arange(count) * hold
+
+
+def fitting(n: int, wanted: int, hold: int, start: int) -> int:
+    """How many of `wanted` non-overlapping trades of `hold` bars fit in `n` bars after `start`
+    (fewer than the compared run's when its own trades overlapped)."""
+    return max(0, min(wanted, ((n - 2) - start + 1) // (hold + 1)))
 
 
 def _tag(symbol: str) -> int:

@@ -18,6 +18,7 @@ from backtest.baselines import (
     BuyAndHoldParams,
     RandomEntry,
     RandomEntryParams,
+    fitting,
     shape_of,
 )
 from backtest.bootstrap import (
@@ -129,7 +130,10 @@ def scorecard(
     per_seed = [
         _figures(run, boots[f"{RANDOM}:{s}"]) for s, run in zip(SEEDS, randoms, strict=True)
     ]
-    baselines[RANDOM] = _random(per_seed, shape.model_dump())
+    fits = {
+        s: fitting(len(result.bars), k, shape.hold_bars, start) for s, k in shape.entries.items()
+    }
+    baselines[RANDOM] = _random(per_seed, {**shape.model_dump(mode="json"), "fit": fits})
     if returns[0] is not None:
         intervals.p_beats_buy_and_hold = _p_beats(returns[0], [boots["buy_and_hold"]])
         intervals.p_beats_random = _p_beats(returns[0], [boots[f"{RANDOM}:{s}"] for s in SEEDS])

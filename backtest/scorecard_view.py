@@ -60,7 +60,13 @@ def result_notes(card: dict[str, Any]) -> list[str]:
     random = card["baselines"].get("random_entry")
     if random:
         m = random["matched"]
-        entries = ", ".join(f"{s} {n}" for s, n in m["entries"].items()) or "none"
+        entries = (
+            ", ".join(
+                f"{s} {n}" + (f", {m['fit'][s]} fit without overlap" if m["fit"][s] < n else "")
+                for s, n in m["entries"].items()
+            )
+            or "none"
+        )
         low, high = random["return_range"]
         lines.append(
             f"random_entry: the median of {len(random['seeds'])} seeds (returns {_num(low, 2)} "
