@@ -297,6 +297,11 @@ class LLMClient:
             prompt_version,
         )
 
+    @property
+    def priced(self) -> bool:
+        """Whether llm.prices names this model, so its cost is known rather than counted as $0."""
+        return self._settings.model in self._settings.prices
+
     def estimate_cost(
         self, calls: int, prompt_tokens_per_call: int, completion_tokens_per_call: int
     ) -> float:

@@ -7,7 +7,6 @@ run's wall-clock facts (requests sent, cache hits, latency) are shown in the ter
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -20,15 +19,14 @@ from agent.llm import LLMStats
 from agent.model import ChatModel
 from agent.records import DecisionRecord
 from agent.strategy import PARTIAL_STOPS, AgentParams, AgentStrategy
-from backtest import BacktestResult, run_backtest
+from backtest import BacktestResult
+from backtest.calibration import Stated
 from backtest.config import BacktestConfig
-from backtest.report import BacktestReport, build_report, compute_report_metrics, iso
-from backtest.strategies import STRATEGIES
+from backtest.report import BacktestReport, build_report, iso
+from backtest.scorecard import RandomBaseline, Scorecard, scorecard
 from backtest.sweep import SweepData
 from backtest.terminal import fmt, to_unit
-from execution.feed import BarArrays
 from market.models import SymbolRules
-from risk.limits import RiskLimits
 from risk.models import Approved
 
 BASELINE_METRICS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades")
@@ -117,28 +115,34 @@ def finalize_records(strategy: AgentStrategy, result: BacktestResult) -> list[De
     return finished
 
 
-def baselines(
-    bars: BarArrays,
-    rules: Mapping[str, SymbolRules],
-    config: BacktestConfig,
-    buy_and_hold: Any,
-    limits: RiskLimits,
-) -> dict[str, dict[str, Any]]:
-    """Buy-and-hold and every classic strategy at its default parameters, on the same bars and
-    under the same risk limits."""
-    rows: dict[str, dict[str, Any]] = {"buy_and_hold": {"Return [%]": _num(buy_and_hold)}}
-    for name, cls in STRATEGIES.items():
-        metrics = compute_report_metrics(
-            run_backtest(bars, cls(cls.Params()), rules, config, limits=limits)
-        )
-        rows[name] = {m: _num(metrics[m]) for m in BASELINE_METRICS}
+def baselines(card: Scorecard) -> dict[str, dict[str, Any]]:
+    """The scorecard's baselines in the four headline metrics (the random one by its median)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, entry in card.baselines.items():
+        figures = entry.median if isinstance(entry, RandomBaseline) else entry
+        values = (figures.return_pct, figures.sharpe, figures.max_drawdown_pct, figures.trades)
+        rows[name] = dict(zip(BASELINE_METRICS, values, strict=True))
     return rows
 
 
-def _num(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4) if math.isfinite(value) else None
-    return value
+def llm_cost(model: ChatModel, cost_usd: float) -> tuple[float | None, str | None]:
+    """The run's model cost from the price table, or n/a with the reason."""
+    if getattr(model, "priced", True):
+        return cost_usd, None
+    return None, f"no price for model {model.model!r} in llm.prices (config/default.toml)"
+
+
+def stated(records: list[DecisionRecord]) -> list[Stated]:
+    return [
+        Stated(
+            symbol=r.symbol,
+            decided_ms=r.decided_ms,
+            action=r.signal["action"],
+            confidence=r.signal.get("confidence"),
+        )
+        for r in records
+        if r.signal
+    ]
 
 
 def agent_section(
@@ -240,13 +244,7 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         shown["stopped early"] = section.stopped
     for name, value in shown.items():
         head.add_row(name, value)
-    base = Table(title="baselines on the same bars")
-    base.add_column("strategy")
-    for metric in BASELINE_METRICS:
-        base.add_column(metric, justify="right")
-    for name, metrics in section.baselines.items():
-        base.add_row(name, *(fmt(metrics.get(m)) for m in BASELINE_METRICS))
-    return Group(head, base, _decision_log(section))
+    return Group(head, _decision_log(section))
 
 
 def _decision_log(section: AgentSection) -> Table:
@@ -287,13 +285,17 @@ def agent_report(
     window: dict[str, Any] | None = None,
 ) -> tuple[BacktestReport, list[DecisionRecord], AgentSection]:
     """The finished run as `agent-backtest` and the UI report it: the classic report with the
-    agent section (baselines on the same bars) and the decisions to store."""
+    agent section, the scorecard (baselines through the same gate, intervals, the veto ledger,
+    calibration) and the decisions to store."""
+    del config  # the scorecard replays the run's own config, held in `result`
     records = finalize_records(strategy, result)
     report = build_report(result, notes, rules, window)
-    buy_and_hold = report.metrics["Buy & Hold Return [%]"]
-    base = baselines(result.bars, rules, config, buy_and_hold, strategy.limits)
-    section = agent_section(strategy, records, result, model, base)
-    return report.model_copy(update={"agent": section.model_dump(mode="json")}), records, section
+    section = agent_section(strategy, records, result, model, {})
+    cost, why = llm_cost(model, section.llm["cost_usd"])
+    card = scorecard(result, rules, stated(records), cost, why)
+    section = section.model_copy(update={"baselines": baselines(card)})
+    update = {"agent": section.model_dump(mode="json"), "scorecard": card.model_dump(mode="json")}
+    return report.model_copy(update=update), records, section
 
 
 def agent_run_id(model: ChatModel, data: SweepData, params: AgentParams, version: str) -> str:

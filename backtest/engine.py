@@ -26,7 +26,7 @@ from risk.limits import RiskLimits
 from risk.models import TradeSignal, Verdict
 from runtime.market import Market
 from runtime.ports import MemoryRisk
-from runtime.runner import Observer, Runner, Sizing
+from runtime.runner import GateCall, Observer, Runner, Sizing
 from runtime.strategy import Prepared, Strategy
 
 
@@ -46,6 +46,7 @@ class BacktestResult:
     fee_function: str | None = None
     decisions: list[TradeSignal] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # by decision id
+    gate_calls: list[GateCall] = field(default_factory=list)  # for the veto ledger
     approved: int = 0
     vetoes: Counter[str] = field(default_factory=Counter)
     adjustments: Counter[str] = field(default_factory=Counter)
@@ -109,8 +110,9 @@ class _Run:
                 stop_loss_pct=config.stop_loss_pct,
                 take_profit_pct=config.take_profit_pct,
             ),
-            observer=observer,
+            observer=self._observe,
         )
+        self.observer = observer
         self.equity = np.empty(len(bars))
         self.cursor = 0  # the first bar whose equity is not written yet
         self.result = BacktestResult(
@@ -125,6 +127,11 @@ class _Run:
             prepared=self.prepared,
             fee_function=None if fee_fn is None else getattr(fee_fn, "__name__", repr(fee_fn)),
         )
+
+    def _observe(self, call: GateCall) -> None:
+        self.result.gate_calls.append(call)
+        if self.observer is not None:
+            self.observer(call)
 
     def run(self) -> BacktestResult:
         bars, last = self.bars, len(self.bars) - 1

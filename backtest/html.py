@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from backtest import scorecard_view as view
 from backtest.engine import BacktestResult
 from backtest.report import BacktestReport
 from backtest.terminal import (
@@ -191,10 +193,6 @@ def _agent_html(report: BacktestReport) -> str:
         [k, v if not isinstance(v, dict) else ", ".join(f"{a} {b}" for a, b in v.items())]
         for k, v in {**llm, **agent.get("run", {})}.items()
     ]
-    base = [
-        [name, *(m.get(k) for k in ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades"))]
-        for name, m in agent["baselines"].items()
-    ]
     log = [
         [
             d["time"],
@@ -210,10 +208,59 @@ def _agent_html(report: BacktestReport) -> str:
     ]
     return f"""<h2>Agent: {escape(agent["model"])}, every {agent["decide_every_min"]} min</h2>
 {_table(["what", "value"], facts)}
-<h2>Baselines on the same bars</h2>
-{_table(["strategy", "Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades"], base)}
+{_scorecard_html(report)}
 <h2>Decision log</h2>
 {_table(["time", "symbol", "action", "confidence", "verdict", "codes", "order", "rationale"], log)}"""
+
+
+def _scorecard_html(report: BacktestReport) -> str:
+    card = report.scorecard
+    if card is None:
+        return ""
+    notes = "".join(f"<li>{escape(line)}</li>" for line in view.result_notes(card))
+    calibrated = ""
+    if card["calibration"]["groups"]:
+        calibrated = _table(
+            list(view.CALIBRATION_COLUMNS), view.calibration_rows(card)
+        ) + _reliability(card["calibration"]["groups"])
+    return f"""<h2>Scorecard: the same bars through the same gate and fills</h2>
+{_table(list(view.RESULT_COLUMNS), view.result_rows(card))}
+{_table(list(view.INTERVAL_COLUMNS), view.interval_rows(card))}
+<ul>{notes}</ul>
+<h2>Veto ledger: what each gate rule saved (+) or cost (−) [$]</h2>
+{_table(view.ledger_columns(card), view.ledger_rows(card))}
+<p>Counterfactual: {escape(card["veto_ledger"]["basis"])}.</p>
+<h2>Calibration by stated confidence</h2>
+<p>{escape(view.calibration_line(card))}</p>
+{calibrated}"""
+
+
+def _reliability(groups: list[dict[str, Any]], size: int = 240) -> str:
+    """A reliability plot: hit rate against mean stated confidence per group, dot area by count;
+    on the diagonal a model's confidence means what it says."""
+    pad, span = 30, size - 40
+    most = max(g["decisions"] for g in groups)
+
+    def x(v: float) -> float:
+        return pad + v * span
+
+    def y(v: float) -> float:
+        return size - pad - v * span
+
+    dots = "".join(
+        f'<circle cx="{x(g["mean_confidence"]):.1f}" cy="{y(g["hit_rate"]):.1f}" '
+        f'r="{3 + 7 * (g["decisions"] / most) ** 0.5:.1f}" fill="#1f77b4">'
+        f"<title>{g['decisions']} decisions: confidence {g['mean_confidence']:.2f}, "
+        f"hit rate {g['hit_rate']:.2f}</title></circle>"
+        for g in groups
+    )
+    return f"""<svg class="reliability" width="{size}" height="{size}" role="img"
+aria-label="reliability plot"><rect x="{pad}" y="{pad - 10}" width="{span}" height="{span}"
+fill="none" stroke="#ccc"/><line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}"
+stroke="#999" stroke-dasharray="4"/>{dots}
+<text x="{size / 2}" y="{size - 4}" text-anchor="middle" font-size="11">stated confidence</text>
+<text x="10" y="{size / 2}" font-size="11" transform="rotate(-90 10 {size / 2})"
+text-anchor="middle">hit rate</text></svg>"""
 
 
 def page_files(path: Path, report: BacktestReport, result: BacktestResult) -> dict[Path, str]:

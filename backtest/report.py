@@ -130,9 +130,11 @@ class BacktestReport(BaseModel):
     orders: OrdersOut
     config: dict[str, Any]
     agent: dict[str, Any] | None = None  # the LLM agent's section (agent.report), if it ran
+    scorecard: dict[str, Any] | None = None  # its baselines and uncertainty (backtest.scorecard)
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=1, exclude={"agent"} if self.agent is None else None)
+        absent = {k for k in ("agent", "scorecard") if getattr(self, k) is None}
+        return self.model_dump_json(indent=1, exclude=absent or None)
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,18 @@ from rich.table import Table
 
 from backtest.annualise import Basis
 from backtest.report import BacktestReport, OrdersOut
+from backtest.scorecard_view import (
+    CALIBRATION_COLUMNS,
+    INTERVAL_COLUMNS,
+    RESULT_COLUMNS,
+    calibration_line,
+    calibration_rows,
+    interval_rows,
+    ledger_columns,
+    ledger_rows,
+    result_notes,
+    result_rows,
+)
 
 _SHOWN_TRADES = 10
 
@@ -180,3 +193,48 @@ def _trades(report: BacktestReport) -> Table:
             t.exit_reason,
         )
     return trades
+
+
+def render_scorecard(card: dict[str, Any]) -> Group:
+    """Does the model earn its keep: the runs side by side with their intervals, the veto
+    ledger, the calibration."""
+    parts: list[Any] = [
+        _plain_table(
+            "scorecard: the same bars through the same gate and fills",
+            RESULT_COLUMNS,
+            result_rows(card),
+        ),
+        _plain_table(
+            "95% intervals", INTERVAL_COLUMNS, interval_rows(card), "\n".join(result_notes(card))
+        ),
+        _plain_table(
+            "veto ledger: what each gate rule saved (+) or cost (−) [$]",
+            ledger_columns(card),
+            ledger_rows(card),
+            "counterfactual: " + card["veto_ledger"]["basis"],
+        ),
+    ]
+    if card["calibration"]["groups"]:
+        parts.append(
+            _plain_table(
+                "calibration by stated confidence",
+                CALIBRATION_COLUMNS,
+                calibration_rows(card),
+                calibration_line(card),
+            )
+        )
+    else:
+        parts.append(calibration_line(card))
+    return Group(*parts)
+
+
+def _plain_table(
+    title: str, columns: Sequence[str], rows: list[list[str]], caption: str | None = None
+) -> Table:
+    """The first column never wraps; the others right-aligned."""
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*row)
+    return table

@@ -42,7 +42,15 @@ def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_
         "sma_cross",
         "rsi_reversion",
         "donchian_breakout",
+        "random_entry",
     }
+    card = report["scorecard"]
+    assert {"baselines", "intervals", "veto_ledger", "calibration", "llm_cost_usd"} <= set(card)
+    assert set(card["baselines"]) == set(agent["baselines"])
+    assert card["llm_cost_usd"] == 0.0 and card["agent"]["net_return_pct"] == pytest.approx(
+        report["metrics"]["Return [%]"], abs=1e-4
+    )
+    assert card["calibration"]["brier"] is not None  # the offline model states its confidence
     # every order in the report comes from an approved verdict
     approved = [d for d in agent["decision_log"] if d["order"] is not None]
     assert approved and all(d["verdict"] == "approved" for d in approved)
@@ -52,6 +60,8 @@ def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_
     assert entries <= decided  # each entry filled at the open right after an approved decision
     page = html.read_text()
     assert "decisions" in page and "Decision log" in page
+    assert "Veto ledger" in page and 'class="reliability"' in page
+    assert "veto ledger" in result.stdout and "P(agent beats buy_and_hold)" in result.stdout
 
     again = tmp_path / "again.json"
     rerun = cli("agent-backtest", *DAY, "--json", str(again))
@@ -118,6 +128,23 @@ def test_llm_agent_backtest_is_bounded_cached_and_honest(
     assert rerun.returncode == 0, rerun.stderr
     assert len(server.requests) == sent  # fully cached: zero requests
     assert again.read_bytes() == out.read_bytes()
+
+    # Paired A/B of the model with itself: the same answers, from the cache.
+    paired = tmp_path / "paired.json"
+    same = cli(
+        "agent-backtest",
+        *args[:-1],
+        str(paired),
+        "--compare",
+        "model=gpt-4o-mini",
+        env=llm_env(server),
+    )
+    assert same.returncode == 0, same.stderr
+    assert len(server.requests) == sent
+    compared = json.loads(paired.read_text())["scorecard"]["compare"]
+    assert compared["signal_agreement"] == compared["verdict_agreement"] == 1.0
+    assert compared["difference_pct"] == 0 and compared["variant_requests_sent"] == 0
+    assert compared["decision_points"] == report["agent"]["decisions"]
 
 
 def test_budget_stop_reports_what_was_done(

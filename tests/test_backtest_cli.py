@@ -101,6 +101,9 @@ def test_sweep_ranks_a_grid_in_parallel(cli, tmp_path: Path) -> None:
     returns = [row["metrics"]["Return [%]"] for row in sweep["results"]]
     assert len(returns) == 5 and returns == sorted(returns, reverse=True)
     assert sweep["rank_by"] == "Return [%]"
+    deflated = sweep["deflated_sharpe"]  # the top of 5 trials, deflated for the search
+    assert deflated["trials"] == 5 and 0 <= deflated["probability"] <= 1
+    assert "deflated Sharpe ratio of #1 over 5 trials" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize(
@@ -124,6 +127,15 @@ def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], expected: s
     assert expected in _one_clean_line(result.stderr)
 
 
+def test_comparing_the_offline_model_with_an_llm_needs_an_llm(cli) -> None:
+    result = cli("agent-backtest", "--days", "1", "--compare", "model=gpt-4o")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --compare model=gpt-4o needs an LLM (OPENAI_API_KEY or OPENAI_BASE_URL); "
+        "the offline model has no other model to compare with"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -140,6 +152,8 @@ def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], expected: s
         (("--symbol", "BTC-USDT"), "invalid symbol 'BTC-USDT'"),
         (("--interval", "7m"), "invalid interval '7m'"),
         (("--bogus",), "unrecognized arguments: --bogus"),
+        (("--compare", "colour=blue"), "invalid --compare 'colour=blue'"),
+        (("--strategy", "sma_cross", "--compare", "model=x"), "--compare: only for the LLM agent"),
     ],
 )
 def test_more_bad_input_in_process(capsys, args: tuple[str, ...], expected: str) -> None:

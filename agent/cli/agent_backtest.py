@@ -20,6 +20,7 @@ from rich.progress import (
 from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify, write_file
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
+from agent.compare import compare, open_variant, parse_variant, render_comparison
 from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
@@ -32,7 +33,7 @@ from backtest.config import BacktestConfig
 from backtest.report import iso
 from backtest.runs import save_run
 from backtest.sweep import SweepData
-from backtest.terminal import render
+from backtest.terminal import render, render_scorecard
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
@@ -62,6 +63,11 @@ def add_agent_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--budget-usd", type=float, help="stop cleanly once this much is spent")
     group.add_argument("--yes", action="store_true", help="accept the cost estimate")
+    group.add_argument(
+        "--compare",
+        metavar="model=NAME|prompt=FILE",
+        help="paired A/B: a second agent differing only in this, on the same decision points",
+    )
 
 
 def llm_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -76,6 +82,8 @@ def llm_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def agent_params(args: argparse.Namespace) -> AgentParams:
+    if args.compare:
+        parse_variant(args.compare)
     try:
         return AgentParams(
             decide_every=args.decide_every, stateful=args.stateful, concurrency=args.concurrency
@@ -125,8 +133,11 @@ def run_agent_backtest(
     console: Console,
 ) -> int:
     params = agent_params(args)
+    variant = parse_variant(args.compare) if args.compare else None
     model = open_model(settings, lambda line: (notes.append(line), notify(line)))
+    other = None
     try:
+        other = None if variant is None else open_variant(variant, settings, model)
         if isinstance(model, OfflineModel):
             for line in offline_notices(typed):
                 notes.append(line)
@@ -151,6 +162,8 @@ def run_agent_backtest(
                 f"bars plus one --decide-every ({params.decide_every} min)"
             )
         check_cost(args, model, settings, planned)
+        if other is not None:
+            check_cost(args, other, settings, planned)
         result = _with_progress(strategy, model, planned, data, config)
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)
@@ -162,9 +175,16 @@ def run_agent_backtest(
         report, records, section = agent_report(
             strategy, result, model, data.rules, config, notes, window.model_dump()
         )
+        if variant is not None and other is not None:
+            paired = compare(variant, other, strategy, result, records, model, data)
+            scored = {**(report.scorecard or {}), "compare": paired.model_dump(mode="json")}
+            report = report.model_copy(update={"scorecard": scored})
         stats = run_stats(model.stats)
         console.print(render(report))
         console.print(render_agent(section, stats))
+        console.print(render_scorecard(report.scorecard or {}))
+        if variant is not None:
+            console.print(render_comparison(report.scorecard["compare"]))
         _write_outputs(args, report, result, stats)
         run_id = save_run(store, report, SystemClock().now_ms())
         save_decisions(store, records)
@@ -174,6 +194,8 @@ def run_agent_backtest(
         return _closing(strategy, records)
     finally:
         model.close()
+        if other is not None and other is not model:
+            other.close()
 
 
 def _with_progress(

@@ -38,6 +38,7 @@ from agent.cli.window import DEFAULT_DAYS, Window, load_frames
 from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
+from backtest.deflated import sweep_deflated
 from backtest.lookahead import check_lookahead
 from backtest.report import build_report
 from backtest.runs import save_run
@@ -336,10 +337,13 @@ def _sweep(
             *(fmt(row.metrics[m]) for m in shown),
         )
     console.print(table)
+    deflated = sweep_deflated(ranked, tasks[0], data)
+    console.print(deflated.describe())
     if args.json:
         payload = {
             "rank_by": metric,
             "grid": grid,
+            "deflated_sharpe": deflated.model_dump(),
             "results": [r.model_dump(exclude={"trades"}) for r in ranked],
         }
         write_file(args.json, json.dumps(payload, indent=1))

@@ -8,7 +8,15 @@ from collections.abc import Callable
 
 from core.errors import UserError
 
-AGENT_ONLY = ("decide_every", "stateful", "concurrency", "replay_only", "budget_usd", "yes")
+AGENT_ONLY = (
+    "decide_every",
+    "stateful",
+    "concurrency",
+    "replay_only",
+    "budget_usd",
+    "yes",
+    "compare",
+)
 SWEEP_ONLY = ("rank_by", "executor", "workers", "top")
 SINGLE_RUN_ONLY = ("html", "check_lookahead")
 # What the offline model cannot act on: it sends no request, so nothing is cached or spent,

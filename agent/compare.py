@@ -1,0 +1,227 @@
+"""Paired A/B on the same decision points: `agent-backtest --compare model=NAME` or
+`--compare prompt=FILE` runs a second agent, differing only in that, over the same bars and
+decision times, and reports how often the two agree and the paired difference in net return
+with a block-bootstrap interval. Answers already in the cache are free, so comparing a model
+with itself sends nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from rich.table import Table
+
+from agent.decide import DECISION_PROMPT
+from agent.model import ChatModel, open_model, uses_offline
+from agent.offline import OFFLINE_MODEL
+from agent.records import DecisionRecord
+from agent.report import agent_run_id, finalize_records, llm_cost
+from agent.strategy import AgentStrategy
+from backtest import BacktestResult, run_backtest
+from backtest.annualise import choose_basis
+from backtest.bootstrap import Interval, interval, paired_totals, too_short
+from backtest.sweep import SweepData
+from backtest.terminal import fmt
+from config import Settings
+from core.errors import UserError
+from market.models import interval_ms
+from prompts import load_prompt
+
+BOOTSTRAP_SEED = 28
+KINDS = ("model", "prompt")
+
+
+class Variant(BaseModel):
+    kind: str
+    value: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
+class Comparison(BaseModel):
+    variant: str
+    model: str
+    prompt_version: str
+    decision_points: int
+    signal_agreement: float | None  # both proposed the same action (or both abstained)
+    verdict_agreement: float | None  # and the gate's outcome was the same
+    base_net_return_pct: float
+    variant_net_return_pct: float
+    difference_pct: float  # variant minus base, each net of its model cost
+    difference_ci: Interval
+    p_variant_better: float | None
+    variant_model_calls: int
+    variant_requests_sent: int  # new requests: 0 when every answer was cached
+
+
+def parse_variant(raw: str) -> Variant:
+    kind, sep, value = raw.partition("=")
+    if not sep or kind not in KINDS or not value:
+        raise UserError(f"invalid --compare {raw!r}: use model=NAME or prompt=FILE")
+    if kind == "prompt" and not Path(value).is_file():
+        raise UserError(f"invalid --compare {raw!r}: no such file {value}")
+    return Variant(kind=kind, value=value)
+
+
+def open_variant(variant: Variant, settings: Settings, base: ChatModel) -> ChatModel:
+    """The second model: the same settings with another model name, or the same model."""
+    if variant.kind == "prompt":
+        llm = settings.llm
+    else:
+        if uses_offline(settings) and variant.value != OFFLINE_MODEL:
+            raise UserError(
+                f"--compare {variant.label} needs an LLM (OPENAI_API_KEY or OPENAI_BASE_URL); "
+                "the offline model has no other model to compare with"
+            )
+        llm = settings.llm.model_copy(update={"model": variant.value})
+    if variant.kind == "prompt" and uses_offline(settings):
+        return base
+    return open_model(settings.model_copy(update={"llm": llm}), lambda _: None)
+
+
+def compare(
+    variant: Variant,
+    model: ChatModel,
+    base: AgentStrategy,
+    base_result: BacktestResult,
+    base_records: list[DecisionRecord],
+    base_model: ChatModel,
+    data: SweepData,
+) -> Comparison:
+    """Run the variant over the base run's bars and decision times; compare point by point."""
+    strategy = AgentStrategy(
+        base.p,
+        model=model,
+        market=base.market,
+        close_time=base.close_time,
+        rules=base.rules,
+        cash=base.cash,
+        run_id="",
+        limits=base.limits,
+    )
+    if variant.kind == "prompt":
+        text = Path(variant.value).read_text(encoding="utf-8")
+        strategy.system_prompt = text
+        material = f"system={hashlib.sha256(text.encode()).hexdigest()[:12]}|"
+        material += f"{DECISION_PROMPT}={load_prompt(DECISION_PROMPT).version}"
+        strategy.prompt_version = hashlib.sha256(material.encode()).hexdigest()[:12]
+    strategy.run_id = agent_run_id(model, data, base.p, strategy.prompt_version) + "-b"
+    sent_before = model.stats.calls
+    result = run_backtest(
+        base_result.bars, strategy, data.rules, base_result.config, limits=base.limits
+    )
+    records = finalize_records(strategy, result)
+    return _paired(
+        variant,
+        strategy,
+        model,
+        sent_before,
+        base_result,
+        base_records,
+        base_model,
+        result,
+        records,
+    )
+
+
+def _paired(
+    variant: Variant,
+    strategy: AgentStrategy,
+    model: ChatModel,
+    sent_before: int,
+    base_result: BacktestResult,
+    base_records: list[DecisionRecord],
+    base_model: ChatModel,
+    result: BacktestResult,
+    records: list[DecisionRecord],
+) -> Comparison:
+    ours = {(r.symbol, r.decided_ms): r for r in base_records}
+    theirs = {(r.symbol, r.decided_ms): r for r in records}
+    points = sorted(set(ours) & set(theirs))
+    same_signal = [_action(ours[p]) == _action(theirs[p]) for p in points]
+    same_verdict = [
+        s and ours[p].outcome == theirs[p].outcome for s, p in zip(same_signal, points, strict=True)
+    ]
+    cash = float(base_result.equity[0])
+    costs = [_cost(base_model, base_records), _cost(model, records)]
+    nets = [
+        (float(r.equity[-1]) - c) / cash * 100 - 100
+        for r, c in zip((base_result, result), costs, strict=True)
+    ]
+    config = base_result.config
+    step = interval_ms(config.interval)
+    series = [
+        choose_basis(r.equity, r.bars.open_time, step, config.periods_per_year)
+        for r in (base_result, result)
+    ]
+    basis, base_returns = series[0]
+    why = too_short(basis.returns if basis.frequency != "none" else 0)
+    ci, p_better = Interval(na=why), None
+    if why is None:
+        shifts = [c / cash / len(base_returns) for c in costs]
+        base_totals, var_totals = paired_totals(
+            [base_returns, series[1][1]], shifts, BOOTSTRAP_SEED
+        )
+        ci = interval(var_totals - base_totals, 100)
+        p_better = round(float(np.mean(var_totals > base_totals)), 3)
+    calls = sum(len(r.llm_calls) for r in records)
+    return Comparison(
+        variant=variant.label,
+        model=model.model,
+        prompt_version=strategy.prompt_version,
+        decision_points=len(points),
+        signal_agreement=round(float(np.mean(same_signal)), 4) if points else None,
+        verdict_agreement=round(float(np.mean(same_verdict)), 4) if points else None,
+        base_net_return_pct=round(nets[0], 4),
+        variant_net_return_pct=round(nets[1], 4),
+        difference_pct=round(nets[1] - nets[0], 4),
+        difference_ci=ci,
+        p_variant_better=p_better,
+        variant_model_calls=calls,
+        variant_requests_sent=model.stats.calls - sent_before,
+    )
+
+
+def _action(record: DecisionRecord) -> str:
+    return (record.signal or {}).get("action") or "abstain"
+
+
+def _cost(model: ChatModel, records: list[DecisionRecord]) -> float:
+    """The priced cost of a run's calls (0 where the model is unpriced or free)."""
+    estimate = getattr(model, "estimate_cost", None)
+    if estimate is None or llm_cost(model, 0.0)[0] is None:
+        return 0.0
+    calls = [c for r in records for c in r.llm_calls]
+    return float(
+        estimate(1, sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls))
+    )
+
+
+def render_comparison(paired: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"paired A/B: {paired['variant']} on the same decision points", show_header=False
+    )
+    table.add_column("")
+    table.add_column("", justify="right")
+    ci = paired["difference_ci"]
+    rows = {
+        "decision points": f"{paired['decision_points']:,}",
+        "same signal / same verdict": f"{fmt(paired['signal_agreement'])} / "
+        f"{fmt(paired['verdict_agreement'])}",
+        "net return [%] base / variant": f"{paired['base_net_return_pct']:.4f} / "
+        f"{paired['variant_net_return_pct']:.4f}",
+        "difference [%] (95% interval)": f"{paired['difference_pct']:.4f} ("
+        + (f"n/a: {ci['na']}" if ci["na"] else f"{ci['low']:.4f} to {ci['high']:.4f}")
+        + ")",
+        "P(variant better)": fmt(paired["p_variant_better"]),
+        "variant model calls (new requests)": f"{paired['variant_model_calls']:,} "
+        f"({paired['variant_requests_sent']:,})",
+    }
+    for name, value in rows.items():
+        table.add_row(name, value)
+    return table

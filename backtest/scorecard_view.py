@@ -1,0 +1,132 @@
+"""The scorecard as rows and lines, from its JSON form, so the terminal and the HTML page show
+the same cells."""
+
+from __future__ import annotations
+
+from typing import Any
+
+RESULT_COLUMNS = ("run", "Return [%]", "Sharpe Ratio", "Max. DD [%]", "trades", "vetoed")
+INTERVAL_COLUMNS = ("run", "Return [%] 95% interval", "Sharpe 95% interval")
+CALIBRATION_COLUMNS = ("confidence", "decisions", "mean conf.", "hit rate")
+
+
+def _num(value: float | None, places: int) -> str:
+    return "n/a" if value is None else f"{value:,.{places}f}"
+
+
+def _ci(ci: dict[str, Any], places: int) -> str:
+    if ci.get("na") or ci.get("low") is None:
+        return "n/a"
+    return f"{_num(ci['low'], places)} to {_num(ci['high'], places)}"
+
+
+def _runs(card: dict[str, Any]) -> list[tuple[str, dict[str, Any], float | None]]:
+    """(name, figures, return shown): the agent net of its model cost, then each baseline, the
+    random one by its median."""
+    agent = card["agent"]
+    net = agent["net_return_pct"]
+    runs = [("agent (net)" if net is not None else "agent (gross)", agent, net)]
+    for name, f in card["baselines"].items():
+        figures = f.get("median", f)
+        runs.append((name, figures, figures["return_pct"]))
+    return runs
+
+
+def result_rows(card: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            name,
+            _num(shown, 2),
+            _num(f["sharpe"], 2),
+            _num(f["max_drawdown_pct"], 2),
+            str(f["trades"]),
+            str(sum(f["vetoed"].values())),
+        ]
+        for name, f, shown in _runs(card)
+    ]
+
+
+def interval_rows(card: dict[str, Any]) -> list[list[str]]:
+    return [[name, _ci(f["return_ci"], 2), _ci(f["sharpe_ci"], 1)] for name, f, _ in _runs(card)]
+
+
+def result_notes(card: dict[str, Any]) -> list[str]:
+    agent, iv = card["agent"], card["intervals"]
+    cost = card["llm_cost_usd"]
+    lines = [
+        f"fees ${agent['fees_usd']:,.2f} and slippage are in every run's fills; model cost "
+        + (f"${cost:,.4f}" if cost is not None else f"n/a: {card['llm_cost_na']}")
+    ]
+    random = card["baselines"].get("random_entry")
+    if random:
+        m = random["matched"]
+        entries = (
+            ", ".join(
+                f"{s} {n}" + (f", {m['fit'][s]} fit without overlap" if m["fit"][s] < n else "")
+                for s, n in m["entries"].items()
+            )
+            or "none"
+        )
+        low, high = random["return_range"]
+        lines.append(
+            f"random_entry: the median of {len(random['seeds'])} seeds (returns {_num(low, 2)} "
+            f"to {_num(high, 2)} %), matched to the agent's entries ({entries}) and "
+            f"holding time ({m['hold_bars']} bars)"
+        )
+    if iv["na"]:
+        lines.append(f"intervals n/a: {iv['na']}")
+    else:
+        lines.append(f"95% intervals: {iv['basis']}")
+        lines.append(
+            f"P(agent beats buy_and_hold) {_num(iv['p_beats_buy_and_hold'], 3)}, "
+            f"P(agent beats random_entry) {_num(iv['p_beats_random'], 3)}"
+        )
+    return lines
+
+
+def ledger_columns(card: dict[str, Any]) -> list[str]:
+    return [
+        "reason",
+        "vetoed",
+        "clamped",
+        *(f"saved {h}" for h in card["veto_ledger"]["horizons"]),
+    ]
+
+
+def ledger_rows(card: dict[str, Any]) -> list[list[str]]:
+    ledger = card["veto_ledger"]
+    horizons = ledger["horizons"]
+
+    def saved(entry: dict[str, Any], h: str) -> str:
+        waiting = entry.get("still_open", {}).get(h)
+        return f"{entry['saved_usd'][h]:,.2f}" + (f" ({waiting} open)" if waiting else "")
+
+    rows = [
+        [code, str(e["vetoed"]), str(e["clamped"]), *(saved(e, h) for h in horizons)]
+        for code, e in ledger["by_code"].items()
+    ]
+    total = ledger["total_saved_usd"]
+    rows.append(["total", "", "", *(f"{total[h]:,.2f}" for h in horizons)])
+    return rows
+
+
+def calibration_rows(card: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            f"{g['low']:.2f}–{g['high']:.2f}",
+            str(g["decisions"]),
+            f"{g['mean_confidence']:.2f}",
+            f"{g['hit_rate']:.2f}",
+        ]
+        for g in card["calibration"]["groups"]
+    ]
+
+
+def calibration_line(card: dict[str, Any]) -> str:
+    cal = card["calibration"]
+    if cal["na"]:
+        return f"calibration n/a: {cal['na']}"
+    return (
+        f"calibration: {cal['decisions']} buy/sell/close decisions scored on the {cal['horizon']} "
+        f"move from the next open; Brier score {cal['brier']:.4f} (0 is perfect, 0.25 is a coin)"
+    )

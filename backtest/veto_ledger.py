@@ -1,0 +1,133 @@
+"""What each rule of the gate saved or cost. Every vetoed signal, and the part of every clamped
+one that the gate cut, is replayed as a counterfactual: entered at the next bar's open (when it
+would have filled), marked at the close a fixed horizon later, after fees and slippage both ways.
+The sums are kept per reason code (the first reason the gate gave), so a trader sees whether
+MAX_POSITION or LOW_CONFIDENCE earned its keep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from backtest.engine import BacktestResult
+from execution.feed import BarArrays
+from risk.models import Approved, PortfolioView, ReasonCode, Side, SignalAction
+from runtime.runner import GateCall
+
+HORIZONS_MIN = (15, 60, 240)
+BASIS = (
+    "the vetoed signal, or the part of a clamped one the gate cut, entered at the next bar's "
+    "open and marked at the close a horizon later, less fees and slippage both ways; "
+    "saved = minus what it would have earned; by the gate's first reason code"
+)
+# Not a rule saving anything: the model chose to do nothing, or there was nothing to do.
+_NOT_A_TRADE = frozenset({ReasonCode.HOLD, ReasonCode.NO_POSITION})
+
+
+class CodeLedger(BaseModel):
+    vetoed: int = 0
+    clamped: int = 0
+    saved_usd: dict[str, float] = {}
+    still_open: dict[str, int] = {}  # horizons that end after the data
+
+
+class VetoLedger(BaseModel):
+    horizons: list[str]
+    basis: str
+    by_code: dict[str, CodeLedger]
+    total_saved_usd: dict[str, float]
+
+
+def label(minutes: int) -> str:
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
+def horizon_bars(bars: BarArrays, minutes: int) -> int:
+    step_min = (int(bars.open_time[1] - bars.open_time[0]) if len(bars) > 1 else 60_000) / 60_000
+    return max(1, round(minutes / step_min))
+
+
+def forward(
+    bars: BarArrays, symbol: str, decided_ms: int, ahead: int
+) -> tuple[float, float] | None:
+    """The next bar's open after a decision and the close `ahead` bars on; None past the data."""
+    index = int(np.searchsorted(bars.close_time, decided_ms))
+    if index + ahead >= len(bars):
+        return None
+    series = bars.symbols[symbol]
+    return float(series.open[index + 1]), float(series.close[index + ahead])
+
+
+def veto_ledger(result: BacktestResult, horizons_min: Sequence[int] = HORIZONS_MIN) -> VetoLedger:
+    bars, config = result.bars, result.config
+    steps = {label(h): horizon_bars(bars, h) for h in horizons_min}
+    cost = config.cost_reserve()
+    raw: dict[str, dict[str, list[float]]] = {}
+    counts: dict[str, CodeLedger] = {}
+    for call in result.gate_calls:
+        blocked = _blocked(call, result)
+        if blocked is None:
+            continue
+        code, quantity, clamped = blocked
+        entry = counts.setdefault(code, CodeLedger())
+        if clamped:
+            entry.clamped += 1
+        else:
+            entry.vetoed += 1
+        sums = raw.setdefault(code, {})
+        for name, ahead in steps.items():
+            prices = forward(bars, call.signal.symbol, call.signal.created_ms, ahead)
+            if prices is None:
+                entry.still_open[name] = entry.still_open.get(name, 0) + 1
+                continue
+            start, end = prices
+            earned = quantity * (end - start) - cost * abs(quantity) * (start + end)
+            sums.setdefault(name, []).append(-earned)
+    by_code = {}
+    for code in sorted(counts):
+        entry = counts[code]
+        entry.saved_usd = {n: round(sum(raw[code].get(n, [])), 2) for n in steps}
+        by_code[code] = entry
+    total = {n: round(sum(e.saved_usd[n] for e in by_code.values()), 2) for n in steps}
+    return VetoLedger(horizons=list(steps), basis=BASIS, by_code=by_code, total_saved_usd=total)
+
+
+def _blocked(call: GateCall, result: BacktestResult) -> tuple[str, float, bool] | None:
+    """(reason code, signed base quantity the gate blocked, clamped?) or None."""
+    verdict, market, portfolio = call.verdict, call.market, call.portfolio
+    if market is None or portfolio is None:
+        return None
+    proposed = _proposed(call, market.last_price, portfolio, result)
+    if isinstance(verdict, Approved):
+        if not verdict.adjustments:
+            return None
+        order = verdict.order
+        approved = float(order.quantity) * (1 if order.side is Side.BUY else -1)
+        cut = proposed - approved
+        return (verdict.adjustments[0].code.value, cut, True) if cut else None
+    code = verdict.reasons[0].code
+    if code in _NOT_A_TRADE or not proposed:
+        return None
+    return code.value, proposed, False
+
+
+def _proposed(
+    call: GateCall, price: float, portfolio: PortfolioView, result: BacktestResult
+) -> float:
+    """The signal as proposed, in signed base units: its quantity, else its share of equity
+    (the source's position cap where it named none), else the whole position for a close."""
+    signal = call.signal
+    if signal.action is SignalAction.CLOSE:
+        held = portfolio.positions.get(signal.symbol)
+        return -held.quantity if held is not None else 0.0
+    if signal.action not in (SignalAction.BUY, SignalAction.SELL):
+        return 0.0
+    direction = 1 if signal.action is SignalAction.BUY else -1
+    if signal.quantity is not None:
+        return direction * signal.quantity
+    share = signal.size_pct
+    if share is None:
+        share = result.limits.for_source(signal.source).max_position_pct
+    return direction * share * portfolio.equity / price
