@@ -20,12 +20,13 @@ import pandas as pd
 from pydantic import BaseModel
 
 from agent.loop_state import LoopState, risk_scope
+from agent.step_commit import commit_step
 from agent.trading_loop import history_rows
 from core.errors import UserError
 from execution.feed import SymbolBars
 from execution.fees import FeeSchedule
 from execution.paper import GrowingFeed, PaperExecutor
-from execution.paper_records import load_account, save_step
+from execution.paper_records import load_account
 from execution.slippage import FixedBps
 from execution.venues import paper_venue
 from market.models import SymbolRules
@@ -33,6 +34,7 @@ from market.validation import iso_ms
 from risk.desk import RiskDesk
 from risk.limits import RiskLimits
 from risk.models import ApprovedOrder, MarketView, PortfolioView, TradeSignal, Verdict
+from risk.protections import TradingState
 from risk.records import load_state
 from runtime.market import Market
 from runtime.runner import Runner
@@ -161,6 +163,7 @@ class ChatDesk:
     def refresh(self, frames: Mapping[str, pd.DataFrame]) -> int:
         """Live data grew: step every bar that closed since the last one. Returns how many."""
         self._rows = history_rows(frames, list(self.feed.symbols))
+        self.reload_risk()
         return self._advance(None)
 
     def _advance(self, limit: int | None) -> int:
@@ -210,8 +213,18 @@ class ChatDesk:
 
     def reload_risk(self) -> None:
         """Take the risk state as stored: a kill switch pulled (or cleared) elsewhere applies to
-        the next message at once."""
+        the next message at once, and an approved order still waiting for its open is cancelled
+        before that open comes, on record with the halt's reason."""
         self.risk.state = load_state(self.store, self.scope)
+        halts = [
+            lock
+            for lock in self.risk.state.active_locks(self.gate_now())
+            if lock.level is TradingState.HALTED
+        ]
+        if halts:
+            why = "; ".join(f"{lock.code.value}: {lock.message}" for lock in halts)
+            if self.venue.halt(self.now_ms, f"halted ({why})"):
+                self.commit()
 
     def review(self, signal: TradeSignal) -> Verdict:
         self._signals[signal.decision_id] = signal.model_dump(mode="json")
@@ -253,20 +266,12 @@ class ChatDesk:
 
     def commit(self) -> None:
         """Orders, fills, equity and checkpoint in one transaction, as the loop writes them."""
-        orders, fills, checkpoint = self.venue.changes(self._queued)
-        self.state = self.state.model_copy(
-            update={"paper": checkpoint, "wall_updated_ms": self.wall_ms()}
-        )
-        now = self.now_ms
-        save_step(
+        self.state, self._queued = commit_step(
             self.store,
-            self.account,
-            orders=orders,
-            fills=fills,
-            state_json=self.state.model_dump_json(),
-            now_ms=now,
-            equity=(now, self.runner.equity(self.index), self.venue.ledger.cash),
+            self.state,
+            self.venue,
+            self._queued,
+            now_ms=self.now_ms,
+            wall_ms=self.wall_ms(),
+            equity=self.runner.equity(self.index),
         )
-        self.venue.committed()
-        waiting = {q["order"]["client_order_id"] for q in checkpoint.queued}
-        self._queued = {cid: s for cid, s in self._queued.items() if cid in waiting}

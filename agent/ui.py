@@ -37,6 +37,7 @@ from agent.loop_state import (
     clear_account,
     halt_account,
     last_interventions,
+    loop_report,
 )
 from agent.model import ChatModel, open_model
 from agent.notify import Courier, channels_from
@@ -99,6 +100,7 @@ class ChatService:
     checkpoints: Path
     desk: ChatDesk
     source: ChatMarket
+    settings: Settings
 
     def __post_init__(self) -> None:
         self._conn = sqlite3.connect(self.checkpoints, check_same_thread=False)
@@ -134,6 +136,7 @@ class ChatService:
             cancel=desk.cancel,
             view=desk.view,
             account=desk.book,
+            loops=lambda account: loop_report(self.store, self.settings, account, desk.account),
         )
         return AgentDeps(
             model=self.model,
@@ -771,7 +774,7 @@ def build_app(
     if courier is not None:  # the channels hear of news with no page open
         watch.start(settings.alerts.poll_s)
     threads = settings.data_dir / "chat-threads.sqlite"
-    chat = ChatService(store, model, MarketData(frames, "1m"), threads, desk, source)
+    chat = ChatService(store, model, MarketData(frames, "1m"), threads, desk, source, settings)
     reports_dir = settings.data_dir / "ui-reports"
     model_line = (
         "offline (built-in deterministic rules, not an LLM)"
