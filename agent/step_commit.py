@@ -36,9 +36,9 @@ def commit_step(
     wall_ms: int,
     equity: float | None,
     also: Sequence[Callable[[Connection], None]] = (),
-) -> tuple[LoopState, dict[str, dict[str, Any]]]:
-    """Store the step; returns the state as stored and the signals of orders still waiting for
-    the next open (the others have filled, or will never)."""
+) -> tuple[LoopState, dict[str, dict[str, Any]], list[Fill]]:
+    """Store the step; returns the state as stored, the signals of orders still waiting for
+    the next open (the others have filled, or will never) and the fills it stored."""
     orders, fills, checkpoint = venue.changes(signals)
     state = state.model_copy(update={"paper": checkpoint, "wall_updated_ms": wall_ms})
     save_step(
@@ -53,4 +53,4 @@ def commit_step(
     )
     venue.committed()
     waiting = {q["order"]["client_order_id"] for q in checkpoint.queued}
-    return state, {cid: s for cid, s in signals.items() if cid in waiting}
+    return state, {cid: s for cid, s in signals.items() if cid in waiting}, fills

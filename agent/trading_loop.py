@@ -419,7 +419,7 @@ class TradingLoop:
     def _commit(self, now: int) -> None:
         """One transaction; the venue forgets its changes only once they are stored."""
         records = list(self.records.values())
-        self.state, self.signals = commit_step(
+        self.state, self.signals, _ = commit_step(
             self.store,
             self.state,
             self.venue,

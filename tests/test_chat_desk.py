@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import BIN, FIXTURES
 from loopback_binance import LoopbackBinance
+from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
 from script_strategy import Script, order
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -39,9 +40,9 @@ from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
 from config import load_settings
 from config.settings import AlertSettings
 from core.clock import FixedClock
-from core.errors import ConfigError
+from core.errors import ConfigError, UserError
 from core.logging import setup_logging
-from execution.paper_records import load_account, load_equity
+from execution.paper_records import accounts, load_account, load_equity
 from market.binance_ws import bars_from_frame
 from market.sample import load_sample, sample_rules
 from market.validation import iso_ms
@@ -474,3 +475,81 @@ def test_large_vetoes_and_one_daily_summary_per_day_reach_telegram_and_the_webho
     assert [body["text"] for _, body in bot.posts] == [a.text for a in sent]
     assert [body for _, body in hook.posts] == [a.model_dump() for a in sent]
     store.close()
+
+
+@pytest.fixture
+def testnet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Binance's market data and its spot testnet on loopback, with the testnet's keys in the
+    environment, as a user sets them."""
+    market, exchange = LoopbackBinance().start(), LoopbackExchange(prices=TESTNET_PRICES).start()
+    monkeypatch.setenv("BINANCE_API_KEY", API_KEY)
+    monkeypatch.setenv("BINANCE_API_SECRET", API_SECRET)
+    btc = load_sample("BTCUSDT")
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        binance={"base_url": market.base_url, "trade_url": exchange.base_url},
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    clock = FixedClock(int(btc["close_time"].iloc[3000]) + 30_000)
+    yield settings, store, clock, exchange
+    store.close()
+    market.stop()
+    exchange.stop()
+
+
+TESTNET_PRICES = {"BTCUSDT": "110000", "ETHUSDT": "3900"}
+
+
+def test_testnet_mode_sends_the_approved_chat_orders_to_the_exchange(testnet: Any) -> None:
+    settings, store, clock, exchange = testnet
+    app = build_app(settings, store, model=OfflineModel(), clock=clock, mode="testnet")
+    chat = app.chat_service
+    banner = next(b.value for b in app.blocks.values() if getattr(b, "elem_id", "") == "banner")
+    assert "Binance spot **testnet** account `chat`" in banner
+    _turn(chat, "t", "buy 10% BTC")
+    shown = proposal_markdown(chat.pending("t"), chat.desk)
+    assert "approving sends a market order to the testnet at once" in shown
+    assert exchange.orders == []  # nothing is sent before a person approves
+    executed = [u["execution"] for n, u in chat.resume("t", True, "me") if n == "execute"]
+    assert [e["status"] for e in executed] == ["filled"]
+    (sent,) = exchange.orders
+    assert sent["clientOrderId"] == executed[0]["client_order_id"] and sent["side"] == "BUY"
+    (held,) = chat.desk.venue.ledger.held()
+    assert held[1] == pytest.approx(float(exchange.balance("BTC")[0]))  # less the BTC fee
+
+    _turn(chat, "t2", "sell BTC")
+    for _ in chat.resume("t2", True, "me"):
+        pass
+    assert [o["side"] for o in exchange.orders] == ["BUY", "SELL"]
+    assert chat.desk.venue.ledger.cash == pytest.approx(float(exchange.balance("USDT")[0]))
+    dust = chat.desk.venue.ledger.quantity("BTCUSDT")  # the buy's fee was taken in BTC
+    assert dust == pytest.approx(float(exchange.balance("BTC")[0]))
+    assert 0 <= dust < float(chat.desk.rules["BTCUSDT"].min_qty)
+    chat.close()
+    with pytest.raises(UserError, match="trades in testnet mode, not paper"):
+        build_app(settings, store, model=OfflineModel(), clock=clock)
+
+
+def test_testnet_mode_without_keys_or_live_bars_stops_and_never_trades_on_paper(
+    testnet: Any, monkeypatch: pytest.MonkeyPatch, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    settings, store, clock, exchange = testnet
+    monkeypatch.delenv("BINANCE_API_KEY")
+    no_keys = load_settings(data_dir=settings.data_dir, binance=settings.binance.model_dump())
+    with pytest.raises(UserError, match="set BINANCE_API_KEY and BINANCE_API_SECRET"):
+        build_app(no_keys, store, model=OfflineModel(), clock=clock, mode="testnet")
+    assert accounts(store) == [] and exchange.received == []
+
+    out = subprocess.run(
+        [str(BIN / "agent-ui"), "--mode", "testnet"],
+        env={**offline_env, "BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: --mode testnet trades at Binance's last closed bar, but the chat has only the "
+        "bundled sample (offline, or Binance market data unreachable): nothing was sent"
+    )
