@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from agent.loop_state import LoopState, risk_scope
+from agent.loop_state import CHAT_STRATEGY, LoopState, risk_scope
 from agent.step_commit import commit_step
 from agent.trading_loop import Venue, history_rows
 from core.errors import UserError
@@ -45,7 +45,6 @@ from runtime.runner import Runner
 from runtime.strategy import Prepared, Strategy
 from tools.env import AccountBook, OpenOrder
 
-CHAT_STRATEGY = "chat"
 SAMPLE_START_BARS = 1_500  # on the frozen sample: a day of history and an hour, then trade
 SLIPPAGE_BPS = 2.0  # the paper venue's default, as `agent-trade` uses it
 

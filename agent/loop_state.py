@@ -28,6 +28,7 @@ from store.tables import TradingLoopRow
 
 MINUTE_MS = 60_000
 CHAT_ACCOUNT = "chat"  # the UI chat's paper account (agent-ui --account picks another)
+CHAT_STRATEGY = "chat"  # what trades a chat account: a person, through the chat's approvals
 STALL_MARGIN_MS = 60_000  # beyond the feed's interval: a reconnect and backfill fit in it
 
 LoopStatus = Literal["running", "stopped", "finished"]
@@ -235,7 +236,7 @@ def loop_report(
     loops = {}
     for name, raw in rows:
         state = LoopState.model_validate_json(raw)
-        if name != chat_account and state.strategy != "chat":
+        if name != chat_account and state.strategy != CHAT_STRATEGY:
             loops[name] = state.wall_updated_ms
     if not loops:
         raise UserError("no autonomous loop has run yet: start one with `agent-trade`")
