@@ -1,17 +1,19 @@
 """What the trader is told without asking: each fill, halt, safe mode, stop and error of every
 paper account in the store (the chat's and each `agent-trade` loop's), found by comparing what
-`agent-trade status` shows now with what was seen at the last look."""
+`agent-trade status` shows now with what was seen at the last look; and, from the records, each
+large veto and each account's daily summary (agent.alert_digest)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from agent.alert_digest import Digest
+from agent.alert_types import Alert, AlertKind
 from agent.loop_state import account_status
 from config import Settings
 from execution.paper_records import accounts
@@ -21,14 +23,7 @@ from store.tables import PaperFillRow
 
 log = logging.getLogger(__name__)
 
-AlertKind = Literal["fill", "halt", "safe_mode", "active", "stopped", "error"]
 FEED_SIZE = 50
-
-
-class Alert(BaseModel):
-    account: str
-    kind: AlertKind
-    text: str
 
 
 class _Seen(BaseModel):
@@ -64,6 +59,7 @@ class AlertWatch:
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
         self._seen = {a: _seen(self._status(a)) for a in accounts(store)}
+        self.digest = Digest(store, settings)
 
     def start(self, every_s: float) -> None:
         """Poll on a daemon thread until `stop`, so channels hear of news with no page open."""
@@ -89,13 +85,16 @@ class AlertWatch:
         with self._lock:
             news: list[Alert] = []
             for account in accounts(self.store):
-                now = _seen(self._status(account))
+                status = self._status(account)
+                now = _seen(status)
                 before = self._seen.get(account) or _Seen(
                     fills=0, trading_state="ACTIVE", status="running"
                 )
                 news += self._fills(account, before.fills, now.fills)
                 news += _changes(account, before, now)
+                news += self.digest.daily(account, status["last_open_time"], status["initial_cash"])
                 self._seen[account] = now
+            news += self.digest.large_vetoes()
             self.feed = (self.feed + news)[-FEED_SIZE:]
         for alert in news:
             for channel in self.channels:

@@ -6,7 +6,11 @@ one session is there to sell in the next.
 The chat's clock is its market data's: each closed bar the data adds is stepped through the
 runner (its open fills what waits, its close marks the account). With Binance, bars close as
 time passes; the bundled sample is frozen, so there an approval plays the next bar of the sample,
-whose open fills the order, exactly as it would live (docs/fills.md)."""
+whose open fills the order, exactly as it would live (docs/fills.md).
+
+With `agent-ui --mode testnet` the venue is Binance's spot testnet behind the signed executor
+instead (execution.venues.binance_venue): the same gate and approval, market orders sent at
+once, the account reconciled with the exchange at start."""
 
 from __future__ import annotations
 
@@ -19,27 +23,28 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from agent.loop_state import LoopState, risk_scope
-from agent.trading_loop import history_rows
+from agent.loop_state import CHAT_STRATEGY, LoopState, risk_scope
+from agent.step_commit import commit_step
+from agent.trading_loop import Venue, history_rows
 from core.errors import UserError
 from execution.feed import SymbolBars
 from execution.fees import FeeSchedule
 from execution.paper import GrowingFeed, PaperExecutor
-from execution.paper_records import load_account, save_step
+from execution.paper_records import load_account
 from execution.slippage import FixedBps
-from execution.venues import paper_venue
+from execution.venues import VenueFactory, paper_venue, reconcile
 from market.models import SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
 from risk.limits import RiskLimits
 from risk.models import ApprovedOrder, MarketView, PortfolioView, TradeSignal, Verdict
+from risk.protections import TradingState
 from risk.records import load_state
 from runtime.market import Market
 from runtime.runner import Runner
 from runtime.strategy import Prepared, Strategy
 from tools.env import AccountBook, OpenOrder
 
-CHAT_STRATEGY = "chat"
 SAMPLE_START_BARS = 1_500  # on the frozen sample: a day of history and an hour, then trade
 SLIPPAGE_BPS = 2.0  # the paper venue's default, as `agent-trade` uses it
 
@@ -87,21 +92,29 @@ class ChatDesk:
         limits: RiskLimits | None = None,
         frozen: bool,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        mode: str = "paper",
+        venue: VenueFactory | None = None,
     ) -> None:
         self.store, self.account, self.frozen, self.wall_ms = store, account, frozen, wall_ms
+        self.mode = mode
         symbols = list(frames)
         self.rules = {s: rules[s] for s in symbols}
         stored = load_account(store, account)
         if stored.state_json is None:
             self.state = LoopState(
-                account=account, mode="paper", initial_cash=cash, strategy=CHAT_STRATEGY
+                account=account, mode=mode, initial_cash=cash, strategy=CHAT_STRATEGY
             )
         else:
             self.state = LoopState.model_validate_json(stored.state_json)
-        if self.state.strategy != CHAT_STRATEGY or self.state.mode != "paper":
+        if self.state.strategy != CHAT_STRATEGY:
             raise UserError(
                 f"account {account!r} is an agent-trade account ({self.state.mode}, "
                 f"{self.state.strategy}): give the chat its own account"
+            )
+        if self.state.mode != mode:
+            raise UserError(
+                f"chat account {account!r} trades in {self.state.mode} mode, not {mode}: "
+                "give this mode its own --account"
             )
         self._rows = history_rows(frames, symbols)
         if not self._rows:
@@ -118,9 +131,14 @@ class ChatDesk:
             self.feed.append(*self._rows[0])
             gap = f"bars from {iso_ms(start)} to {iso_ms(self._rows[0][0])} UTC were not stepped"
             self.state = self.state.model_copy(update={"last_error": gap})
-        make = paper_venue(self.rules, fees=FeeSchedule(), slippage=FixedBps(bps=SLIPPAGE_BPS))
-        self.venue: PaperExecutor = make(self.state.initial_cash, self.feed)
+        make = venue or paper_venue(
+            self.rules, fees=FeeSchedule(), slippage=FixedBps(bps=SLIPPAGE_BPS)
+        )
+        self.venue: Venue = make(self.state.initial_cash, self.feed)
         queued = self.venue.restore(self.state.paper, stored.fills, stored.orders)
+        self.fills = list(stored.fills)
+        if mode != "paper":  # the exchange holds the truth: agree with it before trading
+            reconcile(self.venue, mode, account)  # type: ignore[arg-type]
         self.state = self.state.model_copy(
             update={"status": "running", "pid": os.getpid(), "stop_reason": None}
         )
@@ -161,6 +179,7 @@ class ChatDesk:
     def refresh(self, frames: Mapping[str, pd.DataFrame]) -> int:
         """Live data grew: step every bar that closed since the last one. Returns how many."""
         self._rows = history_rows(frames, list(self.feed.symbols))
+        self.reload_risk()
         return self._advance(None)
 
     def _advance(self, limit: int | None) -> int:
@@ -191,7 +210,7 @@ class ChatDesk:
             realised_pnl_usdt=round(ledger.realised, 2),
             unrealised_pnl_usdt=round(ledger.unrealised(self.runner.market.marks(self.index)), 2),
             fees_usdt=round(ledger.fees, 2),
-            fills=len(self.venue.sim.fills),
+            fills=len(self.fills),
             open_orders=[
                 OpenOrder(
                     client_order_id=o.client_order_id,
@@ -210,8 +229,18 @@ class ChatDesk:
 
     def reload_risk(self) -> None:
         """Take the risk state as stored: a kill switch pulled (or cleared) elsewhere applies to
-        the next message at once."""
+        the next message at once, and an approved order still waiting for its open is cancelled
+        before that open comes, on record with the halt's reason."""
         self.risk.state = load_state(self.store, self.scope)
+        halts = [
+            lock
+            for lock in self.risk.state.active_locks(self.gate_now())
+            if lock.level is TradingState.HALTED
+        ]
+        if halts:
+            why = "; ".join(f"{lock.code.value}: {lock.message}" for lock in halts)
+            if self.venue.halt(self.now_ms, f"halted ({why})"):
+                self.commit()
 
     def review(self, signal: TradeSignal) -> Verdict:
         self._signals[signal.decision_id] = signal.model_dump(mode="json")
@@ -229,7 +258,7 @@ class ChatDesk:
         if self.frozen and not self._advance(1):
             result["note"] = "the sample has no later bar: the order waits for one"
         known = self.venue.orders[order.client_order_id]
-        fills = [f for f in self.venue.sim.fills if f.order_id == order.client_order_id]
+        fills = [f for f in self.fills if f.order_id == order.client_order_id]
         return {
             **result,
             "status": known.status,
@@ -245,6 +274,8 @@ class ChatDesk:
         }
 
     def cancel(self, client_order_id: str) -> str:
+        if not isinstance(self.venue, PaperExecutor):
+            return f"not cancelled: {self.mode} orders are market orders, filled when sent"
         said = self.venue.cancel(client_order_id, self.now_ms)
         self.commit()
         return said
@@ -253,20 +284,13 @@ class ChatDesk:
 
     def commit(self) -> None:
         """Orders, fills, equity and checkpoint in one transaction, as the loop writes them."""
-        orders, fills, checkpoint = self.venue.changes(self._queued)
-        self.state = self.state.model_copy(
-            update={"paper": checkpoint, "wall_updated_ms": self.wall_ms()}
-        )
-        now = self.now_ms
-        save_step(
+        self.state, self._queued, fills = commit_step(
             self.store,
-            self.account,
-            orders=orders,
-            fills=fills,
-            state_json=self.state.model_dump_json(),
-            now_ms=now,
-            equity=(now, self.runner.equity(self.index), self.venue.ledger.cash),
+            self.state,
+            self.venue,
+            self._queued,
+            now_ms=self.now_ms,
+            wall_ms=self.wall_ms(),
+            equity=self.runner.equity(self.index),
         )
-        self.venue.committed()
-        waiting = {q["order"]["client_order_id"] for q in checkpoint.queued}
-        self._queued = {cid: s for cid, s in self._queued.items() if cid in waiting}
+        self.fills += fills

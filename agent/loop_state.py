@@ -28,6 +28,7 @@ from store.tables import TradingLoopRow
 
 MINUTE_MS = 60_000
 CHAT_ACCOUNT = "chat"  # the UI chat's paper account (agent-ui --account picks another)
+CHAT_STRATEGY = "chat"  # what trades a chat account: a person, through the chat's approvals
 STALL_MARGIN_MS = 60_000  # beyond the feed's interval: a reconnect and backfill fit in it
 
 LoopStatus = Literal["running", "stopped", "finished"]
@@ -128,6 +129,7 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         "status": status,
         "stop_reason": state.stop_reason,
         "last_bar": None if last is None else iso_ms(last),
+        "last_open_time": last,
         "bars": state.paper.bars,
         "trading_state": risk.trading_state(now).value,
         "locks": [lock.message for lock in risk.active_locks(now)],
@@ -222,3 +224,30 @@ def live_accounts(store: Store) -> list[str]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(TradingLoopRow.account, TradingLoopRow.state_json)).all()
     return sorted(a for a, raw in rows if LoopState.model_validate_json(raw).mode == "live")
+
+
+def loop_report(
+    store: Store, settings: Settings, account: str | None, chat_account: str
+) -> dict[str, Any]:
+    """One loop's status for the chat's `get_loop_status`: the named account, or the loop that
+    committed last. The chat's own account is not a loop."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(TradingLoopRow.account, TradingLoopRow.state_json)).all()
+    loops = {}
+    for name, raw in rows:
+        state = LoopState.model_validate_json(raw)
+        if name != chat_account and state.strategy != CHAT_STRATEGY:
+            loops[name] = state.wall_updated_ms
+    if not loops:
+        raise UserError("no autonomous loop has run yet: start one with `agent-trade`")
+    if account is not None and account not in loops:
+        raise UserError(f"no loop account {account!r}: the loops are {', '.join(sorted(loops))}")
+    chosen = account or max(loops, key=lambda name: (loops[name], name))
+    st = account_status(store, chosen, settings)
+    return {
+        **st,
+        "equity_usdt": st["equity"],
+        "pnl_usdt": st["pnl"],
+        "positions": [{**p, "value_usdt": p["value"]} for p in st["positions"]],
+        "other_accounts": sorted(set(loops) - {chosen}),
+    }

@@ -219,24 +219,32 @@ CAN_DO = (
     "I can: analyse a symbol (`analyse BTC`), show its indicators and propose a trade "
     "(`show BTC indicators and propose a trade`), buy or sell N % or N USDT (`buy 10% BTC`, "
     "`buy 200 USDT of ETH`), close a position (`close BTC`), show the portfolio with its PnL "
-    "and open orders (`portfolio`), cancel an order (`cancel <client order id>`) and run a "
-    "backtest (`backtest sma on BTC`)."
+    "and open orders (`portfolio`), cancel an order (`cancel <client order id>`), show the limits "
+    "in force (`what are my limits`), the autonomous loop's status (`how is the loop doing`) "
+    "and run a backtest (`backtest sma on BTC`)."
 )
 _USDT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:usdt|usd|\$)", re.IGNORECASE)
 _ORDER_ID = re.compile(r"\bcancel\s+(?:order\s+)?([A-Za-z0-9_-]{6,36})")
+_LIMITS = re.compile(r"\blimits\b|\brisk (?:limits?|rules)\b|\bmy limit\b", re.IGNORECASE)
+_LOOP = re.compile(r"\bloop\b|\bstatus\b|\bbot\b", re.IGNORECASE)
+_LOOP_ACCOUNT = re.compile(r"\baccount\s+`?([A-Za-z0-9_.-]{1,64})")
 _ANALYSE = ("analy", "indicator", "show", "view", "look", "chart", "price", "market", "trend")
 _PROPOSE = ("propose", "trade", "suggest", "idea", "should i")
 
 
 def _chat(turn: _Turn, offered: set[str]) -> LLMMessage:
-    """Keyword intents: backtest, portfolio, cancel, buy/sell/close or a proposal on request,
-    an analysis; anything else gets the list of what it can do."""
+    """Keyword intents: backtest, cancel, limits, the loop's status, portfolio, buy/sell/close
+    or a proposal on request, an analysis; anything else gets the list of what it can do."""
     text, symbol = turn.text.lower(), turn.symbol()
     if "backtest" in text and "run_backtest" in offered:
         return _chat_backtest(turn, symbol)
     cancel = _ORDER_ID.search(turn.text)
     if cancel and "cancel_order" in offered:
         return _chat_cancel(turn, cancel.group(1))
+    if _LIMITS.search(text) and "get_limits" in offered:
+        return _chat_limits(turn)
+    if _LOOP.search(text) and "get_loop_status" in offered:
+        return _chat_loop(turn)
     side = next((w for w in ("buy", "sell", "close") if re.search(rf"\b{w}\b", text)), None)
     propose = side is not None or any(w in text for w in _PROPOSE)
     wants_book = any(w in text for w in ("portfolio", "position", "pnl", "holding", "balance"))
@@ -363,6 +371,57 @@ def _chat_portfolio(turn: _Turn) -> LLMMessage:
             f"open orders: {orders or 'none'}."
         )
     return _say(line)
+
+
+def _chat_limits(turn: _Turn) -> LLMMessage:
+    result = turn.results.get("get_limits")
+    if result is None:
+        if "get_limits" in turn.errors:
+            return _say(f"I could not read the limits: {turn.errors['get_limits']}")
+        return turn.call("get_limits", {})
+    used = "; ".join(
+        f"{u['name']} {u['used']:g}{'%' if u['unit'] == '%' else ''} of "
+        + ("no limit" if u.get("limit") is None else f"{u['limit']:g}{_unit(u['unit'])}")
+        for u in result["usage"]
+    )
+    locks = "; ".join(result["locks"]) or "no locks"
+    lines = "\n".join(f"- {line}" for line in result["limits_in_force"])
+    return _say(
+        f"Limits in force on this account ({result['source']} orders):\n{lines}\n\n"
+        f"Used so far: {used}. Trading state {result['trading_state']}; {locks}."
+    )
+
+
+def _unit(unit: str) -> str:
+    return "%" if unit == "%" else f" {unit}"
+
+
+def _chat_loop(turn: _Turn) -> LLMMessage:
+    result = turn.results.get("get_loop_status")
+    if result is None:
+        if "get_loop_status" in turn.errors:
+            return _say(f"I could not read the loop: {turn.errors['get_loop_status']}")
+        named = _LOOP_ACCOUNT.search(turn.text)
+        return turn.call("get_loop_status", {"account": named.group(1)} if named else {})
+    stop = f" ({result['stop_reason']})" if result.get("stop_reason") else ""
+    held = ", ".join(
+        f"{p['symbol']} {p['quantity']:g} ({p['value_usdt']:,.2f} USDT)"
+        for p in result["positions"]
+    )
+    vetoes = ", ".join(f"{code} ×{n}" for code, n in result["vetoes"].items()) or "none"
+    locks = "; ".join(result["locks"]) or "no locks"
+    last = result.get("last_decision") or {}
+    decided = f"{last['time']} {last['symbol']} {last['outcome']}" if last else "none yet"
+    others = result["other_accounts"]
+    return _say(
+        f"Loop `{result['account']}` ({result['mode']}): {result['status']}{stop}; trading "
+        f"state {result['trading_state']} ({locks}); last bar {result.get('last_bar') or 'none'}"
+        f" UTC after {result['bars']:,} bars. Equity {result['equity_usdt']:,.2f} USDT, PnL "
+        f"{result['pnl_usdt']:+,.2f} ({result['pnl_pct']:+.3f}%); holding {held or 'nothing'};"
+        f" {result['fills']} fills, {result['decisions']} decisions, last {decided}; vetoes: "
+        f"{vetoes}; last error: {result.get('last_error') or 'none'}."
+        + (f" Other loops: {', '.join(others)}." if others else "")
+    )
 
 
 def _chat_cancel(turn: _Turn, order_id: str) -> LLMMessage:

@@ -18,11 +18,12 @@ import pandas as pd
 
 from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
 from agent.records import DecisionRecord, loop_run_id, write_decisions
+from agent.step_commit import commit_step
 from agent.strategy import AgentStrategy
 from core.errors import UserError
 from execution.orders import Fill
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
-from execution.paper_records import load_account, save_step
+from execution.paper_records import load_account
 from market.binance_ws import Bar, BarGap, Reconnected, StreamEvent
 from market.books import Books
 from market.models import CANDLE_COLUMNS, SymbolRules
@@ -69,7 +70,7 @@ class Venue(Protocol):
 
     def committed(self) -> None: ...
 
-    def halt(self, now_ms: int) -> None: ...
+    def halt(self, now_ms: int, reason: str = ...) -> list[str]: ...
 
     def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None: ...
 
@@ -417,26 +418,18 @@ class TradingLoop:
 
     def _commit(self, now: int) -> None:
         """One transaction; the venue forgets its changes only once they are stored."""
-        orders, fills, checkpoint = self.venue.changes(self.signals)
-        self.state = self.state.model_copy(
-            update={"paper": checkpoint, "wall_updated_ms": self.wall_ms()}
-        )
-        stepped = self.bars_this_run > 0
         records = list(self.records.values())
-        save_step(
+        self.state, self.signals, _ = commit_step(
             self.store,
-            self.account,
-            orders=orders,
-            fills=fills,
-            state_json=self.state.model_dump_json(),
+            self.state,
+            self.venue,
+            self.signals,
             now_ms=now,
-            equity=(now, self.venue.equity(), self.venue.ledger.cash) if stepped else None,
+            wall_ms=self.wall_ms(),
+            equity=self.venue.equity() if self.bars_this_run > 0 else None,
             also=(self.desk.write, lambda conn: write_decisions(conn, records)),
         )
         self.desk.committed()
-        self.venue.committed()
-        queued = {q["order"]["client_order_id"] for q in checkpoint.queued}
-        self.signals = {cid: s for cid, s in self.signals.items() if cid in queued}
         self.records = {}
         for record in records:
             for observer in self.observers:

@@ -27,6 +27,7 @@ from plotly.subplots import make_subplots
 from agent.alerts import AlertWatch
 from agent.chat_desk import ChatDesk
 from agent.chat_market import ChatMarket, open_chat_market, sample_market
+from agent.chat_venue import ChatMode, approving_line, chat_venue, venue_line
 from agent.cli import backtest as cli_backtest
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
@@ -37,6 +38,7 @@ from agent.loop_state import (
     clear_account,
     halt_account,
     last_interventions,
+    loop_report,
 )
 from agent.model import ChatModel, open_model
 from agent.notify import Courier, channels_from
@@ -58,7 +60,6 @@ from core.errors import ConfigError, UserError
 from execution.paper_records import accounts, load_account, load_equity
 from market.indicators import compute_indicators
 from market.models import parse_symbol
-from market.sample import sample_rules
 from market.source import DAY_MS
 from market.validation import iso_ms
 from risk.interventions import Action, Intervention, describe, intervene
@@ -99,6 +100,7 @@ class ChatService:
     checkpoints: Path
     desk: ChatDesk
     source: ChatMarket
+    settings: Settings
 
     def __post_init__(self) -> None:
         self._conn = sqlite3.connect(self.checkpoints, check_same_thread=False)
@@ -134,6 +136,7 @@ class ChatService:
             cancel=desk.cancel,
             view=desk.view,
             account=desk.book,
+            loops=lambda account: loop_report(self.store, self.settings, account, desk.account),
         )
         return AgentDeps(
             model=self.model,
@@ -307,10 +310,7 @@ def proposal_markdown(pending: dict[str, Any], desk: ChatDesk) -> str:
         lines += [f"- `{r.get('code')}`: {r.get('message')}" for r in reasons]
     else:
         lines.append("- no limit changed it: within every limit")
-    lines.append(
-        f"\n*Paper account `{desk.account}`: approving sends it to the paper venue, where it "
-        "fills at the next bar's open; nothing goes to an exchange.*"
-    )
+    lines.append(f"\n*{approving_line(desk.mode, desk.account)}*")
     return "\n".join(lines)
 
 
@@ -609,7 +609,7 @@ def desk_markdown(desk: ChatDesk) -> str:
     now, state = desk.now_ms, desk.risk.state
     view, book = desk.portfolio(), desk.book()
     lines = [
-        f"### Chat account `{desk.account}` (paper) — trading state: "
+        f"### Chat account `{desk.account}` ({desk.mode}) — trading state: "
         f"**{state.trading_state(now).value}**",
         f"Decision time {iso_ms(now)} UTC · **Equity** {view.equity:,.2f} USDT · "
         f"**cash** {view.cash:,.2f} · **realised PnL** {book.realised_pnl_usdt:+,.2f} · "
@@ -748,8 +748,11 @@ def build_app(
     notify: Callable[[str], None] | None = None,
     clock: Clock | None = None,
     account: str = CHAT_ACCOUNT,
+    mode: ChatMode = "paper",
 ) -> gr.Blocks:
-    """The whole UI; `model` and `frames` default to the configured model and the sample."""
+    """The whole UI; `model` and `frames` default to the configured model and the sample;
+    `mode` testnet trades the chat's account on Binance's spot testnet (keys from the
+    environment), never silently on paper."""
     notices: list[str] = []
 
     def note(line: str) -> None:
@@ -761,9 +764,10 @@ def build_app(
     source = sample_market(frames) if frames else open_chat_market(settings, store, clock, note)
     frames = source.frames
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    rules, venue = chat_venue(settings, mode, source, store, account, note)
     desk = ChatDesk(
-        store, account, frames, sample_rules(), cash=CASH, frozen=not source.live, limits=settings.risk,
-        wall_ms=clock.now_ms,
+        store, account, frames, rules, cash=CASH, frozen=not source.live, limits=settings.risk,
+        wall_ms=clock.now_ms, mode=mode, venue=venue,
     )  # fmt: skip
     channels = channels_from(settings.alerts)
     courier = Courier(channels, attempts=settings.alerts.max_attempts) if channels else None
@@ -771,7 +775,7 @@ def build_app(
     if courier is not None:  # the channels hear of news with no page open
         watch.start(settings.alerts.poll_s)
     threads = settings.data_dir / "chat-threads.sqlite"
-    chat = ChatService(store, model, MarketData(frames, "1m"), threads, desk, source)
+    chat = ChatService(store, model, MarketData(frames, "1m"), threads, desk, source, settings)
     reports_dir = settings.data_dir / "ui-reports"
     model_line = (
         "offline (built-in deterministic rules, not an LLM)"
@@ -786,8 +790,7 @@ def build_app(
     banner = (
         f"## agent-trader\n"
         f"**Model:** {model_line} · **Data:** {source.describe} · "
-        f"**Clock:** {clock_line} · **Trading mode:** paper account `{account}` "
-        "(the same venue and fill model as agent-trade; nothing is sent to an exchange)"
+        f"**Clock:** {clock_line} · **Trading mode:** {venue_line(mode, account)}"
     )
 
     def chat_send(message: str, history: list[Any], thread_id: str) -> Iterator[tuple[Any, ...]]:

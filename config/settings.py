@@ -114,8 +114,8 @@ class LiveSettings(BaseModel):
 
 
 class AlertSettings(BaseModel):
-    """Where `agent-ui` sends each fill, halt, safe mode, stop and loop error: Telegram (a bot
-    token and a chat id), a JSON webhook, both or neither."""
+    """Where `agent-ui` sends each fill, halt, safe mode, stop, loop error, large veto and daily
+    summary: Telegram (a bot token and a chat id), a JSON webhook, both or neither."""
 
     model_config = {"extra": "forbid"}
 
@@ -126,6 +126,10 @@ class AlertSettings(BaseModel):
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_attempts: int = Field(4, ge=1, le=20)
     poll_s: float = Field(10.0, gt=0, le=3600, description="how often agent-ui looks for news")
+    large_veto_usdt: float | None = Field(
+        1_000.0, gt=0, description="alert on a veto of a signal asking for more USDT; None: off"
+    )
+    daily_summary: bool = Field(True, description="each account's UTC day, once it has ended")
 
     @model_validator(mode="after")
     def _telegram_needs_both(self) -> AlertSettings:

@@ -279,8 +279,9 @@ class BinanceVenue:
     def committed(self) -> None:
         self.changed, self.new_fills = {}, []
 
-    def halt(self, now_ms: int) -> None:
+    def halt(self, now_ms: int, reason: str = "halted") -> list[str]:
         """Market orders only, so nothing is waiting to be cancelled."""
+        return []
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]

@@ -22,7 +22,7 @@ from market.models import Candle, SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType
 
-OrderStatus = Literal["accepted", "open", "filled", "rejected", "unknown"]
+OrderStatus = Literal["accepted", "open", "filled", "rejected", "cancelled", "unknown"]
 _FIELDS = ("open", "high", "low", "close", "volume")
 
 
@@ -223,14 +223,20 @@ class PaperExecutor:
             return f"no order {client_order_id} on this account"
         if not self.sim.cancel(client_order_id):
             return f"not cancelled: the order is {known.status}"
-        self.refuse(client_order_id, "cancelled by the user", now_ms)
+        self._cancelled(client_order_id, "cancelled by the user", now_ms)
         return "cancelled"
 
     def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None:
-        """Record an order as rejected (by the fill model, a halt, or a restart's re-check)."""
+        """Record an order as rejected (by the fill model or a restart's re-check)."""
+        self._end(client_order_id, "rejected", reason, now_ms)
+
+    def _cancelled(self, client_order_id: str, reason: str, now_ms: int) -> None:
+        self._end(client_order_id, "cancelled", reason, now_ms)
+
+    def _end(self, client_order_id: str, status: OrderStatus, reason: str, now_ms: int) -> None:
         known = self.orders.get(client_order_id)
         if known is not None:
-            update = {"status": "rejected", "reason": reason, "updated_ms": now_ms}
+            update = {"status": status, "reason": reason, "updated_ms": now_ms}
             self._set(known.model_copy(update=update))
 
     def _set(self, order: PaperOrder) -> None:
@@ -268,15 +274,17 @@ class PaperExecutor:
     def committed(self) -> None:
         self.changed, self.new_fills = {}, []
 
-    def halt(self, now_ms: int) -> None:
-        """HALTED: entries not yet placed or still resting are cancelled; the brackets that
-        protect open positions stay."""
+    def halt(self, now_ms: int, reason: str = "halted") -> list[str]:
+        """HALTED: entries not yet placed or still resting are cancelled, each recorded with
+        the reason; the brackets that protect open positions stay. Returns the cancelled ids."""
         resting = [o for o in self.sim.working if not o.reduce_only]
         cancelled = [o.client_order_id for o in self.sim.cancel_accepted()]
         for order in resting:
             self.sim.working.remove(order)
-        for cid in [*cancelled, *(o.order_id for o in resting)]:
-            self.refuse(cid, "cancelled: halted", now_ms)
+        ids = [*cancelled, *(o.order_id for o in resting)]
+        for cid in ids:
+            self._cancelled(cid, f"cancelled: {reason}", now_ms)
+        return ids
 
     def restore(
         self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]

@@ -23,7 +23,7 @@ from store.db import Store
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
 
-__all__ = ["VenueFactory", "binance_venue", "check_live_allowed", "paper_venue"]
+__all__ = ["VenueFactory", "binance_venue", "check_live_allowed", "paper_venue", "reconcile"]
 
 
 def paper_venue(
@@ -77,3 +77,15 @@ def binance_venue(
         return BinanceVenue(executor, rules, feed, cash=cash, journal=journal)
 
     return rules, make
+
+
+def reconcile(venue: BinanceVenue, mode: str, account: str) -> None:
+    """Agree with the exchange before trading: what it holds that the account cannot explain
+    stops the start, with nothing sent."""
+    findings = venue.reconcile()
+    if findings:
+        raise UserError(
+            f"Binance {mode} does not match account {account!r}: "
+            + "; ".join(findings)
+            + ". Nothing was sent; fix the account or use another --account"
+        )

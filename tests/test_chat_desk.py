@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from conftest import BIN, FIXTURES
 from loopback_binance import LoopbackBinance
+from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+from script_strategy import Script, order
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
@@ -29,16 +31,23 @@ os.environ["no_proxy"] = "127.0.0.1,localhost"
 from gradio_client import Client
 
 from agent.alerts import AlertWatch
-from agent.loop_state import halt_account
+from agent.loop_state import halt_account, kill_switch_path
 from agent.notify import Courier, channels_from, webhook
 from agent.offline import CAN_DO, OfflineModel
+from agent.trading_loop import TradingLoop
 from agent.ui import build_app, proposal_markdown
+from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
 from config import load_settings
 from config.settings import AlertSettings
 from core.clock import FixedClock
-from core.errors import ConfigError
+from core.errors import ConfigError, UserError
 from core.logging import setup_logging
-from market.sample import load_sample
+from execution.paper_records import accounts, load_account, load_equity
+from market.binance_ws import bars_from_frame
+from market.sample import load_sample, sample_rules
+from market.validation import iso_ms
+from risk.limits_text import limit_lines
+from risk.models import SignalAction, SignalSource
 from store import open_store
 
 RUNNING = "Running on local URL"
@@ -196,32 +205,57 @@ def test_fills_and_a_halt_reach_the_notification_feed(desk_app: Any) -> None:
     assert "chat: HALTED" in watch.markdown() and "chat: bought" in watch.markdown()
 
 
-def test_live_bars_move_the_chat_clock_and_fill_at_the_next_open(tmp_path: Path) -> None:
+@pytest.fixture
+def live_app(tmp_path: Path) -> Iterator[Any]:
+    """The UI in-process on a loopback Binance whose last closed bar is the sample's 3001st;
+    the app's `clock` moves only when a test advances it."""
     server = LoopbackBinance().start()
-    try:
-        btc = load_sample("BTCUSDT")
-        clock = FixedClock(int(btc["close_time"].iloc[3000]) + 30_000)
-        settings = load_settings(data_dir=tmp_path / "data", binance={"base_url": server.base_url})
-        store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
-        app = build_app(settings, store, model=OfflineModel(), clock=clock)
-        chat = app.chat_service
-        assert chat.source.live and chat.now_ms == int(btc["close_time"].iloc[3000])
-        _turn(chat, "live", "buy 10% BTC")
-        for node, update in chat.resume("live", True, "me"):
-            if node == "execute":
-                assert update["execution"]["status"] == "accepted"  # no next bar yet
-        assert chat.desk.portfolio().positions["BTCUSDT"].quantity > 0  # counted as pending
-        assert chat.desk.venue.ledger.held() == []
+    btc = load_sample("BTCUSDT")
+    clock = FixedClock(int(btc["close_time"].iloc[3000]) + 30_000)
+    settings = load_settings(data_dir=tmp_path / "data", binance={"base_url": server.base_url})
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    app = build_app(settings, store, model=OfflineModel(), clock=clock)
+    app.store, app.settings, app.clock, app.btc = store, settings, clock, btc
+    yield app
+    app.chat_service.close()
+    store.close()
+    server.stop()
 
-        clock.advance_to(clock.now_ms() + 120_000)
-        assert chat.refresh() == 2
-        (fill,) = chat.desk.venue.sim.fills
-        assert fill.time_ms == int(btc["open_time"].iloc[3001])  # the next bar's open
-        assert chat.desk.venue.ledger.held() == [("BTCUSDT", fill.quantity)]
-        app.chat_service.close()
-        store.close()
-    finally:
-        server.stop()
+
+def test_live_bars_move_the_chat_clock_and_fill_at_the_next_open(live_app: Any) -> None:
+    chat, clock, btc = live_app.chat_service, live_app.clock, live_app.btc
+    assert chat.source.live and chat.now_ms == int(btc["close_time"].iloc[3000])
+    _turn(chat, "live", "buy 10% BTC")
+    for node, update in chat.resume("live", True, "me"):
+        if node == "execute":
+            assert update["execution"]["status"] == "accepted"  # no next bar yet
+    assert chat.desk.portfolio().positions["BTCUSDT"].quantity > 0  # counted as pending
+    assert chat.desk.venue.ledger.held() == []
+
+    clock.advance_to(clock.now_ms() + 120_000)
+    assert chat.refresh() == 2
+    (fill,) = chat.desk.venue.sim.fills
+    assert fill.time_ms == int(btc["open_time"].iloc[3001])  # the next bar's open
+    assert chat.desk.venue.ledger.held() == [("BTCUSDT", fill.quantity)]
+
+
+def test_a_halt_cancels_an_approved_order_still_waiting_for_its_open(live_app: Any) -> None:
+    chat, clock, store = live_app.chat_service, live_app.clock, live_app.store
+    _turn(chat, "live", "buy 10% BTC")
+    for _ in chat.resume("live", True, "me"):
+        pass
+    (waiting,) = chat.desk.book().open_orders
+    halt_account(store, live_app.settings.data_dir, "chat", "flash crash", chat.now_ms, "me")
+
+    clock.advance_to(clock.now_ms() + 120_000)
+    assert chat.refresh() == 2  # the next open came and went: nothing filled at it
+    assert chat.desk.venue.sim.fills == [] and chat.desk.book().open_orders == []
+    assert chat.desk.portfolio().positions == {}
+    (stored,) = load_account(store, "chat").orders
+    assert stored.client_order_id == waiting.client_order_id
+    assert stored.status == "cancelled"
+    assert stored.reason.startswith("cancelled: halted (KILL_SWITCH: ")
+    assert "flash crash" in stored.reason
 
 
 class Recorder:
@@ -297,3 +331,225 @@ def test_alerts_reach_telegram_and_a_webhook_and_a_dead_channel_blocks_nothing(
 def test_a_telegram_token_without_a_chat_id_is_refused_naming_the_field() -> None:
     with pytest.raises(ConfigError, match="alerts"):
         load_settings(alerts={"telegram_bot_token": "1:x"})
+
+
+def _sma_loop(store: Any, data_dir: Path, account: str, bars: int) -> str:
+    """`agent-trade` with a classic strategy for `bars` minutes on BTC; returns its last bar."""
+    frame = load_sample("BTCUSDT")
+    loop = TradingLoop(
+        account=account,
+        symbols=["BTCUSDT"],
+        store=store,
+        strategy=SmaCross(SmaCrossParams()),
+        strategy_label="sma_cross fast=20 slow=60",
+        rules=sample_rules(),
+        history={"BTCUSDT": frame.iloc[:1_440]},
+        cash=5_000,
+        kill_switch=kill_switch_path(data_dir, account),
+    )
+    for bar in bars_from_frame(frame.iloc[1_440 : 1_440 + bars], "BTCUSDT", "1m", "stream"):
+        loop.step(bar.open_time, {"BTCUSDT": bar})
+    loop.finish("stopped", "asked to stop")
+    return iso_ms(int(frame["open_time"].iloc[1_440 + bars - 1]))
+
+
+def test_the_assistant_tells_the_limits_in_force_and_how_much_is_used(desk_app: Any) -> None:
+    chat = desk_app.chat_service
+    calls, answer = _turn(chat, "a", "what are my limits?")
+    assert calls == ["get_limits"]
+    for line in limit_lines(desk_app.settings.risk, SignalSource.AI):
+        assert f"- {line}" in answer
+    assert "daily loss 0% of 10%" in answer and "orders in the last hour 0 of 20 orders" in answer
+    assert "Trading state ACTIVE; no locks" in answer
+
+    _turn(chat, "b", "buy 10% BTC")
+    for _ in chat.resume("b", True, "me"):
+        pass
+    halt_account(desk_app.store, desk_app.settings.data_dir, "chat", "lunch", chat.now_ms, "me")
+    calls, answer = _turn(chat, "c", "show my risk limits")
+    assert calls == ["get_limits"]
+    assert "orders in the last hour 1 of 20 orders" in answer
+    assert "Trading state HALTED; KILL_SWITCH: " in answer and "lunch" in answer
+
+
+def test_the_assistant_reports_the_loops_state_from_the_store(desk_app: Any) -> None:
+    chat, store, data_dir = desk_app.chat_service, desk_app.store, desk_app.settings.data_dir
+    calls, answer = _turn(chat, "a", "how is the loop doing?")
+    assert calls == ["get_loop_status"]
+    assert "I could not read the loop: no autonomous loop has run yet" in answer
+
+    first = _sma_loop(store, data_dir, "bot-1", 20)
+    last = _sma_loop(store, data_dir, "bot-2", 30)
+    calls, answer = _turn(chat, "b", "loop status")
+    assert calls == ["get_loop_status"]
+    assert "Loop `bot-2` (paper): stopped (asked to stop); trading state ACTIVE" in answer
+    assert f"last bar {last} UTC after 30 bars" in answer
+    assert "Equity 5,000.00 USDT, PnL +0.00 (+0.000%)" in answer
+    assert "Other loops: bot-1." in answer
+
+    halt_account(store, data_dir, "bot-1", "news at 14:00", chat.now_ms, "me")
+    calls, answer = _turn(chat, "c", "status of account bot-1")
+    assert "Loop `bot-1` (paper): stopped (asked to stop); trading state HALTED" in answer
+    assert "news at 14:00" in answer and f"last bar {first} UTC after 20 bars" in answer
+    calls, answer = _turn(chat, "d", "status of account nobody")
+    assert "I could not read the loop: no loop account 'nobody': the loops are bot-1, bot-2" in (
+        answer
+    )
+
+
+MIDNIGHT = 2_618  # the sample's bar that opens 2025-10-31 00:00 UTC
+MIDNIGHT_MS = 1_761_868_800_000
+
+
+def test_large_vetoes_and_one_daily_summary_per_day_reach_telegram_and_the_webhook(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data", offline=True, alerts={"large_veto_usdt": 2_000}
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    frame = load_sample("BTCUSDT")
+    plan = {
+        2_603: [lambda ctx: order(ctx, SignalAction.CLOSE)],  # nothing held: a veto, no size
+        2_604: [lambda ctx: order(ctx, SignalAction.SELL, quantity=0.02)],  # ≈2,200 USDT
+        2_605: [lambda ctx: order(ctx, SignalAction.SELL, quantity=0.01, tag="small")],
+        2_606: [lambda ctx: order(ctx, quantity=0.01)],  # fills at the next open, 23:49
+    }
+    loop = TradingLoop(
+        account="night",
+        symbols=["BTCUSDT"],
+        store=store,
+        strategy=Script(plan),
+        strategy_label="script",
+        rules=sample_rules(),
+        history={"BTCUSDT": frame.iloc[:2_600]},
+        cash=10_000,
+        kill_switch=tmp_path / "KILL",
+    )
+    stream = bars_from_frame(frame.iloc[2_600 : MIDNIGHT + 30], "BTCUSDT", "1m", "stream")
+
+    def step(upto: int) -> None:
+        for bar in stream[loop.bars_this_run : upto - 2_600]:
+            loop.step(bar.open_time, {"BTCUSDT": bar})
+
+    bot = Recorder(body=(FIXTURES / "telegram" / "sendMessage_ok.json").read_bytes())
+    hook = Recorder()
+    channels = channels_from(
+        AlertSettings(
+            webhook_url=f"{hook.url}/hook",
+            telegram_url=bot.url,
+            telegram_bot_token="1:x",
+            telegram_chat_id="7",
+        )
+    )
+    try:
+        courier = Courier(channels, attempts=1)
+        watch = AlertWatch(store, settings, [courier])
+        step(2_610)
+        before_midnight = watch.poll()
+        step(MIDNIGHT + 30)
+        after_midnight = watch.poll()
+        assert watch.poll() == []
+        restarted = AlertWatch(store, settings, [courier])  # agent-ui started again
+        step_again = restarted.poll()
+        courier.close()
+    finally:
+        bot.close()
+        hook.close()
+    assert [a.kind for a in before_midnight] == ["fill", "large_veto"]
+    veto = before_midnight[1].text
+    assert veto.startswith("night: vetoed sell BTCUSDT asking ≈2,")
+    assert "SHORT_NOT_ALLOWED: spot is long-only" in veto
+
+    (summary,) = after_midnight
+    closing = next(e for t, e, _ in reversed(load_equity(store, "night")) if t < MIDNIGHT_MS)
+    pnl = closing - 10_000
+    assert summary.kind == "daily_summary"
+    assert summary.text == (
+        f"night: 2025-10-30 UTC day: equity {closing:,.2f} USDT, PnL {pnl:+,.2f} "
+        f"({pnl / 100:+.2f}%), 1 fills (1 buys, 0 sells), vetoes: SHORT_NOT_ALLOWED ×2, "
+        "NO_POSITION ×1"
+    )
+    assert step_again == []  # the day was summarised before the restart: not again
+    sent = [*before_midnight, *after_midnight]
+    assert [body["text"] for _, body in bot.posts] == [a.text for a in sent]
+    assert [body for _, body in hook.posts] == [a.model_dump() for a in sent]
+    store.close()
+
+
+@pytest.fixture
+def testnet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Binance's market data and its spot testnet on loopback, with the testnet's keys in the
+    environment, as a user sets them."""
+    market, exchange = LoopbackBinance().start(), LoopbackExchange(prices=TESTNET_PRICES).start()
+    monkeypatch.setenv("BINANCE_API_KEY", API_KEY)
+    monkeypatch.setenv("BINANCE_API_SECRET", API_SECRET)
+    btc = load_sample("BTCUSDT")
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        binance={"base_url": market.base_url, "trade_url": exchange.base_url},
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    clock = FixedClock(int(btc["close_time"].iloc[3000]) + 30_000)
+    yield settings, store, clock, exchange
+    store.close()
+    market.stop()
+    exchange.stop()
+
+
+TESTNET_PRICES = {"BTCUSDT": "110000", "ETHUSDT": "3900"}
+
+
+def test_testnet_mode_sends_the_approved_chat_orders_to_the_exchange(testnet: Any) -> None:
+    settings, store, clock, exchange = testnet
+    app = build_app(settings, store, model=OfflineModel(), clock=clock, mode="testnet")
+    chat = app.chat_service
+    banner = next(b.value for b in app.blocks.values() if getattr(b, "elem_id", "") == "banner")
+    assert "Binance spot **testnet** account `chat`" in banner
+    _turn(chat, "t", "buy 10% BTC")
+    shown = proposal_markdown(chat.pending("t"), chat.desk)
+    assert "approving sends a market order to the testnet at once" in shown
+    assert exchange.orders == []  # nothing is sent before a person approves
+    executed = [u["execution"] for n, u in chat.resume("t", True, "me") if n == "execute"]
+    assert [e["status"] for e in executed] == ["filled"]
+    (sent,) = exchange.orders
+    assert sent["clientOrderId"] == executed[0]["client_order_id"] and sent["side"] == "BUY"
+    (held,) = chat.desk.venue.ledger.held()
+    assert held[1] == pytest.approx(float(exchange.balance("BTC")[0]))  # less the BTC fee
+
+    _turn(chat, "t2", "sell BTC")
+    for _ in chat.resume("t2", True, "me"):
+        pass
+    assert [o["side"] for o in exchange.orders] == ["BUY", "SELL"]
+    assert chat.desk.venue.ledger.cash == pytest.approx(float(exchange.balance("USDT")[0]))
+    dust = chat.desk.venue.ledger.quantity("BTCUSDT")  # the buy's fee was taken in BTC
+    assert dust == pytest.approx(float(exchange.balance("BTC")[0]))
+    assert 0 <= dust < float(chat.desk.rules["BTCUSDT"].min_qty)
+    chat.close()
+    with pytest.raises(UserError, match="trades in testnet mode, not paper"):
+        build_app(settings, store, model=OfflineModel(), clock=clock)
+
+
+def test_testnet_mode_without_keys_or_live_bars_stops_and_never_trades_on_paper(
+    testnet: Any, monkeypatch: pytest.MonkeyPatch, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    settings, store, clock, exchange = testnet
+    monkeypatch.delenv("BINANCE_API_KEY")
+    no_keys = load_settings(data_dir=settings.data_dir, binance=settings.binance.model_dump())
+    with pytest.raises(UserError, match="set BINANCE_API_KEY and BINANCE_API_SECRET"):
+        build_app(no_keys, store, model=OfflineModel(), clock=clock, mode="testnet")
+    assert accounts(store) == [] and exchange.received == []
+
+    out = subprocess.run(
+        [str(BIN / "agent-ui"), "--mode", "testnet"],
+        env={**offline_env, "BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: --mode testnet trades at Binance's last closed bar, but the chat has only the "
+        "bundled sample (offline, or Binance market data unreachable): nothing was sent"
+    )

@@ -53,6 +53,8 @@ def test_schemas_are_openai_functions_with_required_fields() -> None:
         "place_order",
         "cancel_order",
         "submit_signal",
+        "get_limits",
+        "get_loop_status",
     }
     signal = schemas["submit_signal"]["parameters"]
     assert signal["type"] == "object"
@@ -61,6 +63,8 @@ def test_schemas_are_openai_functions_with_required_fields() -> None:
     assert "title" not in json.dumps(schemas)  # compact: no pydantic titles
     assert "submit_signal" not in chat_tools().names
     assert "place_order" not in decision_tools().names
+    assert {"get_limits", "get_loop_status"} <= set(chat_tools().names)
+    assert "get_loop_status" not in decision_tools().names  # an unattended decision pays per token
 
 
 def test_snapshot_is_as_of_the_decision_time(env: ToolEnv, market: MarketData) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from tools.desk import DESK_TOOLS
 from tools.env import MarketData, ToolEnv, flat_portfolio
 from tools.market import MARKET_TOOLS
 from tools.registry import Tool, ToolError, ToolOutcome, ToolRegistry
 from tools.research import RESEARCH_TOOLS
 from tools.trading import PLACE_ORDER, SUBMIT_SIGNAL, TRADING_TOOLS
 
-ALL_TOOLS = ToolRegistry([*MARKET_TOOLS, *RESEARCH_TOOLS, *TRADING_TOOLS])
+ALL_TOOLS = ToolRegistry([*MARKET_TOOLS, *RESEARCH_TOOLS, *TRADING_TOOLS, *DESK_TOOLS])
 
 
 def decision_tools() -> ToolRegistry:
@@ -17,7 +18,12 @@ def decision_tools() -> ToolRegistry:
     spread itself, and every schema costs tokens on every step of every decision (the book's
     would take the longest step past its 1,500-token budget)."""
     return ALL_TOOLS.without(
-        PLACE_ORDER, "cancel_order", "run_backtest", "get_portfolio", "get_order_book"
+        PLACE_ORDER,
+        "cancel_order",
+        "run_backtest",
+        "get_portfolio",
+        "get_order_book",
+        *(tool.name for tool in DESK_TOOLS),
     )
 
 

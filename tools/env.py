@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -106,6 +106,7 @@ class ToolEnv:
     view: Callable[[str], MarketView] | None = None  # the runner's market view, where one runs
     book: BookSource | None = None
     account: Callable[[], AccountBook] | None = None  # a persisted account's PnL and orders
+    loops: Callable[[str | None], dict[str, Any]] | None = None  # a stored loop's status
 
     @cached_property
     def symbols(self) -> list[str]:

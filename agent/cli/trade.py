@@ -482,7 +482,7 @@ def _param_flags_given(args: argparse.Namespace) -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
-    from execution.venues import binance_venue, paper_venue
+    from execution.venues import binance_venue, paper_venue, reconcile
     from market.books import Books
     from runtime.runner import Sizing
 
@@ -583,13 +583,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
     else:
-        findings = loop.venue.reconcile()  # type: ignore[attr-defined]
-        if findings:
-            raise UserError(
-                f"Binance {args.mode} does not match account {args.account!r}: "
-                + "; ".join(findings)
-                + ". Nothing was sent; fix the account or use another --account"
-            )
+        reconcile(loop.venue, args.mode, args.account)  # type: ignore[arg-type]
         notify(f"orders: Binance {args.mode}, reconciled ({len(loop.venue.orders)} known orders)")
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
     with bar.progress:

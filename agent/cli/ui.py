@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from agent.chat_venue import CHAT_MODES
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
 from agent.loop_state import live_accounts
 from agent.ui_access import WHAT, launch_options
@@ -33,6 +34,13 @@ def build_parser() -> OneLineParser:
         help="the paper account the chat trades (chat); kept in the store like agent-trade's",
     )
     parser.add_argument(
+        "--mode",
+        choices=CHAT_MODES,
+        default="paper",
+        help="where approved chat orders go: paper (default) or testnet, Binance's spot "
+        "testnet (BINANCE_API_KEY and BINANCE_API_SECRET from the environment)",
+    )
+    parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve off loopback with no login (warned at every start; refused with a live account)",
@@ -55,7 +63,7 @@ def _main(argv: list[str] | None) -> int:
         options = launch_options(access, args.host, settings, notify)
         from agent.ui import build_app  # gradio and the graph: only once serving is allowed
 
-        app = build_app(settings, store, notify=notify, account=args.account)
+        app = build_app(settings, store, notify=notify, account=args.account, mode=args.mode)
         app.launch(server_name=args.host, server_port=args.port, **options)
     finally:
         store.close()
