@@ -17,7 +17,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from core.errors import UserError
+from core.errors import OutcomeUnknown, UserError
 from core.logging import Redactor
 from execution.binance_signing import (
     DEFAULT_RECV_WINDOW_MS,
@@ -89,7 +89,7 @@ class OrderStatus(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     symbol: str
-    order_id: int = Field(alias="orderId")
+    order_id: int | str = Field(alias="orderId")  # Bybit's ids are strings
     client_order_id: str = Field(alias="clientOrderId")
     status: str
     side: str
@@ -204,7 +204,7 @@ class ExchangeRejected(OrderRejected):
         )
 
 
-class OrderOutcomeUnknown(BinanceUnavailable):
+class OrderOutcomeUnknown(BinanceUnavailable, OutcomeUnknown):
     """Binance never confirmed the order either way; reconcile before trading this symbol."""
 
     def __init__(self, message: str, client_order_id: str, symbol: str) -> None:
@@ -439,7 +439,7 @@ class BinanceExecutor:
             raise
         return OrderStatus.from_binance(data)
 
-    def order_fills(self, symbol: str, order_id: int) -> list[OrderFill]:
+    def order_fills(self, symbol: str, order_id: int | str) -> list[OrderFill]:
         """The executions of one order with their commissions (GET /api/v3/myTrades): what a
         status query cannot tell, for an order whose placement reply was lost."""
         data = self._call(
