@@ -479,7 +479,7 @@ def _param_flags_given(args: argparse.Namespace) -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
-    from execution.venues import binance_venue, bybit_venue, paper_venue, reconcile
+    from execution.venues import paper_venue, reconcile, signed_venue
     from market.books import Books
     from runtime.runner import Sizing
 
@@ -508,8 +508,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = settings.risk
     if args.mode != "paper":
-        signed = bybit_venue if args.feed == "bybit" else binance_venue
-        rules, venue = signed(settings, args.mode, symbols, store, args.account, notify)
+        exchange = "bybit" if args.feed == "bybit" else "binance"
+        rules, venue = signed_venue(
+            exchange, settings, args.mode, symbols, store, args.account, notify
+        )
     else:  # a user's file trades with the filters agent-backtest --data gives it
         from agent.cli.backtest import _rules
 

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -21,7 +20,6 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from core.errors import OutcomeUnknown, UserError
 from core.logging import Redactor
 from execution.binance_executor import (
-    LIVE_CONFIRM_VAR,
     Balance,
     ExchangeSnapshot,
     OrderFill,
@@ -29,7 +27,9 @@ from execution.binance_executor import (
     wire_decimal,
 )
 from execution.rules import rule_breaches
+from execution.signed_access import Endpoints, signed_access
 from market.models import SymbolRules, parse_symbol
+from market.rest_client import RestClient
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
 from venues.bybit.rest import (
@@ -55,7 +55,14 @@ log = logging.getLogger(__name__)
 TESTNET_URL = "https://api-testnet.bybit.com"
 LIVE_URL = "https://api.bybit.com"
 CREATE_PATH = "/v5/order/create"
-_LIVE_HOST = re.compile(r"^api\.(bybit\.com|bytick\.com|bybit\.nl|bybit-tr\.com)$")
+ENDPOINTS = Endpoints(
+    exchange="Bybit",
+    testnet_url=TESTNET_URL,
+    live_url=LIVE_URL,
+    live_host=re.compile(r"^api\.(bybit\.com|bytick\.com|bybit\.nl|bybit-tr\.com)$"),
+    key_vars=("BYBIT_API_KEY", "BYBIT_API_SECRET"),
+    testnet_keys_from="https://testnet.bybit.com",
+)
 _CLOCK_SKEW = 10002  # "request time exceeds the time window": re-sync and send again
 _DUPLICATE_LINK_ID = (170141, 10014)  # spot and unified: "duplicate orderLinkId"
 _NO_SUCH_ORDER = (170213, 110001)  # "order does not exist"
@@ -161,11 +168,7 @@ def execution_fill(entry: Mapping[str, Any], rules: SymbolRules) -> OrderFill:
     )
 
 
-def _plain(secret: str | SecretStr | None) -> str:
-    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret or ""
-
-
-class BybitExecutor:
+class BybitExecutor(RestClient):
     """Signed Bybit v5 spot REST for gate-approved orders; one instance per account and process.
     Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
 
@@ -186,45 +189,25 @@ class BybitExecutor:
         max_retry_after_s: float = 60.0,
         backoff_s: float = 0.5,
     ) -> None:
-        if live and not live_confirmed:
-            raise UserError(f"live trading needs {LIVE_CONFIRM_VAR}=yes: it spends real money")
-        key, secret = _plain(api_key), _plain(api_secret)
-        if not key or not secret:
-            raise UserError(
-                "Bybit trading needs an API key and secret: set BYBIT_API_KEY and "
-                "BYBIT_API_SECRET (testnet keys come from https://testnet.bybit.com)"
-            )
-        url = (base_url or (LIVE_URL if live else TESTNET_URL)).rstrip("/")
-        if not live and _LIVE_HOST.match(urlsplit(url).hostname or ""):
-            raise UserError(
-                f"testnet mode refuses {url}: that is Bybit's live API; use {TESTNET_URL}, "
-                f"or live mode with {LIVE_CONFIRM_VAR}=yes"
-            )
+        access = signed_access(
+            ENDPOINTS, api_key, api_secret, live=live, live_confirmed=live_confirmed,
+            base_url=base_url,
+        )  # fmt: skip
+        super().__init__(access.base_url, timeout_s, transport=transport, sleep=sleep)
         self.live = live
-        self.base_url = url
-        self._key, self._secret = key, secret
-        self._redact = Redactor([key, secret])
+        self._key, self._secret = access.key, access.secret
+        self._redact = Redactor([access.key, access.secret])
         self._rules: dict[str, SymbolRules] = {}
         self._clock_ms = clock_ms
-        self._sleep = sleep
         self._recv_window_ms = recv_window_ms
         self._max_attempts = max(1, max_attempts)
         self._max_retry_after_s = max_retry_after_s
         self._backoff_s = backoff_s
         self._offset_ms: int | None = None
         self.limit_status: dict[str, int] = {}
-        self._http = httpx.Client(
-            base_url=url,
-            timeout=httpx.Timeout(timeout_s),
-            transport=transport,
-            headers={"Accept": "application/json"},
-        )
 
     def __repr__(self) -> str:
         return f"BybitExecutor(mode={self.mode!r}, base_url={self.base_url!r})"
-
-    def close(self) -> None:
-        self._http.close()
 
     @property
     def mode(self) -> str:
