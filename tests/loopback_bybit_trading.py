@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from loopback_bybit import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bybit"
 INSTRUMENTS = FIXTURES / "rest_spot_instruments-info_full_cryptofeed_2026-08-09.json"
@@ -50,7 +52,7 @@ class TradeFault:
     after_accept: bool = False
 
 
-class BybitExchange:
+class BybitExchange(LoopbackServer):
     def __init__(
         self,
         prices: dict[str, str] | None = None,
@@ -77,22 +79,7 @@ class BybitExchange:
         self.faults: list[TradeFault] = []
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> BybitExchange:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(self._handler())
 
     def count(self, method: str, path: str) -> int:
         return self.requests.count((method, path))
