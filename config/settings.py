@@ -221,6 +221,12 @@ class Settings(BaseSettings):
     binance_api_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("BINANCE_API_SECRET", "binance_api_secret")
     )
+    bybit_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BYBIT_API_KEY", "bybit_api_key")
+    )
+    bybit_api_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BYBIT_API_SECRET", "bybit_api_secret")
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -248,6 +254,8 @@ class Settings(BaseSettings):
             self.openai_api_key,
             self.binance_api_key,
             self.binance_api_secret,
+            self.bybit_api_key,
+            self.bybit_api_secret,
             self.alerts.telegram_bot_token,
         ]
         return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]

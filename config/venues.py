@@ -16,6 +16,12 @@ class BybitSettings(BaseModel):
         pattern=r"^wss?://\S+$",
         description="public spot WebSocket (orderbook, publicTrade, kline)",
     )
+    trade_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="signed trading REST; default api-testnet.bybit.com, or the live API with "
+        "--mode live",
+    )
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_retries: int = Field(4, ge=0, le=20)
     max_retry_after_s: float = Field(60.0, gt=0)

@@ -9,3 +9,12 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A configuration value is invalid; the message names the field and what it allows."""
+
+
+class VenueError(Exception):
+    """Anything that went wrong talking to an exchange, whichever one: a venue catches this
+    without knowing whose client raised it."""
+
+
+class OutcomeUnknown(VenueError):
+    """The exchange never confirmed an order either way: ask it before trading again."""

@@ -9,15 +9,13 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from decimal import ROUND_DOWN, Decimal
-from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from core.errors import UserError
+from core.errors import OutcomeUnknown, UserError
 from core.logging import Redactor
 from execution.binance_signing import (
     DEFAULT_RECV_WINDOW_MS,
@@ -27,6 +25,7 @@ from execution.binance_signing import (
     signed_query,
 )
 from execution.rules import rule_breaches
+from execution.signed_access import LIVE_CONFIRM_VAR, Endpoints, signed_access
 from market.binance_rest import (
     BinanceBanned,
     BinanceError,
@@ -36,6 +35,7 @@ from market.binance_rest import (
     retry_after_s,
 )
 from market.models import SymbolRules, parse_symbol
+from market.rest_client import RestClient
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
 
@@ -44,12 +44,18 @@ log = logging.getLogger(__name__)
 TESTNET_URL = "https://testnet.binance.vision"
 LIVE_URL = "https://api.binance.com"
 MODES = ("paper", "testnet", "live")
-LIVE_CONFIRM_VAR = "LIVE_TRADING_CONFIRM"
 ORDER_PATH = "/api/v3/order"
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 DUPLICATE_ORDER_MSG = "Duplicate order sent."
 
-_LIVE_HOST = re.compile(r"^api(\d+|-gcp)?\.binance\.com$")
+ENDPOINTS = Endpoints(
+    exchange="Binance",
+    testnet_url=TESTNET_URL,
+    live_url=LIVE_URL,
+    live_host=re.compile(r"^api(\d+|-gcp)?\.binance\.com$"),
+    key_vars=("BINANCE_API_KEY", "BINANCE_API_SECRET"),
+    testnet_keys_from="https://testnet.binance.vision",
+)
 _TIMESTAMP_OUTSIDE_WINDOW = -1021
 _EXECUTION_UNKNOWN = frozenset({-1006, -1007})  # Binance: "execution status unknown"
 _NEW_ORDER_REJECTED = -2010
@@ -89,7 +95,7 @@ class OrderStatus(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     symbol: str
-    order_id: int = Field(alias="orderId")
+    order_id: int | str = Field(alias="orderId")  # Bybit's ids are strings
     client_order_id: str = Field(alias="clientOrderId")
     status: str
     side: str
@@ -204,7 +210,7 @@ class ExchangeRejected(OrderRejected):
         )
 
 
-class OrderOutcomeUnknown(BinanceUnavailable):
+class OrderOutcomeUnknown(BinanceUnavailable, OutcomeUnknown):
     """Binance never confirmed the order either way; reconcile before trading this symbol."""
 
     def __init__(self, message: str, client_order_id: str, symbol: str) -> None:
@@ -279,16 +285,10 @@ def order_params(order: ApprovedOrder, rules: SymbolRules) -> dict[str, str]:
     return params
 
 
-def _plain(secret: str | SecretStr | None) -> str:
-    if isinstance(secret, SecretStr):
-        return secret.get_secret_value()
-    return secret or ""
-
-
 # --- the executor -----------------------------------------------------------------------------
 
 
-class BinanceExecutor:
+class BinanceExecutor(RestClient):
     """Signed Binance spot REST for gate-approved orders; one instance per account and process.
     Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
 
@@ -310,29 +310,18 @@ class BinanceExecutor:
         max_retry_after_s: float = 60.0,
         backoff_s: float = 0.5,
     ) -> None:
-        if live and not live_confirmed:
-            raise UserError(f"live trading needs {LIVE_CONFIRM_VAR}=yes: it spends real money")
-        key, secret = _plain(api_key), _plain(api_secret)
-        if not key or not secret:
-            raise UserError(
-                "Binance trading needs an API key and secret: set BINANCE_API_KEY and "
-                "BINANCE_API_SECRET (testnet keys come from https://testnet.binance.vision)"
-            )
-        url = (base_url or (LIVE_URL if live else TESTNET_URL)).rstrip("/")
-        if not live and _LIVE_HOST.match(urlsplit(url).hostname or ""):
-            raise UserError(
-                f"testnet mode refuses {url}: that is Binance's live API; use {TESTNET_URL}, "
-                f"or live mode with {LIVE_CONFIRM_VAR}=yes"
-            )
+        access = signed_access(
+            ENDPOINTS, api_key, api_secret, live=live, live_confirmed=live_confirmed,
+            base_url=base_url,
+        )  # fmt: skip
+        super().__init__(access.base_url, timeout_s, transport=transport, sleep=sleep)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.live = live
-        self.base_url = url
-        self._key, self._secret = key, secret
-        self._redact = Redactor([key, secret])
+        self._key, self._secret = access.key, access.secret
+        self._redact = Redactor([access.key, access.secret])
         self._rules: dict[str, SymbolRules] = dict(rules or {})
         self._clock_ms = clock_ms
-        self._sleep = sleep
         self._recv_window_ms = recv_window_ms
         self._max_attempts = max_attempts
         self._max_retry_after_s = max_retry_after_s
@@ -341,29 +330,9 @@ class BinanceExecutor:
         self._banned_until_ms: int | None = None
         self.used_weights: dict[str, int] = {}
         self.order_counts: dict[str, int] = {}
-        self._http = httpx.Client(
-            base_url=url,
-            timeout=httpx.Timeout(timeout_s),
-            transport=transport,
-            headers={"Accept": "application/json"},
-        )
 
     def __repr__(self) -> str:
         return f"BinanceExecutor(mode={self.mode!r}, base_url={self.base_url!r})"
-
-    def __enter__(self) -> BinanceExecutor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     @property
     def mode(self) -> str:
@@ -439,7 +408,7 @@ class BinanceExecutor:
             raise
         return OrderStatus.from_binance(data)
 
-    def order_fills(self, symbol: str, order_id: int) -> list[OrderFill]:
+    def order_fills(self, symbol: str, order_id: int | str) -> list[OrderFill]:
         """The executions of one order with their commissions (GET /api/v3/myTrades): what a
         status query cannot tell, for an order whose placement reply was lost."""
         data = self._call(

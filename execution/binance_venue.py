@@ -8,17 +8,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from execution.binance_executor import BinanceExecutor, OrderOutcomeUnknown, OrderStatus
+from core.errors import OutcomeUnknown, VenueError
+from execution.binance_executor import BinanceExecutor, OrderStatus
 from execution.fees import Liquidity
 from execution.ledger import Ledger
 from execution.orders import ExitReason, Fill, Pending
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperOrder
-from market.binance_rest import BinanceError
 from market.models import SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType
+
+if TYPE_CHECKING:
+    from venues.bybit.trading import BybitExecutor
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +30,21 @@ _TOLERANCE = Decimal("0.00000001")
 
 
 class BinanceVenue:
-    """The loop's venue for `--mode testnet|live`; the same surface as PaperExecutor."""
+    """The loop's venue for `--mode testnet|live`; the same surface as PaperExecutor. Bybit's
+    signed executor has the same surface as Binance's, so it backs this venue too."""
 
     def __init__(
         self,
-        executor: BinanceExecutor,
+        executor: BinanceExecutor | BybitExecutor,
         rules: Mapping[str, SymbolRules],
         feed: GrowingFeed,
         *,
         cash: float,
         journal: Callable[[PaperOrder], None] = lambda order: None,
+        exchange: str = "Binance",
     ) -> None:
         self.executor = executor
+        self.exchange = exchange
         self.journal = journal
         self.rules = dict(rules)
         self.feed = feed
@@ -61,21 +67,24 @@ class BinanceVenue:
         ours = {o.client_order_id for o in snapshot.open_orders}
         unknown = sorted(c for c in ours if c.startswith("agt-") and c not in self.orders)
         if unknown:
-            findings.append(f"open orders on Binance this account never placed: {unknown}")
+            findings.append(f"open orders on {self.exchange} this account never placed: {unknown}")
         quotes = {r.quote_asset for r in self.rules.values()}
         for quote in quotes:
             held = snapshot.balances.get(quote)
             have = held.total if held is not None else Decimal(0)
             if Decimal(repr(self.ledger.cash)) > have + _TOLERANCE:
                 findings.append(
-                    f"the ledger has {self.ledger.cash:,.2f} {quote} but Binance holds {have}"
+                    f"the ledger has {self.ledger.cash:,.2f} {quote} but {self.exchange} holds "
+                    f"{have}"
                 )
         for symbol, quantity in self.ledger.held():
             asset = self.rules[symbol].base_asset
             held = snapshot.balances.get(asset)
             have = held.total if held is not None else Decimal(0)
             if Decimal(repr(quantity)) > have + _TOLERANCE:
-                findings.append(f"the ledger holds {quantity:g} {asset} but Binance holds {have}")
+                findings.append(
+                    f"the ledger holds {quantity:g} {asset} but {self.exchange} holds {have}"
+                )
         for finding in findings:
             log.warning("reconciliation: %s", finding)
         return findings
@@ -86,7 +95,7 @@ class BinanceVenue:
         for order in [o for o in self.orders.values() if o.status in ("accepted", "unknown")]:
             try:
                 status = self.executor.settled_status(order.symbol, order.client_order_id)
-            except BinanceError as exc:
+            except VenueError as exc:
                 log.warning("cannot settle %s yet: %s", order.client_order_id, exc)
                 continue
             if status is None:
@@ -102,7 +111,8 @@ class BinanceVenue:
         order = verify_approved(order)
         if order.order_type is not OrderType.MARKET:
             reason = (
-                "only market orders go to Binance from the loop (resting orders are not followed)"
+                f"only market orders go to {self.exchange} from the loop (resting orders are not "
+                "followed)"
             )
             return {
                 "status": "rejected",
@@ -146,8 +156,8 @@ class BinanceVenue:
         mark = self.checkpoint.marks.get(order.symbol)
         try:
             status = self.executor.submit(order, reference_price=mark)
-        except BinanceError as exc:  # rejected, never sent, or an outcome Binance left unknown
-            outcome = "unknown" if isinstance(exc, OrderOutcomeUnknown) else "rejected"
+        except VenueError as exc:  # rejected, never sent, or an outcome the exchange left unknown
+            outcome = "unknown" if isinstance(exc, OutcomeUnknown) else "rejected"
             self._set(record.model_copy(update={"status": outcome, "reason": str(exc)}))
             return {"status": outcome, "client_order_id": order.client_order_id, "reason": str(exc)}
         self._book(record, status)

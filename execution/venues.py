@@ -1,6 +1,6 @@
 """The venues a trading loop runs on, built from settings: a paper account filled by the
-backtest's fill model, or Binance (testnet, live) through the signed executor. Front ends
-compose these factories and never reach into an executor."""
+backtest's fill model, or Binance or Bybit (testnet, live) through their signed executors.
+Front ends compose these factories and never reach into an executor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from config import Settings
-from core.errors import UserError
+from core.errors import UserError, VenueError
 from execution.binance_executor import BinanceExecutor, check_live_allowed
 from execution.binance_venue import BinanceVenue
 from execution.fees import FeeFn
@@ -17,13 +17,14 @@ from execution.key_permissions import check_key
 from execution.paper import GrowingFeed, PaperExecutor, PaperOrder
 from execution.paper_records import save_orders
 from execution.slippage import Slippage
-from market.binance_rest import BinanceError
 from market.models import SymbolRules
 from store.db import Store
+from venues.bybit.key_info import check_bybit_key
+from venues.bybit.trading import BybitExecutor
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
 
-__all__ = ["VenueFactory", "binance_venue", "check_live_allowed", "paper_venue", "reconcile"]
+__all__ = ["VenueFactory", "check_live_allowed", "paper_venue", "reconcile", "signed_venue"]
 
 
 def paper_venue(
@@ -43,7 +44,8 @@ def paper_venue(
     return make
 
 
-def binance_venue(
+def signed_venue(
+    exchange: str,
     settings: Settings,
     mode: str,
     symbols: list[str],
@@ -51,30 +53,42 @@ def binance_venue(
     account: str,
     notify: Callable[[str], None],
 ) -> tuple[dict[str, SymbolRules], VenueFactory]:
-    """The signed executor for testnet (default URL) or live, after the key's permissions are
-    checked; the exchange's own rules for `symbols`; and the venue it backs, which writes each
-    order to the store ahead of its request."""
-    executor = BinanceExecutor(
-        settings.binance_api_key,
-        settings.binance_api_secret,
+    """The signed executor of `exchange` ("binance" or "bybit") for testnet (default URL) or
+    live, after the key's permissions are checked; the exchange's own rules for `symbols`; and
+    the venue it backs, which writes each order to the store ahead of its request."""
+    bybit = exchange == "bybit"
+    venue_settings = settings.bybit if bybit else settings.binance
+    key, secret = (
+        (settings.bybit_api_key, settings.bybit_api_secret)
+        if bybit
+        else (settings.binance_api_key, settings.binance_api_secret)
+    )
+    executor = (BybitExecutor if bybit else BinanceExecutor)(
+        key,
+        secret,
         live=mode == "live",
         live_confirmed=mode == "live",  # check_live_allowed passed
-        base_url=settings.binance.trade_url,
-        timeout_s=settings.binance.timeout_s,
-        max_attempts=settings.binance.max_retries + 1,
-        max_retry_after_s=settings.binance.max_retry_after_s,
+        base_url=venue_settings.trade_url,
+        timeout_s=venue_settings.timeout_s,
+        max_attempts=venue_settings.max_retries + 1,
+        max_retry_after_s=venue_settings.max_retry_after_s,
     )
+    name = "Bybit" if bybit else "Binance"
     try:
-        check_key(executor.api_restrictions, mode, store, account, int(time.time() * 1000), notify)
+        if isinstance(executor, BybitExecutor):  # Bybit's testnet answers the key query too
+            check_bybit_key(executor.api_key_info, mode, notify)
+        else:
+            now_ms = int(time.time() * 1000)
+            check_key(executor.api_restrictions, mode, store, account, now_ms, notify)
         rules = {s: executor.symbol_rules(s) for s in symbols}
-    except BinanceError as exc:
-        raise UserError(f"cannot start on Binance {mode} ({executor.base_url}): {exc}") from None
+    except VenueError as exc:
+        raise UserError(f"cannot start on {name} {mode} ({executor.base_url}): {exc}") from None
 
     def journal(order: PaperOrder) -> None:
         save_orders(store, account, [order])
 
     def make(cash: float, feed: GrowingFeed) -> BinanceVenue:
-        return BinanceVenue(executor, rules, feed, cash=cash, journal=journal)
+        return BinanceVenue(executor, rules, feed, cash=cash, journal=journal, exchange=name)
 
     return rules, make
 
@@ -85,7 +99,7 @@ def reconcile(venue: BinanceVenue, mode: str, account: str) -> None:
     findings = venue.reconcile()
     if findings:
         raise UserError(
-            f"Binance {mode} does not match account {account!r}: "
+            f"{venue.exchange} {mode} does not match account {account!r}: "
             + "; ".join(findings)
             + ". Nothing was sent; fix the account or use another --account"
         )

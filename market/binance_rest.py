@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import diskcache
@@ -26,8 +25,9 @@ from tenacity import (
 )
 
 from config.settings import BinanceSettings
-from core.errors import UserError
+from core.errors import UserError, VenueError
 from market.models import CANDLE_COLUMNS, SymbolRules, interval_ms, parse_symbol
+from market.rest_client import RestClient
 from market.validation import iso_ms
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ _CANDLE_DTYPES = {"open_time": "int64", "close_time": "int64", "trades": "int64"
 )
 
 
-class BinanceError(Exception):
+class BinanceError(VenueError):
     """Anything that went wrong talking to Binance."""
 
 
@@ -106,7 +106,7 @@ def depth_weight(limit: int) -> int:
     return next(weight for top, weight in _DEPTH_WEIGHTS if limit <= top)
 
 
-class BinanceRestClient:
+class BinanceRestClient(RestClient):
     """One connection pool, weight budget and ban state per process talking to Binance."""
 
     def __init__(
@@ -118,16 +118,10 @@ class BinanceRestClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._settings = settings
-        self._base_url = settings.base_url.rstrip("/")
-        self._clock = clock
-        self._sleep = sleep
-        self._http = httpx.Client(
-            base_url=self._base_url,
-            timeout=httpx.Timeout(settings.timeout_s),
-            transport=transport,
-            headers={"Accept": "application/json"},
+        super().__init__(
+            settings.base_url, settings.timeout_s, transport=transport, clock=clock, sleep=sleep
         )
+        self._settings = settings
         self._cache = (
             diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk) if cache_dir else None
         )
@@ -138,19 +132,8 @@ class BinanceRestClient:
             multiplier=0.5, max=min(30.0, settings.max_retry_after_s)
         ) + wait_random(0, 0.5)
 
-    def __enter__(self) -> BinanceRestClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
-        self._http.close()
+        super().close()
         if self._cache is not None:
             self._cache.close()
 
@@ -249,7 +232,7 @@ class BinanceRestClient:
             "endTime": end_ms,
             "limit": KLINES_LIMIT,
         }
-        key = f"klines|{self._base_url}|{symbol}|{interval}|{start_ms}|{end_ms}|{KLINES_LIMIT}"
+        key = f"klines|{self.base_url}|{symbol}|{interval}|{start_ms}|{end_ms}|{KLINES_LIMIT}"
         if self._cache is not None:
             cached = self._cache.get(key)
             if cached is not None:
@@ -277,7 +260,7 @@ class BinanceRestClient:
         except _Retryable as exc:
             attempts = self._settings.max_retries + 1
             raise BinanceUnavailable(
-                f"Binance at {self._base_url} is unavailable: GET {path} failed {attempts} "
+                f"Binance at {self.base_url} is unavailable: GET {path} failed {attempts} "
                 f"time(s), last with {exc}"
             ) from exc
 
@@ -290,7 +273,7 @@ class BinanceRestClient:
         except httpx.ConnectError as exc:
             # DNS failure or refused: the machine is offline, so fall back now, not after backoff.
             raise BinanceUnavailable(
-                f"cannot connect to Binance at {self._base_url} ({exc or 'no detail'})"
+                f"cannot connect to Binance at {self.base_url} ({exc or 'no detail'})"
             ) from exc
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc or 'no detail'}") from exc
@@ -309,7 +292,7 @@ class BinanceRestClient:
             return response.json()
         except ValueError:
             raise BinanceUnavailable(
-                f"Binance at {self._base_url} answered GET {path} with HTTP {status} but not "
+                f"Binance at {self.base_url} answered GET {path} with HTTP {status} but not "
                 "JSON (a proxy or captive portal in the way?)"
             ) from None
 
@@ -325,7 +308,7 @@ class BinanceRestClient:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "Binance %s GET %s: %s; retry %d/%d in %.1f s",
-            self._base_url,
+            self.base_url,
             state.args[0],
             exc,
             state.attempt_number,
@@ -345,7 +328,7 @@ class BinanceRestClient:
         ends = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S")
         left = max(0.0, until - self._clock())
         return (
-            f"Binance at {self._base_url} banned this IP for too many requests (HTTP 418); "
+            f"Binance at {self.base_url} banned this IP for too many requests (HTTP 418); "
             f"the ban ends at {ends} UTC (in {left:.0f} s), no request is sent before then"
         )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -64,12 +64,11 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class BybitRest:
-    def __init__(self, kline_file: str = "bybit_spot_BTCUSDT_1m_trade_2022-12-13_lean.csv") -> None:
-        self.kline_file = kline_file
-        self.faults: list[Fault] = []
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1, served from a thread while the `with` block runs."""
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -78,13 +77,21 @@ class BybitRest:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> BybitRest:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class BybitRest(LoopbackServer):
+    def __init__(self, kline_file: str = "bybit_spot_BTCUSDT_1m_trade_2022-12-13_lean.csv") -> None:
+        self.kline_file = kline_file
+        self.faults: list[Fault] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._listen(self._handler())
 
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict[str, str], object]:
         self.requests.append((path, params))

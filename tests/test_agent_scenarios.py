@@ -24,6 +24,7 @@ from agent.decide import decide, decision_prompt_version, system_prompt
 from agent.graph import NUDGE, AgentDeps, AgentState, build_graph
 from agent.llm import LLMClient
 from agent.records import DecisionRecord, load_decisions, save_decisions
+from arbitrage.spread import VenueBook
 from config.settings import LLMSettings, ModelPrice
 from market.sample import load_sample, sample_rules
 from risk.desk import RiskDesk
@@ -32,6 +33,7 @@ from risk.models import ReasonCode
 from risk.records import load_verdicts
 from store import Store, open_store
 from tools import MarketData, Tool, ToolEnv, decision_tools, flat_portfolio
+from tools.spread import SPREAD_TOOLS
 from tools.trading import market_view
 
 VCR_PORT = 18432  # fixed: the port is part of each recorded request
@@ -115,6 +117,7 @@ class Harness:
         server: LoopbackOpenAI | None,
         extra_tools: tuple[Tool[Any, Any], ...] = (),
         desk_state: Callable[[RiskDesk], None] | None = None,
+        venue_books: Callable[[str], list[VenueBook]] | None = None,
         **llm: Any,
     ) -> Run:
         store = open_store(f"sqlite:///{self.tmp_path / 'agent.db'}")
@@ -126,6 +129,7 @@ class Harness:
             rules=sample_rules(),
             portfolio=flat_portfolio(CASH),
             stateful=False,
+            venue_books=venue_books,
         )
         desk = RiskDesk(
             store,
@@ -434,3 +438,48 @@ def test_the_key_is_never_in_cassettes_logs_or_records(harness: Harness, vcr: An
     cassette = Path(vcr._path)
     if cassette.exists():
         assert PLANTED_KEY not in cassette.read_text()
+
+
+def _books(harness: Harness, stale_ms: int = 0) -> Callable[[str], list[VenueBook]]:
+    """Two hand-made books, 20 bps of taker fees in all: Bybit's bids sit over Binance's asks."""
+    now = int(harness.market.frames["BTCUSDT"]["close_time"].iloc[DECISION_BAR])
+
+    def books(symbol: str) -> list[VenueBook]:
+        return [
+            VenueBook(venue="binance", bids=[(99.9, 3.0)], asks=[(100.0, 1.0), (100.1, 2.0)],
+                      time_ms=now - stale_ms, taker_fee_bps=10.0),
+            VenueBook(venue="bybit", bids=[(100.5, 0.5), (100.3, 1.0)], asks=[(100.6, 3.0)],
+                      time_ms=now, taker_fee_bps=10.0),
+        ]  # fmt: skip
+
+    return books
+
+
+def ask_spread(_: list[dict[str, Any]]) -> dict[str, Any]:
+    return tool_call("cross_venue_spread", {"symbol": "BTCUSDT", "size": 1.0})
+
+
+def _spread_run(harness: Harness, books: Callable[[str], list[VenueBook]]) -> Run:
+    server = LoopbackOpenAI(responder=ScriptedModel(ask_spread, hold)).start()
+    harness.opened.append(server)
+    return harness.run_against(server.base_url, server, SPREAD_TOOLS, venue_books=books)
+
+
+def test_the_model_can_ask_for_the_cross_venue_spread_at_a_size(harness: Harness) -> None:
+    run = _spread_run(harness, _books(harness))
+    spread = last_tool_message(run, "cross_venue_spread")
+    # Buy 1 on Binance at 100.00, sell on Bybit at (0.5 x 100.5 + 0.5 x 100.3) = 100.40.
+    assert spread["buy_venue"] == "binance" and spread["sell_venue"] == "bybit"
+    assert spread["buy_vwap"] == 100.0 and spread["sell_vwap"] == pytest.approx(100.4)
+    assert spread["gross_bps"] == 40.0 and spread["costs_bps"] == 20.0
+    net = (100.4 * 0.999 - 100.0 * 1.001) / (100.0 * 1.001) * 1e4
+    assert spread["net_bps"] == pytest.approx(net, abs=1e-3)
+    assert 1.0 < spread["max_profitable_size"] <= 1.5
+    assert run.record.tool_calls[0].ok and run.record.outcome == "hold"
+
+
+def test_a_stale_book_is_told_to_the_model_not_priced(harness: Harness) -> None:
+    run = _spread_run(harness, _books(harness, stale_ms=5_000))
+    stale = last_tool_message(run, "cross_venue_spread")
+    assert not stale["priced"] and stale.get("net_bps") is None
+    assert stale["refused"] == "binance book is 5000 ms old (limit 2000 ms): not priced"

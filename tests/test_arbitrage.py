@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from arbitrage.bars import bundled_cross_bars, summarize
 from arbitrage.journal import PairJournal
 from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, PaperLegs
+from arbitrage.rebalance import Rebalancer, RebalanceRule, split
 from arbitrage.spread import VenueBook, edge, max_profitable_quantity, scan
 from core.errors import UserError
 
@@ -242,9 +243,71 @@ def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
         (("scan", "--exchanges", "binance,kraken"), "unknown exchange 'kraken'"),
         (("scan", "--fee-bps", "10"), "invalid --fee-bps '10'"),
         (("run", "--quantity", "0"), "invalid --quantity"),
+        (("run", "--rebalance-at", "2"), "invalid --rebalance-at 2 or --transfer-fee"),
+        (("run", "--rebalance-at", "0.5", "--transfer-fee", "1"), "two fees >= 0"),
     ],
 )
 def test_agent_arb_bad_input_is_one_line_and_exit_2(cli, args, expected) -> None:
     result = cli("agent-arb", *args)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+# --- rebalancing -----------------------------------------------------------------------------
+
+
+def test_a_drifted_base_is_moved_to_the_poorer_venue_net_of_the_network_fee(store) -> None:
+    inventory = Inventory(
+        {"binance": Holdings(base=0.9, quote=5_000.0), "bybit": Holdings(base=0.1, quote=5_000.0)}
+    )
+    journal = PairJournal(store, "rb")
+    mover = Rebalancer(
+        RebalanceRule(threshold=0.5, base_fee=0.0002, quote_fee=1.0), journal.transfer
+    )
+    [moved] = mover.step(inventory, "binance", "bybit", 20_000.0, NOW)
+    # 0.4001 BTC leaves Binance, 0.3999 reaches Bybit: both hold 0.4999, the fee is 4 USDT.
+    assert (moved.asset, moved.from_venue, moved.to_venue) == ("base", "binance", "bybit")
+    assert moved.amount == pytest.approx(0.4001) and moved.cost_quote == pytest.approx(4.0)
+    assert inventory.holdings["binance"].base == pytest.approx(0.4999)
+    assert inventory.holdings["bybit"].base == pytest.approx(0.4999)
+    assert moved.imbalance_before == pytest.approx(0.8) and moved.imbalance_after < 1e-9
+    assert inventory.holdings["bybit"].quote == 5_000.0  # quote was even: not moved
+    assert journal.transfers() == [moved]
+    assert mover.step(inventory, "binance", "bybit", 20_000.0, NOW + 1) == []  # within 0.5 now
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x=st.floats(0.0, 1_000.0),
+    y=st.floats(0.0, 1_000.0),
+    fee=st.floats(0.0, 5.0),
+    threshold=st.floats(0.01, 1.0),
+)
+def test_a_transfer_evens_the_split_and_loses_exactly_its_fee(x, y, fee, threshold) -> None:
+    inventory = Inventory({"a": Holdings(base=0, quote=x), "b": Holdings(base=0, quote=y)})
+    before = split(inventory, "a", "b", "quote")
+    moved = Rebalancer(RebalanceRule(threshold=threshold, quote_fee=fee), lambda t: None).step(
+        inventory, "a", "b", 1.0, NOW
+    )
+    after = inventory.holdings["a"].quote, inventory.holdings["b"].quote
+    if moved:
+        assert before > threshold
+        assert after[0] == pytest.approx(after[1], abs=1e-6)
+        assert sum(after) == pytest.approx(x + y - fee, abs=1e-6)
+    else:
+        assert after == (x, y)
+
+
+def test_agent_arb_run_rebalances_drifted_inventory_and_pays_for_it(cli) -> None:
+    import json
+
+    args = ("--mode", "paper", "--fee-bps", "1,1", "--json", "--account", "rb")
+    plain = json.loads(cli("agent-arb", "run", *args).stdout)
+    moved = cli("agent-arb", "run", *args[:-2], "--account", "rb2", "--rebalance-at", "0.3")
+    assert moved.returncode == 0, moved.stderr
+    report = json.loads(moved.stdout)
+    # Without transfers the desk runs out of base on one venue and stops pairing.
+    assert plain["transfers"] == 0 and plain["skipped"]["no inventory or room for a pair"] > 0
+    assert "no inventory or room for a pair" not in report["skipped"]
+    assert report["pairs"] > plain["pairs"] and report["transfers"] > 0
+    assert report["transfer_cost_quote"] > 0

@@ -215,12 +215,6 @@ def test_agent_trade_paper_trades_on_the_bybit_stream(cli, rest: BybitRest) -> N
     assert any("bybit" in row and "2026-08-09 21:26" in row for row in listed.stdout.splitlines())
 
 
-def test_agent_trade_refuses_bybit_beyond_paper(cli) -> None:
-    run = cli("agent-trade", "--feed", "bybit", "--mode", "testnet")
-    assert run.returncode == 2
-    assert "--feed bybit trades on paper only" in run.stderr
-
-
 def test_a_dropped_connection_reconnects_and_the_book_rebuilds_from_a_new_snapshot() -> None:
     async def scenario() -> tuple[Books, BybitStream, list[Any], BybitSocket]:
         async with BybitSocket(drop_after=120) as socket:

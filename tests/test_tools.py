@@ -47,6 +47,7 @@ def test_schemas_are_openai_functions_with_required_fields() -> None:
         "get_market_snapshot",
         "compute_indicators",
         "get_order_book",
+        "cross_venue_spread",
         "run_backtest",
         "assess_risk",
         "get_portfolio",
@@ -65,6 +66,8 @@ def test_schemas_are_openai_functions_with_required_fields() -> None:
     assert "place_order" not in decision_tools().names
     assert {"get_limits", "get_loop_status"} <= set(chat_tools().names)
     assert "get_loop_status" not in decision_tools().names  # an unattended decision pays per token
+    assert "cross_venue_spread" in chat_tools().names
+    assert "cross_venue_spread" not in decision_tools().names  # recorded decisions stay as they are
 
 
 def test_snapshot_is_as_of_the_decision_time(env: ToolEnv, market: MarketData) -> None:
@@ -148,3 +151,9 @@ def test_assess_risk_reflects_a_halt(env: ToolEnv) -> None:
 def test_cancel_needs_a_venue(env: ToolEnv) -> None:
     result = call(env, "cancel_order", {"client_order_id": "at-123"})
     assert result["error"] == "no working orders can be cancelled in this mode"
+
+
+def test_the_spread_tool_says_when_no_run_keeps_both_venues_books(env: ToolEnv) -> None:
+    outcome = ALL_TOOLS.call(env, "c", "cross_venue_spread", '{"symbol": "BTCUSDT", "size": 1}')
+    assert not outcome.ok
+    assert "no cross-venue books in this mode" in (outcome.error or "")

@@ -19,6 +19,7 @@ from risk.models import MarketView, PortfolioView, SignalSource
 from risk.state import RiskState
 
 if TYPE_CHECKING:
+    from arbitrage.spread import VenueBook
     from market.books import BookSource
 
 
@@ -107,6 +108,7 @@ class ToolEnv:
     book: BookSource | None = None
     account: Callable[[], AccountBook] | None = None  # a persisted account's PnL and orders
     loops: Callable[[str | None], dict[str, Any]] | None = None  # a stored loop's status
+    venue_books: Callable[[str], list[VenueBook]] | None = None  # one book per venue, with fees
 
     @cached_property
     def symbols(self) -> list[str]:

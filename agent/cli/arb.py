@@ -2,6 +2,7 @@
 
     agent-arb scan --symbol BTCUSDT --exchanges binance,bybit   the spread, net of both fees
     agent-arb run --mode paper --quantity 0.05                  pairs on paper, journaled
+    agent-arb run --mode paper --rebalance-at 0.5               ... moving inventory when it drifts
 
 Both read same-minute 1m bars: the store's (after `agent-data download --exchange ...` for
 each venue) or, when the store lacks them, the bundled real day, and say which.
@@ -26,6 +27,7 @@ from arbitrage.bars import (
 )
 from arbitrage.journal import PairJournal
 from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, PaperLegs
+from arbitrage.rebalance import Rebalancer, RebalanceRule
 from config import Settings
 from core.errors import UserError
 from market.models import parse_symbol
@@ -61,6 +63,16 @@ def _parser() -> OneLineParser:
     run_cmd.add_argument("--daily-loss", type=float, default=100.0, help="quote; stops new pairs")
     run_cmd.add_argument("--base", type=float, default=0.5, help="starting base per venue")
     run_cmd.add_argument("--quote", type=float, default=10_000.0, help="starting quote per venue")
+    run_cmd.add_argument(
+        "--rebalance-at",
+        type=float,
+        help="0-1: move an asset between venues when |A-B|/(A+B) passes this (paper: executed)",
+    )
+    run_cmd.add_argument(
+        "--transfer-fee",
+        default="0.0002,1",
+        help="network fee per transfer: base coin, quote coin (default 0.0002,1)",
+    )
     run_cmd.add_argument(
         "--fail-every", type=int, help="paper: every Nth pair's second leg fails (lone-leg drill)"
     )
@@ -139,6 +151,20 @@ def _limits(args: argparse.Namespace) -> ArbLimits:
         raise UserError(f"invalid --{first['loc'][0]}: {first['msg']}".replace("_", "-")) from None
 
 
+def _rebalancer(args: argparse.Namespace, journal: PairJournal) -> Rebalancer | None:
+    if args.rebalance_at is None:
+        return None
+    try:
+        base_fee, quote_fee = (float(x) for x in args.transfer_fee.split(","))
+        rule = RebalanceRule(threshold=args.rebalance_at, base_fee=base_fee, quote_fee=quote_fee)
+    except ValueError:
+        raise UserError(
+            f"invalid --rebalance-at {args.rebalance_at:g} or --transfer-fee "
+            f"{args.transfer_fee!r}: a share in (0, 1] and two fees >= 0, e.g. 0.0002,1"
+        ) from None
+    return Rebalancer(rule, journal.transfer)
+
+
 def _drill(every: int | None) -> Callable[[str, str, str], bool] | None:
     if every is None:
         return None
@@ -175,9 +201,14 @@ def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     start = {v: Holdings(base=args.base, quote=args.quote) for v in venues}
     inventory = Inventory(start)
     desk = ArbDesk(limits, inventory, PaperLegs(_drill(args.fail_every)), journal)
+    rebalancer = _rebalancer(args, journal)
     for row in range(len(bars.frame)):
         books = books_at(bars, row, fees, args.slippage_bps)
-        desk.step(books, max(b.time_ms for b in books.values()))
+        now_ms = max(b.time_ms for b in books.values())
+        if rebalancer is not None:
+            close = next(iter(books.values())).bids[0][0]
+            rebalancer.step(inventory, *venues, close, now_ms)
+        desk.step(books, now_ms)
     last = books_at(bars, len(bars.frame) - 1, fees, 0.0)
     mark = sum(b.bids[0][0] for b in last.values()) / 2
     report = {
@@ -190,6 +221,8 @@ def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
         "inventory_end": {v: h.model_dump() for v, h in inventory.holdings.items()},
         "value_change_at_last_mark": inventory.value(mark) - Inventory(start).value(mark),
         "skipped": desk.skipped,
+        "transfers": len(rebalancer.transfers) if rebalancer else 0,
+        "transfer_cost_quote": rebalancer.cost_quote if rebalancer else 0.0,
         "pair_pnl": {p.pair_id: round(p.pnl_quote, 6) for p in desk.pairs},
     }
     if args.json:
@@ -214,6 +247,11 @@ def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
         print(
             f"{venue:<9} base {s['base']:g} → {e['base']:.8f}, quote {s['quote']:,.2f} → "
             f"{e['quote']:,.4f} (after fees)"
+        )
+    if rebalancer is not None:
+        print(
+            f"rebalance {report['transfers']} transfer(s) past a {args.rebalance_at:g} split, "
+            f"costing {report['transfer_cost_quote']:.4f} quote in network fees (journaled)"
         )
     skipped = ", ".join(f"{why} {n:,}" for why, n in desk.skipped.items())
     print(f"skipped   {skipped or 'none'} (minutes without a pair, by reason)")

@@ -7,6 +7,7 @@ strategy trades through the same runner a backtest drives.
     agent-trade --strategy sma_cross --fast 20      a classic strategy instead of the agent
     agent-trade --feed binance                      Binance's public stream (network), paper fills
     agent-trade --feed bybit                        Bybit's public spot stream, paper fills
+    agent-trade --feed bybit --mode testnet         signed orders on Bybit's testnet (BYBIT_API_KEY)
     agent-trade status | fills | halt | resume | reset-drawdown [--account NAME | --chat]
 """
 
@@ -176,27 +177,23 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
     check_live_allowed(args.mode, os.environ)
     if args.mode == "live" and (loose := loose_env_file()):
         raise UserError(f"live trading refused: {loose}")
-    if args.mode == "live" and args.feed != "binance":
+    if args.mode == "live" and args.feed == "replay":
         raise UserError(
-            "--mode live needs --feed binance: replayed sample bars must never drive real orders"
+            "--mode live needs --feed binance or bybit: replayed sample bars must never drive "
+            "real orders"
         )
     args.speed = _speed(args.speed)
     if args.metrics_port is not None and not 0 < args.metrics_port < 65_536:
         raise UserError(f"invalid --metrics-port {args.metrics_port}: a port is 1 to 65535")
     if args.fee_bps is not None and args.fee_bps < 0:
         raise UserError(f"invalid --fee-bps {args.fee_bps:g}: a fee cannot be negative")
-    if args.feed == "bybit" and args.mode != "paper":
-        raise UserError(
-            f"--feed bybit trades on paper only: signed Bybit orders for --mode {args.mode} "
-            "are not built yet"
-        )
     if args.data is not None and args.feed != "replay":
         raise UserError("--data is replayed: it needs --feed replay")
     if args.mode != "paper":
         given = [f for f in ("fee_bps", "slippage_bps") if getattr(args, f) is not None]
         if given:
             raise UserError(
-                f"--{given[0].replace('_', '-')} is for paper accounts: on Binance {args.mode} "
+                f"--{given[0].replace('_', '-')} is for paper accounts: on the exchange ({args.mode}) "
                 "the exchange charges its own fees and fills at its own prices"
             )
     if args.strategy == AGENT:
@@ -482,7 +479,7 @@ def _param_flags_given(args: argparse.Namespace) -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
-    from execution.venues import binance_venue, paper_venue, reconcile
+    from execution.venues import paper_venue, reconcile, signed_venue
     from market.books import Books
     from runtime.runner import Sizing
 
@@ -511,7 +508,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = settings.risk
     if args.mode != "paper":
-        rules, venue = binance_venue(settings, args.mode, symbols, store, args.account, notify)
+        exchange = "bybit" if args.feed == "bybit" else "binance"
+        rules, venue = signed_venue(
+            exchange, settings, args.mode, symbols, store, args.account, notify
+        )
     else:  # a user's file trades with the filters agent-backtest --data gives it
         from agent.cli.backtest import _rules
 
@@ -584,7 +584,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
     else:
         reconcile(loop.venue, args.mode, args.account)  # type: ignore[arg-type]
-        notify(f"orders: Binance {args.mode}, reconciled ({len(loop.venue.orders)} known orders)")
+        exchange = loop.venue.exchange  # type: ignore[attr-defined]
+        notify(
+            f"orders: {exchange} {args.mode}, reconciled ({len(loop.venue.orders)} known orders)"
+        )
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
     with bar.progress:
         try:

@@ -18,6 +18,7 @@ from tenacity import wait_exponential as backoff
 from config.venues import BybitSettings
 from core.errors import UserError
 from market.models import CANDLE_COLUMNS, SymbolRules, interval_ms, parse_symbol
+from market.rest_client import RestClient
 from market.validation import iso_ms
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def rules_from_instrument(entry: dict[str, Any]) -> SymbolRules:
     )
 
 
-class BybitRestClient:
+class BybitRestClient(RestClient):
     """One connection pool and rate-limit state per process talking to Bybit's public API."""
 
     exchange = EXCHANGE
@@ -123,26 +124,11 @@ class BybitRestClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._settings = settings
-        self.base_url = settings.base_url.rstrip("/")
-        self._clock = clock
-        self._sleep = sleep
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(settings.timeout_s),
-            transport=transport,
-            headers={"Accept": "application/json"},
+        super().__init__(
+            settings.base_url, settings.timeout_s, transport=transport, clock=clock, sleep=sleep
         )
+        self._settings = settings
         self.limit_status: dict[str, int] = {}  # X-Bapi-Limit* of the last answer that had them
-
-    def __enter__(self) -> BybitRestClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     def klines(
         self,
