@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument("--stop-loss", type=float, help="a classic strategy: stop-loss percent")
     loop.add_argument("--take-profit", type=float, help="a classic strategy: take-profit percent")
     loop.add_argument(
+        "--trailing-stop",
+        type=float,
+        help="a classic strategy: trailing stop percent below the high",
+    )
+    loop.add_argument(
         "--fee-bps", type=float, help="paper: maker and taker fee (setting trading.paper_fee_bps)"
     )
     loop.add_argument(
@@ -200,7 +205,8 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
                 "the exchange charges its own fees and fills at its own prices"
             )
     if args.strategy == AGENT:
-        given = [f for f in ("size", "stop_loss", "take_profit") if getattr(args, f) is not None]
+        flags = ("size", "stop_loss", "take_profit", "trailing_stop")
+        given = [f for f in flags if getattr(args, f) is not None]
         if given:
             raise UserError(
                 f"--{given[0].replace('_', '-')} does not apply to the agent: it proposes its "
@@ -417,7 +423,7 @@ def _exchange_history(
 
 def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig:
     """A paper account's fill model and a classic strategy's sizing, in the backtest's terms."""
-    from agent.cli.backtest import _size
+    from agent.cli.backtest import _percent, _size
 
     try:
         return BacktestConfig(
@@ -431,6 +437,7 @@ def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig
             ),
             stop_loss_pct=None if args.stop_loss is None else args.stop_loss / 100,
             take_profit_pct=None if args.take_profit is None else args.take_profit / 100,
+            trailing_stop_pct=_percent(args.trailing_stop),
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -565,6 +572,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             size_pct=fills.size_pct,
             stop_loss_pct=fills.stop_loss_pct,
             take_profit_pct=fills.take_profit_pct,
+            trailing_stop_pct=fills.trailing_stop_pct,
         ),
         observers=observers,
         mode=args.mode,
