@@ -34,7 +34,7 @@ from agent.cli.common import (
     write_file,
 )
 from agent.cli.flags import given, refuse_inapplicable
-from agent.cli.window import DEFAULT_DAYS, Window, load_frames
+from agent.cli.window import DEFAULT_DAYS, Window, load_frames, venue_rules
 from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
@@ -235,9 +235,12 @@ def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings)
         raise UserError(f"invalid backtest setting {where}: {first['msg']}") from None
 
 
-def _rules(symbols: list[str], notes: list[str]) -> dict[str, SymbolRules]:
-    """Real Binance filters for the bundled symbols; unknown symbols trade unchecked, said once."""
-    known = sample_rules()
+def _rules(
+    symbols: list[str], notes: list[str], known: dict[str, SymbolRules] | None = None
+) -> dict[str, SymbolRules]:
+    """Real Binance filters (`known`: the venue's, else the bundled capture's); symbols with
+    none trade unchecked, said once."""
+    known = sample_rules() if known is None else known
     rules: dict[str, SymbolRules] = {}
     for symbol in symbols:
         if symbol in known:
@@ -392,7 +395,10 @@ def _main(argv: list[str] | None) -> int:
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
-        data = SweepData(bars, _rules(symbols, notes))
+        known = None
+        if args.data is None:  # a user's file trades by the bundled filters
+            known = venue_rules(settings, store, symbols, lambda line: _note(notes, line))
+        data = SweepData(bars, _rules(symbols, notes, known))
         if cls is None:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)

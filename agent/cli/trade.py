@@ -521,8 +521,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         rules, venue = binance_venue(settings, args.mode, symbols, store, args.account, notify)
     else:  # a user's file trades with the filters agent-backtest --data gives it
         from agent.cli.backtest import _rules
+        from agent.cli.window import venue_rules
 
         rules = _rules(symbols, []) if args.data is not None else sample_rules()
+        if args.feed == "binance":  # any listed symbol, by Binance's own rules
+            rules = _rules(symbols, [], venue_rules(settings, store, symbols, notify))
         if args.feed == "bybit":
             rules = exchange_rules
         limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
