@@ -1,4 +1,4 @@
-"""`--stop-loss` / `--take-profit` for the agent: protective levels the run guarantees. Where
+"""`--stop-loss` / `--take-profit` / `--trailing-stop` for the agent: protective levels the run guarantees. Where
 the model sets none, the flag's level is used; where it sets one, the tighter of the two wins,
 so a flag can only narrow the risk the model takes, never widen it."""
 
@@ -24,6 +24,7 @@ def with_levels(
     position: float,
     stop_loss_pct: float | None,
     take_profit_pct: float | None,
+    trailing_stop_pct: float | None = None,
 ) -> tuple[TradeSignal, Counter[str]]:
     """The signal with the run's levels applied, and which level came from where."""
     direction = _direction(signal, position)
@@ -40,4 +41,7 @@ def with_levels(
         used[f"{name} from the flag" if tighter else f"{name} from the model (tighter)"] += 1
         if tighter:
             update[name] = ours
+    if trailing_stop_pct is not None and direction > 0:
+        update["trailing_stop_pct"] = trailing_stop_pct  # the model's tool sets none itself
+        used["trailing_stop from the flag"] += 1
     return (signal.model_copy(update=update) if update else signal), used

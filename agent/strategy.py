@@ -173,6 +173,7 @@ class AgentStrategy(Strategy):
             ctx.position,
             ctx.stop_loss_pct,
             ctx.take_profit_pct,
+            ctx.trailing_stop_pct,
         )
         self.levels.update(used)
         return [signal]

@@ -24,6 +24,9 @@ class BacktestConfig(BaseModel):
     limit_on_touch: bool = False
     stop_loss_pct: float | None = Field(None, gt=0, lt=1)
     take_profit_pct: float | None = Field(None, gt=0)
+    trailing_stop_pct: float | None = Field(
+        None, gt=0, lt=1, description="a long's stop this fraction below its highest high"
+    )
     interval: str = "1m"
     periods_per_year: int = Field(PERIODS_PER_YEAR, ge=1, description="365: crypto trades daily")
 

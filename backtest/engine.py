@@ -109,6 +109,7 @@ class _Run:
                 allow_short=config.allow_short,
                 stop_loss_pct=config.stop_loss_pct,
                 take_profit_pct=config.take_profit_pct,
+                trailing_stop_pct=config.trailing_stop_pct,
             ),
             observer=self._observe,
         )

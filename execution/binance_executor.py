@@ -45,6 +45,8 @@ TESTNET_URL = "https://testnet.binance.vision"
 LIVE_URL = "https://api.binance.com"
 MODES = ("paper", "testnet", "live")
 ORDER_PATH = "/api/v3/order"
+OCO_PATH = "/api/v3/orderList/oco"
+ORDER_LIST_PATH = "/api/v3/orderList"
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 DUPLICATE_ORDER_MSG = "Duplicate order sent."
 
@@ -61,6 +63,7 @@ _EXECUTION_UNKNOWN = frozenset({-1006, -1007})  # Binance: "execution status unk
 _NEW_ORDER_REJECTED = -2010
 _CANCEL_REJECTED = -2011
 _NO_SUCH_ORDER = -2013
+_NO_SUCH_LIST = frozenset({_CANCEL_REJECTED, _NO_SUCH_ORDER})
 _DEFAULT_BAN_S = 120.0  # Binance's shortest IP ban, for a 418 without Retry-After
 _WIRE_TYPES = {
     OrderType.MARKET: "MARKET",
@@ -129,6 +132,26 @@ class OrderStatus(BaseModel):
         if self.executed_qty == 0:
             return None
         return self.cummulative_quote_qty / self.executed_qty
+
+
+class OrderList(BaseModel):
+    """An OCO order list on the exchange, as POST, GET and DELETE /api/v3/orderList answer."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    order_list_id: int = Field(alias="orderListId")
+    list_client_order_id: str = Field(alias="listClientOrderId")
+    list_order_status: str = Field(alias="listOrderStatus")
+    symbol: str
+    orders: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.list_order_status == "EXECUTING"
+
+    @property
+    def client_order_ids(self) -> list[str]:
+        return [str(o["clientOrderId"]) for o in self.orders]
 
 
 class Balance(BaseModel):
@@ -438,6 +461,55 @@ class BinanceExecutor(RestClient):
                     return existing
             raise
         return OrderStatus.from_binance(data)
+
+    def place_oco_sell(self, params: dict[str, str], symbol: str, list_id: str) -> OrderList:
+        """POST a sell OCO (a limit-maker target above, a stop-loss-limit below). After an
+        unknown outcome or a duplicate id it asks for the list before anything is resent, so a
+        position never gets two."""
+        try:
+            data = self._send("POST", OCO_PATH, params, signed=True)
+        except _Transient as exc:
+            existing = self.order_list(symbol, list_id)
+            if existing is not None:
+                return existing
+            raise BinanceUnavailable(
+                f"Binance did not take the protective OCO {list_id} for {symbol} ({exc})"
+            ) from None
+        except ExchangeRefused as exc:
+            existing = self.order_list(symbol, list_id)
+            if existing is not None and existing.is_open:
+                return existing
+            raise ExchangeRejected(list_id, symbol, exc.status, exc.code, exc.msg) from None
+        return OrderList.model_validate(data)
+
+    def place_order(self, params: dict[str, str], symbol: str, cid: str) -> OrderStatus:
+        """POST an order the venue built itself (a protective stop), with the same idempotent
+        retries as a gate-approved one."""
+        return self._place(params, symbol, cid)
+
+    def order_list(self, symbol: str, list_id: str) -> OrderList | None:
+        """The OCO Binance holds under this list client order id, or None if it has none."""
+        try:
+            data = self._call("GET", ORDER_LIST_PATH, {"origClientOrderId": list_id})
+        except ExchangeRefused as exc:
+            if exc.code in _NO_SUCH_LIST:
+                return None
+            raise
+        return OrderList.model_validate(data)
+
+    def cancel_order_list(self, symbol: str, list_id: str) -> OrderList | None:
+        """Cancel an OCO; one that already ended is returned as it is (None: never existed)."""
+        try:
+            data = self._call(
+                "DELETE",
+                ORDER_LIST_PATH,
+                {"symbol": parse_symbol(symbol), "listClientOrderId": list_id},
+            )
+        except ExchangeRefused as exc:
+            if exc.code in _NO_SUCH_LIST:
+                return self.order_list(symbol, list_id)
+            raise
+        return OrderList.model_validate(data)
 
     def open_orders(self, symbol: str | None = None) -> list[OrderStatus]:
         params = {"symbol": parse_symbol(symbol)} if symbol else {}

@@ -1,7 +1,9 @@
 """Testnet or live trading for the loop: gate-approved orders go to Binance through the signed
-executor, Binance's own fills are booked in the same ledger a paper account uses, and protective
-stops and targets are watched on closed bars, because Binance spot has no bracket order: when one
-is crossed the loop sends a reduce-only exit through the gate."""
+executor, and Binance's own fills are booked in the same ledger a paper account uses. An entry's
+stop and target rest at Binance as a sell OCO (or a stop-loss-limit) once it fills, so the
+position stays protected while our process is down (execution.exchange_protection); our own exit
+cancels it first. Where none can rest (below the exchange's minimums, refused), the loop
+watches the levels on closed bars and sends a reduce-only exit through the gate."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from core.errors import OutcomeUnknown, VenueError
+from execution import exchange_protection as protection
 from execution.binance_executor import BinanceExecutor, OrderStatus
+from execution.exchange_protection import Protection
 from execution.fees import Liquidity
 from execution.ledger import Ledger
 from execution.orders import ExitReason, Fill, Pending
@@ -53,7 +57,8 @@ class BinanceVenue:
         self.changed: dict[str, PaperOrder] = {}
         self.new_fills: list[Fill] = []
         self.checkpoint = PaperCheckpoint()
-        self.brackets: dict[str, dict[str, float | None]] = {}
+        self.brackets: dict[str, dict[str, Any]] = {}  # stop_loss, take_profit, decision_id
+        self.protections: dict[str, Protection] = {}  # resting at the exchange, by symbol
         self.bar = 0
 
     # -- start-up --------------------------------------------------------------------------
@@ -64,6 +69,10 @@ class BinanceVenue:
         snapshot = self.executor.reconcile()
         findings: list[str] = []
         self.settle()
+        self.watch_protections()
+        for symbol in list(self.brackets):
+            if symbol not in self.protections and not self._flat(symbol):
+                self._protect(symbol)  # its entry filled, then the process died: protect it now
         ours = {o.client_order_id for o in snapshot.open_orders}
         unknown = sorted(c for c in ours if c.startswith("agt-") and c not in self.orders)
         if unknown:
@@ -131,12 +140,26 @@ class BinanceVenue:
                 "client_order_id": order.client_order_id,
                 "reason": reason,
             }
+        if order.trailing_stop_pct is not None:
+            return {
+                "status": "rejected",
+                "client_order_id": order.client_order_id,
+                "reason": "a trailing stop is not held at the exchange or ratcheted here yet",
+            }
         known = self.orders.get(order.client_order_id)
         if known is not None:
             return {
                 "status": "duplicate",
                 "was": known.status,
                 "client_order_id": known.client_order_id,
+            }
+        protected = order.reduce_only and order.symbol in self.protections
+        if protected and self._unprotect(order.symbol):
+            reason = "the protective order at the exchange closed the position first"
+            return {
+                "status": "rejected",
+                "client_order_id": order.client_order_id,
+                "reason": reason,
             }
         record = PaperOrder(
             client_order_id=order.client_order_id,
@@ -168,7 +191,9 @@ class BinanceVenue:
             "executed_qty": str(status.executed_qty),
         }
 
-    def _book(self, order: PaperOrder, status: OrderStatus) -> None:
+    def _book(
+        self, order: PaperOrder, status: OrderStatus, reason: ExitReason = ExitReason.SIGNAL
+    ) -> None:
         """Binance's fills into the ledger; a fee taken in the base asset shrinks the position,
         as it does on the exchange."""
         rules = self.rules[order.symbol]
@@ -195,7 +220,7 @@ class BinanceVenue:
                 Liquidity.TAKER,
                 self.bar,
                 status.update_ms or order.updated_ms,
-                ExitReason.SIGNAL,
+                reason,
             )
             self.ledger.apply(fill)
             self.new_fills.append(fill)
@@ -219,7 +244,89 @@ class BinanceVenue:
             self.brackets[order.symbol] = {
                 "stop_loss": order.stop_loss,
                 "take_profit": order.take_profit,
+                "decision_id": order.decision_id,
             }
+            if status.status == "FILLED":
+                self._protect(order.symbol)
+
+    # -- protection at the exchange ------------------------------------------------------
+
+    def _protect(self, symbol: str) -> None:
+        """Rest the bracket's stop (and target) at Binance for the whole position."""
+        levels = self.brackets[symbol]
+        stop, target = levels["stop_loss"], levels["take_profit"]
+        if stop is None:
+            return  # a target alone is not protection: the loop watches it
+        if not isinstance(self.executor, BinanceExecutor):
+            log.info("%s: this exchange holds no OCO here yet; the loop watches the stop", symbol)
+            return
+        planned = protection.plan(
+            symbol,
+            str(levels.get("decision_id") or symbol),
+            self.ledger.quantity(symbol),
+            float(stop),
+            None if target is None else float(target),
+            self.rules[symbol],
+        )
+        if isinstance(planned, str):
+            log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)
+            return
+        try:
+            protection.place(self.executor, planned, self.rules[symbol])
+        except VenueError as exc:
+            log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
+            return
+        self.protections[symbol] = planned
+        log.info("%s: protective %s %s rests at Binance", symbol, planned.kind, planned.client_id)
+
+    def _unprotect(self, symbol: str) -> bool:
+        """Cancel the symbol's protection before our own exit; True when it had already
+        filled (and is now booked), so there is nothing left to exit."""
+        held = self.protections.pop(symbol)
+        leg = protection.cancel(self.executor, held)
+        if leg is not None:
+            self._book_protective(held, leg)
+        return leg is not None
+
+    def watch_protections(self) -> None:
+        """Each bar, and at start-up: book a protection that filled while we looked away; one
+        that is gone unfilled (cancelled by hand) leaves the levels to the loop's watch."""
+        for symbol, held in list(self.protections.items()):
+            try:
+                state, leg = protection.standing(self.executor, held)
+            except VenueError as exc:
+                log.warning("cannot check the protection of %s yet: %s", symbol, exc)
+                continue
+            if state == "open":
+                continue
+            del self.protections[symbol]
+            if leg is not None:
+                self._book_protective(held, leg)
+            else:
+                log.warning(
+                    "%s: the protective order %s is gone from Binance unfilled; the loop "
+                    "watches the stop again",
+                    symbol,
+                    held.client_id,
+                )
+
+    def _book_protective(self, held: Protection, leg: OrderStatus) -> None:
+        why = held.legs.get(leg.client_order_id, "stop_loss")
+        record = PaperOrder(
+            client_order_id=leg.client_order_id,
+            decision_id=held.decision_id,
+            symbol=held.symbol,
+            side="sell",
+            order_type=leg.order_type.lower(),
+            quantity=str(held.quantity),
+            status="accepted",
+            reason=why,
+            accepted_ms=leg.update_ms or 0,
+            updated_ms=leg.update_ms or 0,
+        )
+        self._set(record)
+        self._book(record, leg, ExitReason(why))
+        self.brackets.pop(held.symbol, None)
 
     def _flat(self, symbol: str) -> bool:
         """Below the minimum order size counts as flat: a base-asset fee leaves unsellable dust."""
@@ -243,6 +350,7 @@ class BinanceVenue:
         filled when they were sent, so nothing else fills here."""
         self.bar += 1
         self.settle()
+        self.watch_protections()
         feed = self.feed.view()
         self.checkpoint = self.checkpoint.model_copy(
             update={
@@ -261,8 +369,8 @@ class BinanceVenue:
         feed = self.feed.view()
         due = []
         for symbol, levels in self.brackets.items():
-            if symbol not in feed.symbols or self._flat(symbol):
-                continue
+            if symbol not in feed.symbols or self._flat(symbol) or symbol in self.protections:
+                continue  # a protection resting at Binance fires there
             low = float(feed.symbols[symbol].low[index])
             high = float(feed.symbols[symbol].high[index])
             stop, target = levels["stop_loss"], levels["take_profit"]
@@ -282,7 +390,10 @@ class BinanceVenue:
     def changes(
         self, signals: Mapping[str, dict[str, Any]]
     ) -> tuple[list[PaperOrder], list[Fill], PaperCheckpoint]:
-        brackets = [{"symbol": s, **levels} for s, levels in self.brackets.items()]
+        brackets = [
+            {"symbol": s, **levels, "protection": _dump(self.protections.get(s))}
+            for s, levels in self.brackets.items()
+        ]
         checkpoint = self.checkpoint.model_copy(update={"brackets": brackets})
         return list(self.changed.values()), list(self.new_fills), checkpoint
 
@@ -301,8 +412,21 @@ class BinanceVenue:
             self.ledger.apply(fill)
         self.orders = {o.client_order_id: o for o in orders}
         self.brackets = {
-            b["symbol"]: {"stop_loss": b.get("stop_loss"), "take_profit": b.get("take_profit")}
+            b["symbol"]: {
+                "stop_loss": b.get("stop_loss"),
+                "take_profit": b.get("take_profit"),
+                "decision_id": b.get("decision_id"),
+            }
             for b in checkpoint.brackets
+        }
+        self.protections = {
+            b["symbol"]: Protection.model_validate(b["protection"])
+            for b in checkpoint.brackets
+            if b.get("protection")
         }
         self.checkpoint = checkpoint.model_copy(update={"brackets": []})
         return []
+
+
+def _dump(held: Protection | None) -> dict[str, Any] | None:
+    return None if held is None else held.model_dump(mode="json")

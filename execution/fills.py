@@ -36,3 +36,18 @@ def first_true(mask: np.ndarray) -> int | None:
     """Index of the first True, or None: the vectorised search for the next event bar."""
     index = int(np.argmax(mask)) if len(mask) else 0
     return index if len(mask) and mask[index] else None
+
+
+def trail_level(high: float, pct: float) -> float:
+    """Where a long's trailing stop sits after a bar with this high."""
+    return high * (1.0 - pct)
+
+
+def trail_levels(level: float, pct: float, highs: np.ndarray) -> np.ndarray:
+    """The trailing stop in force at each bar after `highs`: the element i is the level once
+    the highs up to i were seen, i.e. the stop for bar i+1. It only ratchets up; stepping bar
+    by bar or over a span gives the same floats (the max of products equals the product of the
+    max, as rounding is monotone), so a fast backtest and a paper account agree exactly."""
+    if not len(highs):
+        return np.empty(0)
+    return np.maximum(level, np.maximum.accumulate(trail_level(highs, pct)))

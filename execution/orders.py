@@ -21,6 +21,7 @@ class ExitReason(StrEnum):
 
     SIGNAL = "signal"
     STOP_LOSS = "stop_loss"
+    TRAILING_STOP = "trailing_stop"
     TAKE_PROFIT = "take_profit"
     END_OF_DATA = "end_of_data"
 
@@ -80,6 +81,7 @@ class WorkingOrder:
     submitted_bar: int
     active_from: int
     reason: ExitReason = ExitReason.SIGNAL
+    trail_pct: float | None = None
     reduce_only: bool = False
     armed: bool = False
     last_fill_bar: int = -1
@@ -87,10 +89,15 @@ class WorkingOrder:
 
 @dataclass(slots=True)
 class Bracket:
-    """Stop-loss and take-profit guarding a symbol's whole position (one-cancels-other)."""
+    """Stop-loss and take-profit guarding a symbol's whole position (one-cancels-other), and a
+    trailing stop: `trail_stop` is the level in force at bar `trail_next`, having seen the highs
+    of the bars before it; later bars' highs ratchet it up (execution.fills.trail_levels)."""
 
     symbol: str
     stop_loss: float | None
     take_profit: float | None
     created_bar: int
     active_from: int
+    trail_pct: float | None = None
+    trail_stop: float | None = None
+    trail_next: int = 0

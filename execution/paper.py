@@ -49,7 +49,7 @@ class PaperOrder(BaseModel):
 
 class PaperCheckpoint(BaseModel):
     """Everything but the fills (which rebuild the ledger): orders waiting for the next open,
-    orders resting in the book, SL/TP brackets, and the last bar processed."""
+    orders resting in the book, SL/TP and trailing-stop brackets, and the last bar processed."""
 
     bars: int = 0  # bars processed by this account, over all restarts
     last_open_time: int | None = None
@@ -259,6 +259,7 @@ class PaperExecutor:
         re-gates the signal, never trusting a sealed order read back from disk."""
         changed, fills = list(self.changed.values()), list(self.new_fills)
         position = len(self.feed)
+        self.sim.settle_trails(position)  # a trailing stop keeps its level, not old bars
         checkpoint = self.checkpoint.model_copy(
             update={
                 "queued": [
@@ -318,7 +319,7 @@ def _summary(order: PaperOrder) -> dict[str, Any]:
     }
 
 
-_BAR_FIELDS = ("submitted_bar", "active_from", "last_fill_bar", "created_bar")
+_BAR_FIELDS = ("submitted_bar", "active_from", "last_fill_bar", "created_bar", "trail_next")
 
 
 def _relative(fields: dict[str, Any], position: int) -> dict[str, Any]:

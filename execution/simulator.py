@@ -7,9 +7,19 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 from execution.feed import BarArrays
 from execution.fees import FeeFn, FeeSchedule, Liquidity
-from execution.fills import first_true, limit_price, limit_reached, stop_price, stop_reached
+from execution.fills import (
+    first_true,
+    limit_price,
+    limit_reached,
+    stop_price,
+    stop_reached,
+    trail_level,
+    trail_levels,
+)
 from execution.ledger import Ledger
 from execution.orders import Bracket, ExitReason, Fill, Pending, Rejection, WorkingOrder, snap
 from execution.rules import rule_breaches
@@ -171,6 +181,7 @@ class SimulatedExecutor:
             submitted_bar=bar,
             active_from=bar,
             reduce_only=approved.reduce_only,
+            trail_pct=_float(approved.trailing_stop_pct),
         )
         rejected_before = len(self.rejections)
         if not self._at_open(working, bar, open_, resting=False):
@@ -186,7 +197,21 @@ class SimulatedExecutor:
                     self.working.remove(order)
         for bracket in list(self.brackets.values()):
             if bracket.created_bar < bar:
+                self._trail_to(bracket, bar)
                 self._bracket_at_open(bracket, bar)
+
+    def settle_trails(self, bar: int) -> None:
+        """Fold every bar before `bar` into the trailing stops, so a checkpoint needs no bars."""
+        for bracket in self.brackets.values():
+            self._trail_to(bracket, bar)
+
+    def _trail_to(self, bracket: Bracket, bar: int) -> None:
+        """The trailing stop in force at `bar`: the highs of the bars since it last moved."""
+        if bracket.trail_pct is None or bar <= bracket.trail_next:
+            return
+        highs = self.feed.symbols[bracket.symbol].high[bracket.trail_next : bar]
+        bracket.trail_stop = float(trail_levels(bracket.trail_stop, bracket.trail_pct, highs)[-1])
+        bracket.trail_next = bar
 
     def intrabar_phase(self, bar: int) -> None:
         """Every live order and bracket against this bar's high and low."""
@@ -237,14 +262,28 @@ class SimulatedExecutor:
             bars = self.feed.symbols[bracket.symbol]
             low, high = bars.low[first : stop + 1], bars.high[first : stop + 1]
             mask = False
-            if bracket.stop_loss is not None:
-                mask = stop_reached(exit_side, bracket.stop_loss, low, high)
+            stops = self._stop_levels(bracket, first, stop)
+            if stops is not None:
+                mask = stop_reached(exit_side, stops, low, high)
             if bracket.take_profit is not None:
                 mask = mask | limit_reached(
                     exit_side, bracket.take_profit, low, high, self.limit_on_touch
                 )
             best = _earliest(best, first, first_true(mask))
         return best
+
+    def _stop_levels(self, bracket: Bracket, first: int, last: int) -> np.ndarray | None:
+        """The bracket's protective stop in force at each bar of [first, last]: the fixed
+        stop-loss, raised by the trailing stop as the highs before each bar ratchet it."""
+        fixed = -np.inf if bracket.stop_loss is None else bracket.stop_loss
+        if bracket.trail_pct is None:
+            return None if bracket.stop_loss is None else np.full(last - first + 1, fixed)
+        highs = self.feed.symbols[bracket.symbol].high[bracket.trail_next : last]
+        path = np.concatenate(
+            ([bracket.trail_stop], trail_levels(bracket.trail_stop, bracket.trail_pct, highs))
+        )
+        offset = first - bracket.trail_next
+        return np.maximum(fixed, path[offset : offset + last - first + 1])
 
     def _at_open(self, order: WorkingOrder, bar: int, open_: float, *, resting: bool) -> bool:
         """Fill or trigger at the open if the open allows it; True when the order is finished."""
@@ -285,10 +324,9 @@ class SimulatedExecutor:
     def _bracket_at_open(self, bracket: Bracket, bar: int) -> None:
         open_ = float(self.feed.symbols[bracket.symbol].open[bar])
         exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
-        if bracket.stop_loss is not None and stop_reached(
-            exit_side, bracket.stop_loss, open_, open_
-        ):
-            self._bracket_exit(bracket, bar, open_, ExitReason.STOP_LOSS)
+        stop, why = _protective_stop(bracket)
+        if stop is not None and stop_reached(exit_side, stop, open_, open_):
+            self._bracket_exit(bracket, bar, open_, why)
         elif bracket.take_profit is not None and limit_reached(
             exit_side, bracket.take_profit, open_, open_, self.limit_on_touch
         ):
@@ -298,16 +336,15 @@ class SimulatedExecutor:
         bars = self.feed.symbols[bracket.symbol]
         low, high = float(bars.low[bar]), float(bars.high[bar])
         exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
-        stop_hit = bracket.stop_loss is not None and stop_reached(
-            exit_side, bracket.stop_loss, low, high
-        )
+        stop, why = _protective_stop(bracket)
+        stop_hit = stop is not None and stop_reached(exit_side, stop, low, high)
         take_hit = bracket.take_profit is not None and limit_reached(
             exit_side, bracket.take_profit, low, high, self.limit_on_touch
         )
         if stop_hit and take_hit:
             self.ambiguous_bars += 1  # the bar's path is unknown: assume the stop came first
         if stop_hit:
-            self._bracket_exit(bracket, bar, bracket.stop_loss, ExitReason.STOP_LOSS)
+            self._bracket_exit(bracket, bar, stop, why)
         elif take_hit:
             self._bracket_exit(bracket, bar, bracket.take_profit, ExitReason.TAKE_PROFIT)
 
@@ -330,7 +367,7 @@ class SimulatedExecutor:
             reason=reason,
             reduce_only=True,
         )
-        taker = reason is ExitReason.STOP_LOSS
+        taker = reason is not ExitReason.TAKE_PROFIT
         liquidity = Liquidity.TAKER if taker else Liquidity.MAKER
         if not self._execute(order, bar, price, liquidity, slip=taker, opening=False):
             self.working.append(order)
@@ -407,24 +444,31 @@ class SimulatedExecutor:
         flat_now = order.reduce_only and not self.ledger.quantity(symbol)
         done = flat_now or outran  # a buy the cash capped is finished, as its quote was spent
         order.remaining = 0.0 if done else snap(order.remaining - quantity)
-        self._update_bracket(order, bar, held_before, opening)
+        self._update_bracket(order, bar, held_before, opening, price)
         return order.remaining <= 0
 
     def _update_bracket(
-        self, order: WorkingOrder, bar: int, held_before: float, opening: bool
+        self, order: WorkingOrder, bar: int, held_before: float, opening: bool, price: float
     ) -> None:
-        """Flat or flipped positions lose their bracket; an entry carrying SL/TP sets a new one."""
+        """Flat or flipped positions lose their bracket; an entry carrying SL/TP or a trailing
+        stop sets a new one, the trail starting `trail_pct` below the fill price."""
         symbol = order.symbol
         held = self.ledger.quantity(symbol)
         if not held or held * held_before < 0:
             self.brackets.pop(symbol, None)
-        if held * order.side > 0 and (order.stop_loss is not None or order.take_profit is not None):
+        trail = order.trail_pct if order.side > 0 else None
+        levels = (order.stop_loss, order.take_profit, trail)
+        if held * order.side > 0 and any(level is not None for level in levels):
+            active_from = bar if opening else bar + 1
             self.brackets[symbol] = Bracket(
                 symbol,
                 order.stop_loss,
                 order.take_profit,
                 created_bar=bar,
-                active_from=bar if opening else bar + 1,
+                active_from=active_from,
+                trail_pct=trail,
+                trail_stop=None if trail is None else trail_level(price, trail),
+                trail_next=active_from,
             )
 
     def _affordable(
@@ -448,6 +492,15 @@ class SimulatedExecutor:
         rejection = Rejection(order_id, symbol, code.value, message, bar)
         self.rejections.append(rejection)
         return rejection
+
+
+def _protective_stop(bracket: Bracket) -> tuple[float | None, ExitReason]:
+    """The stop guarding the position now: the fixed stop-loss or the trailing stop, whichever
+    is higher (a long's), named by the one that sets the level."""
+    fixed, trail = bracket.stop_loss, bracket.trail_stop
+    if trail is not None and (fixed is None or trail > fixed):
+        return trail, ExitReason.TRAILING_STOP
+    return fixed, ExitReason.STOP_LOSS
 
 
 def _earliest(best: int | None, offset: int, found: int | None) -> int | None:

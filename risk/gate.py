@@ -44,6 +44,7 @@ _ONE = Decimal(1)
 _LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
+_TRAIL_FIELDS = ("trailing_stop_pct", "trailing_stop_atr")
 
 
 _MINT = claim_mint()
@@ -81,7 +82,7 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
     problems: list[str] = []
     if not signal.decision_id.strip():
         problems.append("decision_id is empty")
-    for name in ("quantity", "size_pct"):
+    for name in ("quantity", "size_pct", *_TRAIL_FIELDS):
         value = getattr(signal, name)
         if value is not None and not _positive(value):
             problems.append(f"{name} {value} is not a positive finite number")
@@ -91,6 +92,8 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
         value = getattr(signal, name)
         if value is not None and not _positive(value):
             problems.append(f"{name} {value} is not a positive finite price")
+    if signal.trailing_stop_pct is not None and signal.trailing_stop_atr is not None:
+        problems.append("give a trailing stop as a percent or as ATRs, not both")
     if signal.order_type in _LIMIT_TYPES and signal.limit_price is None:
         problems.append(f"a {signal.order_type} order needs a limit_price")
     if signal.order_type in _STOP_TYPES and signal.stop_price is None:
@@ -272,15 +275,18 @@ def _entry(
         return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     cost = prices.cost
 
+    trail = _trailing(signal, market, source, cost, adjustments)
+    if isinstance(trail, Vetoed):
+        return trail
     stop = signal.stop_loss
     atr_used = False
-    if stop is None and source.atr_stop_multiple is not None:
+    if stop is None and trail is None and source.atr_stop_multiple is not None:
         stop = atr_stop(cost, market.atr, source.atr_stop_multiple)
         atr_used = stop is not None
     stop_exact = None
-    distance = 0.0
+    distance = math.inf if trail is None else float(trail) * cost  # the stop nearest the entry
     if stop is None:
-        if source.require_stop_loss:
+        if trail is None and source.require_stop_loss:
             return _veto(
                 ReasonCode.NO_STOP_LOSS,
                 f"{signal.source} entries must carry a stop-loss and no usable ATR can place one",
@@ -291,9 +297,10 @@ def _entry(
             return _veto(
                 ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
             )
-        distance = cost - float(stop_exact)
-        if not distance > 0:
+        below = cost - float(stop_exact)
+        if not below > 0:
             return _veto(ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
+        distance = min(distance, below)
         if atr_used:
             adjustments.append(
                 _reason(
@@ -316,7 +323,7 @@ def _entry(
         size = signal.quantity
     if signal.size_pct is not None:
         size = min(size, signal.size_pct * equity / cost)
-    if stop_exact is not None and source.risk_per_trade_pct is not None:
+    if distance < math.inf and source.risk_per_trade_pct is not None:
         by_risk = risk_quantity(equity, source.risk_per_trade_pct, distance)
         if by_risk < size:
             size = by_risk
@@ -398,7 +405,59 @@ def _entry(
         stop_exact,
         take_profit,
         reduce_only=False,
+        trailing_stop_pct=trail,
     )
+
+
+def _trailing(
+    signal: TradeSignal,
+    market: MarketView,
+    source: SourceLimits,
+    cost: float,
+    adjustments: list[Reason],
+) -> Decimal | Vetoed | None:
+    """The entry's trailing stop as a fraction below the high: the signal's percent, its ATR
+    multiple over the entry price, or the source's default; vetoed when it cannot protect
+    (at or below zero, or tighter than one tick)."""
+    pct = signal.trailing_stop_pct
+    if pct is None and signal.trailing_stop_atr is not None:
+        atr = market.atr
+        if atr is None or not _positive(atr):
+            return _veto(
+                ReasonCode.TRAILING_STOP,
+                f"a trailing stop of {signal.trailing_stop_atr:g} x ATR needs an ATR; none is known",
+            )
+        pct = signal.trailing_stop_atr * atr / cost
+        adjustments.append(
+            _reason(
+                ReasonCode.TRAILING_STOP,
+                f"trailing stop {signal.trailing_stop_atr:g} x ATR {atr:.8g} = {pct:.4%} "
+                f"of {cost:.10g}",
+            )
+        )
+    elif pct is None and source.trailing_stop_pct is not None:
+        pct = source.trailing_stop_pct
+        adjustments.append(
+            _reason(
+                ReasonCode.TRAILING_STOP,
+                f"no trailing stop given: risk.{signal.source}.trailing_stop_pct {pct:.4%} applies",
+            )
+        )
+    if pct is None:
+        return None
+    if pct >= 1.0:
+        return _veto(
+            ReasonCode.TRAILING_STOP,
+            f"a trailing stop {pct:.2%} below the high sits at or below zero; it must be under 100%",
+        )
+    tick = _to_float(market.rules.tick_size)
+    if pct * cost < tick:
+        return _veto(
+            ReasonCode.TRAILING_STOP,
+            f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick "
+            f"({market.rules.tick_size})",
+        )
+    return exact(pct)
 
 
 def _entry_blocks(
@@ -571,6 +630,7 @@ def _finish(
     take_profit: Decimal | None,
     *,
     reduce_only: bool,
+    trailing_stop_pct: Decimal | None = None,
 ) -> Verdict:
     """Exchange filters, rounding down to stepSize, the minimums, then the sealed order."""
     rules = market.rules
@@ -631,6 +691,7 @@ def _finish(
         stop_price=prices.stop,
         stop_loss=stop_loss,
         take_profit=take_profit,
+        trailing_stop_pct=trailing_stop_pct,
         reduce_only=reduce_only,
         source=signal.source,
         created_ms=now_ms,

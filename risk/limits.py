@@ -22,6 +22,7 @@ class SourceLimits(BaseModel):
     max_orders_per_hour: int = Field(20, ge=0)
     risk_per_trade_pct: float | None = Field(0.01, gt=0, le=1)
     atr_stop_multiple: float | None = Field(2.0, gt=0)
+    trailing_stop_pct: float | None = Field(None, gt=0, lt=1)
     require_stop_loss: bool = True
     min_confidence: float = Field(0.6, ge=0, le=1)
     scale_by_confidence: bool = True

@@ -54,6 +54,10 @@ class TradeSignal(BaseModel):
     stop_price: float | None = None  # trigger of STOP / STOP_LIMIT orders
     stop_loss: float | None = None
     take_profit: float | None = None
+    # A trailing stop for a long entry: a fraction below the highest high since the fill
+    # (0.02 = 2%), or that many ATRs, which the gate turns into a fraction of the entry price.
+    trailing_stop_pct: float | None = None
+    trailing_stop_atr: float | None = None
     confidence: float = 1.0
     horizon_minutes: int | None = None
     rationale: str = ""
@@ -135,6 +139,7 @@ class ReasonCode(StrEnum):
     REDUCE_ONLY = "REDUCE_ONLY"
     MAX_OPEN_POSITIONS = "MAX_OPEN_POSITIONS"
     PYRAMIDING = "PYRAMIDING"
+    TRAILING_STOP = "TRAILING_STOP"
 
 
 class Reason(BaseModel):
@@ -160,6 +165,7 @@ class ApprovedOrder(BaseModel):
     stop_price: Decimal | None = None
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
+    trailing_stop_pct: Decimal | None = None
     reduce_only: bool = False
     source: SignalSource
     created_ms: int

@@ -66,6 +66,7 @@ class Sizing:
     allow_short: bool = False
     stop_loss_pct: float | None = None
     take_profit_pct: float | None = None
+    trailing_stop_pct: float | None = None
 
 
 @dataclass
@@ -250,6 +251,7 @@ class Runner:
             allow_short=sizing.allow_short,
             stop_loss_pct=sizing.stop_loss_pct,
             take_profit_pct=sizing.take_profit_pct,
+            trailing_stop_pct=sizing.trailing_stop_pct,
             llm_result=self._llm_result,
             market_view=lambda s: self.market.view(s, index),
             risk_state=lambda: self.risk.state,

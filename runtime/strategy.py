@@ -80,6 +80,7 @@ class Context:
         "symbol",
         "take_profit_pct",
         "time_ms",
+        "trailing_stop_pct",
     )
 
     def __init__(
@@ -98,6 +99,7 @@ class Context:
         allow_short: bool,
         stop_loss_pct: float | None,
         take_profit_pct: float | None,
+        trailing_stop_pct: float | None = None,
         llm_result: Callable[[bool, int], None] | None = None,
         market_view: Callable[[str], MarketView] | None = None,
         risk_state: Callable[[], RiskState] = RiskState,
@@ -115,6 +117,7 @@ class Context:
         self.allow_short = allow_short
         self.stop_loss_pct = stop_loss_pct
         self.take_profit_pct = take_profit_pct
+        self.trailing_stop_pct = trailing_stop_pct
         self.llm_result = llm_result  # an agent reports each model call's success here
         self.market_view = market_view  # the runner's view of a symbol, as its gate sees it
         self.risk_state = risk_state
@@ -139,7 +142,8 @@ class Context:
         return self._portfolio()
 
     def buy(self, *, size_pct: float | None = None, rationale: str = "") -> TradeSignal:
-        """Open or add to a long (or cover a short), with the run's stop-loss/take-profit."""
+        """Open or add to a long (or cover a short), with the run's stop-loss, take-profit and
+        trailing stop."""
         return self._signal(SignalAction.BUY, size_pct, +1, rationale)
 
     def sell(self, *, size_pct: float | None = None, rationale: str = "") -> TradeSignal:
@@ -174,6 +178,7 @@ class Context:
             size_pct=self.size_pct if size_pct is None else size_pct,
             stop_loss=stop,
             take_profit=take,
+            trailing_stop_pct=self.trailing_stop_pct if direction > 0 else None,
             created_ms=self.time_ms,
             rationale=rationale,
         )

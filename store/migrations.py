@@ -13,6 +13,7 @@ from store.tables import (
     CandleRow,
     DecisionRow,
     EquityPointRow,
+    ExchangeRuleRow,
     KeyCheckRow,
     PaperFillRow,
     PaperOrderRow,
@@ -53,4 +54,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         _create(AccountProfileRow, KeyCheckRow),
     ),
     Migration(7, "a person's halts, resumes and drawdown resets", _create(RiskInterventionRow)),
+    Migration(8, "exchange rules cached from exchangeInfo", _create(ExchangeRuleRow)),
 )

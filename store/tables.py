@@ -217,3 +217,14 @@ class RiskInterventionRow(SQLModel, table=True):
     equity: float | None = Field(default=None)
     state_before_json: str = Field(sa_column=Column(Text, nullable=False))
     state_after_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ExchangeRuleRow(SQLModel, table=True):
+    """A symbol's order filters as a venue last stated them (exchangeInfo), refetched daily."""
+
+    __tablename__ = "exchange_rules"
+
+    venue: str = Field(sa_column=Column(String(16), primary_key=True))
+    symbol: str = Field(sa_column=Column(String(20), primary_key=True))
+    rules_json: str = Field(sa_column=Column(Text, nullable=False))
+    fetched_ms: int = Field(sa_column=Column(BigInteger, nullable=False))

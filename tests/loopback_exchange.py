@@ -1,7 +1,9 @@
 """A fake Binance spot exchange on 127.0.0.1 for the order executor: it verifies HMAC signatures,
 timestamps and the real BTCUSDT/ETHUSDT filters (2024-09-08 capture), keeps orders and
-balances, fills MARKET orders at a set price, and plays scripted faults, so idempotency and
-retries are tested over real HTTP without leaving the machine."""
+balances, fills MARKET orders at a set price, rests stop-limits and OCO order lists (Binance's
+documented POST/GET/DELETE /api/v3/orderList shapes) until `move` crosses them, and plays
+scripted faults, so idempotency and retries are tested over real HTTP without leaving the
+machine."""
 
 from __future__ import annotations
 
@@ -52,7 +54,15 @@ INSUFFICIENT_BALANCE = {
 NO_SUCH_ORDER = {"code": -2013, "msg": "Order does not exist."}
 UNKNOWN_ORDER = {"code": -2011, "msg": "Unknown order sent."}
 API_RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
+OCO_PATH, ORDER_LIST_PATH = "/api/v3/orderList/oco", "/api/v3/orderList"
+NO_SUCH_LIST = {"code": -2011, "msg": "Order list does not exist."}
+BAD_OCO_PRICES = {
+    "code": -2010,
+    "msg": "The relationship of the prices for the orders is not correct.",
+}
 _SIGNED = {
+    OCO_PATH,
+    ORDER_LIST_PATH,
     "/api/v3/order",
     "/api/v3/openOrders",
     "/api/v3/account",
@@ -200,6 +210,69 @@ class LoopbackExchange:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.skew_ms
 
+    def open_with(self, prefix: str) -> list[dict[str, Any]]:
+        """Open orders whose client order id starts with `prefix`."""
+        with self._lock:
+            return [
+                o
+                for o in self.orders
+                if o["clientOrderId"].startswith(prefix) and o["status"] in _OPEN
+            ]
+
+    def move(self, symbol: str, price: str) -> None:
+        """The market trades at `price`: resting sell stops at or above it fill at their limit,
+        resting sell limits at or below it at their price; an OCO's other leg expires."""
+        with self._lock:
+            level = Decimal(price)
+            self.prices[symbol] = level
+            for order in [o for o in self.orders if o["symbol"] == symbol and o["status"] in _OPEN]:
+                if order["status"] not in _OPEN or order["side"] != "SELL":
+                    continue
+                limit = Decimal(order["price"])
+                stopped = order["type"] == "STOP_LOSS_LIMIT" and level <= Decimal(
+                    order["stopPrice"]
+                )
+                if stopped or (order["type"] in ("LIMIT", "LIMIT_MAKER") and level >= limit):
+                    self._fill_resting(order, limit)
+
+    def _fill_resting(self, order: dict[str, Any], price: Decimal) -> None:
+        quote = self.assets[order["symbol"]][1]
+        qty = Decimal(order["origQty"])
+        for leg in [order, *self._siblings(order)]:
+            if leg["_locked"] is not None:
+                asset, amount = leg["_locked"]
+                self.balances[asset][1] -= amount
+                leg["_locked"] = None
+            if leg is not order:
+                leg["status"] = "EXPIRED"
+        proceeds = qty * price
+        fee = proceeds * self.fee_rate
+        self.balances.setdefault(quote, [Decimal(0), Decimal(0)])[0] += proceeds - fee
+        order.update(
+            status="FILLED",
+            executedQty=_fmt(qty),
+            cummulativeQuoteQty=_fmt(proceeds),
+            transactTime=self.now_ms(),
+            _locked=None,
+            fills=[
+                {
+                    "price": _fmt(price),
+                    "qty": _fmt(qty),
+                    "commission": _fmt(fee),
+                    "commissionAsset": quote,
+                    "tradeId": self._next_id + 500_000,
+                }
+            ],
+        )
+        self._next_id += 1
+
+    def _siblings(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        if order["orderListId"] == -1:
+            return []
+        return [
+            o for o in self.orders if o["orderListId"] == order["orderListId"] and o is not order
+        ]
+
     # --- routing ---------------------------------------------------------------------------
 
     def _arrive(self, received: Received) -> ExchangeFault | None:
@@ -249,6 +322,12 @@ class LoopbackExchange:
                 return 200, self._account(req.params)
             if key == ("GET", "/api/v3/myTrades"):
                 return 200, self._trades(req.params)
+            if key == ("POST", OCO_PATH):
+                return self._new_oco(req.params)
+            if key == ("GET", ORDER_LIST_PATH):
+                return self._order_list(req.params)
+            if key == ("DELETE", ORDER_LIST_PATH):
+                return self._cancel_list(req.params)
             if key == ("GET", API_RESTRICTIONS):
                 return 200, dict(self.key_permissions)
             return 404, {"code": -1, "msg": f"loopback: no route {req.method} {req.path}"}
@@ -322,6 +401,102 @@ class LoopbackExchange:
         if failure is not None:
             return 400, _filter_failure(failure)
         return self._book(symbol, kind, side, cid, qty, price, stop, p.get("timeInForce"))
+
+    def _new_oco(self, p: dict[str, str]) -> tuple[int, object]:
+        """A sell OCO: a LIMIT_MAKER above the market and a STOP_LOSS_LIMIT below it, sharing
+        one lock of the base asset (POST /api/v3/orderList/oco)."""
+        symbol = p.get("symbol", "")
+        if symbol not in self.filters:
+            return 400, INVALID_SYMBOL
+        list_id = p.get("listClientOrderId") or f"list{self._next_id}"
+        if any(o["_list"] == list_id and o["status"] in _OPEN for o in self.orders):
+            return 400, DUPLICATE_ORDER
+        try:
+            qty = Decimal(p["quantity"])
+            above, stop, below = (
+                Decimal(p[k]) for k in ("abovePrice", "belowStopPrice", "belowPrice")
+            )
+        except (KeyError, ArithmeticError):
+            return 400, {"code": -1102, "msg": "Mandatory parameter was not sent."}
+        if p.get("side") != "SELL" or p.get("aboveType") != "LIMIT_MAKER":
+            return 400, {"code": -1116, "msg": "Invalid orderType."}
+        if p.get("belowType") != "STOP_LOSS_LIMIT" or not above > self.prices[symbol] > stop:
+            return 400, BAD_OCO_PRICES
+        for kind, price, level in (("LIMIT_MAKER", above, None), ("STOP_LOSS_LIMIT", below, stop)):
+            failure = self._filters(symbol, kind, qty, price, level)
+            if failure is not None:
+                return 400, _filter_failure(failure)
+        base, _ = self.assets[symbol]
+        held = self.balances.setdefault(base, [Decimal(0), Decimal(0)])
+        list_number = self._next_id
+        self._next_id += 1
+        legs = []
+        for kind, price, level, cid in (
+            ("STOP_LOSS_LIMIT", below, stop, p.get("belowClientOrderId")),
+            ("LIMIT_MAKER", above, None, p.get("aboveClientOrderId")),
+        ):
+            status, refusal = self._book(
+                symbol, kind, "SELL", cid or f"leg{self._next_id}", qty, price, level, "GTC"
+            )
+            if status != 200:
+                return status, refusal
+            stored = self.orders[-1]
+            held[0] += qty  # `_book` locked the quantity per leg: the list holds one lock
+            held[1] -= qty
+            stored.update(orderListId=list_number, _list=list_id, _locked=None)
+            legs.append(stored)
+        held[0] -= qty
+        held[1] += qty
+        legs[0]["_locked"] = (base, qty)
+        return 200, self._list_view(legs, with_reports=True)
+
+    def _list_legs(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        wanted = p.get("origClientOrderId") or p.get("listClientOrderId")
+        return [o for o in self.orders if o["_list"] is not None and o["_list"] == wanted]
+
+    def _list_view(
+        self, legs: list[dict[str, Any]], *, with_reports: bool = False
+    ) -> dict[str, Any]:
+        """An order list as Binance shows it; `orderReports` in placement and cancel answers."""
+        done = all(o["status"] not in _OPEN for o in legs)
+        view: dict[str, Any] = {
+            "orderListId": legs[0]["orderListId"],
+            "contingencyType": "OCO",
+            "listStatusType": "ALL_DONE" if done else "EXEC_STARTED",
+            "listOrderStatus": "ALL_DONE" if done else "EXECUTING",
+            "listClientOrderId": legs[0]["_list"],
+            "transactionTime": self.now_ms(),
+            "symbol": legs[0]["symbol"],
+            "orders": [
+                {
+                    "symbol": o["symbol"],
+                    "orderId": o["orderId"],
+                    "clientOrderId": o["clientOrderId"],
+                }
+                for o in legs
+            ],
+        }
+        if with_reports:
+            view["orderReports"] = [
+                {k: v for k, v in o.items() if not k.startswith("_") and k != "fills"} for o in legs
+            ]
+        return view
+
+    def _order_list(self, p: dict[str, str]) -> tuple[int, object]:
+        legs = self._list_legs(p)
+        return (200, self._list_view(legs)) if legs else (400, NO_SUCH_LIST)
+
+    def _cancel_list(self, p: dict[str, str]) -> tuple[int, object]:
+        legs = self._list_legs(p)
+        if not legs or all(o["status"] not in _OPEN for o in legs):
+            return 400, NO_SUCH_LIST
+        for order in legs:
+            if order["_locked"] is not None:
+                asset, amount = order["_locked"]
+                self.balances[asset][1] -= amount
+                self.balances[asset][0] += amount
+            order.update(status="CANCELED", _locked=None)
+        return 200, self._list_view(legs, with_reports=True)
 
     def _filters(
         self, symbol: str, kind: str, qty: Decimal, price: Decimal | None, stop: Decimal | None
@@ -400,6 +575,7 @@ class LoopbackExchange:
             "selfTradePreventionMode": "EXPIRE_MAKER",
             "fills": [],
             "_locked": None,
+            "_list": None,
         }
         if marketable:
             cost = qty * market_price

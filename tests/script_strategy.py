@@ -69,6 +69,7 @@ def order(
     stop: float | None = None,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    trailing: float | None = None,
     symbol: str | None = None,
     tag: str = "",
 ) -> TradeSignal:
@@ -84,6 +85,7 @@ def order(
         stop_price=stop,
         stop_loss=stop_loss,
         take_profit=take_profit,
+        trailing_stop_pct=trailing,
         created_ms=ctx.time_ms,
     )
 

@@ -85,6 +85,33 @@ SCENARIOS: dict[str, Scenario] = {
         plan={0: [buy(quantity=10, stop_loss=98)]},
         trades=[Expect("stop_loss", 1, 100, 1, 98, -20)],
     ),
+    # Trailing 5% below the highest high: the entry fills at 100, so the stop starts at 95.
+    # Bar 1's high 100.5 raises it to 95.475 for bar 2; bar 2's high 110 to 104.5 for bar 3.
+    "a trailing stop ratchets up on the highs and fires on a later bar's low": Scenario(
+        rows=[FLAT, FLAT, (100, 110, 99, 109), (109, 109.5, 104, 105), FLAT],
+        plan={0: [buy(quantity=10, trailing=0.05)]},
+        trades=[Expect("trailing_stop", 1, 100, 3, 104.5, 45)],
+    ),
+    "a bar's low is judged against the stop its own high has not raised yet": Scenario(
+        rows=[FLAT, FLAT, (100, 110, 103, 105), (105, 106, 104.6, 105), (105, 105.5, 104, 104.5)],
+        plan={0: [buy(quantity=10, trailing=0.05)]},
+        trades=[Expect("trailing_stop", 1, 100, 4, 104.5, 45)],
+    ),
+    "a gap through a trailing stop fills at the open": Scenario(
+        rows=[FLAT, FLAT, (100, 110, 99, 109), (102, 103, 101, 102), FLAT],
+        plan={0: [buy(quantity=10, trailing=0.05)]},
+        trades=[Expect("trailing_stop", 1, 100, 3, 102, 20)],
+    ),
+    "a fixed stop above the trail fires as the stop-loss": Scenario(
+        rows=[FLAT, FLAT, (100, 101, 96.5, 97), FLAT],
+        plan={0: [buy(quantity=10, stop_loss=97, trailing=0.05)]},
+        trades=[Expect("stop_loss", 1, 100, 2, 97, -30)],
+    ),
+    "a lower high never lowers the trail": Scenario(
+        rows=[FLAT, FLAT, (100, 110, 99, 109), (109, 109, 105, 106), (106, 107, 104.4, 105)],
+        plan={0: [buy(quantity=10, trailing=0.05)]},
+        trades=[Expect("trailing_stop", 1, 100, 4, 104.5, 45)],
+    ),
     "a limit never touched never fills and stays open": Scenario(
         rows=[FLAT, (100, 101, 96, 97), (97, 98, 96.5, 97), (97, 99, 96, 98)],
         plan={0: [buy(quantity=10, order_type=OrderType.LIMIT, limit=95.5)]},

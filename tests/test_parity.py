@@ -117,3 +117,26 @@ def test_the_agent_gets_the_same_verdicts_orders_and_fills_on_paper(
     assert paper == backtest
     entries = [codes for outcome, codes in paper.values() if outcome == "approved"]
     assert any("ATR_STOP" in codes for codes in entries), "the gate placed the stop in both"
+
+
+def test_a_trailing_stop_exits_the_same_in_a_backtest_and_on_paper_over_a_restart(
+    cli, tmp_path, day_csv
+):
+    """The paper account stops while a trailing stop guards a position and resumes: the stop
+    keeps its ratcheted level, so every exit matches the backtest's to the cent."""
+    common = ("--strategy", "sma_cross", "--symbol", "BTCUSDT", "--data", str(day_csv))
+    common += ("--trailing-stop", "0.3", "--fee-bps", "10", "--slippage-bps", "2")
+    report = _backtest(cli, tmp_path, *common)
+    trailing = [t for t in report["trades"] if t["exit_reason"] == "trailing_stop"]
+    assert len(trailing) >= 3
+    first_ms = int(load_sample("BTCUSDT").iloc[0]["open_time"])
+    times = {f["time"]: f["time_ms"] for f in report["fills"]}
+    held = [(times[t["entry_time"]], times[t["exit_time"]]) for t in trailing]
+    entry_ms, _ = next((e, x) for e, x in held if x - e > 5 * 60_000)
+    stop_after = (entry_ms - first_ms) // 60_000 + 3  # two bars after the entry filled
+    _, stopped = _paper(cli, "trail", *common, "--max-bars", str(stop_after))
+    assert [p["symbol"] for p in stopped["positions"]] == ["BTCUSDT"]
+    fills, status = _paper(cli, "trail", *common)
+    assert _fills(fills) == _fills(report["fills"])
+    assert [f["reason"] for f in fills].count("trailing_stop") == len(trailing)
+    assert round(status["equity"], 2) == round(report["metrics"]["Equity Final [$]"], 2)

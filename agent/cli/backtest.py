@@ -34,7 +34,7 @@ from agent.cli.common import (
     write_file,
 )
 from agent.cli.flags import given, refuse_inapplicable
-from agent.cli.window import DEFAULT_DAYS, Window, load_frames
+from agent.cli.window import DEFAULT_DAYS, Window, load_frames, venue_rules
 from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
@@ -118,6 +118,9 @@ def build_parser() -> OneLineParser:
     account.add_argument("--stop-loss", type=float, help="stop-loss percent below/above the entry")
     account.add_argument("--take-profit", type=float, help="take-profit percent from the entry")
     account.add_argument(
+        "--trailing-stop", type=float, help="trailing stop percent below a long's highest high"
+    )
+    account.add_argument(
         "--fee-bps", type=float, help="maker and taker fee, 10 = 0.1%% (setting backtest.fee_bps)"
     )
     account.add_argument("--maker-bps", type=float, help="maker fee, if different from --fee-bps")
@@ -193,6 +196,11 @@ def _size(raw: str) -> float:
     return pct / 100
 
 
+def _percent(value: float | None) -> float | None:
+    """A percent flag as a fraction; the config's bounds then name a bad one."""
+    return None if value is None else value / 100
+
+
 def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings) -> BacktestConfig:
     """The run's account and fills: each flag given, else its setting."""
     fee_bps = defaults.fee_bps if args.fee_bps is None else args.fee_bps
@@ -218,6 +226,7 @@ def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings)
             limit_on_touch=args.limit_on_touch,
             stop_loss_pct=args.stop_loss / 100 if args.stop_loss is not None else None,
             take_profit_pct=args.take_profit / 100 if args.take_profit is not None else None,
+            trailing_stop_pct=_percent(args.trailing_stop),
             interval=interval,
         )
     except ValidationError as exc:
@@ -226,9 +235,12 @@ def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings)
         raise UserError(f"invalid backtest setting {where}: {first['msg']}") from None
 
 
-def _rules(symbols: list[str], notes: list[str]) -> dict[str, SymbolRules]:
-    """Real Binance filters for the bundled symbols; unknown symbols trade unchecked, said once."""
-    known = sample_rules()
+def _rules(
+    symbols: list[str], notes: list[str], known: dict[str, SymbolRules] | None = None
+) -> dict[str, SymbolRules]:
+    """Real Binance filters (`known`: the venue's, else the bundled capture's); symbols with
+    none trade unchecked, said once."""
+    known = sample_rules() if known is None else known
     rules: dict[str, SymbolRules] = {}
     for symbol in symbols:
         if symbol in known:
@@ -383,7 +395,10 @@ def _main(argv: list[str] | None) -> int:
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
-        data = SweepData(bars, _rules(symbols, notes))
+        known = None
+        if args.data is None:  # a user's file trades by the bundled filters
+            known = venue_rules(settings, store, symbols, lambda line: _note(notes, line))
+        data = SweepData(bars, _rules(symbols, notes, known))
         if cls is None:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)

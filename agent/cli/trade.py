@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument("--stop-loss", type=float, help="a classic strategy: stop-loss percent")
     loop.add_argument("--take-profit", type=float, help="a classic strategy: take-profit percent")
     loop.add_argument(
+        "--trailing-stop",
+        type=float,
+        help="a classic strategy: trailing stop percent below the high",
+    )
+    loop.add_argument(
         "--fee-bps", type=float, help="paper: maker and taker fee (setting trading.paper_fee_bps)"
     )
     loop.add_argument(
@@ -197,7 +202,8 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
                 "the exchange charges its own fees and fills at its own prices"
             )
     if args.strategy == AGENT:
-        given = [f for f in ("size", "stop_loss", "take_profit") if getattr(args, f) is not None]
+        flags = ("size", "stop_loss", "take_profit", "trailing_stop")
+        given = [f for f in flags if getattr(args, f) is not None]
         if given:
             raise UserError(
                 f"--{given[0].replace('_', '-')} does not apply to the agent: it proposes its "
@@ -220,6 +226,22 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
         raise UserError(f"invalid --budget-usd {args.budget_usd:g}: must be above 0")
     if args.drop_every is not None and args.drop_every < 1:
         raise UserError(f"invalid --drop-every {args.drop_every}: at least 1")
+
+
+def _refuse_unheld_trailing_stop(args: argparse.Namespace, limits: RiskLimits) -> None:
+    """A trailing stop is ratcheted by the paper fill model only; on an exchange nothing would
+    hold it, so asking for one there is an error rather than a stop that silently never moves."""
+    configured = [
+        f"risk.{source}.trailing_stop_pct"
+        for source in ("ai", "strategy", "manual")
+        if getattr(limits, source).trailing_stop_pct is not None
+    ]
+    asked = ["--trailing-stop"] if args.trailing_stop is not None else configured
+    if asked:
+        raise UserError(
+            f"{asked[0]} is for paper accounts: on {args.mode} no trailing stop is held at the "
+            "exchange or ratcheted by the loop yet, so it would never move"
+        )
 
 
 # -- run ----------------------------------------------------------------------------------------
@@ -414,7 +436,7 @@ def _exchange_history(
 
 def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig:
     """A paper account's fill model and a classic strategy's sizing, in the backtest's terms."""
-    from agent.cli.backtest import _size
+    from agent.cli.backtest import _percent, _size
 
     try:
         return BacktestConfig(
@@ -428,6 +450,7 @@ def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig
             ),
             stop_loss_pct=None if args.stop_loss is None else args.stop_loss / 100,
             take_profit_pct=None if args.take_profit is None else args.take_profit / 100,
+            trailing_stop_pct=_percent(args.trailing_stop),
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -485,6 +508,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
     _check_run_args(args, settings.trading)
+    if args.mode != "paper":
+        _refuse_unheld_trailing_stop(args, settings.risk)
     symbols = _symbols(args.symbol)
     fills = _fills(args, settings.trading)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
@@ -514,8 +539,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     else:  # a user's file trades with the filters agent-backtest --data gives it
         from agent.cli.backtest import _rules
+        from agent.cli.window import venue_rules
 
         rules = _rules(symbols, []) if args.data is not None else sample_rules()
+        if args.feed == "binance":  # any listed symbol, by Binance's own rules
+            rules = _rules(symbols, [], venue_rules(settings, store, symbols, notify))
         if args.feed == "bybit":
             rules = exchange_rules
         limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
@@ -565,6 +593,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             size_pct=fills.size_pct,
             stop_loss_pct=fills.stop_loss_pct,
             take_profit_pct=fills.take_profit_pct,
+            trailing_stop_pct=fills.trailing_stop_pct,
         ),
         observers=observers,
         mode=args.mode,

@@ -15,8 +15,9 @@ from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
 from market.binance_rest import BinanceRestClient
-from market.models import INTERVAL_MS
+from market.models import INTERVAL_MS, SymbolRules
 from market.resample import RESAMPLED
+from market.rules_cache import exchange_rules
 from market.source import DAY_MS, CandleSource, load_csv_candles
 from market.validation import iso_ms
 from store import Store
@@ -79,6 +80,20 @@ def candle_source(settings: Settings, store: Store, notify: Notify) -> CandleSou
             return BinanceRestClient(settings.binance, cache_dir=cache)
 
     return CandleSource(store, SystemClock(), notify, factory)
+
+
+def venue_rules(
+    settings: Settings, store: Store, symbols: list[str], notify: Notify
+) -> dict[str, SymbolRules]:
+    """Binance's exchange rules for `symbols`, through the store's daily cache."""
+    fetch = None
+    if not settings.offline:
+
+        def fetch(wanted: list[str]) -> dict[str, SymbolRules]:
+            with BinanceRestClient(settings.binance) as client:
+                return client.exchange_info(wanted)
+
+    return exchange_rules(store, "binance", symbols, SystemClock().now_ms(), fetch, notify)
 
 
 def stored_bars(

@@ -1,0 +1,147 @@
+"""Protection that survives our process on testnet and live: after an entry fills, its stop (and
+target) rest at Binance as one sell OCO (a stop-loss-limit below, a limit-maker above) or, with
+no target, one stop-loss-limit. Ids derive from the decision, so a restart finds the order it
+placed instead of placing a second one."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from execution.binance_executor import BinanceExecutor, OrderStatus, wire_decimal
+from market.binance_rest import BinanceError
+from market.models import SymbolRules
+from risk.sizing import floor_to
+
+log = logging.getLogger(__name__)
+
+STOP_LIMIT_SLACK = Decimal("0.005")
+"""A triggered stop-loss-limit sells down to this fraction below its trigger: a fast market
+still fills it, and a crash through it leaves it resting rather than selling at any price."""
+
+_PREFIX = "agp-"  # not "agt-": the venue's own orders, never a gate's
+
+
+def protection_id(decision_id: str) -> str:
+    """The list (or order) client id for the entry `decision_id`'s protection (<= 36 chars)."""
+    return _PREFIX + hashlib.sha256(f"{decision_id}|protect".encode()).hexdigest()[:28]
+
+
+class Protection(BaseModel):
+    """A protective exit resting at the exchange for one position."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    decision_id: str
+    kind: Literal["oco", "stop"]
+    client_id: str
+    quantity: Decimal
+    stop: Decimal
+    stop_limit: Decimal
+    target: Decimal | None = None
+
+    @property
+    def legs(self) -> dict[str, str]:
+        """Client order id -> what it does (stop_loss, take_profit)."""
+        if self.kind == "stop":
+            return {self.client_id: "stop_loss"}
+        return {f"{self.client_id}sl": "stop_loss", f"{self.client_id}tp": "take_profit"}
+
+
+def plan(
+    symbol: str,
+    decision_id: str,
+    held: float,
+    stop: float,
+    target: float | None,
+    rules: SymbolRules,
+) -> Protection | str:
+    """The protection for `held` units, on the exchange's grid, or why none can rest there."""
+    quantity = floor_to(Decimal(repr(held)), rules.step_size)
+    stop_price = floor_to(Decimal(repr(stop)), rules.tick_size)
+    limit = floor_to(stop_price * (1 - STOP_LIMIT_SLACK), rules.tick_size)
+    if quantity < rules.min_qty or quantity * limit < rules.min_notional:
+        return f"{quantity} {symbol} at {limit} is below the exchange's minimums"
+    return Protection(
+        symbol=symbol,
+        decision_id=decision_id,
+        kind="stop" if target is None else "oco",
+        client_id=protection_id(decision_id),
+        quantity=quantity,
+        stop=stop_price,
+        stop_limit=limit,
+        target=None if target is None else floor_to(Decimal(repr(target)), rules.tick_size),
+    )
+
+
+def place(executor: BinanceExecutor, p: Protection, rules: SymbolRules) -> None:
+    """Rest the protection at the exchange; raises BinanceError if it cannot."""
+    tick, qty = rules.tick_size, wire_decimal(p.quantity, rules.step_size)
+    if p.kind == "stop":
+        params = {
+            "symbol": p.symbol,
+            "side": "SELL",
+            "type": "STOP_LOSS_LIMIT",
+            "quantity": qty,
+            "stopPrice": wire_decimal(p.stop, tick),
+            "price": wire_decimal(p.stop_limit, tick),
+            "timeInForce": "GTC",
+            "newClientOrderId": p.client_id,
+            "newOrderRespType": "FULL",
+        }
+        executor.place_order(params, p.symbol, p.client_id)
+        return
+    assert p.target is not None
+    sl, tp = list(p.legs)
+    params = {
+        "symbol": p.symbol,
+        "side": "SELL",
+        "quantity": qty,
+        "listClientOrderId": p.client_id,
+        "aboveType": "LIMIT_MAKER",
+        "abovePrice": wire_decimal(p.target, tick),
+        "aboveClientOrderId": tp,
+        "belowType": "STOP_LOSS_LIMIT",
+        "belowStopPrice": wire_decimal(p.stop, tick),
+        "belowPrice": wire_decimal(p.stop_limit, tick),
+        "belowTimeInForce": "GTC",
+        "belowClientOrderId": sl,
+        "newOrderRespType": "FULL",
+    }
+    executor.place_oco_sell(params, p.symbol, p.client_id)
+
+
+Standing = Literal["open", "filled", "gone"]
+
+
+def standing(executor: BinanceExecutor, p: Protection) -> tuple[Standing, OrderStatus | None]:
+    """Where the protection stands: still resting, filled (with the leg that filled, fills
+    included), or gone without a fill (cancelled or expired by someone else, or never placed)."""
+    for cid in p.legs:
+        status = executor.settled_status(p.symbol, cid)
+        if status is None:
+            continue
+        if status.is_open:
+            return "open", None
+        if status.executed_qty > 0:
+            return "filled", status
+    return "gone", None
+
+
+def cancel(executor: BinanceExecutor, p: Protection) -> OrderStatus | None:
+    """Take the protection off the exchange before our own exit sells the coins it holds;
+    returns the leg that had already filled, if one had."""
+    try:
+        if p.kind == "oco":
+            executor.cancel_order_list(p.symbol, p.client_id)
+        else:
+            executor.cancel_order(p.symbol, p.client_id)
+    except BinanceError as exc:
+        log.warning("cancelling the protection %s of %s: %s", p.client_id, p.symbol, exc)
+    state, leg = standing(executor, p)
+    return leg if state == "filled" else None

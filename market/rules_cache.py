@@ -1,0 +1,48 @@
+"""Which exchange rules a run trades by: the venue's own, fetched at most once a day and kept in
+the store; offline, the last ones stored, else the bundled capture, said in one notice line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from market.binance_rest import BinanceError
+from market.models import SymbolRules
+from market.sample import sample_rules
+from store import Store
+from store.exchange_rules import load_rules, save_rules
+
+DAY_MS = 86_400_000
+Fetch = Callable[[list[str]], dict[str, SymbolRules]]
+
+
+def exchange_rules(
+    store: Store,
+    venue: str,
+    symbols: list[str],
+    now_ms: int,
+    fetch: Fetch | None,
+    notify: Callable[[str], None],
+) -> dict[str, SymbolRules]:
+    """Rules for the `symbols` the venue lists; a symbol nobody knows is left out (the caller
+    says what it trades it with). `fetch` None: offline by setting."""
+    stored = load_rules(store, venue, symbols)
+    fresh = {s: r for s, (r, at) in stored.items() if now_ms - at < DAY_MS}
+    if len(fresh) == len(symbols):
+        return fresh
+    why = "offline"
+    if fetch is not None:
+        try:
+            fetched = fetch(symbols)
+        except BinanceError as exc:
+            why = f"{venue.capitalize()} unreachable: {exc}"
+        else:
+            save_rules(store, venue, fetched, now_ms)
+            return fetched
+    known = {s: r for s, (r, _) in stored.items()}
+    bundled = {s: r for s, r in sample_rules().items() if s in symbols and s not in known}
+    if bundled:
+        notify(
+            f"notice: exchange rules for {', '.join(sorted(bundled))} are the bundled "
+            f"2024-09-08 capture ({why})"
+        )
+    return known | bundled

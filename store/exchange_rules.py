@@ -1,0 +1,32 @@
+"""Exchange rules (tickSize, stepSize, minNotional, maxQty) kept per venue and symbol with the
+time they were fetched, so a day's runs ask the venue once."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from market.models import SymbolRules
+from store.db import Store
+from store.tables import ExchangeRuleRow
+
+
+def save_rules(store: Store, venue: str, rules: dict[str, SymbolRules], now_ms: int) -> None:
+    with Session(store.engine) as session:
+        for symbol, rule in rules.items():
+            session.merge(
+                ExchangeRuleRow(
+                    venue=venue, symbol=symbol, rules_json=rule.model_dump_json(), fetched_ms=now_ms
+                )
+            )
+        session.commit()
+
+
+def load_rules(store: Store, venue: str, symbols: list[str]) -> dict[str, tuple[SymbolRules, int]]:
+    """The stored rules of `symbols` that the store has, with when each was fetched."""
+    with Session(store.engine) as session:
+        rows = session.exec(
+            select(ExchangeRuleRow).where(
+                ExchangeRuleRow.venue == venue, ExchangeRuleRow.symbol.in_(symbols)
+            )
+        ).all()
+    return {r.symbol: (SymbolRules.model_validate_json(r.rules_json), r.fetched_ms) for r in rows}

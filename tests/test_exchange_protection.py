@@ -1,0 +1,143 @@
+"""Protection that survives our process: after an entry fills on Binance (the loopback exchange,
+speaking Binance's order and order-list shapes), its stop and target rest there as one OCO;
+a restart finds it instead of placing another, a fill while we were down is booked, and our own
+exit cancels it before selling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+from test_binance_executor import NOW, RULES, approve
+
+from execution.binance_executor import BinanceExecutor
+from execution.binance_venue import BinanceVenue
+from execution.paper import GrowingFeed
+from market.sample import sample_rules
+from risk import (
+    Approved,
+    ApprovedOrder,
+    MarketView,
+    PortfolioView,
+    PositionView,
+    RiskLimits,
+    RiskState,
+    SignalSource,
+    TradeSignal,
+    assess,
+)
+
+PREFIX = "agp-"
+
+
+@pytest.fixture
+def exchange() -> Iterator[LoopbackExchange]:
+    server = LoopbackExchange(balances={"USDT": "10000", "BTC": "0"}).start()
+    yield server
+    server.stop()
+
+
+def venue(exchange: LoopbackExchange) -> BinanceVenue:
+    executor = BinanceExecutor(
+        API_KEY, API_SECRET, base_url=exchange.base_url, sleep=lambda s: None, timeout_s=2.0
+    )
+    return BinanceVenue(executor, sample_rules(), GrowingFeed(["BTCUSDT"]), cash=10_000)
+
+
+def enter(place: BinanceVenue, **levels: Any) -> None:
+    answer = place.execute(approve("protect-1", quantity=0.01, **levels))
+    assert answer["status"] == "filled", answer
+
+
+def close(place: BinanceVenue) -> ApprovedOrder:
+    """The gate's close of the whole held position."""
+    held = place.ledger.quantity("BTCUSDT")
+    signal = TradeSignal(
+        decision_id="protect-exit",
+        source=SignalSource.STRATEGY,
+        symbol="BTCUSDT",
+        action="close",
+        created_ms=NOW,
+    )
+    portfolio = PortfolioView(
+        cash=place.ledger.cash,
+        equity=10_000.0,
+        peak_equity=10_000.0,
+        day_start_equity=10_000.0,
+        positions={"BTCUSDT": PositionView(quantity=held, avg_price=65_000.0)},
+    )
+    view = MarketView(
+        symbol="BTCUSDT", last_price=65_000.0, data_time_ms=NOW, rules=RULES["BTCUSDT"]
+    )
+    verdict = assess(signal, portfolio, view, NOW, RiskLimits(), RiskState())
+    assert isinstance(verdict, Approved), verdict
+    return verdict.order
+
+
+def restart(before: BinanceVenue, exchange: LoopbackExchange, **drop: Any) -> BinanceVenue:
+    """A new process from what the old one committed; `drop` edits the stored brackets, as a
+    kill -9 between the entry's fill and the protection's reply would have left them."""
+    orders, fills, checkpoint = before.changes({})
+    brackets = [{**b, **drop} for b in checkpoint.brackets]
+    again = venue(exchange)
+    again.restore(checkpoint.model_copy(update={"brackets": brackets}), fills, orders)
+    again.reconcile()
+    return again
+
+
+def test_an_entry_with_stop_and_target_rests_one_oco_at_the_exchange(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    legs = exchange.open_with(PREFIX)
+    assert sorted(o["type"] for o in legs) == ["LIMIT_MAKER", "STOP_LOSS_LIMIT"]
+    assert len({o["orderListId"] for o in legs}) == 1
+    stop = next(o for o in legs if o["type"] == "STOP_LOSS_LIMIT")
+    assert (stop["stopPrice"], stop["price"]) == ("64000.00000000", "63680.00000000")
+    # The coins bought (less the fee Binance took in BTC) are held by the OCO, not free.
+    assert exchange.balance("BTC") == (0, stop["_locked"][1])
+    assert place.protective_exits(0) == []  # the exchange fires it, not the loop
+
+
+def test_a_restart_finds_the_oco_and_places_no_second(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    again = restart(place, exchange)
+    assert len(exchange.open_with(PREFIX)) == 2
+    # Killed after the OCO was sent but before its reply was stored: the same id is found.
+    lost = restart(place, exchange, protection=None)
+    assert len(exchange.open_with(PREFIX)) == 2
+    assert "BTCUSDT" in again.protections and "BTCUSDT" in lost.protections
+
+
+def test_a_stop_that_filled_while_we_were_down_is_booked_at_restart(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    exchange.move("BTCUSDT", "63900")  # through the stop: the stop-limit sells at 63,680
+    again = restart(place, exchange)
+    assert exchange.open_with(PREFIX) == []
+    assert again.ledger.quantity("BTCUSDT") == 0
+    exit_fill = again.new_fills[-1]
+    assert (exit_fill.reason.value, exit_fill.price) == ("stop_loss", 63_680.0)
+    assert again.ledger.cash == pytest.approx(float(exchange.balance("USDT")[0]))
+    assert "BTCUSDT" not in again.brackets
+
+
+def test_our_exit_cancels_the_protection_before_selling(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    answer = place.execute(close(place))
+    assert answer["status"] == "filled", answer
+    assert exchange.open_with(PREFIX) == []
+    assert exchange.count("DELETE", "/api/v3/orderList") == 1
+    assert exchange.balance("BTC")[1] == 0 and "BTCUSDT" not in place.protections
+
+
+def test_a_stop_without_a_target_rests_as_one_stop_loss_limit(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    (stop,) = exchange.open_with(PREFIX)
+    assert (stop["type"], stop["orderListId"]) == ("STOP_LOSS_LIMIT", -1)
+    answer = place.execute(close(place))
+    assert answer["status"] == "filled" and exchange.open_with(PREFIX) == []
