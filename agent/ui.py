@@ -575,7 +575,15 @@ def run_agent_backtest(
     result = run_backtest(bars, strategy, data.rules, config, limits=strategy.limits)
     if strategy.stopped == "cache_miss":
         raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
-    report, records, section = agent_report(strategy, result, model, data.rules, config, notes)
+    report, records, section = agent_report(
+        strategy,
+        result,
+        model,
+        data.rules,
+        config,
+        notes,
+        horizons_min=settings.scorecard.ledger_minutes,
+    )
     save_decisions(store, records)
     shown = {**report.agent, "run": run_stats(model.stats).model_dump()}
     html = page(report.model_copy(update={"agent": shown}), result)
