@@ -154,11 +154,16 @@ def test_samples_vote_cost_k_calls_and_the_gate_sizes_or_vetoes_by_agreement(
 
 def test_the_offline_model_always_agrees_and_says_so(cli, tmp_path: Path) -> None:
     out = tmp_path / "offline.json"
-    run = cli("agent-backtest", "--days", "1", "--samples", "2", "--json", str(out))
+    env = {"AGENT_SCORECARD__LEDGER_HORIZONS": "30m,2h"}
+    run = cli("agent-backtest", "--days", "1", "--samples", "2", "--json", str(out), env=env)
     assert run.returncode == 0, run.stderr
     assert "the offline model is deterministic, so its 2 samples always agree" in run.stderr
-    llm = json.loads(out.read_text())["agent"]["llm"]
+    report = json.loads(out.read_text())
+    llm = report["agent"]["llm"]
     assert llm["samples"] == 2 and llm["agreement_mean"] == 1.0 and llm["split_decisions"] == 0
+    # The ledger's horizons are the setting's (scorecard.ledger_horizons).
+    assert report["scorecard"]["veto_ledger"]["horizons"] == ["30m", "2h"]
+    assert "saved 30m" in run.stdout and "saved 2h" in run.stdout
 
 
 def test_samples_is_only_for_the_agent(cli) -> None:
