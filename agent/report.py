@@ -321,6 +321,8 @@ def agent_report(
 def agent_run_id(model: ChatModel, data: SweepData, params: AgentParams, version: str) -> str:
     """Deterministic, so a rerun replaces its own decisions and reproduces its order ids."""
     bars = data.bars
+    # One sample is what every run did before --samples, so such a run keeps its id.
+    left_out = {"concurrency"} if params.samples > 1 else {"concurrency", "samples"}
     material = "|".join(
         [
             model.base_url,
@@ -329,7 +331,7 @@ def agent_run_id(model: ChatModel, data: SweepData, params: AgentParams, version
             ",".join(bars.symbols),
             str(int(bars.open_time[0])),
             str(int(bars.open_time[-1])),
-            params.model_dump_json(exclude={"concurrency"}),
+            params.model_dump_json(exclude=left_out),
         ]
     )
     return "bt-" + hashlib.sha256(material.encode()).hexdigest()[:10]
