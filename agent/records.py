@@ -60,6 +60,8 @@ class DecisionRecord(BaseModel):
     approval: dict[str, Any] | None = None
     abstain: dict[str, Any] | None = None
     answer: str | None = None
+    samples: dict[str, Any] | None = None  # --samples K: the vote (agent/samples.py)
+    blocked: dict[str, Any] | None = None  # a loop's veto or clamp, for its ledger
 
 
 def save_decisions(store: Store, records: list[DecisionRecord]) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,6 +26,7 @@ from backtest.report import BacktestReport, build_report, iso
 from backtest.scorecard import RandomBaseline, Scorecard, scorecard
 from backtest.sweep import SweepData
 from backtest.terminal import fmt, to_unit
+from backtest.veto_ledger import HORIZONS_MIN
 from market.models import SymbolRules
 from risk.models import Approved
 
@@ -179,6 +180,7 @@ def agent_section(
             "signals": dict(sorted(actions.items())),
             # only when there were any: a cached rerun of a clean run stays byte-identical
             **({"retries": model.stats.retries} if model.stats.retries else {}),
+            **_sampling(strategy.p.samples, records),
         },
         risk={
             "vetoed": dict(sorted(result.vetoes.items())),
@@ -188,6 +190,18 @@ def agent_section(
         baselines=base,
         decision_log=[_row(r, strategy) for r in records],
     )
+
+
+def _sampling(samples: int, records: list[DecisionRecord]) -> dict[str, Any]:
+    """With --samples K: K, the mean agreement and how many decisions were not unanimous."""
+    if samples == 1:
+        return {}
+    shares = [r.samples["agreement"] for r in records if r.samples]
+    return {
+        "samples": samples,
+        "agreement_mean": round(sum(shares) / len(shares), 4) if shares else None,
+        "split_decisions": sum(share < 1 for share in shares),
+    }
 
 
 def _row(record: DecisionRecord, strategy: AgentStrategy) -> DecisionRow:
@@ -236,6 +250,11 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         "clamped by the gate": ", ".join(f"{k} {v}" for k, v in section.risk["adjusted"].items())
         or "none",
     }
+    if "samples" in llm:
+        shown["samples per decision"] = (
+            f"{llm['samples']} (agreement {fmt(llm['agreement_mean'])}, "
+            f"{llm['split_decisions']:,} split)"
+        )
     if section.protective_levels:
         shown["--stop-loss / --take-profit"] = ", ".join(
             f"{k} {v}" for k, v in section.protective_levels.items()
@@ -283,6 +302,7 @@ def agent_report(
     config: BacktestConfig,
     notes: list[str],
     window: dict[str, Any] | None = None,
+    horizons_min: Sequence[int] = HORIZONS_MIN,
 ) -> tuple[BacktestReport, list[DecisionRecord], AgentSection]:
     """The finished run as `agent-backtest` and the UI report it: the classic report with the
     agent section, the scorecard (baselines through the same gate, intervals, the veto ledger,
@@ -292,7 +312,7 @@ def agent_report(
     report = build_report(result, notes, rules, window)
     section = agent_section(strategy, records, result, model, {})
     cost, why = llm_cost(model, section.llm["cost_usd"])
-    card = scorecard(result, rules, stated(records), cost, why)
+    card = scorecard(result, rules, stated(records), cost, why, horizons_min)
     section = section.model_copy(update={"baselines": baselines(card)})
     update = {"agent": section.model_dump(mode="json"), "scorecard": card.model_dump(mode="json")}
     return report.model_copy(update=update), records, section
@@ -301,6 +321,8 @@ def agent_report(
 def agent_run_id(model: ChatModel, data: SweepData, params: AgentParams, version: str) -> str:
     """Deterministic, so a rerun replaces its own decisions and reproduces its order ids."""
     bars = data.bars
+    # One sample is what every run did before --samples, so such a run keeps its id.
+    left_out = {"concurrency"} if params.samples > 1 else {"concurrency", "samples"}
     material = "|".join(
         [
             model.base_url,
@@ -309,7 +331,7 @@ def agent_run_id(model: ChatModel, data: SweepData, params: AgentParams, version
             ",".join(bars.symbols),
             str(int(bars.open_time[0])),
             str(int(bars.open_time[-1])),
-            params.model_dump_json(exclude={"concurrency"}),
+            params.model_dump_json(exclude=left_out),
         ]
     )
     return "bt-" + hashlib.sha256(material.encode()).hexdigest()[:10]

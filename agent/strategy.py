@@ -24,6 +24,7 @@ from agent.model import ChatModel
 from agent.offline import OfflineModel
 from agent.outage import OUTAGE, LLMRefused, OutageBreaker, refusal
 from agent.records import DecisionRecord, loop_run_id
+from agent.samples import Vote, merged_record, sample_version, vote
 from execution.feed import BarArrays, SymbolBars
 from market.models import SymbolRules
 from risk.limits import RiskLimits
@@ -43,6 +44,7 @@ class AgentParams(BaseModel):
     decide_every: int = Field(15, ge=1, le=1_440, description="minutes between decisions")
     stateful: bool = Field(False, description="put positions in the prompt; decide in order")
     concurrency: int = Field(8, ge=1, le=64, description="decisions in flight at once")
+    samples: int = Field(1, ge=1, le=16, description="times the model is asked per decision")
 
 
 class AgentStrategy(Strategy):
@@ -87,6 +89,7 @@ class AgentStrategy(Strategy):
         self.system_prompt = system_prompt()
         self.records: dict[tuple[str, int], DecisionRecord] = {}
         self.states: dict[tuple[str, int], AgentState] = {}
+        self.votes: dict[tuple[str, int], Vote] = {}  # with --samples K > 1
         self.stopped: str | None = None  # budget, cache_miss, interrupted, outage or refused
         self.refused: LLMRefused | None = None
         self.breaker = OutageBreaker(trip_after)
@@ -167,8 +170,12 @@ class AgentStrategy(Strategy):
             return []
         env = self._env(ctx.time_ms, ctx)
         env.decision_id = state["decision_id"]
+        signal = to_signal(env, TradeIdea.model_validate(idea))
+        ballot = self.votes.get(key)
+        if ballot is not None:
+            signal = signal.model_copy(update={"agreement": ballot.agreement})
         signal, used = with_levels(
-            to_signal(env, TradeIdea.model_validate(idea)),
+            signal,
             ctx.close,
             ctx.position,
             ctx.stop_loss_pct,
@@ -202,16 +209,39 @@ class AgentStrategy(Strategy):
             view=ctx.market_view,
         )
 
-    def _run_one(self, symbol: str, now_ms: int, ctx: Context | None = None) -> None:
+    def _ask(self, symbol: str, now_ms: int, ctx: Context | None, index: int) -> AgentState:
         deps = AgentDeps(
             model=self.model,
             tools=self.tools,
             env=self._env(now_ms, ctx),
             system_prompt=self.system_prompt,
-            prompt_version=self.prompt_version,
+            prompt_version=sample_version(self.prompt_version, index),
             run_id=self.run_id,
         )
-        state = decide(self.graph, deps, symbol)
+        return decide(self.graph, deps, symbol)
+
+    def _sampled(self, symbol: str, now_ms: int, ctx: Context | None) -> AgentState:
+        """K samples and their vote; a sample that must stop the run (budget, cache miss, a
+        refused key) ends the asking and stands for the decision, as a single answer would."""
+        states: list[AgentState] = []
+        for index in range(self.p.samples):
+            state = self._ask(symbol, now_ms, ctx, index)
+            abstain = state.get("abstain")
+            stops = (abstain or {}).get("cause") in STOPPING_CAUSES
+            if stops or refusal(abstain, True, self.model.base_url) is not None:
+                return state
+            states.append(state)
+        if self.p.samples == 1:
+            return states[0]
+        ballot = vote([dict(s) for s in states])
+        chosen = states[ballot.chosen]
+        record = merged_record([dict(s) for s in states], ballot, self.prompt_version)
+        with self._lock:
+            self.votes[(symbol, now_ms)] = ballot
+        return AgentState(**{**chosen, "record": record})  # type: ignore[typeddict-item]
+
+    def _run_one(self, symbol: str, now_ms: int, ctx: Context | None = None) -> None:
+        state = self._sampled(symbol, now_ms, ctx)
         record = DecisionRecord.model_validate(state["record"])
         tripped = self.breaker.observe(state)
         refused = refusal(state.get("abstain"), self.breaker.answered, self.model.base_url)

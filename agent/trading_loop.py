@@ -20,6 +20,7 @@ from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
 from agent.records import DecisionRecord, loop_run_id, write_decisions
 from agent.step_commit import commit_step
 from agent.strategy import AgentStrategy
+from backtest.veto_ledger import blocked
 from core.errors import UserError
 from execution.orders import Fill
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
@@ -361,11 +362,13 @@ class TradingLoop:
             return
         codes = {r.code for r in getattr(verdict, "reasons", [])}
         outcome = "approved" if approved else "hold" if codes == {ReasonCode.HOLD} else "vetoed"
+        cut = blocked(call, self.limits, self.limits.fee_rate)
         update = {
             "outcome": outcome,
             "verdict": verdict.model_dump(mode="json"),
             "order": verdict.order.model_dump(mode="json") if approved else None,
             "execution": execution,
+            "blocked": None if cut is None else cut.model_dump(),
         }
         known = self.records.get(signal.decision_id)
         if known is None:  # a classic strategy: the runner's record is the whole decision

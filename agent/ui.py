@@ -46,11 +46,13 @@ from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
 from agent.strategy import AgentParams, AgentStrategy
+from agent.trade_ledger import account_ledger
 from backtest import run_backtest
 from backtest.data import to_bar_arrays
 from backtest.html import page
 from backtest.report import FillOut, build_report
 from backtest.runs import save_run
+from backtest.scorecard_view import ledger_columns, ledger_rows
 from backtest.strategies import STRATEGIES
 from backtest.sweep import SweepData
 from backtest.terminal import TRADE_COLUMNS, basis_lines, metric_cell, trade_cells
@@ -575,7 +577,15 @@ def run_agent_backtest(
     result = run_backtest(bars, strategy, data.rules, config, limits=strategy.limits)
     if strategy.stopped == "cache_miss":
         raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
-    report, records, section = agent_report(strategy, result, model, data.rules, config, notes)
+    report, records, section = agent_report(
+        strategy,
+        result,
+        model,
+        data.rules,
+        config,
+        notes,
+        horizons_min=settings.scorecard.ledger_minutes,
+    )
     save_decisions(store, records)
     shown = {**report.agent, "run": run_stats(model.stats).model_dump()}
     html = page(report.model_copy(update={"agent": shown}), result)
@@ -663,6 +673,15 @@ def decisions_frame(store: Store, limit: int = 50, run_id: str | None = None) ->
         )
     columns = ["time", "decision", "run", "symbol", "outcome", "verdict", "reasons"]
     return pd.DataFrame(rows, columns=[*columns, "approved by", "order"])
+
+
+def ledger_frame(store: Store, settings: Settings, account: str | None) -> pd.DataFrame:
+    """The loop account's veto ledger by reason code, as `agent-trade ledger` prints it."""
+    if not account:
+        return pd.DataFrame(columns=["reason", "vetoed", "clamped"])
+    ledger = account_ledger(store, account, settings.scorecard.ledger_minutes, log.info)
+    card = {"veto_ledger": ledger.model_dump()}
+    return pd.DataFrame(ledger_rows(card), columns=ledger_columns(card))
 
 
 def _order_text(order: dict[str, Any] | None) -> str:
@@ -944,6 +963,7 @@ def build_app(
             decisions_frame(store, run_id=f"trade-{account}")
             if account
             else decisions_frame(store, run_id=""),
+            ledger_frame(store, settings, account),
             decisions_frame(store, run_id=CHAT_RUN_ID),
             fills_frame(store, account),
         )
@@ -1126,6 +1146,11 @@ def build_app(
                 t_loop = gr.Markdown(elem_id="loop-state")
                 t_equity = gr.Plot(label="Loop equity")
                 t_loop_decisions = gr.Dataframe(label="The loop's recent decisions and verdicts")
+                t_ledger = gr.Dataframe(
+                    label="The loop's veto ledger: what each gate rule saved (+) or cost (−) "
+                    "[$], by reason, from the next open over each horizon after fees",
+                    elem_id="veto-ledger",
+                )
                 t_state = gr.Markdown(elem_id="desk-state")
                 with gr.Accordion("Way back: resume or reset the drawdown lock", open=False):
                     with gr.Row():
@@ -1145,7 +1170,8 @@ def build_app(
                 t_decisions = gr.Dataframe(label="Chat decisions")
                 t_fills = gr.Dataframe(label="The selected account's fills, newest first")
                 t_outputs = [
-                    t_account, t_state, t_loop, t_equity, t_loop_decisions, t_decisions, t_fills
+                    t_account, t_state, t_loop, t_equity, t_loop_decisions, t_ledger,
+                    t_decisions, t_fills,
                 ]  # fmt: skip
                 t_refresh.click(trading_view, [t_account], t_outputs, api_name="trading")
                 t_account.change(trading_view, [t_account], t_outputs, api_name=False)

@@ -34,7 +34,7 @@ from backtest.calibration import Calibration, Stated, calibration
 from backtest.engine import BacktestResult, run_backtest
 from backtest.metrics import equity_metrics
 from backtest.strategies import STRATEGIES
-from backtest.veto_ledger import VetoLedger, veto_ledger
+from backtest.veto_ledger import HORIZONS_MIN, VetoLedger, veto_ledger
 from market.models import SymbolRules, interval_ms
 from runtime.strategy import Strategy
 
@@ -96,6 +96,7 @@ def scorecard(
     stated: Sequence[Stated],
     llm_cost_usd: float | None,
     llm_cost_na: str | None = None,
+    horizons_min: Sequence[int] = HORIZONS_MIN,
 ) -> Scorecard:
     """`result` is the agent's run; every baseline replays its bars, config and limits."""
     shape = shape_of(result)
@@ -146,7 +147,7 @@ def scorecard(
         ),
         baselines=baselines,
         intervals=intervals,
-        veto_ledger=veto_ledger(result),
+        veto_ledger=veto_ledger(result, horizons_min),
         calibration=calibration(stated, result.bars),
         llm_cost_usd=llm_cost_usd,
         llm_cost_na=llm_cost_na,

@@ -207,12 +207,7 @@ def render_scorecard(card: dict[str, Any]) -> Group:
         _plain_table(
             "95% intervals", INTERVAL_COLUMNS, interval_rows(card), "\n".join(result_notes(card))
         ),
-        _plain_table(
-            "veto ledger: what each gate rule saved (+) or cost (−) [$]",
-            ledger_columns(card),
-            ledger_rows(card),
-            "counterfactual: " + card["veto_ledger"]["basis"],
-        ),
+        render_ledger(card["veto_ledger"]),
     ]
     if card["calibration"]["groups"]:
         parts.append(
@@ -226,6 +221,17 @@ def render_scorecard(card: dict[str, Any]) -> Group:
     else:
         parts.append(calibration_line(card))
     return Group(*parts)
+
+
+def render_ledger(ledger: dict[str, Any]) -> Table:
+    """The veto ledger by reason code, as the scorecard and `agent-trade ledger` show it."""
+    card = {"veto_ledger": ledger}
+    return _plain_table(
+        "veto ledger: what each gate rule saved (+) or cost (−) [$]",
+        ledger_columns(card),
+        ledger_rows(card),
+        "counterfactual: " + ledger["basis"],
+    )
 
 
 def _plain_table(

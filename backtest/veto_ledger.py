@@ -6,13 +6,15 @@ MAX_POSITION or LOW_CONFIDENCE earned its keep."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
 
 from backtest.engine import BacktestResult
 from execution.feed import BarArrays
+from risk.limits import RiskLimits
 from risk.models import Approved, PortfolioView, ReasonCode, Side, SignalAction
 from runtime.runner import GateCall
 
@@ -40,6 +42,22 @@ class VetoLedger(BaseModel):
     total_saved_usd: dict[str, float]
 
 
+class Blocked(BaseModel):
+    """What the gate blocked of one signal: kept with a trading loop's decision record, so the
+    ledger can be priced later from stored bars."""
+
+    code: str  # the gate's first reason code
+    quantity: float  # signed base units: the vetoed signal, or the part of a clamped one cut
+    clamped: bool
+    cost: float  # fees and slippage per side, as a fraction of notional
+
+
+class Counterfactual(NamedTuple):
+    symbol: str
+    decided_ms: int
+    blocked: Blocked
+
+
 def label(minutes: int) -> str:
     return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
@@ -61,61 +79,74 @@ def forward(
 
 
 def veto_ledger(result: BacktestResult, horizons_min: Sequence[int] = HORIZONS_MIN) -> VetoLedger:
-    bars, config = result.bars, result.config
-    steps = {label(h): horizon_bars(bars, h) for h in horizons_min}
-    cost = config.cost_reserve()
+    cost = result.config.cost_reserve()
+    found = []
+    for call in result.gate_calls:
+        what = blocked(call, result.limits, cost)
+        if what is not None:
+            found.append(Counterfactual(call.signal.symbol, call.signal.created_ms, what))
+    return tally(found, lambda _: result.bars, horizons_min)
+
+
+def tally(
+    found: Iterable[Counterfactual],
+    bars_of: Callable[[str], BarArrays],
+    horizons_min: Sequence[int] = HORIZONS_MIN,
+) -> VetoLedger:
+    """Each blocked signal priced over each horizon on its symbol's bars, summed per code."""
+    names = [label(h) for h in horizons_min]
     raw: dict[str, dict[str, list[float]]] = {}
     counts: dict[str, CodeLedger] = {}
-    for call in result.gate_calls:
-        blocked = _blocked(call, result)
-        if blocked is None:
-            continue
-        code, quantity, clamped = blocked
-        entry = counts.setdefault(code, CodeLedger())
-        if clamped:
+    for symbol, decided_ms, what in found:
+        bars = bars_of(symbol)
+        entry = counts.setdefault(what.code, CodeLedger())
+        if what.clamped:
             entry.clamped += 1
         else:
             entry.vetoed += 1
-        sums = raw.setdefault(code, {})
-        for name, ahead in steps.items():
-            prices = forward(bars, call.signal.symbol, call.signal.created_ms, ahead)
+        sums = raw.setdefault(what.code, {})
+        for name, minutes in zip(names, horizons_min, strict=True):
+            prices = forward(bars, symbol, decided_ms, horizon_bars(bars, minutes))
             if prices is None:
                 entry.still_open[name] = entry.still_open.get(name, 0) + 1
                 continue
             start, end = prices
-            earned = quantity * (end - start) - cost * abs(quantity) * (start + end)
+            quantity = what.quantity
+            earned = quantity * (end - start) - what.cost * abs(quantity) * (start + end)
             sums.setdefault(name, []).append(-earned)
     by_code = {}
     for code in sorted(counts):
         entry = counts[code]
-        entry.saved_usd = {n: round(sum(raw[code].get(n, [])), 2) for n in steps}
+        entry.saved_usd = {n: round(sum(raw[code].get(n, [])), 2) for n in names}
         by_code[code] = entry
-    total = {n: round(sum(e.saved_usd[n] for e in by_code.values()), 2) for n in steps}
-    return VetoLedger(horizons=list(steps), basis=BASIS, by_code=by_code, total_saved_usd=total)
+    total = {n: round(sum(e.saved_usd[n] for e in by_code.values()), 2) for n in names}
+    return VetoLedger(horizons=names, basis=BASIS, by_code=by_code, total_saved_usd=total)
 
 
-def _blocked(call: GateCall, result: BacktestResult) -> tuple[str, float, bool] | None:
-    """(reason code, signed base quantity the gate blocked, clamped?) or None."""
+def blocked(call: GateCall, limits: RiskLimits, cost: float) -> Blocked | None:
+    """What the gate blocked of this signal, or None when it blocked nothing that trades."""
     verdict, market, portfolio = call.verdict, call.market, call.portfolio
     if market is None or portfolio is None:
         return None
-    proposed = _proposed(call, market.last_price, portfolio, result)
+    proposed = _proposed(call, market.last_price, portfolio, limits)
     if isinstance(verdict, Approved):
         if not verdict.adjustments:
             return None
         order = verdict.order
         approved = float(order.quantity) * (1 if order.side is Side.BUY else -1)
         cut = proposed - approved
-        return (verdict.adjustments[0].code.value, cut, True) if cut else None
+        if not cut:
+            return None
+        return Blocked(
+            code=verdict.adjustments[0].code.value, quantity=cut, clamped=True, cost=cost
+        )
     code = verdict.reasons[0].code
     if code in _NOT_A_TRADE or not proposed:
         return None
-    return code.value, proposed, False
+    return Blocked(code=code.value, quantity=proposed, clamped=False, cost=cost)
 
 
-def _proposed(
-    call: GateCall, price: float, portfolio: PortfolioView, result: BacktestResult
-) -> float:
+def _proposed(call: GateCall, price: float, portfolio: PortfolioView, limits: RiskLimits) -> float:
     """The signal as proposed, in signed base units: its quantity, else its share of equity
     (the source's position cap where it named none), else the whole position for a close."""
     signal = call.signal
@@ -129,5 +160,5 @@ def _proposed(
         return direction * signal.quantity
     share = signal.size_pct
     if share is None:
-        share = result.limits.for_source(signal.source).max_position_pct
+        share = limits.for_source(signal.source).max_position_pct
     return direction * share * portfolio.equity / price

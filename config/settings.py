@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -173,6 +174,54 @@ class BacktestSettings(BaseModel):
     slippage_bps: float = Field(0.0, ge=0, lt=10_000, description="taker slippage")
 
 
+HORIZON = re.compile(r"^([1-9][0-9]*)([mhd])$")
+HORIZON_MIN = {"m": 1, "h": 60, "d": 1_440}
+
+
+class ScorecardSettings(BaseModel):
+    """How the scorecard judges the model, in agent-backtest, the UI and agent-trade."""
+
+    model_config = {"extra": "forbid"}
+
+    ledger_horizons: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["15m", "1h", "4h"],
+        min_length=1,
+        description="how long after the next open each vetoed signal is marked (m, h or d)",
+    )
+
+    @field_validator("ledger_horizons", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("ledger_horizons")
+    @classmethod
+    def _known_units(cls, value: list[str]) -> list[str]:
+        for text in value:
+            if HORIZON.match(text) is None:
+                raise ValueError(
+                    f"{text!r} is not a horizon: a whole number of minutes, hours or days, "
+                    "e.g. 15m, 1h, 4h, 1d"
+                )
+        minutes = [horizon_minutes(text) for text in value]
+        if len(set(minutes)) != len(minutes):
+            raise ValueError(f"{value} names the same horizon twice")
+        return value
+
+    @property
+    def ledger_minutes(self) -> list[int]:
+        return [horizon_minutes(text) for text in self.ledger_horizons]
+
+
+def horizon_minutes(text: str) -> int:
+    found = HORIZON.match(text)
+    if found is None:
+        raise ValueError(f"{text!r} is not a horizon")
+    return int(found.group(1)) * HORIZON_MIN[found.group(2)]
+
+
 class Settings(BaseSettings):
     """Everything configurable; bad values fail at start-up naming the field."""
 
@@ -209,6 +258,7 @@ class Settings(BaseSettings):
     risk: RiskLimits = Field(default_factory=RiskLimits)
     trading: TradingSettings = Field(default_factory=TradingSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )

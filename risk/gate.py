@@ -88,6 +88,8 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
             problems.append(f"{name} {value} is not a positive finite number")
     if not 0.0 <= signal.confidence <= 1.0:
         problems.append(f"confidence {signal.confidence} is not within [0, 1]")
+    if signal.agreement is not None and not 0.0 < signal.agreement <= 1.0:
+        problems.append(f"agreement {signal.agreement} is not within (0, 1]")
     for name in _PRICE_FIELDS:
         value = getattr(signal, name)
         if value is not None and not _positive(value):
@@ -350,6 +352,17 @@ def _entry(
                 f"size scaled by confidence {signal.confidence:.2f}: {size:.8g}",
             )
         )
+    agreement = signal.agreement
+    if limits.size_by_agreement and agreement is not None and agreement < 1.0:
+        if size == math.inf:
+            size = position_room / cost
+        size *= agreement
+        adjustments.append(
+            _reason(
+                ReasonCode.AGREEMENT_SCALED,
+                f"size scaled by agreement {agreement:.2f} of the model's samples: {size:.8g}",
+            )
+        )
     cost_exact = prices.cost_exact
     fee = limits.fee_rate
     caps = [
@@ -500,6 +513,15 @@ def _entry_blocks(
                         f"spread {spread_bps:.1f} bps exceeds {limits.max_spread_bps:g} bps",
                     )
                 )
+    agreement = signal.agreement
+    if limits.size_by_agreement and agreement is not None and agreement < limits.min_agreement:
+        found.append(
+            _reason(
+                ReasonCode.LOW_AGREEMENT,
+                f"{agreement:.0%} of the model's samples agree; the floor is "
+                f"{limits.min_agreement:.0%}",
+            )
+        )
     if signal.confidence < source.min_confidence:
         found.append(
             _reason(

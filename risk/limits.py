@@ -82,6 +82,13 @@ class RiskLimits(BaseModel):
     max_spread_bps: float = Field(50.0, gt=0)
     fee_rate: float = Field(0.001, ge=0, lt=1)
     max_open_positions: int | None = Field(None, ge=1)
+    size_by_agreement: bool = Field(
+        False,
+        description="size entries by the share of the model's samples that agree (--samples)",
+    )
+    min_agreement: float = Field(
+        0.6, ge=0, le=1, description="with size_by_agreement: entries below are vetoed"
+    )
     ai: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.AI])
     strategy: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.STRATEGY])
     manual: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.MANUAL])

@@ -59,6 +59,9 @@ class TradeSignal(BaseModel):
     trailing_stop_pct: float | None = None
     trailing_stop_atr: float | None = None
     confidence: float = 1.0
+    # Share of K samples of the model that voted for this action (--samples K); None when the
+    # decision was asked once. The gate reads it only with risk.size_by_agreement.
+    agreement: float | None = None
     horizon_minutes: int | None = None
     rationale: str = ""
     created_ms: int
@@ -125,6 +128,8 @@ class ReasonCode(StrEnum):
     SHORT_NOT_ALLOWED = "SHORT_NOT_ALLOWED"
     RISK_SIZED = "RISK_SIZED"
     CONFIDENCE_SCALED = "CONFIDENCE_SCALED"
+    LOW_AGREEMENT = "LOW_AGREEMENT"
+    AGREEMENT_SCALED = "AGREEMENT_SCALED"
     MAX_POSITION = "MAX_POSITION"
     MAX_EXPOSURE = "MAX_EXPOSURE"
     MAX_ORDER_NOTIONAL = "MAX_ORDER_NOTIONAL"

@@ -204,6 +204,6 @@ def _another(default: object, key: str) -> object:
         return not default
     if isinstance(default, int) or key.endswith(("_ms", "_minutes", "_losses", "_positions")):
         return (default or 1) + 1
-    if key.endswith("_pct") or key in ("min_confidence", "fee_rate"):
+    if key.endswith("_pct") or key in ("min_confidence", "min_agreement", "fee_rate"):
         return 0.05 if default != 0.05 else 0.07
     return (default or 1.0) * 2

@@ -267,7 +267,7 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
 @pytest.mark.vcr
 def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     client = Client(ui.url, verbose=False)
-    account, _chat, loop, _plot, loop_decisions, _decisions, fills = client.predict(
+    account, _chat, loop, _plot, loop_decisions, ledger, _decisions, fills = client.predict(
         ui.loop_account, api_name="/trading"
     )
     stored = load_account(ui.store, ui.loop_account).fills
@@ -282,6 +282,9 @@ def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
     assert runs == {f"trade-{ui.loop_account}"} and len(loop_decisions["data"]) == 48
     holds = [row for row in loop_decisions["data"] if row[4] == "hold"]
     assert holds and all((row[5], row[6]) == ("hold", "") for row in holds), "a hold is a hold"
+    # The loop's veto ledger by reason, over the configured horizons, with its total.
+    assert ledger["headers"] == ["reason", "vetoed", "clamped", "saved 15m", "saved 1h", "saved 4h"]
+    assert ledger["data"][-1][0] == "total"
 
 
 @pytest.mark.vcr

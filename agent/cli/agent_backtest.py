@@ -64,6 +64,13 @@ def add_agent_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--budget-usd", type=float, help="stop cleanly once this much is spent")
     group.add_argument("--yes", action="store_true", help="accept the cost estimate")
     group.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        metavar="K",
+        help="ask the model K times per decision; the majority action decides (K calls each)",
+    )
+    group.add_argument(
         "--compare",
         metavar="model=NAME|prompt=FILE",
         help="paired A/B: a second agent differing only in this, on the same decision points",
@@ -86,7 +93,10 @@ def agent_params(args: argparse.Namespace) -> AgentParams:
         parse_variant(args.compare)
     try:
         return AgentParams(
-            decide_every=args.decide_every, stateful=args.stateful, concurrency=args.concurrency
+            decide_every=args.decide_every,
+            stateful=args.stateful,
+            concurrency=args.concurrency,
+            samples=args.samples,
         )
     except ValueError as exc:
         first = exc.errors()[0]  # type: ignore[attr-defined]
@@ -100,12 +110,14 @@ def check_cost(
     settings: Settings,
     planned: int,
     period: str = "",
+    samples: int = 1,
 ) -> None:
     """A paid model must not start spending unannounced: show the estimate, require consent.
-    `period` names what `planned` covers when it is a rate (" per day" for the trading loop)."""
+    `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
+    each decision asks the model `samples` times."""
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return
-    calls = planned * CALLS_PER_DECISION
+    calls = planned * CALLS_PER_DECISION * samples
     tokens = calls * (PROMPT_TOKENS_PER_CALL + COMPLETION_TOKENS_PER_CALL)
     estimate = getattr(model, "estimate_cost", None)
     cost = estimate(calls, PROMPT_TOKENS_PER_CALL, COMPLETION_TOKENS_PER_CALL) if estimate else 0.0
@@ -139,7 +151,7 @@ def run_agent_backtest(
     try:
         other = None if variant is None else open_variant(variant, settings, model)
         if isinstance(model, OfflineModel):
-            for line in offline_notices(typed):
+            for line in offline_notices(typed, params.samples):
                 notes.append(line)
                 notify(line)
         market = MarketData(frames, config.interval)
@@ -161,9 +173,9 @@ def run_agent_backtest(
                 f"no decision bars: --days is shorter than the warm-up of {strategy.warmup} "
                 f"bars plus one --decide-every ({params.decide_every} min)"
             )
-        check_cost(args, model, settings, planned)
+        check_cost(args, model, settings, planned, samples=params.samples)
         if other is not None:
-            check_cost(args, other, settings, planned)
+            check_cost(args, other, settings, planned, samples=params.samples)
         result = _with_progress(strategy, model, planned, data, config)
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)
@@ -173,7 +185,14 @@ def run_agent_backtest(
                 "--replay-only (with a key or OPENAI_BASE_URL) to fill the cache"
             )
         report, records, section = agent_report(
-            strategy, result, model, data.rules, config, notes, window.model_dump()
+            strategy,
+            result,
+            model,
+            data.rules,
+            config,
+            notes,
+            window.model_dump(),
+            settings.scorecard.ledger_minutes,
         )
         if variant is not None and other is not None:
             paired = compare(variant, other, strategy, result, records, model, data)

@@ -16,6 +16,7 @@ AGENT_ONLY = (
     "budget_usd",
     "yes",
     "compare",
+    "samples",
 )
 SWEEP_ONLY = ("rank_by", "executor", "workers", "top")
 SINGLE_RUN_ONLY = ("html", "check_lookahead")
@@ -64,12 +65,18 @@ def refuse_inapplicable(typed: set[str], strategy: str, sweeping: bool) -> None:
         )
 
 
-def offline_notices(typed: set[str]) -> list[str]:
-    return [
+def offline_notices(typed: set[str], samples: int = 1) -> list[str]:
+    lines = [
         f"notice: {flag(dest)} has nothing to act on: {why}"
         for dest, why in OFFLINE_IDLE.items()
         if dest in typed
     ]
+    if samples > 1:
+        lines.append(
+            f"notice: --samples {samples}: the offline model is deterministic, so its "
+            f"{samples} samples always agree (agreement 1.0); an LLM above temperature 0 may not"
+        )
+    return lines
 
 
 def _refuse(typed: set[str], dests: tuple[str, ...], why: str) -> None:

@@ -8,7 +8,7 @@ strategy trades through the same runner a backtest drives.
     agent-trade --feed binance                      Binance's public stream (network), paper fills
     agent-trade --feed bybit                        Bybit's public spot stream, paper fills
     agent-trade --feed bybit --mode testnet         signed orders on Bybit's testnet (BYBIT_API_KEY)
-    agent-trade status | fills | halt | resume | reset-drawdown [--account NAME | --chat]
+    agent-trade status | fills | ledger | halt | resume | reset-drawdown [--account NAME | --chat]
 """
 
 from __future__ import annotations
@@ -76,13 +76,15 @@ if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt sta
 DAY_BARS, MINUTE_MS = 1_440, 60_000
 log = logging.getLogger(__name__)
 
-COMMANDS = ("run", "status", "fills", "halt", "resume", "reset-drawdown")
+COMMANDS = ("run", "status", "fills", "ledger", "halt", "resume", "reset-drawdown")
 DEFAULT_REASONS = {
     "halt": "halted by a person",
     "resume": "cleared by a person",
     "reset-drawdown": "drawdown accepted by a person",
 }
 AGENT = "agent"
+SHADOW = "shadow"  # the account mode of a --shadow run: paper fills, nothing placed
+PAPER_FILLS = ("paper", SHADOW)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         "--slippage-bps", type=float, help="paper: slippage (setting trading.paper_slippage_bps)"
     )
     loop.add_argument("--mode", help="paper, testnet or live (setting trading.mode: paper)")
+    loop.add_argument(
+        "--shadow",
+        action="store_true",
+        help="run the model and the gate and record the decisions and the fills the paper fill "
+        "model would give, placing nothing (account <trading.account>-shadow by default)",
+    )
     loop.add_argument("--cash", type=float, help="a new account's USDT (setting trading.cash)")
     loop.add_argument("--max-bars", type=int, help="stop after this many bars")
     loop.add_argument("--drop-every", type=int, help="replay: drop the socket every N messages")
@@ -129,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         "--budget-usd", type=float, help="a paid model's spend cap; then safe mode (exits only)"
     )
     loop.add_argument("--yes", action="store_true", help="accept a paid model's cost estimate")
-    out = parser.add_argument_group("status and fills")
+    out = parser.add_argument_group("status, fills and ledger")
     out.add_argument("--json", action="store_true", help="as JSON")
     steer = parser.add_argument_group("halt, resume and reset-drawdown (recorded)")
     steer.add_argument("--reason", help="why; kept on record with who did it")
@@ -167,19 +175,27 @@ def _speed(raw: str) -> float:
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    """Settings with the flags on top; the account is the flag's, else `trading.account`."""
+    """Settings with the flags on top; the account is the flag's, else `trading.account`
+    (with `-shadow` after it for a --shadow run, so a shadow never trades the paper account)."""
     settings = settings_from(args, **extra)
-    args.account = args.account or settings.trading.account
+    default = settings.trading.account + ("-shadow" if args.shadow else "")
+    args.account = args.account or default
     return settings
 
 
 def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
     from execution.venues import check_live_allowed
 
-    args.mode = args.mode or trading.mode
+    if args.shadow and args.mode is not None:
+        raise UserError(
+            f"--shadow places no orders, so --mode {args.mode} cannot apply: a shadow run "
+            "records its would-be fills on the paper fill model, whatever the feed"
+        )
+    args.mode = SHADOW if args.shadow else args.mode or trading.mode
+    if not args.shadow:
+        check_live_allowed(args.mode, os.environ)
     args.cash = trading.cash if args.cash is None else args.cash
     args.symbol = args.symbol or ",".join(trading.symbols)
-    check_live_allowed(args.mode, os.environ)
     if args.mode == "live" and (loose := loose_env_file()):
         raise UserError(f"live trading refused: {loose}")
     if args.mode == "live" and args.feed == "replay":
@@ -194,7 +210,7 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
         raise UserError(f"invalid --fee-bps {args.fee_bps:g}: a fee cannot be negative")
     if args.data is not None and args.feed != "replay":
         raise UserError("--data is replayed: it needs --feed replay")
-    if args.mode != "paper":
+    if args.mode not in PAPER_FILLS:
         given = [f for f in ("fee_bps", "slippage_bps") if getattr(args, f) is not None]
         if given:
             raise UserError(
@@ -508,7 +524,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
     _check_run_args(args, settings.trading)
-    if args.mode != "paper":
+    if args.mode not in PAPER_FILLS:
         _refuse_unheld_trailing_stop(args, settings.risk)
     symbols = _symbols(args.symbol)
     fills = _fills(args, settings.trading)
@@ -532,7 +548,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = settings.risk
-    if args.mode != "paper":
+    if args.mode not in PAPER_FILLS:
         exchange = "bybit" if args.feed == "bybit" else "binance"
         rules, venue = signed_venue(
             exchange, settings, args.mode, symbols, store, args.account, notify
@@ -556,7 +572,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     books = Books(None if args.feed == "bybit" else snapshots) if depth else None
     if depth:
         notify(f"order book: {', '.join(depth)} from the depth stream (spread check, slippage)")
-    if args.mode == "paper":
+    if args.mode in PAPER_FILLS:
         walks = {s: BookWalk(s, books, fills.slippage) for s in depth} if books else {}
         venue = paper_venue(rules, fees=fills.fees, slippage=fills.slippage, symbol_slippage=walks)
 
@@ -611,6 +627,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             store, args.account, profile, args.feed, loop.last_open_time, int(time.time() * 1000)
         )
         notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
+    elif args.mode == SHADOW:
+        notify(
+            f"orders: none placed (shadow): account {args.account!r} records the decisions and "
+            "the fills the paper fill model would give"
+        )
     else:
         reconcile(loop.venue, args.mode, args.account)  # type: ignore[arg-type]
         exchange = loop.venue.exchange  # type: ignore[attr-defined]
@@ -686,6 +707,8 @@ def _print_status(status: dict[str, Any]) -> None:
     lines += [f"record    {line}" for line in status["interventions"]]
     if status["key_permissions"]:
         lines.append(f"key       {status['key_permissions']['summary']}")
+    if status["mode"] == SHADOW:
+        lines.append("orders    none placed: a shadow account; its fills are what paper would fill")
     lines.append(f"error     {status['last_error'] or 'none'}")
     print("\n".join(lines))
 
@@ -754,12 +777,40 @@ def _cmd_fills(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ledger(args: argparse.Namespace) -> int:
+    """What each rule of the gate saved or cost this account, priced from the bars after each
+    vetoed or clamped decision (scorecard.ledger_horizons)."""
+    from rich.console import Console
+
+    from agent.trade_ledger import account_ledger
+    from backtest.terminal import render_ledger
+
+    settings = _settings(args)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
+    account_status(store, args.account, settings)  # one line and exit 2 for an unknown account
+    ledger = account_ledger(store, args.account, settings.scorecard.ledger_minutes, notify)
+    if args.json:
+        print(ledger.model_dump_json(indent=2))
+    elif not ledger.by_code:
+        print(f"account {args.account!r}: the gate has vetoed or clamped no trade yet")
+    else:
+        Console().print(render_ledger(ledger.model_dump()))
+    return 0
+
+
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.shadow and args.command != "run":
+        raise UserError(
+            f"--shadow is for running the loop; `agent-trade {args.command} --account NAME` "
+            "reads a shadow account like any other"
+        )
     if args.command == "status":
         return _cmd_status(args)
     if args.command == "fills":
         return _cmd_fills(args)
+    if args.command == "ledger":
+        return _cmd_ledger(args)
     if args.command in DEFAULT_REASONS:
         return _cmd_steer(args)
     if args.chat or args.by or args.reason:
