@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from account_record import account_record, query
 from conftest import BIN
 
 from execution.ledger import Ledger
@@ -31,11 +32,6 @@ def status(cli, *args: str, env: dict[str, str] | None = None) -> dict:
     result = cli("agent-trade", "status", "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def query(path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def committed_bars(path: Path) -> int:
@@ -113,7 +109,7 @@ def assert_books_consistent(path: Path, cli) -> None:
     assert all(b - a == MINUTE_MS for a, b in itertools.pairwise(times))
 
 
-def test_replay_run_trades_and_status_shows_the_account(cli, offline_env) -> None:
+def test_replay_run_trades_and_status_shows_theaccount_record(cli, offline_env) -> None:
     result = cli("agent-trade", *FAST, "--max-bars", "120", "--decide-every", "5")
     assert result.returncode == 0, result.stderr
     assert "offline model" in result.stderr and "loopback WebSocket" in result.stderr
@@ -150,32 +146,6 @@ def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_en
     assert_books_consistent(path, cli)
 
 
-def _account(path: Path) -> dict:
-    """What an account did: every decision (its inputs, signal, verdict and order), every order
-    with its client id, the fills, the gate's verdicts and the final equity. Timings and the
-    per-process seal are left out: they differ between any two runs."""
-
-    def unsealed(order: dict | None) -> dict | None:
-        return order and {k: v for k, v in order.items() if k != "seal"}
-
-    decisions = []
-    for (raw,) in query(path, "SELECT record_json FROM decisions ORDER BY decision_id"):
-        r = json.loads(raw)
-        verdict = r["verdict"] and {**r["verdict"], "order": unsealed(r["verdict"].get("order"))}
-        seen = (r["decision_id"], r["outcome"], r["inputs_sha256"], r["signal"], verdict)
-        decisions.append((*seen, unsealed(r["order"]), r["abstain"]))
-    orders = query(
-        path, "SELECT client_order_id, decision_id, status, order_json FROM paper_orders"
-    )
-    return {
-        "decisions": decisions,
-        "orders": sorted((c, d, s, unsealed(json.loads(o))) for c, d, s, o in orders),
-        "fills": query(path, "SELECT order_id, quantity, price, fee, time_ms FROM paper_fills"),
-        "equity": query(path, "SELECT equity FROM equity_points ORDER BY time_ms DESC LIMIT 1"),
-        "verdicts": query(path, "SELECT decision_id, kind, codes FROM risk_verdicts ORDER BY id"),
-    }
-
-
 def test_restarts_after_sigkill_repeat_the_uninterrupted_run(cli, offline_env, tmp_path) -> None:
     """Killed at two points mid-run and restarted, the account is the uninterrupted one: the
     same decisions, orders and client ids, fills, gate verdicts and final equity."""
@@ -191,7 +161,7 @@ def test_restarts_after_sigkill_repeat_the_uninterrupted_run(cli, offline_env, t
     straight = cli("agent-trade", *FAST, *every, "--max-bars", str(total), env=straight_env)
     assert straight.returncode == 0, straight.stderr
 
-    killed, uninterrupted = _account(path), _account(tmp_path / "straight" / "agent.db")
+    killed, uninterrupted = account_record(path), account_record(tmp_path / "straight" / "agent.db")
     assert len(killed["decisions"]) == total // 2 * 2 and killed["orders"]
     for part in killed:
         assert killed[part] == uninterrupted[part], part
@@ -406,7 +376,7 @@ def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli
         exchange.stop()
 
 
-def test_testnet_mode_needs_keys_and_refuses_a_short_account(cli) -> None:
+def test_testnet_mode_needs_keys_and_refuses_a_shortaccount_record(cli) -> None:
     missing = cli("agent-trade", "--mode", "testnet", *FAST, "--max-bars", "1")
     assert missing.returncode == 2 and "BINANCE_API_KEY" in missing.stderr
 

@@ -397,6 +397,8 @@ async def _run_loop(
             base_url=settings.binance.stream_url,
             backfill=rest_backfill(client),
             resume_after=resume,
+            silence_s=settings.binance.stream_silence_s,
+            clock_ms=lambda: int(time.time() * 1000),
         )
         async with stream:
             return await loop.run(stream, stop, max_bars=args.max_bars)
