@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import signal
 import sqlite3
 import subprocess
@@ -54,14 +55,16 @@ def start(offline_env: dict[str, str], *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for_bars(proc: subprocess.Popen, path: Path, bars: int, timeout_s: float = 60) -> int:
+def wait_for_bars(
+    proc: subprocess.Popen, path: Path, bars: int, timeout_s: float = 60, poll_s: float = 0.05
+) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         done = committed_bars(path)
         if done >= bars:
             return done
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+        time.sleep(poll_s)
     raise AssertionError(f"fewer than {bars} bars committed after {timeout_s} s")
 
 
@@ -146,15 +149,28 @@ def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_en
     assert_books_consistent(path, cli)
 
 
-def test_restarts_after_sigkill_repeat_the_uninterrupted_run(cli, offline_env, tmp_path) -> None:
-    """Killed at two points mid-run and restarted, the account is the uninterrupted one: the
-    same decisions, orders and client ids, fills, gate verdicts and final equity."""
+KILL_SEED = 16
+
+
+@pytest.mark.slow
+def test_ten_random_sigkills_repeat_the_uninterrupted_run(cli, offline_env, tmp_path) -> None:
+    """SIGKILLed at ten seeded random points (a bar count, then a moment inside the next step)
+    and restarted each time, the account is the uninterrupted one: the same decisions, orders
+    and client ids, fills, gate verdicts, risk state and equity at every bar."""
     path, total, every = db(offline_env), 100, ("--decide-every", "2")
-    for reached in (30, 65):
-        proc = start(offline_env, "--feed", "replay", "--speed", "1500", *every)
-        wait_for_bars(proc, path, reached)
+    rng = random.Random(KILL_SEED)
+    points = sorted(rng.sample(range(5, total - 5), 10))
+    pauses = [round(rng.uniform(0, 0.04), 3) for _ in points]
+    print(f"seed {KILL_SEED}: SIGKILL after bars {points}, then {pauses} s")
+    reached = []
+    for point, pause in zip(points, pauses, strict=True):
+        proc = start(offline_env, "--feed", "replay", "--speed", "3000", *every)
+        wait_for_bars(proc, path, point, poll_s=0.01)
+        time.sleep(pause)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        assert proc.wait(timeout=10) == -signal.SIGKILL, f"seed {KILL_SEED}: ended before kill"
+        reached.append(committed_bars(path))
+    assert reached == sorted(reached) and reached[-1] < total, (KILL_SEED, points, reached)
     rest = str(total - committed_bars(path))
     assert cli("agent-trade", *FAST, *every, "--max-bars", rest).returncode == 0
     straight_env = {"AGENT_DATA_DIR": str(tmp_path / "straight")}
@@ -163,8 +179,9 @@ def test_restarts_after_sigkill_repeat_the_uninterrupted_run(cli, offline_env, t
 
     killed, uninterrupted = account_record(path), account_record(tmp_path / "straight" / "agent.db")
     assert len(killed["decisions"]) == total // 2 * 2 and killed["orders"]
+    assert len(killed["equity"]) == total
     for part in killed:
-        assert killed[part] == uninterrupted[part], part
+        assert killed[part] == uninterrupted[part], (f"seed {KILL_SEED}, kills {reached}", part)
 
 
 def test_sigterm_finishes_the_step_and_records_the_stop(offline_env, cli) -> None:
