@@ -9,10 +9,8 @@ import os
 from typing import TYPE_CHECKING
 
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
-from agent.loop_state import live_accounts
-from agent.ui_access import WHAT, launch_options
+from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options
 from core.errors import UserError
-from core.security import resolve_access
 from server.auth import TOKEN_ENV, server_token
 from store import Store, open_store
 
@@ -29,12 +27,10 @@ def build_parser() -> OneLineParser:
         "in one process.",
     )
     add_common_args(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (8000)")
-    parser.add_argument(
-        "--auth",
-        help="the UI's login: user:password, or token for a generated one (or AGENT_UI_AUTH); "
-        f"required off loopback. The API's changing routes need {TOKEN_ENV} there.",
+    add_serve_args(
+        parser,
+        port=8000,
+        auth_help=f"the UI's login: {AUTH_HELP}. The API's changing routes need {TOKEN_ENV} there.",
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API without the chat UI")
     return parser
@@ -75,14 +71,7 @@ def _backtest_args(args: argparse.Namespace) -> list[str]:
 
 
 def _mount_ui(app: FastAPI, args: argparse.Namespace, settings: Settings, store: Store) -> None:
-    access = resolve_access(
-        args.host,
-        args.auth or os.environ.get("AGENT_UI_AUTH"),
-        insecure_no_auth=False,
-        live_accounts=live_accounts(store),
-        what=WHAT,
-    )
-    options = launch_options(access, args.host, settings, notify)
+    options = ui_launch_options(args, settings, store)
     import gradio as gr
 
     from agent.ui import build_app  # gradio and the graph: only once serving is allowed
