@@ -33,6 +33,13 @@ def build_parser() -> OneLineParser:
         auth_help=f"the UI's login: {AUTH_HELP}. The API's changing routes need {TOKEN_ENV} there.",
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API without the chat UI")
+    parser.add_argument(
+        "--trade",
+        nargs=argparse.REMAINDER,
+        metavar="FLAG",
+        help="run the trading loop in this process with agent-trade's flags (paper accounts; "
+        "last on the line): /orderbook serves its live book, /health its state",
+    )
     return parser
 
 
@@ -44,6 +51,11 @@ def _main(argv: list[str] | None) -> int:
         raise UserError(f"invalid --port {args.port}: expected 1 to 65535")
     settings = settings_from(args)
     token = server_token(args.host, os.environ)
+    hosted = None
+    if args.trade is not None:  # every loop flag is checked before anything binds
+        from server.trade import HostedLoop, hosted_argv
+
+        hosted = HostedLoop(hosted_argv(args.trade, args), settings)
     store = open_store(settings.resolved_database_url)
     try:
         import uvicorn  # the web stack loads only once serving is allowed
@@ -52,7 +64,7 @@ def _main(argv: list[str] | None) -> int:
         from server.jobs import BacktestJobs
 
         jobs = BacktestJobs(_backtest_args(args), os.environ)
-        app = create_app(settings, store, jobs, token=token)
+        app = create_app(settings, store, jobs, token=token, hosted=hosted)
         if not args.no_ui:
             _mount_ui(app, args, settings, store)
         where = f"http://{args.host}:{args.port}"

@@ -108,7 +108,7 @@ def test_orderbook_snapshot_through_the_exchange_rest_endpoint(api: Start) -> No
         book = client.get("/orderbook", params={"symbol": "BTCUSDT", "limit": 5}).json()
         assert 0 < len(book["bids"]) <= 5 and 0 < len(book["asks"]) <= 5
         assert book["best_bid"] < book["best_ask"] and book["spread_bps"] > 0
-        assert book["source"] == f"REST snapshot from {rest}"
+        assert book["source"] == f"REST snapshot from {rest}" and book["kind"] == "snapshot"
         missing = problem(client.get("/orderbook", params={"symbol": "XRPUSDT"}), 404)
         assert missing["detail"].startswith("no book for XRPUSDT")
     offline = api().get("/orderbook", params={"symbol": "BTCUSDT"})
