@@ -81,8 +81,8 @@ def test_a_silent_stream_is_reopened_and_its_missed_bars_backfilled(tmp_path: Pa
         rest.stop()
     assert reason == "the replay reached its last bar"
 
-    assert server.stalled >= 2 and stalled.state.feed["reconnects"] >= 2
-    assert rest.count("/api/v3/klines") >= 2  # the missed minutes came over REST
+    assert server.stalled >= 1 and stalled.state.feed["reconnects"] >= 1
+    assert rest.count("/api/v3/klines") >= 1  # the missed minutes came over REST
     assert "missing_bars" not in stalled.state.feed and "flat_bars" not in stalled.state.feed
     path = tmp_path / "stalled" / "agent.db"
     times = [t for (t,) in query(path, "SELECT time_ms FROM equity_points ORDER BY time_ms")]
@@ -112,7 +112,7 @@ async def _run_stalled(loop: TradingLoop, server: ReplayServer, client: BinanceR
         backoff_max_s=0.05,
     )
     reason = await _trade(loop, server, stream)
-    assert stream.stats.stalls >= 2 and stream.stats.backfilled_bars > 0
+    assert stream.stats.stalls >= 1 and stream.stats.backfilled_bars > 0
     return reason
 
 
