@@ -463,8 +463,9 @@ class TradingLoop:
             while True:
                 receive = asyncio.ensure_future(anext(iterator))
                 done, _ = await asyncio.wait({receive, stopper}, return_when="FIRST_COMPLETED")
-                if receive not in done:
-                    receive.cancel()
+                if receive not in done:  # the stream unwinds (a reconnect's sleep, say)
+                    receive.cancel()  # before anyone closes it, or it is still running then
+                    await asyncio.gather(receive, return_exceptions=True)
                     return "stop requested"
                 try:
                     event = receive.result()

@@ -58,6 +58,13 @@ class BinanceSettings(BaseModel):
         pattern=r"^wss?://\S+$",
         description="market-data WebSocket for --feed binance (a proxy, or a loopback server)",
     )
+    stream_silence_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="--feed binance: a stream quiet this long is reopened and the bars it "
+        "missed fetched over REST (Binance pushes every kline stream every 2 s)",
+    )
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_retries: int = Field(4, ge=0, le=20)
     max_retry_after_s: float = Field(60.0, gt=0)

@@ -36,6 +36,10 @@ class StreamUnavailable(Exception):
     """The stream could not be (re)opened within the allowed attempts."""
 
 
+class StreamSilent(Exception):
+    """Nothing arrived for longer than the watchdog allows: the socket is open but dead."""
+
+
 class StreamRefused(UserError):
     """The server refused the handshake with a 4xx that retrying cannot cure (a bad stream)."""
 
@@ -192,6 +196,7 @@ class StreamStats:
     backfilled_bars: int = 0
     backfill_failures: int = 0
     missing_bars: int = 0
+    stalls: int = 0  # connections the watchdog gave up on
 
 
 def parse_message(raw: str | bytes) -> CombinedMessage:
@@ -256,6 +261,8 @@ class BinanceStream:
         random_source: Callable[[], float] = random.random,
         open_timeout_s: float = 10.0,
         ping_interval_s: float | None = 20.0,
+        silence_s: float | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         self.url = stream_url(base_url, streams)
         self.stats = StreamStats()
@@ -268,6 +275,10 @@ class BinanceStream:
         self._random = random_source
         self._open_timeout = open_timeout_s
         self._ping_interval = ping_interval_s
+        self._silence = silence_s  # the watchdog: a socket quiet this long is reopened
+        # The market's now, on the backfill's clock: with it, a reconnect first fetches the bars
+        # that closed meanwhile; without, they wait for the stream's next bar to show the gap.
+        self._clock = clock_ms
         self._events: AsyncGenerator[StreamEvent, None] | None = None
         self._failures = 0  # failed attempts since the last message arrived
         self._socket: ClientConnection | None = None
@@ -314,6 +325,8 @@ class BinanceStream:
                         self.stats.planned_reconnects += previous.planned
                         log.info("reconnected to %s (%s)", self.url, previous.reason)
                         yield previous.model_copy(update={"attempts": self._failures})
+                        for event in await self._catch_up():
+                            yield event
                     async with aclosing(self._receive(ws)) as events:
                         async for event in events:
                             yield event
@@ -326,6 +339,8 @@ class BinanceStream:
                 reason = f"handshake refused: HTTP {status}"
             except ConnectionClosed as exc:
                 reason = f"connection lost: {exc}"
+            except StreamSilent as exc:
+                reason = str(exc)
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 reason = f"cannot connect: {type(exc).__name__}: {exc}"
             previous = Reconnected(planned=False, reason=reason, attempts=0)
@@ -352,10 +367,15 @@ class BinanceStream:
                     "%s: connection is %.0f s old, reconnecting as planned", self.url, self._max_age
                 )
                 return
+            wait = remaining if self._silence is None else min(remaining, self._silence)
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(wait):
                     raw = await ws.recv()
             except TimeoutError:
+                if wait < remaining:  # a dead peer would not answer a close handshake either
+                    self.stats.stalls += 1
+                    ws.transport.abort()
+                    raise StreamSilent(f"stalled: no message for {wait:g} s") from None
                 continue
             self._failures = 0
             for event in await self._handle(raw):
@@ -400,6 +420,41 @@ class BinanceStream:
         self._last_open[key] = bar.open_time
         return events
 
+    async def _catch_up(self) -> list[StreamEvent]:
+        """After a reconnect, the closed bars missed meanwhile, fetched before the stream
+        resumes, so a quiet market does not hold them back until its next bar. Only the run
+        that follows the last delivered bar is taken: a later hole is filled, or reported,
+        when the stream's next bar shows it."""
+        if self._backfill is None or self._clock is None:
+            return []
+        now = self._clock()
+        events: list[StreamEvent] = []
+        for (symbol, interval), last in list(self._last_open.items()):
+            step = INTERVAL_MS.get(interval)
+            if step is None or last + step > now - step:
+                continue
+            try:
+                rows = await self._fetch(symbol, interval, last + step, now - step)
+            except Exception as exc:  # REST down too: the stream's next bar shows the gap
+                self.stats.backfill_failures += 1
+                log.warning("%s %s: catch-up after a reconnect failed: %s", symbol, interval, exc)
+                continue
+            got = {b.open_time: b for b in rows if b.symbol == symbol and b.interval == interval}
+            while (last := last + step) in got and got[last].close_time < now:
+                events.append(got[last].model_copy(update={"source": "backfill"}))
+                self._last_open[(symbol, interval)] = last
+        if events:
+            log.info("caught up %d closed bar(s) missed while reconnecting", len(events))
+        self.stats.bars += len(events)
+        self.stats.backfilled_bars += len(events)
+        return events
+
+    async def _fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> Sequence[Bar]:
+        assert self._backfill is not None
+        if inspect.iscoroutinefunction(self._backfill):
+            return await self._backfill(symbol, interval, start_ms, end_ms)
+        return await asyncio.to_thread(self._backfill, symbol, interval, start_ms, end_ms)
+
     async def _fill(
         self, symbol: str, interval: str, start_ms: int, end_ms: int, step: int
     ) -> list[StreamEvent]:
@@ -408,12 +463,7 @@ class BinanceStream:
         reason = "no backfill source"
         if self._backfill is not None:
             try:
-                if inspect.iscoroutinefunction(self._backfill):
-                    rows = await self._backfill(symbol, interval, start_ms, end_ms)
-                else:
-                    rows = await asyncio.to_thread(
-                        self._backfill, symbol, interval, start_ms, end_ms
-                    )
+                rows = await self._fetch(symbol, interval, start_ms, end_ms)
                 got = {
                     b.open_time: b.model_copy(update={"source": "backfill"})
                     for b in rows

@@ -121,7 +121,9 @@ class ReplayServer:
     anyone listens, like the real market. A depth message due at a bar's close goes first.
 
     speed is a multiplier over real time: one 1m bar every 60/speed seconds (inf: no waiting).
-    drop_after aborts every connection after that many messages (a test of reconnection)."""
+    drop_after aborts every connection after that many messages (a test of reconnection);
+    stall_after sends a connection nothing more after that many, yet keeps it open (a test of
+    the client's watchdog)."""
 
     def __init__(
         self,
@@ -132,6 +134,7 @@ class ReplayServer:
         stop_index: int | None = None,
         partial_updates: int = 0,
         drop_after: int | None = None,
+        stall_after: int | None = None,
         frames: Mapping[str, pd.DataFrame] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -155,6 +158,7 @@ class ReplayServer:
         self.bar_interval_s = 0.0 if math.isinf(speed) else BAR_S / speed
         self.partial_updates = partial_updates
         self.drop_after = drop_after
+        self.stall_after = stall_after
         self.position = self.start_index  # index of the next bar to close
         self.depth = {
             s: DepthReplay(s, load_depth_sample(s), partial(self._price_at, s))
@@ -165,12 +169,14 @@ class ReplayServer:
         }
         self.connections = 0
         self.dropped = 0
+        self.stalled = 0
         self.finished = asyncio.Event()
         self._host, self._port = host, port
         self._server: Server | None = None
         self._clock: asyncio.Task[None] | None = None
         self._subscribers: dict[ServerConnection, frozenset[str]] = {}
         self._sent: dict[ServerConnection, int] = {}
+        self._silent: set[ServerConnection] = set()
 
     async def __aenter__(self) -> ReplayServer:
         return await self.start()
@@ -198,6 +204,12 @@ class ReplayServer:
 
     def open_time(self, symbol: str, index: int) -> int:
         return int(self._rows[symbol][index]["open_time"])
+
+    def market_now_ms(self) -> int:
+        """The replay's clock: just after the last bar it has closed (its first open before)."""
+        if self.position == self.start_index:
+            return self.open_time(self._first, self.start_index)
+        return int(self._rows[self._first][self.position - 1]["close_time"]) + 1
 
     def _price_at(self, symbol: str, time_ms: int) -> float:
         """The close of the last bar closed before `time_ms` (the first open before any)."""
@@ -277,6 +289,7 @@ class ReplayServer:
         finally:
             self._subscribers.pop(connection, None)
             self._sent.pop(connection, None)
+            self._silent.discard(connection)
 
     async def _play(self) -> None:
         loop = asyncio.get_running_loop()
@@ -317,16 +330,19 @@ class ReplayServer:
                     self._publish(stream, payload)
 
     def _publish(self, stream: str, payload: dict[str, Any]) -> None:
-        targets = [c for c, subs in self._subscribers.items() if stream in subs]
+        targets = [
+            c for c, subs in self._subscribers.items() if stream in subs and c not in self._silent
+        ]
         if not targets:
             return
         broadcast(targets, json.dumps({"stream": stream, "data": payload}, separators=(",", ":")))
-        if self.drop_after is None:
-            return
         for connection in targets:
-            self._sent[connection] = self._sent.get(connection, 0) + 1
-            if self._sent[connection] >= self.drop_after:
+            sent = self._sent[connection] = self._sent.get(connection, 0) + 1
+            if self.drop_after is not None and sent >= self.drop_after:
                 self._abort(connection)
+            elif self.stall_after is not None and sent >= self.stall_after:
+                self._silent.add(connection)
+                self.stalled += 1
 
     def _abort(self, connection: ServerConnection) -> None:
         self._subscribers.pop(connection, None)

@@ -13,7 +13,7 @@ from market.binance_rest import BinanceRestClient, BinanceUnavailable
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_notice
-from market.validation import bad_row_mask, iso_ms, validate_candles
+from market.validation import bad_row_mask, iso_ms, row_problem, validate_candles
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 
@@ -38,15 +38,25 @@ def seed_sample_if_empty(store: Store, notify: Notify) -> bool:
     return bool(seeded)
 
 
-def load_csv_candles(path: Path, interval: str, notify: Notify) -> pd.DataFrame:
-    """A user's CSV, validated; bad rows are refused and reported, never repaired."""
+def load_csv_candles(
+    path: Path, interval: str, notify: Notify, *, whole: bool = False
+) -> pd.DataFrame:
+    """A user's CSV, validated; bad rows are refused and reported, never repaired. `whole`:
+    one bad row refuses the file (an import into the store is all or nothing)."""
     frame, absent = read_candle_csv(path, interval)
+    bad = bad_row_mask(frame)
+    if whole and bad.any():
+        first = int(bad.to_numpy().argmax())
+        raise CsvImportError(
+            f"{path}: data row {first + 1:,} ({iso_ms(int(frame['open_time'].iloc[first]))} UTC)"
+            f": {row_problem(frame.iloc[first])}; {int(bad.sum()):,} bad row(s), nothing imported"
+        )
     report = validate_candles(frame, interval)
     for problem in report.problems():
         notify(f"warning: {path.name}: {problem}")
     if absent:
         notify(f"notice: {path.name} has no {', '.join(absent)} columns; stored as 0")
-    valid = frame[~bad_row_mask(frame)].drop_duplicates("open_time").sort_values("open_time")
+    valid = frame[~bad].drop_duplicates("open_time").sort_values("open_time")
     if valid.empty:
         raise CsvImportError(
             f"{path}: none of its {len(frame):,} rows is a valid bar "

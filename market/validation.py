@@ -77,6 +77,21 @@ def bad_row_mask(candles: pd.DataFrame) -> pd.Series:
     return nan | (impossible & ~nan)
 
 
+def row_problem(row: pd.Series) -> str:
+    """Why one row that `bad_row_mask` flags cannot be a bar, naming the column."""
+    for column in (*PRICE_COLUMNS, "volume"):
+        if pd.isna(row[column]):
+            return f"column {column} is not a number"
+    o, h, low, c = (row[col] for col in PRICE_COLUMNS)
+    if low <= 0:
+        return f"column low is {low:g}, not above 0"
+    if row["volume"] < 0:
+        return f"column volume is {row['volume']:g}, below 0"
+    if h < max(o, c) or low > h:
+        return f"column high {h:g} is below the bar's open, close or low"
+    return f"column low {low:g} is above the bar's open or close"
+
+
 def validate_candles(candles: pd.DataFrame, interval: str) -> ValidationReport:
     """Report every problem with counts and first examples; the frame is not modified."""
     report = ValidationReport(rows=len(candles))

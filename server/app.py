@@ -3,8 +3,11 @@ from the same store the commands write, through the same functions they call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Annotated
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query
 from sqlalchemy import text
@@ -47,8 +50,12 @@ from server.models import (
     OrderBookOut,
     OrderOut,
     Problem,
+    ServerLoop,
 )
 from store import Store
+
+if TYPE_CHECKING:
+    from server.trade import HostedLoop
 
 ERRORS = {404: {"model": Problem}, 422: {"model": Problem}}
 GUARDED = {401: {"model": Problem}, 429: {"model": Problem}}
@@ -60,12 +67,27 @@ def _now_ms() -> int:
 
 
 def create_app(
-    settings: Settings, store: Store, jobs: BacktestJobs, *, token: str | None
+    settings: Settings,
+    store: Store,
+    jobs: BacktestJobs,
+    *,
+    token: str | None,
+    hosted: HostedLoop | None = None,
 ) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """A loop run inside the server starts with it and finishes its step before it ends."""
+        if hosted is not None:
+            hosted.start()
+        yield
+        if hosted is not None:
+            await asyncio.to_thread(hosted.stop)
+
     app = FastAPI(
         title="agent-trader",
         summary="Market data, paper and live accounts, decisions and backtests over HTTP.",
         version="0.1.0",
+        lifespan=lifespan,
     )
     errors.install(app)
     metrics = ServerMetrics(store, jobs)
@@ -90,7 +112,16 @@ def create_app(
             )
         rows = [_account_health(store, settings, name) for name in accounts(store)]
         bad = any(r.last_error or r.status.startswith("not running") for r in rows)
-        return Health(status="degraded" if bad else "ok", store="reachable", accounts=rows)
+        inside = None
+        if hosted is not None:
+            inside = ServerLoop(account=hosted.account, alive=hosted.alive, ended=hosted.reason)
+            bad = bad or not hosted.alive
+        return Health(
+            status="degraded" if bad else "ok",
+            store="reachable",
+            accounts=rows,
+            server_loop=inside,
+        )
 
     @app.get("/klines", response_model=Klines, responses=ERRORS, tags=["market"])
     def klines(
@@ -138,8 +169,23 @@ def create_app(
 
     @app.get("/orderbook", response_model=OrderBookOut, responses=ERRORS, tags=["market"])
     def orderbook(symbol: str, limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> OrderBookOut:
-        """A REST snapshot of the exchange's book (the configured Binance endpoint)."""
+        """The live book of the loop this server runs, when it keeps one for `symbol`; else a
+        REST snapshot of the exchange's book (the configured Binance endpoint)."""
         symbol = checked("symbol", parse_symbol, symbol)
+        live = None if hosted is None else hosted.quote(symbol, limit)
+        if live is not None:
+            return OrderBookOut(
+                symbol=symbol,
+                kind="live",
+                source=f"the depth stream of account {hosted.account!r}'s loop in this server",
+                last_update_id=None,
+                event_time_ms=live.event_time_ms,
+                bids=[(level.price, level.quantity) for level in live.bids],
+                asks=[(level.price, level.quantity) for level in live.asks],
+                best_bid=live.best_bid,
+                best_ask=live.best_ask,
+                spread_bps=round(live.spread_bps, 3),
+            )
         try:
             with BinanceRestClient(settings.binance) as client:
                 book = client.depth(symbol, limit)
@@ -156,6 +202,7 @@ def create_app(
         spread = None if bid is None or ask is None else (ask - bid) / ((ask + bid) / 2) * 1e4
         return OrderBookOut(
             symbol=symbol,
+            kind="snapshot",
             source=f"REST snapshot from {settings.binance.base_url}",
             last_update_id=book.last_update_id,
             bids=book.bids,

@@ -9,10 +9,8 @@ import os
 from typing import TYPE_CHECKING
 
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
-from agent.loop_state import live_accounts
-from agent.ui_access import WHAT, launch_options
+from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options
 from core.errors import UserError
-from core.security import resolve_access
 from server.auth import TOKEN_ENV, server_token
 from store import Store, open_store
 
@@ -29,14 +27,19 @@ def build_parser() -> OneLineParser:
         "in one process.",
     )
     add_common_args(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (8000)")
-    parser.add_argument(
-        "--auth",
-        help="the UI's login: user:password, or token for a generated one (or AGENT_UI_AUTH); "
-        f"required off loopback. The API's changing routes need {TOKEN_ENV} there.",
+    add_serve_args(
+        parser,
+        port=8000,
+        auth_help=f"the UI's login: {AUTH_HELP}. The API's changing routes need {TOKEN_ENV} there.",
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API without the chat UI")
+    parser.add_argument(
+        "--trade",
+        nargs=argparse.REMAINDER,
+        metavar="FLAG",
+        help="run the trading loop in this process with agent-trade's flags (paper accounts; "
+        "last on the line): /orderbook serves its live book, /health its state",
+    )
     return parser
 
 
@@ -48,6 +51,11 @@ def _main(argv: list[str] | None) -> int:
         raise UserError(f"invalid --port {args.port}: expected 1 to 65535")
     settings = settings_from(args)
     token = server_token(args.host, os.environ)
+    hosted = None
+    if args.trade is not None:  # every loop flag is checked before anything binds
+        from server.trade import HostedLoop, hosted_argv
+
+        hosted = HostedLoop(hosted_argv(args.trade, args), settings)
     store = open_store(settings.resolved_database_url)
     try:
         import uvicorn  # the web stack loads only once serving is allowed
@@ -56,7 +64,7 @@ def _main(argv: list[str] | None) -> int:
         from server.jobs import BacktestJobs
 
         jobs = BacktestJobs(_backtest_args(args), os.environ)
-        app = create_app(settings, store, jobs, token=token)
+        app = create_app(settings, store, jobs, token=token, hosted=hosted)
         if not args.no_ui:
             _mount_ui(app, args, settings, store)
         where = f"http://{args.host}:{args.port}"
@@ -75,14 +83,7 @@ def _backtest_args(args: argparse.Namespace) -> list[str]:
 
 
 def _mount_ui(app: FastAPI, args: argparse.Namespace, settings: Settings, store: Store) -> None:
-    access = resolve_access(
-        args.host,
-        args.auth or os.environ.get("AGENT_UI_AUTH"),
-        insecure_no_auth=False,
-        live_accounts=live_accounts(store),
-        what=WHAT,
-    )
-    options = launch_options(access, args.host, settings, notify)
+    options = ui_launch_options(args, settings, store)
     import gradio as gr
 
     from agent.ui import build_app  # gradio and the graph: only once serving is allowed

@@ -28,11 +28,20 @@ class AccountHealth(BaseModel):
     last_error: str | None
 
 
+class ServerLoop(BaseModel):
+    """The trading loop `agent-server --trade` runs inside this process."""
+
+    account: str
+    alive: bool
+    ended: str | None = Field(None, description="why it stopped, once it has")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     store: Literal["reachable", "unreachable"]
     store_error: str | None = None
     accounts: list[AccountHealth]
+    server_loop: ServerLoop | None = None
 
 
 class Kline(BaseModel):
@@ -56,8 +65,13 @@ class Klines(BaseModel):
 
 class OrderBookOut(BaseModel):
     symbol: str
+    kind: Literal["live", "snapshot"] = Field(
+        description="live: the book the server's own loop keeps from the depth stream; "
+        "snapshot: fetched over REST for this request"
+    )
     source: str
-    last_update_id: int
+    last_update_id: int | None = Field(description="the snapshot's; None for a live book")
+    event_time_ms: int | None = Field(None, description="a live book's last depth event")
     bids: list[tuple[float, float]]
     asks: list[tuple[float, float]]
     best_bid: float | None

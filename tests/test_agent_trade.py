@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from account_record import account_record, query
 from conftest import BIN
 
 from execution.ledger import Ledger
@@ -31,11 +33,6 @@ def status(cli, *args: str, env: dict[str, str] | None = None) -> dict:
     result = cli("agent-trade", "status", "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def query(path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def committed_bars(path: Path) -> int:
@@ -58,14 +55,16 @@ def start(offline_env: dict[str, str], *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for_bars(proc: subprocess.Popen, path: Path, bars: int, timeout_s: float = 60) -> int:
+def wait_for_bars(
+    proc: subprocess.Popen, path: Path, bars: int, timeout_s: float = 60, poll_s: float = 0.05
+) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         done = committed_bars(path)
         if done >= bars:
             return done
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+        time.sleep(poll_s)
     raise AssertionError(f"fewer than {bars} bars committed after {timeout_s} s")
 
 
@@ -113,7 +112,7 @@ def assert_books_consistent(path: Path, cli) -> None:
     assert all(b - a == MINUTE_MS for a, b in itertools.pairwise(times))
 
 
-def test_replay_run_trades_and_status_shows_the_account(cli, offline_env) -> None:
+def test_replay_run_trades_and_status_shows_theaccount_record(cli, offline_env) -> None:
     result = cli("agent-trade", *FAST, "--max-bars", "120", "--decide-every", "5")
     assert result.returncode == 0, result.stderr
     assert "offline model" in result.stderr and "loopback WebSocket" in result.stderr
@@ -150,51 +149,39 @@ def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_en
     assert_books_consistent(path, cli)
 
 
-def _account(path: Path) -> dict:
-    """What an account did: every decision (its inputs, signal, verdict and order), every order
-    with its client id, the fills, the gate's verdicts and the final equity. Timings and the
-    per-process seal are left out: they differ between any two runs."""
-
-    def unsealed(order: dict | None) -> dict | None:
-        return order and {k: v for k, v in order.items() if k != "seal"}
-
-    decisions = []
-    for (raw,) in query(path, "SELECT record_json FROM decisions ORDER BY decision_id"):
-        r = json.loads(raw)
-        verdict = r["verdict"] and {**r["verdict"], "order": unsealed(r["verdict"].get("order"))}
-        seen = (r["decision_id"], r["outcome"], r["inputs_sha256"], r["signal"], verdict)
-        decisions.append((*seen, unsealed(r["order"]), r["abstain"]))
-    orders = query(
-        path, "SELECT client_order_id, decision_id, status, order_json FROM paper_orders"
-    )
-    return {
-        "decisions": decisions,
-        "orders": sorted((c, d, s, unsealed(json.loads(o))) for c, d, s, o in orders),
-        "fills": query(path, "SELECT order_id, quantity, price, fee, time_ms FROM paper_fills"),
-        "equity": query(path, "SELECT equity FROM equity_points ORDER BY time_ms DESC LIMIT 1"),
-        "verdicts": query(path, "SELECT decision_id, kind, codes FROM risk_verdicts ORDER BY id"),
-    }
+KILL_SEED = 16
 
 
-def test_restarts_after_sigkill_repeat_the_uninterrupted_run(cli, offline_env, tmp_path) -> None:
-    """Killed at two points mid-run and restarted, the account is the uninterrupted one: the
-    same decisions, orders and client ids, fills, gate verdicts and final equity."""
+@pytest.mark.slow
+def test_ten_random_sigkills_repeat_the_uninterrupted_run(cli, offline_env, tmp_path) -> None:
+    """SIGKILLed at ten seeded random points (a bar count, then a moment inside the next step)
+    and restarted each time, the account is the uninterrupted one: the same decisions, orders
+    and client ids, fills, gate verdicts, risk state and equity at every bar."""
     path, total, every = db(offline_env), 100, ("--decide-every", "2")
-    for reached in (30, 65):
-        proc = start(offline_env, "--feed", "replay", "--speed", "1500", *every)
-        wait_for_bars(proc, path, reached)
+    rng = random.Random(KILL_SEED)
+    points = sorted(rng.sample(range(5, total - 5), 10))
+    pauses = [round(rng.uniform(0, 0.04), 3) for _ in points]
+    print(f"seed {KILL_SEED}: SIGKILL after bars {points}, then {pauses} s")
+    reached = []
+    for point, pause in zip(points, pauses, strict=True):
+        proc = start(offline_env, "--feed", "replay", "--speed", "3000", *every)
+        wait_for_bars(proc, path, point, poll_s=0.01)
+        time.sleep(pause)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        assert proc.wait(timeout=10) == -signal.SIGKILL, f"seed {KILL_SEED}: ended before kill"
+        reached.append(committed_bars(path))
+    assert reached == sorted(reached) and reached[-1] < total, (KILL_SEED, points, reached)
     rest = str(total - committed_bars(path))
     assert cli("agent-trade", *FAST, *every, "--max-bars", rest).returncode == 0
     straight_env = {"AGENT_DATA_DIR": str(tmp_path / "straight")}
     straight = cli("agent-trade", *FAST, *every, "--max-bars", str(total), env=straight_env)
     assert straight.returncode == 0, straight.stderr
 
-    killed, uninterrupted = _account(path), _account(tmp_path / "straight" / "agent.db")
+    killed, uninterrupted = account_record(path), account_record(tmp_path / "straight" / "agent.db")
     assert len(killed["decisions"]) == total // 2 * 2 and killed["orders"]
+    assert len(killed["equity"]) == total
     for part in killed:
-        assert killed[part] == uninterrupted[part], part
+        assert killed[part] == uninterrupted[part], (f"seed {KILL_SEED}, kills {reached}", part)
 
 
 def test_sigterm_finishes_the_step_and_records_the_stop(offline_env, cli) -> None:
@@ -406,7 +393,7 @@ def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli
         exchange.stop()
 
 
-def test_testnet_mode_needs_keys_and_refuses_a_short_account(cli) -> None:
+def test_testnet_mode_needs_keys_and_refuses_a_shortaccount_record(cli) -> None:
     missing = cli("agent-trade", "--mode", "testnet", *FAST, "--max-bars", "1")
     assert missing.returncode == 2 and "BINANCE_API_KEY" in missing.stderr
 

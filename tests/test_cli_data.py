@@ -99,3 +99,31 @@ def test_download_without_network_fails_clearly(cli) -> None:
     assert result.returncode == 1
     assert "127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_row_imports_nothing_and_leaves_no_database(cli, offline_env, tmp_path) -> None:
+    """One bad row refuses the whole file, named by row and column: no database appears on a
+    fresh machine, and an existing store gains no part of the file."""
+    lines = gzip.decompress(SAMPLE_GZ.read_bytes()).decode().splitlines()
+    fields = lines[151].split(",")
+    fields[4] = "n/a"  # the close of data row 151
+    csv = tmp_path / "eth.csv"
+    csv.write_text("\n".join([*lines[:151], ",".join(fields), *lines[152:301]]) + "\n")
+    args = ("import", str(csv), "--symbol", "ETHUSDT", "--interval", "1m")
+    database = Path(offline_env["AGENT_DATA_DIR"]) / "agent.db"
+
+    refused = cli("agent-data", *args)
+    assert refused.returncode == 2
+    line = _one_clean_line(refused.stderr)
+    assert "data row 151 (2025-10-29 06:52 UTC): column close is not a number" in line
+    assert "nothing imported" in line and not database.exists()
+
+    good = tmp_path / "good.csv"
+    good.write_text("\n".join(lines[:11]) + "\n")
+    assert (
+        cli("agent-data", "import", str(good), "--symbol", "ETHUSDT", "--interval", "1m").returncode
+        == 0
+    )
+    assert cli("agent-data", *args).returncode == 2
+    listed = cli("agent-data", "list").stdout
+    assert re.search(r"ETHUSDT\s.*\b10\b", listed), listed

@@ -64,7 +64,13 @@ def problem(response: httpx.Response, status: int) -> dict:
 def test_health_and_klines_offline_from_the_bundled_sample(api: Start) -> None:
     client = api()
     health = client.get("/health").json()
-    assert health == {"status": "ok", "store": "reachable", "store_error": None, "accounts": []}
+    assert health == {
+        "status": "ok",
+        "store": "reachable",
+        "store_error": None,
+        "accounts": [],
+        "server_loop": None,  # no loop inside this server
+    }
 
     got = client.get("/klines", params={"symbol": "btcusdt", "limit": 3}).json()
     assert got["symbol"] == "BTCUSDT" and len(got["bars"]) == 3
@@ -108,7 +114,7 @@ def test_orderbook_snapshot_through_the_exchange_rest_endpoint(api: Start) -> No
         book = client.get("/orderbook", params={"symbol": "BTCUSDT", "limit": 5}).json()
         assert 0 < len(book["bids"]) <= 5 and 0 < len(book["asks"]) <= 5
         assert book["best_bid"] < book["best_ask"] and book["spread_bps"] > 0
-        assert book["source"] == f"REST snapshot from {rest}"
+        assert book["source"] == f"REST snapshot from {rest}" and book["kind"] == "snapshot"
         missing = problem(client.get("/orderbook", params={"symbol": "XRPUSDT"}), 404)
         assert missing["detail"].startswith("no book for XRPUSDT")
     offline = api().get("/orderbook", params={"symbol": "BTCUSDT"})

@@ -115,10 +115,16 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
     return 0
 
 
-def _import(args: argparse.Namespace, store: Store, console: Console) -> int:
+def _import(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """Every row is checked before the store is opened, and written in one transaction: a bad
+    file leaves no database behind and no part of itself in one."""
     symbol, interval = parse_symbol(args.symbol), parse_interval(args.interval)
-    frame = load_csv_candles(args.file, interval, notify)
-    added = upsert_candles(store, symbol, interval, frame)
+    frame = load_csv_candles(args.file, interval, notify, whole=True)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
+    try:
+        added = upsert_candles(store, symbol, interval, frame)
+    finally:
+        store.close()
     console.print(
         f"{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "
         f"{added:,} new in the store"
@@ -176,12 +182,12 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
     console = Console(highlight=False)
+    if args.command == "import":
+        return _import(args, settings, console)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         if args.command == "download":
             return _download(args, settings, store, console)
-        if args.command == "import":
-            return _import(args, store, console)
         if args.command == "list":
             return _list(store, console)
         if args.command == "status":

@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 
 from agent.cli.common import (
     EXIT_RUNTIME,
+    EXIT_USER,
     OneLineParser,
     add_common_args,
     notify,
@@ -360,22 +362,13 @@ async def _run_loop(
     replay: tuple[int, int, dict[str, pd.DataFrame]] | None,
     depth: list[str],
     snapshots: _Snapshots,
+    stop: asyncio.Event,
 ) -> str:
     from market.binance_rest import BinanceRestClient
     from market.binance_ws import BinanceStream, depth_stream, rest_backfill
     from market.books import rest_snapshots
     from market.replay_server import ReplayServer, frame_backfill
 
-    stop = asyncio.Event()
-    running = asyncio.get_running_loop()
-
-    def on_signal(number: int) -> None:
-        if not stop.is_set():
-            notify(f"{signal.Signals(number).name}: finishing the current step, then stopping")
-        stop.set()
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        running.add_signal_handler(number, on_signal, number)
     streams = [f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in loop.symbols]
     streams += [depth_stream(s) for s in depth]
     resume = (
@@ -397,6 +390,8 @@ async def _run_loop(
             base_url=settings.binance.stream_url,
             backfill=rest_backfill(client),
             resume_after=resume,
+            silence_s=settings.binance.stream_silence_s,
+            clock_ms=lambda: int(time.time() * 1000),
         )
         async with stream:
             return await loop.run(stream, stop, max_bars=args.max_bars)
@@ -515,7 +510,42 @@ def _param_flags_given(args: argparse.Namespace) -> list[str]:
     return [f for f in _param_flags() if getattr(args, f, None) is not None]
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+@dataclass
+class PreparedRun:
+    """A loop built from `agent-trade`'s flags, and what running and finishing it take; the
+    command runs it under its signals, `agent-server --trade` on a thread of its own."""
+
+    loop: TradingLoop
+    args: argparse.Namespace
+    settings: Settings
+    store: Store
+    replay: tuple[int, int, dict[str, pd.DataFrame]] | None
+    depth: list[str]
+    snapshots: _Snapshots
+    model: Any
+    progress: _ProgressBar
+
+    async def run(self, stop: asyncio.Event) -> str:
+        return await _run_loop(
+            self.loop, self.args, self.settings, self.replay, self.depth, self.snapshots, stop
+        )
+
+    def finish(self, reason: str) -> None:
+        finished = reason.startswith("the replay reached")
+        self.loop.finish("finished" if finished else "stopped", reason)
+        if self.model is not None:
+            self.model.close()
+
+    def failed(self, exc: Exception) -> int:
+        """Record why the loop stopped: a refusal as it was said, anything else with exit 1."""
+        if isinstance(exc, UserError):
+            self.loop.finish("stopped", str(exc))
+            return EXIT_USER
+        return _failed(self.loop, exc)
+
+
+def prepare_run(args: argparse.Namespace) -> PreparedRun:
+    """Check the run flags, open the store and build the loop, its feed plan and its venue."""
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
     from execution.venues import paper_venue, reconcile, signed_venue
@@ -639,22 +669,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"orders: {exchange} {args.mode}, reconciled ({len(loop.venue.orders)} known orders)"
         )
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
-    with bar.progress:
+    return PreparedRun(loop, args, settings, store, replay, depth, snapshots, model, bar)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    prepared = prepare_run(args)
+    with prepared.progress.progress:
         try:
-            reason = asyncio.run(_run_loop(loop, args, settings, replay, depth, snapshots))
+            reason = asyncio.run(_until_signalled(prepared))
         except UserError as exc:  # the LLM endpoint refused: `status` says why it stopped
-            loop.finish("stopped", str(exc))
+            prepared.failed(exc)
             raise
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # unattended: say why it stopped, where `status` will show it
-            return _failed(loop, exc)
-    finished = reason.startswith("the replay reached")
-    loop.finish("finished" if finished else "stopped", reason)
-    if model is not None:
-        model.close()
-    _print_status(account_status(store, args.account, settings))
+            return prepared.failed(exc)
+    prepared.finish(reason)
+    _print_status(account_status(prepared.store, args.account, prepared.settings))
     return 0
+
+
+async def _until_signalled(prepared: PreparedRun) -> str:
+    """The loop until it ends, or SIGINT or SIGTERM asks it to stop after its current step."""
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        if not stop.is_set():
+            notify(f"{signal.Signals(number).name}: finishing the current step, then stopping")
+        stop.set()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        running.add_signal_handler(number, on_signal, number)
+    return await prepared.run(stop)
 
 
 def _failed(loop: TradingLoop, exc: Exception) -> int:
@@ -813,10 +860,23 @@ def _main(argv: list[str] | None) -> int:
         return _cmd_ledger(args)
     if args.command in DEFAULT_REASONS:
         return _cmd_steer(args)
+    _no_steering(args)
+    return _cmd_run(args)
+
+
+def _no_steering(args: argparse.Namespace) -> None:
     if args.chat or args.by or args.reason:
         flag = "--chat" if args.chat else "--by" if args.by else "--reason"
         raise UserError(f"{flag} is for halt, resume and reset-drawdown")
-    return _cmd_run(args)
+
+
+def run_args(argv: list[str], host: str) -> argparse.Namespace:
+    """`agent-trade`'s run flags for a loop that `host` runs; its other commands are refused."""
+    args = _parser().parse_args(argv)
+    if args.command != "run":
+        raise UserError(f"{host} runs the loop; `{args.command}` is for agent-trade")
+    _no_steering(args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,13 +4,10 @@ so a refused start is one quick line."""
 from __future__ import annotations
 
 import argparse
-import os
 
 from agent.chat_venue import CHAT_MODES
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
-from agent.loop_state import live_accounts
-from agent.ui_access import WHAT, launch_options
-from core.security import resolve_access
+from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options
 from store import open_store
 
 
@@ -21,13 +18,7 @@ def build_parser() -> OneLineParser:
         "backtests and the trading loop's state.",
     )
     add_common_args(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
-    parser.add_argument(
-        "--auth",
-        help="user:password, or token for a generated one (or AGENT_UI_AUTH); "
-        "required off loopback",
-    )
+    add_serve_args(parser, port=7860, auth_help=AUTH_HELP)
     parser.add_argument(
         "--account",
         default="chat",
@@ -53,14 +44,7 @@ def _main(argv: list[str] | None) -> int:
     settings = settings_from(args)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
-        access = resolve_access(
-            args.host,
-            args.auth or os.environ.get("AGENT_UI_AUTH"),
-            insecure_no_auth=args.insecure_no_auth,
-            live_accounts=live_accounts(store),
-            what=WHAT,
-        )
-        options = launch_options(access, args.host, settings, notify)
+        options = ui_launch_options(args, settings, store, insecure_no_auth=args.insecure_no_auth)
         from agent.ui import build_app  # gradio and the graph: only once serving is allowed
 
         app = build_app(settings, store, notify=notify, account=args.account, mode=args.mode)
