@@ -1,5 +1,5 @@
-"""Commands load only what they use: a classic backtest and `agent-trade status` never import
-the agent's stack (LangGraph, LangChain, LangSmith, the OpenAI SDK) or the UI's (Gradio,
+"""Commands load only what they use: a classic backtest, a classic strategy's trading loop and
+`agent-trade status` never import the agent's stack (LangGraph, LangChain, LangSmith, the OpenAI SDK) or the UI's (Gradio,
 Plotly), nor Ray, so they start in a fraction of the time. Read from Python's own import log."""
 
 from __future__ import annotations
@@ -45,9 +45,11 @@ def test_a_classic_backtest_on_a_csv_loads_no_agent_ui_or_network_stack(cli, bar
     assert imported & (AGENT_AND_UI | NETWORK) == set()
 
 
-def test_trade_status_loads_no_agent_ui_or_network_stack(cli) -> None:
+def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     loop = ("--feed", "replay", "--speed", "max", "--strategy", "sma_cross", "--max-bars", "2")
-    assert cli("agent-trade", *loop).returncode == 0
+    ran = cli("agent-trade", *loop, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert _imported(ran.stderr) & AGENT_AND_UI == set()  # its feed is a loopback WebSocket
     result = cli("agent-trade", "status", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "processed 2 bars" in result.stdout
