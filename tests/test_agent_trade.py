@@ -130,6 +130,7 @@ def test_replay_run_trades_and_status_shows_the_account(cli, offline_env) -> Non
     assert stored[0][0] == shown["decisions"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_env) -> None:
     path = db(offline_env)
     proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "3")
@@ -176,6 +177,7 @@ def _account(path: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_restarts_after_sigkill_repeat_the_uninterrupted_run(cli, offline_env, tmp_path) -> None:
     """Killed at two points mid-run and restarted, the account is the uninterrupted one: the
     same decisions, orders and client ids, fills, gate verdicts and final equity."""
@@ -266,6 +268,7 @@ def test_resume_lets_a_running_loop_trade_again(cli, offline_env) -> None:
     assert shown["trading_state"] == "ACTIVE" and shown["decisions"] > decisions
 
 
+@pytest.mark.slow
 def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, failing_llm) -> None:
     env = failing_llm.env
     refused = cli("agent-trade", *FAST, "--max-bars", "30", env=env)
@@ -305,6 +308,7 @@ def test_bad_input_is_one_line_and_exit_2(cli) -> None:
     assert missing.returncode == 2 and "no trading account 'nobody'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_dropped_sockets_lose_no_bar(cli, offline_env) -> None:
     result = cli("agent-trade", *FAST, "--max-bars", "200", "--drop-every", "60")
     assert result.returncode == 0, result.stderr
@@ -367,6 +371,7 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
     assert samples["agent_llm_latency_seconds_count"] >= decided
 
 
+@pytest.mark.slow
 def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli) -> None:
     from loopback_exchange import API_KEY, API_SECRET, ExchangeFault, LoopbackExchange
 
@@ -427,6 +432,7 @@ def test_testnet_mode_needs_keys_and_refuses_a_short_account(cli) -> None:
     assert exchange.count("POST", "/api/v3/order") == 0
 
 
+@pytest.mark.slow
 def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env) -> None:
     """The order reached the exchange and filled, but the process died before the reply: the
     restart asks Binance about the written-ahead order instead of sending it again."""
