@@ -19,7 +19,6 @@ import pandas as pd
 from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
 from agent.records import DecisionRecord, loop_run_id, write_decisions
 from agent.step_commit import commit_step
-from agent.strategy import AgentStrategy
 from backtest.veto_ledger import blocked
 from core.errors import UserError
 from execution.orders import Fill
@@ -197,7 +196,9 @@ class TradingLoop:
         self.books = books
         self.records: dict[str, DecisionRecord] = {}  # this bar's, saved with its commit
         self.signals: dict[str, dict[str, Any]] = {}  # by client order id, while queued
-        if isinstance(strategy, AgentStrategy):
+        # The agent's decision records are saved with each bar. Checked by attribute, so a
+        # classic strategy's loop never imports the agent (and LangGraph under it).
+        if hasattr(strategy, "on_decision"):
             strategy.on_decision = self._agent_record
         self.runner = Runner(
             strategy=strategy,

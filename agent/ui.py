@@ -29,6 +29,7 @@ from agent.chat_desk import ChatDesk
 from agent.chat_market import ChatMarket, open_chat_market, sample_market
 from agent.chat_venue import ChatMode, approving_line, chat_venue, venue_line
 from agent.cli import backtest as cli_backtest
+from agent.cli.strategy_flags import param_flags
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
 from agent.loop_state import (
@@ -446,7 +447,7 @@ def run_classic_backtest(
     """The CLI's helpers with the UI's inputs: the same strategy checks, config and rules."""
     args = cli_backtest.build_parser().parse_args([])
     args.strategy, args.size = strategy, size
-    flags = cli_backtest._param_flags()
+    flags = param_flags()
     for name, raw in parse_params(params_text).items():
         if name not in flags:
             raise UserError(

@@ -1,17 +1,32 @@
-"""Engine speed against backtesting.py's FractionalBacktest on the same 1,000,000 1m bars (the
-real BTCUSDT sample tiled forward), with identical trades; peak RSS; and a 100-point sweep.
+"""Engine speed against backtesting.py's FractionalBacktest and vectorbt's
+Portfolio.from_signals on the same 1m bars (the real BTCUSDT sample tiled forward), with
+identical trades; peak RSS; and a 100-point sweep.
 
-Run: python benchmarks/bench_engine.py [--rows 1000000] [--fast 20 --slow 60] [--sweep-rows 100000]
+At each size (20k, 200k, 1M bars) every side runs once to warm up, then the sides alternate
+--pairs times, so a busy machine slows both alike; min, median and max are printed with the
+ratio of medians. vectorbt runs in its own environment (benchmarks/.venv-peer, created on the
+first --vectorbt run; never a project dependency) as a child that times each run itself.
+
+Run: python benchmarks/bench_engine.py [--sizes 20000,200000,1000000] [--pairs 5] [--vectorbt]
+     [--fast 20 --slow 60] [--sweep-rows 100000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tiling import tiled_sample
 
@@ -108,39 +123,112 @@ def sweep(rows: int) -> None:
     )
 
 
+PEER = Path(__file__).resolve().parent / ".venv-peer"
+
+
+class VectorbtPeer:
+    """vectorbt in its own venv as a long-lived child: load once, warm the JIT, time on demand."""
+
+    def __init__(self, frame: pd.DataFrame, fast: int, slow: int, scratch: Path) -> None:
+        python = PEER / "bin" / "python"
+        if not python.exists():
+            print("creating benchmarks/.venv-peer with vectorbt (once; takes a few minutes)")
+            subprocess.run([sys.executable, "-m", "venv", str(PEER)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "vectorbt"], check=True)
+        bars, _ = to_bar_arrays({"BTCUSDT": frame})
+        prepared = SmaCross(SmaCrossParams(fast=fast, slow=slow)).prepare(bars.symbols["BTCUSDT"])
+        path = scratch / f"bars_{len(frame)}.npz"
+        np.savez(
+            path,
+            open_time=bars.open_time,
+            open=bars.symbols["BTCUSDT"].open,
+            close=bars.symbols["BTCUSDT"].close,
+            entries=prepared["cross_up"],
+            exits=prepared["cross_down"],
+            cash=CONFIG.cash,
+        )
+        script = Path(__file__).resolve().parent / "peer_vectorbt.py"
+        self.proc = subprocess.Popen(
+            [str(python), str(script), str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert json.loads(self._line())["ready"]
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline()
+
+    def run(self) -> tuple[float, int, float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self._line())
+        return answer["seconds"], answer["trades"], answer["final"]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def _spread(times: list[float]) -> str:
+    return f"min {min(times):.3f} / median {statistics.median(times):.3f} / max {max(times):.3f} s"
+
+
+def compare_at(rows: int, args: argparse.Namespace, scratch: Path) -> None:
+    """Warm-up, then alternating pairs: ours, backtesting.py, vectorbt, ours, ..."""
+    frame = tiled_sample("BTCUSDT", rows)
+    sides: dict[str, Callable[[], tuple[float, object, float]]] = {
+        "ours": lambda: ours(frame, args.fast, args.slow),
+        "backtesting.py": lambda: theirs(frame, args.fast, args.slow),
+    }
+    peer = VectorbtPeer(frame, args.fast, args.slow, scratch) if args.vectorbt else None
+    if peer is not None:
+        sides["vectorbt"] = peer.run
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    results = {name: run()[1:] for name, run in sides.items()}  # the warm-up run
+    for _ in range(args.pairs):
+        for name, run in sides.items():
+            times[name].append(run()[0])
+    if peer is not None:
+        peer.close()
+    our_trades, our_equity = results["ours"]
+    their_trades, their_equity = results["backtesting.py"]
+    print(f"{rows:,} bars, {args.pairs} alternating rounds after a warm-up:")
+    ours_median = statistics.median(times["ours"])
+    for name, spent in times.items():
+        median = statistics.median(spent)
+        print(
+            f"  {name:15s} {_spread(spent)} = {rows / median:>11,.0f} bars/s; "
+            f"ours is {median / ours_median:5.2f}x its speed"
+        )
+    print(
+        f"  backtesting.py: identical trades (entry and exit bars): {our_trades == their_trades}; "
+        f"final equity differs by {abs(our_equity / their_equity - 1):.4%} (target: ours >= 10x)"
+    )
+    if peer is not None:
+        vbt_trades, vbt_equity = results["vectorbt"]
+        print(
+            f"  vectorbt: {vbt_trades:,} trades (an open one included), ours "
+            f"{len(our_trades):,} closed; final equity differs by "
+            f"{abs(our_equity / vbt_equity - 1):.4%} (target: ours within 3x)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--sizes", default="20000,200000,1000000")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--vectorbt", action="store_true", help="add vectorbt (its own venv)")
     parser.add_argument("--fast", type=int, default=20)
     parser.add_argument("--slow", type=int, default=60)
     parser.add_argument("--sweep-rows", type=int, default=100_000)
     args = parser.parse_args()
-
-    frame = tiled_sample("BTCUSDT", args.rows)
-    print(
-        f"data: {len(frame):,} BTCUSDT 1m bars (the real sample tiled), peak RSS {peak_rss_mb():.0f} MB"
-    )
-    our_time, our_trades, our_equity = ours(frame, args.fast, args.slow)
-    print(
-        f"ours:            {our_time:6.2f} s = {args.rows / our_time:>9,.0f} bars/s, "
-        f"{len(our_trades):,} trades, final equity {our_equity:,.2f}; "
-        f"peak RSS {peak_rss_mb():.0f} MB (data + engine)"
-    )
-    their_time, their_trades, their_equity = theirs(frame, args.fast, args.slow)
-    print(
-        f"backtesting.py:  {their_time:6.2f} s = {args.rows / their_time:>9,.0f} bars/s, "
-        f"{len(their_trades):,} trades, final equity {their_equity:,.2f} (FractionalBacktest)"
-    )
-    same = our_trades == their_trades
-    first_diff = next(
-        (i for i, (a, b) in enumerate(zip(our_trades, their_trades, strict=False)) if a != b), None
-    )
-    print(
-        f"ratio: {their_time / our_time:.2f}x backtesting.py's bars/s (target >= 3); "
-        f"identical trades (entry and exit bars): {same}"
-        + ("" if same else f", first difference at trade {first_diff}")
-        + f"; final equity differs by {abs(our_equity / their_equity - 1):.4%}"
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        for rows in (int(size) for size in args.sizes.split(",")):
+            compare_at(rows, args, Path(scratch))
     print(f"peak RSS of the whole run: {peak_rss_mb():.0f} MB")
     sweep(args.sweep_rows)
 

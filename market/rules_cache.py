@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from market.binance_rest import BinanceError
+from core.errors import VenueError
 from market.models import SymbolRules
 from market.sample import sample_rules
 from store import Store
@@ -33,7 +33,7 @@ def exchange_rules(
     if fetch is not None:
         try:
             fetched = fetch(symbols)
-        except BinanceError as exc:
+        except VenueError as exc:
             why = f"{venue.capitalize()} unreachable: {exc}"
         else:
             save_rules(store, venue, fetched, now_ms)

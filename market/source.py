@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from core.clock import Clock
 from core.errors import UserError
-from market.binance_rest import BinanceRestClient, BinanceUnavailable
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_notice
 from market.validation import bad_row_mask, iso_ms, row_problem, validate_candles
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
+
+if TYPE_CHECKING:  # the HTTP client loads only when there is a client to call
+    from market.binance_rest import BinanceRestClient
 
 DAY_MS = 86_400_000
 Notify = Callable[[str], None]
@@ -118,6 +121,8 @@ class CandleSource:
     def _fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame | None:
         if self._client_factory is None:
             return None
+        from market.binance_rest import BinanceUnavailable
+
         try:
             with self._client_factory() as client:
                 bars = client.klines(symbol, interval, start_ms, end_ms)

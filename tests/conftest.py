@@ -3,6 +3,7 @@ TimescaleDB when TEST_TIMESCALEDB_URL is set: CI sets both) and a runner for the
 
 from __future__ import annotations
 
+import compileall
 import os
 import subprocess
 import sys
@@ -64,6 +65,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         opened = open_store(url, mode)
         yield opened
         opened.close()
+
+
+PACKAGES = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the project once, before any worker starts: with PYTHONDONTWRITEBYTECODE set
+    (as on CI), every command a test runs would otherwise recompile every module it loads."""
+    if hasattr(config, "workerinput"):
+        return
+    roots = (p for p in PACKAGES.iterdir() if (p / "__init__.py").is_file() and p.name != "tests")
+    for root in roots:
+        compileall.compile_dir(root, quiet=1)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -76,8 +76,9 @@ def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_
 
 
 def test_the_command_loads_no_llm_sdk_or_plotting_until_needed() -> None:
-    """Start-up is most of a short run: the SDK loads with an LLM, plotly with --html."""
-    heavy = ("openai", "plotly", "gradio", "ray", "langgraph.checkpoint.sqlite")
+    """Start-up is most of a short run: the SDK loads with an LLM, plotly with --html, and the
+    graph (LangGraph, and LangSmith under it) when the agent runs, not to parse the flags."""
+    heavy = ("openai", "plotly", "gradio", "ray", "langgraph", "langsmith", "langchain_core")
     probe = f"import sys, agent.cli.backtest; print([m for m in {heavy!r} if m in sys.modules])"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr

@@ -129,6 +129,7 @@ def test_replay_run_trades_and_status_shows_theaccount_record(cli, offline_env) 
     assert stored[0][0] == shown["decisions"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_env) -> None:
     path = db(offline_env)
     proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "3")
@@ -253,6 +254,7 @@ def test_resume_lets_a_running_loop_trade_again(cli, offline_env) -> None:
     assert shown["trading_state"] == "ACTIVE" and shown["decisions"] > decisions
 
 
+@pytest.mark.slow
 def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, failing_llm) -> None:
     env = failing_llm.env
     refused = cli("agent-trade", *FAST, "--max-bars", "30", env=env)
@@ -292,6 +294,7 @@ def test_bad_input_is_one_line_and_exit_2(cli) -> None:
     assert missing.returncode == 2 and "no trading account 'nobody'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_dropped_sockets_lose_no_bar(cli, offline_env) -> None:
     result = cli("agent-trade", *FAST, "--max-bars", "200", "--drop-every", "60")
     assert result.returncode == 0, result.stderr
@@ -354,6 +357,7 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
     assert samples["agent_llm_latency_seconds_count"] >= decided
 
 
+@pytest.mark.slow
 def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli) -> None:
     from loopback_exchange import API_KEY, API_SECRET, ExchangeFault, LoopbackExchange
 
@@ -441,6 +445,7 @@ def test_a_trailing_stop_on_the_exchange_is_refused_not_left_unmoved(cli) -> Non
     assert "risk.ai.trailing_stop_pct is for paper accounts" in configured.stderr
 
 
+@pytest.mark.slow
 def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env) -> None:
     """The order reached the exchange and filled, but the process died before the reply: the
     restart asks Binance about the written-ahead order instead of sending it again."""

@@ -57,6 +57,7 @@ def test_the_readme_has_commands_and_marks_what_it_cannot_run_here() -> None:
     assert not unmarked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "block", readme_blocks(), ids=lambda block: f"{block[0].split()[0]}x{len(block)}"
 )

@@ -271,6 +271,7 @@ def test_agent_server_refuses_an_open_door_in_one_line(cli, args, env, said) -> 
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_one_command_serves_the_api_the_ui_behind_its_login_and_metrics(
     offline_env: dict[str, str], tmp_path: Path
 ) -> None:

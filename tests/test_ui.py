@@ -181,6 +181,7 @@ def test_api_agent_backtest_returns_metrics_and_the_decision_log(ui: Running) ->
     assert bad.startswith("**Error:**") and "decide every" in bad
 
 
+@pytest.mark.slow
 def test_browser_buy_approve_and_record(ui: Running) -> None:
     if not CHROMIUM.exists():
         pytest.fail(

@@ -15,12 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from agent.cli.agent_backtest import (
-    add_agent_args,
-    agent_params,
-    llm_overrides,
-    run_agent_backtest,
-)
+from agent.cli.agent_flags import add_agent_args
 from agent.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OUTAGE,
@@ -34,6 +29,7 @@ from agent.cli.common import (
     write_file,
 )
 from agent.cli.flags import given, refuse_inapplicable
+from agent.cli.strategy_flags import add_param_args, param_flags
 from agent.cli.window import DEFAULT_DAYS, Window, load_frames, venue_rules
 from backtest import run_backtest
 from backtest.config import BacktestConfig
@@ -76,17 +72,6 @@ EPILOG = (
 )
 
 
-def _param_flags() -> dict[str, tuple[Any, str, list[str]]]:
-    """Every strategy parameter as one CLI flag: its type, help and the strategies using it."""
-    flags: dict[str, tuple[Any, str, list[str]]] = {}
-    for name, cls in STRATEGIES.items():
-        for field, info in cls.Params.model_fields.items():
-            kind, _, users = flags.get(field, (info.annotation, info.description or "", []))
-            users.append(name)
-            flags[field] = (kind, info.description or "", users)
-    return flags
-
-
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="agent-backtest", description=__doc__, epilog=EPILOG)
     add_common_args(parser)
@@ -101,11 +86,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--end", help="UTC end, exclusive")
     parser.add_argument("--data", type=Path, help="a CSV of your own bars for --symbol")
 
-    params = parser.add_argument_group("strategy parameters")
-    for field, (kind, text, users) in _param_flags().items():
-        params.add_argument(
-            f"--{field.replace('_', '-')}", type=kind, help=f"{text} ({', '.join(users)})"
-        )
+    add_param_args(parser.add_argument_group("strategy parameters"))
 
     account = parser.add_argument_group("account and fills (docs/fills.md)")
     account.add_argument("--cash", type=float, help="starting USDT (setting backtest.cash)")
@@ -154,7 +135,7 @@ def build_parser() -> OneLineParser:
 
 def _strategy_params(args: argparse.Namespace) -> tuple[type[Strategy] | None, dict[str, Any]]:
     """The classic strategy and its given parameters; (None, {}) for the agent."""
-    given = {f: getattr(args, f) for f in _param_flags() if getattr(args, f) is not None}
+    given = {f: getattr(args, f) for f in param_flags() if getattr(args, f) is not None}
     if args.strategy == AGENT:
         if given or args.sweep:
             flags = ", ".join(f"--{f.replace('_', '-')}" for f in given) or "--sweep"
@@ -374,9 +355,13 @@ def _main(argv: list[str] | None) -> int:
     cls, params = _strategy_params(args)
     refuse_inapplicable(typed, args.strategy, bool(args.sweep))
     interval = parse_interval(args.interval)
-    if cls is None:
+    llm: dict[str, Any] = {}
+    if cls is None:  # the agent, LangGraph and the LLM client load only when the agent runs
+        from agent.cli.agent_backtest import agent_params, llm_overrides, run_agent_backtest
+
         agent_params(args)  # bad agent flags fail before any data is loaded
-    settings = settings_from(args, llm=llm_overrides(args) if cls is None else {})
+        llm = llm_overrides(args)
+    settings = settings_from(args, llm=llm)
     config = _config(args, interval, settings.backtest)
     strategy = None
     if cls is not None and args.sweep:

@@ -39,6 +39,7 @@ from agent.cli.common import (
     run,
     settings_from,
 )
+from agent.cli.strategy_flags import add_param_args, param_flags
 from agent.live_readiness import record_paper_profile, require_paper_record, trading_profile
 from agent.loop_state import (
     LoopState,
@@ -147,13 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     steer.add_argument(
         "--chat", action="store_true", help="resume or reset-drawdown: the UI chat's desk"
     )
-    from agent.cli.backtest import _param_flags
-
-    params = parser.add_argument_group("classic strategy parameters (as agent-backtest)")
-    for field, (kind, text, users) in _param_flags().items():
-        params.add_argument(
-            f"--{field.replace('_', '-')}", type=kind, help=f"{text} ({', '.join(users)})"
-        )
+    add_param_args(parser.add_argument_group("classic strategy parameters (as agent-backtest)"))
     return parser
 
 
@@ -505,9 +500,7 @@ def _strategy(
 
 
 def _param_flags_given(args: argparse.Namespace) -> list[str]:
-    from agent.cli.backtest import _param_flags
-
-    return [f for f in _param_flags() if getattr(args, f, None) is not None]
+    return [f for f in param_flags() if getattr(args, f, None) is not None]
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pydantic import BaseModel
@@ -14,7 +15,6 @@ from agent.cli.common import parse_utc
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
-from market.binance_rest import BinanceRestClient
 from market.models import INTERVAL_MS, SymbolRules
 from market.resample import RESAMPLED
 from market.rules_cache import exchange_rules
@@ -22,6 +22,9 @@ from market.source import DAY_MS, CandleSource, load_csv_candles
 from market.validation import iso_ms
 from store import Store
 from store.resample import resample_stored
+
+if TYPE_CHECKING:  # the HTTP client loads only when Binance is asked
+    from market.binance_rest import BinanceRestClient
 
 DEFAULT_DAYS = 3.0
 Notify = Callable[[str], None]
@@ -76,6 +79,8 @@ def candle_source(settings: Settings, store: Store, notify: Notify) -> CandleSou
     if not settings.offline:
 
         def factory() -> BinanceRestClient:
+            from market.binance_rest import BinanceRestClient
+
             cache = settings.data_dir / "http-cache"
             return BinanceRestClient(settings.binance, cache_dir=cache)
 
@@ -90,6 +95,8 @@ def venue_rules(
     if not settings.offline:
 
         def fetch(wanted: list[str]) -> dict[str, SymbolRules]:
+            from market.binance_rest import BinanceRestClient
+
             with BinanceRestClient(settings.binance) as client:
                 return client.exchange_info(wanted)
 

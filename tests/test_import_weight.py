@@ -1,0 +1,56 @@
+"""Commands load only what they use: a classic backtest, a classic strategy's trading loop and
+`agent-trade status` never import the agent's stack (LangGraph, LangChain, LangSmith, the OpenAI SDK) or the UI's (Gradio,
+Plotly), nor Ray, so they start in a fraction of the time. Read from Python's own import log."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+AGENT_AND_UI = {"langgraph", "langchain_core", "langsmith", "openai", "gradio", "plotly", "ray"}
+NETWORK = {"httpx", "tenacity", "diskcache", "websockets"}
+
+
+def _imported(stderr: str) -> set[str]:
+    """Top-level packages named in the `-X importtime` log (PYTHONPROFILEIMPORTTIME=1)."""
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)$", stderr, re.MULTILINE)
+    assert names, "the import log is empty: is PYTHONPROFILEIMPORTTIME honoured?"
+    return {name.split(".")[0] for name in names}
+
+
+@pytest.fixture
+def bars_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "btc.csv"
+    with gzip.open(
+        Path(str(resources.files("market") / "data" / "BTCUSDT-1m-2025-10-29_3d.csv.gz")), "rb"
+    ) as packed:
+        path.write_bytes(packed.read())
+    return path
+
+
+def test_a_classic_backtest_on_a_csv_loads_no_agent_ui_or_network_stack(cli, bars_csv) -> None:
+    result = cli(
+        "agent-backtest",
+        *("--strategy", "sma_cross", "--data", str(bars_csv), "--days", "1"),
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Return [%]" in result.stdout
+    imported = _imported(result.stderr)
+    assert {"pandas", "sqlalchemy"} <= imported  # what it does use is in the log
+    assert imported & (AGENT_AND_UI | NETWORK) == set()
+
+
+def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
+    loop = ("--feed", "replay", "--speed", "max", "--strategy", "sma_cross", "--max-bars", "2")
+    ran = cli("agent-trade", *loop, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert _imported(ran.stderr) & AGENT_AND_UI == set()  # its feed is a loopback WebSocket
+    result = cli("agent-trade", "status", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "processed 2 bars" in result.stdout
+    assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK) == set()
