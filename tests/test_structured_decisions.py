@@ -194,7 +194,8 @@ TAGGED = f"<tool_call>\n{json.dumps({'name': SUBMIT_SIGNAL, 'arguments': SIGNAL}
         ("json_schema", json.dumps({**SIGNAL, "size_pct": 5}), "abstain", "bad_arguments"),
         ("json_schema", json.dumps({**SIGNAL, "confidence": 1.2}), "abstain", "bad_arguments"),
         ("json_schema", json.dumps({**SIGNAL, "stop_loss": -1}), "abstain", "bad_arguments"),
-        ("json_schema", json.dumps(SIGNAL)[:40], "abstain", "bad_arguments"),  # cut by the token cap
+        # Cut by the token cap mid-object:
+        ("json_schema", json.dumps(SIGNAL)[:40], "abstain", "bad_arguments"),
         ("tools", "<tool_call>{not json</tool_call>", "abstain", "bad_arguments"),
     ],
 )
