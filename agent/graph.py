@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from agent.llm import LLMError
 from agent.model import ChatModel
 from agent.records import DecisionRecord, LLMCallRecord, Outcome, ToolCallRecord
-from agent.reply import read_content
+from agent.reply import CONTENT_CALL_PREFIX, read_content
 from agent.structured import signal_response_format
 from config.settings import DecisionFormat
 from risk.approval import UnapprovedOrderError, verify_approved
@@ -211,6 +211,9 @@ def tools_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
                 duration_ms=round(outcome.duration_ms, 3),
             ).model_dump()
         )
+        if not outcome.ok and call["id"].startswith(CONTENT_CALL_PREFIX):
+            # A call read out of the text is not argued with: one reply, judged as it stands.
+            update.setdefault("abstain", {"cause": "bad_arguments", "message": outcome.error})
         if outcome.ok and outcome.name == SUBMIT_SIGNAL and "signal" not in update:
             signal = SignalIn.model_validate_json(outcome.arguments).model_dump()
             if state["mode"] == "decide" and signal["symbol"] != state["symbol"]:

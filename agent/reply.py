@@ -18,6 +18,7 @@ _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 ECHO_MIN_CHARS = 30  # a line this long found verbatim in the prompt is an echo, not an answer
 SIGNAL_KEYS = frozenset({"action", "symbol"})
+CONTENT_CALL_PREFIX = "call_content_"  # the id of a call read out of a reply's text
 
 
 class Abstain(BaseModel):
@@ -89,7 +90,7 @@ def _as_call(parsed: dict[str, Any], index: int, signal_only: bool) -> ToolCall 
             cause="bad_arguments", message=f"a JSON object naming no tool: {_cut(parsed)}"
         )
     raw = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
-    return ToolCall(id=f"call_content_{index}", name=name, arguments=raw)
+    return ToolCall(id=f"{CONTENT_CALL_PREFIX}{index}", name=name, arguments=raw)
 
 
 def _prose(text: str, prompt: list[dict[str, Any]]) -> Abstain:

@@ -11,19 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from decision_harness import deps_for, env_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback_openai import LoopbackOpenAI, Scripted
 from scripted_model import completion
 
 from agent.capabilities import Capabilities
-from agent.decide import decide, decision_prompt_version, system_prompt
-from agent.graph import AgentDeps, AgentState, build_graph
+from agent.decide import decide
+from agent.graph import AgentState, build_graph
 from agent.llm import LLMClient
 from agent.reply import Abstain, read_content
 from config.settings import DecisionFormat, LLMSettings
-from market.sample import load_sample, sample_rules
-from tools import SUBMIT_SIGNAL, MarketData, ToolEnv, decision_tools, flat_portfolio
+from market.sample import load_sample
+from tools import SUBMIT_SIGNAL, MarketData, decision_tools
 
 BAR = 2_400  # an uptrend in the bundled BTCUSDT sample
 Reply = Callable[[dict[str, Any]], dict[str, Any]]
@@ -94,22 +95,7 @@ def client(server: LoopbackOpenAI, form: DecisionFormat | str, tmp_path: Path) -
 
 
 def run(model: LLMClient, market: MarketData) -> AgentState:
-    env = ToolEnv(
-        market=market,
-        now_ms=int(market.frames["BTCUSDT"]["close_time"].iloc[BAR]),
-        rules=sample_rules(),
-        portfolio=flat_portfolio(10_000.0),
-        stateful=False,
-    )
-    deps = AgentDeps(
-        model=model,
-        tools=decision_tools(),
-        env=env,
-        system_prompt=system_prompt(),
-        prompt_version=decision_prompt_version(),
-        run_id="structured",
-    )
-    return decide(build_graph(), deps, "BTCUSDT")
+    return decide(build_graph(), deps_for(model, env_at(market, BAR)), "BTCUSDT")
 
 
 @pytest.mark.parametrize(
@@ -190,13 +176,29 @@ TAGGED = f"<tool_call>\n{json.dumps({'name': SUBMIT_SIGNAL, 'arguments': SIGNAL}
             "echo",
         ),
         ("tools", TAGGED.replace(SUBMIT_SIGNAL, "buy_now"), "abstain", "unknown_tool"),
-        # What the llama.cpp grammar let through on the real server: numbers out of bounds.
+        # What SmolLM2 answered on the real server (tests/cassettes/test_real_model/): its
+        # prompt echoed back in tools and required modes, and under the grammar a made-up symbol.
+        (
+            "required",
+            "Decision time: 2025-10-30 20:23 UTC. Symbol: BTCUSDT, 1m bars. Holding: n/a",
+            "abstain",
+            "echo",
+        ),
+        (
+            "json_schema",
+            json.dumps({**SIGNAL, "symbol": "Binance-USDT-1m-bar-1.0.0.0"}),
+            "abstain",
+            "bad_arguments",
+        ),
+        # What the llama.cpp grammar let through in the llama README's trials: numbers out of bounds.
         ("json_schema", json.dumps({**SIGNAL, "size_pct": 5}), "abstain", "bad_arguments"),
         ("json_schema", json.dumps({**SIGNAL, "confidence": 1.2}), "abstain", "bad_arguments"),
         ("json_schema", json.dumps({**SIGNAL, "stop_loss": -1}), "abstain", "bad_arguments"),
         # Cut by the token cap mid-object:
         ("json_schema", json.dumps(SIGNAL)[:40], "abstain", "bad_arguments"),
         ("tools", "<tool_call>{not json</tool_call>", "abstain", "bad_arguments"),
+        # Well-formed, but the tool refuses it (no data for that symbol): no second try.
+        ("json_schema", json.dumps({**SIGNAL, "symbol": "XRPUSDT"}), "abstain", "bad_arguments"),
     ],
 )
 def test_each_quirk_of_a_small_model_has_its_documented_outcome(
