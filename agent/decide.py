@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.briefing import (
+    SNAPSHOT_LABEL,
+    describe_limits,
+    describe_position,
+    snapshot_json,
+)
 from agent.graph import AgentDeps, AgentState, new_turn
 from market.validation import iso_ms
 from prompts import load_prompt, prompt_version
-from tools import ToolEnv
+from tools import ToolEnv, ToolError
 
 SYSTEM_PROMPT, DECISION_PROMPT = "system", "decision"
 
@@ -19,15 +25,6 @@ def decision_prompt_version() -> str:
 
 def system_prompt() -> str:
     return load_prompt(SYSTEM_PROMPT).text
-
-
-def describe_position(env: ToolEnv, symbol: str) -> str:
-    if not env.stateful:
-        return "not shown (stateless run: decide from market data alone)"
-    held = env.portfolio().positions.get(symbol)
-    if held is None or held.quantity == 0:
-        return "nothing"
-    return f"{held.quantity:g} {symbol} at an average {held.avg_price:g}"
 
 
 def decision_id(run_id: str, symbol: str, now_ms: int) -> str:
@@ -43,6 +40,17 @@ def decide(graph: Any, deps: AgentDeps, symbol: str) -> AgentState:
         symbol=symbol,
         interval=env.market.interval,
         position=describe_position(env, symbol),
+        limits=describe_limits(env),
+        snapshot_label=SNAPSHOT_LABEL,
+        snapshot=_snapshot_or_why(env, symbol),
     )
     turn = new_turn(env.decision_id, "decide", symbol, env.now_ms, text)
     return graph.invoke(turn, context=deps)
+
+
+def _snapshot_or_why(env: ToolEnv, symbol: str) -> str:
+    """Too little history is said in the prompt; get_market_snapshot gives the model the same."""
+    try:
+        return snapshot_json(env, symbol)
+    except ToolError as exc:
+        return f"unavailable ({exc})"

@@ -19,6 +19,9 @@ from pydantic import ValidationError
 from agent.llm import LLMError
 from agent.model import ChatModel
 from agent.records import DecisionRecord, LLMCallRecord, Outcome, ToolCallRecord
+from agent.reply import CONTENT_CALL_PREFIX, read_content
+from agent.structured import signal_response_format
+from config.settings import DecisionFormat
 from risk.approval import UnapprovedOrderError, verify_approved
 from risk.models import Approved, ApprovedOrder, TradeSignal, Verdict
 from tools import PLACE_ORDER, SUBMIT_SIGNAL, ToolEnv, ToolError, ToolRegistry
@@ -26,6 +29,7 @@ from tools.trading import SignalIn, TradeIdea, to_signal
 
 DEFAULT_MAX_STEPS = 6
 NUDGE = "Call submit_signal now with your decision (hold if unsure)."
+NUDGEABLE = frozenset({"prose", "echo", "empty"})  # one more ask may get a signal; not bad JSON
 
 Mode = Literal["decide", "chat"]
 
@@ -124,13 +128,16 @@ def agent_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
             }
         }
     messages = [{"role": "system", "content": deps.system_prompt}, *state["messages"]]
-    schemas = deps.tools.schemas()
-    key = deps.model.cache_key(messages, schemas, deps.prompt_version)
+    form = deps.model.decision_format if state["mode"] == "decide" else "tools"
+    schemas, options = request_shape(form, deps.tools)
+    key = deps.model.cache_key(messages, schemas, deps.prompt_version, options)
     update: dict[str, Any] = {"steps": steps + 1}
     if not state.get("inputs_sha256"):
         update["inputs_sha256"] = key
     try:
-        response = deps.model.complete(messages, schemas, prompt_version=deps.prompt_version)
+        response = deps.model.complete(
+            messages, schemas, prompt_version=deps.prompt_version, options=options
+        )
     except LLMError as exc:
         if deps.gate is not None:
             deps.gate.llm_result(False)
@@ -155,19 +162,35 @@ def agent_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
     reply = response.message.to_wire()
     if response.message.tool_calls:
         update["messages"] = [reply]
-    elif state["mode"] == "chat":
+        return update
+    if state["mode"] == "chat":
         update["messages"] = [reply]
         update["answer"] = response.message.content or ""
-    elif not state.get("nudged"):
+        return update
+    found = read_content(
+        response.message.content, deps.tools, messages, signal_only=form == "json_schema"
+    )
+    if isinstance(found, list):
+        update["messages"] = [response.message.model_copy(update={"tool_calls": found}).to_wire()]
+    elif form == "tools" and found.cause in NUDGEABLE and not state.get("nudged"):
         update["messages"] = [reply, {"role": "user", "content": NUDGE}]
         update["nudged"] = True
     else:
         update["messages"] = [reply]
-        update["abstain"] = {
-            "cause": "no_signal",
-            "message": f"the model answered without a signal: {(reply['content'] or '')[:200]}",
-        }
+        update["abstain"] = found.model_dump()
     return update
+
+
+def request_shape(
+    form: DecisionFormat, tools: ToolRegistry
+) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+    """The tools and extra request fields for a decision format: json_schema asks for
+    submit_signal's arguments as the whole reply (the snapshot is in the prompt, so no tool is
+    needed); required forces some tool call; tools leaves the choice to the model."""
+    if form == "json_schema":
+        return None, signal_response_format(tools)
+    schemas = tools.schemas()
+    return schemas, ({"tool_choice": "required"} if form == "required" else {})
 
 
 def tools_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]:
@@ -188,6 +211,9 @@ def tools_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
                 duration_ms=round(outcome.duration_ms, 3),
             ).model_dump()
         )
+        if not outcome.ok and call["id"].startswith(CONTENT_CALL_PREFIX):
+            # A call read out of the text is not argued with: one reply, judged as it stands.
+            update.setdefault("abstain", {"cause": "bad_arguments", "message": outcome.error})
         if outcome.ok and outcome.name == SUBMIT_SIGNAL and "signal" not in update:
             signal = SignalIn.model_validate_json(outcome.arguments).model_dump()
             if state["mode"] == "decide" and signal["symbol"] != state["symbol"]:

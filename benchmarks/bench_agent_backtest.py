@@ -34,10 +34,10 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
 from loopback_openai import LoopbackOpenAI, Scripted  # noqa: E402
-from scripted_model import ScriptedModel, buy_an_uptrend, look_at_the_market  # noqa: E402
+from scripted_model import ScriptedModel, buy_an_uptrend  # noqa: E402
 
 BIN = Path(sys.executable).parent
-COLD_TARGET, WARM_TARGET, OFFLINE_TARGET = 1.5, 3.0, 3.0
+COLD_TARGET, WARM_TARGET, OFFLINE_TARGET = 1.2, 3.0, 3.0
 
 
 @dataclasses.dataclass
@@ -50,14 +50,14 @@ class Run:
     report: dict[str, Any] | None
 
 
-CALLS_PER_DECISION = 2  # look at the market, then signal: sequential within one decision
+CALLS_PER_DECISION = 1  # the prompt carries the snapshot: one call ends in submit_signal
 
 
 class SlowModel:
     """The scripted model, each answer held back `delay_s` by the server (per request thread)."""
 
     def __init__(self, delay_s: float) -> None:
-        self.model = ScriptedModel(look_at_the_market, buy_an_uptrend)
+        self.model = ScriptedModel(buy_an_uptrend)
         self.delay_s = delay_s
 
     def __call__(self, request: dict[str, Any]) -> Scripted:

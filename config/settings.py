@@ -79,6 +79,9 @@ class ModelPrice(BaseModel):
     output_per_mtok: float = Field(ge=0)
 
 
+DecisionFormat = Literal["tools", "required", "json_schema"]
+
+
 class LLMSettings(BaseModel):
     """Any OpenAI-compatible endpoint (OpenAI, Azure, OpenRouter, Ollama, vLLM, LM Studio)."""
 
@@ -106,6 +109,19 @@ class LLMSettings(BaseModel):
         "are no longer retried until one succeeds",
     )
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    max_output_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="cap on each reply (sent as max_tokens): a small local model can ramble "
+        "to the end of its context; unset leaves the server's default",
+    )
+    decision_format: DecisionFormat | Literal["probe"] = Field(
+        "tools",
+        description="how an unattended decision asks for its signal: tools (tool_choice auto), "
+        "required (tool_choice=required), json_schema (response_format constrained to "
+        "submit_signal), or probe: ask the endpoint once which it supports (cached in the data "
+        "dir) and use the strongest",
+    )
 
 
 class LiveSettings(BaseModel):

@@ -12,6 +12,8 @@ from typing import Any
 
 from loopback_openai import Scripted
 
+from agent.briefing import read_snapshot
+
 CAPTURES = Path(__file__).parent / "fixtures" / "openai" / "extracted_json"
 _TEMPLATE = json.loads(
     (CAPTURES / "openai_chat_tool_call_single__gpt-4o_2025-05.json").read_text()
@@ -104,8 +106,9 @@ def look_at_the_market(_: list[dict[str, Any]]) -> Reply:
 
 
 def buy_an_uptrend(messages: list[dict[str, Any]]) -> Reply:
-    """Its second turn: buy 20% with a 0.5% stop when the fast SMA is above the slow, else hold."""
-    snap = tool_results(messages).get("get_market_snapshot") or {}
+    """Its second turn (or its only one, reading the snapshot the prompt carries): buy 20% with
+    a 0.5% stop when the fast SMA is above the slow, else hold."""
+    snap = tool_results(messages).get("get_market_snapshot") or _prompt_snapshot(messages)
     if (snap.get("trend") or {}).get("sma_fast_above_slow"):
         price = snap["last_price"]
         return tool_call(
@@ -120,3 +123,8 @@ def buy_an_uptrend(messages: list[dict[str, Any]]) -> Reply:
             },
         )
     return tool_call("submit_signal", {"symbol": "BTCUSDT", "action": "hold", "confidence": 0.5})
+
+
+def _prompt_snapshot(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    asked = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    return (read_snapshot(asked[0]) if asked else None) or {}

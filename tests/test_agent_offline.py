@@ -83,8 +83,9 @@ def test_offline_decisions_go_through_the_gate_and_are_recorded(
     assert len(records) == len(bars)
     for record in records:
         assert record.model == "offline" and record.base_url == "offline://rules"
-        assert record.tool_calls[0].name == "get_market_snapshot"
-        assert record.tool_calls[-1].name == "submit_signal"
+        # The prompt carries the snapshot: one model call, straight to submit_signal.
+        assert [c.name for c in record.tool_calls] == ["submit_signal"]
+        assert len(record.llm_calls) == 1
         assert record.verdict is not None  # every signal met the gate
     buys = [r for r in records if r.outcome == "approved"]
     for record in buys:

@@ -16,17 +16,19 @@ ALL_TOOLS = ToolRegistry(
 
 
 def decision_tools() -> ToolRegistry:
-    """An unattended decision ends in submit_signal and places no orders. It gets no backtest,
-    portfolio or order-book tool either: the prompt states the position, the gate checks the
-    spread itself, and every schema costs tokens on every step of every decision (the book's
-    would take the longest step past its 1,500-token budget), nor the cross-venue spread, which
-    the arbitrage desk acts on, not a one-symbol decision."""
+    """An unattended decision ends in submit_signal and places no orders. Its prompt already
+    states the snapshot (every latest indicator), the position and the gate's limits, so it gets
+    no indicator, risk-preview, backtest, portfolio, order-book or cross-venue spread tool (the
+    arbitrage desk acts on spreads): every schema costs tokens on every decision, and a decision
+    fits in one call of at most 800 prompt tokens."""
     return ALL_TOOLS.without(
         PLACE_ORDER,
         "cancel_order",
         "run_backtest",
         "get_portfolio",
         "get_order_book",
+        "compute_indicators",
+        "assess_risk",
         *(tool.name for tool in DESK_TOOLS),
         "cross_venue_spread",
     )

@@ -4,11 +4,11 @@ and the order book where a depth stream keeps one."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from market.models import interval_ms
 from market.snapshot import MarketSnapshot, build_snapshot
@@ -17,7 +17,8 @@ from tools.env import ToolEnv
 from tools.registry import Tool, ToolError
 
 Interval = Literal["1m", "5m", "15m", "1h", "4h"]
-SYMBOL = Field(max_length=20)
+# Checked, but not spelled out in every schema: the tokens go on every call.
+Symbol = Annotated[str, Field(max_length=20), WithJsonSchema({"type": "string"})]
 
 
 def require_symbol(env: ToolEnv, symbol: str) -> str:
@@ -41,10 +42,10 @@ def parse_time(text: str, what: str) -> int:
 
 
 class CandlesIn(BaseModel):
-    symbol: str = SYMBOL
-    interval: Interval = Field("15m", description="bar size; built from closed 1m bars")
-    limit: int = Field(20, ge=1, le=100, description="number of bars, newest last")
-    end: str | None = Field(None, description="ISO UTC time of the last bar's close; default now")
+    symbol: Symbol
+    interval: Interval = "15m"
+    limit: int = Field(20, ge=1, le=100)
+    end: str | None = Field(None, description="ISO UTC close of the last bar; default now")
 
 
 class CandlesOut(BaseModel):
@@ -123,7 +124,7 @@ def _price_decimals(env: ToolEnv, symbol: str, price: float) -> int:
 
 
 class SymbolIn(BaseModel):
-    symbol: str = SYMBOL
+    symbol: Symbol
 
 
 def get_market_snapshot(env: ToolEnv, args: SymbolIn) -> MarketSnapshot:
@@ -141,7 +142,7 @@ def get_market_snapshot(env: ToolEnv, args: SymbolIn) -> MarketSnapshot:
 
 
 class IndicatorsIn(BaseModel):
-    symbol: str = SYMBOL
+    symbol: Symbol
     names: list[str] | None = Field(None, description="indicator names; default all")
     last: int = Field(1, ge=1, le=20, description="values per indicator, newest last")
 
@@ -171,7 +172,7 @@ def compute_indicators(env: ToolEnv, args: IndicatorsIn) -> IndicatorsOut:
 
 
 class OrderBookIn(BaseModel):
-    symbol: str = SYMBOL
+    symbol: Symbol
     levels: int = Field(5, ge=1, le=20, description="price levels per side, best first")
     depth_bps: float = Field(10.0, gt=0, le=500, description="depth counted within this of mid")
 
@@ -219,7 +220,7 @@ def get_order_book(env: ToolEnv, args: OrderBookIn) -> OrderBookOut:
 MARKET_TOOLS = (
     Tool(
         "get_candles",
-        "Recent closed OHLCV bars for a symbol (newest last).",
+        "Closed OHLCV bars, newest last.",
         CandlesIn,
         CandlesOut,
         get_candles,

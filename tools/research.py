@@ -15,7 +15,7 @@ from backtest.strategies import STRATEGIES
 from core.errors import UserError
 from market.validation import iso_ms
 from tools.env import ToolEnv
-from tools.market import SYMBOL, require_symbol
+from tools.market import Symbol, require_symbol
 from tools.registry import Tool, ToolError
 
 MAX_DAYS = 3.0
@@ -32,7 +32,7 @@ SHOWN_METRICS = (
 
 class BacktestIn(BaseModel):
     strategy: Literal["sma_cross", "rsi_reversion", "donchian_breakout"]
-    symbol: str = SYMBOL
+    symbol: Symbol
     days: float = Field(1.0, gt=0, le=MAX_DAYS, description="the days before now to test on")
     params: dict[str, float] = Field(default_factory=dict, description="strategy parameters")
 

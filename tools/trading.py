@@ -19,7 +19,7 @@ from risk.models import (
     TradeSignal,
 )
 from tools.env import AccountBook, ToolEnv
-from tools.market import SYMBOL, require_symbol
+from tools.market import Symbol, require_symbol
 from tools.registry import Tool, ToolError
 
 CONFIDENCE = Field(ge=0, le=1)
@@ -28,9 +28,9 @@ CONFIDENCE = Field(ge=0, le=1)
 class TradeIdea(BaseModel):
     """What the model may propose; the gate decides the final size and may refuse it."""
 
-    symbol: str = SYMBOL
+    symbol: Symbol
     action: Literal["buy", "sell", "close", "hold"]
-    size_pct: float | None = Field(None, gt=0, le=1, description="fraction of equity, 0.1 = 10%")
+    size_pct: float | None = Field(None, gt=0, le=1, description="of equity, 0.1 = 10%")
     quantity: float | None = Field(None, gt=0, description="base units; instead of size_pct")
     order_type: Literal["market", "limit"] = "market"
     limit_price: float | None = Field(None, gt=0)
@@ -236,7 +236,7 @@ TRADING_TOOLS = (
     ),
     Tool(
         SUBMIT_SIGNAL,
-        "Your final decision for this step: action, confidence, stop, target and rationale.",
+        "Your decision: action, confidence, stop, target and rationale.",
         SignalIn,
         SignalOut,
         submit_signal,

@@ -1,0 +1,32 @@
+"""The schema-constrained decision: submit_signal's arguments as a `response_format` JSON
+schema, so a server that turns schemas into grammars (llama.cpp, Ollama, vLLM, OpenAI) can only
+emit an object of that shape. Shape, not bounds: the reply is still validated by pydantic and
+then judged by the gate."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tools import SUBMIT_SIGNAL, ToolRegistry
+
+# Small models fill a long free-text field until the token cap cuts the JSON; a short rationale
+# in the grammar (pydantic still allows 600) and a cap that fits it keep the object whole.
+RATIONALE_CHARS = 120
+MAX_TOKENS = 300
+
+
+def signal_response_format(tools: ToolRegistry) -> dict[str, Any]:
+    tool = tools.get(SUBMIT_SIGNAL)
+    if tool is None:
+        raise ValueError("a schema-constrained decision needs submit_signal in the registry")
+    schema = copy.deepcopy(tool.schema()["function"]["parameters"])
+    schema["properties"]["rationale"]["maxLength"] = RATIONALE_CHARS
+    schema["additionalProperties"] = False
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": SUBMIT_SIGNAL, "schema": schema},
+        },
+        "max_tokens": MAX_TOKENS,
+    }
