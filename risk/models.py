@@ -135,6 +135,7 @@ class ReasonCode(StrEnum):
     REDUCE_ONLY = "REDUCE_ONLY"
     MAX_OPEN_POSITIONS = "MAX_OPEN_POSITIONS"
     PYRAMIDING = "PYRAMIDING"
+    MARKET_CLOSED = "MARKET_CLOSED"
 
 
 class Reason(BaseModel):
