@@ -33,6 +33,15 @@ from agent.cli.common import (
     settings_from,
     write_file,
 )
+from agent.cli.equity import (
+    EquityRun,
+    add_equity_args,
+    check_flags,
+    equity_interval,
+    equity_run,
+    parse_symbols,
+    whole_file,
+)
 from agent.cli.flags import given, refuse_inapplicable
 from agent.cli.window import DEFAULT_DAYS, Window, load_frames
 from backtest import run_backtest
@@ -58,7 +67,8 @@ from core.clock import SystemClock
 from core.errors import UserError
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
-from market.models import INTERVAL_MS, SymbolRules, parse_interval, parse_symbol
+from market.instruments import AssetClass
+from market.models import INTERVAL_MS, SymbolRules, parse_interval
 from market.sample import sample_rules
 from risk.limits import RiskLimits
 from runtime.strategy import Strategy
@@ -137,6 +147,7 @@ def build_parser() -> OneLineParser:
     out.add_argument("--check-lookahead", action="store_true", help="recompute on truncated data")
 
     add_agent_args(parser)
+    add_equity_args(parser)
 
     sweep = parser.add_argument_group("sweeps")
     sweep.add_argument(
@@ -268,8 +279,13 @@ def _single(
     store: Store,
     console: Console,
     limits: RiskLimits,
+    equity: EquityRun | None = None,
 ) -> int:
-    result = run_backtest(data.bars, strategy, data.rules, config, limits=limits)
+    hours = None if equity is None else equity.hours
+    fees = None if equity is None else equity.fees
+    result = run_backtest(
+        data.bars, strategy, data.rules, config, limits=limits, fee_fn=fees, hours=hours
+    )
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
     if args.json:
@@ -372,7 +388,12 @@ def _main(argv: list[str] | None) -> int:
         parse_grid(cls.name, args.sweep)
     elif cls is not None:
         strategy = _build_strategy(cls, params)
-    symbols = [parse_symbol(s) for s in args.symbol.split(",") if s.strip()]
+    symbols, kind = parse_symbols(args.symbol)
+    check_flags(typed, args, kind)
+    if kind is AssetClass.EQUITY:
+        interval = equity_interval(args, typed, interval)
+        config = config.model_copy(update={"interval": interval})
+        whole_file(args, interval)
     console = Console(highlight=False)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
@@ -383,13 +404,22 @@ def _main(argv: list[str] | None) -> int:
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
-        data = SweepData(bars, _rules(symbols, notes))
+        equity = None
+        if kind is AssetClass.EQUITY:
+            equity = equity_run(
+                args, settings, frames, config, interval, lambda line: _note(notes, line)
+            )
+            config = equity.config
+            data = SweepData(bars, equity.rules)
+        else:
+            data = SweepData(bars, _rules(symbols, notes))
         if cls is None:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console, settings.risk)
-        return _single(args, strategy, data, config, notes, window, store, console, settings.risk)
+        run = (args, strategy, data, config, notes, window, store, console, settings.risk)
+        return _single(*run, equity)
     finally:
         store.close()
 
