@@ -44,5 +44,7 @@ def decide(graph: Any, deps: AgentDeps, symbol: str) -> AgentState:
         interval=env.market.interval,
         position=describe_position(env, symbol),
     )
+    if env.market_state is not None:  # stocks only: a crypto prompt stays byte for byte
+        text += f"Market: {env.market_state(env.now_ms)}.\n"
     turn = new_turn(env.decision_id, "decide", symbol, env.now_ms, text)
     return graph.invoke(turn, context=deps)

@@ -64,6 +64,7 @@ class AgentStrategy(Strategy):
         on_decision: Progress | None = None,
         on_interrupt: Interrupted | None = None,
         trip_after: int | None = None,
+        market_state: Callable[[int], str] | None = None,
     ) -> None:
         super().__init__(params)
         self.p = params
@@ -77,6 +78,7 @@ class AgentStrategy(Strategy):
         self.limits = limits or RiskLimits()
         self.on_decision = on_decision
         self.on_interrupt = on_interrupt
+        self.market_state = market_state  # US stocks: open or closed and the next open
         # The offline model is pure CPU under the GIL: threads would only add hand-offs.
         self.workers = 1 if isinstance(model, OfflineModel) else params.concurrency
         self.graph = build_graph()
@@ -190,6 +192,7 @@ class AgentStrategy(Strategy):
                 portfolio=flat_portfolio(self.cash),
                 limits=self.limits,
                 stateful=False,
+                market_state=self.market_state,
             )
         return ToolEnv(
             market=self._frames(),
@@ -199,6 +202,7 @@ class AgentStrategy(Strategy):
             limits=self.limits,
             risk_state=ctx.risk_state,
             view=ctx.market_view,
+            market_state=self.market_state,
         )
 
     def _run_one(self, symbol: str, now_ms: int, ctx: Context | None = None) -> None:

@@ -107,6 +107,7 @@ class ToolEnv:
     book: BookSource | None = None
     account: Callable[[], AccountBook] | None = None  # a persisted account's PnL and orders
     loops: Callable[[str | None], dict[str, Any]] | None = None  # a stored loop's status
+    market_state: Callable[[int], str] | None = None  # US stocks: the exchange's hours at a time
 
     @cached_property
     def symbols(self) -> list[str]:

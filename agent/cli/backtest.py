@@ -34,7 +34,6 @@ from agent.cli.common import (
     write_file,
 )
 from agent.cli.equity import (
-    EquityRun,
     add_equity_args,
     check_flags,
     equity_interval,
@@ -279,12 +278,9 @@ def _single(
     store: Store,
     console: Console,
     limits: RiskLimits,
-    equity: EquityRun | None = None,
 ) -> int:
-    hours = None if equity is None else equity.hours
-    fees = None if equity is None else equity.fees
     result = run_backtest(
-        data.bars, strategy, data.rules, config, limits=limits, fee_fn=fees, hours=hours
+        data.bars, strategy, data.rules, config, limits=limits, fee_fn=data.fees, hours=data.hours
     )
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
@@ -404,13 +400,12 @@ def _main(argv: list[str] | None) -> int:
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
-        equity = None
         if kind is AssetClass.EQUITY:
             equity = equity_run(
                 args, settings, frames, config, interval, lambda line: _note(notes, line)
             )
             config = equity.config
-            data = SweepData(bars, equity.rules)
+            data = SweepData(bars, equity.rules, equity.hours, equity.fees)
         else:
             data = SweepData(bars, _rules(symbols, notes))
         if cls is None:
@@ -418,8 +413,7 @@ def _main(argv: list[str] | None) -> int:
             return run_agent_backtest(*run)
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console, settings.risk)
-        run = (args, strategy, data, config, notes, window, store, console, settings.risk)
-        return _single(*run, equity)
+        return _single(args, strategy, data, config, notes, window, store, console, settings.risk)
     finally:
         store.close()
 
