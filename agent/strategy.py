@@ -269,6 +269,7 @@ def trading_agent(
     decide_every: int,
     cash: float,
     limits: RiskLimits | None = None,
+    market_state: Callable[[int], str] | None = None,
 ) -> AgentStrategy:
     """The agent as the unattended loop runs it: stateful, one decision at a time, on the bars
     the runner hands it."""
@@ -281,4 +282,5 @@ def trading_agent(
         cash=cash,
         run_id=loop_run_id(account),
         limits=limits,
+        market_state=market_state,
     )

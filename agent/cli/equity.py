@@ -17,7 +17,13 @@ from execution.equity_fees import EquityFees
 from execution.fees import FeeSchedule
 from market.calendar import xnys
 from market.csv_import import sniff_interval
-from market.instruments import AssetClass, equity_rules, parse_instrument
+from market.instruments import (
+    AssetClass,
+    EquityRules,
+    equity_rules,
+    parse_instrument,
+    require_class,
+)
 from market.models import INTERVAL_MS
 from market.source import load_csv_candles
 from market.validation import iso_ms
@@ -46,6 +52,29 @@ def parse_symbols(raw: str) -> tuple[list[str], AssetClass]:
             "accounts, so backtest them separately"
         )
     return [s for s, _ in parsed], classes.pop() if classes else AssetClass.CRYPTO
+
+
+def check_stock_trade(args: argparse.Namespace, symbols: list[str]) -> None:
+    """agent-trade takes stocks on a paper account replaying the user's file: Binance and Bybit
+    trade crypto only, and no stock feed is wired yet."""
+    if args.feed != "replay" or args.mode != "paper":
+        venue = args.feed if args.feed != "replay" else "binance"
+        require_class(symbols[0], AssetClass.CRYPTO, venue)
+    if args.data is None:
+        raise UserError(
+            "US stocks trade on paper from a replay of your own bars: add --data FILE "
+            "(a Yahoo/yfinance or backtesting.py CSV)"
+        )
+    if args.fee_bps is not None:
+        raise UserError(
+            "--fee-bps is a crypto fee; US stocks pay a commission and the SEC and FINRA fees "
+            "set in equity.fees (config)"
+        )
+
+
+def stock_rules(frames: Mapping[str, pd.DataFrame]) -> dict[str, EquityRules]:
+    """Each stock's order rules at its last price in the file."""
+    return {s: equity_rules(s, float(f["close"].iloc[-1])) for s, f in frames.items()}
 
 
 def check_flags(typed: set[str], args: argparse.Namespace, kind: AssetClass) -> None:
@@ -108,7 +137,7 @@ def equity_run(
     for symbol, frame in frames.items():
         note(session_line(symbol, frame, hours))
     return EquityRun(
-        rules={s: equity_rules(s, float(f["close"].iloc[-1])) for s, f in frames.items()},
+        rules=stock_rules(frames),
         config=config.model_copy(
             update={
                 "periods_per_year": SESSIONS_PER_YEAR,
