@@ -19,12 +19,15 @@ from agent.cli.common import (
     run,
     settings_from,
 )
+from agent.cli.equity import session_line
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
+from market.instruments import AssetClass, parse_instrument
 from market.models import INTERVAL_MS, parse_interval, parse_symbol
 from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
 from market.validation import iso_ms, validate_candles
+from runtime.hours import TradingHours
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles
 from store.status import store_status
@@ -116,13 +119,15 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
 
 
 def _import(args: argparse.Namespace, store: Store, console: Console) -> int:
-    symbol, interval = parse_symbol(args.symbol), parse_interval(args.interval)
+    (symbol, kind), interval = parse_instrument(args.symbol), parse_interval(args.interval)
     frame = load_csv_candles(args.file, interval, notify)
     added = upsert_candles(store, symbol, interval, frame)
     console.print(
         f"{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "
         f"{added:,} new in the store"
     )
+    if kind is AssetClass.EQUITY:  # pre- and post-market rows are kept; the calendar marks them
+        notify(session_line(symbol, frame, TradingHours(INTERVAL_MS[interval])))
     return 0
 
 
