@@ -55,6 +55,23 @@ class Sessions:
         at = np.clip(at, 0, len(starts) - 1)
         return known & (open_ms >= starts[at]) & (open_ms + interval_ms <= ends[at])
 
+    def missing(self, open_ms: np.ndarray, interval_ms: int) -> int:
+        """Regular-hours bars that the sessions between the first and the last bar should have
+        and the data lacks: a stock's nights, weekends and holidays are not gaps."""
+        open_ms = np.asarray(open_ms, dtype=np.int64)
+        first, last = int(open_ms.min()), int(open_ms.max())
+        if interval_ms >= DAY_MS:
+            days = open_ms - open_ms % DAY_MS
+            expected = self.labels[(self.labels >= days.min()) & (self.labels <= days.max())]
+            return int((~np.isin(expected, days)).sum())
+        inside = (self.closes > first) & (self.opens <= last)
+        opens, closes = self.opens[inside], self.closes[inside]
+        counts = (closes - opens) // interval_ms
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        expected = np.repeat(opens, counts) + interval_ms * offsets
+        expected = expected[(expected >= first) & (expected <= last)]
+        return int((~np.isin(expected, open_ms)).sum())
+
     def is_open(self, now_ms: int) -> bool:
         at = int(np.searchsorted(self.opens, now_ms, side="right")) - 1
         return at >= 0 and now_ms < int(self.closes[at])

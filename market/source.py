@@ -10,10 +10,11 @@ import pandas as pd
 from core.clock import Clock
 from core.errors import UserError
 from market.binance_rest import BinanceRestClient, BinanceUnavailable
+from market.calendar import xnys
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_notice
-from market.validation import bad_row_mask, iso_ms, validate_candles
+from market.validation import Finding, bad_row_mask, iso_ms, validate_candles
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 
@@ -38,10 +39,18 @@ def seed_sample_if_empty(store: Store, notify: Notify) -> bool:
     return bool(seeded)
 
 
-def load_csv_candles(path: Path, interval: str, notify: Notify) -> pd.DataFrame:
-    """A user's CSV, validated; bad rows are refused and reported, never repaired."""
+def load_csv_candles(
+    path: Path, interval: str, notify: Notify, *, stock: bool = False
+) -> pd.DataFrame:
+    """A user's CSV, validated; bad rows are refused and reported, never repaired. A stock's
+    gaps are the bars its sessions lack, not its nights and weekends."""
     frame, absent = read_candle_csv(path, interval)
     report = validate_candles(frame, interval)
+    if stock and len(frame):
+        report = report.model_copy(update={"gaps": Finding(), "missing_bars": 0})
+        missing = xnys().missing(frame["open_time"].to_numpy(), INTERVAL_MS[interval])
+        if missing:
+            notify(f"warning: {path.name}: {missing:,} bars missing in regular hours")
     for problem in report.problems():
         notify(f"warning: {path.name}: {problem}")
     if absent:

@@ -142,3 +142,12 @@ def test_a_stop_gapped_over_a_weekend_fills_at_mondays_open_not_at_its_price() -
 )
 def test_the_market_state_says_open_or_closed_and_the_next_open(when: str, state: str) -> None:
     assert xnys().state(ms(when)) == state
+
+
+def test_a_stocks_gaps_are_the_bars_its_sessions_lack_not_its_nights() -> None:
+    days = table([(d, 1, 1, 1, 1) for d in ("2026-05-28", "2026-05-29", "2026-06-02")], DAY)
+    days_utc = days["open_time"] - days["open_time"] % DAY
+    assert xnys().missing(days_utc.to_numpy(), DAY) == 1  # Monday 06-01; not the weekend
+    halves = table([(t, 1, 1, 1, 1) for t in ("2026-05-29 15:00", "2026-06-01 10:30")], HALF_HOUR)
+    # Friday 15:30 and Monday 09:30 and 10:00 are missing; the night and the weekend are not.
+    assert xnys().missing(halves["open_time"].to_numpy(), HALF_HOUR) == 3

@@ -120,7 +120,7 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
 
 def _import(args: argparse.Namespace, store: Store, console: Console) -> int:
     (symbol, kind), interval = parse_instrument(args.symbol), parse_interval(args.interval)
-    frame = load_csv_candles(args.file, interval, notify)
+    frame = load_csv_candles(args.file, interval, notify, stock=kind is AssetClass.EQUITY)
     added = upsert_candles(store, symbol, interval, frame)
     console.print(
         f"{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "

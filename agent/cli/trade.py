@@ -60,7 +60,7 @@ from execution.fees import FeeSchedule
 from execution.paper_records import load_account
 from execution.slippage import FixedBps
 from market.csv_import import sniff_interval
-from market.instruments import AssetClass
+from market.instruments import AssetClass, asset_class
 from market.models import INTERVAL_MS, parse_symbol
 from market.sample import (
     DEPTH_SAMPLE_SYMBOLS,
@@ -295,7 +295,9 @@ def _replay_frames(
 
         if len(symbols) != 1:
             raise UserError("--data reads one symbol's bars: give a single --symbol")
-        frame = load_csv_candles(args.data, interval, notify).reset_index(drop=True)
+        stock = interval != SAMPLE_INTERVAL or asset_class(symbols[0]) is AssetClass.EQUITY
+        frame = load_csv_candles(args.data, interval, notify, stock=stock)
+        frame = frame.reset_index(drop=True)
         if frame.empty:
             raise UserError(f"--data {args.data}: no usable {interval} bars")
         return {symbols[0]: frame}
