@@ -287,7 +287,6 @@ class Runner:
             llm_result=self._llm_result,
             market_view=lambda s: self.market.view(s, index),
             risk_state=lambda: self.risk.state,
-            market_state=self.market_state(index),
         )
 
     def _llm_result(self, ok: bool, now_ms: int) -> None:

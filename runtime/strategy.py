@@ -70,7 +70,6 @@ class Context:
         "allow_short",
         "index",
         "llm_result",
-        "market_state",
         "market_view",
         "position",
         "risk_state",
@@ -102,7 +101,6 @@ class Context:
         llm_result: Callable[[bool, int], None] | None = None,
         market_view: Callable[[str], MarketView] | None = None,
         risk_state: Callable[[], RiskState] = RiskState,
-        market_state: str | None = None,
     ) -> None:
         self.strategy = strategy
         self.source = source
@@ -120,7 +118,6 @@ class Context:
         self.llm_result = llm_result  # an agent reports each model call's success here
         self.market_view = market_view  # the runner's view of a symbol, as its gate sees it
         self.risk_state = risk_state
-        self.market_state = market_state  # an equity's hours: open or closed, the next open
 
     @property
     def close(self) -> float:
