@@ -44,6 +44,8 @@ def decide(graph: Any, deps: AgentDeps, symbol: str) -> AgentState:
         snapshot_label=SNAPSHOT_LABEL,
         snapshot=_snapshot_or_why(env, symbol),
     )
+    if env.market_state is not None:  # stocks only: a crypto prompt stays byte for byte
+        text += f"Market: {env.market_state(env.now_ms)}.\n"
     turn = new_turn(env.decision_id, "decide", symbol, env.now_ms, text)
     return graph.invoke(turn, context=deps)
 

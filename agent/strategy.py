@@ -66,6 +66,7 @@ class AgentStrategy(Strategy):
         on_decision: Progress | None = None,
         on_interrupt: Interrupted | None = None,
         trip_after: int | None = None,
+        market_state: Callable[[int], str] | None = None,
     ) -> None:
         super().__init__(params)
         self.p = params
@@ -79,6 +80,7 @@ class AgentStrategy(Strategy):
         self.limits = limits or RiskLimits()
         self.on_decision = on_decision
         self.on_interrupt = on_interrupt
+        self.market_state = market_state  # US stocks: open or closed and the next open
         # The offline model is pure CPU under the GIL: threads would only add hand-offs.
         self.workers = 1 if isinstance(model, OfflineModel) else params.concurrency
         self.graph = build_graph()
@@ -198,6 +200,7 @@ class AgentStrategy(Strategy):
                 portfolio=flat_portfolio(self.cash),
                 limits=self.limits,
                 stateful=False,
+                market_state=self.market_state,
             )
         return ToolEnv(
             market=self._frames(),
@@ -207,6 +210,7 @@ class AgentStrategy(Strategy):
             limits=self.limits,
             risk_state=ctx.risk_state,
             view=ctx.market_view,
+            market_state=self.market_state,
         )
 
     def _ask(self, symbol: str, now_ms: int, ctx: Context | None, index: int) -> AgentState:
@@ -296,6 +300,7 @@ def trading_agent(
     decide_every: int,
     cash: float,
     limits: RiskLimits | None = None,
+    market_state: Callable[[int], str] | None = None,
 ) -> AgentStrategy:
     """The agent as the unattended loop runs it: stateful, one decision at a time, on the bars
     the runner hands it."""
@@ -308,4 +313,5 @@ def trading_agent(
         cash=cash,
         run_id=loop_run_id(account),
         limits=limits,
+        market_state=market_state,
     )

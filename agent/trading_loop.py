@@ -26,7 +26,7 @@ from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOr
 from execution.paper_records import load_account
 from market.binance_ws import Bar, BarGap, Reconnected, StreamEvent
 from market.books import Books
-from market.models import CANDLE_COLUMNS, SymbolRules
+from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
 from risk.gate import assess
@@ -36,6 +36,7 @@ from risk.models import Approved, ApprovedOrder, ReasonCode, TradeSignal, Verdic
 from risk.protections import TradingState
 from risk.records import load_state
 from risk.state import clear_kill, kill
+from runtime.hours import TradingHours
 from runtime.market import Market
 from runtime.runner import GateCall, Runner, Sizing
 from runtime.strategy import Strategy
@@ -54,7 +55,7 @@ class Venue(Protocol):
 
     ledger: Any
 
-    def on_bar(self, index: int) -> None: ...
+    def on_bar(self, index: int, *, fills: bool = True) -> None: ...
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]: ...
 
@@ -115,8 +116,11 @@ class TradingLoop:
         exchange: str = "binance",
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         bar_every_ms: int = MINUTE_MS,
+        interval: str = "1m",
+        hours: TradingHours | None = None,
     ) -> None:
         self.account = account
+        self.interval = interval  # the feed's bars: 1m from an exchange, a user's file its own
         self.symbols = list(symbols)
         self.store = store
         unknown = [s for s in self.symbols if s not in rules]
@@ -210,6 +214,7 @@ class TradingLoop:
             run_id=self.run_id,
             observer=self._gated,
             decision_failed=self._decision_failed,
+            hours=hours,
         )
         self._prepared_at: tuple[int, dict[str, Any]] = (-1, {})
         self.bars_this_run = 0
@@ -532,7 +537,7 @@ class TradingLoop:
         self.state = self.state.model_copy(update={"feed": dict(counts)})
         return Bar(
             symbol=symbol,
-            interval="1m",
+            interval=self.interval,
             source="flat",
             open_time=open_time,
             open=close,
@@ -540,7 +545,7 @@ class TradingLoop:
             low=close,
             close=close,
             volume=0.0,
-            close_time=open_time + MINUTE_MS - 1,
+            close_time=open_time + INTERVAL_MS[self.interval] - 1,
         )
 
     def _feed_event(self, event: Reconnected | BarGap) -> None:

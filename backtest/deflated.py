@@ -87,8 +87,15 @@ def sweep_deflated(ranked: list[RunSummary], task: SweepTask, data: SweepData) -
         return DeflatedSharpe(trials=len(ranked), na="some trials have no Sharpe ratio")
     cls = STRATEGIES[task.strategy]
     config = task.config
+    strategy = cls(cls.Params(**best.config["params"]))
     result = run_backtest(
-        data.bars, cls(cls.Params(**best.config["params"])), data.rules, config, limits=task.limits
+        data.bars,
+        strategy,
+        data.rules,
+        config,
+        limits=task.limits,
+        fee_fn=data.fees,
+        hours=data.hours,
     )
     step = interval_ms(config.interval)
     _, returns = choose_basis(result.equity, data.bars.open_time, step, config.periods_per_year)

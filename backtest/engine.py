@@ -24,6 +24,7 @@ from execution.simulator import SimulatedExecutor
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import TradeSignal, Verdict
+from runtime.hours import TradingHours
 from runtime.market import Market
 from runtime.ports import MemoryRisk
 from runtime.runner import GateCall, Observer, Runner, Sizing
@@ -44,6 +45,7 @@ class BacktestResult:
     rejections: list[Rejection]
     prepared: dict[str, Prepared]
     fee_function: str | None = None
+    hours: TradingHours | None = None  # an equity run's market hours; None: always open
     decisions: list[TradeSignal] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # by decision id
     gate_calls: list[GateCall] = field(default_factory=list)  # for the veto ledger
@@ -65,13 +67,15 @@ def run_backtest(
     limits: RiskLimits | None = None,
     fee_fn: FeeFn | None = None,
     observer: Observer | None = None,
+    hours: TradingHours | None = None,
 ) -> BacktestResult:
     """Replay `bars` through `strategy`, the risk gate and the simulated executor. `fee_fn`
     replaces `config.fees` (the gate still reserves `config.fees.taker` when sizing);
-    `observer` sees every gate call with the views the gate was handed."""
+    `observer` sees every gate call with the views the gate was handed; `hours` are an
+    equity's market hours (orders fill only inside them)."""
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
-    return _Run(bars, strategy, rules, config, limits, fee_fn, observer).run()
+    return _Run(bars, strategy, rules, config, limits, fee_fn, observer, hours).run()
 
 
 class _Run:
@@ -84,6 +88,7 @@ class _Run:
         limits: RiskLimits,
         fee_fn: FeeFn | None,
         observer: Observer | None,
+        hours: TradingHours | None = None,
     ) -> None:
         self.bars = bars
         self.strategy = strategy
@@ -112,6 +117,7 @@ class _Run:
                 trailing_stop_pct=config.trailing_stop_pct,
             ),
             observer=self._observe,
+            hours=hours,
         )
         self.observer = observer
         self.equity = np.empty(len(bars))
@@ -127,6 +133,7 @@ class _Run:
             rejections=self.executor.rejections,
             prepared=self.prepared,
             fee_function=None if fee_fn is None else getattr(fee_fn, "__name__", repr(fee_fn)),
+            hours=hours,
         )
 
     def _observe(self, call: GateCall) -> None:

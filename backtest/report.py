@@ -26,6 +26,7 @@ from backtest.metrics import (
 )
 from execution.orders import Fill
 from market.models import SymbolRules, interval_ms
+from runtime.hours import TradingHours
 
 FILL_MODEL = (
     "signals at bar t's close are gated on that close and fill at bar t+1's open or later; "
@@ -202,6 +203,22 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
     return {name: values[name] for name in METRIC_ORDER}, basis
 
 
+def market_hours(hours: TradingHours | None) -> dict[str, Any]:
+    """An equity run says which hours it filled in and that its prices are raw (as imported:
+    splits and dividends are not applied to them); a crypto run has no hours to state."""
+    if hours is None:
+        return {}
+    return {
+        "asset_class": "us_equity",
+        "market_hours": {
+            "calendar": "XNYS",
+            "fills": "extended hours" if hours.config.extended_hours else "regular hours",
+            "when_closed": hours.config.when_closed.value,
+        },
+        "prices": "raw",
+    }
+
+
 def filters(rules: Mapping[str, SymbolRules] | None) -> dict[str, dict[str, str]]:
     """Each symbol's tick and step, so reports show prices to the tick, sizes to the step."""
     return {
@@ -272,6 +289,7 @@ def summary(
             "risk_limits": result.limits.model_dump(mode="json"),
             "data": data_notes or [],
             "window": window,
+            **market_hours(result.hours),
         },
     )
 

@@ -155,7 +155,14 @@ def scorecard(
 
 
 def _run(like: BacktestResult, strategy: Strategy, same: dict[str, Any]) -> BacktestResult:
-    return run_backtest(like.bars, strategy, same["rules"], same["config"], limits=same["limits"])
+    return run_backtest(
+        like.bars,
+        strategy,
+        same["rules"],
+        same["config"],
+        limits=same["limits"],
+        hours=like.hours,
+    )
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ from backtest.report import RunSummary, summary
 from backtest.strategies import STRATEGIES
 from core.errors import UserError
 from execution.feed import BarArrays
+from execution.fees import FeeFn
 from market.models import SymbolRules
 from risk.limits import RiskLimits
+from runtime.hours import TradingHours
 
 LOWER_IS_BETTER = frozenset({"Volatility (Ann.) [%]", "Fees [$]", "Rejected Orders"})
 _NOT_RANKABLE = frozenset(
@@ -45,6 +47,8 @@ class SweepData(NamedTuple):
 
     bars: BarArrays
     rules: Mapping[str, SymbolRules]
+    hours: TradingHours | None = None  # US stocks: the hours orders fill in
+    fees: FeeFn | None = None  # US stocks: commission plus the SEC and FINRA fees on sales
 
 
 class SweepTask(BaseModel):
@@ -60,7 +64,15 @@ def evaluate(task: SweepTask, data: SweepData) -> RunSummary:
     """One grid point: a full backtest, returned without the per-bar curves."""
     cls = STRATEGIES[task.strategy]
     strategy = cls(cls.Params(**task.params))
-    result = run_backtest(data.bars, strategy, data.rules, task.config, limits=task.limits)
+    result = run_backtest(
+        data.bars,
+        strategy,
+        data.rules,
+        task.config,
+        limits=task.limits,
+        fee_fn=data.fees,
+        hours=data.hours,
+    )
     return summary(result, rules=data.rules)
 
 

@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.equity import EquitySettings
 from config.strict import check_sources
 from config.venues import BybitSettings
 from core.errors import ConfigError
@@ -282,6 +283,7 @@ class Settings(BaseSettings):
     trading: TradingSettings = Field(default_factory=TradingSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
+    equity: EquitySettings = Field(default_factory=EquitySettings)
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )

@@ -345,9 +345,10 @@ class BinanceVenue:
 
     # -- the bar loop ----------------------------------------------------------------------
 
-    def on_bar(self, index: int) -> None:
+    def on_bar(self, index: int, *, fills: bool = True) -> None:
         """Marks move, and orders whose outcome was left unknown are settled; market orders
-        filled when they were sent, so nothing else fills here."""
+        filled when they were sent, so nothing else fills here (`fills` included: Binance
+        spot has no closed hours)."""
         self.bar += 1
         self.settle()
         self.watch_protections()

@@ -152,13 +152,14 @@ class PaperExecutor:
     def pending(self) -> list[Pending]:
         return self.sim.pending()
 
-    def on_bar(self, index: int) -> None:
+    def on_bar(self, index: int, *, fills: bool = True) -> None:
         """Bar `index` of the feed: resting orders at its open, then the accepted ones placed
-        there, then everything against its high and low, as in a backtest."""
+        there, then everything against its high and low, as in a backtest (none of it outside
+        market hours)."""
         sim = self.sim
         sim.feed = self.feed.view()
         fills_before, rejections_before = len(sim.fills), len(sim.rejections)
-        placed = sim.on_bar(index)
+        placed = sim.on_bar(index, fills=fills)
         fills = sim.fills[fills_before:]
         close_time = int(sim.feed.close_time[index])
         self._after_bar(placed, fills, sim.rejections[rejections_before:], close_time)

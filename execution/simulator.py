@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from execution.equity_fees import sale_fees
 from execution.feed import BarArrays
 from execution.fees import FeeFn, FeeSchedule, Liquidity
 from execution.fills import (
@@ -123,9 +124,12 @@ class SimulatedExecutor:
         cancelled, self._accepted = self._accepted, []
         return cancelled
 
-    def on_bar(self, bar: int) -> list[ApprovedOrder]:
+    def on_bar(self, bar: int, *, fills: bool = True) -> list[ApprovedOrder]:
         """One bar: resting orders against its open (gaps), the accepted orders placed at that
-        open, then everything against its high and low. Returns the orders placed."""
+        open, then everything against its high and low. Returns the orders placed. A bar
+        outside market hours (`fills=False`) changes nothing: every order waits."""
+        if not fills:
+            return []
         if self.working or self.brackets:
             self.open_phase(bar)
         placed, self._accepted = self._accepted, []
@@ -410,6 +414,8 @@ class SimulatedExecutor:
         if cap is not None:
             price = min(price, cap) if order.side > 0 else max(price, cap)
         fee = self.fees(quantity, price, liquidity)
+        if order.side < 0:
+            fee += sale_fees(self.fees, quantity, price)
         outran = False
         if slip and order.side > 0 and not order.reduce_only:
             affordable, fee = self._affordable(symbol, quantity, price, fee, liquidity)

@@ -1,4 +1,5 @@
-"""Read a user's candle CSV: Binance's kline layout, or OHLCV with a timestamp column."""
+"""Read a user's candle CSV: Binance's kline layout, or OHLCV with a timestamp column (which
+covers Yahoo/yfinance exports, tz-aware times and all, and backtesting.py's dated index)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ BINANCE_KLINE_HEADER = (
 )
 _TIME_NAMES = ("open_time", "timestamp", "time", "datetime", "date", "ts")
 _OHLCV = ("open", "high", "low", "close", "volume")
+_UNNAMED_INDEX = ("nan", "", "unnamed: 0")
 _EXPECTED = (
     "expected Binance's kline layout (open_time,open,high,low,close,volume,close_time,"
     "quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore; header optional) "
@@ -86,6 +88,8 @@ def _read(path: Path) -> pd.DataFrame:
     if raw.empty and not has_header:
         raise CsvImportError(f"{path}: the file has no rows; {_EXPECTED}")
     if has_header:
+        if first[0] in _UNNAMED_INDEX:  # pandas' to_csv of a dated index (backtesting.py's)
+            first[0] = "date"
         raw.columns = first
     elif raw.shape[1] == len(BINANCE_KLINE_HEADER):
         raw.columns = list(BINANCE_KLINE_HEADER)
@@ -138,6 +142,21 @@ def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]
     frame = frame.astype({"trades": "int64"}).loc[:, list(CANDLE_COLUMNS)]
     _check_spacing(frame, interval, path)
     return frame, absent
+
+
+def sniff_interval(path: Path) -> str:
+    """The interval a CSV's bars are spaced at (the median step between rows)."""
+    raw = _read(path)
+    time_col = next((c for c in _TIME_NAMES if c in set(raw.columns)), None)
+    if time_col is None:
+        raise CsvImportError(f"{path}: missing columns ['timestamp']; {_EXPECTED}")
+    steps = np.diff(_epoch_to_ms(raw[time_col], path))
+    steps = steps[steps > 0]
+    typical = int(np.median(steps)) if len(steps) else 0
+    found = next((k for k, v in INTERVAL_MS.items() if v == typical), None)
+    if found is None:
+        raise CsvImportError(f"{path}: bars are {typical / 1000:g}s apart, not a known interval")
+    return found
 
 
 def _check_spacing(frame: pd.DataFrame, interval: str, path: Path) -> None:

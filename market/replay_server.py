@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 
 from market.binance_ws import Backfill, Bar, bars_from_frame
 from market.depth_replay import DEPTH_STEP_MS, DepthReplay
+from market.models import INTERVAL_MS
 from market.sample import (
     DEPTH_SAMPLE_SYMBOLS,
     SAMPLE_INTERVAL,
@@ -38,7 +39,6 @@ from market.sample import (
 
 log = logging.getLogger(__name__)
 
-BAR_S = 60.0  # the sample's bars are 1 minute apart in market time
 DEPTH_PATH = "/api/v3/depth"
 
 
@@ -47,7 +47,12 @@ def _num(value: float) -> str:
 
 
 def kline_payload(
-    symbol: str, row: dict[str, Any], *, closed: bool, event_time: int
+    symbol: str,
+    row: dict[str, Any],
+    *,
+    closed: bool,
+    event_time: int,
+    interval: str = SAMPLE_INTERVAL,
 ) -> dict[str, Any]:
     """One Binance `kline` event for a sample row (trade ids are unknown to the sample: -1)."""
     return {
@@ -58,7 +63,7 @@ def kline_payload(
             "t": int(row["open_time"]),
             "T": int(row["close_time"]),
             "s": symbol,
-            "i": SAMPLE_INTERVAL,
+            "i": interval,
             "f": -1,
             "L": -1,
             "o": _num(row["open"]),
@@ -94,12 +99,14 @@ def partial_row(row: dict[str, Any], fraction: float) -> dict[str, Any]:
     }
 
 
-def frame_backfill(frames: Mapping[str, pd.DataFrame]) -> Backfill:
+def frame_backfill(
+    frames: Mapping[str, pd.DataFrame], bar_interval: str = SAMPLE_INTERVAL
+) -> Backfill:
     """The offline counterpart of REST backfill: the replayed bars with open_time in [start,
     end]."""
 
     def backfill(symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:
-        if symbol not in frames or interval != SAMPLE_INTERVAL:
+        if symbol not in frames or interval != bar_interval:
             return []
         frame = frames[symbol]
         window = frame[(frame["open_time"] >= start_ms) & (frame["open_time"] <= end_ms)]
@@ -136,6 +143,7 @@ class ReplayServer:
         drop_after: int | None = None,
         stall_after: int | None = None,
         frames: Mapping[str, pd.DataFrame] | None = None,
+        interval: str = SAMPLE_INTERVAL,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -155,7 +163,9 @@ class ReplayServer:
             raise ValueError(
                 f"start {self.start_index} must lie before stop {self.stop_index} in the sample"
             )
-        self.bar_interval_s = 0.0 if math.isinf(speed) else BAR_S / speed
+        self.interval = interval  # a user's file may hold other bars than the sample's 1m
+        self._bar_s = INTERVAL_MS[interval] / 1000
+        self.bar_interval_s = 0.0 if math.isinf(speed) else self._bar_s / speed
         self.partial_updates = partial_updates
         self.drop_after = drop_after
         self.stall_after = stall_after
@@ -164,7 +174,7 @@ class ReplayServer:
             s: DepthReplay(s, load_depth_sample(s), partial(self._price_at, s))
             for s in ([] if own else DEPTH_SAMPLE_SYMBOLS)
         }
-        self._streams = {f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in frames} | {
+        self._streams = {f"{s.lower()}@kline_{interval}" for s in frames} | {
             f"{s.lower()}@depth{speed}" for s in self.depth for speed in ("", "@100ms")
         }
         self.connections = 0
@@ -300,19 +310,29 @@ class ReplayServer:
             rows = {s: r[index] for s, r in self._rows.items()}
             for step in range(1, steps + 1):
                 tick = index - self.start_index + step / steps
-                await self._play_depth(loop, t0, start_ms, tick * BAR_S * 1000)
+                await self._play_depth(loop, t0, start_ms, tick * self._bar_s * 1000)
                 await _sleep_until(loop, t0 + tick * self.bar_interval_s)
                 closed = step == steps
                 for symbol, row in rows.items():
                     if closed:
                         payload = kline_payload(
-                            symbol, row, closed=True, event_time=int(row["close_time"]) + 1
+                            symbol,
+                            row,
+                            closed=True,
+                            event_time=int(row["close_time"]) + 1,
+                            interval=self.interval,
                         )
                     else:
                         part = partial_row(row, step / steps)
-                        event_time = int(row["open_time"] + BAR_S * 1000 * step / steps)
-                        payload = kline_payload(symbol, part, closed=False, event_time=event_time)
-                    self._publish(f"{symbol.lower()}@kline_{SAMPLE_INTERVAL}", payload)
+                        event_time = int(row["open_time"] + self._bar_s * 1000 * step / steps)
+                        payload = kline_payload(
+                            symbol,
+                            part,
+                            closed=False,
+                            event_time=event_time,
+                            interval=self.interval,
+                        )
+                    self._publish(f"{symbol.lower()}@kline_{self.interval}", payload)
             self.position = index + 1
         self.finished.set()
         log.info("replay finished at bar %d", self.stop_index)
@@ -324,7 +344,7 @@ class ReplayServer:
         for symbol, replay in self.depth.items():
             streams = [f"{symbol.lower()}@depth", f"{symbol.lower()}@depth@100ms"]
             while (offset := (replay.sent + 1) * DEPTH_STEP_MS) <= until_ms:
-                await _sleep_until(loop, t0 + offset / (BAR_S * 1000) * self.bar_interval_s)
+                await _sleep_until(loop, t0 + offset / (self._bar_s * 1000) * self.bar_interval_s)
                 payload = replay.next(start_ms + offset)
                 for stream in streams:
                     self._publish(stream, payload)

@@ -10,10 +10,11 @@ import pandas as pd
 
 from core.clock import Clock
 from core.errors import UserError
+from market.calendar import xnys
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_notice
-from market.validation import bad_row_mask, iso_ms, row_problem, validate_candles
+from market.validation import Finding, bad_row_mask, iso_ms, row_problem, validate_candles
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 
@@ -42,10 +43,11 @@ def seed_sample_if_empty(store: Store, notify: Notify) -> bool:
 
 
 def load_csv_candles(
-    path: Path, interval: str, notify: Notify, *, whole: bool = False
+    path: Path, interval: str, notify: Notify, *, whole: bool = False, stock: bool = False
 ) -> pd.DataFrame:
     """A user's CSV, validated; bad rows are refused and reported, never repaired. `whole`:
-    one bad row refuses the file (an import into the store is all or nothing)."""
+    one bad row refuses the file (an import into the store is all or nothing). A stock's gaps
+    are the bars its sessions lack, not its nights and weekends."""
     frame, absent = read_candle_csv(path, interval)
     bad = bad_row_mask(frame)
     if whole and bad.any():
@@ -55,6 +57,11 @@ def load_csv_candles(
             f": {row_problem(frame.iloc[first])}; {int(bad.sum()):,} bad row(s), nothing imported"
         )
     report = validate_candles(frame, interval)
+    if stock and len(frame):
+        report = report.model_copy(update={"gaps": Finding(), "missing_bars": 0})
+        missing = xnys().missing(frame["open_time"].to_numpy(), INTERVAL_MS[interval])
+        if missing:
+            notify(f"warning: {path.name}: {missing:,} bars missing in regular hours")
     for problem in report.problems():
         notify(f"warning: {path.name}: {problem}")
     if absent:

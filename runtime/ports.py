@@ -19,8 +19,9 @@ class Venue(Protocol):
 
     ledger: Ledger
 
-    def on_bar(self, index: int) -> None:
-        """Apply what happened at the market's bar `index`: fills, settlements."""
+    def on_bar(self, index: int, *, fills: bool = True) -> None:
+        """Apply what happened at the market's bar `index`: fills, settlements. `fills=False`
+        outside market hours: orders wait for the next bar that may fill them."""
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]:
         """Take a sealed order; anything else raises."""

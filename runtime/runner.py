@@ -35,6 +35,7 @@ from risk.state import (
     on_llm_success,
     on_trade_closed,
 )
+from runtime.hours import ClosedPolicy, TradingHours
 from runtime.market import Market
 from runtime.portfolio import portfolio_view
 from runtime.ports import RiskBook, Venue
@@ -95,6 +96,7 @@ class Runner:
         run_id: str = "",
         observer: Observer | None = None,
         decision_failed: Callable[[str, int, Exception], None] | None = None,
+        hours: TradingHours | None = None,
     ) -> None:
         self.strategy = strategy
         self.market = market
@@ -105,6 +107,7 @@ class Runner:
         self.run_id = run_id or strategy.name
         self.observer = observer
         self.decision_failed = decision_failed  # unattended: record and go on; else raise
+        self.hours = hours  # None: always open (crypto)
         self.tally = Tally()
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
@@ -123,10 +126,12 @@ class Runner:
         """Bar `index` has closed. `decide=False` only where no order could ever fill (a
         backtest's last bar)."""
         now = self.now(index)
-        self.venue.on_bar(index)
+        tradable = self.tradable(index)
+        self.venue.on_bar(index, fills=tradable)
         self._bookkeeping(index, now)
-        for symbol, why in self.venue.protective_exits(index):
-            self.submit(self._protective(symbol, why, now), index)
+        if tradable:
+            for symbol, why in self.venue.protective_exits(index):
+                self.submit(self._protective(symbol, why, now), index)
         if not decide or self.risk.state.trading_state(now) is TradingState.HALTED:
             return
         for symbol in self.market.symbols:
@@ -157,6 +162,16 @@ class Runner:
     def now(self, index: int) -> int:
         return int(self.market.feed.close_time[index])
 
+    def tradable(self, index: int) -> bool:
+        """The one place a run asks its market hours: may bar `index` fill orders. Outside
+        them orders wait, resting stops included, so a gap over a close fills at the open."""
+        hours = self.hours
+        return hours is None or hours.tradable_at(int(self.market.feed.open_time[index]))
+
+    def market_state(self, index: int) -> str | None:
+        """Open or closed and the next open, at bar `index`'s close (None: no hours)."""
+        return None if self.hours is None else self.hours.state(self.now(index))
+
     def equity(self, index: int) -> float:
         return self.venue.ledger.equity(self.market.marks(index))
 
@@ -174,8 +189,17 @@ class Runner:
         tally = self.tally
         tally.signals.append(signal)
         portfolio = market = None
-        if signal.symbol not in self.market.feed.symbols:
+        if self._vetoed_closed(signal, index):
             verdict: Verdict = Vetoed(
+                reasons=[
+                    Reason(
+                        code=ReasonCode.MARKET_CLOSED,
+                        message=f"decided while closed ({self.market_state(index)})",
+                    )
+                ]
+            )
+        elif signal.symbol not in self.market.feed.symbols:
+            verdict = Vetoed(
                 reasons=[
                     Reason(
                         code=ReasonCode.UNKNOWN_SYMBOL,
@@ -198,6 +222,16 @@ class Runner:
         if self.observer is not None:
             self.observer(GateCall(signal, portfolio, market, verdict, execution))
         return verdict
+
+    def _vetoed_closed(self, signal: TradeSignal, index: int) -> bool:
+        """By config, an entry decided on a bar outside the hours vetoed instead of queued."""
+        hours = self.hours
+        return (
+            hours is not None
+            and hours.config.when_closed is ClosedPolicy.VETO
+            and not signal.protective
+            and not self.tradable(index)
+        )
 
     # -- risk bookkeeping ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from execution.fees import FeeFn, FeeSchedule
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import OrderType, SignalAction, SignalSource, TradeSignal
+from runtime.hours import TradingHours
 from runtime.strategy import Context, Prepared, Strategy
 
 T0 = 1_761_711_720_000  # 2025-10-29 04:22 UTC, the bundled sample's first bar
@@ -131,9 +132,12 @@ def backtest(
     symbol_rules: Mapping[str, SymbolRules] | None = None,
     limits: RiskLimits | None = None,
     fee_fn: FeeFn | None = None,
+    hours: TradingHours | None = None,
 ) -> BacktestResult:
     if isinstance(frames, pd.DataFrame):
         frames = {"BTCUSDT": frames}
     bars, _ = to_bar_arrays(frames)
     chosen = symbol_rules or {s: rules(s) for s in frames}
-    return run_backtest(bars, Script(plan), chosen, config, limits=limits, fee_fn=fee_fn)
+    return run_backtest(
+        bars, Script(plan), chosen, config, limits=limits, fee_fn=fee_fn, hours=hours
+    )

@@ -6,6 +6,7 @@ are skipped with that reason."""
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from market.sample import load_sample
 from tests.conftest import BIN
 
 README = Path(__file__).parents[1] / "README.md"
+STOCKS = Path(__file__).parent / "fixtures" / "stocks"
+STOCK_FILES = {
+    "GOOG.csv": "GOOG-1d-2004-08-19_2013-03-01_backtesting-py.csv",
+    "EA-15m.csv": "EA-15m-2026-05-26_2026-06-03_yfinance.csv",
+}
 PROGRAMS = (
     "agent-backtest",
     "agent-data",
@@ -49,6 +55,12 @@ def _user_csv(path: Path) -> None:
     frame[columns].rename(columns={"open_time": "timestamp"}).to_csv(path, index=False)
 
 
+def _stock_csvs(folder: Path) -> None:
+    """The `GOOG.csv` and `EA-15m.csv` the stock examples read: the test fixtures."""
+    for name, fixture in STOCK_FILES.items():
+        shutil.copyfile(STOCKS / fixture, folder / name)
+
+
 def test_the_readme_has_commands_and_marks_what_it_cannot_run_here() -> None:
     commands = [c for block in readme_blocks() for c in block]
     assert len(commands) >= 25
@@ -63,6 +75,7 @@ def test_the_readme_has_commands_and_marks_what_it_cannot_run_here() -> None:
 )
 def test_readme_block(block: list[str], offline_env: dict[str, str], tmp_path: Path) -> None:
     _user_csv(tmp_path / "my.csv")
+    _stock_csvs(tmp_path)
     env = {**offline_env, "PATH": f"{BIN}{os.pathsep}{offline_env.get('PATH', '')}"}
     skipped = []
     for command in block:

@@ -109,6 +109,7 @@ class ToolEnv:
     account: Callable[[], AccountBook] | None = None  # a persisted account's PnL and orders
     loops: Callable[[str | None], dict[str, Any]] | None = None  # a stored loop's status
     venue_books: Callable[[str], list[VenueBook]] | None = None  # one book per venue, with fees
+    market_state: Callable[[int], str] | None = None  # US stocks: the exchange's hours at a time
 
     @cached_property
     def symbols(self) -> list[str]:

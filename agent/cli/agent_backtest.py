@@ -134,6 +134,7 @@ def run_agent_backtest(
             run_id="",
             limits=settings.risk,
             trip_after=settings.llm.breaker_failures,
+            market_state=None if data.hours is None else data.hours.state,
         )
         strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
         planned = strategy.planned()
@@ -214,7 +215,15 @@ def _with_progress(
 
         strategy.on_decision = advanced
         strategy.on_interrupt = interrupted
-        return run_backtest(data.bars, strategy, data.rules, config, limits=strategy.limits)
+        return run_backtest(
+            data.bars,
+            strategy,
+            data.rules,
+            config,
+            limits=strategy.limits,
+            fee_fn=data.fees,
+            hours=data.hours,
+        )
 
 
 def _write_outputs(args: argparse.Namespace, report: Any, result: Any, stats: Any) -> None:

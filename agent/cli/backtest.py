@@ -28,6 +28,14 @@ from agent.cli.common import (
     settings_from,
     write_file,
 )
+from agent.cli.equity import (
+    add_equity_args,
+    check_flags,
+    equity_interval,
+    equity_run,
+    parse_symbols,
+    whole_file,
+)
 from agent.cli.flags import given, refuse_inapplicable
 from agent.cli.strategy_flags import add_param_args, param_flags
 from agent.cli.window import DEFAULT_DAYS, Window, load_frames, venue_rules
@@ -54,7 +62,8 @@ from core.clock import SystemClock
 from core.errors import UserError
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
-from market.models import INTERVAL_MS, SymbolRules, parse_interval, parse_symbol
+from market.instruments import AssetClass
+from market.models import INTERVAL_MS, SymbolRules, parse_interval
 from market.sample import sample_rules
 from risk.limits import RiskLimits
 from runtime.strategy import Strategy
@@ -121,6 +130,7 @@ def build_parser() -> OneLineParser:
     out.add_argument("--check-lookahead", action="store_true", help="recompute on truncated data")
 
     add_agent_args(parser)
+    add_equity_args(parser)
 
     sweep = parser.add_argument_group("sweeps")
     sweep.add_argument(
@@ -262,7 +272,9 @@ def _single(
     console: Console,
     limits: RiskLimits,
 ) -> int:
-    result = run_backtest(data.bars, strategy, data.rules, config, limits=limits)
+    result = run_backtest(
+        data.bars, strategy, data.rules, config, limits=limits, fee_fn=data.fees, hours=data.hours
+    )
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
     if args.json:
@@ -369,7 +381,12 @@ def _main(argv: list[str] | None) -> int:
         parse_grid(cls.name, args.sweep)
     elif cls is not None:
         strategy = _build_strategy(cls, params)
-    symbols = [parse_symbol(s) for s in args.symbol.split(",") if s.strip()]
+    symbols, kind = parse_symbols(args.symbol)
+    check_flags(typed, args, kind)
+    if kind is AssetClass.EQUITY:
+        interval = equity_interval(args, typed, interval)
+        config = config.model_copy(update={"interval": interval})
+        whole_file(args, interval)
     console = Console(highlight=False)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
@@ -380,10 +397,17 @@ def _main(argv: list[str] | None) -> int:
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
-        known = None
-        if args.data is None:  # a user's file trades by the bundled filters
-            known = venue_rules(settings, store, symbols, lambda line: _note(notes, line))
-        data = SweepData(bars, _rules(symbols, notes, known))
+        if kind is AssetClass.EQUITY:
+            equity = equity_run(
+                args, settings, frames, config, interval, lambda line: _note(notes, line)
+            )
+            config = equity.config
+            data = SweepData(bars, equity.rules, equity.hours, equity.fees)
+        else:
+            known = None
+            if args.data is None:  # a user's file trades by the bundled filters
+                known = venue_rules(settings, store, symbols, lambda line: _note(notes, line))
+            data = SweepData(bars, _rules(symbols, notes, known))
         if cls is None:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)

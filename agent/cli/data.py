@@ -19,12 +19,15 @@ from agent.cli.common import (
     run,
     settings_from,
 )
+from agent.cli.equity import session_line
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
+from market.instruments import AssetClass, parse_instrument
 from market.models import INTERVAL_MS, parse_interval, parse_symbol
 from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
 from market.validation import iso_ms, validate_candles
+from runtime.hours import TradingHours
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles
 from store.status import store_status
@@ -118,8 +121,9 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
 def _import(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     """Every row is checked before the store is opened, and written in one transaction: a bad
     file leaves no database behind and no part of itself in one."""
-    symbol, interval = parse_symbol(args.symbol), parse_interval(args.interval)
-    frame = load_csv_candles(args.file, interval, notify, whole=True)
+    (symbol, kind), interval = parse_instrument(args.symbol), parse_interval(args.interval)
+    stock = kind is AssetClass.EQUITY
+    frame = load_csv_candles(args.file, interval, notify, whole=True, stock=stock)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         added = upsert_candles(store, symbol, interval, frame)
@@ -129,6 +133,8 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
         f"{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "
         f"{added:,} new in the store"
     )
+    if kind is AssetClass.EQUITY:  # pre- and post-market rows are kept; the calendar marks them
+        notify(session_line(symbol, frame, TradingHours(INTERVAL_MS[interval])))
     return 0
 
 

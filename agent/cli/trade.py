@@ -39,6 +39,13 @@ from agent.cli.common import (
     run,
     settings_from,
 )
+from agent.cli.equity import (
+    add_equity_args,
+    check_stock_trade,
+    parse_symbols,
+    session_line,
+    stock_rules,
+)
 from agent.cli.strategy_flags import add_param_args, param_flags
 from agent.live_readiness import record_paper_profile, require_paper_record, trading_profile
 from agent.loop_state import (
@@ -56,7 +63,9 @@ from core.security import loose_env_file
 from execution.fees import FeeSchedule
 from execution.paper_records import load_account
 from execution.slippage import FixedBps
-from market.models import parse_symbol
+from market.csv_import import sniff_interval
+from market.instruments import AssetClass, asset_class
+from market.models import INTERVAL_MS, parse_symbol
 from market.sample import (
     DEPTH_SAMPLE_SYMBOLS,
     SAMPLE_INTERVAL,
@@ -67,6 +76,7 @@ from market.sample import (
 from market.validation import iso_ms
 from risk.interventions import describe
 from risk.limits import RiskLimits
+from runtime.hours import TradingHours
 from store import Store, open_store
 
 if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt stay quick
@@ -103,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument(
         "--speed", default="600", help="replay speed × real time, or max (as fast as it steps)"
     )
-    loop.add_argument("--data", type=Path, help="replay: a CSV of your own 1m bars for --symbol")
+    loop.add_argument(
+        "--data", type=Path, help="replay: a CSV of your own bars (1m; a stock's any) for --symbol"
+    )
     loop.add_argument("--symbol", help="comma-separated (setting trading.symbols)")
     loop.add_argument("--strategy", default=AGENT, help=f"{AGENT} (default) or a classic strategy")
     loop.add_argument(
@@ -140,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         "--budget-usd", type=float, help="a paid model's spend cap; then safe mode (exits only)"
     )
     loop.add_argument("--yes", action="store_true", help="accept a paid model's cost estimate")
+    add_equity_args(parser)
     out = parser.add_argument_group("status, fills and ledger")
     out.add_argument("--json", action="store_true", help="as JSON")
     steer = parser.add_argument_group("halt, resume and reset-drawdown (recorded)")
@@ -157,6 +170,17 @@ def _symbols(text: str) -> list[str]:
     if not symbols:
         raise UserError("invalid --symbol: give at least one, e.g. BTCUSDT")
     return symbols
+
+
+def _stock_symbols(args: argparse.Namespace) -> list[str] | None:
+    """The run's stock tickers when --symbol names US stocks (None for crypto pairs)."""
+    symbols, kind = parse_symbols(args.symbol)
+    if kind is AssetClass.CRYPTO:
+        if args.extended_hours:
+            raise UserError("--extended-hours applies to US stocks only; crypto trades 24/7")
+        return None
+    check_stock_trade(args, symbols)
+    return list(dict.fromkeys(symbols))
 
 
 def _speed(raw: str) -> float:
@@ -293,7 +317,9 @@ class _ProgressBar:
         pass
 
 
-def _replay_frames(args: argparse.Namespace, symbols: list[str]) -> dict[str, pd.DataFrame]:
+def _replay_frames(
+    args: argparse.Namespace, symbols: list[str], interval: str = SAMPLE_INTERVAL
+) -> dict[str, pd.DataFrame]:
     """What a replay plays: the user's file (one symbol, as agent-backtest --data), or the
     bundled sample."""
     if args.data is not None:
@@ -301,9 +327,11 @@ def _replay_frames(args: argparse.Namespace, symbols: list[str]) -> dict[str, pd
 
         if len(symbols) != 1:
             raise UserError("--data reads one symbol's bars: give a single --symbol")
-        frame = load_csv_candles(args.data, SAMPLE_INTERVAL, notify).reset_index(drop=True)
+        stock = interval != SAMPLE_INTERVAL or asset_class(symbols[0]) is AssetClass.EQUITY
+        frame = load_csv_candles(args.data, interval, notify, stock=stock)
+        frame = frame.reset_index(drop=True)
         if frame.empty:
-            raise UserError(f"--data {args.data}: no usable 1m bars")
+            raise UserError(f"--data {args.data}: no usable {interval} bars")
         return {symbols[0]: frame}
     for symbol in symbols:
         if symbol not in SAMPLE_SYMBOLS:
@@ -315,7 +343,11 @@ def _replay_frames(args: argparse.Namespace, symbols: list[str]) -> dict[str, pd
 
 
 def _replay_plan(
-    store: Store, account: str, frames: dict[str, pd.DataFrame], own_data: bool
+    store: Store,
+    account: str,
+    frames: dict[str, pd.DataFrame],
+    own_data: bool,
+    step_ms: int = MINUTE_MS,
 ) -> tuple[int, int, dict[str, pd.DataFrame]]:
     """Where the replay starts (after the account's last bar; a new account at the file's first
     bar, or a day into the sample), where it ends, and the history before the start."""
@@ -326,7 +358,7 @@ def _replay_plan(
         start = first
     else:
         last = LoopState.model_validate_json(stored.state_json).paper.last_open_time
-        start = first if last is None else last + MINUTE_MS
+        start = first if last is None else last + step_ms
     end = int(times.iloc[-1])
     if start > end:
         what = "the whole file" if own_data else "the whole bundled sample"
@@ -364,12 +396,12 @@ async def _run_loop(
     from market.books import rest_snapshots
     from market.replay_server import ReplayServer, frame_backfill
 
-    streams = [f"{s.lower()}@kline_{SAMPLE_INTERVAL}" for s in loop.symbols]
+    streams = [f"{s.lower()}@kline_{loop.interval}" for s in loop.symbols]
     streams += [depth_stream(s) for s in depth]
     resume = (
         {}
         if loop.last_open_time is None
-        else {(s, SAMPLE_INTERVAL): loop.last_open_time for s in loop.symbols}
+        else {(s, loop.interval): loop.last_open_time for s in loop.symbols}
     )
     if args.feed == "bybit":
         from venues.bybit.stream import BybitStream, book_topic, kline_topic
@@ -396,6 +428,7 @@ async def _run_loop(
         start_time_ms=start,
         drop_after=args.drop_every,
         frames=frames if args.data is not None else None,  # the sample: with its depth
+        interval=loop.interval,
     ).start()
     depth_client = BinanceRestClient(
         settings.binance.model_copy(update={"base_url": server.http_url})
@@ -404,7 +437,7 @@ async def _run_loop(
     stream = BinanceStream(
         streams,
         base_url=server.url,
-        backfill=frame_backfill(frames),
+        backfill=frame_backfill(frames, loop.interval),
         resume_after=resume,
         backoff_base_s=0.05,
         backoff_max_s=1.0,
@@ -465,7 +498,12 @@ def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig
 
 
 def _strategy(
-    args: argparse.Namespace, settings: Settings, rules: dict, limits: RiskLimits, symbols: list
+    args: argparse.Namespace,
+    settings: Settings,
+    rules: dict,
+    limits: RiskLimits,
+    symbols: list,
+    hours: TradingHours | None = None,
 ) -> tuple[Strategy, str, Any]:
     """The agent (with its model) or a classic strategy, and the label its account keeps."""
     from agent.cli.backtest import _build_strategy, _strategy_params
@@ -495,6 +533,7 @@ def _strategy(
         decide_every=args.decide_every,
         cash=args.cash,
         limits=limits,
+        market_state=None if hours is None else hours.state,
     )
     return strategy, AGENT, model
 
@@ -549,15 +588,26 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     _check_run_args(args, settings.trading)
     if args.mode not in PAPER_FILLS:
         _refuse_unheld_trailing_stop(args, settings.risk)
-    symbols = _symbols(args.symbol)
+    stocks = _stock_symbols(args)
+    symbols = stocks or _symbols(args.symbol)
+    interval = SAMPLE_INTERVAL if stocks is None else sniff_interval(args.data)
     fills = _fills(args, settings.trading)
+    hours = None
+    if stocks is not None:
+        fills = fills.model_copy(update={"fees": FeeSchedule(maker=0.0, taker=0.0)})
+        hours = TradingHours(
+            INTERVAL_MS[interval], settings.equity.hours(extended_hours=args.extended_hours)
+        )
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     replay = None
     if args.feed == "replay":
-        frames = _replay_frames(args, symbols)
-        start, end, history = _replay_plan(store, args.account, frames, args.data is not None)
+        frames = _replay_frames(args, symbols, interval)
+        start, end, history = _replay_plan(
+            store, args.account, frames, args.data is not None, INTERVAL_MS[interval]
+        )
         replay = (start, end, frames)
-        total: int | None = (end - start) // MINUTE_MS + 1
+        times = next(iter(frames.values()))["open_time"]
+        total: int | None = int(((times >= start) & (times <= end)).sum())
         what = f"{args.data}" if args.data is not None else "the bundled Binance sample"
         pace = "as fast as the loop steps" if math.isinf(args.speed) else f"at {args.speed:g}×"
         notify(
@@ -581,6 +631,9 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         from agent.cli.window import venue_rules
 
         rules = _rules(symbols, []) if args.data is not None else sample_rules()
+        if stocks is not None:
+            rules = stock_rules(frames)
+            notify(session_line(symbols[0], frames[symbols[0]], hours))
         if args.feed == "binance":  # any listed symbol, by Binance's own rules
             rules = _rules(symbols, [], venue_rules(settings, store, symbols, notify))
         if args.feed == "bybit":
@@ -597,9 +650,10 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         notify(f"order book: {', '.join(depth)} from the depth stream (spread check, slippage)")
     if args.mode in PAPER_FILLS:
         walks = {s: BookWalk(s, books, fills.slippage) for s in depth} if books else {}
-        venue = paper_venue(rules, fees=fills.fees, slippage=fills.slippage, symbol_slippage=walks)
+        fees = fills.fees if stocks is None else settings.equity.fees
+        venue = paper_venue(rules, fees=fees, slippage=fills.slippage, symbol_slippage=walks)
 
-    strategy, label, model = _strategy(args, settings, rules, limits, symbols)
+    strategy, label, model = _strategy(args, settings, rules, limits, symbols, hours)
     profile = trading_profile(symbols, label, model, args.decide_every, limits, fills)
     if args.mode == "live":
         live = settings.live.require_paper_days
@@ -641,6 +695,8 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         realtime=args.feed != "replay",
         exchange="bybit" if args.feed == "bybit" else "binance",
         bar_every_ms=MINUTE_MS if args.feed != "replay" else int(MINUTE_MS / args.speed),
+        interval=interval,
+        hours=hours,
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")

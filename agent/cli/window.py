@@ -15,6 +15,7 @@ from agent.cli.common import parse_utc
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
+from market.instruments import AssetClass, asset_class
 from market.models import INTERVAL_MS, SymbolRules
 from market.resample import RESAMPLED
 from market.rules_cache import exchange_rules
@@ -60,8 +61,10 @@ def _span(args: argparse.Namespace, interval: str) -> tuple[str, dict[str, float
     return f"the last {days:g} days", {"days": days}
 
 
-def _csv(args: argparse.Namespace, interval: str, span: dict, notify: Notify) -> pd.DataFrame:
-    frame = load_csv_candles(args.data, interval, notify)
+def _csv(
+    args: argparse.Namespace, interval: str, span: dict, notify: Notify, stock: bool
+) -> pd.DataFrame:
+    frame = load_csv_candles(args.data, interval, notify, stock=stock)
     times = frame["open_time"]
     if "days" in span:
         frame = frame[times > int(times.iloc[-1]) - int(span["days"] * DAY_MS)]
@@ -137,7 +140,8 @@ def load_frames(
     if args.data is not None:
         if len(symbols) != 1:
             raise UserError("--data reads one symbol's bars: give a single --symbol")
-        frames = {symbols[0]: _csv(args, interval, span, notify)}
+        stock = asset_class(symbols[0]) is AssetClass.EQUITY
+        frames = {symbols[0]: _csv(args, interval, span, notify, stock)}
     else:
         source = candle_source(settings, store, notify)
         frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}

@@ -1,0 +1,164 @@
+"""What an `agent-backtest` of US stocks adds to a crypto run: the symbols' asset class, the
+whole file as the default window, equity order rules, 252 sessions a year, the SEC and FINRA
+fees, and the XNYS hours the runner fills in."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from backtest.config import BacktestConfig
+from config import Settings
+from core.errors import UserError
+from execution.equity_fees import EquityFees
+from execution.fees import FeeSchedule
+from market.calendar import xnys
+from market.csv_import import sniff_interval
+from market.instruments import (
+    AssetClass,
+    EquityRules,
+    equity_rules,
+    parse_instrument,
+    require_class,
+)
+from market.models import INTERVAL_MS
+from market.source import load_csv_candles
+from market.validation import iso_ms
+from runtime.hours import TradingHours
+
+SESSIONS_PER_YEAR = 252
+CRYPTO_ONLY = ("fee_bps", "maker_bps")
+
+
+def add_equity_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("US stocks (docs/stocks.md)")
+    group.add_argument(
+        "--extended-hours",
+        action="store_true",
+        help="fill in the pre- and post-market too (setting equity.extended_hours)",
+    )
+
+
+def parse_symbols(raw: str) -> tuple[list[str], AssetClass]:
+    """The symbols and their one asset class; a run mixing stocks and coins says so."""
+    parsed = [parse_instrument(s) for s in raw.split(",") if s.strip()]
+    classes = {c for _, c in parsed}
+    if len(classes) > 1:
+        raise UserError(
+            f"{raw!r} mixes US stocks and crypto pairs: they trade on different hours and "
+            "accounts, so backtest them separately"
+        )
+    return [s for s, _ in parsed], classes.pop() if classes else AssetClass.CRYPTO
+
+
+def check_stock_trade(args: argparse.Namespace, symbols: list[str]) -> None:
+    """agent-trade takes stocks on a paper account replaying the user's file: Binance and Bybit
+    trade crypto only, and no stock feed is wired yet."""
+    if args.feed != "replay" or args.mode != "paper":
+        venue = args.feed if args.feed != "replay" else "binance"
+        require_class(symbols[0], AssetClass.CRYPTO, venue)
+    if args.data is None:
+        raise UserError(
+            "US stocks trade on paper from a replay of your own bars: add --data FILE "
+            "(a Yahoo/yfinance or backtesting.py CSV)"
+        )
+    if args.fee_bps is not None:
+        raise UserError(
+            "--fee-bps is a crypto fee; US stocks pay a commission and the SEC and FINRA fees "
+            "set in equity.fees (config)"
+        )
+
+
+def stock_rules(frames: Mapping[str, pd.DataFrame]) -> dict[str, EquityRules]:
+    """Each stock's order rules at its last price in the file."""
+    return {s: equity_rules(s, float(f["close"].iloc[-1])) for s, f in frames.items()}
+
+
+def check_flags(typed: set[str], args: argparse.Namespace, kind: AssetClass) -> None:
+    """Flags that belong to the other asset class exit 2 instead of being ignored."""
+    if kind is AssetClass.CRYPTO:
+        if "extended_hours" in typed:
+            raise UserError("--extended-hours applies to US stocks only; crypto trades 24/7")
+        return
+    for name in CRYPTO_ONLY:
+        if name in typed:
+            raise UserError(
+                f"--{name.replace('_', '-')} is a crypto fee; US stocks pay a commission and the "
+                "SEC and FINRA fees set in equity.fees (config)"
+            )
+    if args.data is None:
+        raise UserError(
+            "US stocks need --data FILE (a Yahoo/yfinance or backtesting.py CSV): no stock "
+            "data is bundled or downloaded"
+        )
+
+
+def equity_interval(args: argparse.Namespace, typed: set[str], interval: str) -> str:
+    """A stock CSV's bar interval is read from the file unless --interval says it."""
+    return interval if "interval" in typed else sniff_interval(args.data)
+
+
+def whole_file(args: argparse.Namespace, interval: str) -> None:
+    """With no --days or --start, a stock CSV is backtested whole (a crypto CSV keeps the last
+    3 days, as before)."""
+    if args.days is not None or args.start is not None:
+        return
+    frame = load_csv_candles(args.data, interval, lambda _line: None)
+    first, last = int(frame["open_time"].iloc[0]), int(frame["open_time"].iloc[-1])
+    args.start = iso_ms(first).replace(" ", "T")
+    args.end = iso_ms(last + INTERVAL_MS[interval]).replace(" ", "T")
+
+
+@dataclass(frozen=True)
+class EquityRun:
+    rules: dict
+    config: BacktestConfig
+    fees: EquityFees
+    hours: TradingHours
+
+
+def equity_run(
+    args: argparse.Namespace,
+    settings: Settings,
+    frames: Mapping[str, pd.DataFrame],
+    config: BacktestConfig,
+    interval: str,
+    note: Callable[[str], None],
+) -> EquityRun:
+    """Rules at each stock's last price, 252 sessions a year, no crypto fee (the equity fees
+    are charged per fill instead), and the hours orders fill in."""
+    equity = settings.equity
+    hours = TradingHours(
+        INTERVAL_MS[interval], equity.hours(extended_hours=args.extended_hours), xnys()
+    )
+    for symbol, frame in frames.items():
+        note(session_line(symbol, frame, hours))
+    return EquityRun(
+        rules=stock_rules(frames),
+        config=config.model_copy(
+            update={
+                "periods_per_year": SESSIONS_PER_YEAR,
+                "fees": FeeSchedule(maker=0.0, taker=0.0),
+            }
+        ),
+        fees=equity.fees,
+        hours=hours,
+    )
+
+
+def session_line(symbol: str, frame: pd.DataFrame, hours: TradingHours) -> str:
+    """How many bars fall in regular hours, in the pre/post-market and outside any session."""
+    opens = frame["open_time"].to_numpy()
+    sessions = hours.sessions
+    regular = sessions.regular(opens, hours.interval_ms)
+    extended = sessions.extended(opens, hours.interval_ms) & ~regular
+    outside = ~(regular | extended)
+    fills = "regular and extended hours" if hours.config.extended_hours else "regular hours"
+    return (
+        f"notice: {symbol}: {int(regular.sum()):,} bars in regular hours, "
+        f"{int(extended.sum()):,} pre/post-market, {int(outside.sum()):,} outside any XNYS "
+        f"session; orders fill in {fills}; prices are raw (not split- or dividend-adjusted)"
+    )

@@ -1,0 +1,133 @@
+"""The New York Stock Exchange's sessions (XNYS from exchange_calendars): regular hours with
+holidays and early closes, the pre- and post-market around them, and which bars fall where.
+Times are epoch ms UTC in and out; the calendar itself works in exchange time."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, time
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+DAY_MS = 86_400_000
+EXCHANGE = "XNYS"
+NEW_YORK = ZoneInfo("America/New_York")
+PRE_MARKET = time(4, 0)
+POST_MARKET_END = time(20, 0)
+FIRST_YEAR, LAST_YEAR = 1990, 2035  # the calendar's span; exchange_calendars defaults to 20 years
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Every XNYS session in the calendar's span: its date and its regular and extended hours."""
+
+    labels: np.ndarray  # session date, epoch ms of its UTC midnight
+    opens: np.ndarray
+    closes: np.ndarray
+    early_closes: frozenset[int]  # labels of sessions that close early
+    extended_opens: np.ndarray  # 04:00 New York
+    extended_closes: np.ndarray  # 20:00 New York
+
+    def regular(self, open_ms: np.ndarray, interval_ms: int) -> np.ndarray:
+        """Bars whose whole span lies in regular hours; a daily bar is a session by its date."""
+        open_ms = np.asarray(open_ms, dtype=np.int64)
+        if interval_ms >= DAY_MS:
+            return np.isin(open_ms - open_ms % DAY_MS, self.labels)
+        return self._within(open_ms, interval_ms, self.opens, self.closes)
+
+    def extended(self, open_ms: np.ndarray, interval_ms: int) -> np.ndarray:
+        """Bars in the pre-market, regular hours or the post-market of a session day."""
+        open_ms = np.asarray(open_ms, dtype=np.int64)
+        if interval_ms >= DAY_MS:
+            return self.regular(open_ms, interval_ms)
+        return self._within(open_ms, interval_ms, self.extended_opens, self.extended_closes)
+
+    @staticmethod
+    def _within(
+        open_ms: np.ndarray, interval_ms: int, starts: np.ndarray, ends: np.ndarray
+    ) -> np.ndarray:
+        at = np.searchsorted(starts, open_ms, side="right") - 1
+        known = at >= 0
+        at = np.clip(at, 0, len(starts) - 1)
+        return known & (open_ms >= starts[at]) & (open_ms + interval_ms <= ends[at])
+
+    def missing(self, open_ms: np.ndarray, interval_ms: int) -> int:
+        """Regular-hours bars that the sessions between the first and the last bar should have
+        and the data lacks: a stock's nights, weekends and holidays are not gaps."""
+        open_ms = np.asarray(open_ms, dtype=np.int64)
+        first, last = int(open_ms.min()), int(open_ms.max())
+        if interval_ms >= DAY_MS:
+            days = open_ms - open_ms % DAY_MS
+            expected = self.labels[(self.labels >= days.min()) & (self.labels <= days.max())]
+            return int((~np.isin(expected, days)).sum())
+        inside = (self.closes > first) & (self.opens <= last)
+        opens, closes = self.opens[inside], self.closes[inside]
+        counts = (closes - opens) // interval_ms
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        expected = np.repeat(opens, counts) + interval_ms * offsets
+        expected = expected[(expected >= first) & (expected <= last)]
+        return int((~np.isin(expected, open_ms)).sum())
+
+    def is_open(self, now_ms: int) -> bool:
+        at = int(np.searchsorted(self.opens, now_ms, side="right")) - 1
+        return at >= 0 and now_ms < int(self.closes[at])
+
+    def next_open(self, now_ms: int) -> int:
+        """The first regular open after `now_ms`."""
+        return int(self.opens[np.searchsorted(self.opens, now_ms, side="right")])
+
+    def state(self, now_ms: int) -> str:
+        """One line for a prompt or a status: open or closed, and when it next opens or closes."""
+        if self.is_open(now_ms):
+            at = int(np.searchsorted(self.opens, now_ms, side="right")) - 1
+            early = " (early close)" if int(self.labels[at]) in self.early_closes else ""
+            return f"US market open; closes {_local(int(self.closes[at]))}{early}"
+        return f"US market closed; next open {_local(self.next_open(now_ms))}"
+
+
+def _local(ms: int) -> str:
+    return (
+        pd.Timestamp(ms, unit="ms", tz="UTC").tz_convert(NEW_YORK).strftime("%a %Y-%m-%d %H:%M %Z")
+    )
+
+
+def _ms(values: pd.DatetimeIndex | pd.Series) -> np.ndarray:
+    if isinstance(values, pd.Series):
+        values = values.array
+    return pd.DatetimeIndex(values).as_unit("ms").asi8.astype(np.int64)
+
+
+def _at_local(labels: pd.DatetimeIndex, when: time) -> np.ndarray:
+    return np.array(
+        [int(datetime.combine(d.date(), when, NEW_YORK).timestamp() * 1000) for d in labels],
+        dtype=np.int64,
+    )
+
+
+@lru_cache(maxsize=1)
+def xnys() -> Sessions:
+    """Built once per process: exchange_calendars computes the whole span in a fraction of a
+    second and every later question is a binary search."""
+    import exchange_calendars
+
+    with warnings.catch_warnings():  # exchange_calendars reads Series.values (pandas 3 warns)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        calendar = exchange_calendars.get_calendar(
+            EXCHANGE, start=f"{FIRST_YEAR}-01-01", end=f"{LAST_YEAR}-12-31"
+        )
+        schedule = calendar.schedule
+        early = calendar.early_closes
+    labels = pd.DatetimeIndex(schedule.index)
+    return Sessions(
+        labels=_ms(labels.tz_localize("UTC") if labels.tz is None else labels),
+        opens=_ms(schedule["open"]),
+        closes=_ms(schedule["close"]),
+        early_closes=frozenset(_ms(pd.DatetimeIndex(early).tz_localize("UTC")).tolist()),
+        extended_opens=_at_local(labels, PRE_MARKET),
+        extended_closes=_at_local(labels, POST_MARKET_END),
+    )

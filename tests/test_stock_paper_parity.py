@@ -1,0 +1,120 @@
+"""The calendar scenarios on paper: a paper account stepped bar by bar through the one runner
+(as agent-trade steps it) fills exactly where the event-skipping backtest fills."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from script_strategy import NO_COSTS, Script, backtest, order
+from test_stock_hours import FRIDAY_CLOSE, HALF_HOUR, NO_BREAKERS, table
+
+from execution.fees import FeeSchedule
+from execution.paper import GrowingFeed, PaperExecutor
+from execution.slippage import FixedBps
+from market.instruments import equity_rules
+from market.models import Candle
+from risk.models import SignalAction
+from runtime.hours import HoursConfig, TradingHours
+from runtime.market import Market
+from runtime.ports import MemoryRisk
+from runtime.runner import Runner
+
+RULES = {"EA": equity_rules("EA", 100.0)}
+WEEKEND_STOP = [
+    ("2026-05-28 15:00", 100, 101, 99, 100),
+    ("2026-05-28 15:30", 100, 101, 99, 100),
+    ("2026-05-29 15:30", 99, 100, 98, 99),
+    ("2026-06-01 08:00", 85, 86, 84, 85),
+    ("2026-06-01 09:30", 90, 92, 89, 91),
+]
+
+
+def buy(ctx):
+    return order(ctx, SignalAction.BUY, size_pct=0.5, stop_loss=95.0)
+
+
+def paper(frame: pd.DataFrame, plan, hours: TradingHours) -> list[tuple]:
+    """Each bar appended to a growing feed and stepped, as the trading loop does."""
+    feed = GrowingFeed(["EA"])
+    strategy = Script(plan)
+    venue = PaperExecutor(RULES, feed, cash=10_000.0, fees=FeeSchedule(maker=0, taker=0),
+                          slippage=FixedBps(bps=0.0))  # fmt: skip
+    runner = None
+    for row in frame.to_dict("records"):
+        candle = Candle(**{k: row[k] for k in ("open_time", "open", "high", "low", "close",
+                                               "volume", "close_time")})  # fmt: skip
+        index = feed.append(candle.open_time, candle.close_time, {"EA": candle})
+        if runner is None:
+            runner = Runner(
+                strategy=strategy,
+                market=Market(feed.view(), RULES),
+                venue=venue,
+                risk=MemoryRisk(NO_BREAKERS.model_copy(update={"fee_rate": 0.0})),
+                prepared=lambda s: strategy.prepare(feed.view().symbols[s]),
+                hours=hours,
+            )
+        runner.extend(feed.view())
+        runner.step(index)
+    return [(f.bar, f.side, f.quantity, f.price) for f in venue.sim.fills]
+
+
+@pytest.mark.parametrize("rows", [FRIDAY_CLOSE, WEEKEND_STOP], ids=["friday", "weekend-stop"])
+@pytest.mark.parametrize("extended", [False, True])
+def test_paper_and_backtest_fill_the_same_bars_in_market_hours(rows, extended) -> None:
+    frame = table(rows, HALF_HOUR)
+    plan = {("EA", 1): [buy]}
+    hours = TradingHours(HALF_HOUR, HoursConfig(extended_hours=extended))
+    tested = backtest({"EA": frame}, plan, NO_COSTS, symbol_rules=RULES, limits=NO_BREAKERS,
+                      hours=hours)  # fmt: skip
+    expected = [(f.bar, f.side, f.quantity, f.price) for f in tested.fills]
+    assert expected
+    assert paper(frame, plan, hours) == expected
+
+
+EA = Path(__file__).parent / "fixtures" / "stocks" / "EA-15m-2026-05-26_2026-06-03_yfinance.csv"
+RSI = ("--strategy", "rsi_reversion", "--period", "2", "--oversold", "40", "--overbought", "60")
+
+
+def _fills(rows: list[dict]) -> list[tuple]:
+    """The replayed stream carries Binance's 8-place decimals, so prices compare to 1e-6."""
+    return [
+        (r["time_ms"], r["side"], r["quantity"], round(r["price"], 6), round(r["fee"], 9))
+        for r in rows
+    ]
+
+
+def test_agent_trade_paper_trades_the_ea_replay_as_the_backtest_fills_it(cli, tmp_path) -> None:
+    common = (*RSI, "--symbol", "EA", "--data", str(EA), "--slippage-bps", "2")
+    out = tmp_path / "bt.json"
+    tested = cli("agent-backtest", *common, "--json", str(out))
+    assert tested.returncode == 0, tested.stderr
+    report = json.loads(out.read_text())
+    run = cli("agent-trade", "--feed", "replay", "--speed", "max", "--account", "ea", *common)
+    assert run.returncode == 0, run.stderr
+    assert "176 bars in regular hours, 143 pre/post-market" in run.stderr
+    fills = json.loads(cli("agent-trade", "fills", "--account", "ea", "--json").stdout)
+    assert len(fills) > 10
+    assert _fills(fills) == _fills(report["fills"])
+    times = pd.to_datetime([f["time_ms"] for f in fills], unit="ms", utc=True)
+    local = times.tz_convert("America/New_York")
+    minutes = local.hour * 60 + local.minute
+    assert ((minutes >= 570) & (minutes < 960)).all()
+    assert any(f["side"] == "sell" and f["fee"] > 0 for f in fills)  # SEC fee and TAF
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--feed", "binance", "--symbol", "GOOG"), "GOOG is a US stock; the binance venue"),
+        (("--symbol", "EA"), "US stocks trade on paper from a replay of your own bars"),
+        (("--symbol", "BTCUSDT", "--extended-hours"), "--extended-hours applies to US stocks"),
+    ],
+)
+def test_agent_trade_refuses_stocks_where_they_cannot_trade(cli, args, message) -> None:
+    result = cli("agent-trade", "--strategy", "sma_cross", *args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
