@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import BaseModel
 
 AlertKind = Literal[
-    "fill", "halt", "safe_mode", "active", "stopped", "error", "large_veto", "daily_summary"
+    "fill",
+    "halt",
+    "safe_mode",
+    "active",
+    "stalled",
+    "stopped",
+    "error",
+    "large_veto",
+    "daily_summary",
 ]
 
 

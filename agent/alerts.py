@@ -135,7 +135,9 @@ def _changes(account: str, before: _Seen, now: _Seen) -> list[Alert]:
             now.trading_state, "active"
         )  # type: ignore[assignment]
         out.append(Alert(account=account, kind=kind, text=f"{account}: {now.trading_state}"))
-    if now.status != before.status and now.status != "running":
+    if now.status != before.status and now.status.startswith("stalled"):
+        out.append(Alert(account=account, kind="stalled", text=f"{account}: {now.status}"))
+    elif now.status != before.status and now.status != "running":
         why = f" ({now.stop_reason})" if now.stop_reason else ""
         out.append(Alert(account=account, kind="stopped", text=f"{account}: {now.status}{why}"))
     if now.last_error and now.last_error != before.last_error:

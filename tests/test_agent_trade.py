@@ -355,6 +355,15 @@ def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> No
     assert decided == loop.state.decisions == 12
     assert samples["agent_feed_lag_seconds"] > 0
     assert samples["agent_llm_latency_seconds_count"] >= decided
+    assert samples["agent_stalled_seconds"] == 0  # it moves
+
+    quiet_since = int(time.time() * 1000) - 10 * 60_000  # no progress for ten minutes
+    loop.state = loop.state.model_copy(
+        update={"wall_updated_ms": quiet_since, "bar_every_ms": 60_000}
+    )
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    stalled = next(line for line in text.splitlines() if line.startswith("agent_stalled_seconds"))
+    assert float(stalled.split(" ")[1]) > 60
 
 
 @pytest.mark.slow

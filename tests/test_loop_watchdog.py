@@ -8,7 +8,9 @@ import os
 import time
 from pathlib import Path
 
+from agent.alerts import AlertWatch
 from agent.loop_state import STALL_MARGIN_MS, LoopState
+from config import Settings
 from execution.paper_records import save_step
 from market.validation import iso_ms
 from store import open_store
@@ -43,3 +45,20 @@ def test_status_says_stalled_since_the_last_progress_and_running_while_it_moves(
 
     _checkpoint(data_dir, int(time.time() * 1000), 60_000)
     assert json.loads(cli("agent-trade", "status", "--json").stdout)["status"] == "running"
+
+
+def test_a_stall_is_alerted_once_and_named_as_a_stall(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    _checkpoint(tmp_path, now, 60_000)
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    heard: list = []
+    watch = AlertWatch(store, Settings(data_dir=tmp_path), channels=[heard.append])
+    assert watch.poll() == []  # running: nothing to say
+
+    last = now - 60_000 - STALL_MARGIN_MS - 30_000
+    _checkpoint(tmp_path, last, 60_000)
+    watch.poll()
+    watch.poll()
+    store.close()
+    assert [(a.kind, a.account) for a in heard] == [("stalled", "paper")]
+    assert f"stalled since {iso_ms(last)} UTC" in heard[0].text
