@@ -427,33 +427,6 @@ def test_testnet_mode_needs_keys_and_refuses_a_shortaccount_record(cli) -> None:
     assert exchange.count("POST", "/api/v3/order") == 0
 
 
-def test_a_trailing_stop_on_the_exchange_is_refused_not_left_unmoved(cli) -> None:
-    flag = cli(
-        "agent-trade",
-        "--mode",
-        "testnet",
-        "--strategy",
-        "sma_cross",
-        "--trailing-stop",
-        "0.5",
-        *FAST,
-        "--max-bars",
-        "1",
-    )
-    assert flag.returncode == 2 and "--trailing-stop is for paper accounts" in flag.stderr
-    configured = cli(
-        "agent-trade",
-        "--mode",
-        "testnet",
-        *FAST,
-        "--max-bars",
-        "1",
-        env={"AGENT_RISK__AI__TRAILING_STOP_PCT": "0.01"},
-    )
-    assert configured.returncode == 2
-    assert "risk.ai.trailing_stop_pct is for paper accounts" in configured.stderr
-
-
 @pytest.mark.slow
 def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env) -> None:
     """The order reached the exchange and filled, but the process died before the reply: the
