@@ -388,6 +388,8 @@ def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli
         assert exchange.count("GET", "/sapi/v1/account/apiRestrictions") == 0
         again = cli("agent-trade", *args, "--max-bars", "30", env=env)
         assert again.returncode == 0, again.stderr
+        # Each symbol's rules were asked for once: the restart read them from the store.
+        assert exchange.count("GET", "/api/v3/exchangeInfo") == 2
         shown = status(cli, "--account", "tn", env=env)
         placed = [o for o in exchange.orders if o["clientOrderId"].startswith("agt-")]
         assert placed and shown["orders"] == len(placed)
