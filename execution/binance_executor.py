@@ -377,6 +377,10 @@ class BinanceExecutor(RestClient):
         log.debug("Binance clock offset %d ms (round trip %d ms)", self._offset_ms, received - sent)
         return self._offset_ms
 
+    def adopt_rules(self, rules: Mapping[str, SymbolRules]) -> None:
+        """Rules the caller already holds (the store's daily cache): no per-symbol fetch."""
+        self._rules.update(rules)
+
     def symbol_rules(self, symbol: str) -> SymbolRules:
         """The symbol's filters as this venue states them (testnet's differ from live)."""
         symbol = parse_symbol(symbol)

@@ -3,7 +3,12 @@ executor, and Binance's own fills are booked in the same ledger a paper account 
 stop and target rest at Binance as a sell OCO (or a stop-loss-limit) once it fills, so the
 position stays protected while our process is down (execution.exchange_protection); our own exit
 cancels it first. Where none can rest (below the exchange's minimums, refused), the loop
-watches the levels on closed bars and sends a reduce-only exit through the gate."""
+watches the levels on closed bars and sends a reduce-only exit through the gate.
+
+A trailing stop lives in the bracket and ratchets on each closed bar with the fill model's own
+functions (execution.fills, the same-bar rule of docs/fills.md); when the trail passes the stop
+resting at the exchange, that order is replaced at the new level, so the exchange always holds
+the latest level while our process is down."""
 
 from __future__ import annotations
 
@@ -17,12 +22,14 @@ from execution import exchange_protection as protection
 from execution.binance_executor import BinanceExecutor, OrderStatus
 from execution.exchange_protection import Protection
 from execution.fees import Liquidity
+from execution.fills import protective_stop, trail_level, trail_levels
 from execution.ledger import Ledger
 from execution.orders import ExitReason, Fill, Pending
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperOrder
 from market.models import SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType
+from risk.sizing import floor_to
 
 if TYPE_CHECKING:
     from venues.bybit.trading import BybitExecutor
@@ -31,6 +38,15 @@ log = logging.getLogger(__name__)
 
 _STATUS = {"FILLED": "filled", "NEW": "open", "PARTIALLY_FILLED": "open"}
 _TOLERANCE = Decimal("0.00000001")
+_BRACKET = (
+    "stop_loss",
+    "take_profit",
+    "decision_id",
+    "trail_pct",  # a long's trailing stop, as a fraction below the highest high
+    "trail_stop",  # its level once the last closed bar's high was seen
+    "trail_in_force",  # its level when the last closed bar opened: what that bar's low meets
+    "trail_open_time",  # the last bar folded in, so a bar seen twice does not move it
+)
 
 
 class BinanceVenue:
@@ -57,8 +73,9 @@ class BinanceVenue:
         self.changed: dict[str, PaperOrder] = {}
         self.new_fills: list[Fill] = []
         self.checkpoint = PaperCheckpoint()
-        self.brackets: dict[str, dict[str, Any]] = {}  # stop_loss, take_profit, decision_id
+        self.brackets: dict[str, dict[str, Any]] = {}  # the _BRACKET levels, by symbol
         self.protections: dict[str, Protection] = {}  # resting at the exchange, by symbol
+        self._due: dict[str, ExitReason] = {}  # why this bar's protective exit is due
         self.bar = 0
 
     # -- start-up --------------------------------------------------------------------------
@@ -140,12 +157,6 @@ class BinanceVenue:
                 "client_order_id": order.client_order_id,
                 "reason": reason,
             }
-        if order.trailing_stop_pct is not None:
-            return {
-                "status": "rejected",
-                "client_order_id": order.client_order_id,
-                "reason": "a trailing stop is not held at the exchange or ratcheted here yet",
-            }
         known = self.orders.get(order.client_order_id)
         if known is not None:
             return {
@@ -171,6 +182,9 @@ class BinanceVenue:
             status="accepted",
             stop_loss=None if order.stop_loss is None else float(order.stop_loss),
             take_profit=None if order.take_profit is None else float(order.take_profit),
+            trailing_stop_pct=None
+            if order.trailing_stop_pct is None
+            else float(order.trailing_stop_pct),
             accepted_ms=order.created_ms,
             updated_ms=order.created_ms,
         )
@@ -183,7 +197,8 @@ class BinanceVenue:
             outcome = "unknown" if isinstance(exc, OutcomeUnknown) else "rejected"
             self._set(record.model_copy(update={"status": outcome, "reason": str(exc)}))
             return {"status": outcome, "client_order_id": order.client_order_id, "reason": str(exc)}
-        self._book(record, status)
+        why = self._due.pop(order.symbol, ExitReason.SIGNAL) if order.reduce_only else None
+        self._book(record, status, why or ExitReason.SIGNAL)
         return {
             "status": self.orders[order.client_order_id].status,
             "client_order_id": order.client_order_id,
@@ -240,21 +255,23 @@ class BinanceVenue:
         )
         if self._flat(order.symbol):
             self.brackets.pop(order.symbol, None)
-        elif filled and (order.stop_loss is not None or order.take_profit is not None):
-            self.brackets[order.symbol] = {
-                "stop_loss": order.stop_loss,
-                "take_profit": order.take_profit,
-                "decision_id": order.decision_id,
-            }
+        elif filled and (
+            order.stop_loss is not None
+            or order.take_profit is not None
+            or order.trailing_stop_pct is not None
+        ):
+            self.brackets[order.symbol] = _bracket(order, status)
             if status.status == "FILLED":
                 self._protect(order.symbol)
 
     # -- protection at the exchange ------------------------------------------------------
 
     def _protect(self, symbol: str) -> None:
-        """Rest the bracket's stop (and target) at Binance for the whole position."""
+        """Rest the bracket's stop (the trailing stop's latest level where that is higher) and
+        target at Binance for the whole position."""
         levels = self.brackets[symbol]
-        stop, target = levels["stop_loss"], levels["take_profit"]
+        stop, why = protective_stop(levels["stop_loss"], levels.get("trail_stop"))
+        target = levels["take_profit"]
         if stop is None:
             return  # a target alone is not protection: the loop watches it
         if not isinstance(self.executor, BinanceExecutor):
@@ -267,6 +284,7 @@ class BinanceVenue:
             float(stop),
             None if target is None else float(target),
             self.rules[symbol],
+            why.value,
         )
         if isinstance(planned, str):
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)
@@ -350,6 +368,7 @@ class BinanceVenue:
         filled when they were sent, so nothing else fills here (`fills` included: Binance
         spot has no closed hours)."""
         self.bar += 1
+        self._due = {}
         self.settle()
         self.watch_protections()
         feed = self.feed.view()
@@ -360,6 +379,37 @@ class BinanceVenue:
                 "marks": {s: float(b.close[index]) for s, b in feed.symbols.items()},
             }
         )
+        self._trail(index)
+
+    def _trail(self, index: int) -> None:
+        """Bar `index`'s high raises the trailing stops for the next bar (its own low meets the
+        level in force when it opened); a resting stop the trail passed moves up with it."""
+        feed = self.feed.view()
+        open_time = int(feed.open_time[index])
+        for symbol, levels in list(self.brackets.items()):
+            pct = levels.get("trail_pct")
+            seen = levels.get("trail_open_time")
+            if (
+                pct is None
+                or symbol not in feed.symbols
+                or (seen is not None and seen >= open_time)
+            ):
+                continue
+            highs = feed.symbols[symbol].high[index : index + 1]
+            levels["trail_in_force"] = levels["trail_stop"]
+            levels["trail_stop"] = float(trail_levels(levels["trail_stop"], pct, highs)[-1])
+            levels["trail_open_time"] = open_time
+            held = self.protections.get(symbol)
+            tick = self.rules[symbol].tick_size
+            if held is not None and floor_to(Decimal(repr(levels["trail_stop"])), tick) > held.stop:
+                self._move_up(symbol)
+
+    def _move_up(self, symbol: str) -> None:
+        """Cancel the resting protection and rest it again at the trail's level; killed in
+        between, the restart finds the old one gone and rests the latest level."""
+        if not self._unprotect(symbol):
+            self._protect(symbol)
+            log.info("%s: the trailing stop moved up at the exchange", symbol)
 
     def pending(self) -> list[Pending]:
         """Market orders only, filled or settled when sent: nothing waits."""
@@ -374,10 +424,13 @@ class BinanceVenue:
                 continue  # a protection resting at Binance fires there
             low = float(feed.symbols[symbol].low[index])
             high = float(feed.symbols[symbol].high[index])
-            stop, target = levels["stop_loss"], levels["take_profit"]
+            stop, why = protective_stop(levels["stop_loss"], levels.get("trail_in_force"))
+            target = levels["take_profit"]
             if stop is not None and low <= stop:
-                due.append((symbol, f"stop_loss {stop:g} crossed (low {low:g})"))
+                self._due[symbol] = why
+                due.append((symbol, f"{why.value} {stop:g} crossed (low {low:g})"))
             elif target is not None and high >= target:
+                self._due[symbol] = ExitReason.TAKE_PROFIT
                 due.append((symbol, f"take_profit {target:g} reached (high {high:g})"))
         return due
 
@@ -412,14 +465,7 @@ class BinanceVenue:
         for fill in fills:
             self.ledger.apply(fill)
         self.orders = {o.client_order_id: o for o in orders}
-        self.brackets = {
-            b["symbol"]: {
-                "stop_loss": b.get("stop_loss"),
-                "take_profit": b.get("take_profit"),
-                "decision_id": b.get("decision_id"),
-            }
-            for b in checkpoint.brackets
-        }
+        self.brackets = {b["symbol"]: {k: b.get(k) for k in _BRACKET} for b in checkpoint.brackets}
         self.protections = {
             b["symbol"]: Protection.model_validate(b["protection"])
             for b in checkpoint.brackets
@@ -427,6 +473,24 @@ class BinanceVenue:
         }
         self.checkpoint = checkpoint.model_copy(update={"brackets": []})
         return []
+
+
+def _bracket(order: PaperOrder, status: OrderStatus) -> dict[str, Any]:
+    """An entry's protective levels; a long's trailing stop starts `pct` below its fill."""
+    trail = order.trailing_stop_pct if status.side == "BUY" else None
+    start = None
+    if trail is not None:
+        price = status.average_price if status.average_price is not None else status.fills[0].price
+        start = trail_level(float(price), trail)
+    return {
+        "stop_loss": order.stop_loss,
+        "take_profit": order.take_profit,
+        "decision_id": order.decision_id,
+        "trail_pct": trail,
+        "trail_stop": start,
+        "trail_in_force": start,
+        "trail_open_time": None,
+    }
 
 
 def _dump(held: Protection | None) -> dict[str, Any] | None:

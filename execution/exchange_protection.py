@@ -26,9 +26,12 @@ still fills it, and a crash through it leaves it resting rather than selling at 
 _PREFIX = "agp-"  # not "agt-": the venue's own orders, never a gate's
 
 
-def protection_id(decision_id: str) -> str:
-    """The list (or order) client id for the entry `decision_id`'s protection (<= 36 chars)."""
-    return _PREFIX + hashlib.sha256(f"{decision_id}|protect".encode()).hexdigest()[:28]
+def protection_id(decision_id: str, level: Decimal | None = None) -> str:
+    """The list (or order) client id for the entry `decision_id`'s protection (<= 36 chars); a
+    trailing stop's id names its level too, so each move up is a new order and a restart
+    finds the one it placed."""
+    key = f"{decision_id}|protect" if level is None else f"{decision_id}|protect|{level}"
+    return _PREFIX + hashlib.sha256(key.encode()).hexdigest()[:28]
 
 
 class Protection(BaseModel):
@@ -44,13 +47,14 @@ class Protection(BaseModel):
     stop: Decimal
     stop_limit: Decimal
     target: Decimal | None = None
+    reason: Literal["stop_loss", "trailing_stop"] = "stop_loss"  # what set the stop's level
 
     @property
     def legs(self) -> dict[str, str]:
         """Client order id -> what it does (stop_loss, take_profit)."""
         if self.kind == "stop":
-            return {self.client_id: "stop_loss"}
-        return {f"{self.client_id}sl": "stop_loss", f"{self.client_id}tp": "take_profit"}
+            return {self.client_id: self.reason}
+        return {f"{self.client_id}sl": self.reason, f"{self.client_id}tp": "take_profit"}
 
 
 def plan(
@@ -60,6 +64,7 @@ def plan(
     stop: float,
     target: float | None,
     rules: SymbolRules,
+    reason: Literal["stop_loss", "trailing_stop"] = "stop_loss",
 ) -> Protection | str:
     """The protection for `held` units, on the exchange's grid, or why none can rest there."""
     quantity = floor_to(Decimal(repr(held)), rules.step_size)
@@ -71,11 +76,12 @@ def plan(
         symbol=symbol,
         decision_id=decision_id,
         kind="stop" if target is None else "oco",
-        client_id=protection_id(decision_id),
+        client_id=protection_id(decision_id, stop_price if reason == "trailing_stop" else None),
         quantity=quantity,
         stop=stop_price,
         stop_limit=limit,
         target=None if target is None else floor_to(Decimal(repr(target)), rules.tick_size),
+        reason=reason,
     )
 
 

@@ -7,6 +7,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from execution.orders import ExitReason
+
 Price = TypeVar("Price", float, np.ndarray)
 
 
@@ -51,3 +53,11 @@ def trail_levels(level: float, pct: float, highs: np.ndarray) -> np.ndarray:
     if not len(highs):
         return np.empty(0)
     return np.maximum(level, np.maximum.accumulate(trail_level(highs, pct)))
+
+
+def protective_stop(fixed: float | None, trail: float | None) -> tuple[float | None, ExitReason]:
+    """The stop guarding a long now: the fixed stop-loss or the trailing stop, whichever is
+    higher, named by the one that sets the level (every venue books the same reason)."""
+    if trail is not None and (fixed is None or trail > fixed):
+        return trail, ExitReason.TRAILING_STOP
+    return fixed, ExitReason.STOP_LOSS

@@ -43,6 +43,7 @@ class PaperOrder(BaseModel):
     reason: str | None = None
     stop_loss: float | None = None  # the protective levels an entry carried
     take_profit: float | None = None
+    trailing_stop_pct: float | None = None
     accepted_ms: int
     updated_ms: int
 

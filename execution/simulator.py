@@ -16,6 +16,7 @@ from execution.fills import (
     first_true,
     limit_price,
     limit_reached,
+    protective_stop,
     stop_price,
     stop_reached,
     trail_level,
@@ -328,7 +329,7 @@ class SimulatedExecutor:
     def _bracket_at_open(self, bracket: Bracket, bar: int) -> None:
         open_ = float(self.feed.symbols[bracket.symbol].open[bar])
         exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
-        stop, why = _protective_stop(bracket)
+        stop, why = protective_stop(bracket.stop_loss, bracket.trail_stop)
         if stop is not None and stop_reached(exit_side, stop, open_, open_):
             self._bracket_exit(bracket, bar, open_, why)
         elif bracket.take_profit is not None and limit_reached(
@@ -340,7 +341,7 @@ class SimulatedExecutor:
         bars = self.feed.symbols[bracket.symbol]
         low, high = float(bars.low[bar]), float(bars.high[bar])
         exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
-        stop, why = _protective_stop(bracket)
+        stop, why = protective_stop(bracket.stop_loss, bracket.trail_stop)
         stop_hit = stop is not None and stop_reached(exit_side, stop, low, high)
         take_hit = bracket.take_profit is not None and limit_reached(
             exit_side, bracket.take_profit, low, high, self.limit_on_touch
@@ -498,15 +499,6 @@ class SimulatedExecutor:
         rejection = Rejection(order_id, symbol, code.value, message, bar)
         self.rejections.append(rejection)
         return rejection
-
-
-def _protective_stop(bracket: Bracket) -> tuple[float | None, ExitReason]:
-    """The stop guarding the position now: the fixed stop-loss or the trailing stop, whichever
-    is higher (a long's), named by the one that sets the level."""
-    fixed, trail = bracket.stop_loss, bracket.trail_stop
-    if trail is not None and (fixed is None or trail > fixed):
-        return trail, ExitReason.TRAILING_STOP
-    return fixed, ExitReason.STOP_LOSS
 
 
 def _earliest(best: int | None, offset: int, found: int | None) -> int | None:

@@ -18,6 +18,7 @@ from execution.paper import GrowingFeed, PaperExecutor, PaperOrder
 from execution.paper_records import save_orders
 from execution.slippage import Slippage
 from market.models import SymbolRules
+from market.rules_cache import exchange_rules
 from store.db import Store
 from venues.bybit.key_info import check_bybit_key
 from venues.bybit.trading import BybitExecutor
@@ -80,7 +81,7 @@ def signed_venue(
         else:
             now_ms = int(time.time() * 1000)
             check_key(executor.api_restrictions, mode, store, account, now_ms, notify)
-        rules = {s: executor.symbol_rules(s) for s in symbols}
+        rules = _cached_rules(executor, exchange, mode, symbols, store)
     except VenueError as exc:
         raise UserError(f"cannot start on {name} {mode} ({executor.base_url}): {exc}") from None
 
@@ -91,6 +92,32 @@ def signed_venue(
         return BinanceVenue(executor, rules, feed, cash=cash, journal=journal, exchange=name)
 
     return rules, make
+
+
+def _cached_rules(
+    executor: BinanceExecutor | BybitExecutor,
+    exchange: str,
+    mode: str,
+    symbols: list[str],
+    store: Store,
+) -> dict[str, SymbolRules]:
+    """The venue's own rules through the store's daily cache (testnet's apart from live's),
+    handed to the executor so it fetches none per symbol. A signed venue never trades by the
+    bundled capture: what the exchange cannot state stops the start."""
+
+    def fetch(wanted: list[str]) -> dict[str, SymbolRules]:
+        return {s: executor.symbol_rules(s) for s in wanted}
+
+    cache = exchange if mode == "live" else f"{exchange}-{mode}"
+    fallback: list[str] = []
+    rules = exchange_rules(store, cache, symbols, int(time.time() * 1000), fetch, fallback.append)
+    unknown = [s for s in symbols if s not in rules]
+    if fallback or unknown:
+        raise VenueError(
+            fallback[0].removeprefix("notice: ") if fallback else f"no rules for {unknown}"
+        )
+    executor.adopt_rules(rules)
+    return rules
 
 
 def reconcile(venue: BinanceVenue, mode: str, account: str) -> None:

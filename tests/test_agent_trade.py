@@ -388,6 +388,8 @@ def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli
         assert exchange.count("GET", "/sapi/v1/account/apiRestrictions") == 0
         again = cli("agent-trade", *args, "--max-bars", "30", env=env)
         assert again.returncode == 0, again.stderr
+        # Each symbol's rules were asked for once: the restart read them from the store.
+        assert exchange.count("GET", "/api/v3/exchangeInfo") == 2
         shown = status(cli, "--account", "tn", env=env)
         placed = [o for o in exchange.orders if o["clientOrderId"].startswith("agt-")]
         assert placed and shown["orders"] == len(placed)
@@ -425,33 +427,6 @@ def test_testnet_mode_needs_keys_and_refuses_a_shortaccount_record(cli) -> None:
     assert short.returncode == 2
     assert "the ledger has 10,000.00 USDT but Binance holds 500" in short.stderr
     assert exchange.count("POST", "/api/v3/order") == 0
-
-
-def test_a_trailing_stop_on_the_exchange_is_refused_not_left_unmoved(cli) -> None:
-    flag = cli(
-        "agent-trade",
-        "--mode",
-        "testnet",
-        "--strategy",
-        "sma_cross",
-        "--trailing-stop",
-        "0.5",
-        *FAST,
-        "--max-bars",
-        "1",
-    )
-    assert flag.returncode == 2 and "--trailing-stop is for paper accounts" in flag.stderr
-    configured = cli(
-        "agent-trade",
-        "--mode",
-        "testnet",
-        *FAST,
-        "--max-bars",
-        "1",
-        env={"AGENT_RISK__AI__TRAILING_STOP_PCT": "0.01"},
-    )
-    assert configured.returncode == 2
-    assert "risk.ai.trailing_stop_pct is for paper accounts" in configured.stderr
 
 
 @pytest.mark.slow

@@ -265,22 +265,6 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
         raise UserError(f"invalid --drop-every {args.drop_every}: at least 1")
 
 
-def _refuse_unheld_trailing_stop(args: argparse.Namespace, limits: RiskLimits) -> None:
-    """A trailing stop is ratcheted by the paper fill model only; on an exchange nothing would
-    hold it, so asking for one there is an error rather than a stop that silently never moves."""
-    configured = [
-        f"risk.{source}.trailing_stop_pct"
-        for source in ("ai", "strategy", "manual")
-        if getattr(limits, source).trailing_stop_pct is not None
-    ]
-    asked = ["--trailing-stop"] if args.trailing_stop is not None else configured
-    if asked:
-        raise UserError(
-            f"{asked[0]} is for paper accounts: on {args.mode} no trailing stop is held at the "
-            "exchange or ratcheted by the loop yet, so it would never move"
-        )
-
-
 # -- run ----------------------------------------------------------------------------------------
 
 
@@ -586,8 +570,6 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
 
     settings = _settings(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
     _check_run_args(args, settings.trading)
-    if args.mode not in PAPER_FILLS:
-        _refuse_unheld_trailing_stop(args, settings.risk)
     stocks = _stock_symbols(args)
     symbols = stocks or _symbols(args.symbol)
     interval = SAMPLE_INTERVAL if stocks is None else sniff_interval(args.data)

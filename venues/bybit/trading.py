@@ -223,6 +223,10 @@ class BybitExecutor(RestClient):
         self._offset_ms = int(data["timeNano"]) // 1_000_000 - (sent + received) // 2
         return self._offset_ms
 
+    def adopt_rules(self, rules: Mapping[str, SymbolRules]) -> None:
+        """Rules the caller already holds (the store's daily cache): no per-symbol fetch."""
+        self._rules.update(rules)
+
     def symbol_rules(self, symbol: str) -> SymbolRules:
         """The symbol's filters as this venue states them (testnet's differ from live)."""
         symbol = parse_symbol(symbol)
