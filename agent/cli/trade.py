@@ -801,8 +801,9 @@ def _print_status(status: dict[str, Any]) -> None:
         )
     lines += [f"limits    {line}" for line in status["limits_text"]]
     lines += [f"record    {line}" for line in status["interventions"]]
-    if status["key_permissions"]:
-        lines.append(f"key       {status['key_permissions']['summary']}")
+    if key := status["key_permissions"]:
+        venue = "Bybit " if key["exchange"] == "bybit" else ""
+        lines.append(f"key       {venue}{key['summary']} (checked {key['checked']})")
     if status["mode"] == SHADOW:
         lines.append("orders    none placed: a shadow account; its fills are what paper would fill")
     lines.append(f"error     {status['last_error'] or 'none'}")
