@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -148,9 +149,13 @@ class BybitSocket:
     client sees a real gap; a resubscribe gets a snapshot of that book."""
 
     def __init__(
-        self, skip_deltas: frozenset[int] = frozenset(), drop_after: int | None = None
+        self,
+        skip_deltas: frozenset[int] = frozenset(),
+        drop_after: int | None = None,
+        stamp: Callable[[int], int] | None = None,
     ) -> None:
         self.frames = session_frames()
+        self.stamp = stamp  # recorded `ts` -> the `ts` sent (a rebase onto another clock)
         self.skip_deltas = skip_deltas
         self.drop_after = drop_after  # the first connection closes after this many frames
         self.connections = 0
@@ -236,6 +241,8 @@ class BybitSocket:
             if sent == drop:
                 await ws.close()
                 return
+            if self.stamp is not None:
+                message = {**message, "ts": self.stamp(int(message["ts"]))}
             async with lock:
                 data = message["data"]
                 if message["topic"].startswith("orderbook."):
