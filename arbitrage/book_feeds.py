@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from arbitrage.live_books import BINANCE_TAKER_BPS, CrossBooks
+from arbitrage.live_books import BINANCE_TAKER_BPS, BackgroundBooks, CrossBooks
 from config import Settings
 from market.binance_rest import BinanceRestClient
 from market.binance_ws import BinanceStream, depth_stream
@@ -45,3 +45,10 @@ def book_streams(
             backoff_base_s=backoff_base_s,
         ),
     }
+
+
+def live_books(settings: Settings, symbols: Sequence[str]) -> BackgroundBooks:
+    """Both venues' books of `symbols` at their standard fees, followed on a background thread
+    (reconnecting for as long as the process runs), for the chat's spread tool."""
+    cross = cross_books(settings, default_fees(settings))
+    return BackgroundBooks(cross, book_streams(settings, symbols)).start()

@@ -153,9 +153,11 @@ class BybitSocket:
         skip_deltas: frozenset[int] = frozenset(),
         drop_after: int | None = None,
         stamp: Callable[[int], int] | None = None,
+        pace_s: float = 0.0,
     ) -> None:
         self.frames = session_frames()
         self.stamp = stamp  # recorded `ts` -> the `ts` sent (a rebase onto another clock)
+        self.pace_s = pace_s  # wall time between frames (0: as fast as the client reads)
         self.skip_deltas = skip_deltas
         self.drop_after = drop_after  # the first connection closes after this many frames
         self.connections = 0
@@ -261,7 +263,7 @@ class BybitSocket:
                         if delta in self.skip_deltas:
                             continue
                 await ws.send(json.dumps(message))
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.pace_s)
 
 
 class SocketThread:

@@ -1,8 +1,9 @@
 """Both venues' books fresh at the same moment on 127.0.0.1, from two real recordings made years
 apart at different prices. The transform, applied as messages go out (the fixture files are
 never edited):
-- Bybit: the recorded spot BTCUSDT session (2026-08-09) unchanged but for `ts`, which becomes
-  the wall-clock time it is sent at plus `bybit_offset_ms` (negative: a book that is old).
+- Bybit: the recorded spot BTCUSDT session (2026-08-09, 45 s) unchanged but for `ts`, which
+  becomes the wall-clock time it is sent at plus `bybit_offset_ms` (negative: a book that is
+  old); frames go out every 20 ms.
 - Binance: the real Binance.US diff-depth capture (2025-07-13, ~119,000 USDT) through
   market.depth_replay's documented replay, its prices re-anchored multiplicatively onto Bybit's
   first recorded mid × (1 + premium_bps / 10,000), each message stamped with the wall-clock time
@@ -33,6 +34,7 @@ BINANCE_DEPTH = (
     / "ws_binanceus_btcusdt_depthUpdate_stream_2025-07-13_71msgs.jsonl"
 )
 STEP_S = 0.02  # one recorded depth message every 20 ms of wall time
+BYBIT_PACE_S = 0.02  # the 367 recorded Bybit frames over ~7 s, so its book stays fresh a while
 
 
 def now_ms() -> int:
@@ -104,7 +106,7 @@ class CrossVenue:
 
     def __init__(self, premium_bps: float = 20.0, bybit_offset_ms: int = 0) -> None:
         self.binance = BinanceDepth(bybit_first_mid() * (1 + premium_bps / 10_000))
-        self.bybit = BybitSocket(stamp=lambda _: now_ms() + bybit_offset_ms)
+        self.bybit = BybitSocket(stamp=lambda _: now_ms() + bybit_offset_ms, pace_s=BYBIT_PACE_S)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 

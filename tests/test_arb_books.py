@@ -5,9 +5,15 @@ asked through the real stream clients and Books, with both taker fees and the bo
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from loopback_cross import CrossVenue
+
+from arbitrage.book_feeds import live_books
+from config import load_settings
+from market.sample import load_sample, sample_rules
+from tools import MarketData, ToolEnv, chat_tools, flat_portfolio
 
 SCAN = ("agent-arb", "scan", "--books", "--every", "0.2")
 
@@ -72,3 +78,35 @@ def test_an_unreachable_venue_ends_the_scan_with_one_line(cli) -> None:
     run = cli("agent-arb", "scan", "--books", "--seconds", "30", env=closed)
     assert run.returncode == 2
     assert "cannot follow both books" in run.stderr.strip().splitlines()[-1]
+
+
+def test_the_chat_spread_tool_prices_both_live_books(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the UI's chat gets with live data: both books followed in the background, read by
+    `cross_venue_spread` at the size the model asks for."""
+    market = MarketData({"BTCUSDT": load_sample("BTCUSDT")}, "1m")
+    with CrossVenue(premium_bps=20.0) as venue:
+        for name, value in venue.env().items():
+            monkeypatch.setenv(name, value)
+        books = live_books(load_settings(), ["BTCUSDT"])
+        try:
+            for _ in range(200):  # until both books have synced (each look is a new message)
+                if len(books.venue_books("BTCUSDT")) == 2:
+                    break
+                time.sleep(0.05)
+            env = ToolEnv(
+                market=market,
+                now_ms=int(time.time() * 1000),
+                rules=sample_rules(),
+                portfolio=flat_portfolio(10_000),
+                venue_books=books.venue_books,
+            )
+            outcome = chat_tools().call(
+                env, "c", "cross_venue_spread", '{"symbol": "BTCUSDT", "size": 0.0005}'
+            )
+        finally:
+            books.stop()
+    assert outcome.ok, outcome.error
+    spread = json.loads(outcome.content)
+    assert spread["priced"] is True
+    assert (spread["buy_venue"], spread["sell_venue"]) == ("bybit", "binance")
+    assert spread["costs_bps"] == 20.0  # both venues' standard taker fee, 10 bps each
