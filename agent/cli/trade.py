@@ -404,10 +404,18 @@ async def _run_loop(
         else {(s, loop.interval): loop.last_open_time for s in loop.symbols}
     )
     if args.feed == "bybit":
+        from venues.bybit.rest import BybitRestClient
         from venues.bybit.stream import BybitStream, book_topic, kline_topic
 
         topics = [kline_topic(s) for s in loop.symbols] + [book_topic(s) for s in depth]
-        async with BybitStream(topics, url=settings.bybit.stream_url) as bybit:
+        async with BybitStream(
+            topics,
+            url=settings.bybit.stream_url,
+            silence_s=settings.bybit.stream_silence_s,
+            backfill=rest_backfill(BybitRestClient(settings.bybit)),
+            resume_after=resume,
+            clock_ms=lambda: int(time.time() * 1000),
+        ) as bybit:
             return await loop.run(bybit, stop, max_bars=args.max_bars)
     if replay is None:
         client = BinanceRestClient(settings.binance)
