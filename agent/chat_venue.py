@@ -10,7 +10,7 @@ from typing import Literal
 from agent.chat_market import ChatMarket
 from config import Settings
 from core.errors import UserError
-from execution.venues import VenueFactory, binance_venue
+from execution.venues import VenueFactory, signed_venue
 from market.models import SymbolRules
 from market.sample import sample_rules
 from store import Store
@@ -35,7 +35,7 @@ def chat_venue(
             f"--mode {mode} trades at Binance's last closed bar, but the chat has only the "
             "bundled sample (offline, or Binance market data unreachable): nothing was sent"
         )
-    return binance_venue(settings, mode, list(source.frames), store, account, notify)
+    return signed_venue("binance", settings, mode, list(source.frames), store, account, notify)
 
 
 def venue_line(mode: ChatMode, account: str) -> str:

@@ -48,6 +48,8 @@ from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
 from agent.strategy import AgentParams, AgentStrategy
 from agent.trade_ledger import account_ledger
+from arbitrage.book_feeds import live_books
+from arbitrage.spread import VenueBook
 from backtest import run_backtest
 from backtest.data import to_bar_arrays
 from backtest.html import page
@@ -104,6 +106,7 @@ class ChatService:
     desk: ChatDesk
     source: ChatMarket
     settings: Settings
+    venue_books: Callable[[str], list[VenueBook]] | None = None  # both venues' live books
 
     def __post_init__(self) -> None:
         self._conn = sqlite3.connect(self.checkpoints, check_same_thread=False)
@@ -140,6 +143,7 @@ class ChatService:
             view=desk.view,
             account=desk.book,
             loops=lambda account: loop_report(self.store, self.settings, account, desk.account),
+            venue_books=self.venue_books,
         )
         return AgentDeps(
             model=self.model,
@@ -795,7 +799,11 @@ def build_app(
     if courier is not None:  # the channels hear of news with no page open
         watch.start(settings.alerts.poll_s)
     threads = settings.data_dir / "chat-threads.sqlite"
-    chat = ChatService(store, model, MarketData(frames, "1m"), threads, desk, source, settings)
+    books = live_books(settings, list(frames)) if source.live else None
+    chat = ChatService(
+        store, model, MarketData(frames, "1m"), threads, desk, source, settings,
+        venue_books=books.venue_books if books else None,
+    )  # fmt: skip
     reports_dir = settings.data_dir / "ui-reports"
     model_line = (
         "offline (built-in deterministic rules, not an LLM)"

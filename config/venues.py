@@ -26,3 +26,10 @@ class BybitSettings(BaseModel):
     max_retries: int = Field(4, ge=0, le=20)
     max_retry_after_s: float = Field(60.0, gt=0)
     taker_fee_bps: float = Field(10.0, ge=0, le=100, description="spot taker fee, 10 = 0.1%")
+    stream_silence_s: float = Field(
+        45.0,
+        gt=0,
+        le=600,
+        description="--feed bybit: a stream quiet this long is reopened and the bars it missed "
+        "fetched over REST (our ping every 20 s draws a pong, so a live socket is never quieter)",
+    )

@@ -16,11 +16,13 @@ from core.errors import UserError
 from market.validation import iso_ms
 from store.db import Store
 from store.tables import KeyCheckRow
+from venues.bybit.key_info import BybitKeyPermissions
 
 API_RESTRICTIONS_PATH = "/sapi/v1/account/apiRestrictions"
 # Flags that let a leaked key take money out of the account rather than just trade it.
 _MOVES_FUNDS = ("enableWithdrawals", "enableInternalTransfer", "permitsUniversalTransfer")
 _SPOT = "enableSpotAndMarginTrading"
+_EXCHANGE = "exchange"  # the stored answer's tag; rows without it are Binance's
 
 
 class KeyPermissions(BaseModel):
@@ -106,7 +108,16 @@ def check_key(
     return permissions
 
 
-def save_key_check(store: Store, account: str, permissions: KeyPermissions, now_ms: int) -> None:
+def save_key_check(
+    store: Store,
+    account: str,
+    permissions: KeyPermissions | BybitKeyPermissions,
+    now_ms: int,
+) -> None:
+    """Record what the exchange said of the key (Bybit's answer tagged as such), never the key."""
+    found = permissions.model_dump(by_alias=True)
+    if isinstance(permissions, BybitKeyPermissions):
+        found[_EXCHANGE] = "bybit"
     with store.engine.begin() as conn:
         conn.execute(delete(KeyCheckRow).where(KeyCheckRow.account == account))
         conn.execute(
@@ -115,14 +126,15 @@ def save_key_check(store: Store, account: str, permissions: KeyPermissions, now_
                 {
                     "account": account,
                     "checked_ms": now_ms,
-                    "permissions_json": permissions.model_dump_json(by_alias=True),
+                    "permissions_json": json.dumps(found),
                 }
             ],
         )
 
 
 def last_key_check(store: Store, account: str) -> dict[str, Any] | None:
-    """The permissions recorded at the account's last live start, for `status`."""
+    """The permissions recorded at the account's last checked start (Binance live, Bybit testnet
+    or live), for `status`."""
     with store.engine.connect() as conn:
         row = conn.execute(
             select(KeyCheckRow.checked_ms, KeyCheckRow.permissions_json).where(
@@ -131,9 +143,22 @@ def last_key_check(store: Store, account: str) -> dict[str, Any] | None:
         ).first()
     if row is None:
         return None
-    permissions = KeyPermissions.model_validate(json.loads(row.permissions_json))
+    found = json.loads(row.permissions_json)
+    checked = iso_ms(int(row.checked_ms))
+    if found.pop(_EXCHANGE, "binance") == "bybit":
+        bybit = BybitKeyPermissions.model_validate(found)
+        return {
+            "checked": checked,
+            "exchange": "bybit",
+            "summary": bybit.summary(),
+            "permissions": bybit.permissions,
+            "read_only": bool(bybit.read_only),
+            "ips": bybit.ips,
+        }
+    permissions = KeyPermissions.model_validate(found)
     return {
-        "checked": iso_ms(int(row.checked_ms)),
+        "checked": checked,
+        "exchange": "binance",
         "summary": permissions.summary(),
         "flags": permissions.flags(),
     }

@@ -13,7 +13,7 @@ from core.errors import UserError, VenueError
 from execution.binance_executor import BinanceExecutor, check_live_allowed
 from execution.binance_venue import BinanceVenue
 from execution.fees import FeeFn
-from execution.key_permissions import check_key
+from execution.key_permissions import check_key, save_key_check
 from execution.paper import GrowingFeed, PaperExecutor, PaperOrder
 from execution.paper_records import save_orders
 from execution.slippage import Slippage
@@ -75,11 +75,16 @@ def signed_venue(
         max_retry_after_s=venue_settings.max_retry_after_s,
     )
     name = "Bybit" if bybit else "Binance"
+    now_ms = int(time.time() * 1000)
     try:
         if isinstance(executor, BybitExecutor):  # Bybit's testnet answers the key query too
-            check_bybit_key(executor.api_key_info, mode, notify)
+            check_bybit_key(
+                executor.api_key_info,
+                mode,
+                notify,
+                lambda key: save_key_check(store, account, key, now_ms),
+            )
         else:
-            now_ms = int(time.time() * 1000)
             check_key(executor.api_restrictions, mode, store, account, now_ms, notify)
         rules = _cached_rules(executor, exchange, mode, symbols, store)
     except VenueError as exc:

@@ -23,7 +23,7 @@ from market.models import INTERVAL_MS, Candle
 from market.orderbook import DepthUpdate
 
 if TYPE_CHECKING:
-    from market.binance_rest import BinanceRestClient
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,12 @@ def bars_from_frame(
     ]
 
 
-def rest_backfill(client: BinanceRestClient) -> Backfill:
-    """A backfill that asks Binance REST (or anything speaking its API) for closed klines."""
+class KlineClient(Protocol):
+    def klines(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame: ...
+
+
+def rest_backfill(client: KlineClient) -> Backfill:
+    """A backfill that asks a venue's REST client (Binance's, Bybit's) for closed klines."""
 
     def backfill(symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:
         return bars_from_frame(
@@ -266,8 +270,9 @@ class BinanceStream:
     ) -> None:
         self.url = stream_url(base_url, streams)
         self.stats = StreamStats()
-        self._backfill = backfill
-        self._last_open: dict[tuple[str, str], int] = dict(resume_after or {})
+        # The market's now, on the backfill's clock: with it, a reconnect first fetches the bars
+        # that closed meanwhile; without, they wait for the stream's next bar to show the gap.
+        self._bars = BarContinuity(self.stats, backfill, clock_ms, resume_after)
         self._max_age = max_connection_age_s
         self._base, self._cap = backoff_base_s, backoff_max_s
         self._max_attempts = max_attempts
@@ -276,9 +281,6 @@ class BinanceStream:
         self._open_timeout = open_timeout_s
         self._ping_interval = ping_interval_s
         self._silence = silence_s  # the watchdog: a socket quiet this long is reopened
-        # The market's now, on the backfill's clock: with it, a reconnect first fetches the bars
-        # that closed meanwhile; without, they wait for the stream's next bar to show the gap.
-        self._clock = clock_ms
         self._events: AsyncGenerator[StreamEvent, None] | None = None
         self._failures = 0  # failed attempts since the last message arrived
         self._socket: ClientConnection | None = None
@@ -325,7 +327,7 @@ class BinanceStream:
                         self.stats.planned_reconnects += previous.planned
                         log.info("reconnected to %s (%s)", self.url, previous.reason)
                         yield previous.model_copy(update={"attempts": self._failures})
-                        for event in await self._catch_up():
+                        for event in await self._bars.catch_up():
                             yield event
                     async with aclosing(self._receive(ws)) as events:
                         async for event in events:
@@ -401,12 +403,40 @@ class BinanceStream:
         if not payload.kline.closed:
             self.stats.open_klines += 1
             return []
-        return await self._closed_bar(payload.bar())
+        return await self._bars.closed_bar(payload.bar())
 
-    async def _closed_bar(self, bar: Bar) -> list[StreamEvent]:
+
+class BarCounters(Protocol):
+    """The counters a stream keeps of its closed bars."""
+
+    bars: int
+    duplicate_bars: int
+    backfilled_bars: int
+    backfill_failures: int
+    missing_bars: int
+
+
+class BarContinuity:
+    """Every closed bar of a stream exactly once and in order, whatever the socket does: a bar
+    already delivered is dropped, a hole before a bar is backfilled (or reported as a BarGap),
+    and after a reconnect the bars that closed meanwhile are fetched at once (with a clock)."""
+
+    def __init__(
+        self,
+        stats: BarCounters,
+        backfill: Backfill | None,
+        clock_ms: Callable[[], int] | None,
+        resume_after: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        self.stats = stats
+        self._backfill = backfill
+        self._clock = clock_ms
+        self.last_open: dict[tuple[str, str], int] = dict(resume_after or {})
+
+    async def closed_bar(self, bar: Bar) -> list[StreamEvent]:
         """Drop what was already delivered; fill what was missed since the last bar."""
         key = (bar.symbol, bar.interval)
-        last = self._last_open.get(key)
+        last = self.last_open.get(key)
         if last is not None and bar.open_time <= last:
             self.stats.duplicate_bars += 1
             return []
@@ -417,10 +447,10 @@ class BinanceStream:
                 await self._fill(bar.symbol, bar.interval, last + step, bar.open_time - 1, step)
             )
         events.append(bar)
-        self._last_open[key] = bar.open_time
+        self.last_open[key] = bar.open_time
         return events
 
-    async def _catch_up(self) -> list[StreamEvent]:
+    async def catch_up(self) -> list[StreamEvent]:
         """After a reconnect, the closed bars missed meanwhile, fetched before the stream
         resumes, so a quiet market does not hold them back until its next bar. Only the run
         that follows the last delivered bar is taken: a later hole is filled, or reported,
@@ -429,7 +459,7 @@ class BinanceStream:
             return []
         now = self._clock()
         events: list[StreamEvent] = []
-        for (symbol, interval), last in list(self._last_open.items()):
+        for (symbol, interval), last in list(self.last_open.items()):
             step = INTERVAL_MS.get(interval)
             if step is None or last + step > now - step:
                 continue
@@ -442,7 +472,7 @@ class BinanceStream:
             got = {b.open_time: b for b in rows if b.symbol == symbol and b.interval == interval}
             while (last := last + step) in got and got[last].close_time < now:
                 events.append(got[last].model_copy(update={"source": "backfill"}))
-                self._last_open[(symbol, interval)] = last
+                self.last_open[(symbol, interval)] = last
         if events:
             log.info("caught up %d closed bar(s) missed while reconnecting", len(events))
         self.stats.bars += len(events)

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -148,9 +149,15 @@ class BybitSocket:
     client sees a real gap; a resubscribe gets a snapshot of that book."""
 
     def __init__(
-        self, skip_deltas: frozenset[int] = frozenset(), drop_after: int | None = None
+        self,
+        skip_deltas: frozenset[int] = frozenset(),
+        drop_after: int | None = None,
+        stamp: Callable[[int], int] | None = None,
+        pace_s: float = 0.0,
     ) -> None:
         self.frames = session_frames()
+        self.stamp = stamp  # recorded `ts` -> the `ts` sent (a rebase onto another clock)
+        self.pace_s = pace_s  # wall time between frames (0: as fast as the client reads)
         self.skip_deltas = skip_deltas
         self.drop_after = drop_after  # the first connection closes after this many frames
         self.connections = 0
@@ -236,6 +243,8 @@ class BybitSocket:
             if sent == drop:
                 await ws.close()
                 return
+            if self.stamp is not None:
+                message = {**message, "ts": self.stamp(int(message["ts"]))}
             async with lock:
                 data = message["data"]
                 if message["topic"].startswith("orderbook."):
@@ -254,7 +263,7 @@ class BybitSocket:
                         if delta in self.skip_deltas:
                             continue
                 await ws.send(json.dumps(message))
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.pace_s)
 
 
 class SocketThread:

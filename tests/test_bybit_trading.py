@@ -4,6 +4,7 @@ and are booked with their fees, a lost reply settled by asking, the key-permissi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -257,6 +258,13 @@ def test_agent_trade_on_bybit_testnet_checks_the_key_and_reconciles(cli) -> None
         )
     )
     assert API_SECRET not in run.stderr + refused.stderr
+    shown = cli("agent-trade", "status", "--account", "bt", "--json", env=env)
+    key = json.loads(shown.stdout)["key_permissions"]
+    assert key["exchange"] == "bybit" and key["permissions"]["Spot"] == ["SpotTrade"]
+    assert key["read_only"] is False
+    text = cli("agent-trade", "status", "--account", "bt", env=env).stdout
+    assert "key       Bybit bound to 1 IP(s); Spot: SpotTrade" in text
+    assert API_KEY not in shown.stdout + text
 
 
 def test_agent_trade_on_bybit_testnet_needs_keys(cli) -> None:

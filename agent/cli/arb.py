@@ -1,11 +1,13 @@
 """`agent-arb`: the cross-exchange spread and a dry-run arbitrage loop between Binance and Bybit.
 
     agent-arb scan --symbol BTCUSDT --exchanges binance,bybit   the spread, net of both fees
+    agent-arb scan --books --size 0.05 --seconds 30             ... from both live order books
     agent-arb run --mode paper --quantity 0.05                  pairs on paper, journaled
     agent-arb run --mode paper --rebalance-at 0.5               ... moving inventory when it drifts
 
 Both read same-minute 1m bars: the store's (after `agent-data download --exchange ...` for
-each venue) or, when the store lacks them, the bundled real day, and say which.
+each venue) or, when the store lacks them, the bundled real day, and say which. `scan --books`
+reads both venues' live order books instead (it needs both streams, so it is opt-in).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
+from agent.cli.arb_books import add_book_args, refuse_book_flags, scan_books
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
 from arbitrage.bars import (
     BAR_NOTICE,
@@ -26,6 +29,7 @@ from arbitrage.bars import (
     summarize,
 )
 from arbitrage.journal import PairJournal
+from arbitrage.live_books import BINANCE_TAKER_BPS
 from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, PaperLegs
 from arbitrage.rebalance import Rebalancer, RebalanceRule
 from config import Settings
@@ -35,8 +39,6 @@ from market.validation import iso_ms
 from store import Store, open_store
 from store.candles import count_candles
 from venues.registry import parse_exchange
-
-BINANCE_TAKER_BPS = 10.0  # Binance spot's standard taker fee, without BNB or VIP discounts
 
 
 def _parser() -> OneLineParser:
@@ -54,6 +56,7 @@ def _parser() -> OneLineParser:
         cmd.add_argument("--slippage-bps", type=float, default=0.0, help="extra per leg")
         cmd.add_argument("--threshold-bps", type=float, default=0.0, help="net edge to clear")
         cmd.add_argument("--json", action="store_true", help="as JSON")
+    add_book_args(sub.choices["scan"])
     run_cmd = sub.choices["run"]
     run_cmd.add_argument("--mode", default="paper", help="paper (testnet and live: not yet)")
     run_cmd.add_argument("--account", default="arb")
@@ -116,6 +119,9 @@ def _bars(store: Store, symbol: str, venues: tuple[str, str]) -> CrossBars:
 def _scan(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     venues = _venues(args.exchanges)
     fees = _fees(args.fee_bps, venues, settings)
+    if args.books:
+        return scan_books(args, settings, dict(zip(venues, fees, strict=True)))
+    refuse_book_flags(args)
     bars = _bars(store, parse_symbol(args.symbol), venues)
     notify(BAR_NOTICE)
     summary, series = summarize(bars, fees, args.slippage_bps, args.threshold_bps)

@@ -388,10 +388,18 @@ async def _run_loop(
         else {(s, loop.interval): loop.last_open_time for s in loop.symbols}
     )
     if args.feed == "bybit":
+        from venues.bybit.rest import BybitRestClient
         from venues.bybit.stream import BybitStream, book_topic, kline_topic
 
         topics = [kline_topic(s) for s in loop.symbols] + [book_topic(s) for s in depth]
-        async with BybitStream(topics, url=settings.bybit.stream_url) as bybit:
+        async with BybitStream(
+            topics,
+            url=settings.bybit.stream_url,
+            silence_s=settings.bybit.stream_silence_s,
+            backfill=rest_backfill(BybitRestClient(settings.bybit)),
+            resume_after=resume,
+            clock_ms=lambda: int(time.time() * 1000),
+        ) as bybit:
             return await loop.run(bybit, stop, max_bars=args.max_bars)
     if replay is None:
         client = BinanceRestClient(settings.binance)
@@ -783,8 +791,9 @@ def _print_status(status: dict[str, Any]) -> None:
         )
     lines += [f"limits    {line}" for line in status["limits_text"]]
     lines += [f"record    {line}" for line in status["interventions"]]
-    if status["key_permissions"]:
-        lines.append(f"key       {status['key_permissions']['summary']}")
+    if key := status["key_permissions"]:
+        venue = "Bybit " if key["exchange"] == "bybit" else ""
+        lines.append(f"key       {venue}{key['summary']} (checked {key['checked']})")
     if status["mode"] == SHADOW:
         lines.append("orders    none placed: a shadow account; its fills are what paper would fill")
     lines.append(f"error     {status['last_error'] or 'none'}")

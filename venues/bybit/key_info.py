@@ -58,9 +58,13 @@ def problems(key: BybitKeyPermissions) -> tuple[list[str], list[str]]:
 
 
 def check_bybit_key(
-    fetch: Callable[[], Any], mode: str, notify: Callable[[str], None]
+    fetch: Callable[[], Any],
+    mode: str,
+    notify: Callable[[str], None],
+    record: Callable[[BybitKeyPermissions], None] | None = None,
 ) -> BybitKeyPermissions:
-    """Fetch the key's permissions and refuse it, in one line, unless it is fit to trade."""
+    """Fetch the key's permissions and refuse it, in one line, unless it is fit to trade;
+    `record` keeps what was found (a refused key too) for `agent-trade status`."""
     try:
         key = BybitKeyPermissions.model_validate(fetch())
     except ValidationError as exc:
@@ -70,6 +74,8 @@ def check_bybit_key(
             f"withdraw, so Bybit {mode} trading is refused"
         ) from None
     refusals, warnings = problems(key)
+    if record is not None:
+        record(key)
     if refusals:
         raise UserError(f"refusing Bybit {mode} trading with this API key: " + "; ".join(refusals))
     for warning in warnings:

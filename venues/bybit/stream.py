@@ -1,7 +1,9 @@
 """Bybit v5 public spot stream: one socket subscribed to orderbook.N, publicTrade and kline
 topics, kept alive with Bybit's own `{"op": "ping"}` every 20 s. Book snapshots and deltas
 are checked in `u` order; a delta that skips one drops the topic's book and resubscribes it,
-so the next thing it yields for that symbol is a fresh snapshot. Closed klines become Bars."""
+so the next thing it yields for that symbol is a fresh snapshot. Closed klines become Bars,
+each exactly once and in order: a socket quiet past `silence_s` is reopened, and the bars it
+missed are fetched over REST (market.binance_ws.BarContinuity, as for Binance's stream)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,14 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +27,16 @@ from pydantic import BaseModel, ConfigDict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from market.binance_ws import Bar, Reconnected, StreamUnavailable, backoff_delay
+from market.binance_ws import (
+    Backfill,
+    Bar,
+    BarContinuity,
+    BarGap,
+    Reconnected,
+    StreamSilent,
+    StreamUnavailable,
+    backoff_delay,
+)
 from market.orderbook import BookSnapshot, DepthUpdate
 
 log = logging.getLogger(__name__)
@@ -42,7 +60,7 @@ class PublicTrade(BaseModel):
     trade_count: int = 1
 
 
-BybitEvent = BookSnapshot | DepthUpdate | PublicTrade | Bar | Reconnected
+BybitEvent = BookSnapshot | DepthUpdate | PublicTrade | Bar | BarGap | Reconnected
 
 
 @dataclass(slots=True)
@@ -55,6 +73,11 @@ class BybitStreamStats:
     resubscribes: int = 0
     dropped_deltas: int = 0  # deltas that arrived while a book waited for its new snapshot
     bars: int = 0
+    duplicate_bars: int = 0
+    backfilled_bars: int = 0
+    backfill_failures: int = 0
+    missing_bars: int = 0
+    stalls: int = 0  # connections the watchdog gave up on
 
 
 def book_topic(symbol: str, depth: int = 200) -> str:
@@ -84,6 +107,10 @@ class BybitStream:
         max_attempts: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random_source: Callable[[], float] = random.random,
+        silence_s: float | None = None,
+        backfill: Backfill | None = None,
+        resume_after: Mapping[tuple[str, str], int] | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         if not topics:
             raise ValueError("at least one topic is needed, e.g. orderbook.200.BTCUSDT")
@@ -95,6 +122,8 @@ class BybitStream:
         self._max_attempts = max_attempts
         self._sleep = sleep
         self._random = random_source
+        self._silence = silence_s  # the watchdog: a socket quiet this long is reopened
+        self._bars = BarContinuity(self.stats, backfill, clock_ms, resume_after)
         self._last_u: dict[str, int] = {}  # book topic -> last update id applied
         self._awaiting: set[str] = set()  # book topics resubscribed, waiting for a snapshot
         self._events: AsyncGenerator[BybitEvent, None] | None = None
@@ -130,17 +159,21 @@ class BybitStream:
                     await ws.send(json.dumps({"op": "subscribe", "args": self.topics}))
                     if reason is not None:
                         yield Reconnected(planned=False, reason=reason, attempts=failures)
+                        for event in await self._bars.catch_up():
+                            yield event
                     pinger = asyncio.create_task(self._ping(ws))
                     try:
-                        async for raw in ws:
+                        while True:
+                            raw = await self._receive(ws)
                             failures = 0
                             for event in await self._handle(ws, raw):
                                 yield event
                     finally:
                         pinger.cancel()
-                reason = "the server closed the connection"
             except ConnectionClosed as exc:
                 reason = f"connection lost: {exc}"
+            except StreamSilent as exc:
+                reason = str(exc)
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 reason = f"cannot connect: {type(exc).__name__}: {exc}"
             if self._max_attempts is not None and failures >= self._max_attempts:
@@ -151,6 +184,17 @@ class BybitStream:
             failures += 1
             log.warning("%s: %s; reconnecting in %.2f s", self.url, reason, delay)
             await self._sleep(delay)
+
+    async def _receive(self, ws: ClientConnection) -> str | bytes:
+        """The next message; a peer silent past the watchdog is dropped (it would not answer
+        a close handshake either)."""
+        try:
+            async with asyncio.timeout(self._silence):
+                return await ws.recv()
+        except TimeoutError:
+            self.stats.stalls += 1
+            ws.transport.abort()
+            raise StreamSilent(f"stalled: no message for {self._silence:g} s") from None
 
     async def _ping(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -169,17 +213,24 @@ class BybitStream:
             if topic.startswith("publicTrade.") and isinstance(data, list):
                 return [_trade(row) for row in data]
             if topic.startswith("kline.") and isinstance(data, list):
-                bars: list[BybitEvent] = [
-                    _bar(topic.rsplit(".", 1)[1], row) for row in data if row.get("confirm")
-                ]
-                self.stats.bars += len(bars)
-                return bars
+                closed = [_bar(topic.rsplit(".", 1)[1], row) for row in data if row.get("confirm")]
+                return await self._closed(closed)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self.stats.malformed += 1
             log.warning("malformed Bybit message (%s): %.200r", exc, raw)
             return []
         self.stats.ignored += 1  # subscribe acks, pongs, tickers
         return []
+
+    async def _closed(self, closed: list[Bar]) -> list[BybitEvent]:
+        """Closed bars through the continuity check: duplicates dropped, holes backfilled."""
+        events: list[BybitEvent] = []
+        for bar in closed:
+            events.extend(await self._bars.closed_bar(bar))
+        delivered = [e for e in events if isinstance(e, Bar)]
+        self.stats.bars += len(delivered)
+        self.stats.backfilled_bars += sum(b.source == "backfill" for b in delivered)
+        return events
 
     async def _book(
         self, ws: ClientConnection, topic: str, message: dict[str, Any]
