@@ -106,13 +106,16 @@ class CliResult:
 def offline_env(tmp_path: Path) -> dict[str, str]:
     """A user's fresh machine: empty data dir, no API keys, Binance unreachable (closed port)."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OPENAI_", "BINANCE_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AGENT_", "OPENAI_", "BINANCE_", "BYBIT_"))
     }
     env.pop("DATABASE_URL", None)
     env.update(
         AGENT_DATA_DIR=str(tmp_path / "data"),
         AGENT_BINANCE__BASE_URL="http://127.0.0.1:9",
         AGENT_BINANCE__MAX_RETRIES="0",
+        AGENT_BINANCE__STREAM_URL="ws://127.0.0.1:9",
         AGENT_BYBIT__BASE_URL="http://127.0.0.1:9",
         AGENT_BYBIT__STREAM_URL="ws://127.0.0.1:9",
         AGENT_BYBIT__MAX_RETRIES="0",
