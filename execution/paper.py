@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from execution.corporate import CorporateActions
 from execution.feed import BarArrays, SymbolBars
 from execution.fees import FeeFn, FeeSchedule, Liquidity
 from execution.ledger import Ledger
@@ -108,13 +109,14 @@ class PaperExecutor:
         fees: FeeFn | None = None,
         slippage: Slippage | None = None,
         symbol_slippage: Mapping[str, Slippage] | None = None,
+        actions: CorporateActions | None = None,
     ) -> None:
         self.rules = dict(rules)
         self.ledger = Ledger(cash)
         self.feed = feed
         self.sim = SimulatedExecutor(
             feed.view(), self.ledger, self.rules, fees=fees or FeeSchedule(),
-            slippage=slippage or FixedBps(bps=2.0),
+            slippage=slippage or FixedBps(bps=2.0), actions=actions,
         )  # fmt: skip
         self.sim.symbol_slippage = dict(symbol_slippage or {})
         self.orders: dict[str, PaperOrder] = {}

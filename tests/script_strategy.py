@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.engine import BacktestResult, run_backtest
+from execution.corporate import CorporateActions
 from execution.feed import SymbolBars
 from execution.fees import FeeFn, FeeSchedule
 from market.models import SymbolRules
@@ -133,11 +134,19 @@ def backtest(
     limits: RiskLimits | None = None,
     fee_fn: FeeFn | None = None,
     hours: TradingHours | None = None,
+    actions: CorporateActions | None = None,
 ) -> BacktestResult:
     if isinstance(frames, pd.DataFrame):
         frames = {"BTCUSDT": frames}
     bars, _ = to_bar_arrays(frames)
     chosen = symbol_rules or {s: rules(s) for s in frames}
     return run_backtest(
-        bars, Script(plan), chosen, config, limits=limits, fee_fn=fee_fn, hours=hours
+        bars,
+        Script(plan),
+        chosen,
+        config,
+        limits=limits,
+        fee_fn=fee_fn,
+        hours=hours,
+        actions=actions,
     )
