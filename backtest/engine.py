@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backtest.config import BacktestConfig
-from execution.corporate import CorporateActions
 from execution.feed import BarArrays
 from execution.fees import FeeFn
 from execution.ledger import Ledger, TradeRecord
 from execution.orders import Fill, Rejection
 from execution.simulator import SimulatedExecutor
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import TradeSignal, Verdict
@@ -58,6 +58,7 @@ class BacktestResult:
     fees: float = 0.0
     turnover: float = 0.0
     venue: SimulatedExecutor | None = None  # the final account, open orders and brackets
+    actions: CorporateActions | None = None  # splits and dividends applied to raw prices
 
 
 def run_backtest(
@@ -227,4 +228,5 @@ class _Run:
         result.fees = ledger.fees
         result.turnover = ledger.turnover
         result.venue = executor
+        result.actions = self.actions
         return result

@@ -12,13 +12,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from execution.corporate import CorporateActions
 from execution.feed import BarArrays, SymbolBars
 from execution.fees import FeeFn, FeeSchedule, Liquidity
 from execution.ledger import Ledger
 from execution.orders import Bracket, ExitReason, Fill, Pending, WorkingOrder
 from execution.simulator import SimulatedExecutor
 from execution.slippage import FixedBps, Slippage
+from market.corporate import CorporateActions
 from market.models import Candle, SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from execution.corporate import CorporateActions, apply_action, split_placed
+from execution.corporate import apply_action, split_placed
 from execution.equity_fees import sale_fees
 from execution.feed import BarArrays
 from execution.fees import FeeFn, FeeSchedule, Liquidity
@@ -26,6 +26,7 @@ from execution.ledger import Ledger
 from execution.orders import Bracket, ExitReason, Fill, Pending, Rejection, WorkingOrder, snap
 from execution.rules import rule_breaches
 from execution.slippage import FixedBps, Slippage
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode, Side

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.engine import BacktestResult, run_backtest
-from execution.corporate import CorporateActions
 from execution.feed import SymbolBars
 from execution.fees import FeeFn, FeeSchedule
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import OrderType, SignalAction, SignalSource, TradeSignal

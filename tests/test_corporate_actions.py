@@ -4,16 +4,19 @@ which the split is no crash, and a paper replay ends in the same account as the 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from script_strategy import NO_COSTS, Script, backtest, order
 from test_stock_hours import NO_BREAKERS
 
-from execution.corporate import Action, CorporateActions
 from execution.fees import FeeSchedule
 from execution.paper import GrowingFeed, PaperExecutor
 from execution.slippage import FixedBps
+from market.calendar import xnys
+from market.corporate import Action, CorporateActions
 from market.instruments import equity_rules
 from market.models import Candle
 from risk.models import OrderType, SignalAction
@@ -149,3 +152,57 @@ def _working(result):
 
 def _brackets(result):
     return result.venue.brackets
+
+
+def _yahoo(path, closes: np.ndarray, splits: np.ndarray) -> None:
+    """A Yahoo daily export (Date, OHLC, Adj Close, Volume, Dividends, Stock Splits)."""
+    labels = xnys().labels
+    days = pd.to_datetime(labels[labels >= ms_utc("2024-01-02")][: len(closes)], unit="ms")
+    opens = np.r_[closes[0], closes[:-1]]
+    opens = np.where(splits > 0, opens / np.where(splits > 0, splits, 1), opens)
+    pd.DataFrame(
+        {
+            "Date": days.strftime("%Y-%m-%d"),
+            "Open": opens.round(2),
+            "High": (np.maximum(opens, closes) + 0.5).round(2),
+            "Low": (np.minimum(opens, closes) - 0.5).round(2),
+            "Close": closes.round(2),
+            "Adj Close": closes.round(2),
+            "Volume": 1_000_000,
+            "Dividends": 0.0,
+            "Stock Splits": splits,
+        }
+    ).to_csv(path, index=False)
+
+
+def ms_utc(day: str) -> int:
+    return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
+
+
+def test_cli_backtest_on_raw_prices_with_a_split_trades_as_on_continuous_prices(
+    cli, tmp_path
+) -> None:
+    """rsi_reversion on a file whose prices halve at a 2:1 split decides exactly as on the same
+    moves without the split, and its report names the split it applied."""
+    n, at = 80, 40
+    continuous = 100 + 8 * np.sin(np.arange(n) / 2.5)
+    raw = np.where(np.arange(n) >= at, continuous / 2, continuous)
+    splits = np.zeros(n)
+    splits[at] = 2.0
+    _yahoo(tmp_path / "raw.csv", raw, splits)
+    _yahoo(tmp_path / "flat.csv", continuous, np.zeros(n))
+    reports = {}
+    for name in ("raw", "flat"):
+        out = tmp_path / f"{name}.json"
+        result = cli("agent-backtest", "--strategy", "rsi_reversion", "--period", "3",
+                     "--data", str(tmp_path / f"{name}.csv"), "--symbol", "XYZ",
+                     "--json", str(out))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        reports[name] = (json.loads(out.read_text()), result.stderr)
+    (raw_report, raw_err), (flat_report, _) = reports["raw"], reports["flat"]
+    assert "1 split(s) and 0 dividend(s) from the file applied" in raw_err
+    assert raw_report["config"]["corporate_actions"]["splits"] == 1
+    assert "corporate_actions" not in flat_report["config"]
+    raw_fills = [(f["time"], f["side"]) for f in raw_report["fills"]]
+    assert len(raw_fills) >= 4
+    assert raw_fills == [(f["time"], f["side"]) for f in flat_report["fills"]]
