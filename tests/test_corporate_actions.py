@@ -9,20 +9,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from script_strategy import NO_COSTS, Script, backtest, order
+from script_strategy import NO_COSTS, backtest, order
 from test_stock_hours import NO_BREAKERS
+from test_stock_paper_parity import replay
 
-from execution.fees import FeeSchedule
-from execution.paper import GrowingFeed, PaperExecutor
-from execution.slippage import FixedBps
 from market.calendar import xnys
 from market.corporate import Action, CorporateActions
 from market.instruments import equity_rules
-from market.models import Candle
 from risk.models import OrderType, SignalAction
-from runtime.market import Market
-from runtime.ports import MemoryRisk
-from runtime.runner import Runner
 
 DAY = 86_400_000
 MONDAY = 1_780_272_000_000  # 2026-06-01 00:00 UTC
@@ -118,24 +112,7 @@ def test_a_leftover_fraction_of_a_share_is_paid_as_cash() -> None:
 def test_paper_replay_ends_in_the_backtests_account() -> None:
     tested = backtest({"XYZ": table()}, PLAN, NO_COSTS, symbol_rules=RULES, limits=NO_BREAKERS,
                       actions=actions(2.0))  # fmt: skip
-    feed = GrowingFeed(["XYZ"])
-    strategy = Script(PLAN)
-    venue = PaperExecutor(RULES, feed, cash=10_000.0, fees=FeeSchedule(maker=0, taker=0),
-                          slippage=FixedBps(bps=0.0), actions=actions(2.0))  # fmt: skip
-    runner = None
-    for row in table().to_dict("records"):
-        candle = Candle(**row)
-        index = feed.append(candle.open_time, candle.close_time, {"XYZ": candle})
-        if runner is None:
-            runner = Runner(
-                strategy=strategy,
-                market=Market(feed.view(), RULES),
-                venue=venue,
-                risk=MemoryRisk(NO_BREAKERS.model_copy(update={"fee_rate": 0.0})),
-                prepared=lambda s: strategy.prepare(feed.view().symbols[s]),
-            )
-        runner.extend(feed.view())
-        runner.step(index)
+    venue = replay(table(), PLAN, None, RULES, actions(2.0))
     fills = [(f.bar, f.side, f.quantity, f.price) for f in venue.sim.fills]
     assert fills == [(f.bar, f.side, f.quantity, f.price) for f in tested.fills]
     paper = account(venue.ledger, venue.sim.working, venue.sim.brackets)
