@@ -18,6 +18,15 @@ def body(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, answer: object) -> None:
+    data = json.dumps(answer).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class LoopbackAlpaca(LoopbackServer):
     """`routes` maps a path to its bodies; a path with several bodies pages through them by
     `page_token`, the n-th token naming the n-th next page."""
@@ -37,12 +46,7 @@ class LoopbackAlpaca(LoopbackServer):
                     status, answer = 404, {"message": f"loopback: no route {url.path}"}
                 else:
                     status, answer = 200, pages[server._page(pages, query.get("page_token"))]
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, answer)
 
             def log_message(self, *_args: object) -> None:
                 return

@@ -243,17 +243,21 @@ class AlpacaData(RestClient):
         )
 
     def clock(self) -> Clock:
-        body = self._get(f"{self.trading_url}/v2/clock")
-        return Clock(
-            time=_ts(body["timestamp"]),
-            is_open=bool(body["is_open"]),
-            next_open=_ts(body["next_open"]),
-            next_close=_ts(body["next_close"]),
-        )
+        return parse_clock(self._get(f"{self.trading_url}/v2/clock"))
 
     def calendar(self, start: str, end: str) -> list[Session]:
         body = self._get(f"{self.trading_url}/v2/calendar", {"start": start, "end": end})
         return [_session(day) for day in body]
+
+
+def parse_clock(body: Mapping[str, Any]) -> Clock:
+    """Alpaca's /v2/clock (the market data and the trading client both ask it)."""
+    return Clock(
+        time=_ts(body["timestamp"]),
+        is_open=bool(body["is_open"]),
+        next_open=_ts(body["next_open"]),
+        next_close=_ts(body["next_close"]),
+    )
 
 
 def _ts(text: str) -> pd.Timestamp:
