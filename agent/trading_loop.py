@@ -26,6 +26,7 @@ from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOr
 from execution.paper_records import load_account
 from market.binance_ws import Bar, BarGap, Reconnected, StreamEvent
 from market.books import Books
+from market.corporate import CorporateActions
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
 from market.validation import iso_ms
 from risk.desk import RiskDesk
@@ -118,8 +119,10 @@ class TradingLoop:
         bar_every_ms: int = MINUTE_MS,
         interval: str = "1m",
         hours: TradingHours | None = None,
+        actions: CorporateActions | None = None,
     ) -> None:
         self.account = account
+        self.actions = actions or CorporateActions({})  # indicators read adjusted prices
         self.interval = interval  # the feed's bars: 1m from an exchange, a user's file its own
         self.symbols = list(symbols)
         self.store = store
@@ -236,7 +239,9 @@ class TradingLoop:
             self._prepared_at = (size, {})
         cache = self._prepared_at[1]
         if symbol not in cache:
-            cache[symbol] = self.runner.strategy.prepare(self.feed.view().symbols[symbol])
+            view = self.feed.view()
+            bars = self.actions.adjusted(symbol, view.open_time, view.symbols[symbol])
+            cache[symbol] = self.runner.strategy.prepare(bars)
         return cache[symbol]
 
     def _regate(self, queued: list[dict[str, Any]]) -> None:

@@ -96,6 +96,7 @@ def sweep_deflated(ranked: list[RunSummary], task: SweepTask, data: SweepData) -
         limits=task.limits,
         fee_fn=data.fees,
         hours=data.hours,
+        actions=data.actions,
     )
     step = interval_ms(config.interval)
     _, returns = choose_basis(result.equity, data.bars.open_time, step, config.periods_per_year)

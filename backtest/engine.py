@@ -21,6 +21,7 @@ from execution.fees import FeeFn
 from execution.ledger import Ledger, TradeRecord
 from execution.orders import Fill, Rejection
 from execution.simulator import SimulatedExecutor
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import TradeSignal, Verdict
@@ -56,6 +57,8 @@ class BacktestResult:
     open_orders: int = 0
     fees: float = 0.0
     turnover: float = 0.0
+    venue: SimulatedExecutor | None = None  # the final account, open orders and brackets
+    actions: CorporateActions | None = None  # splits and dividends applied to raw prices
 
 
 def run_backtest(
@@ -68,14 +71,17 @@ def run_backtest(
     fee_fn: FeeFn | None = None,
     observer: Observer | None = None,
     hours: TradingHours | None = None,
+    actions: CorporateActions | None = None,
 ) -> BacktestResult:
     """Replay `bars` through `strategy`, the risk gate and the simulated executor. `fee_fn`
     replaces `config.fees` (the gate still reserves `config.fees.taker` when sizing);
     `observer` sees every gate call with the views the gate was handed; `hours` are an
-    equity's market hours (orders fill only inside them)."""
+    equity's market hours (orders fill only inside them); `actions` the splits and dividends
+    of raw prices (execution.corporate)."""
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
-    return _Run(bars, strategy, rules, config, limits, fee_fn, observer, hours).run()
+    run = _Run(bars, strategy, rules, config, limits, fee_fn, observer, hours, actions)
+    return run.run()
 
 
 class _Run:
@@ -89,8 +95,10 @@ class _Run:
         fee_fn: FeeFn | None,
         observer: Observer | None,
         hours: TradingHours | None = None,
+        actions: CorporateActions | None = None,
     ) -> None:
         self.bars = bars
+        self.actions = actions or CorporateActions({})
         self.strategy = strategy
         self.config = config
         self.ledger = Ledger(config.cash, allow_short=config.allow_short)
@@ -101,6 +109,7 @@ class _Run:
             fees=fee_fn or config.fees,
             slippage=config.slippage,
             limit_on_touch=config.limit_on_touch,
+            actions=self.actions,
         )
         self.prepared: dict[str, Prepared] = {}
         self.runner = Runner(
@@ -143,7 +152,13 @@ class _Run:
 
     def run(self) -> BacktestResult:
         bars, last = self.bars, len(self.bars) - 1
-        self.prepared.update({s: self.strategy.prepare(b) for s, b in bars.symbols.items()})
+        adjusted = self.actions.adjusted
+        self.prepared.update(
+            {
+                s: self.strategy.prepare(adjusted(s, bars.open_time, b))
+                for s, b in bars.symbols.items()
+            }
+        )
         any_wake = np.zeros(len(bars), dtype=bool)
         for prepared in self.prepared.values():
             any_wake |= np.asarray(self.strategy.wake(prepared), dtype=bool)
@@ -162,6 +177,10 @@ class _Run:
             event = None
             if not executor.idle and start < upto:
                 event = executor.next_event(start, upto - 1)
+            if self.actions and start < upto:
+                action = self.actions.first_between(self.bars.open_time, start, upto - 1)
+                if action is not None:
+                    event = action if event is None else min(event, action)
             target = upto if event is None else event
             self._fold(start, target)
             self.runner.step(target, decide=decide or target < upto)
@@ -208,4 +227,6 @@ class _Run:
         result.open_orders = len(executor.working) + len(executor.accepted)
         result.fees = ledger.fees
         result.turnover = ledger.turnover
+        result.venue = executor
+        result.actions = self.actions
         return result

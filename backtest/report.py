@@ -219,6 +219,20 @@ def market_hours(hours: TradingHours | None) -> dict[str, Any]:
     }
 
 
+def corporate_actions(result: BacktestResult) -> dict[str, Any]:
+    """On raw prices, the splits and dividends the account followed and the cash they paid
+    (dividends, and fractions of a share paid in lieu)."""
+    if not result.actions or result.venue is None:
+        return {}
+    return {
+        "corporate_actions": {
+            **result.actions.counts(),
+            "cash": round(result.venue.ledger.corporate_cash, 2),
+            "indicators": "adjusted",
+        }
+    }
+
+
 def filters(rules: Mapping[str, SymbolRules] | None) -> dict[str, dict[str, str]]:
     """Each symbol's tick and step, so reports show prices to the tick, sizes to the step."""
     return {
@@ -290,6 +304,7 @@ def summary(
             "data": data_notes or [],
             "window": window,
             **market_hours(result.hours),
+            **corporate_actions(result),
         },
     )
 

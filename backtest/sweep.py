@@ -23,6 +23,7 @@ from backtest.strategies import STRATEGIES
 from core.errors import UserError
 from execution.feed import BarArrays
 from execution.fees import FeeFn
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from runtime.hours import TradingHours
@@ -49,6 +50,7 @@ class SweepData(NamedTuple):
     rules: Mapping[str, SymbolRules]
     hours: TradingHours | None = None  # US stocks: the hours orders fill in
     fees: FeeFn | None = None  # US stocks: commission plus the SEC and FINRA fees on sales
+    actions: CorporateActions | None = None  # US stocks: splits and dividends on raw prices
 
 
 class SweepTask(BaseModel):
@@ -72,6 +74,7 @@ def evaluate(task: SweepTask, data: SweepData) -> RunSummary:
         limits=task.limits,
         fee_fn=data.fees,
         hours=data.hours,
+        actions=data.actions,
     )
     return summary(result, rules=data.rules)
 

@@ -3,6 +3,7 @@ FIFO lots, realised and unrealised PnL, fees and closed trades. Float64 througho
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class Ledger:
         self.fees = 0.0
         self.realised = 0.0
         self.turnover = 0.0
+        self.corporate_cash = 0.0  # dividends and cash in lieu of fractional shares
         self.trades: list[TradeRecord] = []
         self._lots: dict[str, deque[Lot]] = {}
         self._qty: dict[str, float] = {}
@@ -153,6 +155,35 @@ class Ledger:
         self.cash -= fill.side * fill.quantity * fill.price + fill.fee
         self.fees += fill.fee
         self.turnover += fill.quantity * fill.price
+
+    def credit(self, symbol: str, per_share: float) -> None:
+        """A dividend on the shares held (a short pays it to the lender)."""
+        amount = self.quantity(symbol) * per_share
+        self.cash += amount
+        self.corporate_cash += amount
+
+    def split(self, symbol: str, ratio: float, price: float, step: float) -> None:
+        """Every lot × `ratio` at its price ÷ `ratio`; what falls below a whole `step` leaves
+        the newest lot and is paid as cash at `price`."""
+        lots = self._lots.get(symbol)
+        if not lots:
+            return
+        for lot in lots:
+            lot.quantity = snap(lot.quantity * ratio)
+            lot.price /= ratio
+        held = snap(sum(lot.quantity for lot in lots))
+        leftover = snap(held - math.floor(snap(held / step)) * step)
+        while leftover > 0:
+            lot = lots[-1]
+            taken = min(lot.quantity, leftover)
+            lot.quantity = snap(lot.quantity - taken)
+            leftover = snap(leftover - taken)
+            amount = lot.side * taken * price
+            self.cash += amount
+            self.corporate_cash += amount
+            if lot.quantity <= 0:
+                lots.pop()
+        self._qty[symbol] = snap(sum(lot.side * lot.quantity for lot in lots))
 
     def _close(self, fill: Fill, lot: Lot, quantity: float) -> None:
         entry_fee = lot.fee * quantity / lot.quantity

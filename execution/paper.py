@@ -18,6 +18,7 @@ from execution.ledger import Ledger
 from execution.orders import Bracket, ExitReason, Fill, Pending, WorkingOrder
 from execution.simulator import SimulatedExecutor
 from execution.slippage import FixedBps, Slippage
+from market.corporate import CorporateActions
 from market.models import Candle, SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType
@@ -109,13 +110,14 @@ class PaperExecutor:
         fees: FeeFn | None = None,
         slippage: Slippage | None = None,
         symbol_slippage: Mapping[str, Slippage] | None = None,
+        actions: CorporateActions | None = None,
     ) -> None:
         self.rules = dict(rules)
         self.ledger = Ledger(cash)
         self.feed = feed
         self.sim = SimulatedExecutor(
             feed.view(), self.ledger, self.rules, fees=fees or FeeSchedule(),
-            slippage=slippage or FixedBps(bps=2.0),
+            slippage=slippage or FixedBps(bps=2.0), actions=actions,
         )  # fmt: skip
         self.sim.symbol_slippage = dict(symbol_slippage or {})
         self.orders: dict[str, PaperOrder] = {}

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from execution.corporate import apply_action, split_placed
 from execution.equity_fees import sale_fees
 from execution.feed import BarArrays
 from execution.fees import FeeFn, FeeSchedule, Liquidity
@@ -26,6 +27,7 @@ from execution.ledger import Ledger
 from execution.orders import Bracket, ExitReason, Fill, Pending, Rejection, WorkingOrder, snap
 from execution.rules import rule_breaches
 from execution.slippage import FixedBps, Slippage
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode, Side
@@ -59,8 +61,11 @@ class SimulatedExecutor:
         fees: FeeFn | None = None,
         slippage: Slippage | None = None,
         limit_on_touch: bool = False,
+        actions: CorporateActions | None = None,
     ) -> None:
         self.feed = feed
+        self.actions = actions or CorporateActions({})
+        self._split_since_accept: dict[str, float] = {}  # for orders not placed yet
         self.ledger = ledger
         self.rules = rules
         self.fees: FeeFn = fees or FeeSchedule()
@@ -123,12 +128,16 @@ class SimulatedExecutor:
     def cancel_accepted(self) -> list[ApprovedOrder]:
         """Drop the orders not yet placed (a halt); returns them so the venue can say so."""
         cancelled, self._accepted = self._accepted, []
+        self._split_since_accept.clear()
         return cancelled
 
     def on_bar(self, bar: int, *, fills: bool = True) -> list[ApprovedOrder]:
         """One bar: resting orders against its open (gaps), the accepted orders placed at that
         open, then everything against its high and low. Returns the orders placed. A bar
-        outside market hours (`fills=False`) changes nothing: every order waits."""
+        outside market hours (`fills=False`) fills nothing: every order waits. A split or
+        dividend at this bar applies first, in or out of hours."""
+        if self.actions:
+            self._corporate(bar)
         if not fills:
             return []
         if self.working or self.brackets:
@@ -136,6 +145,7 @@ class SimulatedExecutor:
         placed, self._accepted = self._accepted, []
         for order in placed:
             self._place(order, bar)
+        self._split_since_accept.clear()
         if self.working or self.brackets:
             self.intrabar_phase(bar)
         return placed
@@ -188,10 +198,35 @@ class SimulatedExecutor:
             reduce_only=approved.reduce_only,
             trail_pct=_float(approved.trailing_stop_pct),
         )
+        ratio = self._split_since_accept.get(symbol)
+        if ratio is not None:
+            working = split_placed(working, ratio, rules)
         rejected_before = len(self.rejections)
         if not self._at_open(working, bar, open_, resting=False):
             self.working.append(working)
         return self.rejections[-1] if len(self.rejections) > rejected_before else None
+
+    def _corporate(self, bar: int) -> None:
+        """Splits and dividends whose ex-date opens at this bar (execution.corporate)."""
+        for symbol, action in self.actions.at(int(self.feed.open_time[bar])):
+            bars = self.feed.symbols[symbol]
+            last = float(bars.close[bar - 1] if bar else bars.open[bar])
+            bracket = self.brackets.get(symbol)
+            if bracket is not None:
+                self._trail_to(bracket, bar)  # the old shares' highs, on the old scale
+            apply_action(
+                symbol,
+                action,
+                last / action.ratio,
+                self.ledger,
+                self.working,
+                self.brackets,
+                self.rules[symbol],
+            )
+            if action.ratio != 1.0 and any(o.symbol == symbol for o in self._accepted):
+                self._split_since_accept[symbol] = (
+                    self._split_since_accept.get(symbol, 1.0) * action.ratio
+                )
 
     def open_phase(self, bar: int) -> None:
         """Orders and brackets that rested before this bar, against its open (gaps)."""

@@ -17,6 +17,7 @@ from execution.key_permissions import check_key, save_key_check
 from execution.paper import GrowingFeed, PaperExecutor, PaperOrder
 from execution.paper_records import save_orders
 from execution.slippage import Slippage
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from market.rules_cache import exchange_rules
 from store.db import Store
@@ -34,12 +35,20 @@ def paper_venue(
     fees: FeeFn,
     slippage: Slippage,
     symbol_slippage: Mapping[str, Slippage] | None = None,
+    actions: CorporateActions | None = None,
 ) -> VenueFactory:
-    """A paper account: starting cash and the loop's feed in, the fill model out."""
+    """A paper account: starting cash and the loop's feed in, the fill model out (with a
+    stock's splits and dividends, when its raw prices carry them)."""
 
     def make(cash: float, feed: GrowingFeed) -> PaperExecutor:
         return PaperExecutor(
-            rules, feed, cash=cash, fees=fees, slippage=slippage, symbol_slippage=symbol_slippage
+            rules,
+            feed,
+            cash=cash,
+            fees=fees,
+            slippage=slippage,
+            symbol_slippage=symbol_slippage,
+            actions=actions,
         )
 
     return make

@@ -14,6 +14,7 @@ from backtest.data import to_bar_arrays
 from backtest.engine import BacktestResult, run_backtest
 from execution.feed import SymbolBars
 from execution.fees import FeeFn, FeeSchedule
+from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.limits import RiskLimits
 from risk.models import OrderType, SignalAction, SignalSource, TradeSignal
@@ -133,11 +134,19 @@ def backtest(
     limits: RiskLimits | None = None,
     fee_fn: FeeFn | None = None,
     hours: TradingHours | None = None,
+    actions: CorporateActions | None = None,
 ) -> BacktestResult:
     if isinstance(frames, pd.DataFrame):
         frames = {"BTCUSDT": frames}
     bars, _ = to_bar_arrays(frames)
     chosen = symbol_rules or {s: rules(s) for s in frames}
     return run_backtest(
-        bars, Script(plan), chosen, config, limits=limits, fee_fn=fee_fn, hours=hours
+        bars,
+        Script(plan),
+        chosen,
+        config,
+        limits=limits,
+        fee_fn=fee_fn,
+        hours=hours,
+        actions=actions,
     )

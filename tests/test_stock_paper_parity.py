@@ -14,6 +14,7 @@ from test_stock_hours import FRIDAY_CLOSE, HALF_HOUR, NO_BREAKERS, table
 from execution.fees import FeeSchedule
 from execution.paper import GrowingFeed, PaperExecutor
 from execution.slippage import FixedBps
+from market.corporate import CorporateActions
 from market.instruments import equity_rules
 from market.models import Candle
 from risk.models import SignalAction
@@ -37,20 +38,32 @@ def buy(ctx):
 
 
 def paper(frame: pd.DataFrame, plan, hours: TradingHours) -> list[tuple]:
+    venue = replay(frame, plan, hours)
+    return [(f.bar, f.side, f.quantity, f.price) for f in venue.sim.fills]
+
+
+def replay(
+    frame: pd.DataFrame,
+    plan,
+    hours: TradingHours | None,
+    rules=RULES,
+    actions: CorporateActions | None = None,
+) -> PaperExecutor:
     """Each bar appended to a growing feed and stepped, as the trading loop does."""
-    feed = GrowingFeed(["EA"])
+    (symbol,) = rules
+    feed = GrowingFeed([symbol])
     strategy = Script(plan)
-    venue = PaperExecutor(RULES, feed, cash=10_000.0, fees=FeeSchedule(maker=0, taker=0),
-                          slippage=FixedBps(bps=0.0))  # fmt: skip
+    venue = PaperExecutor(rules, feed, cash=10_000.0, fees=FeeSchedule(maker=0, taker=0),
+                          slippage=FixedBps(bps=0.0), actions=actions)  # fmt: skip
     runner = None
     for row in frame.to_dict("records"):
         candle = Candle(**{k: row[k] for k in ("open_time", "open", "high", "low", "close",
                                                "volume", "close_time")})  # fmt: skip
-        index = feed.append(candle.open_time, candle.close_time, {"EA": candle})
+        index = feed.append(candle.open_time, candle.close_time, {symbol: candle})
         if runner is None:
             runner = Runner(
                 strategy=strategy,
-                market=Market(feed.view(), RULES),
+                market=Market(feed.view(), rules),
                 venue=venue,
                 risk=MemoryRisk(NO_BREAKERS.model_copy(update={"fee_rate": 0.0})),
                 prepared=lambda s: strategy.prepare(feed.view().symbols[s]),
@@ -58,7 +71,7 @@ def paper(frame: pd.DataFrame, plan, hours: TradingHours) -> list[tuple]:
             )
         runner.extend(feed.view())
         runner.step(index)
-    return [(f.bar, f.side, f.quantity, f.price) for f in venue.sim.fills]
+    return venue
 
 
 @pytest.mark.parametrize("rows", [FRIDAY_CLOSE, WEEKEND_STOP], ids=["friday", "weekend-stop"])

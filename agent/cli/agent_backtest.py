@@ -223,6 +223,7 @@ def _with_progress(
             limits=strategy.limits,
             fee_fn=data.fees,
             hours=data.hours,
+            actions=data.actions,
         )
 
 

@@ -273,7 +273,14 @@ def _single(
     limits: RiskLimits,
 ) -> int:
     result = run_backtest(
-        data.bars, strategy, data.rules, config, limits=limits, fee_fn=data.fees, hours=data.hours
+        data.bars,
+        strategy,
+        data.rules,
+        config,
+        limits=limits,
+        fee_fn=data.fees,
+        hours=data.hours,
+        actions=data.actions,
     )
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
@@ -402,7 +409,7 @@ def _main(argv: list[str] | None) -> int:
                 args, settings, frames, config, interval, lambda line: _note(notes, line)
             )
             config = equity.config
-            data = SweepData(bars, equity.rules, equity.hours, equity.fees)
+            data = SweepData(bars, equity.rules, equity.hours, equity.fees, equity.actions)
         else:
             known = None
             if args.data is None:  # a user's file trades by the bundled filters

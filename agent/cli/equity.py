@@ -16,6 +16,7 @@ from core.errors import UserError
 from execution.equity_fees import EquityFees
 from execution.fees import FeeSchedule
 from market.calendar import xnys
+from market.corporate import CorporateActions, read_actions
 from market.csv_import import sniff_interval
 from market.instruments import (
     AssetClass,
@@ -118,6 +119,7 @@ class EquityRun:
     config: BacktestConfig
     fees: EquityFees
     hours: TradingHours
+    actions: CorporateActions
 
 
 def equity_run(
@@ -136,6 +138,8 @@ def equity_run(
     )
     for symbol, frame in frames.items():
         note(session_line(symbol, frame, hours))
+    actions = CorporateActions({s: read_actions(args.data, interval) for s in frames})
+    note(corporate_line(actions))
     return EquityRun(
         rules=stock_rules(frames),
         config=config.model_copy(
@@ -146,6 +150,7 @@ def equity_run(
         ),
         fees=equity.fees,
         hours=hours,
+        actions=actions,
     )
 
 
@@ -160,5 +165,16 @@ def session_line(symbol: str, frame: pd.DataFrame, hours: TradingHours) -> str:
     return (
         f"notice: {symbol}: {int(regular.sum()):,} bars in regular hours, "
         f"{int(extended.sum()):,} pre/post-market, {int(outside.sum()):,} outside any XNYS "
-        f"session; orders fill in {fills}; prices are raw (not split- or dividend-adjusted)"
+        f"session; orders fill in {fills}; prices are raw (as printed, not adjusted)"
+    )
+
+
+def corporate_line(actions: CorporateActions) -> str:
+    """Whether the account follows splits and dividends, and where it learnt them."""
+    if not actions:
+        return "notice: no Stock Splits or Dividends column with an action: none applied"
+    counts = actions.counts()
+    return (
+        f"notice: {counts['splits']} split(s) and {counts['dividends']} dividend(s) from the "
+        "file applied to the account at their ex-dates; indicators read adjusted prices"
     )

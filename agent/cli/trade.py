@@ -63,6 +63,7 @@ from core.security import loose_env_file
 from execution.fees import FeeSchedule
 from execution.paper_records import load_account
 from execution.slippage import FixedBps
+from market.corporate import CorporateActions, read_actions
 from market.csv_import import sniff_interval
 from market.instruments import AssetClass, asset_class
 from market.models import INTERVAL_MS, parse_symbol
@@ -583,7 +584,9 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     interval = SAMPLE_INTERVAL if stocks is None else sniff_interval(args.data)
     fills = _fills(args, settings.trading)
     hours = None
+    actions = None
     if stocks is not None:
+        actions = CorporateActions({s: read_actions(args.data, interval) for s in stocks})
         fills = fills.model_copy(update={"fees": FeeSchedule(maker=0.0, taker=0.0)})
         hours = TradingHours(
             INTERVAL_MS[interval], settings.equity.hours(extended_hours=args.extended_hours)
@@ -641,7 +644,9 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     if args.mode in PAPER_FILLS:
         walks = {s: BookWalk(s, books, fills.slippage) for s in depth} if books else {}
         fees = fills.fees if stocks is None else settings.equity.fees
-        venue = paper_venue(rules, fees=fees, slippage=fills.slippage, symbol_slippage=walks)
+        venue = paper_venue(
+            rules, fees=fees, slippage=fills.slippage, symbol_slippage=walks, actions=actions
+        )
 
     strategy, label, model = _strategy(args, settings, rules, limits, symbols, hours)
     profile = trading_profile(symbols, label, model, args.decide_every, limits, fills)
@@ -687,6 +692,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         bar_every_ms=MINUTE_MS if args.feed != "replay" else int(MINUTE_MS / args.speed),
         interval=interval,
         hours=hours,
+        actions=actions,
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")

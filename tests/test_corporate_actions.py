@@ -1,0 +1,185 @@
+"""Splits and dividends on raw prices, as tiny daily bar tables: the account follows the company
+at the ex-date's open (positions, open orders, brackets, cash), indicators read a history in
+which the split is no crash, and a paper replay ends in the same account as the backtest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from script_strategy import NO_COSTS, backtest, order
+from test_stock_hours import NO_BREAKERS
+from test_stock_paper_parity import replay
+
+from market.calendar import xnys
+from market.corporate import Action, CorporateActions
+from market.instruments import equity_rules
+from risk.models import OrderType, SignalAction
+
+DAY = 86_400_000
+MONDAY = 1_780_272_000_000  # 2026-06-01 00:00 UTC
+RULES = {"XYZ": equity_rules("XYZ", 100.0)}
+ROWS = [  # open, high, low, close; the split halves prices from bar 3
+    (100, 101, 99, 100),
+    (100, 101, 99, 100),
+    (100, 102, 99, 100),
+    (50, 51, 49.5, 50),  # ex-date of the split
+    (50, 51, 49.5, 50),  # ex-date of a $0.40 dividend
+    (50, 51, 49.5, 50),
+]
+
+
+def table(ratio: float = 2.0) -> pd.DataFrame:
+    """ROWS with the prices from the ex-date on divided by `ratio` instead of 2."""
+    rows = ROWS[:3] + [tuple(round(p * 2 / ratio, 2) for p in row) for row in ROWS[3:]]
+    times = MONDAY + DAY * np.arange(len(rows), dtype=np.int64)
+    o, h, lo, c = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
+    return pd.DataFrame(
+        {"open_time": times, "open": o, "high": h, "low": lo, "close": c,
+         "volume": 1_000.0, "close_time": times + DAY - 1}
+    )  # fmt: skip
+
+
+def actions(ratio: float) -> CorporateActions:
+    return CorporateActions(
+        {"XYZ": {MONDAY + 3 * DAY: Action(ratio=ratio), MONDAY + 4 * DAY: Action(dividend=0.4)}}
+    )
+
+
+def entry(ctx):
+    return order(ctx, quantity=15, stop_loss=90.0, take_profit=130.0)
+
+
+def resting(ctx):
+    return order(ctx, SignalAction.BUY, quantity=5, order_type=OrderType.LIMIT, limit=95.02,
+                 tag="limit")  # fmt: skip
+
+
+def late(ctx):
+    """Decided on the split's eve, placed at the ex-date's open."""
+    return order(ctx, SignalAction.BUY, quantity=3, order_type=OrderType.LIMIT, limit=97.0,
+                 tag="late")  # fmt: skip
+
+
+PLAN = {("XYZ", 0): [entry], ("XYZ", 1): [resting], ("XYZ", 2): [late]}
+
+
+def account(ledger, working, brackets) -> dict:
+    return {
+        "cash": round(ledger.cash, 6),
+        "shares": ledger.quantity("XYZ"),
+        "avg": round(ledger.avg_price("XYZ"), 6),
+        "orders": sorted((o.remaining, o.limit) for o in working),
+        "bracket": [(b.stop_loss, b.take_profit) for b in brackets.values()],
+    }
+
+
+def test_a_2_for_1_split_doubles_shares_and_halves_orders_and_a_dividend_is_cash() -> None:
+    plain = backtest({"XYZ": table()}, PLAN, NO_COSTS, symbol_rules=RULES, limits=NO_BREAKERS)
+    split = backtest({"XYZ": table()}, PLAN, NO_COSTS, symbol_rules=RULES, limits=NO_BREAKERS,
+                     actions=actions(2.0))  # fmt: skip
+    # Unaware of the split, the account reads it as a crash: the stop at 90 sells everything at the
+    # ex-date open (the limit buy at 95.02 filled there first).
+    assert (3, -1, 20.0, 50.0) in [(f.bar, f.side, f.quantity, f.price) for f in plain.fills]
+    # Aware of it: 15 @ 100 became 30 @ 50, no fill at the split, the orders followed.
+    assert [(f.bar, f.side, f.quantity, f.price) for f in split.fills] == [(1, 1, 15.0, 100.0)]
+    executor_state = account(_ledger(split), _working(split), _brackets(split))
+    assert executor_state == {
+        "cash": 10_000 - 15 * 100 + 30 * 0.4,
+        "shares": 30.0,
+        "avg": 50.0,
+        "orders": [(6.0, 48.5), (10.0, 47.51)],
+        "bracket": [(45.0, 65.0)],
+    }
+    # Equity is continuous across the split; the dividend is the only change after it.
+    assert split.equity[2] == pytest.approx(split.equity[3]) == pytest.approx(10_000.0)
+    assert split.equity[4] - split.equity[3] == pytest.approx(30 * 0.4)
+    # The indicator's history has no gap at the split.
+    assert np.ptp(split.prepared["XYZ"]["close"][:4]) == 0.0
+
+
+def test_a_leftover_fraction_of_a_share_is_paid_as_cash() -> None:
+    """A 3:2 split of 15 whole shares gives 22 and half a share paid at the last close ÷ 1.5."""
+    result = backtest({"XYZ": table(1.5)}, {("XYZ", 0): [entry]}, NO_COSTS, symbol_rules=RULES,
+                      limits=NO_BREAKERS, actions=actions(1.5))  # fmt: skip
+    ledger = _ledger(result)
+    assert ledger.quantity("XYZ") == 22.0
+    assert ledger.cash == pytest.approx(10_000 - 1_500 + 0.5 * 100 / 1.5 + 22 * 0.4)
+
+
+def test_paper_replay_ends_in_the_backtests_account() -> None:
+    tested = backtest({"XYZ": table()}, PLAN, NO_COSTS, symbol_rules=RULES, limits=NO_BREAKERS,
+                      actions=actions(2.0))  # fmt: skip
+    venue = replay(table(), PLAN, None, RULES, actions(2.0))
+    fills = [(f.bar, f.side, f.quantity, f.price) for f in venue.sim.fills]
+    assert fills == [(f.bar, f.side, f.quantity, f.price) for f in tested.fills]
+    paper = account(venue.ledger, venue.sim.working, venue.sim.brackets)
+    assert paper == account(_ledger(tested), _working(tested), _brackets(tested))
+
+
+def _ledger(result):
+    return result.venue.ledger
+
+
+def _working(result):
+    return result.venue.working
+
+
+def _brackets(result):
+    return result.venue.brackets
+
+
+def _yahoo(path, closes: np.ndarray, splits: np.ndarray) -> None:
+    """A Yahoo daily export (Date, OHLC, Adj Close, Volume, Dividends, Stock Splits)."""
+    labels = xnys().labels
+    days = pd.to_datetime(labels[labels >= ms_utc("2024-01-02")][: len(closes)], unit="ms")
+    opens = np.r_[closes[0], closes[:-1]]
+    opens = np.where(splits > 0, opens / np.where(splits > 0, splits, 1), opens)
+    pd.DataFrame(
+        {
+            "Date": days.strftime("%Y-%m-%d"),
+            "Open": opens.round(2),
+            "High": (np.maximum(opens, closes) + 0.5).round(2),
+            "Low": (np.minimum(opens, closes) - 0.5).round(2),
+            "Close": closes.round(2),
+            "Adj Close": closes.round(2),
+            "Volume": 1_000_000,
+            "Dividends": 0.0,
+            "Stock Splits": splits,
+        }
+    ).to_csv(path, index=False)
+
+
+def ms_utc(day: str) -> int:
+    return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
+
+
+def test_cli_backtest_on_raw_prices_with_a_split_trades_as_on_continuous_prices(
+    cli, tmp_path
+) -> None:
+    """rsi_reversion on a file whose prices halve at a 2:1 split decides exactly as on the same
+    moves without the split, and its report names the split it applied."""
+    n, at = 80, 40
+    continuous = 100 + 8 * np.sin(np.arange(n) / 2.5)
+    raw = np.where(np.arange(n) >= at, continuous / 2, continuous)
+    splits = np.zeros(n)
+    splits[at] = 2.0
+    _yahoo(tmp_path / "raw.csv", raw, splits)
+    _yahoo(tmp_path / "flat.csv", continuous, np.zeros(n))
+    reports = {}
+    for name in ("raw", "flat"):
+        out = tmp_path / f"{name}.json"
+        result = cli("agent-backtest", "--strategy", "rsi_reversion", "--period", "3",
+                     "--data", str(tmp_path / f"{name}.csv"), "--symbol", "XYZ",
+                     "--json", str(out))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        reports[name] = (json.loads(out.read_text()), result.stderr)
+    (raw_report, raw_err), (flat_report, _) = reports["raw"], reports["flat"]
+    assert "1 split(s) and 0 dividend(s) from the file applied" in raw_err
+    assert raw_report["config"]["corporate_actions"]["splits"] == 1
+    assert "corporate_actions" not in flat_report["config"]
+    raw_fills = [(f["time"], f["side"]) for f in raw_report["fills"]]
+    assert len(raw_fills) >= 4
+    assert raw_fills == [(f["time"], f["side"]) for f in flat_report["fills"]]

@@ -1,0 +1,1 @@
+"""Alpaca: US-equity market data (the iex feed by default) and, later, paper trading."""
