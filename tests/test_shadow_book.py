@@ -31,6 +31,7 @@ def _fills(cli, account: str) -> list[tuple[Any, ...]]:
     return [tuple(row[f] for f in FILL_FIELDS) for row in json.loads(result.stdout)]
 
 
+@pytest.mark.slow
 def test_the_shadow_fills_like_a_backtest_and_the_agent_trades_as_without_it(
     cli, tmp_path: Path, bars_csv: Path
 ) -> None:
