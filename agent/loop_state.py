@@ -126,6 +126,7 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
     return {
         "account": account,
         "mode": state.mode,
+        "strategy": state.strategy,
         "status": status,
         "stop_reason": state.stop_reason,
         "last_bar": None if last is None else iso_ms(last),

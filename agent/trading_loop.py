@@ -120,9 +120,13 @@ class TradingLoop:
         interval: str = "1m",
         hours: TradingHours | None = None,
         actions: CorporateActions | None = None,
+        shadow: TradingLoop | None = None,
+        collect: bool = True,
     ) -> None:
         self.account = account
         self.actions = actions or CorporateActions({})  # indicators read adjusted prices
+        # A shadow book (agent.shadow_book): a second loop, stepped by this one on each bar.
+        self.shadow = shadow
         self.interval = interval  # the feed's bars: 1m from an exchange, a user's file its own
         self.symbols = list(symbols)
         self.store = store
@@ -199,6 +203,7 @@ class TradingLoop:
         )
         self.interventions = Catchup(store, self.scope)  # a person's resume or reset
         self.realtime = realtime  # a live feed: its bars are kept in the store as they close
+        self.collect = collect  # a shadow's bars are the main loop's, kept once
         self.exchange = exchange  # whose bars they are, in the store
         self.books = books
         self.records: dict[str, DecisionRecord] = {}  # this bar's, saved with its commit
@@ -284,7 +289,11 @@ class TradingLoop:
     # -- one bar -----------------------------------------------------------------------------
 
     def step(self, open_time: int, bars: Mapping[str, Bar]) -> None:
-        """One minute of every symbol through the runner, then one commit."""
+        """One minute of every symbol through the runner, then one commit. A shadow steps and
+        commits first: after a kill between the two commits, the restart steps this bar again
+        here, and the shadow, which has it, only adds it to its feed."""
+        if self.shadow is not None:
+            self.shadow.step(open_time, bars)
         started = time.perf_counter()
         close_time = max(b.close_time for b in bars.values())
         newest = int(self.feed.view().open_time[-1]) if len(self.feed) else None
@@ -296,8 +305,10 @@ class TradingLoop:
         else:
             index = self.feed.append(open_time, close_time, bars)
         self.runner.extend(self.feed.view())
+        if self.last_open_time is not None and open_time <= self.last_open_time:
+            return  # committed already (only a shadow sees such a bar; see above)
         self.now_ms = close_time
-        if self.realtime:
+        if self.realtime and self.collect:
             self._collect(bars)
         self.interventions.apply_to(self.desk)
         self._kill_switch(close_time)
@@ -453,6 +464,8 @@ class TradingLoop:
         """Record why the loop stopped; the last committed bar is where a restart resumes."""
         self.state = self.state.model_copy(update={"status": status, "stop_reason": reason})
         self._commit(self.now_ms)
+        if self.shadow is not None:
+            self.shadow.finish(status, reason)
         log.info("loop %s: %s", status, reason, extra={"account": self.account})
 
     # -- the event loop ----------------------------------------------------------------------

@@ -46,6 +46,7 @@ from agent.notify import Courier, channels_from
 from agent.offline import OfflineModel
 from agent.records import load_decisions, save_decisions
 from agent.report import DecisionRow, agent_report, agent_run_id, run_stats
+from agent.shadow_book import shadow_account, side_by_side_lines, with_shadow
 from agent.strategy import AgentParams, AgentStrategy
 from agent.trade_ledger import account_ledger
 from arbitrage.book_feeds import live_books
@@ -729,6 +730,13 @@ def loop_markdown(store: Store, settings: Settings, account: str | None) -> str:
     lines.append("**Limits in force**\n" + "\n".join(f"- {x}" for x in st["limits_text"]))
     if st["interventions"]:
         lines.append("**Record**\n" + "\n".join(f"- {x}" for x in st["interventions"]))
+    shadow = with_shadow(store, st, settings)["shadow"]
+    if shadow is not None:
+        table = side_by_side_lines(st, shadow)
+        lines.append(
+            "**Shadow book** (the same bars through the same gate: what the model adds)\n"
+            "```\n" + "\n".join(table) + "\n```"
+        )
     return "\n\n".join(lines)
 
 
@@ -741,11 +749,13 @@ def fills_frame(store: Store, account: str | None, limit: int = 50) -> pd.DataFr
 
 
 def loop_equity_figure(store: Store, account: str | None) -> go.Figure:
-    points = load_equity(store, account) if account else []
     fig = go.Figure()
-    if points:
-        times = pd.to_datetime([t for t, _, _ in points], unit="ms", utc=True)
-        fig.add_trace(go.Scatter(x=times, y=[e for _, e, _ in points], name="Equity [$]"))
+    shadow = shadow_account(account) if account else None
+    for name, label in ((account, "Equity [$]"), (shadow, "Shadow equity [$]")):
+        points = load_equity(store, name) if name else []
+        if points:
+            times = pd.to_datetime([t for t, _, _ in points], unit="ms", utc=True)
+            fig.add_trace(go.Scatter(x=times, y=[e for _, e, _ in points], name=label))
     fig.update_layout(
         height=320, margin={"l": 40, "r": 20, "t": 30, "b": 30}, title="Loop equity [$]"
     )

@@ -1,6 +1,6 @@
-"""The veto ledger outside the backtest: `agent-trade --shadow` runs the model and the gate and
-records decisions and would-be fills without placing anything, and `agent-trade ledger` prices
-the account's vetoed and clamped decisions from the bars after them."""
+"""The veto ledger outside the backtest: a paper loop records what the gate blocked with each
+decision, and `agent-trade ledger` prices the account's vetoed and clamped decisions from the
+bars after them."""
 
 from __future__ import annotations
 
@@ -34,26 +34,21 @@ def by_hand(records: list, horizon_min: int) -> dict[str, float]:
     return {code: round(value, 2) for code, value in saved.items()}
 
 
-def test_a_shadow_run_places_nothing_and_its_ledger_is_priced_by_hand(
-    cli, offline_env: dict[str, str]
-) -> None:
-    run = cli("agent-trade", "--shadow", *RUN)
+def test_a_paper_loops_ledger_is_priced_by_hand(cli, offline_env: dict[str, str]) -> None:
+    run = cli("agent-trade", *RUN)
     assert run.returncode == 0, run.stderr
-    assert "orders: none placed (shadow)" in run.stderr
 
-    status = json.loads(cli("agent-trade", "status", "--account", "paper-shadow", "--json").stdout)
-    assert status["mode"] == "shadow" and status["fills"] > 0  # fills the paper model would give
+    status = json.loads(cli("agent-trade", "status", "--json").stdout)
+    assert status["mode"] == "paper" and status["fills"] > 0
     assert status["decisions"] == 40
-    paper = cli("agent-trade", "status")
-    assert paper.returncode == 2, "nothing was placed on the paper account"
 
-    ledger = cli("agent-trade", "ledger", "--account", "paper-shadow", "--json")
+    ledger = cli("agent-trade", "ledger", "--json")
     assert ledger.returncode == 0, ledger.stderr
     shown = json.loads(ledger.stdout)
     assert shown["horizons"] == ["15m", "1h", "4h"]
 
     store = open_store(f"sqlite:///{Path(offline_env['AGENT_DATA_DIR']) / 'agent.db'}")
-    blocked = [r for r in load_decisions(store, loop_run_id("paper-shadow")) if r.blocked]
+    blocked = [r for r in load_decisions(store, loop_run_id("paper")) if r.blocked]
     assert blocked, "the offline model's entries are clamped by confidence"
     # The paper fill model's costs: 10 bps fee plus 2 bps slippage on each side.
     assert all(r.blocked["cost"] == pytest.approx(0.0012) for r in blocked)
@@ -61,25 +56,23 @@ def test_a_shadow_run_places_nothing_and_its_ledger_is_priced_by_hand(
         found = {code: e["saved_usd"][horizon] for code, e in shown["by_code"].items()}
         assert found == pytest.approx(by_hand(blocked, minutes), abs=0.011)
 
-    table = cli("agent-trade", "ledger", "--account", "paper-shadow")
+    table = cli("agent-trade", "ledger")
     assert "veto ledger" in table.stdout and "CONFIDENCE_SCALED" in table.stdout
 
     env = {"AGENT_SCORECARD__LEDGER_HORIZONS": "30m,2h"}
-    other = cli("agent-trade", "ledger", "--account", "paper-shadow", "--json", env=env)
+    other = cli("agent-trade", "ledger", "--json", env=env)
     assert json.loads(other.stdout)["horizons"] == ["30m", "2h"]
 
 
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [
-        (("--shadow", "--mode", "live"), {}, "--shadow places no orders, so --mode live"),
-        (("status", "--shadow"), {}, "--shadow is for running the loop"),
         (("ledger",), {"AGENT_SCORECARD__LEDGER_HORIZONS": "15x"}, "scorecard.ledger_horizons"),
         (("ledger",), {"AGENT_SCORECARD__LEDGER_HORIZONS": "1h,60m"}, "the same horizon twice"),
         (("ledger", "--account", "nobody"), {}, "nobody"),
     ],
 )
-def test_senseless_shadow_and_ledger_requests_exit_2(
+def test_senseless_ledger_requests_exit_2(
     cli, args: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:
     result = cli("agent-trade", *args, env=env)

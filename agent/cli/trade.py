@@ -55,6 +55,13 @@ from agent.loop_state import (
     halt_account,
     kill_switch_path,
 )
+from agent.shadow_book import (
+    shadow_account,
+    shadow_strategy,
+    side_by_side_lines,
+    strategy_label,
+    with_shadow,
+)
 from backtest.config import BacktestConfig
 from config import Settings
 from config.settings import TradingSettings
@@ -97,8 +104,7 @@ DEFAULT_REASONS = {
     "reset-drawdown": "drawdown accepted by a person",
 }
 AGENT = "agent"
-SHADOW = "shadow"  # the account mode of a --shadow run: paper fills, nothing placed
-PAPER_FILLS = ("paper", SHADOW)
+PAPER = "paper"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,9 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument("--mode", help="paper, testnet or live (setting trading.mode: paper)")
     loop.add_argument(
         "--shadow",
-        action="store_true",
-        help="run the model and the gate and record the decisions and the fills the paper fill "
-        "model would give, placing nothing (account <trading.account>-shadow by default)",
+        metavar="STRATEGY",
+        help="also run this rule strategy (default parameters) through the same gate on the same "
+        "bars, into the paper account <account>-shadow, to compare with",
     )
     loop.add_argument("--cash", type=float, help="a new account's USDT (setting trading.cash)")
     loop.add_argument("--max-bars", type=int, help="stop after this many bars")
@@ -197,25 +203,17 @@ def _speed(raw: str) -> float:
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    """Settings with the flags on top; the account is the flag's, else `trading.account`
-    (with `-shadow` after it for a --shadow run, so a shadow never trades the paper account)."""
+    """Settings with the flags on top; the account is the flag's, else `trading.account`."""
     settings = settings_from(args, **extra)
-    default = settings.trading.account + ("-shadow" if args.shadow else "")
-    args.account = args.account or default
+    args.account = args.account or settings.trading.account
     return settings
 
 
 def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
     from execution.venues import check_live_allowed
 
-    if args.shadow and args.mode is not None:
-        raise UserError(
-            f"--shadow places no orders, so --mode {args.mode} cannot apply: a shadow run "
-            "records its would-be fills on the paper fill model, whatever the feed"
-        )
-    args.mode = SHADOW if args.shadow else args.mode or trading.mode
-    if not args.shadow:
-        check_live_allowed(args.mode, os.environ)
+    args.mode = args.mode or trading.mode
+    check_live_allowed(args.mode, os.environ)
     args.cash = trading.cash if args.cash is None else args.cash
     args.symbol = args.symbol or ",".join(trading.symbols)
     if args.mode == "live" and (loose := loose_env_file()):
@@ -232,7 +230,7 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
         raise UserError(f"invalid --fee-bps {args.fee_bps:g}: a fee cannot be negative")
     if args.data is not None and args.feed != "replay":
         raise UserError("--data is replayed: it needs --feed replay")
-    if args.mode not in PAPER_FILLS:
+    if args.mode != PAPER:
         given = [f for f in ("fee_bps", "slippage_bps") if getattr(args, f) is not None]
         if given:
             raise UserError(
@@ -508,8 +506,7 @@ def _strategy(
         cls, params = _strategy_params(args)
         assert cls is not None
         strategy = _build_strategy(cls, params)
-        values = " ".join(f"{k}={v}" for k, v in strategy.params.model_dump().items())
-        return strategy, f"{cls.name} {values}".strip(), None
+        return strategy, strategy_label(strategy), None
     given = _param_flags_given(args)
     if given:
         raise UserError(f"--{given[0].replace('_', '-')} does not apply to the agent")
@@ -579,6 +576,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
 
     settings = _settings(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
     _check_run_args(args, settings.trading)
+    rule = None if args.shadow is None else shadow_strategy(args.shadow)
     stocks = _stock_symbols(args)
     symbols = stocks or _symbols(args.symbol)
     interval = SAMPLE_INTERVAL if stocks is None else sniff_interval(args.data)
@@ -614,7 +612,8 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = settings.risk
-    if args.mode not in PAPER_FILLS:
+    paper_limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
+    if args.mode != PAPER:
         exchange = "bybit" if args.feed == "bybit" else "binance"
         rules, venue = signed_venue(
             exchange, settings, args.mode, symbols, store, args.account, notify
@@ -631,7 +630,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
             rules = _rules(symbols, [], venue_rules(settings, store, symbols, notify))
         if args.feed == "bybit":
             rules = exchange_rules
-        limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
+        limits = paper_limits
     # Depth streams feed the gate's spread check and paper slippage: every symbol on Binance,
     # the symbols with a real depth capture in a replay of the sample, none for a user's file.
     depth = symbols if replay is None else [s for s in symbols if s in DEPTH_SAMPLE_SYMBOLS]
@@ -641,12 +640,13 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     books = Books(None if args.feed == "bybit" else snapshots) if depth else None
     if depth:
         notify(f"order book: {', '.join(depth)} from the depth stream (spread check, slippage)")
-    if args.mode in PAPER_FILLS:
-        walks = {s: BookWalk(s, books, fills.slippage) for s in depth} if books else {}
-        fees = fills.fees if stocks is None else settings.equity.fees
-        venue = paper_venue(
-            rules, fees=fees, slippage=fills.slippage, symbol_slippage=walks, actions=actions
-        )
+    walks = {s: BookWalk(s, books, fills.slippage) for s in depth} if books else {}
+    fees = fills.fees if stocks is None else settings.equity.fees
+    paper = paper_venue(
+        rules, fees=fees, slippage=fills.slippage, symbol_slippage=walks, actions=actions
+    )
+    if args.mode == PAPER:
+        venue = paper
 
     strategy, label, model = _strategy(args, settings, rules, limits, symbols, hours)
     profile = trading_profile(symbols, label, model, args.decide_every, limits, fills)
@@ -666,6 +666,34 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     bar = _ProgressBar(total)
     observers.append(bar)
     kill_file = kill_switch_path(settings.data_dir, args.account)
+    shared_terms = {
+        "realtime": args.feed != "replay",
+        "exchange": "bybit" if args.feed == "bybit" else "binance",
+        "bar_every_ms": MINUTE_MS if args.feed != "replay" else int(MINUTE_MS / args.speed),
+        "interval": interval,
+        "hours": hours,
+        "actions": actions,
+    }
+    shadow = None
+    if rule is not None:
+        shadow = TradingLoop(
+            account=shadow_account(args.account),
+            symbols=symbols,
+            store=store,
+            strategy=rule,
+            strategy_label=strategy_label(rule),
+            rules=rules,
+            history=history,
+            cash=args.cash,
+            kill_switch=kill_switch_path(settings.data_dir, shadow_account(args.account)),
+            limits=paper_limits,
+            sizing=Sizing(),  # the strategy's defaults, as agent-backtest sizes it
+            mode=PAPER,
+            venue=paper,
+            books=books,
+            collect=False,
+            **shared_terms,
+        )
     loop = TradingLoop(
         account=args.account,
         symbols=symbols,
@@ -687,26 +715,24 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         mode=args.mode,
         venue=venue,
         books=books,
-        realtime=args.feed != "replay",
-        exchange="bybit" if args.feed == "bybit" else "binance",
-        bar_every_ms=MINUTE_MS if args.feed != "replay" else int(MINUTE_MS / args.speed),
-        interval=interval,
-        hours=hours,
-        actions=actions,
+        shadow=shadow,
+        **shared_terms,
     )
     if loop.last_open_time is not None:
         notify(f"resuming account {args.account!r} after the bar of {iso_ms(loop.last_open_time)}")
     notify(f"strategy: {label}")
-    if args.mode == "paper":
+    if shadow is not None:
+        since = shadow.last_open_time
+        notify(
+            f"shadow: {shadow.state.strategy} on paper account {shadow.account!r}, the same bars "
+            "through the same gate"
+            + ("" if since is None else f" (resuming after the bar of {iso_ms(since)})")
+        )
+    if args.mode == PAPER:
         record_paper_profile(
             store, args.account, profile, args.feed, loop.last_open_time, int(time.time() * 1000)
         )
         notify("orders: a paper account filled by the backtest's fill model (nothing is sent)")
-    elif args.mode == SHADOW:
-        notify(
-            f"orders: none placed (shadow): account {args.account!r} records the decisions and "
-            "the fills the paper fill model would give"
-        )
     else:
         reconcile(loop.venue, args.mode, args.account)  # type: ignore[arg-type]
         exchange = loop.venue.exchange  # type: ignore[attr-defined]
@@ -730,7 +756,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except Exception as exc:  # unattended: say why it stopped, where `status` will show it
             return prepared.failed(exc)
     prepared.finish(reason)
-    _print_status(account_status(prepared.store, args.account, prepared.settings))
+    store, settings = prepared.store, prepared.settings
+    _print_status(with_shadow(store, account_status(store, args.account, settings), settings))
     return 0
 
 
@@ -800,17 +827,18 @@ def _print_status(status: dict[str, Any]) -> None:
     if key := status["key_permissions"]:
         venue = "Bybit " if key["exchange"] == "bybit" else ""
         lines.append(f"key       {venue}{key['summary']} (checked {key['checked']})")
-    if status["mode"] == SHADOW:
-        lines.append("orders    none placed: a shadow account; its fills are what paper would fill")
     lines.append(f"error     {status['last_error'] or 'none'}")
+    shadow = status.get("shadow")
+    if shadow is not None:
+        lines.append("shadow    the same bars through the same gate (what the model adds):")
+        lines += [f"          {line}" for line in side_by_side_lines(status, shadow)]
     print("\n".join(lines))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    status = account_status(
-        open_store(settings.resolved_database_url, settings.timescaledb), args.account, settings
-    )
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
+    status = with_shadow(store, account_status(store, args.account, settings), settings)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -895,8 +923,8 @@ def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.shadow and args.command != "run":
         raise UserError(
-            f"--shadow is for running the loop; `agent-trade {args.command} --account NAME` "
-            "reads a shadow account like any other"
+            f"--shadow is for running the loop; `agent-trade {args.command} --account "
+            "NAME-shadow` reads a shadow account like any other"
         )
     if args.command == "status":
         return _cmd_status(args)
