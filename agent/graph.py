@@ -129,7 +129,7 @@ def agent_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
         }
     messages = [{"role": "system", "content": deps.system_prompt}, *state["messages"]]
     form = deps.model.decision_format if state["mode"] == "decide" else "tools"
-    schemas, options = request_shape(form, deps.tools)
+    schemas, options = request_shape(form, deps.tools, state["symbol"])
     key = deps.model.cache_key(messages, schemas, deps.prompt_version, options)
     update: dict[str, Any] = {"steps": steps + 1}
     if not state.get("inputs_sha256"):
@@ -182,13 +182,14 @@ def agent_node(state: AgentState, runtime: Runtime[AgentDeps]) -> dict[str, Any]
 
 
 def request_shape(
-    form: DecisionFormat, tools: ToolRegistry
+    form: DecisionFormat, tools: ToolRegistry, symbol: str
 ) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
     """The tools and extra request fields for a decision format: json_schema asks for
     submit_signal's arguments as the whole reply (the snapshot is in the prompt, so no tool is
-    needed); required forces some tool call; tools leaves the choice to the model."""
+    needed) about the decision's symbol; required forces some tool call; tools leaves the
+    choice to the model."""
     if form == "json_schema":
-        return None, signal_response_format(tools)
+        return None, signal_response_format(tools, [symbol])
     schemas = tools.schemas()
     return schemas, ({"tool_choice": "required"} if form == "required" else {})
 

@@ -303,16 +303,17 @@ def agent_report(
     notes: list[str],
     window: dict[str, Any] | None = None,
     horizons_min: Sequence[int] = HORIZONS_MIN,
+    ruled: Mapping[str, BacktestResult] | None = None,
 ) -> tuple[BacktestReport, list[DecisionRecord], AgentSection]:
     """The finished run as `agent-backtest` and the UI report it: the classic report with the
     agent section, the scorecard (baselines through the same gate, intervals, the veto ledger,
-    calibration) and the decisions to store."""
+    calibration) and the decisions to store. `ruled`: the rule baselines, if already run."""
     del config  # the scorecard replays the run's own config, held in `result`
     records = finalize_records(strategy, result)
     report = build_report(result, notes, rules, window)
     section = agent_section(strategy, records, result, model, {})
     cost, why = llm_cost(model, section.llm["cost_usd"])
-    card = scorecard(result, rules, stated(records), cost, why, horizons_min)
+    card = scorecard(result, rules, stated(records), cost, why, horizons_min, ruled)
     section = section.model_copy(update={"baselines": baselines(card)})
     update = {"agent": section.model_dump(mode="json"), "scorecard": card.model_dump(mode="json")}
     return report.model_copy(update=update), records, section

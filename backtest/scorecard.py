@@ -31,11 +31,15 @@ from backtest.bootstrap import (
     total_return,
 )
 from backtest.calibration import Calibration, Stated, calibration
+from backtest.config import BacktestConfig
 from backtest.engine import BacktestResult, run_backtest
 from backtest.metrics import equity_metrics
 from backtest.strategies import STRATEGIES
 from backtest.veto_ledger import HORIZONS_MIN, VetoLedger, veto_ledger
+from execution.feed import BarArrays
 from market.models import SymbolRules, interval_ms
+from risk.limits import RiskLimits
+from runtime.hours import TradingHours
 from runtime.strategy import Strategy
 
 SEEDS = (1, 2, 3, 4, 5)
@@ -97,16 +101,18 @@ def scorecard(
     llm_cost_usd: float | None,
     llm_cost_na: str | None = None,
     horizons_min: Sequence[int] = HORIZONS_MIN,
+    ruled: Mapping[str, BacktestResult] | None = None,
 ) -> Scorecard:
-    """`result` is the agent's run; every baseline replays its bars, config and limits."""
+    """`result` is the agent's run; every baseline replays its bars, config and limits.
+    `ruled` is `rule_runs` of the same, when the caller ran them while the model decided."""
     shape = shape_of(result)
     start = result.strategy.warmup
     same = {"rules": rules, "config": result.config, "limits": result.limits}
-    runs: dict[str, BacktestResult] = {
-        "buy_and_hold": _run(result, BuyAndHold(BuyAndHoldParams(start=start), len(rules)), same)
-    }
-    for name, cls in STRATEGIES.items():
-        runs[name] = _run(result, cls(cls.Params()), same)
+    runs = dict(
+        ruled
+        if ruled is not None
+        else rule_runs(result.bars, rules, result.config, result.limits, result.hours, start)
+    )
     randoms = [
         _run(
             result,
@@ -152,6 +158,28 @@ def scorecard(
         llm_cost_usd=llm_cost_usd,
         llm_cost_na=llm_cost_na,
     )
+
+
+def rule_runs(
+    bars: BarArrays,
+    rules: Mapping[str, SymbolRules],
+    config: BacktestConfig,
+    limits: RiskLimits,
+    hours: TradingHours | None,
+    start: int,
+) -> dict[str, BacktestResult]:
+    """Buy-and-hold and the rule strategies need the bars, not the agent's run, so an LLM
+    backtest can run them while it waits on the model (only the random baseline, matched to the
+    agent's trades, must wait for the run)."""
+    same: dict[str, Any] = {"limits": limits, "hours": hours}
+    runs = {
+        "buy_and_hold": run_backtest(
+            bars, BuyAndHold(BuyAndHoldParams(start=start), len(rules)), rules, config, **same
+        )
+    }
+    for name, cls in STRATEGIES.items():
+        runs[name] = run_backtest(bars, cls(cls.Params()), rules, config, **same)
+    return runs
 
 
 def _run(like: BacktestResult, strategy: Strategy, same: dict[str, Any]) -> BacktestResult:

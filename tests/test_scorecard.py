@@ -24,7 +24,7 @@ from backtest.calibration import Stated, calibration
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.deflated import deflated_sharpe
-from backtest.scorecard import scorecard
+from backtest.scorecard import rule_runs, scorecard
 from execution.fees import FeeSchedule
 from market.sample import load_sample
 from risk.limits import RiskLimits
@@ -101,6 +101,11 @@ def test_the_random_baseline_is_seeded_matched_and_gated() -> None:
     assert len({f.return_pct for f in random.per_seed}) > 1  # the seeds pick different bars
     again = scorecard(agent, {"BTCUSDT": rules()}, [], 0.0).baselines["random_entry"]
     assert again == random  # reproducible by seed
+    # agent-backtest runs the rule baselines from the bars alone while the model decides:
+    # the same card as running them after.
+    ahead = rule_runs(bars, {"BTCUSDT": rules()}, FEES, RiskLimits(), None, agent.strategy.warmup)
+    early = scorecard(agent, {"BTCUSDT": rules()}, [], 0.0, ruled=ahead)
+    assert early.model_dump_json() == card.model_dump_json()
 
     params = RandomEntryParams(
         seed=1, entries={"BTCUSDT": 4}, hold_bars=30, source=SignalSource.STRATEGY

@@ -138,7 +138,11 @@ def test_a_json_schema_decision_is_one_call_constrained_to_submit_signal(
     (request,) = [r.body for r in server.requests]
     assert "tools" not in request
     schema = request["response_format"]["json_schema"]
-    assert schema["name"] == SUBMIT_SIGNAL and "action" in schema["schema"]["properties"]
+    assert schema["name"] == SUBMIT_SIGNAL
+    # The grammar can only write the decision's own symbol and a known action.
+    properties = schema["schema"]["properties"]
+    assert properties["symbol"]["enum"] == ["BTCUSDT"]
+    assert properties["action"]["enum"] == ["buy", "sell", "close", "hold"]
     assert "Snapshot: {" in request["messages"][1]["content"]  # the market is in the prompt
     assert state["signal"]["action"] == "buy" and state["signal"]["size_pct"] == 0.1
     assert state["record"]["outcome"] == "signal"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rich.console import Console
@@ -32,6 +33,7 @@ from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.report import iso
 from backtest.runs import save_run
+from backtest.scorecard import rule_runs
 from backtest.sweep import SweepData
 from backtest.terminal import render, render_scorecard
 from config import Settings
@@ -146,7 +148,19 @@ def run_agent_backtest(
         check_cost(args, model, settings, planned, samples=params.samples)
         if other is not None:
             check_cost(args, other, settings, planned, samples=params.samples)
-        result = _with_progress(strategy, model, planned, data, config)
+        # The rule baselines need only the bars: they run while the model is being waited on.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as ahead:
+            rules_run = ahead.submit(
+                rule_runs,
+                data.bars,
+                data.rules,
+                config,
+                strategy.limits,
+                data.hours,
+                strategy.warmup,
+            )
+            result = _with_progress(strategy, model, planned, data, config)
+            ruled = rules_run.result()
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)
             raise UserError(
@@ -163,6 +177,7 @@ def run_agent_backtest(
             notes,
             window.model_dump(),
             settings.scorecard.ledger_minutes,
+            ruled,
         )
         if variant is not None and other is not None:
             paired = compare(variant, other, strategy, result, records, model, data)
