@@ -512,15 +512,25 @@ def test_testnet_mode_sends_the_approved_chat_orders_to_the_exchange(testnet: An
     assert exchange.orders == []  # nothing is sent before a person approves
     executed = [u["execution"] for n, u in chat.resume("t", True, "me") if n == "execute"]
     assert [e["status"] for e in executed] == ["filled"]
-    (sent,) = exchange.orders
+    sent, *protection = exchange.orders
     assert sent["clientOrderId"] == executed[0]["client_order_id"] and sent["side"] == "BUY"
+    # The proposal's stop and target now rest at the exchange as one OCO, holding the coins.
+    assert [(o["type"], o["side"]) for o in protection] == [
+        ("STOP_LOSS_LIMIT", "SELL"),
+        ("LIMIT_MAKER", "SELL"),
+    ]
     (held,) = chat.desk.venue.ledger.held()
-    assert held[1] == pytest.approx(float(exchange.balance("BTC")[0]))  # less the BTC fee
+    assert held[1] == pytest.approx(float(sum(exchange.balance("BTC"))))  # less the BTC fee
 
     _turn(chat, "t2", "sell BTC")
     for _ in chat.resume("t2", True, "me"):
         pass
-    assert [o["side"] for o in exchange.orders] == ["BUY", "SELL"]
+    assert [(o["type"], o["side"], o["status"]) for o in exchange.orders] == [
+        ("MARKET", "BUY", "FILLED"),
+        ("STOP_LOSS_LIMIT", "SELL", "CANCELED"),  # our own exit cancels the protection first
+        ("LIMIT_MAKER", "SELL", "CANCELED"),
+        ("MARKET", "SELL", "FILLED"),
+    ]
     assert chat.desk.venue.ledger.cash == pytest.approx(float(exchange.balance("USDT")[0]))
     dust = chat.desk.venue.ledger.quantity("BTCUSDT")  # the buy's fee was taken in BTC
     assert dust == pytest.approx(float(exchange.balance("BTC")[0]))
