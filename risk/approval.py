@@ -1,4 +1,4 @@
-"""The approval seal: an HMAC with a per-process key, and one mint the gate claims at import,
+"""The approval seal: a MAC with a per-process key, and one mint the gate claims at import,
 so only the gate can make an ApprovedOrder that executors accept."""
 
 from __future__ import annotations
@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from operator import itemgetter
 from typing import Any
 
 from risk.models import ApprovedOrder
+from risk.trusted import trusted
 
 _KEY = secrets.token_bytes(32)
 _CLIENT_ID_PREFIX = "agt-"
@@ -26,22 +28,25 @@ def client_order_id(decision_id: str, leg: str = "entry") -> str:
 
 _SEALED = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
 """Every field but the seal itself, in a fixed order."""
+_pick_sealed = itemgetter(*_SEALED)
 
 
 def _digest(fields: dict[str, Any]) -> str:
-    """HMAC of the sealed fields' text in a fixed order; the repr of a list keeps the encoding
-    unambiguous (quoted strings, None apart from "None") without formatting each field."""
-    canonical = repr([None if (value := fields[name]) is None else str(value) for name in _SEALED])
-    return hmac.new(_KEY, canonical.encode(), hashlib.sha256).hexdigest()
+    """A keyed BLAKE2b MAC of the sealed fields' text in a fixed order (a third of an HMAC's
+    cost); the repr of a list keeps the encoding unambiguous (quoted strings, None apart from
+    "None") without formatting each field."""
+    canonical = repr([None if value is None else str(value) for value in _pick_sealed(fields)])
+    return hashlib.blake2b(canonical.encode(), key=_KEY, digest_size=32).hexdigest()
 
 
 class _Mint:
     """Seals orders. There is one, and `claim_mint` hands it to the gate alone."""
 
     def __call__(self, **fields: Any) -> ApprovedOrder:
-        """Validation keeps the arguments as they are (the gate passes the exact types), so
-        `verify_approved` on the order recomputes the same digest."""
-        return ApprovedOrder(**fields, seal=_digest(fields))
+        """The gate passes every field in order and of its exact type, so the order is built
+        without re-validation and `verify_approved` recomputes the same digest."""
+        fields["seal"] = _digest(fields)
+        return trusted(ApprovedOrder, fields)
 
 
 _unclaimed: list[_Mint] = [_Mint()]

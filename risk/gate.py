@@ -37,6 +37,7 @@ from risk.sizing import (
     risk_quantity,
 )
 from risk.state import RiskState, on_order, refresh
+from risk.trusted import trusted
 
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
@@ -44,7 +45,7 @@ _ONE = Decimal(1)
 _LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
-_TRAIL_FIELDS = ("trailing_stop_pct", "trailing_stop_atr")
+_SIZE_FIELDS = ("quantity", "size_pct", "trailing_stop_pct", "trailing_stop_atr")
 
 
 _MINT = claim_mint()
@@ -58,8 +59,12 @@ def _reason(code: ReasonCode, message: str) -> Reason:
     return _validate_reason({"code": code, "message": message})
 
 
+def _vetoed(reasons: list[Reason]) -> Vetoed:
+    return trusted(Vetoed, {"kind": "vetoed", "reasons": reasons})
+
+
 def _veto(code: ReasonCode, message: str) -> Vetoed:
-    return Vetoed(reasons=[_reason(code, message)])
+    return _vetoed([_reason(code, message)])
 
 
 @lru_cache(maxsize=64)
@@ -82,16 +87,16 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
     problems: list[str] = []
     if not signal.decision_id.strip():
         problems.append("decision_id is empty")
-    for name in ("quantity", "size_pct", *_TRAIL_FIELDS):
-        value = getattr(signal, name)
+    sizes = signal.quantity, signal.size_pct, signal.trailing_stop_pct, signal.trailing_stop_atr
+    for name, value in zip(_SIZE_FIELDS, sizes, strict=True):
         if value is not None and not _positive(value):
             problems.append(f"{name} {value} is not a positive finite number")
     if not 0.0 <= signal.confidence <= 1.0:
         problems.append(f"confidence {signal.confidence} is not within [0, 1]")
     if signal.agreement is not None and not 0.0 < signal.agreement <= 1.0:
         problems.append(f"agreement {signal.agreement} is not within (0, 1]")
-    for name in _PRICE_FIELDS:
-        value = getattr(signal, name)
+    prices = signal.limit_price, signal.stop_price, signal.stop_loss, signal.take_profit
+    for name, value in zip(_PRICE_FIELDS, prices, strict=True):
         if value is not None and not _positive(value):
             problems.append(f"{name} {value} is not a positive finite price")
     if signal.trailing_stop_pct is not None and signal.trailing_stop_atr is not None:
@@ -117,7 +122,7 @@ def assess(
         return _veto(ReasonCode.HOLD, "the signal holds: no order")
     problems = _signal_problems(signal)
     if problems:
-        return Vetoed(reasons=problems)
+        return _vetoed(problems)
     rules = market.rules
     if signal.symbol != market.symbol or rules.symbol != signal.symbol:
         return _veto(
@@ -135,7 +140,7 @@ def assess(
         if lock.level is TradingState.HALTED and lock.active(now_ms)
     ]
     if halts and not (signal.protective and signal.action is SignalAction.CLOSE):
-        return Vetoed(reasons=halts)
+        return _vetoed(halts)
     position = portfolio.positions.get(signal.symbol)
     held = position.quantity if position is not None else 0.0
     if not math.isfinite(held):
@@ -157,7 +162,7 @@ def assess(
     fat = _fat_finger(signal, last, source)
     if held > 0 if side is Side.SELL else held < 0:
         if fat:
-            return Vetoed(reasons=fat)
+            return _vetoed(fat)
         return _exit(signal, portfolio, market, now_ms, limits, held, side)
     return _entry(signal, portfolio, market, now_ms, limits, source, state, held, fat)
 
@@ -268,7 +273,7 @@ def _entry(
     reasons = reasons + _entry_blocks(signal, portfolio, market, now_ms, limits, source, state)
     reasons += _position_rules(signal, portfolio, limits, source, held)
     if reasons:
-        return Vetoed(reasons=reasons)
+        return _vetoed(reasons)
 
     rules = market.rules
     adjustments: list[Reason] = []
@@ -718,4 +723,4 @@ def _finish(
         source=signal.source,
         created_ms=now_ms,
     )
-    return Approved(order=order, adjustments=adjustments)
+    return trusted(Approved, {"kind": "approved", "order": order, "adjustments": adjustments})

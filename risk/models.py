@@ -156,7 +156,7 @@ class Reason(BaseModel):
 
 
 class ApprovedOrder(BaseModel):
-    """An order the gate approved. Its seal is an HMAC only the gate can make, so executors
+    """An order the gate approved. Its seal is a MAC only the gate can make, so executors
     can refuse hand-built or altered orders (see `risk.approval.verify_approved`)."""
 
     model_config = ConfigDict(frozen=True)

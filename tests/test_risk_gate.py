@@ -471,6 +471,17 @@ def test_hand_made_and_altered_orders_are_refused() -> None:
         verify_approved(order.model_dump())
 
 
+def test_unvalidated_verdicts_equal_validated_ones_and_survive_a_round_trip() -> None:
+    """The gate builds its verdicts without re-validation; they must be the very models
+    validation would give, so records, reports and the seal see no difference."""
+    for verdict in (run(signal(quantity=0.1)), run(signal(quantity=-1))):
+        rebuilt = type(verdict).model_validate(verdict.model_dump())
+        assert rebuilt == verdict
+        assert rebuilt.model_dump_json() == verdict.model_dump_json()
+    order = approved(run(signal(quantity=0.1)))
+    assert verify_approved(ApprovedOrder.model_validate(order.model_dump())) == order
+
+
 def test_the_gate_is_deterministic() -> None:
     sig = signal(source=AI, confidence=0.9)
     assert run(sig) == run(sig)
