@@ -349,7 +349,12 @@ def _replay_plan(
             f"account {account!r} has already traded {what} (to "
             f"{iso_ms(end)} UTC): use a new --account, or `agent-trade status` to see it"
         )
-    history = {s: f[f["open_time"] < start].tail(DAY_BARS) for s, f in frames.items()}
+    # The day before the account's first bar, also after a restart: indicators that remember
+    # their whole input (RSI, ATR, EMAs) then read the same values as an uninterrupted run.
+    since = int(times.iloc[max(int((times < first).sum()) - DAY_BARS, 0)])
+    history = {
+        s: f[(f["open_time"] >= since) & (f["open_time"] < start)] for s, f in frames.items()
+    }
     return start, end, history
 
 
