@@ -433,6 +433,14 @@ def test_testnet_mode_needs_keys_and_refuses_a_shortaccount_record(cli) -> None:
 
 
 @pytest.mark.slow
+def test_sizing_by_agreement_is_refused_where_the_model_is_asked_once(cli) -> None:
+    refused = cli(
+        "agent-trade", *FAST, "--max-bars", "1", env={"AGENT_RISK__SIZE_BY_AGREEMENT": "true"}
+    )
+    assert refused.returncode == 2
+    assert "risk.size_by_agreement has nothing to act on in agent-trade" in refused.stderr
+
+
 def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env) -> None:
     """The order reached the exchange and filled, but the process died before the reply: the
     restart asks Binance about the written-ahead order instead of sending it again."""

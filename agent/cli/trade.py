@@ -581,6 +581,12 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
 
     settings = _settings(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
     _check_run_args(args, settings.trading)
+    if settings.risk.size_by_agreement:
+        raise UserError(
+            "risk.size_by_agreement has nothing to act on in agent-trade: the loop asks the "
+            "model once per decision, so there is no agreement (it applies to agent-backtest "
+            "--samples K)"
+        )
     rule = None if args.shadow is None else shadow_strategy(args.shadow)
     stocks = _stock_symbols(args)
     symbols = stocks or _symbols(args.symbol)
