@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+# Gradio reports usage to its makers unless told not to; a trading desk keeps quiet.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 import pandas as pd
@@ -50,7 +54,7 @@ from agent.shadow_book import shadow_account, side_by_side_lines, with_shadow
 from agent.strategy import AgentParams, AgentStrategy
 from agent.trade_ledger import account_ledger
 from arbitrage.book_feeds import live_books
-from arbitrage.spread import VenueBook
+from arbitrage.live_books import BackgroundBooks
 from backtest import run_backtest
 from backtest.data import to_bar_arrays
 from backtest.html import page
@@ -107,13 +111,15 @@ class ChatService:
     desk: ChatDesk
     source: ChatMarket
     settings: Settings
-    venue_books: Callable[[str], list[VenueBook]] | None = None  # both venues' live books
+    books: BackgroundBooks | None = None  # both venues' live books, followed until close()
 
     def __post_init__(self) -> None:
         self._conn = sqlite3.connect(self.checkpoints, check_same_thread=False)
         self.graph = build_graph(SqliteSaver(self._conn))
 
     def close(self) -> None:
+        if self.books is not None:
+            self.books.stop()
         self._conn.close()
 
     @property
@@ -144,7 +150,7 @@ class ChatService:
             view=desk.view,
             account=desk.book,
             loops=lambda account: loop_report(self.store, self.settings, account, desk.account),
-            venue_books=self.venue_books,
+            venue_books=self.books.venue_books if self.books else None,
         )
         return AgentDeps(
             model=self.model,
@@ -812,7 +818,7 @@ def build_app(
     books = live_books(settings, list(frames)) if source.live else None
     chat = ChatService(
         store, model, MarketData(frames, "1m"), threads, desk, source, settings,
-        venue_books=books.venue_books if books else None,
+        books=books,
     )  # fmt: skip
     reports_dir = settings.data_dir / "ui-reports"
     model_line = (

@@ -4,7 +4,9 @@ TimescaleDB when TEST_TIMESCALEDB_URL is set: CI sets both) and a runner for the
 from __future__ import annotations
 
 import compileall
+import ipaddress
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -23,6 +25,39 @@ BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 TIMESCALEDB_URL = os.environ.get("TEST_TIMESCALEDB_URL")
 _postgres_passed: list[str] = []
+
+
+# Test clients (gradio_client's Hugging Face headers) otherwise look things up on the internet.
+os.environ["HF_HUB_OFFLINE"] = "1"
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _is_loopback(host: object) -> bool:
+    if host in (None, "", "localhost", "0.0.0.0"):  # nosec B104 - a name check, nothing binds
+        return True
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reaches past the machine: a name other than loopback fails to resolve, as on a
+    machine with no network, and the test that tried fails naming the host (threads too)."""
+    tried: list[str] = []
+
+    def resolve(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not _is_loopback(host):
+            tried.append(str(host))
+            raise socket.gaierror(socket.EAI_NONAME, f"tests stay on loopback: {host}")
+        return _real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    yield
+    if tried:
+        pytest.fail(f"the test tried to reach beyond loopback: {sorted(set(tried))}")
 
 
 def schema_url(base: str) -> Iterator[str]:

@@ -205,6 +205,11 @@ def test_fills_and_a_halt_reach_the_notification_feed(desk_app: Any) -> None:
     assert "chat: HALTED" in watch.markdown() and "chat: bought" in watch.markdown()
 
 
+# The books' streams (Binance depth, Bybit) on a closed loopback port: they retry, never reach out.
+CLOSED_PORT_WS = "ws://127.0.0.1:9"
+CLOSED_BYBIT = {"base_url": "http://127.0.0.1:9", "stream_url": CLOSED_PORT_WS}
+
+
 @pytest.fixture
 def live_app(tmp_path: Path) -> Iterator[Any]:
     """The UI in-process on a loopback Binance whose last closed bar is the sample's 3001st;
@@ -212,7 +217,11 @@ def live_app(tmp_path: Path) -> Iterator[Any]:
     server = LoopbackBinance().start()
     btc = load_sample("BTCUSDT")
     clock = FixedClock(int(btc["close_time"].iloc[3000]) + 30_000)
-    settings = load_settings(data_dir=tmp_path / "data", binance={"base_url": server.base_url})
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        binance={"base_url": server.base_url, "stream_url": CLOSED_PORT_WS},
+        bybit=CLOSED_BYBIT,
+    )
     store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
     app = build_app(settings, store, model=OfflineModel(), clock=clock)
     app.store, app.settings, app.clock, app.btc = store, settings, clock, btc
@@ -487,7 +496,12 @@ def testnet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     btc = load_sample("BTCUSDT")
     settings = load_settings(
         data_dir=tmp_path / "data",
-        binance={"base_url": market.base_url, "trade_url": exchange.base_url},
+        binance={
+            "base_url": market.base_url,
+            "trade_url": exchange.base_url,
+            "stream_url": CLOSED_PORT_WS,
+        },
+        bybit=CLOSED_BYBIT,
     )
     store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
     clock = FixedClock(int(btc["close_time"].iloc[3000]) + 30_000)
