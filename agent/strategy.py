@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from agent.chain import DecisionChain
 from agent.decide import decide, decision_prompt_version, system_prompt
-from agent.graph import AgentDeps, AgentState, build_graph
+from agent.graph import AgentDeps, AgentState
 from agent.levels import with_levels
 from agent.model import ChatModel
 from agent.offline import OfflineModel
@@ -83,7 +84,7 @@ class AgentStrategy(Strategy):
         self.market_state = market_state  # US stocks: open or closed and the next open
         # The offline model is pure CPU under the GIL: threads would only add hand-offs.
         self.workers = 1 if isinstance(model, OfflineModel) else params.concurrency
-        self.graph = build_graph()
+        self.graph = DecisionChain()  # the graph's nodes, stepped without LangGraph
         # One registry for the run: its tool schemas are built once here, not on every decision.
         self.tools = decision_tools()
         self.tools.schemas()
