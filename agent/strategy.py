@@ -149,6 +149,12 @@ class AgentStrategy(Strategy):
         """Decisions the run will ask for (the last bar never decides: it could not fill)."""
         return int(self.schedule()[:-1].sum()) * len(self.market.symbols)
 
+    def first_decision(self) -> tuple[str, ToolEnv]:
+        """The run's first planned decision: its symbol and what its tools see (for the
+        pre-run estimate; the run must plan at least one decision)."""
+        now = int(self.close_time[:-1][self.schedule()[:-1]][0])
+        return self.market.symbols[0], self._env(now, None)
+
     def decide(self, ctx: Context) -> list[TradeSignal]:
         key = (ctx.symbol, ctx.time_ms)
         if not self.p.stateful and not self._precomputed:

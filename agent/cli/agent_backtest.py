@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +24,7 @@ from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
 from agent.compare import compare, open_variant, parse_variant, render_comparison
+from agent.estimate import PerDecision, estimate_line, from_history, from_request
 from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
@@ -41,11 +44,6 @@ from core.clock import SystemClock
 from core.errors import UserError
 from store import Store
 from tools import MarketData
-
-# For the pre-run estimate: a decision takes about three model calls (snapshot, risk, signal).
-CALLS_PER_DECISION = 3
-PROMPT_TOKENS_PER_CALL = 1_800
-COMPLETION_TOKENS_PER_CALL = 120
 
 
 def llm_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,27 +78,34 @@ def check_cost(
     model: ChatModel,
     settings: Settings,
     planned: int,
+    per_decision: Callable[[], PerDecision],
     period: str = "",
     samples: int = 1,
 ) -> None:
     """A paid model must not start spending unannounced: show the estimate, require consent.
     `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
-    each decision asks the model `samples` times."""
+    each decision asks the model `samples` times; `per_decision` is counted only when shown."""
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return
-    calls = planned * CALLS_PER_DECISION * samples
-    tokens = calls * (PROMPT_TOKENS_PER_CALL + COMPLETION_TOKENS_PER_CALL)
-    estimate = getattr(model, "estimate_cost", None)
-    cost = estimate(calls, PROMPT_TOKENS_PER_CALL, COMPLETION_TOKENS_PER_CALL) if estimate else 0.0
-    notify(
-        f"estimate: {planned:,} decisions{period}, up to ~{calls:,} calls and ~{tokens:,} tokens "
-        f"on {model.model}, ~${cost:.2f}{period} uncached (cached answers are free)"
-    )
+    notify(estimate_line(model, per_decision(), planned, samples, period))
     if not args.yes and args.budget_usd is None:
         raise UserError(
             "this run may spend money: pass --yes to accept the estimate, or --budget-usd X "
             "to stop cleanly once X USD is spent"
         )
+
+
+def _per_decision(
+    store: Store, model: ChatModel, settings: Settings, strategy: AgentStrategy
+) -> PerDecision:
+    """Past decisions of this model and prompt when the store has them, else this run's first."""
+    past = from_history(store, model, strategy.prompt_version)
+    if past is not None:
+        return past
+    symbol, env = strategy.first_decision()
+    return from_request(
+        env, symbol, strategy.tools, strategy.system_prompt, settings.llm, "this run's first prompt"
+    )
 
 
 def run_agent_backtest(
@@ -145,9 +150,9 @@ def run_agent_backtest(
                 f"no decision bars: --days is shorter than the warm-up of {strategy.warmup} "
                 f"bars plus one --decide-every ({params.decide_every} min)"
             )
-        check_cost(args, model, settings, planned, samples=params.samples)
-        if other is not None:
-            check_cost(args, other, settings, planned, samples=params.samples)
+        for asked in (model, other) if other is not None else (model,):
+            per = partial(_per_decision, store, asked, settings, strategy)
+            check_cost(args, asked, settings, planned, per, samples=params.samples)
         # The rule baselines need only the bars: they run while the model is being waited on.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as ahead:
             rules_run = ahead.submit(
