@@ -134,9 +134,10 @@ def agent_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
                 "message": f"no decision after {steps} model calls (max_steps={deps.max_steps})",
             }
         }
-    messages = [{"role": "system", "content": deps.system_prompt}, *state["messages"]]
-    form = deps.model.decision_format if state["mode"] == "decide" else "tools"
-    schemas, options = request_shape(form, deps.tools, state["symbol"])
+    messages, schemas, options = model_request(
+        deps, state["mode"], state["symbol"], state["messages"]
+    )
+    form = _form(deps, state["mode"])
     key = deps.model.cache_key(messages, schemas, deps.prompt_version, options)
     update: dict[str, Any] = {"steps": steps + 1}
     if not state.get("inputs_sha256"):
@@ -186,6 +187,19 @@ def agent_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
         update["messages"] = [reply]
         update["abstain"] = found.model_dump()
     return update
+
+
+def model_request(
+    deps: AgentDeps, mode: Mode, symbol: str, turns: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, dict[str, Any]]:
+    """The messages, tools and extra request fields of the model call that follows `turns`."""
+    schemas, options = request_shape(_form(deps, mode), deps.tools, symbol)
+    return [{"role": "system", "content": deps.system_prompt}, *turns], schemas, options
+
+
+def _form(deps: AgentDeps, mode: Mode) -> DecisionFormat:
+    """A decision asks in the run's decision format; a chat always offers its tools."""
+    return deps.model.decision_format if mode == "decide" else "tools"
 
 
 def request_shape(
