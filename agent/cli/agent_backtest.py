@@ -5,9 +5,10 @@ stop, Ctrl-C to a partial report, and every decision saved in the store."""
 from __future__ import annotations
 
 import argparse
+import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -153,18 +154,20 @@ def run_agent_backtest(
         for asked in (model, other) if other is not None else (model,):
             per = partial(_per_decision, store, asked, settings, strategy)
             check_cost(args, asked, settings, planned, per, samples=params.samples)
-        # The rule baselines need only the bars: they run while the model is being waited on.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as ahead:
-            rules_run = ahead.submit(
-                rule_runs,
-                data.bars,
-                data.rules,
-                config,
-                strategy.limits,
-                data.hours,
-                strategy.warmup,
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as pool:
+            rules_run = _AfterFirstAnswer(
+                pool,
+                partial(
+                    rule_runs,
+                    data.bars,
+                    data.rules,
+                    config,
+                    strategy.limits,
+                    data.hours,
+                    strategy.warmup,
+                ),
             )
-            result = _with_progress(strategy, model, planned, data, config)
+            result = _with_progress(strategy, model, planned, data, config, rules_run.start)
             ruled = rules_run.result()
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)
@@ -207,12 +210,34 @@ def run_agent_backtest(
             other.close()
 
 
+class _AfterFirstAnswer:
+    """The rule baselines need only the bars: they start once the model's first answer is in,
+    so they run while the later answers are waited on and never delay the first call."""
+
+    def __init__(self, pool: ThreadPoolExecutor, work: Callable[[], Any]) -> None:
+        self._pool = pool
+        self._work = work
+        self._future: Future[Any] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._future is None:
+                self._future = self._pool.submit(self._work)
+
+    def result(self) -> Any:
+        self.start()
+        assert self._future is not None
+        return self._future.result()
+
+
 def _with_progress(
     strategy: AgentStrategy,
     model: ChatModel,
     planned: int,
     data: SweepData,
     config: BacktestConfig,
+    answered: Callable[[], None],
 ) -> Any:
     columns = (
         TextColumn("deciding"),
@@ -225,6 +250,7 @@ def _with_progress(
         task = progress.add_task("deciding", total=planned, llm="")
 
         def advanced(_: DecisionRecord) -> None:
+            answered()
             stats = model.stats
             text = f"calls {stats.calls} · cache hits {stats.cache_hits} · ${stats.cost_usd:.4f}"
             progress.update(task, advance=1, llm=text)
