@@ -94,3 +94,16 @@ def test_the_estimate_says_what_its_figures_cover(period: str) -> None:
     line = estimate_line(openai_client("gpt-4o-mini"), PER, 96, period=period)
     assert line.startswith(f"estimate: 96 decisions{period} on gpt-4o-mini")
     assert "(1.00 calls and 800 + 120 tokens per decision, counted)" in line
+
+
+def test_the_trading_loop_counts_a_real_decision_prompt_before_asking_consent(cli) -> None:
+    """The loop has no bars before it starts: its prompt is counted on the bundled sample, and
+    nothing is sent (the port is closed) before the user accepts."""
+    env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-test-unused"}
+    run = cli("agent-trade", "--feed", "replay", "--speed", "max", "--max-bars", "2", env=env)
+    assert run.returncode == 2 and "pass --yes to accept the estimate" in run.stderr
+    line = next(x for x in run.stderr.splitlines() if x.startswith("estimate:"))
+    # every 15 min on both default symbols
+    assert line.startswith("estimate: 192 decisions per day on gpt-4o-mini, ~192 model calls")
+    assert "a decision prompt on the sample counted with tiktoken" in line
+    assert "cost n/a: http://127.0.0.1:9/v1/ is not OpenAI's API" in line
