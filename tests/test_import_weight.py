@@ -81,3 +81,12 @@ def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_s
     assert len(server.requests) == sent > 0  # every answer came from the cache
     imported = _imported(warm.stderr)
     assert "diskcache" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+
+
+def test_the_agent_loop_on_the_offline_model_loads_no_graph_framework_or_sdk(cli) -> None:
+    loop = ("--feed", "replay", "--speed", "max", "--max-bars", "2")
+    ran = cli("agent-trade", *loop, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "offline model" in ran.stderr
+    imported = _imported(ran.stderr)
+    assert "agent" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()

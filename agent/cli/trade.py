@@ -88,7 +88,7 @@ from risk.limits import RiskLimits
 from runtime.hours import TradingHours
 from store import Store, open_store
 
-if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt stay quick
+if TYPE_CHECKING:  # the loop pulls in the agent and pandas; status and halt stay quick
     import pandas as pd
 
     from agent.records import DecisionRecord
