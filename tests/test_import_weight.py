@@ -1,6 +1,6 @@
 """Commands load only what they use: a classic backtest, a classic strategy's trading loop and
 `agent-trade status` never import the agent's stack (LangGraph, LangChain, LangSmith, the OpenAI SDK) or the UI's (Gradio,
-Plotly), nor Ray, so they start in a fraction of the time; an agent backtest with the offline
+Plotly), nor Ray, so they start in a fraction of the time; an agent backtest or loop with the offline
 model or a fully cached LLM imports neither LangGraph nor the SDK, nor the tokenizer once past
 decisions give the estimate. Read from Python's own import log."""
 
