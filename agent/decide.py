@@ -35,6 +35,12 @@ def decide(graph: Any, deps: AgentDeps, symbol: str) -> AgentState:
     """Run the graph for `symbol` at `deps.env.now_ms`; the result's `record` is always set."""
     env = deps.env
     env.decision_id = decision_id(deps.run_id, symbol, env.now_ms)
+    turn = new_turn(env.decision_id, "decide", symbol, env.now_ms, decision_text(env, symbol))
+    return graph.invoke(turn, context=deps)
+
+
+def decision_text(env: ToolEnv, symbol: str) -> str:
+    """The user turn that asks for a decision about `symbol` at `env.now_ms`."""
     text = load_prompt(DECISION_PROMPT).render(
         as_of=iso_ms(env.now_ms + 1),  # the bar closed at xx:59.999; the decision is at the minute
         symbol=symbol,
@@ -46,8 +52,7 @@ def decide(graph: Any, deps: AgentDeps, symbol: str) -> AgentState:
     )
     if env.market_state is not None:  # stocks only: a crypto prompt stays byte for byte
         text += f"Market: {env.market_state(env.now_ms)}.\n"
-    turn = new_turn(env.decision_id, "decide", symbol, env.now_ms, text)
-    return graph.invoke(turn, context=deps)
+    return text
 
 
 def _snapshot_or_why(env: ToolEnv, symbol: str) -> str:

@@ -309,6 +309,20 @@ class LLMClient:
             options,
         )
 
+    def cached(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        prompt_version: str,
+        options: dict[str, Any] | None = None,
+    ) -> bool:
+        """Whether `complete` would answer this from the cache, sending nothing."""
+        if self._cache is None or self._settings.mode == "live":
+            return False
+        return (
+            self.cache_key(messages, tools, prompt_version, self._with_cap(options)) in self._cache
+        )
+
     @property
     def decision_format(self) -> DecisionFormat:
         """How an unattended decision asks for its signal: llm.decision_format, or with `probe`
@@ -414,9 +428,7 @@ class LLMClient:
         options: dict[str, Any] | None = None,
     ) -> _Call | LLMResponse:
         """Cache, then the checks that must pass before anything leaves the machine."""
-        cap = self._settings.max_output_tokens
-        if cap is not None:
-            options = {"max_tokens": cap, **(options or {})}
+        options = self._with_cap(options)
         key = self.cache_key(messages, tools, prompt_version, options)
         mode = self._settings.mode
         if self._cache is not None and mode != "live":
@@ -457,6 +469,10 @@ class LLMClient:
         kwargs.update(options or {})
         log.debug("LLM call %s: %d messages, %d tools", key[:12], len(messages), len(tools or []))
         return _Call(key, kwargs, self._clock())
+
+    def _with_cap(self, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        cap = self._settings.max_output_tokens
+        return options if cap is None else {"max_tokens": cap, **(options or {})}
 
     def _reserve_call(self) -> None:
         """Budgets are checked before sending. Concurrent calls each take a call slot up front,

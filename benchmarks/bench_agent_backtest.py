@@ -2,17 +2,19 @@
 outside (process start and imports included), against a loopback OpenAI-compatible server that
 answers every call after a fixed server-side delay, with fresh data and cache directories.
 
-Prints, for a one-day BTCUSDT run deciding every 15 min:
+Prints, for a one-day BTCUSDT run deciding every 15 min, each figure beside its target:
+  - the offline-model run (no key, no base URL) on a filled data directory (target <= 1.5 s);
   - cold wall time (empty LLM cache) per --concurrency, against the ideal
-    ceil(decisions / concurrency) x calls per decision x delay (the model's two calls of a
-    decision are sequential) and the issue's ceil(model calls / concurrency) x delay;
-  - the warm rerun (every answer cached, zero requests), process start included;
-  - the offline-model run (no key, no base URL), on a fresh and on a filled data directory;
+    ceil(decisions / concurrency) x calls per decision x delay (target <= 1.2x), with the time
+    from process start to the first model call and from the last answer to exit;
+  - the warm rerun (every answer cached, zero requests), process start included (target <= 1 s);
   - the peak RSS of each child process (os.wait4, KiB on Linux, shown in MiB).
 Each figure is the median of --repeats runs, wall and CPU (user + system) time: the CPU time
-moves less when something else shares the machine. No assertions: targets are printed along.
+moves less when something else shares the machine, and the load average is printed beside each
+section. --against DIR runs a second source tree (e.g. `git archive main | tar -x -C DIR`) in
+alternating pairs with this one, so both see the same load. No assertions.
 
-Run: .venv/bin/python benchmarks/bench_agent_backtest.py [--concurrency 8,16] [--delay-ms 300]"""
+Run: .venv/bin/python benchmarks/bench_agent_backtest.py [--concurrency 8] [--against DIR]"""
 
 from __future__ import annotations
 
@@ -37,11 +39,12 @@ from loopback_openai import LoopbackOpenAI, Scripted  # noqa: E402
 from scripted_model import ScriptedModel, buy_an_uptrend  # noqa: E402
 
 BIN = Path(sys.executable).parent
-COLD_TARGET, WARM_TARGET, OFFLINE_TARGET = 1.2, 3.0, 3.0
+COLD_TARGET, WARM_TARGET, OFFLINE_TARGET = 1.2, 1.0, 1.5
 
 
 @dataclasses.dataclass
 class Run:
+    started: float  # time.monotonic() at launch
     wall_s: float
     cpu_s: float  # user + system of the child: steadier than wall on a shared machine
     returncode: int
@@ -53,14 +56,29 @@ class Run:
 CALLS_PER_DECISION = 1  # the prompt carries the snapshot: one call ends in submit_signal
 
 
+@dataclasses.dataclass(frozen=True)
+class Code:
+    """A source tree to time: None is this checkout as installed; a path goes first on
+    PYTHONPATH, so the same console script runs that tree's code."""
+
+    name: str
+    path: Path | None = None
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        return env if self.path is None else {**env, "PYTHONPATH": str(self.path)}
+
+
 class SlowModel:
-    """The scripted model, each answer held back `delay_s` by the server (per request thread)."""
+    """The scripted model, each answer held back `delay_s` by the server (per request thread);
+    `arrivals` are the monotonic times requests reached the server."""
 
     def __init__(self, delay_s: float) -> None:
         self.model = ScriptedModel(buy_an_uptrend)
         self.delay_s = delay_s
+        self.arrivals: list[float] = []
 
     def __call__(self, request: dict[str, Any]) -> Scripted:
+        self.arrivals.append(time.monotonic())
         return dataclasses.replace(self.model(request), delay_s=self.delay_s)
 
 
@@ -85,6 +103,7 @@ def child_env(data_dir: Path, home: Path, llm: dict[str, str] | None) -> dict[st
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, report: Path) -> Run:
     """One child process; os.wait4 gives this child's own peak RSS (KiB on Linux)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        launched = time.monotonic()
         started = time.perf_counter()
         proc = subprocess.Popen(
             [str(BIN / "agent-backtest"), *args, "--json", str(report)],
@@ -100,7 +119,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, report: Path) -> Ru
         stderr = err.read().decode(errors="replace")
     loaded = json.loads(report.read_text()) if report.exists() else None
     cpu = usage.ru_utime + usage.ru_stime
-    return Run(wall, cpu, proc.returncode, usage.ru_maxrss, stderr, loaded)
+    return Run(launched, wall, cpu, proc.returncode, usage.ru_maxrss, stderr, loaded)
 
 
 def mib(kib: int) -> str:
@@ -121,120 +140,192 @@ def walls(runs: list[Run]) -> str:
     return f"median {wall:.2f} s (cpu {cpu:.2f} s) of {len(runs)} [{each}]"
 
 
+def target(runs: list[Run], limit_s: float) -> str:
+    """The median wall beside its target, and whether the CPU time alone would meet it."""
+    wall = statistics.median(r.wall_s for r in runs)
+    cpu = statistics.median(r.cpu_s for r in runs)
+    verdict = (
+        "met"
+        if wall <= limit_s
+        else ("not met (cpu alone within)" if cpu <= limit_s else "not met")
+    )
+    return f"target <= {limit_s:g} s: {verdict}"
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def bench_llm(
-    root: Path, concurrency: int, delay_s: float, common: list[str], repeats: int
+    root: Path,
+    concurrency: int,
+    delay_s: float,
+    common: list[str],
+    repeats: int,
+    codes: list[Code],
 ) -> None:
-    server = LoopbackOpenAI(responder=SlowModel(delay_s)).start()
+    slow = SlowModel(delay_s)
+    server = LoopbackOpenAI(responder=slow).start()
     try:
         llm = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench-loopback"}
         args = [*common, "--concurrency", str(concurrency), "--yes"]
-        colds, sent = [], []
+        colds: dict[str, list[Run]] = {c.name: [] for c in codes}
+        sent: dict[str, list[int]] = {c.name: [] for c in codes}
+        first: dict[str, list[float]] = {c.name: [] for c in codes}
+        tail: dict[str, list[float]] = {c.name: [] for c in codes}
+        print(
+            f"LLM (loopback, {delay_s * 1000:.0f} ms per call), concurrency {concurrency}, "
+            f"{load()}:"
+        )
         for i in range(repeats):  # each cold run gets its own empty data dir and LLM cache
-            work = root / f"llm-c{concurrency}-{i}"
-            work.mkdir()
-            before = len(server.requests)
-            cold = run_cli(
-                args, child_env(work / "data", work / "home", llm), work, work / "r.json"
-            )
-            check(cold, f"cold run (concurrency {concurrency})")
-            colds.append(cold)
-            sent.append(len(server.requests) - before)
-        work = root / f"llm-c{concurrency}-0"
-        env = child_env(work / "data", work / "home", llm)
-        before = len(server.requests)
-        warm = []
+            for code in codes:
+                work = root / f"llm-{code.name}-c{concurrency}-{i}"
+                work.mkdir()
+                before = len(slow.arrivals)
+                env = code.env(child_env(work / "data", work / "home", llm))
+                cold = run_cli(args, env, work, work / "r.json")
+                check(cold, f"{code.name} cold run (concurrency {concurrency})")
+                arrived = slow.arrivals[before:]
+                colds[code.name].append(cold)
+                sent[code.name].append(len(arrived))
+                first[code.name].append(arrived[0] - cold.started)
+                tail[code.name].append(cold.started + cold.wall_s - (arrived[-1] + delay_s))
+        warm: dict[str, list[Run]] = {c.name: [] for c in codes}
+        resent: dict[str, int] = {}
         for i in range(repeats):
-            again = run_cli(args, env, work, work / f"warm{i}.json")
-            check(again, "warm run")
-            warm.append(again)
-        resent = len(server.requests) - before
-        same = all(
-            (work / f"warm{i}.json").read_bytes() == (work / "r.json").read_bytes()
-            for i in range(repeats)
-        )
-        assert colds[0].report is not None
-        agent = colds[0].report["agent"]
-        decisions, calls = agent["decisions"], agent["llm"]["model_calls"]
-        ideal = math.ceil(decisions / concurrency) * CALLS_PER_DECISION * delay_s
-        issue_ideal = math.ceil(calls / concurrency) * delay_s
-        cold_wall = statistics.median(r.wall_s for r in colds)
-        print(f"LLM (loopback, {delay_s * 1000:.0f} ms per call), concurrency {concurrency}:")
-        print(
-            f"  decisions: {decisions} ({agent['planned_decisions']} planned), model calls: "
-            f"{calls} ({calls / max(decisions, 1):.2f} per decision, sequential), requests "
-            f"sent per cold run: {sent}, peak in flight at the server: {server.max_in_flight}"
-        )
-        print(
-            f"  ideal (calls-aware): ceil({decisions}/{concurrency}) x {CALLS_PER_DECISION} x "
-            f"{delay_s:g} s = {ideal:.2f} s"
-        )
-        print(
-            f"  ideal (issue's formula): ceil({calls}/{concurrency}) x {delay_s:g} s = "
-            f"{issue_ideal:.2f} s"
-        )
-        print(f"  cold wall: {walls(colds)}")
-        print(
-            f"  cold / ideal: {cold_wall / ideal:.2f}x calls-aware, {cold_wall / issue_ideal:.2f}x "
-            f"issue's (target <= {COLD_TARGET}x); above ideal: {cold_wall - ideal:.2f} s "
-            "(start-up, data, report, and CPU not hidden behind the model's latency)"
-        )
-        print(
-            f"  warm wall (fully cached, process start included): {walls(warm)} (target < "
-            f"{WARM_TARGET:g} s); requests sent: {resent}; JSON identical to cold: {same}"
-        )
-        cold_rss = max(r.max_rss_kib for r in colds)
-        print(f"  peak RSS: cold {mib(cold_rss)}, warm {mib(max(r.max_rss_kib for r in warm))}")
+            for code in codes:
+                work = root / f"llm-{code.name}-c{concurrency}-0"
+                env = code.env(child_env(work / "data", work / "home", llm))
+                before = len(slow.arrivals)
+                again = run_cli(args, env, work, work / f"warm{i}.json")
+                check(again, f"{code.name} warm run")
+                warm[code.name].append(again)
+                resent[code.name] = resent.get(code.name, 0) + len(slow.arrivals) - before
+        for code in codes:
+            _llm_figures(
+                code,
+                root,
+                concurrency,
+                delay_s,
+                repeats,
+                colds[code.name],
+                sent[code.name],
+                first[code.name],
+                tail[code.name],
+                warm[code.name],
+                resent[code.name],
+            )
+        print(f"  ({load()} at the end)")
     finally:
         server.stop()
 
 
-def bench_offline(root: Path, common: list[str], repeats: int) -> None:
-    work = root / "offline"
-    work.mkdir()
-    env = child_env(work / "data", work / "home", None)
-    runs = []
-    for i in range(repeats + 1):
-        run = run_cli(common, env, work, work / f"offline{i}.json")
-        check(run, "offline run")
-        runs.append(run)
-    fresh, rest = runs[0], runs[1:]
-    assert fresh.report is not None
-    agent = fresh.report["agent"]
+def _llm_figures(
+    code: Code,
+    root: Path,
+    concurrency: int,
+    delay_s: float,
+    repeats: int,
+    colds: list[Run],
+    sent: list[int],
+    first: list[float],
+    tail: list[float],
+    warm: list[Run],
+    resent: int,
+) -> None:
+    work = root / f"llm-{code.name}-c{concurrency}-0"
     same = all(
-        (work / f"offline{i}.json").read_bytes() == (work / "offline0.json").read_bytes()
-        for i in range(1, repeats + 1)
+        (work / f"warm{i}.json").read_bytes() == (work / "r.json").read_bytes()
+        for i in range(repeats)
     )
-    print(f"offline model (no key), {agent['decisions']} decisions:")
+    assert colds[0].report is not None
+    agent = colds[0].report["agent"]
+    decisions, calls = agent["decisions"], agent["llm"]["model_calls"]
+    ideal = math.ceil(decisions / concurrency) * CALLS_PER_DECISION * delay_s
+    cold_wall = statistics.median(r.wall_s for r in colds)
     print(
-        f"  fresh data dir (sample imported into the store): {fresh.wall_s:.2f} s "
-        f"(cpu {fresh.cpu_s:.2f} s)"
+        f"  [{code.name}] decisions: {decisions}, model calls: {calls} "
+        f"({calls / max(decisions, 1):.2f} per decision), requests per cold run: {sent}"
     )
     print(
-        f"  filled data dir: {walls(rest)} (target < {OFFLINE_TARGET:g} s); "
-        f"JSON identical across reruns: {same}"
+        f"  [{code.name}] ideal: ceil({decisions}/{concurrency}) x {CALLS_PER_DECISION} x "
+        f"{delay_s:g} s = {ideal:.2f} s"
     )
-    print(f"  peak RSS: {mib(max(r.max_rss_kib for r in runs))}")
+    print(f"  [{code.name}] cold wall: {walls(colds)}")
+    print(
+        f"  [{code.name}] cold / ideal: {cold_wall / ideal:.2f}x (target <= {COLD_TARGET}x: "
+        f"{'met' if cold_wall / ideal <= COLD_TARGET else 'not met'}); above ideal "
+        f"{cold_wall - ideal:.2f} s: start to first call median "
+        f"{statistics.median(first):.2f} s, last answer to exit {statistics.median(tail):.2f} s"
+    )
+    print(
+        f"  [{code.name}] warm (fully cached, process start included): {walls(warm)} "
+        f"({target(warm, WARM_TARGET)}); requests sent: {resent}; JSON identical to cold: {same}"
+    )
+    print(
+        f"  [{code.name}] peak RSS: cold {mib(max(r.max_rss_kib for r in colds))}, "
+        f"warm {mib(max(r.max_rss_kib for r in warm))}"
+    )
 
 
-def bench_start(repeats: int) -> None:
+def bench_offline(root: Path, common: list[str], repeats: int, codes: list[Code]) -> None:
+    print(f"offline model (no key), {load()}:")
+    runs: dict[str, list[Run]] = {c.name: [] for c in codes}
+    for i in range(repeats + 1):  # the first run of each fills a fresh data dir
+        for code in codes:
+            work = root / f"offline-{code.name}"
+            work.mkdir(exist_ok=True)
+            env = code.env(child_env(work / "data", work / "home", None))
+            run = run_cli(common, env, work, work / f"offline{i}.json")
+            check(run, f"{code.name} offline run")
+            runs[code.name].append(run)
+    for code in codes:
+        work = root / f"offline-{code.name}"
+        fresh, rest = runs[code.name][0], runs[code.name][1:]
+        assert fresh.report is not None
+        same = all(
+            (work / f"offline{i}.json").read_bytes() == (work / "offline0.json").read_bytes()
+            for i in range(1, repeats + 1)
+        )
+        print(
+            f"  [{code.name}] {fresh.report['agent']['decisions']} decisions; fresh data dir "
+            f"(sample imported into the store): {fresh.wall_s:.2f} s (cpu {fresh.cpu_s:.2f} s)"
+        )
+        print(
+            f"  [{code.name}] filled data dir: {walls(rest)} ({target(rest, OFFLINE_TARGET)}); "
+            f"JSON identical across reruns: {same}"
+        )
+        print(f"  [{code.name}] peak RSS: {mib(max(r.max_rss_kib for r in runs[code.name]))}")
+    print(f"  ({load()} at the end)")
+
+
+def bench_start(repeats: int, codes: list[Code]) -> None:
     """The floor under every figure: starting Python and importing the command."""
-    times = []
+    times: dict[str, list[float]] = {c.name: [] for c in codes}
     for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import agent.cli.backtest"], check=True)
-        times.append(time.perf_counter() - started)
-    floor = statistics.median(times)
-    print(f"start-up floor (python -c 'import agent.cli.backtest'): median {floor:.2f} s")
+        for code in codes:
+            env = code.env(dict(os.environ))
+            started = time.perf_counter()
+            probe = "import agent.cli.backtest, agent.cli.agent_backtest"
+            subprocess.run([sys.executable, "-c", probe], check=True, env=env)
+            times[code.name].append(time.perf_counter() - started)
+    for code in codes:
+        floor = statistics.median(times[code.name])
+        print(
+            f"[{code.name}] start-up floor (python -c 'import the agent command'): "
+            f"median {floor:.2f} s"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", default="8,16", help="comma-separated (8,16)")
+    parser.add_argument("--concurrency", default="8", help="comma-separated (8, the default)")
     parser.add_argument("--delay-ms", type=float, default=300.0, help="server delay per call")
     parser.add_argument("--days", default="1")
     parser.add_argument("--decide-every", default="15")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each kind (3)")
     parser.add_argument("--skip-llm", action="store_true")
+    parser.add_argument("--against", type=Path, help="a second source tree, run alternately")
     opts = parser.parse_args()
     common = [
         "--symbol",
@@ -244,14 +335,15 @@ def main() -> None:
         "--decide-every",
         opts.decide_every,
     ]
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {load()}")
+    codes = [Code("this")] + ([Code("against", opts.against.resolve())] if opts.against else [])
     root = Path(tempfile.mkdtemp(prefix="bench-agent-backtest-"))
     try:
-        bench_start(opts.repeats)
-        bench_offline(root, common, opts.repeats)
+        bench_start(opts.repeats, codes)
+        bench_offline(root, common, opts.repeats, codes)
         if not opts.skip_llm:
             for concurrency in (int(c) for c in opts.concurrency.split(",")):
-                bench_llm(root, concurrency, opts.delay_ms / 1000, common, opts.repeats)
+                bench_llm(root, concurrency, opts.delay_ms / 1000, common, opts.repeats, codes)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -13,7 +13,7 @@ from core.errors import UserError
 from market.calendar import xnys
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import INTERVAL_MS
-from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_notice
+from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_end, sample_notice
 from market.validation import Finding, bad_row_mask, iso_ms, row_problem, validate_candles
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
@@ -73,10 +73,6 @@ def load_csv_candles(
             f"({'; '.join(report.problems()) or 'no rows'})"
         )
     return valid
-
-
-def _sample_end(symbol: str) -> int:
-    return int(load_sample(symbol)["open_time"].iloc[-1])
 
 
 class CandleSource:
@@ -159,7 +155,7 @@ class CandleSource:
                     f"no {symbol} {interval} bars between {iso_ms(start_ms)} and {iso_ms(end_ms)} "
                     f"UTC in the store, and Binance is unreachable. {self._stored_range(symbol, interval)}"
                 )
-        if has_sample(symbol, interval) and frame["open_time"].iloc[-1] <= _sample_end(symbol):
+        if has_sample(symbol, interval) and frame["open_time"].iloc[-1] <= sample_end(symbol):
             self._notify(sample_notice(symbol, frame))
         else:
             self._notify(

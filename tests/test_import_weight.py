@@ -1,6 +1,8 @@
 """Commands load only what they use: a classic backtest, a classic strategy's trading loop and
 `agent-trade status` never import the agent's stack (LangGraph, LangChain, LangSmith, the OpenAI SDK) or the UI's (Gradio,
-Plotly), nor Ray, so they start in a fraction of the time. Read from Python's own import log."""
+Plotly), nor Ray, so they start in a fraction of the time; an agent backtest or loop with the offline
+model or a fully cached LLM imports neither LangGraph nor the SDK, nor the tokenizer once past
+decisions give the estimate. Read from Python's own import log."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from loopback_openai import LoopbackOpenAI
+from scripted_model import ScriptedModel, buy_an_uptrend
 
 AGENT_AND_UI = {"langgraph", "langchain_core", "langsmith", "openai", "gradio", "plotly", "ray"}
 NETWORK = {"httpx", "tenacity", "diskcache", "websockets"}
@@ -54,3 +58,35 @@ def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "processed 2 bars" in result.stdout
     assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK) == set()
+
+
+def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_sdk(cli) -> None:
+    day = ("agent-backtest", "--symbol", "BTCUSDT", "--days", "1")
+    offline = cli(*day, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    assert "offline model" in offline.stderr
+    imported = _imported(offline.stderr)
+    assert "agent" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+
+    server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    llm = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
+    try:
+        cold = cli(*day, "--yes", env=llm)
+        assert cold.returncode == 0, cold.stderr[-2000:]
+        sent = len(server.requests)
+        warm = cli(*day, "--yes", env={**llm, "PYTHONPROFILEIMPORTTIME": "1"})
+        assert warm.returncode == 0, warm.stderr[-2000:]
+    finally:
+        server.stop()
+    assert len(server.requests) == sent > 0  # every answer came from the cache
+    imported = _imported(warm.stderr)
+    assert "diskcache" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+
+
+def test_the_agent_loop_on_the_offline_model_loads_no_graph_framework_or_sdk(cli) -> None:
+    loop = ("--feed", "replay", "--speed", "max", "--max-bars", "2")
+    ran = cli("agent-trade", *loop, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "offline model" in ran.stderr
+    imported = _imported(ran.stderr)
+    assert "agent" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from market.sample import load_sample
+from market.sample import load_sample, sample_end
 from market.validation import validate_candles
 
 
@@ -14,6 +14,8 @@ def test_real_sample_is_clean() -> None:
         report = validate_candles(load_sample(symbol), "1m")
         assert report.ok, report.problems()
         assert report.rows == 4320
+        # the offline notice's cheap read of the last row agrees with the parsed file
+        assert sample_end(symbol) == int(load_sample(symbol)["open_time"].iloc[-1])
 
 
 def test_planted_gaps_and_duplicates_are_counted_exactly() -> None:

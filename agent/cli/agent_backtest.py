@@ -5,8 +5,11 @@ stop, Ctrl-C to a partial report, and every decision saved in the store."""
 from __future__ import annotations
 
 import argparse
+import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +25,7 @@ from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
 from agent.compare import compare, open_variant, parse_variant, render_comparison
+from agent.estimate import PerDecision, estimate_line, from_history, from_request
 from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
@@ -41,11 +45,6 @@ from core.clock import SystemClock
 from core.errors import UserError
 from store import Store
 from tools import MarketData
-
-# For the pre-run estimate: a decision takes about three model calls (snapshot, risk, signal).
-CALLS_PER_DECISION = 3
-PROMPT_TOKENS_PER_CALL = 1_800
-COMPLETION_TOKENS_PER_CALL = 120
 
 
 def llm_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,27 +79,34 @@ def check_cost(
     model: ChatModel,
     settings: Settings,
     planned: int,
+    per_decision: Callable[[], PerDecision],
     period: str = "",
     samples: int = 1,
 ) -> None:
     """A paid model must not start spending unannounced: show the estimate, require consent.
     `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
-    each decision asks the model `samples` times."""
+    each decision asks the model `samples` times; `per_decision` is counted only when shown."""
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return
-    calls = planned * CALLS_PER_DECISION * samples
-    tokens = calls * (PROMPT_TOKENS_PER_CALL + COMPLETION_TOKENS_PER_CALL)
-    estimate = getattr(model, "estimate_cost", None)
-    cost = estimate(calls, PROMPT_TOKENS_PER_CALL, COMPLETION_TOKENS_PER_CALL) if estimate else 0.0
-    notify(
-        f"estimate: {planned:,} decisions{period}, up to ~{calls:,} calls and ~{tokens:,} tokens "
-        f"on {model.model}, ~${cost:.2f}{period} uncached (cached answers are free)"
-    )
+    notify(estimate_line(model, per_decision(), planned, samples, period))
     if not args.yes and args.budget_usd is None:
         raise UserError(
             "this run may spend money: pass --yes to accept the estimate, or --budget-usd X "
             "to stop cleanly once X USD is spent"
         )
+
+
+def _per_decision(
+    store: Store, model: ChatModel, settings: Settings, strategy: AgentStrategy
+) -> PerDecision:
+    """Past decisions of this model and prompt when the store has them, else this run's first."""
+    past = from_history(store, model, strategy.prompt_version)
+    if past is not None:
+        return past
+    symbol, env = strategy.first_decision()
+    return from_request(
+        env, symbol, strategy.tools, strategy.system_prompt, settings.llm, "this run's first prompt"
+    )
 
 
 def run_agent_backtest(
@@ -145,21 +151,23 @@ def run_agent_backtest(
                 f"no decision bars: --days is shorter than the warm-up of {strategy.warmup} "
                 f"bars plus one --decide-every ({params.decide_every} min)"
             )
-        check_cost(args, model, settings, planned, samples=params.samples)
-        if other is not None:
-            check_cost(args, other, settings, planned, samples=params.samples)
-        # The rule baselines need only the bars: they run while the model is being waited on.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as ahead:
-            rules_run = ahead.submit(
-                rule_runs,
-                data.bars,
-                data.rules,
-                config,
-                strategy.limits,
-                data.hours,
-                strategy.warmup,
+        for asked in (model, other) if other is not None else (model,):
+            per = partial(_per_decision, store, asked, settings, strategy)
+            check_cost(args, asked, settings, planned, per, samples=params.samples)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as pool:
+            rules_run = _AfterFirstAnswer(
+                pool,
+                partial(
+                    rule_runs,
+                    data.bars,
+                    data.rules,
+                    config,
+                    strategy.limits,
+                    data.hours,
+                    strategy.warmup,
+                ),
             )
-            result = _with_progress(strategy, model, planned, data, config)
+            result = _with_progress(strategy, model, planned, data, config, rules_run.start)
             ruled = rules_run.result()
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)
@@ -202,12 +210,34 @@ def run_agent_backtest(
             other.close()
 
 
+class _AfterFirstAnswer:
+    """The rule baselines need only the bars: they start once the model's first answer is in,
+    so they run while the later answers are waited on and never delay the first call."""
+
+    def __init__(self, pool: ThreadPoolExecutor, work: Callable[[], Any]) -> None:
+        self._pool = pool
+        self._work = work
+        self._future: Future[Any] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._future is None:
+                self._future = self._pool.submit(self._work)
+
+    def result(self) -> Any:
+        self.start()
+        assert self._future is not None
+        return self._future.result()
+
+
 def _with_progress(
     strategy: AgentStrategy,
     model: ChatModel,
     planned: int,
     data: SweepData,
     config: BacktestConfig,
+    answered: Callable[[], None],
 ) -> Any:
     columns = (
         TextColumn("deciding"),
@@ -220,6 +250,7 @@ def _with_progress(
         task = progress.add_task("deciding", total=planned, llm="")
 
         def advanced(_: DecisionRecord) -> None:
+            answered()
             stats = model.stats
             text = f"calls {stats.calls} · cache hits {stats.cache_hits} · ${stats.cost_usd:.4f}"
             progress.update(task, advance=1, llm=text)

@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,7 @@ from risk.limits import RiskLimits
 from runtime.hours import TradingHours
 from store import Store, open_store
 
-if TYPE_CHECKING:  # the loop pulls in langgraph and openai; status and halt stay quick
+if TYPE_CHECKING:  # the loop pulls in the agent and pandas; status and halt stay quick
     import pandas as pd
 
     from agent.records import DecisionRecord
@@ -516,11 +517,11 @@ def _strategy(
     if given:
         raise UserError(f"--{given[0].replace('_', '-')} does not apply to the agent")
     from agent.cli.agent_backtest import check_cost
+    from agent.estimate import from_sample
     from agent.model import open_model
     from agent.strategy import trading_agent
 
     model = open_model(settings, notify)
-    check_cost(args, model, settings, DAY_BARS // args.decide_every * len(symbols), " per day")
     strategy = trading_agent(
         model,
         rules,
@@ -530,6 +531,10 @@ def _strategy(
         limits=limits,
         market_state=None if hours is None else hours.state,
     )
+    per = partial(
+        from_sample, strategy.tools, strategy.system_prompt, settings.llm, args.cash, limits
+    )
+    check_cost(args, model, settings, DAY_BARS // args.decide_every * len(symbols), per, " per day")
     return strategy, AGENT, model
 
 
