@@ -39,7 +39,9 @@ def exchange_rules(
             save_rules(store, venue, fetched, now_ms)
             return fetched
     known = {s: r for s, (r, _) in stored.items()}
-    bundled = {s: r for s, r in sample_rules().items() if s in symbols and s not in known}
+    # the bundled capture is Binance's: another venue's symbols are not priced by it
+    capture = sample_rules() if venue == "binance" else {}
+    bundled = {s: r for s, r in capture.items() if s in symbols and s not in known}
     if bundled:
         notify(
             f"notice: exchange rules for {', '.join(sorted(bundled))} are the bundled "

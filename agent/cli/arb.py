@@ -4,10 +4,13 @@
     agent-arb scan --books --size 0.05 --seconds 30             ... from both live order books
     agent-arb run --mode paper --quantity 0.05                  pairs on paper, journaled
     agent-arb run --mode paper --rebalance-at 0.5               ... moving inventory when it drifts
+    agent-arb run --books --quantity 0.01 --seconds 60          pairs off both live order books
+    agent-arb run --books --mode testnet --max-pairs 1          ... signed, on both testnets
 
 Both read same-minute 1m bars: the store's (after `agent-data download --exchange ...` for
-each venue) or, when the store lacks them, the bundled real day, and say which. `scan --books`
-reads both venues' live order books instead (it needs both streams, so it is opt-in).
+each venue) or, when the store lacks them, the bundled real day, and say which. `--books`
+reads both venues' live order books instead (it needs both streams, so it is opt-in); testnet
+and live decide from them only.
 """
 
 from __future__ import annotations
