@@ -70,6 +70,7 @@ class Pair(BaseModel):
     closes: list[LegFill] = []
     pnl_quote: float = 0.0
     note: str = ""
+    mode: str = "paper"  # where its legs went: paper, testnet or live
 
     @property
     def unmatched(self) -> tuple[str, Side, float] | None:
@@ -177,6 +178,7 @@ class ArbDesk:
         *,
         past: Sequence[Pair] = (),
         lot: Callable[[float], float] = lambda quantity: quantity,
+        mode: str = "paper",
     ) -> None:
         self.limits = limits
         self.inventory = inventory
@@ -185,6 +187,7 @@ class ArbDesk:
         self.pairs: list[Pair] = list(past)
         self._ids = itertools.count(1 + max((int(p.pair_id[4:]) for p in past), default=0))
         self._lot = lot
+        self.mode = mode
         self.skipped: dict[str, int] = {}
 
     @property
@@ -245,6 +248,7 @@ class ArbDesk:
     ) -> Pair:
         pair = Pair(
             pair_id=f"arb-{next(self._ids):06d}",
+            mode=self.mode,
             opened_ms=now_ms,
             edge=edge.model_copy(update={"quantity": quantity}),
         )

@@ -129,3 +129,22 @@ def test_a_restart_after_a_lost_reply_reconciles_the_pair_without_a_second_order
         assert len(venues.bybit.orders_with(_cid("rs", pair_id, "buy"))) == 1
         assert len(venues.binance.orders_with(_cid("rs", pair_id, "sell"))) == 1
     assert len(venues.binance.orders) == len(venues.bybit.orders) == 2
+
+
+def test_a_key_that_can_withdraw_stops_the_run_before_any_order(cli, venues: Venues) -> None:
+    venues.bybit.key_info["permissions"] = {"Spot": ["SpotTrade"], "Wallet": ["Withdraw"]}
+    run = cli(*RUN, "--account", "wd", env=venues.env())
+    assert run.returncode == 2
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: refusing Bybit testnet trading with this API key: Wallet")
+    assert not venues.bybit.orders and not venues.binance.orders
+
+
+def test_an_account_with_paper_pairs_is_never_reconciled_against_an_exchange(cli) -> None:
+    paper = cli("agent-arb", "run", "--mode", "paper", "--fee-bps", "1,1", "--account", "mix")
+    assert paper.returncode == 0, paper.stderr
+    signed = cli(*RUN, "--account", "mix")
+    assert signed.returncode == 2
+    assert signed.stderr.strip().splitlines()[-1] == (
+        "error: account 'mix' holds paper pairs: use another --account for testnet"
+    )

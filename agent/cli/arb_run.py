@@ -46,6 +46,11 @@ def check_run_mode(args: argparse.Namespace) -> None:
     if args.max_pairs is not None and (not args.books or args.max_pairs < 1):
         raise UserError(f"invalid --max-pairs {args.max_pairs}: at least 1, and with --books")
     if args.mode == PAPER:
+        if args.books and args.rebalance_at is not None:
+            raise UserError(
+                "--rebalance-at rehearses transfers over the bars: with --books inventory moves "
+                "by pairs only"
+            )
         return
     if args.mode == "live" and (loose := loose_env_file()):
         raise UserError(f"live trading refused: {loose}")
@@ -91,11 +96,17 @@ def run_books(
         inventory = Inventory(paper_start(args, venues))
         legs, lot = PaperLegs(drill), _whole
     else:
+        elsewhere = {p.mode for p in past} - {args.mode}
+        if elsewhere:
+            raise UserError(
+                f"account {args.account!r} holds {', '.join(sorted(elsewhere))} pairs: use "
+                f"another --account for {args.mode}"
+            )
         signed = _signed(args, settings, store, symbol, venues)
         inventory, legs, lot = signed.inventory, signed, signed.lot
         past = _reconciled(signed, past, journal)
     start = {v: h.model_copy() for v, h in inventory.holdings.items()}
-    desk = ArbDesk(limits, inventory, legs, journal, past=past, lot=lot)
+    desk = ArbDesk(limits, inventory, legs, journal, past=past, lot=lot, mode=args.mode)
     before = len(desk.pairs)
     cross = cross_books(settings, dict(fees))
     notify(
