@@ -18,8 +18,13 @@ from loopback_cross import CrossVenue, bybit_first_mid
 from loopback_exchange import API_KEY, API_SECRET, INSUFFICIENT_BALANCE, ExchangeFault
 from loopback_exchange import LoopbackExchange as BinanceExchange
 
-from arbitrage.signed_legs import decision_id
+from arbitrage.pairs import Inventory, LegFill, Pair, PairState
+from arbitrage.signed_legs import SignedLegs, decision_id, holdings_on
+from arbitrage.spread import Edge, VenueBook
+from execution.binance_executor import BinanceExecutor
 from risk.approval import client_order_id
+from risk.limits import RiskLimits
+from venues.bybit.trading import BybitExecutor
 
 PREMIUM_BPS = 60.0  # Binance's book over Bybit's: buy on Bybit, sell on Binance
 RUN = ("agent-arb", "run", "--books", "--mode", "testnet", "--json", "--quantity", "0.001",
@@ -148,3 +153,37 @@ def test_an_account_with_paper_pairs_is_never_reconciled_against_an_exchange(cli
     assert signed.stderr.strip().splitlines()[-1] == (
         "error: account 'mix' holds paper pairs: use another --account for testnet"
     )
+
+
+def test_reconciling_asks_each_venue_for_the_unjournaled_legs_and_sends_nothing(
+    venues: Venues,
+) -> None:
+    """In process, past the CLI: a lone leg whose close went out before the process died is
+    found closed, and an open pair whose legs never left is failed; neither sends an order."""
+    executors = {
+        "binance": BinanceExecutor(API_KEY, API_SECRET, base_url=venues.binance.base_url),
+        "bybit": BybitExecutor(BYBIT_KEY, BYBIT_SECRET, base_url=venues.bybit.url),
+    }
+    rules = {v: e.symbol_rules("BTCUSDT") for v, e in executors.items()}
+    inventory = Inventory({v: holdings_on(e, rules[v]) for v, e in executors.items()})
+    legs = SignedLegs("rc", "BTCUSDT", executors, rules, RiskLimits(), inventory)
+    mid = float(venues.bybit.prices["BTCUSDT"])
+    now = venues.binance.now_ms()
+    book = VenueBook(venue="bybit", bids=[(mid - 0.5, 1.0)], asks=[(mid + 0.5, 1.0)],
+                     time_ms=now, taker_fee_bps=10)  # fmt: skip
+    edge = Edge(buy_venue="bybit", sell_venue="binance", quantity=0.001, buy_vwap=mid,
+                sell_vwap=mid * 1.006, gross_bps=60, costs_bps=20, net_bps=40, net_quote=0.4)  # fmt: skip
+    buy = legs.take("arb-000001", "bybit", "buy", 0.001, book, "buy")
+    refused = LegFill.missed("binance", "sell", 0.001, 10, "rejected")
+    lone = Pair(pair_id="arb-000001", opened_ms=now, state=PairState.LONE_LEG, edge=edge,
+                legs=[buy, refused])  # fmt: skip
+    legs.take("arb-000001", "bybit", "sell", 0.001, book, "close-1")  # then the process died
+    sent = (len(venues.bybit.orders), len(venues.binance.orders))
+    mended = legs.recover(lone)
+    assert mended.state == PairState.CLOSED
+    [close] = mended.closes
+    assert (close.venue, close.side, close.filled) == ("bybit", "sell", 0.001)
+    never = legs.recover(Pair(pair_id="arb-000002", opened_ms=now, edge=edge))
+    assert never.state == PairState.FAILED
+    assert all(f.reason.startswith("never reached the venue") for f in never.legs)
+    assert (len(venues.bybit.orders), len(venues.binance.orders)) == sent
