@@ -22,6 +22,7 @@ from market.models import SymbolRules
 from market.rules_cache import exchange_rules
 from store.db import Store
 from venues.bybit.key_info import check_bybit_key
+from venues.bybit.rest import BybitError
 from venues.bybit.trading import BybitExecutor
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
@@ -102,7 +103,7 @@ def signed_executor(
         else:
             check_key(executor.api_restrictions, mode, store, account, now_ms, notify)
         rules = _cached_rules(executor, exchange, mode, symbols, store)
-    except VenueError as exc:
+    except (VenueError, BybitError) as exc:  # Bybit's errors are not VenueErrors
         name = "Bybit" if bybit else "Binance"
         raise UserError(f"cannot start on {name} {mode} ({executor.base_url}): {exc}") from None
     return executor, rules

@@ -187,3 +187,12 @@ def test_reconciling_asks_each_venue_for_the_unjournaled_legs_and_sends_nothing(
     assert never.state == PairState.FAILED
     assert all(f.reason.startswith("never reached the venue") for f in never.legs)
     assert (len(venues.bybit.orders), len(venues.binance.orders)) == sent
+
+
+def test_an_unreachable_exchange_stops_the_start_in_one_line(cli, venues: Venues) -> None:
+    env = venues.env() | {"AGENT_BYBIT__TRADE_URL": "http://127.0.0.1:9"}
+    run = cli(*RUN, "--account", "down", env=env)
+    assert run.returncode == 2
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot start on Bybit testnet (http://127.0.0.1:9): Bybit at")
+    assert "Traceback" not in run.stderr and not venues.binance.orders
