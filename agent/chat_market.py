@@ -5,17 +5,20 @@ bundled sample, frozen, said in one notice line."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from config import Settings
 from core.clock import Clock
 from market.binance_rest import BinanceRestClient
+from market.models import EXCHANGE
 from market.sample import SAMPLE_SYMBOLS, load_sample
 from market.source import CandleSource, Notify
 from market.validation import iso_ms
 from store import Store
+from store.candles import load_candles, summarize
+from tools import MarketData
 
 HISTORY_DAYS = 1.0  # what the chat's tools and indicators read back from now
 FRESH_MS = 3 * 60_000  # a last bar older than this is not live data
@@ -29,6 +32,21 @@ class ChatMarket:
     live: bool
     describe: str
     refresh: Callable[[], dict[str, pd.DataFrame]] | None = None
+    venues: dict[str, pd.DataFrame] = field(default_factory=dict)  # `bybit:BTCUSDT`: read only
+
+    def market(self, frames: dict[str, pd.DataFrame]) -> MarketData:
+        """The tools' market: the chat's own bars plus other venues' stored ones."""
+        return MarketData(frames | self.venues, "1m")
+
+
+def other_venues(store: Store, symbols: list[str]) -> dict[str, pd.DataFrame]:
+    """Other exchanges' stored 1m bars of `symbols`, keyed `exchange:SYMBOL`, so the chat's
+    candle and snapshot tools can compare venues (`agent-data download --exchange bybit`)."""
+    return {
+        f"{s.exchange}:{s.symbol}": load_candles(store, s.symbol, "1m", exchange=s.exchange)
+        for s in summarize(store)
+        if s.exchange != EXCHANGE and s.symbol in symbols and s.interval == "1m"
+    }
 
 
 def sample_market(frames: dict[str, pd.DataFrame] | None = None) -> ChatMarket:

@@ -44,7 +44,12 @@ def check_agent_lookahead(
         probe = AgentStrategy(
             strategy.p,
             model=strategy.model,
-            market=MarketData(cut, strategy.market.interval, strategy.market.indicator_config),
+            market=MarketData(
+                cut,
+                strategy.market.interval,
+                strategy.market.indicator_config,
+                exchange=strategy.market.exchange,
+            ),
             close_time=first["close_time"].to_numpy(dtype=np.int64),
             rules=strategy.rules,
             cash=strategy.cash,

@@ -125,7 +125,12 @@ class AgentStrategy(Strategy):
                 )
                 for symbol, bars in feed.symbols.items()
             }
-            self.market = MarketData(frames, self.market.interval, self.market.indicator_config)
+            self.market = MarketData(
+                frames,
+                self.market.interval,
+                self.market.indicator_config,
+                exchange=self.market.exchange,
+            )
         return self.market
 
     @property

@@ -30,7 +30,7 @@ from plotly.subplots import make_subplots
 
 from agent.alerts import AlertWatch
 from agent.chat_desk import ChatDesk
-from agent.chat_market import ChatMarket, open_chat_market, sample_market
+from agent.chat_market import ChatMarket, open_chat_market, other_venues, sample_market
 from agent.chat_venue import ChatMode, approving_line, chat_venue, venue_line
 from agent.cli import backtest as cli_backtest
 from agent.cli.strategy_flags import param_flags
@@ -132,7 +132,7 @@ class ChatService:
         if self.source.refresh is None:
             return 0
         frames = self.source.refresh()
-        self.market = MarketData(frames, "1m")
+        self.market = self.source.market(frames)
         return self.desk.refresh(frames)
 
     def deps(self, decision_id: str) -> AgentDeps:
@@ -803,6 +803,7 @@ def build_app(
     clock = clock or SystemClock()
     source = sample_market(frames) if frames else open_chat_market(settings, store, clock, note)
     frames = source.frames
+    source.venues = other_venues(store, list(frames))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     rules, venue = chat_venue(settings, mode, source, store, account, note)
     desk = ChatDesk(
@@ -817,8 +818,7 @@ def build_app(
     threads = settings.data_dir / "chat-threads.sqlite"
     books = live_books(settings, list(frames)) if source.live else None
     chat = ChatService(
-        store, model, MarketData(frames, "1m"), threads, desk, source, settings,
-        books=books,
+        store, model, source.market(frames), threads, desk, source, settings, books=books,
     )  # fmt: skip
     reports_dir = settings.data_dir / "ui-reports"
     model_line = (

@@ -95,15 +95,17 @@ async def watch(
     every_s: float,
     show: Callable[[BookScan], None],
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    done: Callable[[], bool] = lambda: False,
 ) -> list[BookScan]:
-    """Follow every venue's stream and `take` a look every `every_s` for `seconds`; a stream
-    that fails (a refused URL, reconnects given up) ends the watch with its error."""
+    """Follow every venue's stream and `take` a look every `every_s` for `seconds`, or until
+    `done()`; a stream that fails (a refused URL, reconnects given up) ends the watch with its
+    error."""
     followers = [asyncio.create_task(cross.follow(v, s)) for v, s in streams.items()]
     looks: list[BookScan] = []
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
     try:
-        while loop.time() < end:
+        while loop.time() < end and not done():
             await asyncio.sleep(min(every_s, max(0.0, end - loop.time())))
             for task in followers:
                 if task.done():

@@ -5,7 +5,7 @@ and closes a lone leg (its partner failed or filled short) by reversing it on it
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Literal, Protocol
 
@@ -43,6 +43,21 @@ class LegFill(BaseModel):
     fee_bps: float
     reason: str = "filled"
 
+    @classmethod
+    def missed(
+        cls, venue: str, side: Side, requested: float, fee_bps: float, reason: str
+    ) -> LegFill:
+        """A leg that filled nothing, and why."""
+        return cls(
+            venue=venue,
+            side=side,
+            requested=requested,
+            filled=0.0,
+            price=None,
+            fee_bps=fee_bps,
+            reason=reason,
+        )
+
 
 class Pair(BaseModel):
     """One arbitrage as the journal keeps it: both legs, the close if one was needed, the PnL."""
@@ -55,6 +70,7 @@ class Pair(BaseModel):
     closes: list[LegFill] = []
     pnl_quote: float = 0.0
     note: str = ""
+    mode: str = "paper"  # where its legs went: paper, testnet or live
 
     @property
     def unmatched(self) -> tuple[str, Side, float] | None:
@@ -71,9 +87,10 @@ class LegVenue(Protocol):
     """Where a leg goes: a paper book walk here, a signed executor on testnet or live."""
 
     def take(
-        self, pair_id: str, venue: str, side: Side, quantity: float, book: VenueBook
+        self, pair_id: str, venue: str, side: Side, quantity: float, book: VenueBook, leg: str
     ) -> LegFill:
-        """Send one leg; `pair_id` names it (a signed executor derives its client order id)."""
+        """Send one leg; `pair_id` and `leg` ("buy", "sell", "close-1", ...) name it, so a signed
+        executor derives one client order id per leg and a resend is recognised."""
 
 
 class PaperLegs:
@@ -84,17 +101,11 @@ class PaperLegs:
         self._fail = fail
 
     def take(
-        self, pair_id: str, venue: str, side: Side, quantity: float, book: VenueBook
+        self, pair_id: str, venue: str, side: Side, quantity: float, book: VenueBook, leg: str
     ) -> LegFill:
         if self._fail is not None and self._fail(pair_id, venue, side):
-            return LegFill(
-                venue=venue,
-                side=side,
-                requested=quantity,
-                filled=0.0,
-                price=None,
-                fee_bps=book.taker_fee_bps,
-                reason="rejected (rehearsed failure)",
+            return LegFill.missed(
+                venue, side, quantity, book.taker_fee_bps, "rejected (rehearsed failure)"
             )
         levels = book.asks if side == "buy" else book.bids
         filled = min(quantity, sum(q for _, q in levels))
@@ -137,13 +148,7 @@ class Inventory:
 
     def book(self, fill: LegFill) -> tuple[float, float]:
         """Apply a fill; returns its (base, quote) change."""
-        if fill.filled <= 0 or fill.price is None:
-            return 0.0, 0.0
-        keep = 1 - fill.fee_bps / 10_000
-        if fill.side == "buy":
-            change = fill.filled * keep, -fill.filled * fill.price
-        else:
-            change = -fill.filled, fill.filled * fill.price * keep
+        change = fill_change(fill)
         held = self.holdings[fill.venue]
         self.holdings[fill.venue] = Holdings(
             base=max(0.0, held.base + change[0]), quote=max(0.0, held.quote + change[1])
@@ -160,7 +165,9 @@ class Inventory:
 
 class ArbDesk:
     """One symbol on two venues. `step(books, now_ms)` first closes lone legs, then opens at
-    most one pair if the edge and the limits allow; `journal` sees every state a pair reaches."""
+    most one pair if the edge and the limits allow; `journal` sees every state a pair reaches.
+    `past` pairs (a restart's journal) count towards the day's loss and the pair ids; `lot`
+    rounds a pair's quantity down to what both venues accept."""
 
     def __init__(
         self,
@@ -168,13 +175,19 @@ class ArbDesk:
         inventory: Inventory,
         legs: LegVenue,
         journal: Callable[[Pair], None],
+        *,
+        past: Sequence[Pair] = (),
+        lot: Callable[[float], float] = lambda quantity: quantity,
+        mode: str = "paper",
     ) -> None:
         self.limits = limits
         self.inventory = inventory
         self.legs = legs
         self.journal = journal
-        self.pairs: list[Pair] = []
-        self._ids = itertools.count(1)
+        self.pairs: list[Pair] = list(past)
+        self._ids = itertools.count(1 + max((int(p.pair_id[4:]) for p in past), default=0))
+        self._lot = lot
+        self.mode = mode
         self.skipped: dict[str, int] = {}
 
     @property
@@ -228,13 +241,14 @@ class ArbDesk:
         after.holdings[edge.sell_venue] = Holdings(base=sell.base - quantity, quote=sell.quote)
         if after.imbalance(edge.buy_venue, edge.sell_venue) > self.limits.max_imbalance:
             return 0.0
-        return max(quantity, 0.0)
+        return max(self._lot(quantity), 0.0)
 
     def _open(
         self, edge: Edge, quantity: float, books: Mapping[str, VenueBook], now_ms: int
     ) -> Pair:
         pair = Pair(
             pair_id=f"arb-{next(self._ids):06d}",
+            mode=self.mode,
             opened_ms=now_ms,
             edge=edge.model_copy(update={"quantity": quantity}),
         )
@@ -242,7 +256,7 @@ class ArbDesk:
         self.journal(pair)  # ahead of any leg: a crash leaves an open pair to reconcile
         mark = (edge.buy_vwap + edge.sell_vwap) / 2
         for venue, side in ((edge.buy_venue, "buy"), (edge.sell_venue, "sell")):
-            fill = self.legs.take(pair.pair_id, venue, side, quantity, books[venue])  # type: ignore[arg-type]
+            fill = self.legs.take(pair.pair_id, venue, side, quantity, books[venue], side)  # type: ignore[arg-type]
             pair.legs.append(fill)
             pair.pnl_quote += _pnl(self.inventory.book(fill), mark)
         filled = [f.filled for f in pair.legs]
@@ -266,7 +280,8 @@ class ArbDesk:
             return
         venue, side, quantity = unmatched
         reverse: Side = "sell" if side == "buy" else "buy"
-        fill = self.legs.take(pair.pair_id, venue, reverse, quantity, books[venue])
+        leg = f"close-{len(pair.closes) + 1}"
+        fill = self.legs.take(pair.pair_id, venue, reverse, quantity, books[venue], leg)
         pair.closes.append(fill)
         mark = (pair.edge.buy_vwap + pair.edge.sell_vwap) / 2
         pair.pnl_quote += _pnl(self.inventory.book(fill), mark)
@@ -277,6 +292,21 @@ class ArbDesk:
     def _skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
         return None
+
+
+def fill_change(fill: LegFill) -> tuple[float, float]:
+    """A fill's (base, quote) change on its venue after the fee."""
+    if fill.filled <= 0 or fill.price is None:
+        return 0.0, 0.0
+    keep = 1 - fill.fee_bps / 10_000
+    if fill.side == "buy":
+        return fill.filled * keep, -fill.filled * fill.price
+    return -fill.filled, fill.filled * fill.price * keep
+
+
+def fill_pnl(fill: LegFill, mark: float) -> float:
+    """A fill's value change in quote, its base valued at the pair's own mark."""
+    return _pnl(fill_change(fill), mark)
 
 
 def _pnl(change: tuple[float, float], mark: float) -> float:

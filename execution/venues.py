@@ -22,11 +22,19 @@ from market.models import SymbolRules
 from market.rules_cache import exchange_rules
 from store.db import Store
 from venues.bybit.key_info import check_bybit_key
+from venues.bybit.rest import BybitError
 from venues.bybit.trading import BybitExecutor
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
 
-__all__ = ["VenueFactory", "check_live_allowed", "paper_venue", "reconcile", "signed_venue"]
+__all__ = [
+    "VenueFactory",
+    "check_live_allowed",
+    "paper_venue",
+    "reconcile",
+    "signed_executor",
+    "signed_venue",
+]
 
 
 def paper_venue(
@@ -54,7 +62,7 @@ def paper_venue(
     return make
 
 
-def signed_venue(
+def signed_executor(
     exchange: str,
     settings: Settings,
     mode: str,
@@ -62,10 +70,10 @@ def signed_venue(
     store: Store,
     account: str,
     notify: Callable[[str], None],
-) -> tuple[dict[str, SymbolRules], VenueFactory]:
+) -> tuple[BinanceExecutor | BybitExecutor, dict[str, SymbolRules]]:
     """The signed executor of `exchange` ("binance" or "bybit") for testnet (default URL) or
-    live, after the key's permissions are checked; the exchange's own rules for `symbols`; and
-    the venue it backs, which writes each order to the store ahead of its request."""
+    live, after the key's permissions are checked, holding the exchange's own rules for
+    `symbols` (from the store's daily cache, never the bundled capture)."""
     bybit = exchange == "bybit"
     venue_settings = settings.bybit if bybit else settings.binance
     key, secret = (
@@ -83,7 +91,6 @@ def signed_venue(
         max_attempts=venue_settings.max_retries + 1,
         max_retry_after_s=venue_settings.max_retry_after_s,
     )
-    name = "Bybit" if bybit else "Binance"
     now_ms = int(time.time() * 1000)
     try:
         if isinstance(executor, BybitExecutor):  # Bybit's testnet answers the key query too
@@ -96,8 +103,25 @@ def signed_venue(
         else:
             check_key(executor.api_restrictions, mode, store, account, now_ms, notify)
         rules = _cached_rules(executor, exchange, mode, symbols, store)
-    except VenueError as exc:
+    except (VenueError, BybitError) as exc:  # Bybit's errors are not VenueErrors
+        name = "Bybit" if bybit else "Binance"
         raise UserError(f"cannot start on {name} {mode} ({executor.base_url}): {exc}") from None
+    return executor, rules
+
+
+def signed_venue(
+    exchange: str,
+    settings: Settings,
+    mode: str,
+    symbols: list[str],
+    store: Store,
+    account: str,
+    notify: Callable[[str], None],
+) -> tuple[dict[str, SymbolRules], VenueFactory]:
+    """`signed_executor`'s rules, and the venue it backs, which writes each order to the store
+    ahead of its request."""
+    executor, rules = signed_executor(exchange, settings, mode, symbols, store, account, notify)
+    name = "Bybit" if exchange == "bybit" else "Binance"
 
     def journal(order: PaperOrder) -> None:
         save_orders(store, account, [order])

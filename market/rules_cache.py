@@ -39,10 +39,14 @@ def exchange_rules(
             save_rules(store, venue, fetched, now_ms)
             return fetched
     known = {s: r for s, (r, _) in stored.items()}
-    bundled = {s: r for s, r in sample_rules().items() if s in symbols and s not in known}
+    # the bundled capture is Binance's: another venue's symbols are never priced by it
+    capture = sample_rules() if venue.startswith("binance") else {}
+    bundled = {s: r for s, r in capture.items() if s in symbols and s not in known}
     if bundled:
         notify(
             f"notice: exchange rules for {', '.join(sorted(bundled))} are the bundled "
             f"2024-09-08 capture ({why})"
         )
+    elif missing := sorted(set(symbols) - set(known)):
+        notify(f"notice: no {venue} exchange rules for {', '.join(missing)} ({why})")
     return known | bundled

@@ -12,14 +12,14 @@ from core.clock import Clock
 from core.errors import UserError
 from market.calendar import xnys
 from market.csv_import import CsvImportError, read_candle_csv
-from market.models import INTERVAL_MS
+from market.models import EXCHANGE, INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_end, sample_notice
 from market.validation import Finding, bad_row_mask, iso_ms, row_problem, validate_candles
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 
 if TYPE_CHECKING:  # the HTTP client loads only when there is a client to call
-    from market.binance_rest import BinanceRestClient
+    from venues.base import MarketData
 
 DAY_MS = 86_400_000
 Notify = Callable[[str], None]
@@ -76,15 +76,20 @@ def load_csv_candles(
 
 
 class CandleSource:
-    """Resolves a window of closed bars, filling the store from Binance when it can."""
+    """Resolves a window of closed bars of one exchange, filling the store from its REST API
+    when it can; only Binance's bars fall back to the bundled sample, which is Binance's."""
 
     def __init__(
         self,
         store: Store,
         clock: Clock,
         notify: Notify,
-        client_factory: Callable[[], BinanceRestClient] | None = None,
+        client_factory: Callable[[], MarketData] | None = None,
+        *,
+        exchange: str = EXCHANGE,
     ) -> None:
+        self.exchange = exchange
+        self._venue = exchange.capitalize()
         self._store = store
         self._clock = clock
         self._notify = notify
@@ -112,7 +117,9 @@ class CandleSource:
             raise ValueError("give days, or both start_ms and end_ms")
         if end_ms < start_ms:
             raise UserError(f"end {iso_ms(end_ms)} is before start {iso_ms(start_ms)}")
-        stored = load_candles(self._store, symbol, interval, start_ms, end_ms)
+        stored = load_candles(
+            self._store, symbol, interval, start_ms, end_ms, exchange=self.exchange
+        )
         step = INTERVAL_MS[interval]
         if len(stored) == (end_ms - start_ms) // step + 1:
             return stored
@@ -124,22 +131,24 @@ class CandleSource:
     def _fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame | None:
         if self._client_factory is None:
             return None
-        from market.binance_rest import BinanceUnavailable
+        from venues.registry import UNAVAILABLE
 
         try:
             with self._client_factory() as client:
                 bars = client.klines(symbol, interval, start_ms, end_ms)
-        except BinanceUnavailable as exc:
+        except UNAVAILABLE as exc:
             if not self._told_unreachable:
                 self._told_unreachable = True
-                self._notify(f"notice: Binance unreachable ({exc}); using local data")
+                self._notify(f"notice: {self._venue} unreachable ({exc}); using local data")
             return None
-        upsert_candles(self._store, symbol, interval, bars)
-        return load_candles(self._store, symbol, interval, start_ms, end_ms)
+        upsert_candles(self._store, symbol, interval, bars, exchange=self.exchange)
+        return load_candles(self._store, symbol, interval, start_ms, end_ms, exchange=self.exchange)
 
     def _local_fallback(
         self, symbol: str, interval: str, start_ms: int, end_ms: int, days: float | None
     ) -> pd.DataFrame:
+        if self.exchange != EXCHANGE:
+            return self._stored_only(symbol, interval, start_ms, end_ms, days)
         if count_candles(self._store, symbol, interval) == 0 and has_sample(symbol, interval):
             upsert_candles(self._store, symbol, interval, load_sample(symbol))
         if days is not None:
@@ -163,6 +172,32 @@ class CandleSource:
                 f"{iso_ms(frame['open_time'].iloc[0])} → {iso_ms(frame['open_time'].iloc[-1])} UTC"
             )
         return frame
+
+    def _stored_only(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, days: float | None
+    ) -> pd.DataFrame:
+        """Another exchange's bars come from the store or its API, never from Binance's
+        sample: without them the run stops and says how to get them."""
+        name = f"{self.exchange} {symbol} {interval}"
+        if days is not None:
+            everything = load_candles(self._store, symbol, interval, exchange=self.exchange)
+            frame = everything.iloc[-(int(days * DAY_MS) // INTERVAL_MS[interval]) :]
+        else:
+            frame = load_candles(
+                self._store, symbol, interval, start_ms, end_ms, exchange=self.exchange
+            )
+        if frame.empty:
+            raise UserError(
+                f"no {name} bars in the store for the window asked for, and {self._venue} is "
+                f"unreachable (the bundled sample is Binance's, never used for {self.exchange}): "
+                f"run `agent-data download --exchange {self.exchange} --symbol {symbol}` online "
+                f"or `agent-data import FILE --exchange {self.exchange}` first"
+            )
+        self._notify(
+            f"notice: offline; using stored {name} "
+            f"{iso_ms(frame['open_time'].iloc[0])} → {iso_ms(frame['open_time'].iloc[-1])} UTC"
+        )
+        return frame.reset_index(drop=True)
 
     def _stored_range(self, symbol: str, interval: str) -> str:
         frame = load_candles(self._store, symbol, interval)

@@ -110,3 +110,31 @@ def test_the_chat_spread_tool_prices_both_live_books(monkeypatch: pytest.MonkeyP
     assert spread["priced"] is True
     assert (spread["buy_venue"], spread["sell_venue"]) == ("bybit", "binance")
     assert spread["costs_bps"] == 20.0  # both venues' standard taker fee, 10 bps each
+
+
+RUN = ("agent-arb", "run", "--books", "--json", "--quantity", "0.001", "--fee-bps", "10,10",
+       "--every", "0.2")  # fmt: skip
+
+
+def test_the_paper_loop_takes_pairs_from_both_live_books(cli) -> None:
+    with CrossVenue(premium_bps=60.0) as venue:
+        run = cli(*RUN, "--seconds", "30", "--max-age-ms", "30000", "--max-pairs", "2",
+                  env=venue.env())  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "notice: book-based" in run.stderr
+    report = json.loads(run.stdout)
+    assert (report["basis"], report["mode"]) == ("books", "paper")
+    assert report["pair_states"] == {"arb-000001": "complete", "arb-000002": "complete"}
+    assert report["pnl_quote"] > 0
+    # bought on Bybit (the cheaper book), its fee out of the coins; sold on Binance
+    assert report["inventory_end"]["bybit"]["base"] == pytest.approx(0.5 + 2 * 0.001 * 0.999)
+    assert report["inventory_end"]["binance"]["base"] == pytest.approx(0.5 - 2 * 0.001)
+
+
+def test_the_paper_loop_takes_no_pair_off_a_book_older_than_the_limit(cli) -> None:
+    with CrossVenue(premium_bps=60.0, bybit_offset_ms=-60_000) as venue:
+        run = cli(*RUN, "--seconds", "2", "--max-age-ms", "2000", env=venue.env())
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["pairs"] == 0
+    assert report["skipped"] and all(w.startswith("bybit book is") for w in report["skipped"])

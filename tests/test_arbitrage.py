@@ -238,7 +238,13 @@ def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("run", "--mode", "live"), "--mode live is not built yet"),
+        (("run", "--mode", "live"), "live trading needs LIVE_TRADING_CONFIRM=yes"),
+        (("run", "--mode", "demo"), "unknown trading mode 'demo'"),
+        (("run", "--mode", "testnet"), "--mode testnet needs --books: past bar closes must never"),
+        (("run", "--mode", "testnet", "--books", "--base", "1"), "--base is for paper"),
+        (("run", "--max-pairs", "2"), "invalid --max-pairs 2: at least 1, and with --books"),
+        (("run", "--seconds", "2"), "--seconds only apply with --books"),
+        (("run", "--books", "--rebalance-at", "0.3"), "--rebalance-at rehearses transfers"),
         (("scan", "--exchanges", "binance"), "invalid --exchanges 'binance'"),
         (("scan", "--exchanges", "binance,kraken"), "unknown exchange 'kraken'"),
         (("scan", "--fee-bps", "10"), "invalid --fee-bps '10'"),

@@ -22,6 +22,7 @@ STOCK_FILES = {
     "EA-15m.csv": "EA-15m-2026-05-26_2026-06-03_yfinance.csv",
 }
 PROGRAMS = (
+    "agent-arb",
     "agent-backtest",
     "agent-data",
     "agent-server",

@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from market.indicators import IndicatorConfig, compute_indicators
-from market.models import SymbolRules
+from market.models import EXCHANGE, SymbolRules
 from risk.limits import RiskLimits
 from risk.models import MarketView, PortfolioView, SignalSource
 from risk.state import RiskState
@@ -25,15 +25,20 @@ if TYPE_CHECKING:
 
 class MarketData:
     """Full candle frames per symbol with their indicators computed once (they are causal), of
-    which a decision sees only the rows whose bar closed by its time."""
+    which a decision sees only the rows whose bar closed by its time. Plain symbols are the
+    run's `exchange`, the ones it trades; a venue-qualified key (`bybit:BTCUSDT`) is another
+    venue's bars, for the tools to read, never traded."""
 
     def __init__(
         self,
         frames: Mapping[str, pd.DataFrame],
         interval: str,
         indicator_config: IndicatorConfig | None = None,
+        *,
+        exchange: str = EXCHANGE,
     ) -> None:
         self.frames = {s: f.reset_index(drop=True) for s, f in frames.items()}
+        self.exchange = exchange
         self.interval = interval
         self.indicator_config = indicator_config or IndicatorConfig()
         self._indicators: dict[str, pd.DataFrame] = {}
@@ -43,7 +48,8 @@ class MarketData:
 
     @property
     def symbols(self) -> list[str]:
-        return list(self.frames)
+        """The run's own symbols: the ones it decides on and trades."""
+        return [s for s in self.frames if ":" not in s]
 
     def visible_rows(self, symbol: str, now_ms: int) -> int:
         """How many leading rows had closed by `now_ms`."""
@@ -113,4 +119,5 @@ class ToolEnv:
 
     @cached_property
     def symbols(self) -> list[str]:
-        return [s for s in self.market.symbols if self.market.visible_rows(s, self.now_ms) > 0]
+        """Every series with a bar closed by now, another venue's (`bybit:BTCUSDT`) included."""
+        return [s for s in self.market.frames if self.market.visible_rows(s, self.now_ms) > 0]

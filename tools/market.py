@@ -21,9 +21,19 @@ Interval = Literal["1m", "5m", "15m", "1h", "4h"]
 Symbol = Annotated[str, Field(max_length=20), WithJsonSchema({"type": "string"})]
 
 
-def require_symbol(env: ToolEnv, symbol: str) -> str:
-    """The symbol as the data knows it, or an error listing what this run has."""
-    wanted = symbol.strip().upper()
+def require_symbol(env: ToolEnv, symbol: str, *, venues: bool = False) -> str:
+    """The symbol as the data knows it, or an error listing what this run has. `bybit:BTCUSDT`
+    names a venue: the run's own is the plain symbol; another venue's bars only where `venues`
+    (reading tools), since the run trades on its own exchange alone."""
+    venue, _, bare = symbol.strip().rpartition(":")
+    venue, wanted = venue.lower(), bare.upper()
+    if venue not in ("", env.market.exchange):
+        if not venues:
+            raise ToolError(
+                f"{symbol!r} is on {venue}: this session trades {wanted} on "
+                f"{env.market.exchange}; read other venues with get_candles or get_market_snapshot"
+            )
+        wanted = f"{venue}:{wanted}"
     if wanted not in env.symbols:
         raise ToolError(
             f"unknown symbol {symbol!r}; this session has data for {', '.join(env.symbols)}"
@@ -56,7 +66,7 @@ class CandlesOut(BaseModel):
 
 
 def get_candles(env: ToolEnv, args: CandlesIn) -> CandlesOut:
-    symbol = require_symbol(env, args.symbol)
+    symbol = require_symbol(env, args.symbol, venues=True)
     end_ms = env.now_ms
     if args.end is not None:
         end_ms = parse_time(args.end, "end")
@@ -128,7 +138,7 @@ class SymbolIn(BaseModel):
 
 
 def get_market_snapshot(env: ToolEnv, args: SymbolIn) -> MarketSnapshot:
-    symbol = require_symbol(env, args.symbol)
+    symbol = require_symbol(env, args.symbol, venues=True)
     candles = env.market.candles(symbol, env.now_ms)
     if len(candles) < 2:
         raise ToolError(f"not enough {symbol} history before {iso_ms(env.now_ms)} for a snapshot")

@@ -131,7 +131,7 @@ def run_agent_backtest(
             for line in offline_notices(typed, params.samples):
                 notes.append(line)
                 notify(line)
-        market = MarketData(frames, config.interval)
+        market = MarketData(frames, config.interval, exchange=args.exchange)
         strategy = AgentStrategy(
             params,
             model=model,

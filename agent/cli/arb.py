@@ -4,10 +4,13 @@
     agent-arb scan --books --size 0.05 --seconds 30             ... from both live order books
     agent-arb run --mode paper --quantity 0.05                  pairs on paper, journaled
     agent-arb run --mode paper --rebalance-at 0.5               ... moving inventory when it drifts
+    agent-arb run --books --quantity 0.01 --seconds 60          pairs off both live order books
+    agent-arb run --books --mode testnet --max-pairs 1          ... signed, on both testnets
 
 Both read same-minute 1m bars: the store's (after `agent-data download --exchange ...` for
-each venue) or, when the store lacks them, the bundled real day, and say which. `scan --books`
-reads both venues' live order books instead (it needs both streams, so it is opt-in).
+each venue) or, when the store lacks them, the bundled real day, and say which. `--books`
+reads both venues' live order books instead (it needs both streams, so it is opt-in); testnet
+and live decide from them only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from agent.cli.arb_books import add_book_args, refuse_book_flags, scan_books
+from agent.cli.arb_report import report_run
+from agent.cli.arb_run import check_run_mode, paper_start, run_books
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
 from arbitrage.bars import (
     BAR_NOTICE,
@@ -30,7 +35,7 @@ from arbitrage.bars import (
 )
 from arbitrage.journal import PairJournal
 from arbitrage.live_books import BINANCE_TAKER_BPS
-from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, PaperLegs
+from arbitrage.pairs import ArbDesk, ArbLimits, Inventory, PaperLegs
 from arbitrage.rebalance import Rebalancer, RebalanceRule
 from config import Settings
 from core.errors import UserError
@@ -58,14 +63,22 @@ def _parser() -> OneLineParser:
         cmd.add_argument("--json", action="store_true", help="as JSON")
     add_book_args(sub.choices["scan"])
     run_cmd = sub.choices["run"]
-    run_cmd.add_argument("--mode", default="paper", help="paper (testnet and live: not yet)")
+    add_book_args(run_cmd, size=False)
+    run_cmd.add_argument(
+        "--max-pairs", type=int, help="--books: stop after this many new pairs (default: none)"
+    )
+    run_cmd.add_argument(
+        "--mode",
+        default="paper",
+        help="paper, testnet or live (both signed venues; live needs LIVE_TRADING_CONFIRM=yes)",
+    )
     run_cmd.add_argument("--account", default="arb")
     run_cmd.add_argument("--quantity", type=float, default=0.05, help="base per pair")
     run_cmd.add_argument("--max-notional", type=float, default=2_000.0, help="quote per leg")
     run_cmd.add_argument("--max-imbalance", type=float, default=0.8, help="0-1, base across venues")
     run_cmd.add_argument("--daily-loss", type=float, default=100.0, help="quote; stops new pairs")
-    run_cmd.add_argument("--base", type=float, default=0.5, help="starting base per venue")
-    run_cmd.add_argument("--quote", type=float, default=10_000.0, help="starting quote per venue")
+    run_cmd.add_argument("--base", type=float, help="paper: starting base per venue (0.5)")
+    run_cmd.add_argument("--quote", type=float, help="paper: starting quote per venue (10000)")
     run_cmd.add_argument(
         "--rebalance-at",
         type=float,
@@ -189,22 +202,20 @@ def _drill(every: int | None) -> Callable[[str, str, str], bool] | None:
 
 
 def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
-    if args.mode != "paper":
-        raise UserError(
-            f"--mode {args.mode} is not built yet: the arbitrage loop runs on paper until signed "
-            "Bybit orders exist"
-        )
     venues = _venues(args.exchanges)
     fees = _fees(args.fee_bps, venues, settings)
     limits = _limits(args)
-    if args.base < 0 or args.quote < 0:
-        raise UserError("invalid --base/--quote: starting inventory cannot be negative")
+    check_run_mode(args)
+    if args.books:
+        drill = _drill(args.fail_every)
+        return run_books(args, settings, store, dict(zip(venues, fees, strict=True)), limits, drill)
+    refuse_book_flags(args)
     bars = _bars(store, parse_symbol(args.symbol), venues)
     notify(BAR_NOTICE + "; each leg fills at its venue's close, up to that minute's volume")
     journal = PairJournal(store, args.account)
     if journal.pairs():
         raise UserError(f"account {args.account!r} already has pairs: use a new --account")
-    start = {v: Holdings(base=args.base, quote=args.quote) for v in venues}
+    start = paper_start(args, venues)
     inventory = Inventory(start)
     desk = ArbDesk(limits, inventory, PaperLegs(_drill(args.fail_every)), journal)
     rebalancer = _rebalancer(args, journal)
@@ -217,55 +228,8 @@ def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
         desk.step(books, now_ms)
     last = books_at(bars, len(bars.frame) - 1, fees, 0.0)
     mark = sum(b.bids[0][0] for b in last.values()) / 2
-    report = {
-        "account": args.account,
-        "basis": "bars",
-        "pairs": len(desk.pairs),
-        "by_state": {s.value: sum(p.state == s for p in desk.pairs) for s in PairState},
-        "pnl_quote": sum(p.pnl_quote for p in desk.pairs),
-        "inventory_start": {v: h.model_dump() for v, h in start.items()},
-        "inventory_end": {v: h.model_dump() for v, h in inventory.holdings.items()},
-        "value_change_at_last_mark": inventory.value(mark) - Inventory(start).value(mark),
-        "skipped": desk.skipped,
-        "transfers": len(rebalancer.transfers) if rebalancer else 0,
-        "transfer_cost_quote": rebalancer.cost_quote if rebalancer else 0.0,
-        "pair_pnl": {p.pair_id: round(p.pnl_quote, 6) for p in desk.pairs},
-    }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    states = ", ".join(f"{n} {s}" for s, n in report["by_state"].items() if n)
-    print(
-        f"account   {args.account}: {report['pairs']} pairs ({states or 'none'}) over "
-        f"{len(bars.frame):,} minutes, {bars.labels[0]} / {bars.labels[1]}"
-    )
-    for pair in desk.pairs[:10]:
-        e = pair.edge
-        print(
-            f"  {pair.pair_id} {iso_ms(pair.opened_ms)} buy {e.buy_venue} sell {e.sell_venue} "
-            f"{e.quantity:g} net {e.net_bps:+.2f} bps → {pair.state.value}, "
-            f"PnL {pair.pnl_quote:+.4f}"
-        )
-    if len(desk.pairs) > 10:
-        print(f"  … {len(desk.pairs) - 10} more (`--json` lists every pair's PnL)")
-    for venue in venues:
-        s, e = report["inventory_start"][venue], report["inventory_end"][venue]
-        print(
-            f"{venue:<9} base {s['base']:g} → {e['base']:.8f}, quote {s['quote']:,.2f} → "
-            f"{e['quote']:,.4f} (after fees)"
-        )
-    if rebalancer is not None:
-        print(
-            f"rebalance {report['transfers']} transfer(s) past a {args.rebalance_at:g} split, "
-            f"costing {report['transfer_cost_quote']:.4f} quote in network fees (journaled)"
-        )
-    skipped = ", ".join(f"{why} {n:,}" for why, n in desk.skipped.items())
-    print(f"skipped   {skipped or 'none'} (minutes without a pair, by reason)")
-    print(
-        f"PnL       {report['pnl_quote']:+.4f} quote over the pairs; inventory value "
-        f"{report['value_change_at_last_mark']:+.4f} at the last mark {mark:,.2f}"
-    )
-    return 0
+    span = f"{len(bars.frame):,} minutes, {bars.labels[0]} / {bars.labels[1]}"
+    return report_run(args, desk, start, basis="bars", span=span, mark=mark, rebalancer=rebalancer)
 
 
 def _main(argv: list[str] | None) -> int:

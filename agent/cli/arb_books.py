@@ -8,11 +8,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from agent.cli.common import OneLineParser, notify
 from arbitrage.book_feeds import book_streams, cross_books
-from arbitrage.live_books import BookScan, look, watch
+from arbitrage.live_books import BookScan, CrossBooks, look, watch
 from arbitrage.spread import Scan
 from config import Settings
 from core.errors import UserError
@@ -24,21 +25,24 @@ RECONNECT_ATTEMPTS = 3  # a scan gives up on a venue it cannot reach, rather tha
 BACKOFF_S = 0.5
 
 
-def add_book_args(cmd: argparse.ArgumentParser | OneLineParser) -> None:
+def add_book_args(cmd: argparse.ArgumentParser | OneLineParser, *, size: bool = True) -> None:
+    """The live-book flags; `size` off for `run`, whose --quantity is the size."""
     cmd.add_argument("--books", action="store_true", help="from both live order books")
-    cmd.add_argument("--size", type=float, help="--books: base quantity per leg (default 0.01)")
+    if size:
+        cmd.add_argument("--size", type=float, help="--books: base quantity per leg (default 0.01)")
     cmd.add_argument("--seconds", type=float, help="--books: how long to watch (default 30)")
     cmd.add_argument("--every", type=float, help="--books: seconds between looks (default 1)")
     cmd.add_argument("--max-age-ms", type=int, help="--books: refuse older books (default 2000)")
 
 
-def _checked(args: argparse.Namespace) -> tuple[float, float, float, int]:
-    given = [f"--{f.replace('_', '-')}" for f in _BOOK_FLAGS if getattr(args, f) is not None]
+def checked_book_args(args: argparse.Namespace) -> tuple[float, float, float, int]:
+    """(size, seconds, every, max age) with their defaults; a book flag without --books exits 2."""
+    given = [f"--{f.replace('_', '-')}" for f in _BOOK_FLAGS if getattr(args, f, None) is not None]
     if not args.books:
         if given:
-            raise UserError(f"{', '.join(given)} only apply with --books (the live book scan)")
+            raise UserError(f"{', '.join(given)} only apply with --books (the live order books)")
         return 0.0, 0.0, 0.0, 0
-    size = 0.01 if args.size is None else args.size
+    size = 0.01 if getattr(args, "size", None) is None else args.size
     seconds = 30.0 if args.seconds is None else args.seconds
     every = 1.0 if args.every is None else args.every
     max_age = 2_000 if args.max_age_ms is None else args.max_age_ms
@@ -52,7 +56,7 @@ def _checked(args: argparse.Namespace) -> tuple[float, float, float, int]:
 
 def refuse_book_flags(args: argparse.Namespace) -> None:
     """A bar-based scan given a --books flag exits 2 saying so, rather than ignoring it."""
-    _checked(args)
+    checked_book_args(args)
 
 
 def _line(found: Scan | None, waiting: list[str], ages: dict[str, int], now_ms: int) -> str:
@@ -72,8 +76,39 @@ def _line(found: Scan | None, waiting: list[str], ages: dict[str, int], now_ms: 
     )
 
 
+def follow_books(
+    settings: Settings,
+    cross: CrossBooks,
+    symbol: str,
+    take: Callable[[int], BookScan],
+    *,
+    seconds: float,
+    every: float,
+    show: Callable[[BookScan], None],
+    done: Callable[[], bool] = lambda: False,
+) -> list[BookScan]:
+    """Both venues' streams of `symbol` into `cross`, a look every `every` s for `seconds` (or
+    until `done()`); a venue that cannot be followed exits 2 in one line."""
+
+    async def main() -> list[BookScan]:
+        streams = book_streams(
+            settings, [symbol], max_attempts=RECONNECT_ATTEMPTS, backoff_base_s=BACKOFF_S
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            for stream in streams.values():
+                await stack.enter_async_context(stream)
+            return await watch(
+                cross, streams, take, seconds=seconds, every_s=every, show=show, done=done
+            )
+
+    try:
+        return asyncio.run(main())
+    except StreamUnavailable as exc:
+        raise UserError(f"cannot follow both books: {exc}") from None
+
+
 def scan_books(args: argparse.Namespace, settings: Settings, fees: dict[str, float]) -> int:
-    size, seconds, every, max_age = _checked(args)
+    size, seconds, every, max_age = checked_book_args(args)
     symbol = parse_symbol(args.symbol)
     cross = cross_books(settings, fees)
     notify(
@@ -97,19 +132,7 @@ def scan_books(args: argparse.Namespace, settings: Settings, fees: dict[str, flo
         if not args.json:
             print(_line(seen.scan, seen.waiting_for, seen.book_ages_ms, seen.time_ms), flush=True)
 
-    async def main() -> list[BookScan]:
-        streams = book_streams(
-            settings, [symbol], max_attempts=RECONNECT_ATTEMPTS, backoff_base_s=BACKOFF_S
-        )
-        async with contextlib.AsyncExitStack() as stack:
-            for stream in streams.values():
-                await stack.enter_async_context(stream)
-            return await watch(cross, streams, take, seconds=seconds, every_s=every, show=show)
-
-    try:
-        looks = asyncio.run(main())
-    except StreamUnavailable as exc:
-        raise UserError(f"cannot follow both books: {exc}") from None
+    looks = follow_books(settings, cross, symbol, take, seconds=seconds, every=every, show=show)
     if args.json:
         out = {"basis": "books", "symbol": symbol, "size": size, "max_age_ms": max_age}
         print(json.dumps(out | {"looks": [seen.model_dump() for seen in looks]}, indent=2))

@@ -63,7 +63,7 @@ from core.errors import UserError
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
 from market.instruments import AssetClass
-from market.models import INTERVAL_MS, SymbolRules, parse_interval
+from market.models import EXCHANGE, INTERVAL_MS, SymbolRules, parse_interval
 from market.sample import sample_rules
 from risk.limits import RiskLimits
 from runtime.strategy import Strategy
@@ -94,6 +94,9 @@ def build_parser() -> OneLineParser:
     span.add_argument("--start", help="UTC start, YYYY-MM-DD[THH:MM] (needs --end)")
     parser.add_argument("--end", help="UTC end, exclusive")
     parser.add_argument("--data", type=Path, help="a CSV of your own bars for --symbol")
+    parser.add_argument(
+        "--exchange", help="whose stored bars and rules: binance (default) or bybit"
+    )
 
     add_param_args(parser.add_argument_group("strategy parameters"))
 
@@ -256,6 +259,19 @@ def _rules(
     return rules
 
 
+def check_exchange(args: argparse.Namespace, kind: AssetClass) -> str:
+    """The crypto venue whose bars the run reads; one that cannot apply exits 2."""
+    if args.exchange is None:
+        return EXCHANGE
+    if args.data is not None:
+        raise UserError("--exchange picks the store's bars of a venue: --data reads your own file")
+    if kind is AssetClass.EQUITY:
+        raise UserError(f"--exchange names a crypto venue: {args.symbol} is a stock")
+    from venues.registry import parse_exchange
+
+    return parse_exchange(args.exchange)
+
+
 def _note(notes: list[str], line: str) -> None:
     notes.append(line)
     notify(line)
@@ -390,6 +406,7 @@ def _main(argv: list[str] | None) -> int:
         strategy = _build_strategy(cls, params)
     symbols, kind = parse_symbols(args.symbol)
     check_flags(typed, args, kind)
+    args.exchange = check_exchange(args, kind)
     if kind is AssetClass.EQUITY:
         interval = equity_interval(args, typed, interval)
         config = config.model_copy(update={"interval": interval})
@@ -401,6 +418,8 @@ def _main(argv: list[str] | None) -> int:
         frames, window = load_frames(
             args, settings, store, symbols, interval, lambda line: _note(notes, line)
         )
+        if args.exchange != EXCHANGE:
+            _note(notes, f"notice: {args.exchange} bars and exchange rules, from the store")
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
@@ -413,7 +432,9 @@ def _main(argv: list[str] | None) -> int:
         else:
             known = None
             if args.data is None:  # a user's file trades by the bundled filters
-                known = venue_rules(settings, store, symbols, lambda line: _note(notes, line))
+                known = venue_rules(
+                    settings, store, symbols, lambda line: _note(notes, line), args.exchange
+                )
             data = SweepData(bars, _rules(symbols, notes, known))
         if cls is None:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)

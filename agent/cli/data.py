@@ -56,6 +56,7 @@ def build_parser() -> OneLineParser:
     imp.add_argument("file", type=Path)
     imp.add_argument("--symbol", required=True)
     imp.add_argument("--interval", required=True)
+    imp.add_argument("--exchange", help="crypto: the venue the bars are from (default binance)")
 
     sub.add_parser("list", help="symbols, intervals, ranges, rows and gaps in the store")
 
@@ -63,6 +64,7 @@ def build_parser() -> OneLineParser:
 
     verify = sub.add_parser("verify", help="check stored candles for gaps and bad rows")
     verify.add_argument("--symbol")
+    verify.add_argument("--exchange", help=f"only this venue's bars: {' or '.join(EXCHANGES)}")
     return parser
 
 
@@ -123,14 +125,20 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
     file leaves no database behind and no part of itself in one."""
     (symbol, kind), interval = parse_instrument(args.symbol), parse_interval(args.interval)
     stock = kind is AssetClass.EQUITY
+    if stock and args.exchange is not None:
+        raise UserError(
+            f"--exchange names a crypto venue: {symbol}'s bars are a stock's, imported without one"
+        )
+    exchange = parse_exchange(args.exchange or DEFAULT_EXCHANGE)
     frame = load_csv_candles(args.file, interval, notify, whole=True, stock=stock)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
-        added = upsert_candles(store, symbol, interval, frame)
+        added = upsert_candles(store, symbol, interval, frame, exchange=exchange)
     finally:
         store.close()
+    venue = "" if stock or exchange == DEFAULT_EXCHANGE else f"{exchange} "
     console.print(
-        f"{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "
+        f"{venue}{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "
         f"{added:,} new in the store"
     )
     if kind is AssetClass.EQUITY:  # pre- and post-market rows are kept; the calendar marks them
@@ -168,10 +176,12 @@ def _status(settings: Settings, store: Store, console: Console) -> int:
 
 def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
     symbol = parse_symbol(args.symbol) if args.symbol else None
-    series = summarize(store, symbol)
+    exchange = parse_exchange(args.exchange) if args.exchange else None
+    series = [s for s in summarize(store, symbol) if exchange in (None, s.exchange)]
     if not series:
+        which = " ".join(x for x in (exchange, symbol) if x)
         raise UserError(
-            f"no stored candles{f' for {symbol}' if symbol else ''}; see `agent-data list`"
+            f"no stored candles{f' for {which}' if which else ''}; see `agent-data list`"
         )
     problems = 0
     for s in series:
@@ -180,7 +190,8 @@ def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
         )
         status = "ok" if report.ok else "; ".join(report.problems())
         problems += not report.ok
-        console.print(f"{s.symbol} {s.interval}: {report.rows:,} bars, {status}")
+        venue = "" if s.exchange == DEFAULT_EXCHANGE else f"{s.exchange} "
+        console.print(f"{venue}{s.symbol} {s.interval}: {report.rows:,} bars, {status}")
     return 1 if problems else 0
 
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from agent.cli.common import parse_utc
 from config import Settings
 from core.clock import SystemClock
-from core.errors import UserError
+from core.errors import UserError, VenueError
 from market.instruments import AssetClass, asset_class
-from market.models import INTERVAL_MS, SymbolRules
+from market.models import EXCHANGE, INTERVAL_MS, SymbolRules
 from market.resample import RESAMPLED
 from market.rules_cache import exchange_rules
 from market.source import DAY_MS, CandleSource, load_csv_candles
@@ -24,8 +24,8 @@ from market.validation import iso_ms
 from store import Store
 from store.resample import resample_stored
 
-if TYPE_CHECKING:  # the HTTP client loads only when Binance is asked
-    from market.binance_rest import BinanceRestClient
+if TYPE_CHECKING:  # the HTTP clients load only when an exchange is asked
+    from venues.base import MarketData
 
 DEFAULT_DAYS = 3.0
 Notify = Callable[[str], None]
@@ -75,35 +75,43 @@ def _csv(
     return frame.reset_index(drop=True)
 
 
-def candle_source(settings: Settings, store: Store, notify: Notify) -> CandleSource:
-    """The store, then Binance (unless offline), then the bundled sample: every front end's
-    data resolution."""
+def candle_source(
+    settings: Settings, store: Store, notify: Notify, exchange: str = EXCHANGE
+) -> CandleSource:
+    """The store, then the exchange's API (unless offline), then (Binance only) the bundled
+    sample: every front end's data resolution."""
     factory = None
     if not settings.offline:
 
-        def factory() -> BinanceRestClient:
-            from market.binance_rest import BinanceRestClient
+        def factory() -> MarketData:
+            from venues.registry import market_data
 
-            cache = settings.data_dir / "http-cache"
-            return BinanceRestClient(settings.binance, cache_dir=cache)
+            return market_data(exchange, settings, cache_dir=settings.data_dir / "http-cache")
 
-    return CandleSource(store, SystemClock(), notify, factory)
+    return CandleSource(store, SystemClock(), notify, factory, exchange=exchange)
 
 
 def venue_rules(
-    settings: Settings, store: Store, symbols: list[str], notify: Notify
+    settings: Settings,
+    store: Store,
+    symbols: list[str],
+    notify: Notify,
+    exchange: str = EXCHANGE,
 ) -> dict[str, SymbolRules]:
-    """Binance's exchange rules for `symbols`, through the store's daily cache."""
+    """The exchange's rules for `symbols`, through the store's daily cache."""
     fetch = None
     if not settings.offline:
 
         def fetch(wanted: list[str]) -> dict[str, SymbolRules]:
-            from market.binance_rest import BinanceRestClient
+            from venues.registry import UNAVAILABLE, market_data
 
-            with BinanceRestClient(settings.binance) as client:
-                return client.exchange_info(wanted)
+            try:
+                with market_data(exchange, settings) as client:
+                    return client.rules(wanted)
+            except UNAVAILABLE as exc:  # Bybit's client errors are not VenueErrors
+                raise VenueError(str(exc)) from None
 
-    return exchange_rules(store, "binance", symbols, SystemClock().now_ms(), fetch, notify)
+    return exchange_rules(store, exchange, symbols, SystemClock().now_ms(), fetch, notify)
 
 
 def stored_bars(
@@ -143,7 +151,7 @@ def load_frames(
         stock = asset_class(symbols[0]) is AssetClass.EQUITY
         frames = {symbols[0]: _csv(args, interval, span, notify, stock)}
     else:
-        source = candle_source(settings, store, notify)
+        source = candle_source(settings, store, notify, getattr(args, "exchange", EXCHANGE))
         frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}
     return frames, _window(frames, interval, asked, span, notify)
 
