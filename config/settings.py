@@ -28,7 +28,7 @@ from pydantic_settings import (
 
 from config.equity import EquitySettings
 from config.strict import check_sources
-from config.venues import BybitSettings
+from config.venues import AlpacaSettings, BybitSettings
 from core.errors import ConfigError
 from risk.limits import RiskLimits
 
@@ -276,6 +276,7 @@ class Settings(BaseSettings):
     offline: bool = False
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
     bybit: BybitSettings = Field(default_factory=BybitSettings)
+    alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

@@ -1,20 +1,30 @@
-"""The exchanges by name: `--exchange binance|bybit` picks a market-data client here, and a
-symbol where two venues meet is written `bybit:BTCUSDT`."""
+"""The exchanges by name: `--exchange binance|bybit|alpaca` picks a market-data client here, a
+symbol where two venues meet is written `bybit:BTCUSDT`, and each venue names the one asset
+class it trades (a stock on Binance, or a coin on Alpaca, is a user's mistake)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from config import Settings
 from core.errors import UserError
 from market.binance_rest import BinanceRestClient, BinanceUnavailable
+from market.instruments import AssetClass, parse_instrument, require_class
 from market.models import SymbolRules, parse_symbol
+from venues.alpaca.data import AlpacaData, AlpacaError, AlpacaKeys
 from venues.base import MarketData
 from venues.bybit.rest import BybitRestClient, BybitUnavailable
 
-EXCHANGES = ("binance", "bybit")
+EXCHANGES = ("binance", "bybit", "alpaca")
 DEFAULT_EXCHANGE = "binance"
-UNAVAILABLE: tuple[type[Exception], ...] = (BinanceUnavailable, BybitUnavailable)
+UNAVAILABLE: tuple[type[Exception], ...] = (BinanceUnavailable, BybitUnavailable, AlpacaError)
+ASSET_CLASS = {
+    "binance": AssetClass.CRYPTO,
+    "bybit": AssetClass.CRYPTO,
+    "alpaca": AssetClass.EQUITY,
+}
 
 
 class _Binance(BinanceRestClient):
@@ -39,8 +49,34 @@ def venue_symbol(raw: str, default: str = DEFAULT_EXCHANGE) -> tuple[str, str]:
     return parse_exchange(exchange or default), parse_symbol(symbol)
 
 
+def listed_symbols(exchange: str, raw: str) -> list[str]:
+    """`AAPL,MSFT` on a stock venue, `BTCUSDT` on a crypto one; the other class exits 2."""
+    wanted = ASSET_CLASS[parse_exchange(exchange)]
+    symbols = []
+    for part in (p for p in raw.split(",") if p.strip()):
+        symbol, _ = parse_instrument(part)
+        require_class(symbol, wanted, exchange)
+        symbols.append(symbol)
+    return list(dict.fromkeys(symbols))
+
+
+def alpaca_data(settings: Settings, env: Mapping[str, str] = os.environ) -> AlpacaData:
+    """Alpaca's market data with the keys from the environment (exit 2 naming them if not)."""
+    alpaca = settings.alpaca
+    return AlpacaData(
+        AlpacaKeys.from_env(env),
+        data_url=alpaca.data_url,
+        trading_url=alpaca.paper_url,
+        feed=alpaca.feed,
+        timeout_s=alpaca.timeout_s,
+    )
+
+
 def market_data(exchange: str, settings: Settings, *, cache_dir: Path | None = None) -> MarketData:
     """The public REST client of `exchange`, at the URL its settings name."""
-    if parse_exchange(exchange) == "bybit":
+    name = parse_exchange(exchange)
+    if name == "bybit":
         return BybitRestClient(settings.bybit)
+    if name == "alpaca":
+        return alpaca_data(settings)
     return _Binance(settings.binance, cache_dir=cache_dir)
