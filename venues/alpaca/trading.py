@@ -9,9 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import UserError
+from core.errors import OutcomeUnknown, UserError
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder
 from venues.alpaca.data import PAPER_URL, AlpacaError, AlpacaKeys, Clock, parse_clock
@@ -20,7 +20,7 @@ from venues.alpaca.data import PAPER_URL, AlpacaError, AlpacaKeys, Clock, parse_
 class AlpacaOrder(BaseModel):
     """What Alpaca says about one order."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     id: str
     client_order_id: str
@@ -30,6 +30,8 @@ class AlpacaOrder(BaseModel):
     filled_qty: Decimal
     filled_avg_price: Decimal | None
     status: str
+    order_type: str = Field("market", alias="type")
+    filled_at: str | None = None
 
 
 class AlpacaPosition(BaseModel):
@@ -51,8 +53,26 @@ class AlpacaAccount(BaseModel):
     trading_blocked: bool
 
 
-class _Unknown(Exception):
-    """The order may or may not have reached Alpaca."""
+class AlpacaAccountCheck(BaseModel):
+    """The account as Alpaca showed it when the loop started (`agent-trade status`): the
+    account, never the key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: str
+    account: AlpacaAccount
+
+    def summary(self) -> str:
+        a = self.account
+        allowed = "BLOCKED from trading" if a.trading_blocked else "trading allowed"
+        return (
+            f"Alpaca {self.mode} account in {a.currency}: cash {a.cash:,.2f}, buying power "
+            f"{a.buying_power:,.2f}, {allowed}"
+        )
+
+
+class AlpacaUnknown(OutcomeUnknown):
+    """The order may or may not have reached Alpaca: ask before sending anything again."""
 
 
 class AlpacaPaper:
@@ -90,7 +110,7 @@ class AlpacaPaper:
         for _ in range(self.attempts):
             try:
                 return AlpacaOrder.model_validate(self._call("POST", "/v2/orders", json=body))
-            except _Unknown:
+            except AlpacaUnknown:
                 known = self.order(approved.client_order_id)
                 if known is not None:
                     return known
@@ -110,6 +130,10 @@ class AlpacaPaper:
             return None
         return AlpacaOrder.model_validate(found)
 
+    def open_orders(self) -> list[AlpacaOrder]:
+        found = self._call("GET", "/v2/orders", params={"status": "open", "limit": 500})
+        return [AlpacaOrder.model_validate(o) for o in found]
+
     def positions(self) -> list[AlpacaPosition]:
         return [AlpacaPosition.model_validate(p) for p in self._call("GET", "/v2/positions")]
 
@@ -123,7 +147,7 @@ class AlpacaPaper:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise _Unknown(str(exc)) from exc
+            raise AlpacaUnknown(str(exc)) from exc
         except httpx.TransportError as exc:
             raise AlpacaError(f"Alpaca unreachable at {path}: {exc}") from exc
         status = response.status_code
@@ -132,7 +156,7 @@ class AlpacaPaper:
         if status == 404:
             raise _NotFound(path)
         if status >= 500:
-            raise _Unknown(f"{status} from {path}")
+            raise AlpacaUnknown(f"{status} from {path}")
         if status >= 400:
             raise AlpacaError(f"Alpaca refused {method} {path} ({status}): {response.text}")
         return response.json()
