@@ -303,6 +303,12 @@ class Settings(BaseSettings):
     bybit_api_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("BYBIT_API_SECRET", "bybit_api_secret")
     )
+    apca_api_key_id: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("APCA_API_KEY_ID", "apca_api_key_id")
+    )
+    apca_api_secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("APCA_API_SECRET_KEY", "apca_api_secret_key")
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -332,6 +338,8 @@ class Settings(BaseSettings):
             self.binance_api_secret,
             self.bybit_api_key,
             self.bybit_api_secret,
+            self.apca_api_key_id,
+            self.apca_api_secret_key,
             self.alerts.telegram_bot_token,
         ]
         return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]

@@ -16,7 +16,7 @@ from core.errors import UserError
 from market.validation import iso_ms
 from store.db import Store
 from store.tables import KeyCheckRow
-from venues.alpaca.trading import AlpacaAccountCheck
+from venues.alpaca.account import AlpacaAccountCheck
 from venues.bybit.key_info import BybitKeyPermissions
 
 API_RESTRICTIONS_PATH = "/sapi/v1/account/apiRestrictions"

@@ -22,11 +22,12 @@ from market.corporate import CorporateActions
 from market.models import SymbolRules
 from market.rules_cache import exchange_rules
 from store.db import Store
+from venues.alpaca.account import AlpacaAccountCheck
 from venues.alpaca.broker import AlpacaBroker
-from venues.alpaca.data import AlpacaKeys
-from venues.alpaca.trading import AlpacaAccountCheck, AlpacaPaper
+from venues.alpaca.trading import AlpacaPaper
 from venues.bybit.key_info import check_bybit_key
 from venues.bybit.trading import BybitExecutor
+from venues.registry import alpaca_keys
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
 
@@ -126,7 +127,7 @@ def alpaca_venue(
     showed is kept for `agent-trade status`."""
     alpaca = settings.alpaca
     url = alpaca.live_url if mode == "live" else alpaca.paper_url
-    paper = AlpacaPaper(AlpacaKeys.from_env(), base_url=url, timeout_s=alpaca.timeout_s)
+    paper = AlpacaPaper(alpaca_keys(settings), base_url=url, timeout_s=alpaca.timeout_s)
     try:
         check = AlpacaAccountCheck(mode=mode, account=paper.account())
     except VenueError as exc:

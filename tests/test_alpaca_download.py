@@ -32,11 +32,12 @@ def test_agent_data_downloads_alpaca_bars_page_by_page_into_the_store(cli) -> No
             "--end",
             "2022-03-10",
         )
-        env = {**KEYS, "AGENT_ALPACA__DATA_URL": server.url}
+        env = {**KEYS, "AGENT_ALPACA__DATA_URL": server.url, "LOG_LEVEL": "DEBUG"}
         result = cli("agent-data", "download", "--exchange", "alpaca", *args, env=env)
     assert result.returncode == 0, result.stderr
     assert "alpaca AAPL 1d: 3 closed bars" in result.stdout
     assert "3 new in the store" in result.stdout
+    assert KEYS["APCA_API_SECRET_KEY"] not in result.stdout + result.stderr
     asked = [q for path, q, _ in server.requests if path == "/v2/stocks/bars"]
     assert [q.get("page_token") for q in asked] == [None, pages[0]["next_page_token"]]
     assert all(q["feed"] == "iex" for q in asked)

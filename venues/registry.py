@@ -4,8 +4,6 @@ class it trades (a stock on Binance, or a coin on Alpaca, is a user's mistake)."
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from config import Settings
@@ -60,11 +58,19 @@ def listed_symbols(exchange: str, raw: str) -> list[str]:
     return list(dict.fromkeys(symbols))
 
 
-def alpaca_data(settings: Settings, env: Mapping[str, str] = os.environ) -> AlpacaData:
-    """Alpaca's market data with the keys from the environment (exit 2 naming them if not)."""
+def alpaca_keys(settings: Settings) -> AlpacaKeys:
+    """APCA_API_KEY_ID and APCA_API_SECRET_KEY from the environment or `.env` (exit 2 naming
+    what is missing)."""
+    found = {"APCA_API_KEY_ID": settings.apca_api_key_id,
+             "APCA_API_SECRET_KEY": settings.apca_api_secret_key}  # fmt: skip
+    return AlpacaKeys.from_env({k: v.get_secret_value() for k, v in found.items() if v})
+
+
+def alpaca_data(settings: Settings) -> AlpacaData:
+    """Alpaca's market data with the run's keys."""
     alpaca = settings.alpaca
     return AlpacaData(
-        AlpacaKeys.from_env(env),
+        alpaca_keys(settings),
         data_url=alpaca.data_url,
         trading_url=alpaca.paper_url,
         feed=alpaca.feed,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import OutcomeUnknown, UserError
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder
+from venues.alpaca.account import AlpacaAccount
 from venues.alpaca.data import PAPER_URL, AlpacaError, AlpacaKeys, Clock, parse_clock
 
 
@@ -41,34 +42,6 @@ class AlpacaPosition(BaseModel):
     qty: Decimal
     avg_entry_price: Decimal
     market_value: Decimal
-
-
-class AlpacaAccount(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    cash: Decimal
-    equity: Decimal
-    buying_power: Decimal
-    currency: str
-    trading_blocked: bool
-
-
-class AlpacaAccountCheck(BaseModel):
-    """The account as Alpaca showed it when the loop started (`agent-trade status`): the
-    account, never the key."""
-
-    model_config = ConfigDict(frozen=True)
-
-    mode: str
-    account: AlpacaAccount
-
-    def summary(self) -> str:
-        a = self.account
-        allowed = "BLOCKED from trading" if a.trading_blocked else "trading allowed"
-        return (
-            f"Alpaca {self.mode} account in {a.currency}: cash {a.cash:,.2f}, buying power "
-            f"{a.buying_power:,.2f}, {allowed}"
-        )
 
 
 class AlpacaUnknown(OutcomeUnknown):
