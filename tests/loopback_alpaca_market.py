@@ -59,6 +59,7 @@ class AlpacaMarket(LoopbackServer):
         self.posts: list[str] = []
         self.lose_replies = 0  # the next N order replies are lost (taken, answered 500)
         self.status_down = False  # order-status queries answer 503
+        self.bars_down = 0  # the next N bar requests answer 503
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._listen(self._handler())
 
@@ -173,6 +174,9 @@ class AlpacaMarket(LoopbackServer):
         if path == "/v2/clock":
             return 200, self.clock()
         if path == "/v2/stocks/bars":
+            if self.bars_down:
+                self.bars_down -= 1
+                return 503, {"message": "service unavailable"}
             return 200, self.bars_body(query)
         if path == "/v2/stocks/trades/latest":
             trade = {"t": self.now.isoformat(), "p": self.last_price(), "s": 1, "x": "V"}

@@ -41,6 +41,8 @@ def in_regular_hours(times_ms: list[int]) -> bool:
         (("--symbol", "BTCUSDT"), KEYS, "BTCUSDT is a crypto pair; the alpaca venue"),
         (("--symbol", "AAPL"), {}, "Alpaca needs APCA_API_KEY_ID and APCA_API_SECRET_KEY"),
         (("--symbol", "AAPL", "--fee-bps", "5"), KEYS, "--fee-bps is a crypto fee"),
+        (("--symbol", "AAPL"), KEYS, "--feed alpaca cannot start: Alpaca unreachable"),
+        (("--symbol", "AAPL", "--mode", "live"), KEYS, "live trading needs LIVE_TRADING_CONFIRM"),
         (
             ("--symbol", "AAPL", "--mode", "testnet", "--extended-hours"),
             KEYS,
@@ -48,9 +50,7 @@ def in_regular_hours(times_ms: list[int]) -> bool:
         ),
     ],
 )
-def test_agent_trade_on_alpaca_refuses_coins_missing_keys_and_crypto_fees(
-    cli, args, env, message
-) -> None:
+def test_agent_trade_on_alpaca_refuses_in_one_line_what_cannot_run(cli, args, env, message) -> None:
     result = cli("agent-trade", "--feed", "alpaca", "--strategy", "sma_cross", *args, env=env)
     assert message in one_line(result)
 
@@ -127,3 +127,19 @@ def test_a_restart_settles_an_order_whose_reply_was_lost_and_never_sends_it_twic
     fills = json.loads(cli("agent-trade", "fills", "--account", "rs", "--json").stdout)
     assert [f["client_order_id"] for f in fills][:1] == [lost]
     assert in_regular_hours([f["time_ms"] for f in fills])
+
+
+def test_live_reads_the_live_account_then_refuses_without_a_paper_record(cli) -> None:
+    """Confirmed live, Alpaca's live API is asked for the account, and the start stops on the
+    same paper-record gate as Binance live: nothing is sent."""
+    with AlpacaMarket() as market:
+        env = {**market_env(market), "AGENT_ALPACA__PAPER_URL": "http://127.0.0.1:9",
+               "AGENT_ALPACA__LIVE_URL": market.url, "LIVE_TRADING_CONFIRM": "yes"}  # fmt: skip
+        run = cli("agent-trade", "--feed", "alpaca", *RSI, "--symbol", "EA", "--mode", "live",
+                  "--account", "real", "--max-bars", "1", env=env)  # fmt: skip
+    assert run.returncode == 2
+    line = run.stderr.splitlines()[-1]
+    assert "live trading needs 7 days of paper trading" in line
+    assert "start one with `agent-trade --feed alpaca`" in line
+    assert ("/v2/account", {}) in market.requests
+    assert not market.posts

@@ -66,13 +66,14 @@ def alpaca_keys(settings: Settings) -> AlpacaKeys:
     return AlpacaKeys.from_env({k: v.get_secret_value() for k, v in found.items() if v})
 
 
-def alpaca_data(settings: Settings) -> AlpacaData:
-    """Alpaca's market data with the run's keys."""
+def alpaca_data(settings: Settings, *, live: bool = False) -> AlpacaData:
+    """Alpaca's market data with the run's keys; its clock from the live API when the keys are
+    live ones (Alpaca's paper and live keys differ, and each API takes only its own)."""
     alpaca = settings.alpaca
     return AlpacaData(
         alpaca_keys(settings),
         data_url=alpaca.data_url,
-        trading_url=alpaca.paper_url,
+        trading_url=alpaca.live_url if live else alpaca.paper_url,
         feed=alpaca.feed,
         timeout_s=alpaca.timeout_s,
     )

@@ -10,11 +10,12 @@ import pandas as pd
 
 from agent.loop_state import LoopState
 from config import Settings
+from core.errors import UserError
 from execution.paper_records import load_account
 from market.models import INTERVAL_MS, SymbolRules
 from market.validation import iso_ms
 from store import Store
-from venues.alpaca.data import AlpacaData
+from venues.alpaca.data import AlpacaData, AlpacaError
 from venues.alpaca.polling import AlpacaBarPoller, AlpacaClockTime, last_closed_open
 from venues.registry import alpaca_data
 
@@ -46,27 +47,33 @@ class AlpacaFeed:
         )
 
 
-def alpaca_feed(settings: Settings, store: Store, account: str, symbols: list[str]) -> AlpacaFeed:
+def alpaca_feed(
+    settings: Settings, store: Store, account: str, symbols: list[str], mode: str
+) -> AlpacaFeed:
     """Ask Alpaca the time, then the week of bars up to the newest closed one; a restarted
     account's history ends at its last bar, so its indicators read what an uninterrupted run
     read."""
     alpaca = settings.alpaca
-    client = alpaca_data(settings)
+    client = alpaca_data(settings, live=mode == "live")
     time = AlpacaClockTime()
-    now = time.sync(client.clock())
-    step = INTERVAL_MS[alpaca.interval]
     stored = load_account(store, account).state_json
     last = None if stored is None else LoopState.model_validate_json(stored).paper.last_open_time
-    end = last if last is not None else last_closed_open(now, step, int(alpaca.settle_s * 1000))
-    history = {
-        s: client.klines(s, alpaca.interval, end - HISTORY_DAYS * DAY_MS, end) for s in symbols
-    }
+    try:
+        now = time.sync(client.clock())
+        step, settle = INTERVAL_MS[alpaca.interval], int(alpaca.settle_s * 1000)
+        end = last if last is not None else last_closed_open(now, step, settle)
+        history = {
+            s: client.klines(s, alpaca.interval, end - HISTORY_DAYS * DAY_MS, end) for s in symbols
+        }
+        rules = client.rules(symbols)
+    except AlpacaError as exc:
+        raise UserError(f"--feed alpaca cannot start: {exc}") from None
     return AlpacaFeed(
         client=client,
         time=time,
         interval=alpaca.interval,
         history=history,
-        rules=client.rules(symbols),
+        rules=rules,
         settle_s=alpaca.settle_s,
         max_wait_s=alpaca.max_wait_s,
     )

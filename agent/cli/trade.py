@@ -49,7 +49,12 @@ from agent.cli.equity import (
     stock_rules,
 )
 from agent.cli.strategy_flags import add_param_args, param_flags
-from agent.live_readiness import record_paper_profile, require_paper_record, trading_profile
+from agent.live_readiness import (
+    LIVE_FEED,
+    record_paper_profile,
+    require_paper_record,
+    trading_profile,
+)
 from agent.loop_state import (
     LoopState,
     account_status,
@@ -644,7 +649,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         )
     elif args.feed == "alpaca":
         total = None
-        alpaca = alpaca_feed(settings, store, args.account, symbols)
+        alpaca = alpaca_feed(settings, store, args.account, symbols, args.mode)
         history = alpaca.history
         notify(feed_line(alpaca, symbols))
     else:
@@ -699,8 +704,9 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     profile = trading_profile(symbols, label, model, args.decide_every, limits, fills)
     if args.mode == "live":
         live = settings.live.require_paper_days
+        feed = "alpaca" if alpaca is not None else LIVE_FEED  # a stock's record is Alpaca's
         require_paper_record(
-            store, settings.data_dir, profile, live, int(time.time() * 1000), notify
+            store, settings.data_dir, profile, live, int(time.time() * 1000), notify, feed
         )
     observers: list[Any] = []
     if args.metrics_port is not None:

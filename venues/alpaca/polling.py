@@ -11,12 +11,16 @@ runner's calendar (runtime.hours) decides what may fill, the same way as in a ba
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from market.binance_ws import Bar, StreamEvent, bars_from_frame
+from market.binance_ws import Bar, Reconnected, StreamEvent, bars_from_frame
 from market.models import INTERVAL_MS
-from venues.alpaca.data import AlpacaData, Clock
+from venues.alpaca.data import AlpacaData, AlpacaError, Clock
+
+log = logging.getLogger(__name__)
+MAX_FAILURES = 5  # polls in a row; with the backoff about half a minute of Alpaca unreachable
 
 
 def _ms(clock_time: object) -> int:
@@ -72,23 +76,40 @@ class AlpacaBarPoller:
         self.max_wait_s = max_wait_s
         self.time = time or AlpacaClockTime()
         self._sleep = sleep
-        self.polls = 0
 
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        """A failed poll (Alpaca down, a 5xx) is retried after a backoff, and the loop is told
+        (a Reconnected event, counted in its status); MAX_FAILURES in a row end the feed with
+        the last error. Refused keys (exit 2) end it at once."""
+        failures = 0
         while True:
-            clock = await asyncio.to_thread(self.client.clock)
-            now = self.time.sync(clock)
-            newest = last_closed_open(now, self.step, self.settle_ms)
-            first = newest if self.after is None else self.after + self.step
-            if first <= newest:
-                for bar in await asyncio.to_thread(self._closed, first, newest):
-                    yield bar
-                self.after = newest
+            try:
+                clock = await asyncio.to_thread(self.client.clock)
+                now = self.time.sync(clock)
+                newest = last_closed_open(now, self.step, self.settle_ms)
+                if self.after is None:  # a new run starts at the first answer's newest bar
+                    self.after = newest - self.step
+                first = self.after + self.step
+                bars = await asyncio.to_thread(self._closed, first, newest)
+            except AlpacaError as exc:
+                failures += 1
+                if failures >= MAX_FAILURES:
+                    raise
+                log.warning("Alpaca poll failed (%d in a row): %s", failures, exc)
+                await self._sleep(min(2.0**failures, self.max_wait_s))
+                continue
+            if failures:
+                yield Reconnected(planned=False, reason="a poll failed", attempts=failures)
+                failures = 0
+            for bar in bars:
+                yield bar
+            self.after = max(self.after, newest)
             await self._sleep(self._wait_s(clock, now, newest))
 
     def _closed(self, first: int, last: int) -> list[Bar]:
         """Each symbol's bars opening in [first, last] (a request each), by open time."""
-        self.polls += 1
+        if first > last:
+            return []
         bars = [
             bar
             for symbol in self.symbols
