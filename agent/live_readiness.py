@@ -122,9 +122,9 @@ class PaperRecord:
 
 
 def paper_records(
-    store: Store, data_dir: Path, profile: TradingProfile, now_ms: int
+    store: Store, data_dir: Path, profile: TradingProfile, now_ms: int, feed: str = LIVE_FEED
 ) -> list[PaperRecord]:
-    """Every paper account on the live feed: its days under its current profile, how that
+    """Every paper account on the live `feed`: its days under its current profile, how that
     profile differs from `profile`, and a halt left unresolved."""
     with store.engine.connect() as conn:
         rows = conn.execute(
@@ -132,7 +132,7 @@ def paper_records(
                 AccountProfileRow.account,
                 AccountProfileRow.since_ms,
                 AccountProfileRow.profile_json,
-            ).where(AccountProfileRow.feed == LIVE_FEED)
+            ).where(AccountProfileRow.feed == feed)
         ).all()
         bars = {
             account: conn.execute(
@@ -168,16 +168,18 @@ def require_paper_record(
     required_days: float,
     now_ms: int,
     notify: Callable[[str], None],
+    feed: str = LIVE_FEED,
 ) -> None:
     """Pass, saying which paper account qualifies (or that the rule is waived), or refuse
-    with what is missing."""
+    with what is missing. The record is kept on `feed`: Binance's for crypto, Alpaca's for US
+    stocks."""
     if required_days == 0:
         notify(
             "notice: live.require_paper_days is 0: the paper record live trading asks for "
             "is waived for this start"
         )
         return
-    records = paper_records(store, data_dir, profile, now_ms)
+    records = paper_records(store, data_dir, profile, now_ms, feed)
     for record in records:
         if not record.differs and record.halt is None and record.days >= required_days:
             notify(
@@ -200,13 +202,13 @@ def require_paper_record(
             )
         raise UserError(
             f"{need}paper account {best.account!r} has {best.days:.1f} of them; keep it running "
-            f"(`agent-trade --feed binance --account {best.account}`) for "
+            f"(`agent-trade --feed {feed} --account {best.account}`) for "
             f"{required_days - best.days:.1f} more"
         )
     others = "; ".join(f"{r.account!r} differs in {', '.join(r.differs)}" for r in records[:3])
     raise UserError(
         f"{need}no paper account has traded it"
         + (f" ({others})" if others else "")
-        + "; start one with `agent-trade --feed binance` and the same --strategy, --symbol "
+        + f"; start one with `agent-trade --feed {feed}` and the same --strategy, --symbol "
         "and settings (or set live.require_paper_days)"
     )

@@ -63,6 +63,7 @@ class LoopState(BaseModel):
     wall_updated_ms: int = 0  # wall clock of the last commit: the loop's last progress
     bar_every_ms: int = MINUTE_MS  # wall time between bars (a fast replay's are shorter)
     limits: RiskLimits | None = None  # what the gate judges by; None for an older account
+    currency: str = "USDT"  # what cash and equity are counted in: the symbols' quote (USD: stocks)
 
     @property
     def source(self) -> SignalSource:
@@ -136,6 +137,7 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         "locks": [lock.message for lock in risk.active_locks(now)],
         "kill_switch_file": kill_switch_path(settings.data_dir, account).exists(),
         "cash": round(ledger.cash, 2),
+        "currency": state.currency,
         "positions": [
             {
                 "symbol": s,

@@ -145,7 +145,11 @@ class TradingLoop:
         stored = load_account(store, account)
         if stored.state_json is None:
             self.state = LoopState(
-                account=account, mode=mode, initial_cash=cash, strategy=strategy_label
+                account=account,
+                mode=mode,
+                initial_cash=cash,
+                strategy=strategy_label,
+                currency=self.rules[self.symbols[0]].quote_asset,
             )
         else:  # a restart: the account keeps its own starting cash, whatever --cash says now
             self.state = LoopState.model_validate_json(stored.state_json)

@@ -28,7 +28,7 @@ from pydantic_settings import (
 
 from config.equity import EquitySettings
 from config.strict import check_sources
-from config.venues import BybitSettings
+from config.venues import AlpacaSettings, BybitSettings
 from core.errors import ConfigError
 from risk.limits import RiskLimits
 
@@ -276,6 +276,7 @@ class Settings(BaseSettings):
     offline: bool = False
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
     bybit: BybitSettings = Field(default_factory=BybitSettings)
+    alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -301,6 +302,12 @@ class Settings(BaseSettings):
     )
     bybit_api_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("BYBIT_API_SECRET", "bybit_api_secret")
+    )
+    apca_api_key_id: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("APCA_API_KEY_ID", "apca_api_key_id")
+    )
+    apca_api_secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("APCA_API_SECRET_KEY", "apca_api_secret_key")
     )
 
     @classmethod
@@ -331,6 +338,8 @@ class Settings(BaseSettings):
             self.binance_api_secret,
             self.bybit_api_key,
             self.bybit_api_secret,
+            self.apca_api_key_id,
+            self.apca_api_secret_key,
             self.alerts.telegram_bot_token,
         ]
         return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]

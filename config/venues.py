@@ -33,3 +33,42 @@ class BybitSettings(BaseModel):
         description="--feed bybit: a stream quiet this long is reopened and the bars it missed "
         "fetched over REST (our ping every 20 s draws a pong, so a live socket is never quieter)",
     )
+
+
+class AlpacaSettings(BaseModel):
+    """Alpaca (US stocks): market data, paper trading (`--mode testnet`) and the live API; keys
+    come from APCA_API_KEY_ID and APCA_API_SECRET_KEY, never from a profile."""
+
+    model_config = {"extra": "forbid"}
+
+    data_url: str = Field("https://data.alpaca.markets", pattern=r"^https?://\S+$")
+    paper_url: str = Field(
+        "https://paper-api.alpaca.markets",
+        pattern=r"^https?://\S+$",
+        description="paper trading (--mode testnet), and the clock and calendar otherwise",
+    )
+    live_url: str = Field("https://api.alpaca.markets", pattern=r"^https?://\S+$")
+    feed: str = Field("iex", pattern=r"^(iex|sip|otc)$", description="iex is the free feed")
+    interval: str = Field(
+        "1m",
+        pattern=r"^(1m|5m|15m|30m|1h)$",
+        description="--feed alpaca: the bars polled, each asked for once it has closed",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    settle_s: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description="--feed alpaca: seconds after a bar's close before it is asked for (Alpaca "
+        "publishes a minute bar a moment after the minute ends)",
+    )
+    max_wait_s: float = Field(
+        60.0, gt=0, le=3600, description="--feed alpaca: the longest sleep between two polls"
+    )
+    fill_wait_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="testnet and live: how long a sent market order is watched for its fill "
+        "before the loop settles it on a later bar",
+    )

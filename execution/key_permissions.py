@@ -16,6 +16,7 @@ from core.errors import UserError
 from market.validation import iso_ms
 from store.db import Store
 from store.tables import KeyCheckRow
+from venues.alpaca.account import AlpacaAccountCheck
 from venues.bybit.key_info import BybitKeyPermissions
 
 API_RESTRICTIONS_PATH = "/sapi/v1/account/apiRestrictions"
@@ -111,13 +112,15 @@ def check_key(
 def save_key_check(
     store: Store,
     account: str,
-    permissions: KeyPermissions | BybitKeyPermissions,
+    permissions: KeyPermissions | BybitKeyPermissions | AlpacaAccountCheck,
     now_ms: int,
 ) -> None:
     """Record what the exchange said of the key (Bybit's answer tagged as such), never the key."""
     found = permissions.model_dump(by_alias=True)
     if isinstance(permissions, BybitKeyPermissions):
         found[_EXCHANGE] = "bybit"
+    if isinstance(permissions, AlpacaAccountCheck):
+        found = {**permissions.model_dump(mode="json"), _EXCHANGE: "alpaca"}
     with store.engine.begin() as conn:
         conn.execute(delete(KeyCheckRow).where(KeyCheckRow.account == account))
         conn.execute(
@@ -145,7 +148,11 @@ def last_key_check(store: Store, account: str) -> dict[str, Any] | None:
         return None
     found = json.loads(row.permissions_json)
     checked = iso_ms(int(row.checked_ms))
-    if found.pop(_EXCHANGE, "binance") == "bybit":
+    exchange = found.pop(_EXCHANGE, "binance")
+    if exchange == "alpaca":
+        summary = AlpacaAccountCheck.model_validate(found).summary()
+        return {"checked": checked, "exchange": "alpaca", "summary": summary}
+    if exchange == "bybit":
         bybit = BybitKeyPermissions.model_validate(found)
         return {
             "checked": checked,

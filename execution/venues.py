@@ -1,5 +1,6 @@
 """The venues a trading loop runs on, built from settings: a paper account filled by the
-backtest's fill model, or Binance or Bybit (testnet, live) through their signed executors.
+backtest's fill model, or Binance or Bybit (testnet, live) through their signed executors, or
+Alpaca's paper (testnet) or live stock account.
 Front ends compose these factories and never reach into an executor."""
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ from market.corporate import CorporateActions
 from market.models import SymbolRules
 from market.rules_cache import exchange_rules
 from store.db import Store
+from venues.alpaca.account import AlpacaAccountCheck
+from venues.alpaca.broker import AlpacaBroker
+from venues.alpaca.trading import AlpacaPaper
 from venues.bybit.key_info import check_bybit_key
 from venues.bybit.rest import BybitError
 from venues.bybit.trading import BybitExecutor
+from venues.registry import alpaca_keys
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
 
 __all__ = [
     "VenueFactory",
+    "alpaca_venue",
     "check_live_allowed",
     "paper_venue",
     "reconcile",
@@ -122,14 +128,54 @@ def signed_venue(
     ahead of its request."""
     executor, rules = signed_executor(exchange, settings, mode, symbols, store, account, notify)
     name = "Bybit" if exchange == "bybit" else "Binance"
+    return rules, _journalled(executor, rules, store, account, name)
+
+
+def alpaca_venue(
+    settings: Settings,
+    mode: str,
+    rules: Mapping[str, SymbolRules],
+    store: Store,
+    account: str,
+    notify: Callable[[str], None],
+) -> VenueFactory:
+    """Alpaca's paper account (`testnet`) or its live one, with the keys from the environment,
+    after Alpaca has shown the account: one it blocks from trading stops the start. What it
+    showed is kept for `agent-trade status`."""
+    alpaca = settings.alpaca
+    url = alpaca.live_url if mode == "live" else alpaca.paper_url
+    paper = AlpacaPaper(alpaca_keys(settings), base_url=url, timeout_s=alpaca.timeout_s)
+    try:
+        check = AlpacaAccountCheck(mode=mode, account=paper.account())
+    except VenueError as exc:
+        raise UserError(f"cannot start on Alpaca {mode} ({url}): {exc}") from None
+    save_key_check(store, account, check, int(time.time() * 1000))
+    notify(f"key: {check.summary()}")
+    if check.account.trading_blocked:
+        raise UserError(f"Alpaca {mode} ({url}) blocks this account from trading: nothing sent")
+    broker = AlpacaBroker(
+        paper, base_url=url, mode=mode, fees=settings.equity.fees, fill_wait_s=alpaca.fill_wait_s
+    )
+    return _journalled(broker, rules, store, account, "Alpaca")
+
+
+def _journalled(
+    executor: BinanceExecutor | BybitExecutor | AlpacaBroker,
+    rules: Mapping[str, SymbolRules],
+    store: Store,
+    account: str,
+    name: str,
+) -> VenueFactory:
+    """The exchange venue over `executor`, writing each order to the store ahead of its
+    request."""
 
     def journal(order: PaperOrder) -> None:
         save_orders(store, account, [order])
 
     def make(cash: float, feed: GrowingFeed) -> BinanceVenue:
-        return BinanceVenue(executor, rules, feed, cash=cash, journal=journal, exchange=name)
+        return BinanceVenue(executor, rules, feed, cash=cash, journal=journal, exchange=name)  # type: ignore[arg-type]
 
-    return rules, make
+    return make
 
 
 def _cached_rules(

@@ -143,7 +143,7 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AGENT_", "OPENAI_", "BINANCE_", "BYBIT_"))
+        if not k.startswith(("AGENT_", "OPENAI_", "BINANCE_", "BYBIT_", "APCA_"))
     }
     env.pop("DATABASE_URL", None)
     env.update(
@@ -154,6 +154,9 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
         AGENT_BYBIT__BASE_URL="http://127.0.0.1:9",
         AGENT_BYBIT__STREAM_URL="ws://127.0.0.1:9",
         AGENT_BYBIT__MAX_RETRIES="0",
+        AGENT_ALPACA__DATA_URL="http://127.0.0.1:9",
+        AGENT_ALPACA__PAPER_URL="http://127.0.0.1:9",
+        AGENT_ALPACA__LIVE_URL="http://127.0.0.1:9",
         HOME=str(tmp_path / "home"),
         COLUMNS="200",
     )

@@ -31,7 +31,14 @@ from runtime.hours import TradingHours
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles
 from store.status import store_status
-from venues.registry import DEFAULT_EXCHANGE, EXCHANGES, UNAVAILABLE, market_data, parse_exchange
+from venues.registry import (
+    DEFAULT_EXCHANGE,
+    EXCHANGES,
+    UNAVAILABLE,
+    listed_symbols,
+    market_data,
+    parse_exchange,
+)
 
 
 def build_parser() -> OneLineParser:
@@ -42,9 +49,14 @@ def build_parser() -> OneLineParser:
     download = sub.add_parser(
         "download", help="fetch closed klines from an exchange into the store"
     )
-    download.add_argument("--symbol", required=True, help="e.g. BTCUSDT or BTCUSDT,ETHUSDT")
     download.add_argument(
-        "--exchange", default=DEFAULT_EXCHANGE, help=f"{' or '.join(EXCHANGES)} (default binance)"
+        "--symbol", required=True, help="e.g. BTCUSDT or BTCUSDT,ETHUSDT; AAPL on alpaca"
+    )
+    download.add_argument(
+        "--exchange",
+        default=DEFAULT_EXCHANGE,
+        help=f"{', '.join(EXCHANGES)} (default binance; alpaca: US stocks, needs APCA_API_KEY_ID "
+        "and APCA_API_SECRET_KEY)",
     )
     download.add_argument("--interval", default="1m", help=f"one of {', '.join(INTERVAL_MS)}")
     span = download.add_mutually_exclusive_group(required=True)
@@ -68,15 +80,11 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def _symbols(raw: str) -> list[str]:
-    return [parse_symbol(part) for part in raw.split(",") if part.strip()]
-
-
 def _download(args: argparse.Namespace, settings: Settings, store: Store, console: Console) -> int:
     interval = parse_interval(args.interval)
-    symbols = _symbols(args.symbol)
-    step = INTERVAL_MS[interval]
     exchange = parse_exchange(args.exchange)
+    symbols = listed_symbols(exchange, args.symbol)
+    step = INTERVAL_MS[interval]
     client = market_data(exchange, settings, cache_dir=settings.data_dir / "http-cache")
     source = CandleSource(store, SystemClock(), notify)
     if args.days is not None:

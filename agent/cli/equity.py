@@ -56,15 +56,15 @@ def parse_symbols(raw: str) -> tuple[list[str], AssetClass]:
 
 
 def check_stock_trade(args: argparse.Namespace, symbols: list[str]) -> None:
-    """agent-trade takes stocks on a paper account replaying the user's file: Binance and Bybit
-    trade crypto only, and no stock feed is wired yet."""
-    if args.feed != "replay" or args.mode != "paper":
+    """agent-trade takes stocks from Alpaca (paper, its paper account, live), or on a paper
+    account replaying the user's file: Binance and Bybit trade crypto only."""
+    if args.feed not in ("replay", "alpaca") or (args.feed == "replay" and args.mode != "paper"):
         venue = args.feed if args.feed != "replay" else "binance"
         require_class(symbols[0], AssetClass.CRYPTO, venue)
-    if args.data is None:
+    if args.feed == "replay" and args.data is None:
         raise UserError(
             "US stocks trade on paper from a replay of your own bars: add --data FILE "
-            "(a Yahoo/yfinance or backtesting.py CSV)"
+            "(a Yahoo/yfinance or backtesting.py CSV), or take Alpaca's with --feed alpaca"
         )
     if args.fee_bps is not None:
         raise UserError(

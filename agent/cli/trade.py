@@ -8,6 +8,8 @@ strategy trades through the same runner a backtest drives.
     agent-trade --feed binance                      Binance's public stream (network), paper fills
     agent-trade --feed bybit                        Bybit's public spot stream, paper fills
     agent-trade --feed bybit --mode testnet         signed orders on Bybit's testnet (BYBIT_API_KEY)
+    agent-trade --feed alpaca --symbol AAPL         US stocks: Alpaca's bars, paper fills (APCA_*)
+    agent-trade --feed alpaca --mode testnet        orders on Alpaca's paper-trading account
     agent-trade status | fills | ledger | halt | resume | reset-drawdown [--account NAME | --chat]
 """
 
@@ -48,7 +50,12 @@ from agent.cli.equity import (
     stock_rules,
 )
 from agent.cli.strategy_flags import add_param_args, param_flags
-from agent.live_readiness import record_paper_profile, require_paper_record, trading_profile
+from agent.live_readiness import (
+    LIVE_FEED,
+    record_paper_profile,
+    require_paper_record,
+    trading_profile,
+)
 from agent.loop_state import (
     LoopState,
     account_status,
@@ -73,7 +80,7 @@ from execution.paper_records import load_account
 from execution.slippage import FixedBps
 from market.corporate import CorporateActions, read_actions
 from market.csv_import import sniff_interval
-from market.instruments import AssetClass, asset_class
+from market.instruments import AssetClass, asset_class, require_class
 from market.models import INTERVAL_MS, parse_symbol
 from market.sample import (
     DEPTH_SAMPLE_SYMBOLS,
@@ -91,6 +98,7 @@ from store import Store, open_store
 if TYPE_CHECKING:  # the loop pulls in the agent and pandas; status and halt stay quick
     import pandas as pd
 
+    from agent.cli.alpaca_feed import AlpacaFeed
     from agent.records import DecisionRecord
     from agent.trading_loop import TradingLoop
     from runtime.strategy import Strategy
@@ -117,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--account", help="account name (setting trading.account: paper)")
     add_common_args(parser)
     loop = parser.add_argument_group("the loop (run)")
-    loop.add_argument("--feed", choices=("replay", "binance", "bybit"), default="replay")
+    loop.add_argument("--feed", choices=("replay", "binance", "bybit", "alpaca"), default="replay")
     loop.add_argument(
         "--speed", default="600", help="replay speed × real time, or max (as fast as it steps)"
     )
@@ -152,7 +160,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also run this rule strategy (default parameters) through the same gate on the same "
         "bars, into the paper account <account>-shadow, to compare with",
     )
-    loop.add_argument("--cash", type=float, help="a new account's USDT (setting trading.cash)")
+    loop.add_argument(
+        "--cash",
+        type=float,
+        help="a new account's cash in its quote currency, USDT or USD (setting trading.cash)",
+    )
     loop.add_argument("--max-bars", type=int, help="stop after this many bars")
     loop.add_argument("--drop-every", type=int, help="replay: drop the socket every N messages")
     loop.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1")
@@ -184,6 +196,8 @@ def _stock_symbols(args: argparse.Namespace) -> list[str] | None:
     """The run's stock tickers when --symbol names US stocks (None for crypto pairs)."""
     symbols, kind = parse_symbols(args.symbol)
     if kind is AssetClass.CRYPTO:
+        if args.feed == "alpaca":
+            require_class(symbols[0], AssetClass.EQUITY, "alpaca")
         if args.extended_hours:
             raise UserError("--extended-hours applies to US stocks only; crypto trades 24/7")
         return None
@@ -221,8 +235,8 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
         raise UserError(f"live trading refused: {loose}")
     if args.mode == "live" and args.feed == "replay":
         raise UserError(
-            "--mode live needs --feed binance or bybit: replayed sample bars must never drive "
-            "real orders"
+            "--mode live needs --feed binance, bybit or alpaca: replayed sample bars must never "
+            "drive real orders"
         )
     args.speed = _speed(args.speed)
     if args.metrics_port is not None and not 0 < args.metrics_port < 65_536:
@@ -556,8 +570,14 @@ class PreparedRun:
     snapshots: _Snapshots
     model: Any
     progress: _ProgressBar
+    alpaca: AlpacaFeed | None = None
 
     async def run(self, stop: asyncio.Event) -> str:
+        if self.alpaca is not None:
+            feed = self.loop.feed.view()
+            last = int(feed.open_time[-1]) if len(feed) else self.loop.last_open_time
+            poller = self.alpaca.poller(self.loop.symbols, last)
+            return await self.loop.run(poller, stop, max_bars=self.args.max_bars)
         return await _run_loop(
             self.loop, self.args, self.settings, self.replay, self.depth, self.snapshots, stop
         )
@@ -578,9 +598,10 @@ class PreparedRun:
 
 def prepare_run(args: argparse.Namespace) -> PreparedRun:
     """Check the run flags, open the store and build the loop, its feed plan and its venue."""
+    from agent.cli.alpaca_feed import alpaca_feed, feed_line
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
-    from execution.venues import paper_venue, reconcile, signed_venue
+    from execution.venues import alpaca_venue, paper_venue, reconcile, signed_venue
     from market.books import Books
     from runtime.runner import Sizing
 
@@ -595,18 +616,28 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     rule = None if args.shadow is None else shadow_strategy(args.shadow)
     stocks = _stock_symbols(args)
     symbols = stocks or _symbols(args.symbol)
-    interval = SAMPLE_INTERVAL if stocks is None else sniff_interval(args.data)
+    if args.feed == "alpaca":
+        interval = settings.alpaca.interval
+    else:
+        interval = SAMPLE_INTERVAL if stocks is None else sniff_interval(args.data)
     fills = _fills(args, settings.trading)
     hours = None
     actions = None
     if stocks is not None:
-        actions = CorporateActions({s: read_actions(args.data, interval) for s in stocks})
+        files = {} if args.data is None else {s: read_actions(args.data, interval) for s in stocks}
+        actions = CorporateActions(files)
         fills = fills.model_copy(update={"fees": FeeSchedule(maker=0.0, taker=0.0)})
         hours = TradingHours(
             INTERVAL_MS[interval], settings.equity.hours(extended_hours=args.extended_hours)
         )
+        if args.feed == "alpaca" and args.mode != PAPER and hours.config.extended_hours:
+            raise UserError(
+                "extended hours at Alpaca take limit orders only and the loop sends market "
+                "orders: drop --extended-hours (or equity.extended_hours) for --mode "
+                f"{args.mode}"
+            )
     store = open_store(settings.resolved_database_url, settings.timescaledb)
-    replay = None
+    replay = alpaca = None
     if args.feed == "replay":
         frames = _replay_frames(args, symbols, interval)
         start, end, history = _replay_plan(
@@ -621,6 +652,11 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
             f"feed: {what} replayed {pace} from {iso_ms(start)} UTC through a loopback "
             "WebSocket (no network)"
         )
+    elif args.feed == "alpaca":
+        total = None
+        alpaca = alpaca_feed(settings, store, args.account, symbols, args.mode)
+        history = alpaca.history
+        notify(feed_line(alpaca, symbols))
     else:
         total = None
         history, exchange_rules = _exchange_history(settings, args.feed, symbols)
@@ -629,7 +665,10 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = settings.risk
     paper_limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
-    if args.mode != PAPER:
+    if alpaca is not None and args.mode != PAPER:
+        rules = alpaca.rules
+        venue = alpaca_venue(settings, args.mode, rules, store, args.account, notify)
+    elif args.mode != PAPER:
         exchange = "bybit" if args.feed == "bybit" else "binance"
         rules, venue = signed_venue(
             exchange, settings, args.mode, symbols, store, args.account, notify
@@ -639,7 +678,9 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         from agent.cli.window import venue_rules
 
         rules = _rules(symbols, []) if args.data is not None else sample_rules()
-        if stocks is not None:
+        if stocks is not None and alpaca is not None:
+            rules = alpaca.rules
+        elif stocks is not None:
             rules = stock_rules(frames)
             notify(session_line(symbols[0], frames[symbols[0]], hours))
         if args.feed == "binance":  # any listed symbol, by Binance's own rules
@@ -650,7 +691,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     # Depth streams feed the gate's spread check and paper slippage: every symbol on Binance,
     # the symbols with a real depth capture in a replay of the sample, none for a user's file.
     depth = symbols if replay is None else [s for s in symbols if s in DEPTH_SAMPLE_SYMBOLS]
-    if args.data is not None:
+    if args.data is not None or alpaca is not None:
         depth = []
     snapshots = _Snapshots()
     books = Books(None if args.feed == "bybit" else snapshots) if depth else None
@@ -668,8 +709,9 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     profile = trading_profile(symbols, label, model, args.decide_every, limits, fills)
     if args.mode == "live":
         live = settings.live.require_paper_days
+        feed = "alpaca" if alpaca is not None else LIVE_FEED  # a stock's record is Alpaca's
         require_paper_record(
-            store, settings.data_dir, profile, live, int(time.time() * 1000), notify
+            store, settings.data_dir, profile, live, int(time.time() * 1000), notify, feed
         )
     observers: list[Any] = []
     if args.metrics_port is not None:
@@ -684,12 +726,16 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     kill_file = kill_switch_path(settings.data_dir, args.account)
     shared_terms = {
         "realtime": args.feed != "replay",
-        "exchange": "bybit" if args.feed == "bybit" else "binance",
-        "bar_every_ms": MINUTE_MS if args.feed != "replay" else int(MINUTE_MS / args.speed),
+        "exchange": args.feed if args.feed in ("bybit", "alpaca") else "binance",
+        "bar_every_ms": INTERVAL_MS[interval]
+        if args.feed != "replay"
+        else int(MINUTE_MS / args.speed),
         "interval": interval,
         "hours": hours,
         "actions": actions,
     }
+    if alpaca is not None:  # the gate judges a bar's age by Alpaca's clock
+        shared_terms["wall_ms"] = alpaca.time.now_ms
     shadow = None
     if rule is not None:
         shadow = TradingLoop(
@@ -756,7 +802,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
             f"orders: {exchange} {args.mode}, reconciled ({len(loop.venue.orders)} known orders)"
         )
     notify(f"kill switch: touch {kill_file} (or run `agent-trade halt`) to halt")
-    return PreparedRun(loop, args, settings, store, replay, depth, snapshots, model, bar)
+    return PreparedRun(loop, args, settings, store, replay, depth, snapshots, model, bar, alpaca)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -810,23 +856,24 @@ def _failed(loop: TradingLoop, exc: Exception) -> int:
 
 
 def _print_status(status: dict[str, Any]) -> None:
+    currency = status["currency"]
     lines = [
         f"account   {status['account']} ({status['mode']}): {status['status']}"
         + (f" — {status['stop_reason']}" if status["stop_reason"] else ""),
         f"last bar  {status['last_bar']} UTC ({status['bars']:,} bars processed)",
         f"state     {status['trading_state']}"
         + "".join(f"\n          - {message}" for message in status["locks"]),
-        f"cash      {status['cash']:,.2f} USDT",
+        f"cash      {status['cash']:,.2f} {currency}",
     ]
     for p in status["positions"]:
         lines.append(
             f"position  {p['quantity']:g} {p['symbol']} at avg {p['avg_price']:,.2f}, "
-            f"mark {p['mark']:,.2f} = {p['value']:,.2f} USDT"
+            f"mark {p['mark']:,.2f} = {p['value']:,.2f} {currency}"
         )
     if not status["positions"]:
         lines.append("positions none")
     lines += [
-        f"equity    {status['equity']:,.2f} USDT · PnL {status['pnl']:+,.2f} "
+        f"equity    {status['equity']:,.2f} {currency} · PnL {status['pnl']:+,.2f} "
         f"({status['pnl_pct']:+.3f}%) from {status['initial_cash']:,.2f}",
         f"activity  {status['decisions']} decisions {status['outcomes']}, "
         f"{status['orders']} orders, {status['fills']} fills",

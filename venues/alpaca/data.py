@@ -13,7 +13,7 @@ import httpx
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import UserError
+from core.errors import UserError, VenueError
 from market.instruments import equity_rules
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
 from market.rest_client import RestClient
@@ -36,7 +36,7 @@ _TIMEFRAMES = {
 }
 
 
-class AlpacaError(Exception):
+class AlpacaError(VenueError):
     """Alpaca refused a request or could not be reached."""
 
 

@@ -9,18 +9,19 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import UserError
+from core.errors import OutcomeUnknown, UserError
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder
+from venues.alpaca.account import AlpacaAccount
 from venues.alpaca.data import PAPER_URL, AlpacaError, AlpacaKeys, Clock, parse_clock
 
 
 class AlpacaOrder(BaseModel):
     """What Alpaca says about one order."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     id: str
     client_order_id: str
@@ -30,6 +31,8 @@ class AlpacaOrder(BaseModel):
     filled_qty: Decimal
     filled_avg_price: Decimal | None
     status: str
+    order_type: str = Field("market", alias="type")
+    filled_at: str | None = None
 
 
 class AlpacaPosition(BaseModel):
@@ -41,18 +44,8 @@ class AlpacaPosition(BaseModel):
     market_value: Decimal
 
 
-class AlpacaAccount(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    cash: Decimal
-    equity: Decimal
-    buying_power: Decimal
-    currency: str
-    trading_blocked: bool
-
-
-class _Unknown(Exception):
-    """The order may or may not have reached Alpaca."""
+class AlpacaUnknown(OutcomeUnknown):
+    """The order may or may not have reached Alpaca: ask before sending anything again."""
 
 
 class AlpacaPaper:
@@ -90,7 +83,7 @@ class AlpacaPaper:
         for _ in range(self.attempts):
             try:
                 return AlpacaOrder.model_validate(self._call("POST", "/v2/orders", json=body))
-            except _Unknown:
+            except AlpacaUnknown:
                 known = self.order(approved.client_order_id)
                 if known is not None:
                     return known
@@ -110,6 +103,10 @@ class AlpacaPaper:
             return None
         return AlpacaOrder.model_validate(found)
 
+    def open_orders(self) -> list[AlpacaOrder]:
+        found = self._call("GET", "/v2/orders", params={"status": "open", "limit": 500})
+        return [AlpacaOrder.model_validate(o) for o in found]
+
     def positions(self) -> list[AlpacaPosition]:
         return [AlpacaPosition.model_validate(p) for p in self._call("GET", "/v2/positions")]
 
@@ -123,7 +120,7 @@ class AlpacaPaper:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise _Unknown(str(exc)) from exc
+            raise AlpacaUnknown(str(exc)) from exc
         except httpx.TransportError as exc:
             raise AlpacaError(f"Alpaca unreachable at {path}: {exc}") from exc
         status = response.status_code
@@ -132,7 +129,7 @@ class AlpacaPaper:
         if status == 404:
             raise _NotFound(path)
         if status >= 500:
-            raise _Unknown(f"{status} from {path}")
+            raise AlpacaUnknown(f"{status} from {path}")
         if status >= 400:
             raise AlpacaError(f"Alpaca refused {method} {path} ({status}): {response.text}")
         return response.json()
