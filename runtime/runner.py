@@ -289,6 +289,10 @@ class Runner:
             llm_result=self._llm_result,
             market_view=lambda s: self.market.view(s, index),
             risk_state=lambda: self.risk.state,
+            peers=lambda name: {
+                s: float(self.prepared(s)[name][index]) for s in self.market.symbols
+            },
+            holdings=lambda: dict(self.venue.ledger.held()),
         )
 
     def _llm_result(self, ok: bool, now_ms: int) -> None:

@@ -1,0 +1,59 @@
+"""The scorecard's baselines on a stock run: momentum joins them (crypto reports keep the set
+they had), and every baseline pays the SEC fee and FINRA TAF on its sales as the strategy
+under test does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from script_strategy import candles, rules
+
+from backtest.config import BacktestConfig
+from backtest.data import to_bar_arrays
+from backtest.scorecard import rule_runs
+from execution.equity_fees import EquityFees
+from execution.fees import FeeSchedule
+from market.instruments import equity_rules
+from market.source import load_csv_candles
+from risk.limits import RiskLimits
+from runtime.hours import TradingHours
+
+GOOG = (
+    Path(__file__).parent
+    / "fixtures"
+    / "stocks"
+    / "GOOG-1d-2004-08-19_2013-03-01_backtesting-py.csv"
+)
+DAY = 86_400_000
+LIMITS = RiskLimits(max_daily_loss_pct=None, max_drawdown_pct=None, max_data_age_ms=5 * DAY)
+
+
+def test_stock_baselines_include_momentum_and_pay_the_regulatory_fees_on_sales() -> None:
+    frame = load_csv_candles(GOOG, "1d", lambda _line: None).iloc[:600]
+    bars, _ = to_bar_arrays({"GOOG": frame})
+    config = BacktestConfig(fees=FeeSchedule(maker=0, taker=0), interval="1d", periods_per_year=252)
+    fees = EquityFees()
+    runs = rule_runs(
+        bars,
+        {"GOOG": equity_rules("GOOG", float(frame["close"].iloc[-1]))},
+        config,
+        LIMITS,
+        TradingHours(DAY),
+        20,
+        fee_fn=fees,
+    )
+    assert "momentum" in runs
+    sold = 0
+    for name, run in runs.items():
+        for fill in run.fills:
+            expected = fees.on_sale(fill.quantity, fill.price) if fill.side < 0 else 0.0
+            assert fill.fee == pytest.approx(expected), name
+            sold += fill.side < 0
+    assert sold  # the rule strategies sold, so the fees were really charged
+
+
+def test_crypto_baselines_stay_as_they_were() -> None:
+    bars, _ = to_bar_arrays({"BTCUSDT": candles([(100, 101, 99, 100)] * 50)})
+    runs = rule_runs(bars, {"BTCUSDT": rules()}, BacktestConfig(), RiskLimits(), None, 0)
+    assert list(runs) == ["buy_and_hold", "sma_cross", "rsi_reversion", "donchian_breakout"]
