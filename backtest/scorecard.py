@@ -231,7 +231,9 @@ def _resampled(
     bars, config = agent.bars, agent.config
     step = interval_ms(config.interval)
     bases = [
-        choose_basis(r.equity, bars.open_time, step, config.periods_per_year)
+        choose_basis(
+            r.equity, bars.open_time, step, config.periods_per_year, config.bars_per_session
+        )
         for r in (agent, *others)
     ]
     basis = bases[0][0]
@@ -251,7 +253,13 @@ def _resampled(
 
 def _figures(run: BacktestResult, boot: _Boot | None) -> Figures:
     step = interval_ms(run.config.interval)
-    values, _ = equity_metrics(run.equity, run.bars.open_time, step, run.config.periods_per_year)
+    values, _ = equity_metrics(
+        run.equity,
+        run.bars.open_time,
+        step,
+        run.config.periods_per_year,
+        run.config.bars_per_session,
+    )
     na = Interval(na="too short to resample") if boot is None else None
     return Figures(
         return_pct=_num(values["Return [%]"]),

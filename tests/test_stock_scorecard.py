@@ -1,14 +1,16 @@
-"""The scorecard's baselines on a stock run: momentum joins them (crypto reports keep the set
-they had), and every baseline pays the SEC fee and FINRA TAF on its sales as the strategy
-under test does."""
+"""Figures on a stock run: momentum joins the scorecard's baselines (crypto reports keep the set
+they had), every baseline pays the SEC fee and FINRA TAF on its sales as the strategy under
+test does, and an intraday run annualises on 252 sessions of its bars."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from script_strategy import candles, rules
 
+from backtest.annualise import annualised, choose_basis
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.scorecard import rule_runs
@@ -57,3 +59,18 @@ def test_crypto_baselines_stay_as_they_were() -> None:
     bars, _ = to_bar_arrays({"BTCUSDT": candles([(100, 101, 99, 100)] * 50)})
     runs = rule_runs(bars, {"BTCUSDT": rules()}, BacktestConfig(), RiskLimits(), None, 0)
     assert list(runs) == ["buy_and_hold", "sma_cross", "rsi_reversion", "donchian_breakout"]
+
+
+def test_an_intraday_stock_curve_annualises_on_sessions_of_bars_not_24_hour_days() -> None:
+    rng = np.random.default_rng(23)
+    equity = 10_000 * np.cumprod(1 + rng.normal(0, 0.001, 60))
+    times = 1_780_000_000_000 + 900_000 * np.arange(60, dtype=np.int64)
+    stock, returns = choose_basis(equity, times, 900_000, 252, bars_per_session=26)
+    crypto, _ = choose_basis(equity, times, 900_000, 365)
+    assert (stock.frequency, stock.periods_per_year, stock.returns) == ("per bar", 6_552, 59)
+    assert "252 sessions × 26 bars per session" in stock.method
+    assert crypto.periods_per_year != stock.periods_per_year
+    values, basis = annualised(equity, times, 900_000, 0.01, 252, bars_per_session=26)
+    assert basis.periods_per_year == 6_552
+    expected = returns.mean() / returns.std(ddof=1) * np.sqrt(6_552)
+    assert values["Sharpe Ratio"] == pytest.approx(expected)

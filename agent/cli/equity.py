@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
@@ -15,7 +16,7 @@ from config import Settings
 from core.errors import UserError
 from execution.equity_fees import EquityFees
 from execution.fees import FeeSchedule
-from market.calendar import xnys
+from market.calendar import DAY_MS, xnys
 from market.corporate import CorporateActions, read_actions
 from market.csv_import import sniff_interval
 from market.instruments import (
@@ -140,11 +141,16 @@ def equity_run(
         note(session_line(symbol, frame, hours))
     actions = CorporateActions({s: read_actions(args.data, interval) for s in frames})
     note(corporate_line(actions))
+    intraday = INTERVAL_MS[interval] < DAY_MS
+    opens = np.unique(np.concatenate([f["open_time"].to_numpy() for f in frames.values()]))
     return EquityRun(
         rules=stock_rules(frames),
         config=config.model_copy(
             update={
                 "periods_per_year": SESSIONS_PER_YEAR,
+                "bars_per_session": round(hours.sessions.bars_per_session(opens), 2)
+                if intraday
+                else None,
                 "fees": FeeSchedule(maker=0.0, taker=0.0),
             }
         ),
