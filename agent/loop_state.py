@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from config import Settings
 from core.errors import UserError
+from execution.corporate import rebuild_ledger
 from execution.key_permissions import last_key_check
 from execution.ledger import Ledger
 from execution.paper import PaperCheckpoint
@@ -111,8 +112,7 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         )
     state = LoopState.model_validate_json(stored.state_json)
     ledger = Ledger(state.initial_cash)
-    for fill in stored.fills:
-        ledger.apply(fill)
+    rebuild_ledger(ledger, stored.fills, stored.actions)
     marks = state.paper.marks
     equity = ledger.equity({s: marks.get(s, 0.0) for s, _ in ledger.held()})
     last = state.paper.last_open_time

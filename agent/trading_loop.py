@@ -21,6 +21,7 @@ from agent.records import DecisionRecord, loop_run_id, write_decisions
 from agent.step_commit import commit_step
 from backtest.veto_ledger import blocked
 from core.errors import UserError
+from execution.corporate import AppliedAction
 from execution.orders import Fill
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
 from execution.paper_records import load_account
@@ -77,7 +78,11 @@ class Venue(Protocol):
     def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None: ...
 
     def restore(
-        self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
+        self,
+        checkpoint: PaperCheckpoint,
+        fills: Sequence[Fill],
+        orders: Sequence[PaperOrder],
+        applied: Sequence[AppliedAction] = (),
     ) -> list[dict[str, Any]]: ...
 
 
@@ -164,7 +169,7 @@ class TradingLoop:
             self.feed.append(open_time, close_time, bars)
         make = venue or (lambda c, f: PaperExecutor(self.rules, f, cash=c))
         self.venue: Venue = make(self.state.initial_cash, self.feed)
-        queued = self.venue.restore(self.state.paper, stored.fills, stored.orders)
+        queued = self.venue.restore(self.state.paper, stored.fills, stored.orders, stored.actions)
         self.state = self.state.model_copy(
             update={
                 "status": "running",
