@@ -160,6 +160,12 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         "feed": state.feed,
         "key_permissions": last_key_check(store, account),
         "interventions": last_interventions(store, risk_scope(account)),
+        "portfolio": {
+            "usdt_usd": settings.portfolio.usdt_usd,
+            "accounts": settings.portfolio.accounts
+            if account in settings.portfolio.accounts
+            else [],
+        },
         "limits": None if state.limits is None else state.limits.model_dump(mode="json"),
         "limits_text": (
             ["not recorded: this account last ran before limits were stored"]

@@ -34,7 +34,7 @@ from risk.desk import RiskDesk
 from risk.gate import assess
 from risk.interventions import Catchup
 from risk.limits import RiskLimits
-from risk.models import Approved, ApprovedOrder, ReasonCode, TradeSignal, Verdict
+from risk.models import Approved, ApprovedOrder, Elsewhere, ReasonCode, TradeSignal, Verdict
 from risk.protections import TradingState
 from risk.records import load_state
 from risk.state import clear_kill, kill
@@ -127,6 +127,7 @@ class TradingLoop:
         actions: CorporateActions | None = None,
         shadow: TradingLoop | None = None,
         collect: bool = True,
+        portfolio: Callable[[], Elsewhere] | None = None,
     ) -> None:
         self.account = account
         self.actions = actions or CorporateActions({})  # indicators read adjusted prices
@@ -228,6 +229,7 @@ class TradingLoop:
             observer=self._gated,
             decision_failed=self._decision_failed,
             hours=hours,
+            elsewhere=portfolio,
         )
         self._prepared_at: tuple[int, dict[str, Any]] = (-1, {})
         self.bars_this_run = 0
