@@ -62,16 +62,16 @@ DAILY = {
 }
 
 
+def daily(closes: dict[str, list[float]], top_k: int):
+    """Momentum over one UTC day on crypto daily bars from Monday on."""
+    times = MONDAY + DAY * np.arange(len(next(iter(closes.values()))), dtype=np.int64)
+    bars, _ = to_bar_arrays({s: frame(times, c, DAY) for s, c in closes.items()})
+    strategy = Momentum(MomentumParams(lookback=1, top_k=top_k))
+    return run_backtest(bars, strategy, {s: rules(s) for s in closes}, NO_COSTS, limits=NO_BREAKERS)
+
+
 def test_crypto_holds_the_top_symbol_and_swaps_once_the_sale_has_filled() -> None:
-    times = MONDAY + DAY * np.arange(7, dtype=np.int64)
-    bars, _ = to_bar_arrays({s: frame(times, c, DAY) for s, c in DAILY.items()})
-    result = run_backtest(
-        bars,
-        Momentum(MomentumParams(lookback=1, top_k=1)),
-        {s: rules(s) for s in DAILY},
-        NO_COSTS,
-        limits=NO_BREAKERS,
-    )
+    result = daily(DAILY, 1)
     # Bought at the open after the day it led; sold at the open after it lost the lead, and
     # the new leader bought one day later, once that sale freed the cash.
     assert held_after(result) == [
@@ -84,20 +84,12 @@ def test_crypto_holds_the_top_symbol_and_swaps_once_the_sale_has_filled() -> Non
 
 
 def test_top_two_holds_both_leaders_at_half_size_each() -> None:
-    times = MONDAY + DAY * np.arange(4, dtype=np.int64)
     closes = {
         "AAAUSDT": [100, 110, 121, 133],
         "BBBUSDT": [100, 90, 81, 73],
         "CCCUSDT": [100, 105, 110, 116],
     }
-    bars, _ = to_bar_arrays({s: frame(times, c, DAY) for s, c in closes.items()})
-    result = run_backtest(
-        bars,
-        Momentum(MomentumParams(lookback=1, top_k=2)),
-        {s: rules(s) for s in closes},
-        NO_COSTS,
-        limits=NO_BREAKERS,
-    )
+    result = daily(closes, 2)
     assert held_after(result) == [(2, "AAAUSDT", "buy"), (2, "CCCUSDT", "buy")]
     notional = [f.quantity * f.price for f in result.fills]
     assert notional == pytest.approx([5_000, 5_000], rel=1e-3)

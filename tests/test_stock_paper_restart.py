@@ -10,15 +10,11 @@ from pathlib import Path
 import numpy as np
 from script_strategy import Script, order
 from test_corporate_actions import RULES, _yahoo, actions, table
-from test_stock_hours import NO_BREAKERS
+from test_stock_paper_parity import step_rows
 
 from execution.fees import FeeSchedule
 from execution.paper import GrowingFeed, PaperExecutor
 from execution.slippage import FixedBps
-from market.models import Candle
-from runtime.market import Market
-from runtime.ports import MemoryRisk
-from runtime.runner import Runner
 
 N, EX_DATE = 30, 15  # daily bars; the split's ex-date is bar 15
 
@@ -57,28 +53,6 @@ def test_a_restart_after_the_split_holds_the_split_shares(cli, tmp_path: Path) -
     assert _status(cli, "after") == whole
 
 
-def _candle(row: dict) -> Candle:
-    keys = ("open_time", "open", "high", "low", "close", "volume", "close_time")
-    return Candle(**{k: row[k] for k in keys})
-
-
-def _step(venue: PaperExecutor, feed: GrowingFeed, strategy: Script, rows: list[dict]) -> None:
-    runner = None
-    for row in rows:
-        candle = _candle(row)
-        index = feed.append(candle.open_time, candle.close_time, {"XYZ": candle})
-        if runner is None:
-            runner = Runner(
-                strategy=strategy,
-                market=Market(feed.view(), RULES),
-                venue=venue,
-                risk=MemoryRisk(NO_BREAKERS.model_copy(update={"fee_rate": 0.0})),
-                prepared=lambda s: strategy.prepare(feed.view().symbols[s]),
-            )
-        runner.extend(feed.view())
-        runner.step(index)
-
-
 def _venue(feed: GrowingFeed) -> PaperExecutor:
     return PaperExecutor(RULES, feed, cash=10_000.0, fees=FeeSchedule(maker=0, taker=0),
                          slippage=FixedBps(bps=0.0), actions=actions(2.0))  # fmt: skip
@@ -89,7 +63,7 @@ def test_a_split_already_taken_is_not_taken_again_when_its_bar_comes_back() -> N
     plan = {("XYZ", 0): [lambda ctx: order(ctx, quantity=15)]}
     feed = GrowingFeed(["XYZ"])
     first = _venue(feed)
-    _step(first, feed, Script(plan), rows[:4])  # through the split's ex-date
+    step_rows(first, feed, Script(plan), rows[:4])  # through the split's ex-date
     assert first.ledger.quantity("XYZ") == 30
     (taken,) = first.new_actions
     assert (taken.ratio, taken.fills_before) == (2.0, 1)
@@ -98,5 +72,5 @@ def test_a_split_already_taken_is_not_taken_again_when_its_bar_comes_back() -> N
     restarted = _venue(again)
     restarted.restore(first.checkpoint, first.sim.fills, list(first.orders.values()), [taken])
     assert restarted.ledger.quantity("XYZ") == 30
-    _step(restarted, again, Script({}), rows[:4])
+    step_rows(restarted, again, Script({}), rows[:4])
     assert restarted.ledger.quantity("XYZ") == 30 and not restarted.new_actions
