@@ -13,9 +13,12 @@ from script_strategy import candles, rules
 from backtest.annualise import annualised, choose_basis
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
-from backtest.scorecard import rule_runs
+from backtest.engine import run_backtest
+from backtest.scorecard import rule_runs, scorecard
+from backtest.strategies.rsi_reversion import RsiReversion, RsiReversionParams
 from execution.equity_fees import EquityFees
 from execution.fees import FeeSchedule
+from market.corporate import Action, CorporateActions
 from market.instruments import equity_rules
 from market.source import load_csv_candles
 from risk.limits import RiskLimits
@@ -74,3 +77,24 @@ def test_an_intraday_stock_curve_annualises_on_sessions_of_bars_not_24_hour_days
     assert basis.periods_per_year == 6_552
     expected = returns.mean() / returns.std(ddof=1) * np.sqrt(6_552)
     assert values["Sharpe Ratio"] == pytest.approx(expected)
+
+
+def test_a_stock_scorecard_runs_every_baseline_through_the_runs_split() -> None:
+    """The split halves raw prices at bar 150: buy-and-hold, momentum and the random entries
+    follow it (no crash read into their figures), as the strategy under test does."""
+    frame = load_csv_candles(GOOG, "1d", lambda _line: None).iloc[:300].reset_index(drop=True)
+    split_at = int(frame["open_time"].iloc[150])
+    for column in ("open", "high", "low", "close"):
+        frame.loc[150:, column] = (frame.loc[150:, column] / 2).round(2)
+    bars, _ = to_bar_arrays({"GOOG": frame})
+    rules_ = {"GOOG": equity_rules("GOOG", float(frame["close"].iloc[-1]))}
+    config = BacktestConfig(fees=FeeSchedule(maker=0, taker=0), interval="1d", periods_per_year=252)
+    actions = CorporateActions({"GOOG": {split_at: Action(ratio=2.0)}})
+    result = run_backtest(bars, RsiReversion(RsiReversionParams()), rules_, config, limits=LIMITS,
+                          fee_fn=EquityFees(), hours=TradingHours(DAY), actions=actions)  # fmt: skip
+    card = scorecard(result, rules_, [], 0.0)
+    assert {"buy_and_hold", "momentum", "random_entry"} <= set(card.baselines)
+    close = frame["close"].to_numpy()
+    start = result.strategy.warmup + 1  # buy-and-hold buys at the open after the warm-up
+    held = (2 * close[-1]) / frame["open"].iloc[start] - 1  # the whole move, split undone
+    assert card.baselines["buy_and_hold"].return_pct == pytest.approx(held * 100, rel=0.02)
