@@ -135,7 +135,7 @@ class ChatDesk:
             self.rules, fees=FeeSchedule(), slippage=FixedBps(bps=SLIPPAGE_BPS)
         )
         self.venue: Venue = make(self.state.initial_cash, self.feed)
-        queued = self.venue.restore(self.state.paper, stored.fills, stored.orders)
+        queued = self.venue.restore(self.state.paper, stored.fills, stored.orders, stored.actions)
         self.fills = list(stored.fills)
         if mode != "paper":  # the exchange holds the truth: agree with it before trading
             reconcile(self.venue, mode, account)  # type: ignore[arg-type]

@@ -156,7 +156,9 @@ def _paired(
     config = base_result.config
     step = interval_ms(config.interval)
     series = [
-        choose_basis(r.equity, r.bars.open_time, step, config.periods_per_year)
+        choose_basis(
+            r.equity, r.bars.open_time, step, config.periods_per_year, config.bars_per_session
+        )
         for r in (base_result, result)
     ]
     basis, base_returns = series[0]

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from config import Settings
 from core.errors import UserError
+from execution.corporate import rebuild_ledger
 from execution.key_permissions import last_key_check
 from execution.ledger import Ledger
 from execution.paper import PaperCheckpoint
@@ -112,8 +113,7 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         )
     state = LoopState.model_validate_json(stored.state_json)
     ledger = Ledger(state.initial_cash)
-    for fill in stored.fills:
-        ledger.apply(fill)
+    rebuild_ledger(ledger, stored.fills, stored.actions)
     marks = state.paper.marks
     equity = ledger.equity({s: marks.get(s, 0.0) for s, _ in ledger.held()})
     last = state.paper.last_open_time
@@ -162,6 +162,12 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         "feed": state.feed,
         "key_permissions": last_key_check(store, account),
         "interventions": last_interventions(store, risk_scope(account)),
+        "portfolio": {
+            "usdt_usd": settings.portfolio.usdt_usd,
+            "accounts": settings.portfolio.accounts
+            if account in settings.portfolio.accounts
+            else [],
+        },
         "limits": None if state.limits is None else state.limits.model_dump(mode="json"),
         "limits_text": (
             ["not recorded: this account last ran before limits were stored"]

@@ -50,6 +50,7 @@ def commit_step(
         now_ms=now_ms,
         equity=None if equity is None else (now_ms, equity, venue.ledger.cash),
         also=also,
+        actions=getattr(venue, "new_actions", ()),  # the paper venue's splits and dividends
     )
     venue.committed()
     waiting = {q["order"]["client_order_id"] for q in checkpoint.queued}

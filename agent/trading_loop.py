@@ -21,6 +21,7 @@ from agent.records import DecisionRecord, loop_run_id, write_decisions
 from agent.step_commit import commit_step
 from backtest.veto_ledger import blocked
 from core.errors import UserError
+from execution.corporate import AppliedAction
 from execution.orders import Fill
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
 from execution.paper_records import load_account
@@ -33,7 +34,7 @@ from risk.desk import RiskDesk
 from risk.gate import assess
 from risk.interventions import Catchup
 from risk.limits import RiskLimits
-from risk.models import Approved, ApprovedOrder, ReasonCode, TradeSignal, Verdict
+from risk.models import Approved, ApprovedOrder, Elsewhere, ReasonCode, TradeSignal, Verdict
 from risk.protections import TradingState
 from risk.records import load_state
 from risk.state import clear_kill, kill
@@ -77,7 +78,11 @@ class Venue(Protocol):
     def refuse(self, client_order_id: str, reason: str, now_ms: int) -> None: ...
 
     def restore(
-        self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
+        self,
+        checkpoint: PaperCheckpoint,
+        fills: Sequence[Fill],
+        orders: Sequence[PaperOrder],
+        applied: Sequence[AppliedAction] = (),
     ) -> list[dict[str, Any]]: ...
 
 
@@ -122,6 +127,7 @@ class TradingLoop:
         actions: CorporateActions | None = None,
         shadow: TradingLoop | None = None,
         collect: bool = True,
+        portfolio: Callable[[], Elsewhere] | None = None,
     ) -> None:
         self.account = account
         self.actions = actions or CorporateActions({})  # indicators read adjusted prices
@@ -168,7 +174,7 @@ class TradingLoop:
             self.feed.append(open_time, close_time, bars)
         make = venue or (lambda c, f: PaperExecutor(self.rules, f, cash=c))
         self.venue: Venue = make(self.state.initial_cash, self.feed)
-        queued = self.venue.restore(self.state.paper, stored.fills, stored.orders)
+        queued = self.venue.restore(self.state.paper, stored.fills, stored.orders, stored.actions)
         self.state = self.state.model_copy(
             update={
                 "status": "running",
@@ -227,6 +233,7 @@ class TradingLoop:
             observer=self._gated,
             decision_failed=self._decision_failed,
             hours=hours,
+            elsewhere=portfolio,
         )
         self._prepared_at: tuple[int, dict[str, Any]] = (-1, {})
         self.bars_this_run = 0

@@ -70,9 +70,15 @@ def _hourly_returns(equity: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
 
 
 def choose_basis(
-    equity: np.ndarray, times_ms: np.ndarray, interval_ms: int, days_per_year: int
+    equity: np.ndarray,
+    times_ms: np.ndarray,
+    interval_ms: int,
+    days_per_year: int,
+    bars_per_session: float | None = None,
 ) -> tuple[Basis, np.ndarray]:
-    """The coarsest return frequency with at least MIN_RETURNS returns, and those returns."""
+    """The coarsest return frequency with at least MIN_RETURNS returns, and those returns.
+    `bars_per_session` marks an intraday stock run: its year is `days_per_year` sessions of
+    that many bars, not 24-hour days, so it skips hourly returns and annualises per bar."""
     if interval_ms <= DAY_MS:
         day = daily_returns(equity, times_ms)
         if len(day) >= MIN_RETURNS:
@@ -81,6 +87,8 @@ def choose_basis(
                 frequency="daily", periods_per_year=days_per_year, returns=len(day), method=method
             ), day
     plain = "arithmetic: Sharpe = mean / std × √periods (the window is too short for daily)"
+    if bars_per_session is not None and interval_ms < DAY_MS:
+        return _per_session_bar(equity, days_per_year, bars_per_session, plain)
     if interval_ms < HOUR_MS:
         hourly = _hourly_returns(equity, times_ms)
         if len(hourly) >= MIN_RETURNS:
@@ -100,16 +108,32 @@ def choose_basis(
     )
 
 
+def _per_session_bar(
+    equity: np.ndarray, sessions: int, bars: float, plain: str
+) -> tuple[Basis, np.ndarray]:
+    per_bar = equity[1:] / equity[:-1] - 1.0
+    if len(per_bar) < MIN_RETURNS:
+        method = f"not annualised: {len(per_bar)} returns, fewer than {MIN_RETURNS}"
+        return Basis(
+            frequency="none", periods_per_year=None, returns=len(per_bar), method=method
+        ), (per_bar)
+    method = f"{sessions} sessions × {bars:g} bars per session; {plain}"
+    return Basis(
+        frequency="per bar", periods_per_year=sessions * bars, returns=len(per_bar), method=method
+    ), per_bar
+
+
 def annualised(
     equity: np.ndarray,
     times_ms: np.ndarray,
     interval_ms: int,
     max_drawdown: float,
     days_per_year: int,
+    bars_per_session: float | None = None,
 ) -> tuple[dict[str, float], Basis]:
     """Return (Ann.), CAGR, Volatility (Ann.) and the three ratios; NaN where n/a, with the
     reason in `Basis.not_available`."""
-    basis, returns = choose_basis(equity, times_ms, interval_ms, days_per_year)
+    basis, returns = choose_basis(equity, times_ms, interval_ms, days_per_year, bars_per_session)
     if basis.frequency == "none":
         reason = f"too short to annualise ({basis.method.removeprefix('not annualised: ')})"
         basis.not_available = dict.fromkeys(ANNUALISED, reason)

@@ -76,33 +76,42 @@ class RandomEntry(Strategy):
     def __init__(self, params: RandomEntryParams) -> None:
         super().__init__(params)
         self.source = params.source  # type: ignore[misc]
-        self.names: dict[int, str] = {}
+        self.masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def bind(self, feed: BarArrays) -> None:
-        self.names = {id(bars): symbol for symbol, bars in feed.symbols.items()}
+        """Each symbol's entry and exit bars, drawn from the run's length and the symbol alone
+        (no price), so they are known here, whatever bars `prepare` is handed (adjusted for
+        splits and dividends, say)."""
+        p, n = self.params, len(feed)
+        self.masks = {}
+        for symbol in feed.symbols:
+            entry = np.zeros(n, dtype=bool)
+            exit_ = np.zeros(n, dtype=bool)
+            wanted = p.entries.get(symbol, 0)
+            for e in entry_bars(n, wanted, p.hold_bars, p.start, (p.seed, _tag(symbol))):
+                entry[e] = True
+                exit_[e + p.hold_bars] = True
+            self.masks[symbol] = (entry, exit_)
 
     @property
     def warmup(self) -> int:
         return self.params.start
 
     def prepare(self, bars: SymbolBars) -> Prepared:
-        p = self.params
-        n = len(bars.close)
-        entry = np.zeros(n, dtype=bool)
-        exit_ = np.zeros(n, dtype=bool)
-        symbol = self.names[id(bars)]
-        wanted = p.entries.get(symbol, 0)
-        for e in entry_bars(n, wanted, p.hold_bars, p.start, (p.seed, _tag(symbol))):
-            entry[e] = True
-            exit_[e + p.hold_bars] = True
-        return {"entry": entry, "exit": exit_}
+        due = np.zeros(len(bars.close), dtype=bool)
+        for entry, exit_ in self.masks.values():
+            due |= entry | exit_
+        return {"due": due}
 
     def wake(self, prepared: Prepared) -> np.ndarray:
-        return prepared["entry"] | prepared["exit"]
+        return prepared["due"]
 
     def decide(self, ctx: Context) -> list[TradeSignal]:
-        if ctx.value("exit"):
+        entry, exit_ = self.masks[ctx.symbol]
+        if exit_[ctx.index]:
             return [ctx.close_position(rationale="random exit")]
+        if not entry[ctx.index]:
+            return []
         signal = ctx.buy(size_pct=self.params.size_pct, rationale="random entry")
         stop = self.params.stop_loss_pct
         if stop is None:

@@ -29,6 +29,9 @@ class BacktestConfig(BaseModel):
     )
     interval: str = "1m"
     periods_per_year: int = Field(PERIODS_PER_YEAR, ge=1, description="365: crypto trades daily")
+    bars_per_session: float | None = Field(
+        None, gt=0, description="an intraday stock run's bars per session: its year is sessions"
+    )
 
     def cost_reserve(self) -> float:
         """Fraction of a buy's notional the gate keeps back for the taker fee and the worst

@@ -99,5 +99,7 @@ def sweep_deflated(ranked: list[RunSummary], task: SweepTask, data: SweepData) -
         actions=data.actions,
     )
     step = interval_ms(config.interval)
-    _, returns = choose_basis(result.equity, data.bars.open_time, step, config.periods_per_year)
+    _, returns = choose_basis(
+        result.equity, data.bars.open_time, step, config.periods_per_year, config.bars_per_session
+    )
     return deflated_sharpe(usable, returns)

@@ -46,11 +46,13 @@ def check_lookahead(
     """Differences found, as sentences; empty means no look-ahead. Checks every prepared array
     and wake-up bar, then the signals a full backtest emits before each cut."""
     problems: list[str] = []
+    strategy.bind(bars)
     full = {s: strategy.prepare(b) for s, b in bars.symbols.items()}
     full_run = run_backtest(bars, strategy, rules, config, limits=limits)
     points = cut_points(len(bars), strategy.warmup, cuts)
     for stop in points:
         short = _truncate(bars, stop)
+        strategy.bind(short)
         for symbol, sym_bars in short.symbols.items():
             prepared = strategy.prepare(sym_bars)
             arrays = {**prepared, "wake": strategy.wake(prepared)}

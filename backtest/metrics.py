@@ -53,6 +53,7 @@ def equity_metrics(
     times_ms: np.ndarray,
     interval_ms: int,
     periods_per_year: int = PERIODS_PER_YEAR,
+    bars_per_session: float | None = None,
 ) -> tuple[dict[str, Any], Basis]:
     """Start to Max./Avg. Drawdown Duration, except exposure and Buy & Hold; the annualised
     ones on the basis the window supports (backtest.annualise), NaN where n/a."""
@@ -62,7 +63,9 @@ def equity_metrics(
     dd = drawdown(equity)
     durations, depths = drawdown_periods(dd, times_ms)
     max_dd = float(np.nan_to_num(dd.max()))
-    annual, basis = annualised(equity, times_ms, interval_ms, max_dd, periods_per_year)
+    annual, basis = annualised(
+        equity, times_ms, interval_ms, max_dd, periods_per_year, bars_per_session
+    )
     values = {
         "Start": start,
         "End": end,

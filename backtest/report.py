@@ -190,7 +190,9 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
     entries = np.array([t.entry_bar for t in trades], dtype=np.int64)
     exits = np.array([t.exit_bar for t in trades], dtype=np.int64)
     closes = [b.close for b in bars.symbols.values()]
-    equity, basis = equity_metrics(result.equity, bars.open_time, step, config.periods_per_year)
+    equity, basis = equity_metrics(
+        result.equity, bars.open_time, step, config.periods_per_year, config.bars_per_session
+    )
     values = {
         **equity,
         **trade_metrics(pnl, returns, durations, step),

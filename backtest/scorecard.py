@@ -37,6 +37,8 @@ from backtest.metrics import equity_metrics
 from backtest.strategies import STRATEGIES
 from backtest.veto_ledger import HORIZONS_MIN, VetoLedger, veto_ledger
 from execution.feed import BarArrays
+from execution.fees import FeeFn
+from market.corporate import CorporateActions
 from market.models import SymbolRules, interval_ms
 from risk.limits import RiskLimits
 from runtime.hours import TradingHours
@@ -45,6 +47,9 @@ from runtime.strategy import Strategy
 SEEDS = (1, 2, 3, 4, 5)
 BOOTSTRAP_SEED = 27
 RANDOM = "random_entry"
+EQUITY_ONLY = frozenset(
+    {"momentum"}
+)  # new baselines join stock runs; crypto reports stay as they were
 
 
 class Figures(BaseModel):
@@ -107,11 +112,14 @@ def scorecard(
     `ruled` is `rule_runs` of the same, when the caller ran them while the model decided."""
     shape = shape_of(result)
     start = result.strategy.warmup
-    same = {"rules": rules, "config": result.config, "limits": result.limits}
+    costs = costs_of(result)
+    same = {"rules": rules, "config": result.config, "limits": result.limits, **costs}
     runs = dict(
         ruled
         if ruled is not None
-        else rule_runs(result.bars, rules, result.config, result.limits, result.hours, start)
+        else rule_runs(
+            result.bars, rules, result.config, result.limits, result.hours, start, **costs
+        )
     )
     randoms = [
         _run(
@@ -167,19 +175,31 @@ def rule_runs(
     limits: RiskLimits,
     hours: TradingHours | None,
     start: int,
+    *,
+    fee_fn: FeeFn | None = None,
+    actions: CorporateActions | None = None,
 ) -> dict[str, BacktestResult]:
     """Buy-and-hold and the rule strategies need the bars, not the agent's run, so an LLM
     backtest can run them while it waits on the model (only the random baseline, matched to the
-    agent's trades, must wait for the run)."""
-    same: dict[str, Any] = {"limits": limits, "hours": hours}
+    agent's trades, must wait for the run). `fee_fn` and `actions` are the run's own (a stock's
+    SEC fee and TAF, its splits), so every baseline pays and is adjusted as the strategy is."""
+    same: dict[str, Any] = {"limits": limits, "hours": hours, "fee_fn": fee_fn, "actions": actions}
     runs = {
         "buy_and_hold": run_backtest(
             bars, BuyAndHold(BuyAndHoldParams(start=start), len(rules)), rules, config, **same
         )
     }
     for name, cls in STRATEGIES.items():
-        runs[name] = run_backtest(bars, cls(cls.Params()), rules, config, **same)
+        if name not in EQUITY_ONLY or hours is not None:
+            runs[name] = run_backtest(bars, cls(cls.Params()), rules, config, **same)
     return runs
+
+
+def costs_of(result: BacktestResult) -> dict[str, Any]:
+    """The fee model and corporate actions a run was given, for baselines to share."""
+    venue = result.venue
+    fee_fn = venue.fees if venue is not None and result.fee_function is not None else None
+    return {"fee_fn": fee_fn, "actions": result.actions}
 
 
 def _run(like: BacktestResult, strategy: Strategy, same: dict[str, Any]) -> BacktestResult:
@@ -190,6 +210,8 @@ def _run(like: BacktestResult, strategy: Strategy, same: dict[str, Any]) -> Back
         same["config"],
         limits=same["limits"],
         hours=like.hours,
+        fee_fn=same["fee_fn"],
+        actions=same["actions"],
     )
 
 
@@ -209,7 +231,9 @@ def _resampled(
     bars, config = agent.bars, agent.config
     step = interval_ms(config.interval)
     bases = [
-        choose_basis(r.equity, bars.open_time, step, config.periods_per_year)
+        choose_basis(
+            r.equity, bars.open_time, step, config.periods_per_year, config.bars_per_session
+        )
         for r in (agent, *others)
     ]
     basis = bases[0][0]
@@ -229,7 +253,13 @@ def _resampled(
 
 def _figures(run: BacktestResult, boot: _Boot | None) -> Figures:
     step = interval_ms(run.config.interval)
-    values, _ = equity_metrics(run.equity, run.bars.open_time, step, run.config.periods_per_year)
+    values, _ = equity_metrics(
+        run.equity,
+        run.bars.open_time,
+        step,
+        run.config.periods_per_year,
+        run.config.bars_per_session,
+    )
     na = Interval(na="too short to resample") if boot is None else None
     return Figures(
         return_pct=_num(values["Return [%]"]),

@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from config.equity import EquitySettings
+from config.portfolio import PortfolioSettings
 from config.strict import check_sources
 from config.venues import AlpacaSettings, BybitSettings
 from core.errors import ConfigError
@@ -285,6 +286,7 @@ class Settings(BaseSettings):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
     equity: EquitySettings = Field(default_factory=EquitySettings)
+    portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )

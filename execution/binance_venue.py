@@ -459,9 +459,15 @@ class BinanceVenue:
         return []
 
     def restore(
-        self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
+        self,
+        checkpoint: PaperCheckpoint,
+        fills: Sequence[Fill],
+        orders: Sequence[PaperOrder],
+        applied: Sequence[object] = (),
     ) -> list[dict[str, Any]]:
-        """Nothing waits for a next open on an exchange: market orders are sent at once."""
+        """Nothing waits for a next open on an exchange: market orders are sent at once. A
+        crypto account takes no splits or dividends, so `applied` is always empty here."""
+        del applied
         for fill in fills:
             self.ledger.apply(fill)
         self.orders = {o.client_order_id: o for o in orders}

@@ -6,11 +6,11 @@ indicators read a causally adjusted history instead, so a split is not a crash s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from execution.ledger import Ledger
-from execution.orders import Bracket, WorkingOrder, snap
+from execution.orders import Bracket, Fill, WorkingOrder, snap
 from market.corporate import Action
 from market.models import SymbolRules
 
@@ -27,12 +27,10 @@ def apply_action(
     """An ex-date's open for one symbol: the dividend on the shares held before it, then the
     split of the position, its open orders and its bracket. `price` is the post-split price a
     leftover fraction is paid at (the last close divided by the ratio)."""
-    if action.dividend:
-        ledger.credit(symbol, action.dividend)
+    step = float(rules.step_size)
+    apply_to_ledger(ledger, symbol, action, price, step)
     if action.ratio == 1.0:
         return
-    step = float(rules.step_size)
-    ledger.split(symbol, action.ratio, price, step)
     for order in working:
         if order.symbol == symbol:
             order.remaining = _shares(order.remaining * action.ratio, step)
@@ -45,6 +43,41 @@ def apply_action(
         bracket.stop_loss = _price(bracket.stop_loss, action.ratio, rules)
         bracket.take_profit = _price(bracket.take_profit, action.ratio, rules)
         bracket.trail_stop = _price(bracket.trail_stop, action.ratio, rules)
+
+
+def apply_to_ledger(ledger: Ledger, symbol: str, action: Action, price: float, step: float) -> None:
+    """The cash and shares side of an action: the dividend, then the split."""
+    if action.dividend:
+        ledger.credit(symbol, action.dividend)
+    if action.ratio != 1.0:
+        ledger.split(symbol, action.ratio, price, step)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedAction:
+    """An action as an account took it, and how many of the account's fills came before it: a
+    paper account stores it, so a restart replays it between the same fills, once."""
+
+    symbol: str
+    open_time: int
+    ratio: float
+    dividend: float
+    price: float  # what a leftover fraction of a share was paid at
+    step: float  # the share step the leftover was measured in
+    fills_before: int
+
+
+def rebuild_ledger(ledger: Ledger, fills: Sequence[Fill], applied: Sequence[AppliedAction]) -> None:
+    """An account from its fills in order, each applied action between the same fills."""
+    waiting = sorted(applied, key=lambda a: a.fills_before)  # stable: stored order kept
+    taken = 0
+    for done, fill in enumerate([*fills, None]):
+        while taken < len(waiting) and waiting[taken].fills_before <= done:
+            a = waiting[taken]
+            apply_to_ledger(ledger, a.symbol, Action(a.ratio, a.dividend), a.price, a.step)
+            taken += 1
+        if fill is not None:
+            ledger.apply(fill)
 
 
 def split_placed(order: WorkingOrder, ratio: float, rules: SymbolRules) -> WorkingOrder:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from execution.corporate import AppliedAction, rebuild_ledger
 from execution.feed import BarArrays, SymbolBars
 from execution.fees import FeeFn, FeeSchedule, Liquidity
 from execution.ledger import Ledger
@@ -124,6 +125,7 @@ class PaperExecutor:
         self.checkpoint = PaperCheckpoint()
         self.changed: dict[str, PaperOrder] = {}  # orders touched since the last commit
         self.new_fills: list[Fill] = []
+        self.new_actions: list[AppliedAction] = []  # splits and dividends, stored with the bar
         self._regating: set[str] = set()  # stored as waiting; the gate is asked again
 
     # -- the runner's venue ------------------------------------------------------------------
@@ -162,7 +164,9 @@ class PaperExecutor:
         sim = self.sim
         sim.feed = self.feed.view()
         fills_before, rejections_before = len(sim.fills), len(sim.rejections)
+        actions_before = len(sim.applied)
         placed = sim.on_bar(index, fills=fills)
+        self.new_actions.extend(sim.applied[actions_before:])
         fills = sim.fills[fills_before:]
         close_time = int(sim.feed.close_time[index])
         self._after_bar(placed, fills, sim.rejections[rejections_before:], close_time)
@@ -277,7 +281,7 @@ class PaperExecutor:
         return changed, fills, checkpoint
 
     def committed(self) -> None:
-        self.changed, self.new_fills = {}, []
+        self.changed, self.new_fills, self.new_actions = {}, [], []
 
     def halt(self, now_ms: int, reason: str = "halted") -> list[str]:
         """HALTED: entries not yet placed or still resting are cancelled, each recorded with
@@ -292,13 +296,18 @@ class PaperExecutor:
         return ids
 
     def restore(
-        self, checkpoint: PaperCheckpoint, fills: Sequence[Fill], orders: Sequence[PaperOrder]
+        self,
+        checkpoint: PaperCheckpoint,
+        fills: Sequence[Fill],
+        orders: Sequence[PaperOrder],
+        applied: Sequence[AppliedAction] = (),
     ) -> list[dict[str, Any]]:
-        """Rebuild from the store: the ledger from every fill in order, resting orders and
+        """Rebuild from the store: the ledger from every fill in order with the splits and
+        dividends it took between them (which are not taken again), resting orders and
         brackets from the checkpoint (bar indices relative to the bar after the last one).
         Returns the orders that were waiting for the next open, for the runner to re-gate."""
-        for fill in fills:
-            self.ledger.apply(fill)
+        rebuild_ledger(self.ledger, fills, applied)
+        self.sim.applied.extend(applied)
         self.sim.fills.extend(fills)
         self.orders = {o.client_order_id: o for o in orders}
         position = len(self.feed)  # the next bar's index in this process's feed

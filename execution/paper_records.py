@@ -4,14 +4,21 @@ in one transaction, so a kill -9 leaves either the whole step or none of it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import Connection, delete, func, insert, select
 
+from execution.corporate import AppliedAction
 from execution.orders import Fill
 from execution.paper import PaperOrder, fill_from_row
 from store.db import Store
-from store.tables import EquityPointRow, PaperFillRow, PaperOrderRow, TradingLoopRow
+from store.tables import (
+    EquityPointRow,
+    PaperCorporateActionRow,
+    PaperFillRow,
+    PaperOrderRow,
+    TradingLoopRow,
+)
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,7 @@ class StoredAccount:
     state_json: str | None
     fills: list[Fill]
     orders: list[PaperOrder]
+    actions: list[AppliedAction]
 
 
 def save_orders(store: Store, account: str, orders: Sequence[PaperOrder]) -> None:
@@ -61,10 +69,11 @@ def save_step(
     now_ms: int,
     equity: tuple[int, float, float] | None = None,
     also: Sequence[Callable[[Connection], None]] = (),
+    actions: Sequence[AppliedAction] = (),
 ) -> None:
-    """One atomic step: upsert changed orders, append fills after the stored ones, replace
-    the checkpoint (and the bar's equity point), and whatever `also` writes (the gate's
-    memory of the bar)."""
+    """One atomic step: upsert changed orders, append fills (and the splits and dividends the
+    account took) after the stored ones, replace the checkpoint (and the bar's equity point),
+    and whatever `also` writes (the gate's memory of the bar)."""
     with store.engine.begin() as conn:
         for write in also:
             write(conn)
@@ -94,6 +103,8 @@ def save_step(
                     for i, f in enumerate(fills)
                 ],
             )
+        if actions:
+            _append_actions(conn, account, actions)
         if equity is not None:
             time_ms, value, cash = equity
             conn.execute(
@@ -112,6 +123,15 @@ def save_step(
         )
 
 
+def _append_actions(conn: Connection, account: str, actions: Sequence[AppliedAction]) -> None:
+    table = PaperCorporateActionRow
+    stored = conn.execute(select(func.count()).where(table.account == account)).scalar_one()
+    conn.execute(
+        insert(table),
+        [{"account": account, "seq": stored + i, **asdict(a)} for i, a in enumerate(actions)],
+    )
+
+
 def load_account(store: Store, account: str) -> StoredAccount:
     with store.engine.connect() as conn:
         state = conn.execute(
@@ -127,7 +147,13 @@ def load_account(store: Store, account: str) -> StoredAccount:
             .order_by(PaperOrderRow.accepted_ms, PaperOrderRow.client_order_id)
         ).scalars()
         order_list = [PaperOrder.model_validate_json(raw) for raw in orders]
-    return StoredAccount(state, fill_list, order_list)
+        table = PaperCorporateActionRow
+        taken = conn.execute(
+            select(table).where(table.account == account).order_by(table.seq)
+        ).mappings()
+        fields = AppliedAction.__dataclass_fields__
+        actions = [AppliedAction(**{k: row[k] for k in fields}) for row in taken]
+    return StoredAccount(state, fill_list, order_list, actions)
 
 
 def load_equity(store: Store, account: str) -> list[tuple[int, float, float]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from execution.corporate import apply_action, split_placed
+from execution.corporate import AppliedAction, apply_action, split_placed
 from execution.equity_fees import sale_fees
 from execution.feed import BarArrays
 from execution.fees import FeeFn, FeeSchedule, Liquidity
@@ -66,6 +66,7 @@ class SimulatedExecutor:
         self.feed = feed
         self.actions = actions or CorporateActions({})
         self._split_since_accept: dict[str, float] = {}  # for orders not placed yet
+        self.applied: list[AppliedAction] = []  # what the account took, for a paper store
         self.ledger = ledger
         self.rules = rules
         self.fees: FeeFn = fees or FeeSchedule()
@@ -208,7 +209,10 @@ class SimulatedExecutor:
 
     def _corporate(self, bar: int) -> None:
         """Splits and dividends whose ex-date opens at this bar (execution.corporate)."""
-        for symbol, action in self.actions.at(int(self.feed.open_time[bar])):
+        open_time = int(self.feed.open_time[bar])
+        for symbol, action in self.actions.at(open_time):
+            if any(a.symbol == symbol and a.open_time == open_time for a in self.applied):
+                continue  # a restarted paper account took it before the restart
             bars = self.feed.symbols[symbol]
             last = float(bars.close[bar - 1] if bar else bars.open[bar])
             bracket = self.brackets.get(symbol)
@@ -223,6 +227,12 @@ class SimulatedExecutor:
                 self.brackets,
                 self.rules[symbol],
             )
+            self.applied.append(
+                AppliedAction(
+                    symbol, open_time, action.ratio, action.dividend, last / action.ratio,
+                    float(self.rules[symbol].step_size), len(self.fills),
+                )
+            )  # fmt: skip
             if action.ratio != 1.0 and any(o.symbol == symbol for o in self._accepted):
                 self._split_since_accept[symbol] = (
                     self._split_since_accept.get(symbol, 1.0) * action.ratio

@@ -72,6 +72,13 @@ class Sessions:
         expected = expected[(expected >= first) & (expected <= last)]
         return int((~np.isin(expected, open_ms)).sum())
 
+    @staticmethod
+    def bars_per_session(open_ms: np.ndarray) -> float:
+        """Bars per New York trading day in the data (pre- and post-market included): an
+        intraday stock year is 252 of these days, not 365 × 24 hours."""
+        days = pd.to_datetime(np.asarray(open_ms), unit="ms", utc=True).tz_convert(NEW_YORK)
+        return len(days) / max(days.normalize().nunique(), 1)
+
     def is_open(self, now_ms: int) -> bool:
         at = int(np.searchsorted(self.opens, now_ms, side="right")) - 1
         return at >= 0 and now_ms < int(self.closes[at])

@@ -39,6 +39,13 @@ def asset_class(symbol: str) -> AssetClass:
     return AssetClass.EQUITY
 
 
+def quote_of(symbol: str) -> str:
+    """The currency a symbol is priced in: USD for a US stock, the pair's quote for crypto."""
+    if asset_class(symbol) is AssetClass.EQUITY:
+        return "USD"
+    return next(q for q in CRYPTO_QUOTES if symbol.endswith(q))
+
+
 def parse_instrument(raw: str) -> tuple[str, AssetClass]:
     """A crypto pair or a US ticker, normalised, with its class; anything else says what is
     expected."""

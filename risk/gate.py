@@ -380,15 +380,7 @@ def _entry(
             "max position {:.0%} of equity",
             source.max_position_pct,
         ),
-        Cap(
-            ReasonCode.MAX_EXPOSURE,
-            source.max_exposure_pct * equity - exposure,
-            cost,
-            None,
-            cost_exact,
-            "max exposure {:.0%} of equity",
-            source.max_exposure_pct,
-        ),
+        _exposure_cap(portfolio, source.max_exposure_pct, exposure, cost, cost_exact),
         Cap(
             ReasonCode.INSUFFICIENT_CASH,
             cash,
@@ -425,6 +417,21 @@ def _entry(
         reduce_only=False,
         trailing_stop_pct=trail,
     )
+
+
+def _exposure_cap(
+    portfolio: PortfolioView, pct: float, exposure: float, cost: float, cost_exact: Decimal
+) -> Cap:
+    """Max exposure of equity; with other venues in the portfolio, of the whole portfolio's
+    equity, counting their positions too (all in this account's quote currency)."""
+    others = portfolio.elsewhere
+    if others is None:
+        room, text = pct * portfolio.equity - exposure, "max exposure {:.0%} of equity"
+    else:
+        room = pct * (portfolio.equity + others.equity) - exposure - others.exposure
+        names = ", ".join(others.venues)
+        text = f"max exposure {{:.0%}} of the portfolio's equity (this account, {names})"
+    return Cap(ReasonCode.MAX_EXPOSURE, room, cost, None, cost_exact, text, pct)
 
 
 def _trailing(

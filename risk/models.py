@@ -77,6 +77,17 @@ class PositionView(BaseModel):
     avg_price: float
 
 
+class Elsewhere(BaseModel):
+    """The same portfolio's other venues, in this account's quote currency (risk.usd): their
+    equity and their positions' gross value, which exposure limits count with this account's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    equity: float
+    exposure: float
+    venues: list[str] = Field(default_factory=list)
+
+
 class PortfolioView(BaseModel):
     """What the gate may know about the account at decision time."""
 
@@ -87,6 +98,7 @@ class PortfolioView(BaseModel):
     peak_equity: float
     day_start_equity: float
     positions: dict[str, PositionView] = Field(default_factory=dict)
+    elsewhere: Elsewhere | None = None  # None: this account is the whole portfolio
 
 
 class MarketView(BaseModel):

@@ -17,6 +17,7 @@ from execution.feed import BarArrays
 from market.validation import iso_ms
 from risk.models import (
     Approved,
+    Elsewhere,
     MarketView,
     PortfolioView,
     Reason,
@@ -97,6 +98,7 @@ class Runner:
         observer: Observer | None = None,
         decision_failed: Callable[[str, int, Exception], None] | None = None,
         hours: TradingHours | None = None,
+        elsewhere: Callable[[], Elsewhere] | None = None,
     ) -> None:
         self.strategy = strategy
         self.market = market
@@ -108,6 +110,7 @@ class Runner:
         self.observer = observer
         self.decision_failed = decision_failed  # unattended: record and go on; else raise
         self.hours = hours  # None: always open (crypto)
+        self.elsewhere = elsewhere  # the portfolio's other venues, for its exposure limits
         self.tally = Tally()
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
@@ -176,13 +179,16 @@ class Runner:
         return self.venue.ledger.equity(self.market.marks(index))
 
     def portfolio(self, index: int) -> PortfolioView:
-        return portfolio_view(
+        view = portfolio_view(
             self.venue.ledger,
             self.market.marks(index),
             self.risk.state,
             self.venue.pending(),
             self.risk.limits.fee_rate,
         )
+        if self.elsewhere is None:
+            return view
+        return view.model_copy(update={"elsewhere": self.elsewhere()})
 
     def submit(self, signal: TradeSignal, index: int) -> Verdict:
         """One signal through the gate at bar `index`'s close; approved orders go to the venue."""
@@ -289,6 +295,10 @@ class Runner:
             llm_result=self._llm_result,
             market_view=lambda s: self.market.view(s, index),
             risk_state=lambda: self.risk.state,
+            peers=lambda name: {
+                s: float(self.prepared(s)[name][index]) for s in self.market.symbols
+            },
+            holdings=lambda: dict(self.venue.ledger.held()),
         )
 
     def _llm_result(self, ok: bool, now_ms: int) -> None:

@@ -65,6 +65,8 @@ class Context:
 
     __slots__ = (
         "_bars",
+        "_holdings",
+        "_peers",
         "_portfolio",
         "_prepared",
         "allow_short",
@@ -103,6 +105,8 @@ class Context:
         llm_result: Callable[[bool, int], None] | None = None,
         market_view: Callable[[str], MarketView] | None = None,
         risk_state: Callable[[], RiskState] = RiskState,
+        peers: Callable[[str], dict[str, float]] | None = None,
+        holdings: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.strategy = strategy
         self.source = source
@@ -121,6 +125,8 @@ class Context:
         self.llm_result = llm_result  # an agent reports each model call's success here
         self.market_view = market_view  # the runner's view of a symbol, as its gate sees it
         self.risk_state = risk_state
+        self._peers = peers
+        self._holdings = holdings
 
     @property
     def close(self) -> float:
@@ -136,6 +142,19 @@ class Context:
         view = source[: self.index + 1]
         view.flags.writeable = False
         return view
+
+    def across(self, name: str) -> dict[str, float]:
+        """A prepared array's value at this bar for every symbol of the run, so a strategy can
+        rank symbols against each other (still nothing after this bar)."""
+        if self._peers is None:
+            return {self.symbol: self.value(name)}
+        return self._peers(name)
+
+    def holdings(self) -> dict[str, float]:
+        """Filled quantities of every symbol held (orders still waiting do not count)."""
+        if self._holdings is None:
+            return {self.symbol: self.position} if self.position else {}
+        return self._holdings()
 
     def portfolio(self) -> PortfolioView:
         """Cash, equity and positions marked at this bar's close (built on demand: it costs)."""

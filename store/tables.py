@@ -151,6 +151,36 @@ class PaperFillRow(SQLModel, table=True):
     reason: str = Field(sa_column=Column(String(16), nullable=False))
 
 
+class PaperCorporateActionRow(SQLModel, table=True):
+    """A split or dividend a paper account took, after `fills_before` of its fills: a restart
+    replays it between the same fills, and never applies it a second time."""
+
+    __tablename__ = "paper_corporate_actions"
+
+    account: str = Field(sa_column=Column(String(64), primary_key=True))
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    symbol: str = Field(sa_column=Column(String(20), nullable=False))
+    open_time: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ratio: float
+    dividend: float
+    price: float
+    step: float
+    fills_before: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class CorporateActionRow(SQLModel, table=True):
+    """A stock's split (new shares per old) or dividend (cash per share) at the open of its
+    ex-date's first bar, kept from an imported file beside its raw candles."""
+
+    __tablename__ = "corporate_actions"
+
+    symbol: str = Field(sa_column=Column(String(20), primary_key=True))
+    interval: str = Field(sa_column=Column(String(8), primary_key=True))
+    open_time: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    ratio: float
+    dividend: float
+
+
 class TradingLoopRow(SQLModel, table=True):
     """The autonomous loop's checkpoint per account, written with the step's orders and fills."""
 

@@ -135,6 +135,11 @@ def test_ea_15m_fills_only_in_regular_hours_unless_extended_hours(cli, tmp_path:
     assert len(times) and ((minutes >= 9 * 60 + 30) & (minutes < 16 * 60)).all()
     # The odd 04:00-04:45 prints (170 -> 204) fill nothing: the first fill is the 09:30 open.
     assert times[0] == pd.Timestamp("2026-05-26 09:30", tz=NEW_YORK)
+    # 319 bars on 7 New York trading days: a year is 252 such days, not 365 × 24 hours.
+    basis = regular["annualisation"]
+    assert basis["frequency"] == "per bar"
+    assert basis["periods_per_year"] == pytest.approx(252 * 45.57)
+    assert "252 sessions × 45.57 bars per session" in basis["method"]
 
     extended, _ = _run(cli, tmp_path, *args, "--symbol", "EA", "--extended-hours")
     times = _fill_times(extended)

@@ -52,11 +52,19 @@ def replay(
     """Each bar appended to a growing feed and stepped, as the trading loop does."""
     (symbol,) = rules
     feed = GrowingFeed([symbol])
-    strategy = Script(plan)
     venue = PaperExecutor(rules, feed, cash=10_000.0, fees=FeeSchedule(maker=0, taker=0),
                           slippage=FixedBps(bps=0.0), actions=actions)  # fmt: skip
+    step_rows(venue, feed, Script(plan), frame.to_dict("records"), hours)
+    return venue
+
+
+def step_rows(
+    venue: PaperExecutor, feed: GrowingFeed, strategy: Script, rows: list[dict], hours=None
+) -> None:
+    """Append each row to the feed and step it through a runner on `venue`."""
+    symbol, rules = feed.symbols[0], venue.rules
     runner = None
-    for row in frame.to_dict("records"):
+    for row in rows:
         candle = Candle(**{k: row[k] for k in ("open_time", "open", "high", "low", "close",
                                                "volume", "close_time")})  # fmt: skip
         index = feed.append(candle.open_time, candle.close_time, {symbol: candle})
@@ -71,7 +79,6 @@ def replay(
             )
         runner.extend(feed.view())
         runner.step(index)
-    return venue
 
 
 @pytest.mark.parametrize("rows", [FRIDAY_CLOSE, WEEKEND_STOP], ids=["friday", "weekend-stop"])

@@ -165,6 +165,8 @@ def run_agent_backtest(
                     strategy.limits,
                     data.hours,
                     strategy.warmup,
+                    fee_fn=data.fees,
+                    actions=data.actions,
                 ),
             )
             result = _with_progress(strategy, model, planned, data, config, rules_run.start)

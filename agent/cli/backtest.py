@@ -407,13 +407,13 @@ def _main(argv: list[str] | None) -> int:
     symbols, kind = parse_symbols(args.symbol)
     check_flags(typed, args, kind)
     args.exchange = check_exchange(args, kind)
-    if kind is AssetClass.EQUITY:
-        interval = equity_interval(args, typed, interval)
-        config = config.model_copy(update={"interval": interval})
-        whole_file(args, interval)
     console = Console(highlight=False)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
+        if kind is AssetClass.EQUITY:
+            interval = equity_interval(args, typed, interval, store, symbols[0])
+            config = config.model_copy(update={"interval": interval})
+            whole_file(args, interval, store, symbols[0])
         notes: list[str] = []
         frames, window = load_frames(
             args, settings, store, symbols, interval, lambda line: _note(notes, line)
@@ -425,7 +425,7 @@ def _main(argv: list[str] | None) -> int:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
         if kind is AssetClass.EQUITY:
             equity = equity_run(
-                args, settings, frames, config, interval, lambda line: _note(notes, line)
+                args, settings, frames, config, interval, lambda line: _note(notes, line), store
             )
             config = equity.config
             data = SweepData(bars, equity.rules, equity.hours, equity.fees, equity.actions)

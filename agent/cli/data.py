@@ -19,10 +19,11 @@ from agent.cli.common import (
     run,
     settings_from,
 )
-from agent.cli.equity import session_line
+from agent.cli.equity import kept_line, session_line
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
+from market.corporate import CorporateActions, read_actions
 from market.instruments import AssetClass, parse_instrument
 from market.models import INTERVAL_MS, parse_interval, parse_symbol
 from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
@@ -30,6 +31,7 @@ from market.validation import iso_ms, validate_candles
 from runtime.hours import TradingHours
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles
+from store.corporate import save_actions
 from store.status import store_status
 from venues.registry import (
     DEFAULT_EXCHANGE,
@@ -139,9 +141,11 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
         )
     exchange = parse_exchange(args.exchange or DEFAULT_EXCHANGE)
     frame = load_csv_candles(args.file, interval, notify, whole=True, stock=stock)
+    actions = read_actions(args.file, interval) if stock else {}
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         added = upsert_candles(store, symbol, interval, frame, exchange=exchange)
+        save_actions(store, symbol, interval, actions)
     finally:
         store.close()
     venue = "" if stock or exchange == DEFAULT_EXCHANGE else f"{exchange} "
@@ -151,6 +155,7 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
     )
     if kind is AssetClass.EQUITY:  # pre- and post-market rows are kept; the calendar marks them
         notify(session_line(symbol, frame, TradingHours(INTERVAL_MS[interval])))
+        notify(kept_line(CorporateActions({symbol: actions})))
     return 0
 
 

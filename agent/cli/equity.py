@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
@@ -15,7 +16,7 @@ from config import Settings
 from core.errors import UserError
 from execution.equity_fees import EquityFees
 from execution.fees import FeeSchedule
-from market.calendar import xnys
+from market.calendar import DAY_MS, xnys
 from market.corporate import CorporateActions, read_actions
 from market.csv_import import sniff_interval
 from market.instruments import (
@@ -29,6 +30,9 @@ from market.models import INTERVAL_MS
 from market.source import load_csv_candles
 from market.validation import iso_ms
 from runtime.hours import TradingHours
+from store import Store
+from store.candles import summarize
+from store.corporate import load_actions
 
 SESSIONS_PER_YEAR = 252
 CRYPTO_ONLY = ("fee_bps", "maker_bps")
@@ -90,25 +94,42 @@ def check_flags(typed: set[str], args: argparse.Namespace, kind: AssetClass) -> 
                 f"--{name.replace('_', '-')} is a crypto fee; US stocks pay a commission and the "
                 "SEC and FINRA fees set in equity.fees (config)"
             )
-    if args.data is None:
-        raise UserError(
-            "US stocks need --data FILE (a Yahoo/yfinance or backtesting.py CSV): no stock "
-            "data is bundled or downloaded"
-        )
 
 
-def equity_interval(args: argparse.Namespace, typed: set[str], interval: str) -> str:
-    """A stock CSV's bar interval is read from the file unless --interval says it."""
-    return interval if "interval" in typed else sniff_interval(args.data)
+def no_stock_bars(symbol: str, interval: str) -> UserError:
+    return UserError(
+        "US stocks need --data FILE (a Yahoo/yfinance or backtesting.py CSV) or bars imported "
+        f"with `agent-data import FILE --symbol {symbol} --interval {interval}`: no {symbol} "
+        f"{interval} bars in the store, and no stock data is bundled or downloaded"
+    )
 
 
-def whole_file(args: argparse.Namespace, interval: str) -> None:
-    """With no --days or --start, a stock CSV is backtested whole (a crypto CSV keeps the last
-    3 days, as before)."""
+def equity_interval(
+    args: argparse.Namespace, typed: set[str], interval: str, store: Store, symbol: str
+) -> str:
+    """A stock's bar interval: as --interval says, else read from the CSV, else the one the
+    store holds for the symbol (if it holds exactly one)."""
+    if "interval" in typed:
+        return interval
+    if args.data is not None:
+        return sniff_interval(args.data)
+    stored = {s.interval for s in summarize(store, symbol)}
+    return stored.pop() if len(stored) == 1 else interval
+
+
+def whole_file(args: argparse.Namespace, interval: str, store: Store, symbol: str) -> None:
+    """With no --days or --start, a stock CSV (or the store's bars of the stock) is backtested
+    whole (a crypto CSV keeps the last 3 days, as before)."""
     if args.days is not None or args.start is not None:
         return
-    frame = load_csv_candles(args.data, interval, lambda _line: None)
-    first, last = int(frame["open_time"].iloc[0]), int(frame["open_time"].iloc[-1])
+    if args.data is not None:
+        frame = load_csv_candles(args.data, interval, lambda _line: None)
+        first, last = int(frame["open_time"].iloc[0]), int(frame["open_time"].iloc[-1])
+    else:
+        series = [s for s in summarize(store, symbol) if s.interval == interval]
+        if not series:
+            raise no_stock_bars(symbol, interval)
+        first, last = series[0].first_open_ms, series[0].last_open_ms
     args.start = iso_ms(first).replace(" ", "T")
     args.end = iso_ms(last + INTERVAL_MS[interval]).replace(" ", "T")
 
@@ -129,6 +150,7 @@ def equity_run(
     config: BacktestConfig,
     interval: str,
     note: Callable[[str], None],
+    store: Store,
 ) -> EquityRun:
     """Rules at each stock's last price, 252 sessions a year, no crypto fee (the equity fees
     are charged per fill instead), and the hours orders fill in."""
@@ -138,13 +160,22 @@ def equity_run(
     )
     for symbol, frame in frames.items():
         note(session_line(symbol, frame, hours))
-    actions = CorporateActions({s: read_actions(args.data, interval) for s in frames})
-    note(corporate_line(actions))
+    if args.data is not None:
+        actions = CorporateActions({s: read_actions(args.data, interval) for s in frames})
+        note(corporate_line(actions))
+    else:
+        actions = CorporateActions({s: load_actions(store, s, interval) for s in frames})
+        note(corporate_line(actions, "the store"))
+    intraday = INTERVAL_MS[interval] < DAY_MS
+    opens = np.unique(np.concatenate([f["open_time"].to_numpy() for f in frames.values()]))
     return EquityRun(
         rules=stock_rules(frames),
         config=config.model_copy(
             update={
                 "periods_per_year": SESSIONS_PER_YEAR,
+                "bars_per_session": round(hours.sessions.bars_per_session(opens), 2)
+                if intraday
+                else None,
                 "fees": FeeSchedule(maker=0.0, taker=0.0),
             }
         ),
@@ -169,12 +200,21 @@ def session_line(symbol: str, frame: pd.DataFrame, hours: TradingHours) -> str:
     )
 
 
-def corporate_line(actions: CorporateActions) -> str:
+def corporate_line(actions: CorporateActions, source: str = "the file") -> str:
     """Whether the account follows splits and dividends, and where it learnt them."""
     if not actions:
-        return "notice: no Stock Splits or Dividends column with an action: none applied"
+        return f"notice: no split or dividend in {source}: none applied"
     counts = actions.counts()
     return (
-        f"notice: {counts['splits']} split(s) and {counts['dividends']} dividend(s) from the "
-        "file applied to the account at their ex-dates; indicators read adjusted prices"
+        f"notice: {counts['splits']} split(s) and {counts['dividends']} dividend(s) from "
+        f"{source} applied to the account at their ex-dates; indicators read adjusted prices"
+    )
+
+
+def kept_line(actions: CorporateActions) -> str:
+    """What `agent-data import` kept of a stock file's splits and dividends."""
+    counts = actions.counts()
+    return (
+        f"notice: kept {counts['splits']} split(s) and {counts['dividends']} dividend(s) "
+        "beside the raw bars; a backtest on the store applies them as one on the file does"
     )

@@ -63,6 +63,7 @@ from agent.loop_state import (
     halt_account,
     kill_switch_path,
 )
+from agent.portfolio_book import portfolio_line, portfolio_of
 from agent.shadow_book import (
     shadow_account,
     shadow_strategy,
@@ -80,7 +81,7 @@ from execution.paper_records import load_account
 from execution.slippage import FixedBps
 from market.corporate import CorporateActions, read_actions
 from market.csv_import import sniff_interval
-from market.instruments import AssetClass, asset_class, require_class
+from market.instruments import AssetClass, asset_class, quote_of, require_class
 from market.models import INTERVAL_MS, parse_symbol
 from market.sample import (
     DEPTH_SAMPLE_SYMBOLS,
@@ -778,6 +779,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         venue=venue,
         books=books,
         shadow=shadow,
+        portfolio=portfolio_of(store, args.account, quote_of(symbols[0]), settings.portfolio),
         **shared_terms,
     )
     if loop.last_open_time is not None:
@@ -886,6 +888,7 @@ def _print_status(status: dict[str, Any]) -> None:
             + (f": {last['rationale']}" if last["rationale"] else "")
         )
     lines += [f"limits    {line}" for line in status["limits_text"]]
+    lines.append(portfolio_line(status["portfolio"]))
     lines += [f"record    {line}" for line in status["interventions"]]
     if key := status["key_permissions"]:
         venue = "Bybit " if key["exchange"] == "bybit" else ""

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from agent.cli.common import parse_utc
+from agent.cli.equity import no_stock_bars
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError, VenueError
@@ -22,6 +23,7 @@ from market.rules_cache import exchange_rules
 from market.source import DAY_MS, CandleSource, load_csv_candles
 from market.validation import iso_ms
 from store import Store
+from store.candles import load_candles
 from store.resample import resample_stored
 
 if TYPE_CHECKING:  # the HTTP clients load only when an exchange is asked
@@ -64,14 +66,21 @@ def _span(args: argparse.Namespace, interval: str) -> tuple[str, dict[str, float
 def _csv(
     args: argparse.Namespace, interval: str, span: dict, notify: Notify, stock: bool
 ) -> pd.DataFrame:
-    frame = load_csv_candles(args.data, interval, notify, stock=stock)
+    frame = _trim(load_csv_candles(args.data, interval, notify, stock=stock), span)
+    if frame.empty:
+        raise UserError(f"{args.data} has no bars in the window asked for")
+    return frame
+
+
+def _trim(frame: pd.DataFrame, span: dict) -> pd.DataFrame:
+    """The bars of `span`: the last N days of the data, or --start to --end."""
     times = frame["open_time"]
+    if frame.empty:
+        return frame
     if "days" in span:
         frame = frame[times > int(times.iloc[-1]) - int(span["days"] * DAY_MS)]
     else:
         frame = frame[(times >= span["start_ms"]) & (times <= span["end_ms"])]
-    if frame.empty:
-        raise UserError(f"{args.data} has no bars in the window asked for")
     return frame.reset_index(drop=True)
 
 
@@ -150,10 +159,19 @@ def load_frames(
             raise UserError("--data reads one symbol's bars: give a single --symbol")
         stock = asset_class(symbols[0]) is AssetClass.EQUITY
         frames = {symbols[0]: _csv(args, interval, span, notify, stock)}
+    elif asset_class(symbols[0]) is AssetClass.EQUITY:  # imported bars only: none to download
+        frames = {s: _stored_stock(store, s, interval, span) for s in symbols}
     else:
         source = candle_source(settings, store, notify, getattr(args, "exchange", EXCHANGE))
         frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}
     return frames, _window(frames, interval, asked, span, notify)
+
+
+def _stored_stock(store: Store, symbol: str, interval: str, span: dict) -> pd.DataFrame:
+    frame = _trim(load_candles(store, symbol, interval), span)
+    if frame.empty:
+        raise no_stock_bars(symbol, interval)
+    return frame
 
 
 def _window(

@@ -1,0 +1,20 @@
+"""`[portfolio]`: accounts that form one portfolio across venues, counted in USD."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class PortfolioSettings(BaseModel):
+    """A stock account is in USD, a crypto one in USDT; exposure limits add them up in USD."""
+
+    model_config = {"extra": "forbid"}
+
+    usdt_usd: float = Field(
+        1.0, gt=0, description="USD per USDT when a portfolio adds crypto and stock accounts"
+    )
+    accounts: list[str] = Field(
+        default_factory=list,
+        description="paper accounts that form one portfolio: each one's exposure limit counts "
+        "the others' positions and equity, in USD",
+    )

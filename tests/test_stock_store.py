@@ -1,0 +1,55 @@
+"""A stock file imported into the store keeps its splits and dividends beside the raw bars, so a
+backtest on the store trades and pays exactly as the same backtest on the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from test_corporate_actions import _yahoo
+
+N, SPLIT, DIVIDEND = 80, 40, 60
+
+
+def _file(path: Path) -> None:
+    """rsi_reversion's kind of swings, a 2:1 split at bar 40 and a $0.25 dividend at bar 60."""
+    continuous = 100 + 8 * np.sin(np.arange(N) / 2.5)
+    raw = np.where(np.arange(N) >= SPLIT, continuous / 2, continuous)
+    splits = np.zeros(N)
+    splits[SPLIT] = 2.0
+    _yahoo(path, raw, splits)
+    frame = pd.read_csv(path)
+    frame.loc[DIVIDEND, "Dividends"] = 0.25
+    frame.to_csv(path, index=False)
+
+
+def _backtest(cli, tmp_path: Path, name: str, *source: str) -> tuple[dict, str]:
+    out = tmp_path / f"{name}.json"
+    result = cli("agent-backtest", "--strategy", "rsi_reversion", "--period", "3",
+                 "--symbol", "XYZ", *source, "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(out.read_text()), result.stderr
+
+
+def test_a_store_backed_backtest_adjusts_exactly_as_the_file_backed_one(cli, tmp_path) -> None:
+    data = tmp_path / "xyz.csv"
+    _file(data)
+    imported = cli("agent-data", "import", str(data), "--symbol", "XYZ", "--interval", "1d")
+    assert imported.returncode == 0, imported.stderr
+    assert "kept 1 split(s) and 1 dividend(s) beside the raw bars" in imported.stderr
+    stored, said = _backtest(cli, tmp_path, "stored")
+    from_file, _ = _backtest(cli, tmp_path, "file", "--data", str(data))
+    assert "1 split(s) and 1 dividend(s) from the store applied" in said
+    assert len(stored["trades"]) >= 2
+    assert stored["fills"] == from_file["fills"]
+    assert stored["trades"] == from_file["trades"]
+    assert stored["config"]["corporate_actions"] == from_file["config"]["corporate_actions"]
+    assert stored["metrics"]["Equity Final [$]"] == from_file["metrics"]["Equity Final [$]"]
+
+
+def test_a_stock_with_no_file_and_nothing_imported_exits_2_saying_how(cli) -> None:
+    result = cli("agent-backtest", "--strategy", "sma_cross", "--symbol", "XYZ", "--interval", "1d")
+    assert result.returncode == 2
+    assert "agent-data import FILE --symbol XYZ --interval 1d" in result.stderr
