@@ -71,7 +71,9 @@ IMPORT = ("agent-data", "import", "x.csv", "--interval", "1m", "--symbol")
     [
         (("agent-data", "verify", "--exchange", "kraken"), "unknown exchange 'kraken'"),
         ((*IMPORT, "BTCUSDT", "--exchange", "kraken"), "unknown exchange 'kraken'"),
-        ((*IMPORT, "AAPL", "--exchange", "bybit"), "--exchange names a crypto venue"),
+        ((*IMPORT, "AAPL", "--exchange", "bybit"), "AAPL is a US stock; the bybit venue trades"),
+        ((*IMPORT, "BTCUSDT", "--exchange", "alpaca"), "BTCUSDT is a crypto pair; the alpaca"),
+        (("agent-backtest", "--symbol", "GOOG", "--exchange", "bybit"), "GOOG is a US stock"),
         (("agent-backtest", "--exchange", "kraken"), "unknown exchange 'kraken'"),
         (("agent-backtest", "--exchange", "bybit", "--data", "x.csv"), "--data reads your own"),
         (("agent-data", "verify", "--exchange", "bybit"), "no stored candles for bybit"),

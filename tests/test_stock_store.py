@@ -53,3 +53,19 @@ def test_a_stock_with_no_file_and_nothing_imported_exits_2_saying_how(cli) -> No
     result = cli("agent-backtest", "--strategy", "sma_cross", "--symbol", "XYZ", "--interval", "1d")
     assert result.returncode == 2
     assert "agent-data import FILE --symbol XYZ --interval 1d" in result.stderr
+
+
+def test_bars_kept_under_alpaca_are_read_with_exchange_alpaca_only(cli, tmp_path) -> None:
+    """Where `agent-data download --exchange alpaca` keeps a stock's bars, `agent-backtest`
+    reads them when asked for that venue, and does not mistake them for imported ones."""
+    data = tmp_path / "xyz.csv"
+    _file(data)
+    imported = cli("agent-data", "import", str(data), "--symbol", "XYZ", "--interval", "1d",
+                   "--exchange", "alpaca")  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    on_alpaca, _ = _backtest(cli, tmp_path, "alpaca", "--exchange", "alpaca")
+    from_file, _ = _backtest(cli, tmp_path, "file", "--data", str(data))
+    assert len(on_alpaca["trades"]) >= 2 and on_alpaca["trades"] == from_file["trades"]
+    unnamed = cli("agent-backtest", "--strategy", "rsi_reversion", "--symbol", "XYZ")
+    assert unnamed.returncode == 2
+    assert "no XYZ 1m bars in the store" in unnamed.stderr  # the default label holds none

@@ -260,16 +260,18 @@ def _rules(
 
 
 def check_exchange(args: argparse.Namespace, kind: AssetClass) -> str:
-    """The crypto venue whose bars the run reads; one that cannot apply exits 2."""
+    """The venue whose stored bars the run reads (a stock's `agent-data import` keeps them under
+    the default name, `agent-data download --exchange alpaca` under Alpaca's); one that cannot
+    apply exits 2."""
     if args.exchange is None:
         return EXCHANGE
     if args.data is not None:
         raise UserError("--exchange picks the store's bars of a venue: --data reads your own file")
-    if kind is AssetClass.EQUITY:
-        raise UserError(f"--exchange names a crypto venue: {args.symbol} is a stock")
-    from venues.registry import parse_exchange
+    from venues.registry import listed_symbols, parse_exchange
 
-    return parse_exchange(args.exchange)
+    exchange = parse_exchange(args.exchange)
+    listed_symbols(exchange, args.symbol)  # a stock on a crypto venue, or a coin on Alpaca: exit 2
+    return exchange
 
 
 def _note(notes: list[str], line: str) -> None:
@@ -411,15 +413,16 @@ def _main(argv: list[str] | None) -> int:
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         if kind is AssetClass.EQUITY:
-            interval = equity_interval(args, typed, interval, store, symbols[0])
+            interval = equity_interval(args, typed, interval, store, symbols[0], args.exchange)
             config = config.model_copy(update={"interval": interval})
-            whole_file(args, interval, store, symbols[0])
+            whole_file(args, interval, store, symbols[0], args.exchange)
         notes: list[str] = []
         frames, window = load_frames(
             args, settings, store, symbols, interval, lambda line: _note(notes, line)
         )
         if args.exchange != EXCHANGE:
-            _note(notes, f"notice: {args.exchange} bars and exchange rules, from the store")
+            rules = "" if kind is AssetClass.EQUITY else " and exchange rules"
+            _note(notes, f"notice: {args.exchange} bars{rules}, from the store")
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")

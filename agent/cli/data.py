@@ -135,11 +135,9 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
     file leaves no database behind and no part of itself in one."""
     (symbol, kind), interval = parse_instrument(args.symbol), parse_interval(args.interval)
     stock = kind is AssetClass.EQUITY
-    if stock and args.exchange is not None:
-        raise UserError(
-            f"--exchange names a crypto venue: {symbol}'s bars are a stock's, imported without one"
-        )
     exchange = parse_exchange(args.exchange or DEFAULT_EXCHANGE)
+    if args.exchange is not None:
+        listed_symbols(exchange, symbol)  # a stock on a crypto venue, or a coin on Alpaca: exit 2
     frame = load_csv_candles(args.file, interval, notify, whole=True, stock=stock)
     actions = read_actions(args.file, interval) if stock else {}
     store = open_store(settings.resolved_database_url, settings.timescaledb)

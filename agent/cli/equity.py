@@ -105,7 +105,12 @@ def no_stock_bars(symbol: str, interval: str) -> UserError:
 
 
 def equity_interval(
-    args: argparse.Namespace, typed: set[str], interval: str, store: Store, symbol: str
+    args: argparse.Namespace,
+    typed: set[str],
+    interval: str,
+    store: Store,
+    symbol: str,
+    exchange: str,
 ) -> str:
     """A stock's bar interval: as --interval says, else read from the CSV, else the one the
     store holds for the symbol (if it holds exactly one)."""
@@ -113,11 +118,13 @@ def equity_interval(
         return interval
     if args.data is not None:
         return sniff_interval(args.data)
-    stored = {s.interval for s in summarize(store, symbol)}
+    stored = {s.interval for s in summarize(store, symbol) if s.exchange == exchange}
     return stored.pop() if len(stored) == 1 else interval
 
 
-def whole_file(args: argparse.Namespace, interval: str, store: Store, symbol: str) -> None:
+def whole_file(
+    args: argparse.Namespace, interval: str, store: Store, symbol: str, exchange: str
+) -> None:
     """With no --days or --start, a stock CSV (or the store's bars of the stock) is backtested
     whole (a crypto CSV keeps the last 3 days, as before)."""
     if args.days is not None or args.start is not None:
@@ -126,7 +133,9 @@ def whole_file(args: argparse.Namespace, interval: str, store: Store, symbol: st
         frame = load_csv_candles(args.data, interval, lambda _line: None)
         first, last = int(frame["open_time"].iloc[0]), int(frame["open_time"].iloc[-1])
     else:
-        series = [s for s in summarize(store, symbol) if s.interval == interval]
+        series = [
+            s for s in summarize(store, symbol) if s.interval == interval and s.exchange == exchange
+        ]
         if not series:
             raise no_stock_bars(symbol, interval)
         first, last = series[0].first_open_ms, series[0].last_open_ms

@@ -159,16 +159,19 @@ def load_frames(
             raise UserError("--data reads one symbol's bars: give a single --symbol")
         stock = asset_class(symbols[0]) is AssetClass.EQUITY
         frames = {symbols[0]: _csv(args, interval, span, notify, stock)}
-    elif asset_class(symbols[0]) is AssetClass.EQUITY:  # imported bars only: none to download
-        frames = {s: _stored_stock(store, s, interval, span) for s in symbols}
+    elif asset_class(symbols[0]) is AssetClass.EQUITY:  # stored bars only: none to download
+        exchange = getattr(args, "exchange", EXCHANGE)
+        frames = {s: _stored_stock(store, s, interval, span, exchange) for s in symbols}
     else:
         source = candle_source(settings, store, notify, getattr(args, "exchange", EXCHANGE))
         frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}
     return frames, _window(frames, interval, asked, span, notify)
 
 
-def _stored_stock(store: Store, symbol: str, interval: str, span: dict) -> pd.DataFrame:
-    frame = _trim(load_candles(store, symbol, interval), span)
+def _stored_stock(
+    store: Store, symbol: str, interval: str, span: dict, exchange: str
+) -> pd.DataFrame:
+    frame = _trim(load_candles(store, symbol, interval, exchange=exchange), span)
     if frame.empty:
         raise no_stock_bars(symbol, interval)
     return frame
