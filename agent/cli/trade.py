@@ -888,7 +888,8 @@ def _print_status(status: dict[str, Any]) -> None:
             + (f": {last['rationale']}" if last["rationale"] else "")
         )
     lines += [f"limits    {line}" for line in status["limits_text"]]
-    lines.append(portfolio_line(status["portfolio"]))
+    if currency == "USDT" or status["portfolio"]["accounts"]:  # where the USDT rate applies
+        lines.append(portfolio_line(status["portfolio"]))
     lines += [f"record    {line}" for line in status["interventions"]]
     if key := status["key_permissions"]:
         venue = "Bybit " if key["exchange"] == "bybit" else ""
