@@ -9,8 +9,10 @@ Nothing can fill before t+1."""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,7 +83,24 @@ def run_backtest(
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
     run = _Run(bars, strategy, rules, config, limits, fee_fn, observer, hours, actions)
-    return run.run()
+    with _collector_paused():
+        return run.run()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A run allocates millions of small objects (signals, verdicts, orders, fills) that live
+    until the report and form no cycles; the cyclic collector, triggered by each few hundred
+    of them, would rescan them, the bars and every loaded module's objects again and again
+    while freeing next to nothing: about half of a long run's time. Paused for the run and
+    resumed as it was, so any cycle made meanwhile is still collected afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Run:
