@@ -19,6 +19,7 @@ from risk.protections import (
     drawdown_lock,
     safe_mode_lock,
 )
+from risk.trusted import trusted
 
 RATE_WINDOW_MS = 3_600_000  # the longest rate-limit window; older order times are dropped
 
@@ -51,6 +52,12 @@ class RiskState(BaseModel):
         return TradingState.ACTIVE
 
 
+def _changed(state: RiskState, changes: dict[str, object]) -> RiskState:
+    """`state.model_copy(update=changes)` without pydantic's copy machinery: the transitions
+    run at every bar a backtest steps, and neither validates the changed values."""
+    return trusted(RiskState, {**state.__dict__, **changes})
+
+
 def _has(state: RiskState, code: ReasonCode, now_ms: int) -> bool:
     return any(lock.code is code and lock.active(now_ms) for lock in state.locks)
 
@@ -66,7 +73,7 @@ def refresh(state: RiskState, now_ms: int) -> RiskState:
     orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
     if len(locks) == len(state.locks) and len(orders) == len(state.recent_orders_ms):
         return state
-    return state.model_copy(update={"locks": locks, "recent_orders_ms": orders})
+    return _changed(state, {"locks": locks, "recent_orders_ms": orders})
 
 
 def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) -> RiskState:
@@ -100,8 +107,8 @@ def _moved(
         state.locks,
     ):
         return state
-    return state.model_copy(
-        update={"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
+    return _changed(
+        state, {"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
     )
 
 
@@ -196,10 +203,8 @@ def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
     if not math.isfinite(pnl):
         return state
     if pnl < 0:
-        return state.model_copy(
-            update={"losing_streak": state.losing_streak + 1, "last_loss_ms": now_ms}
-        )
-    return state.model_copy(update={"losing_streak": 0})
+        return _changed(state, {"losing_streak": state.losing_streak + 1, "last_loss_ms": now_ms})
+    return _changed(state, {"losing_streak": 0})
 
 
 def on_order(state: RiskState, now_ms: int) -> RiskState:
@@ -208,7 +213,7 @@ def on_order(state: RiskState, now_ms: int) -> RiskState:
         state.recent_orders_ms[bisect_right(state.recent_orders_ms, now_ms - RATE_WINDOW_MS) :]
     )
     insort(orders, now_ms)
-    return state.model_copy(update={"recent_orders_ms": tuple(orders)})
+    return _changed(state, {"recent_orders_ms": tuple(orders)})
 
 
 def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskState:
@@ -218,7 +223,7 @@ def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskSta
     if not _has(state, ReasonCode.SAFE_MODE, now_ms):
         lock = safe_mode_lock(failures, now_ms, limits)
         locks += (lock,) if lock else ()
-    return state.model_copy(update={"llm_failures": failures, "llm_successes": 0, "locks": locks})
+    return _changed(state, {"llm_failures": failures, "llm_successes": 0, "locks": locks})
 
 
 def in_safe_mode(state: RiskState) -> bool:
@@ -231,16 +236,17 @@ def on_llm_success(state: RiskState, limits: RiskLimits) -> RiskState:
     if not in_safe_mode(state):
         if state.llm_failures == 0 and state.llm_successes == 0:
             return state
-        return state.model_copy(update={"llm_failures": 0, "llm_successes": 0})
+        return _changed(state, {"llm_failures": 0, "llm_successes": 0})
     successes = state.llm_successes + 1
     if successes < limits.llm_recoveries:
-        return state.model_copy(update={"llm_successes": successes})
-    return state.model_copy(
-        update={
+        return _changed(state, {"llm_successes": successes})
+    return _changed(
+        state,
+        {
             "llm_failures": 0,
             "llm_successes": 0,
             "locks": _without(state, ReasonCode.SAFE_MODE),
-        }
+        },
     )
 
 
@@ -252,16 +258,14 @@ def kill(state: RiskState, reason: str, now_ms: int) -> RiskState:
         message=f"kill switch: {reason}; halted until a person clears it",
         since_ms=now_ms,
     )
-    return state.model_copy(update={"locks": (*_without(state, ReasonCode.KILL_SWITCH), lock)})
+    return _changed(state, {"locks": (*_without(state, ReasonCode.KILL_SWITCH), lock)})
 
 
 def clear_kill(state: RiskState) -> RiskState:
-    return state.model_copy(update={"locks": _without(state, ReasonCode.KILL_SWITCH)})
+    return _changed(state, {"locks": _without(state, ReasonCode.KILL_SWITCH)})
 
 
 def reset_drawdown(state: RiskState, equity: float) -> RiskState:
     """A person accepts the drawdown: the peak restarts at today's equity and entries resume."""
     peak = equity if math.isfinite(equity) else state.peak_equity
-    return state.model_copy(
-        update={"peak_equity": peak, "locks": _without(state, ReasonCode.MAX_DRAWDOWN)}
-    )
+    return _changed(state, {"peak_equity": peak, "locks": _without(state, ReasonCode.MAX_DRAWDOWN)})
