@@ -180,20 +180,25 @@ def _day_starts(
 def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
     """Sequential `on_equity` over closes that trip nothing: only the day, its start, the peak
     and the refresh at the last close remain."""
-    finite = np.isfinite(equity)
-    seen = np.flatnonzero(finite)
-    if not len(seen):
+    if not len(equity):
         return state
-    k = int(seen[-1])
+    finite = np.isfinite(equity)
+    whole = bool(finite.all())  # the usual span: every close marked, no NaN to step over
+    seen = np.flatnonzero(finite) if not whole else None
+    if seen is not None and not len(seen):
+        return state
+    k = len(equity) - 1 if seen is None else int(seen[-1])
     now = int(times[k])
     day = now // DAY_MS
-    highest = float(equity[finite].max())
+    highest = float(equity.max() if whole else equity[finite].max())
     peak = highest if state.peak_equity is None else max(state.peak_equity, highest)
     if day == state.utc_day and state.day_start_equity is not None:
         day_start = state.day_start_equity
     else:
         first_today = int(np.searchsorted(times, day * DAY_MS))
-        day_start = float(equity[first_today + int(np.flatnonzero(finite[first_today:])[0])])
+        if not whole:
+            first_today += int(np.flatnonzero(finite[first_today:])[0])
+        day_start = float(equity[first_today])
     state = refresh(state, now)
     return _moved(state, day, day_start, peak, state.locks)
 
