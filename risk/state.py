@@ -134,6 +134,8 @@ def _first_trip(
     state: RiskState, equity: np.ndarray, times: np.ndarray, limits: RiskLimits
 ) -> int | None:
     """The first close where sequential `on_equity` calls would set a lock (or None)."""
+    if _cannot_trip(state, equity, limits):
+        return None
     finite = np.isfinite(equity)
     peak = np.maximum.accumulate(np.where(finite, equity, -np.inf))
     if state.peak_equity is not None:
@@ -156,6 +158,25 @@ def _first_trip(
             )
     hits = np.flatnonzero(trips)
     return int(hits[0]) if len(hits) else None
+
+
+def _cannot_trip(state: RiskState, equity: np.ndarray, limits: RiskLimits) -> bool:
+    """An exact screen for the usual quiet span: every close is at least the span's lowest and
+    every peak or day start at most its highest (or the state's), so when even lowest over
+    highest stays inside both limits no close can trip (IEEE division and subtraction are
+    monotone, so the rounded per-close losses are no larger). Anything unusual (NaN, a
+    non-positive equity) says False and takes the full computation."""
+    low, high = float(equity.min()), float(equity.max())
+    peak, start = state.peak_equity, state.day_start_equity
+    usual = math.isfinite(low) and math.isfinite(high) and low > 0
+    if not usual or not all(v is None or math.isfinite(v) for v in (peak, start)):
+        return False
+    drawdown, daily = limits.max_drawdown_pct, limits.max_daily_loss_pct
+    top = high if peak is None else max(peak, high)
+    first = high if start is None else max(start, high)
+    return (drawdown is None or 1.0 - low / top < drawdown) and (
+        daily is None or 1.0 - low / first < daily
+    )
 
 
 def _day_starts(
