@@ -9,15 +9,14 @@ Nothing can fill before t+1."""
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from backtest.config import BacktestConfig
+from core.collector import collector_paused
 from execution.feed import BarArrays
 from execution.fees import FeeFn
 from execution.ledger import Ledger, TradeRecord
@@ -83,24 +82,8 @@ def run_backtest(
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
     run = _Run(bars, strategy, rules, config, limits, fee_fn, observer, hours, actions)
-    with _collector_paused():
+    with collector_paused():  # the run's objects form no cycles (core.collector)
         return run.run()
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A run allocates millions of small objects (signals, verdicts, orders, fills) that live
-    until the report and form no cycles; the cyclic collector, triggered by each few hundred
-    of them, would rescan them, the bars and every loaded module's objects again and again
-    while freeing next to nothing: about half of a long run's time. Paused for the run and
-    resumed as it was, so any cycle made meanwhile is still collected afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Run:
