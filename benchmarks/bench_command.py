@@ -29,7 +29,7 @@ from tiling import tiled_sample
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time"]
-TRADES = re.compile(r"# Trades\D+(\d+)")
+TRADES = re.compile(r"# Trades\D+?(\d[\d,]*)")
 
 
 @dataclass
@@ -52,7 +52,11 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> Timed:
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{command[0]} failed: {complaint[-2000:]}")
     found = TRADES.search(printed)
-    return Timed(wall, usage.ru_utime + usage.ru_stime, int(found.group(1)) if found else None)
+    return Timed(
+        wall,
+        usage.ru_utime + usage.ru_stime,
+        int(found.group(1).replace(",", "")) if found else None,
+    )
 
 
 def _spread(values: list[float]) -> str:
