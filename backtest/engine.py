@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backtest.config import BacktestConfig
+from core.collector import collector_paused
 from execution.feed import BarArrays
 from execution.fees import FeeFn
 from execution.ledger import Ledger, TradeRecord
@@ -81,7 +82,8 @@ def run_backtest(
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
     run = _Run(bars, strategy, rules, config, limits, fee_fn, observer, hours, actions)
-    return run.run()
+    with collector_paused():  # the run's objects form no cycles (core.collector)
+        return run.run()
 
 
 class _Run:

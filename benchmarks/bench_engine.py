@@ -22,12 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import peer_backtesting
 from tiling import tiled_sample
 
 from backtest.config import BacktestConfig
@@ -64,21 +64,6 @@ def ours(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, list[tuple[i
 
 
 def theirs(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, list[tuple[int, int]], float]:
-    from backtesting import Strategy
-    from backtesting.lib import FractionalBacktest, crossover
-    from backtesting.test import SMA
-
-    class LongOnlySmaCross(Strategy):
-        def init(self) -> None:
-            self.fast_sma = self.I(SMA, self.data.Close, fast)
-            self.slow_sma = self.I(SMA, self.data.Close, slow)
-
-        def next(self) -> None:
-            if crossover(self.fast_sma, self.slow_sma):
-                self.buy()
-            elif crossover(self.slow_sma, self.fast_sma):
-                self.position.close()
-
     data = pd.DataFrame(
         {
             "Open": frame["open"].to_numpy(),
@@ -90,10 +75,7 @@ def theirs(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, list[tuple
         index=pd.to_datetime(frame["open_time"].to_numpy(), unit="ms"),
     )
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        backtest = FractionalBacktest(data, LongOnlySmaCross, cash=CONFIG.cash, commission=0)
-        stats = backtest.run()
+    stats = peer_backtesting.run(data, fast, slow, CONFIG.cash)
     took = time.perf_counter() - started
     trades = stats["_trades"]
     closed = list(zip(trades["EntryBar"].tolist(), trades["ExitBar"].tolist(), strict=True))

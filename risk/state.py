@@ -19,6 +19,7 @@ from risk.protections import (
     drawdown_lock,
     safe_mode_lock,
 )
+from risk.trusted import trusted
 
 RATE_WINDOW_MS = 3_600_000  # the longest rate-limit window; older order times are dropped
 
@@ -51,6 +52,12 @@ class RiskState(BaseModel):
         return TradingState.ACTIVE
 
 
+def _changed(state: RiskState, changes: dict[str, object]) -> RiskState:
+    """`state.model_copy(update=changes)` without pydantic's copy machinery: the transitions
+    run at every bar a backtest steps, and neither validates the changed values."""
+    return trusted(RiskState, {**state.__dict__, **changes})
+
+
 def _has(state: RiskState, code: ReasonCode, now_ms: int) -> bool:
     return any(lock.code is code and lock.active(now_ms) for lock in state.locks)
 
@@ -66,7 +73,7 @@ def refresh(state: RiskState, now_ms: int) -> RiskState:
     orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
     if len(locks) == len(state.locks) and len(orders) == len(state.recent_orders_ms):
         return state
-    return state.model_copy(update={"locks": locks, "recent_orders_ms": orders})
+    return _changed(state, {"locks": locks, "recent_orders_ms": orders})
 
 
 def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) -> RiskState:
@@ -100,8 +107,8 @@ def _moved(
         state.locks,
     ):
         return state
-    return state.model_copy(
-        update={"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
+    return _changed(
+        state, {"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
     )
 
 
@@ -127,6 +134,8 @@ def _first_trip(
     state: RiskState, equity: np.ndarray, times: np.ndarray, limits: RiskLimits
 ) -> int | None:
     """The first close where sequential `on_equity` calls would set a lock (or None)."""
+    if _cannot_trip(state, equity, limits):
+        return None
     finite = np.isfinite(equity)
     peak = np.maximum.accumulate(np.where(finite, equity, -np.inf))
     if state.peak_equity is not None:
@@ -151,6 +160,25 @@ def _first_trip(
     return int(hits[0]) if len(hits) else None
 
 
+def _cannot_trip(state: RiskState, equity: np.ndarray, limits: RiskLimits) -> bool:
+    """An exact screen for the usual quiet span: every close is at least the span's lowest and
+    every peak or day start at most its highest (or the state's), so when even lowest over
+    highest stays inside both limits no close can trip (IEEE division and subtraction are
+    monotone, so the rounded per-close losses are no larger). Anything unusual (NaN, a
+    non-positive equity) says False and takes the full computation."""
+    low, high = float(equity.min()), float(equity.max())
+    peak, start = state.peak_equity, state.day_start_equity
+    usual = math.isfinite(low) and math.isfinite(high) and low > 0
+    if not usual or not all(v is None or math.isfinite(v) for v in (peak, start)):
+        return False
+    drawdown, daily = limits.max_drawdown_pct, limits.max_daily_loss_pct
+    top = high if peak is None else max(peak, high)
+    first = high if start is None else max(start, high)
+    return (drawdown is None or 1.0 - low / top < drawdown) and (
+        daily is None or 1.0 - low / first < daily
+    )
+
+
 def _day_starts(
     state: RiskState, equity: np.ndarray, times: np.ndarray, finite: np.ndarray
 ) -> np.ndarray:
@@ -173,20 +201,25 @@ def _day_starts(
 def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
     """Sequential `on_equity` over closes that trip nothing: only the day, its start, the peak
     and the refresh at the last close remain."""
-    finite = np.isfinite(equity)
-    seen = np.flatnonzero(finite)
-    if not len(seen):
+    if not len(equity):
         return state
-    k = int(seen[-1])
+    finite = np.isfinite(equity)
+    whole = bool(finite.all())  # the usual span: every close marked, no NaN to step over
+    seen = np.flatnonzero(finite) if not whole else None
+    if seen is not None and not len(seen):
+        return state
+    k = len(equity) - 1 if seen is None else int(seen[-1])
     now = int(times[k])
     day = now // DAY_MS
-    highest = float(equity[finite].max())
+    highest = float(equity.max() if whole else equity[finite].max())
     peak = highest if state.peak_equity is None else max(state.peak_equity, highest)
     if day == state.utc_day and state.day_start_equity is not None:
         day_start = state.day_start_equity
     else:
         first_today = int(np.searchsorted(times, day * DAY_MS))
-        day_start = float(equity[first_today + int(np.flatnonzero(finite[first_today:])[0])])
+        if not whole:
+            first_today += int(np.flatnonzero(finite[first_today:])[0])
+        day_start = float(equity[first_today])
     state = refresh(state, now)
     return _moved(state, day, day_start, peak, state.locks)
 
@@ -196,10 +229,8 @@ def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
     if not math.isfinite(pnl):
         return state
     if pnl < 0:
-        return state.model_copy(
-            update={"losing_streak": state.losing_streak + 1, "last_loss_ms": now_ms}
-        )
-    return state.model_copy(update={"losing_streak": 0})
+        return _changed(state, {"losing_streak": state.losing_streak + 1, "last_loss_ms": now_ms})
+    return _changed(state, {"losing_streak": 0})
 
 
 def on_order(state: RiskState, now_ms: int) -> RiskState:
@@ -208,7 +239,7 @@ def on_order(state: RiskState, now_ms: int) -> RiskState:
         state.recent_orders_ms[bisect_right(state.recent_orders_ms, now_ms - RATE_WINDOW_MS) :]
     )
     insort(orders, now_ms)
-    return state.model_copy(update={"recent_orders_ms": tuple(orders)})
+    return _changed(state, {"recent_orders_ms": tuple(orders)})
 
 
 def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskState:
@@ -218,7 +249,7 @@ def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskSta
     if not _has(state, ReasonCode.SAFE_MODE, now_ms):
         lock = safe_mode_lock(failures, now_ms, limits)
         locks += (lock,) if lock else ()
-    return state.model_copy(update={"llm_failures": failures, "llm_successes": 0, "locks": locks})
+    return _changed(state, {"llm_failures": failures, "llm_successes": 0, "locks": locks})
 
 
 def in_safe_mode(state: RiskState) -> bool:
@@ -231,16 +262,17 @@ def on_llm_success(state: RiskState, limits: RiskLimits) -> RiskState:
     if not in_safe_mode(state):
         if state.llm_failures == 0 and state.llm_successes == 0:
             return state
-        return state.model_copy(update={"llm_failures": 0, "llm_successes": 0})
+        return _changed(state, {"llm_failures": 0, "llm_successes": 0})
     successes = state.llm_successes + 1
     if successes < limits.llm_recoveries:
-        return state.model_copy(update={"llm_successes": successes})
-    return state.model_copy(
-        update={
+        return _changed(state, {"llm_successes": successes})
+    return _changed(
+        state,
+        {
             "llm_failures": 0,
             "llm_successes": 0,
             "locks": _without(state, ReasonCode.SAFE_MODE),
-        }
+        },
     )
 
 
@@ -252,16 +284,14 @@ def kill(state: RiskState, reason: str, now_ms: int) -> RiskState:
         message=f"kill switch: {reason}; halted until a person clears it",
         since_ms=now_ms,
     )
-    return state.model_copy(update={"locks": (*_without(state, ReasonCode.KILL_SWITCH), lock)})
+    return _changed(state, {"locks": (*_without(state, ReasonCode.KILL_SWITCH), lock)})
 
 
 def clear_kill(state: RiskState) -> RiskState:
-    return state.model_copy(update={"locks": _without(state, ReasonCode.KILL_SWITCH)})
+    return _changed(state, {"locks": _without(state, ReasonCode.KILL_SWITCH)})
 
 
 def reset_drawdown(state: RiskState, equity: float) -> RiskState:
     """A person accepts the drawdown: the peak restarts at today's equity and entries resume."""
     peak = equity if math.isfinite(equity) else state.peak_equity
-    return state.model_copy(
-        update={"peak_equity": peak, "locks": _without(state, ReasonCode.MAX_DRAWDOWN)}
-    )
+    return _changed(state, {"peak_equity": peak, "locks": _without(state, ReasonCode.MAX_DRAWDOWN)})

@@ -14,6 +14,7 @@ from execution.feed import BarArrays
 from market.indicators import IndicatorConfig, wilder_atr
 from market.models import SymbolRules
 from risk.models import MarketView
+from risk.trusted import trusted
 
 
 class BookTop(Protocol):
@@ -77,12 +78,15 @@ class Market:
     def view(self, symbol: str, index: int) -> MarketView:
         """What the gate may know of `symbol` at bar `index`'s close."""
         top = self.book(symbol) if self.book is not None else None
-        return MarketView(
-            symbol=symbol,
-            last_price=float(self.feed.symbols[symbol].close[index]),
-            data_time_ms=int(self.feed.close_time[index]),
-            atr=self.atr(symbol, index),
-            best_bid=None if top is None else top.best_bid,
-            best_ask=None if top is None else top.best_ask,
-            rules=self.rules[symbol],
+        return trusted(  # each value made of its field's type here: no re-validation needed
+            MarketView,
+            {
+                "symbol": symbol,
+                "last_price": float(self.feed.symbols[symbol].close[index]),
+                "data_time_ms": int(self.feed.close_time[index]),
+                "atr": self.atr(symbol, index),
+                "best_bid": None if top is None else float(top.best_bid),
+                "best_ask": None if top is None else float(top.best_ask),
+                "rules": self.rules[symbol],
+            },
         )

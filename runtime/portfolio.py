@@ -10,6 +10,7 @@ from execution.ledger import Ledger
 from execution.orders import Pending, snap
 from risk.models import PortfolioView, PositionView
 from risk.state import RiskState
+from risk.trusted import trusted
 
 
 def portfolio_view(
@@ -30,12 +31,19 @@ def portfolio_view(
             cash -= order.quantity * price * (1.0 + fee_rate)
         held, average = positions.get(order.symbol, (0.0, price))
         positions[order.symbol] = (snap(held + order.side * order.quantity), average)
-    return PortfolioView(
-        cash=cash,
-        equity=equity,
-        peak_equity=peak,
-        day_start_equity=day_start,
-        positions={
-            s: PositionView(quantity=q, avg_price=a) for s, (q, a) in positions.items() if q
+    # Every value is a float the ledger and the risk state already hold: built without
+    # re-validation, as the gate's own outputs are (risk.trusted).
+    return trusted(
+        PortfolioView,
+        {
+            "cash": cash,
+            "equity": equity,
+            "peak_equity": peak,
+            "day_start_equity": day_start,
+            "positions": {
+                s: trusted(PositionView, {"quantity": q, "avg_price": a})
+                for s, (q, a) in positions.items()
+                if q
+            },
         },
     )

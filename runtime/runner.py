@@ -135,7 +135,10 @@ class Runner:
         if tradable:
             for symbol, why in self.venue.protective_exits(index):
                 self.submit(self._protective(symbol, why, now), index)
-        if not decide or self.risk.state.trading_state(now) is TradingState.HALTED:
+        if not decide:
+            return
+        state = self.risk.state
+        if state.locks and state.trading_state(now) is TradingState.HALTED:
             return
         for symbol in self.market.symbols:
             prepared = self.prepared(symbol)
@@ -221,7 +224,8 @@ class Runner:
         execution = None
         if isinstance(verdict, Approved):
             tally.approved += 1
-            tally.adjustments.update(reason.code.value for reason in verdict.adjustments)
+            if verdict.adjustments:
+                tally.adjustments.update(reason.code.value for reason in verdict.adjustments)
             execution = self.venue.execute(verdict.order)
         else:
             tally.vetoes.update(reason.code.value for reason in verdict.reasons)
@@ -243,9 +247,10 @@ class Runner:
 
     def _bookkeeping(self, index: int, now: int) -> None:
         trades = self.venue.ledger.trades
-        for trade in trades[self.trades_seen :]:
-            self.risk.update(lambda s, t=trade: on_trade_closed(s, t.pnl, t.exit_time))
-        self.trades_seen = len(trades)
+        if len(trades) > self.trades_seen:
+            for trade in trades[self.trades_seen :]:
+                self.risk.update(lambda s, t=trade: on_trade_closed(s, t.pnl, t.exit_time))
+            self.trades_seen = len(trades)
         equity = self.equity(index)
         key = (equity, now // DAY_MS)
         if key != self._tracked:  # the same equity on the same day cannot change the state

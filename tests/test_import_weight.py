@@ -17,13 +17,19 @@ from scripted_model import ScriptedModel, buy_an_uptrend
 
 AGENT_AND_UI = {"langgraph", "langchain_core", "langsmith", "openai", "gradio", "plotly", "ray"}
 NETWORK = {"httpx", "tenacity", "diskcache", "websockets"}
+SWEEP_AND_CHECKS = {"rich.progress", "backtest.deflated", "backtest.lookahead"}  # a single run
+
+
+def _modules(stderr: str) -> set[str]:
+    """Modules named in the `-X importtime` log (PYTHONPROFILEIMPORTTIME=1)."""
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)$", stderr, re.MULTILINE)
+    assert names, "the import log is empty: is PYTHONPROFILEIMPORTTIME honoured?"
+    return set(names)
 
 
 def _imported(stderr: str) -> set[str]:
-    """Top-level packages named in the `-X importtime` log (PYTHONPROFILEIMPORTTIME=1)."""
-    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)$", stderr, re.MULTILINE)
-    assert names, "the import log is empty: is PYTHONPROFILEIMPORTTIME honoured?"
-    return {name.split(".")[0] for name in names}
+    """Top-level packages named in the import log."""
+    return {name.split(".")[0] for name in _modules(stderr)}
 
 
 @pytest.fixture
@@ -47,6 +53,7 @@ def test_a_classic_backtest_on_a_csv_loads_no_agent_ui_or_network_stack(cli, bar
     imported = _imported(result.stderr)
     assert {"pandas", "sqlalchemy"} <= imported  # what it does use is in the log
     assert imported & (AGENT_AND_UI | NETWORK) == set()
+    assert _modules(result.stderr) & SWEEP_AND_CHECKS == set()
 
 
 def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:

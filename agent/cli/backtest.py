@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from agent.cli.agent_flags import add_agent_args
@@ -42,8 +41,6 @@ from agent.cli.window import DEFAULT_DAYS, Window, load_frames, venue_rules
 from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
-from backtest.deflated import sweep_deflated
-from backtest.lookahead import check_lookahead
 from backtest.report import build_report
 from backtest.runs import save_run
 from backtest.strategies import STRATEGIES
@@ -59,6 +56,7 @@ from backtest.sweep import (
 from backtest.terminal import fmt, render
 from config.settings import BacktestSettings
 from core.clock import SystemClock
+from core.collector import collector_paused
 from core.errors import UserError
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
@@ -314,6 +312,8 @@ def _single(
     run_id = save_run(store, report, SystemClock().now_ms())
     notify(f"saved as backtest run #{run_id} in the store")
     if args.check_lookahead:
+        from backtest.lookahead import check_lookahead  # loads only when asked for
+
         problems = check_lookahead(strategy, data.bars, data.rules, config, limits=limits)
         for problem in problems:
             print(f"look-ahead: {problem}", file=sys.stderr)
@@ -340,6 +340,16 @@ def _sweep(
         notify(f"notice: skipped {skipped} combinations the strategy refuses (e.g. fast >= slow)")
     if not tasks:
         raise UserError("the sweep grid has no valid combination of parameters")
+    from rich.progress import (  # a single backtest loads none of the sweep's parts
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from backtest.deflated import sweep_deflated
+
     columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("sweep", total=len(tasks))
@@ -444,7 +454,10 @@ def _main(argv: list[str] | None) -> int:
             return run_agent_backtest(*run)
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console, settings.risk)
-        return _single(args, strategy, data, config, notes, window, store, console, settings.risk)
+        with collector_paused():  # the run, its report and its row make no cycles
+            return _single(
+                args, strategy, data, config, notes, window, store, console, settings.risk
+            )
     finally:
         store.close()
 
