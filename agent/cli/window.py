@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -65,11 +66,13 @@ def _csv(
     args: argparse.Namespace, interval: str, span: dict, notify: Notify, stock: bool
 ) -> pd.DataFrame:
     frame = load_csv_candles(args.data, interval, notify, stock=stock)
-    times = frame["open_time"]
+    times = frame["open_time"].to_numpy()  # in time order: the window is a slice, not a copy
     if "days" in span:
-        frame = frame[times > int(times.iloc[-1]) - int(span["days"] * DAY_MS)]
+        first = np.searchsorted(times, int(times[-1]) - int(span["days"] * DAY_MS), "right")
+        frame = frame.iloc[first:]
     else:
-        frame = frame[(times >= span["start_ms"]) & (times <= span["end_ms"])]
+        first = np.searchsorted(times, span["start_ms"], "left")
+        frame = frame.iloc[first : np.searchsorted(times, span["end_ms"], "right")]
     if frame.empty:
         raise UserError(f"{args.data} has no bars in the window asked for")
     return frame.reset_index(drop=True)

