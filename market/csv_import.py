@@ -155,7 +155,10 @@ def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]
 
 
 def _floats(values: pd.Series) -> np.ndarray:
-    """A column as float64, text that is not a number as NaN (reported, never stored)."""
+    """A column as float64, text that is not a number as NaN (reported, never stored). A
+    column parsed as numbers is used as it is: `pd.to_numeric` would copy it."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
 
 
