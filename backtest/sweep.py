@@ -8,6 +8,7 @@ one JSON string). Elsewhere the bars and the tasks travel once per worker."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import multiprocessing
@@ -190,6 +191,8 @@ def run_processes(
     _init_worker(tasks, data)  # what forked workers inherit
     initargs = () if forked else (tasks, data)
     rows: list[SweepRow] = []
+    if forked:  # a worker's collections then skip the parent's objects: no page copied for them
+        gc.freeze()
     try:
         with ProcessPoolExecutor(
             workers, context, initializer=None if forked else _init_worker, initargs=initargs
@@ -199,6 +202,7 @@ def run_processes(
                 if on_done:
                     on_done()
     finally:
+        gc.unfreeze()
         _WORKER.clear()
     return rows
 
