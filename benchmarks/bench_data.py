@@ -82,11 +82,20 @@ def compare(label: str, rows: int, sides: dict[str, Callable[[], object]], pairs
     print(f"  ours is {theirs / ours:.2f}x pandas' speed (target >= 1)")
 
 
+# Launched from a small process: a child forked from this one (hundreds of MiB by now) would
+# count this process's pages in its own peak.
+PROBE = (
+    "import os, subprocess, sys; child = subprocess.Popen(sys.argv[1:], "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); _, status, usage = "
+    "os.wait4(child.pid, 0); print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))"
+)
+
+
 def peak_rss_mb(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     """The child's own peak RSS (os.wait4), in MiB, and its exit code."""
-    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    probe = [sys.executable, "-c", PROBE, *args]
+    kib, code = subprocess.run(probe, env=env, capture_output=True, text=True).stdout.split()
+    return int(kib) / 1024, int(code)
 
 
 def memory(path: Path, rows: int, scratch: Path) -> None:
