@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market.csv_import import CsvImportError, read_candle_csv
 from market.csv_ranges import MIN_RANGE_BYTES, line_ranges
@@ -127,3 +130,22 @@ def test_a_bad_line_late_in_a_large_file_is_named_by_its_own_line_number(tmp_pat
         read_candle_csv(packed, "1m")
     assert f"line {len(lines) - 4}" in str(ranged.value)
     assert str(ranged.value).replace("big.csv", "big.csv.gz") == str(whole.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="0123456789.,-", max_size=30), max_size=40),
+    crlf=st.booleans(),
+    parts=st.integers(1, 8),
+)
+def test_byte_ranges_cover_the_file_and_cut_only_after_a_newline(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], crlf: bool, parts: int
+) -> None:
+    """Every byte is in exactly one range, in order, and no line is split between two."""
+    path = tmp_path_factory.mktemp("ranges") / "rows.csv"
+    data = ("\r\n" if crlf else "\n").join(lines).encode()
+    path.write_bytes(data)
+    spans = line_ranges(path, parts)
+    assert spans[0][0] == 0 and spans[-1][1] == len(data) and len(spans) <= parts
+    assert all(end == start for (_, end), (start, _) in itertools.pairwise(spans))
+    assert all(data[start - 1 : start] == b"\n" for start, _ in spans[1:])
