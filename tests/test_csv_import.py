@@ -115,7 +115,7 @@ def test_a_large_file_read_in_ranges_equals_one_reader_bad_rows_and_all(tmp_path
     cells[4] = "n/a"  # close
     plain, packed = _read_both(tmp_path, _big_kline_text({last - 9: ",".join(cells)}))
     frame, absent = read_candle_csv(plain, "1m")
-    pd.testing.assert_frame_equal(frame, read_candle_csv(packed, "1m")[0])
+    pd.testing.assert_frame_equal(frame, read_candle_csv(packed, "1m")[0], check_exact=True)
     assert absent == [] and len(frame) == last - 1
     assert frame["close"].isna().sum() == 1 and pd.isna(frame["close"].iloc[last - 11])
 
