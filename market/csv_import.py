@@ -81,8 +81,7 @@ def _read(path: Path) -> pd.DataFrame:
                 warnings.simplefilter("error", pd.errors.ParserWarning)
                 raw = read_rows(
                     path,
-                    1 if has_header else 0,
-                    header=None,
+                    has_header,
                     names=range(len(first)),  # the first row's width
                     index_col=False,
                     skip_blank_lines=True,
