@@ -28,9 +28,13 @@ def to_bar_arrays(frames: Mapping[str, pd.DataFrame]) -> tuple[BarArrays, int]:
     symbols: dict[str, SymbolBars] = {}
     close_time = None
     for (symbol, frame), stamps in zip(frames.items(), times, strict=True):
-        rows = frame.iloc[np.searchsorted(stamps, common)] if len(stamps) != len(common) else frame
-        symbols[symbol] = SymbolBars(
-            *(np.ascontiguousarray(rows[c].to_numpy(dtype=np.float64)) for c in _FIELDS)
-        )
-        close_time = rows["close_time"].to_numpy(dtype=np.int64)
+        rows = np.searchsorted(stamps, common) if len(stamps) != len(common) else slice(None)
+        symbols[symbol] = SymbolBars(*(_column(frame, c, np.float64, rows) for c in _FIELDS))
+        close_time = _column(frame, "close_time", np.int64, rows)
     return BarArrays(open_time=common, close_time=close_time, symbols=symbols), dropped
+
+
+def _column(frame: pd.DataFrame, name: str, dtype: type, rows: np.ndarray | slice) -> np.ndarray:
+    """The frame's own column where no bar is dropped (a parsed CSV's or the store's float64
+    columns need no copy), else only its kept rows."""
+    return np.ascontiguousarray(frame[name].to_numpy(dtype=dtype)[rows])

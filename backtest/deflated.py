@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from backtest.annualise import MIN_RETURNS, NOISE_FLOOR, choose_basis
 from backtest.engine import run_backtest
-from backtest.report import RunSummary
+from backtest.report import SweepRow
 from backtest.strategies import STRATEGIES
 from backtest.sweep import SweepData, SweepTask
 from market.models import interval_ms
@@ -76,7 +76,7 @@ def deflated_sharpe(trial_sharpes: Sequence[float], returns: np.ndarray) -> Defl
     )
 
 
-def sweep_deflated(ranked: list[RunSummary], task: SweepTask, data: SweepData) -> DeflatedSharpe:
+def sweep_deflated(ranked: list[SweepRow], task: SweepTask, data: SweepData) -> DeflatedSharpe:
     """For the top of a sweep's ranking: its returns come from running it again here, on the
     basis its metrics used; every trial's Sharpe ratio, de-annualised, gives the spread."""
     best = ranked[0]

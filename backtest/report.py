@@ -5,6 +5,7 @@ serialises to the same bytes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -120,6 +121,33 @@ class RunSummary(BaseModel):
 
     def sha256(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+class SweepRow(BaseModel):
+    """One sweep point as a worker sends it back: the figures, and its trades already as the
+    JSON the store keeps, so one string crosses the process boundary instead of a model per
+    trade; `sha256` is its RunSummary's."""
+
+    metrics: dict[str, Any]
+    annualisation: Basis
+    orders: OrdersOut
+    config: dict[str, Any]
+    trades_json: str
+    summary_sha256: str
+
+    @classmethod
+    def of(cls, run: RunSummary) -> SweepRow:
+        return cls(
+            metrics=run.metrics,
+            annualisation=run.annualisation,
+            orders=run.orders,
+            config=run.config,
+            trades_json=json.dumps([t.model_dump() for t in run.trades]),
+            summary_sha256=run.sha256(),
+        )
+
+    def sha256(self) -> str:
+        return self.summary_sha256
 
 
 class BacktestReport(BaseModel):

@@ -7,12 +7,12 @@ import json
 import pandas as pd
 from sqlmodel import Session, select
 
-from backtest.report import BacktestReport, RunSummary
+from backtest.report import BacktestReport, RunSummary, SweepRow
 from store import Store
 from store.tables import BacktestRunRow
 
 
-def save_run(store: Store, run: BacktestReport | RunSummary, created_ms: int) -> int:
+def save_run(store: Store, run: BacktestReport | RunSummary | SweepRow, created_ms: int) -> int:
     """Insert one run (a single backtest or one sweep point) and return its id."""
     config = run.config
     row = BacktestRunRow(
@@ -26,7 +26,9 @@ def save_run(store: Store, run: BacktestReport | RunSummary, created_ms: int) ->
         config_json=json.dumps(config, sort_keys=True),
         metrics_json=json.dumps(run.metrics),
         orders_json=run.orders.model_dump_json(),
-        trades_json=json.dumps([t.model_dump() for t in run.trades]),
+        trades_json=run.trades_json
+        if isinstance(run, SweepRow)
+        else json.dumps([t.model_dump() for t in run.trades]),
     )
     with Session(store.engine) as session:
         session.add(row)

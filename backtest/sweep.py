@@ -1,14 +1,20 @@
 """Parameter sweeps: a grid of strategy parameters run in parallel and ranked by one metric.
 
 `evaluate(task, data)` is a pure top-level function of picklable inputs, so a process pool
-and Ray (or any distributed engine) run it unchanged; the bars travel once per worker."""
+and Ray (or any distributed engine) run it unchanged. On Linux the pool's workers are forks
+of this process, which hold the bars and the task list already (copy-on-write): a task
+crosses as its index, in chunks, and comes back as a `SweepRow` (figures, and the trades as
+one JSON string). Elsewhere the bars and the tasks travel once per worker."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
+import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NamedTuple
@@ -18,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.metrics import METRIC_ORDER
-from backtest.report import RunSummary, summary
+from backtest.report import RunSummary, SweepRow, summary
 from backtest.strategies import STRATEGIES
 from core.errors import UserError
 from execution.feed import BarArrays
@@ -154,17 +160,20 @@ def plan(
     return tasks, skipped
 
 
-_WORKER_DATA: SweepData | None = None
+def evaluate_row(task: SweepTask, data: SweepData) -> SweepRow:
+    """One grid point as a worker sends it back."""
+    return SweepRow.of(evaluate(task, data))
 
 
-def _init_worker(data: SweepData) -> None:
-    global _WORKER_DATA
-    _WORKER_DATA = data
+_WORKER: dict[str, Any] = {}  # a worker's tasks and bars
 
 
-def _evaluate_in_worker(task: SweepTask) -> RunSummary:
-    assert _WORKER_DATA is not None, "worker started without data"
-    return evaluate(task, _WORKER_DATA)
+def _init_worker(tasks: list[SweepTask], data: SweepData) -> None:
+    _WORKER.update(tasks=tasks, data=data)
+
+
+def _evaluate_in_worker(index: int) -> SweepRow:
+    return evaluate_row(_WORKER["tasks"][index], _WORKER["data"])
 
 
 def run_processes(
@@ -172,16 +181,29 @@ def run_processes(
     data: SweepData,
     workers: int | None = None,
     on_done: Callable[[], None] | None = None,
-) -> list[RunSummary]:
-    """A local process pool; results come back in task order."""
+) -> list[SweepRow]:
+    """A local process pool; results come back in task order. Chunks of a few points keep
+    both workers busy to the end while the per-task round trip stays a small share."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    chunk = max(1, len(tasks) // (workers * 4))
-    rows: list[RunSummary] = []
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(data,)) as pool:
-        for row in pool.map(_evaluate_in_worker, tasks, chunksize=chunk):
-            rows.append(row)
-            if on_done:
-                on_done()
+    chunk = max(1, len(tasks) // (workers * 16))
+    forked = sys.platform == "linux"  # macOS can fork but its system libraries may not survive it
+    context = multiprocessing.get_context("fork" if forked else None)
+    _init_worker(tasks, data)  # what forked workers inherit
+    initargs = () if forked else (tasks, data)
+    rows: list[SweepRow] = []
+    if forked:  # a worker's collections then skip the parent's objects: no page copied for them
+        gc.freeze()
+    try:
+        with ProcessPoolExecutor(
+            workers, context, initializer=None if forked else _init_worker, initargs=initargs
+        ) as pool:
+            for row in pool.map(_evaluate_in_worker, range(len(tasks)), chunksize=chunk):
+                rows.append(row)
+                if on_done:
+                    on_done()
+    finally:
+        gc.unfreeze()
+        _WORKER.clear()
     return rows
 
 
@@ -190,7 +212,7 @@ def run_ray(
     data: SweepData,
     workers: int | None = None,
     on_done: Callable[[], None] | None = None,
-) -> list[RunSummary]:
+) -> list[SweepRow]:
     """The same `evaluate` as Ray tasks; the bars go into the object store once. Joins the
     cluster in RAY_ADDRESS (or one already initialised), else starts a local Ray instance."""
     try:
@@ -204,7 +226,7 @@ def run_ray(
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
         shared = ray.put(data)
-        remote = ray.remote(evaluate)
+        remote = ray.remote(evaluate_row)
         pending = [remote.remote(task, shared) for task in tasks]
         rows = []
         for ref in pending:
@@ -217,11 +239,11 @@ def run_ray(
             ray.shutdown()
 
 
-def rank(rows: list[RunSummary], metric: str) -> list[RunSummary]:
+def rank(rows: list[SweepRow], metric: str) -> list[SweepRow]:
     """Best first; runs where the metric is undefined (no trades, say) go last."""
     sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
 
-    def key(row: RunSummary) -> tuple[bool, float]:
+    def key(row: SweepRow) -> tuple[bool, float]:
         value = row.metrics.get(metric)
         return (value is None, sign * value if value is not None else 0.0)
 

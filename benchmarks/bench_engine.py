@@ -8,14 +8,14 @@ ratio of medians. vectorbt runs in its own environment (benchmarks/.venv-peer, c
 first --vectorbt run; never a project dependency) as a child that times each run itself.
 
 Run: python benchmarks/bench_engine.py [--sizes 20000,200000,1000000] [--pairs 5] [--vectorbt]
-     [--fast 20 --slow 60] [--sweep-rows 100000]
+     [--fast 20 --slow 60] [--sweep-rows 100000] [--sweep-rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import pickle
 import resource
 import statistics
 import subprocess
@@ -35,7 +35,7 @@ from backtest.data import to_bar_arrays
 from backtest.engine import run_backtest
 from backtest.report import compute_report_metrics
 from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
-from backtest.sweep import SweepData, evaluate, plan, run_processes
+from backtest.sweep import SweepData, evaluate_row, plan, run_processes
 from execution.fees import FeeSchedule
 from market.sample import sample_rules
 from risk.limits import RiskLimits
@@ -82,27 +82,56 @@ def theirs(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, list[tuple
     return took, closed, float(stats["Equity Final [$]"])
 
 
-def sweep(rows: int) -> None:
-    """100 grid points in parallel against the same 100 runs one after another."""
+def sweep(rows: int, rounds: int) -> None:
+    """100 grid points on 2 worker processes against the same points one after another here,
+    alternating, with the CPU each side spends: on a busy machine the wall times say little,
+    the CPU times say what the pool costs per point."""
     frame = tiled_sample("BTCUSDT", rows)
     bars, _ = to_bar_arrays({"BTCUSDT": frame})
     data = SweepData(bars, sample_rules())
     grid = {"fast": list(range(10, 101, 10)), "slow": list(range(110, 201, 10))}
     tasks, _ = plan("sma_cross", {}, grid, CONFIG, LIMITS)
-    started = time.perf_counter()
-    for task in tasks:
-        evaluate(task, data)
-    serial = time.perf_counter() - started
-    cores = os.cpu_count() or 1
-    started = time.perf_counter()
-    run_processes(tasks, data)
-    parallel = time.perf_counter() - started
-    ideal = serial / cores
+    alone = [evaluate_row(task, data) for task in tasks]  # the warm-up, and the reference
+    serial: list[tuple[float, float]] = []
+    pooled: list[tuple[float, float, float]] = []
+    for _ in range(rounds):
+        started, cpu = time.perf_counter(), time.process_time()
+        for task in tasks:
+            evaluate_row(task, data)
+        serial.append((time.perf_counter() - started, time.process_time() - cpu))
+        children = _children_cpu()
+        started, cpu = time.perf_counter(), time.process_time()
+        rows_back = run_processes(tasks, data, workers=2)
+        wall = time.perf_counter() - started
+        pooled.append((wall, time.process_time() - cpu, _children_cpu() - children))
+    serial_s = statistics.median(w for w, _ in serial)
+    pooled_s = statistics.median(w for w, _, _ in pooled)
+    serial_cpu = statistics.median(c for _, c in serial)
+    parent_cpu = statistics.median(p for _, p, _ in pooled)
+    workers_cpu = statistics.median(c for _, _, c in pooled)
+    points = len(tasks)
     print(
-        f"sweep of {len(tasks)} points on {rows:,} bars: {parallel:.2f} s with {cores} processes; "
-        f"single runs one after another {serial:.2f} s, / {cores} cores = {ideal:.2f} s; "
-        f"ratio {parallel / ideal:.2f} (target < 2)"
+        f"sweep of {points} points on {rows:,} bars, {rounds} alternating rounds: serial "
+        f"{serial_s:.2f} s, 2 workers {pooled_s:.2f} s, speed-up {serial_s / pooled_s:.2f} "
+        f"(target 1.8); identical rows: {rows_back == alone}"
     )
+    print(
+        f"  CPU: serial {serial_cpu / points * 1000:.1f} ms a point; 2 workers "
+        f"{workers_cpu / points * 1000:.1f} ms a point (+{(workers_cpu - serial_cpu) / points * 1000:.2f} "
+        f"ms: fork, index in, row out), parent {parent_cpu / points * 1000:.2f} ms a point; "
+        f"bytes a point: {len(pickle.dumps(alone[0])):,} back; wall min/max serial "
+        f"{min(w for w, _ in serial):.2f}/{max(w for w, _ in serial):.2f} s, pooled "
+        f"{min(w for w, _, _ in pooled):.2f}/{max(w for w, _, _ in pooled):.2f} s"
+    )
+    bound = serial_cpu / max(workers_cpu / 2, parent_cpu)
+    print(f"  speed-up the CPU times allow on 2 idle cores: {bound:.2f}")
+    print(f"  machine: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+def _children_cpu() -> float:
+    """User + system CPU of the reaped child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 PEER = Path(__file__).resolve().parent / ".venv-peer"
@@ -207,12 +236,13 @@ def main() -> None:
     parser.add_argument("--fast", type=int, default=20)
     parser.add_argument("--slow", type=int, default=60)
     parser.add_argument("--sweep-rows", type=int, default=100_000)
+    parser.add_argument("--sweep-rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         for rows in (int(size) for size in args.sizes.split(",")):
             compare_at(rows, args, Path(scratch))
     print(f"peak RSS of the whole run: {peak_rss_mb():.0f} MB")
-    sweep(args.sweep_rows)
+    sweep(args.sweep_rows, args.sweep_rounds)
 
 
 if __name__ == "__main__":

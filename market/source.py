@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from core.clock import Clock
@@ -66,13 +67,25 @@ def load_csv_candles(
         notify(f"warning: {path.name}: {problem}")
     if absent:
         notify(f"notice: {path.name} has no {', '.join(absent)} columns; stored as 0")
-    valid = frame[~bad].drop_duplicates("open_time").sort_values("open_time")
+    valid = _first_good_rows(frame, bad.to_numpy())
     if valid.empty:
         raise CsvImportError(
             f"{path}: none of its {len(frame):,} rows is a valid bar "
             f"({'; '.join(report.problems()) or 'no rows'})"
         )
     return valid
+
+
+def _first_good_rows(frame: pd.DataFrame, bad: np.ndarray) -> pd.DataFrame:
+    """The good rows, the first of each duplicated time; the frame itself (no copy) when every
+    row is good. Its times never decrease (`read_candle_csv` refuses that), so duplicates are
+    neighbours and the rows stay in time order."""
+    keep = np.flatnonzero(~bad)
+    times = frame["open_time"].to_numpy()[keep]
+    first = np.r_[True, np.diff(times) != 0][: len(keep)]
+    if len(keep) == len(frame) and first.all():
+        return frame
+    return frame.iloc[keep[first]]
 
 
 class CandleSource:

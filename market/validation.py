@@ -62,19 +62,26 @@ def _finding(times: np.ndarray) -> Finding:
     return Finding(count=len(times), examples=[iso_ms(t) for t in times[:_EXAMPLES]])
 
 
-def bad_row_mask(candles: pd.DataFrame) -> pd.Series:
-    """Rows with NaN prices/volume or impossible OHLC: these are never stored."""
-    prices = candles[list(PRICE_COLUMNS)]
-    nan = candles[[*PRICE_COLUMNS, "volume"]].isna().any(axis=1)
-    open_, high, low, close = (prices[col] for col in PRICE_COLUMNS)
+def _masks(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(NaN in a price or the volume, impossible OHLC among the rest), on the columns' arrays."""
+    open_, high, low, close, volume = (
+        candles[col].to_numpy(dtype=np.float64) for col in (*PRICE_COLUMNS, "volume")
+    )
+    nan = np.isnan(open_) | np.isnan(high) | np.isnan(low) | np.isnan(close) | np.isnan(volume)
     impossible = (
         (high < np.maximum(open_, close))
         | (low > np.minimum(open_, close))
         | (low > high)
         | (low <= 0)
-        | (candles["volume"] < 0)
+        | (volume < 0)
     )
-    return nan | (impossible & ~nan)
+    return nan, impossible & ~nan
+
+
+def bad_row_mask(candles: pd.DataFrame) -> pd.Series:
+    """Rows with NaN prices/volume or impossible OHLC: these are never stored."""
+    nan, impossible = _masks(candles)
+    return pd.Series(nan | impossible, index=candles.index)
 
 
 def row_problem(row: pd.Series) -> str:
@@ -105,8 +112,7 @@ def validate_candles(candles: pd.DataFrame, interval: str) -> ValidationReport:
     gap_at = diffs > step
     report.gaps = _finding(times[:-1][gap_at] + step)
     report.missing_bars = int(((diffs[gap_at] // step) - 1).sum())
-    nan = candles[[*PRICE_COLUMNS, "volume"]].isna().any(axis=1).to_numpy()
+    nan, impossible = _masks(candles)
     report.nan = _finding(times[nan])
-    bad = bad_row_mask(candles).to_numpy() & ~nan
-    report.ohlc_violations = _finding(times[bad])
+    report.ohlc_violations = _finding(times[impossible])
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +16,7 @@ from store.tables import CandleRow
 
 _KEY = ("exchange", "symbol", "interval")
 _CHUNK = 50_000
+_INTEGERS = frozenset({"open_time", "close_time", "trades"})
 
 
 class SeriesSummary(BaseModel):
@@ -87,7 +89,9 @@ def load_candles(
     *,
     exchange: str = EXCHANGE,
 ) -> pd.DataFrame:
-    """Bars with start_ms <= open_time <= end_ms, oldest first, in the CANDLE_COLUMNS layout."""
+    """Bars with start_ms <= open_time <= end_ms, oldest first, in the CANDLE_COLUMNS layout.
+    Rows are read in chunks straight into float64 arrays (exact for the integer columns too,
+    which are below 2**53), never into a list of a million tuples."""
     table = CandleRow.__table__
     stmt = select(*(table.c[c] for c in CANDLE_COLUMNS)).where(
         table.c.exchange == exchange, table.c.symbol == symbol, table.c.interval == interval
@@ -96,15 +100,31 @@ def load_candles(
         stmt = stmt.where(table.c.open_time >= start_ms)
     if end_ms is not None:
         stmt = stmt.where(table.c.open_time <= end_ms)
+    parts: list[list[np.ndarray]] = [[] for _ in CANDLE_COLUMNS]
     with store.engine.connect() as conn:
-        rows = [tuple(row) for row in conn.execute(stmt.order_by(table.c.open_time))]
-    frame = pd.DataFrame.from_records(rows, columns=list(CANDLE_COLUMNS))
-    return frame.astype(
-        {
-            c: "int64" if c in ("open_time", "close_time", "trades") else "float64"
-            for c in CANDLE_COLUMNS
-        }
+        compiled = stmt.order_by(table.c.open_time).compile(dialect=conn.dialect)
+        names = compiled.positiontup or []
+        params = [compiled.params[n] for n in names] if compiled.positional else compiled.params
+        cursor = conn.connection.cursor()  # the driver's plain tuples: no Row objects
+        cursor.execute(str(compiled), params)
+        while rows := cursor.fetchmany(_CHUNK):
+            block = np.fromiter(itertools.chain.from_iterable(rows), np.float64).reshape(
+                len(rows), len(CANDLE_COLUMNS)
+            )
+            for column, values in zip(parts, block.T, strict=True):
+                column.append(values.copy())
+        cursor.close()
+    return pd.DataFrame(
+        {name: _join(name, column) for name, column in zip(CANDLE_COLUMNS, parts, strict=True)},
+        copy=False,
     )
+
+
+def _join(name: str, parts: list[np.ndarray]) -> np.ndarray:
+    """One column from its chunks, emptying the list so each chunk is freed once copied."""
+    values = np.concatenate(parts) if parts else np.empty(0)
+    parts.clear()
+    return values.astype(np.int64) if name in _INTEGERS else values
 
 
 def summarize(store: Store, symbol: str | None = None) -> list[SeriesSummary]:

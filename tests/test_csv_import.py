@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market.csv_import import CsvImportError, read_candle_csv
+from market.csv_ranges import MIN_RANGE_BYTES, line_ranges
 from market.sample import load_sample
 
 SAMPLE_GZ = Path(__file__).parents[1] / "market" / "data" / "BTCUSDT-1m-2025-10-29_3d.csv.gz"
@@ -76,3 +80,72 @@ def test_unparseable_timestamp_names_the_value(tmp_path: Path) -> None:
     path.write_text("timestamp,open,high,low,close,volume\nyesterday,1,1,1,1,1\n")
     with pytest.raises(CsvImportError, match="cannot parse timestamp 'yesterday'"):
         read_candle_csv(path, "1m")
+
+
+def _big_kline_text(spoil: dict[int, str]) -> str:
+    """The sample tiled forward in time past the size read in ranges, with rows replaced."""
+    header, *rows = _sample_text().splitlines()
+    span = 60_000 * len(rows)
+    lines = [header]
+    for copy in range(-(-MIN_RANGE_BYTES // len(_sample_text())) + 1):
+        for row in rows:
+            cells = row.split(",")
+            cells[0], cells[6] = str(int(cells[0]) + copy * span), str(int(cells[6]) + copy * span)
+            lines.append(",".join(cells))
+    for line, text in spoil.items():
+        lines[line - 1] = text
+    return "\n".join(lines) + "\n"
+
+
+def _read_both(tmp_path: Path, text: str) -> tuple[Path, Path]:
+    """The same text as a plain file (read in byte ranges, a thread each) and gzipped (which
+    pandas reads whole, in one reader)."""
+    plain, packed = tmp_path / "big.csv", tmp_path / "big.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode(), compresslevel=1))
+    assert plain.stat().st_size > MIN_RANGE_BYTES and len(line_ranges(plain, 2)) == 2
+    return plain, packed
+
+
+def test_a_large_file_read_in_ranges_equals_one_reader_bad_rows_and_all(tmp_path: Path) -> None:
+    """Text in a number column late in the file makes the same NaN in the same row."""
+    lines = _big_kline_text({}).splitlines()
+    last = len(lines)
+    cells = lines[last - 10].split(",")
+    cells[4] = "n/a"  # close
+    plain, packed = _read_both(tmp_path, _big_kline_text({last - 9: ",".join(cells)}))
+    frame, absent = read_candle_csv(plain, "1m")
+    pd.testing.assert_frame_equal(frame, read_candle_csv(packed, "1m")[0], check_exact=True)
+    assert absent == [] and len(frame) == last - 1
+    assert frame["close"].isna().sum() == 1 and pd.isna(frame["close"].iloc[last - 11])
+
+
+def test_a_bad_line_late_in_a_large_file_is_named_by_its_own_line_number(tmp_path: Path) -> None:
+    lines = _big_kline_text({}).splitlines()
+    wide = lines[-5] + ",1"
+    plain, packed = _read_both(tmp_path, _big_kline_text({len(lines) - 4: wide}))
+    with pytest.raises(CsvImportError) as ranged:
+        read_candle_csv(plain, "1m")
+    with pytest.raises(CsvImportError) as whole:
+        read_candle_csv(packed, "1m")
+    assert f"line {len(lines) - 4}" in str(ranged.value)
+    assert str(ranged.value).replace("big.csv", "big.csv.gz") == str(whole.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="0123456789.,-", max_size=30), max_size=40),
+    crlf=st.booleans(),
+    parts=st.integers(1, 8),
+)
+def test_byte_ranges_cover_the_file_and_cut_only_after_a_newline(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], crlf: bool, parts: int
+) -> None:
+    """Every byte is in exactly one range, in order, and no line is split between two."""
+    path = tmp_path_factory.mktemp("ranges") / "rows.csv"
+    data = ("\r\n" if crlf else "\n").join(lines).encode()
+    path.write_bytes(data)
+    spans = line_ranges(path, parts)
+    assert spans[0][0] == 0 and spans[-1][1] == len(data) and len(spans) <= parts
+    assert all(end == start for (_, end), (start, _) in itertools.pairwise(spans))
+    assert all(data[start - 1 : start] == b"\n" for start, _ in spans[1:])

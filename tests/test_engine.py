@@ -23,6 +23,7 @@ from backtest.strategies import CROSS_SECTIONAL, STRATEGIES
 from backtest.sweep import (
     SweepData,
     evaluate,
+    evaluate_row,
     parse_grid,
     plan,
     rank,
@@ -326,10 +327,26 @@ def test_a_process_pool_sweep_equals_running_each_point_alone(btc) -> None:
     grid = {"fast": [5, 10], "slow": [20, 30]}
     tasks, _ = plan("sma_cross", {}, grid, NO_COSTS, RiskLimits())
     pooled = run_processes(tasks, data, workers=2)
-    assert [row.metrics for row in pooled] == [evaluate(t, data).metrics for t in tasks]
+    alone = [evaluate(t, data) for t in tasks]
+    assert [row.metrics for row in pooled] == [run.metrics for run in alone]
+    assert pooled == [evaluate_row(t, data) for t in tasks]  # the trades and hashes too
+    assert [row.sha256() for row in pooled] == [run.sha256() for run in alone]
     ranked = rank(pooled, "Return [%]")
     returns = [row.metrics["Return [%]"] for row in ranked]
     assert returns == sorted(returns, reverse=True)
+
+
+def test_a_sweep_point_is_saved_as_its_full_run_would_be(store, btc) -> None:
+    """Workers send the trades back as JSON text; the store holds the same row either way."""
+    bars, _ = to_bar_arrays({"BTCUSDT": btc.iloc[:1_500]})
+    data = SweepData(bars, sample_rules())
+    (task,), _ = plan("sma_cross", {}, {"fast": [5]}, NO_COSTS, RiskLimits())
+    save_run(store, evaluate(task, data), created_ms=1)
+    save_run(store, evaluate_row(task, data), created_ms=1)
+    full, row = load_runs(store, "sma_cross")
+    assert json.loads(row.trades_json) and row.model_dump(exclude={"id"}) == full.model_dump(
+        exclude={"id"}
+    )
 
 
 def test_ray_runs_the_same_task_function(btc, tmp_path, monkeypatch) -> None:
@@ -340,7 +357,7 @@ def test_ray_runs_the_same_task_function(btc, tmp_path, monkeypatch) -> None:
     data = SweepData(bars, sample_rules())
     tasks, _ = plan("sma_cross", {}, {"fast": [5, 10]}, NO_COSTS, RiskLimits())
     rows = run_ray(tasks, data, workers=2)
-    assert [row.metrics for row in rows] == [evaluate(t, data).metrics for t in tasks]
+    assert rows == [evaluate_row(t, data) for t in tasks]
 
 
 def test_every_run_can_be_saved_and_read_back(store, btc) -> None:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from market.csv_import import CsvImportError, read_candle_csv
 from market.sample import load_sample, sample_end
+from market.source import load_csv_candles
 from market.validation import validate_candles
 
 
@@ -50,3 +57,31 @@ def test_time_going_backwards_is_reported() -> None:
     swapped = pd.concat([bars.iloc[:50], bars.iloc[[51, 50]], bars.iloc[52:]])
     report = validate_candles(swapped, "1m")
     assert report.non_increasing.count == 1
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    repeats=st.lists(st.integers(1, 3), min_size=1, max_size=30),
+    spoiled=st.sets(st.integers(0, 89), max_size=10),
+)
+def test_a_user_csv_keeps_its_good_rows_once_each_in_time_order(
+    tmp_path: Path, repeats: list[int], spoiled: set[int]
+) -> None:
+    """A CSV's bad rows are left out and each duplicated time is kept once, at its first good
+    row, whatever the mix; the rest is the file's own rows, unchanged."""
+    bars = load_sample("BTCUSDT").iloc[: len(repeats)]
+    rows = bars.loc[bars.index.repeat(repeats)].reset_index(drop=True)
+    rows["volume"] = np.arange(len(rows), dtype=float)  # tells the copies apart
+    rows.loc[[i for i in spoiled if i < len(rows)], "close"] = np.nan
+    path = tmp_path / "rows.csv"
+    rows.rename(columns={"trades": "count"}).to_csv(path, index=False)
+    read, _ = read_candle_csv(path, "1m")
+    expected = read[read["close"].notna()].drop_duplicates("open_time").reset_index(drop=True)
+    if expected.empty:
+        with pytest.raises(CsvImportError, match="none of its"):
+            load_csv_candles(path, "1m", lambda _line: None)
+        return
+    loaded = load_csv_candles(path, "1m", lambda _line: None).reset_index(drop=True)
+    pd.testing.assert_frame_equal(loaded, expected, check_exact=True)

@@ -351,9 +351,15 @@ def _sweep(
     from backtest.deflated import sweep_deflated
 
     columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    # refreshed by hand: no display thread runs while the pool forks its workers
+    progress = Progress(*columns, console=Console(stderr=True), transient=True, auto_refresh=False)
+    with progress:
         task = progress.add_task("sweep", total=len(tasks))
-        advance = lambda: progress.advance(task)  # noqa: E731
+
+        def advance() -> None:
+            progress.advance(task)
+            progress.refresh()
+
         if args.executor == "ray":
             rows = run_ray(tasks, data, args.workers, on_done=advance)
         else:
@@ -384,7 +390,7 @@ def _sweep(
             "rank_by": metric,
             "grid": grid,
             "deflated_sharpe": deflated.model_dump(),
-            "results": [r.model_dump(exclude={"trades"}) for r in ranked],
+            "results": [r.model_dump(exclude={"trades_json", "summary_sha256"}) for r in ranked],
         }
         write_file(args.json, json.dumps(payload, indent=1))
         notify(f"wrote {args.json}")
