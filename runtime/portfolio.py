@@ -45,5 +45,6 @@ def portfolio_view(
                 for s, (q, a) in positions.items()
                 if q
             },
+            "elsewhere": None,  # the runner adds the portfolio's other venues when it has any
         },
     )
