@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from risk.approval import claim_mint, client_order_id
+from risk.filters import filters_of
 from risk.limits import RiskLimits, SourceLimits
 from risk.models import (
     Approved,
@@ -25,13 +28,15 @@ from risk.models import (
 )
 from risk.protections import TradingState, cooldown_lock, daily_loss_lock, drawdown_lock
 from risk.sizing import (
-    EXACT,
     Cap,
     NoRoom,
     atr_stop,
+    ceil_float,
     ceil_to,
     exact,
+    exact_multiply,
     fit,
+    floor_float,
     floor_to,
     gross_exposure,
     risk_quantity,
@@ -39,6 +44,7 @@ from risk.sizing import (
 from risk.state import RiskState, on_order, refresh
 from risk.trusted import trusted
 
+_INF = math.inf
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
 _ONE = Decimal(1)
@@ -48,7 +54,7 @@ _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
 _SIZE_FIELDS = ("quantity", "size_pct", "trailing_stop_pct", "trailing_stop_atr")
 
 
-_MINT = claim_mint()
+_SEAL = claim_mint().seal
 
 _validate_reason = Reason.__pydantic_validator__.validate_python
 """Reason's own validator on a dict: the same validated model as `Reason(...)`, without the
@@ -72,24 +78,45 @@ def _fee_factor(fee_rate: float) -> Decimal:
     return _ONE + exact(fee_rate)
 
 
-@lru_cache(maxsize=256)
-def _to_float(value: Decimal) -> float:
-    """Exchange filters repeat on every call: convert each once, off the hot path."""
-    return float(value)
-
-
 def _positive(value: float) -> bool:
-    return 0.0 < value < math.inf  # False for NaN too
+    return 0.0 < value < _INF  # False for NaN too
+
+
+def _clean(signal: TradeSignal) -> bool:
+    """True exactly when `_signal_problems` finds nothing: the common case, told apart with
+    plain comparisons before any message is written (a property test holds the two together)."""
+    quantity, size_pct = signal.quantity, signal.size_pct
+    trail_pct, trail_atr = signal.trailing_stop_pct, signal.trailing_stop_atr
+    limit, stop = signal.limit_price, signal.stop_price
+    loss, profit, agreement = signal.stop_loss, signal.take_profit, signal.agreement
+    kind = signal.order_type
+    return bool(
+        (quantity is None or 0.0 < quantity < _INF)
+        and (size_pct is None or 0.0 < size_pct < _INF)
+        and (trail_pct is None or (trail_atr is None and 0.0 < trail_pct < _INF))
+        and (trail_atr is None or 0.0 < trail_atr < _INF)
+        and 0.0 <= signal.confidence <= 1.0
+        and (agreement is None or 0.0 < agreement <= 1.0)
+        and (limit is None or 0.0 < limit < _INF)
+        and (stop is None or 0.0 < stop < _INF)
+        and (loss is None or 0.0 < loss < _INF)
+        and (profit is None or 0.0 < profit < _INF)
+        and (kind is OrderType.MARKET or (limit is not None or kind not in _LIMIT_TYPES))
+        and (stop is not None or kind not in _STOP_TYPES)
+        and signal.decision_id.strip()
+    )
 
 
 def _signal_problems(signal: TradeSignal) -> list[Reason]:
     """Garbage in a signal (NaN, inf, <= 0, missing prices) is a veto, never an exception."""
+    if _clean(signal):
+        return []
     problems: list[str] = []
     if not signal.decision_id.strip():
         problems.append("decision_id is empty")
     sizes = signal.quantity, signal.size_pct, signal.trailing_stop_pct, signal.trailing_stop_atr
     for name, value in zip(_SIZE_FIELDS, sizes, strict=True):
-        if value is not None and not _positive(value):
+        if value is not None and not 0.0 < value < _INF:
             problems.append(f"{name} {value} is not a positive finite number")
     if not 0.0 <= signal.confidence <= 1.0:
         problems.append(f"confidence {signal.confidence} is not within [0, 1]")
@@ -97,7 +124,7 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
         problems.append(f"agreement {signal.agreement} is not within (0, 1]")
     prices = signal.limit_price, signal.stop_price, signal.stop_loss, signal.take_profit
     for name, value in zip(_PRICE_FIELDS, prices, strict=True):
-        if value is not None and not _positive(value):
+        if value is not None and not 0.0 < value < _INF:
             problems.append(f"{name} {value} is not a positive finite price")
     if signal.trailing_stop_pct is not None and signal.trailing_stop_atr is not None:
         problems.append("give a trailing stop as a percent or as ATRs, not both")
@@ -132,15 +159,16 @@ def assess(
     if rules.status != "TRADING":
         return _veto(ReasonCode.UNKNOWN_SYMBOL, f"{signal.symbol} is {rules.status}, not TRADING")
     last = market.last_price
-    if not _positive(last):
+    if not 0.0 < last < _INF:
         return _veto(ReasonCode.INVALID_MARKET, f"last price {last} is not a positive number")
-    halts = [
-        _reason(lock.code, f"trading is HALTED: {lock.message}")
-        for lock in state.locks
-        if lock.level is TradingState.HALTED and lock.active(now_ms)
-    ]
-    if halts and not (signal.protective and signal.action is SignalAction.CLOSE):
-        return _vetoed(halts)
+    if state.locks:
+        halts = [
+            _reason(lock.code, f"trading is HALTED: {lock.message}")
+            for lock in state.locks
+            if lock.level is TradingState.HALTED and lock.active(now_ms)
+        ]
+        if halts and not (signal.protective and signal.action is SignalAction.CLOSE):
+            return _vetoed(halts)
     position = portfolio.positions.get(signal.symbol)
     held = position.quantity if position is not None else 0.0
     if not math.isfinite(held):
@@ -187,70 +215,83 @@ def decide(
 def _fat_finger(signal: TradeSignal, last: float, source: SourceLimits) -> list[Reason]:
     """A price far from the market is a typo or a hallucination, not an intent to honour."""
     found: list[Reason] = []
-    if signal.order_type is OrderType.MARKET:
+    kind = signal.order_type
+    if kind is OrderType.MARKET:
         return found
     band = source.fat_finger_pct
-    for name, used, price in (
-        ("limit_price", signal.order_type in _LIMIT_TYPES, signal.limit_price),
-        ("stop_price", signal.order_type in _STOP_TYPES, signal.stop_price),
-    ):
-        if used and price is not None and abs(price / last - 1.0) > band:
-            found.append(
-                _reason(
-                    ReasonCode.FAT_FINGER,
-                    f"{name} {price:.10g} is {abs(price / last - 1.0):.2%} from the last price "
-                    f"{last:.10g}; the band is {band:.2%}",
-                )
-            )
+    if kind in _LIMIT_TYPES:
+        _check_band("limit_price", signal.limit_price, last, band, found)
+    if kind in _STOP_TYPES:
+        _check_band("stop_price", signal.stop_price, last, band, found)
     return found
 
 
-class _Prices:
+def _check_band(
+    name: str, price: float | None, last: float, band: float, found: list[Reason]
+) -> None:
+    if price is not None and abs(price / last - 1.0) > band:
+        found.append(
+            _reason(
+                ReasonCode.FAT_FINGER,
+                f"{name} {price:.10g} is {abs(price / last - 1.0):.2%} from the last price "
+                f"{last:.10g}; the band is {band:.2%}",
+            )
+        )
+
+
+class _Prices(NamedTuple):
     """The order's prices on the tick grid, rounded in the trader's favour (buys down, sells
     up), plus the price used for cost (`cost`) and for exchange notional checks (`ref`)."""
 
-    __slots__ = ("cost", "cost_exact", "limit", "ref", "stop")
+    limit: Decimal | None
+    stop: Decimal | None
+    ref: Decimal
+    ref_f: float  # float(ref), found without the decimal's text where it is known already
+    cost: float
+    cost_exact: Decimal
 
-    def __init__(
-        self,
-        signal: TradeSignal,
-        side: Side,
-        last: float,
-        tick: Decimal,
-        adjustments: list[Reason],
-    ) -> None:
+
+def _prices(
+    signal: TradeSignal, side: Side, last: float, tick: Decimal, adjustments: list[Reason]
+) -> _Prices:
+    limit = stop = None
+    kind = signal.order_type
+    if kind is not OrderType.MARKET:
         round_price = floor_to if side is Side.BUY else ceil_to
-        self.limit = self.stop = None
-        for name, used, price in (
-            ("limit_price", signal.order_type in _LIMIT_TYPES, signal.limit_price),
-            ("stop_price", signal.order_type in _STOP_TYPES, signal.stop_price),
-        ):
-            if not used or price is None:
-                continue
-            raw = exact(price)
-            rounded = round_price(raw, tick)
-            if rounded != raw:
-                adjustments.append(
-                    _reason(ReasonCode.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}")
-                )
-            if name == "limit_price":
-                self.limit = rounded
-            else:
-                self.stop = rounded
-        market_price = exact(last) if self.limit is None else None
-        if self.limit is not None:
-            self.ref = self.limit
-        elif self.stop is not None:
-            self.ref = self.stop
-        else:
-            self.ref = floor_to(market_price, tick)
-        if market_price is not None and side is Side.BUY:
-            # A market or stop buy fills at the market, wherever the trigger was.
-            self.cost_exact = market_price if self.stop is None else max(self.stop, market_price)
-            self.cost = last if self.stop is None else max(float(self.stop), last)
-        else:
-            self.cost_exact = self.ref
-            self.cost = float(self.ref)
+        if kind in _LIMIT_TYPES and signal.limit_price is not None:
+            limit = _on_tick("limit_price", signal.limit_price, round_price, tick, adjustments)
+        if kind in _STOP_TYPES and signal.stop_price is not None:
+            stop = _on_tick("stop_price", signal.stop_price, round_price, tick, adjustments)
+    if limit is not None:
+        limit_f = float(limit)
+        return _Prices(limit, stop, limit, limit_f, limit_f, limit)
+    market_price = exact(last)
+    if stop is not None:
+        stop_f = float(stop)
+        if side is Side.BUY:  # a stop buy fills at the market, wherever the trigger was
+            return _Prices(None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
+        return _Prices(None, stop, stop, stop_f, stop_f, stop)
+    ref = floor_to(market_price, tick)
+    ref_f = last if ref == market_price else float(ref)
+    if side is Side.BUY:
+        return _Prices(None, None, ref, ref_f, last, market_price)
+    return _Prices(None, None, ref, ref_f, ref_f, ref)
+
+
+def _on_tick(
+    name: str,
+    price: float,
+    round_price: Callable[[Decimal, Decimal], Decimal],
+    tick: Decimal,
+    adjustments: list[Reason],
+) -> Decimal:
+    raw = exact(price)
+    rounded = round_price(raw, tick)
+    if rounded != raw:
+        adjustments.append(
+            _reason(ReasonCode.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}")
+        )
+    return rounded
 
 
 def _entry(
@@ -277,7 +318,7 @@ def _entry(
 
     rules = market.rules
     adjustments: list[Reason] = []
-    prices = _Prices(signal, Side.BUY, last, rules.tick_size, adjustments)
+    prices = _prices(signal, Side.BUY, last, rules.tick_size, adjustments)
     if prices.ref <= 0:
         return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     cost = prices.cost
@@ -299,7 +340,8 @@ def _entry(
                 f"{signal.source} entries must carry a stop-loss and no usable ATR can place one",
             )
     else:
-        stop_exact = ceil_to(exact(stop), rules.tick_size)  # rounded towards the entry: tighter
+        # rounded towards the entry: tighter
+        stop_exact = ceil_float(stop, rules.tick_size, filters_of(rules).tick_f)
         if not stop_exact < prices.cost_exact:
             return _veto(
                 ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
@@ -318,7 +360,7 @@ def _entry(
             )
     take_profit = None
     if signal.take_profit is not None:
-        take_profit = floor_to(exact(signal.take_profit), rules.tick_size)
+        take_profit, _ = floor_float(signal.take_profit, rules.tick_size, filters_of(rules).tick_f)
         if not take_profit > prices.cost_exact:
             return _veto(
                 ReasonCode.INVALID_SIGNAL,
@@ -394,7 +436,7 @@ def _entry(
             cash,
             cost * (1.0 + fee),
             None,
-            EXACT.multiply(cost_exact, _fee_factor(fee)),
+            exact_multiply(cost_exact, _fee_factor(fee)),
             "free cash {:.2f} (fees included)",
             cash,
         ),
@@ -468,8 +510,7 @@ def _trailing(
             ReasonCode.TRAILING_STOP,
             f"a trailing stop {pct:.2%} below the high sits at or below zero; it must be under 100%",
         )
-    tick = _to_float(market.rules.tick_size)
-    if pct * cost < tick:
+    if pct * cost < filters_of(market.rules).tick_f:
         return _veto(
             ReasonCode.TRAILING_STOP,
             f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick "
@@ -488,14 +529,19 @@ def _entry_blocks(
     state: RiskState,
 ) -> list[Reason]:
     """Every rule that forbids a new entry outright; all are reported, not just the first."""
-    found = [
-        _reason(lock.code, f"trading is REDUCING (exits only): {lock.message}")
-        for lock in state.locks
-        if lock.level is TradingState.REDUCING and lock.active(now_ms)
-    ]
-    cooldown = cooldown_lock(state.losing_streak, state.last_loss_ms, source)
-    if cooldown is not None and cooldown.active(now_ms):
-        found.append(_reason(cooldown.code, cooldown.message))
+    found = (
+        [
+            _reason(lock.code, f"trading is REDUCING (exits only): {lock.message}")
+            for lock in state.locks
+            if lock.level is TradingState.REDUCING and lock.active(now_ms)
+        ]
+        if state.locks
+        else []
+    )
+    if state.last_loss_ms is not None:  # no loss yet, no cooldown
+        cooldown = cooldown_lock(state.losing_streak, state.last_loss_ms, source)
+        if cooldown is not None and cooldown.active(now_ms):
+            found.append(_reason(cooldown.code, cooldown.message))
     age = now_ms - market.data_time_ms
     if age > limits.max_data_age_ms:
         found.append(
@@ -507,7 +553,7 @@ def _entry_blocks(
         )
     bid, ask = market.best_bid, market.best_ask
     if bid is not None and ask is not None:
-        if not (_positive(bid) and _positive(ask) and ask >= bid):
+        if not (0.0 < bid < _INF and 0.0 < ask < _INF and ask >= bid):
             found.append(_reason(ReasonCode.INVALID_MARKET, f"book bid {bid} / ask {ask}"))
         else:
             spread_bps = (ask - bid) / ((ask + bid) / 2.0) * 10_000.0
@@ -535,18 +581,20 @@ def _entry_blocks(
             )
         )
     orders = state.recent_orders_ms
-    for window, allowed, label in (
-        (_MINUTE_MS, source.max_orders_per_minute, "minute"),
-        (_HOUR_MS, source.max_orders_per_hour, "hour"),
-    ):
-        placed = len(orders) - bisect_right(orders, now_ms - window)
-        if placed >= allowed:
-            found.append(
-                _reason(
-                    ReasonCode.RATE_LIMIT,
-                    f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
+    per_minute, per_hour = source.max_orders_per_minute, source.max_orders_per_hour
+    if len(orders) >= min(per_minute, per_hour):  # else no window can hold enough of them
+        for window, allowed, label in (
+            (_MINUTE_MS, per_minute, "minute"),
+            (_HOUR_MS, per_hour, "hour"),
+        ):
+            placed = len(orders) - bisect_right(orders, now_ms - window)
+            if placed >= allowed:
+                found.append(
+                    _reason(
+                        ReasonCode.RATE_LIMIT,
+                        f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
+                    )
                 )
-            )
     # The portfolio's own day start and peak back up the state machine's breakers.
     equity = portfolio.equity
     for lock in (
@@ -577,8 +625,10 @@ def _position_rules(
             )
         ]
     cap = limits.max_open_positions
+    if cap is None:
+        return []
     open_symbols = sorted(s for s, p in portfolio.positions.items() if p.quantity != 0)
-    if cap is None or len(open_symbols) < cap:
+    if len(open_symbols) < cap:
         return []
     return [
         _reason(
@@ -600,7 +650,7 @@ def _exit(
     """Reducing a held position: allowed in REDUCING and cooldown, capped at what is held."""
     rules = market.rules
     adjustments: list[Reason] = []
-    prices = _Prices(signal, side, market.last_price, rules.tick_size, adjustments)
+    prices = _prices(signal, side, market.last_price, rules.tick_size, adjustments)
     if prices.ref <= 0:
         return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     held_size = abs(held)
@@ -634,7 +684,7 @@ def _exit(
                 portfolio.cash,
                 prices.cost * (1.0 + fee),
                 None,
-                EXACT.multiply(prices.cost_exact, _fee_factor(fee)),
+                exact_multiply(prices.cost_exact, _fee_factor(fee)),
                 "free cash {:.2f} (fees included)",
                 portfolio.cash,
             )
@@ -661,30 +711,21 @@ def _finish(
 ) -> Verdict:
     """Exchange filters, rounding down to stepSize, the minimums, then the sealed order."""
     rules = market.rules
-    caps.append(
-        Cap(
-            ReasonCode.MAX_QTY,
-            _to_float(rules.max_qty),
-            1.0,
-            rules.max_qty,
-            _ONE,
-            "exchange maxQty {}",
-            rules.max_qty,
-        )
-    )
-    if rules.max_notional is not None:
+    filters = filters_of(rules)
+    caps.append(filters.max_qty_cap)
+    if filters.max_notional_f is not None:
         caps.append(
             Cap(
                 ReasonCode.MAX_ORDER_NOTIONAL,
-                _to_float(rules.max_notional),
-                float(prices.ref),
+                filters.max_notional_f,
+                prices.ref_f,
                 rules.max_notional,
                 prices.ref,
                 "exchange maxNotional {}",
                 rules.max_notional,
             )
         )
-    fitted = fit(size, caps, rules.step_size)
+    fitted = fit(size, caps, rules.step_size, filters.step_f)
     if isinstance(fitted, NoRoom):
         return _veto(fitted.cap.code, f"no room left under {fitted.cap.describe()}")
     quantity = fitted.quantity
@@ -701,26 +742,28 @@ def _finish(
         )
     if quantity < rules.min_qty:
         return _veto(ReasonCode.MIN_QTY, f"quantity {quantity} is below minQty {rules.min_qty}")
-    notional = EXACT.multiply(quantity, prices.ref)
+    notional = exact_multiply(quantity, prices.ref)
     if notional < rules.min_notional:
         return _veto(
             ReasonCode.MIN_NOTIONAL,
             f"notional {notional:.8f} at {prices.ref} is below minNotional {rules.min_notional}",
         )
-    order = _MINT(
-        client_order_id=client_order_id(signal.decision_id),
-        decision_id=signal.decision_id,
-        symbol=signal.symbol,
-        side=side,
-        order_type=signal.order_type,
-        quantity=quantity,
-        limit_price=prices.limit,
-        stop_price=prices.stop,
-        stop_loss=stop_loss,
-        take_profit=take_profit,
-        trailing_stop_pct=trailing_stop_pct,
-        reduce_only=reduce_only,
-        source=signal.source,
-        created_ms=now_ms,
+    order = _SEAL(
+        {
+            "client_order_id": client_order_id(signal.decision_id),
+            "decision_id": signal.decision_id,
+            "symbol": signal.symbol,
+            "side": side,
+            "order_type": signal.order_type,
+            "quantity": quantity,
+            "limit_price": prices.limit,
+            "stop_price": prices.stop,
+            "stop_loss": stop_loss,
+            "take_profit": take_profit,
+            "trailing_stop_pct": trailing_stop_pct,
+            "reduce_only": reduce_only,
+            "source": signal.source,
+            "created_ms": now_ms,
+        }
     )
     return trusted(Approved, {"kind": "approved", "order": order, "adjustments": adjustments})
