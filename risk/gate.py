@@ -8,10 +8,10 @@ from bisect import bisect_right
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from risk.approval import claim_mint, client_order_id
-from risk.filters import filters_of
 from risk.limits import RiskLimits, SourceLimits
 from risk.models import (
     Approved,
@@ -26,6 +26,7 @@ from risk.models import (
     Verdict,
     Vetoed,
 )
+from risk.plain import Filters, filters_of, plain_limits
 from risk.protections import TradingState, cooldown_lock, daily_loss_lock, drawdown_lock
 from risk.sizing import (
     Cap,
@@ -52,6 +53,14 @@ _LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
 _SIZE_FIELDS = ("quantity", "size_pct", "trailing_stop_pct", "trailing_stop_atr")
+
+# On Python 3.11 an enum member read (`Side.BUY`) goes through EnumType.__getattr__, some
+# twenty times a plain attribute read; the hot path reads the members from plain namespaces.
+_SIDE = SimpleNamespace(**Side.__members__)
+_ACTION = SimpleNamespace(**SignalAction.__members__)
+_KIND = SimpleNamespace(**OrderType.__members__)
+_LEVEL = SimpleNamespace(**TradingState.__members__)
+_CODE = SimpleNamespace(**ReasonCode.__members__)
 
 
 _SEAL = claim_mint().seal
@@ -101,7 +110,7 @@ def _clean(signal: TradeSignal) -> bool:
         and (stop is None or 0.0 < stop < _INF)
         and (loss is None or 0.0 < loss < _INF)
         and (profit is None or 0.0 < profit < _INF)
-        and (kind is OrderType.MARKET or (limit is not None or kind not in _LIMIT_TYPES))
+        and (kind is _KIND.MARKET or (limit is not None or kind not in _LIMIT_TYPES))
         and (stop is not None or kind not in _STOP_TYPES)
         and signal.decision_id.strip()
     )
@@ -132,7 +141,7 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
         problems.append(f"a {signal.order_type} order needs a limit_price")
     if signal.order_type in _STOP_TYPES and signal.stop_price is None:
         problems.append(f"a {signal.order_type} order needs a stop_price")
-    return [_reason(ReasonCode.INVALID_SIGNAL, p) for p in problems]
+    return [_reason(_CODE.INVALID_SIGNAL, p) for p in problems]
 
 
 def assess(
@@ -145,54 +154,55 @@ def assess(
 ) -> Verdict:
     """Approve (possibly shrunk) or veto one signal. Exits of a held position stay possible in
     REDUCING and cooldown; HALTED blocks everything. Spot is long-only: no new shorts."""
-    if signal.action is SignalAction.HOLD:
-        return _veto(ReasonCode.HOLD, "the signal holds: no order")
+    if signal.action is _ACTION.HOLD:
+        return _veto(_CODE.HOLD, "the signal holds: no order")
     problems = _signal_problems(signal)
     if problems:
         return _vetoed(problems)
-    rules = market.rules
+    rules = filters_of(market.rules)
     if signal.symbol != market.symbol or rules.symbol != signal.symbol:
         return _veto(
-            ReasonCode.UNKNOWN_SYMBOL,
+            _CODE.UNKNOWN_SYMBOL,
             f"{signal.symbol}: the market view and rules given are for {rules.symbol}",
         )
     if rules.status != "TRADING":
-        return _veto(ReasonCode.UNKNOWN_SYMBOL, f"{signal.symbol} is {rules.status}, not TRADING")
+        return _veto(_CODE.UNKNOWN_SYMBOL, f"{signal.symbol} is {rules.status}, not TRADING")
     last = market.last_price
     if not 0.0 < last < _INF:
-        return _veto(ReasonCode.INVALID_MARKET, f"last price {last} is not a positive number")
+        return _veto(_CODE.INVALID_MARKET, f"last price {last} is not a positive number")
     if state.locks:
         halts = [
             _reason(lock.code, f"trading is HALTED: {lock.message}")
             for lock in state.locks
-            if lock.level is TradingState.HALTED and lock.active(now_ms)
+            if lock.level is _LEVEL.HALTED and lock.active(now_ms)
         ]
-        if halts and not (signal.protective and signal.action is SignalAction.CLOSE):
+        if halts and not (signal.protective and signal.action is _ACTION.CLOSE):
             return _vetoed(halts)
     position = portfolio.positions.get(signal.symbol)
     held = position.quantity if position is not None else 0.0
     if not math.isfinite(held):
-        return _veto(ReasonCode.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
-    if signal.action is SignalAction.CLOSE:
+        return _veto(_CODE.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
+    if signal.action is _ACTION.CLOSE:
         if held == 0:
-            return _veto(ReasonCode.NO_POSITION, f"no {signal.symbol} position to close")
-        side = Side.SELL if held > 0 else Side.BUY
-    elif signal.action is SignalAction.BUY:
-        side = Side.BUY
+            return _veto(_CODE.NO_POSITION, f"no {signal.symbol} position to close")
+        side = _SIDE.SELL if held > 0 else _SIDE.BUY
+    elif signal.action is _ACTION.BUY:
+        side = _SIDE.BUY
     elif held > 0:
-        side = Side.SELL
+        side = _SIDE.SELL
     else:
         return _veto(
-            ReasonCode.SHORT_NOT_ALLOWED,
+            _CODE.SHORT_NOT_ALLOWED,
             f"spot is long-only: no {signal.symbol} held, so a sell would open a short",
         )
+    limits = plain_limits(limits)
     source = limits.for_source(signal.source)
     fat = _fat_finger(signal, last, source)
-    if held > 0 if side is Side.SELL else held < 0:
+    if held > 0 if side is _SIDE.SELL else held < 0:
         if fat:
             return _vetoed(fat)
-        return _exit(signal, portfolio, market, now_ms, limits, held, side)
-    return _entry(signal, portfolio, market, now_ms, limits, source, state, held, fat)
+        return _exit(signal, portfolio, market, rules, now_ms, limits, held, side)
+    return _entry(signal, portfolio, market, rules, now_ms, limits, source, state, held, fat)
 
 
 def decide(
@@ -216,7 +226,7 @@ def _fat_finger(signal: TradeSignal, last: float, source: SourceLimits) -> list[
     """A price far from the market is a typo or a hallucination, not an intent to honour."""
     found: list[Reason] = []
     kind = signal.order_type
-    if kind is OrderType.MARKET:
+    if kind is _KIND.MARKET:
         return found
     band = source.fat_finger_pct
     if kind in _LIMIT_TYPES:
@@ -232,7 +242,7 @@ def _check_band(
     if price is not None and abs(price / last - 1.0) > band:
         found.append(
             _reason(
-                ReasonCode.FAT_FINGER,
+                _CODE.FAT_FINGER,
                 f"{name} {price:.10g} is {abs(price / last - 1.0):.2%} from the last price "
                 f"{last:.10g}; the band is {band:.2%}",
             )
@@ -256,8 +266,8 @@ def _prices(
 ) -> _Prices:
     limit = stop = None
     kind = signal.order_type
-    if kind is not OrderType.MARKET:
-        round_price = floor_to if side is Side.BUY else ceil_to
+    if kind is not _KIND.MARKET:
+        round_price = floor_to if side is _SIDE.BUY else ceil_to
         if kind in _LIMIT_TYPES and signal.limit_price is not None:
             limit = _on_tick("limit_price", signal.limit_price, round_price, tick, adjustments)
         if kind in _STOP_TYPES and signal.stop_price is not None:
@@ -268,12 +278,12 @@ def _prices(
     market_price = exact(last)
     if stop is not None:
         stop_f = float(stop)
-        if side is Side.BUY:  # a stop buy fills at the market, wherever the trigger was
+        if side is _SIDE.BUY:  # a stop buy fills at the market, wherever the trigger was
             return _Prices(None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
         return _Prices(None, stop, stop, stop_f, stop_f, stop)
     ref = floor_to(market_price, tick)
     ref_f = last if ref == market_price else float(ref)
-    if side is Side.BUY:
+    if side is _SIDE.BUY:
         return _Prices(None, None, ref, ref_f, last, market_price)
     return _Prices(None, None, ref, ref_f, ref_f, ref)
 
@@ -288,9 +298,7 @@ def _on_tick(
     raw = exact(price)
     rounded = round_price(raw, tick)
     if rounded != raw:
-        adjustments.append(
-            _reason(ReasonCode.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}")
-        )
+        adjustments.append(_reason(_CODE.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}"))
     return rounded
 
 
@@ -298,6 +306,7 @@ def _entry(
     signal: TradeSignal,
     portfolio: PortfolioView,
     market: MarketView,
+    rules: Filters,
     now_ms: int,
     limits: RiskLimits,
     source: SourceLimits,
@@ -309,21 +318,20 @@ def _entry(
     equity, cash, last = portfolio.equity, portfolio.cash, market.last_price
     if not (_positive(equity) and math.isfinite(cash)):
         return _veto(
-            ReasonCode.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
+            _CODE.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
         )
     reasons = reasons + _entry_blocks(signal, portfolio, market, now_ms, limits, source, state)
     reasons += _position_rules(signal, portfolio, limits, source, held)
     if reasons:
         return _vetoed(reasons)
 
-    rules = market.rules
     adjustments: list[Reason] = []
-    prices = _prices(signal, Side.BUY, last, rules.tick_size, adjustments)
+    prices = _prices(signal, _SIDE.BUY, last, rules.tick_size, adjustments)
     if prices.ref <= 0:
-        return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     cost = prices.cost
 
-    trail = _trailing(signal, market, source, cost, adjustments)
+    trail = _trailing(signal, market, rules, source, cost, adjustments)
     if isinstance(trail, Vetoed):
         return trail
     stop = signal.stop_loss
@@ -336,34 +344,34 @@ def _entry(
     if stop is None:
         if trail is None and source.require_stop_loss:
             return _veto(
-                ReasonCode.NO_STOP_LOSS,
+                _CODE.NO_STOP_LOSS,
                 f"{signal.source} entries must carry a stop-loss and no usable ATR can place one",
             )
     else:
         # rounded towards the entry: tighter
-        stop_exact = ceil_float(stop, rules.tick_size, filters_of(rules).tick_f)
+        stop_exact = ceil_float(stop, rules.tick_size, rules.tick_f)
         if not stop_exact < prices.cost_exact:
             return _veto(
-                ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
+                _CODE.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
             )
         below = cost - float(stop_exact)
         if not below > 0:
-            return _veto(ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
+            return _veto(_CODE.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
         distance = min(distance, below)
         if atr_used:
             adjustments.append(
                 _reason(
-                    ReasonCode.ATR_STOP,
+                    _CODE.ATR_STOP,
                     f"no stop-loss given: stop placed at {stop_exact}, "
                     f"{source.atr_stop_multiple:g} x ATR {market.atr:.8g} below {cost:.10g}",
                 )
             )
     take_profit = None
     if signal.take_profit is not None:
-        take_profit, _ = floor_float(signal.take_profit, rules.tick_size, filters_of(rules).tick_f)
+        take_profit, _ = floor_float(signal.take_profit, rules.tick_size, rules.tick_f)
         if not take_profit > prices.cost_exact:
             return _veto(
-                ReasonCode.INVALID_SIGNAL,
+                _CODE.INVALID_SIGNAL,
                 f"take_profit {take_profit} is not above the entry {cost:.10g}",
             )
 
@@ -378,24 +386,24 @@ def _entry(
             size = by_risk
             adjustments.append(
                 _reason(
-                    ReasonCode.RISK_SIZED,
+                    _CODE.RISK_SIZED,
                     f"sized to risk {source.risk_per_trade_pct:.2%} of equity with the stop "
                     f"{distance / cost:.3%} away: {by_risk:.8g}",
                 )
             )
     exposure = gross_exposure(portfolio.positions, signal.symbol, last)
     if exposure is None:
-        return _veto(ReasonCode.INVALID_PORTFOLIO, "a position holds a non-finite size or price")
+        return _veto(_CODE.INVALID_PORTFOLIO, "a position holds a non-finite size or price")
     position_room = source.max_position_pct * equity - held * last
     if source.scale_by_confidence and signal.confidence < 1.0:
         if size == math.inf:
             size = position_room / cost
         size *= signal.confidence
         if not size > 0:
-            return _veto(ReasonCode.CONFIDENCE_SCALED, "confidence scales the size to zero")
+            return _veto(_CODE.CONFIDENCE_SCALED, "confidence scales the size to zero")
         adjustments.append(
             _reason(
-                ReasonCode.CONFIDENCE_SCALED,
+                _CODE.CONFIDENCE_SCALED,
                 f"size scaled by confidence {signal.confidence:.2f}: {size:.8g}",
             )
         )
@@ -406,7 +414,7 @@ def _entry(
         size *= agreement
         adjustments.append(
             _reason(
-                ReasonCode.AGREEMENT_SCALED,
+                _CODE.AGREEMENT_SCALED,
                 f"size scaled by agreement {agreement:.2f} of the model's samples: {size:.8g}",
             )
         )
@@ -414,7 +422,7 @@ def _entry(
     fee = limits.fee_rate
     caps = [
         Cap(
-            ReasonCode.MAX_POSITION,
+            _CODE.MAX_POSITION,
             position_room,
             cost,
             None,
@@ -423,7 +431,7 @@ def _entry(
             source.max_position_pct,
         ),
         Cap(
-            ReasonCode.MAX_EXPOSURE,
+            _CODE.MAX_EXPOSURE,
             source.max_exposure_pct * equity - exposure,
             cost,
             None,
@@ -432,7 +440,7 @@ def _entry(
             source.max_exposure_pct,
         ),
         Cap(
-            ReasonCode.INSUFFICIENT_CASH,
+            _CODE.INSUFFICIENT_CASH,
             cash,
             cost * (1.0 + fee),
             None,
@@ -444,7 +452,7 @@ def _entry(
     if source.max_order_notional is not None:
         caps.append(
             Cap(
-                ReasonCode.MAX_ORDER_NOTIONAL,
+                _CODE.MAX_ORDER_NOTIONAL,
                 source.max_order_notional,
                 cost,
                 None,
@@ -455,12 +463,12 @@ def _entry(
         )
     return _finish(
         signal,
-        market,
+        rules,
         now_ms,
         size,
         caps,
         prices,
-        Side.BUY,
+        _SIDE.BUY,
         adjustments,
         stop_exact,
         take_profit,
@@ -472,6 +480,7 @@ def _entry(
 def _trailing(
     signal: TradeSignal,
     market: MarketView,
+    rules: Filters,
     source: SourceLimits,
     cost: float,
     adjustments: list[Reason],
@@ -484,13 +493,13 @@ def _trailing(
         atr = market.atr
         if atr is None or not _positive(atr):
             return _veto(
-                ReasonCode.TRAILING_STOP,
+                _CODE.TRAILING_STOP,
                 f"a trailing stop of {signal.trailing_stop_atr:g} x ATR needs an ATR; none is known",
             )
         pct = signal.trailing_stop_atr * atr / cost
         adjustments.append(
             _reason(
-                ReasonCode.TRAILING_STOP,
+                _CODE.TRAILING_STOP,
                 f"trailing stop {signal.trailing_stop_atr:g} x ATR {atr:.8g} = {pct:.4%} "
                 f"of {cost:.10g}",
             )
@@ -499,7 +508,7 @@ def _trailing(
         pct = source.trailing_stop_pct
         adjustments.append(
             _reason(
-                ReasonCode.TRAILING_STOP,
+                _CODE.TRAILING_STOP,
                 f"no trailing stop given: risk.{signal.source}.trailing_stop_pct {pct:.4%} applies",
             )
         )
@@ -507,14 +516,13 @@ def _trailing(
         return None
     if pct >= 1.0:
         return _veto(
-            ReasonCode.TRAILING_STOP,
+            _CODE.TRAILING_STOP,
             f"a trailing stop {pct:.2%} below the high sits at or below zero; it must be under 100%",
         )
-    if pct * cost < filters_of(market.rules).tick_f:
+    if pct * cost < rules.tick_f:
         return _veto(
-            ReasonCode.TRAILING_STOP,
-            f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick "
-            f"({market.rules.tick_size})",
+            _CODE.TRAILING_STOP,
+            f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick ({rules.tick_size})",
         )
     return exact(pct)
 
@@ -533,7 +541,7 @@ def _entry_blocks(
         [
             _reason(lock.code, f"trading is REDUCING (exits only): {lock.message}")
             for lock in state.locks
-            if lock.level is TradingState.REDUCING and lock.active(now_ms)
+            if lock.level is _LEVEL.REDUCING and lock.active(now_ms)
         ]
         if state.locks
         else []
@@ -546,7 +554,7 @@ def _entry_blocks(
     if age > limits.max_data_age_ms:
         found.append(
             _reason(
-                ReasonCode.STALE_DATA,
+                _CODE.STALE_DATA,
                 f"market data is {age / 1000:.0f} s old; the limit is "
                 f"{limits.max_data_age_ms / 1000:.0f} s",
             )
@@ -554,13 +562,13 @@ def _entry_blocks(
     bid, ask = market.best_bid, market.best_ask
     if bid is not None and ask is not None:
         if not (0.0 < bid < _INF and 0.0 < ask < _INF and ask >= bid):
-            found.append(_reason(ReasonCode.INVALID_MARKET, f"book bid {bid} / ask {ask}"))
+            found.append(_reason(_CODE.INVALID_MARKET, f"book bid {bid} / ask {ask}"))
         else:
             spread_bps = (ask - bid) / ((ask + bid) / 2.0) * 10_000.0
             if spread_bps > limits.max_spread_bps:
                 found.append(
                     _reason(
-                        ReasonCode.WIDE_SPREAD,
+                        _CODE.WIDE_SPREAD,
                         f"spread {spread_bps:.1f} bps exceeds {limits.max_spread_bps:g} bps",
                     )
                 )
@@ -568,7 +576,7 @@ def _entry_blocks(
     if limits.size_by_agreement and agreement is not None and agreement < limits.min_agreement:
         found.append(
             _reason(
-                ReasonCode.LOW_AGREEMENT,
+                _CODE.LOW_AGREEMENT,
                 f"{agreement:.0%} of the model's samples agree; the floor is "
                 f"{limits.min_agreement:.0%}",
             )
@@ -576,7 +584,7 @@ def _entry_blocks(
     if signal.confidence < source.min_confidence:
         found.append(
             _reason(
-                ReasonCode.LOW_CONFIDENCE,
+                _CODE.LOW_CONFIDENCE,
                 f"confidence {signal.confidence:.2f} is below {source.min_confidence:.2f}",
             )
         )
@@ -591,7 +599,7 @@ def _entry_blocks(
             if placed >= allowed:
                 found.append(
                     _reason(
-                        ReasonCode.RATE_LIMIT,
+                        _CODE.RATE_LIMIT,
                         f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
                     )
                 )
@@ -619,7 +627,7 @@ def _position_rules(
             return []
         return [
             _reason(
-                ReasonCode.PYRAMIDING,
+                _CODE.PYRAMIDING,
                 f"{signal.symbol} is already held ({held:.8g}); {signal.source} entries do not "
                 f"add to a position (risk.{signal.source}.allow_pyramiding)",
             )
@@ -632,7 +640,7 @@ def _position_rules(
         return []
     return [
         _reason(
-            ReasonCode.MAX_OPEN_POSITIONS,
+            _CODE.MAX_OPEN_POSITIONS,
             f"{len(open_symbols)} positions open ({', '.join(open_symbols)}); the limit is {cap}",
         )
     ]
@@ -642,27 +650,27 @@ def _exit(
     signal: TradeSignal,
     portfolio: PortfolioView,
     market: MarketView,
+    rules: Filters,
     now_ms: int,
     limits: RiskLimits,
     held: float,
     side: Side,
 ) -> Verdict:
     """Reducing a held position: allowed in REDUCING and cooldown, capped at what is held."""
-    rules = market.rules
     adjustments: list[Reason] = []
     prices = _prices(signal, side, market.last_price, rules.tick_size, adjustments)
     if prices.ref <= 0:
-        return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     held_size = abs(held)
     size = held_size
-    if signal.action is not SignalAction.CLOSE:
+    if signal.action is not _ACTION.CLOSE:
         asked = math.inf
         if signal.quantity is not None:
             asked = signal.quantity
         if signal.size_pct is not None:
             if not _positive(portfolio.equity):
                 return _veto(
-                    ReasonCode.INVALID_PORTFOLIO,
+                    _CODE.INVALID_PORTFOLIO,
                     f"size_pct needs a positive equity, got {portfolio.equity}",
                 )
             asked = min(asked, signal.size_pct * portfolio.equity / prices.cost)
@@ -671,16 +679,16 @@ def _exit(
         elif asked > held_size and asked != math.inf:
             adjustments.append(
                 _reason(
-                    ReasonCode.REDUCE_ONLY,
+                    _CODE.REDUCE_ONLY,
                     f"asked {asked:.8g} but an exit is capped at the held {held_size:.8g}",
                 )
             )
     caps: list[Cap] = []
-    if side is Side.BUY:  # covering a short spends cash
+    if side is _SIDE.BUY:  # covering a short spends cash
         fee = limits.fee_rate
         caps.append(
             Cap(
-                ReasonCode.INSUFFICIENT_CASH,
+                _CODE.INSUFFICIENT_CASH,
                 portfolio.cash,
                 prices.cost * (1.0 + fee),
                 None,
@@ -690,13 +698,13 @@ def _exit(
             )
         )
     return _finish(
-        signal, market, now_ms, size, caps, prices, side, adjustments, None, None, reduce_only=True
+        signal, rules, now_ms, size, caps, prices, side, adjustments, None, None, reduce_only=True
     )
 
 
 def _finish(
     signal: TradeSignal,
-    market: MarketView,
+    rules: Filters,
     now_ms: int,
     size: float,
     caps: list[Cap],
@@ -710,14 +718,12 @@ def _finish(
     trailing_stop_pct: Decimal | None = None,
 ) -> Verdict:
     """Exchange filters, rounding down to stepSize, the minimums, then the sealed order."""
-    rules = market.rules
-    filters = filters_of(rules)
-    caps.append(filters.max_qty_cap)
-    if filters.max_notional_f is not None:
+    caps.append(rules.max_qty_cap)
+    if rules.max_notional_f is not None:
         caps.append(
             Cap(
-                ReasonCode.MAX_ORDER_NOTIONAL,
-                filters.max_notional_f,
+                _CODE.MAX_ORDER_NOTIONAL,
+                rules.max_notional_f,
                 prices.ref_f,
                 rules.max_notional,
                 prices.ref,
@@ -725,7 +731,7 @@ def _finish(
                 rules.max_notional,
             )
         )
-    fitted = fit(size, caps, rules.step_size, filters.step_f)
+    fitted = fit(size, caps, rules.step_size, rules.step_f)
     if isinstance(fitted, NoRoom):
         return _veto(fitted.cap.code, f"no room left under {fitted.cap.describe()}")
     quantity = fitted.quantity
@@ -733,19 +739,19 @@ def _finish(
         adjustments.append(_reason(cap.code, f"capped at {room:.8g} by {cap.describe()}"))
     if fitted.rounded:
         adjustments.append(
-            _reason(ReasonCode.STEP_SIZE, f"rounded down to stepSize {rules.step_size}: {quantity}")
+            _reason(_CODE.STEP_SIZE, f"rounded down to stepSize {rules.step_size}: {quantity}")
         )
     if quantity <= 0:
         return _veto(
-            ReasonCode.MIN_QTY,
+            _CODE.MIN_QTY,
             f"size {fitted.before:.8g} rounds down to nothing at stepSize {rules.step_size}",
         )
     if quantity < rules.min_qty:
-        return _veto(ReasonCode.MIN_QTY, f"quantity {quantity} is below minQty {rules.min_qty}")
+        return _veto(_CODE.MIN_QTY, f"quantity {quantity} is below minQty {rules.min_qty}")
     notional = exact_multiply(quantity, prices.ref)
     if notional < rules.min_notional:
         return _veto(
-            ReasonCode.MIN_NOTIONAL,
+            _CODE.MIN_NOTIONAL,
             f"notional {notional:.8f} at {prices.ref} is below minNotional {rules.min_notional}",
         )
     order = _SEAL(
