@@ -8,6 +8,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import NamedTuple
 
@@ -40,6 +41,7 @@ from risk.sizing import (
     floor_float,
     floor_to,
     gross_exposure,
+    out_of_reach,
     risk_quantity,
 )
 from risk.state import RiskState, on_order, refresh
@@ -91,28 +93,56 @@ def _positive(value: float) -> bool:
     return 0.0 < value < _INF  # False for NaN too
 
 
+_checked = itemgetter(
+    "quantity",
+    "size_pct",
+    "trailing_stop_pct",
+    "trailing_stop_atr",
+    "limit_price",
+    "stop_price",
+    "stop_loss",
+    "take_profit",
+    "agreement",
+    "confidence",
+    "order_type",
+    "decision_id",
+)
+
+
+_ordered = itemgetter("decision_id", "symbol", "order_type", "source")
+
+
 def _clean(signal: TradeSignal) -> bool:
     """True exactly when `_signal_problems` finds nothing: the common case, told apart with
     plain comparisons before any message is written (a property test holds the two together)."""
-    quantity, size_pct = signal.quantity, signal.size_pct
-    trail_pct, trail_atr = signal.trailing_stop_pct, signal.trailing_stop_atr
-    limit, stop = signal.limit_price, signal.stop_price
-    loss, profit, agreement = signal.stop_loss, signal.take_profit, signal.agreement
-    kind = signal.order_type
+    (
+        quantity,
+        size_pct,
+        trail_pct,
+        trail_atr,
+        limit,
+        stop,
+        loss,
+        profit,
+        agreement,
+        confidence,
+        kind,
+        decision_id,
+    ) = _checked(signal.__dict__)
     return bool(
         (quantity is None or 0.0 < quantity < _INF)
         and (size_pct is None or 0.0 < size_pct < _INF)
         and (trail_pct is None or (trail_atr is None and 0.0 < trail_pct < _INF))
         and (trail_atr is None or 0.0 < trail_atr < _INF)
-        and 0.0 <= signal.confidence <= 1.0
+        and 0.0 <= confidence <= 1.0
         and (agreement is None or 0.0 < agreement <= 1.0)
         and (limit is None or 0.0 < limit < _INF)
         and (stop is None or 0.0 < stop < _INF)
         and (loss is None or 0.0 < loss < _INF)
         and (profit is None or 0.0 < profit < _INF)
-        and (kind is _KIND.MARKET or (limit is not None or kind not in _LIMIT_TYPES))
+        and (limit is not None or kind not in _LIMIT_TYPES)
         and (stop is not None or kind not in _STOP_TYPES)
-        and signal.decision_id.strip()
+        and decision_id.strip()
     )
 
 
@@ -154,19 +184,21 @@ def assess(
 ) -> Verdict:
     """Approve (possibly shrunk) or veto one signal. Exits of a held position stay possible in
     REDUCING and cooldown; HALTED blocks everything. Spot is long-only: no new shorts."""
-    if signal.action is _ACTION.HOLD:
+    action = signal.action
+    if action is _ACTION.HOLD:
         return _veto(_CODE.HOLD, "the signal holds: no order")
     problems = _signal_problems(signal)
     if problems:
         return _vetoed(problems)
     rules = filters_of(market.rules)
-    if signal.symbol != market.symbol or rules.symbol != signal.symbol:
+    symbol = signal.symbol
+    if symbol != market.symbol or rules.symbol != symbol:
         return _veto(
             _CODE.UNKNOWN_SYMBOL,
-            f"{signal.symbol}: the market view and rules given are for {rules.symbol}",
+            f"{symbol}: the market view and rules given are for {rules.symbol}",
         )
     if rules.status != "TRADING":
-        return _veto(_CODE.UNKNOWN_SYMBOL, f"{signal.symbol} is {rules.status}, not TRADING")
+        return _veto(_CODE.UNKNOWN_SYMBOL, f"{symbol} is {rules.status}, not TRADING")
     last = market.last_price
     if not 0.0 < last < _INF:
         return _veto(_CODE.INVALID_MARKET, f"last price {last} is not a positive number")
@@ -176,24 +208,24 @@ def assess(
             for lock in state.locks
             if lock.level is _LEVEL.HALTED and lock.active(now_ms)
         ]
-        if halts and not (signal.protective and signal.action is _ACTION.CLOSE):
+        if halts and not (signal.protective and action is _ACTION.CLOSE):
             return _vetoed(halts)
-    position = portfolio.positions.get(signal.symbol)
+    position = portfolio.positions.get(symbol)
     held = position.quantity if position is not None else 0.0
     if not math.isfinite(held):
         return _veto(_CODE.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
-    if signal.action is _ACTION.CLOSE:
+    if action is _ACTION.CLOSE:
         if held == 0:
-            return _veto(_CODE.NO_POSITION, f"no {signal.symbol} position to close")
+            return _veto(_CODE.NO_POSITION, f"no {symbol} position to close")
         side = _SIDE.SELL if held > 0 else _SIDE.BUY
-    elif signal.action is _ACTION.BUY:
+    elif action is _ACTION.BUY:
         side = _SIDE.BUY
     elif held > 0:
         side = _SIDE.SELL
     else:
         return _veto(
             _CODE.SHORT_NOT_ALLOWED,
-            f"spot is long-only: no {signal.symbol} held, so a sell would open a short",
+            f"spot is long-only: no {symbol} held, so a sell would open a short",
         )
     limits = plain_limits(limits)
     source = limits.for_source(signal.source)
@@ -719,7 +751,8 @@ def _finish(
 ) -> Verdict:
     """Exchange filters, rounding down to stepSize, the minimums, then the sealed order."""
     caps.append(rules.max_qty_cap)
-    if rules.max_notional_f is not None:
+    ceiling = rules.max_notional_f
+    if ceiling is not None and not out_of_reach(ceiling, prices.ref_f, size):
         caps.append(
             Cap(
                 _CODE.MAX_ORDER_NOTIONAL,
@@ -754,13 +787,14 @@ def _finish(
             _CODE.MIN_NOTIONAL,
             f"notional {notional:.8f} at {prices.ref} is below minNotional {rules.min_notional}",
         )
+    decision_id, symbol, order_type, source = _ordered(signal.__dict__)
     order = _SEAL(
         {
-            "client_order_id": client_order_id(signal.decision_id),
-            "decision_id": signal.decision_id,
-            "symbol": signal.symbol,
+            "client_order_id": client_order_id(decision_id),
+            "decision_id": decision_id,
+            "symbol": symbol,
             "side": side,
-            "order_type": signal.order_type,
+            "order_type": order_type,
             "quantity": quantity,
             "limit_price": prices.limit,
             "stop_price": prices.stop,
@@ -768,7 +802,7 @@ def _finish(
             "take_profit": take_profit,
             "trailing_stop_pct": trailing_stop_pct,
             "reduce_only": reduce_only,
-            "source": signal.source,
+            "source": source,
             "created_ms": now_ms,
         }
     )

@@ -142,6 +142,13 @@ def gross_exposure(
     return total
 
 
+def out_of_reach(room: float, unit: float, quantity: float) -> bool:
+    """Whether a cap this far above `quantity` leaves `fit` unchanged: it can neither bind nor
+    come near enough to be re-checked (`fit` only ever shrinks the quantity), so a caller may
+    leave it out."""
+    return room / unit > quantity * _NEAR
+
+
 def fit(quantity: float, caps: list[Cap], step: Decimal, step_f: float) -> Fitted | NoRoom:
     """Shrink `quantity` under every cap, round down to the step, and re-check the near-binding
     caps exactly so the Decimal result never exceeds any of them."""
