@@ -48,6 +48,16 @@ maybe_target = st.one_of(st.none(), st.sampled_from(GARBAGE), st.floats(71_000.0
 maybe_share = st.one_of(st.none(), st.sampled_from([*GARBAGE, 1.5]), st.floats(0.01, 1.0))
 
 
+def _buy(**fields: Any) -> TradeSignal:
+    return TradeSignal(
+        source=SignalSource.STRATEGY,
+        symbol="BTCUSDT",
+        action=SignalAction.BUY,
+        created_ms=NOW,
+        **fields,
+    )
+
+
 def _broken(s: TradeSignal) -> bool:
     """The signal rules of docs/risk.md, written out independently of the gate."""
 
@@ -82,13 +92,7 @@ def _broken(s: TradeSignal) -> bool:
     agreement=maybe_share,
 )
 def test_a_signal_is_refused_as_invalid_exactly_when_a_field_breaks_a_rule(**fields: Any) -> None:
-    sig = TradeSignal(
-        source=SignalSource.STRATEGY,
-        symbol="BTCUSDT",
-        action=SignalAction.BUY,
-        created_ms=NOW,
-        **fields,
-    )
+    sig = _buy(**fields)
     verdict = assess(sig, CASH, MARKET, NOW, RiskLimits(), RiskState())
     invalid = isinstance(verdict, Vetoed) and verdict.reasons[0].code is ReasonCode.INVALID_SIGNAL
     assert invalid == _broken(sig)
@@ -129,17 +133,13 @@ def test_rounding_to_the_grid_in_float_lands_on_the_exact_decimal_line(
 
 
 def _approved_order() -> Any:
-    sig = TradeSignal(
+    sig = _buy(
         decision_id="seal-1",
-        source=SignalSource.STRATEGY,
-        symbol="BTCUSDT",
-        action=SignalAction.BUY,
         order_type=OrderType.LIMIT,
         quantity=0.01,
         limit_price=64_990.0,
         stop_loss=63_000.0,
         take_profit=67_000.0,
-        created_ms=NOW,
     )
     verdict = assess(sig, CASH, MARKET, NOW, RiskLimits(), RiskState())
     assert isinstance(verdict, Approved)
@@ -174,14 +174,7 @@ def test_an_order_altered_in_any_field_is_refused_by_executors(field: str) -> No
 
 
 def test_limits_and_rules_changed_between_signals_apply_at_once() -> None:
-    sig = TradeSignal(
-        decision_id="lim-1",
-        source=SignalSource.STRATEGY,
-        symbol="BTCUSDT",
-        action=SignalAction.BUY,
-        size_pct=1.0,
-        created_ms=NOW,
-    )
+    sig = _buy(decision_id="lim-1", size_pct=1.0)
     loose, tight = RiskLimits(), RiskLimits(strategy={"max_position_pct": 0.1})
     capped = MARKET.model_copy(
         update={"rules": RULES.model_copy(update={"max_qty": Decimal("0.01")})}
