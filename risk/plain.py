@@ -32,7 +32,7 @@ class _Limits(Plain):
     def __init__(self, limits: RiskLimits) -> None:
         super().__init__(limits)
         for source in SignalSource:
-            setattr(self, source, Plain(limits.for_source(source)))
+            setattr(self, source.value, Plain(limits.for_source(source)))
 
     def for_source(self, source: SignalSource) -> SourceLimits:
         return cast(SourceLimits, self.__dict__[source])
