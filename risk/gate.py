@@ -148,8 +148,6 @@ def _clean(signal: TradeSignal) -> bool:
 
 def _signal_problems(signal: TradeSignal) -> list[Reason]:
     """Garbage in a signal (NaN, inf, <= 0, missing prices) is a veto, never an exception."""
-    if _clean(signal):
-        return []
     problems: list[str] = []
     if not signal.decision_id.strip():
         problems.append("decision_id is empty")
@@ -187,9 +185,8 @@ def assess(
     action = signal.action
     if action is _ACTION.HOLD:
         return _veto(_CODE.HOLD, "the signal holds: no order")
-    problems = _signal_problems(signal)
-    if problems:
-        return _vetoed(problems)
+    if not _clean(signal):
+        return _vetoed(_signal_problems(signal))
     rules = filters_of(market.rules)
     symbol = signal.symbol
     if symbol != market.symbol or rules.symbol != symbol:
