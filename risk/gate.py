@@ -66,6 +66,7 @@ _CODE = SimpleNamespace(**ReasonCode.__members__)
 
 
 _SEAL = claim_mint().seal
+_tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
 
 _validate_reason = Reason.__pydantic_validator__.validate_python
 """Reason's own validator on a dict: the same validated model as `Reason(...)`, without the
@@ -303,18 +304,20 @@ def _prices(
             stop = _on_tick("stop_price", signal.stop_price, round_price, tick, adjustments)
     if limit is not None:
         limit_f = float(limit)
-        return _Prices(limit, stop, limit, limit_f, limit_f, limit)
+        return _tuple_new(_Prices, (limit, stop, limit, limit_f, limit_f, limit))
     market_price = exact(last)
     if stop is not None:
         stop_f = float(stop)
         if side is _SIDE.BUY:  # a stop buy fills at the market, wherever the trigger was
-            return _Prices(None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
-        return _Prices(None, stop, stop, stop_f, stop_f, stop)
+            return _tuple_new(
+                _Prices, (None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
+            )
+        return _tuple_new(_Prices, (None, stop, stop, stop_f, stop_f, stop))
     ref = floor_to(market_price, tick)
     ref_f = last if ref == market_price else float(ref)
     if side is _SIDE.BUY:
-        return _Prices(None, None, ref, ref_f, last, market_price)
-    return _Prices(None, None, ref, ref_f, ref_f, ref)
+        return _tuple_new(_Prices, (None, None, ref, ref_f, last, market_price))
+    return _tuple_new(_Prices, (None, None, ref, ref_f, ref_f, ref))
 
 
 def _on_tick(
@@ -450,44 +453,56 @@ def _entry(
     cost_exact = prices.cost_exact
     fee = limits.fee_rate
     caps = [
-        Cap(
-            _CODE.MAX_POSITION,
-            position_room,
-            cost,
-            None,
-            cost_exact,
-            "max position {:.0%} of equity",
-            source.max_position_pct,
+        _tuple_new(
+            Cap,
+            (
+                _CODE.MAX_POSITION,
+                position_room,
+                cost,
+                None,
+                cost_exact,
+                "max position {:.0%} of equity",
+                source.max_position_pct,
+            ),
         ),
-        Cap(
-            _CODE.MAX_EXPOSURE,
-            source.max_exposure_pct * equity - exposure,
-            cost,
-            None,
-            cost_exact,
-            "max exposure {:.0%} of equity",
-            source.max_exposure_pct,
+        _tuple_new(
+            Cap,
+            (
+                _CODE.MAX_EXPOSURE,
+                source.max_exposure_pct * equity - exposure,
+                cost,
+                None,
+                cost_exact,
+                "max exposure {:.0%} of equity",
+                source.max_exposure_pct,
+            ),
         ),
-        Cap(
-            _CODE.INSUFFICIENT_CASH,
-            cash,
-            cost * (1.0 + fee),
-            None,
-            exact_multiply(cost_exact, _fee_factor(fee)),
-            "free cash {:.2f} (fees included)",
-            cash,
+        _tuple_new(
+            Cap,
+            (
+                _CODE.INSUFFICIENT_CASH,
+                cash,
+                cost * (1.0 + fee),
+                None,
+                exact_multiply(cost_exact, _fee_factor(fee)),
+                "free cash {:.2f} (fees included)",
+                cash,
+            ),
         ),
     ]
     if source.max_order_notional is not None:
         caps.append(
-            Cap(
-                _CODE.MAX_ORDER_NOTIONAL,
-                source.max_order_notional,
-                cost,
-                None,
-                cost_exact,
-                "max order notional {:g}",
-                source.max_order_notional,
+            _tuple_new(
+                Cap,
+                (
+                    _CODE.MAX_ORDER_NOTIONAL,
+                    source.max_order_notional,
+                    cost,
+                    None,
+                    cost_exact,
+                    "max order notional {:g}",
+                    source.max_order_notional,
+                ),
             )
         )
     return _finish(
@@ -716,14 +731,17 @@ def _exit(
     if side is _SIDE.BUY:  # covering a short spends cash
         fee = limits.fee_rate
         caps.append(
-            Cap(
-                _CODE.INSUFFICIENT_CASH,
-                portfolio.cash,
-                prices.cost * (1.0 + fee),
-                None,
-                exact_multiply(prices.cost_exact, _fee_factor(fee)),
-                "free cash {:.2f} (fees included)",
-                portfolio.cash,
+            _tuple_new(
+                Cap,
+                (
+                    _CODE.INSUFFICIENT_CASH,
+                    portfolio.cash,
+                    prices.cost * (1.0 + fee),
+                    None,
+                    exact_multiply(prices.cost_exact, _fee_factor(fee)),
+                    "free cash {:.2f} (fees included)",
+                    portfolio.cash,
+                ),
             )
         )
     return _finish(
@@ -751,14 +769,17 @@ def _finish(
     ceiling = rules.max_notional_f
     if ceiling is not None and not out_of_reach(ceiling, prices.ref_f, size):
         caps.append(
-            Cap(
-                _CODE.MAX_ORDER_NOTIONAL,
-                rules.max_notional_f,
-                prices.ref_f,
-                rules.max_notional,
-                prices.ref,
-                "exchange maxNotional {}",
-                rules.max_notional,
+            _tuple_new(
+                Cap,
+                (
+                    _CODE.MAX_ORDER_NOTIONAL,
+                    rules.max_notional_f,
+                    prices.ref_f,
+                    rules.max_notional,
+                    prices.ref,
+                    "exchange maxNotional {}",
+                    rules.max_notional,
+                ),
             )
         )
     fitted = fit(size, caps, rules.step_size, rules.step_f)

@@ -23,6 +23,7 @@ _NEAR = 1.0 + 1e-9  # caps within this factor of the final size are re-checked i
 _GRID_MARGIN = 1e-12
 """A float this far (relative) from every grid line has the same floor as its exact decimal:
 the float route errs by under 1e-15 (the float's own rounding, the step's, one division)."""
+_tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
 _GRID_SPAN = 2.0**52  # beyond this many steps a float no longer counts steps exactly
 
 
@@ -164,7 +165,7 @@ def fit(quantity: float, caps: list[Cap], step: Decimal, step_f: float) -> Fitte
     if steps is not None:
         # Rounded down clearly below the size, by far more than float error, so the order is
         # under every cap's exact room as well: nothing is near enough to re-check.
-        return Fitted(exact_multiply(Decimal(steps), step), quantity, True, binding)
+        return _tuple_new(Fitted, (exact_multiply(Decimal(steps), step), quantity, True, binding))
     qty, rounded = _floor_exact(quantity, step)
     for cap in caps:
         if cap.room / cap.unit > quantity * _NEAR:
@@ -173,4 +174,4 @@ def fit(quantity: float, caps: list[Cap], step: Decimal, step_f: float) -> Fitte
         if exact_multiply(qty, cap.unit_exact) > room_exact:
             qty = _floor_quotient(room_exact, cap.unit_exact, step)
             rounded = True
-    return Fitted(qty, quantity, rounded, binding)
+    return _tuple_new(Fitted, (qty, quantity, rounded, binding))
