@@ -1,13 +1,20 @@
-"""Risk gate latency: `assess` on 100,000 random signals, median and p99 in microseconds.
-Run: python benchmarks/bench_risk.py [--signals 100000] [--seed 7]"""
+"""Risk gate latency: `assess` on 100,000 random signals, median and p99 in microseconds, for
+all of them and for approvals and vetoes apart, with the machine's load beside them.
+Run: python benchmarks/bench_risk.py [--signals 100000] [--seed 7]
+Before/after on a busy machine: python benchmarks/bench_risk.py --against ../other-checkout
+runs that checkout's gate and this one's alternately, in fresh processes, --rounds times."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +77,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--signals", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--against", type=Path, help="another checkout to compare, alternately")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.against is not None:
+        _alternate(args)
+        return
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus")
     rng = np.random.default_rng(args.seed)
     signals = _signals(args.signals, rng)
     rules = sample_rules()["BTCUSDT"]
@@ -116,6 +129,27 @@ def main() -> None:
     print(f"risk gate latency over {len(every):,} random signals: {_figures(every)}")
     for kind, values in timings.items():
         print(f"  {kind} ({len(values):,}): {_figures(values)}")
+
+
+def _alternate(args: argparse.Namespace) -> None:
+    """The other checkout's gate, then this one's, in turn: a busy machine's load drifts, so
+    only figures taken side by side compare."""
+    here = Path(__file__).resolve().parents[1]
+    flags = ["--signals", str(args.signals), "--seed", str(args.seed)]
+    for round_ in range(1, args.rounds + 1):
+        for name, root in (("other", args.against.resolve()), ("this", here)):
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            script = root / "benchmarks" / "bench_risk.py"
+            run = subprocess.run(
+                [sys.executable, str(script), *flags],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            print(f"round {round_} {name} ({root}):")
+            print(run.stdout.rstrip())
 
 
 def _figures(nanos: list[int]) -> str:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
+from operator import itemgetter
+from types import SimpleNamespace
+from typing import NamedTuple
 
 from risk.approval import claim_mint, client_order_id
 from risk.limits import RiskLimits, SourceLimits
@@ -23,22 +27,27 @@ from risk.models import (
     Verdict,
     Vetoed,
 )
+from risk.plain import Filters, filters_of, plain_limits
 from risk.protections import TradingState, cooldown_lock, daily_loss_lock, drawdown_lock
 from risk.sizing import (
-    EXACT,
     Cap,
     NoRoom,
     atr_stop,
+    ceil_float,
     ceil_to,
     exact,
+    exact_multiply,
     fit,
+    floor_float,
     floor_to,
     gross_exposure,
+    out_of_reach,
     risk_quantity,
 )
 from risk.state import RiskState, on_order, refresh
 from risk.trusted import trusted
 
+_INF = math.inf
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
 _ONE = Decimal(1)
@@ -47,8 +56,17 @@ _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
 _SIZE_FIELDS = ("quantity", "size_pct", "trailing_stop_pct", "trailing_stop_atr")
 
+# On Python 3.11 an enum member read (`Side.BUY`) goes through EnumType.__getattr__, some
+# twenty times a plain attribute read; the hot path reads the members from plain namespaces.
+_SIDE = SimpleNamespace(**Side.__members__)
+_ACTION = SimpleNamespace(**SignalAction.__members__)
+_KIND = SimpleNamespace(**OrderType.__members__)
+_LEVEL = SimpleNamespace(**TradingState.__members__)
+_CODE = SimpleNamespace(**ReasonCode.__members__)
 
-_MINT = claim_mint()
+
+_SEAL = claim_mint().seal
+_tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
 
 _validate_reason = Reason.__pydantic_validator__.validate_python
 """Reason's own validator on a dict: the same validated model as `Reason(...)`, without the
@@ -72,14 +90,61 @@ def _fee_factor(fee_rate: float) -> Decimal:
     return _ONE + exact(fee_rate)
 
 
-@lru_cache(maxsize=256)
-def _to_float(value: Decimal) -> float:
-    """Exchange filters repeat on every call: convert each once, off the hot path."""
-    return float(value)
-
-
 def _positive(value: float) -> bool:
-    return 0.0 < value < math.inf  # False for NaN too
+    return 0.0 < value < _INF  # False for NaN too
+
+
+_checked = itemgetter(
+    "quantity",
+    "size_pct",
+    "trailing_stop_pct",
+    "trailing_stop_atr",
+    "limit_price",
+    "stop_price",
+    "stop_loss",
+    "take_profit",
+    "agreement",
+    "confidence",
+    "order_type",
+    "decision_id",
+)
+
+
+_ordered = itemgetter("decision_id", "symbol", "order_type", "source")
+
+
+def _clean(signal: TradeSignal) -> bool:
+    """True exactly when `_signal_problems` finds nothing: the common case, told apart with
+    plain comparisons before any message is written (a property test holds the two together)."""
+    (
+        quantity,
+        size_pct,
+        trail_pct,
+        trail_atr,
+        limit,
+        stop,
+        loss,
+        profit,
+        agreement,
+        confidence,
+        kind,
+        decision_id,
+    ) = _checked(signal.__dict__)
+    return bool(
+        (quantity is None or 0.0 < quantity < _INF)
+        and (size_pct is None or 0.0 < size_pct < _INF)
+        and (trail_pct is None or (trail_atr is None and 0.0 < trail_pct < _INF))
+        and (trail_atr is None or 0.0 < trail_atr < _INF)
+        and 0.0 <= confidence <= 1.0
+        and (agreement is None or 0.0 < agreement <= 1.0)
+        and (limit is None or 0.0 < limit < _INF)
+        and (stop is None or 0.0 < stop < _INF)
+        and (loss is None or 0.0 < loss < _INF)
+        and (profit is None or 0.0 < profit < _INF)
+        and (limit is not None or kind not in _LIMIT_TYPES)
+        and (stop is not None or kind not in _STOP_TYPES)
+        and decision_id.strip()
+    )
 
 
 def _signal_problems(signal: TradeSignal) -> list[Reason]:
@@ -89,7 +154,7 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
         problems.append("decision_id is empty")
     sizes = signal.quantity, signal.size_pct, signal.trailing_stop_pct, signal.trailing_stop_atr
     for name, value in zip(_SIZE_FIELDS, sizes, strict=True):
-        if value is not None and not _positive(value):
+        if value is not None and not 0.0 < value < _INF:
             problems.append(f"{name} {value} is not a positive finite number")
     if not 0.0 <= signal.confidence <= 1.0:
         problems.append(f"confidence {signal.confidence} is not within [0, 1]")
@@ -97,7 +162,7 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
         problems.append(f"agreement {signal.agreement} is not within (0, 1]")
     prices = signal.limit_price, signal.stop_price, signal.stop_loss, signal.take_profit
     for name, value in zip(_PRICE_FIELDS, prices, strict=True):
-        if value is not None and not _positive(value):
+        if value is not None and not 0.0 < value < _INF:
             problems.append(f"{name} {value} is not a positive finite price")
     if signal.trailing_stop_pct is not None and signal.trailing_stop_atr is not None:
         problems.append("give a trailing stop as a percent or as ATRs, not both")
@@ -105,7 +170,7 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
         problems.append(f"a {signal.order_type} order needs a limit_price")
     if signal.order_type in _STOP_TYPES and signal.stop_price is None:
         problems.append(f"a {signal.order_type} order needs a stop_price")
-    return [_reason(ReasonCode.INVALID_SIGNAL, p) for p in problems]
+    return [_reason(_CODE.INVALID_SIGNAL, p) for p in problems]
 
 
 def assess(
@@ -118,53 +183,56 @@ def assess(
 ) -> Verdict:
     """Approve (possibly shrunk) or veto one signal. Exits of a held position stay possible in
     REDUCING and cooldown; HALTED blocks everything. Spot is long-only: no new shorts."""
-    if signal.action is SignalAction.HOLD:
-        return _veto(ReasonCode.HOLD, "the signal holds: no order")
-    problems = _signal_problems(signal)
-    if problems:
-        return _vetoed(problems)
-    rules = market.rules
-    if signal.symbol != market.symbol or rules.symbol != signal.symbol:
+    action = signal.action
+    if action is _ACTION.HOLD:
+        return _veto(_CODE.HOLD, "the signal holds: no order")
+    if not _clean(signal):
+        return _vetoed(_signal_problems(signal))
+    rules = filters_of(market.rules)
+    symbol = signal.symbol
+    if symbol != market.symbol or rules.symbol != symbol:
         return _veto(
-            ReasonCode.UNKNOWN_SYMBOL,
-            f"{signal.symbol}: the market view and rules given are for {rules.symbol}",
+            _CODE.UNKNOWN_SYMBOL,
+            f"{symbol}: the market view and rules given are for {rules.symbol}",
         )
     if rules.status != "TRADING":
-        return _veto(ReasonCode.UNKNOWN_SYMBOL, f"{signal.symbol} is {rules.status}, not TRADING")
+        return _veto(_CODE.UNKNOWN_SYMBOL, f"{symbol} is {rules.status}, not TRADING")
     last = market.last_price
-    if not _positive(last):
-        return _veto(ReasonCode.INVALID_MARKET, f"last price {last} is not a positive number")
-    halts = [
-        _reason(lock.code, f"trading is HALTED: {lock.message}")
-        for lock in state.locks
-        if lock.level is TradingState.HALTED and lock.active(now_ms)
-    ]
-    if halts and not (signal.protective and signal.action is SignalAction.CLOSE):
-        return _vetoed(halts)
-    position = portfolio.positions.get(signal.symbol)
+    if not 0.0 < last < _INF:
+        return _veto(_CODE.INVALID_MARKET, f"last price {last} is not a positive number")
+    if state.locks:
+        halts = [
+            _reason(lock.code, f"trading is HALTED: {lock.message}")
+            for lock in state.locks
+            if lock.level is _LEVEL.HALTED and lock.active(now_ms)
+        ]
+        if halts and not (signal.protective and action is _ACTION.CLOSE):
+            return _vetoed(halts)
+    position = portfolio.positions.get(symbol)
     held = position.quantity if position is not None else 0.0
     if not math.isfinite(held):
-        return _veto(ReasonCode.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
-    if signal.action is SignalAction.CLOSE:
+        return _veto(_CODE.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
+    if action is _ACTION.CLOSE:
         if held == 0:
-            return _veto(ReasonCode.NO_POSITION, f"no {signal.symbol} position to close")
-        side = Side.SELL if held > 0 else Side.BUY
-    elif signal.action is SignalAction.BUY:
-        side = Side.BUY
+            return _veto(_CODE.NO_POSITION, f"no {symbol} position to close")
+        side = _SIDE.SELL if held > 0 else _SIDE.BUY
+    elif action is _ACTION.BUY:
+        side = _SIDE.BUY
     elif held > 0:
-        side = Side.SELL
+        side = _SIDE.SELL
     else:
         return _veto(
-            ReasonCode.SHORT_NOT_ALLOWED,
-            f"spot is long-only: no {signal.symbol} held, so a sell would open a short",
+            _CODE.SHORT_NOT_ALLOWED,
+            f"spot is long-only: no {symbol} held, so a sell would open a short",
         )
+    limits = plain_limits(limits)
     source = limits.for_source(signal.source)
     fat = _fat_finger(signal, last, source)
-    if held > 0 if side is Side.SELL else held < 0:
+    if held > 0 if side is _SIDE.SELL else held < 0:
         if fat:
             return _vetoed(fat)
-        return _exit(signal, portfolio, market, now_ms, limits, held, side)
-    return _entry(signal, portfolio, market, now_ms, limits, source, state, held, fat)
+        return _exit(signal, portfolio, market, rules, now_ms, limits, held, side)
+    return _entry(signal, portfolio, market, rules, now_ms, limits, source, state, held, fat)
 
 
 def decide(
@@ -187,76 +255,90 @@ def decide(
 def _fat_finger(signal: TradeSignal, last: float, source: SourceLimits) -> list[Reason]:
     """A price far from the market is a typo or a hallucination, not an intent to honour."""
     found: list[Reason] = []
-    if signal.order_type is OrderType.MARKET:
+    kind = signal.order_type
+    if kind is _KIND.MARKET:
         return found
     band = source.fat_finger_pct
-    for name, used, price in (
-        ("limit_price", signal.order_type in _LIMIT_TYPES, signal.limit_price),
-        ("stop_price", signal.order_type in _STOP_TYPES, signal.stop_price),
-    ):
-        if used and price is not None and abs(price / last - 1.0) > band:
-            found.append(
-                _reason(
-                    ReasonCode.FAT_FINGER,
-                    f"{name} {price:.10g} is {abs(price / last - 1.0):.2%} from the last price "
-                    f"{last:.10g}; the band is {band:.2%}",
-                )
-            )
+    if kind in _LIMIT_TYPES:
+        _check_band("limit_price", signal.limit_price, last, band, found)
+    if kind in _STOP_TYPES:
+        _check_band("stop_price", signal.stop_price, last, band, found)
     return found
 
 
-class _Prices:
+def _check_band(
+    name: str, price: float | None, last: float, band: float, found: list[Reason]
+) -> None:
+    if price is not None and abs(price / last - 1.0) > band:
+        found.append(
+            _reason(
+                _CODE.FAT_FINGER,
+                f"{name} {price:.10g} is {abs(price / last - 1.0):.2%} from the last price "
+                f"{last:.10g}; the band is {band:.2%}",
+            )
+        )
+
+
+class _Prices(NamedTuple):
     """The order's prices on the tick grid, rounded in the trader's favour (buys down, sells
     up), plus the price used for cost (`cost`) and for exchange notional checks (`ref`)."""
 
-    __slots__ = ("cost", "cost_exact", "limit", "ref", "stop")
+    limit: Decimal | None
+    stop: Decimal | None
+    ref: Decimal
+    ref_f: float  # float(ref), found without the decimal's text where it is known already
+    cost: float
+    cost_exact: Decimal
 
-    def __init__(
-        self,
-        signal: TradeSignal,
-        side: Side,
-        last: float,
-        tick: Decimal,
-        adjustments: list[Reason],
-    ) -> None:
-        round_price = floor_to if side is Side.BUY else ceil_to
-        self.limit = self.stop = None
-        for name, used, price in (
-            ("limit_price", signal.order_type in _LIMIT_TYPES, signal.limit_price),
-            ("stop_price", signal.order_type in _STOP_TYPES, signal.stop_price),
-        ):
-            if not used or price is None:
-                continue
-            raw = exact(price)
-            rounded = round_price(raw, tick)
-            if rounded != raw:
-                adjustments.append(
-                    _reason(ReasonCode.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}")
-                )
-            if name == "limit_price":
-                self.limit = rounded
-            else:
-                self.stop = rounded
-        market_price = exact(last) if self.limit is None else None
-        if self.limit is not None:
-            self.ref = self.limit
-        elif self.stop is not None:
-            self.ref = self.stop
-        else:
-            self.ref = floor_to(market_price, tick)
-        if market_price is not None and side is Side.BUY:
-            # A market or stop buy fills at the market, wherever the trigger was.
-            self.cost_exact = market_price if self.stop is None else max(self.stop, market_price)
-            self.cost = last if self.stop is None else max(float(self.stop), last)
-        else:
-            self.cost_exact = self.ref
-            self.cost = float(self.ref)
+
+def _prices(
+    signal: TradeSignal, side: Side, last: float, tick: Decimal, adjustments: list[Reason]
+) -> _Prices:
+    limit = stop = None
+    kind = signal.order_type
+    if kind is not _KIND.MARKET:
+        round_price = floor_to if side is _SIDE.BUY else ceil_to
+        if kind in _LIMIT_TYPES and signal.limit_price is not None:
+            limit = _on_tick("limit_price", signal.limit_price, round_price, tick, adjustments)
+        if kind in _STOP_TYPES and signal.stop_price is not None:
+            stop = _on_tick("stop_price", signal.stop_price, round_price, tick, adjustments)
+    if limit is not None:
+        limit_f = float(limit)
+        return _tuple_new(_Prices, (limit, stop, limit, limit_f, limit_f, limit))
+    market_price = exact(last)
+    if stop is not None:
+        stop_f = float(stop)
+        if side is _SIDE.BUY:  # a stop buy fills at the market, wherever the trigger was
+            return _tuple_new(
+                _Prices, (None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
+            )
+        return _tuple_new(_Prices, (None, stop, stop, stop_f, stop_f, stop))
+    ref = floor_to(market_price, tick)
+    ref_f = last if ref == market_price else float(ref)
+    if side is _SIDE.BUY:
+        return _tuple_new(_Prices, (None, None, ref, ref_f, last, market_price))
+    return _tuple_new(_Prices, (None, None, ref, ref_f, ref_f, ref))
+
+
+def _on_tick(
+    name: str,
+    price: float,
+    round_price: Callable[[Decimal, Decimal], Decimal],
+    tick: Decimal,
+    adjustments: list[Reason],
+) -> Decimal:
+    raw = exact(price)
+    rounded = round_price(raw, tick)
+    if rounded != raw:
+        adjustments.append(_reason(_CODE.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}"))
+    return rounded
 
 
 def _entry(
     signal: TradeSignal,
     portfolio: PortfolioView,
     market: MarketView,
+    rules: Filters,
     now_ms: int,
     limits: RiskLimits,
     source: SourceLimits,
@@ -268,21 +350,20 @@ def _entry(
     equity, cash, last = portfolio.equity, portfolio.cash, market.last_price
     if not (_positive(equity) and math.isfinite(cash)):
         return _veto(
-            ReasonCode.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
+            _CODE.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
         )
     reasons = reasons + _entry_blocks(signal, portfolio, market, now_ms, limits, source, state)
     reasons += _position_rules(signal, portfolio, limits, source, held)
     if reasons:
         return _vetoed(reasons)
 
-    rules = market.rules
     adjustments: list[Reason] = []
-    prices = _Prices(signal, Side.BUY, last, rules.tick_size, adjustments)
+    prices = _prices(signal, _SIDE.BUY, last, rules.tick_size, adjustments)
     if prices.ref <= 0:
-        return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     cost = prices.cost
 
-    trail = _trailing(signal, market, source, cost, adjustments)
+    trail = _trailing(signal, market, rules, source, cost, adjustments)
     if isinstance(trail, Vetoed):
         return trail
     stop = signal.stop_loss
@@ -295,33 +376,34 @@ def _entry(
     if stop is None:
         if trail is None and source.require_stop_loss:
             return _veto(
-                ReasonCode.NO_STOP_LOSS,
+                _CODE.NO_STOP_LOSS,
                 f"{signal.source} entries must carry a stop-loss and no usable ATR can place one",
             )
     else:
-        stop_exact = ceil_to(exact(stop), rules.tick_size)  # rounded towards the entry: tighter
+        # rounded towards the entry: tighter
+        stop_exact = ceil_float(stop, rules.tick_size, rules.tick_f)
         if not stop_exact < prices.cost_exact:
             return _veto(
-                ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
+                _CODE.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
             )
         below = cost - float(stop_exact)
         if not below > 0:
-            return _veto(ReasonCode.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
+            return _veto(_CODE.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
         distance = min(distance, below)
         if atr_used:
             adjustments.append(
                 _reason(
-                    ReasonCode.ATR_STOP,
+                    _CODE.ATR_STOP,
                     f"no stop-loss given: stop placed at {stop_exact}, "
                     f"{source.atr_stop_multiple:g} x ATR {market.atr:.8g} below {cost:.10g}",
                 )
             )
     take_profit = None
     if signal.take_profit is not None:
-        take_profit = floor_to(exact(signal.take_profit), rules.tick_size)
+        take_profit, _ = floor_float(signal.take_profit, rules.tick_size, rules.tick_f)
         if not take_profit > prices.cost_exact:
             return _veto(
-                ReasonCode.INVALID_SIGNAL,
+                _CODE.INVALID_SIGNAL,
                 f"take_profit {take_profit} is not above the entry {cost:.10g}",
             )
 
@@ -336,24 +418,24 @@ def _entry(
             size = by_risk
             adjustments.append(
                 _reason(
-                    ReasonCode.RISK_SIZED,
+                    _CODE.RISK_SIZED,
                     f"sized to risk {source.risk_per_trade_pct:.2%} of equity with the stop "
                     f"{distance / cost:.3%} away: {by_risk:.8g}",
                 )
             )
     exposure = gross_exposure(portfolio.positions, signal.symbol, last)
     if exposure is None:
-        return _veto(ReasonCode.INVALID_PORTFOLIO, "a position holds a non-finite size or price")
+        return _veto(_CODE.INVALID_PORTFOLIO, "a position holds a non-finite size or price")
     position_room = source.max_position_pct * equity - held * last
     if source.scale_by_confidence and signal.confidence < 1.0:
         if size == math.inf:
             size = position_room / cost
         size *= signal.confidence
         if not size > 0:
-            return _veto(ReasonCode.CONFIDENCE_SCALED, "confidence scales the size to zero")
+            return _veto(_CODE.CONFIDENCE_SCALED, "confidence scales the size to zero")
         adjustments.append(
             _reason(
-                ReasonCode.CONFIDENCE_SCALED,
+                _CODE.CONFIDENCE_SCALED,
                 f"size scaled by confidence {signal.confidence:.2f}: {size:.8g}",
             )
         )
@@ -364,53 +446,62 @@ def _entry(
         size *= agreement
         adjustments.append(
             _reason(
-                ReasonCode.AGREEMENT_SCALED,
+                _CODE.AGREEMENT_SCALED,
                 f"size scaled by agreement {agreement:.2f} of the model's samples: {size:.8g}",
             )
         )
     cost_exact = prices.cost_exact
     fee = limits.fee_rate
     caps = [
-        Cap(
-            ReasonCode.MAX_POSITION,
-            position_room,
-            cost,
-            None,
-            cost_exact,
-            "max position {:.0%} of equity",
-            source.max_position_pct,
+        _tuple_new(
+            Cap,
+            (
+                _CODE.MAX_POSITION,
+                position_room,
+                cost,
+                None,
+                cost_exact,
+                "max position {:.0%} of equity",
+                source.max_position_pct,
+            ),
         ),
         _exposure_cap(portfolio, source.max_exposure_pct, exposure, cost, cost_exact),
-        Cap(
-            ReasonCode.INSUFFICIENT_CASH,
-            cash,
-            cost * (1.0 + fee),
-            None,
-            EXACT.multiply(cost_exact, _fee_factor(fee)),
-            "free cash {:.2f} (fees included)",
-            cash,
+        _tuple_new(
+            Cap,
+            (
+                _CODE.INSUFFICIENT_CASH,
+                cash,
+                cost * (1.0 + fee),
+                None,
+                exact_multiply(cost_exact, _fee_factor(fee)),
+                "free cash {:.2f} (fees included)",
+                cash,
+            ),
         ),
     ]
     if source.max_order_notional is not None:
         caps.append(
-            Cap(
-                ReasonCode.MAX_ORDER_NOTIONAL,
-                source.max_order_notional,
-                cost,
-                None,
-                cost_exact,
-                "max order notional {:g}",
-                source.max_order_notional,
+            _tuple_new(
+                Cap,
+                (
+                    _CODE.MAX_ORDER_NOTIONAL,
+                    source.max_order_notional,
+                    cost,
+                    None,
+                    cost_exact,
+                    "max order notional {:g}",
+                    source.max_order_notional,
+                ),
             )
         )
     return _finish(
         signal,
-        market,
+        rules,
         now_ms,
         size,
         caps,
         prices,
-        Side.BUY,
+        _SIDE.BUY,
         adjustments,
         stop_exact,
         take_profit,
@@ -431,12 +522,13 @@ def _exposure_cap(
         room = pct * (portfolio.equity + others.equity) - exposure - others.exposure
         names = ", ".join(others.venues)
         text = f"max exposure {{:.0%}} of the portfolio's equity (this account, {names})"
-    return Cap(ReasonCode.MAX_EXPOSURE, room, cost, None, cost_exact, text, pct)
+    return _tuple_new(Cap, (_CODE.MAX_EXPOSURE, room, cost, None, cost_exact, text, pct))
 
 
 def _trailing(
     signal: TradeSignal,
     market: MarketView,
+    rules: Filters,
     source: SourceLimits,
     cost: float,
     adjustments: list[Reason],
@@ -449,13 +541,13 @@ def _trailing(
         atr = market.atr
         if atr is None or not _positive(atr):
             return _veto(
-                ReasonCode.TRAILING_STOP,
+                _CODE.TRAILING_STOP,
                 f"a trailing stop of {signal.trailing_stop_atr:g} x ATR needs an ATR; none is known",
             )
         pct = signal.trailing_stop_atr * atr / cost
         adjustments.append(
             _reason(
-                ReasonCode.TRAILING_STOP,
+                _CODE.TRAILING_STOP,
                 f"trailing stop {signal.trailing_stop_atr:g} x ATR {atr:.8g} = {pct:.4%} "
                 f"of {cost:.10g}",
             )
@@ -464,7 +556,7 @@ def _trailing(
         pct = source.trailing_stop_pct
         adjustments.append(
             _reason(
-                ReasonCode.TRAILING_STOP,
+                _CODE.TRAILING_STOP,
                 f"no trailing stop given: risk.{signal.source}.trailing_stop_pct {pct:.4%} applies",
             )
         )
@@ -472,15 +564,13 @@ def _trailing(
         return None
     if pct >= 1.0:
         return _veto(
-            ReasonCode.TRAILING_STOP,
+            _CODE.TRAILING_STOP,
             f"a trailing stop {pct:.2%} below the high sits at or below zero; it must be under 100%",
         )
-    tick = _to_float(market.rules.tick_size)
-    if pct * cost < tick:
+    if pct * cost < rules.tick_f:
         return _veto(
-            ReasonCode.TRAILING_STOP,
-            f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick "
-            f"({market.rules.tick_size})",
+            _CODE.TRAILING_STOP,
+            f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick ({rules.tick_size})",
         )
     return exact(pct)
 
@@ -495,33 +585,38 @@ def _entry_blocks(
     state: RiskState,
 ) -> list[Reason]:
     """Every rule that forbids a new entry outright; all are reported, not just the first."""
-    found = [
-        _reason(lock.code, f"trading is REDUCING (exits only): {lock.message}")
-        for lock in state.locks
-        if lock.level is TradingState.REDUCING and lock.active(now_ms)
-    ]
-    cooldown = cooldown_lock(state.losing_streak, state.last_loss_ms, source)
-    if cooldown is not None and cooldown.active(now_ms):
-        found.append(_reason(cooldown.code, cooldown.message))
+    found = (
+        [
+            _reason(lock.code, f"trading is REDUCING (exits only): {lock.message}")
+            for lock in state.locks
+            if lock.level is _LEVEL.REDUCING and lock.active(now_ms)
+        ]
+        if state.locks
+        else []
+    )
+    if state.last_loss_ms is not None:  # no loss yet, no cooldown
+        cooldown = cooldown_lock(state.losing_streak, state.last_loss_ms, source)
+        if cooldown is not None and cooldown.active(now_ms):
+            found.append(_reason(cooldown.code, cooldown.message))
     age = now_ms - market.data_time_ms
     if age > limits.max_data_age_ms:
         found.append(
             _reason(
-                ReasonCode.STALE_DATA,
+                _CODE.STALE_DATA,
                 f"market data is {age / 1000:.0f} s old; the limit is "
                 f"{limits.max_data_age_ms / 1000:.0f} s",
             )
         )
     bid, ask = market.best_bid, market.best_ask
     if bid is not None and ask is not None:
-        if not (_positive(bid) and _positive(ask) and ask >= bid):
-            found.append(_reason(ReasonCode.INVALID_MARKET, f"book bid {bid} / ask {ask}"))
+        if not (0.0 < bid < _INF and 0.0 < ask < _INF and ask >= bid):
+            found.append(_reason(_CODE.INVALID_MARKET, f"book bid {bid} / ask {ask}"))
         else:
             spread_bps = (ask - bid) / ((ask + bid) / 2.0) * 10_000.0
             if spread_bps > limits.max_spread_bps:
                 found.append(
                     _reason(
-                        ReasonCode.WIDE_SPREAD,
+                        _CODE.WIDE_SPREAD,
                         f"spread {spread_bps:.1f} bps exceeds {limits.max_spread_bps:g} bps",
                     )
                 )
@@ -529,7 +624,7 @@ def _entry_blocks(
     if limits.size_by_agreement and agreement is not None and agreement < limits.min_agreement:
         found.append(
             _reason(
-                ReasonCode.LOW_AGREEMENT,
+                _CODE.LOW_AGREEMENT,
                 f"{agreement:.0%} of the model's samples agree; the floor is "
                 f"{limits.min_agreement:.0%}",
             )
@@ -537,23 +632,25 @@ def _entry_blocks(
     if signal.confidence < source.min_confidence:
         found.append(
             _reason(
-                ReasonCode.LOW_CONFIDENCE,
+                _CODE.LOW_CONFIDENCE,
                 f"confidence {signal.confidence:.2f} is below {source.min_confidence:.2f}",
             )
         )
     orders = state.recent_orders_ms
-    for window, allowed, label in (
-        (_MINUTE_MS, source.max_orders_per_minute, "minute"),
-        (_HOUR_MS, source.max_orders_per_hour, "hour"),
-    ):
-        placed = len(orders) - bisect_right(orders, now_ms - window)
-        if placed >= allowed:
-            found.append(
-                _reason(
-                    ReasonCode.RATE_LIMIT,
-                    f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
+    per_minute, per_hour = source.max_orders_per_minute, source.max_orders_per_hour
+    if len(orders) >= min(per_minute, per_hour):  # else no window can hold enough of them
+        for window, allowed, label in (
+            (_MINUTE_MS, per_minute, "minute"),
+            (_HOUR_MS, per_hour, "hour"),
+        ):
+            placed = len(orders) - bisect_right(orders, now_ms - window)
+            if placed >= allowed:
+                found.append(
+                    _reason(
+                        _CODE.RATE_LIMIT,
+                        f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
+                    )
                 )
-            )
     # The portfolio's own day start and peak back up the state machine's breakers.
     equity = portfolio.equity
     for lock in (
@@ -578,18 +675,20 @@ def _position_rules(
             return []
         return [
             _reason(
-                ReasonCode.PYRAMIDING,
+                _CODE.PYRAMIDING,
                 f"{signal.symbol} is already held ({held:.8g}); {signal.source} entries do not "
                 f"add to a position (risk.{signal.source}.allow_pyramiding)",
             )
         ]
     cap = limits.max_open_positions
+    if cap is None:
+        return []
     open_symbols = sorted(s for s, p in portfolio.positions.items() if p.quantity != 0)
-    if cap is None or len(open_symbols) < cap:
+    if len(open_symbols) < cap:
         return []
     return [
         _reason(
-            ReasonCode.MAX_OPEN_POSITIONS,
+            _CODE.MAX_OPEN_POSITIONS,
             f"{len(open_symbols)} positions open ({', '.join(open_symbols)}); the limit is {cap}",
         )
     ]
@@ -599,27 +698,27 @@ def _exit(
     signal: TradeSignal,
     portfolio: PortfolioView,
     market: MarketView,
+    rules: Filters,
     now_ms: int,
     limits: RiskLimits,
     held: float,
     side: Side,
 ) -> Verdict:
     """Reducing a held position: allowed in REDUCING and cooldown, capped at what is held."""
-    rules = market.rules
     adjustments: list[Reason] = []
-    prices = _Prices(signal, side, market.last_price, rules.tick_size, adjustments)
+    prices = _prices(signal, side, market.last_price, rules.tick_size, adjustments)
     if prices.ref <= 0:
-        return _veto(ReasonCode.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     held_size = abs(held)
     size = held_size
-    if signal.action is not SignalAction.CLOSE:
+    if signal.action is not _ACTION.CLOSE:
         asked = math.inf
         if signal.quantity is not None:
             asked = signal.quantity
         if signal.size_pct is not None:
             if not _positive(portfolio.equity):
                 return _veto(
-                    ReasonCode.INVALID_PORTFOLIO,
+                    _CODE.INVALID_PORTFOLIO,
                     f"size_pct needs a positive equity, got {portfolio.equity}",
                 )
             asked = min(asked, signal.size_pct * portfolio.equity / prices.cost)
@@ -628,32 +727,35 @@ def _exit(
         elif asked > held_size and asked != math.inf:
             adjustments.append(
                 _reason(
-                    ReasonCode.REDUCE_ONLY,
+                    _CODE.REDUCE_ONLY,
                     f"asked {asked:.8g} but an exit is capped at the held {held_size:.8g}",
                 )
             )
     caps: list[Cap] = []
-    if side is Side.BUY:  # covering a short spends cash
+    if side is _SIDE.BUY:  # covering a short spends cash
         fee = limits.fee_rate
         caps.append(
-            Cap(
-                ReasonCode.INSUFFICIENT_CASH,
-                portfolio.cash,
-                prices.cost * (1.0 + fee),
-                None,
-                EXACT.multiply(prices.cost_exact, _fee_factor(fee)),
-                "free cash {:.2f} (fees included)",
-                portfolio.cash,
+            _tuple_new(
+                Cap,
+                (
+                    _CODE.INSUFFICIENT_CASH,
+                    portfolio.cash,
+                    prices.cost * (1.0 + fee),
+                    None,
+                    exact_multiply(prices.cost_exact, _fee_factor(fee)),
+                    "free cash {:.2f} (fees included)",
+                    portfolio.cash,
+                ),
             )
         )
     return _finish(
-        signal, market, now_ms, size, caps, prices, side, adjustments, None, None, reduce_only=True
+        signal, rules, now_ms, size, caps, prices, side, adjustments, None, None, reduce_only=True
     )
 
 
 def _finish(
     signal: TradeSignal,
-    market: MarketView,
+    rules: Filters,
     now_ms: int,
     size: float,
     caps: list[Cap],
@@ -667,31 +769,24 @@ def _finish(
     trailing_stop_pct: Decimal | None = None,
 ) -> Verdict:
     """Exchange filters, rounding down to stepSize, the minimums, then the sealed order."""
-    rules = market.rules
-    caps.append(
-        Cap(
-            ReasonCode.MAX_QTY,
-            _to_float(rules.max_qty),
-            1.0,
-            rules.max_qty,
-            _ONE,
-            "exchange maxQty {}",
-            rules.max_qty,
-        )
-    )
-    if rules.max_notional is not None:
+    caps.append(rules.max_qty_cap)
+    ceiling = rules.max_notional_f
+    if ceiling is not None and not out_of_reach(ceiling, prices.ref_f, size):
         caps.append(
-            Cap(
-                ReasonCode.MAX_ORDER_NOTIONAL,
-                _to_float(rules.max_notional),
-                float(prices.ref),
-                rules.max_notional,
-                prices.ref,
-                "exchange maxNotional {}",
-                rules.max_notional,
+            _tuple_new(
+                Cap,
+                (
+                    _CODE.MAX_ORDER_NOTIONAL,
+                    rules.max_notional_f,
+                    prices.ref_f,
+                    rules.max_notional,
+                    prices.ref,
+                    "exchange maxNotional {}",
+                    rules.max_notional,
+                ),
             )
         )
-    fitted = fit(size, caps, rules.step_size)
+    fitted = fit(size, caps, rules.step_size, rules.step_f)
     if isinstance(fitted, NoRoom):
         return _veto(fitted.cap.code, f"no room left under {fitted.cap.describe()}")
     quantity = fitted.quantity
@@ -699,35 +794,38 @@ def _finish(
         adjustments.append(_reason(cap.code, f"capped at {room:.8g} by {cap.describe()}"))
     if fitted.rounded:
         adjustments.append(
-            _reason(ReasonCode.STEP_SIZE, f"rounded down to stepSize {rules.step_size}: {quantity}")
+            _reason(_CODE.STEP_SIZE, f"rounded down to stepSize {rules.step_size}: {quantity}")
         )
     if quantity <= 0:
         return _veto(
-            ReasonCode.MIN_QTY,
+            _CODE.MIN_QTY,
             f"size {fitted.before:.8g} rounds down to nothing at stepSize {rules.step_size}",
         )
     if quantity < rules.min_qty:
-        return _veto(ReasonCode.MIN_QTY, f"quantity {quantity} is below minQty {rules.min_qty}")
-    notional = EXACT.multiply(quantity, prices.ref)
+        return _veto(_CODE.MIN_QTY, f"quantity {quantity} is below minQty {rules.min_qty}")
+    notional = exact_multiply(quantity, prices.ref)
     if notional < rules.min_notional:
         return _veto(
-            ReasonCode.MIN_NOTIONAL,
+            _CODE.MIN_NOTIONAL,
             f"notional {notional:.8f} at {prices.ref} is below minNotional {rules.min_notional}",
         )
-    order = _MINT(
-        client_order_id=client_order_id(signal.decision_id),
-        decision_id=signal.decision_id,
-        symbol=signal.symbol,
-        side=side,
-        order_type=signal.order_type,
-        quantity=quantity,
-        limit_price=prices.limit,
-        stop_price=prices.stop,
-        stop_loss=stop_loss,
-        take_profit=take_profit,
-        trailing_stop_pct=trailing_stop_pct,
-        reduce_only=reduce_only,
-        source=signal.source,
-        created_ms=now_ms,
+    decision_id, symbol, order_type, source = _ordered(signal.__dict__)
+    order = _SEAL(
+        {
+            "client_order_id": client_order_id(decision_id),
+            "decision_id": decision_id,
+            "symbol": symbol,
+            "side": side,
+            "order_type": order_type,
+            "quantity": quantity,
+            "limit_price": prices.limit,
+            "stop_price": prices.stop,
+            "stop_loss": stop_loss,
+            "take_profit": take_profit,
+            "trailing_stop_pct": trailing_stop_pct,
+            "reduce_only": reduce_only,
+            "source": source,
+            "created_ms": now_ms,
+        }
     )
     return trusted(Approved, {"kind": "approved", "order": order, "adjustments": adjustments})

@@ -11,8 +11,20 @@ from risk.models import PositionView, ReasonCode
 
 EXACT = Context(prec=1000, rounding=ROUND_FLOOR)
 """Any finite float fits on a tick grid in 1000 digits, so products are exact; divisions round down."""
+# Bound once: a Context looks each method up through its own getattr, on the hot path every call.
+exact_multiply, _divide_int, _divide, _add = (
+    EXACT.multiply,
+    EXACT.divide_int,
+    EXACT.divide,
+    EXACT.add,
+)
 
 _NEAR = 1.0 + 1e-9  # caps within this factor of the final size are re-checked in Decimal
+_GRID_MARGIN = 1e-12
+"""A float this far (relative) from every grid line has the same floor as its exact decimal:
+the float route errs by under 1e-15 (the float's own rounding, the step's, one division)."""
+_tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
+_GRID_SPAN = 2.0**52  # beyond this many steps a float no longer counts steps exactly
 
 
 class Cap(NamedTuple):
@@ -49,20 +61,58 @@ def exact(value: float) -> Decimal:
 def floor_to(value: Decimal, step: Decimal) -> Decimal:
     if step <= 0:
         return value
-    return EXACT.multiply(EXACT.divide_int(value, step), step)
+    return exact_multiply(_divide_int(value, step), step)
 
 
 def ceil_to(value: Decimal, step: Decimal) -> Decimal:
     floored = floor_to(value, step)
-    return floored if floored >= value else EXACT.add(floored, step)
+    return floored if floored >= value else _add(floored, step)
+
+
+def _steps_below(value: float, step_f: float) -> int | None:
+    """How many whole steps fit under `value`, when float arithmetic can tell for sure: the
+    value lies clearly between two grid lines. None near a line (or for odd inputs): then
+    only the exact decimal can decide."""
+    ratio = value / step_f if step_f > 0.0 else -1.0
+    if not 0.0 <= ratio < _GRID_SPAN:
+        return None
+    steps = int(ratio)
+    margin = ratio * _GRID_MARGIN + _GRID_MARGIN
+    if margin < ratio - steps < 1.0 - margin:
+        return steps
+    return None
+
+
+def _floor_exact(value: float, step: Decimal) -> tuple[Decimal, bool]:
+    """`floor_to(exact(value), step)` and whether it moved the value."""
+    raw = exact(value)
+    floored = floor_to(raw, step)
+    return floored, floored != raw
+
+
+def floor_float(value: float, step: Decimal, step_f: float) -> tuple[Decimal, bool]:
+    """`_floor_exact`, by float arithmetic when the value lies clearly between grid lines (so
+    it cannot be on one and moves): that skips the float's decimal text, the costliest step."""
+    steps = _steps_below(value, step_f)
+    if steps is None:
+        return _floor_exact(value, step)
+    return exact_multiply(Decimal(steps), step), True
+
+
+def ceil_float(value: float, step: Decimal, step_f: float) -> Decimal:
+    """`ceil_to(exact(value), step)`, by the same float shortcut as `floor_float`."""
+    steps = _steps_below(value, step_f)
+    if steps is None:
+        return ceil_to(exact(value), step)
+    return _add(exact_multiply(Decimal(steps), step), step)
 
 
 def _floor_quotient(room: Decimal, unit: Decimal, step: Decimal) -> Decimal:
     """floor_to(room / unit, step) without the 1000-digit quotient: one exact integer division
     by unit * step gives the same multiple of the step."""
     if step <= 0:
-        return EXACT.divide(room, unit)
-    return EXACT.multiply(EXACT.divide_int(room, EXACT.multiply(unit, step)), step)
+        return _divide(room, unit)
+    return exact_multiply(_divide_int(room, exact_multiply(unit, step)), step)
 
 
 def atr_stop(entry: float, atr: float | None, multiple: float) -> float | None:
@@ -93,11 +143,17 @@ def gross_exposure(
     return total
 
 
-def fit(quantity: float, caps: list[Cap], step: Decimal) -> Fitted | NoRoom:
+def out_of_reach(room: float, unit: float, quantity: float) -> bool:
+    """Whether a cap this far above `quantity` leaves `fit` unchanged: it can neither bind nor
+    come near enough to be re-checked (`fit` only ever shrinks the quantity), so a caller may
+    leave it out."""
+    return room / unit > quantity * _NEAR
+
+
+def fit(quantity: float, caps: list[Cap], step: Decimal, step_f: float) -> Fitted | NoRoom:
     """Shrink `quantity` under every cap, round down to the step, and re-check the near-binding
     caps exactly so the Decimal result never exceeds any of them."""
     binding: list[tuple[Cap, float]] = []
-    limits: list[tuple[float, Cap]] = []
     for cap in caps:
         room = cap.room / cap.unit
         if not room > 0:
@@ -105,15 +161,17 @@ def fit(quantity: float, caps: list[Cap], step: Decimal) -> Fitted | NoRoom:
         if room < quantity:
             quantity = room
             binding.append((cap, room))
-        limits.append((room, cap))
-    unrounded = exact(quantity)
-    qty = floor_to(unrounded, step)
-    rounded = qty != unrounded
-    for room, cap in limits:
-        if room > quantity * _NEAR:
+    steps = _steps_below(quantity, step_f)
+    if steps is not None:
+        # Rounded down clearly below the size, by far more than float error, so the order is
+        # under every cap's exact room as well: nothing is near enough to re-check.
+        return _tuple_new(Fitted, (exact_multiply(Decimal(steps), step), quantity, True, binding))
+    qty, rounded = _floor_exact(quantity, step)
+    for cap in caps:
+        if cap.room / cap.unit > quantity * _NEAR:
             continue
         room_exact = cap.room_exact if cap.room_exact is not None else exact(cap.room)
-        if EXACT.multiply(qty, cap.unit_exact) > room_exact:
+        if exact_multiply(qty, cap.unit_exact) > room_exact:
             qty = _floor_quotient(room_exact, cap.unit_exact, step)
             rounded = True
-    return Fitted(qty, quantity, rounded, binding)
+    return _tuple_new(Fitted, (qty, quantity, rounded, binding))

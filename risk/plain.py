@@ -1,0 +1,95 @@
+"""Plain copies of the gate's settings for its hot path. A pydantic model answers every
+attribute read through its `__getattr__` hook, several times slower than a plain object's,
+and the gate reads the same limits and exchange rules on every signal of a run; a frozen
+model cannot change, so its copy is made once per model object and kept."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, cast
+
+from pydantic import BaseModel
+
+from market.models import SymbolRules
+from risk.limits import RiskLimits, SourceLimits
+from risk.models import ReasonCode, SignalSource
+from risk.sizing import Cap
+
+_ONE = Decimal(1)
+_KEPT = 256  # models remembered; a process meets few, so a full reset when full is fine
+
+
+class Plain:
+    """The model's fields as plain attributes."""
+
+    def __init__(self, model: BaseModel) -> None:
+        self.__dict__.update(model.__dict__)
+
+
+class _Limits(Plain):
+    """RiskLimits, with each source's limits plain too."""
+
+    def __init__(self, limits: RiskLimits) -> None:
+        super().__init__(limits)
+        for source in SignalSource:
+            setattr(self, source.value, Plain(limits.for_source(source)))
+
+    def for_source(self, source: SignalSource) -> SourceLimits:
+        return cast(SourceLimits, self.__dict__[source])
+
+
+class Filters(Plain):
+    """A symbol's rules plus what the gate derives from them: the filters as floats and the
+    fixed maxQty cap."""
+
+    tick_size: Decimal
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    min_notional: Decimal
+    max_notional: Decimal | None
+    symbol: str
+    status: str
+
+    def __init__(self, rules: SymbolRules) -> None:
+        super().__init__(rules)
+        self.tick_f = float(rules.tick_size)
+        self.step_f = float(rules.step_size)
+        self.max_notional_f = None if rules.max_notional is None else float(rules.max_notional)
+        self.max_qty_cap = Cap(
+            ReasonCode.MAX_QTY,
+            float(rules.max_qty),
+            1.0,
+            rules.max_qty,
+            _ONE,
+            "exchange maxQty {}",
+            rules.max_qty,
+        )
+
+
+_known: dict[int, tuple[BaseModel, Any]] = {}
+"""Copies by the id of their model; each entry holds its model, so an id is never reused while
+it is remembered."""
+
+
+def _remember(model: BaseModel, make: type[Plain]) -> Any:
+    if len(_known) >= _KEPT:
+        _known.clear()
+    copy = make(model)
+    _known[id(model)] = (model, copy)
+    return copy
+
+
+def plain_limits(limits: RiskLimits) -> RiskLimits:
+    """A stand-in for `limits` with the same fields and `for_source`, read at plain speed."""
+    found = _known.get(id(limits))
+    if found is not None and found[0] is limits:
+        return found[1]
+    return _remember(limits, _Limits)
+
+
+def filters_of(rules: SymbolRules) -> Filters:
+    found = _known.get(id(rules))
+    if found is not None and found[0] is rules:
+        return found[1]
+    return _remember(rules, Filters)
