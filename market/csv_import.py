@@ -148,9 +148,22 @@ def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]
             values = np.nan_to_num(values) if np.isnan(values).any() else values
         columns[target] = values.astype(np.int64) if target == "trades" else values
     del raw  # the frame below holds the parsed columns themselves, not copies of them
-    frame = pd.DataFrame(columns, copy=False)
+    frame = pd.DataFrame({name: _writable(values) for name, values in columns.items()}, copy=False)
     _check_spacing(frame, interval, path)
     return frame, absent
+
+
+def _writable(values: np.ndarray) -> np.ndarray:
+    """pandas hands out read-only views of a frame's columns; with that frame gone the view is
+    the only user, so it is made writable again (a copy only where numpy refuses): a caller may
+    edit the frame it gets, and pandas cannot copy-on-write an array it did not allocate."""
+    if values.flags.writeable:
+        return values
+    try:
+        values.flags.writeable = True
+    except ValueError:
+        return values.copy()
+    return values
 
 
 def _floats(values: pd.Series) -> np.ndarray:
