@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backtest.config import BacktestConfig
-from core.collector import collector_paused
+from core.collector import collector_relaxed
 from execution.feed import BarArrays
 from execution.fees import FeeFn
 from execution.ledger import Ledger, TradeRecord
@@ -82,7 +82,7 @@ def run_backtest(
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
     run = _Run(bars, strategy, rules, config, limits, fee_fn, observer, hours, actions)
-    with collector_paused():  # the run's objects form no cycles (core.collector)
+    with collector_relaxed():  # few cycles among the run's objects (core.collector)
         return run.run()
 
 

@@ -1,5 +1,5 @@
-"""What the engine's speed paths must not change: a backtest leaves Python's cyclic collector as
-it found it (even when the strategy raises), and the views the runner builds without
+"""What the engine's speed paths must not change: a backtest puts Python's cyclic collector back
+as it found it (even when the strategy raises) and frees the cycles made during the run, and the views the runner builds without
 re-validation are the very models pydantic would have built from the same values."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from execution.fees import Liquidity
 from execution.ledger import Ledger
 from execution.orders import ExitReason, Fill, Pending
 from market.sample import load_sample, sample_rules
-from risk.models import MarketView, PortfolioView
+from risk.models import MarketView, PortfolioView, SignalAction
 from risk.state import RiskState
 from runtime.market import Market
 from runtime.portfolio import portfolio_view
@@ -26,32 +26,55 @@ BARS = candles([(100, 101, 99, 100)] * 6)
 
 
 @pytest.fixture
-def collector_off() -> Iterator[None]:
-    gc.disable()
+def own_thresholds() -> Iterator[tuple[int, int, int]]:
+    found = gc.get_threshold()
+    gc.set_threshold(1_234, 5, 6)
     try:
-        yield
+        yield gc.get_threshold()
     finally:
-        gc.enable()
+        gc.set_threshold(*found)
 
 
-def test_a_backtest_leaves_the_collector_running() -> None:
+def test_a_backtest_puts_the_collector_back_as_it_found_it(own_thresholds) -> None:
     result = backtest(BARS, {1: [order]})
     assert len(result.fills) == 1
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_threshold() == own_thresholds
 
 
-def test_a_backtest_leaves_a_paused_collector_paused(collector_off) -> None:
-    backtest(BARS, {1: [order]})
-    assert not gc.isenabled()
-
-
-def test_a_strategy_that_raises_still_leaves_the_collector_running() -> None:
+def test_a_strategy_that_raises_still_puts_the_collector_back(own_thresholds) -> None:
     def broken(ctx):
         raise RuntimeError("the strategy broke")
 
     with pytest.raises(RuntimeError, match="the strategy broke"):
         backtest(BARS, {1: [broken]})
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_threshold() == own_thresholds
+
+
+def test_cycles_made_during_a_long_run_are_freed_during_it() -> None:
+    """An agent's model-call threads make cycles while the run goes on: they must not pile up
+    until the run ends, as they would with the collector off."""
+    freed: list[int] = []
+
+    class Node:
+        def __init__(self, n: int) -> None:
+            self.me, self.n = self, n
+
+        def __del__(self) -> None:
+            freed.append(self.n)
+
+    during: list[int] = []
+
+    def cyclic(ctx):
+        for n in range(300_000):  # well past the relaxed threshold
+            Node(n)
+        return order(ctx)
+
+    def count(ctx):
+        during.append(len(freed))
+        return order(ctx, SignalAction.SELL)
+
+    backtest(BARS, {1: [cyclic], 2: [count]})
+    assert during[0] > 100_000  # collected inside the run, not only after it
 
 
 finite = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False)

@@ -56,7 +56,7 @@ from backtest.sweep import (
 from backtest.terminal import fmt, render
 from config.settings import BacktestSettings
 from core.clock import SystemClock
-from core.collector import collector_paused
+from core.collector import collector_relaxed
 from core.errors import UserError
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
@@ -460,7 +460,7 @@ def _main(argv: list[str] | None) -> int:
             return run_agent_backtest(*run)
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console, settings.risk)
-        with collector_paused():  # the run, its report and its row make no cycles
+        with collector_relaxed():  # few cycles in the run, its report and its row
             return _single(
                 args, strategy, data, config, notes, window, store, console, settings.risk
             )
