@@ -119,6 +119,9 @@ async def watch(
     return looks
 
 
+BOOKS_THREAD = "venue-books"
+
+
 class BackgroundBooks:
     """CrossBooks kept current by their streams on a daemon thread's own event loop, for a
     caller without one (the UI's chat); `venue_books` may be read from any thread."""
@@ -127,7 +130,9 @@ class BackgroundBooks:
         self.cross = cross
         self._streams = dict(streams)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=BOOKS_THREAD, daemon=True
+        )
         self._tasks: list[asyncio.Future[None]] = []
 
     def start(self) -> BackgroundBooks:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 from loopback_openai import LoopbackOpenAI, Scripted
 from sqlalchemy import create_engine, text
 
+from arbitrage.live_books import BOOKS_THREAD
 from store import Store, open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -58,6 +60,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     if tried:
         pytest.fail(f"the test tried to reach beyond loopback: {sorted(set(tried))}")
+    if any(t.name == BOOKS_THREAD for t in threading.enumerate()):
+        pytest.fail("the test left venue book streams running (BackgroundBooks.stop not called)")
 
 
 def schema_url(base: str) -> Iterator[str]:
