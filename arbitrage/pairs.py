@@ -15,6 +15,7 @@ from arbitrage.spread import Edge, VenueBook, scan, vwap
 
 Side = Literal["buy", "sell"]
 DAY_MS = 86_400_000
+_CLOSE = "close-"  # the prefix of a lone leg's close legs
 
 
 class PairState(StrEnum):
@@ -256,12 +257,15 @@ class ArbDesk:
         self.journal(pair)  # ahead of any leg: a crash leaves an open pair to reconcile
         mark = (edge.buy_vwap + edge.sell_vwap) / 2
         for venue, side in ((edge.buy_venue, "buy"), (edge.sell_venue, "sell")):
+            if pair.legs and not pair.legs[0].filled:
+                break  # the first leg took nothing (refused, throttled): a second is a lone leg
             fill = self.legs.take(pair.pair_id, venue, side, quantity, books[venue], side)  # type: ignore[arg-type]
             pair.legs.append(fill)
             pair.pnl_quote += _pnl(self.inventory.book(fill), mark)
         filled = [f.filled for f in pair.legs]
         if not any(filled):
             pair.state = PairState.FAILED
+            pair.note = "; ".join(f"{f.venue} {f.side}: {f.reason}" for f in pair.legs)
         elif pair.unmatched is None:
             pair.state = PairState.COMPLETE
         else:
@@ -280,7 +284,7 @@ class ArbDesk:
             return
         venue, side, quantity = unmatched
         reverse: Side = "sell" if side == "buy" else "buy"
-        leg = f"close-{len(pair.closes) + 1}"
+        leg = close_leg(len(pair.closes) + 1)
         fill = self.legs.take(pair.pair_id, venue, reverse, quantity, books[venue], leg)
         pair.closes.append(fill)
         mark = (pair.edge.buy_vwap + pair.edge.sell_vwap) / 2
@@ -292,6 +296,16 @@ class ArbDesk:
     def _skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
         return None
+
+
+def close_leg(number: int) -> str:
+    """The name of a lone leg's `number`th close, which its client order id derives from."""
+    return f"{_CLOSE}{number}"
+
+
+def unwinds(leg: str) -> bool:
+    """A close leg takes risk off: the gate lets it pass the limits that hold back entries."""
+    return leg.startswith(_CLOSE)
 
 
 def fill_change(fill: LegFill) -> tuple[float, float]:

@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from arbitrage.pairs import Holdings, Inventory, LegFill, Pair, PairState, Side, fill_pnl
+from arbitrage.pairs import (
+    Holdings,
+    Inventory,
+    LegFill,
+    Pair,
+    PairState,
+    Side,
+    close_leg,
+    fill_pnl,
+    unwinds,
+)
 from arbitrage.spread import VenueBook
 from core.errors import UserError
 from execution.binance_executor import (
@@ -27,6 +37,7 @@ from risk.models import (
     MarketView,
     PortfolioView,
     PositionView,
+    ReasonCode,
     SignalAction,
     SignalSource,
     TradeSignal,
@@ -82,6 +93,7 @@ class SignedLegs:
             quantity=quantity,
             rationale=f"arbitrage {pair_id}: {leg} leg on {venue}",
             created_ms=now_ms,
+            unwinds=unwinds(leg),
         )
         mid = (book.bids[0][0] + book.asks[0][0]) / 2
         market = MarketView(
@@ -108,7 +120,15 @@ class SignedLegs:
                 f"{venue} {leg} leg of {pair_id}: {exc}; run again with the same --account to "
                 "reconcile it"
             ) from None
-        return leg_fill(status, venue, side, quantity, book.taker_fee_bps, rules)
+        fill = leg_fill(status, venue, side, quantity, book.taker_fee_bps, rules)
+        waived = [
+            f"{r.code.value}: {r.message}"
+            for r in verdict.adjustments
+            if r.code is ReasonCode.UNWIND
+        ]
+        if waived:  # the journal keeps which entry limits the close passed
+            fill = fill.model_copy(update={"reason": "; ".join([fill.reason, *waived])})
+        return fill
 
     def recover(self, pair: Pair) -> Pair:
         """An open or lone-leg pair from the journal, completed by what the venues did with the
@@ -128,7 +148,7 @@ class SignedLegs:
         if unmatched is not None:
             venue, held_side, quantity = unmatched
             reverse: Side = "sell" if held_side == "buy" else "buy"
-            close = self._ask(pair, venue, reverse, f"close-{len(pair.closes) + 1}", quantity)
+            close = self._ask(pair, venue, reverse, close_leg(len(pair.closes) + 1), quantity)
             if close.filled > 0:
                 pair.closes.append(close)
                 pair.pnl_quote += fill_pnl(close, (edge.buy_vwap + edge.sell_vwap) / 2)

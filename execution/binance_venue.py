@@ -76,6 +76,8 @@ class BinanceVenue:
         self.brackets: dict[str, dict[str, Any]] = {}  # the _BRACKET levels, by symbol
         self.protections: dict[str, Protection] = {}  # resting at the exchange, by symbol
         self._due: dict[str, ExitReason] = {}  # why this bar's protective exit is due
+        self._rested: dict[str, Decimal] = {}  # the stop that rested at the exchange this bar
+        self._exit_now: dict[str, str] = {}  # a refused move that leaves a market exit due
         self.bar = 0
 
     # -- start-up --------------------------------------------------------------------------
@@ -266,17 +268,17 @@ class BinanceVenue:
 
     # -- protection at the exchange ------------------------------------------------------
 
-    def _protect(self, symbol: str) -> None:
+    def _protect(self, symbol: str) -> bool:
         """Rest the bracket's stop (the trailing stop's latest level where that is higher) and
-        target at Binance for the whole position."""
+        target at Binance for the whole position; False when nothing could rest."""
         levels = self.brackets[symbol]
         stop, why = protective_stop(levels["stop_loss"], levels.get("trail_stop"))
         target = levels["take_profit"]
         if stop is None:
-            return  # a target alone is not protection: the loop watches it
+            return False  # a target alone is not protection: the loop watches it
         if not isinstance(self.executor, BinanceExecutor):
             log.info("%s: this exchange holds no OCO here yet; the loop watches the stop", symbol)
-            return
+            return False
         planned = protection.plan(
             symbol,
             str(levels.get("decision_id") or symbol),
@@ -288,14 +290,15 @@ class BinanceVenue:
         )
         if isinstance(planned, str):
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)
-            return
+            return False
         try:
             protection.place(self.executor, planned, self.rules[symbol])
         except VenueError as exc:
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
-            return
+            return False
         self.protections[symbol] = planned
         log.info("%s: protective %s %s rests at Binance", symbol, planned.kind, planned.client_id)
+        return True
 
     def _unprotect(self, symbol: str) -> bool:
         """Cancel the symbol's protection before our own exit; True when it had already
@@ -368,9 +371,10 @@ class BinanceVenue:
         filled when they were sent, so nothing else fills here (`fills` included: Binance
         spot has no closed hours)."""
         self.bar += 1
-        self._due = {}
+        self._due, self._exit_now = {}, {}
         self.settle()
         self.watch_protections()
+        self._rested = {s: p.stop for s, p in self.protections.items()}
         feed = self.feed.view()
         self.checkpoint = self.checkpoint.model_copy(
             update={
@@ -402,14 +406,49 @@ class BinanceVenue:
             held = self.protections.get(symbol)
             tick = self.rules[symbol].tick_size
             if held is not None and floor_to(Decimal(repr(levels["trail_stop"])), tick) > held.stop:
-                self._move_up(symbol)
+                self._move_up(symbol, open_time)
 
-    def _move_up(self, symbol: str) -> None:
+    def _move_up(self, symbol: str, open_time: int) -> None:
         """Cancel the resting protection and rest it again at the trail's level; killed in
-        between, the restart finds the old one gone and rests the latest level."""
-        if not self._unprotect(symbol):
-            self._protect(symbol)
+        between, the restart finds the old one gone and rests the latest level. A refused
+        move never leaves the position bare (docs/fills.md, "Trailing stop")."""
+        held = self.protections[symbol]
+        if self._unprotect(symbol):
+            return
+        if self._protect(symbol):
             log.info("%s: the trailing stop moved up at the exchange", symbol)
+            return
+        refused = float(self.brackets[symbol]["trail_stop"])
+        close = self.checkpoint.marks[symbol]
+        again = held.model_copy(
+            update={"client_id": protection.protection_id(f"{held.decision_id}|{open_time}")}
+        )
+        try:
+            protection.place(self.executor, again, self.rules[symbol])
+        except VenueError as exc:
+            log.error(
+                "%s: %s refused the trailing stop at %g and the stop at %s again (%s); "
+                "exiting at market",
+                symbol,
+                self.exchange,
+                refused,
+                held.stop,
+                exc,
+            )
+            self._exit_now[symbol] = f"trailing_stop {refused:g}: no stop rests at the exchange"
+            return
+        self.protections[symbol] = again
+        crossed = close <= refused
+        log.error(
+            "%s: %s refused the trailing stop at %g; the stop at %s rests again%s",
+            symbol,
+            self.exchange,
+            refused,
+            held.stop,
+            f" and the close {close:g} is through it: exiting at market" if crossed else "",
+        )
+        if crossed:
+            self._exit_now[symbol] = f"trailing_stop {refused:g} crossed (close {close:g})"
 
     def pending(self) -> list[Pending]:
         """Market orders only, filled or settled when sent: nothing waits."""
@@ -419,12 +458,17 @@ class BinanceVenue:
         """(symbol, why) for held positions whose stop or target bar `index` crossed."""
         feed = self.feed.view()
         due = []
+        for symbol, text in self._exit_now.items():
+            self._due[symbol] = ExitReason.TRAILING_STOP
+            due.append((symbol, text))
         for symbol, levels in self.brackets.items():
-            if symbol not in feed.symbols or self._flat(symbol) or symbol in self.protections:
+            if symbol not in feed.symbols or self._flat(symbol) or symbol in self._exit_now:
+                continue
+            stop, why = protective_stop(levels["stop_loss"], levels.get("trail_in_force"))
+            if self._held_at_exchange(symbol, stop):
                 continue  # a protection resting at Binance fires there
             low = float(feed.symbols[symbol].low[index])
             high = float(feed.symbols[symbol].high[index])
-            stop, why = protective_stop(levels["stop_loss"], levels.get("trail_in_force"))
             target = levels["take_profit"]
             if stop is not None and low <= stop:
                 self._due[symbol] = why
@@ -433,6 +477,16 @@ class BinanceVenue:
                 self._due[symbol] = ExitReason.TAKE_PROFIT
                 due.append((symbol, f"take_profit {target:g} reached (high {high:g})"))
         return due
+
+    def _held_at_exchange(self, symbol: str, stop: float | None) -> bool:
+        """True when the stop that rested at the exchange through the bar holds the level in
+        force; one left lower by a refused move leaves the higher level to the loop."""
+        held = self.protections.get(symbol)
+        if held is None:
+            return False
+        rested = self._rested.get(symbol, held.stop)
+        tick = self.rules[symbol].tick_size
+        return stop is None or floor_to(Decimal(repr(stop)), tick) <= rested
 
     # -- the account -----------------------------------------------------------------------
 

@@ -352,12 +352,15 @@ def _entry(
         return _veto(
             _CODE.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
         )
-    reasons = reasons + _entry_blocks(signal, portfolio, market, now_ms, limits, source, state)
+    waived: list[Reason] = []
+    reasons = reasons + _entry_blocks(
+        signal, portfolio, market, now_ms, limits, source, state, waived
+    )
     reasons += _position_rules(signal, portfolio, limits, source, held)
     if reasons:
         return _vetoed(reasons)
 
-    adjustments: list[Reason] = []
+    adjustments = [_reason(_CODE.UNWIND, f"an unwinding leg passes: {r.message}") for r in waived]
     prices = _prices(signal, _SIDE.BUY, last, rules.tick_size, adjustments)
     if prices.ref <= 0:
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
@@ -583,21 +586,21 @@ def _entry_blocks(
     limits: RiskLimits,
     source: SourceLimits,
     state: RiskState,
+    waived: list[Reason],
 ) -> list[Reason]:
-    """Every rule that forbids a new entry outright; all are reported, not just the first."""
-    found = (
-        [
-            _reason(lock.code, f"trading is REDUCING (exits only): {lock.message}")
-            for lock in state.locks
-            if lock.level is _LEVEL.REDUCING and lock.active(now_ms)
-        ]
-        if state.locks
-        else []
-    )
+    """Every rule that forbids a new entry outright; all are reported, not just the first.
+    An unwinding leg takes risk off, as an exit does: the rules that only hold back new risk
+    (REDUCING, cooldown, the order rates, the loss breakers) go to `waived` instead."""
+    found: list[Reason] = []
+    hold_back = waived.append if signal.unwinds else found.append
+    if state.locks:
+        for lock in state.locks:
+            if lock.level is _LEVEL.REDUCING and lock.active(now_ms):
+                hold_back(_reason(lock.code, f"trading is REDUCING (exits only): {lock.message}"))
     if state.last_loss_ms is not None:  # no loss yet, no cooldown
         cooldown = cooldown_lock(state.losing_streak, state.last_loss_ms, source)
         if cooldown is not None and cooldown.active(now_ms):
-            found.append(_reason(cooldown.code, cooldown.message))
+            hold_back(_reason(cooldown.code, cooldown.message))
     age = now_ms - market.data_time_ms
     if age > limits.max_data_age_ms:
         found.append(
@@ -645,7 +648,7 @@ def _entry_blocks(
         ):
             placed = len(orders) - bisect_right(orders, now_ms - window)
             if placed >= allowed:
-                found.append(
+                hold_back(
                     _reason(
                         _CODE.RATE_LIMIT,
                         f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
@@ -657,8 +660,8 @@ def _entry_blocks(
         daily_loss_lock(equity, portfolio.day_start_equity, now_ms, limits),
         drawdown_lock(equity, portfolio.peak_equity, now_ms, limits),
     ):
-        if lock is not None and all(r.code is not lock.code for r in found):
-            found.append(_reason(lock.code, lock.message))
+        if lock is not None and all(r.code is not lock.code for r in found + waived):
+            hold_back(_reason(lock.code, lock.message))
     return found
 
 

@@ -68,6 +68,9 @@ class TradeSignal(BaseModel):
     # A close that executes a stop or target set while entering (Binance spot has no bracket
     # order, so the loop watches them): it passes a HALTED lock, as a resting exchange stop would.
     protective: bool = False
+    # A leg that reverses what an earlier order of the same unit left open (an arbitrage pair's
+    # lone leg): it takes risk off, so the entry rate limits record it (UNWIND) and let it pass.
+    unwinds: bool = False
 
 
 class PositionView(BaseModel):
@@ -136,6 +139,7 @@ class ReasonCode(StrEnum):
     WIDE_SPREAD = "WIDE_SPREAD"
     FAT_FINGER = "FAT_FINGER"
     RATE_LIMIT = "RATE_LIMIT"
+    UNWIND = "UNWIND"  # an unwinding leg passed the order-rate limit that would veto an entry
     NO_POSITION = "NO_POSITION"
     SHORT_NOT_ALLOWED = "SHORT_NOT_ALLOWED"
     RISK_SIZED = "RISK_SIZED"

@@ -53,6 +53,7 @@ INSUFFICIENT_BALANCE = {
 }
 NO_SUCH_ORDER = {"code": -2013, "msg": "Order does not exist."}
 UNKNOWN_ORDER = {"code": -2011, "msg": "Unknown order sent."}
+WOULD_TRIGGER = {"code": -2010, "msg": "Stop price would trigger immediately."}
 API_RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
 OCO_PATH, ORDER_LIST_PATH = "/api/v3/orderList/oco", "/api/v3/orderList"
 NO_SUCH_LIST = {"code": -2011, "msg": "Order list does not exist."}
@@ -400,6 +401,8 @@ class LoopbackExchange:
         failure = self._filters(symbol, kind, qty, price, stop)
         if failure is not None:
             return 400, _filter_failure(failure)
+        if side == "SELL" and stop is not None and stop >= self.prices[symbol]:
+            return 400, WOULD_TRIGGER
         return self._book(symbol, kind, side, cid, qty, price, stop, p.get("timeInForce"))
 
     def _new_oco(self, p: dict[str, str]) -> tuple[int, object]:

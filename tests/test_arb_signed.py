@@ -18,7 +18,7 @@ from loopback_cross import CrossVenue, bybit_first_mid
 from loopback_exchange import API_KEY, API_SECRET, INSUFFICIENT_BALANCE, ExchangeFault
 from loopback_exchange import LoopbackExchange as BinanceExchange
 
-from arbitrage.pairs import Inventory, LegFill, Pair, PairState
+from arbitrage.pairs import ArbDesk, ArbLimits, Inventory, LegFill, Pair, PairState
 from arbitrage.signed_legs import SignedLegs, decision_id, holdings_on
 from arbitrage.spread import Edge, VenueBook
 from execution.binance_executor import BinanceExecutor
@@ -196,3 +196,61 @@ def test_an_unreachable_exchange_stops_the_start_in_one_line(cli, venues: Venues
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot start on Bybit testnet (http://127.0.0.1:9): Bybit at")
     assert "Traceback" not in run.stderr and not venues.binance.orders
+
+
+def test_at_the_rate_limit_a_lone_legs_close_still_goes_out_and_new_pairs_wait(
+    venues: Venues,
+) -> None:
+    """In process: pairs every second until the strategy's order rate (2 a minute here) is
+    spent on both venues. A lone leg (Binance sold, its Bybit buy missed) closes by buying back
+    on Binance past the rate limit, saying so; a new pair's throttled buy sends no sell."""
+    executors = {
+        "binance": BinanceExecutor(API_KEY, API_SECRET, base_url=venues.binance.base_url),
+        "bybit": BybitExecutor(BYBIT_KEY, BYBIT_SECRET, base_url=venues.bybit.url),
+    }
+    rules = {v: e.symbol_rules("BTCUSDT") for v, e in executors.items()}
+    inventory = Inventory({v: holdings_on(e, rules[v]) for v, e in executors.items()})
+    limits = RiskLimits(strategy={"max_orders_per_minute": 2})
+    legs = SignedLegs("rl", "BTCUSDT", executors, rules, limits, inventory)
+    journal: list[str] = []
+    desk = ArbDesk(
+        ArbLimits(quantity=0.001, max_notional_per_leg=1_000, daily_loss=100,
+                  max_book_age_ms=60_000),
+        inventory, legs, lambda pair: journal.append(pair.state.value), lot=legs.lot,
+    )  # fmt: skip
+    now = venues.binance.now_ms()
+    bybit_mid = float(venues.bybit.prices["BTCUSDT"])
+    binance_mid = float(venues.binance.prices["BTCUSDT"])
+
+    def books(at: int) -> dict[str, VenueBook]:
+        return {
+            venue: VenueBook(
+                venue=venue,
+                bids=[(mid - 0.5, 1.0)],
+                asks=[(mid + 0.5, 1.0)],
+                time_ms=at,
+                taker_fee_bps=10,
+            )
+            for venue, mid in (("bybit", bybit_mid), ("binance", binance_mid))
+        }
+
+    burst = [desk.step(books(now + i * 1_000), now + i * 1_000) for i in range(2)]
+    assert [p.state for p in burst if p is not None] == [PairState.COMPLETE] * 2
+    sold = legs.take("arb-000009", "binance", "sell", 0.001, books(now)["binance"], "sell")
+    edge = burst[0].edge
+    lone = Pair(pair_id="arb-000009", opened_ms=now, state=PairState.LONE_LEG, edge=edge,
+                legs=[LegFill.missed("bybit", "buy", 0.001, 10, "timed out"), sold])  # fmt: skip
+    desk.pairs.append(lone)
+    at = now + 2_000
+    failed = desk.step(books(at), at)
+    assert lone.state == PairState.CLOSED
+    [close] = venues.binance.orders_with(_cid("rl", "arb-000009", "close-1"))
+    assert (close["side"], close["status"]) == ("BUY", "FILLED")
+    assert (
+        "UNWIND" in lone.closes[0].reason and "orders in the last minute" in lone.closes[0].reason
+    )
+    # the new pair's buy on Bybit is throttled, and no Binance sell follows it
+    assert failed is not None and failed.state == PairState.FAILED
+    assert "RATE_LIMIT" not in failed.note and "orders in the last minute" in failed.note
+    assert len(failed.legs) == 1
+    assert len(venues.binance.orders) == 2 + 1 + 1  # two pairs' sells, the lone sell, its close

@@ -298,6 +298,32 @@ def test_rate_limits_per_minute_and_per_hour_block_entries_not_exits() -> None:
     approved(run(signal("close", source=AI), held, state=two_recent))
 
 
+def test_an_unwinding_buy_passes_the_limits_that_hold_back_entries_and_says_so() -> None:
+    """A lone arbitrage leg's close buys back what its partner sold: it takes risk off, so the
+    rate limit and a REDUCING lock record it instead of vetoing it; an entry is still vetoed."""
+    held = portfolio(positions={"BTCUSDT": (0.1, PRICE)})
+    busy = RiskState(
+        recent_orders_ms=tuple(NOW - 1_000 * i for i in range(30, 0, -1)),  # 30 a minute
+        locks=(
+            Lock(
+                code=ReasonCode.SAFE_MODE, level=TradingState.REDUCING, message="safe", since_ms=NOW
+            ),
+        ),
+    )
+    entry = signal(quantity=0.01)
+    vetoed_with(run(entry, held, state=busy), ReasonCode.RATE_LIMIT)
+    unwind = entry.model_copy(update={"unwinds": True})
+    verdict = run(unwind, held, state=busy)
+    assert approved(verdict).quantity == Decimal("0.01")
+    assert codes(verdict).count(ReasonCode.UNWIND) == 2  # the rate limit and safe mode
+    halted = RiskState(
+        locks=(
+            Lock(code=ReasonCode.HALTED, level=TradingState.HALTED, message="stop", since_ms=NOW),
+        )
+    )
+    vetoed_with(run(unwind, held, state=halted), ReasonCode.HALTED)
+
+
 def test_decide_counts_approved_orders_for_the_rate_limit() -> None:
     sig = signal(source=AI, stop_loss=60_000.0)
     state = RiskState()

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from loopback_exchange import LoopbackExchange
+from loopback_exchange import ExchangeFault, LoopbackExchange
 from test_binance_executor import NOW, approve
 from test_exchange_protection import PREFIX, close, restart, venue
 
@@ -177,3 +177,50 @@ def test_paper_and_the_signed_venue_exit_on_the_same_bar_for_the_same_reason(exc
     paper = PaperExecutor(sample_rules(), GrowingFeed(["BTCUSDT"]), cash=10_000)
     assert exit_bar_and_reason(paper, None) == (4, "trailing_stop")
     assert exit_bar_and_reason(venue(exchange), exchange) == (4, "trailing_stop")
+
+
+def test_a_refused_move_rests_the_old_stop_again_and_exits_when_the_close_is_through_it(
+    exchange, caplog
+) -> None:
+    place = venue(exchange)
+    enter(place)
+    first = resting_stop(exchange)
+    # The high sets 64,680 but the bar closes at 64,600: Binance refuses a sell stop above the
+    # market ("would trigger immediately"), so 63,700 rests again and the loop sells now.
+    closed(place, exchange, 65_000, 66_000, 64_500, 64_600)
+    again = resting_stop(exchange)
+    assert again["stopPrice"] == "63700.00000000"
+    assert again["clientOrderId"] != first["clientOrderId"]
+    assert [r.levelname for r in caplog.records if "refused" in r.getMessage()] == ["ERROR"]
+    assert place.protective_exits(0) == [("BTCUSDT", "trailing_stop 64680 crossed (close 64600)")]
+    assert place.execute(close(place))["status"] == "filled"
+    assert place.new_fills[-1].reason.value == "trailing_stop"
+    assert place.ledger.quantity("BTCUSDT") == 0 and exchange.open_with(PREFIX) == []
+
+
+def test_a_move_refused_for_a_filter_keeps_the_old_stop_and_the_loop_watches_the_new_level(
+    exchange,
+) -> None:
+    place = venue(exchange)
+    enter(place)
+    exchange.script(
+        ExchangeFault(status=400, body={"code": -1013, "msg": "Filter failure: PERCENT_PRICE"})
+    )
+    closed(place, exchange, 65_000, 66_000, 64_900, 65_900)
+    assert resting_stop(exchange)["stopPrice"] == "63700.00000000"
+    assert place.protective_exits(0) == []
+    # The next bar's low goes through 64,680 while only 63,700 rested: the loop exits.
+    closed(place, exchange, 65_900, 65_950, 64_600, 64_700)
+    assert place.protective_exits(1) == [("BTCUSDT", "trailing_stop 64680 crossed (low 64600)")]
+    assert place.execute(close(place))["status"] == "filled"
+    assert place.ledger.quantity("BTCUSDT") == 0 and exchange.open_with(PREFIX) == []
+
+
+def test_a_restart_after_a_refused_move_keeps_the_old_stop_resting(exchange) -> None:
+    place = venue(exchange)
+    enter(place)
+    exchange.script(ExchangeFault(status=400, body={"code": -2010, "msg": "refused"}))
+    closed(place, exchange, 65_000, 66_000, 64_900, 65_900)
+    again = restart(place, exchange)
+    assert [o["stopPrice"] for o in exchange.open_with(PREFIX)] == ["63700.00000000"]
+    assert again.protections["BTCUSDT"].stop == Decimal("63700")
