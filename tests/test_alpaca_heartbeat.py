@@ -5,7 +5,6 @@ open; a loop whose heartbeats stopped (a stuck poll) still reads as stalled."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -15,11 +14,10 @@ import pandas as pd
 from conftest import BIN
 from loopback_alpaca_market import AlpacaMarket
 from test_alpaca_trade import RSI, market_env
+from test_loop_watchdog import _checkpoint
 
-from agent.loop_state import STALL_MARGIN_MS, LoopState, Waiting
-from execution.paper_records import save_step
+from agent.loop_state import STALL_MARGIN_MS, Waiting
 from market.validation import iso_ms
-from store import open_store
 
 SATURDAY = pd.Timestamp("2026-05-30 06:00", tz="UTC")  # the EA week's weekend
 MONDAY_OPEN = "2026-06-01 13:30"  # 09:30 New York
@@ -53,18 +51,9 @@ def test_a_loop_waiting_for_the_open_reads_as_waiting_not_stalled(cli, offline_e
 
 
 def _waiting_loop(data_dir: Path, heartbeat_ms: int) -> None:
-    """What a running loop (this test's own process, alive) committed at its last heartbeat."""
-    store = open_store(f"sqlite:///{data_dir / 'agent.db'}")
-    state = LoopState(
-        account="wk",
-        initial_cash=10_000.0,
-        pid=os.getpid(),
-        wall_updated_ms=heartbeat_ms,
-        bar_every_ms=900_000,
-        waiting=Waiting(next_open_ms=1_780_320_600_000, poll_every_ms=3_600_000),
-    )
-    save_step(store, "wk", orders=[], fills=[], state_json=state.model_dump_json(), now_ms=0)
-    store.close()
+    """A loop on 15-minute bars, waiting for Monday's open with an hourly heartbeat."""
+    waiting = Waiting(next_open_ms=1_780_320_600_000, poll_every_ms=3_600_000)
+    _checkpoint(data_dir, heartbeat_ms, 900_000, account="wk", waiting=waiting)
 
 
 def test_a_stuck_poll_reads_as_stalled_once_its_heartbeat_is_overdue(cli, offline_env) -> None:

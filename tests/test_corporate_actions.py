@@ -33,7 +33,11 @@ ROWS = [  # open, high, low, close; the split halves prices from bar 3
 
 def table(ratio: float = 2.0) -> pd.DataFrame:
     """ROWS with the prices from the ex-date on divided by `ratio` instead of 2."""
-    rows = ROWS[:3] + [tuple(round(p * 2 / ratio, 2) for p in row) for row in ROWS[3:]]
+    return daily_bars(ROWS[:3] + [tuple(round(p * 2 / ratio, 2) for p in row) for row in ROWS[3:]])
+
+
+def daily_bars(rows: list[tuple]) -> pd.DataFrame:
+    """(open, high, low, close) rows as daily bars from Monday."""
     times = MONDAY + DAY * np.arange(len(rows), dtype=np.int64)
     o, h, lo, c = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
     return pd.DataFrame(
@@ -128,31 +132,23 @@ DIVIDEND = CorporateActions({"XYZ": {MONDAY + 3 * DAY: Action(dividend=1.0)}})
 
 
 def dividend_table() -> pd.DataFrame:
-    times = MONDAY + DAY * np.arange(len(EX_DIVIDEND), dtype=np.int64)
-    o, h, lo, c = (np.array(col, dtype=float) for col in zip(*EX_DIVIDEND, strict=True))
-    return pd.DataFrame({"open_time": times, "open": o, "high": h, "low": lo, "close": c,
-                         "volume": 1_000.0, "close_time": times + DAY - 1})  # fmt: skip
+    return daily_bars(EX_DIVIDEND)
 
 
-def buy_limit(ctx):
-    return order(ctx, quantity=5, order_type=OrderType.LIMIT, limit=99.55, tag="buy-limit")
-
-
-def sell_stop(ctx):
-    return order(ctx, SignalAction.SELL, quantity=10, order_type=OrderType.STOP, stop=99.25,
-                 tag="sell-stop")  # fmt: skip
-
-
-def sell_limit(ctx):
-    return order(ctx, SignalAction.SELL, quantity=10, order_type=OrderType.LIMIT, limit=100.75,
-                 tag="sell-limit")  # fmt: skip
+def rests(action: SignalAction, kind: OrderType, quantity: float, tag: str, **price: float):
+    """A decision that places one resting order."""
+    return lambda ctx: order(ctx, action, quantity=quantity, order_type=kind, tag=tag, **price)
 
 
 # On 10 shares held: a buy limit 0.45 under the close, a sell stop 0.75 under it and a sell
 # limit 0.75 over it, all resting when the dividend goes ex.
 DIVIDEND_PLAN = {
     ("XYZ", 0): [lambda ctx: order(ctx, quantity=10)],
-    ("XYZ", 1): [buy_limit, sell_stop, sell_limit],
+    ("XYZ", 1): [
+        rests(SignalAction.BUY, OrderType.LIMIT, 5, "buy-limit", limit=99.55),
+        rests(SignalAction.SELL, OrderType.STOP, 10, "sell-stop", stop=99.25),
+        rests(SignalAction.SELL, OrderType.LIMIT, 10, "sell-limit", limit=100.75),
+    ],
 }
 
 
