@@ -1,7 +1,9 @@
 """Live needs a paper record: `agent-trade --mode live` starts only when the same strategy,
 symbols and risk limits have traded on paper, on the live feed, for `live.require_paper_days`
 with no halt left unresolved. Each paper run records what it trades and from which bar; the
-days are counted from the bars it stepped after that."""
+days are counted from the bars it stepped after that: a crypto minute bar is a minute of a 24/7
+market, a stock's session stands for the real time until the next one (market.calendar), so
+both earn a week's record in a week."""
 
 from __future__ import annotations
 
@@ -11,16 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import BaseModel
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
-from agent.loop_state import kill_switch_path, risk_scope
+from agent.loop_state import LoopState, kill_switch_path, risk_scope
 from core.errors import UserError
 from risk.limits import RiskLimits
 from risk.protections import TradingState
 from risk.records import load_state
 from store.db import Store
-from store.tables import AccountProfileRow, EquityPointRow
+from store.tables import AccountProfileRow, EquityPointRow, TradingLoopRow
 
 if TYPE_CHECKING:
     from agent.model import ChatModel
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 MINUTE_MS, DAY_MINUTES = 60_000, 1_440
 LIVE_FEED = "binance"  # the replayed sample is history, not a paper record
+STOCK_FEED = "alpaca"  # its bars come in sessions: days are the sessions' real span
 
 
 class TradingProfile(BaseModel):
@@ -134,14 +138,7 @@ def paper_records(
                 AccountProfileRow.profile_json,
             ).where(AccountProfileRow.feed == feed)
         ).all()
-        bars = {
-            account: conn.execute(
-                select(func.count()).where(
-                    EquityPointRow.account == account, EquityPointRow.time_ms >= since
-                )
-            ).scalar_one()
-            for account, since, _ in rows
-        }
+        days = {account: _paper_days(conn, account, since, feed) for account, since, _ in rows}
     records = []
     for account, _, raw in rows:
         risk = load_state(store, risk_scope(account))
@@ -153,12 +150,27 @@ def paper_records(
         records.append(
             PaperRecord(
                 account=account,
-                days=bars[account] / DAY_MINUTES,
+                days=days[account],
                 differs=TradingProfile.model_validate_json(raw).differences(profile),
                 halt="; ".join(locks) or None,
             )
         )
     return sorted(records, key=lambda r: (bool(r.differs), r.halt is not None, -r.days))
+
+
+def _paper_days(conn: Connection, account: str, since_ms: int, feed: str) -> float:
+    """The market time an account's stepped bars (one equity point each) stand for."""
+    after = (EquityPointRow.account == account, EquityPointRow.time_ms >= since_ms)
+    if feed != STOCK_FEED:
+        return conn.execute(select(func.count()).where(*after)).scalar_one() / DAY_MINUTES
+    from market.calendar import xnys  # exchange_calendars: only for a stock's record
+
+    raw = conn.execute(
+        select(TradingLoopRow.state_json).where(TradingLoopRow.account == account)
+    ).scalar_one_or_none()
+    step = MINUTE_MS if raw is None else LoopState.model_validate_json(raw).bar_every_ms
+    closes = conn.execute(select(EquityPointRow.time_ms).where(*after)).scalars().all()
+    return xnys().days_covered(np.asarray(closes, dtype=np.int64) - step + 1, step)
 
 
 def require_paper_record(

@@ -44,6 +44,13 @@ class LastDecision(BaseModel):
     order: str | None = None
 
 
+class Waiting(BaseModel):
+    """A running loop that waits for the market to open, as of its last heartbeat."""
+
+    next_open_ms: int
+    poll_every_ms: int  # a heartbeat is due at least this often, or the loop is stuck
+
+
 class LoopState(BaseModel):
     """The loop's checkpoint: stored with every bar's orders and fills in one transaction."""
 
@@ -65,6 +72,7 @@ class LoopState(BaseModel):
     bar_every_ms: int = MINUTE_MS  # wall time between bars (a fast replay's are shorter)
     limits: RiskLimits | None = None  # what the gate judges by; None for an older account
     currency: str = "USDT"  # what cash and equity are counted in: the symbols' quote (USD: stocks)
+    waiting: Waiting | None = None  # the market is closed: progress is a heartbeat, not a bar
 
     @property
     def source(self) -> SignalSource:
@@ -76,11 +84,11 @@ def wall_now_ms() -> int:
 
 
 def stalled_since(state: LoopState, now_ms: int) -> int | None:
-    """When a running loop last made progress, if that is longer ago than a bar plus the
-    margin: it is alive but not moving, and must not read as running."""
-    if state.wall_updated_ms and now_ms - state.wall_updated_ms > (
-        max(state.bar_every_ms, 1) + STALL_MARGIN_MS
-    ):
+    """When a running loop last made progress, if that is longer ago than a bar (or, while it
+    waits for the open, a heartbeat) plus the margin: it is alive but not moving, and must not
+    read as running."""
+    every = max(state.bar_every_ms, state.waiting.poll_every_ms if state.waiting else 0, 1)
+    if state.wall_updated_ms and now_ms - state.wall_updated_ms > every + STALL_MARGIN_MS:
         return state.wall_updated_ms
     return None
 
@@ -124,6 +132,11 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
         status = "not running (ended without a clean stop: killed or crashed)"
     elif status == "running" and (since := stalled_since(state, wall_now_ms())) is not None:
         status = f"stalled since {iso_ms(since)} UTC: no bar for longer than the feed's interval"
+    elif status == "running" and state.waiting is not None:
+        status = (
+            f"waiting for the open at {iso_ms(state.waiting.next_open_ms)} UTC: the market is "
+            f"closed (last heartbeat {iso_ms(state.wall_updated_ms)} UTC)"
+        )
     return {
         "account": account,
         "mode": state.mode,

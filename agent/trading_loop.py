@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from agent.loop_state import LastDecision, LoopState, LoopStatus, risk_scope
+from agent.loop_state import LastDecision, LoopState, LoopStatus, Waiting, risk_scope, wall_now_ms
 from agent.records import DecisionRecord, loop_run_id, write_decisions
 from agent.step_commit import commit_step
 from backtest.veto_ledger import blocked
@@ -25,7 +25,7 @@ from execution.corporate import AppliedAction
 from execution.orders import Fill
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
 from execution.paper_records import load_account
-from market.binance_ws import Bar, BarGap, Reconnected, StreamEvent
+from market.binance_ws import Bar, BarGap, MarketClosed, Reconnected, StreamEvent
 from market.books import Books
 from market.corporate import CorporateActions
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
@@ -182,7 +182,8 @@ class TradingLoop:
                 "stop_reason": None,
                 "limits": self.limits,
                 "bar_every_ms": bar_every_ms,
-                "wall_updated_ms": wall_ms(),
+                "wall_updated_ms": wall_now_ms(),
+                "waiting": None,
             }
         )
         involved = (
@@ -319,6 +320,7 @@ class TradingLoop:
         if self.last_open_time is not None and open_time <= self.last_open_time:
             return  # committed already (only a shadow sees such a bar; see above)
         self.now_ms = close_time
+        self.state = self.state.model_copy(update={"waiting": None})
         if self.realtime and self.collect:
             self._collect(bars)
         self.interventions.apply_to(self.desk)
@@ -452,8 +454,16 @@ class TradingLoop:
 
     # -- the commit ----------------------------------------------------------------------------
 
-    def _commit(self, now: int) -> None:
-        """One transaction; the venue forgets its changes only once they are stored."""
+    def heartbeat(self, closed: MarketClosed) -> None:
+        """The market is shut and nothing is due: commit that the loop is alive and waits for
+        the open, so `status` says so instead of stalled. A step stands for itself."""
+        waiting = Waiting(next_open_ms=closed.next_open_ms, poll_every_ms=closed.poll_every_ms)
+        self.state = self.state.model_copy(update={"waiting": waiting})
+        self._commit(self.now_ms, equity=False)
+
+    def _commit(self, now: int, *, equity: bool = True) -> None:
+        """One transaction; the venue forgets its changes only once they are stored. Progress
+        is stamped by this machine's clock, the one `status` compares it with."""
         records = list(self.records.values())
         self.state, self.signals, _ = commit_step(
             self.store,
@@ -461,8 +471,8 @@ class TradingLoop:
             self.venue,
             self.signals,
             now_ms=now,
-            wall_ms=self.wall_ms(),
-            equity=self.venue.equity() if self.bars_this_run > 0 else None,
+            wall_ms=wall_now_ms(),
+            equity=self.venue.equity() if equity and self.bars_this_run > 0 else None,
             also=(self.desk.write, lambda conn: write_decisions(conn, records)),
         )
         self.desk.committed()
@@ -506,6 +516,9 @@ class TradingLoop:
                     event = receive.result()
                 except StopAsyncIteration:
                     return "the feed ended"
+                if isinstance(event, MarketClosed):
+                    await asyncio.to_thread(self.heartbeat, event)
+                    continue
                 if self.books is not None:
                     await self.books.on_event(event)
                 for open_time, bars in self._ready(pending, event):

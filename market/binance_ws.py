@@ -176,7 +176,17 @@ class BarGap(BaseModel):
     reason: str
 
 
-StreamEvent = Bar | Trade | AggTrade | DepthUpdate | Reconnected | BarGap
+class MarketClosed(BaseModel):
+    """A poll found the market shut: no bar is due before `next_open_ms`. A feed that waits for
+    the open says so on every poll, so the loop can show it is alive (a heartbeat)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    next_open_ms: int
+    poll_every_ms: int  # the longest wait before the next heartbeat
+
+
+StreamEvent = Bar | Trade | AggTrade | DepthUpdate | Reconnected | BarGap | MarketClosed
 Backfill = Callable[[str, str, int, int], Sequence[Bar] | Awaitable[Sequence[Bar]]]
 
 

@@ -72,6 +72,25 @@ class Sessions:
         expected = expected[(expected >= first) & (expected <= last)]
         return int((~np.isin(expected, open_ms)).sum())
 
+    def days_covered(self, open_ms: np.ndarray, interval_ms: int) -> float:
+        """The real days that these bars' sessions stand for: each session counts from its open
+        to the next one (a Friday's runs to Monday's), in the share of its regular-hours bars
+        that are there (an hourly session has six: 09:30 to 10:00 is in no whole bar). A week of every session is 7 days, the same pace as a week of crypto."""
+        open_ms = np.asarray(open_ms, dtype=np.int64)
+        if interval_ms >= DAY_MS:
+            days = open_ms - open_ms % DAY_MS
+            at = np.unique(np.searchsorted(self.labels, days[np.isin(days, self.labels)]))
+            share = np.ones(len(at))
+        else:
+            regular = open_ms[self.regular(open_ms, interval_ms)]
+            at, bars = np.unique(
+                np.searchsorted(self.opens, regular, "right") - 1, return_counts=True
+            )
+            fit = self.closes[at] // interval_ms - -(-self.opens[at] // interval_ms)
+            share = np.minimum(bars / np.maximum(fit, 1), 1.0)
+        span = self.opens[np.minimum(at + 1, len(self.opens) - 1)] - self.opens[at]
+        return float((share * span).sum() / DAY_MS)
+
     @staticmethod
     def bars_per_session(open_ms: np.ndarray) -> float:
         """Bars per New York trading day in the data (pre- and post-market included): an

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from loopback_alpaca_market import AlpacaMarket
 
-from market.binance_ws import Reconnected
+from market.binance_ws import Bar, MarketClosed, Reconnected
 from venues.alpaca.data import AlpacaData, AlpacaError, AlpacaKeys
 from venues.alpaca.polling import MAX_FAILURES, AlpacaBarPoller, last_closed_open
 
@@ -28,7 +29,8 @@ def test_the_newest_closed_bar_closed_before_now_and_the_next_one_has_not(now, s
 
 
 async def collect(market: AlpacaMarket, count: int, waits: list[float]) -> list[object]:
-    """The first `count` events of a poller on `market`, its sleeps kept instead of slept."""
+    """A poller's events on `market` up to its `count`th bar or reconnect (heartbeats are kept
+    but not counted), its sleeps kept instead of slept."""
 
     async def no_wait(seconds: float) -> None:
         waits.append(seconds)
@@ -40,7 +42,7 @@ async def collect(market: AlpacaMarket, count: int, waits: list[float]) -> list[
     seen: list[object] = []
     async for event in poller:
         seen.append(event)
-        if len(seen) == count:
+        if sum(not isinstance(e, MarketClosed) for e in seen) == count:
             break
     return seen
 
@@ -50,7 +52,11 @@ def test_the_poller_yields_every_bar_once_in_order() -> None:
     with AlpacaMarket() as market:
         seen = asyncio.run(collect(market, len(market.bars), waits))
     expected = [int(t.value // 1_000_000) for t in market.bars["t"]]
-    assert [bar.open_time for bar in seen] == expected
+    assert [bar.open_time for bar in seen if isinstance(bar, Bar)] == expected
+    beats = [e for e in seen if isinstance(e, MarketClosed)]
+    assert beats and all(b.poll_every_ms <= 3_600_000 for b in beats)  # at least hourly
+    monday_open = pd.Timestamp("2026-06-01 13:30", tz="UTC").value // 1_000_000
+    assert monday_open in {b.next_open_ms for b in beats}  # the weekend waits for Monday
     assert 900.0 in waits  # open: until the next 15-minute bar has closed
     assert max(waits) == 3600  # closed overnight: towards the open, at most max_wait_s
 
@@ -64,4 +70,6 @@ def test_failed_polls_are_retried_and_reported_and_too_many_end_the_feed() -> No
             asyncio.run(collect(market, 10, []))
     assert isinstance(seen[0], Reconnected) and seen[0].attempts == 2
     first_three = [int(t.value // 1_000_000) for t in market.bars["t"].iloc[:3]]
-    assert [bar.open_time for bar in seen[1:]] == first_three  # none lost to the outage
+    assert [
+        bar.open_time for bar in seen[1:] if isinstance(bar, Bar)
+    ] == first_three  # none lost to the outage

@@ -33,7 +33,11 @@ ROWS = [  # open, high, low, close; the split halves prices from bar 3
 
 def table(ratio: float = 2.0) -> pd.DataFrame:
     """ROWS with the prices from the ex-date on divided by `ratio` instead of 2."""
-    rows = ROWS[:3] + [tuple(round(p * 2 / ratio, 2) for p in row) for row in ROWS[3:]]
+    return daily_bars(ROWS[:3] + [tuple(round(p * 2 / ratio, 2) for p in row) for row in ROWS[3:]])
+
+
+def daily_bars(rows: list[tuple]) -> pd.DataFrame:
+    """(open, high, low, close) rows as daily bars from Monday."""
     times = MONDAY + DAY * np.arange(len(rows), dtype=np.int64)
     o, h, lo, c = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
     return pd.DataFrame(
@@ -85,13 +89,15 @@ def test_a_2_for_1_split_doubles_shares_and_halves_orders_and_a_dividend_is_cash
     assert (3, -1, 20.0, 50.0) in [(f.bar, f.side, f.quantity, f.price) for f in plain.fills]
     # Aware of it: 15 @ 100 became 30 @ 50, no fill at the split, the orders followed.
     assert [(f.bar, f.side, f.quantity, f.price) for f in split.fills] == [(1, 1, 15.0, 100.0)]
+    # The buy limits and the bracket's stop, halved at the split, drop by the $0.40 dividend
+    # at its ex-date (FINRA Rule 5330); the take-profit, a sell limit, stays.
     executor_state = account(_ledger(split), _working(split), _brackets(split))
     assert executor_state == {
         "cash": 10_000 - 15 * 100 + 30 * 0.4,
         "shares": 30.0,
         "avg": 50.0,
-        "orders": [(6.0, 48.5), (10.0, 47.51)],
-        "bracket": [(45.0, 65.0)],
+        "orders": [(6.0, 48.1), (10.0, 47.11)],
+        "bracket": [(44.6, 65.0)],
     }
     # Equity is continuous across the split; the dividend is the only change after it.
     assert split.equity[2] == pytest.approx(split.equity[3]) == pytest.approx(10_000.0)
@@ -117,6 +123,64 @@ def test_paper_replay_ends_in_the_backtests_account() -> None:
     assert fills == [(f.bar, f.side, f.quantity, f.price) for f in tested.fills]
     paper = account(venue.ledger, venue.sim.working, venue.sim.brackets)
     assert paper == account(_ledger(tested), _working(tested), _brackets(tested))
+
+
+# A $1.00 dividend goes ex at bar 3: the open falls from 100 to 99 by the dividend alone.
+EX_DIVIDEND = [(100, 100.5, 99.8, 100), (100, 100.5, 99.8, 100), (100, 100.5, 99.8, 100),
+               (99, 99.3, 98.9, 99), (99, 99.3, 98.9, 99)]  # fmt: skip
+DIVIDEND = CorporateActions({"XYZ": {MONDAY + 3 * DAY: Action(dividend=1.0)}})
+
+
+def dividend_table() -> pd.DataFrame:
+    return daily_bars(EX_DIVIDEND)
+
+
+def rests(action: SignalAction, kind: OrderType, quantity: float, tag: str, **price: float):
+    """A decision that places one resting order."""
+    return lambda ctx: order(ctx, action, quantity=quantity, order_type=kind, tag=tag, **price)
+
+
+# On 10 shares held: a buy limit 0.45 under the close, a sell stop 0.75 under it and a sell
+# limit 0.75 over it, all resting when the dividend goes ex.
+DIVIDEND_PLAN = {
+    ("XYZ", 0): [lambda ctx: order(ctx, quantity=10)],
+    ("XYZ", 1): [
+        rests(SignalAction.BUY, OrderType.LIMIT, 5, "buy-limit", limit=99.55),
+        rests(SignalAction.SELL, OrderType.STOP, 10, "sell-stop", stop=99.25),
+        rests(SignalAction.SELL, OrderType.LIMIT, 10, "sell-limit", limit=100.75),
+    ],
+}
+
+
+@pytest.mark.parametrize("paper", [False, True])
+def test_a_dividend_lowers_resting_buy_limits_and_sell_stops_so_the_ex_date_trips_neither(
+    paper,
+) -> None:
+    """Unadjusted, the ex-date's open at 99 would fill the buy limit at 99.55 and trip the sell
+    stop at 99.25, on a drop that is the dividend paid; adjusted (Rule 5330, rounded down to the
+    tick) they rest at 98.55 and 98.25 and nothing fills. The sell limit keeps its price. A
+    paper replay (the same runner) ends with the same orders."""
+    if paper:
+        venue = replay(dividend_table(), DIVIDEND_PLAN, None, RULES, DIVIDEND)
+        fills, ledger, working = venue.sim.fills, venue.ledger, venue.sim.working
+    else:
+        tested = backtest({"XYZ": dividend_table()}, DIVIDEND_PLAN, NO_COSTS, symbol_rules=RULES,
+                          limits=NO_BREAKERS, actions=DIVIDEND)  # fmt: skip
+        fills, ledger, working = tested.fills, _ledger(tested), _working(tested)
+    assert [(f.bar, f.side, f.quantity) for f in fills] == [(1, 1, 10.0)]
+    assert sorted((o.side, o.kind.value, o.limit, o.stop) for o in working) == [
+        (-1, "limit", 100.75, None),
+        (-1, "stop", None, 98.25),
+        (1, "limit", 98.55, None),
+    ]
+    assert ledger.cash == pytest.approx(10_000 - 10 * 100 + 10 * 1.0)
+
+
+def test_a_dividend_under_a_cent_moves_no_order() -> None:
+    small = CorporateActions({"XYZ": {MONDAY + 3 * DAY: Action(dividend=0.005)}})
+    tested = backtest({"XYZ": dividend_table()}, DIVIDEND_PLAN, NO_COSTS, symbol_rules=RULES,
+                      limits=NO_BREAKERS, actions=small)  # fmt: skip
+    assert (3, 1, 5.0, 99.0) in [(f.bar, f.side, f.quantity, f.price) for f in tested.fills]
 
 
 def _ledger(result):

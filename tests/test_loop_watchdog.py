@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.alerts import AlertWatch
 from agent.loop_state import STALL_MARGIN_MS, LoopState
@@ -16,17 +17,20 @@ from market.validation import iso_ms
 from store import open_store
 
 
-def _checkpoint(data_dir: Path, progress_ms: int, bar_every_ms: int) -> None:
-    """What a running loop (this test's own process, alive) committed at its last bar."""
+def _checkpoint(
+    data_dir: Path, progress_ms: int, bar_every_ms: int, account: str = "paper", **state: Any
+) -> None:
+    """What a running loop (this test's own process, alive) committed at its last progress."""
     store = open_store(f"sqlite:///{data_dir / 'agent.db'}")
-    state = LoopState(
-        account="paper",
+    stored = LoopState(
+        account=account,
         initial_cash=10_000.0,
         pid=os.getpid(),
         wall_updated_ms=progress_ms,
         bar_every_ms=bar_every_ms,
+        **state,
     )
-    save_step(store, "paper", orders=[], fills=[], state_json=state.model_dump_json(), now_ms=0)
+    save_step(store, account, orders=[], fills=[], state_json=stored.model_dump_json(), now_ms=0)
     store.close()
 
 

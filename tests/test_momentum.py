@@ -30,6 +30,7 @@ GOOG = (
     / "stocks"
     / "GOOG-1d-2004-08-19_2013-03-01_backtesting-py.csv"
 )
+EA = GOOG.parent / "EA-15m-2026-05-26_2026-06-03_yfinance.csv"
 
 
 def frame(times: np.ndarray, closes: list[float], step: int) -> pd.DataFrame:
@@ -176,3 +177,22 @@ def test_a_bad_momentum_parameter_exits_2_naming_it(cli) -> None:
     result = cli("agent-backtest", "--strategy", "momentum", "--top-k", "0", "--days", "1")
     assert result.returncode == 2
     assert "top_k" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_intraday_stock_buy_and_hold_starts_at_the_first_rebalance_not_bar_n(
+    cli, tmp_path: Path
+) -> None:
+    """On the EA 15-minute file (pre- and post-market rows included), a two-session lookback
+    first ranks at the close of the third session: Buy & Hold starts at that bar, not at bar 2."""
+    out = tmp_path / "ea.json"
+    args = ("--strategy", "momentum", "--lookback", "2", "--symbol", "EA", "--data", str(EA))
+    result = cli("agent-backtest", *args, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_csv(EA)
+    local = pd.to_datetime(rows["Datetime"], utc=True).dt.tz_convert("America/New_York")
+    third_close = int(np.flatnonzero(local.dt.strftime("%H:%M") == "15:45")[2])
+    assert third_close > 100  # two sessions of bars, not two bars
+    close = rows["Close"].to_numpy()
+    expected = (close[-1] - close[third_close]) / close[third_close] * 100
+    report = json.loads(out.read_text())
+    assert report["metrics"]["Buy & Hold Return [%]"] == pytest.approx(expected)

@@ -61,15 +61,11 @@ def parse_symbols(raw: str) -> tuple[list[str], AssetClass]:
 
 def check_stock_trade(args: argparse.Namespace, symbols: list[str]) -> None:
     """agent-trade takes stocks from Alpaca (paper, its paper account, live), or on a paper
-    account replaying the user's file: Binance and Bybit trade crypto only."""
+    account replaying the user's file or the store's bars: Binance and Bybit trade crypto
+    only."""
     if args.feed not in ("replay", "alpaca") or (args.feed == "replay" and args.mode != "paper"):
         venue = args.feed if args.feed != "replay" else "binance"
         require_class(symbols[0], AssetClass.CRYPTO, venue)
-    if args.feed == "replay" and args.data is None:
-        raise UserError(
-            "US stocks trade on paper from a replay of your own bars: add --data FILE "
-            "(a Yahoo/yfinance or backtesting.py CSV), or take Alpaca's with --feed alpaca"
-        )
     if args.fee_bps is not None:
         raise UserError(
             "--fee-bps is a crypto fee; US stocks pay a commission and the SEC and FINRA fees "

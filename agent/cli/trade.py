@@ -133,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument(
         "--data", type=Path, help="replay: a CSV of your own bars (1m; a stock's any) for --symbol"
     )
+    loop.add_argument(
+        "--exchange",
+        help="replay a stock's stored bars: whose (binance, the default, holds what agent-data "
+        "import stored; alpaca what agent-data download --exchange alpaca did)",
+    )
     loop.add_argument("--symbol", help="comma-separated (setting trading.symbols)")
     loop.add_argument("--strategy", default=AGENT, help=f"{AGENT} (default) or a classic strategy")
     loop.add_argument(
@@ -196,6 +201,12 @@ def _symbols(text: str) -> list[str]:
 def _stock_symbols(args: argparse.Namespace) -> list[str] | None:
     """The run's stock tickers when --symbol names US stocks (None for crypto pairs)."""
     symbols, kind = parse_symbols(args.symbol)
+    if kind is AssetClass.CRYPTO and args.exchange is not None:
+        raise UserError(
+            "--exchange replays a stock's stored bars: a crypto replay plays the bundled sample"
+        )
+    if args.exchange is not None and args.feed != "replay":
+        raise UserError(f"--exchange picks stored bars to replay: --feed {args.feed} is live")
     if kind is AssetClass.CRYPTO:
         if args.feed == "alpaca":
             require_class(symbols[0], AssetClass.EQUITY, "alpaca")
@@ -203,6 +214,9 @@ def _stock_symbols(args: argparse.Namespace) -> list[str] | None:
             raise UserError("--extended-hours applies to US stocks only; crypto trades 24/7")
         return None
     check_stock_trade(args, symbols)
+    from agent.cli.backtest import check_exchange
+
+    args.exchange = check_exchange(args, kind)
     return list(dict.fromkeys(symbols))
 
 
@@ -314,6 +328,11 @@ class _ProgressBar:
 
     def on_decision(self, record: DecisionRecord) -> None:
         pass
+
+
+def replay_sample(args: argparse.Namespace) -> bool:
+    """A replay of the bundled sample (crypto, no --data), not of the user's or stored bars."""
+    return args.data is None and asset_class(parse_symbols(args.symbol)[0][0]) is AssetClass.CRYPTO
 
 
 def _replay_frames(
@@ -439,7 +458,7 @@ async def _run_loop(
         speed=args.speed,
         start_time_ms=start,
         drop_after=args.drop_every,
-        frames=frames if args.data is not None else None,  # the sample: with its depth
+        frames=None if replay_sample(args) else frames,  # the sample: with its depth
         interval=loop.interval,
     ).start()
     depth_client = BinanceRestClient(
@@ -600,6 +619,7 @@ class PreparedRun:
 def prepare_run(args: argparse.Namespace) -> PreparedRun:
     """Check the run flags, open the store and build the loop, its feed plan and its venue."""
     from agent.cli.alpaca_feed import alpaca_feed, feed_line
+    from agent.cli.stock_replay import stored_stocks
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
     from execution.venues import alpaca_venue, paper_venue, reconcile, signed_venue
@@ -617,16 +637,25 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     rule = None if args.shadow is None else shadow_strategy(args.shadow)
     stocks = _stock_symbols(args)
     symbols = stocks or _symbols(args.symbol)
+    store = open_store(settings.resolved_database_url, settings.timescaledb)
+    stored = None
+    if stocks is not None and args.feed == "replay" and args.data is None:
+        stored = stored_stocks(store, stocks, args.exchange)
     if args.feed == "alpaca":
         interval = settings.alpaca.interval
+    elif stored is not None:
+        interval = stored.interval
     else:
         interval = SAMPLE_INTERVAL if stocks is None else sniff_interval(args.data)
     fills = _fills(args, settings.trading)
     hours = None
     actions = None
-    if stocks is not None:
+    if stored is not None:
+        actions = stored.actions
+    elif stocks is not None:
         files = {} if args.data is None else {s: read_actions(args.data, interval) for s in stocks}
         actions = CorporateActions(files)
+    if stocks is not None:
         fills = fills.model_copy(update={"fees": FeeSchedule(maker=0.0, taker=0.0)})
         hours = TradingHours(
             INTERVAL_MS[interval], settings.equity.hours(extended_hours=args.extended_hours)
@@ -637,17 +666,16 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
                 "orders: drop --extended-hours (or equity.extended_hours) for --mode "
                 f"{args.mode}"
             )
-    store = open_store(settings.resolved_database_url, settings.timescaledb)
     replay = alpaca = None
     if args.feed == "replay":
-        frames = _replay_frames(args, symbols, interval)
-        start, end, history = _replay_plan(
-            store, args.account, frames, args.data is not None, INTERVAL_MS[interval]
-        )
+        frames = stored.frames if stored else _replay_frames(args, symbols, interval)
+        own = args.data is not None or stored is not None
+        start, end, history = _replay_plan(store, args.account, frames, own, INTERVAL_MS[interval])
         replay = (start, end, frames)
         times = next(iter(frames.values()))["open_time"]
         total: int | None = int(((times >= start) & (times <= end)).sum())
         what = f"{args.data}" if args.data is not None else "the bundled Binance sample"
+        what = stored.line() if stored else what
         pace = "as fast as the loop steps" if math.isinf(args.speed) else f"at {args.speed:g}×"
         notify(
             f"feed: {what} replayed {pace} from {iso_ms(start)} UTC through a loopback "
@@ -692,7 +720,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     # Depth streams feed the gate's spread check and paper slippage: every symbol on Binance,
     # the symbols with a real depth capture in a replay of the sample, none for a user's file.
     depth = symbols if replay is None else [s for s in symbols if s in DEPTH_SAMPLE_SYMBOLS]
-    if args.data is not None or alpaca is not None:
+    if not replay_sample(args) or alpaca is not None:
         depth = []
     snapshots = _Snapshots()
     books = Books(None if args.feed == "bybit" else snapshots) if depth else None

@@ -34,15 +34,23 @@ class Momentum(Strategy):
         super().__init__(params)
         self._times: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         self._sessions = False
+        self._warmup = self.params.lookback  # in bars once bound: periods are bars on daily data
 
     def bind(self, feed: BarArrays) -> None:
-        """Periods need the bars' times, and the run's asset class says which periods."""
+        """Periods need the bars' times, and the run's asset class says which periods. The
+        warm-up is the bar where the first rate of change is known: the end of period
+        `lookback` + 1 (on intraday stock bars, that many sessions of bars, extended hours
+        included), or the whole feed while it holds fewer periods."""
         self._times = (feed.open_time, feed.close_time)
         self._sessions = any(asset_class(s) is AssetClass.EQUITY for s in feed.symbols)
+        ends = np.flatnonzero(period_masks(*self._times, sessions=self._sessions)[0])
+        lookback = self.params.lookback
+        self._warmup = int(ends[lookback]) if len(ends) > lookback else len(feed.open_time)
 
     @property
     def warmup(self) -> int:
-        return self.params.lookback
+        """Bars before the first rebalance: Buy & Hold starts there."""
+        return self._warmup
 
     def prepare(self, bars: SymbolBars) -> Prepared:
         n = len(bars.close)

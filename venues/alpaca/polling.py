@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from market.binance_ws import Bar, Reconnected, StreamEvent, bars_from_frame
+from market.binance_ws import Bar, MarketClosed, Reconnected, StreamEvent, bars_from_frame
 from market.models import INTERVAL_MS
 from venues.alpaca.data import AlpacaData, AlpacaError, Clock
 
@@ -80,7 +80,8 @@ class AlpacaBarPoller:
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
         """A failed poll (Alpaca down, a 5xx) is retried after a backoff, and the loop is told
         (a Reconnected event, counted in its status); MAX_FAILURES in a row end the feed with
-        the last error. Refused keys (exit 2) end it at once."""
+        the last error. Refused keys (exit 2) end it at once. While the market is shut, each
+        poll ends with a MarketClosed event: nothing is due, but the loop is alive."""
         failures = 0
         while True:
             try:
@@ -104,7 +105,12 @@ class AlpacaBarPoller:
             for bar in bars:
                 yield bar
             self.after = max(self.after, newest)
-            await self._sleep(self._wait_s(clock, now, newest))
+            wait = self._wait_s(clock, now, newest)
+            if not clock.is_open:  # the loop's heartbeat while it waits for the open
+                yield MarketClosed(
+                    next_open_ms=_ms(clock.next_open), poll_every_ms=int(wait * 1000)
+                )
+            await self._sleep(wait)
 
     def _closed(self, first: int, last: int) -> list[Bar]:
         """Each symbol's bars opening in [first, last] (a request each), by open time."""
