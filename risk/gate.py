@@ -41,6 +41,7 @@ from risk.sizing import (
     floor_float,
     floor_to,
     gross_exposure,
+    on_grid,
     out_of_reach,
     risk_quantity,
 )
@@ -292,8 +293,9 @@ class _Prices(NamedTuple):
 
 
 def _prices(
-    signal: TradeSignal, side: Side, last: float, tick: Decimal, adjustments: list[Reason]
+    signal: TradeSignal, side: Side, last: float, rules: Filters, adjustments: list[Reason]
 ) -> _Prices:
+    tick = rules.tick_size
     limit = stop = None
     kind = signal.order_type
     if kind is not _KIND.MARKET:
@@ -305,7 +307,8 @@ def _prices(
     if limit is not None:
         limit_f = float(limit)
         return _tuple_new(_Prices, (limit, stop, limit, limit_f, limit_f, limit))
-    market_price = exact(last)
+    line = on_grid(last, tick, rules.tick_f)
+    market_price = exact(last) if line is None else line  # one number: only the digits differ
     if stop is not None:
         stop_f = float(stop)
         if side is _SIDE.BUY:  # a stop buy fills at the market, wherever the trigger was
@@ -313,8 +316,11 @@ def _prices(
                 _Prices, (None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
             )
         return _tuple_new(_Prices, (None, stop, stop, stop_f, stop_f, stop))
-    ref = floor_to(market_price, tick)
-    ref_f = last if ref == market_price else float(ref)
+    if line is not None:
+        ref, ref_f = line, last
+    else:
+        ref = floor_to(market_price, tick)
+        ref_f = last if ref == market_price else float(ref)
     if side is _SIDE.BUY:
         return _tuple_new(_Prices, (None, None, ref, ref_f, last, market_price))
     return _tuple_new(_Prices, (None, None, ref, ref_f, ref_f, ref))
@@ -361,7 +367,7 @@ def _entry(
         return _vetoed(reasons)
 
     adjustments = [_reason(_CODE.UNWIND, f"an unwinding leg passes: {r.message}") for r in waived]
-    prices = _prices(signal, _SIDE.BUY, last, rules.tick_size, adjustments)
+    prices = _prices(signal, _SIDE.BUY, last, rules, adjustments)
     if prices.ref <= 0:
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     cost = prices.cost
@@ -709,7 +715,7 @@ def _exit(
 ) -> Verdict:
     """Reducing a held position: allowed in REDUCING and cooldown, capped at what is held."""
     adjustments: list[Reason] = []
-    prices = _prices(signal, side, market.last_price, rules.tick_size, adjustments)
+    prices = _prices(signal, side, market.last_price, rules, adjustments)
     if prices.ref <= 0:
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
     held_size = abs(held)

@@ -4,6 +4,7 @@ so float rounding can never spend a cent more than a limit allows."""
 from __future__ import annotations
 
 import math
+import sys
 from decimal import ROUND_FLOOR, Context, Decimal
 from typing import NamedTuple
 
@@ -25,6 +26,11 @@ _GRID_MARGIN = 1e-12
 the float route errs by under 1e-15 (the float's own rounding, the step's, one division)."""
 _tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
 _GRID_SPAN = 2.0**52  # beyond this many steps a float no longer counts steps exactly
+_SHORT = 1e15
+"""Decimals of at most 15 significant digits that differ never round to the same float."""
+_EXACT_SCALE = 10**22  # the largest power of ten a float holds exactly
+_NORMAL = sys.float_info.min  # below it floats thin out and the digit argument fails
+_grids: dict[Decimal, tuple[float, float]] = {}
 
 
 class Cap(NamedTuple):
@@ -83,8 +89,48 @@ def _steps_below(value: float, step_f: float) -> int | None:
     return None
 
 
-def _floor_exact(value: float, step: Decimal) -> tuple[Decimal, bool]:
+def _grid(step: Decimal) -> tuple[float, float]:
+    """The step as an integer over a power of ten, both as exact floats, worked out once per
+    step; (inf, 1) for a step whose parts floats cannot hold exactly."""
+    found = _grids.get(step)
+    if found is None:
+        if len(_grids) >= 256:  # a run meets a few steps and ticks; tests meet many
+            _grids.clear()
+        _, digits, exponent = step.as_tuple()
+        units = int("".join(map(str, digits)))
+        units, scale = (units * 10**exponent, 1) if exponent >= 0 else (units, 10**-exponent)
+        exact_parts = units < _SHORT and scale <= _EXACT_SCALE
+        found = (float(units), float(scale)) if exact_parts else (math.inf, 1.0)
+        _grids[step] = found
+    return found
+
+
+def on_grid(value: float, step: Decimal, step_f: float) -> Decimal | None:
+    """`exact(value)` as a whole number of steps, when the float is provably that grid line;
+    None otherwise (or when unsure). Proof: the line n * step is the integer n * units over a
+    power of ten, both exact floats (under 10**15 and 10**22), so their float quotient is the
+    line's correctly rounded float, and an equal float is the line's nearest; a line of at
+    most 15 significant digits is then the float's shortest round-trip decimal, as no other
+    decimal that short rounds to the same float. This skips the float's decimal text (a held
+    position, a round price: the common exit)."""
+    if not (step_f > 0.0 and value >= _NORMAL):
+        return None
+    ratio = value / step_f
+    if not ratio < _GRID_SPAN:
+        return None
+    steps = round(ratio)
+    units, scale = _grid(step)
+    units *= steps
+    if not (units < _SHORT and units / scale == value):
+        return None
+    return exact_multiply(Decimal(steps), step)
+
+
+def _floor_exact(value: float, step: Decimal, step_f: float) -> tuple[Decimal, bool]:
     """`floor_to(exact(value), step)` and whether it moved the value."""
+    line = on_grid(value, step, step_f)
+    if line is not None:
+        return line, False
     raw = exact(value)
     floored = floor_to(raw, step)
     return floored, floored != raw
@@ -95,7 +141,7 @@ def floor_float(value: float, step: Decimal, step_f: float) -> tuple[Decimal, bo
     it cannot be on one and moves): that skips the float's decimal text, the costliest step."""
     steps = _steps_below(value, step_f)
     if steps is None:
-        return _floor_exact(value, step)
+        return _floor_exact(value, step, step_f)
     return exact_multiply(Decimal(steps), step), True
 
 
@@ -103,7 +149,8 @@ def ceil_float(value: float, step: Decimal, step_f: float) -> Decimal:
     """`ceil_to(exact(value), step)`, by the same float shortcut as `floor_float`."""
     steps = _steps_below(value, step_f)
     if steps is None:
-        return ceil_to(exact(value), step)
+        line = on_grid(value, step, step_f)
+        return ceil_to(exact(value), step) if line is None else line
     return _add(exact_multiply(Decimal(steps), step), step)
 
 
@@ -166,7 +213,7 @@ def fit(quantity: float, caps: list[Cap], step: Decimal, step_f: float) -> Fitte
         # Rounded down clearly below the size, by far more than float error, so the order is
         # under every cap's exact room as well: nothing is near enough to re-check.
         return _tuple_new(Fitted, (exact_multiply(Decimal(steps), step), quantity, True, binding))
-    qty, rounded = _floor_exact(quantity, step)
+    qty, rounded = _floor_exact(quantity, step, step_f)
     for cap in caps:
         if cap.room / cap.unit > quantity * _NEAR:
             continue

@@ -68,7 +68,7 @@ def _without(state: RiskState, code: ReasonCode) -> tuple[Lock, ...]:
 
 def refresh(state: RiskState, now_ms: int) -> RiskState:
     """Drop expired locks and order times outside every rate window."""
-    locks = state.active_locks(now_ms)
+    locks = state.active_locks(now_ms) if state.locks else state.locks
     orders = state.recent_orders_ms
     orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
     if len(locks) == len(state.locks) and len(orders) == len(state.recent_orders_ms):

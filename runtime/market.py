@@ -49,19 +49,28 @@ class Market:
         self.book = book
         self.feed = feed
         self._atr: dict[str, np.ndarray] = {}
+        self._marks: tuple[int, Mapping[str, float]] = (-1, {})
 
     def extend(self, feed: BarArrays) -> None:
         """The same timeline with more bars: ATR is prefix-stable, so it is recomputed lazily."""
         self.feed = feed
         self._atr = {}
+        self._marks = (-1, {})
 
     @property
     def symbols(self) -> list[str]:
         return list(self.feed.symbols)
 
-    def marks(self, index: int) -> dict[str, float]:
-        """Every symbol at bar `index`'s close: what equity and the gate are marked at."""
-        return {s: float(b.close[index]) for s, b in self.feed.symbols.items()}
+    def marks(self, index: int) -> Mapping[str, float]:
+        """Every symbol at bar `index`'s close: what equity and the gate are marked at. A step
+        asks several times for the same bar, so the last bar's marks are kept (read-only)."""
+        kept = self._marks
+        if kept[0] != index:
+            kept = self._marks = (
+                index,
+                {s: float(b.close[index]) for s, b in self.feed.symbols.items()},
+            )
+        return kept[1]
 
     def atr(self, symbol: str, index: int) -> float | None:
         """Wilder's ATR at bar `index` from the bars this market holds (None in the warm-up)."""

@@ -9,7 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True)
-class GateCall:
-    """One signal through the gate: what it saw, what it said, what the venue answered."""
+class GateCall(NamedTuple):
+    """One signal through the gate: what it saw, what it said, what the venue answered. A
+    named tuple: built once per signal, several times cheaper than a frozen dataclass."""
 
     signal: TradeSignal
     portfolio: PortfolioView | None  # None for a symbol the run does not trade
