@@ -299,7 +299,7 @@ def test_bad_input_is_one_line_and_exit_2(cli) -> None:
 
 @pytest.mark.slow
 def test_dropped_sockets_lose_no_bar(cli, offline_env) -> None:
-    result = cli("agent-trade", *FAST, "--max-bars", "200", "--drop-every", "60")
+    result = cli("agent-trade", *FAST, "--max-bars", "200", "--drop-every", "40")
     assert result.returncode == 0, result.stderr
     shown = status(cli)
     assert shown["feed"]["reconnects"] >= 2 and "missing_bars" not in shown["feed"]
