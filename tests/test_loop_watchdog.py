@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.alerts import AlertWatch
 from agent.loop_state import STALL_MARGIN_MS, LoopState
 from config import Settings
@@ -30,6 +32,7 @@ def _checkpoint(data_dir: Path, progress_ms: int, bar_every_ms: int) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_status_says_stalled_since_the_last_progress_and_running_while_it_moves(
     cli, offline_env
 ) -> None:
