@@ -26,6 +26,7 @@ DAY = ("--symbol", "BTCUSDT", "--days", "1")
 DECISION_TIME = re.compile(r"Decision time: (\S+ \S+) UTC")
 
 
+@pytest.mark.slow
 def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_path: Path) -> None:
     out, html = tmp_path / "agent.json", tmp_path / "agent.html"
     result = cli("agent-backtest", *DAY, "--json", str(out), "--html", str(html))
@@ -97,6 +98,7 @@ def llm_env(server: LoopbackOpenAI) -> dict[str, str]:
     return {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
 
 
+@pytest.mark.slow
 def test_llm_agent_backtest_is_bounded_cached_and_honest(
     cli, tmp_path: Path, model_server: tuple[LoopbackOpenAI, ScriptedModel]
 ) -> None:
@@ -148,6 +150,7 @@ def test_llm_agent_backtest_is_bounded_cached_and_honest(
     assert compared["decision_points"] == report["agent"]["decisions"]
 
 
+@pytest.mark.slow
 def test_budget_stop_reports_what_was_done(
     cli, tmp_path: Path, model_server: tuple[LoopbackOpenAI, ScriptedModel]
 ) -> None:
@@ -172,6 +175,7 @@ def test_budget_stop_reports_what_was_done(
     assert agent["llm"]["abstains"] == {"budget": 1}
 
 
+@pytest.mark.slow
 def test_cold_replay_only_fails_clearly_and_sends_nothing(
     cli, model_server: tuple[LoopbackOpenAI, ScriptedModel]
 ) -> None:
@@ -188,6 +192,7 @@ def slowly(model: ScriptedModel, delay_s: float) -> Callable[[dict], Scripted]:
     return lambda request: dataclasses.replace(model(request), delay_s=delay_s)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode", [("--concurrency", "2"), ("--stateful",)], ids=["concurrent", "stateful"]
 )

@@ -88,6 +88,7 @@ def _codes(record: DecisionRecord) -> list[str]:
     return [r["code"] for r in (record.verdict or {}).get("reasons", [])]
 
 
+@pytest.mark.slow
 def test_safe_mode_vetoes_an_ai_buy_after_three_failures_and_lets_a_close_through(
     run_agent,
 ) -> None:

@@ -112,6 +112,7 @@ def assert_books_consistent(path: Path, cli) -> None:
     assert all(b - a == MINUTE_MS for a, b in itertools.pairwise(times))
 
 
+@pytest.mark.slow
 def test_replay_run_trades_and_status_shows_theaccount_record(cli, offline_env) -> None:
     result = cli("agent-trade", *FAST, "--max-bars", "120", "--decide-every", "5")
     assert result.returncode == 0, result.stderr
@@ -188,6 +189,7 @@ def test_ten_random_sigkills_repeat_the_uninterrupted_run(cli, offline_env, tmp_
         assert killed[part] == uninterrupted[part], (f"seed {KILL_SEED}, kills {reached}", part)
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_step_and_records_the_stop(offline_env, cli) -> None:
     path = db(offline_env)
     proc = start(offline_env, "--feed", "replay", "--speed", "1500")
@@ -201,6 +203,7 @@ def test_sigterm_finishes_the_step_and_records_the_stop(offline_env, cli) -> Non
     assert_books_consistent(path, cli)
 
 
+@pytest.mark.slow
 def test_halt_stops_new_orders_until_resumed(cli, offline_env) -> None:
     path = db(offline_env)
     first = cli("agent-trade", *FAST, "--max-bars", "60", "--decide-every", "3")
@@ -225,6 +228,7 @@ def test_halt_stops_new_orders_until_resumed(cli, offline_env) -> None:
     assert_books_consistent(path, cli)
 
 
+@pytest.mark.slow
 def test_kill_switch_file_halts_a_running_loop(cli, offline_env) -> None:
     path = db(offline_env)
     proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "1")
@@ -242,6 +246,7 @@ def test_kill_switch_file_halts_a_running_loop(cli, offline_env) -> None:
     assert orders_now == orders_then
 
 
+@pytest.mark.slow
 def test_resume_lets_a_running_loop_trade_again(cli, offline_env) -> None:
     path = db(offline_env)
     proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "1")
@@ -274,6 +279,7 @@ def test_llm_failures_enter_safe_mode_and_the_loop_keeps_running(cli, failing_ll
     assert "abstained" in shown["last_error"]
 
 
+@pytest.mark.slow
 def test_live_mode_needs_the_confirmation_and_a_live_feed(cli) -> None:
     result = cli("agent-trade", "--mode", "live")
     assert result.returncode == 2
@@ -282,6 +288,7 @@ def test_live_mode_needs_the_confirmation_and_a_live_feed(cli) -> None:
     assert replayed.returncode == 2 and "--mode live needs --feed binance" in replayed.stderr
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(cli) -> None:
     for args, message in [
         (("--symbol", "BTC-USD"), "invalid symbol 'BTC-USD'"),
@@ -411,6 +418,7 @@ def test_testnet_mode_trades_on_the_exchange_and_restarts_without_duplicates(cli
         exchange.stop()
 
 
+@pytest.mark.slow
 def test_testnet_mode_needs_keys_and_refuses_a_shortaccount_record(cli) -> None:
     missing = cli("agent-trade", "--mode", "testnet", *FAST, "--max-bars", "1")
     assert missing.returncode == 2 and "BINANCE_API_KEY" in missing.stderr
@@ -441,6 +449,7 @@ def test_sizing_by_agreement_is_refused_where_the_model_is_asked_once(cli) -> No
     assert "risk.size_by_agreement has nothing to act on in agent-trade" in refused.stderr
 
 
+@pytest.mark.slow
 def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env) -> None:
     """The order reached the exchange and filled, but the process died before the reply: the
     restart asks Binance about the written-ahead order instead of sending it again."""
@@ -480,6 +489,7 @@ def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env)
         exchange.stop()
 
 
+@pytest.mark.slow
 def test_a_classic_strategy_trades_on_the_exchange_through_the_same_loop(cli) -> None:
     from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
 
@@ -505,6 +515,7 @@ def test_a_classic_strategy_trades_on_the_exchange_through_the_same_loop(cli) ->
         exchange.stop()
 
 
+@pytest.mark.slow
 def test_flags_that_do_not_apply_say_why(cli) -> None:
     for args, message in [
         (("--strategy", "sma_cross", "--decide-every", "5"), "--decide-every does not apply"),

@@ -47,6 +47,7 @@ async def collect(market: AlpacaMarket, count: int, waits: list[float]) -> list[
     return seen
 
 
+@pytest.mark.slow
 def test_the_poller_yields_every_bar_once_in_order() -> None:
     waits: list[float] = []
     with AlpacaMarket() as market:

@@ -35,6 +35,7 @@ def in_regular_hours(times_ms: list[int]) -> bool:
     return bool(((minutes >= 570) & (minutes < 960) & (local.day_of_week < 5)).all())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -55,6 +56,7 @@ def test_agent_trade_on_alpaca_refuses_in_one_line_what_cannot_run(cli, args, en
     assert message in one_line(result)
 
 
+@pytest.mark.slow
 def test_paper_on_alpaca_bars_fills_exactly_where_the_backtest_of_those_bars_fills(
     cli, tmp_path
 ) -> None:
@@ -84,6 +86,7 @@ def test_paper_on_alpaca_bars_fills_exactly_where_the_backtest_of_those_bars_fil
     assert not [path for path, _ in market.requests if path == "/v2/orders"]  # paper: none sent
 
 
+@pytest.mark.slow
 def test_testnet_sends_orders_to_alpacas_paper_account_filled_only_in_sessions(cli) -> None:
     with AlpacaMarket() as market:
         args = (*RSI, "--symbol", "EA", "--account", "ap", "--mode", "testnet")
@@ -106,6 +109,7 @@ def test_testnet_sends_orders_to_alpacas_paper_account_filled_only_in_sessions(c
     assert "trading allowed" in status and "USDT" not in status
 
 
+@pytest.mark.slow
 def test_a_restart_settles_an_order_whose_reply_was_lost_and_never_sends_it_twice(cli) -> None:
     """The first order's reply is lost and Alpaca's order status is down for the rest of the
     run: the order stays unknown. The restart asks for it by its client_order_id, books its

@@ -27,6 +27,7 @@ def _looks(cli, venue: CrossVenue, *args: str) -> list[dict]:
     return shown["looks"]
 
 
+@pytest.mark.slow
 def test_both_live_books_give_the_edge_for_the_size_net_of_both_fees(cli) -> None:
     with CrossVenue(premium_bps=20.0) as venue:
         looks = _looks(cli, venue, "--size", "0.0005", "--seconds", "3", "--fee-bps", "10,10",
@@ -41,6 +42,7 @@ def test_both_live_books_give_the_edge_for_the_size_net_of_both_fees(cli) -> Non
         assert edge["quantity"] == 0.0005
 
 
+@pytest.mark.slow
 def test_a_book_older_than_the_limit_is_not_priced(cli) -> None:
     with CrossVenue(bybit_offset_ms=-60_000) as venue:
         looks = _looks(cli, venue, "--size", "0.0005", "--seconds", "2", "--max-age-ms", "2000")
@@ -50,6 +52,7 @@ def test_a_book_older_than_the_limit_is_not_priced(cli) -> None:
     assert not any(seen["scan"]["edge"] for seen in looks if seen["scan"])
 
 
+@pytest.mark.slow
 def test_the_text_scan_prints_a_line_per_look(cli) -> None:
     with CrossVenue(premium_bps=20.0) as venue:
         run = cli(*SCAN, "--size", "0.0005", "--seconds", "2", "--fee-bps", "0,0",
@@ -73,6 +76,7 @@ def test_book_flags_that_do_not_apply_exit_2(cli, args: tuple[str, ...], said: s
     assert said in run.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_an_unreachable_venue_ends_the_scan_with_one_line(cli) -> None:
     closed = {"AGENT_BINANCE__STREAM_URL": "ws://127.0.0.1:9"}  # bybit's is closed already
     run = cli("agent-arb", "scan", "--books", "--seconds", "30", env=closed)
@@ -80,6 +84,7 @@ def test_an_unreachable_venue_ends_the_scan_with_one_line(cli) -> None:
     assert "cannot follow both books" in run.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_the_chat_spread_tool_prices_both_live_books(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the UI's chat gets with live data: both books followed in the background, read by
     `cross_venue_spread` at the size the model asks for."""
@@ -131,6 +136,7 @@ def test_the_paper_loop_takes_pairs_from_both_live_books(cli) -> None:
     assert report["inventory_end"]["binance"]["base"] == pytest.approx(0.5 - 2 * 0.001)
 
 
+@pytest.mark.slow
 def test_the_paper_loop_takes_no_pair_off_a_book_older_than_the_limit(cli) -> None:
     with CrossVenue(premium_bps=60.0, bybit_offset_ms=-60_000) as venue:
         run = cli(*RUN, "--seconds", "2", "--max-age-ms", "2000", env=venue.env())

@@ -69,6 +69,7 @@ def _cid(account: str, pair_id: str, leg: str) -> str:
     return client_order_id(decision_id(account, pair_id, leg))
 
 
+@pytest.mark.slow
 def test_profitable_pairs_buy_on_bybit_and_sell_on_binance_by_signed_orders(
     cli, venues: Venues
 ) -> None:
@@ -96,6 +97,7 @@ def test_profitable_pairs_buy_on_bybit_and_sell_on_binance_by_signed_orders(
     assert API_SECRET not in run.stderr + run.stdout and BYBIT_SECRET not in run.stderr
 
 
+@pytest.mark.slow
 def test_a_rejected_second_leg_is_unwound_on_the_first_venue(cli, venues: Venues) -> None:
     venues.binance.script(ExchangeFault(status=400, body=INSUFFICIENT_BALANCE))
     run = cli(*RUN, "--account", "lone", "--max-pairs", "1", env=venues.env())
@@ -112,6 +114,7 @@ def test_a_rejected_second_leg_is_unwound_on_the_first_venue(cli, venues: Venues
     assert report["pnl_quote"] < 0
 
 
+@pytest.mark.slow
 def test_a_restart_after_a_lost_reply_reconciles_the_pair_without_a_second_order(
     cli, venues: Venues
 ) -> None:

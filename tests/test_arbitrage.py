@@ -204,6 +204,7 @@ def test_stored_bars_of_both_exchanges_are_compared_minute_by_minute(store) -> N
         stored_cross_bars(store, "ETHUSDT", ("binance", "bybit"))
 
 
+@pytest.mark.slow
 def test_agent_arb_scan_says_it_is_bar_based_and_fees_swallow_the_day(cli) -> None:
     import json
 
@@ -235,6 +236,7 @@ def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
     assert again.returncode == 2 and "already has pairs" in again.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -304,6 +306,7 @@ def test_a_transfer_evens_the_split_and_loses_exactly_its_fee(x, y, fee, thresho
         assert after == (x, y)
 
 
+@pytest.mark.slow
 def test_agent_arb_run_rebalances_drifted_inventory_and_pays_for_it(cli) -> None:
     import json
 

@@ -33,6 +33,7 @@ def _one_clean_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_json_report_on_the_bundled_sample(cli, tmp_path: Path) -> None:
     out, html = tmp_path / "report.json", tmp_path / "report.html"
     args = (
@@ -78,6 +79,7 @@ def test_json_report_on_the_bundled_sample(cli, tmp_path: Path) -> None:
     assert json.loads(runs[0].metrics_json)["# Trades"] == report["metrics"]["# Trades"]
 
 
+@pytest.mark.slow
 def test_sweep_ranks_a_grid_in_parallel(cli, tmp_path: Path) -> None:
     out = tmp_path / "sweep.json"
     result = cli(

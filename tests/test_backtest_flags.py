@@ -53,6 +53,7 @@ def test_a_flag_that_cannot_apply_exits_2_with_one_line(
     assert expected in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_agent_takes_stop_loss_and_take_profit_and_checks_lookahead(cli, tmp_path: Path) -> None:
     out = tmp_path / "agent.json"
     args = ("--days", "1", "--stop-loss", "0.5", "--take-profit", "1", "--json", str(out))
@@ -85,6 +86,7 @@ def test_window_longer_than_the_data_warns_once_and_the_json_has_both(cli, tmp_p
     assert (window["requested_days"], window["delivered_days"], window["short"]) == (10, 3, True)
 
 
+@pytest.mark.slow
 def test_interval_1h_resamples_the_stored_minutes(cli, tmp_path: Path) -> None:
     out = tmp_path / "h.json"
     args = ("--strategy", "sma_cross", "--fast", "5", "--slow", "20", "--interval", "1h")

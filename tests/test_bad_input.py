@@ -14,6 +14,7 @@ from market.sample import load_sample
 SMA = ("--strategy", "sma_cross", "--days", "1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("command", "args", "env", "said"),
     [
@@ -58,6 +59,7 @@ def csvs(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["agent-backtest", "agent-data"])
 def test_a_shuffled_csv_is_named_as_out_of_order_and_an_all_nan_one_is_refused(
     cli, csvs: dict[str, Path], command: str

@@ -173,6 +173,7 @@ def test_bybit_settings_refuse_unknown_keys() -> None:
         BybitSettings.model_validate(json.loads('{"base_url": "https://x", "fee": 1}'))
 
 
+@pytest.mark.slow
 def test_agent_data_downloads_a_day_of_bybit_bars_into_the_store(cli, rest: BybitRest) -> None:
     env = {"AGENT_BYBIT__BASE_URL": rest.url}
     args = ("--symbol", "BTCUSDT", "--start", "2022-12-13", "--end", "2022-12-14")
@@ -187,6 +188,7 @@ def test_agent_data_downloads_a_day_of_bybit_bars_into_the_store(cli, rest: Bybi
     ), listed.stdout
 
 
+@pytest.mark.slow
 def test_agent_data_says_when_bybit_is_unreachable_or_the_exchange_is_unknown(cli) -> None:
     args = ("--symbol", "BTCUSDT", "--start", "2022-12-13", "--end", "2022-12-14")
     down = cli("agent-data", "download", "--exchange", "bybit", *args)

@@ -219,6 +219,7 @@ def test_a_trade_only_key_passes_and_an_unbound_one_is_warned_about() -> None:
 # --- agent-trade ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_agent_trade_on_bybit_testnet_checks_the_key_and_reconciles(cli) -> None:
     from loopback_bybit import BybitRest, BybitSocket, SocketThread
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from loopback_openai import LoopbackOpenAI
 from scripted_model import ScriptedModel, buy_an_uptrend
 
 WINDOW = ("--symbol", "BTCUSDT", "--start", "2025-10-30", "--concurrency", "4", "--yes")
 
 
+@pytest.mark.slow
 def test_extending_a_cached_window_asks_only_for_new_decisions_concurrently(
     cli, tmp_path: Path
 ) -> None:

@@ -104,6 +104,7 @@ def _fills(offline_env: dict[str, str], tmp_path: Path) -> list[dict[str, Any]]:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_buy_survives_a_restart_then_sell_goes_flat_with_the_fills_pnl(
     offline_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -554,6 +555,7 @@ def test_testnet_mode_sends_the_approved_chat_orders_to_the_exchange(testnet: An
         build_app(settings, store, model=OfflineModel(), clock=clock)
 
 
+@pytest.mark.slow
 def test_testnet_mode_without_keys_or_live_bars_stops_and_never_trades_on_paper(
     testnet: Any, monkeypatch: pytest.MonkeyPatch, offline_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ def test_list_on_a_fresh_machine_shows_the_bundled_sample(cli) -> None:
     assert "bundled" not in again.stderr, "the sample is loaded once, not on every run"
 
 
+@pytest.mark.slow
 def test_import_is_idempotent_and_verify_reports_planted_gaps(cli, tmp_path: Path) -> None:
     lines = gzip.decompress(SAMPLE_GZ.read_bytes()).decode().splitlines()
     gapped = [lines[0], *lines[1:101], *lines[104:301]]
@@ -49,6 +50,7 @@ def test_import_is_idempotent_and_verify_reports_planted_gaps(cli, tmp_path: Pat
     assert "1 gaps (3 missing bars), first at 2025-10-29 06:02" in verify.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -101,6 +103,7 @@ def test_download_without_network_fails_clearly(cli) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_row_imports_nothing_and_leaves_no_database(cli, offline_env, tmp_path) -> None:
     """One bad row refuses the whole file, named by row and column: no database appears on a
     fresh machine, and an existing store gains no part of the file."""

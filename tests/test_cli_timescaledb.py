@@ -48,6 +48,7 @@ def test_import_creates_a_hypertable_and_status_says_so(cli, timescale_env):
     assert ":***@" in lines["database"] and f":{password}@" not in lines["database"]
 
 
+@pytest.mark.slow
 def test_sqlite_store_status_and_a_refused_require(cli):
     status = cli("agent-data", "status")
     assert status.returncode == 0, status.stderr

@@ -220,6 +220,7 @@ def ms_utc(day: str) -> int:
     return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
 
 
+@pytest.mark.slow
 def test_cli_backtest_on_raw_prices_with_a_split_trades_as_on_continuous_prices(
     cli, tmp_path
 ) -> None:

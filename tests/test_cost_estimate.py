@@ -36,6 +36,7 @@ def number(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+@pytest.mark.slow
 def test_a_local_server_run_is_estimated_on_its_real_prompt_then_on_its_history(
     cli, tmp_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ def test_the_estimate_says_what_its_figures_cover(period: str) -> None:
     assert "(1.00 calls and 800 + 120 tokens per decision, counted)" in line
 
 
+@pytest.mark.slow
 def test_the_trading_loop_counts_a_real_decision_prompt_before_asking_consent(cli) -> None:
     """The loop has no bars before it starts: its prompt is counted on the bundled sample, and
     nothing is sent (the port is closed) before the user accepts."""

@@ -349,6 +349,7 @@ def test_a_sweep_point_is_saved_as_its_full_run_would_be(store, btc) -> None:
     )
 
 
+@pytest.mark.slow
 def test_ray_runs_the_same_task_function(btc, tmp_path, monkeypatch) -> None:
     pytest.importorskip("ray")
     monkeypatch.setenv("HOME", str(tmp_path))  # Ray writes its session token under HOME

@@ -34,6 +34,7 @@ def bybit_csv(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bybit_bars_are_imported_verified_and_backtested_by_exchange(cli, tmp_path: Path) -> None:
     imported = cli("agent-data", "import", str(bybit_csv(tmp_path)), "--symbol", "BTCUSDT",
                    "--interval", "1m", "--exchange", "bybit")  # fmt: skip
@@ -66,6 +67,7 @@ def test_a_backtest_on_bybit_without_its_bars_exits_2_instead_of_using_binances_
 IMPORT = ("agent-data", "import", "x.csv", "--interval", "1m", "--symbol")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "said"),
     [

@@ -76,6 +76,7 @@ def _broken(s: TradeSignal) -> bool:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(
     decision_id=st.sampled_from(["d-1", " ", ""]),
@@ -120,6 +121,7 @@ def near_grid(draw: st.DrawFn) -> tuple[float, Decimal]:
     return value, step
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(near_grid())
 def test_rounding_to_the_grid_in_float_lands_on_the_exact_decimal_line(

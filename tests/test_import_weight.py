@@ -56,6 +56,7 @@ def test_a_classic_backtest_on_a_csv_loads_no_agent_ui_or_network_stack(cli, bar
     assert _modules(result.stderr) & SWEEP_AND_CHECKS == set()
 
 
+@pytest.mark.slow
 def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     loop = ("--feed", "replay", "--speed", "max", "--strategy", "sma_cross", "--max-bars", "2")
     ran = cli("agent-trade", *loop, env={"PYTHONPROFILEIMPORTTIME": "1"})
@@ -67,6 +68,7 @@ def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK) == set()
 
 
+@pytest.mark.slow
 def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_sdk(cli) -> None:
     day = ("agent-backtest", "--symbol", "BTCUSDT", "--days", "1")
     offline = cli(*day, env={"PYTHONPROFILEIMPORTTIME": "1"})

@@ -123,6 +123,7 @@ def test_a_key_without_spot_trading_is_refused(cli, live_env) -> None:
     assert "enableSpotAndMarginTrading is off: this key cannot place spot orders" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_trade_only_key_without_ip_restriction_starts_with_a_warning(
     cli, offline_env, live_env
 ) -> None:
@@ -147,6 +148,7 @@ def test_a_trade_only_key_without_ip_restriction_starts_with_a_warning(
         assert API_KEY not in output and API_SECRET not in output
 
 
+@pytest.mark.slow
 def test_live_needs_seven_days_of_paper_then_starts(cli, offline_env, live_env) -> None:
     exchange = exchange_with()
     env = {**live_env, "AGENT_BINANCE__TRADE_URL": exchange.base_url}
@@ -171,6 +173,7 @@ def test_live_needs_seven_days_of_paper_then_starts(cli, offline_env, live_env) 
         exchange.stop()
 
 
+@pytest.mark.slow
 def test_a_dotenv_others_can_read_is_refused_for_live(cli, offline_env, live_env) -> None:
     dotenv = Path(offline_env["AGENT_DATA_DIR"]).parent / ".env"  # the commands' working dir
     dotenv.write_text("AGENT_LOG_LEVEL=INFO\n")

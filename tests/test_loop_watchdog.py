@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.alerts import AlertWatch
 from agent.loop_state import STALL_MARGIN_MS, LoopState
 from config import Settings
@@ -34,6 +36,7 @@ def _checkpoint(
     store.close()
 
 
+@pytest.mark.slow
 def test_status_says_stalled_since_the_last_progress_and_running_while_it_moves(
     cli, offline_env
 ) -> None:

@@ -143,6 +143,7 @@ def test_stocks_rebalance_at_the_close_and_fill_at_the_next_sessions_open() -> N
     assert result.fills[0].quantity == int(result.fills[0].quantity)
 
 
+@pytest.mark.slow
 def test_goog_daily_and_the_crypto_sample_run_momentum_from_the_cli(cli, tmp_path: Path) -> None:
     out = tmp_path / "goog.json"
     args = ("--strategy", "momentum", "--lookback", "20")

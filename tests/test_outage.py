@@ -68,6 +68,7 @@ def _saved(offline_env: dict[str, str]) -> tuple[int, int]:
     return runs, decisions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("reply", "said"),
     [
@@ -100,6 +101,7 @@ def test_a_base_url_that_is_not_a_url_is_one_line_before_anything_runs(cli) -> N
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("reply", "env", "cause"),
     [
@@ -125,6 +127,7 @@ def test_a_persistent_outage_trips_the_breaker_with_a_partial_report(
     assert len(server.requests) < BREAKER + CONCURRENCY
 
 
+@pytest.mark.slow
 def test_retries_show_in_the_terminal_summary_and_the_json(
     cli, tmp_path: Path, hostile: Hostile
 ) -> None:
@@ -140,6 +143,7 @@ def test_retries_show_in_the_terminal_summary_and_the_json(
     assert re.search(rf"retries / failed requests\W+2 / {BREAKER}\b", result.stdout)
 
 
+@pytest.mark.slow
 def test_a_refused_key_stops_the_trading_loop_and_status_says_why(cli, hostile: Hostile) -> None:
     server = hostile(_error(401, "Incorrect API key provided"))
     env = _env(server)

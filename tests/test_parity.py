@@ -50,6 +50,7 @@ def _paper(cli, account: str, *args: str, env: dict[str, str] | None = None) -> 
     return json.loads(fills.stdout), json.loads(status.stdout)
 
 
+@pytest.mark.slow
 def test_a_classic_strategy_fills_the_same_in_a_backtest_and_on_paper(cli, tmp_path, day_csv):
     common = ("--strategy", "sma_cross", "--symbol", "BTCUSDT", "--data", str(day_csv))
     report = _backtest(cli, tmp_path, *common, "--fee-bps", "10", "--slippage-bps", "2")
@@ -98,6 +99,7 @@ def _verdicts(path: Path) -> dict[str, dict[int, tuple[str, list[str]]]]:
     return runs
 
 
+@pytest.mark.slow
 def test_the_agent_gets_the_same_verdicts_orders_and_fills_on_paper(
     cli, tmp_path, day_csv, model
 ) -> None:
@@ -119,6 +121,7 @@ def test_the_agent_gets_the_same_verdicts_orders_and_fills_on_paper(
     assert any("ATR_STOP" in codes for codes in entries), "the gate placed the stop in both"
 
 
+@pytest.mark.slow
 def test_a_trailing_stop_exits_the_same_in_a_backtest_and_on_paper_over_a_restart(
     cli, tmp_path, day_csv
 ):

@@ -1,8 +1,10 @@
 """Every command in README.md runs as documented: each one a real subprocess, offline, with no
-key, and exits with the code the README implies (0 unless the line says `[exit N]`). A block's
-commands run in order in one fresh data directory, as a reader would type them; blocks run in
-parallel under `pytest -n 2`. Lines that need what this machine lacks say so in the README and
-are skipped with that reason."""
+key, and exits with the code the README implies (0 unless the line says `[exit N]`). Commands
+that build on each other run in order in one fresh data directory, as a reader would type them:
+an `agent-trade` or `agent-arb` account's commands, and a block's other commands (imports, then what lists or
+backtests them). Each backtest that reads only the bundled sample or a file runs alone in its
+own directory, so `pytest -n 2` spreads them. Lines that need what this machine lacks say so in
+the README and are skipped with that reason."""
 
 import os
 import re
@@ -37,6 +39,7 @@ PROGRAMS = (
 )
 SKIP = re.compile(r"\[(needs [^\]]+|runs until stopped|installs the package)\]")
 EXIT = re.compile(r"\[exit (\d+)\]")
+ACCOUNT = re.compile(r"--account\s+(\S+)")
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 CI_LINE = re.compile(r"<!-- test-command -->.*?<!-- /test-command -->", re.S)
 
@@ -47,6 +50,33 @@ def readme_blocks() -> list[list[str]]:
     blocks = ([line.strip() for line in block.splitlines()] for block in BLOCK.findall(text))
     kept = ([line for line in block if line.startswith(PROGRAMS)] for block in blocks)
     return [block for block in kept if block]
+
+
+def _shared_state(command: str) -> str | None:
+    """What a command shares with the block's earlier ones: the account it trades, steers or
+    journals, the block's store, or nothing (a backtest of the bundled sample or a file)."""
+    program = next(word for word in command.split() if "=" not in word)
+    if program == "agent-backtest" and "--exchange" not in command and not SKIP.search(command):
+        return None
+    if program in ("agent-trade", "agent-arb"):
+        account = ACCOUNT.search(command)
+        return f"{program} account {account.group(1) if account else 'paper'}"
+    return "store"
+
+
+def readme_runs() -> list[list[str]]:
+    """Each block split into runs that share nothing on disk, each run in README order."""
+    runs = []
+    for block in readme_blocks():
+        shared: dict[str, list[str]] = {}
+        for command in block:
+            key = _shared_state(command)
+            if key is None:
+                runs.append([command])
+            else:
+                shared.setdefault(key, []).append(command)
+        runs.extend(shared.values())
+    return runs
 
 
 def _user_csv(path: Path) -> None:
@@ -72,14 +102,14 @@ def test_the_readme_has_commands_and_marks_what_it_cannot_run_here() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "block", readme_blocks(), ids=lambda block: f"{block[0].split()[0]}x{len(block)}"
+    "run", readme_runs(), ids=lambda run: f"{run[0].split()[0].split('=')[0]}x{len(run)}"
 )
-def test_readme_block(block: list[str], offline_env: dict[str, str], tmp_path: Path) -> None:
+def test_readme_run(run: list[str], offline_env: dict[str, str], tmp_path: Path) -> None:
     _user_csv(tmp_path / "my.csv")
     _stock_csvs(tmp_path)
     env = {**offline_env, "PATH": f"{BIN}{os.pathsep}{offline_env.get('PATH', '')}"}
     skipped = []
-    for command in block:
+    for command in run:
         skip = SKIP.search(command)
         if skip:
             skipped.append(skip.group(1))
@@ -97,5 +127,5 @@ def test_readme_block(block: list[str], offline_env: dict[str, str], tmp_path: P
             f"{command}\n{proc.stderr[-2000:]}"
         )
         assert "Traceback" not in proc.stderr, proc.stderr
-    if len(skipped) == len(block):
+    if len(skipped) == len(run):
         pytest.skip("; ".join(sorted(set(skipped))))

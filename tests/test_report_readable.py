@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 MAX_PAGE_BYTES = 1_500_000
 
 
+@pytest.mark.slow
 def test_three_days_two_symbols_at_80_columns_and_a_light_page(cli, tmp_path: Path) -> None:
     page, out = tmp_path / "a.html", tmp_path / "a.json"
     args = ("--symbol", "BTCUSDT,ETHUSDT", "--days", "3", "--decide-every", "60")

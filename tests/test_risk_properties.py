@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal, localcontext
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -264,12 +265,14 @@ def _reference(order: ApprovedOrder, market: MarketView) -> Decimal:
     return market.rules.floor_price(_exact(market.last_price))
 
 
+@pytest.mark.slow
 @EXAMPLES
 @given(cases())
 def test_an_approved_order_never_breaks_a_limit(case: tuple) -> None:
     check_within_limits(*case)
 
 
+@pytest.mark.slow
 @EXAMPLES
 @given(cases(honest=True))
 def test_an_approved_entry_never_breaks_a_limit(case: tuple) -> None:
@@ -370,6 +373,7 @@ def garbage_cases(
     )
 
 
+@pytest.mark.slow
 @EXAMPLES
 @given(garbage_cases())
 def test_garbage_signals_are_vetoed_with_a_reason_never_an_exception(case: tuple) -> None:

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback_openai import LoopbackOpenAI
@@ -114,6 +115,7 @@ def split_voter() -> ScriptedModel:
     return ScriptedModel(turn)
 
 
+@pytest.mark.slow
 def test_samples_vote_cost_k_calls_and_the_gate_sizes_or_vetoes_by_agreement(
     cli, tmp_path: Path
 ) -> None:
@@ -166,6 +168,7 @@ def test_the_offline_model_always_agrees_and_says_so(cli, tmp_path: Path) -> Non
     assert "saved 30m" in run.stdout and "saved 2h" in run.stdout
 
 
+@pytest.mark.slow
 def test_samples_is_only_for_the_agent(cli) -> None:
     run = cli("agent-backtest", "--strategy", "sma_cross", "--days", "1", "--samples", "3")
     assert run.returncode == 2 and "--samples: only for the LLM agent" in run.stderr

@@ -178,6 +178,7 @@ def run_seer(cli, tmp_path: Path, name: str, confident_when_right: bool, model: 
         server.stop()
 
 
+@pytest.mark.slow
 def test_scorecard_of_scripted_models_orders_calibration_and_nets_the_model_cost(
     cli, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from loopback_openai import LoopbackOpenAI, Scripted
 from scripted_model import completion
 
@@ -24,6 +25,7 @@ def _echo(request: dict) -> Scripted:
     return Scripted(200, completion(reply, request, 0))
 
 
+@pytest.mark.slow
 def test_a_key_echoed_by_the_model_lands_in_no_file(cli, tmp_path: Path) -> None:
     server = LoopbackOpenAI(responder=_echo).start()
     try:

@@ -123,6 +123,7 @@ def test_orderbook_snapshot_through_the_exchange_rest_endpoint(api: Start) -> No
     )
 
 
+@pytest.mark.slow
 def test_a_replayed_account_halt_and_resume_over_http(api: Start, cli) -> None:
     traded = cli("agent-trade", *FAST, "--max-bars", "120", "--decide-every", "5")
     assert traded.returncode == 0, traded.stderr
@@ -183,6 +184,7 @@ def test_unknown_account_is_404_naming_it(api: Start, path: str) -> None:
     assert body == {"detail": "no trading account 'nobody' in this store", "field": "name"}
 
 
+@pytest.mark.slow
 def test_the_token_guards_every_changing_route(api: Start, cli) -> None:
     assert cli("agent-trade", *FAST, "--max-bars", "5").returncode == 0
     client = api(token=TOKEN)
@@ -210,6 +212,7 @@ def _finished(client: httpx.Client, job_id: str) -> dict:
         threading.Event().wait(0.2)
 
 
+@pytest.mark.slow
 def test_a_backtest_job_from_submit_to_report(api: Start, cli) -> None:
     client = api()
     submitted = client.post(
@@ -251,6 +254,7 @@ def test_bad_backtest_requests_name_the_field(api: Start, body: dict, field: str
     assert client.get("/backtests").json() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "said"),
     [

@@ -34,6 +34,7 @@ def _until(what: str, check: Callable[[], object], proc: subprocess.Popen) -> ob
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_the_server_runs_the_loop_serves_its_book_and_steers_it(
     offline_env: dict[str, str], cli, tmp_path: Path
 ) -> None:

@@ -59,6 +59,7 @@ def test_without_a_cap_the_same_backtest_goes_all_in(cli, tmp_path: Path) -> Non
     assert first["size"] * first["entry_price"] > 9_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
@@ -153,6 +154,7 @@ def test_config_validate(cli, tmp_path: Path) -> None:
     assert "is not valid TOML" in _one_line(cli("agent-config", "validate", str(broken)).stderr)
 
 
+@pytest.mark.slow
 def test_trading_settings_pick_the_account_and_its_cash(cli, tmp_path: Path) -> None:
     env = {"AGENT_TRADING__ACCOUNT": "from-settings", "AGENT_TRADING__CASH": "2500"}
     args = ["--strategy", "sma_cross", "--symbol", "BTCUSDT", "--feed", "replay"]

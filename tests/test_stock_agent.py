@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from loopback_openai import LoopbackOpenAI
 from scripted_model import ScriptedModel, look_at_the_market, tool_call
 
@@ -30,6 +31,7 @@ def hold(_messages):
     return tool_call("submit_signal", {"symbol": "EA", "action": "hold", "confidence": 0.5})
 
 
+@pytest.mark.slow
 def test_the_decision_prompt_shows_the_market_state(cli, tmp_path) -> None:
     server = LoopbackOpenAI(responder=ScriptedModel(look_at_the_market, hold)).start()
     try:

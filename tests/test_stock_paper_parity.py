@@ -106,6 +106,7 @@ def _fills(rows: list[dict]) -> list[tuple]:
     ]
 
 
+@pytest.mark.slow
 def test_agent_trade_paper_trades_the_ea_replay_as_the_backtest_fills_it(cli, tmp_path) -> None:
     common = (*RSI, "--symbol", "EA", "--data", str(EA), "--slippage-bps", "2")
     out = tmp_path / "bt.json"

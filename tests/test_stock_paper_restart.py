@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from script_strategy import Script, order
 from test_corporate_actions import RULES, _yahoo, actions, table
 from test_stock_paper_parity import step_rows
@@ -27,6 +28,7 @@ def _status(cli, account: str) -> dict:
     return {k: shown[k] for k in keys}
 
 
+@pytest.mark.slow
 def test_a_restart_after_the_split_holds_the_split_shares(cli, tmp_path: Path) -> None:
     closes = 100 + 0.5 * np.arange(N)
     raw = np.where(np.arange(N) >= EX_DATE, closes / 2, closes)

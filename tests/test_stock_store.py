@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_corporate_actions import _yahoo
 
 N, SPLIT, DIVIDEND = 80, 40, 60
@@ -33,6 +34,7 @@ def _backtest(cli, tmp_path: Path, name: str, *source: str) -> tuple[dict, str]:
     return json.loads(out.read_text()), result.stderr
 
 
+@pytest.mark.slow
 def test_a_store_backed_backtest_adjusts_exactly_as_the_file_backed_one(cli, tmp_path) -> None:
     data = tmp_path / "xyz.csv"
     _file(data)
@@ -55,6 +57,7 @@ def test_a_stock_with_no_file_and_nothing_imported_exits_2_saying_how(cli) -> No
     assert "agent-data import FILE --symbol XYZ --interval 1d" in result.stderr
 
 
+@pytest.mark.slow
 def test_bars_kept_under_alpaca_are_read_with_exchange_alpaca_only(cli, tmp_path) -> None:
     """Where `agent-data download --exchange alpaca` keeps a stock's bars, `agent-backtest`
     reads them when asked for that venue, and does not mistake them for imported ones."""

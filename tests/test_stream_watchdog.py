@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from account_record import account_record, query
 from conftest import BIN
 from loopback_binance import LoopbackBinance
@@ -65,6 +66,7 @@ def _replay(speed: float, stall_after: int | None = None) -> ReplayServer:
     )
 
 
+@pytest.mark.slow
 def test_a_silent_stream_is_reopened_and_its_missed_bars_backfilled(tmp_path: Path) -> None:
     unbroken = _loop(tmp_path / "unbroken" / "agent.db")
     reason = asyncio.run(_run_unbroken(unbroken, _replay(math.inf)))
@@ -116,6 +118,7 @@ async def _run_stalled(loop: TradingLoop, server: ReplayServer, client: BinanceR
     return reason
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_stream_reconnects_stops_cleanly(offline_env, cli, tmp_path) -> None:
     """A stop during the backoff between reconnection attempts finishes like any other: exit 0
     and the account recorded as stopped, with nothing left running."""

@@ -34,6 +34,7 @@ def by_hand(records: list, horizon_min: int) -> dict[str, float]:
     return {code: round(value, 2) for code, value in saved.items()}
 
 
+@pytest.mark.slow
 def test_a_paper_loops_ledger_is_priced_by_hand(cli, offline_env: dict[str, str]) -> None:
     run = cli("agent-trade", *RUN)
     assert run.returncode == 0, run.stderr

@@ -42,6 +42,7 @@ def test_off_loopback_without_auth_exits_2_with_one_line(cli) -> None:
     assert RUNNING not in result.stdout
 
 
+@pytest.mark.slow
 def test_insecure_no_auth_is_refused_while_a_live_account_exists(cli, offline_env) -> None:
     data = Path(offline_env["AGENT_DATA_DIR"])
     store = open_store(f"sqlite:///{data / 'agent.db'}")
@@ -104,6 +105,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_the_login_wall_comes_before_any_page(served: Served) -> None:
     with httpx.Client(base_url=served.url) as client:
         assert client.get("/config").status_code == 401
@@ -113,6 +115,7 @@ def test_the_login_wall_comes_before_any_page(served: Served) -> None:
         assert "Kill switch" not in page.text and "Approve" not in page.text
 
 
+@pytest.mark.slow
 def test_the_printed_token_signs_in_and_appears_in_no_log(served: Served) -> None:
     with httpx.Client(base_url=served.url) as client:
         refused = client.post("/login", data={"username": "agent", "password": "guess"})
@@ -129,6 +132,7 @@ def test_the_printed_token_signs_in_and_appears_in_no_log(served: Served) -> Non
     assert " DEBUG " in printed  # though the log is on, at its most verbose
 
 
+@pytest.mark.slow
 def test_repeated_failed_logins_are_throttled_per_client(served: Served) -> None:
     guesser = httpx.Client(
         base_url=served.url, transport=httpx.HTTPTransport(local_address="127.0.0.3")

@@ -89,6 +89,7 @@ def test_a_quote_with_no_usd_rate_is_refused() -> None:
         elsewhere([VenueBook(venue="e", quote="EUR", equity=1.0, exposure=0.0)], "USDT", 1.0)
 
 
+@pytest.mark.slow
 def test_agent_trade_counts_a_stock_account_in_a_crypto_accounts_exposure(cli, tmp_path) -> None:
     """A stock account fully invested (USD), then a crypto account in the same portfolio: at 1
     USD per USDT its buys break the 50% exposure limit together with the stock; at 1.25 they

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from agent.loop_state import CHAT_DESK_SCOPE, risk_scope
 from agent.offline import OfflineModel
 from agent.strategy import trading_agent
@@ -37,6 +39,7 @@ def test_unknown_account_exits_2_for_resume_and_reset(cli) -> None:
         assert "cleared" not in result.stdout
 
 
+@pytest.mark.slow
 def test_drawdown_lock_survives_a_restart_until_reset_and_is_recorded(cli) -> None:
     first = cli("agent-trade", *SMA, "--max-bars", "120", env=TIGHT)
     assert first.returncode == 0, first.stderr
@@ -60,6 +63,7 @@ def test_drawdown_lock_survives_a_restart_until_reset_and_is_recorded(cli) -> No
     assert "limits    account: max_daily_loss_pct 10% · max_drawdown_pct 0.05%" in text
 
 
+@pytest.mark.slow
 def test_halt_and_resume_are_recorded_with_who_and_why(cli) -> None:
     assert cli("agent-trade", *SMA, "--max-bars", "5").returncode == 0
     halted = cli("agent-trade", "halt", "--by", "bo", "--reason", "news at 9")
