@@ -66,7 +66,8 @@ def require_class(symbol: str, wanted: AssetClass, venue: str) -> None:
     found = asset_class(symbol)
     if found is not wanted:
         what = "a US stock" if found is AssetClass.EQUITY else "a crypto pair"
-        raise UserError(f"{symbol} is {what}; the {venue} venue trades {wanted.value} only")
+        trades = "US stocks" if wanted is AssetClass.EQUITY else "crypto spot pairs"
+        raise UserError(f"{symbol} is {what}; the {venue} venue trades {trades} only")
 
 
 def tick_for(price: float) -> Decimal:

@@ -80,7 +80,9 @@ def test_a_symbol_is_a_stock_or_a_crypto_pair(raw: str, expected: tuple) -> None
 
 
 def test_a_stock_on_a_crypto_venue_is_refused_in_one_line() -> None:
-    with pytest.raises(UserError, match="GOOG is a US stock; the binance venue trades crypto_spot"):
+    with pytest.raises(
+        UserError, match="GOOG is a US stock; the binance venue trades crypto spot pairs only"
+    ):
         require_class("GOOG", AssetClass.CRYPTO, "binance")
     with pytest.raises(UserError, match="BTCUSDT is a crypto pair"):
         require_class("BTCUSDT", AssetClass.EQUITY, "alpaca")
