@@ -65,16 +65,22 @@ def _shared_state(command: str) -> str | None:
 
 
 def readme_runs() -> list[list[str]]:
-    """Each block split into runs that share nothing on disk, each run in README order."""
+    """Each block split into runs that share nothing on disk, each run in README order. An
+    account's run starts with the block's imports above it, which may fill the store it reads."""
     runs = []
     for block in readme_blocks():
         shared: dict[str, list[str]] = {}
+        imports: list[str] = []
         for command in block:
             key = _shared_state(command)
             if key is None:
                 runs.append([command])
-            else:
-                shared.setdefault(key, []).append(command)
+                continue
+            if key != "store" and key not in shared:
+                shared[key] = list(imports)
+            shared.setdefault(key, []).append(command)
+            if command.startswith("agent-data import"):
+                imports.append(command)
         runs.extend(shared.values())
     return runs
 
