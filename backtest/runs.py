@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from sqlmodel import Session, select
+from sqlalchemy import column, insert, table
 
 from backtest.report import BacktestReport, RunSummary, SweepRow
 from store import Store
-from store.tables import BacktestRunRow
+
+if TYPE_CHECKING:
+    from store.tables import BacktestRunRow
 
 
 def save_run(store: Store, run: BacktestReport | RunSummary | SweepRow, created_ms: int) -> int:
     """Insert one run (a single backtest or one sweep point) and return its id."""
     config = run.config
-    row = BacktestRunRow(
+    row = dict(
         created_ms=created_ms,
         strategy=config["strategy"],
         symbols=",".join(config["symbols"]),
@@ -30,12 +33,15 @@ def save_run(store: Store, run: BacktestReport | RunSummary | SweepRow, created_
         if isinstance(run, SweepRow)
         else json.dumps([t.model_dump() for t in run.trades]),
     )
-    with Session(store.engine) as session:
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-        assert row.id is not None
-        return row.id
+    # A Core insert of `BacktestRunRow`'s columns: a command that only saves its run loads
+    # neither SQLModel nor the ORM for it. SQLite gives the new id as the cursor's lastrowid
+    # (any version; RETURNING needs 3.35), PostgreSQL by RETURNING.
+    runs = table("backtest_runs", column("id"), *(column(name) for name in row))
+    insert_row = insert(runs).values(row)
+    with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            return conn.execute(insert_row).lastrowid
+        return conn.execute(insert_row.returning(runs.c.id)).scalar_one()
 
 
 def _ms(iso: str) -> int:
@@ -44,6 +50,10 @@ def _ms(iso: str) -> int:
 
 def load_runs(store: Store, strategy: str | None = None) -> list[BacktestRunRow]:
     """Saved runs, oldest first."""
+    from sqlmodel import Session, select
+
+    from store.tables import BacktestRunRow
+
     query = select(BacktestRunRow).order_by(BacktestRunRow.id)
     if strategy is not None:
         query = query.where(BacktestRunRow.strategy == strategy)

@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 
 from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
 from store.db import Store
-from store.tables import CandleRow
 
 _KEY = ("exchange", "symbol", "interval")
 _CHUNK = 50_000
@@ -41,6 +40,8 @@ def _insert_sql(store: Store) -> str:
 
 
 def count_candles(store: Store, symbol: str, interval: str, exchange: str = EXCHANGE) -> int:
+    from store.tables import CandleRow  # SQLModel loads when the store's bars are used
+
     stmt = select(func.count()).where(
         CandleRow.exchange == exchange, CandleRow.symbol == symbol, CandleRow.interval == interval
     )
@@ -92,6 +93,8 @@ def load_candles(
     """Bars with start_ms <= open_time <= end_ms, oldest first, in the CANDLE_COLUMNS layout.
     Rows are read in chunks straight into float64 arrays (exact for the integer columns too,
     which are below 2**53), never into a list of a million tuples."""
+    from store.tables import CandleRow
+
     table = CandleRow.__table__
     stmt = select(*(table.c[c] for c in CANDLE_COLUMNS)).where(
         table.c.exchange == exchange, table.c.symbol == symbol, table.c.interval == interval
@@ -129,6 +132,8 @@ def _join(name: str, parts: list[np.ndarray]) -> np.ndarray:
 
 def summarize(store: Store, symbol: str | None = None) -> list[SeriesSummary]:
     """Row counts, ranges and missing bars per series (duplicates cannot exist: the key forbids them)."""
+    from store.tables import CandleRow
+
     table = CandleRow.__table__
     stmt = select(
         table.c.exchange,

@@ -9,13 +9,14 @@ from sqlalchemy import delete, insert, select
 
 from market.corporate import Action
 from store.db import Store
-from store.tables import CorporateActionRow
 
 
 def save_actions(store: Store, symbol: str, interval: str, actions: Mapping[int, Action]) -> None:
     """The file's actions replace those stored at the same bars (a re-import is idempotent)."""
     if not actions:
         return
+    from store.tables import CorporateActionRow  # SQLModel loads when a stock's actions are used
+
     table = CorporateActionRow
     with store.engine.begin() as conn:
         conn.execute(
@@ -37,6 +38,8 @@ def save_actions(store: Store, symbol: str, interval: str, actions: Mapping[int,
 
 def load_actions(store: Store, symbol: str, interval: str) -> dict[int, Action]:
     """Every stored action of the series, keyed by its ex-date bar's open time."""
+    from store.tables import CorporateActionRow
+
     table = CorporateActionRow
     with store.engine.connect() as conn:
         rows = conn.execute(

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, column, create_engine, event, inspect, select, table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -15,9 +15,11 @@ from core.security import PRIVATE_DIR, private_file
 from store.backend import Backend, TimescaleMode, detect_backend
 from store.hypertables import ensure_hypertables
 from store.migrations import MIGRATIONS, Migration
-from store.tables import SchemaVersion
 
 log = logging.getLogger(__name__)
+
+# The migrations' ledger, read as a plain query: opening an up-to-date store loads no SQLModel.
+SCHEMA_VERSION = table("schema_version", column("version"))
 
 
 class Store:
@@ -33,19 +35,22 @@ class Store:
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
-            if not inspect(conn).has_table(SchemaVersion.__tablename__):
+            if not inspect(conn).has_table(SCHEMA_VERSION.name):
                 return 0
-            versions = conn.execute(select(SchemaVersion.version)).scalars().all()
+            versions = conn.execute(select(SCHEMA_VERSION.c.version)).scalars().all()
         return max(versions, default=0)
 
     def migrate(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
         """Apply every pending migration in its own transaction; returns the new version."""
+        current = self.schema_version()
+        pending = [m for m in migrations if m.version > current]
+        if not pending:
+            return current
+        from store.tables import SchemaVersion
+
         with self.engine.begin() as conn:
             SchemaVersion.__table__.create(conn, checkfirst=True)
-        current = self.schema_version()
-        for migration in migrations:
-            if migration.version <= current:
-                continue
+        for migration in pending:
             with self.engine.begin() as conn:
                 migration.apply(conn)
                 conn.execute(

@@ -3,14 +3,15 @@ time they were fetched, so a day's runs ask the venue once."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
-
 from market.models import SymbolRules
 from store.db import Store
-from store.tables import ExchangeRuleRow
 
 
 def save_rules(store: Store, venue: str, rules: dict[str, SymbolRules], now_ms: int) -> None:
+    from sqlmodel import Session  # SQLModel loads when the venue's rules are used
+
+    from store.tables import ExchangeRuleRow
+
     with Session(store.engine) as session:
         for symbol, rule in rules.items():
             session.merge(
@@ -23,6 +24,10 @@ def save_rules(store: Store, venue: str, rules: dict[str, SymbolRules], now_ms: 
 
 def load_rules(store: Store, venue: str, symbols: list[str]) -> dict[str, tuple[SymbolRules, int]]:
     """The stored rules of `symbols` that the store has, with when each was fetched."""
+    from sqlmodel import Session, select
+
+    from store.tables import ExchangeRuleRow
+
     with Session(store.engine) as session:
         rows = session.exec(
             select(ExchangeRuleRow).where(

@@ -7,24 +7,6 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection
 
-from store.tables import (
-    AccountProfileRow,
-    BacktestRunRow,
-    CandleRow,
-    CorporateActionRow,
-    DecisionRow,
-    EquityPointRow,
-    ExchangeRuleRow,
-    KeyCheckRow,
-    PaperCorporateActionRow,
-    PaperFillRow,
-    PaperOrderRow,
-    RiskInterventionRow,
-    RiskStateRow,
-    RiskVerdictRow,
-    TradingLoopRow,
-)
-
 
 class Migration(NamedTuple):
     version: int
@@ -32,31 +14,36 @@ class Migration(NamedTuple):
     apply: Callable[[Connection], None]
 
 
-def _create(*tables: type) -> Callable[[Connection], None]:
+def _create(*tables: str) -> Callable[[Connection], None]:
+    """Creates the named `store.tables` models; they load only when a migration is pending, so
+    opening an up-to-date store never defines the SQLModel classes."""
+
     def apply(conn: Connection) -> None:
+        import store.tables
+
         for table in tables:
-            table.__table__.create(conn, checkfirst=True)
+            getattr(store.tables, table).__table__.create(conn, checkfirst=True)
 
     return apply
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "candles", _create(CandleRow)),
-    Migration(2, "risk state and verdicts", _create(RiskStateRow, RiskVerdictRow)),
-    Migration(3, "backtest runs", _create(BacktestRunRow)),
-    Migration(4, "agent decisions", _create(DecisionRow)),
+    Migration(1, "candles", _create("CandleRow")),
+    Migration(2, "risk state and verdicts", _create("RiskStateRow", "RiskVerdictRow")),
+    Migration(3, "backtest runs", _create("BacktestRunRow")),
+    Migration(4, "agent decisions", _create("DecisionRow")),
     Migration(
         5,
         "paper accounts and the trading loop",
-        _create(PaperOrderRow, PaperFillRow, TradingLoopRow, EquityPointRow),
+        _create("PaperOrderRow", "PaperFillRow", "TradingLoopRow", "EquityPointRow"),
     ),
     Migration(
         6,
         "paper records for live readiness and API key checks",
-        _create(AccountProfileRow, KeyCheckRow),
+        _create("AccountProfileRow", "KeyCheckRow"),
     ),
-    Migration(7, "a person's halts, resumes and drawdown resets", _create(RiskInterventionRow)),
-    Migration(8, "exchange rules cached from exchangeInfo", _create(ExchangeRuleRow)),
-    Migration(9, "splits and dividends paper accounts took", _create(PaperCorporateActionRow)),
-    Migration(10, "splits and dividends of imported stock candles", _create(CorporateActionRow)),
+    Migration(7, "a person's halts, resumes and drawdown resets", _create("RiskInterventionRow")),
+    Migration(8, "exchange rules cached from exchangeInfo", _create("ExchangeRuleRow")),
+    Migration(9, "splits and dividends paper accounts took", _create("PaperCorporateActionRow")),
+    Migration(10, "splits and dividends of imported stock candles", _create("CorporateActionRow")),
 )
