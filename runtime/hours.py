@@ -5,11 +5,13 @@ open); equity runs follow the XNYS calendar in regular hours, or extended hours 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from market.calendar import Sessions, xnys
+if TYPE_CHECKING:
+    from market.calendar import Sessions
 
 
 class ClosedPolicy(StrEnum):
@@ -34,6 +36,8 @@ class TradingHours:
     def __init__(
         self, interval_ms: int, config: HoursConfig | None = None, sessions: Sessions | None = None
     ) -> None:
+        from market.calendar import xnys  # pandas loads with the hours, not with the settings
+
         self.interval_ms = interval_ms
         self.config = config or HoursConfig()
         self.sessions = sessions or xnys()

@@ -3,7 +3,8 @@
 Plotly), nor Ray, so they start in a fraction of the time; an agent backtest or loop with the offline
 model or a fully cached LLM imports neither LangGraph nor the SDK, nor the tokenizer once past
 decisions give the estimate; a classic backtest on an up-to-date store saves its run without
-SQLModel or the ORM. Read from Python's own import log."""
+SQLModel or the ORM, and `agent-config show` loads neither pandas nor SQLAlchemy. Read from
+Python's own import log."""
 
 from __future__ import annotations
 
@@ -100,3 +101,12 @@ def test_the_agent_loop_on_the_offline_model_loads_no_graph_framework_or_sdk(cli
     assert "offline model" in ran.stderr
     imported = _imported(ran.stderr)
     assert "agent" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+
+
+def test_showing_the_settings_loads_no_data_or_store_stack(cli) -> None:
+    result = cli("agent-config", "show", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "backtest" in result.stdout
+    imported = _imported(result.stderr)
+    assert "pydantic_settings" in imported
+    assert imported & ({"pandas", "sqlalchemy", "sqlmodel"} | AGENT_AND_UI | NETWORK) == set()
