@@ -4,7 +4,7 @@ against the settings model first and names the nearest valid key."""
 
 from __future__ import annotations
 
-import difflib
+import itertools
 import tomllib
 import types
 from collections.abc import Iterator, Mapping
@@ -50,17 +50,20 @@ def key_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[
             yield from key_paths(inner, (*path, WILDCARD) if free else path)
 
 
-def _known(path: tuple[str, ...], paths: set[tuple[str, ...]]) -> bool:
-    """A full leaf path, or a table on the way to one (`[risk.ai]`)."""
-    for valid in paths:
-        if len(valid) >= len(path) and all(
-            v in (p, WILDCARD) for v, p in zip(valid, path, strict=False)
-        ):
-            return True
-    return False
+def _tables(paths: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    """Every leaf path and every table on the way to one (`[risk.ai]`)."""
+    return {path[:depth] for path in paths for depth in range(1, len(path) + 1)}
+
+
+def _known(path: tuple[str, ...], tables: set[tuple[str, ...]]) -> bool:
+    """A full leaf path, or a table on the way to one; a `*` in `tables` stands for any key
+    (a set lookup per spelling, not a scan of every path for each key of each source)."""
+    return any(spelled in tables for spelled in itertools.product(*((p, WILDCARD) for p in path)))
 
 
 def _nearest(path: tuple[str, ...], paths: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    import difflib  # only a mistake is spelled out
+
     spelled = {".".join(p[: len(path)]): p[: len(path)] for p in paths if len(p) >= len(path)}
     spelled |= {".".join(p): p for p in paths}
     match = difflib.get_close_matches(".".join(path), list(spelled), n=1, cutoff=0.6)
@@ -102,8 +105,9 @@ def check_toml(model: type[BaseModel], path: Path) -> dict[str, Any]:
     """The file's table, or a ConfigError naming its first unknown key."""
     data = read_toml(path)
     paths = set(key_paths(model))
+    tables = _tables(paths)
     for found in _walk(data):
-        if not _known(found, paths):
+        if not _known(found, tables):
             raise _unknown(found, paths, str(path), as_env=False)
     return data
 
@@ -128,7 +132,8 @@ def check_sources(model: type[BaseModel], profiles: list[Path], environ: Mapping
     for path in profiles:
         check_toml(model, path)
     paths = set(key_paths(model))
+    tables = _tables(paths)
     for where, variables in (("the environment", environ), (".env", dotenv_file())):
         for found in env_paths(variables):
-            if not _known(found, paths):
+            if not _known(found, tables):
                 raise _unknown(found, paths, where, as_env=True)
