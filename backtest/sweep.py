@@ -11,12 +11,10 @@ from __future__ import annotations
 import gc
 import itertools
 import math
-import multiprocessing
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -184,6 +182,9 @@ def run_processes(
 ) -> list[SweepRow]:
     """A local process pool; results come back in task order. Chunks of a few points keep
     both workers busy to the end while the per-task round trip stays a small share."""
+    import multiprocessing  # a single backtest, which only needs SweepData, loads no pool
+    from concurrent.futures import ProcessPoolExecutor
+
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     chunk = max(1, len(tasks) // (workers * 16))
     forked = sys.platform == "linux"  # macOS can fork but its system libraries may not survive it

@@ -19,7 +19,8 @@ from scripted_model import ScriptedModel, buy_an_uptrend
 
 AGENT_AND_UI = {"langgraph", "langchain_core", "langsmith", "openai", "gradio", "plotly", "ray"}
 NETWORK = {"httpx", "tenacity", "diskcache", "websockets"}
-SWEEP_AND_CHECKS = {"rich.progress", "backtest.deflated", "backtest.lookahead"}  # a single run
+# what a single run does not load
+SWEEP_AND_CHECKS = {"rich.progress", "multiprocessing", "backtest.deflated", "backtest.lookahead"}
 ORM = {"sqlmodel", "sqlalchemy.orm", "store.tables"}  # an up-to-date store, a run saved
 
 
