@@ -49,7 +49,7 @@ from store import Store
 from tools import MarketData
 
 # At exit the interpreter's teardown runs full collections that rescan every object an agent
-# run loaded (pandas, SQLAlchemy, pydantic schemas, the SDK) to free nothing the OS is not about
+# run loaded (pandas, SQLAlchemy, pydantic schemas, the graph) to free nothing the OS is not about
 # to reclaim: 0.3 s or more after the report is out. Frozen, they are left out of those scans.
 atexit.register(gc.freeze)
 
@@ -237,7 +237,7 @@ def run_agent_backtest(
 
 def _while_waiting(estimates: list[Callable[[], None]], baselines: Callable[[], Any]) -> Any:
     """The estimate of a run whose spending was accepted up front (--yes or --budget-usd) only
-    informs: it is shown (its tokenizer loaded) once the first requests are out, then the rule
+    informs: it is shown (its tokenizer loaded) once the first answer is in, then the rule
     baselines, which need only the bars, are run."""
     for estimate in estimates:
         estimate()
