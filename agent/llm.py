@@ -15,6 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -273,9 +274,7 @@ class LLMClient:
         }
         self._http_client: httpx.Client | None = None  # made on the first request
         self._async: _AsyncResources | None = None
-        self._cache = (
-            diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk) if cache_dir else None
-        )
+        self._opening = None if cache_dir is None else _open_cache(cache_dir)
         self._lock = threading.Lock()
         self._stats = LLMStats()
         self._failing = 0  # requests failed in a row, retryably, across the whole run
@@ -286,6 +285,10 @@ class LLMClient:
         )
         self._capabilities_file = capabilities_file
         self._format_lock = threading.Lock()
+
+    @property
+    def _cache(self) -> diskcache.Cache | None:
+        return None if self._opening is None else self._opening.result()
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -696,6 +699,22 @@ class LLMClient:
         return (
             prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok
         ) / 1_000_000
+
+
+def _open_cache(cache_dir: Path) -> Future[diskcache.Cache]:
+    """The cache opened on a thread of its own: SQLite creates and syncs its files (0.02-0.1 s,
+    nearly all of it waiting on the disk) while the run builds its strategy and first prompt.
+    A failure to open is raised where the cache is first used."""
+    opened: Future[diskcache.Cache] = Future()
+
+    def open_() -> None:
+        try:
+            opened.set_result(diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk))
+        except BaseException as exc:  # handed to whoever uses the cache
+            opened.set_exception(exc)
+
+    threading.Thread(target=open_, name="llm-cache", daemon=True).start()
+    return opened
 
 
 def _provider_message(status: int, raw: str) -> str:
