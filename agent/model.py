@@ -91,6 +91,6 @@ def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
 
 
 def _is_http_url(url: str) -> bool:
-    """What the SDK can send to: an http(s) scheme and a host, or every call fails."""
+    """What the client can send to: an http(s) scheme and a host, or every call fails."""
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -1,5 +1,5 @@
 """An OpenAI-compatible chat-completions server on 127.0.0.1 that plays scripted responses,
-so LLM client tests exercise the real SDK and HTTP stack without leaving the machine."""
+so LLM client tests exercise the real HTTP stack without leaving the machine."""
 
 from __future__ import annotations
 

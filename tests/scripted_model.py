@@ -1,6 +1,6 @@
 """A scripted chat model for the loopback OpenAI server: each reply is chosen from the request's
 conversation (so it is stateless, retry-safe and recordable) and wrapped in a real gpt-4o
-completion envelope from the captures, so the SDK parses exactly what OpenAI sends."""
+completion envelope from the captures, so the client parses exactly what OpenAI sends."""
 
 from __future__ import annotations
 

@@ -106,6 +106,7 @@ def test_llm_agent_backtest_is_bounded_cached_and_honest(
     out = tmp_path / "llm.json"
     refused = cli("agent-backtest", *DAY, env=llm_env(server))
     assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    assert "estimate:" in refused.stderr  # what consent would accept, shown before refusing
     assert server.requests == []  # nothing spent before consent
 
     args = (*DAY, "--concurrency", "3", "--yes", "--json", str(out))

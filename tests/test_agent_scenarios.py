@@ -1,4 +1,4 @@
-"""The agent graph end to end through the real OpenAI SDK, replayed from committed vcrpy cassettes
+"""The agent graph end to end through the real HTTP client, replayed from committed vcrpy cassettes
 that were recorded against a loopback OpenAI-compatible server playing a scripted model.
 
 CI replays (record mode `none`). Re-record all with

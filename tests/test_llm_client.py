@@ -1,5 +1,5 @@
 """LLM client against real OpenAI wire captures, played by a loopback server through the real
-SDK and HTTP stack: parsing, retries, cache, budgets, concurrency, and no key leaking anywhere."""
+HTTP stack: parsing, retries, cache, budgets, concurrency, and no key leaking anywhere."""
 
 from __future__ import annotations
 
