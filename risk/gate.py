@@ -7,7 +7,6 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable
 from decimal import Decimal
-from functools import lru_cache
 from operator import itemgetter
 from types import SimpleNamespace
 from typing import NamedTuple
@@ -51,7 +50,6 @@ from risk.trusted import trusted
 _INF = math.inf
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
-_ONE = Decimal(1)
 _LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _PRICE_FIELDS = ("limit_price", "stop_price", "stop_loss", "take_profit")
@@ -69,13 +67,9 @@ _CODE = SimpleNamespace(**ReasonCode.__members__)
 _SEAL = claim_mint().seal
 _tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
 
-_validate_reason = Reason.__pydantic_validator__.validate_python
-"""Reason's own validator on a dict: the same validated model as `Reason(...)`, without the
-keyword-argument plumbing of BaseModel.__init__ (and faster than `model_construct`)."""
-
 
 def _reason(code: ReasonCode, message: str) -> Reason:
-    return _validate_reason({"code": code, "message": message})
+    return trusted(Reason, {"code": code, "message": message})
 
 
 def _vetoed(reasons: list[Reason]) -> Vetoed:
@@ -84,11 +78,6 @@ def _vetoed(reasons: list[Reason]) -> Vetoed:
 
 def _veto(code: ReasonCode, message: str) -> Vetoed:
     return _vetoed([_reason(code, message)])
-
-
-@lru_cache(maxsize=64)
-def _fee_factor(fee_rate: float) -> Decimal:
-    return _ONE + exact(fee_rate)
 
 
 def _positive(value: float) -> bool:
@@ -366,7 +355,9 @@ def _entry(
     if reasons:
         return _vetoed(reasons)
 
-    adjustments = [_reason(_CODE.UNWIND, f"an unwinding leg passes: {r.message}") for r in waived]
+    adjustments: list[Reason] = []
+    for waive in waived:
+        adjustments.append(_reason(_CODE.UNWIND, f"an unwinding leg passes: {waive.message}"))
     prices = _prices(signal, _SIDE.BUY, last, rules, adjustments)
     if prices.ref <= 0:
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
@@ -398,7 +389,8 @@ def _entry(
         below = cost - float(stop_exact)
         if not below > 0:
             return _veto(_CODE.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
-        distance = min(distance, below)
+        if below < distance:
+            distance = below
         if atr_used:
             adjustments.append(
                 _reason(
@@ -482,7 +474,7 @@ def _entry(
                 cash,
                 cost * (1.0 + fee),
                 None,
-                exact_multiply(cost_exact, _fee_factor(fee)),
+                exact_multiply(cost_exact, limits.fee_factor),
                 "free cash {:.2f} (fees included)",
                 cash,
             ),
@@ -751,7 +743,7 @@ def _exit(
                     portfolio.cash,
                     prices.cost * (1.0 + fee),
                     None,
-                    exact_multiply(prices.cost_exact, _fee_factor(fee)),
+                    exact_multiply(prices.cost_exact, limits.fee_factor),
                     "free cash {:.2f} (fees included)",
                     portfolio.cash,
                 ),
@@ -820,21 +812,19 @@ def _finish(
         )
     decision_id, symbol, order_type, source = _ordered(signal.__dict__)
     order = _SEAL(
-        {
-            "client_order_id": client_order_id(decision_id),
-            "decision_id": decision_id,
-            "symbol": symbol,
-            "side": side,
-            "order_type": order_type,
-            "quantity": quantity,
-            "limit_price": prices.limit,
-            "stop_price": prices.stop,
-            "stop_loss": stop_loss,
-            "take_profit": take_profit,
-            "trailing_stop_pct": trailing_stop_pct,
-            "reduce_only": reduce_only,
-            "source": source,
-            "created_ms": now_ms,
-        }
+        client_order_id(decision_id),
+        decision_id,
+        symbol,
+        side,
+        order_type,
+        quantity,
+        prices.limit,
+        prices.stop,
+        stop_loss,
+        take_profit,
+        trailing_stop_pct,
+        reduce_only,
+        source,
+        now_ms,
     )
     return trusted(Approved, {"kind": "approved", "order": order, "adjustments": adjustments})

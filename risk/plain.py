@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from market.models import SymbolRules
 from risk.limits import RiskLimits, SourceLimits
 from risk.models import ReasonCode, SignalSource
-from risk.sizing import Cap
+from risk.sizing import Cap, exact
 
 _ONE = Decimal(1)
 _KEPT = 256  # models remembered; a process meets few, so a full reset when full is fine
@@ -27,10 +27,11 @@ class Plain:
 
 
 class _Limits(Plain):
-    """RiskLimits, with each source's limits plain too."""
+    """RiskLimits, with each source's limits plain too, and the cost of a unit with fees."""
 
     def __init__(self, limits: RiskLimits) -> None:
         super().__init__(limits)
+        self.fee_factor = _ONE + exact(limits.fee_rate)
         for source in SignalSource:
             setattr(self, source.value, Plain(limits.for_source(source)))
 
