@@ -296,7 +296,7 @@ def _prices(
     if limit is not None:
         limit_f = float(limit)
         return _tuple_new(_Prices, (limit, stop, limit, limit_f, limit_f, limit))
-    line = on_grid(last, tick, rules.tick_f)
+    line = on_grid(last, rules.tick)
     market_price = exact(last) if line is None else line  # one number: only the digits differ
     if stop is not None:
         stop_f = float(stop)
@@ -381,7 +381,7 @@ def _entry(
             )
     else:
         # rounded towards the entry: tighter
-        stop_exact = ceil_float(stop, rules.tick_size, rules.tick_f)
+        stop_exact = ceil_float(stop, rules.tick)
         if not stop_exact < prices.cost_exact:
             return _veto(
                 _CODE.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
@@ -401,7 +401,7 @@ def _entry(
             )
     take_profit = None
     if signal.take_profit is not None:
-        take_profit, _ = floor_float(signal.take_profit, rules.tick_size, rules.tick_f)
+        take_profit, _ = floor_float(signal.take_profit, rules.tick)
         if not take_profit > prices.cost_exact:
             return _veto(
                 _CODE.INVALID_SIGNAL,
@@ -568,7 +568,7 @@ def _trailing(
             _CODE.TRAILING_STOP,
             f"a trailing stop {pct:.2%} below the high sits at or below zero; it must be under 100%",
         )
-    if pct * cost < rules.tick_f:
+    if pct * cost < rules.tick.step_f:
         return _veto(
             _CODE.TRAILING_STOP,
             f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick ({rules.tick_size})",
@@ -787,7 +787,7 @@ def _finish(
                 ),
             )
         )
-    fitted = fit(size, caps, rules.step_size, rules.step_f)
+    fitted = fit(size, caps, rules.step)
     if isinstance(fitted, NoRoom):
         return _veto(fitted.cap.code, f"no room left under {fitted.cap.describe()}")
     quantity = fitted.quantity

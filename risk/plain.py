@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from market.models import SymbolRules
 from risk.limits import RiskLimits, SourceLimits
 from risk.models import ReasonCode, SignalSource
-from risk.sizing import Cap, exact
+from risk.sizing import Cap, Grid, exact
 
 _ONE = Decimal(1)
 _KEPT = 256  # models remembered; a process meets few, so a full reset when full is fine
@@ -40,8 +40,8 @@ class _Limits(Plain):
 
 
 class Filters(Plain):
-    """A symbol's rules plus what the gate derives from them: the filters as floats and the
-    fixed maxQty cap."""
+    """A symbol's rules plus what the gate derives from them: the tick and step grids, the
+    filters as floats and the fixed maxQty cap."""
 
     tick_size: Decimal
     step_size: Decimal
@@ -54,8 +54,8 @@ class Filters(Plain):
 
     def __init__(self, rules: SymbolRules) -> None:
         super().__init__(rules)
-        self.tick_f = float(rules.tick_size)
-        self.step_f = float(rules.step_size)
+        self.tick = Grid(rules.tick_size)
+        self.step = Grid(rules.step_size)
         self.max_notional_f = None if rules.max_notional is None else float(rules.max_notional)
         self.max_qty_cap = Cap(
             ReasonCode.MAX_QTY,
