@@ -30,10 +30,10 @@ from risk.plain import Filters, filters_of, plain_limits
 from risk.protections import TradingState, cooldown_lock, daily_loss_lock, drawdown_lock
 from risk.sizing import (
     Cap,
+    Grid,
     NoRoom,
     atr_stop,
     ceil_float,
-    ceil_to,
     exact,
     exact_multiply,
     fit,
@@ -284,11 +284,11 @@ class _Prices(NamedTuple):
 def _prices(
     signal: TradeSignal, side: Side, last: float, rules: Filters, adjustments: list[Reason]
 ) -> _Prices:
-    tick = rules.tick_size
+    tick = rules.tick
     limit = stop = None
     kind = signal.order_type
     if kind is not _KIND.MARKET:
-        round_price = floor_to if side is _SIDE.BUY else ceil_to
+        round_price = floor_float if side is _SIDE.BUY else ceil_float
         if kind in _LIMIT_TYPES and signal.limit_price is not None:
             limit = _on_tick("limit_price", signal.limit_price, round_price, tick, adjustments)
         if kind in _STOP_TYPES and signal.stop_price is not None:
@@ -296,7 +296,7 @@ def _prices(
     if limit is not None:
         limit_f = float(limit)
         return _tuple_new(_Prices, (limit, stop, limit, limit_f, limit_f, limit))
-    line = on_grid(last, rules.tick)
+    line = on_grid(last, tick)
     market_price = exact(last) if line is None else line  # one number: only the digits differ
     if stop is not None:
         stop_f = float(stop)
@@ -308,7 +308,7 @@ def _prices(
     if line is not None:
         ref, ref_f = line, last
     else:
-        ref = floor_to(market_price, tick)
+        ref = floor_to(market_price, tick.step)
         ref_f = last if ref == market_price else float(ref)
     if side is _SIDE.BUY:
         return _tuple_new(_Prices, (None, None, ref, ref_f, last, market_price))
@@ -318,14 +318,15 @@ def _prices(
 def _on_tick(
     name: str,
     price: float,
-    round_price: Callable[[Decimal, Decimal], Decimal],
-    tick: Decimal,
+    round_price: Callable[[float, Grid], tuple[Decimal, bool]],
+    tick: Grid,
     adjustments: list[Reason],
 ) -> Decimal:
-    raw = exact(price)
-    rounded = round_price(raw, tick)
-    if rounded != raw:
-        adjustments.append(_reason(_CODE.TICK_SIZE, f"{name} {raw} rounded to tickSize: {rounded}"))
+    rounded, moved = round_price(price, tick)
+    if moved:
+        adjustments.append(
+            _reason(_CODE.TICK_SIZE, f"{name} {exact(price)!s} rounded to tickSize: {rounded!s}")
+        )
     return rounded
 
 
@@ -381,7 +382,7 @@ def _entry(
             )
     else:
         # rounded towards the entry: tighter
-        stop_exact = ceil_float(stop, rules.tick)
+        stop_exact, _ = ceil_float(stop, rules.tick)
         if not stop_exact < prices.cost_exact:
             return _veto(
                 _CODE.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"

@@ -123,7 +123,7 @@ def on_grid(value: float, grid: Grid) -> Decimal | None:
     units = grid.units * steps
     if not (units < _SHORT and units / grid.scale == value):
         return None
-    return exact_multiply(Decimal(steps), grid.step)
+    return exact_multiply(steps, grid.step)
 
 
 def _floor_exact(value: float, grid: Grid) -> tuple[Decimal, bool]:
@@ -142,16 +142,21 @@ def floor_float(value: float, grid: Grid) -> tuple[Decimal, bool]:
     steps = _steps_below(value, grid.step_f)
     if steps is None:
         return _floor_exact(value, grid)
-    return exact_multiply(Decimal(steps), grid.step), True
+    return exact_multiply(steps, grid.step), True
 
 
-def ceil_float(value: float, grid: Grid) -> Decimal:
-    """`ceil_to(exact(value), step)`, by the same float shortcut as `floor_float`."""
+def ceil_float(value: float, grid: Grid) -> tuple[Decimal, bool]:
+    """`ceil_to(exact(value), step)` and whether it moved the value, by the same float
+    shortcut as `floor_float`."""
     steps = _steps_below(value, grid.step_f)
-    if steps is None:
-        line = on_grid(value, grid)
-        return ceil_to(exact(value), grid.step) if line is None else line
-    return _add(exact_multiply(Decimal(steps), grid.step), grid.step)
+    if steps is not None:
+        return _add(exact_multiply(steps, grid.step), grid.step), True
+    line = on_grid(value, grid)
+    if line is not None:
+        return line, False
+    raw = exact(value)
+    ceiled = ceil_to(raw, grid.step)
+    return ceiled, ceiled != raw
 
 
 def _floor_quotient(room: Decimal, unit: Decimal, step: Decimal) -> Decimal:
@@ -213,7 +218,7 @@ def fit(quantity: float, caps: list[Cap], grid: Grid) -> Fitted | NoRoom:
     if steps is not None:
         # Rounded down clearly below the size, by far more than float error, so the order is
         # under every cap's exact room as well: nothing is near enough to re-check.
-        return _tuple_new(Fitted, (exact_multiply(Decimal(steps), step), quantity, True, binding))
+        return _tuple_new(Fitted, (exact_multiply(steps, step), quantity, True, binding))
     qty, rounded = _floor_exact(quantity, grid)
     for cap in caps:
         if cap.room / cap.unit > quantity * _NEAR:

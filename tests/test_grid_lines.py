@@ -42,7 +42,9 @@ def test_a_line_found_by_floats_is_the_exact_decimal_line(case: tuple[float, Dec
     got, moved = floor_float(value, Grid(step))
     want = floor_to(exact(value), step)
     assert (str(got), moved) == (str(want), want != exact(value))
-    assert str(ceil_float(value, Grid(step))) == str(ceil_to(exact(value), step))
+    ceiled, raised = ceil_float(value, Grid(step))
+    want = ceil_to(exact(value), step)
+    assert (str(ceiled), raised) == (str(want), want != exact(value))
 
 
 def test_held_sizes_and_round_prices_are_recognised_as_lines() -> None:
