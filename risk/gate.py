@@ -36,6 +36,7 @@ from risk.sizing import (
     ceil_float,
     exact,
     exact_multiply,
+    exact_text,
     fit,
     floor_float,
     floor_to,
@@ -325,7 +326,7 @@ def _on_tick(
     rounded, moved = round_price(price, tick)
     if moved:
         adjustments.append(
-            _reason(_CODE.TICK_SIZE, f"{name} {exact(price)!s} rounded to tickSize: {rounded!s}")
+            _reason(_CODE.TICK_SIZE, f"{name} {exact_text(price)} rounded to tickSize: {rounded!s}")
         )
     return rounded
 

@@ -63,6 +63,13 @@ def exact(value: float) -> Decimal:
     return Decimal(repr(value))
 
 
+def exact_text(value: float) -> str:
+    """`str(exact(value))` without building the decimal: a float's repr in plain notation
+    (1e-4 <= |value| < 1e16) already reads as that decimal, digit for digit."""
+    text = repr(value)
+    return str(Decimal(text)) if "e" in text or "n" in text else text  # 1e-05, inf, nan
+
+
 def floor_to(value: Decimal, step: Decimal) -> Decimal:
     if step <= 0:
         return value

@@ -9,7 +9,16 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from risk.sizing import Grid, ceil_float, ceil_to, exact, floor_float, floor_to, on_grid
+from risk.sizing import (
+    Grid,
+    ceil_float,
+    ceil_to,
+    exact,
+    exact_text,
+    floor_float,
+    floor_to,
+    on_grid,
+)
 
 STEPS = [Decimal(s) for s in ("0.00001", "0.001", "0.01", "0.1", "1", "0.5", "0.25", "10", "1E+1")]
 STEPS += [Decimal(s) for s in ("0.00000001", "0.10", "0.0025", "1.00000000", "1E-23", "7E+2")]
@@ -58,3 +67,9 @@ def test_floats_off_a_line_or_beyond_fifteen_digits_are_left_to_the_exact_path()
     assert on_grid(0.100001, Grid(Decimal("0.00001"))) is None
     assert on_grid(12345678.123456789, Grid(Decimal("1E-9"))) is None
     assert on_grid(0.0, Grid(Decimal("0.01"))) is None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(), st.sampled_from([1e-4, 9.999999999999999e-05, 1e16, 1e15, -0.0])))
+def test_a_float_reads_as_its_exact_decimal_without_building_one(value: float) -> None:
+    assert exact_text(value) == str(exact(value))
