@@ -362,7 +362,7 @@ def _entry(
         adjustments.append(_reason(_CODE.UNWIND, f"an unwinding leg passes: {waive.message}"))
     prices = _prices(signal, _SIDE.BUY, last, rules, adjustments)
     if prices.ref <= 0:
-        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size!s}")
     cost = prices.cost
 
     trail = _trailing(signal, market, rules, source, cost, adjustments)
@@ -386,18 +386,18 @@ def _entry(
         stop_exact, _ = ceil_float(stop, rules.tick)
         if not stop_exact < prices.cost_exact:
             return _veto(
-                _CODE.BAD_STOP, f"stop-loss {stop_exact} is not below the entry {cost:.10g}"
+                _CODE.BAD_STOP, f"stop-loss {stop_exact!s} is not below the entry {cost:.10g}"
             )
         below = cost - float(stop_exact)
         if not below > 0:
-            return _veto(_CODE.BAD_STOP, f"stop-loss {stop_exact} is too close to the entry")
+            return _veto(_CODE.BAD_STOP, f"stop-loss {stop_exact!s} is too close to the entry")
         if below < distance:
             distance = below
         if atr_used:
             adjustments.append(
                 _reason(
                     _CODE.ATR_STOP,
-                    f"no stop-loss given: stop placed at {stop_exact}, "
+                    f"no stop-loss given: stop placed at {stop_exact!s}, "
                     f"{source.atr_stop_multiple:g} x ATR {market.atr:.8g} below {cost:.10g}",
                 )
             )
@@ -407,7 +407,7 @@ def _entry(
         if not take_profit > prices.cost_exact:
             return _veto(
                 _CODE.INVALID_SIGNAL,
-                f"take_profit {take_profit} is not above the entry {cost:.10g}",
+                f"take_profit {take_profit!s} is not above the entry {cost:.10g}",
             )
 
     size = math.inf
@@ -573,7 +573,7 @@ def _trailing(
     if pct * cost < rules.tick.step_f:
         return _veto(
             _CODE.TRAILING_STOP,
-            f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick ({rules.tick_size})",
+            f"trailing stop {pct:.6%} of {cost:.10g} is tighter than one tick ({rules.tick_size!s})",
         )
     return exact(pct)
 
@@ -711,7 +711,7 @@ def _exit(
     adjustments: list[Reason] = []
     prices = _prices(signal, side, market.last_price, rules, adjustments)
     if prices.ref <= 0:
-        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size}")
+        return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size!s}")
     held_size = abs(held)
     size = held_size
     if signal.action is not _ACTION.CLOSE:
@@ -784,7 +784,7 @@ def _finish(
                     prices.ref_f,
                     rules.max_notional,
                     prices.ref,
-                    "exchange maxNotional {}",
+                    "exchange maxNotional {!s}",
                     rules.max_notional,
                 ),
             )
@@ -797,20 +797,20 @@ def _finish(
         adjustments.append(_reason(cap.code, f"capped at {room:.8g} by {cap.describe()}"))
     if fitted.rounded:
         adjustments.append(
-            _reason(_CODE.STEP_SIZE, f"rounded down to stepSize {rules.step_size}: {quantity}")
+            _reason(_CODE.STEP_SIZE, f"rounded down to stepSize {rules.step_size!s}: {quantity!s}")
         )
     if quantity <= 0:
         return _veto(
             _CODE.MIN_QTY,
-            f"size {fitted.before:.8g} rounds down to nothing at stepSize {rules.step_size}",
+            f"size {fitted.before:.8g} rounds down to nothing at stepSize {rules.step_size!s}",
         )
     if quantity < rules.min_qty:
-        return _veto(_CODE.MIN_QTY, f"quantity {quantity} is below minQty {rules.min_qty}")
+        return _veto(_CODE.MIN_QTY, f"quantity {quantity!s} is below minQty {rules.min_qty!s}")
     notional = exact_multiply(quantity, prices.ref)
     if notional < rules.min_notional:
         return _veto(
             _CODE.MIN_NOTIONAL,
-            f"notional {notional:.8f} at {prices.ref} is below minNotional {rules.min_notional}",
+            f"notional {notional:.8f} at {prices.ref!s} is below minNotional {rules.min_notional!s}",
         )
     decision_id, symbol, order_type, source = _ordered(signal.__dict__)
     order = _SEAL(

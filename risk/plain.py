@@ -63,7 +63,7 @@ class Filters(Plain):
             1.0,
             rules.max_qty,
             _ONE,
-            "exchange maxQty {}",
+            "exchange maxQty {!s}",
             rules.max_qty,
         )
 

@@ -157,7 +157,7 @@ def ceil_float(value: float, grid: Grid) -> tuple[Decimal, bool]:
     shortcut as `floor_float`."""
     steps = _steps_below(value, grid.step_f)
     if steps is not None:
-        return _add(exact_multiply(steps, grid.step), grid.step), True
+        return exact_multiply(steps + 1, grid.step), True
     line = on_grid(value, grid)
     if line is not None:
         return line, False
