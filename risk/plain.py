@@ -6,7 +6,7 @@ model cannot change, so its copy is made once per model object and kept."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -36,7 +36,7 @@ class _Limits(Plain):
             setattr(self, source.value, Plain(limits.for_source(source)))
 
     def for_source(self, source: SignalSource) -> SourceLimits:
-        return cast(SourceLimits, self.__dict__[source])
+        return self.__dict__[source]  # the plain copy stands in for SourceLimits
 
 
 class Filters(Plain):
