@@ -105,11 +105,14 @@ class Grid:
     def __init__(self, step: Decimal) -> None:
         self.step = step
         self.step_f = float(step)
+        self.units, self.scale = math.inf, 1.0
         _, digits, exponent = step.as_tuple()
+        if isinstance(exponent, str):  # NaN or infinity: never a grid line
+            return
         units = int("".join(map(str, digits)))
         units, scale = (units * 10**exponent, 1) if exponent >= 0 else (units, 10**-exponent)
-        exact_parts = units < _SHORT and scale <= _EXACT_SCALE
-        self.units, self.scale = (float(units), float(scale)) if exact_parts else (math.inf, 1.0)
+        if units < _SHORT and scale <= _EXACT_SCALE:
+            self.units, self.scale = float(units), float(scale)
 
 
 def on_grid(value: float, grid: Grid) -> Decimal | None:
