@@ -6,15 +6,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from decimal import Decimal
 from operator import itemgetter
-from typing import Any
 
-from risk.models import ApprovedOrder
+from risk.models import ApprovedOrder, OrderType, Side, SignalSource
 from risk.trusted import trusted
 
 _KEY = secrets.token_bytes(32)
 _KEYED = hashlib.blake2b(key=_KEY, digest_size=32)
 _CLIENT_ID_PREFIX = "agt-"
+_sha256 = hashlib.sha256
 
 
 class UnapprovedOrderError(Exception):
@@ -22,9 +23,9 @@ class UnapprovedOrderError(Exception):
 
 
 def client_order_id(decision_id: str, leg: str = "entry") -> str:
-    """Deterministic per decision and leg, so a resubmission after a crash is recognisable."""
-    digest = hashlib.sha256(f"{decision_id}|{leg}".encode()).hexdigest()
-    return f"{_CLIENT_ID_PREFIX}{digest[:28]}"  # Binance allows up to 36 chars
+    """Deterministic per decision and leg, so a resubmission after a crash is recognisable.
+    The first 14 bytes of the SHA-256 in hex: the 28 hex digits Binance's 36 allow."""
+    return _CLIENT_ID_PREFIX + _sha256(f"{decision_id}|{leg}".encode()).digest()[:14].hex()
 
 
 _SEALED = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
@@ -32,30 +33,90 @@ _SEALED = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
 _pick_sealed = itemgetter(*_SEALED)
 
 
-def _digest(fields: dict[str, Any]) -> str:
-    """A keyed BLAKE2b MAC of the sealed fields' text in a fixed order. One f-string keeps
+def _digest(
+    cid: str,
+    did: str,
+    symbol: str,
+    side: Side,
+    kind: OrderType,
+    qty: Decimal,
+    limit: Decimal | None,
+    stop: Decimal | None,
+    loss: Decimal | None,
+    profit: Decimal | None,
+    trail: Decimal | None,
+    reduce: bool,
+    source: SignalSource,
+    ms: int,
+) -> str:
+    """A keyed BLAKE2b MAC of the sealed fields' text, in `_SEALED` order. One f-string keeps
     the text unambiguous: the free-text fields are quoted by repr, and every other field's
     text (enums, decimals, None, a bool, an int) holds no quote or separator."""
-    cid, did, symbol, side, kind, qty, limit, stop, loss, profit, trail, reduce, source, ms = (
-        _pick_sealed(fields)
-    )
-    text = (
-        f"{cid!r}|{did!r}|{symbol!r}|{side!s}|{kind!s}|{qty!s}|{limit!s}|{stop!s}|{loss!s}"
-        f"|{profit!s}|{trail!s}|{reduce!s}|{source!s}|{ms!s}"
-    )
     mac = _KEYED.copy()  # the key's block is hashed once per process, not once per order
-    mac.update(text.encode())
+    mac.update(
+        f"{cid!r}|{did!r}|{symbol!r}|{side!s}|{kind!s}|{qty!s}|{limit!s}|{stop!s}|{loss!s}"
+        f"|{profit!s}|{trail!s}|{reduce!s}|{source!s}|{ms!s}".encode()
+    )
     return mac.hexdigest()
 
 
 class _Mint:
     """Seals orders. There is one, and `claim_mint` hands it to the gate alone."""
 
-    def seal(self, fields: dict[str, Any]) -> ApprovedOrder:
-        """The gate passes every field in order and of its exact type, so the order is built
-        without re-validation and `verify_approved` recomputes the same digest."""
-        fields["seal"] = _digest(fields)
-        return trusted(ApprovedOrder, fields)
+    def seal(
+        self,
+        cid: str,
+        did: str,
+        symbol: str,
+        side: Side,
+        kind: OrderType,
+        qty: Decimal,
+        limit: Decimal | None,
+        stop: Decimal | None,
+        loss: Decimal | None,
+        profit: Decimal | None,
+        trail: Decimal | None,
+        reduce: bool,
+        source: SignalSource,
+        ms: int,
+    ) -> ApprovedOrder:
+        """The gate passes every field of its exact type, so the order is built without
+        re-validation and `verify_approved` recomputes the same digest from its fields."""
+        return trusted(
+            ApprovedOrder,
+            {
+                "client_order_id": cid,
+                "decision_id": did,
+                "symbol": symbol,
+                "side": side,
+                "order_type": kind,
+                "quantity": qty,
+                "limit_price": limit,
+                "stop_price": stop,
+                "stop_loss": loss,
+                "take_profit": profit,
+                "trailing_stop_pct": trail,
+                "reduce_only": reduce,
+                "source": source,
+                "created_ms": ms,
+                "seal": _digest(
+                    cid,
+                    did,
+                    symbol,
+                    side,
+                    kind,
+                    qty,
+                    limit,
+                    stop,
+                    loss,
+                    profit,
+                    trail,
+                    reduce,
+                    source,
+                    ms,
+                ),
+            },
+        )
 
 
 _unclaimed: list[_Mint] = [_Mint()]
@@ -75,7 +136,7 @@ def verify_approved(order: object) -> ApprovedOrder:
         raise UnapprovedOrderError(
             f"executors accept only ApprovedOrder, got {type(order).__name__}"
         )
-    if not hmac.compare_digest(order.seal, _digest(order.__dict__)):
+    if not hmac.compare_digest(order.seal, _digest(*_pick_sealed(order.__dict__))):
         raise UnapprovedOrderError(
             f"order {order.client_order_id} was not approved by the risk gate or was altered"
         )

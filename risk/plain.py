@@ -6,14 +6,14 @@ model cannot change, so its copy is made once per model object and kept."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel
 
 from market.models import SymbolRules
 from risk.limits import RiskLimits, SourceLimits
 from risk.models import ReasonCode, SignalSource
-from risk.sizing import Cap
+from risk.sizing import Cap, Grid, exact
 
 _ONE = Decimal(1)
 _KEPT = 256  # models remembered; a process meets few, so a full reset when full is fine
@@ -27,20 +27,21 @@ class Plain:
 
 
 class _Limits(Plain):
-    """RiskLimits, with each source's limits plain too."""
+    """RiskLimits, with each source's limits plain too, and the cost of a unit with fees."""
 
     def __init__(self, limits: RiskLimits) -> None:
         super().__init__(limits)
+        self.fee_factor = _ONE + exact(limits.fee_rate)
         for source in SignalSource:
             setattr(self, source.value, Plain(limits.for_source(source)))
 
     def for_source(self, source: SignalSource) -> SourceLimits:
-        return cast(SourceLimits, self.__dict__[source])
+        return self.__dict__[source]  # the plain copy stands in for SourceLimits
 
 
 class Filters(Plain):
-    """A symbol's rules plus what the gate derives from them: the filters as floats and the
-    fixed maxQty cap."""
+    """A symbol's rules plus what the gate derives from them: the tick and step grids, the
+    filters as floats and the fixed maxQty cap."""
 
     tick_size: Decimal
     step_size: Decimal
@@ -53,8 +54,8 @@ class Filters(Plain):
 
     def __init__(self, rules: SymbolRules) -> None:
         super().__init__(rules)
-        self.tick_f = float(rules.tick_size)
-        self.step_f = float(rules.step_size)
+        self.tick = Grid(rules.tick_size)
+        self.step = Grid(rules.step_size)
         self.max_notional_f = None if rules.max_notional is None else float(rules.max_notional)
         self.max_qty_cap = Cap(
             ReasonCode.MAX_QTY,
@@ -62,7 +63,7 @@ class Filters(Plain):
             1.0,
             rules.max_qty,
             _ONE,
-            "exchange maxQty {}",
+            "exchange maxQty {!s}",
             rules.max_qty,
         )
 

@@ -30,7 +30,6 @@ _SHORT = 1e15
 """Decimals of at most 15 significant digits that differ never round to the same float."""
 _EXACT_SCALE = 10**22  # the largest power of ten a float holds exactly
 _NORMAL = sys.float_info.min  # below it floats thin out and the digit argument fails
-_grids: dict[Decimal, tuple[float, float]] = {}
 
 
 class Cap(NamedTuple):
@@ -64,6 +63,13 @@ def exact(value: float) -> Decimal:
     return Decimal(repr(value))
 
 
+def exact_text(value: float) -> str:
+    """`str(exact(value))` without building the decimal: a float's repr in plain notation
+    (1e-4 <= |value| < 1e16) already reads as that decimal, digit for digit."""
+    text = repr(value)
+    return str(Decimal(text)) if "e" in text or "n" in text else text  # 1e-05, inf, nan
+
+
 def floor_to(value: Decimal, step: Decimal) -> Decimal:
     if step <= 0:
         return value
@@ -89,23 +95,27 @@ def _steps_below(value: float, step_f: float) -> int | None:
     return None
 
 
-def _grid(step: Decimal) -> tuple[float, float]:
-    """The step as an integer over a power of ten, both as exact floats, worked out once per
-    step; (inf, 1) for a step whose parts floats cannot hold exactly."""
-    found = _grids.get(step)
-    if found is None:
-        if len(_grids) >= 256:  # a run meets a few steps and ticks; tests meet many
-            _grids.clear()
+class Grid:
+    """An exchange step (tickSize, stepSize) with what the float shortcuts read, worked out
+    once per symbol's rules: the step as a float, and as an integer over a power of ten with
+    both parts exact floats ((inf, 1) when floats cannot hold them exactly)."""
+
+    __slots__ = ("scale", "step", "step_f", "units")
+
+    def __init__(self, step: Decimal) -> None:
+        self.step = step
+        self.step_f = float(step)
+        self.units, self.scale = math.inf, 1.0
         _, digits, exponent = step.as_tuple()
+        if isinstance(exponent, str):  # NaN or infinity: never a grid line
+            return
         units = int("".join(map(str, digits)))
         units, scale = (units * 10**exponent, 1) if exponent >= 0 else (units, 10**-exponent)
-        exact_parts = units < _SHORT and scale <= _EXACT_SCALE
-        found = (float(units), float(scale)) if exact_parts else (math.inf, 1.0)
-        _grids[step] = found
-    return found
+        if units < _SHORT and scale <= _EXACT_SCALE:
+            self.units, self.scale = float(units), float(scale)
 
 
-def on_grid(value: float, step: Decimal, step_f: float) -> Decimal | None:
+def on_grid(value: float, grid: Grid) -> Decimal | None:
     """`exact(value)` as a whole number of steps, when the float is provably that grid line;
     None otherwise (or when unsure). Proof: the line n * step is the integer n * units over a
     power of ten, both exact floats (under 10**15 and 10**22), so their float quotient is the
@@ -113,45 +123,50 @@ def on_grid(value: float, step: Decimal, step_f: float) -> Decimal | None:
     most 15 significant digits is then the float's shortest round-trip decimal, as no other
     decimal that short rounds to the same float. This skips the float's decimal text (a held
     position, a round price: the common exit)."""
+    step_f = grid.step_f
     if not (step_f > 0.0 and value >= _NORMAL):
         return None
     ratio = value / step_f
     if not ratio < _GRID_SPAN:
         return None
     steps = round(ratio)
-    units, scale = _grid(step)
-    units *= steps
-    if not (units < _SHORT and units / scale == value):
+    units = grid.units * steps
+    if not (units < _SHORT and units / grid.scale == value):
         return None
-    return exact_multiply(Decimal(steps), step)
+    return exact_multiply(steps, grid.step)
 
 
-def _floor_exact(value: float, step: Decimal, step_f: float) -> tuple[Decimal, bool]:
+def _floor_exact(value: float, grid: Grid) -> tuple[Decimal, bool]:
     """`floor_to(exact(value), step)` and whether it moved the value."""
-    line = on_grid(value, step, step_f)
+    line = on_grid(value, grid)
     if line is not None:
         return line, False
     raw = exact(value)
-    floored = floor_to(raw, step)
+    floored = floor_to(raw, grid.step)
     return floored, floored != raw
 
 
-def floor_float(value: float, step: Decimal, step_f: float) -> tuple[Decimal, bool]:
+def floor_float(value: float, grid: Grid) -> tuple[Decimal, bool]:
     """`_floor_exact`, by float arithmetic when the value lies clearly between grid lines (so
     it cannot be on one and moves): that skips the float's decimal text, the costliest step."""
-    steps = _steps_below(value, step_f)
+    steps = _steps_below(value, grid.step_f)
     if steps is None:
-        return _floor_exact(value, step, step_f)
-    return exact_multiply(Decimal(steps), step), True
+        return _floor_exact(value, grid)
+    return exact_multiply(steps, grid.step), True
 
 
-def ceil_float(value: float, step: Decimal, step_f: float) -> Decimal:
-    """`ceil_to(exact(value), step)`, by the same float shortcut as `floor_float`."""
-    steps = _steps_below(value, step_f)
-    if steps is None:
-        line = on_grid(value, step, step_f)
-        return ceil_to(exact(value), step) if line is None else line
-    return _add(exact_multiply(Decimal(steps), step), step)
+def ceil_float(value: float, grid: Grid) -> tuple[Decimal, bool]:
+    """`ceil_to(exact(value), step)` and whether it moved the value, by the same float
+    shortcut as `floor_float`."""
+    steps = _steps_below(value, grid.step_f)
+    if steps is not None:
+        return exact_multiply(steps + 1, grid.step), True
+    line = on_grid(value, grid)
+    if line is not None:
+        return line, False
+    raw = exact(value)
+    ceiled = ceil_to(raw, grid.step)
+    return ceiled, ceiled != raw
 
 
 def _floor_quotient(room: Decimal, unit: Decimal, step: Decimal) -> Decimal:
@@ -197,7 +212,7 @@ def out_of_reach(room: float, unit: float, quantity: float) -> bool:
     return room / unit > quantity * _NEAR
 
 
-def fit(quantity: float, caps: list[Cap], step: Decimal, step_f: float) -> Fitted | NoRoom:
+def fit(quantity: float, caps: list[Cap], grid: Grid) -> Fitted | NoRoom:
     """Shrink `quantity` under every cap, round down to the step, and re-check the near-binding
     caps exactly so the Decimal result never exceeds any of them."""
     binding: list[tuple[Cap, float]] = []
@@ -208,12 +223,13 @@ def fit(quantity: float, caps: list[Cap], step: Decimal, step_f: float) -> Fitte
         if room < quantity:
             quantity = room
             binding.append((cap, room))
-    steps = _steps_below(quantity, step_f)
+    step = grid.step
+    steps = _steps_below(quantity, grid.step_f)
     if steps is not None:
         # Rounded down clearly below the size, by far more than float error, so the order is
         # under every cap's exact room as well: nothing is near enough to re-check.
-        return _tuple_new(Fitted, (exact_multiply(Decimal(steps), step), quantity, True, binding))
-    qty, rounded = _floor_exact(quantity, step, step_f)
+        return _tuple_new(Fitted, (exact_multiply(steps, step), quantity, True, binding))
+    qty, rounded = _floor_exact(quantity, grid)
     for cap in caps:
         if cap.room / cap.unit > quantity * _NEAR:
             continue

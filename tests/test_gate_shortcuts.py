@@ -30,7 +30,7 @@ from risk import (
     assess,
     verify_approved,
 )
-from risk.sizing import ceil_float, ceil_to, exact, floor_float, floor_to
+from risk.sizing import Grid, ceil_float, ceil_to, exact, floor_float, floor_to
 
 NOW = 1_761_782_400_000
 PRICE = 65_000.0
@@ -129,9 +129,11 @@ def test_rounding_to_the_grid_in_float_lands_on_the_exact_decimal_line(
 ) -> None:
     value, step = case
     want = floor_to(exact(value), step)
-    got, moved = floor_float(value, step, float(step))
+    got, moved = floor_float(value, Grid(step))
     assert (str(got), moved) == (str(want), want != exact(value))
-    assert str(ceil_float(value, step, float(step))) == str(ceil_to(exact(value), step))
+    ceiled, raised = ceil_float(value, Grid(step))
+    want = ceil_to(exact(value), step)
+    assert (str(ceiled), raised) == (str(want), want != exact(value))
 
 
 def _approved_order() -> Any:

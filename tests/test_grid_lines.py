@@ -9,7 +9,16 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from risk.sizing import ceil_float, ceil_to, exact, floor_float, floor_to, on_grid
+from risk.sizing import (
+    Grid,
+    ceil_float,
+    ceil_to,
+    exact,
+    exact_text,
+    floor_float,
+    floor_to,
+    on_grid,
+)
 
 STEPS = [Decimal(s) for s in ("0.00001", "0.001", "0.01", "0.1", "1", "0.5", "0.25", "10", "1E+1")]
 STEPS += [Decimal(s) for s in ("0.00000001", "0.10", "0.0025", "1.00000000", "1E-23", "7E+2")]
@@ -35,24 +44,32 @@ def on_and_near_lines(draw: st.DrawFn) -> tuple[float, Decimal]:
 @given(on_and_near_lines())
 def test_a_line_found_by_floats_is_the_exact_decimal_line(case: tuple[float, Decimal]) -> None:
     value, step = case
-    line = on_grid(value, step, float(step))
+    line = on_grid(value, Grid(step))
     if line is not None:
         assert line == exact(value)
         assert str(line) == str(floor_to(exact(value), step))
-    got, moved = floor_float(value, step, float(step))
+    got, moved = floor_float(value, Grid(step))
     want = floor_to(exact(value), step)
     assert (str(got), moved) == (str(want), want != exact(value))
-    assert str(ceil_float(value, step, float(step))) == str(ceil_to(exact(value), step))
+    ceiled, raised = ceil_float(value, Grid(step))
+    want = ceil_to(exact(value), step)
+    assert (str(ceiled), raised) == (str(want), want != exact(value))
 
 
 def test_held_sizes_and_round_prices_are_recognised_as_lines() -> None:
     # A position of 0.1 BTC at stepSize 0.00001 and a close of 65000.0 at tickSize 0.01.
-    assert str(on_grid(0.1, Decimal("0.00001"), 1e-05)) == "0.10000"
-    assert str(on_grid(65_000.0, Decimal("0.01"), 0.01)) == "65000.00"
+    assert str(on_grid(0.1, Grid(Decimal("0.00001")))) == "0.10000"
+    assert str(on_grid(65_000.0, Grid(Decimal("0.01")))) == "65000.00"
 
 
 def test_floats_off_a_line_or_beyond_fifteen_digits_are_left_to_the_exact_path() -> None:
-    assert on_grid(math.nextafter(0.1, 1.0), Decimal("0.00001"), 1e-05) is None
-    assert on_grid(0.100001, Decimal("0.00001"), 1e-05) is None
-    assert on_grid(12345678.123456789, Decimal("1E-9"), 1e-09) is None
-    assert on_grid(0.0, Decimal("0.01"), 0.01) is None
+    assert on_grid(math.nextafter(0.1, 1.0), Grid(Decimal("0.00001"))) is None
+    assert on_grid(0.100001, Grid(Decimal("0.00001"))) is None
+    assert on_grid(12345678.123456789, Grid(Decimal("1E-9"))) is None
+    assert on_grid(0.0, Grid(Decimal("0.01"))) is None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(), st.sampled_from([1e-4, 9.999999999999999e-05, 1e16, 1e15, -0.0])))
+def test_a_float_reads_as_its_exact_decimal_without_building_one(value: float) -> None:
+    assert exact_text(value) == str(exact(value))
