@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
+from store import bar_cache
 from store.db import Store
-from store.tables import CandleRow
+from store.tables import CandleRow, CandleSeriesRow
 
 _KEY = ("exchange", "symbol", "interval")
 _CHUNK = 50_000
@@ -77,7 +79,18 @@ def upsert_candles(
             conn.exec_driver_sql(sql, chunk)
             if on_chunk:
                 on_chunk(len(chunk))
+        conn.exec_driver_sql(_token_sql(store), (*key, secrets.randbits(62)))
     return count_candles(store, symbol, interval, exchange) - before
+
+
+def _token_sql(store: Store) -> str:
+    """A new write token for the series, in the write's own transaction (see bar_cache)."""
+    mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO candle_series (exchange, symbol, interval, write_token) VALUES "
+        f"({mark}, {mark}, {mark}, {mark}) ON CONFLICT (exchange, symbol, interval) "
+        "DO UPDATE SET write_token = excluded.write_token"
+    )
 
 
 def load_candles(
@@ -89,9 +102,53 @@ def load_candles(
     *,
     exchange: str = EXCHANGE,
 ) -> pd.DataFrame:
-    """Bars with start_ms <= open_time <= end_ms, oldest first, in the CANDLE_COLUMNS layout.
-    Rows are read in chunks straight into float64 arrays (exact for the integer columns too,
-    which are below 2**53), never into a list of a million tuples."""
+    """Bars with start_ms <= open_time <= end_ms, oldest first, in the CANDLE_COLUMNS layout:
+    from the series' columnar cache while it matches the database (store/bar_cache.py), else
+    through SQL; a whole series read through SQL is cached for the next run."""
+    series = (exchange, symbol, interval)
+    root = bar_cache.cache_root(store)
+    if root is None:
+        return _select(store, series, start_ms, end_ms)
+    with store.engine.connect() as conn:
+        token, first, last = _series_state(conn, series)
+    if token is None:
+        return _select(store, series, start_ms, end_ms)
+    cached = bar_cache.read(root, series, token, CANDLE_COLUMNS)
+    times = None if cached is None else cached["open_time"]
+    if times is not None and len(times) and (times[0], times[-1]) == (first, last):
+        low = 0 if start_ms is None else int(np.searchsorted(times, start_ms, "left"))
+        high = len(times) if end_ms is None else int(np.searchsorted(times, end_ms, "right"))
+        return pd.DataFrame({n: v[low:high] for n, v in cached.items()}, copy=False)
+    frame = _select(store, series, start_ms, end_ms)
+    if start_ms is None and end_ms is None and len(frame):
+        bar_cache.write(root, series, token, {n: frame[n].to_numpy() for n in CANDLE_COLUMNS})
+    return frame
+
+
+def _series_state(conn: Connection, series: bar_cache.Series) -> tuple[int | None, int, int]:
+    """The series' write token and its first and last open time (two index seeks): a cache
+    whose ends differ was made before a write that did not renew the token (an older
+    version of this program), and is not read."""
+    table, tokens = CandleRow.__table__, CandleSeriesRow.__table__
+    keyed = [table.c[k] == v for k, v in zip(_KEY, series, strict=True)]
+    token = conn.execute(
+        select(tokens.c.write_token).where(
+            *(tokens.c[k] == v for k, v in zip(_KEY, series, strict=True))
+        )
+    ).scalar()
+    ends = [
+        conn.execute(select(table.c.open_time).where(*keyed).order_by(order).limit(1)).scalar()
+        for order in (table.c.open_time, table.c.open_time.desc())
+    ]
+    return token, *ends
+
+
+def _select(
+    store: Store, series: bar_cache.Series, start_ms: int | None, end_ms: int | None
+) -> pd.DataFrame:
+    """Rows are read in chunks straight into float64 arrays (exact for the integer columns
+    too, which are below 2**53), never into a list of a million tuples."""
+    exchange, symbol, interval = series
     table = CandleRow.__table__
     stmt = select(*(table.c[c] for c in CANDLE_COLUMNS)).where(
         table.c.exchange == exchange, table.c.symbol == symbol, table.c.interval == interval
