@@ -104,28 +104,45 @@ def load_candles(
 ) -> pd.DataFrame:
     """Bars with start_ms <= open_time <= end_ms, oldest first, in the CANDLE_COLUMNS layout:
     from the series' columnar cache while it matches the database (store/bar_cache.py), else
-    through SQL; a whole series read through SQL is cached for the next run."""
+    through SQL. A read of most of a series reads all of it and caches it for the next run
+    (at most twice the rows asked for); a short window is read alone."""
     series = (exchange, symbol, interval)
     root = bar_cache.cache_root(store)
     if root is None:
         return _select(store, series, start_ms, end_ms)
     with store.engine.connect() as conn:
         token, first, last = _series_state(conn, series)
-    if token is None:
+    if token is None or first is None or last is None:
         return _select(store, series, start_ms, end_ms)
     cached = bar_cache.read(root, series, token, CANDLE_COLUMNS)
-    times = None if cached is None else cached["open_time"]
-    if times is not None and len(times) and (times[0], times[-1]) == (first, last):
-        low = 0 if start_ms is None else int(np.searchsorted(times, start_ms, "left"))
-        high = len(times) if end_ms is None else int(np.searchsorted(times, end_ms, "right"))
-        return pd.DataFrame({n: v[low:high] for n, v in cached.items()}, copy=False)
-    frame = _select(store, series, start_ms, end_ms)
-    if start_ms is None and end_ms is None and len(frame):
-        bar_cache.write(root, series, token, {n: frame[n].to_numpy() for n in CANDLE_COLUMNS})
-    return frame
+    if cached is not None and _same_ends(cached["open_time"], first, last):
+        return _window(cached, start_ms, end_ms)
+    low = first if start_ms is None else max(start_ms, first)
+    high = last if end_ms is None else min(end_ms, last)
+    if (high - low) * 2 < last - first:
+        return _select(store, series, start_ms, end_ms)
+    columns = _columns(store, series, None, None)
+    bar_cache.write(root, series, token, columns)
+    return _window(columns, start_ms, end_ms)
 
 
-def _series_state(conn: Connection, series: bar_cache.Series) -> tuple[int | None, int, int]:
+def _same_ends(times: np.ndarray, first: int, last: int) -> bool:
+    return bool(len(times)) and (int(times[0]), int(times[-1])) == (first, last)
+
+
+def _window(
+    columns: dict[str, np.ndarray], start_ms: int | None, end_ms: int | None
+) -> pd.DataFrame:
+    """The bars of [start_ms, end_ms] of a whole series' columns, as views of them."""
+    times = columns["open_time"]
+    low = 0 if start_ms is None else int(np.searchsorted(times, start_ms, "left"))
+    high = len(times) if end_ms is None else int(np.searchsorted(times, end_ms, "right"))
+    return pd.DataFrame({name: values[low:high] for name, values in columns.items()}, copy=False)
+
+
+def _series_state(
+    conn: Connection, series: bar_cache.Series
+) -> tuple[int | None, int | None, int | None]:
     """The series' write token and its first and last open time (two index seeks): a cache
     whose ends differ was made before a write that did not renew the token (an older
     version of this program), and is not read."""
@@ -146,6 +163,12 @@ def _series_state(conn: Connection, series: bar_cache.Series) -> tuple[int | Non
 def _select(
     store: Store, series: bar_cache.Series, start_ms: int | None, end_ms: int | None
 ) -> pd.DataFrame:
+    return pd.DataFrame(_columns(store, series, start_ms, end_ms), copy=False)
+
+
+def _columns(
+    store: Store, series: bar_cache.Series, start_ms: int | None, end_ms: int | None
+) -> dict[str, np.ndarray]:
     """Rows are read in chunks straight into float64 arrays (exact for the integer columns
     too, which are below 2**53), never into a list of a million tuples."""
     exchange, symbol, interval = series
@@ -171,10 +194,7 @@ def _select(
             for column, values in zip(parts, block.T, strict=True):
                 column.append(values.copy())
         cursor.close()
-    return pd.DataFrame(
-        {name: _join(name, column) for name, column in zip(CANDLE_COLUMNS, parts, strict=True)},
-        copy=False,
-    )
+    return {name: _join(name, column) for name, column in zip(CANDLE_COLUMNS, parts, strict=True)}
 
 
 def _join(name: str, parts: list[np.ndarray]) -> np.ndarray:

@@ -75,3 +75,19 @@ def test_bars_written_past_the_cache_and_edits_to_a_loaded_frame(tmp_path: Path)
         )
     pd.testing.assert_frame_equal(load_candles(store, "BTCUSDT", "1m"), bars)
     store.close()
+
+
+def test_a_backtest_window_over_most_of_a_series_caches_it(tmp_path: Path) -> None:
+    """A run over most of the stored bars reads them all once; a short window is read alone."""
+    bars = load_sample("BTCUSDT")
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    upsert_candles(store, "BTCUSDT", "1m", bars)
+    start, end = int(bars.open_time[10]), int(bars.open_time[3999])
+    short = load_candles(store, "BTCUSDT", "1m", start, start + 59 * 60_000)
+    pd.testing.assert_frame_equal(short, bars.iloc[10:70].reset_index(drop=True))
+    assert not (tmp_path / "agent.db.bars").exists()
+    most = load_candles(store, "BTCUSDT", "1m", start, end)
+    pd.testing.assert_frame_equal(most, bars.iloc[10:4000].reset_index(drop=True))
+    assert any((tmp_path / "agent.db.bars").iterdir())
+    pd.testing.assert_frame_equal(load_candles(store, "BTCUSDT", "1m", start, end), most)
+    store.close()
