@@ -38,7 +38,9 @@ def _prefix(series: Series) -> str:
     return hashlib.sha256("\0".join(series).encode()).hexdigest()[:24]
 
 
-def read(root: Path, series: Series, token: int, names: tuple[str, ...]) -> dict | None:
+def read(
+    root: Path, series: Series, token: int, names: tuple[str, ...]
+) -> dict[str, np.ndarray] | None:
     """The series' columns as written under `token`, or None (never made, or made under an
     older token, or removed while being read)."""
     folder = root / f"{_prefix(series)}-{token}"

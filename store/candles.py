@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
 from store import bar_cache
@@ -147,17 +147,18 @@ def _series_state(
     whose ends differ was made before a write that did not renew the token (an older
     version of this program), and is not read."""
     table, tokens = CandleRow.__table__, CandleSeriesRow.__table__
-    keyed = [table.c[k] == v for k, v in zip(_KEY, series, strict=True)]
-    token = conn.execute(
-        select(tokens.c.write_token).where(
-            *(tokens.c[k] == v for k, v in zip(_KEY, series, strict=True))
-        )
-    ).scalar()
+    token = conn.execute(select(tokens.c.write_token).where(*_keyed(tokens, series))).scalar()
     ends = [
-        conn.execute(select(table.c.open_time).where(*keyed).order_by(order).limit(1)).scalar()
+        conn.execute(
+            select(table.c.open_time).where(*_keyed(table, series)).order_by(order).limit(1)
+        ).scalar()
         for order in (table.c.open_time, table.c.open_time.desc())
     ]
     return token, *ends
+
+
+def _keyed(table: Table, series: bar_cache.Series) -> list[ColumnElement[bool]]:
+    return [table.c[key] == value for key, value in zip(_KEY, series, strict=True)]
 
 
 def _select(
