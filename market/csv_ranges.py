@@ -92,7 +92,7 @@ def read_rows(path: Path, has_header: bool, **options: Any) -> pd.DataFrame:
             frames = list(pool.map(one, range(len(spans))))
         except pd.errors.ParserError:
             return pd.read_csv(path, **whole)
-        columns = {name: [frame.pop(name) for frame in frames] for name in list(frames[0].columns)}
+        columns = {name: [frame[name] for frame in frames] for name in frames[0].columns}
         del frames  # joined a column per core too: numpy copies without holding the GIL
         return pd.DataFrame(
             dict(zip(columns, pool.map(join, columns.values()), strict=True)), copy=False
