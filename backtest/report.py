@@ -8,12 +8,12 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, field_serializer
 
 from backtest.annualise import Basis
 from backtest.engine import BacktestResult
@@ -83,12 +83,41 @@ class FillOut(BaseModel):
         )
 
 
-class EquityOut(BaseModel):
-    """Columnar: one entry per bar, times in epoch ms (the bar's open time)."""
+_JSON_CHUNK = 65_536  # values per piece of the streamed equity curve
+_FLOATS = TypeAdapter(list[float])
+_CURVES = (("time", TypeAdapter(list[int])), ("equity", _FLOATS), ("drawdown_pct", _FLOATS))
 
-    time: list[int]
-    equity: list[float]
-    drawdown_pct: list[float]
+
+class EquityOut(BaseModel):
+    """Columnar: one entry per bar, times in epoch ms (the bar's open time). Kept as numpy
+    arrays: a million bars as Python lists take ~100 MB, and the JSON streams them in chunks."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    time: np.ndarray
+    equity: np.ndarray
+    drawdown_pct: np.ndarray
+
+    @field_serializer("time", "equity", "drawdown_pct")
+    def _listed(self, values: np.ndarray) -> list[Any]:
+        return values.tolist()
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """This section exactly as the report's `model_dump_json(indent=1)` writes it (two
+        levels deep), a chunk of values at a time, so no whole-curve list or text is built."""
+        yield b"{"
+        for index, (name, adapter) in enumerate(_CURVES):
+            values: np.ndarray = getattr(self, name)
+            yield f'{"," if index else ""}\n  "{name}": '.encode()
+            if not len(values):
+                yield b"[]"
+                continue
+            yield b"["
+            for start in range(0, len(values), _JSON_CHUNK):
+                text = adapter.dump_json(values[start : start + _JSON_CHUNK].tolist(), indent=1)
+                yield (b"," if start else b"") + text[1:-2].replace(b"\n ", b"\n   ")
+            yield b"\n  ]"
+        yield b"\n }"
 
 
 class OrdersOut(BaseModel):
@@ -162,11 +191,25 @@ class BacktestReport(BaseModel):
     scorecard: dict[str, Any] | None = None  # its baselines and uncertainty (backtest.scorecard)
 
     def to_json(self) -> str:
+        return b"".join(self.json_chunks()).decode()
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """`model_dump_json(indent=1)` without the absent sections, the equity curve streamed
+        in place: the rest is dumped whole and cut where the curve goes (before "orders", the
+        only key at that depth: nested keys are indented deeper, text escapes its newlines)."""
         absent = {k for k in ("agent", "scorecard") if getattr(self, k) is None}
-        return self.model_dump_json(indent=1, exclude=absent or None)
+        rest = self.model_dump_json(indent=1, exclude={"equity", *absent}).encode()
+        head, tail = rest.split(b'\n "orders": ', 1)
+        yield head + b'\n "equity": '
+        yield from self.equity.json_chunks()
+        yield b',\n "orders": ' + tail
 
     def sha256(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        """The hash of `to_json()`, fed a chunk at a time."""
+        digest = hashlib.sha256()
+        for chunk in self.json_chunks():
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def _fill_kinds(fills: list[Fill]) -> tuple[dict[str, int], dict[str, int]]:
@@ -347,9 +390,9 @@ def build_report(
 ) -> BacktestReport:
     """The summary plus the equity and drawdown curves, one value per bar."""
     equity = EquityOut(
-        time=result.bars.open_time.tolist(),
-        equity=result.equity.tolist(),
-        drawdown_pct=(-drawdown(result.equity) * 100).tolist(),
+        time=result.bars.open_time.astype(np.int64, copy=False),
+        equity=result.equity.astype(np.float64, copy=False),
+        drawdown_pct=-drawdown(result.equity) * 100,
     )
     fills = [FillOut.of(fill) for fill in result.fills]
     summed = summary(result, data_notes, rules, window)

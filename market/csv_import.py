@@ -143,10 +143,12 @@ def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]
         if alias is None:
             absent.append(target)
             values = np.zeros(len(raw))
+        elif target == "trades" and pd.api.types.is_integer_dtype(raw[alias].dtype):
+            values = raw[alias].to_numpy(dtype=np.int64)  # whole already: no float round trip
         else:
             values = _floats(raw[alias])
             values = np.nan_to_num(values) if np.isnan(values).any() else values
-        columns[target] = values.astype(np.int64) if target == "trades" else values
+        columns[target] = values.astype(np.int64, copy=False) if target == "trades" else values
     del raw  # the frame below holds the parsed columns themselves, not copies of them
     frame = pd.DataFrame({name: _writable(values) for name, values in columns.items()}, copy=False)
     _check_spacing(frame, interval, path)

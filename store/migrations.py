@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import NamedTuple
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 
 class Migration(NamedTuple):
@@ -27,6 +28,21 @@ def _create(*tables: str) -> Callable[[Connection], None]:
     return apply
 
 
+def _series_tokens(conn: Connection) -> None:
+    """Every series already stored gets its first write token (see CandleSeriesRow)."""
+    from store.tables import CandleRow, CandleSeriesRow
+
+    series, candles = CandleSeriesRow.__table__, CandleRow.__table__
+    series.create(conn, checkfirst=True)
+    key = (candles.c.exchange, candles.c.symbol, candles.c.interval)
+    rows = [
+        {"exchange": e, "symbol": s, "interval": i, "write_token": secrets.randbits(62)}
+        for e, s, i in conn.execute(select(*key).distinct())
+    ]
+    if rows:
+        conn.execute(series.insert(), rows)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "candles", _create("CandleRow")),
     Migration(2, "risk state and verdicts", _create("RiskStateRow", "RiskVerdictRow")),
@@ -46,4 +62,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "exchange rules cached from exchangeInfo", _create("ExchangeRuleRow")),
     Migration(9, "splits and dividends paper accounts took", _create("PaperCorporateActionRow")),
     Migration(10, "splits and dividends of imported stock candles", _create("CorporateActionRow")),
+    Migration(11, "a write token per candle series, for the columnar cache", _series_tokens),
 )

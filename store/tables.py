@@ -29,6 +29,19 @@ class CandleRow(SQLModel, table=True):
     taker_buy_quote_volume: float
 
 
+class CandleSeriesRow(SQLModel, table=True):
+    """A random token per candle series, replaced in the same transaction as every write to its
+    bars: the columnar cache (store/bar_cache.py) is keyed by it, so it never serves old bars,
+    even for a database deleted and created anew at the same path."""
+
+    __tablename__ = "candle_series"
+
+    exchange: str = Field(sa_column=Column(String(16), primary_key=True))
+    symbol: str = Field(sa_column=Column(String(20), primary_key=True))
+    interval: str = Field(sa_column=Column(String(4), primary_key=True))
+    write_token: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class SchemaVersion(SQLModel, table=True):
     """One row per applied migration, so an old database is upgraded in place."""
 
