@@ -252,6 +252,8 @@ class LLMClient:
         clock: Callable[[], float] = time.monotonic,
         secrets: Sequence[str] = (),
         capabilities_file: Path | None = None,
+        organization: str | None = None,
+        project: str | None = None,
     ) -> None:
         if settings.mode == "replay" and cache_dir is None:
             raise ConfigError(
@@ -272,6 +274,12 @@ class LLMClient:
             "accept": "application/json",
             "user-agent": USER_AGENT,
         }
+        # OpenAI bills and rate-limits a request to the organization and project these name;
+        # without them a key that belongs to several is billed to its default.
+        if organization:
+            self._headers["openai-organization"] = organization
+        if project:
+            self._headers["openai-project"] = project
         self._http_client: httpx.Client | None = None  # made on the first request
         self._async: _AsyncResources | None = None
         self._opening = None if cache_dir is None else _open_cache(cache_dir)

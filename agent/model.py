@@ -87,6 +87,8 @@ def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
         cache_dir=settings.data_dir / "llm-cache",
         capabilities_file=settings.data_dir / "llm-capabilities.json",
         secrets=settings.secret_values(),
+        organization=settings.openai_org_id,
+        project=settings.openai_project_id,
     )
 
 

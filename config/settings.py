@@ -293,6 +293,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )
+    openai_org_id: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_ORG_ID", "openai_org_id")
+    )
+    openai_project_id: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_PROJECT_ID", "openai_project_id")
+    )
     binance_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("BINANCE_API_KEY", "binance_api_key")
     )

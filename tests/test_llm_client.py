@@ -18,7 +18,8 @@ import pytest
 from loopback_openai import LoopbackOpenAI, Scripted, openai_server  # noqa: F401
 
 from agent.llm import LLMClient, LLMError, LLMResponse
-from config.settings import LLMSettings, ModelPrice
+from agent.model import open_model
+from config.settings import LLMSettings, ModelPrice, load_settings
 from core.errors import ConfigError
 
 CAPTURES = Path(__file__).parent / "fixtures" / "openai" / "extracted_json"
@@ -673,3 +674,29 @@ def test_planted_key_never_reaches_logs_or_errors(
     for record in caplog.records:
         assert PLANTED_KEY not in record.getMessage()
         assert PLANTED_KEY not in json.dumps(vars(record), default=str)
+
+
+def test_organization_and_project_from_the_environment_reach_the_endpoint(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key shared by several organizations bills the one OPENAI_ORG_ID names, as the SDK did."""
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", PLANTED_KEY)
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-desk42")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_backtests")
+    openai_server.script(answer())
+    with open_model(load_settings(data_dir=tmp_path), print) as llm:
+        llm.complete(USER, None, prompt_version="p1")
+    sent = openai_server.requests[0].headers
+    assert (sent["openai-organization"], sent["openai-project"]) == ("org-desk42", "proj_backtests")
+
+
+def test_no_organization_header_unless_one_is_set(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+) -> None:
+    openai_server.script(answer())
+    make_llm().complete(USER, None, prompt_version="p1")
+    assert not {"openai-organization", "openai-project"} & set(openai_server.requests[0].headers)
