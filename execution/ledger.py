@@ -81,7 +81,7 @@ class Ledger:
         return [(symbol, qty) for symbol, qty in self._qty.items() if qty]
 
     def equity(self, marks: Mapping[str, float]) -> float:
-        return self.cash + sum(qty * marks[symbol] for symbol, qty in self._qty.items() if qty)
+        return self.cash + sum([qty * marks[symbol] for symbol, qty in self._qty.items() if qty])
 
     def unrealised(self, marks: Mapping[str, float]) -> float:
         return sum(
