@@ -73,8 +73,8 @@ class Ledger:
         lots = self._lots.get(symbol)
         if not lots:
             return 0.0
-        size = sum(lot.quantity for lot in lots)
-        return sum(lot.quantity * lot.price for lot in lots) / size
+        size = sum([lot.quantity for lot in lots])
+        return sum([lot.quantity * lot.price for lot in lots]) / size
 
     def held(self) -> list[tuple[str, float]]:
         """(symbol, signed quantity) of every open position."""

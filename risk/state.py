@@ -248,11 +248,15 @@ def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
 
 def on_order(state: RiskState, now_ms: int) -> RiskState:
     """Remember an approved order's time so the per-minute and per-hour limits can count it."""
-    orders = list(
-        state.recent_orders_ms[bisect_right(state.recent_orders_ms, now_ms - RATE_WINDOW_MS) :]
-    )
-    insort(orders, now_ms)
-    return _changed(state, {"recent_orders_ms": tuple(orders)})
+    orders = state.recent_orders_ms
+    orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
+    if not orders or orders[-1] <= now_ms:
+        orders += (now_ms,)  # the usual case: time moves forward, so it goes last
+    else:
+        later = list(orders)
+        insort(later, now_ms)
+        orders = tuple(later)
+    return _changed(state, {"recent_orders_ms": orders})
 
 
 def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskState:
