@@ -219,9 +219,15 @@ class _Run:
             self.equity[start] = value
         else:
             span = self.equity[start:stop]
-            span.fill(cash)
-            for s, q in self.ledger.held():
-                span += q * closes[s][start:stop]
+            held = self.ledger.held()
+            if not held:
+                span.fill(cash)
+            for n, (s, q) in enumerate(held):
+                if n:
+                    span += q * closes[s][start:stop]
+                else:  # q * close + cash in place: the same sum as cash + q * close
+                    np.multiply(closes[s][start:stop], q, out=span)
+                    span += cash
         self.cursor = stop
 
     def _finish(self) -> BacktestResult:
