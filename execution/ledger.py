@@ -104,7 +104,7 @@ class Ledger:
         before = self.quantity(symbol)
         after = snap(before + side * quantity)
         cash_after = self.cash - side * quantity * price - fee
-        if side > 0 and after > 0 and cash_after < -_tolerance(self.cash):
+        if side > 0 and after > 0 and cash_after < 0 and cash_after < -_tolerance(self.cash):
             return (
                 ReasonCode.INSUFFICIENT_CASH,
                 f"buying {quantity:g} {symbol} at {price:g} needs "
