@@ -147,7 +147,8 @@ class _Run:
             hours=hours,
         )
         self.equity = np.empty(len(bars))
-        self.cursor = 0  # the first bar whose equity is not written yet
+        self.cursor = 0  # the first bar not stepped or folded yet
+        self.written = 0  # the first bar whose equity is not written yet
         self.result = BacktestResult(
             bars=bars,
             config=config,
@@ -179,11 +180,13 @@ class _Run:
         for t in np.flatnonzero(any_wake).tolist():
             self._advance(t)
         self._advance(last, decide=False)
+        self._write_equity(self.written, last + 1)
         return self._finish()
 
     def _advance(self, upto: int, *, decide: bool = True) -> None:
         """Step every bar up to `upto` where an order may fill, then `upto` itself; the bars in
-        between are folded."""
+        between are folded. A stepped bar's equity is written with the quiet bars after it,
+        in one span: nothing changes the holdings from its close until the next step."""
         executor, runner, actions = self.executor, self.runner, self.has_actions
         while True:
             start = self.cursor
@@ -196,17 +199,14 @@ class _Run:
                     if action is not None:
                         event = action if event is None else min(event, action)
             target = upto if event is None else event
+            if self.written < target:
+                self._write_equity(self.written, target)
             if start < target:
-                self._fold(start, target)
+                runner.fold_equity(self.equity[start:target], self.bars.close_time[start:target])
             runner.step(target, decide=decide or target < upto)
-            self._write_equity(target, target + 1)
+            self.cursor = target + 1
             if target == upto:
                 return
-
-    def _fold(self, start: int, stop: int) -> None:
-        """Bars [start, stop) where nothing fills or decides: holdings are constant."""
-        self._write_equity(start, stop)
-        self.runner.fold_equity(self.equity[start:stop], self.bars.close_time[start:stop])
 
     def _write_equity(self, start: int, stop: int) -> None:
         """Equity at each close in [start, stop): cash plus positions at the close."""
@@ -228,7 +228,7 @@ class _Run:
                 else:  # q * close + cash in place: the same sum as cash + q * close
                     np.multiply(closes[s][start:stop], q, out=span)
                     span += cash
-        self.cursor = stop
+        self.written = stop
 
     def _finish(self) -> BacktestResult:
         last = len(self.bars) - 1
