@@ -68,9 +68,7 @@ def _without(state: RiskState, code: ReasonCode) -> tuple[Lock, ...]:
 
 def refresh(state: RiskState, now_ms: int) -> RiskState:
     """Drop expired locks and order times outside every rate window."""
-    locks = state.locks
-    if locks:
-        locks = state.active_locks(now_ms)
+    locks = state.active_locks(now_ms) if state.locks else state.locks
     orders = state.recent_orders_ms
     if orders and orders[0] <= now_ms - RATE_WINDOW_MS:
         orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
@@ -89,7 +87,7 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     day_start = state.day_start_equity if state.utc_day == day else equity
     peak = equity if state.peak_equity is None else max(state.peak_equity, equity)
     locks = state.locks
-    # Without a limit the lock functions say None: not asking saves most of a step's cost.
+    # Without a limit the lock functions say None: not asking saves two calls a step.
     if (
         limits.max_daily_loss_pct is not None
         and day_start is not None
