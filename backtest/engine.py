@@ -86,6 +86,19 @@ def run_backtest(
         return run.run()
 
 
+def _recorder(calls: list[GateCall], observer: Observer | None) -> Observer:
+    """Every gate call into the result, then to the caller's observer. Not a bound method of
+    the run: that cycle (run -> runner -> run) kept every result for the collector to free."""
+    if observer is None:
+        return calls.append
+
+    def record(call: GateCall) -> None:
+        calls.append(call)
+        observer(call)
+
+    return record
+
+
 class _Run:
     def __init__(
         self,
@@ -100,7 +113,9 @@ class _Run:
         actions: CorporateActions | None = None,
     ) -> None:
         self.bars = bars
+        self.closes = {s: b.close for s, b in bars.symbols.items()}
         self.actions = actions or CorporateActions({})
+        self.has_actions = bool(self.actions)
         self.strategy = strategy
         self.config = config
         self.ledger = Ledger(config.cash, allow_short=config.allow_short)
@@ -114,6 +129,7 @@ class _Run:
             actions=self.actions,
         )
         self.prepared: dict[str, Prepared] = {}
+        self.gate_calls: list[GateCall] = []
         self.runner = Runner(
             strategy=strategy,
             market=Market(bars, {s: rules[s] for s in bars.symbols}),
@@ -127,12 +143,12 @@ class _Run:
                 take_profit_pct=config.take_profit_pct,
                 trailing_stop_pct=config.trailing_stop_pct,
             ),
-            observer=self._observe,
+            observer=_recorder(self.gate_calls, observer),
             hours=hours,
         )
-        self.observer = observer
         self.equity = np.empty(len(bars))
-        self.cursor = 0  # the first bar whose equity is not written yet
+        self.cursor = 0  # the first bar not stepped or folded yet
+        self.written = 0  # the first bar whose equity is not written yet
         self.result = BacktestResult(
             bars=bars,
             config=config,
@@ -145,12 +161,8 @@ class _Run:
             prepared=self.prepared,
             fee_function=None if fee_fn is None else getattr(fee_fn, "__name__", repr(fee_fn)),
             hours=hours,
+            gate_calls=self.gate_calls,
         )
-
-    def _observe(self, call: GateCall) -> None:
-        self.result.gate_calls.append(call)
-        if self.observer is not None:
-            self.observer(call)
 
     def run(self) -> BacktestResult:
         bars, last = self.bars, len(self.bars) - 1
@@ -168,50 +180,55 @@ class _Run:
         for t in np.flatnonzero(any_wake).tolist():
             self._advance(t)
         self._advance(last, decide=False)
+        self._write_equity(self.written, last + 1)
         return self._finish()
 
     def _advance(self, upto: int, *, decide: bool = True) -> None:
         """Step every bar up to `upto` where an order may fill, then `upto` itself; the bars in
-        between are folded."""
-        executor = self.executor
+        between are folded. A stepped bar's equity is written with the quiet bars after it,
+        in one span: nothing changes the holdings from its close until the next step."""
+        executor, runner, actions = self.executor, self.runner, self.has_actions
         while True:
             start = self.cursor
             event = None
-            if not executor.idle and start < upto:
-                event = executor.next_event(start, upto - 1)
-            if self.actions and start < upto:
-                action = self.actions.first_between(self.bars.open_time, start, upto - 1)
-                if action is not None:
-                    event = action if event is None else min(event, action)
+            if start < upto:
+                if not executor.idle:
+                    event = executor.next_event(start, upto - 1)
+                if actions:
+                    action = self.actions.first_between(self.bars.open_time, start, upto - 1)
+                    if action is not None:
+                        event = action if event is None else min(event, action)
             target = upto if event is None else event
-            self._fold(start, target)
-            self.runner.step(target, decide=decide or target < upto)
-            self._write_equity(target, target + 1)
+            if self.written < target:
+                self._write_equity(self.written, target)
+            if start < target:
+                runner.fold_equity(self.equity[start:target], self.bars.close_time[start:target])
+            runner.step(target, decide=decide or target < upto)
+            self.cursor = target + 1
             if target == upto:
                 return
-
-    def _fold(self, start: int, stop: int) -> None:
-        """Bars [start, stop) where nothing fills or decides: holdings are constant."""
-        if stop <= start:
-            return
-        self._write_equity(start, stop)
-        self.runner.fold_equity(self.equity[start:stop], self.bars.close_time[start:stop])
 
     def _write_equity(self, start: int, stop: int) -> None:
         """Equity at each close in [start, stop): cash plus positions at the close."""
         cash = self.ledger.cash
-        held = [(q, self.bars.symbols[s].close) for s, q in self.ledger.held()]
+        closes = self.closes
         if stop - start == 1:
             value = cash
-            for q, close in held:
-                value += q * float(close[start])
+            for s, q in self.ledger.held():
+                value += q * float(closes[s][start])
             self.equity[start] = value
         else:
             span = self.equity[start:stop]
-            span.fill(cash)
-            for q, close in held:
-                span += q * close[start:stop]
-        self.cursor = stop
+            held = self.ledger.held()
+            if not held:
+                span.fill(cash)
+            for n, (s, q) in enumerate(held):
+                if n:
+                    span += q * closes[s][start:stop]
+                else:  # q * close + cash in place: the same sum as cash + q * close
+                    np.multiply(closes[s][start:stop], q, out=span)
+                    span += cash
+        self.written = stop
 
     def _finish(self) -> BacktestResult:
         last = len(self.bars) - 1

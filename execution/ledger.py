@@ -73,15 +73,15 @@ class Ledger:
         lots = self._lots.get(symbol)
         if not lots:
             return 0.0
-        size = sum(lot.quantity for lot in lots)
-        return sum(lot.quantity * lot.price for lot in lots) / size
+        size = sum([lot.quantity for lot in lots])
+        return sum([lot.quantity * lot.price for lot in lots]) / size
 
     def held(self) -> list[tuple[str, float]]:
         """(symbol, signed quantity) of every open position."""
         return [(symbol, qty) for symbol, qty in self._qty.items() if qty]
 
     def equity(self, marks: Mapping[str, float]) -> float:
-        return self.cash + sum(qty * marks[symbol] for symbol, qty in self._qty.items() if qty)
+        return self.cash + sum([qty * marks[symbol] for symbol, qty in self._qty.items() if qty])
 
     def unrealised(self, marks: Mapping[str, float]) -> float:
         return sum(
@@ -104,7 +104,7 @@ class Ledger:
         before = self.quantity(symbol)
         after = snap(before + side * quantity)
         cash_after = self.cash - side * quantity * price - fee
-        if side > 0 and after > 0 and cash_after < -_tolerance(self.cash):
+        if side > 0 and after > 0 and cash_after < 0 and cash_after < -_tolerance(self.cash):
             return (
                 ReasonCode.INSUFFICIENT_CASH,
                 f"buying {quantity:g} {symbol} at {price:g} needs "

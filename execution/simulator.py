@@ -33,13 +33,16 @@ from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode, Side
 
 _MARKET, _LIMIT, _STOP = "market", "limit", "stop"
+# Enum members read once: on Python 3.11 each `OrderType.MARKET` is a metaclass lookup.
+_MARKET_ORDER, _STOP_ORDER, _BUY = OrderType.MARKET, OrderType.STOP, Side.BUY
 
 
 def _mode(order: WorkingOrder) -> str:
     """How an order behaves now: a triggered stop is a market order, a triggered stop-limit a limit."""
-    if order.kind is OrderType.MARKET or (order.kind is OrderType.STOP and order.armed):
+    kind = order.kind
+    if kind is _MARKET_ORDER or (kind is _STOP_ORDER and order.armed):
         return _MARKET
-    if order.kind is OrderType.LIMIT or order.armed:
+    if kind is OrderType.LIMIT or order.armed:
         return _LIMIT
     return _STOP
 
@@ -152,56 +155,61 @@ class SimulatedExecutor:
         return placed
 
     def _place(self, approved: ApprovedOrder, bar: int) -> Rejection | None:
-        symbol = approved.symbol
+        fields = approved.__dict__  # read once: a plain market order is most of a backtest's
+        symbol = fields["symbol"]
         rules = self.rules.get(symbol)
-        if rules is None or symbol not in self.feed.symbols:
+        bars = self.feed.symbols.get(symbol)
+        if rules is None or bars is None:
             return self._reject(
-                approved.client_order_id, symbol, ReasonCode.UNKNOWN_SYMBOL, "no rules or bars", bar
+                fields["client_order_id"],
+                symbol,
+                ReasonCode.UNKNOWN_SYMBOL,
+                "no rules or bars",
+                bar,
             )
-        open_ = float(self.feed.symbols[symbol].open[bar])
-        kind = approved.order_type
-        if kind is OrderType.MARKET:
+        open_ = float(bars.open[bar])
+        kind = fields["order_type"]
+        limit, stop, loss, profit = (
+            fields["limit_price"],
+            fields["stop_price"],
+            fields["stop_loss"],
+            fields["take_profit"],
+        )
+        if kind is _MARKET_ORDER:
             reference = Decimal(repr(open_))
         else:
-            reference = approved.stop_price if kind is OrderType.STOP else approved.limit_price
-        levels = (
-            approved.limit_price,
-            approved.stop_price,
-            approved.stop_loss,
-            approved.take_profit,
-        )
+            reference = stop if kind is _STOP_ORDER else limit
         breaches = rule_breaches(
-            rules,
-            approved.quantity,
-            reference,
-            priced=levels,
+            rules, fields["quantity"], reference, priced=(limit, stop, loss, profit)
         )
         if breaches:
             return self._reject(
-                approved.client_order_id,
+                fields["client_order_id"],
                 symbol,
                 breaches[0][0],
                 "; ".join(message for _, message in breaches),
                 bar,
             )
+        trail = fields["trailing_stop_pct"]
         working = WorkingOrder(
-            order_id=approved.client_order_id,
-            symbol=symbol,
-            side=1 if approved.side is Side.BUY else -1,
-            kind=approved.order_type,
-            remaining=float(approved.quantity),
-            limit=_float(approved.limit_price),
-            stop=_float(approved.stop_price),
-            stop_loss=_float(approved.stop_loss),
-            take_profit=_float(approved.take_profit),
-            submitted_bar=bar,
-            active_from=bar,
-            reduce_only=approved.reduce_only,
-            trail_pct=_float(approved.trailing_stop_pct),
+            fields["client_order_id"],
+            symbol,
+            1 if fields["side"] is _BUY else -1,
+            kind,
+            float(fields["quantity"]),
+            None if limit is None else float(limit),
+            None if stop is None else float(stop),
+            None if loss is None else float(loss),
+            None if profit is None else float(profit),
+            bar,
+            bar,
+            trail_pct=None if trail is None else float(trail),
+            reduce_only=fields["reduce_only"],
         )
-        ratio = self._split_since_accept.get(symbol)
-        if ratio is not None:
-            working = split_placed(working, ratio, rules)
+        if self._split_since_accept:
+            ratio = self._split_since_accept.get(symbol)
+            if ratio is not None:
+                working = split_placed(working, ratio, rules)
         rejected_before = len(self.rejections)
         if not self._at_open(working, bar, open_, resting=False):
             self.working.append(working)
@@ -509,8 +517,8 @@ class SimulatedExecutor:
         if not held or held * held_before < 0:
             self.brackets.pop(symbol, None)
         trail = order.trail_pct if order.side > 0 else None
-        levels = (order.stop_loss, order.take_profit, trail)
-        if held * order.side > 0 and any(level is not None for level in levels):
+        guarded = order.stop_loss is not None or order.take_profit is not None or trail is not None
+        if held * order.side > 0 and guarded:
             active_from = bar if opening else bar + 1
             self.brackets[symbol] = Bracket(
                 symbol,

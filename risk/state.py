@@ -70,7 +70,8 @@ def refresh(state: RiskState, now_ms: int) -> RiskState:
     """Drop expired locks and order times outside every rate window."""
     locks = state.active_locks(now_ms) if state.locks else state.locks
     orders = state.recent_orders_ms
-    orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
+    if orders and orders[0] <= now_ms - RATE_WINDOW_MS:
+        orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
     if len(locks) == len(state.locks) and len(orders) == len(state.recent_orders_ms):
         return state
     return _changed(state, {"locks": locks, "recent_orders_ms": orders})
@@ -86,10 +87,15 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     day_start = state.day_start_equity if state.utc_day == day else equity
     peak = equity if state.peak_equity is None else max(state.peak_equity, equity)
     locks = state.locks
-    if day_start is not None and not _has(state, ReasonCode.DAILY_LOSS, now_ms):
+    # Without a limit the lock functions say None: not asking saves two calls a step.
+    if (
+        limits.max_daily_loss_pct is not None
+        and day_start is not None
+        and not _has(state, ReasonCode.DAILY_LOSS, now_ms)
+    ):
         lock = daily_loss_lock(equity, day_start, now_ms, limits)
         locks += (lock,) if lock else ()
-    if not _has(state, ReasonCode.MAX_DRAWDOWN, now_ms):
+    if limits.max_drawdown_pct is not None and not _has(state, ReasonCode.MAX_DRAWDOWN, now_ms):
         lock = drawdown_lock(equity, peak, now_ms, limits)
         locks += (lock,) if lock else ()
     return _moved(state, day, day_start, peak, locks)
@@ -203,15 +209,20 @@ def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
     and the refresh at the last close remain."""
     if not len(equity):
         return state
-    finite = np.isfinite(equity)
-    whole = bool(finite.all())  # the usual span: every close marked, no NaN to step over
-    seen = np.flatnonzero(finite) if not whole else None
-    if seen is not None and not len(seen):
-        return state
-    k = len(equity) - 1 if seen is None else int(seen[-1])
+    highest, lowest = float(equity.max()), float(equity.min())
+    # The usual span: every close marked (a NaN or an infinity shows in its max or min).
+    whole = math.isfinite(highest) and math.isfinite(lowest)
+    if whole:
+        k = len(equity) - 1
+    else:
+        finite = np.isfinite(equity)
+        seen = np.flatnonzero(finite)
+        if not len(seen):
+            return state
+        k = int(seen[-1])
+        highest = float(equity[finite].max())
     now = int(times[k])
     day = now // DAY_MS
-    highest = float(equity.max() if whole else equity[finite].max())
     peak = highest if state.peak_equity is None else max(state.peak_equity, highest)
     if day == state.utc_day and state.day_start_equity is not None:
         day_start = state.day_start_equity
@@ -235,11 +246,15 @@ def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
 
 def on_order(state: RiskState, now_ms: int) -> RiskState:
     """Remember an approved order's time so the per-minute and per-hour limits can count it."""
-    orders = list(
-        state.recent_orders_ms[bisect_right(state.recent_orders_ms, now_ms - RATE_WINDOW_MS) :]
-    )
-    insort(orders, now_ms)
-    return _changed(state, {"recent_orders_ms": tuple(orders)})
+    orders = state.recent_orders_ms
+    orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
+    if not orders or orders[-1] <= now_ms:
+        orders += (now_ms,)  # the usual case: time moves forward, so it goes last
+    else:
+        later = list(orders)
+        insort(later, now_ms)
+        orders = tuple(later)
+    return _changed(state, {"recent_orders_ms": orders})
 
 
 def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskState:

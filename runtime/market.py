@@ -4,6 +4,7 @@ judged on the same facts in a backtest, on paper and live."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -82,7 +83,7 @@ class Market:
             ).to_numpy()
             self._atr[symbol] = series
         value = float(series[index])
-        return value if np.isfinite(value) else None
+        return value if math.isfinite(value) else None
 
     def view(self, symbol: str, index: int) -> MarketView:
         """What the gate may know of `symbol` at bar `index`'s close."""

@@ -129,18 +129,19 @@ class Runner:
         """Bar `index` has closed. `decide=False` only where no order could ever fill (a
         backtest's last bar)."""
         now = self.now(index)
-        tradable = self.tradable(index)
-        self.venue.on_bar(index, fills=tradable)
+        tradable = self.hours is None or self.tradable(index)
+        venue = self.venue
+        venue.on_bar(index, fills=tradable)
         self._bookkeeping(index, now)
         if tradable:
-            for symbol, why in self.venue.protective_exits(index):
+            for symbol, why in venue.protective_exits(index):
                 self.submit(self._protective(symbol, why, now), index)
         if not decide:
             return
         state = self.risk.state
         if state.locks and state.trading_state(now) is TradingState.HALTED:
             return
-        for symbol in self.market.symbols:
+        for symbol in self.market.feed.symbols:
             prepared = self.prepared(symbol)
             if self._wake(symbol, prepared)[index]:
                 for signal in self._decide(symbol, index, prepared):
@@ -224,11 +225,10 @@ class Runner:
         execution = None
         if isinstance(verdict, Approved):
             tally.approved += 1
-            if verdict.adjustments:
-                tally.adjustments.update(reason.code.value for reason in verdict.adjustments)
+            _count(tally.adjustments, verdict.adjustments)
             execution = self.venue.execute(verdict.order)
         else:
-            tally.vetoes.update(reason.code.value for reason in verdict.reasons)
+            _count(tally.vetoes, verdict.reasons)
         if self.observer is not None:
             self.observer(GateCall(signal, portfolio, market, verdict, execution))
         return verdict
@@ -335,3 +335,10 @@ class Runner:
                 "AI entries vetoed, exits allowed" if after else "healthy model calls again",
                 extra={"run": self.run_id},
             )
+
+
+def _count(counter: Counter[str], reasons: list[Reason]) -> None:
+    """Each reason's code once into `counter` (what Counter.update would do, without building a
+    generator per signal)."""
+    for reason in reasons:
+        counter[reason.code.value] += 1

@@ -20,6 +20,7 @@ from risk.models import (
     TradeSignal,
 )
 from risk.state import RiskState
+from risk.trusted import trusted
 
 Prepared = dict[str, np.ndarray]
 
@@ -170,13 +171,15 @@ class Context:
         return self._signal(SignalAction.SELL, size_pct, -1, rationale)
 
     def close_position(self, *, rationale: str = "") -> TradeSignal:
-        return TradeSignal(
-            decision_id=self._decision_id("close"),
-            source=self.source,
-            symbol=self.symbol,
-            action=SignalAction.CLOSE,
-            created_ms=self.time_ms,
-            rationale=rationale,
+        return _made(
+            {
+                "decision_id": self._decision_id("close"),
+                "source": self.source,
+                "symbol": self.symbol,
+                "action": SignalAction.CLOSE,
+                "created_ms": self.time_ms,
+                "rationale": rationale,
+            }
         )
 
     def _signal(
@@ -188,18 +191,20 @@ class Context:
             stop = price * (1 - direction * self.stop_loss_pct)
         if self.take_profit_pct is not None:
             take = price * (1 + direction * self.take_profit_pct)
-        return TradeSignal(
-            decision_id=self._decision_id(action.value),
-            source=self.source,
-            symbol=self.symbol,
-            action=action,
-            order_type=OrderType.MARKET,
-            size_pct=self.size_pct if size_pct is None else size_pct,
-            stop_loss=stop,
-            take_profit=take,
-            trailing_stop_pct=self.trailing_stop_pct if direction > 0 else None,
-            created_ms=self.time_ms,
-            rationale=rationale,
+        return _made(
+            {
+                "decision_id": self._decision_id(action.value),
+                "source": self.source,
+                "symbol": self.symbol,
+                "action": action,
+                "order_type": OrderType.MARKET,
+                "size_pct": self.size_pct if size_pct is None else size_pct,
+                "stop_loss": stop,
+                "take_profit": take,
+                "trailing_stop_pct": self.trailing_stop_pct if direction > 0 else None,
+                "created_ms": self.time_ms,
+                "rationale": rationale,
+            }
         )
 
     def _decision_id(self, what: str) -> str:
@@ -208,3 +213,33 @@ class Context:
 
 
 _BAR_FIELDS = frozenset(("open", "high", "low", "close", "volume"))
+_FLOAT = (float, type(None))
+_TYPES: dict[str, tuple[type, ...]] = {
+    "decision_id": (str,),
+    "source": (SignalSource,),
+    "symbol": (str,),
+    "action": (SignalAction,),
+    "order_type": (OrderType,),
+    "size_pct": _FLOAT,
+    "stop_loss": _FLOAT,
+    "take_profit": _FLOAT,
+    "trailing_stop_pct": _FLOAT,
+    "created_ms": (int,),
+    "rationale": (str,),
+}
+_TEMPLATE = dict.fromkeys(TradeSignal.model_fields) | {
+    name: field.default
+    for name, field in TradeSignal.model_fields.items()
+    if not field.is_required()
+}
+
+
+def _made(values: dict[str, object]) -> TradeSignal:
+    """`TradeSignal(**values)`, built without validation when every value is already of its
+    field's exact type, as the context's own numbers are: validation would only copy them.
+    Garbage such as a NaN size is still a float, so the gate still sees and vetoes it
+    (INVALID_SIGNAL); anything of another type (an int size, a numpy float) is validated."""
+    for name, value in values.items():
+        if type(value) not in _TYPES[name]:
+            return TradeSignal.model_validate(values)
+    return trusted(TradeSignal, _TEMPLATE | values)

@@ -411,3 +411,28 @@ def test_the_context_shows_only_the_past_read_only() -> None:
     assert not seen["closes"].flags.writeable
     assert seen["portfolio"].cash == 10_000 and seen["portfolio"].positions == {}
     assert result.fills[0].bar == 3 and result.fills[0].price == 103
+
+
+def test_context_signals_are_the_validated_ones_and_garbage_is_still_vetoed() -> None:
+    """Context signals skip pydantic validation when every value is already of its type: a NaN
+    size is still a float, so the gate must still see it and say INVALID_SIGNAL; an int size
+    or a numpy float is validated into the same signal a hand-built TradeSignal would be."""
+    bars = candles([FLAT] * 6)
+    result = backtest(
+        bars,
+        {
+            1: [lambda ctx: ctx.buy(size_pct=float("nan"))],
+            2: [lambda ctx: ctx.buy(size_pct=1)],
+            3: [lambda ctx: ctx.close_position(rationale="done")],
+            4: [lambda ctx: ctx.buy(size_pct=np.float64(0.5), rationale="half")],
+        },
+    )
+    nan_buy, int_buy, close, half = result.decisions
+    assert [r.code.value for r in result.verdicts[nan_buy.decision_id].reasons] == [
+        "INVALID_SIGNAL"
+    ]
+    assert int_buy == TradeSignal(**{**int_buy.__dict__, "size_pct": 1})
+    assert type(int_buy.size_pct) is float and type(half.size_pct) is float
+    assert close == TradeSignal.model_validate(close.__dict__)
+    assert close.action is SignalAction.CLOSE and close.rationale == "done"
+    assert [t.entry_bar for t in result.trades] == [3, 5]
