@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from sqlalchemy import column, insert, table
 
 from backtest.report import BacktestReport, RunSummary, SweepRow
 from store import Store
@@ -33,15 +32,20 @@ def save_run(store: Store, run: BacktestReport | RunSummary | SweepRow, created_
         if isinstance(run, SweepRow)
         else json.dumps([t.model_dump() for t in run.trades]),
     )
-    # A Core insert of `BacktestRunRow`'s columns: a command that only saves its run loads
-    # neither SQLModel nor the ORM for it. SQLite gives the new id as the cursor's lastrowid
-    # (any version; RETURNING needs 3.35), PostgreSQL by RETURNING.
-    runs = table("backtest_runs", column("id"), *(column(name) for name in row))
-    insert_row = insert(runs).values(row)
-    with store.engine.begin() as conn:
-        if store.dialect == "sqlite":
-            return conn.execute(insert_row).lastrowid
-        return conn.execute(insert_row.returning(runs.c.id)).scalar_one()
+    # The driver's own INSERT of `BacktestRunRow`'s columns (store/migrations.py made the
+    # table): a command that only saves its run loads neither SQLAlchemy nor SQLModel for it.
+    # SQLite gives the new id as the cursor's lastrowid (any version; RETURNING needs 3.35),
+    # PostgreSQL by RETURNING.
+    sqlite = store.dialect == "sqlite"
+    mark = "?" if sqlite else "%s"  # sqlite3's paramstyle, psycopg's
+    sql = f"INSERT INTO backtest_runs ({', '.join(row)}) VALUES ({', '.join([mark] * len(row))})"
+    with store.driver() as conn:
+        cursor = conn.cursor()
+        if sqlite:
+            cursor.execute(sql, list(row.values()))
+            return cursor.lastrowid
+        cursor.execute(f"{sql} RETURNING id", list(row.values()))
+        return cursor.fetchone()[0]
 
 
 def _ms(iso: str) -> int:

@@ -9,13 +9,14 @@ touches it. The answer is one label (`sqlite`, `postgresql 15.18`,
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
 
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Backend(BaseModel):
 
 
 def _installed(conn: Connection) -> tuple[str, str] | None:
+    from sqlalchemy import text
+
     row = conn.execute(
         text(
             "SELECT extversion, extnamespace::regnamespace::text FROM pg_extension "
@@ -58,6 +61,9 @@ def _installed(conn: Connection) -> tuple[str, str] | None:
 
 def _create_extension(engine: Engine) -> str | None:
     """Creates the extension; returns why it could not, or None."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
     try:
         with engine.begin() as conn:
             offered = conn.execute(
@@ -71,15 +77,22 @@ def _create_extension(engine: Engine) -> str | None:
     return None
 
 
+def plain_backend(dialect: str, mode: TimescaleMode) -> Backend:
+    """A store that is not PostgreSQL, so has no TimescaleDB: `require` refuses it."""
+    if mode == "require":
+        raise UserError(
+            f"timescaledb = require, but the store is {dialect}: "
+            "set DATABASE_URL to a PostgreSQL database with TimescaleDB"
+        )
+    return Backend(dialect=dialect)
+
+
 def detect_backend(engine: Engine, mode: TimescaleMode) -> Backend:
     """The store's backend, creating TimescaleDB where `mode` allows and the server offers it."""
+    from sqlalchemy import text
+
     if engine.dialect.name != "postgresql":
-        if mode == "require":
-            raise UserError(
-                f"timescaledb = require, but the store is {engine.dialect.name}: "
-                "set DATABASE_URL to a PostgreSQL database with TimescaleDB"
-            )
-        return Backend(dialect=engine.dialect.name)
+        return plain_backend(engine.dialect.name, mode)
     with engine.connect() as conn:
         version = str(conn.execute(text("SHOW server_version")).scalar_one()).split()[0]
         installed = _installed(conn) if mode != "off" else None

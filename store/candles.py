@@ -5,16 +5,18 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
 from store import bar_cache
 from store.db import Store
+
+if TYPE_CHECKING:  # SQLAlchemy loads with the store's first query, not with this module
+    from sqlalchemy import ColumnElement, Connection, Table
 
 _KEY = ("exchange", "symbol", "interval")
 _CHUNK = 50_000
@@ -43,6 +45,8 @@ def _insert_sql(store: Store) -> str:
 
 
 def count_candles(store: Store, symbol: str, interval: str, exchange: str = EXCHANGE) -> int:
+    from sqlalchemy import func, select
+
     from store.tables import CandleRow  # SQLModel loads when the store's bars are used
 
     stmt = select(func.count()).where(
@@ -148,6 +152,8 @@ def _series_state(
     """The series' write token and its first and last open time (two index seeks): a cache
     whose ends differ was made before a write that did not renew the token (an older
     version of this program), and is not read."""
+    from sqlalchemy import select
+
     from store.tables import CandleRow, CandleSeriesRow
 
     table, tokens = CandleRow.__table__, CandleSeriesRow.__table__
@@ -176,6 +182,8 @@ def _columns(
 ) -> dict[str, np.ndarray]:
     """Rows are read in chunks straight into float64 arrays (exact for the integer columns
     too, which are below 2**53), never into a list of a million tuples."""
+    from sqlalchemy import select
+
     from store.tables import CandleRow
 
     exchange, symbol, interval = series
@@ -273,6 +281,8 @@ def _join(name: str, parts: list[np.ndarray]) -> np.ndarray:
 
 def summarize(store: Store, symbol: str | None = None) -> list[SeriesSummary]:
     """Row counts, ranges and missing bars per series (duplicates cannot exist: the key forbids them)."""
+    from sqlalchemy import func, select
+
     from store.tables import CandleRow
 
     table = CandleRow.__table__

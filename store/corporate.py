@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import delete, insert, select
-
 from market.corporate import Action
 from store.db import Store
 
@@ -15,6 +13,8 @@ def save_actions(store: Store, symbol: str, interval: str, actions: Mapping[int,
     """The file's actions replace those stored at the same bars (a re-import is idempotent)."""
     if not actions:
         return
+    from sqlalchemy import delete, insert
+
     from store.tables import CorporateActionRow  # SQLModel loads when a stock's actions are used
 
     table = CorporateActionRow
@@ -38,6 +38,8 @@ def save_actions(store: Store, symbol: str, interval: str, actions: Mapping[int,
 
 def load_actions(store: Store, symbol: str, interval: str) -> dict[int, Action]:
     """Every stored action of the series, keyed by its ex-date bar's open time."""
+    from sqlalchemy import select
+
     from store.tables import CorporateActionRow
 
     table = CorporateActionRow

@@ -1,44 +1,102 @@
-"""Engine creation and schema upgrades for SQLite (WAL) and PostgreSQL."""
+"""Store opening and schema upgrades for SQLite (WAL) and PostgreSQL.
+
+A SQLite file store is opened with the driver alone: checking its schema version and saving a
+run are a few plain statements on a `sqlite3` connection, so a command that does only that never
+imports SQLAlchemy. The engine (same URL, same pragmas) is made the first time anything needs
+Core or the ORM: a pending migration, a query of candles, any other repository.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlalchemy import Engine, column, create_engine, event, inspect, select, table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from typing import TYPE_CHECKING, Any
 
 from core.errors import UserError
 from core.security import PRIVATE_DIR, private_file
-from store.backend import Backend, TimescaleMode, detect_backend
-from store.hypertables import ensure_hypertables
+from store.backend import Backend, TimescaleMode, detect_backend, plain_backend
 from store.migrations import MIGRATIONS, Migration
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL, Engine
 
 log = logging.getLogger(__name__)
 
-# The migrations' ledger, read as a plain query: opening an up-to-date store loads no SQLModel.
-SCHEMA_VERSION = table("schema_version", column("version"))
+# `sqlite:///PATH` with nothing SQLAlchemy's URL parser would decode or split off (query,
+# escapes, fragment, credentials): PATH is then exactly the URL's `database`. Any other URL,
+# in-memory SQLite included, is parsed and opened by SQLAlchemy.
+PLAIN_SQLITE_FILE = re.compile(r"sqlite:///(?!:memory:$)([^?%#@]+)")
 
 
 class Store:
-    """Owns the engine; repositories (candles, runs, ...) take a Store and share its engine."""
+    """Owns the connections; repositories (candles, runs, ...) take a Store and share its engine."""
 
-    def __init__(self, engine: Engine, backend: Backend | None = None) -> None:
-        self.engine = engine
-        self.backend = backend or Backend(dialect=engine.dialect.name)
+    backend: Backend  # set by open_store
+
+    def __init__(self, url: str | URL, sqlite_file: str | None = None) -> None:
+        self.url = url
+        self.sqlite_file = sqlite_file
+        self._engine: Engine | None = None
+        self._making = threading.Lock()  # threads that first touch the engine share one
+
+    @property
+    def engine(self) -> Engine:
+        """SQLAlchemy's engine, made on first use."""
+        if self._engine is None:
+            with self._making:
+                if self._engine is None:
+                    self._engine = _engine(self.url)
+        return self._engine
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return "sqlite" if self.sqlite_file is not None else self.engine.dialect.name
+
+    @contextmanager
+    def driver(self) -> Iterator[Any]:
+        """The database driver's own (DB-API) connection, in one transaction that commits on
+        success: a fresh `sqlite3` one on a SQLite file store (as cheap as a pooled one, and
+        never shared between threads), else a pooled connection of the engine."""
+        if self.sqlite_file is None:
+            conn = self.engine.raw_connection()
+        else:
+            conn = sqlite3.connect(self.sqlite_file)
+            _sqlite_pragmas(conn, None)
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()  # a pooled one goes back to the pool
 
     def schema_version(self) -> int:
-        with self.engine.connect() as conn:
-            if not inspect(conn).has_table(SCHEMA_VERSION.name):
+        if self.sqlite_file is None:
+            from sqlalchemy import column, inspect, select, table
+
+            with self.engine.connect() as conn:
+                if not inspect(conn).has_table("schema_version"):
+                    return 0
+                versions = table("schema_version", column("version"))
+                found = conn.execute(select(versions.c.version)).scalars().all()
+            return max(found, default=0)
+        with self.driver() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            )
+            if cursor.fetchone() is None:
                 return 0
-            versions = conn.execute(select(SCHEMA_VERSION.c.version)).scalars().all()
-        return max(versions, default=0)
+            cursor.execute("SELECT max(version) FROM schema_version")
+            (version,) = cursor.fetchone()
+        return version or 0
 
     def migrate(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
         """Apply every pending migration in its own transaction; returns the new version."""
@@ -64,10 +122,12 @@ class Store:
         return self.schema_version()
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    """Every SQLite connection's settings, the engine's and the driver's alike."""
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -88,33 +148,76 @@ def _private_sqlite(path: Path) -> None:
             private_file(companion)
 
 
-def open_store(url: str, timescaledb: TimescaleMode = "auto") -> Store:
-    """Connect, create the SQLite directory if needed, bring the schema up to date, and on
-    TimescaleDB (as `timescaledb` allows) keep the time-series tables as hypertables."""
+def _engine(parsed: str | URL) -> Engine:
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError):
+        raise UserError(
+            f"invalid DATABASE_URL: no database driver {_driver_name(parsed)!r}; use "
+            "sqlite:///path/agent.db or postgresql://user@host/db"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _driver_name(parsed: str | URL) -> str:
+    return parsed.split(":", 1)[0] if isinstance(parsed, str) else parsed.drivername
+
+
+def _parsed(url: str) -> tuple[str | URL, str | None]:
+    """The URL to open and, for a plain SQLite file, its path (created private here)."""
+    plain = PLAIN_SQLITE_FILE.fullmatch(url)
+    if plain:
+        _private_sqlite(Path(plain.group(1)).expanduser())
+        return url, plain.group(1)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise UserError(
             f"invalid DATABASE_URL {url!r}: expected e.g. sqlite:///path/agent.db"
         ) from None
-    if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
+    if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         _private_sqlite(Path(parsed.database).expanduser())
+    return parsed, None
+
+
+def _cannot_open(exc: BaseException) -> BaseException | None:
+    """The driver's error when `exc` is a failure to reach or open the database."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return exc
+    from sqlalchemy.exc import OperationalError
+
+    return exc.orig if isinstance(exc, OperationalError) else None
+
+
+def open_store(url: str, timescaledb: TimescaleMode = "auto") -> Store:
+    """Connect, create the SQLite directory if needed, bring the schema up to date, and on
+    TimescaleDB (as `timescaledb` allows) keep the time-series tables as hypertables."""
+    parsed, sqlite_file = _parsed(url)
+    store = Store(parsed, sqlite_file)
     try:
-        engine = create_engine(parsed, pool_pre_ping=True)
-    except (ArgumentError, NoSuchModuleError):
-        raise UserError(
-            f"invalid DATABASE_URL: no database driver {parsed.drivername!r}; use "
-            "sqlite:///path/agent.db or postgresql://user@host/db"
-        ) from None
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    try:
-        store = Store(engine, detect_backend(engine, timescaledb))
+        if store.dialect == "postgresql":
+            store.backend = detect_backend(store.engine, timescaledb)
+        else:
+            store.backend = plain_backend(store.dialect, timescaledb)
         store.migrate()
-        ensure_hypertables(engine, store.backend)
-    except OperationalError as exc:
-        shown = parsed.render_as_string(hide_password=True)
-        raise UserError(f"cannot open database {shown}: {exc.orig}") from None
+        if store.backend.timescaledb is not None:
+            from store.hypertables import ensure_hypertables
+
+            ensure_hypertables(store.engine, store.backend)
+    except Exception as exc:
+        why = _cannot_open(exc)
+        if why is None:
+            raise
+        shown = url if sqlite_file else parsed.render_as_string(hide_password=True)
+        raise UserError(f"cannot open database {shown}: {why}") from None
     return store

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import Connection, select
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 class Migration(NamedTuple):
@@ -30,6 +31,8 @@ def _create(*tables: str) -> Callable[[Connection], None]:
 
 def _series_tokens(conn: Connection) -> None:
     """Every series already stored gets its first write token (see CandleSeriesRow)."""
+    from sqlalchemy import select
+
     from store.tables import CandleRow, CandleSeriesRow
 
     series, candles = CandleSeriesRow.__table__, CandleRow.__table__

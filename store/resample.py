@@ -8,7 +8,6 @@ closes at or after its end), `first`/`last` by open time, and volume summed in t
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import text
 
 from market.models import EXCHANGE, INTERVAL_MS
 from market.resample import resample_closed
@@ -56,6 +55,8 @@ def resample_stored(
         if loaded is None:
             loaded = load_candles(store, symbol, "1m", start_ms, end_ms, exchange=exchange)
         return resample_closed(loaded[_COLUMNS], interval)
+    from sqlalchemy import text
+
     step = INTERVAL_MS[interval]
     params = {
         "step": step,

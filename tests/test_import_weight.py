@@ -2,8 +2,8 @@
 `agent-trade status` never import the agent's stack (LangGraph, LangChain, LangSmith, the OpenAI SDK) or the UI's (Gradio,
 Plotly), nor Ray, so they start in a fraction of the time; an agent backtest or loop with the offline
 model or a fully cached LLM imports neither LangGraph nor the SDK, nor the tokenizer once past
-decisions give the estimate; a classic backtest on an up-to-date store saves its run without
-SQLModel or the ORM, and `agent-config show` loads neither pandas nor SQLAlchemy. Read from
+decisions give the estimate; a classic backtest on an up-to-date SQLite store saves its run
+through the driver, without SQLAlchemy, and `agent-config show` loads neither pandas nor SQLAlchemy. Read from
 Python's own import log."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ AGENT_AND_UI = {"langgraph", "langchain_core", "langsmith", "openai", "gradio", 
 NETWORK = {"httpx", "tenacity", "diskcache", "websockets"}
 # what a single run does not load
 SWEEP_AND_CHECKS = {"rich.progress", "multiprocessing", "backtest.deflated", "backtest.lookahead"}
-ORM = {"sqlmodel", "sqlalchemy.orm", "store.tables"}  # an up-to-date store, a run saved
+STORE_LIBRARIES = {"sqlmodel", "sqlalchemy", "store.tables"}  # an up-to-date store, a run saved
 
 
 def _modules(stderr: str) -> set[str]:
@@ -53,10 +53,10 @@ def test_a_classic_backtest_on_a_csv_loads_no_agent_ui_or_network_stack(cli, bar
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Return [%]" in result.stdout
     imported = _imported(result.stderr)
-    assert {"pandas", "sqlalchemy"} <= imported  # what it does use is in the log
+    assert {"pandas", "sqlite3"} <= imported  # what it does use is in the log
     assert imported & (AGENT_AND_UI | NETWORK) == set()
-    assert _modules(result.stderr) & (SWEEP_AND_CHECKS | ORM) == set()
-    assert "saved as backtest run #2 in the store" in result.stderr  # by SQLAlchemy Core
+    assert _modules(result.stderr) & (SWEEP_AND_CHECKS | STORE_LIBRARIES) == set()
+    assert "saved as backtest run #2 in the store" in result.stderr  # by sqlite3 alone
 
 
 @pytest.mark.slow

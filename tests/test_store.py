@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect
+from sqlalchemy.engine import make_url
 
-from market.sample import load_sample
+from backtest.config import BacktestConfig
+from backtest.data import to_bar_arrays
+from backtest.engine import run_backtest
+from backtest.report import build_report
+from backtest.runs import save_run
+from backtest.strategies import STRATEGIES
+from market.sample import load_sample, sample_rules
 from store import Store, open_store
 from store.candles import count_candles, load_candles, summarize, upsert_candles
+from store.db import PLAIN_SQLITE_FILE
 from store.migrations import MIGRATIONS, Migration
 
 
@@ -85,3 +95,57 @@ def test_bad_database_url_is_a_user_error() -> None:
 
     with pytest.raises(UserError, match="invalid DATABASE_URL"):
         open_store("not a url")
+
+
+def test_a_saved_run_is_exactly_the_row_the_schemas_own_insert_writes(store: Store) -> None:
+    """save_run sends its INSERT through the driver; the same values inserted by SQLAlchemy
+    through `BacktestRunRow`'s table give the same columns, types and values."""
+    from sqlalchemy import select
+
+    from store.tables import BacktestRunRow
+
+    bars, _ = to_bar_arrays({"BTCUSDT": load_sample("BTCUSDT").iloc[:1500]})
+    strategy = STRATEGIES["sma_cross"](STRATEGIES["sma_cross"].Params())
+    report = build_report(run_backtest(bars, strategy, sample_rules(), BacktestConfig()))
+    saved = save_run(store, report, created_ms=1_700_000_000_000)
+    table = BacktestRunRow.__table__
+    with store.engine.begin() as conn:
+        (values,) = conn.execute(select(table).where(table.c.id == saved)).mappings().all()
+        again = conn.execute(
+            table.insert().values({k: v for k, v in values.items() if k != "id"})
+        ).inserted_primary_key[0]
+    with store.driver() as conn:  # the driver's own values and types, no SQLAlchemy processing
+        cursor = conn.cursor()
+        typed = "typeof({})" if store.dialect == "sqlite" else "pg_typeof({})::text"
+        columns = [c.name for c in table.columns if c.name != "id"]
+        listed = ", ".join([*columns, *(typed.format(c) for c in columns)])
+        rows = []
+        for run_id in (saved, again):
+            mark = "?" if store.dialect == "sqlite" else "%s"
+            cursor.execute(f"SELECT {listed} FROM backtest_runs WHERE id = {mark}", [run_id])
+            rows.append(cursor.fetchone())
+    assert rows[0] == rows[1]
+    assert rows[0][: len(columns)] == tuple(values[c] for c in columns)
+    assert values["strategy"] == "sma_cross" and values["created_ms"] == 1_700_000_000_000
+
+
+def test_the_drivers_sqlite_connection_has_the_engines_settings(tmp_path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'same.db'}")
+    pragmas = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "cache_size")
+    with store.driver() as conn:
+        driver = [conn.execute(f"PRAGMA {p}").fetchone()[0] for p in pragmas]
+    with store.engine.connect() as conn:
+        engine = [conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in pragmas]
+    store.close()
+    assert driver == engine == ["wal", 1, 1, 5000, -65536]
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_a_sqlite_file_url_opened_without_sqlalchemy_names_the_same_file(path: str) -> None:
+    """Where the store reads the path itself, SQLAlchemy's parser reads the same one."""
+    url = f"sqlite:///{path}"
+    plain = PLAIN_SQLITE_FILE.fullmatch(url)
+    if plain:
+        parsed = make_url(url)
+        assert parsed.drivername == "sqlite" and parsed.database == plain.group(1)
