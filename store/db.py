@@ -191,12 +191,19 @@ def _parsed(url: str) -> tuple[str | URL, str | None]:
 
 
 def _cannot_open(exc: BaseException) -> BaseException | None:
-    """The driver's error when `exc` is a failure to reach or open the database."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return exc
-    from sqlalchemy.exc import OperationalError
+    """The driver's error when `exc` is a failure to reach or open the database, or a file
+    that is not an SQLite database at all (sqlite3 raises the bare DatabaseError for it)."""
+    if not isinstance(exc, sqlite3.Error):
+        from sqlalchemy.exc import DBAPIError, OperationalError
 
-    return exc.orig if isinstance(exc, OperationalError) else None
+        if isinstance(exc, OperationalError):
+            return exc.orig
+        if not isinstance(exc, DBAPIError):
+            return None
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        return exc
+    return None
 
 
 def open_store(url: str, timescaledb: TimescaleMode = "auto") -> Store:

@@ -166,3 +166,23 @@ def test_more_bad_input_in_process(capsys, args: tuple[str, ...], expected: str)
         code = usage_error.code
     assert code == 2
     assert expected in _one_clean_line(capsys.readouterr().err)
+
+
+def test_a_store_file_that_is_not_a_database_is_named_in_one_line(cli, tmp_path: Path) -> None:
+    """A path pointed at the wrong file (a CSV, a half-copied backup) gets the path and
+    SQLite's own reason, exit 2, and the file is left as it was."""
+    not_a_db = tmp_path / "prices.db"
+    not_a_db.write_bytes(b"open_time,open,high,low,close\n" * 200)
+    before = not_a_db.read_bytes()
+    result = cli(
+        "agent-backtest",
+        "--strategy",
+        "sma_cross",
+        "--days",
+        "1",
+        env={"AGENT_DATABASE_URL": f"sqlite:///{not_a_db}"},
+    )
+    assert result.returncode == 2, result.stderr
+    line = _one_clean_line(result.stderr)
+    assert str(not_a_db) in line and "file is not a database" in line
+    assert not_a_db.read_bytes() == before
