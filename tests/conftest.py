@@ -29,6 +29,12 @@ TIMESCALEDB_URL = os.environ.get("TEST_TIMESCALEDB_URL")
 _postgres_passed: list[str] = []
 
 
+# pytest keeps the assertion-rewritten form of each test module (and of the plugins' packages)
+# in __pycache__ only when bytecode may be written; with PYTHONDONTWRITEBYTECODE set, as on CI,
+# every worker would parse and rewrite ~450 modules again at every run. The commands the tests
+# start still see the variable.
+sys.dont_write_bytecode = False
+
 # Test clients (gradio_client's Hugging Face headers) otherwise look things up on the internet.
 os.environ["HF_HUB_OFFLINE"] = "1"
 _real_getaddrinfo = socket.getaddrinfo

@@ -83,10 +83,10 @@ def rebuilt_books(path: Path) -> tuple[float, float, dict[str, float]]:
     return ledger.equity(marks), ledger.cash, dict(ledger.held())
 
 
-def assert_books_consistent(path: Path, cli) -> None:
-    """Cash + positions × price equals the equity rebuilt from fills; no order went out twice;
-    every minute was processed exactly once."""
-    shown = status(cli)
+def assert_books_consistent(path: Path, shown: dict) -> None:
+    """Cash + positions × price in `shown` (what `status --json` printed for the stopped account)
+    equals the equity rebuilt from fills; no order went out twice; every minute was processed
+    exactly once."""
     equity, cash, held = rebuilt_books(path)
     assert shown["equity"] == pytest.approx(equity, abs=0.01)
     # What the loop itself booked at its last bar, from its in-memory (restored) account:
@@ -125,7 +125,7 @@ def test_replay_run_trades_and_status_shows_theaccount_record(cli, offline_env) 
     assert shown["outcomes"].get("approved", 0) >= 1 and shown["fills"] >= 1
     assert shown["last_decision"]["symbol"] in ("BTCUSDT", "ETHUSDT")
     path = db(offline_env)
-    assert_books_consistent(path, cli)
+    assert_books_consistent(path, shown)
     stored = query(path, "SELECT COUNT(*) FROM decisions WHERE run_id = 'trade-paper'")
     assert stored[0][0] == shown["decisions"]
 
@@ -139,7 +139,7 @@ def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_en
     proc.wait(timeout=10)
     killed = status(cli)
     assert killed["status"].startswith("not running (ended without a clean stop")
-    assert_books_consistent(path, cli)
+    assert_books_consistent(path, killed)
     decisions_before = killed["decisions"]
 
     resumed = cli("agent-trade", *FAST, "--decide-every", "3", "--max-bars", "60")
@@ -148,7 +148,7 @@ def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_en
     after = status(cli)
     assert after["bars"] == killed["bars"] + 60
     assert after["decisions"] >= decisions_before + 60 // 3 * 2 - 2
-    assert_books_consistent(path, cli)
+    assert_books_consistent(path, after)
 
 
 KILL_SEED = 16
@@ -200,7 +200,7 @@ def test_sigterm_finishes_the_step_and_records_the_stop(offline_env, cli) -> Non
     assert "SIGTERM: finishing the current step, then stopping" in err
     shown = status(cli)
     assert shown["status"] == "stopped" and shown["stop_reason"] == "stop requested"
-    assert_books_consistent(path, cli)
+    assert_books_consistent(path, shown)
 
 
 @pytest.mark.slow
@@ -225,7 +225,7 @@ def test_halt_stops_new_orders_until_resumed(cli, offline_env) -> None:
     assert third.returncode == 0, third.stderr
     after = status(cli)
     assert after["trading_state"] == "ACTIVE" and after["decisions"] > during["decisions"]
-    assert_books_consistent(path, cli)
+    assert_books_consistent(path, after)
 
 
 @pytest.mark.slow
@@ -311,7 +311,7 @@ def test_dropped_sockets_lose_no_bar(cli, offline_env) -> None:
     shown = status(cli)
     assert shown["feed"]["reconnects"] >= 2 and "missing_bars" not in shown["feed"]
     assert "flat_bars" not in shown["feed"]  # every minute stepped with both symbols' real bars
-    assert_books_consistent(db(offline_env), cli)
+    assert_books_consistent(db(offline_env), shown)
 
 
 def test_metrics_endpoint_exposes_equity_decisions_and_lag(tmp_path: Path) -> None:

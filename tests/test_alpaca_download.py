@@ -16,6 +16,7 @@ def one_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_agent_data_downloads_alpaca_bars_page_by_page_into_the_store(cli) -> None:
     pages = [
         body("rest_v2_stocks_bars_AAPL_1Day_2022-02-01_limit2.json"),

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import BIN
 from loopback_alpaca_market import AlpacaMarket
 from test_alpaca_trade import RSI, market_env
@@ -27,6 +28,7 @@ def status(cli, account: str) -> str:
     return json.loads(cli("agent-trade", "status", "--account", account, "--json").stdout)["status"]
 
 
+@pytest.mark.slow
 def test_a_loop_waiting_for_the_open_reads_as_waiting_not_stalled(cli, offline_env) -> None:
     with AlpacaMarket(start=SATURDAY) as market:
         env = {**offline_env, **market_env(market), "AGENT_ALPACA__MAX_WAIT_S": "0.5"}

@@ -121,6 +121,7 @@ RUN = ("agent-arb", "run", "--books", "--json", "--quantity", "0.001", "--fee-bp
        "--every", "0.2")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_paper_loop_takes_pairs_from_both_live_books(cli) -> None:
     with CrossVenue(premium_bps=60.0) as venue:
         run = cli(*RUN, "--seconds", "30", "--max-age-ms", "30000", "--max-pairs", "2",

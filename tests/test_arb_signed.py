@@ -139,6 +139,7 @@ def test_a_restart_after_a_lost_reply_reconciles_the_pair_without_a_second_order
     assert len(venues.binance.orders) == len(venues.bybit.orders) == 2
 
 
+@pytest.mark.slow
 def test_a_key_that_can_withdraw_stops_the_run_before_any_order(cli, venues: Venues) -> None:
     venues.bybit.key_info["permissions"] = {"Spot": ["SpotTrade"], "Wallet": ["Withdraw"]}
     run = cli(*RUN, "--account", "wd", env=venues.env())
@@ -148,6 +149,7 @@ def test_a_key_that_can_withdraw_stops_the_run_before_any_order(cli, venues: Ven
     assert not venues.bybit.orders and not venues.binance.orders
 
 
+@pytest.mark.slow
 def test_an_account_with_paper_pairs_is_never_reconciled_against_an_exchange(cli) -> None:
     paper = cli("agent-arb", "run", "--mode", "paper", "--fee-bps", "1,1", "--account", "mix")
     assert paper.returncode == 0, paper.stderr

@@ -219,6 +219,7 @@ def test_agent_arb_scan_says_it_is_bar_based_and_fees_swallow_the_day(cli) -> No
     assert report["minutes_clearing"] == 830
 
 
+@pytest.mark.slow
 def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
     import json
 

@@ -188,6 +188,7 @@ def test_a_dotenv_others_can_read_is_refused_for_live(cli, offline_env, live_env
     assert "warning" not in cli("agent-data", "list").stderr
 
 
+@pytest.mark.slow
 def test_a_fresh_data_directory_is_private(offline_env, failing_llm) -> None:
     """While the loop runs with an LLM configured (its cache open) and the store in WAL mode:
     every directory is 0700 and every file 0600."""

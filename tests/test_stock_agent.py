@@ -15,6 +15,7 @@ EA = Path(__file__).parent / "fixtures" / "stocks" / "EA-15m-2026-05-26_2026-06-
 ARGS = ("--symbol", "EA", "--data", str(EA), "--decide-every", "60")
 
 
+@pytest.mark.slow
 def test_the_offline_agent_backtests_a_stock_and_fills_in_regular_hours(cli, tmp_path) -> None:
     out = tmp_path / "agent.json"
     result = cli("agent-backtest", *ARGS, "--json", str(out))

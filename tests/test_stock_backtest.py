@@ -101,6 +101,7 @@ def _run(cli, tmp_path: Path, *args: str) -> tuple[dict, str]:
     return json.loads(out.read_text()), result.stderr
 
 
+@pytest.mark.slow
 def test_goog_daily_cli_annualises_on_252_sessions_and_fills_on_sessions(
     cli, tmp_path: Path, theirs: pd.DataFrame
 ) -> None:
@@ -126,6 +127,7 @@ def _fill_times(report: dict) -> pd.DatetimeIndex:
     return pd.to_datetime([f["time"] for f in report["fills"]]).tz_convert(NEW_YORK)
 
 
+@pytest.mark.slow
 def test_ea_15m_fills_only_in_regular_hours_unless_extended_hours(cli, tmp_path: Path) -> None:
     args = ("--period", "2", "--oversold", "40", "--overbought", "60", "--data", str(EA))
     regular, stderr = _run(cli, tmp_path, *args, "--symbol", "EA")

@@ -12,6 +12,7 @@ from test_stock_paper_parity import EA, RSI, _fills
 REPLAY = ("--feed", "replay", "--speed", "max", *RSI, "--symbol", "EA", "--slippage-bps", "2")
 
 
+@pytest.mark.slow
 def test_the_stores_imported_bars_trade_as_the_file_does(cli) -> None:
     imported = cli("agent-data", "import", str(EA), "--symbol", "EA", "--interval", "15m")
     assert imported.returncode == 0, imported.stderr

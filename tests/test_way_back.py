@@ -31,6 +31,7 @@ def _status(cli, *args: str, env: dict[str, str] | None = None) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_unknown_account_exits_2_for_resume_and_reset(cli) -> None:
     for command in ("resume", "reset-drawdown"):
         result = cli("agent-trade", command, "--account", "nobody")
