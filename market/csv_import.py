@@ -192,20 +192,26 @@ def sniff_interval(path: Path) -> str:
 
 
 def _check_spacing(frame: pd.DataFrame, interval: str, path: Path) -> None:
-    """A file of 5m bars imported as 1m would corrupt every later calculation: refuse it."""
+    """A file of 5m bars imported as 1m would corrupt every later calculation: refuse it. The
+    typical step is the median of the positive steps, which is the interval's own when more
+    than half of them are (the usual file): only the other steps are picked out, and the
+    median is taken only when they are that many."""
+    step = INTERVAL_MS[interval]
     diffs = np.diff(frame["open_time"].to_numpy())
-    backwards = np.flatnonzero(diffs < 0)
+    odd = np.flatnonzero(diffs != step)
+    odd_diffs = diffs[odd]
+    backwards = odd[odd_diffs < 0]
     if len(backwards):
         row = int(backwards[0]) + 2  # the later of the pair, counted from 1 after the header
         raise CsvImportError(
             f"{path}: rows are not in time order ({len(backwards):,} bars earlier than the row "
             f"before, first at data row {row}); sort the file by its time column"
         )
-    diffs = diffs[diffs > 0]
-    if len(diffs) == 0:
+    positive = len(diffs) - np.count_nonzero(odd_diffs <= 0)
+    if positive == 0 or 2 * (len(diffs) - len(odd)) > positive:
         return
-    typical = int(np.median(diffs))
-    if typical != INTERVAL_MS[interval]:
+    typical = int(np.median(diffs[diffs > 0]))
+    if typical != step:
         found = next((k for k, v in INTERVAL_MS.items() if v == typical), f"{typical / 1000:g}s")
         raise CsvImportError(
             f"{path}: bars are {found} apart but --interval is {interval}; pass --interval {found}"

@@ -15,7 +15,7 @@ from market.calendar import xnys
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import EXCHANGE, INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_end, sample_notice
-from market.validation import Finding, bad_row_mask, iso_ms, row_problem, validate_candles
+from market.validation import Finding, check_candles, iso_ms, row_problem
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 
@@ -50,14 +50,13 @@ def load_csv_candles(
     one bad row refuses the file (an import into the store is all or nothing). A stock's gaps
     are the bars its sessions lack, not its nights and weekends."""
     frame, absent = read_candle_csv(path, interval)
-    bad = bad_row_mask(frame)
-    if whole and bad.any():
-        first = int(bad.to_numpy().argmax())
+    report, bad = check_candles(frame, interval)
+    if whole and bad is not None:
+        first = int(bad.argmax())
         raise CsvImportError(
             f"{path}: data row {first + 1:,} ({iso_ms(int(frame['open_time'].iloc[first]))} UTC)"
             f": {row_problem(frame.iloc[first])}; {int(bad.sum()):,} bad row(s), nothing imported"
         )
-    report = validate_candles(frame, interval)
     if stock and len(frame):
         report = report.model_copy(update={"gaps": Finding(), "missing_bars": 0})
         missing = xnys().missing(frame["open_time"].to_numpy(), INTERVAL_MS[interval])
@@ -67,7 +66,7 @@ def load_csv_candles(
         notify(f"warning: {path.name}: {problem}")
     if absent:
         notify(f"notice: {path.name} has no {', '.join(absent)} columns; stored as 0")
-    valid = _first_good_rows(frame, bad.to_numpy())
+    valid = _first_good_rows(frame, bad, report.duplicates.count)
     if valid.empty:
         raise CsvImportError(
             f"{path}: none of its {len(frame):,} rows is a valid bar "
@@ -76,15 +75,15 @@ def load_csv_candles(
     return valid
 
 
-def _first_good_rows(frame: pd.DataFrame, bad: np.ndarray) -> pd.DataFrame:
-    """The good rows, the first of each duplicated time; the frame itself (no copy) when every
-    row is good. Its times never decrease (`read_candle_csv` refuses that), so duplicates are
-    neighbours and the rows stay in time order."""
-    keep = np.flatnonzero(~bad)
+def _first_good_rows(frame: pd.DataFrame, bad: np.ndarray | None, duplicates: int) -> pd.DataFrame:
+    """The good rows (`bad` None: all), the first of each duplicated time; the frame itself (no
+    copy) when none is left out. Its times never decrease (`read_candle_csv` refuses that), so
+    duplicates are neighbours and the rows stay in time order."""
+    if bad is None and not duplicates:
+        return frame
+    keep = np.arange(len(frame)) if bad is None else np.flatnonzero(~bad)
     times = frame["open_time"].to_numpy()[keep]
     first = np.r_[True, np.diff(times) != 0][: len(keep)]
-    if len(keep) == len(frame) and first.all():
-        return frame
     return frame.iloc[keep[first]]
 
 

@@ -62,30 +62,27 @@ def _finding(times: np.ndarray) -> Finding:
     return Finding(count=len(times), examples=[iso_ms(t) for t in times[:_EXAMPLES]])
 
 
-def _masks(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(NaN in a price or the volume, impossible OHLC among the rest), on the columns' arrays."""
+def _bad_rows(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(NaN in a price or the volume, impossible OHLC among the rest), or None when every row
+    is a possible bar: the usual case is one pass, as NaN fails every comparison (and low <=
+    high follows from low <= min(open, close) <= max(open, close) <= high)."""
     open_, high, low, close, volume = (
         candles[col].to_numpy(dtype=np.float64) for col in (*PRICE_COLUMNS, "volume")
     )
+    bound = np.maximum(open_, close)
+    good = high >= bound
+    np.minimum(open_, close, out=bound)
+    good &= low <= bound
+    good &= low > 0
+    good &= volume >= 0
+    if good.all():
+        return None
     nan = np.isnan(open_) | np.isnan(high) | np.isnan(low) | np.isnan(close) | np.isnan(volume)
-    impossible = (
-        (high < np.maximum(open_, close))
-        | (low > np.minimum(open_, close))
-        | (low > high)
-        | (low <= 0)
-        | (volume < 0)
-    )
-    return nan, impossible & ~nan
-
-
-def bad_row_mask(candles: pd.DataFrame) -> pd.Series:
-    """Rows with NaN prices/volume or impossible OHLC: these are never stored."""
-    nan, impossible = _masks(candles)
-    return pd.Series(nan | impossible, index=candles.index)
+    return nan, ~good & ~nan
 
 
 def row_problem(row: pd.Series) -> str:
-    """Why one row that `bad_row_mask` flags cannot be a bar, naming the column."""
+    """Why one row that `check_candles` flags cannot be a bar, naming the column."""
     for column in (*PRICE_COLUMNS, "volume"):
         if pd.isna(row[column]):
             return f"column {column} is not a number"
@@ -101,18 +98,31 @@ def row_problem(row: pd.Series) -> str:
 
 def validate_candles(candles: pd.DataFrame, interval: str) -> ValidationReport:
     """Report every problem with counts and first examples; the frame is not modified."""
+    return check_candles(candles, interval)[0]
+
+
+def check_candles(
+    candles: pd.DataFrame, interval: str
+) -> tuple[ValidationReport, np.ndarray | None]:
+    """The report and the rows that must not be stored (NaN prices/volume or impossible OHLC),
+    None when there are none, from one look at the columns."""
     report = ValidationReport(rows=len(candles))
     if candles.empty:
-        return report
+        return report, None
     times = candles["open_time"].to_numpy(dtype=np.int64)
     step = INTERVAL_MS[interval]
     diffs = np.diff(times)
-    report.duplicates = _finding(times[1:][diffs == 0])
-    report.non_increasing = _finding(times[1:][diffs < 0])
-    gap_at = diffs > step
-    report.gaps = _finding(times[:-1][gap_at] + step)
+    odd = np.flatnonzero(diffs != step)  # bars not one step after the last: few or none
+    odd_diffs = diffs[odd]
+    report.duplicates = _finding(times[odd[odd_diffs == 0] + 1])
+    report.non_increasing = _finding(times[odd[odd_diffs < 0] + 1])
+    gap_at = odd[odd_diffs > step]
+    report.gaps = _finding(times[gap_at] + step)
     report.missing_bars = int(((diffs[gap_at] // step) - 1).sum())
-    nan, impossible = _masks(candles)
+    bad = _bad_rows(candles)
+    if bad is None:
+        return report, None
+    nan, impossible = bad
     report.nan = _finding(times[nan])
     report.ohlc_violations = _finding(times[impossible])
-    return report
+    return report, nan | impossible

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ from hypothesis import strategies as st
 from market.csv_import import CsvImportError, read_candle_csv
 from market.sample import load_sample, sample_end
 from market.source import load_csv_candles
-from market.validation import validate_candles
+from market.validation import Finding, iso_ms, validate_candles
 
 
 def test_real_sample_is_clean() -> None:
@@ -85,3 +88,59 @@ def test_a_user_csv_keeps_its_good_rows_once_each_in_time_order(
         return
     loaded = load_csv_candles(path, "1m", lambda _line: None).reset_index(drop=True)
     pd.testing.assert_frame_equal(loaded, expected, check_exact=True)
+
+
+_VALUES = st.sampled_from([math.nan, -1.0, 0.0, 1.0, 2.0, 3.0, math.inf])
+_STEPS = st.sampled_from([60_000, 60_000, 60_000, 0, -60_000, 120_000, 300_000])
+
+
+def _found(times: list[int]) -> Finding:
+    return Finding(count=len(times), examples=[iso_ms(t) for t in times[:3]])
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(_STEPS, _VALUES, _VALUES, _VALUES, _VALUES, _VALUES), max_size=25))
+def test_the_report_is_what_a_look_at_each_row_and_its_neighbour_finds(
+    rows: list[tuple[int, float, float, float, float, float]],
+) -> None:
+    """Every NaN row, impossible bar, duplicate, backward step and gap is counted, first
+    examples and all, as a plain row-by-row reading of the rules finds them."""
+    times = list(itertools.accumulate((step for step, *_ in rows), initial=1_761_711_720_000))[1:]
+    bars = [values for _, *values in rows]
+    frame = pd.DataFrame(bars, columns=["open", "high", "low", "close", "volume"])
+    frame.insert(0, "open_time", np.array(times, dtype=np.int64))
+    report = validate_candles(frame, "1m")
+    nan, impossible = [], []
+    for t, (o, h, low, c, v) in zip(times, bars, strict=True):
+        if any(map(math.isnan, (o, h, low, c, v))):
+            nan.append(t)
+        elif h < max(o, c) or low > min(o, c) or low > h or low <= 0 or v < 0:
+            impossible.append(t)
+    pairs = list(itertools.pairwise(times))
+    assert report.nan == _found(nan)
+    assert report.ohlc_violations == _found(impossible)
+    assert report.duplicates == _found([b for a, b in pairs if b == a])
+    assert report.non_increasing == _found([b for a, b in pairs if b < a])
+    assert report.gaps == _found([a + 60_000 for a, b in pairs if b - a > 60_000])
+    assert report.missing_bars == sum((b - a) // 60_000 - 1 for a, b in pairs if b - a > 60_000)
+    assert report.rows == len(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.sampled_from([0, 60_000, 180_000, 300_000]), max_size=12))
+def test_a_file_is_refused_exactly_when_its_median_step_is_not_the_interval(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[int]
+) -> None:
+    """The typical step is the median of the positive steps between rows, whatever their mix."""
+    times = list(itertools.accumulate(steps, initial=1_761_711_720_000))
+    path = tmp_path_factory.mktemp("steps") / "bars.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n" + "".join(f"{t},1,1,1,1,1\n" for t in times)
+    )
+    positive = sorted(step for step in steps if step > 0)
+    typical = int(statistics.median(positive)) if positive else 60_000
+    if typical == 60_000:
+        assert len(read_candle_csv(path, "1m")[0]) == len(times)
+    else:
+        with pytest.raises(CsvImportError, match=r"bars are \S+ apart but --interval is 1m"):
+            read_candle_csv(path, "1m")
