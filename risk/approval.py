@@ -50,12 +50,17 @@ def _digest(
     ms: int,
 ) -> str:
     """A keyed BLAKE2b MAC of the sealed fields' text, in `_SEALED` order. One f-string keeps
-    the text unambiguous: the free-text fields are quoted by repr, and every other field's
-    text (enums, decimals, None, a bool, an int) holds no quote or separator."""
-    mac = _KEYED.copy()  # the key's block is hashed once per process, not once per order
+    the text unambiguous: the free-text fields are quoted by repr, so each ends itself; every
+    other field's text (enums, decimals, a bool as 0 or 1, an int) holds no quote or separator,
+    and a missing price is empty, which no decimal's text is. The text of an exit stays under
+    one BLAKE2b block (128 bytes): the key's block is hashed once per process, so that is one
+    compression per order."""
+    mac = _KEYED.copy()
     mac.update(
-        f"{cid!r}|{did!r}|{symbol!r}|{side!s}|{kind!s}|{qty!s}|{limit!s}|{stop!s}|{loss!s}"
-        f"|{profit!s}|{trail!s}|{reduce!s}|{source!s}|{ms!s}".encode()
+        f"{cid!r}{did!r}{symbol!r}{side!s}|{kind!s}|{qty!s}"
+        f"|{'' if limit is None else limit!s}|{'' if stop is None else stop!s}"
+        f"|{'' if loss is None else loss!s}|{'' if profit is None else profit!s}"
+        f"|{'' if trail is None else trail!s}|{reduce:d}|{source!s}|{ms!s}".encode()
     )
     return mac.hexdigest()
 

@@ -103,11 +103,16 @@ _checked = itemgetter(
 
 
 _ordered = itemgetter("decision_id", "symbol", "order_type", "source")
+_head = itemgetter("action", "symbol", "order_type")
+_viewed = itemgetter("symbol", "last_price", "rules")
+_priced = itemgetter("order_type", "limit_price", "stop_price")
+_asked = itemgetter("action", "quantity", "size_pct")
 
 
-def _clean(signal: TradeSignal) -> bool:
+def _clean(fields: dict[str, object]) -> bool:
     """True exactly when `_signal_problems` finds nothing: the common case, told apart with
-    plain comparisons before any message is written (a property test holds the two together)."""
+    plain comparisons before any message is written (a property test holds the two together).
+    It reads the signal's fields from its `__dict__`: a model's attribute read is slower."""
     (
         quantity,
         size_pct,
@@ -121,7 +126,7 @@ def _clean(signal: TradeSignal) -> bool:
         confidence,
         kind,
         decision_id,
-    ) = _checked(signal.__dict__)
+    ) = _checked(fields)
     return bool(
         (quantity is None or 0.0 < quantity < _INF)
         and (size_pct is None or 0.0 < size_pct < _INF)
@@ -175,21 +180,21 @@ def assess(
 ) -> Verdict:
     """Approve (possibly shrunk) or veto one signal. Exits of a held position stay possible in
     REDUCING and cooldown; HALTED blocks everything. Spot is long-only: no new shorts."""
-    action = signal.action
+    fields = signal.__dict__
+    action, symbol, kind = _head(fields)
     if action is _ACTION.HOLD:
         return _veto(_CODE.HOLD, "the signal holds: no order")
-    if not _clean(signal):
+    if not _clean(fields):
         return _vetoed(_signal_problems(signal))
-    rules = filters_of(market.rules)
-    symbol = signal.symbol
-    if symbol != market.symbol or rules.symbol != symbol:
+    market_symbol, last, market_rules = _viewed(market.__dict__)
+    rules = filters_of(market_rules)
+    if symbol != market_symbol or rules.symbol != symbol:
         return _veto(
             _CODE.UNKNOWN_SYMBOL,
             f"{symbol}: the market view and rules given are for {rules.symbol}",
         )
     if rules.status != "TRADING":
         return _veto(_CODE.UNKNOWN_SYMBOL, f"{symbol} is {rules.status}, not TRADING")
-    last = market.last_price
     if not 0.0 < last < _INF:
         return _veto(_CODE.INVALID_MARKET, f"last price {last} is not a positive number")
     if state.locks:
@@ -218,12 +223,12 @@ def assess(
             f"spot is long-only: no {symbol} held, so a sell would open a short",
         )
     limits = plain_limits(limits)
-    source = limits.for_source(signal.source)
-    fat = _fat_finger(signal, last, source)
+    source = limits.for_source(fields["source"])
+    fat = [] if kind is _KIND.MARKET else _fat_finger(signal, last, source)
     if held > 0 if side is _SIDE.SELL else held < 0:
         if fat:
             return _vetoed(fat)
-        return _exit(signal, portfolio, market, rules, now_ms, limits, held, side)
+        return _exit(fields, portfolio, last, rules, now_ms, limits, held, side)
     return _entry(signal, portfolio, market, rules, now_ms, limits, source, state, held, fat)
 
 
@@ -248,8 +253,6 @@ def _fat_finger(signal: TradeSignal, last: float, source: SourceLimits) -> list[
     """A price far from the market is a typo or a hallucination, not an intent to honour."""
     found: list[Reason] = []
     kind = signal.order_type
-    if kind is _KIND.MARKET:
-        return found
     band = source.fat_finger_pct
     if kind in _LIMIT_TYPES:
         _check_band("limit_price", signal.limit_price, last, band, found)
@@ -284,17 +287,22 @@ class _Prices(NamedTuple):
 
 
 def _prices(
-    signal: TradeSignal, side: Side, last: float, rules: Filters, adjustments: list[Reason]
+    fields: dict[str, object],
+    side: Side,
+    last: float,
+    rules: Filters,
+    adjustments: list[Reason],
 ) -> _Prices:
+    """The order's prices from the signal's fields (its `__dict__`)."""
     tick = rules.tick
     limit = stop = None
-    kind = signal.order_type
+    kind, limit_price, stop_price = _priced(fields)
     if kind is not _KIND.MARKET:
         round_price = floor_float if side is _SIDE.BUY else ceil_float
-        if kind in _LIMIT_TYPES and signal.limit_price is not None:
-            limit = _on_tick("limit_price", signal.limit_price, round_price, tick, adjustments)
-        if kind in _STOP_TYPES and signal.stop_price is not None:
-            stop = _on_tick("stop_price", signal.stop_price, round_price, tick, adjustments)
+        if kind in _LIMIT_TYPES and limit_price is not None:
+            limit = _on_tick("limit_price", limit_price, round_price, tick, adjustments)
+        if kind in _STOP_TYPES and stop_price is not None:
+            stop = _on_tick("stop_price", stop_price, round_price, tick, adjustments)
     if limit is not None:
         limit_f = float(limit)
         return _tuple_new(_Prices, (limit, stop, limit, limit_f, limit_f, limit))
@@ -361,7 +369,7 @@ def _entry(
     adjustments: list[Reason] = []
     for waive in waived:
         adjustments.append(_reason(_CODE.UNWIND, f"an unwinding leg passes: {waive.message}"))
-    prices = _prices(signal, _SIDE.BUY, last, rules, adjustments)
+    prices = _prices(signal.__dict__, _SIDE.BUY, last, rules, adjustments)
     if prices.ref <= _ZERO:
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size!s}")
     cost = prices.cost
@@ -499,7 +507,7 @@ def _entry(
             )
         )
     return _finish(
-        signal,
+        signal.__dict__,
         rules,
         now_ms,
         size,
@@ -699,33 +707,35 @@ def _position_rules(
 
 
 def _exit(
-    signal: TradeSignal,
+    fields: dict[str, object],
     portfolio: PortfolioView,
-    market: MarketView,
+    last: float,
     rules: Filters,
     now_ms: int,
     limits: RiskLimits,
     held: float,
     side: Side,
 ) -> Verdict:
-    """Reducing a held position: allowed in REDUCING and cooldown, capped at what is held."""
+    """Reducing a held position: allowed in REDUCING and cooldown, capped at what is held.
+    It reads the signal's fields from its `__dict__`."""
     adjustments: list[Reason] = []
-    prices = _prices(signal, side, market.last_price, rules, adjustments)
+    prices = _prices(fields, side, last, rules, adjustments)
     if prices.ref <= _ZERO:
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size!s}")
     held_size = abs(held)
     size = held_size
-    if signal.action is not _ACTION.CLOSE:
+    action, quantity, size_pct = _asked(fields)
+    if action is not _ACTION.CLOSE:
         asked = math.inf
-        if signal.quantity is not None:
-            asked = signal.quantity
-        if signal.size_pct is not None:
+        if quantity is not None:
+            asked = quantity
+        if size_pct is not None:
             if not _positive(portfolio.equity):
                 return _veto(
                     _CODE.INVALID_PORTFOLIO,
                     f"size_pct needs a positive equity, got {portfolio.equity}",
                 )
-            asked = min(asked, signal.size_pct * portfolio.equity / prices.cost)
+            asked = min(asked, size_pct * portfolio.equity / prices.cost)
         if asked < held_size:
             size = asked
         elif asked > held_size and asked != math.inf:
@@ -753,12 +763,12 @@ def _exit(
             )
         )
     return _finish(
-        signal, rules, now_ms, size, caps, prices, side, adjustments, None, None, reduce_only=True
+        fields, rules, now_ms, size, caps, prices, side, adjustments, None, None, reduce_only=True
     )
 
 
 def _finish(
-    signal: TradeSignal,
+    fields: dict[str, object],
     rules: Filters,
     now_ms: int,
     size: float,
@@ -813,7 +823,7 @@ def _finish(
             _CODE.MIN_NOTIONAL,
             f"notional {notional:.8f} at {prices.ref!s} is below minNotional {rules.min_notional!s}",
         )
-    decision_id, symbol, order_type, source = _ordered(signal.__dict__)
+    decision_id, symbol, order_type, source = _ordered(fields)
     order = _SEAL(
         client_order_id(decision_id),
         decision_id,
