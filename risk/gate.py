@@ -300,16 +300,14 @@ def _prices(
     if kind is not _KIND.MARKET:
         round_price = floor_float if side is _SIDE.BUY else ceil_float
         if kind in _LIMIT_TYPES and limit_price is not None:
-            limit = _on_tick("limit_price", limit_price, round_price, tick, adjustments)
+            limit, limit_f = _on_tick("limit_price", limit_price, round_price, tick, adjustments)
         if kind in _STOP_TYPES and stop_price is not None:
-            stop = _on_tick("stop_price", stop_price, round_price, tick, adjustments)
+            stop, stop_f = _on_tick("stop_price", stop_price, round_price, tick, adjustments)
     if limit is not None:
-        limit_f = float(limit)
         return _tuple_new(_Prices, (limit, stop, limit, limit_f, limit_f, limit))
     line = on_grid(last, tick)
     market_price = exact(last) if line is None else line  # one number: only the digits differ
     if stop is not None:
-        stop_f = float(stop)
         if side is _SIDE.BUY:  # a stop buy fills at the market, wherever the trigger was
             return _tuple_new(
                 _Prices, (None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
@@ -328,16 +326,17 @@ def _prices(
 def _on_tick(
     name: str,
     price: float,
-    round_price: Callable[[float, Grid], tuple[Decimal, bool]],
+    round_price: Callable[[float, Grid], tuple[Decimal, bool, float]],
     tick: Grid,
     adjustments: list[Reason],
-) -> Decimal:
-    rounded, moved = round_price(price, tick)
+) -> tuple[Decimal, float]:
+    """The price on the tick grid, as its decimal and its float."""
+    rounded, moved, rounded_f = round_price(price, tick)
     if moved:
         adjustments.append(
             _reason(_CODE.TICK_SIZE, f"{name} {exact_text(price)} rounded to tickSize: {rounded!s}")
         )
-    return rounded
+    return rounded, rounded_f
 
 
 def _entry(
@@ -392,12 +391,12 @@ def _entry(
             )
     else:
         # rounded towards the entry: tighter
-        stop_exact, _ = ceil_float(stop, rules.tick)
+        stop_exact, _, stop_f = ceil_float(stop, rules.tick)
         if not stop_exact < prices.cost_exact:
             return _veto(
                 _CODE.BAD_STOP, f"stop-loss {stop_exact!s} is not below the entry {cost:.10g}"
             )
-        below = cost - float(stop_exact)
+        below = cost - stop_f
         if not below > 0:
             return _veto(_CODE.BAD_STOP, f"stop-loss {stop_exact!s} is too close to the entry")
         if below < distance:
@@ -412,7 +411,7 @@ def _entry(
             )
     take_profit = None
     if signal.take_profit is not None:
-        take_profit, _ = floor_float(signal.take_profit, rules.tick)
+        take_profit, _, _ = floor_float(signal.take_profit, rules.tick)
         if not take_profit > prices.cost_exact:
             return _veto(
                 _CODE.INVALID_SIGNAL,

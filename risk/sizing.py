@@ -146,27 +146,39 @@ def _floor_exact(value: float, grid: Grid) -> tuple[Decimal, bool]:
     return floored, floored != raw
 
 
-def floor_float(value: float, grid: Grid) -> tuple[Decimal, bool]:
+def _line(steps: int, grid: Grid) -> tuple[Decimal, bool, float]:
+    """The grid line `steps` steps up, moved to, with its float: as in `on_grid`, the integer
+    steps * units and the power of ten are exact floats (under 10**15 and 10**22), so their
+    quotient is the decimal's correctly rounded float, found without the decimal's text."""
+    line = exact_multiply(steps, grid.step)
+    units = grid.units * steps
+    return line, True, units / grid.scale if units < _SHORT else float(line)
+
+
+def floor_float(value: float, grid: Grid) -> tuple[Decimal, bool, float]:
     """`_floor_exact`, by float arithmetic when the value lies clearly between grid lines (so
-    it cannot be on one and moves): that skips the float's decimal text, the costliest step."""
-    steps = _steps_below(value, grid.step_f)
-    if steps is None:
-        return _floor_exact(value, grid)
-    return exact_multiply(steps, grid.step), True
-
-
-def ceil_float(value: float, grid: Grid) -> tuple[Decimal, bool]:
-    """`ceil_to(exact(value), step)` and whether it moved the value, by the same float
-    shortcut as `floor_float`."""
+    it cannot be on one and moves): that skips the float's decimal text, the costliest step.
+    The rounded decimal's float comes third."""
     steps = _steps_below(value, grid.step_f)
     if steps is not None:
-        return exact_multiply(steps + 1, grid.step), True
+        return _line(steps, grid)
+    floored, moved = _floor_exact(value, grid)
+    return floored, moved, float(floored) if moved else value
+
+
+def ceil_float(value: float, grid: Grid) -> tuple[Decimal, bool, float]:
+    """`ceil_to(exact(value), step)`, whether it moved the value and its float, by the same
+    float shortcut as `floor_float`."""
+    steps = _steps_below(value, grid.step_f)
+    if steps is not None:
+        return _line(steps + 1, grid)
     line = on_grid(value, grid)
     if line is not None:
-        return line, False
+        return line, False, value
     raw = exact(value)
     ceiled = ceil_to(raw, grid.step)
-    return ceiled, ceiled != raw
+    moved = ceiled != raw
+    return ceiled, moved, float(ceiled) if moved else value
 
 
 def _floor_quotient(room: Decimal, unit: Decimal, step: Decimal) -> Decimal:

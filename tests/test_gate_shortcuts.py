@@ -129,11 +129,11 @@ def test_rounding_to_the_grid_in_float_lands_on_the_exact_decimal_line(
 ) -> None:
     value, step = case
     want = floor_to(exact(value), step)
-    got, moved = floor_float(value, Grid(step))
-    assert (str(got), moved) == (str(want), want != exact(value))
-    ceiled, raised = ceil_float(value, Grid(step))
+    got, moved, got_f = floor_float(value, Grid(step))
+    assert (str(got), moved, got_f) == (str(want), want != exact(value), float(want))
+    ceiled, raised, ceiled_f = ceil_float(value, Grid(step))
     want = ceil_to(exact(value), step)
-    assert (str(ceiled), raised) == (str(want), want != exact(value))
+    assert (str(ceiled), raised, ceiled_f) == (str(want), want != exact(value), float(want))
 
 
 def _approved_order() -> Any:

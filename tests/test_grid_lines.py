@@ -48,12 +48,12 @@ def test_a_line_found_by_floats_is_the_exact_decimal_line(case: tuple[float, Dec
     if line is not None:
         assert line == exact(value)
         assert str(line) == str(floor_to(exact(value), step))
-    got, moved = floor_float(value, Grid(step))
+    got, moved, got_f = floor_float(value, Grid(step))
     want = floor_to(exact(value), step)
-    assert (str(got), moved) == (str(want), want != exact(value))
-    ceiled, raised = ceil_float(value, Grid(step))
+    assert (str(got), moved, got_f) == (str(want), want != exact(value), float(want))
+    ceiled, raised, ceiled_f = ceil_float(value, Grid(step))
     want = ceil_to(exact(value), step)
-    assert (str(ceiled), raised) == (str(want), want != exact(value))
+    assert (str(ceiled), raised, ceiled_f) == (str(want), want != exact(value), float(want))
 
 
 def test_held_sizes_and_round_prices_are_recognised_as_lines() -> None:
