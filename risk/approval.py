@@ -14,6 +14,9 @@ from risk.trusted import trusted
 
 _KEY = secrets.token_bytes(32)
 _KEYED = hashlib.blake2b(key=_KEY, digest_size=32)
+_KEYED.update(b"order|")
+"""BLAKE2b holds the last full block back until more input comes: these bytes after the key's
+block have it hashed here, once per process, rather than in every order's `_digest`."""
 _CLIENT_ID_PREFIX = "agt-"
 _sha256 = hashlib.sha256
 
@@ -52,15 +55,14 @@ def _digest(
     """A keyed BLAKE2b MAC of the sealed fields' text, in `_SEALED` order. One f-string keeps
     the text unambiguous: the free-text fields are quoted by repr, so each ends itself; every
     other field's text (enums, decimals, a bool as 0 or 1, an int) holds no quote or separator,
-    and a missing price is empty, which no decimal's text is. The text of an exit stays under
-    one BLAKE2b block (128 bytes): the key's block is hashed once per process, so that is one
-    compression per order."""
+    and a missing price is empty, which no decimal's text is. Short, it fits with `_KEYED`'s
+    prefix in one 128-byte BLAKE2b block, one compression per order (an exit's text does)."""
     mac = _KEYED.copy()
     mac.update(
         f"{cid!r}{did!r}{symbol!r}{side!s}|{kind!s}|{qty!s}"
         f"|{'' if limit is None else limit!s}|{'' if stop is None else stop!s}"
         f"|{'' if loss is None else loss!s}|{'' if profit is None else profit!s}"
-        f"|{'' if trail is None else trail!s}|{reduce:d}|{source!s}|{ms!s}".encode()
+        f"|{'' if trail is None else trail!s}|{'1' if reduce else '0'}|{source!s}|{ms!s}".encode()
     )
     return mac.hexdigest()
 
