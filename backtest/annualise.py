@@ -56,7 +56,7 @@ def geometric_mean(returns: np.ndarray) -> float:
 def daily_returns(equity: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
     """backtesting.py's: between the last equity of consecutive UTC days that have bars."""
     day = times_ms // DAY_MS
-    last_of_day = np.r_[np.flatnonzero(np.diff(day)), len(day) - 1]
+    last_of_day = np.r_[np.flatnonzero(day[1:] != day[:-1]), len(day) - 1]
     closes = equity[last_of_day]
     return closes[1:] / closes[:-1] - 1.0
 

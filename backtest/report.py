@@ -382,6 +382,13 @@ def summary(
     )
 
 
+def _percent_down(drawdown: np.ndarray) -> np.ndarray:
+    """The drawdown as a negative percent, in its own array (no two more copies of the curve)."""
+    np.negative(drawdown, out=drawdown)
+    drawdown *= 100
+    return drawdown
+
+
 def build_report(
     result: BacktestResult,
     data_notes: list[str] | None = None,
@@ -392,7 +399,7 @@ def build_report(
     equity = EquityOut(
         time=result.bars.open_time.astype(np.int64, copy=False),
         equity=result.equity.astype(np.float64, copy=False),
-        drawdown_pct=-drawdown(result.equity) * 100,
+        drawdown_pct=_percent_down(drawdown(result.equity)),
     )
     fills = [FillOut.of(fill) for fill in result.fills]
     summed = summary(result, data_notes, rules, window)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -118,16 +119,22 @@ def compute_indicators(
     )
 
 
-def wilder_atr(high: pd.Series, low: pd.Series, close: pd.Series, window: int) -> pd.Series:
+def wilder_atr(high: ArrayLike, low: ArrayLike, close: ArrayLike, window: int) -> pd.Series:
     """ta's AverageTrueRange values, vectorised: ta loops per row in Python (~4 s a year of 1m
-    bars), fills warm-up with 0.0 instead of NaN, and fails on fewer than `window` rows."""
-    prev_close = close.shift(1).to_numpy()
-    true_range = np.fmax(
-        (high - low).to_numpy(),
-        np.fmax(np.abs(high.to_numpy() - prev_close), np.abs(low.to_numpy() - prev_close)),
-    )
-    seeded = np.full(len(true_range), np.nan)
-    if len(true_range) >= window:
-        seeded[window - 1] = true_range[:window].mean()
-        seeded[window:] = true_range[window:]
-    return pd.Series(seeded).ewm(alpha=1 / window, adjust=False).mean()
+    bars), fills warm-up with 0.0 instead of NaN, and fails on fewer than `window` rows. Built
+    in place in one array and one scratch: a million bars' ATR holds 3 columns at its peak."""
+    high, low, close = (np.asarray(v, dtype=np.float64) for v in (high, low, close))
+    seeded = high - low  # the first bar's true range: it has no previous close
+    rest, previous = seeded[1:], close[:-1]
+    gap = high[1:] - previous
+    np.abs(gap, out=gap)
+    np.fmax(rest, gap, out=rest)
+    np.abs(np.subtract(low[1:], previous, out=gap), out=gap)
+    np.fmax(rest, gap, out=rest)
+    del gap
+    if len(seeded) >= window:
+        seeded[window - 1] = seeded[:window].mean()
+        seeded[: window - 1] = np.nan
+    else:
+        seeded[:] = np.nan
+    return pd.Series(seeded, copy=False).ewm(alpha=1 / window, adjust=False).mean()

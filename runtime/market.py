@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
 from execution.feed import BarArrays
 from market.indicators import IndicatorConfig, wilder_atr
@@ -78,9 +77,7 @@ class Market:
         series = self._atr.get(symbol)
         if series is None:
             bars = self.feed.symbols[symbol]
-            series = wilder_atr(
-                pd.Series(bars.high), pd.Series(bars.low), pd.Series(bars.close), self.atr_window
-            ).to_numpy()
+            series = wilder_atr(bars.high, bars.low, bars.close, self.atr_window).to_numpy()
             self._atr[symbol] = series
         value = float(series[index])
         return value if math.isfinite(value) else None

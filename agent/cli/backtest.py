@@ -25,6 +25,7 @@ from agent.cli.common import (
     notify,
     run,
     settings_from,
+    write_chunks,
     write_file,
 )
 from agent.cli.equity import (
@@ -301,7 +302,7 @@ def _single(
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
     if args.json:
-        write_file(args.json, report.to_json())
+        write_chunks(args.json, report.json_chunks())
         notify(f"wrote {args.json}")
     if args.html:
         from backtest.html import page_files  # plotly loads only when a page is asked for
@@ -458,6 +459,7 @@ def _main(argv: list[str] | None) -> int:
         if cls is None:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)
+        del frames  # a classic run reads only the bar arrays: the columns it never reads go
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console, settings.risk)
         with collector_relaxed():  # few cycles in the run, its report and its row

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -82,6 +82,16 @@ def parse_utc(text: str, flag: str) -> int:
 def write_file(path: Path, text: str) -> None:
     try:
         path.write_text(text)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
+    """A file written a chunk at a time, as UTF-8: a million-bar report's JSON is never held
+    whole as bytes and again as text."""
+    try:
+        with path.open("wb") as out:
+            out.writelines(chunks)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
