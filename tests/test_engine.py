@@ -107,6 +107,16 @@ def test_classic_strategies_trade_exactly_on_their_signal_bars(btc, name: str) -
     assert not result.vetoes and not result.rejections
 
 
+def test_a_run_that_keeps_no_gate_calls_reports_the_same(btc) -> None:
+    """`agent-backtest` keeps no gate calls (its report reads none): the report is unchanged."""
+    bars, _ = to_bar_arrays({"BTCUSDT": btc})
+    strategy = STRATEGIES["sma_cross"](STRATEGIES["sma_cross"].Params())
+    kept = run_backtest(bars, strategy, sample_rules(), NO_COSTS)
+    spared = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_gate_calls=False)
+    assert len(kept.gate_calls) == len(kept.decisions) > 10 and spared.gate_calls == []
+    assert build_report(spared).to_json() == build_report(kept).to_json()
+
+
 def test_size_is_a_fixed_percent_of_equity_or_all_of_it(btc) -> None:
     quarter = _run(btc, "sma_cross", {}, NO_COSTS.model_copy(update={"size_pct": 0.25}))
     equity_before = quarter.equity[[t.entry_bar - 1 for t in quarter.trades]]
