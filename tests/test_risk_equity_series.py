@@ -51,3 +51,18 @@ def test_a_drawdown_inside_a_skipped_span_locks_as_it_would_close_by_close() -> 
     assert [lock.code.value for lock in folded.locks] == ["MAX_DRAWDOWN"]
     assert folded.locks[0].since_ms == int(times[2])
     assert folded.peak_equity == 10_400.0
+
+
+def test_a_long_skipped_span_folds_as_close_by_close() -> None:
+    """Spans longer than the screen's stretch (a quiet year of 1m bars) are folded a stretch at
+    a time; days, peaks, a gap of unmarked closes and a lock still land where they would."""
+    limits = RiskLimits(max_drawdown_pct=0.05, max_daily_loss_pct=0.03)
+    steps = np.random.default_rng(7).normal(0, 0.0004, 150_000)
+    equity = 10_000 * np.cumprod(1 + steps)
+    equity[65_530:65_545] = np.nan
+    times = T0 + 60_000 * np.arange(len(equity), dtype=np.int64)
+    expected = RiskState()
+    for value, moment in zip(equity.tolist(), times.tolist(), strict=True):
+        expected = on_equity(expected, value, moment, limits)
+    assert expected.locks
+    assert on_equity_series(RiskState(), equity, times, limits) == expected
