@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.memory import map_large_blocks
+
 MIN_RANGE_BYTES = 8 << 20  # smaller files are read whole: a thread would cost more than it saves
 RANGE_BYTES = 64 << 20
 _COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")  # pandas infers these: read whole
@@ -75,6 +77,8 @@ def read_rows(path: Path, has_header: bool, **options: Any) -> pd.DataFrame:
     parts = max(cores, -(-size // RANGE_BYTES)) if size >= MIN_RANGE_BYTES else 1
     spans = line_ranges(path, parts) if path.suffix.lower() not in _COMPRESSED else []
     whole = {**options, "header": 0 if has_header else None}
+    if size >= MIN_RANGE_BYTES:
+        map_large_blocks()  # the parse's chunks and columns would otherwise pile up in the heap
     if len(spans) < 2:
         return pd.read_csv(path, **whole)
 
