@@ -11,19 +11,12 @@ on a busy machine. No command does linear algebra, so they get one BLAS thread u
 user's environment says otherwise (child processes, e.g. a sweep's workers, inherit it).
 Likewise pydantic looks for plugins when it builds its first model by reading the metadata of
 every installed distribution, 10-15 ms; the commands use none, so the search is off unless the
-environment sets PYDANTIC_DISABLE_PLUGINS (empty turns plugins back on).
-
-A command that is done exits without the interpreter's teardown: unloading a thousand modules
-one dict at a time is 25-40 ms of CPU and changes nothing a user sees once the exit handlers
-have run and the output is flushed."""
+environment sets PYDANTIC_DISABLE_PLUGINS (empty turns plugins back on)."""
 
 from __future__ import annotations
 
-import atexit
 import gc
 import os
-import sys
-import threading
 from importlib import import_module
 
 
@@ -36,22 +29,7 @@ def _launch(module: str) -> int:
     finally:
         gc.freeze()
         gc.enable()
-    return _exit(main())
-
-
-def _exit(code: int) -> int:
-    """Exit now with `code`, after the exit handlers (log flushes and the like) and the output
-    buffers. A command that left a thread running, or whose reader has gone (a closed pipe),
-    returns instead and gets the interpreter's ordinary exit."""
-    if threading.active_count() > 1:
-        return code
-    atexit._run_exitfuncs()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        return code
-    os._exit(code)
+    return main()
 
 
 def backtest() -> int:
