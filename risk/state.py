@@ -22,6 +22,9 @@ from risk.protections import (
 from risk.trusted import trusted
 
 RATE_WINDOW_MS = 3_600_000  # the longest rate-limit window; older order times are dropped
+# The reductions `ndarray.max`/`min` call, without their Python wrapper: a backtest folds a
+# short span at every step, where the wrapper was a third of each reduction's cost.
+_highest, _lowest = np.maximum.reduce, np.minimum.reduce
 
 
 class RiskState(BaseModel):
@@ -131,6 +134,8 @@ def on_equity_series(
     through `on_equity`."""
     guarded = limits.max_drawdown_pct is not None or limits.max_daily_loss_pct is not None
     start, n = 0, len(equity)
+    if not guarded and n <= _SPAN:  # the usual fold without breakers: one span, as it is
+        return _fold(state, equity, times)
     while start < n:
         stop = min(n, start + _SPAN)
         values, moments = equity[start:stop], times[start:stop]
@@ -181,7 +186,7 @@ def _cannot_trip(state: RiskState, equity: np.ndarray, limits: RiskLimits) -> bo
     highest stays inside both limits no close can trip (IEEE division and subtraction are
     monotone, so the rounded per-close losses are no larger). Anything unusual (NaN, a
     non-positive equity) says False and takes the full computation."""
-    low, high = float(equity.min()), float(equity.max())
+    low, high = float(_lowest(equity)), float(_highest(equity))
     peak, start = state.peak_equity, state.day_start_equity
     usual = math.isfinite(low) and math.isfinite(high) and low > 0
     if not usual or not all(v is None or math.isfinite(v) for v in (peak, start)):
@@ -218,7 +223,7 @@ def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
     and the refresh at the last close remain."""
     if not len(equity):
         return state
-    highest, lowest = float(equity.max()), float(equity.min())
+    highest, lowest = float(_highest(equity)), float(_lowest(equity))
     # The usual span: every close marked (a NaN or an infinity shows in its max or min).
     whole = math.isfinite(highest) and math.isfinite(lowest)
     if whole:
