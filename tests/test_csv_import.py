@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.csv_import import CsvImportError, read_candle_csv
-from market.csv_ranges import MIN_RANGE_BYTES, line_ranges
+from market.csv_ranges import MIN_RANGE_BYTES, line_ranges, read_rows
 from market.sample import load_sample
 
 SAMPLE_GZ = Path(__file__).parents[1] / "market" / "data" / "BTCUSDT-1m-2025-10-29_3d.csv.gz"
@@ -130,6 +130,37 @@ def test_a_bad_line_late_in_a_large_file_is_named_by_its_own_line_number(tmp_pat
         read_candle_csv(packed, "1m")
     assert f"line {len(lines) - 4}" in str(ranged.value)
     assert str(ranged.value).replace("big.csv", "big.csv.gz") == str(whole.value)
+
+
+def _spoiled(kind: str) -> dict[int, str]:
+    """Rows to replace in `_big_kline_text` so that its ranges disagree: a float in the
+    integer trade count or text in the close late in the file, or first rows three times as
+    long as the rest (the join allows for 25% more rows than the first range predicts)."""
+    lines = _big_kline_text({}).splitlines()
+    if kind == "padded first rows":  # leading zeros: the same open price
+        return {n: lines[n - 1].replace(",", ",0" + "0" * 200, 1) for n in range(2, 20_000)}
+    cells = lines[-10].split(",")
+    if kind == "float count":
+        cells[8] = "1.5"
+    else:
+        cells[4] = "x"
+    return {len(lines) - 9: ",".join(cells)}
+
+
+@pytest.mark.parametrize("kind", ["float count", "text close", "padded first rows"])
+def test_ranges_join_as_one_reader_when_types_change_or_rows_shrink(
+    tmp_path: Path, kind: str
+) -> None:
+    """Numbers are joined exactly as one reader reads them; text in a number column (where
+    pandas' own chunks differ in which cells stay numbers) makes the same bars."""
+    plain, packed = _read_both(tmp_path, _big_kline_text(_spoiled(kind)))
+    if kind != "text close":
+        options = {"names": range(12), "index_col": False, "skip_blank_lines": True}
+        pd.testing.assert_frame_equal(
+            read_rows(plain, True, **options), read_rows(packed, True, **options), check_exact=True
+        )
+    frame, _ = read_candle_csv(plain, "1m")
+    pd.testing.assert_frame_equal(frame, read_candle_csv(packed, "1m")[0], check_exact=True)
 
 
 @settings(max_examples=60, deadline=None)
