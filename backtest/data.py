@@ -9,11 +9,9 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from core.memory import map_large_blocks
 from execution.feed import BarArrays, SymbolBars
 
 _FIELDS = ("open", "high", "low", "close", "volume")
-LARGE_RUN_BARS = 100_000  # 0.8 MB a column: where mapping large blocks starts to pay
 
 
 def to_bar_arrays(frames: Mapping[str, pd.DataFrame]) -> tuple[BarArrays, int]:
@@ -27,8 +25,6 @@ def to_bar_arrays(frames: Mapping[str, pd.DataFrame]) -> tuple[BarArrays, int]:
     if len(common) < 2:
         raise UserError(f"the symbols {', '.join(frames)} share fewer than 2 bar times")
     dropped = sum(len(t) for t in times) - len(common) * len(times)
-    if len(common) >= LARGE_RUN_BARS:
-        map_large_blocks()  # the run's full-length arrays go back to the system when freed
     symbols: dict[str, SymbolBars] = {}
     close_time = None
     for (symbol, frame), stamps in zip(frames.items(), times, strict=True):
