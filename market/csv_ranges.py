@@ -2,7 +2,7 @@
 pandas' C reader, which releases the GIL while it tokenises and converts, reads them a thread
 per core. Each range's number columns are copied, in file order, into one array per column,
 and the range is dropped: the read holds the parsed bars plus the ranges in flight (a 1M-bar
-file: +100 MB over the imports). One reader over the whole file holds its chunks and their
+file: +110 MB over the imports). One reader over the whole file holds its chunks and their
 joined copy at once, and pandas 3.1's own split read of a path keeps every chunk and the
 mapped file until it has joined them (+300 MB). Small ranges also keep the reader's buffers
 under glibc's mmap threshold once it has risen, so they are reused instead of mapped afresh
@@ -22,6 +22,7 @@ import pandas as pd
 
 MIN_RANGE_BYTES = 8 << 20  # smaller files are read whole: a thread would cost more than it saves
 RANGE_BYTES = 1 << 20
+AHEAD = 2  # ranges in flight per core: a reader that finishes first need not wait for the join
 ROOM = 1.25  # rows allowed for, over what the first range's bytes per row predict
 _COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")  # pandas infers these: read whole
 
@@ -110,18 +111,19 @@ def read_rows(path: Path, has_header: bool, **options: Any) -> pd.DataFrame:
     fd = os.open(path, os.O_RDONLY)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            pending = deque(pool.submit(one, index) for index in range(workers))
+            ahead = min(AHEAD * workers, len(spans))
+            pending = deque(pool.submit(one, index) for index in range(ahead))
             for index in range(len(spans)):
                 try:
                     frame = pending.popleft().result()
                 except pd.errors.ParserError:
                     return pd.read_csv(path, **whole)
-                if index + workers < len(spans):  # a range in flight per core, no more
-                    pending.append(pool.submit(one, index + workers))
+                if index + ahead < len(spans):
+                    pending.append(pool.submit(one, index + ahead))
                 if index == 0:
                     rows = int(len(frame) * size / spans[0][1] * ROOM) + 1
-                for name in frame.columns:
-                    columns.setdefault(name, _Column(rows)).add(frame[name])
+                for name, part in frame.items():
+                    columns.setdefault(name, _Column(rows)).add(part)
     finally:
         os.close(fd)
     return pd.DataFrame({name: column.values() for name, column in columns.items()}, copy=False)
