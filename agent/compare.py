@@ -18,7 +18,7 @@ from agent.decide import DECISION_PROMPT
 from agent.model import ChatModel, open_model, uses_offline
 from agent.offline import OFFLINE_MODEL
 from agent.records import DecisionRecord
-from agent.report import agent_run_id, finalize_records, llm_cost
+from agent.report import agent_run_id, finalize_records
 from agent.strategy import AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.annualise import choose_basis
@@ -52,11 +52,12 @@ class Comparison(BaseModel):
     verdict_agreement: float | None  # and the gate's outcome was the same
     base_net_return_pct: float
     variant_net_return_pct: float
-    difference_pct: float  # variant minus base, each net of its model cost
+    difference_pct: float  # variant minus base, each net of its model cost (unless cost_na)
     difference_ci: Interval
     p_variant_better: float | None
     variant_model_calls: int
     variant_requests_sent: int  # new requests: 0 when every answer was cached
+    cost_na: str | None = None  # why both returns are before model cost: a price is unknown
 
 
 def parse_variant(raw: str) -> Variant:
@@ -148,7 +149,9 @@ def _paired(
         s and ours[p].outcome == theirs[p].outcome for s, p in zip(same_signal, points, strict=True)
     ]
     cash = float(base_result.equity[0])
-    costs = [_cost(base_model, base_records), _cost(model, records)]
+    unknown = [m.pricing.unknown for m in (base_model, model) if m.pricing.unknown]
+    # One cost unknown: both returns before model cost, or the difference would charge one side.
+    costs = [0.0, 0.0] if unknown else [_cost(base_model, base_records), _cost(model, records)]
     nets = [
         (float(r.equity[-1]) - c) / cash * 100 - 100
         for r, c in zip((base_result, result), costs, strict=True)
@@ -186,6 +189,7 @@ def _paired(
         p_variant_better=p_better,
         variant_model_calls=calls,
         variant_requests_sent=model.stats.calls - sent_before,
+        cost_na=unknown[0] if unknown else None,
     )
 
 
@@ -194,14 +198,12 @@ def _action(record: DecisionRecord) -> str:
 
 
 def _cost(model: ChatModel, records: list[DecisionRecord]) -> float:
-    """The priced cost of a run's calls (0 where the model is unpriced or free)."""
-    estimate = getattr(model, "estimate_cost", None)
-    if estimate is None or llm_cost(model, 0.0)[0] is None:
-        return 0.0
+    """A priced model's cost of a run's calls, each as if uncached (as the report counts it)."""
     calls = [c for r in records for c in r.llm_calls]
-    return float(
-        estimate(1, sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls))
+    cost = model.pricing.cost(
+        sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls)
     )
+    return 0.0 if cost is None else cost
 
 
 def render_comparison(paired: dict[str, Any]) -> Table:
@@ -224,6 +226,8 @@ def render_comparison(paired: dict[str, Any]) -> Table:
         "variant model calls (new requests)": f"{paired['variant_model_calls']:,} "
         f"({paired['variant_requests_sent']:,})",
     }
+    if paired.get("cost_na"):
+        rows["returns before model cost"] = f"cost n/a: {paired['cost_na']}"
     for name, value in rows.items():
         table.add_row(name, value)
     return table

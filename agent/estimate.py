@@ -1,12 +1,12 @@
 """What an LLM run will cost, said before it spends: from the tokens this model actually used on
 this prompt version in past decisions when the store has them, else from the run's own first
-request counted with a real tokenizer. A price is shown only where llm.prices applies: OpenAI's
-list prices, for a model it names, at OpenAI's endpoint; anywhere else it is n/a with the reason."""
+request counted with a real tokenizer. A price is shown only where the model's `Pricing` knows
+one (llm.prices, for a model it names, at llm.prices_host); anywhere else it is n/a with the
+reason."""
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -21,7 +21,6 @@ from store.db import Store
 from store.tables import DecisionRow
 from tools import MarketData, ToolEnv, ToolRegistry, flat_portfolio
 
-OPENAI_HOST = "api.openai.com"
 SAMPLE_SYMBOL = "BTCUSDT"
 HISTORY = 200  # the latest decisions that give the per-decision figures
 # A reply before any history: one submit_signal call with a short rationale (the offline
@@ -108,19 +107,6 @@ def from_sample(
     return from_request(env, SAMPLE_SYMBOL, tools, system, llm, "a decision prompt on the sample")
 
 
-def price_unknown(model: ChatModel) -> str | None:
-    """Why llm.prices cannot price this model here, or None when it can."""
-    host = urlsplit(model.base_url).hostname
-    if host != OPENAI_HOST:
-        return (
-            f"{model.base_url} is not OpenAI's API and llm.prices holds OpenAI's list prices; "
-            "a local server is free, a hosted one bills by its own price list"
-        )
-    if not getattr(model, "priced", False):
-        return f"no price for model {model.model!r} in llm.prices (config/default.toml)"
-    return None
-
-
 def estimate_line(
     model: ChatModel, per: PerDecision, decisions: int, samples: int = 1, period: str = ""
 ) -> str:
@@ -129,13 +115,11 @@ def estimate_line(
     calls = round(asked * per.calls)
     prompt = round(asked * per.prompt_tokens)
     completion = round(asked * per.completion_tokens)
-    why = price_unknown(model)
-    if why is None:
-        estimate = getattr(model, "estimate_cost", None)
-        usd = estimate(1, prompt, completion) if estimate else 0.0
-        cost = f"~${usd:.2f}{period} uncached (cached answers are free)"
+    usd = model.pricing.cost(prompt, completion)
+    if usd is None:
+        cost = f"cost n/a: {model.pricing.unknown}"
     else:
-        cost = f"cost n/a: {why}"
+        cost = f"~${usd:.2f}{period} uncached (cached answers are free)"
     sampled = f" x {samples} samples" if samples > 1 else ""
     return (
         f"estimate: {decisions:,} decisions{period}{sampled} on {model.model}, ~{calls:,} model "

@@ -22,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import diskcache
 from pydantic import BaseModel, Field, ValidationError, computed_field
@@ -34,7 +35,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from config.settings import DecisionFormat, LLMSettings
+from config.settings import DecisionFormat, LLMSettings, ModelPrice
 from core.errors import ConfigError
 from core.logging import Redactor
 
@@ -133,7 +134,7 @@ class LLMResponse(BaseModel):
     model: str
     cached: bool
     latency_ms: float
-    cost_usd: float
+    cost_usd: float | None  # None: n/a, the endpoint's price is unknown (see `Pricing`)
 
 
 class LLMStats(BaseModel):
@@ -144,7 +145,7 @@ class LLMStats(BaseModel):
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: n/a, the endpoint's price is unknown
     errors: dict[str, int] = Field(default_factory=dict)
     latencies_ms: list[float] = Field(default_factory=list)
 
@@ -193,6 +194,57 @@ class _WireCompletion(BaseModel):
     model: str = ""
     choices: list[_WireChoice] = Field(min_length=1)
     usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What the price table says this endpoint charges for this model, or why it says nothing:
+    run stats, USD budgets, estimates, reports, comparisons and the scorecard all read this."""
+
+    price: ModelPrice | None
+    unknown: str | None = None  # why there is no price; set exactly when `price` is None
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float | None:
+        """USD for these tokens, or None: n/a, never $0 standing in for an unknown bill."""
+        if self.price is None:
+            return None
+        return (
+            prompt_tokens * self.price.input_per_mtok
+            + completion_tokens * self.price.output_per_mtok
+        ) / 1_000_000
+
+
+FREE = Pricing(ModelPrice(input_per_mtok=0, output_per_mtok=0))
+
+
+def pricing(settings: LLMSettings, base_url: str) -> Pricing:
+    """llm.prices is one provider's list (OpenAI's by default), so it prices a model only at
+    that provider's host, llm.prices_host: the same model name served by a local server (free)
+    or another provider (its own list) would otherwise be billed at made-up figures."""
+    if urlsplit(base_url).hostname != settings.prices_host:
+        return Pricing(
+            None,
+            f"{base_url} is not at {settings.prices_host}, whose prices llm.prices holds "
+            "(llm.prices_host); a local server is free, a hosted one bills by its own price list",
+        )
+    price = settings.prices.get(settings.model)
+    if price is None:
+        return Pricing(
+            None, f"no price for model {settings.model!r} in llm.prices (config/default.toml)"
+        )
+    return Pricing(price)
+
+
+def unusable_budget(max_usd: float, base_url: str, why: str) -> str:
+    """A USD cap with nothing to count against it is refused, never silently ignored."""
+    host = urlsplit(base_url).hostname
+    return (
+        f"config error: a budget of {max_usd:g} USD (--budget-usd or llm.max_usd) cannot be "
+        f"applied: the cost is n/a here: {why}. If this endpoint bills by llm.prices, set "
+        f"llm.prices_host={host} (AGENT_LLM__PRICES_HOST) and the model's price in llm.prices; "
+        "otherwise drop the USD budget and cap the run with llm.max_calls or llm.max_tokens "
+        "(AGENT_LLM__MAX_CALLS, AGENT_LLM__MAX_TOKENS)"
+    )
 
 
 def sdk_base_url(url: str) -> str:
@@ -269,6 +321,11 @@ class LLMClient:
         # Without a key only a self-hosted endpoint makes sense; api.openai.com would just 401.
         self._missing_key = not api_key and base_url is None
         self.base_url = sdk_base_url(base_url or OPENAI_BASE_URL)
+        self.pricing = pricing(settings, self.base_url)
+        if settings.max_usd is not None and self.pricing.unknown is not None:
+            raise ConfigError(
+                unusable_budget(settings.max_usd, self.base_url, self.pricing.unknown)
+            )
         self._headers = {
             "authorization": f"Bearer {api_key or KEYLESS_PLACEHOLDER}",
             "accept": "application/json",
@@ -284,9 +341,8 @@ class LLMClient:
         self._async: _AsyncResources | None = None
         self._opening = None if cache_dir is None else _open_cache(cache_dir)
         self._lock = threading.Lock()
-        self._stats = LLMStats()
+        self._stats = LLMStats(cost_usd=None if self.pricing.price is None else 0.0)
         self._failing = 0  # requests failed in a row, retryably, across the whole run
-        self._warned_unpriced = False
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_after_s)
         self._decision_format: DecisionFormat | None = (
             None if settings.decision_format == "probe" else settings.decision_format
@@ -351,17 +407,6 @@ class LLMClient:
 
                 self._decision_format = resolve_format(self, self._capabilities_file)
             return self._decision_format
-
-    @property
-    def priced(self) -> bool:
-        """Whether llm.prices names this model, so its cost is known rather than counted as $0."""
-        return self._settings.model in self._settings.prices
-
-    def estimate_cost(
-        self, calls: int, prompt_tokens_per_call: int, completion_tokens_per_call: int
-    ) -> float:
-        """USD for a planned run, to show before a long LLM backtest starts spending."""
-        return calls * self._cost(prompt_tokens_per_call, completion_tokens_per_call)
 
     def complete(
         self,
@@ -515,7 +560,7 @@ class LLMClient:
                 reason = f"call budget spent: {st.calls} of llm.max_calls={s.max_calls}"
             elif s.max_tokens is not None and spent_tokens >= s.max_tokens:
                 reason = f"token budget spent: {spent_tokens} of llm.max_tokens={s.max_tokens}"
-            elif s.max_usd is not None and st.cost_usd >= s.max_usd:
+            elif s.max_usd is not None and (st.cost_usd or 0.0) >= s.max_usd:
                 reason = f"cost budget spent: ${st.cost_usd:.4f} of llm.max_usd={s.max_usd}"
             else:
                 st.calls += 1
@@ -640,7 +685,7 @@ class LLMClient:
     def _finish(self, call: _Call, completion: _WireCompletion) -> LLMResponse:
         choice = completion.choices[0]
         usage = completion.usage or Usage()
-        cost = self._cost(usage.prompt_tokens, usage.completion_tokens)
+        cost = self.pricing.cost(usage.prompt_tokens, usage.completion_tokens)
         latency_ms = (self._clock() - call.started) * 1000
         response = LLMResponse(
             message=LLMMessage(
@@ -667,7 +712,8 @@ class LLMClient:
             st = self._stats
             st.prompt_tokens += usage.prompt_tokens
             st.completion_tokens += usage.completion_tokens
-            st.cost_usd += cost
+            if st.cost_usd is not None and cost is not None:
+                st.cost_usd += cost
             st.latencies_ms.append(latency_ms)
         if self._cache is not None:
             self._cache.set(
@@ -677,12 +723,12 @@ class LLMClient:
                 ),
             )
         log.debug(
-            "LLM call %s done: %d+%d tokens, %.0f ms, $%.6f",
+            "LLM call %s done: %d+%d tokens, %.0f ms, cost %s",
             call.key[:12],
             usage.prompt_tokens,
             usage.completion_tokens,
             latency_ms,
-            cost,
+            "n/a" if cost is None else f"${cost:.6f}",
         )
         return response
 
@@ -692,21 +738,6 @@ class LLMClient:
             self._stats.errors[exc.cause] = self._stats.errors.get(exc.cause, 0) + 1
         log.warning("%s", exc)
         return exc
-
-    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self._settings.prices.get(self._settings.model)
-        if price is None:
-            if not self._warned_unpriced:
-                self._warned_unpriced = True
-                log.warning(
-                    "no price for model %r in llm.prices; its cost is counted as $0 and "
-                    "llm.max_usd cannot limit it",
-                    self._settings.model,
-                )
-            return 0.0
-        return (
-            prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok
-        ) / 1_000_000
 
 
 def _open_cache(cache_dir: Path) -> Future[diskcache.Cache]:

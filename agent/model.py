@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from agent.llm import LLMClient, LLMResponse, LLMStats
+from agent.llm import LLMClient, LLMResponse, LLMStats, Pricing
 from agent.offline import OfflineModel
 from config import Settings
 from config.settings import DecisionFormat
@@ -25,6 +25,9 @@ class ChatModel(Protocol):
 
     @property
     def stats(self) -> LLMStats: ...
+
+    @property
+    def pricing(self) -> Pricing: ...
 
     @property
     def decision_format(self) -> DecisionFormat: ...

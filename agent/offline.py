@@ -9,7 +9,15 @@ import threading
 from typing import Any
 
 from agent.briefing import read_snapshot
-from agent.llm import LLMMessage, LLMResponse, LLMStats, ToolCall, Usage, request_fingerprint
+from agent.llm import (
+    FREE,
+    LLMMessage,
+    LLMResponse,
+    LLMStats,
+    ToolCall,
+    Usage,
+    request_fingerprint,
+)
 
 OFFLINE_MODEL = "offline"
 OFFLINE_BASE_URL = "offline://rules"
@@ -30,6 +38,7 @@ class OfflineModel:
     model = OFFLINE_MODEL
     base_url = OFFLINE_BASE_URL
     decision_format = "tools"  # it always answers with real tool calls
+    pricing = FREE  # nothing leaves the machine
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -24,7 +24,7 @@ class LLMCallRecord(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float
-    cost_usd: float
+    cost_usd: float | None  # None: n/a, the endpoint's price is unknown
     finish_reason: str | None = None
 
 

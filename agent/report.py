@@ -73,7 +73,7 @@ class RunStats(BaseModel):
     errors: dict[str, int]
     avg_latency_ms: float | None
     p95_latency_ms: float | None
-    cost_usd_this_run: float
+    cost_usd_this_run: float | None  # None: n/a, as the run's cost_usd
 
 
 def run_stats(stats: LLMStats) -> RunStats:
@@ -85,7 +85,7 @@ def run_stats(stats: LLMStats) -> RunStats:
         errors=dict(sorted(stats.errors.items())),
         avg_latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
         p95_latency_ms=None if stats.p95_latency_ms is None else round(stats.p95_latency_ms, 1),
-        cost_usd_this_run=round(stats.cost_usd, 6),
+        cost_usd_this_run=None if stats.cost_usd is None else round(stats.cost_usd, 6),
     )
 
 
@@ -126,13 +126,6 @@ def baselines(card: Scorecard) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def llm_cost(model: ChatModel, cost_usd: float) -> tuple[float | None, str | None]:
-    """The run's model cost from the price table, or n/a with the reason."""
-    if getattr(model, "priced", True):
-        return cost_usd, None
-    return None, f"no price for model {model.model!r} in llm.prices (config/default.toml)"
-
-
 def stated(records: list[DecisionRecord]) -> list[Stated]:
     return [
         Stated(
@@ -157,8 +150,7 @@ def agent_section(
     calls = [c for r in records for c in r.llm_calls]
     prompt_tokens = sum(c.prompt_tokens for c in calls)
     completion_tokens = sum(c.completion_tokens for c in calls)
-    estimate = getattr(model, "estimate_cost", None)
-    cost = estimate(1, prompt_tokens, completion_tokens) if estimate else 0.0
+    cost = model.pricing.cost(prompt_tokens, completion_tokens)
     actions = Counter((r.signal or {}).get("action", "none") for r in records)
     return AgentSection(
         model=model.model,
@@ -174,8 +166,9 @@ def agent_section(
             "model_calls": len(calls),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
-            "cost_usd": round(cost, 6),
+            "cost_usd": None if cost is None else round(cost, 6),
             "cost_basis": "every model call priced as if uncached",
+            **({} if cost is not None else {"cost_na": model.pricing.unknown}),
             "abstains": dict(sorted(causes.items())),
             "signals": dict(sorted(actions.items())),
             # only when there were any: a cached rerun of a clean run stays byte-identical
@@ -241,7 +234,9 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         "requests sent / cache hits": f"{stats.requests_sent:,} / {stats.cache_hits:,}",
         "retries / failed requests": f"{stats.retries:,} / {sum(stats.errors.values()):,}",
         "tokens in / out": f"{llm['prompt_tokens']:,} / {llm['completion_tokens']:,}",
-        "cost [$] (this run)": f"{llm['cost_usd']:.4f} ({stats.cost_usd_this_run:.4f})",
+        "cost [$] (this run)": f"n/a: {llm['cost_na']}"
+        if llm["cost_usd"] is None
+        else f"{llm['cost_usd']:.4f} ({stats.cost_usd_this_run:.4f})",
         "latency avg / p95 [ms]": f"{fmt(stats.avg_latency_ms)} / {fmt(stats.p95_latency_ms)}",
         "signals": ", ".join(f"{k} {v}" for k, v in llm["signals"].items()) or "none",
         "abstains": ", ".join(f"{k} {v}" for k, v in llm["abstains"].items()) or "none",
@@ -312,8 +307,10 @@ def agent_report(
     records = finalize_records(strategy, result)
     report = build_report(result, notes, rules, window)
     section = agent_section(strategy, records, result, model, {})
-    cost, why = llm_cost(model, section.llm["cost_usd"])
-    card = scorecard(result, rules, stated(records), cost, why, horizons_min, ruled)
+    llm = section.llm
+    card = scorecard(
+        result, rules, stated(records), llm["cost_usd"], llm.get("cost_na"), horizons_min, ruled
+    )
     section = section.model_copy(update={"baselines": baselines(card)})
     update = {"agent": section.model_dump(mode="json"), "scorecard": card.model_dump(mode="json")}
     return report.model_copy(update=update), records, section

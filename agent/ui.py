@@ -550,7 +550,20 @@ def run_agent_backtest(
             f"invalid decide every {decide_every!r}: whole minutes from 1 to 1440"
         ) from None
     paid = not isinstance(model, OfflineModel) and settings.llm.mode != "replay"
-    if paid and settings.llm.max_usd is None:
+    llm = settings.llm
+    if (
+        paid
+        and model.pricing.unknown is not None
+        and llm.max_calls is None
+        and llm.max_tokens is None
+    ):
+        raise UserError(
+            f"an agent backtest on {model.model} may spend money and its cost is n/a "
+            f"({model.pricing.unknown}), so a USD budget cannot cap it: set a call or token "
+            "budget (AGENT_LLM__MAX_CALLS or AGENT_LLM__MAX_TOKENS) before starting agent-ui, "
+            "or use agent-backtest --yes"
+        )
+    if paid and model.pricing.unknown is None and llm.max_usd is None:
         raise UserError(
             f"an agent backtest on {model.model} may spend money: set a budget "
             "(AGENT_LLM__MAX_USD) before starting agent-ui, or use agent-backtest --yes"

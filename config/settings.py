@@ -34,6 +34,7 @@ from core.errors import ConfigError
 from risk.limits import RiskLimits
 
 PROFILE_DIR = Path(__file__).parent
+HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -75,7 +76,7 @@ class BinanceSettings(BaseModel):
 
 
 class ModelPrice(BaseModel):
-    """USD per million tokens; used for budgets and pre-run cost estimates."""
+    """USD per million tokens at llm.prices_host; used for budgets, estimates and reports."""
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
@@ -111,6 +112,11 @@ class LLMSettings(BaseModel):
         "are no longer retried until one succeeds",
     )
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    prices_host: str = Field(
+        "api.openai.com",
+        description="the endpoint host whose list prices llm.prices holds: a model is priced "
+        "only there (a local server is free, another provider bills by its own list)",
+    )
     max_output_tokens: int | None = Field(
         None,
         gt=0,
@@ -124,6 +130,15 @@ class LLMSettings(BaseModel):
         "submit_signal), or probe: ask the endpoint once which it supports (cached in the data "
         "dir) and use the strongest",
     )
+
+    @field_validator("prices_host")
+    @classmethod
+    def _bare_host(cls, value: str) -> str:
+        """A host as a URL names it (compared lowercased): no scheme, port or path."""
+        host = value.strip().lower()
+        if not HOSTNAME.fullmatch(host):
+            raise ValueError("a bare host name or IPv4 address, e.g. api.openai.com or 127.0.0.1")
+        return host
 
 
 class LiveSettings(BaseModel):

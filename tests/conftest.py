@@ -209,6 +209,8 @@ def failing_llm() -> Iterator[FailingLLM]:
         "OPENAI_BASE_URL": server.base_url,
         "OPENAI_API_KEY": "sk-test-loopback",
         "AGENT_LLM__MAX_RETRIES": "0",
+        # it stands in for a paid model, so --budget-usd can cap it
+        "AGENT_LLM__PRICES_HOST": "127.0.0.1",
     }
     yield FailingLLM(server, env)
     server.stop()

@@ -166,7 +166,8 @@ def test_budget_stop_reports_what_was_done(
         "0.002",
         "--json",
         str(out),
-        env=llm_env(server),
+        # the loopback stands in for OpenAI: llm.prices applies at its host
+        env={**llm_env(server), "AGENT_LLM__PRICES_HOST": "127.0.0.1"},
     )
     assert run.returncode == 0, run.stderr
     assert "budget ran out" in run.stderr

@@ -39,6 +39,7 @@ from tools.trading import market_view
 VCR_PORT = 18432  # fixed: the port is part of each recorded request
 BASE_URL = f"http://127.0.0.1:{VCR_PORT}/v1"
 PLANTED_KEY = "sk-test-PLANTED-" + "Kx9" * 10
+# The loopback server stands in for OpenAI: its host is where llm.prices applies.
 PRICES = {"gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.60)}
 DECISION_BAR = 2_400  # a bar of the bundled BTCUSDT sample, in an uptrend
 CASH = 10_000.0
@@ -144,7 +145,13 @@ class Harness:
         env.risk_state = lambda: desk.state
         sleeps: list[float] = []
         settings = LLMSettings(
-            **{"model": "gpt-4o-mini", "prices": PRICES, "max_retries": 2, **llm}
+            **{
+                "model": "gpt-4o-mini",
+                "prices": PRICES,
+                "prices_host": "127.0.0.1",
+                "max_retries": 2,
+                **llm,
+            }
         )
         client = LLMClient(
             settings,

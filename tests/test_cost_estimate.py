@@ -56,7 +56,7 @@ def test_a_local_server_run_is_estimated_on_its_real_prompt_then_on_its_history(
             sent.body["messages"], sent.body["tools"]
         )
         assert 600 < number(told["per_prompt"]) < 1_000
-        assert told["cost"].startswith(f"cost n/a: {server.base_url}/ is not OpenAI's API")
+        assert told["cost"].startswith(f"cost n/a: {server.base_url}/ is not at api.openai.com")
         assert "$" not in told["cost"]
 
         again = cli("agent-backtest", *DAY, env=env)
@@ -108,4 +108,4 @@ def test_the_trading_loop_counts_a_real_decision_prompt_before_asking_consent(cl
     # every 15 min on both default symbols
     assert line.startswith("estimate: 192 decisions per day on gpt-4o-mini, ~192 model calls")
     assert "a decision prompt on the sample counted with tiktoken" in line
-    assert "cost n/a: http://127.0.0.1:9/v1/ is not OpenAI's API" in line
+    assert "cost n/a: http://127.0.0.1:9/v1/ is not at api.openai.com" in line

@@ -31,6 +31,8 @@ ERROR_401 = "openai_chat_error_401_invalid_api_key.json"
 OPENROUTER_429 = "openrouter_chat_error_429.json"
 
 PLANTED_KEY = "sk-test-PLANTED-" + "Zq7" * 10
+# The loopback server stands in for OpenAI: llm.prices applies at its host.
+PRICED_HOST = "127.0.0.1"
 PRICES = {
     "gpt-4o": ModelPrice(input_per_mtok=2.50, output_per_mtok=10.00),
     "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.60),
@@ -86,7 +88,9 @@ def make_llm(
         cache_dir: Path | None = tmp_path / "llm-cache",
         **llm: Any,
     ) -> LLMClient:
-        settings = LLMSettings(**{"model": "gpt-4o", "prices": PRICES, **llm})
+        settings = LLMSettings(
+            **{"model": "gpt-4o", "prices": PRICES, "prices_host": PRICED_HOST, **llm}
+        )
         client = LLMClient(
             settings,
             api_key=api_key,
@@ -267,7 +271,7 @@ def test_vcr_cassette_replays_the_call_without_the_key(vcr: Any) -> None:
     if server:
         server.script(replay(SINGLE, 0))
     sent = capture(SINGLE)["request_body"]
-    settings = LLMSettings(model="gpt-4o", prices=PRICES, max_retries=0)
+    settings = LLMSettings(model="gpt-4o", prices=PRICES, prices_host=PRICED_HOST, max_retries=0)
     try:
         with LLMClient(settings, api_key=PLANTED_KEY, base_url=VCR_BASE_URL, cache_dir=None) as llm:
             response = llm.complete(sent["messages"], sent["tools"], prompt_version="p1")
@@ -533,19 +537,33 @@ def test_spend_budgets_stop_calls_once_reached(
     assert len(openai_server.requests) == 1
 
 
-def test_unknown_model_costs_zero_and_warns_once(
+def test_an_unpriced_model_or_host_costs_na_never_zero(
     openai_server: LoopbackOpenAI,  # noqa: F811
     make_llm: Callable[..., LLMClient],
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """No price in llm.prices, or an endpoint away from llm.prices_host (the same model name
+    on a local server): every cost is n/a with the reason, and a USD budget is refused."""
     openai_server.script(answer(), answer())
-    llm = make_llm(model="llama3.1:8b")
+    unlisted = make_llm(model="llama3.1:8b")
+    elsewhere = make_llm(model="gpt-4o", prices_host="api.openai.com")
 
-    with caplog.at_level(logging.WARNING, logger="agent.llm"):
-        costs = [llm.complete(prompt(n), None, prompt_version="p1").cost_usd for n in (1, 2)]
+    costs = [
+        llm.complete(prompt(1), None, prompt_version="p1").cost_usd for llm in (unlisted, elsewhere)
+    ]
 
-    assert costs == [0.0, 0.0]
-    assert sum("no price for model 'llama3.1:8b'" in r.getMessage() for r in caplog.records) == 1
+    assert costs == [None, None]
+    assert unlisted.stats.cost_usd is None and elsewhere.stats.cost_usd is None
+    assert (
+        unlisted.pricing.unknown
+        == "no price for model 'llama3.1:8b' in llm.prices (config/default.toml)"
+    )
+    assert elsewhere.pricing.unknown.startswith(
+        f"{openai_server.base_url}/ is not at api.openai.com, whose prices llm.prices holds"
+    )
+    with pytest.raises(ConfigError) as refused:
+        make_llm(model="gpt-4o", prices_host="api.openai.com", max_usd=1)
+    assert "a budget of 1 USD (--budget-usd or llm.max_usd) cannot be applied" in str(refused.value)
+    assert "set llm.prices_host=127.0.0.1" in str(refused.value)
 
 
 def test_estimate_cost_and_stats_for_reports(
@@ -553,7 +571,7 @@ def test_estimate_cost_and_stats_for_reports(
     tmp_path: Path,
 ) -> None:
     ticks = iter([0.0, 0.1, 1.0, 1.3, 2.0, 2.2])  # start and end of three calls
-    settings = LLMSettings(model="gpt-4o-mini", prices=PRICES)
+    settings = LLMSettings(model="gpt-4o-mini", prices=PRICES, prices_host=PRICED_HOST)
     openai_server.script(answer(), answer(), answer())
     with LLMClient(
         settings,
@@ -562,7 +580,7 @@ def test_estimate_cost_and_stats_for_reports(
         cache_dir=None,
         clock=lambda: next(ticks),
     ) as llm:
-        assert llm.estimate_cost(100, 1000, 200) == pytest.approx(100 * (150 + 120) / 1e6)
+        assert llm.pricing.cost(100 * 1000, 100 * 200) == pytest.approx(100 * (150 + 120) / 1e6)
         for n in (1, 2, 3):
             llm.complete(prompt(n), None, prompt_version="p1")
         stats = llm.stats.model_dump()
@@ -613,7 +631,7 @@ def test_async_path_shares_retry_cache_and_errors(
         waited.append(seconds)
 
     llm = LLMClient(
-        LLMSettings(model="gpt-4o", prices=PRICES),
+        LLMSettings(model="gpt-4o", prices=PRICES, prices_host=PRICED_HOST),
         api_key=PLANTED_KEY,
         base_url=openai_server.base_url,
         cache_dir=tmp_path / "cache",

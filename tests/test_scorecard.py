@@ -167,6 +167,7 @@ def run_seer(cli, tmp_path: Path, name: str, confident_when_right: bool, model: 
             "OPENAI_BASE_URL": server.base_url,
             "OPENAI_API_KEY": "sk-test-loopback",
             "AGENT_LLM__MODEL": model,
+            "AGENT_LLM__PRICES_HOST": "127.0.0.1",  # the loopback stands in for OpenAI
         }
         args = ("--symbol", "BTCUSDT", "--days", "1", "--decide-every", "60", "--yes")
         run = cli("agent-backtest", *args, "--json", str(out), env=env)

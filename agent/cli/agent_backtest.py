@@ -97,10 +97,10 @@ def check_cost(
         return
     notify(estimate_line(model, per_decision(), planned, samples, period))
     if not consented(args):
-        raise UserError(
-            "this run may spend money: pass --yes to accept the estimate, or --budget-usd X "
-            "to stop cleanly once X USD is spent"
-        )
+        cap = ", or --budget-usd X to stop cleanly once X USD is spent"
+        if model.pricing.unknown is not None:
+            cap = " (its cost is n/a: no USD budget can cap it, llm.max_calls can)"
+        raise UserError(f"this run may spend money: pass --yes to accept the estimate{cap}")
 
 
 def consented(args: argparse.Namespace) -> bool:
@@ -286,7 +286,8 @@ def _with_progress(
         def advanced(_: DecisionRecord) -> None:
             answered()
             stats = model.stats
-            text = f"calls {stats.calls} · cache hits {stats.cache_hits} · ${stats.cost_usd:.4f}"
+            cost = "cost n/a" if stats.cost_usd is None else f"${stats.cost_usd:.4f}"
+            text = f"calls {stats.calls} · cache hits {stats.cache_hits} · {cost}"
             progress.update(task, advance=1, llm=text)
 
         def interrupted(in_flight: int) -> None:

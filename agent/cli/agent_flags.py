@@ -21,7 +21,12 @@ def add_agent_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--replay-only", action="store_true", help="send nothing; fail on a cache miss"
     )
-    group.add_argument("--budget-usd", type=float, help="stop cleanly once this much is spent")
+    group.add_argument(
+        "--budget-usd",
+        type=float,
+        help="stop cleanly once this much is spent at llm.prices; only where those prices apply "
+        "(llm.prices_host), elsewhere cost is n/a and this exits 2",
+    )
     group.add_argument("--yes", action="store_true", help="accept the cost estimate")
     group.add_argument(
         "--samples",

@@ -1,0 +1,108 @@
+"""One price rule for the model's cost, as a user meets it in `agent-backtest`: llm.prices is one
+provider's list (OpenAI's), so it prices a run only at llm.prices_host. Against a loopback
+server the cost is n/a with the reason in the estimate, the text report and the JSON, and a USD
+budget is refused; with the host declared (the loopback standing in for OpenAI) the same run is
+priced, and the estimate, the report and the budget agree."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loopback_openai import LoopbackOpenAI
+from scripted_model import ScriptedModel, buy_an_uptrend
+
+DAY = ("--symbol", "BTCUSDT", "--days", "1", "--decide-every", "60")
+GPT_4O = (2.50, 10.00)  # config/default.toml: USD per million tokens in, out
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackOpenAI]:
+    server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    yield server
+    server.stop()
+
+
+def llm_env(server: LoopbackOpenAI, **more: str) -> dict[str, str]:
+    return {
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": "sk-test-loopback",
+        "AGENT_LLM__MODEL": "gpt-4o",  # priced in config/default.toml, at api.openai.com
+        "COLUMNS": "400",  # the report's reason on one line
+        **more,
+    }
+
+
+def report_of(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_a_loopback_run_costs_na_with_the_reason_and_refuses_a_usd_budget(
+    cli, tmp_path: Path, server: LoopbackOpenAI
+) -> None:
+    out = tmp_path / "r.json"
+    run = cli("agent-backtest", *DAY, "--yes", "--json", str(out), env=llm_env(server))
+    assert run.returncode == 0, run.stderr
+    report = report_of(out)
+    llm, card = report["agent"]["llm"], report["scorecard"]
+    why = llm["cost_na"]
+    assert why.startswith(f"{server.base_url}/ is not at api.openai.com, whose prices llm.prices")
+    assert llm["cost_usd"] is None and llm["prompt_tokens"] > 0
+    assert (card["llm_cost_usd"], card["llm_cost_na"]) == (None, why)
+    assert card["agent"]["net_return_pct"] is None
+    assert f"cost n/a: {why}" in run.stderr  # the estimate
+    row = next(line for line in run.stdout.splitlines() if "cost [$] (this run)" in line)
+    assert f"n/a: {why}" in row and "0.0000" not in row  # the text report
+    assert f"model cost n/a: {why}" in " ".join(run.stdout.split())  # the scorecard
+
+    sent = len(server.requests)
+    refused = cli("agent-backtest", *DAY, "--budget-usd", "1", env=llm_env(server))
+    assert refused.returncode == 2
+    assert (
+        "a budget of 1 USD (--budget-usd or llm.max_usd) cannot be applied: the cost is n/a "
+        f"here: {why}. If this endpoint bills by llm.prices, set llm.prices_host=127.0.0.1"
+    ) in refused.stderr
+    assert "llm.max_calls or llm.max_tokens" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(server.requests) == sent  # refused before anything was sent
+
+
+@pytest.mark.slow
+def test_with_the_host_declared_the_estimate_report_and_budget_agree(
+    cli, tmp_path: Path, server: LoopbackOpenAI
+) -> None:
+    env = llm_env(server, AGENT_LLM__PRICES_HOST="127.0.0.1")
+    out = tmp_path / "r.json"
+    run = cli("agent-backtest", *DAY, "--yes", "--json", str(out), env=env)
+    assert run.returncode == 0, run.stderr
+    report = report_of(out)
+    agent = report["agent"]
+    llm = agent["llm"]
+    billed = (llm["prompt_tokens"] * GPT_4O[0] + llm["completion_tokens"] * GPT_4O[1]) / 1e6
+    assert llm["cost_usd"] == pytest.approx(billed, abs=1e-6) and billed > 0.01
+    assert "cost_na" not in llm
+    assert report["scorecard"]["llm_cost_usd"] == llm["cost_usd"]
+    row = next(line for line in run.stdout.splitlines() if "cost [$] (this run)" in line)
+    assert f"{llm['cost_usd']:.4f} ({llm['cost_usd']:.4f})" in row  # cold: every call was sent
+
+    # The estimate of the same run, now from the tokens the model reported, is its cost.
+    again = cli("agent-backtest", *DAY, "--yes", env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"in {agent['decisions']} past decisions" in again.stderr
+    assert f"~${llm['cost_usd']:.2f} uncached" in again.stderr
+
+    # A budget of half that stops a cold run once it has spent it, one call over at most.
+    budget = round(llm["cost_usd"] / 2, 4)
+    cold = {**env, "AGENT_DATA_DIR": str(tmp_path / "cold")}
+    halt = tmp_path / "budget.json"
+    args = ("--concurrency", "1", "--budget-usd", str(budget), "--json", str(halt))
+    stopped = cli("agent-backtest", *DAY, *args, env=cold)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "budget ran out" in stopped.stderr
+    cut = report_of(halt)["agent"]
+    assert cut["stopped"] == "budget" and 0 < cut["decisions"] < agent["decisions"]
+    per_call = llm["cost_usd"] / llm["model_calls"]
+    assert budget <= cut["llm"]["cost_usd"] < budget + 2 * per_call
