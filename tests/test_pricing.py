@@ -14,6 +14,13 @@ import pytest
 from loopback_openai import LoopbackOpenAI
 from scripted_model import ScriptedModel, buy_an_uptrend
 
+from agent.llm import LLMClient
+from agent.ui import run_agent_backtest
+from config import load_settings
+from core.errors import UserError
+from market.sample import load_sample
+from store import open_store
+
 DAY = ("--symbol", "BTCUSDT", "--days", "1", "--decide-every", "60")
 GPT_4O = (2.50, 10.00)  # config/default.toml: USD per million tokens in, out
 
@@ -106,3 +113,32 @@ def test_with_the_host_declared_the_estimate_report_and_budget_agree(
     assert cut["stopped"] == "budget" and 0 < cut["decisions"] < agent["decisions"]
     per_call = llm["cost_usd"] / llm["model_calls"]
     assert budget <= cut["llm"]["cost_usd"] < budget + 2 * per_call
+
+
+def test_the_ui_asks_an_unpriced_paid_model_for_a_call_or_token_budget(tmp_path: Path) -> None:
+    """A USD budget cannot cap a model whose cost is n/a, so the UI's agent backtest asks for
+    the budgets that can, before anything is sent (the port is closed)."""
+    settings = load_settings(data_dir=tmp_path)
+    url = "http://127.0.0.1:9/v1"
+    model = LLMClient(settings.llm, api_key="sk-test-unused", base_url=url, cache_dir=None)
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    frames = {"BTCUSDT": load_sample("BTCUSDT")}
+    try:
+        with pytest.raises(UserError) as refused:
+            run_agent_backtest(store, settings, model, frames, tmp_path, "BTCUSDT", 1, 60)
+    finally:
+        store.close()
+    said = str(refused.value)
+    assert f"its cost is n/a ({url}/ is not at api.openai.com" in said
+    assert "set a call or token budget (AGENT_LLM__MAX_CALLS or AGENT_LLM__MAX_TOKENS)" in said
+    assert model.stats.calls == 0
+
+
+@pytest.mark.parametrize("given", ["https://api.openai.com/v1", "api.openai.com:443", ""])
+def test_the_prices_host_is_a_bare_host(given: str) -> None:
+    """A URL would never equal an endpoint's host, leaving every run silently unpriced."""
+    with pytest.raises(UserError) as refused:
+        load_settings(llm={"prices_host": given})
+    assert "llm.prices_host: Value error, a bare host name or IPv4 address" in str(refused.value)
+    assert "AGENT_LLM__PRICES_HOST" in str(refused.value)
+    assert load_settings(llm={"prices_host": "OpenRouter.ai"}).llm.prices_host == "openrouter.ai"
