@@ -184,15 +184,21 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _fact(value: Any) -> Any:
+    """A figure the run could not compute (None) reads n/a; its reason is on its own row."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict):
+        return ", ".join(f"{a} {b}" for a, b in value.items())
+    return value
+
+
 def _agent_html(report: BacktestReport) -> str:
     agent = report.agent
     if agent is None:
         return ""
     llm = agent["llm"]
-    facts = [
-        [k, v if not isinstance(v, dict) else ", ".join(f"{a} {b}" for a, b in v.items())]
-        for k, v in {**llm, **agent.get("run", {})}.items()
-    ]
+    facts = [[k, _fact(v)] for k, v in {**llm, **agent.get("run", {})}.items()]
     log = [
         [
             d["time"],

@@ -51,7 +51,17 @@ def test_a_loopback_run_costs_na_with_the_reason_and_refuses_a_usd_budget(
     cli, tmp_path: Path, server: LoopbackOpenAI
 ) -> None:
     out = tmp_path / "r.json"
-    run = cli("agent-backtest", *DAY, "--yes", "--json", str(out), env=llm_env(server))
+    page = tmp_path / "r.html"
+    run = cli(
+        "agent-backtest",
+        *DAY,
+        "--yes",
+        "--json",
+        str(out),
+        "--html",
+        str(page),
+        env=llm_env(server),
+    )
     assert run.returncode == 0, run.stderr
     report = report_of(out)
     llm, card = report["agent"]["llm"], report["scorecard"]
@@ -64,6 +74,7 @@ def test_a_loopback_run_costs_na_with_the_reason_and_refuses_a_usd_budget(
     row = next(line for line in run.stdout.splitlines() if "cost [$] (this run)" in line)
     assert f"n/a: {why}" in row and "0.0000" not in row  # the text report
     assert f"model cost n/a: {why}" in " ".join(run.stdout.split())  # the scorecard
+    assert "<tr><td>cost_usd</td><td>n/a</td></tr>" in page.read_text()  # the page's facts
 
     sent = len(server.requests)
     refused = cli("agent-backtest", *DAY, "--budget-usd", "1", env=llm_env(server))
