@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from core.errors import UserError
-from market.models import SymbolRules, parse_symbol
+from market.models import EXCHANGE, SymbolRules, parse_symbol
 
 
 class AssetClass(StrEnum):
@@ -17,6 +17,7 @@ class AssetClass(StrEnum):
     EQUITY = "us_equity"
 
 
+STOCK_EXCHANGE = "alpaca"  # the US-stock venue, and so the store's key of a stock's bars
 CRYPTO_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY")
 _TICKER_RE = re.compile(r"^[A-Z]{1,5}(\.[A-Z])?$")
 PENNY = Decimal("0.01")
@@ -37,6 +38,17 @@ def asset_class(symbol: str) -> AssetClass:
     if symbol.endswith(CRYPTO_QUOTES) and len(symbol) > 4:
         return AssetClass.CRYPTO
     return AssetClass.EQUITY
+
+
+def home_exchange(symbol: str) -> str:
+    """Whose bars a stored symbol's are when no venue is named: a US stock's (as
+    `parse_instrument` classes it) are the US-stock venue's, imported or downloaded alike; a
+    coin's Binance's."""
+    return (
+        STOCK_EXCHANGE
+        if _TICKER_RE.match(symbol) and asset_class(symbol) is AssetClass.EQUITY
+        else EXCHANGE
+    )
 
 
 def quote_of(symbol: str) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
+    from sqlalchemy import ColumnElement, Connection
+    from sqlalchemy.sql import FromClause
 
 
 class Migration(NamedTuple):
@@ -46,6 +47,47 @@ def _series_tokens(conn: Connection) -> None:
         conn.execute(series.insert(), rows)
 
 
+def _stocks_to_alpaca(conn: Connection) -> None:
+    """A US stock's bars that `agent-data import` kept under binance (before the store key
+    followed the asset class) move to alpaca, the stock venue. A bar alpaca already holds is
+    kept and the moved copy dropped, as an import adds only new bars; each moved series gets a
+    new write token, so no columnar cache made before is read (store/bar_cache.py)."""
+    from sqlalchemy import delete, exists, select, update
+
+    from market.instruments import STOCK_EXCHANGE, home_exchange
+    from market.models import EXCHANGE
+    from store.tables import CandleRow, CandleSeriesRow
+
+    candles, tokens = CandleRow.__table__, CandleSeriesRow.__table__
+    there = candles.alias()  # the stock venue's own bars, beside the ones moving
+    held = select(candles.c.symbol, candles.c.interval).where(candles.c.exchange == EXCHANGE)
+    stocks = [s for s in conn.execute(held.distinct()) if home_exchange(s.symbol) == STOCK_EXCHANGE]
+    for symbol, interval in stocks:
+        moved = _series(candles, EXCHANGE, symbol, interval)
+        kept = select(there.c.open_time).where(
+            _series(there, STOCK_EXCHANGE, symbol, interval),
+            there.c.open_time == candles.c.open_time,
+        )
+        conn.execute(delete(candles).where(moved, exists(kept)))
+        conn.execute(update(candles).where(moved).values(exchange=STOCK_EXCHANGE))
+        conn.execute(
+            delete(tokens).where(
+                _series(tokens, EXCHANGE, symbol, interval)
+                | _series(tokens, STOCK_EXCHANGE, symbol, interval)
+            )
+        )
+        token = secrets.randbits(62)
+        series = {"exchange": STOCK_EXCHANGE, "symbol": symbol, "interval": interval}
+        conn.execute(tokens.insert().values(**series, write_token=token))
+
+
+def _series(table: FromClause, exchange: str, symbol: str, interval: str) -> ColumnElement[bool]:
+    from sqlalchemy import and_
+
+    c = table.c
+    return and_(c.exchange == exchange, c.symbol == symbol, c.interval == interval)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "candles", _create("CandleRow")),
     Migration(2, "risk state and verdicts", _create("RiskStateRow", "RiskVerdictRow")),
@@ -66,4 +108,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "splits and dividends paper accounts took", _create("PaperCorporateActionRow")),
     Migration(10, "splits and dividends of imported stock candles", _create("CorporateActionRow")),
     Migration(11, "a write token per candle series, for the columnar cache", _series_tokens),
+    Migration(12, "imported stock bars under alpaca, the stock venue", _stocks_to_alpaca),
 )

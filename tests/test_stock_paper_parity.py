@@ -130,7 +130,7 @@ def test_agent_trade_paper_trades_the_ea_replay_as_the_backtest_fills_it(cli, tm
     ("args", "message"),
     [
         (("--feed", "binance", "--symbol", "GOOG"), "GOOG is a US stock; the binance venue"),
-        (("--symbol", "EA"), "no EA bars stored under binance: import a file"),
+        (("--symbol", "EA"), "no EA bars stored under alpaca: import a file"),
         (("--symbol", "BTCUSDT", "--extended-hours"), "--extended-hours applies to US stocks"),
     ],
 )

@@ -58,17 +58,21 @@ def test_a_stock_with_no_file_and_nothing_imported_exits_2_saying_how(cli) -> No
 
 
 @pytest.mark.slow
-def test_bars_kept_under_alpaca_are_read_with_exchange_alpaca_only(cli, tmp_path) -> None:
-    """Where `agent-data download --exchange alpaca` keeps a stock's bars, `agent-backtest`
-    reads them when asked for that venue, and does not mistake them for imported ones."""
+def test_imported_and_downloaded_bars_are_one_alpaca_series_read_with_or_without_the_flag(
+    cli, tmp_path
+) -> None:
+    """`agent-data import` keeps a stock's bars where `agent-data download --exchange alpaca`
+    does, so `agent-backtest` reads the same bars whether --exchange alpaca is named or not."""
     data = tmp_path / "xyz.csv"
     _file(data)
-    imported = cli("agent-data", "import", str(data), "--symbol", "XYZ", "--interval", "1d",
-                   "--exchange", "alpaca")  # fmt: skip
+    imported = cli("agent-data", "import", str(data), "--symbol", "XYZ", "--interval", "1d")
     assert imported.returncode == 0, imported.stderr
-    on_alpaca, _ = _backtest(cli, tmp_path, "alpaca", "--exchange", "alpaca")
+    named = cli("agent-data", "import", str(data), "--symbol", "XYZ", "--interval", "1d",
+                "--exchange", "alpaca")  # fmt: skip
+    assert "0 new in the store" in named.stdout, "the same series: nothing to add"
+    on_alpaca, said = _backtest(cli, tmp_path, "alpaca", "--exchange", "alpaca")
+    unnamed, _ = _backtest(cli, tmp_path, "unnamed")
     from_file, _ = _backtest(cli, tmp_path, "file", "--data", str(data))
     assert len(on_alpaca["trades"]) >= 2 and on_alpaca["trades"] == from_file["trades"]
-    unnamed = cli("agent-backtest", "--strategy", "rsi_reversion", "--symbol", "XYZ")
-    assert unnamed.returncode == 2
-    assert "no XYZ 1m bars in the store" in unnamed.stderr  # the default label holds none
+    assert unnamed["trades"] == on_alpaca["trades"] and unnamed["fills"] == on_alpaca["fills"]
+    assert "notice: alpaca bars" not in said, "a stock's own venue needs no notice"

@@ -18,7 +18,7 @@ def test_the_stores_imported_bars_trade_as_the_file_does(cli) -> None:
     assert imported.returncode == 0, imported.stderr
     stored = cli("agent-trade", *REPLAY, "--account", "st")
     assert stored.returncode == 0, stored.stderr
-    assert "feed: the store's binance 15m bars of EA replayed" in stored.stderr
+    assert "feed: the store's alpaca 15m bars of EA replayed" in stored.stderr
     from_file = cli("agent-trade", *REPLAY, "--data", str(EA), "--account", "file")
     assert from_file.returncode == 0, from_file.stderr
 

@@ -61,7 +61,7 @@ from core.collector import collector_relaxed
 from core.errors import UserError
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
-from market.instruments import AssetClass
+from market.instruments import STOCK_EXCHANGE, AssetClass, home_exchange
 from market.models import EXCHANGE, INTERVAL_MS, SymbolRules, parse_interval
 from market.sample import sample_rules
 from risk.limits import RiskLimits
@@ -94,7 +94,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--end", help="UTC end, exclusive")
     parser.add_argument("--data", type=Path, help="a CSV of your own bars for --symbol")
     parser.add_argument(
-        "--exchange", help="whose stored bars and rules: binance (default) or bybit"
+        "--exchange",
+        help="whose stored bars and rules: binance (a coin's default) or bybit; alpaca (a US "
+        "stock's)",
     )
 
     add_param_args(parser.add_argument_group("strategy parameters"))
@@ -259,11 +261,10 @@ def _rules(
 
 
 def check_exchange(args: argparse.Namespace, kind: AssetClass) -> str:
-    """The venue whose stored bars the run reads (a stock's `agent-data import` keeps them under
-    the default name, `agent-data download --exchange alpaca` under Alpaca's); one that cannot
-    apply exits 2."""
+    """The venue whose stored bars the run reads (a stock's, imported or downloaded, are
+    Alpaca's; a coin's Binance's unless named); one that cannot apply exits 2."""
     if args.exchange is None:
-        return EXCHANGE
+        return STOCK_EXCHANGE if kind is AssetClass.EQUITY else EXCHANGE
     if args.data is not None:
         raise UserError("--exchange picks the store's bars of a venue: --data reads your own file")
     from venues.registry import listed_symbols, parse_exchange
@@ -438,9 +439,8 @@ def _main(argv: list[str] | None) -> int:
         frames, window = load_frames(
             args, settings, store, symbols, interval, lambda line: _note(notes, line)
         )
-        if args.exchange != EXCHANGE:
-            rules = "" if kind is AssetClass.EQUITY else " and exchange rules"
-            _note(notes, f"notice: {args.exchange} bars{rules}, from the store")
+        if args.exchange != home_exchange(symbols[0]):  # Bybit's: Alpaca is the one stock venue
+            _note(notes, f"notice: {args.exchange} bars and exchange rules, from the store")
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")

@@ -24,8 +24,8 @@ from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError
 from market.corporate import CorporateActions, read_actions
-from market.instruments import AssetClass, parse_instrument
-from market.models import INTERVAL_MS, parse_interval, parse_symbol
+from market.instruments import AssetClass, home_exchange, parse_instrument
+from market.models import INTERVAL_MS, parse_interval
 from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
 from market.validation import iso_ms, validate_candles
 from runtime.hours import TradingHours
@@ -70,7 +70,9 @@ def build_parser() -> OneLineParser:
     imp.add_argument("file", type=Path)
     imp.add_argument("--symbol", required=True)
     imp.add_argument("--interval", required=True)
-    imp.add_argument("--exchange", help="crypto: the venue the bars are from (default binance)")
+    imp.add_argument(
+        "--exchange", help="the venue the bars are from (default binance; a US stock's: alpaca)"
+    )
 
     sub.add_parser("list", help="symbols, intervals, ranges, rows and gaps in the store")
 
@@ -135,8 +137,9 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
     file leaves no database behind and no part of itself in one."""
     (symbol, kind), interval = parse_instrument(args.symbol), parse_interval(args.interval)
     stock = kind is AssetClass.EQUITY
-    exchange = parse_exchange(args.exchange or DEFAULT_EXCHANGE)
+    exchange = home_exchange(symbol)
     if args.exchange is not None:
+        exchange = parse_exchange(args.exchange)
         listed_symbols(exchange, symbol)  # a stock on a crypto venue, or a coin on Alpaca: exit 2
     frame = load_csv_candles(args.file, interval, notify, whole=True, stock=stock)
     actions = read_actions(args.file, interval) if stock else {}
@@ -146,7 +149,7 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
         save_actions(store, symbol, interval, actions)
     finally:
         store.close()
-    venue = "" if stock or exchange == DEFAULT_EXCHANGE else f"{exchange} "
+    venue = "" if exchange == home_exchange(symbol) else f"{exchange} "
     console.print(
         f"{venue}{symbol} {interval}: read {len(frame):,} valid bars from {args.file.name}, "
         f"{added:,} new in the store"
@@ -186,7 +189,7 @@ def _status(settings: Settings, store: Store, console: Console) -> int:
 
 
 def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
-    symbol = parse_symbol(args.symbol) if args.symbol else None
+    symbol = parse_instrument(args.symbol)[0] if args.symbol else None
     exchange = parse_exchange(args.exchange) if args.exchange else None
     series = [s for s in summarize(store, symbol) if exchange in (None, s.exchange)]
     if not series:
@@ -201,7 +204,7 @@ def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
         )
         status = "ok" if report.ok else "; ".join(report.problems())
         problems += not report.ok
-        venue = "" if s.exchange == DEFAULT_EXCHANGE else f"{s.exchange} "
+        venue = "" if s.exchange == home_exchange(s.symbol) else f"{s.exchange} "
         console.print(f"{venue}{s.symbol} {s.interval}: {report.rows:,} bars, {status}")
     return 1 if problems else 0
 

@@ -1,6 +1,6 @@
 """`agent-trade --symbol <stock>` with no --data: a replay of the store's bars of the stocks,
-those `agent-data import` stored (under binance, the default name) or `agent-data download
---exchange alpaca` did, with the splits and dividends recorded beside them."""
+those `agent-data import` or `agent-data download --exchange alpaca` stored (under alpaca,
+the stock venue), with the splits and dividends recorded beside them."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def stored_stocks(store: Store, symbols: Sequence[str], exchange: str) -> Stored
             raise UserError(
                 f"no {symbol} bars stored under {exchange}: import a file with `agent-data import "
                 f"FILE --symbol {symbol}`, download with `agent-data download --exchange alpaca "
-                f"--symbol {symbol}` (then --exchange alpaca), or replay a file with --data FILE"
+                f"--symbol {symbol}`, or replay a file with --data FILE"
             )
         common = held if common is None else common & held
     if not common:

@@ -135,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     loop.add_argument(
         "--exchange",
-        help="replay a stock's stored bars: whose (binance, the default, holds what agent-data "
-        "import stored; alpaca what agent-data download --exchange alpaca did)",
+        help="replay a stock's stored bars: whose (alpaca, the one stock venue, holds what "
+        "agent-data import and download stored)",
     )
     loop.add_argument("--symbol", help="comma-separated (setting trading.symbols)")
     loop.add_argument("--strategy", default=AGENT, help=f"{AGENT} (default) or a classic strategy")

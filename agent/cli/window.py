@@ -17,7 +17,7 @@ from agent.cli.equity import no_stock_bars
 from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError, VenueError
-from market.instruments import AssetClass, asset_class
+from market.instruments import STOCK_EXCHANGE, AssetClass, asset_class
 from market.models import EXCHANGE, INTERVAL_MS, SymbolRules
 from market.resample import RESAMPLED
 from market.rules_cache import exchange_rules
@@ -164,7 +164,7 @@ def load_frames(
         stock = asset_class(symbols[0]) is AssetClass.EQUITY
         frames = {symbols[0]: _csv(args, interval, span, notify, stock)}
     elif asset_class(symbols[0]) is AssetClass.EQUITY:  # stored bars only: none to download
-        exchange = getattr(args, "exchange", EXCHANGE)
+        exchange = getattr(args, "exchange", None) or STOCK_EXCHANGE
         frames = {s: _stored_stock(store, s, interval, span, exchange) for s in symbols}
     else:
         source = candle_source(settings, store, notify, getattr(args, "exchange", EXCHANGE))
