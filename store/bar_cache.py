@@ -15,19 +15,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.security import PRIVATE_DIR
-from store.db import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 Series = tuple[str, str, str]  # exchange, symbol, interval
 
 
-def cache_root(store: Store) -> Path | None:
+def cache_root(engine: Engine) -> Path | None:
     """`agent.db.bars/` beside a SQLite file; None for PostgreSQL or an in-memory database."""
-    database = store.engine.url.database
-    if store.dialect != "sqlite" or database in (None, "", ":memory:"):
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         return None
     path = Path(database).expanduser()
     return path.with_name(path.name + ".bars")
@@ -69,3 +72,9 @@ def write(root: Path, series: Series, token: int, columns: dict[str, np.ndarray]
                 shutil.rmtree(old, ignore_errors=True)
     except OSError:
         return
+
+
+def forget(root: Path, series: Series) -> None:
+    """Remove the series' folders: its bars are no longer under its key (a migration moved them)."""
+    for folder in root.glob(f"{_prefix(series)}-*"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -113,7 +113,7 @@ def load_candles(
     through SQL. A read of most of a series reads all of it and caches it for the next run
     (at most twice the rows asked for); a short window is read alone."""
     series = (exchange, symbol, interval)
-    root = bar_cache.cache_root(store)
+    root = bar_cache.cache_root(store.engine)
     if root is None:
         return _select(store, series, start_ms, end_ms)
     with store.engine.connect() as conn:

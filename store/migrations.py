@@ -51,16 +51,19 @@ def _stocks_to_alpaca(conn: Connection) -> None:
     """A US stock's bars that `agent-data import` kept under binance (before the store key
     followed the asset class) move to alpaca, the stock venue. A bar alpaca already holds is
     kept and the moved copy dropped, as an import adds only new bars; each moved series gets a
-    new write token, so no columnar cache made before is read (store/bar_cache.py)."""
+    new write token, so no columnar cache made before is read, and the cache of its old key goes
+    (store/bar_cache.py)."""
     from sqlalchemy import delete, exists, select, update
 
     from market.instruments import STOCK_EXCHANGE, home_exchange
     from market.models import EXCHANGE
+    from store import bar_cache
     from store.tables import CandleRow, CandleSeriesRow
 
     candles, tokens = CandleRow.__table__, CandleSeriesRow.__table__
     there = candles.alias()  # the stock venue's own bars, beside the ones moving
     held = select(candles.c.symbol, candles.c.interval).where(candles.c.exchange == EXCHANGE)
+    root = bar_cache.cache_root(conn.engine)
     stocks = [s for s in conn.execute(held.distinct()) if home_exchange(s.symbol) == STOCK_EXCHANGE]
     for symbol, interval in stocks:
         moved = _series(candles, EXCHANGE, symbol, interval)
@@ -79,6 +82,8 @@ def _stocks_to_alpaca(conn: Connection) -> None:
         token = secrets.randbits(62)
         series = {"exchange": STOCK_EXCHANGE, "symbol": symbol, "interval": interval}
         conn.execute(tokens.insert().values(**series, write_token=token))
+        if root is not None:
+            bar_cache.forget(root, (EXCHANGE, symbol, interval))
 
 
 def _series(table: FromClause, exchange: str, symbol: str, interval: str) -> ColumnElement[bool]:

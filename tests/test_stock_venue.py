@@ -15,7 +15,7 @@ from test_stock_store import _backtest, _file
 from market.corporate import read_actions
 from market.sample import load_sample
 from market.source import load_csv_candles
-from store import Store, open_store
+from store import Store, bar_cache, open_store
 from store.candles import load_candles, summarize, upsert_candles
 from store.corporate import save_actions
 from store.migrations import MIGRATIONS
@@ -51,6 +51,12 @@ def _tokens(store: Store) -> dict[tuple[str, str, str], int]:
         return {(e, s, i): token for e, s, i, token in rows}
 
 
+def _cached(store: Store) -> int:
+    """How many series folders the SQLite store's columnar cache holds (none elsewhere)."""
+    root = bar_cache.cache_root(store.engine)
+    return 0 if root is None else len(list(root.iterdir()))
+
+
 def _before_the_move(store: Store) -> None:
     """The store as the version before migration 12 left it (its rows are kept)."""
     with store.engine.begin() as conn:
@@ -67,9 +73,12 @@ def test_migration_12_moves_imported_stock_bars_from_binance_to_alpaca(store: St
     load_candles(store, "XYZ", "1m")  # each series' columnar cache, on SQLite
     load_candles(store, "XYZ", "1m", exchange="alpaca")
     before = _tokens(store)
+    cached = _cached(store)
+    assert cached in (0, 2)
     _before_the_move(store)
 
     assert store.migrate() == len(MIGRATIONS) == 12
+    assert _cached(store) == cached // 2, "binance's cache of XYZ went with its rows"
     series = {(s.exchange, s.symbol, s.interval): s.rows for s in summarize(store)}
     assert series == {("binance", "BTCUSDT", "1m"): 200, ("alpaca", "XYZ", "1m"): 300}
     alpaca_already_held = pd.concat([stock.iloc[:250], downloaded], ignore_index=True)
