@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -27,7 +27,6 @@ from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
 from agent.compare import compare, open_variant, parse_variant, render_comparison
-from agent.estimate import PerDecision, estimate_line, from_history, from_request
 from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
@@ -47,6 +46,9 @@ from core.clock import SystemClock
 from core.errors import UserError
 from store import Store
 from tools import MarketData
+
+if TYPE_CHECKING:  # the estimate (its store query, SQLAlchemy) loads once it is shown
+    from agent.estimate import PerDecision
 
 # At exit the interpreter's teardown runs full collections that rescan every object an agent
 # run loaded (pandas, SQLAlchemy, pydantic schemas, the graph) to free nothing the OS is not about
@@ -92,7 +94,11 @@ def check_cost(
 ) -> None:
     """A paid model must not start spending unannounced: show the estimate, require consent.
     `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
-    each decision asks the model `samples` times; `per_decision` is counted only when shown."""
+    each decision asks the model `samples` times; `per_decision` is counted only when shown.
+    With spending accepted up front it is shown once the first answer is in, so what it
+    imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
+    from agent.estimate import estimate_line
+
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return
     notify(estimate_line(model, per_decision(), planned, samples, period))
@@ -112,6 +118,8 @@ def _per_decision(
     store: Store, model: ChatModel, settings: Settings, strategy: AgentStrategy
 ) -> PerDecision:
     """Past decisions of this model and prompt when the store has them, else this run's first."""
+    from agent.estimate import from_history, from_request
+
     past = from_history(store, model, strategy.prompt_version)
     if past is not None:
         return past
