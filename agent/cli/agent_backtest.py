@@ -199,7 +199,9 @@ def run_agent_backtest(
             actions=data.actions,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as pool:
-            rules_run = _AfterFirstAnswer(pool, partial(_while_waiting, estimates, baselines))
+            rules_run = _AfterFirstAnswer(
+                pool, partial(_while_waiting, store, estimates, baselines)
+            )
             result = _with_progress(strategy, model, planned, data, config, rules_run.start)
             ruled = rules_run.result()
         if strategy.stopped == "cache_miss":
@@ -243,10 +245,14 @@ def run_agent_backtest(
             other.close()
 
 
-def _while_waiting(estimates: list[Callable[[], None]], baselines: Callable[[], Any]) -> Any:
-    """The estimate of a run whose spending was accepted up front (--yes or --budget-usd) only
-    informs: it is shown (its tokenizer loaded) once the first answer is in, then the rule
+def _while_waiting(
+    store: Store, estimates: list[Callable[[], None]], baselines: Callable[[], Any]
+) -> Any:
+    """Once the first answer is in: a new store's tables are made and its bars stored (put off
+    by open_store); the estimate of a run whose spending was accepted up front (--yes or
+    --budget-usd), which only informs, is shown (its tokenizer loaded); then the rule
     baselines, which need only the bars, are run."""
+    store.settle()
     for estimate in estimates:
         estimate()
     return baselines()
