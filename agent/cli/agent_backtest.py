@@ -98,7 +98,7 @@ def check_cost(
     """A paid model must not start spending unannounced: show the estimate, require consent.
     `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
     each decision asks the model `samples` times; `per_decision` is counted only when shown.
-    With spending accepted up front it is shown once the first answer is in, so what it
+    With spending accepted up front it is shown once the first answers are in, so what it
     imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
     from agent.estimate import estimate_line
 
@@ -202,11 +202,14 @@ def run_agent_backtest(
             actions=data.actions,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as pool:
-            rules_run = _AfterFirstAnswer(
-                pool, partial(_while_waiting, store, estimates, baselines)
+            # a new store is made (open_store put it off), the estimate of a run whose
+            # spending was accepted up front (--yes or --budget-usd) shown (its tokenizer
+            # loaded), and the rule baselines, which need only the bars, run: one at a wave
+            side = _BetweenWaves(
+                pool, [store.settle, *estimates, baselines], min(strategy.workers, planned)
             )
-            result = _with_progress(strategy, model, planned, data, config, rules_run.start)
-            ruled = rules_run.result()
+            result = _with_progress(strategy, model, planned, data, config, side.answered)
+            ruled = side.result()
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)
             raise UserError(
@@ -248,45 +251,49 @@ def run_agent_backtest(
             other.close()
 
 
-def _while_waiting(
-    store: Store, estimates: list[Callable[[], None]], baselines: Callable[[], Any]
-) -> Any:
-    """Once the first answer is in: a new store's tables are made and its bars stored (put off
-    by open_store); the estimate of a run whose spending was accepted up front (--yes or
-    --budget-usd), which only informs, is shown (its tokenizer loaded); then the rule
-    baselines, which need only the bars, are run. Meanwhile the interpreter is handed on
-    every `HAND_OFF_S`, not every 5 ms: each answer's thread takes it back from this CPU work
-    that much sooner, so the next request of each wave is not held up behind it."""
+class _BetweenWaves:
+    """Work that need not delay the model calls, a step a wave: a step starts once a wave of
+    answers (one per decision thread) is in and its threads have moved on to their next
+    requests, so it runs while the next wave is waited on, not beside those hand-offs. While
+    it runs the interpreter is handed on every `HAND_OFF_S`, not every 5 ms, so an answer's
+    thread is not held up behind it either. `result` runs the steps left and returns the
+    last one's result."""
+
+    def __init__(self, pool: ThreadPoolExecutor, steps: list[Callable[[], Any]], wave: int) -> None:
+        self._pool = pool
+        self._steps = steps
+        self._wave = wave
+        self._answers = 0
+        self._started: list[Future[Any]] = []
+        self._lock = threading.Lock()
+
+    def answered(self) -> None:
+        with self._lock:
+            self._answers += 1
+            if self._answers % self._wave == 0:
+                self._start_next()
+
+    def result(self) -> Any:
+        with self._lock:
+            while len(self._started) < len(self._steps):
+                self._start_next()
+        for step in self._started:
+            step.result()  # the first failure is raised
+        return self._started[-1].result()
+
+    def _start_next(self) -> None:
+        if len(self._started) < len(self._steps):
+            step = self._steps[len(self._started)]
+            self._started.append(self._pool.submit(_handing_on, step))
+
+
+def _handing_on(step: Callable[[], Any]) -> Any:
     switch = sys.getswitchinterval()
     sys.setswitchinterval(HAND_OFF_S)
     try:
-        store.settle()
-        for estimate in estimates:
-            estimate()
-        return baselines()
+        return step()
     finally:
         sys.setswitchinterval(switch)
-
-
-class _AfterFirstAnswer:
-    """Work that need not delay the first model call starts once the model's first answer is
-    in, so it runs while the later answers are waited on."""
-
-    def __init__(self, pool: ThreadPoolExecutor, work: Callable[[], Any]) -> None:
-        self._pool = pool
-        self._work = work
-        self._future: Future[Any] | None = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self._lock:
-            if self._future is None:
-                self._future = self._pool.submit(self._work)
-
-    def result(self) -> Any:
-        self.start()
-        assert self._future is not None
-        return self._future.result()
 
 
 def _with_progress(
