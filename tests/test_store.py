@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -15,7 +17,10 @@ from backtest.engine import run_backtest
 from backtest.report import build_report
 from backtest.runs import save_run
 from backtest.strategies import STRATEGIES
+from core.clock import FixedClock
+from market.rules_cache import exchange_rules
 from market.sample import load_sample, sample_rules
+from market.source import CandleSource
 from store import Store, open_store
 from store.candles import count_candles, load_candles, summarize, upsert_candles
 from store.db import PLAIN_SQLITE_FILE
@@ -149,3 +154,66 @@ def test_a_sqlite_file_url_opened_without_sqlalchemy_names_the_same_file(path: s
     if plain:
         parsed = make_url(url)
         assert parsed.drivername == "sqlite" and parsed.database == plain.group(1)
+
+
+def _offline_bars(store: Store, now_ms: int) -> pd.DataFrame:
+    source = CandleSource(store, FixedClock(now_ms), lambda _: None)
+    return source.get("BTCUSDT", "1m", days=1)
+
+
+def _stored_rows(path) -> dict[str, list[tuple]]:
+    """Every table's rows but the write token, which is random per write."""
+    with sqlite3.connect(path) as conn:
+        names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = {n: conn.execute(f"SELECT * FROM {n} ORDER BY 1").fetchall() for n in names}
+    rows.pop("candle_series")
+    rows["schema_version"] = [r[:2] for r in rows["schema_version"]]  # not when it was applied
+    return rows
+
+
+def test_a_deferred_new_store_gives_the_same_bars_and_ends_the_same(tmp_path) -> None:
+    """agent-backtest's new store is made after its bars are read from the sample: the bars,
+    the tables and the bars stored are those of a store made first."""
+    now = int(load_sample("BTCUSDT")["close_time"].iloc[-1]) + 1
+    made = open_store(f"sqlite:///{tmp_path / 'made.db'}")
+    expected = _offline_bars(made, now)
+    made.close()
+
+    deferred = open_store(f"sqlite:///{tmp_path / 'deferred.db'}", defer=True)
+    assert deferred.deferred
+    bars = _offline_bars(deferred, now)
+    assert deferred.deferred  # nothing was read or written for them
+    pd.testing.assert_frame_equal(bars, expected, check_exact=True)
+    assert exchange_rules(deferred, "binance", ["BTCUSDT"], now, None, lambda _: None) == {
+        "BTCUSDT": sample_rules()["BTCUSDT"]
+    }
+    deferred.close()  # a run that never used its store still leaves it made and filled
+    assert _stored_rows(tmp_path / "deferred.db") == _stored_rows(tmp_path / "made.db")
+    assert (tmp_path / "deferred.db.bars").is_dir()  # the next run reads the columnar cache
+
+
+def test_the_first_use_of_a_deferred_store_makes_it_then_runs_the_queued_writes(
+    tmp_path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'new.db'}", defer=True)
+    store.later(lambda: upsert_candles(store, "ETHUSDT", "1m", load_sample("ETHUSDT")))
+    assert count_candles(store, "ETHUSDT", "1m") == 4320
+    assert not store.deferred and store.schema_version() == len(MIGRATIONS)
+    store.later(lambda: upsert_candles(store, "BTCUSDT", "1m", load_sample("BTCUSDT")))
+    assert count_candles(store, "BTCUSDT", "1m") == 4320  # a made store writes at once
+    store.close()
+
+    reopened = open_store(f"sqlite:///{tmp_path / 'new.db'}", defer=True)
+    assert not reopened.deferred  # only a new file waits
+    assert count_candles(reopened, "ETHUSDT", "1m") == 4320
+    reopened.close()
+
+
+def test_a_deferred_store_that_cannot_be_made_is_a_user_error(tmp_path) -> None:
+    from core.errors import UserError
+
+    path = tmp_path / "agent.db"
+    store = open_store(f"sqlite:///{path}", defer=True)
+    path.write_bytes(b"not a database, written after it was opened\n" * 100)
+    with pytest.raises(UserError, match="cannot open database"):
+        store.settle()

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -27,7 +28,6 @@ from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
 from agent.compare import compare, open_variant, parse_variant, render_comparison
-from agent.estimate import PerDecision, estimate_line, from_history, from_request
 from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
@@ -48,10 +48,15 @@ from core.errors import UserError
 from store import Store
 from tools import MarketData
 
+if TYPE_CHECKING:  # the estimate (its store query, SQLAlchemy) loads once it is shown
+    from agent.estimate import PerDecision
+
 # At exit the interpreter's teardown runs full collections that rescan every object an agent
 # run loaded (pandas, SQLAlchemy, pydantic schemas, the graph) to free nothing the OS is not about
 # to reclaim: 0.3 s or more after the report is out. Frozen, they are left out of those scans.
 atexit.register(gc.freeze)
+
+HAND_OFF_S = 0.0005  # the interpreter's switch interval while work runs beside the model calls
 
 
 def llm_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,7 +97,11 @@ def check_cost(
 ) -> None:
     """A paid model must not start spending unannounced: show the estimate, require consent.
     `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
-    each decision asks the model `samples` times; `per_decision` is counted only when shown."""
+    each decision asks the model `samples` times; `per_decision` is counted only when shown.
+    With spending accepted up front it is shown once the first answers are in, so what it
+    imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
+    from agent.estimate import estimate_line
+
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return
     notify(estimate_line(model, per_decision(), planned, samples, period))
@@ -112,6 +121,8 @@ def _per_decision(
     store: Store, model: ChatModel, settings: Settings, strategy: AgentStrategy
 ) -> PerDecision:
     """Past decisions of this model and prompt when the store has them, else this run's first."""
+    from agent.estimate import from_history, from_request
+
     past = from_history(store, model, strategy.prompt_version)
     if past is not None:
         return past
@@ -191,9 +202,14 @@ def run_agent_backtest(
             actions=data.actions,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as pool:
-            rules_run = _AfterFirstAnswer(pool, partial(_while_waiting, estimates, baselines))
-            result = _with_progress(strategy, model, planned, data, config, rules_run.start)
-            ruled = rules_run.result()
+            # a new store is made (open_store put it off), the estimate of a run whose
+            # spending was accepted up front (--yes or --budget-usd) shown (its tokenizer
+            # loaded), and the rule baselines, which need only the bars, run: one at a wave
+            side = _BetweenWaves(
+                pool, [store.settle, *estimates, baselines], min(strategy.workers, planned)
+            )
+            result = _with_progress(strategy, model, planned, data, config, side.answered)
+            ruled = side.result()
         if strategy.stopped == "cache_miss":
             missed = next(r for r in strategy.records.values() if r.abstain)
             raise UserError(
@@ -235,34 +251,49 @@ def run_agent_backtest(
             other.close()
 
 
-def _while_waiting(estimates: list[Callable[[], None]], baselines: Callable[[], Any]) -> Any:
-    """The estimate of a run whose spending was accepted up front (--yes or --budget-usd) only
-    informs: it is shown (its tokenizer loaded) once the first answer is in, then the rule
-    baselines, which need only the bars, are run."""
-    for estimate in estimates:
-        estimate()
-    return baselines()
+class _BetweenWaves:
+    """Work that need not delay the model calls, a step a wave: a step starts once a wave of
+    answers (one per decision thread) is in and its threads have moved on to their next
+    requests, so it runs while the next wave is waited on, not beside those hand-offs. While
+    it runs the interpreter is handed on every `HAND_OFF_S`, not every 5 ms, so an answer's
+    thread is not held up behind it either. `result` runs the steps left and returns the
+    last one's result."""
 
-
-class _AfterFirstAnswer:
-    """Work that need not delay the first model call starts once the model's first answer is
-    in, so it runs while the later answers are waited on."""
-
-    def __init__(self, pool: ThreadPoolExecutor, work: Callable[[], Any]) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, steps: list[Callable[[], Any]], wave: int) -> None:
         self._pool = pool
-        self._work = work
-        self._future: Future[Any] | None = None
+        self._steps = steps
+        self._wave = wave
+        self._answers = 0
+        self._started: list[Future[Any]] = []
         self._lock = threading.Lock()
 
-    def start(self) -> None:
+    def answered(self) -> None:
         with self._lock:
-            if self._future is None:
-                self._future = self._pool.submit(self._work)
+            self._answers += 1
+            if self._answers % self._wave == 0:
+                self._start_next()
 
     def result(self) -> Any:
-        self.start()
-        assert self._future is not None
-        return self._future.result()
+        with self._lock:
+            while len(self._started) < len(self._steps):
+                self._start_next()
+        for step in self._started:
+            step.result()  # the first failure is raised
+        return self._started[-1].result()
+
+    def _start_next(self) -> None:
+        if len(self._started) < len(self._steps):
+            step = self._steps[len(self._started)]
+            self._started.append(self._pool.submit(_handing_on, step))
+
+
+def _handing_on(step: Callable[[], Any]) -> Any:
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(HAND_OFF_S)
+    try:
+        return step()
+    finally:
+        sys.setswitchinterval(switch)
 
 
 def _with_progress(

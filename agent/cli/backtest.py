@@ -429,7 +429,8 @@ def _main(argv: list[str] | None) -> int:
     check_flags(typed, args, kind)
     args.exchange = check_exchange(args, kind)
     console = Console(highlight=False)
-    store = open_store(settings.resolved_database_url, settings.timescaledb)
+    # a new store is made while the agent's first answers are waited on (store/db.py)
+    store = open_store(settings.resolved_database_url, settings.timescaledb, defer=cls is None)
     try:
         if kind is AssetClass.EQUITY:
             interval = equity_interval(args, typed, interval, store, symbols[0], args.exchange)
