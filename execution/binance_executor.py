@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from typing_extensions import Unpack
 
 from core.errors import OutcomeUnknown, UserError
-from core.logging import Redactor
 from execution.binance_signing import (
     DEFAULT_RECV_WINDOW_MS,
     clock_offset_ms,
@@ -25,7 +23,8 @@ from execution.binance_signing import (
     signed_query,
 )
 from execution.rules import rule_breaches
-from execution.signed_access import LIVE_CONFIRM_VAR, Endpoints, signed_access
+from execution.signed_access import LIVE_CONFIRM_VAR, Endpoints
+from execution.signed_retry import MaybeSent, NotSent, SignedClient, SignedOptions
 from market.binance_rest import (
     BinanceBanned,
     BinanceError,
@@ -35,7 +34,7 @@ from market.binance_rest import (
     retry_after_s,
 )
 from market.models import SymbolRules, parse_symbol
-from market.rest_client import RestClient
+from market.rest_client import Transient
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
 
@@ -71,10 +70,6 @@ _WIRE_TYPES = {
     OrderType.STOP: "STOP_LOSS",
     OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT",
 }
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --- typed results ----------------------------------------------------------------------------
@@ -241,28 +236,12 @@ class OrderOutcomeUnknown(BinanceUnavailable, OutcomeUnknown):
         self.client_order_id, self.symbol = client_order_id, symbol
 
 
-class _Transient(Exception):
-    """A failure another attempt may cure."""
-
-    def __init__(self, cause: str, retry_after_s: float | None = None) -> None:
-        super().__init__(cause)
-        self.retry_after_s = retry_after_s
-
-
-class _NotSent(_Transient):
-    """The request never reached Binance (connect failed): resending is safe."""
-
-
-class _RateLimited(_Transient):
+class _RateLimited(NotSent):
     """429 or 418 with a wait within the cap: Binance refused before processing."""
 
 
-class _ClockSkew(_Transient):
+class _ClockSkew(NotSent):
     """-1021: our timestamp fell outside recvWindow; the clock was re-synced, send again."""
-
-
-class _OutcomeUnknown(_Transient):
-    """5xx, a timeout or a dropped connection: the request may or may not have been executed."""
 
 
 # --- pure helpers -----------------------------------------------------------------------------
@@ -311,9 +290,14 @@ def order_params(order: ApprovedOrder, rules: SymbolRules) -> dict[str, str]:
 # --- the executor -----------------------------------------------------------------------------
 
 
-class BinanceExecutor(RestClient):
+class BinanceExecutor(SignedClient):
     """Signed Binance spot REST for gate-approved orders; one instance per account and process.
     Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
+
+    endpoints = ENDPOINTS
+    default_recv_window_ms = DEFAULT_RECV_WINDOW_MS
+    unavailable = BinanceUnavailable
+    query_errors = (BinanceUnavailable, ExchangeRefused)
 
     def __init__(
         self,
@@ -321,45 +305,15 @@ class BinanceExecutor(RestClient):
         api_secret: str | SecretStr | None,
         *,
         rules: Mapping[str, SymbolRules] | None = None,
-        live: bool = False,
-        live_confirmed: bool = False,
-        base_url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        clock_ms: Callable[[], int] = _wall_ms,
-        sleep: Callable[[float], None] = time.sleep,
-        timeout_s: float = 10.0,
-        recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-        max_attempts: int = 4,
-        max_retry_after_s: float = 60.0,
-        backoff_s: float = 0.5,
+        **options: Unpack[SignedOptions],
     ) -> None:
-        access = signed_access(
-            ENDPOINTS, api_key, api_secret, live=live, live_confirmed=live_confirmed,
-            base_url=base_url,
-        )  # fmt: skip
-        super().__init__(access.base_url, timeout_s, transport=transport, sleep=sleep)
-        if max_attempts < 1:
+        super().__init__(api_key, api_secret, **options)
+        if options.get("max_attempts", 4) < 1:
             raise ValueError("max_attempts must be at least 1")
-        self.live = live
-        self._key, self._secret = access.key, access.secret
-        self._redact = Redactor([access.key, access.secret])
-        self._rules: dict[str, SymbolRules] = dict(rules or {})
-        self._clock_ms = clock_ms
-        self._recv_window_ms = recv_window_ms
-        self._max_attempts = max_attempts
-        self._max_retry_after_s = max_retry_after_s
-        self._backoff_s = backoff_s
-        self._offset_ms: int | None = None
+        self._rules.update(rules or {})
         self._banned_until_ms: int | None = None
         self.used_weights: dict[str, int] = {}
         self.order_counts: dict[str, int] = {}
-
-    def __repr__(self) -> str:
-        return f"BinanceExecutor(mode={self.mode!r}, base_url={self.base_url!r})"
-
-    @property
-    def mode(self) -> str:
-        return "live" if self.live else "testnet"
 
     @property
     def clock_offset_ms(self) -> int | None:
@@ -376,10 +330,6 @@ class BinanceExecutor(RestClient):
         self._offset_ms = clock_offset_ms(int(data["serverTime"]), sent, received)
         log.debug("Binance clock offset %d ms (round trip %d ms)", self._offset_ms, received - sent)
         return self._offset_ms
-
-    def adopt_rules(self, rules: Mapping[str, SymbolRules]) -> None:
-        """Rules the caller already holds (the store's daily cache): no per-symbol fetch."""
-        self._rules.update(rules)
 
     def symbol_rules(self, symbol: str) -> SymbolRules:
         """The symbol's filters as this venue states them (testnet's differ from live)."""
@@ -443,13 +393,6 @@ class BinanceExecutor(RestClient):
         )
         return [OrderFill.model_validate({**t, "tradeId": t.get("id")}) for t in data]
 
-    def settled_status(self, symbol: str, client_order_id: str) -> OrderStatus | None:
-        """The order's status with its fills, as a FULL placement reply would have had them."""
-        status = self.order_status(symbol, client_order_id)
-        if status is None or status.executed_qty == 0:
-            return status
-        return status.model_copy(update={"fills": self.order_fills(symbol, status.order_id)})
-
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderStatus:
         """Cancel an open order and return its final status; an order that already ended
         (filled, or cancelled by an earlier attempt) is returned as it is."""
@@ -472,7 +415,7 @@ class BinanceExecutor(RestClient):
         position never gets two."""
         try:
             data = self._send("POST", OCO_PATH, params, signed=True)
-        except _Transient as exc:
+        except Transient as exc:
             existing = self.order_list(symbol, list_id)
             if existing is not None:
                 return existing
@@ -566,98 +509,31 @@ class BinanceExecutor(RestClient):
         return Decimal(str(data["price"]))
 
     def _place(self, params: dict[str, str], symbol: str, cid: str) -> OrderStatus:
-        """POST the order; after an unknown outcome, ask Binance whether it exists before
-        sending it again (with the same client order id), so a retry never doubles it."""
-        unknown: str | None = None
-        last = "no attempt"
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                data = self._send("POST", ORDER_PATH, params, signed=True)
-            except _OutcomeUnknown as exc:
-                unknown = last = str(exc)
-                self._warn(
-                    "order %s: outcome unknown (%s); querying its status before any resubmission",
-                    cid,
-                    exc,
-                )
-                self._sleep(self._delay(exc, attempt))
+        """POST the order with the shared idempotent retries; a duplicate client order id
+        answers with the order Binance already holds."""
+        try:
+            placed: OrderStatus = self._place_once(
+                lambda: OrderStatus.from_binance(
+                    self._send("POST", ORDER_PATH, params, signed=True)
+                ),
+                symbol,
+                cid,
+                rest_after_last=False,
+                name_unknown_cause=True,
+            )
+        except ExchangeRefused as exc:
+            if exc.code == _NEW_ORDER_REJECTED and exc.msg == DUPLICATE_ORDER_MSG:
                 existing = self._existing(symbol, cid)
                 if existing is not None:
-                    self._info(
-                        "order %s exists on Binance (%s): not resubmitted", cid, existing.status
-                    )
+                    self._info("order %s is already open on Binance: not duplicated", cid)
                     return existing
-                if attempt < self._max_attempts:
-                    self._warn(
-                        "order %s does not exist on Binance: resubmitting with the same client "
-                        "order id (attempt %d of %d)",
-                        cid,
-                        attempt + 1,
-                        self._max_attempts,
-                    )
-                continue
-            except _Transient as exc:
-                last = str(exc)
-                if attempt < self._max_attempts:
-                    wait = self._delay(exc, attempt)
-                    self._warn("order %s: %s; sending again in %.1f s", cid, exc, wait)
-                    self._sleep(wait)
-                continue
-            except ExchangeRefused as exc:
-                if exc.code == _NEW_ORDER_REJECTED and exc.msg == DUPLICATE_ORDER_MSG:
-                    existing = self._existing(symbol, cid)
-                    if existing is not None:
-                        self._info("order %s is already open on Binance: not duplicated", cid)
-                        return existing
-                raise ExchangeRejected(cid, symbol, exc.status, exc.code, exc.msg) from None
-            return OrderStatus.from_binance(data)
-        if unknown is not None:
-            raise OrderOutcomeUnknown(
-                f"Binance did not confirm order {cid} for {symbol} after {self._max_attempts} "
-                f"attempt(s), last with {unknown}; it was absent at the last check, but may "
-                "still appear: reconcile before trading this symbol again",
-                cid,
-                symbol,
-            )
-        raise BinanceUnavailable(
-            f"Binance at {self.base_url} did not take order {cid} for {symbol} after "
-            f"{self._max_attempts} attempt(s), last with {last}; the order was not placed"
-        )
+            raise ExchangeRejected(cid, symbol, exc.status, exc.code, exc.msg) from None
+        return placed
 
-    def _existing(self, symbol: str, cid: str) -> OrderStatus | None:
-        """The status query after an unknown outcome; if it cannot answer, nobody may resend."""
-        try:
-            return self.order_status(symbol, cid)
-        except (BinanceUnavailable, ExchangeRefused) as exc:
-            raise OrderOutcomeUnknown(
-                f"order {cid} for {symbol}: the outcome of its placement is unknown and its "
-                f"status could not be queried ({exc}); not resubmitted: reconcile before "
-                "trading this symbol again",
-                cid,
-                symbol,
-            ) from None
+    def _outcome_unknown(self, message: str, cid: str, symbol: str) -> Exception:
+        return OrderOutcomeUnknown(message, cid, symbol)
 
     # --- transport ----------------------------------------------------------------------------
-
-    def _call(
-        self, method: str, path: str, params: Mapping[str, str], *, signed: bool = True
-    ) -> Any:
-        """An idempotent request (a query or a cancel), retried on transient failures."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        try:
-            return retrying(self._send, method, path, params, signed=signed)
-        except _Transient as exc:
-            raise BinanceUnavailable(
-                f"Binance at {self.base_url} is unavailable: {method} {path} failed "
-                f"{self._max_attempts} time(s), last with {exc}"
-            ) from None
 
     def _send(self, method: str, path: str, params: Mapping[str, str], *, signed: bool) -> Any:
         """One HTTP exchange, its answer classified; the query is never logged (it holds the
@@ -675,25 +551,18 @@ class BinanceExecutor(RestClient):
         else:
             query = query_string(params)
         log.debug("%s %s", method, path)
-        try:
-            response = self._http.request(
-                method, f"{path}?{query}" if query else path, headers=headers
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise _NotSent(self._describe(exc)) from None
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _OutcomeUnknown(self._describe(exc)) from None
+        response = self._request(method, f"{path}?{query}" if query else path, headers=headers)
         self._record_usage(response)
         status = response.status_code
         if status in (418, 429):
             self._rate_limited(response, method, path)
         if status >= 500:
             code, msg = error_body(response)
-            raise _OutcomeUnknown(f"HTTP {status}" + (f", code {code}" if code is not None else ""))
+            raise MaybeSent(f"HTTP {status}" + (f", code {code}" if code is not None else ""))
         if status >= 400:
             code, msg = error_body(response)
             if code in _EXECUTION_UNKNOWN:
-                raise _OutcomeUnknown(f"HTTP {status}, code {code}: {self._redact(msg)}")
+                raise MaybeSent(f"HTTP {status}, code {code}: {self._redact(msg)}")
             if code == _TIMESTAMP_OUTSIDE_WINDOW:
                 self.sync_time()
                 raise _ClockSkew(f"code {code}: {self._redact(msg)} (clock re-synced)", 0.0)
@@ -701,7 +570,7 @@ class BinanceExecutor(RestClient):
         try:
             return response.json()
         except ValueError:
-            raise _OutcomeUnknown(f"HTTP {status} but not JSON (a proxy in the way?)") from None
+            raise MaybeSent(f"HTTP {status} but not JSON (a proxy in the way?)") from None
 
     def _rate_limited(self, response: httpx.Response, method: str, path: str) -> None:
         """Honour Retry-After when it is within the cap; beyond it, stop rather than hammer."""
@@ -743,37 +612,3 @@ class BinanceExecutor(RestClient):
                 self.used_weights[name.removeprefix("x-mbx-used-weight-")] = int(value)
             elif name.startswith("x-mbx-order-count-"):
                 self.order_counts[name.removeprefix("x-mbx-order-count-")] = int(value)
-
-    def _delay(self, exc: _Transient, attempt: int) -> float:
-        """Retry-After when given (already within the cap), else exponential backoff."""
-        if exc.retry_after_s is not None:
-            return exc.retry_after_s
-        return min(self._backoff_s * 2 ** (attempt - 1), self._max_retry_after_s)
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient):
-            return self._delay(exc, state.attempt_number)
-        return self._backoff_s
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        self._warn(
-            "Binance %s %s: %s; retry %d/%d in %.1f s",
-            state.args[0],
-            state.args[1],
-            exc,
-            state.attempt_number,
-            self._max_attempts - 1,
-            wait,
-        )
-
-    def _describe(self, exc: httpx.HTTPError) -> str:
-        return f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
-
-    def _warn(self, fmt: str, *args: object) -> None:
-        log.warning("%s", self._redact(fmt % args))
-
-    def _info(self, fmt: str, *args: object) -> None:
-        log.info("%s", self._redact(fmt % args))

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from typing_extensions import Unpack
 
 from core.errors import OutcomeUnknown, UserError
-from core.logging import Redactor
 from execution.binance_executor import (
     Balance,
     ExchangeSnapshot,
@@ -27,9 +25,9 @@ from execution.binance_executor import (
     wire_decimal,
 )
 from execution.rules import rule_breaches
-from execution.signed_access import Endpoints, signed_access
+from execution.signed_access import Endpoints
+from execution.signed_retry import MaybeSent, NotSent, SignedClient, SignedOptions
 from market.models import SymbolRules, parse_symbol
-from market.rest_client import RestClient
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
 from venues.bybit.rest import (
@@ -79,10 +77,6 @@ _STATUS = {  # Bybit's orderStatus in Binance's words, which the venue books by
 _OPEN = frozenset({"New", "PartiallyFilled", "Untriggered"})
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class BybitRefused(BybitRequestError):
     """Bybit refused a signed request with a retCode retrying cannot cure."""
 
@@ -98,22 +92,6 @@ class BybitOrderRejected(BybitError):
 
 class BybitOutcomeUnknown(BybitUnavailable, OutcomeUnknown):
     """Bybit never confirmed the order either way; reconcile before trading this symbol."""
-
-
-class _Transient(Exception):
-    """A failure another attempt may cure; `wait_s` when Bybit said how long to wait."""
-
-    def __init__(self, cause: str, wait_s: float | None = None) -> None:
-        super().__init__(cause)
-        self.wait_s = wait_s
-
-
-class _Unsent(_Transient):
-    """Refused before it was processed (connect failed, rate limit, clock): resending is safe."""
-
-
-class _Unknown(_Transient):
-    """A timeout, a dropped connection or a server error: it may have been executed."""
 
 
 def order_body(order: ApprovedOrder, rules: SymbolRules) -> dict[str, str]:
@@ -168,50 +146,23 @@ def execution_fill(entry: Mapping[str, Any], rules: SymbolRules) -> OrderFill:
     )
 
 
-class BybitExecutor(RestClient):
+class BybitExecutor(SignedClient):
     """Signed Bybit v5 spot REST for gate-approved orders; one instance per account and process.
     Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
+
+    endpoints = ENDPOINTS
+    default_recv_window_ms = DEFAULT_RECV_WINDOW_MS
+    unavailable = BybitUnavailable
+    query_errors = (BybitError,)
 
     def __init__(
         self,
         api_key: str | SecretStr | None,
         api_secret: str | SecretStr | None,
-        *,
-        live: bool = False,
-        live_confirmed: bool = False,
-        base_url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        clock_ms: Callable[[], int] = _wall_ms,
-        sleep: Callable[[float], None] = time.sleep,
-        timeout_s: float = 10.0,
-        recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-        max_attempts: int = 4,
-        max_retry_after_s: float = 60.0,
-        backoff_s: float = 0.5,
+        **options: Unpack[SignedOptions],
     ) -> None:
-        access = signed_access(
-            ENDPOINTS, api_key, api_secret, live=live, live_confirmed=live_confirmed,
-            base_url=base_url,
-        )  # fmt: skip
-        super().__init__(access.base_url, timeout_s, transport=transport, sleep=sleep)
-        self.live = live
-        self._key, self._secret = access.key, access.secret
-        self._redact = Redactor([access.key, access.secret])
-        self._rules: dict[str, SymbolRules] = {}
-        self._clock_ms = clock_ms
-        self._recv_window_ms = recv_window_ms
-        self._max_attempts = max(1, max_attempts)
-        self._max_retry_after_s = max_retry_after_s
-        self._backoff_s = backoff_s
-        self._offset_ms: int | None = None
+        super().__init__(api_key, api_secret, **options)
         self.limit_status: dict[str, int] = {}
-
-    def __repr__(self) -> str:
-        return f"BybitExecutor(mode={self.mode!r}, base_url={self.base_url!r})"
-
-    @property
-    def mode(self) -> str:
-        return "live" if self.live else "testnet"
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -222,10 +173,6 @@ class BybitExecutor(RestClient):
         received = self._clock_ms()
         self._offset_ms = int(data["timeNano"]) // 1_000_000 - (sent + received) // 2
         return self._offset_ms
-
-    def adopt_rules(self, rules: Mapping[str, SymbolRules]) -> None:
-        """Rules the caller already holds (the store's daily cache): no per-symbol fetch."""
-        self._rules.update(rules)
 
     def symbol_rules(self, symbol: str) -> SymbolRules:
         """The symbol's filters as this venue states them (testnet's differ from live)."""
@@ -284,13 +231,6 @@ class BybitExecutor(RestClient):
         found = self._call("GET", "/v5/execution/list", params)["list"]
         return [execution_fill(entry, rules) for entry in found]
 
-    def settled_status(self, symbol: str, client_order_id: str) -> OrderStatus | None:
-        """The order's status with its fills, or None if Bybit never took it."""
-        status = self.order_status(symbol, client_order_id)
-        if status is None or status.executed_qty == 0:
-            return status
-        return status.model_copy(update={"fills": self.order_fills(symbol, status.order_id)})
-
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderStatus | None:
         """Cancel an open order and return its final status; one that already ended is
         returned as it is."""
@@ -342,52 +282,26 @@ class BybitExecutor(RestClient):
     # --- placement ----------------------------------------------------------------------------
 
     def _place(self, body: dict[str, str], symbol: str, cid: str) -> None:
-        """POST the order; after an unknown outcome, ask Bybit whether it exists before sending
-        it again under the same orderLinkId, so a retry never doubles it."""
-        unknown, last = False, "no attempt"
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                self._send("POST", CREATE_PATH, body, signed=True)
-                return
-            except _Unknown as exc:
-                unknown, last = True, str(exc)
-                self._note(
-                    "order %s: outcome unknown (%s); asking Bybit before any resend", cid, exc
-                )
-                self._sleep(self._delay(exc, attempt))
-                if self._existing(symbol, cid) is not None:
-                    return
-            except _Transient as exc:
-                last = str(exc)
-                self._sleep(self._delay(exc, attempt))
-            except BybitRefused as exc:
-                if exc.code in _DUPLICATE_LINK_ID and self._existing(symbol, cid) is not None:
-                    return
-                raise BybitOrderRejected(
-                    f"Bybit rejected order {cid} for {symbol}: retCode {exc.code}: {exc.msg}; "
-                    "not retried"
-                ) from None
-        if unknown:
-            raise BybitOutcomeUnknown(
-                f"Bybit did not confirm order {cid} for {symbol} after {self._max_attempts} "
-                f"attempt(s), last with {last}; it was absent at the last check, but may still "
-                "appear: reconcile before trading this symbol again"
-            )
-        raise BybitUnavailable(
-            f"Bybit at {self.base_url} did not take order {cid} for {symbol} after "
-            f"{self._max_attempts} attempt(s), last with {last}; the order was not placed"
-        )
-
-    def _existing(self, symbol: str, cid: str) -> OrderStatus | None:
-        """The status query after an unknown outcome; if it cannot answer, nobody may resend."""
+        """POST the order with the shared idempotent retries; a duplicate orderLinkId that
+        Bybit holds counts as placed."""
         try:
-            return self.order_status(symbol, cid)
-        except BybitError as exc:
-            raise BybitOutcomeUnknown(
-                f"order {cid} for {symbol}: the outcome of its placement is unknown and its "
-                f"status could not be queried ({exc}); not resubmitted: reconcile before "
-                "trading this symbol again"
+            self._place_once(
+                lambda: self._send("POST", CREATE_PATH, body, signed=True),
+                symbol,
+                cid,
+                rest_after_last=True,
+                name_unknown_cause=False,
+            )
+        except BybitRefused as exc:
+            if exc.code in _DUPLICATE_LINK_ID and self._existing(symbol, cid) is not None:
+                return
+            raise BybitOrderRejected(
+                f"Bybit rejected order {cid} for {symbol}: retCode {exc.code}: {exc.msg}; "
+                "not retried"
             ) from None
+
+    def _outcome_unknown(self, message: str, cid: str, symbol: str) -> Exception:
+        return BybitOutcomeUnknown(message)
 
     def _settled(self, symbol: str, cid: str) -> OrderStatus:
         """Bybit's create answer holds only ids: the fills come from a status query, asked
@@ -404,25 +318,6 @@ class BybitExecutor(RestClient):
 
     # --- transport ----------------------------------------------------------------------------
 
-    def _call(
-        self, method: str, path: str, params: Mapping[str, str], *, signed: bool = True
-    ) -> Any:
-        """An idempotent request (a query or a cancel), retried on transient failures."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number),  # type: ignore[union-attr,arg-type]
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(self._send, method, path, params, signed=signed)
-        except _Transient as exc:
-            raise BybitUnavailable(
-                f"Bybit at {self.base_url} is unavailable: {method} {path} failed "
-                f"{self._max_attempts} time(s), last with {exc}"
-            ) from None
-
     def _send(self, method: str, path: str, params: Mapping[str, str], *, signed: bool) -> Any:
         """One HTTP exchange, its answer classified. Headers carry the key and signature, so
         httpx errors are described, never chained."""
@@ -435,37 +330,32 @@ class BybitExecutor(RestClient):
             headers |= signed_headers(payload, api_key=self._key, secret=self._secret,
                                       timestamp_ms=stamp, recv_window_ms=self._recv_window_ms)  # fmt: skip
         url = path if method == "POST" or not payload else f"{path}?{payload}"
-        try:
-            response = self._http.request(
-                method, url, headers=headers, content=payload if method == "POST" else None
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise _Unsent(self._describe(exc)) from None
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Unknown(self._describe(exc)) from None
+        response = self._request(
+            method, url, headers=headers, content=payload if method == "POST" else None
+        )
         self._note_limits(response)
         if response.status_code == 403:
             raise BybitUnavailable(
                 f"Bybit at {self.base_url} refused this IP (HTTP 403, access too frequent)"
             )
         if response.status_code == 429:
-            raise _Unsent("HTTP 429 (rate limited)", self._until_reset())
+            raise NotSent("HTTP 429 (rate limited)", self._until_reset())
         if response.status_code >= 500:
-            raise _Unknown(f"HTTP {response.status_code}")
+            raise MaybeSent(f"HTTP {response.status_code}")
         try:
             body = response.json()
             code, msg = int(body["retCode"]), self._redact(str(body.get("retMsg", "")))
         except (ValueError, KeyError, TypeError):
-            raise _Unknown(f"HTTP {response.status_code} but not a v5 body") from None
+            raise MaybeSent(f"HTTP {response.status_code} but not a v5 body") from None
         if code == 0:
             return body["result"]
         if code == _RATE_LIMITED:
-            raise _Unsent(f"retCode {code} ({msg})", self._until_reset())
+            raise NotSent(f"retCode {code} ({msg})", self._until_reset())
         if code == _CLOCK_SKEW:
             self.sync_time()
-            raise _Unsent(f"retCode {code} ({msg}; clock re-synced)", 0.0)
+            raise NotSent(f"retCode {code} ({msg}; clock re-synced)", 0.0)
         if code in _SERVER_BUSY:
-            raise _Unknown(f"retCode {code} ({msg})")
+            raise MaybeSent(f"retCode {code} ({msg})")
         if code in _AUTH:
             raise BybitAuthError(code, msg, path)
         raise BybitRefused(method, code, msg, path)
@@ -478,15 +368,3 @@ class BybitExecutor(RestClient):
     def _until_reset(self) -> float | None:
         reset_ms = self.limit_status.get("limit-reset-timestamp")
         return None if reset_ms is None else max(0.0, (reset_ms - self._clock_ms()) / 1000)
-
-    def _delay(self, exc: _Transient, attempt: int) -> float:
-        """Bybit's reset time when given, else exponential backoff, within the cap."""
-        if exc.wait_s is not None:
-            return min(exc.wait_s, self._max_retry_after_s)
-        return min(self._backoff_s * 2 ** (attempt - 1), self._max_retry_after_s)
-
-    def _describe(self, exc: httpx.HTTPError) -> str:
-        return f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
-
-    def _note(self, fmt: str, *args: object) -> None:
-        log.warning("%s", self._redact(fmt % args))
