@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,20 +13,13 @@ import diskcache
 import httpx
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState, wait_exponential, wait_random
+from typing_extensions import Unpack
 
 from config.settings import BinanceSettings
 from core.errors import UserError, VenueError
-from market.models import CANDLE_COLUMNS, SymbolRules, interval_ms, parse_symbol
-from market.rest_client import RestClient
-from market.validation import iso_ms
+from market.models import CANDLE_COLUMNS, SymbolRules, parse_symbol
+from market.rest_client import ClientHooks, OnPage, PublicClient, Transient, kline_window
 
 log = logging.getLogger(__name__)
 
@@ -93,35 +84,26 @@ class DepthSnapshot(BaseModel):
     asks: list[tuple[float, float]]
 
 
-class _Retryable(Exception):
-    """A failure another attempt may cure; `retry_after_s` when the server said how long to wait."""
-
-    def __init__(self, cause: str, retry_after_s: float | None = None) -> None:
-        super().__init__(cause)
-        self.retry_after_s = retry_after_s
-
-
 def depth_weight(limit: int) -> int:
     """Request weight of /api/v3/depth, which grows with the number of levels asked for."""
     return next(weight for top, weight in _DEPTH_WEIGHTS if limit <= top)
 
 
-class BinanceRestClient(RestClient):
+class BinanceRestClient(PublicClient):
     """One connection pool, weight budget and ban state per process talking to Binance."""
+
+    venue = "Binance"
+    unavailable = BinanceUnavailable
+    _settings: BinanceSettings
 
     def __init__(
         self,
         settings: BinanceSettings,
         *,
         cache_dir: Path | None = None,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        **hooks: Unpack[ClientHooks],
     ) -> None:
-        super().__init__(
-            settings.base_url, settings.timeout_s, transport=transport, clock=clock, sleep=sleep
-        )
-        self._settings = settings
+        super().__init__(settings, **hooks)
         self._cache = (
             diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk) if cache_dir else None
         )
@@ -145,20 +127,11 @@ class BinanceRestClient(RestClient):
         return self.used_weights.get("1m", 0)
 
     def klines(
-        self,
-        symbol: str,
-        interval: str,
-        start_ms: int,
-        end_ms: int,
-        *,
-        on_page: Callable[[int], None] | None = None,
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, *, on_page: OnPage = None
     ) -> pd.DataFrame:
         """Closed bars with open_time in [start_ms, end_ms]; a bar still forming is left out,
         because its values would change after we stored them."""
-        symbol = parse_symbol(symbol)
-        step = interval_ms(interval)
-        if end_ms < start_ms:
-            raise UserError(f"end {iso_ms(end_ms)} UTC is before start {iso_ms(start_ms)} UTC")
+        symbol, step = kline_window(symbol, interval, start_ms, end_ms)
         rows: dict[int, list[Any]] = {}
         cursor = start_ms
         while cursor <= end_ms:
@@ -183,7 +156,7 @@ class BinanceRestClient(RestClient):
         days: float,
         *,
         end_ms: int | None = None,
-        on_page: Callable[[int], None] | None = None,
+        on_page: OnPage = None,
     ) -> pd.DataFrame:
         """The closed bars that opened in the `days` before end_ms (default: now)."""
         if not days > 0:
@@ -247,45 +220,27 @@ class BinanceRestClient(RestClient):
         return page
 
     def _get(self, path: str, params: dict[str, Any], weight: int, symbols: list[str]) -> Any:
-        retrying = Retrying(
-            stop=stop_after_attempt(self._settings.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
+        return self._get_retried(
+            lambda: self._attempt(path, params, weight, symbols),
+            path,
+            self._wait,
+            lambda state: self._log_retry(state, path),
         )
-        try:
-            return retrying(self._attempt, path, params, weight, symbols)
-        except _Retryable as exc:
-            attempts = self._settings.max_retries + 1
-            raise BinanceUnavailable(
-                f"Binance at {self.base_url} is unavailable: GET {path} failed {attempts} "
-                f"time(s), last with {exc}"
-            ) from exc
 
     def _attempt(self, path: str, params: dict[str, Any], weight: int, symbols: list[str]) -> Any:
         self._refuse_while_banned()
         self._respect_weight_budget(weight)
         log.debug("GET %s %s (weight %d)", path, params, weight)
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.ConnectError as exc:
-            # DNS failure or refused: the machine is offline, so fall back now, not after backoff.
-            raise BinanceUnavailable(
-                f"cannot connect to Binance at {self.base_url} ({exc or 'no detail'})"
-            ) from exc
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc or 'no detail'}") from exc
+        response = self._http_get(path, params)
         self._record_weight(response, weight)
         status = response.status_code
         if status == 418:
             self._banned_until = self._clock() + (retry_after_s(response) or _DEFAULT_BAN_S)
             raise BinanceBanned(self._ban_message())
         if status == 429:
-            raise _Retryable("HTTP 429 (too many requests)", retry_after_s(response))
+            raise Transient("HTTP 429 (too many requests)", retry_after_s(response))
         if status >= 500:
-            raise _Retryable(f"HTTP {status}")
+            raise Transient(f"HTTP {status}")
         if status >= 400:
             raise _request_error(response, path, symbols)
         try:
@@ -299,17 +254,17 @@ class BinanceRestClient(RestClient):
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server gave one (capped), else jittered exponential backoff."""
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after_s is not None:
-            return min(exc.retry_after_s, self._settings.max_retry_after_s)
+        if isinstance(exc, Transient) and exc.wait_s is not None:
+            return min(exc.wait_s, self._settings.max_retry_after_s)
         return self._backoff(state)
 
-    def _log_retry(self, state: RetryCallState) -> None:
+    def _log_retry(self, state: RetryCallState, path: str) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "Binance %s GET %s: %s; retry %d/%d in %.1f s",
             self.base_url,
-            state.args[0],
+            path,
             exc,
             state.attempt_number,
             self._settings.max_retries,

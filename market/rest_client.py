@@ -1,16 +1,23 @@
 """What every exchange's REST client shares: one connection pool at a base URL, an
-injected clock and sleep (so loopback tests never wait), closing it on `with` exit, and the
-one retry loop each venue's requests go through."""
+injected clock and sleep (so loopback tests never wait), closing it on `with` exit, the one
+retry loop each venue's requests go through, and a public client's GET and kline window."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Protocol, Self, TypedDict
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from typing_extensions import Unpack
+
+from core.errors import UserError
+from market.models import interval_ms, parse_symbol
+from market.validation import iso_ms
+
+OnPage = Callable[[int], None] | None  # told the number of rows fetched so far, page by page
 
 
 class Transient(Exception):
@@ -19,6 +26,30 @@ class Transient(Exception):
     def __init__(self, cause: str, wait_s: float | None = None) -> None:
         super().__init__(cause)
         self.wait_s = wait_s
+
+
+class ClientHooks(TypedDict, total=False):
+    """What a loopback test injects: a transport, and a clock and sleep that never wait."""
+
+    transport: httpx.BaseTransport | None
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+
+
+class VenueSettings(Protocol):
+    base_url: str
+    timeout_s: float
+    max_retries: int
+    max_retry_after_s: float
+
+
+def kline_window(symbol: str, interval: str, start_ms: int, end_ms: int) -> tuple[str, int]:
+    """The symbol as the venues spell it and the interval in ms, or why the window is wrong."""
+    symbol = parse_symbol(symbol)
+    step = interval_ms(interval)
+    if end_ms < start_ms:
+        raise UserError(f"end {iso_ms(end_ms)} UTC is before start {iso_ms(start_ms)} UTC")
+    return symbol, step
 
 
 class RestClient:
@@ -86,3 +117,43 @@ class RestClient:
                 f"{venue} at {self.base_url} is unavailable: {what} failed {attempts} time(s), "
                 f"last with {exc}"
             ) from (exc if chain else None)
+
+
+class PublicClient(RestClient):
+    """A venue's public REST client, set up from its settings: GETs retried on transient
+    failures, a refused connection reported at once (the machine is offline: fall back now,
+    not after the backoff)."""
+
+    venue: ClassVar[str]
+    unavailable: ClassVar[Callable[[str], Exception]]
+
+    def __init__(self, settings: VenueSettings, **hooks: Unpack[ClientHooks]) -> None:
+        super().__init__(settings.base_url, settings.timeout_s, **hooks)
+        self._settings = settings
+
+    def _get_retried(
+        self,
+        send: Callable[[], Any],
+        path: str,
+        wait: Callable[[RetryCallState], float],
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+    ) -> Any:
+        return self._retried(
+            send,
+            venue=self.venue,
+            what=f"GET {path}",
+            attempts=self._settings.max_retries + 1,
+            wait=wait,
+            unavailable=self.unavailable,
+            before_sleep=before_sleep,
+        )
+
+    def _http_get(self, path: str, params: dict[str, Any]) -> httpx.Response:
+        try:
+            return self._http.get(path, params=params)
+        except httpx.ConnectError as exc:
+            raise self.unavailable(
+                f"cannot connect to {self.venue} at {self.base_url} ({exc})"
+            ) from exc
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise Transient(f"{type(exc).__name__}: {exc or 'no detail'}") from exc

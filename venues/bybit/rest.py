@@ -5,21 +5,19 @@ names, server trouble is retried with backoff, a refused request never is."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pandas as pd
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState
 from tenacity import wait_exponential as backoff
+from typing_extensions import Unpack
 
 from config.venues import BybitSettings
 from core.errors import UserError
-from market.models import CANDLE_COLUMNS, SymbolRules, interval_ms, parse_symbol
-from market.rest_client import RestClient
-from market.validation import iso_ms
+from market.models import CANDLE_COLUMNS, SymbolRules, parse_symbol
+from market.rest_client import ClientHooks, OnPage, PublicClient, Transient, kline_window
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +75,6 @@ class UnknownSymbolError(UserError, BybitRequestError):
         )
 
 
-class _Retryable(Exception):
-    def __init__(self, cause: str, wait_s: float | None = None) -> None:
-        super().__init__(cause)
-        self.wait_s = wait_s
-
-
 def bybit_interval(interval: str) -> str:
     """Our interval names (`1m`, `1h`, `1d`) in Bybit's (`1`, `60`, `D`)."""
     try:
@@ -111,40 +103,23 @@ def rules_from_instrument(entry: dict[str, Any]) -> SymbolRules:
     )
 
 
-class BybitRestClient(RestClient):
+class BybitRestClient(PublicClient):
     """One connection pool and rate-limit state per process talking to Bybit's public API."""
 
     exchange = EXCHANGE
+    venue = "Bybit"
+    unavailable = BybitUnavailable
 
-    def __init__(
-        self,
-        settings: BybitSettings,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(
-            settings.base_url, settings.timeout_s, transport=transport, clock=clock, sleep=sleep
-        )
-        self._settings = settings
+    def __init__(self, settings: BybitSettings, **hooks: Unpack[ClientHooks]) -> None:
+        super().__init__(settings, **hooks)
         self.limit_status: dict[str, int] = {}  # X-Bapi-Limit* of the last answer that had them
 
     def klines(
-        self,
-        symbol: str,
-        interval: str,
-        start_ms: int,
-        end_ms: int,
-        *,
-        on_page: Callable[[int], None] | None = None,
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, *, on_page: OnPage = None
     ) -> pd.DataFrame:
         """Closed bars with open_time in [start_ms, end_ms], oldest first. Bybit pages newest
         first, so each next page ends just before the oldest bar of the last one."""
-        symbol = parse_symbol(symbol)
-        step = interval_ms(interval)
-        if end_ms < start_ms:
-            raise UserError(f"end {iso_ms(end_ms)} UTC is before start {iso_ms(start_ms)} UTC")
+        symbol, step = kline_window(symbol, interval, start_ms, end_ms)
         rows: dict[int, list[str]] = {}
         cursor = end_ms
         while cursor >= start_ms:
@@ -193,35 +168,17 @@ class BybitRestClient(RestClient):
         return rules
 
     def _get(self, path: str, params: dict[str, Any], symbol: str) -> Any:
-        retrying = Retrying(
-            stop=stop_after_attempt(self._settings.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(self._attempt, path, params, symbol)
-        except _Retryable as exc:
-            raise BybitUnavailable(
-                f"Bybit at {self.base_url} is unavailable: GET {path} failed "
-                f"{self._settings.max_retries + 1} time(s), last with {exc}"
-            ) from exc
+        return self._get_retried(lambda: self._attempt(path, params, symbol), path, self._wait)
 
     def _attempt(self, path: str, params: dict[str, Any], symbol: str) -> Any:
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.ConnectError as exc:
-            raise BybitUnavailable(f"cannot connect to Bybit at {self.base_url} ({exc})") from exc
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc or 'no detail'}") from exc
+        response = self._http_get(path, params)
         self._note_limits(response)
         if response.status_code == 403:  # Bybit's IP rate limit: the ban lasts minutes
             raise BybitUnavailable(
                 f"Bybit at {self.base_url} refused this IP (HTTP 403, access too frequent)"
             )
         if response.status_code >= 500 or response.status_code == 429:
-            raise _Retryable(f"HTTP {response.status_code}")
+            raise Transient(f"HTTP {response.status_code}")
         try:
             body = response.json()
             code, msg = int(body["retCode"]), str(body.get("retMsg", ""))
@@ -233,9 +190,9 @@ class BybitRestClient(RestClient):
         if code == 0:
             return body["result"]
         if code == _RATE_LIMITED:
-            raise _Retryable(f"retCode {code} ({msg})", self._until_reset())
+            raise Transient(f"retCode {code} ({msg})", self._until_reset())
         if code in _SERVER_BUSY:
-            raise _Retryable(f"retCode {code} ({msg})")
+            raise Transient(f"retCode {code} ({msg})")
         if code in _AUTH:
             raise BybitAuthError(code, msg, path)
         if symbol and "symbol" in msg.lower():
@@ -260,7 +217,7 @@ class BybitRestClient(RestClient):
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         cap = self._settings.max_retry_after_s
-        if isinstance(exc, _Retryable) and exc.wait_s is not None:
+        if isinstance(exc, Transient) and exc.wait_s is not None:
             return min(exc.wait_s, cap)
         wait = backoff(multiplier=0.5, max=min(30.0, cap))(state)
         log.warning("Bybit %s: %s; retry in %.1f s", self.base_url, exc, wait)
