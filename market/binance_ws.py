@@ -6,21 +6,30 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import Unpack
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from core.errors import UserError
 from market.models import INTERVAL_MS, Candle
 from market.orderbook import DepthUpdate
+from market.reconnect import (
+    DROPPED,
+    FeedStats,
+    Reconnect,
+    ReconnectingStream,
+    drop_reason,
+)
+from market.reconnect import StreamSilent as StreamSilent
+from market.reconnect import StreamUnavailable as StreamUnavailable
+from market.reconnect import backoff_delay as backoff_delay
 
 if TYPE_CHECKING:
     pass
@@ -30,14 +39,6 @@ log = logging.getLogger(__name__)
 STREAM_URL = "wss://stream.binance.com:9443"
 DEFAULT_MAX_CONNECTION_AGE_S = 23 * 3600.0  # Binance closes every connection at 24 h
 _PROTOCOL = ConfigDict(frozen=True, populate_by_name=True, allow_inf_nan=False)
-
-
-class StreamUnavailable(Exception):
-    """The stream could not be (re)opened within the allowed attempts."""
-
-
-class StreamSilent(Exception):
-    """Nothing arrived for longer than the watchdog allows: the socket is open but dead."""
 
 
 class StreamRefused(UserError):
@@ -191,22 +192,12 @@ Backfill = Callable[[str, str, int, int], Sequence[Bar] | Awaitable[Sequence[Bar
 
 
 @dataclass(slots=True)
-class StreamStats:
-    """Counters an operator reads to trust (or distrust) the feed."""
+class StreamStats(FeedStats):
+    """Binance's counters besides every feed's: reconnects, and klines seen still open."""
 
-    connections: int = 0
     reconnects: int = 0
     planned_reconnects: int = 0
-    messages: int = 0
-    malformed: int = 0
-    ignored: int = 0
     open_klines: int = 0
-    bars: int = 0
-    duplicate_bars: int = 0
-    backfilled_bars: int = 0
-    backfill_failures: int = 0
-    missing_bars: int = 0
-    stalls: int = 0  # connections the watchdog gave up on
 
 
 def parse_message(raw: str | bytes) -> CombinedMessage:
@@ -223,12 +214,6 @@ def stream_url(base_url: str, streams: Sequence[str]) -> str:
 def depth_stream(symbol: str) -> str:
     """The diff-depth stream of `symbol` at Binance's fastest pace, for `market.books.Books`."""
     return f"{symbol.lower()}@depth@100ms"
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, rand: float) -> float:
-    """Exponential backoff with jitter: base·2^attempt capped at max_s, scaled into [½, 1] by
-    `rand` in [0, 1), so clients that failed together do not come back together."""
-    return min(max_s, base_s * 2.0**attempt) * (0.5 + 0.5 * rand)
 
 
 def bars_from_frame(
@@ -256,9 +241,11 @@ def rest_backfill(client: KlineClient) -> Backfill:
     return backfill
 
 
-class BinanceStream:
+class BinanceStream(ReconnectingStream[StreamEvent]):
     """A combined stream that survives disconnects: `async with BinanceStream(...) as s:
     async for event in s` yields validated events until the consumer stops."""
+
+    stats: StreamStats
 
     def __init__(
         self,
@@ -268,57 +255,18 @@ class BinanceStream:
         backfill: Backfill | None = None,
         resume_after: Mapping[tuple[str, str], int] | None = None,
         max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S,
-        backoff_base_s: float = 1.0,
-        backoff_max_s: float = 60.0,
-        max_attempts: int | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        random_source: Callable[[], float] = random.random,
         open_timeout_s: float = 10.0,
         ping_interval_s: float | None = 20.0,
-        silence_s: float | None = None,
         clock_ms: Callable[[], int] | None = None,
+        **reconnect: Unpack[Reconnect],
     ) -> None:
-        self.url = stream_url(base_url, streams)
-        self.stats = StreamStats()
+        super().__init__(stream_url(base_url, streams), StreamStats(), **reconnect)
         # The market's now, on the backfill's clock: with it, a reconnect first fetches the bars
         # that closed meanwhile; without, they wait for the stream's next bar to show the gap.
         self._bars = BarContinuity(self.stats, backfill, clock_ms, resume_after)
         self._max_age = max_connection_age_s
-        self._base, self._cap = backoff_base_s, backoff_max_s
-        self._max_attempts = max_attempts
-        self._sleep = sleep
-        self._random = random_source
         self._open_timeout = open_timeout_s
         self._ping_interval = ping_interval_s
-        self._silence = silence_s  # the watchdog: a socket quiet this long is reopened
-        self._events: AsyncGenerator[StreamEvent, None] | None = None
-        self._failures = 0  # failed attempts since the last message arrived
-        self._socket: ClientConnection | None = None
-
-    async def __aenter__(self) -> BinanceStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        if self._events is None:
-            self._events = self._run()
-        return self._events
-
-    async def aclose(self) -> None:
-        """Close the socket now, rather than when the generator is garbage-collected. It is
-        aborted: a consumer that stopped reading leaves frames unread, and a close handshake
-        would wait behind them for its timeout; market data has nothing to flush."""
-        if self._socket is not None:
-            self._socket.transport.abort()
-        if self._events is not None:
-            await self._events.aclose()
 
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         previous: Reconnected | None = None  # why the last connection ended
@@ -349,24 +297,10 @@ class BinanceStream:
                 if 400 <= status < 500 and status not in (418, 429):
                     raise StreamRefused(f"{self.url} refused the stream: HTTP {status}") from exc
                 reason = f"handshake refused: HTTP {status}"
-            except ConnectionClosed as exc:
-                reason = f"connection lost: {exc}"
-            except StreamSilent as exc:
-                reason = str(exc)
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                reason = f"cannot connect: {type(exc).__name__}: {exc}"
+            except DROPPED as exc:
+                reason = drop_reason(exc)
             previous = Reconnected(planned=False, reason=reason, attempts=0)
-            failures = self._failures
-            if self._max_attempts is not None and failures >= self._max_attempts:
-                raise StreamUnavailable(
-                    f"{self.url}: gave up after {failures} reconnection attempt(s); last: {reason}"
-                )
-            delay = backoff_delay(failures, self._base, self._cap, self._random())
-            self._failures = failures + 1
-            log.warning(
-                "%s: %s; reconnecting in %.2f s (attempt %d)", self.url, reason, delay, failures + 1
-            )
-            await self._sleep(delay)
+            await self._back_off(reason)
 
     async def _receive(self, ws: ClientConnection) -> AsyncIterator[StreamEvent]:
         """Events of one connection until it closes or reaches the planned age limit."""
@@ -379,15 +313,8 @@ class BinanceStream:
                     "%s: connection is %.0f s old, reconnecting as planned", self.url, self._max_age
                 )
                 return
-            wait = remaining if self._silence is None else min(remaining, self._silence)
-            try:
-                async with asyncio.timeout(wait):
-                    raw = await ws.recv()
-            except TimeoutError:
-                if wait < remaining:  # a dead peer would not answer a close handshake either
-                    self.stats.stalls += 1
-                    ws.transport.abort()
-                    raise StreamSilent(f"stalled: no message for {wait:g} s") from None
+            raw = await self._next_message(ws, remaining)
+            if raw is None:
                 continue
             self._failures = 0
             for event in await self._handle(raw):

@@ -11,11 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
     Callable,
     Mapping,
     Sequence,
@@ -24,20 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import Unpack
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed
 
-from market.binance_ws import (
-    Backfill,
-    Bar,
-    BarContinuity,
-    BarGap,
-    Reconnected,
-    StreamSilent,
-    StreamUnavailable,
-    backoff_delay,
-)
+from market.binance_ws import Backfill, Bar, BarContinuity, BarGap, Reconnected
 from market.orderbook import BookSnapshot, DepthUpdate
+from market.reconnect import DROPPED, FeedStats, Reconnect, ReconnectingStream, drop_reason
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +54,12 @@ BybitEvent = BookSnapshot | DepthUpdate | PublicTrade | Bar | BarGap | Reconnect
 
 
 @dataclass(slots=True)
-class BybitStreamStats:
-    connections: int = 0
-    messages: int = 0
-    ignored: int = 0
-    malformed: int = 0
+class BybitStreamStats(FeedStats):
+    """Bybit's counters besides every feed's: the books' sequence checks."""
+
     book_gaps: int = 0
     resubscribes: int = 0
     dropped_deltas: int = 0  # deltas that arrived while a book waited for its new snapshot
-    bars: int = 0
-    duplicate_bars: int = 0
-    backfilled_bars: int = 0
-    backfill_failures: int = 0
-    missing_bars: int = 0
-    stalls: int = 0  # connections the watchdog gave up on
 
 
 def book_topic(symbol: str, depth: int = 200) -> str:
@@ -92,9 +74,11 @@ def trade_topic(symbol: str) -> str:
     return f"publicTrade.{symbol}"
 
 
-class BybitStream:
+class BybitStream(ReconnectingStream[BybitEvent]):
     """`async with BybitStream(topics) as s: async for event in s`: validated events until
     the consumer stops, reconnecting with backoff (a `Reconnected` tells books to rebuild)."""
+
+    stats: BybitStreamStats
 
     def __init__(
         self,
@@ -102,52 +86,21 @@ class BybitStream:
         *,
         url: str = STREAM_URL,
         ping_interval_s: float = PING_INTERVAL_S,
-        backoff_base_s: float = 1.0,
-        backoff_max_s: float = 60.0,
-        max_attempts: int | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        random_source: Callable[[], float] = random.random,
-        silence_s: float | None = None,
         backfill: Backfill | None = None,
         resume_after: Mapping[tuple[str, str], int] | None = None,
         clock_ms: Callable[[], int] | None = None,
+        **reconnect: Unpack[Reconnect],
     ) -> None:
         if not topics:
             raise ValueError("at least one topic is needed, e.g. orderbook.200.BTCUSDT")
-        self.url = url
+        super().__init__(url, BybitStreamStats(), **reconnect)
         self.topics = list(topics)
-        self.stats = BybitStreamStats()
         self._ping_s = ping_interval_s
-        self._base, self._cap = backoff_base_s, backoff_max_s
-        self._max_attempts = max_attempts
-        self._sleep = sleep
-        self._random = random_source
-        self._silence = silence_s  # the watchdog: a socket quiet this long is reopened
         self._bars = BarContinuity(self.stats, backfill, clock_ms, resume_after)
         self._last_u: dict[str, int] = {}  # book topic -> last update id applied
         self._awaiting: set[str] = set()  # book topics resubscribed, waiting for a snapshot
-        self._events: AsyncGenerator[BybitEvent, None] | None = None
-        self._socket: ClientConnection | None = None
-
-    async def __aenter__(self) -> BybitStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[BybitEvent]:
-        if self._events is None:
-            self._events = self._run()
-        return self._events
-
-    async def aclose(self) -> None:
-        if self._socket is not None:
-            self._socket.transport.abort()
-        if self._events is not None:
-            await self._events.aclose()
 
     async def _run(self) -> AsyncGenerator[BybitEvent, None]:
-        failures = 0
         reason: str | None = None
         while True:
             try:
@@ -158,43 +111,21 @@ class BybitStream:
                     self._awaiting.clear()
                     await ws.send(json.dumps({"op": "subscribe", "args": self.topics}))
                     if reason is not None:
-                        yield Reconnected(planned=False, reason=reason, attempts=failures)
+                        yield Reconnected(planned=False, reason=reason, attempts=self._failures)
                         for event in await self._bars.catch_up():
                             yield event
                     pinger = asyncio.create_task(self._ping(ws))
                     try:
                         while True:
-                            raw = await self._receive(ws)
-                            failures = 0
+                            raw = await self._next_message(ws)
+                            self._failures = 0
                             for event in await self._handle(ws, raw):
                                 yield event
                     finally:
                         pinger.cancel()
-            except ConnectionClosed as exc:
-                reason = f"connection lost: {exc}"
-            except StreamSilent as exc:
-                reason = str(exc)
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                reason = f"cannot connect: {type(exc).__name__}: {exc}"
-            if self._max_attempts is not None and failures >= self._max_attempts:
-                raise StreamUnavailable(
-                    f"{self.url}: gave up after {failures} reconnection attempt(s); last: {reason}"
-                )
-            delay = backoff_delay(failures, self._base, self._cap, self._random())
-            failures += 1
-            log.warning("%s: %s; reconnecting in %.2f s", self.url, reason, delay)
-            await self._sleep(delay)
-
-    async def _receive(self, ws: ClientConnection) -> str | bytes:
-        """The next message; a peer silent past the watchdog is dropped (it would not answer
-        a close handshake either)."""
-        try:
-            async with asyncio.timeout(self._silence):
-                return await ws.recv()
-        except TimeoutError:
-            self.stats.stalls += 1
-            ws.transport.abort()
-            raise StreamSilent(f"stalled: no message for {self._silence:g} s") from None
+            except DROPPED as exc:
+                reason = drop_reason(exc)
+            await self._back_off(reason)
 
     async def _ping(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
