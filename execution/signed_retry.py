@@ -125,6 +125,7 @@ class SignedClient(RestClient, ABC):
         sending it again (with the same client order id), so a retry never doubles it. Each
         venue keeps its own ending: whether a transient failure of the last attempt still
         waits, and whether the final error names the unknown outcome or the last failure."""
+        venue = self.endpoints.exchange
         unknown: str | None = None
         last = "no attempt"
         for attempt in range(1, self._max_attempts + 1):
@@ -143,7 +144,7 @@ class SignedClient(RestClient, ABC):
                     self._info(
                         "order %s exists on %s (%s): not resubmitted",
                         cid,
-                        self.endpoints.exchange,
+                        venue,
                         existing.status,
                     )
                     return existing
@@ -152,7 +153,7 @@ class SignedClient(RestClient, ABC):
                         "order %s does not exist on %s: resubmitting with the same client "
                         "order id (attempt %d of %d)",
                         cid,
-                        self.endpoints.exchange,
+                        venue,
                         attempt + 1,
                         self._max_attempts,
                     )
@@ -164,7 +165,7 @@ class SignedClient(RestClient, ABC):
                     self._sleep(wait)
         if unknown is not None:
             raise self._outcome_unknown(
-                f"{self.endpoints.exchange} did not confirm order {cid} for {symbol} after "
+                f"{venue} did not confirm order {cid} for {symbol} after "
                 f"{self._max_attempts} attempt(s), last with "
                 f"{unknown if name_unknown_cause else last}; it was absent at the last "
                 "check, but may still appear: reconcile before trading this symbol again",
@@ -172,7 +173,7 @@ class SignedClient(RestClient, ABC):
                 symbol,
             )
         raise self.unavailable(
-            f"{self.endpoints.exchange} at {self.base_url} did not take order {cid} for {symbol} after "
+            f"{venue} at {self.base_url} did not take order {cid} for {symbol} after "
             f"{self._max_attempts} attempt(s), last with {last}; the order was not placed"
         )
 
@@ -210,7 +211,7 @@ class SignedClient(RestClient, ABC):
             venue=self.endpoints.exchange,
             what=f"{method} {path}",
             attempts=self._max_attempts,
-            wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number),  # type: ignore[union-attr,arg-type]
+            wait=self._wait,
             unavailable=self.unavailable,
             before_sleep=lambda state: self._log_retry(state, f"{method} {path}"),
             chain=False,
@@ -231,6 +232,11 @@ class SignedClient(RestClient, ABC):
         if exc.wait_s is not None:
             return min(exc.wait_s, self._max_retry_after_s)
         return min(self._backoff_s * 2 ** (attempt - 1), self._max_retry_after_s)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        assert isinstance(exc, Transient)  # only a Transient is retried
+        return self._delay(exc, state.attempt_number)
 
     def _log_retry(self, state: RetryCallState, what: str) -> None:
         exc = state.outcome.exception() if state.outcome else None
