@@ -8,11 +8,10 @@ import logging
 import re
 from collections.abc import Mapping
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from typing_extensions import Unpack
 
 from core.errors import OutcomeUnknown, UserError
 from execution.binance_signing import (

@@ -9,12 +9,11 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import httpx
 from pydantic import SecretStr
 from tenacity import RetryCallState
-from typing_extensions import Unpack
 
 from core.logging import Redactor
 from execution.signed_access import Endpoints, signed_access

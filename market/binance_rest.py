@@ -7,14 +7,13 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import diskcache
 import httpx
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from tenacity import RetryCallState, wait_exponential, wait_random
-from typing_extensions import Unpack
 
 from config.settings import BinanceSettings
 from core.errors import UserError, VenueError

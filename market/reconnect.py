@@ -11,9 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Self, TypedDict, TypeVar
+from typing import Generic, Self, TypedDict, TypeVar, Unpack
 
-from typing_extensions import Unpack
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, TypedDict
+from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from typing_extensions import Unpack
 
 from core.errors import UserError
 from market.models import interval_ms, parse_symbol

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pandas as pd
 from tenacity import RetryCallState
 from tenacity import wait_exponential as backoff
-from typing_extensions import Unpack
 
 from config.venues import BybitSettings
 from core.errors import UserError

@@ -18,10 +18,9 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from pydantic import BaseModel, ConfigDict
-from typing_extensions import Unpack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 

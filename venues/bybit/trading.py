@@ -10,11 +10,10 @@ import logging
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from pydantic import SecretStr
-from typing_extensions import Unpack
 
 from core.errors import OutcomeUnknown, UserError
 from execution.binance_executor import (
