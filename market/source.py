@@ -12,11 +12,10 @@ import pandas as pd
 
 from core.clock import Clock
 from core.errors import UserError
-from market.calendar import xnys
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_end, sample_notice
-from market.validation import Finding, check_candles, iso_ms, row_problem
+from market.validation import check_candles, in_sessions, iso_ms, row_problem
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 
@@ -58,11 +57,10 @@ def load_csv_candles(
             f"{path}: data row {first + 1:,} ({iso_ms(int(frame['open_time'].iloc[first]))} UTC)"
             f": {row_problem(frame.iloc[first])}; {int(bad.sum()):,} bad row(s), nothing imported"
         )
-    if stock and len(frame):
-        report = report.model_copy(update={"gaps": Finding(), "missing_bars": 0})
-        missing = xnys().missing(frame["open_time"].to_numpy(), INTERVAL_MS[interval])
+    if stock:
+        report, missing = in_sessions(report, frame["open_time"].to_numpy(), interval)
         if missing:
-            notify(f"warning: {path.name}: {missing:,} bars missing in regular hours")
+            notify(f"warning: {path.name}: {missing}")
     for problem in report.problems():
         notify(f"warning: {path.name}: {problem}")
     if absent:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from market.calendar import xnys
 from market.models import INTERVAL_MS, PRICE_COLUMNS
 
 _EXAMPLES = 3
@@ -56,6 +57,16 @@ class ValidationReport(BaseModel):
                     f"{finding.count} {label}{extra}, first at {', '.join(finding.examples)}"
                 )
         return lines
+
+
+def in_sessions(
+    report: ValidationReport, open_ms: np.ndarray, interval: str
+) -> tuple[ValidationReport, str | None]:
+    """A stock's report: its nights, weekends and holidays are not gaps, so its gaps are
+    replaced by the regular-hours bars its sessions lack, said in the returned line."""
+    missing = xnys().missing(open_ms, INTERVAL_MS[interval]) if len(open_ms) else 0
+    report = report.model_copy(update={"gaps": Finding(), "missing_bars": 0})
+    return report, f"{missing:,} bars missing in regular hours" if missing else None
 
 
 def _finding(times: np.ndarray) -> Finding:

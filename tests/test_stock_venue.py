@@ -32,7 +32,16 @@ def test_an_imported_stock_is_listed_and_verified_under_alpaca(cli, tmp_path: Pa
     rows = [line for line in listed.stdout.splitlines() if "XYZ" in line]
     assert len(rows) == 1 and re.search(r"alpaca\s*│\s*XYZ\s*│\s*1d\s*│", rows[0]), rows
     verified = cli("agent-data", "verify", "--symbol", "xyz", "--exchange", "alpaca")
-    assert verified.stdout.startswith("XYZ 1d: 80 bars, "), verified  # its weekends: gaps
+    assert (verified.returncode, verified.stdout) == (0, "XYZ 1d: 80 bars, ok\n"), verified
+    short = tmp_path / "abc.csv"
+    pd.read_csv(data).drop(index=10).to_csv(short, index=False)  # one session's bar lost
+    assert (
+        cli("agent-data", "import", str(short), "--symbol", "ABC", "--interval", "1d").returncode
+        == 0
+    )
+    lacking = cli("agent-data", "verify", "--symbol", "ABC")
+    assert lacking.returncode == 1, lacking
+    assert lacking.stdout == "ABC 1d: 79 bars, 1 bars missing in regular hours\n"
     on_binance = cli("agent-data", "verify", "--symbol", "XYZ", "--exchange", "binance")
     assert on_binance.returncode == 2
     assert "no stored candles for binance XYZ" in on_binance.stderr

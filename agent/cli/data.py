@@ -27,7 +27,7 @@ from market.corporate import CorporateActions, read_actions
 from market.instruments import AssetClass, home_exchange, parse_instrument
 from market.models import INTERVAL_MS, parse_interval
 from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
-from market.validation import iso_ms, validate_candles
+from market.validation import in_sessions, iso_ms, validate_candles
 from runtime.hours import TradingHours
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles
@@ -199,11 +199,14 @@ def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
         )
     problems = 0
     for s in series:
-        report = validate_candles(
-            load_candles(store, s.symbol, s.interval, exchange=s.exchange), s.interval
-        )
-        status = "ok" if report.ok else "; ".join(report.problems())
-        problems += not report.ok
+        frame = load_candles(store, s.symbol, s.interval, exchange=s.exchange)
+        report = validate_candles(frame, s.interval)
+        found = report.problems()
+        if parse_instrument(s.symbol)[1] is AssetClass.EQUITY:
+            report, missing = in_sessions(report, frame["open_time"].to_numpy(), s.interval)
+            found = [*report.problems(), *([missing] if missing else [])]
+        status = "; ".join(found) or "ok"
+        problems += bool(found)
         venue = "" if s.exchange == home_exchange(s.symbol) else f"{s.exchange} "
         console.print(f"{venue}{s.symbol} {s.interval}: {report.rows:,} bars, {status}")
     return 1 if problems else 0
