@@ -133,7 +133,7 @@ class BackgroundBooks:
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=BOOKS_THREAD, daemon=True
         )
-        self._tasks: list[asyncio.Future[None]] = []
+        self._tasks: list[asyncio.Future[None]] = []  # held: the loop keeps only weak references
 
     def start(self) -> BackgroundBooks:
         self._thread.start()
@@ -147,7 +147,16 @@ class BackgroundBooks:
         return self.cross.venue_books(symbol)
 
     def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        """End the streams and let them close their sockets before the loop stops: a socket
+        left open makes the venue wait out its close timeout for a goodbye that never comes."""
+        asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task on the running loop and wait until each has unwound."""
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
