@@ -151,3 +151,6 @@ class ReconnectingStream(ABC, Generic[E]):
             self.stats.stalls += 1
             ws.transport.abort()
             raise StreamSilent(f"stalled: no message for {wait:g} s") from None
+        except asyncio.CancelledError:
+            ws.transport.abort()  # as in aclose: a close handshake would wait behind unread frames
+            raise
