@@ -600,7 +600,7 @@ def test_async_calls_are_bounded_by_concurrency(
     openai_server: LoopbackOpenAI,  # noqa: F811
     make_llm: Callable[..., LLMClient],
 ) -> None:
-    openai_server.script(*(replace_delay(answer(), 0.2) for _ in range(20)))
+    openai_server.script(*(replace_delay(answer(), 0.1) for _ in range(20)))
     llm = make_llm(concurrency=3, cache_dir=None)
 
     async def run() -> list[LLMResponse]:
