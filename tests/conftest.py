@@ -4,6 +4,7 @@ TimescaleDB when TEST_TIMESCALEDB_URL is set: CI sets both) and a runner for the
 from __future__ import annotations
 
 import compileall
+import gc
 import ipaddress
 import os
 import socket
@@ -123,6 +124,15 @@ def pytest_configure(config: pytest.Config) -> None:
     roots = (p for p in PACKAGES.iterdir() if (p / "__init__.py").is_file() and p.name != "tests")
     for root in roots:
         compileall.compile_dir(root, quiet=1)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection loaded (every test module and the libraries they import) out of
+    the cyclic collector's reach, as the console commands do after their imports: otherwise
+    each full collection during the tests rescans those long-lived objects again (~8% of the
+    CPU of the in-process tests)."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
