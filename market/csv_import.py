@@ -79,6 +79,9 @@ def _read(path: Path) -> pd.DataFrame:
         try:
             with warnings.catch_warnings():  # a row wider than the header is an error
                 warnings.simplefilter("error", pd.errors.ParserWarning)
+                # A column with text in it: its cells that are not numbers are reported as bad
+                # rows by the validation, by time, not as pandas' chunk-typing advice.
+                warnings.simplefilter("ignore", pd.errors.DtypeWarning)
                 raw = read_rows(
                     path,
                     has_header,
