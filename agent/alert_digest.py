@@ -16,7 +16,7 @@ from agent.alert_types import Alert
 from agent.loop_state import risk_scope
 from config import Settings
 from core.security import private_file
-from market.validation import iso_ms
+from market.models import iso_ms
 from store.db import Store
 from store.tables import EquityPointRow, PaperFillRow, RiskVerdictRow
 

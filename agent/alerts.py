@@ -17,7 +17,7 @@ from agent.alert_types import Alert, AlertKind
 from agent.loop_state import account_status
 from config import Settings
 from execution.paper_records import accounts
-from market.validation import iso_ms
+from market.models import iso_ms
 from store.db import Store
 from store.tables import PaperFillRow
 

@@ -33,8 +33,7 @@ from execution.paper import GrowingFeed, PaperExecutor
 from execution.paper_records import load_account
 from execution.slippage import FixedBps
 from execution.venues import VenueFactory, paper_venue, reconcile
-from market.models import SymbolRules
-from market.validation import iso_ms
+from market.models import SymbolRules, iso_ms
 from risk.desk import RiskDesk
 from risk.limits import RiskLimits
 from risk.models import ApprovedOrder, MarketView, PortfolioView, TradeSignal, Verdict

@@ -12,10 +12,9 @@ import pandas as pd
 from config import Settings
 from core.clock import Clock
 from market.binance_rest import BinanceRestClient
-from market.models import EXCHANGE
+from market.models import EXCHANGE, iso_ms
 from market.sample import SAMPLE_SYMBOLS, load_sample
 from market.source import CandleSource, Notify
-from market.validation import iso_ms
 from store import Store
 from store.candles import load_candles, summarize
 from tools import MarketData

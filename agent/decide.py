@@ -12,7 +12,7 @@ from agent.briefing import (
     snapshot_json,
 )
 from agent.graph import AgentDeps, AgentState, new_turn
-from market.validation import iso_ms
+from market.models import iso_ms
 from prompts import load_prompt, prompt_version
 from tools import ToolEnv, ToolError
 

@@ -17,7 +17,7 @@ from execution.key_permissions import last_key_check
 from execution.ledger import Ledger
 from execution.paper import PaperCheckpoint
 from execution.paper_records import load_account
-from market.validation import iso_ms
+from market.models import iso_ms
 from risk.interventions import Action, Intervention, describe, history, intervene
 from risk.limits import RiskLimits
 from risk.limits_text import limit_lines

@@ -28,8 +28,7 @@ from execution.paper_records import load_account
 from market.binance_ws import Bar, BarGap, MarketClosed, Reconnected, StreamEvent
 from market.books import Books
 from market.corporate import CorporateActions
-from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
-from market.validation import iso_ms
+from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules, iso_ms
 from risk.desk import RiskDesk
 from risk.gate import assess
 from risk.interventions import Catchup

@@ -69,9 +69,8 @@ from core.clock import Clock, SystemClock
 from core.errors import ConfigError, UserError
 from execution.paper_records import accounts, load_account, load_equity
 from market.indicators import compute_indicators
-from market.models import parse_symbol
+from market.models import iso_ms, parse_symbol
 from market.source import DAY_MS
-from market.validation import iso_ms
 from risk.interventions import Action, Intervention, describe, intervene
 from risk.limits_text import limit_lines
 from risk.models import SignalSource

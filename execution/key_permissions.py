@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, insert, select
 
 from core.errors import UserError
-from market.validation import iso_ms
+from market.models import iso_ms
 from store.db import Store
 from store.tables import KeyCheckRow
 from venues.alpaca.account import AlpacaAccountCheck

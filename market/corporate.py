@@ -9,10 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from execution.feed import SymbolBars
-from market.csv_import import read_candle_csv
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +82,10 @@ class CorporateActions:
 def read_actions(path: Path, interval: str) -> dict[int, Action]:
     """A Yahoo file's nonzero `Stock Splits` (new shares per old) and `Dividends` (per share)
     rows, keyed by their bar's open time; {} for a file without those columns."""
+    import pandas as pd  # to read the CSV: the types load without it (agent-trade status)
+
+    from market.csv_import import read_candle_csv
+
     open_time = read_candle_csv(path, interval)[0]["open_time"].to_numpy()
     header = [c.strip().lower() for c in pd.read_csv(path, nrows=0).columns]
     wanted = [c for c in ("stock splits", "dividends") if c in header]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -11,6 +12,14 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import UserError
 
 EXCHANGE = "binance"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as UTC "YYYY-MM-DD HH:MM", in whole-number arithmetic without pandas:
+    status, flags and logs format times without loading it."""
+    return (_EPOCH + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M")
+
 
 # One row per bar, times in epoch milliseconds UTC (Binance's kline layout, named).
 CANDLE_COLUMNS: tuple[str, ...] = (

@@ -13,8 +13,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from core.errors import UserError
-from market.models import interval_ms, parse_symbol
-from market.validation import iso_ms
+from market.models import interval_ms, iso_ms, parse_symbol
 
 OnPage = Callable[[int], None] | None  # told the number of rows fetched so far, page by page
 

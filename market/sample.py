@@ -13,8 +13,7 @@ from typing import Any
 import pandas as pd
 
 from market.csv_import import read_candle_csv
-from market.models import SymbolRules
-from market.validation import iso_ms
+from market.models import SymbolRules, iso_ms
 
 SAMPLE_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
 SAMPLE_INTERVAL = "1m"

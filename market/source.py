@@ -13,9 +13,9 @@ import pandas as pd
 from core.clock import Clock
 from core.errors import UserError
 from market.csv_import import CsvImportError, read_candle_csv
-from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
+from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS, iso_ms
 from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_end, sample_notice
-from market.validation import check_candles, in_sessions, iso_ms, row_problem
+from market.validation import check_candles, in_sessions, row_problem
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
 

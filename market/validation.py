@@ -7,13 +7,9 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from market.calendar import xnys
-from market.models import INTERVAL_MS, PRICE_COLUMNS
+from market.models import INTERVAL_MS, PRICE_COLUMNS, iso_ms
 
 _EXAMPLES = 3
-
-
-def iso_ms(ms: int) -> str:
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
 
 
 class Finding(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from execution.feed import BarArrays
-from market.validation import iso_ms
+from market.models import iso_ms
 from risk.models import (
     Approved,
     Elsewhere,

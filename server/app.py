@@ -28,9 +28,8 @@ from config import Settings
 from core.errors import UserError
 from execution.paper_records import accounts, load_account
 from market.binance_rest import BinanceRequestError, BinanceRestClient, BinanceUnavailable
-from market.models import INTERVAL_MS, parse_interval, parse_symbol
+from market.models import INTERVAL_MS, iso_ms, parse_interval, parse_symbol
 from market.source import DAY_MS
-from market.validation import iso_ms
 from risk.records import last_limits
 from server import errors
 from server.auth import bearer_guard

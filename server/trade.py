@@ -12,7 +12,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from agent.cli.trade import PreparedRun, prepare_run, run_args
+from agent.cli.trade_flags import run_args
+from agent.cli.trade_run import PreparedRun, prepare_run
 from config import Settings
 from core.errors import UserError
 

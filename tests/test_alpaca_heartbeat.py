@@ -18,7 +18,7 @@ from test_alpaca_trade import RSI, market_env
 from test_loop_watchdog import _checkpoint
 
 from agent.loop_state import STALL_MARGIN_MS, Waiting
-from market.validation import iso_ms
+from market.models import iso_ms
 
 SATURDAY = pd.Timestamp("2026-05-30 06:00", tz="UTC")  # the EA week's weekend
 MONDAY_OPEN = "2026-06-01 13:30"  # 09:30 New York

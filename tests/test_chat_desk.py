@@ -44,8 +44,8 @@ from core.errors import ConfigError, UserError
 from core.logging import setup_logging
 from execution.paper_records import accounts, load_account, load_equity
 from market.binance_ws import bars_from_frame
+from market.models import iso_ms
 from market.sample import load_sample, sample_rules
-from market.validation import iso_ms
 from risk.limits_text import limit_lines
 from risk.models import SignalAction, SignalSource
 from store import open_store

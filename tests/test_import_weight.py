@@ -3,8 +3,9 @@
 Plotly), nor Ray, so they start in a fraction of the time; an agent backtest or loop with the offline
 model or a fully cached LLM imports neither LangGraph nor the SDK, nor the tokenizer once past
 decisions give the estimate; a classic backtest on an up-to-date SQLite store saves its run
-through the driver, without SQLAlchemy, and `agent-config show` loads neither pandas nor SQLAlchemy. Read from
-Python's own import log."""
+through the driver, without SQLAlchemy, and `agent-config show` loads neither pandas nor SQLAlchemy;
+`agent-trade --help` and its flag errors load neither, and its `status` and `fills` no pandas. Read
+from Python's own import log."""
 
 from __future__ import annotations
 
@@ -68,7 +69,27 @@ def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     result = cli("agent-trade", "status", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "processed 2 bars" in result.stdout
-    assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK) == set()
+    assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK | {"pandas"}) == set()
+
+
+def test_agent_trade_help_flag_errors_and_store_commands_load_only_what_they_use(cli) -> None:
+    """The parser alone answers --help and a mistyped flag; status and fills read the store
+    (SQLAlchemy) but never load pandas or the loop's stack."""
+    for args in (("--help",), ("--feed", "nowhere")):
+        result = cli("agent-trade", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        assert result.returncode == (0 if args == ("--help",) else 2), result.stderr[-2000:]
+        imported = _imported(result.stderr)
+        assert "pydantic_settings" in imported  # the flags' defaults come from the settings
+        assert imported & ({"pandas", "sqlalchemy", "sqlmodel"} | AGENT_AND_UI | NETWORK) == set()
+    for command in ("status", "fills"):
+        result = cli(
+            "agent-trade", command, "--account", "nobody", env={"PYTHONPROFILEIMPORTTIME": "1"}
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "no trading account 'nobody'" in result.stderr
+        imported = _imported(result.stderr)
+        assert "sqlalchemy" in imported
+        assert imported & ({"pandas"} | AGENT_AND_UI | NETWORK) == set()
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from agent.alerts import AlertWatch
 from agent.loop_state import STALL_MARGIN_MS, LoopState
 from config import Settings
 from execution.paper_records import save_step
-from market.validation import iso_ms
+from market.models import iso_ms
 from store import open_store
 
 

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market.csv_import import CsvImportError, read_candle_csv
+from market.models import iso_ms
 from market.sample import load_sample, sample_end
 from market.source import load_csv_candles
-from market.validation import Finding, iso_ms, validate_candles
+from market.validation import Finding, validate_candles
 
 
 def test_real_sample_is_clean() -> None:

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from market.models import interval_ms
+from market.models import interval_ms, iso_ms
 from market.snapshot import MarketSnapshot, build_snapshot
-from market.validation import iso_ms
 from tools.env import ToolEnv
 from tools.registry import Tool, ToolError
 

@@ -13,7 +13,7 @@ from backtest.data import to_bar_arrays
 from backtest.report import compute_report_metrics
 from backtest.strategies import STRATEGIES
 from core.errors import UserError
-from market.validation import iso_ms
+from market.models import iso_ms
 from tools.env import ToolEnv
 from tools.market import Symbol, require_symbol
 from tools.registry import Tool, ToolError

@@ -8,8 +8,7 @@ from pydantic import BaseModel, Field
 
 from arbitrage.spread import scan
 from core.errors import UserError
-from market.models import parse_symbol
-from market.validation import iso_ms
+from market.models import iso_ms, parse_symbol
 from tools.env import ToolEnv
 from tools.registry import Tool, ToolError
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from market.validation import iso_ms
+from market.models import iso_ms
 from risk.gate import assess
 from risk.models import (
     Approved,

@@ -12,8 +12,7 @@ from agent.loop_state import LoopState
 from config import Settings
 from core.errors import UserError
 from execution.paper_records import load_account
-from market.models import INTERVAL_MS, SymbolRules
-from market.validation import iso_ms
+from market.models import INTERVAL_MS, SymbolRules, iso_ms
 from store import Store
 from venues.alpaca.data import AlpacaData, AlpacaError
 from venues.alpaca.polling import AlpacaBarPoller, AlpacaClockTime, last_closed_open

@@ -39,8 +39,7 @@ from arbitrage.pairs import ArbDesk, ArbLimits, Inventory, PaperLegs
 from arbitrage.rebalance import Rebalancer, RebalanceRule
 from config import Settings
 from core.errors import UserError
-from market.models import parse_symbol
-from market.validation import iso_ms
+from market.models import iso_ms, parse_symbol
 from store import Store, open_store
 from store.candles import count_candles
 from venues.registry import parse_exchange

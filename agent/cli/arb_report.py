@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from arbitrage.pairs import ArbDesk, Holdings, Inventory, PairState
 from arbitrage.rebalance import Rebalancer
-from market.validation import iso_ms
+from market.models import iso_ms
 
 
 def report_run(

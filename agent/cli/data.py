@@ -25,9 +25,9 @@ from core.clock import SystemClock
 from core.errors import UserError
 from market.corporate import CorporateActions, read_actions
 from market.instruments import AssetClass, home_exchange, parse_instrument
-from market.models import INTERVAL_MS, parse_interval
+from market.models import INTERVAL_MS, iso_ms, parse_interval
 from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
-from market.validation import in_sessions, iso_ms, validate_candles
+from market.validation import in_sessions, validate_candles
 from runtime.hours import TradingHours
 from store import Store, open_store
 from store.candles import load_candles, summarize, upsert_candles

@@ -7,18 +7,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from backtest.config import BacktestConfig
 from config import Settings
 from core.errors import UserError
 from execution.equity_fees import EquityFees
 from execution.fees import FeeSchedule
-from market.calendar import DAY_MS, xnys
-from market.corporate import CorporateActions, read_actions
-from market.csv_import import sniff_interval
 from market.instruments import (
     AssetClass,
     EquityRules,
@@ -26,13 +20,15 @@ from market.instruments import (
     parse_instrument,
     require_class,
 )
-from market.models import INTERVAL_MS
-from market.source import load_csv_candles
-from market.validation import iso_ms
+from market.models import INTERVAL_MS, iso_ms
 from runtime.hours import TradingHours
 from store import Store
-from store.candles import summarize
-from store.corporate import load_actions
+
+if TYPE_CHECKING:  # the caller's: agent-trade's flags load without pandas
+    import pandas as pd
+
+    from backtest.config import BacktestConfig
+    from market.corporate import CorporateActions
 
 SESSIONS_PER_YEAR = 252
 CRYPTO_ONLY = ("fee_bps", "maker_bps")
@@ -113,7 +109,11 @@ def equity_interval(
     if "interval" in typed:
         return interval
     if args.data is not None:
+        from market.csv_import import sniff_interval  # pandas: only to read the CSV
+
         return sniff_interval(args.data)
+    from store.candles import summarize  # pandas: only when a stock's bars come from the store
+
     stored = {s.interval for s in summarize(store, symbol) if s.exchange == exchange}
     return stored.pop() if len(stored) == 1 else interval
 
@@ -126,9 +126,13 @@ def whole_file(
     if args.days is not None or args.start is not None:
         return
     if args.data is not None:
+        from market.source import load_csv_candles  # pandas: only a stock backtest's CSV
+
         frame = load_csv_candles(args.data, interval, lambda _line: None)
         first, last = int(frame["open_time"].iloc[0]), int(frame["open_time"].iloc[-1])
     else:
+        from store.candles import summarize  # pandas: only when a stock's bars come from the store
+
         series = [
             s for s in summarize(store, symbol) if s.interval == interval and s.exchange == exchange
         ]
@@ -159,6 +163,12 @@ def equity_run(
 ) -> EquityRun:
     """Rules at each stock's last price, 252 sessions a year, no crypto fee (the equity fees
     are charged per fill instead), and the hours orders fill in."""
+    import numpy as np  # pandas and numpy load with a stock run, not with the flags
+
+    from market.calendar import DAY_MS, xnys
+    from market.corporate import CorporateActions, read_actions
+    from store.corporate import load_actions
+
     equity = settings.equity
     hours = TradingHours(
         INTERVAL_MS[interval], equity.hours(extended_hours=args.extended_hours), xnys()

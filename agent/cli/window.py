@@ -18,11 +18,10 @@ from config import Settings
 from core.clock import SystemClock
 from core.errors import UserError, VenueError
 from market.instruments import STOCK_EXCHANGE, AssetClass, asset_class
-from market.models import EXCHANGE, INTERVAL_MS, SymbolRules
+from market.models import EXCHANGE, INTERVAL_MS, SymbolRules, iso_ms
 from market.resample import RESAMPLED
 from market.rules_cache import exchange_rules
 from market.source import DAY_MS, CandleSource, load_csv_candles
-from market.validation import iso_ms
 from store import Store
 from store.candles import load_candles
 from store.resample import resample_stored

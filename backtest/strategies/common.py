@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from risk.models import TradeSignal
 from runtime.strategy import Context
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def series(values: np.ndarray) -> pd.Series:
     """A RangeIndex series for `ta`, which works on pandas."""
+    import pandas as pd  # pandas: with a run's bars, not with the flags that list the strategies
+
     return pd.Series(values, copy=False)
 
 

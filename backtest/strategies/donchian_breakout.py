@@ -4,7 +4,6 @@ leave when it breaks the shorter exit channel the other way."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from backtest.strategies.common import switch_to
@@ -22,6 +21,8 @@ class DonchianParams(BaseModel):
 
 def _prior(values: np.ndarray, window: int, how: str) -> np.ndarray:
     """Rolling max/min of the `window` bars before t (t itself excluded)."""
+    import pandas as pd  # pandas: with a run's bars, not with the flags that list the strategies
+
     rolled = getattr(pd.Series(values, copy=False).rolling(window), how)()
     return rolled.shift(1).to_numpy()
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from market.calendar import DAY_MS, xnys
-
 
 def period_masks(
     open_time: np.ndarray, close_time: np.ndarray, *, sessions: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ends, starts) per bar. With `sessions`, only regular-hours bars belong to a period (a
     daily bar is its session), so pre- and post-market bars neither end nor start one."""
+    from market.calendar import DAY_MS  # pandas: with the bars, not with the strategy list
+
     opens = np.asarray(open_time, dtype=np.int64)
     if not len(opens):
         return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
@@ -30,6 +30,8 @@ def period_masks(
 
 def _sessions(opens: np.ndarray, interval: int) -> tuple[np.ndarray, np.ndarray]:
     """Each bar's XNYS session (-1 outside regular hours) and whether it reaches the close."""
+    from market.calendar import DAY_MS, xnys
+
     calendar = xnys()
     regular = calendar.regular(opens, interval)
     if interval >= DAY_MS:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from ta.momentum import RSIIndicator
 
 from backtest.strategies.common import series, switch_to
 from execution.feed import SymbolBars
@@ -38,6 +37,8 @@ class RsiReversion(Strategy):
         return self.params.period
 
     def prepare(self, bars: SymbolBars) -> Prepared:
+        from ta.momentum import RSIIndicator  # pandas: with the bars, not the strategy list
+
         rsi = RSIIndicator(series(bars.close), self.params.period).rsi().to_numpy(copy=True)
         rsi[: self.params.period] = np.nan  # ta seeds early values from too few bars
         return {

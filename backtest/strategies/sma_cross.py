@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from ta.trend import SMAIndicator
 
 from backtest.strategies.common import crossed_above, series, switch_to
 from execution.feed import SymbolBars
@@ -37,6 +36,8 @@ class SmaCross(Strategy):
         return self.params.slow - 1
 
     def prepare(self, bars: SymbolBars) -> Prepared:
+        from ta.trend import SMAIndicator  # pandas: with the bars, not with the strategy list
+
         close = series(bars.close)
         fast = SMAIndicator(close, self.params.fast).sma_indicator().to_numpy()
         slow = SMAIndicator(close, self.params.slow).sma_indicator().to_numpy()
