@@ -484,7 +484,6 @@ class PreparedRun:
 
 def prepare_run(args: argparse.Namespace) -> PreparedRun:
     """Check the run flags, open the store and build the loop, its feed plan and its venue."""
-    from agent.cli.alpaca_feed import alpaca_feed, feed_line
     from agent.cli.stock_replay import stored_stocks
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
@@ -548,6 +547,8 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
             "WebSocket (no network)"
         )
     elif args.feed == "alpaca":
+        from agent.cli.alpaca_feed import alpaca_feed, feed_line  # httpx: Alpaca's REST only
+
         total = None
         alpaca = alpaca_feed(settings, store, args.account, symbols, args.mode)
         history = alpaca.history
