@@ -15,20 +15,17 @@ environment sets PYDANTIC_DISABLE_PLUGINS (empty turns plugins back on)."""
 
 from __future__ import annotations
 
-import gc
 import os
 from importlib import import_module
+
+from core.collector import imports_frozen
 
 
 def _launch(module: str) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    gc.disable()
-    try:
+    with imports_frozen():
         main = import_module(module).main
-    finally:
-        gc.freeze()
-        gc.enable()
     return main()
 
 

@@ -19,6 +19,7 @@ import sys
 
 from agent.cli.common import run
 from agent.cli.trade_flags import no_steering, parser
+from core.collector import imports_frozen
 from core.errors import UserError
 
 
@@ -30,7 +31,8 @@ def _main(argv: list[str] | None) -> int:
             "NAME-shadow` reads a shadow account like any other"
         )
     if args.command != "run":  # they read the store: the loop's stack stays unloaded
-        from agent.cli import trade_status
+        with imports_frozen():
+            from agent.cli import trade_status
 
         if args.command == "status":
             return trade_status.cmd_status(args)
@@ -40,7 +42,8 @@ def _main(argv: list[str] | None) -> int:
             return trade_status.cmd_ledger(args)
         return trade_status.cmd_steer(args)
     no_steering(args)
-    from agent.cli.trade_run import cmd_run  # the agent, pandas and the feeds: only to run
+    with imports_frozen():
+        from agent.cli.trade_run import cmd_run  # the agent, pandas and the feeds: only to run
 
     return cmd_run(args)
 

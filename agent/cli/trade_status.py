@@ -15,6 +15,7 @@ from agent.loop_state import account_status, clear_account, halt_account
 from agent.portfolio_book import portfolio_line
 from agent.shadow_book import side_by_side_lines, with_shadow
 from config import Settings
+from core.collector import imports_frozen
 from core.errors import UserError
 from execution.paper_records import load_account
 from risk.interventions import describe
@@ -119,7 +120,8 @@ def cmd_fills(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     account_status(store, args.account, settings)  # one line and exit 2 for an unknown account
-    from backtest.report import FillOut
+    with imports_frozen():  # the report's models bring pandas (core.collector)
+        from backtest.report import FillOut
 
     rows = [FillOut.of(fill).model_dump() for fill in load_account(store, args.account).fills]
     if args.json:
@@ -139,10 +141,11 @@ def cmd_fills(args: argparse.Namespace) -> int:
 def cmd_ledger(args: argparse.Namespace) -> int:
     """What each rule of the gate saved or cost this account, priced from the bars after each
     vetoed or clamped decision (scorecard.ledger_horizons)."""
-    from rich.console import Console
+    with imports_frozen():  # pricing the vetoes brings pandas (core.collector)
+        from rich.console import Console
 
-    from agent.trade_ledger import account_ledger
-    from backtest.terminal import render_ledger
+        from agent.trade_ledger import account_ledger
+        from backtest.terminal import render_ledger
 
     settings = settings_for(args)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
