@@ -28,7 +28,7 @@ def run_loop(tmp_path: Path, limits: RiskLimits) -> TradingLoop:
     store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
 
     async def replay() -> TradingLoop:
-        async with ReplayServer(speed=12_000, start_time_ms=start) as server:
+        async with ReplayServer(speed=6_000, start_time_ms=start) as server:
             client = BinanceRestClient(BinanceSettings(base_url=server.http_url, max_retries=0))
             books = Books(rest_snapshots(client, limit=100))
             loop = TradingLoop(
