@@ -750,7 +750,9 @@ class LoopbackExchange:
                 self._send(status, payload, headers)
 
             def _fail(self, fault: ExchangeFault) -> None:
-                self.close_connection = True
+                # An error status keeps the connection open, as Binance's do: closing it after
+                # the reply raced the client's reuse of it ("Server disconnected") under load.
+                self.close_connection = fault.reset or fault.drop
                 if fault.reset:
                     # SO_LINGER 0 turns close() into a TCP RST: "connection reset by peer".
                     self.connection.setsockopt(
