@@ -84,7 +84,6 @@ CHAT_RUN_ID = "ui-chat"
 RISK_SCOPE = CHAT_DESK_SCOPE
 INTERVALS = {"1m": None, "5m": "5min", "15m": "15min", "1h": "1h"}
 RANGES = {"6 hours": 0.25, "1 day": 1.0, "3 days": 3.0}
-REFRESH_S = 5.0  # the Trading tab's own refresh, and how often alerts are looked for
 MAX_SHOWN = 1_500  # characters of a tool result shown in a step
 CLASSIC, AGENT = "classic strategy", "LLM agent"
 LOOP_ACCOUNT, CHAT_DESK = "the selected loop account", "the chat desk"
@@ -1219,7 +1218,9 @@ def build_app(
                     t_outputs,
                     api_name="clear_halt",
                 )
-                gr.Timer(REFRESH_S).tick(tick, [t_account], [*t_outputs, t_alerts], api_name="tick")
+                gr.Timer(settings.ui.refresh_s).tick(
+                    tick, [t_account], [*t_outputs, t_alerts], api_name="tick"
+                )
 
         app.load(lambda: _new_thread(), None, thread_box, api_name=False)
         app.load(show_market, m_inputs, [m_plot, m_error], api_name=False)

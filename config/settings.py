@@ -179,6 +179,20 @@ class AlertSettings(BaseModel):
         return self
 
 
+class UISettings(BaseModel):
+    """`agent-ui`'s page: each refresh re-reads the store and re-sends the Trading tab."""
+
+    model_config = {"extra": "forbid"}
+
+    refresh_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=3600,
+        description="seconds between the Trading tab's refreshes and alert checks; "
+        "longer eases a slow link",
+    )
+
+
 class TradingSettings(BaseModel):
     """What `agent-trade` runs when no flag says otherwise."""
 
@@ -296,6 +310,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    ui: UISettings = Field(default_factory=UISettings)
     risk: RiskLimits = Field(default_factory=RiskLimits)
     trading: TradingSettings = Field(default_factory=TradingSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)

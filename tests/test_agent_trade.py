@@ -133,7 +133,7 @@ def test_replay_run_trades_and_status_shows_theaccount_record(cli, offline_env) 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_restart_resumes_without_duplicates(cli, offline_env) -> None:
     path = db(offline_env)
-    proc = start(offline_env, "--feed", "replay", "--speed", "1500", "--decide-every", "3")
+    proc = start(offline_env, "--feed", "replay", "--speed", "3000", "--decide-every", "3")
     wait_for_bars(proc, path, 80)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
@@ -465,7 +465,7 @@ def test_kill_while_an_order_is_in_flight_settles_it_by_asking(cli, offline_env)
     }
     args = ("--mode", "testnet", "--feed", "replay", "--decide-every", "3")
     try:
-        proc = start(env, *args, "--speed", "1500")
+        proc = start(env, *args, "--speed", "3000")
         deadline = time.monotonic() + 60
         while not any(o["clientOrderId"].startswith("agt-") for o in exchange.orders):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

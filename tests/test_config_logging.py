@@ -32,6 +32,15 @@ def test_nested_env_value_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+def test_ui_refresh_is_a_setting_with_a_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow link sets a longer refresh; a value that would hammer the store is refused."""
+    monkeypatch.setenv("AGENT_UI__REFRESH_S", "30")
+    assert load_settings().ui.refresh_s == 30.0
+    monkeypatch.setenv("AGENT_UI__REFRESH_S", "0.1")
+    with pytest.raises(ConfigError, match=r"ui\.refresh_s: Input should be greater than or equal"):
+        load_settings()
+
+
 def test_precedence_env_over_dotenv_over_profile(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -75,7 +75,7 @@ def test_a_silent_stream_is_reopened_and_its_missed_bars_backfilled(tmp_path: Pa
     rest = LoopbackBinance().start()
     client = BinanceRestClient(BinanceSettings(base_url=rest.base_url))
     stalled = _loop(tmp_path / "stalled" / "agent.db")
-    server = _replay(1_200, stall_after=50)  # 50 ms a bar; silent after 25 bars of each socket
+    server = _replay(2_400, stall_after=50)  # 25 ms a bar; silent after 25 bars of each socket
     try:
         reason = asyncio.run(_run_stalled(stalled, server, client))
     finally:

@@ -84,7 +84,7 @@ def run_loop_account(store: Store, data_dir: Path, account: str) -> None:
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir = tmp_path_factory.mktemp("ui-data")
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, ui={"refresh_s": 1.0})  # the timer, soon
     store = open_store(f"sqlite:///{data_dir / 'agent.db'}")
     app = build_app(settings, store, model=OfflineModel())
     port = _free_port()
@@ -233,6 +233,10 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             alerts = page.locator("#alerts")
             expect(alerts).to_contain_text("chat: sold", timeout=20_000)  # by the timer, no click
             expect(alerts).to_contain_text("chat: bought")
+            toasts = page.get_by_test_id("toast-body")
+            expect(toasts.first).to_contain_text("chat: sold")  # each alert is also a toast
+            page.get_by_test_id("toast-close").first.click()  # off the kill switch, as a user would
+            expect(toasts).to_have_count(0)
             loop = page.locator("#loop-state")
             page.get_by_role("button", name="Refresh").click()
             expect(loop).to_contain_text("Autonomous loop")
