@@ -1170,14 +1170,14 @@ def build_app(
                 )
 
             with gr.Tab("Trading", id="trading"):
-                with gr.Row():
+                with gr.Row():  # the kill switch on the left: alert toasts stack top right
+                    t_kill = gr.Button(
+                        "Kill switch: halt all trading", variant="stop", elem_id="kill"
+                    )
                     t_account = gr.Dropdown(
                         [], label="Loop account (agent-trade --account)", allow_custom_value=True
                     )
                     t_refresh = gr.Button("Refresh")
-                    t_kill = gr.Button(
-                        "Kill switch: halt all trading", variant="stop", elem_id="kill"
-                    )
                 t_alerts = gr.Markdown(watch.markdown(), elem_id="alerts")
                 t_loop = gr.Markdown(elem_id="loop-state")
                 t_equity = gr.Plot(label="Loop equity")
