@@ -76,10 +76,12 @@ def result_notes(card: dict[str, Any]) -> list[str]:
     if iv["na"]:
         lines.append(f"intervals n/a: {iv['na']}")
     else:
+        # Unpriced, the agent's intervals leave out its model cost: say so where they are compared.
+        who = "agent" if agent["net_return_pct"] is not None else "agent (gross)"
         lines.append(f"95% intervals: {iv['basis']}")
         lines.append(
-            f"P(agent beats buy_and_hold) {_num(iv['p_beats_buy_and_hold'], 3)}, "
-            f"P(agent beats random_entry) {_num(iv['p_beats_random'], 3)}"
+            f"P({who} beats buy_and_hold) {_num(iv['p_beats_buy_and_hold'], 3)}, "
+            f"P({who} beats random_entry) {_num(iv['p_beats_random'], 3)}"
         )
     return lines
 
