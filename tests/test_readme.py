@@ -135,3 +135,24 @@ def test_readme_run(run: list[str], offline_env: dict[str, str], tmp_path: Path)
         assert "Traceback" not in proc.stderr, proc.stderr
     if len(skipped) == len(run):
         pytest.skip("; ".join(sorted(set(skipped))))
+
+
+def test_the_pytest_script_collects_what_python_m_pytest_does() -> None:
+    """A developer who types `pytest` instead of the README's `python -m pytest` gets the same
+    suite: tests that share helpers as `tests.*` modules collect either way."""
+    run = subprocess.run(
+        [
+            str(BIN / "pytest"),
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_gate_corpus.py",
+        ],
+        cwd=README.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "test_gate_corpus.py::" in run.stdout
