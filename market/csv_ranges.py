@@ -32,14 +32,18 @@ class _Reader:
     """pandas' C reader for one thread's ranges, kept from range to range: its token buffers,
     sized by the first range, are reused rather than freed and page-faulted afresh (a reader
     per range spent a third more CPU), and so is the buffer each range is read into by one
-    `os.preadv`. A pandas without `load_buffer` (before 3.1) gets a reader per range."""
+    `os.preadv`. A pandas without these hooks (before 3.1) gets a reader per range."""
 
     def __init__(self, options: dict[str, Any], longest: int) -> None:
         self._options = options
         self._buffer = memoryview(bytearray(longest))
         self._reader = pd.read_csv(io.BytesIO(b""), **options, iterator=True)
-        self._engine = self._reader._engine
-        self._reuse = all(hasattr(self._engine._reader, a) for a in _REUSE)
+        # Private hooks, so every one is looked for: a pandas that lacks any reads per range.
+        self._engine = getattr(self._reader, "_engine", None)
+        native = getattr(self._engine, "_reader", None)
+        self._reuse = hasattr(self._engine, "_first_chunk") and all(
+            hasattr(native, a) for a in _REUSE
+        )
         if self._reuse:
             self._engine._reader.trim_after_read = False
 
