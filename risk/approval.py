@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from decimal import Decimal
-from operator import itemgetter
+from operator import is_, itemgetter
 
 from risk.models import ApprovedOrder, OrderType, Side, SignalSource
 from risk.trusted import trusted
@@ -67,6 +67,14 @@ def _digest(
     return mac.hexdigest()
 
 
+_ISSUED_KEPT = 1024
+_issued: dict[str, tuple[ApprovedOrder, tuple[object, ...]]] = {}
+"""The last orders sealed and not verified yet, by seal, with the very objects sealed: an
+executor handed the same order with the same field objects needs no second digest, as the
+digest of those objects is the seal. Anything else (a copy, a changed field, an order sealed
+long ago) is checked by its digest."""
+
+
 class _Mint:
     """Seals orders. There is one, and `claim_mint` hands it to the gate alone."""
 
@@ -88,8 +96,26 @@ class _Mint:
         ms: int,
     ) -> ApprovedOrder:
         """The gate passes every field of its exact type, so the order is built without
-        re-validation and `verify_approved` recomputes the same digest from its fields."""
-        return trusted(
+        re-validation; `verify_approved` knows it by the objects kept in `_issued`, or
+        recomputes the same digest from its fields."""
+        sealed = (
+            cid,
+            did,
+            symbol,
+            side,
+            kind,
+            qty,
+            limit,
+            stop,
+            loss,
+            profit,
+            trail,
+            reduce,
+            source,
+            ms,
+        )
+        seal = _digest(*sealed)
+        order = trusted(
             ApprovedOrder,
             {
                 "client_order_id": cid,
@@ -106,24 +132,13 @@ class _Mint:
                 "reduce_only": reduce,
                 "source": source,
                 "created_ms": ms,
-                "seal": _digest(
-                    cid,
-                    did,
-                    symbol,
-                    side,
-                    kind,
-                    qty,
-                    limit,
-                    stop,
-                    loss,
-                    profit,
-                    trail,
-                    reduce,
-                    source,
-                    ms,
-                ),
+                "seal": seal,
             },
         )
+        if len(_issued) >= _ISSUED_KEPT:
+            del _issued[next(iter(_issued))]  # the oldest: verified by its digest if it comes
+        _issued[seal] = (order, sealed)
+        return order
 
 
 _unclaimed: list[_Mint] = [_Mint()]
@@ -143,7 +158,12 @@ def verify_approved(order: object) -> ApprovedOrder:
         raise UnapprovedOrderError(
             f"executors accept only ApprovedOrder, got {type(order).__name__}"
         )
-    if not hmac.compare_digest(order.seal, _digest(*_pick_sealed(order.__dict__))):
+    fields = order.__dict__
+    values = _pick_sealed(fields)
+    issued = _issued.pop(fields.get("seal"), None)
+    if issued is not None and issued[0] is order and all(map(is_, issued[1], values)):
+        return order  # the objects the gate sealed, unchanged: their digest is the seal
+    if not hmac.compare_digest(order.seal, _digest(*values)):
         raise UnapprovedOrderError(
             f"order {order.client_order_id} was not approved by the risk gate or was altered"
         )
