@@ -177,6 +177,16 @@ def test_an_order_altered_in_any_field_is_refused_by_executors(field: str) -> No
         verify_approved(order.model_copy(update={field: ALTERED[field]}))
 
 
+@pytest.mark.parametrize("field", sorted(ALTERED))
+def test_an_order_changed_in_place_before_its_first_check_is_refused(field: str) -> None:
+    """The first check of a freshly sealed order skips the digest only for the very objects
+    sealed: a field swapped in place before it is still refused."""
+    order = _approved_order()
+    object.__setattr__(order, field, ALTERED[field])
+    with pytest.raises(UnapprovedOrderError):
+        verify_approved(order)
+
+
 def test_limits_and_rules_changed_between_signals_apply_at_once() -> None:
     sig = _buy(decision_id="lim-1", size_pct=1.0)
     loose, tight = RiskLimits(), RiskLimits(strategy={"max_position_pct": 0.1})
