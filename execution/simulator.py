@@ -68,6 +68,7 @@ class SimulatedExecutor:
     ) -> None:
         self.feed = feed
         self.actions = actions or CorporateActions({})
+        self._has_actions = bool(self.actions)  # asked at every bar
         self._split_since_accept: dict[str, float] = {}  # for orders not placed yet
         self.applied: list[AppliedAction] = []  # what the account took, for a paper store
         self.ledger = ledger
@@ -140,7 +141,7 @@ class SimulatedExecutor:
         open, then everything against its high and low. Returns the orders placed. A bar
         outside market hours (`fills=False`) fills nothing: every order waits. A split or
         dividend at this bar applies first, in or out of hours."""
-        if self.actions:
+        if self._has_actions:
             self._corporate(bar)
         if not fills:
             return []
@@ -149,7 +150,8 @@ class SimulatedExecutor:
         placed, self._accepted = self._accepted, []
         for order in placed:
             self._place(order, bar)
-        self._split_since_accept.clear()
+        if self._split_since_accept:
+            self._split_since_accept.clear()
         if self.working or self.brackets:
             self.intrabar_phase(bar)
         return placed
@@ -448,9 +450,10 @@ class SimulatedExecutor:
         bars = self.feed.symbols[symbol]
         volume = float(bars.volume[bar])
         quantity = order.remaining
+        ledger = self.ledger
+        held_before = ledger.quantity(symbol)
         if order.reduce_only:
-            held = self.ledger.quantity(symbol)
-            reducible = abs(held) if held * order.side < 0 else 0.0
+            reducible = abs(held_before) if held_before * order.side < 0 else 0.0
             if reducible <= 0:
                 self._reject(
                     order.order_id, symbol, ReasonCode.NO_POSITION, "nothing to reduce", bar
@@ -479,13 +482,10 @@ class SimulatedExecutor:
                     order.order_id, symbol, ReasonCode.INSUFFICIENT_CASH, "no cash left", bar
                 )
                 return True
-        refusal = self.ledger.refusal(
-            symbol, order.side, quantity, price, fee, lambda: self._marks(bar)
-        )
+        refusal = ledger.refusal(symbol, order.side, quantity, price, fee, lambda: self._marks(bar))
         if refusal is not None:
             self._reject(order.order_id, symbol, refusal[0], refusal[1], bar)
             return True
-        held_before = self.ledger.quantity(symbol)
         fill = Fill(
             order.order_id,
             symbol,
@@ -498,22 +498,28 @@ class SimulatedExecutor:
             int(self.feed.open_time[bar]),
             order.reason,
         )
-        self.ledger.apply(fill)
+        ledger.apply(fill)
         self.fills.append(fill)
         order.last_fill_bar = bar
-        flat_now = order.reduce_only and not self.ledger.quantity(symbol)
+        held = ledger.quantity(symbol)
+        flat_now = order.reduce_only and not held
         done = flat_now or outran  # a buy the cash capped is finished, as its quote was spent
         order.remaining = 0.0 if done else snap(order.remaining - quantity)
-        self._update_bracket(order, bar, held_before, opening, price)
+        self._update_bracket(order, bar, held_before, held, opening, price)
         return order.remaining <= 0
 
     def _update_bracket(
-        self, order: WorkingOrder, bar: int, held_before: float, opening: bool, price: float
+        self,
+        order: WorkingOrder,
+        bar: int,
+        held_before: float,
+        held: float,
+        opening: bool,
+        price: float,
     ) -> None:
         """Flat or flipped positions lose their bracket; an entry carrying SL/TP or a trailing
         stop sets a new one, the trail starting `trail_pct` below the fill price."""
         symbol = order.symbol
-        held = self.ledger.quantity(symbol)
         if not held or held * held_before < 0:
             self.brackets.pop(symbol, None)
         trail = order.trail_pct if order.side > 0 else None

@@ -128,14 +128,14 @@ class Runner:
     def step(self, index: int, *, decide: bool = True) -> None:
         """Bar `index` has closed. `decide=False` only where no order could ever fill (a
         backtest's last bar)."""
-        now = self.now(index)
+        now = int(self.market.feed.close_time[index])
         tradable = self.hours is None or self.tradable(index)
         venue = self.venue
         venue.on_bar(index, fills=tradable)
         self._bookkeeping(index, now)
         if tradable:
             for symbol, why in venue.protective_exits(index):
-                self.submit(self._protective(symbol, why, now), index)
+                self.submit(self._protective(symbol, why, now), index, now)
         if not decide:
             return
         state = self.risk.state
@@ -144,9 +144,10 @@ class Runner:
         for symbol in self.market.feed.symbols:
             prepared = self.prepared(symbol)
             if self._wake(symbol, prepared)[index]:
-                for signal in self._decide(symbol, index, prepared):
-                    self.submit(signal, index)
-                self._settle_llm()
+                for signal in self._decide(symbol, index, prepared, now):
+                    self.submit(signal, index, now)
+                if self._llm_outcome is not None:
+                    self._settle_llm()
 
     def _wake(self, symbol: str, prepared: Prepared) -> np.ndarray:
         """The strategy's wake mask, computed once per prepared arrays (a backtest prepares
@@ -157,13 +158,13 @@ class Runner:
             self._wakes[symbol] = known
         return known[1]
 
-    def _decide(self, symbol: str, index: int, prepared: Prepared) -> list[TradeSignal]:
+    def _decide(self, symbol: str, index: int, prepared: Prepared, now: int) -> list[TradeSignal]:
         try:
-            return self.strategy.decide(self._context(symbol, index, prepared))
+            return self.strategy.decide(self._context(symbol, index, prepared, now))
         except Exception as exc:
             if self.decision_failed is None:
                 raise
-            self.decision_failed(symbol, self.now(index), exc)
+            self.decision_failed(symbol, now, exc)
             return []
 
     def now(self, index: int) -> int:
@@ -194,12 +195,13 @@ class Runner:
             return view
         return view.model_copy(update={"elsewhere": self.elsewhere()})
 
-    def submit(self, signal: TradeSignal, index: int) -> Verdict:
-        """One signal through the gate at bar `index`'s close; approved orders go to the venue."""
+    def submit(self, signal: TradeSignal, index: int, now: int | None = None) -> Verdict:
+        """One signal through the gate at bar `index`'s close (`now`, if the caller has it);
+        approved orders go to the venue."""
         tally = self.tally
         tally.signals.append(signal)
         portfolio = market = None
-        if self._vetoed_closed(signal, index):
+        if self.hours is not None and self._vetoed_closed(signal, index):
             verdict: Verdict = Vetoed(
                 reasons=[
                     Reason(
@@ -220,7 +222,9 @@ class Runner:
         else:
             portfolio = self.portfolio(index)
             market = self.market.view(signal.symbol, index)
-            verdict = self.risk.judge(signal, portfolio, market, self.now(index))
+            if now is None:
+                now = self.now(index)
+            verdict = self.risk.judge(signal, portfolio, market, now)
         tally.verdicts[signal.decision_id] = verdict
         execution = None
         if isinstance(verdict, Approved):
@@ -246,12 +250,13 @@ class Runner:
     # -- risk bookkeeping ----------------------------------------------------------------------
 
     def _bookkeeping(self, index: int, now: int) -> None:
-        trades = self.venue.ledger.trades
+        ledger = self.venue.ledger
+        trades = ledger.trades
         if len(trades) > self.trades_seen:
             for trade in trades[self.trades_seen :]:
                 self.risk.update(lambda s, t=trade: on_trade_closed(s, t.pnl, t.exit_time))
             self.trades_seen = len(trades)
-        equity = self.equity(index)
+        equity = ledger.equity(self.market.marks(index))
         key = (equity, now // DAY_MS)
         if key != self._tracked:  # the same equity on the same day cannot change the state
             limits = self.risk.limits
@@ -280,14 +285,14 @@ class Runner:
 
     # -- the strategy's view -------------------------------------------------------------------
 
-    def _context(self, symbol: str, index: int, prepared: Prepared) -> Context:
+    def _context(self, symbol: str, index: int, prepared: Prepared, now: int) -> Context:
         sizing = self.sizing
         return Context(
             strategy=self.strategy.name,
             source=self.strategy.source,
             symbol=symbol,
             index=index,
-            time_ms=self.now(index),
+            time_ms=now,
             bars=self.market.feed.symbols[symbol],
             prepared=prepared,
             position=self.venue.ledger.quantity(symbol),
@@ -314,8 +319,6 @@ class Runner:
     def _settle_llm(self) -> None:
         """N failures in a row enter safe mode, M healthy calls in a row leave it; each change
         is logged with the account's state."""
-        if self._llm_outcome is None:
-            return
         ok, now_ms = self._llm_outcome
         self._llm_outcome = None
         limits = self.risk.limits
