@@ -67,12 +67,10 @@ def _digest(
     return mac.hexdigest()
 
 
-_ISSUED_KEPT = 1024
-_issued: dict[str, tuple[ApprovedOrder, tuple[object, ...]]] = {}
-"""The last orders sealed and not verified yet, by seal, with the very objects sealed: an
-executor handed the same order with the same field objects needs no second digest, as the
-digest of those objects is the seal. Anything else (a copy, a changed field, an order sealed
-long ago) is checked by its digest."""
+_last_sealed: tuple[str, tuple[object, ...]] = ("", (object(),) * len(_SEALED))  # none yet
+"""The last order's seal and the field objects it sealed: a runner hands the order it was
+just given straight to its venue, and an order that holds those very objects needs no second
+digest, as the digest of those objects is the seal. Anything else is checked by its digest."""
 
 
 class _Mint:
@@ -96,8 +94,8 @@ class _Mint:
         ms: int,
     ) -> ApprovedOrder:
         """The gate passes every field of its exact type, so the order is built without
-        re-validation; `verify_approved` knows it by the objects kept in `_issued`, or
-        recomputes the same digest from its fields."""
+        re-validation; `verify_approved` knows the last one by its objects (`_last_sealed`)
+        and recomputes the same digest from the fields of any other."""
         sealed = (
             cid,
             did,
@@ -135,9 +133,8 @@ class _Mint:
                 "seal": seal,
             },
         )
-        if len(_issued) >= _ISSUED_KEPT:
-            del _issued[next(iter(_issued))]  # the oldest: verified by its digest if it comes
-        _issued[seal] = (order, sealed)
+        global _last_sealed
+        _last_sealed = (seal, sealed)
         return order
 
 
@@ -160,8 +157,8 @@ def verify_approved(order: object) -> ApprovedOrder:
         )
     fields = order.__dict__
     values = _pick_sealed(fields)
-    issued = _issued.pop(fields.get("seal"), None)
-    if issued is not None and issued[0] is order and all(map(is_, issued[1], values)):
+    seal, sealed = _last_sealed
+    if all(map(is_, sealed, values)) and hmac.compare_digest(order.seal, seal):
         return order  # the objects the gate sealed, unchanged: their digest is the seal
     if not hmac.compare_digest(order.seal, _digest(*values)):
         raise UnapprovedOrderError(
