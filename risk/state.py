@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right, insort
+from operator import itemgetter
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -71,13 +72,20 @@ def _without(state: RiskState, code: ReasonCode) -> tuple[Lock, ...]:
 
 def refresh(state: RiskState, now_ms: int) -> RiskState:
     """Drop expired locks and order times outside every rate window."""
-    locks = state.active_locks(now_ms) if state.locks else state.locks
-    orders = state.recent_orders_ms
+    fields = state.__dict__  # read once: a backtest refreshes at every step and signal
+    locks, orders = fields["locks"], fields["recent_orders_ms"]
+    if not locks and not (orders and orders[0] <= now_ms - RATE_WINDOW_MS):
+        return state  # the usual: nothing to drop
+    locks = state.active_locks(now_ms) if locks else locks
     if orders and orders[0] <= now_ms - RATE_WINDOW_MS:
         orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
     if len(locks) == len(state.locks) and len(orders) == len(state.recent_orders_ms):
         return state
     return _changed(state, {"locks": locks, "recent_orders_ms": orders})
+
+
+_tracked = itemgetter("utc_day", "day_start_equity", "peak_equity", "locks")
+"""What `on_equity` and `_fold` move, read from the state's `__dict__` at once."""
 
 
 def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) -> RiskState:
@@ -86,10 +94,10 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     if not math.isfinite(equity):
         return state
     state = refresh(state, now_ms)
+    utc_day, start, top, locks = _tracked(state.__dict__)
     day = now_ms // DAY_MS
-    day_start = state.day_start_equity if state.utc_day == day else equity
-    peak = equity if state.peak_equity is None else max(state.peak_equity, equity)
-    locks = state.locks
+    day_start = start if utc_day == day else equity
+    peak = equity if top is None else max(top, equity)
     # Without a limit the lock functions say None: not asking saves two calls a step.
     if (
         limits.max_daily_loss_pct is not None
@@ -109,12 +117,7 @@ def _moved(
 ) -> RiskState:
     """The state with the day, its start, the peak and the locks; itself when none changed
     (a backtest folds thousands of quiet spans)."""
-    if (day, day_start, peak, locks) == (
-        state.utc_day,
-        state.day_start_equity,
-        state.peak_equity,
-        state.locks,
-    ):
+    if (day, day_start, peak, locks) == _tracked(state.__dict__):
         return state
     return _changed(
         state, {"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
@@ -237,9 +240,10 @@ def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
         highest = float(equity[finite].max())
     now = int(times[k])
     day = now // DAY_MS
-    peak = highest if state.peak_equity is None else max(state.peak_equity, highest)
-    if day == state.utc_day and state.day_start_equity is not None:
-        day_start = state.day_start_equity
+    utc_day, start, top, _ = _tracked(state.__dict__)
+    peak = highest if top is None else max(top, highest)
+    if day == utc_day and start is not None:
+        day_start = start
     else:
         first_today = int(np.searchsorted(times, day * DAY_MS))
         if not whole:
