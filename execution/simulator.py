@@ -107,6 +107,8 @@ class SimulatedExecutor:
 
     def pending(self) -> list[Pending]:
         """Accepted and resting orders, as the gate must count them."""
+        if not self._accepted and not self.working:
+            return []  # the usual at a decision: every order filled at its open
         waiting = [
             Pending(
                 o.symbol, 1 if o.side is Side.BUY else -1, float(o.quantity), _float(o.limit_price)
