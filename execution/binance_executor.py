@@ -13,7 +13,7 @@ from typing import Any, Unpack
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from core.errors import OutcomeUnknown, UserError
+from core.errors import OutcomeUnknown
 from execution.binance_signing import (
     DEFAULT_RECV_WINDOW_MS,
     clock_offset_ms,
@@ -22,7 +22,7 @@ from execution.binance_signing import (
     signed_query,
 )
 from execution.rules import rule_breaches
-from execution.signed_access import LIVE_CONFIRM_VAR, Endpoints
+from execution.signed_access import Endpoints
 from execution.signed_retry import MaybeSent, NotSent, SignedClient, SignedOptions
 from market.binance_rest import (
     BinanceBanned,
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 TESTNET_URL = "https://testnet.binance.vision"
 LIVE_URL = "https://api.binance.com"
-MODES = ("paper", "testnet", "live")
 ORDER_PATH = "/api/v3/order"
 OCO_PATH = "/api/v3/orderList/oco"
 ORDER_LIST_PATH = "/api/v3/orderList"
@@ -244,17 +243,6 @@ class _ClockSkew(NotSent):
 
 
 # --- pure helpers -----------------------------------------------------------------------------
-
-
-def check_live_allowed(mode: str, env: Mapping[str, str]) -> None:
-    """Refuse live trading unless the user confirmed it in the environment; other modes pass."""
-    if mode not in MODES:
-        raise UserError(f"unknown trading mode {mode!r}: use one of {', '.join(MODES)}")
-    if mode == "live" and env.get(LIVE_CONFIRM_VAR, "").strip() != "yes":
-        raise UserError(
-            f"live trading needs {LIVE_CONFIRM_VAR}=yes: it spends real money "
-            "(use --mode testnet to try it on Binance's testnet first)"
-        )
 
 
 def wire_decimal(value: Decimal, step: Decimal) -> str:

@@ -5,6 +5,7 @@ the exchange's live host, so a test key can never meet real money by a wrong URL
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -13,6 +14,18 @@ from pydantic import SecretStr
 from core.errors import UserError
 
 LIVE_CONFIRM_VAR = "LIVE_TRADING_CONFIRM"
+MODES = ("paper", "testnet", "live")
+
+
+def check_live_allowed(mode: str, env: Mapping[str, str]) -> None:
+    """Refuse live trading unless the user confirmed it in the environment; other modes pass."""
+    if mode not in MODES:
+        raise UserError(f"unknown trading mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "live" and env.get(LIVE_CONFIRM_VAR, "").strip() != "yes":
+        raise UserError(
+            f"live trading needs {LIVE_CONFIRM_VAR}=yes: it spends real money "
+            "(use --mode testnet to try it on Binance's testnet first)"
+        )
 
 
 @dataclass(frozen=True)

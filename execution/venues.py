@@ -7,28 +7,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import Settings
 from core.errors import UserError, VenueError
-from execution.binance_executor import BinanceExecutor, check_live_allowed
-from execution.binance_venue import BinanceVenue
 from execution.fees import FeeFn
 from execution.key_permissions import check_key, save_key_check
 from execution.paper import GrowingFeed, PaperExecutor, PaperOrder
 from execution.paper_records import save_orders
+from execution.signed_access import check_live_allowed
 from execution.slippage import Slippage
 from market.corporate import CorporateActions
 from market.models import SymbolRules
 from market.rules_cache import exchange_rules
 from store.db import Store
-from venues.alpaca.account import AlpacaAccountCheck
-from venues.alpaca.broker import AlpacaBroker
-from venues.alpaca.trading import AlpacaPaper
-from venues.bybit.key_info import check_bybit_key
-from venues.bybit.rest import BybitError
-from venues.bybit.trading import BybitExecutor
-from venues.registry import alpaca_keys
+
+if TYPE_CHECKING:  # the signed venues and their HTTP clients load only to trade on one
+    from execution.binance_executor import BinanceExecutor
+    from execution.binance_venue import BinanceVenue
+    from venues.alpaca.broker import AlpacaBroker
+    from venues.bybit.trading import BybitExecutor
 
 VenueFactory = Callable[[float, GrowingFeed], Any]
 
@@ -80,6 +78,11 @@ def signed_executor(
     """The signed executor of `exchange` ("binance" or "bybit") for testnet (default URL) or
     live, after the key's permissions are checked, holding the exchange's own rules for
     `symbols` (from the store's daily cache, never the bundled capture)."""
+    from execution.binance_executor import BinanceExecutor  # a paper run sends no signed request
+    from venues.bybit.key_info import check_bybit_key
+    from venues.bybit.rest import BybitError
+    from venues.bybit.trading import BybitExecutor
+
     bybit = exchange == "bybit"
     venue_settings = settings.bybit if bybit else settings.binance
     key, secret = (
@@ -142,6 +145,11 @@ def alpaca_venue(
     """Alpaca's paper account (`testnet`) or its live one, with the keys from the environment,
     after Alpaca has shown the account: one it blocks from trading stops the start. What it
     showed is kept for `agent-trade status`."""
+    from venues.alpaca.account import AlpacaAccountCheck  # a paper run sends no signed request
+    from venues.alpaca.broker import AlpacaBroker
+    from venues.alpaca.trading import AlpacaPaper
+    from venues.registry import alpaca_keys
+
     alpaca = settings.alpaca
     url = alpaca.live_url if mode == "live" else alpaca.paper_url
     paper = AlpacaPaper(alpaca_keys(settings), base_url=url, timeout_s=alpaca.timeout_s)
@@ -168,6 +176,7 @@ def _journalled(
 ) -> VenueFactory:
     """The exchange venue over `executor`, writing each order to the store ahead of its
     request."""
+    from execution.binance_venue import BinanceVenue
 
     def journal(order: PaperOrder) -> None:
         save_orders(store, account, [order])

@@ -29,9 +29,9 @@ from execution.binance_executor import (
     ExchangeRejected,
     OrderOutcomeUnknown,
     RuleBreach,
-    check_live_allowed,
 )
 from execution.binance_signing import clock_offset_ms, sign, signed_query
+from execution.signed_access import check_live_allowed
 from market.binance_rest import BinanceBanned, BinanceUnavailable
 from market.sample import sample_rules
 from risk import (
