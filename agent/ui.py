@@ -32,7 +32,7 @@ from agent.alerts import AlertWatch
 from agent.chat_desk import ChatDesk
 from agent.chat_market import ChatMarket, open_chat_market, other_venues, sample_market
 from agent.chat_venue import ChatMode, approving_line, chat_venue, venue_line
-from agent.cli import backtest as cli_backtest
+from agent.cli import backtest_flags as cli_backtest
 from agent.cli.strategy_flags import param_flags
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn

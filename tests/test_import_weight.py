@@ -4,8 +4,9 @@ Plotly), nor Ray, so they start in a fraction of the time; an agent backtest or 
 model or a fully cached LLM imports neither LangGraph nor the SDK, nor the tokenizer once past
 decisions give the estimate; a classic backtest on an up-to-date SQLite store saves its run
 through the driver, without SQLAlchemy, and `agent-config show` loads neither pandas nor SQLAlchemy;
-`agent-trade --help` and its flag errors load neither, and its `status` and `fills` no pandas. Read
-from Python's own import log."""
+every command's `--help` and flag errors load neither, nor the settings; `agent-trade status` and
+`fills` load no pandas, a paper loop no signed venue's client, and `agent-data` reads and writes the
+store without the exchanges' HTTP clients. Read from Python's own import log."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ NETWORK = {"httpx", "tenacity", "diskcache", "websockets"}
 # what a single run does not load
 SWEEP_AND_CHECKS = {"rich.progress", "multiprocessing", "backtest.deflated", "backtest.lookahead"}
 STORE_LIBRARIES = {"sqlmodel", "sqlalchemy", "store.tables"}  # an up-to-date store, a run saved
+SETTINGS = {"config", "pydantic_settings"}
+SIGNED_VENUES = {"execution.binance_executor", "venues.bybit.trading", "venues.alpaca.trading"}
 
 
 def _modules(stderr: str) -> set[str]:
@@ -72,15 +75,29 @@ def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK | {"pandas"}) == set()
 
 
-def test_agent_trade_help_flag_errors_and_store_commands_load_only_what_they_use(cli) -> None:
-    """The parser alone answers --help and a mistyped flag; status and fills read the store
-    (SQLAlchemy) but never load pandas or the loop's stack."""
-    for args in (("--help",), ("--feed", "nowhere")):
-        result = cli("agent-trade", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("agent-trade", "--feed", "nowhere"),
+        ("agent-backtest", "--strategy"),
+        ("agent-data", "list", "--symbol", "BTCUSDT"),
+        ("agent-arb", "scan", "--size"),
+    ],
+    ids=lambda command: command[0],
+)
+def test_help_and_flag_errors_load_only_the_parser(cli, command) -> None:
+    """The parser alone answers --help and a mistyped flag: no settings, data or store stack."""
+    for args in (("--help",), command[1:]):
+        result = cli(command[0], *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
         assert result.returncode == (0 if args == ("--help",) else 2), result.stderr[-2000:]
+        assert "usage:" in result.stdout if args == ("--help",) else "error:" in result.stderr
         imported = _imported(result.stderr)
-        assert "pydantic_settings" in imported  # the flags' defaults come from the settings
-        assert imported & ({"pandas", "sqlalchemy", "sqlmodel"} | AGENT_AND_UI | NETWORK) == set()
+        assert "agent" in imported  # the command's own parser is in the log
+        heavy = {"pandas", "sqlalchemy", "sqlmodel"} | SETTINGS | AGENT_AND_UI | NETWORK
+        assert imported & heavy == set()
+
+
+def test_agent_trade_status_and_fills_load_the_store_but_no_pandas(cli) -> None:
     for command in ("status", "fills"):
         result = cli(
             "agent-trade", command, "--account", "nobody", env={"PYTHONPROFILEIMPORTTIME": "1"}
@@ -90,6 +107,24 @@ def test_agent_trade_help_flag_errors_and_store_commands_load_only_what_they_use
         imported = _imported(result.stderr)
         assert "sqlalchemy" in imported
         assert imported & ({"pandas"} | AGENT_AND_UI | NETWORK) == set()
+
+
+def test_agent_data_reads_and_writes_the_store_without_the_exchanges_clients(cli, bars_csv) -> None:
+    """import, list and verify use pandas and the store; only download needs an HTTP client,
+    and only status the database's inspection."""
+    runs = (
+        ("import", str(bars_csv), "--symbol", "BTCUSDT", "--interval", "1m"),
+        ("list",),
+        ("verify", "--symbol", "BTCUSDT"),
+    )
+    for args in runs:
+        result = cli("agent-data", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "BTCUSDT" in result.stdout
+        imported = _imported(result.stderr)
+        assert {"pandas", "sqlalchemy", "pydantic_settings"} <= imported
+        assert imported & (NETWORK | AGENT_AND_UI) == set()
+        assert _modules(result.stderr) & {"store.status", "rich.progress"} == set()
 
 
 @pytest.mark.slow
@@ -123,6 +158,8 @@ def test_the_agent_loop_on_the_offline_model_loads_no_graph_framework_or_sdk(cli
     assert "offline model" in ran.stderr
     imported = _imported(ran.stderr)
     assert "agent" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+    # a paper account: no signed venue's client, nor agent-backtest's run
+    assert _modules(ran.stderr) & (SIGNED_VENUES | {"agent.cli.backtest_run"}) == set()
 
 
 def test_showing_the_settings_loads_no_data_or_store_stack(cli) -> None:

@@ -1,28 +1,19 @@
-"""The exchanges by name: `--exchange binance|bybit|alpaca` picks a market-data client here, a
-symbol where two venues meet is written `bybit:BTCUSDT`, and each venue names the one asset
-class it trades (a stock on Binance, or a coin on Alpaca, is a user's mistake)."""
+"""The exchanges' market-data clients: `--exchange binance|bybit|alpaca` picks one here (the
+names themselves, and the asset class each trades, are venues.names)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from config import Settings
-from core.errors import UserError
 from market.binance_rest import BinanceRestClient, BinanceUnavailable
-from market.instruments import AssetClass, parse_instrument, require_class
-from market.models import SymbolRules, parse_symbol
+from market.models import SymbolRules
 from venues.alpaca.data import AlpacaData, AlpacaError, AlpacaKeys
 from venues.base import MarketData
 from venues.bybit.rest import BybitRestClient, BybitUnavailable
+from venues.names import parse_exchange
 
-EXCHANGES = ("binance", "bybit", "alpaca")
-DEFAULT_EXCHANGE = "binance"
 UNAVAILABLE: tuple[type[Exception], ...] = (BinanceUnavailable, BybitUnavailable, AlpacaError)
-ASSET_CLASS = {
-    "binance": AssetClass.CRYPTO,
-    "bybit": AssetClass.CRYPTO,
-    "alpaca": AssetClass.EQUITY,
-}
 
 
 class _Binance(BinanceRestClient):
@@ -32,30 +23,6 @@ class _Binance(BinanceRestClient):
 
     def rules(self, symbols: list[str] | None = None) -> dict[str, SymbolRules]:
         return self.exchange_info(symbols)
-
-
-def parse_exchange(raw: str) -> str:
-    name = raw.strip().lower()
-    if name not in EXCHANGES:
-        raise UserError(f"unknown exchange {raw!r}: one of {', '.join(EXCHANGES)}")
-    return name
-
-
-def venue_symbol(raw: str, default: str = DEFAULT_EXCHANGE) -> tuple[str, str]:
-    """`bybit:BTCUSDT` -> ("bybit", "BTCUSDT"); a bare symbol is on `default`."""
-    exchange, _, symbol = raw.rpartition(":")
-    return parse_exchange(exchange or default), parse_symbol(symbol)
-
-
-def listed_symbols(exchange: str, raw: str) -> list[str]:
-    """`AAPL,MSFT` on a stock venue, `BTCUSDT` on a crypto one; the other class exits 2."""
-    wanted = ASSET_CLASS[parse_exchange(exchange)]
-    symbols = []
-    for part in (p for p in raw.split(",") if p.strip()):
-        symbol, _ = parse_instrument(part)
-        require_class(symbol, wanted, exchange)
-        symbols.append(symbol)
-    return list(dict.fromkeys(symbols))
 
 
 def alpaca_keys(settings: Settings) -> AlpacaKeys:

@@ -16,33 +16,10 @@ and live decide from them only.
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable
 
-from pydantic import ValidationError
-
-from agent.cli.arb_books import add_book_args, refuse_book_flags, scan_books
-from agent.cli.arb_report import report_run
-from agent.cli.arb_run import check_run_mode, paper_start, run_books
-from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
-from arbitrage.bars import (
-    BAR_NOTICE,
-    CrossBars,
-    books_at,
-    bundled_cross_bars,
-    stored_cross_bars,
-    summarize,
-)
-from arbitrage.journal import PairJournal
-from arbitrage.live_books import BINANCE_TAKER_BPS
-from arbitrage.pairs import ArbDesk, ArbLimits, Inventory, PaperLegs
-from arbitrage.rebalance import Rebalancer, RebalanceRule
-from config import Settings
-from core.errors import UserError
-from market.models import iso_ms, parse_symbol
-from store import Store, open_store
-from store.candles import count_candles
-from venues.registry import parse_exchange
+from agent.cli.common import OneLineParser, add_common_args, run, settings_from
+from core.collector import imports_frozen
+from store import open_store
 
 
 def _parser() -> OneLineParser:
@@ -94,150 +71,28 @@ def _parser() -> OneLineParser:
     return parser
 
 
-def _venues(raw: str) -> tuple[str, str]:
-    names = [parse_exchange(n) for n in raw.split(",") if n.strip()]
-    if len(names) != 2 or names[0] == names[1]:
-        raise UserError(f"invalid --exchanges {raw!r}: name two different ones, e.g. binance,bybit")
-    return names[0], names[1]
-
-
-def _fees(raw: str | None, venues: tuple[str, str], settings: Settings) -> tuple[float, float]:
-    if raw is None:
-        known = {"binance": BINANCE_TAKER_BPS, "bybit": settings.bybit.taker_fee_bps}
-        return known[venues[0]], known[venues[1]]
-    try:
-        fees = tuple(float(x) for x in raw.split(","))
-    except ValueError:
-        fees = ()
-    if len(fees) != 2 or not all(0 <= f <= 100 for f in fees):
-        raise UserError(f"invalid --fee-bps {raw!r}: two fees 0-100, one per exchange, e.g. 10,10")
-    return fees[0], fees[1]
-
-
-def _bars(store: Store, symbol: str, venues: tuple[str, str]) -> CrossBars:
-    """The store's bars when both venues have the symbol there; else the bundled real day."""
-    if all(count_candles(store, symbol, "1m", exchange=v) for v in venues):
-        return stored_cross_bars(store, symbol, venues)
-    if symbol != "BTCUSDT" or set(venues) != {"binance", "bybit"}:
-        return stored_cross_bars(store, symbol, venues)  # says which venue lacks the bars
-    bars = bundled_cross_bars()
-    notify(
-        "notice: the store lacks binance and bybit BTCUSDT 1m bars; using the bundled real day "
-        "(binance BTCBUSD, bybit BTCUSDT, 2022-12-13 UTC): it is not live data, and BUSD is not USDT"
-    )
-    return bars
-
-
-def _scan(args: argparse.Namespace, settings: Settings, store: Store) -> int:
-    venues = _venues(args.exchanges)
-    fees = _fees(args.fee_bps, venues, settings)
-    if args.books:
-        return scan_books(args, settings, dict(zip(venues, fees, strict=True)))
-    refuse_book_flags(args)
-    bars = _bars(store, parse_symbol(args.symbol), venues)
-    notify(BAR_NOTICE)
-    summary, series = summarize(bars, fees, args.slippage_bps, args.threshold_bps)
-    if args.json:
-        out = summary.model_dump() | {"basis": "bars", "spread_bps": series.round(3).tolist()}
-        print(json.dumps(out, indent=2))
-        return 0
-    first, second = summary.labels
-    print(
-        f"{second} over {first}, {summary.minutes:,} minutes "
-        f"{iso_ms(summary.first_open_ms)} → {iso_ms(summary.last_open_ms)} UTC\n"
-        f"spread    mean {summary.mean_bps:+.2f} bps, min {summary.min_bps:+.2f}, "
-        f"max {summary.max_bps:+.2f}\n"
-        f"costs     {summary.costs_bps:.2f} bps (taker fees {fees[0]:g} + {fees[1]:g}, "
-        f"slippage 2 × {args.slippage_bps:g})\n"
-        f"net       best {summary.best_net_bps:+.2f} bps; {summary.minutes_clearing:,} minutes "
-        f"clear {args.threshold_bps:g} bps after costs"
-    )
-    return 0
-
-
-def _limits(args: argparse.Namespace) -> ArbLimits:
-    try:
-        return ArbLimits(
-            quantity=args.quantity,
-            threshold_bps=args.threshold_bps,
-            max_notional_per_leg=args.max_notional,
-            max_imbalance=args.max_imbalance,
-            daily_loss=args.daily_loss,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UserError(f"invalid --{first['loc'][0]}: {first['msg']}".replace("_", "-")) from None
-
-
-def _rebalancer(args: argparse.Namespace, journal: PairJournal) -> Rebalancer | None:
-    if args.rebalance_at is None:
-        return None
-    try:
-        base_fee, quote_fee = (float(x) for x in args.transfer_fee.split(","))
-        rule = RebalanceRule(threshold=args.rebalance_at, base_fee=base_fee, quote_fee=quote_fee)
-    except ValueError:
-        raise UserError(
-            f"invalid --rebalance-at {args.rebalance_at:g} or --transfer-fee "
-            f"{args.transfer_fee!r}: a share in (0, 1] and two fees >= 0, e.g. 0.0002,1"
-        ) from None
-    return Rebalancer(rule, journal.transfer)
-
-
-def _drill(every: int | None) -> Callable[[str, str, str], bool] | None:
-    if every is None:
-        return None
-    if every < 1:
-        raise UserError(f"invalid --fail-every {every}: at least 1")
-    failed: set[str] = set()
-
-    def fail(pair_id: str, venue: str, side: str) -> bool:
-        """The pair's sell leg, once: the close that follows goes through."""
-        if side != "sell" or int(pair_id[4:]) % every or pair_id in failed:
-            return False
-        failed.add(pair_id)
-        return True
-
-    return fail
-
-
-def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
-    venues = _venues(args.exchanges)
-    fees = _fees(args.fee_bps, venues, settings)
-    limits = _limits(args)
-    check_run_mode(args)
-    if args.books:
-        drill = _drill(args.fail_every)
-        return run_books(args, settings, store, dict(zip(venues, fees, strict=True)), limits, drill)
-    refuse_book_flags(args)
-    bars = _bars(store, parse_symbol(args.symbol), venues)
-    notify(BAR_NOTICE + "; each leg fills at its venue's close, up to that minute's volume")
-    journal = PairJournal(store, args.account)
-    if journal.pairs():
-        raise UserError(f"account {args.account!r} already has pairs: use a new --account")
-    start = paper_start(args, venues)
-    inventory = Inventory(start)
-    desk = ArbDesk(limits, inventory, PaperLegs(_drill(args.fail_every)), journal)
-    rebalancer = _rebalancer(args, journal)
-    for row in range(len(bars.frame)):
-        books = books_at(bars, row, fees, args.slippage_bps)
-        now_ms = max(b.time_ms for b in books.values())
-        if rebalancer is not None:
-            close = next(iter(books.values())).bids[0][0]
-            rebalancer.step(inventory, *venues, close, now_ms)
-        desk.step(books, now_ms)
-    last = books_at(bars, len(bars.frame) - 1, fees, 0.0)
-    mark = sum(b.bids[0][0] for b in last.values()) / 2
-    span = f"{len(bars.frame):,} minutes, {bars.labels[0]} / {bars.labels[1]}"
-    return report_run(args, desk, start, basis="bars", span=span, mark=mark, rebalancer=rebalancer)
+def add_book_args(cmd: argparse.ArgumentParser | OneLineParser, *, size: bool = True) -> None:
+    """The live-book flags; `size` off for `run`, whose --quantity is the size."""
+    cmd.add_argument("--books", action="store_true", help="from both live order books")
+    if size:
+        cmd.add_argument("--size", type=float, help="--books: base quantity per leg (default 0.01)")
+    cmd.add_argument("--seconds", type=float, help="--books: how long to watch (default 30)")
+    cmd.add_argument("--every", type=float, help="--books: seconds between looks (default 1)")
+    cmd.add_argument("--max-age-ms", type=int, help="--books: refuse older books (default 2000)")
 
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     settings = settings_from(args)
+    with imports_frozen():  # the bars, pandas and the venues' streams: after the parser
+        from agent.cli.arb_commands import run_pairs, scan
+
     store = open_store(settings.resolved_database_url)
     try:
         return (
-            _scan(args, settings, store) if args.command == "scan" else _run(args, settings, store)
+            scan(args, settings, store)
+            if args.command == "scan"
+            else run_pairs(args, settings, store)
         )
     finally:
         store.close()

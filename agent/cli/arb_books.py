@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from agent.cli.common import OneLineParser, notify
+from agent.cli.common import notify
 from arbitrage.book_feeds import book_streams, cross_books
 from arbitrage.live_books import BookScan, CrossBooks, look, watch
 from arbitrage.spread import Scan
@@ -23,16 +23,6 @@ from market.models import parse_symbol
 _BOOK_FLAGS = ("size", "seconds", "every", "max_age_ms")
 RECONNECT_ATTEMPTS = 3  # a scan gives up on a venue it cannot reach, rather than wait forever
 BACKOFF_S = 0.5
-
-
-def add_book_args(cmd: argparse.ArgumentParser | OneLineParser, *, size: bool = True) -> None:
-    """The live-book flags; `size` off for `run`, whose --quantity is the size."""
-    cmd.add_argument("--books", action="store_true", help="from both live order books")
-    if size:
-        cmd.add_argument("--size", type=float, help="--books: base quantity per leg (default 0.01)")
-    cmd.add_argument("--seconds", type=float, help="--books: how long to watch (default 30)")
-    cmd.add_argument("--every", type=float, help="--books: seconds between looks (default 1)")
-    cmd.add_argument("--max-age-ms", type=int, help="--books: refuse older books (default 2000)")
 
 
 def checked_book_args(args: argparse.Namespace) -> tuple[float, float, float, int]:

@@ -9,12 +9,15 @@ import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from config import Settings, load_settings
+from core.collector import imports_frozen
 from core.errors import UserError
 from core.logging import setup_logging
 from core.security import loose_env_file, private_dir
+
+if TYPE_CHECKING:
+    from config import Settings
 
 log = logging.getLogger(__name__)
 EXIT_RUNTIME, EXIT_USER, EXIT_OUTAGE, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -35,6 +38,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     """Settings with the command's flags on top; `extra` nested sections are merged in."""
+    with imports_frozen():  # ~0.1 s of pydantic models: not for --help or a mistyped flag
+        from config import load_settings
+
     overrides: dict[str, object] = {}
     if args.data_dir:
         overrides["data_dir"] = args.data_dir

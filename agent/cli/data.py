@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from agent.cli.common import (
     EXIT_RUNTIME,
@@ -19,28 +16,17 @@ from agent.cli.common import (
     run,
     settings_from,
 )
-from agent.cli.equity import kept_line, session_line
-from config import Settings
-from core.clock import SystemClock
+from core.collector import imports_frozen
 from core.errors import UserError
-from market.corporate import CorporateActions, read_actions
 from market.instruments import AssetClass, home_exchange, parse_instrument
 from market.models import INTERVAL_MS, iso_ms, parse_interval
-from market.source import CandleSource, load_csv_candles, seed_sample_if_empty
-from market.validation import in_sessions, validate_candles
-from runtime.hours import TradingHours
 from store import Store, open_store
-from store.candles import load_candles, summarize, upsert_candles
-from store.corporate import save_actions
-from store.status import store_status
-from venues.registry import (
-    DEFAULT_EXCHANGE,
-    EXCHANGES,
-    UNAVAILABLE,
-    listed_symbols,
-    market_data,
-    parse_exchange,
-)
+from venues.names import DEFAULT_EXCHANGE, EXCHANGES, listed_symbols, parse_exchange
+
+if TYPE_CHECKING:  # the parser alone answers --help and a mistyped flag
+    from rich.console import Console
+
+    from config import Settings
 
 
 def build_parser() -> OneLineParser:
@@ -85,6 +71,20 @@ def build_parser() -> OneLineParser:
 
 
 def _download(args: argparse.Namespace, settings: Settings, store: Store, console: Console) -> int:
+    with imports_frozen():  # the HTTP clients, only to download
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        from core.clock import SystemClock
+        from market.source import CandleSource
+        from store.candles import upsert_candles
+        from venues.registry import UNAVAILABLE, market_data
+
     interval = parse_interval(args.interval)
     exchange = parse_exchange(args.exchange)
     symbols = listed_symbols(exchange, args.symbol)
@@ -135,6 +135,14 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
 def _import(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     """Every row is checked before the store is opened, and written in one transaction: a bad
     file leaves no database behind and no part of itself in one."""
+    with imports_frozen():  # pandas and the store, after the parser
+        from agent.cli.equity import kept_line, session_line
+        from market.corporate import CorporateActions, read_actions
+        from market.source import load_csv_candles
+        from runtime.hours import TradingHours
+        from store.candles import upsert_candles
+        from store.corporate import save_actions
+
     (symbol, kind), interval = parse_instrument(args.symbol), parse_interval(args.interval)
     stock = kind is AssetClass.EQUITY
     exchange = home_exchange(symbol)
@@ -161,6 +169,12 @@ def _import(args: argparse.Namespace, settings: Settings, console: Console) -> i
 
 
 def _list(store: Store, console: Console) -> int:
+    with imports_frozen():  # pandas and the store, after the parser
+        from rich.table import Table
+
+        from market.source import seed_sample_if_empty
+        from store.candles import summarize
+
     seed_sample_if_empty(store, notify)
     table = Table(title=f"Candles in the store ({store.backend.label})")
     for column in ("exchange", "symbol", "interval", "first open (UTC)", "last open (UTC)"):
@@ -182,6 +196,9 @@ def _list(store: Store, console: Console) -> int:
 
 
 def _status(settings: Settings, store: Store, console: Console) -> int:
+    with imports_frozen():  # SQLAlchemy's inspection, only for status
+        from store.status import store_status
+
     status = store_status(store, settings.timescaledb)
     for name, value in status.lines():
         console.print(f"{name}: {value}")
@@ -189,6 +206,10 @@ def _status(settings: Settings, store: Store, console: Console) -> int:
 
 
 def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
+    with imports_frozen():  # pandas and the store, after the parser
+        from market.validation import in_sessions, validate_candles
+        from store.candles import load_candles, summarize
+
     symbol = parse_instrument(args.symbol)[0] if args.symbol else None
     exchange = parse_exchange(args.exchange) if args.exchange else None
     series = [s for s in summarize(store, symbol) if exchange in (None, s.exchange)]
@@ -215,6 +236,9 @@ def _verify(args: argparse.Namespace, store: Store, console: Console) -> int:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
+    with imports_frozen():  # each sub-command loads its own stack, after the parser
+        from rich.console import Console
+
     console = Console(highlight=False)
     if args.command == "import":
         return _import(args, settings, console)

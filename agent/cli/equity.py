@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from config import Settings
 from core.errors import UserError
 from execution.equity_fees import EquityFees
 from execution.fees import FeeSchedule
@@ -28,6 +27,7 @@ if TYPE_CHECKING:  # the caller's: agent-trade's flags load without pandas
     import pandas as pd
 
     from backtest.config import BacktestConfig
+    from config import Settings
     from market.corporate import CorporateActions
 
 SESSIONS_PER_YEAR = 252

@@ -90,7 +90,7 @@ def _stock_symbols(args: argparse.Namespace) -> list[str] | None:
             raise UserError("--extended-hours applies to US stocks only; crypto trades 24/7")
         return None
     check_stock_trade(args, symbols)
-    from agent.cli.backtest import check_exchange
+    from agent.cli.backtest_flags import check_exchange
 
     args.exchange = check_exchange(args, kind)
     return list(dict.fromkeys(symbols))
@@ -372,7 +372,7 @@ def _exchange_history(
 
 def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig:
     """A paper account's fill model and a classic strategy's sizing, in the backtest's terms."""
-    from agent.cli.backtest import _percent, _size
+    from agent.cli.backtest_flags import _percent, _size
 
     try:
         return BacktestConfig(
@@ -403,7 +403,7 @@ def _strategy(
     hours: TradingHours | None = None,
 ) -> tuple[Strategy, str, Any]:
     """The agent (with its model) or a classic strategy, and the label its account keeps."""
-    from agent.cli.backtest import _build_strategy, _strategy_params
+    from agent.cli.backtest_flags import _build_strategy, _strategy_params
 
     if args.strategy != AGENT:
         if args.budget_usd is not None or args.yes:
@@ -570,7 +570,7 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
             exchange, settings, args.mode, symbols, store, args.account, notify
         )
     else:  # a user's file trades with the filters agent-backtest --data gives it
-        from agent.cli.backtest import _rules
+        from agent.cli.backtest_flags import _rules
         from agent.cli.window import venue_rules
 
         rules = _rules(symbols, []) if args.data is not None else sample_rules()

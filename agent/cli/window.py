@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from agent.cli.backtest_flags import DEFAULT_DAYS
 from agent.cli.common import parse_utc
 from agent.cli.equity import no_stock_bars
 from config import Settings
@@ -29,7 +30,6 @@ from store.resample import resample_stored
 if TYPE_CHECKING:  # the HTTP clients load only when an exchange is asked
     from venues.base import MarketData
 
-DEFAULT_DAYS = 3.0
 Notify = Callable[[str], None]
 
 
