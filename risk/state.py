@@ -70,21 +70,30 @@ def _without(state: RiskState, code: ReasonCode) -> tuple[Lock, ...]:
     return tuple(lock for lock in state.locks if lock.code is not code)
 
 
-def refresh(state: RiskState, now_ms: int) -> RiskState:
-    """Drop expired locks and order times outside every rate window."""
-    fields = state.__dict__  # read once: a backtest refreshes at every step and signal
+def _kept(state: RiskState, now_ms: int) -> tuple[tuple[Lock, ...], tuple[int, ...]]:
+    """The locks still in force and the order times inside a rate window at `now_ms`: the
+    state's own tuples when nothing is dropped (the usual, at every step and signal)."""
+    fields = state.__dict__
     locks, orders = fields["locks"], fields["recent_orders_ms"]
-    if not locks and not (orders and orders[0] <= now_ms - RATE_WINDOW_MS):
-        return state  # the usual: nothing to drop
-    locks = state.active_locks(now_ms) if locks else locks
+    if locks:
+        active = state.active_locks(now_ms)
+        if len(active) != len(locks):
+            locks = active
     if orders and orders[0] <= now_ms - RATE_WINDOW_MS:
         orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
-    if len(locks) == len(state.locks) and len(orders) == len(state.recent_orders_ms):
+    return locks, orders
+
+
+def refresh(state: RiskState, now_ms: int) -> RiskState:
+    """Drop expired locks and order times outside every rate window."""
+    locks, orders = _kept(state, now_ms)
+    fields = state.__dict__
+    if locks is fields["locks"] and orders is fields["recent_orders_ms"]:
         return state
     return _changed(state, {"locks": locks, "recent_orders_ms": orders})
 
 
-_tracked = itemgetter("utc_day", "day_start_equity", "peak_equity", "locks")
+_tracked = itemgetter("utc_day", "day_start_equity", "peak_equity", "locks", "recent_orders_ms")
 """What `on_equity` and `_fold` move, read from the state's `__dict__` at once."""
 
 
@@ -93,8 +102,8 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     A non-finite equity is ignored: it says nothing about losses and must not reset a halt."""
     if not math.isfinite(equity):
         return state
-    state = refresh(state, now_ms)
-    utc_day, start, top, locks = _tracked(state.__dict__)
+    locks, orders = _kept(state, now_ms)  # the refresh, moved with the rest in one new state
+    utc_day, start, top, _, _ = _tracked(state.__dict__)
     day = now_ms // DAY_MS
     day_start = start if utc_day == day else equity
     peak = equity if top is None else max(top, equity)
@@ -109,18 +118,30 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     if limits.max_drawdown_pct is not None and not _has(state, ReasonCode.MAX_DRAWDOWN, now_ms):
         lock = drawdown_lock(equity, peak, now_ms, limits)
         locks += (lock,) if lock else ()
-    return _moved(state, day, day_start, peak, locks)
+    return _moved(state, day, day_start, peak, locks, orders)
 
 
 def _moved(
-    state: RiskState, day: int, day_start: float | None, peak: float, locks: tuple[Lock, ...]
+    state: RiskState,
+    day: int,
+    day_start: float | None,
+    peak: float,
+    locks: tuple[Lock, ...],
+    orders: tuple[int, ...],
 ) -> RiskState:
-    """The state with the day, its start, the peak and the locks; itself when none changed
-    (a backtest folds thousands of quiet spans)."""
-    if (day, day_start, peak, locks) == _tracked(state.__dict__):
+    """The state with the day, its start, the peak, the locks and the order times, in one new
+    state; itself when none changed (a backtest folds thousands of quiet spans)."""
+    if (day, day_start, peak, locks, orders) == _tracked(state.__dict__):
         return state
     return _changed(
-        state, {"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks}
+        state,
+        {
+            "utc_day": day,
+            "day_start_equity": day_start,
+            "peak_equity": peak,
+            "locks": locks,
+            "recent_orders_ms": orders,
+        },
     )
 
 
@@ -137,17 +158,21 @@ def on_equity_series(
     through `on_equity`."""
     guarded = limits.max_drawdown_pct is not None or limits.max_daily_loss_pct is not None
     start, n = 0, len(equity)
-    if not guarded and n <= _SPAN:  # the usual fold without breakers: one span, as it is
-        return _fold(state, equity, times)
     while start < n:
         stop = min(n, start + _SPAN)
         values, moments = equity[start:stop], times[start:stop]
-        trip = _first_trip(state, values, moments, limits) if guarded else None
+        # One min and max of the span, for the screen and the fold both.
+        low, high = float(_lowest(values)), float(_highest(values))
+        trip = None
+        if guarded and not _cannot_trip(state, low, high, limits):
+            trip = _first_trip(state, values, moments, limits)
         if trip is None:
-            state = _fold(state, values, moments)
+            state = _fold(state, values, moments, low, high)
             start = stop
             continue
-        state = _fold(state, values[:trip], moments[:trip])
+        if trip:
+            head = values[:trip]
+            state = _fold(state, head, moments[:trip], float(_lowest(head)), float(_highest(head)))
         state = on_equity(state, float(values[trip]), int(moments[trip]), limits)
         start += trip + 1
     return state
@@ -157,8 +182,6 @@ def _first_trip(
     state: RiskState, equity: np.ndarray, times: np.ndarray, limits: RiskLimits
 ) -> int | None:
     """The first close where sequential `on_equity` calls would set a lock (or None)."""
-    if _cannot_trip(state, equity, limits):
-        return None
     finite = np.isfinite(equity)
     peak = np.maximum.accumulate(np.where(finite, equity, -np.inf))
     if state.peak_equity is not None:
@@ -183,13 +206,13 @@ def _first_trip(
     return int(hits[0]) if len(hits) else None
 
 
-def _cannot_trip(state: RiskState, equity: np.ndarray, limits: RiskLimits) -> bool:
-    """An exact screen for the usual quiet span: every close is at least the span's lowest and
+def _cannot_trip(state: RiskState, low: float, high: float, limits: RiskLimits) -> bool:
+    """An exact screen for the usual quiet span: every close is at least the span's lowest
+    (`low`) and
     every peak or day start at most its highest (or the state's), so when even lowest over
     highest stays inside both limits no close can trip (IEEE division and subtraction are
     monotone, so the rounded per-close losses are no larger). Anything unusual (NaN, a
     non-positive equity) says False and takes the full computation."""
-    low, high = float(_lowest(equity)), float(_highest(equity))
     peak, start = state.peak_equity, state.day_start_equity
     usual = math.isfinite(low) and math.isfinite(high) and low > 0
     if not usual or not all(v is None or math.isfinite(v) for v in (peak, start)):
@@ -221,12 +244,12 @@ def _day_starts(
     return day_start
 
 
-def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
-    """Sequential `on_equity` over closes that trip nothing: only the day, its start, the peak
-    and the refresh at the last close remain."""
-    if not len(equity):
-        return state
-    highest, lowest = float(_highest(equity)), float(_lowest(equity))
+def _fold(
+    state: RiskState, equity: np.ndarray, times: np.ndarray, lowest: float, highest: float
+) -> RiskState:
+    """Sequential `on_equity` over closes that trip nothing (`lowest` and `highest` are their
+    min and max): only the day, its start, the peak and the refresh at the last close remain,
+    moved in one new state."""
     # The usual span: every close marked (a NaN or an infinity shows in its max or min).
     whole = math.isfinite(highest) and math.isfinite(lowest)
     if whole:
@@ -240,7 +263,7 @@ def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
         highest = float(equity[finite].max())
     now = int(times[k])
     day = now // DAY_MS
-    utc_day, start, top, _ = _tracked(state.__dict__)
+    utc_day, start, top, _, _ = _tracked(state.__dict__)
     peak = highest if top is None else max(top, highest)
     if day == utc_day and start is not None:
         day_start = start
@@ -249,8 +272,7 @@ def _fold(state: RiskState, equity: np.ndarray, times: np.ndarray) -> RiskState:
         if not whole:
             first_today += int(np.flatnonzero(finite[first_today:])[0])
         day_start = float(equity[first_today])
-    state = refresh(state, now)
-    return _moved(state, day, day_start, peak, state.locks)
+    return _moved(state, day, day_start, peak, *_kept(state, now))
 
 
 def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
