@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from execution.feed import BarArrays
+from execution.feed import BarArrays, SymbolBars
 from market.models import iso_ms
 from risk.models import (
     Approved,
@@ -115,6 +115,7 @@ class Runner:
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
         self._wakes: dict[str, tuple[Prepared, np.ndarray]] = {}
+        self._seats: dict[str, tuple[Prepared, SymbolBars, dict[str, Any]]] = {}
         self._llm_outcome: tuple[bool, int] | None = None
         strategy.bind(market.feed)
 
@@ -286,30 +287,44 @@ class Runner:
     # -- the strategy's view -------------------------------------------------------------------
 
     def _context(self, symbol: str, index: int, prepared: Prepared, now: int) -> Context:
-        sizing = self.sizing
+        """The strategy's view at bar `index`: the fields that stay from step to step are
+        gathered once per symbol (and per prepared arrays and bars: paper and live renew
+        them), so each step adds only the bar, the clock, the position and the callbacks
+        bound to the bar (a backtest builds one context per signal)."""
+        bars = self.market.feed.symbols[symbol]
+        seat = self._seats.get(symbol)
+        if seat is None or seat[0] is not prepared or seat[1] is not bars:
+            seat = self._seats[symbol] = (prepared, bars, self._seat(symbol, bars, prepared))
         return Context(
-            strategy=self.strategy.name,
-            source=self.strategy.source,
-            symbol=symbol,
+            **seat[2],
             index=index,
             time_ms=now,
-            bars=self.market.feed.symbols[symbol],
-            prepared=prepared,
             position=self.venue.ledger.quantity(symbol),
             portfolio=lambda: self.portfolio(index),
-            size_pct=sizing.size_pct,
-            allow_short=sizing.allow_short,
-            stop_loss_pct=sizing.stop_loss_pct,
-            take_profit_pct=sizing.take_profit_pct,
-            trailing_stop_pct=sizing.trailing_stop_pct,
-            llm_result=self._llm_result,
             market_view=lambda s: self.market.view(s, index),
-            risk_state=lambda: self.risk.state,
             peers=lambda name: {
                 s: float(self.prepared(s)[name][index]) for s in self.market.symbols
             },
-            holdings=lambda: dict(self.venue.ledger.held()),
         )
+
+    def _seat(self, symbol: str, bars: SymbolBars, prepared: Prepared) -> dict[str, Any]:
+        """A symbol's context fields that no step changes."""
+        sizing = self.sizing
+        return {
+            "strategy": self.strategy.name,
+            "source": self.strategy.source,
+            "symbol": symbol,
+            "bars": bars,
+            "prepared": prepared,
+            "size_pct": sizing.size_pct,
+            "allow_short": sizing.allow_short,
+            "stop_loss_pct": sizing.stop_loss_pct,
+            "take_profit_pct": sizing.take_profit_pct,
+            "trailing_stop_pct": sizing.trailing_stop_pct,
+            "llm_result": self._llm_result,
+            "risk_state": lambda: self.risk.state,
+            "holdings": lambda: dict(self.venue.ledger.held()),
+        }
 
     def _llm_result(self, ok: bool, now_ms: int) -> None:
         """An agent's model call failed or worked; counted once the gate has judged what the
