@@ -204,27 +204,32 @@ class _Run:
                     if action is not None:
                         event = action if event is None else min(event, action)
             target = upto if event is None else event
+            flat = None
             if self.written < target:
-                self._write_equity(self.written, target)
+                flat = self._write_equity(self.written, target)
             if start < target:
-                runner.fold_equity(self.equity[start:target], self.bars.close_time[start:target])
+                runner.fold_equity(
+                    self.equity[start:target], self.bars.close_time[start:target], flat
+                )
             runner.step(target, decide=decide or target < upto)
             self.cursor = target + 1
             if target == upto:
                 return
 
-    def _write_equity(self, start: int, stop: int) -> None:
-        """Equity at each close in [start, stop): cash plus positions at the close."""
+    def _write_equity(self, start: int, stop: int) -> float | None:
+        """Equity at each close in [start, stop): cash plus positions at the close. Says the
+        cash when nothing is held, as every close of the span then is (the fold's min and max
+        need no pass over it)."""
         cash = self.ledger.cash
         closes = self.closes
+        held = self.ledger.held()
         if stop - start == 1:
             value = cash
-            for s, q in self.ledger.held():
+            for s, q in held:
                 value += q * float(closes[s][start])
             self.equity[start] = value
         else:
             span = self.equity[start:stop]
-            held = self.ledger.held()
             if not held:
                 span.fill(cash)
             for n, (s, q) in enumerate(held):
@@ -234,6 +239,7 @@ class _Run:
                     np.multiply(closes[s][start:stop], q, out=span)
                     span += cash
         self.written = stop
+        return None if held else cash
 
     def _finish(self) -> BacktestResult:
         last = len(self.bars) - 1

@@ -151,18 +151,26 @@ _SPAN = 1 << 16
 
 
 def on_equity_series(
-    state: RiskState, equity: np.ndarray, times: np.ndarray, limits: RiskLimits
+    state: RiskState,
+    equity: np.ndarray,
+    times: np.ndarray,
+    limits: RiskLimits,
+    flat: float | None = None,
 ) -> RiskState:
     """`on_equity` at each close in turn, exactly, for the bars a backtest skips: spans that
     trip no breaker are folded at once (`_SPAN` closes at a time), and each tripping close goes
-    through `on_equity`."""
+    through `on_equity`. `flat`: the value every close holds, where the caller knows it (a
+    backtest's span without a position is its cash throughout): no min and max to take."""
     guarded = limits.max_drawdown_pct is not None or limits.max_daily_loss_pct is not None
     start, n = 0, len(equity)
     while start < n:
         stop = min(n, start + _SPAN)
         values, moments = equity[start:stop], times[start:stop]
         # One min and max of the span, for the screen and the fold both.
-        low, high = float(_lowest(values)), float(_highest(values))
+        if flat is None:
+            low, high = float(_lowest(values)), float(_highest(values))
+        else:
+            low = high = flat
         trip = None
         if guarded and not _cannot_trip(state, low, high, limits):
             trip = _first_trip(state, values, moments, limits)
@@ -172,7 +180,9 @@ def on_equity_series(
             continue
         if trip:
             head = values[:trip]
-            state = _fold(state, head, moments[:trip], float(_lowest(head)), float(_highest(head)))
+            if flat is None:
+                low, high = float(_lowest(head)), float(_highest(head))
+            state = _fold(state, head, moments[:trip], low, high)
         state = on_equity(state, float(values[trip]), int(moments[trip]), limits)
         start += trip + 1
     return state

@@ -264,12 +264,15 @@ class Runner:
             self.risk.update(lambda s: on_equity(s, equity, now, limits))
             self._tracked = key
 
-    def fold_equity(self, equity: np.ndarray, close_time: np.ndarray) -> None:
-        """The closes of bars a backtest skipped, exactly as stepping each would have seen them."""
+    def fold_equity(
+        self, equity: np.ndarray, close_time: np.ndarray, flat: float | None = None
+    ) -> None:
+        """The closes of bars a backtest skipped, exactly as stepping each would have seen them
+        (`flat`: the one value they all hold, where the caller knows it)."""
         if not len(equity):
             return
         limits = self.risk.limits
-        self.risk.update(lambda s: on_equity_series(s, equity, close_time, limits))
+        self.risk.update(lambda s: on_equity_series(s, equity, close_time, limits, flat))
         self._tracked = (float(equity[-1]), int(close_time[-1]) // DAY_MS)
 
     def _protective(self, symbol: str, why: str, now: int) -> TradeSignal:

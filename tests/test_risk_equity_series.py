@@ -66,3 +66,26 @@ def test_a_long_skipped_span_folds_as_close_by_close() -> None:
         expected = on_equity(expected, value, moment, limits)
     assert expected.locks
     assert on_equity_series(RiskState(), equity, times, limits) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cash=st.floats(8_000, 12_000),
+    length=st.integers(1, 3_000),
+    gap_minutes=st.integers(1, 600),
+    drawdown=st.sampled_from([None, 0.05]),
+    daily=st.sampled_from([None, 0.03]),
+)
+def test_a_flat_span_told_as_flat_folds_as_close_by_close(
+    cash, length, gap_minutes, drawdown, daily
+) -> None:
+    """A backtest tells the fold that a span without a position is its cash throughout; after
+    a peak of 10,500 that span may sit in a drawdown or a daily loss, and locks as it would."""
+    limits = RiskLimits(max_drawdown_pct=drawdown, max_daily_loss_pct=daily)
+    state = on_equity(RiskState(), 10_500.0, T0 - 60_000, limits)
+    equity = np.full(length, cash)
+    times = T0 + gap_minutes * 60_000 * np.arange(length, dtype=np.int64)
+    expected = state
+    for moment in times.tolist():
+        expected = on_equity(expected, cash, moment, limits)
+    assert on_equity_series(state, equity, times, limits, cash) == expected
