@@ -22,6 +22,7 @@ from store.migrations import MIGRATIONS
 from store.tables import CandleSeriesRow
 
 
+@pytest.mark.slow
 def test_an_imported_stock_is_listed_and_verified_under_alpaca(cli, tmp_path: Path) -> None:
     data = tmp_path / "xyz.csv"
     _file(data)
