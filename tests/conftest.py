@@ -115,6 +115,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 PACKAGES = Path(__file__).resolve().parent.parent
 
+UI_GROUP = pytest.mark.xdist_group("ui")
+"""The tests that run the UI in-process share one xdist worker (pyproject: --dist loadgroup).
+Every worker imports every test module to collect it, so those modules import agent.ui (Gradio
+and Plotly, ~1.4 s of CPU) inside their tests: the other worker never loads it."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Compile the project once, before any worker starts: with PYTHONDONTWRITEBYTECODE set

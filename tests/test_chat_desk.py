@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, FIXTURES
+from conftest import BIN, FIXTURES, UI_GROUP
 from loopback_binance import LoopbackBinance
 from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
 from script_strategy import Script, order
@@ -35,7 +35,6 @@ from agent.loop_state import halt_account, kill_switch_path
 from agent.notify import Courier, channels_from, webhook
 from agent.offline import CAN_DO, OfflineModel
 from agent.trading_loop import TradingLoop
-from agent.ui import build_app, proposal_markdown
 from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
 from config import load_settings
 from config.settings import AlertSettings
@@ -50,6 +49,7 @@ from risk.limits_text import limit_lines
 from risk.models import SignalAction, SignalSource
 from store import open_store
 
+pytestmark = UI_GROUP
 RUNNING = "Running on local URL"
 UPTREND_OFFSET = 6  # with the sample cut here, the chat's first bar has every BTC flag up
 
@@ -139,6 +139,8 @@ def test_buy_survives_a_restart_then_sell_goes_flat_with_the_fills_pnl(
 @pytest.fixture
 def desk_app(tmp_path: Path) -> Iterator[Any]:
     """The UI in-process on the sample cut where BTC trends up at the chat's first bar."""
+    from agent.ui import build_app  # UI_GROUP: loaded by its worker only
+
     settings = load_settings(data_dir=tmp_path / "data", offline=True)
     store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
     frames = {s: load_sample(s).iloc[UPTREND_OFFSET:] for s in ("BTCUSDT", "ETHUSDT")}
@@ -161,6 +163,8 @@ def _turn(chat: Any, thread: str, text: str) -> tuple[list[str], str]:
 
 
 def test_the_offline_assistant_answers_a_desks_requests(desk_app: Any) -> None:
+    from agent.ui import proposal_markdown
+
     chat = desk_app.chat_service
     calls, answer = _turn(chat, "a", "show me BTCUSDT indicators and propose a trade")
     assert calls == ["get_market_snapshot", "get_portfolio", "place_order"]
@@ -215,6 +219,8 @@ CLOSED_BYBIT = {"base_url": "http://127.0.0.1:9", "stream_url": CLOSED_PORT_WS}
 def live_app(tmp_path: Path) -> Iterator[Any]:
     """The UI in-process on a loopback Binance whose last closed bar is the sample's 3001st;
     the app's `clock` moves only when a test advances it."""
+    from agent.ui import build_app
+
     server = LoopbackBinance().start()
     btc = load_sample("BTCUSDT")
     clock = FixedClock(int(btc["close_time"].iloc[3000]) + 30_000)
@@ -516,6 +522,8 @@ TESTNET_PRICES = {"BTCUSDT": "110000", "ETHUSDT": "3900"}
 
 
 def test_testnet_mode_sends_the_approved_chat_orders_to_the_exchange(testnet: Any) -> None:
+    from agent.ui import build_app, proposal_markdown
+
     settings, store, clock, exchange = testnet
     app = build_app(settings, store, model=OfflineModel(), clock=clock, mode="testnet")
     chat = app.chat_service
@@ -559,6 +567,8 @@ def test_testnet_mode_sends_the_approved_chat_orders_to_the_exchange(testnet: An
 def test_testnet_mode_without_keys_or_live_bars_stops_and_never_trades_on_paper(
     testnet: Any, monkeypatch: pytest.MonkeyPatch, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
+    from agent.ui import build_app
+
     settings, store, clock, exchange = testnet
     monkeypatch.delenv("BINANCE_API_KEY")
     no_keys = load_settings(data_dir=settings.data_dir, binance=settings.binance.model_dump())

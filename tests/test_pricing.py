@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import UI_GROUP
 from loopback_openai import LoopbackOpenAI
 from scripted_model import ScriptedModel, buy_an_uptrend
 
 from agent.llm import LLMClient
-from agent.ui import run_agent_backtest
 from config import load_settings
 from core.errors import UserError
 from market.sample import load_sample
@@ -126,9 +126,12 @@ def test_with_the_host_declared_the_estimate_report_and_budget_agree(
     assert budget <= cut["llm"]["cost_usd"] < budget + 2 * per_call
 
 
+@UI_GROUP
 def test_the_ui_asks_an_unpriced_paid_model_for_a_call_or_token_budget(tmp_path: Path) -> None:
     """A USD budget cannot cap a model whose cost is n/a, so the UI's agent backtest asks for
     the budgets that can, before anything is sent (the port is closed)."""
+    from agent.ui import run_agent_backtest  # UI_GROUP: loaded by its worker only
+
     settings = load_settings(data_dir=tmp_path)
     url = "http://127.0.0.1:9/v1"
     model = LLMClient(settings.llm, api_key="sk-test-unused", base_url=url, cache_dir=None)

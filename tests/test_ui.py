@@ -18,6 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
 
+from conftest import UI_GROUP
 from gradio_client import Client
 
 from agent.loop_state import clear_account, kill_switch_path
@@ -25,7 +26,6 @@ from agent.offline import OfflineModel
 from agent.records import load_decisions
 from agent.strategy import trading_agent
 from agent.trading_loop import TradingLoop
-from agent.ui import AGENT, CLASSIC, RISK_SCOPE, build_app
 from config import load_settings
 from execution.paper_records import load_account
 from market.binance_ws import bars_from_frame
@@ -33,6 +33,7 @@ from market.sample import load_sample, sample_rules
 from risk.interventions import history
 from store import Store, open_store
 
+pytestmark = UI_GROUP
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -86,6 +87,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir = tmp_path_factory.mktemp("ui-data")
     settings = load_settings(data_dir=data_dir, ui={"refresh_s": 1.0})  # the timer, soon
     store = open_store(f"sqlite:///{data_dir / 'agent.db'}")
+    from agent.ui import build_app  # UI_GROUP: loaded by its worker only
+
     app = build_app(settings, store, model=OfflineModel())
     port = _free_port()
     app.launch(
@@ -126,6 +129,8 @@ def test_banner_names_the_model_the_sample_its_clock_and_the_paper_account(ui: R
 
 @pytest.mark.vcr
 def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> None:
+    from agent.ui import CLASSIC
+
     client = Client(ui.url, verbose=False)
     history, _box, thread, *_ = client.predict("analyse ETH", [], "api-thread", api_name="/chat")
     assert thread == "api-thread"
@@ -167,6 +172,8 @@ def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> 
 
 @pytest.mark.vcr
 def test_api_agent_backtest_returns_metrics_and_the_decision_log(ui: Running) -> None:
+    from agent.ui import AGENT
+
     client = Client(ui.url, verbose=False)
     status, metrics, _plot, _trades, json_file, _html, log = client.predict(
         "sma_cross", "BTCUSDT", 1, "", "all", AGENT, 30, api_name="/backtest"
@@ -318,6 +325,8 @@ def _resume_all(ui: Running) -> None:
 
 @pytest.mark.vcr
 def test_clearing_a_halt_needs_a_confirmation_and_is_recorded(ui: Running) -> None:
+    from agent.ui import RISK_SCOPE
+
     client = Client(ui.url, verbose=False)
     try:
         client.predict(ui.loop_account, api_name="/kill_switch")
