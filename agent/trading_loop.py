@@ -605,23 +605,34 @@ class TradingLoop:
 def history_rows(
     history: Mapping[str, pd.DataFrame], symbols: Sequence[str]
 ) -> list[tuple[int, int, dict[str, Any]]]:
-    """The minutes every symbol's history holds, oldest first, as the feed's rows."""
+    """The minutes every symbol's history holds, oldest first, as the feed's rows. Read a column
+    at a time: a pandas lookup per minute and symbol was ~0.1 s of each loop's start on a day's
+    history."""
     common = None
     for symbol in symbols:
         times = set(history[symbol]["open_time"].astype("int64").tolist())
         common = times if common is None else common & times
-    indexed = {s: history[s].set_index("open_time") for s in symbols}
-    rows = []
-    for open_time in sorted(common or ()):
-        bars = {s: _Row(indexed[s].loc[open_time]) for s in symbols}
-        close_time = max(int(indexed[s].loc[open_time, "close_time"]) for s in symbols)
-        rows.append((open_time, close_time, bars))
-    return rows
+    opens = sorted(common or ())
+    rows = {s: history[s].set_index("open_time").reindex(opens) for s in symbols}
+    bars = {
+        s: [
+            _Row(*values)
+            for values in zip(
+                *(rows[s][f].astype("float64").tolist() for f in _BAR_FIELDS), strict=True
+            )
+        ]
+        for s in symbols
+    }
+    closes = [rows[s]["close_time"].astype("int64").tolist() for s in symbols]
+    return [
+        (open_time, max(c[i] for c in closes), {s: bars[s][i] for s in symbols})
+        for i, open_time in enumerate(opens)
+    ]
 
 
 class _Row:
     """A history row with the attribute access the feed reads from a streamed Bar."""
 
-    def __init__(self, row: pd.Series) -> None:
-        for name in _BAR_FIELDS:
-            setattr(self, name, float(row[name]))
+    def __init__(self, *values: float) -> None:
+        for name, value in zip(_BAR_FIELDS, values, strict=True):
+            setattr(self, name, value)
