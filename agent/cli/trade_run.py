@@ -620,7 +620,13 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     bar = _ProgressBar(total)
     observers.append(bar)
     kill_file = kill_switch_path(settings.data_dir, args.account)
-    shared_terms = {
+    shared_terms = {  # a shadow sees the same bars, rules, cash and books as its loop
+        "symbols": symbols,
+        "store": store,
+        "rules": rules,
+        "history": history,
+        "cash": args.cash,
+        "books": books,
         "realtime": args.feed != "replay",
         "exchange": args.feed if args.feed in ("bybit", "alpaca") else "binance",
         "bar_every_ms": INTERVAL_MS[interval]
@@ -636,31 +642,20 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     if rule is not None:
         shadow = TradingLoop(
             account=shadow_account(args.account),
-            symbols=symbols,
-            store=store,
             strategy=rule,
             strategy_label=strategy_label(rule),
-            rules=rules,
-            history=history,
-            cash=args.cash,
             kill_switch=kill_switch_path(settings.data_dir, shadow_account(args.account)),
             limits=paper_limits,
             sizing=Sizing(),  # the strategy's defaults, as agent-backtest sizes it
             mode=PAPER,
             venue=paper,
-            books=books,
             collect=False,
             **shared_terms,
         )
     loop = TradingLoop(
         account=args.account,
-        symbols=symbols,
-        store=store,
         strategy=strategy,
         strategy_label=label,
-        rules=rules,
-        history=history,
-        cash=args.cash,
         kill_switch=kill_file,
         limits=limits,
         sizing=Sizing(
@@ -672,7 +667,6 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
         observers=observers,
         mode=args.mode,
         venue=venue,
-        books=books,
         shadow=shadow,
         portfolio=portfolio_of(store, args.account, quote_of(symbols[0]), settings.portfolio),
         **shared_terms,
