@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import core.engine_build  # noqa: F401  (first: the compiled engine or its source)
+
 if TYPE_CHECKING:
     from backtest.engine import BacktestResult, run_backtest
 

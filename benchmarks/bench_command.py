@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tiling import tiled_sample
 
+from core.engine_build import BUILD
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time"]
@@ -112,6 +114,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="20000,200000,1000000")
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
+    print(f"engine: {BUILD}")
     with tempfile.TemporaryDirectory() as scratch:
         for rows in (int(size) for size in args.sizes.split(",")):
             compare_at(rows, args.pairs, Path(scratch))

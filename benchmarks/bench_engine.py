@@ -36,6 +36,7 @@ from backtest.engine import run_backtest
 from backtest.report import compute_report_metrics
 from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
 from backtest.sweep import SweepData, evaluate_row, plan, run_processes
+from core.engine_build import BUILD
 from execution.fees import FeeSchedule
 from market.sample import sample_rules
 from risk.limits import RiskLimits
@@ -238,6 +239,7 @@ def main() -> None:
     parser.add_argument("--sweep-rows", type=int, default=100_000)
     parser.add_argument("--sweep-rounds", type=int, default=3)
     args = parser.parse_args()
+    print(f"engine: {BUILD}")
     with tempfile.TemporaryDirectory() as scratch:
         for rows in (int(size) for size in args.sizes.split(",")):
             compare_at(rows, args, Path(scratch))

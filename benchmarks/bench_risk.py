@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.engine_build import BUILD
 from market.sample import sample_rules
 from risk import (
     Approved,
@@ -84,6 +85,7 @@ def main() -> None:
         _alternate(args)
         return
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus")
+    print(f"engine: {BUILD}")
     rng = np.random.default_rng(args.seed)
     signals = _signals(args.signals, rng)
     rules = sample_rules()["BTCUSDT"]

@@ -19,8 +19,9 @@ def limit_reached(side: int, limit: float, low: Price, high: Price, touch: bool)
     return high >= limit if touch else high > limit
 
 
-def stop_reached(side: int, stop: float, low: Price, high: Price) -> Price:
-    """A buy stop triggers once price trades at or above it; a sell stop at or below it."""
+def stop_reached(side: int, stop: float | np.ndarray, low: Price, high: Price) -> Price:
+    """A buy stop triggers once price trades at or above it; a sell stop at or below it (a
+    bracket's stop, a trailing one, can be an array of levels: one per bar)."""
     return high >= stop if side > 0 else low <= stop
 
 
@@ -40,7 +41,7 @@ def first_true(mask: np.ndarray) -> int | None:
     return index if len(mask) and mask[index] else None
 
 
-def trail_level(high: float, pct: float) -> float:
+def trail_level(high: Price, pct: float) -> Price:
     """Where a long's trailing stop sits after a bar with this high."""
     return high * (1.0 - pct)
 

@@ -47,6 +47,13 @@ def _mode(order: WorkingOrder) -> str:
     return _STOP
 
 
+def _level(value: float | None) -> float:
+    """A level its order's mode or its bracket's trail says is set (a limit, a stop, a trail)."""
+    if value is None:
+        raise ValueError("an order or bracket without the level its kind needs")
+    return value
+
+
 def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
@@ -138,24 +145,24 @@ class SimulatedExecutor:
         self._split_since_accept.clear()
         return cancelled
 
-    def on_bar(self, bar: int, *, fills: bool = True) -> list[ApprovedOrder]:
+    def on_bar(self, index: int, *, fills: bool = True) -> list[ApprovedOrder]:
         """One bar: resting orders against its open (gaps), the accepted orders placed at that
         open, then everything against its high and low. Returns the orders placed. A bar
         outside market hours (`fills=False`) fills nothing: every order waits. A split or
         dividend at this bar applies first, in or out of hours."""
         if self._has_actions:
-            self._corporate(bar)
+            self._corporate(index)
         if not fills:
             return []
         if self.working or self.brackets:
-            self.open_phase(bar)
+            self.open_phase(index)
         placed, self._accepted = self._accepted, []
         for order in placed:
-            self._place(order, bar)
+            self._place(order, index)
         if self._split_since_accept:
             self._split_since_accept.clear()
         if self.working or self.brackets:
-            self.intrabar_phase(bar)
+            self.intrabar_phase(index)
         return placed
 
     def _place(self, approved: ApprovedOrder, bar: int) -> Rejection | None:
@@ -272,7 +279,8 @@ class SimulatedExecutor:
         if bracket.trail_pct is None or bar <= bracket.trail_next:
             return
         highs = self.feed.symbols[bracket.symbol].high[bracket.trail_next : bar]
-        bracket.trail_stop = float(trail_levels(bracket.trail_stop, bracket.trail_pct, highs)[-1])
+        levels = trail_levels(_level(bracket.trail_stop), bracket.trail_pct, highs)
+        bracket.trail_stop = float(levels[-1])
         bracket.trail_next = bar
 
     def intrabar_phase(self, bar: int) -> None:
@@ -284,14 +292,16 @@ class SimulatedExecutor:
             low, high = float(bars.low[bar]), float(bars.high[bar])
             mode = _mode(order)
             done = False
-            if mode == _LIMIT and limit_reached(
-                order.side, order.limit, low, high, self.limit_on_touch
-            ):
-                done = self._execute(
-                    order, bar, order.limit, Liquidity.MAKER, slip=False, opening=False
-                )
-            elif mode == _STOP and stop_reached(order.side, order.stop, low, high):
-                done = self._trigger(order, bar, order.stop, opening=False)
+            if mode == _LIMIT:
+                limit = _level(order.limit)
+                if limit_reached(order.side, limit, low, high, self.limit_on_touch):
+                    done = self._execute(
+                        order, bar, limit, Liquidity.MAKER, slip=False, opening=False
+                    )
+            elif mode == _STOP:
+                stop = _level(order.stop)
+                if stop_reached(order.side, stop, low, high):
+                    done = self._trigger(order, bar, stop, opening=False)
             if done:
                 self.working.remove(order)
         for bracket in list(self.brackets.values()):
@@ -312,9 +322,11 @@ class SimulatedExecutor:
             bars = self.feed.symbols[order.symbol]
             low, high = bars.low[first : stop + 1], bars.high[first : stop + 1]
             if _mode(order) == _LIMIT:
-                mask = limit_reached(order.side, order.limit, low, high, self.limit_on_touch)
+                mask = limit_reached(
+                    order.side, _level(order.limit), low, high, self.limit_on_touch
+                )
             else:
-                mask = stop_reached(order.side, order.stop, low, high)
+                mask = stop_reached(order.side, _level(order.stop), low, high)
             best = _earliest(best, first, first_true(mask))
         for bracket in self.brackets.values():
             first = max(start, bracket.active_from)
@@ -323,15 +335,15 @@ class SimulatedExecutor:
             exit_side = -1 if self.ledger.quantity(bracket.symbol) > 0 else 1
             bars = self.feed.symbols[bracket.symbol]
             low, high = bars.low[first : stop + 1], bars.high[first : stop + 1]
-            mask = False
+            hit: np.ndarray | None = None
             stops = self._stop_levels(bracket, first, stop)
             if stops is not None:
-                mask = stop_reached(exit_side, stops, low, high)
+                hit = stop_reached(exit_side, stops, low, high)
             if bracket.take_profit is not None:
-                mask = mask | limit_reached(
-                    exit_side, bracket.take_profit, low, high, self.limit_on_touch
-                )
-            best = _earliest(best, first, first_true(mask))
+                took = limit_reached(exit_side, bracket.take_profit, low, high, self.limit_on_touch)
+                hit = took if hit is None else hit | took
+            if hit is not None:
+                best = _earliest(best, first, first_true(hit))
         return best
 
     def _stop_levels(self, bracket: Bracket, first: int, last: int) -> np.ndarray | None:
@@ -341,9 +353,8 @@ class SimulatedExecutor:
         if bracket.trail_pct is None:
             return None if bracket.stop_loss is None else np.full(last - first + 1, fixed)
         highs = self.feed.symbols[bracket.symbol].high[bracket.trail_next : last]
-        path = np.concatenate(
-            ([bracket.trail_stop], trail_levels(bracket.trail_stop, bracket.trail_pct, highs))
-        )
+        start = _level(bracket.trail_stop)
+        path = np.concatenate(([start], trail_levels(start, bracket.trail_pct, highs)))
         offset = first - bracket.trail_next
         return np.maximum(fixed, path[offset : offset + last - first + 1])
 
@@ -353,20 +364,20 @@ class SimulatedExecutor:
         if mode == _MARKET:
             return self._execute(order, bar, open_, Liquidity.TAKER, slip=True, opening=True)
         if mode == _LIMIT:
+            limit = _level(order.limit)
             touch = self.limit_on_touch or not resting
-            if not limit_reached(order.side, order.limit, open_, open_, touch):
+            if not limit_reached(order.side, limit, open_, open_, touch):
                 return False
             # Resting limits were in the book (maker); a limit marketable on arrival takes.
             if resting:
-                price = limit_price(order.side, order.limit, open_)
+                price = limit_price(order.side, limit, open_)
                 return self._execute(order, bar, price, Liquidity.MAKER, slip=False, opening=True)
             return self._execute(
-                order, bar, open_, Liquidity.TAKER, slip=True, cap=order.limit, opening=True
+                order, bar, open_, Liquidity.TAKER, slip=True, cap=limit, opening=True
             )
-        if stop_reached(order.side, order.stop, open_, open_):
-            return self._trigger(
-                order, bar, stop_price(order.side, order.stop, open_), opening=True
-            )
+        stop = _level(order.stop)
+        if stop_reached(order.side, stop, open_, open_):
+            return self._trigger(order, bar, stop_price(order.side, stop, open_), opening=True)
         return False
 
     def _trigger(self, order: WorkingOrder, bar: int, price: float, *, opening: bool) -> bool:
@@ -375,10 +386,11 @@ class SimulatedExecutor:
         order.armed = True
         if order.kind is OrderType.STOP:
             return self._execute(order, bar, price, Liquidity.TAKER, slip=True, opening=opening)
-        within = price <= order.limit if order.side > 0 else price >= order.limit
+        limit = _level(order.limit)
+        within = price <= limit if order.side > 0 else price >= limit
         if within:
             return self._execute(
-                order, bar, price, Liquidity.TAKER, slip=True, cap=order.limit, opening=opening
+                order, bar, price, Liquidity.TAKER, slip=True, cap=limit, opening=opening
             )
         order.active_from = bar + 1
         return False
@@ -406,9 +418,9 @@ class SimulatedExecutor:
         if stop_hit and take_hit:
             self.ambiguous_bars += 1  # the bar's path is unknown: assume the stop came first
         if stop_hit:
-            self._bracket_exit(bracket, bar, stop, why)
+            self._bracket_exit(bracket, bar, _level(stop), why)
         elif take_hit:
-            self._bracket_exit(bracket, bar, bracket.take_profit, ExitReason.TAKE_PROFIT)
+            self._bracket_exit(bracket, bar, _level(bracket.take_profit), ExitReason.TAKE_PROFIT)
 
     def _bracket_exit(self, bracket: Bracket, bar: int, price: float, reason: ExitReason) -> None:
         """Close the whole position; what one bar's volume cannot absorb continues at market."""

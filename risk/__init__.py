@@ -1,5 +1,6 @@
 """The deterministic risk layer: every signal is sized, clamped or vetoed here, with reasons."""
 
+import core.engine_build  # noqa: F401  (first: the compiled engine or its source)
 from risk.approval import UnapprovedOrderError, client_order_id, verify_approved
 from risk.gate import assess, decide
 from risk.limits import RiskLimits, SourceLimits

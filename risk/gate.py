@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import NamedTuple
 
 from risk.approval import claim_mint, client_order_id
-from risk.limits import RiskLimits, SourceLimits
+from risk.limits import RiskLimits
 from risk.models import (
     Approved,
     MarketView,
@@ -26,7 +26,7 @@ from risk.models import (
     Verdict,
     Vetoed,
 )
-from risk.plain import Filters, filters_of, plain_limits
+from risk.plain import Filters, Plain, PlainLimits, filters_of, plain_limits
 from risk.protections import TradingState, cooldown_lock, daily_loss_lock, drawdown_lock
 from risk.sizing import (
     Cap,
@@ -222,14 +222,14 @@ def assess(
             _CODE.SHORT_NOT_ALLOWED,
             f"spot is long-only: no {symbol} held, so a sell would open a short",
         )
-    limits = plain_limits(limits)
-    source = limits.for_source(fields["source"])
+    plain = plain_limits(limits)
+    source = plain.for_source(fields["source"])
     fat = [] if kind is _KIND.MARKET else _fat_finger(signal, last, source)
     if held > 0 if side is _SIDE.SELL else held < 0:
         if fat:
             return _vetoed(fat)
-        return _exit(fields, portfolio, last, rules, now_ms, limits, held, side)
-    return _entry(signal, portfolio, market, rules, now_ms, limits, source, state, held, fat)
+        return _exit(fields, portfolio, last, rules, now_ms, plain, held, side)
+    return _entry(signal, portfolio, market, rules, now_ms, plain, source, state, held, fat)
 
 
 def decide(
@@ -249,7 +249,7 @@ def decide(
     return verdict, state
 
 
-def _fat_finger(signal: TradeSignal, last: float, source: SourceLimits) -> list[Reason]:
+def _fat_finger(signal: TradeSignal, last: float, source: Plain) -> list[Reason]:
     """A price far from the market is a typo or a hallucination, not an intent to honour."""
     found: list[Reason] = []
     kind = signal.order_type
@@ -345,8 +345,8 @@ def _entry(
     market: MarketView,
     rules: Filters,
     now_ms: int,
-    limits: RiskLimits,
-    source: SourceLimits,
+    limits: PlainLimits,
+    source: Plain,
     state: RiskState,
     held: float,
     reasons: list[Reason],
@@ -540,7 +540,7 @@ def _trailing(
     signal: TradeSignal,
     market: MarketView,
     rules: Filters,
-    source: SourceLimits,
+    source: Plain,
     cost: float,
     adjustments: list[Reason],
 ) -> Decimal | Vetoed | None:
@@ -591,8 +591,8 @@ def _entry_blocks(
     portfolio: PortfolioView,
     market: MarketView,
     now_ms: int,
-    limits: RiskLimits,
-    source: SourceLimits,
+    limits: PlainLimits,
+    source: Plain,
     state: RiskState,
     waived: list[Reason],
 ) -> list[Reason]:
@@ -664,20 +664,20 @@ def _entry_blocks(
                 )
     # The portfolio's own day start and peak back up the state machine's breakers.
     equity = portfolio.equity
-    for lock in (
+    for breaker in (
         daily_loss_lock(equity, portfolio.day_start_equity, now_ms, limits),
         drawdown_lock(equity, portfolio.peak_equity, now_ms, limits),
     ):
-        if lock is not None and all(r.code is not lock.code for r in found + waived):
-            hold_back(_reason(lock.code, lock.message))
+        if breaker is not None and all(r.code is not breaker.code for r in found + waived):
+            hold_back(_reason(breaker.code, breaker.message))
     return found
 
 
 def _position_rules(
     signal: TradeSignal,
     portfolio: PortfolioView,
-    limits: RiskLimits,
-    source: SourceLimits,
+    limits: PlainLimits,
+    source: Plain,
     held: float,
 ) -> list[Reason]:
     """No adding to a held long unless the source allows it; no new symbol past the count."""
@@ -711,7 +711,7 @@ def _exit(
     last: float,
     rules: Filters,
     now_ms: int,
-    limits: RiskLimits,
+    limits: PlainLimits,
     held: float,
     side: Side,
 ) -> Verdict:

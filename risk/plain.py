@@ -6,12 +6,12 @@ model cannot change, so its copy is made once per model object and kept."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from market.models import SymbolRules
-from risk.limits import RiskLimits, SourceLimits
+from risk.limits import RiskLimits
 from risk.models import ReasonCode, SignalSource
 from risk.sizing import Cap, Grid, exact
 
@@ -25,9 +25,15 @@ class Plain:
     def __init__(self, model: BaseModel) -> None:
         self.__dict__.update(model.__dict__)
 
+    if TYPE_CHECKING:  # the copied fields, typed as the model declares them
 
-class _Limits(Plain):
+        def __getattr__(self, name: str) -> Any: ...
+
+
+class PlainLimits(Plain):
     """RiskLimits, with each source's limits plain too, and the cost of a unit with fees."""
+
+    fee_factor: Decimal
 
     def __init__(self, limits: RiskLimits) -> None:
         super().__init__(limits)
@@ -35,8 +41,10 @@ class _Limits(Plain):
         for source in SignalSource:
             setattr(self, source.value, Plain(limits.for_source(source)))
 
-    def for_source(self, source: SignalSource) -> SourceLimits:
-        return self.__dict__[source]  # the plain copy stands in for SourceLimits
+    def for_source(self, source: SignalSource) -> Plain:
+        """SourceLimits' fields, plain."""
+        found: Plain = self.__dict__[source]
+        return found
 
 
 class Filters(Plain):
@@ -81,12 +89,12 @@ def _remember(model: BaseModel, make: type[Plain]) -> Any:
     return copy
 
 
-def plain_limits(limits: RiskLimits) -> RiskLimits:
+def plain_limits(limits: RiskLimits) -> PlainLimits:
     """A stand-in for `limits` with the same fields and `for_source`, read at plain speed."""
     found = _known.get(id(limits))
     if found is not None and found[0] is limits:
         return found[1]
-    return _remember(limits, _Limits)
+    return _remember(limits, PlainLimits)
 
 
 def filters_of(rules: SymbolRules) -> Filters:

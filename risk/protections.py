@@ -6,11 +6,15 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from risk.limits import RiskLimits, SourceLimits
 from risk.models import ReasonCode
+
+if TYPE_CHECKING:  # the gate passes its plain copies of the limits (risk.plain)
+    from risk.plain import Plain, PlainLimits
 
 DAY_MS = 86_400_000
 _MINUTE_MS = 60_000
@@ -49,7 +53,7 @@ def _iso(ms: int) -> str:
 
 
 def daily_loss_lock(
-    equity: float, day_start_equity: float, now_ms: int, limits: RiskLimits
+    equity: float, day_start_equity: float, now_ms: int, limits: RiskLimits | PlainLimits
 ) -> Lock | None:
     """Losing max_daily_loss_pct since the UTC day began halts everything until tomorrow."""
     limit = limits.max_daily_loss_pct
@@ -69,7 +73,7 @@ def daily_loss_lock(
 
 
 def drawdown_lock(
-    equity: float, peak_equity: float, now_ms: int, limits: RiskLimits
+    equity: float, peak_equity: float, now_ms: int, limits: RiskLimits | PlainLimits
 ) -> Lock | None:
     """A drawdown beyond the limit allows exits only, until a person resets it."""
     limit = limits.max_drawdown_pct
@@ -101,7 +105,7 @@ def safe_mode_lock(failures: int, now_ms: int, limits: RiskLimits) -> Lock | Non
 
 
 def cooldown_lock(
-    losing_streak: int, last_loss_ms: int | None, limits: SourceLimits
+    losing_streak: int, last_loss_ms: int | None, limits: SourceLimits | Plain
 ) -> Lock | None:
     """N losing trades in a row pause new entries from that source for a while."""
     after = limits.cooldown_after_losses

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import sys
 from decimal import ROUND_FLOOR, Context, Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from risk.models import PositionView, ReasonCode
 
@@ -41,7 +41,7 @@ class Cap(NamedTuple):
     room_exact: Decimal | None  # the exact room when known (exchange filters), else the float's
     unit_exact: Decimal
     what: str  # a template for `setting`, formatted only when the cap is reported
-    setting: object
+    setting: Any  # not `object`: mypyc cannot build a NamedTuple with an `object` field
 
     def describe(self) -> str:
         return self.what.format(self.setting)

@@ -19,9 +19,11 @@ class Venue(Protocol):
 
     ledger: Ledger
 
-    def on_bar(self, index: int, *, fills: bool = True) -> None:
+    def on_bar(self, index: int, *, fills: bool = True) -> object:
         """Apply what happened at the market's bar `index`: fills, settlements. `fills=False`
-        outside market hours: orders wait for the next bar that may fill them."""
+        outside market hours: orders wait for the next bar that may fill them. What it returns
+        is the venue's own business (the simulator's placed orders, for paper); the runner
+        ignores it."""
 
     def execute(self, order: ApprovedOrder) -> dict[str, Any]:
         """Take a sealed order; anything else raises."""

@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -255,7 +256,7 @@ class Runner:
         trades = ledger.trades
         if len(trades) > self.trades_seen:
             for trade in trades[self.trades_seen :]:
-                self.risk.update(lambda s, t=trade: on_trade_closed(s, t.pnl, t.exit_time))
+                self.risk.update(partial(on_trade_closed, pnl=trade.pnl, now_ms=trade.exit_time))
             self.trades_seen = len(trades)
         equity = ledger.equity(self.market.marks(index))
         key = (equity, now // DAY_MS)
@@ -337,8 +338,10 @@ class Runner:
     def _settle_llm(self) -> None:
         """N failures in a row enter safe mode, M healthy calls in a row leave it; each change
         is logged with the account's state."""
-        ok, now_ms = self._llm_outcome
-        self._llm_outcome = None
+        outcome, self._llm_outcome = self._llm_outcome, None
+        if outcome is None:
+            return
+        ok, now_ms = outcome
         limits = self.risk.limits
         before = in_safe_mode(self.risk.state)
         after = in_safe_mode(
