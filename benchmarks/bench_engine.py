@@ -56,7 +56,12 @@ def ours(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, list[tuple[i
     started = time.perf_counter()
     bars, _ = to_bar_arrays({"BTCUSDT": frame})
     result = run_backtest(
-        bars, SmaCross(SmaCrossParams(fast=fast, slow=slow)), sample_rules(), CONFIG, limits=LIMITS
+        bars,
+        SmaCross(SmaCrossParams(fast=fast, slow=slow)),
+        sample_rules(),
+        CONFIG,
+        limits=LIMITS,
+        keep_gate_calls=False,  # as agent-backtest runs it: its report reads no gate call
     )
     compute_report_metrics(result)  # backtesting.py's run() computes its stats too
     took = time.perf_counter() - started

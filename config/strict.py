@@ -18,8 +18,11 @@ from core.errors import ConfigError
 
 ENV_PREFIX = "AGENT_"
 WILDCARD = "*"
-# AGENT_* variables that are read by a command, not by the settings model
-NOT_SETTINGS = frozenset({"AGENT_PROFILE", "AGENT_UI_AUTH", "AGENT_SERVER_TOKEN"})
+# AGENT_* variables that are read by a command, not by the settings model (AGENT_PURE_PYTHON
+# by the install and core.native: the engine's build, read before any settings load)
+NOT_SETTINGS = frozenset(
+    {"AGENT_PROFILE", "AGENT_UI_AUTH", "AGENT_SERVER_TOKEN", "AGENT_PURE_PYTHON"}
+)
 
 
 def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:

@@ -26,8 +26,13 @@ NATIVE = (
     "risk.approval",
     "risk.gate",
     "risk.sizing",
+    "execution.orders",
+    "execution.rules",
+    "risk.state",
+    "risk.trusted",
     "runtime.market",
     "runtime.portfolio",
+    "runtime.ports",
     "runtime.runner",
 )
 """The hot path of every signal, from the runner through the gate to the simulated fill."""

@@ -8,7 +8,6 @@ from bisect import bisect_right, insort
 from operator import itemgetter
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from risk.limits import RiskLimits
 from risk.models import ReasonCode
@@ -20,40 +19,13 @@ from risk.protections import (
     drawdown_lock,
     safe_mode_lock,
 )
+from risk.risk_state import RiskState
 from risk.trusted import trusted
 
 RATE_WINDOW_MS = 3_600_000  # the longest rate-limit window; older order times are dropped
 # The reductions `ndarray.max`/`min` call, without their Python wrapper: a backtest folds a
 # short span at every step, where the wrapper was a third of each reduction's cost.
 _highest, _lowest = np.maximum.reduce, np.minimum.reduce
-
-
-class RiskState(BaseModel):
-    """JSON-serialisable; `RiskState()` is ACTIVE with no history."""
-
-    model_config = ConfigDict(frozen=True)
-
-    locks: tuple[Lock, ...] = ()
-    utc_day: int | None = None
-    day_start_equity: float | None = None
-    peak_equity: float | None = None
-    losing_streak: int = 0
-    last_loss_ms: int | None = None
-    llm_failures: int = 0
-    llm_successes: int = 0  # healthy calls in a row while in safe mode
-    recent_orders_ms: tuple[int, ...] = ()  # sorted times of approved orders, for rate limits
-
-    def active_locks(self, now_ms: int) -> tuple[Lock, ...]:
-        return tuple(lock for lock in self.locks if lock.active(now_ms))
-
-    def trading_state(self, now_ms: int) -> TradingState:
-        """The most restrictive level among the locks still in force at `now_ms`."""
-        levels = {lock.level for lock in self.active_locks(now_ms)}
-        if TradingState.HALTED in levels:
-            return TradingState.HALTED
-        if TradingState.REDUCING in levels:
-            return TradingState.REDUCING
-        return TradingState.ACTIVE
 
 
 def _changed(state: RiskState, changes: dict[str, object]) -> RiskState:

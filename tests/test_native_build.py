@@ -118,3 +118,38 @@ def test_an_install_that_compiled_nothing_says_so(tmp_path: Path) -> None:
     seen = _probe(tmp_path)
     assert seen["build"] == "Python source (not compiled at install)"
     _all_from_source(seen)
+
+
+BRACKETS = ["--strategy", "sma_cross", "--fast", "5", "--slow", "20", "--size", "50"]
+BRACKETS += ["--stop-loss", "0.3", "--take-profit", "0.5", "--trailing-stop", "0.4"]
+
+
+# the agent (offline model) enters and exits at market; a classic strategy with brackets fills
+# stops, targets and a trailing stop inside bars
+@pytest.mark.parametrize("args", [[], BRACKETS], ids=["agent", "brackets"])
+def test_the_compiled_engine_and_its_source_write_the_same_report(
+    cli, tmp_path: Path, args: list[str]
+) -> None:
+    from core.engine_build import BUILD
+
+    if not BUILD.startswith("compiled"):
+        pytest.skip(f"the install did not compile the engine: {BUILD} (.ci/run requires it)")
+    reports = []
+    for build, env in (("compiled", {}), ("source", {"AGENT_PURE_PYTHON": "1"})):
+        report = tmp_path / f"{build}.json"
+        done = cli(
+            "agent-backtest",
+            "--symbol",
+            "BTCUSDT",
+            "--days",
+            "1",
+            *args,
+            "--json",
+            str(report),
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(report.read_text()))
+    compiled, source = reports
+    assert compiled["trades"], "the run should trade, or it compares nothing"
+    assert compiled == source
