@@ -50,7 +50,7 @@ def _digest(
     trail: Decimal | None,
     reduce: bool,
     source: SignalSource,
-    ms: int,
+    ms: object,  # an int: as `_Mint.seal` boxed it, or as an order holds it
 ) -> str:
     """A keyed BLAKE2b MAC of the sealed fields' text, in `_SEALED` order. One f-string keeps
     the text unambiguous: the free-text fields are quoted by repr, so each ends itself; every
@@ -96,6 +96,9 @@ class _Mint:
         """The gate passes every field of its exact type, so the order is built without
         re-validation; `verify_approved` knows the last one by its objects (`_last_sealed`)
         and recomputes the same digest from the fields of any other."""
+        # Compiled, an `int` parameter is a machine integer, boxed anew at each use: boxed once
+        # here, the order and `_last_sealed` hold the same int object.
+        created: object = ms
         sealed = (
             cid,
             did,
@@ -110,7 +113,7 @@ class _Mint:
             trail,
             reduce,
             source,
-            ms,
+            created,
         )
         seal = _digest(*sealed)
         order = trusted(
@@ -129,7 +132,7 @@ class _Mint:
                 "trailing_stop_pct": trail,
                 "reduce_only": reduce,
                 "source": source,
-                "created_ms": ms,
+                "created_ms": created,
                 "seal": seal,
             },
         )
