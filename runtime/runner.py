@@ -294,7 +294,7 @@ class Runner:
         """The strategy's view at bar `index`: the fields that stay from step to step are
         gathered once per symbol (and per prepared arrays and bars: paper and live renew
         them), so each step adds only the bar, the clock, the position and the callbacks
-        bound to the bar (a backtest builds one context per signal)."""
+        bound to the runner and the bar (a backtest builds one context per signal)."""
         bars = self.market.feed.symbols[symbol]
         seat = self._seats.get(symbol)
         if seat is None or seat[0] is not prepared or seat[1] is not bars:
@@ -304,6 +304,9 @@ class Runner:
             index=index,
             time_ms=now,
             position=self.venue.ledger.quantity(symbol),
+            llm_result=self._llm_result,
+            risk_state=lambda: self.risk.state,
+            holdings=lambda: dict(self.venue.ledger.held()),
             portfolio=lambda: self.portfolio(index),
             market_view=lambda s: self.market.view(s, index),
             peers=lambda name: {
@@ -312,7 +315,9 @@ class Runner:
         )
 
     def _seat(self, symbol: str, bars: SymbolBars, prepared: Prepared) -> dict[str, Any]:
-        """A symbol's context fields that no step changes."""
+        """A symbol's context fields that no step changes. None refers to the runner: the
+        runner keeps them, and a callback bound to it here would make every run a reference
+        cycle that only the collector frees (with everything its result holds)."""
         sizing = self.sizing
         return {
             "strategy": self.strategy.name,
@@ -325,9 +330,6 @@ class Runner:
             "stop_loss_pct": sizing.stop_loss_pct,
             "take_profit_pct": sizing.take_profit_pct,
             "trailing_stop_pct": sizing.trailing_stop_pct,
-            "llm_result": self._llm_result,
-            "risk_state": lambda: self.risk.state,
-            "holdings": lambda: dict(self.venue.ledger.held()),
         }
 
     def _llm_result(self, ok: bool, now_ms: int) -> None:

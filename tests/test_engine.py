@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from decimal import Decimal
 
@@ -115,6 +116,28 @@ def test_a_run_that_keeps_no_gate_calls_reports_the_same(btc) -> None:
     spared = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_gate_calls=False)
     assert len(kept.gate_calls) == len(kept.decisions) > 10 and spared.gate_calls == []
     assert build_report(spared).to_json() == build_report(kept).to_json()
+
+
+@pytest.mark.parametrize("keep_gate_calls", [True, False])
+def test_a_dropped_result_is_freed_at_once_not_left_to_the_collector(
+    btc, keep_gate_calls: bool
+) -> None:
+    """A UI, server or sweep runs backtest after backtest: each result (every signal, verdict,
+    fill and trade) goes when dropped, with no reference cycle for the collector to find."""
+    bars, _ = to_bar_arrays({"BTCUSDT": btc})
+    strategy = STRATEGIES["sma_cross"](STRATEGIES["sma_cross"].Params())
+    gc.collect()
+    gc.disable()
+    try:
+        result = run_backtest(
+            bars, strategy, sample_rules(), NO_COSTS, keep_gate_calls=keep_gate_calls
+        )
+        assert len(result.decisions) > 10
+        del result
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert left == 0
 
 
 def test_size_is_a_fixed_percent_of_equity_or_all_of_it(btc) -> None:
