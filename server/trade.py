@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from agent.cli.trade_flags import run_args
+from agent.cli.trade_flags import run_args, run_settings
 from agent.cli.trade_run import PreparedRun, prepare_run
 from config import Settings
 from core.errors import UserError
@@ -45,7 +45,7 @@ class HostedLoop:
             raise UserError(
                 f"{HOST} trades paper accounts only; run --mode {mode} with agent-trade"
             )
-        self.prepared: PreparedRun = prepare_run(args)
+        self.prepared: PreparedRun = prepare_run(args, run_settings(args))
         self.account = self.prepared.loop.account
         self.reason: str | None = None  # why it ended, once it has
         self._stop = threading.Event()

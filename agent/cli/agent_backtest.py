@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from agent.cli.agent_flags import check_cost, consented
 from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify, write_file
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
@@ -84,37 +85,6 @@ def agent_params(args: argparse.Namespace) -> AgentParams:
         first = exc.errors()[0]  # type: ignore[attr-defined]
         flag = "--" + str(first["loc"][0]).replace("_", "-")
         raise UserError(f"invalid {flag}: {first['msg']}") from None
-
-
-def check_cost(
-    args: argparse.Namespace,
-    model: ChatModel,
-    settings: Settings,
-    planned: int,
-    per_decision: Callable[[], PerDecision],
-    period: str = "",
-    samples: int = 1,
-) -> None:
-    """A paid model must not start spending unannounced: show the estimate, require consent.
-    `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
-    each decision asks the model `samples` times; `per_decision` is counted only when shown.
-    With spending accepted up front it is shown once the first answers are in, so what it
-    imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
-    from agent.estimate import estimate_line
-
-    if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
-        return
-    notify(estimate_line(model, per_decision(), planned, samples, period))
-    if not consented(args):
-        cap = ", or --budget-usd X to stop cleanly once X USD is spent"
-        if model.pricing.unknown is not None:
-            cap = " (its cost is n/a: no USD budget can cap it, llm.max_calls can)"
-        raise UserError(f"this run may spend money: pass --yes to accept the estimate{cap}")
-
-
-def consented(args: argparse.Namespace) -> bool:
-    """Spending was accepted up front, whatever the estimate says."""
-    return bool(args.yes) or args.budget_usd is not None
 
 
 def _per_decision(

@@ -1,9 +1,21 @@
 """The agent's flags on `agent-backtest`, apart from the agent itself, so building the parser
-(and running a classic strategy) never loads the graph, LangGraph or an LLM client."""
+(and running a classic strategy) never loads the graph, LangGraph or an LLM client; and the
+consent to a paid model's cost, which `agent-trade`'s loop asks too without loading the
+backtest's reporting and comparison stack."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from agent.cli.common import notify
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    from agent.estimate import PerDecision
+    from agent.model import ChatModel
+    from config import Settings
 
 
 def add_agent_args(parser: argparse.ArgumentParser) -> None:
@@ -40,3 +52,35 @@ def add_agent_args(parser: argparse.ArgumentParser) -> None:
         metavar="model=NAME|prompt=FILE",
         help="paired A/B: a second agent differing only in this, on the same decision points",
     )
+
+
+def check_cost(
+    args: argparse.Namespace,
+    model: ChatModel,
+    settings: Settings,
+    planned: int,
+    per_decision: Callable[[], PerDecision],
+    period: str = "",
+    samples: int = 1,
+) -> None:
+    """A paid model must not start spending unannounced: show the estimate, require consent.
+    `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
+    each decision asks the model `samples` times; `per_decision` is counted only when shown.
+    With spending accepted up front it is shown once the first answers are in, so what it
+    imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
+    from agent.estimate import estimate_line
+    from agent.offline import OfflineModel
+
+    if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
+        return
+    notify(estimate_line(model, per_decision(), planned, samples, period))
+    if not consented(args):
+        cap = ", or --budget-usd X to stop cleanly once X USD is spent"
+        if model.pricing.unknown is not None:
+            cap = " (its cost is n/a: no USD budget can cap it, llm.max_calls can)"
+        raise UserError(f"this run may spend money: pass --yes to accept the estimate{cap}")
+
+
+def consented(args: argparse.Namespace) -> bool:
+    """Spending was accepted up front, whatever the estimate says."""
+    return bool(args.yes) or args.budget_usd is not None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from agent.cli.common import run
-from agent.cli.trade_flags import no_steering, parser
+from agent.cli.trade_flags import no_steering, parser, run_settings
 from core.collector import imports_frozen
 from core.errors import UserError
 
@@ -42,10 +42,11 @@ def _main(argv: list[str] | None) -> int:
             return trade_status.cmd_ledger(args)
         return trade_status.cmd_steer(args)
     no_steering(args)
+    settings = run_settings(args)
     with imports_frozen():
         from agent.cli.trade_run import cmd_run  # the agent, pandas and the feeds: only to run
 
-    return cmd_run(args)
+    return cmd_run(args, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

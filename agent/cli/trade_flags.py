@@ -1,15 +1,25 @@
-"""`agent-trade`'s flags, apart from what runs them: `--help`, a mistyped flag and the
-server's check of a loop's flags load neither the store's tables nor the loop's stack."""
+"""`agent-trade`'s flags, apart from what runs them: `--help`, a mistyped flag, a run's flags
+that contradict each other or the settings, and the server's check of a loop's flags load
+neither the store's tables nor the loop's stack."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.cli.common import OneLineParser, add_common_args
+from agent.cli.common import OneLineParser, add_common_args, settings_from
 from agent.cli.equity import add_equity_args
 from agent.cli.strategy_flags import add_param_args
 from core.errors import UserError
+from core.security import loose_env_file
+from execution.signed_access import check_live_allowed
+
+if TYPE_CHECKING:
+    from config import Settings
+    from config.settings import TradingSettings
 
 COMMANDS = ("run", "status", "fills", "ledger", "halt", "resume", "reset-drawdown")
 DEFAULT_REASONS = {
@@ -108,3 +118,89 @@ def run_args(argv: list[str], host: str) -> argparse.Namespace:
         raise UserError(f"{host} runs the loop; `{args.command}` is for agent-trade")
     no_steering(args)
     return args
+
+
+def settings_for(args: argparse.Namespace, **extra: object) -> Settings:
+    """Settings with the flags on top; the account is the flag's, else `trading.account`."""
+    settings = settings_from(args, **extra)
+    args.account = args.account or settings.trading.account
+    return settings
+
+
+def run_settings(args: argparse.Namespace) -> Settings:
+    """A run's settings, its flags checked against them and each other, before the loop's stack
+    (pandas, the store's tables, the feeds) is loaded: a refused run exits at once."""
+    settings = settings_for(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
+    _check_run_args(args, settings.trading)
+    if settings.risk.size_by_agreement:
+        raise UserError(
+            "risk.size_by_agreement has nothing to act on in agent-trade: the loop asks the "
+            "model once per decision, so there is no agreement (it applies to agent-backtest "
+            "--samples K)"
+        )
+    return settings
+
+
+def _speed(raw: str) -> float:
+    if raw.strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        speed = float(raw)
+    except ValueError:
+        speed = math.nan
+    if not speed > 0:
+        raise UserError(f"invalid --speed {raw}: a multiple of real time above 0, or max")
+    return speed
+
+
+def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
+    args.mode = args.mode or trading.mode
+    check_live_allowed(args.mode, os.environ)
+    args.cash = trading.cash if args.cash is None else args.cash
+    args.symbol = args.symbol or ",".join(trading.symbols)
+    if args.mode == "live" and (loose := loose_env_file()):
+        raise UserError(f"live trading refused: {loose}")
+    if args.mode == "live" and args.feed == "replay":
+        raise UserError(
+            "--mode live needs --feed binance, bybit or alpaca: replayed sample bars must never "
+            "drive real orders"
+        )
+    args.speed = _speed(args.speed)
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65_536:
+        raise UserError(f"invalid --metrics-port {args.metrics_port}: a port is 1 to 65535")
+    if args.fee_bps is not None and args.fee_bps < 0:
+        raise UserError(f"invalid --fee-bps {args.fee_bps:g}: a fee cannot be negative")
+    if args.data is not None and args.feed != "replay":
+        raise UserError("--data is replayed: it needs --feed replay")
+    if args.mode != PAPER:
+        given = [f for f in ("fee_bps", "slippage_bps") if getattr(args, f) is not None]
+        if given:
+            raise UserError(
+                f"--{given[0].replace('_', '-')} is for paper accounts: on the exchange ({args.mode}) "
+                "the exchange charges its own fees and fills at its own prices"
+            )
+    if args.strategy == AGENT:
+        flags = ("size", "stop_loss", "take_profit", "trailing_stop")
+        given = [f for f in flags if getattr(args, f) is not None]
+        if given:
+            raise UserError(
+                f"--{given[0].replace('_', '-')} does not apply to the agent: it proposes its "
+                "own size and stop, which the risk gate bounds"
+            )
+        if args.decide_every is None:
+            args.decide_every = trading.decide_every
+    elif args.decide_every is not None:
+        raise UserError(
+            f"--decide-every does not apply to {args.strategy}: a classic strategy decides on "
+            "the bars where its signal fires"
+        )
+    if args.decide_every is not None and not 1 <= args.decide_every <= 1_440:
+        raise UserError(f"invalid --decide-every {args.decide_every}: 1 to 1440 minutes")
+    if not args.cash > 0:
+        raise UserError(f"invalid --cash {args.cash:g}: must be above 0")
+    if args.max_bars is not None and args.max_bars < 1:
+        raise UserError(f"invalid --max-bars {args.max_bars}: at least 1")
+    if args.budget_usd is not None and not args.budget_usd > 0:
+        raise UserError(f"invalid --budget-usd {args.budget_usd:g}: must be above 0")
+    if args.drop_every is not None and args.drop_every < 1:
+        raise UserError(f"invalid --drop-every {args.drop_every}: at least 1")

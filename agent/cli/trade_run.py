@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from agent.cli.common import EXIT_RUNTIME, EXIT_USER, notify
 from agent.cli.equity import check_stock_trade, parse_symbols, session_line, stock_rules
 from agent.cli.strategy_flags import param_flags
 from agent.cli.trade_flags import AGENT, PAPER
-from agent.cli.trade_status import print_status, settings_for
+from agent.cli.trade_status import print_status
 from agent.live_readiness import (
     LIVE_FEED,
     record_paper_profile,
@@ -35,7 +34,6 @@ from backtest.config import BacktestConfig
 from config import Settings
 from config.settings import TradingSettings
 from core.errors import UserError
-from core.security import loose_env_file
 from execution.fees import FeeSchedule
 from execution.paper_records import load_account
 from execution.slippage import FixedBps
@@ -94,73 +92,6 @@ def _stock_symbols(args: argparse.Namespace) -> list[str] | None:
 
     args.exchange = check_exchange(args, kind)
     return list(dict.fromkeys(symbols))
-
-
-def _speed(raw: str) -> float:
-    if raw.strip().lower() in ("max", "inf"):
-        return math.inf
-    try:
-        speed = float(raw)
-    except ValueError:
-        speed = math.nan
-    if not speed > 0:
-        raise UserError(f"invalid --speed {raw}: a multiple of real time above 0, or max")
-    return speed
-
-
-def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
-    from execution.venues import check_live_allowed
-
-    args.mode = args.mode or trading.mode
-    check_live_allowed(args.mode, os.environ)
-    args.cash = trading.cash if args.cash is None else args.cash
-    args.symbol = args.symbol or ",".join(trading.symbols)
-    if args.mode == "live" and (loose := loose_env_file()):
-        raise UserError(f"live trading refused: {loose}")
-    if args.mode == "live" and args.feed == "replay":
-        raise UserError(
-            "--mode live needs --feed binance, bybit or alpaca: replayed sample bars must never "
-            "drive real orders"
-        )
-    args.speed = _speed(args.speed)
-    if args.metrics_port is not None and not 0 < args.metrics_port < 65_536:
-        raise UserError(f"invalid --metrics-port {args.metrics_port}: a port is 1 to 65535")
-    if args.fee_bps is not None and args.fee_bps < 0:
-        raise UserError(f"invalid --fee-bps {args.fee_bps:g}: a fee cannot be negative")
-    if args.data is not None and args.feed != "replay":
-        raise UserError("--data is replayed: it needs --feed replay")
-    if args.mode != PAPER:
-        given = [f for f in ("fee_bps", "slippage_bps") if getattr(args, f) is not None]
-        if given:
-            raise UserError(
-                f"--{given[0].replace('_', '-')} is for paper accounts: on the exchange ({args.mode}) "
-                "the exchange charges its own fees and fills at its own prices"
-            )
-    if args.strategy == AGENT:
-        flags = ("size", "stop_loss", "take_profit", "trailing_stop")
-        given = [f for f in flags if getattr(args, f) is not None]
-        if given:
-            raise UserError(
-                f"--{given[0].replace('_', '-')} does not apply to the agent: it proposes its "
-                "own size and stop, which the risk gate bounds"
-            )
-        if args.decide_every is None:
-            args.decide_every = trading.decide_every
-    elif args.decide_every is not None:
-        raise UserError(
-            f"--decide-every does not apply to {args.strategy}: a classic strategy decides on "
-            "the bars where its signal fires"
-        )
-    if args.decide_every is not None and not 1 <= args.decide_every <= 1_440:
-        raise UserError(f"invalid --decide-every {args.decide_every}: 1 to 1440 minutes")
-    if not args.cash > 0:
-        raise UserError(f"invalid --cash {args.cash:g}: must be above 0")
-    if args.max_bars is not None and args.max_bars < 1:
-        raise UserError(f"invalid --max-bars {args.max_bars}: at least 1")
-    if args.budget_usd is not None and not args.budget_usd > 0:
-        raise UserError(f"invalid --budget-usd {args.budget_usd:g}: must be above 0")
-    if args.drop_every is not None and args.drop_every < 1:
-        raise UserError(f"invalid --drop-every {args.drop_every}: at least 1")
 
 
 class _ProgressBar:
@@ -416,7 +347,7 @@ def _strategy(
     given = _param_flags_given(args)
     if given:
         raise UserError(f"--{given[0].replace('_', '-')} does not apply to the agent")
-    from agent.cli.agent_backtest import check_cost
+    from agent.cli.agent_flags import check_cost
     from agent.estimate import from_sample
     from agent.model import open_model
     from agent.strategy import trading_agent
@@ -482,8 +413,9 @@ class PreparedRun:
         return _failed(self.loop, exc)
 
 
-def prepare_run(args: argparse.Namespace) -> PreparedRun:
-    """Check the run flags, open the store and build the loop, its feed plan and its venue."""
+def prepare_run(args: argparse.Namespace, settings: Settings) -> PreparedRun:
+    """Open the store and build the loop, its feed plan and its venue, from flags and settings
+    `run_settings` checked."""
     from agent.cli.stock_replay import stored_stocks
     from agent.trading_loop import TradingLoop
     from execution.slippage import BookWalk
@@ -491,14 +423,6 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     from market.books import Books
     from runtime.runner import Sizing
 
-    settings = settings_for(args, llm={"max_usd": args.budget_usd} if args.budget_usd else {})
-    _check_run_args(args, settings.trading)
-    if settings.risk.size_by_agreement:
-        raise UserError(
-            "risk.size_by_agreement has nothing to act on in agent-trade: the loop asks the "
-            "model once per decision, so there is no agreement (it applies to agent-backtest "
-            "--samples K)"
-        )
     rule = None if args.shadow is None else shadow_strategy(args.shadow)
     stocks = _stock_symbols(args)
     symbols = stocks or _symbols(args.symbol)
@@ -696,8 +620,8 @@ def prepare_run(args: argparse.Namespace) -> PreparedRun:
     return PreparedRun(loop, args, settings, store, replay, depth, snapshots, model, bar, alpaca)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    prepared = prepare_run(args)
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    prepared = prepare_run(args, settings)
     with prepared.progress.progress:
         try:
             reason = asyncio.run(_until_signalled(prepared))

@@ -9,24 +9,16 @@ import json
 import time
 from typing import Any
 
-from agent.cli.common import notify, settings_from
-from agent.cli.trade_flags import DEFAULT_REASONS
+from agent.cli.common import notify
+from agent.cli.trade_flags import DEFAULT_REASONS, settings_for
 from agent.loop_state import account_status, clear_account, halt_account
 from agent.portfolio_book import portfolio_line
 from agent.shadow_book import side_by_side_lines, with_shadow
-from config import Settings
 from core.collector import imports_frozen
 from core.errors import UserError
 from execution.paper_records import load_account
 from risk.interventions import describe
 from store import open_store
-
-
-def settings_for(args: argparse.Namespace, **extra: object) -> Settings:
-    """Settings with the flags on top; the account is the flag's, else `trading.account`."""
-    settings = settings_from(args, **extra)
-    args.account = args.account or settings.trading.account
-    return settings
 
 
 def print_status(status: dict[str, Any]) -> None:
