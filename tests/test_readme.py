@@ -41,6 +41,7 @@ SKIP = re.compile(r"\[(needs [^\]]+|runs until stopped|installs the package)\]")
 EXIT = re.compile(r"\[exit (\d+)\]")
 ACCOUNT = re.compile(r"--account\s+(\S+)")
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+COMMENT = re.compile(r"\s+#.*$")
 CI_LINE = re.compile(r"<!-- test-command -->.*?<!-- /test-command -->", re.S)
 
 
@@ -66,15 +67,21 @@ def _shared_state(command: str) -> str | None:
 
 def readme_runs() -> list[list[str]]:
     """Each block split into runs that share nothing on disk, each run in README order. An
-    account's run starts with the block's imports above it, which may fill the store it reads."""
+    account's run starts with the block's imports above it, which may fill the store it reads.
+    A command that shares nothing runs once however often the README shows it (the quick start's
+    backtest is shown again with the agent's): a second run would only repeat the first."""
     runs = []
+    alone: set[str] = set()
     for block in readme_blocks():
         shared: dict[str, list[str]] = {}
         imports: list[str] = []
         for command in block:
             key = _shared_state(command)
             if key is None:
-                runs.append([command])
+                bare = COMMENT.sub("", command)
+                if bare not in alone:
+                    alone.add(bare)
+                    runs.append([command])
                 continue
             if key != "store" and key not in shared:
                 shared[key] = list(imports)
