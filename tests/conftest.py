@@ -126,6 +126,15 @@ def pytest_configure(config: pytest.Config) -> None:
     (as on CI), every command a test runs would otherwise recompile every module it loads."""
     if hasattr(config, "workerinput"):
         return
+    from core.native import choose
+
+    build = choose()  # before a test runs a command: each would warn and fail on its stderr
+    if "changed since the compile" in build:
+        pytest.exit(
+            f"the engine runs as {build}: `pip install -e .` rebuilds it (or test the source "
+            "with AGENT_PURE_PYTHON=1)",
+            returncode=2,
+        )
     roots = (p for p in PACKAGES.iterdir() if (p / "__init__.py").is_file() and p.name != "tests")
     for root in roots:
         compileall.compile_dir(root, quiet=1)
