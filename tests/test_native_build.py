@@ -126,6 +126,7 @@ BRACKETS += ["--stop-loss", "0.3", "--take-profit", "0.5", "--trailing-stop", "0
 
 # the agent (offline model) enters and exits at market; a classic strategy with brackets fills
 # stops, targets and a trailing stop inside bars
+@pytest.mark.slow  # four real commands end to end
 @pytest.mark.parametrize("args", [[], BRACKETS], ids=["agent", "brackets"])
 def test_the_compiled_engine_and_its_source_write_the_same_report(
     cli, tmp_path: Path, args: list[str]
