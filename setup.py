@@ -1,6 +1,6 @@
 """Compiles the engine's hot modules (core.native.NATIVE) with mypyc at install: every signal
 of a backtest, paper or live run goes through them, and compiled they run the same code about
-1.4x faster. AGENT_PURE_PYTHON=1 skips the compile. Where it cannot run (no C compiler, no
+1.5x faster. AGENT_PURE_PYTHON=1 skips the compile. Where it cannot run (no C compiler, no
 Python headers) the install goes on with the same modules as Python source and says so: slower,
 never different. The build records each compiled source's digest for core.native's check."""
 
@@ -20,7 +20,7 @@ from core.native import MANIFEST, NATIVE, digest, source_of  # noqa: E402  (stdl
 
 
 def _warn(why: str) -> None:
-    print(f"warning: the engine runs as Python source, about 1.4x slower: {why}", file=sys.stderr)
+    print(f"warning: the engine runs as Python source, about 1.5x slower: {why}", file=sys.stderr)
 
 
 def native_modules() -> list:
