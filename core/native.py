@@ -84,12 +84,15 @@ def choose(root: Path = ROOT) -> str:
     if len(unbuilt) == len(NATIVE):
         _build = "Python source (not compiled at install)"
         return _build
-    manifest_file = root / "core" / MANIFEST
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
-    stale = unbuilt + [m for m in stale_sources(manifest, root) if m not in unbuilt]
     if os.environ.get(_PURE, "") not in ("", "0"):
         _build = f"Python source ({_PURE} is set)"
-    elif stale:
+    else:
+        manifest_file = root / "core" / MANIFEST
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+        stale = unbuilt + [m for m in stale_sources(manifest, root) if m not in unbuilt]
+        if not stale:
+            _build = f"compiled by mypyc ({len(NATIVE)} modules)"
+            return _build
         _build = f"Python source ({', '.join(stale)} changed since the compile)"
         warnings.warn(
             f"the compiled engine is older than its source ({', '.join(stale)}): running the "
@@ -97,8 +100,5 @@ def choose(root: Path = ROOT) -> str:
             RuntimeWarning,
             stacklevel=2,
         )
-    else:
-        _build = f"compiled by mypyc ({len(NATIVE)} modules)"
-        return _build
     sys.meta_path.insert(0, _SourceFirst(root))
     return _build
