@@ -30,7 +30,7 @@ from market.books import Books
 from market.corporate import CorporateActions
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules, iso_ms
 from risk.desk import RiskDesk
-from risk.gate import assess
+from risk.gate import assess_facts
 from risk.interventions import Catchup
 from risk.limits import RiskLimits
 from risk.models import Approved, ApprovedOrder, Elsewhere, ReasonCode, TradeSignal, Verdict
@@ -293,9 +293,9 @@ class TradingLoop:
         if counted_ms in orders:
             orders.remove(counted_ms)
         state = state.model_copy(update={"recent_orders_ms": tuple(orders)})
-        view = self.runner.market.view(signal.symbol, index)
-        portfolio = self.runner.portfolio(index)
-        return assess(signal, portfolio, view, signal.created_ms, self.limits, state)
+        market = self.runner.market.facts(signal.symbol, index)
+        portfolio = self.runner.facts(index)
+        return assess_facts(signal, portfolio, market, signal.created_ms, self.limits, state)
 
     # -- one bar -----------------------------------------------------------------------------
 

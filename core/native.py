@@ -30,6 +30,7 @@ NATIVE = (
     "risk.sizing",
     "risk.state",
     "risk.trusted",
+    "risk.views",
     "runtime.market",
     "runtime.portfolio",
     "runtime.ports",

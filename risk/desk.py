@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection
 
-from risk.gate import decide
+from risk.gate import decide_facts
 from risk.limits import RiskLimits
 from risk.models import MarketView, PortfolioView, TradeSignal, Verdict
 from risk.records import VerdictRecord, load_state, write_state, write_verdicts
 from risk.state import RiskState, on_llm_failure, on_llm_success
+from risk.views import MarketFacts, PortfolioFacts, market_facts, portfolio_facts
 from store.db import Store
 
 
@@ -44,20 +45,26 @@ class RiskDesk:
 
     def review(self, signal: TradeSignal) -> Verdict:
         """The chat's call: the views come from the callbacks the desk was built with."""
-        return self.judge(signal, self._portfolio(), self._market(signal.symbol), self._now())
+        return self.judge(
+            signal,
+            portfolio_facts(self._portfolio()),
+            market_facts(self._market(signal.symbol)),
+            self._now(),
+        )
 
     def judge(
-        self, signal: TradeSignal, portfolio: PortfolioView, market: MarketView, now_ms: int
+        self, signal: TradeSignal, portfolio: PortfolioFacts, market: MarketFacts, now_ms: int
     ) -> Verdict:
-        """The runner's call: the views are the runner's own, as in a backtest."""
+        """The runner's call: the facts are the runner's own, as in a backtest; the record
+        keeps them as the boundary's views."""
         before = self.state
-        verdict, self.state = decide(signal, portfolio, market, now_ms, self.limits, before)
+        verdict, self.state = decide_facts(signal, portfolio, market, now_ms, self.limits, before)
         record = VerdictRecord(
             scope=self.scope,
             now_ms=now_ms,
             signal=signal,
-            portfolio=portfolio,
-            market=market,
+            portfolio=portfolio.view(),
+            market=market.view(),
             limits=self.limits,
             verdict=verdict,
             state_before=before,

@@ -47,6 +47,7 @@ from risk.sizing import (
 )
 from risk.state import RiskState, on_order, refresh
 from risk.trusted import trusted
+from risk.views import MarketFacts, PortfolioFacts, market_facts, portfolio_facts
 
 _INF = math.inf
 _ZERO = Decimal(0)  # a Decimal compares with a Decimal in half the time it takes with an int
@@ -104,7 +105,6 @@ _checked = itemgetter(
 
 _ordered = itemgetter("decision_id", "symbol", "order_type", "source")
 _head = itemgetter("action", "symbol", "order_type")
-_viewed = itemgetter("symbol", "last_price", "rules")
 _priced = itemgetter("order_type", "limit_price", "stop_price")
 _asked = itemgetter("action", "quantity", "size_pct")
 
@@ -170,10 +170,10 @@ def _signal_problems(signal: TradeSignal) -> list[Reason]:
     return [_reason(_CODE.INVALID_SIGNAL, p) for p in problems]
 
 
-def assess(
+def assess_facts(
     signal: TradeSignal,
-    portfolio: PortfolioView,
-    market: MarketView,
+    portfolio: PortfolioFacts,
+    market: MarketFacts,
     now_ms: int,
     limits: RiskLimits,
     state: RiskState,
@@ -186,8 +186,8 @@ def assess(
         return _veto(_CODE.HOLD, "the signal holds: no order")
     if not _clean(fields):
         return _vetoed(_signal_problems(signal))
-    market_symbol, last, market_rules = _viewed(market.__dict__)
-    rules = filters_of(market_rules)
+    market_symbol, last = market.symbol, market.last_price
+    rules = filters_of(market.rules)
     if symbol != market_symbol or rules.symbol != symbol:
         return _veto(
             _CODE.UNKNOWN_SYMBOL,
@@ -232,6 +232,37 @@ def assess(
     return _entry(signal, portfolio, market, rules, now_ms, plain, source, state, held, fat)
 
 
+def decide_facts(
+    signal: TradeSignal,
+    portfolio: PortfolioFacts,
+    market: MarketFacts,
+    now_ms: int,
+    limits: RiskLimits,
+    state: RiskState,
+) -> tuple[Verdict, RiskState]:
+    """`assess_facts` on the refreshed state, counting an approved order towards the rate
+    limits: the one call a loop needs per signal."""
+    state = refresh(state, now_ms)
+    verdict = assess_facts(signal, portfolio, market, now_ms, limits, state)
+    if isinstance(verdict, Approved):
+        state = on_order(state, now_ms)
+    return verdict, state
+
+
+def assess(
+    signal: TradeSignal,
+    portfolio: PortfolioView,
+    market: MarketView,
+    now_ms: int,
+    limits: RiskLimits,
+    state: RiskState,
+) -> Verdict:
+    """`assess_facts` on the boundary's views (a tool's call, a recorded case)."""
+    return assess_facts(
+        signal, portfolio_facts(portfolio), market_facts(market), now_ms, limits, state
+    )
+
+
 def decide(
     signal: TradeSignal,
     portfolio: PortfolioView,
@@ -240,13 +271,10 @@ def decide(
     limits: RiskLimits,
     state: RiskState,
 ) -> tuple[Verdict, RiskState]:
-    """`assess` on the refreshed state, counting an approved order towards the rate limits:
-    the one call a loop needs per signal."""
-    state = refresh(state, now_ms)
-    verdict = assess(signal, portfolio, market, now_ms, limits, state)
-    if isinstance(verdict, Approved):
-        state = on_order(state, now_ms)
-    return verdict, state
+    """`decide_facts` on the boundary's views."""
+    return decide_facts(
+        signal, portfolio_facts(portfolio), market_facts(market), now_ms, limits, state
+    )
 
 
 def _fat_finger(signal: TradeSignal, last: float, source: Plain) -> list[Reason]:
@@ -341,8 +369,8 @@ def _on_tick(
 
 def _entry(
     signal: TradeSignal,
-    portfolio: PortfolioView,
-    market: MarketView,
+    portfolio: PortfolioFacts,
+    market: MarketFacts,
     rules: Filters,
     now_ms: int,
     limits: PlainLimits,
@@ -522,7 +550,7 @@ def _entry(
 
 
 def _exposure_cap(
-    portfolio: PortfolioView, pct: float, exposure: float, cost: float, cost_exact: Decimal
+    portfolio: PortfolioFacts, pct: float, exposure: float, cost: float, cost_exact: Decimal
 ) -> Cap:
     """Max exposure of equity; with other venues in the portfolio, of the whole portfolio's
     equity, counting their positions too (all in this account's quote currency)."""
@@ -538,7 +566,7 @@ def _exposure_cap(
 
 def _trailing(
     signal: TradeSignal,
-    market: MarketView,
+    market: MarketFacts,
     rules: Filters,
     source: Plain,
     cost: float,
@@ -588,8 +616,8 @@ def _trailing(
 
 def _entry_blocks(
     signal: TradeSignal,
-    portfolio: PortfolioView,
-    market: MarketView,
+    portfolio: PortfolioFacts,
+    market: MarketFacts,
     now_ms: int,
     limits: PlainLimits,
     source: Plain,
@@ -675,7 +703,7 @@ def _entry_blocks(
 
 def _position_rules(
     signal: TradeSignal,
-    portfolio: PortfolioView,
+    portfolio: PortfolioFacts,
     limits: PlainLimits,
     source: Plain,
     held: float,
@@ -707,7 +735,7 @@ def _position_rules(
 
 def _exit(
     fields: dict[str, object],
-    portfolio: PortfolioView,
+    portfolio: PortfolioFacts,
     last: float,
     rules: Filters,
     now_ms: int,

@@ -8,7 +8,8 @@ import sys
 from decimal import ROUND_FLOOR, Context, Decimal
 from typing import Any, NamedTuple
 
-from risk.models import PositionView, ReasonCode
+from risk.models import ReasonCode
+from risk.views import PositionFacts
 
 EXACT = Context(prec=1000, rounding=ROUND_FLOOR)
 """Any finite float fits on a tick grid in 1000 digits, so products are exact; divisions round down."""
@@ -203,7 +204,7 @@ def risk_quantity(equity: float, risk_pct: float, stop_distance: float) -> float
 
 
 def gross_exposure(
-    positions: dict[str, PositionView], symbol: str, last_price: float
+    positions: dict[str, PositionFacts], symbol: str, last_price: float
 ) -> float | None:
     """Open positions at market (this symbol) or cost (others, whose price the gate lacks);
     None when a position is garbage, since exposure then cannot be known."""

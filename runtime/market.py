@@ -14,7 +14,7 @@ from execution.feed import BarArrays
 from market.indicators import IndicatorConfig, wilder_atr
 from market.models import SymbolRules
 from risk.models import MarketView
-from risk.trusted import trusted
+from risk.views import MarketFacts
 
 
 class BookTop(Protocol):
@@ -82,18 +82,19 @@ class Market:
         value = float(series[index])
         return value if math.isfinite(value) else None
 
-    def view(self, symbol: str, index: int) -> MarketView:
+    def facts(self, symbol: str, index: int) -> MarketFacts:
         """What the gate may know of `symbol` at bar `index`'s close."""
         top = self.book(symbol) if self.book is not None else None
-        return trusted(  # each value made of its field's type here: no re-validation needed
-            MarketView,
-            {
-                "symbol": symbol,
-                "last_price": float(self.feed.symbols[symbol].close[index]),
-                "data_time_ms": int(self.feed.close_time[index]),
-                "atr": self.atr(symbol, index),
-                "best_bid": None if top is None else float(top.best_bid),
-                "best_ask": None if top is None else float(top.best_ask),
-                "rules": self.rules[symbol],
-            },
+        return MarketFacts(
+            symbol,
+            float(self.feed.symbols[symbol].close[index]),
+            int(self.feed.close_time[index]),
+            self.atr(symbol, index),
+            None if top is None else float(top.best_bid),
+            None if top is None else float(top.best_ask),
+            self.rules[symbol],
         )
+
+    def view(self, symbol: str, index: int) -> MarketView:
+        """The same facts as the boundary's model (a strategy's, a tool's, a record's)."""
+        return self.facts(symbol, index).view()

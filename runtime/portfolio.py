@@ -8,18 +8,19 @@ from collections.abc import Mapping, Sequence
 
 from execution.ledger import Ledger
 from execution.orders import Pending, snap
-from risk.models import PortfolioView, PositionView
+from risk.models import Elsewhere
 from risk.state import RiskState
-from risk.trusted import trusted
+from risk.views import PortfolioFacts, PositionFacts
 
 
-def portfolio_view(
+def account_facts(
     ledger: Ledger,
     marks: Mapping[str, float],
     risk: RiskState,
     pending: Sequence[Pending] = (),
     fee_rate: float = 0.0,
-) -> PortfolioView:
+    elsewhere: Elsewhere | None = None,
+) -> PortfolioFacts:
     equity = ledger.equity(marks)
     peak = equity if risk.peak_equity is None else max(risk.peak_equity, equity)
     day_start = equity if risk.day_start_equity is None else risk.day_start_equity
@@ -31,20 +32,11 @@ def portfolio_view(
             cash -= order.quantity * price * (1.0 + fee_rate)
         held, average = positions.get(order.symbol, (0.0, price))
         positions[order.symbol] = (snap(held + order.side * order.quantity), average)
-    # Every value is a float the ledger and the risk state already hold: built without
-    # re-validation, as the gate's own outputs are (risk.trusted).
-    return trusted(
-        PortfolioView,
-        {
-            "cash": cash,
-            "equity": equity,
-            "peak_equity": peak,
-            "day_start_equity": day_start,
-            "positions": {
-                s: trusted(PositionView, {"quantity": q, "avg_price": a})
-                for s, (q, a) in positions.items()
-                if q
-            },
-            "elsewhere": None,  # the runner adds the portfolio's other venues when it has any
-        },
+    return PortfolioFacts(
+        cash,
+        equity,
+        peak,
+        day_start,
+        {s: PositionFacts(q, a) for s, (q, a) in positions.items() if q},
+        elsewhere,
     )

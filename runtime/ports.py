@@ -8,10 +8,11 @@ from typing import Any, Protocol
 
 from execution.ledger import Ledger
 from execution.orders import Pending
-from risk.gate import decide
+from risk.gate import decide_facts
 from risk.limits import RiskLimits
-from risk.models import ApprovedOrder, MarketView, PortfolioView, TradeSignal, Verdict
+from risk.models import ApprovedOrder, TradeSignal, Verdict
 from risk.state import RiskState
+from risk.views import MarketFacts, PortfolioFacts
 
 
 class Venue(Protocol):
@@ -45,7 +46,7 @@ class RiskBook(Protocol):
     def state(self) -> RiskState: ...
 
     def judge(
-        self, signal: TradeSignal, portfolio: PortfolioView, market: MarketView, now_ms: int
+        self, signal: TradeSignal, portfolio: PortfolioFacts, market: MarketFacts, now_ms: int
     ) -> Verdict: ...
 
     def update(self, change: Callable[[RiskState], RiskState]) -> RiskState: ...
@@ -59,9 +60,11 @@ class MemoryRisk:
         self.state = state or RiskState()
 
     def judge(
-        self, signal: TradeSignal, portfolio: PortfolioView, market: MarketView, now_ms: int
+        self, signal: TradeSignal, portfolio: PortfolioFacts, market: MarketFacts, now_ms: int
     ) -> Verdict:
-        verdict, self.state = decide(signal, portfolio, market, now_ms, self.limits, self.state)
+        verdict, self.state = decide_facts(
+            signal, portfolio, market, now_ms, self.limits, self.state
+        )
         return verdict
 
     def update(self, change: Callable[[RiskState], RiskState]) -> RiskState:

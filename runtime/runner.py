@@ -37,9 +37,10 @@ from risk.state import (
     on_llm_success,
     on_trade_closed,
 )
+from risk.views import MarketFacts, PortfolioFacts
 from runtime.hours import ClosedPolicy, TradingHours
 from runtime.market import Market
-from runtime.portfolio import portfolio_view
+from runtime.portfolio import account_facts
 from runtime.ports import RiskBook, Venue
 from runtime.strategy import Context, Prepared, Strategy
 
@@ -186,23 +187,26 @@ class Runner:
         return self.venue.ledger.equity(self.market.marks(index))
 
     def portfolio(self, index: int) -> PortfolioView:
-        view = portfolio_view(
+        return self.facts(index).view()
+
+    def facts(self, index: int) -> PortfolioFacts:
+        """The account as the gate judges it at bar `index`'s close."""
+        return account_facts(
             self.venue.ledger,
             self.market.marks(index),
             self.risk.state,
             self.venue.pending(),
             self.risk.limits.fee_rate,
+            None if self.elsewhere is None else self.elsewhere(),
         )
-        if self.elsewhere is None:
-            return view
-        return view.model_copy(update={"elsewhere": self.elsewhere()})
 
     def submit(self, signal: TradeSignal, index: int, now: int | None = None) -> Verdict:
         """One signal through the gate at bar `index`'s close (`now`, if the caller has it);
         approved orders go to the venue."""
         tally = self.tally
         tally.signals.append(signal)
-        portfolio = market = None
+        portfolio: PortfolioFacts | None = None
+        market: MarketFacts | None = None
         if self.hours is not None and self._vetoed_closed(signal, index):
             verdict: Verdict = Vetoed(
                 reasons=[
@@ -222,8 +226,8 @@ class Runner:
                 ]
             )
         else:
-            portfolio = self.portfolio(index)
-            market = self.market.view(signal.symbol, index)
+            portfolio = self.facts(index)
+            market = self.market.facts(signal.symbol, index)
             if now is None:
                 now = self.now(index)
             verdict = self.risk.judge(signal, portfolio, market, now)
@@ -236,7 +240,15 @@ class Runner:
         else:
             _count(tally.vetoes, verdict.reasons)
         if self.observer is not None:
-            self.observer(GateCall(signal, portfolio, market, verdict, execution))
+            self.observer(
+                GateCall(
+                    signal,
+                    None if portfolio is None else portfolio.view(),
+                    None if market is None else market.view(),
+                    verdict,
+                    execution,
+                )
+            )
         return verdict
 
     def _vetoed_closed(self, signal: TradeSignal, index: int) -> bool:

@@ -19,8 +19,9 @@ from execution.orders import ExitReason, Fill, Pending
 from market.sample import load_sample, sample_rules
 from risk.models import MarketView, PortfolioView, SignalAction
 from risk.state import RiskState
+from risk.views import market_facts, portfolio_facts
 from runtime.market import Market
-from runtime.portfolio import portfolio_view
+from runtime.portfolio import account_facts
 
 BARS = candles([(100, 101, 99, 100)] * 6)
 
@@ -95,10 +96,12 @@ def test_the_runners_portfolio_view_is_the_validated_model(
         Fill("o1", "BTCUSDT", 1, bought, price, 0.0, Liquidity.TAKER, 0, 0, ExitReason.SIGNAL)
     )
     pending = [Pending("BTCUSDT", side, quantity, None) for side, quantity in waiting]
-    view = portfolio_view(
+    facts = account_facts(
         ledger, {"BTCUSDT": price}, RiskState(peak_equity=peak), pending, fee_rate=0.001
     )
+    view = facts.view()
     assert view == PortfolioView.model_validate(view.model_dump())
+    assert portfolio_facts(view).view() == view  # the gate's facts and the view, both ways
     assert (
         view.model_dump_json() == PortfolioView.model_validate(view.model_dump()).model_dump_json()
     )
@@ -111,4 +114,5 @@ def test_the_runners_market_view_is_the_validated_model() -> None:
         view = market.view("BTCUSDT", index)
         validated = MarketView.model_validate(dict(view))
         assert view == validated
+        assert market_facts(view).view() == view
         assert view.model_dump_json() == validated.model_dump_json()
