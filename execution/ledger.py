@@ -12,7 +12,7 @@ from execution.orders import ExitReason, Fill, snap
 from risk.models import ReasonCode
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
 class Lot:
     """An open slice of a position at one entry price; `fee` is its not yet allocated entry fee."""
 
@@ -24,8 +24,26 @@ class Lot:
     bar: int
     time_ms: int
 
+    def __init__(
+        self,
+        lot_id: int,
+        side: int,
+        quantity: float,
+        price: float,
+        fee: float,
+        bar: int,
+        time_ms: int,
+    ) -> None:
+        self.lot_id = lot_id
+        self.side = side
+        self.quantity = quantity
+        self.price = price
+        self.fee = fee
+        self.bar = bar
+        self.time_ms = time_ms
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
 class TradeRecord:
     """A closed (or, at the end, marked) round trip of one lot; pnl is net of both fees."""
 
@@ -43,6 +61,38 @@ class TradeRecord:
     exit_reason: ExitReason
     lot_id: int
     exit_order: str
+
+    def __init__(
+        self,
+        symbol: str,
+        side: str,
+        entry_bar: int,
+        exit_bar: int,
+        entry_time: int,
+        exit_time: int,
+        entry_price: float,
+        exit_price: float,
+        size: float,
+        pnl: float,
+        fees: float,
+        exit_reason: ExitReason,
+        lot_id: int,
+        exit_order: str,
+    ) -> None:
+        self.symbol = symbol
+        self.side = side
+        self.entry_bar = entry_bar
+        self.exit_bar = exit_bar
+        self.entry_time = entry_time
+        self.exit_time = exit_time
+        self.entry_price = entry_price
+        self.exit_price = exit_price
+        self.size = size
+        self.pnl = pnl
+        self.fees = fees
+        self.exit_reason = exit_reason
+        self.lot_id = lot_id
+        self.exit_order = exit_order
 
     @property
     def return_pct(self) -> float:

@@ -26,7 +26,7 @@ class ExitReason(StrEnum):
     END_OF_DATA = "end_of_data"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
 class Fill:
     """One execution; side +1 buy, -1 sell; fee in quote currency."""
 
@@ -40,6 +40,30 @@ class Fill:
     bar: int
     time_ms: int
     reason: ExitReason
+
+    def __init__(
+        self,
+        order_id: str,
+        symbol: str,
+        side: int,
+        quantity: float,
+        price: float,
+        fee: float,
+        liquidity: Liquidity,
+        bar: int,
+        time_ms: int,
+        reason: ExitReason,
+    ) -> None:
+        self.order_id = order_id
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.price = price
+        self.fee = fee
+        self.liquidity = liquidity
+        self.bar = bar
+        self.time_ms = time_ms
+        self.reason = reason
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,7 +88,7 @@ class Pending:
     price: float | None  # a limit or stop level; None: at the market
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
 class WorkingOrder:
     """An accepted order still (partly) open. `armed`: its stop has triggered; `active_from`: the
     first bar it may fill inside (a stop-limit that gapped past its limit waits a bar)."""
@@ -86,8 +110,44 @@ class WorkingOrder:
     armed: bool = False
     last_fill_bar: int = -1
 
+    def __init__(
+        self,
+        order_id: str,
+        symbol: str,
+        side: int,
+        kind: OrderType,
+        remaining: float,
+        limit: float | None,
+        stop: float | None,
+        stop_loss: float | None,
+        take_profit: float | None,
+        submitted_bar: int,
+        active_from: int,
+        reason: ExitReason = ExitReason.SIGNAL,
+        trail_pct: float | None = None,
+        reduce_only: bool = False,
+        armed: bool = False,
+        last_fill_bar: int = -1,
+    ) -> None:
+        self.order_id = order_id
+        self.symbol = symbol
+        self.side = side
+        self.kind = kind
+        self.remaining = remaining
+        self.limit = limit
+        self.stop = stop
+        self.stop_loss = stop_loss
+        self.take_profit = take_profit
+        self.submitted_bar = submitted_bar
+        self.active_from = active_from
+        self.reason = reason
+        self.trail_pct = trail_pct
+        self.reduce_only = reduce_only
+        self.armed = armed
+        self.last_fill_bar = last_fill_bar
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
 class Bracket:
     """Stop-loss and take-profit guarding a symbol's whole position (one-cancels-other), and a
     trailing stop: `trail_stop` is the level in force at bar `trail_next`, having seen the highs
@@ -101,3 +161,23 @@ class Bracket:
     trail_pct: float | None = None
     trail_stop: float | None = None
     trail_next: int = 0
+
+    def __init__(
+        self,
+        symbol: str,
+        stop_loss: float | None,
+        take_profit: float | None,
+        created_bar: int,
+        active_from: int,
+        trail_pct: float | None = None,
+        trail_stop: float | None = None,
+        trail_next: int = 0,
+    ) -> None:
+        self.symbol = symbol
+        self.stop_loss = stop_loss
+        self.take_profit = take_profit
+        self.created_bar = created_bar
+        self.active_from = active_from
+        self.trail_pct = trail_pct
+        self.trail_stop = trail_stop
+        self.trail_next = trail_next
