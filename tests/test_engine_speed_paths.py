@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from backtest.data import to_bar_arrays
 from execution import ledger, orders
 from execution.fees import Liquidity
 from execution.ledger import Ledger
-from execution.orders import ExitReason, Fill, Pending
+from execution.orders import ExitReason, Fill, Pending, snap
 from market.sample import load_sample, sample_rules
 from risk.models import MarketView, PortfolioView, SignalAction
 from risk.state import RiskState
@@ -150,3 +151,19 @@ def test_a_written_out_init_takes_the_dataclass_fields_in_order(module, record: 
     ]
     assigned = [s.targets[0].attr for s in init.body if isinstance(s, ast.Assign)]
     assert assigned == names
+
+
+on_a_grid = st.builds(
+    lambda k, places: k / 10**places,
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.integers(min_value=0, max_value=12),
+)
+quantities = st.floats() | on_a_grid | st.builds(lambda a, b: a + b, on_a_grid, on_a_grid)
+
+
+@given(quantities)
+def test_snap_is_round_to_ten_places_bit_for_bit(quantity: float) -> None:
+    """Its shortcut returns the quantity itself only where round(x, 10) would: any float (NaN,
+    infinities, subnormals, -0.0), grid quantities and their dusty sums."""
+    expected = struct.pack("<d", round(quantity, 10))
+    assert struct.pack("<d", snap(quantity)) == expected
