@@ -52,19 +52,34 @@ def _digest(
     source: SignalSource,
     ms: object,  # an int: as `_Mint.seal` boxed it, or as an order holds it
 ) -> str:
-    """A keyed BLAKE2b MAC of the sealed fields' text, in `_SEALED` order. One f-string keeps
-    the text unambiguous: the free-text fields are quoted by repr, so each ends itself; every
+    """A keyed BLAKE2b MAC of the sealed fields' text, in `_SEALED` order. The text is
+    unambiguous: the free-text fields are quoted by repr, so each ends itself; every
     other field's text (enums, decimals, a bool as 0 or 1, an int) holds no quote or separator,
     and a missing price is empty, which no decimal's text is. Short, it fits with `_KEYED`'s
-    prefix in one 128-byte BLAKE2b block, one compression per order (an exit's text does)."""
+    prefix in one 128-byte BLAKE2b block, one compression per order (an exit's text does).
+    Joined, not an f-string: compiled, its conversions (`!r`, `!s`) became a str.format call."""
     mac = _KEYED.copy()
-    mac.update(
-        f"{cid!r}{did!r}{symbol!r}{side!s}|{kind!s}|{qty!s}"
-        f"|{'' if limit is None else limit!s}|{'' if stop is None else stop!s}"
-        f"|{'' if loss is None else loss!s}|{'' if profit is None else profit!s}"
-        f"|{'' if trail is None else trail!s}|{'1' if reduce else '0'}|{source!s}|{ms!s}".encode()
+    text = "|".join(
+        (
+            repr(cid) + repr(did) + repr(symbol) + str(side),
+            str(kind),
+            str(qty),
+            _text(limit),
+            _text(stop),
+            _text(loss),
+            _text(profit),
+            _text(trail),
+            "1" if reduce else "0",
+            str(source),
+            str(ms),
+        )
     )
+    mac.update(text.encode())
     return mac.hexdigest()
+
+
+def _text(price: Decimal | None) -> str:
+    return "" if price is None else str(price)
 
 
 _last_sealed: tuple[str, tuple[object, ...]] = ("", (object(),) * len(_SEALED))  # none yet
@@ -153,9 +168,10 @@ def claim_mint() -> _Mint:
 
 
 def _same_objects(sealed: tuple[object, ...], values: tuple[object, ...]) -> bool:
-    """Each value is the very object sealed (a loop the install compiles: `all(map(is_, ...))`
-    made a Python call per field)."""
-    return all(kept is held for kept, held in zip(sealed, values, strict=True))
+    """Each value is the very object sealed (the tuples are as long: both hold `_SEALED`). An
+    indexed loop compiles to plain reads; `map(is_, ...)` made a Python call per field and
+    `zip` an object per order."""
+    return all(sealed[at] is values[at] for at in range(len(sealed)))
 
 
 def verify_approved(order: object) -> ApprovedOrder:

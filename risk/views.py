@@ -6,6 +6,8 @@ verdict corpus, strategies): each converts both ways, field for field."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from market.models import SymbolRules
 from risk.models import Elsewhere, MarketView, PortfolioView, PositionView
 from risk.trusted import trusted
@@ -55,14 +57,16 @@ class PortfolioFacts:
 
 
 class MarketFacts:
-    """MarketView's fields."""
+    """MarketView's fields. The ATR is asked of `atr_of` when first read: a market's ATR series
+    is a pass over all its bars, and most runs' rules never read it (a classic strategy's
+    source has no ATR stop)."""
 
     def __init__(
         self,
         symbol: str,
         last_price: float,
         data_time_ms: int,
-        atr: float | None,
+        atr_of: Callable[[], float | None],
         best_bid: float | None,
         best_ask: float | None,
         rules: SymbolRules,
@@ -70,10 +74,19 @@ class MarketFacts:
         self.symbol = symbol
         self.last_price = last_price
         self.data_time_ms = data_time_ms
-        self.atr = atr
+        self._atr_of = atr_of
+        self._atr_read = False
+        self._atr: float | None = None
         self.best_bid = best_bid
         self.best_ask = best_ask
         self.rules = rules
+
+    @property
+    def atr(self) -> float | None:
+        if not self._atr_read:
+            self._atr = self._atr_of()
+            self._atr_read = True
+        return self._atr
 
     def view(self) -> MarketView:
         return trusted(
@@ -103,11 +116,12 @@ def portfolio_facts(view: PortfolioView) -> PortfolioFacts:
 
 
 def market_facts(view: MarketView) -> MarketFacts:
+    atr = view.atr
     return MarketFacts(
         view.symbol,
         view.last_price,
         view.data_time_ms,
-        view.atr,
+        lambda: atr,
         view.best_bid,
         view.best_ask,
         view.rules,

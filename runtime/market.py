@@ -89,7 +89,7 @@ class Market:
             symbol,
             float(self.feed.symbols[symbol].close[index]),
             int(self.feed.close_time[index]),
-            self.atr(symbol, index),
+            lambda: self.atr(symbol, index),
             None if top is None else float(top.best_bid),
             None if top is None else float(top.best_ask),
             self.rules[symbol],
