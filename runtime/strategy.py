@@ -164,11 +164,11 @@ class Context:
     def buy(self, *, size_pct: float | None = None, rationale: str = "") -> TradeSignal:
         """Open or add to a long (or cover a short), with the run's stop-loss, take-profit and
         trailing stop."""
-        return self._signal(SignalAction.BUY, size_pct, +1, rationale)
+        return self._signal(_BUY, "buy", size_pct, +1, rationale)
 
     def sell(self, *, size_pct: float | None = None, rationale: str = "") -> TradeSignal:
         """Open or add to a short (only approved when the run allows shorts)."""
-        return self._signal(SignalAction.SELL, size_pct, -1, rationale)
+        return self._signal(_SELL, "sell", size_pct, -1, rationale)
 
     def close_position(self, *, rationale: str = "") -> TradeSignal:
         return _made(
@@ -176,14 +176,19 @@ class Context:
                 "decision_id": self._decision_id("close"),
                 "source": self.source,
                 "symbol": self.symbol,
-                "action": SignalAction.CLOSE,
+                "action": _CLOSE,
                 "created_ms": self.time_ms,
                 "rationale": rationale,
             }
         )
 
     def _signal(
-        self, action: SignalAction, size_pct: float | None, direction: int, rationale: str
+        self,
+        action: SignalAction,
+        what: str,
+        size_pct: float | None,
+        direction: int,
+        rationale: str,
     ) -> TradeSignal:
         price = self.close
         stop = take = None
@@ -193,11 +198,11 @@ class Context:
             take = price * (1 + direction * self.take_profit_pct)
         return _made(
             {
-                "decision_id": self._decision_id(action.value),
+                "decision_id": self._decision_id(what),
                 "source": self.source,
                 "symbol": self.symbol,
                 "action": action,
-                "order_type": OrderType.MARKET,
+                "order_type": _MARKET,
                 "size_pct": self.size_pct if size_pct is None else size_pct,
                 "stop_loss": stop,
                 "take_profit": take,
@@ -213,20 +218,11 @@ class Context:
 
 
 _BAR_FIELDS = frozenset(("open", "high", "low", "close", "volume"))
+# Enum members read once: on Python 3.11 `SignalAction.BUY` goes through the enum class's
+# __getattr__, several times a plain read, and a context makes a signal at every decision.
+_BUY, _SELL, _CLOSE = SignalAction.BUY, SignalAction.SELL, SignalAction.CLOSE
+_MARKET = OrderType.MARKET
 _FLOAT = (float, type(None))
-_TYPES: dict[str, tuple[type, ...]] = {
-    "decision_id": (str,),
-    "source": (SignalSource,),
-    "symbol": (str,),
-    "action": (SignalAction,),
-    "order_type": (OrderType,),
-    "size_pct": _FLOAT,
-    "stop_loss": _FLOAT,
-    "take_profit": _FLOAT,
-    "trailing_stop_pct": _FLOAT,
-    "created_ms": (int,),
-    "rationale": (str,),
-}
 _TEMPLATE = dict.fromkeys(TradeSignal.model_fields) | {
     name: field.default
     for name, field in TradeSignal.model_fields.items()
@@ -236,10 +232,11 @@ _TEMPLATE = dict.fromkeys(TradeSignal.model_fields) | {
 
 def _made(values: dict[str, object]) -> TradeSignal:
     """`TradeSignal(**values)`, built without validation when every value is already of its
-    field's exact type, as the context's own numbers are: validation would only copy them.
-    Garbage such as a NaN size is still a float, so the gate still sees and vetoes it
-    (INVALID_SIGNAL); anything of another type (an int size, a numpy float) is validated."""
-    for name, value in values.items():
-        if type(value) not in _TYPES[name]:
-            return TradeSignal.model_validate(values)
-    return trusted(TradeSignal, _TEMPLATE | values)
+    field's exact type. The context makes its ids, enums, times and prices itself; the sizes
+    and the rationale come from a strategy or the run's settings, so anything else than a
+    float (or None) and a str there (an int size, a numpy float) is validated. Garbage such as
+    a NaN size is still a float, so the gate still sees and vetoes it (INVALID_SIGNAL)."""
+    size, trail = values.get("size_pct"), values.get("trailing_stop_pct")
+    if type(size) in _FLOAT and type(trail) in _FLOAT and type(values["rationale"]) is str:
+        return trusted(TradeSignal, _TEMPLATE | values)
+    return TradeSignal.model_validate(values)
