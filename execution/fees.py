@@ -32,5 +32,8 @@ class FeeSchedule(BaseModel):
         return cls(maker=bps / 10_000, taker=bps / 10_000)
 
     def __call__(self, quantity: float, price: float, liquidity: Liquidity) -> float:
-        rate = self.maker if liquidity is Liquidity.MAKER else self.taker
+        rate = self.maker if liquidity is _MAKER else self.taker
         return quantity * price * rate
+
+
+_MAKER = Liquidity.MAKER  # read once: on Python 3.11 `Liquidity.MAKER` is a metaclass lookup

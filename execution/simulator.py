@@ -35,6 +35,7 @@ from risk.models import ApprovedOrder, OrderType, ReasonCode, Side
 _MARKET, _LIMIT, _STOP = "market", "limit", "stop"
 # Enum members read once: on Python 3.11 each `OrderType.MARKET` is a metaclass lookup.
 _MARKET_ORDER, _STOP_ORDER, _BUY = OrderType.MARKET, OrderType.STOP, Side.BUY
+_TAKER, _MAKER = Liquidity.TAKER, Liquidity.MAKER
 
 
 def _mode(order: WorkingOrder) -> str:
@@ -117,9 +118,7 @@ class SimulatedExecutor:
         if not self._accepted and not self.working:
             return []  # the usual at a decision: every order filled at its open
         waiting = [
-            Pending(
-                o.symbol, 1 if o.side is Side.BUY else -1, float(o.quantity), _float(o.limit_price)
-            )
+            Pending(o.symbol, 1 if o.side is _BUY else -1, float(o.quantity), _float(o.limit_price))
             for o in self._accepted
         ]
         return waiting + [
@@ -295,9 +294,7 @@ class SimulatedExecutor:
             if mode == _LIMIT:
                 limit = _level(order.limit)
                 if limit_reached(order.side, limit, low, high, self.limit_on_touch):
-                    done = self._execute(
-                        order, bar, limit, Liquidity.MAKER, slip=False, opening=False
-                    )
+                    done = self._execute(order, bar, limit, _MAKER, slip=False, opening=False)
             elif mode == _STOP:
                 stop = _level(order.stop)
                 if stop_reached(order.side, stop, low, high):
@@ -362,7 +359,7 @@ class SimulatedExecutor:
         """Fill or trigger at the open if the open allows it; True when the order is finished."""
         mode = _mode(order)
         if mode == _MARKET:
-            return self._execute(order, bar, open_, Liquidity.TAKER, slip=True, opening=True)
+            return self._execute(order, bar, open_, _TAKER, slip=True, opening=True)
         if mode == _LIMIT:
             limit = _level(order.limit)
             touch = self.limit_on_touch or not resting
@@ -371,10 +368,8 @@ class SimulatedExecutor:
             # Resting limits were in the book (maker); a limit marketable on arrival takes.
             if resting:
                 price = limit_price(order.side, limit, open_)
-                return self._execute(order, bar, price, Liquidity.MAKER, slip=False, opening=True)
-            return self._execute(
-                order, bar, open_, Liquidity.TAKER, slip=True, cap=limit, opening=True
-            )
+                return self._execute(order, bar, price, _MAKER, slip=False, opening=True)
+            return self._execute(order, bar, open_, _TAKER, slip=True, cap=limit, opening=True)
         stop = _level(order.stop)
         if stop_reached(order.side, stop, open_, open_):
             return self._trigger(order, bar, stop_price(order.side, stop, open_), opening=True)
@@ -384,14 +379,12 @@ class SimulatedExecutor:
         """A stop reached at `price`: stops fill there; stop-limits fill if within the limit,
         otherwise they rest as a limit from the next bar."""
         order.armed = True
-        if order.kind is OrderType.STOP:
-            return self._execute(order, bar, price, Liquidity.TAKER, slip=True, opening=opening)
+        if order.kind is _STOP_ORDER:
+            return self._execute(order, bar, price, _TAKER, slip=True, opening=opening)
         limit = _level(order.limit)
         within = price <= limit if order.side > 0 else price >= limit
         if within:
-            return self._execute(
-                order, bar, price, Liquidity.TAKER, slip=True, cap=limit, opening=opening
-            )
+            return self._execute(order, bar, price, _TAKER, slip=True, cap=limit, opening=opening)
         order.active_from = bar + 1
         return False
 
@@ -442,7 +435,7 @@ class SimulatedExecutor:
             reduce_only=True,
         )
         taker = reason is not ExitReason.TAKE_PROFIT
-        liquidity = Liquidity.TAKER if taker else Liquidity.MAKER
+        liquidity = _TAKER if taker else _MAKER
         if not self._execute(order, bar, price, liquidity, slip=taker, opening=False):
             self.working.append(order)
 
