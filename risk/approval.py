@@ -130,7 +130,22 @@ class _Mint:
             source,
             created,
         )
-        seal = _digest(*sealed)
+        seal = _digest(  # the fields one by one: compiled, `*sealed` was a generic call
+            cid,
+            did,
+            symbol,
+            side,
+            kind,
+            qty,
+            limit,
+            stop,
+            loss,
+            profit,
+            trail,
+            reduce,
+            source,
+            created,
+        )
         order = trusted(
             ApprovedOrder,
             {

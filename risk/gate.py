@@ -67,7 +67,7 @@ _LEVEL = SimpleNamespace(**TradingState.__members__)
 _CODE = SimpleNamespace(**ReasonCode.__members__)
 
 
-_SEAL = claim_mint().seal
+_MINT = claim_mint()  # the gate's alone; a call on it compiles to a direct call
 _tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
 
 
@@ -851,7 +851,7 @@ def _finish(
             f"notional {notional:.8f} at {prices.ref!s} is below minNotional {rules.min_notional!s}",
         )
     decision_id, symbol, order_type, source = _ordered(fields)
-    order = _SEAL(
+    order = _MINT.seal(
         client_order_id(decision_id),
         decision_id,
         symbol,

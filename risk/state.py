@@ -254,7 +254,8 @@ def _fold(
         if not whole:
             first_today += int(np.flatnonzero(finite[first_today:])[0])
         day_start = float(equity[first_today])
-    return _moved(state, day, day_start, peak, *_kept(state, now))
+    locks, orders = _kept(state, now)
+    return _moved(state, day, day_start, peak, locks, orders)
 
 
 def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
