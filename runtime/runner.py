@@ -30,6 +30,7 @@ from risk.models import (
 )
 from risk.protections import TradingState
 from risk.state import (
+    RiskState,
     in_safe_mode,
     on_equity,
     on_equity_series,
@@ -42,7 +43,7 @@ from runtime.hours import ClosedPolicy, TradingHours
 from runtime.market import Market
 from runtime.portfolio import account_facts
 from runtime.ports import RiskBook, Venue
-from runtime.strategy import Context, Prepared, Strategy
+from runtime.strategy import Context, Prepared, Seat, Strategy
 
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
@@ -117,7 +118,7 @@ class Runner:
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
         self._wakes: dict[str, tuple[Prepared, np.ndarray]] = {}
-        self._seats: dict[str, tuple[Prepared, SymbolBars, dict[str, Any]]] = {}
+        self._seats: dict[str, Seat] = {}
         self._llm_outcome: tuple[bool, int] | None = None
         strategy.bind(market.feed)
 
@@ -305,46 +306,45 @@ class Runner:
     def _context(self, symbol: str, index: int, prepared: Prepared, now: int) -> Context:
         """The strategy's view at bar `index`: the fields that stay from step to step are
         gathered once per symbol (and per prepared arrays and bars: paper and live renew
-        them), so each step adds only the bar, the clock, the position and the callbacks
-        bound to the runner and the bar (a backtest builds one context per signal)."""
+        them); the rest it asks of the runner, when the strategy asks (runtime.strategy.Lender).
+        """
         bars = self.market.feed.symbols[symbol]
         seat = self._seats.get(symbol)
-        if seat is None or seat[0] is not prepared or seat[1] is not bars:
-            seat = self._seats[symbol] = (prepared, bars, self._seat(symbol, bars, prepared))
-        return Context(
-            **seat[2],
-            index=index,
-            time_ms=now,
-            position=self.venue.ledger.quantity(symbol),
-            llm_result=self._llm_result,
-            risk_state=lambda: self.risk.state,
-            holdings=lambda: dict(self.venue.ledger.held()),
-            portfolio=lambda: self.portfolio(index),
-            market_view=lambda s: self.market.view(s, index),
-            peers=lambda name: {
-                s: float(self.prepared(s)[name][index]) for s in self.market.symbols
-            },
+        if seat is None or seat[4] is not prepared or seat[3] is not bars:
+            seat = self._seats[symbol] = self._seat(symbol, bars, prepared)
+        return Context(seat, index, now, self.venue.ledger.quantity(symbol), self)
+
+    def _seat(self, symbol: str, bars: SymbolBars, prepared: Prepared) -> Seat:
+        """A symbol's context fields that no step changes."""
+        sizing = self.sizing
+        return (
+            self.strategy.name,
+            self.strategy.source,
+            symbol,
+            bars,
+            prepared,
+            sizing.size_pct,
+            sizing.allow_short,
+            sizing.stop_loss_pct,
+            sizing.take_profit_pct,
+            sizing.trailing_stop_pct,
         )
 
-    def _seat(self, symbol: str, bars: SymbolBars, prepared: Prepared) -> dict[str, Any]:
-        """A symbol's context fields that no step changes. None refers to the runner: the
-        runner keeps them, and a callback bound to it here would make every run a reference
-        cycle that only the collector frees (with everything its result holds)."""
-        sizing = self.sizing
-        return {
-            "strategy": self.strategy.name,
-            "source": self.strategy.source,
-            "symbol": symbol,
-            "bars": bars,
-            "prepared": prepared,
-            "size_pct": sizing.size_pct,
-            "allow_short": sizing.allow_short,
-            "stop_loss_pct": sizing.stop_loss_pct,
-            "take_profit_pct": sizing.take_profit_pct,
-            "trailing_stop_pct": sizing.trailing_stop_pct,
-        }
+    # -- what a context may ask (runtime.strategy.Lender) ------------------------------------
 
-    def _llm_result(self, ok: bool, now_ms: int) -> None:
+    def market_view(self, symbol: str, index: int) -> MarketView:
+        return self.market.view(symbol, index)
+
+    def risk_state(self) -> RiskState:
+        return self.risk.state
+
+    def holdings(self) -> dict[str, float]:
+        return dict(self.venue.ledger.held())
+
+    def peers(self, name: str, index: int) -> dict[str, float]:
+        return {s: float(self.prepared(s)[name][index]) for s in self.market.symbols}
+
+    def llm_result(self, ok: bool, now_ms: int) -> None:
         """An agent's model call failed or worked; counted once the gate has judged what the
         call proposed, so the answer that ends safe mode is not itself let through."""
         self._llm_outcome = (ok, now_ms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -60,22 +60,51 @@ class Strategy(ABC):
         """Signals at the close of `ctx.index`; they fill at the next bar's open or later."""
 
 
+class Lender(Protocol):
+    """What the runner lends a context at one bar: views and state built only when asked, and
+    the place an agent reports each model call."""
+
+    def portfolio(self, index: int) -> PortfolioView: ...
+
+    def market_view(self, symbol: str, index: int) -> MarketView: ...
+
+    def risk_state(self) -> RiskState: ...
+
+    def holdings(self) -> dict[str, float]: ...
+
+    def peers(self, name: str, index: int) -> dict[str, float]: ...
+
+    def llm_result(self, ok: bool, now_ms: int) -> None: ...
+
+
+Seat = tuple[
+    str,
+    SignalSource,
+    str,
+    SymbolBars,
+    Prepared,
+    float,
+    bool,
+    float | None,
+    float | None,
+    float | None,
+]
+"""A symbol's context fields that no step changes, in this order: strategy, source, symbol,
+bars, prepared, size_pct, allow_short, stop_loss_pct, take_profit_pct and trailing_stop_pct."""
+
+
 class Context:
     """What a strategy may see at bar t's close: bars and prepared arrays up to t (read-only
-    views), its position, the portfolio and the clock. Nothing after t is reachable."""
+    views), its position, the portfolio and the clock. Nothing after t is reachable. Built at
+    every decision, from the symbol's seat (what no step changes) and the bar's own fields."""
 
     __slots__ = (
         "_bars",
-        "_holdings",
-        "_peers",
-        "_portfolio",
+        "_lender",
         "_prepared",
         "allow_short",
         "index",
-        "llm_result",
-        "market_view",
         "position",
-        "risk_state",
         "size_pct",
         "source",
         "stop_loss_pct",
@@ -87,47 +116,39 @@ class Context:
     )
 
     def __init__(
-        self,
-        *,
-        strategy: str,
-        source: SignalSource,
-        symbol: str,
-        index: int,
-        time_ms: int,
-        bars: SymbolBars,
-        prepared: Prepared,
-        position: float,
-        portfolio: Callable[[], PortfolioView],
-        size_pct: float,
-        allow_short: bool,
-        stop_loss_pct: float | None,
-        take_profit_pct: float | None,
-        trailing_stop_pct: float | None = None,
-        llm_result: Callable[[bool, int], None] | None = None,
-        market_view: Callable[[str], MarketView] | None = None,
-        risk_state: Callable[[], RiskState] = RiskState,
-        peers: Callable[[str], dict[str, float]] | None = None,
-        holdings: Callable[[], dict[str, float]] | None = None,
+        self, seat: Seat, index: int, time_ms: int, position: float, lender: Lender
     ) -> None:
-        self.strategy = strategy
-        self.source = source
-        self.symbol = symbol
+        (
+            self.strategy,
+            self.source,
+            self.symbol,
+            self._bars,
+            self._prepared,
+            self.size_pct,
+            self.allow_short,
+            self.stop_loss_pct,
+            self.take_profit_pct,
+            self.trailing_stop_pct,
+        ) = seat
         self.index = index
         self.time_ms = time_ms
-        self._bars = bars
-        self._prepared = prepared
         self.position = position
-        self._portfolio = portfolio
-        self.size_pct = size_pct
-        self.allow_short = allow_short
-        self.stop_loss_pct = stop_loss_pct
-        self.take_profit_pct = take_profit_pct
-        self.trailing_stop_pct = trailing_stop_pct
-        self.llm_result = llm_result  # an agent reports each model call's success here
-        self.market_view = market_view  # the runner's view of a symbol, as its gate sees it
-        self.risk_state = risk_state
-        self._peers = peers
-        self._holdings = holdings
+        self._lender = lender
+
+    @property
+    def llm_result(self) -> Callable[[bool, int], None]:
+        """Where an agent reports each model call's success (ok, its time)."""
+        return self._lender.llm_result
+
+    @property
+    def market_view(self) -> Callable[[str], MarketView]:
+        """A symbol's view at this bar, as the gate sees it."""
+        lender, index = self._lender, self.index
+        return lambda symbol: lender.market_view(symbol, index)
+
+    @property
+    def risk_state(self) -> Callable[[], RiskState]:
+        return self._lender.risk_state
 
     @property
     def close(self) -> float:
@@ -147,19 +168,15 @@ class Context:
     def across(self, name: str) -> dict[str, float]:
         """A prepared array's value at this bar for every symbol of the run, so a strategy can
         rank symbols against each other (still nothing after this bar)."""
-        if self._peers is None:
-            return {self.symbol: self.value(name)}
-        return self._peers(name)
+        return self._lender.peers(name, self.index)
 
     def holdings(self) -> dict[str, float]:
         """Filled quantities of every symbol held (orders still waiting do not count)."""
-        if self._holdings is None:
-            return {self.symbol: self.position} if self.position else {}
-        return self._holdings()
+        return self._lender.holdings()
 
     def portfolio(self) -> PortfolioView:
         """Cash, equity and positions marked at this bar's close (built on demand: it costs)."""
-        return self._portfolio()
+        return self._lender.portfolio(self.index)
 
     def buy(self, *, size_pct: float | None = None, rationale: str = "") -> TradeSignal:
         """Open or add to a long (or cover a short), with the run's stop-loss, take-profit and
