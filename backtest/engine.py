@@ -73,18 +73,19 @@ def run_backtest(
     observer: Observer | None = None,
     hours: TradingHours | None = None,
     actions: CorporateActions | None = None,
-    keep_gate_calls: bool = True,
+    keep_verdicts: bool = True,
 ) -> BacktestResult:
     """Replay `bars` through `strategy`, the risk gate and the simulated executor. `fee_fn`
     replaces `config.fees` (the gate still reserves `config.fees.taker` when sizing);
     `observer` sees every gate call with the views the gate was handed; `hours` are an
     equity's market hours (orders fill only inside them); `actions` the splits and dividends
-    of raw prices (execution.corporate). `keep_gate_calls=False` leaves `gate_calls` empty:
-    a report that reads none of them spares holding every signal's views (~2 KB each)."""
+    of raw prices (execution.corporate). `keep_verdicts=False` leaves `verdicts` and
+    `gate_calls` empty: a report that reads only their counts spares holding every signal's
+    verdict, order and views (~2 KB each), which the collector would also rescan."""
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
     run = _Run(
-        bars, strategy, rules, config, limits, fee_fn, observer, hours, actions, keep_gate_calls
+        bars, strategy, rules, config, limits, fee_fn, observer, hours, actions, keep_verdicts
     )
     with collector_relaxed():  # few cycles among the run's objects (core.collector)
         return run.run()
@@ -115,7 +116,7 @@ class _Run:
         observer: Observer | None,
         hours: TradingHours | None = None,
         actions: CorporateActions | None = None,
-        keep_gate_calls: bool = True,
+        keep_verdicts: bool = True,
     ) -> None:
         self.bars = bars
         self.closes = {s: b.close for s, b in bars.symbols.items()}
@@ -148,7 +149,8 @@ class _Run:
                 take_profit_pct=config.take_profit_pct,
                 trailing_stop_pct=config.trailing_stop_pct,
             ),
-            observer=_recorder(self.gate_calls, observer) if keep_gate_calls else observer,
+            observer=_recorder(self.gate_calls, observer) if keep_verdicts else observer,
+            keep_verdicts=keep_verdicts,
             hours=hours,
         )
         self.equity = np.empty(len(bars))

@@ -102,6 +102,7 @@ class Runner:
         decision_failed: Callable[[str, int, Exception], None] | None = None,
         hours: TradingHours | None = None,
         elsewhere: Callable[[], Elsewhere] | None = None,
+        keep_verdicts: bool = True,
     ) -> None:
         self.strategy = strategy
         self.market = market
@@ -114,6 +115,7 @@ class Runner:
         self.decision_failed = decision_failed  # unattended: record and go on; else raise
         self.hours = hours  # None: always open (crypto)
         self.elsewhere = elsewhere  # the portfolio's other venues, for its exposure limits
+        self.keep_verdicts = keep_verdicts  # False: the tally counts verdicts, keeps none
         self.tally = Tally()
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
@@ -232,7 +234,8 @@ class Runner:
             if now is None:
                 now = self.now(index)
             verdict = self.risk.judge(signal, portfolio, market, now)
-        tally.verdicts[signal.decision_id] = verdict
+        if self.keep_verdicts:
+            tally.verdicts[signal.decision_id] = verdict
         execution = None
         if isinstance(verdict, Approved):
             tally.approved += 1

@@ -108,19 +108,22 @@ def test_classic_strategies_trade_exactly_on_their_signal_bars(btc, name: str) -
     assert not result.vetoes and not result.rejections
 
 
-def test_a_run_that_keeps_no_gate_calls_reports_the_same(btc) -> None:
-    """`agent-backtest` keeps no gate calls (its report reads none): the report is unchanged."""
+def test_a_run_that_keeps_no_verdicts_reports_the_same(btc) -> None:
+    """A classic `agent-backtest` keeps no verdicts or gate calls (its report counts them):
+    the report is unchanged."""
     bars, _ = to_bar_arrays({"BTCUSDT": btc})
     strategy = STRATEGIES["sma_cross"](STRATEGIES["sma_cross"].Params())
     kept = run_backtest(bars, strategy, sample_rules(), NO_COSTS)
-    spared = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_gate_calls=False)
+    spared = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_verdicts=False)
     assert len(kept.gate_calls) == len(kept.decisions) > 10 and spared.gate_calls == []
+    assert len(kept.verdicts) == len(kept.decisions) and spared.verdicts == {}
+    assert (spared.approved, spared.vetoes) == (kept.approved, kept.vetoes)
     assert build_report(spared).to_json() == build_report(kept).to_json()
 
 
-@pytest.mark.parametrize("keep_gate_calls", [True, False])
+@pytest.mark.parametrize("keep_verdicts", [True, False])
 def test_a_dropped_result_is_freed_at_once_not_left_to_the_collector(
-    btc, keep_gate_calls: bool
+    btc, keep_verdicts: bool
 ) -> None:
     """A UI, server or sweep runs backtest after backtest: each result (every signal, verdict,
     fill and trade) goes when dropped, with no reference cycle for the collector to find."""
@@ -129,9 +132,7 @@ def test_a_dropped_result_is_freed_at_once_not_left_to_the_collector(
     gc.collect()
     gc.disable()
     try:
-        result = run_backtest(
-            bars, strategy, sample_rules(), NO_COSTS, keep_gate_calls=keep_gate_calls
-        )
+        result = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_verdicts=keep_verdicts)
         assert len(result.decisions) > 10
         del result
         left = gc.collect()
