@@ -7,10 +7,12 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable
 from decimal import Decimal
-from operator import itemgetter
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
+from market.models import SymbolRules
 from risk.approval import claim_mint, client_order_id
 from risk.limits import RiskLimits
 from risk.models import (
@@ -26,7 +28,7 @@ from risk.models import (
     Verdict,
     Vetoed,
 )
-from risk.plain import Filters, Plain, PlainLimits, filters_of, plain_limits
+from risk.plain import Filters, Plain, PlainLimits
 from risk.protections import TradingState, cooldown_lock, daily_loss_lock, drawdown_lock
 from risk.sizing import (
     Cap,
@@ -71,6 +73,37 @@ _MINT = claim_mint()  # the gate's alone; a call on it compiles to a direct call
 _tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
 
 
+_KEPT = 256  # models remembered; a process meets few, so a full reset when full is fine
+_known: dict[int, tuple[BaseModel, Any]] = {}
+"""Copies by the id of their model; each entry holds its model, so an id is never reused while
+it is remembered."""
+
+
+def _remember(model: BaseModel, make: type[Plain]) -> Any:
+    """The plain copy of `model`, made and kept (risk.plain); here, where the gate looks it
+    up at every signal, the lookup is compiled."""
+    if len(_known) >= _KEPT:
+        _known.clear()
+    copy = make(model)
+    _known[id(model)] = (model, copy)
+    return copy
+
+
+def plain_limits(limits: RiskLimits) -> PlainLimits:
+    """A stand-in for `limits` with the same fields and `for_source`, read at plain speed."""
+    found = _known.get(id(limits))
+    if found is not None and found[0] is limits:
+        return found[1]
+    return _remember(limits, PlainLimits)
+
+
+def filters_of(rules: SymbolRules) -> Filters:
+    found = _known.get(id(rules))
+    if found is not None and found[0] is rules:
+        return found[1]
+    return _remember(rules, Filters)
+
+
 def _reason(code: ReasonCode, message: str) -> Reason:
     return trusted(Reason, {"code": code, "message": message})
 
@@ -87,46 +120,18 @@ def _positive(value: float) -> bool:
     return 0.0 < value < _INF  # False for NaN too
 
 
-_checked = itemgetter(
-    "quantity",
-    "size_pct",
-    "trailing_stop_pct",
-    "trailing_stop_atr",
-    "limit_price",
-    "stop_price",
-    "stop_loss",
-    "take_profit",
-    "agreement",
-    "confidence",
-    "order_type",
-    "decision_id",
-)
-
-
-_ordered = itemgetter("decision_id", "symbol", "order_type", "source")
-_head = itemgetter("action", "symbol", "order_type")
-_priced = itemgetter("order_type", "limit_price", "stop_price")
-_asked = itemgetter("action", "quantity", "size_pct")
-
-
-def _clean(fields: dict[str, object]) -> bool:
+def _clean(fields: dict[str, Any]) -> bool:
     """True exactly when `_signal_problems` finds nothing: the common case, told apart with
     plain comparisons before any message is written (a property test holds the two together).
-    It reads the signal's fields from its `__dict__`: a model's attribute read is slower."""
-    (
-        quantity,
-        size_pct,
-        trail_pct,
-        trail_atr,
-        limit,
-        stop,
-        loss,
-        profit,
-        agreement,
-        confidence,
-        kind,
-        decision_id,
-    ) = _checked(fields)
+    It reads the signal's fields from its `__dict__` (a model's attribute read is slower), one
+    key at a time: compiled, each is a plain dict lookup, where an itemgetter was a call and
+    its tuple an iteration."""
+    quantity, size_pct = fields["quantity"], fields["size_pct"]
+    trail_pct, trail_atr = fields["trailing_stop_pct"], fields["trailing_stop_atr"]
+    limit, stop = fields["limit_price"], fields["stop_price"]
+    loss, profit = fields["stop_loss"], fields["take_profit"]
+    agreement, confidence = fields["agreement"], fields["confidence"]
+    kind, decision_id = fields["order_type"], fields["decision_id"]
     return bool(
         (quantity is None or 0.0 < quantity < _INF)
         and (size_pct is None or 0.0 < size_pct < _INF)
@@ -181,7 +186,7 @@ def assess_facts(
     """Approve (possibly shrunk) or veto one signal. Exits of a held position stay possible in
     REDUCING and cooldown; HALTED blocks everything. Spot is long-only: no new shorts."""
     fields = signal.__dict__
-    action, symbol, kind = _head(fields)
+    action, symbol, kind = fields["action"], fields["symbol"], fields["order_type"]
     if action is _ACTION.HOLD:
         return _veto(_CODE.HOLD, "the signal holds: no order")
     if not _clean(fields):
@@ -315,7 +320,7 @@ class _Prices(NamedTuple):
 
 
 def _prices(
-    fields: dict[str, object],
+    fields: dict[str, Any],
     side: Side,
     last: float,
     rules: Filters,
@@ -324,7 +329,11 @@ def _prices(
     """The order's prices from the signal's fields (its `__dict__`)."""
     tick = rules.tick
     limit = stop = None
-    kind, limit_price, stop_price = _priced(fields)
+    kind, limit_price, stop_price = (
+        fields["order_type"],
+        fields["limit_price"],
+        fields["stop_price"],
+    )
     if kind is not _KIND.MARKET:
         round_price = floor_float if side is _SIDE.BUY else ceil_float
         if kind in _LIMIT_TYPES and limit_price is not None:
@@ -734,7 +743,7 @@ def _position_rules(
 
 
 def _exit(
-    fields: dict[str, object],
+    fields: dict[str, Any],
     portfolio: PortfolioFacts,
     last: float,
     rules: Filters,
@@ -751,7 +760,7 @@ def _exit(
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size!s}")
     held_size = abs(held)
     size = held_size
-    action, quantity, size_pct = _asked(fields)
+    action, quantity, size_pct = fields["action"], fields["quantity"], fields["size_pct"]
     if action is not _ACTION.CLOSE:
         asked = math.inf
         if quantity is not None:
@@ -795,7 +804,7 @@ def _exit(
 
 
 def _finish(
-    fields: dict[str, object],
+    fields: dict[str, Any],
     rules: Filters,
     now_ms: int,
     size: float,
@@ -850,7 +859,8 @@ def _finish(
             _CODE.MIN_NOTIONAL,
             f"notional {notional:.8f} at {prices.ref!s} is below minNotional {rules.min_notional!s}",
         )
-    decision_id, symbol, order_type, source = _ordered(fields)
+    decision_id, symbol = fields["decision_id"], fields["symbol"]
+    order_type, source = fields["order_type"], fields["source"]
     order = _MINT.seal(
         client_order_id(decision_id),
         decision_id,

@@ -16,7 +16,6 @@ from risk.models import ReasonCode, SignalSource
 from risk.sizing import Cap, Grid, exact
 
 _ONE = Decimal(1)
-_KEPT = 256  # models remembered; a process meets few, so a full reset when full is fine
 
 
 class Plain:
@@ -74,31 +73,3 @@ class Filters(Plain):
             "exchange maxQty {!s}",
             rules.max_qty,
         )
-
-
-_known: dict[int, tuple[BaseModel, Any]] = {}
-"""Copies by the id of their model; each entry holds its model, so an id is never reused while
-it is remembered."""
-
-
-def _remember(model: BaseModel, make: type[Plain]) -> Any:
-    if len(_known) >= _KEPT:
-        _known.clear()
-    copy = make(model)
-    _known[id(model)] = (model, copy)
-    return copy
-
-
-def plain_limits(limits: RiskLimits) -> PlainLimits:
-    """A stand-in for `limits` with the same fields and `for_source`, read at plain speed."""
-    found = _known.get(id(limits))
-    if found is not None and found[0] is limits:
-        return found[1]
-    return _remember(limits, PlainLimits)
-
-
-def filters_of(rules: SymbolRules) -> Filters:
-    found = _known.get(id(rules))
-    if found is not None and found[0] is rules:
-        return found[1]
-    return _remember(rules, Filters)

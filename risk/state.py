@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right, insort
-from operator import itemgetter
 
 import numpy as np
 
@@ -65,8 +64,11 @@ def refresh(state: RiskState, now_ms: int) -> RiskState:
     return _changed(state, {"locks": locks, "recent_orders_ms": orders})
 
 
-_tracked = itemgetter("utc_day", "day_start_equity", "peak_equity", "locks", "recent_orders_ms")
-"""What `on_equity` and `_fold` move, read from the state's `__dict__` at once."""
+def _tracked(state: RiskState) -> tuple[int | None, float | None, float | None]:
+    """The day, its start and the peak, which `on_equity` and `_fold` move, read from the
+    state's `__dict__` (a model's attribute read is slower)."""
+    fields = state.__dict__
+    return fields["utc_day"], fields["day_start_equity"], fields["peak_equity"]
 
 
 def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) -> RiskState:
@@ -75,7 +77,7 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     if not math.isfinite(equity):
         return state
     locks, orders = _kept(state, now_ms)  # the refresh, moved with the rest in one new state
-    utc_day, start, top, _, _ = _tracked(state.__dict__)
+    utc_day, start, top = _tracked(state)
     day = now_ms // DAY_MS
     day_start = start if utc_day == day else equity
     peak = equity if top is None else max(top, equity)
@@ -103,7 +105,12 @@ def _moved(
 ) -> RiskState:
     """The state with the day, its start, the peak, the locks and the order times, in one new
     state; itself when none changed (a backtest folds thousands of quiet spans)."""
-    if (day, day_start, peak, locks, orders) == _tracked(state.__dict__):
+    fields = state.__dict__
+    if (
+        (day, day_start, peak) == _tracked(state)
+        and locks == fields["locks"]
+        and orders == fields["recent_orders_ms"]
+    ):
         return state
     return _changed(
         state,
@@ -245,7 +252,7 @@ def _fold(
         highest = float(equity[finite].max())
     now = int(times[k])
     day = now // DAY_MS
-    utc_day, start, top, _, _ = _tracked(state.__dict__)
+    utc_day, start, top = _tracked(state)
     peak = highest if top is None else max(top, highest)
     if day == utc_day and start is not None:
         day_start = start
