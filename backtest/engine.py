@@ -25,7 +25,7 @@ from execution.simulator import SimulatedExecutor
 from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.limits import RiskLimits
-from risk.models import TradeSignal, Verdict
+from risk.models import SignalAction, TradeSignal, Verdict
 from runtime.hours import TradingHours
 from runtime.market import Market
 from runtime.ports import MemoryRisk
@@ -48,7 +48,8 @@ class BacktestResult:
     prepared: dict[str, Prepared]
     fee_function: str | None = None
     hours: TradingHours | None = None  # an equity run's market hours; None: always open
-    decisions: list[TradeSignal] = field(default_factory=list)
+    decisions: list[TradeSignal] = field(default_factory=list)  # if the run kept them
+    signals_by_action: Counter[SignalAction] = field(default_factory=Counter)
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # by decision id
     gate_calls: list[GateCall] = field(default_factory=list)  # for the veto ledger, if kept
     approved: int = 0
@@ -73,19 +74,20 @@ def run_backtest(
     observer: Observer | None = None,
     hours: TradingHours | None = None,
     actions: CorporateActions | None = None,
-    keep_verdicts: bool = True,
+    keep_signals: bool = True,
 ) -> BacktestResult:
     """Replay `bars` through `strategy`, the risk gate and the simulated executor. `fee_fn`
     replaces `config.fees` (the gate still reserves `config.fees.taker` when sizing);
     `observer` sees every gate call with the views the gate was handed; `hours` are an
     equity's market hours (orders fill only inside them); `actions` the splits and dividends
-    of raw prices (execution.corporate). `keep_verdicts=False` leaves `verdicts` and
-    `gate_calls` empty: a report that reads only their counts spares holding every signal's
-    verdict, order and views (~2 KB each), which the collector would also rescan."""
+    of raw prices (execution.corporate). `keep_signals=False` leaves `decisions`, `verdicts`
+    and `gate_calls` empty (`signals_by_action` and the verdicts' counts stay): a report that
+    reads only counts spares holding every signal, verdict, order and view (~2 KB each),
+    which the collector would also rescan."""
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
     run = _Run(
-        bars, strategy, rules, config, limits, fee_fn, observer, hours, actions, keep_verdicts
+        bars, strategy, rules, config, limits, fee_fn, observer, hours, actions, keep_signals
     )
     with collector_relaxed():  # few cycles among the run's objects (core.collector)
         return run.run()
@@ -116,7 +118,7 @@ class _Run:
         observer: Observer | None,
         hours: TradingHours | None = None,
         actions: CorporateActions | None = None,
-        keep_verdicts: bool = True,
+        keep_signals: bool = True,
     ) -> None:
         self.bars = bars
         self.closes = {s: b.close for s, b in bars.symbols.items()}
@@ -149,8 +151,8 @@ class _Run:
                 take_profit_pct=config.take_profit_pct,
                 trailing_stop_pct=config.trailing_stop_pct,
             ),
-            observer=_recorder(self.gate_calls, observer) if keep_verdicts else observer,
-            keep_verdicts=keep_verdicts,
+            observer=_recorder(self.gate_calls, observer) if keep_signals else observer,
+            keep_signals=keep_signals,
             hours=hours,
         )
         self.equity = np.empty(len(bars))
@@ -251,6 +253,7 @@ class _Run:
             marks, last, int(self.bars.open_time[last])
         )
         result.decisions = tally.signals
+        result.signals_by_action = tally.by_action
         result.verdicts = tally.verdicts
         result.approved = tally.approved
         result.vetoes = tally.vetoes

@@ -347,8 +347,10 @@ def summary(
             for t in result.trades
         ],
         orders=OrdersOut(
-            signals=len(result.decisions),
-            signals_by_action=_by([d.action.value for d in result.decisions]),
+            signals=sum(result.signals_by_action.values()),
+            signals_by_action=dict(
+                sorted((a.value, n) for a, n in result.signals_by_action.items())
+            ),
             approved=result.approved,
             vetoed=dict(sorted(result.vetoes.items())),
             adjusted=dict(sorted(result.adjustments.items())),

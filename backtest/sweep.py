@@ -79,7 +79,7 @@ def evaluate(task: SweepTask, data: SweepData) -> RunSummary:
         fee_fn=data.fees,
         hours=data.hours,
         actions=data.actions,
-        keep_verdicts=False,  # a point ships back its summary, which counts them
+        keep_signals=False,  # a point ships back its summary, which counts them
     )
     return summary(result, rules=data.rules)
 

@@ -61,7 +61,7 @@ def ours(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, list[tuple[i
         sample_rules(),
         CONFIG,
         limits=LIMITS,
-        keep_verdicts=False,  # as agent-backtest runs it: its report counts them
+        keep_signals=False,  # as agent-backtest runs it: its report counts them
     )
     compute_report_metrics(result)  # backtesting.py's run() computes its stats too
     took = time.perf_counter() - started

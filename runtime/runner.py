@@ -78,7 +78,8 @@ class Sizing:
 class Tally:
     """Every signal the runner gated and what became of it, for reports and status."""
 
-    signals: list[TradeSignal] = field(default_factory=list)
+    signals: list[TradeSignal] = field(default_factory=list)  # kept where a reader wants them
+    by_action: Counter[SignalAction] = field(default_factory=Counter)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     approved: int = 0
     vetoes: Counter[str] = field(default_factory=Counter)
@@ -102,7 +103,7 @@ class Runner:
         decision_failed: Callable[[str, int, Exception], None] | None = None,
         hours: TradingHours | None = None,
         elsewhere: Callable[[], Elsewhere] | None = None,
-        keep_verdicts: bool = True,
+        keep_signals: bool = True,
     ) -> None:
         self.strategy = strategy
         self.market = market
@@ -115,7 +116,7 @@ class Runner:
         self.decision_failed = decision_failed  # unattended: record and go on; else raise
         self.hours = hours  # None: always open (crypto)
         self.elsewhere = elsewhere  # the portfolio's other venues, for its exposure limits
-        self.keep_verdicts = keep_verdicts  # False: the tally counts verdicts, keeps none
+        self.keep_signals = keep_signals  # False: the tally counts signals and verdicts only
         self.tally = Tally()
         self.trades_seen = len(venue.ledger.trades)
         self._tracked: tuple[float, int] | None = None
@@ -207,7 +208,9 @@ class Runner:
         """One signal through the gate at bar `index`'s close (`now`, if the caller has it);
         approved orders go to the venue."""
         tally = self.tally
-        tally.signals.append(signal)
+        tally.by_action[signal.action] += 1
+        if self.keep_signals:
+            tally.signals.append(signal)
         portfolio: PortfolioFacts | None = None
         market: MarketFacts | None = None
         if self.hours is not None and self._vetoed_closed(signal, index):
@@ -234,7 +237,7 @@ class Runner:
             if now is None:
                 now = self.now(index)
             verdict = self.risk.judge(signal, portfolio, market, now)
-        if self.keep_verdicts:
+        if self.keep_signals:
             tally.verdicts[signal.decision_id] = verdict
         execution = None
         if isinstance(verdict, Approved):

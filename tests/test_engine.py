@@ -108,22 +108,23 @@ def test_classic_strategies_trade_exactly_on_their_signal_bars(btc, name: str) -
     assert not result.vetoes and not result.rejections
 
 
-def test_a_run_that_keeps_no_verdicts_reports_the_same(btc) -> None:
-    """A classic `agent-backtest` keeps no verdicts or gate calls (its report counts them):
-    the report is unchanged."""
+def test_a_run_that_keeps_no_signals_reports_the_same(btc) -> None:
+    """A classic `agent-backtest` keeps no signals, verdicts or gate calls (its report counts
+    them): the report is unchanged."""
     bars, _ = to_bar_arrays({"BTCUSDT": btc})
     strategy = STRATEGIES["sma_cross"](STRATEGIES["sma_cross"].Params())
     kept = run_backtest(bars, strategy, sample_rules(), NO_COSTS)
-    spared = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_verdicts=False)
+    spared = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_signals=False)
     assert len(kept.gate_calls) == len(kept.decisions) > 10 and spared.gate_calls == []
     assert len(kept.verdicts) == len(kept.decisions) and spared.verdicts == {}
+    assert spared.decisions == [] and spared.signals_by_action == kept.signals_by_action
     assert (spared.approved, spared.vetoes) == (kept.approved, kept.vetoes)
     assert build_report(spared).to_json() == build_report(kept).to_json()
 
 
-@pytest.mark.parametrize("keep_verdicts", [True, False])
+@pytest.mark.parametrize("keep_signals", [True, False])
 def test_a_dropped_result_is_freed_at_once_not_left_to_the_collector(
-    btc, keep_verdicts: bool
+    btc, keep_signals: bool
 ) -> None:
     """A UI, server or sweep runs backtest after backtest: each result (every signal, verdict,
     fill and trade) goes when dropped, with no reference cycle for the collector to find."""
@@ -132,8 +133,8 @@ def test_a_dropped_result_is_freed_at_once_not_left_to_the_collector(
     gc.collect()
     gc.disable()
     try:
-        result = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_verdicts=keep_verdicts)
-        assert len(result.decisions) > 10
+        result = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_signals=keep_signals)
+        assert sum(result.signals_by_action.values()) > 10 and len(result.fills) > 10
         del result
         left = gc.collect()
     finally:

@@ -60,7 +60,7 @@ def _single(
         fee_fn=data.fees,
         hours=data.hours,
         actions=data.actions,
-        keep_verdicts=False,  # the report counts signals and verdicts
+        keep_signals=False,  # the report counts signals and verdicts
     )
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
