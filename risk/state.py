@@ -144,7 +144,10 @@ def on_equity_series(
     start, n = 0, len(equity)
     while start < n:
         stop = min(n, start + _SPAN)
-        values, moments = equity[start:stop], times[start:stop]
+        if start == 0 and stop == n:  # the usual short span: no views to make
+            values, moments = equity, times
+        else:
+            values, moments = equity[start:stop], times[start:stop]
         # One min and max of the span, for the screen and the fold both.
         if flat is None:
             low, high = float(_lowest(values)), float(_highest(values))

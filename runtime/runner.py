@@ -9,7 +9,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -275,7 +274,7 @@ class Runner:
         trades = ledger.trades
         if len(trades) > self.trades_seen:
             for trade in trades[self.trades_seen :]:
-                self.risk.update(partial(on_trade_closed, pnl=trade.pnl, now_ms=trade.exit_time))
+                self._trade_closed(trade.pnl, trade.exit_time)
             self.trades_seen = len(trades)
         equity = ledger.equity(self.market.marks(index))
         key = (equity, now // DAY_MS)
@@ -283,6 +282,11 @@ class Runner:
             limits = self.risk.limits
             self.risk.update(lambda s: on_equity(s, equity, now, limits))
             self._tracked = key
+
+    def _trade_closed(self, pnl: float, at: int) -> None:
+        """A closed trade into the losing streak (a closure of its own: compiled, a lambda
+        over the loop's trade cannot bind it, and a partial was a keyword call)."""
+        self.risk.update(lambda s: on_trade_closed(s, pnl, at))
 
     def fold_equity(
         self, equity: np.ndarray, close_time: np.ndarray, flat: float | None = None
