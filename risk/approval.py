@@ -36,49 +36,35 @@ _SEALED = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
 _pick_sealed = itemgetter(*_SEALED)
 
 
-def _digest(
-    cid: str,
-    did: str,
-    symbol: str,
-    side: Side,
-    kind: OrderType,
-    qty: Decimal,
-    limit: Decimal | None,
-    stop: Decimal | None,
-    loss: Decimal | None,
-    profit: Decimal | None,
-    trail: Decimal | None,
-    reduce: bool,
-    source: SignalSource,
-    ms: object,  # an int: as `_Mint.seal` boxed it, or as an order holds it
-) -> str:
+def _digest(sealed: tuple[object, ...]) -> str:
     """A keyed BLAKE2b MAC of the sealed fields' text, in `_SEALED` order. The text is
-    unambiguous: the free-text fields are quoted by repr, so each ends itself; every
-    other field's text (enums, decimals, a bool as 0 or 1, an int) holds no quote or separator,
-    and a missing price is empty, which no decimal's text is. Short, it fits with `_KEYED`'s
-    prefix in one 128-byte BLAKE2b block, one compression per order (an exit's text does).
-    Joined, not an f-string: compiled, its conversions (`!r`, `!s`) became a str.format call."""
+    unambiguous: the free-text fields (client order id, decision id, symbol) are quoted by
+    repr, so each ends itself; every other field's text (enums, decimals, a bool as 0 or 1, an
+    int) holds no quote or separator, and a missing price is empty, which no decimal's text is.
+    Short, it fits with `_KEYED`'s prefix in one 128-byte BLAKE2b block, one compression per
+    order (an exit's text does). Joined, not an f-string: compiled, its conversions (`!r`,
+    `!s`) became a str.format call; read by index, as a compiled tuple read is plain."""
     mac = _KEYED.copy()
     text = "|".join(
         (
-            repr(cid) + repr(did) + repr(symbol) + str(side),
-            str(kind),
-            str(qty),
-            _text(limit),
-            _text(stop),
-            _text(loss),
-            _text(profit),
-            _text(trail),
-            "1" if reduce else "0",
-            str(source),
-            str(ms),
+            repr(sealed[0]) + repr(sealed[1]) + repr(sealed[2]) + str(sealed[3]),
+            str(sealed[4]),
+            str(sealed[5]),
+            _text(sealed[6]),
+            _text(sealed[7]),
+            _text(sealed[8]),
+            _text(sealed[9]),
+            _text(sealed[10]),
+            "1" if sealed[11] else "0",
+            str(sealed[12]),
+            str(sealed[13]),
         )
     )
     mac.update(text.encode())
     return mac.hexdigest()
 
 
-def _text(price: Decimal | None) -> str:
+def _text(price: object) -> str:
     return "" if price is None else str(price)
 
 
@@ -130,22 +116,7 @@ class _Mint:
             source,
             created,
         )
-        seal = _digest(  # the fields one by one: compiled, `*sealed` was a generic call
-            cid,
-            did,
-            symbol,
-            side,
-            kind,
-            qty,
-            limit,
-            stop,
-            loss,
-            profit,
-            trail,
-            reduce,
-            source,
-            created,
-        )
+        seal = _digest(sealed)
         order = trusted(
             ApprovedOrder,
             {
@@ -200,7 +171,7 @@ def verify_approved(order: object) -> ApprovedOrder:
     seal, sealed = _last_sealed
     if _same_objects(sealed, values) and hmac.compare_digest(order.seal, seal):
         return order  # the objects the gate sealed, unchanged: their digest is the seal
-    if not hmac.compare_digest(order.seal, _digest(*values)):
+    if not hmac.compare_digest(order.seal, _digest(values)):
         raise UnapprovedOrderError(
             f"order {order.client_order_id} was not approved by the risk gate or was altered"
         )
