@@ -1,7 +1,7 @@
 """Which build of the engine's hot modules runs: compiled by mypyc at install, or their source.
 
 Every signal of a backtest, paper or live run goes through these modules, and compiled they run
-the same code about 1.5x faster. A compiled module sits beside its source and Python loads it
+the same code about 2x faster. A compiled module sits beside its source and Python loads it
 first, so after a source change without a rebuild (a pull, an edit) it would run old code. The
 build records each source's digest; when any source no longer matches, every hot module loads
 from its source instead (compiled modules call each other directly, so it is all or none) and a
@@ -97,7 +97,7 @@ def choose(root: Path = ROOT) -> str:
         _build = f"Python source ({', '.join(stale)} changed since the compile)"
         warnings.warn(
             f"the compiled engine is older than its source ({', '.join(stale)}): running the "
-            "source instead, about 1.5x slower; rebuild with `pip install -e .`",
+            "source instead, about 2x slower; rebuild with `pip install -e .`",
             RuntimeWarning,
             stacklevel=2,
         )
