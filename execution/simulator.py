@@ -502,7 +502,7 @@ class SimulatedExecutor:
             fee,
             liquidity,
             bar,
-            int(self.feed.open_time[bar]),
+            self.feed.open_time.item(bar),
             order.reason,
         )
         ledger.apply(fill)

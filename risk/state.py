@@ -253,7 +253,7 @@ def _fold(
             return state
         k = int(seen[-1])
         highest = float(equity[finite].max())
-    now = int(times[k])
+    now: int = times.item(k)  # item(): no numpy scalar made
     day = now // DAY_MS
     utc_day, start, top = _tracked(state)
     peak = highest if top is None else max(top, highest)

@@ -88,7 +88,7 @@ class Market:
         return MarketFacts(
             symbol,
             float(self.feed.symbols[symbol].close[index]),
-            int(self.feed.close_time[index]),
+            self.feed.close_time.item(index),
             lambda: self.atr(symbol, index),
             None if top is None else float(top.best_bid),
             None if top is None else float(top.best_ask),

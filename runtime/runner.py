@@ -134,7 +134,7 @@ class Runner:
     def step(self, index: int, *, decide: bool = True) -> None:
         """Bar `index` has closed. `decide=False` only where no order could ever fill (a
         backtest's last bar)."""
-        now = int(self.market.feed.close_time[index])
+        now: int = self.market.feed.close_time.item(index)  # item(): no numpy scalar made
         tradable = self.hours is None or self.tradable(index)
         venue = self.venue
         venue.on_bar(index, fills=tradable)
@@ -149,7 +149,7 @@ class Runner:
             return
         for symbol in self.market.feed.symbols:
             prepared = self.prepared(symbol)
-            if self._wake(symbol, prepared)[index]:
+            if self._wake(symbol, prepared).item(index):
                 for signal in self._decide(symbol, index, prepared, now):
                     self.submit(signal, index, now)
                 if self._llm_outcome is not None:
@@ -174,7 +174,8 @@ class Runner:
             return []
 
     def now(self, index: int) -> int:
-        return int(self.market.feed.close_time[index])
+        at: int = self.market.feed.close_time.item(index)
+        return at
 
     def tradable(self, index: int) -> bool:
         """The one place a run asks its market hours: may bar `index` fill orders. Outside
@@ -297,7 +298,8 @@ class Runner:
             return
         limits = self.risk.limits
         self.risk.update(lambda s: on_equity_series(s, equity, close_time, limits, flat))
-        self._tracked = (float(equity[-1]), int(close_time[-1]) // DAY_MS)
+        last: int = close_time.item(-1)
+        self._tracked = (float(equity[-1]), last // DAY_MS)
 
     def _protective(self, symbol: str, why: str, now: int) -> TradeSignal:
         """A stop or target the venue cannot hold itself: an exit through the gate."""
