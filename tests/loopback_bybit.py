@@ -123,6 +123,7 @@ class BybitRest(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)

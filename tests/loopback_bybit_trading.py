@@ -236,6 +236,7 @@ class BybitExchange(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def _serve(self, method: str, payload: str, params: dict[str, str]) -> None:
                 path = urlsplit(self.path).path
