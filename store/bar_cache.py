@@ -32,6 +32,11 @@ def cache_root(engine: Engine) -> Path | None:
     database = engine.url.database
     if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         return None
+    return file_root(database)
+
+
+def file_root(database: str) -> Path:
+    """`agent.db.bars/` beside the SQLite file `database`."""
     path = Path(database).expanduser()
     return path.with_name(path.name + ".bars")
 

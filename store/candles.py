@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,10 +15,8 @@ from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
 from store import bar_cache
 from store.db import Store
 
-if TYPE_CHECKING:  # SQLAlchemy loads with the store's first query, not with this module
-    from sqlalchemy import ColumnElement, Connection, Table
-
 _KEY = ("exchange", "symbol", "interval")
+_SERIES = ' WHERE exchange = ? AND symbol = ? AND "interval" = ?'
 _CHUNK = 50_000
 _INTEGERS = frozenset({"open_time", "close_time", "trades"})
 
@@ -45,15 +43,8 @@ def _insert_sql(store: Store) -> str:
 
 
 def count_candles(store: Store, symbol: str, interval: str, exchange: str = EXCHANGE) -> int:
-    from sqlalchemy import func, select
-
-    from store.tables import CandleRow  # SQLModel loads when the store's bars are used
-
-    stmt = select(func.count()).where(
-        CandleRow.exchange == exchange, CandleRow.symbol == symbol, CandleRow.interval == interval
-    )
-    with store.engine.connect() as conn:
-        return int(conn.execute(stmt).scalar_one())
+    [(count,)] = store.rows("SELECT COUNT(*) FROM candles" + _SERIES, (exchange, symbol, interval))
+    return int(count)
 
 
 def upsert_candles(
@@ -113,11 +104,13 @@ def load_candles(
     through SQL. A read of most of a series reads all of it and caches it for the next run
     (at most twice the rows asked for); a short window is read alone."""
     series = (exchange, symbol, interval)
-    root = bar_cache.cache_root(store.engine)
-    if root is None:
-        return _select(store, series, start_ms, end_ms)
-    with store.engine.connect() as conn:
-        token, first, last = _series_state(conn, series)
+    if store.sqlite_file is None:
+        root = bar_cache.cache_root(store.engine)
+        if root is None:
+            return _select(store, series, start_ms, end_ms)
+    else:
+        root = bar_cache.file_root(store.sqlite_file)
+    token, first, last = _series_state(store, series)
     if token is None or first is None or last is None:
         return _select(store, series, start_ms, end_ms)
     cached = bar_cache.read(root, series, token, CANDLE_COLUMNS)
@@ -147,28 +140,18 @@ def _window(
 
 
 def _series_state(
-    conn: Connection, series: bar_cache.Series
+    store: Store, series: bar_cache.Series
 ) -> tuple[int | None, int | None, int | None]:
-    """The series' write token and its first and last open time (two index seeks): a cache
-    whose ends differ was made before a write that did not renew the token (an older
-    version of this program), and is not read."""
-    from sqlalchemy import select
-
-    from store.tables import CandleRow, CandleSeriesRow
-
-    table, tokens = CandleRow.__table__, CandleSeriesRow.__table__
-    token = conn.execute(select(tokens.c.write_token).where(*_keyed(tokens, series))).scalar()
-    ends = [
-        conn.execute(
-            select(table.c.open_time).where(*_keyed(table, series)).order_by(order).limit(1)
-        ).scalar()
-        for order in (table.c.open_time, table.c.open_time.desc())
-    ]
-    return token, *ends
-
-
-def _keyed(table: Table, series: bar_cache.Series) -> list[ColumnElement[bool]]:
-    return [table.c[key] == value for key, value in zip(_KEY, series, strict=True)]
+    """The series' write token and its first and last open time (index seeks, the token read
+    first): a cache whose ends differ was made before a write that did not renew the token (an
+    older version of this program), and is not read."""
+    [(token, first, last)] = store.rows(
+        "SELECT (SELECT write_token FROM candle_series" + _SERIES + "), "
+        "(SELECT min(open_time) FROM candles" + _SERIES + "), "
+        "(SELECT max(open_time) FROM candles" + _SERIES + ")",
+        series * 3,
+    )
+    return token, first, last
 
 
 def _select(

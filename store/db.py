@@ -10,6 +10,10 @@ bundled sample's bars) opens a new SQLite file with `defer=True`: its tables are
 and the writes queued with `Store.later` made, by `Store.settle`, which the first use of the
 store, or its close, runs. The command runs it while its first answers are waited on, so
 creating the tables (SQLAlchemy and SQLModel's import included) is not before its first call.
+
+Reads a run starts with (a series' cache state, its count, the venue's stored rules) are plain
+SQL through `Store.rows`, so a run on an up-to-date SQLite store whose bars the columnar cache
+holds never imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -116,6 +120,18 @@ class Store:
             raise
         finally:
             conn.close()  # a pooled one goes back to the pool
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a plain query, its parameters marked `?`, on the driver's connection: on
+        a SQLite file, a read without SQLAlchemy (whose import is ~0.13 s of a command)."""
+        if self.dialect != "sqlite":
+            sql = sql.replace("?", "%s")
+        with self.driver() as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql, tuple(params))
+            found = cursor.fetchall()
+            cursor.close()
+        return found
 
     def schema_version(self) -> int:
         if self.sqlite_file is None:

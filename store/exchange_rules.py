@@ -24,14 +24,12 @@ def save_rules(store: Store, venue: str, rules: dict[str, SymbolRules], now_ms: 
 
 def load_rules(store: Store, venue: str, symbols: list[str]) -> dict[str, tuple[SymbolRules, int]]:
     """The stored rules of `symbols` that the store has, with when each was fetched."""
-    from sqlmodel import Session, select
-
-    from store.tables import ExchangeRuleRow
-
-    with Session(store.engine) as session:
-        rows = session.exec(
-            select(ExchangeRuleRow).where(
-                ExchangeRuleRow.venue == venue, ExchangeRuleRow.symbol.in_(symbols)
-            )
-        ).all()
-    return {r.symbol: (SymbolRules.model_validate_json(r.rules_json), r.fetched_ms) for r in rows}
+    if not symbols:
+        return {}
+    marks = ", ".join("?" * len(symbols))
+    rows = store.rows(
+        "SELECT symbol, rules_json, fetched_ms FROM exchange_rules "
+        f"WHERE venue = ? AND symbol IN ({marks})",  # nosec B608 - placeholders only
+        (venue, *symbols),
+    )
+    return {symbol: (SymbolRules.model_validate_json(rules), at) for symbol, rules, at in rows}

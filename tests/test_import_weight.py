@@ -3,7 +3,8 @@
 Plotly), nor Ray, so they start in a fraction of the time; an agent backtest or loop with the offline
 model or a fully cached LLM imports neither LangGraph nor the SDK, nor the tokenizer once past
 decisions give the estimate; a classic backtest on an up-to-date SQLite store saves its run
-through the driver, without SQLAlchemy, and `agent-config show` loads neither pandas nor SQLAlchemy;
+through the driver, without SQLAlchemy, and an offline agent backtest on one reads its bars and
+rules without it too, and `agent-config show` loads neither pandas nor SQLAlchemy;
 every command's `--help` and flag errors load neither, nor the settings; `agent-trade status` and
 `fills` load no pandas, a paper loop no signed venue's client, and `agent-data` reads and writes the
 store without the exchanges' HTTP clients. Read from Python's own import log."""
@@ -130,12 +131,6 @@ def test_agent_data_reads_and_writes_the_store_without_the_exchanges_clients(cli
 @pytest.mark.slow
 def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_sdk(cli) -> None:
     day = ("agent-backtest", "--symbol", "BTCUSDT", "--days", "1")
-    offline = cli(*day, env={"PYTHONPROFILEIMPORTTIME": "1"})
-    assert offline.returncode == 0, offline.stderr[-2000:]
-    assert "offline model" in offline.stderr
-    imported = _imported(offline.stderr)
-    assert "agent" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
-
     server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
     llm = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
     try:
@@ -149,6 +144,15 @@ def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_s
     assert len(server.requests) == sent > 0  # every answer came from the cache
     imported = _imported(warm.stderr)
     assert "diskcache" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+
+    offline = cli(*day, env={"PYTHONPROFILEIMPORTTIME": "1"})  # the store is up to date now
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    assert "offline model" in offline.stderr
+    assert "saved as backtest run #3" in offline.stderr  # by sqlite3 alone
+    imported = _imported(offline.stderr)
+    assert "agent" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+    # its bars from the columnar cache, their cache state and the venue's rules in plain SQL
+    assert _modules(offline.stderr) & STORE_LIBRARIES == set()
 
 
 def test_the_agent_loop_on_the_offline_model_loads_no_graph_framework_or_sdk(cli) -> None:

@@ -68,11 +68,12 @@ def check_cost(
     each decision asks the model `samples` times; `per_decision` is counted only when shown.
     With spending accepted up front it is shown once the first answers are in, so what it
     imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
-    from agent.estimate import estimate_line
     from agent.offline import OfflineModel
 
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return
+    from agent.estimate import estimate_line  # SQLAlchemy: only where an estimate is shown
+
     notify(estimate_line(model, per_decision(), planned, samples, period))
     if not consented(args):
         cap = ", or --budget-usd X to stop cleanly once X USD is spent"
