@@ -30,12 +30,17 @@ def chat_venue(
     """The exchange rules and the venue factory (None: the chat desk's paper venue)."""
     if mode == "paper":
         return sample_rules(), None
+    require_live(mode, source)
+    return signed_venue("binance", settings, mode, list(source.frames), store, account, notify)
+
+
+def require_live(mode: ChatMode, source: ChatMarket) -> None:
+    """An exchange mode trades at the venue's last closed bar: the frozen sample cannot."""
     if not source.live:
         raise UserError(
             f"--mode {mode} trades at Binance's last closed bar, but the chat has only the "
             "bundled sample (offline, or Binance market data unreachable): nothing was sent"
         )
-    return signed_venue("binance", settings, mode, list(source.frames), store, account, notify)
 
 
 def venue_line(mode: ChatMode, account: str) -> str:

@@ -800,10 +800,11 @@ def build_app(
     clock: Clock | None = None,
     account: str = CHAT_ACCOUNT,
     mode: ChatMode = "paper",
+    source: ChatMarket | None = None,
 ) -> gr.Blocks:
-    """The whole UI; `model` and `frames` default to the configured model and the sample;
-    `mode` testnet trades the chat's account on Binance's spot testnet (keys from the
-    environment), never silently on paper."""
+    """The whole UI; `model` and `frames` default to the configured model and the sample, or
+    `source`, a chat market already opened; `mode` testnet trades the chat's account on
+    Binance's spot testnet (keys from the environment), never silently on paper."""
     notices: list[str] = []
 
     def note(line: str) -> None:
@@ -812,7 +813,8 @@ def build_app(
 
     model = model or open_model(settings, note)
     clock = clock or SystemClock()
-    source = sample_market(frames) if frames else open_chat_market(settings, store, clock, note)
+    if source is None:
+        source = sample_market(frames) if frames else open_chat_market(settings, store, clock, note)
     frames = source.frames
     source.venues = other_venues(store, list(frames))
     settings.data_dir.mkdir(parents=True, exist_ok=True)

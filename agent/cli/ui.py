@@ -1,13 +1,16 @@
-"""`agent-ui`: the chat in a browser. Who may reach it is settled before Gradio is even imported,
-so a refused start is one quick line."""
+"""`agent-ui`: the chat in a browser. Who may reach it, and whether a testnet chat has the live
+bars it trades at, is settled before Gradio is even imported, so a refused start is one quick
+line."""
 
 from __future__ import annotations
 
 import argparse
 
-from agent.chat_venue import CHAT_MODES
+from agent.chat_market import open_chat_market
+from agent.chat_venue import CHAT_MODES, require_live
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
 from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options
+from core.clock import SystemClock
 from store import open_store
 
 
@@ -45,9 +48,15 @@ def _main(argv: list[str] | None) -> int:
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
         options = ui_launch_options(args, settings, store, insecure_no_auth=args.insecure_no_auth)
+        source = None
+        if args.mode != "paper":  # without Binance's live bars it stops here, before Gradio
+            source = open_chat_market(settings, store, SystemClock(), notify)
+            require_live(args.mode, source)
         from agent.ui import build_app  # gradio and the graph: only once serving is allowed
 
-        app = build_app(settings, store, notify=notify, account=args.account, mode=args.mode)
+        app = build_app(
+            settings, store, notify=notify, account=args.account, mode=args.mode, source=source
+        )
         app.launch(server_name=args.host, server_port=args.port, **options)
     finally:
         store.close()
