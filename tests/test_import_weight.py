@@ -5,7 +5,8 @@ model or a fully cached LLM imports neither LangGraph nor the SDK, nor the token
 decisions give the estimate; a classic backtest on an up-to-date SQLite store saves its run
 through the driver, without SQLAlchemy, and an offline agent backtest on one reads its bars and
 rules without it too, and `agent-config show` loads neither pandas nor SQLAlchemy;
-every command's `--help` and flag errors load neither, nor the settings; `agent-trade status` and
+every command's `--help` and flag errors load neither, nor the settings, and a testnet chat
+refused for want of live bars loads no UI; `agent-trade status` and
 `fills` load no pandas, a paper loop no signed venue's client, and `agent-data` reads and writes the
 store without the exchanges' HTTP clients. Read from Python's own import log."""
 
@@ -173,3 +174,13 @@ def test_showing_the_settings_loads_no_data_or_store_stack(cli) -> None:
     imported = _imported(result.stderr)
     assert "pydantic_settings" in imported
     assert imported & ({"pandas", "sqlalchemy", "sqlmodel"} | AGENT_AND_UI | NETWORK) == set()
+
+
+@pytest.mark.slow
+def test_a_testnet_chat_without_live_bars_is_refused_before_the_ui_stack(cli) -> None:
+    """Offline, `agent-ui --mode testnet` has only the frozen sample: it says so without
+    importing Gradio, Plotly or the graph it would serve."""
+    result = cli("agent-ui", "--mode", "testnet", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].endswith("nothing was sent")
+    assert _imported(result.stderr) & AGENT_AND_UI == set()
