@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, field_serializer
 
 from backtest.annualise import Basis
 from backtest.engine import BacktestResult
+from backtest.fills import FillOut, iso
 from backtest.metrics import (
     METRIC_ORDER,
     buy_and_hold,
@@ -51,36 +52,6 @@ class TradeOut(BaseModel):
     fees: float
     return_pct: float
     exit_reason: str
-
-
-class FillOut(BaseModel):
-    """One fill, as a backtest report and `agent-trade fills` both list it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    time: str
-    time_ms: int
-    symbol: str
-    side: str
-    quantity: float
-    price: float
-    fee: float
-    reason: str
-    client_order_id: str
-
-    @classmethod
-    def of(cls, fill: Fill) -> FillOut:
-        return cls(
-            time=iso(fill.time_ms),
-            time_ms=fill.time_ms,
-            symbol=fill.symbol,
-            side="buy" if fill.side > 0 else "sell",
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fill.fee,
-            reason=fill.reason.value,
-            client_order_id=fill.order_id,
-        )
 
 
 _JSON_CHUNK = 65_536  # values per piece of the streamed equity curve
@@ -226,10 +197,6 @@ def _fill_kinds(fills: list[Fill]) -> tuple[dict[str, int], dict[str, int]]:
 
 def _by(values: list[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items()))
-
-
-def iso(ms: int) -> str:
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _plain(value: Any) -> Any:

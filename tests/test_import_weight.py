@@ -75,6 +75,10 @@ def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "processed 2 bars" in result.stdout
     assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK | {"pandas"}) == set()
+    fills = cli("agent-trade", "fills", "--json", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert fills.returncode == 0, fills.stderr[-2000:]
+    assert fills.stdout.startswith("[")
+    assert _imported(fills.stderr) & (AGENT_AND_UI | NETWORK | {"pandas"}) == set()
 
 
 @pytest.mark.parametrize(

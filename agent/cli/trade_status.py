@@ -112,8 +112,7 @@ def cmd_fills(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     account_status(store, args.account, settings)  # one line and exit 2 for an unknown account
-    with imports_frozen():  # the report's models bring pandas (core.collector)
-        from backtest.report import FillOut
+    from backtest.fills import FillOut
 
     rows = [FillOut.of(fill).model_dump() for fill in load_account(store, args.account).fills]
     if args.json:
