@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from agent.decide import decision_text
 from agent.graph import request_shape
@@ -18,7 +17,6 @@ from agent.tokens import request_tokens
 from config.settings import LLMSettings
 from risk.limits import RiskLimits
 from store.db import Store
-from store.tables import DecisionRow
 from tools import MarketData, ToolEnv, ToolRegistry, flat_portfolio
 
 SAMPLE_SYMBOL = "BTCUSDT"
@@ -40,20 +38,12 @@ class PerDecision(BaseModel):
 def from_history(store: Store, model: ChatModel, prompt_version: str) -> PerDecision | None:
     """The mean over this model's latest decisions on this endpoint and prompt version that
     reached the model (an abstain before any answer has no tokens to learn from)."""
-    stmt = (
-        select(DecisionRow.record_json)
-        .where(
-            DecisionRow.model == model.model,
-            DecisionRow.base_url == model.base_url,
-            DecisionRow.prompt_version == prompt_version,
-            DecisionRow.mode == "decide",
-        )
-        .order_by(DecisionRow.decided_ms.desc())
-        .limit(HISTORY)
+    rows = store.rows(  # plain SQL: the estimate loads no SQLAlchemy beside the model calls
+        "SELECT record_json FROM decisions WHERE model = ? AND base_url = ? "
+        "AND prompt_version = ? AND mode = 'decide' ORDER BY decided_ms DESC LIMIT ?",
+        (model.model, model.base_url, prompt_version, HISTORY),
     )
-    with store.engine.connect() as conn:
-        rows = conn.execute(stmt).scalars().all()
-    calls = [json.loads(raw)["llm_calls"] for raw in rows]
+    calls = [json.loads(raw)["llm_calls"] for (raw,) in rows]
     answered = [c for c in calls if c]
     if not answered:
         return None

@@ -149,6 +149,8 @@ def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_s
     assert len(server.requests) == sent > 0  # every answer came from the cache
     imported = _imported(warm.stderr)
     assert "diskcache" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
+    # past decisions give the estimate, read in plain SQL as the bars' cache state and rules are
+    assert _modules(warm.stderr) & STORE_LIBRARIES == set()
 
     offline = cli(*day, env={"PYTHONPROFILEIMPORTTIME": "1"})  # the store is up to date now
     assert offline.returncode == 0, offline.stderr[-2000:]
