@@ -28,8 +28,8 @@ def load_rules(store: Store, venue: str, symbols: list[str]) -> dict[str, tuple[
         return {}
     marks = ", ".join("?" * len(symbols))
     rows = store.rows(
-        "SELECT symbol, rules_json, fetched_ms FROM exchange_rules "
-        f"WHERE venue = ? AND symbol IN ({marks})",  # nosec B608 - placeholders only
+        "SELECT symbol, rules_json, fetched_ms FROM exchange_rules "  # nosec B608
+        f"WHERE venue = ? AND symbol IN ({marks})",  # only placeholders are formatted in
         (venue, *symbols),
     )
     return {symbol: (SymbolRules.model_validate_json(rules), at) for symbol, rules, at in rows}
