@@ -6,6 +6,7 @@ of the longer window reports."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,10 @@ WINDOW = ("--symbol", "BTCUSDT", "--start", "2025-10-30", "--concurrency", "4", 
 def test_extending_a_cached_window_asks_only_for_new_decisions_concurrently(
     cli, tmp_path: Path
 ) -> None:
-    server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    model = ScriptedModel(buy_an_uptrend)
+    # Each answer takes 50 ms, as a real model's take longer: requests the run sends at once
+    # are then in flight together however busy the machine, and one at a time they never are.
+    server = LoopbackOpenAI(responder=lambda body: replace(model(body), delay_s=0.05)).start()
     llm = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
     try:
         short = cli("agent-backtest", *WINDOW, "--end", "2025-10-30T12:00", env=llm)
