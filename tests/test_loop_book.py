@@ -19,7 +19,7 @@ from risk.limits import RiskLimits
 from risk.records import load_verdicts
 from store import open_store
 
-BARS = 240
+BARS = 120
 
 
 def run_loop(tmp_path: Path, limits: RiskLimits) -> TradingLoop:
