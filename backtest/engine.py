@@ -156,7 +156,8 @@ class _Run:
             hours=hours,
         )
         self.equity = np.empty(len(bars))
-        self.cursor = 0  # the first bar not stepped or folded yet
+        self.cursor = 0  # the first bar not stepped yet
+        self.unfolded = 0  # the first bar whose close the risk state has not taken yet
         self.written = 0  # the first bar whose equity is not written yet
         self.result = BacktestResult(
             bars=bars,
@@ -195,7 +196,8 @@ class _Run:
     def _advance(self, upto: int, *, decide: bool = True) -> None:
         """Step every bar up to `upto` where an order may fill, then `upto` itself; the bars in
         between are folded. A stepped bar's equity is written with the quiet bars after it,
-        in one span: nothing changes the holdings from its close until the next step."""
+        in one span: nothing changes the holdings from its close until the next step. Where
+        only orders fill, the close itself is folded with that span too (Runner.step)."""
         executor, runner, actions = self.executor, self.runner, self.has_actions
         while True:
             start = self.cursor
@@ -211,12 +213,16 @@ class _Run:
             flat = None
             if self.written < target:
                 flat = self._write_equity(self.written, target)
-            if start < target:
+            folded = self.unfolded
+            if folded < target:
                 runner.fold_equity(
-                    self.equity[start:target], self.bars.close_time[start:target], flat
+                    self.equity[folded:target], self.bars.close_time[folded:target], flat
                 )
-            runner.step(target, decide=decide or target < upto)
+            # A bar before `upto` wakes no strategy: only orders fill there, and its close
+            # joins the next fold.
+            deferred = runner.step(target, decide=decide or target < upto, fold_close=target < upto)
             self.cursor = target + 1
+            self.unfolded = target if deferred else target + 1
             if target == upto:
                 return
 

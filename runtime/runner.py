@@ -131,22 +131,28 @@ class Runner:
 
     # -- the step ------------------------------------------------------------------------------
 
-    def step(self, index: int, *, decide: bool = True) -> None:
+    def step(self, index: int, *, decide: bool = True, fold_close: bool = False) -> bool:
         """Bar `index` has closed. `decide=False` only where no order could ever fill (a
-        backtest's last bar)."""
+        backtest's last bar). `fold_close=True`: a backtest's bar where no strategy wakes and
+        only orders can fill; unless a protective exit must go through the gate here, its
+        close is left to the caller's `fold_equity` with the quiet closes after it (says
+        True), exactly as the equity bookkeeping of this step would have taken it."""
         now: int = self.market.feed.close_time.item(index)  # item(): no numpy scalar made
         tradable = self.hours is None or self.tradable(index)
         venue = self.venue
         venue.on_bar(index, fills=tradable)
+        exits = venue.protective_exits(index) if tradable else []
+        if fold_close and not exits:
+            self._book_trades()
+            return True
         self._bookkeeping(index, now)
-        if tradable:
-            for symbol, why in venue.protective_exits(index):
-                self.submit(self._protective(symbol, why, now), index, now)
+        for symbol, why in exits:
+            self.submit(self._protective(symbol, why, now), index, now)
         if not decide:
-            return
+            return False
         state = self.risk.state
         if state.locks and state.trading_state(now) is TradingState.HALTED:
-            return
+            return False
         for symbol in self.market.feed.symbols:
             prepared = self.prepared(symbol)
             if self._wake(symbol, prepared).item(index):
@@ -154,6 +160,7 @@ class Runner:
                     self.submit(signal, index, now)
                 if self._llm_outcome is not None:
                     self._settle_llm()
+        return False
 
     def _wake(self, symbol: str, prepared: Prepared) -> np.ndarray:
         """The strategy's wake mask, computed once per prepared arrays (a backtest prepares
@@ -270,14 +277,17 @@ class Runner:
 
     # -- risk bookkeeping ----------------------------------------------------------------------
 
-    def _bookkeeping(self, index: int, now: int) -> None:
-        ledger = self.venue.ledger
-        trades = ledger.trades
+    def _book_trades(self) -> None:
+        """The trades closed since the last step into the losing streak."""
+        trades = self.venue.ledger.trades
         if len(trades) > self.trades_seen:
             for trade in trades[self.trades_seen :]:
                 self._trade_closed(trade.pnl, trade.exit_time)
             self.trades_seen = len(trades)
-        equity = ledger.equity(self.market.marks(index))
+
+    def _bookkeeping(self, index: int, now: int) -> None:
+        self._book_trades()
+        equity = self.venue.ledger.equity(self.market.marks(index))
         key = (equity, now // DAY_MS)
         if key != self._tracked:  # the same equity on the same day cannot change the state
             limits = self.risk.limits

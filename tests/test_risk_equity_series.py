@@ -89,3 +89,47 @@ def test_a_flat_span_told_as_flat_folds_as_close_by_close(
     for moment in times.tolist():
         expected = on_equity(expected, cash, moment, limits)
     assert on_equity_series(state, equity, times, limits, cash) == expected
+
+
+def _buy_and_close_later(plan_extra: dict[int, list]) -> dict[str, str]:
+    """Buy at bar 0's close (filled at bar 1's open), a crash at bar 1's close only, then an
+    entry and an exit decided at bar 3: each decision's verdict."""
+    from script_strategy import backtest, candles, order
+
+    from risk.models import SignalAction
+
+    bars = candles(
+        [
+            (100, 101, 99, 100),
+            (100, 100, 79, 80),  # the fill bar: its close is 20% under the entry
+            (80, 101, 80, 100),  # recovered: no later close shows the drawdown
+            (100, 101, 99, 100),
+            (100, 101, 99, 100),
+        ]
+    )
+    plan = {
+        0: [lambda ctx: order(ctx, size_pct=0.5)],
+        3: [
+            lambda ctx: order(ctx, size_pct=0.1, tag="again"),
+            lambda ctx: order(ctx, SignalAction.CLOSE),
+        ],
+        **plan_extra,
+    }
+    result = backtest(bars, plan, limits=RiskLimits(max_drawdown_pct=0.05))
+    return {
+        decision: verdict.kind + ":" + ",".join(r.code.value for r in verdict.reasons)
+        if verdict.kind == "vetoed"
+        else verdict.kind
+        for decision, verdict in result.verdicts.items()
+    }
+
+
+def test_a_breaker_tripped_at_a_fill_bars_close_locks_as_stepping_every_bar_does() -> None:
+    """A backtest steps a bar where only an order fills without taking its close there: the
+    close joins the fold of the quiet closes after it. The drawdown that exists only at that
+    close must still lock the next entry, exactly as a run stepping every bar judges it."""
+    folded = _buy_and_close_later({})
+    stepped = _buy_and_close_later({1: [], 2: []})  # wakes at every bar: each is stepped
+    assert folded == stepped
+    assert folded["script:BTCUSDT:3:buyagain"] == "vetoed:MAX_DRAWDOWN"
+    assert folded["script:BTCUSDT:3:close"] == "approved"
