@@ -190,64 +190,69 @@ class _Run:
         for t in np.flatnonzero(any_wake).tolist():
             self._advance(t)
         self._advance(last, decide=False)
-        self._write_equity(self.written, last + 1)
+        if self.written <= last:
+            self._write_equity(self.written, last + 1)
         return self._finish()
 
     def _advance(self, upto: int, *, decide: bool = True) -> None:
         """Step every bar up to `upto` where an order may fill, then `upto` itself; the bars in
         between are folded. A stepped bar's equity is written with the quiet bars after it,
         in one span: nothing changes the holdings from its close until the next step. Where
-        only orders fill, the close itself is folded with that span too (Runner.step)."""
-        executor, runner, actions = self.executor, self.runner, self.has_actions
+        only orders fill, the close itself is folded with that span too (Runner.step); and
+        where nothing can fill at `upto`, its close is known before its step and folded first,
+        so the step finds the risk state already there."""
+        runner, close_time = self.runner, self.bars.close_time
         while True:
-            start = self.cursor
-            event = None
-            if start < upto:
-                if not executor.idle:
-                    event = executor.next_event(start, upto - 1)
-                if actions:
-                    action = self.actions.first_between(self.bars.open_time, start, upto - 1)
-                    if action is not None:
-                        event = action if event is None else min(event, action)
+            event = self._next_event(self.cursor, upto)
             target = upto if event is None else event
+            edge = upto + 1 if event is None else target  # the closes known before the step
             flat = None
-            if self.written < target:
-                flat = self._write_equity(self.written, target)
-            folded = self.unfolded
-            if folded < target:
+            if self.written < edge:
+                flat = self._write_equity(self.written, edge)
+            if self.unfolded < edge:
                 runner.fold_equity(
-                    self.equity[folded:target], self.bars.close_time[folded:target], flat
+                    self.equity[self.unfolded : edge], close_time[self.unfolded : edge], flat
                 )
-            # A bar before `upto` wakes no strategy: only orders fill there, and its close
-            # joins the next fold.
             deferred = runner.step(target, decide=decide or target < upto, fold_close=target < upto)
             self.cursor = target + 1
-            self.unfolded = target if deferred else target + 1
+            self.unfolded = max(edge, target if deferred else target + 1)
             if target == upto:
                 return
 
+    def _next_event(self, start: int, stop: int) -> int | None:
+        """The first bar in [start, stop] where an order may fill or a split or dividend
+        applies (None: the holdings stay as they are through `stop`'s close)."""
+        event = None if self.executor.idle else self.executor.next_event(start, stop)
+        if self.has_actions:
+            action = self.actions.first_between(self.bars.open_time, start, stop)
+            if action is not None:
+                event = action if event is None else min(event, action)
+        return event
+
     def _write_equity(self, start: int, stop: int) -> float | None:
-        """Equity at each close in [start, stop): cash plus positions at the close. Says the
-        cash when nothing is held, as every close of the span then is (the fold's min and max
-        need no pass over it)."""
+        """Equity at each close in [start, stop): the positions at the close, then the cash
+        added, as `Ledger.equity` sums them (the same floats, so folded closes and stepped ones
+        agree bit for bit). Says the cash when nothing is held, as every close of the span
+        then is (the fold's min and max need no pass over it)."""
         cash = self.ledger.cash
         closes = self.closes
         held = self.ledger.held()
         if stop - start == 1:
-            value = cash
+            value = 0.0
             for s, q in held:
                 value += q * float(closes[s][start])
-            self.equity[start] = value
+            self.equity[start] = cash + value
         else:
             span = self.equity[start:stop]
             if not held:
                 span.fill(cash)
-            for n, (s, q) in enumerate(held):
-                if n:
-                    span += q * closes[s][start:stop]
-                else:  # q * close + cash in place: the same sum as cash + q * close
-                    np.multiply(closes[s][start:stop], q, out=span)
-                    span += cash
+            else:
+                for n, (s, q) in enumerate(held):
+                    if n:
+                        span += q * closes[s][start:stop]
+                    else:
+                        np.multiply(closes[s][start:stop], q, out=span)
+                span += cash
         self.written = stop
         return None if held else cash
 

@@ -275,6 +275,25 @@ def test_equity_curve_equals_a_bar_by_bar_recomputation(btc_eth) -> None:
     assert final == approx(10_000 + realised, rel=1e-9)  # open lots are marked, fees included
 
 
+def test_the_written_equity_is_the_ledgers_own_sum_at_every_judged_close(btc_eth) -> None:
+    """The engine writes the equity of closes it folds; the gate is handed the ledger's sum at
+    the closes it steps. With two symbols held, the two must be the same floats (the cash
+    added last, as the ledger adds it), or a folded close and a stepped one could mark a
+    different peak."""
+    judged: list[tuple[int, float]] = []
+    config = BacktestConfig(size_pct=0.5)
+    strategy = STRATEGIES["sma_cross"](STRATEGIES["sma_cross"].Params(fast=10, slow=30))
+
+    def seen(call) -> None:
+        if call.portfolio is not None and len(call.portfolio.positions) == 2:
+            bar = int(np.searchsorted(btc_eth.close_time, call.signal.created_ms))
+            judged.append((bar, call.portfolio.equity))
+
+    result = run_backtest(btc_eth, strategy, sample_rules(), config, observer=seen)
+    assert len(judged) > 20  # both symbols held at many decisions
+    assert [result.equity[bar] for bar, _ in judged] == [equity for _, equity in judged]
+
+
 def test_last_bar_decisions_are_never_made() -> None:
     result = backtest(candles([FLAT, FLAT, FLAT]), {2: [lambda ctx: order(ctx, quantity=1)]})
     assert not result.decisions and not result.fills
