@@ -8,7 +8,7 @@ ratio of medians. vectorbt runs in its own environment (benchmarks/.venv-peer, c
 first --vectorbt run; never a project dependency) as a child that times each run itself.
 
 Run: python benchmarks/bench_engine.py [--sizes 20000,200000,1000000] [--pairs 5] [--vectorbt]
-     [--fast 20 --slow 60] [--sweep-rows 100000] [--sweep-rounds 3]
+     [--fast 20 --slow 60] [--sweep-rows 100000 (0: none)] [--sweep-rounds 3]
 """
 
 from __future__ import annotations
@@ -241,15 +241,22 @@ def main() -> None:
     parser.add_argument("--vectorbt", action="store_true", help="add vectorbt (its own venv)")
     parser.add_argument("--fast", type=int, default=20)
     parser.add_argument("--slow", type=int, default=60)
-    parser.add_argument("--sweep-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--sweep-rows", type=int, default=100_000, help="bars per sweep point; 0: no sweep"
+    )
     parser.add_argument("--sweep-rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.sweep_rows < 0:
+        parser.error(
+            f"--sweep-rows must be 0 (no sweep) or a number of bars, got {args.sweep_rows}"
+        )
     print(f"engine: {BUILD}")
     with tempfile.TemporaryDirectory() as scratch:
         for rows in (int(size) for size in args.sizes.split(",")):
             compare_at(rows, args, Path(scratch))
     print(f"peak RSS of the whole run: {peak_rss_mb():.0f} MB")
-    sweep(args.sweep_rows, args.sweep_rounds)
+    if args.sweep_rows:
+        sweep(args.sweep_rows, args.sweep_rounds)
 
 
 if __name__ == "__main__":
