@@ -47,7 +47,7 @@ from risk.sizing import (
     out_of_reach,
     risk_quantity,
 )
-from risk.state import RiskState, on_order, refresh
+from risk.state import RiskState, refresh
 from risk.trusted import trusted
 from risk.views import MarketFacts, PortfolioFacts, market_facts, portfolio_facts
 
@@ -245,13 +245,12 @@ def decide_facts(
     limits: RiskLimits,
     state: RiskState,
 ) -> tuple[Verdict, RiskState]:
-    """`assess_facts` on the refreshed state, counting an approved order towards the rate
-    limits: the one call a loop needs per signal."""
-    state = refresh(state, now_ms)
+    """`assess_facts`, and the state refreshed at `now_ms` with an approved order counted
+    towards the rate limits: the one call a loop needs per signal. The rules read only the
+    locks in force and the order times inside each window at `now_ms`, so the state is judged
+    as it is and refreshed once, after (one new state, not two)."""
     verdict = assess_facts(signal, portfolio, market, now_ms, limits, state)
-    if isinstance(verdict, Approved):
-        state = on_order(state, now_ms)
-    return verdict, state
+    return verdict, refresh(state, now_ms, placed=isinstance(verdict, Approved))
 
 
 def assess(

@@ -55,9 +55,12 @@ def _kept(state: RiskState, now_ms: int) -> tuple[tuple[Lock, ...], tuple[int, .
     return locks, orders
 
 
-def refresh(state: RiskState, now_ms: int) -> RiskState:
-    """Drop expired locks and order times outside every rate window."""
+def refresh(state: RiskState, now_ms: int, *, placed: bool = False) -> RiskState:
+    """Drop expired locks and order times outside every rate window; `placed`: and count an
+    order approved at `now_ms` (`on_order`), in the same new state."""
     locks, orders = _kept(state, now_ms)
+    if placed:
+        orders = _with_order(orders, now_ms)
     fields = state.__dict__
     if locks is fields["locks"] and orders is fields["recent_orders_ms"]:
         return state
@@ -281,13 +284,17 @@ def on_order(state: RiskState, now_ms: int) -> RiskState:
     """Remember an approved order's time so the per-minute and per-hour limits can count it."""
     orders = state.recent_orders_ms
     orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
+    return _changed(state, {"recent_orders_ms": _with_order(orders, now_ms)})
+
+
+def _with_order(orders: tuple[int, ...], now_ms: int) -> tuple[int, ...]:
+    """`orders` (sorted) with `now_ms` in its place."""
     if not orders or orders[-1] <= now_ms:
         orders += (now_ms,)  # the usual case: time moves forward, so it goes last
-    else:
-        later = list(orders)
-        insort(later, now_ms)
-        orders = tuple(later)
-    return _changed(state, {"recent_orders_ms": orders})
+        return orders
+    later = list(orders)
+    insort(later, now_ms)
+    return tuple(later)
 
 
 def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskState:

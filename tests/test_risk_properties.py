@@ -29,9 +29,11 @@ from risk import (
     Vetoed,
     assess,
     client_order_id,
+    decide,
     verify_approved,
 )
 from risk.protections import Lock
+from risk.state import on_order, refresh
 
 NOW = 1_761_782_400_000
 RULES = sample_rules()
@@ -277,6 +279,20 @@ def test_an_approved_order_never_breaks_a_limit(case: tuple) -> None:
 @given(cases(honest=True))
 def test_an_approved_entry_never_breaks_a_limit(case: tuple) -> None:
     check_within_limits(*case)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_decide_judges_a_state_as_its_refresh_and_refreshes_it_once(case: tuple) -> None:
+    """`decide` judges the state as given and refreshes it after, in one new state: the rules
+    read only the locks in force and the order times inside each window, so the verdict is the
+    refreshed state's, and the state returned is that refresh with an approved order counted.
+    The states drawn hold expired locks and order times on both sides of the windows."""
+    signal, portfolio, market, limits, state = case
+    refreshed = refresh(state, NOW)
+    verdict, after = decide(signal, portfolio, market, NOW, limits, state)
+    assert verdict == assess(signal, portfolio, market, NOW, limits, refreshed)
+    assert after == (on_order(refreshed, NOW) if isinstance(verdict, Approved) else refreshed)
 
 
 def check_within_limits(
