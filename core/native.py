@@ -31,6 +31,7 @@ NATIVE = (
     "risk.state",
     "risk.trusted",
     "risk.views",
+    "runtime.context",
     "runtime.market",
     "runtime.portfolio",
     "runtime.ports",

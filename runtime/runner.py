@@ -38,11 +38,12 @@ from risk.state import (
     on_trade_closed,
 )
 from risk.views import MarketFacts, PortfolioFacts
+from runtime.context import Context, Prepared, Seat
 from runtime.hours import ClosedPolicy, TradingHours
 from runtime.market import Market
 from runtime.portfolio import account_facts
 from runtime.ports import RiskBook, Venue
-from runtime.strategy import Context, Prepared, Seat, Strategy
+from runtime.strategy import Strategy
 
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
@@ -328,7 +329,7 @@ class Runner:
     def _context(self, symbol: str, index: int, prepared: Prepared, now: int) -> Context:
         """The strategy's view at bar `index`: the fields that stay from step to step are
         gathered once per symbol (and per prepared arrays and bars: paper and live renew
-        them); the rest it asks of the runner, when the strategy asks (runtime.strategy.Lender).
+        them); the rest it asks of the runner, when the strategy asks (runtime.context.Lender).
         """
         bars = self.market.feed.symbols[symbol]
         seat = self._seats.get(symbol)
@@ -352,7 +353,7 @@ class Runner:
             sizing.trailing_stop_pct,
         )
 
-    # -- what a context may ask (runtime.strategy.Lender) ------------------------------------
+    # -- what a context may ask (runtime.context.Lender) ------------------------------------
 
     def market_view(self, symbol: str, index: int) -> MarketView:
         return self.market.view(symbol, index)
