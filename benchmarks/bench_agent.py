@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flags import count
+
 from agent.decide import decide, decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph
 from agent.llm import LLMClient
@@ -55,7 +57,7 @@ def cached_call_us(repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--decisions", type=int, default=200)
+    parser.add_argument("--decisions", type=count, default=200)
     n = parser.parse_args().decisions
     market = MarketData({s: load_sample(s) for s in ("BTCUSDT", "ETHUSDT")}, "1m")
     market.indicators("BTCUSDT", 0)

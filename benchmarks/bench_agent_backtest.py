@@ -37,6 +37,7 @@ from typing import Any
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
+from flags import count  # noqa: E402
 from loopback_openai import LoopbackOpenAI, Scripted  # noqa: E402
 from scripted_model import ScriptedModel, buy_an_uptrend  # noqa: E402
 
@@ -331,7 +332,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=300.0, help="server delay per call")
     parser.add_argument("--days", default="1")
     parser.add_argument("--decide-every", default="15")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each kind (3)")
+    parser.add_argument("--repeats", type=count, default=3, help="runs of each kind (3)")
     parser.add_argument("--skip-llm", action="store_true")
     parser.add_argument("--against", type=Path, help="a second source tree, run alternately")
     opts = parser.parse_args()

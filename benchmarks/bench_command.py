@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flags import bar_counts, count
 from tiling import tiled_sample
 
 from core.engine_build import BUILD
@@ -111,12 +112,12 @@ def compare_at(rows: int, pairs: int, scratch: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="20000,200000,1000000")
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--sizes", type=bar_counts, default=[20_000, 200_000, 1_000_000])
+    parser.add_argument("--pairs", type=count, default=5)
     args = parser.parse_args()
     print(f"engine: {BUILD}")
     with tempfile.TemporaryDirectory() as scratch:
-        for rows in (int(size) for size in args.sizes.split(",")):
+        for rows in args.sizes:
             compare_at(rows, args.pairs, Path(scratch))
     print(os.popen("uptime").read().strip())
 

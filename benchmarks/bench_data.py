@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
+from flags import bar_counts, count
 from tiling import tiled_sample
 
 from backtest.data import to_bar_arrays
@@ -124,10 +125,10 @@ def memory(path: Path, rows: int, scratch: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="20000,200000,1000000")
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--sizes", type=bar_counts, default=[20_000, 200_000, 1_000_000])
+    parser.add_argument("--pairs", type=count, default=5)
     args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
+    sizes = args.sizes
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         store = open_store(f"sqlite:///{scratch / 'bench.db'}")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import peer_backtesting
+from flags import bar_counts, count
 from tiling import tiled_sample
 
 from backtest.config import BacktestConfig
@@ -236,23 +237,25 @@ def compare_at(rows: int, args: argparse.Namespace, scratch: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="20000,200000,1000000")
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--sizes", type=bar_counts, default=[20_000, 200_000, 1_000_000])
+    parser.add_argument("--pairs", type=count, default=5)
     parser.add_argument("--vectorbt", action="store_true", help="add vectorbt (its own venv)")
-    parser.add_argument("--fast", type=int, default=20)
-    parser.add_argument("--slow", type=int, default=60)
+    parser.add_argument("--fast", type=count, default=20)
+    parser.add_argument("--slow", type=count, default=60)
     parser.add_argument(
         "--sweep-rows", type=int, default=100_000, help="bars per sweep point; 0: no sweep"
     )
-    parser.add_argument("--sweep-rounds", type=int, default=3)
+    parser.add_argument("--sweep-rounds", type=count, default=3)
     args = parser.parse_args()
+    if args.fast >= args.slow:
+        parser.error(f"--fast ({args.fast}) must be less than --slow ({args.slow})")
     if args.sweep_rows < 0:
         parser.error(
             f"--sweep-rows must be 0 (no sweep) or a number of bars, got {args.sweep_rows}"
         )
     print(f"engine: {BUILD}")
     with tempfile.TemporaryDirectory() as scratch:
-        for rows in (int(size) for size in args.sizes.split(",")):
+        for rows in args.sizes:
             compare_at(rows, args, Path(scratch))
     print(f"peak RSS of the whole run: {peak_rss_mb():.0f} MB")
     if args.sweep_rows:

@@ -20,6 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
+from flags import count
+
 from config.settings import BinanceSettings
 from market.binance_rest import BinanceRestClient, DepthSnapshot
 from market.binance_ws import Bar, BinanceStream, depth_stream
@@ -126,10 +128,10 @@ async def _replay(bars: int, speed: float) -> tuple[float, int, int, int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--updates", type=int, default=200_000)
-    parser.add_argument("--depth", type=int, default=5_000, help="snapshot levels per side")
+    parser.add_argument("--updates", type=count, default=200_000)
+    parser.add_argument("--depth", type=count, default=5_000, help="snapshot levels per side")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--replay-bars", type=int, default=60)
+    parser.add_argument("--replay-bars", type=count, default=60)
     parser.add_argument("--speed", type=float, default=600.0, help="replay speed (inf: max)")
     args = parser.parse_args()
     logging.getLogger("market.orderbook").setLevel(logging.ERROR)  # the resyncs are deliberate

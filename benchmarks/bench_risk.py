@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from flags import count
 
 from core.engine_build import BUILD
 from market.sample import sample_rules
@@ -76,10 +77,10 @@ def _signals(count: int, rng: np.random.Generator) -> list[TradeSignal]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--signals", type=int, default=100_000)
+    parser.add_argument("--signals", type=count, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--against", type=Path, help="another checkout to compare, alternately")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=count, default=3)
     args = parser.parse_args()
     if args.against is not None:
         _alternate(args)

@@ -14,6 +14,7 @@ import io
 import statistics
 import time
 
+from flags import count
 from rich.console import Console
 
 from agent.offline import OfflineModel
@@ -36,7 +37,7 @@ DAY_BARS = 1_440
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=count, default=7)
     args = parser.parse_args()
     frames = {"BTCUSDT": load_sample("BTCUSDT").tail(DAY_BARS).reset_index(drop=True)}
     bars, _ = to_bar_arrays(frames)

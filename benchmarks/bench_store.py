@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flags import count
 from sqlalchemy import create_engine, text
 from tiling import tiled_sample
 
@@ -93,7 +94,7 @@ def measure(store: Store, rows: int) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000, help="1m bars over ten symbols")
+    parser.add_argument("--rows", type=count, default=1_000_000, help="1m bars over ten symbols")
     parser.add_argument("--postgres", help="plain PostgreSQL URL (TimescaleDB off)")
     parser.add_argument("--timescaledb", help="PostgreSQL URL with the TimescaleDB extension")
     args = parser.parse_args()

@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flags import count
+
 from agent.offline import OfflineModel
 from agent.records import DecisionRecord
 from agent.strategy import trading_agent
@@ -102,7 +104,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bars", type=int, default=DAY_BARS, help="bars in the memory run")
+    parser.add_argument("--bars", type=count, default=DAY_BARS, help="bars in the memory run")
     bars = parser.parse_args().bars
 
     with tempfile.TemporaryDirectory() as tmp:
