@@ -163,6 +163,19 @@ class Context:
             }
         )
 
+    def switch_to(self, direction: int) -> list[TradeSignal]:
+        """Move the position to long (+1), flat (0) or short (-1): close what points the other
+        way, then enter. Shorts are only proposed when the run allows them."""
+        held = self.position
+        signals: list[TradeSignal] = []
+        if held * direction < 0 or (direction == 0 and held):
+            signals.append(self.close_position(rationale="leave the opposite position"))
+        if direction > 0 and held <= 0:
+            signals.append(self.buy())
+        elif direction < 0 and held >= 0 and self.allow_short:
+            signals.append(self.sell())
+        return signals
+
     def _signal(
         self,
         action: SignalAction,

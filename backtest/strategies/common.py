@@ -1,13 +1,11 @@
-"""Building blocks the classic strategies share: causal crossings and position switching."""
+"""Building blocks the classic strategies share: causal crossings (position switching is
+`Context.switch_to`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from risk.models import TradeSignal
-from runtime.strategy import Context
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,17 +24,3 @@ def crossed_above(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros(len(a), dtype=bool)
     out[1:] = (a[:-1] < b[:-1]) & (a[1:] > b[1:])
     return out
-
-
-def switch_to(ctx: Context, direction: int) -> list[TradeSignal]:
-    """Move the position to long (+1), flat (0) or short (-1): close what points the other way,
-    then enter. Shorts are only proposed when the run allows them."""
-    held = ctx.position
-    signals: list[TradeSignal] = []
-    if held * direction < 0 or (direction == 0 and held):
-        signals.append(ctx.close_position(rationale="leave the opposite position"))
-    if direction > 0 and held <= 0:
-        signals.append(ctx.buy())
-    elif direction < 0 and held >= 0 and ctx.allow_short:
-        signals.append(ctx.sell())
-    return signals

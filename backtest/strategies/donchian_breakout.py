@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from backtest.strategies.common import switch_to
 from execution.feed import SymbolBars
 from risk.models import TradeSignal
 from runtime.strategy import Context, Prepared, Strategy
@@ -56,11 +55,11 @@ class DonchianBreakout(Strategy):
 
     def decide(self, ctx: Context) -> list[TradeSignal]:
         if ctx.value("breakout_up"):
-            return switch_to(ctx, 1)
+            return ctx.switch_to(1)
         if ctx.value("breakout_down"):
-            return switch_to(ctx, -1)
+            return ctx.switch_to(-1)
         if (ctx.position > 0 and ctx.value("exit_long")) or (
             ctx.position < 0 and ctx.value("exit_short")
         ):
-            return switch_to(ctx, 0)
+            return ctx.switch_to(0)
         return []

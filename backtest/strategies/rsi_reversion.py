@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backtest.strategies.common import series, switch_to
+from backtest.strategies.common import series
 from execution.feed import SymbolBars
 from risk.models import TradeSignal
 from runtime.strategy import Context, Prepared, Strategy
@@ -51,4 +51,4 @@ class RsiReversion(Strategy):
         return prepared["oversold"] | prepared["overbought"]
 
     def decide(self, ctx: Context) -> list[TradeSignal]:
-        return switch_to(ctx, 1 if ctx.value("oversold") else -1)
+        return ctx.switch_to(1 if ctx.value("oversold") else -1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backtest.strategies.common import crossed_above, series, switch_to
+from backtest.strategies.common import crossed_above, series
 from execution.feed import SymbolBars
 from risk.models import TradeSignal
 from runtime.strategy import Context, Prepared, Strategy
@@ -52,4 +52,4 @@ class SmaCross(Strategy):
         return prepared["cross_up"] | prepared["cross_down"]
 
     def decide(self, ctx: Context) -> list[TradeSignal]:
-        return switch_to(ctx, 1 if ctx.value("cross_up") else -1)
+        return ctx.switch_to(1 if ctx.value("cross_up") else -1)
