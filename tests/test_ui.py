@@ -260,7 +260,10 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             page.get_by_label("the chat desk").check()
             page.locator("#clear-reason textarea").fill("checked the logs")
             page.locator("#clear-halt").click()
-            expect(desk).to_contain_text("HALTED")  # not confirmed: nothing cleared
+            # Not confirmed: nothing cleared, and the UI says why. A click while the last one's
+            # answer is pending is dropped (Gradio's trigger_mode "once"), so this waits for it.
+            expect(toasts.filter(has_text="Nothing was cleared")).to_be_visible()
+            expect(desk).to_contain_text("HALTED")
             page.locator("#clear-confirm input").check()
             page.locator("#clear-halt").click()
             expect(desk).to_contain_text("ACTIVE")
