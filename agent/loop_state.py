@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from config import Settings
 from core.errors import UserError
@@ -25,7 +24,6 @@ from risk.models import SignalSource
 from risk.records import load_state
 from risk.state import RiskState
 from store.db import Store
-from store.tables import TradingLoopRow
 
 MINUTE_MS = 60_000
 CHAT_ACCOUNT = "chat"  # the UI chat's paper account (agent-ui --account picks another)
@@ -243,8 +241,7 @@ CHAT_DESK_SCOPE = risk_scope(CHAT_ACCOUNT)
 
 def live_accounts(store: Store) -> list[str]:
     """Accounts whose loop trades real money: a server must not open without a login to them."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(TradingLoopRow.account, TradingLoopRow.state_json)).all()
+    rows = store.rows("SELECT account, state_json FROM trading_loops")
     return sorted(a for a, raw in rows if LoopState.model_validate_json(raw).mode == "live")
 
 
@@ -253,8 +250,7 @@ def loop_report(
 ) -> dict[str, Any]:
     """One loop's status for the chat's `get_loop_status`: the named account, or the loop that
     committed last. The chat's own account is not a loop."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(TradingLoopRow.account, TradingLoopRow.state_json)).all()
+    rows = store.rows("SELECT account, state_json FROM trading_loops")
     loops = {}
     for name, raw in rows:
         state = LoopState.model_validate_json(raw)

@@ -10,12 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, insert, select
 
 from core.errors import UserError
 from market.models import iso_ms
 from store.db import Store
-from store.tables import KeyCheckRow
 from venues.alpaca.account import AlpacaAccountCheck
 from venues.bybit.key_info import BybitKeyPermissions
 
@@ -121,6 +119,10 @@ def save_key_check(
         found[_EXCHANGE] = "bybit"
     if isinstance(permissions, AlpacaAccountCheck):
         found = {**permissions.model_dump(mode="json"), _EXCHANGE: "alpaca"}
+    from sqlalchemy import delete, insert
+
+    from store.tables import KeyCheckRow
+
     with store.engine.begin() as conn:
         conn.execute(delete(KeyCheckRow).where(KeyCheckRow.account == account))
         conn.execute(
@@ -138,16 +140,14 @@ def save_key_check(
 def last_key_check(store: Store, account: str) -> dict[str, Any] | None:
     """The permissions recorded at the account's last checked start (Binance live, Bybit testnet
     or live), for `status`."""
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            select(KeyCheckRow.checked_ms, KeyCheckRow.permissions_json).where(
-                KeyCheckRow.account == account
-            )
-        ).first()
-    if row is None:
+    rows = store.rows(
+        "SELECT checked_ms, permissions_json FROM key_checks WHERE account = ?", (account,)
+    )
+    if not rows:
         return None
-    found = json.loads(row.permissions_json)
-    checked = iso_ms(int(row.checked_ms))
+    checked_ms, permissions_json = rows[0]
+    found = json.loads(permissions_json)
+    checked = iso_ms(int(checked_ms))
     exchange = found.pop(_EXCHANGE, "binance")
     if exchange == "alpaca":
         summary = AlpacaAccountCheck.model_validate(found).summary()

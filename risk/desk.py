@@ -6,8 +6,7 @@ trace of a bar that never happened (order times, streaks, locks) and the replay 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING
 
 from risk.gate import decide_facts
 from risk.limits import RiskLimits
@@ -16,6 +15,9 @@ from risk.records import VerdictRecord, load_state, write_state, write_verdicts
 from risk.state import RiskState, on_llm_failure, on_llm_success
 from risk.views import MarketFacts, PortfolioFacts, market_facts, portfolio_facts
 from store.db import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 class RiskDesk:

@@ -9,14 +9,12 @@ from functools import reduce
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, insert, select
 
 from risk.desk import RiskDesk
 from risk.models import ReasonCode
 from risk.records import load_state, save_state
 from risk.state import RiskState, clear_kill, kill, reset_drawdown
 from store.db import Store
-from store.tables import RiskInterventionRow
 
 Action = Literal["halt", "resume", "reset_drawdown"]
 
@@ -60,6 +58,10 @@ def intervene(store: Store, step: Intervention) -> tuple[int, RiskState, RiskSta
     before = load_state(store, step.scope)
     after = apply(before, step)
     save_state(store, after, step.at_ms, step.scope)
+    from sqlalchemy import insert
+
+    from store.tables import RiskInterventionRow
+
     with store.engine.begin() as conn:
         result = conn.execute(
             insert(RiskInterventionRow).values(
@@ -72,16 +74,14 @@ def intervene(store: Store, step: Intervention) -> tuple[int, RiskState, RiskSta
 
 
 def history(store: Store, scope: str, after_id: int = 0) -> list[Intervention]:
-    """The scope's interventions, oldest first, after a given record id."""
-    columns = [getattr(RiskInterventionRow, name) for name in Intervention.model_fields]
-    query = (
-        select(*columns)
-        .where(RiskInterventionRow.scope == scope, RiskInterventionRow.id > after_id)
-        .order_by(RiskInterventionRow.id)
+    """The scope's interventions, oldest first, after a given record id (plain SQL: `status`
+    on a SQLite file imports no SQLAlchemy)."""
+    names = list(Intervention.model_fields)
+    rows = store.rows(
+        f"SELECT {', '.join(names)} FROM risk_interventions WHERE scope = ? AND id > ? ORDER BY id",
+        (scope, after_id),
     )
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    return [Intervention.model_validate(dict(row)) for row in rows]
+    return [Intervention.model_validate(dict(zip(names, row, strict=True))) for row in rows]
 
 
 def describe(step: Intervention) -> str:
@@ -95,10 +95,7 @@ class Catchup:
 
     def __init__(self, store: Store, scope: str) -> None:
         self.store, self.scope = store, scope
-        with store.engine.connect() as conn:
-            latest = conn.execute(
-                select(func.max(RiskInterventionRow.id)).where(RiskInterventionRow.scope == scope)
-            ).scalar_one_or_none()
+        [(latest,)] = store.rows("SELECT MAX(id) FROM risk_interventions WHERE scope = ?", (scope,))
         self.seen = latest or 0
 
     def apply_to(self, desk: RiskDesk) -> None:

@@ -1,20 +1,22 @@
 """Persistence of the trading state (a restart keeps a halt) and of every verdict with its
-inputs and the state around it, so any decision can be explained and replayed."""
+inputs and the state around it, so any decision can be explained and replayed. The state is
+read with plain SQL (`Store.rows`): `agent-trade status` on a SQLite file imports no SQLAlchemy."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
-from sqlalchemy import Connection, delete, insert, select
 
 from risk.limits import RiskLimits
 from risk.models import Approved, MarketView, PortfolioView, TradeSignal, Verdict
 from risk.state import RiskState
 from store.db import Store
-from store.tables import RiskStateRow, RiskVerdictRow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 DEFAULT_SCOPE = "default"
 _VERDICT = TypeAdapter(Verdict)
@@ -54,6 +56,10 @@ def save_state(store: Store, state: RiskState, now_ms: int, scope: str = DEFAULT
 
 def write_state(conn: Connection, state: RiskState, now_ms: int, scope: str) -> None:
     """Replace the scope's state inside the caller's transaction (the loop's bar commit)."""
+    from sqlalchemy import delete, insert
+
+    from store.tables import RiskStateRow
+
     conn.execute(delete(RiskStateRow).where(RiskStateRow.scope == scope))
     conn.execute(
         insert(RiskStateRow).values(scope=scope, state_json=_model_json(state), updated_ms=now_ms)
@@ -62,11 +68,8 @@ def write_state(conn: Connection, state: RiskState, now_ms: int, scope: str) -> 
 
 def load_state(store: Store, scope: str = DEFAULT_SCOPE) -> RiskState:
     """The persisted state, or a fresh ACTIVE one for a scope never saved."""
-    with store.engine.connect() as conn:
-        raw = conn.execute(
-            select(RiskStateRow.state_json).where(RiskStateRow.scope == scope)
-        ).scalar_one_or_none()
-    return RiskState() if raw is None else RiskState.model_validate(json.loads(raw))
+    found = store.rows("SELECT state_json FROM risk_state WHERE scope = ?", (scope,))
+    return RiskState.model_validate(json.loads(found[0][0])) if found else RiskState()
 
 
 def record_verdicts(store: Store, records: Iterable[VerdictRecord]) -> int:
@@ -77,6 +80,10 @@ def record_verdicts(store: Store, records: Iterable[VerdictRecord]) -> int:
 
 def write_verdicts(conn: Connection, records: Iterable[VerdictRecord]) -> int:
     """Insert records inside the caller's transaction; returns count."""
+    from sqlalchemy import insert
+
+    from store.tables import RiskVerdictRow
+
     rows = [_verdict_row(record) for record in records]
     if rows:
         conn.execute(insert(RiskVerdictRow), rows)
@@ -111,6 +118,10 @@ def _verdict_row(record: VerdictRecord) -> dict[str, Any]:
 
 def last_limits(store: Store, scope: str = DEFAULT_SCOPE) -> RiskLimits | None:
     """The limits the gate applied at its latest call in this scope, or None before any call."""
+    from sqlalchemy import select
+
+    from store.tables import RiskVerdictRow
+
     stmt = (
         select(RiskVerdictRow.inputs_json)
         .where(RiskVerdictRow.scope == scope)
@@ -124,6 +135,10 @@ def last_limits(store: Store, scope: str = DEFAULT_SCOPE) -> RiskLimits | None:
 
 def load_verdicts(store: Store, scope: str = DEFAULT_SCOPE) -> list[VerdictRecord]:
     """A scope's records in the order they were made."""
+    from sqlalchemy import select
+
+    from store.tables import RiskVerdictRow
+
     stmt = (
         select(RiskVerdictRow.__table__)
         .where(RiskVerdictRow.scope == scope)

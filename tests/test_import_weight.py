@@ -7,7 +7,7 @@ through the driver, without SQLAlchemy, and an offline agent backtest on one rea
 rules without it too, and `agent-config show` loads neither pandas nor SQLAlchemy;
 every command's `--help` and flag errors load neither, nor the settings, and a testnet chat
 refused for want of live bars loads no UI; `agent-trade status` and
-`fills` load no pandas, a paper loop no signed venue's client, and `agent-data` reads and writes the
+`fills` load no pandas, and on a SQLite file read the account without SQLAlchemy; a paper loop no signed venue's client, and `agent-data` reads and writes the
 store without the exchanges' HTTP clients. Read from Python's own import log."""
 
 from __future__ import annotations
@@ -75,10 +75,12 @@ def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "processed 2 bars" in result.stdout
     assert _imported(result.stderr) & (AGENT_AND_UI | NETWORK | {"pandas"}) == set()
+    assert _modules(result.stderr) & STORE_LIBRARIES == set()  # the account read by sqlite3
     fills = cli("agent-trade", "fills", "--json", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert fills.returncode == 0, fills.stderr[-2000:]
     assert fills.stdout.startswith("[")
     assert _imported(fills.stderr) & (AGENT_AND_UI | NETWORK | {"pandas"}) == set()
+    assert _modules(fills.stderr) & STORE_LIBRARIES == set()
 
 
 @pytest.mark.parametrize(
@@ -103,7 +105,8 @@ def test_help_and_flag_errors_load_only_the_parser(cli, command) -> None:
         assert imported & heavy == set()
 
 
-def test_agent_trade_status_and_fills_load_the_store_but_no_pandas(cli) -> None:
+def test_agent_trade_status_and_fills_read_the_store_without_sqlalchemy_or_pandas(cli) -> None:
+    assert cli("agent-trade", "status", "--account", "nobody").returncode == 2  # makes the store
     for command in ("status", "fills"):
         result = cli(
             "agent-trade", command, "--account", "nobody", env={"PYTHONPROFILEIMPORTTIME": "1"}
@@ -111,8 +114,9 @@ def test_agent_trade_status_and_fills_load_the_store_but_no_pandas(cli) -> None:
         assert result.returncode == 2, result.stderr[-2000:]
         assert "no trading account 'nobody'" in result.stderr
         imported = _imported(result.stderr)
-        assert "sqlalchemy" in imported
+        assert "sqlite3" in imported  # the store is read, by the driver alone
         assert imported & ({"pandas"} | AGENT_AND_UI | NETWORK) == set()
+        assert _modules(result.stderr) & STORE_LIBRARIES == set()
 
 
 def test_agent_data_reads_and_writes_the_store_without_the_exchanges_clients(cli, bars_csv) -> None:
