@@ -171,8 +171,20 @@ def _init_worker(tasks: list[SweepTask], data: SweepData) -> None:
     _WORKER.update(tasks=tasks, data=data)
 
 
-def _evaluate_in_worker(index: int) -> SweepRow:
-    return evaluate_row(_WORKER["tasks"][index], _WORKER["data"])
+def _evaluate_in_worker(indices: range) -> list[SweepRow]:
+    return [evaluate_row(_WORKER["tasks"][index], _WORKER["data"]) for index in indices]
+
+
+def _guided(count: int, workers: int) -> list[range]:
+    """Task indices in chunks that shrink as the work left does (guided self-scheduling): few
+    round trips while much is left, single points at the end, so both workers finish within
+    about one point of each other rather than one chunk."""
+    chunks, start = [], 0
+    while start < count:
+        size = -(-(count - start) // (4 * workers))
+        chunks.append(range(start, start + size))
+        start += size
+    return chunks
 
 
 def run_processes(
@@ -181,13 +193,12 @@ def run_processes(
     workers: int | None = None,
     on_done: Callable[[], None] | None = None,
 ) -> list[SweepRow]:
-    """A local process pool; results come back in task order. Chunks of a few points keep
-    both workers busy to the end while the per-task round trip stays a small share."""
+    """A local process pool; results come back in task order, in chunks that shrink towards
+    the end (`_guided`): both workers stay busy to the end while the round trips stay few."""
     import multiprocessing  # a single backtest, which only needs SweepData, loads no pool
     from concurrent.futures import ProcessPoolExecutor
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    chunk = max(1, len(tasks) // (workers * 16))
     forked = sys.platform == "linux"  # macOS can fork but its system libraries may not survive it
     context = multiprocessing.get_context("fork" if forked else None)
     _init_worker(tasks, data)  # what forked workers inherit
@@ -199,10 +210,11 @@ def run_processes(
         with ProcessPoolExecutor(
             workers, context, initializer=None if forked else _init_worker, initargs=initargs
         ) as pool:
-            for row in pool.map(_evaluate_in_worker, range(len(tasks)), chunksize=chunk):
-                rows.append(row)
-                if on_done:
-                    on_done()
+            for chunk in pool.map(_evaluate_in_worker, _guided(len(tasks), workers)):
+                for row in chunk:
+                    rows.append(row)
+                    if on_done:
+                        on_done()
     finally:
         gc.unfreeze()
         _WORKER.clear()
