@@ -34,6 +34,7 @@ def test_bar_counts_are_comma_separated_and_long_enough_to_time_the_engine() -> 
         bar_counts("20000,x")
 
 
+@pytest.mark.slow
 def test_a_benchmark_given_a_bad_count_exits_2_naming_the_flag() -> None:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "bench_risk.py"), "--signals", "0"],

@@ -281,6 +281,7 @@ def test_an_approved_entry_never_breaks_a_limit(case: tuple) -> None:
     check_within_limits(*case)
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_decide_judges_a_state_as_its_refresh_and_refreshes_it_once(case: tuple) -> None:
