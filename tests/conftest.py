@@ -8,7 +8,6 @@ import gc
 import ipaddress
 import os
 import socket
-import subprocess
 import sys
 import threading
 import uuid
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from launcher import run_command
 from loopback_openai import LoopbackOpenAI, Scripted
 from sqlalchemy import create_engine, text
 
@@ -69,6 +69,17 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         pytest.fail(f"the test tried to reach beyond loopback: {sorted(set(tried))}")
     if any(t.name == BOOKS_THREAD for t in threading.enumerate()):
         pytest.fail("the test left venue book streams running (BackgroundBooks.stop not called)")
+
+
+@pytest.fixture(autouse=True)
+def environment_restored() -> Iterator[None]:
+    """What a test leaves in the process environment goes with it (Ray's driver sets
+    PYTHONBREAKPOINT): later tests start their commands from the same environment."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def schema_url(base: str) -> Iterator[str]:
@@ -202,13 +213,8 @@ def cli(offline_env: dict[str, str], tmp_path: Path):
     """Run an installed console script as a real subprocess."""
 
     def run(command: str, *args: str, env: dict[str, str] | None = None) -> CliResult:
-        proc = subprocess.run(
-            [str(BIN / command), *args],
-            capture_output=True,
-            text=True,
-            env={**offline_env, **(env or {})},
-            cwd=tmp_path,
-            timeout=120,
+        proc = run_command(
+            [str(BIN / command), *args], {**offline_env, **(env or {})}, tmp_path, 120
         )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
+from forkserver import PROJECT
 from pytest import approx
 from script_strategy import NO_COSTS, backtest, candles, order, rules
 
@@ -127,19 +128,30 @@ def test_a_dropped_result_is_freed_at_once_not_left_to_the_collector(
     btc, keep_signals: bool
 ) -> None:
     """A UI, server or sweep runs backtest after backtest: each result (every signal, verdict,
-    fill and trade) goes when dropped, with no reference cycle for the collector to find."""
+    fill and trade) goes when dropped, with no reference cycle for the collector to find. What
+    the collector finds is kept and read, so garbage from another thread (a loopback server of
+    an earlier test) cannot pass for ours."""
     bars, _ = to_bar_arrays({"BTCUSDT": btc})
     strategy = STRATEGIES["sma_cross"](STRATEGIES["sma_cross"].Params())
     gc.collect()
     gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         result = run_backtest(bars, strategy, sample_rules(), NO_COSTS, keep_signals=keep_signals)
         assert sum(result.signals_by_action.values()) > 10 and len(result.fills) > 10
         del result
-        left = gc.collect()
+        gc.collect()
+        ours = [o for o in gc.garbage if _made_by_the_project(o)]
     finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
         gc.enable()
-    assert left == 0
+    assert ours == []
+
+
+def _made_by_the_project(obj: object) -> bool:
+    names = (type(obj).__module__, getattr(obj, "__module__", None) or "")
+    return isinstance(obj, np.ndarray) or any(n.split(".")[0] in PROJECT for n in names)
 
 
 def test_size_is_a_fixed_percent_of_equity_or_all_of_it(btc) -> None:

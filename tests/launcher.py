@@ -1,0 +1,135 @@
+"""Runs a console command as its own process, forked from `tests/forkserver.py` once that has
+imported the libraries, or started afresh where the fork server could not run it as Python would
+(an environment that changes how the interpreter or those libraries start). The README's
+commands, the import-weight checks and the long-running loops start afresh, so every command is
+also run from a cold interpreter somewhere in the suite."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import locale
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SERVER = Path(__file__).with_name("forkserver.py")
+_LENGTH = struct.Struct("!I")
+# what Python or the preloaded libraries read from the environment only as they start
+_WORKER_ENV = dict(os.environ)  # as the worker started, before any test changes it
+STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG", "TMPDIR", "OPENBLAS_", "OMP_", "PYDANTIC_")
+
+
+def _startup(env: dict[str, str]) -> dict[str, str]:
+    # agent.cli.launch sets these two before its imports unless the environment does
+    env = {"OPENBLAS_NUM_THREADS": "1", "PYDANTIC_DISABLE_PLUGINS": "__all__", **env}
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_VARIABLES)}
+
+
+class ForkServer:
+    def __init__(self) -> None:
+        self._folder = tempfile.mkdtemp(prefix="forkserver-")
+        self.path = os.path.join(self._folder, "socket")
+        env = dict(_WORKER_ENV)
+        self._proc = subprocess.Popen(
+            [sys.executable, str(SERVER), self.path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert self._proc.stdout is not None
+        ready = self._proc.stdout.readline()
+        if ready != b"ready\n":
+            raise RuntimeError(f"the fork server did not start (exit {self._proc.wait()})")
+        self._started_with = _startup(env)
+
+    def can_run(self, env: dict[str, str]) -> bool:
+        return _startup(env) == self._started_with
+
+    def run(
+        self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        request = json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode()
+        with (
+            open(os.devnull, "rb") as stdin,
+            tempfile.TemporaryFile() as out,
+            tempfile.TemporaryFile() as err,
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn,
+        ):
+            conn.connect(self.path)
+            fds = [stdin.fileno(), out.fileno(), err.fileno()]
+            socket.send_fds(conn, [_LENGTH.pack(len(request))], fds)
+            conn.sendall(request)
+            replies = _Replies(conn)
+            pid = replies.next(timeout=10)["pid"]
+            try:
+                status = replies.next(timeout)["status"]
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                replies.next(timeout=10)  # reaped once its supervisor reports it
+                expired = subprocess.TimeoutExpired(argv, timeout, _text(out), _text(err))
+                expired.pid = pid  # type: ignore[attr-defined]
+                raise expired from None
+            return subprocess.CompletedProcess(
+                argv, os.waitstatus_to_exitcode(status), _text(out), _text(err)
+            )
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        self._proc.wait(timeout=10)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class _Replies:
+    """The server's JSON lines on one connection."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+        self._buffer = b""
+
+    def next(self, timeout: float) -> dict:
+        self._conn.settimeout(timeout)
+        while b"\n" not in self._buffer:
+            chunk = self._conn.recv(4096)
+            if not chunk:
+                raise ConnectionError("the fork server closed the connection")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+
+def _text(stream) -> str:  # type: ignore[no-untyped-def]
+    """As `subprocess.run(text=True)` decodes: the locale's encoding, universal newlines."""
+    stream.seek(0)
+    data = stream.read().decode(locale.getpreferredencoding(False))
+    return data.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_server: ForkServer | None = None
+
+
+def forks(env: dict[str, str]) -> bool:
+    """Whether a command with this environment runs forked (else it starts afresh)."""
+    global _server
+    if _server is None:
+        _server = ForkServer()
+        atexit.register(_server.close)
+    return _server.can_run(env)
+
+
+def run_command(
+    argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    if not forks(env):
+        return subprocess.run(
+            argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+        )
+    assert _server is not None
+    return _server.run(argv, env, cwd, timeout)

@@ -1,0 +1,59 @@
+"""The tests' commands run forked from a server that has imported the libraries
+(`tests/launcher.py`): a forked command must be the command a user starts, in what it prints,
+writes and exits with, and a command that outlives its time is killed, not waited on."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from launcher import forks, run_command
+
+from tests.conftest import BIN
+
+COMMANDS = [
+    ("agent-backtest", "--strategy", "sma_cross", "--symbol", "BTCUSDT", "--days", "1"),
+    ("agent-backtest", "--symbol", "BTCUSDT", "--days", "1", "--json", "report.json"),
+    ("agent-backtest", "--strategy", "sma_cros"),  # a user error: exit 2 naming it
+    ("agent-trade", "status"),  # no account yet: exit 2
+    ("agent-config", "show"),
+    ("agent-arb", "scan", "--exchange", "binance,bybit", "--symbol", "BTCUSDT"),
+]
+RUN_NUMBER = re.compile(r"run #\d+")
+
+
+def _afresh(
+    argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_a_forked_command_prints_writes_and_exits_as_one_started_afresh(
+    command: tuple[str, ...], offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    argv = [str(BIN / command[0]), *command[1:]]
+    assert forks(offline_env)
+    outcomes = []
+    for way, start in (("fork", run_command), ("afresh", _afresh)):
+        cwd = tmp_path / way
+        cwd.mkdir()
+        env = {**offline_env, "AGENT_DATA_DIR": str(tmp_path / "data")}  # one store, in turn
+        done = start(argv, env, cwd, 120)
+        written = {p.name: p.read_text() for p in cwd.iterdir()}
+        outcomes.append(
+            (done.returncode, done.stdout, RUN_NUMBER.sub("run #N", done.stderr), written)
+        )
+    forked, afresh = outcomes
+    assert forked == afresh
+    assert forked[1] or forked[2]  # each command says something
+
+
+def test_a_forked_command_past_its_time_is_killed(offline_env: dict[str, str], tmp_path: Path):
+    loop = [str(BIN / "agent-trade"), "--feed", "replay", "--speed", "1", "--strategy", "sma_cross"]
+    with pytest.raises(subprocess.TimeoutExpired) as expired:
+        run_command(loop, offline_env, tmp_path, 3)
+    assert "strategy: sma_cross" in expired.value.stderr  # it ran, and what it printed is kept
+    assert not Path(f"/proc/{expired.value.pid}").exists()  # killed and reaped, no zombie
