@@ -13,6 +13,7 @@ wait status."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
 import json
@@ -64,6 +65,7 @@ PROJECT = tuple(
 )
 """The project's own packages: a command imports them itself."""
 _LENGTH = struct.Struct("!I")
+_PR_SET_PDEATHSIG = 1
 
 
 def preload() -> None:
@@ -77,6 +79,15 @@ def preload() -> None:
         raise SystemExit(f"forkserver: the preload imported the project's own modules: {ours}")
     gc.collect()
     gc.freeze()
+
+
+def _die_with_parent() -> None:
+    """A command the tests left running (a failed test's loop) ends with its worker: each
+    process of the chain gets SIGKILL when its parent goes (Linux's PR_SET_PDEATHSIG)."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent went before the request took effect
+        os._exit(1)
 
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
@@ -117,11 +128,13 @@ def _become_command(request: dict, fds: list[int]) -> None:
 
 def _supervise(conn: socket.socket) -> None:
     """In a supervisor forked per command: fork the command, report its pid and its status."""
+    _die_with_parent()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     request, fds = _receive(conn)
     pid = os.fork()
     if pid == 0:
         conn.close()
+        _die_with_parent()
         _become_command(request, fds)
     for fd in fds:
         os.close(fd)
@@ -152,5 +165,6 @@ def serve(path: str) -> None:
 
 
 if __name__ == "__main__":
+    _die_with_parent()
     preload()
     serve(sys.argv[1])

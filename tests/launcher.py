@@ -52,39 +52,70 @@ class ForkServer:
     def can_run(self, env: dict[str, str]) -> bool:
         return _startup(env) == self._started_with
 
-    def run(
-        self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> ForkedProcess:
         request = json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode()
-        with (
-            open(os.devnull, "rb") as stdin,
-            tempfile.TemporaryFile() as out,
-            tempfile.TemporaryFile() as err,
-            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn,
-        ):
-            conn.connect(self.path)
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(self.path)
+        # owned by the ForkedProcess, which reads them when the command has ended
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
+        with open(os.devnull, "rb") as stdin:
             fds = [stdin.fileno(), out.fileno(), err.fileno()]
             socket.send_fds(conn, [_LENGTH.pack(len(request))], fds)
-            conn.sendall(request)
-            replies = _Replies(conn)
-            pid = replies.next(timeout=10)["pid"]
-            try:
-                status = replies.next(timeout)["status"]
-            except TimeoutError:
-                os.kill(pid, signal.SIGKILL)
-                replies.next(timeout=10)  # reaped once its supervisor reports it
-                expired = subprocess.TimeoutExpired(argv, timeout, _text(out), _text(err))
-                expired.pid = pid  # type: ignore[attr-defined]
-                raise expired from None
-            return subprocess.CompletedProcess(
-                argv, os.waitstatus_to_exitcode(status), _text(out), _text(err)
-            )
+        conn.sendall(request)
+        return ForkedProcess(argv, conn, out, err)
 
     def close(self) -> None:
         assert self._proc.stdin is not None
         self._proc.stdin.close()
         self._proc.wait(timeout=10)
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class ForkedProcess:
+    """What the tests use of `subprocess.Popen` (pid, poll, wait, signals, communicate), for a
+    command forked by the server; its output is kept in files and read when it has ended."""
+
+    def __init__(self, args: list[str], conn: socket.socket, out, err) -> None:  # type: ignore[no-untyped-def]
+        self.args = args
+        self.returncode: int | None = None
+        self._conn, self._out, self._err = conn, out, err
+        self._replies = _Replies(conn)
+        self.pid: int = self._replies.next(timeout=10)["pid"]
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                status = self._replies.next(timeout)["status"]
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+            self.returncode = os.waitstatus_to_exitcode(status)
+            self._conn.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(timeout=0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return _text(self._out), _text(self._err)
+
+    def __del__(self) -> None:
+        self._out.close()
+        self._err.close()
+        self._conn.close()
 
 
 class _Replies:
@@ -94,10 +125,13 @@ class _Replies:
         self._conn = conn
         self._buffer = b""
 
-    def next(self, timeout: float) -> dict:
+    def next(self, timeout: float | None) -> dict:
         self._conn.settimeout(timeout)
         while b"\n" not in self._buffer:
-            chunk = self._conn.recv(4096)
+            try:
+                chunk = self._conn.recv(4096)
+            except BlockingIOError:  # timeout 0: nothing yet
+                raise TimeoutError from None
             if not chunk:
                 raise ConnectionError("the fork server closed the connection")
             self._buffer += chunk
@@ -124,6 +158,16 @@ def forks(env: dict[str, str]) -> bool:
     return _server.can_run(env)
 
 
+def popen(argv: list[str], env: dict[str, str], cwd: Path | None = None):  # type: ignore[no-untyped-def]
+    """A running command, as `subprocess.Popen(..., stdout=PIPE, stderr=PIPE, text=True)`."""
+    if not forks(env):
+        return subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+        )
+    assert _server is not None
+    return _server.start(argv, env, cwd or Path.cwd())
+
+
 def run_command(
     argv: list[str], env: dict[str, str], cwd: Path, timeout: float
 ) -> subprocess.CompletedProcess[str]:
@@ -132,4 +176,14 @@ def run_command(
             argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
         )
     assert _server is not None
-    return _server.run(argv, env, cwd, timeout)
+    proc = _server.start(argv, env, cwd)
+    try:
+        out, err = proc.communicate(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)  # reaped once its supervisor reports it
+        out, err = proc.communicate()
+        expired = subprocess.TimeoutExpired(argv, timeout, out, err)
+        expired.pid = proc.pid  # type: ignore[attr-defined]
+        raise expired from None
+    return subprocess.CompletedProcess(argv, proc.wait(), out, err)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from account_record import account_record, query
 from conftest import BIN
+from launcher import popen
 
 from execution.ledger import Ledger
 from execution.paper import fill_from_row
@@ -46,13 +47,7 @@ def committed_bars(path: Path) -> int:
 
 
 def start(offline_env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(BIN / "agent-trade"), *args],
-        env=offline_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return popen([str(BIN / "agent-trade"), *args], offline_env)
 
 
 def wait_for_bars(

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from launcher import forks, run_command
+from launcher import ForkServer, forks, run_command
 
 from tests.conftest import BIN
 
@@ -56,4 +57,27 @@ def test_a_forked_command_past_its_time_is_killed(offline_env: dict[str, str], t
     with pytest.raises(subprocess.TimeoutExpired) as expired:
         run_command(loop, offline_env, tmp_path, 3)
     assert "strategy: sma_cross" in expired.value.stderr  # it ran, and what it printed is kept
-    assert not Path(f"/proc/{expired.value.pid}").exists()  # killed and reaped, no zombie
+    assert not _alive(expired.value.pid)  # killed and reaped
+
+
+def test_a_command_left_running_ends_with_its_fork_server(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A failed test can leave its loop running; it goes when the worker's server does."""
+    server = ForkServer()
+    loop = [str(BIN / "agent-trade"), "--feed", "replay", "--speed", "1", "--strategy", "sma_cross"]
+    proc = server.start(loop, offline_env, tmp_path)
+    assert proc.poll() is None
+    server.close()
+    deadline = time.monotonic() + 10
+    while _alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(proc.pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except OSError:
+        return False
+    return state != "Z"
