@@ -229,7 +229,11 @@ class ReplayServer:
 
     async def start(self) -> ReplayServer:
         self._server = await serve(
-            self._handler, self._host, self._port, process_request=self._check_request
+            self._handler,
+            self._host,
+            self._port,
+            process_request=self._check_request,
+            compression=None,  # on this machine deflate costs CPU and saves nothing
         )
         return self
 

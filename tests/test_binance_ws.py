@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from loopback_binance import FakeTime, LoopbackBinance
+from websockets.asyncio.client import connect
 
 from config.settings import BinanceSettings
 from market.binance_rest import BinanceRestClient
@@ -411,3 +412,21 @@ def test_a_real_stream_trade_makes_a_one_trade_bar(capture: str, taker_buy: bool
     assert (bar.volume, bar.trades, bar.quote_volume) == (qty, 1, price * qty)
     assert bar.taker_buy_volume == (qty if taker_buy else 0.0)
     assert bar.open_time == raw["T"] - raw["T"] % 60_000
+
+
+def test_the_replay_sends_its_messages_uncompressed_even_when_a_client_offers_deflate() -> None:
+    """The replay runs on the user's machine: compressing its ~60 depth messages a bar cost
+    ~10% of a paper loop's CPU and saved no bandwidth. The client still offers deflate, as
+    real Binance streams accept it."""
+
+    async def run() -> tuple[str | None, str]:
+        async with (
+            ReplayServer(speed=float("inf"), start_index=0, stop_index=2) as server,
+            connect(f"{server.url}/stream?streams={BTC}") as ws,
+        ):
+            message = await asyncio.wait_for(ws.recv(), TIMEOUT_S)
+            return ws.response.headers.get("Sec-WebSocket-Extensions"), str(message)
+
+    extensions, message = asyncio.run(run())
+    assert extensions is None
+    assert json.loads(message)["stream"] == BTC
