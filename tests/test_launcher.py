@@ -52,6 +52,7 @@ def test_a_forked_command_prints_writes_and_exits_as_one_started_afresh(
     assert forked[1] or forked[2]  # each command says something
 
 
+@pytest.mark.slow
 def test_a_forked_command_past_its_time_is_killed(offline_env: dict[str, str], tmp_path: Path):
     loop = [str(BIN / "agent-trade"), "--feed", "replay", "--speed", "1", "--strategy", "sma_cross"]
     with pytest.raises(subprocess.TimeoutExpired) as expired:
@@ -60,6 +61,7 @@ def test_a_forked_command_past_its_time_is_killed(offline_env: dict[str, str], t
     assert not _alive(expired.value.pid)  # killed and reaped
 
 
+@pytest.mark.slow
 def test_a_command_left_running_ends_with_its_fork_server(
     offline_env: dict[str, str], tmp_path: Path
 ) -> None:
