@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from launcher import popen
 from loopback_openai import LoopbackOpenAI, Scripted
 from scripted_model import ScriptedModel, buy_an_uptrend, look_at_the_market, tool_results
 
@@ -205,20 +206,13 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(
     server = LoopbackOpenAI(responder=slowly(model, 0.2)).start()
     out = tmp_path / "partial.json"
     command = [str(Path(sys.executable).parent / "agent-backtest"), *DAY, *mode, "--yes"]
-    proc = subprocess.Popen(
-        [*command, "--json", str(out)],
-        env={**offline_env, **llm_env(server)},
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = popen([*command, "--json", str(out)], {**offline_env, **llm_env(server)}, tmp_path)
     try:
         # Ctrl-C once the run is deciding; the deadline only guards against a hang.
         deadline = time.monotonic() + 90
         while len(server.requests) < 4 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=90)
         sent = len(server.requests)

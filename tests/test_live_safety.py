@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, CliResult
+from launcher import popen
 from loopback_binance import LoopbackBinance
 from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
 from sqlalchemy import insert
@@ -195,9 +196,7 @@ def test_a_fresh_data_directory_is_private(offline_env, failing_llm) -> None:
     env = {**offline_env, **failing_llm.env}
     data = Path(env["AGENT_DATA_DIR"])
     args = ("--feed", "replay", "--speed", "600", "--budget-usd", "1", "--decide-every", "1")
-    proc = subprocess.Popen(
-        [str(BIN / "agent-trade"), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = popen([str(BIN / "agent-trade"), *args], env)
     try:
         wanted = [data / "agent.db-wal", data / "agent.db-shm", data / "llm-cache" / "cache.db"]
         deadline = time.monotonic() + 60
