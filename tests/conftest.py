@@ -7,7 +7,9 @@ import compileall
 import gc
 import ipaddress
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import uuid
@@ -173,6 +175,20 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if POSTGRES_URL or TIMESCALEDB_URL:
         terminalreporter.write_line(f"PostgreSQL tests passed: {len(_postgres_passed)}")
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 30) -> int:
+    """Stop a server a test started as a user would (Ctrl-C); one that does not stop in time
+    fails the test and is killed, so it cannot go on taking CPU from the rest of the suite."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(
+            f"{proc.args[0]} still ran {timeout_s} s after {sig!r}; killed"
+        ) from None
 
 
 @dataclass

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, FIXTURES, UI_GROUP
+from conftest import BIN, FIXTURES, UI_GROUP, stop
 from loopback_binance import LoopbackBinance
 from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
 from script_strategy import Script, order
@@ -83,8 +82,7 @@ class AgentUI:
         return Client(f"http://127.0.0.1:{port}/", verbose=False)
 
     def __exit__(self, *_: object) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=30)
+        stop(self.proc)
 
 
 def _said(history: list[dict[str, Any]]) -> str:

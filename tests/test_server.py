@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import BIN
+from conftest import BIN, stop
 from loopback_api import free_port, replay_rest, serving
 
 from config import load_settings
@@ -323,8 +324,7 @@ def test_one_command_serves_the_api_the_ui_behind_its_login_and_metrics(
             )
             assert '{method="POST",route="/ui",status="429"} 1.0' in scrape
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc, signal.SIGTERM)
 
 
 def _wait_until_up(client: httpx.Client, proc: subprocess.Popen) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import BIN
+from conftest import BIN, stop
 
 from agent.loop_state import LoopState
 from store import open_store
@@ -101,8 +100,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         assert found, log.read_text()
         yield Served(f"http://127.0.0.1:{port}", found.group(1), log, home / "data")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 @pytest.mark.slow
