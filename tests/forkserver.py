@@ -69,9 +69,6 @@ _PR_SET_PDEATHSIG = 1
 
 
 def preload() -> None:
-    # as agent.cli.launch sets them before its imports, so the libraries load as in a command
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     for name in PRELOAD:
         importlib.import_module(name)
     ours = sorted(n for n in sys.modules if n.split(".")[0] in PROJECT)

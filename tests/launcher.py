@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from agent.cli.launch import ENVIRONMENT_DEFAULTS
+
 SERVER = Path(__file__).with_name("forkserver.py")
 _LENGTH = struct.Struct("!I")
 # what Python or the preloaded libraries read from the environment only as they start
@@ -27,8 +29,7 @@ STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG", "TMPDIR", "OPENBLAS_", "OMP_", "PY
 
 
 def _startup(env: dict[str, str]) -> dict[str, str]:
-    # agent.cli.launch sets these two before its imports unless the environment does
-    env = {"OPENBLAS_NUM_THREADS": "1", "PYDANTIC_DISABLE_PLUGINS": "__all__", **env}
+    env = {**ENVIRONMENT_DEFAULTS, **env}  # what every command sets before its imports
     return {k: v for k, v in env.items() if k.startswith(STARTUP_VARIABLES)}
 
 
@@ -36,7 +37,8 @@ class ForkServer:
     def __init__(self) -> None:
         self._folder = tempfile.mkdtemp(prefix="forkserver-")
         self.path = os.path.join(self._folder, "socket")
-        env = dict(_WORKER_ENV)
+        # the libraries load as in a command, with the defaults it sets before its imports
+        env = {**ENVIRONMENT_DEFAULTS, **_WORKER_ENV}
         self._proc = subprocess.Popen(
             [sys.executable, str(SERVER), self.path],
             stdin=subprocess.PIPE,

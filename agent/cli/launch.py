@@ -20,10 +20,13 @@ from importlib import import_module
 
 from core.collector import imports_frozen
 
+ENVIRONMENT_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "PYDANTIC_DISABLE_PLUGINS": "__all__"}
+"""Set before a command's imports unless the user's environment says otherwise."""
+
 
 def _launch(module: str) -> int:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    for name, value in ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     with imports_frozen():
         main = import_module(module).main
     return main()
