@@ -110,20 +110,27 @@ def database_url(backend: str) -> str:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "timescaledb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+BACKENDS = ["sqlite", "postgresql", "timescaledb"]
+
+
+def backend_store(backend: str, folder: Path) -> Iterator[Store]:
     """The same store on every backend: plain PostgreSQL never uses the extension, the
-    TimescaleDB one must."""
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    TimescaleDB one must. A fresh SQLite file in `folder`, or a throwaway schema."""
+    if backend == "sqlite":
+        opened = open_store(f"sqlite:///{folder / 'agent.db'}")
         yield opened
         opened.close()
         return
-    mode = "off" if request.param == "postgresql" else "require"
-    for url in schema_url(database_url(request.param)):
+    mode = "off" if backend == "postgresql" else "require"
+    for url in schema_url(database_url(backend)):
         opened = open_store(url, mode)
         yield opened
         opened.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from backend_store(request.param, tmp_path)
 
 
 PACKAGES = Path(__file__).resolve().parent.parent

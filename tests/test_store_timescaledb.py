@@ -4,6 +4,7 @@ resampling that gives the Python path's bars to the last bit, on the bundled rea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from store import Store
 from store.candles import upsert_candles
 from store.hypertables import hypertables
 from store.resample import resample_stored
+from tests.conftest import BACKENDS, backend_store
 
 OHLCV = ["open_time", "open", "high", "low", "close", "volume", "close_time"]
 LABELS = {
@@ -33,11 +35,15 @@ def _backend(store: Store) -> str:
     return store.dialect
 
 
-@pytest.fixture
-def sampled(store: Store) -> Store:
-    for symbol in SAMPLE_SYMBOLS:
-        upsert_candles(store, symbol, "1m", load_sample(symbol))
-    return store
+@pytest.fixture(scope="module", params=BACKENDS)
+def sampled(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """The bundled bars stored once per backend and module: the tests that take it only read."""
+    for store in backend_store(request.param, tmp_path_factory.mktemp(request.param)):
+        for symbol in SAMPLE_SYMBOLS:
+            upsert_candles(store, symbol, "1m", load_sample(symbol))
+        yield store
 
 
 def test_store_says_which_backend_it_runs_on(store: Store, request: pytest.FixtureRequest):
@@ -59,9 +65,7 @@ def test_resampling_matches_the_python_path_on_real_bars(sampled: Store, interva
         assert len(got) > 0
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=25, deadline=None)
 @given(
     interval=st.sampled_from(RESAMPLED),
     first=st.integers(0, 4319),
