@@ -1,36 +1,29 @@
 """Runs a console command as its own process, forked from `tests/forkserver.py` once that has
 imported the libraries, or started afresh where the fork server could not run it as Python would
 (an environment that changes how the interpreter or those libraries start). The README's
-commands, the import-weight checks and the long-running loops start afresh, so every command is
-also run from a cold interpreter somewhere in the suite."""
+commands run as typed in bash, whose PATH finds a stand-in for each console script that forks
+it the same way (`stand_ins`). The import-weight checks and the long-running loops start afresh,
+so every command is also run from a cold interpreter somewhere in the suite."""
 
 from __future__ import annotations
 
 import atexit
-import json
 import locale
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from fork_client import Replies, send_request, startup, write_stand_in
+
 from agent.cli.launch import ENVIRONMENT_DEFAULTS
 
 SERVER = Path(__file__).with_name("forkserver.py")
-_LENGTH = struct.Struct("!I")
-# what Python or the preloaded libraries read from the environment only as they start
 _WORKER_ENV = dict(os.environ)  # as the worker started, before any test changes it
-STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG", "TMPDIR", "OPENBLAS_", "OMP_", "PYDANTIC_")
-
-
-def _startup(env: dict[str, str]) -> dict[str, str]:
-    env = {**ENVIRONMENT_DEFAULTS, **env}  # what every command sets before its imports
-    return {k: v for k, v in env.items() if k.startswith(STARTUP_VARIABLES)}
 
 
 class ForkServer:
@@ -49,22 +42,30 @@ class ForkServer:
         ready = self._proc.stdout.readline()
         if ready != b"ready\n":
             raise RuntimeError(f"the fork server did not start (exit {self._proc.wait()})")
-        self._started_with = _startup(env)
+        self._started_with = startup(env, ENVIRONMENT_DEFAULTS)
+        self._stand_ins: Path | None = None
 
     def can_run(self, env: dict[str, str]) -> bool:
-        return _startup(env) == self._started_with
+        return startup(env, ENVIRONMENT_DEFAULTS) == self._started_with
 
     def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> ForkedProcess:
-        request = json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode()
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(self.path)
         # owned by the ForkedProcess, which reads them when the command has ended
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
         with open(os.devnull, "rb") as stdin:
             fds = [stdin.fileno(), out.fileno(), err.fileno()]
-            socket.send_fds(conn, [_LENGTH.pack(len(request))], fds)
-        conn.sendall(request)
+            conn = send_request(self.path, argv, env, str(cwd), fds)
         return ForkedProcess(argv, conn, out, err)
+
+    def stand_ins(self, scripts: list[Path]) -> Path:
+        """A folder of stand-ins for `scripts` (tests/fork_client.py), to put first on a PATH."""
+        if self._stand_ins is None:
+            self._stand_ins = Path(self._folder) / "bin"
+            self._stand_ins.mkdir()
+            for script in scripts:
+                write_stand_in(
+                    self._stand_ins, script, self.path, ENVIRONMENT_DEFAULTS, self._started_with
+                )
+        return self._stand_ins
 
     def close(self) -> None:
         assert self._proc.stdin is not None
@@ -81,7 +82,7 @@ class ForkedProcess:
         self.args = args
         self.returncode: int | None = None
         self._conn, self._out, self._err = conn, out, err
-        self._replies = _Replies(conn)
+        self._replies = Replies(conn)
         self.pid: int = self._replies.next(timeout=10)["pid"]
 
     def wait(self, timeout: float | None = None) -> int:
@@ -120,27 +121,6 @@ class ForkedProcess:
         self._conn.close()
 
 
-class _Replies:
-    """The server's JSON lines on one connection."""
-
-    def __init__(self, conn: socket.socket) -> None:
-        self._conn = conn
-        self._buffer = b""
-
-    def next(self, timeout: float | None) -> dict:
-        self._conn.settimeout(timeout)
-        while b"\n" not in self._buffer:
-            try:
-                chunk = self._conn.recv(4096)
-            except BlockingIOError:  # timeout 0: nothing yet
-                raise TimeoutError from None
-            if not chunk:
-                raise ConnectionError("the fork server closed the connection")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
-
-
 def _text(stream) -> str:  # type: ignore[no-untyped-def]
     """As `subprocess.run(text=True)` decodes: the locale's encoding, universal newlines."""
     stream.seek(0)
@@ -151,13 +131,22 @@ def _text(stream) -> str:  # type: ignore[no-untyped-def]
 _server: ForkServer | None = None
 
 
-def forks(env: dict[str, str]) -> bool:
-    """Whether a command with this environment runs forked (else it starts afresh)."""
+def _started() -> ForkServer:
     global _server
     if _server is None:
         _server = ForkServer()
         atexit.register(_server.close)
-    return _server.can_run(env)
+    return _server
+
+
+def forks(env: dict[str, str]) -> bool:
+    """Whether a command with this environment runs forked (else it starts afresh)."""
+    return _started().can_run(env)
+
+
+def stand_ins(scripts: list[Path]) -> Path:
+    """A folder whose files run `scripts` forked when a shell runs them by name."""
+    return _started().stand_ins(scripts)
 
 
 def popen(argv: list[str], env: dict[str, str], cwd: Path | None = None):  # type: ignore[no-untyped-def]

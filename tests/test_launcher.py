@@ -1,16 +1,20 @@
 """The tests' commands run forked from a server that has imported the libraries
-(`tests/launcher.py`): a forked command must be the command a user starts, in what it prints,
-writes and exits with, and a command that outlives its time is killed, not waited on."""
+(`tests/launcher.py`), directly or through a stand-in a shell finds on its PATH (the README's
+lines): a forked command must be the command a user starts, in what it prints, writes and exits
+with, and a command that outlives its time is killed, not waited on."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from launcher import ForkServer, forks, run_command
+from launcher import ForkServer, forks, run_command, stand_ins
 
 from tests.conftest import BIN
 
@@ -31,6 +35,20 @@ def _afresh(
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
+def _shell_env(env: dict[str, str]) -> dict[str, str]:
+    """The README test's PATH: the stand-ins first, then the real console scripts."""
+    commands = stand_ins(sorted(BIN.glob("agent-*")))
+    return {**env, "PATH": os.pathsep.join([str(commands), str(BIN), env["PATH"]])}
+
+
+def _typed(
+    argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess:
+    """As the README test runs a line: bash finds the command by name."""
+    line = shlex.join([Path(argv[0]).name, *argv[1:]])
+    return _afresh(["bash", "-c", line], _shell_env(env), cwd, timeout)
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
 def test_a_forked_command_prints_writes_and_exits_as_one_started_afresh(
     command: tuple[str, ...], offline_env: dict[str, str], tmp_path: Path
@@ -38,7 +56,7 @@ def test_a_forked_command_prints_writes_and_exits_as_one_started_afresh(
     argv = [str(BIN / command[0]), *command[1:]]
     assert forks(offline_env)
     outcomes = []
-    for way, start in (("fork", run_command), ("afresh", _afresh)):
+    for way, start in (("fork", run_command), ("typed", _typed), ("afresh", _afresh)):
         cwd = tmp_path / way
         cwd.mkdir()
         env = {**offline_env, "AGENT_DATA_DIR": str(tmp_path / "data")}  # one store, in turn
@@ -47,9 +65,41 @@ def test_a_forked_command_prints_writes_and_exits_as_one_started_afresh(
         outcomes.append(
             (done.returncode, done.stdout, RUN_NUMBER.sub("run #N", done.stderr), written)
         )
-    forked, afresh = outcomes
+    forked, typed, afresh = outcomes
     assert forked == afresh
+    assert typed == afresh
     assert forked[1] or forked[2]  # each command says something
+
+
+def test_a_stand_in_starts_its_command_afresh_where_the_interpreter_must_start_differently(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`-X importtime` is read as Python starts: a forked command could not honour it."""
+    env = {**offline_env, "PYTHONPROFILEIMPORTTIME": "1"}
+    done = _typed([str(BIN / "agent-config"), "show"], env, tmp_path, 120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^import time: .*\|\s+pydantic$", done.stderr, re.M)  # preloaded if forked
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_stand_in_stops_its_command_as_it_stops_a_user_s(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    loop = ["agent-trade", "--feed", "replay", "--speed", "1", "--strategy", "sma_cross"]
+    shell = subprocess.Popen(
+        ["bash", "-c", shlex.join(loop)],
+        env=_shell_env(offline_env),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    shell.send_signal(signal.SIGINT)
+    _, err = shell.communicate(timeout=60)
+    assert shell.returncode == 0, err
+    assert "SIGINT: finishing the current step, then stopping" in err
+    assert "loop stopped: stop requested" in err
 
 
 @pytest.mark.slow

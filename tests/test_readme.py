@@ -4,7 +4,8 @@ that build on each other run in order in one fresh data directory, as a reader w
 an `agent-trade` or `agent-arb` account's commands, and a block's other commands (imports, then what lists or
 backtests them). Each backtest that reads only the bundled sample or a file runs alone in its
 own directory, so `pytest -n 2` spreads them. Lines that need what this machine lacks say so in
-the README and are skipped with that reason."""
+the README and are skipped with that reason. bash runs each line as typed; the console scripts
+it finds are stand-ins that fork the real ones (tests/fork_client.py)."""
 
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from launcher import stand_ins
 
 from market.sample import load_sample
 from tests.conftest import BIN
@@ -120,7 +122,8 @@ def test_the_readme_has_commands_and_marks_what_it_cannot_run_here() -> None:
 def test_readme_run(run: list[str], offline_env: dict[str, str], tmp_path: Path) -> None:
     _user_csv(tmp_path / "my.csv")
     _stock_csvs(tmp_path)
-    env = {**offline_env, "PATH": f"{BIN}{os.pathsep}{offline_env.get('PATH', '')}"}
+    commands = stand_ins(sorted(BIN.glob("agent-*")))  # each forked, as the cli fixture runs it
+    env = {**offline_env, "PATH": os.pathsep.join([str(commands), str(BIN), offline_env["PATH"]])}
     skipped = []
     for command in run:
         skip = SKIP.search(command)
