@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from execution.corporate import AppliedAction
 from execution.orders import Fill
@@ -30,6 +31,45 @@ class StoredAccount:
     actions: list[AppliedAction]
 
 
+class _Statements(NamedTuple):
+    """A step's statements, built once with parameters for the account and the bar: SQLAlchemy
+    builds and keys a statement anew each time one is written out in place, which was most of
+    the CPU a quiet bar's commit took."""
+
+    delete_orders: Any
+    insert_orders: Any
+    count_fills: Any
+    insert_fills: Any
+    delete_equity: Any
+    insert_equity: Any
+    delete_loop: Any
+    insert_loop: Any
+
+
+@cache
+def _statements() -> _Statements:
+    from sqlalchemy import bindparam, delete, func, insert, select
+
+    from store.tables import EquityPointRow, PaperFillRow, PaperOrderRow, TradingLoopRow
+
+    return _Statements(
+        delete_orders=delete(PaperOrderRow).where(
+            PaperOrderRow.account == bindparam("key"),
+            PaperOrderRow.client_order_id.in_(bindparam("ids", expanding=True)),
+        ),
+        insert_orders=insert(PaperOrderRow),
+        count_fills=select(func.count()).where(PaperFillRow.account == bindparam("key")),
+        insert_fills=insert(PaperFillRow),
+        delete_equity=delete(EquityPointRow).where(
+            EquityPointRow.account == bindparam("key"),
+            EquityPointRow.time_ms == bindparam("at"),
+        ),
+        insert_equity=insert(EquityPointRow),
+        delete_loop=delete(TradingLoopRow).where(TradingLoopRow.account == bindparam("key")),
+        insert_loop=insert(TradingLoopRow),
+    )
+
+
 def save_orders(store: Store, account: str, orders: Sequence[PaperOrder]) -> None:
     """Write-ahead for a real venue: the order is on disk before its request leaves, so a
     crash in between is settled by asking the exchange, never by sending it again."""
@@ -38,18 +78,11 @@ def save_orders(store: Store, account: str, orders: Sequence[PaperOrder]) -> Non
 
 
 def _upsert_orders(conn: Connection, account: str, orders: Sequence[PaperOrder]) -> None:
-    from sqlalchemy import delete, insert
-
-    from store.tables import PaperOrderRow
-
+    statements = _statements()
     ids = [o.client_order_id for o in orders]
+    conn.execute(statements.delete_orders, {"key": account, "ids": ids})
     conn.execute(
-        delete(PaperOrderRow).where(
-            PaperOrderRow.account == account, PaperOrderRow.client_order_id.in_(ids)
-        )
-    )
-    conn.execute(
-        insert(PaperOrderRow),
+        statements.insert_orders,
         [
             {
                 "account": account,
@@ -79,21 +112,16 @@ def save_step(
     """One atomic step: upsert changed orders, append fills (and the splits and dividends the
     account took) after the stored ones, replace the checkpoint (and the bar's equity point),
     and whatever `also` writes (the gate's memory of the bar)."""
-    from sqlalchemy import delete, func, insert, select
-
-    from store.tables import EquityPointRow, PaperFillRow, TradingLoopRow
-
+    statements = _statements()
     with store.engine.begin() as conn:
         for write in also:
             write(conn)
         if orders:
             _upsert_orders(conn, account, orders)
         if fills:
-            stored = conn.execute(
-                select(func.count()).where(PaperFillRow.account == account)
-            ).scalar_one()
+            stored = conn.execute(statements.count_fills, {"key": account}).scalar_one()
             conn.execute(
-                insert(PaperFillRow),
+                statements.insert_fills,
                 [
                     {
                         "account": account,
@@ -116,19 +144,15 @@ def save_step(
             _append_actions(conn, account, actions)
         if equity is not None:
             time_ms, value, cash = equity
+            conn.execute(statements.delete_equity, {"key": account, "at": time_ms})
             conn.execute(
-                delete(EquityPointRow).where(
-                    EquityPointRow.account == account, EquityPointRow.time_ms == time_ms
-                )
+                statements.insert_equity,
+                {"account": account, "time_ms": time_ms, "equity": value, "cash": cash},
             )
-            conn.execute(
-                insert(EquityPointRow),
-                [{"account": account, "time_ms": time_ms, "equity": value, "cash": cash}],
-            )
-        conn.execute(delete(TradingLoopRow).where(TradingLoopRow.account == account))
+        conn.execute(statements.delete_loop, {"key": account})
         conn.execute(
-            insert(TradingLoopRow),
-            [{"account": account, "updated_ms": now_ms, "state_json": state_json}],
+            statements.insert_loop,
+            {"account": account, "updated_ms": now_ms, "state_json": state_json},
         )
 
 

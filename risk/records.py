@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
@@ -56,14 +57,20 @@ def save_state(store: Store, state: RiskState, now_ms: int, scope: str = DEFAULT
 
 def write_state(conn: Connection, state: RiskState, now_ms: int, scope: str) -> None:
     """Replace the scope's state inside the caller's transaction (the loop's bar commit)."""
-    from sqlalchemy import delete, insert
+    remove, add = _state_statements()
+    conn.execute(remove, {"key": scope})
+    conn.execute(add, {"scope": scope, "state_json": _model_json(state), "updated_ms": now_ms})
+
+
+@cache
+def _state_statements() -> tuple[Any, Any]:
+    """Built once, with the scope a parameter: a loop replaces its state at every bar, and
+    SQLAlchemy builds and keys a statement anew each time one is written out in place."""
+    from sqlalchemy import bindparam, delete, insert
 
     from store.tables import RiskStateRow
 
-    conn.execute(delete(RiskStateRow).where(RiskStateRow.scope == scope))
-    conn.execute(
-        insert(RiskStateRow).values(scope=scope, state_json=_model_json(state), updated_ms=now_ms)
-    )
+    return delete(RiskStateRow).where(RiskStateRow.scope == bindparam("key")), insert(RiskStateRow)
 
 
 def load_state(store: Store, scope: str = DEFAULT_SCOPE) -> RiskState:
