@@ -22,10 +22,11 @@ import random
 import select
 import signal
 import socket
-import struct
 import sys
 import tempfile
 from pathlib import Path
+
+from fork_client import LENGTH
 
 PRELOAD = (
     "numpy",
@@ -64,7 +65,6 @@ PROJECT = tuple(
     sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name != "tests")
 )
 """The project's own packages: a command imports them itself."""
-_LENGTH = struct.Struct("!I")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -88,8 +88,8 @@ def _die_with_parent() -> None:
 
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
-    head, fds, _, _ = socket.recv_fds(conn, _LENGTH.size, 3)
-    (size,) = _LENGTH.unpack(head)
+    head, fds, _, _ = socket.recv_fds(conn, LENGTH.size, 3)
+    (size,) = LENGTH.unpack(head)
     body = b""
     while len(body) < size:
         chunk = conn.recv(size - len(body))

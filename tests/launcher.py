@@ -56,12 +56,13 @@ class ForkServer:
             conn = send_request(self.path, argv, env, str(cwd), fds)
         return ForkedProcess(argv, conn, out, err)
 
-    def stand_ins(self, scripts: list[Path]) -> Path:
-        """A folder of stand-ins for `scripts` (tests/fork_client.py), to put first on a PATH."""
+    def stand_ins(self) -> Path:
+        """A folder of stand-ins for the installed `agent-*` scripts (tests/fork_client.py), to
+        put first on a PATH."""
         if self._stand_ins is None:
             self._stand_ins = Path(self._folder) / "bin"
             self._stand_ins.mkdir()
-            for script in scripts:
+            for script in sorted(Path(sys.executable).parent.glob("agent-*")):
                 write_stand_in(
                     self._stand_ins, script, self.path, ENVIRONMENT_DEFAULTS, self._started_with
                 )
@@ -144,9 +145,9 @@ def forks(env: dict[str, str]) -> bool:
     return _started().can_run(env)
 
 
-def stand_ins(scripts: list[Path]) -> Path:
-    """A folder whose files run `scripts` forked when a shell runs them by name."""
-    return _started().stand_ins(scripts)
+def stand_ins() -> Path:
+    """A folder whose files run the console scripts forked when a shell runs them by name."""
+    return _started().stand_ins()
 
 
 def popen(argv: list[str], env: dict[str, str], cwd: Path | None = None):  # type: ignore[no-untyped-def]
