@@ -22,22 +22,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, told when it started and when to stop instead of looking every 0.1 s:
+    a test's wait for each was most of a short API test's setup and teardown."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+        self._stopped: asyncio.Future[None] | None = None
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the Date and Server headers every response carries
+        self._stopped = asyncio.get_running_loop().create_future()
+        self.ready.set()
+        await self._stopped
+
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        stopped = self._stopped
+        if stopped is not None:
+            loop.call_soon_threadsafe(lambda: stopped.done() or stopped.set_result(None))
+
+
 @contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
     """The app's base URL while a uvicorn server runs it on a free loopback port."""
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = _Server(config)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
     thread.start()
-    while not server.started:
+    while not server.ready.wait(0.01):
         if not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
-        threading.Event().wait(0.02)
     try:
         yield f"http://127.0.0.1:{config.port}"
     finally:
-        server.should_exit = True
+        server.stop(loop)
         thread.join(timeout=10)
+        loop.close()
 
 
 async def _market_moves(replay: ReplayServer) -> None:

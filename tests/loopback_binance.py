@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from loopback_thread import serving_thread
 
 import market
 
@@ -163,9 +164,7 @@ class LoopbackBinance:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a handler still in its delay must not stall teardown
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = serving_thread(self._httpd)
 
     @property
     def base_url(self) -> str:

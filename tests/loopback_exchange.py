@@ -30,6 +30,7 @@ from loopback_binance import (
     INVALID_SYMBOL,
     BinanceJsonHandler,
 )
+from loopback_thread import serving_thread
 
 # Made-up credentials: the exchange knows them, a test hands them to the executor.
 API_KEY = "lbKEY7f3a9c2e1d4b6a8f0e2c4a6b8d0f2e4a6c8b0d2f4e6a8c0b2d4f6e8a0c2e4"
@@ -172,9 +173,7 @@ class LoopbackExchange:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = serving_thread(self._httpd)
 
     # --- test-facing -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback_thread import serving_thread
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 
@@ -47,9 +48,7 @@ class LoopbackOpenAI:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a handler still in its delay must not stall teardown
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = serving_thread(self._httpd)
 
     @property
     def base_url(self) -> str:
