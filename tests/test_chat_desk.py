@@ -10,7 +10,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ import pytest
 from conftest import BIN, FIXTURES, UI_GROUP, stop
 from loopback_binance import LoopbackBinance
 from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+from loopback_thread import serving_thread
 from script_strategy import Script, order
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -294,7 +294,7 @@ class Recorder:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serving_thread(self.server).start()
 
     def close(self) -> None:
         self.server.shutdown()
