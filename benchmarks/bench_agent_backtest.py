@@ -21,6 +21,7 @@ Run: .venv/bin/python benchmarks/bench_agent_backtest.py [--concurrency 8] [--ag
 from __future__ import annotations
 
 import argparse
+import compileall
 import dataclasses
 import json
 import math
@@ -69,6 +70,15 @@ class Code:
 
     def env(self, env: dict[str, str]) -> dict[str, str]:
         return env if self.path is None else {**env, "PYTHONPATH": str(self.path)}
+
+    def compile(self) -> None:
+        """Write every package's bytecode first. With PYTHONDONTWRITEBYTECODE set (as on CI),
+        a tree that was never compiled compiles each module at every start: an unpacked
+        `--against` tree then started ~85 ms slower than this one with no code changed."""
+        root = self.path or TESTS.parent
+        for package in root.iterdir():
+            if (package / "__init__.py").is_file():
+                compileall.compile_dir(package, quiet=1)
 
 
 class SlowModel:
@@ -346,6 +356,8 @@ def main() -> None:
     ]
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {load()}")
     codes = [Code("this")] + ([Code("against", opts.against.resolve())] if opts.against else [])
+    for code in codes:
+        code.compile()
     root = Path(tempfile.mkdtemp(prefix="bench-agent-backtest-"))
     try:
         bench_start(opts.repeats, codes)
