@@ -37,6 +37,21 @@ class _Server(uvicorn.Server):
         self.ready.set()
         await self._stopped
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown without its fixed 0.1 s pause (a tenth of a second at every API
+        test's teardown): the listeners close, each connection is asked to close, and they and
+        the app's tasks are waited for every 5 ms (10 s at most), then the lifespan ends."""
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        async with asyncio.timeout(10):
+            while self.server_state.connections or self.server_state.tasks:
+                await asyncio.sleep(0.005)
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
     def stop(self, loop: asyncio.AbstractEventLoop) -> None:
         stopped = self._stopped
         if stopped is not None:
