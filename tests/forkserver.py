@@ -68,7 +68,10 @@ PROJECT = tuple(
 _PR_SET_PDEATHSIG = 1
 
 
-def preload() -> None:
+def preload(absent: list[str]) -> None:
+    """`absent`: the modules a command marks absent before its imports (the launcher's)."""
+    for name in absent:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     for name in PRELOAD:
         importlib.import_module(name)
     ours = sorted(n for n in sys.modules if n.split(".")[0] in PROJECT)
@@ -163,5 +166,5 @@ def serve(path: str) -> None:
 
 if __name__ == "__main__":
     _die_with_parent()
-    preload()
+    preload(sys.argv[2:])
     serve(sys.argv[1])

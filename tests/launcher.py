@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fork_client import Replies, send_request, startup, write_stand_in
 
-from agent.cli.launch import ENVIRONMENT_DEFAULTS
+from agent.cli.launch import ENVIRONMENT_DEFAULTS, UNUSED_MODULES
 
 SERVER = Path(__file__).with_name("forkserver.py")
 _WORKER_ENV = dict(os.environ)  # as the worker started, before any test changes it
@@ -33,7 +33,7 @@ class ForkServer:
         # the libraries load as in a command, with the defaults it sets before its imports
         env = {**ENVIRONMENT_DEFAULTS, **_WORKER_ENV}
         self._proc = subprocess.Popen(
-            [sys.executable, str(SERVER), self.path],
+            [sys.executable, str(SERVER), self.path, *UNUSED_MODULES],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

@@ -143,7 +143,7 @@ def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_s
     server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
     llm = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
     try:
-        cold = cli(*day, "--yes", env=llm)
+        cold = cli(*day, "--yes", env={**llm, "PYTHONPROFILEIMPORTTIME": "1"})
         assert cold.returncode == 0, cold.stderr[-2000:]
         sent = len(server.requests)
         warm = cli(*day, "--yes", env={**llm, "PYTHONPROFILEIMPORTTIME": "1"})
@@ -151,6 +151,8 @@ def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_s
     finally:
         server.stop()
     assert len(server.requests) == sent > 0  # every answer came from the cache
+    assert "httpx" in _imported(cold.stderr)  # it sent them, without httpx's own command line
+    assert _imported(cold.stderr) & {"click", "pygments"} == set()
     imported = _imported(warm.stderr)
     assert "diskcache" in imported and imported & (AGENT_AND_UI | {"tiktoken"}) == set()
     # past decisions give the estimate, read in plain SQL as the bars' cache state and rules are

@@ -11,7 +11,10 @@ on a busy machine. No command does linear algebra, so they get one BLAS thread u
 user's environment says otherwise (child processes, e.g. a sweep's workers, inherit it).
 Likewise pydantic looks for plugins when it builds its first model by reading the metadata of
 every installed distribution, 10-15 ms; the commands use none, so the search is off unless the
-environment sets PYDANTIC_DISABLE_PLUGINS (empty turns plugins back on).
+environment sets PYDANTIC_DISABLE_PLUGINS (empty turns plugins back on). And httpx's package
+imports its own command-line client whenever click, pygments and rich happen to be installed
+(13-15 ms of a first request's wait); no command runs it, so it is marked absent and httpx
+keeps the stub it has for a machine without them.
 
 Once a command has returned its exit code, Python's own teardown would take another 25-35 ms
 to free every module and object one by one, memory the OS reclaims at once. The command exits
@@ -30,11 +33,15 @@ from core.collector import imports_frozen
 
 ENVIRONMENT_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "PYDANTIC_DISABLE_PLUGINS": "__all__"}
 """Set before a command's imports unless the user's environment says otherwise."""
+UNUSED_MODULES = ("httpx._main",)
+"""Imported by a dependency for a feature no command uses: absent, its import fails at once."""
 
 
 def _launch(module: str) -> int:
     for name, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    for name in UNUSED_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     with imports_frozen():
         main = import_module(module).main
     code = main()
