@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from pydantic import ValidationError
 
+from agent.in_flight import Turns
 from agent.llm import LLMError
 from agent.model import ChatModel
 from agent.records import DecisionRecord, LLMCallRecord, Outcome, ToolCallRecord
@@ -63,6 +64,7 @@ class AgentDeps:
     recorder: Callable[[DecisionRecord], None] | None = None
     require_approval: bool = False
     max_steps: int = DEFAULT_MAX_STEPS
+    turns: Turns | None = None  # a run's limit on requests on the wire, as this decision's
 
 
 class NodeRuntime(Protocol):
@@ -144,7 +146,11 @@ def agent_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
         update["inputs_sha256"] = key
     try:
         response = deps.model.complete(
-            messages, schemas, prompt_version=deps.prompt_version, options=options
+            messages,
+            schemas,
+            prompt_version=deps.prompt_version,
+            options=options,
+            turns=deps.turns,
         )
     except LLMError as exc:
         if deps.gate is not None:

@@ -35,6 +35,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from agent.in_flight import Turns
 from config.settings import DecisionFormat, LLMSettings, ModelPrice
 from core.errors import ConfigError
 from core.logging import Redactor
@@ -393,9 +394,7 @@ class LLMClient:
         """Whether `complete` would answer this from the cache, sending nothing."""
         if self._cache is None or self._settings.mode == "live":
             return False
-        return (
-            self.cache_key(messages, tools, prompt_version, self._with_cap(options)) in self._cache
-        )
+        return self._key(messages, tools, prompt_version, options)[0] in self._cache
 
     @property
     def decision_format(self) -> DecisionFormat:
@@ -415,17 +414,23 @@ class LLMClient:
         *,
         prompt_version: str,
         options: dict[str, Any] | None = None,
+        turns: Turns | None = None,
     ) -> LLMResponse:
         """One chat completion, from cache when allowed; any failure is a single `LLMError`.
-        `options` are extra request fields: tool_choice, response_format."""
-        call = self._prepare(messages, tools, prompt_version, options)
-        if isinstance(call, LLMResponse):
-            return call
-        retrying = Retrying(**self._retry_policy(), sleep=self._sleep)
-        try:
-            completion = retrying(self._send, call)
-        except LLMError as exc:
-            raise self._failed(exc, retrying.statistics["attempt_number"]) from None
+        `options` are extra request fields: tool_choice, response_format. A request that must
+        be sent waits for one of its decision's `turns`, holding it until the answer is in (retries
+        included), and raises `NotSent` if the run stops first."""
+        key, options = self._key(messages, tools, prompt_version, options)
+        cached = self._from_cache(key)
+        if cached is not None:
+            return cached
+        with turns or contextlib.nullcontext():
+            call = self._call(key, messages, tools, options)
+            retrying = Retrying(**self._retry_policy(), sleep=self._sleep)
+            try:
+                completion = retrying(self._send, call)
+            except LLMError as exc:
+                raise self._failed(exc, retrying.statistics["attempt_number"]) from None
         return self._finish(call, completion)
 
     async def acomplete(
@@ -437,9 +442,11 @@ class LLMClient:
         options: dict[str, Any] | None = None,
     ) -> LLMResponse:
         """`complete` for asyncio; at most `settings.concurrency` requests are in flight."""
-        call = self._prepare(messages, tools, prompt_version, options)
-        if isinstance(call, LLMResponse):
-            return call
+        key, options = self._key(messages, tools, prompt_version, options)
+        cached = self._from_cache(key)
+        if cached is not None:
+            return cached
+        call = self._call(key, messages, tools, options)
         retrying = AsyncRetrying(**self._retry_policy(), sleep=self._asleep)
         try:
             completion = await retrying(self._asend, call)
@@ -471,6 +478,12 @@ class LLMClient:
             "limits": httpx.Limits(**POOL),
         }
 
+    def open(self) -> None:
+        """Make the HTTP client now (httpx's import, the TLS context): a run about to send a
+        wave of requests opens it first, so that its prompts are not built beside the import
+        while the first request waits for it."""
+        self._http  # noqa: B018 - made on first use
+
     def close(self) -> None:
         if self._http_client is not None:
             self._http_client.close()
@@ -496,26 +509,39 @@ class LLMClient:
 
     # -- shared by sync and async -------------------------------------------------------------
 
-    def _prepare(
+    def _key(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         prompt_version: str,
-        options: dict[str, Any] | None = None,
-    ) -> _Call | LLMResponse:
-        """Cache, then the checks that must pass before anything leaves the machine."""
+        options: dict[str, Any] | None,
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The request's cache key and its options with the output cap."""
         options = self._with_cap(options)
-        key = self.cache_key(messages, tools, prompt_version, options)
+        return self.cache_key(messages, tools, prompt_version, options), options
+
+    def _from_cache(self, key: str) -> LLMResponse | None:
+        if self._cache is None or self._settings.mode == "live":
+            return None
+        stored = self._cache.get(key)
+        if stored is None:
+            return None
+        with self._lock:
+            self._stats.cache_hits += 1
+        log.debug("LLM cache hit %s", key[:12])
+        return LLMResponse.model_validate(
+            {**stored, "cached": True, "latency_ms": 0.0, "cost_usd": 0.0}
+        )
+
+    def _call(
+        self,
+        key: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        options: dict[str, Any] | None,
+    ) -> _Call:
+        """The checks that must pass before anything leaves the machine, then the request."""
         mode = self._settings.mode
-        if self._cache is not None and mode != "live":
-            stored = self._cache.get(key)
-            if stored is not None:
-                with self._lock:
-                    self._stats.cache_hits += 1
-                log.debug("LLM cache hit %s", key[:12])
-                return LLMResponse.model_validate(
-                    {**stored, "cached": True, "latency_ms": 0.0, "cost_usd": 0.0}
-                )
         if mode == "replay":
             raise self._failed(
                 LLMError(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from agent.in_flight import Turns
 from agent.llm import LLMClient, LLMResponse, LLMStats, Pricing
 from agent.offline import OfflineModel
 from config import Settings
@@ -47,7 +48,10 @@ class ChatModel(Protocol):
         *,
         prompt_version: str,
         options: dict[str, Any] | None = None,
+        turns: Turns | None = None,
     ) -> LLMResponse: ...
+
+    def open(self) -> None: ...
 
     def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from agent.briefing import read_snapshot
+from agent.in_flight import Turns
 from agent.llm import (
     FREE,
     LLMMessage,
@@ -67,6 +68,7 @@ class OfflineModel:
         *,
         prompt_version: str,
         options: dict[str, Any] | None = None,
+        turns: Turns | None = None,  # it sends nothing, so it never waits for a turn
     ) -> LLMResponse:
         offered = {t["function"]["name"] for t in tools or []}
         turn = _Turn(messages)
@@ -83,6 +85,9 @@ class OfflineModel:
             latency_ms=0.0,
             cost_usd=0.0,
         )
+
+    def open(self) -> None:
+        """Nothing to open; here so callers treat every model alike."""
 
     def close(self) -> None:
         """Nothing to release; here so callers treat every model alike."""

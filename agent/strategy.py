@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from agent.chain import DecisionChain
 from agent.decide import decide, decision_prompt_version, decision_text, system_prompt
 from agent.graph import AgentDeps, AgentState, model_request
+from agent.in_flight import InFlight, NotSent, Turns
 from agent.levels import with_levels
 from agent.model import ChatModel
 from agent.offline import OfflineModel
@@ -84,6 +85,7 @@ class AgentStrategy(Strategy):
         self.market_state = market_state  # US stocks: open or closed and the next open
         # The offline model is pure CPU under the GIL: threads would only add hand-offs.
         self.workers = 1 if isinstance(model, OfflineModel) else params.concurrency
+        self._in_flight = InFlight(self.workers)
         self.graph = DecisionChain()  # the graph's nodes, stepped without LangGraph
         # One registry for the run: its tool schemas are built once here, not on every decision.
         self.tools = decision_tools()
@@ -225,7 +227,9 @@ class AgentStrategy(Strategy):
             market_state=self.market_state,
         )
 
-    def _deps(self, now_ms: int, ctx: Context | None, index: int) -> AgentDeps:
+    def _deps(
+        self, now_ms: int, ctx: Context | None, index: int, turns: Turns | None = None
+    ) -> AgentDeps:
         return AgentDeps(
             model=self.model,
             tools=self.tools,
@@ -233,10 +237,13 @@ class AgentStrategy(Strategy):
             system_prompt=self.system_prompt,
             prompt_version=sample_version(self.prompt_version, index),
             run_id=self.run_id,
+            turns=turns,
         )
 
-    def _ask(self, symbol: str, now_ms: int, ctx: Context | None, index: int) -> AgentState:
-        return decide(self.graph, self._deps(now_ms, ctx, index), symbol)
+    def _ask(
+        self, symbol: str, now_ms: int, ctx: Context | None, index: int, turns: Turns
+    ) -> AgentState:
+        return decide(self.graph, self._deps(now_ms, ctx, index, turns), symbol)
 
     def _first_answer_cached(self, symbol: str, now_ms: int) -> bool:
         """Whether the model would answer this decision's first call from its cache."""
@@ -248,12 +255,12 @@ class AgentStrategy(Strategy):
         messages, tools, options = model_request(deps, "decide", symbol, [turn])
         return bool(cached(messages, tools, deps.prompt_version, options))
 
-    def _sampled(self, symbol: str, now_ms: int, ctx: Context | None) -> AgentState:
+    def _sampled(self, symbol: str, now_ms: int, ctx: Context | None, turns: Turns) -> AgentState:
         """K samples and their vote; a sample that must stop the run (budget, cache miss, a
         refused key) ends the asking and stands for the decision, as a single answer would."""
         states: list[AgentState] = []
         for index in range(self.p.samples):
-            state = self._ask(symbol, now_ms, ctx, index)
+            state = self._ask(symbol, now_ms, ctx, index, turns)
             abstain = state.get("abstain")
             stops = (abstain or {}).get("cause") in STOPPING_CAUSES
             if stops or refusal(abstain, True, self.model.base_url) is not None:
@@ -269,26 +276,33 @@ class AgentStrategy(Strategy):
         return AgentState(**{**chosen, "record": record})  # type: ignore[typeddict-item]
 
     def _run_one(self, symbol: str, now_ms: int, ctx: Context | None = None) -> None:
-        state = self._sampled(symbol, now_ms, ctx)
-        record = DecisionRecord.model_validate(state["record"])
-        tripped = self.breaker.observe(state)
-        refused = refusal(state.get("abstain"), self.breaker.answered, self.model.base_url)
-        with self._lock:
-            self.states[(symbol, now_ms)] = state
-            self.records[(symbol, now_ms)] = record
-            cause = (state.get("abstain") or {}).get("cause")
-            if refused is not None and self.refused is None:
-                self.refused, self.stopped = refused, "refused"
-            elif tripped and self.stopped is None:
-                self.stopped = OUTAGE
-            elif cause in STOPPING_CAUSES and self.stopped is None:
-                self.stopped = cause
+        turns = self._in_flight.turns(rank=now_ms)  # the run's earliest decisions go first
+        try:
+            state = self._sampled(symbol, now_ms, ctx, turns)
+            record = DecisionRecord.model_validate(state["record"])
+            tripped = self.breaker.observe(state)
+            refused = refusal(state.get("abstain"), self.breaker.answered, self.model.base_url)
+            with self._lock:
+                self.states[(symbol, now_ms)] = state
+                self.records[(symbol, now_ms)] = record
+                cause = (state.get("abstain") or {}).get("cause")
+                if refused is not None and self.refused is None:
+                    self.refused, self.stopped = refused, "refused"
+                elif tripped and self.stopped is None:
+                    self.stopped = OUTAGE
+                elif cause in STOPPING_CAUSES and self.stopped is None:
+                    self.stopped = cause
+            if self.stopped is not None:
+                self._in_flight.close()  # decisions that have sent nothing yet are not sent
+        finally:
+            turns.finish()
         if self.on_decision is not None:
             self.on_decision(record)
 
     def _precompute(self) -> None:
-        """All stateless decisions, at most `workers` at once, submitted in time order so a
-        budget stop or Ctrl-C keeps a prefix of the run; later decisions are not made."""
+        """All stateless decisions, submitted in time order so a budget stop or Ctrl-C keeps a
+        prefix of the run; later decisions are not made. Twice `workers` decisions run at once:
+        `workers` requests on the wire, and as many next ones built and waiting for their turn."""
         self._precomputed = True
         for symbol in self.market.symbols:
             self.market.indicators(symbol, 0)  # compute once, before the threads share it
@@ -300,11 +314,14 @@ class AgentStrategy(Strategy):
         # decision that sends a request hands the rest to the pool.
         offline = isinstance(self.model, OfflineModel)
         inline = offline or (bool(planned) and self._first_answer_cached(*planned[0]))
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decide")
+        if not inline:
+            self.model.open()
+        ahead = 2 * self.workers
+        pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="decide")
         running: set[Future[Any]] = set()
         try:
             while True:
-                while self.stopped is None and len(running) < self.workers:
+                while self.stopped is None and len(running) < ahead:
                     job = next(jobs, None)
                     if job is None:
                         break
@@ -318,11 +335,13 @@ class AgentStrategy(Strategy):
                     break
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    future.result()
+                    if not isinstance(future.exception(), NotSent):
+                        future.result()
         except KeyboardInterrupt:  # Ctrl-C: keep what was decided, report it as partial
             self.stopped = "interrupted"
+            self._in_flight.close()
             if self.on_interrupt is not None:
-                self.on_interrupt(sum(not f.done() for f in running))
+                self.on_interrupt(self._in_flight.sending)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

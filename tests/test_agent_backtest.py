@@ -179,6 +179,36 @@ def test_budget_stop_reports_what_was_done(
 
 
 @pytest.mark.slow
+def test_concurrency_caps_the_requests_on_the_wire_with_the_next_prompts_built(
+    cli, tmp_path: Path
+) -> None:
+    # Twice --concurrency decisions run at once, half of them built and waiting for a turn;
+    # answers that take 50 ms keep every turn taken, so any excess would be on the wire too.
+    model = ScriptedModel(buy_an_uptrend)
+    server = LoopbackOpenAI(responder=slowly(model, 0.05)).start()
+    out = tmp_path / "run.json"
+    try:
+        run = cli(
+            "agent-backtest",
+            *DAY,
+            "--decide-every",
+            "60",
+            "--concurrency",
+            "2",
+            "--yes",
+            "--json",
+            str(out),
+            env=llm_env(server),
+        )
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stderr
+    agent = json.loads(out.read_text())["agent"]
+    assert len(server.requests) == agent["llm"]["model_calls"] == agent["decisions"] > 2
+    assert server.max_in_flight == 2
+
+
+@pytest.mark.slow
 def test_cold_replay_only_fails_clearly_and_sends_nothing(
     cli, model_server: tuple[LoopbackOpenAI, ScriptedModel]
 ) -> None:

@@ -45,6 +45,7 @@ from backtest.sweep import SweepData
 from backtest.terminal import render, render_scorecard
 from config import Settings
 from core.clock import SystemClock
+from core.collector import imports_frozen
 from core.errors import UserError
 from store import Store
 from tools import MarketData
@@ -226,8 +227,11 @@ class _BetweenWaves:
     answers (one per decision thread) is in and its threads have moved on to their next
     requests, so it runs while the next wave is waited on, not beside those hand-offs. While
     it runs the interpreter is handed on every `HAND_OFF_S`, not every 5 ms, so an answer's
-    thread is not held up behind it either. `result` runs the steps left and returns the
-    last one's result."""
+    thread is not held up behind it either. What a step loads and keeps (SQLAlchemy, the
+    tokenizer, the baselines' runs) is frozen out of the collector's reach, as a command's own
+    imports are: left young, those 100,000 objects were rescanned by the run's next
+    collection, 25 ms that fell after the last answer. `result` runs the steps left and
+    returns the last one's result."""
 
     def __init__(self, pool: ThreadPoolExecutor, steps: list[Callable[[], Any]], wave: int) -> None:
         self._pool = pool
@@ -261,7 +265,8 @@ def _handing_on(step: Callable[[], Any]) -> Any:
     switch = sys.getswitchinterval()
     sys.setswitchinterval(HAND_OFF_S)
     try:
-        return step()
+        with imports_frozen():
+            return step()
     finally:
         sys.setswitchinterval(switch)
 
