@@ -7,7 +7,8 @@ the next prompt built (3-4 ms a round trip, each wave of a run).
 Turns go to the earliest decision waiting (by `rank`, its place in the run), so a decision's
 follow-up call (after a tool) goes before later decisions' first ones. Once closed (the run has
 stopped), a decision that has sent nothing yet is not sent (`NotSent`); one already on the wire
-goes on to its answer, so the calls spent on it are not wasted. A failed request keeps its
+goes on to its answer, so the calls spent on it are not wasted, unless every later call would
+fail the same way (a spent budget, a refused key: `close(every=True)`). A failed request keeps its
 turn until the run has recorded the failure (`Turns`), so a stop is as prompt as before."""
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ class _Waiting:
 class InFlight:
     def __init__(self, limit: int) -> None:
         self._limit = self._free = limit
-        self._closed = False
+        self._closed = self._every = False
         self._lock = threading.Lock()
-        self._waiting: list[_Waiting] = []  # a heap; never empty while a turn is free
+        self._waiting: list[_Waiting] = []  # a heap, empty whenever a turn is free
         self._arrivals = itertools.count()
 
     def turns(self, rank: int) -> Turns:
@@ -49,19 +50,21 @@ class InFlight:
         with self._lock:
             return self._limit - self._free
 
-    def close(self) -> None:
+    def close(self, *, every: bool = False) -> None:
+        """No decision sends again that has sent nothing yet, nor, with `every`, any other."""
         with self._lock:
             self._closed = True
+            self._every = self._every or every
             for waiting in self._waiting:
-                if not waiting.started:
+                if self._every or not waiting.started:
                     waiting.refused = True
                     waiting.ready.set()
-            self._waiting = [w for w in self._waiting if w.started]
+            self._waiting = [w for w in self._waiting if not w.refused]
             heapq.heapify(self._waiting)
 
     def _take(self, rank: int, started: bool) -> None:
         with self._lock:
-            if self._closed and not started:
+            if self._closed and (self._every or not started):
                 raise NotSent
             if self._free:
                 self._free -= 1

@@ -292,8 +292,8 @@ class AgentStrategy(Strategy):
                     self.stopped = OUTAGE
                 elif cause in STOPPING_CAUSES and self.stopped is None:
                     self.stopped = cause
-            if self.stopped is not None:
-                self._in_flight.close()  # decisions that have sent nothing yet are not sent
+            if self.stopped is not None:  # decisions that have sent nothing yet are not sent
+                self._in_flight.close(every=self.stopped in (*STOPPING_CAUSES, "refused"))
         finally:
             turns.finish()
         if self.on_decision is not None:
