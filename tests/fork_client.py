@@ -17,9 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 LENGTH = struct.Struct("!I")
-STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG", "TMPDIR", "OPENBLAS_", "OMP_", "PYDANTIC_")
-"""What Python or the preloaded libraries read from the environment only as they start: a
-command whose values differ from the server's starts afresh."""
+STARTUP_VARIABLES = (
+    "PYTHON",
+    "LC_",
+    "LANG",
+    "TMPDIR",
+    "OPENBLAS_",
+    "OMP_",
+    "PYDANTIC_",
+    "AGENT_PURE_PYTHON",
+)
+"""What Python, the preloaded libraries or our modules read from the environment only as they
+start: a command whose values differ from the server's starts afresh."""
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
