@@ -39,6 +39,12 @@ from market.sample import (
 
 log = logging.getLogger(__name__)
 
+CATCH_UP_BATCH = 32
+"""Depth messages already due (`--speed max`, or a replay behind its clock) go out this many
+to an event-loop round, not one: a 30-bar replay of the sample plays ~20,000 of them, and a
+round each was a quarter of the command's CPU. The stream client reads them in order all the
+same, and ahead of its clock the replay still waits for each one's time."""
+
 DEPTH_PATH = "/api/v3/depth"
 
 
@@ -348,7 +354,9 @@ class ReplayServer:
         for symbol, replay in self.depth.items():
             streams = [f"{symbol.lower()}@depth", f"{symbol.lower()}@depth@100ms"]
             while (offset := (replay.sent + 1) * DEPTH_STEP_MS) <= until_ms:
-                await _sleep_until(loop, t0 + offset / (self._bar_s * 1000) * self.bar_interval_s)
+                due = t0 + offset / (self._bar_s * 1000) * self.bar_interval_s
+                if due > loop.time() or replay.sent % CATCH_UP_BATCH == 0:
+                    await _sleep_until(loop, due)
                 payload = replay.next(start_ms + offset)
                 for stream in streams:
                     self._publish(stream, payload)
