@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 
 class NotSent(Exception):
-    """The run stopped before this decision sent anything: nothing was sent or counted."""
+    """The run stopped while this request waited for its turn: it was neither sent nor counted,
+    and its decision is dropped, as one never started is."""
 
 
 @dataclass(order=True)
