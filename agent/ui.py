@@ -1172,15 +1172,24 @@ def build_app(
                 )
 
             with gr.Tab("Trading", id="trading"):
-                with gr.Row():  # the kill switch on the left: alert toasts stack top right
-                    t_kill = gr.Button(
-                        "Kill switch: halt all trading", variant="stop", elem_id="kill"
-                    )
-                    t_account = gr.Dropdown(
-                        [], label="Loop account (agent-trade --account)", allow_custom_value=True
-                    )
-                    t_refresh = gr.Button("Refresh")
-                t_alerts = gr.Markdown(watch.markdown(), elem_id="alerts")
+                # Alert toasts stack over the top right ~440 px for 10 s each: the controls take
+                # the left half, so each takes a click while they are up, and the notification
+                # list, which says what the toasts say, the right.
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        with gr.Row():
+                            t_kill = gr.Button(
+                                "Kill switch: halt all trading", variant="stop", elem_id="kill"
+                            )
+                            t_refresh = gr.Button("Refresh", elem_id="refresh")
+                        t_account = gr.Dropdown(
+                            [],
+                            label="Loop account (agent-trade --account)",
+                            allow_custom_value=True,
+                            elem_id="loop-account",
+                        )
+                    with gr.Column(scale=1):
+                        t_alerts = gr.Markdown(watch.markdown(), elem_id="alerts")
                 t_loop = gr.Markdown(elem_id="loop-state")
                 t_equity = gr.Plot(label="Loop equity")
                 t_loop_decisions = gr.Dataframe(label="The loop's recent decisions and verdicts")

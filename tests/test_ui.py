@@ -242,11 +242,12 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
             expect(alerts).to_contain_text("chat: bought")
             toasts = page.get_by_test_id("toast-body")
             expect(toasts.first).to_contain_text("chat: sold")  # each alert is also a toast
-            # The kill switch takes a click while the alerts' toasts are still up (10 s each).
-            page.locator("#kill").click(trial=True, timeout=2_000)
+            # Every control takes a click while the alerts' toasts are still up (10 s each).
+            for control in ("#kill", "#refresh", "#loop-account"):
+                page.locator(control).click(trial=True, timeout=2_000)
             expect(toasts.first).to_be_visible()
             loop = page.locator("#loop-state")
-            page.get_by_role("button", name="Refresh").click()
+            page.locator("#refresh").click()
             expect(loop).to_contain_text("Autonomous loop")
             expect(loop).to_contain_text("Trading state: ACTIVE")
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
