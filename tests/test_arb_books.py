@@ -30,7 +30,7 @@ def _looks(cli, venue: CrossVenue, *args: str) -> list[dict]:
 @pytest.mark.slow
 def test_both_live_books_give_the_edge_for_the_size_net_of_both_fees(cli) -> None:
     with CrossVenue(premium_bps=20.0) as venue:
-        looks = _looks(cli, venue, "--size", "0.0005", "--seconds", "3", "--fee-bps", "10,10",
+        looks = _looks(cli, venue, "--size", "0.0005", "--seconds", "1", "--fee-bps", "10,10",
                        "--max-age-ms", "30000")  # fmt: skip
     priced = [seen["scan"]["edge"] for seen in looks if seen["scan"] and seen["scan"]["edge"]]
     assert priced, looks
@@ -45,7 +45,7 @@ def test_both_live_books_give_the_edge_for_the_size_net_of_both_fees(cli) -> Non
 @pytest.mark.slow
 def test_a_book_older_than_the_limit_is_not_priced(cli) -> None:
     with CrossVenue(bybit_offset_ms=-60_000) as venue:
-        looks = _looks(cli, venue, "--size", "0.0005", "--seconds", "2", "--max-age-ms", "2000")
+        looks = _looks(cli, venue, "--size", "0.0005", "--seconds", "1", "--max-age-ms", "2000")
     refused = [seen["scan"]["refused"] for seen in looks if seen["scan"]]
     assert refused, looks
     assert all(r.startswith("bybit book is") and "(limit 2000 ms)" in r for r in refused)
@@ -55,7 +55,7 @@ def test_a_book_older_than_the_limit_is_not_priced(cli) -> None:
 @pytest.mark.slow
 def test_the_text_scan_prints_a_line_per_look(cli) -> None:
     with CrossVenue(premium_bps=20.0) as venue:
-        run = cli(*SCAN, "--size", "0.0005", "--seconds", "2", "--fee-bps", "0,0",
+        run = cli(*SCAN, "--size", "0.0005", "--seconds", "1.5", "--fee-bps", "0,0",
                   "--max-age-ms", "30000", env=venue.env())  # fmt: skip
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
@@ -140,7 +140,7 @@ def test_the_paper_loop_takes_pairs_from_both_live_books(cli) -> None:
 @pytest.mark.slow
 def test_the_paper_loop_takes_no_pair_off_a_book_older_than_the_limit(cli) -> None:
     with CrossVenue(premium_bps=60.0, bybit_offset_ms=-60_000) as venue:
-        run = cli(*RUN, "--seconds", "2", "--max-age-ms", "2000", env=venue.env())
+        run = cli(*RUN, "--seconds", "1", "--max-age-ms", "2000", env=venue.env())
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["pairs"] == 0

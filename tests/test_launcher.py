@@ -94,9 +94,15 @@ def test_ctrl_c_at_a_stand_in_stops_its_command_as_it_stops_a_user_s(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    said = []
+    for line in shell.stderr:  # type: ignore[union-attr]
+        said.append(line)
+        if line.startswith("kill switch:"):  # its last line before the loop starts
+            break
+    time.sleep(0.5)
     shell.send_signal(signal.SIGINT)
-    _, err = shell.communicate(timeout=60)
+    _, rest = shell.communicate(timeout=60)
+    err = "".join(said) + rest
     assert shell.returncode == 0, err
     assert "SIGINT: finishing the current step, then stopping" in err
     assert "loop stopped: stop requested" in err
