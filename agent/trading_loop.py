@@ -19,6 +19,7 @@ import pandas as pd
 from agent.loop_state import LastDecision, LoopState, LoopStatus, Waiting, risk_scope, wall_now_ms
 from agent.records import DecisionRecord, loop_run_id, write_decisions
 from agent.step_commit import commit_step
+from agent.stopping import StopWhileWaiting
 from backtest.veto_ledger import blocked
 from core.errors import UserError
 from execution.corporate import AppliedAction
@@ -502,19 +503,20 @@ class TradingLoop:
         the bar opening at `end_open_time` is done. A step in progress always completes."""
         pending: dict[int, dict[str, Bar]] = {}
         iterator = aiter(events)
-        stopper = asyncio.ensure_future(stop.wait())
+        stopping = StopWhileWaiting(stop)
         try:
             while True:
-                receive = asyncio.ensure_future(anext(iterator))
-                done, _ = await asyncio.wait({receive, stopper}, return_when="FIRST_COMPLETED")
-                if receive not in done:  # the stream unwinds (a reconnect's sleep, say)
-                    receive.cancel()  # before anyone closes it, or it is still running then
-                    await asyncio.gather(receive, return_exceptions=True)
+                if stop.is_set():
                     return "stop requested"
                 try:
-                    event = receive.result()
+                    with stopping.waiting():
+                        event = await anext(iterator)
                 except StopAsyncIteration:
                     return "the feed ended"
+                except asyncio.CancelledError:
+                    if stopping.stopped():  # the stream has unwound (a reconnect's sleep, say)
+                        return "stop requested"
+                    raise
                 if isinstance(event, MarketClosed):
                     await asyncio.to_thread(self.heartbeat, event)
                     continue
@@ -529,7 +531,7 @@ class TradingLoop:
                     if stop.is_set():
                         return "stop requested"
         finally:
-            stopper.cancel()
+            stopping.close()
 
     def _ready(
         self, pending: dict[int, dict[str, Bar]], event: StreamEvent
