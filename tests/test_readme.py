@@ -3,7 +3,7 @@ key, and exits with the code the README implies (0 unless the line says `[exit N
 that build on each other run in order in one fresh data directory, as a reader would type them:
 an `agent-trade` or `agent-arb` account's commands, and a block's other commands (imports, then what lists or
 backtests them). Each backtest that reads only the bundled sample or a file runs alone in its
-own directory, so `pytest -n 2` spreads them. Lines that need what this machine lacks say so in
+own directory, so the workers spread them. Lines that need what this machine lacks say so in
 the README and are skipped with that reason. bash runs each line as typed; the console scripts
 it finds are stand-ins that fork the real ones (tests/fork_client.py)."""
 
