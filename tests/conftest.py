@@ -162,6 +162,23 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return usable_cores() + 1
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A grouped test fails, saying why, if `--dist loadgroup` ignored its xdist_group mark
+    (pytest 9.2 with pytest-xdist 3.8 did, without a word): the groups keep each UI server on
+    one worker."""
+    if (
+        getattr(item.config.option, "loadgroup", False)
+        and item.get_closest_marker("xdist_group")
+        and "@" not in item.nodeid.rsplit("]", 1)[-1]
+    ):
+        pytest.fail(
+            f"--dist loadgroup ignored this test's xdist_group mark (pytest {pytest.__version__}"
+            " with this pytest-xdist: pytest-dev/pytest-xdist#1386); install the dev extra's "
+            "pytest, which keeps the groups",
+            pytrace=False,
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Compile the project once, before any worker starts: with PYTHONDONTWRITEBYTECODE set
     (as on CI), every command a test runs would otherwise recompile every module it loads."""

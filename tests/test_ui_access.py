@@ -22,6 +22,9 @@ from store import open_store
 from store.tables import TradingLoopRow
 
 RUNNING = "Running on local URL"
+# One worker runs them all, so the module's `agent-ui` (~5 s of CPU to start) starts once, not
+# once on each worker that would take one of its tests.
+pytestmark = pytest.mark.xdist_group("ui-access")
 
 
 def _free_port() -> int:
