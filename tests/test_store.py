@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pandas as pd
@@ -143,6 +144,27 @@ def test_the_drivers_sqlite_connection_has_the_engines_settings(tmp_path) -> Non
         engine = [conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in pragmas]
     store.close()
     assert driver == engine == ["wal", 1, 1, 5000, -65536]
+
+
+def test_plain_reads_see_each_commit_write_nothing_and_survive_a_fork(tmp_path) -> None:
+    """A loop reads the record at every bar through Store.rows, on one kept connection: it sees
+    what another connection commits, cannot write, and a forked child reads on its own."""
+    path = tmp_path / "reads.db"
+    store, other = open_store(f"sqlite:///{path}"), open_store(f"sqlite:///{path}")
+    count = "SELECT COUNT(*) FROM candles WHERE symbol = ?"
+    assert store.rows(count, ("BTCUSDT",)) == [(0,)]
+    upsert_candles(other, "BTCUSDT", "1m", load_sample("BTCUSDT").iloc[:5])
+    assert store.rows(count, ("BTCUSDT",)) == [(5,)]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.rows("DELETE FROM candles")
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's verdict is its exit status
+        os._exit(0 if store.rows(count, ("BTCUSDT",)) == [(5,)] else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.rows(count, ("BTCUSDT",)) == [(5,)]
+    store.close()
+    other.close()
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40))
