@@ -462,20 +462,22 @@ class LLMClient:
             if self._http_client is None:
                 import httpx
 
-                self._http_client = httpx.Client(**self._client_options())
+                self._http_client = httpx.Client(**self._client_options(asynchronous=False))
             return self._http_client
 
-    def _client_options(self) -> dict[str, Any]:
+    def _client_options(self, *, asynchronous: bool) -> dict[str, Any]:
         """One timeout for each phase (connect, write, read, pool) and redirects followed,
-        as the SDK had them."""
+        as the SDK had them; no TLS context for a plain-http endpoint (agent.plain_http)."""
         import httpx
+
+        from agent.plain_http import transport_options
 
         return {
             "base_url": self.base_url,
             "headers": self._headers,
             "timeout": self._settings.timeout_s,
             "follow_redirects": True,
-            "limits": httpx.Limits(**POOL),
+            **transport_options(self.base_url, httpx.Limits(**POOL), asynchronous=asynchronous),
         }
 
     def open(self) -> None:
@@ -657,7 +659,7 @@ class LLMClient:
 
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            client = httpx.AsyncClient(**self._client_options())
+            client = httpx.AsyncClient(**self._client_options(asynchronous=True))
             self._async = (loop, client, asyncio.Semaphore(self._settings.concurrency))
         return self._async[1], self._async[2]
 

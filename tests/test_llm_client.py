@@ -6,19 +6,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
 import sqlite3
+import ssl
+import subprocess
+import threading
 import zlib
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import diskcache.core
+import httpx
 import pytest
 from loopback_openai import LoopbackOpenAI, Scripted, openai_server  # noqa: F401
 
 from agent.llm import LLMClient, LLMError, LLMResponse
 from agent.model import open_model
+from agent.plain_http import transport_options
 from config.settings import LLMSettings, ModelPrice, load_settings
 from core.errors import ConfigError
 
@@ -718,3 +725,49 @@ def test_no_organization_header_unless_one_is_set(
     openai_server.script(answer())
     make_llm().complete(USER, None, prompt_version="p1")
     assert not {"openai-organization", "openai-project"} & set(openai_server.requests[0].headers)
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed (openssl, as the machine has it)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is missing: install it (apt-get install -y openssl)")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_plain_http_endpoint_still_verifies_a_redirect_to_https(
+    tmp_path: Path, asynchronous: bool
+) -> None:
+    """A model on plain http gets no TLS context up front (agent.plain_http); a request that
+    ends up at https, as a redirect would, is verified all the same: a certificate no CA
+    signed is refused."""
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_port}/v1/chat/completions"
+    options = transport_options("http://127.0.0.1:9/v1", httpx.Limits(), asynchronous=asynchronous)
+    try:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            if asynchronous:
+
+                async def post() -> None:
+                    async with httpx.AsyncClient(**options) as client:
+                        await client.post(url)
+
+                asyncio.run(post())
+            else:
+                with httpx.Client(**options) as client:
+                    client.post(url)
+    finally:
+        server.shutdown()
+        server.server_close()
