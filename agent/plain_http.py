@@ -14,53 +14,57 @@ from typing import Any
 import httpx
 
 
-class _Verifying:
-    """httpx's verifying transport of one kind (sync or async), made on first use."""
+class _Routes:
+    """http requests to the plain transport; any other to httpx's verifying transport of the
+    same kind (sync or async), made by the first request that needs it."""
 
-    def __init__(self, make: Any) -> None:
-        self._make = make
-        self._transport: Any = None
+    def __init__(self, plain: Any, make_verifying: Any) -> None:
+        self._plain = plain
+        self._make_verifying = make_verifying
+        self._verifying: Any = None
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def pick(self, request: httpx.Request) -> Any:
+        if request.url.scheme == "http":
+            return self._plain
         with self._lock:
-            if self._transport is None:
-                self._transport = self._make()
-            return self._transport
+            if self._verifying is None:
+                self._verifying = self._make_verifying()
+            return self._verifying
 
-    def made(self) -> Any:
-        """The transport if a request has made it, else None."""
-        return self._transport
+    def made(self) -> list[Any]:
+        """The transports to close."""
+        return [self._plain] + ([] if self._verifying is None else [self._verifying])
 
 
 class PlainFirst(httpx.BaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
-        self._plain = httpx.HTTPTransport(verify=False, limits=limits)  # http:// only
-        self._tls = _Verifying(lambda: httpx.HTTPTransport(limits=limits))
+        self._routes = _Routes(
+            httpx.HTTPTransport(verify=False, limits=limits),  # for http:// only
+            lambda: httpx.HTTPTransport(limits=limits),
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        plain = request.url.scheme == "http"
-        return (self._plain if plain else self._tls.get()).handle_request(request)
+        return self._routes.pick(request).handle_request(request)
 
     def close(self) -> None:
-        self._plain.close()
-        if self._tls.made() is not None:
-            self._tls.made().close()
+        for transport in self._routes.made():
+            transport.close()
 
 
 class AsyncPlainFirst(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
-        self._plain = httpx.AsyncHTTPTransport(verify=False, limits=limits)  # http:// only
-        self._tls = _Verifying(lambda: httpx.AsyncHTTPTransport(limits=limits))
+        self._routes = _Routes(
+            httpx.AsyncHTTPTransport(verify=False, limits=limits),  # for http:// only
+            lambda: httpx.AsyncHTTPTransport(limits=limits),
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        plain = request.url.scheme == "http"
-        return await (self._plain if plain else self._tls.get()).handle_async_request(request)
+        return await self._routes.pick(request).handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self._plain.aclose()
-        if self._tls.made() is not None:
-            await self._tls.made().aclose()
+        for transport in self._routes.made():
+            await transport.aclose()
 
 
 def transport_options(base_url: str, limits: httpx.Limits, *, asynchronous: bool) -> dict[str, Any]:
