@@ -52,7 +52,8 @@ def peer(path: Path) -> None:
 
 
 def ours_csv(path: Path) -> None:
-    to_bar_arrays({"BTCUSDT": load_csv_candles(path, "1m", lambda _line: None)})
+    """As `agent-backtest --data` reads it: the bars' columns only."""
+    to_bar_arrays({"BTCUSDT": load_csv_candles(path, "1m", lambda _line: None, bars_only=True)})
 
 
 def ours_store(store: Store, symbol: str) -> None:
@@ -84,8 +85,8 @@ def compare(label: str, rows: int, sides: dict[str, Callable[[], object]], pairs
         walls = [w for w, _ in spent]
         cpu = statistics.median(c for _, c in spent)
         print(
-            f"  {name:7s} min {min(walls):.3f} / median {statistics.median(walls):.3f} / "
-            f"max {max(walls):.3f} s wall, median CPU {cpu:.3f} s"
+            f"  {name:7s} min {min(walls) * 1e3:.2f} / median {statistics.median(walls) * 1e3:.2f}"
+            f" / max {max(walls) * 1e3:.2f} ms wall, median CPU {cpu * 1e3:.2f} ms"
         )
     print(f"  ours is {theirs / ours:.2f}x pandas' speed (target >= 1)")
 

@@ -86,7 +86,7 @@ def read_actions(path: Path, interval: str) -> dict[int, Action]:
 
     from market.csv_import import read_candle_csv
 
-    open_time = read_candle_csv(path, interval)[0]["open_time"].to_numpy()
+    open_time = read_candle_csv(path, interval, bars_only=True)[0]["open_time"].to_numpy()
     header = [c.strip().lower() for c in pd.read_csv(path, nrows=0).columns]
     wanted = [c for c in ("stock splits", "dividends") if c in header]
     if not wanted:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES  # the cells pandas reads as NA
 
 from core.errors import UserError
 from market.csv_ranges import read_rows
@@ -66,16 +67,22 @@ def _epoch_to_ms(values: pd.Series, path: Path) -> np.ndarray:
     return parsed.to_numpy(dtype="datetime64[ms]").astype(np.int64)
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path, bars_only: bool = False) -> pd.DataFrame:
     """The header is sniffed from the first row as text; the rows are parsed by pandas' C
     reader into numbers directly (text only where a column holds some), which is several
-    times faster and lighter than reading every cell as a string, a byte range per core."""
+    times faster and lighter than reading every cell as a string, a byte range per core.
+    `bars_only`: only the columns bars are made of are converted (`_bar_columns`)."""
     if not path.is_file():
         raise CsvImportError(f"{path}: no such file")
     try:
-        head = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True, nrows=1)
-        first = [str(v).strip().lower() for v in head.iloc[0]] if not head.empty else []
+        first = _first_row(path)
+        if first is None:
+            head = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True, nrows=1)
+            first = [str(v).strip().lower() for v in head.iloc[0]] if not head.empty else []
         has_header = any(not _is_number(v) for v in first)
+        labels = _labels(first, has_header)
+        keep = _bar_columns(labels) if bars_only and labels is not None else None
+        options = {} if keep is None else {"usecols": keep}
         try:
             with warnings.catch_warnings():  # a row wider than the header is an error
                 warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -88,11 +95,12 @@ def _read(path: Path) -> pd.DataFrame:
                     names=range(len(first)),  # the first row's width
                     index_col=False,
                     skip_blank_lines=True,
+                    **options,
                 )
         except pd.errors.EmptyDataError:
             if not has_header:
                 raise
-            raw = pd.DataFrame(columns=range(len(first)), dtype=object)  # a header, no rows
+            raw, keep = pd.DataFrame(columns=range(len(first)), dtype=object), None  # no rows
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CsvImportError(
             f"{path}: not a readable CSV ({str(exc).strip()}); {_EXPECTED}"
@@ -103,15 +111,63 @@ def _read(path: Path) -> pd.DataFrame:
         ) from None
     if raw.empty and not has_header:
         raise CsvImportError(f"{path}: the file has no rows; {_EXPECTED}")
-    if has_header:
-        if first[0] in _UNNAMED_INDEX:  # pandas' to_csv of a dated index (backtesting.py's)
-            first[0] = "date"
-        raw.columns = first
-    elif raw.shape[1] == len(BINANCE_KLINE_HEADER):
-        raw.columns = list(BINANCE_KLINE_HEADER)
-    else:
+    if labels is None:
         raise CsvImportError(f"{path}: {raw.shape[1]} unnamed columns; {_EXPECTED}")
+    raw.columns = [labels[at] for at in raw.columns]
     return raw
+
+
+_HEAD_BYTES = 1 << 16
+
+
+def _first_row(path: Path) -> list[str] | None:
+    """The first row's cells, stripped and in lower case, as pandas reads them with
+    `dtype=str` (its NA markers as "nan"), from the file's first line with text: a pandas
+    read for one row costs more than a small file's checks. None where the line is not plain
+    (a quote, a carriage return or a NUL inside, not UTF-8, or past the first 64 KB) or
+    missing, and pandas reads it."""
+    with path.open("rb") as file:
+        head = file.read(_HEAD_BYTES)
+    lines = head.split(b"\n")
+    if len(head) == _HEAD_BYTES:
+        lines.pop()  # perhaps cut short
+    for number, line in enumerate(lines):
+        line = line.removesuffix(b"\r")
+        if number == 0:
+            line = line.removeprefix(b"\xef\xbb\xbf")  # UTF-8's byte order mark
+        if not line.strip(b" \t"):
+            continue  # blank: pandas skips it
+        if any(mark in line for mark in (b'"', b"\r", b"\x00")):
+            return None
+        try:
+            cells = line.decode("utf-8").split(",")
+        except UnicodeDecodeError:
+            return None
+        return [("nan" if cell in STR_NA_VALUES else cell).strip().lower() for cell in cells]
+    return None  # no line with text: pandas' own error says so
+
+
+def _labels(first: list[str], has_header: bool) -> list[str] | None:
+    """The columns' names: the header's, or Binance's for its 12 unnamed columns (None: a
+    file without a header in another layout)."""
+    if has_header:
+        if first and first[0] in _UNNAMED_INDEX:  # pandas' to_csv of a dated index
+            return ["date", *first[1:]]
+        return first
+    return list(BINANCE_KLINE_HEADER) if len(first) == len(BINANCE_KLINE_HEADER) else None
+
+
+def _bar_columns(labels: list[str]) -> list[int] | None:
+    """The positions of the columns bars are made of, and of the last (market.csv_ranges
+    counts a row's fields by it), or None where some are missing (the full read names
+    them). The rest are split into fields but not converted: a third of the parse of a
+    Binance file, whose quote volume, trade count and taker columns no backtest reads."""
+    time_col = next((c for c in _TIME_NAMES if c in labels), None)
+    if time_col is None or any(c not in labels for c in _OHLCV):
+        return None
+    wanted = {time_col, *_OHLCV, "close_time"}
+    last = len(labels) - 1
+    return [at for at, name in enumerate(labels) if name in wanted or at == last]
 
 
 def _is_number(text: str) -> bool:
@@ -122,9 +178,13 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]:
-    """Parse into the CANDLE_COLUMNS layout; returns the frame and the columns that were absent."""
-    raw = _read(path)
+def read_candle_csv(
+    path: Path, interval: str, *, bars_only: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """Parse into the CANDLE_COLUMNS layout; returns the frame and the columns that were absent.
+    `bars_only`: only open_time, OHLCV and close_time, what a backtest's bars are made of (the
+    optional columns are neither read nor reported absent)."""
+    raw = _read(path, bars_only)
     names = set(raw.columns)
     time_col = next((c for c in _TIME_NAMES if c in names), None)
     missing = [c for c in _OHLCV if c not in names]
@@ -141,7 +201,7 @@ def read_candle_csv(path: Path, interval: str) -> tuple[pd.DataFrame, list[str]]
         _epoch_to_ms(raw["close_time"], path) if "close_time" in names else open_time + (step - 1)
     )
     absent = []
-    for target, source in _OPTIONAL.items():
+    for target, source in () if bars_only else _OPTIONAL.items():
         alias = source if source in names else target if target in names else None
         if alias is None:
             absent.append(target)
@@ -181,7 +241,7 @@ def _floats(values: pd.Series) -> np.ndarray:
 
 def sniff_interval(path: Path) -> str:
     """The interval a CSV's bars are spaced at (the median step between rows)."""
-    raw = _read(path)
+    raw = _read(path, bars_only=True)
     time_col = next((c for c in _TIME_NAMES if c in set(raw.columns)), None)
     if time_col is None:
         raise CsvImportError(f"{path}: missing columns ['timestamp']; {_EXPECTED}")

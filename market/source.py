@@ -44,12 +44,19 @@ def seed_sample_if_empty(store: Store, notify: Notify) -> bool:
 
 
 def load_csv_candles(
-    path: Path, interval: str, notify: Notify, *, whole: bool = False, stock: bool = False
+    path: Path,
+    interval: str,
+    notify: Notify,
+    *,
+    whole: bool = False,
+    stock: bool = False,
+    bars_only: bool = False,
 ) -> pd.DataFrame:
     """A user's CSV, validated; bad rows are refused and reported, never repaired. `whole`:
     one bad row refuses the file (an import into the store is all or nothing). A stock's gaps
-    are the bars its sessions lack, not its nights and weekends."""
-    frame, absent = read_candle_csv(path, interval)
+    are the bars its sessions lack, not its nights and weekends. `bars_only`: a backtest's
+    read, of the times and OHLCV alone (market.csv_import.read_candle_csv)."""
+    frame, absent = read_candle_csv(path, interval, bars_only=bars_only)
     report, bad = check_candles(frame, interval)
     if whole and bad is not None:
         first = int(bad.argmax())

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.csv_import import CsvImportError, read_candle_csv
+from market.csv_import import CsvImportError, _first_row, read_candle_csv
 from market.csv_ranges import MIN_RANGE_BYTES, line_ranges, read_rows
 from market.sample import load_sample
 
@@ -183,3 +183,113 @@ def test_byte_ranges_cover_the_file_and_cut_only_after_a_newline(
     assert spans[0][0] == 0 and spans[-1][1] == len(data) and len(spans) <= parts
     assert all(end == start for (_, end), (start, _) in itertools.pairwise(spans))
     assert all(data[start - 1 : start] == b"\n" for start, _ in spans[1:])
+
+
+BAR_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time"]
+
+
+def _bars_both_ways(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A backtest's read (the bars' columns only) and the full read, cut to the same columns."""
+    bars, absent = read_candle_csv(path, "1m", bars_only=True)
+    assert absent == [] and list(bars.columns) == BAR_COLUMNS
+    return bars, read_candle_csv(path, "1m")[0][BAR_COLUMNS]
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("header", [True, False])
+def test_a_backtests_read_of_the_bars_columns_equals_the_full_read(
+    tmp_path: Path, size: str, header: bool
+) -> None:
+    """Small files are read whole, large ones in byte ranges; with a header or Binance's
+    headerless dumps. A text cell in a bar column is the same NaN either way."""
+    text = _sample_text() if size == "small" else _big_kline_text({})
+    lines = text.splitlines()
+    cells = lines[-3].split(",")
+    cells[2] = "n/a"  # high
+    lines[-3] = ",".join(cells)
+    path = tmp_path / "k.csv"
+    path.write_text("\n".join(lines[0 if header else 1 :]) + "\n")
+    bars, full = _bars_both_ways(path)
+    pd.testing.assert_frame_equal(bars, full, check_exact=True)
+    assert bars["high"].isna().sum() == 1
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize(
+    "spoil", ["a comma too many among the prices", "one field more", "and a row one short"]
+)
+def test_a_row_too_wide_is_refused_by_a_backtests_read_too(
+    tmp_path: Path, size: str, spoil: str
+) -> None:
+    """Converting only the bars' columns, pandas no longer counts a row's fields: a row
+    with its prices shifted by a stray comma must still be refused, naming its line, even
+    where a row one field short elsewhere makes the commas add up."""
+    lines = (_sample_text() if size == "small" else _big_kline_text({})).splitlines()
+    at = len(lines) - 4
+    cells = lines[at - 1].split(",")
+    if spoil == "one field more":
+        cells.append("7")
+    else:
+        cells.insert(2, cells[2])  # high twice: low, close and volume each one field later
+    lines[at - 1] = ",".join(cells)
+    if spoil == "and a row one short":
+        lines[at - 3] = lines[at - 3].rsplit(",", 1)[0]
+    path = tmp_path / "k.csv"
+    path.write_text("\n".join(lines) + "\n")
+    errors = []
+    for bars_only in (True, False):
+        with pytest.raises(CsvImportError) as refused:
+            read_candle_csv(path, "1m", bars_only=bars_only)
+        errors.append(str(refused.value))
+    assert f"line {at}" in errors[0] and errors[0] == errors[1]
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize(
+    "spoil", ["a short row", "a quoted comma", "an empty last field", "a blank line"]
+)
+def test_rows_a_backtests_read_cannot_count_are_read_in_full(
+    tmp_path: Path, size: str, spoil: str
+) -> None:
+    """Where the commas do not tell every row's width, every column is read and pandas
+    judges: the bars are the full read's."""
+    lines = (_sample_text() if size == "small" else _big_kline_text({})).splitlines()
+    cells = lines[-6].split(",")
+    if spoil == "a short row":
+        cells.pop()
+    elif spoil == "a quoted comma":
+        cells[8] = '"1,234"'
+    elif spoil == "an empty last field":
+        cells[-1] = ""
+    lines[-6] = "" if spoil == "a blank line" else ",".join(cells)
+    path = tmp_path / "k.csv"
+    path.write_text("\n".join(lines) + "\n")
+    bars, full = _bars_both_ways(path)
+    pd.testing.assert_frame_equal(bars, full, check_exact=True)
+    assert len(bars) == len(lines) - 1 - (spoil == "a blank line")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"open_time,open,high,low,close,volume\n",
+        b"\n  \n\t\nTimestamp, Open ,HIGH,low,close,volume\r\n",
+        b"\xef\xbb\xbfdate,open,high,low,close,volume\n",
+        b"NA,open,high,low,close,volume\n",
+        b"1761711720000,,NA,null,N/A,1\n",
+        b"1761711720000,112731.29,112749.73,112730.4,112749.72,4.75297,\n",
+        b'"timestamp","open","high","low","close","volume"\n',
+        b"timestamp;open;high\n",
+    ],
+)
+def test_the_first_row_is_sniffed_as_pandas_reads_it(tmp_path: Path, head: bytes) -> None:
+    """The header (or the first data row) is read without pandas where the line is plain:
+    blank lines skipped, a byte order mark dropped, pandas' NA markers as NaN, quotes left to
+    pandas. Whatever reads it, the columns are named alike."""
+    path = tmp_path / "head.csv"
+    path.write_bytes(head + b"1761711780000,1,2,0.5,1.5,3\n")
+    pandas_reads = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True, nrows=1)
+    expected = [str(v).strip().lower() for v in pandas_reads.iloc[0]]
+    sniffed = _first_row(path)
+    assert sniffed in (expected, None)
+    assert (sniffed is None) == (b'"' in head)

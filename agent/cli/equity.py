@@ -128,7 +128,7 @@ def whole_file(
     if args.data is not None:
         from market.source import load_csv_candles  # pandas: only a stock backtest's CSV
 
-        frame = load_csv_candles(args.data, interval, lambda _line: None)
+        frame = load_csv_candles(args.data, interval, lambda _line: None, bars_only=True)
         first, last = int(frame["open_time"].iloc[0]), int(frame["open_time"].iloc[-1])
     else:
         from store.candles import summarize  # pandas: only when a stock's bars come from the store

@@ -66,7 +66,7 @@ def _span(args: argparse.Namespace, interval: str) -> tuple[str, dict[str, float
 def _csv(
     args: argparse.Namespace, interval: str, span: dict, notify: Notify, stock: bool
 ) -> pd.DataFrame:
-    frame = _trim(load_csv_candles(args.data, interval, notify, stock=stock), span)
+    frame = _trim(load_csv_candles(args.data, interval, notify, stock=stock, bars_only=True), span)
     if frame.empty:
         raise UserError(f"{args.data} has no bars in the window asked for")
     return frame
