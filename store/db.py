@@ -36,7 +36,7 @@ from store.backend import Backend, TimescaleMode, detect_backend, plain_backend
 from store.migrations import MIGRATIONS, Migration
 
 if TYPE_CHECKING:
-    from sqlalchemy import URL, Engine
+    from sqlalchemy import URL, Connection, Engine
 
 log = logging.getLogger(__name__)
 
@@ -184,20 +184,29 @@ class Store:
         return version or 0
 
     def migrate(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
-        """Apply every pending migration in its own transaction; returns the new version."""
+        """Apply every pending migration in its own transaction; returns the new version.
+        Processes that open a new or older store at once (a loop starting, `agent-trade
+        status` beside it) take turns: each migration runs holding the database's migration
+        lock, and one the other process applied meanwhile is skipped, never run twice."""
         current = self.schema_version()
         pending = [m for m in migrations if m.version > current]
         if not pending:
             return current
+        from sqlalchemy import select
+
         from store.tables import SchemaVersion
 
-        with self.engine.begin() as conn:
-            SchemaVersion.__table__.create(conn, checkfirst=True)
+        versions = SchemaVersion.__table__
         for migration in pending:
             with self.engine.begin() as conn:
+                _hold_migration_lock(conn)
+                versions.create(conn, checkfirst=True)
+                done = select(versions.c.version).where(versions.c.version == migration.version)
+                if conn.execute(done).first() is not None:
+                    continue  # applied by another process while this one waited
                 migration.apply(conn)
                 conn.execute(
-                    SchemaVersion.__table__.insert().values(
+                    versions.insert().values(
                         version=migration.version,
                         description=migration.description,
                         applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -214,6 +223,20 @@ class Store:
             if self._reader is not None and self._reader_pid == os.getpid():
                 self._reader.close()
             self._reader = None
+
+
+_MIGRATION_LOCK = 0x6167656E74  # PostgreSQL's advisory lock key for migrations ("agent")
+
+
+def _hold_migration_lock(conn: Connection) -> None:
+    """Until the transaction ends. SQLite: its write lock, taken first (a deferred
+    transaction that read the version could not then write once another had); waits up to
+    the busy timeout. PostgreSQL: a transaction-scoped advisory lock, whose waits are
+    unbounded, as a migration's length is."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
+from conftest import database_url, schema_url
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Integer, MetaData, String, Table, inspect
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, inspect, select
 from sqlalchemy.engine import make_url
 
 from backtest.config import BacktestConfig
@@ -23,6 +27,7 @@ from market.rules_cache import exchange_rules
 from market.sample import load_sample, sample_rules
 from market.source import CandleSource
 from store import Store, open_store
+from store.backend import TimescaleMode
 from store.candles import count_candles, load_candles, summarize, upsert_candles
 from store.db import PLAIN_SQLITE_FILE
 from store.migrations import MIGRATIONS, Migration
@@ -87,6 +92,45 @@ def test_schema_upgrade_keeps_existing_rows(tmp_path) -> None:
     assert count_candles(reopened, "BTCUSDT", "1m") == 4320
     assert reopened.migrate(later) == len(MIGRATIONS) + 1
     reopened.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_stores_opened_at_once_take_turns_at_a_migration_and_run_it_once(
+    backend: str, tmp_path
+) -> None:
+    """A loop starting and `agent-trade status` beside it both find a migration pending: the
+    one that waited must skip it, not run it again (a second insert of its version failed
+    the status command; a migration that moves rows must not move them twice)."""
+    if backend == "sqlite":
+        _migrate_at_once(f"sqlite:///{tmp_path / 'shared.db'}", "auto")
+        return
+    for url in schema_url(database_url("postgresql")):
+        _migrate_at_once(url, "off")
+
+
+def _migrate_at_once(url: str, mode: TimescaleMode) -> None:
+    first, second = open_store(url, mode), open_store(url, mode)
+    notes = Table("notes", MetaData(), Column("id", Integer, primary_key=True))
+    inside = threading.Event()
+
+    def slow_insert(conn: Connection) -> None:
+        notes.create(conn, checkfirst=True)
+        conn.execute(notes.insert())  # run twice, it would leave two rows
+        inside.set()
+        time.sleep(0.5)
+
+    later = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "notes", slow_insert))
+    with ThreadPoolExecutor(2) as pool:
+        ahead = pool.submit(first.migrate, later)
+        assert inside.wait(10)
+        behind = pool.submit(second.migrate, later)
+        assert [ahead.result(), behind.result()] == [len(MIGRATIONS) + 1] * 2
+    with second.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(notes)).scalar() == 1
+        versions = conn.exec_driver_sql("SELECT version FROM schema_version").scalars()
+        assert sorted(versions) == list(range(1, len(MIGRATIONS) + 2))
+    first.close()
+    second.close()
 
 
 def test_sqlite_store_uses_wal(tmp_path) -> None:
