@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import itertools
 import warnings
@@ -83,8 +84,9 @@ def test_unparseable_timestamp_names_the_value(tmp_path: Path) -> None:
         read_candle_csv(path, "1m")
 
 
-def _big_kline_text(spoil: dict[int, str]) -> str:
-    """The sample tiled forward in time past the size read in ranges, with rows replaced."""
+@functools.cache
+def _big_kline_lines() -> tuple[str, ...]:
+    """The sample tiled forward in time past the size read in ranges (made once: ~110k rows)."""
     header, *rows = _sample_text().splitlines()
     span = 60_000 * len(rows)
     lines = [header]
@@ -93,6 +95,12 @@ def _big_kline_text(spoil: dict[int, str]) -> str:
             cells = row.split(",")
             cells[0], cells[6] = str(int(cells[0]) + copy * span), str(int(cells[6]) + copy * span)
             lines.append(",".join(cells))
+    return tuple(lines)
+
+
+def _big_kline_text(spoil: dict[int, str]) -> str:
+    """`_big_kline_lines` as a file's text, with rows replaced."""
+    lines = list(_big_kline_lines())
     for line, text in spoil.items():
         lines[line - 1] = text
     return "\n".join(lines) + "\n"
@@ -110,7 +118,7 @@ def _read_both(tmp_path: Path, text: str) -> tuple[Path, Path]:
 
 def test_a_large_file_read_in_ranges_equals_one_reader_bad_rows_and_all(tmp_path: Path) -> None:
     """Text in a number column late in the file makes the same NaN in the same row."""
-    lines = _big_kline_text({}).splitlines()
+    lines = list(_big_kline_lines())
     last = len(lines)
     cells = lines[last - 10].split(",")
     cells[4] = "n/a"  # close
@@ -122,7 +130,7 @@ def test_a_large_file_read_in_ranges_equals_one_reader_bad_rows_and_all(tmp_path
 
 
 def test_a_bad_line_late_in_a_large_file_is_named_by_its_own_line_number(tmp_path: Path) -> None:
-    lines = _big_kline_text({}).splitlines()
+    lines = list(_big_kline_lines())
     wide = lines[-5] + ",1"
     plain, packed = _read_both(tmp_path, _big_kline_text({len(lines) - 4: wide}))
     with pytest.raises(CsvImportError) as ranged:
@@ -137,7 +145,7 @@ def _spoiled(kind: str) -> dict[int, str]:
     """Rows to replace in `_big_kline_text` so that its ranges disagree: a float in the
     integer trade count or text in the close late in the file, or first rows three times as
     long as the rest (the join allows for 25% more rows than the first range predicts)."""
-    lines = _big_kline_text({}).splitlines()
+    lines = list(_big_kline_lines())
     if kind == "padded first rows":  # leading zeros: the same open price
         return {n: lines[n - 1].replace(",", ",0" + "0" * 200, 1) for n in range(2, 20_000)}
     cells = lines[-10].split(",")
@@ -224,7 +232,7 @@ def test_a_row_too_wide_is_refused_by_a_backtests_read_too(
     """Converting only the bars' columns, pandas no longer counts a row's fields: a row
     with its prices shifted by a stray comma must still be refused, naming its line, even
     where a row one field short elsewhere makes the commas add up."""
-    lines = (_sample_text() if size == "small" else _big_kline_text({})).splitlines()
+    lines = _sample_text().splitlines() if size == "small" else list(_big_kline_lines())
     at = len(lines) - 4
     cells = lines[at - 1].split(",")
     if spoil == "one field more":
@@ -253,7 +261,7 @@ def test_rows_a_backtests_read_cannot_count_are_read_in_full(
 ) -> None:
     """Where the commas do not tell every row's width, every column is read and pandas
     judges: the bars are the full read's."""
-    lines = (_sample_text() if size == "small" else _big_kline_text({})).splitlines()
+    lines = _sample_text().splitlines() if size == "small" else list(_big_kline_lines())
     cells = lines[-6].split(",")
     if spoil == "a short row":
         cells.pop()
