@@ -5,7 +5,9 @@ bound, so a refused start is one quick line."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 from typing import TYPE_CHECKING
 
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
@@ -70,10 +72,23 @@ def _main(argv: list[str] | None) -> int:
         where = f"http://{args.host}:{args.port}"
         ui = "" if args.no_ui else f", the UI at {where}/ui"
         notify(f"serving the API at {where} (docs at {where}/docs){ui}, metrics at {where}/metrics")
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        signal.signal(signal.SIGTERM, _stopped)
+        with contextlib.suppress(_Stopped):  # a service manager's stop: the store closes below
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         store.close()
     return 0
+
+
+class _Stopped(Exception):
+    """SIGTERM (docker stop, systemd)."""
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then puts back the handler it found and raises
+    the signal again: with Python's default there, the process died before the store was
+    closed. This one ends the serve, as it does a SIGTERM before uvicorn took over."""
+    raise _Stopped
 
 
 def _backtest_args(args: argparse.Namespace) -> list[str]:

@@ -323,6 +323,9 @@ def test_one_command_serves_the_api_the_ui_behind_its_login_and_metrics(
                 in scrape
             )
             assert '{method="POST",route="/ui",status="429"} 1.0' in scrape
+        # A service manager's stop: exit 0, the store closed (its write-ahead log folded back).
+        assert stop(proc, signal.SIGTERM) == 0, proc.stderr.read()
+        assert not (Path(offline_env["AGENT_DATA_DIR"]) / "agent.db-wal").exists()
     finally:
         stop(proc, signal.SIGTERM)
 

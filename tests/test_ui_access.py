@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -69,6 +70,7 @@ class Served:
     token: str
     log: Path  # everything the server prints and logs (stdout and stderr)
     data_dir: Path
+    proc: subprocess.Popen
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             time.sleep(0.1)
         found = re.search(r"login: user agent, token (\S+) \(printed only now", log.read_text())
         assert found, log.read_text()
-        yield Served(f"http://127.0.0.1:{port}", found.group(1), log, home / "data")
+        yield Served(f"http://127.0.0.1:{port}", found.group(1), log, home / "data", proc)
     finally:
         stop(proc)
 
@@ -153,3 +155,15 @@ def test_repeated_failed_logins_are_throttled_per_client(served: Served) -> None
     with other:
         fine = other.post("/login", data={"username": "agent", "password": served.token})
         assert fine.status_code == 200
+
+
+@pytest.mark.slow
+def test_a_service_managers_stop_ends_the_ui_as_ctrl_c_does(served: Served) -> None:
+    """SIGTERM (docker stop, systemd) closes the server and the store and exits 0: the store's
+    write-ahead log is folded back and removed, as only a closed store does. Last: it stops
+    the module's server."""
+    database = served.data_dir / "agent.db"
+    assert database.with_name("agent.db-wal").exists()  # open, and written to
+    assert stop(served.proc, signal.SIGTERM) == 0, served.log.read_text()[-2000:]
+    assert not database.with_name("agent.db-wal").exists()
+    assert "closing server" in served.log.read_text()

@@ -5,6 +5,7 @@ line."""
 from __future__ import annotations
 
 import argparse
+import signal
 
 from agent.chat_market import open_chat_market
 from agent.chat_venue import CHAT_MODES, require_live
@@ -57,6 +58,9 @@ def _main(argv: list[str] | None) -> int:
         app = build_app(
             settings, store, notify=notify, account=args.account, mode=args.mode, source=source
         )
+        # A service manager's stop (SIGTERM: docker stop, systemd) ends the UI as Ctrl-C does:
+        # Gradio closes its server and the store is closed below, not left to a kill.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         app.launch(server_name=args.host, server_port=args.port, **options)
     finally:
         store.close()
