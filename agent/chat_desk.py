@@ -152,6 +152,7 @@ class ChatDesk:
             risk=self.risk,
             prepared=lambda symbol: {},
             run_id=f"chat-{account}",
+            keep_signals=False,  # the store keeps each with its verdict, not the desk's memory
         )
         self._signals: dict[str, dict[str, Any]] = {}  # by decision id, from the gate
         self._queued: dict[str, dict[str, Any]] = {}  # by client order id, until it fills

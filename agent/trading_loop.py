@@ -235,6 +235,9 @@ class TradingLoop:
             decision_failed=self._decision_failed,
             hours=hours,
             elsewhere=portfolio,
+            # Each signal is in the store with its verdict: an unattended loop's memory must
+            # not grow with every decision it ever made.
+            keep_signals=False,
         )
         self._prepared_at: tuple[int, dict[str, Any]] = (-1, {})
         self.bars_this_run = 0

@@ -71,6 +71,11 @@ def paper_calls(frame, script: Script, folder: Path) -> list[tuple]:
     calls = [
         (r.signal.decision_id, r.portfolio, r.market) for r in load_verdicts(store, loop.scope)
     ]
+    # Every signal is in the store with its verdict; the loop only counts them, so an
+    # unattended loop's memory does not grow with every decision it made.
+    tally = loop.runner.tally
+    assert sum(tally.by_action.values()) == len(calls)
+    assert not tally.signals and not tally.verdicts
     store.close()
     return calls
 
