@@ -168,6 +168,9 @@ class LoopbackExchange:
         self.bad_signatures = 0
         self.weight = 0
         self._next_id = 1000
+        # The most a MARKET order fills, by symbol (the book's depth at the set price): the
+        # rest expires, as Binance's market order does when the book runs out (status EXPIRED).
+        self.depth: dict[str, Decimal] = {}
         self._faults: deque[ExchangeFault] = deque()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -580,27 +583,30 @@ class LoopbackExchange:
             "_list": None,
         }
         if marketable:
-            cost = qty * market_price
+            filled = (
+                min(qty, self.depth[symbol]) if kind == "MARKET" and symbol in self.depth else qty
+            )
+            cost = filled * market_price
             if side == "BUY":
                 if quote_bal[0] < cost:
                     return 400, INSUFFICIENT_BALANCE
-                commission, commission_asset = qty * self.fee_rate, base
+                commission, commission_asset = filled * self.fee_rate, base
                 quote_bal[0] -= cost
-                base_bal[0] += qty - commission
+                base_bal[0] += filled - commission
             else:
                 if base_bal[0] < qty:
                     return 400, INSUFFICIENT_BALANCE
                 commission, commission_asset = cost * self.fee_rate, quote
-                base_bal[0] -= qty
+                base_bal[0] -= filled
                 quote_bal[0] += cost - commission
             order.update(
-                status="FILLED",
-                executedQty=_fmt(qty),
+                status="FILLED" if filled == qty else "EXPIRED",
+                executedQty=_fmt(filled),
                 cummulativeQuoteQty=_fmt(cost),
                 fills=[
                     {
                         "price": _fmt(market_price),
-                        "qty": _fmt(qty),
+                        "qty": _fmt(filled),
                         "commission": _fmt(commission),
                         "commissionAsset": commission_asset,
                         "tradeId": self._next_id + 500_000,

@@ -115,6 +115,29 @@ def test_a_rejected_second_leg_is_unwound_on_the_first_venue(cli, venues: Venues
 
 
 @pytest.mark.slow
+def test_a_second_leg_the_book_fills_in_part_has_the_rest_unwound_on_the_first_venue(
+    cli, venues: Venues
+) -> None:
+    """Binance's book holds 0.0004 BTC at the price: the market sell fills that much and
+    expires. The pair must reverse the 0.0006 it bought on Bybit and sold nowhere, as a paper
+    pair does with a partial leg, and the report must count what the exchanges filled."""
+    venues.binance.depth["BTCUSDT"] = Decimal("0.0004")
+    run = cli(*RUN, "--account", "thin", "--max-pairs", "1", env=venues.env())
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["pair_states"] == {"arb-000001": "closed"}
+    [sell] = [
+        o for o in venues.binance.orders if o["clientOrderId"] == _cid("thin", "arb-000001", "sell")
+    ]
+    assert (sell["status"], Decimal(sell["executedQty"])) == ("EXPIRED", Decimal("0.0004"))
+    [buy] = venues.bybit.orders_with(_cid("thin", "arb-000001", "buy"))
+    [close] = venues.bybit.orders_with(_cid("thin", "arb-000001", "close-1"))
+    assert (buy["side"], close["side"]) == ("Buy", "Sell")
+    assert Decimal(close["qty"]) == Decimal("0.0006")
+    assert report["inventory_end"]["binance"]["base"] == pytest.approx(0.01 - 0.0004)
+
+
+@pytest.mark.slow
 def test_a_restart_after_a_lost_reply_reconciles_the_pair_without_a_second_order(
     cli, venues: Venues
 ) -> None:
