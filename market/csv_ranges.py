@@ -134,22 +134,24 @@ def read_rows(path: Path, has_header: bool, **options: Any) -> pd.DataFrame:
     compressed = path.suffix.lower() in _COMPRESSED
     spans = line_ranges(path, parts) if not compressed else []
     whole = {**options, "header": 0 if has_header else None}
-    everything = {k: v for k, v in whole.items() if k != "usecols"}
-    if "usecols" in options and compressed:
-        return _kept(pd.read_csv(path, **everything), options["usecols"])
-    if len(spans) < 2:
-        if "usecols" not in options or not size:
-            return pd.read_csv(path, **whole)
-        # Mapped, so the commas are counted without a copy; one reader, typing each column
-        # whole, as a range's reader does.
+    counting = "usecols" in options
+
+    def one_reader() -> pd.DataFrame:
+        """Every column by one reader (cut to `usecols`): pandas judges every row, and its
+        error names the file's own line."""
+        frame = pd.read_csv(path, **{k: v for k, v in whole.items() if k != "usecols"})
+        return _kept(frame, options["usecols"]) if counting else frame
+
+    if len(spans) < 2:  # small or compressed: one reader
+        if not counting or not size or compressed:
+            return one_reader()
+        # Mapped, so the commas are counted without a copy; typing each column whole, as a
+        # range's reader does.
         with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
             commas = _commas(data)
             frame = pd.read_csv(data, **whole, low_memory=False)
-        if _fields_add_up(frame, commas, has_header, options):
-            return frame
-        return _kept(pd.read_csv(path, **everything), options["usecols"])
+        return frame if _fields_add_up(frame, commas, has_header, options) else one_reader()
 
-    counting = "usecols" in options
     rest = {**whole, "header": None, "low_memory": False}
     longest = max(end - start for start, end in spans[1:])
     local, readers = threading.local(), []
@@ -176,8 +178,7 @@ def read_rows(path: Path, has_header: bool, **options: Any) -> pd.DataFrame:
                 try:
                     parts, counted = pending.popleft().result()
                 except pd.errors.ParserError:
-                    frame = pd.read_csv(path, **everything)  # raises, naming the line
-                    return _kept(frame, options["usecols"]) if counting else frame
+                    return one_reader()
                 commas += counted
                 if index + ahead < len(spans):
                     pending.append(pool.submit(one, index + ahead))
@@ -191,7 +192,7 @@ def read_rows(path: Path, has_header: bool, **options: Any) -> pd.DataFrame:
             reader.close()
     frame = pd.DataFrame({name: column.values() for name, column in columns.items()}, copy=False)
     if counting and not _fields_add_up(frame, commas, has_header, options):
-        return _kept(pd.read_csv(path, **everything), options["usecols"])
+        return one_reader()
     return frame
 
 
@@ -214,4 +215,5 @@ def _fields_add_up(frame: pd.DataFrame, commas: int, has_header: bool, options: 
 
 def _kept(frame: pd.DataFrame, usecols: Any) -> pd.DataFrame:
     """The columns a full read would have given with `usecols`."""
-    return frame[[name for name in frame.columns if name in set(usecols)]]
+    kept = set(usecols)
+    return frame[[name for name in frame.columns if name in kept]]
