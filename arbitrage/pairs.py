@@ -20,9 +20,9 @@ _CLOSE = "close-"  # the prefix of a lone leg's close legs
 
 class PairState(StrEnum):
     OPEN = "open"  # journaled, legs being sent
-    COMPLETE = "complete"  # both legs filled the same quantity
+    COMPLETE = "complete"  # both legs filled the same quantity (but for a residual, see note)
     LONE_LEG = "lone_leg"  # one leg holds more than the other: the close rule must act
-    CLOSED = "closed"  # a lone leg reversed on its own venue
+    CLOSED = "closed"  # a lone leg reversed on its own venue, or left as a noted residual
     FAILED = "failed"  # neither leg filled
 
 
@@ -32,7 +32,9 @@ class Holdings(BaseModel):
 
 
 class LegFill(BaseModel):
-    """What a venue did with one leg: `filled` may be short of `requested`, or 0."""
+    """What a venue did with one leg: `filled` may be short of `requested`, or 0.
+    `below_minimum`: the venue trades nothing that small (its minimum quantity or notional), so
+    no retry can ever fill it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -43,10 +45,18 @@ class LegFill(BaseModel):
     price: float | None
     fee_bps: float
     reason: str = "filled"
+    below_minimum: bool = False
 
     @classmethod
     def missed(
-        cls, venue: str, side: Side, requested: float, fee_bps: float, reason: str
+        cls,
+        venue: str,
+        side: Side,
+        requested: float,
+        fee_bps: float,
+        reason: str,
+        *,
+        below_minimum: bool = False,
     ) -> LegFill:
         """A leg that filled nothing, and why."""
         return cls(
@@ -57,6 +67,7 @@ class LegFill(BaseModel):
             price=None,
             fee_bps=fee_bps,
             reason=reason,
+            below_minimum=below_minimum,
         )
 
 
@@ -257,8 +268,10 @@ class ArbDesk:
         self.journal(pair)  # ahead of any leg: a crash leaves an open pair to reconcile
         mark = (edge.buy_vwap + edge.sell_vwap) / 2
         for venue, side in ((edge.buy_venue, "buy"), (edge.sell_venue, "sell")):
-            if pair.legs and not pair.legs[0].filled:
-                break  # the first leg took nothing (refused, throttled): a second is a lone leg
+            if pair.legs:  # the second leg hedges what the first bought, not what it asked for
+                quantity = min(quantity, self._lot(pair.legs[0].filled))
+                if quantity <= 0:
+                    break  # the first leg took (next to) nothing: what it took is a lone leg
             fill = self.legs.take(pair.pair_id, venue, side, quantity, books[venue], side)  # type: ignore[arg-type]
             pair.legs.append(fill)
             pair.pnl_quote += _pnl(self.inventory.book(fill), mark)
@@ -278,7 +291,9 @@ class ArbDesk:
 
     def _close(self, pair: Pair, books: Mapping[str, VenueBook]) -> None:
         """The close rule: reverse the unmatched quantity on the venue that holds it, at once, as
-        a taker; if that fails too, the pair stays a lone leg and no new pair opens."""
+        a taker; if that fails too, the pair stays a lone leg and no new pair opens. A quantity
+        below what the venue trades at all is a residual: it stays in the inventory, the pair
+        ends with a note saying so, and new pairs may open (no close could ever take it)."""
         unmatched = pair.unmatched
         if unmatched is None:
             return
@@ -286,6 +301,13 @@ class ArbDesk:
         reverse: Side = "sell" if side == "buy" else "buy"
         leg = close_leg(len(pair.closes) + 1)
         fill = self.legs.take(pair.pair_id, venue, reverse, quantity, books[venue], leg)
+        if fill.below_minimum:
+            hedged = all(f.filled for f in pair.legs) and len(pair.legs) == 2
+            pair.state = PairState.COMPLETE if hedged and not pair.closes else PairState.CLOSED
+            residual = f"{quantity:.8g} {side} left on {venue}, too small to trade: {fill.reason}"
+            pair.note = f"{pair.note}; {residual}" if pair.note else residual
+            self.journal(pair)
+            return
         pair.closes.append(fill)
         mark = (pair.edge.buy_vwap + pair.edge.sell_vwap) / 2
         pair.pnl_quote += _pnl(self.inventory.book(fill), mark)

@@ -47,6 +47,7 @@ from venues.bybit.rest import BybitError
 from venues.bybit.trading import BybitExecutor, BybitOrderRejected
 
 Executor = BinanceExecutor | BybitExecutor
+_MINIMUMS = (ReasonCode.MIN_QTY, ReasonCode.MIN_NOTIONAL)  # the venue trades nothing that small
 
 
 def decision_id(account: str, pair_id: str, leg: str) -> str:
@@ -110,7 +111,14 @@ class SignedLegs:
         fee = book.taker_fee_bps
         if not isinstance(verdict, Approved):
             why = "; ".join(r.message for r in verdict.reasons)
-            return LegFill.missed(venue, side, quantity, fee, f"vetoed by the risk gate: {why}")
+            return LegFill.missed(
+                venue,
+                side,
+                quantity,
+                fee,
+                f"vetoed by the risk gate: {why}",
+                below_minimum=all(r.code in _MINIMUMS for r in verdict.reasons),
+            )
         try:
             status = self.executors[venue].submit(verdict.order, reference_price=mid)
         except (OrderRejected, BybitOrderRejected) as exc:

@@ -74,6 +74,9 @@ class BybitExchange(LoopbackServer):
             "type": 1,
             "uta": 1,
         }
+        # The most a Market order fills, by symbol (the book's depth at the set price): the rest
+        # is cancelled, as Bybit spot does when the book runs out (PartiallyFilledCanceled).
+        self.depth: dict[str, Decimal] = {}
         self.orders: list[dict[str, Any]] = []
         self.executions: list[dict[str, Any]] = []
         self.faults: list[TradeFault] = []
@@ -161,10 +164,11 @@ class BybitExchange(LoopbackServer):
             if body["orderType"] == "Market":
                 if body.get("marketUnit") != "baseCoin":
                     raise AssertionError("a spot market order's qty must be in the base coin")
-                self._fill(order, qty, self.prices[body["symbol"]])
+                self._fill(order, min(qty, self.depth.get(body["symbol"], qty)))
             return envelope({"orderId": order_id, "orderLinkId": body["orderLinkId"]})
 
-    def _fill(self, order: dict[str, Any], qty: Decimal, price: Decimal) -> None:
+    def _fill(self, order: dict[str, Any], qty: Decimal) -> None:
+        price = self.prices[order["symbol"]]
         base, quote = order["symbol"].removesuffix("USDT"), "USDT"
         value = qty * price
         if order["side"] == "Buy":
@@ -193,7 +197,10 @@ class BybitExchange(LoopbackServer):
         )
         self.executions.append(execution)
         order.update(
-            orderStatus="Filled", cumExecQty=str(qty), cumExecValue=str(value), avgPrice=str(price)
+            orderStatus="Filled" if qty == Decimal(order["qty"]) else "PartiallyFilledCanceled",
+            cumExecQty=str(qty),
+            cumExecValue=str(value),
+            avgPrice=str(price),
         )
 
     def _cancel(self, body: dict[str, str]) -> object:

@@ -138,6 +138,34 @@ def test_a_second_leg_the_book_fills_in_part_has_the_rest_unwound_on_the_first_v
 
 
 @pytest.mark.slow
+def test_a_first_leg_the_book_fills_in_part_is_hedged_by_what_it_bought(
+    cli, venues: Venues
+) -> None:
+    """Bybit's book holds 0.000613 BTC at the price: the market buy fills that much and Bybit
+    cancels the rest. The sell on Binance must be what was bought, down to Binance's stepSize
+    (0.00061), not the pair's 0.001 (which would sell 0.000387 unhedged and pay to buy it
+    back). The 0.000003 left on Bybit is under its 5 USDT minimum order: no close is sent, the
+    pair says what stayed, and the next pair opens rather than waiting on it for ever."""
+    venues.bybit.depth["BTCUSDT"] = Decimal("0.000613")
+    run = cli(*RUN, "--account", "part", "--max-pairs", "2", env=venues.env())
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["pair_states"] == {"arb-000001": "complete", "arb-000002": "complete"}
+    for pair_id in report["pair_states"]:
+        [buy] = venues.bybit.orders_with(_cid("part", pair_id, "buy"))
+        assert (buy["orderStatus"], Decimal(buy["cumExecQty"])) == (
+            "PartiallyFilledCanceled",
+            Decimal("0.000613"),
+        )
+        [sell] = venues.binance.orders_with(_cid("part", pair_id, "sell"))
+        assert (sell["status"], Decimal(sell["executedQty"])) == ("FILLED", Decimal("0.00061"))
+        assert not venues.bybit.orders_with(_cid("part", pair_id, "close-1"))
+        note = report["pair_notes"][pair_id]
+        assert "3e-06 buy left on bybit, too small to trade" in note and "minNotional" in note
+    assert report["inventory_end"]["binance"]["base"] == pytest.approx(0.01 - 2 * 0.00061)
+
+
+@pytest.mark.slow
 def test_a_restart_after_a_lost_reply_reconciles_the_pair_without_a_second_order(
     cli, venues: Venues
 ) -> None:

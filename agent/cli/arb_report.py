@@ -39,6 +39,7 @@ def report_run(
         "transfer_cost_quote": rebalancer.cost_quote if rebalancer else 0.0,
         "pair_pnl": {p.pair_id: round(p.pnl_quote, 6) for p in desk.pairs},
         "pair_states": {p.pair_id: p.state.value for p in desk.pairs},
+        "pair_notes": {p.pair_id: p.note for p in desk.pairs if p.note},
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -51,7 +52,7 @@ def report_run(
         print(
             f"  {pair.pair_id} {iso_ms(pair.opened_ms)} buy {e.buy_venue} sell {e.sell_venue} "
             f"{e.quantity:g} net {e.net_bps:+.2f} bps → {pair.state.value}, "
-            f"PnL {pair.pnl_quote:+.4f}"
+            f"PnL {pair.pnl_quote:+.4f}" + (f" ({pair.note})" if pair.note else "")
         )
     if len(desk.pairs) > 10:
         print(f"  … {len(desk.pairs) - 10} more (`--json` lists every pair's PnL)")
