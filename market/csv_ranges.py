@@ -148,9 +148,14 @@ def read_rows(path: Path, has_header: bool, **options: Any) -> pd.DataFrame:
         # Mapped, so the commas are counted without a copy; typing each column whole, as a
         # range's reader does.
         with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            commas = _commas(data)
-            frame = pd.read_csv(data, **whole, low_memory=False)
-        return frame if _fields_add_up(frame, commas, has_header, options) else one_reader()
+            counted: list[int] = []
+            counter = threading.Thread(target=lambda: counted.append(_commas(data)))
+            counter.start()  # on another core while pandas parses: both release the GIL
+            try:
+                frame = pd.read_csv(data, **whole, low_memory=False)
+            finally:
+                counter.join()
+        return frame if _fields_add_up(frame, counted[0], has_header, options) else one_reader()
 
     rest = {**whole, "header": None, "low_memory": False}
     longest = max(end - start for start, end in spans[1:])
