@@ -181,7 +181,8 @@ class SignedLegs:
             return LegFill.missed(
                 venue, side, quantity, fee, "never reached the venue (absent after a restart)"
             )
-        return leg_fill(status, venue, side, quantity, fee, self.rules[venue])
+        # What the order asked for: a second leg hedges the first's fill, not the pair's size.
+        return leg_fill(status, venue, side, float(status.orig_qty), fee, self.rules[venue])
 
     def _portfolio(self, venue: str, mid: float) -> PortfolioView:
         held = self.inventory.holdings[venue]

@@ -69,6 +69,18 @@ def _cid(account: str, pair_id: str, leg: str) -> str:
     return client_order_id(decision_id(account, pair_id, leg))
 
 
+def signed_legs(venues: Venues, account: str, limits: RiskLimits | None = None) -> SignedLegs:
+    """The legs `agent-arb run --mode testnet` sends, in process: both signed executors on the
+    loopback exchanges, the inventory their balances hold."""
+    executors = {
+        "binance": BinanceExecutor(API_KEY, API_SECRET, base_url=venues.binance.base_url),
+        "bybit": BybitExecutor(BYBIT_KEY, BYBIT_SECRET, base_url=venues.bybit.url),
+    }
+    rules = {v: e.symbol_rules("BTCUSDT") for v, e in executors.items()}
+    inventory = Inventory({v: holdings_on(e, rules[v]) for v, e in executors.items()})
+    return SignedLegs(account, "BTCUSDT", executors, rules, limits or RiskLimits(), inventory)
+
+
 @pytest.mark.slow
 def test_profitable_pairs_buy_on_bybit_and_sell_on_binance_by_signed_orders(
     cli, venues: Venues
@@ -216,13 +228,7 @@ def test_reconciling_asks_each_venue_for_the_unjournaled_legs_and_sends_nothing(
 ) -> None:
     """In process, past the CLI: a lone leg whose close went out before the process died is
     found closed, and an open pair whose legs never left is failed; neither sends an order."""
-    executors = {
-        "binance": BinanceExecutor(API_KEY, API_SECRET, base_url=venues.binance.base_url),
-        "bybit": BybitExecutor(BYBIT_KEY, BYBIT_SECRET, base_url=venues.bybit.url),
-    }
-    rules = {v: e.symbol_rules("BTCUSDT") for v, e in executors.items()}
-    inventory = Inventory({v: holdings_on(e, rules[v]) for v, e in executors.items()})
-    legs = SignedLegs("rc", "BTCUSDT", executors, rules, RiskLimits(), inventory)
+    legs = signed_legs(venues, "rc")
     mid = float(venues.bybit.prices["BTCUSDT"])
     now = venues.binance.now_ms()
     book = VenueBook(venue="bybit", bids=[(mid - 0.5, 1.0)], asks=[(mid + 0.5, 1.0)],
@@ -245,6 +251,38 @@ def test_reconciling_asks_each_venue_for_the_unjournaled_legs_and_sends_nothing(
     assert (len(venues.bybit.orders), len(venues.binance.orders)) == sent
 
 
+def test_a_restart_reads_a_hedge_leg_as_the_size_it_was_sent_at_and_leaves_the_residual(
+    venues: Venues,
+) -> None:
+    """In process: Bybit fills 0.000613 of the pair's 0.001 buy, the sell on Binance hedges
+    0.00061, and the process dies before journaling either. Reconciling reads each leg as the
+    venue has it (the sell asked for 0.00061 and filled it), and the close rule then leaves the
+    0.000003 below Bybit's minimum order as a noted residual, sending nothing."""
+    venues.bybit.depth["BTCUSDT"] = Decimal("0.000613")
+    legs = signed_legs(venues, "hr")
+    mid = float(venues.bybit.prices["BTCUSDT"])
+    now = venues.binance.now_ms()
+    quotes = {"bids": [(mid - 0.5, 1.0)], "asks": [(mid + 0.5, 1.0)], "time_ms": now}
+    books = {v: VenueBook(venue=v, taker_fee_bps=10, **quotes) for v in ("binance", "bybit")}
+    edge = Edge(buy_venue="bybit", sell_venue="binance", quantity=0.001, buy_vwap=mid,
+                sell_vwap=mid * 1.006, gross_bps=60, costs_bps=20, net_bps=40, net_quote=0.4)  # fmt: skip
+    legs.take("arb-000001", "bybit", "buy", 0.001, books["bybit"], "buy")
+    legs.take("arb-000001", "binance", "sell", legs.lot(0.000613), books["binance"], "sell")
+    sent = (len(venues.bybit.orders), len(venues.binance.orders))
+    mended = legs.recover(Pair(pair_id="arb-000001", opened_ms=now, edge=edge))
+    buy, sell = mended.legs
+    assert (buy.requested, buy.filled) == (0.001, 0.000613)
+    assert (sell.requested, sell.filled, sell.reason) == (0.00061, 0.00061, "filled")
+    assert mended.state == PairState.LONE_LEG
+    desk = ArbDesk(ArbLimits(quantity=0.001, max_notional_per_leg=1_000, daily_loss=10),
+                   legs.inventory, legs, lambda pair: None, past=[mended], lot=legs.lot)  # fmt: skip
+    desk.step(books, now)
+    assert mended.state == PairState.COMPLETE
+    assert "3e-06 buy left on bybit, too small to trade" in mended.note
+    assert "minNotional" in mended.note and not mended.closes
+    assert (len(venues.bybit.orders), len(venues.binance.orders)) == sent
+
+
 def test_an_unreachable_exchange_stops_the_start_in_one_line(cli, venues: Venues) -> None:
     env = venues.env() | {"AGENT_BYBIT__TRADE_URL": "http://127.0.0.1:9"}
     run = cli(*RUN, "--account", "down", env=env)
@@ -260,19 +298,12 @@ def test_at_the_rate_limit_a_lone_legs_close_still_goes_out_and_new_pairs_wait(
     """In process: pairs every second until the strategy's order rate (2 a minute here) is
     spent on both venues. A lone leg (Binance sold, its Bybit buy missed) closes by buying back
     on Binance past the rate limit, saying so; a new pair's throttled buy sends no sell."""
-    executors = {
-        "binance": BinanceExecutor(API_KEY, API_SECRET, base_url=venues.binance.base_url),
-        "bybit": BybitExecutor(BYBIT_KEY, BYBIT_SECRET, base_url=venues.bybit.url),
-    }
-    rules = {v: e.symbol_rules("BTCUSDT") for v, e in executors.items()}
-    inventory = Inventory({v: holdings_on(e, rules[v]) for v, e in executors.items()})
-    limits = RiskLimits(strategy={"max_orders_per_minute": 2})
-    legs = SignedLegs("rl", "BTCUSDT", executors, rules, limits, inventory)
+    legs = signed_legs(venues, "rl", RiskLimits(strategy={"max_orders_per_minute": 2}))
     journal: list[str] = []
     desk = ArbDesk(
         ArbLimits(quantity=0.001, max_notional_per_leg=1_000, daily_loss=100,
                   max_book_age_ms=60_000),
-        inventory, legs, lambda pair: journal.append(pair.state.value), lot=legs.lot,
+        legs.inventory, legs, lambda pair: journal.append(pair.state.value), lot=legs.lot,
     )  # fmt: skip
     now = venues.binance.now_ms()
     bybit_mid = float(venues.bybit.prices["BTCUSDT"])
