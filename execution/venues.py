@@ -80,7 +80,6 @@ def signed_executor(
     `symbols` (from the store's daily cache, never the bundled capture)."""
     from execution.binance_executor import BinanceExecutor  # a paper run sends no signed request
     from venues.bybit.key_info import check_bybit_key
-    from venues.bybit.rest import BybitError
     from venues.bybit.trading import BybitExecutor
 
     bybit = exchange == "bybit"
@@ -112,7 +111,7 @@ def signed_executor(
         else:
             check_key(executor.api_restrictions, mode, store, account, now_ms, notify)
         rules = _cached_rules(executor, exchange, mode, symbols, store)
-    except (VenueError, BybitError) as exc:  # Bybit's errors are not VenueErrors
+    except VenueError as exc:
         name = "Bybit" if bybit else "Binance"
         raise UserError(f"cannot start on {name} {mode} ({executor.base_url}): {exc}") from None
     return executor, rules

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.errors import VenueError
+from core.errors import UserError, VenueError
 from market.models import SymbolRules
 from market.sample import sample_rules
 from store import Store
@@ -33,6 +33,8 @@ def exchange_rules(
     if fetch is not None:
         try:
             fetched = fetch(symbols)
+        except UserError:
+            raise  # a symbol the venue does not list is the user's to fix, not an outage
         except VenueError as exc:
             why = f"{venue.capitalize()} unreachable: {exc}"
         else:

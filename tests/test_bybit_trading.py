@@ -162,6 +162,25 @@ def test_bybits_own_refusal_is_a_rejection_and_a_filter_breach_is_never_sent(
     assert exchange.count(*CREATE) == 1
 
 
+def test_an_order_bybit_refuses_is_booked_rejected_and_the_next_one_goes(
+    exchange: BybitExchange,
+) -> None:
+    """Bybit refuses a buy (retCode 170131, insufficient balance): the venue books the order as
+    rejected with Bybit's reason, as it books Binance's refusals, rather than raising out of an
+    unattended loop with the order left 'accepted', which held every later order of the symbol
+    back as an outcome not known yet."""
+    trader = executor(exchange)
+    rules = {"BTCUSDT": trader.symbol_rules("BTCUSDT")}
+    venue = BinanceVenue(trader, rules, GrowingFeed(["BTCUSDT"]), cash=10_000.0, exchange="Bybit")
+    exchange.faults.append(TradeFault(ret_code=170131))
+    refused = approve("by-r1", quantity=0.01)
+    answer = venue.execute(refused)
+    assert answer["status"] == "rejected" and "retCode 170131" in answer["reason"]
+    assert venue.orders[refused.client_order_id].status == "rejected"
+    assert venue.execute(approve("by-r2", quantity=0.01))["status"] == "filled"
+    assert exchange.count(*CREATE) == 2
+
+
 def test_reconcile_reports_the_wallet_and_a_ledger_bybit_cannot_back(
     exchange: BybitExchange,
 ) -> None:

@@ -13,6 +13,7 @@ from loopback_binance import EXCHANGE_INFO_2021, LoopbackBinance
 from test_risk_gate import NOW, market, portfolio, run, signal, vetoed_with
 
 from config.settings import BinanceSettings
+from core.errors import UserError
 from market.binance_rest import BinanceRestClient
 from market.models import SymbolRules
 from market.rules_cache import DAY_MS, exchange_rules
@@ -69,6 +70,17 @@ def test_offline_the_stored_rules_serve_however_old(server, store) -> None:
         store, "binance", ["BTCUSDT"], NOW + 9 * DAY_MS, fetcher(url), notes.append
     )
     assert stale["BTCUSDT"].min_notional == Decimal("10") and notes == []
+
+
+def test_a_symbol_the_venue_does_not_list_is_an_error_naming_it_not_an_outage(
+    server, store
+) -> None:
+    notes: list[str] = []
+    with pytest.raises(UserError, match="NOPEUSDT"):
+        exchange_rules(
+            store, "binance", ["BTCUSDT", "NOPEUSDT"], NOW, fetcher(server.base_url), notes.append
+        )
+    assert notes == [] and requests(server) == 1  # no bundled rules stand in for it
 
 
 def test_with_nothing_stored_offline_uses_the_bundled_rules_with_one_notice(store) -> None:

@@ -17,7 +17,7 @@ from agent.cli.common import parse_utc
 from agent.cli.equity import no_stock_bars
 from config import Settings
 from core.clock import SystemClock
-from core.errors import UserError, VenueError
+from core.errors import UserError
 from market.instruments import STOCK_EXCHANGE, AssetClass, asset_class
 from market.models import EXCHANGE, INTERVAL_MS, SymbolRules, iso_ms
 from market.resample import RESAMPLED
@@ -115,13 +115,10 @@ def venue_rules(
     if not settings.offline:
 
         def fetch(wanted: list[str]) -> dict[str, SymbolRules]:
-            from venues.registry import UNAVAILABLE, market_data
+            from venues.registry import market_data
 
-            try:
-                with market_data(exchange, settings) as client:
-                    return client.rules(wanted)
-            except UNAVAILABLE as exc:  # Bybit's client errors are not VenueErrors
-                raise VenueError(str(exc)) from None
+            with market_data(exchange, settings) as client:
+                return client.rules(wanted)
 
     return exchange_rules(store, exchange, symbols, SystemClock().now_ms(), fetch, notify)
 

@@ -14,7 +14,7 @@ from tenacity import RetryCallState
 from tenacity import wait_exponential as backoff
 
 from config.venues import BybitSettings
-from core.errors import UserError
+from core.errors import UserError, VenueError
 from market.models import CANDLE_COLUMNS, SymbolRules, parse_symbol
 from market.rest_client import ClientHooks, OnPage, PublicClient, Transient, kline_window
 
@@ -43,8 +43,8 @@ _INTERVALS = {
 _FLOATS = ("open", "high", "low", "close", "volume", "quote_volume")
 
 
-class BybitError(Exception):
-    """Anything that went wrong talking to Bybit."""
+class BybitError(VenueError):
+    """Anything that went wrong talking to Bybit: a venue catches it as it catches Binance's."""
 
 
 class BybitUnavailable(BybitError):
