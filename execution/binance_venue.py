@@ -1,9 +1,11 @@
-"""Testnet or live trading for the loop: gate-approved orders go to Binance through the signed
-executor, and Binance's own fills are booked in the same ledger a paper account uses. An entry's
-stop and target rest at Binance as a sell OCO (or a stop-loss-limit) once it fills, so the
-position stays protected while our process is down (execution.exchange_protection); our own exit
-cancels it first. Where none can rest (below the exchange's minimums, refused), the loop
-watches the levels on closed bars and sends a reduce-only exit through the gate.
+"""Testnet or live trading for the loop: gate-approved orders go to Binance (or Bybit) through
+the signed executor, and the exchange's own fills are booked in the same ledger a paper account
+uses. An entry's stop and target rest at Binance as a sell OCO (or a stop-loss-limit) once it
+fills, and its stop at Bybit as a conditional stop-limit sell (Bybit's spot API has no OCO: the
+loop watches the target), so the position stays protected while our process is down
+(execution.exchange_protection); our own exit cancels it first. Where none can rest (below the
+exchange's minimums, refused), the loop watches the levels on closed bars and sends a
+reduce-only exit through the gate.
 
 A trailing stop lives in the bracket and ratchets on each closed bar with the fill model's own
 functions (execution.fills, the same-bar rule of docs/fills.md); when the trail passes the stop
@@ -269,16 +271,14 @@ class BinanceVenue:
     # -- protection at the exchange ------------------------------------------------------
 
     def _protect(self, symbol: str) -> bool:
-        """Rest the bracket's stop (the trailing stop's latest level where that is higher) and
-        target at Binance for the whole position; False when nothing could rest."""
+        """Rest the bracket's stop (the trailing stop's latest level where that is higher), and
+        its target where the exchange holds an OCO, for the whole position; False when nothing
+        could rest."""
         levels = self.brackets[symbol]
         stop, why = protective_stop(levels["stop_loss"], levels.get("trail_stop"))
         target = levels["take_profit"]
         if stop is None:
             return False  # a target alone is not protection: the loop watches it
-        if not isinstance(self.executor, BinanceExecutor):
-            log.info("%s: this exchange holds no OCO here yet; the loop watches the stop", symbol)
-            return False
         planned = protection.plan(
             symbol,
             str(levels.get("decision_id") or symbol),
@@ -287,6 +287,7 @@ class BinanceVenue:
             None if target is None else float(target),
             self.rules[symbol],
             why.value,
+            oco=isinstance(self.executor, BinanceExecutor),
         )
         if isinstance(planned, str):
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)
@@ -297,7 +298,8 @@ class BinanceVenue:
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
             return False
         self.protections[symbol] = planned
-        log.info("%s: protective %s %s rests at Binance", symbol, planned.kind, planned.client_id)
+        log.info("%s: protective %s %s rests at %s", symbol, planned.kind, planned.client_id,
+                 self.exchange)  # fmt: skip
         return True
 
     def _unprotect(self, symbol: str) -> bool:
@@ -325,10 +327,11 @@ class BinanceVenue:
                 self._book_protective(held, leg)
             else:
                 log.warning(
-                    "%s: the protective order %s is gone from Binance unfilled; the loop "
+                    "%s: the protective order %s is gone from %s unfilled; the loop "
                     "watches the stop again",
                     symbol,
                     held.client_id,
+                    self.exchange,
                 )
 
     def _book_protective(self, held: Protection, leg: OrderStatus) -> None:
@@ -465,12 +468,13 @@ class BinanceVenue:
             if symbol not in feed.symbols or self._flat(symbol) or symbol in self._exit_now:
                 continue
             stop, why = protective_stop(levels["stop_loss"], levels.get("trail_in_force"))
-            if self._held_at_exchange(symbol, stop):
-                continue  # a protection resting at Binance fires there
+            target = levels["take_profit"]
+            held = self._held_at_exchange(symbol, stop)  # what rests there fires there
+            if held and (target is None or self.protections[symbol].kind == "oco"):
+                continue  # Binance's OCO holds the target too; Bybit's lone stop does not
             low = float(feed.symbols[symbol].low[index])
             high = float(feed.symbols[symbol].high[index])
-            target = levels["take_profit"]
-            if stop is not None and low <= stop:
+            if stop is not None and low <= stop and not held:
                 self._due[symbol] = why
                 due.append((symbol, f"{why.value} {stop:g} crossed (low {low:g})"))
             elif target is not None and high >= target:

@@ -1,21 +1,25 @@
 """Protection that survives our process on testnet and live: after an entry fills, its stop (and
 target) rest at Binance as one sell OCO (a stop-loss-limit below, a limit-maker above) or, with
-no target, one stop-loss-limit. Ids derive from the decision, so a restart finds the order it
-placed instead of placing a second one."""
+no target, one stop-loss-limit. Bybit's spot API has no OCO: the stop rests there alone as a
+conditional stop-limit sell, and the loop watches the target. Ids derive from the decision, so
+a restart finds the order it placed instead of placing a second one."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from core.errors import VenueError
 from execution.binance_executor import BinanceExecutor, OrderStatus, wire_decimal
-from market.binance_rest import BinanceError
 from market.models import SymbolRules
 from risk.sizing import floor_to
+
+if TYPE_CHECKING:
+    from venues.bybit.trading import BybitExecutor
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,13 @@ def plan(
     target: float | None,
     rules: SymbolRules,
     reason: Literal["stop_loss", "trailing_stop"] = "stop_loss",
+    *,
+    oco: bool = True,
 ) -> Protection | str:
-    """The protection for `held` units, on the exchange's grid, or why none can rest there."""
+    """The protection for `held` units, on the exchange's grid, or why none can rest there.
+    `oco=False`: the exchange holds no OCO, so the stop rests alone (the loop keeps the
+    target)."""
+    target = target if oco else None
     quantity = floor_to(Decimal(repr(held)), rules.step_size)
     stop_price = floor_to(Decimal(repr(stop)), rules.tick_size)
     limit = floor_to(stop_price * (1 - STOP_LIMIT_SLACK), rules.tick_size)
@@ -85,8 +94,11 @@ def plan(
     )
 
 
-def place(executor: BinanceExecutor, p: Protection, rules: SymbolRules) -> None:
-    """Rest the protection at the exchange; raises BinanceError if it cannot."""
+def place(executor: BinanceExecutor | BybitExecutor, p: Protection, rules: SymbolRules) -> None:
+    """Rest the protection at the exchange; raises a VenueError if it cannot."""
+    if not isinstance(executor, BinanceExecutor):  # Bybit: `plan(oco=False)` gave a stop
+        executor.place_stop_sell(p.symbol, p.client_id, p.quantity, p.stop, p.stop_limit)
+        return
     tick, qty = rules.tick_size, wire_decimal(p.quantity, rules.step_size)
     if p.kind == "stop":
         params = {
@@ -125,7 +137,9 @@ def place(executor: BinanceExecutor, p: Protection, rules: SymbolRules) -> None:
 Standing = Literal["open", "filled", "gone"]
 
 
-def standing(executor: BinanceExecutor, p: Protection) -> tuple[Standing, OrderStatus | None]:
+def standing(
+    executor: BinanceExecutor | BybitExecutor, p: Protection
+) -> tuple[Standing, OrderStatus | None]:
     """Where the protection stands: still resting, filled (with the leg that filled, fills
     included), or gone without a fill (cancelled or expired by someone else, or never placed)."""
     for cid in p.legs:
@@ -139,15 +153,17 @@ def standing(executor: BinanceExecutor, p: Protection) -> tuple[Standing, OrderS
     return "gone", None
 
 
-def cancel(executor: BinanceExecutor, p: Protection) -> OrderStatus | None:
+def cancel(executor: BinanceExecutor | BybitExecutor, p: Protection) -> OrderStatus | None:
     """Take the protection off the exchange before our own exit sells the coins it holds;
     returns the leg that had already filled, if one had."""
     try:
-        if p.kind == "oco":
+        if not isinstance(executor, BinanceExecutor):
+            executor.cancel_order(p.symbol, p.client_id, conditional=True)
+        elif p.kind == "oco":
             executor.cancel_order_list(p.symbol, p.client_id)
         else:
             executor.cancel_order(p.symbol, p.client_id)
-    except BinanceError as exc:
+    except VenueError as exc:
         log.warning("cancelling the protection %s of %s: %s", p.client_id, p.symbol, exc)
     state, leg = standing(executor, p)
     return leg if state == "filled" else None

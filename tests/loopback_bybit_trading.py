@@ -1,8 +1,14 @@
 """A Bybit v5 spot exchange's private REST on 127.0.0.1 for the signed executor: it verifies the
 X-BAPI-* signature by Bybit's documented rule, keeps orders, executions and a unified wallet,
 fills market orders at a set price with Bybit spot's fee coins (a buy pays in the base coin),
-and plays scripted faults. Its answers are built from real shapes: the server-time and
-wallet-balance captures and Bybit's documented order and execution payloads."""
+holds spot conditional orders (orderFilter=StopOrder) Untriggered until `move` takes the price
+to their trigger, and plays scripted faults. Its answers are built from real shapes: the
+server-time and wallet-balance captures and Bybit's documented order and execution payloads.
+
+Conditional orders follow Bybit's documented rules: Untriggered, then Triggered and New (a
+limit order at their price) once the last price reaches the trigger; cancelled before that they
+are Deactivated, and only a cancel that names orderFilter=StopOrder finds them (Order, the
+default, answers "order does not exist")."""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ API_KEY = "byKEY0a1b2c3d4e5f6a7b8"
 API_SECRET = "bySECRET9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 TRADE_ONLY = {"Spot": ["SpotTrade"], "Wallet": ["AccountTransfer"], "ContractTrade": []}
 FEE_RATE = Decimal("0.001")
+_LIVE = ("New", "PartiallyFilled", "Untriggered")
 
 
 @cache
@@ -125,7 +132,7 @@ class BybitExchange(LoopbackServer):
                 o
                 for o in self.orders
                 if params.get("orderLinkId") in (None, o["orderLinkId"])
-                and (o["orderStatus"] in ("New", "PartiallyFilled")) == live
+                and (o["orderStatus"] in _LIVE) == live
             ]
             return envelope({"category": "spot", "list": found, "nextPageCursor": ""})
         if path == "/v5/order/cancel":
@@ -144,6 +151,7 @@ class BybitExchange(LoopbackServer):
             order = copy.deepcopy(_template("ws_private_order_bybitdocs.json")["data"][0])
             order_id = str(1_500_000_000_000_000_000 + len(self.orders))
             qty = Decimal(body["qty"])
+            conditional = body.get("orderFilter") == "StopOrder"
             order.update(
                 category="spot",
                 symbol=body["symbol"],
@@ -154,7 +162,10 @@ class BybitExchange(LoopbackServer):
                 qty=body["qty"],
                 price=body.get("price", "0"),
                 timeInForce=body.get("timeInForce", "IOC"),
-                orderStatus="New",
+                orderStatus="Untriggered" if conditional else "New",
+                triggerPrice=body.get("triggerPrice", ""),
+                stopOrderType="Stop" if conditional else "",
+                _filter="StopOrder" if conditional else "Order",
                 cumExecQty="0",
                 cumExecValue="0",
                 avgPrice="",
@@ -164,11 +175,12 @@ class BybitExchange(LoopbackServer):
             if body["orderType"] == "Market":
                 if body.get("marketUnit") != "baseCoin":
                     raise AssertionError("a spot market order's qty must be in the base coin")
-                self._fill(order, min(qty, self.depth.get(body["symbol"], qty)))
+                self._fill(order, min(qty, self.depth.get(body["symbol"], qty)), None)
             return envelope({"orderId": order_id, "orderLinkId": body["orderLinkId"]})
 
-    def _fill(self, order: dict[str, Any], qty: Decimal) -> None:
-        price = self.prices[order["symbol"]]
+    def _fill(self, order: dict[str, Any], qty: Decimal, price: Decimal | None) -> None:
+        """`qty` of `order` filled at `price` (None: the set price, as a market order)."""
+        price = self.prices[order["symbol"]] if price is None else price
         base, quote = order["symbol"].removesuffix("USDT"), "USDT"
         value = qty * price
         if order["side"] == "Buy":
@@ -203,11 +215,30 @@ class BybitExchange(LoopbackServer):
             avgPrice=str(price),
         )
 
+    def move(self, symbol: str, price: str) -> None:
+        """The last price moves to `price`: a conditional sell it reaches triggers, and a
+        limit sell at or under it fills at its limit price."""
+        with self._lock:
+            self.prices[symbol] = last = Decimal(price)
+            for order in self.orders:
+                if order["symbol"] != symbol or order["side"] != "Sell":
+                    continue
+                if order["orderStatus"] == "Untriggered" and last <= Decimal(order["triggerPrice"]):
+                    order.update(orderStatus="New", _filter="Order")  # through Triggered
+                if order["orderStatus"] == "New" and Decimal(order["price"]) <= last:
+                    self._fill(order, Decimal(order["qty"]), Decimal(order["price"]))
+
     def _cancel(self, body: dict[str, str]) -> object:
         [order] = self.orders_with(body["orderLinkId"]) or [None]
-        if order is None or order["orderStatus"] not in ("New", "PartiallyFilled"):
+        if (
+            order is None
+            or order["orderStatus"] not in _LIVE
+            or order["_filter"] != body.get("orderFilter", "Order")
+        ):
             return envelope({}, 170213, "Order does not exist.")
-        order["orderStatus"] = "Cancelled"
+        order["orderStatus"] = (
+            "Deactivated" if order["orderStatus"] == "Untriggered" else "Cancelled"
+        )
         return envelope({"orderId": order["orderId"], "orderLinkId": order["orderLinkId"]})
 
     def _move(self, coin: str, amount: Decimal) -> None:

@@ -5,7 +5,7 @@ exit cancels it before selling."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -76,12 +76,13 @@ def close(place: BinanceVenue) -> ApprovedOrder:
     return verdict.order
 
 
-def restart(before: BinanceVenue, exchange: LoopbackExchange, **drop: Any) -> BinanceVenue:
-    """A new process from what the old one committed; `drop` edits the stored brackets, as a
-    kill -9 between the entry's fill and the protection's reply would have left them."""
+def restart(before: BinanceVenue, fresh: Callable[[], BinanceVenue], **drop: Any) -> BinanceVenue:
+    """A new process (`fresh` makes its venue) from what the old one committed; `drop` edits
+    the stored brackets, as a kill -9 between the entry's fill and the protection's reply
+    would have left them."""
     orders, fills, checkpoint = before.changes({})
     brackets = [{**b, **drop} for b in checkpoint.brackets]
-    again = venue(exchange)
+    again = fresh()
     again.restore(checkpoint.model_copy(update={"brackets": brackets}), fills, orders)
     again.reconcile()
     return again
@@ -103,10 +104,10 @@ def test_an_entry_with_stop_and_target_rests_one_oco_at_the_exchange(exchange) -
 def test_a_restart_finds_the_oco_and_places_no_second(exchange) -> None:
     place = venue(exchange)
     enter(place, stop_loss=64_000.0, take_profit=67_000.0)
-    again = restart(place, exchange)
+    again = restart(place, lambda: venue(exchange))
     assert len(exchange.open_with(PREFIX)) == 2
     # Killed after the OCO was sent but before its reply was stored: the same id is found.
-    lost = restart(place, exchange, protection=None)
+    lost = restart(place, lambda: venue(exchange), protection=None)
     assert len(exchange.open_with(PREFIX)) == 2
     assert "BTCUSDT" in again.protections and "BTCUSDT" in lost.protections
 
@@ -115,7 +116,7 @@ def test_a_stop_that_filled_while_we_were_down_is_booked_at_restart(exchange) ->
     place = venue(exchange)
     enter(place, stop_loss=64_000.0, take_profit=67_000.0)
     exchange.move("BTCUSDT", "63900")  # through the stop: the stop-limit sells at 63,680
-    again = restart(place, exchange)
+    again = restart(place, lambda: venue(exchange))
     assert exchange.open_with(PREFIX) == []
     assert again.ledger.quantity("BTCUSDT") == 0
     exit_fill = again.new_fills[-1]

@@ -106,12 +106,12 @@ def test_a_restart_keeps_the_level_and_the_one_resting_stop(exchange) -> None:
     enter(place)
     stale = place.changes({})[2].brackets[0]["protection"]  # the stop at 63,700, soon replaced
     closed(place, exchange, 65_000, 66_000, 64_800, 65_900)
-    again = restart(place, exchange)
+    again = restart(place, lambda: venue(exchange))
     assert again.brackets["BTCUSDT"]["trail_stop"] == pytest.approx(64_680.0)
     assert [o["stopPrice"] for o in exchange.open_with(PREFIX)] == ["64680.00000000"]
     # Killed between the cancel and the new stop's reply: the restart finds the old one gone
     # and rests the latest level, once.
-    lost = restart(place, exchange, protection=stale)
+    lost = restart(place, lambda: venue(exchange), protection=stale)
     assert [o["stopPrice"] for o in exchange.open_with(PREFIX)] == ["64680.00000000"]
     assert lost.protections["BTCUSDT"].stop == Decimal("64680")
 
@@ -221,6 +221,6 @@ def test_a_restart_after_a_refused_move_keeps_the_old_stop_resting(exchange) -> 
     enter(place)
     exchange.script(ExchangeFault(status=400, body={"code": -2010, "msg": "refused"}))
     closed(place, exchange, 65_000, 66_000, 64_900, 65_900)
-    again = restart(place, exchange)
+    again = restart(place, lambda: venue(exchange))
     assert [o["stopPrice"] for o in exchange.open_with(PREFIX)] == ["63700.00000000"]
     assert again.protections["BTCUSDT"].stop == Decimal("63700")

@@ -67,6 +67,7 @@ _STATUS = {  # Bybit's orderStatus in Binance's words, which the venue books by
     "New": "NEW",
     "PartiallyFilled": "PARTIALLY_FILLED",
     "Untriggered": "NEW",
+    "Triggered": "NEW",  # a conditional order on its way from Untriggered to New: still live
     "Filled": "FILLED",
     "Cancelled": "CANCELED",
     "PartiallyFilledCanceled": "CANCELED",
@@ -74,6 +75,7 @@ _STATUS = {  # Bybit's orderStatus in Binance's words, which the venue books by
     "Deactivated": "EXPIRED",
 }
 _OPEN = frozenset({"New", "PartiallyFilled", "Untriggered"})
+_CONDITIONAL = "StopOrder"  # spot's orderFilter for a conditional order (one with a trigger)
 
 
 class BybitRefused(BybitRequestError):
@@ -230,20 +232,50 @@ class BybitExecutor(SignedClient):
         found = self._call("GET", "/v5/execution/list", params)["list"]
         return [execution_fill(entry, rules) for entry in found]
 
-    def cancel_order(self, symbol: str, client_order_id: str) -> OrderStatus | None:
+    def cancel_order(
+        self, symbol: str, client_order_id: str, *, conditional: bool = False
+    ) -> OrderStatus | None:
         """Cancel an open order and return its final status; one that already ended is
-        returned as it is."""
+        returned as it is. Bybit's cancel finds a spot conditional order (`conditional`) only
+        under its orderFilter, and one that has triggered under the plain one, so both are
+        asked."""
         body = {
             "category": CATEGORY,
             "symbol": parse_symbol(symbol),
             "orderLinkId": client_order_id,
         }
-        try:
-            self._call("POST", "/v5/order/cancel", body)
-        except BybitRefused as exc:
-            if exc.code not in _NO_SUCH_ORDER:
-                raise
+        for where in ({"orderFilter": _CONDITIONAL}, {}) if conditional else ({},):
+            try:
+                self._call("POST", "/v5/order/cancel", body | where)
+                break
+            except BybitRefused as exc:
+                if exc.code not in _NO_SUCH_ORDER:
+                    raise
         return self.order_status(symbol, client_order_id)
+
+    def place_stop_sell(
+        self, symbol: str, client_id: str, quantity: Decimal, trigger: Decimal, limit: Decimal
+    ) -> None:
+        """Rest a spot conditional sell at Bybit: untriggered until the last price falls to
+        `trigger`, then a GTC limit sell at `limit`. Sent like any order, under `client_id`,
+        so a resend after a lost reply is recognised and a restart finds it."""
+        rules = self.symbol_rules(symbol)
+        body = {
+            "category": CATEGORY,
+            "symbol": rules.symbol,
+            "side": "Sell",
+            "orderType": "Limit",
+            "qty": wire_decimal(quantity, rules.step_size),
+            "price": wire_decimal(limit, rules.tick_size),
+            "triggerPrice": wire_decimal(trigger, rules.tick_size),
+            "orderFilter": _CONDITIONAL,
+            "timeInForce": "GTC",
+            "orderLinkId": client_id,
+        }
+        log.info("resting a stop sell of %s %s at Bybit %s: trigger %s, limit %s, as %s",
+                 body["qty"], rules.symbol, self.mode, body["triggerPrice"], body["price"],
+                 client_id)  # fmt: skip
+        self._place(body, rules.symbol, client_id)
 
     def open_orders(self) -> list[OrderStatus]:
         params = {"category": CATEGORY, "openOnly": "0"}

@@ -1,0 +1,129 @@
+"""Protection that survives our process on Bybit, whose spot API holds no OCO: after an entry
+fills, its stop rests there alone as a conditional stop-limit sell (the loopback exchange keeps
+conditional orders by Bybit's documented rules) and the loop watches the target. A restart finds
+the stop instead of placing another, a fill while we were down is booked, and our own exit
+cancels the stop, under its orderFilter, before selling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from loopback_bybit_trading import API_KEY, API_SECRET, BybitExchange
+from test_binance_executor import approve
+from test_exchange_protection import close, restart
+from test_trailing_exchange import bar
+
+from execution.binance_venue import BinanceVenue
+from execution.paper import GrowingFeed
+from market.models import Candle
+from venues.bybit.trading import BybitExecutor
+
+PREFIX = "agp-"
+CANCEL = ("POST", "/v5/order/cancel")
+
+
+@pytest.fixture
+def exchange() -> Iterator[BybitExchange]:
+    with BybitExchange(prices={"BTCUSDT": "65000"}) as running:
+        yield running
+
+
+def venue(exchange: BybitExchange) -> BinanceVenue:
+    trader = BybitExecutor(
+        API_KEY, API_SECRET, base_url=exchange.url, sleep=lambda s: None, timeout_s=2.0
+    )
+    rules = {"BTCUSDT": trader.symbol_rules("BTCUSDT")}
+    return BinanceVenue(trader, rules, GrowingFeed(["BTCUSDT"]), cash=10_000, exchange="Bybit")
+
+
+def enter(place: BinanceVenue, **levels: float) -> None:
+    answer = place.execute(approve("protect-1", quantity=0.01, **levels))
+    assert answer["status"] == "filled", answer
+
+
+def resting(exchange: BybitExchange) -> list[dict]:
+    return [o for o in exchange.orders if o["orderLinkId"].startswith(PREFIX)]
+
+
+def test_the_stop_rests_at_bybit_as_a_conditional_sell_and_the_loop_keeps_the_target(
+    exchange,
+) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    [stop] = resting(exchange)
+    assert (stop["orderStatus"], stop["side"], stop["orderType"]) == (
+        "Untriggered",
+        "Sell",
+        "Limit",
+    )
+    # The whole position (0.01 less the 0.1% Bybit kept in BTC), the trigger at the stop and the
+    # limit 0.5% under it, on Bybit's own grid (tickSize 0.1).
+    assert (stop["qty"], stop["triggerPrice"], stop["price"]) == ("0.009990", "64000.0", "63680.0")
+    assert place.protections["BTCUSDT"].kind == "stop"
+    # A bar through both levels: the stop is Bybit's to fire, the target is still the loop's.
+    place.feed.append(0, 59_999, {"BTCUSDT": Candle(open_time=0, open=65_000, high=67_500,
+                      low=63_500, close=66_000, volume=1, close_time=59_999)})  # fmt: skip
+    assert place.protective_exits(0) == [("BTCUSDT", "take_profit 67000 reached (high 67500)")]
+
+
+def test_a_stop_that_filled_while_we_were_down_is_booked_at_restart(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    exchange.move("BTCUSDT", "63900")  # through the trigger: the stop-limit sells at 63,680
+    again = restart(place, lambda: venue(exchange))
+    [stop] = resting(exchange)
+    assert stop["orderStatus"] == "Filled"
+    assert again.ledger.quantity("BTCUSDT") == 0
+    exit_fill = again.new_fills[-1]
+    assert (exit_fill.reason.value, exit_fill.price) == ("stop_loss", 63_680.0)
+    assert again.ledger.cash == pytest.approx(float(exchange.wallet["USDT"]))
+    assert "BTCUSDT" not in again.brackets and "BTCUSDT" not in again.protections
+
+
+def test_a_restart_finds_the_stop_and_places_no_second(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    # Killed after the stop was sent but before its reply was stored: the same id is found.
+    lost = restart(place, lambda: venue(exchange), protection=None)
+    [stop] = resting(exchange)
+    assert stop["orderStatus"] == "Untriggered"
+    assert lost.protections["BTCUSDT"].client_id == stop["orderLinkId"]
+
+
+def test_our_exit_cancels_the_stop_under_its_filter_before_selling(exchange) -> None:
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    answer = place.execute(close(place))
+    assert answer["status"] == "filled", answer
+    [stop] = resting(exchange)
+    assert stop["orderStatus"] == "Deactivated" and exchange.count(*CANCEL) == 1
+    assert exchange.wallet["BTC"] == Decimal(0) and "BTCUSDT" not in place.protections
+
+
+def test_a_stop_that_triggered_but_rests_unfilled_is_cancelled_as_a_plain_order(exchange) -> None:
+    """The price fell through the trigger and under the limit: the stop is now a resting limit
+    sell, which Bybit's cancel finds only without the conditional filter."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    exchange.move("BTCUSDT", "63600")
+    answer = place.execute(close(place))
+    assert answer["status"] == "filled", answer
+    [stop] = resting(exchange)
+    assert stop["orderStatus"] == "Cancelled" and exchange.count(*CANCEL) == 2
+    assert exchange.wallet["BTC"] == Decimal(0)
+
+
+def test_a_trailing_stop_is_moved_up_at_bybit_as_the_trail_passes_it(exchange) -> None:
+    place = venue(exchange)
+    answer = place.execute(approve("trail-1", quantity=0.01, trailing_stop_pct=0.02))
+    assert answer["status"] == "filled", answer
+    [first] = resting(exchange)
+    assert first["triggerPrice"] == "63700.0"  # 2% under the 65,000 fill
+    exchange.move("BTCUSDT", "65900")
+    place.on_bar(bar(place.feed, 65_000, 66_000, 64_800, 65_900))
+    old, new = resting(exchange)
+    assert old["orderStatus"] == "Deactivated"
+    assert (new["orderStatus"], new["triggerPrice"]) == ("Untriggered", "64680.0")
+    assert place.protections["BTCUSDT"].client_id == new["orderLinkId"]
