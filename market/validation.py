@@ -72,16 +72,19 @@ def _finding(times: np.ndarray) -> Finding:
 def _bad_rows(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
     """(NaN in a price or the volume, impossible OHLC among the rest), or None when every row
     is a possible bar: the usual case is one pass, as NaN fails every comparison (and low <=
-    high follows from low <= min(open, close) <= max(open, close) <= high)."""
+    high follows from low <= min(open, close) <= max(open, close) <= high). An infinite value
+    is impossible: a finite high bounds the open and close, which bound a positive low."""
     open_, high, low, close, volume = (
         candles[col].to_numpy(dtype=np.float64) for col in (*PRICE_COLUMNS, "volume")
     )
     bound = np.maximum(open_, close)
     good = high >= bound
+    good &= high < np.inf
     np.minimum(open_, close, out=bound)
     good &= low <= bound
     good &= low > 0
     good &= volume >= 0
+    good &= volume < np.inf
     if good.all():
         return None
     nan = np.isnan(open_) | np.isnan(high) | np.isnan(low) | np.isnan(close) | np.isnan(volume)
@@ -93,6 +96,8 @@ def row_problem(row: pd.Series) -> str:
     for column in (*PRICE_COLUMNS, "volume"):
         if pd.isna(row[column]):
             return f"column {column} is not a number"
+        if np.isinf(row[column]):
+            return f"column {column} is infinite"
     o, h, low, c = (row[col] for col in PRICE_COLUMNS)
     if low <= 0:
         return f"column low is {low:g}, not above 0"

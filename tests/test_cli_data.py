@@ -104,12 +104,17 @@ def test_download_without_network_fails_clearly(cli) -> None:
 
 
 @pytest.mark.slow
-def test_a_bad_row_imports_nothing_and_leaves_no_database(cli, offline_env, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("close", "said"), [("n/a", "is not a number"), ("inf", "is infinite")], ids=["text", "inf"]
+)
+def test_a_bad_row_imports_nothing_and_leaves_no_database(
+    cli, offline_env, tmp_path, close: str, said: str
+) -> None:
     """One bad row refuses the whole file, named by row and column: no database appears on a
     fresh machine, and an existing store gains no part of the file."""
     lines = gzip.decompress(SAMPLE_GZ.read_bytes()).decode().splitlines()
     fields = lines[151].split(",")
-    fields[4] = "n/a"  # the close of data row 151
+    fields[4] = close  # the close of data row 151
     csv = tmp_path / "eth.csv"
     csv.write_text("\n".join([*lines[:151], ",".join(fields), *lines[152:301]]) + "\n")
     args = ("import", str(csv), "--symbol", "ETHUSDT", "--interval", "1m")
@@ -118,7 +123,7 @@ def test_a_bad_row_imports_nothing_and_leaves_no_database(cli, offline_env, tmp_
     refused = cli("agent-data", *args)
     assert refused.returncode == 2
     line = _one_clean_line(refused.stderr)
-    assert "data row 151 (2025-10-29 06:52 UTC): column close is not a number" in line
+    assert f"data row 151 (2025-10-29 06:52 UTC): column close {said}" in line
     assert "nothing imported" in line and not database.exists()
 
     good = tmp_path / "good.csv"

@@ -115,7 +115,14 @@ def test_the_report_is_what_a_look_at_each_row_and_its_neighbour_finds(
     for t, (o, h, low, c, v) in zip(times, bars, strict=True):
         if any(map(math.isnan, (o, h, low, c, v))):
             nan.append(t)
-        elif h < max(o, c) or low > min(o, c) or low > h or low <= 0 or v < 0:
+        elif (
+            any(map(math.isinf, (o, h, low, c, v)))
+            or h < max(o, c)
+            or low > min(o, c)
+            or low > h
+            or low <= 0
+            or v < 0
+        ):
             impossible.append(t)
     pairs = list(itertools.pairwise(times))
     assert report.nan == _found(nan)
