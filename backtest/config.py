@@ -12,7 +12,7 @@ from execution.slippage import FixedBps, VolumeParticipation
 class BacktestConfig(BaseModel):
     """Account, sizing and fill-model settings; defaults are Binance spot's (0.1% fees)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     cash: float = Field(10_000.0, gt=0, description="starting quote-currency cash (USDT)")
     size_pct: float = Field(

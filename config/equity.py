@@ -11,7 +11,7 @@ from runtime.hours import ClosedPolicy, HoursConfig
 class EquitySettings(BaseModel):
     """`[equity]` in a profile; `--extended-hours` overrides `extended_hours` for one run."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     extended_hours: bool = Field(False, description="fill in the pre- and post-market too")
     when_closed: ClosedPolicy = Field(

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 class PortfolioSettings(BaseModel):
     """A stock account is in USD, a crypto one in USDT; exposure limits add them up in USD."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     usdt_usd: float = Field(
         1.0, gt=0, description="USD per USDT when a portfolio adds crypto and stock accounts"

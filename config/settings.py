@@ -47,7 +47,7 @@ def default_data_dir() -> Path:
 class BinanceSettings(BaseModel):
     """Binance spot REST access; the base URL points at testnet or a loopback server too."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     base_url: str = Field("https://api.binance.com", pattern=r"^https?://\S+$")
     trade_url: str | None = Field(
@@ -88,7 +88,7 @@ DecisionFormat = Literal["tools", "required", "json_schema"]
 class LLMSettings(BaseModel):
     """Any OpenAI-compatible endpoint (OpenAI, Azure, OpenRouter, Ollama, vLLM, LM Studio)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     provider: Literal["auto", "openai", "offline"] = Field(
         "auto",
@@ -144,7 +144,7 @@ class LLMSettings(BaseModel):
 class LiveSettings(BaseModel):
     """What live trading demands before it starts."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     require_paper_days: float = Field(
         7.0,
@@ -158,7 +158,7 @@ class AlertSettings(BaseModel):
     """Where `agent-ui` sends each fill, halt, safe mode, stop, loop error, large veto and daily
     summary: Telegram (a bot token and a chat id), a JSON webhook, both or neither."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     webhook_url: str | None = Field(None, pattern=r"^https?://\S+$")
     telegram_bot_token: SecretStr | None = None
@@ -182,7 +182,7 @@ class AlertSettings(BaseModel):
 class UISettings(BaseModel):
     """`agent-ui`'s page: each refresh re-reads the store and re-sends the Trading tab."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     refresh_s: float = Field(
         5.0,
@@ -196,7 +196,7 @@ class UISettings(BaseModel):
 class TradingSettings(BaseModel):
     """What `agent-trade` runs when no flag says otherwise."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     account: str = Field("paper", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     mode: Literal["paper", "testnet", "live"] = "paper"
@@ -220,7 +220,7 @@ class TradingSettings(BaseModel):
 class BacktestSettings(BaseModel):
     """`agent-backtest`'s account and fill defaults; its flags override them."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     cash: float = Field(10_000.0, gt=0, description="starting USDT")
     fee_bps: float = Field(10.0, ge=0, lt=10_000, description="maker and taker fee (10 = 0.1%)")
@@ -235,7 +235,7 @@ HORIZON_MIN = {"m": 1, "h": 60, "d": 1_440}
 class ScorecardSettings(BaseModel):
     """How the scorecard judges the model, in agent-backtest, the UI and agent-trade."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     ledger_horizons: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["15m", "1h", "4h"],

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 class BybitSettings(BaseModel):
     """Bybit v5 spot: public REST and stream URLs (a loopback server in tests), limits, fees."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     base_url: str = Field("https://api.bybit.com", pattern=r"^https?://\S+$")
     stream_url: str = Field(
@@ -39,7 +39,7 @@ class AlpacaSettings(BaseModel):
     """Alpaca (US stocks): market data, paper trading (`--mode testnet`) and the live API; keys
     come from APCA_API_KEY_ID and APCA_API_SECRET_KEY, never from a profile."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     data_url: str = Field("https://data.alpaca.markets", pattern=r"^https?://\S+$")
     paper_url: str = Field(

@@ -28,7 +28,7 @@ class EquityFees(BaseModel):
     """A fee function (quantity, price, liquidity) -> commission, plus `on_sale` for the
     regulatory fees a sale adds; the simulator charges both."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     commission_per_share: float = Field(0.0, ge=0)
     commission_per_order: float = Field(0.0, ge=0)

@@ -22,7 +22,7 @@ FeeFn = Callable[[float, float, Liquidity], float]
 class FeeSchedule(BaseModel):
     """Proportional fees on notional, charged in quote currency on every fill."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     maker: float = Field(0.001, ge=-0.01, le=0.1)
     taker: float = Field(0.001, ge=-0.01, le=0.1)

@@ -24,7 +24,7 @@ class Slippage(Protocol):
 class FixedBps(BaseModel):
     """A constant cost in basis points, always against the order; volume never limits the fill."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     kind: Literal["fixed"] = "fixed"
     bps: float = Field(0.0, ge=0, le=1_000)
@@ -40,7 +40,7 @@ class VolumeParticipation(BaseModel):
     """Impact grows with the order's share of bar volume (impact × share², as zipline's
     VolumeShareSlippage), and one bar fills at most `max_participation` of its volume."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     kind: Literal["volume"] = "volume"
     max_participation: float = Field(0.1, gt=0, le=1)

@@ -13,7 +13,7 @@ from risk.models import SignalSource
 class SourceLimits(BaseModel):
     """Limits that depend on who proposed the signal. Fractions are of equity (1.0 = 100%)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_position_pct: float = Field(0.25, ge=0, le=1)
     max_exposure_pct: float = Field(0.50, ge=0, le=1)
@@ -70,7 +70,7 @@ _SOURCE_DEFAULTS: dict[str, SourceLimits] = {
 class RiskLimits(BaseModel):
     """Everything the gate and the circuit breakers read; `RiskLimits()` is safe as it stands."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_daily_loss_pct: float | None = Field(0.10, gt=0, le=1)
     max_drawdown_pct: float | None = Field(0.25, gt=0, le=1)

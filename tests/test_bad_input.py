@@ -25,13 +25,51 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         ("agent-backtest", ("--fee-bps", "-5", *SMA), {}, "invalid --fee-bps -5"),
         ("agent-trade", ("--metrics-port", "99999"), {}, "invalid --metrics-port 99999"),
         ("agent-trade", ("--fee-bps", "-5"), {}, "invalid --fee-bps -5"),
+        # A float flag's nan or inf ran on: infinite cash, a trade loop that crashed at its end.
+        ("agent-backtest", ("--cash", "inf", *SMA), {}, "--cash: 'inf' is not a finite number"),
+        ("agent-trade", ("--cash", "inf"), {}, "--cash: 'inf' is not a finite number"),
+        ("agent-arb", ("run", "--quantity", "nan"), {}, "--quantity: 'nan' is not a finite"),
+        (
+            "agent-backtest",
+            ("--profile", "inf.toml", *SMA),
+            {},
+            "backtest.cash: Input should be a finite number (got inf)",
+        ),
+        # Out of range slippage raised from outside the config's check: a traceback, exit 1.
+        (
+            "agent-backtest",
+            ("--slippage-bps", "5000", *SMA),
+            {},
+            "invalid backtest setting slippage.fixed.bps: Input should be less than or equal to",
+        ),
+        (
+            "agent-backtest",
+            ("--max-participation", "2", *SMA),
+            {},
+            "invalid backtest setting slippage.volume.max_participation",
+        ),
     ],
-    ids=["toml", "database-url", "data-dir-file", "data-dir-uncreatable", "fee", "port", "fee2"],
+    ids=[
+        "toml",
+        "database-url",
+        "data-dir-file",
+        "data-dir-uncreatable",
+        "fee",
+        "port",
+        "fee2",
+        "cash-inf",
+        "trade-cash-inf",
+        "arb-nan",
+        "profile-inf",
+        "slippage",
+        "participation",
+    ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_database(
     cli, offline_env, tmp_path: Path, command: str, args: tuple, env: dict, said: str
 ) -> None:
     (tmp_path / "bad.toml").write_text("[llm\nmodel = 'x'\n")
+    (tmp_path / "inf.toml").write_text("[backtest]\ncash = inf\n")  # TOML has inf and nan
     (tmp_path / "a-file").write_text("not a folder\n")
     result = cli(command, *args, env=env)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agent.cli.common import notify
+from agent.cli.flags import finite
 from core.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def add_agent_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--budget-usd",
-        type=float,
+        type=finite,
         help="stop cleanly once this much is spent at llm.prices; only where those prices apply "
         "(llm.prices_host), elsewhere cost is n/a and this exits 2",
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from agent.cli.common import OneLineParser, add_common_args, run, settings_from
+from agent.cli.flags import finite
 from core.collector import imports_frozen
 from store import open_store
 
@@ -34,8 +35,8 @@ def _parser() -> OneLineParser:
         cmd.add_argument("--symbol", default="BTCUSDT")
         cmd.add_argument("--exchanges", default="binance,bybit", help="two, comma-separated")
         cmd.add_argument("--fee-bps", help="taker fee per venue, e.g. 10,10 (default: config)")
-        cmd.add_argument("--slippage-bps", type=float, default=0.0, help="extra per leg")
-        cmd.add_argument("--threshold-bps", type=float, default=0.0, help="net edge to clear")
+        cmd.add_argument("--slippage-bps", type=finite, default=0.0, help="extra per leg")
+        cmd.add_argument("--threshold-bps", type=finite, default=0.0, help="net edge to clear")
         cmd.add_argument("--json", action="store_true", help="as JSON")
     add_book_args(sub.choices["scan"])
     run_cmd = sub.choices["run"]
@@ -49,15 +50,17 @@ def _parser() -> OneLineParser:
         help="paper, testnet or live (both signed venues; live needs LIVE_TRADING_CONFIRM=yes)",
     )
     run_cmd.add_argument("--account", default="arb")
-    run_cmd.add_argument("--quantity", type=float, default=0.05, help="base per pair")
-    run_cmd.add_argument("--max-notional", type=float, default=2_000.0, help="quote per leg")
-    run_cmd.add_argument("--max-imbalance", type=float, default=0.8, help="0-1, base across venues")
-    run_cmd.add_argument("--daily-loss", type=float, default=100.0, help="quote; stops new pairs")
-    run_cmd.add_argument("--base", type=float, help="paper: starting base per venue (0.5)")
-    run_cmd.add_argument("--quote", type=float, help="paper: starting quote per venue (10000)")
+    run_cmd.add_argument("--quantity", type=finite, default=0.05, help="base per pair")
+    run_cmd.add_argument("--max-notional", type=finite, default=2_000.0, help="quote per leg")
+    run_cmd.add_argument(
+        "--max-imbalance", type=finite, default=0.8, help="0-1, base across venues"
+    )
+    run_cmd.add_argument("--daily-loss", type=finite, default=100.0, help="quote; stops new pairs")
+    run_cmd.add_argument("--base", type=finite, help="paper: starting base per venue (0.5)")
+    run_cmd.add_argument("--quote", type=finite, help="paper: starting quote per venue (10000)")
     run_cmd.add_argument(
         "--rebalance-at",
-        type=float,
+        type=finite,
         help="0-1: move an asset between venues when |A-B|/(A+B) passes this (paper: executed)",
     )
     run_cmd.add_argument(
@@ -75,9 +78,11 @@ def add_book_args(cmd: argparse.ArgumentParser | OneLineParser, *, size: bool = 
     """The live-book flags; `size` off for `run`, whose --quantity is the size."""
     cmd.add_argument("--books", action="store_true", help="from both live order books")
     if size:
-        cmd.add_argument("--size", type=float, help="--books: base quantity per leg (default 0.01)")
-    cmd.add_argument("--seconds", type=float, help="--books: how long to watch (default 30)")
-    cmd.add_argument("--every", type=float, help="--books: seconds between looks (default 1)")
+        cmd.add_argument(
+            "--size", type=finite, help="--books: base quantity per leg (default 0.01)"
+        )
+    cmd.add_argument("--seconds", type=finite, help="--books: how long to watch (default 30)")
+    cmd.add_argument("--every", type=finite, help="--books: seconds between looks (default 1)")
     cmd.add_argument("--max-age-ms", type=int, help="--books: refuse older books (default 2000)")
 
 

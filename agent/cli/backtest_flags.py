@@ -22,6 +22,7 @@ from agent.cli.common import (
     notify,
 )
 from agent.cli.equity import add_equity_args
+from agent.cli.flags import finite
 from agent.cli.strategy_flags import add_param_args, param_flags
 from backtest.strategies import STRATEGIES
 from core.errors import UserError
@@ -59,7 +60,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--symbol", default="BTCUSDT", help="e.g. BTCUSDT or BTCUSDT,ETHUSDT")
     parser.add_argument("--interval", default="1m", help=f"one of {', '.join(INTERVAL_MS)}")
     span = parser.add_mutually_exclusive_group()
-    span.add_argument("--days", type=float, help=f"the last N days (default {DEFAULT_DAYS:g})")
+    span.add_argument("--days", type=finite, help=f"the last N days (default {DEFAULT_DAYS:g})")
     span.add_argument("--start", help="UTC start, YYYY-MM-DD[THH:MM] (needs --end)")
     parser.add_argument("--end", help="UTC end, exclusive")
     parser.add_argument("--data", type=Path, help="a CSV of your own bars for --symbol")
@@ -72,28 +73,28 @@ def build_parser() -> OneLineParser:
     add_param_args(parser.add_argument_group("strategy parameters"))
 
     account = parser.add_argument_group("account and fills (docs/fills.md)")
-    account.add_argument("--cash", type=float, help="starting USDT (setting backtest.cash)")
+    account.add_argument("--cash", type=finite, help="starting USDT (setting backtest.cash)")
     account.add_argument(
         "--size", default="all", help="per entry: 'all' equity (default) or a percent, e.g. 25"
     )
     account.add_argument(
         "--allow-short", action="store_true", help="propose shorts (the gate decides)"
     )
-    account.add_argument("--stop-loss", type=float, help="stop-loss percent below/above the entry")
-    account.add_argument("--take-profit", type=float, help="take-profit percent from the entry")
+    account.add_argument("--stop-loss", type=finite, help="stop-loss percent below/above the entry")
+    account.add_argument("--take-profit", type=finite, help="take-profit percent from the entry")
     account.add_argument(
-        "--trailing-stop", type=float, help="trailing stop percent below a long's highest high"
+        "--trailing-stop", type=finite, help="trailing stop percent below a long's highest high"
     )
     account.add_argument(
-        "--fee-bps", type=float, help="maker and taker fee, 10 = 0.1%% (setting backtest.fee_bps)"
+        "--fee-bps", type=finite, help="maker and taker fee, 10 = 0.1%% (setting backtest.fee_bps)"
     )
-    account.add_argument("--maker-bps", type=float, help="maker fee, if different from --fee-bps")
+    account.add_argument("--maker-bps", type=finite, help="maker fee, if different from --fee-bps")
     account.add_argument(
-        "--slippage-bps", type=float, help="taker slippage (setting backtest.slippage_bps)"
+        "--slippage-bps", type=finite, help="taker slippage (setting backtest.slippage_bps)"
     )
     account.add_argument(
         "--max-participation",
-        type=float,
+        type=finite,
         help="volume model: fill at most this fraction of a bar's volume, impact 0.1 x share²",
     )
     account.add_argument("--limit-on-touch", action="store_true", help="a touch fills a limit")
@@ -169,8 +170,6 @@ def _percent(value: float | None) -> float | None:
 def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings) -> BacktestConfig:
     """The run's account and fills: each flag given, else its setting."""
     from backtest.config import BacktestConfig  # its metrics load pandas: not for the flags
-    from execution.fees import FeeSchedule
-    from execution.slippage import FixedBps, VolumeParticipation
 
     fee_bps = defaults.fee_bps if args.fee_bps is None else args.fee_bps
     if fee_bps < 0:
@@ -182,21 +181,25 @@ def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings)
     slippage_bps = defaults.slippage_bps if args.slippage_bps is None else args.slippage_bps
     taker = fee_bps / 10_000
     maker = (fee_bps if maker_bps is None else maker_bps) / 10_000
-    slippage: FixedBps | VolumeParticipation = FixedBps(bps=slippage_bps)
+    # Validated as the config's own fields, so a bad value is named where it sits
+    # (slippage.fixed.bps, fees.maker), and inside the try, so it is one line, not a traceback.
+    slippage: dict[str, object] = {"kind": "fixed", "bps": slippage_bps}
     if args.max_participation is not None:
-        slippage = VolumeParticipation(max_participation=args.max_participation, bps=slippage_bps)
+        slippage |= {"kind": "volume", "max_participation": args.max_participation}
     try:
-        return BacktestConfig(
-            cash=defaults.cash if args.cash is None else args.cash,
-            size_pct=_size(args.size),
-            allow_short=args.allow_short,
-            fees=FeeSchedule(maker=maker, taker=taker),
-            slippage=slippage,
-            limit_on_touch=args.limit_on_touch,
-            stop_loss_pct=args.stop_loss / 100 if args.stop_loss is not None else None,
-            take_profit_pct=args.take_profit / 100 if args.take_profit is not None else None,
-            trailing_stop_pct=_percent(args.trailing_stop),
-            interval=interval,
+        return BacktestConfig.model_validate(
+            {
+                "cash": defaults.cash if args.cash is None else args.cash,
+                "size_pct": _size(args.size),
+                "allow_short": args.allow_short,
+                "fees": {"maker": maker, "taker": taker},
+                "slippage": slippage,
+                "limit_on_touch": args.limit_on_touch,
+                "stop_loss_pct": _percent(args.stop_loss),
+                "take_profit_pct": _percent(args.take_profit),
+                "trailing_stop_pct": _percent(args.trailing_stop),
+                "interval": interval,
+            }
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -16,6 +16,7 @@ from agent.cli.common import (
     run,
     settings_from,
 )
+from agent.cli.flags import finite
 from core.collector import imports_frozen
 from core.errors import UserError
 from market.instruments import AssetClass, home_exchange, parse_instrument
@@ -48,7 +49,7 @@ def build_parser() -> OneLineParser:
     )
     download.add_argument("--interval", default="1m", help=f"one of {', '.join(INTERVAL_MS)}")
     span = download.add_mutually_exclusive_group(required=True)
-    span.add_argument("--days", type=float, help="the last N days up to now")
+    span.add_argument("--days", type=finite, help="the last N days up to now")
     span.add_argument("--start", help="UTC start, YYYY-MM-DD[THH:MM] (needs --end)")
     download.add_argument("--end", help="UTC end, exclusive")
 

@@ -4,6 +4,7 @@ actually typed, and one line saying why any of them cannot apply to this run."""
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 from core.errors import UserError
@@ -28,6 +29,18 @@ OFFLINE_IDLE = {
     "stateful": "the offline model decides from market data alone, so positions change nothing",
     "concurrency": "the offline model decides one at a time",
 }
+
+
+def finite(text: str) -> float:
+    """A number flag's type: argparse's float refusing nan and inf, which a run would carry
+    on with (infinite cash, a NaN fee); argparse exits 2 naming the flag and the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def flag(dest: str) -> str:

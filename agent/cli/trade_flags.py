@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent.cli.common import OneLineParser, add_common_args, settings_from
 from agent.cli.equity import add_equity_args
+from agent.cli.flags import finite
 from agent.cli.strategy_flags import add_param_args
 from core.errors import UserError
 from core.security import loose_env_file
@@ -60,18 +61,18 @@ def parser() -> argparse.ArgumentParser:
         help="the agent: minutes between decisions (setting trading.decide_every: 15)",
     )
     loop.add_argument("--size", help="a classic strategy: per entry, 'all' (default) or a percent")
-    loop.add_argument("--stop-loss", type=float, help="a classic strategy: stop-loss percent")
-    loop.add_argument("--take-profit", type=float, help="a classic strategy: take-profit percent")
+    loop.add_argument("--stop-loss", type=finite, help="a classic strategy: stop-loss percent")
+    loop.add_argument("--take-profit", type=finite, help="a classic strategy: take-profit percent")
     loop.add_argument(
         "--trailing-stop",
-        type=float,
+        type=finite,
         help="a classic strategy: trailing stop percent below the high",
     )
     loop.add_argument(
-        "--fee-bps", type=float, help="paper: maker and taker fee (setting trading.paper_fee_bps)"
+        "--fee-bps", type=finite, help="paper: maker and taker fee (setting trading.paper_fee_bps)"
     )
     loop.add_argument(
-        "--slippage-bps", type=float, help="paper: slippage (setting trading.paper_slippage_bps)"
+        "--slippage-bps", type=finite, help="paper: slippage (setting trading.paper_slippage_bps)"
     )
     loop.add_argument("--mode", help="paper, testnet or live (setting trading.mode: paper)")
     loop.add_argument(
@@ -82,14 +83,14 @@ def parser() -> argparse.ArgumentParser:
     )
     loop.add_argument(
         "--cash",
-        type=float,
+        type=finite,
         help="a new account's cash in its quote currency, USDT or USD (setting trading.cash)",
     )
     loop.add_argument("--max-bars", type=int, help="stop after this many bars")
     loop.add_argument("--drop-every", type=int, help="replay: drop the socket every N messages")
     loop.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1")
     loop.add_argument(
-        "--budget-usd", type=float, help="a paid model's spend cap; then safe mode (exits only)"
+        "--budget-usd", type=finite, help="a paid model's spend cap; then safe mode (exits only)"
     )
     loop.add_argument("--yes", action="store_true", help="accept a paid model's cost estimate")
     add_equity_args(parser)
