@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from backtest.strategies import STRATEGIES
 from core.errors import UserError
@@ -38,6 +38,9 @@ def _valid(parse: Callable[[str], str], value: str) -> str:
 
 class BacktestRequest(BaseModel):
     """What `agent-backtest` is asked; each field is its flag of the same name."""
+
+    # Python's JSON reader takes Infinity and NaN: refused here, as the flags refuse them.
+    model_config = ConfigDict(allow_inf_nan=False)
 
     strategy: str = AGENT
     symbol: str = "BTCUSDT"

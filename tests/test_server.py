@@ -255,6 +255,19 @@ def test_bad_backtest_requests_name_the_field(api: Start, body: dict, field: str
     assert client.get("/backtests").json() == []
 
 
+@pytest.mark.parametrize("number", ["Infinity", "NaN"])
+def test_a_backtest_request_with_a_number_json_cannot_hold_is_refused(
+    api: Start, number: str
+) -> None:
+    """Python's JSON reader takes Infinity and NaN, which no JSON writer sends: a request
+    with infinite cash is refused by name, not run."""
+    client = api()
+    raw = f'{{"strategy": "sma_cross", "days": 1, "cash": {number}}}'.encode()
+    answer = client.post("/backtests", content=raw, headers={"content-type": "application/json"})
+    assert problem(answer, 422)["field"] == "cash"
+    assert client.get("/backtests").json() == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "said"),
