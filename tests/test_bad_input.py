@@ -29,6 +29,9 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         ("agent-backtest", ("--cash", "inf", *SMA), {}, "--cash: 'inf' is not a finite number"),
         ("agent-trade", ("--cash", "inf"), {}, "--cash: 'inf' is not a finite number"),
         ("agent-arb", ("run", "--quantity", "nan"), {}, "--quantity: 'nan' is not a finite"),
+        # An empty --symbol crashed a backtest (IndexError) and downloaded nothing with exit 0.
+        ("agent-backtest", ("--symbol", " , ", *SMA), {}, "--symbol ' , ' names no symbol"),
+        ("agent-data", ("download", "--symbol", "", "--days", "1"), {}, "names no symbol"),
         (
             "agent-backtest",
             ("--profile", "inf.toml", *SMA),
@@ -60,6 +63,8 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         "cash-inf",
         "trade-cash-inf",
         "arb-nan",
+        "symbol-empty",
+        "download-symbol-empty",
         "profile-inf",
         "slippage",
         "participation",

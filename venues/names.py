@@ -38,4 +38,11 @@ def listed_symbols(exchange: str, raw: str) -> list[str]:
         symbol, _ = parse_instrument(part)
         require_class(symbol, wanted, exchange)
         symbols.append(symbol)
+    if not symbols:
+        raise none_named(raw)
     return list(dict.fromkeys(symbols))
+
+
+def none_named(raw: str) -> UserError:
+    """What a --symbol that names nothing ('', ' , ') is told, rather than running on none."""
+    return UserError(f"--symbol {raw!r} names no symbol: give one such as BTCUSDT, or a list")

@@ -71,7 +71,32 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def _download(args: argparse.Namespace, settings: Settings, store: Store, console: Console) -> int:
+def _download_plan(args: argparse.Namespace) -> tuple[str, str, list[str], tuple[int, int] | None]:
+    """The interval, exchange, symbols and the --start/--end window (None: --days), checked
+    before the store is opened, so a bad flag leaves no database behind."""
+    interval = parse_interval(args.interval)
+    exchange = parse_exchange(args.exchange)
+    symbols = listed_symbols(exchange, args.symbol)
+    if args.days is not None:
+        if args.days <= 0:
+            raise UserError(f"invalid --days {args.days:g}: must be greater than 0")
+        return interval, exchange, symbols, None
+    if not args.end:
+        raise UserError("--start needs --end")
+    start_ms = parse_utc(args.start, "--start")
+    end_ms = parse_utc(args.end, "--end") - INTERVAL_MS[interval]
+    if end_ms < start_ms:
+        raise UserError(f"--end {args.end} is not after --start {args.start}")
+    return interval, exchange, symbols, (start_ms, end_ms)
+
+
+def _download(
+    args: argparse.Namespace,
+    plan: tuple[str, str, list[str], tuple[int, int] | None],
+    settings: Settings,
+    store: Store,
+    console: Console,
+) -> int:
     with imports_frozen():  # the HTTP clients, only to download
         from rich.progress import (
             BarColumn,
@@ -86,23 +111,11 @@ def _download(args: argparse.Namespace, settings: Settings, store: Store, consol
         from store.candles import upsert_candles
         from venues.registry import UNAVAILABLE, market_data
 
-    interval = parse_interval(args.interval)
-    exchange = parse_exchange(args.exchange)
-    symbols = listed_symbols(exchange, args.symbol)
+    interval, exchange, symbols, window = plan
     step = INTERVAL_MS[interval]
     client = market_data(exchange, settings, cache_dir=settings.data_dir / "http-cache")
     source = CandleSource(store, SystemClock(), notify)
-    if args.days is not None:
-        if args.days <= 0:
-            raise UserError(f"invalid --days {args.days:g}: must be greater than 0")
-        start_ms, end_ms = source.window(interval, args.days)
-    else:
-        if not args.end:
-            raise UserError("--start needs --end")
-        start_ms = parse_utc(args.start, "--start")
-        end_ms = parse_utc(args.end, "--end") - step
-        if end_ms < start_ms:
-            raise UserError(f"--end {args.end} is not after --start {args.start}")
+    start_ms, end_ms = window or source.window(interval, args.days)
     expected = (end_ms - start_ms) // step + 1
     columns = (
         TextColumn("{task.description}"),
@@ -243,10 +256,11 @@ def _main(argv: list[str] | None) -> int:
     console = Console(highlight=False)
     if args.command == "import":
         return _import(args, settings, console)
+    plan = _download_plan(args) if args.command == "download" else None
     store = open_store(settings.resolved_database_url, settings.timescaledb)
     try:
-        if args.command == "download":
-            return _download(args, settings, store, console)
+        if plan is not None:
+            return _download(args, plan, settings, store, console)
         if args.command == "list":
             return _list(store, console)
         if args.command == "status":

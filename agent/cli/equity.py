@@ -22,6 +22,7 @@ from market.instruments import (
 from market.models import INTERVAL_MS, iso_ms
 from runtime.hours import TradingHours
 from store import Store
+from venues.names import none_named
 
 if TYPE_CHECKING:  # the caller's: agent-trade's flags load without pandas
     import pandas as pd
@@ -46,6 +47,8 @@ def add_equity_args(parser: argparse.ArgumentParser) -> None:
 def parse_symbols(raw: str) -> tuple[list[str], AssetClass]:
     """The symbols and their one asset class; a run mixing stocks and coins says so."""
     parsed = [parse_instrument(s) for s in raw.split(",") if s.strip()]
+    if not parsed:
+        raise none_named(raw)
     classes = {c for _, c in parsed}
     if len(classes) > 1:
         raise UserError(
