@@ -142,7 +142,9 @@ class ArbLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     quantity: float = Field(gt=0, description="base per pair")
-    threshold_bps: float = Field(0.0, description="net edge a pair must clear")
+    threshold_bps: float = Field(
+        0.0, ge=0, description="net edge a pair must clear; below 0 every pair loses by design"
+    )
     max_notional_per_leg: float = Field(gt=0, description="quote per leg")
     max_imbalance: float = Field(
         0.8, gt=0, le=1, description="|base A − base B| / (A + B) a pair may leave behind"

@@ -252,6 +252,7 @@ def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
         (("scan", "--exchanges", "binance,kraken"), "unknown exchange 'kraken'"),
         (("scan", "--fee-bps", "10"), "invalid --fee-bps '10'"),
         (("run", "--quantity", "0"), "invalid --quantity"),
+        (("run", "--threshold-bps", "-5"), "invalid --threshold-bps"),  # loses on every pair
         (("run", "--rebalance-at", "2"), "invalid --rebalance-at 2 or --transfer-fee"),
         (("run", "--rebalance-at", "0.5", "--transfer-fee", "1"), "two fees >= 0"),
     ],
