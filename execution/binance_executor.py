@@ -23,7 +23,15 @@ from execution.binance_signing import (
 )
 from execution.rules import rule_breaches
 from execution.signed_access import Endpoints
-from execution.signed_retry import MaybeSent, NotSent, SignedClient, SignedOptions
+from execution.signed_retry import (
+    SHAPE_ERRORS,
+    MaybeSent,
+    NotSent,
+    SignedClient,
+    SignedOptions,
+    reads_reply,
+    shape,
+)
 from market.binance_rest import (
     BinanceBanned,
     BinanceError,
@@ -277,6 +285,15 @@ def order_params(order: ApprovedOrder, rules: SymbolRules) -> dict[str, str]:
 # --- the executor -----------------------------------------------------------------------------
 
 
+def _placed(reply: Any) -> OrderStatus:
+    """A placement's reply as the order; one of the wrong shape leaves the outcome unknown, so
+    the order is asked for before anything is sent again."""
+    try:
+        return OrderStatus.from_binance(reply)
+    except SHAPE_ERRORS as exc:
+        raise MaybeSent(f"HTTP 200 but a reply that is not an order ({shape(exc)})") from None
+
+
 class BinanceExecutor(SignedClient):
     """Signed Binance spot REST for gate-approved orders; one instance per account and process.
     Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
@@ -309,6 +326,7 @@ class BinanceExecutor(SignedClient):
 
     # --- public API ---------------------------------------------------------------------------
 
+    @reads_reply
     def sync_time(self) -> int:
         """Measure the server-time offset used to stamp signed requests."""
         sent = self._clock_ms()
@@ -318,6 +336,7 @@ class BinanceExecutor(SignedClient):
         log.debug("Binance clock offset %d ms (round trip %d ms)", self._offset_ms, received - sent)
         return self._offset_ms
 
+    @reads_reply
     def symbol_rules(self, symbol: str) -> SymbolRules:
         """The symbol's filters as this venue states them (testnet's differ from live)."""
         symbol = parse_symbol(symbol)
@@ -358,6 +377,7 @@ class BinanceExecutor(SignedClient):
         )
         return self._place(params, approved.symbol, cid)
 
+    @reads_reply
     def order_status(self, symbol: str, client_order_id: str) -> OrderStatus | None:
         """The order Binance holds under this client order id, or None if it has none."""
         try:
@@ -372,6 +392,7 @@ class BinanceExecutor(SignedClient):
             raise
         return OrderStatus.from_binance(data)
 
+    @reads_reply
     def order_fills(self, symbol: str, order_id: int | str) -> list[OrderFill]:
         """The executions of one order with their commissions (GET /api/v3/myTrades): what a
         status query cannot tell, for an order whose placement reply was lost."""
@@ -380,6 +401,7 @@ class BinanceExecutor(SignedClient):
         )
         return [OrderFill.model_validate({**t, "tradeId": t.get("id")}) for t in data]
 
+    @reads_reply
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderStatus:
         """Cancel an open order and return its final status; an order that already ended
         (filled, or cancelled by an earlier attempt) is returned as it is."""
@@ -414,13 +436,23 @@ class BinanceExecutor(SignedClient):
             if existing is not None and existing.is_open:
                 return existing
             raise ExchangeRejected(list_id, symbol, exc.status, exc.code, exc.msg) from None
-        return OrderList.model_validate(data)
+        try:
+            return OrderList.model_validate(data)
+        except SHAPE_ERRORS as exc:  # taken, but its reply unreadable: ask for the list
+            existing = self.order_list(symbol, list_id)
+            if existing is not None:
+                return existing
+            raise BinanceUnavailable(
+                f"Binance answered the protective OCO {list_id} for {symbol} with a reply that "
+                f"cannot be read ({shape(exc)}) and holds no such list"
+            ) from None
 
     def place_order(self, params: dict[str, str], symbol: str, cid: str) -> OrderStatus:
         """POST an order the venue built itself (a protective stop), with the same idempotent
         retries as a gate-approved one."""
         return self._place(params, symbol, cid)
 
+    @reads_reply
     def order_list(self, symbol: str, list_id: str) -> OrderList | None:
         """The OCO Binance holds under this list client order id, or None if it has none."""
         try:
@@ -431,6 +463,7 @@ class BinanceExecutor(SignedClient):
             raise
         return OrderList.model_validate(data)
 
+    @reads_reply
     def cancel_order_list(self, symbol: str, list_id: str) -> OrderList | None:
         """Cancel an OCO; one that already ended is returned as it is (None: never existed)."""
         try:
@@ -445,12 +478,14 @@ class BinanceExecutor(SignedClient):
             raise
         return OrderList.model_validate(data)
 
+    @reads_reply
     def open_orders(self, symbol: str | None = None) -> list[OrderStatus]:
         params = {"symbol": parse_symbol(symbol)} if symbol else {}
         return [
             OrderStatus.from_binance(o) for o in self._call("GET", "/api/v3/openOrders", params)
         ]
 
+    @reads_reply
     def balances(self) -> dict[str, Balance]:
         """Non-zero balances by asset (free and locked in open orders)."""
         data = self._call("GET", "/api/v3/account", {"omitZeroBalances": "true"})
@@ -483,6 +518,7 @@ class BinanceExecutor(SignedClient):
 
     # --- placement ----------------------------------------------------------------------------
 
+    @reads_reply
     def _reference_price(self, order: ApprovedOrder, given: Decimal | float | None) -> Decimal:
         if order.order_type is OrderType.STOP:
             assert order.stop_price is not None
@@ -500,9 +536,7 @@ class BinanceExecutor(SignedClient):
         answers with the order Binance already holds."""
         try:
             placed: OrderStatus = self._place_once(
-                lambda: OrderStatus.from_binance(
-                    self._send("POST", ORDER_PATH, params, signed=True)
-                ),
+                lambda: _placed(self._send("POST", ORDER_PATH, params, signed=True)),
                 symbol,
                 cid,
                 rest_after_last=False,

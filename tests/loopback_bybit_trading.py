@@ -50,13 +50,15 @@ def envelope(result: object, code: int = 0, msg: str = "OK") -> dict[str, Any]:
 
 @dataclass
 class TradeFault:
-    """The next request to `path` goes wrong: a retCode, or an HTTP status; `after_accept` lets
-    an order be taken before its reply fails (the lost-reply case)."""
+    """The next request to `path` goes wrong: a retCode, an HTTP status, or `body` sent as the
+    answer (a reply of the wrong shape); `after_accept` lets an order be taken before its reply
+    fails (the lost-reply case)."""
 
     path: str = "/v5/order/create"
     ret_code: int = 0
     status: int = 200
     after_accept: bool = False
+    body: object | None = None
 
 
 class BybitExchange(LoopbackServer):
@@ -105,6 +107,8 @@ class BybitExchange(LoopbackServer):
             self.faults.remove(fault)
             if fault.after_accept:
                 self._route(method, path, params)
+            if fault.body is not None:
+                return fault.status, fault.body
             if fault.status != 200:
                 return fault.status, "<html>502 Bad Gateway</html>"
             return 200, envelope({}, fault.ret_code, f"scripted {fault.ret_code}")

@@ -25,7 +25,13 @@ from execution.binance_executor import (
 )
 from execution.rules import rule_breaches
 from execution.signed_access import Endpoints
-from execution.signed_retry import MaybeSent, NotSent, SignedClient, SignedOptions
+from execution.signed_retry import (
+    MaybeSent,
+    NotSent,
+    SignedClient,
+    SignedOptions,
+    reads_reply,
+)
 from market.models import SymbolRules, parse_symbol
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
@@ -167,6 +173,7 @@ class BybitExecutor(SignedClient):
 
     # --- public API ---------------------------------------------------------------------------
 
+    @reads_reply
     def sync_time(self) -> int:
         """Bybit's clock minus ours, taken at the midpoint of the round trip."""
         sent = self._clock_ms()
@@ -175,6 +182,7 @@ class BybitExecutor(SignedClient):
         self._offset_ms = int(data["timeNano"]) // 1_000_000 - (sent + received) // 2
         return self._offset_ms
 
+    @reads_reply
     def symbol_rules(self, symbol: str) -> SymbolRules:
         """The symbol's filters as this venue states them (testnet's differ from live)."""
         symbol = parse_symbol(symbol)
@@ -212,6 +220,7 @@ class BybitExecutor(SignedClient):
         self._place(body, approved.symbol, cid)
         return self._settled(approved.symbol, cid)
 
+    @reads_reply
     def order_status(self, symbol: str, client_order_id: str) -> OrderStatus | None:
         """The order Bybit holds under this orderLinkId (open, then recent history), or None."""
         params = {
@@ -225,6 +234,7 @@ class BybitExecutor(SignedClient):
                 return order_status(found[0])
         return None
 
+    @reads_reply
     def order_fills(self, symbol: str, order_id: int | str) -> list[OrderFill]:
         """The executions of one order with their fees (GET /v5/execution/list)."""
         rules = self.symbol_rules(symbol)
@@ -232,6 +242,7 @@ class BybitExecutor(SignedClient):
         found = self._call("GET", "/v5/execution/list", params)["list"]
         return [execution_fill(entry, rules) for entry in found]
 
+    @reads_reply
     def cancel_order(
         self, symbol: str, client_order_id: str, *, conditional: bool = False
     ) -> OrderStatus | None:
@@ -277,10 +288,12 @@ class BybitExecutor(SignedClient):
                  client_id)  # fmt: skip
         self._place(body, rules.symbol, client_id)
 
+    @reads_reply
     def open_orders(self) -> list[OrderStatus]:
         params = {"category": CATEGORY, "openOnly": "0"}
         return [order_status(o) for o in self._call("GET", "/v5/order/realtime", params)["list"]]
 
+    @reads_reply
     def balances(self) -> dict[str, Balance]:
         """Non-zero coins of the unified account (wallet balance, and what orders lock)."""
         params = {"accountType": "UNIFIED"}
@@ -292,6 +305,7 @@ class BybitExecutor(SignedClient):
                 held[coin["coin"]] = Balance(asset=coin["coin"], free=total - locked, locked=locked)
         return held
 
+    @reads_reply
     def api_key_info(self) -> dict[str, Any]:
         """What this API key may do (GET /v5/user/query-api; testnet and live both have it)."""
         return self._call("GET", "/v5/user/query-api", {})
@@ -336,9 +350,16 @@ class BybitExecutor(SignedClient):
 
     def _settled(self, symbol: str, cid: str) -> OrderStatus:
         """Bybit's create answer holds only ids: the fills come from a status query, asked
-        again while a market order is still being matched."""
+        again while a market order is still being matched. Bybit took the order, so a query
+        that fails leaves its outcome unknown, never 'not placed'."""
         for attempt in range(1, self._max_attempts + 1):
-            status = self.settled_status(symbol, cid)
+            try:
+                status = self.settled_status(symbol, cid)
+            except BybitError as exc:
+                raise BybitOutcomeUnknown(
+                    f"Bybit took order {cid} for {symbol} but its status could not be read "
+                    f"({exc}): reconcile before trading this symbol again"
+                ) from None
             if status is not None and not (status.is_open and status.order_type == "MARKET"):
                 return status
             self._sleep(min(self._backoff_s * attempt, self._max_retry_after_s))
@@ -376,10 +397,11 @@ class BybitExecutor(SignedClient):
         try:
             body = response.json()
             code, msg = int(body["retCode"]), self._redact(str(body.get("retMsg", "")))
+            result = body["result"] if code == 0 else None
         except (ValueError, KeyError, TypeError):
             raise MaybeSent(f"HTTP {response.status_code} but not a v5 body") from None
         if code == 0:
-            return body["result"]
+            return result
         if code == _RATE_LIMITED:
             raise NotSent(f"retCode {code} ({msg})", self._until_reset())
         if code == _CLOCK_SKEW:
