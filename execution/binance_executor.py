@@ -23,15 +23,7 @@ from execution.binance_signing import (
 )
 from execution.rules import rule_breaches
 from execution.signed_access import Endpoints
-from execution.signed_retry import (
-    SHAPE_ERRORS,
-    MaybeSent,
-    NotSent,
-    SignedClient,
-    SignedOptions,
-    reads_reply,
-    shape,
-)
+from execution.signed_retry import MaybeSent, NotSent, SignedClient, SignedOptions
 from market.binance_rest import (
     BinanceBanned,
     BinanceError,
@@ -41,7 +33,7 @@ from market.binance_rest import (
     retry_after_s,
 )
 from market.models import SymbolRules, parse_symbol
-from market.rest_client import Transient
+from market.rest_client import SHAPE_ERRORS, Transient, reads_reply, shape
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
 

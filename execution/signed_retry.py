@@ -5,12 +5,11 @@ error codes stay with each venue."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import httpx
 from pydantic import SecretStr
@@ -30,43 +29,6 @@ class NotSent(Transient):
 
 class MaybeSent(Transient):
     """A timeout, a dropped connection or a server error: it may have been executed."""
-
-
-SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, ArithmeticError)
-"""What reading a reply of the wrong shape raises: a field missing, a list empty, text where a
-number goes (pydantic's ValidationError is a ValueError, a bad Decimal an ArithmeticError)."""
-
-C = TypeVar("C", bound="SignedClient")
-R = TypeVar("R")
-Q = ParamSpec("Q")
-
-
-def shape(exc: Exception) -> str:
-    """One line on a reply's wrong shape, for a log or an error a person reads."""
-    if isinstance(exc, KeyError):
-        return f"no {exc.args[0]!r} in it"
-    text = str(exc).splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else 'no detail'}" + (
-        f" ({text[1].strip()})" if len(text) > 1 else ""
-    )
-
-
-def reads_reply(query: Callable[Concatenate[C, Q], R]) -> Callable[Concatenate[C, Q], R]:
-    """A query whose reply it reads: a reply of the wrong shape is the venue being unusable,
-    said as its own unavailability (a VenueError the loop's venue catches and a start-up
-    names), never a traceback halfway through a trading loop."""
-
-    @functools.wraps(query)
-    def read(client: C, *args: Q.args, **kwargs: Q.kwargs) -> R:
-        try:
-            return query(client, *args, **kwargs)
-        except SHAPE_ERRORS as exc:
-            raise client.unavailable(
-                f"{client.endpoints.exchange}'s reply to {query.__name__.strip('_')} cannot be "
-                f"read: {shape(exc)}"
-            ) from None
-
-    return read
 
 
 def wall_ms() -> int:
@@ -96,7 +58,6 @@ class SignedClient(RestClient, ABC):
 
     endpoints: ClassVar[Endpoints]
     default_recv_window_ms: ClassVar[int]
-    unavailable: ClassVar[Callable[[str], Exception]]
     query_errors: ClassVar[tuple[type[Exception], ...]]  # a status query that cannot answer
 
     def __init__(
@@ -133,6 +94,10 @@ class SignedClient(RestClient, ABC):
     @property
     def mode(self) -> str:
         return "live" if self.live else "testnet"
+
+    @property
+    def venue_label(self) -> str:
+        return self.endpoints.exchange
 
     def adopt_rules(self, rules: Mapping[str, SymbolRules]) -> None:
         """Rules the caller already holds (the store's daily cache): no per-symbol fetch."""

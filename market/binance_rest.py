@@ -18,7 +18,14 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from config.settings import BinanceSettings
 from core.errors import UserError, VenueError
 from market.models import CANDLE_COLUMNS, SymbolRules, parse_symbol
-from market.rest_client import ClientHooks, OnPage, PublicClient, Transient, kline_window
+from market.rest_client import (
+    ClientHooks,
+    OnPage,
+    PublicClient,
+    Transient,
+    kline_window,
+    reads_reply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +132,7 @@ class BinanceRestClient(PublicClient):
             return 0
         return self.used_weights.get("1m", 0)
 
+    @reads_reply
     def klines(
         self, symbol: str, interval: str, start_ms: int, end_ms: int, *, on_page: OnPage = None
     ) -> pd.DataFrame:
@@ -163,6 +171,7 @@ class BinanceRestClient(PublicClient):
         end = self._now_ms() if end_ms is None else end_ms
         return self.klines(symbol, interval, end - int(days * DAY_MS), end - 1, on_page=on_page)
 
+    @reads_reply
     def depth(self, symbol: str, limit: int = 100) -> DepthSnapshot:
         """An order-book snapshot, the starting point for a diff-depth stream."""
         symbol = parse_symbol(symbol)
@@ -175,6 +184,7 @@ class BinanceRestClient(PublicClient):
             symbol=symbol, last_update_id=data["lastUpdateId"], bids=data["bids"], asks=data["asks"]
         )
 
+    @reads_reply
     def exchange_info(self, symbols: list[str] | None = None) -> dict[str, SymbolRules]:
         """Live order filters (tick, step, notional) by symbol; all symbols when none given."""
         params: dict[str, str] = {}
@@ -190,6 +200,7 @@ class BinanceRestClient(PublicClient):
                 log.warning("skipping a symbol with unusable exchangeInfo filters: %s", exc)
         return rules
 
+    @reads_reply
     def server_time(self) -> int:
         """Binance's clock in epoch ms, to measure local clock skew."""
         return int(self._get("/api/v3/time", {}, _TIME_WEIGHT, [])["serverTime"])

@@ -4,10 +4,11 @@ retry loop each venue's requests go through, and a public client's GET and kline
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -50,6 +51,40 @@ def kline_window(symbol: str, interval: str, start_ms: int, end_ms: int) -> tupl
     return symbol, step
 
 
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, ArithmeticError)
+"""What reading a reply of the wrong shape raises: a field missing, a list empty, text where a
+number goes (pydantic's ValidationError is a ValueError, a bad Decimal an ArithmeticError)."""
+
+C = TypeVar("C", bound="RestClient")
+R = TypeVar("R")
+Q = ParamSpec("Q")
+
+
+def shape(exc: Exception) -> str:
+    """One line on a reply's wrong shape, for a log or an error a person reads."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} in it"
+    text = str(exc).splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'no detail'}" + (
+        f" ({text[1].strip()})" if len(text) > 1 else ""
+    )
+
+
+def reads_reply(query: Callable[Concatenate[C, Q], R]) -> Callable[Concatenate[C, Q], R]:
+    """A query that reads the venue's reply: a reply of the wrong shape is the venue being
+    unusable (`RestClient.unreadable`), never a traceback halfway through a command or a
+    trading loop."""
+
+    @functools.wraps(query)
+    def read(client: C, *args: Q.args, **kwargs: Q.kwargs) -> R:
+        try:
+            return query(client, *args, **kwargs)
+        except SHAPE_ERRORS as exc:
+            raise client.unreadable(query.__name__.strip("_"), exc) from None
+
+    return read
+
+
 class RestClient:
     """The connection pool and the injected clock a venue's REST client runs on."""
 
@@ -85,6 +120,20 @@ class RestClient:
 
     def close(self) -> None:
         self._http.close()
+
+    unavailable: ClassVar[Callable[[str], Exception]]
+    """The venue's own error for being unusable: a VenueError its callers catch."""
+
+    @property
+    def venue_label(self) -> str:
+        raise NotImplementedError
+
+    def unreadable(self, what: str, exc: Exception) -> Exception:
+        """A reply to `what` of the wrong shape, as the venue's unavailability naming what was
+        wrong with it."""
+        return self.unavailable(
+            f"{self.venue_label}'s reply to {what} cannot be read: {shape(exc)}"
+        )
 
     def _retried(
         self,
@@ -123,11 +172,14 @@ class PublicClient(RestClient):
     not after the backoff)."""
 
     venue: ClassVar[str]
-    unavailable: ClassVar[Callable[[str], Exception]]
 
     def __init__(self, settings: VenueSettings, **hooks: Unpack[ClientHooks]) -> None:
         super().__init__(settings.base_url, settings.timeout_s, **hooks)
         self._settings = settings
+
+    @property
+    def venue_label(self) -> str:
+        return self.venue
 
     def _get_retried(
         self,

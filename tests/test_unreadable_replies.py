@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from loopback_binance import Fault, LoopbackBinance
 from loopback_bybit_trading import API_KEY as BYBIT_KEY
 from loopback_bybit_trading import API_SECRET as BYBIT_SECRET
 from loopback_bybit_trading import BybitExchange, TradeFault
@@ -80,3 +81,20 @@ def test_a_bybit_order_whose_status_cannot_be_read_is_unknown_then_settled() -> 
         venue.settle()
         assert venue.orders[order.client_order_id].status == "filled"
         assert len(bybit.orders_with(order.client_order_id)) == 1
+
+
+@pytest.mark.slow
+def test_a_kline_page_of_the_wrong_shape_ends_a_download_in_one_line(cli) -> None:
+    """Public market data too: a page whose rows are short is Binance being unusable, said in
+    one line (exit 1, as for an unreachable exchange), not an IndexError traceback."""
+    server = LoopbackBinance().start()
+    try:
+        server.script(Fault(status=200, body=[[1_761_711_720_000, "1", "2"]]))
+        env = {"AGENT_BINANCE__BASE_URL": server.base_url, "AGENT_BINANCE__MAX_RETRIES": "0"}
+        result = cli("agent-data", "download", "--symbol", "BTCUSDT", "--days", "1", env=env)
+    finally:
+        server.stop()
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        "error: Binance's reply to klines cannot be read: IndexError: list index out of range"
+    )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import UserError, VenueError
 from market.instruments import equity_rules
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
-from market.rest_client import RestClient
+from market.rest_client import RestClient, reads_reply
 
 DATA_URL = "https://data.alpaca.markets"
 PAPER_URL = "https://paper-api.alpaca.markets"
@@ -126,6 +126,8 @@ class AlpacaData(RestClient):
     `klines` and `rules` make it a venue's MarketData (venues/base.py)."""
 
     exchange = "alpaca"
+    venue_label = "Alpaca"
+    unavailable = AlpacaError
 
     def __init__(
         self,
@@ -153,6 +155,7 @@ class AlpacaData(RestClient):
             raise AlpacaError(f"Alpaca answered {response.status_code} for {url}: {response.text}")
         return response.json()
 
+    @reads_reply
     def bars(
         self, symbols: Sequence[str], timeframe: str, start: str, end: str | None = None
     ) -> dict[str, pd.DataFrame]:
@@ -179,6 +182,7 @@ class AlpacaData(RestClient):
             params = {**params, "page_token": token}
         return {s: _bar_frame(r) for s, r in rows.items()}
 
+    @reads_reply
     def klines(
         self,
         symbol: str,
@@ -213,14 +217,17 @@ class AlpacaData(RestClient):
         )
         return out.loc[out["open_time"].between(start_ms, end_ms), list(CANDLE_COLUMNS)]
 
+    @reads_reply
     def rules(self, symbols: list[str] | None = None) -> dict[str, SymbolRules]:
         """Whole-share US-equity rules at each symbol's latest trade (the tick depends on it)."""
         return {s: equity_rules(s, self.latest_trade(s).price) for s in symbols or []}
 
+    @reads_reply
     def latest_quote(self, symbol: str) -> Quote:
         body = self._get("/v2/stocks/quotes/latest", {"symbols": symbol, "feed": self.feed})
         return _quote(body["quotes"][symbol])
 
+    @reads_reply
     def quotes(self, symbol: str, start: str, end: str | None = None) -> list[Quote]:
         params = {"symbols": symbol, "start": start, "feed": self.feed}
         if end is not None:
@@ -228,10 +235,12 @@ class AlpacaData(RestClient):
         body = self._get("/v2/stocks/quotes", params)
         return [_quote(q) for q in (body.get("quotes") or {}).get(symbol, [])]
 
+    @reads_reply
     def latest_trade(self, symbol: str) -> Trade:
         body = self._get("/v2/stocks/trades/latest", {"symbols": symbol, "feed": self.feed})
         return _trade(body["trades"][symbol])
 
+    @reads_reply
     def snapshot(self, symbol: str) -> Snapshot:
         body = self._get("/v2/stocks/snapshots", {"symbols": symbol, "feed": self.feed})[symbol]
         return Snapshot(
@@ -242,9 +251,11 @@ class AlpacaData(RestClient):
             prev_daily_bar=body.get("prevDailyBar"),
         )
 
+    @reads_reply
     def clock(self) -> Clock:
         return parse_clock(self._get(f"{self.trading_url}/v2/clock"))
 
+    @reads_reply
     def calendar(self, start: str, end: str) -> list[Session]:
         body = self._get(f"{self.trading_url}/v2/calendar", {"start": start, "end": end})
         return [_session(day) for day in body]

@@ -16,7 +16,14 @@ from tenacity import wait_exponential as backoff
 from config.venues import BybitSettings
 from core.errors import UserError, VenueError
 from market.models import CANDLE_COLUMNS, SymbolRules, parse_symbol
-from market.rest_client import ClientHooks, OnPage, PublicClient, Transient, kline_window
+from market.rest_client import (
+    ClientHooks,
+    OnPage,
+    PublicClient,
+    Transient,
+    kline_window,
+    reads_reply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +120,7 @@ class BybitRestClient(PublicClient):
         super().__init__(settings, **hooks)
         self.limit_status: dict[str, int] = {}  # X-Bapi-Limit* of the last answer that had them
 
+    @reads_reply
     def klines(
         self, symbol: str, interval: str, start_ms: int, end_ms: int, *, on_page: OnPage = None
     ) -> pd.DataFrame:
@@ -141,6 +149,7 @@ class BybitRestClient(PublicClient):
         closed = [rows[t] for t in sorted(rows) if t + step - 1 < now_ms]
         return _candles_frame(closed, step)
 
+    @reads_reply
     def rules(self, symbols: list[str] | None = None) -> dict[str, SymbolRules]:
         """Order filters by symbol (every spot symbol when none given), following the cursor."""
         wanted = [parse_symbol(s) for s in symbols or []]

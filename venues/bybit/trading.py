@@ -25,14 +25,9 @@ from execution.binance_executor import (
 )
 from execution.rules import rule_breaches
 from execution.signed_access import Endpoints
-from execution.signed_retry import (
-    MaybeSent,
-    NotSent,
-    SignedClient,
-    SignedOptions,
-    reads_reply,
-)
+from execution.signed_retry import MaybeSent, NotSent, SignedClient, SignedOptions
 from market.models import SymbolRules, parse_symbol
+from market.rest_client import reads_reply
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
 from venues.bybit.rest import (
