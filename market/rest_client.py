@@ -55,7 +55,14 @@ SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, ArithmeticError)
 """What reading a reply of the wrong shape raises: a field missing, a list empty, text where a
 number goes (pydantic's ValidationError is a ValueError, a bad Decimal an ArithmeticError)."""
 
-C = TypeVar("C", bound="RestClient")
+
+class Reader(Protocol):
+    """A client that says what a reply of the wrong shape is, in its venue's own error."""
+
+    def unreadable(self, what: str, exc: Exception) -> Exception: ...
+
+
+C = TypeVar("C", bound=Reader)
 R = TypeVar("R")
 Q = ParamSpec("Q")
 

@@ -13,6 +13,7 @@ import pytest
 from loopback_alpaca import body, send_json
 from loopback_bybit import LoopbackServer
 
+from execution.equity_fees import EquityFees
 from market.instruments import equity_rules
 from risk.approval import UnapprovedOrderError, client_order_id
 from risk.gate import assess
@@ -26,8 +27,9 @@ from risk.models import (
     TradeSignal,
 )
 from risk.state import RiskState
+from venues.alpaca.broker import AlpacaBroker
 from venues.alpaca.data import AlpacaKeys
-from venues.alpaca.trading import AlpacaPaper
+from venues.alpaca.trading import AlpacaPaper, AlpacaUnknown
 
 KEYS = AlpacaKeys(key_id="PKTEST", secret="not-a-secret")
 # Hand-made account state: alpaca-py's captured account and position bodies are placeholders.
@@ -38,10 +40,12 @@ POSITIONS = [{"symbol": "AAPL", "qty": "5", "avg_entry_price": "200.00", "market
 
 class PaperAlpaca(LoopbackServer):
     """Keeps the orders it took. `faults` script the next POSTs: "lost" takes the order and
-    answers 500 (the reply was lost), "down" answers 503 without taking it."""
+    answers 500 (the reply was lost), "odd" takes it and answers something that is not an
+    order, "down" answers 503 without taking it."""
 
-    def __init__(self, faults: list[str]) -> None:
+    def __init__(self, faults: list[str], odd_reads: int = 0) -> None:
         self.faults = list(faults)
+        self.odd_reads = odd_reads  # the next reads of an order answer something else
         self.orders: dict[str, dict] = {}
         self.posts = 0
         server = self
@@ -61,11 +65,16 @@ class PaperAlpaca(LoopbackServer):
                          "qty": sent["qty"], "filled_qty": "0", "filled_avg_price": None,
                          "status": "accepted"}  # fmt: skip
                 server.orders[sent["client_order_id"]] = order
+                if fault == "odd":  # taken, but the reply is not an order (a proxy's page)
+                    return self._send(200, {"message": "ok"})
                 self._send(500 if fault == "lost" else 200, order)
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == "/v2/orders:by_client_order_id":
+                    if server.odd_reads:
+                        server.odd_reads -= 1
+                        return self._send(200, {"message": "ok"})
                     cid = parse_qs(url.query)["client_order_id"][0]
                     found = server.orders.get(cid)
                     return self._send(200, found) if found else self._send(404, {})
@@ -92,7 +101,8 @@ def sealed(decision_id: str = "agent:AAPL:1"):
 
 
 @pytest.mark.parametrize(
-    ("faults", "posts"), [([], 1), (["lost"], 1), (["down"], 2), (["down", "lost"], 2)]
+    ("faults", "posts"),
+    [([], 1), (["lost"], 1), (["odd"], 1), (["down"], 2), (["down", "lost"], 2)],
 )
 def test_an_order_is_sent_once_under_its_decisions_id_whatever_the_replies(faults, posts) -> None:
     order = sealed()
@@ -123,3 +133,14 @@ def test_positions_account_and_clock() -> None:
     assert (position.symbol, position.qty) == ("AAPL", Decimal("5"))
     assert account.equity == Decimal("10000.00") and not account.trading_blocked
     assert not clock.is_open
+
+
+def test_an_order_alpaca_took_but_cannot_be_asked_about_is_unknown_not_rejected() -> None:
+    """A DAY order waits at Alpaca ('accepted') and the broker asks after it; when that answer
+    is not an order, the outcome is unknown (the loop settles it on a later bar), never the
+    'not placed' an AlpacaError would book."""
+    with PaperAlpaca([], odd_reads=1) as server, AlpacaPaper(KEYS, base_url=server.url) as paper:
+        broker = AlpacaBroker(paper, base_url=server.url, mode="testnet", fees=EquityFees(),
+                              fill_wait_s=5.0, sleep=lambda s: None)  # fmt: skip
+        with pytest.raises(AlpacaUnknown, match=r"Alpaca took \S+ but could not be asked about it"):
+            broker.submit(sealed())

@@ -19,6 +19,7 @@ import pandas as pd
 from execution.binance_executor import Balance, ExchangeSnapshot, OrderFill, OrderStatus
 from execution.equity_fees import EquityFees, sale_fees
 from execution.fees import Liquidity
+from venues.alpaca.data import AlpacaError
 from venues.alpaca.trading import AlpacaOrder, AlpacaPaper, AlpacaUnknown
 
 # Alpaca's order states in Binance's words; the ones absent here are still working.
@@ -63,7 +64,13 @@ class AlpacaBroker:
         deadline = self._monotonic() + self.fill_wait_s
         while placed.status not in _ENDED and self._monotonic() < deadline:
             self._sleep(0.2)
-            placed = self.paper.order(placed.client_order_id) or placed
+            try:
+                placed = self.paper.order(placed.client_order_id) or placed
+            except AlpacaError as exc:  # Alpaca took it: unknown from here, never 'not placed'
+                raise AlpacaUnknown(
+                    f"Alpaca took {placed.client_order_id} but could not be asked about it "
+                    f"({exc}); settled on a later bar"
+                ) from None
         return self._ended(placed)
 
     def settled_status(self, symbol: str, client_order_id: str) -> OrderStatus | None:

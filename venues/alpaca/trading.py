@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import OutcomeUnknown, UserError
+from market.rest_client import SHAPE_ERRORS, reads_reply, shape
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder
 from venues.alpaca.account import AlpacaAccount
@@ -83,7 +84,7 @@ class AlpacaPaper:
         for _ in range(self.attempts):
             try:
                 return AlpacaOrder.model_validate(self._call("POST", "/v2/orders", json=body))
-            except AlpacaUnknown:
+            except (AlpacaUnknown, *SHAPE_ERRORS):  # a reply that is not an order is unknown too
                 known = self.order(approved.client_order_id)
                 if known is not None:
                     return known
@@ -91,6 +92,7 @@ class AlpacaPaper:
             f"order {approved.client_order_id} not confirmed after {self.attempts} attempts"
         )
 
+    @reads_reply
     def order(self, client_order_id: str) -> AlpacaOrder | None:
         """The order sent under this id, or None if Alpaca has none."""
         try:
@@ -103,18 +105,25 @@ class AlpacaPaper:
             return None
         return AlpacaOrder.model_validate(found)
 
+    @reads_reply
     def open_orders(self) -> list[AlpacaOrder]:
         found = self._call("GET", "/v2/orders", params={"status": "open", "limit": 500})
         return [AlpacaOrder.model_validate(o) for o in found]
 
+    @reads_reply
     def positions(self) -> list[AlpacaPosition]:
         return [AlpacaPosition.model_validate(p) for p in self._call("GET", "/v2/positions")]
 
+    @reads_reply
     def account(self) -> AlpacaAccount:
         return AlpacaAccount.model_validate(self._call("GET", "/v2/account"))
 
+    @reads_reply
     def clock(self) -> Clock:
         return parse_clock(self._call("GET", "/v2/clock"))
+
+    def unreadable(self, what: str, exc: Exception) -> Exception:
+        return AlpacaError(f"Alpaca's reply to {what} cannot be read: {shape(exc)}")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
