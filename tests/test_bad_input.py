@@ -32,6 +32,7 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         # An empty --symbol crashed a backtest (IndexError) and downloaded nothing with exit 0.
         ("agent-backtest", ("--symbol", " , ", *SMA), {}, "--symbol ' , ' names no symbol"),
         ("agent-data", ("download", "--symbol", "", "--days", "1"), {}, "names no symbol"),
+        ("agent-trade", ("--symbol", "", "--max-bars", "1"), {}, "--symbol '' names no symbol"),
         (
             "agent-backtest",
             ("--profile", "inf.toml", *SMA),
@@ -65,6 +66,7 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         "arb-nan",
         "symbol-empty",
         "download-symbol-empty",
+        "trade-symbol-empty",
         "profile-inf",
         "slippage",
         "participation",

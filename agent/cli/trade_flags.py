@@ -158,7 +158,7 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
     args.mode = args.mode or trading.mode
     check_live_allowed(args.mode, os.environ)
     args.cash = trading.cash if args.cash is None else args.cash
-    args.symbol = args.symbol or ",".join(trading.symbols)
+    args.symbol = ",".join(trading.symbols) if args.symbol is None else args.symbol
     if args.mode == "live" and (loose := loose_env_file()):
         raise UserError(f"live trading refused: {loose}")
     if args.mode == "live" and args.feed == "replay":
