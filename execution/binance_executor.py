@@ -290,6 +290,7 @@ class BinanceExecutor(SignedClient):
     """Signed Binance spot REST for gate-approved orders; one instance per account and process.
     Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
 
+    protection = "oco"  # the stop and the target rest here as one OCO (exchange_protection)
     endpoints = ENDPOINTS
     default_recv_window_ms = DEFAULT_RECV_WINDOW_MS
     unavailable = BinanceUnavailable

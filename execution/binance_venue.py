@@ -279,6 +279,10 @@ class BinanceVenue:
         target = levels["take_profit"]
         if stop is None:
             return False  # a target alone is not protection: the loop watches it
+        rests = getattr(self.executor, "protection", None)
+        if rests is None:  # Alpaca: no resting stop is sent from here
+            log.info("%s: %s holds no stop for us; the loop watches it", symbol, self.exchange)
+            return False
         planned = protection.plan(
             symbol,
             str(levels.get("decision_id") or symbol),
@@ -287,7 +291,7 @@ class BinanceVenue:
             None if target is None else float(target),
             self.rules[symbol],
             why.value,
-            oco=isinstance(self.executor, BinanceExecutor),
+            oco=rests == "oco",
         )
         if isinstance(planned, str):
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)

@@ -13,7 +13,9 @@ import pytest
 from loopback_alpaca import body, send_json
 from loopback_bybit import LoopbackServer
 
+from execution.binance_venue import BinanceVenue
 from execution.equity_fees import EquityFees
+from execution.paper import GrowingFeed
 from market.instruments import equity_rules
 from risk.approval import UnapprovedOrderError, client_order_id
 from risk.gate import assess
@@ -43,9 +45,10 @@ class PaperAlpaca(LoopbackServer):
     answers 500 (the reply was lost), "odd" takes it and answers something that is not an
     order, "down" answers 503 without taking it."""
 
-    def __init__(self, faults: list[str], odd_reads: int = 0) -> None:
+    def __init__(self, faults: list[str], odd_reads: int = 0, fill_at: str | None = None) -> None:
         self.faults = list(faults)
         self.odd_reads = odd_reads  # the next reads of an order answer something else
+        self.fill_at = fill_at  # a market order fills at once at this price, as in a session
         self.orders: dict[str, dict] = {}
         self.posts = 0
         server = self
@@ -64,6 +67,9 @@ class PaperAlpaca(LoopbackServer):
                          "client_order_id": sent["client_order_id"], "side": sent["side"],
                          "qty": sent["qty"], "filled_qty": "0", "filled_avg_price": None,
                          "status": "accepted"}  # fmt: skip
+                if server.fill_at is not None:
+                    order |= {"filled_qty": sent["qty"], "filled_avg_price": server.fill_at,
+                              "status": "filled"}  # fmt: skip
                 server.orders[sent["client_order_id"]] = order
                 if fault == "odd":  # taken, but the reply is not an order (a proxy's page)
                     return self._send(200, {"message": "ok"})
@@ -88,10 +94,10 @@ class PaperAlpaca(LoopbackServer):
         self._listen(Handler)
 
 
-def sealed(decision_id: str = "agent:AAPL:1"):
+def sealed(decision_id: str = "agent:AAPL:1", **levels: float):
     rules = equity_rules("AAPL", 200.0)
     signal = TradeSignal(decision_id=decision_id, source=SignalSource.STRATEGY, symbol="AAPL",
-                         action=SignalAction.BUY, quantity=5, created_ms=0)  # fmt: skip
+                         action=SignalAction.BUY, quantity=5, created_ms=0, **levels)  # fmt: skip
     portfolio = PortfolioView(cash=10_000, equity=10_000, peak_equity=10_000,
                               day_start_equity=10_000)  # fmt: skip
     market = MarketView(symbol="AAPL", last_price=200.0, data_time_ms=0, rules=rules)
@@ -144,3 +150,33 @@ def test_an_order_alpaca_took_but_cannot_be_asked_about_is_unknown_not_rejected(
                               fill_wait_s=5.0, sleep=lambda s: None)  # fmt: skip
         with pytest.raises(AlpacaUnknown, match=r"Alpaca took \S+ but could not be asked about it"):
             broker.submit(sealed())
+
+
+def test_an_alpaca_entry_with_a_stop_fills_and_leaves_the_stop_to_the_loop() -> None:
+    """Alpaca holds no resting stop for the loop: an entry carrying one is booked filled and
+    its stop is watched on closed bars, as before Bybit's stop came to rest at Bybit."""
+    with (
+        PaperAlpaca([], fill_at="200.00") as server,
+        AlpacaPaper(KEYS, base_url=server.url) as paper,
+    ):
+        broker = AlpacaBroker(paper, base_url=server.url, mode="testnet", fees=EquityFees(),
+                              fill_wait_s=0.0, sleep=lambda s: None)  # fmt: skip
+        rules = {"AAPL": equity_rules("AAPL", 200.0)}
+        venue = BinanceVenue(broker, rules, GrowingFeed(["AAPL"]), cash=10_000.0, exchange="Alpaca")
+        answer = venue.execute(sealed(stop_loss=190.0))
+    assert answer["status"] == "filled", answer
+    assert venue.brackets["AAPL"]["stop_loss"] == 190.0 and not venue.protections
+
+
+def test_a_lost_reply_whose_follow_up_read_is_not_an_order_leaves_the_order_unknown() -> None:
+    """Alpaca took the order but its reply was lost, and the read that asks after it answers
+    something else: unknown (settled on a later bar), never the 'not placed' that lets the
+    loop's venue book an order Alpaca holds as rejected."""
+    order = sealed()
+    with (
+        PaperAlpaca(["lost"], odd_reads=1) as server,
+        AlpacaPaper(KEYS, base_url=server.url) as paper,
+        pytest.raises(AlpacaUnknown, match="could not be asked about it"),
+    ):
+        paper.submit(order)
+    assert list(server.orders) == [order.client_order_id] and server.posts == 1

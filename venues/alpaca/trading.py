@@ -80,16 +80,23 @@ class AlpacaPaper:
         """Send a sealed order once: after an unknown outcome, ask for it by its
         client_order_id and resend only if Alpaca has never seen it."""
         approved = verify_approved(order)
-        body = order_body(approved)
+        body, cid = order_body(approved), approved.client_order_id
         for _ in range(self.attempts):
             try:
                 return AlpacaOrder.model_validate(self._call("POST", "/v2/orders", json=body))
-            except (AlpacaUnknown, *SHAPE_ERRORS):  # a reply that is not an order is unknown too
-                known = self.order(approved.client_order_id)
+            except (AlpacaUnknown, *SHAPE_ERRORS) as exc:  # a reply that is not an order too
+                try:
+                    known = self.order(cid)
+                except AlpacaError as asked:  # the order may exist: unknown, never 'not placed'
+                    raise AlpacaUnknown(
+                        f"order {cid}: its outcome is unknown ({exc}) and Alpaca could not be "
+                        f"asked about it ({asked}); settled on a later bar"
+                    ) from None
                 if known is not None:
                     return known
-        raise AlpacaError(
-            f"order {approved.client_order_id} not confirmed after {self.attempts} attempts"
+        raise AlpacaUnknown(
+            f"order {cid} not confirmed after {self.attempts} attempts and absent at the last "
+            "check, but it may still appear: settled on a later bar"
         )
 
     @reads_reply

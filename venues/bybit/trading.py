@@ -152,6 +152,7 @@ class BybitExecutor(SignedClient):
     """Signed Bybit v5 spot REST for gate-approved orders; one instance per account and process.
     Inject `transport`/`base_url`, `clock_ms` and `sleep` to run it against a loopback server."""
 
+    protection = "stop"  # spot has no OCO: the stop rests alone, the loop keeps the target
     endpoints = ENDPOINTS
     default_recv_window_ms = DEFAULT_RECV_WINDOW_MS
     unavailable = BybitUnavailable
