@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from core.errors import OutcomeUnknown, VenueError
+from core.errors import OutcomeUnknown, UserError, VenueError
 from execution import exchange_protection as protection
 from execution.binance_executor import BinanceExecutor, OrderStatus
 from execution.exchange_protection import Protection
@@ -125,6 +125,8 @@ class BinanceVenue:
         for order in [o for o in self.orders.values() if o.status in ("accepted", "unknown")]:
             try:
                 status = self.executor.settled_status(order.symbol, order.client_order_id)
+            except UserError:  # a key or permission the exchange refuses stops the run
+                raise
             except VenueError as exc:
                 log.warning("cannot settle %s yet: %s", order.client_order_id, exc)
                 continue
@@ -197,6 +199,8 @@ class BinanceVenue:
         mark = self.checkpoint.marks.get(order.symbol)
         try:
             status = self.executor.submit(order, reference_price=mark)
+        except UserError:
+            raise
         except VenueError as exc:  # rejected, never sent, or an outcome the exchange left unknown
             outcome = "unknown" if isinstance(exc, OutcomeUnknown) else "rejected"
             self._set(record.model_copy(update={"status": outcome, "reason": str(exc)}))
@@ -298,6 +302,8 @@ class BinanceVenue:
             return False
         try:
             protection.place(self.executor, planned, self.rules[symbol])
+        except UserError:
+            raise
         except VenueError as exc:
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
             return False
@@ -321,6 +327,8 @@ class BinanceVenue:
         for symbol, held in list(self.protections.items()):
             try:
                 state, leg = protection.standing(self.executor, held)
+            except UserError:
+                raise
             except VenueError as exc:
                 log.warning("cannot check the protection of %s yet: %s", symbol, exc)
                 continue
@@ -432,6 +440,8 @@ class BinanceVenue:
         )
         try:
             protection.place(self.executor, again, self.rules[symbol])
+        except UserError:
+            raise
         except VenueError as exc:
             log.error(
                 "%s: %s refused the trailing stop at %g and the stop at %s again (%s); "

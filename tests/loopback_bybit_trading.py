@@ -86,6 +86,7 @@ class BybitExchange(LoopbackServer):
         # The most a Market order fills, by symbol (the book's depth at the set price): the rest
         # is cancelled, as Bybit spot does when the book runs out (PartiallyFilledCanceled).
         self.depth: dict[str, Decimal] = {}
+        self.secret = API_SECRET  # what it verifies signatures with: change it to revoke the key
         self.orders: list[dict[str, Any]] = []
         self.executions: list[dict[str, Any]] = []
         self.faults: list[TradeFault] = []
@@ -266,7 +267,7 @@ class BybitExchange(LoopbackServer):
         if key != API_KEY:
             return envelope({}, 10003, "API key is invalid.")
         message = f"{stamp}{key}{window}{payload}".encode()
-        expected = hmac.new(API_SECRET.encode(), message, hashlib.sha256).hexdigest()
+        expected = hmac.new(self.secret.encode(), message, hashlib.sha256).hexdigest()
         if signature != expected:
             return envelope({}, 10004, "Error sign, please check your signature generation.")
         if abs(int(stamp) - time.time_ns() // 10**6) > int(window):

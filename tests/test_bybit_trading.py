@@ -181,6 +181,20 @@ def test_an_order_bybit_refuses_is_booked_rejected_and_the_next_one_goes(
     assert exchange.count(*CREATE) == 2
 
 
+def test_a_key_bybit_refuses_mid_run_stops_the_run_instead_of_rejecting_every_order(
+    exchange: BybitExchange,
+) -> None:
+    """An order Bybit refuses is booked rejected and the loop goes on; a key it refuses is not
+    one order's problem: every order after it, exits included, would be refused too."""
+    trader = executor(exchange)
+    rules = {"BTCUSDT": trader.symbol_rules("BTCUSDT")}
+    venue = BinanceVenue(trader, rules, GrowingFeed(["BTCUSDT"]), cash=10_000.0, exchange="Bybit")
+    exchange.secret = "rotated"  # the key is revoked while the loop runs
+    with pytest.raises(BybitAuthError, match="10004"):
+        venue.execute(approve("by-k1", quantity=0.01))
+    assert exchange.count(*CREATE) == 1
+
+
 def test_reconcile_reports_the_wallet_and_a_ledger_bybit_cannot_back(
     exchange: BybitExchange,
 ) -> None:
