@@ -33,8 +33,9 @@ class Holdings(BaseModel):
 
 class LegFill(BaseModel):
     """What a venue did with one leg: `filled` may be short of `requested`, or 0.
-    `below_minimum`: the venue trades nothing that small (its minimum quantity or notional), so
-    no retry can ever fill it."""
+    `untradable`: the venue can never take this leg: below its minimum quantity or notional,
+    or, for a sell, none of the coin held there (the fee a buy paid in coins), so no retry can
+    ever fill it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -45,7 +46,7 @@ class LegFill(BaseModel):
     price: float | None
     fee_bps: float
     reason: str = "filled"
-    below_minimum: bool = False
+    untradable: bool = False
 
     @classmethod
     def missed(
@@ -56,7 +57,7 @@ class LegFill(BaseModel):
         fee_bps: float,
         reason: str,
         *,
-        below_minimum: bool = False,
+        untradable: bool = False,
     ) -> LegFill:
         """A leg that filled nothing, and why."""
         return cls(
@@ -67,7 +68,7 @@ class LegFill(BaseModel):
             price=None,
             fee_bps=fee_bps,
             reason=reason,
-            below_minimum=below_minimum,
+            untradable=untradable,
         )
 
 
@@ -294,8 +295,9 @@ class ArbDesk:
     def _close(self, pair: Pair, books: Mapping[str, VenueBook]) -> None:
         """The close rule: reverse the unmatched quantity on the venue that holds it, at once, as
         a taker; if that fails too, the pair stays a lone leg and no new pair opens. A quantity
-        below what the venue trades at all is a residual: it stays in the inventory, the pair
-        ends with a note saying so, and new pairs may open (no close could ever take it)."""
+        the venue can never take (below its minimums, or coins it does not hold: the fee a buy
+        paid in them) is a residual: the pair ends with a note saying so, and new pairs may
+        open."""
         unmatched = pair.unmatched
         if unmatched is None:
             return
@@ -303,10 +305,12 @@ class ArbDesk:
         reverse: Side = "sell" if side == "buy" else "buy"
         leg = close_leg(len(pair.closes) + 1)
         fill = self.legs.take(pair.pair_id, venue, reverse, quantity, books[venue], leg)
-        if fill.below_minimum:
+        if fill.untradable:
             hedged = all(f.filled for f in pair.legs) and len(pair.legs) == 2
             pair.state = PairState.COMPLETE if hedged and not pair.closes else PairState.CLOSED
-            residual = f"{quantity:.8g} {side} left on {venue}, too small to trade: {fill.reason}"
+            residual = (
+                f"{quantity:.8g} {side} left on {venue}, which cannot trade it: {fill.reason}"
+            )
             pair.note = f"{pair.note}; {residual}" if pair.note else residual
             self.journal(pair)
             return

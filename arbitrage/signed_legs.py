@@ -47,7 +47,13 @@ from venues.bybit.rest import BybitError
 from venues.bybit.trading import BybitExecutor, BybitOrderRejected
 
 Executor = BinanceExecutor | BybitExecutor
-_MINIMUMS = (ReasonCode.MIN_QTY, ReasonCode.MIN_NOTIONAL)  # the venue trades nothing that small
+# What no retry can cure: too small for the venue, or a sell of coins it does not hold.
+_NEVER = (
+    ReasonCode.MIN_QTY,
+    ReasonCode.MIN_NOTIONAL,
+    ReasonCode.SHORT_NOT_ALLOWED,
+    ReasonCode.NO_POSITION,
+)
 
 
 def decision_id(account: str, pair_id: str, leg: str) -> str:
@@ -117,7 +123,7 @@ class SignedLegs:
                 quantity,
                 fee,
                 f"vetoed by the risk gate: {why}",
-                below_minimum=all(r.code in _MINIMUMS for r in verdict.reasons),
+                untradable=all(r.code in _NEVER for r in verdict.reasons),
             )
         try:
             status = self.executors[venue].submit(verdict.order, reference_price=mid)
