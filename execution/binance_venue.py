@@ -171,8 +171,14 @@ class BinanceVenue:
                 "client_order_id": known.client_order_id,
             }
         protected = order.reduce_only and order.symbol in self.protections
-        if protected and self._unprotect(order.symbol):
-            reason = "the protective order at the exchange closed the position first"
+        standing = self._unprotect(order.symbol) if protected else "gone"
+        if standing != "gone":
+            reason = (
+                "the protective order at the exchange closed the position first"
+                if standing == "filled"
+                else "the protective order at the exchange could not be cancelled, and nothing "
+                "may sell under it: the exit waits for a later bar"
+            )
             return {
                 "status": "rejected",
                 "client_order_id": order.client_order_id,
@@ -312,14 +318,18 @@ class BinanceVenue:
                  self.exchange)  # fmt: skip
         return True
 
-    def _unprotect(self, symbol: str) -> bool:
-        """Cancel the symbol's protection before our own exit; True when it had already
-        filled (and is now booked), so there is nothing left to exit."""
-        held = self.protections.pop(symbol)
-        leg = protection.cancel(self.executor, held)
+    def _unprotect(self, symbol: str) -> protection.Standing:
+        """Cancel the symbol's protection before our own exit: 'gone' (the exit may go),
+        'filled' (booked now: nothing left to exit) or 'open' (the cancel failed: it stays
+        followed, and nothing may sell under it)."""
+        held = self.protections[symbol]
+        state, leg = protection.cancel(self.executor, held)
+        if state == "open":
+            return state
+        del self.protections[symbol]
         if leg is not None:
             self._book_protective(held, leg)
-        return leg is not None
+        return state
 
     def watch_protections(self) -> None:
         """Each bar, and at start-up: book a protection that filled while we looked away; one
@@ -428,7 +438,7 @@ class BinanceVenue:
         between, the restart finds the old one gone and rests the latest level. A refused
         move never leaves the position bare (docs/fills.md, "Trailing stop")."""
         held = self.protections[symbol]
-        if self._unprotect(symbol):
+        if self._unprotect(symbol) != "gone":  # filled, or the old stop rests on: no second one
             return
         if self._protect(symbol):
             log.info("%s: the trailing stop moved up at the exchange", symbol)

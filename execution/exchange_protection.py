@@ -153,9 +153,13 @@ def standing(
     return "gone", None
 
 
-def cancel(executor: BinanceExecutor | BybitExecutor, p: Protection) -> OrderStatus | None:
+def cancel(
+    executor: BinanceExecutor | BybitExecutor, p: Protection
+) -> tuple[Standing, OrderStatus | None]:
     """Take the protection off the exchange before our own exit sells the coins it holds;
-    returns the leg that had already filled, if one had."""
+    returns where it stands after: gone, filled (with the leg that filled), or still open when
+    the cancel failed or cannot be confirmed, so that nothing sells under a stop that rests
+    on (a Bybit conditional order holds no coins: it would sell the next ones bought)."""
     try:
         if not isinstance(executor, BinanceExecutor):
             executor.cancel_order(p.symbol, p.client_id, conditional=True)
@@ -165,5 +169,8 @@ def cancel(executor: BinanceExecutor | BybitExecutor, p: Protection) -> OrderSta
             executor.cancel_order(p.symbol, p.client_id)
     except VenueError as exc:
         log.warning("cancelling the protection %s of %s: %s", p.client_id, p.symbol, exc)
-    state, leg = standing(executor, p)
-    return leg if state == "filled" else None
+    try:
+        return standing(executor, p)
+    except VenueError as exc:
+        log.warning("the protection %s of %s cannot be checked: %s", p.client_id, p.symbol, exc)
+        return "open", None

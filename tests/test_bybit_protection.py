@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from loopback_bybit_trading import API_KEY, API_SECRET, BybitExchange
+from loopback_bybit_trading import API_KEY, API_SECRET, BybitExchange, TradeFault
 from test_binance_executor import approve
 from test_exchange_protection import close, restart
 from test_trailing_exchange import bar
@@ -127,3 +127,20 @@ def test_a_trailing_stop_is_moved_up_at_bybit_as_the_trail_passes_it(exchange) -
     assert old["orderStatus"] == "Deactivated"
     assert (new["orderStatus"], new["triggerPrice"]) == ("Untriggered", "64680.0")
     assert place.protections["BTCUSDT"].client_id == new["orderLinkId"]
+
+
+def test_an_exit_waits_while_the_stop_cannot_be_cancelled(exchange) -> None:
+    """Bybit refuses the cancel: the stop still rests, and as a conditional order holds no coins
+    it would sell the next ones bought if it were forgotten. So the exit is refused for now,
+    the stop stays followed, and the next exit cancels it and sells."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    exchange.faults.append(TradeFault(path="/v5/order/cancel", ret_code=10001))
+    answer = place.execute(close(place))
+    assert answer["status"] == "rejected" and "could not be cancelled" in answer["reason"]
+    [stop] = resting(exchange)
+    assert stop["orderStatus"] == "Untriggered" and "BTCUSDT" in place.protections
+    assert [o["side"] for o in exchange.orders].count("Sell") == 1  # the stop alone
+    again = place.execute(close(place))
+    assert again["status"] == "filled", again
+    assert stop["orderStatus"] == "Deactivated" and "BTCUSDT" not in place.protections
