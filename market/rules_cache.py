@@ -24,7 +24,9 @@ def exchange_rules(
     notify: Callable[[str], None],
 ) -> dict[str, SymbolRules]:
     """Rules for the `symbols` the venue lists; a symbol nobody knows is left out (the caller
-    says what it trades it with). `fetch` None: offline by setting."""
+    says what it trades it with), and one the venue does not list is an error, unless the
+    store kept its rules from when it did (a delisted coin's stored bars still backtest).
+    `fetch` None: offline by setting."""
     stored = {} if store.deferred else load_rules(store, venue, symbols)  # new: none yet
     fresh = {s: r for s, (r, at) in stored.items() if now_ms - at < DAY_MS}
     if len(fresh) == len(symbols):
@@ -33,8 +35,10 @@ def exchange_rules(
     if fetch is not None:
         try:
             fetched = fetch(symbols)
-        except UserError:
-            raise  # a symbol the venue does not list is the user's to fix, not an outage
+        except UserError as exc:
+            if len(stored) < len(symbols):
+                raise  # a symbol the venue does not list and never did: the user's to fix
+            why = f"{venue.capitalize()} no longer lists them: {exc}"  # their last rules serve
         except VenueError as exc:
             why = f"{venue.capitalize()} unreachable: {exc}"
         else:

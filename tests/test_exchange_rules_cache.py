@@ -19,6 +19,7 @@ from market.models import SymbolRules
 from market.rules_cache import DAY_MS, exchange_rules
 from risk import Approved, ReasonCode
 from store import Store, open_store
+from store.exchange_rules import save_rules
 
 INFO = "/api/v3/exchangeInfo"
 
@@ -81,6 +82,20 @@ def test_a_symbol_the_venue_does_not_list_is_an_error_naming_it_not_an_outage(
             store, "binance", ["BTCUSDT", "NOPEUSDT"], NOW, fetcher(server.base_url), notes.append
         )
     assert notes == [] and requests(server) == 1  # no bundled rules stand in for it
+
+
+def test_a_symbol_the_venue_stopped_listing_is_priced_by_its_last_stored_rules(
+    server, store
+) -> None:
+    """A delisted coin's stored bars still backtest: its rules from when the venue listed it
+    serve, as they would if the venue were unreachable."""
+    listed = exchange_rules(store, "binance", ["BTCUSDT"], NOW, fetcher(server.base_url), print)
+    save_rules(store, "binance", {"NOPEUSDT": listed["BTCUSDT"]}, NOW)  # listed back then
+    later = NOW + 2 * DAY_MS
+    rules = exchange_rules(
+        store, "binance", ["BTCUSDT", "NOPEUSDT"], later, fetcher(server.base_url), print
+    )
+    assert set(rules) == {"BTCUSDT", "NOPEUSDT"} and requests(server) == 2
 
 
 def test_with_nothing_stored_offline_uses_the_bundled_rules_with_one_notice(store) -> None:
