@@ -438,6 +438,13 @@ class BinanceVenue:
         between, the restart finds the old one gone and rests the latest level. A refused
         move never leaves the position bare (docs/fills.md, "Trailing stop")."""
         held = self.protections[symbol]
+        level, close = float(self.brackets[symbol]["trail_stop"]), self.checkpoint.marks[symbol]
+        if close <= level and getattr(self.executor, "protection", None) == "stop":
+            # Bybit takes a sell stop above the market and fires it only on a rise (Binance
+            # refuses it, below): the trail is through the close, so exit now; the old stop
+            # rests until the exit cancels it.
+            self._exit_now[symbol] = f"trailing_stop {level:g} crossed (close {close:g})"
+            return
         if self._unprotect(symbol) != "gone":  # filled, or the old stop rests on: no second one
             return
         if self._protect(symbol):

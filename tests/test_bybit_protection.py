@@ -144,3 +144,24 @@ def test_an_exit_waits_while_the_stop_cannot_be_cancelled(exchange) -> None:
     again = place.execute(close(place))
     assert again["status"] == "filled", again
     assert stop["orderStatus"] == "Deactivated" and "BTCUSDT" not in place.protections
+
+
+def test_a_trail_through_the_close_exits_rather_than_resting_a_stop_above_the_market(
+    exchange,
+) -> None:
+    """The bar's high lifts the trail to 64,680 but it closes at 64,600. Bybit would take a
+    conditional sell with its trigger above the market and fire it only on a rise, so the
+    loop exits now, as it does on Binance when Binance refuses that stop."""
+    place = venue(exchange)
+    assert (
+        place.execute(approve("trail-2", quantity=0.01, trailing_stop_pct=0.02))["status"]
+        == "filled"
+    )
+    exchange.move("BTCUSDT", "64600")
+    place.on_bar(bar(place.feed, 65_000, 66_000, 64_500, 64_600))
+    [stop] = resting(exchange)  # no stop rests above the market
+    assert (stop["orderStatus"], stop["triggerPrice"]) == ("Untriggered", "63700.0")
+    assert place.protective_exits(0) == [("BTCUSDT", "trailing_stop 64680 crossed (close 64600)")]
+    assert place.execute(close(place))["status"] == "filled"
+    assert place.new_fills[-1].reason.value == "trailing_stop"
+    assert stop["orderStatus"] == "Deactivated" and place.ledger.quantity("BTCUSDT") == 0
