@@ -149,8 +149,9 @@ def test_replayed_book_feeds_the_gate_a_tight_spread_limit_vetoes_and_a_loose_on
 
 
 def test_each_gap_in_the_replayed_depth_resyncs_from_a_snapshot_to_the_servers_book() -> None:
-    """The capture's 3 real gaps and the gap between two passes of it: each discards the
-    book, a REST snapshot rebuilds it, and the rebuilt book is the server's, level for level."""
+    """The capture's 3 real gaps and the gap between two passes of it: each real gap discards
+    the book, a REST snapshot rebuilds it, and after every gap the rebuilt book is the
+    server's, level for level."""
     gaps: list[tuple[int, int]] = []
     checked_after_gap: list[int] = []
 
@@ -180,7 +181,11 @@ def test_each_gap_in_the_replayed_depth_resyncs_from_a_snapshot_to_the_servers_b
     real = [(a, b) for a, b in gaps[:3]]
     assert [b - a for a, b in real] == [5528, 1799213, 391689]  # the capture's own gaps
     assert checked_after_gap == sorted(checked_after_gap)
-    assert checked_after_gap[-1] >= 4 and resyncs >= 4
+    # Each real gap costs a resync. The gap between the passes can come while the third gap's
+    # snapshot is still being fetched: served after the server restarted its pass, that one
+    # snapshot already holds the second pass's book and covers both (seen on a loaded CI run),
+    # so the fourth resync may not be needed; the book still equals the server's, as checked.
+    assert checked_after_gap[-1] >= 3 and resyncs >= 3
 
 
 def test_a_reconnect_discards_the_book_and_it_resyncs_from_a_new_snapshot() -> None:
