@@ -174,10 +174,13 @@ class BinanceVenue:
         standing = self._unprotect(order.symbol) if protected else "gone"
         if standing != "gone":
             reason = (
-                "the protective order at the exchange closed the position first"
-                if standing == "filled"
-                else "the protective order at the exchange could not be cancelled, and nothing "
-                "may sell under it: the exit waits for a later bar"
+                "the protective order at the exchange could not be cancelled, and nothing may "
+                "sell under it: the exit waits for a later bar"
+                if standing == "open"
+                else "the protective order at the exchange closed the position first"
+                if self._flat(order.symbol)
+                else "the protective order at the exchange sold part of the position first: "
+                "what is left exits on a later bar, its stop watched here until then"
             )
             return {
                 "status": "rejected",
@@ -372,7 +375,10 @@ class BinanceVenue:
         )
         self._set(record)
         self._book(record, leg, ExitReason(why))
-        self.brackets.pop(held.symbol, None)
+        if self._flat(held.symbol):
+            self.brackets.pop(held.symbol, None)
+        # else it filled in part (then was cancelled or expired): the bracket stays, and the
+        # loop watches its levels for what is left
 
     def _flat(self, symbol: str) -> bool:
         """Below the minimum order size counts as flat: a base-asset fee leaves unsellable dust."""

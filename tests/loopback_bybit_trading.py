@@ -83,8 +83,9 @@ class BybitExchange(LoopbackServer):
             "type": 1,
             "uta": 1,
         }
-        # The most a Market order fills, by symbol (the book's depth at the set price): the rest
-        # is cancelled, as Bybit spot does when the book runs out (PartiallyFilledCanceled).
+        # The most an order fills, by symbol (the book's depth at its price): a Market order's
+        # rest is cancelled, as Bybit spot does when the book runs out (PartiallyFilledCanceled);
+        # a limit's rest stays on the book (PartiallyFilled).
         self.depth: dict[str, Decimal] = {}
         self.secret = API_SECRET  # what it verifies signatures with: change it to revoke the key
         self.orders: list[dict[str, Any]] = []
@@ -213,8 +214,9 @@ class BybitExchange(LoopbackServer):
             execId=f"exec-{len(self.executions)}",
         )
         self.executions.append(execution)
+        rest = "PartiallyFilled" if order["orderType"] == "Limit" else "PartiallyFilledCanceled"
         order.update(
-            orderStatus="Filled" if qty == Decimal(order["qty"]) else "PartiallyFilledCanceled",
+            orderStatus="Filled" if qty == Decimal(order["qty"]) else rest,
             cumExecQty=str(qty),
             cumExecValue=str(value),
             avgPrice=str(price),
@@ -231,7 +233,8 @@ class BybitExchange(LoopbackServer):
                 if order["orderStatus"] == "Untriggered" and last <= Decimal(order["triggerPrice"]):
                     order.update(orderStatus="New", _filter="Order")  # through Triggered
                 if order["orderStatus"] == "New" and Decimal(order["price"]) <= last:
-                    self._fill(order, Decimal(order["qty"]), Decimal(order["price"]))
+                    qty = min(Decimal(order["qty"]), self.depth.get(symbol, Decimal(order["qty"])))
+                    self._fill(order, qty, Decimal(order["price"]))
 
     def _cancel(self, body: dict[str, str]) -> object:
         [order] = self.orders_with(body["orderLinkId"]) or [None]
@@ -241,9 +244,10 @@ class BybitExchange(LoopbackServer):
             or order["_filter"] != body.get("orderFilter", "Order")
         ):
             return envelope({}, 170213, "Order does not exist.")
-        order["orderStatus"] = (
-            "Deactivated" if order["orderStatus"] == "Untriggered" else "Cancelled"
-        )
+        order["orderStatus"] = {
+            "Untriggered": "Deactivated",
+            "PartiallyFilled": "PartiallyFilledCanceled",
+        }.get(order["orderStatus"], "Cancelled")
         return envelope({"orderId": order["orderId"], "orderLinkId": order["orderLinkId"]})
 
     def _move(self, coin: str, amount: Decimal) -> None:

@@ -165,3 +165,24 @@ def test_a_trail_through_the_close_exits_rather_than_resting_a_stop_above_the_ma
     assert place.execute(close(place))["status"] == "filled"
     assert place.new_fills[-1].reason.value == "trailing_stop"
     assert stop["orderStatus"] == "Deactivated" and place.ledger.quantity("BTCUSDT") == 0
+
+
+def test_a_stop_that_filled_in_part_leaves_the_rest_watched_and_sold(exchange) -> None:
+    """The stop triggers and the book takes only 0.004 of the 0.00999 held at its limit; our
+    exit then cancels the rest. What it sold is booked as the stop-loss, and the 0.00599 left
+    keeps its stop, watched by the loop, which sells it on the next bar through the stop,
+    rather than leaving it without one."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    exchange.depth["BTCUSDT"] = Decimal("0.004")
+    exchange.move("BTCUSDT", "63900")
+    first = place.execute(close(place))
+    assert first["status"] == "rejected" and "sold part of the position first" in first["reason"]
+    assert place.ledger.quantity("BTCUSDT") == pytest.approx(0.00599)
+    assert place.brackets["BTCUSDT"]["stop_loss"] == 64_000.0 and not place.protections
+    exchange.depth.clear()  # the book refills
+    index = bar(place.feed, 63_900, 64_100, 63_500, 63_800)
+    assert place.protective_exits(index) == [("BTCUSDT", "stop_loss 64000 crossed (low 63500)")]
+    assert place.execute(close(place))["status"] == "filled"
+    assert place.ledger.quantity("BTCUSDT") == 0
+    assert [f.reason.value for f in place.new_fills[-2:]] == ["stop_loss", "stop_loss"]
