@@ -33,7 +33,7 @@ from market.binance_rest import (
     retry_after_s,
 )
 from market.models import SymbolRules, parse_symbol
-from market.rest_client import SHAPE_ERRORS, Transient, reads_reply, shape
+from market.rest_client import SHAPE_ERRORS, reads_reply, shape
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode
 
@@ -417,13 +417,12 @@ class BinanceExecutor(SignedClient):
         position never gets two."""
         try:
             data = self._send("POST", OCO_PATH, params, signed=True)
-        except Transient as exc:
-            existing = self.order_list(symbol, list_id)
-            if existing is not None:
-                return existing
+        except NotSent as exc:
             raise BinanceUnavailable(
                 f"Binance did not take the protective OCO {list_id} for {symbol} ({exc})"
             ) from None
+        except MaybeSent as exc:
+            return self._oco_after_unknown(symbol, list_id, str(exc))
         except ExchangeRefused as exc:
             existing = self.order_list(symbol, list_id)
             if existing is not None and existing.is_open:
@@ -432,13 +431,27 @@ class BinanceExecutor(SignedClient):
         try:
             return OrderList.model_validate(data)
         except SHAPE_ERRORS as exc:  # taken, but its reply unreadable: ask for the list
+            return self._oco_after_unknown(
+                symbol, list_id, f"a reply that cannot be read ({shape(exc)})"
+            )
+
+    def _oco_after_unknown(self, symbol: str, list_id: str, cause: str) -> OrderList:
+        """The OCO Binance may have taken: the list if the query finds it. Absent, it may still
+        appear (a query can lag its placement) and hold the coins, so the outcome stays unknown
+        for the caller to follow, never a failure to forget."""
+        try:
             existing = self.order_list(symbol, list_id)
+        except self.query_errors as exc:
+            cause = f"{cause}; its list could not be queried ({exc})"
+        else:
             if existing is not None:
                 return existing
-            raise BinanceUnavailable(
-                f"Binance answered the protective OCO {list_id} for {symbol} with a reply that "
-                f"cannot be read ({shape(exc)}) and holds no such list"
-            ) from None
+            cause = f"{cause}; no such list yet, but it may still appear"
+        raise OrderOutcomeUnknown(
+            f"Binance did not confirm the protective OCO {list_id} for {symbol}: {cause}",
+            list_id,
+            symbol,
+        )
 
     def place_order(self, params: dict[str, str], symbol: str, cid: str) -> OrderStatus:
         """POST an order the venue built itself (a protective stop), with the same idempotent

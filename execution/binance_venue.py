@@ -313,6 +313,13 @@ class BinanceVenue:
             protection.place(self.executor, planned, self.rules[symbol])
         except UserError:
             raise
+        except OutcomeUnknown as exc:  # it may rest and hold the coins: followed, not forgotten
+            log.warning(
+                "%s: the protective %s %s may rest at %s (%s); checked again each bar",
+                symbol, planned.kind, planned.client_id, self.exchange, exc,
+            )  # fmt: skip
+            self.protections[symbol] = planned
+            return True
         except VenueError as exc:
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
             return False

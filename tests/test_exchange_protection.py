@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from loopback_exchange import API_KEY, API_SECRET, LoopbackExchange
+from loopback_exchange import API_KEY, API_SECRET, NO_SUCH_LIST, ExchangeFault, LoopbackExchange
 from test_binance_executor import NOW, RULES, approve
 
-from execution.binance_executor import BinanceExecutor
+from execution.binance_executor import OCO_PATH, ORDER_LIST_PATH, BinanceExecutor
 from execution.binance_venue import BinanceVenue
 from execution.paper import GrowingFeed
 from market.sample import sample_rules
@@ -142,3 +142,34 @@ def test_a_stop_without_a_target_rests_as_one_stop_loss_limit(exchange) -> None:
     assert (stop["type"], stop["orderListId"]) == ("STOP_LOSS_LIMIT", -1)
     answer = place.execute(close(place))
     assert answer["status"] == "filled" and exchange.open_with(PREFIX) == []
+
+
+def test_an_oco_whose_reply_is_lost_and_not_yet_listed_stays_followed(exchange) -> None:
+    """Binance took the OCO, its reply could not be read, and the list query (a lagging
+    replica) said no such list: the OCO may rest and hold the coins, so it is followed, not
+    forgotten. The next bar finds it resting, and our exit cancels it before selling."""
+    exchange.script(
+        ExchangeFault(path=OCO_PATH, status=200, body={"unexpected": True}, after_accept=True),
+        ExchangeFault(method="GET", path=ORDER_LIST_PATH, status=400, body=NO_SUCH_LIST),
+    )
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    assert len(exchange.open_with(PREFIX)) == 2  # it rests at the exchange
+    assert "BTCUSDT" in place.protections
+    place.watch_protections()
+    assert "BTCUSDT" in place.protections and place.protective_exits(0) == []
+    answer = place.execute(close(place))
+    assert answer["status"] == "filled", answer
+    assert exchange.open_with(PREFIX) == [] and exchange.count("POST", OCO_PATH) == 1
+
+
+def test_an_oco_lost_before_binance_took_it_leaves_the_stop_to_the_loop(exchange) -> None:
+    """The OCO's connection dropped before Binance read it: the query finds no list; it is
+    followed until the next bar's check says it is gone, then the loop watches the stop."""
+    exchange.script(ExchangeFault(path=OCO_PATH, drop=True))
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    assert exchange.open_with(PREFIX) == [] and "BTCUSDT" in place.protections
+    place.watch_protections()
+    assert "BTCUSDT" not in place.protections and "BTCUSDT" in place.brackets
+    assert exchange.count("POST", OCO_PATH) == 1  # never a second one sent blind
