@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from execution.fees import Liquidity
 from risk.models import OrderType
 
-_SHORT_BELOW = 2.0**19
+_SHORT_BELOW: Final = 2.0**19
 """Under 2**19 a float's half-ulp is under half of 1e-10, and times 1e10 it is an exact integer
 below 2**53: what makes `snap`'s shortcut exact."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -32,10 +32,15 @@ from market.models import SymbolRules
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder, OrderType, ReasonCode, Side
 
-_MARKET, _LIMIT, _STOP = "market", "limit", "stop"
+_MARKET: Final = "market"
+_LIMIT: Final = "limit"
+_STOP: Final = "stop"
 # Enum members read once: on Python 3.11 each `OrderType.MARKET` is a metaclass lookup.
-_MARKET_ORDER, _STOP_ORDER, _BUY = OrderType.MARKET, OrderType.STOP, Side.BUY
-_TAKER, _MAKER = Liquidity.TAKER, Liquidity.MAKER
+_MARKET_ORDER: Final = OrderType.MARKET
+_STOP_ORDER: Final = OrderType.STOP
+_BUY: Final = Side.BUY
+_TAKER: Final = Liquidity.TAKER
+_MAKER: Final = Liquidity.MAKER
 
 
 def _mode(order: WorkingOrder) -> str:

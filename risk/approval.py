@@ -8,17 +8,18 @@ import hmac
 import secrets
 from decimal import Decimal
 from operator import itemgetter
+from typing import Final
 
 from risk.models import ApprovedOrder, OrderType, Side, SignalSource
 from risk.trusted import trusted
 
-_KEY = secrets.token_bytes(32)
-_KEYED = hashlib.blake2b(key=_KEY, digest_size=32)
+_KEY: Final = secrets.token_bytes(32)
+_KEYED: Final = hashlib.blake2b(key=_KEY, digest_size=32)
 _KEYED.update(b"order|")
 """BLAKE2b holds the last full block back until more input comes: these bytes after the key's
 block have it hashed here, once per process, rather than in every order's `_digest`."""
-_CLIENT_ID_PREFIX = "agt-"
-_sha256 = hashlib.sha256
+_CLIENT_ID_PREFIX: Final = "agt-"
+_sha256: Final = hashlib.sha256
 
 
 class UnapprovedOrderError(Exception):
@@ -31,9 +32,9 @@ def client_order_id(decision_id: str, leg: str = "entry") -> str:
     return _CLIENT_ID_PREFIX + _sha256(f"{decision_id}|{leg}".encode()).digest()[:14].hex()
 
 
-_SEALED = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
+_SEALED: Final = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
 """Every field but the seal itself, in a fixed order."""
-_pick_sealed = itemgetter(*_SEALED)
+_pick_sealed: Final = itemgetter(*_SEALED)
 
 
 def _digest(sealed: tuple[object, ...]) -> str:
@@ -142,7 +143,7 @@ class _Mint:
         return order
 
 
-_unclaimed: list[_Mint] = [_Mint()]
+_unclaimed: Final[list[_Mint]] = [_Mint()]
 
 
 def claim_mint() -> _Mint:

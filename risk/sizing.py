@@ -6,31 +6,29 @@ from __future__ import annotations
 import math
 import sys
 from decimal import ROUND_FLOOR, Context, Decimal
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from risk.models import ReasonCode
 from risk.views import PositionFacts
 
-EXACT = Context(prec=1000, rounding=ROUND_FLOOR)
+EXACT: Final = Context(prec=1000, rounding=ROUND_FLOOR)
 """Any finite float fits on a tick grid in 1000 digits, so products are exact; divisions round down."""
 # Bound once: a Context looks each method up through its own getattr, on the hot path every call.
-exact_multiply, _divide_int, _divide, _add = (
-    EXACT.multiply,
-    EXACT.divide_int,
-    EXACT.divide,
-    EXACT.add,
-)
+exact_multiply: Final = EXACT.multiply
+_divide_int: Final = EXACT.divide_int
+_divide: Final = EXACT.divide
+_add: Final = EXACT.add
 
-_NEAR = 1.0 + 1e-9  # caps within this factor of the final size are re-checked in Decimal
-_GRID_MARGIN = 1e-12
+_NEAR: Final = 1.0 + 1e-9  # caps within this factor of the final size are re-checked in Decimal
+_GRID_MARGIN: Final = 1e-12
 """A float this far (relative) from every grid line has the same floor as its exact decimal:
 the float route errs by under 1e-15 (the float's own rounding, the step's, one division)."""
-_tuple_new = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
-_GRID_SPAN = 2.0**52  # beyond this many steps a float no longer counts steps exactly
-_SHORT = 1e15
+_tuple_new: Final = tuple.__new__  # builds a NamedTuple without running its Python-level __new__
+_GRID_SPAN: Final = 2.0**52  # beyond this many steps a float no longer counts steps exactly
+_SHORT: Final = 1e15
 """Decimals of at most 15 significant digits that differ never round to the same float."""
-_EXACT_SCALE = 10**22  # the largest power of ten a float holds exactly
-_NORMAL = sys.float_info.min  # below it floats thin out and the digit argument fails
+_EXACT_SCALE: Final = 10**22  # the largest power of ten a float holds exactly
+_NORMAL: Final = sys.float_info.min  # below it floats thin out and the digit argument fails
 
 
 class Cap(NamedTuple):

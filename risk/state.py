@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right, insort
+from typing import Final
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from risk.protections import (
 from risk.risk_state import RiskState
 from risk.trusted import trusted
 
-RATE_WINDOW_MS = 3_600_000  # the longest rate-limit window; older order times are dropped
+RATE_WINDOW_MS: Final = 3_600_000  # the longest rate-limit window; older order times are dropped
 # The reductions `ndarray.max`/`min` call, without their Python wrapper: a backtest folds a
 # short span at every step, where the wrapper was a third of each reduction's cost.
 _highest, _lowest = np.maximum.reduce, np.minimum.reduce
@@ -129,7 +130,7 @@ def _moved(
 
 # Closes screened for a trip at a time: the screen's ~10 scratch arrays of a span stay ~5 MB
 # when a quiet stretch of a million bars is folded, not ~80 MB.
-_SPAN = 1 << 16
+_SPAN: Final = 1 << 16
 
 
 def on_equity_series(

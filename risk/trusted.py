@@ -3,20 +3,20 @@ on the gate's hot path pydantic's re-validation of its own outputs was most of t
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 
-_new = object.__new__
+_new: Final = object.__new__
 # BaseModel's own slot setters, called directly: object.__setattr__ would look each name up first.
-_slots = BaseModel.__dict__
-_set_dict = _slots["__dict__"].__set__
-_set_fields_set = _slots["__pydantic_fields_set__"].__set__
-_set_extra = _slots["__pydantic_extra__"].__set__
-_set_private = _slots["__pydantic_private__"].__set__
-_every_field: dict[type[BaseModel], set[str]] = {}
+_slots: Final = BaseModel.__dict__
+_set_dict: Final = _slots["__dict__"].__set__
+_set_fields_set: Final = _slots["__pydantic_fields_set__"].__set__
+_set_extra: Final = _slots["__pydantic_extra__"].__set__
+_set_private: Final = _slots["__pydantic_private__"].__set__
+_every_field: Final[dict[type[BaseModel], set[str]]] = {}
 
 
 def trusted(cls: type[M], values: dict[str, Any]) -> M:

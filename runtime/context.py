@@ -5,7 +5,7 @@ a backtest builds one per decision."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 import numpy as np
 
@@ -211,13 +211,15 @@ class Context:
         return f"{self.strategy}:{self.symbol}:{self.time_ms}:{what}"
 
 
-_BAR_FIELDS = frozenset(("open", "high", "low", "close", "volume"))
+_BAR_FIELDS: Final = frozenset(("open", "high", "low", "close", "volume"))
 # Enum members read once: on Python 3.11 `SignalAction.BUY` goes through the enum class's
 # __getattr__, several times a plain read, and a context makes a signal at every decision.
-_BUY, _SELL, _CLOSE = SignalAction.BUY, SignalAction.SELL, SignalAction.CLOSE
-_MARKET = OrderType.MARKET
-_FLOAT = (float, type(None))
-_TEMPLATE = dict.fromkeys(TradeSignal.model_fields) | {
+_BUY: Final = SignalAction.BUY
+_SELL: Final = SignalAction.SELL
+_CLOSE: Final = SignalAction.CLOSE
+_MARKET: Final = OrderType.MARKET
+_FLOAT: Final = (float, type(None))
+_TEMPLATE: Final = dict.fromkeys(TradeSignal.model_fields) | {
     name: field.default
     for name, field in TradeSignal.model_fields.items()
     if not field.is_required()

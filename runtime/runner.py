@@ -9,7 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
@@ -45,8 +45,8 @@ from runtime.portfolio import account_facts
 from runtime.ports import RiskBook, Venue
 from runtime.strategy import Strategy
 
-log = logging.getLogger(__name__)
-DAY_MS = 86_400_000
+log: Final = logging.getLogger(__name__)
+DAY_MS: Final = 86_400_000
 
 
 class GateCall(NamedTuple):
