@@ -24,6 +24,7 @@ from market.rest_client import (
     PublicClient,
     Transient,
     kline_window,
+    progress,
     reads_reply,
 )
 
@@ -140,6 +141,7 @@ class BinanceRestClient(PublicClient):
         because its values would change after we stored them."""
         symbol, step = kline_window(symbol, interval, start_ms, end_ms)
         rows: dict[int, list[Any]] = {}
+        on_page = progress(on_page)
         cursor = start_ms
         while cursor <= end_ms:
             page = self._klines_page(symbol, interval, cursor, end_ms, step)

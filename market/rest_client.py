@@ -77,6 +77,26 @@ def shape(exc: Exception) -> str:
     )
 
 
+class ProgressFailed(RuntimeError):
+    """The caller's progress callback raised: a bug on our side, never the venue's reply."""
+
+
+def progress(on_page: OnPage) -> OnPage:
+    """`on_page` with its own failures told apart: a query under `reads_reply` would otherwise
+    report a KeyError or TypeError of the callback as a reply of the wrong shape."""
+    if on_page is None:
+        return None
+    report = on_page
+
+    def told(rows: int) -> None:
+        try:
+            report(rows)
+        except SHAPE_ERRORS as exc:
+            raise ProgressFailed(f"the progress callback failed: {exc}") from exc
+
+    return told
+
+
 def reads_reply(query: Callable[Concatenate[C, Q], R]) -> Callable[Concatenate[C, Q], R]:
     """A query that reads the venue's reply: a reply of the wrong shape is the venue being
     unusable (`RestClient.unreadable`), never a traceback halfway through a command or a

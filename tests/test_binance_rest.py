@@ -36,6 +36,7 @@ from market.binance_rest import (
     UnknownSymbolError,
 )
 from market.models import CANDLE_COLUMNS
+from market.rest_client import ProgressFailed
 from market.sample import load_sample
 
 MINUTE_MS = 60_000
@@ -416,3 +417,18 @@ def test_connection_refused_is_not_retried(fake_time: FakeTime) -> None:
     ):
         client.server_time()
     assert fake_time.sleeps == []
+
+
+def test_a_failing_progress_callback_is_our_bug_not_an_unreadable_reply(
+    binance_server: LoopbackBinance, make_client: MakeClient
+) -> None:
+    """A reply of the wrong shape is Binance being unusable; the same exception raised by the
+    caller's own progress callback is not, and must not be reported as Binance's."""
+
+    def broken(rows: int) -> None:
+        raise TypeError("the progress bar was given a bad total")
+
+    with pytest.raises(ProgressFailed, match="bad total") as raised:
+        make_client().klines("BTCUSDT", "1m", FIRST_OPEN, FIRST_OPEN, on_page=broken)
+    assert not isinstance(raised.value, BinanceUnavailable)
+    assert isinstance(raised.value.__cause__, TypeError)

@@ -15,6 +15,7 @@ from config.venues import BybitSettings
 from core.errors import UserError
 from market.binance_ws import Bar
 from market.books import Books
+from market.rest_client import ProgressFailed
 from tests.loopback_bybit import DAY_2022_12_13_MS, BybitRest, BybitSocket, Fault, lean_bars
 from venues.bybit.rest import BybitAuthError, BybitRestClient, BybitUnavailable
 from venues.bybit.stream import BybitStream, PublicTrade, book_topic, kline_topic, trade_topic
@@ -240,3 +241,12 @@ def test_the_stream_pings_bybit_as_its_docs_ask() -> None:
             return socket.received
 
     assert {"op": "ping"} in asyncio.run(scenario())
+
+
+def test_a_failing_progress_callback_is_not_reported_as_bybit_s_reply(rest: BybitRest) -> None:
+    def broken(rows: int) -> None:
+        raise KeyError("total")
+
+    with client(rest) as bybit, pytest.raises(ProgressFailed) as raised:
+        bybit.klines("BTCUSDT", "1m", DAY_2022_12_13_MS, DAY_2022_12_13_MS, on_page=broken)
+    assert isinstance(raised.value.__cause__, KeyError)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import UserError, VenueError
 from market.instruments import equity_rules
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
-from market.rest_client import RestClient, reads_reply
+from market.rest_client import RestClient, progress, reads_reply
 
 DATA_URL = "https://data.alpaca.markets"
 PAPER_URL = "https://paper-api.alpaca.markets"
@@ -199,8 +199,9 @@ class AlpacaData(RestClient):
             raise UserError(f"Alpaca has no {interval} bars; use one of {', '.join(_TIMEFRAMES)}")
         start, end = (pd.Timestamp(t, unit="ms", tz="UTC").isoformat() for t in (start_ms, end_ms))
         frame = self.bars([symbol], timeframe, start, end)[symbol]
-        if on_page is not None:
-            on_page(len(frame))
+        report = progress(on_page)
+        if report is not None:
+            report(len(frame))
         opens = frame["open_time"]
         if interval == "1d":
             local = pd.to_datetime(opens, unit="ms", utc=True).dt.tz_convert("America/New_York")

@@ -22,6 +22,7 @@ from market.rest_client import (
     PublicClient,
     Transient,
     kline_window,
+    progress,
     reads_reply,
 )
 
@@ -128,6 +129,7 @@ class BybitRestClient(PublicClient):
         first, so each next page ends just before the oldest bar of the last one."""
         symbol, step = kline_window(symbol, interval, start_ms, end_ms)
         rows: dict[int, list[str]] = {}
+        on_page = progress(on_page)
         cursor = end_ms
         while cursor >= start_ms:
             params = {
