@@ -310,23 +310,29 @@ class BinanceVenue:
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)
             return False
         try:
-            protection.place(self.executor, planned, self.rules[symbol])
+            self._rest(planned)
         except UserError:
             raise
-        except OutcomeUnknown as exc:  # it may rest and hold the coins: followed, not forgotten
-            log.warning(
-                "%s: the protective %s %s may rest at %s (%s); checked again each bar",
-                symbol, planned.kind, planned.client_id, self.exchange, exc,
-            )  # fmt: skip
-            self.protections[symbol] = planned
-            return True
         except VenueError as exc:
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
             return False
-        self.protections[symbol] = planned
-        log.info("%s: protective %s %s rests at %s", symbol, planned.kind, planned.client_id,
-                 self.exchange)  # fmt: skip
         return True
+
+    def _rest(self, planned: Protection) -> None:
+        """Place the protection at the exchange and follow it; raises a VenueError when it
+        surely does not rest. One whose outcome the exchange left unknown may rest and hold the
+        coins, so it is followed too: each bar's check keeps it or hands its stop back to the
+        loop (`watch_protections`)."""
+        symbol = planned.symbol
+        try:
+            protection.place(self.executor, planned, self.rules[symbol])
+        except OutcomeUnknown as exc:
+            log.warning("%s: the protective %s %s may rest at %s (%s); checked again each bar",
+                        symbol, planned.kind, planned.client_id, self.exchange, exc)  # fmt: skip
+        else:
+            log.info("%s: protective %s %s rests at %s", symbol, planned.kind, planned.client_id,
+                     self.exchange)  # fmt: skip
+        self.protections[symbol] = planned
 
     def _unprotect(self, symbol: str) -> protection.Standing:
         """Cancel the symbol's protection before our own exit: 'gone' (the exit may go),
@@ -469,7 +475,7 @@ class BinanceVenue:
             update={"client_id": protection.protection_id(f"{held.decision_id}|{open_time}")}
         )
         try:
-            protection.place(self.executor, again, self.rules[symbol])
+            self._rest(again)
         except UserError:
             raise
         except VenueError as exc:
@@ -484,7 +490,6 @@ class BinanceVenue:
             )
             self._exit_now[symbol] = f"trailing_stop {refused:g}: no stop rests at the exchange"
             return
-        self.protections[symbol] = again
         crossed = close <= refused
         log.error(
             "%s: %s refused the trailing stop at %g; the stop at %s rests again%s",

@@ -224,3 +224,37 @@ def test_a_restart_after_a_refused_move_keeps_the_old_stop_resting(exchange) -> 
     again = restart(place, lambda: venue(exchange))
     assert [o["stopPrice"] for o in exchange.open_with(PREFIX)] == ["63700.00000000"]
     assert again.protections["BTCUSDT"].stop == Decimal("63700")
+
+
+def test_an_old_stop_rested_again_with_an_unknown_outcome_stays_followed(exchange) -> None:
+    """The move is refused, and the old level's re-placement is taken but never confirmed (its
+    reply lost, the status queries failing): it rests and holds the coins, so the venue
+    follows it, and our exit cancels it before selling instead of being refused."""
+    place = venue(exchange)
+    enter(place)
+    placements = 0
+    send = place.executor.place_order
+
+    def scripted(params: dict[str, str], symbol: str, cid: str) -> Any:
+        nonlocal placements
+        placements += 1
+        if placements == 1:  # the move up: refused by a filter
+            exchange.script(
+                ExchangeFault(
+                    status=400, body={"code": -1013, "msg": "Filter failure: PERCENT_PRICE"}
+                )
+            )
+        else:  # the old level again: taken, its reply lost, every status query failing
+            exchange.script(
+                ExchangeFault(drop=True, after_accept=True),
+                *[ExchangeFault(method="GET", status=500)] * 4,
+            )
+        return send(params, symbol, cid)
+
+    place.executor.place_order = scripted
+    closed(place, exchange, 65_000, 66_000, 64_900, 65_900)
+    rests = resting_stop(exchange)
+    assert rests["stopPrice"] == "63700.00000000"
+    assert place.protections["BTCUSDT"].client_id == rests["clientOrderId"]
+    assert place.execute(close(place))["status"] == "filled"
+    assert place.ledger.quantity("BTCUSDT") == 0 and exchange.open_with(PREFIX) == []
