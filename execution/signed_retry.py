@@ -15,6 +15,7 @@ import httpx
 from pydantic import SecretStr
 from tenacity import RetryCallState
 
+from core.errors import UserError, VenueError
 from core.logging import Redactor
 from execution.signed_access import Endpoints, signed_access
 from market.models import SymbolRules
@@ -165,6 +166,10 @@ class SignedClient(RestClient, ABC):
                     wait = self._delay(exc, attempt)
                     self._warn("order %s: %s; sending again in %.1f s", cid, exc, wait)
                     self._sleep(wait)
+            except VenueError as exc:
+                if unknown is None or isinstance(exc, UserError):
+                    raise
+                return self._resend_refused(symbol, cid, exc, unknown)
         if unknown is not None:
             raise self._outcome_unknown(
                 f"{venue} did not confirm order {cid} for {symbol} after "
@@ -177,6 +182,24 @@ class SignedClient(RestClient, ABC):
         raise self.unavailable(
             f"{venue} at {self.base_url} did not take order {cid} for {symbol} after "
             f"{self._max_attempts} attempt(s), last with {last}; the order was not placed"
+        )
+
+    def _resend_refused(self, symbol: str, cid: str, refusal: VenueError, unknown: str) -> Any:
+        """The venue refused a resend, but an earlier send's outcome is unknown: the first may
+        have executed (its cash spent, which a refusal for balance would say). Asked for
+        again: the order if it exists now, else an unknown outcome, never a rejection."""
+        existing = self._existing(symbol, cid)
+        if existing is not None:
+            self._info(
+                "order %s exists on %s: the earlier send executed", cid, self.endpoints.exchange
+            )
+            return existing
+        raise self._outcome_unknown(
+            f"{self.endpoints.exchange} refused order {cid} for {symbol} when it was sent again ({refusal}) "
+            f"after a send whose outcome is unknown ({unknown}): that one may have executed; "
+            "reconcile before trading this symbol again",
+            cid,
+            symbol,
         )
 
     def _existing(self, symbol: str, cid: str) -> Any:

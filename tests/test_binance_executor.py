@@ -15,6 +15,7 @@ import pytest
 from loopback_exchange import (  # noqa: F401 (pytest fixture)
     API_KEY,
     API_SECRET,
+    NO_SUCH_ORDER,
     ExchangeFault,
     LoopbackExchange,
     exchange,
@@ -247,6 +248,30 @@ def test_when_the_status_query_cannot_answer_nothing_is_resubmitted(
     assert "reconcile" in str(caught.value)
     assert exchange.count(*ORDER) == 1
     assert len(exchange.orders_with(order.client_order_id)) == 1
+
+
+def test_a_resend_refused_after_a_lost_reply_is_asked_about_not_booked_rejected(
+    sleeps: list[float],
+) -> None:
+    """The first send executed, its reply was lost, and the status query lagged ("does not
+    exist"), so the order went again; Binance refused that (the cash was spent by the first).
+    The refusal says nothing about the first send: the order is asked for again and found
+    filled, never reported as rejected."""
+    exchange = LoopbackExchange(balances={"USDT": "100", "BTC": "0"}).start()
+    try:
+        order = approve("dec-lagged")
+        exchange.script(
+            ExchangeFault(drop=True, after_accept=True),
+            ExchangeFault(method="GET", status=400, body=NO_SUCH_ORDER),
+        )
+        with executor(exchange, sleeps) as ex:
+            status = ex.submit(order)
+        assert status.status == "FILLED" and status.executed_qty == Decimal("0.001")
+        assert exchange.count(*ORDER) == 2  # the resend, refused
+        assert len(exchange.orders_with(order.client_order_id)) == 1
+        assert exchange.balance("USDT")[0] == Decimal("35")  # charged once
+    finally:
+        exchange.stop()
 
 
 def test_resubmitting_an_order_that_is_still_open_returns_it(
