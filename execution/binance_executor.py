@@ -13,7 +13,7 @@ from typing import Any, Unpack
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from core.errors import OutcomeUnknown
+from core.errors import OutcomeUnknown, UserError
 from execution.binance_signing import (
     DEFAULT_RECV_WINDOW_MS,
     clock_offset_ms,
@@ -61,6 +61,7 @@ _NEW_ORDER_REJECTED = -2010
 _CANCEL_REJECTED = -2011
 _NO_SUCH_ORDER = -2013
 _NO_SUCH_LIST = frozenset({_CANCEL_REJECTED, _NO_SUCH_ORDER})
+_KEY_REFUSED = frozenset({-1022, -2014, -2015})  # bad signature, bad key format, key refused
 _DEFAULT_BAN_S = 120.0  # Binance's shortest IP ban, for a 418 without Retry-After
 _WIRE_TYPES = {
     OrderType.MARKET: "MARKET",
@@ -181,6 +182,20 @@ class ExchangeRefused(BinanceRequestError):
         super().__init__(status, code, msg, path)
         self.method = method
         self.args = (f"Binance refused {method} {path}: HTTP {status}, code {code}: {msg}",)
+
+
+class BinanceKeyRefused(UserError, ExchangeRefused):
+    """Binance refused the key itself (revoked, restricted to other IPs or permissions, or a
+    secret that does not sign): no order is at fault, and nothing can trade or take a stop
+    down until a person fixes the key, so it ends the run in one line."""
+
+    def __init__(self, method: str, status: int, code: int | None, msg: str, path: str) -> None:
+        super().__init__(method, status, code, msg, path)
+        self.args = (
+            f"Binance refused the API key on {method} {path} (code {code}: {msg}); check "
+            f"{' and '.join(ENDPOINTS.key_vars)}, the key's IP allow-list and its spot trading "
+            "permission",
+        )
 
 
 class OrderRejected(BinanceError):
@@ -548,6 +563,8 @@ class BinanceExecutor(SignedClient):
                 rest_after_last=False,
                 name_unknown_cause=True,
             )
+        except BinanceKeyRefused:
+            raise
         except ExchangeRefused as exc:
             if exc.code == _NEW_ORDER_REJECTED and exc.msg == DUPLICATE_ORDER_MSG:
                 existing = self._existing(symbol, cid)
@@ -593,7 +610,8 @@ class BinanceExecutor(SignedClient):
             if code == _TIMESTAMP_OUTSIDE_WINDOW:
                 self.sync_time()
                 raise _ClockSkew(f"code {code}: {self._redact(msg)} (clock re-synced)", 0.0)
-            raise ExchangeRefused(method, status, code, self._redact(msg), path)
+            refused = BinanceKeyRefused if code in _KEY_REFUSED else ExchangeRefused
+            raise refused(method, status, code, self._redact(msg), path)
         try:
             return response.json()
         except ValueError:

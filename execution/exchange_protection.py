@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import VenueError
+from core.errors import UserError, VenueError
 from execution.binance_executor import BinanceExecutor, OrderStatus, wire_decimal
 from market.models import SymbolRules
 from risk.sizing import floor_to
@@ -167,10 +167,14 @@ def cancel(
             executor.cancel_order_list(p.symbol, p.client_id)
         else:
             executor.cancel_order(p.symbol, p.client_id)
+    except UserError:  # the key refused: nothing can take the stop down, the run ends
+        raise
     except VenueError as exc:
         log.warning("cancelling the protection %s of %s: %s", p.client_id, p.symbol, exc)
     try:
         return standing(executor, p)
+    except UserError:
+        raise
     except VenueError as exc:
         log.warning("the protection %s of %s cannot be checked: %s", p.client_id, p.symbol, exc)
         return "open", None

@@ -27,6 +27,7 @@ from execution.binance_executor import (
     LIVE_URL,
     TESTNET_URL,
     BinanceExecutor,
+    BinanceKeyRefused,
     ExchangeRejected,
     OrderOutcomeUnknown,
     RuleBreach,
@@ -181,9 +182,11 @@ def test_a_limit_order_sends_its_price_on_ticksize(
 def test_a_wrong_secret_is_refused_by_the_exchange_and_not_retried(
     exchange: LoopbackExchange, sleeps: list[float]
 ) -> None:
+    """No order is at fault: a user error naming the key's variables, which ends a run."""
     ex = executor(exchange, sleeps, api_secret="not-the-secret-0123456789")
-    with ex, pytest.raises(ExchangeRejected) as caught:
+    with ex, pytest.raises(BinanceKeyRefused, match="BINANCE_API_SECRET") as caught:
         ex.submit(approve("dec-badsig"))
+    assert isinstance(caught.value, UserError)
     assert (caught.value.code, caught.value.msg) == (
         -1022,
         "Signature for this request is not valid.",
@@ -530,7 +533,7 @@ def test_secrets_never_reach_logs_or_errors(
             ex.submit(approve("dec-s3"))
         errors += _chain(unknown.value)
     with executor(exchange, sleeps, api_secret=wrong_secret) as ex:
-        with pytest.raises(ExchangeRejected) as rejected:
+        with pytest.raises(BinanceKeyRefused) as rejected:
             ex.submit(approve("dec-s4"))
         errors += _chain(rejected.value)
     signatures = [r.params["signature"] for r in exchange.received if "signature" in r.params]

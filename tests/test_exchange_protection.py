@@ -12,6 +12,7 @@ import pytest
 from loopback_exchange import API_KEY, API_SECRET, NO_SUCH_LIST, ExchangeFault, LoopbackExchange
 from test_binance_executor import NOW, RULES, approve
 
+from core.errors import UserError
 from execution.binance_executor import OCO_PATH, ORDER_LIST_PATH, BinanceExecutor
 from execution.binance_venue import BinanceVenue
 from execution.paper import GrowingFeed
@@ -173,3 +174,19 @@ def test_an_oco_lost_before_binance_took_it_leaves_the_stop_to_the_loop(exchange
     place.watch_protections()
     assert "BTCUSDT" not in place.protections and "BTCUSDT" in place.brackets
     assert exchange.count("POST", OCO_PATH) == 1  # never a second one sent blind
+
+
+def test_a_key_binance_stops_accepting_stops_the_run_instead_of_rejecting_orders(exchange) -> None:
+    """Revoked mid-run (or restricted to another IP), the key gets -2015 on every signed call.
+    That is no order's rejection: nothing can trade or take the stop down until a person fixes
+    the key, so the venue raises the one-line UserError that ends the run, entries and exits
+    alike, and books nothing as rejected."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    exchange.api_key = "revoked"
+    with pytest.raises(UserError, match=r"-2015.*BINANCE_API_KEY"):
+        place.execute(close(place))  # the stop cannot be taken down: no exit waits for ever
+    assert len(exchange.open_with(PREFIX)) == 2  # the protection still rests
+    with pytest.raises(UserError, match="-2015"):
+        place.execute(approve("after-revoke", quantity=0.01))
+    assert [o.status for o in place.orders.values()].count("rejected") == 0
