@@ -134,6 +134,7 @@ class BinanceVenue:
                 self._set(order.model_copy(update={"status": "rejected", "reason": "never placed"}))
             else:
                 self._book(order, status)
+                self._cover(order.symbol)
 
     # -- the OrderSink the graph calls ------------------------------------------------------
 
@@ -213,9 +214,12 @@ class BinanceVenue:
         except VenueError as exc:  # rejected, never sent, or an outcome the exchange left unknown
             outcome = "unknown" if isinstance(exc, OutcomeUnknown) else "rejected"
             self._set(record.model_copy(update={"status": outcome, "reason": str(exc)}))
+            if outcome == "rejected":
+                self._cover(order.symbol)  # an exit's protection came down before it was refused
             return {"status": outcome, "client_order_id": order.client_order_id, "reason": str(exc)}
         why = self._due.pop(order.symbol, ExitReason.SIGNAL) if order.reduce_only else None
         self._book(record, status, why or ExitReason.SIGNAL)
+        self._cover(order.symbol)
         return {
             "status": self.orders[order.client_order_id].status,
             "client_order_id": order.client_order_id,
@@ -272,14 +276,32 @@ class BinanceVenue:
         )
         if self._flat(order.symbol):
             self.brackets.pop(order.symbol, None)
-        elif filled and (
+            return
+        if filled and (
             order.stop_loss is not None
             or order.take_profit is not None
             or order.trailing_stop_pct is not None
         ):
             self.brackets[order.symbol] = _bracket(order, status)
-            if status.status == "FILLED":
-                self._protect(order.symbol)
+
+    def _cover(self, symbol: str) -> None:
+        """One protection at the exchange for all that is held, after anything that changed it:
+        an entry that added to the position (the old protection would lock its coins against
+        the new one, or rest on as an orphan that sells a later position), a buy that filled
+        in part, or an exit that sold part or was refused after its protection came down."""
+        if symbol not in self.brackets or self._flat(symbol):
+            return
+        held = self.protections.get(symbol)
+        if held is not None:
+            if held.quantity == self._protectable(symbol):
+                return
+            if self._unprotect(symbol) == "open" or self._flat(symbol):
+                return  # it could not come down (the loop watches the rest), or it sold all
+        self._protect(symbol)
+
+    def _protectable(self, symbol: str) -> Decimal:
+        """The held quantity on the exchange's step grid, as a protection would hold it."""
+        return floor_to(Decimal(repr(self.ledger.quantity(symbol))), self.rules[symbol].step_size)
 
     # -- protection at the exchange ------------------------------------------------------
 
@@ -391,7 +413,8 @@ class BinanceVenue:
         if self._flat(held.symbol):
             self.brackets.pop(held.symbol, None)
         # else it filled in part (then was cancelled or expired): the bracket stays, and the
-        # loop watches its levels for what is left
+        # loop watches its levels for what is left (the market went through them: no stop
+        # rests again)
 
     def _flat(self, symbol: str) -> bool:
         """Below the minimum order size counts as flat: a base-asset fee leaves unsellable dust."""
@@ -533,10 +556,11 @@ class BinanceVenue:
 
     def _held_at_exchange(self, symbol: str, stop: float | None) -> bool:
         """True when the stop that rested at the exchange through the bar holds the level in
-        force; one left lower by a refused move leaves the higher level to the loop."""
+        force for all that is held; one left lower by a refused move leaves the higher level
+        to the loop."""
         held = self.protections.get(symbol)
-        if held is None:
-            return False
+        if held is None or held.quantity < self._protectable(symbol):
+            return False  # none, or one for part of the position: the loop watches it all
         rested = self._rested.get(symbol, held.stop)
         tick = self.rules[symbol].tick_size
         return stop is None or floor_to(Decimal(repr(stop)), tick) <= rested

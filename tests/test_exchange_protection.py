@@ -6,6 +6,7 @@ exit cancels it before selling."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -190,3 +191,78 @@ def test_a_key_binance_stops_accepting_stops_the_run_instead_of_rejecting_orders
     with pytest.raises(UserError, match="-2015"):
         place.execute(approve("after-revoke", quantity=0.01))
     assert [o.status for o in place.orders.values()].count("rejected") == 0
+
+
+def _covered(place: BinanceVenue, exchange: LoopbackExchange) -> Decimal:
+    """What rests at the exchange to protect BTCUSDT, by the legs' shared quantity."""
+    legs = exchange.open_with(PREFIX)
+    sizes = {Decimal(o["origQty"]) for o in legs}
+    assert len(sizes) <= 1, legs  # one protection, never two
+    held = place.protections.get("BTCUSDT")
+    assert (held is None) == (not legs)
+    return sizes.pop() if sizes else Decimal(0)
+
+
+def test_adding_to_a_protected_position_rests_one_protection_for_all_of_it(exchange) -> None:
+    """A second entry replaces the first protection with one for the whole position: the first
+    would lock its coins against the new one (Binance), and left resting it would be an orphan
+    that sells a later position's coins."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    first = _covered(place, exchange)
+    answer = place.execute(
+        approve("protect-2", quantity=0.01, stop_loss=63_000.0, take_profit=68_000.0)
+    )
+    assert answer["status"] == "filled", answer
+    whole = _covered(place, exchange)
+    assert whole > first and whole == Decimal(repr(place.ledger.quantity("BTCUSDT"))).quantize(
+        Decimal("0.00001"), rounding="ROUND_FLOOR"
+    )
+    (stop,) = [o for o in exchange.open_with(PREFIX) if o["type"] == "STOP_LOSS_LIMIT"]
+    assert stop["stopPrice"] == "63000.00000000"  # the latest entry's levels
+
+
+def test_an_entry_filled_in_part_is_protected_for_what_it_bought(exchange) -> None:
+    exchange.depth["BTCUSDT"] = Decimal("0.006")  # a thin book: the market buy expires in part
+    place = venue(exchange)
+    place.execute(approve("protect-part", quantity=0.01, stop_loss=64_000.0))
+    exchange.depth.clear()
+    assert 0 < place.ledger.quantity("BTCUSDT") < 0.01
+    assert _covered(place, exchange) > 0
+
+
+@pytest.mark.parametrize("refusal", ["filter", "thin book"])
+def test_an_exit_refused_or_filled_in_part_leaves_the_rest_protected(exchange, refusal) -> None:
+    """Our exit takes the protection down before it sells; when the sale is refused, or sells
+    only part, what is still held rests under a protection again at once."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    if refusal == "filter":
+        exchange.script(
+            ExchangeFault(status=400, body={"code": -1013, "msg": "Filter failure: LOT_SIZE"})
+        )
+    else:
+        exchange.depth["BTCUSDT"] = Decimal("0.003")
+    place.execute(close(place))
+    exchange.depth.clear()
+    assert place.ledger.quantity("BTCUSDT") > 0
+    assert _covered(place, exchange) > 0
+
+
+def test_a_protection_that_cannot_come_down_for_an_add_leaves_the_whole_to_the_loop(
+    exchange,
+) -> None:
+    """The old protection covers the first lot only and could not be replaced: the loop
+    watches the stop for the whole position rather than trusting a part cover."""
+    from test_trailing_exchange import bar  # it imports this module
+
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    exchange.script(
+        *[ExchangeFault(method="DELETE", path=ORDER_LIST_PATH, status=503)] * 4,
+        *[ExchangeFault(method="GET", status=503)] * 4,
+    )
+    place.execute(approve("protect-2", quantity=0.01, stop_loss=63_000.0, take_profit=68_000.0))
+    assert _covered(place, exchange) < Decimal(repr(place.ledger.quantity("BTCUSDT")))
+    index = bar(place.feed, 65_000, 65_100, 62_900, 63_100)
+    assert place.protective_exits(index) == [("BTCUSDT", "stop_loss 63000 crossed (low 62900)")]
