@@ -93,7 +93,7 @@ class BinanceVenue:
         self.watch_protections()
         for symbol in list(self.brackets):
             if symbol not in self.protections and not self._flat(symbol):
-                self._protect(symbol)  # its entry filled, then the process died: protect it now
+                self._protect(symbol, placed_before=True)  # the process died after the entry
         ours = {o.client_order_id for o in snapshot.open_orders}
         unknown = sorted(c for c in ours if c.startswith("agt-") and c not in self.orders)
         if unknown:
@@ -305,19 +305,37 @@ class BinanceVenue:
 
     # -- protection at the exchange ------------------------------------------------------
 
-    def _protect(self, symbol: str) -> bool:
+    def _protect(self, symbol: str, *, placed_before: bool = False) -> bool:
         """Rest the bracket's stop (the trailing stop's latest level where that is higher), and
         its target where the exchange holds an OCO, for the whole position; False when nothing
-        could rest."""
+        could rest. `placed_before`: a restart after the process died between sending this
+        protection and storing it; its planned id is asked for first, as it may rest, or have
+        filled while we were down (booked, never sold again)."""
+        planned = self._plan(symbol)
+        if planned is None:
+            return False
+        try:
+            if placed_before and self._found(planned):
+                return symbol in self.protections
+            self._rest(planned)
+        except UserError:
+            raise
+        except VenueError as exc:
+            log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
+            return False
+        return True
+
+    def _plan(self, symbol: str) -> Protection | None:
+        """The protection the bracket asks for, or None (said why) when none can rest."""
         levels = self.brackets[symbol]
         stop, why = protective_stop(levels["stop_loss"], levels.get("trail_stop"))
         target = levels["take_profit"]
         if stop is None:
-            return False  # a target alone is not protection: the loop watches it
+            return None  # a target alone is not protection: the loop watches it
         rests = getattr(self.executor, "protection", None)
         if rests is None:  # Alpaca: no resting stop is sent from here
             log.info("%s: %s holds no stop for us; the loop watches it", symbol, self.exchange)
-            return False
+            return None
         planned = protection.plan(
             symbol,
             str(levels.get("decision_id") or symbol),
@@ -330,15 +348,20 @@ class BinanceVenue:
         )
         if isinstance(planned, str):
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)
-            return False
-        try:
-            self._rest(planned)
-        except UserError:
-            raise
-        except VenueError as exc:
-            log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, exc)
-            return False
-        return True
+            return None
+        return planned
+
+    def _found(self, planned: Protection) -> bool:
+        """Whether the exchange holds the planned protection already: resting (followed from
+        now) or filled (booked; what is left, if anything, the loop watches)."""
+        state, leg = protection.standing(self.executor, planned)
+        if state == "open":
+            self.protections[planned.symbol] = planned
+            log.info("%s: protective %s %s found resting at %s", planned.symbol, planned.kind,
+                     planned.client_id, self.exchange)  # fmt: skip
+        elif leg is not None:
+            self._book_protective(planned, leg)
+        return state != "gone"
 
     def _rest(self, planned: Protection) -> None:
         """Place the protection at the exchange and follow it; raises a VenueError when it

@@ -266,3 +266,18 @@ def test_a_protection_that_cannot_come_down_for_an_add_leaves_the_whole_to_the_l
     assert _covered(place, exchange) < Decimal(repr(place.ledger.quantity("BTCUSDT")))
     index = bar(place.feed, 65_000, 65_100, 62_900, 63_100)
     assert place.protective_exits(index) == [("BTCUSDT", "stop_loss 63000 crossed (low 62900)")]
+
+
+def test_a_stop_placed_before_a_crash_and_filled_while_down_is_booked_not_placed_again(
+    exchange,
+) -> None:
+    """Killed after the OCO was sent but before it was stored, and the stop fired while we
+    were down: the restart asks for the planned id before resting anything, books the sale,
+    and sends no second stop for coins already sold."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    exchange.move("BTCUSDT", "63900")
+    again = restart(place, lambda: venue(exchange), protection=None)
+    assert again.ledger.quantity("BTCUSDT") == 0
+    assert again.new_fills[-1].reason.value == "stop_loss"
+    assert exchange.count("POST", OCO_PATH) == 1 and exchange.open_with(PREFIX) == []
