@@ -246,6 +246,10 @@ class ChatDesk:
         self._signals[signal.decision_id] = signal.model_dump(mode="json")
         return self.risk.review(signal)
 
+    def preview(self, signal: TradeSignal) -> Verdict:
+        self._signals[signal.decision_id] = signal.model_dump(mode="json")
+        return self.risk.preview(signal)
+
     def llm_result(self, ok: bool) -> None:
         self.risk.llm_result(ok)
 

@@ -40,6 +40,8 @@ class Gatekeeper(Protocol):
 
     def review(self, signal: TradeSignal) -> Verdict: ...
 
+    def preview(self, signal: TradeSignal) -> Verdict: ...
+
     def llm_result(self, ok: bool) -> None: ...
 
 
@@ -265,17 +267,27 @@ def _other_symbol(symbol: str, signal: dict[str, Any]) -> dict[str, Any]:
 
 
 def risk_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
+    """The gate's verdict on the model's proposal. One a person must approve is a preview: it
+    counts towards nothing until the person says yes (`execute_node` judges it again)."""
     deps = runtime.context
-    assert deps.gate is not None  # routed here only with a gate
+    update = _judged(state, deps, counted=not deps.require_approval)
+    assert deps.gate is not None
+    deps.gate.llm_result(True)  # after the verdict: the answer that ends safe mode is judged in it
+    return update
+
+
+def _judged(state: AgentState, deps: AgentDeps, *, counted: bool) -> dict[str, Any]:
+    """The state's signal through the gate as of now: `counted` moves the risk state (the
+    order is about to be sent), else the verdict is a preview."""
+    gate = deps.gate
+    assert gate is not None  # routed here only with a gate
     idea = state.get("proposal") or state.get("signal")
     try:
         signal = to_signal(deps.env, TradeIdea.model_validate(idea))
     except (ToolError, ValidationError) as exc:
-        deps.gate.llm_result(True)
         return {"abstain": {"cause": "bad_signal", "message": str(exc)}}
-    verdict = deps.gate.review(signal)
-    deps.gate.llm_result(True)  # after the verdict: the answer that ends safe mode is judged in it
-    update: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
+    verdict = gate.review(signal) if counted else gate.preview(signal)
+    update: dict[str, Any] = {"verdict": verdict.model_dump(mode="json"), "order": None}
     if isinstance(verdict, Approved):
         update["order"] = verdict.order.model_dump(mode="json")
     return update
@@ -295,27 +307,31 @@ def approval_node(state: AgentState) -> dict[str, Any]:
 
 
 def execute_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
-    """Send the approved order. A seal from an earlier process (an approval resumed after a
-    restart) no longer verifies, so the signal goes through the gate again, as of now."""
+    """Send the approved order. A person's yes is judged again, as of now and counted: it can
+    come long after the preview (a halt, a price move, the rate limits since then), or from an
+    earlier process whose seal no longer verifies. The order never grows past what the person
+    approved."""
     deps = runtime.context
     assert deps.executor is not None and deps.gate is not None
     order = ApprovedOrder.model_validate(state["order"])
+    if not deps.require_approval and _sealed(order):
+        return {"execution": deps.executor.execute(order)}
+    update = _judged(state, deps, counted=True)
+    if update.get("order") is None:
+        return update
+    fresh = ApprovedOrder.model_validate(update["order"])
+    if fresh.quantity > order.quantity:
+        message = f"re-checked size {fresh.quantity} exceeds the {order.quantity} approved"
+        return {**update, "order": None, "abstain": {"cause": "stale_approval", "message": message}}
+    return {**update, "execution": deps.executor.execute(fresh)}
+
+
+def _sealed(order: ApprovedOrder) -> bool:
     try:
         verify_approved(order)
     except UnapprovedOrderError:
-        update = risk_node(state, runtime)
-        if update.get("order") is None:
-            return update
-        fresh = ApprovedOrder.model_validate(update["order"])
-        if fresh.quantity > order.quantity:
-            message = f"re-checked size {fresh.quantity} exceeds the {order.quantity} approved"
-            return {
-                **update,
-                "order": None,
-                "abstain": {"cause": "stale_approval", "message": message},
-            }
-        return {**update, "execution": deps.executor.execute(fresh)}
-    return {"execution": deps.executor.execute(order)}
+        return False
+    return True
 
 
 def finish_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:

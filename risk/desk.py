@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from risk.gate import decide_facts
+from risk.gate import assess_facts, decide_facts
 from risk.limits import RiskLimits
 from risk.models import MarketView, PortfolioView, TradeSignal, Verdict
 from risk.records import VerdictRecord, load_state, write_state, write_verdicts
@@ -54,6 +54,19 @@ class RiskDesk:
             self._now(),
         )
 
+    def preview(self, signal: TradeSignal) -> Verdict:
+        """The verdict on a proposal a person has yet to approve: recorded, but the state does
+        not move, so a proposal that is turned down never counts towards the rate limits. The
+        person's yes is judged again with `review`, as of then."""
+        now = self._now()
+        portfolio, market = (
+            portfolio_facts(self._portfolio()),
+            market_facts(self._market(signal.symbol)),
+        )
+        verdict = assess_facts(signal, portfolio, market, now, self.limits, self.state)
+        self._record(signal, portfolio, market, now, verdict, self.state)
+        return verdict
+
     def judge(
         self, signal: TradeSignal, portfolio: PortfolioFacts, market: MarketFacts, now_ms: int
     ) -> Verdict:
@@ -61,6 +74,18 @@ class RiskDesk:
         keeps them as the boundary's views."""
         before = self.state
         verdict, self.state = decide_facts(signal, portfolio, market, now_ms, self.limits, before)
+        self._record(signal, portfolio, market, now_ms, verdict, before)
+        return verdict
+
+    def _record(
+        self,
+        signal: TradeSignal,
+        portfolio: PortfolioFacts,
+        market: MarketFacts,
+        now_ms: int,
+        verdict: Verdict,
+        before: RiskState,
+    ) -> None:
         record = VerdictRecord(
             scope=self.scope,
             now_ms=now_ms,
@@ -74,7 +99,6 @@ class RiskDesk:
         )
         self._verdicts.append(record)
         self._save(now_ms)
-        return verdict
 
     def llm_result(self, ok: bool) -> None:
         """Consecutive failures enter safe mode; healthy calls in a row leave it. Persisted."""

@@ -208,6 +208,36 @@ def test_fills_and_a_halt_reach_the_notification_feed(desk_app: Any) -> None:
     assert "chat: HALTED" in watch.markdown() and "chat: bought" in watch.markdown()
 
 
+def test_an_order_approved_after_a_halt_is_not_sent(desk_app: Any) -> None:
+    """The gate approved the proposal, then the kill switch was pulled while it waited for a
+    person: the yes is judged again as of now, and the halt vetoes it."""
+    chat = desk_app.chat_service
+    _turn(chat, "a", "buy 10% BTC")
+    assert chat.pending("a") is not None
+    halt_account(desk_app.store, desk_app.settings.data_dir, "chat", "stop it", chat.now_ms, "me")
+    updates = dict(chat.resume("a", True, "me"))
+    assert "KILL_SWITCH" in updates["finish"]["record"]["answer"], updates["finish"]
+    assert load_account(desk_app.store, "chat").fills == []
+    assert chat.desk.portfolio().positions == {}
+
+
+def test_proposals_a_person_rejects_do_not_use_up_the_rate_limits(desk_app: Any) -> None:
+    """Only an order a person approved counts towards the orders-per-minute limit: rejected
+    proposals are previews, and on the frozen sample no minute passes to forget them."""
+    chat = desk_app.chat_service
+    per_minute = chat.desk.risk.limits.for_source(SignalSource.AI).max_orders_per_minute
+    for n in range(per_minute + 1):
+        _turn(chat, f"no-{n}", "buy 10% BTC")
+        assert chat.pending(f"no-{n}") is not None, f"proposal {n} was vetoed"
+        for _ in chat.resume(f"no-{n}", False, "me"):
+            pass
+    _turn(chat, "yes", "buy 10% BTC")
+    for _ in chat.resume("yes", True, "me"):
+        pass
+    (fill,) = load_account(desk_app.store, "chat").fills
+    assert fill.side == 1
+
+
 # The books' streams (Binance depth, Bybit) on a closed loopback port: they retry, never reach out.
 CLOSED_PORT_WS = "ws://127.0.0.1:9"
 CLOSED_BYBIT = {"base_url": "http://127.0.0.1:9", "stream_url": CLOSED_PORT_WS}
