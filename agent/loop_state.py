@@ -114,7 +114,7 @@ def account_status(store: Store, account: str, settings: Settings) -> dict[str, 
     stored = load_account(store, account)
     if stored.state_json is None:
         raise UserError(
-            f"no trading account {account!r} in {settings.resolved_database_url}: start one with "
+            f"no trading account {account!r} in {store.shown}: start one with "
             f"`agent-trade --feed replay --account {account}`"
         )
     state = LoopState.model_validate_json(stored.state_json)

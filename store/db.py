@@ -65,6 +65,13 @@ class Store:
         self._reading = threading.Lock()
 
     @property
+    def shown(self) -> str:
+        """The store's URL as a person may read it (a message, a status): the password hidden."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
     def deferred(self) -> bool:
         """A new store whose tables are not made yet: it holds nothing but the writes queued
         with `later`, so a reader may take what it queued for what the store will hold."""

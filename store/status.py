@@ -33,7 +33,7 @@ def store_status(store: Store, setting: str) -> StoreStatus:
     with store.engine.connect() as conn:
         rows = int(conn.execute(select(func.count()).select_from(CandleRow.__table__)).scalar_one())
     return StoreStatus(
-        database=store.engine.url.render_as_string(hide_password=True),
+        database=store.shown,
         backend=store.backend.label,
         timescaledb_setting=setting,
         schema_version=store.schema_version(),

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from account_record import account_record, query
-from conftest import BIN
+from conftest import BIN, database_url
 from launcher import popen
+from sqlalchemy.engine import make_url
 
 from execution.ledger import Ledger
 from execution.paper import fill_from_row
@@ -561,3 +562,11 @@ def test_bars_from_a_live_feed_are_kept_in_the_store(tmp_path: Path) -> None:
         stream[0].open_time,
         stream[-1].open_time,
     )
+
+
+def test_a_missing_account_on_postgresql_is_named_without_the_database_password(cli) -> None:
+    url = database_url("postgresql")
+    result = cli("agent-trade", "status", "--account", "nobody", env={"DATABASE_URL": url})
+    assert result.returncode == 2 and "no trading account 'nobody'" in result.stderr
+    password = make_url(url).password
+    assert password and f":{password}@" not in result.stderr and ":***@" in result.stderr
