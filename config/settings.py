@@ -198,7 +198,7 @@ class TradingSettings(BaseModel):
 
     model_config = {"extra": "forbid", "allow_inf_nan": False}
 
-    account: str = Field("paper", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    account: str = Field("paper", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     mode: Literal["paper", "testnet", "live"] = "paper"
     symbols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["BTCUSDT", "ETHUSDT"], min_length=1

@@ -570,3 +570,26 @@ def test_a_missing_account_on_postgresql_is_named_without_the_database_password(
     assert result.returncode == 2 and "no trading account 'nobody'" in result.stderr
     password = make_url(url).password
     assert password and f":{password}@" not in result.stderr and ":***@" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_halt_names_an_account_the_store_holds_and_account_names_stay_in_the_data_dir(
+    cli, offline_env, tmp_path
+) -> None:
+    """A mistyped name used to report a halt while the real account traded on; a name with a
+    path in it wrote its kill-switch file outside the data directory."""
+    first = cli("agent-trade", *FAST, "--max-bars", "5", "--account", "sma")
+    assert first.returncode == 0, first.stderr
+    typo = cli("agent-trade", "halt", "--account", "smaa", "--reason", "stop now")
+    assert typo.returncode == 2 and "no trading account 'smaa'" in typo.stderr
+    assert "(accounts: sma)" in typo.stderr and "nothing was halted" in typo.stderr
+    data = Path(offline_env["AGENT_DATA_DIR"])
+    assert not (data / "KILL-smaa").exists()
+    for name in ("x/../../escape", "a/b", "", "..", "n" * 65):
+        bad = cli("agent-trade", "halt", "--account", name)
+        assert bad.returncode == 2 and "is not an account name" in bad.stderr, (name, bad.stderr)
+    assert not (tmp_path / "escape").exists() and not (data / "KILL-a").exists()
+    both = cli("agent-trade", "resume", "--chat", "--account", "sma")
+    assert both.returncode == 2 and "give one of them" in both.stderr
+    assert cli("agent-trade", "halt", "--account", "sma").returncode == 0
+    assert status(cli, "--account", "sma")["trading_state"] == "HALTED"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 from agent.cli.common import OneLineParser, add_common_args, run, settings_from
-from agent.cli.flags import finite
+from agent.cli.flags import account_name, finite
 from core.collector import imports_frozen
 from store import open_store
 
@@ -49,7 +49,7 @@ def _parser() -> OneLineParser:
         default="paper",
         help="paper, testnet or live (both signed venues; live needs LIVE_TRADING_CONFIRM=yes)",
     )
-    run_cmd.add_argument("--account", default="arb")
+    run_cmd.add_argument("--account", type=account_name, default="arb")
     run_cmd.add_argument("--quantity", type=finite, default=0.05, help="base per pair")
     run_cmd.add_argument("--max-notional", type=finite, default=2_000.0, help="quote per leg")
     run_cmd.add_argument(

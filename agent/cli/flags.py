@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 from core.errors import UserError
@@ -96,3 +97,17 @@ def _refuse(typed: set[str], dests: tuple[str, ...], why: str) -> None:
     present = [flag(d) for d in dests if d in typed]
     if present:
         raise UserError(f"{', '.join(present)}: {why}")
+
+
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""An account's name becomes a kill-switch file's and a store key: the setting's characters (no
+path separator, so no file lands outside the data directory) and a length a file name allows."""
+
+
+def account_name(text: str) -> str:
+    """An --account flag's type: argparse exits 2 naming the flag and what a name may hold."""
+    if not ACCOUNT_NAME.fullmatch(text) or not text.strip("."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an account name: 1 to 64 letters, digits, '_', '.' or '-'"
+        )
+    return text

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent.cli.common import OneLineParser, add_common_args, settings_from
 from agent.cli.equity import add_equity_args
-from agent.cli.flags import finite
+from agent.cli.flags import account_name, finite
 from agent.cli.strategy_flags import add_param_args
 from core.errors import UserError
 from core.security import loose_env_file
@@ -38,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
         description="Trade unattended on a paper account; `status`, `halt` and `resume` steer it.",
     )
     parser.add_argument("command", nargs="?", default="run", choices=COMMANDS)
-    parser.add_argument("--account", help="account name (setting trading.account: paper)")
+    parser.add_argument(
+        "--account", type=account_name, help="account name (setting trading.account: paper)"
+    )
     add_common_args(parser)
     loop = parser.add_argument_group("the loop (run)")
     loop.add_argument("--feed", choices=("replay", "binance", "bybit", "alpaca"), default="replay")
@@ -123,6 +125,11 @@ def run_args(argv: list[str], host: str) -> argparse.Namespace:
 
 def settings_for(args: argparse.Namespace, **extra: object) -> Settings:
     """Settings with the flags on top; the account is the flag's, else `trading.account`."""
+    if getattr(args, "chat", False) and args.account:
+        raise UserError(
+            f"--chat steers the UI chat's desk and --account {args.account!r} names another "
+            "account: give one of them"
+        )
     settings = settings_from(args, **extra)
     args.account = args.account or settings.trading.account
     return settings

@@ -16,9 +16,9 @@ from agent.portfolio_book import portfolio_line
 from agent.shadow_book import side_by_side_lines, with_shadow
 from core.collector import imports_frozen
 from core.errors import UserError
-from execution.paper_records import load_account
+from execution.paper_records import accounts, load_account
 from risk.interventions import describe
-from store import open_store
+from store import Store, open_store
 
 
 def print_status(status: dict[str, Any]) -> None:
@@ -86,6 +86,17 @@ def _who(args: argparse.Namespace) -> str:
         return "unknown user"
 
 
+def _known(store: Store, account: str) -> None:
+    """A halt names an account the store holds: a mistyped name would report a halt while the
+    real account trades on (and its stray kill-switch file no command could clear)."""
+    known = accounts(store)
+    if account not in known:
+        raise UserError(
+            f"no trading account {account!r} in {store.shown} to halt (accounts: "
+            f"{', '.join(known) or 'none yet'}); nothing was halted"
+        )
+
+
 def cmd_steer(args: argparse.Namespace) -> int:
     """halt, resume or reset-drawdown, recorded with who and why."""
     settings = settings_for(args)
@@ -95,6 +106,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
     if args.command == "halt":
         if args.chat:
             raise UserError("halt --chat: pull the kill switch in the UI's Trading tab")
+        _known(store, args.account)
         path = halt_account(store, settings.data_dir, args.account, reason, now, _who(args))
         print(f"halted {args.account!r}: {reason} (kill-switch file {path})")
         return 0

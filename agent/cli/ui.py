@@ -10,6 +10,7 @@ import signal
 from agent.chat_market import open_chat_market
 from agent.chat_venue import CHAT_MODES, require_live
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
+from agent.cli.flags import account_name
 from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options
 from core.clock import SystemClock
 from store import open_store
@@ -25,6 +26,7 @@ def build_parser() -> OneLineParser:
     add_serve_args(parser, port=7860, auth_help=AUTH_HELP)
     parser.add_argument(
         "--account",
+        type=account_name,
         default="chat",
         help="the paper account the chat trades (chat); kept in the store like agent-trade's",
     )
