@@ -51,6 +51,10 @@ _BRACKET = (
 )
 
 
+class FillsUnread(VenueError):
+    """The exchange executed an order whose fills cannot be read in full yet."""
+
+
 class BinanceVenue:
     """The loop's venue for `--mode testnet|live`; the same surface as PaperExecutor. Bybit's
     signed executor has the same surface as Binance's, so it backs this venue too."""
@@ -132,9 +136,13 @@ class BinanceVenue:
                 continue
             if status is None:
                 self._set(order.model_copy(update={"status": "rejected", "reason": "never placed"}))
-            else:
+                continue
+            try:
                 self._book(order, status)
-                self._cover(order.symbol)
+            except FillsUnread as exc:
+                log.warning("cannot settle %s yet: %s", order.client_order_id, exc)
+                continue
+            self._cover(order.symbol)
 
     # -- the OrderSink the graph calls ------------------------------------------------------
 
@@ -217,8 +225,19 @@ class BinanceVenue:
             if outcome == "rejected":
                 self._cover(order.symbol)  # an exit's protection came down before it was refused
             return {"status": outcome, "client_order_id": order.client_order_id, "reason": str(exc)}
-        why = self._due.pop(order.symbol, ExitReason.SIGNAL) if order.reduce_only else None
-        self._book(record, status, why or ExitReason.SIGNAL)
+        why = self._due.get(order.symbol, ExitReason.SIGNAL) if order.reduce_only else None
+        try:
+            self._book(record, status, why or ExitReason.SIGNAL)
+        except UserError:
+            raise
+        except VenueError as exc:  # taken by the exchange, its fills not read: settled later
+            self._set(record.model_copy(update={"status": "unknown", "reason": str(exc)}))
+            return {
+                "status": "unknown",
+                "client_order_id": order.client_order_id,
+                "reason": str(exc),
+            }
+        self._due.pop(order.symbol, None)
         self._cover(order.symbol)
         return {
             "status": self.orders[order.client_order_id].status,
@@ -234,10 +253,7 @@ class BinanceVenue:
         as it does on the exchange."""
         rules = self.rules[order.symbol]
         side = 1 if status.side == "BUY" else -1
-        if status.executed_qty > 0 and not status.fills:  # a status query carries no fills
-            status = status.model_copy(
-                update={"fills": self.executor.order_fills(order.symbol, status.order_id)}
-            )
+        status = self._with_fills(order, status)
         for part in status.fills:
             quantity, price = float(part.qty), float(part.price)
             fee = float(part.commission)
@@ -283,6 +299,23 @@ class BinanceVenue:
             or order.trailing_stop_pct is not None
         ):
             self.brackets[order.symbol] = _bracket(order, status)
+
+    def _with_fills(self, order: PaperOrder, status: OrderStatus) -> OrderStatus:
+        """The order's status with every fill of what it executed; raises FillsUnread when they
+        cannot be read in full yet (the query fails, or lags the order's status), so nothing is
+        booked until they can: a filled order that moved no coins would drop its bracket."""
+        if status.executed_qty > 0 and not status.fills:  # a status query carries no fills
+            status = status.model_copy(
+                update={"fills": self.executor.order_fills(order.symbol, status.order_id)}
+            )
+        read = sum((part.qty for part in status.fills), Decimal(0))
+        if read < status.executed_qty:
+            raise FillsUnread(
+                f"{self.exchange} executed {status.executed_qty} {order.symbol} of order "
+                f"{order.client_order_id} but its fills show {read} so far; booked once they "
+                "all read"
+            )
+        return status
 
     def _cover(self, symbol: str) -> None:
         """One protection at the exchange for all that is held, after anything that changed it:
@@ -360,7 +393,11 @@ class BinanceVenue:
             log.info("%s: protective %s %s found resting at %s", planned.symbol, planned.kind,
                      planned.client_id, self.exchange)  # fmt: skip
         elif leg is not None:
-            self._book_protective(planned, leg)
+            try:
+                self._book_protective(planned, leg)
+            except FillsUnread as exc:  # followed: each bar's check books it once they read
+                log.warning("%s: %s", planned.symbol, exc)
+                self.protections[planned.symbol] = planned
         return state != "gone"
 
     def _rest(self, planned: Protection) -> None:
@@ -387,9 +424,13 @@ class BinanceVenue:
         state, leg = protection.cancel(self.executor, held)
         if state == "open":
             return state
-        del self.protections[symbol]
         if leg is not None:
-            self._book_protective(held, leg)
+            try:
+                self._book_protective(held, leg)
+            except FillsUnread as exc:  # followed until its fills read: the exit waits
+                log.warning("%s: %s", symbol, exc)
+                return "open"
+        del self.protections[symbol]
         return state
 
     def watch_protections(self) -> None:
@@ -405,10 +446,15 @@ class BinanceVenue:
                 continue
             if state == "open":
                 continue
-            del self.protections[symbol]
             if leg is not None:
-                self._book_protective(held, leg)
+                try:
+                    self._book_protective(held, leg)
+                except FillsUnread as exc:  # followed until its fills read
+                    log.warning("%s: %s", symbol, exc)
+                    continue
+                del self.protections[symbol]
             else:
+                del self.protections[symbol]
                 log.warning(
                     "%s: the protective order %s is gone from %s unfilled; the loop "
                     "watches the stop again",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from loopback_bybit_trading import API_KEY, API_SECRET, BybitExchange, TradeFault
+from loopback_bybit_trading import API_KEY, API_SECRET, BybitExchange, TradeFault, envelope
 from test_binance_executor import approve
 from test_exchange_protection import close, restart
 from test_trailing_exchange import bar
@@ -186,3 +186,20 @@ def test_a_stop_that_filled_in_part_leaves_the_rest_watched_and_sold(exchange) -
     assert place.execute(close(place))["status"] == "filled"
     assert place.ledger.quantity("BTCUSDT") == 0
     assert [f.reason.value for f in place.new_fills[-2:]] == ["stop_loss", "stop_loss"]
+
+
+def test_an_order_whose_fills_lag_its_status_is_booked_when_they_read_in_full(exchange) -> None:
+    """Bybit says Filled while its execution list is still empty: booking then would record a
+    filled order that moved nothing (no coins, no stop). It stays unknown, and the next bar's
+    settle books the fills once they add up to what was executed, and rests the stop."""
+    empty = envelope({"category": "spot", "list": [], "nextPageCursor": ""})
+    exchange.faults += [TradeFault(path="/v5/execution/list", body=empty) for _ in range(3)]
+    place = venue(exchange)
+    answer = place.execute(approve("lagging", quantity=0.01, stop_loss=64_000.0))
+    assert answer["status"] == "unknown" and "fills" in answer["reason"], answer
+    assert place.ledger.quantity("BTCUSDT") == 0
+    exchange.faults.clear()
+    place.settle()
+    assert place.ledger.quantity("BTCUSDT") > 0
+    (order,) = place.orders.values()
+    assert order.status == "filled" and len(resting(exchange)) == 1

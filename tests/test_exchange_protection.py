@@ -281,3 +281,18 @@ def test_a_stop_placed_before_a_crash_and_filled_while_down_is_booked_not_placed
     assert again.ledger.quantity("BTCUSDT") == 0
     assert again.new_fills[-1].reason.value == "stop_loss"
     assert exchange.count("POST", OCO_PATH) == 1 and exchange.open_with(PREFIX) == []
+
+
+def test_an_order_whose_fills_cannot_be_read_yet_is_unknown_not_a_stopped_loop(exchange) -> None:
+    """The buy's reply was lost, its status says FILLED (a status carries no fills), and the
+    trades query is down: the order is unknown, settled on a later bar, and nothing raises out
+    of the venue to stop an unattended loop."""
+    exchange.script(
+        ExchangeFault(drop=True, after_accept=True),
+        *[ExchangeFault(method="GET", path="/api/v3/myTrades", status=500)] * 4,
+    )
+    place = venue(exchange)
+    answer = place.execute(approve("lost-reply", quantity=0.01, stop_loss=64_000.0))
+    assert answer["status"] == "unknown", answer
+    place.settle()
+    assert place.ledger.quantity("BTCUSDT") > 0 and _covered(place, exchange) > 0
