@@ -21,6 +21,24 @@ def iso_ms(ms: int) -> str:
     return (_EPOCH + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M")
 
 
+# The times a user may ask about. Stock CSVs reach back decades, so the floor is the epoch
+# rather than Bitcoin's first block; the ceiling keeps spans and formatting far from the
+# year-9999 edge where datetime and pandas arithmetic overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def moment_ms(moment: datetime, what: str) -> int:
+    """An aware time as epoch ms, or a UserError naming `what` when it is outside the range
+    any market data can lie in (checked before converting: far dates overflow)."""
+    if not EARLIEST <= moment < LATEST:
+        raise UserError(
+            f"{what} {moment.isoformat()} is out of range: "
+            f"times go from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} (UTC)"
+        )
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
 # One row per bar, times in epoch milliseconds UTC (Binance's kline layout, named).
 CANDLE_COLUMNS: tuple[str, ...] = (
     "open_time",

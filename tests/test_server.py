@@ -101,6 +101,8 @@ def test_health_and_klines_offline_from_the_bundled_sample(api: Start) -> None:
         ({"symbol": "BTCUSDT", "limit": "many"}, "limit"),
         ({"symbol": "BTCUSDT", "start": "yesterday"}, "start"),
         ({"symbol": "BTCUSDT", "start": "2025-10-30", "end": "2025-10-29"}, "end"),
+        ({"symbol": "BTCUSDT", "start": "9999-12-31T23:59"}, "start"),
+        ({"symbol": "BTCUSDT", "end": "0001-01-01"}, "end"),
         ({}, "symbol"),
     ],
 )

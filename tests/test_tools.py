@@ -103,6 +103,12 @@ def test_asking_for_the_future_is_an_error_naming_the_decision_time(env: ToolEnv
     assert "after the decision time" in result["error"]
 
 
+@pytest.mark.parametrize("end", ["9999-12-31T23:59Z", "0001-01-01"])
+def test_a_time_no_market_has_is_a_tool_error_naming_the_field(env: ToolEnv, end: str) -> None:
+    result = call(env, "get_candles", {"symbol": "BTCUSDT", "end": end})
+    assert result["error"].startswith("end ") and "out of range" in result["error"]
+
+
 def test_unknown_symbol_lists_the_known_ones(env: ToolEnv) -> None:
     result = call(env, "get_market_snapshot", {"symbol": "DOGEUSDT"})
     assert result["error"] == (

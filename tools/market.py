@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from market.models import interval_ms, iso_ms
+from core.errors import UserError
+from market.models import interval_ms, iso_ms, moment_ms
 from market.snapshot import MarketSnapshot, build_snapshot
 from tools.env import ToolEnv
 from tools.registry import Tool, ToolError
@@ -47,7 +48,10 @@ def parse_time(text: str, what: str) -> int:
         raise ToolError(f"{what} {text!r} is not an ISO time like 2025-10-30T12:00Z") from None
     if moment.tzinfo is None:
         moment = moment.tz_localize("UTC")
-    return int(moment.value // 1_000_000)
+    try:
+        return moment_ms(moment, what)
+    except UserError as exc:
+        raise ToolError(str(exc)) from None
 
 
 class CandlesIn(BaseModel):

@@ -15,6 +15,7 @@ from core.collector import imports_frozen
 from core.errors import UserError
 from core.logging import setup_logging
 from core.security import loose_env_file, private_dir
+from market.models import moment_ms
 
 if TYPE_CHECKING:
     from config import Settings
@@ -82,7 +83,7 @@ def parse_utc(text: str, flag: str) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return moment_ms(moment, flag)
 
 
 def write_file(path: Path, text: str) -> None:
