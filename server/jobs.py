@@ -15,29 +15,41 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from agent.cli.backtest_flags import check_days, check_range
+from agent.cli.common import parse_utc
+from agent.cli.equity import parse_symbols
 from backtest.strategies import STRATEGIES
 from core.errors import UserError
-from market.models import parse_interval, parse_symbol
+from market.models import parse_interval
 
 AGENT = "agent"
 JobState = Literal["queued", "running", "done", "failed"]
 Param = float | int | bool | str
+T = TypeVar("T")
 
 
-def _valid(parse: Callable[[str], str], value: str) -> str:
+def _valid(parse: Callable[..., T], *args: Any) -> T:
     """A parser's UserError as the ValueError pydantic reports against the field."""
     try:
-        return parse(value)
+        return parse(*args)
     except UserError as exc:
         raise ValueError(str(exc)) from None
 
 
 class BacktestRequest(BaseModel):
-    """What `agent-backtest` is asked; each field is its flag of the same name."""
+    """What `agent-backtest` is asked; each field is its flag of the same name. Checked here
+    as the command checks its flags, so a request that can only fail is a 422, not a job."""
 
     # Python's JSON reader takes Infinity and NaN: refused here, as the flags refuse them.
     model_config = ConfigDict(allow_inf_nan=False)
@@ -67,37 +79,69 @@ class BacktestRequest(BaseModel):
     @field_validator("symbol")
     @classmethod
     def _symbols(cls, value: str) -> str:
-        return ",".join(_valid(parse_symbol, s) for s in value.split(",") if s.strip())
+        if not value.replace(",", "").strip():  # the command's message names its flag
+            raise ValueError(f"{value!r} names no symbol: give one such as BTCUSDT, or a list")
+        symbols, _ = _valid(parse_symbols, value)
+        return ",".join(symbols)
 
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: str) -> str:
         return _valid(parse_interval, value)
 
+    @field_validator("days")
+    @classmethod
+    def _days_hold_bars(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is None or "interval" not in info.data:  # a bad interval is named already
+            return value
+        return _valid(check_days, value, info.data["interval"], "days")
+
     @field_validator("start")
     @classmethod
     def _one_span(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.data.get("days") is not None:
+        if value is None:
+            return value
+        if info.data.get("days") is not None:
             raise ValueError("days and start exclude each other: give one")
+        _valid(parse_utc, value, "start")
         return value
 
     @field_validator("end")
     @classmethod
-    def _end_needs_start(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if (value is None) != (info.data.get("start") is None):
+    def _end_after_start(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "start" not in info.data or "interval" not in info.data:  # named already
+            return value
+        start = info.data["start"]
+        if (value is None) != (start is None):
             raise ValueError("start and end go together")
+        if value is not None and start is not None:
+            end_ms = _valid(parse_utc, value, "end")
+            start_ms = parse_utc(start, "start")
+            span = (start_ms, end_ms, info.data["interval"], f"start {start}", f"end {value}")
+            _valid(check_range, *span)
         return value
 
     @field_validator("params")
     @classmethod
     def _params_apply(cls, value: dict[str, Param], info: ValidationInfo) -> dict[str, Param]:
+        """The strategy's own Params model checks the values, strictly: a string, a boolean or
+        a fraction where the flag takes a whole number would fail only in the job."""
         strategy = info.data.get("strategy", AGENT)
         known = set(STRATEGIES[strategy].Params.model_fields) if strategy in STRATEGIES else set()
         unknown = sorted(set(value) - known)
         if unknown:
             takes = f" (it takes {', '.join(sorted(known))})" if known else ""
             raise ValueError(f"{', '.join(unknown)} do not apply to {strategy}{takes}")
-        return value
+        if not value:
+            return value
+        try:
+            checked = STRATEGIES[strategy].Params.model_validate(value, strict=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where + ': ' if where else ''}{message}") from None
+        return {name: getattr(checked, name) for name in value}
 
     def argv(self, report: Path) -> list[str]:
         args = ["--strategy", self.strategy, "--symbol", self.symbol, "--interval", self.interval]
@@ -124,6 +168,16 @@ class Job(BaseModel):
     error: str | None = None
     exit_code: int | None = None
     report: dict[str, Any] | None = None
+
+
+def _failure(lines: list[str], code: int) -> str:
+    """The command's own one-line reason: its `error:` line, or argparse's
+    `agent-backtest: error:` one; else its last line, with the exit code."""
+    errors = [line for line in lines if line.startswith(("error:", "agent-backtest: error:"))]
+    if errors:
+        return errors[-1]
+    said = f": {lines[-1]}" if lines else ""
+    return f"agent-backtest exited with code {code}{said}"
 
 
 class BacktestJobs:
@@ -196,6 +250,5 @@ class BacktestJobs:
                 body = json.loads(report.read_text())
                 self._update(job_id, state="done", exit_code=0, elapsed_s=elapsed, report=body)
                 return
-            errors = [line for line in lines if line.startswith("error:")]
-            error = errors[-1] if errors else f"agent-backtest exited with code {code}"
+            error = _failure(lines, code)
             self._update(job_id, state="failed", exit_code=code, elapsed_s=elapsed, error=error)

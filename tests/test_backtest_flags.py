@@ -53,6 +53,29 @@ def test_a_flag_that_cannot_apply_exits_2_with_one_line(
     assert expected in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    ("window", "said"),
+    [
+        (
+            ("--days", "1e-9"),
+            "error: invalid --days 1e-09: shorter than 2 1m bars (0.00138889 days)",
+        ),
+        (
+            ("--interval", "1w", "--days", "1"),
+            "error: invalid --days 1: shorter than 2 1w bars (14 days)",
+        ),
+        (
+            ("--start", "2025-10-30", "--end", "2025-10-30T00:01"),
+            "error: --end 2025-10-30T00:01 is less than 2 1m bars after --start 2025-10-30",
+        ),
+    ],
+)
+def test_a_window_too_short_for_two_bars_is_named_as_such(cli, window, said) -> None:
+    """Said of the window asked for, not as an end before a start the user never gave."""
+    result = cli("agent-backtest", "--strategy", "sma_cross", *window)
+    assert result.returncode == 2 and _one_line(result.stderr) == said
+
+
 @pytest.mark.slow
 def test_agent_takes_stop_loss_and_take_profit_and_checks_lookahead(cli, tmp_path: Path) -> None:
     out = tmp_path / "agent.json"

@@ -249,12 +249,71 @@ def test_a_backtest_job_from_submit_to_report(api: Start, cli) -> None:
         ({"days": 1, "start": "2025-10-30", "end": "2025-10-31"}, "start"),
         ({"start": "2025-10-30"}, "end"),
         ({"symbol": "BTC/USDT"}, "symbol"),
+        # Each of these was queued (202) and could only fail in the job.
+        ({"strategy": "sma_cross", "days": 1, "params": {"fast": "abc"}}, "params"),
+        ({"strategy": "sma_cross", "days": 1, "params": {"fast": -5}}, "params"),
+        ({"strategy": "sma_cross", "days": 1, "params": {"fast": 1e308}}, "params"),
+        ({"strategy": "sma_cross", "days": 1, "params": {"fast": True}}, "params"),
+        ({"strategy": "sma_cross", "days": 1, "params": {"fast": "--help"}}, "params"),
+        ({"strategy": "sma_cross", "days": 1, "params": {"fast": 50, "slow": 10}}, "params"),
+        ({"strategy": "sma_cross", "symbol": ""}, "symbol"),
+        ({"strategy": "sma_cross", "symbol": ","}, "symbol"),
+        ({"strategy": "sma_cross", "start": "garbage", "end": "garbage"}, "start"),
+        ({"strategy": "sma_cross", "start": "2025-10-30", "end": "garbage"}, "end"),
+        ({"strategy": "sma_cross", "start": "2025-10-30", "end": "2025-10-29"}, "end"),
+        ({"strategy": "sma_cross", "start": "2025-10-30", "end": "2025-10-30"}, "end"),
+        ({"strategy": "sma_cross", "days": 1e-9}, "days"),
+        ({"strategy": "sma_cross", "interval": "1w", "days": 1}, "days"),
     ],
 )
 def test_bad_backtest_requests_name_the_field(api: Start, body: dict, field: str) -> None:
     client = api()
-    assert problem(client.post("/backtests", json=body), 422)["field"] == field
+    refused = problem(client.post("/backtests", json=body), 422)
+    assert refused["field"] == field and refused["detail"].startswith(f"{field}: ")
     assert client.get("/backtests").json() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"params": {"fast": 50, "slow": 10}}, "params: fast (50) must be less than slow (10)"),
+        ({"params": {"fast": "abc"}}, "params: fast: Input should be a valid integer"),
+        ({"symbol": " , "}, "symbol: ' , ' names no symbol"),
+        ({"days": 1e-9}, "days: invalid days 1e-09: shorter than 2 1m bars"),
+        ({"interval": "1w", "days": 1}, "days: invalid days 1: shorter than 2 1w bars (14 days)"),
+        (
+            {"start": "2025-10-30", "end": "2025-10-30"},
+            "end: end 2025-10-30 is not after start 2025-10-30",
+        ),
+    ],
+)
+def test_a_refused_backtest_says_what_is_wrong(api: Start, body: dict, said: str) -> None:
+    refused = problem(api().post("/backtests", json={"strategy": "sma_cross", **body}), 422)
+    assert refused["detail"].startswith(said), refused
+
+
+def test_a_job_the_command_refuses_carries_its_one_line(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """agent-backtest's own usage error, not only its exit code: here a flag the server adds
+    that this agent-backtest does not take."""
+    for name, value in offline_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None)
+    store = open_store(settings.resolved_database_url)
+    jobs = BacktestJobs(["--no-such-flag"], dict(os.environ))
+    try:
+        with serving(create_app(settings, store, jobs, token=None)) as url:
+            client = httpx.Client(base_url=url, timeout=60)
+            body = {"strategy": "sma_cross", "days": 1}
+            failed = _finished(client, client.post("/backtests", json=body).json()["id"])
+    finally:
+        store.close()
+    assert failed["state"] == "failed" and failed["exit_code"] == 2
+    assert failed["error"] == (
+        "agent-backtest: error: unrecognized arguments: --no-such-flag (see --help)"
+    )
 
 
 @pytest.mark.parametrize("number", ["Infinity", "NaN"])

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # for annotations: BacktestConfig's metrics load pandas
     from config.settings import BacktestSettings
 
 DEFAULT_DAYS = 3.0
+MIN_BARS = 2  # a run compares each bar with the one before: fewer can only fail on the data
 DESCRIPTION = """`agent-backtest`: replay a classic strategy over historical bars through the
 risk gate and the simulated executor, print the report, write JSON/HTML, sweep parameters,
 check for look-ahead."""
@@ -148,6 +149,28 @@ def _build_strategy(cls: type[Strategy], params: dict[str, Any]) -> Strategy:
         raise UserError(
             f"invalid {cls.name} parameters: {where + ': ' if where else ''}{message}"
         ) from None
+
+
+def check_days(days: float, interval: str, flag: str = "--days") -> float:
+    """`days` as a window that can hold a run's bars, or a UserError naming `flag`: a window
+    shorter than two bars fails only once the data is loaded, in words about the data."""
+    if not days > 0:
+        raise UserError(f"invalid {flag} {days:g}: must be greater than 0")
+    least = MIN_BARS * INTERVAL_MS[interval] / 86_400_000
+    if days < least:
+        raise UserError(
+            f"invalid {flag} {days:g}: shorter than {MIN_BARS} {interval} bars ({least:g} days)"
+        )
+    return days
+
+
+def check_range(start_ms: int, end_ms: int, interval: str, start: str, end: str) -> None:
+    """`start` (inclusive) to `end` (exclusive), as given, hold at least two bars; else a
+    UserError that begins with how `end` was named (a flag, or the API's field)."""
+    if end_ms <= start_ms:
+        raise UserError(f"{end} is not after {start}")
+    if end_ms - start_ms < MIN_BARS * INTERVAL_MS[interval]:
+        raise UserError(f"{end} is less than {MIN_BARS} {interval} bars after {start}")
 
 
 def _size(raw: str) -> float:

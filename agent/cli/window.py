@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from agent.cli.backtest_flags import DEFAULT_DAYS
+from agent.cli.backtest_flags import DEFAULT_DAYS, check_days, check_range
 from agent.cli.common import parse_utc
 from agent.cli.equity import no_stock_bars
 from config import Settings
@@ -51,15 +51,12 @@ def _span(args: argparse.Namespace, interval: str) -> tuple[str, dict[str, float
             raise UserError("--start needs --end")
         start = parse_utc(args.start, "--start")
         end = parse_utc(args.end, "--end")
-        if end <= start:
-            raise UserError(f"--end {args.end} is not after --start {args.start}")
+        check_range(start, end, interval, f"--start {args.start}", f"--end {args.end}")
         return f"{args.start} → {args.end}", {
             "start_ms": start,
             "end_ms": end - INTERVAL_MS[interval],
         }
-    days = DEFAULT_DAYS if args.days is None else args.days
-    if not days > 0:
-        raise UserError(f"invalid --days {days:g}: must be greater than 0")
+    days = check_days(DEFAULT_DAYS if args.days is None else args.days, interval)
     return f"the last {days:g} days", {"days": days}
 
 
