@@ -49,6 +49,7 @@ from server.models import (
     OrderBookOut,
     OrderOut,
     Problem,
+    ResumeRequest,
     ServerLoop,
 )
 from store import Store
@@ -259,11 +260,10 @@ def create_app(
         dependencies=guard,
         tags=["accounts"],
     )
-    def resume(name: str) -> HaltOut:
+    def resume(name: str, body: Annotated[ResumeRequest | None, Body()] = None) -> HaltOut:
         known_account(name)
-        clear_account(
-            store, settings, name, "resume", API_CALLER, "resumed through the API", _now_ms()
-        )
+        reason = (body or ResumeRequest()).reason
+        clear_account(store, settings, name, "resume", API_CALLER, reason, _now_ms())
         return _halt_out(store, settings, name, "kill switch cleared; the next bar trades again")
 
     @app.get("/decisions", response_model=list[DecisionOut], responses=ERRORS, tags=["decisions"])

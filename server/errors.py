@@ -42,6 +42,8 @@ def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     loc = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
     field = ".".join(loc) or None
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        message = "not a field this request takes"
     return _problem(422, f"{field}: {message}" if field else message, field)
 
 

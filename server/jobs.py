@@ -51,8 +51,9 @@ class BacktestRequest(BaseModel):
     """What `agent-backtest` is asked; each field is its flag of the same name. Checked here
     as the command checks its flags, so a request that can only fail is a 422, not a job."""
 
-    # Python's JSON reader takes Infinity and NaN: refused here, as the flags refuse them.
-    model_config = ConfigDict(allow_inf_nan=False)
+    # Python's JSON reader takes Infinity and NaN: refused here, as the flags refuse them; an
+    # unknown field is refused as an unknown flag is, not dropped.
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     strategy: str = AGENT
     symbol: str = "BTCUSDT"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from risk.limits import RiskLimits
 
@@ -157,7 +157,19 @@ class DecisionOut(BaseModel):
 
 
 class HaltRequest(BaseModel):
+    """A misspelt field is refused, not dropped: the halt would go on record without its reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
     reason: str = Field("halted through the API", min_length=1, max_length=200)
+
+
+class ResumeRequest(BaseModel):
+    """Why trading resumes, kept on record with who did it (as `agent-trade resume --reason`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("resumed through the API", min_length=1, max_length=200)
 
 
 class HaltOut(BaseModel):

@@ -169,8 +169,10 @@ def test_a_replayed_account_halt_and_resume_over_http(api: Start, cli) -> None:
     assert again.returncode == 0, again.stderr
     assert client.get("/accounts/paper").json()["fills"] == status["fills"]  # halted: no trade
 
-    resumed = client.post("/accounts/paper/resume").json()
+    resumed = client.post("/accounts/paper/resume", json={"reason": "feed checked"}).json()
     assert resumed["trading_state"] == "ACTIVE" and not resumed["kill_switch_file"]
+    record = json.loads(cli("agent-trade", "status", "--json").stdout)["interventions"]
+    assert record[-1].endswith("resumed by the REST API: feed checked"), record
     assert 'agent_account_halted{account="paper"} 0.0' in client.get("/metrics/").text
 
 
@@ -270,6 +272,24 @@ def test_bad_backtest_requests_name_the_field(api: Start, body: dict, field: str
     client = api()
     refused = problem(client.post("/backtests", json=body), 422)
     assert refused["field"] == field and refused["detail"].startswith(f"{field}: ")
+    assert client.get("/backtests").json() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/backtests", {"strategy": "sma_cross", "days": 1, "bogus": 1}, "bogus"),
+        ("/accounts/paper/halt", {"reasn": "typo"}, "reasn"),
+        ("/accounts/paper/resume", {"reason": "checked", "force": True}, "force"),
+    ],
+)
+def test_a_field_no_request_takes_is_refused_by_name(
+    api: Start, path: str, body: dict, field: str
+) -> None:
+    """A misspelt field was dropped: a halt went on record without its reason."""
+    client = api()
+    refused = problem(client.post(path, json=body), 422)
+    assert refused == {"detail": f"{field}: not a field this request takes", "field": field}
     assert client.get("/backtests").json() == []
 
 
