@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from core.errors import UserError
 from server.models import Problem
+from store.outage import unreachable
 
 T = TypeVar("T")
 
@@ -55,7 +59,23 @@ def _http(_: Request, exc: HTTPException) -> JSONResponse:
     return _problem(exc.status_code, str(exc.detail), None, **(exc.headers or {}))
 
 
+def _store_error(_: Request, exc: Exception) -> JSONResponse:
+    """A store out of reach is a 503 a client may retry; any other database error is our bug,
+    left to be the server's 500 with its traceback in the log."""
+    why = unreachable(exc)
+    if why is None:
+        raise exc
+    said = (str(why).strip().splitlines() or [type(why).__name__])[0][:200]
+    return _problem(503, f"the store (database) is unavailable: {said}")
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(sqlite3.Error, _store_error)
+    app.add_exception_handler(DBAPIError, _store_error)
+    if importlib.util.find_spec("psycopg") is not None:  # PostgreSQL's driver, when installed
+        import psycopg
+
+        app.add_exception_handler(psycopg.Error, _store_error)
     app.add_exception_handler(BadField, _bad_field)
     app.add_exception_handler(HTTPException, _http)

@@ -23,7 +23,7 @@ from loopback_api import free_port, replay_rest, serving
 from config import load_settings
 from server.app import create_app
 from server.jobs import BacktestJobs
-from store import open_store
+from store import Store, open_store
 
 TOKEN = "t0ken-for-tests-only-0123"
 FAST = ("--feed", "replay", "--speed", "20000")
@@ -433,3 +433,56 @@ def _wait_until_up(client: httpx.Client, proc: subprocess.Popen) -> None:
                 return
         except httpx.TransportError:
             threading.Event().wait(0.2)
+
+
+@pytest.fixture
+def serve_store(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[[Path], httpx.Client]]:
+    """The API over a store on an SQLite path as given, not checked by open_store first: the
+    store the server holds when its database goes out of reach after it started."""
+    for name, value in offline_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None)
+    with ExitStack() as stack:
+
+        def start(path: Path) -> httpx.Client:
+            store = Store(f"sqlite:///{path}", str(path))
+            jobs = BacktestJobs([], dict(os.environ))
+            url = stack.enter_context(serving(create_app(settings, store, jobs, token=None)))
+            return stack.enter_context(httpx.Client(base_url=url, timeout=60))
+
+        yield start
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/accounts/paper"),
+        ("GET", "/klines?symbol=BTCUSDT&limit=2"),
+        ("GET", "/decisions"),
+        ("GET", "/metrics/"),
+        ("POST", "/accounts/paper/halt"),
+    ],
+)
+def test_a_store_out_of_reach_is_a_503_saying_so(
+    serve_store: Callable[[Path], httpx.Client], tmp_path: Path, method: str, path: str
+) -> None:
+    """Was a plain-text 500: a client could not tell an outage to retry from a bug."""
+    gone = tmp_path / "agent.db"
+    gone.mkdir()  # a folder where the database file should be: SQLite cannot open it
+    answer = serve_store(gone).request(method, path)
+    assert problem(answer, 503) == {
+        "detail": "the store (database) is unavailable: unable to open database file",
+        "field": None,
+    }
+
+
+def test_a_database_error_of_our_own_is_not_called_an_outage(
+    serve_store: Callable[[Path], httpx.Client], tmp_path: Path
+) -> None:
+    """A store without its tables (never migrated) is a bug to see, not a 503 to retry."""
+    empty = tmp_path / "agent.db"
+    empty.touch()
+    assert serve_store(empty).get("/decisions").status_code == 500
