@@ -94,10 +94,11 @@ def create_app(
     metrics.install(app)
     guard = [Depends(bearer_guard(token))]
 
-    def known_account(name: str) -> LoopState:
+    def known_account(name: str, field: str = "name") -> LoopState:
+        """The account's state, or a 404 naming the parameter that named it."""
         raw = load_account(store, name).state_json
         if raw is None:
-            raise BadField("name", f"no trading account {name!r} in this store", status=404)
+            raise BadField(field, f"no trading account {name!r} in this store", status=404)
         return LoopState.model_validate_json(raw)
 
     @app.get("/health", response_model=Health, tags=["health"])
@@ -278,10 +279,12 @@ def create_app(
         if account is not None and run is not None:
             raise BadField("run", "give account or run, not both (an account is one run)")
         if account is not None:
-            known_account(account)
+            known_account(account, "account")
             run = loop_run_id(account)
         since_ms = None if since is None else checked("since", parse_utc, since, "since")
         until_ms = None if until is None else checked("until", parse_utc, until, "until")
+        if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+            raise BadField("until", f"until {until} is not after since {since}")
         records = load_decisions(store, run, limit, since_ms=since_ms, until_ms=until_ms)
         return [DecisionOut.model_validate(r.model_dump()) for r in records]
 

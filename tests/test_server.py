@@ -189,6 +189,22 @@ def test_unknown_account_is_404_naming_it(api: Start, path: str) -> None:
     assert body == {"detail": "no trading account 'nobody' in this store", "field": "name"}
 
 
+def test_decisions_for_an_unknown_account_name_the_account_parameter(api: Start) -> None:
+    body = problem(api().get("/decisions", params={"account": "nobody"}), 404)
+    assert body == {"detail": "no trading account 'nobody' in this store", "field": "account"}
+
+
+@pytest.mark.parametrize(
+    ("since", "until"), [("2025-10-30", "2025-10-29"), ("2025-10-30", "2025-10-30")]
+)
+def test_decisions_refuse_an_until_not_after_since_as_klines_do(
+    api: Start, since: str, until: str
+) -> None:
+    """Was 200 [] — an empty answer that looked like no decisions were made."""
+    body = problem(api().get("/decisions", params={"since": since, "until": until}), 422)
+    assert body == {"detail": f"until {until} is not after since {since}", "field": "until"}
+
+
 @pytest.mark.slow
 def test_the_token_guards_every_changing_route(api: Start, cli) -> None:
     assert cli("agent-trade", *FAST, "--max-bars", "5").returncode == 0
