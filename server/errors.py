@@ -41,8 +41,25 @@ def _problem(status: int, detail: str, field: str | None = None, **headers: str)
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
+def _whole_body(first: dict) -> str | None:
+    """What is wrong with the body as a whole, when that is the error (pydantic's words name
+    a JSON decoder's offset, or no field, there)."""
+    kind, loc = first.get("type"), tuple(first.get("loc", ()))
+    if kind == "json_invalid":
+        why = (first.get("ctx") or {}).get("error")
+        return f"the body is not valid JSON{f' ({why})' if why else ''}"
+    if loc != ("body",):
+        return None
+    if kind == "missing":
+        return "a body is required: a JSON object ({} takes every default)"
+    return "the body must be a JSON object"
+
+
 def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
+    whole = _whole_body(first)
+    if whole is not None:
+        return _problem(422, whole, "body")
     loc = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
     field = ".".join(loc) or None
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")

@@ -310,6 +310,25 @@ def test_a_field_no_request_takes_is_refused_by_name(
 
 
 @pytest.mark.parametrize(
+    ("path", "raw", "said"),
+    [
+        ("/accounts/paper/halt", b"{oops", "the body is not valid JSON (Expecting property"),
+        ("/backtests", b'{"days": 1,}', "the body is not valid JSON (Expecting property"),
+        ("/backtests", b"", "a body is required: a JSON object ({} takes every default)"),
+        ("/backtests", b"[1]", "the body must be a JSON object"),
+        ("/accounts/paper/halt", b'"stop"', "the body must be a JSON object"),
+    ],
+)
+def test_a_body_that_is_no_json_object_is_named_as_the_body(
+    api: Start, path: str, raw: bytes, said: str
+) -> None:
+    """Was {"detail": "1: JSON decode error", "field": "1"}, or "Field required" naming none."""
+    answer = api().post(path, content=raw, headers={"content-type": "application/json"})
+    refused = problem(answer, 422)
+    assert refused["field"] == "body" and refused["detail"].startswith(said), refused
+
+
+@pytest.mark.parametrize(
     ("body", "said"),
     [
         ({"params": {"fast": 50, "slow": 10}}, "params: fast (50) must be less than slow (10)"),
