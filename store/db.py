@@ -67,6 +67,8 @@ class Store:
     @property
     def shown(self) -> str:
         """The store's URL as a person may read it (a message, a status): the password hidden."""
+        if self.sqlite_file is not None:
+            return str(self.url)  # a plain SQLite file: nothing to hide (and no SQLAlchemy)
         from sqlalchemy.engine import make_url
 
         return make_url(self.url).render_as_string(hide_password=True)
