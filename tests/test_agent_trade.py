@@ -593,3 +593,18 @@ def test_a_halt_names_an_account_the_store_holds_and_account_names_stay_in_the_d
     assert both.returncode == 2 and "give one of them" in both.stderr
     assert cli("agent-trade", "halt", "--account", "sma").returncode == 0
     assert status(cli, "--account", "sma")["trading_state"] == "HALTED"
+
+
+def test_a_command_refuses_the_flags_it_would_ignore(cli) -> None:
+    """`status --mode live` showed the paper account as if nothing were said; every flag a
+    command cannot act on is now named and refused, as agent-backtest refuses its own."""
+    for args, message in [
+        (("status", "--mode", "live"), "--mode: not for `agent-trade status` (only for running"),
+        (("fills", "--speed", "max"), "--speed: not for `agent-trade fills`"),
+        (("resume", "--fee-bps", "5"), "--fee-bps: not for `agent-trade resume`"),
+        (("halt", "--json"), "--json: not for `agent-trade halt`"),
+        (("ledger", "--reason", "x"), "--reason: not for `agent-trade ledger`"),
+        (("--max-bars", "1", "--json"), "--json is for status, fills and ledger"),
+    ]:
+        result = cli("agent-trade", *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)

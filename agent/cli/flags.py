@@ -53,8 +53,11 @@ def given(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str]) 
     `--top 10` counts as given though 10 is the default)."""
     parser = build_parser()
     for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(argv)))
+        if action.option_strings:  # a positional keeps its default: it is no flag
+            action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {
+        a.dest for a in parser._actions if not a.option_strings
+    }
 
 
 def refuse_inapplicable(typed: set[str], strategy: str, sweeping: bool) -> None:

@@ -18,18 +18,20 @@ from __future__ import annotations
 import sys
 
 from agent.cli.common import run
-from agent.cli.trade_flags import no_steering, parser, run_settings
+from agent.cli.trade_flags import no_steering, only_its_flags, parser, run_settings
 from core.collector import imports_frozen
 from core.errors import UserError
 
 
 def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     if args.shadow and args.command != "run":
         raise UserError(
             f"--shadow is for running the loop; `agent-trade {args.command} --account "
             "NAME-shadow` reads a shadow account like any other"
         )
+    only_its_flags(args, argv)
     if args.command != "run":  # they read the store: the loop's stack stays unloaded
         with imports_frozen():
             from agent.cli import trade_status

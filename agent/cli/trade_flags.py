@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent.cli.common import OneLineParser, add_common_args, settings_from
 from agent.cli.equity import add_equity_args
-from agent.cli.flags import account_name, finite
+from agent.cli.flags import account_name, finite, flag, given
 from agent.cli.strategy_flags import add_param_args
 from core.errors import UserError
 from core.security import loose_env_file
@@ -106,6 +106,37 @@ def parser() -> argparse.ArgumentParser:
     )
     add_param_args(parser.add_argument_group("classic strategy parameters (as agent-backtest)"))
     return parser
+
+
+_EVERY_COMMAND = frozenset({"account", "profile", "log_json", "data_dir"})
+_COMMAND_FLAGS = {
+    "status": {"json"},
+    "fills": {"json"},
+    "ledger": {"json"},
+    "halt": {"reason", "by", "chat"},
+    "resume": {"reason", "by", "chat"},
+    "reset-drawdown": {"reason", "by", "chat"},
+}
+
+
+def only_its_flags(args: argparse.Namespace, argv: list[str]) -> None:
+    """A command that reads or steers the store takes no loop flag (`status --mode live`, a
+    `resume --fee-bps 5`): refused by name rather than ignored; a run takes no --json."""
+    typed = given(parser, argv)
+    if args.command == "run":
+        if "json" in typed:
+            raise UserError("--json is for status, fills and ledger, not for running the loop")
+        return
+    other = sorted(typed - _EVERY_COMMAND - _COMMAND_FLAGS[args.command])
+    if other:
+        raise UserError(
+            f"{', '.join(flag(d) for d in other)}: not for `agent-trade {args.command}`"
+            + (
+                " (only for running the loop)"
+                if set(other) - {"json", "reason", "by", "chat"}
+                else ""
+            )
+        )
 
 
 def no_steering(args: argparse.Namespace) -> None:
