@@ -34,7 +34,7 @@ from risk.records import last_limits
 from server import errors
 from server.auth import bearer_guard
 from server.errors import BadField, checked
-from server.jobs import BacktestJobs, BacktestRequest, Job
+from server.jobs import BacktestJobs, BacktestRequest, Job, QueueFull
 from server.metrics import ServerMetrics
 from server.models import (
     AccountHealth,
@@ -292,13 +292,16 @@ def create_app(
         "/backtests",
         response_model=Job,
         status_code=202,
-        responses={422: {"model": Problem}, **GUARDED},
+        responses={422: {"model": Problem}, 429: {"model": Problem}, **GUARDED},
         dependencies=guard,
         tags=["backtests"],
     )
     def submit(request: BacktestRequest) -> Job:
         """Starts `agent-backtest` as a job; poll GET /backtests/{id} for progress and report."""
-        return jobs.submit(request)
+        try:
+            return jobs.submit(request)
+        except QueueFull as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": "30"}) from None
 
     @app.get("/backtests", response_model=list[Job], tags=["backtests"])
     def all_jobs() -> list[Job]:

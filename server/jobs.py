@@ -7,6 +7,7 @@ stay in the store)."""
 from __future__ import annotations
 
 import json
+import queue
 import subprocess  # nosec B404  # the fixed agent-backtest module with argv built from validated fields
 import sys
 import tempfile
@@ -181,14 +182,27 @@ def _failure(lines: list[str], code: int) -> str:
     return f"agent-backtest exited with code {code}{said}"
 
 
-class BacktestJobs:
-    """Runs submitted backtests one after another on a worker thread."""
+MAX_WAITING = 32
+"""Backtests that may wait behind the running one: each runs for seconds to minutes, so a
+longer line only grows the wait (and, once, a thread per job) for work a client will poll."""
 
-    def __init__(self, base_args: list[str], env: Mapping[str, str]) -> None:
+
+class QueueFull(Exception):
+    """As many backtests wait as the server takes: the client retries after one has run."""
+
+
+class BacktestJobs:
+    """Runs submitted backtests one after another on one worker thread, at most MAX_WAITING
+    of them waiting."""
+
+    def __init__(
+        self, base_args: list[str], env: Mapping[str, str], *, max_waiting: int = MAX_WAITING
+    ) -> None:
         self._base_args, self._env = base_args, dict(env)
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        self._one_at_a_time = threading.Semaphore(1)
+        self._waiting: queue.Queue[str] = queue.Queue(maxsize=max_waiting)
+        self._worker: threading.Thread | None = None
 
     def submit(self, request: BacktestRequest) -> Job:
         job = Job(
@@ -198,9 +212,22 @@ class BacktestJobs:
             submitted_ms=int(time.time() * 1000),
         )
         with self._lock:
+            try:
+                self._waiting.put_nowait(job.id)
+            except queue.Full:
+                raise QueueFull(
+                    f"{self._waiting.maxsize} backtests are waiting already: submit again once "
+                    "one has run (GET /backtests shows them)"
+                ) from None
             self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job.id,), daemon=True).start()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, daemon=True)
+                self._worker.start()
         return job
+
+    def _work(self) -> None:
+        while True:
+            self._run(self._waiting.get())
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -226,7 +253,7 @@ class BacktestJobs:
             self._jobs[job_id].progress.append(line)
 
     def _run(self, job_id: str) -> None:
-        with self._one_at_a_time, tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
             self._update(job_id, state="running")
             report = Path(tmp) / "report.json"

@@ -371,6 +371,33 @@ def test_a_job_the_command_refuses_carries_its_one_line(
     )
 
 
+def test_backtests_beyond_the_queue_are_refused_with_429_not_a_thread_each(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """300 submissions used to start 300 threads; past the queue's bound a client is told to
+    come back (429, Retry-After), and what was taken still runs, one at a time."""
+    for name, value in offline_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None)
+    store = open_store(settings.resolved_database_url)
+    jobs = BacktestJobs(["--no-such-flag"], dict(os.environ), max_waiting=1)
+    try:
+        with serving(create_app(settings, store, jobs, token=None)) as url:
+            client = httpx.Client(base_url=url, timeout=60)
+            body = {"strategy": "sma_cross", "days": 1}
+            answers = [client.post("/backtests", json=body) for _ in range(4)]
+            taken = [a.json()["id"] for a in answers if a.status_code == 202]
+            full = [a for a in answers if a.status_code == 429]
+            assert 1 <= len(taken) <= 2 and len(full) == 4 - len(taken)
+            assert "backtests are waiting already" in full[0].json()["detail"]
+            assert full[0].headers["Retry-After"] == "30"
+            assert all(_finished(client, job)["state"] == "failed" for job in taken)
+            assert len(client.get("/backtests").json()) == len(taken)
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("number", ["Infinity", "NaN"])
 def test_a_backtest_request_with_a_number_json_cannot_hold_is_refused(
     api: Start, number: str
