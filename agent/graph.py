@@ -230,7 +230,19 @@ def tools_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
     update: dict[str, Any] = {}
     for call in calls:
         function = call["function"]
-        outcome = deps.tools.call(deps.env, call["id"], function["name"], function["arguments"])
+        name, arguments = function["name"], function["arguments"]
+        taken = update.get("proposal" if name == PLACE_ORDER else "signal")
+        if name in (PLACE_ORDER, SUBMIT_SIGNAL) and taken is not None:
+            # The graph carries one order to the gate and the person: a second is refused to
+            # the model, never answered "proposed" and dropped.
+            what = "order per message" if name == PLACE_ORDER else "signal per decision"
+            why = (
+                f"not taken: one {what}; the first ({taken['action']} {taken['symbol']}) goes "
+                "to the gate first, propose this one after it is decided"
+            )
+            outcome = deps.tools.declined(call["id"], name, arguments, why)
+        else:
+            outcome = deps.tools.call(deps.env, call["id"], name, arguments)
         replies.append(outcome.to_wire())
         records.append(
             ToolCallRecord(
@@ -244,13 +256,13 @@ def tools_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
         if not outcome.ok and call["id"].startswith(CONTENT_CALL_PREFIX):
             # A call read out of the text is not argued with: one reply, judged as it stands.
             update.setdefault("abstain", {"cause": "bad_arguments", "message": outcome.error})
-        if outcome.ok and outcome.name == SUBMIT_SIGNAL and "signal" not in update:
+        if outcome.ok and outcome.name == SUBMIT_SIGNAL:
             signal = SignalIn.model_validate_json(outcome.arguments).model_dump()
             if state["mode"] == "decide" and signal["symbol"] != state["symbol"]:
                 update.setdefault("abstain", _other_symbol(state["symbol"], signal))
             else:
                 update["signal"] = signal
-        if outcome.ok and outcome.name == PLACE_ORDER and "proposal" not in update:
+        if outcome.ok and outcome.name == PLACE_ORDER:
             update["proposal"] = TradeIdea.model_validate_json(outcome.arguments).model_dump()
     update["messages"] = replies
     update["tool_calls"] = records

@@ -238,6 +238,64 @@ def test_proposals_a_person_rejects_do_not_use_up_the_rate_limits(desk_app: Any)
     assert fill.side == 1
 
 
+def test_a_second_order_in_one_reply_is_refused_to_the_model_not_dropped(tmp_path: Path) -> None:
+    """A model that proposes two orders in one reply used to hear "proposed" for both while
+    only the first reached the gate and the person: the second is now refused to it, saying
+    why, so it neither believes it placed it nor loses it silently."""
+    from loopback_openai import LoopbackOpenAI, Scripted
+    from scripted_model import completion, text
+
+    from agent.llm import LLMClient
+    from agent.ui import build_app
+    from config.settings import LLMSettings
+
+    two = {
+        "tool_calls": [
+            (
+                "place_order",
+                json.dumps(
+                    {"symbol": "BTCUSDT", "action": "buy", "size_pct": 0.05, "confidence": 0.9}
+                ),
+            ),
+            (
+                "place_order",
+                json.dumps(
+                    {"symbol": "ETHUSDT", "action": "buy", "size_pct": 0.2, "confidence": 0.9}
+                ),
+            ),
+        ]
+    }
+
+    def reply(request: dict[str, Any]) -> Scripted:
+        answered = any(m["role"] == "tool" for m in request["messages"])
+        return Scripted(200, completion(text("ok") if answered else two, request, int(answered)))
+
+    server = LoopbackOpenAI(responder=reply).start()
+    model = LLMClient(
+        LLMSettings(max_retries=0), api_key="sk-loopback", base_url=server.base_url, cache_dir=None
+    )
+    settings = load_settings(data_dir=tmp_path / "data", offline=True)
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    frames = {s: load_sample(s).iloc[UPTREND_OFFSET:] for s in ("BTCUSDT", "ETHUSDT")}
+    app = build_app(settings, store, model=model, frames=frames)
+    try:
+        chat = app.chat_service
+        replies = [
+            json.loads(m["content"])
+            for node, update in chat.send("two", "buy both")
+            if node == "tools"
+            for m in update["messages"]
+        ]
+        assert replies[0].get("status") == "proposed", replies
+        assert "one order per message" in replies[1]["error"], replies[1]
+        assert chat.pending("two")["order"]["symbol"] == "BTCUSDT"
+    finally:
+        app.chat_service.close()
+        store.close()
+        model.close()
+        server.stop()
+
+
 # The books' streams (Binance depth, Bybit) on a closed loopback port: they retry, never reach out.
 CLOSED_PORT_WS = "ws://127.0.0.1:9"
 CLOSED_BYBIT = {"base_url": "http://127.0.0.1:9", "stream_url": CLOSED_PORT_WS}

@@ -98,6 +98,18 @@ class ToolRegistry:
     def schemas(self) -> list[dict[str, Any]]:
         return list(self._schemas)
 
+    @staticmethod
+    def declined(call_id: str, name: str, arguments: str, why: str) -> ToolOutcome:
+        """A call not run, answered to the model as an error saying why."""
+        return ToolOutcome(
+            call_id=call_id,
+            name=name,
+            arguments=arguments,
+            ok=False,
+            content=json.dumps({"error": why}, separators=(",", ":"), ensure_ascii=False),
+            error=why,
+        )
+
     def call(self, env: ToolEnv, call_id: str, name: str, arguments: str) -> ToolOutcome:
         """Run one tool call; the model's mistakes and ToolErrors come back as error content."""
         started = time.perf_counter()
