@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import ConfigDict, Field
 
+from core.config_model import ConfigModel
 from execution.equity_fees import EquityFees
 from runtime.hours import ClosedPolicy, HoursConfig
 
 
-class EquitySettings(BaseModel):
+class EquitySettings(ConfigModel):
     """`[equity]` in a profile; `--extended-hours` overrides `extended_hours` for one run."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     extended_hours: bool = Field(False, description="fill in the pre- and post-market too")
     when_closed: ClosedPolicy = Field(

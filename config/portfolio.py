@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import ConfigDict, Field
+
+from core.config_model import ConfigModel
 
 
-class PortfolioSettings(BaseModel):
+class PortfolioSettings(ConfigModel):
     """A stock account is in USD, a crypto one in USDT; exposure limits add them up in USD."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     usdt_usd: float = Field(
         1.0, gt=0, description="USD per USDT when a portfolio adds crypto and stock accounts"

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -30,6 +30,7 @@ from config.equity import EquitySettings
 from config.portfolio import PortfolioSettings
 from config.strict import check_sources
 from config.venues import AlpacaSettings, BybitSettings
+from core.config_model import ConfigModel
 from core.errors import ConfigError
 from risk.limits import RiskLimits
 
@@ -44,10 +45,10 @@ def default_data_dir() -> Path:
     return Path(base) / "agent-trader"
 
 
-class BinanceSettings(BaseModel):
+class BinanceSettings(ConfigModel):
     """Binance spot REST access; the base URL points at testnet or a loopback server too."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base_url: str = Field("https://api.binance.com", pattern=r"^https?://\S+$")
     trade_url: str | None = Field(
@@ -75,7 +76,7 @@ class BinanceSettings(BaseModel):
     weight_budget_fraction: float = Field(0.8, gt=0, le=1)
 
 
-class ModelPrice(BaseModel):
+class ModelPrice(ConfigModel):
     """USD per million tokens at llm.prices_host; used for budgets, estimates and reports."""
 
     input_per_mtok: float = Field(ge=0)
@@ -85,10 +86,10 @@ class ModelPrice(BaseModel):
 DecisionFormat = Literal["tools", "required", "json_schema"]
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(ConfigModel):
     """Any OpenAI-compatible endpoint (OpenAI, Azure, OpenRouter, Ollama, vLLM, LM Studio)."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     provider: Literal["auto", "openai", "offline"] = Field(
         "auto",
@@ -141,10 +142,10 @@ class LLMSettings(BaseModel):
         return host
 
 
-class LiveSettings(BaseModel):
+class LiveSettings(ConfigModel):
     """What live trading demands before it starts."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     require_paper_days: float = Field(
         7.0,
@@ -154,11 +155,11 @@ class LiveSettings(BaseModel):
     )
 
 
-class AlertSettings(BaseModel):
+class AlertSettings(ConfigModel):
     """Where `agent-ui` sends each fill, halt, safe mode, stop, loop error, large veto and daily
     summary: Telegram (a bot token and a chat id), a JSON webhook, both or neither."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     webhook_url: str | None = Field(None, pattern=r"^https?://\S+$")
     telegram_bot_token: SecretStr | None = None
@@ -179,10 +180,10 @@ class AlertSettings(BaseModel):
         return self
 
 
-class UISettings(BaseModel):
+class UISettings(ConfigModel):
     """`agent-ui`'s page: each refresh re-reads the store and re-sends the Trading tab."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     refresh_s: float = Field(
         5.0,
@@ -193,10 +194,10 @@ class UISettings(BaseModel):
     )
 
 
-class TradingSettings(BaseModel):
+class TradingSettings(ConfigModel):
     """What `agent-trade` runs when no flag says otherwise."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     account: str = Field("paper", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     mode: Literal["paper", "testnet", "live"] = "paper"
@@ -217,10 +218,10 @@ class TradingSettings(BaseModel):
         return value
 
 
-class BacktestSettings(BaseModel):
+class BacktestSettings(ConfigModel):
     """`agent-backtest`'s account and fill defaults; its flags override them."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cash: float = Field(10_000.0, gt=0, description="starting USDT")
     fee_bps: float = Field(10.0, ge=0, lt=10_000, description="maker and taker fee (10 = 0.1%)")
@@ -232,10 +233,10 @@ HORIZON = re.compile(r"^([1-9][0-9]*)([mhd])$")
 HORIZON_MIN = {"m": 1, "h": 60, "d": 1_440}
 
 
-class ScorecardSettings(BaseModel):
+class ScorecardSettings(ConfigModel):
     """How the scorecard judges the model, in agent-backtest, the UI and agent-trade."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ledger_horizons: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["15m", "1h", "4h"],

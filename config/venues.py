@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import ConfigDict, Field
+
+from core.config_model import ConfigModel
 
 
-class BybitSettings(BaseModel):
+class BybitSettings(ConfigModel):
     """Bybit v5 spot: public REST and stream URLs (a loopback server in tests), limits, fees."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base_url: str = Field("https://api.bybit.com", pattern=r"^https?://\S+$")
     stream_url: str = Field(
@@ -35,11 +37,11 @@ class BybitSettings(BaseModel):
     )
 
 
-class AlpacaSettings(BaseModel):
+class AlpacaSettings(ConfigModel):
     """Alpaca (US stocks): market data, paper trading (`--mode testnet`) and the live API; keys
     come from APCA_API_KEY_ID and APCA_API_SECRET_KEY, never from a profile."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data_url: str = Field("https://data.alpaca.markets", pattern=r"^https?://\S+$")
     paper_url: str = Field(

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from core.config_model import ConfigModel
 from execution.fees import Liquidity
 
 CENT = 0.01
@@ -24,7 +25,7 @@ def _cents_up(amount: float) -> float:
     return math.ceil(round(amount / CENT, 6)) * CENT
 
 
-class EquityFees(BaseModel):
+class EquityFees(ConfigModel):
     """A fee function (quantity, price, liquidity) -> commission, plus `on_sale` for the
     regulatory fees a sale adds; the simulator charges both."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from core.config_model import ConfigModel
 from risk.models import SignalSource
 
 
-class SourceLimits(BaseModel):
+class SourceLimits(ConfigModel):
     """Limits that depend on who proposed the signal. Fractions are of equity (1.0 = 100%)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -67,7 +68,7 @@ _SOURCE_DEFAULTS: dict[str, SourceLimits] = {
 }
 
 
-class RiskLimits(BaseModel):
+class RiskLimits(ConfigModel):
     """Everything the gate and the circuit breakers read; `RiskLimits()` is safe as it stands."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)

@@ -12,7 +12,7 @@ import pytest
 
 from config.effective import effective
 from config.settings import Settings, load_settings
-from config.strict import key_paths
+from config.strict import _model_of, key_paths
 
 CAPPED = 0.10
 
@@ -152,6 +152,42 @@ def test_config_validate(cli, tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[risk\n")
     assert "is not valid TOML" in _one_line(cli("agent-config", "validate", str(broken)).stderr)
+
+
+def test_a_boolean_for_a_number_is_refused_and_a_whole_number_still_reads(
+    cli, tmp_path: Path
+) -> None:
+    """TOML's `true` read as 1.0 made a 100% position limit out of a typo."""
+    for key, table in (("max_position_pct", "risk.ai"), ("concurrency", "llm")):
+        flag = tmp_path / "flag.toml"
+        flag.write_text(f"[{table}]\n{key} = true\n")
+        result = cli("agent-config", "validate", str(flag))
+        assert result.returncode == 2, result.stdout
+        line = _one_line(result.stderr)
+        assert f"{table}.{key}: Input should be a number, not true or false" in line
+    whole = tmp_path / "whole.toml"
+    whole.write_text("[risk.ai]\nmax_position_pct = 1\n[backtest]\ncash = 5000\n")
+    assert cli("agent-config", "validate", str(whole)).returncode == 0
+    shown = cli("agent-config", "show", "--profile", str(whole), "--json")
+    assert json.loads(shown.stdout)["risk.ai.max_position_pct"]["value"] == 1.0
+
+
+def test_every_settings_model_refuses_a_boolean_for_a_number() -> None:
+    """A settings model added later must not read `true` as 1 either."""
+    from core.config_model import ConfigModel
+
+    seen: set[type] = set()
+
+    def walk(model: type) -> None:
+        seen.add(model)
+        for field in model.model_fields.values():
+            inner, _ = _model_of(field.annotation)
+            if inner is not None and inner not in seen:
+                walk(inner)
+
+    walk(Settings)
+    loose = sorted(m.__name__ for m in seen - {Settings} if not issubclass(m, ConfigModel))
+    assert loose == []
 
 
 @pytest.mark.slow
