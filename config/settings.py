@@ -284,6 +284,7 @@ class Settings(BaseSettings):
         env_prefix="AGENT_",
         env_nested_delimiter="__",
         env_file=".env",
+        env_file_encoding="utf-8",  # as config.strict checked it
         extra="ignore",
         validate_default=True,
         loc_by_alias=False,

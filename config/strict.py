@@ -97,7 +97,9 @@ def _unknown(
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8 by its spec
+    except UnicodeDecodeError:
+        raise ConfigError(_not_utf8(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from None
     except OSError as exc:
@@ -127,7 +129,16 @@ def env_paths(environ: Mapping[str, str | None]) -> dict[tuple[str, ...], str | 
 def dotenv_file() -> dict[str, str | None]:
     """The `.env` the settings read (the current directory's), as variables."""
     path = Path(".env")
-    return dict(dotenv_values(path)) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return dict(dotenv_values(path, encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(_not_utf8(path.absolute())) from None
+
+
+def _not_utf8(path: Path) -> str:
+    return f"config error: {path} is not UTF-8 text; save it as UTF-8"
 
 
 def check_sources(model: type[BaseModel], profiles: list[Path], environ: Mapping[str, str]) -> None:

@@ -190,6 +190,27 @@ def test_every_settings_model_refuses_a_boolean_for_a_number() -> None:
     assert loose == []
 
 
+@pytest.mark.parametrize(
+    ("command", "args", "env", "named"),
+    [
+        ("agent-config", ("validate", "b.toml"), {}, "b.toml"),
+        ("agent-config", ("show", "--profile", "b.toml"), {}, "b.toml"),
+        ("agent-config", ("show",), {"AGENT_PROFILE": "b.toml"}, "b.toml"),
+        ("agent-config", ("show",), {}, ".env"),
+        ("agent-backtest", ("--strategy", "sma_cross", "--days", "1"), {}, ".env"),
+    ],
+    ids=["validate", "show-profile", "env-profile", "show-dotenv", "backtest-dotenv"],
+)
+def test_a_file_that_is_not_utf8_is_named_in_one_line(
+    cli, tmp_path: Path, command: str, args: tuple, env: dict, named: str
+) -> None:
+    """Such a profile or .env ended in a UnicodeDecodeError traceback."""
+    (tmp_path / named).write_bytes(b"\xff\xfe bad=1\n")
+    result = cli(command, *args, env=env)
+    assert result.returncode == 2, result.stdout
+    assert f"{named} is not UTF-8 text" in _one_line(result.stderr)
+
+
 @pytest.mark.slow
 def test_trading_settings_pick_the_account_and_its_cash(cli, tmp_path: Path) -> None:
     env = {"AGENT_TRADING__ACCOUNT": "from-settings", "AGENT_TRADING__CASH": "2500"}
