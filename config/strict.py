@@ -5,6 +5,7 @@ against the settings model first and names the nearest valid key."""
 from __future__ import annotations
 
 import itertools
+import json
 import tomllib
 import types
 from collections.abc import Iterator, Mapping
@@ -13,6 +14,7 @@ from typing import Any, Union, get_args, get_origin
 
 from dotenv import dotenv_values
 from pydantic import BaseModel
+from pydantic_settings import NoDecode
 
 from core.errors import ConfigError
 
@@ -147,7 +149,57 @@ def check_sources(model: type[BaseModel], profiles: list[Path], environ: Mapping
         check_toml(model, path)
     paths = set(key_paths(model))
     tables = _tables(paths)
+    decoded = set(json_paths(model))
     for where, variables in (("the environment", environ), (".env", dotenv_file())):
         for found in env_paths(variables):
             if not _known(found, tables):
                 raise _unknown(found, paths, where, as_env=True)
+        _check_json(variables, decoded, paths, where)
+
+
+def json_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The keys whose variable pydantic-settings parses as JSON: a table (`AGENT_RISK__AI`), a
+    list or a dict; a list marked NoDecode is read comma-separated instead."""
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        inner, free = _model_of(field.annotation)
+        if inner is not None:
+            yield path
+            if free:
+                yield (*path, WILDCARD)
+            yield from json_paths(inner, (*path, WILDCARD) if free else path)
+        elif NoDecode not in field.metadata and _is_collection(field.annotation):
+            yield path
+
+
+def _is_collection(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_collection(arg) for arg in get_args(annotation))
+    return get_origin(annotation) in (list, dict, set, tuple, frozenset)
+
+
+def _check_json(
+    variables: Mapping[str, str | None],
+    decoded: set[tuple[str, ...]],
+    leaves: set[tuple[str, ...]],
+    where: str,
+) -> None:
+    """A table or list set by one variable must be JSON: pydantic-settings' own error named
+    only the top-level field, in a traceback."""
+    for name, value in variables.items():
+        if value is None or not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
+        if not _known(path, decoded):
+            continue
+        try:
+            json.loads(value)
+        except ValueError as exc:
+            hint = (
+                f'a JSON object, e.g. {{"key": 1}}, or set each key as {name}__KEY'
+                if not _known(path, leaves)
+                else 'a JSON list, e.g. ["a", "b"]'
+            )
+            raise ConfigError(
+                f"config error: {name} in {where} is not valid JSON ({exc}); write {hint}"
+            ) from None

@@ -211,6 +211,41 @@ def test_a_file_that_is_not_utf8_is_named_in_one_line(
     assert f"{named} is not UTF-8 text" in _one_line(result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "where"),
+    [
+        ("agent-config", "AGENT_RISK", "garbage", "the environment"),
+        ("agent-config", "AGENT_RISK__AI", "{max_position_pct:0.9}", "the environment"),
+        ("agent-config", "AGENT_PORTFOLIO__ACCOUNTS", "a,b", "the environment"),
+        ("agent-config", "AGENT_RISK__AI", "{max_position_pct:0.9}", ".env"),
+        ("agent-backtest", "AGENT_RISK", "garbage", "the environment"),
+        ("agent-backtest", "AGENT_RISK__AI", "{max_position_pct:0.9}", ".env"),
+    ],
+)
+def test_a_table_variable_that_is_not_json_is_named_in_one_line(
+    cli, tmp_path: Path, command: str, variable: str, value: str, where: str
+) -> None:
+    """pydantic-settings' SettingsError named only the top-level field, in a traceback."""
+    env = {}
+    if where == ".env":
+        (tmp_path / ".env").write_text(f"{variable}='{value}'\n")
+    else:
+        env[variable] = value
+    args = ("show",) if command == "agent-config" else ("--strategy", "sma_cross", "--days", "1")
+    result = cli(command, *args, env=env)
+    assert result.returncode == 2, result.stdout
+    assert f"{variable} in {where} is not valid JSON" in _one_line(result.stderr)
+
+
+def test_a_table_variable_in_json_still_sets_its_keys(cli) -> None:
+    env = {"AGENT_RISK__AI": '{"max_position_pct": 0.09}', "AGENT_PORTFOLIO__ACCOUNTS": '["a"]'}
+    result = cli("agent-config", "show", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["risk.ai.max_position_pct"] == {"value": 0.09, "source": "env"}
+    assert shown["portfolio.accounts"]["value"] == ["a"]
+
+
 @pytest.mark.slow
 def test_trading_settings_pick_the_account_and_its_cash(cli, tmp_path: Path) -> None:
     env = {"AGENT_TRADING__ACCOUNT": "from-settings", "AGENT_TRADING__CASH": "2500"}
