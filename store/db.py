@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # escapes, fragment, credentials): PATH is then exactly the URL's `database`. Any other URL,
 # in-memory SQLite included, is parsed and opened by SQLAlchemy.
 PLAIN_SQLITE_FILE = re.compile(r"sqlite:///(?!:memory:$)([^?%#@]+)")
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
 class Store:
@@ -276,7 +277,7 @@ def _engine(parsed: str | URL) -> Engine:
 
     try:
         engine = create_engine(parsed, pool_pre_ping=True)
-    except (ArgumentError, NoSuchModuleError):
+    except (ArgumentError, NoSuchModuleError, ImportError):
         raise UserError(
             f"invalid DATABASE_URL: no database driver {_driver_name(parsed)!r}; use "
             "sqlite:///path/agent.db or postgresql://user@host/db"
@@ -305,6 +306,13 @@ def _parsed(url: str) -> tuple[str | URL, str | None]:
         raise UserError(
             f"invalid DATABASE_URL {url!r}: expected e.g. sqlite:///path/agent.db"
         ) from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        # SQLAlchemy knows mysql, oracle, mssql: opening one raised the missing driver's
+        # ModuleNotFoundError, and the store's SQL is written for these two only
+        raise UserError(
+            f"invalid DATABASE_URL: no database driver {parsed.drivername!r}; the store runs on "
+            "SQLite or PostgreSQL: use sqlite:///path/agent.db or postgresql://user@host/db"
+        )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):

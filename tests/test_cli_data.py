@@ -96,6 +96,15 @@ def test_bad_config_exits_2_naming_the_field(cli) -> None:
     assert "config error: log_level" in _one_clean_line(result.stderr)
 
 
+@pytest.mark.parametrize("url", ["mysql://me@127.0.0.1/db", "oracle://me@127.0.0.1/db"])
+def test_a_database_the_store_does_not_run_on_is_named_in_one_line(cli, url: str) -> None:
+    """SQLAlchemy knows these: opening one raised the missing driver's ModuleNotFoundError."""
+    result = cli("agent-data", "status", env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    line = _one_clean_line(result.stderr)
+    assert "the store runs on SQLite or PostgreSQL" in line and "postgresql://" in line
+
+
 def test_download_without_network_fails_clearly(cli) -> None:
     result = cli("agent-data", "download", "--symbol", "BTCUSDT", "--days", "1")
     assert result.returncode == 1
