@@ -3,6 +3,8 @@ numbers), the desk's pairs, lone legs and inventory, and the bar-based scan of a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -252,15 +254,24 @@ def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
         (("scan", "--exchanges", "binance,kraken"), "unknown exchange 'kraken'"),
         (("scan", "--fee-bps", "10"), "invalid --fee-bps '10'"),
         (("run", "--quantity", "0"), "invalid --quantity"),
-        (("run", "--threshold-bps", "-5"), "invalid --threshold-bps"),  # loses on every pair
-        (("run", "--rebalance-at", "2"), "invalid --rebalance-at 2 or --transfer-fee"),
+        (("run", "--threshold-bps", "-5"), "--threshold-bps: '-5' is negative"),  # every pair loses
+        (("run", "--rebalance-at", "2"), "invalid --rebalance-at 2"),
         (("run", "--rebalance-at", "0.5", "--transfer-fee", "1"), "two fees >= 0"),
+        # a negative slippage crashed the run (pydantic traceback) and invented an edge in scan
+        (("run", "--slippage-bps", "-20"), "--slippage-bps: '-20' is negative"),
+        (("scan", "--slippage-bps", "-5"), "--slippage-bps: '-5' is negative"),
+        (("scan", "--threshold-bps", "-1000"), "--threshold-bps: '-1000' is negative"),
+        # a transfer fee was never checked unless --rebalance-at was given
+        (("run", "--rebalance-at", "0.5", "--transfer-fee=-1,1"), "two fees >= 0"),
+        (("run", "--transfer-fee=-1,1"), "two fees >= 0"),
+        (("run", "--transfer-fee", "1,1"), "without --rebalance-at nothing is transferred"),
     ],
 )
-def test_agent_arb_bad_input_is_one_line_and_exit_2(cli, args, expected) -> None:
+def test_agent_arb_bad_input_is_one_line_and_exit_2(cli, offline_env, args, expected) -> None:
     result = cli("agent-arb", *args)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (Path(offline_env["AGENT_DATA_DIR"]) / "agent.db").exists()
 
 
 # --- rebalancing -----------------------------------------------------------------------------

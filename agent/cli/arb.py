@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 from agent.cli.common import OneLineParser, add_common_args, run, settings_from
-from agent.cli.flags import account_name, finite
+from agent.cli.flags import account_name, finite, non_negative
 from core.collector import imports_frozen
 from store import open_store
 
@@ -35,8 +35,12 @@ def _parser() -> OneLineParser:
         cmd.add_argument("--symbol", default="BTCUSDT")
         cmd.add_argument("--exchanges", default="binance,bybit", help="two, comma-separated")
         cmd.add_argument("--fee-bps", help="taker fee per venue, e.g. 10,10 (default: config)")
-        cmd.add_argument("--slippage-bps", type=finite, default=0.0, help="extra per leg")
-        cmd.add_argument("--threshold-bps", type=finite, default=0.0, help="net edge to clear")
+        cmd.add_argument(
+            "--slippage-bps", type=non_negative, default=0.0, help="extra per leg, >= 0"
+        )
+        cmd.add_argument(
+            "--threshold-bps", type=non_negative, default=0.0, help="net edge to clear, >= 0"
+        )
         cmd.add_argument("--json", action="store_true", help="as JSON")
     add_book_args(sub.choices["scan"])
     run_cmd = sub.choices["run"]
@@ -65,13 +69,26 @@ def _parser() -> OneLineParser:
     )
     run_cmd.add_argument(
         "--transfer-fee",
-        default="0.0002,1",
-        help="network fee per transfer: base coin, quote coin (default 0.0002,1)",
+        type=transfer_fees,
+        help="with --rebalance-at: network fee per transfer, base coin, quote coin "
+        "(default 0.0002,1)",
     )
     run_cmd.add_argument(
         "--fail-every", type=int, help="paper: every Nth pair's second leg fails (lone-leg drill)"
     )
     return parser
+
+
+def transfer_fees(text: str) -> tuple[float, float]:
+    """`BASE,QUOTE`: two finite fees >= 0, refused while parsing (before the store opens)."""
+    parts = text.split(",")
+    try:
+        fees = tuple(non_negative(part) for part in parts)
+    except argparse.ArgumentTypeError:
+        fees = ()
+    if len(fees) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: two fees >= 0, base and quote, e.g. 0.0002,1")
+    return fees[0], fees[1]
 
 
 def add_book_args(cmd: argparse.ArgumentParser | OneLineParser, *, size: bool = True) -> None:
@@ -90,8 +107,9 @@ def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     settings = settings_from(args)
     with imports_frozen():  # the bars, pandas and the venues' streams: after the parser
-        from agent.cli.arb_commands import run_pairs, scan
+        from agent.cli.arb_commands import check_flags, run_pairs, scan
 
+    check_flags(args, settings)  # a refused command leaves no empty store behind
     store = open_store(settings.resolved_database_url)
     try:
         return (

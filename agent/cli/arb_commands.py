@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from agent.cli.arb_books import refuse_book_flags, scan_books
+from agent.cli.arb_books import checked_book_args, refuse_book_flags, scan_books
 from agent.cli.arb_report import report_run
 from agent.cli.arb_run import check_run_mode, paper_start, run_books
 from agent.cli.common import notify
@@ -31,6 +31,8 @@ from market.models import iso_ms, parse_symbol
 from store import Store
 from store.candles import count_candles
 from venues.names import parse_exchange
+
+TRANSFER_FEES = (0.0002, 1.0)  # BTC and USDT per transfer, about the networks' withdrawal fees
 
 
 def _venues(raw: str) -> tuple[str, str]:
@@ -108,18 +110,38 @@ def _limits(args: argparse.Namespace) -> ArbLimits:
         raise UserError(f"invalid --{first['loc'][0]}: {first['msg']}".replace("_", "-")) from None
 
 
-def _rebalancer(args: argparse.Namespace, journal: PairJournal) -> Rebalancer | None:
+def _rule(args: argparse.Namespace) -> RebalanceRule | None:
     if args.rebalance_at is None:
+        if args.transfer_fee is not None:
+            raise UserError(
+                "--transfer-fee is what a --rebalance-at transfer costs: without --rebalance-at "
+                "nothing is transferred"
+            )
         return None
+    base_fee, quote_fee = args.transfer_fee or TRANSFER_FEES
     try:
-        base_fee, quote_fee = (float(x) for x in args.transfer_fee.split(","))
-        rule = RebalanceRule(threshold=args.rebalance_at, base_fee=base_fee, quote_fee=quote_fee)
+        return RebalanceRule(threshold=args.rebalance_at, base_fee=base_fee, quote_fee=quote_fee)
     except ValueError:
         raise UserError(
-            f"invalid --rebalance-at {args.rebalance_at:g} or --transfer-fee "
-            f"{args.transfer_fee!r}: a share in (0, 1] and two fees >= 0, e.g. 0.0002,1"
+            f"invalid --rebalance-at {args.rebalance_at:g}: a share in (0, 1], e.g. 0.3"
         ) from None
-    return Rebalancer(rule, journal.transfer)
+
+
+def _rebalancer(args: argparse.Namespace, journal: PairJournal) -> Rebalancer | None:
+    rule = _rule(args)
+    return None if rule is None else Rebalancer(rule, journal.transfer)
+
+
+def check_flags(args: argparse.Namespace, settings: Settings) -> None:
+    """Every flag check that needs no store, run before the store opens: a refused command
+    leaves no empty database behind."""
+    venues = _venues(args.exchanges)
+    _fees(args.fee_bps, venues, settings)
+    checked_book_args(args)
+    if args.command == "run":
+        _limits(args)
+        check_run_mode(args)
+        _rule(args)
 
 
 def _drill(every: int | None) -> Callable[[str, str, str], bool] | None:

@@ -44,6 +44,15 @@ def finite(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> float:
+    """A finite number flag that cannot go below 0: a negative slippage or threshold invents
+    an edge the venues never offered."""
+    value = finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative: at least 0")
+    return value
+
+
 def flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
