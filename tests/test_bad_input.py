@@ -52,6 +52,19 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
             {},
             "invalid backtest setting slippage.volume.max_participation",
         ),
+        # The JSON was overwritten by the page; a missing folder was found after the run.
+        (
+            "agent-backtest",
+            ("--json", "same.out", "--html", "./same.out", *SMA),
+            {},
+            "--json and --html name the same file same.out",
+        ),
+        (
+            "agent-backtest",
+            ("--json", "j.json", "--html", "no-dir/x.html", *SMA),
+            {},
+            "cannot write --html no-dir/x.html: no such folder no-dir",
+        ),
     ],
     ids=[
         "toml",
@@ -70,6 +83,8 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         "profile-inf",
         "slippage",
         "participation",
+        "same-output",
+        "output-folder",
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_database(
@@ -84,6 +99,7 @@ def test_bad_input_is_one_line_exit_2_and_no_database(
     assert said in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (Path(offline_env["AGENT_DATA_DIR"]) / "agent.db").exists()
+    assert not {"same.out", "j.json"} & {p.name for p in tmp_path.iterdir()}, "a report was written"
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.cli.backtest_flags import _strategy_params, build_parser
+from agent.cli.backtest_flags import _strategy_params, build_parser, check_outputs
 from agent.cli.common import run
 from agent.cli.flags import given, refuse_inapplicable
 from core.collector import imports_frozen
@@ -17,6 +17,7 @@ def _main(argv: list[str] | None) -> int:
     typed = given(build_parser, argv)
     cls, params = _strategy_params(args)
     refuse_inapplicable(typed, args.strategy, bool(args.sweep))
+    check_outputs(args)
     with imports_frozen():
         from agent.cli.backtest_run import run_parsed  # pandas, the store, the engine: to run
 

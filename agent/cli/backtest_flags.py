@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,26 @@ def build_parser() -> OneLineParser:
     sweep.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
     sweep.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     return parser
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """--json and --html, refused before the run rather than after it (a paid model's calls
+    spent, a JSON written and the run unsaved): two flags naming one file, where the second
+    would overwrite the first, or a file whose folder is missing or read-only."""
+    outputs = {f"--{name}": getattr(args, name) for name in ("json", "html")}
+    outputs = {flag: path for flag, path in outputs.items() if path is not None}
+    if len({path.resolve() for path in outputs.values()}) < len(outputs):
+        raise UserError(f"--json and --html name the same file {args.json}: give each its own")
+    for flag, path in outputs.items():
+        folder = path.parent
+        if path.is_dir():
+            raise UserError(f"cannot write {flag} {path}: it is a folder")
+        if not folder.is_dir():
+            raise UserError(f"cannot write {flag} {path}: no such folder {folder}")
+        if not os.access(folder, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)
+        ):
+            raise UserError(f"cannot write {flag} {path}: permission denied")
 
 
 def _strategy_params(args: argparse.Namespace) -> tuple[type[Strategy] | None, dict[str, Any]]:
