@@ -130,6 +130,8 @@ def parse_grid(strategy: str, specs: Iterable[str]) -> dict[str, list[Any]]:
                 f"invalid --sweep {spec!r}: expected NAME=START:STOP:STEP with NAME one of "
                 f"{', '.join(fields)} for {strategy}"
             )
+        if name in grid:
+            raise UserError(f"--sweep names {name} twice: give each parameter one range")
         grid[name] = _axis(name, values.strip(), fields[name].annotation)
     return grid
 

@@ -76,6 +76,32 @@ def test_a_window_too_short_for_two_bars_is_named_as_such(cli, window, said) -> 
     assert result.returncode == 2 and _one_line(result.stderr) == said
 
 
+SWEEP = ("--strategy", "sma_cross", "--days", "1", "--sweep", "fast=10:20:10")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((*SWEEP, "--fast", "15"), "--fast fixes a parameter --sweep varies"),
+        ((*SWEEP, "--sweep", "fast=30:40:10"), "--sweep names fast twice"),
+        ((*SWEEP, "--top", "0"), "argument --top: '0' is below 1"),
+        ((*SWEEP, "--top", "-1"), "argument --top: '-1' is below 1"),
+        ((*SWEEP, "--workers", "0"), "argument --workers: '0' is below 1"),
+        ((*SWEEP, "--workers", "-2"), "argument --workers: '-2' is below 1"),
+    ],
+    ids=["swept-and-fixed", "swept-twice", "top-0", "top-negative", "workers-0", "workers-neg"],
+)
+def test_a_sweep_flag_it_would_ignore_or_misread_exits_2(
+    cli, offline_env, args: tuple[str, ...], expected: str
+) -> None:
+    """--fast was silently replaced by the swept values, the first of two --sweep of one
+    parameter dropped, and --top or --workers below 1 taken."""
+    result = cli("agent-backtest", *args)
+    assert result.returncode == 2, result.stderr
+    assert expected in _one_line(result.stderr)
+    assert not (Path(offline_env["AGENT_DATA_DIR"]) / "agent.db").exists()
+
+
 @pytest.mark.slow
 def test_agent_takes_stop_loss_and_take_profit_and_checks_lookahead(cli, tmp_path: Path) -> None:
     out = tmp_path / "agent.json"

@@ -23,7 +23,7 @@ from agent.cli.common import (
     notify,
 )
 from agent.cli.equity import add_equity_args
-from agent.cli.flags import finite
+from agent.cli.flags import finite, positive_int
 from agent.cli.strategy_flags import add_param_args, param_flags
 from backtest.strategies import STRATEGIES
 from core.errors import UserError
@@ -115,8 +115,10 @@ def build_parser() -> OneLineParser:
     )
     sweep.add_argument("--rank-by", default="return", help="metric to rank a sweep by (return)")
     sweep.add_argument("--executor", choices=("process", "ray"), default="process")
-    sweep.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
-    sweep.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
+    sweep.add_argument(
+        "--workers", type=positive_int, help="parallel processes (default: all cores)"
+    )
+    sweep.add_argument("--top", type=positive_int, default=10, help="rows of the ranking to print")
     return parser
 
 

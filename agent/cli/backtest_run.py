@@ -184,7 +184,10 @@ def run_parsed(
     strategy = None
     if cls is not None and args.sweep:
         resolve_metric(args.rank_by)
-        parse_grid(cls.name, args.sweep)
+        fixed = [name for name in parse_grid(cls.name, args.sweep) if name in params]
+        if fixed:  # the sweep's values would replace the flag's without a word
+            shown = fixed[0].replace("_", "-")
+            raise UserError(f"--{shown} fixes a parameter --sweep varies: give one or the other")
     elif cls is not None:
         strategy = _build_strategy(cls, params)
     symbols, kind = parse_symbols(args.symbol)
