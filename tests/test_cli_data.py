@@ -63,6 +63,15 @@ def test_import_is_idempotent_and_verify_reports_planted_gaps(cli, tmp_path: Pat
             ("download", "--symbol", "BTCUSDT", "--start", "2025-13-01", "--end", "2025-10-29"),
             "invalid --start '2025-13-01'",
         ),
+        # --end beside --days was never read: a typo, or a date, went unseen to the network
+        (
+            ("download", "--symbol", "BTCUSDT", "--days", "1", "--end", "notadate"),
+            "invalid --end 'notadate'",
+        ),
+        (
+            ("download", "--symbol", "BTCUSDT", "--days", "1", "--end", "2025-10-29"),
+            "--end 2025-10-29 needs --start",
+        ),
         (
             ("download", "--symbol", "BTCUSDT", "--interval", "7m", "--days", "1"),
             "invalid interval '7m'",

@@ -80,6 +80,9 @@ def _download_plan(args: argparse.Namespace) -> tuple[str, str, list[str], tuple
     if args.days is not None:
         if args.days <= 0:
             raise UserError(f"invalid --days {args.days:g}: must be greater than 0")
+        if args.end is not None:  # it was never read, so a typo went to the network unseen
+            parse_utc(args.end, "--end")
+            raise UserError(f"--end {args.end} needs --start: --days counts back from now")
         return interval, exchange, symbols, None
     if not args.end:
         raise UserError("--start needs --end")
