@@ -350,6 +350,15 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("APCA_API_SECRET_KEY", "apca_api_secret_key")
     )
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        """`AGENT_DATA_DIR=` read as Path("") is the current directory: the store would land
+        wherever the command runs."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("empty: name a folder, or unset it for the default")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

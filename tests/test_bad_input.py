@@ -102,6 +102,26 @@ def test_bad_input_is_one_line_exit_2_and_no_database(
     assert not {"same.out", "j.json"} & {p.name for p in tmp_path.iterdir()}, "a report was written"
 
 
+@pytest.mark.parametrize("where", ["env", ".env", "flag"])
+def test_an_empty_data_dir_is_refused_not_read_as_the_current_folder(
+    cli, offline_env, tmp_path: Path, where: str
+) -> None:
+    """`AGENT_DATA_DIR=` was Path(""): the store was created wherever the command ran."""
+    args: tuple[str, ...] = ("status",)
+    if where == "env":
+        offline_env["AGENT_DATA_DIR"] = ""
+    elif where == ".env":
+        del offline_env["AGENT_DATA_DIR"]  # the environment's own would win over .env
+        (tmp_path / ".env").write_text("AGENT_DATA_DIR=\n")
+    else:
+        args = ("--data-dir", "", "status")
+    result = cli("agent-data", *args)
+    assert result.returncode == 2, result.stdout
+    assert "empty" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not list(tmp_path.glob("agent.db*"))
+
+
 @pytest.fixture
 def csvs(tmp_path: Path) -> dict[str, Path]:
     """The bundled sample's first 600 bars, spoiled three ways a user's export can be."""

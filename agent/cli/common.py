@@ -43,7 +43,9 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         from config import load_settings
 
     overrides: dict[str, object] = {}
-    if args.data_dir:
+    if args.data_dir is not None:
+        if not args.data_dir.strip():  # not ignored: the user meant some folder
+            raise UserError("--data-dir is empty: name a folder, or leave it out for the default")
         overrides["data_dir"] = args.data_dir
     if args.log_json:
         overrides["log_json"] = True
