@@ -163,3 +163,14 @@ def test_the_spread_tool_says_when_no_run_keeps_both_venues_books(env: ToolEnv) 
     outcome = ALL_TOOLS.call(env, "c", "cross_venue_spread", '{"symbol": "BTCUSDT", "size": 1}')
     assert not outcome.ok
     assert "no cross-venue books in this mode" in (outcome.error or "")
+
+
+def test_an_argument_a_tool_does_not_take_is_refused_by_name(env: ToolEnv) -> None:
+    """place_order with leverage 100 was taken and the leverage dropped: the model believed it
+    had asked for something the tool never does."""
+    arguments = {"symbol": "BTCUSDT", "action": "buy", "size_pct": 0.1, "confidence": 0.9}
+    outcome = chat_tools().call(
+        env, "c1", "place_order", json.dumps({**arguments, "leverage": 100})
+    )
+    assert not outcome.ok and "leverage: not an argument it takes" in outcome.error
+    assert chat_tools().call(env, "c2", "place_order", json.dumps(arguments)).ok

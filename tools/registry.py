@@ -138,6 +138,13 @@ class ToolRegistry:
             return failed(f"arguments are not valid JSON ({exc.msg} at char {exc.pos}); resend")
         if not isinstance(raw, dict):
             return failed("arguments must be a JSON object")
+        unknown = sorted(set(raw) - set(tool.input.model_fields))
+        if unknown:  # dropped, an argument such as leverage would look taken to the model
+            takes = ", ".join(tool.input.model_fields) or "none"
+            return failed(
+                f"invalid arguments for {name}: {', '.join(unknown)}: not an argument it takes "
+                f"(it takes: {takes})"
+            )
         try:
             parsed = tool.input.model_validate(raw)
         except ValidationError as exc:
