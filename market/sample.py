@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from market.csv_import import read_candle_csv
@@ -52,6 +53,16 @@ def sample_end(symbol: str) -> int:
     with gzip.open(_data_path(_FILES[symbol]), "rt") as rows:
         (last,) = deque(rows, maxlen=1)
     return int(last.split(",", 1)[0])
+
+
+def is_sample(symbol: str, frame: pd.DataFrame) -> bool:
+    """Whether every bar of `frame` is the bundled sample's own (its time and its prices): a
+    user's bars imported for times the sample covers are theirs, not the sample."""
+    if symbol not in _FILES or int(frame["open_time"].iloc[-1]) > sample_end(symbol):
+        return False
+    columns = ["open", "high", "low", "close", "volume"]
+    sample = _load(symbol).set_index("open_time")[columns].reindex(frame["open_time"])
+    return bool(np.array_equal(sample.to_numpy(), frame[columns].to_numpy()))
 
 
 def sample_notice(symbol: str, frame: pd.DataFrame) -> str:

@@ -14,7 +14,7 @@ from core.clock import Clock
 from core.errors import UserError
 from market.csv_import import CsvImportError, read_candle_csv
 from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS, iso_ms
-from market.sample import SAMPLE_SYMBOLS, has_sample, load_sample, sample_end, sample_notice
+from market.sample import SAMPLE_SYMBOLS, has_sample, is_sample, load_sample, sample_notice
 from market.validation import check_candles, in_sessions, row_problem
 from store import Store
 from store.candles import count_candles, load_candles, upsert_candles
@@ -183,7 +183,7 @@ class CandleSource:
                     f"no {symbol} {interval} bars between {iso_ms(start_ms)} and {iso_ms(end_ms)} "
                     f"UTC in the store, and Binance is unreachable. {self._stored_range(symbol, interval)}"
                 )
-        if has_sample(symbol, interval) and frame["open_time"].iloc[-1] <= sample_end(symbol):
+        if has_sample(symbol, interval) and is_sample(symbol, frame):
             self._notify(sample_notice(symbol, frame))
         else:
             self._notify(

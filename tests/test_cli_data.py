@@ -153,3 +153,27 @@ def test_a_bad_row_imports_nothing_and_leaves_no_database(
     assert cli("agent-data", *args).returncode == 2
     listed = cli("agent-data", "list").stdout
     assert re.search(r"ETHUSDT\s.*\b10\b", listed), listed
+
+
+@pytest.mark.slow
+def test_your_own_bars_inside_the_samples_dates_are_not_called_the_sample(cli, tmp_path) -> None:
+    """Bars imported for times the bundled sample covers replace its rows in the store; a run
+    on them used to say it was "using the bundled Binance sample", so the figures would be
+    read as the sample's while they came from the user's own file."""
+    from market.sample import load_sample
+
+    own = load_sample("BTCUSDT").iloc[-300:].copy()
+    for column in ("open", "high", "low", "close"):
+        own[column] *= 2.0
+    csv = tmp_path / "mine.csv"
+    own.to_csv(csv, index=False)
+    imported = cli("agent-data", "import", str(csv), "--symbol", "BTCUSDT", "--interval", "1m")
+    assert imported.returncode == 0, imported.stderr
+    run = cli(
+        "agent-backtest", "--strategy", "sma_cross", "--fast", "2", "--slow", "5", "--days", "1"
+    )
+    assert run.returncode == 0, run.stderr
+    assert "bundled Binance sample" not in run.stderr
+    assert "notice: offline; using stored BTCUSDT 1m" in run.stderr
+    plain = cli("agent-backtest", "--strategy", "sma_cross", "--symbol", "ETHUSDT", "--days", "1")
+    assert "using the bundled Binance sample for ETHUSDT" in plain.stderr  # still said of it
