@@ -145,8 +145,8 @@ def create_app(
             span = {"start_ms": start_ms, "end_ms": (end_ms or start_ms + limit * step) - step}
         elif end_ms is not None:
             span = {"start_ms": end_ms - limit * step, "end_ms": end_ms - step}
-        else:
-            span = {"days": limit * step / DAY_MS}
+        else:  # two bars more: the window's first and last buckets may be partial
+            span = {"days": (limit + 2) * step / DAY_MS}
         notices: list[str] = []
         source = candle_source(settings, store, notices.append)
         try:

@@ -93,6 +93,21 @@ def test_health_and_klines_offline_from_the_bundled_sample(api: Start) -> None:
 
 
 @pytest.mark.parametrize(
+    ("interval", "limit"), [("5m", 3), ("1h", 5), ("4h", 5), ("1h", 1), ("1d", 2)]
+)
+def test_the_latest_bars_of_a_coarser_interval_are_as_many_as_asked(
+    api: Start, interval: str, limit: int
+) -> None:
+    """The README's `interval=5m&limit=3` gave 2 bars (the window was `limit` bars long, and
+    its first and last buckets were partial); 1h with limit 1 was a 404."""
+    got = api().get("/klines", params={"symbol": "BTCUSDT", "interval": interval, "limit": limit})
+    assert got.status_code == 200, got.text
+    times = [bar["open_time"] for bar in got.json()["bars"]]
+    step = {"5m": 300_000, "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}[interval]
+    assert len(times) == limit and all(b - a == step for a, b in itertools.pairwise(times))
+
+
+@pytest.mark.parametrize(
     ("params", "field"),
     [
         ({"symbol": "BTC-USDT"}, "symbol"),
