@@ -24,7 +24,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -260,10 +260,16 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.close()
 
 
+_created: list[Path] = []
+"""SQLite files this process created, so a refused command can leave none behind."""
+
+
 def _private_sqlite(path: Path) -> None:
     """The database and its -wal/-shm files are 0600: SQLite creates the latter two with the
     database's own mode, so creating it private first covers all three."""
     path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    if not path.exists():
+        _created.append(path)
     private_file(path)
     for suffix in ("-wal", "-shm"):
         companion = path.with_name(path.name + suffix)
@@ -380,3 +386,26 @@ def _opening(shown: str) -> Iterator[None]:
         if why is None:
             raise
         raise UserError(f"cannot open database {shown}: {why}") from None
+
+
+def discard_created_empty() -> None:
+    """Remove the SQLite stores this process created that hold no row but the schema's own
+    version: a command refused after it opened the store (a flag checked late, an account that
+    does not exist) leaves no database behind. A store anything was written to is kept."""
+    for path in _created:
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                tables = [
+                    t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                ]
+                held = any(
+                    db.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()  # nosec B608  # names from sqlite_master
+                    for t in tables
+                    if t != "schema_version" and not t.startswith("sqlite_")
+                )
+        except sqlite3.Error:
+            continue  # not ours to judge: left as it is
+        if not held:
+            for suffix in ("", "-wal", "-shm"):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+    _created.clear()

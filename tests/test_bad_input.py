@@ -168,3 +168,23 @@ def test_duplicated_rows_are_counted_as_duplicates(cli, csvs: dict[str, Path]) -
     result = cli("agent-backtest", "--strategy", "sma_cross", "--data", str(csvs["duplicated"]))
     assert result.returncode == 0, result.stderr
     assert "200 duplicate bars" in result.stderr and "non-increasing" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("agent-trade", "status"),
+        ("agent-trade", "--strategy", "sma_cross", "--size", "0"),
+        ("agent-data", "verify"),
+        ("agent-backtest", "--strategy", "sma_cross", "--symbol", "GOOG", "--days", "1"),
+    ],
+    ids=["status-no-account", "trade-size-0", "verify-empty", "backtest-unknown-symbol"],
+)
+def test_a_command_refused_after_it_opened_a_new_store_leaves_no_database(
+    cli, offline_env, args
+) -> None:
+    """Each of these opens the store before it can tell the input is wrong; refused (exit 2),
+    the new, empty database it made is removed again, so a typo leaves nothing behind."""
+    result = cli(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert list(Path(offline_env["AGENT_DATA_DIR"]).glob("agent.db*")) == []

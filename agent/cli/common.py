@@ -118,6 +118,9 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         return main(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        store = sys.modules.get("store.db")
+        if store is not None:  # a store opened before the refusal: none is left behind
+            store.discard_created_empty()
         return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
