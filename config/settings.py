@@ -400,6 +400,11 @@ _active_profile: ContextVar[str] = ContextVar("active_profile", default="default
 def profile_file(profile: str) -> Path:
     """A bare name is a bundled profile; a path ending in .toml is the user's own file."""
     path = Path(profile) if profile.endswith(".toml") else PROFILE_DIR / f"{profile}.toml"
+    if not path.is_file() and not profile.endswith(".toml") and Path(profile).exists():
+        raise ConfigError(
+            f"config error: {profile} is not a .toml file: a profile is a bundled name or a "
+            "path ending in .toml"
+        )
     if not path.is_file():
         bundled = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
         raise ConfigError(

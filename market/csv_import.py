@@ -73,7 +73,12 @@ def _read(path: Path, bars_only: bool = False) -> pd.DataFrame:
     times faster and lighter than reading every cell as a string, a byte range per core.
     `bars_only`: only the columns bars are made of are converted (`_bar_columns`)."""
     if not path.is_file():
-        raise CsvImportError(f"{path}: no such file")
+        what = (
+            "is a directory, not a CSV file"
+            if path.is_dir()
+            else ("is not a regular file" if path.exists() else "no such file")
+        )
+        raise CsvImportError(f"{path}: {what}")
     try:
         first = _first_row(path)
         if first is None:

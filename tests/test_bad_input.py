@@ -3,6 +3,7 @@ empty database left behind."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,27 @@ def test_a_command_refused_after_it_opened_a_new_store_leaves_no_database(
     result = cli(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert list(Path(offline_env["AGENT_DATA_DIR"]).glob("agent.db*")) == []
+
+
+def test_a_path_of_the_wrong_kind_is_named_for_what_it_is(cli, tmp_path) -> None:
+    """A folder given as --data was "no such file", a folder or /dev/null as a profile "not
+    found": the message now says what the path is instead."""
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    data = cli("agent-backtest", "--strategy", "sma_cross", "--data", str(folder))
+    assert data.returncode == 2 and "is a directory, not a CSV file" in data.stderr
+    for profile in (str(folder), "/dev/null"):
+        checked = cli("agent-config", "validate", profile)
+        assert checked.returncode == 2 and f"{profile} is not a .toml file" in checked.stderr
+    assert cli("agent-config", "validate", "default").returncode == 0
+
+
+def test_too_few_bars_for_the_agent_names_the_bars_not_a_flag_never_given(cli, tmp_path) -> None:
+    sample = Path(__file__).parents[1] / "market" / "data" / "BTCUSDT-1m-2025-10-29_3d.csv.gz"
+    rows = gzip.decompress(sample.read_bytes()).decode().splitlines()[:31]
+    short = tmp_path / "b30.csv"
+    short.write_text("\n".join(rows) + "\n")
+    result = cli("agent-backtest", "--data", str(short))
+    assert result.returncode == 2
+    assert "the run's 30 bars are fewer than the warm-up of 50 bars" in result.stderr
+    assert "--days is shorter" not in result.stderr

@@ -142,8 +142,9 @@ def run_agent_backtest(
         planned = strategy.planned()
         if planned == 0:
             raise UserError(
-                f"no decision bars: --days is shorter than the warm-up of {strategy.warmup} "
-                f"bars plus one --decide-every ({params.decide_every} min)"
+                f"no decision bars: the run's {len(data.bars):,} bars are fewer than the warm-up "
+                f"of {strategy.warmup} bars plus one --decide-every ({params.decide_every} min); "
+                "give more bars (a longer --days, --start/--end or --data file)"
             )
         estimates = [
             partial(
