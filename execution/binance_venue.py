@@ -365,6 +365,12 @@ class BinanceVenue:
         target = levels["take_profit"]
         if stop is None:
             return None  # a target alone is not protection: the loop watches it
+        close = self.checkpoint.marks.get(symbol)
+        if close is not None and close <= stop:
+            log.warning("%s: the close %g is through the stop %g: none rests at %s (Binance "
+                        "refuses such a stop, Bybit fires it only on a rise); the loop watches it",
+                        symbol, close, stop, self.exchange)  # fmt: skip
+            return None
         rests = getattr(self.executor, "protection", None)
         if rests is None:  # Alpaca: no resting stop is sent from here
             log.info("%s: %s holds no stop for us; the loop watches it", symbol, self.exchange)
@@ -392,7 +398,7 @@ class BinanceVenue:
             self.protections[planned.symbol] = planned
             log.info("%s: protective %s %s found resting at %s", planned.symbol, planned.kind,
                      planned.client_id, self.exchange)  # fmt: skip
-        elif leg is not None:
+        elif leg is not None and leg.client_order_id not in self.orders:  # booked already
             try:
                 self._book_protective(planned, leg)
             except FillsUnread as exc:  # followed: each bar's check books it once they read
@@ -572,11 +578,12 @@ class BinanceVenue:
             raise
         except VenueError as exc:
             log.error(
-                "%s: %s refused the trailing stop at %g and the stop at %s again (%s); "
-                "exiting at market",
+                "%s: the trailing stop at %g does not rest at %s, and %s refused the stop at %s "
+                "again (%s); exiting at market",
                 symbol,
-                self.exchange,
                 refused,
+                self.exchange,
+                self.exchange,
                 held.stop,
                 exc,
             )
@@ -584,10 +591,11 @@ class BinanceVenue:
             return
         crossed = close <= refused
         log.error(
-            "%s: %s refused the trailing stop at %g; the stop at %s rests again%s",
+            "%s: the trailing stop at %g does not rest at %s (refused, or through the close); "
+            "the stop at %s rests again%s",
             symbol,
-            self.exchange,
             refused,
+            self.exchange,
             held.stop,
             f" and the close {close:g} is through it: exiting at market" if crossed else "",
         )

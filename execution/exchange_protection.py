@@ -30,11 +30,19 @@ still fills it, and a crash through it leaves it resting rather than selling at 
 _PREFIX = "agp-"  # not "agt-": the venue's own orders, never a gate's
 
 
-def protection_id(decision_id: str, level: Decimal | None = None) -> str:
+def protection_id(
+    decision_id: str, level: Decimal | None = None, quantity: Decimal | None = None
+) -> str:
     """The list (or order) client id for the entry `decision_id`'s protection (<= 36 chars); a
-    trailing stop's id names its level too, so each move up is a new order and a restart
-    finds the one it placed."""
-    key = f"{decision_id}|protect" if level is None else f"{decision_id}|protect|{level}"
+    trailing stop's id names its level too, so each move up is a new order, and the quantity
+    it holds, so a protection rested again for a position that changed (an add, a part
+    exit) is a new order too: a restart finds the one for what is held now, never an earlier
+    one (a venue may refuse or recycle a reused id)."""
+    key = f"{decision_id}|protect"
+    if level is not None:
+        key += f"|{level}"
+    if quantity is not None:
+        key += f"|{quantity}"
     return _PREFIX + hashlib.sha256(key.encode()).hexdigest()[:28]
 
 
@@ -85,7 +93,9 @@ def plan(
         symbol=symbol,
         decision_id=decision_id,
         kind="stop" if target is None else "oco",
-        client_id=protection_id(decision_id, stop_price if reason == "trailing_stop" else None),
+        client_id=protection_id(
+            decision_id, stop_price if reason == "trailing_stop" else None, quantity
+        ),
         quantity=quantity,
         stop=stop_price,
         stop_limit=limit,

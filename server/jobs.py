@@ -7,6 +7,7 @@ stay in the store)."""
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import subprocess  # nosec B404  # the fixed agent-backtest module with argv built from validated fields
 import sys
@@ -35,6 +36,7 @@ from core.errors import UserError
 from market.models import parse_interval
 
 AGENT = "agent"
+log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "done", "failed"]
 Param = float | int | bool | str
 T = TypeVar("T")
@@ -227,7 +229,12 @@ class BacktestJobs:
 
     def _work(self) -> None:
         while True:
-            self._run(self._waiting.get())
+            job_id = self._waiting.get()
+            try:
+                self._run(job_id)
+            except Exception as exc:  # one job that cannot run never stops the queue
+                log.exception("backtest job %s could not run", job_id)
+                self._update(job_id, state="failed", error=f"the job could not run: {exc}")
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

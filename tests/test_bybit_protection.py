@@ -203,3 +203,54 @@ def test_an_order_whose_fills_lag_its_status_is_booked_when_they_read_in_full(ex
     assert place.ledger.quantity("BTCUSDT") > 0
     (order,) = place.orders.values()
     assert order.status == "filled" and len(resting(exchange)) == 1
+
+
+def test_a_restart_after_a_stop_filled_in_part_books_that_fill_once(exchange) -> None:
+    """The part fill was booked when our exit cancelled the rest; a restart that asks for the
+    planned protection must not find that same order and book its fill a second time."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    exchange.depth["BTCUSDT"] = Decimal("0.004")
+    exchange.move("BTCUSDT", "63900")
+    assert "sold part" in place.execute(close(place))["reason"]
+    held = place.ledger.quantity("BTCUSDT")
+    exchange.depth.clear()
+    again = restart(place, lambda: venue(exchange))
+    assert again.ledger.quantity("BTCUSDT") == pytest.approx(held)
+    assert again.ledger.quantity("BTCUSDT") == pytest.approx(float(exchange.wallet["BTC"]))
+
+
+def test_an_exit_refused_at_bybit_never_follows_a_stop_that_does_not_rest(exchange) -> None:
+    """The stop came down for the exit and the exit was refused. Resting it again under the
+    same orderLinkId is a duplicate Bybit refuses; the venue used to take that answer for a
+    stop in place and follow a cancelled order, so the loop did not watch the position. Now
+    nothing is followed that does not rest, and the loop watches the stop."""
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0)
+    exchange.faults.append(TradeFault(ret_code=170131))  # the exit: insufficient balance
+    assert place.execute(close(place))["status"] == "rejected"
+    live = {o["orderLinkId"] for o in resting(exchange) if o["orderStatus"] == "Untriggered"}
+    followed = place.protections.get("BTCUSDT")
+    assert followed is None or followed.client_id in live
+    if followed is None:
+        index = bar(place.feed, 64_500, 64_600, 63_900, 64_100)
+        assert [s for s, _ in place.protective_exits(index)] == ["BTCUSDT"]
+
+
+def test_no_stop_is_rested_above_the_market_at_bybit_the_loop_exits(exchange) -> None:
+    """The trail was crossed and the exit sold only part: a Bybit stop above the market would
+    fire only on a rise, so none rests for the rest, and the loop exits it at once."""
+    place = venue(exchange)
+    assert place.execute(approve("trail-2", quantity=0.01, trailing_stop_pct=0.02))["status"] == (
+        "filled"
+    )
+    exchange.move("BTCUSDT", "64600")
+    place.on_bar(bar(place.feed, 65_000, 66_000, 64_500, 64_600))
+    assert place.protective_exits(0) == [("BTCUSDT", "trailing_stop 64680 crossed (close 64600)")]
+    exchange.depth["BTCUSDT"] = Decimal("0.004")  # a thin book: the exit sells only part
+    place.execute(close(place))
+    exchange.depth.clear()
+    assert place.ledger.quantity("BTCUSDT") > 0
+    assert not [o for o in resting(exchange) if o["orderStatus"] == "Untriggered"]
+    index = bar(place.feed, 64_600, 64_600, 64_550, 64_590)
+    assert [symbol for symbol, _ in place.protective_exits(index)] == ["BTCUSDT"]

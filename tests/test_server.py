@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from loopback_api import free_port, replay_rest, serving
 
 from config import load_settings
 from server.app import create_app
-from server.jobs import BacktestJobs
+from server.jobs import BacktestJobs, BacktestRequest
 from store import Store, open_store
 
 TOKEN = "t0ken-for-tests-only-0123"
@@ -563,3 +564,17 @@ def test_a_database_error_of_our_own_is_not_called_an_outage(
     empty = tmp_path / "agent.db"
     empty.touch()
     assert serve_store(empty).get("/decisions").status_code == 500
+
+
+def test_a_job_that_cannot_start_fails_alone_and_the_queue_goes_on() -> None:
+    """An environment too large to start a process (E2BIG) made the one worker thread die:
+    that job stayed 'running' and every later one 'queued' for ever."""
+    jobs = BacktestJobs([], {"TOO_BIG": "x" * 4_000_000}, max_waiting=4)
+    taken = [jobs.submit(BacktestRequest(strategy="sma_cross", days=1)) for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while any(jobs.get(j.id).state in ("queued", "running") for j in taken):
+        assert time.monotonic() < deadline, [jobs.get(j.id) for j in taken]
+        time.sleep(0.05)
+    for job in taken:
+        done = jobs.get(job.id)
+        assert done.state == "failed" and done.error.startswith("the job could not run: ")

@@ -191,7 +191,7 @@ def test_a_refused_move_rests_the_old_stop_again_and_exits_when_the_close_is_thr
     again = resting_stop(exchange)
     assert again["stopPrice"] == "63700.00000000"
     assert again["clientOrderId"] != first["clientOrderId"]
-    assert [r.levelname for r in caplog.records if "refused" in r.getMessage()] == ["ERROR"]
+    assert [r.levelname for r in caplog.records if "does not rest" in r.getMessage()] == ["ERROR"]
     assert place.protective_exits(0) == [("BTCUSDT", "trailing_stop 64680 crossed (close 64600)")]
     assert place.execute(close(place))["status"] == "filled"
     assert place.new_fills[-1].reason.value == "trailing_stop"

@@ -334,8 +334,10 @@ class BybitExecutor(SignedClient):
                 name_unknown_cause=False,
             )
         except BybitRefused as exc:
-            if exc.code in _DUPLICATE_LINK_ID and self._existing(symbol, cid) is not None:
-                return
+            if exc.code in _DUPLICATE_LINK_ID:  # ours already, unless it ended unfilled
+                existing = self._existing(symbol, cid)
+                if existing is not None and (existing.is_open or existing.executed_qty > 0):
+                    return
             raise BybitOrderRejected(
                 f"Bybit rejected order {cid} for {symbol}: retCode {exc.code}: {exc.msg}; "
                 "not retried"
