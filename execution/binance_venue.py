@@ -84,6 +84,7 @@ class BinanceVenue:
         self._due: dict[str, ExitReason] = {}  # why this bar's protective exit is due
         self._rested: dict[str, Decimal] = {}  # the stop that rested at the exchange this bar
         self._exit_now: dict[str, str] = {}  # a refused move that leaves a market exit due
+        self._taken_down: set[str] = set()  # symbols whose protection this process cancelled
         self.bar = 0
 
     # -- start-up --------------------------------------------------------------------------
@@ -330,7 +331,7 @@ class BinanceVenue:
                 return
             if self._unprotect(symbol) == "open" or self._flat(symbol):
                 return  # it could not come down (the loop watches the rest), or it sold all
-        self._protect(symbol)
+        self._protect(symbol, again=held is not None or symbol in self._taken_down)
 
     def _protectable(self, symbol: str) -> Decimal:
         """The held quantity on the exchange's step grid, as a protection would hold it."""
@@ -338,18 +339,21 @@ class BinanceVenue:
 
     # -- protection at the exchange ------------------------------------------------------
 
-    def _protect(self, symbol: str, *, placed_before: bool = False) -> bool:
+    def _protect(self, symbol: str, *, placed_before: bool = False, again: bool = False) -> bool:
         """Rest the bracket's stop (the trailing stop's latest level where that is higher), and
         its target where the exchange holds an OCO, for the whole position; False when nothing
         could rest. `placed_before`: a restart after the process died between sending this
-        protection and storing it; its planned id is asked for first, as it may rest, or have
-        filled while we were down (booked, never sold again)."""
+        protection and storing it; its ids are asked for first, as one may rest, or have
+        filled while we were down (booked, never sold again). `again`: the same position's
+        protection came down (for an exit that was then refused): the next unused id."""
         planned = self._plan(symbol)
         if planned is None:
             return False
         try:
-            if placed_before and self._found(planned):
-                return symbol in self.protections
+            if placed_before or again:
+                planned = self._unused(planned, adopt=placed_before)
+                if planned is None:
+                    return symbol in self.protections
             self._rest(planned)
         except UserError:
             raise
@@ -390,21 +394,32 @@ class BinanceVenue:
             return None
         return planned
 
-    def _found(self, planned: Protection) -> bool:
-        """Whether the exchange holds the planned protection already: resting (followed from
-        now) or filled (booked; what is left, if anything, the loop watches)."""
-        state, leg = protection.standing(self.executor, planned)
-        if state == "open":
-            self.protections[planned.symbol] = planned
-            log.info("%s: protective %s %s found resting at %s", planned.symbol, planned.kind,
-                     planned.client_id, self.exchange)  # fmt: skip
-        elif leg is not None and leg.client_order_id not in self.orders:  # booked already
-            try:
-                self._book_protective(planned, leg)
-            except FillsUnread as exc:  # followed: each bar's check books it once they read
-                log.warning("%s: %s", planned.symbol, exc)
-                self.protections[planned.symbol] = planned
-        return state != "gone"
+    def _unused(self, planned: Protection, *, adopt: bool) -> Protection | None:
+        """The planned protection under the first of its ids the exchange never held, to rest
+        it under; `adopt` (a restart): one that rests is followed instead (None), and one that
+        filled while we were down is booked, unless it was booked already."""
+        for candidate in protection.generations(planned):
+            if not protection.ever_held(self.executor, candidate):
+                return candidate
+            if not adopt:
+                continue
+            state, leg = protection.standing(self.executor, candidate)
+            if state == "open":
+                self.protections[planned.symbol] = candidate
+                log.info("%s: protective %s %s found resting at %s", planned.symbol,
+                         candidate.kind, candidate.client_id, self.exchange)  # fmt: skip
+                return None
+            if leg is not None and leg.client_order_id not in self.orders:
+                try:
+                    self._book_protective(candidate, leg)
+                except FillsUnread as exc:  # followed: each bar's check books it once they read
+                    log.warning("%s: %s", planned.symbol, exc)
+                    self.protections[planned.symbol] = candidate
+                return None
+        raise VenueError(
+            f"{planned.symbol}: {protection.GENERATIONS} protections of this position were "
+            f"rested and ended at {self.exchange}; no other is placed"
+        )
 
     def _rest(self, planned: Protection) -> None:
         """Place the protection at the exchange and follow it; raises a VenueError when it
@@ -430,6 +445,7 @@ class BinanceVenue:
         state, leg = protection.cancel(self.executor, held)
         if state == "open":
             return state
+        self._taken_down.add(symbol)
         if leg is not None:
             try:
                 self._book_protective(held, leg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
@@ -31,7 +32,10 @@ _PREFIX = "agp-"  # not "agt-": the venue's own orders, never a gate's
 
 
 def protection_id(
-    decision_id: str, level: Decimal | None = None, quantity: Decimal | None = None
+    decision_id: str,
+    level: Decimal | None = None,
+    quantity: Decimal | None = None,
+    generation: int = 1,
 ) -> str:
     """The list (or order) client id for the entry `decision_id`'s protection (<= 36 chars); a
     trailing stop's id names its level too, so each move up is a new order, and the quantity
@@ -43,6 +47,8 @@ def protection_id(
         key += f"|{level}"
     if quantity is not None:
         key += f"|{quantity}"
+    if generation > 1:  # the same protection rested again (`next_unused`)
+        key += f"|#{generation}"
     return _PREFIX + hashlib.sha256(key.encode()).hexdigest()[:28]
 
 
@@ -142,6 +148,26 @@ def place(executor: BinanceExecutor | BybitExecutor, p: Protection, rules: Symbo
         "newOrderRespType": "FULL",
     }
     executor.place_oco_sell(params, p.symbol, p.client_id)
+
+
+GENERATIONS = 8
+"""Ids one protection may take as it is rested again for the same position (a stop taken
+down for an exit the exchange then refused): more would mean something keeps failing."""
+
+
+def generations(p: Protection) -> Iterator[Protection]:
+    """`p` under its own id, then under each next one: a venue refuses an id it has held
+    (Bybit) or answers a query by it ambiguously (Binance), so a protection rested again for
+    the same position takes the next id, and a restart asks for them in this order."""
+    level = p.stop if p.reason == "trailing_stop" else None
+    for generation in range(1, GENERATIONS + 1):
+        client_id = protection_id(p.decision_id, level, p.quantity, generation)
+        yield p.model_copy(update={"client_id": client_id})
+
+
+def ever_held(executor: BinanceExecutor | BybitExecutor, p: Protection) -> bool:
+    """Whether the exchange has held any leg of `p` under its id, open or ended."""
+    return any(executor.order_status(p.symbol, cid) is not None for cid in p.legs)
 
 
 Standing = Literal["open", "filled", "gone"]

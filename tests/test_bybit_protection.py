@@ -220,21 +220,22 @@ def test_a_restart_after_a_stop_filled_in_part_books_that_fill_once(exchange) ->
     assert again.ledger.quantity("BTCUSDT") == pytest.approx(float(exchange.wallet["BTC"]))
 
 
-def test_an_exit_refused_at_bybit_never_follows_a_stop_that_does_not_rest(exchange) -> None:
-    """The stop came down for the exit and the exit was refused. Resting it again under the
-    same orderLinkId is a duplicate Bybit refuses; the venue used to take that answer for a
-    stop in place and follow a cancelled order, so the loop did not watch the position. Now
-    nothing is followed that does not rest, and the loop watches the stop."""
+def test_an_exit_refused_at_bybit_leaves_a_stop_that_really_rests(exchange) -> None:
+    """The stop came down for the exit and the exit was refused. Rested again under the same
+    orderLinkId it was a duplicate Bybit refuses, which the venue took for a stop in place:
+    it followed a cancelled order. It now rests under the next id, untriggered at Bybit, and
+    a restart finds that one."""
     place = venue(exchange)
     enter(place, stop_loss=64_000.0)
+    first = place.protections["BTCUSDT"].client_id
     exchange.faults.append(TradeFault(ret_code=170131))  # the exit: insufficient balance
     assert place.execute(close(place))["status"] == "rejected"
-    live = {o["orderLinkId"] for o in resting(exchange) if o["orderStatus"] == "Untriggered"}
-    followed = place.protections.get("BTCUSDT")
-    assert followed is None or followed.client_id in live
-    if followed is None:
-        index = bar(place.feed, 64_500, 64_600, 63_900, 64_100)
-        assert [s for s, _ in place.protective_exits(index)] == ["BTCUSDT"]
+    followed = place.protections["BTCUSDT"]
+    (live,) = [o for o in resting(exchange) if o["orderStatus"] == "Untriggered"]
+    assert live["orderLinkId"] == followed.client_id != first
+    again = restart(place, lambda: venue(exchange), protection=None)
+    assert again.protections["BTCUSDT"].client_id == followed.client_id
+    assert len([o for o in resting(exchange) if o["orderStatus"] == "Untriggered"]) == 1
 
 
 def test_no_stop_is_rested_above_the_market_at_bybit_the_loop_exits(exchange) -> None:
