@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from backtest.metrics import PERIODS_PER_YEAR
+from core.amounts import MAX_CASH
 from execution.fees import FeeSchedule
 from execution.slippage import FixedBps, VolumeParticipation
 
@@ -14,7 +15,9 @@ class BacktestConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    cash: float = Field(10_000.0, gt=0, description="starting quote-currency cash (USDT)")
+    cash: float = Field(
+        10_000.0, gt=0, le=MAX_CASH, description="starting quote-currency cash (USDT)"
+    )
     size_pct: float = Field(
         1.0, gt=0, le=1, description="fraction of equity per entry; 1.0 is all equity"
     )

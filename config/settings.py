@@ -30,6 +30,7 @@ from config.equity import EquitySettings
 from config.portfolio import PortfolioSettings
 from config.strict import check_sources
 from config.venues import AlpacaSettings, BybitSettings
+from core.amounts import MAX_CASH
 from core.config_model import ConfigModel
 from core.errors import ConfigError
 from risk.limits import RiskLimits
@@ -205,7 +206,7 @@ class TradingSettings(ConfigModel):
         default_factory=lambda: ["BTCUSDT", "ETHUSDT"], min_length=1
     )
     decide_every: int = Field(15, ge=1, le=1_440, description="the agent: minutes between")
-    cash: float = Field(10_000.0, gt=0, description="a new account's USDT")
+    cash: float = Field(10_000.0, gt=0, le=MAX_CASH, description="a new account's USDT")
     paper_fee_bps: float = Field(10.0, ge=0, lt=10_000, description="paper maker and taker fee")
     paper_slippage_bps: float = Field(2.0, ge=0, lt=10_000, description="paper taker slippage")
 
@@ -223,7 +224,7 @@ class BacktestSettings(ConfigModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    cash: float = Field(10_000.0, gt=0, description="starting USDT")
+    cash: float = Field(10_000.0, gt=0, le=MAX_CASH, description="starting USDT")
     fee_bps: float = Field(10.0, ge=0, lt=10_000, description="maker and taker fee (10 = 0.1%)")
     maker_bps: float | None = Field(None, ge=0, lt=10_000, description="maker fee if different")
     slippage_bps: float = Field(0.0, ge=0, lt=10_000, description="taker slippage")

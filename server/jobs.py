@@ -32,6 +32,7 @@ from agent.cli.backtest_flags import check_days, check_range
 from agent.cli.common import parse_utc
 from agent.cli.equity import parse_symbols
 from backtest.strategies import STRATEGIES
+from core.amounts import MAX_CASH
 from core.errors import UserError
 from market.models import parse_interval
 
@@ -64,7 +65,7 @@ class BacktestRequest(BaseModel):
     days: float | None = Field(None, gt=0, le=3650)
     start: str | None = None
     end: str | None = Field(None, validate_default=True)
-    cash: float = Field(10_000.0, gt=0)
+    cash: float = Field(10_000.0, gt=0, le=MAX_CASH)
     fee_bps: float = Field(10.0, ge=0, le=1000)
     slippage_bps: float = Field(0.0, ge=0, le=1000)
     params: dict[str, Param] = Field(

@@ -414,7 +414,7 @@ def test_backtests_beyond_the_queue_are_refused_with_429_not_a_thread_each(
         store.close()
 
 
-@pytest.mark.parametrize("number", ["Infinity", "NaN"])
+@pytest.mark.parametrize("number", ["Infinity", "NaN", "1e308"])
 def test_a_backtest_request_with_a_number_json_cannot_hold_is_refused(
     api: Start, number: str
 ) -> None:
