@@ -86,7 +86,16 @@ def _store_error(_: Request, exc: Exception) -> JSONResponse:
     return _problem(503, f"the store (database) is unavailable: {said}")
 
 
+def _internal(_: Request, exc: Exception) -> JSONResponse:
+    """Our own bug: a Problem like any other error, naming no more than the kind (the server
+    logs the traceback); a client never parses a plain-text page."""
+    return _problem(
+        500, f"internal error ({type(exc).__name__}): the server's log has its traceback"
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _internal)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(sqlite3.Error, _store_error)
     app.add_exception_handler(DBAPIError, _store_error)

@@ -560,10 +560,16 @@ def test_a_store_out_of_reach_is_a_503_saying_so(
 def test_a_database_error_of_our_own_is_not_called_an_outage(
     serve_store: Callable[[Path], httpx.Client], tmp_path: Path
 ) -> None:
-    """A store without its tables (never migrated) is a bug to see, not a 503 to retry."""
+    """A store without its tables (never migrated) is a bug to see, not a 503 to retry; the
+    500 is a Problem in JSON like every other error, its traceback in the server's log."""
     empty = tmp_path / "agent.db"
     empty.touch()
-    assert serve_store(empty).get("/decisions").status_code == 500
+    answer = serve_store(empty).get("/decisions")
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "detail": "internal error (OperationalError): the server's log has its traceback",
+        "field": None,
+    }
 
 
 def test_a_job_that_cannot_start_fails_alone_and_the_queue_goes_on() -> None:
