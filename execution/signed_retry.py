@@ -143,6 +143,12 @@ class SignedClient(RestClient, ABC):
                 )
                 self._sleep(self._delay(exc, attempt))
                 existing = self._existing(symbol, cid)
+                if existing is None and attempt < self._max_attempts:
+                    # A query can trail its placement: an order taken moments ago may not show
+                    # yet, and a resend of a filled one is a second order. Absent twice, a wait
+                    # apart, before the same order goes again.
+                    self._sleep(self._delay(exc, attempt))
+                    existing = self._existing(symbol, cid)
                 if existing is not None:
                     self._info(
                         "order %s exists on %s (%s): not resubmitted",

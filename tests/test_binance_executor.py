@@ -233,7 +233,7 @@ def test_an_order_the_exchange_never_accepted_is_resubmitted_once_with_the_same_
     posts = [r for r in exchange.received if (r.method, r.path) == ORDER]
     assert [p.params["newClientOrderId"] for p in posts] == [order.client_order_id] * 2
     trading = [(r.method, r.path) for r in exchange.received if r.path == "/api/v3/order"]
-    assert trading == [ORDER, QUERY, ORDER]  # asked before resubmitting
+    assert trading == [ORDER, QUERY, QUERY, ORDER]  # absent twice before resubmitting
     assert len(exchange.orders_with(order.client_order_id)) == 1
 
 
@@ -253,11 +253,29 @@ def test_when_the_status_query_cannot_answer_nothing_is_resubmitted(
     assert len(exchange.orders_with(order.client_order_id)) == 1
 
 
+def test_an_order_a_lagging_query_misses_once_is_found_not_bought_twice(
+    exchange: LoopbackExchange, sleeps: list[float]
+) -> None:
+    """The buy executed, its reply was lost, and the first status query lagged ("does not
+    exist"): a resend then would have bought again under the reused id (Binance keeps ids
+    unique among open orders only). The second query, a wait later, finds it."""
+    order = approve("dec-lag-once")
+    exchange.script(
+        ExchangeFault(drop=True, after_accept=True),
+        ExchangeFault(method="GET", status=400, body=NO_SUCH_ORDER),
+    )
+    with executor(exchange, sleeps) as ex:
+        status = ex.submit(order)
+    assert status.status == "FILLED"
+    assert exchange.count(*ORDER) == 1 and exchange.count(*QUERY) == 2
+    assert exchange.balance("USDT")[0] == Decimal("9935")  # charged once
+
+
 def test_a_resend_refused_after_a_lost_reply_is_asked_about_not_booked_rejected(
     sleeps: list[float],
 ) -> None:
-    """The first send executed, its reply was lost, and the status query lagged ("does not
-    exist"), so the order went again; Binance refused that (the cash was spent by the first).
+    """The first send executed, its reply was lost, and both status queries lagged ("does
+    not exist"), so the order went again; Binance refused that (the first spent the cash).
     The refusal says nothing about the first send: the order is asked for again and found
     filled, never reported as rejected."""
     exchange = LoopbackExchange(balances={"USDT": "100", "BTC": "0"}).start()
@@ -265,7 +283,7 @@ def test_a_resend_refused_after_a_lost_reply_is_asked_about_not_booked_rejected(
         order = approve("dec-lagged")
         exchange.script(
             ExchangeFault(drop=True, after_accept=True),
-            ExchangeFault(method="GET", status=400, body=NO_SUCH_ORDER),
+            *[ExchangeFault(method="GET", status=400, body=NO_SUCH_ORDER)] * 2,
         )
         with executor(exchange, sleeps) as ex:
             status = ex.submit(order)
