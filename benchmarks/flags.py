@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import argparse
 
+from agent.cli.flags import positive_int
+
 MIN_BARS = 1_000
 """Fewer bars than this time only the start-up (and the slowest SMA's warm-up)."""
 
 
-def count(text: str) -> int:
-    """A whole number, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+count = positive_int
+"""A whole number, at least 1: the same argument type as the commands' counts."""
 
 
 def bar_counts(text: str) -> list[int]:

@@ -21,7 +21,7 @@ count, bar_counts, MIN_BARS = flags.count, flags.bar_counts, flags.MIN_BARS
 
 def test_a_count_is_a_whole_number_of_at_least_one() -> None:
     assert count("5") == 5
-    for bad, why in (("0", "at least 1"), ("-3", "at least 1"), ("2.5", "not a whole number")):
+    for bad, why in (("0", "is below 1"), ("-3", "is below 1"), ("2.5", "not a whole number")):
         with pytest.raises(argparse.ArgumentTypeError, match=why):
             count(bad)
 
@@ -43,5 +43,5 @@ def test_a_benchmark_given_a_bad_count_exits_2_naming_the_flag() -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "argument --signals: 0 must be at least 1" in done.stderr
+    assert "argument --signals: '0' is below 1" in done.stderr
     assert "Traceback" not in done.stderr
