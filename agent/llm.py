@@ -715,22 +715,23 @@ class LLMClient:
         usage = completion.usage or Usage()
         cost = self.pricing.cost(usage.prompt_tokens, usage.completion_tokens)
         latency_ms = (self._clock() - call.started) * 1000
+        redact = self._redact  # every text the endpoint sent back: a key it echoes goes nowhere
         response = LLMResponse(
             message=LLMMessage(
                 role=choice.message.role,
-                content=None
-                if choice.message.content is None
-                else self._redact(choice.message.content),
+                content=None if choice.message.content is None else redact(choice.message.content),
                 tool_calls=[
                     ToolCall(
-                        id=c.id, name=c.function.name, arguments=self._redact(c.function.arguments)
+                        id=redact(c.id),
+                        name=redact(c.function.name),
+                        arguments=redact(c.function.arguments),
                     )
                     for c in choice.message.tool_calls or []
                 ],
             ),
-            finish_reason=choice.finish_reason,
+            finish_reason=None if choice.finish_reason is None else redact(choice.finish_reason),
             usage=usage,
-            model=completion.model or self._settings.model,
+            model=redact(completion.model or self._settings.model),
             cached=False,
             latency_ms=latency_ms,
             cost_usd=cost,

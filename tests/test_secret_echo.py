@@ -3,6 +3,7 @@ it appears in no report, record, cache file or terminal line."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,22 +13,34 @@ from scripted_model import completion
 KEY = "sk-echoed-0123456789abcdefXYZ"
 
 
-def _echo(request: dict) -> Scripted:
-    """Says the key in its text and in the signal's rationale."""
-    arguments = (
-        '{"symbol": "BTCUSDT", "action": "hold", "confidence": 0.5, '
-        f'"rationale": "my key is {KEY}"}}'
-    )
-    reply = {
-        "content": f"Authorization: Bearer {KEY}",
-        "tool_calls": [("submit_signal", arguments)],
-    }
-    return Scripted(200, completion(reply, request, 0))
+def _echo(where: str) -> Callable[[dict], Scripted]:
+    """Says the key in its text and in the signal's rationale, and in one more field of the
+    reply (`where`): the tool call's id or name, the model's name, or the finish reason."""
+
+    def answer(request: dict) -> Scripted:
+        arguments = (
+            '{"symbol": "BTCUSDT", "action": "hold", "confidence": 0.5, '
+            f'"rationale": "my key is {KEY}"}}'
+        )
+        name = f"submit_signal {KEY}" if where == "name" else "submit_signal"
+        reply = {"content": f"Authorization: Bearer {KEY}", "tool_calls": [(name, arguments)]}
+        body = completion(reply, request, 0)
+        choice = body["choices"][0]
+        if where == "id":
+            choice["message"]["tool_calls"][0]["id"] = f"call_{KEY}"
+        elif where == "model":
+            body["model"] = f"gpt-4o {KEY}"
+        elif where == "finish_reason":
+            choice["finish_reason"] = f"tool_calls {KEY}"
+        return Scripted(200, body)
+
+    return answer
 
 
 @pytest.mark.slow
-def test_a_key_echoed_by_the_model_lands_in_no_file(cli, tmp_path: Path) -> None:
-    server = LoopbackOpenAI(responder=_echo).start()
+@pytest.mark.parametrize("where", ["text", "id", "name", "model", "finish_reason"])
+def test_a_key_echoed_by_the_model_lands_in_no_file(cli, tmp_path: Path, where: str) -> None:
+    server = LoopbackOpenAI(responder=_echo(where)).start()
     try:
         env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY}
         out, html = tmp_path / "run.json", tmp_path / "run.html"
@@ -46,4 +59,5 @@ def test_a_key_echoed_by_the_model_lands_in_no_file(cli, tmp_path: Path) -> None
     leaking = [p for p in written if KEY.encode() in p.read_bytes()]
     assert leaking == []
     assert KEY not in result.stdout + result.stderr
-    assert "my key is ***" in out.read_text()
+    if where != "name":  # an unknown tool's call is refused, so no signal carries a rationale
+        assert "my key is ***" in out.read_text()
