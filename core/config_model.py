@@ -20,7 +20,8 @@ def _types(annotation: Any) -> set[Any]:
 
 
 @functools.cache
-def _number_only(model: type[BaseModel], name: str) -> bool:
+def number_only(model: type[BaseModel], name: str) -> bool:
+    """Whether `model`'s field `name` takes numbers and no boolean (a tool's input too)."""
     admitted = _types(model.model_fields[name].annotation)
     return bool(admitted & {int, float}) and bool not in admitted
 
@@ -29,7 +30,7 @@ class ConfigModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool) and info.field_name and _number_only(cls, info.field_name):
+        if isinstance(value, bool) and info.field_name and number_only(cls, info.field_name):
             raise PydanticCustomError(
                 "number_not_bool", "Input should be a number, not true or false"
             )

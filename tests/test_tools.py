@@ -174,3 +174,12 @@ def test_an_argument_a_tool_does_not_take_is_refused_by_name(env: ToolEnv) -> No
     )
     assert not outcome.ok and "leverage: not an argument it takes" in outcome.error
     assert chat_tools().call(env, "c2", "place_order", json.dumps(arguments)).ok
+
+
+def test_true_or_false_for_a_number_is_refused_not_read_as_one(env: ToolEnv) -> None:
+    """pydantic's lax mode read "confidence": true as 1.0, which skipped the gate's confidence
+    scaling, and "size_pct": true as all of the equity."""
+    base = {"symbol": "BTCUSDT", "action": "buy", "size_pct": 0.1, "confidence": 0.9}
+    for field in ("confidence", "size_pct"):
+        outcome = chat_tools().call(env, "c", "place_order", json.dumps({**base, field: True}))
+        assert not outcome.ok and f"{field}: a number, not true or false" in outcome.error

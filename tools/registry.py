@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.config_model import number_only
 from tools.env import ToolEnv
 
 In = TypeVar("In", bound=BaseModel)
@@ -144,6 +145,11 @@ class ToolRegistry:
             return failed(
                 f"invalid arguments for {name}: {', '.join(unknown)}: not an argument it takes "
                 f"(it takes: {takes})"
+            )
+        booleans = [k for k, v in raw.items() if isinstance(v, bool) and number_only(tool.input, k)]
+        if booleans:  # pydantic would read true as 1: a confidence of 100%, all of the equity
+            return failed(
+                f"invalid arguments for {name}: {', '.join(booleans)}: a number, not true or false"
             )
         try:
             parsed = tool.input.model_validate(raw)
