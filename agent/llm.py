@@ -121,9 +121,9 @@ class LLMMessage(BaseModel):
 
 
 class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: int = Field(0, ge=0)  # a negative count would make spend and budgets lie
+    completion_tokens: int = Field(0, ge=0)
+    total_tokens: int = Field(0, ge=0)
 
 
 class LLMResponse(BaseModel):
@@ -146,7 +146,8 @@ class LLMStats(BaseModel):
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float | None = 0.0  # None: n/a, the endpoint's price is unknown
+    cost_usd: float | None = 0.0  # None: n/a, the endpoint's price (or a reply's usage) unknown
+    unmetered: int = 0  # replies that reported no token usage: spend cannot be counted
     errors: dict[str, int] = Field(default_factory=dict)
     latencies_ms: list[float] = Field(default_factory=list)
 
@@ -586,6 +587,12 @@ class LLMClient:
             spent_tokens = st.prompt_tokens + st.completion_tokens
             if s.max_calls is not None and st.calls >= s.max_calls:
                 reason = f"call budget spent: {st.calls} of llm.max_calls={s.max_calls}"
+            elif st.unmetered and (s.max_tokens is not None or s.max_usd is not None):
+                capped = "llm.max_tokens" if s.max_tokens is not None else "llm.max_usd"
+                reason = (
+                    f"{self.base_url} reported no token usage for {st.unmetered} repl"
+                    f"{'y' if st.unmetered == 1 else 'ies'}, so {capped} cannot be kept"
+                )
             elif s.max_tokens is not None and spent_tokens >= s.max_tokens:
                 reason = f"token budget spent: {spent_tokens} of llm.max_tokens={s.max_tokens}"
             elif s.max_usd is not None and (st.cost_usd or 0.0) >= s.max_usd:
@@ -713,7 +720,11 @@ class LLMClient:
     def _finish(self, call: _Call, completion: _WireCompletion) -> LLMResponse:
         choice = completion.choices[0]
         usage = completion.usage or Usage()
-        cost = self.pricing.cost(usage.prompt_tokens, usage.completion_tokens)
+        cost = (
+            None  # no usage reported: this reply's cost is unknown, never $0
+            if completion.usage is None
+            else self.pricing.cost(usage.prompt_tokens, usage.completion_tokens)
+        )
         latency_ms = (self._clock() - call.started) * 1000
         redact = self._redact  # every text the endpoint sent back: a key it echoes goes nowhere
         response = LLMResponse(
@@ -741,7 +752,10 @@ class LLMClient:
             st = self._stats
             st.prompt_tokens += usage.prompt_tokens
             st.completion_tokens += usage.completion_tokens
-            if st.cost_usd is not None and cost is not None:
+            if completion.usage is None:  # what this reply cost is unknown: so is the run's
+                st.unmetered += 1
+                st.cost_usd = None
+            elif st.cost_usd is not None and cost is not None:
                 st.cost_usd += cost
             st.latencies_ms.append(latency_ms)
         if self._cache is not None:

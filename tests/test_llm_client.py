@@ -544,6 +544,51 @@ def test_spend_budgets_stop_calls_once_reached(
     assert len(openai_server.requests) == 1
 
 
+def _without_usage(usage: Any) -> Scripted:
+    """The captured completion with its usage left out (None) or replaced."""
+    found = capture(SINGLE, 0)
+    body = {k: v for k, v in found["response_body"].items() if k != "usage"}
+    if usage is not None:
+        body["usage"] = usage
+    return Scripted(200, body)
+
+
+@pytest.mark.parametrize(
+    ("limit", "named"), [({"max_usd": 0.0001}, "llm.max_usd"), ({"max_tokens": 50}, "max_tokens")]
+)
+def test_an_endpoint_that_reports_no_usage_cannot_run_past_a_spend_budget(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+    limit: dict[str, float],
+    named: str,
+) -> None:
+    """A reply without usage was counted as 0 tokens and $0: a budgeted run sent every call.
+    Its cost is n/a, never $0, and no further call is sent against a budget it cannot keep."""
+    openai_server.script(_without_usage(None), answer())
+    llm = make_llm(**limit)
+    llm.complete(prompt(1), None, prompt_version="p1")
+    assert llm.stats.cost_usd is None
+
+    with pytest.raises(LLMError) as caught:
+        llm.complete(prompt(2), None, prompt_version="p1")
+
+    assert caught.value.cause == "budget" and "reported no token usage" in caught.value.message
+    assert named in caught.value.message
+    assert len(openai_server.requests) == 1
+
+
+def test_negative_token_counts_are_a_reply_of_the_wrong_shape(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+) -> None:
+    """-23 billion prompt tokens made the run's cost negative and every budget unreachable."""
+    negative = {"prompt_tokens": -23_000_000_000, "completion_tokens": 5, "total_tokens": 1}
+    openai_server.script(_without_usage(negative))
+    with pytest.raises(LLMError) as caught:
+        make_llm(max_retries=0).complete(prompt(1), None, prompt_version="p1")
+    assert caught.value.cause == "bad_response"
+
+
 def test_an_unpriced_model_or_host_costs_na_never_zero(
     openai_server: LoopbackOpenAI,  # noqa: F811
     make_llm: Callable[..., LLMClient],
