@@ -12,8 +12,10 @@ import hashlib
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -118,6 +120,11 @@ class LLMMessage(BaseModel):
                 for c in self.tool_calls
             ]
         return wire
+
+
+_UNREADABLE_ENTRY = (sqlite3.Error, zlib.error, ValueError, TypeError, UnicodeDecodeError)
+"""What reading one damaged cache entry raises: its blob not zlib or not JSON, JSON of the
+wrong shape (pydantic's ValidationError is a ValueError), a damaged page."""
 
 
 class Usage(BaseModel):
@@ -526,15 +533,20 @@ class LLMClient:
     def _from_cache(self, key: str) -> LLMResponse | None:
         if self._cache is None or self._settings.mode == "live":
             return None
-        stored = self._cache.get(key)
-        if stored is None:
+        try:
+            stored = self._cache.get(key)
+            if stored is None:
+                return None
+            cached = LLMResponse.model_validate(
+                {**stored, "cached": True, "latency_ms": 0.0, "cost_usd": 0.0}
+            )
+        except _UNREADABLE_ENTRY as exc:  # a damaged entry: asked again, and stored anew
+            log.warning("an unreadable entry in the LLM cache (%s): a miss", type(exc).__name__)
             return None
         with self._lock:
             self._stats.cache_hits += 1
         log.debug("LLM cache hit %s", key[:12])
-        return LLMResponse.model_validate(
-            {**stored, "cached": True, "latency_ms": 0.0, "cost_usd": 0.0}
-        )
+        return cached
 
     def _call(
         self,
@@ -791,12 +803,31 @@ def _open_cache(cache_dir: Path) -> Future[diskcache.Cache]:
 
     def open_() -> None:
         try:
-            opened.set_result(diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk))
+            try:
+                cache = diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk)
+            except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+                kept = _set_aside(cache_dir, exc)
+                log.warning("the LLM cache %s could not be read (%s): kept as %s, starting a "
+                            "new one (replies are asked again)", cache_dir, exc, kept.name)  # fmt: skip
+                cache = diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk)
+            opened.set_result(cache)
         except BaseException as exc:  # handed to whoever uses the cache
             opened.set_exception(exc)
 
     threading.Thread(target=open_, name="llm-cache", daemon=True).start()
     return opened
+
+
+def _set_aside(cache_dir: Path, exc: Exception) -> Path:
+    """Move an unreadable cache.db (and its journal files) aside, never deleting what a person
+    may want to look at; returns where it went."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    database = cache_dir / "cache.db"
+    kept = database.with_name(f"cache.db.unreadable-{stamp}")
+    database.rename(kept)
+    for suffix in ("-wal", "-shm"):
+        cache_dir.joinpath(f"cache.db{suffix}").unlink(missing_ok=True)
+    return kept
 
 
 def _provider_message(status: int, raw: str) -> str:

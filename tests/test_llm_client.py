@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import socket
 import sqlite3
@@ -499,6 +500,41 @@ def test_cache_is_stored_as_json_never_pickle(
     stored = json.loads(zlib.decompress(raw))
     assert set(stored) == {"message", "finish_reason", "usage", "model"}
     assert stored["message"]["tool_calls"][0]["name"] == "delete_file"
+
+
+def test_a_cache_file_that_is_no_database_is_moved_aside_and_the_run_goes_on(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Random bytes over cache.db made every call raise (and an unattended loop log a longer
+    traceback at each decision); the run now keeps the broken file aside and starts afresh."""
+    folder = tmp_path / "broken-cache"
+    folder.mkdir()
+    (folder / "cache.db").write_bytes(os.urandom(5000))
+    openai_server.script(answer())
+    llm = make_llm(cache_dir=folder)
+    assert llm.complete(prompt(1), None, prompt_version="p1").message.content
+    assert llm.complete(prompt(1), None, prompt_version="p1").cached  # the new cache works
+    assert [p.name for p in folder.glob("cache.db.unreadable-*")]
+    assert any("could not be read" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unreadable_cache_entry_is_a_miss_not_a_crash(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+    tmp_path: Path,
+) -> None:
+    openai_server.script(answer(), answer())
+    llm = make_llm(cache_dir=tmp_path / "llm-cache")
+    llm.complete(prompt(1), None, prompt_version="p1")
+    llm.close()
+    with sqlite3.connect(tmp_path / "llm-cache" / "cache.db") as db:
+        db.execute("UPDATE Cache SET value = ?", (b"\x00not zlib",))  # zlib.error on read
+    again = make_llm(cache_dir=tmp_path / "llm-cache")
+    answered = again.complete(prompt(1), None, prompt_version="p1")
+    assert not answered.cached and len(openai_server.requests) == 2
 
 
 # -- 5. budgets -------------------------------------------------------------------------------
