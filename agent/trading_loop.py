@@ -37,7 +37,7 @@ from risk.limits import RiskLimits
 from risk.models import Approved, ApprovedOrder, Elsewhere, ReasonCode, TradeSignal, Verdict
 from risk.protections import TradingState
 from risk.records import load_state
-from risk.state import clear_kill, kill
+from risk.state import clear_kill, in_safe_mode, kill, on_budget_spent
 from runtime.hours import TradingHours
 from runtime.market import Market
 from runtime.runner import GateCall, Runner, Sizing
@@ -330,11 +330,23 @@ class TradingLoop:
         self._kill_switch(close_time)
         try:
             self.runner.step(index)
+            self._budget_spent(close_time)
         finally:
             self.bars_this_run += 1
             self._commit(close_time)
         for observer in self.observers:
             observer.on_bar(self, time.perf_counter() - started)
+
+    def _budget_spent(self, now: int) -> None:
+        """The agent stopped asking its model (--budget-usd or an llm.max_* cap spent): the
+        account goes to safe mode, on record in `status`, instead of trading on ACTIVE with
+        no decision behind it."""
+        stopped = getattr(self.runner.strategy, "stopped", None)
+        if stopped != "budget" or in_safe_mode(self.desk.state):
+            return
+        why = "the model's budget is spent (--budget-usd or llm.max_calls/max_tokens/max_usd)"
+        self.desk.update(lambda s: on_budget_spent(s, why, now, self.limits))
+        log.warning("%s: safe mode, exits only", why, extra={"account": self.account})
 
     def _collect(self, bars: Mapping[str, Bar]) -> None:
         """Closed bars from the exchange go to the store, so `agent-data list` shows them."""

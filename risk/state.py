@@ -308,6 +308,21 @@ def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskSta
     return _changed(state, {"llm_failures": failures, "llm_successes": 0, "locks": locks})
 
 
+def on_budget_spent(state: RiskState, why: str, now_ms: int, limits: RiskLimits) -> RiskState:
+    """The model's budget is spent, so no decision can be asked: safe mode (exits only), ended
+    as after failures by healthy calls in a row, which a run with a new budget makes."""
+    if in_safe_mode(state):
+        return state
+    lock = Lock(
+        code=ReasonCode.SAFE_MODE,
+        level=TradingState.REDUCING,
+        message=f"{why}: safe mode, exits only until {limits.llm_recoveries} healthy calls in "
+        "a row",
+        since_ms=now_ms,
+    )
+    return _changed(state, {"locks": (*state.locks, lock), "llm_successes": 0})
+
+
 def in_safe_mode(state: RiskState) -> bool:
     return any(lock.code is ReasonCode.SAFE_MODE for lock in state.locks)
 

@@ -608,3 +608,32 @@ def test_a_command_refuses_the_flags_it_would_ignore(cli) -> None:
     ]:
         result = cli("agent-trade", *args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+
+
+@pytest.mark.slow
+def test_a_spent_budget_puts_the_account_in_safe_mode_on_record(cli) -> None:
+    """The help says "--budget-usd: then safe mode (exits only)", yet a spent budget left the
+    account ACTIVE with no lock while no decision was asked any more."""
+    from loopback_openai import LoopbackOpenAI, Scripted
+    from scripted_model import completion, tool_call
+
+    def hold(request: dict) -> Scripted:
+        symbol = "ETHUSDT" if "Symbol: ETHUSDT" in str(request["messages"]) else "BTCUSDT"
+        call = tool_call("submit_signal", {"symbol": symbol, "action": "hold", "confidence": 0.5})
+        return Scripted(200, completion(call, request, 0))
+
+    server = LoopbackOpenAI(responder=hold).start()
+    try:
+        env = {
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": "sk-test-loopback",
+            "AGENT_LLM__PRICES_HOST": "127.0.0.1",  # priced as the paid model it stands in for
+        }
+        args = ("--max-bars", "60", "--decide-every", "5", "--budget-usd", "0.0005")
+        result = cli("agent-trade", *FAST, *args, env=env)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    shown = status(cli, env=env)
+    assert shown["trading_state"] == "REDUCING"
+    assert any("budget is spent" in lock and "safe mode" in lock for lock in shown["locks"])
