@@ -80,7 +80,10 @@ def resolve_format(client: LLMClient, file: Path | None) -> DecisionFormat:
     with _lock:
         known = _read(file)
         if key in known:
-            return Capabilities.model_validate(known[key]).strongest()
+            try:
+                return Capabilities.model_validate(known[key]).strongest()
+            except ValidationError:
+                pass  # an entry of the wrong shape (edited by hand): probe again, rewrite it
         found = probe(client)
         if file is not None:
             private_file(file)

@@ -138,15 +138,15 @@ def agent_node(state: AgentState, runtime: NodeRuntime) -> dict[str, Any]:
                 "message": f"no decision after {steps} model calls (max_steps={deps.max_steps})",
             }
         }
-    messages, schemas, options = model_request(
-        deps, state["mode"], state["symbol"], state["messages"]
-    )
-    form = _form(deps, state["mode"])
-    key = deps.model.cache_key(messages, schemas, deps.prompt_version, options)
     update: dict[str, Any] = {"steps": steps + 1}
-    if not state.get("inputs_sha256"):
-        update["inputs_sha256"] = key
-    try:
+    try:  # the request's shape may probe the endpoint first (llm.decision_format=probe)
+        messages, schemas, options = model_request(
+            deps, state["mode"], state["symbol"], state["messages"]
+        )
+        form = _form(deps, state["mode"])
+        key = deps.model.cache_key(messages, schemas, deps.prompt_version, options)
+        if not state.get("inputs_sha256"):
+            update["inputs_sha256"] = key
         response = deps.model.complete(
             messages,
             schemas,

@@ -22,6 +22,7 @@ from agent.decide import decide, decision_prompt_version, decision_text, system_
 from agent.graph import AgentDeps, AgentState, model_request
 from agent.in_flight import InFlight, NotSent, Turns
 from agent.levels import with_levels
+from agent.llm import LLMError
 from agent.model import ChatModel
 from agent.offline import OfflineModel
 from agent.outage import OUTAGE, LLMRefused, OutageBreaker, refusal
@@ -252,7 +253,10 @@ class AgentStrategy(Strategy):
             return False
         deps = self._deps(now_ms, None, 0)
         turn = {"role": "user", "content": decision_text(deps.env, symbol)}
-        messages, tools, options = model_request(deps, "decide", symbol, [turn])
+        try:
+            messages, tools, options = model_request(deps, "decide", symbol, [turn])
+        except LLMError:  # the format probe failed: the decision itself meets it and abstains
+            return False
         return bool(cached(messages, tools, deps.prompt_version, options))
 
     def _sampled(self, symbol: str, now_ms: int, ctx: Context | None, turns: Turns) -> AgentState:

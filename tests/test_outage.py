@@ -175,3 +175,33 @@ def test_a_dead_endpoint_is_not_retried_once_it_failed_the_breaker_count_in_a_ro
         server.stop()
     assert attempts == [3, 1, 1]  # retried until 3 requests had failed in a row, then not
     assert len(server.requests) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["agent-backtest", "agent-trade"])
+def test_a_refused_key_during_the_format_probe_stops_the_run_in_one_line(
+    cli, hostile: Hostile, tmp_path: Path, command: str
+) -> None:
+    """With llm.decision_format=probe the first decision probes the endpoint; a 401 there was
+    a traceback (agent-backtest) or a traceback per decision on an ACTIVE loop (agent-trade),
+    where the tools format stops the run with one line."""
+    server = hostile(_error(401, "Incorrect API key provided"))
+    env = _env(server, AGENT_LLM__DECISION_FORMAT="probe", AGENT_LLM__MAX_RETRIES="0")
+    args = (
+        DAY
+        if command == "agent-backtest"
+        else (
+            "--feed",
+            "replay",
+            "--speed",
+            "20000",
+            "--decide-every",
+            "1",
+            "--yes",
+            "--max-bars",
+            "30",
+        )
+    )
+    result = cli(command, *args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "refused the run" in result.stderr and "Traceback" not in result.stderr

@@ -127,6 +127,17 @@ def test_the_probe_picks_the_strongest_format_the_endpoint_has(
     assert (tmp_path / "llm-capabilities.json").stat().st_mode & 0o077 == 0
 
 
+def test_a_kept_finding_of_the_wrong_shape_is_probed_again_not_a_crash(
+    serve: Callable[[Endpoint], LoopbackOpenAI], tmp_path: Path
+) -> None:
+    server = serve(Endpoint(calls=True, required=True, schema=True))
+    kept = tmp_path / "llm-capabilities.json"
+    kept.write_text(json.dumps({f"{server.base_url}/|local": {"tools": "maybe"}}))
+    assert client(server, "probe", tmp_path).decision_format == "json_schema"
+    assert len(server.requests) == 3
+    assert json.loads(kept.read_text())[f"{server.base_url}/|local"]["tools"] is True
+
+
 def test_a_json_schema_decision_is_one_call_constrained_to_submit_signal(
     serve: Callable[[Endpoint], LoopbackOpenAI], market: MarketData, tmp_path: Path
 ) -> None:
