@@ -805,8 +805,10 @@ def _open_cache(cache_dir: Path) -> Future[diskcache.Cache]:
         try:
             try:
                 cache = diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk)
-            except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
-                kept = _set_aside(cache_dir, exc)
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:  # locked, full, read-only: not damage
+                    raise
+                kept = _set_aside(cache_dir, exc)  # not a database, or a damaged one
                 log.warning("the LLM cache %s could not be read (%s): kept as %s, starting a "
                             "new one (replies are asked again)", cache_dir, exc, kept.name)  # fmt: skip
                 cache = diskcache.Cache(str(cache_dir), disk=diskcache.JSONDisk)

@@ -293,6 +293,7 @@ class BinanceVenue:
         )
         if self._flat(order.symbol):
             self.brackets.pop(order.symbol, None)
+            self._taken_down.discard(order.symbol)  # the next entry's protection has new ids
             return
         if filled and (
             order.stop_loss is not None
@@ -468,6 +469,7 @@ class BinanceVenue:
                 continue
             if state == "open":
                 continue
+            self._taken_down.add(symbol)  # its ids are spent: a new one takes the next
             if leg is not None:
                 try:
                     self._book_protective(held, leg)

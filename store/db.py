@@ -393,6 +393,8 @@ def discard_created_empty() -> None:
     version: a command refused after it opened the store (a flag checked late, an account that
     does not exist) leaves no database behind. A store anything was written to is kept."""
     for path in _created:
+        if _open_elsewhere(path):
+            continue  # another process opened the new store meanwhile: it is theirs too
         try:
             with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
                 tables = [
@@ -409,3 +411,27 @@ def discard_created_empty() -> None:
             for suffix in ("", "-wal", "-shm"):
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
     _created.clear()
+
+
+_SHM_DMS = 128
+"""SQLite's unix VFS: while a connection to a WAL database lives, it holds a shared lock on this
+byte of the -shm file (its "dead man switch"), which is how SQLite knows it is the last one."""
+
+
+def _open_elsewhere(path: Path) -> bool:
+    """Whether another process has the SQLite store open: an exclusive lock on the -shm file's
+    DMS byte is free only when no other process holds its shared one (POSIX locks belong to a
+    process, so this one's own connections do not count). Without fcntl nothing is assumed."""
+    shm = path.with_name(path.name + "-shm")
+    if not shm.exists():
+        return False
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    with shm.open("rb+") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS)
+        except OSError:
+            return True
+    return False

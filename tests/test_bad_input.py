@@ -222,3 +222,38 @@ def test_cash_beyond_a_trillion_is_refused_where_its_figures_would_overflow(cli)
         result = cli(*command, "--strategy", "sma_cross", "--cash", "1e308")
         assert result.returncode == 2 and "cash" in result.stderr, (command, result.stderr)
         assert "less than or equal to 1000000000000" in result.stderr
+
+
+def test_a_new_store_another_process_has_open_is_kept_when_a_command_is_refused(tmp_path) -> None:
+    """The refused command made the store, but another process has it open by then: removing
+    it would leave that process writing to a file nobody sees again."""
+    import subprocess
+    import sys
+
+    from agent.cli.common import run
+    from core.errors import UserError
+    from store import open_store
+
+    database = tmp_path / "agent.db"
+    holder = "import sqlite3, sys, time\n" + (
+        "c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM schema_version').fetchall()\n"
+        "print('open', flush=True); sys.stdin.readline()\n"
+    )
+
+    def refused(argv: list[str] | None) -> int:
+        open_store(f"sqlite:///{database}")
+        other = subprocess.Popen(
+            [sys.executable, "-c", holder, str(database)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert other.stdout is not None and other.stdout.readline().strip() == "open"
+        refused.other = other  # type: ignore[attr-defined]
+        raise UserError("no such account")
+
+    try:
+        assert run(refused, []) == 2
+        assert database.exists()
+    finally:
+        refused.other.communicate("\n", timeout=10)  # type: ignore[attr-defined]

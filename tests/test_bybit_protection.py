@@ -254,4 +254,5 @@ def test_no_stop_is_rested_above_the_market_at_bybit_the_loop_exits(exchange) ->
     assert place.ledger.quantity("BTCUSDT") > 0
     assert not [o for o in resting(exchange) if o["orderStatus"] == "Untriggered"]
     index = bar(place.feed, 64_600, 64_600, 64_550, 64_590)
+    place.on_bar(index)  # the bar closes: what is due now comes from the levels the loop watches
     assert [symbol for symbol, _ in place.protective_exits(index)] == ["BTCUSDT"]
