@@ -85,6 +85,8 @@ class BinanceVenue:
         self._rested: dict[str, Decimal] = {}  # the stop that rested at the exchange this bar
         self._exit_now: dict[str, str] = {}  # a refused move that leaves a market exit due
         self._taken_down: set[str] = set()  # symbols whose protection this process cancelled
+        self._no_rest: dict[str, str] = {}  # why a position's stop cannot rest (its minimums)
+        self._rested_late: set[str] = set()  # rested again at this bar's close, not through it
         self.bar = 0
 
     # -- start-up --------------------------------------------------------------------------
@@ -324,6 +326,7 @@ class BinanceVenue:
         an entry that added to the position (the old protection would lock its coins against
         the new one, or rest on as an orphan that sells a later position), a buy that filled
         in part, or an exit that sold part or was refused after its protection came down."""
+        self._no_rest.pop(symbol, None)  # the position changed: its minimums are asked again
         if symbol not in self.brackets or self._flat(symbol):
             return
         held = self.protections.get(symbol)
@@ -392,6 +395,7 @@ class BinanceVenue:
         )
         if isinstance(planned, str):
             log.warning("%s: no stop at the exchange (%s); the loop watches it", symbol, planned)
+            self._no_rest[symbol] = planned
             return None
         return planned
 
@@ -544,6 +548,21 @@ class BinanceVenue:
             }
         )
         self._trail(index)
+        self._rest_again()
+
+    def _rest_again(self) -> None:
+        """A position whose stop could not rest (refused, the exchange unreachable, the close
+        through it) has the loop watch it meanwhile, and tries again each bar: the stop must
+        rest at the exchange for when the process stops, not only after a restart. A stop
+        too small for the exchange's minimums is not asked again until the position changes."""
+        if getattr(self.executor, "protection", None) is None:
+            return  # Alpaca: the loop watches its stops
+        self._rested_late = set()
+        for symbol in list(self.brackets):
+            if symbol in self.protections or symbol in self._no_rest or self._flat(symbol):
+                continue
+            if self._protect(symbol, again=symbol in self._taken_down):
+                self._rested_late.add(symbol)
 
     def _trail(self, index: int) -> None:
         """Bar `index`'s high raises the trailing stops for the next bar (its own low meets the
@@ -656,6 +675,8 @@ class BinanceVenue:
         held = self.protections.get(symbol)
         if held is None or held.quantity < self._protectable(symbol):
             return False  # none, or one for part of the position: the loop watches it all
+        if symbol in self._rested_late:
+            return False  # rested at this bar's close (`_rest_again`): it did not guard the bar
         rested = self._rested.get(symbol, held.stop)
         tick = self.rules[symbol].tick_size
         return stop is None or floor_to(Decimal(repr(stop)), tick) <= rested

@@ -296,3 +296,39 @@ def test_an_order_whose_fills_cannot_be_read_yet_is_unknown_not_a_stopped_loop(e
     assert answer["status"] == "unknown", answer
     place.settle()
     assert place.ledger.quantity("BTCUSDT") > 0 and _covered(place, exchange) > 0
+
+
+def test_a_stop_the_exchange_refused_once_rests_on_a_later_bar(exchange) -> None:
+    """The OCO was refused when the entry filled (a filter, say): the loop watches the stop
+    meanwhile, and each bar tries again, so the position is protected at the exchange for
+    when the process stops, not only after a restart."""
+    from test_trailing_exchange import closed  # it imports this module
+
+    exchange.script(
+        ExchangeFault(
+            path=OCO_PATH, status=400, body={"code": -1013, "msg": "Filter failure: PERCENT_PRICE"}
+        )
+    )
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    assert exchange.open_with(PREFIX) == [] and "BTCUSDT" not in place.protections
+    index = closed(place, exchange, 65_000, 65_100, 64_900, 65_000)
+    assert len(exchange.open_with(PREFIX)) == 2 and "BTCUSDT" in place.protections
+    assert place.protective_exits(index) == []  # none due: the bar stayed above the stop
+
+
+def test_a_stop_rested_again_at_a_bars_close_did_not_guard_that_bar(exchange) -> None:
+    """The bar went through the stop while none rested; resting it at the close does not
+    undo that: the loop still exits for that bar."""
+    from test_trailing_exchange import closed  # it imports this module
+
+    exchange.script(
+        ExchangeFault(
+            path=OCO_PATH, status=400, body={"code": -1013, "msg": "Filter failure: PERCENT_PRICE"}
+        )
+    )
+    place = venue(exchange)
+    enter(place, stop_loss=64_000.0, take_profit=67_000.0)
+    index = closed(place, exchange, 65_000, 65_100, 63_900, 64_500)
+    assert "BTCUSDT" in place.protections  # rested at the close, above it
+    assert place.protective_exits(index) == [("BTCUSDT", "stop_loss 64000 crossed (low 63900)")]
