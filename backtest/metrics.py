@@ -114,9 +114,23 @@ def trade_metrics(
     }
 
 
+def warmup_shortfall(name: str, warmup: int, bars: int) -> str | None:
+    """Why a strategy cannot trade at all when its warm-up leaves no bar to signal on and a
+    later one to fill on; None when it can."""
+    if warmup < bars - 1:
+        return None
+    return (
+        f"{name} needs {warmup + 2:,} bars to trade (a {warmup:,}-bar warm-up, a bar to signal "
+        f"on and one to fill on); the window has {bars:,}"
+    )
+
+
 def buy_and_hold(closes: list[np.ndarray], first_bar: int) -> float:
-    """Equal-weight Buy & Hold [%] from the first bar a strategy could trade."""
-    first = min(first_bar, len(closes[0]) - 1)
+    """Equal-weight Buy & Hold [%] from the first bar a strategy could trade; NaN when the
+    warm-up leaves none (warmup_shortfall says why)."""
+    if first_bar >= len(closes[0]) - 1:
+        return float("nan")
+    first = first_bar
     return float(np.mean([(c[-1] - c[first]) / c[first] * 100 for c in closes]))
 
 

@@ -25,6 +25,7 @@ from backtest.metrics import (
     equity_metrics,
     exposure,
     trade_metrics,
+    warmup_shortfall,
 )
 from execution.orders import Fill
 from market.models import SymbolRules, interval_ms
@@ -240,6 +241,9 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
         "Turnover [$]": result.turnover,
         "Rejected Orders": len(result.rejections),
     }
+    shortfall = warmup_shortfall(result.strategy.name, result.strategy.warmup, len(bars))
+    if shortfall:
+        basis.not_available = {**basis.not_available, "Buy & Hold Return [%]": shortfall}
     return {name: values[name] for name in METRIC_ORDER}, basis
 
 

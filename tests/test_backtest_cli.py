@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,18 @@ def test_a_store_file_that_is_not_a_database_is_named_in_one_line(cli, tmp_path:
     line = _one_clean_line(result.stderr)
     assert str(not_a_db) in line and "file is not a database" in line
     assert not_a_db.read_bytes() == before
+
+
+def test_a_window_shorter_than_the_warm_up_says_so(cli, tmp_path: Path) -> None:
+    """30 one-minute bars for a 60-bar slow average: nothing can trade, and Buy & Hold from
+    where it could first trade does not exist (it read 0 before)."""
+    out = tmp_path / "r.json"
+    window = ("--start", "2025-10-31T05:00", "--end", "2025-10-31T05:30")
+    result = cli("agent-backtest", "--strategy", "sma_cross", *window, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    need = "sma_cross needs 61 bars to trade (a 59-bar warm-up, a bar to signal on and one to fill on); the window has 30"
+    assert f"notice: {need}: it cannot trade" in result.stderr
+    report = json.loads(out.read_text())
+    assert report["metrics"]["Buy & Hold Return [%]"] is None
+    assert report["annualisation"]["not_available"]["Buy & Hold Return [%]"] == need
+    assert re.search(r"Buy & Hold Return \[%\] +│ +n/a │", result.stdout), result.stdout

@@ -18,6 +18,7 @@ from agent.cli.window import Window, load_frames, venue_rules
 from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
+from backtest.metrics import warmup_shortfall
 from backtest.report import build_report
 from backtest.runs import save_run
 from backtest.sweep import (
@@ -62,6 +63,9 @@ def _single(
         actions=data.actions,
         keep_signals=False,  # the report counts signals and verdicts
     )
+    shortfall = warmup_shortfall(strategy.name, strategy.warmup, len(data.bars))
+    if shortfall:
+        _note(notes, f"notice: {shortfall}: it cannot trade")
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
     if args.json:
