@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from backtest.veto_ledger import forward, horizon_bars, label
+from backtest.veto_ledger import forward, label
 from execution.feed import BarArrays
 
 HORIZON_MIN = 60
@@ -58,10 +58,9 @@ def calibration(
             else "no buy, sell or close decisions to score"
         )
         return Calibration(horizon=name, na=why)
-    ahead = horizon_bars(bars, horizon_min)
     pairs = []
     for s in confident:
-        prices = forward(bars, s.symbol, s.decided_ms, ahead)
+        prices = forward(bars, s.symbol, s.decided_ms, horizon_min)
         if prices is not None:
             pairs.append(
                 (float(s.confidence), float((prices[1] - prices[0]) * _DIRECTION[s.action] > 0))

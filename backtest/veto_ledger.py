@@ -19,6 +19,7 @@ from risk.models import Approved, PortfolioView, ReasonCode, Side, SignalAction
 from runtime.runner import GateCall
 
 HORIZONS_MIN = (15, 60, 240)
+MINUTE_MS = 60_000
 BASIS = (
     "the vetoed signal, or the part of a clamped one the gate cut, entered at the next bar's "
     "open and marked at the close a horizon later, less fees and slippage both ways; "
@@ -62,20 +63,18 @@ def label(minutes: int) -> str:
     return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
 
-def horizon_bars(bars: BarArrays, minutes: int) -> int:
-    step_min = (int(bars.open_time[1] - bars.open_time[0]) if len(bars) > 1 else 60_000) / 60_000
-    return max(1, round(minutes / step_min))
-
-
 def forward(
-    bars: BarArrays, symbol: str, decided_ms: int, ahead: int
+    bars: BarArrays, symbol: str, decided_ms: int, minutes: int
 ) -> tuple[float, float] | None:
-    """The next bar's open after a decision and the close `ahead` bars on; None past the data."""
+    """The next bar's open after a decision and the first close at least `minutes` after it,
+    found by time so that a gap in the bars (a night, a weekend, a missing hour) does not
+    shorten the horizon; None past the data."""
     index = int(np.searchsorted(bars.close_time, decided_ms))
-    if index + ahead >= len(bars):
+    end = int(np.searchsorted(bars.close_time, decided_ms + minutes * MINUTE_MS))
+    if end >= len(bars):
         return None
     series = bars.symbols[symbol]
-    return float(series.open[index + 1]), float(series.close[index + ahead])
+    return float(series.open[index + 1]), float(series.close[end])
 
 
 def veto_ledger(result: BacktestResult, horizons_min: Sequence[int] = HORIZONS_MIN) -> VetoLedger:
@@ -106,7 +105,7 @@ def tally(
             entry.vetoed += 1
         sums = raw.setdefault(what.code, {})
         for name, minutes in zip(names, horizons_min, strict=True):
-            prices = forward(bars, symbol, decided_ms, horizon_bars(bars, minutes))
+            prices = forward(bars, symbol, decided_ms, minutes)
             if prices is None:
                 entry.still_open[name] = entry.still_open.get(name, 0) + 1
                 continue

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback_openai import LoopbackOpenAI
-from script_strategy import Script, candles, order, rules
+from script_strategy import MINUTE, T0, Script, candles, order, rules
 from scripted_model import ScriptedModel, Turn, tool_call
 
 from backtest import run_backtest
@@ -25,6 +25,7 @@ from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.deflated import deflated_sharpe
 from backtest.scorecard import rule_runs, scorecard
+from backtest.veto_ledger import Blocked, Counterfactual, tally
 from execution.fees import FeeSchedule
 from market.sample import load_sample
 from risk.limits import RiskLimits
@@ -135,6 +136,26 @@ def test_calibration_is_na_without_stated_confidence() -> None:
     ]
     assert calibration(silent, bars).na == "the model stated no confidence"
     assert calibration([], bars).na == "no buy, sell or close decisions to score"
+
+
+def test_horizons_are_measured_in_time_across_a_gap_in_the_bars() -> None:
+    """The first two bars are 45 minutes apart (a stock's pre-market prints); a buy decided at
+    minute 60 dips to 99 by minute 75 and rises to 105 by minute 120: its 1h horizon ends at
+    105 and its 15m one at 99, not at the next minute's close."""
+    close = [100.0] * 61 + [100 - (i - 60) / 15 for i in range(61, 76)]
+    close += [99 + (i - 75) * 6 / 45 for i in range(76, 121)] + [105.0] * 20
+    rows = [(close[i - 1] if i else 100.0, 106.0, 98.0, c) for i, c in enumerate(close)]
+    frame = candles(rows).drop(index=range(1, 45)).reset_index(drop=True)
+    bars, _ = to_bar_arrays({"BTCUSDT": frame})
+    decided = int(frame["close_time"][frame["open_time"] == T0 + 60 * MINUTE].item())
+
+    sure = Stated(symbol="BTCUSDT", decided_ms=decided, action="buy", confidence=0.9)
+    found = calibration([sure], bars)
+    assert found.horizon == "1h" and found.groups[0].hit_rate == 1.0 and found.brier == 0.01
+
+    blocked = Blocked(code="LOW_CONFIDENCE", quantity=1.0, clamped=False, cost=0.0)
+    ledger = tally([Counterfactual("BTCUSDT", decided, blocked)], lambda _: bars, (15, 60))
+    assert ledger.by_code["LOW_CONFIDENCE"].saved_usd == {"15m": 1.0, "1h": -5.0}
 
 
 SAMPLE = load_sample("BTCUSDT").set_index("open_time")
