@@ -19,7 +19,11 @@ from store.db import Store
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-Outcome = Literal["signal", "hold", "abstain", "approved", "vetoed", "rejected", "answered"]
+Outcome = Literal[
+    "signal", "hold", "abstain", "approved", "vetoed", "rejected", "answered", "halted"
+]
+"""`halted`: decided ahead of the runner (agent-backtest), then never gated: the account was
+halted at that bar (the verdict names the locks)."""
 
 
 class LLMCallRecord(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,6 +29,7 @@ from backtest.terminal import fmt, to_unit
 from backtest.veto_ledger import HORIZONS_MIN
 from market.models import SymbolRules
 from risk.models import Approved
+from runtime.runner import Halted
 
 BASELINE_METRICS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades")
 RATIONALE_CHARS = 160
@@ -101,6 +102,13 @@ def finalize_records(strategy: AgentStrategy, result: BacktestResult) -> list[De
         record = strategy.records[key]
         update: dict[str, Any] = {}
         verdict = result.verdicts.get(record.decision_id)
+        halt = _halt_at(result, record) if verdict is None else None
+        if halt is not None:
+            update["outcome"] = "halted"
+            update["verdict"] = {
+                "skipped": "the account was halted: the signal never went through the gate",
+                "reasons": [{"code": x.code.value, "message": x.message} for x in halt.locks],
+            }
         if verdict is not None:
             update["verdict"] = verdict.model_dump(mode="json")
             update["outcome"] = "vetoed"
@@ -114,6 +122,20 @@ def finalize_records(strategy: AgentStrategy, result: BacktestResult) -> list[De
                 }
         finished.append(record.model_copy(update=update))
     return finished
+
+
+def _halt_at(result: BacktestResult, record: DecisionRecord) -> Halted | None:
+    """The halt that skipped this signal's bar: the agent decided ahead of the runner."""
+    if record.outcome != "signal":
+        return None
+    return next((h for h in result.halted if h.covers(record.decided_ms)), None)
+
+
+def _by_code(records: Iterable[DecisionRecord]) -> dict[str, int]:
+    """Decisions by their verdict's first reason code."""
+    return dict(
+        sorted(Counter(r.verdict["reasons"][0]["code"] for r in records if r.verdict).items())
+    )
 
 
 def baselines(card: Scorecard) -> dict[str, dict[str, Any]]:
@@ -178,6 +200,7 @@ def agent_section(
         risk={
             "vetoed": dict(sorted(result.vetoes.items())),
             "adjusted": dict(sorted(result.adjustments.items())),
+            "halted": _by_code(r for r in records if r.outcome == "halted"),
         },
         protective_levels=dict(sorted(strategy.levels.items())),
         baselines=base,
@@ -245,6 +268,10 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         "clamped by the gate": ", ".join(f"{k} {v}" for k, v in section.risk["adjusted"].items())
         or "none",
     }
+    if section.risk["halted"]:
+        shown["halted: signals never gated"] = ", ".join(
+            f"{k} {v}" for k, v in section.risk["halted"].items()
+        )
     if "samples" in llm:
         shown["samples per decision"] = (
             f"{llm['samples']} (agreement {fmt(llm['agreement_mean'])}, "

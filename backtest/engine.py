@@ -29,7 +29,7 @@ from risk.models import SignalAction, TradeSignal, Verdict
 from runtime.hours import TradingHours
 from runtime.market import Market
 from runtime.ports import MemoryRisk
-from runtime.runner import GateCall, Observer, Runner, Sizing
+from runtime.runner import GateCall, Halted, Observer, Runner, Sizing
 from runtime.strategy import Prepared, Strategy
 
 
@@ -55,6 +55,7 @@ class BacktestResult:
     approved: int = 0
     vetoes: Counter[str] = field(default_factory=Counter)
     adjustments: Counter[str] = field(default_factory=Counter)
+    halted: list[Halted] = field(default_factory=list)  # decision bars a halt skipped
     ambiguous_bars: int = 0
     open_orders: int = 0
     fees: float = 0.0
@@ -269,6 +270,7 @@ class _Run:
         result.approved = tally.approved
         result.vetoes = tally.vetoes
         result.adjustments = tally.adjustments
+        result.halted = tally.halted
         result.ambiguous_bars = executor.ambiguous_bars
         result.open_orders = len(executor.working) + len(executor.accepted)
         result.fees = ledger.fees

@@ -92,6 +92,16 @@ class EquityOut(BaseModel):
         yield b"\n }"
 
 
+class HaltOut(BaseModel):
+    """Decision bars one halt skipped: no signal was asked for or gated while it held."""
+
+    codes: list[str]
+    message: str
+    decision_bars: int
+    first: str  # the first and last skipped bar's close (UTC)
+    last: str
+
+
 class OrdersOut(BaseModel):
     """What happened to the signals: vetoes and adjustments by the gate, rejections by the
     venue, each by reason code, plus bars where SL and TP were both reachable. Every count is
@@ -111,6 +121,7 @@ class OrdersOut(BaseModel):
     trades_by_exit: dict[str, int]
     ambiguous_sl_tp_bars: int
     open_orders_at_end: int
+    halted: list[HaltOut] = []
 
 
 class RunSummary(BaseModel):
@@ -332,6 +343,16 @@ def summary(
             trades_by_exit=_by([t.exit_reason.value for t in result.trades]),
             ambiguous_sl_tp_bars=result.ambiguous_bars,
             open_orders_at_end=result.open_orders,
+            halted=[
+                HaltOut(
+                    codes=h.codes,
+                    message=h.message,
+                    decision_bars=h.bars,
+                    first=iso(h.first_ms + 1),
+                    last=iso(h.last_ms + 1),
+                )
+                for h in result.halted
+            ],
         ),
         config={
             "strategy": strategy.name,

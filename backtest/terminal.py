@@ -130,6 +130,13 @@ def order_rows(orders: OrdersOut) -> list[tuple[str, str]]:
         ("closed trades by exit", _total(orders.trades_by_exit)),
         ("bars with SL and TP both hit (stop assumed)", f"{orders.ambiguous_sl_tp_bars:,}"),
         ("orders still open at the end", f"{orders.open_orders_at_end:,}"),
+        *(
+            (
+                "halted: decision bars skipped",
+                f"{h.decision_bars:,}, {h.message}, from {h.first} to {h.last}",
+            )
+            for h in orders.halted
+        ),
         (
             "how they add up",
             f"signals = approved + vetoed ({orders.approved:,} + {vetoed:,}); stops and "

@@ -27,7 +27,7 @@ from risk.models import (
     Verdict,
     Vetoed,
 )
-from risk.protections import TradingState
+from risk.protections import Lock, TradingState
 from risk.state import (
     RiskState,
     in_safe_mode,
@@ -75,8 +75,31 @@ class Sizing:
 
 
 @dataclass
+class Halted:
+    """Decision bars one halt skipped: the strategy was not asked and nothing was gated (a
+    halted loop pays for no model call), so reports say so here instead of in verdicts."""
+
+    locks: tuple[Lock, ...]  # the locks that halted the account
+    first_ms: int  # the first and last skipped bar's close
+    last_ms: int
+    bars: int = 1
+
+    @property
+    def codes(self) -> list[str]:
+        return [lock.code.value for lock in self.locks]
+
+    @property
+    def message(self) -> str:
+        return "; ".join(f"{lock.code.value}: {lock.message}" for lock in self.locks)
+
+    def covers(self, at_ms: int) -> bool:
+        return self.first_ms <= at_ms <= self.last_ms
+
+
+@dataclass
 class Tally:
-    """Every signal the runner gated and what became of it, for reports and status."""
+    """Every signal the runner gated and what became of it, for reports and status; and the
+    decision bars a halt skipped."""
 
     signals: list[TradeSignal] = field(default_factory=list)  # kept where a reader wants them
     by_action: Counter[SignalAction] = field(default_factory=Counter)
@@ -84,6 +107,17 @@ class Tally:
     approved: int = 0
     vetoes: Counter[str] = field(default_factory=Counter)
     adjustments: Counter[str] = field(default_factory=Counter)
+    halted: list[Halted] = field(default_factory=list)
+
+    def skipped(self, locks: tuple[Lock, ...], now: int) -> None:
+        """A decision bar at `now` skipped by these halting locks: the same halt goes on, or
+        a new one starts."""
+        last = self.halted[-1] if self.halted else None
+        if last is not None and last.locks == locks:
+            last.last_ms = now
+            last.bars += 1
+            return
+        self.halted.append(Halted(locks, now, now))
 
 
 class Runner:
@@ -153,6 +187,7 @@ class Runner:
             return False
         state = self.risk.state
         if state.locks and state.trading_state(now) is TradingState.HALTED:
+            self._skip_halted(index, now, state)
             return False
         for symbol in self.market.feed.symbols:
             prepared = self.prepared(symbol)
@@ -162,6 +197,13 @@ class Runner:
                 if self._llm_outcome is not None:
                     self._settle_llm()
         return False
+
+    def _skip_halted(self, index: int, now: int, state: RiskState) -> None:
+        """A halted bar where the strategy would have decided goes on the tally's record."""
+        feed = self.market.feed
+        if any(self._wake(s, self.prepared(s)).item(index) for s in feed.symbols):
+            locks = tuple(x for x in state.active_locks(now) if x.level is TradingState.HALTED)
+            self.tally.skipped(locks, now)
 
     def _wake(self, symbol: str, prepared: Prepared) -> np.ndarray:
         """The strategy's wake mask, computed once per prepared arrays (a backtest prepares

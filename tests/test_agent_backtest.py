@@ -77,6 +77,34 @@ def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_
     assert all(r.mode == "decide" and r.model == "offline" for r in records)
 
 
+@pytest.mark.parametrize("strategy", [("--strategy", "sma_cross"), ()], ids=["sma", "agent"])
+def test_a_risk_halt_is_on_record_in_the_report(cli, tmp_path: Path, strategy: tuple) -> None:
+    """A daily-loss halt skips the strategy and the gate: the orders section says how many
+    decision bars it skipped and why; the agent's decisions made ahead of the runner for those
+    bars say they were never gated, and with them the signals add up."""
+    out = tmp_path / "halt.json"
+    halt = {"AGENT_RISK__MAX_DAILY_LOSS_PCT": "0.001"}
+    result = cli("agent-backtest", *strategy, *DAY, "--json", str(out), env=halt)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    halts = report["orders"]["halted"]
+    assert {code for h in halts for code in h["codes"]} == {"DAILY_LOSS"}
+    halted = halts[0]
+    assert halted["decision_bars"] > 0
+    assert halted["message"].startswith("DAILY_LOSS: daily loss ")
+    assert halted["first"] < halted["last"]
+    said = " ".join(result.stdout.split())
+    assert f"halted: decision bars skipped │ {halted['decision_bars']}, DAILY_LOSS: " in said
+    if not strategy:
+        log = report["agent"]["decision_log"]
+        assert "signal" not in {row["verdict"] for row in log}
+        skipped = [row for row in log if row["verdict"] == "halted"]
+        assert skipped and all(row["codes"] == ["DAILY_LOSS"] for row in skipped)
+        signals = sum(v for k, v in report["agent"]["llm"]["signals"].items() if k != "hold")
+        assert signals == report["orders"]["signals"] + len(skipped)
+        assert report["agent"]["risk"]["halted"] == {"DAILY_LOSS": len(skipped)}
+
+
 def test_the_command_loads_no_llm_sdk_or_plotting_until_needed() -> None:
     """Start-up is most of a short run: the SDK loads with an LLM, plotly with --html, and the
     graph (LangGraph, and LangSmith under it) when the agent runs, not to parse the flags."""
