@@ -97,6 +97,12 @@ def from_sample(
     return from_request(env, SAMPLE_SYMBOL, tools, system, llm, "a decision prompt on the sample")
 
 
+def usd_text(usd: float) -> str:
+    """Dollars to the cent, or to 4 significant digits under a cent: a cheap run's estimate
+    must not read $0.00 and then cost $0.0033."""
+    return f"{usd:,.2f}" if usd >= 0.01 or usd == 0 else f"{usd:.4g}"
+
+
 def estimate_line(
     model: ChatModel, per: PerDecision, decisions: int, samples: int = 1, period: str = ""
 ) -> str:
@@ -109,7 +115,7 @@ def estimate_line(
     if usd is None:
         cost = f"cost n/a: {model.pricing.unknown}"
     else:
-        cost = f"~${usd:.2f}{period} uncached (cached answers are free)"
+        cost = f"~${usd_text(usd)}{period} uncached (cached answers are free)"
     sampled = f" x {samples} samples" if samples > 1 else ""
     return (
         f"estimate: {decisions:,} decisions{period}{sampled} on {model.model}, ~{calls:,} model "

@@ -90,6 +90,12 @@ def test_openai_prices_a_model_it_lists_and_says_na_for_one_it_does_not() -> Non
     assert "$" not in unlisted
 
 
+def test_a_cost_under_a_cent_is_not_shown_as_nothing() -> None:
+    line = estimate_line(openai_client("gpt-4o-mini"), PER, 20)
+    # 20 calls: 16k prompt tokens at $0.15/M and 2,400 completion tokens at $0.60/M
+    assert "~$0.00384 uncached" in line
+
+
 @pytest.mark.parametrize("period", ["", " per day"])
 def test_the_estimate_says_what_its_figures_cover(period: str) -> None:
     line = estimate_line(openai_client("gpt-4o-mini"), PER, 96, period=period)
