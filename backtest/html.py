@@ -270,12 +270,14 @@ text-anchor="middle">hit rate</text></svg>"""
 
 
 def page_files(path: Path, report: BacktestReport, result: BacktestResult) -> dict[Path, str]:
-    """The page, and plotly.min.js beside it unless an earlier report already put it there:
-    it opens offline, and ten reports load one copy of plotly.js."""
+    """The page, and plotly.min.js beside it unless an earlier report already put this
+    version there: it opens offline, and ten reports load one copy of plotly.js. Another
+    version (an older install's, anyone's) is replaced: the page is drawn for this one."""
     files = {path: page(report, result, include_plotlyjs="directory")}
     script = path.parent / PLOTLY_JS
-    if not script.exists():
-        files[script] = get_plotlyjs()
+    bundled = get_plotlyjs()
+    if not (script.is_file() and script.read_text(errors="replace") == bundled):
+        files[script] = bundled
     return files
 
 

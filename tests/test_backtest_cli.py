@@ -202,3 +202,24 @@ def test_a_window_shorter_than_the_warm_up_says_so(cli, tmp_path: Path) -> None:
     assert report["metrics"]["Buy & Hold Return [%]"] is None
     assert report["annualisation"]["not_available"]["Buy & Hold Return [%]"] == need
     assert re.search(r"Buy & Hold Return \[%\] +│ +n/a │", result.stdout), result.stdout
+
+
+def test_html_replaces_a_stale_plotly_beside_it_and_help_says_it_is_written(
+    cli, tmp_path: Path
+) -> None:
+    """The page loads plotly.min.js from its folder: an old copy there would draw it with
+    another plotly.js, so it is replaced; the help does not promise a self-contained page."""
+    from plotly.offline import get_plotlyjs
+
+    stale = tmp_path / "plotly.min.js"
+    stale.write_text("/* plotly.js v1.0.0, an old report's */")
+    window = ("--start", "2025-10-31T05:00", "--end", "2025-10-31T07:00")
+    args = ("--strategy", "sma_cross", "--fast", "5", "--slow", "20", *window)
+    result = cli("agent-backtest", *args, "--html", str(tmp_path / "r.html"))
+    assert result.returncode == 0, result.stderr
+    assert 'src="plotly.min.js"' in (tmp_path / "r.html").read_text()
+    assert stale.read_text() == get_plotlyjs()
+
+    told = " ".join(cli("agent-backtest", "--help").stdout.split())
+    assert "self-contained" not in told
+    assert "write an HTML report, and plotly.min.js beside it" in told

@@ -103,7 +103,12 @@ def build_parser() -> OneLineParser:
 
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, help="write the report as JSON")
-    out.add_argument("--html", type=Path, help="write a self-contained HTML report")
+    out.add_argument(
+        "--html",
+        type=Path,
+        help="write an HTML report, and plotly.min.js beside it (the page loads it from its folder, "
+        "so it opens offline)",
+    )
     out.add_argument("--check-lookahead", action="store_true", help="recompute on truncated data")
 
     add_agent_args(parser)
