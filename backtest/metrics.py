@@ -77,7 +77,7 @@ def equity_metrics(
         "Equity Peak [$]": float(equity.max()),
         "Return [%]": (equity[-1] - equity[0]) / equity[0] * 100,
         **annual,
-        "Max. Drawdown [%]": -max_dd * 100,
+        "Max. Drawdown [%]": (0.0 - max_dd) * 100,  # 0, not -0, without a drawdown
         "Avg. Drawdown [%]": -depths.mean() * 100 if len(depths) else float("nan"),
         "Max. Drawdown Duration": _timedelta(
             durations.max() if len(durations) else np.nan, resolution
@@ -112,6 +112,46 @@ def trade_metrics(
         "SQN": np.sqrt(n) * pnl.mean() / std if n > 1 and std else float("nan"),
         "Kelly Criterion": win_rate - (1 - win_rate) / payoff if n else float("nan"),
     }
+
+
+TRADE_FIGURES = (
+    "Win Rate [%]",
+    "Best Trade [%]",
+    "Worst Trade [%]",
+    "Avg. Trade [%]",
+    "Max. Trade Duration",
+    "Avg. Trade Duration",
+    "Profit Factor",
+    "Expectancy [%]",
+    "SQN",
+    "Kelly Criterion",
+)
+_DRAWDOWN_FIGURES = ("Avg. Drawdown [%]", "Max. Drawdown Duration", "Avg. Drawdown Duration")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def unavailable(values: dict[str, Any], pnl: np.ndarray) -> dict[str, str]:
+    """Why each trade or drawdown figure that has no value cannot be computed honestly."""
+    reasons = {}
+    for name, value in values.items():
+        if not _missing(value):
+            continue
+        if name in TRADE_FIGURES and not len(pnl):
+            reasons[name] = "no closed trades"
+        elif name == "Profit Factor":
+            reasons[name] = "no losing trade: no loss to divide by"
+        elif name == "SQN":
+            reasons[name] = (
+                "needs 2+ closed trades" if len(pnl) < 2 else "every trade's PnL is the same"
+            )
+        elif name == "Kelly Criterion":
+            reasons[name] = "needs a winning and a losing trade"
+        elif name in _DRAWDOWN_FIGURES:
+            reasons[name] = "no drawdown"
+    return reasons
 
 
 def warmup_shortfall(name: str, warmup: int, bars: int) -> str | None:

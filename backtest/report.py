@@ -25,6 +25,7 @@ from backtest.metrics import (
     equity_metrics,
     exposure,
     trade_metrics,
+    unavailable,
     warmup_shortfall,
 )
 from execution.orders import Fill
@@ -252,9 +253,11 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
         "Turnover [$]": result.turnover,
         "Rejected Orders": len(result.rejections),
     }
+    reasons = unavailable(values, pnl)
     shortfall = warmup_shortfall(result.strategy.name, result.strategy.warmup, len(bars))
     if shortfall:
-        basis.not_available = {**basis.not_available, "Buy & Hold Return [%]": shortfall}
+        reasons["Buy & Hold Return [%]"] = shortfall
+    basis.not_available = {**basis.not_available, **reasons}
     return {name: values[name] for name in METRIC_ORDER}, basis
 
 

@@ -6,10 +6,11 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.cli.backtest import main
-from backtest.metrics import METRIC_ORDER
+from backtest.metrics import METRIC_ORDER, trade_metrics, unavailable
 from backtest.runs import load_runs
 from store import open_store
 
@@ -223,3 +224,31 @@ def test_html_replaces_a_stale_plotly_beside_it_and_help_says_it_is_written(
     told = " ".join(cli("agent-backtest", "--help").stdout.split())
     assert "self-contained" not in told
     assert "write an HTML report, and plotly.min.js beside it" in told
+
+
+def test_trade_figures_without_trades_are_na_with_their_reason(cli, tmp_path: Path) -> None:
+    """No trade and no drawdown: the trade statistics and drawdown figures say why they have
+    no value, as docs/metrics.md promises, and the drawdown reads 0, not -0."""
+    out = tmp_path / "r.json"
+    window = ("--start", "2025-10-31T05:00", "--end", "2025-10-31T05:30")
+    result = cli("agent-backtest", "--strategy", "sma_cross", *window, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    why = report["annualisation"]["not_available"]
+    for name in ("Win Rate [%]", "Profit Factor", "SQN", "Kelly Criterion"):
+        assert report["metrics"][name] is None and why[name] == "no closed trades"
+    assert why["Max. Drawdown Duration"] == "no drawdown"
+    assert '"Max. Drawdown [%]": 0.0' in out.read_text()
+    said = " ".join(result.stdout.split())
+    assert "Win Rate [%] │ n/a" in said and "n/a SQN: no closed trades" in said
+    assert "—" not in said and "-0 " not in said
+
+
+def test_one_winning_trade_names_what_its_ratios_lack() -> None:
+    pnl = np.array([5.0])
+    figures = trade_metrics(pnl, np.array([0.01]), np.array([60_000.0]), 60_000)
+    assert unavailable(figures, pnl) == {
+        "Profit Factor": "no losing trade: no loss to divide by",
+        "SQN": "needs 2+ closed trades",
+        "Kelly Criterion": "needs a winning and a losing trade",
+    }
