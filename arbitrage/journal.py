@@ -4,7 +4,7 @@ and every inventory transfer between the venues, with its cost."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, Column, select
 from sqlmodel import Field, SQLModel
 
 from arbitrage.pairs import Pair
@@ -17,7 +17,7 @@ class ArbPairRow(SQLModel, table=True):
 
     account: str = Field(primary_key=True)
     pair_id: str = Field(primary_key=True)
-    opened_ms: int
+    opened_ms: int = Field(sa_column=Column(BigInteger, nullable=False))  # past 2**31
     state: str = Field(index=True)
     pnl_quote: float
     pair_json: str
@@ -28,7 +28,7 @@ class ArbTransferRow(SQLModel, table=True):
 
     account: str = Field(primary_key=True)
     transfer_id: str = Field(primary_key=True)
-    time_ms: int
+    time_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     cost_quote: float
     transfer_json: str
 

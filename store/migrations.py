@@ -86,6 +86,20 @@ def _stocks_to_alpaca(conn: Connection) -> None:
             bar_cache.forget(root, (EXCHANGE, symbol, interval))
 
 
+def _arb_times_64_bit(conn: Connection) -> None:
+    """The arbitrage journal's times are milliseconds since 1970, past 2**31: PostgreSQL made
+    them 32-bit columns, which refused the first pair. SQLite's integers are 64-bit already,
+    and a store that never ran `agent-arb run` has no journal yet (it is made on first use)."""
+    from sqlalchemy import inspect
+
+    if conn.dialect.name == "sqlite":
+        return
+    made = inspect(conn)
+    for table, column in (("arb_pairs", "opened_ms"), ("arb_transfers", "time_ms")):
+        if made.has_table(table):
+            conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE BIGINT")
+
+
 def _series(table: FromClause, exchange: str, symbol: str, interval: str) -> ColumnElement[bool]:
     from sqlalchemy import and_
 
@@ -114,4 +128,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "splits and dividends of imported stock candles", _create("CorporateActionRow")),
     Migration(11, "a write token per candle series, for the columnar cache", _series_tokens),
     Migration(12, "imported stock bars under alpaca, the stock venue", _stocks_to_alpaca),
+    Migration(13, "64-bit times in the arbitrage journal", _arb_times_64_bit),
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from arbitrage.bars import bundled_cross_bars, summarize
 from arbitrage.journal import PairJournal
@@ -15,8 +16,18 @@ from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, 
 from arbitrage.rebalance import Rebalancer, RebalanceRule, split
 from arbitrage.spread import VenueBook, edge, max_profitable_quantity, scan
 from core.errors import UserError
+from store.migrations import MIGRATIONS
 
 NOW = 1_000_000
+REAL_MS = 1_670_889_659_999  # the close of 2022-12-13's first minute
+
+# The journal's tables as SQLModel made them before migration 13 (times as INTEGER).
+OLD_PAIRS = """CREATE TABLE arb_pairs (account VARCHAR NOT NULL, pair_id VARCHAR NOT NULL,
+    opened_ms INTEGER NOT NULL, state VARCHAR NOT NULL, pnl_quote FLOAT NOT NULL,
+    pair_json VARCHAR NOT NULL, PRIMARY KEY (account, pair_id))"""
+OLD_TRANSFERS = """CREATE TABLE arb_transfers (account VARCHAR NOT NULL, transfer_id VARCHAR NOT NULL,
+    time_ms INTEGER NOT NULL, cost_quote FLOAT NOT NULL, transfer_json VARCHAR NOT NULL,
+    PRIMARY KEY (account, transfer_id))"""
 
 
 def book(venue: str, bids, asks, fee: float = 10.0, time_ms: int = NOW) -> VenueBook:
@@ -117,6 +128,49 @@ def test_a_pair_takes_both_legs_and_books_fees_where_the_venues_take_them(store)
     assert pair.pnl_quote == pytest.approx(0.5 * (101 * 0.999 - 100) - 0.5 * 0.001 * 100.5)
     [stored] = journal.pairs()
     assert stored.state == PairState.COMPLETE and stored.legs == pair.legs
+
+
+def _journal_a_real_day(store) -> PairJournal:
+    """A pair and a transfer at a real time: milliseconds since 1970 are past 2**31."""
+    journal = PairJournal(store, "arb")
+    books = {
+        v: b.model_copy(update={"time_ms": REAL_MS})
+        for v, b in (("binance", CHEAP), ("bybit", RICH))
+    }
+    pair = desk(journal).step(books, REAL_MS)
+    assert pair is not None and pair.state == PairState.COMPLETE
+    inventory = Inventory(
+        {"binance": Holdings(base=0.9, quote=1.0), "bybit": Holdings(base=0.1, quote=1.0)}
+    )
+    Rebalancer(RebalanceRule(threshold=0.5), journal.transfer).step(
+        inventory, "binance", "bybit", 1.0, REAL_MS
+    )
+    return journal
+
+
+def test_the_journal_keeps_real_millisecond_times_on_every_backend(store) -> None:
+    """PostgreSQL made 32-bit columns of them: `agent-arb run` died at its first pair."""
+    journal = _journal_a_real_day(store)
+    assert [p.opened_ms for p in journal.pairs()] == [REAL_MS]
+    assert [t.time_ms for t in journal.transfers()] == [REAL_MS]
+
+
+def test_a_journal_made_with_32_bit_times_is_widened_when_the_store_opens(store) -> None:
+    """A journal an older version made on PostgreSQL (its times 32-bit) is migrated in place:
+    its pairs are kept and a real time fits."""
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM schema_version WHERE version >= 13"))
+        conn.execute(text(OLD_PAIRS))
+        conn.execute(text(OLD_TRANSFERS))
+        conn.execute(
+            text("INSERT INTO arb_pairs VALUES ('old', 'arb-000001', 5, 'failed', 0, '{}')")
+        )
+    assert store.migrate() == len(MIGRATIONS)
+    journal = _journal_a_real_day(store)
+    assert [t.time_ms for t in journal.transfers()] == [REAL_MS]
+    with store.engine.connect() as conn:
+        kept = conn.execute(text("SELECT account, opened_ms FROM arb_pairs ORDER BY opened_ms"))
+        assert kept.all() == [("old", 5), ("arb", REAL_MS)]
 
 
 def test_a_failed_second_leg_is_a_lone_leg_that_the_close_rule_reverses(store) -> None:
