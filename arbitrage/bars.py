@@ -51,9 +51,11 @@ class SpreadSummary(BaseModel):
     best_net_bps: float
 
 
-def bundled_cross_bars() -> CrossBars:
-    frames = [_lean(path, venue) for venue, (_, path) in BUNDLED.items()]
-    return _joined(("binance", "bybit"), tuple(f"{v} {s}" for v, (s, _) in BUNDLED.items()), frames)
+def bundled_cross_bars(venues: tuple[str, str]) -> CrossBars:
+    """The bundled day of binance and bybit in the order `venues` names them, as each fee,
+    label and spread (second over first) that goes with the bars follows that order."""
+    frames = [_lean(BUNDLED[venue][1], venue) for venue in venues]
+    return _joined(venues, tuple(f"{v} {BUNDLED[v][0]}" for v in venues), frames)
 
 
 def stored_cross_bars(store: Store, symbol: str, venues: tuple[str, str]) -> CrossBars:

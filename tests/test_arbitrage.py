@@ -220,7 +220,7 @@ def test_the_daily_loss_limit_stops_new_pairs() -> None:
 
 
 def test_the_real_day_of_bars_gives_a_spread_series_that_fees_swallow() -> None:
-    bars = bundled_cross_bars()
+    bars = bundled_cross_bars(("binance", "bybit"))
     summary, series = summarize(bars, (10.0, 10.0), 0.0, 0.0)
     assert summary.labels == ("binance BTCBUSD", "bybit BTCUSDT")
     assert summary.minutes == len(series) == 1_440
@@ -291,6 +291,31 @@ def test_agent_arb_run_journals_pairs_and_closes_each_lone_leg(cli) -> None:
     assert end["binance"]["base"] + end["bybit"]["base"] < 1.0
     again = cli("agent-arb", "run", *args)
     assert again.returncode == 2 and "already has pairs" in again.stderr
+
+
+@pytest.mark.slow
+def test_each_fee_stays_with_its_venue_whichever_venue_is_named_first(cli) -> None:
+    """--fee-bps pairs with --exchanges by position: 10,0 on binance,bybit is 0,10 on
+    bybit,binance. The bundled day came in one order whatever the user named, so the fees
+    landed on the wrong venues and the PnL moved."""
+    import json
+
+    def run(account: str, *args: str, env: dict[str, str] | None = None) -> dict:
+        more = ("--json", "--rebalance-at", "0.3", "--account", account)
+        result = cli("agent-arb", "run", *args, *more, env=env)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        return {k: report[k] for k in ("pnl_quote", "pair_pnl", "transfer_cost_quote")}
+
+    named = run("a", "--fee-bps", "10,0", "--exchanges", "binance,bybit")
+    assert named["pair_pnl"]
+    assert run("b", "--fee-bps", "0,10", "--exchanges", "bybit,binance") == named
+    free_bybit = {"AGENT_BYBIT__TAKER_FEE_BPS": "0"}
+    assert run("c", "--exchanges", "bybit,binance", env=free_bybit) == named
+    scan = cli("agent-arb", "scan", "--exchanges", "bybit,binance", "--fee-bps", "0,10")
+    assert scan.stdout.startswith("binance BTCBUSD over bybit BTCUSDT"), scan.stdout
+    assert "spread    mean +3.03 bps, min -3.21, max +18.29" in scan.stdout
+    assert "taker fees 0 + 10" in scan.stdout
 
 
 @pytest.mark.slow

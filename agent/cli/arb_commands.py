@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ from arbitrage.journal import PairJournal
 from arbitrage.live_books import BINANCE_TAKER_BPS
 from arbitrage.pairs import ArbDesk, ArbLimits, Inventory, PaperLegs
 from arbitrage.rebalance import Rebalancer, RebalanceRule
+from arbitrage.spread import VenueBook
 from config import Settings
 from core.errors import UserError
 from market.models import iso_ms, parse_symbol
@@ -61,7 +62,7 @@ def _bars(store: Store, symbol: str, venues: tuple[str, str]) -> CrossBars:
         return stored_cross_bars(store, symbol, venues)
     if symbol != "BTCUSDT" or set(venues) != {"binance", "bybit"}:
         return stored_cross_bars(store, symbol, venues)  # says which venue lacks the bars
-    bars = bundled_cross_bars()
+    bars = bundled_cross_bars(venues)
     notify(
         "notice: the store lacks binance and bybit BTCUSDT 1m bars; using the bundled real day "
         "(binance BTCBUSD, bybit BTCUSDT, 2022-12-13 UTC): it is not live data, and BUSD is not USDT"
@@ -161,6 +162,12 @@ def _drill(every: int | None) -> Callable[[str, str, str], bool] | None:
     return fail
 
 
+def _mark(books: Iterable[VenueBook]) -> float:
+    """Both venues' closes averaged: whichever venue is named first, the same value."""
+    closes = [b.bids[0][0] for b in books]
+    return sum(closes) / len(closes)
+
+
 def run_pairs(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     venues = _venues(args.exchanges)
     fees = _fees(args.fee_bps, venues, settings)
@@ -183,10 +190,8 @@ def run_pairs(args: argparse.Namespace, settings: Settings, store: Store) -> int
         books = books_at(bars, row, fees, args.slippage_bps)
         now_ms = max(b.time_ms for b in books.values())
         if rebalancer is not None:
-            close = next(iter(books.values())).bids[0][0]
-            rebalancer.step(inventory, *venues, close, now_ms)
+            rebalancer.step(inventory, *venues, _mark(books.values()), now_ms)
         desk.step(books, now_ms)
-    last = books_at(bars, len(bars.frame) - 1, fees, 0.0)
-    mark = sum(b.bids[0][0] for b in last.values()) / 2
+    mark = _mark(books_at(bars, len(bars.frame) - 1, fees, 0.0).values())
     span = f"{len(bars.frame):,} minutes, {bars.labels[0]} / {bars.labels[1]}"
     return report_run(args, desk, start, basis="bars", span=span, mark=mark, rebalancer=rebalancer)
