@@ -16,6 +16,7 @@ from arbitrage.spread import Edge, VenueBook, scan, vwap
 Side = Literal["buy", "sell"]
 DAY_MS = 86_400_000
 _CLOSE = "close-"  # the prefix of a lone leg's close legs
+_DUST = 1e-9  # float rounding in a venue's holdings, not a shortfall
 
 
 class PairState(StrEnum):
@@ -107,21 +108,33 @@ class LegVenue(Protocol):
 
 
 class PaperLegs:
-    """Fills a leg by walking the venue's book as it stands, as a taker; `fail` (pair id, venue,
-    side) -> True refuses a leg, to rehearse the lone-leg rule."""
+    """Fills a leg by walking the venue's book as it stands, as a taker, within what `inventory`
+    holds there, as a venue would: a sell of coins it does not hold (the fee a buy paid in them)
+    can never fill. A buy needs no such check: the desk sizes it to the quote held. `fail`
+    (pair id, venue, side) -> True refuses a leg, to rehearse the lone-leg rule."""
 
-    def __init__(self, fail: Callable[[str, str, Side], bool] | None = None) -> None:
+    def __init__(
+        self, inventory: Inventory, fail: Callable[[str, str, Side], bool] | None = None
+    ) -> None:
+        self.inventory = inventory
         self._fail = fail
 
     def take(
         self, pair_id: str, venue: str, side: Side, quantity: float, book: VenueBook, leg: str
     ) -> LegFill:
+        fee = book.taker_fee_bps
         if self._fail is not None and self._fail(pair_id, venue, side):
+            return LegFill.missed(venue, side, quantity, fee, "rejected (rehearsed failure)")
+        held = self.inventory.holdings[venue]
+        if side == "sell" and held.base <= 0:
             return LegFill.missed(
-                venue, side, quantity, book.taker_fee_bps, "rejected (rehearsed failure)"
+                venue, side, quantity, fee, f"{venue} holds none of the coin", untradable=True
             )
         levels = book.asks if side == "buy" else book.bids
         filled = min(quantity, sum(q for _, q in levels))
+        reason = "partly filled: book too thin"
+        if side == "sell" and held.base < filled:
+            filled, reason = held.base, f"partly filled: {venue} holds only {held.base:.8g}"
         price = vwap(levels, filled) if filled > 0 else None
         if price is not None:
             sign = 1 if side == "buy" else -1
@@ -132,8 +145,8 @@ class PaperLegs:
             requested=quantity,
             filled=filled if price is not None else 0.0,
             price=price,
-            fee_bps=book.taker_fee_bps,
-            reason="filled" if filled >= quantity else "partly filled: book too thin",
+            fee_bps=fee,
+            reason="filled" if filled >= quantity else reason,
         )
 
 
@@ -162,12 +175,18 @@ class Inventory:
         self.holdings = {venue: h.model_copy() for venue, h in start.items()}
 
     def book(self, fill: LegFill) -> tuple[float, float]:
-        """Apply a fill; returns its (base, quote) change."""
+        """Apply a fill; returns its (base, quote) change. A fill that leaves its venue less than
+        nothing sold or spent what the venue never held: a bug, refused rather than clamped to
+        0 (which would credit the quote of coins that never existed). Float dust is not one."""
         change = fill_change(fill)
         held = self.holdings[fill.venue]
-        self.holdings[fill.venue] = Holdings(
-            base=max(0.0, held.base + change[0]), quote=max(0.0, held.quote + change[1])
-        )
+        base, quote = held.base + change[0], held.quote + change[1]
+        if min(base, quote) < -_DUST:
+            raise ValueError(
+                f"{fill.venue} would hold {base:.8g} base and {quote:.8g} quote after a "
+                f"{fill.side} of {fill.filled:.8g}: it never held what that takes"
+            )
+        self.holdings[fill.venue] = Holdings(base=max(0.0, base), quote=max(0.0, quote))
         return change
 
     def imbalance(self, a: str, b: str) -> float:

@@ -12,7 +12,15 @@ from sqlalchemy import text
 
 from arbitrage.bars import bundled_cross_bars, summarize
 from arbitrage.journal import PairJournal
-from arbitrage.pairs import ArbDesk, ArbLimits, Holdings, Inventory, PairState, PaperLegs
+from arbitrage.pairs import (
+    ArbDesk,
+    ArbLimits,
+    Holdings,
+    Inventory,
+    LegFill,
+    PairState,
+    PaperLegs,
+)
 from arbitrage.rebalance import Rebalancer, RebalanceRule, split
 from arbitrage.spread import VenueBook, edge, max_profitable_quantity, scan
 from core.errors import UserError
@@ -111,7 +119,7 @@ def desk(journal, fail=None, **limits) -> ArbDesk:
         {"binance": Holdings(base=1.0, quote=1_000.0), "bybit": Holdings(base=1.0, quote=1_000.0)}
     )
     settings = {"quantity": 0.5, "max_notional_per_leg": 500.0, "daily_loss": 50.0} | limits
-    return ArbDesk(ArbLimits(**settings), inventory, PaperLegs(fail), journal)
+    return ArbDesk(ArbLimits(**settings), inventory, PaperLegs(inventory, fail), journal)
 
 
 def test_a_pair_takes_both_legs_and_books_fees_where_the_venues_take_them(store) -> None:
@@ -193,6 +201,43 @@ def test_a_failed_second_leg_is_a_lone_leg_that_the_close_rule_reverses(store) -
     assert pair.pnl_quote < 0
     assert d.inventory.holdings["bybit"] == Holdings(base=1.0, quote=1_000.0)
     assert journal.pairs()[0].state == PairState.CLOSED
+
+
+def test_a_paper_close_sells_only_the_coins_its_venue_holds_and_notes_the_rest() -> None:
+    """Binance starts with no coin: the pair's buy leaves it 0.5 less the fee in coins, so its
+    close can sell 0.4995, not 0.5. Selling 0.5 credited quote for coins that never existed."""
+    inventory = Inventory(
+        {"binance": Holdings(base=0.0, quote=1_000.0), "bybit": Holdings(base=1.0, quote=1_000.0)}
+    )
+    limits = ArbLimits(quantity=0.5, max_notional_per_leg=500.0, daily_loss=50.0)
+    legs = PaperLegs(
+        inventory, lambda pair_id, venue, side: (pair_id, venue) == ("arb-000001", "bybit")
+    )
+    d = ArbDesk(limits, inventory, legs, lambda pair: None)
+    pair = d.step({"binance": CHEAP, "bybit": RICH}, NOW)
+    assert pair is not None and pair.state == PairState.LONE_LEG
+    [close] = pair.closes
+    assert close.filled == pytest.approx(0.4995) and close.reason == (
+        "partly filled: binance holds only 0.4995"
+    )
+    binance = inventory.holdings["binance"]
+    assert binance.base == 0.0
+    assert binance.quote == pytest.approx(1_000 - 50.0 + 0.4995 * 99.9 * 0.999)
+    d.step({"binance": CHEAP, "bybit": RICH}, NOW + 1)
+    assert pair.state == PairState.CLOSED and len(pair.closes) == 1
+    assert pair.note.endswith(
+        "; 0.0005 buy left on binance, which cannot trade it: binance holds none of the coin"
+    )
+
+
+def test_a_fill_of_more_than_its_venue_holds_is_refused_not_clamped() -> None:
+    inventory = Inventory({"binance": Holdings(base=0.1, quote=0.0)})
+    oversold = LegFill(
+        venue="binance", side="sell", requested=0.2, filled=0.2, price=100.0, fee_bps=0.0
+    )
+    with pytest.raises(ValueError, match=r"binance would hold -0\.1 base and 20 quote"):
+        inventory.book(oversold)
+    assert inventory.holdings["binance"] == Holdings(base=0.1, quote=0.0)
 
 
 def test_a_lone_leg_that_cannot_close_stops_new_pairs_until_it_does() -> None:

@@ -184,7 +184,7 @@ def run_pairs(args: argparse.Namespace, settings: Settings, store: Store) -> int
         raise UserError(f"account {args.account!r} already has pairs: use a new --account")
     start = paper_start(args, venues)
     inventory = Inventory(start)
-    desk = ArbDesk(limits, inventory, PaperLegs(_drill(args.fail_every)), journal)
+    desk = ArbDesk(limits, inventory, PaperLegs(inventory, _drill(args.fail_every)), journal)
     rebalancer = _rebalancer(args, journal)
     for row in range(len(bars.frame)):
         books = books_at(bars, row, fees, args.slippage_bps)

@@ -94,7 +94,7 @@ def run_books(
         if past:
             raise UserError(f"account {args.account!r} already has pairs: use a new --account")
         inventory = Inventory(paper_start(args, venues))
-        legs, lot = PaperLegs(drill), _whole
+        legs, lot = PaperLegs(inventory, drill), _whole
     else:
         elsewhere = {p.mode for p in past} - {args.mode}
         if elsewhere:
