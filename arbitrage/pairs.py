@@ -16,6 +16,7 @@ from arbitrage.spread import Edge, VenueBook, scan, vwap
 Side = Literal["buy", "sell"]
 DAY_MS = 86_400_000
 _CLOSE = "close-"  # the prefix of a lone leg's close legs
+DAILY_LOSS = "daily loss limit reached"
 _DUST = 1e-9  # float rounding in a venue's holdings, not a shortfall
 
 
@@ -163,7 +164,9 @@ class ArbLimits(BaseModel):
     max_imbalance: float = Field(
         0.8, gt=0, le=1, description="|base A − base B| / (A + B) a pair may leave behind"
     )
-    daily_loss: float = Field(gt=0, description="quote lost since 00:00 UTC that stops new pairs")
+    daily_loss: float = Field(
+        gt=0, description="quote lost since 00:00 UTC, transfer fees too, that stops new pairs"
+    )
     max_book_age_ms: int = Field(2_000, gt=0)
 
 
@@ -200,7 +203,8 @@ class Inventory:
 class ArbDesk:
     """One symbol on two venues. `step(books, now_ms)` first closes lone legs, then opens at
     most one pair if the edge and the limits allow; `journal` sees every state a pair reaches.
-    `past` pairs (a restart's journal) count towards the day's loss and the pair ids; `lot`
+    `past` pairs (a restart's journal) count towards the day's loss and the pair ids, and so
+    does `spent(since_ms)`, the quote paid outside the pairs since then (transfer fees); `lot`
     rounds a pair's quantity down to what both venues accept."""
 
     def __init__(
@@ -212,6 +216,7 @@ class ArbDesk:
         *,
         past: Sequence[Pair] = (),
         lot: Callable[[float], float] = lambda quantity: quantity,
+        spent: Callable[[int], float] = lambda since_ms: 0.0,
         mode: str = "paper",
     ) -> None:
         self.limits = limits
@@ -221,6 +226,7 @@ class ArbDesk:
         self.pairs: list[Pair] = list(past)
         self._ids = itertools.count(1 + max((int(p.pair_id[4:]) for p in past), default=0))
         self._lot = lot
+        self._spent = spent
         self.mode = mode
         self.skipped: dict[str, int] = {}
 
@@ -230,15 +236,20 @@ class ArbDesk:
 
     def realized_today(self, now_ms: int) -> float:
         day = now_ms - now_ms % DAY_MS
-        return sum(p.pnl_quote for p in self.pairs if p.opened_ms >= day)
+        return sum(p.pnl_quote for p in self.pairs if p.opened_ms >= day) - self._spent(day)
+
+    def loss_room(self, now_ms: int) -> float:
+        """The quote the day may still lose before the daily loss limit stops it (<= 0: no
+        new pair, and no transfer either)."""
+        return self.limits.daily_loss + self.realized_today(now_ms)
 
     def step(self, books: Mapping[str, VenueBook], now_ms: int) -> Pair | None:
         for pair in self.lone:
             self._close(pair, books)
         if self.lone:
             return self._skip("a lone leg is still open")
-        if self.realized_today(now_ms) <= -self.limits.daily_loss:
-            return self._skip("daily loss limit reached")
+        if self.loss_room(now_ms) <= 0:
+            return self._skip(DAILY_LOSS)
         a, b = books.values()
         found = scan(
             a,

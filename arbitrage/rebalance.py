@@ -6,12 +6,13 @@ paper it is executed at once and journaled with that cost."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from arbitrage.pairs import Holdings, Inventory
+from arbitrage.pairs import DAILY_LOSS, Holdings, Inventory
 
 Asset = Literal["base", "quote"]
 ASSETS: tuple[Asset, ...] = ("base", "quote")
@@ -78,24 +79,42 @@ def apply(
 class Rebalancer:
     """Checks both assets before each step of the desk and, on paper, executes what it
     proposes at once. A real transfer takes minutes and needs a withdrawal-enabled key, which
-    the signed venues refuse, so this stays a paper tool. `journal` sees every transfer."""
+    the signed venues refuse, so this stays a paper tool. `journal` sees every transfer;
+    `skipped` counts the transfers held back, by reason."""
 
     def __init__(self, rule: RebalanceRule, journal: Callable[[Transfer], None]) -> None:
         self.rule = rule
         self.journal = journal
         self.transfers: list[Transfer] = []
+        self.skipped: dict[str, int] = {}
 
     @property
     def cost_quote(self) -> float:
-        return sum(t.cost_quote for t in self.transfers)
+        return self.cost_since(0)
+
+    def cost_since(self, since_ms: int) -> float:
+        """The quote the transfers made since `since_ms` cost: a loss the desk counts too."""
+        return sum(t.cost_quote for t in self.transfers if t.time_ms >= since_ms)
 
     def step(
-        self, inventory: Inventory, a: str, b: str, mark: float, now_ms: int
+        self,
+        inventory: Inventory,
+        a: str,
+        b: str,
+        mark: float,
+        now_ms: int,
+        room: float = math.inf,
     ) -> list[Transfer]:
+        """`room`: the quote the day may still lose before the desk's daily loss limit (see
+        ArbDesk.loss_room). Once the transfers' costs use it up, a transfer that would be made
+        is held back and counted in `skipped`."""
         made = []
         for asset in ASSETS:
             found = propose(inventory, a, b, asset, self.rule)
             if found is None:
+                continue
+            if room <= 0:
+                self.skipped[DAILY_LOSS] = self.skipped.get(DAILY_LOSS, 0) + 1
                 continue
             source, target, amount, fee = found
             before = split(inventory, a, b, asset)
@@ -113,6 +132,7 @@ class Rebalancer:
                 imbalance_after=split(inventory, a, b, asset),
             )
             self.transfers.append(transfer)
+            room -= transfer.cost_quote
             self.journal(transfer)
             made.append(transfer)
         return made

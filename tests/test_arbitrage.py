@@ -398,6 +398,23 @@ def test_agent_arb_bad_input_is_one_line_and_exit_2(cli, offline_env, args, expe
     assert not (Path(offline_env["AGENT_DATA_DIR"]) / "agent.db").exists()
 
 
+@pytest.mark.slow
+def test_agent_arb_run_stops_pairing_and_transferring_once_fees_reach_the_daily_loss(cli) -> None:
+    """The day's 480 transfers cost 1,162 quote; with a daily loss of 1 the first one (3.44)
+    is the last: the pairs earned 0.14 by then, so neither pairs nor transfers go on."""
+    import json
+
+    args = ("run", "--daily-loss", "1", "--fee-bps", "1,1", "--rebalance-at", "0.3")
+    report = json.loads(cli("agent-arb", *args, "--json").stdout)
+    assert report["transfers"] == 1 and report["transfer_cost_quote"] == pytest.approx(
+        3.44, abs=0.01
+    )
+    assert report["transfers_skipped"]["daily loss limit reached"] > 1_000
+    assert report["skipped"]["daily loss limit reached"] > 1_000 and report["pairs"] < 10
+    shown = cli("agent-arb", *args, "--account", "again")
+    assert "held back: daily loss limit reached" in shown.stdout, shown.stdout
+
+
 # --- rebalancing -----------------------------------------------------------------------------
 
 
@@ -419,6 +436,25 @@ def test_a_drifted_base_is_moved_to_the_poorer_venue_net_of_the_network_fee(stor
     assert inventory.holdings["bybit"].quote == 5_000.0  # quote was even: not moved
     assert journal.transfers() == [moved]
     assert mover.step(inventory, "binance", "bybit", 20_000.0, NOW + 1) == []  # within 0.5 now
+
+
+def test_transfer_fees_count_towards_the_daily_loss_and_stop_pairs_and_transfers() -> None:
+    """Both assets drifted: the base transfer costs 4, which uses up a daily loss of 3, so the
+    quote transfer is held back and no pair opens, though the books offer one."""
+    inventory = Inventory(
+        {"binance": Holdings(base=0.9, quote=900.0), "bybit": Holdings(base=0.1, quote=100.0)}
+    )
+    mover = Rebalancer(RebalanceRule(threshold=0.5, base_fee=0.0002, quote_fee=1.0), lambda t: None)
+    limits = ArbLimits(quantity=0.05, max_notional_per_leg=500.0, daily_loss=3.0)
+    d = ArbDesk(limits, inventory, PaperLegs(inventory), lambda p: None, spent=mover.cost_since)
+    [moved] = mover.step(inventory, "binance", "bybit", 20_000.0, NOW, room=d.loss_room(NOW))
+    assert (moved.asset, moved.cost_quote) == ("base", pytest.approx(4.0))
+    assert mover.skipped == {"daily loss limit reached": 1}
+    assert d.realized_today(NOW) == pytest.approx(-4.0)
+    assert d.step({"binance": CHEAP, "bybit": RICH}, NOW) is None
+    assert d.skipped == {"daily loss limit reached": 1}
+    tomorrow = NOW + 86_400_000
+    assert mover.step(inventory, "binance", "bybit", 1.0, tomorrow, room=d.loss_room(tomorrow))
 
 
 @settings(max_examples=60, deadline=None)

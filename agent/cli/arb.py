@@ -59,7 +59,12 @@ def _parser() -> OneLineParser:
     run_cmd.add_argument(
         "--max-imbalance", type=finite, default=0.8, help="0-1, base across venues"
     )
-    run_cmd.add_argument("--daily-loss", type=finite, default=100.0, help="quote; stops new pairs")
+    run_cmd.add_argument(
+        "--daily-loss",
+        type=finite,
+        default=100.0,
+        help="quote lost today, transfer fees included; stops new pairs and transfers",
+    )
     run_cmd.add_argument("--base", type=finite, help="paper: starting base per venue (0.5)")
     run_cmd.add_argument("--quote", type=finite, help="paper: starting quote per venue (10000)")
     run_cmd.add_argument(

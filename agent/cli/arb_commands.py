@@ -184,13 +184,16 @@ def run_pairs(args: argparse.Namespace, settings: Settings, store: Store) -> int
         raise UserError(f"account {args.account!r} already has pairs: use a new --account")
     start = paper_start(args, venues)
     inventory = Inventory(start)
-    desk = ArbDesk(limits, inventory, PaperLegs(inventory, _drill(args.fail_every)), journal)
     rebalancer = _rebalancer(args, journal)
+    legs = PaperLegs(inventory, _drill(args.fail_every))
+    spent = rebalancer.cost_since if rebalancer is not None else lambda since_ms: 0.0
+    desk = ArbDesk(limits, inventory, legs, journal, spent=spent)
     for row in range(len(bars.frame)):
         books = books_at(bars, row, fees, args.slippage_bps)
         now_ms = max(b.time_ms for b in books.values())
         if rebalancer is not None:
-            rebalancer.step(inventory, *venues, _mark(books.values()), now_ms)
+            mark = _mark(books.values())
+            rebalancer.step(inventory, *venues, mark, now_ms, room=desk.loss_room(now_ms))
         desk.step(books, now_ms)
     mark = _mark(books_at(bars, len(bars.frame) - 1, fees, 0.0).values())
     span = f"{len(bars.frame):,} minutes, {bars.labels[0]} / {bars.labels[1]}"

@@ -37,6 +37,7 @@ def report_run(
         "skipped": desk.skipped,
         "transfers": len(rebalancer.transfers) if rebalancer else 0,
         "transfer_cost_quote": rebalancer.cost_quote if rebalancer else 0.0,
+        "transfers_skipped": rebalancer.skipped if rebalancer else {},
         "pair_pnl": {p.pair_id: round(p.pnl_quote, 6) for p in desk.pairs},
         "pair_states": {p.pair_id: p.state.value for p in desk.pairs},
         "pair_notes": {p.pair_id: p.note for p in desk.pairs if p.note},
@@ -63,9 +64,10 @@ def report_run(
             f"{e['quote']:,.4f} (after fees)"
         )
     if rebalancer is not None:
+        held = "".join(f"; held back: {why} {n:,}" for why, n in rebalancer.skipped.items())
         print(
             f"rebalance {report['transfers']} transfer(s) past a {args.rebalance_at:g} split, "
-            f"costing {report['transfer_cost_quote']:.4f} quote in network fees (journaled)"
+            f"costing {report['transfer_cost_quote']:.4f} quote in network fees (journaled)" + held
         )
     skipped = ", ".join(f"{why} {n:,}" for why, n in desk.skipped.items())
     print(f"skipped   {skipped or 'none'} (looks without a pair, by reason)")
