@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from arbitrage.spread import Edge, VenueBook, scan, vwap
+from arbitrage.spread import edge as edge_at
 
 Side = Literal["buy", "sell"]
 DAY_MS = 86_400_000
@@ -289,13 +290,14 @@ class ArbDesk:
         return max(self._lot(quantity), 0.0)
 
     def _open(
-        self, edge: Edge, quantity: float, books: Mapping[str, VenueBook], now_ms: int
+        self, found: Edge, quantity: float, books: Mapping[str, VenueBook], now_ms: int
     ) -> Pair:
+        """The pair at `quantity`, which sizing may have cut below the size `found` was priced
+        at: priced again at it, so the journal's VWAPs and net are those of what it takes."""
+        edge = edge_at(books[found.buy_venue], books[found.sell_venue], quantity)
+        assert edge is not None  # less than the size priced fits the same books
         pair = Pair(
-            pair_id=f"arb-{next(self._ids):06d}",
-            mode=self.mode,
-            opened_ms=now_ms,
-            edge=edge.model_copy(update={"quantity": quantity}),
+            pair_id=f"arb-{next(self._ids):06d}", mode=self.mode, opened_ms=now_ms, edge=edge
         )
         self.pairs.append(pair)
         self.journal(pair)  # ahead of any leg: a crash leaves an open pair to reconcile

@@ -181,6 +181,19 @@ def test_a_journal_made_with_32_bit_times_is_widened_when_the_store_opens(store)
         assert kept.all() == [("old", 5), ("arb", REAL_MS)]
 
 
+def test_a_pair_cut_to_its_notional_keeps_the_edge_of_the_size_it_took() -> None:
+    """Scanned at 1.5, the pair is cut to 50 quote per leg: its journaled VWAPs and net are
+    those of what it took (at the best levels), not of 1.5 deep into both books."""
+    d = desk(lambda pair: None, quantity=1.5, max_notional_per_leg=50.0)
+    pair = d.step({"binance": CHEAP, "bybit": RICH}, NOW)
+    assert pair is not None and pair.state == PairState.COMPLETE
+    taken = pair.legs[0].filled
+    assert taken == pytest.approx(50.0 / edge(CHEAP, RICH, 1.5).buy_vwap)
+    assert pair.edge == edge(CHEAP, RICH, taken)
+    assert (pair.edge.buy_vwap, pair.edge.sell_vwap) == (100.0, 101.0)
+    assert pair.edge.net_quote == pytest.approx(taken * 0.799)
+
+
 def test_a_failed_second_leg_is_a_lone_leg_that_the_close_rule_reverses(store) -> None:
     journal = PairJournal(store, "arb")
     states: list[str] = []
