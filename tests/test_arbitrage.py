@@ -389,6 +389,9 @@ def test_each_fee_stays_with_its_venue_whichever_venue_is_named_first(cli) -> No
         (("run", "--books", "--rebalance-at", "0.3"), "--rebalance-at rehearses transfers"),
         (("scan", "--exchanges", "binance"), "invalid --exchanges 'binance'"),
         (("scan", "--exchanges", "binance,kraken"), "unknown exchange 'kraken'"),
+        # a stock venue was a KeyError traceback (scan) or a ValueError one (run --books)
+        (("scan", "--exchanges", "binance,alpaca"), "alpaca is not one of the crypto venues"),
+        (("run", "--books", "--exchanges", "alpaca,bybit"), "alpaca is not one of the crypto"),
         (("scan", "--fee-bps", "10"), "invalid --fee-bps '10'"),
         (("run", "--quantity", "0"), "invalid --quantity"),
         (("run", "--threshold-bps", "-5"), "--threshold-bps: '-5' is negative"),  # every pair loses

@@ -22,7 +22,7 @@ from arbitrage.bars import (
     summarize,
 )
 from arbitrage.journal import PairJournal
-from arbitrage.live_books import BINANCE_TAKER_BPS
+from arbitrage.live_books import BINANCE_TAKER_BPS, VENUES
 from arbitrage.pairs import ArbDesk, ArbLimits, Inventory, PaperLegs
 from arbitrage.rebalance import Rebalancer, RebalanceRule
 from arbitrage.spread import VenueBook
@@ -40,6 +40,12 @@ def _venues(raw: str) -> tuple[str, str]:
     names = [parse_exchange(n) for n in raw.split(",") if n.strip()]
     if len(names) != 2 or names[0] == names[1]:
         raise UserError(f"invalid --exchanges {raw!r}: name two different ones, e.g. binance,bybit")
+    for name in names:
+        if name not in VENUES:
+            raise UserError(
+                f"invalid --exchanges {raw!r}: {name} is not one of the crypto venues "
+                f"agent-arb pairs ({', '.join(VENUES)})"
+            )
     return names[0], names[1]
 
 
