@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "done", "failed"]
 Param = float | int | bool | str
 T = TypeVar("T")
+SERVER_VALUE = "unset: the server's configured value (its profile's backtest section)"
 
 
 def _valid(parse: Callable[..., T], *args: Any) -> T:
@@ -65,9 +66,9 @@ class BacktestRequest(BaseModel):
     days: float | None = Field(None, gt=0, le=3650)
     start: str | None = None
     end: str | None = Field(None, validate_default=True)
-    cash: float = Field(10_000.0, gt=0, le=MAX_CASH)
-    fee_bps: float = Field(10.0, ge=0, le=1000)
-    slippage_bps: float = Field(0.0, ge=0, le=1000)
+    cash: float | None = Field(None, gt=0, le=MAX_CASH, description=SERVER_VALUE)
+    fee_bps: float | None = Field(None, ge=0, le=1000, description=SERVER_VALUE)
+    slippage_bps: float | None = Field(None, ge=0, le=1000, description=SERVER_VALUE)
     params: dict[str, Param] = Field(
         default_factory=dict, description="a classic strategy's parameters, e.g. {'fast': 10}"
     )
@@ -150,8 +151,15 @@ class BacktestRequest(BaseModel):
 
     def argv(self, report: Path) -> list[str]:
         args = ["--strategy", self.strategy, "--symbol", self.symbol, "--interval", self.interval]
-        args += ["--cash", repr(self.cash), "--fee-bps", repr(self.fee_bps)]
-        args += ["--slippage-bps", repr(self.slippage_bps), "--json", str(report)]
+        args += ["--json", str(report)]
+        # Only what the request sets: the rest is the server's profile's, as on its command line.
+        for flag, value in (
+            ("--cash", self.cash),
+            ("--fee-bps", self.fee_bps),
+            ("--slippage-bps", self.slippage_bps),
+        ):
+            if value is not None:
+                args += [flag, repr(value)]
         if self.days is not None:
             args += ["--days", repr(self.days)]
         if self.start is not None and self.end is not None:

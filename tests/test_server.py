@@ -274,6 +274,36 @@ def test_a_backtest_job_from_submit_to_report(api: Start, cli) -> None:
     assert problem(client.get("/backtests/nope"), 404)["field"] == "job_id"
 
 
+@pytest.mark.slow
+def test_a_backtest_job_costs_what_the_servers_profile_says(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A job ran at 10,000 cash, 10 bps fees and no slippage whatever the server's profile
+    set: the request's defaults overrode the profile the server hands agent-backtest."""
+    profile = tmp_path / "bt.toml"
+    profile.write_text("[backtest]\nfee_bps = 50\nslippage_bps = 5\ncash = 500\n")
+    port = free_port()
+    args = [str(BIN / "agent-server"), "--no-ui", "--port", str(port), "--profile", str(profile)]
+    env = {**offline_env, "NO_PROXY": "127.0.0.1"}
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            _wait_until_up(client, proc)
+            configured = {"strategy": "sma_cross", "days": 1}
+            asked = {**configured, "cash": 800, "slippage_bps": 1}
+            jobs = [
+                client.post("/backtests", json=body).json()["id"] for body in (configured, asked)
+            ]
+            runs = [_finished(client, job) for job in jobs]
+    finally:
+        stop(proc, signal.SIGTERM)
+    costs = [run["report"]["config"]["backtest"] for run in runs]
+    assert [(c["cash"], c["fees"]["taker"], c["slippage"]["bps"]) for c in costs] == [
+        (500.0, 0.005, 5.0),
+        (800.0, 0.005, 1.0),
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
