@@ -5,6 +5,7 @@ for the agent a loopback OpenAI-compatible server playing a scripted model."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -143,3 +144,25 @@ def test_a_trailing_stop_exits_the_same_in_a_backtest_and_on_paper_over_a_restar
     assert _fills(fills) == _fills(report["fills"])
     assert [f["reason"] for f in fills].count("trailing_stop") == len(trailing)
     assert round(status["equity"], 2) == round(report["metrics"]["Equity Final [$]"], 2)
+
+
+@pytest.mark.slow
+def test_a_profiles_decide_every_paces_the_agent_in_a_backtest_as_on_paper(
+    cli, tmp_path, day_csv
+) -> None:
+    """agent-backtest decided every 15 min whatever trading.decide_every said, while the paper
+    loop honoured it: the same profile decided on different bars."""
+    profile = tmp_path / "slow.toml"
+    profile.write_text("[trading]\ndecide_every = 45\n")
+    common = ("--symbol", "BTCUSDT", "--data", str(day_csv), "--profile", str(profile))
+    report = _backtest(cli, tmp_path, *common)
+    assert report["agent"]["decide_every_min"] == 45
+    assert any(
+        "every 45 min, the setting trading.decide_every" in n for n in report["config"]["data"]
+    )
+    _paper(cli, "paced", *common)
+    runs = _verdicts(tmp_path / "data" / "agent.db")
+    paper = sorted(runs.pop("trade-paced"))
+    (backtest,) = [sorted(times) for times in runs.values()]
+    assert len(paper) > 10 and paper == backtest
+    assert {b - a for a, b in itertools.pairwise(paper)} == {45 * 60_000}

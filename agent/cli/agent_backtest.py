@@ -72,12 +72,15 @@ def llm_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return llm
 
 
-def agent_params(args: argparse.Namespace) -> AgentParams:
+def agent_params(args: argparse.Namespace, settings: Settings) -> AgentParams:
+    """The flags, else the settings: a profile's trading.decide_every paces the agent here as it
+    does in agent-trade's loop, so a backtest decides on the bars the loop would."""
     if args.compare:
         parse_variant(args.compare)
+    every = settings.trading.decide_every if args.decide_every is None else args.decide_every
     try:
         return AgentParams(
-            decide_every=args.decide_every,
+            decide_every=every,
             stateful=args.stateful,
             concurrency=args.concurrency,
             samples=args.samples,
@@ -115,7 +118,11 @@ def run_agent_backtest(
     store: Store,
     console: Console,
 ) -> int:
-    params = agent_params(args)
+    params = agent_params(args, settings)
+    if args.decide_every is None:
+        every = f"notice: the agent decides every {params.decide_every} min, the setting "
+        notes.append(every + "trading.decide_every (--decide-every overrides it)")
+        notify(notes[-1])
     variant = parse_variant(args.compare) if args.compare else None
     model = open_model(settings, lambda line: (notes.append(line), notify(line)))
     other = None

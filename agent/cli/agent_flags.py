@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 def add_agent_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the LLM agent (--strategy agent, the default)")
-    group.add_argument("--decide-every", type=int, default=15, help="minutes between decisions")
+    group.add_argument(
+        "--decide-every",
+        type=int,
+        help="minutes between decisions (setting trading.decide_every: 15), as agent-trade's",
+    )
     group.add_argument(
         "--stateful", action="store_true", help="positions in the prompt; decide one at a time"
     )

@@ -181,9 +181,10 @@ def run_parsed(
     if cls is None:  # the agent, LangGraph and the LLM client load only when the agent runs
         from agent.cli.agent_backtest import agent_params, llm_overrides, run_agent_backtest
 
-        agent_params(args)  # bad agent flags fail before any data is loaded
         llm = llm_overrides(args)
     settings = settings_from(args, llm=llm)
+    if cls is None:
+        agent_params(args, settings)  # bad agent flags fail before any data is loaded
     config = _config(args, interval, settings.backtest)
     strategy = None
     if cls is not None and args.sweep:
