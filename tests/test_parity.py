@@ -123,6 +123,24 @@ def test_the_agent_gets_the_same_verdicts_orders_and_fills_on_paper(
 
 
 @pytest.mark.slow
+def test_the_agents_protective_flags_exit_the_same_in_a_backtest_and_on_paper(
+    cli, tmp_path, day_csv, model
+) -> None:
+    """agent-trade refused --stop-loss, --take-profit and --trailing-stop for the agent, which
+    agent-backtest applies: a backtested setup could not be traded."""
+    env = {"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
+    common = ("--symbol", "BTCUSDT", "--data", str(day_csv), "--yes")
+    common += ("--stop-loss", "0.15", "--take-profit", "0.3", "--trailing-stop", "0.2")
+    report = _backtest(cli, tmp_path, *common, "--stateful", "--slippage-bps", "2", env=env)
+    fills, status = _paper(cli, "agent-levels", *common, env=env)
+    reasons = {f["reason"] for f in report["fills"]}
+    assert {"stop_loss", "take_profit", "trailing_stop"} <= reasons, reasons
+    assert _fills(fills) == _fills(report["fills"])
+    assert [f["reason"] for f in fills] == [f["reason"] for f in report["fills"]]
+    assert round(status["equity"], 2) == round(report["metrics"]["Equity Final [$]"], 2)
+
+
+@pytest.mark.slow
 def test_a_trailing_stop_exits_the_same_in_a_backtest_and_on_paper_over_a_restart(
     cli, tmp_path, day_csv
 ):

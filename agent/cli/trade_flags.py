@@ -63,12 +63,18 @@ def parser() -> argparse.ArgumentParser:
         help="the agent: minutes between decisions (setting trading.decide_every: 15)",
     )
     loop.add_argument("--size", help="a classic strategy: per entry, 'all' (default) or a percent")
-    loop.add_argument("--stop-loss", type=finite, help="a classic strategy: stop-loss percent")
-    loop.add_argument("--take-profit", type=finite, help="a classic strategy: take-profit percent")
     loop.add_argument(
-        "--trailing-stop",
+        "--stop-loss",
         type=finite,
-        help="a classic strategy: trailing stop percent below the high",
+        help="stop-loss percent from the entry (the agent: where its own is looser or unset)",
+    )
+    loop.add_argument(
+        "--take-profit",
+        type=finite,
+        help="take-profit percent from the entry (the agent: where its own is looser or unset)",
+    )
+    loop.add_argument(
+        "--trailing-stop", type=finite, help="trailing stop percent below a long's highest high"
     )
     loop.add_argument(
         "--fee-bps", type=finite, help="paper: maker and taker fee (setting trading.paper_fee_bps)"
@@ -219,12 +225,10 @@ def _check_run_args(args: argparse.Namespace, trading: TradingSettings) -> None:
                 "the exchange charges its own fees and fills at its own prices"
             )
     if args.strategy == AGENT:
-        flags = ("size", "stop_loss", "take_profit", "trailing_stop")
-        given = [f for f in flags if getattr(args, f) is not None]
-        if given:
+        if args.size is not None:
             raise UserError(
-                f"--{given[0].replace('_', '-')} does not apply to the agent: it proposes its "
-                "own size and stop, which the risk gate bounds"
+                "--size does not apply to the agent: it proposes its own size, which the risk "
+                "gate bounds"
             )
         if args.decide_every is None:
             args.decide_every = trading.decide_every
