@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # in-memory SQLite included, is parsed and opened by SQLAlchemy.
 PLAIN_SQLITE_FILE = re.compile(r"sqlite:///(?!:memory:$)([^?%#@]+)")
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+_PASSWORD = re.compile(r"(://[^:/@\s]*:).*@")  # a URL's user:password@, to the last @
 
 
 class Store:
@@ -308,9 +309,9 @@ def _parsed(url: str) -> tuple[str | URL, str | None]:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise UserError(
-            f"invalid DATABASE_URL {url!r}: expected e.g. sqlite:///path/agent.db"
+            f"invalid DATABASE_URL {_masked(url)!r}: expected e.g. sqlite:///path/agent.db"
         ) from None
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         # SQLAlchemy knows mysql, oracle, mssql: opening one raised the missing driver's
@@ -324,6 +325,12 @@ def _parsed(url: str) -> tuple[str | URL, str | None]:
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         _private_sqlite(Path(parsed.database).expanduser())
     return parsed, None
+
+
+def _masked(url: str) -> str:
+    """`url` with its password as ***, for a URL SQLAlchemy cannot parse: everything up to
+    the last @ goes, so a password holding / or @ is not shown in part either."""
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 def _cannot_open(exc: BaseException) -> BaseException | None:

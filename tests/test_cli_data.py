@@ -114,6 +114,22 @@ def test_a_database_the_store_does_not_run_on_is_named_in_one_line(cli, url: str
     assert "the store runs on SQLite or PostgreSQL" in line and "postgresql://" in line
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres ql://probe:S3cretPW@127.0.0.1/db",
+        "postgresql://probe:S3cretPW@127.0.0.1:notaport/db",
+    ],
+)
+def test_a_url_that_cannot_be_parsed_is_one_line_with_its_password_hidden(cli, url: str) -> None:
+    """A port that is not a number was a traceback; a URL with a typo was echoed whole."""
+    result = cli("agent-data", "list", env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    line = _one_clean_line(result.stderr)
+    assert "invalid DATABASE_URL" in line and "probe:***@127.0.0.1" in line
+    assert "S3cretPW" not in result.stderr + result.stdout
+
+
 def test_download_without_network_fails_clearly(cli) -> None:
     result = cli("agent-data", "download", "--symbol", "BTCUSDT", "--days", "1")
     assert result.returncode == 1
