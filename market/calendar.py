@@ -21,6 +21,14 @@ POST_MARKET_END = time(20, 0)
 FIRST_YEAR, LAST_YEAR = 1990, 2035  # the calendar's span; exchange_calendars defaults to 20 years
 
 
+def dated(open_ms: np.ndarray, interval_ms: int) -> np.ndarray:
+    """Daily and longer bars' open times as midnight UTC of their dates, the one time the store
+    keys such a bar (and its splits and dividends) by. New York's midnight, open and close all
+    fall on the session's UTC date, so a yfinance stamp (00:00-04:00), a date-only file and
+    Alpaca's bar of one session are one bar, not two; shorter bars keep their times."""
+    return open_ms - open_ms % DAY_MS if interval_ms >= DAY_MS else open_ms
+
+
 @dataclass(frozen=True)
 class Sessions:
     """Every XNYS session in the calendar's span: its date and its regular and extended hours."""

@@ -11,6 +11,7 @@ import pandas as pd
 from pandas._libs.parsers import STR_NA_VALUES  # the cells pandas reads as NA
 
 from core.errors import UserError
+from market.calendar import dated
 from market.csv_ranges import read_rows
 from market.models import INTERVAL_MS
 
@@ -199,7 +200,7 @@ def read_candle_csv(
             f"{path}: missing columns {need + missing} (found {sorted(names)}); {_EXPECTED}"
         )
     step = INTERVAL_MS[interval]
-    open_time = _epoch_to_ms(raw[time_col], path)
+    open_time = dated(_epoch_to_ms(raw[time_col], path), step)
     columns: dict[str, np.ndarray] = {"open_time": open_time}
     columns.update((col, _floats(raw[col])) for col in _OHLCV)
     columns["close_time"] = (

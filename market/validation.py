@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from market.calendar import xnys
+from market.calendar import dated, xnys
 from market.models import INTERVAL_MS, PRICE_COLUMNS, iso_ms
 
 _EXAMPLES = 3
@@ -121,8 +121,10 @@ def check_candles(
     report = ValidationReport(rows=len(candles))
     if candles.empty:
         return report, None
-    times = candles["open_time"].to_numpy(dtype=np.int64)
     step = INTERVAL_MS[interval]
+    # a store written before daily bars were dated (market.calendar.dated) may hold one
+    # session twice, at midnight UTC and at New York's: the same date is a duplicate
+    times = dated(candles["open_time"].to_numpy(dtype=np.int64), step)
     diffs = np.diff(times)
     odd = np.flatnonzero(diffs != step)  # bars not one step after the last: few or none
     odd_diffs = diffs[odd]

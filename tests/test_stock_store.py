@@ -4,12 +4,15 @@ backtest on the store trades and pays exactly as the same backtest on the file."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_corporate_actions import _yahoo
+
+from market.models import CANDLE_COLUMNS
 
 N, SPLIT, DIVIDEND = 80, 40, 60
 
@@ -76,3 +79,50 @@ def test_imported_and_downloaded_bars_are_one_alpaca_series_read_with_or_without
     assert len(on_alpaca["trades"]) >= 2 and on_alpaca["trades"] == from_file["trades"]
     assert unnamed["trades"] == on_alpaca["trades"] and unnamed["fills"] == on_alpaca["fills"]
     assert "notice: alpaca bars" not in said, "a stock's own venue needs no notice"
+
+
+@pytest.mark.slow
+def test_one_session_from_a_dated_and_a_tz_aware_file_is_one_bar_and_one_split(
+    cli, tmp_path
+) -> None:
+    """A yfinance export stamps a daily bar at New York's midnight (00:00-05:00), a dated file
+    at the date: both are the same session, stored once, its split applied once."""
+    dated = tmp_path / "xyz.csv"
+    _file(dated)
+    zoned = tmp_path / "xyz-tz.csv"
+    frame = pd.read_csv(dated)
+    local = pd.to_datetime(frame["Date"]).dt.tz_localize("America/New_York")
+    frame.assign(Date=local.map(lambda t: t.isoformat(sep=" "))).to_csv(zoned, index=False)
+    assert "2024-01-02 00:00:00-05:00" in zoned.read_text()
+    for path in (dated, zoned):
+        imported = cli("agent-data", "import", str(path), "--symbol", "XYZ", "--interval", "1d")
+        assert imported.returncode == 0, imported.stderr
+    assert "0 new in the store" in imported.stdout
+    listed = cli("agent-data", "list")
+    assert re.search(rf"XYZ\s*│\s*1d\s*│\s*2024-01-02[^│]*│[^│]*│\s*{N}\s*│", listed.stdout)
+    stored, said = _backtest(cli, tmp_path, "stored")
+    from_file, _ = _backtest(cli, tmp_path, "file", "--data", str(dated))
+    assert "1 split(s) and 1 dividend(s) from the store applied" in said
+    assert stored["trades"] == from_file["trades"] and stored["fills"] == from_file["fills"]
+
+
+def test_verify_names_a_session_an_older_store_holds_twice(cli, tmp_path) -> None:
+    """A store written before daily bars were dated may hold one session at midnight UTC and
+    again at New York's midnight: verify says so instead of `ok`."""
+    from store.candles import upsert_candles
+    from store.db import open_store
+
+    days = pd.date_range("2024-01-02", periods=3, freq="B", tz="UTC")
+    midnight = days.as_unit("ms").asi8
+    bars = pd.DataFrame({"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100.0,
+                         "quote_volume": 0.0, "trades": 0, "taker_buy_volume": 0.0,
+                         "taker_buy_quote_volume": 0.0}, index=range(3))  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = open_store(url)
+    for opens in (midnight, midnight + 5 * 3_600_000):
+        frame = bars.assign(open_time=opens, close_time=opens + 86_399_999)
+        upsert_candles(store, "XYZ", "1d", frame[list(CANDLE_COLUMNS)], exchange="alpaca")
+    store.close()
+    result = cli("agent-data", "verify", "--symbol", "XYZ", env={"DATABASE_URL": url})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "XYZ 1d: 6 bars, 3 duplicate bars, first at 2024-01-02 00:00" in result.stdout

@@ -14,6 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import UserError, VenueError
+from market.calendar import dated
 from market.instruments import equity_rules
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules
 from market.rest_client import RestClient, progress, reads_reply
@@ -193,7 +194,7 @@ class AlpacaData(RestClient):
         on_page: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
         """Closed bars in [start_ms, end_ms] in CANDLE_COLUMNS; a daily bar is a session, dated
-        at midnight UTC of its New York date, as the project's daily files are."""
+        at midnight UTC of its New York date, as an imported file's are (`dated`)."""
         timeframe = _TIMEFRAMES.get(interval)
         if timeframe is None:
             raise UserError(f"Alpaca has no {interval} bars; use one of {', '.join(_TIMEFRAMES)}")
@@ -202,13 +203,8 @@ class AlpacaData(RestClient):
         report = progress(on_page)
         if report is not None:
             report(len(frame))
-        opens = frame["open_time"]
-        if interval == "1d":
-            local = pd.to_datetime(opens, unit="ms", utc=True).dt.tz_convert("America/New_York")
-            opens = (
-                local.dt.tz_localize(None).dt.normalize().astype("datetime64[ms]").astype("int64")
-            )
         step = INTERVAL_MS[interval]
+        opens = dated(frame["open_time"].to_numpy(), step)
         out = frame.assign(
             open_time=opens,
             close_time=opens + step - 1,
