@@ -240,7 +240,11 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
     durations = np.array([t.exit_time - t.entry_time for t in trades], dtype=np.float64)
     entries = np.array([t.entry_bar for t in trades], dtype=np.int64)
     exits = np.array([t.exit_bar for t in trades], dtype=np.int64)
-    closes = [b.close for b in bars.symbols.values()]
+    warmup, actions = result.strategy.warmup, result.actions
+    closes = [  # Buy & Hold through the run's splits and dividends, as its baseline holds
+        actions.held(s, bars.open_time, b.close, warmup) if actions else b.close
+        for s, b in bars.symbols.items()
+    ]
     equity, basis = equity_metrics(
         result.equity, bars.open_time, step, config.periods_per_year, config.bars_per_session
     )
@@ -248,7 +252,7 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
         **equity,
         **trade_metrics(pnl, returns, durations, step),
         "Exposure Time [%]": float(exposure(entries, exits, len(bars)).mean() * 100),
-        "Buy & Hold Return [%]": buy_and_hold(closes, result.strategy.warmup),
+        "Buy & Hold Return [%]": buy_and_hold(closes, warmup),
         "Fees [$]": result.fees,
         "Turnover [$]": result.turnover,
         "Rejected Orders": len(result.rejections),

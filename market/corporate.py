@@ -78,6 +78,24 @@ class CorporateActions:
             bars.volume / shares,
         )
 
+    def held(self, symbol: str, open_time: np.ndarray, close: np.ndarray, first: int) -> np.ndarray:
+        """What one share bought at bar `first`'s close is worth at each close: the shares its
+        later splits made at that close, plus its later dividends as cash (not reinvested),
+        as the engine pays a position. The closes up to `first` are the raw ones."""
+        actions = self._by.get(symbol)
+        if not actions:
+            return close
+        shares, cash = np.ones(len(close)), np.zeros(len(close))
+        held, paid = 1.0, 0.0
+        for i in np.flatnonzero(np.isin(open_time, list(actions))).tolist():
+            if i <= first:
+                continue
+            action = actions[int(open_time[i])]
+            paid += action.dividend * held  # on the shares held before the open, then split
+            held *= action.ratio
+            shares[i:], cash[i:] = held, paid
+        return close * shares + cash
+
 
 def read_actions(path: Path, interval: str) -> dict[int, Action]:
     """A Yahoo file's nonzero `Stock Splits` (new shares per old) and `Dividends` (per share)

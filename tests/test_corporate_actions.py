@@ -248,3 +248,27 @@ def test_cli_backtest_on_raw_prices_with_a_split_trades_as_on_continuous_prices(
     raw_fills = [(f["time"], f["side"]) for f in raw_report["fills"]]
     assert len(raw_fills) >= 4
     assert raw_fills == [(f["time"], f["side"]) for f in flat_report["fills"]]
+
+
+@pytest.mark.slow
+def test_buy_and_hold_follows_a_split_and_credits_a_dividend_as_cash(cli, tmp_path) -> None:
+    """A 4:1 split read as a 75% fall made Buy & Hold -72%: one share bought at the first bar
+    the strategy can trade becomes four at the split and takes $1 on each at the dividend."""
+    n, split_at, dividend_at = 40, 20, 30
+    continuous = 100.0 + np.arange(n)
+    raw = np.where(np.arange(n) >= split_at, continuous / 4, continuous)
+    splits = np.zeros(n)
+    splits[split_at] = 4.0
+    data = tmp_path / "raw.csv"
+    _yahoo(data, raw, splits)
+    frame = pd.read_csv(data)
+    frame.loc[dividend_at, "Dividends"] = 1.0
+    frame.to_csv(data, index=False)
+    out = tmp_path / "raw.json"
+    result = cli("agent-backtest", "--strategy", "sma_cross", "--fast", "2", "--slow", "3",
+                 "--data", str(data), "--symbol", "XYZ", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first = 2  # sma_cross --slow 3 trades from its third bar
+    worth = continuous[-1] + 4 * 1.0  # four shares at the last close and $4 of dividends
+    held = json.loads(out.read_text())["metrics"]["Buy & Hold Return [%]"]
+    assert held == pytest.approx((worth - continuous[first]) / continuous[first] * 100, rel=1e-6)
