@@ -41,7 +41,9 @@ class Sessions:
     extended_closes: np.ndarray  # 20:00 New York
 
     def regular(self, open_ms: np.ndarray, interval_ms: int) -> np.ndarray:
-        """Bars whose whole span lies in regular hours; a daily bar is a session by its date."""
+        """Bars that start in regular hours; a daily bar is a session by its date. A bar may
+        run past the close: yfinance's hourly bars start at 09:30, ..., 15:30, and the last
+        is the session's, not the post-market's."""
         open_ms = np.asarray(open_ms, dtype=np.int64)
         if interval_ms >= DAY_MS:
             return self.is_session_day(open_ms - open_ms % DAY_MS)
@@ -55,7 +57,7 @@ class Sessions:
         return self.labels[at] == days
 
     def extended(self, open_ms: np.ndarray, interval_ms: int) -> np.ndarray:
-        """Bars in the pre-market, regular hours or the post-market of a session day."""
+        """Bars that start in the pre-market, regular hours or the post-market of a session day."""
         open_ms = np.asarray(open_ms, dtype=np.int64)
         if interval_ms >= DAY_MS:
             return self.regular(open_ms, interval_ms)
@@ -68,11 +70,14 @@ class Sessions:
         at = np.searchsorted(starts, open_ms, side="right") - 1
         known = at >= 0
         at = np.clip(at, 0, len(starts) - 1)
-        return known & (open_ms >= starts[at]) & (open_ms + interval_ms <= ends[at])
+        return known & (open_ms >= starts[at]) & (open_ms < ends[at])
 
     def missing(self, open_ms: np.ndarray, interval_ms: int) -> int:
         """Regular-hours bars that the sessions between the first and the last bar should have
-        and the data lacks: a stock's nights, weekends and holidays are not gaps."""
+        and the data lacks: a stock's nights, weekends and holidays are not gaps. A session
+        should have every bar on the data's own grid (its opens' usual offset within the
+        interval: 09:30, 10:30, ... for yfinance's hourly bars, 10:00, 11:00, ... for
+        Alpaca's) that starts in its regular hours."""
         open_ms = np.asarray(open_ms, dtype=np.int64)
         first, last = int(open_ms.min()), int(open_ms.max())
         if interval_ms >= DAY_MS:
@@ -80,8 +85,13 @@ class Sessions:
             expected = self.labels[(self.labels >= days.min()) & (self.labels <= days.max())]
             return int((~np.isin(expected, days)).sum())
         inside = (self.closes > first) & (self.opens <= last)
-        opens, closes = self.opens[inside], self.closes[inside]
-        counts = (closes - opens) // interval_ms
+        regular = open_ms[self.regular(open_ms, interval_ms)]
+        phases, seen = np.unique(
+            (regular if len(regular) else open_ms) % interval_ms, return_counts=True
+        )
+        grid = int(phases[seen.argmax()])
+        opens = self.opens[inside] + (grid - self.opens[inside]) % interval_ms
+        counts = np.maximum(-((opens - self.closes[inside]) // interval_ms), 0)
         offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         expected = np.repeat(opens, counts) + interval_ms * offsets
         expected = expected[(expected >= first) & (expected <= last)]

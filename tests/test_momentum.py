@@ -120,6 +120,17 @@ def test_stock_periods_are_sessions_pre_market_and_early_closes_included() -> No
     assert starts.tolist() == [True, False, False, True, False]
 
 
+def test_a_yfinance_hourly_sessions_last_bar_ends_its_period() -> None:
+    """yfinance's hourly bars start at 09:30, ..., 15:30 (12:30 on an early close): the last
+    runs past the close and is the one that ends the session."""
+    hour = 2 * HALF_HOUR
+    stamps = ("2025-11-28 11:30", "2025-11-28 12:30", "2025-12-01 14:30", "2025-12-01 15:30")
+    times = np.array([ny(t) for t in stamps], dtype=np.int64)
+    ends, starts = period_masks(times, times + hour - 1, sessions=True)
+    assert ends.tolist() == [False, True, False, True]
+    assert starts.tolist() == [True, False, True, False]
+
+
 def test_stocks_rebalance_at_the_close_and_fill_at_the_next_sessions_open() -> None:
     days = ("2025-12-01", "2025-12-02", "2025-12-03")
     stamps = [f"{d} {t}" for d in days for t in ("09:00", "09:30", "15:30")]
@@ -197,3 +208,36 @@ def test_intraday_stock_buy_and_hold_starts_at_the_first_rebalance_not_bar_n(
     expected = (close[-1] - close[third_close]) / close[third_close] * 100
     report = json.loads(out.read_text())
     assert report["metrics"]["Buy & Hold Return [%]"] == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_momentum_trades_a_yfinance_hourly_file_that_holds_regular_hours_only(
+    cli, tmp_path: Path
+) -> None:
+    """yfinance's hourly bars start at 09:30, ..., 15:30: every one is in regular hours and the
+    15:30 bar ends the session, so momentum ranks there and buys (it found no session's end)."""
+    days = ("2025-12-01", "2025-12-02", "2025-12-03", "2025-12-04", "2025-12-05")
+    stamps = pd.DatetimeIndex(
+        [f"{d} {h}:30" for d in days for h in range(9, 16)], tz="America/New_York"
+    )
+    close = 100 + np.arange(len(stamps), dtype=float)
+    data = tmp_path / "xyz-1h.csv"
+    pd.DataFrame(
+        {
+            "Datetime": [t.isoformat(sep=" ") for t in stamps],
+            "Open": close,
+            "High": close + 1,
+            "Low": close - 1,
+            "Close": close,
+            "Volume": 1000,
+        }
+    ).to_csv(data, index=False)
+    out = tmp_path / "xyz.json"
+    args = ("--strategy", "momentum", "--lookback", "1", "--symbol", "XYZ", "--data", str(data))
+    result = cli("agent-backtest", *args, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "35 bars in regular hours, 0 pre/post-market" in result.stderr
+    fills = json.loads(out.read_text())["fills"]
+    assert fills, "the session's last bar is where momentum ranks"
+    first = pd.Timestamp(fills[0]["time"]).tz_convert("America/New_York")
+    assert first.strftime("%Y-%m-%d %H:%M") == "2025-12-03 09:30"

@@ -113,6 +113,21 @@ def test_the_early_close_after_thanksgiving_pushes_the_fill_to_monday() -> None:
     assert [(f.bar, f.price) for f in result.fills] == [(2, 104)]
 
 
+HOUR = 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("decided", "last"),
+    [("2026-05-28 14:30", "2026-05-28 15:30"), ("2025-11-28 11:30", "2025-11-28 12:30")],
+)
+def test_yfinance_hourly_sessions_last_bar_fills(decided: str, last: str) -> None:
+    """yfinance stamps hourly bars 09:30, ..., 15:30 (12:30 on an early close): the last one
+    runs past the close but is the session's, so an order decided the bar before fills in it."""
+    rows = [(decided, 100, 101, 99, 100), (last, 102, 103, 101, 102)]
+    result = run(table(rows, HOUR), {("EA", 0): [buy]}, HOUR)
+    assert [(f.bar, f.price) for f in result.fills] == [(1, 102)]
+
+
 def test_a_stop_gapped_over_a_weekend_fills_at_mondays_open_not_at_its_price() -> None:
     rows = [
         ("2026-05-28 15:00", 100, 101, 99, 100),  # Thursday: buy with a stop at 95
@@ -151,3 +166,15 @@ def test_a_stocks_gaps_are_the_bars_its_sessions_lack_not_its_nights() -> None:
     halves = table([(t, 1, 1, 1, 1) for t in ("2026-05-29 15:00", "2026-06-01 10:30")], HALF_HOUR)
     # Friday 15:30 and Monday 09:30 and 10:00 are missing; the night and the weekend are not.
     assert xnys().missing(halves["open_time"].to_numpy(), HALF_HOUR) == 3
+
+
+def test_an_hourly_session_lacks_the_bars_of_its_own_grid_that_start_in_regular_hours() -> None:
+    """yfinance's hourly bars start at 09:30 and the 15:30 one is the session's; Alpaca's start
+    on the hour, 10:00 to 15:00 in regular hours (09:00 is pre-market)."""
+    yahoo = [f"2026-05-2{d} {h}:30" for d in (8, 9) for h in range(9, 16)]
+    alpaca = [f"2026-05-2{d} {h:02}:00" for d in (8, 9) for h in range(9, 17)]
+    for stamps in (yahoo, alpaca):
+        opens = table([(t, 1, 1, 1, 1) for t in stamps], HOUR)["open_time"].to_numpy()
+        assert xnys().missing(opens, HOUR) == 0
+    opens = table([(t, 1, 1, 1, 1) for t in yahoo if t != "2026-05-28 15:30"], HOUR)
+    assert xnys().missing(opens["open_time"].to_numpy(), HOUR) == 1
