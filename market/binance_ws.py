@@ -379,9 +379,9 @@ class BarContinuity:
         events: list[StreamEvent] = []
         step = INTERVAL_MS.get(bar.interval)
         if last is not None and step is not None and bar.open_time > last + step:
-            events.extend(
-                await self._fill(bar.symbol, bar.interval, last + step, bar.open_time - 1, step)
-            )
+            expected = _expected(bar.symbol, last + step, bar.open_time - 1, step)
+            if expected:
+                events.extend(await self._fill(bar.symbol, bar.interval, expected))
         events.append(bar)
         self.last_open[key] = bar.open_time
         return events
@@ -421,19 +421,19 @@ class BarContinuity:
             return await self._backfill(symbol, interval, start_ms, end_ms)
         return await asyncio.to_thread(self._backfill, symbol, interval, start_ms, end_ms)
 
-    async def _fill(
-        self, symbol: str, interval: str, start_ms: int, end_ms: int, step: int
-    ) -> list[StreamEvent]:
-        expected = range(start_ms, end_ms + 1, step)
+    async def _fill(self, symbol: str, interval: str, expected: Sequence[int]) -> list[StreamEvent]:
         got: dict[int, Bar] = {}
         reason = "no backfill source"
         if self._backfill is not None:
             try:
-                rows = await self._fetch(symbol, interval, start_ms, end_ms)
+                rows = await self._fetch(symbol, interval, expected[0], expected[-1])
+                fetched = {
+                    b.open_time: b for b in rows if (b.symbol, b.interval) == (symbol, interval)
+                }
                 got = {
-                    b.open_time: b.model_copy(update={"source": "backfill"})
-                    for b in rows
-                    if b.symbol == symbol and b.interval == interval and b.open_time in expected
+                    t: fetched[t].model_copy(update={"source": "backfill"})
+                    for t in expected
+                    if t in fetched
                 }
                 reason = "the backfill source does not have them"
             except Exception as exc:  # REST down: report the gap, keep streaming
@@ -453,6 +453,19 @@ class BarContinuity:
                 BarGap(symbol=symbol, interval=interval, missing_open_times=missing, reason=reason)
             )
         return events
+
+
+def _expected(symbol: str, start_ms: int, end_ms: int, step: int) -> Sequence[int]:
+    """The bar opens in [start_ms, end_ms] a stream owes: every step for a coin, which trades
+    around the clock; for a US stock only those in the exchange's regular hours, on the grid
+    of the bar after them, so its nights, weekends and holidays are no gap."""
+    from market.instruments import is_stock
+
+    if not is_stock(symbol):
+        return range(start_ms, end_ms + 1, step)
+    from market.calendar import xnys  # exchange_calendars: only a stock's stream loads it
+
+    return xnys().expected(start_ms, end_ms, step, (end_ms + 1) % step).tolist()
 
 
 class TradeLike(Protocol):

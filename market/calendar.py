@@ -74,28 +74,30 @@ class Sessions:
 
     def missing(self, open_ms: np.ndarray, interval_ms: int) -> int:
         """Regular-hours bars that the sessions between the first and the last bar should have
-        and the data lacks: a stock's nights, weekends and holidays are not gaps. A session
-        should have every bar on the data's own grid (its opens' usual offset within the
-        interval: 09:30, 10:30, ... for yfinance's hourly bars, 10:00, 11:00, ... for
-        Alpaca's) that starts in its regular hours."""
-        open_ms = np.asarray(open_ms, dtype=np.int64)
-        first, last = int(open_ms.min()), int(open_ms.max())
-        if interval_ms >= DAY_MS:
-            days = open_ms - open_ms % DAY_MS
-            expected = self.labels[(self.labels >= days.min()) & (self.labels <= days.max())]
-            return int((~np.isin(expected, days)).sum())
-        inside = (self.closes > first) & (self.opens <= last)
+        and the data lacks: a stock's nights, weekends and holidays are not gaps. The bars are
+        on the data's own grid (its regular opens' usual offset within the interval: 09:30,
+        10:30, ... for yfinance's hourly bars, 10:00, 11:00, ... for Alpaca's)."""
+        open_ms = dated(np.asarray(open_ms, dtype=np.int64), interval_ms)
         regular = open_ms[self.regular(open_ms, interval_ms)]
         phases, seen = np.unique(
             (regular if len(regular) else open_ms) % interval_ms, return_counts=True
         )
         grid = int(phases[seen.argmax()])
+        expected = self.expected(int(open_ms.min()), int(open_ms.max()), interval_ms, grid)
+        return int((~np.isin(expected, open_ms)).sum())
+
+    def expected(self, start_ms: int, end_ms: int, interval_ms: int, grid: int) -> np.ndarray:
+        """The bar opens in [start_ms, end_ms] a stock's data should hold: each session's date
+        for daily bars, else every open on the grid (opens ≡ `grid` modulo the interval) that
+        starts in a session's regular hours."""
+        if interval_ms >= DAY_MS:
+            return self.labels[(self.labels >= start_ms) & (self.labels <= end_ms)]
+        inside = (self.closes > start_ms) & (self.opens <= end_ms)
         opens = self.opens[inside] + (grid - self.opens[inside]) % interval_ms
         counts = np.maximum(-((opens - self.closes[inside]) // interval_ms), 0)
         offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         expected = np.repeat(opens, counts) + interval_ms * offsets
-        expected = expected[(expected >= first) & (expected <= last)]
-        return int((~np.isin(expected, open_ms)).sum())
+        return expected[(expected >= start_ms) & (expected <= end_ms)]
 
     def days_covered(self, open_ms: np.ndarray, interval_ms: int) -> float:
         """The real days that these bars' sessions stand for: each session counts from its open

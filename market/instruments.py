@@ -40,15 +40,16 @@ def asset_class(symbol: str) -> AssetClass:
     return AssetClass.EQUITY
 
 
+def is_stock(symbol: str) -> bool:
+    """A normalised symbol is a US ticker (BRK.B), as `parse_instrument` classes it, not a
+    coin pair (ETHGBP, whose quote `asset_class` does not know, is one)."""
+    return bool(_TICKER_RE.match(symbol)) and asset_class(symbol) is AssetClass.EQUITY
+
+
 def home_exchange(symbol: str) -> str:
-    """Whose bars a stored symbol's are when no venue is named: a US stock's (as
-    `parse_instrument` classes it) are the US-stock venue's, imported or downloaded alike; a
-    coin's Binance's."""
-    return (
-        STOCK_EXCHANGE
-        if _TICKER_RE.match(symbol) and asset_class(symbol) is AssetClass.EQUITY
-        else EXCHANGE
-    )
+    """Whose bars a stored symbol's are when no venue is named: a US stock's are the US-stock
+    venue's, imported or downloaded alike; a coin's Binance's."""
+    return STOCK_EXCHANGE if is_stock(symbol) else EXCHANGE
 
 
 def quote_of(symbol: str) -> str:
@@ -62,7 +63,7 @@ def parse_instrument(raw: str) -> tuple[str, AssetClass]:
     """A crypto pair or a US ticker, normalised, with its class; anything else says what is
     expected."""
     symbol = raw.strip().upper()
-    if _TICKER_RE.match(symbol) and asset_class(symbol) is AssetClass.EQUITY:
+    if is_stock(symbol):
         return symbol, AssetClass.EQUITY
     try:
         return parse_symbol(raw), AssetClass.CRYPTO

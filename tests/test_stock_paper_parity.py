@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from script_strategy import NO_COSTS, Script, backtest, order
@@ -139,3 +141,24 @@ def test_agent_trade_refuses_stocks_where_they_cannot_trade(cli, args, message) 
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.slow
+def test_a_stock_replay_misses_only_a_session_the_file_lacks(cli, tmp_path) -> None:
+    """A stock's nights, weekends and holidays (MLK day here) are no missing bars: each one was
+    a warning, and the account's last error, at every weekend of a daily replay."""
+    from test_corporate_actions import _yahoo
+
+    data = tmp_path / "xyz.csv"
+    _yahoo(data, 100 + 5 * np.sin(np.arange(30) / 3), np.zeros(30))
+    rows = data.read_text().splitlines()
+    assert rows.pop(12).startswith("2024-01-18")  # a Thursday: the one session lost
+    data.write_text("\n".join(rows) + "\n")
+    args = ("--strategy", "sma_cross", "--fast", "3", "--slow", "8", "--symbol", "XYZ")
+    run = cli("agent-trade", "--feed", "replay", "--speed", "max", "--account", "xyz",
+              *args, "--data", str(data))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert re.findall(r"\d+ closed bar\(s\) missing", run.stderr) == ["1 closed bar(s) missing"]
+    status = json.loads(cli("agent-trade", "status", "--account", "xyz", "--json").stdout)
+    assert status["feed"] == {"missing_bars": 1}
+    assert status["last_error"].startswith("XYZ: 1 bar(s) missing")
