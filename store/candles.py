@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from market.instruments import is_stock
 from market.models import CANDLE_COLUMNS, EXCHANGE, INTERVAL_MS
 from store import bar_cache
 from store.db import Store
@@ -281,18 +282,31 @@ def summarize(store: Store, symbol: str | None = None) -> list[SeriesSummary]:
         stmt = stmt.where(table.c.symbol == symbol)
     with store.engine.connect() as conn:
         result = conn.execute(stmt.order_by(table.c.symbol, table.c.interval)).all()
-    summaries = []
-    for exchange, sym, interval, rows, first, last in result:
-        expected = (last - first) // INTERVAL_MS[interval] + 1 if interval in INTERVAL_MS else rows
-        summaries.append(
-            SeriesSummary(
-                exchange=exchange,
-                symbol=sym,
-                interval=interval,
-                rows=rows,
-                first_open_ms=first,
-                last_open_ms=last,
-                missing_bars=max(expected - rows, 0),
-            )
+    return [
+        SeriesSummary(
+            exchange=exchange,
+            symbol=sym,
+            interval=interval,
+            rows=rows,
+            first_open_ms=first,
+            last_open_ms=last,
+            missing_bars=_missing(store, (exchange, sym, interval), rows, first, last),
         )
-    return summaries
+        for exchange, sym, interval, rows, first, last in result
+    ]
+
+
+def _missing(store: Store, series: bar_cache.Series, rows: int, first: int, last: int) -> int:
+    """The bars a series lacks between its first and last: a US stock's are those its XNYS
+    sessions should have, read from its open times as `agent-data verify` reads them (its
+    nights and weekends are no gap); a coin's, every step not there."""
+    exchange, symbol, interval = series
+    step = INTERVAL_MS.get(interval)
+    if step is None:
+        return 0
+    if is_stock(symbol):
+        from market.calendar import xnys  # exchange_calendars: only for a stock's series
+
+        opens = load_candles(store, symbol, interval, exchange=exchange)["open_time"].to_numpy()
+        return xnys().missing(opens, step)
+    return max((last - first) // step + 1 - rows, 0)

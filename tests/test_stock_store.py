@@ -126,3 +126,19 @@ def test_verify_names_a_session_an_older_store_holds_twice(cli, tmp_path) -> Non
     result = cli("agent-data", "verify", "--symbol", "XYZ", env={"DATABASE_URL": url})
     assert result.returncode == 1, result.stdout + result.stderr
     assert "XYZ 1d: 6 bars, 3 duplicate bars, first at 2024-01-02 00:00" in result.stdout
+
+
+def test_list_counts_a_stocks_missing_sessions_as_verify_does(cli, tmp_path) -> None:
+    """`agent-data list` counted a stock's weekends and holidays as missing bars while
+    `verify` said ok: both now count the one session the file lacks."""
+    data = tmp_path / "xyz.csv"
+    _file(data)
+    rows = data.read_text().splitlines()
+    assert rows.pop(12).startswith("2024-01-18")  # a Thursday
+    data.write_text("\n".join(rows) + "\n")
+    imported = cli("agent-data", "import", str(data), "--symbol", "XYZ", "--interval", "1d")
+    assert imported.returncode == 0, imported.stderr
+    listed = cli("agent-data", "list")
+    assert re.search(rf"XYZ\s*│\s*1d\s*│[^│]*│[^│]*│\s*{N - 1}\s*│\s*1\s*│", listed.stdout)
+    verified = cli("agent-data", "verify", "--symbol", "XYZ")
+    assert f"XYZ 1d: {N - 1} bars, 1 bars missing in regular hours" in verified.stdout
