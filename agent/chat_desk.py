@@ -28,11 +28,9 @@ from agent.step_commit import commit_step
 from agent.trading_loop import Venue, history_rows
 from core.errors import UserError
 from execution.feed import SymbolBars
-from execution.fees import FeeSchedule
 from execution.paper import GrowingFeed, PaperExecutor
 from execution.paper_records import load_account
-from execution.slippage import FixedBps
-from execution.venues import VenueFactory, paper_venue, reconcile
+from execution.venues import VenueFactory, reconcile
 from market.models import SymbolRules, iso_ms
 from risk.desk import RiskDesk
 from risk.limits import RiskLimits
@@ -45,7 +43,6 @@ from runtime.strategy import Prepared, Strategy
 from tools.env import AccountBook, OpenOrder
 
 SAMPLE_START_BARS = 1_500  # on the frozen sample: a day of history and an hour, then trade
-SLIPPAGE_BPS = 2.0  # the paper venue's default, as `agent-trade` uses it
 
 
 class NoParams(BaseModel):
@@ -88,11 +85,11 @@ class ChatDesk:
         rules: Mapping[str, SymbolRules],
         *,
         cash: float,
-        limits: RiskLimits | None = None,
+        limits: RiskLimits,
         frozen: bool,
+        venue: VenueFactory,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         mode: str = "paper",
-        venue: VenueFactory | None = None,
     ) -> None:
         self.store, self.account, self.frozen, self.wall_ms = store, account, frozen, wall_ms
         self.mode = mode
@@ -130,10 +127,7 @@ class ChatDesk:
             self.feed.append(*self._rows[0])
             gap = f"bars from {iso_ms(start)} to {iso_ms(self._rows[0][0])} UTC were not stepped"
             self.state = self.state.model_copy(update={"last_error": gap})
-        make = venue or paper_venue(
-            self.rules, fees=FeeSchedule(), slippage=FixedBps(bps=SLIPPAGE_BPS)
-        )
-        self.venue: Venue = make(self.state.initial_cash, self.feed)
+        self.venue: Venue = venue(self.state.initial_cash, self.feed)
         queued = self.venue.restore(self.state.paper, stored.fills, stored.orders, stored.actions)
         self.fills = list(stored.fills)
         if mode != "paper":  # the exchange holds the truth: agree with it before trading
@@ -142,9 +136,7 @@ class ChatDesk:
             update={"status": "running", "pid": os.getpid(), "stop_reason": None}
         )
         self.scope = risk_scope(account)
-        self.risk = RiskDesk(
-            store, self.scope, limits or RiskLimits(), self.portfolio, self.view, self.gate_now
-        )
+        self.risk = RiskDesk(store, self.scope, limits, self.portfolio, self.view, self.gate_now)
         self.runner = Runner(
             strategy=PersonDecides(),
             market=Market(self.feed.view(), self.rules),

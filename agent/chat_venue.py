@@ -5,18 +5,42 @@ A testnet chat that cannot trade on testnet stops with the reason; it never fall
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from agent.chat_market import ChatMarket
+from backtest.config import BacktestConfig
 from config import Settings
+from config.settings import TradingSettings
 from core.errors import UserError
-from execution.venues import VenueFactory, signed_venue
+from execution.venues import VenueFactory, paper_venue, signed_venue
 from market.models import SymbolRules
 from market.sample import sample_rules
+from risk.limits import RiskLimits
 from store import Store
 
 ChatMode = Literal["paper", "testnet"]
 CHAT_MODES: tuple[ChatMode, ...] = ("paper", "testnet")
+
+
+class ChatVenue(NamedTuple):
+    """What the chat desk trades with: the exchange rules, the venue, a new account's cash and
+    the limits its gate applies."""
+
+    rules: dict[str, SymbolRules]
+    venue: VenueFactory
+    cash: float
+    limits: RiskLimits
+
+
+def paper_fills(trading: TradingSettings) -> BacktestConfig:
+    """`agent-trade`'s paper fill model with no flag given: the settings' cash, fee and
+    slippage, from agent-trade's own helper, so the chat's account fills as the loop's does."""
+    from agent.cli.trade_flags import parser
+    from agent.cli.trade_run import _fills
+
+    args = parser().parse_args([])
+    args.cash = trading.cash
+    return _fills(args, trading)
 
 
 def chat_venue(
@@ -26,12 +50,20 @@ def chat_venue(
     store: Store,
     account: str,
     notify: Callable[[str], None],
-) -> tuple[dict[str, SymbolRules], VenueFactory | None]:
-    """The exchange rules and the venue factory (None: the chat desk's paper venue)."""
+) -> ChatVenue:
+    """Paper as `agent-trade` trades it (its fee, slippage and the gate's reserve for them), or
+    the signed testnet venue with the limits as configured."""
+    cash = settings.trading.cash
     if mode == "paper":
-        return sample_rules(), None
+        rules = sample_rules()
+        fills = paper_fills(settings.trading)
+        venue = paper_venue(rules, fees=fills.fees, slippage=fills.slippage)
+        return ChatVenue(rules, venue, cash, settings.risk.with_cost_reserve(fills.cost_reserve()))
     require_live(mode, source)
-    return signed_venue("binance", settings, mode, list(source.frames), store, account, notify)
+    rules, venue = signed_venue(
+        "binance", settings, mode, list(source.frames), store, account, notify
+    )
+    return ChatVenue(rules, venue, cash, settings.risk)
 
 
 def require_live(mode: ChatMode, source: ChatMarket) -> None:

@@ -79,7 +79,6 @@ from tools import MarketData, ToolEnv, chat_tools
 
 log = logging.getLogger(__name__)
 
-CASH = 10_000.0
 CHAT_RUN_ID = "ui-chat"
 RISK_SCOPE = CHAT_DESK_SCOPE
 INTERVALS = {"1m": None, "5m": "5min", "15m": "15min", "1h": "1h"}
@@ -818,10 +817,10 @@ def build_app(
     frames = source.frames
     source.venues = other_venues(store, list(frames))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    rules, venue = chat_venue(settings, mode, source, store, account, note)
+    where = chat_venue(settings, mode, source, store, account, note)
     desk = ChatDesk(
-        store, account, frames, rules, cash=CASH, frozen=not source.live, limits=settings.risk,
-        wall_ms=clock.now_ms, mode=mode, venue=venue,
+        store, account, frames, where.rules, cash=where.cash, limits=where.limits,
+        frozen=not source.live, venue=where.venue, wall_ms=clock.now_ms, mode=mode,
     )  # fmt: skip
     channels = channels_from(settings.alerts)
     courier = Courier(channels, attempts=settings.alerts.max_attempts) if channels else None

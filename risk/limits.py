@@ -104,5 +104,10 @@ class RiskLimits(ConfigModel):
             return {**base, **value}
         return value
 
+    def with_cost_reserve(self, reserve: float) -> RiskLimits:
+        """The limits a run's gate applies: `fee_rate` set to the fraction of a buy the run's
+        own fill model costs at worst (`BacktestConfig.cost_reserve`)."""
+        return self.model_copy(update={"fee_rate": reserve})
+
     def for_source(self, source: SignalSource) -> SourceLimits:
         return getattr(self, source)  # a StrEnum is its own attribute name

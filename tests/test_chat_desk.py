@@ -474,6 +474,36 @@ def test_the_assistant_tells_the_limits_in_force_and_how_much_is_used(desk_app: 
     assert "Trading state HALTED; KILL_SWITCH: " in answer and "lunch" in answer
 
 
+def test_the_chat_account_trades_with_the_configured_paper_fee_slippage_and_cash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chat's paper account is agent-trade's: a profile's fee and slippage and the
+    environment's cash, not the defaults (10 bps, 2 bps, 10,000)."""
+    from agent.ui import build_app, proposal_markdown
+
+    profile = tmp_path / "desk.toml"
+    profile.write_text("[trading]\npaper_fee_bps = 30\npaper_slippage_bps = 5\n")
+    monkeypatch.setenv("AGENT_TRADING__CASH", "1000")
+    settings = load_settings(str(profile), data_dir=tmp_path / "data", offline=True)
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    frames = {s: load_sample(s).iloc[UPTREND_OFFSET:] for s in ("BTCUSDT", "ETHUSDT")}
+    chat = build_app(settings, store, model=OfflineModel(), frames=frames).chat_service
+    try:
+        _turn(chat, "a", "buy 10% BTC")
+        assert "of equity** (1,000.00 USDT)" in proposal_markdown(chat.pending("a"), chat.desk)
+        for _ in chat.resume("a", True, "me"):
+            pass
+    finally:
+        chat.close()
+    (fill,) = load_account(store, "chat").fills
+    store.close()
+    btc = frames["BTCUSDT"]
+    bar_open = float(btc.loc[btc["open_time"] == fill.time_ms, "open"].iloc[0])
+    assert fill.price == pytest.approx(bar_open * 1.0005)
+    assert fill.fee == pytest.approx(fill.quantity * fill.price * 0.003)
+    assert 90 < fill.quantity * fill.price <= 100  # 10 % of 1,000 USDT
+
+
 def test_the_assistant_reports_the_loops_state_from_the_store(desk_app: Any) -> None:
     chat, store, data_dir = desk_app.chat_service, desk_app.store, desk_app.settings.data_dir
     calls, answer = _turn(chat, "a", "how is the loop doing?")

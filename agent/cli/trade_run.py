@@ -484,7 +484,7 @@ def prepare_run(args: argparse.Namespace, settings: Settings) -> PreparedRun:
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
     limits = settings.risk
-    paper_limits = limits.model_copy(update={"fee_rate": fills.cost_reserve()})
+    paper_limits = limits.with_cost_reserve(fills.cost_reserve())
     if alpaca is not None and args.mode != PAPER:
         rules = alpaca.rules
         venue = alpaca_venue(settings, args.mode, rules, store, args.account, notify)
