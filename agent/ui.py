@@ -56,6 +56,7 @@ from agent.trade_ledger import account_ledger
 from arbitrage.book_feeds import live_books
 from arbitrage.live_books import BackgroundBooks
 from backtest import run_backtest
+from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.html import page
 from backtest.report import FillOut, build_report
@@ -148,6 +149,7 @@ class ChatService:
             account=desk.book,
             loops=lambda account: loop_report(self.store, self.settings, account, desk.account),
             venue_books=self.books.venue_books if self.books else None,
+            backtest=settings_backtest(self.settings, self.market.interval),
         )
         return AgentDeps(
             model=self.model,
@@ -441,6 +443,13 @@ class BacktestOutcome:
     decisions: pd.DataFrame
 
 
+def settings_backtest(settings: Settings, interval: str) -> BacktestConfig:
+    """agent-backtest's config with no flag given: the account and fills of backtest.*."""
+    return cli_backtest._config(
+        cli_backtest.build_parser().parse_args([]), interval, settings.backtest
+    )
+
+
 def run_classic_backtest(
     store: Store,
     settings: Settings,
@@ -569,8 +578,7 @@ def run_agent_backtest(
     notes: list[str] = []
     bars, _dropped = to_bar_arrays(window)
     data = SweepData(bars, cli_backtest._rules(list(window), notes))
-    parsed = cli_backtest.build_parser().parse_args([])
-    config = cli_backtest._config(parsed, "1m", settings.backtest)
+    config = settings_backtest(settings, "1m")
     strategy = AgentStrategy(
         params,
         model=model,

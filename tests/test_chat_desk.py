@@ -504,6 +504,36 @@ def test_the_chat_account_trades_with_the_configured_paper_fee_slippage_and_cash
     assert 90 < fill.quantity * fill.price <= 100  # 10 % of 1,000 USDT
 
 
+def test_the_chats_backtest_tool_runs_with_the_backtest_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backtest sma on BTC` in the chat pays backtest.fee_bps, as agent-backtest does: the
+    same trades cost more at 50 bps than at the default 10."""
+    from agent.ui import build_app
+
+    frames = {s: load_sample(s).iloc[UPTREND_OFFSET:] for s in ("BTCUSDT", "ETHUSDT")}
+
+    def chat_backtest(name: str) -> tuple[float, int]:
+        settings = load_settings(data_dir=tmp_path / name, offline=True)
+        store = open_store(f"sqlite:///{tmp_path / name / 'agent.db'}")
+        chat = build_app(settings, store, model=OfflineModel(), frames=frames).chat_service
+        try:
+            calls, answer = _turn(chat, "a", "backtest sma on BTC")
+        finally:
+            chat.close()
+            store.close()
+        assert calls == ["run_backtest"]
+        found = re.search(r"return (-?[\d.]+)% vs buy & hold .*, (\d+) trades", answer)
+        assert found, answer
+        return float(found[1]), int(found[2])
+
+    default_return, default_trades = chat_backtest("default")
+    monkeypatch.setenv("AGENT_BACKTEST__FEE_BPS", "50")
+    dear_return, dear_trades = chat_backtest("fee50")
+    assert dear_trades == default_trades > 0
+    assert dear_return < default_return
+
+
 def test_the_assistant_reports_the_loops_state_from_the_store(desk_app: Any) -> None:
     chat, store, data_dir = desk_app.chat_service, desk_app.store, desk_app.settings.data_dir
     calls, answer = _turn(chat, "a", "how is the loop doing?")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from backtest.config import BacktestConfig
 from market.indicators import IndicatorConfig, compute_indicators
 from market.models import EXCHANGE, SymbolRules
 from risk.limits import RiskLimits
@@ -98,7 +99,8 @@ class ToolEnv:
     """The world of one decision. `portfolio` and `risk_state` are read at call time; `cancel`
     is absent where no venue holds working orders (a backtest decision), `book` where no depth
     stream runs (a backtest, a chat); `view` is the runner's market view, so `assess_risk`
-    previews exactly what the runner's gate will see."""
+    previews exactly what the runner's gate will see; `backtest` is `run_backtest`'s account
+    and fill model (the chat's: agent-backtest's, from the settings' backtest.*)."""
 
     market: MarketData
     now_ms: int
@@ -116,6 +118,7 @@ class ToolEnv:
     loops: Callable[[str | None], dict[str, Any]] | None = None  # a stored loop's status
     venue_books: Callable[[str], list[VenueBook]] | None = None  # one book per venue, with fees
     market_state: Callable[[int], str] | None = None  # US stocks: the exchange's hours at a time
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     @cached_property
     def symbols(self) -> list[str]:

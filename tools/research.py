@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from backtest import run_backtest as run_engine
-from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.report import compute_report_metrics
 from backtest.strategies import STRATEGIES
@@ -69,7 +68,7 @@ def run_backtest(env: ToolEnv, args: BacktestIn) -> BacktestOut:
         bars, _ = to_bar_arrays({symbol: window})
     except UserError as exc:
         raise ToolError(str(exc)) from None
-    config = BacktestConfig(size_pct=1.0, interval=env.market.interval)
+    config = env.backtest.model_copy(update={"interval": env.market.interval})
     result = run_engine(bars, cls(params), {symbol: env.rules[symbol]}, config, limits=env.limits)
     metrics = compute_report_metrics(result)
     return BacktestOut(
