@@ -86,7 +86,7 @@ def run_backtest(
     reads only counts spares holding every signal, verdict, order and view (~2 KB each),
     which the collector would also rescan."""
     config = config or BacktestConfig()
-    limits = (limits or RiskLimits()).model_copy(update={"fee_rate": config.cost_reserve()})
+    limits = (limits or RiskLimits()).with_cost_reserve(config.cost_reserve())
     run = _Run(
         bars, strategy, rules, config, limits, fee_fn, observer, hours, actions, keep_signals
     )

@@ -105,9 +105,14 @@ class RiskLimits(ConfigModel):
         return value
 
     def with_cost_reserve(self, reserve: float) -> RiskLimits:
-        """The limits a run's gate applies: `fee_rate` set to the fraction of a buy the run's
-        own fill model costs at worst (`BacktestConfig.cost_reserve`)."""
-        return self.model_copy(update={"fee_rate": reserve})
+        """The limits a simulated run's gate applies. A `fee_rate` the user set (a profile, the
+        environment) is theirs in every mode; unset, the gate keeps back what the run's own
+        fill model costs a buy at worst (`BacktestConfig.cost_reserve`). The copy keeps which
+        fields were set, so one run's reserve never passes for a user's choice in the next."""
+        if "fee_rate" in self.model_fields_set:
+            return self
+        values = {**dict(self), "fee_rate": reserve}
+        return type(self).model_construct(set(self.model_fields_set), **values)
 
     def for_source(self, source: SignalSource) -> SourceLimits:
         return getattr(self, source)  # a StrEnum is its own attribute name

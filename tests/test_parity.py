@@ -62,6 +62,23 @@ def test_a_classic_strategy_fills_the_same_in_a_backtest_and_on_paper(cli, tmp_p
     assert status["outcomes"] == {"approved": report["orders"]["approved"]}
 
 
+@pytest.mark.slow
+def test_a_set_fee_rate_is_the_gates_reserve_in_a_backtest_and_on_paper(cli, tmp_path, day_csv):
+    """risk.fee_rate from the environment is what the gate keeps back in both modes (not the
+    run's fee + slippage, which it reserves only when fee_rate is unset)."""
+    common = ("--strategy", "sma_cross", "--symbol", "BTCUSDT", "--data", str(day_csv))
+    costs = ("--fee-bps", "10", "--slippage-bps", "2")
+    env = {"AGENT_RISK__FEE_RATE": "0.05"}
+    report = _backtest(cli, tmp_path, *common, *costs, env=env)
+    fills, _ = _paper(cli, "reserve", *common, *costs, env=env)
+    assert _fills(fills) == _fills(report["fills"])
+    first = report["fills"][0]
+    assert first["side"] == "buy"
+    spent = first["quantity"] * first["price"]
+    # all equity less the 5 % the setting keeps back, priced at the open the 2 bps slip from
+    assert 9_400 < spent * 1.05 < 10_000 * 1.0002
+
+
 def hold_or_ride_the_trend(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Buy 20% without a stop in an uptrend when flat (the gate must place an ATR stop), close
     in a downtrend when holding, otherwise hold: the position comes from the prompt."""
