@@ -25,6 +25,12 @@ WILDCARD = "*"
 NOT_SETTINGS = frozenset(
     {"AGENT_PROFILE", "AGENT_UI_AUTH", "AGENT_SERVER_TOKEN", "AGENT_PURE_PYTHON"}
 )
+# Keys that were settings once: a source still setting one is told why it went, not pointed at
+# a near spelling that would mean something else.
+RETIRED = {
+    ("risk", "manual"): "no command, page or route places a person's own order (the chat's "
+    "orders are the model's proposals a person approves, judged by risk.ai), so it limited nothing",
+}
 
 
 def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
@@ -92,6 +98,11 @@ def _unknown(
     found: tuple[str, ...], paths: set[tuple[str, ...]], where: str, as_env: bool
 ) -> ConfigError:
     shown = _env_name if as_env else ".".join
+    for retired, why in RETIRED.items():
+        if found[: len(retired)] == retired:
+            return ConfigError(
+                f"config error: {shown(found)} in {where} is no longer a setting: {why}; remove it"
+            )
     near = _nearest(found, paths)
     hint = f"did you mean {shown(near)}?" if near else "`agent-config show` lists every key"
     return ConfigError(f"config error: unknown key {shown(found)} in {where}; {hint}")

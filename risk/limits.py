@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from core.config_model import ConfigModel
 from risk.models import SignalSource
+
+RETIRED_SOURCE = "manual"  # no path placed a person's own order, so its limits judged nothing
 
 
 class SourceLimits(ConfigModel):
@@ -50,21 +52,6 @@ _SOURCE_DEFAULTS: dict[str, SourceLimits] = {
         cooldown_after_losses=None,
         allow_pyramiding=True,
     ),
-    SignalSource.MANUAL: SourceLimits(
-        max_position_pct=1.0,
-        max_exposure_pct=1.0,
-        max_order_notional=100_000.0,
-        max_orders_per_minute=10,
-        max_orders_per_hour=100,
-        risk_per_trade_pct=None,
-        atr_stop_multiple=None,
-        require_stop_loss=False,
-        min_confidence=0.0,
-        scale_by_confidence=False,
-        fat_finger_pct=0.05,
-        cooldown_after_losses=None,
-        allow_pyramiding=True,
-    ),
 }
 
 
@@ -92,9 +79,17 @@ class RiskLimits(ConfigModel):
     )
     ai: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.AI])
     strategy: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.STRATEGY])
-    manual: SourceLimits = Field(default_factory=lambda: _SOURCE_DEFAULTS[SignalSource.MANUAL])
 
-    @field_validator("ai", "strategy", "manual", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _without_manual(cls, value: Any) -> Any:
+        """Limits stored before `risk.manual` was retired (an account's state, a verdict's
+        inputs) still load; a user's settings that set it are refused (config.strict)."""
+        if isinstance(value, dict) and RETIRED_SOURCE in value:
+            return {k: v for k, v in value.items() if k != RETIRED_SOURCE}
+        return value
+
+    @field_validator("ai", "strategy", mode="before")
     @classmethod
     def _over_source_defaults(cls, value: Any, info: ValidationInfo) -> Any:
         """A partial override (`[risk.strategy] max_position_pct = 0.5`) keeps that source's

@@ -25,7 +25,7 @@ def _pairs(values: dict[str, Any]) -> str:
 
 def limit_lines(limits: RiskLimits, source: SignalSource) -> list[str]:
     """One line for the account-wide breakers, one for the source whose signals this account
-    trades (the agent's `ai`, a classic strategy's `strategy`, a person's `manual`)."""
+    trades (the agent's and the chat's `ai`, a classic strategy's `strategy`)."""
     account = limits.model_dump(exclude={s.value for s in SignalSource} | {"fee_rate"})
     own: SourceLimits = limits.for_source(source)
     return [f"account: {_pairs(account)}", f"{source.value}: {_pairs(own.model_dump())}"]

@@ -24,11 +24,11 @@ class OrderType(StrEnum):
 
 
 class SignalSource(StrEnum):
-    """Limits can differ by source: an unattended AI gets tighter defaults than a strategy."""
+    """Limits can differ by source: an unattended AI gets tighter defaults than a strategy.
+    A person's orders in the chat are the model's proposals a person approved: `AI`."""
 
     AI = "ai"
     STRATEGY = "strategy"
-    MANUAL = "manual"
 
 
 class SignalAction(StrEnum):

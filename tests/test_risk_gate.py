@@ -35,7 +35,7 @@ from risk.protections import DAY_MS, Lock, TradingState
 NOW = 1_761_782_400_000  # 2025-10-30 00:00 UTC
 PRICE = 65_000.0
 RULES = sample_rules()
-STRATEGY, AI, MANUAL = SignalSource.STRATEGY, SignalSource.AI, SignalSource.MANUAL
+STRATEGY, AI = SignalSource.STRATEGY, SignalSource.AI
 
 
 def signal(action: str = "buy", source: SignalSource = STRATEGY, **fields: Any) -> TradeSignal:
@@ -473,7 +473,7 @@ def test_defaults_differ_by_source_and_partial_overrides_keep_the_rest() -> None
     assert limits.for_source(STRATEGY).max_position_pct == 0.5
     assert limits.for_source(STRATEGY).require_stop_loss is False
     assert limits.for_source(AI).require_stop_loss is True
-    assert limits.for_source(MANUAL).min_confidence == 0.0
+    assert limits.for_source(AI).min_confidence == 0.6
     assert RiskLimits.model_validate_json(limits.model_dump_json()) == limits
 
 

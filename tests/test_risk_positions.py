@@ -10,7 +10,6 @@ from risk import RiskLimits, SignalSource
 from risk.models import ReasonCode
 from tests.test_risk_gate import (
     AI,
-    MANUAL,
     PRICE,
     STRATEGY,
     approved,
@@ -31,8 +30,7 @@ def test_the_agent_does_not_pyramid_by_default() -> None:
 
 
 def test_pyramiding_is_allowed_where_the_source_says_so() -> None:
-    for source in (STRATEGY, MANUAL):
-        approved(run(make_signal(source=source, size_pct=0.05), portfolio(positions=HELD)))
+    approved(run(make_signal(source=STRATEGY, size_pct=0.05), portfolio(positions=HELD)))
     buy = make_signal(source=AI, size_pct=0.05, stop_loss=PRICE * 0.99, confidence=0.9)
     allowed = RiskLimits(ai={"allow_pyramiding": True})
     approved(run(buy, portfolio(positions=HELD), limits=allowed))

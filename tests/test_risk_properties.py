@@ -220,7 +220,7 @@ def limit_sets(draw: st.DrawFn) -> RiskLimits:
         "require_stop_loss": draw(st.booleans()),
         "min_confidence": draw(UNIT),
     }
-    return RiskLimits(fee_rate=draw(FEE), ai=per_source, strategy=per_source, manual=per_source)
+    return RiskLimits(fee_rate=draw(FEE), ai=per_source, strategy=per_source)
 
 
 @st.composite

@@ -13,6 +13,7 @@ import pytest
 from config.effective import effective
 from config.settings import Settings, load_settings
 from config.strict import _model_of, key_paths
+from risk.limits import RiskLimits
 
 CAPPED = 0.10
 
@@ -97,6 +98,28 @@ def test_an_unknown_table_names_the_nearest_one(cli, tmp_path: Path) -> None:
     assert "did you mean risk.fee_rate?" in result.stderr
 
 
+def test_the_retired_manual_limits_are_refused_saying_why(cli, tmp_path: Path) -> None:
+    """risk.manual limited nothing (no path places a person's own order): a profile or a
+    variable that still sets it stops the command instead of silently changing nothing."""
+    (tmp_path / "p.toml").write_text("[risk.manual]\nmax_order_notional = 50\n")
+    for command, argv, env in (
+        ("agent-config", ["validate", str(tmp_path / "p.toml")], {}),
+        ("agent-backtest", ["--profile", str(tmp_path / "p.toml")], {}),
+        ("agent-trade", ["status"], {"AGENT_RISK__MANUAL__MAX_ORDER_NOTIONAL": "50"}),
+    ):
+        result = cli(command, *argv, env=env)
+        assert result.returncode == 2, (command, result.stderr)
+        line = _one_line(result.stderr)
+        assert "MAX_ORDER_NOTIONAL".lower() in line.lower() and "is no longer a setting" in line
+        assert "places a person's own order" in line and "did you mean" not in line
+
+
+def test_limits_stored_with_the_retired_manual_source_still_load() -> None:
+    """An account's state or a verdict recorded before risk.manual went keeps loading."""
+    stored = {**RiskLimits().model_dump(), "manual": {"max_order_notional": 100_000.0}}
+    assert RiskLimits.model_validate(stored) == RiskLimits()
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
@@ -145,10 +168,10 @@ def test_config_validate(cli, tmp_path: Path) -> None:
     ok = cli("agent-config", "validate", str(good))
     assert ok.returncode == 0 and "ok:" in ok.stdout
     bad = tmp_path / "bad.toml"
-    bad.write_text("[risk.manual]\nmin_confidence = 2\n")
+    bad.write_text("[risk.strategy]\nmin_confidence = 2\n")
     result = cli("agent-config", "validate", str(bad))
     assert result.returncode == 2
-    assert "risk.manual.min_confidence: Input should be less than or equal to 1" in result.stderr
+    assert "risk.strategy.min_confidence: Input should be less than or equal to 1" in result.stderr
     broken = tmp_path / "broken.toml"
     broken.write_text("[risk\n")
     assert "is not valid TOML" in _one_line(cli("agent-config", "validate", str(broken)).stderr)
