@@ -4,7 +4,7 @@ with failed logins throttled per client by a middleware in front of Gradio's /lo
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from starlette.middleware import Middleware
@@ -13,12 +13,7 @@ from starlette.responses import JSONResponse
 from config import Settings
 from core.logging import setup_logging
 from core.security import Access, LoginThrottle, insecure_warning
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from core.web_guard import ASGIApp, Message, Receive, Scope, Send
 
 WHAT = "the chat, which can approve orders,"
 LOGIN_PATHS = ("/login", "/login/")

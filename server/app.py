@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from sqlalchemy import text
 
 from agent.cli.common import parse_utc
@@ -92,7 +92,7 @@ def create_app(
     errors.install(app)
     metrics = ServerMetrics(store, jobs)
     metrics.install(app)
-    guard = [Depends(bearer_guard(token))]
+    guard = [Depends(bearer_guard(token)), Depends(json_only)]
 
     def known_account(name: str, field: str = "name") -> LoopState:
         """The account's state, or a 404 naming the parameter that named it."""
@@ -315,6 +315,18 @@ def create_app(
         return found
 
     return app
+
+
+def json_only(request: Request) -> None:
+    """A changing request's Content-Type, when it has one, must be JSON: a form or text/plain
+    is what a web page can send cross-site without the browser first asking the server (a CORS
+    preflight, which this server never grants)."""
+    kind = request.headers.get("content-type")
+    media = (kind or "").partition(";")[0].strip().lower()
+    if kind is not None and media != "application/json" and not media.endswith("+json"):
+        raise BadField(
+            "body", f"send Content-Type: application/json (the body is optional), not {kind}", 415
+        )
 
 
 def _account_health(store: Store, settings: Settings, name: str) -> AccountHealth:

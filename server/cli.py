@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
 from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options
 from core.errors import UserError
+from core.security import is_loopback
 from server.auth import TOKEN_ENV, server_token
 from store import Store, open_store
 
@@ -62,11 +63,13 @@ def _main(argv: list[str] | None) -> int:
     try:
         import uvicorn  # the web stack loads only once serving is allowed
 
+        from core.web_guard import SameOriginGuard
         from server.app import create_app
         from server.jobs import BacktestJobs
 
         jobs = BacktestJobs(_backtest_args(args), os.environ)
         app = create_app(settings, store, jobs, token=token, hosted=hosted)
+        app.add_middleware(SameOriginGuard, loopback=is_loopback(args.host))
         if not args.no_ui:
             _mount_ui(app, args, settings, store)
         where = f"http://{args.host}:{args.port}"

@@ -532,6 +532,44 @@ def test_one_command_serves_the_api_the_ui_behind_its_login_and_metrics(
         stop(proc, signal.SIGTERM)
 
 
+@pytest.mark.slow
+def test_a_web_page_in_the_users_browser_cannot_halt_or_resume(
+    cli, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Was 200 each time: any page could clear a kill switch on loopback, by a form post to
+    127.0.0.1 or by rebinding its own name to 127.0.0.1."""
+    assert cli("agent-trade", *FAST, "--max-bars", "5").returncode == 0
+    port = free_port()
+    args = [str(BIN / "agent-server"), "--port", str(port), "--no-ui"]
+    proc = subprocess.Popen(args, env=offline_env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    here, rebound = f"127.0.0.1:{port}", f"rebind.evil.example:{port}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        with httpx.Client(base_url=f"http://{here}", timeout=30) as client:
+            _wait_until_up(client, proc)
+            evil = client.post(
+                "/accounts/paper/halt", headers={"Origin": "https://evil.example", **form}
+            )
+            assert problem(evil, 403)["detail"].startswith("refused: a page from https://evil.")
+            linked = client.post("/accounts/paper/halt", headers={"Referer": "http://a.example/"})
+            assert problem(linked, 403)["detail"].startswith("refused: a page from http://a.")
+            text = client.post("/accounts/paper/halt", headers={"Content-Type": "text/plain"})
+            assert problem(text, 415)["detail"].startswith("send Content-Type: application/json")
+            rebinding = {"Host": rebound, "Origin": f"http://{rebound}"}
+            for method in ("GET", "POST"):
+                answer = client.request(method, "/accounts/paper/halt", headers=rebinding, json={})
+                assert "not as rebind.evil.example" in problem(answer, 403)["detail"]
+            assert client.get("/accounts/paper").json()["trading_state"] == "ACTIVE"
+
+            own_page = {"Origin": f"http://{here}"}
+            halted = client.post("/accounts/paper/halt", json={"reason": "mine"}, headers=own_page)
+            assert halted.json()["trading_state"] == "HALTED"
+            by_name = client.post("/accounts/paper/resume", headers={"Host": f"localhost:{port}"})
+            assert by_name.json()["trading_state"] == "ACTIVE"
+    finally:
+        stop(proc, signal.SIGTERM)
+
+
 def _wait_until_up(client: httpx.Client, proc: subprocess.Popen) -> None:
     while True:
         if proc.poll() is not None:
