@@ -11,7 +11,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from agent.cli.common import OneLineParser, add_common_args, notify, run, settings_from
-from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options
+from agent.cli.serve_args import AUTH_HELP, add_serve_args, ui_launch_options, ui_login
 from core.errors import UserError
 from core.security import is_loopback
 from server.auth import TOKEN_ENV, server_token
@@ -54,6 +54,12 @@ def _main(argv: list[str] | None) -> int:
         raise UserError(f"invalid --port {args.port}: expected 1 to 65535")
     settings = settings_from(args)
     token = server_token(args.host, os.environ)
+    if token is not None and not args.no_ui and ui_login(args) is None:
+        raise UserError(
+            f"refusing to serve the UI at /ui without a login while {TOKEN_ENV} guards the API: "
+            "it can halt and resume accounts; pass --auth user:password (or --auth token), "
+            "or --no-ui"
+        )
     hosted = None
     if args.trade is not None:  # every loop flag is checked before anything binds
         from server.trade import HostedLoop, hosted_argv

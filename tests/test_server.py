@@ -467,6 +467,7 @@ def test_a_backtest_request_with_a_number_json_cannot_hold_is_refused(
             "refusing to serve the API on 0.0.0.0 without a token",
         ),
         (["--host", "0.0.0.0"], {"AGENT_SERVER_TOKEN": TOKEN}, "without a login"),
+        ([], {"AGENT_SERVER_TOKEN": TOKEN}, "the UI at /ui without a login while"),
         (["--no-ui", "--auth", "a:b"], {}, "--no-ui serves no UI"),
         (["--no-ui"], {"AGENT_SERVER_TOKEN": "short"}, "use at least 16"),
         (["--port", "70000"], {}, "invalid --port 70000"),

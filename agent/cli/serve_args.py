@@ -24,13 +24,18 @@ def add_serve_args(parser: argparse.ArgumentParser, *, port: int, auth_help: str
     parser.add_argument("--auth", help=auth_help)
 
 
+def ui_login(args: argparse.Namespace) -> str | None:
+    """The UI's login as given: --auth, else AGENT_UI_AUTH."""
+    return args.auth or os.environ.get("AGENT_UI_AUTH")
+
+
 def ui_launch_options(
     args: argparse.Namespace, settings: Settings, store: Store, *, insecure_no_auth: bool = False
 ) -> dict[str, Any]:
     """Gradio's login wall for the flags, or UserError when the UI may not be served so."""
     access = resolve_access(
         args.host,
-        args.auth or os.environ.get("AGENT_UI_AUTH"),
+        ui_login(args),
         insecure_no_auth=insecure_no_auth,
         live_accounts=live_accounts(store),
         what=WHAT,
