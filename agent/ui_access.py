@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse
 
 from config import Settings
 from core.logging import setup_logging
-from core.security import Access, LoginThrottle, insecure_warning
-from core.web_guard import ASGIApp, Message, Receive, Scope, Send
+from core.security import Access, LoginThrottle, insecure_warning, is_loopback
+from core.web_guard import ASGIApp, Message, Receive, SameOriginGuard, Scope, Send
 
 WHAT = "the chat, which can approve orders,"
 LOGIN_PATHS = ("/login", "/login/")
@@ -62,12 +62,14 @@ def launch_options(
     notify: Callable[[str], None],
     throttle: LoginThrottle | None = None,
 ) -> dict[str, Any]:
-    """Gradio launch() arguments for this access rule; says once how to get in (a generated
-    token goes to stdout this one time, and the log redactor learns it)."""
+    """Gradio launch() arguments for this access rule, behind the same-origin guard (a page in
+    the user's browser must not drive the chat); says once how to get in (a generated token
+    goes to stdout this one time, and the log redactor learns it)."""
     if access.kind == "insecure":
         notify(insecure_warning(host, WHAT))
+    guard = Middleware(SameOriginGuard, loopback=is_loopback(host))
     if not access.needs_login:
-        return {"auth": None}
+        return {"auth": None, "app_kwargs": {"middleware": [guard]}}
     setup_logging(
         settings.log_level,
         json_lines=settings.log_json,
@@ -84,7 +86,8 @@ def launch_options(
         "auth_message": "agent-trader: this chat can approve orders; sign in.",
         "app_kwargs": {
             "middleware": [
-                Middleware(LoginThrottleMiddleware, throttle=throttle or LoginThrottle())
+                guard,
+                Middleware(LoginThrottleMiddleware, throttle=throttle or LoginThrottle()),
             ]
         },
     }

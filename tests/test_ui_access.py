@@ -64,6 +64,52 @@ def test_insecure_no_auth_is_refused_while_a_live_account_exists(cli, offline_en
     assert both.returncode == 2 and "contradict each other" in both.stderr
 
 
+@pytest.mark.slow
+def test_a_page_rebinding_its_name_to_loopback_cannot_drive_the_chat(offline_env, tmp_path) -> None:
+    """Was 200: a page whose name resolved to 127.0.0.1 got its order approved through the
+    chat and could halt or resume the loop account, the browser treating it as same-origin."""
+    port, log = _free_port(), tmp_path / "output.log"
+    env = {**offline_env, "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1"}
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [str(BIN / "agent-ui"), "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    rebound = f"rebind.evil.example:{port}"
+    try:
+        _wait_for(RUNNING, log, proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            page = {"Host": rebound, "Origin": f"http://{rebound}"}
+            assert client.get("/", headers=page).status_code == 403
+            for name, data in (("chat", ["buy BTC", [], "t"]), ("approve", [[], "t"]),
+                               ("kill_switch", ["chat"])):  # fmt: skip
+                refused = client.post(f"/gradio_api/call/{name}", json={"data": data}, headers=page)
+                assert refused.status_code == 403, refused.text
+                assert "not as rebind.evil.example" in refused.json()["detail"]
+            assert not (Path(offline_env["AGENT_DATA_DIR"]) / "KILL-chat").exists()
+
+            own = {"Origin": f"http://127.0.0.1:{port}"}
+            asked = client.post(
+                "/gradio_api/call/kill_switch", json={"data": ["chat"]}, headers=own
+            )
+            event = asked.json()["event_id"]
+            answer = client.get(f"/gradio_api/call/kill_switch/{event}").text
+            assert "event: complete" in answer, answer
+            assert (Path(offline_env["AGENT_DATA_DIR"]) / "KILL-chat").exists()
+    finally:
+        stop(proc)
+
+
+def _wait_for(line: str, log: Path, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while line not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
 @dataclass
 class Served:
     url: str
@@ -97,10 +143,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 120
-        while RUNNING not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        _wait_for(RUNNING, log, proc)
         found = re.search(r"login: user agent, token (\S+) \(printed only now", log.read_text())
         assert found, log.read_text()
         yield Served(f"http://127.0.0.1:{port}", found.group(1), log, home / "data", proc)
