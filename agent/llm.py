@@ -40,7 +40,7 @@ from tenacity import (
 from agent.in_flight import Turns
 from config.settings import DecisionFormat, LLMSettings, ModelPrice
 from core.errors import ConfigError
-from core.logging import Redactor
+from core.logging import Redactor, masked_url
 
 if TYPE_CHECKING:  # httpx is imported on first use: the offline model never needs it
     import httpx
@@ -329,7 +329,10 @@ class LLMClient:
         self._redact = Redactor([*secrets, *([api_key] if api_key else [])])
         # Without a key only a self-hosted endpoint makes sense; api.openai.com would just 401.
         self._missing_key = not api_key and base_url is None
-        self.base_url = sdk_base_url(base_url or OPENAI_BASE_URL)
+        # The endpoint as shown, recorded and keyed has its password masked; only the HTTP
+        # client is given the URL itself (a proxy's login in it is a credential).
+        self._url = sdk_base_url(base_url or OPENAI_BASE_URL)
+        self.base_url = masked_url(self._url)
         self.pricing = pricing(settings, self.base_url)
         if settings.max_usd is not None and self.pricing.unknown is not None:
             raise ConfigError(
@@ -481,11 +484,11 @@ class LLMClient:
         from agent.plain_http import transport_options
 
         return {
-            "base_url": self.base_url,
+            "base_url": self._url,
             "headers": self._headers,
             "timeout": self._settings.timeout_s,
             "follow_redirects": True,
-            **transport_options(self.base_url, httpx.Limits(**POOL), asynchronous=asynchronous),
+            **transport_options(self._url, httpx.Limits(**POOL), asynchronous=asynchronous),
         }
 
     def open(self) -> None:

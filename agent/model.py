@@ -13,6 +13,7 @@ from agent.offline import OfflineModel
 from config import Settings
 from config.settings import DecisionFormat
 from core.errors import ConfigError
+from core.logging import masked_url
 
 
 class ChatModel(Protocol):
@@ -84,7 +85,7 @@ def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
     url = settings.openai_base_url
     if url is not None and not _is_http_url(url):
         raise ConfigError(
-            f"config error: OPENAI_BASE_URL {url!r} is not an http(s) URL; set it to the "
+            f"config error: OPENAI_BASE_URL {masked_url(url)!r} is not an http(s) URL; set it to the "
             "endpoint's /v1 address (e.g. http://localhost:11434/v1 for Ollama) or unset it"
         )
     return LLMClient(

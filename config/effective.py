@@ -4,7 +4,6 @@ prints, so a user can see that a limit they set is the one that applies."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -12,9 +11,9 @@ from pydantic import AliasChoices, BaseModel
 
 from config.settings import PROFILE_DIR, Settings, load_settings, profile_file
 from config.strict import dotenv_file, env_paths, read_toml
+from core.logging import masked_url
 
 Source = Literal["default", "profile", ".env", "env"]
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 
 class Entry(BaseModel):
@@ -51,7 +50,7 @@ def _alias_names(environ: Mapping[str, str | None]) -> set[tuple[str, ...]]:
 
 
 def _redact(value: Any) -> Any:
-    return _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+    return masked_url(value) if isinstance(value, str) else value
 
 
 def effective(profile: str | None = None) -> list[Entry]:

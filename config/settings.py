@@ -8,6 +8,7 @@ import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -392,7 +393,9 @@ class Settings(BaseSettings):
             self.apca_api_secret_key,
             self.alerts.telegram_bot_token,
         ]
-        return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
+        values = [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
+        url_password = urlsplit(self.openai_base_url or "").password  # a proxy's login
+        return [*values, url_password] if url_password else values
 
 
 _active_profile: ContextVar[str] = ContextVar("active_profile", default="default")

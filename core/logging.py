@@ -16,6 +16,13 @@ _SECRET_FIELD = re.compile(
     r"(\"?\s*[:=]\s*\"?(?:bearer\s+)?)([^\s&\"',;}]+)"
 )
 _OPENAI_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s/]+@")
+
+
+def masked_url(text: str) -> str:
+    """`text` with the password of every URL in it masked (`http://user:***@host`): the form
+    in which a URL is shown, logged or stored."""
+    return _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
 
 
 class Redactor:
@@ -28,7 +35,7 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-        return _OPENAI_KEY.sub(f"sk-{REDACTED}", text)
+        return masked_url(_OPENAI_KEY.sub(f"sk-{REDACTED}", text))
 
 
 class HumanFormatter(logging.Formatter):
