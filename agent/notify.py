@@ -59,8 +59,8 @@ def telegram(base_url: str, token: str, chat_id: str, timeout_s: float) -> Chann
 
 def channels_from(settings: AlertSettings) -> list[Channel]:
     channels = []
-    if settings.webhook_url:
-        channels.append(webhook(settings.webhook_url, settings.timeout_s))
+    if settings.webhook_url is not None:
+        channels.append(webhook(settings.webhook_url.get_secret_value(), settings.timeout_s))
     if settings.telegram_bot_token is not None and settings.telegram_chat_id is not None:
         token = settings.telegram_bot_token.get_secret_value()
         channels.append(

@@ -14,7 +14,9 @@ from pydantic import (
     AliasChoices,
     ConfigDict,
     Field,
+    Secret,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -163,7 +165,9 @@ class AlertSettings(ConfigModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    webhook_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    webhook_url: Secret[Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]] | None = (
+        None  # a Slack or Discord webhook URL is itself the credential
+    )
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None
     telegram_url: str = Field("https://api.telegram.org", pattern=r"^https?://\S+$")
@@ -392,6 +396,7 @@ class Settings(BaseSettings):
             self.apca_api_key_id,
             self.apca_api_secret_key,
             self.alerts.telegram_bot_token,
+            self.alerts.webhook_url,
         ]
         values = [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
         url_password = urlsplit(self.openai_base_url or "").password  # a proxy's login
@@ -439,9 +444,20 @@ def _describe(exc: ValidationError) -> str:
     field = ".".join(str(part) for part in first["loc"])
     env_name = "AGENT_" + "__".join(str(part) for part in first["loc"]).upper()
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    shown = "" if isinstance(value, dict) or _holds_secret(first["loc"]) else f" (got {value!r})"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return (
         f"config error: {field}: {first['msg']}{shown}; "
         f"set it via {env_name}, .env or the TOML profile{more}"
     )
+
+
+def _holds_secret(loc: tuple[int | str, ...]) -> bool:
+    """Whether the field at `loc` is a secret, whose value an error must not repeat."""
+    annotation: object = Settings
+    for part in loc:
+        field = getattr(annotation, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+    return "Secret" in str(annotation)
