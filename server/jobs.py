@@ -72,6 +72,12 @@ class BacktestRequest(BaseModel):
     params: dict[str, Param] = Field(
         default_factory=dict, description="a classic strategy's parameters, e.g. {'fast': 10}"
     )
+    budget_usd: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_CASH,
+        description="the agent's spend cap in USD: a paid model runs only with one",
+    )
 
     @field_validator("strategy")
     @classmethod
@@ -149,6 +155,14 @@ class BacktestRequest(BaseModel):
             raise ValueError(f"{where + ': ' if where else ''}{message}") from None
         return {name: getattr(checked, name) for name in value}
 
+    @field_validator("budget_usd")
+    @classmethod
+    def _budget_for_the_agent(cls, value: float | None, info: ValidationInfo) -> float | None:
+        strategy = info.data.get("strategy", AGENT)
+        if value is not None and strategy != AGENT:
+            raise ValueError(f"{strategy} asks no model, so there is no budget to spend")
+        return value
+
     def argv(self, report: Path) -> list[str]:
         args = ["--strategy", self.strategy, "--symbol", self.symbol, "--interval", self.interval]
         args += ["--json", str(report)]
@@ -166,6 +180,8 @@ class BacktestRequest(BaseModel):
             args += ["--start", self.start, "--end", self.end]
         for name, value in sorted(self.params.items()):
             args += [f"--{name.replace('_', '-')}", str(value)]
+        if self.budget_usd is not None:  # the command's consent: it stops once that is spent
+            args += ["--budget-usd", repr(self.budget_usd)]
         return args
 
 

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from conftest import BIN, stop
 from loopback_api import free_port, replay_rest, serving
+from loopback_openai import LoopbackOpenAI
+from scripted_model import ScriptedModel, buy_an_uptrend
 
 from config import load_settings
 from server.app import create_app
@@ -391,6 +393,32 @@ def test_a_body_that_is_no_json_object_is_named_as_the_body(
 def test_a_refused_backtest_says_what_is_wrong(api: Start, body: dict, said: str) -> None:
     refused = problem(api().post("/backtests", json={"strategy": "sma_cross", **body}), 422)
     assert refused["detail"].startswith(said), refused
+
+
+@pytest.mark.slow
+def test_an_agent_job_on_a_paid_model_runs_with_the_budget_its_request_sets(api: Start) -> None:
+    """With a paid model every agent job failed asking for --yes, a flag no request could send:
+    `budget_usd` is the consent, and the cap the run stops at."""
+    model = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    try:
+        client = api(
+            OPENAI_BASE_URL=model.base_url,
+            OPENAI_API_KEY="sk-test-loopback",
+            AGENT_LLM__PRICES_HOST="127.0.0.1",  # priced as the paid model it stands in for
+        )
+        unasked = _finished(client, client.post("/backtests", json={"days": 0.05}).json()["id"])
+        assert unasked["state"] == "failed" and "may spend money" in unasked["error"]
+        assert model.requests == []  # nothing spent without consent
+        body = {"days": 0.05, "budget_usd": 5}
+        job = _finished(client, client.post("/backtests", json=body).json()["id"])
+    finally:
+        model.stop()
+    assert job["state"] == "done", job
+    assert 0 < job["report"]["agent"]["llm"]["cost_usd"] <= 5
+    assert model.requests
+    classic = {"strategy": "sma_cross", "days": 1, "budget_usd": 5}
+    refused = problem(client.post("/backtests", json=classic), 422)
+    assert refused["field"] == "budget_usd" and "no budget" in refused["detail"]
 
 
 def test_a_job_the_command_refuses_carries_its_one_line(
