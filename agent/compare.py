@@ -15,10 +15,11 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from agent.decide import DECISION_PROMPT
+from agent.llm import LLMClient
 from agent.model import ChatModel, open_model, uses_offline
 from agent.offline import OFFLINE_MODEL
 from agent.records import DecisionRecord
-from agent.report import agent_run_id, finalize_records
+from agent.report import agent_run_id, finalize_records, usd_or_na
 from agent.strategy import AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.annualise import choose_basis
@@ -43,6 +44,15 @@ class Variant(BaseModel):
         return f"{self.kind}={self.value}"
 
 
+class Spent(BaseModel):
+    """A run's model calls, tokens and cost, each call priced as if uncached."""
+
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None  # None: n/a, a price is unknown
+
+
 class Comparison(BaseModel):
     variant: str
     model: str
@@ -57,6 +67,10 @@ class Comparison(BaseModel):
     p_variant_better: float | None
     variant_model_calls: int
     variant_requests_sent: int  # new requests: 0 when every answer was cached
+    variant_prompt_tokens: int
+    variant_completion_tokens: int
+    variant_cost_usd: float | None  # as if uncached, as the base's; None: n/a (cost_na says why)
+    run_total: Spent  # base plus variant: what the run's one budget covered
     cost_na: str | None = None  # why both returns are before model cost: a price is unknown
 
 
@@ -70,7 +84,8 @@ def parse_variant(raw: str) -> Variant:
 
 
 def open_variant(variant: Variant, settings: Settings, base: ChatModel) -> ChatModel:
-    """The second model: the same settings with another model name, or the same model."""
+    """The second model: the same settings with another model name, or the same model, and
+    the same budget: the run's llm.max_calls, llm.max_tokens and llm.max_usd cover both."""
     if variant.kind == "prompt":
         llm = settings.llm
     else:
@@ -82,7 +97,8 @@ def open_variant(variant: Variant, settings: Settings, base: ChatModel) -> ChatM
         llm = settings.llm.model_copy(update={"model": variant.value})
     if variant.kind == "prompt" and uses_offline(settings):
         return base
-    return open_model(settings.model_copy(update={"llm": llm}), lambda _: None)
+    budget = base.budget if isinstance(base, LLMClient) else None
+    return open_model(settings.model_copy(update={"llm": llm}), lambda _: None, budget)
 
 
 def compare(
@@ -151,7 +167,8 @@ def _paired(
     cash = float(base_result.equity[0])
     unknown = [m.pricing.unknown for m in (base_model, model) if m.pricing.unknown]
     # One cost unknown: both returns before model cost, or the difference would charge one side.
-    costs = [0.0, 0.0] if unknown else [_cost(base_model, base_records), _cost(model, records)]
+    spent = [_spent(base_model, base_records), _spent(model, records)]
+    costs = [0.0, 0.0] if unknown else [x.cost_usd or 0.0 for x in spent]
     nets = [
         (float(r.equity[-1]) - c) / cash * 100 - 100
         for r, c in zip((base_result, result), costs, strict=True)
@@ -174,7 +191,6 @@ def _paired(
         )
         ci = interval(var_totals - base_totals, 100)
         p_better = round(float(np.mean(var_totals > base_totals)), 3)
-    calls = sum(len(r.llm_calls) for r in records)
     return Comparison(
         variant=variant.label,
         model=model.model,
@@ -187,8 +203,17 @@ def _paired(
         difference_pct=round(nets[1] - nets[0], 4),
         difference_ci=ci,
         p_variant_better=p_better,
-        variant_model_calls=calls,
+        variant_model_calls=spent[1].model_calls,
         variant_requests_sent=model.stats.calls - sent_before,
+        variant_prompt_tokens=spent[1].prompt_tokens,
+        variant_completion_tokens=spent[1].completion_tokens,
+        variant_cost_usd=spent[1].cost_usd,
+        run_total=Spent(
+            model_calls=sum(x.model_calls for x in spent),
+            prompt_tokens=sum(x.prompt_tokens for x in spent),
+            completion_tokens=sum(x.completion_tokens for x in spent),
+            cost_usd=None if unknown else round(sum(x.cost_usd or 0.0 for x in spent), 6),
+        ),
         cost_na=unknown[0] if unknown else None,
     )
 
@@ -197,13 +222,19 @@ def _action(record: DecisionRecord) -> str:
     return (record.signal or {}).get("action") or "abstain"
 
 
-def _cost(model: ChatModel, records: list[DecisionRecord]) -> float:
-    """A priced model's cost of a run's calls, each as if uncached (as the report counts it)."""
+def _spent(model: ChatModel, records: list[DecisionRecord]) -> Spent:
+    """A run's calls and tokens, and a priced model's cost of them as if uncached (as the
+    report counts it)."""
     calls = [c for r in records for c in r.llm_calls]
-    cost = model.pricing.cost(
-        sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls)
+    prompt = sum(c.prompt_tokens for c in calls)
+    completion = sum(c.completion_tokens for c in calls)
+    cost = model.pricing.cost(prompt, completion)
+    return Spent(
+        model_calls=len(calls),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=None if cost is None else round(cost, 6),
     )
-    return 0.0 if cost is None else cost
 
 
 def render_comparison(paired: dict[str, Any]) -> Table:
@@ -213,6 +244,7 @@ def render_comparison(paired: dict[str, Any]) -> Table:
     table.add_column("")
     table.add_column("", justify="right")
     ci = paired["difference_ci"]
+    total = paired["run_total"]
     rows = {
         "decision points": f"{paired['decision_points']:,}",
         "same signal / same verdict": f"{fmt(paired['signal_agreement'])} / "
@@ -225,6 +257,11 @@ def render_comparison(paired: dict[str, Any]) -> Table:
         "P(variant better)": fmt(paired["p_variant_better"]),
         "variant model calls (new requests)": f"{paired['variant_model_calls']:,} "
         f"({paired['variant_requests_sent']:,})",
+        "variant tokens in / out": f"{paired['variant_prompt_tokens']:,} / "
+        f"{paired['variant_completion_tokens']:,}",
+        "variant cost [$]": usd_or_na(paired["variant_cost_usd"]),
+        "run total, base + variant: calls / cost [$]": f"{total['model_calls']:,} / "
+        + usd_or_na(total["cost_usd"]),
     }
     if paired.get("cost_na"):
         rows["returns before model cost"] = f"cost n/a: {paired['cost_na']}"

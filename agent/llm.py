@@ -287,6 +287,19 @@ def request_fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class Budget:
+    """What a run has spent against llm.max_calls, llm.max_tokens and llm.max_usd: one per run,
+    drawn on by every model the run asks, so a `--compare` variant spends what the base model
+    left rather than a budget of its own."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.tokens = 0
+        self.cost_usd = 0.0  # of the priced replies; a USD cap needs every reply priced
+        self.unmetered = 0  # replies that reported no token usage
+
+
 if TYPE_CHECKING:
     _AsyncResources = tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, asyncio.Semaphore]
 
@@ -299,7 +312,8 @@ class _Call:
 
 
 class LLMClient:
-    """Chat completions with tools against one endpoint; one instance is one run's budget."""
+    """Chat completions with tools against one endpoint, spending from `budget`: its own unless
+    another model of the same run shares one with it."""
 
     def __init__(
         self,
@@ -315,6 +329,7 @@ class LLMClient:
         capabilities_file: Path | None = None,
         organization: str | None = None,
         project: str | None = None,
+        budget: Budget | None = None,
     ) -> None:
         if settings.mode == "replay" and cache_dir is None:
             raise ConfigError(
@@ -354,6 +369,7 @@ class LLMClient:
         self._opening = None if cache_dir is None else _open_cache(cache_dir)
         self._lock = threading.Lock()
         self._stats = LLMStats(cost_usd=None if self.pricing.price is None else 0.0)
+        self.budget = budget or Budget()
         self._failing = 0  # requests failed in a row, retryably, across the whole run
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_after_s)
         self._decision_format: DecisionFormat | None = (
@@ -594,28 +610,31 @@ class LLMClient:
         return options if cap is None else {"max_tokens": cap, **(options or {})}
 
     def _reserve_call(self) -> None:
-        """Budgets are checked before sending. Concurrent calls each take a call slot up front,
-        but token and USD caps can be overshot by the calls already in flight."""
+        """Budgets are checked before sending, against the run's `Budget`. Concurrent calls
+        each take a call slot up front, but token and USD caps can be overshot by the calls
+        already in flight."""
         s = self._settings
-        with self._lock:
-            st = self._stats
-            spent_tokens = st.prompt_tokens + st.completion_tokens
-            if s.max_calls is not None and st.calls >= s.max_calls:
-                reason = f"call budget spent: {st.calls} of llm.max_calls={s.max_calls}"
-            elif st.unmetered and (s.max_tokens is not None or s.max_usd is not None):
+        b = self.budget
+        with b.lock:
+            if s.max_calls is not None and b.calls >= s.max_calls:
+                reason = f"call budget spent: {b.calls} of llm.max_calls={s.max_calls}"
+            elif b.unmetered and (s.max_tokens is not None or s.max_usd is not None):
                 capped = "llm.max_tokens" if s.max_tokens is not None else "llm.max_usd"
                 reason = (
-                    f"{self.base_url} reported no token usage for {st.unmetered} repl"
-                    f"{'y' if st.unmetered == 1 else 'ies'}, so {capped} cannot be kept"
+                    f"{self.base_url} reported no token usage for {b.unmetered} repl"
+                    f"{'y' if b.unmetered == 1 else 'ies'}, so {capped} cannot be kept"
                 )
-            elif s.max_tokens is not None and spent_tokens >= s.max_tokens:
-                reason = f"token budget spent: {spent_tokens} of llm.max_tokens={s.max_tokens}"
-            elif s.max_usd is not None and (st.cost_usd or 0.0) >= s.max_usd:
-                reason = f"cost budget spent: ${st.cost_usd:.4f} of llm.max_usd={s.max_usd}"
+            elif s.max_tokens is not None and b.tokens >= s.max_tokens:
+                reason = f"token budget spent: {b.tokens} of llm.max_tokens={s.max_tokens}"
+            elif s.max_usd is not None and b.cost_usd >= s.max_usd:
+                reason = f"cost budget spent: ${b.cost_usd:.4f} of llm.max_usd={s.max_usd}"
             else:
-                st.calls += 1
-                return
-        raise self._failed(LLMError("budget", f"{reason}; nothing was sent"))
+                b.calls += 1
+                reason = None
+        if reason is not None:
+            raise self._failed(LLMError("budget", f"{reason}; nothing was sent"))
+        with self._lock:
+            self._stats.calls += 1
 
     def _retry_policy(self) -> dict[str, Any]:
         return {
@@ -773,6 +792,12 @@ class LLMClient:
             elif st.cost_usd is not None and cost is not None:
                 st.cost_usd += cost
             st.latencies_ms.append(latency_ms)
+        with self.budget.lock:
+            self.budget.tokens += usage.prompt_tokens + usage.completion_tokens
+            if completion.usage is None:
+                self.budget.unmetered += 1
+            elif cost is not None:
+                self.budget.cost_usd += cost
         if self._cache is not None:
             self._cache.set(
                 call.key,

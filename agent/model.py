@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from agent.in_flight import Turns
-from agent.llm import LLMClient, LLMResponse, LLMStats, Pricing
+from agent.llm import Budget, LLMClient, LLMResponse, LLMStats, Pricing
 from agent.offline import OfflineModel
 from config import Settings
 from config.settings import DecisionFormat
@@ -70,8 +70,11 @@ def uses_offline(settings: Settings) -> bool:
     return provider == "offline"
 
 
-def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
-    """The configured model; replay mode with the offline model is allowed (it never calls out)."""
+def open_model(
+    settings: Settings, notify: Callable[[str], None], budget: Budget | None = None
+) -> ChatModel:
+    """The configured model; replay mode with the offline model is allowed (it never calls out).
+    A model opened beside another in one run is given that one's `budget` to spend from."""
     if uses_offline(settings):
         notify(OFFLINE_NOTICE)
         return OfflineModel()
@@ -97,6 +100,7 @@ def open_model(settings: Settings, notify: Callable[[str], None]) -> ChatModel:
         secrets=settings.secret_values(),
         organization=settings.openai_org_id,
         project=settings.openai_project_id,
+        budget=budget,
     )
 
 

@@ -66,7 +66,8 @@ class AgentSection(BaseModel):
 
 
 class RunStats(BaseModel):
-    """This execution only: what went over the wire and how long it took."""
+    """This execution only: what went over the wire and how long it took, for every model the
+    run asked; `variant` is a `--compare` variant's part of it."""
 
     requests_sent: int
     cache_hits: int
@@ -75,18 +76,31 @@ class RunStats(BaseModel):
     avg_latency_ms: float | None
     p95_latency_ms: float | None
     cost_usd_this_run: float | None  # None: n/a, as the run's cost_usd
+    variant: RunStats | None = None
+
+    def facts(self) -> dict[str, Any]:
+        """Its figures for a page: the variant's only where one ran."""
+        return self.model_dump(exclude=set() if self.variant else {"variant"})
 
 
-def run_stats(stats: LLMStats) -> RunStats:
-    latencies = [x for x in stats.latencies_ms if x > 0]
+def run_stats(stats: LLMStats, variant: LLMStats | None = None) -> RunStats:
+    """The run's figures: the base model's, plus a `--compare` variant's (kept apart too)."""
+    both = [stats] if variant is None else [stats, variant]
+    latencies = [x for s in both for x in s.latencies_ms if x > 0]
+    costs = [s.cost_usd for s in both]
+    errors: Counter[str] = Counter()
+    for s in both:
+        errors.update(s.errors)
+    p95 = LLMStats(latencies_ms=latencies).p95_latency_ms
     return RunStats(
-        requests_sent=stats.calls,
-        cache_hits=stats.cache_hits,
-        retries=stats.retries,
-        errors=dict(sorted(stats.errors.items())),
+        requests_sent=sum(s.calls for s in both),
+        cache_hits=sum(s.cache_hits for s in both),
+        retries=sum(s.retries for s in both),
+        errors=dict(sorted(errors.items())),
         avg_latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
-        p95_latency_ms=None if stats.p95_latency_ms is None else round(stats.p95_latency_ms, 1),
-        cost_usd_this_run=None if stats.cost_usd is None else round(stats.cost_usd, 6),
+        p95_latency_ms=None if p95 is None else round(p95, 1),
+        cost_usd_this_run=None if None in costs else round(sum(costs), 6),
+        variant=None if variant is None else run_stats(variant),
     )
 
 
@@ -248,18 +262,20 @@ def _quantity(order: dict[str, Any], rules: SymbolRules) -> str:
 
 def render_agent(section: AgentSection, stats: RunStats) -> Group:
     llm = section.llm
+    v = stats.variant
     head = Table(title=f"agent: {section.model} every {section.decide_every_min} min")
     head.add_column("")
     head.add_column("", justify="right")
     shown = {
         "decisions (planned)": f"{section.decisions:,} ({section.planned_decisions:,})",
         "model calls": fmt(llm["model_calls"]),
-        "requests sent / cache hits": f"{stats.requests_sent:,} / {stats.cache_hits:,}",
+        "requests sent / cache hits": f"{stats.requests_sent:,} / {stats.cache_hits:,}"
+        + ("" if v is None else f" (variant {v.requests_sent:,} / {v.cache_hits:,})"),
         "retries / failed requests": f"{stats.retries:,} / {sum(stats.errors.values()):,}",
         "tokens in / out": f"{llm['prompt_tokens']:,} / {llm['completion_tokens']:,}",
         "cost [$] (this run)": f"n/a: {llm['cost_na']}"
         if llm["cost_usd"] is None
-        else f"{llm['cost_usd']:.4f} ({stats.cost_usd_this_run:.4f})",
+        else f"{llm['cost_usd']:.4f} ({_this_run(stats)})",
         "latency avg / p95 [ms]": f"{fmt(stats.avg_latency_ms)} / {fmt(stats.p95_latency_ms)}",
         "signals": ", ".join(f"{k} {v}" for k, v in llm["signals"].items()) or "none",
         "abstains": ", ".join(f"{k} {v}" for k, v in llm["abstains"].items()) or "none",
@@ -286,6 +302,20 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
     for name, value in shown.items():
         head.add_row(name, value)
     return Group(head, _decision_log(section))
+
+
+def _this_run(stats: RunStats) -> str:
+    """What this run spent, with a `--compare` variant's part named: the budget covered both."""
+    spent = usd_or_na(stats.cost_usd_this_run)
+    if stats.variant is None:
+        return spent
+    return f"this run {spent}, of it variant {usd_or_na(stats.variant.cost_usd_this_run)}"
+
+
+def usd_or_na(value: float | None) -> str:
+    """Dollars as the agent's tables show them, or n/a: the model has no price (the row or the
+    comparison says why)."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _decision_log(section: AgentSection) -> Table:

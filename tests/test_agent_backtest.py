@@ -290,3 +290,37 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(
     # what was sent is what the report covers: nothing decided after the interrupt went out
     assert agent["llm"]["model_calls"] <= sent < 2 * agent["planned_decisions"]
     assert report["metrics"]["# Trades"] == len(report["trades"])
+
+
+@pytest.mark.slow
+def test_a_compared_variant_spends_from_the_run_s_one_budget(cli, tmp_path: Path) -> None:
+    server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    # the loopback stands in for OpenAI: llm.prices applies at its host, to both models
+    env = {**llm_env(server), "AGENT_LLM__PRICES_HOST": "127.0.0.1"}
+    ab = (*DAY, "--concurrency", "1", "--compare", "model=gpt-4o")
+    out = tmp_path / "ab.json"
+    try:
+        refused = cli("agent-backtest", *ab, env=env)
+        assert refused.returncode == 2 and "pass --yes" in refused.stderr
+        assert "on gpt-4o-mini," in refused.stderr and "on gpt-4o," in refused.stderr
+        assert server.requests == []  # both estimates shown, nothing spent before consent
+
+        budget = 0.02  # more than the base model spends, less than base and variant would
+        run = cli("agent-backtest", *ab, "--budget-usd", str(budget), "--json", str(out), env=env)
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    base, compared = report["agent"]["llm"], report["scorecard"]["compare"]
+    total = compared["run_total"]
+    assert report["agent"]["stopped"] is None  # the base model ran to the end
+    assert 0 < compared["variant_model_calls"] < base["model_calls"]  # the variant ran out
+    assert len(server.requests) == total["model_calls"]
+    assert total["model_calls"] == base["model_calls"] + compared["variant_model_calls"]
+    assert total["cost_usd"] == pytest.approx(base["cost_usd"] + compared["variant_cost_usd"])
+    # one request at a time: the last one went out with less than the budget spent
+    per_call = compared["variant_cost_usd"] / compared["variant_model_calls"]
+    assert budget <= total["cost_usd"] < budget + 2 * per_call
+    shown = re.sub(r"[\s│]+", " ", run.stdout)
+    assert f"run total, base + variant: calls / cost [$] {total['model_calls']} / " in shown
+    assert f"this run {total['cost_usd']:.4f}, of it variant" in shown

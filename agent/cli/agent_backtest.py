@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from agent.cli.agent_flags import check_cost, consented
+from agent.cli.agent_flags import consented, require_consent, show_estimate
 from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify, write_file
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
@@ -153,22 +153,20 @@ def run_agent_backtest(
                 f"of {strategy.warmup} bars plus one --decide-every ({params.decide_every} min); "
                 "give more bars (a longer --days, --start/--end or --data file)"
             )
-        estimates = [
-            partial(
-                check_cost,
-                args,
+        estimates = {
+            asked: partial(
+                show_estimate,
                 asked,
                 settings,
                 planned,
                 partial(_per_decision, store, asked, settings, strategy),
                 samples=params.samples,
             )
-            for asked in ((model, other) if other is not None else (model,))
-        ]
-        if not consented(args):
-            for estimate in estimates:  # shown, then a paid model's run is refused
-                estimate()
-            estimates = []
+            for asked in ((model, other) if other not in (None, model) else (model,))
+        }
+        if not consented(args):  # every model's estimate shown, then a paid run is refused
+            require_consent(args, [asked for asked, shown in estimates.items() if shown()])
+            estimates = {}
         baselines = partial(
             rule_runs,
             data.bars,
@@ -185,7 +183,7 @@ def run_agent_backtest(
             # spending was accepted up front (--yes or --budget-usd) shown (its tokenizer
             # loaded), and the rule baselines, which need only the bars, run: one at a wave
             side = _BetweenWaves(
-                pool, [store.settle, *estimates, baselines], min(strategy.workers, planned)
+                pool, [store.settle, *estimates.values(), baselines], min(strategy.workers, planned)
             )
             result = _with_progress(strategy, model, planned, data, config, side.answered)
             ruled = side.result()
@@ -211,7 +209,7 @@ def run_agent_backtest(
             paired = compare(variant, other, strategy, result, records, model, data)
             scored = {**(report.scorecard or {}), "compare": paired.model_dump(mode="json")}
             report = report.model_copy(update={"scorecard": scored})
-        stats = run_stats(model.stats)
+        stats = run_stats(model.stats, None if other in (None, model) else other.stats)
         console.print(render(report))
         console.print(render_agent(section, stats))
         console.print(render_scorecard(report.scorecard or {}))
@@ -329,7 +327,7 @@ def _write_outputs(args: argparse.Namespace, report: Any, result: Any, stats: An
     if args.html:
         from backtest.html import page_files  # plotly loads only when a page is asked for
 
-        shown = {**report.agent, "run": stats.model_dump()}
+        shown = {**report.agent, "run": stats.facts()}
         shown_report = report.model_copy(update={"agent": shown})
         for path, text in page_files(args.html, shown_report, result).items():
             write_file(path, text)

@@ -6,7 +6,7 @@ backtest's reporting and comparison stack."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from agent.cli.common import notify
@@ -69,20 +69,38 @@ def check_cost(
     samples: int = 1,
 ) -> None:
     """A paid model must not start spending unannounced: show the estimate, require consent.
-    `period` names what `planned` covers when it is a rate (" per day" for the trading loop);
-    each decision asks the model `samples` times; `per_decision` is counted only when shown.
+    `period` names what `planned` covers when it is a rate (" per day" for the trading loop)."""
+    if show_estimate(model, settings, planned, per_decision, period, samples):
+        require_consent(args, [model])
+
+
+def show_estimate(
+    model: ChatModel,
+    settings: Settings,
+    planned: int,
+    per_decision: Callable[[], PerDecision],
+    period: str = "",
+    samples: int = 1,
+) -> bool:
+    """The estimate of one model's part of a run, shown; whether that part may spend money.
+    Each decision asks the model `samples` times; `per_decision` is counted only when shown.
     With spending accepted up front it is shown once the first answers are in, so what it
     imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
     from agent.offline import OfflineModel
 
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
-        return
+        return False
     from agent.estimate import estimate_line  # SQLAlchemy: only where an estimate is shown
 
     notify(estimate_line(model, per_decision(), planned, samples, period))
-    if not consented(args):
+    return True
+
+
+def require_consent(args: argparse.Namespace, paying: Sequence[ChatModel]) -> None:
+    """Refuse a run whose `paying` models may spend money, unless spending was accepted."""
+    if paying and not consented(args):
         cap = ", or --budget-usd X to stop cleanly once X USD is spent"
-        if model.pricing.unknown is not None:
+        if any(m.pricing.unknown is not None for m in paying):
             cap = " (its cost is n/a: no USD budget can cap it, llm.max_calls can)"
         raise UserError(f"this run may spend money: pass --yes to accept the estimate{cap}")
 
