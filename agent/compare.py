@@ -19,7 +19,7 @@ from agent.llm import LLMClient
 from agent.model import ChatModel, open_model, uses_offline
 from agent.offline import OFFLINE_MODEL
 from agent.records import DecisionRecord
-from agent.report import agent_run_id, finalize_records, usd_or_na
+from agent.report import agent_run_id, check_replayed, finalize_records, usd_or_na
 from agent.strategy import AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.annualise import choose_basis
@@ -58,19 +58,21 @@ class Comparison(BaseModel):
     model: str
     prompt_version: str
     decision_points: int
-    signal_agreement: float | None  # both proposed the same action (or both abstained)
-    verdict_agreement: float | None  # and the gate's outcome was the same
-    base_net_return_pct: float
-    variant_net_return_pct: float
-    difference_pct: float  # variant minus base, each net of its model cost (unless cost_na)
+    # The figures below are None when a run stopped early (`na` says why)
+    signal_agreement: float | None = None  # both proposed the same action (or both abstained)
+    verdict_agreement: float | None = None  # and the gate's outcome was the same
+    base_net_return_pct: float | None = None
+    variant_net_return_pct: float | None = None
+    difference_pct: float | None = None  # variant minus base, net of model cost (unless cost_na)
     difference_ci: Interval
-    p_variant_better: float | None
+    p_variant_better: float | None = None
     variant_model_calls: int
     variant_requests_sent: int  # new requests: 0 when every answer was cached
     variant_prompt_tokens: int
     variant_completion_tokens: int
     variant_cost_usd: float | None  # as if uncached, as the base's; None: n/a (cost_na says why)
     run_total: Spent  # base plus variant: what the run's one budget covered
+    na: str | None = None  # why there are no comparison figures: a run stopped early
     cost_na: str | None = None  # why both returns are before model cost: a price is unknown
 
 
@@ -129,46 +131,76 @@ def compare(
         strategy.prompt_version = hashlib.sha256(material.encode()).hexdigest()[:12]
     strategy.run_id = agent_run_id(model, data, base.p, strategy.prompt_version) + "-b"
     sent_before = model.stats.calls
-    result = run_backtest(
-        base_result.bars, strategy, data.rules, base_result.config, limits=base.limits
-    )
-    records = finalize_records(strategy, result)
-    return _paired(
-        variant,
-        strategy,
-        model,
-        sent_before,
-        base_result,
-        base_records,
-        base_model,
-        result,
-        records,
-    )
-
-
-def _paired(
-    variant: Variant,
-    strategy: AgentStrategy,
-    model: ChatModel,
-    sent_before: int,
-    base_result: BacktestResult,
-    base_records: list[DecisionRecord],
-    base_model: ChatModel,
-    result: BacktestResult,
-    records: list[DecisionRecord],
-) -> Comparison:
+    result, records = None, []
+    if base.stopped is None:  # a base cut short has nothing to pair the rest with
+        result = run_backtest(
+            base_result.bars, strategy, data.rules, base_result.config, limits=base.limits
+        )
+        records = finalize_records(strategy, result)
+        check_replayed(strategy)
+    unknown = [m.pricing.unknown for m in (base_model, model) if m.pricing.unknown]
+    spent = [_spent(base_model, base_records), _spent(model, records)]
+    na = _stopped_early(base, strategy, len(records))
     ours = {(r.symbol, r.decided_ms): r for r in base_records}
+    points = sorted(set(ours) & {(r.symbol, r.decided_ms) for r in records})
+    figures = (
+        _figures(base_result, result, ours, records, points, spent, bool(unknown))
+        if result is not None and na is None
+        else {"difference_ci": Interval(na=na)}
+    )
+    return Comparison(
+        variant=variant.label,
+        model=model.model,
+        prompt_version=strategy.prompt_version,
+        decision_points=len(points),
+        **figures,
+        variant_model_calls=spent[1].model_calls,
+        variant_requests_sent=model.stats.calls - sent_before,
+        variant_prompt_tokens=spent[1].prompt_tokens,
+        variant_completion_tokens=spent[1].completion_tokens,
+        variant_cost_usd=spent[1].cost_usd,
+        run_total=Spent(
+            model_calls=sum(x.model_calls for x in spent),
+            prompt_tokens=sum(x.prompt_tokens for x in spent),
+            completion_tokens=sum(x.completion_tokens for x in spent),
+            cost_usd=None if unknown else round(sum(x.cost_usd or 0.0 for x in spent), 6),
+        ),
+        na=na,
+        cost_na=unknown[0] if unknown else None,
+    )
+
+
+def _stopped_early(base: AgentStrategy, variant: AgentStrategy, decided: int) -> str | None:
+    """Why the two runs cannot be compared: one stopped before its last decision (a budget
+    spent, an outage, Ctrl-C), so a difference would set a whole run against part of one."""
+    if base.stopped is not None:
+        return f"the base run stopped early ({base.stopped}); the variant was not run"
+    if variant.stopped is not None:
+        return (
+            f"the variant stopped early ({variant.stopped}) after {decided:,} of "
+            f"{variant.planned():,} decisions"
+        )
+    return None
+
+
+def _figures(
+    base_result: BacktestResult,
+    result: BacktestResult,
+    ours: dict[tuple[str, int], DecisionRecord],
+    records: list[DecisionRecord],
+    points: list[tuple[str, int]],
+    spent: list[Spent],
+    unpriced: bool,
+) -> dict[str, Any]:
+    """Agreement point by point and the paired difference in net return, with its interval."""
     theirs = {(r.symbol, r.decided_ms): r for r in records}
-    points = sorted(set(ours) & set(theirs))
     same_signal = [_action(ours[p]) == _action(theirs[p]) for p in points]
     same_verdict = [
         s and ours[p].outcome == theirs[p].outcome for s, p in zip(same_signal, points, strict=True)
     ]
     cash = float(base_result.equity[0])
-    unknown = [m.pricing.unknown for m in (base_model, model) if m.pricing.unknown]
     # One cost unknown: both returns before model cost, or the difference would charge one side.
-    spent = [_spent(base_model, base_records), _spent(model, records)]
-    costs = [0.0, 0.0] if unknown else [x.cost_usd or 0.0 for x in spent]
+    costs = [0.0, 0.0] if unpriced else [x.cost_usd or 0.0 for x in spent]
     nets = [
         (float(r.equity[-1]) - c) / cash * 100 - 100
         for r, c in zip((base_result, result), costs, strict=True)
@@ -191,31 +223,15 @@ def _paired(
         )
         ci = interval(var_totals - base_totals, 100)
         p_better = round(float(np.mean(var_totals > base_totals)), 3)
-    return Comparison(
-        variant=variant.label,
-        model=model.model,
-        prompt_version=strategy.prompt_version,
-        decision_points=len(points),
-        signal_agreement=round(float(np.mean(same_signal)), 4) if points else None,
-        verdict_agreement=round(float(np.mean(same_verdict)), 4) if points else None,
-        base_net_return_pct=round(nets[0], 4),
-        variant_net_return_pct=round(nets[1], 4),
-        difference_pct=round(nets[1] - nets[0], 4),
-        difference_ci=ci,
-        p_variant_better=p_better,
-        variant_model_calls=spent[1].model_calls,
-        variant_requests_sent=model.stats.calls - sent_before,
-        variant_prompt_tokens=spent[1].prompt_tokens,
-        variant_completion_tokens=spent[1].completion_tokens,
-        variant_cost_usd=spent[1].cost_usd,
-        run_total=Spent(
-            model_calls=sum(x.model_calls for x in spent),
-            prompt_tokens=sum(x.prompt_tokens for x in spent),
-            completion_tokens=sum(x.completion_tokens for x in spent),
-            cost_usd=None if unknown else round(sum(x.cost_usd or 0.0 for x in spent), 6),
-        ),
-        cost_na=unknown[0] if unknown else None,
-    )
+    return {
+        "signal_agreement": round(float(np.mean(same_signal)), 4) if points else None,
+        "verdict_agreement": round(float(np.mean(same_verdict)), 4) if points else None,
+        "base_net_return_pct": round(nets[0], 4),
+        "variant_net_return_pct": round(nets[1], 4),
+        "difference_pct": round(nets[1] - nets[0], 4),
+        "difference_ci": ci,
+        "p_variant_better": p_better,
+    }
 
 
 def _action(record: DecisionRecord) -> str:
@@ -245,16 +261,23 @@ def render_comparison(paired: dict[str, Any]) -> Table:
     table.add_column("", justify="right")
     ci = paired["difference_ci"]
     total = paired["run_total"]
+    figures = (
+        {"comparison": f"n/a: {paired['na']}"}
+        if paired.get("na")
+        else {
+            "same signal / same verdict": f"{fmt(paired['signal_agreement'])} / "
+            f"{fmt(paired['verdict_agreement'])}",
+            "net return [%] base / variant": f"{paired['base_net_return_pct']:.4f} / "
+            f"{paired['variant_net_return_pct']:.4f}",
+            "difference [%] (95% interval)": f"{paired['difference_pct']:.4f} ("
+            + (f"n/a: {ci['na']}" if ci["na"] else f"{ci['low']:.4f} to {ci['high']:.4f}")
+            + ")",
+            "P(variant better)": fmt(paired["p_variant_better"]),
+        }
+    )
     rows = {
         "decision points": f"{paired['decision_points']:,}",
-        "same signal / same verdict": f"{fmt(paired['signal_agreement'])} / "
-        f"{fmt(paired['verdict_agreement'])}",
-        "net return [%] base / variant": f"{paired['base_net_return_pct']:.4f} / "
-        f"{paired['variant_net_return_pct']:.4f}",
-        "difference [%] (95% interval)": f"{paired['difference_pct']:.4f} ("
-        + (f"n/a: {ci['na']}" if ci["na"] else f"{ci['low']:.4f} to {ci['high']:.4f}")
-        + ")",
-        "P(variant better)": fmt(paired["p_variant_better"]),
+        **figures,
         "variant model calls (new requests)": f"{paired['variant_model_calls']:,} "
         f"({paired['variant_requests_sent']:,})",
         "variant tokens in / out": f"{paired['variant_prompt_tokens']:,} / "

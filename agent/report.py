@@ -27,6 +27,7 @@ from backtest.scorecard import RandomBaseline, Scorecard, scorecard
 from backtest.sweep import SweepData
 from backtest.terminal import fmt, to_unit
 from backtest.veto_ledger import HORIZONS_MIN
+from core.errors import UserError
 from market.models import SymbolRules
 from risk.models import Approved
 from runtime.runner import Halted
@@ -102,6 +103,18 @@ def run_stats(stats: LLMStats, variant: LLMStats | None = None) -> RunStats:
         cost_usd_this_run=None if None in costs else round(sum(costs), 6),
         variant=None if variant is None else run_stats(variant),
     )
+
+
+def check_replayed(strategy: AgentStrategy) -> None:
+    """A run that needed an answer the cache lacks, with sending forbidden, is an error: its
+    report would be of the decisions before the miss."""
+    if strategy.stopped == "cache_miss":
+        missed = next(r for r in strategy.records.values() if r.abstain)
+        raise UserError(
+            f"--replay-only: no cached answer for {missed.symbol} at "
+            f"{iso(missed.decided_ms + 1)}; nothing was sent. Run once without "
+            "--replay-only (with a key or OPENAI_BASE_URL) to fill the cache"
+        )
 
 
 def finalize_records(strategy: AgentStrategy, result: BacktestResult) -> list[DecisionRecord]:

@@ -324,3 +324,41 @@ def test_a_compared_variant_spends_from_the_run_s_one_budget(cli, tmp_path: Path
     shown = re.sub(r"[\s│]+", " ", run.stdout)
     assert f"run total, base + variant: calls / cost [$] {total['model_calls']} / " in shown
     assert f"this run {total['cost_usd']:.4f}, of it variant" in shown
+
+
+@pytest.mark.slow
+def test_a_variant_stopped_early_gives_no_comparison(cli, tmp_path: Path) -> None:
+    server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    ab = (*DAY, "--compare", "model=gpt-4o")
+    out = tmp_path / "ab.json"
+    try:
+        cached = cli("agent-backtest", *DAY, "--yes", env=llm_env(server))
+        assert cached.returncode == 0, cached.stderr
+        sent = len(server.requests)
+
+        # the base model's answers are all cached, the variant's are not
+        missed = cli("agent-backtest", *ab, "--replay-only", env=llm_env(server))
+        assert len(server.requests) == sent
+
+        capped = {**llm_env(server), "AGENT_LLM__MAX_CALLS": "20"}
+        run = cli("agent-backtest", *ab, "--yes", "--json", str(out), env=capped)
+    finally:
+        server.stop()
+    assert missed.returncode == 2, missed.stdout
+    assert (
+        missed.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: --replay-only: no cached answer for BTCUSDT at ")
+    )
+    assert "Traceback" not in missed.stderr
+
+    assert run.returncode == 0, run.stderr
+    assert len(server.requests) == sent + 20  # the variant spent the run's 20 calls
+    report = json.loads(out.read_text())
+    compared = report["scorecard"]["compare"]
+    why = f"the variant stopped early (budget) after {compared['decision_points']} of 93 decisions"
+    assert compared["na"] == why and compared["difference_ci"]["na"] == why
+    assert compared["p_variant_better"] is compared["difference_pct"] is None
+    assert compared["variant_net_return_pct"] is None
+    assert f"notice: the comparison is n/a: {why}" in run.stderr
+    assert f"n/a: {why}" in re.sub(r"[\s│]+", " ", run.stdout)

@@ -34,11 +34,10 @@ from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
 from agent.outage import OUTAGE
 from agent.records import DecisionRecord, save_decisions
-from agent.report import agent_report, agent_run_id, render_agent, run_stats
+from agent.report import agent_report, agent_run_id, check_replayed, render_agent, run_stats
 from agent.strategy import AgentParams, AgentStrategy
 from backtest import run_backtest
 from backtest.config import BacktestConfig
-from backtest.report import iso
 from backtest.runs import save_run
 from backtest.scorecard import rule_runs
 from backtest.sweep import SweepData
@@ -187,13 +186,7 @@ def run_agent_backtest(
             )
             result = _with_progress(strategy, model, planned, data, config, side.answered)
             ruled = side.result()
-        if strategy.stopped == "cache_miss":
-            missed = next(r for r in strategy.records.values() if r.abstain)
-            raise UserError(
-                f"--replay-only: no cached answer for {missed.symbol} at "
-                f"{iso(missed.decided_ms + 1)}; nothing was sent. Run once without "
-                "--replay-only (with a key or OPENAI_BASE_URL) to fill the cache"
-            )
+        check_replayed(strategy)
         report, records, section = agent_report(
             strategy,
             result,
@@ -207,6 +200,8 @@ def run_agent_backtest(
         )
         if variant is not None and other is not None:
             paired = compare(variant, other, strategy, result, records, model, data)
+            if paired.na is not None:
+                notify(f"notice: the comparison is n/a: {paired.na}")
             scored = {**(report.scorecard or {}), "compare": paired.model_dump(mode="json")}
             report = report.model_copy(update={"scorecard": scored})
         stats = run_stats(model.stats, None if other in (None, model) else other.stats)
