@@ -1,6 +1,7 @@
 """The agent's look-ahead check: a sample of its decisions made again on data that ends at the
-decision time. A tool that read a later bar would now get different inputs, so the prompt hash,
-the tool calls or the signal would change."""
+decision time. A tool that read a later bar would now return something else, so the key of a
+model call (each carries the prompt and every tool result before it), the tool calls or the
+signal would change."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ def sample(records: list[DecisionRecord], count: int = SAMPLE) -> list[DecisionR
 
 
 def _fingerprint(record: DecisionRecord) -> tuple[object, ...]:
+    """Every model call's key, not only the first: a later call's request holds the tool
+    results, so a result that read ahead changes its key even when the signal does not."""
+    keys = [c.cache_key for c in record.llm_calls]
     calls = [(c.name, c.arguments) for c in record.tool_calls]
-    return record.inputs_sha256, calls, record.signal
+    return record.inputs_sha256, keys, calls, record.signal
 
 
 def check_agent_lookahead(
@@ -56,10 +60,11 @@ def check_agent_lookahead(
             run_id=strategy.run_id,
             limits=strategy.limits,
         )
+        probe.tools, probe.system_prompt = strategy.tools, strategy.system_prompt
         probe._run_one(record.symbol, record.decided_ms)
         again = probe.records[(record.symbol, record.decided_ms)]
         if _fingerprint(again) != _fingerprint(record):
-            what = "signal" if again.signal != record.signal else "tool inputs"
+            what = "signal" if again.signal != record.signal else "tool inputs or results"
             problems.append(
                 f"agent: {record.symbol} at {pd.Timestamp(record.decided_ms + 1, unit='ms')} "
                 f"changes its {what} when the data ends there: a tool reads later bars"

@@ -338,7 +338,7 @@ def _lookahead_passed(
     if not problems:
         notify(
             f"look-ahead check passed: {checked} decisions made again on data cut at their "
-            "time gave the same tool inputs and signals"
+            "time gave the same tool inputs, tool results and signals"
         )
     return not problems
 
