@@ -19,7 +19,7 @@ from agent.llm import LLMClient
 from agent.model import ChatModel, open_model, uses_offline
 from agent.offline import OFFLINE_MODEL
 from agent.records import DecisionRecord
-from agent.report import agent_run_id, check_replayed, finalize_records, usd_or_na
+from agent.report import agent_run_id, finalize_records, usd_or_na
 from agent.strategy import AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.annualise import choose_basis
@@ -103,16 +103,11 @@ def open_variant(variant: Variant, settings: Settings, base: ChatModel) -> ChatM
     return open_model(settings.model_copy(update={"llm": llm}), lambda _: None, budget)
 
 
-def compare(
-    variant: Variant,
-    model: ChatModel,
-    base: AgentStrategy,
-    base_result: BacktestResult,
-    base_records: list[DecisionRecord],
-    base_model: ChatModel,
-    data: SweepData,
-) -> Comparison:
-    """Run the variant over the base run's bars and decision times; compare point by point."""
+def variant_strategy(
+    variant: Variant, model: ChatModel, base: AgentStrategy, data: SweepData
+) -> AgentStrategy:
+    """The second agent: the base's parameters, bars and decision times, with the variant's
+    model or system prompt."""
     strategy = AgentStrategy(
         base.p,
         model=model,
@@ -130,6 +125,20 @@ def compare(
         material += f"{DECISION_PROMPT}={load_prompt(DECISION_PROMPT).version}"
         strategy.prompt_version = hashlib.sha256(material.encode()).hexdigest()[:12]
     strategy.run_id = agent_run_id(model, data, base.p, strategy.prompt_version) + "-b"
+    return strategy
+
+
+def compare(
+    variant: Variant,
+    strategy: AgentStrategy,
+    base: AgentStrategy,
+    base_result: BacktestResult,
+    base_records: list[DecisionRecord],
+    base_model: ChatModel,
+    data: SweepData,
+) -> Comparison:
+    """Run the variant over the base run's bars and decision times; compare point by point."""
+    model = strategy.model
     sent_before = model.stats.calls
     result, records = None, []
     if base.stopped is None:  # a base cut short has nothing to pair the rest with
@@ -137,7 +146,6 @@ def compare(
             base_result.bars, strategy, data.rules, base_result.config, limits=base.limits
         )
         records = finalize_records(strategy, result)
-        check_replayed(strategy)
     unknown = [m.pricing.unknown for m in (base_model, model) if m.pricing.unknown]
     spent = [_spent(base_model, base_records), _spent(model, records)]
     na = _stopped_early(base, strategy, len(records))

@@ -104,9 +104,15 @@ def usd_text(usd: float) -> str:
 
 
 def estimate_line(
-    model: ChatModel, per: PerDecision, decisions: int, samples: int = 1, period: str = ""
+    model: ChatModel,
+    per: PerDecision,
+    decisions: int,
+    samples: int = 1,
+    period: str = "",
+    cached: int = 0,
 ) -> str:
-    """One line: decisions, calls and tokens, and the cost or n/a with its reason."""
+    """One line: decisions, calls and tokens, and the cost or n/a with its reason; `cached`
+    decisions more, answered by the cache, are named but not counted."""
     asked = decisions * samples
     calls = round(asked * per.calls)
     prompt = round(asked * per.prompt_tokens)
@@ -118,7 +124,9 @@ def estimate_line(
         cost = f"~${usd_text(usd)}{period} uncached (cached answers are free)"
     sampled = f" x {samples} samples" if samples > 1 else ""
     return (
-        f"estimate: {decisions:,} decisions{period}{sampled} on {model.model}, ~{calls:,} model "
+        f"estimate: {decisions:,} decisions{period}{sampled} on {model.model}"
+        + (f" ({cached:,} more cached, free)" if cached else "")
+        + f", ~{calls:,} model "
         f"calls, ~{prompt:,} prompt + ~{completion:,} completion tokens "
         f"({per.calls:.2f} calls and {per.prompt_tokens:,.0f} + {per.completion_tokens:,.0f} "
         f"tokens per decision, {per.basis}); {cost}"

@@ -423,6 +423,11 @@ class LLMClient:
             return False
         return self._key(messages, tools, prompt_version, options)[0] in self._cache
 
+    def send_nothing(self) -> None:
+        """From now on a request the cache cannot answer fails as a cache miss: a run let off
+        consent because its answers are cached must not spend after all."""
+        self._settings = self._settings.model_copy(update={"mode": "replay"})
+
     @property
     def decision_format(self) -> DecisionFormat:
         """How an unattended decision asks for its signal: llm.decision_format, or with `probe`

@@ -105,15 +105,21 @@ def run_stats(stats: LLMStats, variant: LLMStats | None = None) -> RunStats:
     )
 
 
-def check_replayed(strategy: AgentStrategy) -> None:
-    """A run that needed an answer the cache lacks, with sending forbidden, is an error: its
-    report would be of the decisions before the miss."""
+def check_replayed(strategy: AgentStrategy, consented: bool = True) -> None:
+    """A run that needed an answer the cache lacks, with sending forbidden (--replay-only, or
+    no consent to spend because every answer seemed cached), is an error: its report would be
+    of the decisions before the miss."""
     if strategy.stopped == "cache_miss":
         missed = next(r for r in strategy.records.values() if r.abstain)
+        where = f"no cached answer for {missed.symbol} at {iso(missed.decided_ms + 1)}"
+        if not consented:
+            raise UserError(
+                f"{where} (a decision's first answer was cached, a later one not); nothing "
+                "was sent. Pass --yes to accept the estimate"
+            )
         raise UserError(
-            f"--replay-only: no cached answer for {missed.symbol} at "
-            f"{iso(missed.decided_ms + 1)}; nothing was sent. Run once without "
-            "--replay-only (with a key or OPENAI_BASE_URL) to fill the cache"
+            f"--replay-only: {where}; nothing was sent. Run once without --replay-only (with a "
+            "key or OPENAI_BASE_URL) to fill the cache"
         )
 
 

@@ -246,12 +246,25 @@ class AgentStrategy(Strategy):
     ) -> AgentState:
         return decide(self.graph, self._deps(now_ms, ctx, index, turns), symbol)
 
-    def _first_answer_cached(self, symbol: str, now_ms: int) -> bool:
-        """Whether the model would answer this decision's first call from its cache."""
+    def cached_decisions(self) -> int:
+        """How many planned decisions the model would answer from its cache, every sample's
+        first call: none for a stateful run, whose prompts hold positions not reached yet."""
+        if self.p.stateful:
+            return 0
+        times = self.close_time[:-1][self.schedule()[:-1]].tolist()
+        return sum(
+            all(self._first_answer_cached(symbol, int(t), i) for i in range(self.p.samples))
+            for t in times
+            for symbol in self.market.symbols
+        )
+
+    def _first_answer_cached(self, symbol: str, now_ms: int, index: int = 0) -> bool:
+        """Whether the model would answer this decision's first call (of sample `index`) from
+        its cache."""
         cached = getattr(self.model, "cached", None)
         if cached is None:
             return False
-        deps = self._deps(now_ms, None, 0)
+        deps = self._deps(now_ms, None, index)
         turn = {"role": "user", "content": decision_text(deps.env, symbol)}
         try:
             messages, tools, options = model_request(deps, "decide", symbol, [turn])

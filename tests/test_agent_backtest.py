@@ -362,3 +362,69 @@ def test_a_variant_stopped_early_gives_no_comparison(cli, tmp_path: Path) -> Non
     assert compared["variant_net_return_pct"] is None
     assert f"notice: the comparison is n/a: {why}" in run.stderr
     assert f"n/a: {why}" in re.sub(r"[\s│]+", " ", run.stdout)
+
+
+@pytest.mark.slow
+def test_a_cached_rerun_needs_no_consent_and_only_new_decisions_are_estimated(
+    cli, tmp_path: Path
+) -> None:
+    server = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    # the loopback stands in for OpenAI: a priced model, whose runs need consent
+    env = {**llm_env(server), "AGENT_LLM__PRICES_HOST": "127.0.0.1"}
+    window = ("--symbol", "BTCUSDT", "--start", "2025-10-30")
+    short = tmp_path / "short.json"
+    try:
+        first = cli("agent-backtest", *window, "--end", "2025-10-30T12:00", "--yes", "--json",
+                    str(short), env=env)  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        sent = len(server.requests)
+        again = cli("agent-backtest", *window, "--end", "2025-10-30T12:00", env=env)
+        longer = cli("agent-backtest", *window, "--end", "2025-10-31", env=env)
+    finally:
+        server.stop()
+    assert len(server.requests) == sent  # nothing sent without consent
+    decisions = json.loads(short.read_text())["agent"]["decisions"]
+    assert again.returncode == 0, again.stderr
+    assert f"estimate: all {decisions} answers of gpt-4o-mini cached: nothing to spend" in (
+        again.stderr
+    )
+    assert longer.returncode == 2 and "pass --yes" in longer.stderr
+    estimate = re.search(
+        r"estimate: (\d+) decisions on gpt-4o-mini \((\d+) more cached", longer.stderr
+    )
+    assert estimate is not None, longer.stderr
+    assert int(estimate.group(2)) == decisions and int(estimate.group(1)) > 0
+
+
+@pytest.mark.slow
+def test_a_run_let_off_consent_by_its_cache_sends_nothing_it_lacks(cli) -> None:
+    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
+    failing = {"on": True}
+
+    def responder(request: dict) -> Scripted:
+        # the first run: every decision's first call answered, its second one failed
+        if failing["on"] and any(m["role"] == "assistant" for m in request["messages"]):
+            return Scripted(500, {"error": {"message": "upstream down", "type": "x"}})
+        return model(request)
+
+    server = LoopbackOpenAI(responder=responder).start()
+    env = {**llm_env(server), "AGENT_LLM__PRICES_HOST": "127.0.0.1",
+           "AGENT_LLM__MAX_RETRIES": "0", "AGENT_LLM__BREAKER_FAILURES": "50"}  # fmt: skip
+    few = (*DAY, "--decide-every", "240")
+    try:
+        first = cli("agent-backtest", *few, "--yes", env=env)
+        sent = len(server.requests)
+        failing["on"] = False
+        rerun = cli("agent-backtest", *few, env=env)
+    finally:
+        server.stop()
+    assert first.returncode == 0, first.stderr
+    assert len(server.requests) == sent  # the missing second answers were not asked for
+    assert "answers of gpt-4o-mini cached: nothing to spend" in rerun.stderr
+    assert rerun.returncode == 2, rerun.stderr
+    assert "Traceback" not in rerun.stderr
+    assert (
+        rerun.stderr.strip()
+        .splitlines()[-1]
+        .endswith("nothing was sent. Pass --yes to accept the estimate")
+    )

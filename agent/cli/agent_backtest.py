@@ -28,7 +28,14 @@ from agent.cli.agent_flags import consented, require_consent, show_estimate
 from agent.cli.common import EXIT_INTERRUPTED, EXIT_OUTAGE, EXIT_RUNTIME, notify, write_file
 from agent.cli.flags import offline_notices
 from agent.cli.window import Window
-from agent.compare import compare, open_variant, parse_variant, render_comparison
+from agent.compare import (
+    compare,
+    open_variant,
+    parse_variant,
+    render_comparison,
+    variant_strategy,
+)
+from agent.llm import LLMClient
 from agent.lookahead import check_agent_lookahead
 from agent.model import ChatModel, open_model
 from agent.offline import OfflineModel
@@ -152,8 +159,14 @@ def run_agent_backtest(
                 f"of {strategy.warmup} bars plus one --decide-every ({params.decide_every} min); "
                 "give more bars (a longer --days, --start/--end or --data file)"
             )
-        estimates = {
-            asked: partial(
+        second = None
+        runs = [(model, strategy)]  # each model the run asks, with the agent that asks it
+        if variant is not None and other is not None:
+            second = variant_strategy(variant, other, strategy, data)
+            if other is not model:
+                runs.append((other, second))
+        estimates = [
+            partial(
                 show_estimate,
                 asked,
                 settings,
@@ -161,11 +174,22 @@ def run_agent_backtest(
                 partial(_per_decision, store, asked, settings, strategy),
                 samples=params.samples,
             )
-            for asked in ((model, other) if other not in (None, model) else (model,))
-        }
+            for asked, _ in runs
+        ]
+        unconsented = not consented(args) and settings.llm.mode != "replay"
         if not consented(args):  # every model's estimate shown, then a paid run is refused
-            require_consent(args, [asked for asked, shown in estimates.items() if shown()])
-            estimates = {}
+            # a format still to be probed would be probed to build the prompts: not counted
+            counted = settings.llm.decision_format != "probe"
+            paying = [
+                asked
+                for (asked, run), shown in zip(runs, estimates, strict=True)
+                if shown(cached=run.cached_decisions if counted else None)
+            ]
+            require_consent(args, paying)
+            for asked, _ in runs:  # every answer is cached: none may be sent after all
+                if isinstance(asked, LLMClient):
+                    asked.send_nothing()
+            estimates = []
         baselines = partial(
             rule_runs,
             data.bars,
@@ -182,11 +206,11 @@ def run_agent_backtest(
             # spending was accepted up front (--yes or --budget-usd) shown (its tokenizer
             # loaded), and the rule baselines, which need only the bars, run: one at a wave
             side = _BetweenWaves(
-                pool, [store.settle, *estimates.values(), baselines], min(strategy.workers, planned)
+                pool, [store.settle, *estimates, baselines], min(strategy.workers, planned)
             )
             result = _with_progress(strategy, model, planned, data, config, side.answered)
             ruled = side.result()
-        check_replayed(strategy)
+        check_replayed(strategy, not unconsented)
         report, records, section = agent_report(
             strategy,
             result,
@@ -198,8 +222,9 @@ def run_agent_backtest(
             settings.scorecard.ledger_minutes,
             ruled,
         )
-        if variant is not None and other is not None:
-            paired = compare(variant, other, strategy, result, records, model, data)
+        if variant is not None and second is not None:
+            paired = compare(variant, second, strategy, result, records, model, data)
+            check_replayed(second, not unconsented)
             if paired.na is not None:
                 notify(f"notice: the comparison is n/a: {paired.na}")
             scored = {**(report.scorecard or {}), "compare": paired.model_dump(mode="json")}

@@ -81,18 +81,25 @@ def show_estimate(
     per_decision: Callable[[], PerDecision],
     period: str = "",
     samples: int = 1,
+    cached: Callable[[], int] | None = None,
 ) -> bool:
     """The estimate of one model's part of a run, shown; whether that part may spend money.
     Each decision asks the model `samples` times; `per_decision` is counted only when shown.
-    With spending accepted up front it is shown once the first answers are in, so what it
-    imports (SQLAlchemy, for the store's past decisions) does not delay the first request."""
+    `cached` counts the decisions the cache answers, which cost nothing: left out of the
+    estimate, and with none left, nothing to consent to. With spending accepted up front it
+    is shown once the first answers are in, so what it imports (SQLAlchemy, for the store's
+    past decisions) does not delay the first request."""
     from agent.offline import OfflineModel
 
     if isinstance(model, OfflineModel) or settings.llm.mode == "replay":
         return False
+    answered = 0 if cached is None else cached()
+    if answered == planned:
+        notify(f"estimate: all {planned:,} answers of {model.model} cached: nothing to spend")
+        return False
     from agent.estimate import estimate_line  # SQLAlchemy: only where an estimate is shown
 
-    notify(estimate_line(model, per_decision(), planned, samples, period))
+    notify(estimate_line(model, per_decision(), planned - answered, samples, period, answered))
     return True
 
 
