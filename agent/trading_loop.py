@@ -26,7 +26,7 @@ from execution.corporate import AppliedAction
 from execution.orders import Fill
 from execution.paper import GrowingFeed, PaperCheckpoint, PaperExecutor, PaperOrder
 from execution.paper_records import load_account
-from market.binance_ws import Bar, BarGap, MarketClosed, Reconnected, StreamEvent
+from market.binance_ws import Bar, BarGap, BarRefused, MarketClosed, Reconnected, StreamEvent
 from market.books import Books
 from market.corporate import CorporateActions
 from market.models import CANDLE_COLUMNS, INTERVAL_MS, SymbolRules, iso_ms
@@ -553,7 +553,7 @@ class TradingLoop:
     ) -> list[tuple[int, dict[str, Bar]]]:
         """Bars grouped by minute, stepped in order; a symbol that lacks a ready minute gets a
         flat bar at its last close (counted in the feed's `flat_bars`)."""
-        if isinstance(event, Reconnected | BarGap):
+        if isinstance(event, Reconnected | BarGap | BarRefused):
             self._feed_event(event)
             return []
         if not isinstance(event, Bar) or event.symbol not in self.symbols:
@@ -606,11 +606,16 @@ class TradingLoop:
             close_time=open_time + INTERVAL_MS[self.interval] - 1,
         )
 
-    def _feed_event(self, event: Reconnected | BarGap) -> None:
+    def _feed_event(self, event: Reconnected | BarGap | BarRefused) -> None:
         counts = Counter(self.state.feed)
         update: dict[str, Any] = {}
         if isinstance(event, Reconnected):
             counts["reconnects"] += 1
+        elif isinstance(event, BarRefused):
+            counts["refused_bars"] += 1
+            update["last_error"] = (
+                f"{event.symbol}: the bar of {iso_ms(event.open_time)} refused ({event.reason})"
+            )
         else:
             counts["missing_bars"] += len(event.missing_open_times)
             update["last_error"] = (

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from core.errors import UserError
-from market.models import INTERVAL_MS, Candle
+from market.models import INTERVAL_MS, Candle, iso_ms
 from market.orderbook import DepthUpdate
 from market.reconnect import (
     DROPPED,
@@ -29,6 +29,7 @@ from market.reconnect import (
 from market.reconnect import StreamSilent as StreamSilent
 from market.reconnect import StreamUnavailable as StreamUnavailable
 from market.reconnect import backoff_delay as backoff_delay
+from market.validation import bar_problem
 
 if TYPE_CHECKING:
     pass
@@ -176,6 +177,18 @@ class BarGap(BaseModel):
     reason: str
 
 
+class BarRefused(BaseModel):
+    """A closed bar that cannot be real (NaN, a price of 0, impossible OHLC): dropped, never
+    stepped or stored, and said, so the loop counts it like a gap."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    interval: str
+    open_time: int
+    reason: str
+
+
 class MarketClosed(BaseModel):
     """A poll found the market shut: no bar is due before `next_open_ms`. A feed that waits for
     the open says so on every poll, so the loop can show it is alive (a heartbeat)."""
@@ -186,7 +199,9 @@ class MarketClosed(BaseModel):
     poll_every_ms: int  # the longest wait before the next heartbeat
 
 
-StreamEvent = Bar | Trade | AggTrade | DepthUpdate | Reconnected | BarGap | MarketClosed
+StreamEvent = (
+    Bar | Trade | AggTrade | DepthUpdate | Reconnected | BarGap | BarRefused | MarketClosed
+)
 Backfill = Callable[[str, str, int, int], Sequence[Bar] | Awaitable[Sequence[Bar]]]
 
 
@@ -350,12 +365,15 @@ class BarCounters(Protocol):
     backfilled_bars: int
     backfill_failures: int
     missing_bars: int
+    refused_bars: int
 
 
 class BarContinuity:
     """Every closed bar of a stream exactly once and in order, whatever the socket does: a bar
     already delivered is dropped, a hole before a bar is backfilled (or reported as a BarGap),
-    and after a reconnect the bars that closed meanwhile are fetched at once (with a clock)."""
+    and after a reconnect the bars that closed meanwhile are fetched at once (with a clock). A
+    bar no market could print, streamed or fetched, is refused (a BarRefused) and never
+    delivered; a refused streamed bar leaves a hole the next bar backfills."""
 
     def __init__(
         self,
@@ -376,6 +394,9 @@ class BarContinuity:
         if last is not None and bar.open_time <= last:
             self.stats.duplicate_bars += 1
             return []
+        refused = self._refused(bar)
+        if refused is not None:
+            return [refused]
         events: list[StreamEvent] = []
         step = INTERVAL_MS.get(bar.interval)
         if last is not None and step is not None and bar.open_time > last + step:
@@ -407,13 +428,34 @@ class BarContinuity:
                 continue
             got = {b.open_time: b for b in rows if b.symbol == symbol and b.interval == interval}
             while (last := last + step) in got and got[last].close_time < now:
-                events.append(got[last].model_copy(update={"source": "backfill"}))
+                bar = got[last].model_copy(update={"source": "backfill"})
+                events.append(self._refused(bar) or bar)
                 self.last_open[(symbol, interval)] = last
-        if events:
-            log.info("caught up %d closed bar(s) missed while reconnecting", len(events))
-        self.stats.bars += len(events)
-        self.stats.backfilled_bars += len(events)
+        bars = sum(isinstance(e, Bar) for e in events)
+        if bars:
+            log.info("caught up %d closed bar(s) missed while reconnecting", bars)
+        self.stats.bars += bars
+        self.stats.backfilled_bars += bars
         return events
+
+    def _refused(self, bar: Bar) -> BarRefused | None:
+        """A BarRefused, logged and counted, for a bar that cannot be real; None for a bar that
+        can be."""
+        problem = bar_problem(bar)
+        if problem is None:
+            return None
+        self.stats.refused_bars += 1
+        log.warning(
+            "%s %s: refused the %s bar of %s: %s",
+            bar.symbol,
+            bar.interval,
+            bar.source,
+            iso_ms(bar.open_time),
+            problem,
+        )
+        return BarRefused(
+            symbol=bar.symbol, interval=bar.interval, open_time=bar.open_time, reason=problem
+        )
 
     async def _fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> Sequence[Bar]:
         assert self._backfill is not None
@@ -423,6 +465,7 @@ class BarContinuity:
 
     async def _fill(self, symbol: str, interval: str, expected: Sequence[int]) -> list[StreamEvent]:
         got: dict[int, Bar] = {}
+        refused: dict[int, BarRefused] = {}
         reason = "no backfill source"
         if self._backfill is not None:
             try:
@@ -435,6 +478,9 @@ class BarContinuity:
                     for t in expected
                     if t in fetched
                 }
+                refused = {t: self._refused(bar) for t, bar in got.items()}
+                refused = {t: r for t, r in refused.items() if r is not None}
+                got = {t: bar for t, bar in got.items() if t not in refused}
                 reason = "the backfill source does not have them"
             except Exception as exc:  # REST down: report the gap, keep streaming
                 self.stats.backfill_failures += 1
@@ -442,8 +488,8 @@ class BarContinuity:
                 log.warning(
                     "%s %s: backfill of %d bar(s) failed: %s", symbol, interval, len(expected), exc
                 )
-        events: list[StreamEvent] = [got[t] for t in sorted(got)]
-        missing = [t for t in expected if t not in got]
+        events: list[StreamEvent] = [(got.get(t) or refused[t]) for t in sorted({*got, *refused})]
+        missing = [t for t in expected if t not in got and t not in refused]
         if missing:
             self.stats.missing_bars += len(missing)
             log.warning(

@@ -60,6 +60,7 @@ class FeedStats:
     backfilled_bars: int = 0
     backfill_failures: int = 0
     missing_bars: int = 0
+    refused_bars: int = 0  # bars no market could print (NaN, a price of 0), dropped
     stalls: int = 0  # connections the watchdog gave up on
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from market.calendar import dated, xnys
-from market.models import INTERVAL_MS, PRICE_COLUMNS, iso_ms
+from market.models import INTERVAL_MS, PRICE_COLUMNS, Candle, iso_ms
 
 _EXAMPLES = 3
 
@@ -106,6 +106,13 @@ def row_problem(row: pd.Series) -> str:
     if h < max(o, c) or low > h:
         return f"column high {h:g} is below the bar's open, close or low"
     return f"column low {low:g} is above the bar's open or close"
+
+
+def bar_problem(bar: Candle) -> str | None:
+    """Why one bar from a feed cannot be a real one, by the rules that keep such rows out of the
+    store (a price of 0 would fill a stop at 0), or None when it can be."""
+    frame = pd.DataFrame([bar.model_dump(include={*PRICE_COLUMNS, "volume"})])
+    return None if _bad_rows(frame) is None else row_problem(frame.iloc[0])
 
 
 def validate_candles(candles: pd.DataFrame, interval: str) -> ValidationReport:

@@ -281,7 +281,8 @@ async def _run_loop(
 def _exchange_history(
     settings: Settings, exchange: str, symbols: list[str]
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """The last day of bars from the feed's exchange, and its rules for `symbols`."""
+    """The last day of bars from the feed's exchange, without a row no market could print (it
+    would poison every indicator), and its rules for `symbols`."""
     from market.binance_rest import BinanceError
     from venues.bybit.rest import BybitError
     from venues.registry import market_data
@@ -290,7 +291,9 @@ def _exchange_history(
     try:
         with market_data(exchange, settings) as client:
             history = {
-                s: client.klines(s, SAMPLE_INTERVAL, now - DAY_BARS * MINUTE_MS, now)
+                s: _possible_rows(
+                    s, client.klines(s, SAMPLE_INTERVAL, now - DAY_BARS * MINUTE_MS, now)
+                )
                 for s in symbols
             }
             return history, client.rules(symbols) if exchange == "bybit" else {}
@@ -299,6 +302,20 @@ def _exchange_history(
             f"--feed {exchange} cannot load the last day of bars: {exc} (offline, use --feed "
             "replay)"
         ) from None
+
+
+def _possible_rows(symbol: str, frame: pd.DataFrame) -> pd.DataFrame:
+    from market.validation import check_candles, row_problem
+
+    bad = check_candles(frame, SAMPLE_INTERVAL)[1]
+    if bad is None:
+        return frame
+    first = frame[bad].iloc[0]
+    notify(
+        f"{symbol}: {int(bad.sum())} bar(s) of the last day refused, first at "
+        f"{iso_ms(first['open_time'])} UTC: {row_problem(first)}"
+    )
+    return frame[~bad].reset_index(drop=True)
 
 
 def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig:

