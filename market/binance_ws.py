@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 STREAM_URL = "wss://stream.binance.com:9443"
 DEFAULT_MAX_CONNECTION_AGE_S = 23 * 3600.0  # Binance closes every connection at 24 h
+# How far past the clock a closed bar's close_time may lie: what is left of the skew between
+# the exchange and a clock set by it (or by NTP). Later than that, the bar is not final yet (a
+# forming bar flagged closed) or misdated: refused, so the final bar for its minute still counts.
+EARLY_TOLERANCE_MS = 5_000
 _PROTOCOL = ConfigDict(frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
@@ -372,8 +376,9 @@ class BarContinuity:
     """Every closed bar of a stream exactly once and in order, whatever the socket does: a bar
     already delivered is dropped, a hole before a bar is backfilled (or reported as a BarGap),
     and after a reconnect the bars that closed meanwhile are fetched at once (with a clock). A
-    bar no market could print, streamed or fetched, is refused (a BarRefused) and never
-    delivered; a refused streamed bar leaves a hole the next bar backfills."""
+    bar no market could print, or (with a clock) one that closes after the clock, streamed or
+    fetched, is refused (a BarRefused) and never delivered; a refused streamed bar leaves a hole
+    the next bar fills (its final version, or the backfill's)."""
 
     def __init__(
         self,
@@ -441,7 +446,7 @@ class BarContinuity:
     def _refused(self, bar: Bar) -> BarRefused | None:
         """A BarRefused, logged and counted, for a bar that cannot be real; None for a bar that
         can be."""
-        problem = bar_problem(bar)
+        problem = bar_problem(bar) or self._early(bar)
         if problem is None:
             return None
         self.stats.refused_bars += 1
@@ -456,6 +461,15 @@ class BarContinuity:
         return BarRefused(
             symbol=bar.symbol, interval=bar.interval, open_time=bar.open_time, reason=problem
         )
+
+    def _early(self, bar: Bar) -> str | None:
+        """Why a bar cannot have closed yet by the clock, or None."""
+        if self._clock is None:
+            return None
+        ahead = bar.close_time - self._clock()
+        if ahead <= EARLY_TOLERANCE_MS:
+            return None
+        return f"it closes at {iso_ms(bar.close_time + 1)} UTC, {ahead / 1000:,.0f} s from now"
 
     async def _fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> Sequence[Bar]:
         assert self._backfill is not None

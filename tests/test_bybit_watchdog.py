@@ -40,12 +40,14 @@ class StallingSocket:
 
     def __init__(self) -> None:
         self.connections = 0
+        self.now_ms = 0  # the market's clock: the close of the last bar sent
 
     async def play(self, ws: ServerConnection) -> None:
         self.connections += 1
         await ws.recv()  # the subscribe op
         rows = BARS[:STALL_AFTER] if self.connections == 1 else [BARS[9], *BARS[RESUME_AT:]]
         for row in rows:
+            self.now_ms = max(self.now_ms, int(row[0]) + 60_000)
             await ws.send(kline(row))
         await ws.wait_closed()  # silent, but open: only a watchdog notices
 
@@ -60,7 +62,8 @@ async def follow(rest_url: str) -> tuple[list[Any], BybitStream]:
             url=f"ws://127.0.0.1:{port}/v5/public/spot",
             silence_s=0.3,
             backfill=rest_backfill(client),
-            clock_ms=lambda: OPEN[RESUME_AT] + 60_000,  # the market's now when it reconnects
+            # the market's now: past bar RESUME_AT when it reconnects, then as bars are sent
+            clock_ms=lambda: max(OPEN[RESUME_AT] + 60_000, socket.now_ms),
             backoff_base_s=0.01,
         )
         events: list[Any] = []

@@ -4,6 +4,7 @@ that runs ahead of the exchange's never make the paper account trade on what did
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import signal
@@ -18,7 +19,9 @@ from account_record import query
 from conftest import BIN, stop
 from loopback_live_binance import MINUTE, KlineSocket, LiveBinance, last_closed_minute
 
-pytestmark = pytest.mark.slow
+from market.binance_ws import Bar, BarRefused, BinanceStream, StreamEvent
+from market.models import iso_ms
+
 STRATEGY = ("--strategy", "sma_cross", "--fast", "2", "--slow", "3", "--size", "50")
 RUN = ("--feed", "binance", "--symbol", "BTCUSDT", "--account", "a", *STRATEGY)
 
@@ -91,6 +94,7 @@ def _status(env: dict[str, str]) -> dict[str, Any]:
     return json.loads(shown.stdout)
 
 
+@pytest.mark.slow
 def test_bars_no_market_could_print_are_refused_counted_and_never_filled(
     offline_env, socket, tmp_path
 ) -> None:
@@ -128,3 +132,84 @@ def test_bars_no_market_could_print_are_refused_counted_and_never_filled(
     assert shown["stop_reason"] == "stop requested"
     assert shown["feed"]["refused_bars"] == 2
     assert "refused (column" in shown["last_error"]
+
+
+def test_a_bar_not_closed_by_the_exchanges_clock_is_refused_and_its_final_bar_kept(
+    socket,
+) -> None:
+    """A kline flagged closed 52 s before its minute ends (at a price 3 % off) and one stamped
+    ten days ahead are refused; the bars after them, and the final bar of that minute once the
+    clock has passed its close, are delivered."""
+    base = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE
+    rest = LiveBinance(falling_then_rising(base)).start()
+    rest.stop()  # only its wire layout is used
+    forming = base + 2 * MINUTE
+    clock = [forming + 8_000]
+    spiked = rest.price(forming + MINUTE) * 1.03
+
+    async def run() -> tuple[list[StreamEvent], BinanceStream]:
+        stream = BinanceStream(["btcusdt@kline_1m"], base_url=socket.url, clock_ms=lambda: clock[0])
+        events: list[StreamEvent] = []
+        async with stream:
+            first = [
+                rest.kline_message(base),
+                rest.kline_message(base + 10 * 1_440 * MINUTE),
+                rest.kline_message(base + MINUTE),
+                rest.kline_message(forming, c=spiked, h=spiked),
+            ]
+            sending = asyncio.create_task(asyncio.to_thread(_send_when_open, socket, first))
+            async for event in stream:
+                events.append(event)
+                if isinstance(event, BarRefused) and event.open_time == forming:
+                    clock[0] = forming + MINUTE + 1_000  # the minute is over
+                    await asyncio.to_thread(socket.send, rest.kline_message(forming))
+                if isinstance(event, Bar) and event.open_time == forming:
+                    await sending
+                    return events, stream
+        raise AssertionError("the stream ended")
+
+    events, stream = asyncio.run(asyncio.wait_for(run(), 60))
+    bars = [e for e in events if isinstance(e, Bar)]
+    assert [b.open_time for b in bars] == [base, base + MINUTE, forming]
+    assert bars[-1].close == rest.price(forming + MINUTE)  # the final bar, not the early one
+    refused = [e for e in events if isinstance(e, BarRefused)]
+    assert [r.open_time for r in refused] == [base + 10 * 1_440 * MINUTE, forming]
+    assert "52 s from now" in refused[1].reason
+    assert stream.stats.refused_bars == 2
+
+
+def _send_when_open(socket: KlineSocket, messages: list[str]) -> None:
+    socket.wait_connected()
+    socket.send(*messages)
+
+
+@pytest.mark.slow
+def test_a_bar_stamped_in_the_future_is_refused_and_the_account_resumes_after_real_bars(
+    offline_env, socket, tmp_path
+) -> None:
+    last = last_closed_minute()
+    turn = last - 4 * MINUTE
+    rest = LiveBinance(falling_then_rising(turn)).start()
+    rest.horizon_ms = turn
+    env = _env(offline_env, rest, socket)
+    log = tmp_path / "stderr.txt"
+    proc = _start(env, log)
+    future = last + 10 * 1_440 * MINUTE
+    try:
+        socket.wait_connected()
+        for t in range(turn, last + 1, MINUTE):
+            socket.send(rest.kline_message(t))
+            if t == turn + MINUTE:
+                socket.send(rest.kline_message(future))
+        _wait_for(env, last, proc, log)
+    finally:
+        code = stop(proc, signal.SIGTERM)
+        rest.stop()
+    assert code == 0, log.read_text()[-3000:]
+    assert _committed(env) == last  # where a restart resumes: the newest real bar
+    times = [t for (t,) in query(_db(env), "SELECT time_ms FROM equity_points ORDER BY time_ms")]
+    assert times == [t + MINUTE - 1 for t in range(turn, last + 1, MINUTE)]
+    assert query(_db(env), f"SELECT count(*) FROM candles WHERE open_time = {future}") == [(0,)]
+    shown = _status(env)
+    assert shown["feed"]["refused_bars"] == 1
+    assert f"the bar of {iso_ms(future)} refused" in shown["last_error"]

@@ -246,7 +246,7 @@ async def _run_loop(
             backfill=rest_backfill(client),
             resume_after=resume,
             silence_s=settings.binance.stream_silence_s,
-            clock_ms=lambda: int(time.time() * 1000),
+            clock_ms=await asyncio.to_thread(client.exchange_clock),
         )
         async with stream:
             return await loop.run(stream, stop, max_bars=args.max_bars)
