@@ -60,6 +60,7 @@ def _db(env: dict[str, str]) -> Path:
 
 
 def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    """agent-trade on the loopback feed; its stderr (the log) goes to `log`."""
     return subprocess.Popen([str(BIN / "agent-trade"), *RUN, *args], env=env, stderr=log.open("w"))
 
 
@@ -213,3 +214,47 @@ def test_a_bar_stamped_in_the_future_is_refused_and_the_account_resumes_after_re
     shown = _status(env)
     assert shown["feed"]["refused_bars"] == 1
     assert f"the bar of {iso_ms(future)} refused" in shown["last_error"]
+
+
+@pytest.mark.slow
+def test_after_kill_9_the_minutes_missed_are_stepped_and_the_stop_fills(
+    offline_env, socket, tmp_path
+) -> None:
+    """The README's promise: a kill -9 loses at most the bar in progress. The minute that went
+    through the stop while the loop was down is stepped on restart and the stop fills."""
+    last = last_closed_minute()
+    turn = last - 8 * MINUTE
+    rest = LiveBinance(falling_then_rising(turn)).start()
+    rest.horizon_ms = turn
+    env = _env(offline_env, rest, socket)
+    log = tmp_path / "stderr.txt"
+    proc = _start(env, log, "--stop-loss", "3")
+    held = turn + 3 * MINUTE
+    try:
+        socket.wait_connected()
+        socket.send(*(rest.kline_message(t) for t in range(turn, held + 1, MINUTE)))
+        _wait_for(env, held, proc, log)
+    finally:
+        proc.kill()
+        proc.wait()
+    ((entry,),) = query(_db(env), "SELECT price FROM paper_fills")  # bought, holding
+    crash = held + MINUTE
+    rest.overrides[crash] = {"l": round(entry * 0.9, 2)}  # through the 3 % stop, while down
+    rest.horizon_ms = None
+    socket.reset()
+    del env["AGENT_RISK__MAX_DATA_AGE_MS"]  # the gate's own freshness rule on the old minutes
+    proc = _start(env, log, "--stop-loss", "3")
+    try:
+        socket.wait_connected()
+        socket.send(rest.kline_message(last))
+        _wait_for(env, last, proc, log)
+    finally:
+        code = stop(proc, signal.SIGTERM)
+        rest.stop()
+    assert code == 0, log.read_text()[-3000:]
+    fills = query(_db(env), "SELECT side, time_ms, price FROM paper_fills ORDER BY seq")
+    assert len(fills) == 2 and fills[1][:2] == (-1, crash)
+    assert fills[1][2] < entry * 0.98  # sold at the stop, in the minute that crossed it
+    times = [t for (t,) in query(_db(env), "SELECT time_ms FROM equity_points ORDER BY time_ms")]
+    assert times == [t + MINUTE - 1 for t in range(turn, last + 1, MINUTE)]  # none skipped
+    assert "arrived after newer history" not in log.read_text()

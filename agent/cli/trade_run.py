@@ -157,6 +157,12 @@ def _replay_frames(
     return {s: load_sample(s) for s in symbols}
 
 
+def _last_committed(store: Store, account: str) -> int | None:
+    """The open time of the account's last committed bar (None for a new account)."""
+    stored = load_account(store, account).state_json
+    return None if stored is None else LoopState.model_validate_json(stored).paper.last_open_time
+
+
 def _replay_plan(
     store: Store,
     account: str,
@@ -167,13 +173,9 @@ def _replay_plan(
     """Where the replay starts (after the account's last bar; a new account at the file's first
     bar, or a day into the sample), where it ends, and the history before the start."""
     times = next(iter(frames.values()))["open_time"]
-    stored = load_account(store, account)
     first = int(times.iloc[0 if own_data else DAY_BARS])
-    if stored.state_json is None:
-        start = first
-    else:
-        last = LoopState.model_validate_json(stored.state_json).paper.last_open_time
-        start = first if last is None else last + step_ms
+    last = _last_committed(store, account)
+    start = first if last is None else last + step_ms
     end = int(times.iloc[-1])
     if start > end:
         what = "the whole file" if own_data else "the whole bundled sample"
@@ -279,15 +281,16 @@ async def _run_loop(
 
 
 def _exchange_history(
-    settings: Settings, exchange: str, symbols: list[str]
+    settings: Settings, exchange: str, symbols: list[str], resume_after: int | None
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """The last day of bars from the feed's exchange, without a row no market could print (it
-    would poison every indicator), and its rules for `symbols`."""
+    """The day of bars from the feed's exchange up to now, or up to the account's last committed
+    bar on a restart (the minutes since are then stepped in order, its stops included), without
+    a row no market could print (it would poison every indicator), and its rules."""
     from market.binance_rest import BinanceError
     from venues.bybit.rest import BybitError
     from venues.registry import market_data
 
-    now = int(time.time() * 1000)
+    now = int(time.time() * 1000) if resume_after is None else resume_after
     try:
         with market_data(exchange, settings) as client:
             history = {
@@ -496,7 +499,8 @@ def prepare_run(args: argparse.Namespace, settings: Settings) -> PreparedRun:
         notify(feed_line(alpaca, symbols))
     else:
         total = None
-        history, exchange_rules = _exchange_history(settings, args.feed, symbols)
+        resume = _last_committed(store, args.account)
+        history, exchange_rules = _exchange_history(settings, args.feed, symbols, resume)
         notify(f"feed: {args.feed.capitalize()} public market data")
     if args.max_bars is not None:
         total = args.max_bars if total is None else min(total, args.max_bars)
