@@ -317,6 +317,10 @@ class TradingLoop:
             return
         if open_time == newest:
             index = len(self.feed) - 1  # the REST history fetched at start holds it already
+            if self.last_open_time is None or open_time > self.last_open_time:
+                # a row fetched while the minute was forming by the exchange's clock: the
+                # stream's final bar is what the minute is decided on
+                self.feed.overwrite(index, {s: b for s, b in bars.items() if b.source != "flat"})
         else:
             index = self.feed.append(open_time, close_time, bars)
         self.runner.extend(self.feed.view())

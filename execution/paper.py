@@ -83,11 +83,14 @@ class GrowingFeed:
             }
         index = self._size
         self._times[:, index] = (open_time, close_time)
-        for symbol in self.symbols:
-            bar = bars[symbol]
-            self._values[symbol][:, index] = [getattr(bar, f) for f in _FIELDS]
         self._size += 1
+        self.overwrite(index, bars)
         return index
+
+    def overwrite(self, index: int, bars: Mapping[str, Candle]) -> None:
+        """Set the values of the bars given at `index` (a final bar over a partial row)."""
+        for symbol, bar in bars.items():
+            self._values[symbol][:, index] = [getattr(bar, f) for f in _FIELDS]
 
     def view(self) -> BarArrays:
         n = self._size

@@ -258,3 +258,38 @@ def test_after_kill_9_the_minutes_missed_are_stepped_and_the_stop_fills(
     times = [t for (t,) in query(_db(env), "SELECT time_ms FROM equity_points ORDER BY time_ms")]
     assert times == [t + MINUTE - 1 for t in range(turn, last + 1, MINUTE)]  # none skipped
     assert "arrived after newer history" not in log.read_text()
+
+
+def test_the_streams_final_bar_wins_over_a_history_row_fetched_while_it_formed(
+    tmp_path,
+) -> None:
+    """With this machine's clock ahead of the exchange's, the history loaded at start can end
+    with the minute still forming (its values so far). When the stream's final bar for that
+    minute comes, it is what the minute is decided on, valued at and stored as."""
+    from agent.trading_loop import TradingLoop
+    from backtest.strategies.sma_cross import SmaCross
+    from market.binance_ws import bars_from_frame
+    from market.sample import load_sample, sample_rules
+    from store import open_store
+
+    frame = load_sample("BTCUSDT").iloc[:1_441].reset_index(drop=True)
+    final = bars_from_frame(frame.iloc[-1:], "BTCUSDT", "1m", "stream")[0]
+    partial = frame.copy()
+    partial.loc[partial.index[-1], ["high", "close"]] = final.close * 1.03  # 3 % off, so far
+    db = tmp_path / "agent.db"
+    loop = TradingLoop(
+        account="a",
+        symbols=["BTCUSDT"],
+        store=open_store(f"sqlite:///{db}"),
+        strategy=SmaCross(SmaCross.Params(fast=2, slow=3)),
+        strategy_label="sma_cross fast=2 slow=3",
+        rules=sample_rules(),
+        history={"BTCUSDT": partial},
+        cash=10_000,
+        kill_switch=tmp_path / "KILL",
+        realtime=True,
+    )
+    loop.step(final.open_time, {"BTCUSDT": final})
+    assert loop.feed.view().symbols["BTCUSDT"].close[-1] == final.close
+    stored = query(db, f"SELECT close FROM candles WHERE open_time = {final.open_time}")
+    assert stored == [(final.close,)]
