@@ -31,6 +31,7 @@ from runtime.market import Market
 from runtime.ports import MemoryRisk
 from runtime.runner import GateCall, Halted, Observer, Runner, Sizing
 from runtime.strategy import Prepared, Strategy
+from runtime.warmup import joined
 
 
 @dataclass
@@ -76,6 +77,7 @@ def run_backtest(
     hours: TradingHours | None = None,
     actions: CorporateActions | None = None,
     keep_signals: bool = True,
+    warmup: BarArrays | None = None,
 ) -> BacktestResult:
     """Replay `bars` through `strategy`, the risk gate and the simulated executor. `fee_fn`
     replaces `config.fees` (the gate still reserves `config.fees.taker` when sizing);
@@ -84,11 +86,23 @@ def run_backtest(
     of raw prices (execution.corporate). `keep_signals=False` leaves `decisions`, `verdicts`
     and `gate_calls` empty (`signals_by_action` and the verdicts' counts stay): a report that
     reads only counts spares holding every signal, verdict, order and view (~2 KB each),
-    which the collector would also rescan."""
+    which the collector would also rescan. `warmup`: the bars just before `bars` (the same
+    symbols), which the strategy's indicators and the gate's ATR start from, as the paper
+    loop's start from its history; only `bars` are traded and reported."""
     config = config or BacktestConfig()
     limits = (limits or RiskLimits()).with_cost_reserve(config.cost_reserve())
     run = _Run(
-        bars, strategy, rules, config, limits, fee_fn, observer, hours, actions, keep_signals
+        bars,
+        strategy,
+        rules,
+        config,
+        limits,
+        fee_fn,
+        observer,
+        hours,
+        actions,
+        keep_signals,
+        warmup,
     )
     with collector_relaxed():  # few cycles among the run's objects (core.collector)
         return run.run()
@@ -120,8 +134,10 @@ class _Run:
         hours: TradingHours | None = None,
         actions: CorporateActions | None = None,
         keep_signals: bool = True,
+        warmup: BarArrays | None = None,
     ) -> None:
         self.bars = bars
+        self.warmup = warmup
         self.closes = {s: b.close for s, b in bars.symbols.items()}
         self.actions = actions or CorporateActions({})
         self.has_actions = bool(self.actions)
@@ -141,7 +157,7 @@ class _Run:
         self.gate_calls: list[GateCall] = []
         self.runner = Runner(
             strategy=strategy,
-            market=Market(bars, {s: rules[s] for s in bars.symbols}),
+            market=Market(bars, {s: rules[s] for s in bars.symbols}, warmup=warmup),
             venue=self.executor,
             risk=MemoryRisk(limits),
             prepared=self.prepared.__getitem__,
@@ -177,13 +193,7 @@ class _Run:
 
     def run(self) -> BacktestResult:
         bars, last = self.bars, len(self.bars) - 1
-        adjusted = self.actions.adjusted
-        self.prepared.update(
-            {
-                s: self.strategy.prepare(adjusted(s, bars.open_time, b))
-                for s, b in bars.symbols.items()
-            }
-        )
+        self.prepared.update(self._prepare())
         any_wake = np.zeros(len(bars), dtype=bool)
         for prepared in self.prepared.values():
             any_wake |= np.asarray(self.strategy.wake(prepared), dtype=bool)
@@ -194,6 +204,27 @@ class _Run:
         if self.written <= last:
             self._write_equity(self.written, last + 1)
         return self._finish()
+
+    def _prepare(self) -> dict[str, Prepared]:
+        """Every symbol's arrays, over the warm-up and the bars when there is a warm-up (the
+        strategy bound to both meanwhile), each array then cut to the bars."""
+        adjusted, strategy, warmup = self.actions.adjusted, self.strategy, self.warmup
+        if warmup is None:
+            bars = self.bars
+            return {
+                s: strategy.prepare(adjusted(s, bars.open_time, b)) for s, b in bars.symbols.items()
+            }
+        bars, skip = joined(warmup, self.bars), len(warmup)
+        strategy.bind(bars)
+        prepared = {
+            s: {
+                name: values[skip:]
+                for name, values in strategy.prepare(adjusted(s, bars.open_time, b)).items()
+            }
+            for s, b in bars.symbols.items()
+        }
+        strategy.bind(self.bars)
+        return prepared
 
     def _advance(self, upto: int, *, decide: bool = True) -> None:
         """Step every bar up to `upto` where an order may fill, then `upto` itself; the bars in

@@ -15,6 +15,7 @@ from market.indicators import IndicatorConfig, wilder_atr
 from market.models import SymbolRules
 from risk.models import MarketView
 from risk.views import MarketFacts
+from runtime.warmup import joined_symbol
 
 
 class BookTop(Protocol):
@@ -31,7 +32,9 @@ BookSource = Callable[[str], BookTop | None]
 
 class Market:
     """Bars up to now for every symbol. A backtest hands it the whole history once (every view
-    still reads only index t and before); paper and live hand it a longer feed each bar."""
+    still reads only index t and before), and the bars before it as `warmup`, which ATR starts
+    from as the paper loop's does from its history (index 0 stays the run's first bar); paper
+    and live hand it a longer feed each bar."""
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class Market:
         *,
         atr_window: int = IndicatorConfig().atr,
         book: BookSource | None = None,
+        warmup: BarArrays | None = None,
     ) -> None:
         unknown = sorted(set(feed.symbols) - set(rules))
         if unknown:
@@ -48,6 +52,7 @@ class Market:
         self.atr_window = atr_window
         self.book = book
         self.feed = feed
+        self.warmup = warmup
         self._atr: dict[str, np.ndarray] = {}
         self._marks: tuple[int, Mapping[str, float]] = (-1, {})
 
@@ -77,7 +82,11 @@ class Market:
         series = self._atr.get(symbol)
         if series is None:
             bars = self.feed.symbols[symbol]
-            series = wilder_atr(bars.high, bars.low, bars.close, self.atr_window).to_numpy()
+            skip = 0
+            if self.warmup is not None:
+                bars = joined_symbol(self.warmup.symbols[symbol], bars)
+                skip = len(self.warmup)
+            series = wilder_atr(bars.high, bars.low, bars.close, self.atr_window).to_numpy()[skip:]
             self._atr[symbol] = series
         value = float(series[index])
         return value if math.isfinite(value) else None

@@ -52,6 +52,7 @@ from risk.models import (
     TradeSignal,
 )
 from risk.state import RiskState
+from runtime.market import Market
 from runtime.strategy import Context, Prepared, Strategy
 
 FLAT = (100.0, 100.5, 99.5, 100.0)
@@ -107,6 +108,40 @@ def test_classic_strategies_trade_exactly_on_their_signal_bars(btc, name: str) -
     assert actual == expected
     assert len(expected) > 10
     assert not result.vetoes and not result.rejections
+
+
+def test_a_warm_up_starts_indicators_and_the_gates_atr_as_an_uninterrupted_run(btc) -> None:
+    """The paper loop reads its indicators and the gate's ATR over the day before its first
+    bar: a backtest handed that day as its warm-up reads the same values at every bar of its
+    window (RSI and Wilder's ATR remember their whole input), and trades only the window."""
+    whole, _ = to_bar_arrays({"BTCUSDT": btc.iloc[:3_000]})
+    warmup, _ = to_bar_arrays({"BTCUSDT": btc.iloc[:1_440]})
+    bars, _ = to_bar_arrays({"BTCUSDT": btc.iloc[1_440:3_000].reset_index(drop=True)})
+    cls = STRATEGIES["rsi_reversion"]
+    limits = RiskLimits(strategy={"atr_stop_multiple": 2.0})  # the gate places ATR stops
+    gated: list[tuple[int, float | None]] = []
+    warmed = run_backtest(
+        bars,
+        cls(cls.Params()),
+        sample_rules(),
+        NO_COSTS,
+        limits=limits,
+        observer=lambda call: gated.append((call.signal.created_ms, call.market.atr)),
+        warmup=warmup,
+    )
+    cold = run_backtest(bars, cls(cls.Params()), sample_rules(), NO_COSTS, limits=limits)
+    uninterrupted = run_backtest(whole, cls(cls.Params()), sample_rules(), NO_COSTS)
+    rsi = uninterrupted.prepared["BTCUSDT"]["rsi"][1_440:]
+    np.testing.assert_array_equal(warmed.prepared["BTCUSDT"]["rsi"], rsi)
+    assert np.isnan(cold.prepared["BTCUSDT"]["rsi"][:14]).all() and np.isfinite(rsi).all()
+    loop = Market(whole, sample_rules())
+    at = {int(t): i for i, t in enumerate(whole.close_time.tolist())}
+    assert gated and all(atr == loop.atr("BTCUSDT", at[ms]) for ms, atr in gated)
+    first = [Market(bars, sample_rules(), warmup=warmup).atr("BTCUSDT", i) for i in range(20)]
+    assert first == [loop.atr("BTCUSDT", 1_440 + i) for i in range(20)]
+    assert Market(bars, sample_rules()).atr("BTCUSDT", 5) is None  # cold: ATR is not known yet
+    assert len(warmed.equity) == len(bars) and warmed.fills != cold.fills
+    assert min(f.time_ms for f in warmed.fills) > int(bars.open_time[0])
 
 
 def test_a_run_that_keeps_no_signals_reports_the_same(btc) -> None:
