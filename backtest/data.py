@@ -20,10 +20,24 @@ def to_bar_arrays(frames: Mapping[str, pd.DataFrame]) -> tuple[BarArrays, int]:
     if not frames or any(frame.empty for frame in frames.values()):
         empty = [symbol for symbol, frame in frames.items() if frame.empty]
         raise UserError(f"no bars to backtest for {', '.join(empty) or 'any symbol'}")
+    bars, dropped = _aligned(frames)
+    if len(bars) < 2:
+        raise UserError(f"the symbols {', '.join(frames)} share fewer than 2 bar times")
+    return bars, dropped
+
+
+def warmup_arrays(frames: Mapping[str, pd.DataFrame]) -> BarArrays | None:
+    """A run's warm-up (runtime.warmup) on the timeline its symbols share; None when one
+    symbol has none."""
+    if not frames or any(frame.empty for frame in frames.values()):
+        return None
+    bars, _ = _aligned(frames)
+    return bars if len(bars) else None
+
+
+def _aligned(frames: Mapping[str, pd.DataFrame]) -> tuple[BarArrays, int]:
     times = [frame["open_time"].to_numpy(dtype=np.int64) for frame in frames.values()]
     common = reduce(np.intersect1d, times)
-    if len(common) < 2:
-        raise UserError(f"the symbols {', '.join(frames)} share fewer than 2 bar times")
     dropped = sum(len(t) for t in times) - len(common) * len(times)
     symbols: dict[str, SymbolBars] = {}
     close_time = None

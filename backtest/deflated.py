@@ -97,6 +97,7 @@ def sweep_deflated(ranked: list[SweepRow], task: SweepTask, data: SweepData) -> 
         fee_fn=data.fees,
         hours=data.hours,
         actions=data.actions,
+        warmup=data.warmup,
     )
     step = interval_ms(config.interval)
     _, returns = choose_basis(

@@ -240,7 +240,7 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
     durations = np.array([t.exit_time - t.entry_time for t in trades], dtype=np.float64)
     entries = np.array([t.entry_bar for t in trades], dtype=np.int64)
     exits = np.array([t.exit_bar for t in trades], dtype=np.int64)
-    warmup, actions = result.strategy.warmup, result.actions
+    warmup, actions = result.warmup_left, result.actions
     closes = [  # Buy & Hold through the run's splits and dividends, as its baseline holds
         actions.held(s, bars.open_time, b.close, warmup) if actions else b.close
         for s, b in bars.symbols.items()
@@ -258,7 +258,7 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
         "Rejected Orders": len(result.rejections),
     }
     reasons = unavailable(values, pnl)
-    shortfall = warmup_shortfall(result.strategy.name, result.strategy.warmup, len(bars))
+    shortfall = warmup_shortfall(result.strategy.name, result.warmup_left, len(bars))
     if shortfall:
         reasons["Buy & Hold Return [%]"] = shortfall
     basis.not_available = {**basis.not_available, **reasons}

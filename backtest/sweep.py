@@ -55,6 +55,7 @@ class SweepData(NamedTuple):
     hours: TradingHours | None = None  # US stocks: the hours orders fill in
     fees: FeeFn | None = None  # US stocks: commission plus the SEC and FINRA fees on sales
     actions: CorporateActions | None = None  # US stocks: splits and dividends on raw prices
+    warmup: BarArrays | None = None  # the bars before the window (run_backtest's warm-up)
 
 
 class SweepTask(BaseModel):
@@ -80,6 +81,7 @@ def evaluate(task: SweepTask, data: SweepData) -> RunSummary:
         hours=data.hours,
         actions=data.actions,
         keep_signals=False,  # a point ships back its summary, which counts them
+        warmup=data.warmup,
     )
     return summary(result, rules=data.rules)
 

@@ -148,6 +148,25 @@ class CandleSource:
             return fetched
         return self._local_fallback(symbol, interval, start_ms, end_ms, days)
 
+    def before(self, symbol: str, interval: str, first_ms: int, bars: int) -> pd.DataFrame:
+        """Up to `bars` bars before the one opening at `first_ms`, a run's warm-up: as stored,
+        else fetched while the API answers; for a new store, the sample it is seeded with.
+        Quiet, and empty where there are none: the window's own get said where bars came from."""
+        step = INTERVAL_MS[interval]
+        start_ms, end_ms = first_ms - bars * step, first_ms - step
+        if self._store.deferred and (symbol, interval) in self._seeded:
+            sample = load_sample(symbol).loc[:, list(CANDLE_COLUMNS)]
+            times = sample["open_time"]
+            return sample[(times >= start_ms) & (times <= end_ms)].reset_index(drop=True)
+        stored = load_candles(
+            self._store, symbol, interval, start_ms, end_ms, exchange=self.exchange
+        )
+        if len(stored) < bars and not self._told_unreachable:
+            fetched = self._fetch(symbol, interval, start_ms, end_ms)
+            if fetched is not None:
+                return fetched
+        return stored
+
     def _fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame | None:
         if self._client_factory is None:
             return None

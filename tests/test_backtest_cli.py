@@ -191,10 +191,11 @@ def test_a_store_file_that_is_not_a_database_is_named_in_one_line(cli, tmp_path:
 
 
 def test_a_window_shorter_than_the_warm_up_says_so(cli, tmp_path: Path) -> None:
-    """30 one-minute bars for a 60-bar slow average: nothing can trade, and Buy & Hold from
-    where it could first trade does not exist (it read 0 before)."""
+    """30 one-minute bars for a 60-bar slow average, at the start of the data (no bars before
+    them to warm up on): nothing can trade, and Buy & Hold from where it could first trade
+    does not exist (it read 0 before)."""
     out = tmp_path / "r.json"
-    window = ("--start", "2025-10-31T05:00", "--end", "2025-10-31T05:30")
+    window = ("--start", "2025-10-29T04:22", "--end", "2025-10-29T04:52")
     result = cli("agent-backtest", "--strategy", "sma_cross", *window, "--json", str(out))
     assert result.returncode == 0, result.stderr
     need = "sma_cross needs 61 bars to trade (a 59-bar warm-up, a bar to signal on and one to fill on); the window has 30"

@@ -201,3 +201,31 @@ def test_a_profiles_decide_every_paces_the_agent_in_a_backtest_as_on_paper(
     (backtest,) = [sorted(times) for times in runs.values()]
     assert len(paper) > 10 and paper == backtest
     assert {b - a for a, b in itertools.pairwise(paper)} == {45 * 60_000}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("strategy", "profile"),
+    [("sma_cross", ""), ("rsi_reversion", "[risk.strategy]\natr_stop_multiple = 2.0\n")],
+)
+def test_the_samples_last_days_fill_the_same_in_a_backtest_as_on_paper(
+    cli, tmp_path, strategy: str, profile: str
+) -> None:
+    """The paper loop replays the sample from its second day with the first as history, which
+    its indicators and the gate's ATR start from; agent-backtest --days 2 started them cold at
+    the same window's first bar and traded other bars (sma_cross: 51 fills against 53). RSI
+    and the gate's ATR stops remember their whole input, so they show any other start."""
+    path = tmp_path / "profile.toml"
+    path.write_text(profile)
+    common = ("--strategy", strategy, "--symbol", "ETHUSDT", "--profile", str(path))
+    common += ("--fee-bps", "10", "--slippage-bps", "2")
+    report = _backtest(cli, tmp_path, *common, "--days", "2")
+    fills, status = _paper(cli, "sample", *common)
+    assert len(report["fills"]) > 10
+    assert _fills(fills) == _fills(report["fills"])
+    assert round(status["equity"], 2) == round(report["metrics"]["Equity Final [$]"], 2)
+    assert "warm-up: 1,440 bars before the window, from 2025-10-29 04:22 UTC" in " ".join(
+        report["config"]["data"]
+    )
+    if profile:
+        assert "stop_loss" in {f["reason"] for f in fills}, "the gate's ATR stops were hit"

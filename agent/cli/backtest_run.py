@@ -17,7 +17,7 @@ from agent.cli.equity import check_flags, equity_interval, equity_run, parse_sym
 from agent.cli.window import Window, load_frames, venue_rules
 from backtest import run_backtest
 from backtest.config import BacktestConfig
-from backtest.data import to_bar_arrays
+from backtest.data import to_bar_arrays, warmup_arrays
 from backtest.metrics import warmup_shortfall
 from backtest.report import build_report
 from backtest.runs import save_run
@@ -34,11 +34,18 @@ from backtest.terminal import fmt, render
 from core.clock import SystemClock
 from core.collector import collector_relaxed
 from core.errors import UserError
+from execution.feed import BarArrays
 from market.instruments import AssetClass, home_exchange
-from market.models import parse_interval
+from market.models import iso_ms, parse_interval
 from risk.limits import RiskLimits
 from runtime.strategy import Strategy
 from store import Store, open_store
+
+
+def warmup_line(warmup: BarArrays) -> str:
+    """What the report says of the warm-up its indicators and the gate's ATR started from."""
+    first = iso_ms(int(warmup.open_time[0]))
+    return f"warm-up: {len(warmup):,} bars before the window, from {first} UTC (as the paper loop)"
 
 
 def _single(
@@ -62,8 +69,9 @@ def _single(
         hours=data.hours,
         actions=data.actions,
         keep_signals=False,  # the report counts signals and verdicts
+        warmup=data.warmup,
     )
-    shortfall = warmup_shortfall(strategy.name, strategy.warmup, len(data.bars))
+    shortfall = warmup_shortfall(strategy.name, result.warmup_left, len(data.bars))
     if shortfall:
         _note(notes, f"notice: {shortfall}: it cannot trade")
     report = build_report(result, notes, data.rules, window.model_dump())
@@ -207,7 +215,7 @@ def run_parsed(
             config = config.model_copy(update={"interval": interval})
             whole_file(args, interval, store, symbols[0], args.exchange)
         notes: list[str] = []
-        frames, window = load_frames(
+        frames, warm_frames, window = load_frames(
             args, settings, store, symbols, interval, lambda line: _note(notes, line)
         )
         if args.exchange != home_exchange(symbols[0]):  # Bybit's: Alpaca is the one stock venue
@@ -215,23 +223,29 @@ def run_parsed(
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
+        warmup = None if cls is None else warmup_arrays(warm_frames)  # the agent: none yet
+        if warmup is not None:
+            _note(notes, warmup_line(warmup))
         if kind is AssetClass.EQUITY:
             equity = equity_run(
                 args, settings, frames, config, interval, lambda line: _note(notes, line), store
             )
             config = equity.config
-            data = SweepData(bars, equity.rules, equity.hours, equity.fees, equity.actions)
+            data = SweepData(bars, equity.rules, equity.hours, equity.fees, equity.actions, warmup)
         else:
             known = None
             if args.data is None:  # a user's file trades by the bundled filters
                 known = venue_rules(
                     settings, store, symbols, lambda line: _note(notes, line), args.exchange
                 )
-            data = SweepData(bars, _rules(symbols, notes, known))
+            data = SweepData(bars, _rules(symbols, notes, known), warmup=warmup)
         if cls is None:
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)
-        del frames  # a classic run reads only the bar arrays: the columns it never reads go
+        del (
+            frames,
+            warm_frames,
+        )  # a classic run reads only the bar arrays: the columns it never reads go
         if strategy is None:
             return _sweep(args, cls, params, data, config, store, console, settings.risk)
         with collector_relaxed():  # few cycles in the run, its report and its row

@@ -50,6 +50,7 @@ from market.sample import (
 )
 from risk.limits import RiskLimits
 from runtime.hours import TradingHours
+from runtime.warmup import WARMUP_BARS, warmup_start
 from store import Store, open_store
 
 if TYPE_CHECKING:  # prepare_run imports these as it builds the loop
@@ -173,7 +174,7 @@ def _replay_plan(
     """Where the replay starts (after the account's last bar; a new account at the file's first
     bar, or a day into the sample), where it ends, and the history before the start."""
     times = next(iter(frames.values()))["open_time"]
-    first = int(times.iloc[0 if own_data else DAY_BARS])
+    first = int(times.iloc[0 if own_data else WARMUP_BARS])
     last = _last_committed(store, account)
     start = first if last is None else last + step_ms
     end = int(times.iloc[-1])
@@ -183,9 +184,10 @@ def _replay_plan(
             f"account {account!r} has already traded {what} (to "
             f"{iso_ms(end)} UTC): use a new --account, or `agent-trade status` to see it"
         )
-    # The day before the account's first bar, also after a restart: indicators that remember
-    # their whole input (RSI, ATR, EMAs) then read the same values as an uninterrupted run.
-    since = int(times.iloc[max(int((times < first).sum()) - DAY_BARS, 0)])
+    # The warm-up before the account's first bar, also after a restart: indicators that
+    # remember their whole input (RSI, ATR, EMAs) then read the same values as an uninterrupted
+    # run, and as agent-backtest's over the same window.
+    since = int(times.iloc[warmup_start(times.to_numpy(), first)])
     history = {
         s: f[(f["open_time"] >= since) & (f["open_time"] < start)] for s, f in frames.items()
     }
@@ -295,7 +297,7 @@ def _exchange_history(
         with market_data(exchange, settings) as client:
             history = {
                 s: _possible_rows(
-                    s, client.klines(s, SAMPLE_INTERVAL, now - DAY_BARS * MINUTE_MS, now)
+                    s, client.klines(s, SAMPLE_INTERVAL, now - WARMUP_BARS * MINUTE_MS, now)
                 )
                 for s in symbols
             }

@@ -23,6 +23,7 @@ from market.models import EXCHANGE, INTERVAL_MS, SymbolRules, iso_ms
 from market.resample import RESAMPLED
 from market.rules_cache import exchange_rules
 from market.source import DAY_MS, CandleSource, load_csv_candles
+from runtime.warmup import WARMUP_BARS, warmup_start
 from store import Store
 from store.candles import load_candles
 from store.resample import resample_stored
@@ -62,11 +63,13 @@ def _span(args: argparse.Namespace, interval: str) -> tuple[str, dict[str, float
 
 def _csv(
     args: argparse.Namespace, interval: str, span: dict, notify: Notify, stock: bool
-) -> pd.DataFrame:
-    frame = _trim(load_csv_candles(args.data, interval, notify, stock=stock, bars_only=True), span)
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The file's bars in the window, and its warm-up before them."""
+    whole = load_csv_candles(args.data, interval, notify, stock=stock, bars_only=True)
+    frame = _trim(whole, span)
     if frame.empty:
         raise UserError(f"{args.data} has no bars in the window asked for")
-    return frame
+    return frame, _before(whole, frame)
 
 
 def _trim(frame: pd.DataFrame, span: dict) -> pd.DataFrame:
@@ -82,6 +85,25 @@ def _trim(frame: pd.DataFrame, span: dict) -> pd.DataFrame:
         first = np.searchsorted(times, span["start_ms"], "left")
         frame = frame.iloc[first : np.searchsorted(times, span["end_ms"], "right")]
     return frame.reset_index(drop=True)
+
+
+def _before(frame: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` before `window`'s first bar that warm the run up, as the paper
+    loop's history does (runtime.warmup); none when the window starts at the first row."""
+    times = frame["open_time"].to_numpy()
+    first = int(window["open_time"].iloc[0])
+    stop = int(np.searchsorted(times, first, "left"))
+    return frame.iloc[warmup_start(times, first) : stop].reset_index(drop=True)
+
+
+def _stored_before(
+    source: CandleSource, symbol: str, interval: str, window: pd.DataFrame
+) -> pd.DataFrame:
+    """The warm-up before a stored or fetched window; none where neither has it."""
+    try:
+        return source.before(symbol, interval, int(window["open_time"].iloc[0]), WARMUP_BARS)
+    except UserError:
+        return window.iloc[:0]
 
 
 def candle_source(
@@ -149,29 +171,36 @@ def load_frames(
     symbols: list[str],
     interval: str,
     notify: Notify,
-) -> tuple[dict[str, pd.DataFrame], Window]:
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Window]:
+    """Each symbol's bars in the window asked for, the warm-up before them (up to the paper
+    loop's WARMUP_BARS, where the data has them), and what the window delivered."""
     asked, span = _span(args, interval)
     if args.data is not None:
         if len(symbols) != 1:
             raise UserError("--data reads one symbol's bars: give a single --symbol")
         stock = asset_class(symbols[0]) is AssetClass.EQUITY
-        frames = {symbols[0]: _csv(args, interval, span, notify, stock)}
+        frame, warm = _csv(args, interval, span, notify, stock)
+        frames, warmup = {symbols[0]: frame}, {symbols[0]: warm}
     elif asset_class(symbols[0]) is AssetClass.EQUITY:  # stored bars only: none to download
         exchange = getattr(args, "exchange", None) or STOCK_EXCHANGE
-        frames = {s: _stored_stock(store, s, interval, span, exchange) for s in symbols}
+        both = {s: _stored_stock(store, s, interval, span, exchange) for s in symbols}
+        frames = {s: frame for s, (frame, _) in both.items()}
+        warmup = {s: warm for s, (_, warm) in both.items()}
     else:
         source = candle_source(settings, store, notify, getattr(args, "exchange", EXCHANGE))
         frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}
-    return frames, _window(frames, interval, asked, span, notify)
+        warmup = {s: _stored_before(source, s, interval, f) for s, f in frames.items()}
+    return frames, warmup, _window(frames, interval, asked, span, notify)
 
 
 def _stored_stock(
     store: Store, symbol: str, interval: str, span: dict, exchange: str
-) -> pd.DataFrame:
-    frame = _trim(load_candles(store, symbol, interval, exchange=exchange), span)
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    whole = load_candles(store, symbol, interval, exchange=exchange)
+    frame = _trim(whole, span)
     if frame.empty:
         raise no_stock_bars(symbol, interval)
-    return frame
+    return frame, _before(whole, frame)
 
 
 def _window(
