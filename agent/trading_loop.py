@@ -56,6 +56,7 @@ class Venue(Protocol):
     """The runner's venue plus what the loop persists: PaperExecutor or BinanceVenue."""
 
     ledger: Any
+    checkpoint: PaperCheckpoint  # what a restart and `status` read: the marks among it
 
     def on_bar(self, index: int, *, fills: bool = True) -> None: ...
 
@@ -225,7 +226,13 @@ class TradingLoop:
             strategy.on_decision = self._agent_record
         self.runner = Runner(
             strategy=strategy,
-            market=Market(self.feed.view(), self.rules, book=books.quote if books else None),
+            market=Market(
+                self.feed.view(),
+                self.rules,
+                book=books.quote if books else None,
+                hours=hours,
+                actions=self.actions,
+            ),
             venue=self.venue,
             risk=self.desk,
             prepared=self._prepared,
@@ -334,12 +341,21 @@ class TradingLoop:
         self._kill_switch(close_time)
         try:
             self.runner.step(index)
+            if self.runner.hours is not None:
+                self._mark(index)
             self._budget_spent(close_time)
         finally:
             self.bars_this_run += 1
             self._commit(close_time)
         for observer in self.observers:
             observer.on_bar(self, time.perf_counter() - started)
+
+    def _mark(self, index: int) -> None:
+        """A stock account is valued, stored and shown at the runner's marks (the last close
+        it could trade at, Market.mark_series), not the venue's last print, as a backtest
+        values it. Crypto's marks are the closes the venue holds already."""
+        marks = dict(self.runner.market.marks(index))
+        self.venue.checkpoint = self.venue.checkpoint.model_copy(update={"marks": marks})
 
     def _budget_spent(self, now: int) -> None:
         """The agent stopped asking its model (--budget-usd or an llm.max_* cap spent): the

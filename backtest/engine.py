@@ -144,7 +144,6 @@ class _Run:
     ) -> None:
         self.bars = bars
         self.warmup = warmup
-        self.closes = {s: b.close for s, b in bars.symbols.items()}
         self.actions = actions or CorporateActions({})
         self.has_actions = bool(self.actions)
         self.strategy = strategy
@@ -163,7 +162,13 @@ class _Run:
         self.gate_calls: list[GateCall] = []
         self.runner = Runner(
             strategy=strategy,
-            market=Market(bars, {s: rules[s] for s in bars.symbols}, warmup=warmup),
+            market=Market(
+                bars,
+                {s: rules[s] for s in bars.symbols},
+                hours=hours,
+                actions=self.actions,
+                warmup=warmup,
+            ),
             venue=self.executor,
             risk=MemoryRisk(limits),
             prepared=self.prepared.__getitem__,
@@ -178,6 +183,7 @@ class _Run:
             keep_signals=keep_signals,
             hours=hours,
         )
+        self.marks = self.runner.market.mark_series()  # what every close values positions at
         self.equity = np.empty(len(bars))
         self.cursor = 0  # the first bar not stepped yet
         self.unfolded = 0  # the first bar whose close the risk state has not taken yet
@@ -269,17 +275,18 @@ class _Run:
         return event
 
     def _write_equity(self, start: int, stop: int) -> float | None:
-        """Equity at each close in [start, stop): the positions at the close, then the cash
-        added, as `Ledger.equity` sums them (the same floats, so folded closes and stepped ones
-        agree bit for bit). Says the cash when nothing is held, as every close of the span
-        then is (the fold's min and max need no pass over it)."""
+        """Equity at each close in [start, stop): the positions at their marks (the runner's,
+        Market.mark_series), then the cash added, as `Ledger.equity` sums them (the same
+        floats, so folded closes and stepped ones agree bit for bit). Says the cash when
+        nothing is held, as every close of the span then is (the fold's min and max need no
+        pass over it)."""
         cash = self.ledger.cash
-        closes = self.closes
+        marks = self.marks
         held = self.ledger.held()
         if stop - start == 1:
             value = 0.0
             for s, q in held:
-                value += q * float(closes[s][start])
+                value += q * float(marks[s][start])
             self.equity[start] = cash + value
         else:
             span = self.equity[start:stop]
@@ -288,16 +295,16 @@ class _Run:
             else:
                 for n, (s, q) in enumerate(held):
                     if n:
-                        span += q * closes[s][start:stop]
+                        span += q * marks[s][start:stop]
                     else:
-                        np.multiply(closes[s][start:stop], q, out=span)
+                        np.multiply(marks[s][start:stop], q, out=span)
                 span += cash
         self.written = stop
         return None if held else cash
 
     def _finish(self) -> BacktestResult:
         last = len(self.bars) - 1
-        marks = {s: float(b.close[last]) for s, b in self.bars.symbols.items()}
+        marks = self.runner.market.marks(last)
         ledger, executor, result, tally = self.ledger, self.executor, self.result, self.runner.tally
         result.trades = ledger.trades + ledger.marked_trades(
             marks, last, int(self.bars.open_time[last])

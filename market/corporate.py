@@ -78,6 +78,27 @@ class CorporateActions:
             bars.volume / shares,
         )
 
+    def marks(
+        self, symbol: str, open_time: np.ndarray, close: np.ndarray, tradable: np.ndarray
+    ) -> np.ndarray:
+        """What a position is valued at, at each close: the close of the last bar at or before
+        it that could trade (a bar before the first such one: its own close, nothing is held
+        yet), carried through the bars that cannot, so a pre-market print is no mark. An action
+        between the two bars moves the carried price as it moves the position (less the
+        dividend paid as cash per old share, then ÷ the ratio), so equity does not jump."""
+        n = len(close)
+        at = np.arange(n)
+        source = np.maximum.accumulate(np.where(tradable, at, -1))
+        source = np.where(source < 0, at, source)
+        mark = close[source]
+        actions = self._by.get(symbol)
+        if actions:
+            for i in np.flatnonzero(np.isin(open_time, list(actions))).tolist():
+                action = actions[int(open_time[i])]
+                carried = i + np.flatnonzero(source[i:] < i)  # up to the next tradable bar
+                mark[carried] = (mark[carried] - action.dividend) / action.ratio
+        return mark
+
     def held(self, symbol: str, open_time: np.ndarray, close: np.ndarray, first: int) -> np.ndarray:
         """What one share bought at bar `first`'s close is worth at each close: the shares its
         later splits made at that close, plus its later dividends as cash (not reinvested),

@@ -11,10 +11,12 @@ from typing import Protocol
 import numpy as np
 
 from execution.feed import BarArrays
+from market.corporate import CorporateActions
 from market.indicators import IndicatorConfig, wilder_atr
 from market.models import SymbolRules
 from risk.models import MarketView
 from risk.views import MarketFacts
+from runtime.hours import TradingHours
 from runtime.warmup import joined_symbol
 
 
@@ -34,7 +36,8 @@ class Market:
     """Bars up to now for every symbol. A backtest hands it the whole history once (every view
     still reads only index t and before), and the bars before it as `warmup`, which ATR starts
     from as the paper loop's does from its history (index 0 stays the run's first bar); paper
-    and live hand it a longer feed each bar."""
+    and live hand it a longer feed each bar. `hours` (an equity's; None: always open) and
+    `actions` decide what positions are marked at (`mark_series`)."""
 
     def __init__(
         self,
@@ -43,6 +46,8 @@ class Market:
         *,
         atr_window: int = IndicatorConfig().atr,
         book: BookSource | None = None,
+        hours: TradingHours | None = None,
+        actions: CorporateActions | None = None,
         warmup: BarArrays | None = None,
     ) -> None:
         unknown = sorted(set(feed.symbols) - set(rules))
@@ -51,15 +56,20 @@ class Market:
         self.rules = dict(rules)
         self.atr_window = atr_window
         self.book = book
+        self.hours = hours
+        self.actions = actions or CorporateActions({})
         self.feed = feed
         self.warmup = warmup
         self._atr: dict[str, np.ndarray] = {}
+        self._series: dict[str, np.ndarray] | None = None
         self._marks: tuple[int, Mapping[str, float]] = (-1, {})
 
     def extend(self, feed: BarArrays) -> None:
-        """The same timeline with more bars: ATR is prefix-stable, so it is recomputed lazily."""
+        """The same timeline with more bars: ATR and marks are prefix-stable, so they are
+        recomputed lazily."""
         self.feed = feed
         self._atr = {}
+        self._series = None
         self._marks = (-1, {})
 
     @property
@@ -67,15 +77,35 @@ class Market:
         return list(self.feed.symbols)
 
     def marks(self, index: int) -> Mapping[str, float]:
-        """Every symbol at bar `index`'s close: what equity and the gate are marked at. A step
-        asks several times for the same bar, so the last bar's marks are kept (read-only)."""
+        """Every symbol's mark at bar `index`'s close: what equity and the gate are marked at.
+        A step asks several times for the same bar, so the last bar's marks are kept
+        (read-only)."""
         kept = self._marks
         if kept[0] != index:
             kept = self._marks = (
                 index,
-                {s: float(b.close[index]) for s, b in self.feed.symbols.items()},
+                {s: float(v[index]) for s, v in self.mark_series().items()},
             )
         return kept[1]
+
+    def mark_series(self) -> Mapping[str, np.ndarray]:
+        """Per symbol, the price a position is valued at at each close, once per feed: the
+        close itself where the market is always open (crypto); with market hours, the last
+        close the run could trade at, carried through the bars it cannot
+        (CorporateActions.marks), so a pre- or post-market print moves no equity."""
+        series = self._series
+        if series is None:
+            feed, hours = self.feed, self.hours
+            if hours is None:
+                series = {s: b.close for s, b in feed.symbols.items()}
+            else:
+                tradable = hours.tradable(feed.open_time)
+                series = {
+                    s: self.actions.marks(s, feed.open_time, b.close, tradable)
+                    for s, b in feed.symbols.items()
+                }
+            self._series = series
+        return series
 
     def atr(self, symbol: str, index: int) -> float | None:
         """Wilder's ATR at bar `index` from the bars this market holds (None in the warm-up)."""

@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import test_stock_marks as marks
+from account_record import query
 from script_strategy import NO_COSTS, Script, backtest, order
-from test_stock_hours import FRIDAY_CLOSE, HALF_HOUR, NO_BREAKERS, table
+from test_stock_hours import FRIDAY_CLOSE, HALF_HOUR, NO_BREAKERS, ms, table
 
 from execution.fees import FeeSchedule
 from execution.paper import GrowingFeed, PaperExecutor
 from execution.slippage import FixedBps
-from market.corporate import CorporateActions
+from market.corporate import Action, CorporateActions
 from market.instruments import equity_rules
 from market.models import Candle
 from risk.models import SignalAction
@@ -52,20 +54,32 @@ def replay(
     actions: CorporateActions | None = None,
 ) -> PaperExecutor:
     """Each bar appended to a growing feed and stepped, as the trading loop does."""
-    (symbol,) = rules
-    feed = GrowingFeed([symbol])
-    venue = PaperExecutor(rules, feed, cash=10_000.0, fees=FeeSchedule(maker=0, taker=0),
-                          slippage=FixedBps(bps=0.0), actions=actions)  # fmt: skip
-    step_rows(venue, feed, Script(plan), frame.to_dict("records"), hours)
+    venue = paper_venue(rules, actions)
+    step_rows(venue, venue.feed, Script(plan), frame.to_dict("records"), hours)
     return venue
 
 
+def paper_venue(rules=RULES, actions: CorporateActions | None = None) -> PaperExecutor:
+    """A fresh paper account of 10,000 on an empty feed, with no costs."""
+    (symbol,) = rules
+    return PaperExecutor(rules, GrowingFeed([symbol]), cash=10_000.0,
+                         fees=FeeSchedule(maker=0, taker=0), slippage=FixedBps(bps=0.0),
+                         actions=actions)  # fmt: skip
+
+
 def step_rows(
-    venue: PaperExecutor, feed: GrowingFeed, strategy: Script, rows: list[dict], hours=None
-) -> None:
-    """Append each row to the feed and step it through a runner on `venue`."""
+    venue: PaperExecutor,
+    feed: GrowingFeed,
+    strategy: Script,
+    rows: list[dict],
+    hours=None,
+    limits=NO_BREAKERS,
+) -> tuple[Runner, list[float]]:
+    """Append each row to the feed and step it through a runner on `venue`, as the trading
+    loop does; the runner and the equity after each step."""
     symbol, rules = feed.symbols[0], venue.rules
     runner = None
+    equity = []
     for row in rows:
         candle = Candle(**{k: row[k] for k in ("open_time", "open", "high", "low", "close",
                                                "volume", "close_time")})  # fmt: skip
@@ -73,14 +87,17 @@ def step_rows(
         if runner is None:
             runner = Runner(
                 strategy=strategy,
-                market=Market(feed.view(), rules),
+                market=Market(feed.view(), rules, hours=hours, actions=venue.sim.actions),
                 venue=venue,
-                risk=MemoryRisk(NO_BREAKERS.model_copy(update={"fee_rate": 0.0})),
+                risk=MemoryRisk(limits.model_copy(update={"fee_rate": 0.0})),
                 prepared=lambda s: strategy.prepare(feed.view().symbols[s]),
                 hours=hours,
             )
         runner.extend(feed.view())
         runner.step(index)
+        equity.append(runner.equity(index))
+    assert runner is not None
+    return runner, equity
 
 
 @pytest.mark.parametrize("rows", [FRIDAY_CLOSE, WEEKEND_STOP], ids=["friday", "weekend-stop"])
@@ -94,6 +111,31 @@ def test_paper_and_backtest_fill_the_same_bars_in_market_hours(rows, extended) -
     expected = [(f.bar, f.side, f.quantity, f.price) for f in tested.fills]
     assert expected
     assert paper(frame, plan, hours) == expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "plan", "limit", "action"),
+    [
+        (marks.BAD_PRINT, marks.PLAN, {"max_daily_loss_pct": 0.1}, None),
+        (marks.BAD_PRINT, marks.PLAN, {"max_drawdown_pct": 0.1}, None),
+        (marks.EX_DATE, {("EA", 0): [marks.buy]}, {}, Action(ratio=2.0)),
+        (marks.EX_DATE, {("EA", 0): [marks.buy]}, {}, Action(dividend=1.0)),
+    ],
+    ids=["daily-loss", "drawdown", "split", "dividend"],
+)
+def test_paper_marks_the_account_as_the_backtest(rows, plan, limit, action) -> None:
+    """A stray pre-market print and an ex-date in extended-hours data: the paper account is
+    valued, and its breakers trip, at the same marks as the backtest's."""
+    actions = None if action is None else CorporateActions({"EA": {ms("2026-06-02 04:00"): action}})
+    limits = NO_BREAKERS.model_copy(update=limit)
+    tested = marks.run(rows, plan, limits=limits, actions=actions)
+    venue = paper_venue(actions=actions)
+    frame = table(rows, HALF_HOUR).to_dict("records")
+    runner, equity = step_rows(venue, venue.feed, Script(plan), frame, TradingHours(HALF_HOUR),
+                               limits)  # fmt: skip
+    assert equity == pytest.approx(tested.equity.tolist(), rel=1e-12)
+    assert runner.tally.halted == tested.halted
+    assert runner.tally.vetoes == tested.vetoes
 
 
 EA = Path(__file__).parent / "fixtures" / "stocks" / "EA-15m-2026-05-26_2026-06-03_yfinance.csv"
@@ -126,6 +168,28 @@ def test_agent_trade_paper_trades_the_ea_replay_as_the_backtest_fills_it(cli, tm
     minutes = local.hour * 60 + local.minute
     assert ((minutes >= 570) & (minutes < 960)).all()
     assert any(f["side"] == "sell" and f["fee"] > 0 for f in fills)  # SEC fee and TAF
+
+
+@pytest.mark.slow
+def test_agent_trade_values_the_ea_replay_as_the_backtest_does(cli, offline_env, tmp_path) -> None:
+    """Held over the EA file's 2026-05-27 04:00 print (close 169.88 on no volume, the regular
+    close ~201): the paper account's stored equity, like the backtest's, stays at the last
+    regular close, and its status values what it holds at the end as the report does."""
+    common = ("--strategy", "rsi_reversion", "--period", "2", "--symbol", "EA", "--data", str(EA),
+              "--slippage-bps", "2")  # fmt: skip
+    out = tmp_path / "bt.json"
+    tested = cli("agent-backtest", *common, "--json", str(out))
+    assert tested.returncode == 0, tested.stderr
+    curve = json.loads(out.read_text())["equity"]["equity"]
+    run = cli("agent-trade", "--feed", "replay", "--speed", "max", "--account", "ea", *common)
+    assert run.returncode == 0, run.stderr
+    stored = query(Path(offline_env["AGENT_DATA_DIR"]) / "agent.db",
+                   "SELECT equity FROM equity_points ORDER BY time_ms")  # fmt: skip
+    equity = [e for (e,) in stored]
+    assert equity == pytest.approx(curve, rel=1e-9)
+    assert min(equity) > 0.98 * 10_000
+    status = json.loads(cli("agent-trade", "status", "--account", "ea", "--json").stdout)
+    assert status["equity"] == pytest.approx(curve[-1], abs=0.01)
 
 
 @pytest.mark.parametrize(
