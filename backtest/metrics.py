@@ -170,8 +170,7 @@ def buy_and_hold(closes: list[np.ndarray], first_bar: int) -> float:
     warm-up leaves none (warmup_shortfall says why)."""
     if first_bar >= len(closes[0]) - 1:
         return float("nan")
-    first = first_bar
-    return float(np.mean([(c[-1] - c[first]) / c[first] * 100 for c in closes]))
+    return float(np.mean([(c[-1] - c[first_bar]) / c[first_bar] * 100 for c in closes]))
 
 
 METRIC_ORDER: tuple[str, ...] = (
@@ -194,16 +193,7 @@ METRIC_ORDER: tuple[str, ...] = (
     "Max. Drawdown Duration",
     "Avg. Drawdown Duration",
     "# Trades",
-    "Win Rate [%]",
-    "Best Trade [%]",
-    "Worst Trade [%]",
-    "Avg. Trade [%]",
-    "Max. Trade Duration",
-    "Avg. Trade Duration",
-    "Profit Factor",
-    "Expectancy [%]",
-    "SQN",
-    "Kelly Criterion",
+    *TRADE_FIGURES,
     "Fees [$]",
     "Turnover [$]",
     "Rejected Orders",
