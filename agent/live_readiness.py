@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel
-from sqlalchemy import Connection, delete, func, insert, select
+from pydantic import BaseModel, PrivateAttr
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from agent.loop_state import LoopState, kill_switch_path, risk_scope
 from core.errors import UserError
@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 
 MINUTE_MS, DAY_MINUTES = 60_000, 1_440
 LIVE_FEED = "binance"  # the replayed sample is history, not a paper record
+_RETIRED_MANUAL = (
+    ',"manual":{"max_position_pct":1.0,"max_exposure_pct":1.0,"max_order_notional":100000.0,'
+    '"max_orders_per_minute":10,"max_orders_per_hour":100,"risk_per_trade_pct":null,'
+    '"atr_stop_multiple":null,"trailing_stop_pct":null,"require_stop_loss":false,'
+    '"min_confidence":0.0,"scale_by_confidence":false,"fat_finger_pct":0.05,'
+    '"cooldown_after_losses":null,"cooldown_minutes":60,"allow_pyramiding":true}'
+)
+"""How the limits' JSON ended, with risk.manual's defaults, until that setting was retired (no
+path ever placed a person's own order): a record fingerprinted then is these limits' record."""
 STOCK_FEED = "alpaca"  # its bars come in sessions: days are the sessions' real span
 
 
@@ -40,6 +49,7 @@ class TradingProfile(BaseModel):
     strategy: str
     symbols: list[str]
     limits_sha256: str
+    _earlier: str | None = PrivateAttr(None)  # the fingerprint these limits had before
 
     @property
     def fingerprint(self) -> str:
@@ -74,11 +84,30 @@ def trading_profile(
 
         strategy += f" {model.model} every {decide_every} min, prompts {decision_prompt_version()}"
     stops = f"stop {fills.stop_loss_pct}, target {fills.take_profit_pct}"
+    if fills.trailing_stop_pct is not None:  # named only when set: unset, earlier records hold
+        stops += f", trailing {fills.trailing_stop_pct}"
     limits_json = limits.model_dump_json(exclude={"fee_rate"})
-    return TradingProfile(
+    profile = TradingProfile(
         strategy=f"{strategy}; size {fills.size_pct:g} of equity, {stops}",
         symbols=sorted(symbols),
-        limits_sha256=hashlib.sha256(limits_json.encode()).hexdigest(),
+        limits_sha256=_sha256(limits_json),
+    )
+    before = _sha256(limits_json[:-1] + _RETIRED_MANUAL + "}")
+    profile._earlier = profile.model_copy(update={"limits_sha256": before}).fingerprint
+    return profile
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _adopt_earlier(conn: Connection, profile: TradingProfile) -> None:
+    """Records kept under this profile's earlier fingerprint are its records: renamed, their
+    days kept (a retired setting that limited nothing must not restart anyone's count)."""
+    conn.execute(
+        update(AccountProfileRow)
+        .where(AccountProfileRow.fingerprint == profile._earlier)
+        .values(fingerprint=profile.fingerprint, profile_json=profile.model_dump_json())
     )
 
 
@@ -93,6 +122,7 @@ def record_paper_profile(
     """A paper run states what it trades; a changed profile or feed restarts the count at the
     account's next bar (bars traded under something else are not evidence for this)."""
     with store.engine.begin() as conn:
+        _adopt_earlier(conn, profile)
         stored = conn.execute(
             select(AccountProfileRow.fingerprint, AccountProfileRow.feed).where(
                 AccountProfileRow.account == account
@@ -130,7 +160,8 @@ def paper_records(
 ) -> list[PaperRecord]:
     """Every paper account on the live `feed`: its days under its current profile, how that
     profile differs from `profile`, and a halt left unresolved."""
-    with store.engine.connect() as conn:
+    with store.engine.begin() as conn:
+        _adopt_earlier(conn, profile)
         rows = conn.execute(
             select(
                 AccountProfileRow.account,

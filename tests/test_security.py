@@ -39,7 +39,7 @@ from execution.key_permissions import KeyPermissions, problems
 from risk.interventions import Intervention, intervene
 from risk.limits import RiskLimits
 from store import Store
-from store.tables import EquityPointRow
+from store.tables import AccountProfileRow, EquityPointRow
 
 WHAT = "the chat"
 DAY_MINUTES, MINUTE_MS = 1_440, 60_000
@@ -225,6 +225,47 @@ def test_paper_record_counts_only_bars_under_the_same_profile(store: Store, tmp_
     assert classic.differences(live) == ["strategy"] and "sma_cross" in classic.strategy
     require_paper_record(store, tmp_path, live, 0, START_MS, said.append)
     assert "waived" in said[-1]
+
+
+# A paper record of sma_cross on BTCUSDT with the default limits, as bd34421 stored it: its
+# limits still held risk.manual, the setting since retired because it limited nothing.
+EARLIER_PROFILE = (
+    '{"strategy":"sma_cross fast=20 slow=60; size 1 of equity, stop None, target None",'
+    '"symbols":["BTCUSDT"],'
+    '"limits_sha256":"6bf4512a1a1df98ef344108b50cecaf9c80bb24a3c444bf4e946c36c8a5d0f57"}'
+)
+EARLIER_FINGERPRINT = "39671898a2809ad7303e7fb911115e639e577c9ae443eb5586744f5dcae4b3d5"
+
+
+def test_a_paper_record_kept_before_risk_manual_was_retired_still_counts(
+    store: Store, tmp_path: Path
+) -> None:
+    """Retiring a setting changed every profile's limits hash: each account's paper days were
+    erased, and live refused a trader who had paper-traded the week it asks."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(AccountProfileRow),
+            [
+                {"account": "p", "fingerprint": EARLIER_FINGERPRINT, "feed": "binance",
+                 "since_ms": START_MS, "updated_ms": START_MS, "profile_json": EARLIER_PROFILE}
+            ],
+        )  # fmt: skip
+    _paper_minutes(store, "p", START_MS, 7 * DAY_MINUTES)
+    classic = trading_profile(
+        ["BTCUSDT"], "sma_cross fast=20 slow=60", None, 15, RiskLimits(), BacktestConfig()
+    )
+    said: list[str] = []
+    require_paper_record(store, tmp_path, classic, 7, START_MS + 8 * DAY_MINUTES * MINUTE_MS, said.append)  # fmt: skip
+    assert said[-1].startswith("paper record: account 'p' traded this on paper for 7.0 days")
+    record_paper_profile(store, "p", classic, "binance", START_MS + 7 * DAY_MINUTES * MINUTE_MS, 1)
+    require_paper_record(store, tmp_path, classic, 7, START_MS + 8 * DAY_MINUTES * MINUTE_MS, said.append)  # fmt: skip
+    assert said[-1].startswith("paper record: account 'p' traded this on paper for 7.0 days")
+    # A trailing stop is part of what is traded: a record without one is not its record.
+    trailing = trading_profile(
+        ["BTCUSDT"], "sma_cross fast=20 slow=60", None, 15, RiskLimits(),
+        BacktestConfig(trailing_stop_pct=0.01),
+    )  # fmt: skip
+    assert trailing.differences(classic) == ["strategy"]
 
 
 def test_the_replayed_sample_is_not_a_paper_record(store: Store, tmp_path: Path) -> None:
