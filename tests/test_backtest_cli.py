@@ -206,6 +206,19 @@ def test_a_window_shorter_than_the_warm_up_says_so(cli, tmp_path: Path) -> None:
     assert re.search(r"Buy & Hold Return \[%\] +│ +n/a │", result.stdout), result.stdout
 
 
+def test_a_resampled_interval_warms_up_on_the_minutes_before_its_window(
+    cli, tmp_path: Path
+) -> None:
+    """5m bars made from the stored 1m ones started their indicators cold: the warm-up looked
+    for stored 5m bars only, where the window itself is resampled from 1m."""
+    out = tmp_path / "r.json"
+    args = ("--strategy", "sma_cross", "--symbol", "ETHUSDT", "--days", "2", "--interval", "5m")
+    result = cli("agent-backtest", *args, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    notes = " ".join(json.loads(out.read_text())["config"]["data"])
+    assert "warm-up: 288 bars before the window, from 2025-10-29 04:25 UTC" in notes, notes
+
+
 def test_html_replaces_a_stale_plotly_beside_it_and_help_says_it_is_written(
     cli, tmp_path: Path
 ) -> None:

@@ -97,13 +97,24 @@ def _before(frame: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
 
 
 def _stored_before(
-    source: CandleSource, symbol: str, interval: str, window: pd.DataFrame
+    source: CandleSource, store: Store, symbol: str, interval: str, window: pd.DataFrame
 ) -> pd.DataFrame:
-    """The warm-up before a stored or fetched window; none where neither has it."""
+    """The warm-up before a stored or fetched window, else resampled from the 1m bars before
+    it, as the window itself is (`stored_bars`); none where neither has it."""
+    first = int(window["open_time"].iloc[0])
     try:
-        return source.before(symbol, interval, int(window["open_time"].iloc[0]), WARMUP_BARS)
+        warmup = source.before(symbol, interval, first, WARMUP_BARS)
+        if len(warmup) or interval not in RESAMPLED:
+            return warmup
+        per_bar = INTERVAL_MS[interval] // INTERVAL_MS["1m"]
+        minutes = source.before(symbol, "1m", first, WARMUP_BARS * per_bar)
     except UserError:
         return window.iloc[:0]
+    if minutes.empty:
+        return window.iloc[:0]
+    start, end = int(minutes["open_time"].iloc[0]), int(minutes["open_time"].iloc[-1])
+    frame = resample_stored(store, symbol, interval, start, end, loaded=minutes)
+    return frame[frame["open_time"] < first].tail(WARMUP_BARS).reset_index(drop=True)
 
 
 def candle_source(
@@ -189,7 +200,7 @@ def load_frames(
     else:
         source = candle_source(settings, store, notify, getattr(args, "exchange", EXCHANGE))
         frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}
-        warmup = {s: _stored_before(source, s, interval, f) for s, f in frames.items()}
+        warmup = {s: _stored_before(source, store, s, interval, f) for s, f in frames.items()}
     return frames, warmup, _window(frames, interval, asked, span, notify)
 
 
