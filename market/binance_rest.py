@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Unpack
@@ -208,18 +207,6 @@ class BinanceRestClient(PublicClient):
         """Binance's clock in epoch ms, to measure local clock skew."""
         return int(self._get("/api/v3/time", {}, _TIME_WEIGHT, [])["serverTime"])
 
-    def exchange_clock(self) -> Callable[[], int]:
-        """Binance's clock in epoch ms: this machine's, corrected by the offset measured now
-        against /api/v3/time (half the round trip taken as the way there). This machine's
-        clock when Binance does not answer."""
-        sent = self._now_ms()
-        try:
-            offset = self.server_time() - (sent + self._now_ms()) // 2
-        except BinanceError as exc:
-            log.warning("Binance's clock is unknown (%s): using this machine's", exc)
-            offset = 0
-        return lambda: self._now_ms() + offset
-
     def _klines_page(
         self, symbol: str, interval: str, start_ms: int, end_ms: int, step: int
     ) -> list[list[Any]]:
@@ -349,9 +336,6 @@ class BinanceRestClient(PublicClient):
 
     def _minute(self) -> int:
         return int(self._clock() // 60)
-
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
 
 
 def retry_after_s(response: httpx.Response) -> float | None:

@@ -5,6 +5,7 @@ retry loop each venue's requests go through, and a public client's GET and kline
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -13,9 +14,10 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, Self, TypedD
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from core.errors import UserError
+from core.errors import UserError, VenueError
 from market.models import interval_ms, iso_ms, parse_symbol
 
+log = logging.getLogger(__name__)
 OnPage = Callable[[int], None] | None  # told the number of rows fetched so far, page by page
 
 
@@ -148,6 +150,9 @@ class RestClient:
     def close(self) -> None:
         self._http.close()
 
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
     unavailable: ClassVar[Callable[[str], Exception]]
     """The venue's own error for being unusable: a VenueError its callers catch."""
 
@@ -207,6 +212,23 @@ class PublicClient(RestClient):
     @property
     def venue_label(self) -> str:
         return self.venue
+
+    def server_time(self) -> int:
+        """The venue's clock in epoch ms."""
+        raise NotImplementedError
+
+    def exchange_clock(self) -> Callable[[], int]:
+        """The venue's clock in epoch ms: this machine's, corrected by the offset measured now
+        against `server_time` (half the round trip taken as the way there), so a bar is judged
+        closed or not by the clock that closed it. This machine's clock when the venue does not
+        answer."""
+        sent = self._now_ms()
+        try:
+            offset = self.server_time() - (sent + self._now_ms()) // 2
+        except VenueError as exc:
+            log.warning("%s's clock is unknown (%s): using this machine's", self.venue, exc)
+            offset = 0
+        return lambda: self._now_ms() + offset
 
     def _get_retried(
         self,

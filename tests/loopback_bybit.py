@@ -1,5 +1,6 @@
 """A Bybit v5 spot exchange on 127.0.0.1 replaying real captures: REST (instruments-info, the
-real 1m bars of 2022-12-13 as /v5/market/kline, the recorded book) with scripted retCodes, and
+real 1m bars of 2022-12-13 as /v5/market/kline, or synthetic bars near now, the recorded book,
+its clock) with scripted retCodes, and
 the public WebSocket replaying the recorded BTCUSDT session, which answers a resubscribe with a
 snapshot of its own book as it stands, as Bybit does."""
 
@@ -10,6 +11,7 @@ import contextlib
 import csv
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -27,6 +29,7 @@ INSTRUMENTS = FIXTURES / "rest_spot_instruments-info_full_cryptofeed_2026-08-09.
 SPOT_SESSION = FIXTURES / "ws_spot_BTCUSDT_session_cryptofeed_2026-08-09.jsonl"
 CROSS = FIXTURES / "cross_venue"
 DAY_2022_12_13_MS = 1_670_889_600_000
+MINUTE = 60_000
 
 
 @cache
@@ -86,12 +89,34 @@ class LoopbackServer:
         self._server.server_close()
 
 
+def kline_message(row: list[str]) -> str:
+    """The confirm kline Bybit streams for a bar (a kline row), sent as its minute closes."""
+    start = int(row[0])
+    data = {
+        "start": start, "end": start + 59_999, "interval": "1", "open": row[1], "high": row[2],
+        "low": row[3], "close": row[4], "volume": row[5], "turnover": row[6], "confirm": True,
+        "timestamp": start + 60_000,
+    }  # fmt: skip
+    message = {"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": start + 60_000, "data": [data]}
+    return json.dumps(message)
+
+
 class BybitRest(LoopbackServer):
+    """Bybit's public REST; its clock (/v5/market/time) runs `skew_ms` ahead of this machine's."""
+
     def __init__(self, kline_file: str = "bybit_spot_BTCUSDT_1m_trade_2022-12-13_lean.csv") -> None:
         self.kline_file = kline_file
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.skew_ms = 0
         self._listen(self._handler())
+
+    def exchange_now_ms(self) -> int:
+        return int(time.time() * 1000) + self.skew_ms
+
+    def kline_rows(self, start: int, end: int) -> list[list[str]]:
+        """The kline rows opening in [start, end], oldest first."""
+        return [r for r in lean_bars(self.kline_file) if start <= int(r[0]) <= end]
 
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict[str, str], object]:
         self.requests.append((path, params))
@@ -101,6 +126,9 @@ class BybitRest(LoopbackServer):
             if fault.status != 200:
                 return fault.status, fault.headers, "<html>busy</html>"
             return 200, fault.headers, envelope({}, fault.ret_code, f"scripted {fault.ret_code}")
+        if path == "/v5/market/time":
+            now_ns = self.exchange_now_ms() * 1_000_000
+            return 200, {}, envelope({"timeSecond": str(now_ns // 10**9), "timeNano": str(now_ns)})
         if path == "/v5/market/instruments-info":
             body = json.loads(INSTRUMENTS.read_text())
             if "symbol" in params:
@@ -112,7 +140,7 @@ class BybitRest(LoopbackServer):
             if params["symbol"] != "BTCUSDT":
                 return 200, {}, envelope({}, 10001, "params error: symbol invalid")
             start, end, limit = int(params["start"]), int(params["end"]), int(params["limit"])
-            rows = [r for r in lean_bars(self.kline_file) if start <= int(r[0]) <= end]
+            rows = self.kline_rows(start, end)
             page = rows[-limit:][::-1]  # the newest `limit`, newest first, as Bybit pages
             return 200, {}, envelope({"category": "spot", "symbol": "BTCUSDT", "list": page})
         return 200, {}, envelope({}, 10001, f"unknown path {path}")
@@ -141,6 +169,27 @@ class BybitRest(LoopbackServer):
                 pass
 
         return Handler
+
+
+class LiveBybit(BybitRest):
+    """Bybit near now: klines of synthetic 1m BTCUSDT bars of `price(open_time)`, closed by
+    the exchange's clock and up to `horizon_ms` when set; `row` is a bar as a kline row."""
+
+    def __init__(self, price: Callable[[int], float]) -> None:
+        super().__init__()
+        self.price = price
+        self.horizon_ms: int | None = None
+
+    def row(self, open_time: int) -> list[str]:
+        o, c = self.price(open_time), self.price(open_time + MINUTE)
+        h, low = max(o, c) * 1.0005, min(o, c) * 0.9995
+        return [str(open_time), *(str(x) for x in (o, h, low, c, 12.5, 12.5 * c))]
+
+    def kline_rows(self, start: int, end: int) -> list[list[str]]:
+        now = self.exchange_now_ms()
+        horizon = now if self.horizon_ms is None else min(now, self.horizon_ms)
+        first = -(-start // MINUTE) * MINUTE
+        return [self.row(t) for t in range(first, end + 1, MINUTE) if t + MINUTE - 1 < horizon]
 
 
 class BybitSocket:

@@ -94,6 +94,17 @@ def test_server_errors_are_retried_then_reported(rest: BybitRest) -> None:
     assert len(rest.requests) == 3
 
 
+def test_bybits_clock_is_measured_and_this_machines_used_when_bybit_does_not_say(
+    rest: BybitRest, caplog: pytest.LogCaptureFixture
+) -> None:
+    rest.skew_ms = 86_400_000  # a day ahead of this machine, whose clock the client is given
+    with client(rest) as bybit:
+        assert abs(bybit.server_time() - bybit.exchange_clock()()) < 60_000  # not 2023
+        rest.faults.append(Fault("/v5/market/time", 10001))
+        assert bybit.exchange_clock()() == AFTER_2022_S * 1000
+    assert "Bybit's clock is unknown (Bybit refused GET /v5/market/time" in caplog.text
+
+
 def recorded_final_book() -> tuple[dict[float, float], dict[float, float]]:
     """The spot book after every recorded message, applied here by hand."""
     from tests.loopback_bybit import session_frames

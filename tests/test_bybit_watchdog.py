@@ -6,10 +6,9 @@ bars of 2022-12-13, sent as Bybit's kline messages and served by the loopback /v
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
-from loopback_bybit import BybitRest, lean_bars
+from loopback_bybit import BybitRest, kline_message, lean_bars
 from websockets.asyncio.server import ServerConnection, serve
 
 from config.venues import BybitSettings
@@ -21,18 +20,6 @@ BARS = lean_bars("bybit_spot_BTCUSDT_1m_trade_2022-12-13_lean.csv")[:20]
 OPEN = [int(row[0]) for row in BARS]
 STALL_AFTER = 10  # the first socket sends bars 0-9, then nothing, yet stays open
 RESUME_AT = 15  # the second socket starts at bar 15 (after repeating bar 9): 10-14 are missed
-
-
-def kline(row: list[str]) -> str:
-    start = int(row[0])
-    data = {
-        "start": start, "end": start + 59_999, "interval": "1", "open": row[1], "high": row[2],
-        "low": row[3], "close": row[4], "volume": row[5], "turnover": row[6], "confirm": True,
-        "timestamp": start + 60_000,
-    }  # fmt: skip
-    return json.dumps(
-        {"topic": kline_topic("BTCUSDT"), "type": "snapshot", "ts": start + 60_000, "data": [data]}
-    )
 
 
 class StallingSocket:
@@ -48,7 +35,7 @@ class StallingSocket:
         rows = BARS[:STALL_AFTER] if self.connections == 1 else [BARS[9], *BARS[RESUME_AT:]]
         for row in rows:
             self.now_ms = max(self.now_ms, int(row[0]) + 60_000)
-            await ws.send(kline(row))
+            await ws.send(kline_message(row))
         await ws.wait_closed()  # silent, but open: only a watchdog notices
 
 

@@ -1,6 +1,7 @@
 """`agent-trade --feed binance` against a loopback Binance near now: a bar no market could print
 (prices of 0, NaN over REST), one stamped in the future, a restart after kill -9 and a clock
-that runs ahead of the exchange's never make the paper account trade on what did not happen."""
+that runs ahead of the exchange's never make the paper account trade on what did not happen;
+`--feed bybit` on a clock behind Bybit's still trades on the bars Bybit has closed."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from typing import Any
 import pytest
 from account_record import query
 from conftest import BIN, stop
+from loopback_bybit import LiveBybit, kline_message
 from loopback_live_binance import MINUTE, KlineSocket, LiveBinance, last_closed_minute
 
 from market.binance_ws import Bar, BarRefused, BinanceStream, StreamEvent
 from market.models import iso_ms
 
 STRATEGY = ("--strategy", "sma_cross", "--fast", "2", "--slow", "3", "--size", "50")
-RUN = ("--feed", "binance", "--symbol", "BTCUSDT", "--account", "a", *STRATEGY)
+RUN = ("--symbol", "BTCUSDT", "--account", "a", *STRATEGY)
 
 
 def falling_then_rising(turn: int) -> Any:
@@ -59,9 +61,10 @@ def _db(env: dict[str, str]) -> Path:
     return Path(env["AGENT_DATA_DIR"]) / "agent.db"
 
 
-def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+def _start(env: dict[str, str], log: Path, *args: str, feed: str = "binance") -> subprocess.Popen:
     """agent-trade on the loopback feed; its stderr (the log) goes to `log`."""
-    return subprocess.Popen([str(BIN / "agent-trade"), *RUN, *args], env=env, stderr=log.open("w"))
+    command = [str(BIN / "agent-trade"), "--feed", feed, *RUN, *args]
+    return subprocess.Popen(command, env=env, stderr=log.open("w"))
 
 
 def _committed(env: dict[str, str]) -> int | None:
@@ -214,6 +217,40 @@ def test_a_bar_stamped_in_the_future_is_refused_and_the_account_resumes_after_re
     shown = _status(env)
     assert shown["feed"]["refused_bars"] == 1
     assert f"the bar of {iso_ms(future)} refused" in shown["last_error"]
+
+
+@pytest.mark.slow
+def test_a_bybit_loop_on_a_clock_behind_bybits_steps_every_bar(
+    offline_env, socket, tmp_path
+) -> None:
+    """Bybit's clock runs 5 min ahead of this machine's: each bar streamed as Bybit closes it
+    closes minutes from now by this machine's clock, yet it is stepped, not refused."""
+    last = last_closed_minute()  # by this machine's clock
+    rest = LiveBybit(falling_then_rising(last))
+    rest.skew_ms = 5 * MINUTE
+    rest.horizon_ms = last + MINUTE  # the day loaded at start ends at this machine's minute
+    env = {
+        **offline_env,
+        "AGENT_BYBIT__BASE_URL": rest.url,
+        "AGENT_BYBIT__STREAM_URL": socket.url,
+        "AGENT_BYBIT__MAX_RETRIES": "2",
+    }
+    log = tmp_path / "stderr.txt"
+    newest = last + 4 * MINUTE  # closed by Bybit's clock, 3 min ahead of this machine's
+    with rest:
+        proc = _start(env, log, feed="bybit")
+        try:
+            socket.wait_connected()
+            socket.send(
+                *(kline_message(rest.row(t)) for t in range(last + MINUTE, newest + 1, MINUTE))
+            )
+            _wait_for(env, newest, proc, log)
+        finally:
+            code = stop(proc, signal.SIGTERM)
+    assert code == 0, log.read_text()[-3000:]
+    times = [t for (t,) in query(_db(env), "SELECT time_ms FROM equity_points ORDER BY time_ms")]
+    assert times == [t + MINUTE - 1 for t in range(last + MINUTE, newest + 1, MINUTE)]
+    assert "refused_bars" not in _status(env)["feed"]
 
 
 @pytest.mark.slow

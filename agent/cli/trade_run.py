@@ -232,13 +232,14 @@ async def _run_loop(
         from venues.bybit.stream import BybitStream, book_topic, kline_topic
 
         topics = [kline_topic(s) for s in loop.symbols] + [book_topic(s) for s in depth]
+        public = BybitRestClient(settings.bybit)
         async with BybitStream(
             topics,
             url=settings.bybit.stream_url,
             silence_s=settings.bybit.stream_silence_s,
-            backfill=rest_backfill(BybitRestClient(settings.bybit)),
+            backfill=rest_backfill(public),
             resume_after=resume,
-            clock_ms=lambda: int(time.time() * 1000),
+            clock_ms=await asyncio.to_thread(public.exchange_clock),
         ) as bybit:
             return await loop.run(bybit, stop, max_bars=args.max_bars)
     if replay is None:

@@ -1,4 +1,4 @@
-"""Bybit v5 spot public REST: closed klines (paged) and instruments-info as SymbolRules.
+"""Bybit v5 spot public REST: closed klines (paged), instruments-info as SymbolRules, the time.
 Bybit answers HTTP 200 with a `retCode`; a rate limit (10006) waits for the reset time it
 names, server trouble is retried with backoff, a refused request never is."""
 
@@ -176,6 +176,11 @@ class BybitRestClient(PublicClient):
                 raise UnknownSymbolError(missing[0], 0, "not in instruments-info", "instruments")
             return {s: rules[s] for s in wanted}
         return rules
+
+    @reads_reply
+    def server_time(self) -> int:
+        """Bybit's clock in epoch ms (/v5/market/time), to measure this machine's skew."""
+        return int(self._get("/v5/market/time", {}, "")["timeNano"]) // 1_000_000
 
     def _get(self, path: str, params: dict[str, Any], symbol: str) -> Any:
         return self._get_retried(lambda: self._attempt(path, params, symbol), path, self._wait)
