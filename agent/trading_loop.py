@@ -201,16 +201,17 @@ class TradingLoop:
             )
         self.now_ms = self.state.paper.last_open_time or 0
         self.scope = risk_scope(account)
-        # A live feed's gate judges freshness by the wall clock (STALE_DATA after a backlog);
-        # a replay's clock is its bars. The runner passes its own views to `judge`.
-        gate_now = self.wall_ms if realtime else (lambda: self.now_ms)
+        # A live feed's gate judges freshness by the wall clock (STALE_DATA after a backlog),
+        # and so does `_fresh`; a replay's clock is its bars. The runner passes its own views
+        # to `judge`.
+        self.gate_now = self.wall_ms if realtime else (lambda: self.now_ms)
         self.desk = RiskDesk(
             store,
             self.scope,
             self.limits,
             lambda: self.runner.portfolio(len(self.feed) - 1),
             lambda symbol: self.runner.market.view(symbol, len(self.feed) - 1),
-            gate_now,
+            self.gate_now,
             buffered=True,
         )
         self.interventions = Catchup(store, self.scope)  # a person's resume or reset
@@ -248,6 +249,7 @@ class TradingLoop:
         )
         self._prepared_at: tuple[int, dict[str, Any]] = (-1, {})
         self.bars_this_run = 0
+        self.undecided = 0  # catch-up bars stepped without decisions, not yet logged
         self._last_seen: dict[str, int] = {}  # newest bar open time per symbol, from the feed
         self._pending_since: dict[int, float] = {}  # when each waiting minute was first seen
         self._regate(queued)
@@ -340,7 +342,7 @@ class TradingLoop:
         self.interventions.apply_to(self.desk)
         self._kill_switch(close_time)
         try:
-            self.runner.step(index)
+            self.runner.step(index, decide=self._fresh(close_time))
             if self.runner.hours is not None:
                 self._mark(index)
             self._budget_spent(close_time)
@@ -349,6 +351,30 @@ class TradingLoop:
             self._commit(close_time)
         for observer in self.observers:
             observer.on_bar(self, time.perf_counter() - started)
+
+    def _fresh(self, close_time: int) -> bool:
+        """Whether the strategy is asked about the bar closing at `close_time`: not when it is
+        older than the gate's freshness limit by the gate's clock (the minutes missed while the
+        loop was down: stepped so their stops and targets fill, but a model call or an exit sent
+        now on a week-old bar would be paid for or traded on what is long gone). A replay's
+        clock is its bars, so a replay decides on every bar."""
+        if self.gate_now() - close_time > self.limits.max_data_age_ms:
+            self.undecided += 1
+            return False
+        self._log_undecided()
+        return True
+
+    def _log_undecided(self) -> None:
+        """One line for a run of catch-up bars stepped without decisions."""
+        if self.undecided:
+            log.warning(
+                "%d catch-up bar(s) older than risk.max_data_age_ms (%g s) stepped without "
+                "decisions: stops and targets were checked, the strategy was not asked",
+                self.undecided,
+                self.limits.max_data_age_ms / 1000,
+                extra={"account": self.account},
+            )
+            self.undecided = 0
 
     def _mark(self, index: int) -> None:
         """A stock account is valued, stored and shown at the runner's marks (the last close
@@ -518,6 +544,7 @@ class TradingLoop:
 
     def finish(self, status: LoopStatus, reason: str) -> None:
         """Record why the loop stopped; the last committed bar is where a restart resumes."""
+        self._log_undecided()
         self.state = self.state.model_copy(update={"status": status, "stop_reason": reason})
         self._commit(self.now_ms)
         if self.shadow is not None:

@@ -258,7 +258,9 @@ def test_after_kill_9_the_minutes_missed_are_stepped_and_the_stop_fills(
     offline_env, socket, tmp_path
 ) -> None:
     """The README's promise: a kill -9 loses at most the bar in progress. The minute that went
-    through the stop while the loop was down is stepped on restart and the stop fills."""
+    through the stop while the loop was down is stepped on restart and the stop fills; but no
+    decision is made on a missed minute older than risk.max_data_age_ms (2 min), even where
+    the strategy's averages cross."""
     last = last_closed_minute()
     turn = last - 8 * MINUTE
     rest = LiveBinance(falling_then_rising(turn)).start()
@@ -276,7 +278,9 @@ def test_after_kill_9_the_minutes_missed_are_stepped_and_the_stop_fills(
         proc.wait()
     ((entry,),) = query(_db(env), "SELECT price FROM paper_fills")  # bought, holding
     crash = held + MINUTE
-    rest.overrides[crash] = {"l": round(entry * 0.9, 2)}  # through the 3 % stop, while down
+    # through the 3 % stop, while down, and a close so low that sma_cross 2/3 crosses down on
+    # it and up two minutes later (turn + 6, a bar over 2 min old at the restart)
+    rest.overrides[crash] = dict.fromkeys("lc", round(entry * 0.9, 2))
     rest.horizon_ms = None
     socket.reset()
     del env["AGENT_RISK__MAX_DATA_AGE_MS"]  # the gate's own freshness rule on the old minutes
@@ -295,6 +299,12 @@ def test_after_kill_9_the_minutes_missed_are_stepped_and_the_stop_fills(
     times = [t for (t,) in query(_db(env), "SELECT time_ms FROM equity_points ORDER BY time_ms")]
     assert times == [t + MINUTE - 1 for t in range(turn, last + 1, MINUTE)]  # none skipped
     assert "arrived after newer history" not in log.read_text()
+    decided = [
+        json.loads(r)["decided_ms"] for (r,) in query(_db(env), "SELECT record_json FROM decisions")
+    ]
+    assert decided == [turn + MINUTE - 1]  # the buy before the kill; none on the old minutes
+    assert _status(env)["decisions"] == 1
+    assert "older than risk.max_data_age_ms (120 s) stepped without decisions" in log.read_text()
 
 
 def test_the_streams_final_bar_wins_over_a_history_row_fetched_while_it_formed(
