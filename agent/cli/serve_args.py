@@ -25,8 +25,10 @@ def add_serve_args(parser: argparse.ArgumentParser, *, port: int, auth_help: str
 
 
 def ui_login(args: argparse.Namespace) -> str | None:
-    """The UI's login as given: --auth, else AGENT_UI_AUTH."""
-    return args.auth or os.environ.get("AGENT_UI_AUTH")
+    """The UI's login as given: --auth, else AGENT_UI_AUTH. A blank one is no login, so
+    `--auth ""` cannot pass for one where a login is required."""
+    login = args.auth or os.environ.get("AGENT_UI_AUTH")
+    return login if login and login.strip() else None
 
 
 def ui_launch_options(
