@@ -16,12 +16,15 @@ _SECRET_FIELD = re.compile(
     r"(\"?\s*[:=]\s*\"?(?:bearer\s+)?)([^\s&\"',;}]+)"
 )
 _OPENAI_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s/]+@")
+# In a run of non-blank text: from the ':' after its user (after `://` when it has one) to its
+# last '@'. No scheme is needed, so a typo'd one (`postgresql//`, `postgresql:/`) or none hides
+# the password too, and one holding '/' or '@' is not shown in part.
+_URL_PASSWORD = re.compile(r"((?:\S*?://)?[^\s:@]*:)\S*@")
 
 
 def masked_url(text: str) -> str:
-    """`text` with the password of every URL in it masked (`http://user:***@host`): the form
-    in which a URL is shown, logged or stored."""
+    """`text` with the password of every URL in it masked (`http://user:***@host`), even of a
+    URL no parser accepts: the one form in which a URL is shown, logged or stored."""
     return _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
 
 

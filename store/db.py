@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import UserError
+from core.logging import masked_url
 from core.security import PRIVATE_DIR, private_file
 from store.backend import Backend, TimescaleMode, detect_backend, plain_backend
 from store.migrations import MIGRATIONS, Migration
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 # in-memory SQLite included, is parsed and opened by SQLAlchemy.
 PLAIN_SQLITE_FILE = re.compile(r"sqlite:///(?!:memory:$)([^?%#@]+)")
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-_PASSWORD = re.compile(r"(://[^:/@\s]*:).*@")  # a URL's user:password@, to the last @
 
 
 class Store:
@@ -71,9 +71,9 @@ class Store:
         """The store's URL as a person may read it (a message, a status): the password hidden."""
         if self.sqlite_file is not None:
             return str(self.url)  # a plain SQLite file: nothing to hide (and no SQLAlchemy)
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url).render_as_string(hide_password=True)
+        if isinstance(self.url, str):
+            return masked_url(self.url)
+        return masked_url(self.url.render_as_string(hide_password=False))
 
     @property
     def deferred(self) -> bool:
@@ -311,7 +311,7 @@ def _parsed(url: str) -> tuple[str | URL, str | None]:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise UserError(
-            f"invalid DATABASE_URL {_masked(url)!r}: expected e.g. sqlite:///path/agent.db"
+            f"invalid DATABASE_URL {masked_url(url)!r}: expected e.g. sqlite:///path/agent.db"
         ) from None
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         # SQLAlchemy knows mysql, oracle, mssql: opening one raised the missing driver's
@@ -325,12 +325,6 @@ def _parsed(url: str) -> tuple[str | URL, str | None]:
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         _private_sqlite(Path(parsed.database).expanduser())
     return parsed, None
-
-
-def _masked(url: str) -> str:
-    """`url` with its password as ***, for a URL SQLAlchemy cannot parse: everything up to
-    the last @ goes, so a password holding / or @ is not shown in part either."""
-    return _PASSWORD.sub(r"\1***@", url)
 
 
 def _cannot_open(exc: BaseException) -> BaseException | None:
@@ -355,7 +349,7 @@ def open_store(url: str, timescaledb: TimescaleMode = "auto", *, defer: bool = F
     `defer`: a new SQLite file gets its tables on `Store.settle` (see the module's notes)."""
     parsed, sqlite_file = _parsed(url)
     store = Store(parsed, sqlite_file)
-    shown = url if sqlite_file else parsed.render_as_string(hide_password=True)
+    shown = store.shown
     with _opening(shown):
         if store.dialect == "postgresql":
             store.backend = detect_backend(store.engine, timescaledb)

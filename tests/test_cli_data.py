@@ -119,15 +119,23 @@ def test_a_database_the_store_does_not_run_on_is_named_in_one_line(cli, url: str
     [
         "postgres ql://probe:S3cretPW@127.0.0.1/db",
         "postgresql://probe:S3cretPW@127.0.0.1:notaport/db",
+        "postgresql//probe:S3cretPW@127.0.0.1/db",
+        "postgresql:/probe:S3cretPW@127.0.0.1/db",
+        "probe:S3cretPW@127.0.0.1/db",
+        "postgresql://probe:S3cret/PW@x@127.0.0.1:notaport/db",
     ],
 )
 def test_a_url_that_cannot_be_parsed_is_one_line_with_its_password_hidden(cli, url: str) -> None:
-    """A port that is not a number was a traceback; a URL with a typo was echoed whole."""
+    """A port that is not a number was a traceback; a URL with a typo was echoed whole, and
+    without its `://` its password still was, here and in agent-config show."""
     result = cli("agent-data", "list", env={"DATABASE_URL": url})
     assert result.returncode == 2
     line = _one_clean_line(result.stderr)
-    assert "invalid DATABASE_URL" in line and "probe:***@127.0.0.1" in line
-    assert "S3cretPW" not in result.stderr + result.stdout
+    assert "invalid DATABASE_URL" in line and ":***@127.0.0.1" in line
+    shown = cli("agent-config", "show", env={"DATABASE_URL": url})
+    assert shown.returncode == 0, shown.stderr
+    assert ":***@127.0.0.1" in shown.stdout
+    assert "S3cret" not in result.stderr + result.stdout + shown.stdout + shown.stderr
 
 
 def test_download_without_network_fails_clearly(cli) -> None:
