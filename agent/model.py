@@ -106,5 +106,8 @@ def open_model(
 
 def _is_http_url(url: str) -> bool:
     """What the client can send to: an http(s) scheme and a host, or every call fails."""
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket, or a port that is not a number
+        return False

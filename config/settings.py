@@ -399,7 +399,10 @@ class Settings(BaseSettings):
             self.alerts.webhook_url,
         ]
         values = [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
-        url_password = urlsplit(self.openai_base_url or "").password  # a proxy's login
+        try:
+            url_password = urlsplit(self.openai_base_url or "").password  # a proxy's login
+        except ValueError:  # no URL at all: the model refuses it, masked_url hides its login
+            return values
         return [*values, url_password] if url_password else values
 
 

@@ -101,6 +101,21 @@ def test_a_base_url_that_is_not_a_url_is_one_line_before_anything_runs(cli) -> N
     assert "Traceback" not in result.stderr
 
 
+def test_a_base_url_no_parser_reads_stops_only_the_runs_that_use_the_model(cli) -> None:
+    """Was a ValueError traceback from every command, a classic backtest's too."""
+    broken = {"OPENAI_BASE_URL": "http://u:pw-9931@[::1:11434/v1"}
+    classic = cli("agent-backtest", "--strategy", "sma_cross", "--days", "1", env=broken)
+    assert classic.returncode == 0, classic.stderr
+    agent = cli("agent-backtest", *DAY, env=broken)
+    assert agent.returncode == 2
+    (line,) = [row for row in agent.stderr.splitlines() if row.startswith("error:")]
+    assert (
+        "Traceback" not in agent.stderr
+        and "OPENAI_BASE_URL 'http://u:***@[::1:11434/v1' is not an http(s) URL" in line
+    )
+    assert "pw-9931" not in classic.stdout + classic.stderr + agent.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("reply", "env", "cause"),
