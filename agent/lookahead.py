@@ -1,11 +1,11 @@
 """The agent's look-ahead check: a sample of its decisions made again on data that ends at the
-decision time. A tool that read a later bar would now return something else, so the key of a
-model call (each carries the prompt and every tool result before it), the tool calls or the
-signal would change."""
+decision time. A tool that read a later bar would now return something else, so what the tools
+returned, the tool calls or the signal would change."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,12 +26,13 @@ def sample(records: list[DecisionRecord], count: int = SAMPLE) -> list[DecisionR
     return [usable[i] for i in sorted(set(picks.tolist()))]
 
 
-def _fingerprint(record: DecisionRecord) -> tuple[object, ...]:
-    """Every model call's key, not only the first: a later call's request holds the tool
-    results, so a result that read ahead changes its key even when the signal does not."""
-    keys = [c.cache_key for c in record.llm_calls]
+def _fingerprint(record: DecisionRecord, state: Mapping[str, Any]) -> tuple[object, ...]:
+    """What the decision was told (its prompt and every tool result, in order), the tool
+    calls and the signal: a result that read ahead changes even when the signal does not.
+    No request key: a later one holds the provider's tool-call ids, new on each live reply."""
+    told = [m["content"] for m in state["messages"] if m["role"] in ("user", "tool")]
     calls = [(c.name, c.arguments) for c in record.tool_calls]
-    return record.inputs_sha256, keys, calls, record.signal
+    return told, calls, record.signal
 
 
 def check_agent_lookahead(
@@ -61,9 +62,10 @@ def check_agent_lookahead(
             limits=strategy.limits,
         )
         probe.tools, probe.system_prompt = strategy.tools, strategy.system_prompt
-        probe._run_one(record.symbol, record.decided_ms)
-        again = probe.records[(record.symbol, record.decided_ms)]
-        if _fingerprint(again) != _fingerprint(record):
+        key = (record.symbol, record.decided_ms)
+        probe._run_one(*key)
+        again = probe.records[key]
+        if _fingerprint(again, probe.states[key]) != _fingerprint(record, strategy.states[key]):
             what = "signal" if again.signal != record.signal else "tool inputs or results"
             problems.append(
                 f"agent: {record.symbol} at {pd.Timestamp(record.decided_ms + 1, unit='ms')} "

@@ -4,10 +4,13 @@ an honest run (the CLI's passing case is pinned in test_backtest_flags)."""
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
-from loopback_openai import LoopbackOpenAI
+import pytest
+from loopback_openai import LoopbackOpenAI, Scripted
 from scripted_model import ScriptedModel, buy_an_uptrend, look_at_the_market
 
 from agent.llm import LLMClient
@@ -74,14 +77,29 @@ def candles_an_hour_ahead(env: ToolEnv, args: CandlesIn) -> CandlesOut:
     return get_candles(dataclasses.replace(env, now_ms=env.now_ms + HOUR_MS), args)
 
 
+class FreshCallIds(ScriptedModel):
+    """A provider that names each tool call anew in every reply, as OpenAI does (`call_...`)."""
+
+    def __call__(self, request: dict[str, Any]) -> Scripted:
+        reply = super().__call__(request)
+        for call in reply.body["choices"][0]["message"]["tool_calls"] or []:
+            call["id"] = f"call_{secrets.token_hex(12)}"
+        return reply
+
+
+@pytest.mark.parametrize("mode", ["cache", "live"])
 def test_a_tool_result_from_later_bars_is_caught_when_the_signal_is_the_same(
-    tmp_path: Path,
+    tmp_path: Path, mode: Literal["cache", "live"]
 ) -> None:
     # The model reads the snapshot and candles, then decides on the snapshot alone: leaked
     # candles change only what its second request carries, not its tool calls or signal.
-    server = LoopbackOpenAI(responder=ScriptedModel(look_at_the_market, buy_an_uptrend)).start()
+    # Live, the re-run's replies are new, their tool-call ids too: an honest run still passes.
+    server = LoopbackOpenAI(responder=FreshCallIds(look_at_the_market, buy_an_uptrend)).start()
     model = LLMClient(
-        LLMSettings(), api_key="sk-test", base_url=server.base_url, cache_dir=tmp_path / "llm"
+        LLMSettings(mode=mode),
+        api_key="sk-test",
+        base_url=server.base_url,
+        cache_dir=tmp_path / "llm",
     )
     honest = decision_tools()
     leaky = ToolRegistry(
