@@ -78,6 +78,11 @@ class BacktestRequest(BaseModel):
         le=MAX_CASH,
         description="the agent's spend cap in USD: a paid model runs only with one",
     )
+    yes: bool = Field(
+        False,
+        description="accept the cost estimate without a cap: for a model whose cost is n/a "
+        "(a local server such as Ollama), which no budget can cap",
+    )
 
     @field_validator("strategy")
     @classmethod
@@ -155,12 +160,14 @@ class BacktestRequest(BaseModel):
             raise ValueError(f"{where + ': ' if where else ''}{message}") from None
         return {name: getattr(checked, name) for name in value}
 
-    @field_validator("budget_usd")
+    @field_validator("budget_usd", "yes")
     @classmethod
-    def _budget_for_the_agent(cls, value: float | None, info: ValidationInfo) -> float | None:
+    def _for_the_agent(cls, value: T, info: ValidationInfo) -> T:
+        """A spend cap and a cost's consent are the model's: refused, not ignored, elsewhere."""
         strategy = info.data.get("strategy", AGENT)
-        if value is not None and strategy != AGENT:
-            raise ValueError(f"{strategy} asks no model, so there is no budget to spend")
+        if value and strategy != AGENT:
+            what = "budget to spend" if info.field_name == "budget_usd" else "cost to accept"
+            raise ValueError(f"{strategy} asks no model, so there is no {what}")
         return value
 
     def argv(self, report: Path) -> list[str]:
@@ -182,6 +189,8 @@ class BacktestRequest(BaseModel):
             args += [f"--{name.replace('_', '-')}", str(value)]
         if self.budget_usd is not None:  # the command's consent: it stops once that is spent
             args += ["--budget-usd", repr(self.budget_usd)]
+        if self.yes:
+            args.append("--yes")
         return args
 
 

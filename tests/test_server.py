@@ -421,6 +421,36 @@ def test_an_agent_job_on_a_paid_model_runs_with_the_budget_its_request_sets(api:
     assert refused["field"] == "budget_usd" and "no budget" in refused["detail"]
 
 
+@pytest.mark.slow
+def test_an_agent_job_on_an_unpriced_model_runs_when_its_request_says_yes(api: Start) -> None:
+    """A local server's cost is n/a, so no budget can cap it: every agent job failed asking for
+    --yes, which no request could send. `yes` is that flag; a classic strategy refuses it."""
+    model = LoopbackOpenAI(responder=ScriptedModel(buy_an_uptrend)).start()
+    try:
+        client = api(OPENAI_BASE_URL=model.base_url, OPENAI_API_KEY="sk-test-loopback")
+        refused = [
+            _finished(client, client.post("/backtests", json=body).json()["id"])
+            for body in ({"days": 0.05}, {"days": 0.05, "budget_usd": 1})
+        ]
+        assert [job["state"] for job in refused] == ["failed", "failed"]
+        assert "pass --yes" in refused[0]["error"] and "the cost is n/a" in refused[1]["error"]
+        assert model.requests == []
+        body = {"days": 0.05, "yes": True}
+        job = _finished(client, client.post("/backtests", json=body).json()["id"])
+    finally:
+        model.stop()
+    assert job["state"] == "done", job
+    llm = job["report"]["agent"]["llm"]
+    assert llm["model_calls"] == len(model.requests) > 0
+    assert llm["cost_usd"] is None and "is not at api.openai.com" in llm["cost_na"]
+    classic = {"strategy": "sma_cross", "days": 1, "yes": True}
+    refused_yes = problem(client.post("/backtests", json=classic), 422)
+    assert refused_yes == {
+        "detail": "yes: sma_cross asks no model, so there is no cost to accept",
+        "field": "yes",
+    }
+
+
 def test_a_job_the_command_refuses_carries_its_one_line(
     offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
