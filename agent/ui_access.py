@@ -61,13 +61,14 @@ def launch_options(
     settings: Settings,
     notify: Callable[[str], None],
     throttle: LoginThrottle | None = None,
+    public: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Gradio launch() arguments for this access rule, behind the same-origin guard (a page in
     the user's browser must not drive the chat); says once how to get in (a generated token
     goes to stdout this one time, and the log redactor learns it)."""
     if access.kind == "insecure":
         notify(insecure_warning(host, WHAT))
-    guard = Middleware(SameOriginGuard, loopback=is_loopback(host))
+    guard = Middleware(SameOriginGuard, loopback=is_loopback(host), public=public)
     if not access.needs_login:
         return {"auth": None, "app_kwargs": {"middleware": [guard]}}
     setup_logging(

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, model_validator
 
@@ -62,6 +63,44 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def public_origin(url: str) -> str:
+    """--public-origin as the browser's Origin header spells it (`https://host[:port]`, the
+    default port left out): an address a reverse proxy publishes a loopback server at."""
+    try:
+        parts = urlsplit(url.strip().lower())
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise UserError(
+            f"invalid --public-origin {url!r}: expected the address a browser opens, "
+            "e.g. https://trader.example.com (no path)"
+        )
+    netloc = parts.netloc
+    if port == _DEFAULT_PORTS[parts.scheme]:
+        netloc = netloc.rsplit(":", 1)[0]
+    return f"{parts.scheme}://{netloc}"
+
+
+def exposed_at(host: str, public: tuple[str, ...]) -> str | None:
+    """Where others can reach a server: the public origins a reverse proxy serves it at, else
+    its host off loopback; None when only this machine can."""
+    if public:
+        return ", ".join(public)
+    return None if is_loopback(host) else host
+
+
 def resolve_access(
     host: str,
     auth: str | None,
@@ -69,10 +108,12 @@ def resolve_access(
     insecure_no_auth: bool,
     live_accounts: list[str],
     what: str,
+    public: tuple[str, ...] = (),
 ) -> Access:
-    """The access rule for a server on `host`. `auth` is `user:password`, or `token` for a
-    generated one (Jupyter's way). Off loopback, no login is refused unless the user said
-    --insecure-no-auth, and that is refused while a live account exists."""
+    """The access rule for a server on `host`, published at the `public` origins by a reverse
+    proxy, if any. `auth` is `user:password`, or `token` for a generated one (Jupyter's way).
+    Reachable by others, no login is refused unless the user said --insecure-no-auth, and
+    that is refused while a live account exists."""
     if auth and insecure_no_auth:
         raise UserError("--auth and --insecure-no-auth contradict each other: pick one")
     if auth == "token":
@@ -89,11 +130,13 @@ def resolve_access(
                 f"this store, and {what} without a login could act on them; use --auth"
             )
         return Access(kind="insecure")
-    if not is_loopback(host):
+    where = exposed_at(host, public)
+    if where is not None:
+        local = "" if public else ", or keep the default --host 127.0.0.1"
         raise UserError(
-            f"refusing to serve {what} on {host} without a login: anyone who can reach this "
+            f"refusing to serve {what} on {where} without a login: anyone who can reach this "
             "machine could use it; pass --auth user:password (or AGENT_UI_AUTH), --auth token "
-            "for a generated one, or keep the default --host 127.0.0.1"
+            f"for a generated one{local}"
         )
     return Access(kind="loopback")
 

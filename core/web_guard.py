@@ -30,14 +30,28 @@ def _netloc(url: str) -> str:
         return ""
 
 
-def refusal(loopback: bool, method: str, headers: Mapping[str, str]) -> str | None:
+def _origin(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-cased, as a browser's Origin header spells it."""
+    try:
+        parts = urlsplit(url.lower())
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def refusal(
+    loopback: bool, method: str, headers: Mapping[str, str], public: tuple[str, ...] = ()
+) -> str | None:
     """Why a request must be refused, or None. On loopback (no login or token needed) the Host
     must name this machine: a rebound name could read and act as the user's own browser. A
     changing request (or a websocket, which browsers open cross-site) whose Origin or else
-    Referer is another site than the Host is refused wherever the server listens."""
+    Referer is another site than the Host is refused wherever the server listens. The `public`
+    origins a reverse proxy serves it at (whose start required a login, and the API a token)
+    count as its own, as Host and as Origin, whatever Host the proxy passes."""
     host = headers.get("host", "").lower()
     name = urlsplit(f"//{host}").hostname if host else None
-    if loopback and not (name and is_loopback(name)):
+    proxied = host in {_netloc(origin) for origin in public}
+    if loopback and not proxied and not (name and is_loopback(name)):
         return (
             f"refused: this server answers only as 127.0.0.1, localhost or ::1, not as "
             f"{host or 'a request without a Host'} (a page rebinding its name to this machine)"
@@ -45,7 +59,7 @@ def refusal(loopback: bool, method: str, headers: Mapping[str, str]) -> str | No
     if method in SAFE_METHODS:
         return None
     source = headers.get("origin") or headers.get("referer")
-    if source is not None and _netloc(source) != host:
+    if source is not None and _netloc(source) != host and _origin(source) not in public:
         return f"refused: a page from {source} may not change anything here (cross-site request)"
     return None
 
@@ -54,15 +68,15 @@ class SameOriginGuard:
     """ASGI middleware applying `refusal` to every HTTP request and websocket: 403 with the
     reason as JSON, before the app sees it."""
 
-    def __init__(self, app: ASGIApp, loopback: bool) -> None:
-        self.app, self.loopback = app, loopback
+    def __init__(self, app: ASGIApp, loopback: bool, public: tuple[str, ...] = ()) -> None:
+        self.app, self.loopback, self.public = app, loopback, public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         method = scope["method"] if scope["type"] == "http" else "WEBSOCKET"
-        why = refusal(self.loopback, method, Headers(scope=scope))
+        why = refusal(self.loopback, method, Headers(scope=scope), self.public)
         if why is None:
             await self.app(scope, receive, send)
         elif scope["type"] == "websocket":

@@ -11,26 +11,29 @@ from collections.abc import Callable, Mapping
 from fastapi import HTTPException, Request
 
 from core.errors import UserError
-from core.security import LoginThrottle, is_loopback
+from core.security import LoginThrottle, exposed_at
 
 TOKEN_ENV = "AGENT_SERVER_TOKEN"  # nosec B105  # the variable's name, not a token
 MIN_TOKEN_CHARS = 16
 
 
-def server_token(host: str, env: Mapping[str, str]) -> str | None:
+def server_token(host: str, env: Mapping[str, str], public: tuple[str, ...] = ()) -> str | None:
     """The token every changing route requires: the environment's, or None on loopback without
-    one. Off loopback a missing or short token refuses the start."""
+    one. Reachable by others (off loopback, or at a reverse proxy's `public` origins) a missing
+    or short token refuses the start."""
     token = env.get(TOKEN_ENV, "").strip() or None
     if token is not None and len(token) < MIN_TOKEN_CHARS:
         raise UserError(
             f"{TOKEN_ENV} is {len(token)} characters; use at least {MIN_TOKEN_CHARS} "
             '(e.g. python3 -c "import secrets; print(secrets.token_urlsafe(24))")'
         )
-    if token is None and not is_loopback(host):
+    where = exposed_at(host, public)
+    if token is None and where is not None:
+        local = "" if public else ", or keep the default --host 127.0.0.1"
         raise UserError(
-            f"refusing to serve the API on {host} without a token: anyone who can reach this "
+            f"refusing to serve the API on {where} without a token: anyone who can reach this "
             f"machine could halt or resume accounts and start backtests; set {TOKEN_ENV} "
-            "(callers send `Authorization: Bearer <token>`), or keep the default --host 127.0.0.1"
+            f"(callers send `Authorization: Bearer <token>`){local}"
         )
     return token
 

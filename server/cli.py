@@ -53,7 +53,8 @@ def _main(argv: list[str] | None) -> int:
     if not 0 < args.port < 65536:
         raise UserError(f"invalid --port {args.port}: expected 1 to 65535")
     settings = settings_from(args)
-    token = server_token(args.host, os.environ)
+    public = tuple(args.public_origin)
+    token = server_token(args.host, os.environ, public)
     if token is not None and not args.no_ui and ui_login(args) is None:
         raise UserError(
             f"refusing to serve the UI at /ui without a login while {TOKEN_ENV} guards the API: "
@@ -75,7 +76,7 @@ def _main(argv: list[str] | None) -> int:
 
         jobs = BacktestJobs(_backtest_args(args), os.environ)
         app = create_app(settings, store, jobs, token=token, hosted=hosted)
-        app.add_middleware(SameOriginGuard, loopback=is_loopback(args.host))
+        app.add_middleware(SameOriginGuard, loopback=is_loopback(args.host), public=public)
         if not args.no_ui:
             _mount_ui(app, args, settings, store)
         where = f"http://{args.host}:{args.port}"

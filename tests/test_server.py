@@ -532,6 +532,17 @@ def test_a_backtest_request_with_a_number_json_cannot_hold_is_refused(
         (["--no-ui", "--auth", "a:b"], {}, "--no-ui serves no UI"),
         (["--no-ui"], {"AGENT_SERVER_TOKEN": "short"}, "use at least 16"),
         (["--port", "70000"], {}, "invalid --port 70000"),
+        (
+            ["--no-ui", "--public-origin", "https://trader.example.com"],
+            {},
+            "refusing to serve the API on https://trader.example.com without a token",
+        ),
+        (
+            ["--public-origin", "https://trader.example.com"],
+            {"AGENT_SERVER_TOKEN": TOKEN},
+            "the UI at /ui without a login while",
+        ),
+        (["--public-origin", "https://trader.example.com/app"], {}, "invalid --public-origin"),
     ],
 )
 def test_agent_server_refuses_an_open_door_in_one_line(cli, args, env, said) -> None:
@@ -628,6 +639,48 @@ def test_a_web_page_in_the_users_browser_cannot_halt_or_resume(
             assert halted.json()["trading_state"] == "HALTED"
             by_name = client.post("/accounts/paper/resume", headers={"Host": f"localhost:{port}"})
             assert by_name.json()["trading_state"] == "ACTIVE"
+    finally:
+        stop(proc, signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_behind_a_reverse_proxy_its_public_pages_act_with_the_login_and_token(
+    cli, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Was 403 on every change from the public page (its Origin is not the Host the proxy
+    passes), and on loopback the server started with no login or token for the proxy to
+    publish. --public-origin takes that page as the server's own, and asks for both."""
+    public = "https://trader.example.com"
+    assert cli("agent-trade", *FAST, "--max-bars", "5").returncode == 0
+    port = free_port()
+    args = [str(BIN / "agent-server"), "--port", str(port), "--public-origin", public]
+    env = {**offline_env, "AGENT_SERVER_TOKEN": TOKEN, "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen(
+        [*args, "--auth", "alice:secret-pass-1"], env=env, cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            _wait_until_up(client, proc)
+            # The proxy passes its own Host (nginx's default) or the browser's.
+            page = {"Origin": public}
+            halted = client.post("/accounts/paper/halt", json={}, headers={**page, **bearer})
+            assert problem(halted, 200)["trading_state"] == "HALTED"
+            as_public = {**page, "Host": "trader.example.com", **bearer}
+            resumed = client.post("/accounts/paper/resume", json={}, headers=as_public)
+            assert problem(resumed, 200)["trading_state"] == "ACTIVE"
+            assert problem(client.post("/accounts/paper/halt", headers=page), 401)
+            evil = {"Origin": "https://evil.example", **bearer}
+            assert problem(client.post("/accounts/paper/halt", headers=evil), 403)
+
+            login = {"username": "alice", "password": "secret-pass-1"}
+            assert client.post("/ui/login", data=login, headers=page).status_code == 200
+            asked = client.post(
+                "/ui/gradio_api/call/kill_switch", json={"data": ["chat"]}, headers=page
+            )
+            answer = client.get(f"/ui/gradio_api/call/kill_switch/{asked.json()['event_id']}")
+            assert "event: complete" in answer.text, answer.text
+            assert (Path(offline_env["AGENT_DATA_DIR"]) / "KILL-chat").exists()
     finally:
         stop(proc, signal.SIGTERM)
 

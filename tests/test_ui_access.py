@@ -45,6 +45,19 @@ def test_off_loopback_without_auth_exits_2_with_one_line(cli) -> None:
     assert RUNNING not in result.stdout
 
 
+def test_behind_a_reverse_proxy_without_auth_exits_2_with_one_line(cli) -> None:
+    """A proxy publishing the loopback port opens the chat to everyone it serves."""
+    public = ("--public-origin", "https://trader.example.com")
+    result = cli("agent-ui", *public, "--port", str(_free_port()))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: refusing to serve the chat, which can approve orders, on "
+        "https://trader.example.com without a login: anyone who can reach this machine could "
+        "use it; pass --auth user:password (or AGENT_UI_AUTH), --auth token for a generated one"
+    )
+    assert RUNNING not in result.stdout
+
+
 @pytest.mark.slow
 def test_insecure_no_auth_is_refused_while_a_live_account_exists(cli, offline_env) -> None:
     data = Path(offline_env["AGENT_DATA_DIR"])
