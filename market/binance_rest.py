@@ -145,7 +145,7 @@ class BinanceRestClient(PublicClient):
         cursor = start_ms
         while cursor <= end_ms:
             page = self._klines_page(symbol, interval, cursor, end_ms, step)
-            now_ms = self._now_ms()
+            now_ms = self._closed_before()
             closed = [row for row in page if int(row[6]) < now_ms]
             rows.update((int(row[0]), row) for row in closed)
             if on_page is not None:
@@ -223,7 +223,7 @@ class BinanceRestClient(PublicClient):
             if cached is not None:
                 return cached
         page: list[list[Any]] = self._get("/api/v3/klines", params, _KLINES_WEIGHT, [symbol])
-        now_ms = self._now_ms()
+        now_ms = self._closed_before()
         every_bar_closed = all(int(row[6]) < now_ms for row in page)
         # A short page of a window still open would miss bars that close later.
         window_over = len(page) == KLINES_LIMIT or end_ms + step - 1 < now_ms

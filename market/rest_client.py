@@ -208,6 +208,7 @@ class PublicClient(RestClient):
     def __init__(self, settings: VenueSettings, **hooks: Unpack[ClientHooks]) -> None:
         super().__init__(settings.base_url, settings.timeout_s, **hooks)
         self._settings = settings
+        self._skew_ms = 0  # the venue's clock less this machine's, once `exchange_clock` knows
 
     @property
     def venue_label(self) -> str:
@@ -228,7 +229,15 @@ class PublicClient(RestClient):
         except VenueError as exc:
             log.warning("%s's clock is unknown (%s): using this machine's", self.venue, exc)
             offset = 0
+        self._skew_ms = offset
         return lambda: self._now_ms() + offset
+
+    def _closed_before(self) -> int:
+        """A bar whose close is before this is closed by both clocks, this machine's and the
+        venue's once measured: a machine clock ahead of the venue's took the bar still
+        forming, with its values so far, for a closed one."""
+        now = self._now_ms()
+        return min(now, now + self._skew_ms)
 
     def _get_retried(
         self,

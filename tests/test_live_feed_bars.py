@@ -21,6 +21,8 @@ from conftest import BIN, stop
 from loopback_bybit import LiveBybit, kline_message
 from loopback_live_binance import MINUTE, KlineSocket, LiveBinance, last_closed_minute
 
+from config.settings import BinanceSettings
+from market.binance_rest import BinanceRestClient
 from market.binance_ws import Bar, BarRefused, BinanceStream, StreamEvent
 from market.models import iso_ms
 
@@ -340,3 +342,24 @@ def test_the_streams_final_bar_wins_over_a_history_row_fetched_while_it_formed(
     assert loop.feed.view().symbols["BTCUSDT"].close[-1] == final.close
     stored = query(db, f"SELECT close FROM candles WHERE open_time = {final.open_time}")
     assert stored == [(final.close,)]
+
+
+def test_a_machine_clock_ahead_of_binances_backfills_no_bar_still_forming() -> None:
+    """The REST backfill judged a bar closed by this machine's clock: a minute ahead of
+    Binance's, it stored and stepped the bar Binance was still forming, with its values so far.
+    Once the loop has measured Binance's clock, a bar must have closed by both."""
+    rest = LiveBinance(lambda t: 100.0 + t // MINUTE % 7).start()
+    rest.forming = {"c": 150.0}  # the last trade so far, not the bar's close
+    ahead = BinanceRestClient(
+        BinanceSettings(base_url=rest.base_url, max_retries=0), clock=lambda: time.time() + 60
+    )
+    try:
+        ahead.exchange_clock()
+        now = int(time.time() * 1000)
+        bars = ahead.klines("BTCUSDT", "1m", now - 10 * MINUTE, now + MINUTE)
+        fetched_at = rest.exchange_now_ms()
+    finally:
+        ahead.close()
+        rest.stop()
+    assert len(bars) >= 9
+    assert (bars["close_time"] < fetched_at).all(), "a bar still forming was taken for closed"

@@ -147,7 +147,7 @@ class BybitRestClient(PublicClient):
             if len(page) < KLINES_LIMIT:
                 break
             cursor = min(int(row[0]) for row in page) - 1
-        now_ms = int(self._clock() * 1000)
+        now_ms = self._closed_before()
         closed = [rows[t] for t in sorted(rows) if t + step - 1 < now_ms]
         return _candles_frame(closed, step)
 
