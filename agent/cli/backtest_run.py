@@ -215,8 +215,14 @@ def run_parsed(
             config = config.model_copy(update={"interval": interval})
             whole_file(args, interval, store, symbols[0], args.exchange)
         notes: list[str] = []
-        frames, warm_frames, window = load_frames(
-            args, settings, store, symbols, interval, lambda line: _note(notes, line)
+        frames, warm_frames, window = load_frames(  # the agent takes no warm-up yet
+            args,
+            settings,
+            store,
+            symbols,
+            interval,
+            lambda line: _note(notes, line),
+            cls is not None,
         )
         if args.exchange != home_exchange(symbols[0]):  # Bybit's: Alpaca is the one stock venue
             _note(notes, f"notice: {args.exchange} bars and exchange rules, from the store")
