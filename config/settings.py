@@ -450,7 +450,7 @@ def _describe(exc: ValidationError) -> str:
     shown = "" if isinstance(value, dict) or _holds_secret(first["loc"]) else f" (got {value!r})"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return (
-        f"config error: {field}: {first['msg']}{shown}; "
+        f"config error: {field}: {first['msg'].removeprefix('Value error, ')}{shown}; "
         f"set it via {env_name}, .env or the TOML profile{more}"
     )
 

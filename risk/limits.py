@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from core.config_model import ConfigModel
 from risk.models import SignalSource
 
+MIN_DATA_AGE_MS = 5_000  # a closed bar's trip to the loop, with the exchange clock's skew
 RETIRED_SOURCE = "manual"  # no path placed a person's own order, so its limits judged nothing
 
 
@@ -66,7 +67,7 @@ class RiskLimits(ConfigModel):
     llm_recoveries: int = Field(
         3, ge=1, description="healthy model calls in a row that end safe mode"
     )
-    max_data_age_ms: int = Field(120_000, ge=0)
+    max_data_age_ms: int = Field(120_000)
     max_spread_bps: float = Field(50.0, gt=0)
     fee_rate: float = Field(0.001, ge=0, lt=1)
     max_open_positions: int | None = Field(None, ge=1)
@@ -87,6 +88,19 @@ class RiskLimits(ConfigModel):
         inputs) still load; a user's settings that set it are refused (config.strict)."""
         if isinstance(value, dict) and RETIRED_SOURCE in value:
             return {k: v for k, v in value.items() if k != RETIRED_SOURCE}
+        return value
+
+    @field_validator("max_data_age_ms")
+    @classmethod
+    def _reachable_age(cls, value: int) -> int:
+        """A live bar reaches the loop some time after its close, and a backtest's clock is the
+        close itself: below this floor a backtest would trade what paper and live veto."""
+        if value < MIN_DATA_AGE_MS:
+            raise ValueError(
+                f"{value:,} ms is below {MIN_DATA_AGE_MS:,} ms: a live bar arrives after its "
+                "close, so paper and live would veto every entry as STALE_DATA and never decide "
+                "a bar while a backtest traded; 120,000 (one 1m bar plus slack) is the default"
+            )
         return value
 
     @field_validator("ai", "strategy", mode="before")

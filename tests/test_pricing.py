@@ -153,6 +153,6 @@ def test_the_prices_host_is_a_bare_host(given: str) -> None:
     """A URL would never equal an endpoint's host, leaving every run silently unpriced."""
     with pytest.raises(UserError) as refused:
         load_settings(llm={"prices_host": given})
-    assert "llm.prices_host: Value error, a bare host name or IPv4 address" in str(refused.value)
+    assert "llm.prices_host: a bare host name or IPv4 address" in str(refused.value)
     assert "AGENT_LLM__PRICES_HOST" in str(refused.value)
     assert load_settings(llm={"prices_host": "OpenRouter.ai"}).llm.prices_host == "openrouter.ai"

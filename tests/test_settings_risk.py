@@ -136,6 +136,24 @@ def test_a_bad_value_names_the_field_and_what_it_allows(
     assert expected in _one_line(result.stderr)
 
 
+def test_a_data_age_no_live_bar_can_meet_is_refused_saying_why(cli, tmp_path: Path) -> None:
+    """A backtest's clock is the bar's close, so its data is never old; a live bar arrives after
+    its close. Below the floor, a backtest would trade while paper and live vetoed every entry
+    and decided nothing: the profile is refused, not left to diverge."""
+    (tmp_path / "p.toml").write_text("[risk]\nmax_data_age_ms = 0\n")
+    for command, argv, env in (
+        ("agent-config", ["validate", str(tmp_path / "p.toml")], {}),
+        ("agent-trade", ["status"], {"AGENT_RISK__MAX_DATA_AGE_MS": "4999"}),
+    ):
+        result = cli(command, *argv, env=env)
+        assert result.returncode == 2, (command, result.stderr)
+        line = _one_line(result.stderr)
+        assert "risk.max_data_age_ms: " in line and "is below 5,000 ms" in line, line
+        assert "veto every entry as STALE_DATA" in line and "Value error" not in line
+    (tmp_path / "p.toml").write_text("[risk]\nmax_data_age_ms = 5000\n")
+    assert cli("agent-config", "validate", str(tmp_path / "p.toml")).returncode == 0
+
+
 def test_config_show_gives_each_value_its_source_and_hides_secrets(cli, tmp_path: Path) -> None:
     (tmp_path / "p.toml").write_text("[risk.ai]\nmax_position_pct = 0.05\n")
     (tmp_path / ".env").write_text("AGENT_BACKTEST__SLIPPAGE_BPS=3\n")
