@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from agent.decide import decision_text
 from agent.graph import request_shape
+from agent.llm import ASSUMED_REPLY_TOKENS
 from agent.model import ChatModel
 from agent.tokens import request_tokens
 from config.settings import LLMSettings
@@ -21,9 +22,6 @@ from tools import MarketData, ToolEnv, ToolRegistry, flat_portfolio
 
 SAMPLE_SYMBOL = "BTCUSDT"
 HISTORY = 200  # the latest decisions that give the per-decision figures
-# A reply before any history: one submit_signal call with a short rationale (the offline
-# model's are 60 to 110 tokens).
-ASSUMED_REPLY_TOKENS = 120
 
 
 class PerDecision(BaseModel):

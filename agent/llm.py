@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +67,11 @@ Cause = Literal[
     "cache_miss",
 ]
 RETRYABLE: frozenset[str] = frozenset({"rate_limited", "timeout", "server_error", "connection"})
+# A reply before any has been seen: one submit_signal call with a short rationale (the offline
+# model's are 60 to 110 tokens). The pre-run estimate assumes it; an uncapped reply's hold
+# against a budget starts from it.
+ASSUMED_REPLY_TOKENS = 120
+BUDGET_POLL_S = 0.02  # how often an async request waiting on the budget looks again
 
 
 class LLMError(Exception):
@@ -287,17 +292,112 @@ def request_fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A request's worst case, held against the budget from before it is sent until its reply:
+    its prompt's tokens bounded by the request's bytes (a token is at least one byte), and its
+    reply's by the request's max_tokens, else by the longest reply the model has given."""
+
+    prompt_tokens: int
+    reply_tokens: int
+    usd: float  # both priced; 0 where the endpoint is unpriced (no USD budget can apply there)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.reply_tokens
+
+
+NOTHING = Hold(0, 0, 0.0)
+
+
 class Budget:
     """What a run has spent against llm.max_calls, llm.max_tokens and llm.max_usd: one per run,
     drawn on by every model the run asks, so a `--compare` variant spends what the base model
-    left rather than a budget of its own."""
+    left rather than a budget of its own. A request in flight holds its worst case, so that
+    the replies still to come cannot take the spend past a cap."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()  # a hold taken or settled
         self.calls = 0
         self.tokens = 0
         self.cost_usd = 0.0  # of the priced replies; a USD cap needs every reply priced
         self.unmetered = 0  # replies that reported no token usage
+        self.in_flight = 0
+        self.held_tokens = 0
+        self.held_usd = 0.0
+
+    def reserve(self, limits: LLMSettings, need: Hold, where: str) -> str | None:
+        """Take a call and hold `need`, waiting while the requests in flight hold the room it
+        needs; why it cannot be sent at all, else None."""
+        with self.changed:
+            while (verdict := self.admit(limits, need, where)) is False:
+                self.changed.wait()
+        return None if verdict is True else verdict
+
+    def admit(self, limits: LLMSettings, need: Hold, where: str) -> bool | str:
+        """One try: True when the call is taken and `need` held, False when it fits only once
+        requests in flight settle, else why it cannot be sent whatever they spend."""
+        with self.changed:
+            refused = self._refusal(limits, need, where)
+            if refused is not None:
+                return refused
+            if not self._within(limits, self.held_tokens + need.tokens, self.held_usd + need.usd):
+                return False
+            self.calls += 1
+            self.in_flight += 1
+            self.held_tokens += need.tokens
+            self.held_usd += need.usd
+            return True
+
+    def settle(self, held: Hold, usage: Usage | None, cost: float | None) -> None:
+        """A reply came: its hold gives way to what it used and cost; `usage` None (the reply
+        reported none) leaves the spend unknown, and no spend cap can be kept after it."""
+        with self.changed:
+            if usage is None:
+                self.unmetered += 1
+            else:
+                self.tokens += usage.prompt_tokens + usage.completion_tokens
+                self.cost_usd += cost or 0.0
+            self.release(held)
+
+    def release(self, held: Hold) -> None:
+        """No reply came (the provider bills none for an error): the hold is given back."""
+        with self.changed:
+            self.in_flight -= 1
+            self.held_tokens -= held.tokens
+            self.held_usd -= held.usd
+            if self.in_flight == 0:  # no float residue where nothing is held
+                self.held_tokens, self.held_usd = 0, 0.0
+            self.changed.notify_all()
+
+    def _within(self, limits: LLMSettings, tokens: int, usd: float) -> bool:
+        """Whether the spend and `tokens` and `usd` more stay within the token and USD caps."""
+        return (limits.max_tokens is None or self.tokens + tokens <= limits.max_tokens) and (
+            limits.max_usd is None or self.cost_usd + usd <= limits.max_usd
+        )
+
+    def _refusal(self, limits: LLMSettings, need: Hold, where: str) -> str | None:
+        s = limits
+        if s.max_calls is not None and self.calls >= s.max_calls:
+            return f"call budget spent: {self.calls} of llm.max_calls={s.max_calls}"
+        if self.unmetered and (s.max_tokens is not None or s.max_usd is not None):
+            capped = "llm.max_tokens" if s.max_tokens is not None else "llm.max_usd"
+            return (
+                f"{where} reported no token usage for {self.unmetered} repl"
+                f"{'y' if self.unmetered == 1 else 'ies'}, so {capped} cannot be kept"
+            )
+        worst = f"{need.prompt_tokens:,} prompt + {need.reply_tokens:,} completion tokens at most"
+        if s.max_tokens is not None and self.tokens + need.tokens > s.max_tokens:
+            return (
+                f"token budget: this request may use {need.tokens:,} tokens ({worst}), "
+                f"{s.max_tokens - self.tokens:,} of llm.max_tokens={s.max_tokens} left"
+            )
+        if s.max_usd is not None and self.cost_usd + need.usd > s.max_usd:
+            return (
+                f"cost budget: this request may cost ${need.usd:.4f} ({worst}), "
+                f"${s.max_usd - self.cost_usd:.4f} of llm.max_usd={s.max_usd:g} left"
+            )
+        return None
 
 
 if TYPE_CHECKING:
@@ -309,6 +409,7 @@ class _Call:
     key: str
     body: dict[str, Any]  # the request's JSON
     started: float
+    held: Hold  # against the budget until the reply
 
 
 class LLMClient:
@@ -370,6 +471,7 @@ class LLMClient:
         self._lock = threading.Lock()
         self._stats = LLMStats(cost_usd=None if self.pricing.price is None else 0.0)
         self.budget = budget or Budget()
+        self._longest_reply = ASSUMED_REPLY_TOKENS  # completion tokens, for an uncapped reply
         self._failing = 0  # requests failed in a row, retryably, across the whole run
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_after_s)
         self._decision_format: DecisionFormat | None = (
@@ -457,10 +559,12 @@ class LLMClient:
         if cached is not None:
             return cached
         with turns or contextlib.nullcontext():
-            call = self._call(key, messages, tools, options)
+            body = self._request(key, messages, tools, options)
+            call = self._call(key, body, self._reserve_call(body))
             retrying = Retrying(**self._retry_policy(), sleep=self._sleep)
             try:
-                completion = retrying(self._send, call)
+                with self._holding(call):
+                    completion = retrying(self._send, call)
             except LLMError as exc:
                 raise self._failed(exc, retrying.statistics["attempt_number"]) from None
         return self._finish(call, completion)
@@ -478,10 +582,12 @@ class LLMClient:
         cached = self._from_cache(key)
         if cached is not None:
             return cached
-        call = self._call(key, messages, tools, options)
+        body = self._request(key, messages, tools, options)
+        call = self._call(key, body, await self._areserve_call(body))
         retrying = AsyncRetrying(**self._retry_policy(), sleep=self._asleep)
         try:
-            completion = await retrying(self._asend, call)
+            with self._holding(call):
+                completion = await retrying(self._asend, call)
         except LLMError as exc:
             raise self._failed(exc, retrying.statistics["attempt_number"]) from None
         return self._finish(call, completion)
@@ -572,14 +678,15 @@ class LLMClient:
         log.debug("LLM cache hit %s", key[:12])
         return cached
 
-    def _call(
+    def _request(
         self,
         key: str,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         options: dict[str, Any] | None,
-    ) -> _Call:
-        """The checks that must pass before anything leaves the machine, then the request."""
+    ) -> dict[str, Any]:
+        """The checks that must pass before anything leaves the machine, then the request's
+        JSON."""
         mode = self._settings.mode
         if mode == "replay":
             raise self._failed(
@@ -598,7 +705,6 @@ class LLMClient:
                     "OpenAI-compatible server",
                 )
             )
-        self._reserve_call()
         body: dict[str, Any] = {
             "model": self._settings.model,
             "messages": messages,
@@ -607,39 +713,61 @@ class LLMClient:
         if tools:
             body["tools"] = tools
         body.update(options or {})
-        log.debug("LLM call %s: %d messages, %d tools", key[:12], len(messages), len(tools or []))
-        return _Call(key, body, self._clock())
+        return body
+
+    def _call(self, key: str, body: dict[str, Any], held: Hold) -> _Call:
+        tools = len(body.get("tools") or [])
+        log.debug("LLM call %s: %d messages, %d tools", key[:12], len(body["messages"]), tools)
+        return _Call(key, body, self._clock(), held)
 
     def _with_cap(self, options: dict[str, Any] | None) -> dict[str, Any] | None:
         cap = self._settings.max_output_tokens
         return options if cap is None else {"max_tokens": cap, **(options or {})}
 
-    def _reserve_call(self) -> None:
-        """Budgets are checked before sending, against the run's `Budget`. Concurrent calls
-        each take a call slot up front, but token and USD caps can be overshot by the calls
-        already in flight."""
-        s = self._settings
-        b = self.budget
-        with b.lock:
-            if s.max_calls is not None and b.calls >= s.max_calls:
-                reason = f"call budget spent: {b.calls} of llm.max_calls={s.max_calls}"
-            elif b.unmetered and (s.max_tokens is not None or s.max_usd is not None):
-                capped = "llm.max_tokens" if s.max_tokens is not None else "llm.max_usd"
-                reason = (
-                    f"{self.base_url} reported no token usage for {b.unmetered} repl"
-                    f"{'y' if b.unmetered == 1 else 'ies'}, so {capped} cannot be kept"
-                )
-            elif s.max_tokens is not None and b.tokens >= s.max_tokens:
-                reason = f"token budget spent: {b.tokens} of llm.max_tokens={s.max_tokens}"
-            elif s.max_usd is not None and b.cost_usd >= s.max_usd:
-                reason = f"cost budget spent: ${b.cost_usd:.4f} of llm.max_usd={s.max_usd}"
-            else:
-                b.calls += 1
-                reason = None
-        if reason is not None:
-            raise self._failed(LLMError("budget", f"{reason}; nothing was sent"))
+    def _reserve_call(self, body: dict[str, Any]) -> Hold:
+        """Budgets are checked before sending, against the run's `Budget`: the request holds
+        its worst case there, waiting while requests in flight hold the room it needs, and is
+        not sent when that does not fit what is left."""
+        held = self._worst_case(body)
+        return self._taken(self.budget.reserve(self._settings, held, self.base_url), held)
+
+    async def _areserve_call(self, body: dict[str, Any]) -> Hold:
+        """`_reserve_call` for asyncio: the requests it waits for settle on this event loop."""
+        held = self._worst_case(body)
+        while (verdict := self.budget.admit(self._settings, held, self.base_url)) is False:
+            await asyncio.sleep(BUDGET_POLL_S)
+        return self._taken(None if verdict is True else verdict, held)
+
+    def _taken(self, refused: str | None, held: Hold) -> Hold:
+        if refused is not None:
+            raise self._failed(LLMError("budget", f"{refused}; nothing was sent"))
         with self._lock:
             self._stats.calls += 1
+        return held
+
+    def _worst_case(self, body: dict[str, Any]) -> Hold:
+        """At most a token per byte of the request (any tokenizer's token is a byte or more;
+        tiktoken's count is no bound: it gave 84 for a gpt-5.1 prompt billed at 161), and the
+        reply's max_tokens, else the longest reply this model has given. Nothing without a
+        token or USD cap."""
+        if self._settings.max_tokens is None and self._settings.max_usd is None:
+            return NOTHING
+        wire = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        cap = body.get("max_tokens")
+        with self._lock:
+            reply = self._longest_reply if cap is None else cap
+        usd = self.pricing.cost(len(wire), reply)
+        return Hold(len(wire), reply, usd or 0.0)
+
+    @contextlib.contextmanager
+    def _holding(self, call: _Call) -> Iterator[None]:
+        """A request that gets no reply (an error, an interrupt) gives its hold back; a reply
+        settles it in `_finish`."""
+        try:
+            yield
+        except BaseException:
+            self.budget.release(call.held)
+            raise
 
     def _retry_policy(self) -> dict[str, Any]:
         return {
@@ -764,6 +892,7 @@ class LLMClient:
             if completion.usage is None
             else self.pricing.cost(usage.prompt_tokens, usage.completion_tokens)
         )
+        self.budget.settle(call.held, completion.usage, cost)
         latency_ms = (self._clock() - call.started) * 1000
         redact = self._redact  # every text the endpoint sent back: a key it echoes goes nowhere
         response = LLMResponse(
@@ -788,6 +917,7 @@ class LLMClient:
         )
         with self._lock:
             self._failing = 0
+            self._longest_reply = max(self._longest_reply, usage.completion_tokens)
             st = self._stats
             st.prompt_tokens += usage.prompt_tokens
             st.completion_tokens += usage.completion_tokens
@@ -797,12 +927,6 @@ class LLMClient:
             elif st.cost_usd is not None and cost is not None:
                 st.cost_usd += cost
             st.latencies_ms.append(latency_ms)
-        with self.budget.lock:
-            self.budget.tokens += usage.prompt_tokens + usage.completion_tokens
-            if completion.usage is None:
-                self.budget.unmetered += 1
-            elif cost is not None:
-                self.budget.cost_usd += cost
         if self._cache is not None:
             self._cache.set(
                 call.key,

@@ -207,6 +207,41 @@ def test_budget_stop_reports_what_was_done(
 
 
 @pytest.mark.slow
+def test_a_usd_budget_is_a_ceiling_with_eight_requests_in_flight(cli, tmp_path: Path) -> None:
+    """At --concurrency 8 every request in flight had been sent while the spend was under the
+    budget, and their replies took it past ($0.0623 of $0.05). Each request now holds its worst
+    case until its reply settles it: what the provider bills stays within the budget."""
+    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
+    billed: list[float] = []
+
+    def billing(request: dict) -> Scripted:
+        answer = model(request)
+        usage = answer.body["usage"]  # gpt-4o's prices in config/default.toml, per token
+        billed.append((usage["prompt_tokens"] * 2.5 + usage["completion_tokens"] * 10) / 1e6)
+        return dataclasses.replace(answer, delay_s=0.05)  # the replies are in flight together
+
+    server = LoopbackOpenAI(responder=billing).start()
+    env = {**llm_env(server), "AGENT_LLM__PRICES_HOST": "127.0.0.1", "AGENT_LLM__MODEL": "gpt-4o"}
+    out = tmp_path / "budget.json"
+    try:
+        run = cli("agent-backtest", *DAY, "--concurrency", "8", "--budget-usd", "0.05",
+                  "--json", str(out), env=env)  # fmt: skip
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stderr
+    agent = json.loads(out.read_text())["agent"]
+    assert agent["stopped"] == "budget" and 0 < agent["decisions"] < agent["planned_decisions"]
+    assert "notice: the budget ran out after" in run.stderr
+    assert len(billed) == len(server.requests) > 8
+    assert sum(billed) <= 0.05
+    assert "cost budget: this request may cost $" in run.stderr
+    assert "of llm.max_usd=0.05 left; nothing was sent" in run.stderr
+    spent = re.search(r"cost \[\$\] \(this run\)\s*│\s*[\d.]+ \(([\d.]+)\)", run.stdout)
+    assert spent is not None, run.stdout
+    assert float(spent.group(1)) == pytest.approx(sum(billed), abs=1e-4)  # the spend shown
+
+
+@pytest.mark.slow
 def test_concurrency_caps_the_requests_on_the_wire_with_the_next_prompts_built(
     cli, tmp_path: Path
 ) -> None:
@@ -305,7 +340,7 @@ def test_a_compared_variant_spends_from_the_run_s_one_budget(cli, tmp_path: Path
         assert "on gpt-4o-mini," in refused.stderr and "on gpt-4o," in refused.stderr
         assert server.requests == []  # both estimates shown, nothing spent before consent
 
-        budget = 0.02  # more than the base model spends, less than base and variant would
+        budget = 0.04  # more than the base model spends, less than base and variant would
         run = cli("agent-backtest", *ab, "--budget-usd", str(budget), "--json", str(out), env=env)
     finally:
         server.stop()
@@ -318,9 +353,10 @@ def test_a_compared_variant_spends_from_the_run_s_one_budget(cli, tmp_path: Path
     assert len(server.requests) == total["model_calls"]
     assert total["model_calls"] == base["model_calls"] + compared["variant_model_calls"]
     assert total["cost_usd"] == pytest.approx(base["cost_usd"] + compared["variant_cost_usd"])
-    # one request at a time: the last one went out with less than the budget spent
+    # the next request's worst case no longer fitted: its bytes as tokens, some four times what
+    # the loopback bills for it
     per_call = compared["variant_cost_usd"] / compared["variant_model_calls"]
-    assert budget <= total["cost_usd"] < budget + 2 * per_call
+    assert budget - 8 * per_call < total["cost_usd"] <= budget
     shown = re.sub(r"[\s│]+", " ", run.stdout)
     assert f"run total, base + variant: calls / cost [$] {total['model_calls']} / " in shown
     assert f"this run {total['cost_usd']:.4f}, of it variant" in shown

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ from typing import Any
 import diskcache.core
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from loopback_openai import LoopbackOpenAI, Scripted, openai_server  # noqa: F401
 
-from agent.llm import LLMClient, LLMError, LLMResponse
+from agent.llm import Budget, Hold, LLMClient, LLMError, LLMResponse, Usage
 from agent.model import open_model
 from agent.plain_http import transport_options
 from config.settings import LLMSettings, ModelPrice, load_settings
@@ -559,16 +562,37 @@ def test_call_budget_stops_the_third_uncached_call(
     assert llm.stats.errors == {"budget": 1}
 
 
+# Each prompt(n) request is 101 bytes of JSON (117 with max_tokens=48 in it): at most 101 prompt
+# tokens; its reply is held at the longest seen (at least 120), or at its cap.
 @pytest.mark.parametrize(
-    ("limit", "named"), [({"max_usd": 0.0001}, "llm.max_usd"), ({"max_tokens": 50}, "max_tokens")]
+    ("limit", "said"),
+    [
+        (
+            {"max_usd": 0.0017},
+            "cost budget: this request may cost $0.0015 (101 prompt + 120 completion tokens at "
+            "most), $0.0014 of llm.max_usd=0.0017 left",
+        ),
+        (
+            {"max_tokens": 300},
+            "token budget: this request may use 221 tokens (101 prompt + 120 completion tokens "
+            "at most), 220 of llm.max_tokens=300 left",
+        ),
+        (
+            {"max_tokens": 200, "max_output_tokens": 48},
+            "token budget: this request may use 165 tokens (117 prompt + 48 completion tokens "
+            "at most), 120 of llm.max_tokens=200 left",
+        ),
+    ],
 )
-def test_spend_budgets_stop_calls_once_reached(
+def test_a_request_whose_worst_case_does_not_fit_what_is_left_is_not_sent(
     openai_server: LoopbackOpenAI,  # noqa: F811
     make_llm: Callable[..., LLMClient],
     limit: dict[str, float],
-    named: str,
+    said: str,
 ) -> None:
-    openai_server.script(replay(SINGLE, 0), answer())  # first call: 80 tokens, $0.00029
+    """A budget is a ceiling: the first request's worst case fits, and once its reply has
+    spent part of the budget (80 tokens, $0.00029) the second one's does not."""
+    openai_server.script(replay(SINGLE, 0), answer())
     llm = make_llm(**limit)
     llm.complete(prompt(1), None, prompt_version="p1")
 
@@ -576,8 +600,127 @@ def test_spend_budgets_stop_calls_once_reached(
         llm.complete(prompt(2), None, prompt_version="p1")
 
     assert caught.value.cause == "budget"
-    assert named in caught.value.message
+    assert caught.value.message == f"{said}; nothing was sent"
     assert len(openai_server.requests) == 1
+
+
+@pytest.mark.parametrize("way", ["threads", "asyncio"])
+def test_requests_in_flight_cannot_take_the_spend_past_a_usd_budget(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+    way: str,
+) -> None:
+    """Eight requests at once, each answered after 0.1 s: every one was sent while the spend
+    was under the cap, and together they overshot it. Each now holds its worst case ($0.00145)
+    until its reply ($0.00029) settles it, so only what fits beside the others goes out."""
+    openai_server.script(*(replace_delay(replay(SINGLE, 0), 0.1) for _ in range(16)))
+    budget = 0.003
+    llm = make_llm(max_usd=budget, cache_dir=None, concurrency=8)
+
+    def ask(n: int) -> LLMResponse | LLMError:
+        try:
+            return llm.complete(prompt(n), None, prompt_version="p1")
+        except LLMError as exc:
+            return exc
+
+    async def gather() -> list[LLMResponse | BaseException]:
+        try:
+            calls = (llm.acomplete(prompt(n), None, prompt_version="p1") for n in range(16))
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await llm.aclose()
+
+    if way == "threads":
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(ask, range(16)))
+    else:
+        outcomes = asyncio.run(gather())
+
+    answered = [o for o in outcomes if isinstance(o, LLMResponse)]
+    refused = [o for o in outcomes if isinstance(o, LLMError)]
+    billed = sum(r.cost_usd or 0.0 for r in answered)
+    assert len(openai_server.requests) == len(answered) == llm.stats.calls
+    assert billed == pytest.approx(llm.stats.cost_usd) and 0 < billed <= budget
+    assert refused and {e.cause for e in refused} == {"budget"}
+    assert all(e.message.startswith("cost budget: this request may cost $0.0015") for e in refused)
+
+
+def test_a_request_that_fails_gives_its_hold_back(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+) -> None:
+    """A 400 is not billed: the budget, room for one request's worst case, is whole again."""
+    openai_server.script(replay(ERROR_400), replay(SINGLE, 0))
+    llm = make_llm(max_usd=0.002)
+    with pytest.raises(LLMError) as caught:
+        llm.complete(prompt(1), None, prompt_version="p1")
+    assert caught.value.cause == "bad_request"
+
+    answered: list[LLMResponse] = []
+    asking = threading.Thread(
+        target=lambda: answered.append(llm.complete(prompt(2), None, prompt_version="p1")),
+        daemon=True,  # a hold never given back would keep it waiting for room
+    )
+    asking.start()
+    asking.join(timeout=60)
+    assert [r.usage.total_tokens for r in answered] == [80]
+    assert len(openai_server.requests) == 2
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.integers(0, 400), st.integers(0, 400)),
+        # what of its worst case a reply used: all of it most often, where overshoot shows
+        st.tuples(st.just("reply"), st.integers(0, 99), st.just(1.0) | st.floats(0, 1)),
+        st.tuples(st.just("fail"), st.integers(0, 99), st.just(0.0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    max_tokens=st.none() | st.integers(1, 1_500),
+    max_usd=st.none() | st.floats(1e-4, 0.015),
+    ops=_OPS,
+)
+def test_a_budget_s_spend_never_passes_its_caps(
+    max_tokens: int | None, max_usd: float | None, ops: list[tuple[str, int, float]]
+) -> None:
+    """Requests sent, answered (using at most their worst case) and failed in any order: the
+    spend stays within the caps, a request waits only while others hold room, and is refused
+    only when its worst case does not fit what is spent, whatever the others come to."""
+    limits = LLMSettings(max_tokens=max_tokens, max_usd=max_usd)
+    budget = Budget()
+    in_flight: list[Hold] = []
+    for op, a, b in ops:
+        if op == "send":
+            need = Hold(a, int(b), (a + b) * 1e-5)
+            spent = (budget.tokens, budget.cost_usd)
+            verdict = budget.admit(limits, need, "http://model/v1/")
+            if verdict is True:
+                in_flight.append(need)
+            elif verdict is False:
+                assert in_flight  # nothing to wait for: never told to wait
+            else:
+                assert (max_tokens is not None and spent[0] + need.tokens > max_tokens) or (
+                    max_usd is not None and spent[1] + need.usd > max_usd
+                ), verdict
+        elif in_flight:
+            held = in_flight.pop(a % len(in_flight))
+            if op == "fail":
+                budget.release(held)
+            else:  # a reply within its hold: its cap and its prompt's bytes
+                used = Usage(
+                    prompt_tokens=int(held.prompt_tokens * b),
+                    completion_tokens=int(held.reply_tokens * b),
+                )
+                budget.settle(held, used, held.usd * b)
+        assert max_tokens is None or budget.tokens <= max_tokens
+        assert max_usd is None or budget.cost_usd <= max_usd * (1 + 1e-9)
+    for held in in_flight:
+        budget.release(held)
+    assert (budget.in_flight, budget.held_tokens, budget.held_usd) == (0, 0, 0.0)
 
 
 def _without_usage(usage: Any) -> Scripted:
@@ -590,7 +733,7 @@ def _without_usage(usage: Any) -> Scripted:
 
 
 @pytest.mark.parametrize(
-    ("limit", "named"), [({"max_usd": 0.0001}, "llm.max_usd"), ({"max_tokens": 50}, "max_tokens")]
+    ("limit", "named"), [({"max_usd": 0.01}, "llm.max_usd"), ({"max_tokens": 500}, "max_tokens")]
 )
 def test_an_endpoint_that_reports_no_usage_cannot_run_past_a_spend_budget(
     openai_server: LoopbackOpenAI,  # noqa: F811

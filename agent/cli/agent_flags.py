@@ -41,8 +41,9 @@ def add_agent_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--budget-usd",
         type=finite,
-        help="stop cleanly once this much is spent at llm.prices; only where those prices apply "
-        "(llm.prices_host), elsewhere cost is n/a and this exits 2",
+        help="a ceiling on the spend at llm.prices: stop cleanly before a request's worst case "
+        "would pass it; only where those prices apply (llm.prices_host), elsewhere cost is n/a "
+        "and this exits 2",
     )
     group.add_argument("--yes", action="store_true", help="accept the cost estimate")
     group.add_argument(
@@ -106,7 +107,7 @@ def show_estimate(
 def require_consent(args: argparse.Namespace, paying: Sequence[ChatModel]) -> None:
     """Refuse a run whose `paying` models may spend money, unless spending was accepted."""
     if paying and not consented(args):
-        cap = ", or --budget-usd X to stop cleanly once X USD is spent"
+        cap = ", or --budget-usd X to stop cleanly before X USD is spent"
         if any(m.pricing.unknown is not None for m in paying):
             cap = " (its cost is n/a: no USD budget can cap it, llm.max_calls can)"
         raise UserError(f"this run may spend money: pass --yes to accept the estimate{cap}")
