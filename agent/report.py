@@ -211,7 +211,7 @@ def agent_section(
         model=model.model,
         base_url=model.base_url,
         prompt_version=strategy.prompt_version,
-        decide_every_min=strategy.p.decide_every,
+        decide_every_min=strategy.cadence_min,
         stateful=strategy.p.stateful,
         planned_decisions=strategy.planned(),
         decisions=len(records),

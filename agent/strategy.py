@@ -7,6 +7,7 @@ and the run goes on to a partial report."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from agent.outage import OUTAGE, LLMRefused, OutageBreaker, refusal
 from agent.records import DecisionRecord, loop_run_id
 from agent.samples import Vote, merged_record, sample_version, vote
 from execution.feed import BarArrays, SymbolBars
-from market.models import SymbolRules
+from market.models import INTERVAL_MS, SymbolRules
 from risk.limits import RiskLimits
 from risk.models import SignalSource, TradeSignal
 from runtime.strategy import Context, Prepared, Strategy
@@ -139,6 +140,14 @@ class AgentStrategy(Strategy):
     @property
     def warmup(self) -> int:
         return self.market.indicator_config.sma_slow
+
+    @property
+    def cadence_min(self) -> int:
+        """The minutes between decisions on these bars: a decision waits for a bar's close, so
+        a `decide_every` finer than the bars, or out of step with them, falls where both meet
+        (15 on 1h bars decides hourly; 90 on 1h bars every 3 h)."""
+        every = self.p.decide_every * MINUTE_MS
+        return math.lcm(every, INTERVAL_MS[self.market.interval]) // MINUTE_MS
 
     def schedule(self) -> np.ndarray:
         """Decision bars: every `decide_every` minutes on the clock, after the warm-up."""

@@ -4,6 +4,7 @@ either with the offline model or against a loopback OpenAI-compatible server pla
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -103,6 +105,22 @@ def test_a_risk_halt_is_on_record_in_the_report(cli, tmp_path: Path, strategy: t
         signals = sum(v for k, v in report["agent"]["llm"]["signals"].items() if k != "hold")
         assert signals == report["orders"]["signals"] + len(skipped)
         assert report["agent"]["risk"]["halted"] == {"DAILY_LOSS": len(skipped)}
+
+
+def test_on_hourly_bars_the_agent_is_said_to_decide_hourly_as_it_does(cli, tmp_path: Path) -> None:
+    """A decision waits for a bar's close: the setting's 15 min falls hourly on 1h bars, and
+    the notice, the report's head and its JSON say the hour, as the decision log shows."""
+    out = tmp_path / "r.json"
+    run = cli("agent-backtest", "--symbol", "BTCUSDT", "--interval", "1h", "--days", "3",
+              "--json", str(out))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "notice: the agent decides every 60 min: a decision waits for a 1h bar's close, " \
+        "so the setting trading.decide_every (15 min) falls" in run.stderr  # fmt: skip
+    assert "every 60 min" in run.stdout and "every 15 min" not in run.stdout
+    agent = json.loads(out.read_text())["agent"]
+    times = [datetime.fromisoformat(d["time"]) for d in agent["decision_log"]]
+    assert {b - a for a, b in itertools.pairwise(times)} == {timedelta(hours=1)}
+    assert agent["decide_every_min"] == 60
 
 
 def test_the_command_loads_no_llm_sdk_or_plotting_until_needed() -> None:

@@ -112,6 +112,23 @@ def _per_decision(
     )
 
 
+def _cadence_notice(from_settings: bool, every: int, strategy: AgentStrategy) -> str | None:
+    """How often the agent decides, where the user did not say it or the bars change it."""
+    source = "the setting trading.decide_every" if from_settings else "--decide-every"
+    if strategy.cadence_min != every:
+        return (
+            f"notice: the agent decides every {strategy.cadence_min} min: a decision waits for "
+            f"a {strategy.market.interval} bar's close, so {source} ({every} min) falls on the "
+            "closes where both meet"
+        )
+    if from_settings:
+        return (
+            f"notice: the agent decides every {every} min, the setting trading.decide_every "
+            "(--decide-every overrides it)"
+        )
+    return None
+
+
 def run_agent_backtest(
     args: argparse.Namespace,
     typed: set[str],
@@ -125,10 +142,6 @@ def run_agent_backtest(
     console: Console,
 ) -> int:
     params = agent_params(args, settings)
-    if args.decide_every is None:
-        every = f"notice: the agent decides every {params.decide_every} min, the setting "
-        notes.append(every + "trading.decide_every (--decide-every overrides it)")
-        notify(notes[-1])
     variant = parse_variant(args.compare) if args.compare else None
     model = open_model(settings, lambda line: (notes.append(line), notify(line)))
     other = None
@@ -152,6 +165,10 @@ def run_agent_backtest(
             market_state=None if data.hours is None else data.hours.state,
         )
         strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
+        cadence = _cadence_notice(args.decide_every is None, params.decide_every, strategy)
+        if cadence is not None:
+            notes.append(cadence)
+            notify(cadence)
         planned = strategy.planned()
         if planned == 0:
             raise UserError(
