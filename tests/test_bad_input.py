@@ -45,13 +45,32 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
             "agent-backtest",
             ("--slippage-bps", "5000", *SMA),
             {},
-            "invalid backtest setting slippage.fixed.bps: Input should be less than or equal to",
+            "invalid --slippage-bps 5000: must be at most 1,000",
+        ),
+        # A flag's bound was a config field's, in its units: "fees.maker ... <= 0.1".
+        (
+            "agent-backtest",
+            ("--fee-bps", "10000", *SMA),
+            {},
+            "invalid --fee-bps 10000: must be at most 1,000",
+        ),
+        (
+            "agent-backtest",
+            ("--maker-bps", "2000", *SMA),
+            {},
+            "invalid --maker-bps 2000: must be at most 1,000",
+        ),
+        (
+            "agent-backtest",
+            ("--stop-loss", "150", *SMA),
+            {},
+            "invalid --stop-loss 150: must be below 100",
         ),
         (
             "agent-backtest",
             ("--max-participation", "2", *SMA),
             {},
-            "invalid backtest setting slippage.volume.max_participation",
+            "invalid --max-participation 2: must be at most 1",
         ),
         # The JSON was overwritten by the page; a missing folder was found after the run.
         (
@@ -83,6 +102,9 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         "trade-symbol-empty",
         "profile-inf",
         "slippage",
+        "fee-bound",
+        "maker-bound",
+        "stop-bound",
         "participation",
         "same-output",
         "output-folder",

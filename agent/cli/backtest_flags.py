@@ -255,7 +255,40 @@ def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"invalid backtest setting {where}: {first['msg']}") from None
+        flag = _flag_of(where, args)
+        bound = _bound(first.get("ctx") or {}, flag[1]) if flag else None
+        if flag is None or bound is None:
+            raise UserError(f"invalid backtest setting {where}: {first['msg']}") from None
+        shown = f"{first['input'] * flag[1]:g}"
+        raise UserError(f"invalid {flag[0]} {shown}: {bound}") from None
+
+
+_FLAG_SCALES = {  # a config field, as the flag that sets it and its units per field unit
+    "fees.taker": ("--fee-bps", 10_000),
+    "slippage.fixed.bps": ("--slippage-bps", 1),
+    "slippage.volume.max_participation": ("--max-participation", 1),
+    "stop_loss_pct": ("--stop-loss", 100),
+    "take_profit_pct": ("--take-profit", 100),
+    "trailing_stop_pct": ("--trailing-stop", 100),
+    "cash": ("--cash", 1),
+}
+
+
+def _flag_of(where: str, args: argparse.Namespace) -> tuple[str, float] | None:
+    """The flag behind a config field, so its error speaks the flag's units (bps, percent)."""
+    if where == "fees.maker":
+        return ("--maker-bps" if args.maker_bps is not None else "--fee-bps", 10_000)
+    return _FLAG_SCALES.get(where)
+
+
+def _bound(ctx: dict[str, object], scale: float) -> str | None:
+    """A numeric bound pydantic reports, in the flag's units."""
+    words = {"le": "at most", "lt": "below", "ge": "at least", "gt": "above"}
+    for key, word in words.items():
+        limit = ctx.get(key)
+        if isinstance(limit, int | float):
+            return f"must be {word} {limit * scale:,g}"
+    return None
 
 
 def _rules(
