@@ -143,7 +143,12 @@ def compare(
     result, records = None, []
     if base.stopped is None:  # a base cut short has nothing to pair the rest with
         result = run_backtest(
-            base_result.bars, strategy, data.rules, base_result.config, limits=base.limits
+            base_result.bars,
+            strategy,
+            data.rules,
+            base_result.config,
+            limits=base.limits,
+            warmup=data.warmup,
         )
         records = finalize_records(strategy, result)
     unknown = [m.pricing.unknown for m in (base_model, model) if m.pricing.unknown]

@@ -106,11 +106,19 @@ class AgentStrategy(Strategy):
 
     def bind(self, feed: BarArrays) -> None:
         """Paper and live: the schedule follows the runner's bars at once; the tools' frames
-        are built from them only when a decision needs them (most bars decide nothing)."""
+        are built from them only when a decision needs them (most bars decide nothing). A
+        backtest's bars, with its warm-up or without, are ones the tools hold already: its
+        tools keep the warm-up before them."""
         if len(feed) == len(self.close_time):
             return
         self.close_time = feed.close_time
-        self._unframed = feed
+        if self._last_close() < int(feed.close_time[-1]):
+            self._unframed = feed
+
+    def _last_close(self) -> int:
+        """The close of the last bar the tools hold of every symbol (-1: none)."""
+        frames = [self.market.frames[s]["close_time"] for s in self.market.symbols]
+        return min((int(f.iloc[-1]) if len(f) else -1 for f in frames), default=-1)
 
     def _frames(self) -> MarketData:
         feed, self._unframed = self._unframed, None
@@ -149,11 +157,21 @@ class AgentStrategy(Strategy):
         every = self.p.decide_every * MINUTE_MS
         return math.lcm(every, INTERVAL_MS[self.market.interval]) // MINUTE_MS
 
+    @property
+    def warmup_left(self) -> int:
+        """The warm-up still inside the run's bars: none when the tools hold as many bars before
+        them (a backtest's warm-up, as the paper loop's history)."""
+        if not len(self.close_time):
+            return self.warmup
+        first = int(self.close_time[0])
+        held = [self.market.visible_rows(s, first - 1) for s in self.market.symbols]
+        return max(self.warmup - min(held, default=0), 0)
+
     def schedule(self) -> np.ndarray:
         """Decision bars: every `decide_every` minutes on the clock, after the warm-up."""
         step = self.p.decide_every * MINUTE_MS
         mask = (self.close_time + 1) % step == 0
-        mask[: self.warmup] = False
+        mask[: self.warmup_left] = False
         return mask
 
     def prepare(self, bars: SymbolBars) -> Prepared:

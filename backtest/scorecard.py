@@ -111,7 +111,7 @@ def scorecard(
     """`result` is the agent's run; every baseline replays its bars, config and limits.
     `ruled` is `rule_runs` of the same, when the caller ran them while the model decided."""
     shape = shape_of(result)
-    start = result.strategy.warmup
+    start = result.warmup_left  # where the run could first act, after its warm-up
     costs = costs_of(result)
     same = {"rules": rules, "config": result.config, "limits": result.limits, **costs}
     runs = dict(

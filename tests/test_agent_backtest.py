@@ -410,7 +410,7 @@ def test_a_variant_stopped_early_gives_no_comparison(cli, tmp_path: Path) -> Non
     assert len(server.requests) == sent + 20  # the variant spent the run's 20 calls
     report = json.loads(out.read_text())
     compared = report["scorecard"]["compare"]
-    why = f"the variant stopped early (budget) after {compared['decision_points']} of 93 decisions"
+    why = f"the variant stopped early (budget) after {compared['decision_points']} of 96 decisions"
     assert compared["na"] == why and compared["difference_ci"]["na"] == why
     assert compared["p_variant_better"] is compared["difference_pct"] is None
     assert compared["variant_net_return_pct"] is None

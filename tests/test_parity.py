@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from loopback_openai import LoopbackOpenAI
 from scripted_model import ScriptedModel, look_at_the_market, tool_call, tool_results
@@ -103,8 +104,9 @@ def model() -> Iterator[LoopbackOpenAI]:
     server.stop()
 
 
-def _verdicts(path: Path) -> dict[str, dict[int, tuple[str, list[str]]]]:
-    """Per run: decision time -> (outcome, the gate's adjustment or veto codes)."""
+def _verdicts(path: Path, said: str = "code") -> dict[str, dict[int, tuple[str, list[str]]]]:
+    """Per run: decision time -> (outcome, the gate's adjustment or veto codes, or with
+    `said="message"` what each says: an ATR stop's level and ATR)."""
     with sqlite3.connect(path) as db:
         rows = db.execute(
             "SELECT run_id, decided_ms, outcome, record_json FROM decisions"
@@ -113,7 +115,7 @@ def _verdicts(path: Path) -> dict[str, dict[int, tuple[str, list[str]]]]:
     for run, decided, outcome, raw in rows:
         verdict = json.loads(raw).get("verdict") or {}
         reasons = verdict.get("adjustments") or verdict.get("reasons") or []
-        runs.setdefault(run, {})[decided] = (outcome, sorted(r["code"] for r in reasons))
+        runs.setdefault(run, {})[decided] = (outcome, sorted(r[said] for r in reasons))
     return runs
 
 
@@ -137,6 +139,42 @@ def test_the_agent_gets_the_same_verdicts_orders_and_fills_on_paper(
     assert paper == backtest
     entries = [codes for outcome, codes in paper.values() if outcome == "approved"]
     assert any("ATR_STOP" in codes for codes in entries), "the gate placed the stop in both"
+
+
+@pytest.mark.slow
+def test_the_agent_starts_a_window_from_the_history_the_paper_loop_has(
+    cli, tmp_path, model
+) -> None:
+    """The paper loop replays the sample from its second day with the first as history. An
+    agent-backtest of its first six hours started cold: no decision before the 50th bar, a
+    snapshot without 1h, 4h or 24h returns and with another RSI and ATR, fewer 15m candles, and
+    the gate's ATR stop placed elsewhere. Warmed up, every prompt and tool result is the
+    paper loop's, byte for byte, and only the window's bars are decided on."""
+    env = {"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "sk-test-loopback"}
+    common = ("--symbol", "BTCUSDT", "--yes")
+    window = ("--start", "2025-10-30T04:22", "--end", "2025-10-30T10:22")  # the replay's start
+    report = _backtest(
+        cli, tmp_path, *common, *window, "--stateful", "--slippage-bps", "2", env=env
+    )
+    sent = len(model.requests)
+    fills, _ = _paper(cli, "agent-warm", *common, "--max-bars", "360", env=env)
+    # The same prompts and tool results: every paper decision was answered from the LLM cache.
+    assert len(model.requests) == sent
+    assert _fills(fills) == _fills(report["fills"])
+    assert "warm-up: 1,440 bars before the window, from 2025-10-29 04:22 UTC" in " ".join(
+        report["config"]["data"]
+    )
+
+    runs = _verdicts(tmp_path / "data" / "agent.db", said="message")
+    paper = runs.pop("trade-agent-warm")
+    (backtest,) = runs.values()
+    assert paper == backtest
+    # Every quarter hour from the window's first (04:22 opens it) to its last that can fill.
+    quarters = pd.date_range("2025-10-30 04:30", "2025-10-30 10:15", freq="15min", unit="ms")
+    assert [t + 1 for t in sorted(backtest)] == quarters.asi8.tolist()
+    assert sent == 2 * len(backtest) == 2 * report["agent"]["decisions"]  # none on the warm-up
+    stops = [said for outcome, said in paper.values() if outcome == "approved"]
+    assert any("x ATR" in line for said in stops for line in said), "the gate placed a stop"
 
 
 @pytest.mark.slow

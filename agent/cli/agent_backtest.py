@@ -173,8 +173,8 @@ def run_agent_backtest(
         if planned == 0:
             raise UserError(
                 f"no decision bars: the run's {len(data.bars):,} bars are fewer than the warm-up "
-                f"of {strategy.warmup} bars plus one --decide-every ({params.decide_every} min); "
-                "give more bars (a longer --days, --start/--end or --data file)"
+                f"of {strategy.warmup_left} bars plus one --decide-every ({params.decide_every} "
+                "min); give more bars (a longer --days, --start/--end or --data file)"
             )
         second = None
         runs = [(model, strategy)]  # each model the run asks, with the agent that asks it
@@ -214,7 +214,7 @@ def run_agent_backtest(
             config,
             strategy.limits,
             data.hours,
-            strategy.warmup,
+            strategy.warmup_left,
             fee_fn=data.fees,
             actions=data.actions,
         )
@@ -354,6 +354,7 @@ def _with_progress(
             fee_fn=data.fees,
             hours=data.hours,
             actions=data.actions,
+            warmup=data.warmup,
         )
 
 

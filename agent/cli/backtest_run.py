@@ -14,7 +14,7 @@ from rich.table import Table
 from agent.cli.backtest_flags import _build_strategy, _config, _note, _rules, check_exchange
 from agent.cli.common import EXIT_RUNTIME, notify, settings_from, write_chunks, write_file
 from agent.cli.equity import check_flags, equity_interval, equity_run, parse_symbols, whole_file
-from agent.cli.window import Window, load_frames, venue_rules
+from agent.cli.window import Window, load_frames, venue_rules, with_warmup
 from backtest import run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays, warmup_arrays
@@ -215,21 +215,15 @@ def run_parsed(
             config = config.model_copy(update={"interval": interval})
             whole_file(args, interval, store, symbols[0], args.exchange)
         notes: list[str] = []
-        frames, warm_frames, window = load_frames(  # the agent takes no warm-up yet
-            args,
-            settings,
-            store,
-            symbols,
-            interval,
-            lambda line: _note(notes, line),
-            cls is not None,
+        frames, warm_frames, window = load_frames(
+            args, settings, store, symbols, interval, lambda line: _note(notes, line)
         )
         if args.exchange != home_exchange(symbols[0]):  # Bybit's: Alpaca is the one stock venue
             _note(notes, f"notice: {args.exchange} bars and exchange rules, from the store")
         bars, dropped = to_bar_arrays(frames)
         if dropped:
             _note(notes, f"notice: dropped {dropped:,} bars that not every symbol has")
-        warmup = None if cls is None else warmup_arrays(warm_frames)  # the agent: none yet
+        warmup = warmup_arrays(warm_frames)
         if warmup is not None:
             _note(notes, warmup_line(warmup))
         if kind is AssetClass.EQUITY:
@@ -246,6 +240,8 @@ def run_parsed(
                 )
             data = SweepData(bars, _rules(symbols, notes, known), warmup=warmup)
         if cls is None:
+            if warmup is not None:  # the agent's tools read it, as its gate's ATR does
+                frames = with_warmup(frames, warm_frames)
             run = (args, typed, settings, data, frames, config, notes, window, store, console)
             return run_agent_backtest(*run)
         del (

@@ -182,11 +182,9 @@ def load_frames(
     symbols: list[str],
     interval: str,
     notify: Notify,
-    warm: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Window]:
     """Each symbol's bars in the window asked for, the warm-up before them (up to the paper
-    loop's WARMUP_BARS, where the data has them; `warm=False`: none is read from the store or
-    the exchange, for a run that takes none), and what the window delivered."""
+    loop's WARMUP_BARS, where the data has them), and what the window delivered."""
     asked, span = _span(args, interval)
     if args.data is not None:
         if len(symbols) != 1:
@@ -202,11 +200,16 @@ def load_frames(
     else:
         source = candle_source(settings, store, notify, getattr(args, "exchange", EXCHANGE))
         frames = {s: stored_bars(source, store, s, interval, span, notify) for s in symbols}
-        warmup = {
-            s: _stored_before(source, store, s, interval, f) if warm else f.iloc[:0]
-            for s, f in frames.items()
-        }
+        warmup = {s: _stored_before(source, store, s, interval, f) for s, f in frames.items()}
     return frames, warmup, _window(frames, interval, asked, span, notify)
+
+
+def with_warmup(
+    frames: dict[str, pd.DataFrame], warmup: dict[str, pd.DataFrame]
+) -> dict[str, pd.DataFrame]:
+    """Each symbol's warm-up, then its window: the bars an agent's tools read, as the paper
+    loop's read its history before the bars it steps."""
+    return {s: pd.concat([warmup[s], f], ignore_index=True) for s, f in frames.items()}
 
 
 def _stored_stock(
