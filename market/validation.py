@@ -66,7 +66,10 @@ def in_sessions(
 
 
 def _finding(times: np.ndarray) -> Finding:
-    return Finding(count=len(times), examples=[iso_ms(t) for t in times[:_EXAMPLES]])
+    """The rows' count, and the first few distinct times among them: a bar repeated three
+    times is one time to show, not the same one thrice."""
+    first = pd.unique(times)[:_EXAMPLES]
+    return Finding(count=len(times), examples=[iso_ms(t) for t in first])
 
 
 def _bad_rows(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:

@@ -43,6 +43,17 @@ def test_planted_gaps_and_duplicates_are_counted_exactly() -> None:
     assert not report.ok
 
 
+def test_a_bar_repeated_is_shown_once_among_the_examples() -> None:
+    """Three copies of one bar and one of another: the line names each time once."""
+    bars = load_sample("BTCUSDT")
+    planted = pd.concat([bars, bars.iloc[[500, 500, 500, 1500]]]).sort_values(
+        "open_time", kind="stable"
+    )
+    report = validate_candles(planted, "1m")
+    assert report.duplicates.count == 4
+    assert report.problems() == ["4 duplicate bars, first at 2025-10-29 12:42, 2025-10-30 05:22"]
+
+
 def test_nan_and_ohlc_violations_are_reported_not_fixed() -> None:
     bars = load_sample("ETHUSDT")
     bars.loc[10, "close"] = np.nan
@@ -96,7 +107,7 @@ _STEPS = st.sampled_from([60_000, 60_000, 60_000, 0, -60_000, 120_000, 300_000])
 
 
 def _found(times: list[int]) -> Finding:
-    return Finding(count=len(times), examples=[iso_ms(t) for t in times[:3]])
+    return Finding(count=len(times), examples=[iso_ms(t) for t in list(dict.fromkeys(times))[:3]])
 
 
 @settings(max_examples=300, deadline=None)
