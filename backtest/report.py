@@ -384,9 +384,11 @@ def summary(
 
 
 def _percent_down(drawdown: np.ndarray) -> np.ndarray:
-    """The drawdown as a negative percent, in its own array (no two more copies of the curve)."""
+    """The drawdown as a negative percent, in its own array (no two more copies of the curve);
+    at a peak 0, not the -0 that negating 0 gives (JSON readers print it as "-0.0")."""
     np.negative(drawdown, out=drawdown)
     drawdown *= 100
+    drawdown += 0.0  # -0.0 + 0.0 is 0.0; every other value stays as it is
     return drawdown
 
 

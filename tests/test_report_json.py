@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 from script_strategy import NO_COSTS
@@ -20,6 +21,16 @@ def _report():
     bars, _ = to_bar_arrays({"BTCUSDT": load_sample("BTCUSDT")})
     cls = STRATEGIES["sma_cross"]
     return build_report(run_backtest(bars, cls(cls.Params()), sample_rules(), NO_COSTS))
+
+
+def test_the_drawdown_at_a_peak_is_0_never_minus_0() -> None:
+    """A run's JSON drawdown read "-0.0" at every peak (negated zeros)."""
+    bars, _ = to_bar_arrays({"BTCUSDT": load_sample("BTCUSDT").iloc[-1440:]})
+    cls = STRATEGIES["sma_cross"]
+    result = run_backtest(bars, cls(cls.Params()), sample_rules(), NO_COSTS)
+    curve = json.loads(build_report(result).model_dump_json())["equity"]["drawdown_pct"]
+    peaks = [x for x in curve if x == 0]
+    assert peaks and all(math.copysign(1.0, x) == 1.0 for x in peaks)
 
 
 def test_the_streamed_json_is_pydantics_whole_dump_and_its_hash() -> None:
