@@ -22,7 +22,13 @@ def to_bar_arrays(frames: Mapping[str, pd.DataFrame]) -> tuple[BarArrays, int]:
         raise UserError(f"no bars to backtest for {', '.join(empty) or 'any symbol'}")
     bars, dropped = _aligned(frames)
     if len(bars) < 2:
-        raise UserError(f"the symbols {', '.join(frames)} share fewer than 2 bar times")
+        held = f"{len(bars)} bar{'' if len(bars) == 1 else 's'}"
+        if len(frames) == 1:
+            raise UserError(f"{next(iter(frames))} has {held} to backtest; a backtest needs 2")
+        raise UserError(
+            f"the symbols {', '.join(frames)} share {held} (bar times all of them have); "
+            "a backtest needs 2"
+        )
     return bars, dropped
 
 

@@ -147,13 +147,14 @@ def test_an_empty_data_dir_is_refused_not_read_as_the_current_folder(
 
 @pytest.fixture
 def csvs(tmp_path: Path) -> dict[str, Path]:
-    """The bundled sample's first 600 bars, spoiled three ways a user's export can be."""
+    """The bundled sample's first 600 bars, spoiled four ways a user's export can be."""
     frame = load_sample("BTCUSDT").iloc[:600]
     spoiled = {
         "shuffled": frame.sample(frac=1, random_state=1),
         "duplicated": pd.concat([frame, frame.iloc[100:300]]).sort_values(
             "open_time", kind="stable"
         ),
+        "single": frame.iloc[:1],
         "nan": frame.assign(**{c: np.nan for c in ("open", "high", "low", "close", "volume")}),
     }
     paths = {}
@@ -161,6 +162,13 @@ def csvs(tmp_path: Path) -> dict[str, Path]:
         paths[name] = tmp_path / f"{name}.csv"
         bad.to_csv(paths[name], index=False)
     return paths
+
+
+def test_a_file_of_one_bar_says_it_holds_one_bar(cli, csvs: dict[str, Path]) -> None:
+    """It said the symbols 'share fewer than 2 bar times', as if others were involved."""
+    result = cli("agent-backtest", "--strategy", "sma_cross", "--data", str(csvs["single"]))
+    assert result.returncode == 2
+    assert "BTCUSDT has 1 bar to backtest; a backtest needs 2" in result.stderr, result.stderr
 
 
 @pytest.mark.slow
