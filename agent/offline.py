@@ -4,6 +4,7 @@ It emits real tool calls and reads their real results, so the whole graph runs w
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from typing import Any
@@ -29,6 +30,7 @@ _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _ALIASES = {"BTC": "BTCUSDT", "BITCOIN": "BTCUSDT", "ETH": "ETHUSDT", "ETHER": "ETHUSDT"}
 # Multiples of the 1m ATR: about 2 and 3 ATRs of 15m bars, the default decision cadence.
 STOP_ATR, TARGET_ATR = 8.0, 12.0
+FALLBACK_ATR = 0.005  # of the price, where the snapshot has no ATR
 ENTRY_SIZE = 0.25
 
 
@@ -159,7 +161,8 @@ class _View:
         self.price = float(snapshot["last_price"])
         indicators = snapshot.get("indicators", {})
         atr = next((v for k, v in indicators.items() if k.startswith("atr_")), None)
-        self.atr = float(atr) if atr else self.price * 0.005
+        self.measured_atr = bool(atr)  # else no range to measure (flat bars, too few of them)
+        self.atr = float(atr) if atr else self.price * FALLBACK_ATR
         self.rsi = next((v for k, v in indicators.items() if k.startswith("rsi_")), None)
         trend = snapshot.get("trend", {})
         ups = [
@@ -184,7 +187,9 @@ class _View:
         return 0.7 if self.action == "buy" else 0.6
 
     def entry(self, symbol: str, size_pct: float = ENTRY_SIZE) -> dict[str, Any]:
-        decimals = 2 if self.price >= 1 else 6
+        # cents for a price of 1 or more; below, 4 significant digits (a 1e-8 coin's stop
+        # rounded to 6 decimals was 0)
+        decimals = 2 if self.price >= 1 else 3 - math.floor(math.log10(self.price))
         return {
             "symbol": symbol,
             "action": "buy",
@@ -196,7 +201,8 @@ class _View:
 
     def summary(self) -> str:
         rsi = f"RSI {self.rsi:.1f}" if isinstance(self.rsi, int | float) else "RSI n/a"
-        return f"{self.up_votes}/3 trend flags up, {rsi}, ATR {self.atr:.4g}, last {self.price:g}"
+        atr = f"ATR {self.atr:.4g}" if self.measured_atr else f"ATR n/a, {FALLBACK_ATR:.1%} assumed"
+        return f"{self.up_votes}/3 trend flags up, {rsi}, {atr}, last {self.price:g}"
 
 
 def _decide(turn: _Turn, offered: set[str]) -> LLMMessage:

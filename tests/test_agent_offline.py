@@ -167,3 +167,30 @@ def test_rejected_chat_order_is_recorded_and_not_sent(market: MarketData, store:
     (record,) = load_decisions(store, "offline-test")
     assert record.outcome == "rejected" and record.symbol == "ETHUSDT"
     assert done["answer"].startswith("Order not sent")
+
+
+def _scaled(factor: float) -> MarketData:
+    frame = load_sample("BTCUSDT")
+    prices = ["open", "high", "low", "close"]
+    return MarketData({"BTCUSDT": frame.assign(**{c: frame[c] * factor for c in prices})}, "1m")
+
+
+def test_a_coin_priced_below_a_millionth_gets_a_stop_above_zero(store: Store) -> None:
+    """The offline model rounded a price under 1 to 6 decimals: a 1e-8 coin's stop was 0."""
+    graph = build_graph()
+    signals = [
+        decide(graph, make_deps(_scaled(1e-13), store, bar), "BTCUSDT")["record"]["signal"]
+        for bar in range(120, 4_300, 90)
+    ]
+    buys = [s for s in signals if s and s["action"] == "buy"]
+    assert buys, "the sample's uptrends still read as uptrends at any scale"
+    for buy in buys:
+        assert 1e-8 < buy["stop_loss"] < buy["take_profit"] < 1.2e-8  # BTC near 110,000 x 1e-13
+
+
+def test_flat_bars_say_their_atr_is_assumed_not_measured(store: Store) -> None:
+    graph = build_graph()
+    flat = load_sample("BTCUSDT").assign(open=100.0, high=100.0, low=100.0, close=100.0)
+    market = MarketData({"BTCUSDT": flat}, "1m")
+    record = decide(graph, make_deps(market, store, 600), "BTCUSDT")["record"]
+    assert "ATR n/a, 0.5% assumed" in record["signal"]["rationale"]
