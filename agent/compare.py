@@ -19,7 +19,14 @@ from agent.llm import LLMClient
 from agent.model import ChatModel, open_model, uses_offline
 from agent.offline import OFFLINE_MODEL
 from agent.records import DecisionRecord
-from agent.report import agent_run_id, finalize_records, usd_or_na
+from agent.report import (
+    Spent,
+    agent_run_id,
+    finalize_records,
+    run_spend,
+    spend,
+    usd_or_na,
+)
 from agent.strategy import AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.annualise import choose_basis
@@ -44,15 +51,6 @@ class Variant(BaseModel):
         return f"{self.kind}={self.value}"
 
 
-class Spent(BaseModel):
-    """A run's model calls, tokens and cost, each call priced as if uncached."""
-
-    model_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float | None  # None: n/a, a price is unknown
-
-
 class Comparison(BaseModel):
     variant: str
     model: str
@@ -66,7 +64,7 @@ class Comparison(BaseModel):
     difference_pct: float | None = None  # variant minus base, net of model cost (unless cost_na)
     difference_ci: Interval
     p_variant_better: float | None = None
-    variant_model_calls: int
+    variant_model_calls: int  # every call it made, those of decisions cut short included
     variant_requests_sent: int  # new requests: 0 when every answer was cached
     variant_prompt_tokens: int
     variant_completion_tokens: int
@@ -137,9 +135,12 @@ def compare(
     base_model: ChatModel,
     data: SweepData,
 ) -> Comparison:
-    """Run the variant over the base run's bars and decision times; compare point by point."""
+    """Run the variant over the base run's bars and decision times; compare point by point.
+    Each side's spend is its model's from its run's start (the variant's model may be the
+    base's), so the calls of decisions a stop cut short count too."""
     model = strategy.model
-    sent_before = model.stats.calls
+    base_spent = run_spend(base)
+    before = model.stats
     result, records = None, []
     if base.stopped is None:  # a base cut short has nothing to pair the rest with
         result = run_backtest(
@@ -152,7 +153,8 @@ def compare(
         )
         records = finalize_records(strategy, result)
     unknown = [m.pricing.unknown for m in (base_model, model) if m.pricing.unknown]
-    spent = [_spent(base_model, base_records), _spent(model, records)]
+    run = model.stats.since(before)
+    spent = [base_spent, spend(run, model.pricing)]
     na = _stopped_early(base, strategy, len(records))
     ours = {(r.symbol, r.decided_ms): r for r in base_records}
     points = sorted(set(ours) & {(r.symbol, r.decided_ms) for r in records})
@@ -168,7 +170,7 @@ def compare(
         decision_points=len(points),
         **figures,
         variant_model_calls=spent[1].model_calls,
-        variant_requests_sent=model.stats.calls - sent_before,
+        variant_requests_sent=run.calls,
         variant_prompt_tokens=spent[1].prompt_tokens,
         variant_completion_tokens=spent[1].completion_tokens,
         variant_cost_usd=spent[1].cost_usd,
@@ -249,21 +251,6 @@ def _figures(
 
 def _action(record: DecisionRecord) -> str:
     return (record.signal or {}).get("action") or "abstain"
-
-
-def _spent(model: ChatModel, records: list[DecisionRecord]) -> Spent:
-    """A run's calls and tokens, and a priced model's cost of them as if uncached (as the
-    report counts it)."""
-    calls = [c for r in records for c in r.llm_calls]
-    prompt = sum(c.prompt_tokens for c in calls)
-    completion = sum(c.completion_tokens for c in calls)
-    cost = model.pricing.cost(prompt, completion)
-    return Spent(
-        model_calls=len(calls),
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cost_usd=None if cost is None else round(cost, 6),
-    )
 
 
 def render_comparison(paired: dict[str, Any]) -> Table:

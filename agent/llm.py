@@ -151,7 +151,10 @@ class LLMResponse(BaseModel):
 
 
 class LLMStats(BaseModel):
-    """Per-run accounting that reports print and budgets are checked against."""
+    """Per-run accounting that reports print and budgets are checked against. `calls` are
+    requests sent; the tokens and cost are of the replies they got, what the provider billed.
+    The `answered` figures count every answer, from the wire or the cache: a run's spend as if
+    uncached, which a cached rerun reproduces."""
 
     calls: int = 0
     cache_hits: int = 0
@@ -160,8 +163,38 @@ class LLMStats(BaseModel):
     completion_tokens: int = 0
     cost_usd: float | None = 0.0  # None: n/a, the endpoint's price (or a reply's usage) unknown
     unmetered: int = 0  # replies that reported no token usage: spend cannot be counted
+    answered: int = 0
+    answered_prompt_tokens: int = 0
+    answered_completion_tokens: int = 0
     errors: dict[str, int] = Field(default_factory=dict)
     latencies_ms: list[float] = Field(default_factory=list)
+
+    def since(self, earlier: LLMStats) -> LLMStats:
+        """What was done after `earlier`, a copy of these stats taken before: one run's part of
+        a model that outlives it (the UI's, or a `--compare` variant sharing the base's)."""
+        counts = {
+            name: getattr(self, name) - getattr(earlier, name)
+            for name, field in LLMStats.model_fields.items()
+            if field.annotation is int
+        }
+        cost = (
+            None
+            if self.cost_usd is None or earlier.cost_usd is None
+            else self.cost_usd - earlier.cost_usd
+        )
+        errors = {k: n - earlier.errors.get(k, 0) for k, n in self.errors.items()}
+        return LLMStats(
+            **counts,
+            cost_usd=cost,
+            errors={k: n for k, n in errors.items() if n},
+            latencies_ms=self.latencies_ms[len(earlier.latencies_ms) :],
+        )
+
+    def answer(self, usage: Usage) -> None:
+        """One more answer, from the wire or the cache, with the tokens it reported."""
+        self.answered += 1
+        self.answered_prompt_tokens += usage.prompt_tokens
+        self.answered_completion_tokens += usage.completion_tokens
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -675,6 +708,7 @@ class LLMClient:
             return None
         with self._lock:
             self._stats.cache_hits += 1
+            self._stats.answer(cached.usage)
         log.debug("LLM cache hit %s", key[:12])
         return cached
 
@@ -919,6 +953,7 @@ class LLMClient:
             self._failing = 0
             self._longest_reply = max(self._longest_reply, usage.completion_tokens)
             st = self._stats
+            st.answer(usage)
             st.prompt_tokens += usage.prompt_tokens
             st.completion_tokens += usage.completion_tokens
             if completion.usage is None:  # what this reply cost is unknown: so is the run's

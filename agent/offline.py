@@ -77,6 +77,7 @@ class OfflineModel:
         message = _decide(turn, offered) if turn.is_decision else _chat(turn, offered)
         with self._lock:
             self._stats.calls += 1
+            self._stats.answered += 1
             self._stats.latencies_ms.append(0.0)
         return LLMResponse(
             message=message,

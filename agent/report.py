@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from rich.console import Group
 from rich.table import Table
 
-from agent.llm import LLMStats
+from agent.llm import LLMStats, Pricing
 from agent.model import ChatModel
 from agent.records import DecisionRecord
 from agent.strategy import PARTIAL_STOPS, AgentParams, AgentStrategy
@@ -32,6 +32,10 @@ from market.models import SymbolRules
 from risk.models import Approved
 from runtime.runner import Halted
 
+COST_BASIS = (
+    "every model call the run made, the decisions' and any cut short by a stop, priced as if "
+    "uncached: a cold run's bill"
+)
 BASELINE_METRICS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades")
 RATIONALE_CHARS = 160
 _SHOWN_DECISIONS = 12
@@ -64,6 +68,57 @@ class AgentSection(BaseModel):
     protective_levels: dict[str, int]
     baselines: dict[str, dict[str, Any]]
     decision_log: list[DecisionRow]
+
+
+class Spent(BaseModel):
+    """Model calls answered, from the wire or the cache, their tokens, and a priced model's cost
+    of them as if uncached: on a cold run, what the provider billed."""
+
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None  # None: n/a, a price is unknown
+
+    def minus(self, part: Spent) -> Spent:
+        return Spent(
+            model_calls=self.model_calls - part.model_calls,
+            prompt_tokens=self.prompt_tokens - part.prompt_tokens,
+            completion_tokens=self.completion_tokens - part.completion_tokens,
+            cost_usd=None
+            if self.cost_usd is None or part.cost_usd is None
+            else round(self.cost_usd - part.cost_usd, 6),
+        )
+
+
+def spend(stats: LLMStats, pricing: Pricing) -> Spent:
+    """Every answer the model gave in `stats`, those of decisions a stop cut short included."""
+    return _priced(
+        stats.answered, stats.answered_prompt_tokens, stats.answered_completion_tokens, pricing
+    )
+
+
+def decisions_spend(records: Iterable[DecisionRecord], pricing: Pricing) -> Spent:
+    """What the decision records' own calls add up to: a run's spend less the calls of the
+    decisions it dropped."""
+    calls = [c for r in records for c in r.llm_calls]
+    prompt = sum(c.prompt_tokens for c in calls)
+    return _priced(len(calls), prompt, sum(c.completion_tokens for c in calls), pricing)
+
+
+def _priced(calls: int, prompt: int, completion: int, pricing: Pricing) -> Spent:
+    cost = pricing.cost(prompt, completion)
+    return Spent(
+        model_calls=calls,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=None if cost is None else round(cost, 6),
+    )
+
+
+def run_spend(strategy: AgentStrategy) -> Spent:
+    """What the run's model answered since the run began, as if uncached."""
+    model = strategy.model
+    return spend(model.stats.since(strategy.started), model.pricing)
 
 
 class RunStats(BaseModel):
@@ -202,10 +257,9 @@ def agent_section(
     base: dict[str, dict[str, Any]],
 ) -> AgentSection:
     causes = Counter(r.abstain["cause"] for r in records if r.abstain)
-    calls = [c for r in records for c in r.llm_calls]
-    prompt_tokens = sum(c.prompt_tokens for c in calls)
-    completion_tokens = sum(c.completion_tokens for c in calls)
-    cost = model.pricing.cost(prompt_tokens, completion_tokens)
+    run = model.stats.since(strategy.started)
+    total = spend(run, model.pricing)
+    dropped = total.minus(decisions_spend(records, model.pricing))
     actions = Counter((r.signal or {}).get("action", "none") for r in records)
     return AgentSection(
         model=model.model,
@@ -218,16 +272,14 @@ def agent_section(
         stopped=strategy.stopped,
         partial=strategy.stopped in PARTIAL_STOPS,
         llm={
-            "model_calls": len(calls),
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost_usd": None if cost is None else round(cost, 6),
-            "cost_basis": "every model call priced as if uncached",
-            **({} if cost is not None else {"cost_na": model.pricing.unknown}),
+            **total.model_dump(),
+            "cost_basis": COST_BASIS,
+            **({} if total.cost_usd is not None else {"cost_na": model.pricing.unknown}),
+            # only when there were any, as retries: a cached rerun stays byte-identical
+            **({"in_no_decision": dropped.model_dump()} if dropped.model_calls else {}),
             "abstains": dict(sorted(causes.items())),
             "signals": dict(sorted(actions.items())),
-            # only when there were any: a cached rerun of a clean run stays byte-identical
-            **({"retries": model.stats.retries} if model.stats.retries else {}),
+            **({"retries": run.retries} if run.retries else {}),
             **_sampling(strategy.p.samples, records),
         },
         risk={
@@ -288,6 +340,7 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
     shown = {
         "decisions (planned)": f"{section.decisions:,} ({section.planned_decisions:,})",
         "model calls": fmt(llm["model_calls"]),
+        **_in_no_decision(llm),
         "requests sent / cache hits": f"{stats.requests_sent:,} / {stats.cache_hits:,}"
         + ("" if v is None else f" (variant {v.requests_sent:,} / {v.cache_hits:,})"),
         "retries / failed requests": f"{stats.retries:,} / {sum(stats.errors.values()):,}",
@@ -321,6 +374,15 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
     for name, value in shown.items():
         head.add_row(name, value)
     return Group(head, _decision_log(section))
+
+
+def _in_no_decision(llm: dict[str, Any]) -> dict[str, str]:
+    """The calls of decisions the run dropped: counted in its spend, in no decision below."""
+    dropped = llm.get("in_no_decision")
+    if dropped is None:
+        return {}
+    cost = "" if llm["cost_usd"] is None else f", ${dropped['cost_usd']:.4f}"
+    return {"of them in no decision (cut short)": f"{dropped['model_calls']:,}{cost}"}
 
 
 def _this_run(stats: RunStats) -> str:

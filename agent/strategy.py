@@ -75,6 +75,7 @@ class AgentStrategy(Strategy):
         super().__init__(params)
         self.p = params
         self.model = model
+        self.started = model.stats  # the model's own before this run: the run spends the rest
         self.market = market or MarketData({}, "1m")
         self._unframed: BarArrays | None = None  # bars bound but not framed for the tools yet
         self.close_time = np.empty(0, dtype=np.int64) if close_time is None else close_time

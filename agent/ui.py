@@ -617,7 +617,7 @@ def run_agent_backtest(
         horizons_min=settings.scorecard.ledger_minutes,
     )
     save_decisions(store, records)
-    shown = {**report.agent, "run": run_stats(model.stats).facts()}
+    shown = {**report.agent, "run": run_stats(model.stats.since(strategy.started)).facts()}
     html = page(report.model_copy(update={"agent": shown}), result)
     log_rows = pd.DataFrame(
         [row.model_dump() for row in section.decision_log], columns=list(DecisionRow.model_fields)

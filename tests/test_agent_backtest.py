@@ -23,6 +23,7 @@ from scripted_model import ScriptedModel, buy_an_uptrend, look_at_the_market, to
 
 from agent.cli.common import EXIT_INTERRUPTED
 from agent.records import load_decisions
+from backtest.terminal import fmt
 from store import open_store
 
 DAY = ("--symbol", "BTCUSDT", "--days", "1")
@@ -224,39 +225,124 @@ def test_budget_stop_reports_what_was_done(
     assert agent["llm"]["abstains"] == {"budget": 1}
 
 
+PRICES = {"gpt-4o": (2.50, 10.00), "gpt-4o-mini": (0.15, 0.60)}  # config/default.toml, per Mtok
+
+
+@dataclasses.dataclass
+class Billing:
+    """What the loopback billed: each reply's model and usage, at that model's price."""
+
+    replies: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
+
+    def responder(self, model: ScriptedModel) -> Callable[[dict], Scripted]:
+        def bill(request: dict) -> Scripted:
+            answer = model(request)
+            usage = answer.body["usage"]
+            self.replies.append(
+                (request["model"], usage["prompt_tokens"], usage["completion_tokens"])
+            )
+            return dataclasses.replace(answer, delay_s=0.05)  # the replies are in flight together
+
+        return bill
+
+    def of(self, name: str) -> dict[str, float]:
+        """The calls, tokens and USD billed for `name`, keyed as the JSON report keys them."""
+        mine = [r for r in self.replies if r[0] == name]
+        prompt, completion = sum(r[1] for r in mine), sum(r[2] for r in mine)
+        price_in, price_out = PRICES[name]
+        return {
+            "model_calls": len(mine),
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cost_usd": (prompt * price_in + completion * price_out) / 1e6,
+        }
+
+
+def priced_env(server: LoopbackOpenAI) -> dict[str, str]:
+    """The loopback standing in for OpenAI: llm.prices apply at its host, to gpt-4o."""
+    return {**llm_env(server), "AGENT_LLM__PRICES_HOST": "127.0.0.1", "AGENT_LLM__MODEL": "gpt-4o"}
+
+
 @pytest.mark.slow
 def test_a_usd_budget_is_a_ceiling_with_eight_requests_in_flight(cli, tmp_path: Path) -> None:
     """At --concurrency 8 every request in flight had been sent while the spend was under the
     budget, and their replies took it past ($0.0623 of $0.05). Each request now holds its worst
-    case until its reply settles it: what the provider bills stays within the budget."""
-    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
-    billed: list[float] = []
-
-    def billing(request: dict) -> Scripted:
-        answer = model(request)
-        usage = answer.body["usage"]  # gpt-4o's prices in config/default.toml, per token
-        billed.append((usage["prompt_tokens"] * 2.5 + usage["completion_tokens"] * 10) / 1e6)
-        return dataclasses.replace(answer, delay_s=0.05)  # the replies are in flight together
-
-    server = LoopbackOpenAI(responder=billing).start()
-    env = {**llm_env(server), "AGENT_LLM__PRICES_HOST": "127.0.0.1", "AGENT_LLM__MODEL": "gpt-4o"}
-    out = tmp_path / "budget.json"
+    case until its reply settles it: what the provider bills stays within the budget. Every
+    output says what was billed: the decisions the stop cut short had been billed too, and the
+    JSON, the page and the scorecard left them out ($0.0338 of $0.0410 billed)."""
+    billing = Billing()
+    server = LoopbackOpenAI(
+        responder=billing.responder(ScriptedModel(look_at_the_market, buy_an_uptrend))
+    ).start()
+    out, page = tmp_path / "budget.json", tmp_path / "budget.html"
     try:
         run = cli("agent-backtest", *DAY, "--concurrency", "8", "--budget-usd", "0.05",
-                  "--json", str(out), env=env)  # fmt: skip
+                  "--json", str(out), "--html", str(page), env=priced_env(server))  # fmt: skip
     finally:
         server.stop()
     assert run.returncode == 0, run.stderr
-    agent = json.loads(out.read_text())["agent"]
+    report = json.loads(out.read_text())
+    agent = report["agent"]
     assert agent["stopped"] == "budget" and 0 < agent["decisions"] < agent["planned_decisions"]
     assert "notice: the budget ran out after" in run.stderr
-    assert len(billed) == len(server.requests) > 8
-    assert sum(billed) <= 0.05
+    billed = billing.of("gpt-4o")
+    assert billed["model_calls"] == len(server.requests) > 8
+    assert billed["cost_usd"] <= 0.05
     assert "cost budget: this request may cost $" in run.stderr
     assert "of llm.max_usd=0.05 left; nothing was sent" in run.stderr
-    spent = re.search(r"cost \[\$\] \(this run\)\s*│\s*[\d.]+ \(([\d.]+)\)", run.stdout)
-    assert spent is not None, run.stdout
-    assert float(spent.group(1)) == pytest.approx(sum(billed), abs=1e-4)  # the spend shown
+
+    llm = agent["llm"]
+    assert {k: llm[k] for k in billed} == pytest.approx(billed, abs=1e-6)  # the JSON
+    assert report["scorecard"]["llm_cost_usd"] == llm["cost_usd"]  # the net return's cost
+    shown = re.search(r"cost \[\$\] \(this run\)\s*│\s*([\d.]+) \(([\d.]+)\)", run.stdout)
+    assert shown is not None, run.stdout
+    assert [float(x) for x in shown.groups()] == pytest.approx([billed["cost_usd"]] * 2, abs=1e-4)
+    facts = page.read_text()
+    for key in billed:
+        assert f"<tr><td>{key}</td><td>{fmt(llm[key])}</td></tr>" in facts  # the page
+    # the stored decisions hold the calls of the decisions made; the rest is said apart
+    store = open_store(f"sqlite:///{tmp_path / 'data' / 'agent.db'}")
+    recorded = sum(len(r.llm_calls) for r in load_decisions(store))
+    store.close()
+    dropped = llm.get("in_no_decision", {"model_calls": 0})["model_calls"]
+    assert recorded + dropped == billed["model_calls"]
+
+
+@pytest.mark.slow
+def test_a_compare_variant_cut_short_by_the_budget_reports_what_it_was_billed(
+    cli, tmp_path: Path
+) -> None:
+    """The variant's decisions in flight when its budget ran out had been billed for their first
+    calls, and its calls, tokens and cost left them out: 0 of 5 calls billed."""
+    billing = Billing()
+    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
+    server = LoopbackOpenAI(responder=billing.responder(model)).start()
+    env = priced_env(server)
+    alone, paired = tmp_path / "alone.json", tmp_path / "paired.json"
+    try:
+        base = cli("agent-backtest", *DAY, "--decide-every", "60", "--yes",
+                   "--json", str(alone), env=env)  # fmt: skip
+        assert base.returncode == 0, base.stderr
+        run = cli("agent-backtest", *DAY, "--decide-every", "60", "--yes",
+                  "--compare", "model=gpt-4o-mini", "--json", str(paired),
+                  env={**env, "AGENT_LLM__MAX_CALLS": "5"})  # fmt: skip
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stderr
+    report = json.loads(paired.read_text())
+    compared = report["scorecard"]["compare"]
+    assert compared["na"].startswith("the variant stopped early (budget)")
+    billed = billing.of("gpt-4o-mini")  # the base's answers came from the cache
+    assert billed["model_calls"] == compared["variant_requests_sent"] == 5
+    variant = {k: compared[f"variant_{k}"] for k in billed}
+    assert variant == pytest.approx(billed, abs=1e-6)
+    base_llm = report["agent"]["llm"]
+    assert base_llm == json.loads(alone.read_text())["agent"]["llm"]
+    total = compared["run_total"]
+    assert total["model_calls"] == base_llm["model_calls"] + 5
+    assert total["cost_usd"] == pytest.approx(base_llm["cost_usd"] + billed["cost_usd"], abs=1e-6)
+    said = " ".join(run.stdout.split())
+    assert "variant model calls (new requests) │ 5 (5)" in said
 
 
 @pytest.mark.slow

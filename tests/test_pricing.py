@@ -149,6 +149,40 @@ def test_the_ui_asks_an_unpriced_paid_model_for_a_call_or_token_budget(tmp_path:
     assert model.stats.calls == 0
 
 
+@UI_GROUP
+def test_a_ui_agent_backtest_reports_its_own_spend_not_the_sessions(
+    tmp_path: Path, server: LoopbackOpenAI
+) -> None:
+    """The UI keeps one model for its session: an agent backtest's calls, tokens and cost are
+    the run's own, and a second run answered from the cache says it sent nothing."""
+    from agent.ui import run_agent_backtest  # UI_GROUP: loaded by its worker only
+
+    llm = {"model": "gpt-4o", "prices_host": "127.0.0.1", "max_usd": 1.0}
+    settings = load_settings(data_dir=tmp_path, llm=llm)
+    model = LLMClient(
+        settings.llm,
+        api_key="sk-test-loopback",
+        base_url=server.base_url,
+        cache_dir=tmp_path / "llm",
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    frames = {"BTCUSDT": load_sample("BTCUSDT")}
+    try:
+        first = run_agent_backtest(store, settings, model, frames, tmp_path, "BTCUSDT", 1, 60)
+        sent = len(server.requests)
+        again = run_agent_backtest(store, settings, model, frames, tmp_path, "BTCUSDT", 1, 60)
+    finally:
+        store.close()
+        model.close()
+    assert len(server.requests) == sent > 0
+    spent = report_of(first.json_path)["agent"]["llm"]
+    assert spent["model_calls"] == sent and spent["cost_usd"] > 0.01
+    assert report_of(again.json_path)["agent"]["llm"] == spent  # as if uncached: the same
+    page = again.html_path.read_text()
+    assert "<tr><td>requests_sent</td><td>0</td></tr>" in page
+    assert "<tr><td>cost_usd_this_run</td><td>0</td></tr>" in page
+
+
 @pytest.mark.parametrize("given", ["https://api.openai.com/v1", "api.openai.com:443", ""])
 def test_the_prices_host_is_a_bare_host(given: str) -> None:
     """A URL would never equal an endpoint's host, leaving every run silently unpriced."""
