@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from backtest.scorecard_view import (
 )
 
 _SHOWN_TRADES = 10
+_SIGNIFICANT = 6  # prices and sizes show at least this many digits
 
 
 def fmt(value: Any) -> str:
@@ -38,18 +40,33 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def to_unit(value: float, unit: str | None, fallback: int = 2) -> str:
-    """A price to its tick or a quantity to its step ('0.01' -> 2 decimals), with separators."""
-    places = fallback if unit is None else max(0, -Decimal(unit).normalize().as_tuple().exponent)
-    return f"{value:,.{places}f}"
+def to_unit(value: float, unit: str | None = None) -> str:
+    """A price or quantity to its exchange unit (tick or step: '0.01' -> 2 decimals) and to at
+    least 6 significant digits, with separators: past the unit without trailing zeros, so an
+    unknown symbol's 1.0987e-08 reads 0.000000010987 and a size carries no float noise."""
+    places = 0 if unit is None else max(0, -int(Decimal(unit).normalize().as_tuple().exponent))
+    digits = places
+    if value and math.isfinite(value):
+        digits = max(places, _SIGNIFICANT - 1 - math.floor(math.log10(abs(value))))
+    whole, _, fraction = f"{value:,.{digits}f}".partition(".")
+    fraction = fraction.rstrip("0").ljust(places, "0")
+    return f"{whole}.{fraction}" if fraction else whole
 
 
 def money(value: float) -> str:
     return f"{value:,.2f}"
 
 
+def metric_text(name: str, value: Any) -> str:
+    """A metric as shown: dollar figures ([$]) to the cent like every other dollar amount, the
+    rest by `fmt`."""
+    if name.endswith("[$]") and isinstance(value, float | int):
+        return money(value)
+    return fmt(value)
+
+
 def metric_cell(name: str, value: Any, basis: Basis) -> str:
-    return "n/a" if name in basis.not_available else fmt(value)
+    return "n/a" if name in basis.not_available else metric_text(name, value)
 
 
 def basis_lines(basis: Basis) -> list[str]:
@@ -76,8 +93,8 @@ TRADE_COLUMNS = (
 
 
 def trade_cells(report: BacktestReport) -> list[dict[str, str]]:
-    """Every trade as text: prices to the tick, sizes to the step, money to the cent (the HTML
-    page and the UI show these, never a raw float like -39.31361006399983)."""
+    """Every trade as text: prices and sizes by `to_unit`, money to the cent (the HTML page and
+    the UI show these, never a raw float like -39.31361006399983)."""
     units = report.config.get("filters", {})
     rows = []
     for t in report.trades:
@@ -90,7 +107,7 @@ def trade_cells(report: BacktestReport) -> list[dict[str, str]]:
             t.exit_time,
             to_unit(t.entry_price, tick),
             to_unit(t.exit_price, tick),
-            to_unit(t.size, unit.get("step_size"), 8),
+            to_unit(t.size, unit.get("step_size")),
             money(t.pnl),
             money(t.fees),
             f"{t.return_pct:.3f}",

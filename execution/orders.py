@@ -17,7 +17,8 @@ below 2**53: what makes `snap`'s shortcut exact."""
 def snap(quantity: float) -> float:
     """Quantities live on exchange step grids (>= 1e-8), so rounding to 10 decimals removes the
     float dust of sums and differences without moving any real quantity: a position is flat
-    when it is exactly 0, never 1e-15 BTC that no order could close.
+    when it is exactly 0, never 1e-15 BTC that no order could close. (A symbol without
+    filters has no grid: there it moves a quantity by under 5e-11 units.)
 
     `round(x, 10)` writes x out in decimal and reads it back (~0.3 us), and most quantities
     have no dust: when x is already the nearest float to a decimal n / 1e10 (n an integer,

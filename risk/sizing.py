@@ -247,5 +247,6 @@ def fit(quantity: float, caps: list[Cap], grid: Grid) -> Fitted | NoRoom:
         room_exact = cap.room_exact if cap.room_exact is not None else exact(cap.room)
         if exact_multiply(qty, cap.unit_exact) > room_exact:
             qty = _floor_quotient(room_exact, cap.unit_exact, step)
-            rounded = True
+            # With no grid (step 0) this is the cap's exact room, not a rounding to a step.
+            rounded = rounded or step > 0
     return _tuple_new(Fitted, (qty, quantity, rounded, binding))

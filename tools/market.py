@@ -127,9 +127,10 @@ def _resample(frame: pd.DataFrame, base: str, target: str) -> pd.DataFrame:
 
 
 def _price_decimals(env: ToolEnv, symbol: str, price: float) -> int:
-    """The exchange's tick size when known (0.01 for BTCUSDT), else 8 significant digits."""
+    """The exchange's tick size when known (0.01 for BTCUSDT), else 8 significant digits (a
+    symbol without filters has a tick of 0)."""
     rules = env.rules.get(symbol)
-    if rules is not None:
+    if rules is not None and rules.tick_size > 0:
         return max(0, -int(rules.tick_size.normalize().as_tuple().exponent))
     if not math.isfinite(price) or price <= 0:
         return 2

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # for annotations: BacktestConfig's metrics load pandas
     from config.settings import BacktestSettings
 
 DEFAULT_DAYS = 3.0
+_NO_MAX_QTY = Decimal(10**30)  # SymbolRules takes no infinity: this bound no order reaches
 MIN_BARS = 2  # a run compares each bar with the one before: fewer can only fail on the data
 DESCRIPTION = """`agent-backtest`: replay a classic strategy over historical bars through the
 risk gate and the simulated executor, print the report, write JSON/HTML, sweep parameters,
@@ -295,7 +296,8 @@ def _rules(
     symbols: list[str], notes: list[str], known: dict[str, SymbolRules] | None = None
 ) -> dict[str, SymbolRules]:
     """Real Binance filters (`known`: the venue's, else the bundled capture's); symbols with
-    none trade unchecked, said once."""
+    none trade unchecked, said once: no grid (a step of 0 rounds nothing), no minimum and a
+    maximum no order reaches, so a coin priced at 1e-9 trades at its own prices."""
     if known is None:
         from market.sample import sample_rules  # pandas: only when no venue's rules are known
 
@@ -308,17 +310,16 @@ def _rules(
         _note(
             notes,
             f"notice: no exchange filters known for {symbol}; orders are not checked "
-            "against tickSize, stepSize or minNotional",
+            "against tickSize, stepSize, minQty, maxQty or minNotional",
         )
-        tiny = Decimal("0.00000001")
         rules[symbol] = SymbolRules(
             symbol=symbol,
             base_asset=symbol,
             quote_asset="USDT",
-            tick_size=tiny,
-            step_size=tiny,
-            min_qty=tiny,
-            max_qty=Decimal(10**12),
+            tick_size=Decimal(0),
+            step_size=Decimal(0),
+            min_qty=Decimal(0),
+            max_qty=_NO_MAX_QTY,
             min_notional=Decimal(0),
         )
     return rules

@@ -30,7 +30,7 @@ from backtest.sweep import (
     run_processes,
     run_ray,
 )
-from backtest.terminal import fmt, render
+from backtest.terminal import fmt, metric_text, render
 from core.clock import SystemClock
 from core.collector import collector_relaxed
 from core.errors import UserError
@@ -156,7 +156,7 @@ def _sweep(
         table.add_row(
             str(place),
             *(fmt(row.config["params"][n]) for n in grid),
-            *(fmt(row.metrics[m]) for m in shown),
+            *(metric_text(m, row.metrics[m]) for m in shown),
         )
     console.print(table)
     deflated = sweep_deflated(ranked, tasks[0], data)
