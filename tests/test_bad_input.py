@@ -67,6 +67,12 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
             "invalid --stop-loss 150: must be below 100",
         ),
         (
+            "agent-trade",
+            ("--fee-bps", "5000"),
+            {},
+            "invalid --fee-bps 5000: must be at most 1,000",
+        ),
+        (
             "agent-backtest",
             ("--max-participation", "2", *SMA),
             {},
@@ -105,6 +111,7 @@ SMA = ("--strategy", "sma_cross", "--days", "1")
         "fee-bound",
         "maker-bound",
         "stop-bound",
+        "trade-fee-bound",
         "participation",
         "same-output",
         "output-folder",
@@ -251,7 +258,7 @@ def test_cash_beyond_a_trillion_is_refused_where_its_figures_would_overflow(cli)
     for command in (("agent-backtest", "--days", "1"), ("agent-trade", "--max-bars", "1")):
         result = cli(*command, "--strategy", "sma_cross", "--cash", "1e308")
         assert result.returncode == 2 and "cash" in result.stderr, (command, result.stderr)
-        assert "less than or equal to 1000000000000" in result.stderr
+        assert "invalid --cash 1e+308: must be at most 1,000,000,000,000" in result.stderr
 
 
 def test_a_new_store_another_process_has_open_is_kept_when_a_command_is_refused(tmp_path) -> None:

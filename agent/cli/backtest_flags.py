@@ -254,14 +254,18 @@ def _config(args: argparse.Namespace, interval: str, defaults: BacktestSettings)
             }
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        flag = _flag_of(where, args)
-        bound = _bound(first.get("ctx") or {}, flag[1]) if flag else None
-        if flag is None or bound is None:
-            raise UserError(f"invalid backtest setting {where}: {first['msg']}") from None
-        shown = f"{first['input'] * flag[1]:g}"
-        raise UserError(f"invalid {flag[0]} {shown}: {bound}") from None
+        raise flag_error(exc, args, "backtest setting") from None
+
+
+def flag_error(exc: ValidationError, args: argparse.Namespace, what: str) -> UserError:
+    """A fill model's field refused, as the flag that set it, in its units (bps, percent)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    flag = _flag_of(where, args)
+    bound = _bound(first.get("ctx") or {}, flag[1]) if flag else None
+    if flag is None or bound is None:
+        return UserError(f"invalid {what} {where}: {first['msg']}")
+    return UserError(f"invalid {flag[0]} {first['input'] * flag[1]:g}: {bound}")
 
 
 _FLAG_SCALES = {  # a config field, as the flag that sets it and its units per field unit
@@ -275,10 +279,15 @@ _FLAG_SCALES = {  # a config field, as the flag that sets it and its units per f
 }
 
 
+_BARE = {"maker": "fees.maker", "taker": "fees.taker", "bps": "slippage.fixed.bps"}
+
+
 def _flag_of(where: str, args: argparse.Namespace) -> tuple[str, float] | None:
     """The flag behind a config field, so its error speaks the flag's units (bps, percent)."""
+    where = _BARE.get(where, where)  # a fee or slippage model built on its own (agent-trade)
     if where == "fees.maker":
-        return ("--maker-bps" if args.maker_bps is not None else "--fee-bps", 10_000)
+        maker = getattr(args, "maker_bps", None)  # agent-trade has none: its fee is both
+        return ("--maker-bps" if maker is not None else "--fee-bps", 10_000)
     return _FLAG_SCALES.get(where)
 
 
@@ -288,7 +297,9 @@ def _bound(ctx: dict[str, object], scale: float) -> str | None:
     for key, word in words.items():
         limit = ctx.get(key)
         if isinstance(limit, int | float):
-            return f"must be {word} {limit * scale:,g}"
+            value = limit * scale
+            shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
+            return f"must be {word} {shown}"
     return None
 
 

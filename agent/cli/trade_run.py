@@ -326,7 +326,7 @@ def _possible_rows(symbol: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig:
     """A paper account's fill model and a classic strategy's sizing, in the backtest's terms."""
-    from agent.cli.backtest_flags import _percent, _size
+    from agent.cli.backtest_flags import _percent, _size, flag_error
 
     try:
         return BacktestConfig(
@@ -343,9 +343,7 @@ def _fills(args: argparse.Namespace, trading: TradingSettings) -> BacktestConfig
             trailing_stop_pct=_percent(args.trailing_stop),
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"invalid setting {where}: {first['msg']}") from None
+        raise flag_error(exc, args, "setting") from None
 
 
 def _strategy(
