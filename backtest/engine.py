@@ -63,12 +63,12 @@ class BacktestResult:
     turnover: float = 0.0
     venue: SimulatedExecutor | None = None  # the final account, open orders and brackets
     actions: CorporateActions | None = None  # splits and dividends applied to raw prices
-    warmup_bars: int = 0  # the bars before `bars` the indicators started from
+    warmup: BarArrays | None = None  # the bars before `bars` the indicators started from
 
     @property
     def warmup_left(self) -> int:
         """The strategy's warm-up still inside the window, after the bars before it."""
-        return max(self.strategy.warmup - self.warmup_bars, 0)
+        return max(self.strategy.warmup - (0 if self.warmup is None else len(self.warmup)), 0)
 
 
 def run_backtest(
@@ -201,7 +201,7 @@ class _Run:
             fee_function=None if fee_fn is None else getattr(fee_fn, "__name__", repr(fee_fn)),
             hours=hours,
             gate_calls=self.gate_calls,
-            warmup_bars=0 if warmup is None else len(warmup),
+            warmup=warmup,
         )
 
     def run(self) -> BacktestResult:

@@ -118,7 +118,14 @@ def scorecard(
         ruled
         if ruled is not None
         else rule_runs(
-            result.bars, rules, result.config, result.limits, result.hours, start, **costs
+            result.bars,
+            rules,
+            result.config,
+            result.limits,
+            result.hours,
+            start,
+            warmup=result.warmup,
+            **costs,
         )
     )
     randoms = [
@@ -178,11 +185,14 @@ def rule_runs(
     *,
     fee_fn: FeeFn | None = None,
     actions: CorporateActions | None = None,
+    warmup: BarArrays | None = None,
 ) -> dict[str, BacktestResult]:
     """Buy-and-hold and the rule strategies need the bars, not the agent's run, so an LLM
     backtest can run them while it waits on the model (only the random baseline, matched to the
     agent's trades, must wait for the run). `fee_fn` and `actions` are the run's own (a stock's
-    SEC fee and TAF, its splits), so every baseline pays and is adjusted as the strategy is."""
+    SEC fee and TAF, its splits), so every baseline pays and is adjusted as the strategy is.
+    `warmup` is the run's too: each rule starts warm, as `agent-backtest --strategy NAME` over
+    the same window does; buy-and-hold buys at `start`, a bar of the window, so takes none."""
     same: dict[str, Any] = {"limits": limits, "hours": hours, "fee_fn": fee_fn, "actions": actions}
     runs = {
         "buy_and_hold": run_backtest(
@@ -191,7 +201,7 @@ def rule_runs(
     }
     for name, cls in STRATEGIES.items():
         if name not in EQUITY_ONLY or hours is not None:
-            runs[name] = run_backtest(bars, cls(cls.Params()), rules, config, **same)
+            runs[name] = run_backtest(bars, cls(cls.Params()), rules, config, warmup=warmup, **same)
     return runs
 
 

@@ -80,6 +80,28 @@ def test_offline_agent_backtest_reports_trades_decisions_and_baselines(cli, tmp_
     assert all(r.mode == "decide" and r.model == "offline" for r in records)
 
 
+@pytest.mark.slow
+def test_each_rule_baseline_trades_as_its_own_backtest_of_the_window(cli, tmp_path: Path) -> None:
+    """The agent starts warm, from the day before the window: a rule beside it in the scorecard
+    starts from the same warm-up, so its row is what `--strategy NAME` over the window reports."""
+    out = tmp_path / "agent.json"
+    assert cli("agent-backtest", *DAY, "--json", str(out)).returncode == 0
+    card = json.loads(out.read_text())["scorecard"]["baselines"]
+    for name in ("sma_cross", "rsi_reversion", "donchian_breakout"):
+        alone = tmp_path / f"{name}.json"
+        run = cli("agent-backtest", "--strategy", name, *DAY, "--json", str(alone))
+        assert run.returncode == 0, run.stderr
+        metrics = json.loads(alone.read_text())["metrics"]
+        assert "warm-up: 1,440 bars before the window" in run.stderr
+        assert card[name]["trades"] == metrics["# Trades"] > 0, name
+        for figure, metric in (
+            ("return_pct", "Return [%]"),
+            ("sharpe", "Sharpe Ratio"),
+            ("max_drawdown_pct", "Max. Drawdown [%]"),
+        ):
+            assert card[name][figure] == round(metrics[metric], 4), (name, figure)
+
+
 @pytest.mark.parametrize("strategy", [("--strategy", "sma_cross"), ()], ids=["sma", "agent"])
 def test_a_risk_halt_is_on_record_in_the_report(cli, tmp_path: Path, strategy: tuple) -> None:
     """A daily-loss halt skips the strategy and the gate: the orders section says how many

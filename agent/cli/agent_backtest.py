@@ -217,6 +217,7 @@ def run_agent_backtest(
             strategy.warmup_left,
             fee_fn=data.fees,
             actions=data.actions,
+            warmup=data.warmup,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines") as pool:
             # a new store is made (open_store put it off), the estimate of a run whose
