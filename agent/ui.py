@@ -33,7 +33,9 @@ from agent.chat_desk import ChatDesk
 from agent.chat_market import ChatMarket, open_chat_market, other_venues, sample_market
 from agent.chat_venue import ChatMode, approving_line, chat_venue, venue_line
 from agent.cli import backtest_flags as cli_backtest
+from agent.cli.backtest_run import classic_run, warmup_line
 from agent.cli.strategy_flags import param_flags
+from agent.cli.window import window_of, with_warmup
 from agent.decide import decision_prompt_version, system_prompt
 from agent.graph import AgentDeps, build_graph, new_turn
 from agent.loop_state import (
@@ -57,7 +59,7 @@ from arbitrage.book_feeds import live_books
 from arbitrage.live_books import BackgroundBooks
 from backtest import run_backtest
 from backtest.config import BacktestConfig
-from backtest.data import to_bar_arrays
+from backtest.data import to_bar_arrays, warmup_arrays
 from backtest.html import page
 from backtest.report import FillOut, build_report
 from backtest.runs import save_run
@@ -71,7 +73,6 @@ from core.errors import ConfigError, UserError
 from execution.paper_records import accounts, load_account, load_equity
 from market.indicators import compute_indicators
 from market.models import iso_ms, parse_symbol
-from market.source import DAY_MS
 from risk.interventions import Action, Intervention, describe, intervene
 from risk.limits_text import limit_lines
 from risk.models import SignalSource
@@ -478,17 +479,32 @@ def run_classic_backtest(
     cls, params = cli_backtest._strategy_params(args)
     instance = cli_backtest._build_strategy(cls, params)
     config = cli_backtest._config(args, "1m", settings.backtest)
-    window = _window(frames, symbol, days)
     notes: list[str] = []
-    bars, _dropped = to_bar_arrays(window)
-    rules = cli_backtest._rules(list(window), notes)
-    result = run_backtest(bars, instance, rules, config, limits=settings.risk)
-    report = build_report(result, notes, rules)
+    data, _ = _data(frames, symbol, days, notes)
+    result = classic_run(instance, data, config, settings.risk, notes.append)
+    report = build_report(result, notes, data.rules)
     return _outcome(store, out_dir, cls.name, report, result, notes, page(report, result))
 
 
-def _window(frames: dict[str, pd.DataFrame], symbol: str, days: Any) -> dict[str, pd.DataFrame]:
-    """The last `days` of each chosen symbol, or a UserError naming the bad input."""
+def _data(
+    frames: dict[str, pd.DataFrame], symbol: str, days: Any, notes: list[str]
+) -> tuple[SweepData, dict[str, pd.DataFrame]]:
+    """The last `days` of each chosen symbol with the warm-up before them, as agent-backtest
+    runs a window; and the frames an agent's tools read (the warm-up, then the window)."""
+    window, warm = _window(frames, symbol, days)
+    bars, _dropped = to_bar_arrays(window)
+    warmup = warmup_arrays(warm)
+    if warmup is not None:
+        notes.append(warmup_line(warmup))
+    data = SweepData(bars, cli_backtest._rules(list(window), notes), warmup=warmup)
+    return data, window if warmup is None else with_warmup(window, warm)
+
+
+def _window(
+    frames: dict[str, pd.DataFrame], symbol: str, days: Any
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """The last `days` of each chosen symbol and the warm-up before them, or a UserError naming
+    the bad input."""
     try:
         days = float(days)
     except (TypeError, ValueError):
@@ -498,12 +514,8 @@ def _window(frames: dict[str, pd.DataFrame], symbol: str, days: Any) -> dict[str
     symbols = [_known_symbol(s, frames) for s in (symbol or "").split(",") if s.strip()]
     if not symbols:
         raise UserError("give a symbol, e.g. BTCUSDT")
-    window: dict[str, pd.DataFrame] = {}
-    for s in symbols:
-        frame = frames[s]
-        cutoff = int(frame["open_time"].iloc[-1]) - int(days * DAY_MS)
-        window[s] = frame[frame["open_time"] > cutoff].reset_index(drop=True)
-    return window
+    both = {s: window_of(frames[s], {"days": days}) for s in symbols}
+    return {s: w for s, (w, _) in both.items()}, {s: warm for s, (_, warm) in both.items()}
 
 
 def _outcome(
@@ -574,16 +586,14 @@ def run_agent_backtest(
             f"an agent backtest on {model.model} may spend money: set a budget "
             "(AGENT_LLM__MAX_USD) before starting agent-ui, or use agent-backtest --yes"
         )
-    window = _window(frames, symbol, days)
     notes: list[str] = []
-    bars, _dropped = to_bar_arrays(window)
-    data = SweepData(bars, cli_backtest._rules(list(window), notes))
+    data, read = _data(frames, symbol, days, notes)
     config = settings_backtest(settings, "1m")
     strategy = AgentStrategy(
         params,
         model=model,
-        market=MarketData(window, "1m"),
-        close_time=bars.close_time,
+        market=MarketData(read, "1m"),
+        close_time=data.bars.close_time,
         rules=dict(data.rules),
         cash=config.cash,
         run_id="",
@@ -593,7 +603,7 @@ def run_agent_backtest(
     planned = strategy.planned()
     if planned == 0:
         raise UserError(
-            f"no decision bars: {days} days is shorter than the warm-up of {strategy.warmup} "
+            f"no decision bars: {days} days is shorter than the warm-up of {strategy.warmup_left} "
             f"bars plus one decision interval ({params.decide_every} min)"
         )
     done = 0
@@ -604,7 +614,9 @@ def run_agent_backtest(
         on_decision(done, planned)
 
     strategy.on_decision = decided
-    result = run_backtest(bars, strategy, data.rules, config, limits=strategy.limits)
+    result = run_backtest(
+        data.bars, strategy, data.rules, config, limits=strategy.limits, warmup=data.warmup
+    )
     if strategy.stopped == "cache_miss":
         raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
     report, records, section = agent_report(

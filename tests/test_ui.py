@@ -349,3 +349,38 @@ def test_clearing_a_halt_needs_a_confirmation_and_is_recorded(ui: Running) -> No
         assert steps[-2:] == [("halt", "user", "pulled in the UI"), ("resume", "user", "checked")]
     finally:
         _resume_all(ui)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["agent", "sma_cross"])
+def test_a_ui_backtest_is_the_cli_s_backtest_of_the_same_window(
+    cli, tmp_path: Path, strategy: str
+) -> None:
+    """The UI runs the window from the day before it, as agent-backtest does: the same fills,
+    figures and (for the agent) scorecard as the command's JSON for the same day."""
+    from agent.ui import run_agent_backtest, run_classic_backtest  # UI_GROUP: its worker only
+
+    settings = load_settings(data_dir=tmp_path / "ui")
+    store = open_store(f"sqlite:///{tmp_path / 'ui.db'}")
+    frames = {"BTCUSDT": load_sample("BTCUSDT")}
+    try:
+        if strategy == "agent":
+            out = run_agent_backtest(
+                store, settings, OfflineModel(), frames, tmp_path, "BTCUSDT", 1, 15
+            )
+        else:
+            out = run_classic_backtest(
+                store, settings, frames, tmp_path, strategy, "BTCUSDT", 1, ""
+            )
+    finally:
+        store.close()
+    assert any(n.startswith("warm-up: 1,440 bars before the window") for n in out.notes)
+    ui = json.loads(out.json_path.read_text())
+    path = tmp_path / "cli.json"
+    run = cli("agent-backtest", "--strategy", strategy, "--symbol", "BTCUSDT", "--days", "1",
+              "--json", str(path))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    shell = json.loads(path.read_text())
+    assert ui["fills"] and ui["fills"] == shell["fills"]
+    assert ui["trades"] == shell["trades"] and ui["metrics"] == shell["metrics"]
+    assert ui.get("scorecard") == shell.get("scorecard")

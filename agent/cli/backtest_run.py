@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -15,7 +16,7 @@ from agent.cli.backtest_flags import _build_strategy, _config, _note, _rules, ch
 from agent.cli.common import EXIT_RUNTIME, notify, settings_from, write_chunks, write_file
 from agent.cli.equity import check_flags, equity_interval, equity_run, parse_symbols, whole_file
 from agent.cli.window import Window, load_frames, venue_rules, with_warmup
-from backtest import run_backtest
+from backtest import BacktestResult, run_backtest
 from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays, warmup_arrays
 from backtest.metrics import warmup_shortfall
@@ -48,17 +49,15 @@ def warmup_line(warmup: BarArrays) -> str:
     return f"warm-up: {len(warmup):,} bars before the window, from {first} UTC (as the paper loop)"
 
 
-def _single(
-    args: argparse.Namespace,
+def classic_run(
     strategy: Strategy,
     data: SweepData,
     config: BacktestConfig,
-    notes: list[str],
-    window: Window,
-    store: Store,
-    console: Console,
     limits: RiskLimits,
-) -> int:
+    note: Callable[[str], None],
+) -> BacktestResult:
+    """A classic strategy over the window from its warm-up, saying when the warm-up leaves it
+    nothing to trade on: agent-backtest's run and the UI's."""
     result = run_backtest(
         data.bars,
         strategy,
@@ -73,7 +72,22 @@ def _single(
     )
     shortfall = warmup_shortfall(strategy.name, result.warmup_left, len(data.bars))
     if shortfall:
-        _note(notes, f"notice: {shortfall}: it cannot trade")
+        note(f"notice: {shortfall}: it cannot trade")
+    return result
+
+
+def _single(
+    args: argparse.Namespace,
+    strategy: Strategy,
+    data: SweepData,
+    config: BacktestConfig,
+    notes: list[str],
+    window: Window,
+    store: Store,
+    console: Console,
+    limits: RiskLimits,
+) -> int:
+    result = classic_run(strategy, data, config, limits, lambda line: _note(notes, line))
     report = build_report(result, notes, data.rules, window.model_dump())
     console.print(render(report))
     if args.json:

@@ -66,10 +66,17 @@ def _csv(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The file's bars in the window, and its warm-up before them."""
     whole = load_csv_candles(args.data, interval, notify, stock=stock, bars_only=True)
-    frame = _trim(whole, span)
+    frame, warmup = window_of(whole, span)
     if frame.empty:
         raise UserError(f"{args.data} has no bars in the window asked for")
-    return frame, _before(whole, frame)
+    return frame, warmup
+
+
+def window_of(whole: pd.DataFrame, span: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bars of `span` in `whole` and the warm-up before them: a file's, a stock's stored
+    bars and the UI's frames are cut alike, so each front end runs the same bars."""
+    frame = _trim(whole, span)
+    return frame, _before(whole, frame) if len(frame) else frame
 
 
 def _trim(frame: pd.DataFrame, span: dict) -> pd.DataFrame:
@@ -215,11 +222,10 @@ def with_warmup(
 def _stored_stock(
     store: Store, symbol: str, interval: str, span: dict, exchange: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    whole = load_candles(store, symbol, interval, exchange=exchange)
-    frame = _trim(whole, span)
+    frame, warmup = window_of(load_candles(store, symbol, interval, exchange=exchange), span)
     if frame.empty:
         raise no_stock_bars(symbol, interval)
-    return frame, _before(whole, frame)
+    return frame, warmup
 
 
 def _window(
