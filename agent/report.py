@@ -227,12 +227,14 @@ def _by_code(records: Iterable[DecisionRecord]) -> dict[str, int]:
 
 
 def baselines(card: Scorecard) -> dict[str, dict[str, Any]]:
-    """The scorecard's baselines in the four headline metrics (the random one by its median)."""
+    """The scorecard's baselines in the four headline metrics (the random one by its median),
+    and why any of them is n/a."""
     rows: dict[str, dict[str, Any]] = {}
     for name, entry in card.baselines.items():
         figures = entry.median if isinstance(entry, RandomBaseline) else entry
         values = (figures.return_pct, figures.sharpe, figures.max_drawdown_pct, figures.trades)
-        rows[name] = dict(zip(BASELINE_METRICS, values, strict=True))
+        na = {} if figures.sharpe_na is None else {"Sharpe Ratio": figures.sharpe_na}
+        rows[name] = {**dict(zip(BASELINE_METRICS, values, strict=True)), "not_available": na}
     return rows
 
 

@@ -223,7 +223,7 @@ def _scorecard_html(report: BacktestReport) -> str:
     card = report.scorecard
     if card is None:
         return ""
-    notes = "".join(f"<li>{escape(line)}</li>" for line in view.result_notes(card))
+    notes = _items([*view.interval_na_lines(card), *view.result_notes(card)])
     calibrated = ""
     if card["calibration"]["groups"]:
         calibrated = _table(
@@ -231,6 +231,7 @@ def _scorecard_html(report: BacktestReport) -> str:
         ) + _reliability(card["calibration"]["groups"])
     return f"""<h2>Scorecard: the same bars through the same gate and fills</h2>
 {_table(list(view.RESULT_COLUMNS), view.result_rows(card))}
+<ul>{_items(view.result_na_lines(card))}</ul>
 {_table(list(view.INTERVAL_COLUMNS), view.interval_rows(card))}
 <ul>{notes}</ul>
 <h2>Veto ledger: what each gate rule saved (+) or cost (−) [$]</h2>
@@ -239,6 +240,10 @@ def _scorecard_html(report: BacktestReport) -> str:
 <h2>Calibration by stated confidence</h2>
 <p>{escape(view.calibration_line(card))}</p>
 {calibrated}"""
+
+
+def _items(lines: list[str]) -> str:
+    return "".join(f"<li>{escape(line)}</li>" for line in lines)
 
 
 def _reliability(groups: list[dict[str, Any]], size: int = 240) -> str:

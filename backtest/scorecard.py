@@ -57,6 +57,7 @@ class Figures(BaseModel):
 
     return_pct: float | None
     sharpe: float | None
+    sharpe_na: str | None = None  # why `sharpe` is n/a (backtest.annualise)
     max_drawdown_pct: float | None
     trades: int
     vetoed: dict[str, int] = {}
@@ -263,7 +264,7 @@ def _resampled(
 
 def _figures(run: BacktestResult, boot: _Boot | None) -> Figures:
     step = interval_ms(run.config.interval)
-    values, _ = equity_metrics(
+    values, basis = equity_metrics(
         run.equity,
         run.bars.open_time,
         step,
@@ -271,9 +272,11 @@ def _figures(run: BacktestResult, boot: _Boot | None) -> Figures:
         run.config.bars_per_session,
     )
     na = Interval(na="too short to resample") if boot is None else None
+    sharpe_ratio = _num(values["Sharpe Ratio"])
     return Figures(
         return_pct=_num(values["Return [%]"]),
-        sharpe=_num(values["Sharpe Ratio"]),
+        sharpe=sharpe_ratio,
+        sharpe_na=None if sharpe_ratio is not None else basis.not_available["Sharpe Ratio"],
         max_drawdown_pct=_num(values["Max. Drawdown [%]"]),
         trades=len(run.trades),
         vetoed=dict(sorted(run.vetoes.items())),
@@ -289,12 +292,14 @@ def _random(per_seed: list[Figures], matched: dict[str, Any]) -> RandomBaseline:
 
     returns = [f.return_pct for f in per_seed if f.return_pct is not None]
     middle = sorted(per_seed, key=lambda f: f.return_pct or 0.0)[len(per_seed) // 2]
+    sharpe_ratio = median("sharpe")  # n/a only where every seed's is, the middle one's too
     return RandomBaseline(
         seeds=list(SEEDS),
         matched=matched,
         median=Figures(
             return_pct=median("return_pct"),
-            sharpe=median("sharpe"),
+            sharpe=sharpe_ratio,
+            sharpe_na=middle.sharpe_na if sharpe_ratio is None else None,
             max_drawdown_pct=median("max_drawdown_pct"),
             trades=int(np.median([f.trades for f in per_seed])),
             vetoed=middle.vetoed,

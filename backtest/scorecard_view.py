@@ -50,6 +50,35 @@ def interval_rows(card: dict[str, Any]) -> list[list[str]]:
     return [[name, _ci(f["return_ci"], 2), _ci(f["sharpe_ci"], 1)] for name, f, _ in _runs(card)]
 
 
+def result_na_lines(card: dict[str, Any]) -> list[str]:
+    """Why each n/a cell of the results reads n/a, one line per reason and the runs it holds
+    for (only a Sharpe Ratio can be n/a there)."""
+    runs = _runs(card)
+    return _na_lines(
+        "Sharpe Ratio", [(n, f["sharpe_na"]) for n, f, _ in runs if f["sharpe"] is None]
+    )
+
+
+def interval_na_lines(card: dict[str, Any]) -> list[str]:
+    """Why each n/a interval reads n/a; none when no run was resampled, which `result_notes`
+    says once for all."""
+    if card["intervals"]["na"]:
+        return []
+    runs = _runs(card)
+    return [
+        *_na_lines("Return [%] 95% interval", [(n, f["return_ci"]["na"]) for n, f, _ in runs]),
+        *_na_lines("Sharpe 95% interval", [(n, f["sharpe_ci"]["na"]) for n, f, _ in runs]),
+    ]
+
+
+def _na_lines(column: str, cells: list[tuple[str, str | None]]) -> list[str]:
+    runs: dict[str, list[str]] = {}
+    for name, why in cells:
+        if why:
+            runs.setdefault(why, []).append(name)
+    return [f"n/a {column} ({', '.join(names)}): {why}" for why, names in runs.items()]
+
+
 def result_notes(card: dict[str, Any]) -> list[str]:
     agent, iv = card["agent"], card["intervals"]
     cost = card["llm_cost_usd"]

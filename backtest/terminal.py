@@ -18,9 +18,11 @@ from backtest.scorecard_view import (
     RESULT_COLUMNS,
     calibration_line,
     calibration_rows,
+    interval_na_lines,
     interval_rows,
     ledger_columns,
     ledger_rows,
+    result_na_lines,
     result_notes,
     result_rows,
 )
@@ -227,9 +229,13 @@ def render_scorecard(card: dict[str, Any]) -> Group:
             "scorecard: the same bars through the same gate and fills",
             RESULT_COLUMNS,
             result_rows(card),
+            "\n".join(result_na_lines(card)) or None,
         ),
         _plain_table(
-            "95% intervals", INTERVAL_COLUMNS, interval_rows(card), "\n".join(result_notes(card))
+            "95% intervals",
+            INTERVAL_COLUMNS,
+            interval_rows(card),
+            "\n".join([*interval_na_lines(card), *result_notes(card)]),
         ),
         render_ledger(card["veto_ledger"]),
     ]

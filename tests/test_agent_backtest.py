@@ -102,6 +102,38 @@ def test_each_rule_baseline_trades_as_its_own_backtest_of_the_window(cli, tmp_pa
             assert card[name][figure] == round(metrics[metric], 4), (name, figure)
 
 
+@pytest.mark.slow
+def test_every_n_a_in_the_scorecard_says_why(cli, tmp_path: Path) -> None:
+    """An hour in which the agent never trades has no Sharpe ratio and no Sharpe interval:
+    the terminal, the JSON and the page each say why, for every run that has none."""
+    out, html = tmp_path / "flat.json", tmp_path / "flat.html"
+    hour = ("--start", "2025-10-31T12:00", "--end", "2025-10-31T13:10")
+    run = cli("agent-backtest", "--symbol", "BTCUSDT", *hour, "--json", str(out),
+              "--html", str(html))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    card = report["scorecard"]
+    flat = "returns vary by less than 1e-09 per bar: no volatility to divide by"
+    spread = "the ratio is undefined in most resamples (returns without spread)"
+    runs = {"agent": card["agent"], **card["baselines"]}
+    runs["random_entry"] = runs["random_entry"]["median"]
+    na = [name for name, f in runs.items() if f["sharpe"] is None]
+    assert "agent" in na and "random_entry" in na
+    for name, figures in runs.items():
+        assert figures["sharpe_na"] == (flat if name in na else None), name
+        assert (figures["sharpe_ci"]["low"] is None) == (figures["sharpe_ci"]["na"] == spread)
+    for name in set(na) - {"agent"}:
+        assert report["agent"]["baselines"][name]["not_available"] == {"Sharpe Ratio": flat}
+    shown = ", ".join("agent (net)" if n == "agent" else n for n in na)
+    said = " ".join(run.stdout.split())
+    page = html.read_text()
+    for line in (
+        f"n/a Sharpe Ratio ({shown}): {flat}",
+        f"n/a Sharpe 95% interval ({shown}): {spread}",
+    ):
+        assert line in said and f"<li>{line}</li>" in page
+
+
 @pytest.mark.parametrize("strategy", [("--strategy", "sma_cross"), ()], ids=["sma", "agent"])
 def test_a_risk_halt_is_on_record_in_the_report(cli, tmp_path: Path, strategy: tuple) -> None:
     """A daily-loss halt skips the strategy and the gate: the orders section says how many
