@@ -25,14 +25,13 @@ from agent.report import (
     finalize_records,
     run_spend,
     spend,
-    usd_or_na,
 )
 from agent.strategy import AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.annualise import choose_basis
 from backtest.bootstrap import Interval, interval, paired_totals, too_short
+from backtest.scorecard_view import comparison_rows, comparison_title
 from backtest.sweep import SweepData
-from backtest.terminal import fmt
 from config import Settings
 from core.errors import UserError
 from market.models import interval_ms
@@ -254,40 +253,9 @@ def _action(record: DecisionRecord) -> str:
 
 
 def render_comparison(paired: dict[str, Any]) -> Table:
-    table = Table(
-        title=f"paired A/B: {paired['variant']} on the same decision points", show_header=False
-    )
+    table = Table(title=comparison_title(paired), show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
-    ci = paired["difference_ci"]
-    total = paired["run_total"]
-    figures = (
-        {"comparison": f"n/a: {paired['na']}"}
-        if paired.get("na")
-        else {
-            "same signal / same verdict": f"{fmt(paired['signal_agreement'])} / "
-            f"{fmt(paired['verdict_agreement'])}",
-            "net return [%] base / variant": f"{paired['base_net_return_pct']:.4f} / "
-            f"{paired['variant_net_return_pct']:.4f}",
-            "difference [%] (95% interval)": f"{paired['difference_pct']:.4f} ("
-            + (f"n/a: {ci['na']}" if ci["na"] else f"{ci['low']:.4f} to {ci['high']:.4f}")
-            + ")",
-            "P(variant better)": fmt(paired["p_variant_better"]),
-        }
-    )
-    rows = {
-        "decision points": f"{paired['decision_points']:,}",
-        **figures,
-        "variant model calls (new requests)": f"{paired['variant_model_calls']:,} "
-        f"({paired['variant_requests_sent']:,})",
-        "variant tokens in / out": f"{paired['variant_prompt_tokens']:,} / "
-        f"{paired['variant_completion_tokens']:,}",
-        "variant cost [$]": usd_or_na(paired["variant_cost_usd"]),
-        "run total, base + variant: calls / cost [$]": f"{total['model_calls']:,} / "
-        + usd_or_na(total["cost_usd"]),
-    }
-    if paired.get("cost_na"):
-        rows["returns before model cost"] = f"cost n/a: {paired['cost_na']}"
-    for name, value in rows.items():
-        table.add_row(name, value)
+    for row in comparison_rows(paired):
+        table.add_row(*row)
     return table

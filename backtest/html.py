@@ -234,12 +234,23 @@ def _scorecard_html(report: BacktestReport) -> str:
 <ul>{_items(view.result_na_lines(card))}</ul>
 {_table(list(view.INTERVAL_COLUMNS), view.interval_rows(card))}
 <ul>{notes}</ul>
+{_comparison_html(card.get("compare"))}
 <h2>Veto ledger: what each gate rule saved (+) or cost (−) [$]</h2>
 {_table(view.ledger_columns(card), view.ledger_rows(card))}
 <p>Counterfactual: {escape(card["veto_ledger"]["basis"])}.</p>
 <h2>Calibration by stated confidence</h2>
 <p>{escape(view.calibration_line(card))}</p>
 {calibrated}"""
+
+
+def _comparison_html(paired: dict[str, Any] | None) -> str:
+    """`--compare`'s paired A/B, as the terminal shows it."""
+    if paired is None:
+        return ""
+    title = view.comparison_title(paired)
+    return f"<h2>{escape(title[0].upper() + title[1:])}</h2>\n" + _table(
+        ["what", "value"], view.comparison_rows(paired)
+    )
 
 
 def _items(lines: list[str]) -> str:

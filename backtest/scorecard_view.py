@@ -161,3 +161,45 @@ def calibration_line(card: dict[str, Any]) -> str:
         f"calibration: {cal['decisions']} buy/sell/close decisions scored on the {cal['horizon']} "
         f"move from the next open; Brier score {cal['brier']:.4f} (0 is perfect, 0.25 is a coin)"
     )
+
+
+def comparison_title(paired: dict[str, Any]) -> str:
+    return f"paired A/B: {paired['variant']} on the same decision points"
+
+
+def comparison_rows(paired: dict[str, Any]) -> list[list[str]]:
+    """`--compare` as (what, value) rows; agreement as a share of the decision points."""
+    ci = paired["difference_ci"]
+    total = paired["run_total"]
+    figures = (
+        {"comparison": f"n/a: {paired['na']}"}
+        if paired.get("na")
+        else {
+            "same signal / same verdict": f"{_share(paired['signal_agreement'])} / "
+            f"{_share(paired['verdict_agreement'])}",
+            "net return [%] base / variant": f"{paired['base_net_return_pct']:.4f} / "
+            f"{paired['variant_net_return_pct']:.4f}",
+            "difference [%] (95% interval)": f"{paired['difference_pct']:.4f} ("
+            + (f"n/a: {ci['na']}" if ci["na"] else f"{ci['low']:.4f} to {ci['high']:.4f}")
+            + ")",
+            "P(variant better)": _num(paired["p_variant_better"], 3),
+        }
+    )
+    rows = {
+        "decision points": f"{paired['decision_points']:,}",
+        **figures,
+        "variant model calls (new requests)": f"{paired['variant_model_calls']:,} "
+        f"({paired['variant_requests_sent']:,})",
+        "variant tokens in / out": f"{paired['variant_prompt_tokens']:,} / "
+        f"{paired['variant_completion_tokens']:,}",
+        "variant cost [$]": _num(paired["variant_cost_usd"], 4),
+        "run total, base + variant: calls / cost [$]": f"{total['model_calls']:,} / "
+        + _num(total["cost_usd"], 4),
+    }
+    if paired.get("cost_na"):
+        rows["returns before model cost"] = f"cost n/a: {paired['cost_na']}"
+    return [[name, value] for name, value in rows.items()]
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.3g}%"

@@ -134,6 +134,39 @@ def test_every_n_a_in_the_scorecard_says_why(cli, tmp_path: Path) -> None:
         assert line in said and f"<li>{line}</li>" in page
 
 
+@pytest.mark.slow
+def test_a_compared_prompt_is_on_the_page_and_said_idle_offline(cli, tmp_path: Path) -> None:
+    """The paired A/B is in the terminal, the JSON and the page alike, its agreement as a share
+    of the decision points; offline, one notice says a prompt variant cannot differ."""
+    prompt, out, html = tmp_path / "p.txt", tmp_path / "ab.json", tmp_path / "ab.html"
+    prompt.write_text("hi\n")
+    variant = f"prompt={prompt}"
+    run = cli("agent-backtest", *DAY, "--compare", variant, "--json", str(out),
+              "--html", str(html))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    idle = [line for line in run.stderr.splitlines() if f"--compare {variant}" in line]
+    assert idle == [
+        f"notice: --compare {variant} compares nothing: the offline model decides by its rules "
+        "and never reads the system prompt, so the variant decides as the run does (100% "
+        "agreement); an LLM reads it"
+    ]
+    compared = json.loads(out.read_text())["scorecard"]["compare"]
+    assert compared["signal_agreement"] == compared["verdict_agreement"] == 1.0
+    points = compared["decision_points"]
+    said = " ".join(run.stdout.split())
+    assert f"decision points │ {points} │" in said
+    assert "same signal / same verdict │ 100% / 100% │" in said
+    page = html.read_text()
+    assert f"<h2>Paired A/B: {variant} on the same decision points</h2>" in page
+    for name, value in (
+        ("decision points", str(points)),
+        ("same signal / same verdict", "100% / 100%"),
+        ("net return [%] base / variant", f"{compared['base_net_return_pct']:.4f} / "
+         f"{compared['variant_net_return_pct']:.4f}"),
+    ):  # fmt: skip
+        assert f"<td>{name}</td><td>{value}</td>" in page
+
+
 @pytest.mark.parametrize("strategy", [("--strategy", "sma_cross"), ()], ids=["sma", "agent"])
 def test_a_risk_halt_is_on_record_in_the_report(cli, tmp_path: Path, strategy: tuple) -> None:
     """A daily-loss halt skips the strategy and the gate: the orders section says how many

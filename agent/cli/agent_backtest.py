@@ -148,7 +148,7 @@ def run_agent_backtest(
     try:
         other = None if variant is None else open_variant(variant, settings, model)
         if isinstance(model, OfflineModel):
-            for line in offline_notices(typed, params.samples):
+            for line in offline_notices(typed, params.samples, args.compare):
                 notes.append(line)
                 notify(line)
         market = MarketData(frames, config.interval, exchange=args.exchange)

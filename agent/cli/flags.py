@@ -102,7 +102,7 @@ def refuse_inapplicable(typed: set[str], strategy: str, sweeping: bool) -> None:
         )
 
 
-def offline_notices(typed: set[str], samples: int = 1) -> list[str]:
+def offline_notices(typed: set[str], samples: int = 1, compare: str | None = None) -> list[str]:
     lines = [
         f"notice: {flag(dest)} has nothing to act on: {why}"
         for dest, why in OFFLINE_IDLE.items()
@@ -112,6 +112,13 @@ def offline_notices(typed: set[str], samples: int = 1) -> list[str]:
         lines.append(
             f"notice: --samples {samples}: the offline model is deterministic, so its "
             f"{samples} samples always agree (agreement 1.0); an LLM above temperature 0 may not"
+        )
+    if compare is not None and compare.startswith("prompt="):
+        # A notice, not a refusal: the run and its report stand; only the comparison is idle.
+        lines.append(
+            f"notice: --compare {compare} compares nothing: the offline model decides by its "
+            "rules and never reads the system prompt, so the variant decides as the run does "
+            "(100% agreement); an LLM reads it"
         )
     return lines
 
