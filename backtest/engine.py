@@ -64,11 +64,21 @@ class BacktestResult:
     venue: SimulatedExecutor | None = None  # the final account, open orders and brackets
     actions: CorporateActions | None = None  # splits and dividends applied to raw prices
     warmup: BarArrays | None = None  # the bars before `bars` the indicators started from
+    marks: Mapping[str, np.ndarray] = field(default_factory=dict)  # Market.mark_series
 
     @property
     def warmup_left(self) -> int:
         """The strategy's warm-up still inside the window, after the bars before it."""
         return max(self.strategy.warmup - (0 if self.warmup is None else len(self.warmup)), 0)
+
+    def first_tradable(self) -> int:
+        """The first bar from the end of the warm-up on that the run could trade in (a stock's
+        pre- and post-market bars fill nothing): where Buy & Hold buys. len(bars) if none."""
+        start = self.warmup_left
+        if self.hours is None or start >= len(self.bars):
+            return start
+        open_ms = self.bars.open_time[start:]
+        return start + int(np.argmax(np.r_[self.hours.tradable(open_ms), True]))
 
 
 def run_backtest(
@@ -322,4 +332,5 @@ class _Run:
         result.turnover = ledger.turnover
         result.venue = executor
         result.actions = self.actions
+        result.marks = self.marks
         return result

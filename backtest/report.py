@@ -240,10 +240,9 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
     durations = np.array([t.exit_time - t.entry_time for t in trades], dtype=np.float64)
     entries = np.array([t.entry_bar for t in trades], dtype=np.int64)
     exits = np.array([t.exit_bar for t in trades], dtype=np.int64)
-    warmup, actions = result.warmup_left, result.actions
-    closes = [  # Buy & Hold through the run's splits and dividends, as its baseline holds
-        actions.held(s, bars.open_time, b.close, warmup) if actions else b.close
-        for s, b in bars.symbols.items()
+    first, actions = result.first_tradable(), result.actions
+    closes = [  # Buy & Hold at the run's marks, through its splits and dividends
+        actions.held(s, bars.open_time, m, first) if actions else m for s, m in result.marks.items()
     ]
     equity, basis = equity_metrics(
         result.equity, bars.open_time, step, config.periods_per_year, config.bars_per_session
@@ -252,7 +251,7 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
         **equity,
         **trade_metrics(pnl, returns, durations, step),
         "Exposure Time [%]": float(exposure(entries, exits, len(bars)).mean() * 100),
-        "Buy & Hold Return [%]": buy_and_hold(closes, warmup),
+        "Buy & Hold Return [%]": buy_and_hold(closes, first),
         "Fees [$]": result.fees,
         "Turnover [$]": result.turnover,
         "Rejected Orders": len(result.rejections),
@@ -261,6 +260,10 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
     shortfall = warmup_shortfall(result.strategy.name, result.warmup_left, len(bars))
     if shortfall:
         reasons["Buy & Hold Return [%]"] = shortfall
+    elif first >= len(bars) - 1:
+        reasons["Buy & Hold Return [%]"] = (
+            "no bar in market hours after the warm-up, before the last, to buy at"
+        )
     basis.not_available = {**basis.not_available, **reasons}
     return {name: values[name] for name in METRIC_ORDER}, basis
 

@@ -6,6 +6,7 @@ carried price as it moves the position, so equity does not jump at an ex-date.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from script_strategy import NO_COSTS, backtest, order
 from test_stock_hours import HALF_HOUR, NO_BREAKERS, ms, table
 
+from backtest.report import report_figures
 from market.corporate import Action, CorporateActions
 from market.instruments import equity_rules
 from risk.models import SignalAction
@@ -141,3 +143,43 @@ def test_the_ea_reports_drawdown_is_no_pre_market_print(cli, tmp_path) -> None:
     equity = _equity(report)
     assert equity.idxmin() != pd.Timestamp("2026-05-27 04:00", tz="America/New_York")
     assert equity.min() > 0.98 * 10_000
+
+
+# A pre-market print before the first regular bar and a post-market one after the last.
+STRAY_PRINTS = [
+    ("2026-05-29 04:00", 80, 80, 80, 80),  # 0: pre-market, on no volume
+    ("2026-05-29 09:30", 100, 100, 100, 100),  # 1: the first bar the run could trade in
+    ("2026-05-29 10:00", 100, 101, 100, 101),  # 2: the last regular close
+    ("2026-05-29 16:30", 120, 120, 120, 120),  # 3: post-market
+]
+
+
+def test_buy_and_hold_buys_and_is_valued_where_the_run_could_trade() -> None:
+    """Buy & Hold read 50% from the 80 pre-market print to the 120 post-market one; bought at
+    the first regular close and valued at the last, it is 1%."""
+    result = run(STRAY_PRINTS, {})
+    metrics = report_figures(result)[0]
+    assert metrics["Buy & Hold Return [%]"] == pytest.approx(1.0)
+
+
+def test_buy_and_hold_is_n_a_when_no_bar_after_the_warm_up_could_trade() -> None:
+    result = run(STRAY_PRINTS[:1] + STRAY_PRINTS[3:], {})
+    metrics, basis = report_figures(result)
+    assert np.isnan(metrics["Buy & Hold Return [%]"])
+    assert "no bar in market hours" in basis.not_available["Buy & Hold Return [%]"]
+
+
+@pytest.mark.slow
+def test_the_ea_buy_and_hold_starts_at_the_regular_open_not_the_pre_market_print(
+    cli, tmp_path
+) -> None:
+    """A window from 04:00 New York time bought at that bar's 169.88 close (on no volume):
+    Buy & Hold +18.13%, while in regular hours EA went 201.05 -> 200.68."""
+    out = tmp_path / "ea.json"
+    result = cli("agent-backtest", "--strategy", "rsi_reversion", "--period", "2",
+                 "--data", str(EA), "--symbol", "EA", "--start", "2026-05-27T08:00",
+                 "--end", "2026-05-27T20:00", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    held = json.loads(out.read_text())["metrics"]["Buy & Hold Return [%]"]
+    assert held == pytest.approx((200.679992675781 - 201.050003051758) / 201.050003051758 * 100)
+    assert re.search(r"Buy & Hold Return \[%\] +│ +-0\.184 │", result.stdout), result.stdout
