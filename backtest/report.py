@@ -54,6 +54,7 @@ class TradeOut(BaseModel):
     fees: float
     return_pct: float
     exit_reason: str
+    dividends: float = 0.0  # received (a short: paid) while open, in pnl and return_pct
 
 
 _JSON_CHUNK = 65_536  # values per piece of the streamed equity curve
@@ -265,7 +266,17 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
             "no bar in market hours after the warm-up, before the last, to buy at"
         )
     basis.not_available = {**basis.not_available, **reasons}
-    return {name: values[name] for name in METRIC_ORDER}, basis
+    ordered = {name: values[name] for name in METRIC_ORDER}
+    if actions and result.venue is not None:  # a stock's dividends, in the trades' PnL
+        ordered = _after(ordered, "Fees [$]", "Dividends [$]", result.venue.ledger.dividends)
+    return ordered, basis
+
+
+def _after(values: dict[str, Any], name: str, new: str, value: Any) -> dict[str, Any]:
+    """`values` with `new` inserted right after `name`."""
+    items = list(values.items())
+    at = [k for k, _ in items].index(name) + 1
+    return dict([*items[:at], (new, value), *items[at:]])
 
 
 def market_hours(hours: TradingHours | None) -> dict[str, Any]:
@@ -293,6 +304,7 @@ def corporate_actions(result: BacktestResult) -> dict[str, Any]:
         "corporate_actions": {
             **result.actions.counts(),
             "cash": round(result.venue.ledger.corporate_cash, 2),
+            "dividend_cash": round(result.venue.ledger.dividends, 2),
             "indicators": "adjusted",
         }
     }
@@ -335,6 +347,7 @@ def summary(
                 fees=t.fees,
                 return_pct=t.return_pct * 100,
                 exit_reason=t.exit_reason.value,
+                dividends=t.dividends,
             )
             for t in result.trades
         ],

@@ -14,7 +14,8 @@ from risk.models import ReasonCode
 
 @dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
 class Lot:
-    """An open slice of a position at one entry price; `fee` is its not yet allocated entry fee."""
+    """An open slice of a position at one entry price; `fee` is its not yet allocated entry fee,
+    `dividends` the dividends it took (paid, if short) not yet allocated to a trade."""
 
     lot_id: int
     side: int
@@ -23,6 +24,7 @@ class Lot:
     fee: float
     bar: int
     time_ms: int
+    dividends: float
 
     def __init__(
         self,
@@ -41,11 +43,13 @@ class Lot:
         self.fee = fee
         self.bar = bar
         self.time_ms = time_ms
+        self.dividends = 0.0
 
 
 @dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
 class TradeRecord:
-    """A closed (or, at the end, marked) round trip of one lot; pnl is net of both fees."""
+    """A closed (or, at the end, marked) round trip of one lot; pnl is net of both fees and
+    includes the dividends received (a short: paid) while it was open, as the cash did."""
 
     symbol: str
     side: str
@@ -61,6 +65,7 @@ class TradeRecord:
     exit_reason: ExitReason
     lot_id: int
     exit_order: str
+    dividends: float
 
     def __init__(
         self,
@@ -78,6 +83,7 @@ class TradeRecord:
         exit_reason: ExitReason,
         lot_id: int,
         exit_order: str,
+        dividends: float = 0.0,
     ) -> None:
         self.symbol = symbol
         self.side = side
@@ -93,6 +99,7 @@ class TradeRecord:
         self.exit_reason = exit_reason
         self.lot_id = lot_id
         self.exit_order = exit_order
+        self.dividends = dividends
 
     @property
     def return_pct(self) -> float:
@@ -111,6 +118,7 @@ class Ledger:
         self.realised = 0.0
         self.turnover = 0.0
         self.corporate_cash = 0.0  # dividends and cash in lieu of fractional shares
+        self.dividends = 0.0  # the dividends of those (a short's paid count negative)
         self.trades: list[TradeRecord] = []
         self._lots: dict[str, deque[Lot]] = {}
         self._qty: dict[str, float] = {}
@@ -207,10 +215,14 @@ class Ledger:
         self.turnover += fill.quantity * fill.price
 
     def credit(self, symbol: str, per_share: float) -> None:
-        """A dividend on the shares held (a short pays it to the lender)."""
+        """A dividend on the shares held (a short pays it to the lender), booked to each open
+        lot too, so the trade that closes it counts it in its PnL."""
         amount = self.quantity(symbol) * per_share
         self.cash += amount
         self.corporate_cash += amount
+        self.dividends += amount
+        for lot in self._lots.get(symbol, ()):
+            lot.dividends += lot.side * lot.quantity * per_share
 
     def split(self, symbol: str, ratio: float, price: float, step: float) -> None:
         """Every lot × `ratio` at its price ÷ `ratio`; what falls below a whole `step` leaves
@@ -238,6 +250,8 @@ class Ledger:
     def _close(self, fill: Fill, lot: Lot, quantity: float) -> None:
         entry_fee = lot.fee * quantity / lot.quantity
         lot.fee -= entry_fee
+        dividends = lot.dividends * quantity / lot.quantity
+        lot.dividends -= dividends
         exit_fee = fill.fee * quantity / fill.quantity
         gross = lot.side * quantity * (fill.price - lot.price)
         self.realised += gross
@@ -247,8 +261,9 @@ class Ledger:
             total = snap(last.size + quantity)
             last.exit_price = (last.exit_price * last.size + fill.price * quantity) / total
             last.size = total
-            last.pnl += gross - entry_fee - exit_fee
+            last.pnl += gross - entry_fee - exit_fee + dividends
             last.fees += entry_fee + exit_fee
+            last.dividends += dividends
             last.exit_bar, last.exit_time = fill.bar, fill.time_ms
             return
         self.trades.append(
@@ -262,11 +277,12 @@ class Ledger:
                 lot.price,
                 fill.price,
                 quantity,
-                gross - entry_fee - exit_fee,
+                gross - entry_fee - exit_fee + dividends,
                 entry_fee + exit_fee,
                 fill.reason,
                 lot.lot_id,
                 fill.order_id,
+                dividends,
             )
         )
 
@@ -286,11 +302,12 @@ class Ledger:
                 lot.price,
                 marks[symbol],
                 lot.quantity,
-                lot.side * lot.quantity * (marks[symbol] - lot.price) - lot.fee,
+                lot.side * lot.quantity * (marks[symbol] - lot.price) - lot.fee + lot.dividends,
                 lot.fee,
                 ExitReason.END_OF_DATA,
                 lot.lot_id,
                 "",
+                lot.dividends,
             )
             for symbol, lots in self._lots.items()
             for lot in lots

@@ -5,6 +5,8 @@ which the split is no crash, and a paper replay ends in the same account as the 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ from script_strategy import NO_COSTS, backtest, order
 from test_stock_hours import NO_BREAKERS
 from test_stock_paper_parity import replay
 
+from backtest.report import report_figures
 from market.calendar import xnys
 from market.corporate import Action, CorporateActions
 from market.instruments import equity_rules
@@ -21,6 +24,7 @@ from risk.models import OrderType, SignalAction
 DAY = 86_400_000
 MONDAY = 1_780_272_000_000  # 2026-06-01 00:00 UTC
 RULES = {"XYZ": equity_rules("XYZ", 100.0)}
+EA = Path(__file__).parent / "fixtures" / "stocks" / "EA-15m-2026-05-26_2026-06-03_yfinance.csv"
 ROWS = [  # open, high, low, close; the split halves prices from bar 3
     (100, 101, 99, 100),
     (100, 101, 99, 100),
@@ -272,3 +276,49 @@ def test_buy_and_hold_follows_a_split_and_credits_a_dividend_as_cash(cli, tmp_pa
     worth = continuous[-1] + 4 * 1.0  # four shares at the last close and $4 of dividends
     held = json.loads(out.read_text())["metrics"]["Buy & Hold Return [%]"]
     assert held == pytest.approx((worth - continuous[first]) / continuous[first] * 100, rel=1e-6)
+
+
+def sell_all(ctx):
+    return order(ctx, SignalAction.SELL, quantity=10, tag="sell")
+
+
+@pytest.mark.parametrize("paper", [False, True])
+@pytest.mark.parametrize("sold", [True, False], ids=["closed", "open at the end"])
+def test_a_dividend_received_while_a_trade_is_open_is_in_its_pnl(paper, sold) -> None:
+    """10 shares bought at 100 and sold at the ex-date's 99 open lost $10 on price and took the
+    $10 dividend: the trade made $0, as the cash did, not -$10 with $10 booked nowhere. A paper
+    replay books the same trade."""
+    plan = {("XYZ", 0): [lambda ctx: order(ctx, quantity=10)]}
+    if sold:
+        plan[("XYZ", 3)] = [sell_all]
+    if paper:
+        venue = replay(dividend_table(), plan, None, RULES, DIVIDEND)
+        trades = venue.ledger.trades + venue.ledger.marked_trades({"XYZ": 99.0}, 4, 0)
+    else:
+        tested = backtest({"XYZ": dividend_table()}, plan, NO_COSTS, symbol_rules=RULES,
+                          limits=NO_BREAKERS, actions=DIVIDEND)  # fmt: skip
+        trades = tested.trades
+        assert sum(t.pnl for t in trades) == pytest.approx(tested.equity[-1] - tested.equity[0])
+        metrics = report_figures(tested)[0]
+        assert metrics["Dividends [$]"] == pytest.approx(10.0)
+    (trade,) = trades
+    assert (trade.exit_price, trade.dividends) == (99.0, pytest.approx(10.0))
+    assert trade.pnl == pytest.approx(0.0) and trade.return_pct == pytest.approx(0.0)
+
+
+@pytest.mark.slow
+def test_the_ea_reports_trades_add_up_to_its_equity_with_the_dividend(cli, tmp_path) -> None:
+    """The trade held over the $0.19 ex-date took $9.31 on 49 shares: it was booked -4.95 and
+    the trades summed to $44.33 while equity rose $53.64."""
+    out = tmp_path / "ea.json"
+    result = cli("agent-backtest", "--strategy", "rsi_reversion", "--period", "2",
+                 "--data", str(EA), "--symbol", "EA", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    equity = report["equity"]["equity"]
+    assert sum(t["pnl"] for t in report["trades"]) == pytest.approx(equity[-1] - equity[0])
+    (held,) = [t for t in report["trades"] if t["dividends"]]
+    assert held["dividends"] == pytest.approx(49 * 0.19)
+    assert held["pnl"] == pytest.approx(-4.945059814446162 + 49 * 0.19)
+    assert report["metrics"]["Dividends [$]"] == pytest.approx(9.31)
+    assert re.search(r"Dividends \[\$\] +│ +9\.31 │", result.stdout), result.stdout
