@@ -133,14 +133,16 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def unavailable(values: dict[str, Any], pnl: np.ndarray) -> dict[str, str]:
-    """Why each trade or drawdown figure that has no value cannot be computed honestly."""
+def unavailable(values: dict[str, Any], pnl: np.ndarray, still_open: int = 0) -> dict[str, str]:
+    """Why each trade or drawdown figure that has no value cannot be computed honestly; `pnl`
+    is the closed trades', `still_open` the trades open at the end (not in the statistics)."""
     reasons = {}
+    none_closed = "no closed trades" + (f" ({still_open:,} open at the end)" if still_open else "")
     for name, value in values.items():
         if not _missing(value):
             continue
         if name in TRADE_FIGURES and not len(pnl):
-            reasons[name] = "no closed trades"
+            reasons[name] = none_closed
         elif name == "Profit Factor":
             reasons[name] = "no losing trade: no loss to divide by"
         elif name == "SQN":

@@ -28,10 +28,12 @@ from backtest.metrics import (
     unavailable,
     warmup_shortfall,
 )
-from execution.orders import Fill
+from execution.ledger import TradeRecord
+from execution.orders import ExitReason, Fill
 from market.models import SymbolRules, interval_ms
 from runtime.hours import TradingHours
 
+END = ExitReason.END_OF_DATA
 FILL_MODEL = (
     "signals at bar t's close are gated on that close and fill at bar t+1's open or later; "
     "market orders at the open plus slippage (a buy the open outran fills what the cash "
@@ -104,12 +106,21 @@ class HaltOut(BaseModel):
     last: str
 
 
+class OpenOut(BaseModel):
+    """Trades still open on the last bar, marked at its close (a stock's: its last mark) with no
+    exit fee: in the equity, not in the trade statistics."""
+
+    trades: int = 0
+    unrealised_pnl: float = 0.0  # net of the entry fee, before the exit fee
+    unrealised_pct: float | None = None  # of the capital they tie up; None: nothing open
+
+
 class OrdersOut(BaseModel):
     """What happened to the signals: vetoes and adjustments by the gate, rejections by the
     venue, each by reason code, plus bars where SL and TP were both reachable. Every count is
     broken down: signals by action, fills into entries and exits by reason (a stop or target
     fills without a signal; an order too big for a bar's volume fills in parts), closed
-    trades by exit reason (end_of_data is marked at the last close, without a fill)."""
+    trades by exit reason, and the trades still open at the end (marked, without a fill)."""
 
     signals: int
     signals_by_action: dict[str, int]
@@ -123,6 +134,7 @@ class OrdersOut(BaseModel):
     trades_by_exit: dict[str, int]
     ambiguous_sl_tp_bars: int
     open_orders_at_end: int
+    open_at_end: OpenOut = OpenOut()
     halted: list[HaltOut] = []
 
 
@@ -209,6 +221,14 @@ def _fill_kinds(fills: list[Fill]) -> tuple[dict[str, int], dict[str, int]]:
     return dict(sorted(entries.items())), dict(sorted(exits.items()))
 
 
+def _open(trades: list[TradeRecord]) -> OpenOut:
+    if not trades:
+        return OpenOut()
+    pnl = sum(t.pnl for t in trades)
+    tied = sum(t.entry_price * t.size for t in trades)
+    return OpenOut(trades=len(trades), unrealised_pnl=pnl, unrealised_pct=pnl / tied * 100)
+
+
 def _by(values: list[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items()))
 
@@ -236,10 +256,11 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
     """The metrics and the basis their annualised figures stand on (NaN where n/a)."""
     bars, trades, config = result.bars, result.trades, result.config
     step = interval_ms(config.interval)
-    pnl = np.array([t.pnl for t in trades], dtype=np.float64)
-    returns = np.array([t.return_pct for t in trades], dtype=np.float64)
-    durations = np.array([t.exit_time - t.entry_time for t in trades], dtype=np.float64)
-    entries = np.array([t.entry_bar for t in trades], dtype=np.int64)
+    closed = [t for t in trades if t.exit_reason is not END]
+    pnl = np.array([t.pnl for t in closed], dtype=np.float64)
+    returns = np.array([t.return_pct for t in closed], dtype=np.float64)
+    durations = np.array([t.exit_time - t.entry_time for t in closed], dtype=np.float64)
+    entries = np.array([t.entry_bar for t in trades], dtype=np.int64)  # open ones are exposed
     exits = np.array([t.exit_bar for t in trades], dtype=np.int64)
     first, actions = result.first_tradable(), result.actions
     closes = [  # Buy & Hold at the run's marks, through its splits and dividends
@@ -257,7 +278,7 @@ def report_figures(result: BacktestResult) -> tuple[dict[str, Any], Basis]:
         "Turnover [$]": result.turnover,
         "Rejected Orders": len(result.rejections),
     }
-    reasons = unavailable(values, pnl)
+    reasons = unavailable(values, pnl, len(trades) - len(closed))
     shortfall = warmup_shortfall(result.strategy.name, result.warmup_left, len(bars))
     if shortfall:
         reasons["Buy & Hold Return [%]"] = shortfall
@@ -363,9 +384,12 @@ def summary(
             fills=len(result.fills),
             entry_fills=entry_fills,
             exit_fills=exit_fills,
-            trades_by_exit=_by([t.exit_reason.value for t in result.trades]),
+            trades_by_exit=_by(
+                [t.exit_reason.value for t in result.trades if t.exit_reason is not END]
+            ),
             ambiguous_sl_tp_bars=result.ambiguous_bars,
             open_orders_at_end=result.open_orders,
+            open_at_end=_open([t for t in result.trades if t.exit_reason is END]),
             halted=[
                 HaltOut(
                     codes=h.codes,

@@ -38,6 +38,7 @@ from backtest.strategies import STRATEGIES
 from backtest.veto_ledger import HORIZONS_MIN, VetoLedger, veto_ledger
 from execution.feed import BarArrays
 from execution.fees import FeeFn
+from execution.orders import ExitReason
 from market.corporate import CorporateActions
 from market.models import SymbolRules, interval_ms
 from risk.limits import RiskLimits
@@ -59,7 +60,8 @@ class Figures(BaseModel):
     sharpe: float | None
     sharpe_na: str | None = None  # why `sharpe` is n/a (backtest.annualise)
     max_drawdown_pct: float | None
-    trades: int
+    trades: int  # closed, as the report's # Trades
+    open_at_end: int = 0  # trades still open on the last bar, marked there
     vetoed: dict[str, int] = {}
     return_ci: Interval = Interval()
     sharpe_ci: Interval = Interval()
@@ -273,12 +275,14 @@ def _figures(run: BacktestResult, boot: _Boot | None) -> Figures:
     )
     na = Interval(na="too short to resample") if boot is None else None
     sharpe_ratio = _num(values["Sharpe Ratio"])
+    still_open = sum(t.exit_reason is ExitReason.END_OF_DATA for t in run.trades)
     return Figures(
         return_pct=_num(values["Return [%]"]),
         sharpe=sharpe_ratio,
         sharpe_na=None if sharpe_ratio is not None else basis.not_available["Sharpe Ratio"],
         max_drawdown_pct=_num(values["Max. Drawdown [%]"]),
-        trades=len(run.trades),
+        trades=len(run.trades) - still_open,
+        open_at_end=still_open,
         vetoed=dict(sorted(run.vetoes.items())),
         return_ci=na or interval(boot.totals, 100),
         sharpe_ci=na or interval(boot.sharpes),
@@ -302,6 +306,7 @@ def _random(per_seed: list[Figures], matched: dict[str, Any]) -> RandomBaseline:
             sharpe_na=middle.sharpe_na if sharpe_ratio is None else None,
             max_drawdown_pct=median("max_drawdown_pct"),
             trades=int(np.median([f.trades for f in per_seed])),
+            open_at_end=int(np.median([f.open_at_end for f in per_seed])),
             vetoed=middle.vetoed,
             return_ci=middle.return_ci,
             sharpe_ci=middle.sharpe_ci,

@@ -39,7 +39,7 @@ def result_rows(card: dict[str, Any]) -> list[list[str]]:
             _num(shown, 2),
             _num(f["sharpe"], 2),
             _num(f["max_drawdown_pct"], 2),
-            str(f["trades"]),
+            f"{f['trades']}" + (f" +{f['open_at_end']} open" if f.get("open_at_end") else ""),
             str(sum(f["vetoed"].values())),
         ]
         for name, f, shown in _runs(card)

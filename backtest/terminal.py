@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.table import Table
 
 from backtest.annualise import Basis
-from backtest.report import BacktestReport, OrdersOut
+from backtest.report import END, BacktestReport, OpenOut, OrdersOut
 from backtest.scorecard_view import (
     CALIBRATION_COLUMNS,
     INTERVAL_COLUMNS,
@@ -29,6 +29,7 @@ from backtest.scorecard_view import (
 
 _SHOWN_TRADES = 10
 _SIGNIFICANT = 6  # prices and sizes show at least this many digits
+OPEN = "open (marked)"  # a trade still open on the last bar, marked at its close
 
 
 def fmt(value: Any) -> str:
@@ -113,10 +114,15 @@ def trade_cells(report: BacktestReport) -> list[dict[str, str]]:
             money(t.pnl),
             money(t.fees),
             f"{t.return_pct:.3f}",
-            t.exit_reason,
+            _reason(t.exit_reason),
         )
         rows.append(dict(zip(TRADE_COLUMNS, values, strict=True)))
     return rows
+
+
+def _reason(exit_reason: str) -> str:
+    """A trade still open at the end has no exit: it says so."""
+    return OPEN if exit_reason == END.value else exit_reason
 
 
 def _short_time(iso: str) -> str:
@@ -130,6 +136,15 @@ def _counts(counts: dict[str, int]) -> str:
 
 def _total(counts: dict[str, int]) -> str:
     return f"{sum(counts.values()):,}" + (f" ({_counts(counts)})" if counts else "")
+
+
+def _open(held: OpenOut) -> str:
+    if not held.trades or held.unrealised_pct is None:
+        return "0"
+    return (
+        f"{held.trades:,} (unrealised {held.unrealised_pct:+.2f} %, "
+        f"{held.unrealised_pnl:+,.2f}, before the exit fee)"
+    )
 
 
 def order_rows(orders: OrdersOut) -> list[tuple[str, str]]:
@@ -147,6 +162,7 @@ def order_rows(orders: OrdersOut) -> list[tuple[str, str]]:
             f"exits {_total(orders.exit_fills)}",
         ),
         ("closed trades by exit", _total(orders.trades_by_exit)),
+        ("open at the end", _open(orders.open_at_end)),
         ("bars with SL and TP both hit (stop assumed)", f"{orders.ambiguous_sl_tp_bars:,}"),
         ("orders still open at the end", f"{orders.open_orders_at_end:,}"),
         *(
@@ -160,7 +176,8 @@ def order_rows(orders: OrdersOut) -> list[tuple[str, str]]:
             "how they add up",
             f"signals = approved + vetoed ({orders.approved:,} + {vetoed:,}); stops and "
             "targets fill without a signal; an order too big for a bar fills in parts; "
-            "end_of_data trades are marked at the last close, not filled",
+            "a trade open at the end is marked at the last close, not filled, and left out "
+            "of the trade statistics",
         ),
     ]
 
@@ -216,7 +233,7 @@ def _trades(report: BacktestReport) -> Table:
             to_unit(t.entry_price, tick),
             to_unit(t.exit_price, tick),
             money(t.pnl),
-            t.exit_reason,
+            _reason(t.exit_reason),
         )
     return trades
 

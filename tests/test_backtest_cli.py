@@ -58,7 +58,9 @@ def test_json_report_on_the_bundled_sample(cli, tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert set(report) >= {"metrics", "trades", "equity", "config"}
     assert list(report["metrics"]) == list(METRIC_ORDER)
-    assert report["metrics"]["# Trades"] == len(report["trades"]) > 0
+    closed = [t for t in report["trades"] if t["exit_reason"] != "end_of_data"]
+    assert report["metrics"]["# Trades"] == len(closed) > 0
+    assert report["orders"]["open_at_end"]["trades"] == len(report["trades"]) - len(closed)
     assert all(set(trade) >= TRADE_KEYS for trade in report["trades"])
     assert len(report["equity"]["equity"]) == report["config"]["bars"] == 4_320
     assert report["config"]["periods_per_year"] == 365
@@ -256,6 +258,31 @@ def test_trade_figures_without_trades_are_na_with_their_reason(cli, tmp_path: Pa
     said = " ".join(result.stdout.split())
     assert "Win Rate [%] │ n/a" in said and "n/a SQN: no closed trades" in said
     assert "—" not in said and "-0 " not in said
+
+
+def test_a_trade_open_at_the_end_is_no_closed_winner(cli, tmp_path: Path) -> None:
+    """One buy still held on the last bar read # Trades 1, Win Rate 100 and Best Trade 0.2619
+    before its exit fee, while the orders table said exits 0: now it is shown apart, as open,
+    and the trade statistics (closed trades only) are n/a; the equity figures keep it."""
+    out = tmp_path / "r.json"
+    args = ("--strategy", "sma_cross", "--symbol", "BTCUSDT", "--days", "1")
+    result = cli("agent-backtest", *args, "--fast", "200", "--slow", "700", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    metrics, why = report["metrics"], report["annualisation"]["not_available"]
+    assert metrics["# Trades"] == 0
+    for name in ("Win Rate [%]", "Best Trade [%]", "Avg. Trade [%]", "Expectancy [%]"):
+        assert metrics[name] is None and why[name] == "no closed trades (1 open at the end)"
+    (trade,) = report["trades"]
+    held = report["orders"]["open_at_end"]
+    assert held["trades"] == 1 and held["unrealised_pnl"] == pytest.approx(trade["pnl"])
+    assert held["unrealised_pct"] == pytest.approx(trade["return_pct"])
+    assert report["orders"]["trades_by_exit"] == {}
+    assert metrics["Exposure Time [%]"] > 0 and metrics["Return [%]"] != 0
+    said = " ".join(result.stdout.split())
+    assert "# Trades │ 0 │" in said and "Win Rate [%] │ n/a │" in said
+    assert re.search(r"open at the end +│ 1 \(unrealised \+0\.26 %", result.stdout), said
+    assert "open (marked)" in said
 
 
 def test_one_winning_trade_names_what_its_ratios_lack() -> None:

@@ -22,6 +22,7 @@ from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.engine import BacktestResult, run_backtest
 from backtest.metrics import buy_and_hold, equity_metrics, exposure, trade_metrics
+from backtest.report import report_figures
 from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
 from execution.fees import FeeSchedule
 from market.models import SymbolRules
@@ -151,6 +152,20 @@ def test_metrics_match_backtesting_py(ours: BacktestResult, theirs: pd.Series) -
     assert exposure(entries, exits, len(ours.bars)).mean() * 100 == approx(
         finalized["Exposure Time [%]"], rel=1e-12
     )
+
+
+def test_the_reports_trade_statistics_leave_out_the_open_trade_as_backtesting_py_does(
+    ours: BacktestResult, theirs: pd.Series
+) -> None:
+    """Its stats count the 32 closed trades, not the one still open on the last bar (no exit
+    fill: finalize_trades=False, its default). Returns do not depend on the size, so every
+    figure made of them is its figure; the open trade stays in the exposure."""
+    metrics = report_figures(ours)[0]
+    by_returns = ("# Trades", "Win Rate [%]", "Best Trade [%]", "Worst Trade [%]",
+                  "Avg. Trade [%]", "Max. Trade Duration", "Avg. Trade Duration",
+                  "Profit Factor", "Expectancy [%]")  # fmt: skip
+    assert_same(metrics, theirs, by_returns)
+    assert metrics["Exposure Time [%]"] > theirs["Exposure Time [%]"]
 
 
 def test_the_package_never_imports_backtesting_py() -> None:

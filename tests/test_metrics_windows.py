@@ -60,27 +60,36 @@ def _run(frame: pd.DataFrame, name: str) -> BacktestResult:
 
 
 def _theirs(result: BacktestResult) -> pd.Series:
-    """backtesting.py's compute_stats on our equity curve and trades."""
+    """backtesting.py's compute_stats on our equity curve and closed trades (its default leaves
+    a trade open at the end out of the stats); the exposure on every trade, as it computes it
+    with finalize_trades=True: the open one was in the market too."""
     times = pd.to_datetime(result.bars.open_time, unit="ms")
     b = result.bars.symbols["BTCUSDT"]
     ohlc = pd.DataFrame(
         {"Open": b.open, "High": b.high, "Low": b.low, "Close": b.close, "Volume": b.volume},
         index=times,
     )
+    closed = [t for t in result.trades if t.exit_reason != "end_of_data"]
+    stats = _stats(closed, result.equity, ohlc)
+    stats["Exposure Time [%]"] = _stats(result.trades, result.equity, ohlc)["Exposure Time [%]"]
+    return stats
+
+
+def _stats(records: list, equity: np.ndarray, ohlc: pd.DataFrame) -> pd.Series:
     trades = pd.DataFrame(
         {
-            "EntryBar": [t.entry_bar for t in result.trades],
-            "ExitBar": [t.exit_bar for t in result.trades],
-            "PnL": [t.pnl for t in result.trades],
-            "ReturnPct": [t.return_pct for t in result.trades],
-            "EntryTime": pd.to_datetime([t.entry_time for t in result.trades], unit="ms"),
-            "ExitTime": pd.to_datetime([t.exit_time for t in result.trades], unit="ms"),
+            "EntryBar": [t.entry_bar for t in records],
+            "ExitBar": [t.exit_bar for t in records],
+            "PnL": [t.pnl for t in records],
+            "ReturnPct": [t.return_pct for t in records],
+            "EntryTime": pd.to_datetime([t.entry_time for t in records], unit="ms"),
+            "ExitTime": pd.to_datetime([t.exit_time for t in records], unit="ms"),
         }
     )
     trades["Duration"] = trades["ExitTime"] - trades["EntryTime"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return compute_stats(trades, result.equity, ohlc, None)
+        return compute_stats(trades, equity, ohlc, None)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from backtest.config import BacktestConfig
 from backtest.data import to_bar_arrays
 from backtest.deflated import deflated_sharpe
 from backtest.scorecard import rule_runs, scorecard
+from backtest.scorecard_view import result_rows
 from backtest.veto_ledger import Blocked, Counterfactual, tally
 from execution.fees import FeeSchedule
 from market.sample import load_sample
@@ -114,6 +115,18 @@ def test_the_random_baseline_is_seeded_matched_and_gated() -> None:
     tight = RiskLimits(strategy={"max_orders_per_hour": 1})
     gated = run_backtest(bars, RandomEntry(params), {"BTCUSDT": rules()}, FEES, limits=tight)
     assert gated.vetoes["RATE_LIMIT"] > 0
+
+
+def test_the_scorecard_counts_closed_trades_and_those_open_at_the_end_apart() -> None:
+    """Buy-and-hold never sells: its one trade is open at the end, not a closed trade, as the
+    report's # Trades counts it."""
+    bars, _ = to_bar_arrays({"BTCUSDT": candles(_walk(120))})
+    agent = run_backtest(bars, Script({}), {"BTCUSDT": rules()}, FEES)
+    card = scorecard(agent, {"BTCUSDT": rules()}, [], 0.0)
+    held = card.baselines["buy_and_hold"]
+    assert (held.trades, held.open_at_end) == (0, 1)
+    (row,) = [r for r in result_rows(card.model_dump()) if r[0] == "buy_and_hold"]
+    assert row[4] == "0 +1 open"
 
 
 @settings(max_examples=2, deadline=None)
