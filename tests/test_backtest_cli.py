@@ -285,6 +285,30 @@ def test_a_trade_open_at_the_end_is_no_closed_winner(cli, tmp_path: Path) -> Non
     assert "open (marked)" in said
 
 
+def test_21_minutes_are_not_compounded_to_a_year(cli, tmp_path: Path) -> None:
+    """A 0.37 % gain in 21 minutes read Return (Ann.) 1,169,686,151,722,... %: the annualised
+    return, the CAGR and the Calmar ratio are n/a with the reason in the text, JSON and HTML."""
+    out, page = tmp_path / "b.json", tmp_path / "b.html"
+    window = ("--start", "2025-10-31T01:00", "--end", "2025-10-31T01:22")
+    result = cli("agent-backtest", "--strategy", "sma_cross", "--fast", "2", "--slow", "5",
+                 "--fee-bps", "0", "--symbol", "BTCUSDT", *window,
+                 "--json", str(out), "--html", str(page))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    why = report["annualisation"]["not_available"]
+    reason = "needs 20+ daily returns: 21 minutes' return compounded to a year is an extrapolation"
+    for name in ("Return (Ann.) [%]", "CAGR [%]", "Calmar Ratio"):
+        assert report["metrics"][name] is None
+    assert why["Return (Ann.) [%]"].startswith(reason) and why["CAGR [%]"].startswith(reason)
+    assert report["metrics"]["Return [%]"] > 0 and report["metrics"]["Sharpe Ratio"] > 0
+    said = " ".join(result.stdout.split())
+    assert "Return (Ann.) [%] │ n/a │" in said and "CAGR [%] │ n/a │" in said
+    assert f"n/a CAGR [%]: {reason}" in said
+    html = page.read_text()
+    assert "<td>CAGR [%]</td><td>n/a</td>" in html
+    assert f"n/a Return (Ann.) [%]: {reason}".replace("'", "&#x27;") in html
+
+
 def test_one_winning_trade_names_what_its_ratios_lack() -> None:
     pnl = np.array([5.0])
     figures = trade_metrics(pnl, np.array([0.01]), np.array([60_000.0]), 60_000)
