@@ -29,7 +29,7 @@ from agent.report import (
 from agent.strategy import AgentStrategy
 from backtest import BacktestResult, run_backtest
 from backtest.annualise import choose_basis
-from backtest.bootstrap import Interval, interval, paired_totals, too_short
+from backtest.bootstrap import Interval, interval, p_greater, paired_totals, too_short
 from backtest.scorecard_view import comparison_rows, comparison_title
 from backtest.sweep import SweepData
 from config import Settings
@@ -62,7 +62,7 @@ class Comparison(BaseModel):
     variant_net_return_pct: float | None = None
     difference_pct: float | None = None  # variant minus base, net of model cost (unless cost_na)
     difference_ci: Interval
-    p_variant_better: float | None = None
+    p_variant_better: float | None = None  # a tie counts half: identical runs give 0.5
     variant_model_calls: int  # every call it made, those of decisions cut short included
     variant_requests_sent: int  # new requests: 0 when every answer was cached
     variant_prompt_tokens: int
@@ -236,7 +236,7 @@ def _figures(
             [base_returns, series[1][1]], shifts, BOOTSTRAP_SEED
         )
         ci = interval(var_totals - base_totals, 100)
-        p_better = round(float(np.mean(var_totals > base_totals)), 3)
+        p_better = p_greater(var_totals, base_totals)
     return {
         "signal_agreement": round(float(np.mean(same_signal)), 4) if points else None,
         "verdict_agreement": round(float(np.mean(same_verdict)), 4) if points else None,

@@ -44,6 +44,14 @@ def paired_totals(series: list[np.ndarray], shifts: list[float], seed: int) -> l
     return [total_return(s[rows] - shift) for s, shift in zip(series, shifts, strict=True)]
 
 
+def p_greater(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of paired resamples where `a` is higher, a tie counting half (the probability
+    of superiority, as the Mann-Whitney statistic counts ties): two runs that never differ score
+    0.5, not 0. Totals within NOISE_FLOOR of each other are a tie: float noise, not a lead."""
+    tied = np.abs(a - b) <= NOISE_FLOOR
+    return round(float(np.mean(np.where(tied, 0.5, a > b))), 3)
+
+
 class Interval(BaseModel):
     low: float | None = None
     high: float | None = None

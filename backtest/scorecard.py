@@ -26,6 +26,7 @@ from backtest.bootstrap import (
     Interval,
     block_indices,
     interval,
+    p_greater,
     sharpe,
     too_short,
     total_return,
@@ -317,13 +318,14 @@ def _random(per_seed: list[Figures], matched: dict[str, Any]) -> RandomBaseline:
 
 
 def _p_beats(agent: _Boot, others: list[_Boot | None]) -> float | None:
-    """Share of paired resamples where the agent's total return is higher; several baselines
-    (the random seeds) take turns across the resamples."""
+    """Share of paired resamples where the agent's total return is higher, a tie counting half
+    (bootstrap.p_greater); several baselines (the random seeds) take turns across the
+    resamples."""
     if any(o is None for o in others):
         return None
     stacked = np.stack([o.totals for o in others if o is not None])
     draws = np.arange(len(agent.totals))
-    return round(float(np.mean(agent.totals > stacked[draws % len(stacked), draws])), 3)
+    return p_greater(agent.totals, stacked[draws % len(stacked), draws])
 
 
 def _num(value: Any) -> float | None:

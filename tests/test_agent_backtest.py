@@ -284,6 +284,7 @@ def test_llm_agent_backtest_is_bounded_cached_and_honest(
     compared = json.loads(paired.read_text())["scorecard"]["compare"]
     assert compared["signal_agreement"] == compared["verdict_agreement"] == 1.0
     assert compared["difference_pct"] == 0 and compared["variant_requests_sent"] == 0
+    assert compared["p_variant_better"] == 0.5  # every resample a tie, each counting half
     assert compared["decision_points"] == report["agent"]["decisions"]
 
 

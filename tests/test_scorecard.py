@@ -129,6 +129,20 @@ def test_the_scorecard_counts_closed_trades_and_those_open_at_the_end_apart() ->
     assert row[4] == "0 +1 open"
 
 
+def test_a_tie_counts_half_in_the_probability_of_beating_a_baseline() -> None:
+    """On flat prices an agent that never trades returns 0 and buy-and-hold loses its entry fee:
+    every resample ties or favours the agent, yet P(beats buy_and_hold) read 0.539 and, beside
+    a random baseline that did not trade either, P(beats random_entry) 0.000."""
+    bars, _ = to_bar_arrays({"BTCUSDT": candles([(100.0, 100.0, 100.0, 100.0)] * 60)})
+    agent = run_backtest(bars, Script({}), {"BTCUSDT": rules()}, FEES)
+    card = scorecard(agent, {"BTCUSDT": rules()}, [], 0.0)
+    assert card.intervals.na is None
+    assert card.agent.return_pct == 0 and card.baselines["buy_and_hold"].return_pct < 0
+    assert card.intervals.p_beats_random == 0.5
+    assert card.intervals.p_beats_buy_and_hold is not None
+    assert 0.5 < card.intervals.p_beats_buy_and_hold < 1
+
+
 @settings(max_examples=2, deadline=None)
 @given(mean=st.floats(-0.002, 0.002), spread=st.floats(0.001, 0.02))
 def test_the_bootstrap_interval_covers_a_known_mean(mean: float, spread: float) -> None:
