@@ -6,10 +6,11 @@ the next prompt built (3-4 ms a round trip, each wave of a run).
 
 Turns go to the earliest decision waiting (by `rank`, its place in the run), so a decision's
 follow-up call (after a tool) goes before later decisions' first ones. Once closed (the run has
-stopped), a decision that has sent nothing yet is not sent (`NotSent`); one already on the wire
-goes on to its answer, so the calls spent on it are not wasted, unless every later call would
-fail the same way (a spent budget, a refused key: `close(every=True)`). A failed request keeps its
-turn until the run has recorded the failure (`Turns`), so a stop is as prompt as before."""
+stopped), a decision that has sent nothing yet is not sent (`NotSent`), whether it waits for a
+turn or, holding one, for budget room (`Turns.hold_back`); one already on the wire goes on to its
+answer, so the calls spent on it are not wasted, unless every later call would fail the same way
+(a spent budget, a refused key: `close(every=True)`). A failed request keeps its turn until the
+run has recorded the failure (`Turns`), so a stop is as prompt as before."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 
 
 class NotSent(Exception):
-    """The run stopped while this request waited for its turn: it was neither sent nor counted,
-    and its decision is dropped, as one never started is."""
+    """The run stopped while this request waited for its turn or for budget room: it was
+    neither sent nor counted, and its decision is dropped, as one never started is."""
 
 
 @dataclass(order=True)
@@ -35,11 +36,13 @@ class _Waiting:
 
 class InFlight:
     def __init__(self, limit: int) -> None:
-        self._limit = self._free = limit
+        self._free = limit
         self._closed = self._every = False
         self._lock = threading.Lock()
         self._waiting: list[_Waiting] = []  # a heap, empty whenever a turn is free
         self._arrivals = itertools.count()
+        self._on_wire = 0
+        self._held_back: set[threading.Condition] = set()  # what requests wait on for room
 
     def turns(self, rank: int) -> Turns:
         """One decision's turns, a request at a time."""
@@ -47,9 +50,9 @@ class InFlight:
 
     @property
     def sending(self) -> int:
-        """Requests on the wire now."""
+        """Requests on the wire now; not those holding a turn while they wait for budget room."""
         with self._lock:
-            return self._limit - self._free
+            return self._on_wire
 
     def close(self, *, every: bool = False) -> None:
         """No decision sends again that has sent nothing yet, nor, with `every`, any other."""
@@ -62,10 +65,17 @@ class InFlight:
                     waiting.ready.set()
             self._waiting = [w for w in self._waiting if not w.refused]
             heapq.heapify(self._waiting)
+            held_back = list(self._held_back)
+        for changed in held_back:  # not under the lock: a waiter holds `changed` to check it
+            with changed:
+                changed.notify_all()
+
+    def _refuses(self, started: bool) -> bool:
+        return self._closed and (self._every or not started)
 
     def _take(self, rank: int, started: bool) -> None:
         with self._lock:
-            if self._closed and (self._every or not started):
+            if self._refuses(started):
                 raise NotSent
             if self._free:
                 self._free -= 1
@@ -94,17 +104,37 @@ class Turns:
     def __init__(self, flight: InFlight, rank: int) -> None:
         self._flight = flight
         self._rank = rank
-        self._started = False
+        self._started = False  # a request of the decision has been sent
         self._kept = False
+        self._on_wire = False
 
     def __enter__(self) -> None:
         if self._kept:  # the decision asks again with the turn its failed request kept
             self._kept = False
             return
         self._flight._take(self._rank, self._started)
-        self._started = True
+
+    def hold_back(self, changed: threading.Condition) -> None:
+        """Called holding `changed` before each try for budget room, which waits on it: `NotSent`
+        if the run has stopped for this request. `changed` is notified when the run stops, so
+        that a wait on it hears of the stop."""
+        flight = self._flight
+        with flight._lock:
+            flight._held_back.add(changed)
+            if flight._refuses(self._started):
+                raise NotSent
+
+    def sent(self) -> None:
+        """The request holds its budget and goes out: the decision has started."""
+        with self._flight._lock:
+            self._flight._on_wire += 1
+        self._started = self._on_wire = True
 
     def __exit__(self, failed: type[BaseException] | None, *raised: object) -> None:
+        if self._on_wire:
+            self._on_wire = False
+            with self._flight._lock:
+                self._flight._on_wire -= 1
         if failed is None:
             self._flight._give_back()
         else:

@@ -359,12 +359,22 @@ class Budget:
         self.held_tokens = 0
         self.held_usd = 0.0
 
-    def reserve(self, limits: LLMSettings, need: Hold, where: str) -> str | None:
+    def reserve(
+        self, limits: LLMSettings, need: Hold, where: str, turns: Turns | None = None
+    ) -> str | None:
         """Take a call and hold `need`, waiting while the requests in flight hold the room it
-        needs; why it cannot be sent at all, else None."""
+        needs; why it cannot be sent at all, else None. A request of a decision's `turns` is
+        not sent once the run has stopped for it (`NotSent`), however long it has waited."""
         with self.changed:
-            while (verdict := self.admit(limits, need, where)) is False:
+            while True:
+                if turns is not None:
+                    turns.hold_back(self.changed)
+                verdict = self.admit(limits, need, where)
+                if verdict is not False:
+                    break
                 self.changed.wait()
+        if verdict is True and turns is not None:
+            turns.sent()
         return None if verdict is True else verdict
 
     def admit(self, limits: LLMSettings, need: Hold, where: str) -> bool | str:
@@ -593,7 +603,7 @@ class LLMClient:
             return cached
         with turns or contextlib.nullcontext():
             body = self._request(key, messages, tools, options)
-            call = self._call(key, body, self._reserve_call(body))
+            call = self._call(key, body, self._reserve_call(body, turns))
             retrying = Retrying(**self._retry_policy(), sleep=self._sleep)
             try:
                 with self._holding(call):
@@ -758,12 +768,12 @@ class LLMClient:
         cap = self._settings.max_output_tokens
         return options if cap is None else {"max_tokens": cap, **(options or {})}
 
-    def _reserve_call(self, body: dict[str, Any]) -> Hold:
+    def _reserve_call(self, body: dict[str, Any], turns: Turns | None) -> Hold:
         """Budgets are checked before sending, against the run's `Budget`: the request holds
         its worst case there, waiting while requests in flight hold the room it needs, and is
-        not sent when that does not fit what is left."""
+        not sent when that does not fit what is left, nor once its run has stopped."""
         held = self._worst_case(body)
-        return self._taken(self.budget.reserve(self._settings, held, self.base_url), held)
+        return self._taken(self.budget.reserve(self._settings, held, self.base_url, turns), held)
 
     async def _areserve_call(self, body: dict[str, Any]) -> Hold:
         """`_reserve_call` for asyncio: the requests it waits for settle on this event loop."""

@@ -41,7 +41,7 @@ MINUTE_MS = 60_000
 STOPPING_CAUSES = ("budget", "cache_miss")  # every later call would fail the same way
 PARTIAL_STOPS = ("interrupted", OUTAGE)  # the report covers only the decisions made
 Progress = Callable[[DecisionRecord], None]
-Interrupted = Callable[[int], None]  # called with the number of decisions still in flight
+Interrupted = Callable[[int], None]  # called with the number of requests on the wire
 
 
 class AgentParams(BaseModel):

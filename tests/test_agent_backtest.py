@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from launcher import popen
-from loopback_openai import LoopbackOpenAI, Scripted
+from loopback_openai import LoopbackOpenAI, Recorded, Scripted
 from scripted_model import ScriptedModel, buy_an_uptrend, look_at_the_market, tool_results
 
 from agent.cli.common import EXIT_INTERRUPTED
@@ -519,6 +519,50 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(
     assert agent["llm"]["model_calls"] <= sent < 2 * agent["planned_decisions"]
     open_at_end = report["orders"]["open_at_end"]["trades"]
     assert report["metrics"]["# Trades"] == len(report["trades"]) - open_at_end
+
+
+def first_calls(requests: list[Recorded]) -> list[Recorded]:
+    """The requests that opened a decision: no tool results in them yet."""
+    return [r for r in requests if not any(m["role"] == "tool" for m in r.body["messages"])]
+
+
+@pytest.mark.slow
+def test_ctrl_c_sends_no_decision_waiting_for_budget_room(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """With llm.max_tokens=12000 three requests' worst cases (~3,900 tokens each) fit at once,
+    and the other decisions of --concurrency 8 wait for room. Ctrl-C while they wait:
+    the answers that free room let none of them send (5 did), only the started decisions'
+    follow-ups, and the notice counts the requests on the wire (it said 8 decisions)."""
+    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
+    server = LoopbackOpenAI(responder=slowly(model, 3.0)).start()
+    env = {**offline_env, **llm_env(server), "AGENT_LLM__MAX_TOKENS": "12000"}
+    out = tmp_path / "partial.json"
+    command = [str(Path(sys.executable).parent / "agent-backtest"), *DAY, "--concurrency", "8"]
+    proc = popen([*command, "--yes", "--json", str(out)], env, tmp_path)
+    try:
+        deadline = time.monotonic() + 90
+        while len(server.requests) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # the other decisions build their prompts and wait for room
+        before = len(server.requests)
+        on_the_wire = server.in_flight
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.stop()
+
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    decided = first_calls(server.requests)
+    assert decided == first_calls(server.requests[:before])  # none after the interrupt
+    asked = f"{on_the_wire} request{'s' if on_the_wire != 1 else ''} on the wire"
+    assert f"interrupted: waiting for the answers to {asked}, then writing" in stderr
+    agent = json.loads(out.read_text())["agent"]
+    assert agent["partial"] is True and agent["decisions"] == len(decided)
 
 
 @pytest.mark.slow

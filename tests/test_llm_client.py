@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback_openai import LoopbackOpenAI, Scripted, openai_server  # noqa: F401
 
+from agent.in_flight import InFlight, NotSent, Turns
 from agent.llm import Budget, Hold, LLMClient, LLMError, LLMResponse, Usage
 from agent.model import open_model
 from agent.plain_http import transport_options
@@ -665,6 +666,55 @@ def test_a_request_that_fails_gives_its_hold_back(
     asking.join(timeout=60)
     assert [r.usage.total_tokens for r in answered] == [80]
     assert len(openai_server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("started", "every", "sent"),
+    [(False, False, False), (True, True, False), (True, False, True)],
+    ids=["ctrl-c-new-decision", "budget-stop", "ctrl-c-started-decision"],
+)
+def test_a_run_that_stops_sends_no_request_waiting_for_budget_room(
+    openai_server: LoopbackOpenAI,  # noqa: F811
+    make_llm: Callable[..., LLMClient],
+    started: bool,
+    every: bool,
+    sent: bool,
+) -> None:
+    """Room for one request's worst case (221 tokens) beside another's: a decision's request
+    waits for the one on the wire (answered after 0.5 s). The run stops meanwhile: Ctrl-C
+    (`close()`) drops a decision that has sent nothing, a budget stop (`close(every=True)`) any,
+    and the room the answer frees sends neither; a started decision goes on to its answer."""
+    answers = [replace_delay(replay(SINGLE, 0), 0.5), replay(SINGLE, 0)]
+    openai_server.script(*[replay(SINGLE, 0)] * started, *answers)
+    llm = make_llm(max_tokens=400 + 80 * started, cache_dir=None)
+    flight = InFlight(2)
+    first, waiting = flight.turns(rank=0), flight.turns(rank=1)
+    if started:  # its first request answered (80 tokens): the next one is a follow-up
+        llm.complete(prompt(1), None, prompt_version="p1", turns=waiting)
+    outcomes: dict[str, LLMResponse | BaseException] = {}
+
+    def ask(name: str, turns: Turns, n: int) -> None:
+        try:
+            outcomes[name] = llm.complete(prompt(n), None, prompt_version="p1", turns=turns)
+        except (LLMError, NotSent) as exc:
+            outcomes[name] = exc
+        turns.finish()
+
+    on_the_wire = threading.Thread(target=ask, args=("first", first, 2))
+    on_the_wire.start()
+    while len(openai_server.requests) < 1 + started:
+        on_the_wire.join(timeout=0.01)
+    held_back = threading.Thread(target=ask, args=("waiting", waiting, 3))
+    held_back.start()
+    held_back.join(timeout=0.2)  # it waits for room: the request on the wire holds it
+    flight.close(every=every)
+    on_the_wire.join(timeout=60)
+    held_back.join(timeout=60)
+
+    assert isinstance(outcomes["first"], LLMResponse)
+    assert isinstance(outcomes["waiting"], LLMResponse if sent else NotSent)
+    assert len(openai_server.requests) == llm.stats.calls == 1 + started + sent
+    assert (llm.budget.in_flight, llm.budget.held_tokens) == (0, 0)
 
 
 _OPS = st.lists(

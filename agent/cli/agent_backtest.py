@@ -340,8 +340,9 @@ def _with_progress(
             text = f"calls {stats.calls} · cache hits {stats.cache_hits} · {cost}"
             progress.update(task, advance=1, llm=text)
 
-        def interrupted(in_flight: int) -> None:
-            waiting = f"waiting for {in_flight} decisions in flight, then " if in_flight else ""
+        def interrupted(on_wire: int) -> None:
+            asked = f"{on_wire} request{'s' if on_wire != 1 else ''} on the wire"
+            waiting = f"waiting for the answers to {asked}, then " if on_wire else ""
             notify(f"interrupted: {waiting}writing a partial report")
 
         strategy.on_decision = advanced
