@@ -102,7 +102,9 @@ def _answer(
     from agent.llm import LLMError
 
     try:
-        return client.complete(_ASK, tools, prompt_version=PROBE_VERSION, options=options)
+        return client.complete(
+            _ASK, tools, prompt_version=PROBE_VERSION, options=options, probe=True
+        )
     except LLMError as exc:
         if exc.cause == "bad_request":
             return None

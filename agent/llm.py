@@ -154,7 +154,8 @@ class LLMStats(BaseModel):
     """Per-run accounting that reports print and budgets are checked against. `calls` are
     requests sent; the tokens and cost are of the replies they got, what the provider billed.
     The `answered` figures count every answer, from the wire or the cache: a run's spend as if
-    uncached, which a cached rerun reproduces."""
+    uncached, which a cached rerun reproduces. `probes` are the answers to llm.decision_format's
+    capability probe, counted apart: asked once per data dir, they are no run's decisions."""
 
     calls: int = 0
     cache_hits: int = 0
@@ -166,12 +167,13 @@ class LLMStats(BaseModel):
     answered: int = 0
     answered_prompt_tokens: int = 0
     answered_completion_tokens: int = 0
+    probes: int = 0
     errors: dict[str, int] = Field(default_factory=dict)
     latencies_ms: list[float] = Field(default_factory=list)
 
     def since(self, earlier: LLMStats) -> LLMStats:
         """What was done after `earlier`, a copy of these stats taken before: one run's part of
-        a model that outlives it (the UI's, or a `--compare` variant sharing the base's)."""
+        a model that outlives it (a `--compare` variant's sharing the base's)."""
         counts = {
             name: getattr(self, name) - getattr(earlier, name)
             for name, field in LLMStats.model_fields.items()
@@ -190,8 +192,11 @@ class LLMStats(BaseModel):
             latencies_ms=self.latencies_ms[len(earlier.latencies_ms) :],
         )
 
-    def answer(self, usage: Usage) -> None:
+    def answer(self, usage: Usage, *, probe: bool = False) -> None:
         """One more answer, from the wire or the cache, with the tokens it reported."""
+        if probe:
+            self.probes += 1
+            return
         self.answered += 1
         self.answered_prompt_tokens += usage.prompt_tokens
         self.answered_completion_tokens += usage.completion_tokens
@@ -522,6 +527,18 @@ class LLMClient:
         )
         self._capabilities_file = capabilities_file
         self._format_lock = threading.Lock()
+        self._opened_with: dict[str, Any] = {  # for another client of one run (`for_run`)
+            "api_key": api_key,
+            "base_url": base_url,
+            "cache_dir": cache_dir,
+            "sleep": sleep,
+            "asleep": asleep,
+            "clock": clock,
+            "secrets": secrets,
+            "capabilities_file": capabilities_file,
+            "organization": organization,
+            "project": project,
+        }
 
     @property
     def _cache(self) -> diskcache.Cache | None:
@@ -568,6 +585,14 @@ class LLMClient:
             return False
         return self._key(messages, tools, prompt_version, options)[0] in self._cache
 
+    def for_run(self) -> LLMClient:
+        """A client of this endpoint, key, cache and budget whose stats are one run's alone:
+        agent-ui's model answers the chat while a backtest runs beside it."""
+        run = LLMClient(self._settings, budget=self.budget, **self._opened_with)
+        with self._format_lock:
+            run._decision_format = self._decision_format  # a format probed once serves both
+        return run
+
     def send_nothing(self) -> None:
         """From now on a request the cache cannot answer fails as a cache miss: a run let off
         consent because its answers are cached must not spend after all."""
@@ -592,13 +617,15 @@ class LLMClient:
         prompt_version: str,
         options: dict[str, Any] | None = None,
         turns: Turns | None = None,
+        probe: bool = False,
     ) -> LLMResponse:
         """One chat completion, from cache when allowed; any failure is a single `LLMError`.
         `options` are extra request fields: tool_choice, response_format. A request that must
         be sent waits for one of its decision's `turns`, holding it until the answer is in (retries
-        included), and raises `NotSent` if the run stops first."""
+        included), and raises `NotSent` if the run stops first. A capability `probe`'s answer
+        is counted apart from the run's (`LLMStats.probes`)."""
         key, options = self._key(messages, tools, prompt_version, options)
-        cached = self._from_cache(key)
+        cached = self._from_cache(key, probe)
         if cached is not None:
             return cached
         with turns or contextlib.nullcontext():
@@ -610,7 +637,7 @@ class LLMClient:
                     completion = retrying(self._send, call)
             except LLMError as exc:
                 raise self._failed(exc, retrying.statistics["attempt_number"]) from None
-        return self._finish(call, completion)
+        return self._finish(call, completion, probe)
 
     async def acomplete(
         self,
@@ -703,7 +730,7 @@ class LLMClient:
         options = self._with_cap(options)
         return self.cache_key(messages, tools, prompt_version, options), options
 
-    def _from_cache(self, key: str) -> LLMResponse | None:
+    def _from_cache(self, key: str, probe: bool = False) -> LLMResponse | None:
         if self._cache is None or self._settings.mode == "live":
             return None
         try:
@@ -718,7 +745,7 @@ class LLMClient:
             return None
         with self._lock:
             self._stats.cache_hits += 1
-            self._stats.answer(cached.usage)
+            self._stats.answer(cached.usage, probe=probe)
         log.debug("LLM cache hit %s", key[:12])
         return cached
 
@@ -928,7 +955,7 @@ class LLMClient:
         text = self._redact(text)
         return LLMError(cause, text, status=status, retry_after=_retry_after(headers))
 
-    def _finish(self, call: _Call, completion: _WireCompletion) -> LLMResponse:
+    def _finish(self, call: _Call, completion: _WireCompletion, probe: bool = False) -> LLMResponse:
         choice = completion.choices[0]
         usage = completion.usage or Usage()
         cost = (
@@ -963,7 +990,7 @@ class LLMClient:
             self._failing = 0
             self._longest_reply = max(self._longest_reply, usage.completion_tokens)
             st = self._stats
-            st.answer(usage)
+            st.answer(usage, probe=probe)
             st.prompt_tokens += usage.prompt_tokens
             st.completion_tokens += usage.completion_tokens
             if completion.usage is None:  # what this reply cost is unknown: so is the run's

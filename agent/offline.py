@@ -89,6 +89,10 @@ class OfflineModel:
             cost_usd=0.0,
         )
 
+    def for_run(self) -> OfflineModel:
+        """A model whose stats are one run's alone, as `LLMClient.for_run`."""
+        return OfflineModel()
+
     def open(self) -> None:
         """Nothing to open; here so callers treat every model alike."""
 

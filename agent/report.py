@@ -33,7 +33,7 @@ from risk.models import Approved
 from runtime.runner import Halted
 
 COST_BASIS = (
-    "every model call the run made, the decisions' and any cut short by a stop, priced as if "
+    "every model call the run's decisions made, those cut short by a stop too, priced as if "
     "uncached: a cold run's bill"
 )
 BASELINE_METRICS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades")
@@ -132,11 +132,13 @@ class RunStats(BaseModel):
     avg_latency_ms: float | None
     p95_latency_ms: float | None
     cost_usd_this_run: float | None  # None: n/a, as the run's cost_usd
+    probes: int = 0  # of the requests and cache hits, llm.decision_format=probe's: no decisions
     variant: RunStats | None = None
 
     def facts(self) -> dict[str, Any]:
-        """Its figures for a page: the variant's only where one ran."""
-        return self.model_dump(exclude=set() if self.variant else {"variant"})
+        """Its figures for a page: the probes and the variant's only where there were any."""
+        empty = {"probes": not self.probes, "variant": self.variant is None}
+        return self.model_dump(exclude={name for name, unused in empty.items() if unused})
 
 
 def run_stats(stats: LLMStats, variant: LLMStats | None = None) -> RunStats:
@@ -156,6 +158,7 @@ def run_stats(stats: LLMStats, variant: LLMStats | None = None) -> RunStats:
         avg_latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
         p95_latency_ms=None if p95 is None else round(p95, 1),
         cost_usd_this_run=None if None in costs else round(sum(costs), 6),
+        probes=sum(s.probes for s in both),
         variant=None if variant is None else run_stats(variant),
     )
 
@@ -344,7 +347,8 @@ def render_agent(section: AgentSection, stats: RunStats) -> Group:
         "model calls": fmt(llm["model_calls"]),
         **_in_no_decision(llm),
         "requests sent / cache hits": f"{stats.requests_sent:,} / {stats.cache_hits:,}"
-        + ("" if v is None else f" (variant {v.requests_sent:,} / {v.cache_hits:,})"),
+        + ("" if v is None else f" (variant {v.requests_sent:,} / {v.cache_hits:,})")
+        + ("" if not stats.probes else f"; {stats.probes:,} of them llm.decision_format's probe"),
         "retries / failed requests": f"{stats.retries:,} / {sum(stats.errors.values()):,}",
         "tokens in / out": f"{llm['prompt_tokens']:,} / {llm['completion_tokens']:,}",
         "cost [$] (this run)": f"n/a: {llm['cost_na']}"

@@ -6,6 +6,7 @@ bundled sample, frozen, when offline; orders pass the risk gate and a person's a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -589,52 +590,55 @@ def run_agent_backtest(
     notes: list[str] = []
     data, read = _data(frames, symbol, days, notes)
     config = settings_backtest(settings, "1m")
-    strategy = AgentStrategy(
-        params,
-        model=model,
-        market=MarketData(read, "1m"),
-        close_time=data.bars.close_time,
-        rules=dict(data.rules),
-        cash=config.cash,
-        run_id="",
-        limits=settings.risk,
-    )
-    strategy.run_id = agent_run_id(model, data, params, strategy.prompt_version)
-    planned = strategy.planned()
-    if planned == 0:
-        raise UserError(
-            f"no decision bars: {days} days is shorter than the warm-up of {strategy.warmup_left} "
-            f"bars plus one decision interval ({params.decide_every} min)"
+    # a model of the run's own, on the session's budget: the chat's calls meanwhile are not its
+    with contextlib.closing(model.for_run()) as own:
+        strategy = AgentStrategy(
+            params,
+            model=own,
+            market=MarketData(read, "1m"),
+            close_time=data.bars.close_time,
+            rules=dict(data.rules),
+            cash=config.cash,
+            run_id="",
+            limits=settings.risk,
         )
-    done = 0
+        strategy.run_id = agent_run_id(own, data, params, strategy.prompt_version)
+        planned = strategy.planned()
+        if planned == 0:
+            raise UserError(
+                f"no decision bars: {days} days is shorter than the warm-up of {strategy.warmup_left} "
+                f"bars plus one decision interval ({params.decide_every} min)"
+            )
+        done = 0
 
-    def decided(_: Any) -> None:
-        nonlocal done
-        done += 1
-        on_decision(done, planned)
+        def decided(_: Any) -> None:
+            nonlocal done
+            done += 1
+            on_decision(done, planned)
 
-    strategy.on_decision = decided
-    result = run_backtest(
-        data.bars, strategy, data.rules, config, limits=strategy.limits, warmup=data.warmup
-    )
-    if strategy.stopped == "cache_miss":
-        raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
-    report, records, section = agent_report(
-        strategy,
-        result,
-        model,
-        data.rules,
-        config,
-        notes,
-        horizons_min=settings.scorecard.ledger_minutes,
-    )
-    save_decisions(store, records)
-    shown = {**report.agent, "run": run_stats(model.stats.since(strategy.started)).facts()}
-    html = page(report.model_copy(update={"agent": shown}), result)
-    log_rows = pd.DataFrame(
-        [row.model_dump() for row in section.decision_log], columns=list(DecisionRow.model_fields)
-    )
-    return _outcome(store, out_dir, "agent", report, result, notes, html, log_rows)
+        strategy.on_decision = decided
+        result = run_backtest(
+            data.bars, strategy, data.rules, config, limits=strategy.limits, warmup=data.warmup
+        )
+        if strategy.stopped == "cache_miss":
+            raise UserError("replay mode: an answer is missing from the cache; nothing was sent")
+        report, records, section = agent_report(
+            strategy,
+            result,
+            own,
+            data.rules,
+            config,
+            notes,
+            horizons_min=settings.scorecard.ledger_minutes,
+        )
+        save_decisions(store, records)
+        shown = {**report.agent, "run": run_stats(own.stats).facts()}
+        html = page(report.model_copy(update={"agent": shown}), result)
+        log_rows = pd.DataFrame(
+            [row.model_dump() for row in section.decision_log],
+            columns=list(DecisionRow.model_fields),
+        )
+        return _outcome(store, out_dir, "agent", report, result, notes, html, log_rows)
 
 
 def equity_figure(report: Any) -> go.Figure:

@@ -435,6 +435,39 @@ def test_a_compare_variant_cut_short_by_the_budget_reports_what_it_was_billed(
 
 
 @pytest.mark.slow
+def test_probing_the_endpoint_s_formats_is_no_part_of_a_run_s_spend(cli, tmp_path: Path) -> None:
+    """With llm.decision_format=probe a cold run first asks the endpoint three questions, which a
+    rerun reads from llm-capabilities.json. They were counted as the run's model calls, cut short
+    (51 of them, 48 in its decisions): the cached rerun's JSON and net return were not the cold
+    run's."""
+    billing = Billing()
+    model = ScriptedModel(look_at_the_market, buy_an_uptrend)
+    server = LoopbackOpenAI(responder=billing.responder(model)).start()
+    env = {**priced_env(server), "AGENT_LLM__DECISION_FORMAT": "probe"}
+    args = (*DAY, "--decide-every", "60", "--yes", "--json")
+    first, again = tmp_path / "first.json", tmp_path / "again.json"
+    try:
+        cold = cli("agent-backtest", *args, str(first), env=env)
+        sent = len(server.requests)
+        rerun = cli("agent-backtest", *args, str(again), env=env)
+    finally:
+        server.stop()
+    assert cold.returncode == 0, cold.stderr
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(server.requests) == sent  # the rerun's answers, and its format, were all known
+    assert again.read_bytes() == first.read_bytes()
+    llm = json.loads(first.read_text())["agent"]["llm"]
+    assert "in_no_decision" not in llm
+    store = open_store(f"sqlite:///{tmp_path / 'data' / 'agent.db'}")
+    recorded = sum(len(r.llm_calls) for r in load_decisions(store))
+    store.close()
+    assert llm["model_calls"] == recorded == sent - 3
+    shown = " ".join(cold.stdout.split())
+    assert f"{sent} / 0; 3 of them llm.decision_format's probe" in shown
+    assert "cut short" not in shown
+
+
+@pytest.mark.slow
 def test_concurrency_caps_the_requests_on_the_wire_with_the_next_prompts_built(
     cli, tmp_path: Path
 ) -> None:

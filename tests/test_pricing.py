@@ -16,6 +16,7 @@ from loopback_openai import LoopbackOpenAI
 from scripted_model import ScriptedModel, buy_an_uptrend
 
 from agent.llm import LLMClient
+from agent.records import load_decisions
 from config import load_settings
 from core.errors import UserError
 from market.sample import load_sample
@@ -181,6 +182,75 @@ def test_a_ui_agent_backtest_reports_its_own_spend_not_the_sessions(
     page = again.html_path.read_text()
     assert "<tr><td>requests_sent</td><td>0</td></tr>" in page
     assert "<tr><td>cost_usd_this_run</td><td>0</td></tr>" in page
+
+
+def chat(model: LLMClient, n: int) -> None:
+    """The session's chat asking the model, as agent-ui's chat listener does."""
+    model.complete([{"role": "user", "content": f"how is BTC? ({n})"}], prompt_version="chat")
+
+
+@UI_GROUP
+def test_a_chat_answered_while_a_ui_agent_backtest_runs_is_not_in_its_spend(
+    tmp_path: Path, server: LoopbackOpenAI
+) -> None:
+    """agent-ui answers its chat while a backtest runs on the session's model: the chat's calls
+    were counted as the backtest's, 3 calls of decisions cut short, though nothing stopped it."""
+    from agent.ui import run_agent_backtest  # UI_GROUP: loaded by its worker only
+
+    llm = {"model": "gpt-4o", "prices_host": "127.0.0.1", "max_usd": 1.0}
+    settings = load_settings(data_dir=tmp_path, llm=llm)
+    model = LLMClient(
+        settings.llm, api_key="sk-test-loopback", base_url=server.base_url, cache_dir=None
+    )
+    chats = 3
+
+    def chat_meanwhile(done: int, planned: int) -> None:
+        if done == 1:
+            for n in range(chats):
+                chat(model, n)
+
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    frames = {"BTCUSDT": load_sample("BTCUSDT")}
+    try:
+        out = run_agent_backtest(
+            store, settings, model, frames, tmp_path, "BTCUSDT", 1, 60, chat_meanwhile
+        )
+        recorded = sum(len(r.llm_calls) for r in load_decisions(store))
+    finally:
+        store.close()
+        model.close()
+    agent = report_of(out.json_path)["agent"]
+    spent = agent["llm"]
+    assert agent["stopped"] is None and "in_no_decision" not in spent
+    assert spent["model_calls"] == recorded == len(server.requests) - chats
+    assert f"<tr><td>requests_sent</td><td>{recorded}</td></tr>" in out.html_path.read_text()
+
+
+@UI_GROUP
+def test_a_ui_agent_backtest_spends_from_the_session_s_budget(
+    tmp_path: Path, server: LoopbackOpenAI
+) -> None:
+    """The budget set before starting agent-ui covers the session, its chat and its backtests
+    together: a backtest has no budget of its own, though it counts its calls apart."""
+    from agent.ui import run_agent_backtest  # UI_GROUP: loaded by its worker only
+
+    llm = {"model": "gpt-4o", "prices_host": "127.0.0.1", "max_usd": 1.0, "max_calls": 5}
+    settings = load_settings(data_dir=tmp_path, llm=llm)
+    model = LLMClient(
+        settings.llm, api_key="sk-test-loopback", base_url=server.base_url, cache_dir=None
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'agent.db'}")
+    frames = {"BTCUSDT": load_sample("BTCUSDT")}
+    try:
+        for n in range(3):
+            chat(model, n)
+        out = run_agent_backtest(store, settings, model, frames, tmp_path, "BTCUSDT", 1, 60)
+    finally:
+        store.close()
+        model.close()
+    agent = report_of(out.json_path)["agent"]
+    assert agent["stopped"] == "budget" and agent["llm"]["model_calls"] == 2
+    assert len(server.requests) == 5
 
 
 @pytest.mark.parametrize("given", ["https://api.openai.com/v1", "api.openai.com:443", ""])
