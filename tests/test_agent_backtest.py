@@ -212,6 +212,22 @@ def test_on_hourly_bars_the_agent_is_said_to_decide_hourly_as_it_does(cli, tmp_p
     assert agent["decide_every_min"] == 60
 
 
+def test_a_window_with_no_decision_bar_is_refused_for_what_it_lacks(cli) -> None:
+    """Ten warmed-up bars, 12:05 to 12:15, with no 15-minute close but the last: the refusal
+    blamed "the warm-up of 0 bars plus one --decide-every", a flag never given, and set bars
+    against minutes."""
+    run = cli("agent-backtest", "--symbol", "BTCUSDT",
+              "--start", "2025-10-31T12:05", "--end", "2025-10-31T12:15")  # fmt: skip
+    assert run.returncode == 2
+    error = next(line for line in run.stderr.splitlines() if line.startswith("error:"))
+    assert error == (
+        "error: no decision bar: the agent decides every 15 min (trading.decide_every) on the "
+        "close of a bar other than the last (its order could not fill), and the window "
+        "2025-10-31 12:05 → 2025-10-31 12:15 UTC holds none; give more bars (a longer --days, "
+        "--start/--end or --data file)"
+    )
+
+
 def test_the_command_loads_no_llm_sdk_or_plotting_until_needed() -> None:
     """Start-up is most of a short run: the SDK loads with an LLM, plotly with --html, and the
     graph (LangGraph, and LangSmith under it) when the agent runs, not to parse the flags."""

@@ -53,6 +53,7 @@ from config import Settings
 from core.clock import SystemClock
 from core.collector import imports_frozen
 from core.errors import UserError
+from market.models import INTERVAL_MS, iso_ms
 from store import Store
 from tools import MarketData
 
@@ -129,6 +130,32 @@ def _cadence_notice(from_settings: bool, every: int, strategy: AgentStrategy) ->
     return None
 
 
+def _no_decision_bar(strategy: AgentStrategy, from_settings: bool) -> str:
+    """Why the run's bars hold no decision: the warm-up takes them, or none closes on the
+    agent's cadence before the last (whose order could not fill)."""
+    close, warm = strategy.close_time, strategy.warmup_left
+    more = "give more bars (a longer --days, --start/--end or --data file)"
+    if len(close) <= warm:
+        return (
+            f"no decision bar: the run's {len(close):,} bars are fewer than the warm-up of "
+            f"{warm:,} bars the agent's indicators need before a decision; {more}"
+        )
+    every, interval = strategy.p.decide_every, strategy.market.interval
+    source = "trading.decide_every" if from_settings else "--decide-every"
+    if strategy.cadence_min != every:
+        source = f"{source} {every} min on {interval} bars"
+    first = iso_ms(int(close[warm]) + 1 - INTERVAL_MS[interval])
+    bars = f"{first} → {iso_ms(int(close[-1]) + 1)} UTC"
+    window = (
+        f"the window {bars}" if not warm else f"the window after {warm:,} bars of warm-up, {bars},"
+    )
+    return (
+        f"no decision bar: the agent decides every {strategy.cadence_min} min ({source}) on the "
+        f"close of a bar other than the last (its order could not fill), and {window} holds "
+        f"none; {more}"
+    )
+
+
 def run_agent_backtest(
     args: argparse.Namespace,
     typed: set[str],
@@ -171,11 +198,7 @@ def run_agent_backtest(
             notify(cadence)
         planned = strategy.planned()
         if planned == 0:
-            raise UserError(
-                f"no decision bars: the run's {len(data.bars):,} bars are fewer than the warm-up "
-                f"of {strategy.warmup_left} bars plus one --decide-every ({params.decide_every} "
-                "min); give more bars (a longer --days, --start/--end or --data file)"
-            )
+            raise UserError(_no_decision_bar(strategy, args.decide_every is None))
         second = None
         runs = [(model, strategy)]  # each model the run asks, with the agent that asks it
         if variant is not None and other is not None:
