@@ -24,7 +24,7 @@ class Lot:
     fee: float
     bar: int
     time_ms: int
-    dividends: float
+    dividends: float = 0.0
 
     def __init__(
         self,
@@ -35,6 +35,7 @@ class Lot:
         fee: float,
         bar: int,
         time_ms: int,
+        dividends: float = 0.0,
     ) -> None:
         self.lot_id = lot_id
         self.side = side
@@ -43,7 +44,7 @@ class Lot:
         self.fee = fee
         self.bar = bar
         self.time_ms = time_ms
-        self.dividends = 0.0
+        self.dividends = dividends
 
 
 @dataclass(slots=True, init=False)  # the __init__ below: compiled, not generated at import
@@ -65,7 +66,7 @@ class TradeRecord:
     exit_reason: ExitReason
     lot_id: int
     exit_order: str
-    dividends: float
+    dividends: float = 0.0
 
     def __init__(
         self,
