@@ -675,10 +675,10 @@ class LLMClient:
 
     def _client_options(self, *, asynchronous: bool) -> dict[str, Any]:
         """One timeout for each phase (connect, write, read, pool) and redirects followed,
-        as the SDK had them; no TLS context for a plain-http endpoint (agent.plain_http)."""
+        as the SDK had them; no TLS context for a plain-http endpoint (core.plain_http)."""
         import httpx
 
-        from agent.plain_http import transport_options
+        from core.plain_http import transport_options
 
         return {
             "base_url": self._url,

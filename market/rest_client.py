@@ -15,6 +15,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from core.errors import UserError, VenueError
+from core.plain_http import sync_transport_options
 from market.models import interval_ms, iso_ms, parse_symbol
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,8 @@ class RestClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s),
-            transport=transport,
             headers={"Accept": "application/json"},
+            **sync_transport_options(self.base_url, transport),
         )
 
     def __enter__(self) -> Self:

@@ -30,9 +30,9 @@ from loopback_openai import LoopbackOpenAI, Scripted, openai_server  # noqa: F40
 from agent.in_flight import InFlight, NotSent, Turns
 from agent.llm import Budget, Hold, LLMClient, LLMError, LLMResponse, Usage
 from agent.model import open_model
-from agent.plain_http import transport_options
 from config.settings import LLMSettings, ModelPrice, load_settings
 from core.errors import ConfigError
+from core.plain_http import transport_options
 
 CAPTURES = Path(__file__).parent / "fixtures" / "openai" / "extracted_json"
 SINGLE = "openai_chat_tool_call_single__gpt-4o_2025-05.json"
@@ -1015,12 +1015,14 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_plain_http_endpoint_still_verifies_a_redirect_to_https(
-    tmp_path: Path, asynchronous: bool
+@pytest.mark.parametrize("endpoint", ["plain http", "https"])
+def test_an_endpoint_verifies_every_https_request(
+    tmp_path: Path, asynchronous: bool, endpoint: str
 ) -> None:
-    """A model on plain http gets no TLS context up front (agent.plain_http); a request that
-    ends up at https, as a redirect would, is verified all the same: a certificate no CA
-    signed is refused."""
+    """A model or venue on plain http gets no TLS context up front, and an https one shares
+    the process's one context (core.plain_http); a request that ends up at https, as a
+    redirect would, or to an https endpoint, is verified all the same: a certificate no CA
+    signed is refused, by every client made."""
     cert, key = _self_signed(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
@@ -1029,19 +1031,21 @@ def test_a_plain_http_endpoint_still_verifies_a_redirect_to_https(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"https://127.0.0.1:{server.server_port}/v1/chat/completions"
-    options = transport_options("http://127.0.0.1:9/v1", httpx.Limits(), asynchronous=asynchronous)
+    base = "http://127.0.0.1:9/v1" if endpoint == "plain http" else url
+
+    async def post(options: dict[str, Any]) -> None:
+        async with httpx.AsyncClient(**options) as client:
+            await client.post(url)
+
     try:
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            if asynchronous:
-
-                async def post() -> None:
-                    async with httpx.AsyncClient(**options) as client:
-                        await client.post(url)
-
-                asyncio.run(post())
-            else:
-                with httpx.Client(**options) as client:
-                    client.post(url)
+        for _ in range(2):
+            options = transport_options(base, httpx.Limits(), asynchronous=asynchronous)
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                if asynchronous:
+                    asyncio.run(post(options))
+                else:
+                    with httpx.Client(**options) as client:
+                        client.post(url)
     finally:
         server.shutdown()
         server.server_close()

@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import OutcomeUnknown, UserError
+from core.plain_http import sync_transport_options
 from market.rest_client import SHAPE_ERRORS, reads_reply, shape
 from risk.approval import verify_approved
 from risk.models import ApprovedOrder
@@ -65,8 +66,8 @@ class AlpacaPaper:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_s),
-            transport=transport,
             headers={"Accept": "application/json", **keys.headers()},
+            **sync_transport_options(base_url, transport),
         )
         self.attempts = attempts
 

@@ -1,17 +1,27 @@
-"""The model endpoint's HTTP transport, without a TLS context until one is needed.
+"""An HTTP client's transport, without a TLS context until one is needed.
 
 httpx makes a client's TLS context (the CA bundle read and parsed, ~20 ms) when the client is
-made, before the first request can go. A model served over plain http (llama-server, vLLM, a
-loopback) never uses it: its requests go out on a plain transport, and only a request to an
-https URL (a redirect) gets httpx's own verifying transport, made then. An https endpoint
-keeps httpx's defaults. Imported with httpx, when the first request is made (agent.llm)."""
+made, before the first request can go. A model or venue served over plain http (llama-server,
+vLLM, a loopback replay) never uses it: its requests go out on a plain transport, and only a
+request to an https URL (a redirect) gets httpx's own verifying transport, made then. An https
+endpoint gets httpx's verifying defaults, with one TLS context for the whole process (each
+client made its own). Imported with httpx, when a client is made."""
 
 from __future__ import annotations
 
+import functools
+import ssl
 import threading
 from typing import Any
 
 import httpx
+
+
+@functools.cache
+def verifying_context() -> ssl.SSLContext:
+    """httpx's default context (its CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), made once:
+    a context verifies any number of connections, on any thread."""
+    return httpx.create_ssl_context()
 
 
 class _Routes:
@@ -41,7 +51,7 @@ class PlainFirst(httpx.BaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
         self._routes = _Routes(
             httpx.HTTPTransport(verify=False, limits=limits),  # for http:// only
-            lambda: httpx.HTTPTransport(limits=limits),
+            lambda: httpx.HTTPTransport(verify=verifying_context(), limits=limits),
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -56,7 +66,7 @@ class AsyncPlainFirst(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
         self._routes = _Routes(
             httpx.AsyncHTTPTransport(verify=False, limits=limits),  # for http:// only
-            lambda: httpx.AsyncHTTPTransport(limits=limits),
+            lambda: httpx.AsyncHTTPTransport(verify=verifying_context(), limits=limits),
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -67,8 +77,21 @@ class AsyncPlainFirst(httpx.AsyncBaseTransport):
             await transport.aclose()
 
 
-def transport_options(base_url: str, limits: httpx.Limits, *, asynchronous: bool) -> dict[str, Any]:
+HTTPX_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+"""httpx's own default pool, for a client that sets none."""
+
+
+def transport_options(
+    base_url: str, limits: httpx.Limits = HTTPX_LIMITS, *, asynchronous: bool
+) -> dict[str, Any]:
     """A client's transport options for `base_url`: httpx's defaults for https."""
     if httpx.URL(base_url).scheme != "http":
-        return {"limits": limits}
+        return {"verify": verifying_context(), "limits": limits}
     return {"transport": (AsyncPlainFirst if asynchronous else PlainFirst)(limits)}
+
+
+def sync_transport_options(base_url: str, injected: httpx.BaseTransport | None) -> dict[str, Any]:
+    """A venue client's: the transport a caller injected (a recording's, a test's) as given."""
+    if injected is not None:
+        return {"transport": injected}
+    return transport_options(base_url, asynchronous=False)
