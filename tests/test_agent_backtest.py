@@ -168,6 +168,7 @@ def test_a_compared_prompt_is_on_the_page_and_said_idle_offline(cli, tmp_path: P
         assert f"<td>{name}</td><td>{value}</td>" in page
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", [("--strategy", "sma_cross"), ()], ids=["sma", "agent"])
 def test_a_risk_halt_is_on_record_in_the_report(cli, tmp_path: Path, strategy: tuple) -> None:
     """A daily-loss halt skips the strategy and the gate: the orders section says how many

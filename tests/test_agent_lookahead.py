@@ -87,6 +87,7 @@ class FreshCallIds(ScriptedModel):
         return reply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cache", "live"])
 def test_a_tool_result_from_later_bars_is_caught_when_the_signal_is_the_same(
     tmp_path: Path, mode: Literal["cache", "live"]

@@ -175,6 +175,7 @@ def _scaled(factor: float) -> MarketData:
     return MarketData({"BTCUSDT": frame.assign(**{c: frame[c] * factor for c in prices})}, "1m")
 
 
+@pytest.mark.slow
 def test_a_coin_priced_below_a_millionth_gets_a_stop_above_zero(store: Store) -> None:
     """The offline model rounded a price under 1 to 6 decimals: a 1e-8 coin's stop was 0."""
     graph = build_graph()

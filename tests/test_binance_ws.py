@@ -105,6 +105,7 @@ def _reached(symbol_index: dict[str, int]) -> Callable[[list[StreamEvent]], bool
     return done
 
 
+@pytest.mark.slow
 def test_dropped_connections_lose_no_bar_and_repeat_none_thanks_to_rest_backfill(
     rest_client: tuple[BinanceRestClient, LoopbackBinance],
 ) -> None:

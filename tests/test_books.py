@@ -148,6 +148,7 @@ def test_replayed_book_feeds_the_gate_a_tight_spread_limit_vetoes_and_a_loose_on
 # -- resyncs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_gap_in_the_replayed_depth_resyncs_from_a_snapshot_to_the_servers_book() -> None:
     """The capture's 3 real gaps and the gap between two passes of it: each real gap discards
     the book, a REST snapshot rebuilds it, and after every gap the rebuilt book is the

@@ -48,7 +48,7 @@ from risk.limits_text import limit_lines
 from risk.models import SignalAction, SignalSource
 from store import open_store
 
-pytestmark = UI_GROUP
+pytestmark = [UI_GROUP, pytest.mark.slow]  # each starts a Gradio app
 RUNNING = "Running on local URL"
 UPTREND_OFFSET = 6  # with the sample cut here, the chat's first bar has every BTC flag up
 

@@ -99,6 +99,7 @@ def test_wrong_csv_columns_exit_2_naming_expected_columns(cli, tmp_path: Path) -
     assert "timestamp,open,high,low,close,volume" in line
 
 
+@pytest.mark.slow
 def test_bad_config_exits_2_naming_the_field(cli) -> None:
     result = cli("agent-data", "list", env={"LOG_LEVEL": "chatty"})
     assert result.returncode == 2

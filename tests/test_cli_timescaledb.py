@@ -22,6 +22,7 @@ def timescale_env() -> Iterator[dict[str, str]]:
         yield {"DATABASE_URL": url}
 
 
+@pytest.mark.slow
 def test_import_creates_a_hypertable_and_status_says_so(cli, timescale_env):
     imported = cli(
         "agent-data", "import", str(SAMPLE), "--symbol", "BTCUSDT", "--interval", "1m",
@@ -65,6 +66,7 @@ def test_sqlite_store_status_and_a_refused_require(cli):
     assert "timescaledb" in bad.stderr and "'auto', 'require' or 'off'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_resampled_backtest_on_timescaledb_equals_the_one_on_sqlite(cli, timescale_env, tmp_path):
     """`--interval 1h` from stored 1m bars: SQL on TimescaleDB, pandas on SQLite; same report."""
     args = ["--strategy", "sma_cross", "--interval", "1h", "--fast", "5", "--slow", "20"]

@@ -156,6 +156,7 @@ def _spoiled(kind: str) -> dict[int, str]:
     return {len(lines) - 9: ",".join(cells)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["float count", "text close", "padded first rows"])
 def test_ranges_join_as_one_reader_when_types_change_or_rows_shrink(
     tmp_path: Path, kind: str
@@ -174,6 +175,7 @@ def test_ranges_join_as_one_reader_when_types_change_or_rows_shrink(
     pd.testing.assert_frame_equal(frame, other, check_exact=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     lines=st.lists(st.text(alphabet="0123456789.,-", max_size=30), max_size=40),

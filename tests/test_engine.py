@@ -158,6 +158,7 @@ def test_a_run_that_keeps_no_signals_reports_the_same(btc) -> None:
     assert build_report(spared).to_json() == build_report(kept).to_json()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep_signals", [True, False])
 def test_a_dropped_result_is_freed_at_once_not_left_to_the_collector(
     btc, keep_signals: bool

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,7 @@ def on_and_near_lines(draw: st.DrawFn) -> tuple[float, Decimal]:
     return value, step
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(on_and_near_lines())
 def test_a_line_found_by_floats_is_the_exact_decimal_line(case: tuple[float, Decimal]) -> None:
@@ -69,6 +71,7 @@ def test_floats_off_a_line_or_beyond_fifteen_digits_are_left_to_the_exact_path()
     assert on_grid(0.0, Grid(Decimal("0.01"))) is None
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.one_of(st.floats(), st.sampled_from([1e-4, 9.999999999999999e-05, 1e16, 1e15, -0.0])))
 def test_a_float_reads_as_its_exact_decimal_without_building_one(value: float) -> None:

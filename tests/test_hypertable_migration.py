@@ -53,6 +53,7 @@ def _fingerprints(url: str) -> dict[str, tuple]:
     return prints
 
 
+@pytest.mark.slow
 def test_plain_tables_become_hypertables_with_every_row(plain_url: str):
     before = _fingerprints(plain_url)
     store = open_store(plain_url, "require")
@@ -66,6 +67,7 @@ def test_plain_tables_become_hypertables_with_every_row(plain_url: str):
     assert _fingerprints(plain_url) == before
 
 
+@pytest.mark.slow
 def test_an_upgrade_killed_half_way_finishes_on_the_next_open(plain_url: str):
     """equity_points is locked, so the upgrade converts candles and then waits on it; kill -9
     then leaves one table converted and one plain, and the next open converts the rest."""

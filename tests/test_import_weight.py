@@ -52,6 +52,7 @@ def bars_csv(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_classic_backtest_on_a_csv_loads_no_agent_ui_or_network_stack(cli, bars_csv) -> None:
     run = ("agent-backtest", "--strategy", "sma_cross", "--data", str(bars_csv), "--days", "1")
     assert cli(*run).returncode == 0  # the first run creates the store
@@ -83,6 +84,7 @@ def test_a_classic_loop_and_its_status_load_no_agent_or_ui_stack(cli) -> None:
     assert _modules(fills.stderr) & STORE_LIBRARIES == set()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [
@@ -105,6 +107,7 @@ def test_help_and_flag_errors_load_only_the_parser(cli, command) -> None:
         assert imported & heavy == set()
 
 
+@pytest.mark.slow
 def test_agent_trade_status_and_fills_read_the_store_without_sqlalchemy_or_pandas(cli) -> None:
     assert cli("agent-data", "status").returncode == 0  # makes the store (a refusal keeps none)
     for command in ("status", "fills"):
@@ -119,6 +122,7 @@ def test_agent_trade_status_and_fills_read_the_store_without_sqlalchemy_or_panda
         assert _modules(result.stderr) & STORE_LIBRARIES == set()
 
 
+@pytest.mark.slow
 def test_agent_data_reads_and_writes_the_store_without_the_exchanges_clients(cli, bars_csv) -> None:
     """import, list and verify use pandas and the store; only download needs an HTTP client,
     and only status the database's inspection."""
@@ -168,6 +172,7 @@ def test_an_offline_or_fully_cached_agent_backtest_loads_no_graph_framework_or_s
     assert _modules(offline.stderr) & STORE_LIBRARIES == set()
 
 
+@pytest.mark.slow
 def test_the_agent_loop_on_the_offline_model_loads_no_graph_framework_or_sdk(cli) -> None:
     loop = ("--feed", "replay", "--speed", "max", "--max-bars", "2")
     ran = cli("agent-trade", *loop, env={"PYTHONPROFILEIMPORTTIME": "1"})

@@ -49,6 +49,7 @@ def _typed(
     return _afresh(["bash", "-c", line], _shell_env(env), cwd, timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
 def test_a_forked_command_prints_writes_and_exits_as_one_started_afresh(
     command: tuple[str, ...], offline_env: dict[str, str], tmp_path: Path

@@ -728,6 +728,7 @@ _OPS = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     max_tokens=st.none() | st.integers(1, 1_500),

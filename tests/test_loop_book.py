@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from agent.trading_loop import TradingLoop
 from backtest.strategies.sma_cross import SmaCross, SmaCrossParams
 from config.settings import BinanceSettings
@@ -74,6 +76,7 @@ def entries(tmp_path: Path, limits: RiskLimits) -> list[tuple[bool, str]]:
     return judged
 
 
+@pytest.mark.slow
 def test_a_tight_spread_limit_vetoes_every_entry_that_sees_the_book(tmp_path) -> None:
     judged = entries(tmp_path, RiskLimits(max_spread_bps=0.01))
     with_book = [outcome for booked, outcome in judged if booked]
@@ -82,6 +85,7 @@ def test_a_tight_spread_limit_vetoes_every_entry_that_sees_the_book(tmp_path) ->
     assert all(outcome != "WIDE_SPREAD" for booked, outcome in judged if not booked)
 
 
+@pytest.mark.slow
 def test_a_loose_spread_limit_lets_the_same_entries_through(tmp_path) -> None:
     judged = entries(tmp_path, RiskLimits(max_spread_bps=500))
     assert any(booked and outcome == "approved" for booked, outcome in judged)

@@ -97,6 +97,7 @@ def thirty_days() -> pd.DataFrame:
     return _tiled(30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SINGLE)
 def test_thirty_days_equal_backtesting_py_including_annualised(
     thirty_days: pd.DataFrame, name: str
@@ -158,6 +159,7 @@ def test_a_flat_curve_has_no_ratio() -> None:
         assert math.isnan(values[name]) and name in basis.not_available
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     minutes=st.integers(60, 90 * 1_440),

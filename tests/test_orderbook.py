@@ -295,6 +295,7 @@ def _naive_fill(levels: dict[float, float], side: str, quantity: float) -> tuple
     return (cost / filled if filled else float("nan")), left <= 0
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(VENUE_RUNS)
 def test_book_always_equals_the_venue_at_its_update_id(run: dict[str, Any]) -> None:

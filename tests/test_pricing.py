@@ -150,6 +150,7 @@ def test_the_ui_asks_an_unpriced_paid_model_for_a_call_or_token_budget(tmp_path:
     assert model.stats.calls == 0
 
 
+@pytest.mark.slow
 @UI_GROUP
 def test_a_ui_agent_backtest_reports_its_own_spend_not_the_sessions(
     tmp_path: Path, server: LoopbackOpenAI

@@ -147,6 +147,7 @@ def test_readme_run(run: list[str], offline_env: dict[str, str], tmp_path: Path)
         pytest.skip("; ".join(sorted(set(skipped))))
 
 
+@pytest.mark.slow
 def test_the_pytest_script_collects_what_python_m_pytest_does() -> None:
     """A developer who types `pytest` instead of the README's `python -m pytest` gets the same
     suite: tests that share helpers as `tests.*` modules collect either way."""

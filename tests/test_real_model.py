@@ -136,6 +136,7 @@ def test_the_probe_finds_what_the_server_and_model_can_do(url: str, clients: lis
     assert found.strongest() == "json_schema"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMATS)
 @pytest.mark.parametrize("url", SOURCES)
 def test_each_decision_is_a_validated_signal_or_an_abstain_with_its_cause(

@@ -4,6 +4,7 @@ loop trips calling `on_equity` on every close, or the two would judge signals di
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ DAY_MS = 86_400_000
 T0 = 1_761_711_720_000
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     steps=st.lists(

@@ -143,6 +143,7 @@ def test_a_tie_counts_half_in_the_probability_of_beating_a_baseline() -> None:
     assert 0.5 < card.intervals.p_beats_buy_and_hold < 1
 
 
+@pytest.mark.slow
 @settings(max_examples=2, deadline=None)
 @given(mean=st.floats(-0.002, 0.002), spread=st.floats(0.001, 0.02))
 def test_the_bootstrap_interval_covers_a_known_mean(mean: float, spread: float) -> None:

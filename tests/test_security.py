@@ -182,6 +182,7 @@ def _paper_minutes(store: Store, account: str, first_open_ms: int, minutes: int)
         conn.execute(insert(EquityPointRow), rows)
 
 
+@pytest.mark.slow
 def test_paper_record_counts_only_bars_under_the_same_profile(store: Store, tmp_path: Path) -> None:
     symbols = ["BTCUSDT", "ETHUSDT"]
     live = agent_profile(symbols, 15)
@@ -237,6 +238,7 @@ EARLIER_PROFILE = (
 EARLIER_FINGERPRINT = "39671898a2809ad7303e7fb911115e639e577c9ae443eb5586744f5dcae4b3d5"
 
 
+@pytest.mark.slow
 def test_a_paper_record_kept_before_risk_manual_was_retired_still_counts(
     store: Store, tmp_path: Path
 ) -> None:
@@ -268,6 +270,7 @@ def test_a_paper_record_kept_before_risk_manual_was_retired_still_counts(
     assert trailing.differences(classic) == ["strategy"]
 
 
+@pytest.mark.slow
 def test_the_replayed_sample_is_not_a_paper_record(store: Store, tmp_path: Path) -> None:
     live = agent_profile(["BTCUSDT"], 15)
     record_paper_profile(store, "r", live, "replay", None, 0)

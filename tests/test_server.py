@@ -475,6 +475,7 @@ def test_a_job_the_command_refuses_carries_its_one_line(
     )
 
 
+@pytest.mark.slow
 def test_backtests_beyond_the_queue_are_refused_with_429_not_a_thread_each(
     offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -128,6 +128,7 @@ def test_verify_names_a_session_an_older_store_holds_twice(cli, tmp_path) -> Non
     assert "XYZ 1d: 6 bars, 3 duplicate bars, first at 2024-01-02 00:00" in result.stdout
 
 
+@pytest.mark.slow
 def test_list_counts_a_stocks_missing_sessions_as_verify_does(cli, tmp_path) -> None:
     """`agent-data list` counted a stock's weekends and holidays as missing bars while
     `verify` said ok: both now count the one session the file lacks."""

@@ -40,6 +40,7 @@ def test_round_trip_returns_exactly_what_was_stored(store: Store) -> None:
     pd.testing.assert_frame_equal(loaded, bars.reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_reimporting_the_same_bars_adds_no_rows(store: Store) -> None:
     bars = load_sample("ETHUSDT")
     upsert_candles(store, "ETHUSDT", "1m", bars)

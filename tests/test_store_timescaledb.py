@@ -56,6 +56,7 @@ def test_candles_and_equity_are_hypertables_only_on_timescaledb(store: Store):
     assert hypertables(store.engine, store.backend) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interval", RESAMPLED)
 def test_resampling_matches_the_python_path_on_real_bars(sampled: Store, interval: str):
     for symbol in SAMPLE_SYMBOLS:
@@ -65,6 +66,7 @@ def test_resampling_matches_the_python_path_on_real_bars(sampled: Store, interva
         assert len(got) > 0
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     interval=st.sampled_from(RESAMPLED),
@@ -82,6 +84,7 @@ def test_any_window_of_real_bars_resamples_alike(
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -33,7 +33,7 @@ from market.sample import load_sample, sample_rules
 from risk.interventions import history
 from store import Store, open_store
 
-pytestmark = UI_GROUP
+pytestmark = [UI_GROUP, pytest.mark.slow]  # each starts a Gradio app
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -34,6 +34,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_off_loopback_without_auth_exits_2_with_one_line(cli) -> None:
     result = cli("agent-ui", "--host", "0.0.0.0", "--port", str(_free_port()))
     assert result.returncode == 2, result.stderr

@@ -110,6 +110,7 @@ def _found(times: list[int]) -> Finding:
     return Finding(count=len(times), examples=[iso_ms(t) for t in list(dict.fromkeys(times))[:3]])
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(rows=st.lists(st.tuples(_STEPS, _VALUES, _VALUES, _VALUES, _VALUES, _VALUES), max_size=25))
 def test_the_report_is_what_a_look_at_each_row_and_its_neighbour_finds(
