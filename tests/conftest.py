@@ -3,14 +3,17 @@ TimescaleDB when TEST_TIMESCALEDB_URL is set: CI sets both) and a runner for the
 
 from __future__ import annotations
 
+import atexit
 import compileall
 import gc
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,6 +32,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 TIMESCALEDB_URL = os.environ.get("TEST_TIMESCALEDB_URL")
+
+CACHE_HOME = Path(tempfile.mkdtemp(prefix="agent-test-cache-home-"))
+"""The user's cache (XDG_CACHE_HOME) of every test and command in this process: it outlives a
+command, as on a user's machine (the XNYS calendar is built once, market.calendar), while each
+command's HOME is its test's own; never the real user's."""
+atexit.register(shutil.rmtree, CACHE_HOME, ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = str(CACHE_HOME)
 _postgres_passed: list[str] = []
 
 

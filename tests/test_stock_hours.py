@@ -4,6 +4,12 @@ come from the XNYS calendar, and a stop gapped over a weekend fills at the open.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -178,3 +184,43 @@ def test_an_hourly_session_lacks_the_bars_of_its_own_grid_that_start_in_regular_
         assert xnys().missing(opens, HOUR) == 0
     opens = table([(t, 1, 1, 1, 1) for t in yahoo if t != "2026-05-28 15:30"], HOUR)
     assert xnys().missing(opens["open_time"].to_numpy(), HOUR) == 1
+
+
+SESSIONS_SCRIPT = """
+import hashlib, json, sys
+from market.calendar import xnys
+s = xnys()
+digest = hashlib.sha256()
+for name in ("labels", "opens", "closes", "extended_opens", "extended_closes"):
+    digest.update(getattr(s, name).tobytes())
+digest.update(repr(sorted(s.early_closes)).encode())
+print(json.dumps({"built": "exchange_calendars" in sys.modules, "digest": digest.hexdigest(),
+                  "sessions": len(s.labels), "christmas_2025": s.state(1766673000000)}))
+"""
+
+
+def _sessions(cache_home: Path) -> dict:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    done = subprocess.run(
+        [sys.executable, "-c", SESSIONS_SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_the_calendar_is_built_once_and_read_back_as_built(tmp_path: Path) -> None:
+    """exchange_calendars takes ~0.6 s to load and build the sessions: the first process keeps
+    them in the user's cache, and the next reads them back without loading it, the same to the
+    bit. A damaged file is rebuilt, and a cache that cannot be written costs only the build."""
+    first = _sessions(tmp_path)
+    (kept,) = (tmp_path / "agent-trader").glob("xnys-sessions-*.npz")
+    assert first["built"] and first["sessions"] > 11_000
+    assert first["christmas_2025"].startswith("US market closed; next open Fri 2025-12-26")
+    again = _sessions(tmp_path)
+    assert not again["built"] and again | {"built": True} == first
+    kept.write_bytes(b"PK\x03\x04 cut short")
+    assert _sessions(tmp_path) == first  # rebuilt
+    assert _sessions(tmp_path) == again  # and kept again
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    assert _sessions(blocked) == first
