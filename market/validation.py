@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -94,7 +97,7 @@ def _bad_rows(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
     return nan, ~good & ~nan
 
 
-def row_problem(row: pd.Series) -> str:
+def row_problem(row: pd.Series | Mapping[str, float]) -> str:
     """Why one row that `check_candles` flags cannot be a bar, naming the column."""
     for column in (*PRICE_COLUMNS, "volume"):
         if pd.isna(row[column]):
@@ -113,9 +116,13 @@ def row_problem(row: pd.Series) -> str:
 
 def bar_problem(bar: Candle) -> str | None:
     """Why one bar from a feed cannot be a real one, by the rules that keep such rows out of the
-    store (a price of 0 would fill a stop at 0), or None when it can be."""
-    frame = pd.DataFrame([bar.model_dump(include={*PRICE_COLUMNS, "volume"})])
-    return None if _bad_rows(frame) is None else row_problem(frame.iloc[0])
+    store (a price of 0 would fill a stop at 0), or None when it can be: `_bad_rows`' test on
+    one bar's floats, as a feed checks every bar it delivers (a one-row DataFrame cost ~1 ms)."""
+    o, h, low, c, volume = values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+    possible = max(o, c) <= h < math.inf and 0 < low <= min(o, c) and 0 <= volume < math.inf
+    if possible and not any(map(math.isnan, values)):
+        return None
+    return row_problem(dict(zip((*PRICE_COLUMNS, "volume"), values, strict=True)))
 
 
 def validate_candles(candles: pd.DataFrame, interval: str) -> ValidationReport:

@@ -14,10 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market.csv_import import CsvImportError, read_candle_csv
-from market.models import iso_ms
+from market.models import Candle, iso_ms
 from market.sample import load_sample, sample_end
 from market.source import load_csv_candles
-from market.validation import Finding, validate_candles
+from market.validation import (
+    Finding,
+    bar_problem,
+    check_candles,
+    row_problem,
+    validate_candles,
+)
 
 
 def test_real_sample_is_clean() -> None:
@@ -164,3 +170,39 @@ def test_a_file_is_refused_exactly_when_its_median_step_is_not_the_interval(
     else:
         with pytest.raises(CsvImportError, match=r"bars are \S+ apart but --interval is 1m"):
             read_candle_csv(path, "1m")
+
+
+FEED_VALUES = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, 2.0, math.nan, math.inf, -math.inf, -1.0, 5e-324]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+@st.composite
+def feed_bars(draw: st.DrawFn) -> list[float]:
+    """Any five floats, or a real bar with one field spoiled: the edge a check misses."""
+    if draw(st.booleans()):
+        return draw(st.lists(FEED_VALUES, min_size=5, max_size=5))
+    values = [1.0, 2.0, 0.5, 1.5, 3.0]
+    values[draw(st.integers(0, 4))] = draw(FEED_VALUES)
+    return values
+
+
+@settings(max_examples=400, deadline=None)
+@given(feed_bars())
+def test_a_feed_refuses_a_bar_exactly_when_the_store_would_refuse_its_row(values) -> None:
+    """A streamed bar is checked alone (market.binance_ws): it is refused, with the same reason,
+    exactly when `check_candles` flags its row, so no bar a file import would keep out of the
+    store reaches a paper fill, and none it would keep is refused."""
+    o, h, low, c, volume = values
+    bar = Candle.model_construct(
+        symbol="BTCUSDT", interval="1m", open_time=0, close_time=59_999,
+        open=o, high=h, low=low, close=c, volume=volume,
+    )  # fmt: skip
+    frame = pd.DataFrame([{"open_time": 0, "open": o, "high": h, "low": low, "close": c,
+                           "volume": volume}])  # fmt: skip
+    _, bad = check_candles(frame, "1m")
+    problem = bar_problem(bar)
+    assert (problem is not None) == (bad is not None and bool(bad[0]))
+    if problem is not None:
+        assert problem == row_problem(frame.iloc[0])
