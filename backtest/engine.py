@@ -303,12 +303,12 @@ class _Run:
             if not held:
                 span.fill(cash)
             else:
-                for n, (s, q) in enumerate(held):
+                for n, (s, q) in enumerate(held):  # `out` by position: no keyword to parse
                     if n:
                         span += q * marks[s][start:stop]
                     else:
-                        np.multiply(marks[s][start:stop], q, out=span)
-                span += cash
+                        np.multiply(marks[s][start:stop], q, span)
+                np.add(span, cash, span)
         self.written = stop
         return None if held else cash
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right, insort
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -23,15 +23,13 @@ from risk.risk_state import RiskState
 from risk.trusted import trusted
 
 RATE_WINDOW_MS: Final = 3_600_000  # the longest rate-limit window; older order times are dropped
-# The reductions `ndarray.max`/`min` call, without their Python wrapper: a backtest folds a
-# short span at every step, where the wrapper was a third of each reduction's cost.
-_highest, _lowest = np.maximum.reduce, np.minimum.reduce
 
 
-def _changed(state: RiskState, changes: dict[str, object]) -> RiskState:
-    """`state.model_copy(update=changes)` without pydantic's copy machinery: the transitions
-    run at every bar a backtest steps, and neither validates the changed values."""
-    return trusted(RiskState, {**state.__dict__, **changes})
+def _changed(fields: dict[str, Any], changes: dict[str, object]) -> RiskState:
+    """`state.model_copy(update=changes)` of the state whose `__dict__` is `fields`, without
+    pydantic's copy machinery: the transitions run at every bar a backtest steps, and neither
+    validates the changed values."""
+    return trusted(RiskState, {**fields, **changes})
 
 
 def _has(state: RiskState, code: ReasonCode, now_ms: int) -> bool:
@@ -42,36 +40,37 @@ def _without(state: RiskState, code: ReasonCode) -> tuple[Lock, ...]:
     return tuple(lock for lock in state.locks if lock.code is not code)
 
 
-def _kept(state: RiskState, now_ms: int) -> tuple[tuple[Lock, ...], tuple[int, ...]]:
-    """The locks still in force and the order times inside a rate window at `now_ms`: the
-    state's own tuples when nothing is dropped (the usual, at every step and signal)."""
-    fields = state.__dict__
-    locks, orders = fields["locks"], fields["recent_orders_ms"]
+def _in_force(state: RiskState, fields: dict[str, Any], now_ms: int) -> tuple[Lock, ...]:
+    """The locks still in force at `now_ms`: the state's own tuple when none expired (the
+    usual). The transitions read a state's fields from its `__dict__` (`fields`), once each:
+    a model's attribute read is slower."""
+    locks = fields["locks"]
     if locks:
         active = state.active_locks(now_ms)
         if len(active) != len(locks):
-            locks = active
-    if orders and orders[0] <= now_ms - RATE_WINDOW_MS:
-        orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
-    return locks, orders
+            return active
+    return locks
 
 
 def refresh(state: RiskState, now_ms: int, *, placed: bool = False) -> RiskState:
     """Drop expired locks and order times outside every rate window; `placed`: and count an
-    order approved at `now_ms` (`on_order`), in the same new state."""
-    locks, orders = _kept(state, now_ms)
+    order approved at `now_ms` (`on_order`), in the same new state. The gate refreshes at
+    every signal (`decide_facts`), and only its rate limits read the order times, each inside
+    its window, so equity closes leave them for it to drop: a backtest's fold that copied the
+    state only to drop an order time moved nothing a rule reads."""
+    fields = state.__dict__
+    locks, orders = _in_force(state, fields, now_ms), fields["recent_orders_ms"]
+    if orders and orders[0] <= now_ms - RATE_WINDOW_MS:
+        orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
     if placed:
         orders = _with_order(orders, now_ms)
-    fields = state.__dict__
     if locks is fields["locks"] and orders is fields["recent_orders_ms"]:
         return state
-    return _changed(state, {"locks": locks, "recent_orders_ms": orders})
+    return _changed(fields, {"locks": locks, "recent_orders_ms": orders})
 
 
-def _tracked(state: RiskState) -> tuple[int | None, float | None, float | None]:
-    """The day, its start and the peak, which `on_equity` and `_fold` move, read from the
-    state's `__dict__` (a model's attribute read is slower)."""
-    fields = state.__dict__
+def _tracked(fields: dict[str, Any]) -> tuple[int | None, float | None, float | None]:
+    """The day, its start and the peak, which `on_equity` and `_fold` move."""
     return fields["utc_day"], fields["day_start_equity"], fields["peak_equity"]
 
 
@@ -80,8 +79,9 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     A non-finite equity is ignored: it says nothing about losses and must not reset a halt."""
     if not math.isfinite(equity):
         return state
-    locks, orders = _kept(state, now_ms)  # the refresh, moved with the rest in one new state
-    utc_day, start, top = _tracked(state)
+    fields = state.__dict__
+    locks = _in_force(state, fields, now_ms)  # expired locks dropped with the rest, at once
+    utc_day, start, top = _tracked(fields)
     day = now_ms // DAY_MS
     day_start = start if utc_day == day else equity
     peak = equity if top is None else max(top, equity)
@@ -96,35 +96,24 @@ def on_equity(state: RiskState, equity: float, now_ms: int, limits: RiskLimits) 
     if limits.max_drawdown_pct is not None and not _has(state, ReasonCode.MAX_DRAWDOWN, now_ms):
         lock = drawdown_lock(equity, peak, now_ms, limits)
         locks += (lock,) if lock else ()
-    return _moved(state, day, day_start, peak, locks, orders)
+    return _moved(state, fields, day, day_start, peak, locks)
 
 
 def _moved(
     state: RiskState,
+    fields: dict[str, Any],
     day: int,
     day_start: float | None,
     peak: float,
     locks: tuple[Lock, ...],
-    orders: tuple[int, ...],
 ) -> RiskState:
-    """The state with the day, its start, the peak, the locks and the order times, in one new
-    state; itself when none changed (a backtest folds thousands of quiet spans)."""
-    fields = state.__dict__
-    if (
-        (day, day_start, peak) == _tracked(state)
-        and locks == fields["locks"]
-        and orders == fields["recent_orders_ms"]
-    ):
+    """The state with the day, its start, the peak and the locks, in one new state; itself
+    when none changed (a backtest folds thousands of quiet spans)."""
+    if (day, day_start, peak) == _tracked(fields) and locks == fields["locks"]:
         return state
     return _changed(
-        state,
-        {
-            "utc_day": day,
-            "day_start_equity": day_start,
-            "peak_equity": peak,
-            "locks": locks,
-            "recent_orders_ms": orders,
-        },
+        fields,
+        {"utc_day": day, "day_start_equity": day_start, "peak_equity": peak, "locks": locks},
     )
 
 
@@ -154,7 +143,7 @@ def on_equity_series(
             values, moments = equity[start:stop], times[start:stop]
         # One min and max of the span, for the screen and the fold both.
         if flat is None:
-            low, high = float(_lowest(values)), float(_highest(values))
+            low, high = _extremes(values)
         else:
             low = high = flat
         trip = None
@@ -167,11 +156,18 @@ def on_equity_series(
         if trip:
             head = values[:trip]
             if flat is None:
-                low, high = float(_lowest(head)), float(_highest(head))
+                low, high = _extremes(head)
             state = _fold(state, head, moments[:trip], low, high)
         state = on_equity(state, float(values[trip]), int(moments[trip]), limits)
         start += trip + 1
     return state
+
+
+def _extremes(values: np.ndarray) -> tuple[float, float]:
+    """The span's lowest and highest close, NaN when any close is (as `min` and `max` say):
+    read at `argmin` and `argmax`, which stop at the first NaN. A backtest folds a short span
+    at every step, and a ufunc reduction's set-up took several times their whole pass."""
+    return values.item(values.argmin()), values.item(values.argmax())
 
 
 def _first_trip(
@@ -244,8 +240,8 @@ def _fold(
     state: RiskState, equity: np.ndarray, times: np.ndarray, lowest: float, highest: float
 ) -> RiskState:
     """Sequential `on_equity` over closes that trip nothing (`lowest` and `highest` are their
-    min and max): only the day, its start, the peak and the refresh at the last close remain,
-    moved in one new state."""
+    min and max): only the day, its start, the peak and the locks in force at the last close
+    remain, moved in one new state."""
     # The usual span: every close marked (a NaN or an infinity shows in its max or min).
     whole = math.isfinite(highest) and math.isfinite(lowest)
     if whole:
@@ -259,17 +255,17 @@ def _fold(
         highest = float(equity[finite].max())
     now: int = times.item(k)  # item(): no numpy scalar made
     day = now // DAY_MS
-    utc_day, start, top = _tracked(state)
+    fields = state.__dict__
+    utc_day, start, top = _tracked(fields)
     peak = highest if top is None else max(top, highest)
     if day == utc_day and start is not None:
         day_start = start
     else:
-        first_today = int(np.searchsorted(times, day * DAY_MS))
+        first_today = int(times.searchsorted(day * DAY_MS))
         if not whole:
             first_today += int(np.flatnonzero(finite[first_today:])[0])
         day_start = float(equity[first_today])
-    locks, orders = _kept(state, now)
-    return _moved(state, day, day_start, peak, locks, orders)
+    return _moved(state, fields, day, day_start, peak, _in_force(state, fields, now))
 
 
 def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
@@ -277,15 +273,17 @@ def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
     if not math.isfinite(pnl):
         return state
     if pnl < 0:
-        return _changed(state, {"losing_streak": state.losing_streak + 1, "last_loss_ms": now_ms})
-    return _changed(state, {"losing_streak": 0})
+        return _changed(
+            state.__dict__, {"losing_streak": state.losing_streak + 1, "last_loss_ms": now_ms}
+        )
+    return _changed(state.__dict__, {"losing_streak": 0})
 
 
 def on_order(state: RiskState, now_ms: int) -> RiskState:
     """Remember an approved order's time so the per-minute and per-hour limits can count it."""
     orders = state.recent_orders_ms
     orders = orders[bisect_right(orders, now_ms - RATE_WINDOW_MS) :]
-    return _changed(state, {"recent_orders_ms": _with_order(orders, now_ms)})
+    return _changed(state.__dict__, {"recent_orders_ms": _with_order(orders, now_ms)})
 
 
 def _with_order(orders: tuple[int, ...], now_ms: int) -> tuple[int, ...]:
@@ -305,7 +303,7 @@ def on_llm_failure(state: RiskState, now_ms: int, limits: RiskLimits) -> RiskSta
     if not _has(state, ReasonCode.SAFE_MODE, now_ms):
         lock = safe_mode_lock(failures, now_ms, limits)
         locks += (lock,) if lock else ()
-    return _changed(state, {"llm_failures": failures, "llm_successes": 0, "locks": locks})
+    return _changed(state.__dict__, {"llm_failures": failures, "llm_successes": 0, "locks": locks})
 
 
 def on_budget_spent(state: RiskState, why: str, now_ms: int, limits: RiskLimits) -> RiskState:
@@ -320,7 +318,7 @@ def on_budget_spent(state: RiskState, why: str, now_ms: int, limits: RiskLimits)
         "a row",
         since_ms=now_ms,
     )
-    return _changed(state, {"locks": (*state.locks, lock), "llm_successes": 0})
+    return _changed(state.__dict__, {"locks": (*state.locks, lock), "llm_successes": 0})
 
 
 def in_safe_mode(state: RiskState) -> bool:
@@ -333,12 +331,12 @@ def on_llm_success(state: RiskState, limits: RiskLimits) -> RiskState:
     if not in_safe_mode(state):
         if state.llm_failures == 0 and state.llm_successes == 0:
             return state
-        return _changed(state, {"llm_failures": 0, "llm_successes": 0})
+        return _changed(state.__dict__, {"llm_failures": 0, "llm_successes": 0})
     successes = state.llm_successes + 1
     if successes < limits.llm_recoveries:
-        return _changed(state, {"llm_successes": successes})
+        return _changed(state.__dict__, {"llm_successes": successes})
     return _changed(
-        state,
+        state.__dict__,
         {
             "llm_failures": 0,
             "llm_successes": 0,
@@ -355,14 +353,16 @@ def kill(state: RiskState, reason: str, now_ms: int) -> RiskState:
         message=f"kill switch: {reason}; halted until a person clears it",
         since_ms=now_ms,
     )
-    return _changed(state, {"locks": (*_without(state, ReasonCode.KILL_SWITCH), lock)})
+    return _changed(state.__dict__, {"locks": (*_without(state, ReasonCode.KILL_SWITCH), lock)})
 
 
 def clear_kill(state: RiskState) -> RiskState:
-    return _changed(state, {"locks": _without(state, ReasonCode.KILL_SWITCH)})
+    return _changed(state.__dict__, {"locks": _without(state, ReasonCode.KILL_SWITCH)})
 
 
 def reset_drawdown(state: RiskState, equity: float) -> RiskState:
     """A person accepts the drawdown: the peak restarts at today's equity and entries resume."""
     peak = equity if math.isfinite(equity) else state.peak_equity
-    return _changed(state, {"peak_equity": peak, "locks": _without(state, ReasonCode.MAX_DRAWDOWN)})
+    return _changed(
+        state.__dict__, {"peak_equity": peak, "locks": _without(state, ReasonCode.MAX_DRAWDOWN)}
+    )

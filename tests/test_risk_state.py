@@ -14,6 +14,7 @@ from risk import (
     RiskLimits,
     RiskState,
     SignalSource,
+    SourceLimits,
     TradeSignal,
     TradingState,
     Vetoed,
@@ -123,6 +124,34 @@ def test_order_times_outside_the_hour_are_dropped() -> None:
     state = on_order(state, NOW - 10)
     assert on_order(state, NOW).recent_orders_ms == (NOW - 10, NOW)
     assert refresh(state, NOW + 3_600_000).recent_orders_ms == ()
+
+
+def test_an_equity_close_leaves_order_times_to_the_gate_and_an_old_one_never_counts() -> None:
+    """Only the gate's rate limits read order times, each inside its window, and the gate drops
+    the old ones when it refreshes at a signal. An equity close (every bar on paper, every span
+    a backtest folds) leaves them: dropping one there rebuilt the state for nothing a rule reads.
+    """
+    old = NOW - 2 * 3_600_000
+    state = on_order(on_equity(RiskState(), 10_000.0, old, LIMITS), old)
+    closed = on_equity(state, 10_000.0, NOW, LIMITS)
+    assert closed.recent_orders_ms == (old,)
+    market = MarketView(
+        symbol="BTCUSDT",
+        last_price=65_000.0,
+        data_time_ms=NOW,
+        atr=40.0,
+        rules=sample_rules()["BTCUSDT"],
+    )
+    portfolio = PortfolioView(
+        cash=10_000.0, equity=10_000.0, peak_equity=10_000.0, day_start_equity=10_000.0
+    )
+    buy = TradeSignal(
+        decision_id="a", source=SignalSource.AI, symbol="BTCUSDT", action="buy", created_ms=NOW
+    )
+    one_an_hour = RiskLimits(ai=SourceLimits(max_orders_per_minute=1, max_orders_per_hour=1))
+    verdict, after = decide(buy, portfolio, market, NOW, one_an_hour, closed)
+    assert isinstance(verdict, Approved)
+    assert after.recent_orders_ms == (NOW,)
 
 
 # --- persistence -------------------------------------------------------------------------
