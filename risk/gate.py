@@ -61,11 +61,16 @@ _PRICE_FIELDS: Final = ("limit_price", "stop_price", "stop_loss", "take_profit")
 _SIZE_FIELDS: Final = ("quantity", "size_pct", "trailing_stop_pct", "trailing_stop_atr")
 
 # On Python 3.11 an enum member read (`Side.BUY`) goes through EnumType.__getattr__, some
-# twenty times a plain attribute read; the hot path reads the members from plain namespaces.
-_SIDE: Final = SimpleNamespace(**Side.__members__)
-_ACTION: Final = SimpleNamespace(**SignalAction.__members__)
-_KIND: Final = SimpleNamespace(**OrderType.__members__)
-_LEVEL: Final = SimpleNamespace(**TradingState.__members__)
+# twenty times a plain attribute read. The members every signal meets are read once, here
+# (compiled, a final name is a plain C read); the reason codes from a plain namespace.
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_HOLD: Final = SignalAction.HOLD
+_CLOSE: Final = SignalAction.CLOSE
+_OPEN: Final = SignalAction.BUY
+_MARKET: Final = OrderType.MARKET
+_HALTED: Final = TradingState.HALTED
+_REDUCING: Final = TradingState.REDUCING
 _CODE: Final = SimpleNamespace(**ReasonCode.__members__)
 
 
@@ -187,7 +192,7 @@ def assess_facts(
     REDUCING and cooldown; HALTED blocks everything. Spot is long-only: no new shorts."""
     fields = signal.__dict__
     action, symbol, kind = fields["action"], fields["symbol"], fields["order_type"]
-    if action is _ACTION.HOLD:
+    if action is _HOLD:
         return _veto(_CODE.HOLD, "the signal holds: no order")
     if not _clean(fields):
         return _vetoed(_signal_problems(signal))
@@ -206,35 +211,35 @@ def assess_facts(
         halts = [
             _reason(lock.code, f"trading is HALTED: {lock.message}")
             for lock in state.locks
-            if lock.level is _LEVEL.HALTED and lock.active(now_ms)
+            if lock.level is _HALTED and lock.active(now_ms)
         ]
-        if halts and not (signal.protective and action is _ACTION.CLOSE):
+        if halts and not (signal.protective and action is _CLOSE):
             return _vetoed(halts)
     position = portfolio.positions.get(symbol)
     held = position.quantity if position is not None else 0.0
     if not math.isfinite(held):
         return _veto(_CODE.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
-    if action is _ACTION.CLOSE:
+    if action is _CLOSE:
         if held == 0:
             return _veto(_CODE.NO_POSITION, f"no {symbol} position to close")
-        side = _SIDE.SELL if held > 0 else _SIDE.BUY
-    elif action is _ACTION.BUY:
-        side = _SIDE.BUY
+        side = _SELL if held > 0 else _BUY
+    elif action is _OPEN:
+        side = _BUY
     elif held > 0:
-        side = _SIDE.SELL
+        side = _SELL
     else:
         return _veto(
             _CODE.SHORT_NOT_ALLOWED,
             f"spot is long-only: no {symbol} held, so a sell would open a short",
         )
     plain = plain_limits(limits)
-    source = plain.for_source(fields["source"])
-    fat = [] if kind is _KIND.MARKET else _fat_finger(signal, last, source)
-    if held > 0 if side is _SIDE.SELL else held < 0:
+    source = plain.sources[fields["source"]]
+    fat = [] if kind is _MARKET else _fat_finger(signal, last, source)
+    if held > 0 if side is _SELL else held < 0:
         if fat:
             return _vetoed(fat)
         return _exit(fields, portfolio, last, rules, now_ms, plain, held, side)
-    return _entry(signal, portfolio, market, rules, now_ms, plain, source, state, held, fat)
+    return _entry(fields, portfolio, market, rules, now_ms, plain, source, state, held, fat)
 
 
 def decide_facts(
@@ -333,8 +338,8 @@ def _prices(
         fields["limit_price"],
         fields["stop_price"],
     )
-    if kind is not _KIND.MARKET:
-        round_price = floor_float if side is _SIDE.BUY else ceil_float
+    if kind is not _MARKET:
+        round_price = floor_float if side is _BUY else ceil_float
         if kind in _LIMIT_TYPES and limit_price is not None:
             limit, limit_f = _on_tick("limit_price", limit_price, round_price, tick, adjustments)
         if kind in _STOP_TYPES and stop_price is not None:
@@ -344,7 +349,7 @@ def _prices(
     line = on_grid(last, tick)
     market_price = exact(last) if line is None else line  # one number: only the digits differ
     if stop is not None:
-        if side is _SIDE.BUY:  # a stop buy fills at the market, wherever the trigger was
+        if side is _BUY:  # a stop buy fills at the market, wherever the trigger was
             return _tuple_new(
                 _Prices, (None, stop, stop, stop_f, max(stop_f, last), max(stop, market_price))
             )
@@ -354,7 +359,7 @@ def _prices(
     else:
         ref = floor_to(market_price, tick.step)
         ref_f = last if ref == market_price else float(ref)
-    if side is _SIDE.BUY:
+    if side is _BUY:
         return _tuple_new(_Prices, (None, None, ref, ref_f, last, market_price))
     return _tuple_new(_Prices, (None, None, ref, ref_f, ref_f, ref))
 
@@ -376,7 +381,7 @@ def _on_tick(
 
 
 def _entry(
-    signal: TradeSignal,
+    fields: dict[str, Any],
     portfolio: PortfolioFacts,
     market: MarketFacts,
     rules: Filters,
@@ -395,24 +400,25 @@ def _entry(
         )
     waived: list[Reason] = []
     reasons = reasons + _entry_blocks(
-        signal, portfolio, market, now_ms, limits, source, state, waived
+        fields, portfolio, market, now_ms, limits, source, state, waived
     )
-    reasons += _position_rules(signal, portfolio, limits, source, held)
+    reasons += _position_rules(fields, portfolio, limits, source, held)
     if reasons:
         return _vetoed(reasons)
 
     adjustments: list[Reason] = []
     for waive in waived:
         adjustments.append(_reason(_CODE.UNWIND, f"an unwinding leg passes: {waive.message}"))
-    prices = _prices(signal.__dict__, _SIDE.BUY, last, rules, adjustments)
+    prices = _prices(fields, _BUY, last, rules, adjustments)
     if prices.ref <= _ZERO:
         return _veto(_CODE.TICK_SIZE, f"price rounds to zero at tickSize {rules.tick_size!s}")
     cost = prices.cost
 
-    trail = _trailing(signal, market, rules, source, cost, adjustments)
-    if isinstance(trail, Vetoed):
+    trail = _trailing(fields, market, rules, source, cost, adjustments)
+    # A veto, told from the decimal: isinstance on a model class is slow where it fails.
+    if trail is not None and not isinstance(trail, Decimal):
         return trail
-    stop = signal.stop_loss
+    stop = fields["stop_loss"]
     atr_used = False
     if stop is None and trail is None and source.atr_stop_multiple is not None:
         stop = atr_stop(cost, market.atr, source.atr_stop_multiple)
@@ -423,7 +429,8 @@ def _entry(
         if trail is None and source.require_stop_loss:
             return _veto(
                 _CODE.NO_STOP_LOSS,
-                f"{signal.source} entries must carry a stop-loss and no usable ATR can place one",
+                f"{fields['source']} entries must carry a stop-loss and no usable ATR can "
+                "place one",
             )
     else:
         # rounded towards the entry: tighter
@@ -446,8 +453,8 @@ def _entry(
                 )
             )
     take_profit = None
-    if signal.take_profit is not None:
-        take_profit, _, _ = floor_float(signal.take_profit, rules.tick)
+    if fields["take_profit"] is not None:
+        take_profit, _, _ = floor_float(fields["take_profit"], rules.tick)
         if not take_profit > prices.cost_exact:
             return _veto(
                 _CODE.INVALID_SIGNAL,
@@ -455,10 +462,10 @@ def _entry(
             )
 
     size = math.inf
-    if signal.quantity is not None:
-        size = signal.quantity
-    if signal.size_pct is not None:
-        size = min(size, signal.size_pct * equity / cost)
+    if fields["quantity"] is not None:
+        size = fields["quantity"]
+    if fields["size_pct"] is not None:
+        size = min(size, fields["size_pct"] * equity / cost)
     if distance < math.inf and source.risk_per_trade_pct is not None:
         by_risk = risk_quantity(equity, source.risk_per_trade_pct, distance)
         if by_risk < size:
@@ -470,23 +477,23 @@ def _entry(
                     f"{distance / cost:.3%} away: {by_risk:.8g}",
                 )
             )
-    exposure = gross_exposure(portfolio.positions, signal.symbol, last)
+    exposure = gross_exposure(portfolio.positions, fields["symbol"], last)
     if exposure is None:
         return _veto(_CODE.INVALID_PORTFOLIO, "a position holds a non-finite size or price")
     position_room = source.max_position_pct * equity - held * last
-    if source.scale_by_confidence and signal.confidence < 1.0:
+    if source.scale_by_confidence and fields["confidence"] < 1.0:
         if size == math.inf:
             size = position_room / cost
-        size *= signal.confidence
+        size *= fields["confidence"]
         if not size > 0:
             return _veto(_CODE.CONFIDENCE_SCALED, "confidence scales the size to zero")
         adjustments.append(
             _reason(
                 _CODE.CONFIDENCE_SCALED,
-                f"size scaled by confidence {signal.confidence:.2f}: {size:.8g}",
+                f"size scaled by confidence {fields['confidence']:.2f}: {size:.8g}",
             )
         )
-    agreement = signal.agreement
+    agreement = fields["agreement"]
     if limits.size_by_agreement and agreement is not None and agreement < 1.0:
         if size == math.inf:
             size = position_room / cost
@@ -542,13 +549,13 @@ def _entry(
             )
         )
     return _finish(
-        signal.__dict__,
+        fields,
         rules,
         now_ms,
         size,
         caps,
         prices,
-        _SIDE.BUY,
+        _BUY,
         adjustments,
         stop_exact,
         take_profit,
@@ -573,7 +580,7 @@ def _exposure_cap(
 
 
 def _trailing(
-    signal: TradeSignal,
+    fields: dict[str, Any],
     market: MarketFacts,
     rules: Filters,
     source: Plain,
@@ -583,19 +590,20 @@ def _trailing(
     """The entry's trailing stop as a fraction below the high: the signal's percent, its ATR
     multiple over the entry price, or the source's default; vetoed when it cannot protect
     (at or below zero, or tighter than one tick)."""
-    pct = signal.trailing_stop_pct
-    if pct is None and signal.trailing_stop_atr is not None:
+    pct = fields["trailing_stop_pct"]
+    if pct is None and fields["trailing_stop_atr"] is not None:
         atr = market.atr
         if atr is None or not _positive(atr):
             return _veto(
                 _CODE.TRAILING_STOP,
-                f"a trailing stop of {signal.trailing_stop_atr:g} x ATR needs an ATR; none is known",
+                f"a trailing stop of {fields['trailing_stop_atr']:g} x ATR needs an ATR; "
+                "none is known",
             )
-        pct = signal.trailing_stop_atr * atr / cost
+        pct = fields["trailing_stop_atr"] * atr / cost
         adjustments.append(
             _reason(
                 _CODE.TRAILING_STOP,
-                f"trailing stop {signal.trailing_stop_atr:g} x ATR {atr:.8g} = {pct:.4%} "
+                f"trailing stop {fields['trailing_stop_atr']:g} x ATR {atr:.8g} = {pct:.4%} "
                 f"of {cost:.10g}",
             )
         )
@@ -604,7 +612,8 @@ def _trailing(
         adjustments.append(
             _reason(
                 _CODE.TRAILING_STOP,
-                f"no trailing stop given: risk.{signal.source}.trailing_stop_pct {pct:.4%} applies",
+                f"no trailing stop given: risk.{fields['source']}.trailing_stop_pct "
+                f"{pct:.4%} applies",
             )
         )
     if pct is None:
@@ -623,7 +632,7 @@ def _trailing(
 
 
 def _entry_blocks(
-    signal: TradeSignal,
+    fields: dict[str, Any],
     portfolio: PortfolioFacts,
     market: MarketFacts,
     now_ms: int,
@@ -636,13 +645,15 @@ def _entry_blocks(
     An unwinding leg takes risk off, as an exit does: the rules that only hold back new risk
     (REDUCING, cooldown, the order rates, the loss breakers) go to `waived` instead."""
     found: list[Reason] = []
-    hold_back = waived.append if signal.unwinds else found.append
-    if state.locks:
-        for lock in state.locks:
-            if lock.level is _LEVEL.REDUCING and lock.active(now_ms):
+    hold_back = waived.append if fields["unwinds"] else found.append
+    kept = state.__dict__  # its fields, read once each: a model's attribute read is slower
+    locks, last_loss_ms = kept["locks"], kept["last_loss_ms"]
+    if locks:
+        for lock in locks:
+            if lock.level is _REDUCING and lock.active(now_ms):
                 hold_back(_reason(lock.code, f"trading is REDUCING (exits only): {lock.message}"))
-    if state.last_loss_ms is not None:  # no loss yet, no cooldown
-        cooldown = cooldown_lock(state.losing_streak, state.last_loss_ms, source)
+    if last_loss_ms is not None:  # no loss yet, no cooldown
+        cooldown = cooldown_lock(kept["losing_streak"], last_loss_ms, source)
         if cooldown is not None and cooldown.active(now_ms):
             hold_back(_reason(cooldown.code, cooldown.message))
     age = now_ms - market.data_time_ms
@@ -667,7 +678,7 @@ def _entry_blocks(
                         f"spread {spread_bps:.1f} bps exceeds {limits.max_spread_bps:g} bps",
                     )
                 )
-    agreement = signal.agreement
+    agreement = fields["agreement"]
     if limits.size_by_agreement and agreement is not None and agreement < limits.min_agreement:
         found.append(
             _reason(
@@ -676,14 +687,14 @@ def _entry_blocks(
                 f"{limits.min_agreement:.0%}",
             )
         )
-    if signal.confidence < source.min_confidence:
+    if fields["confidence"] < source.min_confidence:
         found.append(
             _reason(
                 _CODE.LOW_CONFIDENCE,
-                f"confidence {signal.confidence:.2f} is below {source.min_confidence:.2f}",
+                f"confidence {fields['confidence']:.2f} is below {source.min_confidence:.2f}",
             )
         )
-    orders = state.recent_orders_ms
+    orders = kept["recent_orders_ms"]
     per_minute, per_hour = source.max_orders_per_minute, source.max_orders_per_hour
     if len(orders) >= min(per_minute, per_hour):  # else no window can hold enough of them
         for window, allowed, label in (
@@ -695,10 +706,14 @@ def _entry_blocks(
                 hold_back(
                     _reason(
                         _CODE.RATE_LIMIT,
-                        f"{placed} orders in the last {label}; {signal.source} may place {allowed}",
+                        f"{placed} orders in the last {label}; {fields['source']} may "
+                        f"place {allowed}",
                     )
                 )
-    # The portfolio's own day start and peak back up the state machine's breakers.
+    # The portfolio's own day start and peak back up the state machine's breakers. Without a
+    # limit the lock functions say None: not asking saves two calls a signal.
+    if limits.max_daily_loss_pct is None and limits.max_drawdown_pct is None:
+        return found
     equity = portfolio.equity
     for breaker in (
         daily_loss_lock(equity, portfolio.day_start_equity, now_ms, limits),
@@ -710,7 +725,7 @@ def _entry_blocks(
 
 
 def _position_rules(
-    signal: TradeSignal,
+    fields: dict[str, Any],
     portfolio: PortfolioFacts,
     limits: PlainLimits,
     source: Plain,
@@ -723,8 +738,8 @@ def _position_rules(
         return [
             _reason(
                 _CODE.PYRAMIDING,
-                f"{signal.symbol} is already held ({held:.8g}); {signal.source} entries do not "
-                f"add to a position (risk.{signal.source}.allow_pyramiding)",
+                f"{fields['symbol']} is already held ({held:.8g}); {fields['source']} entries "
+                f"do not add to a position (risk.{fields['source']}.allow_pyramiding)",
             )
         ]
     cap = limits.max_open_positions
@@ -760,7 +775,7 @@ def _exit(
     held_size = abs(held)
     size = held_size
     action, quantity, size_pct = fields["action"], fields["quantity"], fields["size_pct"]
-    if action is not _ACTION.CLOSE:
+    if action is not _CLOSE:
         asked = math.inf
         if quantity is not None:
             asked = quantity
@@ -781,7 +796,7 @@ def _exit(
                 )
             )
     caps: list[Cap] = []
-    if side is _SIDE.BUY:  # covering a short spends cash
+    if side is _BUY:  # covering a short spends cash
         fee = limits.fee_rate
         caps.append(
             _tuple_new(
@@ -841,10 +856,9 @@ def _finish(
     quantity = fitted.quantity
     for cap, room in fitted.binding:
         adjustments.append(_reason(cap.code, f"capped at {room:.8g} by {cap.describe()}"))
-    if fitted.rounded:
-        adjustments.append(
-            _reason(_CODE.STEP_SIZE, f"rounded down to stepSize {rules.step_size!s}: {quantity!s}")
-        )
+    if fitted.rounded:  # most entries: joined, as compiled a `!s` in an f-string is a format call
+        text = "rounded down to stepSize " + str(rules.step_size) + ": " + str(quantity)
+        adjustments.append(_reason(_CODE.STEP_SIZE, text))
     if quantity <= _ZERO:
         return _veto(
             _CODE.MIN_QTY,

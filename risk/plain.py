@@ -33,17 +33,20 @@ class PlainLimits(Plain):
     """RiskLimits, with each source's limits plain too, and the cost of a unit with fees."""
 
     fee_factor: Decimal
+    sources: dict[SignalSource, Plain]
+    """Each source's limits, plain: the gate reads them here at every signal (a compiled dict
+    read, where `for_source` is a Python call)."""
 
     def __init__(self, limits: RiskLimits) -> None:
         super().__init__(limits)
         self.fee_factor = _ONE + exact(limits.fee_rate)
-        for source in SignalSource:
-            setattr(self, source.value, Plain(limits.for_source(source)))
+        self.sources = {source: Plain(limits.for_source(source)) for source in SignalSource}
+        for source, plain in self.sources.items():
+            setattr(self, source.value, plain)
 
     def for_source(self, source: SignalSource) -> Plain:
         """SourceLimits' fields, plain."""
-        found: Plain = self.__dict__[source]
-        return found
+        return self.sources[source]
 
 
 class Filters(Plain):

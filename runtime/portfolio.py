@@ -22,16 +22,21 @@ def account_facts(
     elsewhere: Elsewhere | None = None,
 ) -> PortfolioFacts:
     equity = ledger.equity(marks)
-    peak = equity if risk.peak_equity is None else max(risk.peak_equity, equity)
-    day_start = equity if risk.day_start_equity is None else risk.day_start_equity
+    fields = risk.__dict__  # read once: a model's attribute read is slower than a dict's
+    top, start = fields["peak_equity"], fields["day_start_equity"]
+    peak = equity if top is None else max(top, equity)
+    day_start = equity if start is None else start
     cash = ledger.cash
+    if not pending:  # the usual at a decision: every order filled at its open
+        held = {s: PositionFacts(q, ledger.avg_price(s)) for s, q in ledger.held()}
+        return PortfolioFacts(cash, equity, peak, day_start, held, elsewhere)
     positions = {s: (q, ledger.avg_price(s)) for s, q in ledger.held()}
     for order in pending:
         price = marks[order.symbol] if order.price is None else order.price
         if order.side > 0:
             cash -= order.quantity * price * (1.0 + fee_rate)
-        held, average = positions.get(order.symbol, (0.0, price))
-        positions[order.symbol] = (snap(held + order.side * order.quantity), average)
+        quantity, average = positions.get(order.symbol, (0.0, price))
+        positions[order.symbol] = (snap(quantity + order.side * order.quantity), average)
     return PortfolioFacts(
         cash,
         equity,
