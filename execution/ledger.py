@@ -129,18 +129,30 @@ class Ledger:
         return self._qty.get(symbol, 0.0)
 
     def avg_price(self, symbol: str) -> float:
+        """The lots' quantity-weighted price, summed in order in one loop (no lists: the gate
+        asks at every signal, for each position)."""
         lots = self._lots.get(symbol)
         if not lots:
             return 0.0
-        size = sum([lot.quantity for lot in lots])
-        return sum([lot.quantity * lot.price for lot in lots]) / size
+        size = cost = 0.0
+        for lot in lots:
+            size += lot.quantity
+            cost += lot.quantity * lot.price
+        return cost / size
 
     def held(self) -> list[tuple[str, float]]:
         """(symbol, signed quantity) of every open position."""
         return [(symbol, qty) for symbol, qty in self._qty.items() if qty]
 
     def equity(self, marks: Mapping[str, float]) -> float:
-        return self.cash + sum([qty * marks[symbol] for symbol, qty in self._qty.items() if qty])
+        """The positions at `marks`, summed in order, plus the cash: the floats a backtest's
+        equity curve adds up (engine._Run._write_equity), in one loop (a step and a signal each
+        ask)."""
+        value = 0.0
+        for symbol, qty in self._qty.items():
+            if qty:
+                value += qty * marks[symbol]
+        return self.cash + value
 
     def unrealised(self, marks: Mapping[str, float]) -> float:
         return sum(

@@ -30,7 +30,9 @@ from execution.slippage import FixedBps, Slippage
 from market.corporate import CorporateActions
 from market.models import SymbolRules
 from risk.approval import verify_approved
+from risk.gate import filters_of
 from risk.models import ApprovedOrder, OrderType, ReasonCode, Side
+from risk.sizing import exact_on
 
 _MARKET: Final = "market"
 _LIMIT: Final = "limit"
@@ -191,7 +193,7 @@ class SimulatedExecutor:
             fields["take_profit"],
         )
         if kind is _MARKET_ORDER:
-            reference = Decimal(repr(open_))
+            reference = exact_on(open_, filters_of(rules).tick)
         else:
             reference = stop if kind is _STOP_ORDER else limit
         breaches = rule_breaches(

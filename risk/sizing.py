@@ -135,6 +135,13 @@ def on_grid(value: float, grid: Grid) -> Decimal | None:
     return exact_multiply(steps, grid.step)
 
 
+def exact_on(value: float, grid: Grid) -> Decimal:
+    """`exact(value)`, read off the grid when the float provably is one of its lines
+    (`on_grid`): a market's prices mostly are, and that skips the float's decimal text."""
+    line = on_grid(value, grid)
+    return exact(value) if line is None else line
+
+
 def _floor_exact(value: float, grid: Grid) -> tuple[Decimal, bool]:
     """`floor_to(exact(value), step)` and whether it moved the value."""
     line = on_grid(value, grid)
