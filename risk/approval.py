@@ -19,7 +19,8 @@ _KEYED.update(b"order|")
 """BLAKE2b holds the last full block back until more input comes: these bytes after the key's
 block have it hashed here, once per process, rather than in every order's `_digest`."""
 _CLIENT_ID_PREFIX: Final = "agt-"
-_sha256: Final = hashlib.sha256
+_SHA256: Final = hashlib.sha256()
+"""Copied for each id: a new hash object looks its algorithm up in OpenSSL, a copy does not."""
 
 
 class UnapprovedOrderError(Exception):
@@ -29,7 +30,9 @@ class UnapprovedOrderError(Exception):
 def client_order_id(decision_id: str, leg: str = "entry") -> str:
     """Deterministic per decision and leg, so a resubmission after a crash is recognisable.
     The first 14 bytes of the SHA-256 in hex: the 28 hex digits Binance's 36 allow."""
-    return _CLIENT_ID_PREFIX + _sha256(f"{decision_id}|{leg}".encode()).digest()[:14].hex()
+    digest = _SHA256.copy()
+    digest.update(f"{decision_id}|{leg}".encode())
+    return _CLIENT_ID_PREFIX + digest.hexdigest()[:28]
 
 
 _SEALED: Final = tuple(name for name in ApprovedOrder.model_fields if name != "seal")
