@@ -24,9 +24,13 @@ def snap(quantity: float) -> float:
     have no dust: when x is already the nearest float to a decimal n / 1e10 (n an integer,
     1e10 exact, the division correctly rounded), that decimal is x's rounding to 10 places
     and round() would return x itself, so x is returned as it is (a property test holds the
-    two equal, bit for bit)."""
-    if -_SHORT_BELOW < quantity < _SHORT_BELOW and round(quantity * 1e10) / 1e10 == quantity:
-        return quantity
+    two equal, bit for bit). Any integer n proves it, so n is x * 1e10 to the nearest, ties
+    away from zero, by `int()`: compiled, a plain C conversion, where `round()` is a call."""
+    if -_SHORT_BELOW < quantity < _SHORT_BELOW:
+        scaled = quantity * 1e10
+        n = int(scaled + 0.5) if scaled >= 0.0 else -int(0.5 - scaled)
+        if n / 1e10 == quantity:
+            return quantity
     return round(quantity, 10)
 
 

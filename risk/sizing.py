@@ -121,14 +121,16 @@ def on_grid(value: float, grid: Grid) -> Decimal | None:
     line's correctly rounded float, and an equal float is the line's nearest; a line of at
     most 15 significant digits is then the float's shortest round-trip decimal, as no other
     decimal that short rounds to the same float. This skips the float's decimal text (a held
-    position, a round price: the common exit)."""
+    position, a round price: the common exit). Any whole number of steps the equality holds
+    for is the line, so the nearest is taken by `int()` (ties up): compiled, a C conversion,
+    where `round()` is a call."""
     step_f = grid.step_f
     if not (step_f > 0.0 and value >= _NORMAL):
         return None
     ratio = value / step_f
     if not ratio < _GRID_SPAN:
         return None
-    steps = round(ratio)
+    steps = int(ratio + 0.5)
     units = grid.units * steps
     if not (units < _SHORT and units / grid.scale == value):
         return None

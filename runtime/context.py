@@ -184,12 +184,14 @@ class Context:
         direction: int,
         rationale: str,
     ) -> TradeSignal:
-        price = self.close
         stop = take = None
-        if self.stop_loss_pct is not None:
-            stop = price * (1 - direction * self.stop_loss_pct)
-        if self.take_profit_pct is not None:
-            take = price * (1 + direction * self.take_profit_pct)
+        loss, profit = self.stop_loss_pct, self.take_profit_pct
+        if loss is not None or profit is not None:  # only these read the close
+            price = self.close
+            if loss is not None:
+                stop = price * (1 - direction * loss)
+            if profit is not None:
+                take = price * (1 + direction * profit)
         return _made(
             {
                 "decision_id": self._decision_id(what),
