@@ -74,8 +74,9 @@ def _text(price: object) -> str:
 
 _last_sealed: tuple[str, tuple[object, ...]] = ("", (object(),) * len(_SEALED))  # none yet
 """The last order's seal and the field objects it sealed: a runner hands the order it was
-just given straight to its venue, and an order that holds those very objects needs no second
-digest, as the digest of those objects is the seal. Anything else is checked by its digest."""
+just given straight to its venue, and an order that holds that very seal string and those very
+objects needs no second digest (nor a comparison), as the digest of those objects is that seal.
+Anything else is checked by its digest."""
 
 
 class _Mint:
@@ -173,8 +174,8 @@ def verify_approved(order: object) -> ApprovedOrder:
     fields = order.__dict__
     values = _pick_sealed(fields)
     seal, sealed = _last_sealed
-    if _same_objects(sealed, values) and hmac.compare_digest(order.seal, seal):
-        return order  # the objects the gate sealed, unchanged: their digest is the seal
+    if fields.get("seal") is seal and _same_objects(sealed, values):
+        return order  # the very seal and objects the gate sealed: their digest is the seal
     if not hmac.compare_digest(order.seal, _digest(values)):
         raise UnapprovedOrderError(
             f"order {order.client_order_id} was not approved by the risk gate or was altered"
