@@ -125,6 +125,11 @@ def _positive(value: float) -> bool:
     return 0.0 < value < _INF  # False for NaN too
 
 
+def _finite(value: float) -> bool:
+    """`math.isfinite`: compiled, that is a lookup on the module and a call."""
+    return -_INF < value < _INF
+
+
 def _clean(fields: dict[str, Any]) -> bool:
     """True exactly when `_signal_problems` finds nothing: the common case, told apart with
     plain comparisons before any message is written (a property test holds the two together).
@@ -217,7 +222,7 @@ def assess_facts(
             return _vetoed(halts)
     position = portfolio.positions.get(symbol)
     held = position.quantity if position is not None else 0.0
-    if not math.isfinite(held):
+    if not _finite(held):
         return _veto(_CODE.INVALID_PORTFOLIO, f"held quantity {held} is not a number")
     if action is _CLOSE:
         if held == 0:
@@ -394,7 +399,7 @@ def _entry(
 ) -> Verdict:
     """A buy that opens or adds to a long: every entry rule applies, then sizing and caps."""
     equity, cash, last = portfolio.equity, portfolio.cash, market.last_price
-    if not (_positive(equity) and math.isfinite(cash)):
+    if not (_positive(equity) and _finite(cash)):
         return _veto(
             _CODE.INVALID_PORTFOLIO, f"equity {equity} / cash {cash} are not usable numbers"
         )

@@ -29,6 +29,7 @@ _SHORT: Final = 1e15
 """Decimals of at most 15 significant digits that differ never round to the same float."""
 _EXACT_SCALE: Final = 10**22  # the largest power of ten a float holds exactly
 _NORMAL: Final = sys.float_info.min  # below it floats thin out and the digit argument fails
+_INF: Final = math.inf
 
 
 class Cap(NamedTuple):
@@ -219,7 +220,7 @@ def gross_exposure(
     for name, position in positions.items():
         mark = last_price if name == symbol else position.avg_price
         value = abs(position.quantity) * mark
-        if not (math.isfinite(value) and value >= 0):
+        if not 0.0 <= value < _INF:  # finite, without math.isfinite's call
             return None
         total += value
     return total

@@ -24,7 +24,7 @@ def account_facts(
     equity = ledger.equity(marks)
     fields = risk.__dict__  # read once: a model's attribute read is slower than a dict's
     top, start = fields["peak_equity"], fields["day_start_equity"]
-    peak = equity if top is None else max(top, equity)
+    peak = equity if top is None or equity > top else top  # max(top, equity), without a call
     day_start = equity if start is None else start
     cash = ledger.cash
     if not pending:  # the usual at a decision: every order filled at its open
