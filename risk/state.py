@@ -278,11 +278,11 @@ def on_trade_closed(state: RiskState, pnl: float, now_ms: int) -> RiskState:
     """Count losing trades in a row for the cooldown; any non-losing trade ends the streak."""
     if not _finite(pnl):
         return state
+    fields = state.__dict__
+    streak = fields["losing_streak"]
     if pnl < 0:
-        return _changed(
-            state.__dict__, {"losing_streak": state.losing_streak + 1, "last_loss_ms": now_ms}
-        )
-    return _changed(state.__dict__, {"losing_streak": 0})
+        return _changed(fields, {"losing_streak": streak + 1, "last_loss_ms": now_ms})
+    return _changed(fields, {"losing_streak": 0}) if streak else state  # no streak to end
 
 
 def on_order(state: RiskState, now_ms: int) -> RiskState:
