@@ -475,18 +475,19 @@ class SimulatedExecutor:
                 return True
             quantity = min(quantity, reducible)
         slippage = self.symbol_slippage.get(symbol, self.slippage)
-        capped = slippage.cap(quantity, volume)
-        if capped < quantity:
-            step = self.rules[symbol].floor_qty(Decimal(repr(capped)))
-            quantity = float(step)
+        if type(slippage) is not FixedBps:  # volume never caps a fixed cost: not asked, a call
+            capped = slippage.cap(quantity, volume)
+            if capped < quantity:
+                step = self.rules[symbol].floor_qty(Decimal(repr(capped)))
+                quantity = float(step)
         if quantity <= 0:
             return False
         price = slippage.price(order.side, base, quantity, volume) if slip else base
         if cap is not None:
             price = min(price, cap) if order.side > 0 else max(price, cap)
         fee = self.fees(quantity, price, liquidity)
-        if order.side < 0:
-            fee += sale_fees(self.fees, quantity, price)
+        if order.side < 0:  # a sale's regulatory fees: none under a crypto schedule, not asked
+            fee += 0.0 if type(self.fees) is FeeSchedule else sale_fees(self.fees, quantity, price)
         outran = False
         if slip and order.side > 0 and not order.reduce_only:
             affordable, fee = self._affordable(symbol, quantity, price, fee, liquidity)
