@@ -172,7 +172,6 @@ class Runner:
         only orders can fill; unless a protective exit must go through the gate here, its
         close is left to the caller's `fold_equity` with the quiet closes after it (says
         True), exactly as the equity bookkeeping of this step would have taken it."""
-        now: int = self.market.feed.close_time.item(index)  # item(): no numpy scalar made
         tradable = self.hours is None or self.tradable(index)
         venue = self.venue
         venue.on_bar(index, fills=tradable)
@@ -180,6 +179,7 @@ class Runner:
         if fold_close and not exits:
             self._book_trades()
             return True
+        now: int = self.market.feed.close_time.item(index)  # item(): no numpy scalar made
         self._bookkeeping(index, now)
         for symbol, why in exits:
             self.submit(self._protective(symbol, why, now), index, now)
