@@ -34,6 +34,12 @@ def snap(quantity: float) -> float:
     return round(quantity, 10)
 
 
+def fixed_cost(side: int, base: float, bps: float) -> float:
+    """The taker price `bps` basis points against the order from `base` (side +1 buys, -1
+    sells): FixedBps.price, here where the compiled simulator prices a fill without calling it."""
+    return base * (1.0 + side * bps / 10_000)
+
+
 class ExitReason(StrEnum):
     """Why a position was reduced; reports group trades by these, so never rename one."""
 

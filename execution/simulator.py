@@ -24,7 +24,16 @@ from execution.fills import (
     trail_levels,
 )
 from execution.ledger import Ledger
-from execution.orders import Bracket, ExitReason, Fill, Pending, Rejection, WorkingOrder, snap
+from execution.orders import (
+    Bracket,
+    ExitReason,
+    Fill,
+    Pending,
+    Rejection,
+    WorkingOrder,
+    fixed_cost,
+    snap,
+)
 from execution.rules import rule_breaches
 from execution.slippage import FixedBps, Slippage
 from market.corporate import CorporateActions
@@ -474,20 +483,34 @@ class SimulatedExecutor:
                 )
                 return True
             quantity = min(quantity, reducible)
+        # The usual costs, a fixed slippage and a fee schedule, are priced here, without their
+        # Python calls (several a fill): volume never caps a fixed cost, which is `fixed_cost`,
+        # and a schedule's fee is quantity x price x its rate, with nothing added on sales.
         slippage = self.symbol_slippage.get(symbol, self.slippage)
-        if type(slippage) is not FixedBps:  # volume never caps a fixed cost: not asked, a call
+        fixed = slippage if type(slippage) is FixedBps else None
+        if fixed is None:
             capped = slippage.cap(quantity, volume)
             if capped < quantity:
                 step = self.rules[symbol].floor_qty(Decimal(repr(capped)))
                 quantity = float(step)
         if quantity <= 0:
             return False
-        price = slippage.price(order.side, base, quantity, volume) if slip else base
+        price = base
+        if slip:
+            if fixed is not None:
+                price = fixed_cost(order.side, base, fixed.bps)
+            else:
+                price = slippage.price(order.side, base, quantity, volume)
         if cap is not None:
             price = min(price, cap) if order.side > 0 else max(price, cap)
-        fee = self.fees(quantity, price, liquidity)
-        if order.side < 0:  # a sale's regulatory fees: none under a crypto schedule, not asked
-            fee += 0.0 if type(self.fees) is FeeSchedule else sale_fees(self.fees, quantity, price)
+        fees = self.fees
+        if type(fees) is FeeSchedule:
+            fee, sale = quantity * price * (fees.maker if liquidity is _MAKER else fees.taker), 0.0
+        else:
+            fee = fees(quantity, price, liquidity)
+            sale = sale_fees(fees, quantity, price) if order.side < 0 else 0.0
+        if order.side < 0:
+            fee += sale
         outran = False
         if slip and order.side > 0 and not order.reduce_only:
             affordable, fee = self._affordable(symbol, quantity, price, fee, liquidity)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from execution.orders import fixed_cost
+
 if TYPE_CHECKING:
     from market.orderbook import FillEstimate, Side
 
@@ -33,7 +35,7 @@ class FixedBps(BaseModel):
         return quantity
 
     def price(self, side: int, base: float, quantity: float, bar_volume: float) -> float:
-        return base * (1.0 + side * self.bps / 10_000)
+        return fixed_cost(side, base, self.bps)
 
 
 class VolumeParticipation(BaseModel):
