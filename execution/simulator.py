@@ -34,7 +34,7 @@ from execution.orders import (
     fixed_cost,
     snap,
 )
-from execution.rules import rule_breaches
+from execution.rules import rule_breaches, within_notional
 from execution.slippage import FixedBps, Slippage
 from market.corporate import CorporateActions
 from market.models import SymbolRules
@@ -201,13 +201,14 @@ class SimulatedExecutor:
             fields["stop_loss"],
             fields["take_profit"],
         )
-        if kind is _MARKET_ORDER:
-            reference = exact_on(open_, filters_of(rules).tick)
-        else:
-            reference = stop if kind is _STOP_ORDER else limit
-        breaches = rule_breaches(
-            rules, fields["quantity"], reference, priced=(limit, stop, loss, profit)
-        )
+        quantity = fields["quantity"]
+        quantity_f = float(quantity)
+        reference: Decimal | None = stop if kind is _STOP_ORDER else limit
+        if kind is _MARKET_ORDER:  # at the open, exact only where near a notional filter
+            filters = filters_of(rules)
+            clear = within_notional(filters, quantity_f, open_)
+            reference = None if clear else exact_on(open_, filters.tick)
+        breaches = rule_breaches(rules, quantity, reference, priced=(limit, stop, loss, profit))
         if breaches:
             return self._reject(
                 fields["client_order_id"],
@@ -222,7 +223,7 @@ class SimulatedExecutor:
             symbol,
             1 if fields["side"] is _BUY else -1,
             kind,
-            float(fields["quantity"]),
+            quantity_f,
             None if limit is None else float(limit),
             None if stop is None else float(stop),
             None if loss is None else float(loss),

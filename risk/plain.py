@@ -66,6 +66,7 @@ class Filters(Plain):
         super().__init__(rules)
         self.tick = Grid(rules.tick_size)
         self.step = Grid(rules.step_size)
+        self.min_notional_f = float(rules.min_notional)
         self.max_notional_f = None if rules.max_notional is None else float(rules.max_notional)
         self.max_qty_cap = Cap(
             ReasonCode.MAX_QTY,

@@ -21,8 +21,11 @@ from execution import ledger, orders
 from execution.fees import Liquidity
 from execution.ledger import Ledger
 from execution.orders import ExitReason, Fill, Pending, snap
+from execution.rules import rule_breaches, within_notional
 from market.sample import load_sample, sample_rules
-from risk.models import MarketView, PortfolioView, SignalAction
+from risk.gate import filters_of
+from risk.models import MarketView, PortfolioView, ReasonCode, SignalAction
+from risk.sizing import exact
 from risk.state import RiskState
 from risk.views import market_facts, portfolio_facts
 from runtime.market import Market
@@ -167,3 +170,22 @@ def test_snap_is_round_to_ten_places_bit_for_bit(quantity: float) -> None:
     infinities, subnormals, -0.0), grid quantities and their dusty sums."""
     expected = struct.pack("<d", round(quantity, 10))
     assert struct.pack("<d", snap(quantity)) == expected
+
+
+@given(
+    steps=st.integers(min_value=1, max_value=10**9),
+    near=st.sampled_from([5.0, 9_000_000.0]),
+    off=st.floats(min_value=-1e-6, max_value=1e-6) | st.floats(min_value=-0.5, max_value=2.0),
+)
+def test_a_notional_the_venue_clears_by_its_floats_breaks_no_notional_filter(
+    steps: int, near: float, off: float
+) -> None:
+    """The venue checks a market order's notional at the open without the open's exact decimal
+    where the float notional is far inside minNotional and maxNotional: there the exact check
+    must find no notional breach, however near a filter (5 and 9M for BTCUSDT) the order is."""
+    rules = sample_rules()["BTCUSDT"]
+    quantity = steps * rules.step_size
+    price = near * (1 + off) / float(quantity)
+    if within_notional(filters_of(rules), float(quantity), price):
+        codes = {code for code, _ in rule_breaches(rules, quantity, exact(price))}
+        assert not codes & {ReasonCode.MIN_NOTIONAL, ReasonCode.MAX_ORDER_NOTIONAL}
