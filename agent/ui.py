@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,9 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-# Gradio reports usage to its makers unless told not to; a trading desk keeps quiet.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import agent.gradio_env  # noqa: F401  (before Gradio: it prepares Gradio's loading)
 
+# isort: split
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go

@@ -109,9 +109,10 @@ def _backtest_args(args: argparse.Namespace) -> list[str]:
 
 def _mount_ui(app: FastAPI, args: argparse.Namespace, settings: Settings, store: Store) -> None:
     options = ui_launch_options(args, settings, store)
-    import gradio as gr
-
     from agent.ui import build_app  # gradio and the graph: only once serving is allowed
+
+    # isort: split
+    import gradio as gr  # after agent.ui, which prepares Gradio's loading
 
     gr.mount_gradio_app(app, build_app(settings, store, notify=notify), path="/ui", **options)
 

@@ -13,7 +13,10 @@ store without the exchanges' HTTP clients. Read from Python's own import log."""
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -201,3 +204,30 @@ def test_a_testnet_chat_without_live_bars_is_refused_before_the_ui_stack(cli) ->
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].endswith("nothing was sent")
     assert _imported(result.stderr) & AGENT_AND_UI == set()
+
+
+STUB_READS = """
+import os, sys
+read = []
+def audit(event, args):
+    if event == "open" and args[1] == "r":  # text reads; the import system reads bytes
+        read.append(str(args[0]))
+sys.addaudithook(audit)
+import agent.ui, gradio
+root = os.path.dirname(gradio.__file__)
+print([p for p in read if p.startswith(root) and p.endswith((".py", ".pyi"))])
+print(os.environ["GRADIO_ANALYTICS_ENABLED"])
+"""
+
+
+@pytest.mark.slow
+def test_the_chat_loads_gradio_without_rewriting_its_type_stubs() -> None:
+    """Gradio's import reads every component's source and rewrites the `.pyi` stub beside it (an
+    editor's aid): about 2 s of CPU at every start of agent-ui or agent-server's /ui. The chat
+    loads Gradio without that step, and still tells it to send no usage reports."""
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"}
+    done = subprocess.run(
+        [sys.executable, "-c", STUB_READS], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "False"]
