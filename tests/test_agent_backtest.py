@@ -197,6 +197,7 @@ def test_a_risk_halt_is_on_record_in_the_report(cli, tmp_path: Path, strategy: t
         assert report["agent"]["risk"]["halted"] == {"DAILY_LOSS": len(skipped)}
 
 
+@pytest.mark.slow
 def test_on_hourly_bars_the_agent_is_said_to_decide_hourly_as_it_does(cli, tmp_path: Path) -> None:
     """A decision waits for a bar's close: the setting's 15 min falls hourly on 1h bars, and
     the notice, the report's head and its JSON say the hour, as the decision log shows."""
@@ -213,6 +214,7 @@ def test_on_hourly_bars_the_agent_is_said_to_decide_hourly_as_it_does(cli, tmp_p
     assert agent["decide_every_min"] == 60
 
 
+@pytest.mark.slow
 def test_a_window_with_no_decision_bar_is_refused_for_what_it_lacks(cli) -> None:
     """Ten warmed-up bars, 12:05 to 12:15, with no 15-minute close but the last: the refusal
     blamed "the warm-up of 0 bars plus one --decide-every", a flag never given, and set bars

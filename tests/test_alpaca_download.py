@@ -46,6 +46,7 @@ def test_agent_data_downloads_alpaca_bars_page_by_page_into_the_store(cli) -> No
     assert any("alpaca" in row and "AAPL" in row and "2022-03-09" in row for row in listed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

@@ -221,6 +221,7 @@ def test_a_resampled_interval_warms_up_on_the_minutes_before_its_window(
     assert "warm-up: 288 bars before the window, from 2025-10-29 04:25 UTC" in notes, notes
 
 
+@pytest.mark.slow
 def test_html_replaces_a_stale_plotly_beside_it_and_help_says_it_is_written(
     cli, tmp_path: Path
 ) -> None:

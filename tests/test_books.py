@@ -323,6 +323,7 @@ PRICES = st.lists(st.integers(1, 400), min_size=1, max_size=12, unique=True)
 QTYS = st.lists(st.sampled_from([0.001, 0.01, 0.3, 1.0, 2.5]), min_size=12, max_size=12)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(PRICES, PRICES, QTYS, st.floats(0.0001, 20), st.floats(0.0001, 20))
 def test_book_walk_never_beats_the_mid_and_never_improves_with_size(

@@ -128,6 +128,7 @@ def test_with_the_host_declared_the_estimate_report_and_budget_agree(
     assert budget - 8 * per_call < cut["llm"]["cost_usd"] <= budget
 
 
+@pytest.mark.slow
 @UI_GROUP
 def test_the_ui_asks_an_unpriced_paid_model_for_a_call_or_token_budget(tmp_path: Path) -> None:
     """A USD budget cannot cap a model whose cost is n/a, so the UI's agent backtest asks for

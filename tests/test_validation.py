@@ -80,6 +80,7 @@ def test_time_going_backwards_is_reported() -> None:
     assert report.non_increasing.count == 1
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -188,6 +189,7 @@ def feed_bars(draw: st.DrawFn) -> list[float]:
     return values
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(feed_bars())
 def test_a_feed_refuses_a_bar_exactly_when_the_store_would_refuse_its_row(values) -> None:
