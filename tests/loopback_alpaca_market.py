@@ -1,6 +1,7 @@
 """A stock market on 127.0.0.1 that speaks Alpaca's v2 API: a real bar file (the EA 15-minute
 Yahoo bars) served as Alpaca bars, a clock that moves one bar forward each time it is asked (so
-a polling loop meets a new closed bar on every poll, without waiting), and a paper-trading
+a polling loop meets a new closed bar on every poll, without waiting; a stretch without bars
+passes in one question), and a paper-trading
 account that takes orders under their client_order_id, fills a market order at the next bar's
 open in regular hours, and holds one sent while the market is closed until the next open, as
 Alpaca does with a DAY order. Faults script a lost reply and an order-status outage."""
@@ -78,7 +79,12 @@ class AlpacaMarket(LoopbackServer):
     # -- market data -------------------------------------------------------------------------
 
     def clock(self) -> dict[str, Any]:
+        """A bar on; a night or a weekend without bars passes in one question (to the next
+        bar's open, still closed), as a poller waits it out in one sleep."""
+        upcoming = self.closed()  # the next bar to close
         self.now += self.step
+        if upcoming < len(self.opens) and self.now < self.opens[upcoming]:
+            self.now = self.opens[upcoming]
         for order in self.orders.values():  # the open fills what waited for it
             self.fill(order)
         local = self.now.tz_convert(NY)
