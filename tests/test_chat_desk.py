@@ -28,6 +28,7 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 from gradio_client import Client
+from loopback_ui import ui_client
 
 from agent.alerts import AlertWatch
 from agent.loop_state import halt_account, kill_switch_path
@@ -79,7 +80,7 @@ class AgentUI:
         while RUNNING not in self.log.read_text():
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
             time.sleep(0.1)
-        return Client(f"http://127.0.0.1:{port}/", verbose=False)
+        return ui_client(f"http://127.0.0.1:{port}/")
 
     def __exit__(self, *_: object) -> None:
         stop(self.proc)

@@ -19,7 +19,7 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 from conftest import UI_GROUP
-from gradio_client import Client
+from loopback_ui import ui_client
 
 from agent.loop_state import clear_account, kill_switch_path
 from agent.offline import OfflineModel
@@ -131,7 +131,7 @@ def test_banner_names_the_model_the_sample_its_clock_and_the_paper_account(ui: R
 def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> None:
     from agent.ui import CLASSIC
 
-    client = Client(ui.url, verbose=False)
+    client = ui_client(ui.url)
     history, _box, thread, *_ = client.predict("analyse ETH", [], "api-thread", api_name="/chat")
     assert thread == "api-thread"
     steps = [
@@ -174,7 +174,7 @@ def test_api_chat_shows_tool_steps_and_backtest_returns_metrics(ui: Running) -> 
 def test_api_agent_backtest_returns_metrics_and_the_decision_log(ui: Running) -> None:
     from agent.ui import AGENT
 
-    client = Client(ui.url, verbose=False)
+    client = ui_client(ui.url)
     status, metrics, _plot, _trades, json_file, _html, log = client.predict(
         "sma_cross", "BTCUSDT", 1, "", "all", AGENT, 30, api_name="/backtest"
     )
@@ -283,7 +283,7 @@ def test_browser_buy_approve_and_record(ui: Running) -> None:
 
 @pytest.mark.vcr
 def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
-    client = Client(ui.url, verbose=False)
+    client = ui_client(ui.url)
     account, _chat, loop, _plot, loop_decisions, ledger, _decisions, fills = client.predict(
         ui.loop_account, api_name="/trading"
     )
@@ -306,7 +306,7 @@ def test_trading_tab_shows_the_loop_account(ui: Running) -> None:
 
 @pytest.mark.vcr
 def test_kill_switch_halts_and_the_next_order_is_vetoed(ui: Running) -> None:
-    client = Client(ui.url, verbose=False)
+    client = ui_client(ui.url)
     try:
         _account, state, loop, *_ = client.predict(ui.loop_account, api_name="/kill_switch")
         assert "trading state: **HALTED**" in state and "KILL_SWITCH" in state
@@ -331,7 +331,7 @@ def _resume_all(ui: Running) -> None:
 def test_clearing_a_halt_needs_a_confirmation_and_is_recorded(ui: Running) -> None:
     from agent.ui import RISK_SCOPE
 
-    client = Client(ui.url, verbose=False)
+    client = ui_client(ui.url)
     try:
         client.predict(ui.loop_account, api_name="/kill_switch")
         args = (ui.loop_account, "the chat desk", "the halt and kill switch", "checked")
