@@ -37,16 +37,17 @@ class _NoStubWriting(importlib.abc.MetaPathFinder):
             return None
         sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
-        if spec is None or spec.loader is None:
+        loader = None if spec is None else spec.loader
+        load = getattr(loader, "exec_module", None)
+        if load is None:  # not found here, or an unusual loader: imported as Python would
             return spec
-        load = spec.loader.exec_module
 
         def exec_module(module: ModuleType) -> None:
             load(module)
             if hasattr(module, _STUB_WRITER):
                 setattr(module, _STUB_WRITER, _write_no_stub)
 
-        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        loader.exec_module = exec_module  # type: ignore[union-attr]
         return spec
 
 
