@@ -12,9 +12,10 @@ Prints, for a one-day BTCUSDT run deciding every 15 min, each figure beside its 
   - the warm rerun (every answer cached, zero requests), process start included (target <= 1 s);
   - the peak RSS of each child process (os.wait4, KiB on Linux, shown in MiB).
 Each figure is the median of --repeats runs, wall and CPU (user + system) time: the CPU time
-moves less when something else shares the machine, and the load average is printed beside each
-section. --against DIR runs a second source tree (e.g. `git archive main | tar -x -C DIR`) in
-alternating pairs with this one, so both see the same load. No assertions.
+moves less when something else shares the machine. The load average is printed beside each
+section and the host's speed (host.py) at the end. --against DIR runs a second source tree
+(e.g. `git archive main | tar -x -C DIR`) in alternating pairs with this one, so both see the
+same load. No assertions.
 
 Run: .venv/bin/python benchmarks/bench_agent_backtest.py [--concurrency 8] [--against DIR]"""
 
@@ -39,6 +40,7 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
 from flags import count  # noqa: E402
+from host import HostProbe  # noqa: E402
 from loopback_openai import LoopbackOpenAI, Scripted  # noqa: E402
 from scripted_model import ScriptedModel, buy_an_uptrend  # noqa: E402
 
@@ -359,14 +361,20 @@ def main() -> None:
     for code in codes:
         code.compile()
     root = Path(tempfile.mkdtemp(prefix="bench-agent-backtest-"))
+    host = HostProbe()
     try:
+        host.sample()
         bench_start(opts.repeats, codes)
+        host.sample()
         bench_offline(root, common, opts.repeats, codes)
+        host.sample()
         if not opts.skip_llm:
             for concurrency in (int(c) for c in opts.concurrency.split(",")):
                 bench_llm(root, concurrency, opts.delay_ms / 1000, common, opts.repeats, codes)
+                host.sample()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    print(host.summary())
 
 
 if __name__ == "__main__":

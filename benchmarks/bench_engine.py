@@ -6,6 +6,8 @@ At each size (20k, 200k, 1M bars) every side runs once to warm up, then the side
 --pairs times, so a busy machine slows both alike; min, median and max are printed with the
 ratio of medians. vectorbt runs in its own environment (benchmarks/.venv-peer, created on the
 first --vectorbt run; never a project dependency) as a child that times each run itself.
+The host's speed (host.py) is sampled before each round and at the end: a ratio whose rounds
+fell in different phases of a host that changed speed mid-run is not a quiet figure.
 
 Run: python benchmarks/bench_engine.py [--sizes 20000,200000,1000000] [--pairs 5] [--vectorbt]
      [--fast 20 --slow 60] [--sweep-rows 100000 (0: none)] [--sweep-rounds 3]
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 import peer_backtesting
 from flags import bar_counts, count
+from host import HostProbe
 from tiling import tiled_sample
 
 from backtest.config import BacktestConfig
@@ -199,8 +202,9 @@ def _spread(times: list[float]) -> str:
     return f"min {min(times):.3f} / median {statistics.median(times):.3f} / max {max(times):.3f} s"
 
 
-def compare_at(rows: int, args: argparse.Namespace, scratch: Path) -> None:
-    """Warm-up, then alternating pairs: ours, backtesting.py, vectorbt, ours, ..."""
+def compare_at(rows: int, args: argparse.Namespace, scratch: Path, host: HostProbe) -> None:
+    """Warm-up, then alternating pairs: ours, backtesting.py, vectorbt, ours, ..., the host
+    probed before each round."""
     frame = tiled_sample("BTCUSDT", rows)
     sides: dict[str, Callable[[], tuple[float, object, float]]] = {
         "ours": lambda: ours(frame, args.fast, args.slow),
@@ -212,6 +216,7 @@ def compare_at(rows: int, args: argparse.Namespace, scratch: Path) -> None:
     times: dict[str, list[float]] = {name: [] for name in sides}
     results = {name: run()[1:] for name, run in sides.items()}  # the warm-up run
     for _ in range(args.pairs):
+        host.sample()
         for name, run in sides.items():
             times[name].append(run()[0])
     if peer is not None:
@@ -267,10 +272,13 @@ def main() -> None:
             f"--sweep-rows must be 0 (no sweep) or a number of bars, got {args.sweep_rows}"
         )
     print(f"engine: {BUILD}")
+    host = HostProbe()
     with tempfile.TemporaryDirectory() as scratch:
         for rows in args.sizes:
-            compare_at(rows, args, Path(scratch))
+            compare_at(rows, args, Path(scratch), host)
+        host.sample()
     print(f"peak RSS of the whole run: {peak_rss_mb():.0f} MB")
+    print(host.summary())
     if args.sweep_rows:
         sweep(args.sweep_rows, args.sweep_rounds)
 

@@ -1,5 +1,6 @@
 """Risk gate latency: `assess` on 100,000 random signals, median and p99 in microseconds, for
-all of them and for approvals and vetoes apart, with the machine's load beside them.
+all of them and for approvals and vetoes apart, with the machine's load and speed (host.py)
+beside them.
 Run: python benchmarks/bench_risk.py [--signals 100000] [--seed 7]
 Before/after on a busy machine: python benchmarks/bench_risk.py --against ../other-checkout
 runs that checkout's gate and this one's alternately, in fresh processes, --rounds times."""
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from flags import count
+from host import HostProbe
 
 from core.engine_build import BUILD
 from market.sample import sample_rules
@@ -118,6 +120,8 @@ def main() -> None:
     states = [RiskState(), RiskState(recent_orders_ms=(NOW - 90_000, NOW - 30_000))]
 
     gc.freeze()  # the 100,000 prepared signals are setup, not garbage the gate made
+    host = HostProbe()
+    host.sample()
     for signal in signals[:2_000]:  # warm up caches and the allocator
         assess(signal, portfolios[0], market, NOW, limits, states[0])
     timings: dict[str, list[int]] = {"approved": [], "vetoed": []}
@@ -128,10 +132,12 @@ def main() -> None:
         verdict = assess(signal, portfolio, market, NOW, limits, state)
         took = clock() - start
         timings["approved" if isinstance(verdict, Approved) else "vetoed"].append(took)
+    host.sample()
     every = timings["approved"] + timings["vetoed"]
     print(f"risk gate latency over {len(every):,} random signals: {_figures(every)}")
     for kind, values in timings.items():
         print(f"  {kind} ({len(values):,}): {_figures(values)}")
+    print(host.summary())
 
 
 def _alternate(args: argparse.Namespace) -> None:
